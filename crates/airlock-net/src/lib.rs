@@ -1,0 +1,2 @@
+//! airlock egress: HTTP proxy, DNS filter, credential injector
+#![forbid(unsafe_code)]

@@ -1,0 +1,564 @@
+//! The TOML policy model (`../shared/DESIGN.md`, "Command-line contract") and its layering:
+//! built-in defaults < `~/.config/airlock/config.toml` < `--policy` files < flags.
+//!
+//! Lists add up across layers; scalars are overridden by later layers. A layer that is not trusted
+//! (a policy file inside the workspace the agent can write) may only narrow: anything that would
+//! widen the policy is a load error naming the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::size::parse_size;
+
+/// Errors raised while loading or merging policy.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("invalid policy file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid policy file {path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error(
+        "policy file {path} is inside the workspace and widens the policy ({key}); \
+         a file the agent can write may only narrow it: move it out of the workspace or \
+         pass --trust-policy {path} if you wrote it"
+    )]
+    Widening { path: PathBuf, key: String },
+}
+
+/// `[network]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Host names (`example.com`) or patterns (`*.example.com`, subdomains only) allowed.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Names or patterns refused even when allowed.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Addresses or CIDRs a name may resolve to despite the private-range rule.
+    #[serde(default)]
+    pub allow_private: Vec<String>,
+    /// Static name -> address overrides.
+    #[serde(default)]
+    pub resolve: BTreeMap<String, String>,
+    /// Per-host port lists; a host not named here may use 80 and 443.
+    #[serde(default)]
+    pub ports: BTreeMap<String, Vec<u16>>,
+    /// Refuse DNS queries with long random-looking labels under an allowed wildcard
+    /// (they are always flagged in the audit log).
+    #[serde(default)]
+    pub refuse_random_labels: Option<bool>,
+}
+
+/// One `[[credentials]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    pub name: String,
+    /// Host environment variable holding the real value.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// File holding the real value (`~` expands to the invoking user's home).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// The only hosts the real value is ever sent to.
+    pub hosts: Vec<String>,
+}
+
+/// `[filesystem]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesystemConfig {
+    /// Paths hidden inside the sandbox, in addition to the built-in list.
+    #[serde(default)]
+    pub hide: Vec<String>,
+    /// Extra host paths bound read-only.
+    #[serde(default)]
+    pub read_only: Vec<String>,
+    /// Extra host paths bound read-write.
+    #[serde(default)]
+    pub read_write: Vec<String>,
+}
+
+/// `[env]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvConfig {
+    /// Variables passed through from the host, in addition to the built-in list.
+    #[serde(default)]
+    pub pass: Vec<String>,
+    /// Variables set to fixed values.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Memory for the whole sandbox, e.g. `4G`.
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// Processes and threads in the sandbox.
+    #[serde(default)]
+    pub pids: Option<u64>,
+    /// CPU cores' worth of time, e.g. `2.0`.
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// Size of the sandbox's private /tmp.
+    #[serde(default)]
+    pub tmp_size: Option<String>,
+    /// Size of the sandbox's private home directory.
+    #[serde(default)]
+    pub home_size: Option<String>,
+}
+
+/// One policy file as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub network: NetworkConfig,
+    #[serde(default)]
+    pub credentials: Vec<CredentialConfig>,
+    #[serde(default)]
+    pub filesystem: FilesystemConfig,
+    #[serde(default)]
+    pub env: EnvConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Command-gate rules; parsed and validated by `airlock-gate`.
+    #[serde(default)]
+    pub commands: Option<toml::Table>,
+}
+
+impl ConfigFile {
+    /// Parses a policy file's text; `path` is only used in error messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, PolicyError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| PolicyError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        file.validate(path)?;
+        Ok(file)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), PolicyError> {
+        let invalid = |key: &str, message: String| PolicyError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            message,
+        };
+        if let Some(m) = &self.limits.memory {
+            parse_size(m).map_err(|e| invalid("limits.memory", e))?;
+        }
+        for (key, v) in [
+            ("limits.tmp_size", &self.limits.tmp_size),
+            ("limits.home_size", &self.limits.home_size),
+        ] {
+            if let Some(v) = v {
+                parse_size(v).map_err(|e| invalid(key, e))?;
+            }
+        }
+        if let Some(c) = self.limits.cpus {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(invalid(
+                    "limits.cpus",
+                    format!("{c} is not a positive number"),
+                ));
+            }
+        }
+        if self.limits.pids == Some(0) {
+            return Err(invalid("limits.pids", "must be at least 1".into()));
+        }
+        for (i, c) in self.credentials.iter().enumerate() {
+            let key = format!("credentials[{i}] ({})", c.name);
+            if c.env.is_some() == c.file.is_some() {
+                return Err(invalid(&key, "set exactly one of `env` or `file`".into()));
+            }
+            if c.hosts.is_empty() {
+                return Err(invalid(
+                    &key,
+                    "`hosts` is empty: name the hosts this credential may be sent to".into(),
+                ));
+            }
+        }
+        for name in self.env.pass.iter().chain(self.env.set.keys()) {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(invalid("env", format!("'{name}' is not a variable name")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One layer of configuration with where it came from.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// The file it came from, or a pseudo-path such as `<flags>`.
+    pub source: PathBuf,
+    /// Untrusted layers may only narrow the policy.
+    pub trusted: bool,
+    pub config: ConfigFile,
+}
+
+/// Resolved resource limits.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    pub cpus: Option<f64>,
+    pub tmp_bytes: u64,
+    pub home_bytes: u64,
+}
+
+/// The effective policy after layering.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    pub network: NetworkConfig,
+    pub credentials: Vec<CredentialConfig>,
+    /// Built-in hide list plus `[filesystem] hide`.
+    pub hide: Vec<String>,
+    pub read_only: Vec<String>,
+    pub read_write: Vec<String>,
+    /// Built-in pass list plus `[env] pass`; entries ending in `*` are prefixes (`LC_*`).
+    pub env_pass: Vec<String>,
+    pub env_set: BTreeMap<String, String>,
+    pub limits: Limits,
+    /// `[commands]` tables in layer order, with their source.
+    pub commands: Vec<(PathBuf, toml::Table)>,
+}
+
+/// Paths hidden inside the sandbox whatever the configuration says. `~` is the invoking user's home.
+pub const BUILTIN_HIDE: &[&str] = &[
+    "~/.ssh",
+    "~/.aws",
+    "~/.gnupg",
+    "~/.config/gh",
+    "~/.config/gcloud",
+    "~/.azure",
+    "~/.oci",
+    "~/.claude/.credentials.json",
+    "~/.codex/auth.json",
+    "~/.docker",
+    "~/.kube",
+    "~/.netrc",
+    "~/.npmrc",
+    "~/.pypirc",
+    "~/.git-credentials",
+    "~/.config/git/credentials",
+    "~/.cargo/credentials",
+    "~/.cargo/credentials.toml",
+    "~/.password-store",
+    "~/.local/share/keyrings",
+    "~/.vault-token",
+    "~/.terraform.d/credentials.tfrc.json",
+    "~/.config/airlock",
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/ssh/ssh_host_rsa_key",
+    "/etc/ssh/ssh_host_ecdsa_key",
+    "/etc/ssh/ssh_host_ed25519_key",
+    "/etc/ssh/ssh_host_dsa_key",
+    "/etc/ssl/private",
+    "/etc/security/opasswd",
+    "/etc/machine-id",
+];
+
+/// Environment variables passed from the host whatever the configuration says.
+pub const BUILTIN_ENV_PASS: &[&str] = &["TERM", "LANG", "LANGUAGE", "LC_*", "TZ", "COLORTERM"];
+
+/// Default memory limit when none is configured: 8 GiB.
+pub const DEFAULT_MEMORY: u64 = 8 << 30;
+/// Default process limit.
+pub const DEFAULT_PIDS: u64 = 4096;
+/// Default size of the private /tmp.
+pub const DEFAULT_TMP: u64 = 2 << 30;
+/// Default size of the private home.
+pub const DEFAULT_HOME: u64 = 1 << 30;
+
+impl Policy {
+    /// Merges layers, first the lowest. Fails when an untrusted layer tries to widen.
+    pub fn from_layers(layers: &[Layer]) -> Result<Policy, PolicyError> {
+        let mut p = Policy {
+            network: NetworkConfig::default(),
+            credentials: Vec::new(),
+            hide: BUILTIN_HIDE.iter().map(|s| s.to_string()).collect(),
+            read_only: Vec::new(),
+            read_write: Vec::new(),
+            env_pass: BUILTIN_ENV_PASS.iter().map(|s| s.to_string()).collect(),
+            env_set: BTreeMap::new(),
+            limits: Limits {
+                memory_bytes: Some(DEFAULT_MEMORY),
+                pids: Some(DEFAULT_PIDS),
+                cpus: None,
+                tmp_bytes: DEFAULT_TMP,
+                home_bytes: DEFAULT_HOME,
+            },
+            commands: Vec::new(),
+        };
+        for layer in layers {
+            if !layer.trusted {
+                check_narrowing(layer, &p)?;
+            }
+            p.merge(layer)?;
+        }
+        Ok(p)
+    }
+
+    fn merge(&mut self, layer: &Layer) -> Result<(), PolicyError> {
+        let c = &layer.config;
+        extend_unique(&mut self.network.allow, &c.network.allow);
+        extend_unique(&mut self.network.deny, &c.network.deny);
+        extend_unique(&mut self.network.allow_private, &c.network.allow_private);
+        self.network
+            .resolve
+            .extend(c.network.resolve.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.network
+            .ports
+            .extend(c.network.ports.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if c.network.refuse_random_labels.is_some() {
+            self.network.refuse_random_labels = c.network.refuse_random_labels;
+        }
+        for cred in &c.credentials {
+            self.credentials.retain(|x| x.name != cred.name);
+            self.credentials.push(cred.clone());
+        }
+        extend_unique(&mut self.hide, &c.filesystem.hide);
+        extend_unique(&mut self.read_only, &c.filesystem.read_only);
+        extend_unique(&mut self.read_write, &c.filesystem.read_write);
+        extend_unique(&mut self.env_pass, &c.env.pass);
+        self.env_set
+            .extend(c.env.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let size = |key: &str, v: &str| {
+            parse_size(v).map_err(|message| PolicyError::Invalid {
+                path: layer.source.clone(),
+                key: key.to_string(),
+                message,
+            })
+        };
+        if let Some(m) = &c.limits.memory {
+            self.limits.memory_bytes = Some(size("limits.memory", m)?);
+        }
+        if let Some(n) = c.limits.pids {
+            self.limits.pids = Some(n);
+        }
+        if let Some(n) = c.limits.cpus {
+            self.limits.cpus = Some(n);
+        }
+        if let Some(v) = &c.limits.tmp_size {
+            self.limits.tmp_bytes = size("limits.tmp_size", v)?;
+        }
+        if let Some(v) = &c.limits.home_size {
+            self.limits.home_bytes = size("limits.home_size", v)?;
+        }
+        if let Some(t) = &c.commands {
+            self.commands.push((layer.source.clone(), t.clone()));
+        }
+        Ok(())
+    }
+
+    /// Whether the host variable `name` passes into the sandbox.
+    pub fn passes_env(&self, name: &str) -> bool {
+        self.env_pass.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => p == name,
+        })
+    }
+}
+
+fn extend_unique(into: &mut Vec<String>, from: &[String]) {
+    for v in from {
+        if !into.contains(v) {
+            into.push(v.clone());
+        }
+    }
+}
+
+/// An untrusted layer may add denials and hides and lower limits; nothing else.
+fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
+    let c = &layer.config;
+    let widen = |key: &str| {
+        Err(PolicyError::Widening {
+            path: layer.source.clone(),
+            key: key.to_string(),
+        })
+    };
+    let n = &c.network;
+    if !n.allow.is_empty() {
+        return widen("network.allow");
+    }
+    if !n.allow_private.is_empty() {
+        return widen("network.allow_private");
+    }
+    if !n.resolve.is_empty() {
+        return widen("network.resolve");
+    }
+    if !n.ports.is_empty() {
+        return widen("network.ports");
+    }
+    if n.refuse_random_labels == Some(false) {
+        return widen("network.refuse_random_labels");
+    }
+    if !c.credentials.is_empty() {
+        return widen("credentials");
+    }
+    if !c.filesystem.read_only.is_empty() {
+        return widen("filesystem.read_only");
+    }
+    if !c.filesystem.read_write.is_empty() {
+        return widen("filesystem.read_write");
+    }
+    if !c.env.pass.is_empty() {
+        return widen("env.pass");
+    }
+    if !c.env.set.is_empty() {
+        return widen("env.set");
+    }
+    let lim = &current.limits;
+    let raises = |new: Option<u64>, old: Option<u64>| match (new, old) {
+        (Some(n), Some(o)) => n > o,
+        (Some(_), None) => false,
+        (None, _) => false,
+    };
+    let mem = c.limits.memory.as_deref().and_then(|m| parse_size(m).ok());
+    if raises(mem, lim.memory_bytes) {
+        return widen("limits.memory");
+    }
+    if raises(c.limits.pids, lim.pids) {
+        return widen("limits.pids");
+    }
+    if let (Some(n), Some(o)) = (c.limits.cpus, lim.cpus) {
+        if n > o {
+            return widen("limits.cpus");
+        }
+    }
+    let tmp = c.limits.tmp_size.as_deref().and_then(|m| parse_size(m).ok());
+    if raises(tmp, Some(lim.tmp_bytes)) {
+        return widen("limits.tmp_size");
+    }
+    let home = c
+        .limits
+        .home_size
+        .as_deref()
+        .and_then(|m| parse_size(m).ok());
+    if raises(home, Some(lim.home_bytes)) {
+        return widen("limits.home_size");
+    }
+    // [commands] from an untrusted file is handed to the gate, which only accepts rules that
+    // narrow (deny/ask) from such a source.
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(text: &str, trusted: bool) -> Layer {
+        let source = PathBuf::from("/repo/policy.toml");
+        Layer {
+            config: ConfigFile::parse(&source, text).expect("parse"),
+            source,
+            trusted,
+        }
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let text = r#"
+[network]
+allow = ["api.anthropic.com", "*.githubusercontent.com"]
+deny = ["gist.github.com"]
+allow_private = []
+[network.resolve]
+"api.example.test" = "127.0.0.1"
+
+[[credentials]]
+name = "anthropic"
+env = "ANTHROPIC_API_KEY"
+hosts = ["api.anthropic.com"]
+
+[filesystem]
+hide = ["~/.ssh", "~/.aws"]
+read_only = []
+read_write = []
+
+[env]
+pass = ["TERM", "LANG"]
+set = { EDITOR = "vi" }
+
+[limits]
+memory = "4G"
+pids = 1024
+cpus = 2.0
+"#;
+        let p = Policy::from_layers(&[layer(text, true)]).expect("merge");
+        assert_eq!(p.network.allow.len(), 2);
+        assert_eq!(p.network.resolve["api.example.test"], "127.0.0.1");
+        assert_eq!(p.limits.memory_bytes, Some(4 << 30));
+        assert_eq!(p.limits.pids, Some(1024));
+        assert_eq!(p.env_set["EDITOR"], "vi");
+        assert!(p.passes_env("LC_ALL"));
+        assert!(p.passes_env("TERM"));
+        assert!(!p.passes_env("AWS_SECRET_ACCESS_KEY"));
+        assert!(p.hide.iter().any(|h| h == "~/.ssh"));
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let path = PathBuf::from("/x/p.toml");
+        let e = ConfigFile::parse(&path, "[limits]\nmemory = \"lots\"\n").expect_err("bad");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("/x/p.toml") && msg.contains("limits.memory"),
+            "{msg}"
+        );
+        let e = ConfigFile::parse(&path, "[netwrk]\nallow=[]\n").expect_err("typo");
+        assert!(e.to_string().contains("netwrk"), "{e}");
+        let e = ConfigFile::parse(&path, "[[credentials]]\nname='x'\nhosts=['a']\n")
+            .expect_err("no source");
+        assert!(e.to_string().contains("exactly one"), "{e}");
+    }
+
+    #[test]
+    fn untrusted_layer_may_narrow_but_not_widen() {
+        let ok = layer(
+            "[network]\ndeny=['evil.com']\n[limits]\nmemory='1G'\n[filesystem]\nhide=['/opt/secret']\n",
+            false,
+        );
+        let p = Policy::from_layers(&[ok]).expect("narrowing is fine");
+        assert_eq!(p.limits.memory_bytes, Some(1 << 30));
+        for bad in [
+            "[network]\nallow=['evil.com']\n",
+            "[env]\npass=['AWS_SECRET_ACCESS_KEY']\n",
+            "[filesystem]\nread_write=['/']\n",
+            "[limits]\nmemory='100G'\n",
+            "[[credentials]]\nname='x'\nenv='X'\nhosts=['evil.com']\n",
+        ] {
+            let e = Policy::from_layers(&[layer(bad, false)]).expect_err(bad);
+            assert!(matches!(e, PolicyError::Widening { .. }), "{bad}: {e}");
+            assert!(e.to_string().contains("--trust-policy"), "{e}");
+        }
+        // The same file trusted is accepted.
+        Policy::from_layers(&[layer("[network]\nallow=['evil.com']\n", true)]).expect("trusted");
+    }
+
+    #[test]
+    fn lists_add_up_and_later_scalars_win() {
+        let a = layer("[network]\nallow=['a.com']\n[limits]\npids=10\n", true);
+        let b = layer("[network]\nallow=['b.com','a.com']\n[limits]\npids=20\n", true);
+        let p = Policy::from_layers(&[a, b]).expect("merge");
+        assert_eq!(p.network.allow, vec!["a.com", "b.com"]);
+        assert_eq!(p.limits.pids, Some(20));
+    }
+}

@@ -1,0 +1,11 @@
+//! airlock policy: the configuration model, its layering, and the pure rules derived from it
+//! (environment allowlist, hidden paths, limits). No I/O: callers read files and pass text in.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod size;
+
+pub use config::{
+    ConfigFile, CredentialConfig, EnvConfig, FilesystemConfig, Layer, LimitsConfig, NetworkConfig,
+    Policy, PolicyError,
+};

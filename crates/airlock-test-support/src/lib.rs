@@ -1,0 +1,2 @@
+//! airlock test fixtures shared by integration tests
+#![forbid(unsafe_code)]

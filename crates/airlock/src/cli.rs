@@ -1,0 +1,193 @@
+//! Command-line arguments (clap). Only types live here; `commands/` acts on them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run AI coding agents in a sandbox they cannot get out of.
+///
+/// airlock gives the agent a private view of your repository, a network that reaches only
+/// allowlisted hosts, credentials it can use but never read, and a gate in front of its shell.
+#[derive(Debug, Parser)]
+#[command(name = "airlock", version, propagate_version = true, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// Log verbosity (error, warn, info, debug, trace); also AIRLOCK_LOG.
+    #[arg(long, global = true, env = "AIRLOCK_LOG", default_value = "warn")]
+    pub(crate) log: String,
+    /// Print logs as JSON lines.
+    #[arg(long, global = true)]
+    pub(crate) log_json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a command (default: an interactive shell) in a new sandbox.
+    ///
+    /// Examples:
+    ///   airlock run -- cargo test
+    ///   airlock run --allow-domain crates.io --allow-domain '*.crates.io' -- cargo build
+    ///   airlock run --mode bind --memory 2G --pids 256 -- sh -c 'make -j4'
+    ///
+    /// The exit status is the command's; airlock's own failures exit with 125, a command that
+    /// cannot be executed with 126, and a command that is not found with 127.
+    #[command(verbatim_doc_comment)]
+    Run(RunArgs),
+    /// Check what this host supports and what each missing piece costs.
+    Doctor(DoctorArgs),
+    /// Try to break out of the sandbox on this host: the escape battery.
+    Selftest(SelftestArgs),
+    /// Agent hooks (the command gate).
+    #[command(subcommand)]
+    Hook(HookCommand),
+    /// Inspect the command policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Internal: the sandbox's init stage. Not for direct use.
+    #[command(name = "__sandbox-init", hide = true)]
+    SandboxInit,
+    /// Internal: one escape probe run inside the sandbox by `selftest`. Not for direct use.
+    #[command(name = "__probe", hide = true)]
+    Probe {
+        /// Probe name.
+        name: String,
+        /// Probe arguments.
+        args: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Mode {
+    /// Overlay the workspace: writes go to a per-session layer (not yet available; use bind).
+    Overlay,
+    /// A git worktree per session (not yet available; use bind).
+    Worktree,
+    /// The workspace directory itself, read-write.
+    Bind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Backend {
+    /// Namespaces, seccomp, Landlock and cgroups on this kernel; no daemon.
+    Native,
+    Docker,
+    Podman,
+    Fly,
+    K8s,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Agent {
+    Claude,
+    Codex,
+    Gemini,
+    Shell,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The directory the agent works in (default: the current directory).
+    #[arg(long, short = 'w', value_name = "DIR")]
+    pub(crate) workspace: Option<PathBuf>,
+    /// How the workspace is presented to the sandbox.
+    #[arg(long, value_enum, default_value = "bind")]
+    pub(crate) mode: Mode,
+    /// Policy file(s) to layer over ~/.config/airlock/config.toml, in order.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub(crate) policies: Vec<PathBuf>,
+    /// Accept a policy file inside the workspace even where it widens the policy.
+    #[arg(long = "trust-policy", value_name = "FILE")]
+    pub(crate) trust_policies: Vec<PathBuf>,
+    /// Allow egress to a host name or `*.suffix` pattern (repeatable).
+    #[arg(long = "allow-domain", value_name = "PATTERN")]
+    pub(crate) allow_domains: Vec<String>,
+    /// Agent profile.
+    #[arg(long, value_enum, default_value = "shell")]
+    pub(crate) agent: Agent,
+    /// Where the sandbox runs.
+    #[arg(long, value_enum, default_value = "native")]
+    pub(crate) backend: Backend,
+    /// Memory limit for the whole sandbox, e.g. 4G.
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) memory: Option<String>,
+    /// CPU limit in cores, e.g. 1.5.
+    #[arg(long, value_name = "N")]
+    pub(crate) cpus: Option<f64>,
+    /// Process limit.
+    #[arg(long, value_name = "N")]
+    pub(crate) pids: Option<u64>,
+    /// Pass a host environment variable into the sandbox (repeatable).
+    #[arg(long = "env-pass", value_name = "NAME")]
+    pub(crate) env_pass: Vec<String>,
+    /// Set an environment variable in the sandbox (repeatable), NAME=VALUE.
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
+    pub(crate) env_set: Vec<String>,
+    /// Start the session in the background (needs the sessions feature).
+    #[arg(long)]
+    pub(crate) detach: bool,
+    /// Session name.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Print what would be set up, as JSON, and exit.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// The command and its arguments (default: your shell, interactive).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub(crate) command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SelftestArgs {
+    /// Print results as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Run only the checks whose name contains this text.
+    #[arg(long)]
+    pub(crate) only: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum HookCommand {
+    /// Claude Code PreToolUse hook: reads the hook JSON on stdin, prints the decision JSON.
+    Claude(HookArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HookArgs {
+    /// Policy file(s) with [commands] rules, layered over the defaults.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub(crate) policies: Vec<PathBuf>,
+    /// Audit log to append decisions to (default: $AIRLOCK_AUDIT_LOG, else the user's log).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) audit_log: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Show how a command is parsed, which rule decides each part, and the final decision.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExplainArgs {
+    /// Print the explanation as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Policy file(s) with [commands] rules.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub(crate) policies: Vec<PathBuf>,
+    /// Workspace the command runs in (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cwd: Option<PathBuf>,
+    /// The command, as words or as one shell string.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub(crate) command: Vec<String>,
+}

@@ -1,0 +1,24 @@
+//! What each subcommand does. Argument types live in `cli`.
+
+mod doctor;
+mod explain;
+mod hook;
+mod run;
+mod selftest;
+
+use crate::cli::{Command, HookCommand, PolicyCommand};
+
+pub(crate) use run::sandbox_init;
+
+/// Runs one subcommand and returns the process exit status.
+pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Run(args) => run::run(args),
+        Command::Doctor(args) => doctor::doctor(args),
+        Command::Selftest(args) => selftest::selftest(args),
+        Command::Hook(HookCommand::Claude(args)) => hook::claude(args),
+        Command::Policy(PolicyCommand::Explain(args)) => explain::explain(args),
+        Command::Probe { name, args } => selftest::probe(&name, &args),
+        Command::SandboxInit => Ok(run::sandbox_init()),
+    }
+}

@@ -1,0 +1,41 @@
+//! airlock: run AI coding agents in a sandbox they cannot get out of.
+//!
+//! The binary is thin: parse arguments, dispatch to `commands`, print an error once with its
+//! chain, and turn the outcome into an exit status.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod commands;
+mod exit;
+
+use clap::Parser;
+
+fn main() {
+    std::process::exit(run(cli::Cli::parse()));
+}
+
+fn run(cli: cli::Cli) -> i32 {
+    // The sandbox init stage must stay single-threaded: dispatch it before anything else.
+    if let cli::Command::SandboxInit = cli.command {
+        return commands::sandbox_init();
+    }
+    init_tracing(&cli.log, cli.log_json);
+    match commands::dispatch(cli.command) {
+        Ok(code) => code,
+        Err(err) => exit::report(&err),
+    }
+}
+
+fn init_tracing(level: &str, json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.without_time().init();
+    }
+}
