@@ -143,7 +143,7 @@ impl ConfigFile {
     pub fn parse(path: &Path, text: &str) -> Result<Self, PolicyError> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| PolicyError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message: e.to_string().trim_end().to_string(),
         })?;
         file.validate(path)?;
         Ok(file)

@@ -3,10 +3,6 @@
 
 /// airlock itself failed.
 pub(crate) const FAILURE: i32 = 125;
-/// The command exists but cannot be executed.
-pub(crate) const CANNOT_EXECUTE: i32 = 126;
-/// The command was not found.
-pub(crate) const NOT_FOUND: i32 = 127;
 
 /// An error carrying the exit status it should produce.
 #[derive(Debug)]

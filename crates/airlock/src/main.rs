@@ -7,11 +7,34 @@
 mod cli;
 mod commands;
 mod exit;
+mod policy_load;
+mod view;
 
 use clap::Parser;
 
 fn main() {
-    std::process::exit(run(cli::Cli::parse()));
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(usage_status(&e));
+        }
+    };
+    std::process::exit(run(cli));
+}
+
+/// `--help` and `--version` succeed. A usage error is airlock's own failure (125, as `docker
+/// run`), except under `hook`, where Claude Code reads any status but 2 as "go ahead": there it
+/// must be 2, which blocks the tool call.
+fn usage_status(e: &clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+        _ if std::env::args().nth(1).as_deref() == Some("hook") => 2,
+        _ => exit::FAILURE,
+    }
 }
 
 fn run(cli: cli::Cli) -> i32 {

@@ -1,11 +1,176 @@
-//! `airlock run`
+//! `airlock run`: resolve the policy, build the sandbox spec, start the sandbox (and, with
+//! network, the egress services), supervise it, and exit with the command's status.
 
-use crate::cli::RunArgs;
+use std::path::PathBuf;
 
-pub(crate) fn run(_args: RunArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("run is not built yet")
+use airlock_policy::{ConfigFile, LimitsConfig, NetworkConfig};
+use airlock_sandbox::cgroup::{Cgroup, CgroupLimits};
+use airlock_sandbox::{LaunchOptions, Sandbox, SandboxError, TtySpec};
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::cli::{Backend, Mode, RunArgs};
+use crate::exit::{with_code, FAILURE};
+use crate::policy_load;
+use crate::view::{self, Invoker, ViewRequest};
+
+/// The hidden init stage (`airlock __sandbox-init`).
+pub(crate) fn sandbox_init() -> i32 {
+    airlock_sandbox::init_main()
 }
 
-pub(crate) fn sandbox_init() -> i32 {
-    125
+fn flags_layer(args: &RunArgs) -> Result<ConfigFile> {
+    let mut set = std::collections::BTreeMap::new();
+    for kv in &args.env_set {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--env {kv}: expected NAME=VALUE"))?;
+        set.insert(k.to_string(), v.to_string());
+    }
+    Ok(ConfigFile {
+        network: NetworkConfig {
+            allow: args.allow_domains.clone(),
+            ..NetworkConfig::default()
+        },
+        env: airlock_policy::EnvConfig {
+            pass: args.env_pass.clone(),
+            set,
+        },
+        limits: LimitsConfig {
+            memory: args.memory.clone(),
+            pids: args.pids,
+            cpus: args.cpus,
+            ..LimitsConfig::default()
+        },
+        ..ConfigFile::default()
+    })
+}
+
+/// A short random session id.
+pub(crate) fn new_session_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+        .collect()
+}
+
+pub(crate) fn run(args: RunArgs) -> Result<i32> {
+    // Before any thread exists: signals must queue for the supervisor, not kill it.
+    airlock_sandbox::block_signals()?;
+    match args.backend {
+        Backend::Native => {}
+        other => bail!(
+            "the {other:?} backend is not available in this build; use --backend native"
+        ),
+    }
+    if args.mode != Mode::Bind {
+        bail!(
+            "workspace mode {:?} is not available in this build yet; use --mode bind",
+            args.mode
+        );
+    }
+    if args.detach {
+        bail!("--detach needs sessions, which are not available in this build yet");
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let ws_arg = args.workspace.clone().unwrap_or_else(|| cwd.clone());
+    let workspace = std::fs::canonicalize(&ws_arg).map_err(|e| {
+        anyhow!(
+            "workspace {} does not exist or cannot be read ({e}); pass an existing directory with --workspace",
+            ws_arg.display()
+        )
+    })?;
+    if !workspace.is_dir() {
+        bail!("workspace {} is not a directory", workspace.display());
+    }
+    if workspace == PathBuf::from("/") {
+        bail!("refusing to use / as the workspace: pass a project directory with --workspace");
+    }
+    let who = Invoker::current();
+    if who.home.starts_with(&workspace) {
+        bail!(
+            "workspace {} contains your home directory; the agent would see your secrets. Pass a \
+             project directory with --workspace",
+            workspace.display()
+        );
+    }
+    let flags = flags_layer(&args)?;
+    let policy = policy_load::load(
+        Some(&workspace),
+        &args.policies,
+        &args.trust_policies,
+        Some(flags),
+    )?;
+    let inner_cwd = std::fs::canonicalize(&cwd)
+        .ok()
+        .filter(|c| c.starts_with(&workspace))
+        .unwrap_or_else(|| workspace.clone());
+    let tty = match (
+        nix::unistd::isatty(std::io::stdin()),
+        nix::unistd::isatty(std::io::stdout()),
+    ) {
+        (Ok(true), Ok(true)) => {
+            let (rows, cols) = airlock_sandbox::term::terminal_size().unwrap_or((24, 80));
+            Some(TtySpec { rows, cols })
+        }
+        _ => None,
+    };
+    let session = new_session_id();
+    let limits = policy.limits;
+    let cgroup = Cgroup::create(
+        &format!("{session}-{}", std::process::id()),
+        &CgroupLimits {
+            memory: limits.memory_bytes,
+            pids: limits.pids,
+            cpus: limits.cpus,
+        },
+    )?;
+    if args.memory.is_some() || args.pids.is_some() || args.cpus.is_some() {
+        for m in &cgroup.missing {
+            eprintln!("airlock: warning: limit not enforced by a cgroup here: {m} (see `airlock doctor`)");
+        }
+    }
+    let memory_cgroup = cgroup.enforced.iter().any(|c| c.starts_with("memory"));
+    if args.cpus.is_some() && !cgroup.enforced.iter().any(|c| c.starts_with("cpu")) {
+        return Err(with_code(
+            FAILURE,
+            anyhow!("--cpus cannot be enforced on this host (no cpu cgroup is delegated); run `airlock doctor`"),
+        ));
+    }
+    let self_exe = std::fs::canonicalize("/proc/self/exe")
+        .context("cannot find the airlock binary (/proc/self/exe)")?;
+    let spec = view::build(
+        &policy,
+        &who,
+        ViewRequest {
+            workspace: &workspace,
+            cwd: inner_cwd,
+            argv: args.command.clone(),
+            extra_env: Vec::new(),
+            self_exe: &self_exe,
+            tty,
+            net: None,
+            memory_cgroup,
+            session: &session,
+        },
+    )?;
+    if args.dry_run {
+        println!("{}", serde_json::to_string_pretty(&spec)?);
+        return Ok(0);
+    }
+    let sandbox = Sandbox::launch(
+        &spec,
+        LaunchOptions {
+            exe: self_exe,
+            cgroup: Some(cgroup),
+        },
+    )
+    .map_err(sandbox_error)?;
+    tracing::info!(session, landlock = %sandbox.landlock, "sandbox ready");
+    sandbox.wait().map_err(sandbox_error)
+}
+
+fn sandbox_error(e: SandboxError) -> anyhow::Error {
+    let code = e.exit_code();
+    with_code(code, anyhow::Error::new(e))
 }

@@ -1,0 +1,1173 @@
+//! Simple commands → invocations: the program's base name, canonical flags (`-rf` = `-r -f` =
+//! `--recursive --force`), positionals, the paths read and written, and every command hiding
+//! inside another (wrappers such as `sudo`/`env`/`xargs`, `sh -c`, `eval`, `find -exec`,
+//! `git -c`, code given inline to interpreters, shells fed by pipes and here-documents).
+//!
+//! The tables that say how each program spells its options are data (`rules/default.toml`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Deserialize;
+
+use crate::glob::Glob;
+use crate::parse::{self, Env, ParseError, SimpleCmd, Stdin, Upstream, Word, DYN};
+
+/// How one program spells its options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagSpec {
+    /// Short letter → canonical name.
+    #[serde(default)]
+    pub short: BTreeMap<String, String>,
+    /// Long name (or alias) → canonical name.
+    #[serde(default)]
+    pub long: BTreeMap<String, String>,
+    /// Canonical names of options that take a value.
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// The first positional is a subcommand (`git push`), whose own spec is `"git push"`.
+    #[serde(default)]
+    pub subcommands: bool,
+    /// Options are long names after one dash (`find -exec`, `dd if=`).
+    #[serde(default)]
+    pub single_dash_long: bool,
+    /// Every positional names a file (`rm`, `chmod`), not only the path-looking ones.
+    #[serde(default)]
+    pub path_args: bool,
+    /// The positionals are written (deleted, created, modified): `rm`, `touch`, `tee`.
+    #[serde(default)]
+    pub writes_args: bool,
+    /// The last positional is written (`cp`, `mv`, `ln`, `install`).
+    #[serde(default)]
+    pub writes_last: bool,
+    /// Skip this many leading positionals when collecting paths (`chmod MODE FILE…`).
+    #[serde(default)]
+    pub skip_args: usize,
+    /// Canonical names of options whose value is a path that is written (`-o FILE`).
+    #[serde(default)]
+    pub write_values: Vec<String>,
+    /// Reaches the network.
+    #[serde(default)]
+    pub network: bool,
+}
+
+/// A program that runs another command given in its arguments.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WrapperSpec {
+    /// Option names (short letters or long names) that take a value.
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// Positionals before the command (`timeout DURATION cmd`, `chroot DIR cmd`).
+    #[serde(default)]
+    pub skip: usize,
+    /// Option whose value is a shell string (`su -c`, `flock -c`, `env -S`).
+    #[serde(default)]
+    pub code_flags: Vec<String>,
+    /// The rest of the arguments form one shell string (`watch`, `ssh host cmd`).
+    #[serde(default)]
+    pub joins: bool,
+    /// Options that mean "no command is run" (`command -v`).
+    #[serde(default)]
+    pub no_run_flags: Vec<String>,
+    /// `NAME=value` words before the command are environment (`env`).
+    #[serde(default)]
+    pub assigns: bool,
+    /// Arguments come from stdin and are appended (`xargs`).
+    #[serde(default)]
+    pub appends_input: bool,
+}
+
+/// A language runtime that can be given code inline or on stdin.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterpreterSpec {
+    /// Program name globs.
+    pub programs: Vec<String>,
+    /// Options whose value is code (`-c`, `-e`, `--eval`).
+    #[serde(default)]
+    pub code_flags: Vec<String>,
+    /// Options that take a (non-code) value.
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// The first positional is the code (`awk PROGRAM`), unless `file_flags` is given.
+    #[serde(default)]
+    pub code_positional: bool,
+    /// Options naming a code file (`awk -f`).
+    #[serde(default)]
+    pub file_flags: Vec<String>,
+    /// Options after which the interpreter reads no code at all (`python -m`, `--version`).
+    #[serde(default)]
+    pub no_code_flags: Vec<String>,
+    /// The code is shell (`sh -c`): parse and analyse it; otherwise scan it heuristically.
+    #[serde(default)]
+    pub shell: bool,
+}
+
+/// What the text of inline code in another language does, as far as a scan can tell.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CodeScan {
+    /// Substrings that run other programs (`os.system`, `child_process`, `system(`).
+    pub exec: Vec<String>,
+    /// Substrings that open network connections.
+    pub network: Vec<String>,
+    /// Substrings that delete or overwrite files.
+    pub delete: Vec<String>,
+}
+
+/// The normalisation tables.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tables {
+    #[serde(default)]
+    pub programs: BTreeMap<String, FlagSpec>,
+    #[serde(default)]
+    pub wrappers: BTreeMap<String, WrapperSpec>,
+    #[serde(default)]
+    pub interpreters: BTreeMap<String, InterpreterSpec>,
+    #[serde(default)]
+    pub code_scan: CodeScan,
+    /// Programs whose output, piped into a shell, is code from elsewhere: fetchers.
+    #[serde(default)]
+    pub fetchers: Vec<String>,
+    /// Programs that decode or unpack their input (`base64 -d`, `xxd -r`, `gunzip`).
+    #[serde(default)]
+    pub decoders: Vec<String>,
+    /// Environment variables whose value is run as a command (`GIT_SSH_COMMAND`, `PAGER`).
+    #[serde(default)]
+    pub exec_env: Vec<String>,
+    /// `git -c`/`git config` keys whose value is run as a command.
+    #[serde(default)]
+    pub git_exec_keys: Vec<String>,
+}
+
+/// Where the code a shell or interpreter runs comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeFrom {
+    /// Not a shell or interpreter, or one running a named script file.
+    NotCode,
+    /// Inline or piped code we could read and analysed.
+    Seen,
+    /// Code we cannot see: `cat x | sh`, `sh < file`, `eval "$X"`.
+    Unseen,
+    /// Code fetched from the network (`curl … | sh`, `bash <(wget …)`).
+    Network,
+    /// Code decoded from an opaque blob (`base64 -d | sh`).
+    Decoded,
+}
+
+/// Kinds of behaviour found by scanning inline code in another language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum InlineKind {
+    Exec,
+    Network,
+    Delete,
+}
+
+/// One program invocation, normalised.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// Program base name (`rm` for `/bin/rm`); [`DYN`] when not static; empty for a bare
+    /// assignment or redirect.
+    pub program: String,
+    /// The program word was a glob (`/bin/r?`) and this is one program it could name.
+    pub program_glob: bool,
+    pub subcommand: Option<String>,
+    /// Canonical flag names with their values.
+    pub flags: Vec<(String, Option<Word>)>,
+    pub positionals: Vec<Word>,
+    pub assigns: Vec<(String, Word)>,
+    /// Paths read and written (redirects, known readers and writers, path-looking arguments).
+    pub reads: Vec<Word>,
+    pub writes: Vec<Word>,
+    /// Arguments that name files (for `target` matching).
+    pub path_args: Vec<Word>,
+    /// Raw source of every word, for matching what was written (`$GITHUB_TOKEN`).
+    pub raw: Vec<String>,
+    pub cwd: Option<String>,
+    pub origin: String,
+    pub code_from: CodeFrom,
+    pub inline: Vec<InlineKind>,
+    /// `git -c key=value` pairs.
+    pub git_config: Vec<(String, String)>,
+    pub network: bool,
+    /// Nested code that could not be parsed (shown in the reason).
+    pub unparsed: Option<String>,
+}
+
+impl Invocation {
+    /// The normalised argv for display: program, subcommand, flags, positionals.
+    pub fn display_argv(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        let prog = if self.program.is_empty() {
+            "(assignment)".to_string()
+        } else {
+            self.program.replace(DYN, "…")
+        };
+        v.push(prog);
+        if let Some(s) = &self.subcommand {
+            v.push(s.replace(DYN, "…"));
+        }
+        for (name, val) in &self.flags {
+            let dash = if name.chars().count() == 1 { "-" } else { "--" };
+            match val {
+                Some(w) => v.push(format!("{dash}{name}={}", w.display())),
+                None => v.push(format!("{dash}{name}")),
+            }
+        }
+        v.extend(self.positionals.iter().map(Word::display));
+        v
+    }
+
+    /// Whether a flag with canonical `name` is present.
+    pub fn has_flag(&self, name: &str) -> bool {
+        self.flags.iter().any(|(n, _)| n == name)
+    }
+}
+
+/// Everything found in one input.
+#[derive(Debug, Default)]
+pub struct Analysis {
+    pub invocations: Vec<Invocation>,
+    /// Parse failures of nested code that must not be trusted (top-level failures are errors).
+    pub errors: Vec<(String, ParseError)>,
+}
+
+/// Compiled tables, ready to normalise many commands.
+#[derive(Debug)]
+pub struct Normalizer {
+    tables: Tables,
+    interp_globs: Vec<(Glob, String)>,
+    known_programs: Vec<String>,
+    fetchers: HashSet<String>,
+    decoders: HashSet<String>,
+}
+
+const SHELL_CODE_ORIGIN_LIMIT: usize = 64;
+
+impl Normalizer {
+    /// Compiles `tables`; `extra_programs` are names rules mention (candidates for globbed
+    /// program words).
+    pub fn new(tables: Tables, extra_programs: impl IntoIterator<Item = String>) -> Normalizer {
+        let mut interp_globs = Vec::new();
+        for (name, spec) in &tables.interpreters {
+            for p in &spec.programs {
+                interp_globs.push((Glob::new(p), name.clone()));
+            }
+        }
+        let mut known: HashSet<String> = extra_programs.into_iter().collect();
+        known.extend(tables.programs.keys().filter(|k| !k.contains(' ')).cloned());
+        known.extend(tables.wrappers.keys().cloned());
+        for spec in tables.interpreters.values() {
+            known.extend(spec.programs.iter().filter(|p| !p.contains('*')).cloned());
+        }
+        let mut known_programs: Vec<String> = known.into_iter().filter(|k| !k.is_empty()).collect();
+        known_programs.sort();
+        Normalizer {
+            fetchers: tables.fetchers.iter().cloned().collect(),
+            decoders: tables.decoders.iter().cloned().collect(),
+            interp_globs,
+            known_programs,
+            tables,
+        }
+    }
+
+    /// Parses and normalises `src`. A top-level parse failure is an error; failures in nested
+    /// code are recorded in [`Analysis::errors`].
+    pub fn analyse(&self, src: &str, env: &Env) -> Result<Analysis, ParseError> {
+        let cmds = parse::parse(src, env, "", 0)?;
+        let mut out = Analysis::default();
+        for c in &cmds {
+            self.simple(c, env, &mut out);
+        }
+        Ok(out)
+    }
+
+    fn nested_code(&self, code: &str, origin: &str, cmd: &SimpleCmd, env: &Env, out: &mut Analysis) -> bool {
+        if cmd.depth >= parse::MAX_DEPTH {
+            out.errors.push((origin.to_string(), ParseError::TooDeep));
+            return false;
+        }
+        let env2 = Env {
+            home: env.home.clone(),
+            cwd: cmd.cwd.clone().unwrap_or_else(|| env.cwd.clone()),
+        };
+        let origin = if cmd.origin.is_empty() {
+            origin.to_string()
+        } else {
+            let mut o = format!("{} › {origin}", cmd.origin);
+            if o.len() > SHELL_CODE_ORIGIN_LIMIT {
+                o.truncate(o.floor_char_boundary_compat(SHELL_CODE_ORIGIN_LIMIT));
+            }
+            o
+        };
+        match parse::parse(code, &env2, &origin, cmd.depth + 1) {
+            Ok(cmds) => {
+                for mut c in cmds {
+                    if c.cwd.is_none() || cmd.cwd.is_none() {
+                        c.cwd = None;
+                    }
+                    self.simple(&c, env, out);
+                }
+                true
+            }
+            Err(e) => {
+                out.errors.push((origin, e));
+                false
+            }
+        }
+    }
+
+    fn simple(&self, cmd: &SimpleCmd, env: &Env, out: &mut Analysis) {
+        // Assignments whose value is run as a command (GIT_SSH_COMMAND=…, PAGER=…).
+        for (name, value) in &cmd.assigns {
+            if self.tables.exec_env.iter().any(|e| e == name) {
+                self.code_word(value, &format!("{name}="), cmd, env, out);
+            }
+        }
+        self.argv(cmd, &cmd.argv, env, out, 0);
+    }
+
+    fn code_word(&self, w: &Word, origin: &str, cmd: &SimpleCmd, env: &Env, out: &mut Analysis) -> CodeFrom {
+        if w.is_dynamic() {
+            CodeFrom::Unseen
+        } else if self.nested_code(&w.text, origin, cmd, env, out) {
+            CodeFrom::Seen
+        } else {
+            CodeFrom::Unseen
+        }
+    }
+
+    fn argv(&self, cmd: &SimpleCmd, argv: &[Word], env: &Env, out: &mut Analysis, hops: usize) {
+        if hops > 16 {
+            out.errors.push((cmd.origin.clone(), ParseError::TooDeep));
+            return;
+        }
+        let Some(first) = argv.first() else {
+            out.invocations.push(self.invocation(cmd, "", false, &[], env));
+            return;
+        };
+        if first.is_dynamic() {
+            let mut inv = self.invocation(cmd, &DYN.to_string(), false, &argv[1..], env);
+            inv.raw.insert(0, first.raw.clone());
+            out.invocations.push(inv);
+            return;
+        }
+        let base = basename(&first.text);
+        if first.glob {
+            let g = Glob::new(&base);
+            let candidates: Vec<&String> = self.known_programs.iter().filter(|p| g.matches(p)).collect();
+            if candidates.is_empty() {
+                let mut inv = self.invocation(cmd, &DYN.to_string(), true, &argv[1..], env);
+                inv.raw.insert(0, first.raw.clone());
+                out.invocations.push(inv);
+            }
+            for c in candidates {
+                let mut new_argv = argv.to_vec();
+                new_argv[0] = Word::lit(c);
+                let before = out.invocations.len();
+                self.argv(cmd, &new_argv, env, out, hops + 1);
+                for inv in &mut out.invocations[before..] {
+                    inv.program_glob = true;
+                }
+            }
+            return;
+        }
+        let args = &argv[1..];
+        if let Some(w) = self.tables.wrappers.get(base.as_str()) {
+            let inv = self.invocation(cmd, &base, false, args, env);
+            out.invocations.push(inv);
+            self.wrapper(cmd, &base, w, args, env, out, hops);
+            return;
+        }
+        let mut inv = self.invocation(cmd, &base, false, args, env);
+        self.special(cmd, &base, args, &mut inv, env, out);
+        out.invocations.push(inv);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn wrapper(
+        &self,
+        cmd: &SimpleCmd,
+        name: &str,
+        spec: &WrapperSpec,
+        args: &[Word],
+        env: &Env,
+        out: &mut Analysis,
+        hops: usize,
+    ) {
+        let mut i = 0;
+        let mut skip = spec.skip;
+        let origin = name.to_string();
+        while i < args.len() {
+            let a = &args[i];
+            let t = a.text.as_str();
+            if t == "--" {
+                i += 1;
+                break;
+            }
+            if spec.assigns && !a.is_dynamic() && is_assignment(t) {
+                if let Some((n, v)) = t.split_once('=') {
+                    if self.tables.exec_env.iter().any(|e| e == n) {
+                        self.code_word(&Word::lit(v), &format!("{n}="), cmd, env, out);
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            if let Some(opt) = t.strip_prefix('-').filter(|o| !o.is_empty()) {
+                let (names, inline_val): (Vec<String>, Option<String>) =
+                    if let Some(long) = opt.strip_prefix('-') {
+                        match long.split_once('=') {
+                            Some((n, v)) => (vec![n.to_string()], Some(v.to_string())),
+                            None => (vec![long.to_string()], None),
+                        }
+                    } else {
+                        // A short bundle: letters until one takes a value.
+                        let mut names = Vec::new();
+                        let mut val = None;
+                        for (k, c) in opt.char_indices() {
+                            let n = c.to_string();
+                            let takes = spec.values.contains(&n) || spec.code_flags.contains(&n);
+                            names.push(n);
+                            if takes {
+                                let rest = &opt[k + c.len_utf8()..];
+                                if !rest.is_empty() {
+                                    val = Some(rest.to_string());
+                                }
+                                break;
+                            }
+                        }
+                        (names, val)
+                    };
+                let last = names.last().cloned().unwrap_or_default();
+                if names.iter().any(|n| spec.no_run_flags.contains(n)) {
+                    return;
+                }
+                let takes_value = spec.values.contains(&last) || spec.code_flags.contains(&last);
+                let value = if takes_value {
+                    match inline_val {
+                        Some(v) => Some(Word::lit(&v)),
+                        None => {
+                            i += 1;
+                            args.get(i).cloned()
+                        }
+                    }
+                } else {
+                    None
+                };
+                if spec.code_flags.contains(&last) {
+                    if let Some(v) = value {
+                        self.code_word(&v, &format!("{name} -{last}"), cmd, env, out);
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                i += 1;
+                continue;
+            }
+            break;
+        }
+        let rest = &args[i.min(args.len())..];
+        if rest.is_empty() {
+            return;
+        }
+        let mut inner_cmd = cmd.clone();
+        inner_cmd.origin = if cmd.origin.is_empty() {
+            origin
+        } else {
+            format!("{} › {origin}", cmd.origin)
+        };
+        if spec.joins {
+            if rest.iter().any(Word::is_dynamic) {
+                let mut inv = self.invocation(&inner_cmd, &DYN.to_string(), false, rest, env);
+                inv.code_from = CodeFrom::Unseen;
+                out.invocations.push(inv);
+            } else {
+                let code = rest.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ");
+                self.nested_code(&code, name, &inner_cmd, env, out);
+            }
+            return;
+        }
+        let mut inner: Vec<Word> = rest.to_vec();
+        if spec.appends_input {
+            inner.push(Word::dynamic("(input)"));
+        }
+        self.argv(&inner_cmd, &inner, env, out, hops + 1);
+    }
+
+    /// Builds the invocation for `program` with `args`, using its flag spec.
+    fn invocation(&self, cmd: &SimpleCmd, program: &str, glob: bool, args: &[Word], _env: &Env) -> Invocation {
+        let mut spec = self.tables.programs.get(program);
+        let mut subcommand = None;
+        let mut flags = Vec::new();
+        let mut positionals = Vec::new();
+        let mut git_config = Vec::new();
+        let mut rest: &[Word] = args;
+        if let Some(s) = spec.filter(|s| s.subcommands) {
+            // Global options, then the subcommand, then its own options.
+            let (f, p, stop) = split_flags(rest, s, true);
+            for (n, v) in &f {
+                if program == "git" && n == "c" {
+                    if let Some(v) = v {
+                        if let Some((k, val)) = v.text.split_once('=') {
+                            git_config.push((k.to_ascii_lowercase(), val.to_string()));
+                        } else {
+                            git_config.push((v.text.to_ascii_lowercase(), String::new()));
+                        }
+                    }
+                }
+            }
+            flags = f;
+            let _ = p;
+            if let Some(sub) = rest.get(stop) {
+                subcommand = Some(sub.text.clone());
+                rest = &rest[stop + 1..];
+                spec = self
+                    .tables
+                    .programs
+                    .get(&format!("{program} {}", sub.text))
+                    .or(spec.filter(|_| false));
+            } else {
+                rest = &[];
+            }
+        }
+        let default_spec = FlagSpec::default();
+        let spec_ref = spec.unwrap_or(&default_spec);
+        let (f2, p2, _) = split_flags(rest, spec_ref, false);
+        flags.extend(f2);
+        positionals.extend(p2);
+
+        let mut reads = Vec::new();
+        let mut writes = Vec::new();
+        let mut path_args = Vec::new();
+        for r in &cmd.redirects {
+            let t = &r.target;
+            if is_harmless_device(&t.text) {
+                continue;
+            }
+            match r.kind {
+                parse::RedirKind::Read => reads.push(t.clone()),
+                parse::RedirKind::Write => writes.push(t.clone()),
+            }
+        }
+        if let Stdin::File(w) = &cmd.stdin {
+            if !reads.contains(w) {
+                reads.push(w.clone());
+            }
+        }
+        let file_positionals: Vec<&Word> = positionals.iter().skip(spec_ref.skip_args).collect();
+        for (i, p) in file_positionals.iter().enumerate() {
+            let is_path = spec_ref.path_args || looks_like_path(p);
+            if !is_path {
+                continue;
+            }
+            if spec_ref.path_args || !p.is_dynamic() {
+                path_args.push((*p).clone());
+            }
+            let written = spec_ref.writes_args
+                || (spec_ref.writes_last && i + 1 == file_positionals.len() && file_positionals.len() > 1);
+            if written {
+                writes.push((*p).clone());
+            } else if !p.is_dynamic() || looks_like_path(p) {
+                reads.push((*p).clone());
+            }
+        }
+        for (name, val) in &flags {
+            let Some(v) = val else { continue };
+            let v = match v.text.strip_prefix('@') {
+                Some(rest) => Word { text: rest.to_string(), ..v.clone() },
+                None => v.clone(),
+            };
+            if spec_ref.write_values.contains(name) {
+                if !is_harmless_device(&v.text) && v.text != "-" {
+                    writes.push(v.clone());
+                    path_args.push(v);
+                }
+            } else if looks_like_path(&v) {
+                reads.push(v);
+            }
+        }
+        // `dd of=…` style operands.
+        if spec_ref.single_dash_long {
+            for p in &positionals {
+                if let Some(v) = p.text.strip_prefix("of=") {
+                    writes.push(Word { text: v.to_string(), ..p.clone() });
+                } else if let Some(v) = p.text.strip_prefix("if=") {
+                    reads.push(Word { text: v.to_string(), ..p.clone() });
+                }
+            }
+        }
+        let network = spec_ref.network
+            || spec.is_none() && self.tables.programs.get(program).is_some_and(|s| s.network);
+        let mut raw: Vec<String> = args.iter().map(|w| w.raw.clone()).collect();
+        raw.extend(cmd.assigns.iter().map(|(_, w)| w.raw.clone()));
+        Invocation {
+            program: program.to_string(),
+            program_glob: glob,
+            subcommand,
+            flags,
+            positionals,
+            assigns: cmd.assigns.clone(),
+            reads,
+            writes,
+            path_args,
+            raw,
+            cwd: cmd.cwd.clone(),
+            origin: cmd.origin.clone(),
+            code_from: CodeFrom::NotCode,
+            inline: Vec::new(),
+            git_config,
+            network,
+            unparsed: None,
+        }
+    }
+
+    /// Commands hiding in the arguments of this one.
+    fn special(
+        &self,
+        cmd: &SimpleCmd,
+        prog: &str,
+        args: &[Word],
+        inv: &mut Invocation,
+        env: &Env,
+        out: &mut Analysis,
+    ) {
+        match prog {
+            "eval" => {
+                let code = Word {
+                    text: args.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" "),
+                    ..Word::lit("")
+                };
+                inv.code_from = if args.is_empty() {
+                    CodeFrom::NotCode
+                } else {
+                    self.code_word(&code, "eval", cmd, env, out)
+                };
+                return;
+            }
+            "source" | "." => {
+                inv.code_from = match args.first() {
+                    Some(w) if w.procsub.is_some() => {
+                        self.upstream_code(w.procsub.as_deref().unwrap_or(&[]), cmd, "source <(…)", env, out)
+                    }
+                    Some(w) if w.text == "/dev/stdin" => self.stdin_code(cmd, "source", env, out),
+                    _ => CodeFrom::NotCode,
+                };
+                return;
+            }
+            "alias" => {
+                for a in args {
+                    if let Some((_, v)) = a.text.split_once('=') {
+                        self.code_word(&Word { text: v.to_string(), ..a.clone() }, "alias", cmd, env, out);
+                    }
+                }
+                return;
+            }
+            "find" => {
+                self.find_exec(cmd, inv, args, env, out);
+                return;
+            }
+            "git" => {
+                self.git(cmd, inv, env, out);
+                return;
+            }
+            _ => {}
+        }
+        if let Some((iname, spec)) = self.interpreter(prog) {
+            self.interpreter_code(cmd, &iname, spec, inv, env, out);
+        }
+    }
+
+    fn interpreter(&self, prog: &str) -> Option<(String, &InterpreterSpec)> {
+        self.interp_globs
+            .iter()
+            .find(|(g, _)| g.matches(prog))
+            .and_then(|(_, name)| self.tables.interpreters.get(name).map(|s| (name.clone(), s)))
+    }
+
+    fn interpreter_code(
+        &self,
+        cmd: &SimpleCmd,
+        iname: &str,
+        spec: &InterpreterSpec,
+        inv: &mut Invocation,
+        env: &Env,
+        out: &mut Analysis,
+    ) {
+        // Find code: a code flag's value, the first positional (awk), a script, or stdin.
+        let prog = inv.program.clone();
+        let mut code: Option<Word> = None;
+        let mut from_file = false;
+        let mut no_code = false;
+        for (name, val) in &inv.flags {
+            if spec.code_flags.contains(name) {
+                code = val.clone();
+                if code.is_none() {
+                    // Bundled `-lc` style: the code is the first positional.
+                    code = inv.positionals.first().cloned();
+                }
+            }
+            if spec.file_flags.contains(name) {
+                from_file = true;
+            }
+            if spec.no_code_flags.contains(name) {
+                no_code = true;
+            }
+        }
+        if code.is_none() && !from_file && !no_code {
+            if spec.code_positional {
+                code = inv.positionals.first().cloned();
+            } else if let Some(first) = inv.positionals.first() {
+                if let Some(src) = &first.procsub {
+                    inv.code_from = self.upstream_code(src, cmd, &format!("{prog} <(…)"), env, out);
+                    return;
+                }
+                if first.text == "-" || first.text == "/dev/stdin" {
+                    inv.code_from = self.stdin_code(cmd, &prog, env, out);
+                    return;
+                }
+                // A script file: what it does is not visible here.
+                return;
+            } else {
+                inv.code_from = self.stdin_code(cmd, &prog, env, out);
+                return;
+            }
+        }
+        let Some(code) = code else { return };
+        let origin = format!("{prog} -c");
+        if spec.shell {
+            inv.code_from = self.code_word(&code, &origin, cmd, env, out);
+            if inv.code_from == CodeFrom::Unseen && !code.is_dynamic() {
+                inv.unparsed = Some(code.text.clone());
+            }
+        } else if code.is_dynamic() {
+            inv.code_from = CodeFrom::Unseen;
+        } else {
+            inv.code_from = CodeFrom::Seen;
+            let _ = iname;
+            self.scan_code(&code.text, &origin, cmd, inv, env, out);
+        }
+    }
+
+    /// Scans code in another language: what it calls, and any shell commands in its strings.
+    fn scan_code(&self, code: &str, origin: &str, cmd: &SimpleCmd, inv: &mut Invocation, env: &Env, out: &mut Analysis) {
+        let scan = &self.tables.code_scan;
+        let has = |list: &[String]| list.iter().any(|s| code.contains(s.as_str()));
+        let exec = has(&scan.exec);
+        if exec {
+            inv.inline.push(InlineKind::Exec);
+        }
+        if has(&scan.network) {
+            inv.inline.push(InlineKind::Network);
+            inv.network = true;
+        }
+        let delete = has(&scan.delete);
+        if delete {
+            inv.inline.push(InlineKind::Delete);
+        }
+        let literals = string_literals(code);
+        for lit in &literals {
+            let w = Word::lit(lit);
+            if looks_like_path(&w) || lit.starts_with('~') {
+                let w = Word::lit(&expand_tilde(lit, &env.home));
+                if delete {
+                    inv.writes.push(w.clone());
+                    inv.path_args.push(w);
+                } else {
+                    inv.reads.push(w);
+                }
+            }
+        }
+        if exec {
+            // Strings handed to system()/exec are shell commands: analyse those that parse.
+            for lit in literals {
+                if lit.trim().is_empty() {
+                    continue;
+                }
+                let mut probe = Analysis::default();
+                if self.nested_code(&lit, origin, cmd, env, &mut probe) {
+                    out.invocations.extend(probe.invocations);
+                }
+            }
+        }
+    }
+
+    /// A shell or interpreter reading its code from stdin.
+    fn stdin_code(&self, cmd: &SimpleCmd, prog: &str, env: &Env, out: &mut Analysis) -> CodeFrom {
+        match &cmd.stdin {
+            Stdin::Inherited => CodeFrom::NotCode,
+            Stdin::Text(w) => self.code_word(w, &format!("{prog} <<…"), cmd, env, out),
+            Stdin::File(_) => CodeFrom::Unseen,
+            Stdin::Pipe(up) => self.upstream_code(up, cmd, &format!("… | {prog}"), env, out),
+        }
+    }
+
+    fn upstream_code(&self, up: &[Upstream], cmd: &SimpleCmd, origin: &str, env: &Env, out: &mut Analysis) -> CodeFrom {
+        let progs: Vec<String> = up
+            .iter()
+            .flat_map(|u| u.argv.first())
+            .map(|w| if w.is_dynamic() { DYN.to_string() } else { basename(&w.text) })
+            .collect();
+        // Look through wrappers and `tee`: any fetcher or decoder upstream counts.
+        let words: Vec<String> = up
+            .iter()
+            .flat_map(|u| u.argv.iter())
+            .filter(|w| !w.is_dynamic())
+            .map(|w| basename(&w.text))
+            .collect();
+        if words.iter().any(|w| self.fetchers.contains(w)) {
+            return CodeFrom::Network;
+        }
+        if words.iter().any(|w| self.decoders.contains(w))
+            || up.iter().any(|u| {
+                u.argv.iter().any(|w| matches!(w.text.as_str(), "-d" | "--decode" | "-r" | "-D"))
+                    && u.argv.first().is_some_and(|p| basename(&p.text).contains("base"))
+            })
+        {
+            return CodeFrom::Decoded;
+        }
+        match up.last() {
+            Some(u) if !u.opaque && progs.len() == up.len() => match &u.output {
+                Some(text) => {
+                    if self.nested_code(text, origin, cmd, env, out) {
+                        CodeFrom::Seen
+                    } else {
+                        CodeFrom::Unseen
+                    }
+                }
+                None => CodeFrom::Unseen,
+            },
+            _ => CodeFrom::Unseen,
+        }
+    }
+
+    fn find_exec(&self, cmd: &SimpleCmd, inv: &mut Invocation, args: &[Word], env: &Env, out: &mut Analysis) {
+        // Roots: positionals before the first expression word.
+        let mut roots = Vec::new();
+        let mut i = 0;
+        while i < args.len() {
+            let t = &args[i].text;
+            if t.starts_with('-') || t == "(" || t == "!" {
+                break;
+            }
+            roots.push(args[i].clone());
+            i += 1;
+        }
+        if roots.is_empty() {
+            roots.push(Word::lit("."));
+        }
+        inv.path_args = roots.clone();
+        let placeholder = match roots.as_slice() {
+            [one] if !one.is_dynamic() => {
+                let mut w = one.clone();
+                w.text = format!("{}/{}", one.text.trim_end_matches('/'), DYN);
+                w
+            }
+            _ => Word::dynamic("{}"),
+        };
+        if args.iter().any(|a| a.text == "-delete") {
+            inv.writes.extend(roots.iter().cloned());
+            inv.flags.push(("delete".into(), None));
+        }
+        while i < args.len() {
+            let t = args[i].text.as_str();
+            if matches!(t, "-exec" | "-execdir" | "-ok" | "-okdir") {
+                let mut inner = Vec::new();
+                i += 1;
+                while i < args.len() && args[i].text != ";" && args[i].text != "+" {
+                    let w = &args[i];
+                    if w.text.contains("{}") {
+                        let mut p = placeholder.clone();
+                        p.text = w.text.replace("{}", &placeholder.text);
+                        inner.push(p);
+                    } else {
+                        inner.push(w.clone());
+                    }
+                    i += 1;
+                }
+                let mut c = cmd.clone();
+                c.origin = if cmd.origin.is_empty() { format!("find {t}") } else { format!("{} › find {t}", cmd.origin) };
+                c.redirects.clear();
+                c.stdin = Stdin::Inherited;
+                self.argv(&c, &inner, env, out, 1);
+            } else if matches!(t, "-fprint" | "-fprintf" | "-fls" | "-fprint0") {
+                if let Some(w) = args.get(i + 1) {
+                    inv.writes.push(w.clone());
+                }
+            }
+            i += 1;
+        }
+    }
+
+    fn git(&self, cmd: &SimpleCmd, inv: &mut Invocation, env: &Env, out: &mut Analysis) {
+        // `git -c core.pager=… log`: a config value that is a command runs.
+        let keys = &self.tables.git_exec_keys;
+        let is_exec_key = |k: &str| keys.iter().any(|p| Glob::new(p).matches(k));
+        for (k, v) in inv.git_config.clone() {
+            if is_exec_key(&k) {
+                let code = v.strip_prefix('!').unwrap_or(&v);
+                if !code.is_empty() {
+                    let from = self.code_word(&Word::lit(code), &format!("git -c {k}"), cmd, env, out);
+                    if from == CodeFrom::Unseen {
+                        inv.code_from = CodeFrom::Unseen;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Splits options from positionals. With `stop_at_positional`, stops at the first positional
+/// and returns its index (for subcommand programs).
+fn split_flags(args: &[Word], spec: &FlagSpec, stop_at_positional: bool) -> (Vec<(String, Option<Word>)>, Vec<Word>, usize) {
+    let mut flags = Vec::new();
+    let mut pos = Vec::new();
+    let mut i = 0;
+    let mut only_pos = false;
+    let canon_long = |n: &str| spec.long.get(n).cloned().unwrap_or_else(|| n.to_string());
+    while i < args.len() {
+        let a = &args[i];
+        let t = a.text.as_str();
+        if only_pos || a.is_dynamic() && !t.starts_with('-') || t == "-" || !t.starts_with('-') {
+            if stop_at_positional {
+                return (flags, pos, i);
+            }
+            pos.push(a.clone());
+            i += 1;
+            continue;
+        }
+        if t == "--" {
+            only_pos = true;
+            i += 1;
+            if stop_at_positional {
+                return (flags, pos, i);
+            }
+            continue;
+        }
+        if let Some(long) = t.strip_prefix("--").or_else(|| if spec.single_dash_long { t.strip_prefix('-') } else { None }) {
+            let (name, val) = match long.split_once('=') {
+                Some((n, v)) => (canon_long(n), Some(Word { text: v.to_string(), ..a.clone() })),
+                None => (canon_long(long), None),
+            };
+            let val = if val.is_none() && spec.values.contains(&name) {
+                i += 1;
+                args.get(i).cloned()
+            } else {
+                val
+            };
+            flags.push((name, val));
+            i += 1;
+            continue;
+        }
+        // Short bundle.
+        let body = &t[1..];
+        let mut consumed_next = false;
+        for (k, c) in body.char_indices() {
+            let letter = c.to_string();
+            let name = spec.short.get(&letter).cloned().unwrap_or(letter);
+            if spec.values.contains(&name) {
+                let rest = &body[k + c.len_utf8()..];
+                let val = if rest.is_empty() {
+                    consumed_next = true;
+                    args.get(i + 1).cloned()
+                } else {
+                    Some(Word { text: rest.to_string(), ..a.clone() })
+                };
+                flags.push((name, val));
+                break;
+            }
+            flags.push((name, None));
+        }
+        i += if consumed_next { 2 } else { 1 };
+    }
+    let n = args.len();
+    (flags, pos, n)
+}
+
+/// `/usr/bin/rm` → `rm`.
+pub fn basename(s: &str) -> String {
+    let t = s.trim_end_matches('/');
+    t.rsplit('/').next().unwrap_or(t).to_string()
+}
+
+fn is_assignment(t: &str) -> bool {
+    match t.split_once('=') {
+        Some((n, _)) => {
+            !n.is_empty()
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !n.starts_with(|c: char| c.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+fn is_harmless_device(p: &str) -> bool {
+    matches!(p, "/dev/null" | "/dev/stdout" | "/dev/stderr" | "/dev/tty" | "/dev/zero")
+        || p.starts_with("/dev/fd/")
+}
+
+/// Whether an argument looks like a file path rather than a word.
+pub fn looks_like_path(w: &Word) -> bool {
+    let t = &w.text;
+    if t.contains("://") {
+        return false;
+    }
+    t.starts_with('/')
+        || t.starts_with("./")
+        || t.starts_with("../")
+        || t.starts_with('~')
+        || t == "."
+        || t == ".."
+        || t.starts_with('.') && t.len() > 1 && !t.contains(' ')
+        || (t.contains('/') && !t.contains(' ') && !t.starts_with('-'))
+}
+
+fn expand_tilde(p: &str, home: &str) -> String {
+    if p == "~" {
+        home.to_string()
+    } else if let Some(rest) = p.strip_prefix("~/") {
+        format!("{home}/{rest}")
+    } else {
+        p.to_string()
+    }
+}
+
+/// Lexically normalises an absolute path: `//`, `.` and `..` removed (`/a/../b` → `/b`).
+pub fn lexical(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    let mut out = String::with_capacity(p.len());
+    for s in &parts {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// String literals in code (`'…'`, `"…"`, `` `…` ``), plus adjacent literals of a list joined
+/// by spaces (`["rm", "-rf", "/"]` → `rm -rf /`).
+pub fn string_literals(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut group: Vec<String> = Vec::new();
+    let mut gap_ok = true;
+    let mut chars = code.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' || c == '"' || c == '`' {
+            let mut s = String::new();
+            let mut closed = false;
+            while let Some(d) = chars.next() {
+                if d == '\\' {
+                    if let Some(e) = chars.next() {
+                        match e {
+                            'n' => s.push('\n'),
+                            't' => s.push('\t'),
+                            _ => s.push(e),
+                        }
+                    }
+                    continue;
+                }
+                if d == c {
+                    closed = true;
+                    break;
+                }
+                s.push(d);
+            }
+            if !closed {
+                break;
+            }
+            if !gap_ok {
+                flush_group(&mut group, &mut out);
+            }
+            out.push(s.clone());
+            group.push(s);
+            gap_ok = false;
+        } else if c == ',' || c.is_whitespace() {
+            if c == ',' {
+                gap_ok = true;
+            }
+        } else {
+            flush_group(&mut group, &mut out);
+            gap_ok = true;
+        }
+    }
+    flush_group(&mut group, &mut out);
+    out
+}
+
+fn flush_group(group: &mut Vec<String>, out: &mut Vec<String>) {
+    if group.len() > 1 {
+        out.push(group.join(" "));
+    }
+    group.clear();
+}
+
+/// `str::floor_char_boundary` is unstable; a stable stand-in.
+trait FloorBoundary {
+    fn floor_char_boundary_compat(&self, i: usize) -> usize;
+}
+
+impl FloorBoundary for String {
+    fn floor_char_boundary_compat(&self, i: usize) -> usize {
+        let mut i = i.min(self.len());
+        while i > 0 && !self.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    }
+}
+
+/// Programs mentioned in a list of name globs, for the glob-candidate list.
+pub fn static_names(globs: &[String]) -> impl Iterator<Item = String> + '_ {
+    globs.iter().filter(|g| !g.contains(['*', '?', '['])).cloned()
+}
+
+#[allow(dead_code)]
+fn _assert_send(_: &HashMap<String, String>) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexical_paths() {
+        assert_eq!(lexical("/a/b/../c/./d//"), "/a/c/d");
+        assert_eq!(lexical("/.."), "/");
+        assert_eq!(lexical("/tmp/../etc"), "/etc");
+    }
+
+    #[test]
+    fn literals() {
+        assert_eq!(
+            string_literals(r#"subprocess.run(["rm", "-rf", "/"])"#),
+            vec!["rm", "-rf", "/", "rm -rf /"]
+        );
+        assert_eq!(string_literals(r#"os.system('ls -la')"#), vec!["ls -la"]);
+    }
+
+    #[test]
+    fn flags_split() {
+        let mut spec = FlagSpec::default();
+        spec.short.insert("r".into(), "recursive".into());
+        spec.short.insert("f".into(), "force".into());
+        let args: Vec<Word> = ["-rf", "--", "-x"].iter().map(|s| Word::lit(s)).collect();
+        let (f, p, _) = split_flags(&args, &spec, false);
+        assert_eq!(f.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), vec!["recursive", "force"]);
+        assert_eq!(p[0].text, "-x");
+    }
+}

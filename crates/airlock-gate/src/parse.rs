@@ -1,0 +1,1253 @@
+//! Bash source → a flat list of simple commands with static or dynamic words (our small IR).
+//!
+//! brush-parser gives the AST; this module walks every place a simple command can hide
+//! (pipelines, lists, subshells, groups, loops, functions, command and process substitutions,
+//! parameter-expansion defaults, arithmetic) and turns each word into its static value where the
+//! shell would compute it without running anything (quotes, escapes, `$'…'`, `~`, `$HOME`,
+//! brace expansion, variables assigned earlier in the same script). Anything else is marked
+//! dynamic with [`DYN`] in place of the unknown text.
+
+use std::collections::HashMap;
+
+use brush_parser::ast;
+use brush_parser::word::{
+    BraceExpressionMember, BraceExpressionOrText, Parameter, ParameterExpr, SpecialParameter,
+    TildeExpr, WordPiece, WordPieceWithSource,
+};
+
+/// Stands in for text only known when the command runs (`$X`, `$(…)`).
+pub const DYN: char = '\u{0}';
+
+/// Most nested scripts (`bash -c "$(…)"` inside `eval` …) analysed before giving up.
+pub const MAX_DEPTH: usize = 12;
+/// Most simple commands collected from one input before giving up.
+const MAX_COMMANDS: usize = 4096;
+/// Most words one brace expansion may produce.
+const MAX_BRACE: usize = 64;
+
+/// Why a script could not be analysed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("cannot parse shell syntax: {0}")]
+    Syntax(String),
+    #[error("command is nested more than {MAX_DEPTH} levels deep")]
+    TooDeep,
+    #[error("command has more than {MAX_COMMANDS} simple commands")]
+    TooLarge,
+}
+
+/// One word after quote removal and the static part of expansion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Word {
+    /// The value, with [`DYN`] where a run-time expansion sits.
+    pub text: String,
+    /// The word as written.
+    pub raw: String,
+    /// Contains an unquoted glob character (`*`, `?`, `[`).
+    pub glob: bool,
+    /// Came from a process substitution `<(…)` / `>(…)`: `sources` holds its commands.
+    pub procsub: Option<Vec<Upstream>>,
+}
+
+impl Word {
+    /// A static word.
+    pub fn lit(s: &str) -> Word {
+        Word {
+            text: s.to_string(),
+            raw: s.to_string(),
+            glob: false,
+            procsub: None,
+        }
+    }
+
+    /// A word whose value is not known before the command runs.
+    pub fn dynamic(raw: &str) -> Word {
+        Word {
+            text: DYN.to_string(),
+            raw: raw.to_string(),
+            glob: false,
+            procsub: None,
+        }
+    }
+
+    /// Whether any part of the value is only known at run time.
+    pub fn is_dynamic(&self) -> bool {
+        self.text.contains(DYN)
+    }
+
+    /// The value if fully static and free of globs.
+    pub fn as_static(&self) -> Option<&str> {
+        (!self.is_dynamic() && !self.glob).then_some(self.text.as_str())
+    }
+
+    /// For display: the static value, with `…` for dynamic parts.
+    pub fn display(&self) -> String {
+        if self.is_dynamic() {
+            self.text.replace(DYN, "…")
+        } else {
+            self.text.clone()
+        }
+    }
+}
+
+/// A command upstream in a pipeline (or inside a process substitution) feeding this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// Its argv (first word the program as written).
+    pub argv: Vec<Word>,
+    /// What it prints, when that is known statically (`echo`, `printf`, `cat <<EOF`).
+    pub output: Option<String>,
+    /// Whether it is a compound command we cannot summarise.
+    pub opaque: bool,
+}
+
+/// Where a command's standard input comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Stdin {
+    /// The caller's (a terminal, or nothing).
+    #[default]
+    Inherited,
+    /// A here-document or here-string with this value.
+    Text(Word),
+    /// A pipe from these commands (nearest last).
+    Pipe(Vec<Upstream>),
+    /// A file redirect `< path`.
+    File(Word),
+}
+
+/// Direction of a file redirect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirKind {
+    Read,
+    Write,
+}
+
+/// One file redirect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    pub kind: RedirKind,
+    pub target: Word,
+}
+
+/// One simple command as the shell would run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimpleCmd {
+    /// `NAME=value` words before the command.
+    pub assigns: Vec<(String, Word)>,
+    /// The command words; empty for a bare assignment.
+    pub argv: Vec<Word>,
+    pub redirects: Vec<Redirect>,
+    pub stdin: Stdin,
+    /// The working directory the command runs in, when known.
+    pub cwd: Option<String>,
+    /// Where it was found: `""` at top level, else e.g. `$(…)`, `bash -c`.
+    pub origin: String,
+    /// Nesting depth of the script it was found in.
+    pub depth: usize,
+}
+
+/// Facts the parser uses to make words static.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub home: String,
+    pub cwd: String,
+}
+
+/// Parses `src` and returns every simple command in it, in source order.
+pub fn parse(src: &str, env: &Env, origin: &str, depth: usize) -> Result<Vec<SimpleCmd>, ParseError> {
+    let mut w = Walker {
+        env,
+        out: Vec::new(),
+        vars: HashMap::new(),
+        cwd: Some(env.cwd.clone()),
+        origin: origin.to_string(),
+        depth,
+    };
+    w.script(src)?;
+    Ok(w.out)
+}
+
+/// Parses `src` into a brush AST.
+pub fn parse_ast(src: &str) -> Result<ast::Program, ParseError> {
+    let opts = brush_parser::ParserOptions::default();
+    let mut parser = brush_parser::Parser::new(std::io::Cursor::new(src.as_bytes()), &opts);
+    parser
+        .parse_program()
+        .map_err(|e| ParseError::Syntax(e.to_string()))
+}
+
+#[derive(Debug, Clone)]
+enum Var {
+    Known(String),
+    Unknown,
+}
+
+struct Walker<'a> {
+    env: &'a Env,
+    out: Vec<SimpleCmd>,
+    vars: HashMap<String, Var>,
+    cwd: Option<String>,
+    origin: String,
+    depth: usize,
+}
+
+impl Walker<'_> {
+    fn script(&mut self, src: &str) -> Result<(), ParseError> {
+        if self.depth > MAX_DEPTH {
+            return Err(ParseError::TooDeep);
+        }
+        let program = parse_ast(src)?;
+        for cc in &program.complete_commands {
+            self.compound_list(cc)?;
+        }
+        Ok(())
+    }
+
+    /// Parses and walks nested source (command substitution etc.) with its own origin.
+    fn nested(&mut self, src: &str, origin: &str) -> Result<(), ParseError> {
+        let saved_origin = std::mem::replace(&mut self.origin, origin.to_string());
+        self.depth += 1;
+        let r = self.script(src);
+        self.depth -= 1;
+        self.origin = saved_origin;
+        r
+    }
+
+    fn compound_list(&mut self, list: &ast::CompoundList) -> Result<(), ParseError> {
+        for item in &list.0 {
+            self.and_or(&item.0)?;
+        }
+        Ok(())
+    }
+
+    fn and_or(&mut self, list: &ast::AndOrList) -> Result<(), ParseError> {
+        self.pipeline(&list.first)?;
+        for next in &list.additional {
+            match next {
+                ast::AndOr::And(p) | ast::AndOr::Or(p) => self.pipeline(p)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn pipeline(&mut self, p: &ast::Pipeline) -> Result<(), ParseError> {
+        let mut upstream: Vec<Upstream> = Vec::new();
+        for (i, cmd) in p.seq.iter().enumerate() {
+            let stdin = if i == 0 {
+                Stdin::Inherited
+            } else {
+                Stdin::Pipe(upstream.clone())
+            };
+            let before = self.out.len();
+            let summary = self.command(cmd, stdin)?;
+            let _ = before;
+            upstream.push(summary);
+        }
+        Ok(())
+    }
+
+    /// Walks one command; returns what it looks like to a pipe reader downstream.
+    fn command(&mut self, cmd: &ast::Command, stdin: Stdin) -> Result<Upstream, ParseError> {
+        match cmd {
+            ast::Command::Simple(s) => self.simple(s, stdin),
+            ast::Command::Compound(c, redirs) => {
+                let start = self.out.len();
+                self.compound(c)?;
+                if let Some(r) = redirs {
+                    let mut extra = Vec::new();
+                    let mut inner_stdin = stdin;
+                    for io in &r.0 {
+                        self.redirect(io, &mut extra, &mut inner_stdin)?;
+                    }
+                    // Redirects of a compound apply to every command inside it.
+                    for c in &mut self.out[start..] {
+                        c.redirects.extend(extra.iter().cloned());
+                        if c.stdin == Stdin::Inherited {
+                            c.stdin = inner_stdin.clone();
+                        }
+                    }
+                } else if stdin != Stdin::Inherited {
+                    for c in &mut self.out[start..] {
+                        if c.stdin == Stdin::Inherited {
+                            c.stdin = stdin.clone();
+                        }
+                    }
+                }
+                Ok(self.opaque_summary(start))
+            }
+            ast::Command::Function(f) => {
+                // A function body is analysed where it is defined, whether or not it is called.
+                let start = self.out.len();
+                let name = f.fname.value.clone();
+                let origin = format!("function {name}");
+                let saved = std::mem::replace(&mut self.origin, origin);
+                self.compound(&f.body.0)?;
+                self.origin = saved;
+                let _ = start;
+                Ok(Upstream {
+                    argv: Vec::new(),
+                    output: Some(String::new()),
+                    opaque: false,
+                })
+            }
+            ast::Command::ExtendedTest(t, _) => {
+                self.ext_test(&t.expr)?;
+                Ok(Upstream {
+                    argv: vec![Word::lit("[[")],
+                    output: Some(String::new()),
+                    opaque: false,
+                })
+            }
+        }
+    }
+
+    fn opaque_summary(&self, start: usize) -> Upstream {
+        // A compound's output is what its commands print: summarise it by its commands so a
+        // reader can still see e.g. `{ curl …; } | sh`.
+        let argv = self.out[start..]
+            .iter()
+            .filter_map(|c| c.argv.first().cloned())
+            .collect();
+        Upstream {
+            argv,
+            output: None,
+            opaque: true,
+        }
+    }
+
+    fn ext_test(&mut self, e: &ast::ExtendedTestExpr) -> Result<(), ParseError> {
+        use ast::ExtendedTestExpr as E;
+        match e {
+            E::And(a, b) | E::Or(a, b) => {
+                self.ext_test(a)?;
+                self.ext_test(b)
+            }
+            E::Not(a) | E::Parenthesized(a) => self.ext_test(a),
+            E::UnaryTest(_, w) => self.words(&w.value).map(|_| ()),
+            E::BinaryTest(_, a, b) => {
+                self.words(&a.value)?;
+                self.words(&b.value).map(|_| ())
+            }
+        }
+    }
+
+    fn compound(&mut self, c: &ast::CompoundCommand) -> Result<(), ParseError> {
+        use ast::CompoundCommand as C;
+        match c {
+            C::Arithmetic(a) => self.arith(&a.expr.value),
+            C::ArithmeticForClause(f) => {
+                for e in [&f.initializer, &f.condition, &f.updater].into_iter().flatten() {
+                    self.arith(&e.value)?;
+                }
+                self.compound_list(&f.body.list)
+            }
+            C::BraceGroup(b) => self.compound_list(&b.list),
+            C::Subshell(s) => {
+                let saved = self.cwd.clone();
+                let r = self.compound_list(&s.list);
+                self.cwd = saved;
+                r
+            }
+            C::ForClause(f) => {
+                if let Some(values) = &f.values {
+                    let mut all = Vec::new();
+                    for v in values {
+                        all.extend(self.words(&v.value)?);
+                    }
+                    // The loop variable takes each value: known only if there is one.
+                    let var = match all.as_slice() {
+                        [one] if !one.is_dynamic() && !one.glob => Var::Known(one.text.clone()),
+                        _ => Var::Unknown,
+                    };
+                    self.vars.insert(f.variable_name.clone(), var);
+                } else {
+                    self.vars.insert(f.variable_name.clone(), Var::Unknown);
+                }
+                self.compound_list(&f.body.list)
+            }
+            C::CaseClause(cc) => {
+                self.words(&cc.value.value)?;
+                for item in &cc.cases {
+                    for p in &item.patterns {
+                        self.words(&p.value)?;
+                    }
+                    if let Some(cmd) = &item.cmd {
+                        self.compound_list(cmd)?;
+                    }
+                }
+                Ok(())
+            }
+            C::IfClause(i) => {
+                self.compound_list(&i.condition)?;
+                self.compound_list(&i.then)?;
+                for e in i.elses.iter().flatten() {
+                    if let Some(c) = &e.condition {
+                        self.compound_list(c)?;
+                    }
+                    self.compound_list(&e.body)?;
+                }
+                Ok(())
+            }
+            C::WhileClause(w) | C::UntilClause(w) => {
+                self.compound_list(&w.0)?;
+                self.compound_list(&w.1.list)
+            }
+            C::Coprocess(c) => {
+                self.command(&c.body, Stdin::Inherited)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Arithmetic text may hold `$(…)` or backquotes, which run.
+    fn arith(&mut self, text: &str) -> Result<(), ParseError> {
+        if text.contains("$(") || text.contains('`') || text.contains("${") {
+            let quoted = format!("\"{}\"", text.replace('"', "\\\""));
+            self.words(&quoted)?;
+        }
+        Ok(())
+    }
+
+    fn simple(&mut self, s: &ast::SimpleCommand, stdin: Stdin) -> Result<Upstream, ParseError> {
+        if self.out.len() >= MAX_COMMANDS {
+            return Err(ParseError::TooLarge);
+        }
+        let mut assigns = Vec::new();
+        let mut argv: Vec<Word> = Vec::new();
+        let mut redirects = Vec::new();
+        let mut stdin = stdin;
+        for item in s.prefix.iter().flat_map(|p| p.0.iter()) {
+            self.item(item, true, &mut assigns, &mut argv, &mut redirects, &mut stdin)?;
+        }
+        if let Some(w) = &s.word_or_name {
+            argv.extend(self.words(&w.value)?);
+        }
+        for item in s.suffix.iter().flat_map(|p| p.0.iter()) {
+            self.item(item, false, &mut assigns, &mut argv, &mut redirects, &mut stdin)?;
+        }
+        // Bare assignments and `export`/`declare`/`local`/`readonly` set variables for later
+        // commands in the same script.
+        if argv.is_empty() {
+            for (name, value) in &assigns {
+                self.set_var(name, value);
+            }
+        } else if let Some(p) = argv[0].as_static() {
+            if matches!(p, "export" | "declare" | "local" | "readonly" | "typeset") {
+                for a in &argv[1..] {
+                    if let Some((n, v)) = a.text.split_once('=') {
+                        let w = Word {
+                            text: v.to_string(),
+                            ..Word::lit(v)
+                        };
+                        self.set_var(n, &w);
+                    }
+                }
+            }
+        }
+        let output = static_output(&argv, &stdin);
+        let summary = Upstream {
+            argv: argv.clone(),
+            output,
+            opaque: false,
+        };
+        let cmd = SimpleCmd {
+            assigns,
+            argv,
+            redirects,
+            stdin,
+            cwd: self.cwd.clone(),
+            origin: self.origin.clone(),
+            depth: self.depth,
+        };
+        self.track_cd(&cmd);
+        self.out.push(cmd);
+        Ok(summary)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn item(
+        &mut self,
+        item: &ast::CommandPrefixOrSuffixItem,
+        in_prefix: bool,
+        assigns: &mut Vec<(String, Word)>,
+        argv: &mut Vec<Word>,
+        redirects: &mut Vec<Redirect>,
+        stdin: &mut Stdin,
+    ) -> Result<(), ParseError> {
+        match item {
+            ast::CommandPrefixOrSuffixItem::IoRedirect(io) => self.redirect(io, redirects, stdin)?,
+            ast::CommandPrefixOrSuffixItem::Word(w) => argv.extend(self.words(&w.value)?),
+            ast::CommandPrefixOrSuffixItem::AssignmentWord(a, w) => {
+                let value = self.assignment_value(a)?;
+                if in_prefix {
+                    assigns.push((assignment_name(a), value));
+                } else {
+                    // `declare x=1`, `export PATH=…`: an argument; its value still expands.
+                    let mut word = Word::lit(&w.value);
+                    word.text = format!("{}={}", assignment_name(a), value.text);
+                    argv.push(word);
+                }
+            }
+            ast::CommandPrefixOrSuffixItem::ProcessSubstitution(kind, sub) => {
+                argv.push(self.procsub(kind, sub)?);
+            }
+        }
+        Ok(())
+    }
+
+    fn track_cd(&mut self, cmd: &SimpleCmd) {
+        let Some(prog) = cmd.argv.first().and_then(Word::as_static) else {
+            return;
+        };
+        match prog {
+            "cd" | "pushd" => {
+                let args: Vec<&Word> = cmd
+                    .argv
+                    .iter()
+                    .skip(1)
+                    .filter(|w| !w.text.starts_with('-') || w.text == "-")
+                    .collect();
+                self.cwd = match args.first() {
+                    None => Some(self.env.home.clone()),
+                    Some(w) => match (w.as_static(), &self.cwd) {
+                        (Some("-"), _) => None,
+                        (Some(p), _) if p.starts_with('/') => Some(crate::normalize::lexical(p)),
+                        (Some(p), Some(cwd)) => {
+                            Some(crate::normalize::lexical(&format!("{cwd}/{p}")))
+                        }
+                        _ => None,
+                    },
+                };
+            }
+            "popd" => self.cwd = None,
+            _ => {}
+        }
+    }
+
+    fn set_var(&mut self, name: &str, value: &Word) {
+        // A variable assigned twice may hold either value: treat it as unknown.
+        let v = match (self.vars.get(name), value.as_static()) {
+            (None, Some(s)) => Var::Known(s.to_string()),
+            _ => Var::Unknown,
+        };
+        self.vars.insert(name.to_string(), v);
+    }
+
+    fn assignment_value(&mut self, a: &ast::Assignment) -> Result<Word, ParseError> {
+        match &a.value {
+            ast::AssignmentValue::Scalar(w) => {
+                let words = self.words_nosplit(&w.value)?;
+                Ok(join_words(&words, &w.value))
+            }
+            ast::AssignmentValue::Array(items) => {
+                for (k, v) in items {
+                    if let Some(k) = k {
+                        self.words(&k.value)?;
+                    }
+                    self.words(&v.value)?;
+                }
+                Ok(Word::dynamic("(…)"))
+            }
+        }
+    }
+
+    fn procsub(
+        &mut self,
+        kind: &ast::ProcessSubstitutionKind,
+        sub: &ast::SubshellCommand,
+    ) -> Result<Word, ParseError> {
+        let start = self.out.len();
+        let origin = match kind {
+            ast::ProcessSubstitutionKind::Read => "<(…)",
+            ast::ProcessSubstitutionKind::Write => ">(…)",
+        };
+        let saved = std::mem::replace(&mut self.origin, origin.to_string());
+        let saved_cwd = self.cwd.clone();
+        self.depth += 1;
+        let r = self.compound_list(&sub.list);
+        self.depth -= 1;
+        self.cwd = saved_cwd;
+        self.origin = saved;
+        r?;
+        let sources = self.out[start..]
+            .iter()
+            .map(|c| Upstream {
+                argv: c.argv.clone(),
+                output: None,
+                opaque: false,
+            })
+            .collect();
+        let mut w = Word::dynamic(origin);
+        w.procsub = Some(sources);
+        Ok(w)
+    }
+
+    fn redirect(
+        &mut self,
+        io: &ast::IoRedirect,
+        out: &mut Vec<Redirect>,
+        stdin: &mut Stdin,
+    ) -> Result<(), ParseError> {
+        use ast::{IoFileRedirectKind as K, IoFileRedirectTarget as T, IoRedirect as R};
+        let fd_is_stdin = |fd: &Option<ast::IoFd>, default_in: bool| match fd {
+            None => default_in,
+            Some(n) => *n == 0,
+        };
+        match io {
+            R::File(fd, kind, target) => {
+                let kind2 = match kind {
+                    K::Read => RedirKind::Read,
+                    K::Write | K::Append | K::Clobber | K::ReadAndWrite => RedirKind::Write,
+                    K::DuplicateInput | K::DuplicateOutput => {
+                        // `2>&1`, `>&-`: no file unless the target is a word that is not a number.
+                        if let T::Duplicate(w) | T::Filename(w) = target {
+                            let words = self.words(&w.value)?;
+                            for word in words {
+                                let t = word.text.trim_end_matches('-');
+                                if !t.is_empty() && !t.bytes().all(|b| b.is_ascii_digit()) {
+                                    out.push(Redirect {
+                                        kind: RedirKind::Write,
+                                        target: word,
+                                    });
+                                }
+                            }
+                        }
+                        return Ok(());
+                    }
+                };
+                let word = match target {
+                    T::Filename(w) | T::Duplicate(w) => {
+                        join_words(&self.words_nosplit(&w.value)?, &w.value)
+                    }
+                    T::Fd(_) => return Ok(()),
+                    T::ProcessSubstitution(k, sub) => self.procsub(k, sub)?,
+                };
+                if kind2 == RedirKind::Read && fd_is_stdin(fd, true) {
+                    *stdin = match &word.procsub {
+                        Some(src) => Stdin::Pipe(src.clone()),
+                        None => Stdin::File(word.clone()),
+                    };
+                }
+                out.push(Redirect {
+                    kind: kind2,
+                    target: word,
+                });
+            }
+            R::HereDocument(fd, doc) => {
+                let word = if doc.requires_expansion {
+                    self.heredoc(&doc.doc.value)?
+                } else {
+                    Word::lit(&doc.doc.value)
+                };
+                if fd_is_stdin(fd, true) {
+                    *stdin = Stdin::Text(word);
+                }
+            }
+            R::HereString(fd, w) => {
+                let word = join_words(&self.words_nosplit(&w.value)?, &w.value);
+                if fd_is_stdin(fd, true) {
+                    *stdin = Stdin::Text(word);
+                }
+            }
+            R::OutputAndError(w, _) => {
+                let word = join_words(&self.words_nosplit(&w.value)?, &w.value);
+                out.push(Redirect {
+                    kind: RedirKind::Write,
+                    target: word,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn heredoc(&mut self, body: &str) -> Result<Word, ParseError> {
+        let opts = brush_parser::ParserOptions::default();
+        let pieces = brush_parser::word::parse_heredoc(body, &opts)
+            .map_err(|e| ParseError::Syntax(e.to_string()))?;
+        let mut b = Builder::default();
+        for p in &pieces {
+            self.piece(&p.piece, body, p, true, &mut b)?;
+        }
+        let mut words = b.finish(body);
+        Ok(words.pop().unwrap_or_else(|| Word::lit("")))
+    }
+
+    /// Expands one raw word: brace expansion, then pieces, then `$IFS` splitting.
+    fn words(&mut self, raw: &str) -> Result<Vec<Word>, ParseError> {
+        let mut out = Vec::new();
+        for variant in brace_expand(raw) {
+            out.extend(self.one_word(&variant, raw)?);
+        }
+        Ok(out)
+    }
+
+    /// Like [`Walker::words`] without brace expansion (assignment values, redirect targets).
+    fn words_nosplit(&mut self, raw: &str) -> Result<Vec<Word>, ParseError> {
+        self.one_word(raw, raw)
+    }
+
+    fn one_word(&mut self, text: &str, raw: &str) -> Result<Vec<Word>, ParseError> {
+        let opts = brush_parser::ParserOptions::default();
+        let pieces = brush_parser::word::parse(text, &opts)
+            .map_err(|e| ParseError::Syntax(e.to_string()))?;
+        let mut b = Builder::default();
+        for p in &pieces {
+            self.piece(&p.piece, text, p, false, &mut b)?;
+        }
+        Ok(b.finish(raw))
+    }
+
+    fn piece(
+        &mut self,
+        piece: &WordPiece,
+        src: &str,
+        at: &WordPieceWithSource,
+        quoted: bool,
+        b: &mut Builder,
+    ) -> Result<(), ParseError> {
+        match piece {
+            WordPiece::Text(t) => {
+                if quoted {
+                    b.push_str(t);
+                } else {
+                    b.push_unquoted(t);
+                }
+            }
+            WordPiece::SingleQuotedText(t) => b.push_str(t),
+            WordPiece::AnsiCQuotedText(t) => b.push_str(&ansi_c(t)),
+            WordPiece::DoubleQuotedSequence(ps) | WordPiece::GettextDoubleQuotedSequence(ps) => {
+                b.quoted_seen = true;
+                for p in ps {
+                    self.piece(&p.piece, src, p, true, b)?;
+                }
+            }
+            WordPiece::TildeExpansion(t) => match t {
+                TildeExpr::Home => b.push_str(&self.env.home.clone()),
+                TildeExpr::UserHome(u) if u == "root" => b.push_str("/root"),
+                TildeExpr::UserHome(u) => b.push_str(&format!("/home/{u}")),
+                TildeExpr::WorkingDir => match &self.cwd {
+                    Some(c) => b.push_str(&c.clone()),
+                    None => b.push_dyn(),
+                },
+                _ => b.push_dyn(),
+            },
+            WordPiece::ParameterExpansion(p) => self.param(p, src, at, quoted, b)?,
+            WordPiece::CommandSubstitution(s) => {
+                self.nested(s, "$(…)")?;
+                b.push_dyn();
+            }
+            WordPiece::BackquotedCommandSubstitution(s) => {
+                self.nested(&unescape_backquote(s), "`…`")?;
+                b.push_dyn();
+            }
+            WordPiece::EscapeSequence(s) => {
+                let c = s.strip_prefix('\\').unwrap_or(s);
+                if c != "\n" {
+                    b.push_str(c);
+                }
+            }
+            WordPiece::ArithmeticExpression(e) => {
+                self.arith(&e.value)?;
+                b.push_dyn();
+            }
+        }
+        Ok(())
+    }
+
+    fn param(
+        &mut self,
+        p: &ParameterExpr,
+        src: &str,
+        at: &WordPieceWithSource,
+        quoted: bool,
+        b: &mut Builder,
+    ) -> Result<(), ParseError> {
+        if let ParameterExpr::Parameter {
+            parameter,
+            indirect: false,
+        } = p
+        {
+            match parameter {
+                Parameter::Named(name) => {
+                    match (name.as_str(), self.vars.get(name)) {
+                        (_, Some(Var::Known(v))) => {
+                            let v = v.clone();
+                            if quoted {
+                                b.push_str(&v);
+                            } else {
+                                b.push_split(&v);
+                            }
+                        }
+                        (_, Some(Var::Unknown)) => b.push_dyn(),
+                        ("HOME", None) => b.push_str(&self.env.home.clone()),
+                        ("PWD", None) => match &self.cwd {
+                            Some(c) => b.push_str(&c.clone()),
+                            None => b.push_dyn(),
+                        },
+                        ("IFS", None) if !quoted => b.split(),
+                        ("IFS", None) => b.push_str(" "),
+                        _ => b.push_dyn(),
+                    }
+                    return Ok(());
+                }
+                Parameter::Special(SpecialParameter::ProcessId) => {
+                    b.push_dyn();
+                    return Ok(());
+                }
+                _ => {
+                    b.push_dyn();
+                    return Ok(());
+                }
+            }
+        }
+        // Anything fancier (`${X:-$(cmd)}`, `${X/a/b}`, `${!X}`): the value is dynamic, but
+        // the text inside may hold substitutions that run: walk it as a word.
+        let raw = src.get(at.start_index..at.end_index).unwrap_or("");
+        let inner = raw
+            .strip_prefix("${")
+            .and_then(|r| r.strip_suffix('}'))
+            .unwrap_or("");
+        if inner.contains("$(") || inner.contains('`') || inner.contains("${") || inner.contains("<(")
+        {
+            let quoted_inner = format!("\"{}\"", inner.replace('"', "\\\""));
+            // The inner text is not always a valid word (patterns): ignore what doesn't parse,
+            // but only after scanning the substitutions it holds.
+            if self.words_nosplit(&quoted_inner).is_err() {
+                self.scan_substitutions(inner)?;
+            }
+        }
+        b.push_dyn();
+        Ok(())
+    }
+
+    /// Last resort for text that is not a word: walk every `$(…)` and backquoted part in it.
+    fn scan_substitutions(&mut self, text: &str) -> Result<(), ParseError> {
+        let mut rest = text;
+        while let Some(i) = rest.find("$(") {
+            let after = &rest[i + 2..];
+            let mut depth = 1usize;
+            let mut end = None;
+            for (j, c) in after.char_indices() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = Some(j);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let Some(end) = end else {
+                return Err(ParseError::Syntax("unterminated $( in expansion".into()));
+            };
+            self.nested(&after[..end], "$(…)")?;
+            rest = &after[end + 1..];
+        }
+        let parts: Vec<&str> = text.split('`').collect();
+        if parts.len() % 2 == 0 {
+            return Err(ParseError::Syntax("unterminated backquote in expansion".into()));
+        }
+        for (i, part) in parts.iter().enumerate() {
+            if i % 2 == 1 {
+                self.nested(part, "`…`")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn assignment_name(a: &ast::Assignment) -> String {
+    match &a.name {
+        ast::AssignmentName::VariableName(n) => n.clone(),
+        ast::AssignmentName::ArrayElementName(n, _) => n.clone(),
+    }
+}
+
+/// Builds words out of pieces, handling unquoted splitting on `$IFS` and glob detection.
+#[derive(Default)]
+struct Builder {
+    words: Vec<(String, bool)>,
+    cur: String,
+    glob: bool,
+    started: bool,
+    quoted_seen: bool,
+}
+
+impl Builder {
+    fn push_str(&mut self, s: &str) {
+        self.started = true;
+        self.cur.push_str(s);
+    }
+    fn push_unquoted(&mut self, s: &str) {
+        self.started = true;
+        if s.contains(['*', '?', '[']) {
+            self.glob = true;
+        }
+        self.cur.push_str(s);
+    }
+    fn push_dyn(&mut self) {
+        self.started = true;
+        if !self.cur.ends_with(DYN) {
+            self.cur.push(DYN);
+        }
+    }
+    /// An unquoted variable's value: split on whitespace like the default IFS.
+    fn push_split(&mut self, v: &str) {
+        let mut first = true;
+        for part in v.split([' ', '\t', '\n']) {
+            if !first {
+                self.split();
+            }
+            first = false;
+            self.push_unquoted(part);
+        }
+    }
+    fn split(&mut self) {
+        if self.started && !self.cur.is_empty() {
+            let w = std::mem::take(&mut self.cur);
+            self.words.push((w, self.glob));
+        }
+        self.glob = false;
+        self.started = false;
+    }
+    fn finish(mut self, raw: &str) -> Vec<Word> {
+        if (self.started || self.quoted_seen) && (!self.cur.is_empty() || self.words.is_empty()) {
+            let w = std::mem::take(&mut self.cur);
+            self.words.push((w, self.glob));
+        }
+        self.words
+            .into_iter()
+            .map(|(text, glob)| Word {
+                text,
+                raw: raw.to_string(),
+                glob,
+                procsub: None,
+            })
+            .collect()
+    }
+}
+
+/// Joins split words back into one (assignment values are not split).
+fn join_words(words: &[Word], raw: &str) -> Word {
+    match words {
+        [one] => one.clone(),
+        _ => Word {
+            text: words
+                .iter()
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            raw: raw.to_string(),
+            glob: words.iter().any(|w| w.glob),
+            procsub: None,
+        },
+    }
+}
+
+/// What a command prints when that is obvious: `echo`/`printf` of static words, `cat` of a
+/// static here-document.
+fn static_output(argv: &[Word], stdin: &Stdin) -> Option<String> {
+    let prog = argv.first()?.as_static()?;
+    let prog = prog.rsplit('/').next().unwrap_or(prog);
+    let args = &argv[1..];
+    let all_static = || args.iter().all(|w| !w.is_dynamic());
+    match prog {
+        "echo" => {
+            if !all_static() {
+                return None;
+            }
+            let mut escapes = false;
+            let mut rest = args;
+            while let Some(first) = rest.first() {
+                match first.text.as_str() {
+                    "-e" => escapes = true,
+                    "-n" | "-E" | "-ne" | "-en" => escapes |= first.text.contains('e'),
+                    _ => break,
+                }
+                rest = &rest[1..];
+            }
+            let joined = rest
+                .iter()
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            Some(if escapes { ansi_c(&joined) } else { joined })
+        }
+        "printf" => {
+            if !all_static() || args.is_empty() {
+                return None;
+            }
+            let fmt = ansi_c(&args[0].text);
+            let mut out = String::new();
+            let mut vals = args[1..].iter().map(|w| w.text.as_str());
+            let mut chars = fmt.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '%' {
+                    match chars.next() {
+                        Some('%') => out.push('%'),
+                        Some(_) => out.push_str(vals.next().unwrap_or("")),
+                        None => {}
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            for v in vals {
+                out.push(' ');
+                out.push_str(v);
+            }
+            Some(out)
+        }
+        "cat" if args.is_empty() => match stdin {
+            Stdin::Text(w) if !w.is_dynamic() => Some(w.text.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Brace expansion of an unquoted raw word (`{rm,-rf,/}`, `a{1..3}`), bounded.
+fn brace_expand(raw: &str) -> Vec<String> {
+    if !raw.contains('{') {
+        return vec![raw.to_string()];
+    }
+    let opts = brush_parser::ParserOptions::default();
+    match brush_parser::word::parse_brace_expansions(raw, &opts) {
+        Ok(Some(parts)) => {
+            let mut out = vec![String::new()];
+            if expand_parts(&parts, &mut out) {
+                out
+            } else {
+                vec![raw.to_string()]
+            }
+        }
+        _ => vec![raw.to_string()],
+    }
+}
+
+fn expand_parts(parts: &[BraceExpressionOrText], acc: &mut Vec<String>) -> bool {
+    for part in parts {
+        match part {
+            BraceExpressionOrText::Text(t) => acc.iter_mut().for_each(|a| a.push_str(t)),
+            BraceExpressionOrText::Expr(members) => {
+                let mut alts: Vec<String> = Vec::new();
+                for m in members {
+                    match m {
+                        BraceExpressionMember::Child(children) => {
+                            let mut sub = vec![String::new()];
+                            if !expand_parts(children, &mut sub) {
+                                return false;
+                            }
+                            alts.extend(sub);
+                        }
+                        BraceExpressionMember::NumberSequence {
+                            start,
+                            end,
+                            increment,
+                        } => {
+                            let step = increment.unsigned_abs().max(1);
+                            let n = start.abs_diff(*end) / step + 1;
+                            if n > MAX_BRACE as u64 {
+                                return false;
+                            }
+                            let mut v = *start;
+                            for _ in 0..n {
+                                alts.push(v.to_string());
+                                v = if start <= end {
+                                    v.saturating_add(step.try_into().unwrap_or(i64::MAX))
+                                } else {
+                                    v.saturating_sub(step.try_into().unwrap_or(i64::MAX))
+                                };
+                            }
+                        }
+                        BraceExpressionMember::CharSequence { start, end, .. } => {
+                            let (a, z) = (*start as u32, *end as u32);
+                            let (lo, hi) = (a.min(z), a.max(z));
+                            if hi - lo > MAX_BRACE as u32 {
+                                return false;
+                            }
+                            alts.extend((lo..=hi).filter_map(char::from_u32).map(String::from));
+                        }
+                    }
+                }
+                if alts.len() * acc.len() > MAX_BRACE {
+                    return false;
+                }
+                let mut next = Vec::with_capacity(alts.len() * acc.len());
+                for a in acc.iter() {
+                    for alt in &alts {
+                        next.push(format!("{a}{alt}"));
+                    }
+                }
+                *acc = next;
+            }
+        }
+    }
+    true
+}
+
+/// Decodes the inside of `$'…'` (and `echo -e`/`printf` escapes).
+pub fn ansi_c(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let Some(e) = chars.next() else {
+            out.push('\\');
+            break;
+        };
+        match e {
+            'n' => out.push('\n'),
+            't' => out.push('\t'),
+            'r' => out.push('\r'),
+            'a' => out.push('\u{7}'),
+            'b' => out.push('\u{8}'),
+            'e' | 'E' => out.push('\u{1b}'),
+            'f' => out.push('\u{c}'),
+            'v' => out.push('\u{b}'),
+            '\\' => out.push('\\'),
+            '\'' => out.push('\''),
+            '"' => out.push('"'),
+            '?' => out.push('?'),
+            'x' | 'u' | 'U' => {
+                let max = match e {
+                    'x' => 2,
+                    'u' => 4,
+                    _ => 8,
+                };
+                let mut v = 0u32;
+                let mut n = 0;
+                while n < max {
+                    match chars.peek().and_then(|c| c.to_digit(16)) {
+                        Some(d) => {
+                            v = v * 16 + d;
+                            chars.next();
+                            n += 1;
+                        }
+                        None => break,
+                    }
+                }
+                if n == 0 {
+                    out.push('\\');
+                    out.push(e);
+                } else if let Some(c) = char::from_u32(v) {
+                    out.push(c);
+                }
+            }
+            '0'..='7' => {
+                let mut v = e.to_digit(8).unwrap_or(0);
+                for _ in 0..2 {
+                    match chars.peek().and_then(|c| c.to_digit(8)) {
+                        Some(d) => {
+                            v = v * 8 + d;
+                            chars.next();
+                        }
+                        None => break,
+                    }
+                }
+                if let Some(c) = char::from_u32(v) {
+                    out.push(c);
+                }
+            }
+            'c' => {
+                if let Some(x) = chars.next() {
+                    if let Some(c) = char::from_u32((x as u32) & 0x1f) {
+                        out.push(c);
+                    }
+                }
+            }
+            other => {
+                out.push('\\');
+                out.push(other);
+            }
+        }
+    }
+    out
+}
+
+fn unescape_backquote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(&n) = chars.peek() {
+                if matches!(n, '$' | '`' | '\\') {
+                    out.push(n);
+                    chars.next();
+                    continue;
+                }
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Env {
+        Env {
+            home: "/home/u".into(),
+            cwd: "/work/p".into(),
+        }
+    }
+
+    fn argvs(src: &str) -> Vec<Vec<String>> {
+        parse(src, &env(), "", 0)
+            .expect("parse")
+            .into_iter()
+            .map(|c| c.argv.iter().map(Word::display).collect())
+            .collect()
+    }
+
+    #[test]
+    fn finds_commands_everywhere() {
+        let got = argvs("a && b || c; (d | e) & { f; }; g $(h `i`) <(j) ; k() { l; }; if m; then n; fi");
+        let progs: Vec<&str> = got.iter().map(|c| c[0].as_str()).collect();
+        for p in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "l", "m", "n"] {
+            assert!(progs.contains(&p), "{p} missing from {progs:?}");
+        }
+    }
+
+    #[test]
+    fn removes_quotes_and_decodes() {
+        assert_eq!(argvs(r#"'r'"m" -\r\f /"#), vec![vec!["rm", "-rf", "/"]]);
+        assert_eq!(argvs(r"$'\x72\x6d' -rf /"), vec![vec!["rm", "-rf", "/"]]);
+        assert_eq!(argvs("{rm,-rf,/}"), vec![vec!["rm", "-rf", "/"]]);
+        assert_eq!(argvs("rm${IFS}-rf${IFS}/"), vec![vec!["rm", "-rf", "/"]]);
+        assert_eq!(argvs("X=/etc; rm -rf $X")[1], vec!["rm", "-rf", "/etc"]);
+        assert_eq!(argvs("rm -rf ~ $HOME")[0], vec!["rm", "-rf", "/home/u", "/home/u"]);
+        assert_eq!(argvs("rm -rf $X")[0], vec!["rm", "-rf", "…"]);
+    }
+
+    #[test]
+    fn heredoc_and_pipe_sources() {
+        let cmds = parse("bash <<EOF\nrm -rf /\nEOF\n", &env(), "", 0).expect("parse");
+        assert!(matches!(&cmds[0].stdin, Stdin::Text(w) if w.text.contains("rm -rf /")));
+        let cmds = parse("echo 'rm -rf /' | sh", &env(), "", 0).expect("parse");
+        match &cmds[1].stdin {
+            Stdin::Pipe(up) => assert_eq!(up[0].output.as_deref(), Some("rm -rf /")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tracks_cd() {
+        let cmds = parse("cd /etc && rm -rf *", &env(), "", 0).expect("parse");
+        assert_eq!(cmds[1].cwd.as_deref(), Some("/etc"));
+    }
+
+    #[test]
+    fn rejects_bad_syntax() {
+        assert!(parse("echo 'unterminated", &env(), "", 0).is_err());
+        assert!(parse("if then fi (", &env(), "", 0).is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! What this host supports, for `airlock doctor` and for choosing fallbacks.

@@ -1,0 +1,488 @@
+//! The sandbox's init stages, run as `airlock __sandbox-init` with the control channel on fd 3.
+//!
+//! Stage 1 enters a new user namespace (mapping the invoker's uid and gid), unshares the other
+//! namespaces and forks stage 2, then only forwards signals and reports stage 2's status. Stage 2
+//! is pid 1 of the new pid namespace: it builds the root, creates the listeners and the pty it
+//! hands to the supervisor, locks itself down, starts the command, and reaps. When it exits the
+//! kernel kills everything left in the namespace; when the supervisor dies, PDEATHSIG takes
+//! stage 1 and then stage 2 down with it.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{
+    access, chdir, dup2_stdin, dup2_stdout, dup2_stderr, execve, fork, getgid, getppid, getuid,
+    pipe2, setsid, sethostname, AccessFlags, ForkResult, Pid,
+};
+
+use crate::message::{Channel, FromInit, ToInit};
+use crate::spec::SandboxSpec;
+use crate::{mounts, security, SandboxError, EXIT_CANNOT_EXECUTE, EXIT_FAILURE, EXIT_NOT_FOUND};
+
+/// The descriptor on which the init stage finds its control channel.
+pub(crate) const INIT_FD: RawFd = 3;
+
+/// Signals the stages forward to the command.
+pub(crate) const FORWARDED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// Entry point of `airlock __sandbox-init`. Returns the process exit status.
+pub fn init_main() -> i32 {
+    // Nothing but our channel may leak into the sandbox: close every other inherited descriptor.
+    close_from(INIT_FD + 1);
+    if nix::fcntl::fcntl(
+        // SAFETY: fd 3 is only borrowed for this check; ownership is taken just below.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(INIT_FD) },
+        nix::fcntl::FcntlArg::F_GETFD,
+    )
+    .is_err()
+    {
+        eprintln!("airlock: __sandbox-init is internal to `airlock run` and cannot be run by hand");
+        return EXIT_FAILURE;
+    }
+    // SAFETY: fd 3 was set up by the supervisor as our end of the control channel and nothing else
+    // in this process refers to it.
+    let mut chan = Some(Channel::from_fd(unsafe { OwnedFd::from_raw_fd(INIT_FD) }));
+    match stage1(&mut chan) {
+        Ok(code) => code,
+        Err(e) => {
+            let Some(chan) = chan else {
+                return e.exit_code();
+            };
+            let _ = chan.send(
+                &FromInit::Failed {
+                    code: e.exit_code(),
+                    message: e.to_string(),
+                },
+                &[],
+            );
+            e.exit_code()
+        }
+    }
+}
+
+fn close_from(first: RawFd) {
+    let first = libc::c_uint::try_from(first).unwrap_or(3);
+    // SAFETY: close_range only closes descriptors of this process; nothing here holds any of
+    // them (we run before anything else is opened).
+    unsafe {
+        libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0);
+    }
+}
+
+fn set_pdeathsig() -> Result<(), SandboxError> {
+    // SAFETY: PR_SET_PDEATHSIG takes an integer argument only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if rc != 0 {
+        return Err(SandboxError::sys("cannot set the parent-death signal", Errno::last()));
+    }
+    Ok(())
+}
+
+fn write_file(path: &str, contents: &str) -> Result<(), SandboxError> {
+    fs::write(path, contents).map_err(|e| SandboxError::io(format!("cannot write {path}"), e))
+}
+
+fn stage1(slot: &mut Option<Channel>) -> Result<i32, SandboxError> {
+    let chan = slot
+        .as_ref()
+        .ok_or_else(|| SandboxError::Protocol("control channel missing".into()))?;
+    let parent = getppid();
+    let spec = match chan.recv::<ToInit>()? {
+        Some((ToInit::Spec(spec), _)) => spec,
+        None => return Ok(EXIT_FAILURE),
+    };
+    let (outer_uid, outer_gid) = (getuid(), getgid());
+    unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| {
+        SandboxError::sys(
+            "cannot create a user namespace (see `airlock doctor`: unprivileged user namespaces \
+             may be disabled on this host)",
+            e,
+        )
+    })?;
+    set_pdeathsig()?;
+    if getppid() != parent {
+        return Ok(EXIT_FAILURE);
+    }
+    match fs::write("/proc/self/setgroups", "deny") {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(SandboxError::io("cannot write /proc/self/setgroups", e)),
+    }
+    write_file("/proc/self/uid_map", &format!("{} {} 1\n", spec.uid, outer_uid))?;
+    write_file("/proc/self/gid_map", &format!("{} {} 1\n", spec.gid, outer_gid))?;
+    unshare(
+        CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWCGROUP,
+    )
+    .map_err(|e| SandboxError::sys("cannot create the sandbox namespaces", e))?;
+
+    let mut mask = SigSet::empty();
+    for s in FORWARDED {
+        mask.add(*s);
+    }
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block()
+        .map_err(|e| SandboxError::sys("cannot block signals", e))?;
+
+    // SAFETY: this process is single-threaded (a fresh exec of airlock that started no threads),
+    // so the child may allocate and run arbitrary code after fork.
+    match unsafe { fork() }.map_err(|e| SandboxError::sys("cannot fork the sandbox init", e))? {
+        ForkResult::Child => {
+            let code = match stage2(chan, &spec, &mask) {
+                Ok(code) => code,
+                Err(e) => {
+                    let _ = chan.send(
+                        &FromInit::Failed {
+                            code: e.exit_code(),
+                            message: e.to_string(),
+                        },
+                        &[],
+                    );
+                    e.exit_code()
+                }
+            };
+            std::process::exit(code);
+        }
+        ForkResult::Parent { child } => {
+            // Only stage 2 talks to the supervisor from now on: its death closes the channel.
+            drop(slot.take());
+            forward_until_exit(child, &mask)
+        }
+    }
+}
+
+/// Waits for `child`, forwarding the signals in `mask`; returns its exit status (128+N for a
+/// signal).
+fn forward_until_exit(child: Pid, mask: &SigSet) -> Result<i32, SandboxError> {
+    loop {
+        let sig = match mask.wait() {
+            Ok(s) => s,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(SandboxError::sys("sigwait", e)),
+        };
+        if sig == Signal::SIGCHLD {
+            loop {
+                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == child => return Ok(code),
+                    Ok(WaitStatus::Signaled(pid, s, _)) if pid == child => {
+                        return Ok(128 + s as i32)
+                    }
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        } else {
+            let _ = kill(child, sig);
+        }
+    }
+}
+
+fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, SandboxError> {
+    set_pdeathsig()?;
+    mounts::build(spec)?;
+    sethostname(&spec.hostname).map_err(|e| SandboxError::sys("cannot set the hostname", e))?;
+    loopback_up()?;
+
+    let mut handed: Vec<OwnedFd> = Vec::new();
+    let mut tty_slave: Option<OwnedFd> = None;
+    if let Some(tty) = spec.tty {
+        let (master, slave) = open_pty(tty.rows, tty.cols)?;
+        handed.push(master);
+        tty_slave = Some(slave);
+    }
+    if let Some(net) = spec.net {
+        let proxy = TcpListener::bind(("127.0.0.1", net.proxy_port)).map_err(|e| {
+            SandboxError::io(format!("cannot listen on 127.0.0.1:{} for the proxy", net.proxy_port), e)
+        })?;
+        let dns_udp = UdpSocket::bind(("127.0.0.1", net.dns_port)).map_err(|e| {
+            SandboxError::io(format!("cannot bind 127.0.0.1:{} for DNS", net.dns_port), e)
+        })?;
+        let dns_tcp = TcpListener::bind(("127.0.0.1", net.dns_port)).map_err(|e| {
+            SandboxError::io(format!("cannot listen on 127.0.0.1:{} for DNS", net.dns_port), e)
+        })?;
+        handed.push(proxy.into());
+        handed.push(dns_udp.into());
+        handed.push(dns_tcp.into());
+    }
+    apply_rlimits(spec)?;
+
+    security::drop_capabilities()?;
+    security::no_new_privs()?;
+    let mut writable = vec![
+        PathBuf::from("/tmp"),
+        PathBuf::from("/dev"),
+        PathBuf::from("/proc"),
+        spec.home.clone(),
+    ];
+    if let Some(ws) = &spec.workspace {
+        writable.push(ws.target().clone());
+    }
+    writable.extend(spec.binds.iter().filter(|b| b.writable).map(|b| b.target.clone()));
+    let landlock = security::landlock(&writable)?;
+    security::seccomp()?;
+
+    let raw: Vec<RawFd> = handed.iter().map(|f| f.as_raw_fd()).collect();
+    chan.send(
+        &FromInit::Ready {
+            tty: spec.tty.is_some(),
+            net: spec.net.is_some(),
+            landlock,
+        },
+        &raw,
+    )?;
+    // The supervisor owns them now; our copies would keep a dead proxy's port accepting.
+    drop(handed);
+
+    chdir(&spec.cwd).map_err(|e| {
+        SandboxError::sys(format!("cannot enter the working directory {}", spec.cwd.display()), e)
+    })?;
+    let program = resolve(spec)?;
+    let child = spawn(spec, &program, tty_slave.as_ref().map(|f| f.as_raw_fd()))?;
+    drop(tty_slave);
+    chan.send(&FromInit::Started, &[])?;
+
+    let status = reap(child, mask);
+    let _ = chan.send(&FromInit::Exited { status }, &[]);
+    Ok(status)
+}
+
+/// pid 1's loop: reap every orphan, forward signals to the command, return its status.
+fn reap(child: Pid, mask: &SigSet) -> i32 {
+    loop {
+        let sig = match mask.wait() {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        if sig != Signal::SIGCHLD {
+            let _ = kill(child, sig);
+            continue;
+        }
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => return code,
+                Ok(WaitStatus::Signaled(pid, s, _)) if pid == child => return 128 + s as i32,
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
+}
+
+fn loopback_up() -> Result<(), SandboxError> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| SandboxError::sys("cannot open a socket to configure lo", e))?;
+    // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the interface named in `req` and writes its flags into `req`,
+    // which is a valid, writable ifreq for the duration of the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return Err(SandboxError::sys("cannot read the flags of lo", Errno::last()));
+    }
+    // SAFETY: the union field written by SIOCGIFFLAGS is ifru_flags.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err(SandboxError::sys("cannot bring lo up", Errno::last()));
+    }
+    Ok(())
+}
+
+fn open_pty(rows: u16, cols: u16) -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| SandboxError::sys("cannot open /dev/ptmx in the sandbox", e))?;
+    nix::pty::grantpt(&master).map_err(|e| SandboxError::sys("grantpt", e))?;
+    nix::pty::unlockpt(&master).map_err(|e| SandboxError::sys("unlockpt", e))?;
+    let name = nix::pty::ptsname_r(&master).map_err(|e| SandboxError::sys("ptsname", e))?;
+    let slave = nix::fcntl::open(
+        Path::new(&name),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| SandboxError::sys(format!("cannot open {name}"), e))?;
+    let ws = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    crate::term::set_winsize(slave.as_raw_fd(), &ws);
+    // SAFETY: PtyMaster owns a valid descriptor; we take ownership of it as an OwnedFd.
+    let master = unsafe { OwnedFd::from_raw_fd(master.into_raw_fd()) };
+    Ok((master, slave))
+}
+
+fn apply_rlimits(spec: &SandboxSpec) -> Result<(), SandboxError> {
+    let set = |r: Resource, v: u64, what: &str| {
+        setrlimit(r, v, v).map_err(|e| SandboxError::sys(format!("cannot set the {what} limit"), e))
+    };
+    set(Resource::RLIMIT_CORE, 0, "core dump")?;
+    if let Some(n) = spec.rlimits.nproc {
+        set(Resource::RLIMIT_NPROC, n, "process")?;
+    }
+    if let Some(n) = spec.rlimits.data {
+        set(Resource::RLIMIT_DATA, n, "memory (data segment)")?;
+    }
+    if let Some(n) = spec.rlimits.nofile {
+        set(Resource::RLIMIT_NOFILE, n, "open file")?;
+    }
+    Ok(())
+}
+
+fn env_value<'a>(spec: &'a SandboxSpec, name: &str) -> Option<&'a str> {
+    spec.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// Resolves argv[0] like execvp would, inside the sandbox, to report 127 and 126 precisely.
+fn resolve(spec: &SandboxSpec) -> Result<PathBuf, SandboxError> {
+    let name = spec
+        .argv
+        .first()
+        .ok_or_else(|| SandboxError::Setup("no command to run".into()))?;
+    let not_found = |detail: String| SandboxError::Init {
+        code: EXIT_NOT_FOUND,
+        message: format!("command not found: {name}{detail}"),
+    };
+    let candidates: Vec<PathBuf> = if name.contains('/') {
+        vec![PathBuf::from(name)]
+    } else {
+        let path = env_value(spec, "PATH").unwrap_or("/usr/local/bin:/usr/bin:/bin");
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(name))
+            .collect()
+    };
+    let mut denied = None;
+    for c in &candidates {
+        match fs::metadata(c) {
+            Ok(m) if m.is_file() => {
+                if access(c.as_path(), AccessFlags::X_OK).is_ok() {
+                    return Ok(c.clone());
+                }
+                denied.get_or_insert_with(|| c.clone());
+            }
+            Ok(_) => {}
+            Err(_) => {}
+        }
+    }
+    if let Some(c) = denied {
+        return Err(SandboxError::Init {
+            code: EXIT_CANNOT_EXECUTE,
+            message: format!("cannot execute {}: permission denied", c.display()),
+        });
+    }
+    if name.contains('/') {
+        Err(not_found(" (no such file inside the sandbox)".into()))
+    } else {
+        Err(not_found(format!(
+            " (searched PATH={} inside the sandbox; bind more directories with \
+             [filesystem] read_only)",
+            env_value(spec, "PATH").unwrap_or("")
+        )))
+    }
+}
+
+fn cstrings(items: impl Iterator<Item = String>) -> Result<Vec<CString>, SandboxError> {
+    items
+        .map(|s| {
+            CString::new(s).map_err(|_| SandboxError::Setup("argument or environment contains a NUL byte".into()))
+        })
+        .collect()
+}
+
+/// Forks and execs the command; exec failures come back through a close-on-exec pipe.
+fn spawn(spec: &SandboxSpec, program: &Path, tty: Option<RawFd>) -> Result<Pid, SandboxError> {
+    let path = CString::new(program.as_os_str().as_encoded_bytes())
+        .map_err(|_| SandboxError::Setup("program path contains a NUL byte".into()))?;
+    let argv = cstrings(spec.argv.iter().cloned())?;
+    let envp = cstrings(spec.env.iter().map(|(k, v)| format!("{k}={v}")))?;
+    let (rd, wr) = pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::sys("pipe", e))?;
+    // SAFETY: stage 2 is single-threaded, so the child may run ordinary code before exec.
+    match unsafe { fork() }.map_err(|e| SandboxError::sys("cannot fork the command", e))? {
+        ForkResult::Child => {
+            drop(rd);
+            let errno = exec_child(&path, &argv, &envp, tty);
+            let bytes = (errno as i32).to_ne_bytes();
+            let _ = nix::unistd::write(&wr, &bytes);
+            // SAFETY: _exit is always safe; it skips atexit handlers that belong to the parent.
+            unsafe { libc::_exit(EXIT_CANNOT_EXECUTE) }
+        }
+        ForkResult::Parent { child } => {
+            drop(wr);
+            let mut buf = [0u8; 4];
+            let mut file = fs::File::from(rd);
+            let n = file.read(&mut buf).unwrap_or(0);
+            if n == 4 {
+                let errno = Errno::from_raw(i32::from_ne_bytes(buf));
+                let _ = waitpid(child, None);
+                let code = if errno == Errno::ENOENT {
+                    EXIT_NOT_FOUND
+                } else {
+                    EXIT_CANNOT_EXECUTE
+                };
+                return Err(SandboxError::Init {
+                    code,
+                    message: format!("cannot execute {}: {errno}", program.display()),
+                });
+            }
+            Ok(child)
+        }
+    }
+}
+
+/// In the forked child: new session, terminal, clean signal mask, exec. Returns only on failure.
+fn exec_child(path: &CString, argv: &[CString], envp: &[CString], tty: Option<RawFd>) -> Errno {
+    if let Err(e) = SigSet::all().thread_unblock() {
+        return e;
+    }
+    if let Err(e) = setsid() {
+        return e;
+    }
+    if let Some(fd) = tty {
+        // SAFETY: TIOCSCTTY takes an integer argument; `fd` is our open pty slave.
+        if unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } != 0 {
+            return Errno::last();
+        }
+        // SAFETY: `fd` stays open for the duration of these calls.
+        let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        for r in [dup2_stdin(b), dup2_stdout(b), dup2_stderr(b)] {
+            if let Err(e) = r {
+                return e;
+            }
+        }
+    }
+    match execve(path, argv, envp) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    }
+}

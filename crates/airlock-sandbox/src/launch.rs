@@ -1,0 +1,353 @@
+//! The supervisor's side of a sandbox: start the init stage, hand it the spec, collect the
+//! descriptors it passes out, then supervise: relay the terminal, forward signals, and return the
+//! command's exit status.
+
+use std::io::Write;
+use std::net::{TcpListener, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
+
+use crate::cgroup::Cgroup;
+use crate::init::{FORWARDED, INIT_FD};
+use crate::message::{Channel, FromInit, ToInit};
+use crate::spec::SandboxSpec;
+use crate::term::{get_winsize, set_winsize, RawMode};
+use crate::{SandboxError, EXIT_FAILURE};
+
+/// Options for starting a sandbox.
+#[derive(Debug)]
+pub struct LaunchOptions {
+    /// The airlock binary, run as `__sandbox-init` (normally `/proc/self/exe`).
+    pub exe: PathBuf,
+    /// The cgroup to place the sandbox in, if any.
+    pub cgroup: Option<Cgroup>,
+}
+
+/// Listening sockets created inside the sandbox's network namespace.
+#[derive(Debug)]
+pub struct NetFds {
+    pub proxy: TcpListener,
+    pub dns_udp: UdpSocket,
+    pub dns_tcp: TcpListener,
+}
+
+/// A running sandbox.
+#[derive(Debug)]
+pub struct Sandbox {
+    child: Child,
+    chan: Channel,
+    pty: Option<OwnedFd>,
+    net: Option<NetFds>,
+    /// What Landlock enforces in this sandbox.
+    pub landlock: String,
+    cgroup: Option<Cgroup>,
+}
+
+fn supervised_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    set.add(Signal::SIGWINCH);
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// Blocks the signals the supervisor handles, so they queue for [`Sandbox::wait`]. Call it
+/// before any thread is started: threads inherit the mask, and a signal delivered to a thread that
+/// does not block it would take the default action (killing airlock, leaving nothing forwarded).
+pub fn block_signals() -> Result<(), SandboxError> {
+    supervised_signals()
+        .thread_block()
+        .map_err(|e| SandboxError::sys("cannot block signals", e))
+}
+
+impl Sandbox {
+    /// Starts a sandbox for `spec` and waits until it is built (or has failed to build).
+    pub fn launch(spec: &SandboxSpec, opts: LaunchOptions) -> Result<Sandbox, SandboxError> {
+        let (ours, theirs) = Channel::pair()?;
+        let their_fd = theirs.as_raw_fd();
+        let mut cmd = Command::new(&opts.exe);
+        cmd.arg("__sandbox-init")
+            .env_clear()
+            .stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .process_group(0);
+        // SAFETY: the closure runs in the forked child before exec and only makes
+        // async-signal-safe system calls (dup2, fcntl, prctl, getppid, kill); it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                if their_fd == INIT_FD {
+                    let flags = libc::fcntl(INIT_FD, libc::F_GETFD);
+                    if flags < 0 || libc::fcntl(INIT_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(their_fd, INIT_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| {
+            SandboxError::io(
+                format!("cannot start the sandbox init stage {}", opts.exe.display()),
+                e,
+            )
+        })?;
+        drop(theirs);
+        let mut sandbox = Sandbox {
+            child,
+            chan: ours,
+            pty: None,
+            net: None,
+            landlock: String::new(),
+            cgroup: opts.cgroup,
+        };
+        if let Some(cg) = &sandbox.cgroup {
+            cg.add(sandbox.child.id())?;
+        }
+        sandbox.chan.send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
+        match sandbox.chan.recv::<FromInit>()? {
+            Some((FromInit::Ready { tty, net, landlock }, fds)) => {
+                let mut fds = fds.into_iter();
+                let mut next = |what: &str| {
+                    fds.next().ok_or_else(|| {
+                        SandboxError::Protocol(format!("the init stage did not pass the {what}"))
+                    })
+                };
+                if tty {
+                    sandbox.pty = Some(next("terminal")?);
+                }
+                if net {
+                    sandbox.net = Some(NetFds {
+                        proxy: TcpListener::from(next("proxy listener")?),
+                        dns_udp: UdpSocket::from(next("DNS socket")?),
+                        dns_tcp: TcpListener::from(next("DNS listener")?),
+                    });
+                }
+                sandbox.landlock = landlock;
+                Ok(sandbox)
+            }
+            Some((FromInit::Failed { code, message }, _)) => {
+                let _ = sandbox.child.wait();
+                Err(SandboxError::Init { code, message })
+            }
+            Some((other, _)) => Err(SandboxError::Protocol(format!(
+                "unexpected message before the sandbox was ready: {other:?}"
+            ))),
+            None => {
+                let status = sandbox.child.wait().ok();
+                Err(SandboxError::Setup(format!(
+                    "the sandbox init stage exited before the sandbox was ready ({})",
+                    status.map_or("unknown status".to_string(), |s| s.to_string())
+                )))
+            }
+        }
+    }
+
+    /// The listeners for the proxy and DNS filter, once.
+    pub fn take_net(&mut self) -> Option<NetFds> {
+        self.net.take()
+    }
+
+    /// Host pid of the init stage (signals sent to it are forwarded to the command).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Supervises until the command exits: relays the terminal, forwards INT, TERM, HUP, QUIT,
+    /// USR1, USR2 and window-size changes. Returns the command's exit status (128+N for signal N).
+    pub fn wait(mut self) -> Result<i32, SandboxError> {
+        let mask = supervised_signals();
+        mask.thread_block()
+            .map_err(|e| SandboxError::sys("cannot block signals", e))?;
+        let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(|e| SandboxError::sys("cannot create a signalfd", e))?;
+        let pty = self.pty.take();
+        let _raw = pty.as_ref().and_then(|_| RawMode::enter(0));
+        if let Some(master) = &pty {
+            if let Some(ws) = get_winsize(1).or_else(|| get_winsize(0)) {
+                set_winsize(master.as_raw_fd(), &ws);
+            }
+        }
+        let init_pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(i32::MAX));
+        let mut exited: Option<i32> = None;
+        let mut failed: Option<(i32, String)> = None;
+        let mut child_status: Option<std::process::ExitStatus> = None;
+        let mut chan_open = true;
+        let mut pty_open = pty.is_some();
+        let mut stdin_open = pty.is_some();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if child_status.is_some() && !chan_open && !pty_open {
+                break;
+            }
+            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            let chan_fd = self.chan_fd();
+            if chan_open {
+                fds.push(PollFd::new(chan_fd, PollFlags::POLLIN));
+            }
+            let master_idx = fds.len();
+            if let (true, Some(m)) = (pty_open, &pty) {
+                fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+            }
+            let stdin_idx = fds.len();
+            let stdin = std::io::stdin();
+            if stdin_open {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
+            // Once the init stage is gone, give the terminal a moment to drain, then stop.
+            let timeout = if child_status.is_some() {
+                PollTimeout::from(200u16)
+            } else {
+                PollTimeout::NONE
+            };
+            let n = match poll(&mut fds, timeout) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(SandboxError::sys("poll", e)),
+            };
+            if n == 0 {
+                break;
+            }
+            let ready = |i: usize| {
+                fds.get(i)
+                    .and_then(|f| f.revents())
+                    .is_some_and(|r| !r.is_empty())
+            };
+            let sig_ready = ready(0);
+            let chan_ready = chan_open && ready(1);
+            let master_ready = pty_open && ready(master_idx);
+            let stdin_ready = stdin_open && ready(stdin_idx);
+            drop(fds);
+            if sig_ready {
+                while let Ok(Some(info)) = sfd.read_signal() {
+                    let sig = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0));
+                    match sig {
+                        Ok(Signal::SIGCHLD) => {
+                            if let Ok(Some(st)) = self.child.try_wait() {
+                                child_status = Some(st);
+                            }
+                        }
+                        Ok(Signal::SIGWINCH) => {
+                            if let (Some(m), Some(ws)) = (&pty, get_winsize(1).or_else(|| get_winsize(0))) {
+                                set_winsize(m.as_raw_fd(), &ws);
+                            }
+                        }
+                        Ok(s) => {
+                            let _ = kill(init_pid, s);
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            if chan_ready {
+                match self.chan.recv::<FromInit>() {
+                    Ok(Some((FromInit::Exited { status }, _))) => exited = Some(status),
+                    Ok(Some((FromInit::Failed { code, message }, _))) => failed = Some((code, message)),
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => chan_open = false,
+                }
+            }
+            if master_ready {
+                if let Some(m) = &pty {
+                    match nix::unistd::read(m, &mut buf) {
+                        Ok(0) | Err(Errno::EIO) => pty_open = false,
+                        Ok(k) => {
+                            let mut out = std::io::stdout().lock();
+                            if out.write_all(&buf[..k]).and_then(|_| out.flush()).is_err() {
+                                pty_open = false;
+                            }
+                        }
+                        Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
+                        Err(_) => pty_open = false,
+                    }
+                }
+            }
+            if stdin_ready {
+                match nix::unistd::read(std::io::stdin(), &mut buf) {
+                    Ok(0) => stdin_open = false,
+                    Ok(k) => {
+                        if let Some(m) = &pty {
+                            if write_all(m, &buf[..k]).is_err() {
+                                stdin_open = false;
+                            }
+                        }
+                    }
+                    Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
+                    Err(_) => stdin_open = false,
+                }
+            }
+            if child_status.is_none() {
+                if let Ok(Some(st)) = self.child.try_wait() {
+                    child_status = Some(st);
+                }
+            }
+        }
+        drop(_raw);
+        let status = match child_status {
+            Some(s) => Some(s),
+            None => self.child.wait().ok(),
+        };
+        if let Some((code, message)) = failed {
+            return Err(SandboxError::Init { code, message });
+        }
+        if let Some(code) = exited {
+            return Ok(code);
+        }
+        use std::os::unix::process::ExitStatusExt;
+        match status {
+            Some(s) => match (s.code(), s.signal()) {
+                (Some(c), _) => Ok(c),
+                (None, Some(sig)) => Err(SandboxError::Setup(format!(
+                    "the sandbox init stage was killed by signal {sig}"
+                ))),
+                _ => Ok(EXIT_FAILURE),
+            },
+            None => Err(SandboxError::Setup("lost track of the sandbox init stage".into())),
+        }
+    }
+
+    fn chan_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the channel's descriptor lives as long as `self`, which outlives the borrow.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.chan.as_raw_fd()) }
+    }
+
+    /// What the cgroup enforces (empty if none).
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+}
+
+fn write_all(fd: &OwnedFd, mut data: &[u8]) -> Result<(), Errno> {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(Errno::EINTR) | Err(Errno::EAGAIN) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Never leave a sandbox behind: if supervision ends early (an error in airlock), kill it.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Typed messages between the supervisor and the sandbox's init stages, over a
+//! `SOCK_SEQPACKET` socketpair (one message per packet, JSON), with file descriptors attached as
+//! `SCM_RIGHTS` where a message carries them.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::spec::SandboxSpec;
+use crate::SandboxError;
+
+/// Largest message accepted (the spec carries the environment and generated files).
+pub const MAX_MESSAGE: usize = 4 << 20;
+
+/// Supervisor -> init.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToInit {
+    /// Build this sandbox.
+    Spec(Box<SandboxSpec>),
+}
+
+/// Init -> supervisor.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromInit {
+    /// The sandbox is built. Attached fds, in order: the pty master (if a tty was asked for), then
+    /// the proxy listener, the DNS UDP socket and the DNS TCP listener (if network was asked for).
+    Ready {
+        tty: bool,
+        net: bool,
+        landlock: String,
+    },
+    /// The command was executed.
+    Started,
+    /// Setup failed; `code` is the exit status to report (125, 126, 127).
+    Failed { code: i32, message: String },
+    /// The command exited with this status (128+N for signal N).
+    Exited { status: i32 },
+}
+
+/// One end of the control channel.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+impl Channel {
+    /// A connected pair (close-on-exec).
+    pub fn pair() -> Result<(Channel, Channel), SandboxError> {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| SandboxError::sys("socketpair for the control channel", e))?;
+        Ok((Channel { fd: a }, Channel { fd: b }))
+    }
+
+    /// Wraps an inherited descriptor.
+    pub fn from_fd(fd: OwnedFd) -> Channel {
+        Channel { fd }
+    }
+
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Sends one message with optional descriptors.
+    pub fn send<T: Serialize>(&self, msg: &T, fds: &[RawFd]) -> Result<(), SandboxError> {
+        let bytes = serde_json::to_vec(msg)
+            .map_err(|e| SandboxError::Protocol(format!("cannot encode message: {e}")))?;
+        if bytes.len() > MAX_MESSAGE {
+            return Err(SandboxError::Protocol(format!(
+                "message of {} bytes exceeds the {MAX_MESSAGE}-byte limit",
+                bytes.len()
+            )));
+        }
+        let iov = [IoSlice::new(&bytes)];
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &cmsg };
+        sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)
+            .map_err(|e| SandboxError::sys("send on the control channel", e))?;
+        Ok(())
+    }
+
+    /// Receives one message and its descriptors; `Ok(None)` when the peer has closed.
+    pub fn recv<T: for<'de> Deserialize<'de>>(
+        &self,
+    ) -> Result<Option<(T, Vec<OwnedFd>)>, SandboxError> {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let mut cmsg_space = nix::cmsg_space!([RawFd; 8]);
+        let (len, fds) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg_space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(msg) => {
+                    let mut fds = Vec::new();
+                    for c in msg.cmsgs().map_err(|e| SandboxError::sys("read fds", e))? {
+                        if let ControlMessageOwned::ScmRights(raw) = c {
+                            for fd in raw {
+                                // SAFETY: the kernel just installed `fd` in our table for us
+                                // (SCM_RIGHTS); nothing else owns it.
+                                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                            }
+                        }
+                    }
+                    break (msg.bytes, fds);
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(SandboxError::sys("receive on the control channel", e)),
+            }
+        };
+        if len == 0 {
+            return Ok(None);
+        }
+        let msg = serde_json::from_slice(&buf[..len])
+            .map_err(|e| SandboxError::Protocol(format!("malformed message: {e}")))?;
+        Ok(Some((msg, fds)))
+    }
+}

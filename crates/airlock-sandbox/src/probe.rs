@@ -1,0 +1,1 @@
+//! Escape probes for `airlock selftest`.

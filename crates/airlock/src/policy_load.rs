@@ -1,0 +1,60 @@
+//! Loading the policy layers from disk: built-in defaults < the user's config <
+//! `--policy` files < command-line flags. A policy file inside the workspace is untrusted (the
+//! agent can write it) and may only narrow the policy unless named with `--trust-policy`.
+
+use std::path::{Path, PathBuf};
+
+use airlock_policy::{ConfigFile, Layer, Policy};
+use anyhow::{Context, Result};
+
+/// The user's config file: `$XDG_CONFIG_HOME/airlock/config.toml` or
+/// `~/.config/airlock/config.toml`.
+pub(crate) fn user_config_path() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(x).join("airlock/config.toml"));
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|h| PathBuf::from(h).join(".config/airlock/config.toml"))
+}
+
+fn read_layer(path: &Path, trusted: bool) -> Result<Layer> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy file {}", path.display()))?;
+    Ok(Layer {
+        source: path.to_path_buf(),
+        trusted,
+        config: ConfigFile::parse(path, &text)?,
+    })
+}
+
+/// Loads the layers and merges them. `workspace` (canonical) decides which files are untrusted.
+pub(crate) fn load(
+    workspace: Option<&Path>,
+    policies: &[PathBuf],
+    trusted: &[PathBuf],
+    flags: Option<ConfigFile>,
+) -> Result<Policy> {
+    let mut layers = Vec::new();
+    if let Some(p) = user_config_path().filter(|p| p.exists()) {
+        layers.push(read_layer(&p, true)?);
+    }
+    let trusted: Vec<PathBuf> = trusted
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    for p in policies {
+        let canon = std::fs::canonicalize(p)
+            .with_context(|| format!("cannot read policy file {}", p.display()))?;
+        let inside = workspace.is_some_and(|ws| canon.starts_with(ws));
+        layers.push(read_layer(&canon, !inside || trusted.contains(&canon))?);
+    }
+    if let Some(config) = flags {
+        layers.push(Layer {
+            source: PathBuf::from("<command line>"),
+            trusted: true,
+            config,
+        });
+    }
+    Ok(Policy::from_layers(&layers)?)
+}
