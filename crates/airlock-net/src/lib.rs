@@ -1,2 +1,301 @@
-//! airlock egress: HTTP proxy, DNS filter, credential injector
+//! airlock egress: the HTTP proxy and DNS filter that are a sandbox's only way out, by hostname,
+//! with an audit trail. The credential injector will join them.
+//!
+//! The sandbox child binds the listening sockets inside its own network namespace (TCP
+//! 127.0.0.1:3128 for the proxy, UDP and TCP 127.0.0.1:53 for DNS), passes them to the
+//! supervisor over SCM_RIGHTS and closes its copies; the supervisor, on the host, serves them:
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # fn demo(proxy: std::net::TcpListener, dns_udp: std::net::UdpSocket,
+//! #         dns_tcp: std::net::TcpListener, cfg: &airlock_policy::NetworkConfig,
+//! #         audit: Arc<airlock_audit::AuditLog>, rt: &tokio::runtime::Handle)
+//! #         -> Result<(), Box<dyn std::error::Error>> {
+//! use airlock_net::{Egress, EgressConfig};
+//! use airlock_policy::network::NetworkPolicy;
+//!
+//! let policy = NetworkPolicy::compile(cfg)?;
+//! let mut config = EgressConfig::new(proxy, policy, audit);
+//! config.dns_udp = Some(dns_udp);
+//! config.dns_tcp = Some(dns_tcp);
+//! config.session = Some("s-1234".into());
+//! let egress = Egress::start(config, rt)?;
+//! // On SIGHUP or `airlock policy reload`: established tunnels are kept.
+//! egress.reload(NetworkPolicy::compile(cfg)?);
+//! // Dropping `egress` closes the listeners and every tunnel.
+//! # Ok(()) }
+//! ```
+//!
+//! Inside the sandbox, set `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and their lower-case forms
+//! to `http://127.0.0.1:3128`, leave `NO_PROXY`/`no_proxy` unset (the sandbox has no other route
+//! anyway), and write `nameserver 127.0.0.1` to its `/etc/resolv.conf`.
+//!
+//! Fail closed: every service task owns its listener and its connections. If a task dies
+//! (panic, abort, [`Egress`] dropped), its listener is closed and its tunnels are torn down;
+//! [`Egress::wait_failure`] reports it so the supervisor can end the session.
 #![forbid(unsafe_code)]
+
+pub mod dns;
+pub mod error;
+mod io;
+mod proxy;
+pub mod resolve;
+pub mod sni;
+mod state;
+pub mod target;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_audit::AuditLog;
+use airlock_policy::network::NetworkPolicy;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+pub use error::{Blame, EgressError, ProxyError};
+pub use resolve::{Resolve, ResolveFuture, StaticResolver, SystemResolver, UdpDnsResolver};
+
+use state::Shared;
+
+/// Bounds on every connection: memory, time and count.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Concurrent proxy connections; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Largest request or response head (at least 8 KiB); larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Time to send a complete request head, and keep-alive idle time between requests.
+    pub header_read_timeout: Duration,
+    /// Time for a CONNECT to 443 to send its complete TLS ClientHello.
+    pub client_hello_timeout: Duration,
+    /// Bytes read while waiting for the ClientHello.
+    pub client_hello_max_bytes: usize,
+    /// Time for a name lookup.
+    pub resolve_timeout: Duration,
+    /// Time for one TCP connect upstream.
+    pub connect_timeout: Duration,
+    /// A connection or tunnel on which nothing moves for this long is closed.
+    pub idle_timeout: Duration,
+    /// DNS queries being answered at once (UDP); more are dropped.
+    pub dns_max_inflight: usize,
+    /// Concurrent DNS-over-TCP connections.
+    pub dns_max_tcp: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 512,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            client_hello_timeout: Duration::from_secs(10),
+            client_hello_max_bytes: 64 * 1024,
+            resolve_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            dns_max_inflight: 128,
+            dns_max_tcp: 32,
+        }
+    }
+}
+
+/// What [`Egress::start`] needs.
+#[derive(Debug)]
+pub struct EgressConfig {
+    /// The proxy's listening socket (127.0.0.1:3128 inside the sandbox).
+    pub proxy: std::net::TcpListener,
+    /// The DNS filter's UDP socket (127.0.0.1:53 inside the sandbox).
+    pub dns_udp: Option<std::net::UdpSocket>,
+    /// The DNS filter's TCP listener (127.0.0.1:53 inside the sandbox).
+    pub dns_tcp: Option<std::net::TcpListener>,
+    pub policy: NetworkPolicy,
+    pub audit: Arc<AuditLog>,
+    /// Written into every audit event.
+    pub session: Option<String>,
+    /// Resolves allowed names; [`SystemResolver`] by default.
+    pub resolver: Arc<dyn Resolve>,
+    pub limits: Limits,
+}
+
+impl EgressConfig {
+    /// A config with no DNS sockets, the host resolver and default limits.
+    pub fn new(proxy: std::net::TcpListener, policy: NetworkPolicy, audit: Arc<AuditLog>) -> Self {
+        EgressConfig {
+            proxy,
+            dns_udp: None,
+            dns_tcp: None,
+            policy,
+            audit,
+            session: None,
+            resolver: Arc::new(SystemResolver),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The running proxy and DNS filter. Dropping it stops them: listeners closed, tunnels cut.
+#[derive(Debug)]
+pub struct Egress {
+    shared: Arc<Shared>,
+    services: Vec<AbortHandle>,
+    failure: watch::Receiver<Option<String>>,
+    proxy_addr: SocketAddr,
+    dns_addr: Option<SocketAddr>,
+}
+
+type Service = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl Egress {
+    /// Starts serving the handed-over sockets on `rt`. The sockets may be blocking; they are
+    /// switched to non-blocking here.
+    pub fn start(config: EgressConfig, rt: &tokio::runtime::Handle) -> Result<Egress, EgressError> {
+        let _guard = rt.enter();
+        let sock_err = |what| move |source| EgressError::Socket { what, source };
+        let proxy_addr = config.proxy.local_addr().map_err(sock_err("proxy"))?;
+        config
+            .proxy
+            .set_nonblocking(true)
+            .map_err(sock_err("proxy"))?;
+        let proxy = tokio::net::TcpListener::from_std(config.proxy).map_err(sock_err("proxy"))?;
+        let dns_udp = match config.dns_udp {
+            Some(s) => {
+                s.set_nonblocking(true).map_err(sock_err("dns udp"))?;
+                Some(tokio::net::UdpSocket::from_std(s).map_err(sock_err("dns udp"))?)
+            }
+            None => None,
+        };
+        let dns_tcp = match config.dns_tcp {
+            Some(s) => {
+                s.set_nonblocking(true).map_err(sock_err("dns tcp"))?;
+                Some(tokio::net::TcpListener::from_std(s).map_err(sock_err("dns tcp"))?)
+            }
+            None => None,
+        };
+        let dns_addr = match &dns_udp {
+            Some(s) => Some(s.local_addr().map_err(sock_err("dns udp"))?),
+            None => None,
+        };
+        let shared = Arc::new(Shared::new(
+            config.policy,
+            config.audit,
+            config.session,
+            config.resolver,
+            config.limits,
+        ));
+        let mut services: Vec<(&'static str, Service)> =
+            vec![("proxy", Box::pin(proxy::serve(proxy, shared.clone())))];
+        if let Some(s) = dns_udp {
+            services.push(("dns-udp", Box::pin(dns::serve_udp(s, shared.clone()))));
+        }
+        if let Some(s) = dns_tcp {
+            services.push(("dns-tcp", Box::pin(dns::serve_tcp(s, shared.clone()))));
+        }
+        let (fail_tx, failure) = watch::channel(None);
+        let fail_tx = Arc::new(fail_tx);
+        let services = services
+            .into_iter()
+            .map(|(name, fut)| {
+                let handle = rt.spawn(fut);
+                let abort = handle.abort_handle();
+                let tx = fail_tx.clone();
+                // The monitor reports how the service ended, and ends with it.
+                rt.spawn(async move {
+                    let why = match handle.await {
+                        Ok(()) => "it returned".to_string(),
+                        Err(e) if e.is_panic() => format!("it panicked: {}", panic_message(e)),
+                        Err(_) => "it was stopped".to_string(),
+                    };
+                    tracing::error!(service = name, "airlock: egress service stopped: {why}");
+                    tx.send_replace(Some(format!("{name}: {why}")));
+                });
+                abort
+            })
+            .collect();
+        Ok(Egress {
+            shared,
+            services,
+            failure,
+            proxy_addr,
+            dns_addr,
+        })
+    }
+
+    /// Replaces the policy. New requests and DNS queries are judged by it at once; established
+    /// tunnels and in-flight requests are left alone.
+    pub fn reload(&self, policy: NetworkPolicy) {
+        self.shared.set_policy(policy);
+        tracing::info!("airlock: network policy reloaded");
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<NetworkPolicy> {
+        self.shared.policy()
+    }
+
+    /// Where the proxy listens (in the sandbox's namespace).
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy_addr
+    }
+
+    /// Where the DNS filter listens over UDP, if it was given a socket.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns_addr
+    }
+
+    /// Whether every service is still running.
+    pub fn is_running(&self) -> bool {
+        self.failure.borrow().is_none() && self.services.iter().all(|s| !s.is_finished())
+    }
+
+    /// Resolves when a service stops for any reason (the sandbox then has no network); the
+    /// supervisor can select on it to end the session with a clear error.
+    pub async fn wait_failure(&self) -> EgressError {
+        let mut rx = self.failure.clone();
+        let why = match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().unwrap_or_default(),
+            Err(_) => "the monitor is gone".to_string(),
+        };
+        let (service, why) = why.split_once(": ").unwrap_or(("egress", &why));
+        EgressError::Died {
+            service: match service {
+                "proxy" => "proxy",
+                "dns-udp" => "dns-udp",
+                "dns-tcp" => "dns-tcp",
+                _ => "egress",
+            },
+            why: why.to_string(),
+        }
+    }
+
+    /// Stops every service now (same as dropping).
+    pub fn shutdown(self) {}
+
+    #[cfg(test)]
+    pub(crate) fn inject_accept_panic(&self) {
+        self.shared
+            .panic_on_accept
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Egress {
+    fn drop(&mut self) {
+        for s in &self.services {
+            s.abort();
+        }
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(p) => p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into()),
+        Err(e) => e.to_string(),
+    }
+}
