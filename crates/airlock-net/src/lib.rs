@@ -69,7 +69,10 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Time to send a complete request head, and keep-alive idle time between requests.
     pub header_read_timeout: Duration,
-    /// Time for a CONNECT to 443 to send its complete TLS ClientHello.
+    /// CONNECT ports whose first bytes must be a TLS ClientHello with an SNI equal to the
+    /// CONNECT host.
+    pub tls_ports: Vec<u16>,
+    /// Time for a CONNECT to a TLS port to send its complete ClientHello.
     pub client_hello_timeout: Duration,
     /// Bytes read while waiting for the ClientHello.
     pub client_hello_max_bytes: usize,
@@ -91,6 +94,7 @@ impl Default for Limits {
             max_connections: 512,
             max_header_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            tls_ports: vec![443],
             client_hello_timeout: Duration::from_secs(10),
             client_hello_max_bytes: 64 * 1024,
             resolve_timeout: Duration::from_secs(5),

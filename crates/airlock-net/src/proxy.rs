@@ -15,7 +15,7 @@
 //!   on every address (DNS rebinding). The connection goes to a checked address, never to a name
 //!   resolved again later.
 //! - **connect**: TCP to the first reachable checked address, with a timeout.
-//! - **inspect** (CONNECT to port 443): the TLS ClientHello is read (bounded, timed) and its SNI
+//! - **inspect** (CONNECT to a TLS port, 443 by default): the TLS ClientHello is read (bounded, timed) and its SNI
 //!   must equal the CONNECT host. This is where a credential-injecting MITM for credential hosts
 //!   will plug in: it would terminate TLS here instead of passing the bytes through.
 //! - **relay**: bytes both ways with half-close and an idle timeout.
@@ -451,7 +451,7 @@ async fn connect(
             }
         };
         let mut client = TokioIo::new(upgraded);
-        let first = if port == 443 {
+        let first = if shared.limits.tls_ports.contains(&port) {
             match phase_inspect(&mut client, &host, &shared.limits).await {
                 Ok(bytes) => bytes,
                 Err(refusal) => {
