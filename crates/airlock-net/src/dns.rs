@@ -157,7 +157,13 @@ pub fn plan(policy: &NetworkPolicy, packet: &[u8]) -> Plan {
     let edns = msg.edns.is_some();
     if md.op_code != OpCode::Query {
         return Plan::Reply {
-            bytes: respond(&md, msg.queries.first(), edns, ResponseCode::NotImp, Vec::new()),
+            bytes: respond(
+                &md,
+                msg.queries.first(),
+                edns,
+                ResponseCode::NotImp,
+                Vec::new(),
+            ),
             event: None,
         };
     }
@@ -485,7 +491,10 @@ mod tests {
     }
 
     fn rcode(bytes: &[u8]) -> ResponseCode {
-        Message::from_vec(bytes).expect("decode").metadata.response_code
+        Message::from_vec(bytes)
+            .expect("decode")
+            .metadata
+            .response_code
     }
 
     #[test]
@@ -505,14 +514,20 @@ mod tests {
     #[test]
     fn allowed_names_are_looked_up_and_answered() {
         let p = policy();
-        let Plan::Lookup { question, rule, flag } =
-            plan(&p, &query("Allowed.Test.", RecordType::A))
+        let Plan::Lookup {
+            question,
+            rule,
+            flag,
+        } = plan(&p, &query("Allowed.Test.", RecordType::A))
         else {
             panic!("expected lookup");
         };
         assert_eq!(question.name, "allowed.test");
         assert_eq!(rule, "network.allow[0]=allowed.test");
-        let ips = vec!["93.184.216.34".parse().expect("ip"), "2606:2800::1".parse().expect("ip")];
+        let ips = vec![
+            "93.184.216.34".parse().expect("ip"),
+            "2606:2800::1".parse().expect("ip"),
+        ];
         let (bytes, ev) = answer(&p, &question, Ok(ips), rule, flag);
         let m = Message::from_vec(&bytes).expect("decode");
         assert_eq!(m.metadata.id, 0x1234);
@@ -524,7 +539,11 @@ mod tests {
     #[test]
     fn private_answers_are_refused() {
         let p = policy();
-        let Plan::Lookup { question, rule, flag } = plan(&p, &query("allowed.test.", RecordType::A))
+        let Plan::Lookup {
+            question,
+            rule,
+            flag,
+        } = plan(&p, &query("allowed.test.", RecordType::A))
         else {
             panic!("expected lookup");
         };
@@ -561,7 +580,10 @@ mod tests {
             ..NetworkConfig::default()
         })
         .expect("policy");
-        match plan(&strict, &query("a3f9c2e1b7d04f6a8e2c.wild.test.", RecordType::A)) {
+        match plan(
+            &strict,
+            &query("a3f9c2e1b7d04f6a8e2c.wild.test.", RecordType::A),
+        ) {
             Plan::Reply { bytes, event } => {
                 assert_eq!(rcode(&bytes), ResponseCode::Refused);
                 assert_eq!(event.expect("event").rule, "network.refuse_random_labels");

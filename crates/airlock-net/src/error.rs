@@ -37,7 +37,9 @@ pub enum EgressError {
         what: &'static str,
         source: std::io::Error,
     },
-    #[error("airlock: the {service} service stopped ({why}); the sandbox has no network from now on")]
+    #[error(
+        "airlock: the {service} service stopped ({why}); the sandbox has no network from now on"
+    )]
     Died { service: &'static str, why: String },
 }
 
@@ -89,9 +91,9 @@ impl ProxyError {
             ProxyError::Denied { .. } => StatusCode::FORBIDDEN,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Resolve { .. } | ProxyError::Connect { .. } | ProxyError::Upstream { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::Resolve { .. }
+            | ProxyError::Connect { .. }
+            | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 

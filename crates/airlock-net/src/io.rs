@@ -188,10 +188,15 @@ mod tests {
         });
         let mut buf = [0u8; 1];
         for _ in 0..5 {
-            a.read_exact(&mut buf).await.expect("busy stream keeps working");
+            a.read_exact(&mut buf)
+                .await
+                .expect("busy stream keeps working");
         }
         let start = std::time::Instant::now();
-        let err = a.read(&mut buf).await.expect_err("idle stream must time out");
+        let err = a
+            .read(&mut buf)
+            .await
+            .expect_err("idle stream must time out");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(start.elapsed() < Duration::from_secs(2));
         writer.abort();

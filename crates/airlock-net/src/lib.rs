@@ -303,3 +303,87 @@ fn panic_message(e: tokio::task::JoinError) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_policy::NetworkConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn echo_server() -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_proxy_task_leaves_the_sandbox_with_no_network() {
+        let up = echo_server().await;
+        let mut c = NetworkConfig {
+            allow: vec!["echo.test".into()],
+            allow_private: vec!["127.0.0.1".into()],
+            ..NetworkConfig::default()
+        };
+        c.resolve.insert("echo.test".into(), "127.0.0.1".into());
+        c.ports.insert("echo.test".into(), vec![up.port()]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let audit = Arc::new(AuditLog::open(dir.path().join("a.jsonl")).expect("audit"));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let cfg = EgressConfig::new(listener, NetworkPolicy::compile(&c).expect("policy"), audit);
+        let egress = Egress::start(cfg, &tokio::runtime::Handle::current()).expect("start");
+        let proxy = egress.proxy_addr();
+        // An established tunnel.
+        let mut t = tokio::net::TcpStream::connect(proxy)
+            .await
+            .expect("connect");
+        t.write_all(format!("CONNECT echo.test:{} HTTP/1.1\r\n\r\n", up.port()).as_bytes())
+            .await
+            .expect("write");
+        let mut head = [0u8; 19];
+        t.read_exact(&mut head).await.expect("200");
+        assert_eq!(&head[..12], b"HTTP/1.1 200");
+        let mut rest = Vec::new();
+        while !rest.ends_with(b"\r\n\r\n") && !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            t.read_exact(&mut b).await.expect("head");
+            rest.push(b[0]);
+        }
+        t.write_all(b"ping").await.expect("write");
+        let mut b = [0u8; 4];
+        t.read_exact(&mut b).await.expect("echo");
+        assert!(egress.is_running());
+
+        // The accept loop dies on the next connection.
+        egress.inject_accept_panic();
+        let _trigger = tokio::net::TcpStream::connect(proxy).await;
+        let err = tokio::time::timeout(Duration::from_secs(5), egress.wait_failure())
+            .await
+            .expect("failure reported");
+        assert!(
+            matches!(&err, EgressError::Died { service: "proxy", why } if why.contains("panicked")),
+            "{err}"
+        );
+        assert!(!egress.is_running());
+        // The established tunnel is cut…
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(3), t.read(&mut buf))
+            .await
+            .expect("tunnel cut in time");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+        // …and nothing listens any more: refused, not passed anywhere.
+        let e = tokio::net::TcpStream::connect(proxy)
+            .await
+            .expect_err("proxy port must refuse");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
+}

@@ -162,11 +162,7 @@ async fn serve_conn(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     if let Err(e) = builder.serve_connection(io, svc).with_upgrades().await {
         tracing::debug!(%peer, "proxy connection ended: {e}");
     }
-    let tunnel = st
-        .tunnel
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
+    let tunnel = st.tunnel.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(t) = tunnel {
         t.await;
     }
@@ -194,7 +190,11 @@ impl Target {
     }
 }
 
-async fn handle(req: Request<Incoming>, shared: Arc<Shared>, st: Arc<ConnState>) -> Response<ProxyBody> {
+async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    st: Arc<ConnState>,
+) -> Response<ProxyBody> {
     let start = Instant::now();
     let r = if req.method() == Method::CONNECT {
         connect(req, &shared, &st, start).await
@@ -295,7 +295,10 @@ async fn phase_resolve(
             verdict,
         });
     }
-    Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
+    Ok(ips
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect())
 }
 
 /// Phase `connect`: the first checked address that accepts.
@@ -498,9 +501,11 @@ async fn forward(
             )))
         }
         None => {
-            return Err(bad("this is airlock's egress proxy: send absolute-form requests \
+            return Err(bad(
+                "this is airlock's egress proxy: send absolute-form requests \
                  (GET http://host/path) or CONNECT host:port"
-                .into()))
+                    .into(),
+            ))
         }
     }
     let authority = uri
@@ -562,8 +567,7 @@ async fn forward(
         let Some(client_upgrade) = client_upgrade else {
             return Err(err(ProxyError::Upstream {
                 target: t.display(),
-                message: "101 switching protocols to a request that did not ask to upgrade"
-                    .into(),
+                message: "101 switching protocols to a request that did not ask to upgrade".into(),
             }));
         };
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
@@ -590,7 +594,10 @@ async fn forward(
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
-    let body = LoggedBody { inner: body, _log: log };
+    let body = LoggedBody {
+        inner: body,
+        _log: log,
+    };
     Ok(Response::from_parts(parts, body.boxed_unsync()))
 }
 
@@ -651,7 +658,13 @@ fn full(s: String) -> ProxyBody {
 fn header_value(s: &str) -> HeaderValue {
     let clean: String = s
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .take(300)
         .collect();
     HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("airlock"))
@@ -668,7 +681,10 @@ fn error_response(e: &ProxyError) -> Response<ProxyBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     h.insert("x-airlock-reason", header_value(&e.rule()));
-    h.insert("x-airlock-blame", HeaderValue::from_static(e.blame().as_str()));
+    h.insert(
+        "x-airlock-blame",
+        HeaderValue::from_static(e.blame().as_str()),
+    );
     h.insert(
         "x-airlock-retry",
         HeaderValue::from_static(if e.retryable() { "may-help" } else { "no" }),

@@ -61,7 +61,10 @@ impl StaticResolver {
 impl Resolve for StaticResolver {
     fn resolve<'a>(&'a self, name: &'a str) -> ResolveFuture<'a> {
         let r = self.table.get(name).cloned().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, format!("{name} is not in the table"))
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{name} is not in the table"),
+            )
         });
         Box::pin(async move { r })
     }

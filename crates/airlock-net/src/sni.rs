@@ -65,7 +65,9 @@ pub fn parse_client_hello(buf: &[u8]) -> Result<Hello, HelloError> {
             continue;
         }
         if handshake[0] != HANDSHAKE_CLIENT_HELLO {
-            return Err(HelloError::Malformed("first handshake message is not a client hello"));
+            return Err(HelloError::Malformed(
+                "first handshake message is not a client hello",
+            ));
         }
         let mlen = (usize::from(handshake[1]) << 16)
             | (usize::from(handshake[2]) << 8)
@@ -173,7 +175,9 @@ fn parse_sni(data: &[u8]) -> Result<Option<String>, HelloError> {
     let mut r = Reader { buf: data };
     let list = r.vec16("truncated server name list")?;
     if !r.buf.is_empty() {
-        return Err(HelloError::Malformed("trailing bytes after server name list"));
+        return Err(HelloError::Malformed(
+            "trailing bytes after server name list",
+        ));
     }
     let mut l = Reader { buf: list };
     let mut host = None;
@@ -187,7 +191,9 @@ fn parse_sni(data: &[u8]) -> Result<Option<String>, HelloError> {
             return Err(HelloError::Malformed("more than one host name in sni"));
         }
         if name.is_empty() || !name.iter().all(|b| b.is_ascii_graphic()) {
-            return Err(HelloError::Malformed("sni host name is empty or not printable ascii"));
+            return Err(HelloError::Malformed(
+                "sni host name is empty or not printable ascii",
+            ));
         }
         host = Some(String::from_utf8_lossy(name).into_owned());
     }
@@ -250,7 +256,11 @@ mod tests {
     fn every_prefix_is_incomplete_and_never_an_error() {
         let hello = build_client_hello(Some("api.example.com"), 16384);
         for n in 0..hello.len() {
-            assert_eq!(parse_client_hello(&hello[..n]), Ok(Hello::Incomplete), "{n}");
+            assert_eq!(
+                parse_client_hello(&hello[..n]),
+                Ok(Hello::Incomplete),
+                "{n}"
+            );
         }
     }
 
@@ -272,7 +282,10 @@ mod tests {
     #[test]
     fn no_sni_is_reported_as_none() {
         let hello = build_client_hello(None, 16384);
-        assert_eq!(parse_client_hello(&hello), Ok(Hello::Complete { sni: None }));
+        assert_eq!(
+            parse_client_hello(&hello),
+            Ok(Hello::Complete { sni: None })
+        );
     }
 
     #[test]

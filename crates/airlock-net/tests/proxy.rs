@@ -35,7 +35,9 @@ async fn plain_http_is_forwarded_with_keep_alive_chunked_bodies_and_audit() {
     ));
     let env = start(p, Arc::new(StaticResolver::new()), quick_limits(1));
     let port = up.port();
-    let mut s = tokio::net::TcpStream::connect(env.proxy).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(env.proxy)
+        .await
+        .expect("connect");
     // 1: a GET with a proxy credential header that must not be forwarded.
     s.write_all(
         format!(
@@ -48,7 +50,10 @@ async fn plain_http_is_forwarded_with_keep_alive_chunked_bodies_and_audit() {
     .expect("write");
     let r1 = read_response(&mut s).await;
     assert!(r1.starts_with("HTTP/1.1 200"), "{r1}");
-    assert!(r1.contains(&format!("GET /hello host=web.test:{port} len=0")), "{r1}");
+    assert!(
+        r1.contains(&format!("GET /hello host=web.test:{port} len=0")),
+        "{r1}"
+    );
     assert!(r1.contains("proxy-auth=false"), "{r1}");
     // 2: a chunked POST on the same (kept-alive) connection.
     s.write_all(
@@ -78,7 +83,11 @@ async fn plain_http_is_forwarded_with_keep_alive_chunked_bodies_and_audit() {
         s3.extend_from_slice(&buf[..n]);
     }
     let r3 = String::from_utf8_lossy(&s3);
-    assert!(r3.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{r3}");
+    assert!(
+        r3.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{r3}"
+    );
     assert!(r3.contains("one,") && r3.contains("three"), "{r3}");
     assert!(conns.load(Ordering::SeqCst) >= 1);
     drop(s);
@@ -134,7 +143,10 @@ async fn connect_tls_to_an_allowed_name_works_end_to_end() {
     else {
         unreachable!()
     };
-    assert!(bytes_up > 100 && bytes_down > 100, "{bytes_up} {bytes_down}");
+    assert!(
+        bytes_up > 100 && bytes_down > 100,
+        "{bytes_up} {bytes_down}"
+    );
     assert_eq!(method, None);
 }
 
@@ -154,7 +166,10 @@ async fn denied_name_is_refused_before_any_dns_lookup_with_a_clear_403() {
     // Allowed: resolved through the logging upstream (proving the log works).
     let (_s, resp) = connect(env.proxy, &format!("good.test:{port}")).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    assert!(asked.lock().expect("lock").contains(&"good.test".to_string()));
+    assert!(asked
+        .lock()
+        .expect("lock")
+        .contains(&"good.test".to_string()));
     // Denied by the allow list and by deny: 403 with the rule, never looked up.
     let (_s, resp) = connect(env.proxy, "evil.test:443").await;
     assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
@@ -173,7 +188,9 @@ async fn denied_name_is_refused_before_any_dns_lookup_with_a_clear_403() {
     );
     let asked = asked.lock().expect("lock").clone();
     assert!(
-        !asked.iter().any(|n| n.contains("evil") || n.contains("bad.wild")),
+        !asked
+            .iter()
+            .any(|n| n.contains("evil") || n.contains("bad.wild")),
         "denied names reached the resolver: {asked:?}"
     );
     let denied = env.denied();
@@ -250,14 +267,25 @@ async fn names_resolving_to_private_ranges_are_refused_unless_allow_private() {
     let (_s, resp) = connect(env.proxy, &format!("rebind.test:{port}")).await;
     assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
     let reason = header(&resp, "x-airlock-reason").expect("reason");
-    assert!(reason.starts_with("network.allow_private: 127.0.0.1 is loopback"), "{reason}");
+    assert!(
+        reason.starts_with("network.allow_private: 127.0.0.1 is loopback"),
+        "{reason}"
+    );
     assert!(resp.contains("dns rebinding"), "{resp}");
-    let resp = raw(env.proxy, b"GET http://meta.test/latest/meta-data HTTP/1.1\r\n\r\n").await;
+    let resp = raw(
+        env.proxy,
+        b"GET http://meta.test/latest/meta-data HTTP/1.1\r\n\r\n",
+    )
+    .await;
     assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
     assert!(resp.contains("cloud metadata"), "{resp}");
     let (_s, resp) = connect(env.proxy, &format!("mapped.test:{port}")).await;
     assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
-    assert_eq!(echo.accepted.load(Ordering::SeqCst), 0, "nothing reached upstream");
+    assert_eq!(
+        echo.accepted.load(Ordering::SeqCst),
+        0,
+        "nothing reached upstream"
+    );
     // The same name with allow_private naming the address: reachable.
     env.egress.reload(policy(&format!(
         r#"allow = ["rebind.test"]
@@ -296,13 +324,21 @@ async fn sni_must_be_present_and_match_the_connect_host() {
         .connect(ServerName::try_from("tls.test").expect("name"), s)
         .await
         .expect_err("no sni must fail");
-    assert_eq!(tls.handshakes.load(Ordering::SeqCst), 0, "no handshake reached upstream");
+    assert_eq!(
+        tls.handshakes.load(Ordering::SeqCst),
+        0,
+        "no handshake reached upstream"
+    );
     let denied = env.denied();
     assert!(
-        denied.iter().any(|e| e.rule.as_deref() == Some("tls.sni: mismatch")),
+        denied
+            .iter()
+            .any(|e| e.rule.as_deref() == Some("tls.sni: mismatch")),
         "{denied:#?}"
     );
-    assert!(denied.iter().any(|e| e.rule.as_deref() == Some("tls.sni: missing")));
+    assert!(denied
+        .iter()
+        .any(|e| e.rule.as_deref() == Some("tls.sni: missing")));
     // And a matching SNI still works on the same proxy.
     let (s, _) = connect(env.proxy, &format!("tls.test:{port}")).await;
     let mut ok = tls_connector(&tls.cert, true)
@@ -370,7 +406,9 @@ async fn plain_http_upgrade_is_relayed() {
            "web.test" = [{port}]"#
     ));
     let env = start(p, Arc::new(StaticResolver::new()), quick_limits(1));
-    let mut s = tokio::net::TcpStream::connect(env.proxy).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(env.proxy)
+        .await
+        .expect("connect");
     s.write_all(
         format!(
             "GET http://web.test:{port}/ws HTTP/1.1\r\nHost: web.test\r\n\
@@ -384,7 +422,9 @@ async fn plain_http_upgrade_is_relayed() {
     assert!(resp.starts_with("HTTP/1.1 101"), "{resp}");
     s.write_all(b"frame-1").await.expect("write");
     let mut b = [0u8; 7];
-    s.read_exact(&mut b).await.expect("echo through the upgrade");
+    s.read_exact(&mut b)
+        .await
+        .expect("echo through the upgrade");
     assert_eq!(&b, b"frame-1");
 }
 
@@ -400,7 +440,11 @@ async fn reload_changes_decisions_but_keeps_established_tunnels() {
            [ports]
            "echo.test" = [{port}]"#
     );
-    let env = start(policy(&allow), Arc::new(StaticResolver::new()), quick_limits(1));
+    let env = start(
+        policy(&allow),
+        Arc::new(StaticResolver::new()),
+        quick_limits(1),
+    );
     let (mut tunnel, resp) = connect(env.proxy, &format!("echo.test:{port}")).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     tunnel.write_all(b"before").await.expect("write");
@@ -414,7 +458,10 @@ async fn reload_changes_decisions_but_keeps_established_tunnels() {
     )));
     let (_s, resp) = connect(env.proxy, &format!("echo.test:{port}")).await;
     assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
-    assert_eq!(header(&resp, "x-airlock-reason"), Some("network.deny[0]=echo.test"));
+    assert_eq!(
+        header(&resp, "x-airlock-reason"),
+        Some("network.deny[0]=echo.test")
+    );
     // The tunnel opened under the old policy still works.
     tunnel.write_all(b"after!").await.expect("write");
     tunnel.read_exact(&mut b).await.expect("echo after reload");
@@ -455,5 +502,8 @@ async fn dropping_egress_closes_listener_and_tunnels() {
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
-    assert!(refused, "the proxy port must refuse connections once egress is gone");
+    assert!(
+        refused,
+        "the proxy port must refuse connections once egress is gone"
+    );
 }

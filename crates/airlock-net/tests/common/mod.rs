@@ -265,7 +265,10 @@ pub async fn tls_upstream(name: &str) -> TlsUpstream {
 }
 
 /// A TLS client connector trusting `cert`.
-pub fn tls_connector(cert: &rustls::pki_types::CertificateDer<'static>, sni: bool) -> tokio_rustls::TlsConnector {
+pub fn tls_connector(
+    cert: &rustls::pki_types::CertificateDer<'static>,
+    sni: bool,
+) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.clone()).expect("root");
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
