@@ -1,7 +1,43 @@
-//! `airlock doctor`
+//! `airlock doctor`: what this host supports for the native backend, and what each missing piece
+//! costs.
 
 use crate::cli::DoctorArgs;
 
-pub(crate) fn doctor(_args: DoctorArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("doctor is not built yet")
+pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<i32> {
+    let checks = airlock_sandbox::host::checks();
+    let essential_missing = checks.iter().any(|c| c.essential && !c.ok);
+    if args.json {
+        let out = serde_json::json!({
+            "ready": !essential_missing,
+            "root": nix::unistd::geteuid().is_root(),
+            "checks": checks,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let who = if nix::unistd::geteuid().is_root() {
+            "root"
+        } else {
+            "an unprivileged user"
+        };
+        println!("airlock doctor: native backend, running as {who}\n");
+        let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(10);
+        for c in &checks {
+            let mark = match (c.ok, c.essential) {
+                (true, _) => "ok  ",
+                (false, true) => "FAIL",
+                (false, false) => "warn",
+            };
+            println!("{mark}  {:width$}  {}", c.name, c.detail);
+            if !c.cost.is_empty() {
+                println!("      {:width$}  -> {}", "", c.cost);
+            }
+        }
+        println!();
+        if essential_missing {
+            println!("not ready: the native backend cannot run on this host (see FAIL above)");
+        } else {
+            println!("ready: `airlock run` works here; `airlock selftest` tries to break out");
+        }
+    }
+    Ok(if essential_missing { 1 } else { 0 })
 }

@@ -1,11 +1,712 @@
-//! `airlock selftest`
+//! `airlock selftest`: the escape battery. Every check plants something on the host, runs an
+//! escape probe outside the sandbox as a control (it must get through there, or the check proves
+//! nothing) and then inside `airlock run` (it must be stopped there).
+
+use std::io::Write;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
 
 use crate::cli::SelftestArgs;
 
-pub(crate) fn selftest(_args: SelftestArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("selftest is not built yet")
+/// How the host decides whether the inside attempt got through.
+#[derive(Debug, Clone)]
+enum Verify {
+    /// The probe's own report.
+    Probe,
+    /// A file the probe tried to create must not exist on the host afterwards.
+    HostFileAbsent(PathBuf),
+    /// No process whose command line holds this marker may be left on the host.
+    NoProcess(String),
+    /// The host's hostname must be unchanged.
+    HostnameUnchanged(String),
 }
 
-pub(crate) fn probe(_name: &str, _args: &[String]) -> anyhow::Result<i32> {
-    anyhow::bail!("probe is not built yet")
+#[derive(Debug, Clone)]
+struct Check {
+    name: String,
+    /// The guarantee it attacks (numbered as in DESIGN.md's threat model).
+    guarantee: &'static str,
+    probe: &'static str,
+    args: Vec<String>,
+    run_flags: Vec<String>,
+    verify: Verify,
+    /// Run the control outside; `Some(reason)` when a different check already shows the control.
+    control: Option<&'static str>,
+}
+
+fn check(
+    name: &str,
+    guarantee: &'static str,
+    probe: &'static str,
+    args: &[&str],
+) -> Check {
+    Check {
+        name: name.to_string(),
+        guarantee,
+        probe,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        run_flags: Vec::new(),
+        verify: Verify::Probe,
+        control: None,
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Verdict {
+    Pass,
+    Fail,
+    Skip,
+    Error,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    name: String,
+    guarantee: &'static str,
+    verdict: Verdict,
+    control: String,
+    inside: String,
+}
+
+#[derive(Debug)]
+struct ProbeRun {
+    got_through: bool,
+    detail: String,
+    error: bool,
+}
+
+fn probe_cmd(exe: &Path, probe: &str, args: &[String]) -> Command {
+    let mut c = Command::new(exe);
+    c.arg("__probe").arg(probe).args(args);
+    c
+}
+
+fn interpret(out: std::process::Output) -> ProbeRun {
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    use std::os::unix::process::ExitStatusExt;
+    match (out.status.code(), out.status.signal()) {
+        (Some(0), _) => ProbeRun {
+            got_through: true,
+            detail: stdout,
+            error: false,
+        },
+        (Some(1), _) => ProbeRun {
+            got_through: false,
+            detail: stdout,
+            error: false,
+        },
+        // SIGKILL from the memory cgroup's OOM killer (directly, or reported as 128+9).
+        (Some(137), _) | (None, Some(9)) => ProbeRun {
+            got_through: false,
+            detail: "killed (out of memory)".to_string(),
+            error: false,
+        },
+        (code, sig) => ProbeRun {
+            got_through: false,
+            detail: format!(
+                "probe failed (exit {code:?}, signal {sig:?}): {} {}",
+                stdout, stderr
+            ),
+            error: true,
+        },
+    }
+}
+
+fn run_output(mut c: Command, env: &[(String, String)]) -> ProbeRun {
+    c.stdin(Stdio::null()).envs(env.iter().cloned());
+    match c.output() {
+        Ok(out) => interpret(out),
+        Err(e) => ProbeRun {
+            got_through: false,
+            detail: format!("cannot run probe: {e}"),
+            error: true,
+        },
+    }
+}
+
+fn marker_alive(marker: &str) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| c.windows(marker.len()).any(|w| w == marker.as_bytes()))
+            .unwrap_or(false)
+    })
+}
+
+fn kill_marker(marker: &str) {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let hit = std::fs::read(e.path().join("cmdline"))
+            .map(|c| c.windows(marker.len()).any(|w| w == marker.as_bytes()))
+            .unwrap_or(false);
+        if let (true, Some(pid)) = (hit, e.file_name().to_str().and_then(|s| s.parse().ok())) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn wait_for(mut f: impl FnMut() -> bool, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+fn token() -> String {
+    super::run::new_session_id() + &super::run::new_session_id()
+}
+
+fn ns_link(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .map(|l| l.display().to_string())
+        .unwrap_or_default()
+}
+
+/// Fixtures that must be cleaned up whatever happens.
+#[derive(Debug, Default)]
+struct Fixtures {
+    files: Vec<PathBuf>,
+    shm: Vec<i32>,
+    children: Vec<std::process::Child>,
+    markers: Vec<String>,
+}
+
+impl Drop for Fixtures {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+        for id in &self.shm {
+            airlock_sandbox::probe::remove_shm(*id);
+        }
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for m in &self.markers {
+            kill_marker(m);
+        }
+    }
+}
+
+pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
+    let exe = std::fs::canonicalize("/proc/self/exe").context("cannot find the airlock binary")?;
+    let base = tempfile::Builder::new()
+        .prefix("airlock-selftest-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let ws = base.path().join("ws");
+    let outside = base.path().join("outside");
+    std::fs::create_dir_all(&ws)?;
+    std::fs::create_dir_all(&outside)?;
+    let mut fx = Fixtures::default();
+    let secret = token();
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+
+    let mut checks = Vec::new();
+    // 1. Host secrets.
+    if let Some(home) = home.as_ref().filter(|h| h.is_dir()) {
+        let f = home.join(format!(".airlock-selftest-secret-{}", token()));
+        if std::fs::write(&f, &secret).is_ok() {
+            fx.files.push(f.clone());
+            checks.push(check(
+                "read a secret planted in the real home",
+                "1 host secrets",
+                "read-file",
+                &[&f.display().to_string(), &secret],
+            ));
+        }
+        let ssh = home.join(".ssh");
+        if ssh.is_dir() {
+            let f = ssh.join(format!("airlock-selftest-{}", token()));
+            if std::fs::write(&f, &secret).is_ok() {
+                fx.files.push(f.clone());
+                checks.push(check(
+                    "read a key in ~/.ssh",
+                    "1 host secrets",
+                    "read-file",
+                    &[&f.display().to_string(), &secret],
+                ));
+            }
+        }
+    }
+    let env_secret = vec![
+        ("AIRLOCK_SELFTEST_SECRET".to_string(), secret.clone()),
+        ("AWS_SECRET_ACCESS_KEY".to_string(), secret.clone()),
+    ];
+    checks.push(check(
+        "read a secret environment variable",
+        "1 host secrets",
+        "env",
+        &[&secret],
+    ));
+    if nix::unistd::geteuid().is_root() {
+        checks.push(check(
+            "read /etc/shadow",
+            "1 host secrets",
+            "read-file",
+            &["/etc/shadow", ":"],
+        ));
+    }
+    // 2. Writes the host would read.
+    let target = outside.join(format!("planted-{}", token()));
+    let mut c = check(
+        "write outside the workspace",
+        "2 host writes",
+        "write-file",
+        &[&target.display().to_string()],
+    );
+    c.verify = Verify::HostFileAbsent(target.clone());
+    fx.files.push(target);
+    checks.push(c);
+    if let Some(home) = home.as_ref().filter(|h| h.is_dir()) {
+        let target = home.join(format!(".airlock-selftest-rc-{}", token()));
+        let mut c = check(
+            "plant a file in the real home (~/.bashrc style)",
+            "2 host writes",
+            "write-file",
+            &[&target.display().to_string()],
+        );
+        c.verify = Verify::HostFileAbsent(target.clone());
+        fx.files.push(target);
+        checks.push(c);
+    }
+    if nix::unistd::geteuid().is_root() {
+        let target = PathBuf::from(format!("/etc/airlock-selftest-{}", token()));
+        let mut c = check(
+            "write into a system directory (/etc)",
+            "2 host writes",
+            "write-file",
+            &[&target.display().to_string()],
+        );
+        c.verify = Verify::HostFileAbsent(target.clone());
+        fx.files.push(target);
+        checks.push(c);
+    }
+    // 3. Network peers of the host.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").context("cannot listen on loopback")?;
+    let addr = tcp.local_addr()?.to_string();
+    checks.push(check(
+        "reach a host loopback service",
+        "3 network",
+        "connect",
+        &[&addr],
+    ));
+    let abs_name = format!("airlock-selftest-{}", token());
+    let abs = {
+        use std::os::linux::net::SocketAddrExt;
+        let a = std::os::unix::net::SocketAddr::from_abstract_name(abs_name.as_bytes())?;
+        UnixListener::bind_addr(&a).context("cannot bind an abstract socket")?
+    };
+    checks.push(check(
+        "reach a host abstract unix socket",
+        "3 network",
+        "abstract",
+        &[&abs_name],
+    ));
+    let sock_path = outside.join("host.sock");
+    let path_sock = UnixListener::bind(&sock_path).context("cannot bind a unix socket")?;
+    checks.push(check(
+        "reach a host unix socket by path",
+        "3 network",
+        "unix",
+        &[&sock_path.display().to_string()],
+    ));
+    checks.push(check(
+        "route UDP off the machine",
+        "3 network",
+        "socket",
+        &["udp-out"],
+    ));
+    for fam in ["packet", "netlink-audit", "vsock"] {
+        checks.push(check(
+            &format!("open a {fam} socket"),
+            "3 network",
+            "socket",
+            &[fam],
+        ));
+    }
+    // 5. Host processes, IPC, hostname.
+    let mut sleeper = Command::new("sleep")
+        .arg("300")
+        .stdin(Stdio::null())
+        .spawn()
+        .context("cannot start a host process for the signal check")?;
+    let sleeper_pid = sleeper.id().to_string();
+    fx.children.push(std::mem::replace(
+        &mut sleeper,
+        Command::new("true").spawn()?,
+    ));
+    let _ = sleeper.wait();
+    checks.push(check(
+        "signal a host process",
+        "5 processes and IPC",
+        "signal",
+        &[&sleeper_pid],
+    ));
+    let key: i32 = 0x41_4c_00 | i32::from(std::process::id() as u16 & 0xff);
+    if let Ok(id) = airlock_sandbox::probe::create_shm(key) {
+        fx.shm.push(id);
+        checks.push(check(
+            "attach the host's SysV shared memory",
+            "5 processes and IPC",
+            "shm",
+            &[&key.to_string()],
+        ));
+    }
+    let shm_file = PathBuf::from(format!("/dev/shm/airlock-selftest-{}", token()));
+    if std::fs::write(&shm_file, &secret).is_ok() {
+        fx.files.push(shm_file.clone());
+        checks.push(check(
+            "read the host's /dev/shm",
+            "5 processes and IPC",
+            "read-file",
+            &[&shm_file.display().to_string(), &secret],
+        ));
+    }
+    for kind in ["pid", "ipc", "uts", "net", "mnt", "cgroup", "user"] {
+        checks.push(check(
+            &format!("share the host's {kind} namespace"),
+            "5 processes and IPC",
+            "same-ns",
+            &[kind, &ns_link(kind)],
+        ));
+    }
+    let host_name = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut c = check(
+        "change the host's hostname",
+        "5 processes and IPC",
+        "hostname",
+        &["airlock-selftest-pwned"],
+    );
+    c.verify = Verify::HostnameUnchanged(host_name);
+    c.control = Some("shown by the uts namespace check (changing it outside would be destructive)");
+    checks.push(c);
+    // Kernel attack surface and privilege.
+    checks.push(check(
+        "create a nested user namespace",
+        "kernel surface",
+        "userns",
+        &[],
+    ));
+    let mnt = base.path().join("mnt");
+    checks.push(check(
+        "mount a filesystem",
+        "kernel surface",
+        "mount",
+        &[&mnt.display().to_string()],
+    ));
+    checks.push(check("ptrace a process", "kernel surface", "ptrace", &[]));
+    checks.push(check(
+        "inject terminal input (TIOCSTI)",
+        "kernel surface",
+        "tiocsti",
+        &[],
+    ));
+    checks.push(check("set up io_uring", "kernel surface", "io_uring", &[]));
+    for sc in [
+        "bpf",
+        "perf_event_open",
+        "keyctl",
+        "userfaultfd",
+        "kexec_load",
+        "init_module",
+        "open_by_handle_at",
+        "setns",
+    ] {
+        checks.push(check(
+            &format!("call {sc}"),
+            "kernel surface",
+            "syscall",
+            &[sc],
+        ));
+    }
+    // 6. Lifetime and resources.
+    let marker = format!("airlock-selftest-daemon-{}", token());
+    fx.markers.push(marker.clone());
+    let mut c = check(
+        "leave a daemon behind after the session",
+        "6 lifetime and resources",
+        "daemon",
+        &[&marker],
+    );
+    c.verify = Verify::NoProcess(marker);
+    checks.push(c);
+    let mut c = check(
+        "create 200 processes with --pids 64",
+        "6 lifetime and resources",
+        "procs",
+        &["200"],
+    );
+    c.run_flags = vec!["--pids".into(), "64".into()];
+    checks.push(c);
+    let mut c = check(
+        "use 512 MiB with --memory 128M",
+        "6 lifetime and resources",
+        "memory",
+        &["512"],
+    );
+    c.run_flags = vec!["--memory".into(), "128M".into()];
+    checks.push(c);
+
+    if let Some(only) = &args.only {
+        checks.retain(|c| c.name.contains(only.as_str()) || c.probe.contains(only.as_str()));
+    }
+
+    let mut reports = Vec::new();
+    for c in &checks {
+        if !args.json {
+            print!("{:60} ", c.name);
+            let _ = std::io::stdout().flush();
+        }
+        let r = run_check(&exe, &ws, c, &env_secret);
+        if let Verify::NoProcess(m) = &c.verify {
+            kill_marker(m);
+        }
+        if !args.json {
+            let v = match r.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Fail => "FAIL",
+                Verdict::Skip => "skip",
+                Verdict::Error => "ERROR",
+            };
+            println!("{v}");
+            if !matches!(r.verdict, Verdict::Pass) {
+                println!("    control (outside): {}", r.control);
+                println!("    inside:            {}", r.inside);
+            }
+        }
+        reports.push(r);
+    }
+    // The supervisor dying must take the sandbox with it.
+    if args.only.as_deref().is_none_or(|o| "airlock killed".contains(o) || o == "kill") {
+        let r = supervisor_kill_check(&exe, &ws, &mut fx);
+        if !args.json {
+            println!(
+                "{:60} {}",
+                r.name,
+                match r.verdict {
+                    Verdict::Pass => "pass",
+                    Verdict::Fail => "FAIL",
+                    Verdict::Skip => "skip",
+                    Verdict::Error => "ERROR",
+                }
+            );
+            if !matches!(r.verdict, Verdict::Pass) {
+                println!("    control (outside): {}", r.control);
+                println!("    inside:            {}", r.inside);
+            }
+        }
+        reports.push(r);
+    }
+    drop((tcp, abs, path_sock));
+    let count = |v: fn(&Verdict) -> bool| reports.iter().filter(|r| v(&r.verdict)).count();
+    let passed = count(|v| matches!(v, Verdict::Pass));
+    let failed = count(|v| matches!(v, Verdict::Fail | Verdict::Error));
+    let skipped = count(|v| matches!(v, Verdict::Skip));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "root": nix::unistd::geteuid().is_root(),
+                "passed": passed, "failed": failed, "skipped": skipped,
+                "checks": reports,
+            }))?
+        );
+    } else {
+        println!("\nselftest: {passed} passed, {failed} failed, {skipped} skipped");
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+fn run_check(exe: &Path, ws: &Path, c: &Check, env: &[(String, String)]) -> Report {
+    let control = match c.control {
+        Some(reason) => ProbeRun {
+            got_through: true,
+            detail: format!("not run: {reason}"),
+            error: false,
+        },
+        None => {
+            let r = run_output(probe_cmd(exe, c.probe, &c.args), env);
+            // Undo what a successful control did on the host.
+            if let Verify::HostFileAbsent(p) = &c.verify {
+                let _ = std::fs::remove_file(p);
+            }
+            if let Verify::NoProcess(m) = &c.verify {
+                kill_marker(m);
+            }
+            r
+        }
+    };
+    let mut inner = Command::new(exe);
+    inner
+        .arg("run")
+        .arg("--workspace")
+        .arg(ws)
+        .args(&c.run_flags)
+        .arg("--")
+        .arg(format!("{}/airlock", crate::view::SELF_DIR))
+        .arg("__probe")
+        .arg(c.probe)
+        .args(&c.args);
+    let mut inside = run_output(inner, env);
+    match &c.verify {
+        Verify::Probe => {}
+        Verify::HostFileAbsent(p) => {
+            if p.exists() {
+                inside.got_through = true;
+                inside.detail = format!("{} appeared on the host", p.display());
+                let _ = std::fs::remove_file(p);
+            } else {
+                inside.got_through = false;
+                inside.detail = format!("nothing reached the host ({})", inside.detail);
+            }
+        }
+        Verify::NoProcess(m) => {
+            // The namespace dies with its init; give the kernel a moment.
+            let gone = wait_for(|| !marker_alive(m), Duration::from_secs(3));
+            inside.got_through = !gone;
+            inside.detail = if gone {
+                format!("nothing survived the session ({})", inside.detail)
+            } else {
+                "a process of the sandbox outlived it".to_string()
+            };
+        }
+        Verify::HostnameUnchanged(before) => {
+            let now = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            inside.got_through = &now != before;
+            inside.detail = format!("host hostname is {now} ({})", inside.detail);
+        }
+    }
+    let verdict = if inside.error || control.error {
+        Verdict::Error
+    } else if inside.got_through {
+        Verdict::Fail
+    } else if !control.got_through {
+        Verdict::Skip
+    } else {
+        Verdict::Pass
+    };
+    Report {
+        name: c.name.clone(),
+        guarantee: c.guarantee,
+        verdict,
+        control: control.detail,
+        inside: inside.detail,
+    }
+}
+
+fn supervisor_kill_check(exe: &Path, ws: &Path, fx: &mut Fixtures) -> Report {
+    let name = "outlive airlock killed with SIGKILL".to_string();
+    let marker = format!("airlock-selftest-orphan-{}", token());
+    fx.markers.push(marker.clone());
+    // Control: a process started by a killed parent, with no sandbox, survives it.
+    let control = {
+        let r = run_output(probe_cmd(exe, "daemon", std::slice::from_ref(&marker)), &[]);
+        let alive = wait_for(|| marker_alive(&marker), Duration::from_secs(2));
+        kill_marker(&marker);
+        ProbeRun {
+            got_through: alive,
+            detail: format!("{} (survivor {})", r.detail, if alive { "found" } else { "not found" }),
+            error: r.error,
+        }
+    };
+    let child = Command::new(exe)
+        .arg("run")
+        .arg("--workspace")
+        .arg(ws)
+        .arg("--")
+        .arg(format!("{}/airlock", crate::view::SELF_DIR))
+        .arg("__probe")
+        .arg("sleep")
+        .arg(&marker)
+        .arg("60")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn();
+    let inside = match child {
+        Err(e) => ProbeRun {
+            got_through: false,
+            detail: format!("cannot start airlock run: {e}"),
+            error: true,
+        },
+        Ok(mut child) => {
+            if !wait_for(|| marker_alive(&marker), Duration::from_secs(10)) {
+                let _ = child.kill();
+                let _ = child.wait();
+                ProbeRun {
+                    got_through: false,
+                    detail: "the probe never started inside".into(),
+                    error: true,
+                }
+            } else {
+                let _ = child.kill();
+                let _ = child.wait();
+                let gone = wait_for(|| !marker_alive(&marker), Duration::from_secs(3));
+                kill_marker(&marker);
+                ProbeRun {
+                    got_through: !gone,
+                    detail: if gone {
+                        "the sandbox died with airlock".into()
+                    } else {
+                        "the sandbox outlived airlock".into()
+                    },
+                    error: false,
+                }
+            }
+        }
+    };
+    let verdict = if inside.error || control.error {
+        Verdict::Error
+    } else if inside.got_through {
+        Verdict::Fail
+    } else if !control.got_through {
+        Verdict::Skip
+    } else {
+        Verdict::Pass
+    };
+    Report {
+        name,
+        guarantee: "6 lifetime and resources",
+        verdict,
+        control: control.detail,
+        inside: inside.detail,
+    }
+}
+
+/// `airlock __probe NAME ARGS...`: prints what happened; exits 0 if the attempt got through,
+/// 1 if it was stopped, 2 on a usage error.
+pub(crate) fn probe(name: &str, args: &[String]) -> Result<i32> {
+    match airlock_sandbox::probe::run(name, args) {
+        Ok(o) => {
+            println!("{}", o.detail);
+            Ok(if o.got_through { 0 } else { 1 })
+        }
+        Err(e) => {
+            eprintln!("airlock: {e}");
+            Ok(2)
+        }
+    }
 }

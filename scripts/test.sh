@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need (as root), builds, runs every test as the
+# invoking user, and, when run as root, again as an unprivileged user it creates, because every
+# sandbox guarantee must hold for both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TEST_USER=${AIRLOCK_TEST_USER:-airlock-test}
+need=()
+command -v tmux >/dev/null || need+=(tmux)
+command -v git >/dev/null || need+=(git)
+command -v runuser >/dev/null || need+=(util-linux)
+command -v ip >/dev/null || need+=(iproute2)
+if [ "$(id -u)" = 0 ]; then
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "== installing ${need[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  if ! id "$TEST_USER" >/dev/null 2>&1; then
+    echo "== creating unprivileged test user $TEST_USER"
+    useradd --create-home --shell /bin/bash "$TEST_USER"
+  fi
+elif [ ${#need[@]} -gt 0 ]; then
+  echo "note: ${need[*]} missing and not root; tests that need them will say so" >&2
+fi
+
+echo "== build"
+cargo build --workspace --all-targets --locked
+
+echo "== tests as $(id -un)"
+cargo test --workspace --locked
+
+if [ "$(id -u)" = 0 ]; then
+  # The sandbox tests again as an unprivileged user. The test binaries and airlock are copied to
+  # a directory that user can read (the checkout may be under /root).
+  echo "== sandbox tests as unprivileged user $TEST_USER"
+  stage=$(mktemp -d /tmp/airlock-ci-XXXXXX)
+  trap 'rm -rf "$stage"' EXIT
+  cp target/debug/airlock "$stage/airlock"
+  cargo test -p airlock --test sandbox --no-run --locked --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="sandbox":
+        print(m["executable"])' > "$stage/bins"
+  [ -s "$stage/bins" ] || { echo "could not find the sandbox test binary" >&2; exit 1; }
+  cp "$(head -n1 "$stage/bins")" "$stage/sandbox-tests"
+  chmod -R a+rX "$stage"
+  runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
+    CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" sh -c "cd /tmp && '$stage/sandbox-tests' --test-threads=2"
+fi
+echo "== all tests passed"
