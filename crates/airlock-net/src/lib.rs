@@ -37,6 +37,8 @@
 
 pub mod dns;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod io;
 mod proxy;
 pub mod resolve;

@@ -144,6 +144,14 @@ fn refuse_overload(stream: &TcpStream, shared: &Shared) {
 
 async fn serve_conn(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
+    serve_io(stream, peer, shared).await;
+}
+
+/// Serves one client connection (any byte stream: a socket, or memory when fuzzing).
+pub(crate) async fn serve_io<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
+where
+    S: AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let st = Arc::new(ConnState::default());
     let io = TokioIo::new(IdleIo::new(stream, shared.limits.idle_timeout));
     let svc = {
