@@ -118,8 +118,36 @@ fn write(path: &Path, value: &str) -> Result<(), SandboxError> {
     fs::write(path, value).map_err(|e| SandboxError::io(format!("cannot write {value} to {}", path.display()), e))
 }
 
+/// Removes cgroups left by supervisors that were killed before they could clean up: empty
+/// `airlock-*-PID` directories whose PID is gone.
+fn sweep_stale(parent: &Path) {
+    let Ok(dir) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("airlock-")
+            .and_then(|rest| rest.rsplit('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let empty = fs::read_to_string(e.path().join("cgroup.procs"))
+            .map(|p| p.trim().is_empty())
+            .unwrap_or(false);
+        if empty {
+            let _ = fs::remove_dir(e.path());
+        }
+    }
+}
+
 impl Cgroup {
-    /// Creates the cgroup(s) for a sandbox named `name` with `limits`. Limits that cannot be
+    /// Creates the cgroup(s) for a sandbox named `name` (the directory is `airlock-NAME-PID`, PID
+    /// being this supervisor's) with `limits`. Limits that cannot be
     /// enforced on this host are listed in `missing` rather than failing.
     pub fn create(name: &str, limits: &CgroupLimits) -> Result<Cgroup, SandboxError> {
         let mounts = mounts();
@@ -142,7 +170,8 @@ impl Cgroup {
                 cg.missing.push(format!("{ctrl}: no {ctrl} controller is delegated to this user"));
                 continue;
             };
-            let dir = parent.join(format!("airlock-{name}"));
+            sweep_stale(&parent);
+            let dir = parent.join(format!("airlock-{name}-{}", std::process::id()));
             if !cg.dirs.contains(&dir) {
                 match fs::create_dir(&dir) {
                     Ok(()) => cg.dirs.push(dir.clone()),

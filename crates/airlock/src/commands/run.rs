@@ -118,7 +118,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     let session = new_session_id();
     let limits = policy.limits;
     let cgroup = Cgroup::create(
-        &format!("{session}-{}", std::process::id()),
+        &session,
         &CgroupLimits {
             memory: limits.memory_bytes,
             pids: limits.pids,
