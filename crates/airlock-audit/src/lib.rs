@@ -389,18 +389,27 @@ mod tests {
     fn rate_limit_caps_a_looping_key_and_summarises() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("audit.jsonl");
-        let log = AuditLog::open(&path).expect("open").with_rate_limit(RateLimit {
-            burst: 3,
-            window: Duration::from_millis(200),
-        });
+        let log = AuditLog::open(&path)
+            .expect("open")
+            .with_rate_limit(RateLimit {
+                burst: 3,
+                window: Duration::from_millis(200),
+            });
         let written = (0..100)
-            .filter(|_| log.append_limited("evil:443", &net("evil")).expect("append"))
+            .filter(|_| {
+                log.append_limited("evil:443", &net("evil"))
+                    .expect("append")
+            })
             .count();
         assert_eq!(written, 3);
         // Another key is not starved by the first.
-        assert!(log.append_limited("other:443", &net("other")).expect("append"));
+        assert!(log
+            .append_limited("other:443", &net("other"))
+            .expect("append"));
         std::thread::sleep(Duration::from_millis(250));
-        assert!(log.append_limited("evil:443", &net("evil")).expect("append"));
+        assert!(log
+            .append_limited("evil:443", &net("evil"))
+            .expect("append"));
         let (events, _) = read_events(&path).expect("read");
         assert_eq!(events.len(), 3 + 1 + 1 + 1);
         assert!(events.iter().any(|e| matches!(

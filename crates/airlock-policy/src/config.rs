@@ -321,9 +321,12 @@ impl Policy {
         extend_unique(&mut self.network.allow, &c.network.allow);
         extend_unique(&mut self.network.deny, &c.network.deny);
         extend_unique(&mut self.network.allow_private, &c.network.allow_private);
-        self.network
-            .resolve
-            .extend(c.network.resolve.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.network.resolve.extend(
+            c.network
+                .resolve
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         self.network
             .ports
             .extend(c.network.ports.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -443,7 +446,11 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
             return widen("limits.cpus");
         }
     }
-    let tmp = c.limits.tmp_size.as_deref().and_then(|m| parse_size(m).ok());
+    let tmp = c
+        .limits
+        .tmp_size
+        .as_deref()
+        .and_then(|m| parse_size(m).ok());
     if raises(tmp, Some(lim.tmp_bytes)) {
         return widen("limits.tmp_size");
     }
@@ -556,7 +563,10 @@ cpus = 2.0
     #[test]
     fn lists_add_up_and_later_scalars_win() {
         let a = layer("[network]\nallow=['a.com']\n[limits]\npids=10\n", true);
-        let b = layer("[network]\nallow=['b.com','a.com']\n[limits]\npids=20\n", true);
+        let b = layer(
+            "[network]\nallow=['b.com','a.com']\n[limits]\npids=20\n",
+            true,
+        );
         let p = Policy::from_layers(&[a, b]).expect("merge");
         assert_eq!(p.network.allow, vec!["a.com", "b.com"]);
         assert_eq!(p.limits.pids, Some(20));

@@ -84,7 +84,11 @@ fn join(mount: &Path, cg_path: &str) -> PathBuf {
 }
 
 /// Where a new cgroup with `controller` can be created, and whether it is v2.
-fn parent_for(controller: &str, mounts: &[Mount], member: &[(String, Vec<String>, String)]) -> Option<(PathBuf, bool)> {
+fn parent_for(
+    controller: &str,
+    mounts: &[Mount],
+    member: &[(String, Vec<String>, String)],
+) -> Option<(PathBuf, bool)> {
     // Prefer v2 where the controller is available to children of our cgroup.
     if let (Some(m), Some((_, _, p))) = (
         mounts.iter().find(|m| m.v2),
@@ -98,24 +102,37 @@ fn parent_for(controller: &str, mounts: &[Mount], member: &[(String, Vec<String>
         // As root on a v2 host: use a dedicated subtree off the root, which is exempt from the
         // no-internal-processes rule.
         let root_ctrls = fs::read_to_string(m.path.join("cgroup.controllers")).unwrap_or_default();
-        if nix::unistd::geteuid().is_root() && root_ctrls.split_whitespace().any(|c| c == controller) {
+        if nix::unistd::geteuid().is_root()
+            && root_ctrls.split_whitespace().any(|c| c == controller)
+        {
             let base = m.path.join("airlock");
             let _ = fs::create_dir(&base);
-            let _ = fs::write(m.path.join("cgroup.subtree_control"), format!("+{controller}"));
-            let _ = fs::write(base.join("cgroup.subtree_control"), format!("+{controller}"));
+            let _ = fs::write(
+                m.path.join("cgroup.subtree_control"),
+                format!("+{controller}"),
+            );
+            let _ = fs::write(
+                base.join("cgroup.subtree_control"),
+                format!("+{controller}"),
+            );
             let sub = fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
             if sub.split_whitespace().any(|c| c == controller) {
                 return Some((base, true));
             }
         }
     }
-    let m = mounts.iter().find(|m| !m.v2 && m.controllers.iter().any(|c| c == controller))?;
-    let (_, _, p) = member.iter().find(|(_, c, _)| c.iter().any(|c| c == controller))?;
+    let m = mounts
+        .iter()
+        .find(|m| !m.v2 && m.controllers.iter().any(|c| c == controller))?;
+    let (_, _, p) = member
+        .iter()
+        .find(|(_, c, _)| c.iter().any(|c| c == controller))?;
     Some((join(&m.path, p), false))
 }
 
 fn write(path: &Path, value: &str) -> Result<(), SandboxError> {
-    fs::write(path, value).map_err(|e| SandboxError::io(format!("cannot write {value} to {}", path.display()), e))
+    fs::write(path, value)
+        .map_err(|e| SandboxError::io(format!("cannot write {value} to {}", path.display()), e))
 }
 
 /// Removes cgroups left by supervisors that were killed before they could clean up: empty
@@ -167,7 +184,9 @@ impl Cgroup {
         .collect();
         for (ctrl, _) in &wanted {
             let Some((parent, v2)) = parent_for(ctrl, &mounts, &member) else {
-                cg.missing.push(format!("{ctrl}: no {ctrl} controller is delegated to this user"));
+                cg.missing.push(format!(
+                    "{ctrl}: no {ctrl} controller is delegated to this user"
+                ));
                 continue;
             };
             sweep_stale(&parent);
@@ -175,9 +194,12 @@ impl Cgroup {
             if !cg.dirs.contains(&dir) {
                 match fs::create_dir(&dir) {
                     Ok(()) => cg.dirs.push(dir.clone()),
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => cg.dirs.push(dir.clone()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        cg.dirs.push(dir.clone())
+                    }
                     Err(e) => {
-                        cg.missing.push(format!("{ctrl}: cannot create {}: {e}", dir.display()));
+                        cg.missing
+                            .push(format!("{ctrl}: cannot create {}: {e}", dir.display()));
                         continue;
                     }
                 }
@@ -185,9 +207,8 @@ impl Cgroup {
             let r = match (*ctrl, v2) {
                 ("memory", true) => {
                     let m = limits.memory.unwrap_or(0).to_string();
-                    write(&dir.join("memory.max"), &m).and_then(|_| {
+                    write(&dir.join("memory.max"), &m).map(|_| {
                         let _ = fs::write(dir.join("memory.swap.max"), "0");
-                        Ok(())
                     })
                 }
                 ("memory", false) => {
@@ -211,7 +232,9 @@ impl Cgroup {
                 _ => Ok(()),
             };
             match r {
-                Ok(()) => cg.enforced.push(format!("{ctrl} ({})", if v2 { "v2" } else { "v1" })),
+                Ok(()) => cg
+                    .enforced
+                    .push(format!("{ctrl} ({})", if v2 { "v2" } else { "v1" })),
                 Err(e) => cg.missing.push(format!("{ctrl}: {e}")),
             }
         }
@@ -270,7 +293,11 @@ pub fn support() -> Vec<(String, Result<String, String>)> {
                 match fs::create_dir(&probe) {
                     Ok(()) => {
                         let _ = fs::remove_dir(&probe);
-                        Ok(format!("{} ({})", dir.display(), if v2 { "v2" } else { "v1" }))
+                        Ok(format!(
+                            "{} ({})",
+                            dir.display(),
+                            if v2 { "v2" } else { "v1" }
+                        ))
                     }
                     Err(e) => Err(format!("{} is not writable: {e}", dir.display())),
                 }

@@ -30,7 +30,9 @@ fn check(name: &str, essential: bool, r: Result<String, String>, cost: &str) -> 
 }
 
 fn read(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// Runs `f` in a forked child and returns its verdict (exit 0 = Ok). The caller must be
@@ -124,7 +126,14 @@ pub fn checks() -> Vec<Check> {
     // SAFETY: probing with an invalid descriptor and null pointers: the kernel rejects the
     // arguments (EBADF/EINVAL/EFAULT) without touching memory, or says ENOSYS.
     let msa = unsafe {
-        libc::syscall(libc::SYS_mount_setattr, -1, std::ptr::null::<u8>(), 0, std::ptr::null::<u8>(), 0)
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            -1,
+            std::ptr::null::<u8>(),
+            0,
+            std::ptr::null::<u8>(),
+            0,
+        )
     };
     let msa_errno = Errno::last();
     out.push(check(
@@ -142,9 +151,13 @@ pub fn checks() -> Vec<Check> {
         "landlock",
         false,
         if abi >= 6 {
-            Ok(format!("ABI {abi}: filesystem rules, abstract-socket and signal scoping"))
+            Ok(format!(
+                "ABI {abi}: filesystem rules, abstract-socket and signal scoping"
+            ))
         } else if abi > 0 {
-            Err(format!("ABI {abi} only (6 gives socket and signal scoping)"))
+            Err(format!(
+                "ABI {abi} only (6 gives socket and signal scoping)"
+            ))
         } else {
             Err("not enabled (add landlock to the lsm= boot parameter)".to_string())
         },
@@ -161,7 +174,9 @@ pub fn checks() -> Vec<Check> {
     ));
     for (name, r) in crate::cgroup::support() {
         let cost = match name.as_str() {
-            "memory" => "--memory falls back to a per-process data limit (RLIMIT_DATA), not a total",
+            "memory" => {
+                "--memory falls back to a per-process data limit (RLIMIT_DATA), not a total"
+            }
             "pids" => "--pids falls back to RLIMIT_NPROC (not enforced for root)",
             "cpu" => "--cpus cannot be enforced (airlock run refuses it)",
             _ => "",
@@ -176,7 +191,10 @@ pub fn checks() -> Vec<Check> {
     ));
     for (tool, cost) in [
         ("tmux", "--detach and attach are unavailable"),
-        ("git", "--mode worktree and merge of commits are unavailable"),
+        (
+            "git",
+            "--mode worktree and merge of commits are unavailable",
+        ),
         ("podman", "--backend podman is unavailable"),
         ("docker", "--backend docker is unavailable"),
     ] {

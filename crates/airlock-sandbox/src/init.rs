@@ -21,8 +21,8 @@ use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{
-    access, chdir, dup2_stdin, dup2_stdout, dup2_stderr, execve, fork, getgid, getppid, getuid,
-    pipe2, setsid, sethostname, AccessFlags, ForkResult, Pid,
+    access, chdir, dup2_stderr, dup2_stdin, dup2_stdout, execve, fork, getgid, getppid, getuid,
+    pipe2, sethostname, setsid, AccessFlags, ForkResult, Pid,
 };
 
 use crate::message::{Channel, FromInit, ToInit};
@@ -90,7 +90,10 @@ fn set_pdeathsig() -> Result<(), SandboxError> {
     // SAFETY: PR_SET_PDEATHSIG takes an integer argument only.
     let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     if rc != 0 {
-        return Err(SandboxError::sys("cannot set the parent-death signal", Errno::last()));
+        return Err(SandboxError::sys(
+            "cannot set the parent-death signal",
+            Errno::last(),
+        ));
     }
     Ok(())
 }
@@ -104,9 +107,8 @@ fn stage1(slot: &mut Option<Channel>) -> Result<i32, SandboxError> {
         .as_ref()
         .ok_or_else(|| SandboxError::Protocol("control channel missing".into()))?;
     let parent = getppid();
-    let spec = match chan.recv::<ToInit>()? {
-        Some((ToInit::Spec(spec), _)) => spec,
-        None => return Ok(EXIT_FAILURE),
+    let Some((ToInit::Spec(spec), _)) = chan.recv::<ToInit>()? else {
+        return Ok(EXIT_FAILURE);
     };
     let (outer_uid, outer_gid) = (getuid(), getgid());
     unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| {
@@ -125,8 +127,14 @@ fn stage1(slot: &mut Option<Channel>) -> Result<i32, SandboxError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(SandboxError::io("cannot write /proc/self/setgroups", e)),
     }
-    write_file("/proc/self/uid_map", &format!("{} {} 1\n", spec.uid, outer_uid))?;
-    write_file("/proc/self/gid_map", &format!("{} {} 1\n", spec.gid, outer_gid))?;
+    write_file(
+        "/proc/self/uid_map",
+        &format!("{} {} 1\n", spec.uid, outer_uid),
+    )?;
+    write_file(
+        "/proc/self/gid_map",
+        &format!("{} {} 1\n", spec.gid, outer_gid),
+    )?;
     unshare(
         CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWPID
@@ -213,13 +221,22 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
     }
     if let Some(net) = spec.net {
         let proxy = TcpListener::bind(("127.0.0.1", net.proxy_port)).map_err(|e| {
-            SandboxError::io(format!("cannot listen on 127.0.0.1:{} for the proxy", net.proxy_port), e)
+            SandboxError::io(
+                format!(
+                    "cannot listen on 127.0.0.1:{} for the proxy",
+                    net.proxy_port
+                ),
+                e,
+            )
         })?;
         let dns_udp = UdpSocket::bind(("127.0.0.1", net.dns_port)).map_err(|e| {
             SandboxError::io(format!("cannot bind 127.0.0.1:{} for DNS", net.dns_port), e)
         })?;
         let dns_tcp = TcpListener::bind(("127.0.0.1", net.dns_port)).map_err(|e| {
-            SandboxError::io(format!("cannot listen on 127.0.0.1:{} for DNS", net.dns_port), e)
+            SandboxError::io(
+                format!("cannot listen on 127.0.0.1:{} for DNS", net.dns_port),
+                e,
+            )
         })?;
         handed.push(proxy.into());
         handed.push(dns_udp.into());
@@ -238,7 +255,12 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
     if let Some(ws) = &spec.workspace {
         writable.push(ws.target().clone());
     }
-    writable.extend(spec.binds.iter().filter(|b| b.writable).map(|b| b.target.clone()));
+    writable.extend(
+        spec.binds
+            .iter()
+            .filter(|b| b.writable)
+            .map(|b| b.target.clone()),
+    );
     let landlock = security::landlock(&writable)?;
     security::seccomp()?;
 
@@ -255,7 +277,10 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
     drop(handed);
 
     chdir(&spec.cwd).map_err(|e| {
-        SandboxError::sys(format!("cannot enter the working directory {}", spec.cwd.display()), e)
+        SandboxError::sys(
+            format!("cannot enter the working directory {}", spec.cwd.display()),
+            e,
+        )
     })?;
     let program = resolve(spec)?;
     let child = spawn(spec, &program, tty_slave.as_ref().map(|f| f.as_raw_fd()))?;
@@ -270,9 +295,8 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
 /// pid 1's loop: reap every orphan, forward signals to the command, return its status.
 fn reap(child: Pid, mask: &SigSet) -> i32 {
     loop {
-        let sig = match mask.wait() {
-            Ok(s) => s,
-            Err(_) => continue,
+        let Ok(sig) = mask.wait() else {
+            continue;
         };
         if sig != Signal::SIGCHLD {
             let _ = kill(child, sig);
@@ -305,11 +329,17 @@ fn loopback_up() -> Result<(), SandboxError> {
     // SAFETY: SIOCGIFFLAGS reads the interface named in `req` and writes its flags into `req`,
     // which is a valid, writable ifreq for the duration of the call.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
-        return Err(SandboxError::sys("cannot read the flags of lo", Errno::last()));
+        return Err(SandboxError::sys(
+            "cannot read the flags of lo",
+            Errno::last(),
+        ));
     }
     // SAFETY: the union field written by SIOCGIFFLAGS is ifru_flags.
     unsafe {
-        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        // IFF_UP | IFF_RUNNING = 0x41 fits a c_short.
+        #[allow(clippy::cast_possible_truncation)]
+        let up = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        req.ifr_ifru.ifru_flags |= up;
     }
     // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
@@ -360,7 +390,10 @@ fn apply_rlimits(spec: &SandboxSpec) -> Result<(), SandboxError> {
 }
 
 fn env_value<'a>(spec: &'a SandboxSpec, name: &str) -> Option<&'a str> {
-    spec.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    spec.env
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Resolves argv[0] like execvp would, inside the sandbox, to report 127 and 126 precisely.
@@ -415,7 +448,9 @@ fn resolve(spec: &SandboxSpec) -> Result<PathBuf, SandboxError> {
 fn cstrings(items: impl Iterator<Item = String>) -> Result<Vec<CString>, SandboxError> {
     items
         .map(|s| {
-            CString::new(s).map_err(|_| SandboxError::Setup("argument or environment contains a NUL byte".into()))
+            CString::new(s).map_err(|_| {
+                SandboxError::Setup("argument or environment contains a NUL byte".into())
+            })
         })
         .collect()
 }

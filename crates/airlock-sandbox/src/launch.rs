@@ -88,7 +88,9 @@ impl Sandbox {
             cmd.pre_exec(move || {
                 if their_fd == INIT_FD {
                     let flags = libc::fcntl(INIT_FD, libc::F_GETFD);
-                    if flags < 0 || libc::fcntl(INIT_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    if flags < 0
+                        || libc::fcntl(INIT_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
+                    {
                         return Err(std::io::Error::last_os_error());
                     }
                 } else if libc::dup2(their_fd, INIT_FD) < 0 {
@@ -118,7 +120,9 @@ impl Sandbox {
         if let Some(cg) = &sandbox.cgroup {
             cg.add(sandbox.child.id())?;
         }
-        sandbox.chan.send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
+        sandbox
+            .chan
+            .send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
         match sandbox.chan.recv::<FromInit>()? {
             Some((FromInit::Ready { tty, net, landlock }, fds)) => {
                 let mut fds = fds.into_iter();
@@ -242,7 +246,9 @@ impl Sandbox {
                             }
                         }
                         Ok(Signal::SIGWINCH) => {
-                            if let (Some(m), Some(ws)) = (&pty, get_winsize(1).or_else(|| get_winsize(0))) {
+                            if let (Some(m), Some(ws)) =
+                                (&pty, get_winsize(1).or_else(|| get_winsize(0)))
+                            {
                                 set_winsize(m.as_raw_fd(), &ws);
                             }
                         }
@@ -256,7 +262,9 @@ impl Sandbox {
             if chan_ready {
                 match self.chan.recv::<FromInit>() {
                     Ok(Some((FromInit::Exited { status }, _))) => exited = Some(status),
-                    Ok(Some((FromInit::Failed { code, message }, _))) => failed = Some((code, message)),
+                    Ok(Some((FromInit::Failed { code, message }, _))) => {
+                        failed = Some((code, message))
+                    }
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => chan_open = false,
                 }
@@ -316,7 +324,9 @@ impl Sandbox {
                 ))),
                 _ => Ok(EXIT_FAILURE),
             },
-            None => Err(SandboxError::Setup("lost track of the sandbox init stage".into())),
+            None => Err(SandboxError::Setup(
+                "lost track of the sandbox init stage".into(),
+            )),
         }
     }
 

@@ -27,9 +27,7 @@ pub mod term;
 
 pub use init::init_main;
 pub use launch::{block_signals, LaunchOptions, NetFds, Sandbox};
-pub use spec::{
-    Bind, GeneratedFile, NetListeners, Rlimits, SandboxSpec, TtySpec, WorkspaceView,
-};
+pub use spec::{Bind, GeneratedFile, NetListeners, Rlimits, SandboxSpec, TtySpec, WorkspaceView};
 
 /// Exit status for a failure of airlock itself (as `docker run`).
 pub const EXIT_FAILURE: i32 = 125;

@@ -322,7 +322,13 @@ fn proc_fs() -> Result<(), SandboxError> {
         }
     }
     let null = under(OLD, Path::new("/dev/null"))?;
-    for f in ["kcore", "keys", "timer_list", "sched_debug", "latency_stats"] {
+    for f in [
+        "kcore",
+        "keys",
+        "timer_list",
+        "sched_debug",
+        "latency_stats",
+    ] {
         let path = p.join(f);
         if path.exists() {
             do_mount(Some(&null), &path, None, MsFlags::MS_BIND, None)?;
@@ -430,9 +436,8 @@ fn workspace(ws: &WorkspaceView) -> Result<(), SandboxError> {
 /// /run) is followed once and the file created at the link's destination.
 fn generated_file(index: usize, target: &Path, contents: &[u8]) -> Result<(), SandboxError> {
     let staged = PathBuf::from(format!("/files/{index}"));
-    fs::write(&staged, contents).map_err(|e| {
-        SandboxError::io(format!("cannot stage generated {}", target.display()), e)
-    })?;
+    fs::write(&staged, contents)
+        .map_err(|e| SandboxError::io(format!("cannot stage generated {}", target.display()), e))?;
     let mut dst = under(NEW, target)?;
     if let Ok(link) = fs::read_link(&dst) {
         let resolved = if link.is_absolute() {
@@ -470,9 +475,8 @@ fn normalize(p: &Path) -> PathBuf {
 /// unreadable file (anything else).
 fn hide(path: &Path) -> Result<(), SandboxError> {
     let dst = under(NEW, path)?;
-    let meta = match fs::symlink_metadata(&dst) {
-        Ok(m) => m,
-        Err(_) => return Ok(()),
+    let Ok(meta) = fs::symlink_metadata(&dst) else {
+        return Ok(());
     };
     if meta.file_type().is_symlink() {
         // A link is harmless by itself; what it points to is hidden if it is listed.

@@ -4,8 +4,8 @@
 
 use std::ffi::CString;
 use std::io::Read;
-use std::os::unix::net::{SocketAddr, UnixStream};
 use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixStream};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -69,7 +69,9 @@ pub fn run(name: &str, args: &[String]) -> Result<Outcome, String> {
             let kind = arg(0)?;
             let host = arg(1)?;
             match std::fs::read_link(format!("/proc/self/ns/{kind}")) {
-                Ok(l) if l.to_string_lossy() == host => through(format!("{kind} namespace is the host's ({host})")),
+                Ok(l) if l.to_string_lossy() == host => {
+                    through(format!("{kind} namespace is the host's ({host})"))
+                }
                 Ok(l) => blocked(format!("own {kind} namespace {}", l.display())),
                 Err(e) => blocked(format!("cannot read /proc/self/ns/{kind}: {e}")),
             }
@@ -87,7 +89,9 @@ pub fn run(name: &str, args: &[String]) -> Result<Outcome, String> {
         "tiocsti" => tiocsti_probe(),
         "io_uring" => io_uring_probe(),
         "connect" => match std::net::TcpStream::connect_timeout(
-            &arg(0)?.parse().map_err(|_| "connect: bad address".to_string())?,
+            &arg(0)?
+                .parse()
+                .map_err(|_| "connect: bad address".to_string())?,
             Duration::from_secs(2),
         ) {
             Ok(_) => through(format!("connected to {}", arg(0)?)),
@@ -110,11 +114,15 @@ pub fn run(name: &str, args: &[String]) -> Result<Outcome, String> {
         "socket" => socket_probe(arg(0)?)?,
         "daemon" => daemon_probe(arg(0)?),
         "procs" => {
-            let n: usize = arg(0)?.parse().map_err(|_| "procs: bad count".to_string())?;
+            let n: usize = arg(0)?
+                .parse()
+                .map_err(|_| "procs: bad count".to_string())?;
             procs_probe(n)
         }
         "memory" => {
-            let mb: usize = arg(0)?.parse().map_err(|_| "memory: bad size".to_string())?;
+            let mb: usize = arg(0)?
+                .parse()
+                .map_err(|_| "memory: bad size".to_string())?;
             memory_probe(mb)
         }
         "sleep" => {
@@ -227,8 +235,8 @@ fn tiocsti_probe() -> Outcome {
                 through("injected a byte into its terminal with TIOCSTI")
             }
             Ok(nix::sys::wait::WaitStatus::Exited(_, e)) => {
-                let legacy = std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti")
-                    .unwrap_or_default();
+                let legacy =
+                    std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").unwrap_or_default();
                 blocked(format!(
                     "ioctl(TIOCSTI): {} (dev.tty.legacy_tiocsti={})",
                     Errno::from_raw(e),
@@ -252,15 +260,19 @@ fn io_uring_probe() -> Outcome {
         through("created an io_uring instance")
     } else {
         let e = Errno::last();
-        let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").unwrap_or_default();
-        blocked(format!("io_uring_setup: {e} (kernel.io_uring_disabled={})", sysctl.trim()))
+        let sysctl =
+            std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").unwrap_or_default();
+        blocked(format!(
+            "io_uring_setup: {e} (kernel.io_uring_disabled={})",
+            sysctl.trim()
+        ))
     }
 }
 
 fn env_probe(token: &str) -> Outcome {
-    if std::env::vars_os().any(|(k, v)| {
-        k.to_string_lossy().contains(token) || v.to_string_lossy().contains(token)
-    }) {
+    if std::env::vars_os()
+        .any(|(k, v)| k.to_string_lossy().contains(token) || v.to_string_lossy().contains(token))
+    {
         return through("the secret is in the environment");
     }
     if let Ok(dir) = std::fs::read_dir("/proc") {
@@ -280,28 +292,36 @@ fn env_probe(token: &str) -> Outcome {
 /// the kernel's implementation (any result but EPERM, which is what the filter returns).
 fn syscall_probe(name: &str) -> Result<Outcome, String> {
     let null = std::ptr::null::<u8>();
-    // SAFETY (all arms): every call passes null pointers or invalid values the kernel validates
+    // SAFETY: every call below passes null pointers or invalid values the kernel validates
     // before touching memory; none of them can modify this process's memory.
     let (rc, errno) = unsafe {
         let rc = match name {
             "bpf" => libc::syscall(libc::SYS_bpf, -1, null, 0),
             "perf_event_open" => libc::syscall(libc::SYS_perf_event_open, null, 0, -1, -1, 0),
-            "keyctl" => libc::syscall(libc::SYS_keyctl, 0 /* GET_KEYRING_ID */, -3 /* session */, 0),
-            "userfaultfd" => libc::syscall(libc::SYS_userfaultfd, 1 /* UFFD_USER_MODE_ONLY */ | libc::O_CLOEXEC),
+            "keyctl" => libc::syscall(
+                libc::SYS_keyctl,
+                0,  /* GET_KEYRING_ID */
+                -3, /* session */
+                0,
+            ),
+            "userfaultfd" => libc::syscall(
+                libc::SYS_userfaultfd,
+                1 /* UFFD_USER_MODE_ONLY */ | libc::O_CLOEXEC,
+            ),
             "kexec_load" => libc::syscall(libc::SYS_kexec_load, 0, 0, null, 0xdead_0000u64),
             "init_module" => libc::syscall(libc::SYS_init_module, null, 0, null),
-            "open_by_handle_at" => libc::syscall(libc::SYS_open_by_handle_at, libc::AT_FDCWD, null, 0),
+            "open_by_handle_at" => {
+                libc::syscall(libc::SYS_open_by_handle_at, libc::AT_FDCWD, null, 0)
+            }
             "setns" => libc::syscall(libc::SYS_setns, -1, 0),
             other => return Err(format!("unknown syscall probe '{other}'")),
         };
         (rc, Errno::last())
     };
     if rc >= 0 {
-        if name == "userfaultfd" || name == "keyctl" {
-            // SAFETY: closing a descriptor we own (userfaultfd) or a no-op on a keyring id.
-            if name == "userfaultfd" {
-                unsafe { libc::close(i32::try_from(rc).unwrap_or(-1)) };
-            }
+        if name == "userfaultfd" {
+            // SAFETY: closing the userfaultfd descriptor we were just given.
+            unsafe { libc::close(i32::try_from(rc).unwrap_or(-1)) };
         }
         return Ok(through(format!("{name} succeeded")));
     }
@@ -339,7 +359,9 @@ fn socket_probe(family: &str) -> Result<Outcome, String> {
         blocked(format!("socket({family}): {e}"))
     } else {
         // Not supported by the kernel at all: nothing to escape through, but not our doing.
-        blocked(format!("socket({family}): {e} (not available on this kernel)"))
+        blocked(format!(
+            "socket({family}): {e} (not available on this kernel)"
+        ))
     })
 }
 
@@ -362,7 +384,11 @@ fn daemon_probe(marker: &str) -> Outcome {
             // SAFETY: still single-threaded in the child.
             if let Ok(ForkResult::Child) = unsafe { fork() } {
                 // Detach from the caller's pipes too, as a daemon would.
-                if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+                if let Ok(null) = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                {
                     let _ = nix::unistd::dup2_stdin(&null);
                     let _ = nix::unistd::dup2_stdout(&null);
                     let _ = nix::unistd::dup2_stderr(&null);

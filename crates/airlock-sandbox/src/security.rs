@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use caps::CapSet;
 use landlock::{
-    path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    RulesetStatus, Scope, ABI,
+    path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+    Scope, ABI,
 };
 use seccompiler::{
     sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
@@ -43,8 +43,9 @@ pub(crate) fn drop_capabilities() -> Result<(), SandboxError> {
         ));
     }
     for cap in caps::all() {
-        caps::drop(None, CapSet::Bounding, cap)
-            .map_err(|e| SandboxError::Setup(format!("cannot drop {cap} from the bounding set: {e}")))?;
+        caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+            SandboxError::Setup(format!("cannot drop {cap} from the bounding set: {e}"))
+        })?;
     }
     for set in [
         CapSet::Ambient,

@@ -9,7 +9,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// airlock gives the agent a private view of your repository, a network that reaches only
 /// allowlisted hosts, credentials it can use but never read, and a gate in front of its shell.
 #[derive(Debug, Parser)]
-#[command(name = "airlock", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "airlock",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub(crate) struct Cli {
     /// Log verbosity (error, warn, info, debug, trace); also AIRLOCK_LOG.
     #[arg(long, global = true, env = "AIRLOCK_LOG", default_value = "warn")]

@@ -9,15 +9,27 @@ use anyhow::{bail, Context, Result};
 
 /// System directories bound read-only when the host has them.
 const SYSTEM_DIRS: &[&str] = &[
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/nix",
-    "/snap",
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/nix", "/snap",
 ];
 
 /// Tool homes under $HOME that a PATH entry may live in; the whole tool home is bound read-only
 /// (toolchains need more than their bin dir), with the hide list still applied inside.
 const TOOL_HOMES: &[&str] = &[
-    ".cargo", ".rustup", ".pyenv", ".nvm", ".bun", ".deno", ".volta", ".asdf", ".npm-global",
-    ".local/bin", ".local/share/pnpm", "go", ".go", "sdk", ".sdkman",
+    ".cargo",
+    ".rustup",
+    ".pyenv",
+    ".nvm",
+    ".bun",
+    ".deno",
+    ".volta",
+    ".asdf",
+    ".npm-global",
+    ".local/bin",
+    ".local/share/pnpm",
+    "go",
+    ".go",
+    "sdk",
+    ".sdkman",
 ];
 
 /// Where airlock puts its own binary inside the sandbox.
@@ -188,7 +200,9 @@ pub(crate) fn build(policy: &Policy, who: &Invoker, req: ViewRequest<'_>) -> Res
     let mut seen = std::collections::HashSet::new();
     path.retain(|d| seen.insert(d.clone()));
     if path.is_empty() {
-        path = ["/usr/local/bin", "/usr/bin", "/bin"].map(String::from).to_vec();
+        path = ["/usr/local/bin", "/usr/bin", "/bin"]
+            .map(String::from)
+            .to_vec();
     }
     path.push(SELF_DIR.to_string());
 

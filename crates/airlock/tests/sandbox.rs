@@ -116,7 +116,11 @@ fn bad_input_is_a_clear_125() {
         .output()
         .expect("run");
     assert_eq!(o.status.code(), Some(125));
-    assert!(stderr(&o).contains("/definitely/not/here"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/definitely/not/here"),
+        "{}",
+        stderr(&o)
+    );
 
     let policy = ws.path().join("../airlock-test-bad-policy.toml");
     std::fs::write(&policy, "[limits]\nmemory = \"lots\"\n").expect("write");
@@ -163,7 +167,13 @@ fn stdin_and_stdout_are_plain_pipes() {
     let ws = Ws::new();
     let mut child = ws
         .airlock()
-        .args(["run", "--", "sh", "-c", "tr a-z A-Z; [ -t 0 ] || echo not-a-tty"])
+        .args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z; [ -t 0 ] || echo not-a-tty",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -183,7 +193,15 @@ fn environment_is_an_allowlist() {
     let ws = Ws::new();
     let o = ws
         .airlock()
-        .args(["run", "--env-pass", "AIRLOCK_TEST_PASSED", "-e", "SET_BY_FLAG=yes", "--", "env"])
+        .args([
+            "run",
+            "--env-pass",
+            "AIRLOCK_TEST_PASSED",
+            "-e",
+            "SET_BY_FLAG=yes",
+            "--",
+            "env",
+        ])
         .env("AIRLOCK_TEST_SECRET_TOKEN", "s3cr3t-value")
         .env("GITHUB_TOKEN", "ghp_s3cr3t")
         .env("AIRLOCK_TEST_PASSED", "passed-value")
@@ -202,14 +220,12 @@ fn environment_is_an_allowlist() {
 #[test]
 fn only_the_workspace_tmp_and_home_are_writable() {
     let ws = Ws::new();
-    let o = ws.sh(
-        "set -e; echo new > created.txt; cat hello.txt; \
+    let o = ws.sh("set -e; echo new > created.txt; cat hello.txt; \
          echo x > /tmp/t && echo tmp-ok; echo x > \"$HOME/h\" && echo home-ok; \
          ls -A \"$HOME\" | grep -vx h | wc -l; \
          for p in /usr/airlock-x /etc/airlock-x /airlock-x /dev/airlock-x; do \
            if (echo x > $p) 2>/dev/null; then echo WROTE $p; fi; done; \
-         [ \"$(hostname)\" = airlock ] && echo hostname-ok",
-    );
+         [ \"$(hostname)\" = airlock ] && echo hostname-ok");
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     assert!(out.contains("hello\ntmp-ok\nhome-ok\n0\n"), "{out}");
@@ -236,7 +252,10 @@ fn host_home_is_not_visible() {
         .output()
         .expect("run");
     let out = stdout(&o);
-    assert!(!out.contains("PRIVATE KEY") && !out.contains("private notes"), "{out}");
+    assert!(
+        !out.contains("PRIVATE KEY") && !out.contains("private notes"),
+        "{out}"
+    );
     assert!(out.contains("No such file"), "{out}");
 }
 
@@ -354,7 +373,11 @@ fn escape_battery_passes() {
             _ => problems.push(c.to_string()),
         }
     }
-    assert!(problems.is_empty(), "escape checks failed:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "escape checks failed:\n{}",
+        problems.join("\n")
+    );
     assert_eq!(o.status.code(), Some(0));
     let passed = report["passed"].as_u64().unwrap_or(0);
     // Every check the battery has on this kind of host: a skip must not hide a whole category.
@@ -416,12 +439,21 @@ fn interactive_terminal_works() {
     assert!(o.status.success(), "{}", stderr(&o));
     let capture = || stdout(&tmux(&["capture-pane", "-p", "-J"]));
     // Markers are computed by the shell so the echoed command line cannot match them.
-    tmux(&["send-keys", "tty; stty size; echo tty-check-$((40+2))", "Enter"]);
-    let seen = wait_until(Duration::from_secs(10), || capture().contains("tty-check-42"));
+    tmux(&[
+        "send-keys",
+        "tty; stty size; echo tty-check-$((40+2))",
+        "Enter",
+    ]);
+    let seen = wait_until(Duration::from_secs(10), || {
+        capture().contains("tty-check-42")
+    });
     let screen = capture();
     assert!(seen, "{screen}");
     assert!(screen.contains("/dev/pts/"), "{screen}");
-    assert!(screen.contains(" 100\n"), "window size not passed: {screen}");
+    assert!(
+        screen.contains(" 100\n"),
+        "window size not passed: {screen}"
+    );
     tmux(&["resize-window", "-x", "120", "-y", "30"]);
     std::thread::sleep(Duration::from_millis(300));
     tmux(&["send-keys", "stty size", "Enter"]);
@@ -436,7 +468,8 @@ fn interactive_terminal_works() {
     tmux(&["send-keys", "C-c", ""]);
     tmux(&["send-keys", "echo still-$((1+1))-here", "Enter"]);
     assert!(
-        wait_until(Duration::from_secs(10), || capture().contains("still-2-here")),
+        wait_until(Duration::from_secs(10), || capture()
+            .contains("still-2-here")),
         "{}",
         capture()
     );
@@ -449,7 +482,9 @@ fn interactive_terminal_works() {
     tmux(&["kill-server"]);
     let _ = std::fs::remove_file(&sock);
     assert_eq!(
-        std::fs::read_to_string(&status_file).expect("status").trim(),
+        std::fs::read_to_string(&status_file)
+            .expect("status")
+            .trim(),
         "3"
     );
 }

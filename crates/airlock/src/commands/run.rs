@@ -1,7 +1,6 @@
 //! `airlock run`: resolve the policy, build the sandbox spec, start the sandbox (and, with
 //! network, the egress services), supervise it, and exit with the command's status.
 
-use std::path::PathBuf;
 
 use airlock_policy::{ConfigFile, LimitsConfig, NetworkConfig};
 use airlock_sandbox::cgroup::{Cgroup, CgroupLimits};
@@ -59,9 +58,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     airlock_sandbox::block_signals()?;
     match args.backend {
         Backend::Native => {}
-        other => bail!(
-            "the {other:?} backend is not available in this build; use --backend native"
-        ),
+        other => {
+            bail!("the {other:?} backend is not available in this build; use --backend native")
+        }
     }
     if args.mode != Mode::Bind {
         bail!(
@@ -83,7 +82,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     if !workspace.is_dir() {
         bail!("workspace {} is not a directory", workspace.display());
     }
-    if workspace == PathBuf::from("/") {
+    if workspace == std::path::Path::new("/") {
         bail!("refusing to use / as the workspace: pass a project directory with --workspace");
     }
     let who = Invoker::current();
@@ -127,7 +126,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     )?;
     if args.memory.is_some() || args.pids.is_some() || args.cpus.is_some() {
         for m in &cgroup.missing {
-            eprintln!("airlock: warning: limit not enforced by a cgroup here: {m} (see `airlock doctor`)");
+            eprintln!(
+                "airlock: warning: limit not enforced by a cgroup here: {m} (see `airlock doctor`)"
+            );
         }
     }
     let memory_cgroup = cgroup.enforced.iter().any(|c| c.starts_with("memory"));

@@ -39,12 +39,7 @@ struct Check {
     control: Option<&'static str>,
 }
 
-fn check(
-    name: &str,
-    guarantee: &'static str,
-    probe: &'static str,
-    args: &[&str],
-) -> Check {
+fn check(name: &str, guarantee: &'static str, probe: &'static str, args: &[&str]) -> Check {
     Check {
         name: name.to_string(),
         guarantee,
@@ -362,7 +357,7 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
         "signal",
         &[&sleeper_pid],
     ));
-    let key: i32 = 0x41_4c_00 | i32::from(std::process::id() as u16 & 0xff);
+    let key: i32 = 0x41_4c_00 | i32::try_from(std::process::id() & 0xff).unwrap_or(0);
     if let Ok(id) = airlock_sandbox::probe::create_shm(key) {
         fx.shm.push(id);
         checks.push(check(
@@ -499,7 +494,11 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
         reports.push(r);
     }
     // The supervisor dying must take the sandbox with it.
-    if args.only.as_deref().is_none_or(|o| "airlock killed".contains(o) || o == "kill") {
+    if args
+        .only
+        .as_deref()
+        .is_none_or(|o| "airlock killed".contains(o) || o == "kill")
+    {
         let r = supervisor_kill_check(&exe, &ws, &mut fx);
         if !args.json {
             println!(
@@ -629,7 +628,11 @@ fn supervisor_kill_check(exe: &Path, ws: &Path, fx: &mut Fixtures) -> Report {
         kill_marker(&marker);
         ProbeRun {
             got_through: alive,
-            detail: format!("{} (survivor {})", r.detail, if alive { "found" } else { "not found" }),
+            detail: format!(
+                "{} (survivor {})",
+                r.detail,
+                if alive { "found" } else { "not found" }
+            ),
             error: r.error,
         }
     };
