@@ -177,6 +177,8 @@ pub struct Invocation {
     /// Canonical flag names with their values.
     pub flags: Vec<(String, Option<Word>)>,
     pub positionals: Vec<Word>,
+    /// Every argument after the program, as given (quotes removed).
+    pub words: Vec<Word>,
     pub assigns: Vec<(String, Word)>,
     /// Paths read and written (redirects, known readers and writers, path-looking arguments).
     pub reads: Vec<Word>,
@@ -400,6 +402,7 @@ impl Normalizer {
         let mut i = 0;
         let mut skip = spec.skip;
         let origin = name.to_string();
+        let mut env_assigns: Vec<(String, Word)> = Vec::new();
         while i < args.len() {
             let a = &args[i];
             let t = a.text.as_str();
@@ -412,6 +415,7 @@ impl Normalizer {
                     if self.tables.exec_env.iter().any(|e| e == n) {
                         self.code_word(&Word::lit(v), &format!("{n}="), cmd, env, out);
                     }
+                    env_assigns.push((n.to_string(), Word { text: v.to_string(), ..a.clone() }));
                 }
                 i += 1;
                 continue;
@@ -477,6 +481,7 @@ impl Normalizer {
             return;
         }
         let mut inner_cmd = cmd.clone();
+        inner_cmd.assigns.extend(env_assigns);
         inner_cmd.origin = if cmd.origin.is_empty() {
             origin
         } else {
@@ -577,6 +582,13 @@ impl Normalizer {
                 reads.push((*p).clone());
             }
         }
+        if flags.iter().any(|(n, _)| n == "in-place") {
+            for p in &positionals {
+                if looks_like_path(p) {
+                    writes.push(p.clone());
+                }
+            }
+        }
         for (name, val) in &flags {
             let Some(v) = val else { continue };
             let v = match v.text.strip_prefix('@') {
@@ -612,6 +624,7 @@ impl Normalizer {
             subcommand,
             flags,
             positionals,
+            words: args.to_vec(),
             assigns: cmd.assigns.clone(),
             reads,
             writes,

@@ -283,6 +283,19 @@ impl Walker<'_> {
                 let saved = std::mem::replace(&mut self.origin, origin);
                 self.compound(&f.body.0)?;
                 self.origin = saved;
+                // A function that pipes into or backgrounds itself: a fork bomb.
+                let body = f.body.to_string();
+                if body.matches(name.as_str()).count() >= 2 && body.contains('|') && body.contains('&') {
+                    self.out.push(SimpleCmd {
+                        assigns: Vec::new(),
+                        argv: vec![Word::lit("(fork-bomb)"), Word::lit(&name)],
+                        redirects: Vec::new(),
+                        stdin: Stdin::Inherited,
+                        cwd: self.cwd.clone(),
+                        origin: format!("function {name}"),
+                        depth: self.depth,
+                    });
+                }
                 let _ = start;
                 Ok(Upstream {
                     argv: Vec::new(),

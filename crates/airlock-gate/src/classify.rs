@@ -1,0 +1,611 @@
+//! The engine: loads the built-in rules and the `[commands]` layers of the policy, checks every
+//! rule's examples, and decides tool calls: every invocation gets the tier of the most severe
+//! rule that matches it (deny > ask > review > allow, first rule wins a tie), or a default, and
+//! the call gets the most severe tier of its invocations.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::glob::Glob;
+use crate::normalize::{Analysis, Invocation, Normalizer};
+use crate::parse::{Env, ParseError};
+use crate::rules::{categorize, DataFile, GitInfo, Match, MatchCtx, Rule, RuleError, RuleSpec, StaticGit, Tier};
+use crate::GateError;
+
+/// The built-in tables and rules.
+pub const DEFAULT_RULES: &str = include_str!("../rules/default.toml");
+
+/// Protected branch names when the policy names none.
+pub const DEFAULT_PROTECTED: &[&str] = &["main", "master", "trunk", "develop", "production", "prod", "stable", "release", "release/*", "releases/*", "gh-pages"];
+
+/// The `[commands]` table of one policy file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandsConfig {
+    /// Tier for commands no rule matches (default `allow`).
+    #[serde(default)]
+    pub default: Option<Tier>,
+    /// Tier for unmatched commands that reach the network (default `ask`).
+    #[serde(default)]
+    pub default_network: Option<Tier>,
+    /// Tier for unmatched commands that write outside the workspace (default `ask`).
+    #[serde(default)]
+    pub default_write_outside: Option<Tier>,
+    /// Owners (user or organisation) of remotes the agent may force-push to and push to
+    /// protected branches of: the agent's own git identity.
+    #[serde(default)]
+    pub git_owners: Vec<String>,
+    /// Branch globs that count as protected (added to the defaults).
+    #[serde(default)]
+    pub protected_branches: Vec<String>,
+    /// Built-in rule ids to switch off.
+    #[serde(default)]
+    pub disable: Vec<String>,
+    /// The LLM reviewer for the `review` tier.
+    #[serde(default)]
+    pub review: Option<crate::review::ReviewConfig>,
+    #[serde(default)]
+    pub rule: Vec<RuleSpec>,
+}
+
+/// One policy layer's `[commands]` table.
+#[derive(Debug, Clone)]
+pub struct CommandLayer {
+    pub source: PathBuf,
+    pub table: toml::Table,
+    /// Untrusted layers (files the agent could write) may only add deny and ask rules.
+    pub trusted: bool,
+}
+
+/// Settings merged from all layers.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub default: Tier,
+    pub default_network: Tier,
+    pub default_write_outside: Tier,
+    pub git_owners: Vec<String>,
+    pub protected_branches: Vec<String>,
+    pub review: Option<crate::review::ReviewConfig>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            default: Tier::Allow,
+            default_network: Tier::Ask,
+            default_write_outside: Tier::Ask,
+            git_owners: Vec::new(),
+            protected_branches: DEFAULT_PROTECTED.iter().map(|s| s.to_string()).collect(),
+            review: None,
+        }
+    }
+}
+
+/// Where a tool call runs.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub cwd: String,
+    pub home: String,
+    /// The workspace root; `None` when there is none (every path is outside).
+    pub workspace: Option<String>,
+    pub git: &'a dyn GitInfo,
+}
+
+/// How one invocation was decided.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Step {
+    /// Normalised argv.
+    pub argv: Vec<String>,
+    /// Where it was found (`""` at top level, `$(…)`, `bash -c`, …).
+    pub origin: String,
+    pub tier: Tier,
+    /// Rule id (`builtin:…`, `<file>:…`, or `default…`).
+    pub rule: String,
+    pub reason: String,
+    /// Decided on a possible match: a word only known at run time could make the rule apply.
+    pub uncertain: bool,
+}
+
+/// The decision for one tool call.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Verdict {
+    /// `review` means "ask the reviewer" (or the user when no reviewer is configured).
+    pub tier: Tier,
+    pub rule: String,
+    pub reason: String,
+    pub steps: Vec<Step>,
+}
+
+impl Verdict {
+    fn single(tier: Tier, rule: &str, reason: impl Into<String>) -> Verdict {
+        let reason = reason.into();
+        Verdict {
+            tier,
+            rule: rule.to_string(),
+            reason: reason.clone(),
+            steps: Vec::new(),
+        }
+    }
+
+    fn from_steps(steps: Vec<Step>) -> Verdict {
+        let mut best: Option<&Step> = None;
+        for s in &steps {
+            if best.is_none_or(|b| s.tier > b.tier) {
+                best = Some(s);
+            }
+        }
+        match best {
+            None => Verdict::single(Tier::Allow, "empty", "no command to run"),
+            Some(b) => {
+                let mut reason = b.reason.clone();
+                if b.tier != Tier::Allow {
+                    let what = b.argv.join(" ");
+                    let mut what: String = what.chars().take(120).collect();
+                    if what.len() < b.argv.join(" ").len() {
+                        what.push('…');
+                    }
+                    reason = format!("{reason} [{what}]");
+                }
+                Verdict {
+                    tier: b.tier,
+                    rule: b.rule.clone(),
+                    reason,
+                    steps,
+                }
+            }
+        }
+    }
+}
+
+/// The loaded command gate.
+#[derive(Debug)]
+pub struct Engine {
+    normalizer: Normalizer,
+    rules: Vec<Rule>,
+    pub settings: Settings,
+    protected: Vec<Glob>,
+    git_exec_keys: Vec<Glob>,
+    secret_env: Vec<Glob>,
+}
+
+/// Home directory used to check rule examples.
+const EXAMPLE_HOME: &str = "/home/user";
+const EXAMPLE_WS: &str = "/home/user/project";
+
+impl Engine {
+    /// The built-in rules only.
+    pub fn builtin() -> Result<Engine, GateError> {
+        Engine::load(&[], "/root", false)
+    }
+
+    /// Built-in rules plus `layers` (lowest first). Examples of user rules are always checked;
+    /// those of the built-in rules when `check_builtin_examples` (they are fixed at build time
+    /// and checked by the test suite).
+    pub fn load(layers: &[CommandLayer], home: &str, check_builtin_examples: bool) -> Result<Engine, GateError> {
+        let data: DataFile = toml::from_str(DEFAULT_RULES).map_err(|e| GateError::Builtin(e.to_string()))?;
+        let (tables, secret_env) = data.tables.into_tables();
+        let git_exec_keys: Vec<Glob> = tables.git_exec_keys.iter().map(|k| Glob::new(&k.to_ascii_lowercase())).collect();
+        let mut settings = Settings::default();
+        let mut disabled: HashSet<String> = HashSet::new();
+        let mut user_rules: Vec<(RuleSpec, String)> = Vec::new();
+        for layer in layers {
+            let cfg: CommandsConfig = toml::Value::Table(layer.table.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| GateError::Config {
+                    path: layer.source.clone(),
+                    message: e.to_string().trim().replace('\n', " "),
+                })?;
+            if !layer.trusted {
+                check_narrowing(&cfg, &settings, &layer.source)?;
+            }
+            let tighten = |cur: &mut Tier, new: Option<Tier>| {
+                if let Some(t) = new {
+                    *cur = t;
+                }
+            };
+            tighten(&mut settings.default, cfg.default);
+            tighten(&mut settings.default_network, cfg.default_network);
+            tighten(&mut settings.default_write_outside, cfg.default_write_outside);
+            settings.git_owners.extend(cfg.git_owners.iter().cloned());
+            settings.protected_branches.extend(cfg.protected_branches.iter().cloned());
+            disabled.extend(cfg.disable.iter().cloned());
+            if cfg.review.is_some() {
+                settings.review = cfg.review.clone();
+            }
+            let src = layer.source.display().to_string();
+            for r in cfg.rule {
+                user_rules.push((r, src.clone()));
+            }
+        }
+        let mut rules = Vec::new();
+        let mut seen = HashSet::new();
+        // User rules first: within a tier the first match wins, so a user's reason is shown.
+        for (spec, src) in user_rules {
+            if !seen.insert(spec.id.clone()) {
+                return Err(GateError::Rule(RuleError::Invalid {
+                    id: spec.id.clone(),
+                    source_name: src,
+                    message: "duplicate rule id".into(),
+                }));
+            }
+            rules.push(Rule::compile(spec, &src, home)?);
+        }
+        let user_count = rules.len();
+        for spec in data.rule {
+            if disabled.contains(&spec.id) {
+                continue;
+            }
+            if !seen.insert(spec.id.clone()) {
+                return Err(GateError::Builtin(format!("duplicate rule id {}", spec.id)));
+            }
+            rules.push(Rule::compile(spec, "builtin", home)?);
+        }
+        let known: Vec<String> = rules.iter().flat_map(|r| r.program_names().collect::<Vec<_>>()).collect();
+        let normalizer = Normalizer::new(tables, known);
+        let protected = settings.protected_branches.iter().map(|b| Glob::new(b)).collect();
+        let secret_env = secret_env.iter().map(|s| Glob::new(s)).collect();
+        let engine = Engine {
+            normalizer,
+            rules,
+            settings,
+            protected,
+            git_exec_keys,
+            secret_env,
+        };
+        let upto = if check_builtin_examples { engine.rules.len() } else { user_count };
+        for i in 0..upto {
+            engine.check_examples(i, home)?;
+        }
+        Ok(engine)
+    }
+
+    /// The rules in evaluation order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Checks every rule's examples; returns all failures.
+    pub fn example_failures(&self) -> Vec<GateError> {
+        (0..self.rules.len())
+            .filter_map(|i| self.check_examples(i, EXAMPLE_HOME).err())
+            .collect()
+    }
+
+    /// Checks that rule `i` matches each of its examples and none of its counter-examples.
+    fn check_examples(&self, i: usize, _home: &str) -> Result<(), GateError> {
+        let rule = &self.rules[i];
+        let mut git = StaticGit::default();
+        git.remotes.insert("origin".into(), "https://github.com/upstream/project.git".into());
+        git.remotes.insert("fork".into(), "git@github.com:agent-bot/project.git".into());
+        git.branch = Some("feature/x".into());
+        let ctx = Context {
+            cwd: EXAMPLE_WS.into(),
+            home: EXAMPLE_HOME.into(),
+            workspace: Some(EXAMPLE_WS.into()),
+            git: &git,
+        };
+        // Examples are written for the example home; compile the rule against it.
+        let r = Rule::compile(rule.spec.clone(), &rule.source, EXAMPLE_HOME)?;
+        let owners = vec!["agent-bot".to_string()];
+        let fail = |ex: &str, why: &str| {
+            GateError::Rule(RuleError::Invalid {
+                id: rule.id.clone(),
+                source_name: rule.source.clone(),
+                message: format!("example {ex:?} {why}"),
+            })
+        };
+        for (ex, want) in rule.spec.examples.iter().map(|e| (e, true)).chain(rule.spec.not_examples.iter().map(|e| (e, false))) {
+            let m = self.match_example(&r, ex, &ctx, &owners).map_err(|e| fail(ex, &format!("does not parse: {e}")))?;
+            if want && m != Match::Yes {
+                return Err(fail(ex, "does not match the rule"));
+            }
+            if !want && m == Match::Yes {
+                return Err(fail(ex, "matches the rule but is listed in not_examples"));
+            }
+        }
+        Ok(())
+    }
+
+    fn match_example(&self, rule: &Rule, ex: &str, ctx: &Context<'_>, owners: &[String]) -> Result<Match, ParseError> {
+        if let Some(rest) = ex.strip_prefix("tool:") {
+            let (tool, path) = rest.split_once(' ').unwrap_or((rest, ""));
+            let abs = abs_path(path, ctx);
+            let write = is_write_tool(tool);
+            return Ok(rule.match_file(tool, &abs, write));
+        }
+        let env = Env { home: ctx.home.clone(), cwd: ctx.cwd.clone() };
+        let analysis = self.normalizer.analyse(ex, &env)?;
+        let mctx = self.match_ctx(ctx, owners);
+        Ok(analysis
+            .invocations
+            .iter()
+            .map(|inv| rule.match_invocation(inv, &mctx))
+            .max()
+            .unwrap_or(Match::No))
+    }
+
+    fn match_ctx<'a>(&'a self, ctx: &'a Context<'a>, owners: &'a [String]) -> MatchCtx<'a> {
+        MatchCtx {
+            home: &ctx.home,
+            workspace: ctx.workspace.as_deref(),
+            git: ctx.git,
+            owners,
+            protected: &self.protected,
+            git_exec_keys: &self.git_exec_keys,
+            secret_env: &self.secret_env,
+        }
+    }
+
+    /// Parses and normalises a command without deciding (for `policy explain`).
+    pub fn analyse(&self, command: &str, ctx: &Context<'_>) -> Result<Analysis, ParseError> {
+        let env = Env { home: ctx.home.clone(), cwd: ctx.cwd.clone() };
+        self.normalizer.analyse(command, &env)
+    }
+
+    /// Decides a Bash command.
+    pub fn classify_command(&self, command: &str, ctx: &Context<'_>) -> Verdict {
+        let analysis = match self.analyse(command, ctx) {
+            Ok(a) => a,
+            Err(e) => {
+                return Verdict::single(
+                    Tier::Deny,
+                    "parse-error",
+                    format!("airlock could not analyse this command ({e}); rewrite it in plainer shell syntax"),
+                )
+            }
+        };
+        let mut steps = Vec::with_capacity(analysis.invocations.len());
+        for inv in &analysis.invocations {
+            steps.push(self.decide_invocation(inv, ctx));
+        }
+        for (origin, e) in &analysis.errors {
+            steps.push(Step {
+                argv: vec![origin.clone()],
+                origin: origin.clone(),
+                tier: Tier::Ask,
+                rule: "nested-parse-error".into(),
+                reason: format!("code passed to {origin} could not be analysed ({e})"),
+                uncertain: true,
+            });
+        }
+        Verdict::from_steps(steps)
+    }
+
+    fn decide_invocation(&self, inv: &Invocation, ctx: &Context<'_>) -> Step {
+        let mctx = self.match_ctx(ctx, &self.settings.git_owners);
+        let mut best: Option<(Tier, &Rule, bool)> = None;
+        for rule in &self.rules {
+            let m = rule.match_invocation(inv, &mctx);
+            let (tier, uncertain) = match m {
+                Match::No => continue,
+                Match::Yes => (rule.tier, false),
+                Match::Possible => match rule.tier {
+                    Tier::Allow => continue,
+                    Tier::Review => (Tier::Review, true),
+                    Tier::Ask | Tier::Deny => (Tier::Ask, true),
+                },
+            };
+            if best.is_none_or(|(t, _, _)| tier > t) {
+                best = Some((tier, rule, uncertain));
+                if tier == Tier::Deny {
+                    break;
+                }
+            }
+        }
+        let argv = inv.display_argv();
+        let origin = inv.origin.clone();
+        if let Some((tier, rule, uncertain)) = best {
+            let reason = if uncertain {
+                format!("{} (a word only known when the command runs could make this apply)", rule.reason)
+            } else {
+                rule.reason.clone()
+            };
+            return Step {
+                argv,
+                origin,
+                tier,
+                rule: rule_name(rule),
+                reason,
+                uncertain,
+            };
+        }
+        let s = &self.settings;
+        let mut step = Step {
+            argv,
+            origin,
+            tier: s.default,
+            rule: "default".into(),
+            reason: "no rule matched".into(),
+            uncertain: false,
+        };
+        if inv.network && s.default_network > step.tier {
+            step.tier = s.default_network;
+            step.rule = "default:network".into();
+            step.reason = "reaches the network and no rule allows it".into();
+        }
+        if s.default_write_outside > step.tier {
+            let cwd = inv.cwd.as_deref();
+            let outside = inv
+                .writes
+                .iter()
+                .map(|w| {
+                    let c = categorize(w, cwd, &mctx);
+                    if c.names().contains(&"outside-workspace") {
+                        Match::Yes
+                    } else if matches!(crate::rules::resolve(w, cwd, &ctx.home), crate::rules::PathRef::Unknown) {
+                        Match::Possible
+                    } else {
+                        Match::No
+                    }
+                })
+                .max()
+                .unwrap_or(Match::No);
+            if outside != Match::No {
+                step.tier = s.default_write_outside;
+                step.rule = "default:write-outside".into();
+                step.reason = if outside == Match::Yes {
+                    "writes outside the workspace and no rule allows it".into()
+                } else {
+                    "writes to a path only known when the command runs".into()
+                };
+                step.uncertain = outside == Match::Possible;
+            }
+        }
+        step
+    }
+
+    /// Decides a non-Bash tool touching a file.
+    pub fn classify_file(&self, tool: &str, path: &str, ctx: &Context<'_>) -> Verdict {
+        let abs = abs_path(path, ctx);
+        let write = is_write_tool(tool);
+        let mut best: Option<(Tier, &Rule)> = None;
+        for rule in &self.rules {
+            if rule.match_file(tool, &abs, write) == Match::Yes && best.is_none_or(|(t, _)| rule.tier > t) {
+                best = Some((rule.tier, rule));
+            }
+        }
+        let argv = vec![tool.to_string(), abs.clone()];
+        let step = match best {
+            Some((tier, rule)) => Step {
+                argv,
+                origin: String::new(),
+                tier,
+                rule: rule_name(rule),
+                reason: rule.reason.clone(),
+                uncertain: false,
+            },
+            None => {
+                let mctx = self.match_ctx(ctx, &self.settings.git_owners);
+                let outside = write
+                    && categorize(&crate::parse::Word::lit(&abs), Some(&ctx.cwd), &mctx)
+                        .names()
+                        .contains(&"outside-workspace");
+                if outside && self.settings.default_write_outside > self.settings.default {
+                    Step {
+                        argv,
+                        origin: String::new(),
+                        tier: self.settings.default_write_outside,
+                        rule: "default:write-outside".into(),
+                        reason: "writes outside the workspace and no rule allows it".into(),
+                        uncertain: false,
+                    }
+                } else {
+                    Step {
+                        argv,
+                        origin: String::new(),
+                        tier: self.settings.default,
+                        rule: "default".into(),
+                        reason: "no rule matched".into(),
+                        uncertain: false,
+                    }
+                }
+            }
+        };
+        Verdict::from_steps(vec![step])
+    }
+
+    /// Decides one Claude Code tool call from its name and `tool_input`.
+    pub fn classify_tool(&self, tool: &str, input: &serde_json::Value, ctx: &Context<'_>) -> Verdict {
+        let str_field = |k: &str| input.get(k).and_then(|v| v.as_str());
+        match tool {
+            "Bash" => match str_field("command") {
+                Some(c) => self.classify_command(c, ctx),
+                None => Verdict::single(Tier::Deny, "malformed-input", "Bash tool input has no string `command`"),
+            },
+            "Write" | "Edit" | "MultiEdit" | "Read" => match str_field("file_path") {
+                Some(p) if !p.is_empty() => self.classify_file(tool, p, ctx),
+                _ => Verdict::single(Tier::Deny, "malformed-input", format!("{tool} tool input has no string `file_path`")),
+            },
+            "NotebookEdit" | "NotebookRead" => match str_field("notebook_path").or_else(|| str_field("file_path")) {
+                Some(p) if !p.is_empty() => self.classify_file(tool, p, ctx),
+                _ => Verdict::single(Tier::Deny, "malformed-input", format!("{tool} tool input has no string `notebook_path`")),
+            },
+            "Grep" | "Glob" | "LS" => match input.get("path") {
+                None | Some(serde_json::Value::Null) => self.classify_file(tool, &ctx.cwd, ctx),
+                Some(serde_json::Value::String(p)) => self.classify_file(tool, p, ctx),
+                Some(_) => Verdict::single(Tier::Deny, "malformed-input", format!("{tool} tool input has a `path` that is not a string")),
+            },
+            "TodoWrite" | "Task" | "WebSearch" | "ExitPlanMode" | "BashOutput" | "KillShell" | "KillBash" | "SlashCommand" => {
+                Verdict::single(Tier::Allow, "tool:no-side-effects", format!("{tool} does not touch files or run commands"))
+            }
+            "WebFetch" => Verdict::single(self.settings.default_network.max(self.settings.default), "default:network", "WebFetch reaches the network"),
+            other => Verdict::single(
+                Tier::Ask,
+                "tool:unknown",
+                format!("the command gate does not know the tool {other:?}; ask the user"),
+            ),
+        }
+    }
+}
+
+fn rule_name(rule: &Rule) -> String {
+    if rule.source == "builtin" {
+        format!("builtin:{}", rule.id)
+    } else {
+        format!("{}:{}", rule.source, rule.id)
+    }
+}
+
+fn is_write_tool(tool: &str) -> bool {
+    matches!(tool, "Write" | "Edit" | "MultiEdit" | "NotebookEdit")
+}
+
+fn abs_path(path: &str, ctx: &Context<'_>) -> String {
+    let p = if path == "~" {
+        ctx.home.clone()
+    } else if let Some(r) = path.strip_prefix("~/") {
+        format!("{}/{r}", ctx.home)
+    } else {
+        path.to_string()
+    };
+    if p.starts_with('/') {
+        crate::normalize::lexical(&p)
+    } else {
+        crate::normalize::lexical(&format!("{}/{p}", ctx.cwd))
+    }
+}
+
+/// An untrusted layer may only add deny/ask rules, protected branches and stricter defaults.
+fn check_narrowing(cfg: &CommandsConfig, cur: &Settings, path: &std::path::Path) -> Result<(), GateError> {
+    let widen = |key: &str| {
+        Err(GateError::Widening {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+        })
+    };
+    for (key, new, old) in [
+        ("commands.default", cfg.default, cur.default),
+        ("commands.default_network", cfg.default_network, cur.default_network),
+        ("commands.default_write_outside", cfg.default_write_outside, cur.default_write_outside),
+    ] {
+        if new.is_some_and(|n| n < old) {
+            return widen(key);
+        }
+    }
+    if !cfg.git_owners.is_empty() {
+        return widen("commands.git_owners");
+    }
+    if !cfg.disable.is_empty() {
+        return widen("commands.disable");
+    }
+    if cfg.review.is_some() {
+        return widen("commands.review");
+    }
+    for r in &cfg.rule {
+        if matches!(r.tier, Some(Tier::Allow | Tier::Review)) {
+            return widen(&format!("commands.rule {} (tier {})", r.id, r.tier.map(Tier::as_str).unwrap_or("")));
+        }
+    }
+    Ok(())
+}
+
+/// Counts per tier, for summaries.
+pub fn tally<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>) -> BTreeMap<Tier, usize> {
+    let mut m = BTreeMap::new();
+    for v in verdicts {
+        *m.entry(v.tier).or_insert(0) += 1;
+    }
+    m
+}

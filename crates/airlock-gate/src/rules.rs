@@ -1,0 +1,776 @@
+//! Command rules as data: the model users write in `[commands]`, the built-in set
+//! (`rules/default.toml`), compilation to matchers, and matching one action against one rule.
+//!
+//! A rule matches when every field it sets matches (fields are ANDed, the items of a list are
+//! ORed). A match is three-valued: a word that is only known at run time (`$X`, `$(…)`) makes a
+//! match [`Match::Possible`], which the classifier turns into "not allowed without asking".
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::glob::Glob;
+use crate::normalize::{lexical, CodeFrom, InlineKind, Invocation, Tables};
+use crate::parse::{Word, DYN};
+
+/// The four tiers, in increasing severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Allow,
+    /// Ask the LLM reviewer (when configured; otherwise ask the user).
+    Review,
+    Ask,
+    Deny,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Allow => "allow",
+            Tier::Review => "review",
+            Tier::Ask => "ask",
+            Tier::Deny => "deny",
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One rule as written in TOML.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub id: String,
+    pub tier: Option<Tier>,
+    /// Shown to the agent (and the user) when the rule decides.
+    #[serde(default)]
+    pub reason: String,
+    /// Program base names (globs).
+    #[serde(default)]
+    pub program: Vec<String>,
+    /// Subcommands (`push`, `publish`), globs.
+    #[serde(default)]
+    pub subcommand: Vec<String>,
+    /// Canonical flag names; any of them.
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// Canonical flag names; all of them.
+    #[serde(default)]
+    pub all_flags: Vec<String>,
+    /// Canonical flag names none of which may be present (`crontab` but not `crontab -l`).
+    #[serde(default)]
+    pub not_flags: Vec<String>,
+    /// Globs over positional arguments; any positional matching any glob.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Globs over every argument word after quote removal (flags as written too).
+    #[serde(default)]
+    pub words: Vec<String>,
+    /// Globs over the source text of every word as written (`*$GITHUB_TOKEN*`).
+    #[serde(default)]
+    pub raw: Vec<String>,
+    /// Path categories of file arguments: `root`, `system`, `home`, `outside-workspace`,
+    /// `workspace-root`.
+    #[serde(default)]
+    pub target: Vec<String>,
+    /// Globs over absolute paths read (`~/` is the home directory; a glob not starting with `/`
+    /// or `~` matches at any depth).
+    #[serde(default)]
+    pub reads: Vec<String>,
+    /// Globs over absolute paths written, created or deleted.
+    #[serde(default)]
+    pub writes: Vec<String>,
+    /// Globs over paths read or written.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Names of `NAME=value` assignments in front of the command (globs).
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// `git -c key=value` settings (globs over `key=value`, key lowercased).
+    #[serde(default)]
+    pub git_config: Vec<String>,
+    /// Claude Code tools this rule applies to besides Bash (`Write`, `Edit`, `Read`).
+    #[serde(default)]
+    pub tool: Vec<String>,
+    /// A built-in predicate (see docs/gate.md).
+    #[serde(default)]
+    pub check: Option<String>,
+    /// Matches only when the command has no positional arguments.
+    #[serde(default)]
+    pub no_args: bool,
+    /// Commands this rule must match; checked when the rules load.
+    #[serde(default)]
+    pub examples: Vec<String>,
+    /// Commands this rule must not match; checked when the rules load.
+    #[serde(default)]
+    pub not_examples: Vec<String>,
+}
+
+/// The built-in data file: normalisation tables and rules.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DataFile {
+    #[serde(flatten)]
+    pub tables: TablesFile,
+    #[serde(default)]
+    pub rule: Vec<RuleSpec>,
+}
+
+/// [`Tables`] spelled out for serde (flatten and deny_unknown_fields do not mix).
+#[derive(Debug, Deserialize)]
+pub(crate) struct TablesFile {
+    #[serde(default)]
+    pub programs: BTreeMap<String, crate::normalize::FlagSpec>,
+    #[serde(default)]
+    pub wrappers: BTreeMap<String, crate::normalize::WrapperSpec>,
+    #[serde(default)]
+    pub interpreters: BTreeMap<String, crate::normalize::InterpreterSpec>,
+    #[serde(default)]
+    pub code_scan: crate::normalize::CodeScan,
+    #[serde(default)]
+    pub fetchers: Vec<String>,
+    #[serde(default)]
+    pub decoders: Vec<String>,
+    #[serde(default)]
+    pub exec_env: Vec<String>,
+    #[serde(default)]
+    pub git_exec_keys: Vec<String>,
+    #[serde(default)]
+    pub secret_env: Vec<String>,
+}
+
+impl TablesFile {
+    pub(crate) fn into_tables(self) -> (Tables, Vec<String>) {
+        (
+            Tables {
+                programs: self.programs,
+                wrappers: self.wrappers,
+                interpreters: self.interpreters,
+                code_scan: self.code_scan,
+                fetchers: self.fetchers,
+                decoders: self.decoders,
+                exec_env: self.exec_env,
+                git_exec_keys: self.git_exec_keys,
+            },
+            self.secret_env,
+        )
+    }
+}
+
+/// Three-valued match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Match {
+    No,
+    /// Would match for some run-time value of a dynamic word.
+    Possible,
+    Yes,
+}
+
+impl Match {
+    fn and(self, other: Match) -> Match {
+        self.min(other)
+    }
+    fn any(items: impl IntoIterator<Item = Match>) -> Match {
+        items.into_iter().max().unwrap_or(Match::No)
+    }
+    fn from_bool(b: bool) -> Match {
+        if b {
+            Match::Yes
+        } else {
+            Match::No
+        }
+    }
+}
+
+/// Named predicates rules can use in `check`.
+pub const CHECKS: &[&str] = &[
+    "dynamic-program",
+    "glob-program",
+    "code-network",
+    "code-decoded",
+    "code-unseen",
+    "unparsed-code",
+    "inline-exec",
+    "inline-network",
+    "inline-delete",
+    "git-push-force",
+    "git-push-delete",
+    "git-push-protected",
+    "git-config-exec-key",
+    "secret-env-ref",
+    "setuid-mode",
+];
+
+/// Path categories rules can use in `target`.
+pub const TARGETS: &[&str] = &["root", "system", "home", "outside-workspace", "workspace-root"];
+
+/// A compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub tier: Tier,
+    pub reason: String,
+    /// Where it came from: `builtin` or a policy file path.
+    pub source: String,
+    program: Vec<Glob>,
+    subcommand: Vec<Glob>,
+    flags: Vec<String>,
+    all_flags: Vec<String>,
+    not_flags: Vec<String>,
+    args: Vec<Glob>,
+    words: Vec<Glob>,
+    raw: Vec<Glob>,
+    target: Vec<String>,
+    reads: Vec<Glob>,
+    writes: Vec<Glob>,
+    paths: Vec<Glob>,
+    env: Vec<Glob>,
+    git_config: Vec<Glob>,
+    pub(crate) tool: Vec<String>,
+    check: Option<String>,
+    no_args: bool,
+    /// Whether the rule names anything only a shell command has.
+    command_only: bool,
+    pub(crate) spec: RuleSpec,
+}
+
+/// Why a rule could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("rule {id} in {source_name}: {message}")]
+    Invalid {
+        id: String,
+        source_name: String,
+        message: String,
+    },
+}
+
+impl Rule {
+    /// Compiles `spec`; `home` expands `~/` in path globs.
+    pub fn compile(spec: RuleSpec, source: &str, home: &str) -> Result<Rule, RuleError> {
+        let err = |message: String| RuleError::Invalid {
+            id: if spec.id.is_empty() { "(no id)".into() } else { spec.id.clone() },
+            source_name: source.to_string(),
+            message,
+        };
+        if spec.id.is_empty() {
+            return Err(err("missing `id`".into()));
+        }
+        let Some(tier) = spec.tier else {
+            return Err(err("missing `tier` (deny, ask, review or allow)".into()));
+        };
+        if let Some(c) = &spec.check {
+            if !CHECKS.contains(&c.as_str()) {
+                return Err(err(format!("unknown check {c:?}; known: {}", CHECKS.join(", "))));
+            }
+        }
+        for t in &spec.target {
+            if !TARGETS.contains(&t.as_str()) {
+                return Err(err(format!("unknown target {t:?}; known: {}", TARGETS.join(", "))));
+            }
+        }
+        let command_fields = !spec.program.is_empty()
+            || !spec.subcommand.is_empty()
+            || !spec.flags.is_empty()
+            || !spec.all_flags.is_empty()
+            || !spec.not_flags.is_empty()
+            || !spec.args.is_empty()
+            || !spec.words.is_empty()
+            || !spec.raw.is_empty()
+            || !spec.target.is_empty()
+            || !spec.env.is_empty()
+            || !spec.git_config.is_empty()
+            || spec.check.is_some()
+            || spec.no_args;
+        let path_fields = !spec.reads.is_empty() || !spec.writes.is_empty() || !spec.paths.is_empty();
+        if !command_fields && !path_fields && spec.tool.is_empty() {
+            return Err(err("matches everything: set at least one of program, args, paths, tool, check…".into()));
+        }
+        if spec.reason.trim().is_empty() {
+            return Err(err("missing `reason` (it is shown to the agent)".into()));
+        }
+        let globs = |v: &[String]| v.iter().map(|p| Glob::new(p)).collect::<Vec<_>>();
+        let path_globs = |v: &[String]| {
+            v.iter()
+                .map(|p| {
+                    let p = if p == "~" {
+                        home.to_string()
+                    } else if let Some(rest) = p.strip_prefix("~/") {
+                        format!("{home}/{rest}")
+                    } else if p.starts_with('/') || p.starts_with('*') {
+                        p.clone()
+                    } else {
+                        format!("*/{p}")
+                    };
+                    Glob::new(&p)
+                })
+                .collect::<Vec<_>>()
+        };
+        Ok(Rule {
+            id: spec.id.clone(),
+            tier,
+            reason: spec.reason.clone(),
+            source: source.to_string(),
+            program: globs(&spec.program),
+            subcommand: globs(&spec.subcommand),
+            flags: spec.flags.clone(),
+            all_flags: spec.all_flags.clone(),
+            not_flags: spec.not_flags.clone(),
+            args: globs(&spec.args),
+            words: globs(&spec.words),
+            raw: globs(&spec.raw),
+            target: spec.target.clone(),
+            reads: path_globs(&spec.reads),
+            writes: path_globs(&spec.writes),
+            paths: path_globs(&spec.paths),
+            env: globs(&spec.env),
+            git_config: globs(&spec.git_config),
+            tool: spec.tool.clone(),
+            check: spec.check.clone(),
+            no_args: spec.no_args,
+            command_only: command_fields,
+            spec,
+        })
+    }
+
+    /// Static program names this rule mentions (candidates for globbed program words).
+    pub fn program_names(&self) -> impl Iterator<Item = String> + '_ {
+        self.spec
+            .program
+            .iter()
+            .filter(|p| !p.contains(['*', '?', '[']))
+            .cloned()
+    }
+
+    /// Matches a non-Bash tool call touching `path` (already absolute).
+    pub fn match_file(&self, tool: &str, path: &str, write: bool) -> Match {
+        if self.command_only {
+            return Match::No;
+        }
+        if !self.tool.is_empty() && !self.tool.iter().any(|t| t == tool) {
+            return Match::No;
+        }
+        let w = Word::lit(path);
+        let mut m = Match::Yes;
+        if !self.reads.is_empty() {
+            m = m.and(if write { Match::No } else { path_match(&self.reads, &w, None) });
+        }
+        if !self.writes.is_empty() {
+            m = m.and(if write { path_match(&self.writes, &w, None) } else { Match::No });
+        }
+        if !self.paths.is_empty() {
+            m = m.and(path_match(&self.paths, &w, None));
+        }
+        m
+    }
+
+    /// Matches one shell invocation.
+    pub fn match_invocation(&self, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
+        if !self.tool.is_empty() && !self.tool.iter().any(|t| t == "Bash") {
+            return Match::No;
+        }
+        let mut m = Match::Yes;
+        if !self.program.is_empty() {
+            m = m.and(if inv.program.is_empty() {
+                Match::No
+            } else if inv.program.contains(DYN) {
+                Match::Possible
+            } else {
+                Match::from_bool(self.program.iter().any(|g| g.matches(&inv.program)))
+            });
+            if m == Match::No {
+                return m;
+            }
+        }
+        if !self.subcommand.is_empty() {
+            m = m.and(match &inv.subcommand {
+                None => Match::No,
+                Some(s) if s.contains(DYN) => Match::Possible,
+                Some(s) => Match::from_bool(self.subcommand.iter().any(|g| g.matches(s))),
+            });
+            if m == Match::No {
+                return m;
+            }
+        }
+        if !self.flags.is_empty() {
+            m = m.and(Match::from_bool(self.flags.iter().any(|f| inv.has_flag(f))));
+        }
+        if !self.all_flags.is_empty() {
+            m = m.and(Match::from_bool(self.all_flags.iter().all(|f| inv.has_flag(f))));
+        }
+        if self.not_flags.iter().any(|f| inv.has_flag(f)) {
+            return Match::No;
+        }
+        if m == Match::No {
+            return m;
+        }
+        if self.no_args {
+            m = m.and(Match::from_bool(inv.positionals.is_empty()));
+        }
+        if !self.args.is_empty() {
+            m = m.and(Match::any(inv.positionals.iter().map(|w| word_match(&self.args, w))));
+        }
+        if !self.words.is_empty() {
+            m = m.and(Match::any(inv.words.iter().map(|w| word_match(&self.words, w))));
+        }
+        if !self.raw.is_empty() {
+            m = m.and(Match::from_bool(
+                inv.raw.iter().any(|r| self.raw.iter().any(|g| g.matches(r))),
+            ));
+        }
+        if !self.env.is_empty() {
+            m = m.and(Match::from_bool(
+                inv.assigns.iter().any(|(n, _)| self.env.iter().any(|g| g.matches(n))),
+            ));
+        }
+        if !self.git_config.is_empty() {
+            m = m.and(Match::from_bool(inv.git_config.iter().any(|(k, v)| {
+                let kv = format!("{k}={v}");
+                self.git_config.iter().any(|g| g.matches(&kv))
+            })));
+        }
+        if m == Match::No {
+            return m;
+        }
+        if !self.target.is_empty() {
+            let cwd = inv.cwd.as_deref();
+            // What the command changes; for commands that change nothing, the files it names.
+            let cands = if inv.writes.is_empty() { inv.path_args.iter() } else { inv.writes.iter() };
+            m = m.and(Match::any(cands.map(|w| {
+                let cats = categorize(w, cwd, ctx);
+                Match::any(self.target.iter().map(|t| cats.get(t)))
+            })));
+        }
+        let cwd = inv.cwd.as_deref();
+        if !self.reads.is_empty() {
+            m = m.and(Match::any(inv.reads.iter().map(|w| path_match(&self.reads, w, Some((cwd, ctx))))));
+        }
+        if !self.writes.is_empty() {
+            m = m.and(Match::any(inv.writes.iter().map(|w| path_match(&self.writes, w, Some((cwd, ctx))))));
+        }
+        if !self.paths.is_empty() {
+            m = m.and(Match::any(
+                inv.reads
+                    .iter()
+                    .chain(inv.writes.iter())
+                    .chain(inv.path_args.iter())
+                    .map(|w| path_match(&self.paths, w, Some((cwd, ctx)))),
+            ));
+        }
+        if m == Match::No {
+            return m;
+        }
+        if let Some(c) = &self.check {
+            m = m.and(check(c, inv, ctx));
+        }
+        m
+    }
+}
+
+/// What a rule match needs to know about the world.
+#[derive(Debug)]
+pub struct MatchCtx<'a> {
+    pub home: &'a str,
+    /// `None`: there is no workspace; every path is outside it.
+    pub workspace: Option<&'a str>,
+    pub git: &'a dyn GitInfo,
+    pub owners: &'a [String],
+    pub protected: &'a [Glob],
+    pub git_exec_keys: &'a [Glob],
+    pub secret_env: &'a [Glob],
+}
+
+/// Facts about the git repository the command runs in.
+pub trait GitInfo: fmt::Debug {
+    /// The URL of remote `name`.
+    fn remote_url(&self, name: &str) -> Option<String>;
+    /// The branch checked out.
+    fn current_branch(&self) -> Option<String>;
+}
+
+/// Git facts given up front (tests, examples).
+#[derive(Debug, Default, Clone)]
+pub struct StaticGit {
+    pub remotes: BTreeMap<String, String>,
+    pub branch: Option<String>,
+}
+
+impl GitInfo for StaticGit {
+    fn remote_url(&self, name: &str) -> Option<String> {
+        self.remotes.get(name).cloned()
+    }
+    fn current_branch(&self) -> Option<String> {
+        self.branch.clone()
+    }
+}
+
+fn word_match(globs: &[Glob], w: &Word) -> Match {
+    if w.is_dynamic() || w.glob {
+        let probe = w.text.replace(DYN, "*");
+        let pg = Glob::new(&probe);
+        if globs.iter().any(|g| glob_intersects(g, &pg, &probe)) {
+            return Match::Possible;
+        }
+        return Match::No;
+    }
+    Match::from_bool(globs.iter().any(|g| g.matches(&w.text)))
+}
+
+/// Approximate test whether some string matches both `rule` and the dynamic word `probe`.
+fn glob_intersects(rule: &Glob, word: &Glob, probe: &str) -> bool {
+    if rule.matches(probe) || rule.matches(&probe.replace('*', "")) {
+        return true;
+    }
+    if rule.is_literal() {
+        return false;
+    }
+    // Try filling the word's wildcards with a few representative strings.
+    let _ = word;
+    ["x", "/", "-", "+"]
+        .iter()
+        .any(|fill| rule.matches(&probe.replace('*', fill)))
+        || probe.starts_with('*')
+        || probe.ends_with('*') && {
+            let prefix = probe.trim_end_matches('*');
+            // The word is `prefix…`: does the rule accept something starting with prefix?
+            rule_accepts_prefix(rule, prefix)
+        }
+}
+
+fn rule_accepts_prefix(rule: &Glob, prefix: &str) -> bool {
+    for tail in ["", "x", "/x", "*", "-x", ".x"] {
+        if rule.matches(&format!("{prefix}{tail}")) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Resolves `w` to an absolute path (static), or a known directory it lies under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathRef {
+    Exact(String),
+    Under(String),
+    Unknown,
+}
+
+pub fn resolve(w: &Word, cwd: Option<&str>, home: &str) -> PathRef {
+    let t = &w.text;
+    let cut = t
+        .char_indices()
+        .find(|(_, c)| *c == DYN || (w.glob && matches!(c, '*' | '?' | '[')))
+        .map(|(i, _)| i);
+    let expand = |s: &str| -> Option<String> {
+        let s = if s == "~" {
+            home.to_string()
+        } else if let Some(r) = s.strip_prefix("~/") {
+            format!("{home}/{r}")
+        } else {
+            s.to_string()
+        };
+        if s.starts_with('/') {
+            Some(lexical(&s))
+        } else {
+            cwd.map(|c| lexical(&format!("{c}/{s}")))
+        }
+    };
+    match cut {
+        None => match expand(t) {
+            Some(p) => PathRef::Exact(p),
+            None => PathRef::Unknown,
+        },
+        Some(i) => {
+            let prefix = &t[..i];
+            match prefix.rfind('/') {
+                Some(j) => {
+                    let dir = if j == 0 { "/" } else { &prefix[..j] };
+                    match expand(dir) {
+                        Some(d) => PathRef::Under(d),
+                        None => PathRef::Unknown,
+                    }
+                }
+                None => {
+                    // `$X…`: could be anywhere. `*.log`, `build$X`: a name in cwd.
+                    if prefix.is_empty() && t.starts_with(DYN) {
+                        PathRef::Unknown
+                    } else {
+                        // `build$X`: somewhere in cwd (or a sibling name): under cwd.
+                        match cwd {
+                            Some(c) => PathRef::Under(c.to_string()),
+                            None => PathRef::Unknown,
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn under(p: &str, dir: &str) -> bool {
+    dir == "/" || p == dir || (p.starts_with(dir) && p.as_bytes().get(dir.len()) == Some(&b'/'))
+}
+
+const SYSTEM_DIRS: &[&str] = &[
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/proc",
+    "/root", "/run", "/sbin", "/srv", "/sys", "/usr", "/var", "/snap", "/nix", "/System",
+    "/Library", "/Applications", "/private", "/mnt", "/media",
+];
+const SCRATCH_DIRS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm"];
+
+/// Categories a path argument falls in.
+#[derive(Debug, Default, Clone)]
+pub struct Categories {
+    map: BTreeMap<&'static str, Match>,
+}
+
+impl Categories {
+    fn get(&self, name: &str) -> Match {
+        self.map.get(name).copied().unwrap_or(Match::No)
+    }
+    /// Categories that hold definitely.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.map.iter().filter(|(_, m)| **m == Match::Yes).map(|(k, _)| *k).collect()
+    }
+}
+
+pub fn categorize(w: &Word, cwd: Option<&str>, ctx: &MatchCtx<'_>) -> Categories {
+    let mut c = Categories::default();
+    let home = ctx.home;
+    let ws = ctx.workspace;
+    let r = resolve(w, cwd, home);
+    let in_ws = |p: &str| ws.is_some_and(|w| under(p, w));
+    let system = |p: &str| p == "/" || SYSTEM_DIRS.iter().any(|d| under(p, d)) && !SCRATCH_DIRS.iter().any(|s| under(p, s) && p != *s);
+    let scratch_child = |p: &str| SCRATCH_DIRS.iter().any(|s| p != *s && under(p, s));
+    match r {
+        PathRef::Unknown => {
+            for t in TARGETS {
+                c.map.insert(t, Match::Possible);
+            }
+        }
+        PathRef::Exact(p) => {
+            c.map.insert("root", Match::from_bool(p == "/"));
+            c.map.insert("system", Match::from_bool(system(&p)));
+            c.map.insert("home", Match::from_bool(under(&p, home) && !in_ws(&p) && home != "/"));
+            c.map.insert("outside-workspace", Match::from_bool(!in_ws(&p) && !scratch_child(&p)));
+            let root = ws.is_some_and(|w| p == w || p == format!("{w}/.git"));
+            c.map.insert("workspace-root", Match::from_bool(root));
+        }
+        PathRef::Under(d) => {
+            c.map.insert("root", Match::from_bool(d == "/"));
+            c.map.insert("system", Match::from_bool(system(&d)));
+            c.map.insert("home", Match::from_bool(under(&d, home) && !in_ws(&d) && home != "/"));
+            let scratch = SCRATCH_DIRS.iter().any(|s| under(&d, s));
+            c.map.insert("outside-workspace", Match::from_bool(!in_ws(&d) && !scratch));
+            let all_of_ws = ws.is_some_and(|w| d == w) && {
+                let t = w.text.trim_end_matches('/');
+                t.ends_with("/*") || t == "*" || t.ends_with(DYN) && !t.contains('.')
+            };
+            c.map.insert("workspace-root", Match::from_bool(all_of_ws && w.glob));
+        }
+    }
+    c
+}
+
+fn path_match(globs: &[Glob], w: &Word, at: Option<(Option<&str>, &MatchCtx<'_>)>) -> Match {
+    let (cwd, home) = match at {
+        Some((cwd, ctx)) => (cwd, ctx.home),
+        None => (None, ""),
+    };
+    match resolve(w, cwd, home) {
+        PathRef::Exact(p) => Match::from_bool(globs.iter().any(|g| g.matches(&p))),
+        PathRef::Under(_) => {
+            // A glob or dynamic word like `~/.ssh/*` or `/proc/$PID/environ`: fill the unknown
+            // parts with a plausible name; if that names a matching path, the word does.
+            let filled = Word::lit(&w.text.replace([DYN, '*', '?'], "x"));
+            match resolve(&filled, cwd, home) {
+                PathRef::Exact(p) if globs.iter().any(|g| g.matches(&p)) => {
+                    if w.is_dynamic() {
+                        Match::Possible
+                    } else {
+                        Match::Yes
+                    }
+                }
+                _ => Match::No,
+            }
+        }
+        PathRef::Unknown => Match::No,
+    }
+}
+
+fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
+    match name {
+        "dynamic-program" => Match::from_bool(inv.program.contains(DYN)),
+        "glob-program" => Match::from_bool(inv.program_glob),
+        "code-network" => Match::from_bool(inv.code_from == CodeFrom::Network),
+        "code-decoded" => Match::from_bool(inv.code_from == CodeFrom::Decoded),
+        "code-unseen" => Match::from_bool(inv.code_from == CodeFrom::Unseen),
+        "unparsed-code" => Match::from_bool(inv.unparsed.is_some()),
+        "inline-exec" => Match::from_bool(inv.inline.contains(&InlineKind::Exec)),
+        "inline-network" => Match::from_bool(inv.inline.contains(&InlineKind::Network)),
+        "inline-delete" => Match::from_bool(inv.inline.contains(&InlineKind::Delete)),
+        "git-push-force" => crate::git::push_force(inv, ctx),
+        "git-push-delete" => crate::git::push_delete(inv),
+        "git-push-protected" => crate::git::push_protected(inv, ctx),
+        "git-config-exec-key" => crate::git::config_exec_key(inv, ctx),
+        "secret-env-ref" => Match::from_bool(inv.raw.iter().any(|r| secret_ref(r, ctx.secret_env))),
+        "setuid-mode" => Match::any(inv.positionals.iter().take(1).map(|w| {
+            if w.is_dynamic() {
+                return Match::Possible;
+            }
+            let t = w.text.as_str();
+            let symbolic = t.contains('s') && (t.contains('+') || t.contains('='));
+            let octal = t.len() == 4 && t.bytes().all(|b| (b'0'..=b'7').contains(&b)) && matches!(t.as_bytes()[0], b'2' | b'4' | b'6');
+            Match::from_bool(symbolic || octal)
+        })),
+        _ => Match::No,
+    }
+}
+
+/// Whether raw word text references a secret-looking variable (`$GITHUB_TOKEN`, `${AWS_SECRET…}`).
+fn secret_ref(raw: &str, secret: &[Glob]) -> bool {
+    let mut rest = raw;
+    while let Some(i) = rest.find('$') {
+        let after = &rest[i + 1..];
+        let after = after.strip_prefix('{').unwrap_or(after);
+        let name: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() && secret.iter().any(|g| g.matches(&name.to_ascii_uppercase())) {
+            return true;
+        }
+        rest = &rest[i + 1..];
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_paths() {
+        let w = Word::lit("../x");
+        assert_eq!(resolve(&w, Some("/a/b"), "/h"), PathRef::Exact("/a/x".into()));
+        let mut g = Word::lit("/*");
+        g.glob = true;
+        assert_eq!(resolve(&g, Some("/a"), "/h"), PathRef::Under("/".into()));
+        let d = Word { text: format!("{DYN}/x"), ..Word::lit("") };
+        assert_eq!(resolve(&d, Some("/a"), "/h"), PathRef::Unknown);
+        assert_eq!(resolve(&Word::lit("~/.ssh"), None, "/h"), PathRef::Exact("/h/.ssh".into()));
+    }
+
+    #[test]
+    fn secret_refs() {
+        let g = vec![Glob::new("*TOKEN*"), Glob::new("*SECRET*")];
+        assert!(secret_ref("\"$GITHUB_TOKEN\"", &g));
+        assert!(secret_ref("${AWS_SECRET_ACCESS_KEY}", &g));
+        assert!(!secret_ref("$HOME", &g));
+    }
+}
