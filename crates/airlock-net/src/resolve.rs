@@ -29,11 +29,13 @@ pub struct SystemResolver;
 impl Resolve for SystemResolver {
     fn resolve<'a>(&'a self, name: &'a str) -> ResolveFuture<'a> {
         Box::pin(async move {
-            let mut ips: Vec<IpAddr> = tokio::net::lookup_host((name, 0))
-                .await?
-                .map(|sa| sa.ip())
-                .collect();
-            ips.dedup();
+            // getaddrinfo repeats each address once per socket type; keep its order.
+            let mut ips: Vec<IpAddr> = Vec::new();
+            for sa in tokio::net::lookup_host((name, 0)).await? {
+                if !ips.contains(&sa.ip()) {
+                    ips.push(sa.ip());
+                }
+            }
             Ok(ips)
         })
     }
