@@ -173,7 +173,13 @@ impl Sandbox {
 
     /// Supervises until the command exits: relays the terminal, forwards INT, TERM, HUP, QUIT,
     /// USR1, USR2 and window-size changes. Returns the command's exit status (128+N for signal N).
-    pub fn wait(mut self) -> Result<i32, SandboxError> {
+    pub fn wait(self) -> Result<i32, SandboxError> {
+        self.wait_with(None)
+    }
+
+    /// As [`Sandbox::wait`], but SIGHUP calls `on_hup` (a policy reload) instead of being
+    /// forwarded.
+    pub fn wait_with(mut self, mut on_hup: Option<&mut dyn FnMut()>) -> Result<i32, SandboxError> {
         let mask = supervised_signals();
         mask.thread_block()
             .map_err(|e| SandboxError::sys("cannot block signals", e))?;
@@ -250,6 +256,11 @@ impl Sandbox {
                                 (&pty, get_winsize(1).or_else(|| get_winsize(0)))
                             {
                                 set_winsize(m.as_raw_fd(), &ws);
+                            }
+                        }
+                        Ok(Signal::SIGHUP) if on_hup.is_some() => {
+                            if let Some(f) = on_hup.as_mut() {
+                                f();
                             }
                         }
                         Ok(s) => {

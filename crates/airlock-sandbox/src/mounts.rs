@@ -134,6 +134,9 @@ fn mkdir_all(p: &Path) -> Result<(), SandboxError> {
 }
 
 fn touch(p: &Path) -> Result<(), SandboxError> {
+    if fs::symlink_metadata(p).is_ok() {
+        return Ok(());
+    }
     if let Some(parent) = p.parent() {
         mkdir_all(parent)?;
     }

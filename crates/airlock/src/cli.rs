@@ -43,6 +43,13 @@ pub(crate) enum Command {
     Doctor(DoctorArgs),
     /// Try to break out of the sandbox on this host: the escape battery.
     Selftest(SelftestArgs),
+    /// Show a session's audit log: every network and command decision.
+    ///
+    /// Without ID, the most recent session. Examples:
+    ///   airlock audit --denied
+    ///   airlock audit 3f2a --json | jq .
+    #[command(verbatim_doc_comment)]
+    Audit(AuditArgs),
     /// Agent hooks (the command gate).
     #[command(subcommand)]
     Hook(HookCommand),
@@ -159,6 +166,18 @@ pub(crate) struct SelftestArgs {
     pub(crate) only: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Session id or unique prefix (default: the most recent session).
+    pub(crate) id: Option<String>,
+    /// Only refusals.
+    #[arg(long)]
+    pub(crate) denied: bool,
+    /// One JSON object per line, as stored.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum HookCommand {
     /// Claude Code PreToolUse hook: reads the hook JSON on stdin, prints the decision JSON.
@@ -179,6 +198,12 @@ pub(crate) struct HookArgs {
 pub(crate) enum PolicyCommand {
     /// Show how a command is parsed, which rule decides each part, and the final decision.
     Explain(ExplainArgs),
+    /// Re-read a running session's policy files (same as sending its airlock SIGHUP).
+    /// Established connections are kept; new ones follow the new policy.
+    Reload {
+        /// Session id or unique prefix (default: the most recent session).
+        id: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod exit;
 mod policy_load;
+mod session_dir;
 mod view;
 
 use clap::Parser;

@@ -1,5 +1,6 @@
 //! What each subcommand does. Argument types live in `cli`.
 
+mod audit;
 mod doctor;
 mod explain;
 mod hook;
@@ -18,6 +19,8 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Selftest(args) => selftest::selftest(args),
         Command::Hook(HookCommand::Claude(args)) => hook::claude(args),
         Command::Policy(PolicyCommand::Explain(args)) => explain::explain(args),
+        Command::Policy(PolicyCommand::Reload { id }) => audit::reload(id.as_deref()),
+        Command::Audit(args) => audit::audit(args),
         Command::Probe { name, args } => selftest::probe(&name, &args),
         Command::SandboxInit => Ok(run::sandbox_init()),
     }

@@ -2,14 +2,20 @@
 //! network, the egress services), supervise it, and exit with the command's status.
 
 
-use airlock_policy::{ConfigFile, LimitsConfig, NetworkConfig};
+use std::sync::Arc;
+
+use airlock_audit::{AuditEvent, AuditLog, Decision, Detail};
+use airlock_net::{Egress, EgressConfig};
+use airlock_policy::network::NetworkPolicy;
+use airlock_policy::{ConfigFile, LimitsConfig, NetworkConfig, Policy};
 use airlock_sandbox::cgroup::{Cgroup, CgroupLimits};
-use airlock_sandbox::{LaunchOptions, Sandbox, SandboxError, TtySpec};
+use airlock_sandbox::{GeneratedFile, LaunchOptions, NetListeners, Sandbox, SandboxError, TtySpec};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::cli::{Backend, Mode, RunArgs};
 use crate::exit::{with_code, FAILURE};
 use crate::policy_load;
+use crate::session_dir::{self, SessionInfo};
 use crate::view::{self, Invoker, ViewRequest};
 
 /// The hidden init stage (`airlock __sandbox-init`).
@@ -100,6 +106,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         &args.trust_policies,
         Some(flags),
     )?;
+    let net_policy = compile_network(&policy)?;
     let inner_cwd = std::fs::canonicalize(&cwd)
         .ok()
         .filter(|c| c.starts_with(&workspace))
@@ -140,25 +147,62 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     }
     let self_exe = std::fs::canonicalize("/proc/self/exe")
         .context("cannot find the airlock binary (/proc/self/exe)")?;
-    let spec = view::build(
+    let proxy_url = format!("http://127.0.0.1:{PROXY_PORT}");
+    let mut extra_env: Vec<(String, String)> = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), proxy_url.clone()))
+    .collect();
+    // Only the sandbox's own loopback bypasses the proxy; it is the only other place reachable.
+    for k in ["NO_PROXY", "no_proxy"] {
+        extra_env.push((k.to_string(), "localhost,127.0.0.1,::1".to_string()));
+    }
+    let mut spec = view::build(
         &policy,
         &who,
         ViewRequest {
             workspace: &workspace,
             cwd: inner_cwd,
             argv: args.command.clone(),
-            extra_env: Vec::new(),
+            extra_env,
             self_exe: &self_exe,
             tty,
-            net: None,
+            net: Some(NetListeners {
+                proxy_port: PROXY_PORT,
+                dns_port: 53,
+            }),
             memory_cgroup,
             session: &session,
         },
     )?;
+    spec.files.push(GeneratedFile {
+        target: "/etc/resolv.conf".into(),
+        contents: b"# written by airlock: names resolve through its DNS filter\nnameserver 127.0.0.1\noptions ndots:0 attempts:1\n".to_vec(),
+    });
     if args.dry_run {
         println!("{}", serde_json::to_string_pretty(&spec)?);
         return Ok(0);
     }
+    let dir = session_dir::create(&session)?;
+    session_dir::write_info(
+        &dir,
+        &SessionInfo {
+            id: session.clone(),
+            supervisor_pid: std::process::id(),
+            workspace: workspace.clone(),
+            command: spec.argv.clone(),
+            started: airlock_audit::now_rfc3339(),
+            policies: args.policies.clone(),
+            trusted_policies: args.trust_policies.clone(),
+        },
+    )?;
+    let audit = Arc::new(AuditLog::open(dir.join("audit.jsonl"))?);
     let sandbox = Sandbox::launch(
         &spec,
         LaunchOptions {
@@ -167,8 +211,81 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         },
     )
     .map_err(sandbox_error)?;
+    let mut sandbox = sandbox;
     tracing::info!(session, landlock = %sandbox.landlock, "sandbox ready");
-    sandbox.wait().map_err(sandbox_error)
+    let net = sandbox
+        .take_net()
+        .ok_or_else(|| anyhow!("the sandbox did not hand over its network sockets"))?;
+    // Threads start only now, after the signal mask is set and the sandbox is forked.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("airlock-egress")
+        .enable_all()
+        .build()
+        .context("cannot start the egress runtime")?;
+    let mut config = EgressConfig::new(net.proxy, net_policy, audit.clone());
+    config.dns_udp = Some(net.dns_udp);
+    config.dns_tcp = Some(net.dns_tcp);
+    config.session = Some(session.clone());
+    let egress = Arc::new(Egress::start(config, rt.handle()).context("cannot start the egress proxy")?);
+    {
+        let egress = egress.clone();
+        rt.spawn(async move {
+            let e = egress.wait_failure().await;
+            eprintln!("airlock: {e}; the sandbox has no network from now on");
+        });
+    }
+    let _ = audit.append(
+        &AuditEvent::now(
+            Decision::Info,
+            Detail::Session {
+                event: "started".into(),
+                exit_status: None,
+            },
+        )
+        .session(session.clone()),
+    );
+    let mut reload = || match reload_policy(&args, &workspace) {
+        Ok(p) => {
+            egress.reload(p);
+            eprintln!("airlock: session {session}: network policy reloaded");
+        }
+        Err(e) => eprintln!(
+            "airlock: session {session}: policy reload failed, keeping the current policy: {e:#}"
+        ),
+    };
+    let status = sandbox.wait_with(Some(&mut reload));
+    let _ = audit.append(
+        &AuditEvent::now(
+            Decision::Info,
+            Detail::Session {
+                event: "exited".into(),
+                exit_status: status.as_ref().ok().copied(),
+            },
+        )
+        .session(session.clone()),
+    );
+    drop(egress);
+    rt.shutdown_background();
+    status.map_err(sandbox_error)
+}
+
+/// The port of the proxy inside the sandbox.
+const PROXY_PORT: u16 = 3128;
+
+fn compile_network(policy: &Policy) -> Result<NetworkPolicy> {
+    NetworkPolicy::compile(&policy.network).map_err(|e| anyhow!("invalid network policy: {e}"))
+}
+
+/// Re-reads the policy layers of this run (SIGHUP, `airlock policy reload`).
+fn reload_policy(args: &RunArgs, workspace: &std::path::Path) -> Result<NetworkPolicy> {
+    let policy = policy_load::load(
+        Some(workspace),
+        &args.policies,
+        &args.trust_policies,
+        Some(flags_layer(args)?),
+    )?;
+    compile_network(&policy)
 }
 
 fn sandbox_error(e: SandboxError) -> anyhow::Error {

@@ -305,6 +305,17 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
         "connect",
         &[&addr],
     ));
+    // IPv6 loopback, where the host has it.
+    let tcp6 = std::net::TcpListener::bind("[::1]:0").ok();
+    if let Some(l) = &tcp6 {
+        let addr6 = l.local_addr()?.to_string();
+        checks.push(check(
+            "reach a host IPv6 loopback service",
+            "3 network",
+            "connect",
+            &[&addr6],
+        ));
+    }
     let abs_name = format!("airlock-selftest-{}", token());
     let abs = {
         use std::os::linux::net::SocketAddrExt;
@@ -331,7 +342,7 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
         "socket",
         &["udp-out"],
     ));
-    for fam in ["packet", "netlink-audit", "vsock"] {
+    for fam in ["packet", "raw-inet", "netlink-audit", "vsock"] {
         checks.push(check(
             &format!("open a {fam} socket"),
             "3 network",
@@ -518,7 +529,7 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
         }
         reports.push(r);
     }
-    drop((tcp, abs, path_sock));
+    drop((tcp, tcp6, abs, path_sock));
     let count = |v: fn(&Verdict) -> bool| reports.iter().filter(|r| v(&r.verdict)).count();
     let passed = count(|v| matches!(v, Verdict::Pass));
     let failed = count(|v| matches!(v, Verdict::Fail | Verdict::Error));
