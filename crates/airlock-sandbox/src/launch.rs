@@ -177,7 +177,7 @@ impl Sandbox {
         self.wait_with(None)
     }
 
-    /// As [`Sandbox::wait`], but SIGHUP calls `on_hup` (a policy reload) instead of being
+    /// As [`Sandbox::wait`], and SIGHUP also calls `on_hup` (a policy reload) before it is
     /// forwarded.
     pub fn wait_with(mut self, mut on_hup: Option<&mut dyn FnMut()>) -> Result<i32, SandboxError> {
         let mask = supervised_signals();
@@ -258,12 +258,12 @@ impl Sandbox {
                                 set_winsize(m.as_raw_fd(), &ws);
                             }
                         }
-                        Ok(Signal::SIGHUP) if on_hup.is_some() => {
-                            if let Some(f) = on_hup.as_mut() {
-                                f();
-                            }
-                        }
                         Ok(s) => {
+                            if s == Signal::SIGHUP {
+                                if let Some(f) = on_hup.as_mut() {
+                                    f();
+                                }
+                            }
                             let _ = kill(init_pid, s);
                         }
                         Err(_) => {}

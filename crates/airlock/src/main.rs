@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod control;
 mod exit;
 mod policy_load;
 mod session_dir;

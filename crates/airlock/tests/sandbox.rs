@@ -516,7 +516,11 @@ fn http_server(body: &'static str) -> u16 {
 }
 
 fn net_policy(dir: &Path, port: u16, allow: bool) -> PathBuf {
-    let allow = if allow { "\"test.airlock.internal\"" } else { "" };
+    let allow = if allow {
+        "\"test.airlock.internal\""
+    } else {
+        ""
+    };
     let text = format!(
         "[network]\nallow = [{allow}]\nallow_private = [\"127.0.0.1\"]\n\
          [network.resolve]\n\"test.airlock.internal\" = \"127.0.0.1\"\n\
@@ -557,14 +561,23 @@ fn egress_goes_only_through_the_proxy() {
     assert_eq!(lines[0], "hello from upstream", "{out}");
     assert!(lines[1].starts_with("HTTP/1.1 403"), "{out}");
     assert!(
-        lines[2].to_ascii_lowercase().starts_with("x-airlock-reason:") && lines[2].contains("allow"),
+        lines[2]
+            .to_ascii_lowercase()
+            .starts_with("x-airlock-reason:")
+            && lines[2].contains("allow"),
         "{out}"
     );
-    assert!(lines[3].starts_with("HTTP/1.1 403"), "IP literal must be refused: {out}");
+    assert!(
+        lines[3].starts_with("HTTP/1.1 403"),
+        "IP literal must be refused: {out}"
+    );
     assert!(out.contains("direct-v4-refused"), "{out}");
     assert!(out.contains("direct-v6-refused"), "{out}");
     assert!(out.contains("dns-refused"), "{out}");
-    assert!(out.contains("127.0.0.1") && out.contains("test.airlock.internal"), "{out}");
+    assert!(
+        out.contains("127.0.0.1") && out.contains("test.airlock.internal"),
+        "{out}"
+    );
     assert!(!out.contains("hello from upstream\nhello"), "{out}");
 }
 
@@ -595,7 +608,10 @@ fn policy_reload_changes_the_decision_and_is_audited() {
             .is_ok_and(|s| s.ends_with('\n'))),
         "first request never finished"
     );
-    assert_eq!(std::fs::read_to_string(&first).expect("first").trim(), "403");
+    assert_eq!(
+        std::fs::read_to_string(&first).expect("first").trim(),
+        "403"
+    );
     let session = std::fs::read_to_string(ws.path().join("session")).expect("session");
     let session = session.trim();
     net_policy(pol_dir.path(), port, true);
@@ -624,11 +640,13 @@ fn policy_reload_changes_the_decision_and_is_audited() {
         .collect();
     let net: Vec<&serde_json::Value> = events.iter().filter(|e| e["kind"] == "net").collect();
     assert!(
-        net.iter().any(|e| e["decision"] == "deny" && e["host"] == "test.airlock.internal"),
+        net.iter()
+            .any(|e| e["decision"] == "deny" && e["host"] == "test.airlock.internal"),
         "{events:?}"
     );
     assert!(
-        net.iter().any(|e| e["decision"] == "allow" && e["bytes_down"].as_u64() > Some(0)),
+        net.iter()
+            .any(|e| e["decision"] == "allow" && e["bytes_down"].as_u64() > Some(0)),
         "{events:?}"
     );
     let o = ws
@@ -638,4 +656,40 @@ fn policy_reload_changes_the_decision_and_is_audited() {
         .expect("audit");
     assert!(stdout(&o).contains("deny"), "{}", stdout(&o));
     assert!(!stdout(&o).contains("allow  net"), "{}", stdout(&o));
+}
+
+#[test]
+fn doctor_reports_this_host() {
+    let o = Command::new(bin())
+        .args(["doctor", "--json"])
+        .output()
+        .expect("doctor");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(report["ready"], true, "{report}");
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(report["root"], is_root());
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    for n in [
+        "user namespaces",
+        "landlock",
+        "seccomp",
+        "cgroup memory",
+        "overlayfs in a user namespace",
+        "tmux",
+    ] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    // A missing piece says what it costs.
+    for c in report["checks"].as_array().expect("checks") {
+        if c["ok"] == false {
+            assert!(!c["cost"].as_str().unwrap_or("").is_empty(), "{c}");
+        }
+    }
+    let human = Command::new(bin()).arg("doctor").output().expect("doctor");
+    assert!(stdout(&human).contains("ready:"), "{}", stdout(&human));
 }

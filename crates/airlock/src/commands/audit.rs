@@ -51,7 +51,10 @@ fn human(e: &AuditEvent) -> String {
             format!("net  {m} {host}:{port} up={bytes_up}B down={bytes_down}B {duration_ms}ms")
         }
         Detail::Dns { name, qtype, flag } => {
-            let f = flag.as_deref().map(|f| format!(" [{f}]")).unwrap_or_default();
+            let f = flag
+                .as_deref()
+                .map(|f| format!(" [{f}]"))
+                .unwrap_or_default();
             format!("dns  {qtype} {name}{f}")
         }
         Detail::Command { tool, command, .. } => {
@@ -63,22 +66,23 @@ fn human(e: &AuditEvent) -> String {
         },
         Detail::Suppressed { key, count } => format!("({count} more like {key} not logged)"),
     };
-    let rule = e.rule.as_deref().map(|r| format!("  [{r}]")).unwrap_or_default();
+    let rule = e
+        .rule
+        .as_deref()
+        .map(|r| format!("  [{r}]"))
+        .unwrap_or_default();
     format!("{} {:5} {what}{rule}", e.ts, e.decision.as_str())
 }
 
 pub(crate) fn reload(id: Option<&str>) -> Result<i32> {
-    let (_, info) = session_dir::find(id)?;
-    let pid = nix::unistd::Pid::from_raw(
-        i32::try_from(info.supervisor_pid).context("bad supervisor pid")?,
-    );
-    // Make sure the pid is still that session's airlock, not a recycled pid.
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if !String::from_utf8_lossy(&cmdline).contains("airlock") {
-        bail!("session {} is not running (its supervisor, pid {pid}, is gone)", info.id);
+    let (dir, info) = session_dir::find(id)?;
+    let answer = crate::control::request(&dir, "reload")
+        .with_context(|| format!("session {} is not running or not answering", info.id))?;
+    match answer.strip_prefix("ok") {
+        Some(_) => {
+            println!("session {}: policy reloaded", info.id);
+            Ok(0)
+        }
+        None => bail!("session {}: {}", info.id, answer.trim()),
     }
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP)
-        .with_context(|| format!("cannot signal the supervisor of session {} (pid {pid})", info.id))?;
-    println!("asked session {} (pid {pid}) to reload its policy", info.id);
-    Ok(0)
 }

@@ -1,7 +1,6 @@
 //! `airlock run`: resolve the policy, build the sandbox spec, start the sandbox (and, with
 //! network, the egress services), supervise it, and exit with the command's status.
 
-
 use std::sync::Arc;
 
 use airlock_audit::{AuditEvent, AuditLog, Decision, Detail};
@@ -13,6 +12,7 @@ use airlock_sandbox::{GeneratedFile, LaunchOptions, NetListeners, Sandbox, Sandb
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::cli::{Backend, Mode, RunArgs};
+use crate::control;
 use crate::exit::{with_code, FAILURE};
 use crate::policy_load;
 use crate::session_dir::{self, SessionInfo};
@@ -227,7 +227,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     config.dns_udp = Some(net.dns_udp);
     config.dns_tcp = Some(net.dns_tcp);
     config.session = Some(session.clone());
-    let egress = Arc::new(Egress::start(config, rt.handle()).context("cannot start the egress proxy")?);
+    let egress =
+        Arc::new(Egress::start(config, rt.handle()).context("cannot start the egress proxy")?);
     {
         let egress = egress.clone();
         rt.spawn(async move {
@@ -245,16 +246,23 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         )
         .session(session.clone()),
     );
-    let mut reload = || match reload_policy(&args, &workspace) {
-        Ok(p) => {
-            egress.reload(p);
-            eprintln!("airlock: session {session}: network policy reloaded");
+    let reload = {
+        let egress = egress.clone();
+        let args = RunArgsForReload::from(&args);
+        let workspace = workspace.clone();
+        move || -> Result<()> {
+            egress.reload(reload_policy(&args, &workspace)?);
+            Ok(())
         }
+    };
+    control::serve(&rt, &dir, reload.clone())?;
+    let mut on_hup = || match reload() {
+        Ok(()) => eprintln!("airlock: session {session}: network policy reloaded"),
         Err(e) => eprintln!(
             "airlock: session {session}: policy reload failed, keeping the current policy: {e:#}"
         ),
     };
-    let status = sandbox.wait_with(Some(&mut reload));
+    let status = sandbox.wait_with(Some(&mut on_hup));
     let _ = audit.append(
         &AuditEvent::now(
             Decision::Info,
@@ -277,13 +285,31 @@ fn compile_network(policy: &Policy) -> Result<NetworkPolicy> {
     NetworkPolicy::compile(&policy.network).map_err(|e| anyhow!("invalid network policy: {e}"))
 }
 
+/// What a reload needs from the run's arguments.
+#[derive(Debug, Clone)]
+struct RunArgsForReload {
+    policies: Vec<std::path::PathBuf>,
+    trusted: Vec<std::path::PathBuf>,
+    flags: ConfigFile,
+}
+
+impl RunArgsForReload {
+    fn from(args: &RunArgs) -> Self {
+        RunArgsForReload {
+            policies: args.policies.clone(),
+            trusted: args.trust_policies.clone(),
+            flags: flags_layer(args).unwrap_or_default(),
+        }
+    }
+}
+
 /// Re-reads the policy layers of this run (SIGHUP, `airlock policy reload`).
-fn reload_policy(args: &RunArgs, workspace: &std::path::Path) -> Result<NetworkPolicy> {
+fn reload_policy(args: &RunArgsForReload, workspace: &std::path::Path) -> Result<NetworkPolicy> {
     let policy = policy_load::load(
         Some(workspace),
         &args.policies,
-        &args.trust_policies,
-        Some(flags_layer(args)?),
+        &args.trusted,
+        Some(args.flags.clone()),
     )?;
     compile_network(&policy)
 }
