@@ -196,6 +196,8 @@ pub struct Invocation {
     pub network: bool,
     /// Nested code that could not be parsed (shown in the reason).
     pub unparsed: Option<String>,
+    /// Programs this command's output is piped to.
+    pub downstream: Vec<String>,
 }
 
 impl Invocation {
@@ -310,6 +312,18 @@ impl Normalizer {
                     if c.cwd.is_none() || cmd.cwd.is_none() {
                         c.cwd = None;
                     }
+                    // `curl … | bash -c 'cat | sh'`: the nested code reads the outer stdin.
+                    match (&mut c.stdin, &cmd.stdin) {
+                        (_, Stdin::Inherited) => {}
+                        (s @ Stdin::Inherited, outer) => *s = outer.clone(),
+                        (Stdin::Pipe(up), Stdin::Pipe(outer)) => {
+                            let mut all = outer.clone();
+                            all.append(up);
+                            *up = all;
+                        }
+                        _ => {}
+                    }
+                    c.downstream.extend(cmd.downstream.iter().cloned());
                     self.simple(&c, env, out);
                 }
                 true
@@ -403,6 +417,7 @@ impl Normalizer {
         let mut skip = spec.skip;
         let origin = name.to_string();
         let mut env_assigns: Vec<(String, Word)> = Vec::new();
+        let mut replace: Option<String> = None;
         while i < args.len() {
             let a = &args[i];
             let t = a.text.as_str();
@@ -461,6 +476,9 @@ impl Normalizer {
                 } else {
                     None
                 };
+                if spec.appends_input && matches!(last.as_str(), "I" | "i" | "replace") {
+                    replace = Some(value.as_ref().map_or_else(|| "{}".to_string(), |v| v.text.clone()));
+                }
                 if spec.code_flags.contains(&last) {
                     if let Some(v) = value {
                         self.code_word(&v, &format!("{name} -{last}"), cmd, env, out);
@@ -500,7 +518,36 @@ impl Normalizer {
         }
         let mut inner: Vec<Word> = rest.to_vec();
         if spec.appends_input {
-            inner.push(Word::dynamic("(input)"));
+            // What xargs reads, when it is known (`echo / | xargs rm -rf`, `<<< /`).
+            let input: Option<Vec<String>> = match &cmd.stdin {
+                Stdin::Text(w) if !w.is_dynamic() => Some(w.text.split_whitespace().map(str::to_string).collect()),
+                Stdin::Pipe(up) => up
+                    .last()
+                    .and_then(|u| u.output.as_ref())
+                    .map(|t| t.split_whitespace().map(str::to_string).collect()),
+                _ => None,
+            };
+            let input = input.filter(|v: &Vec<String>| !v.is_empty() && v.len() <= 16);
+            inner_cmd.stdin = Stdin::Inherited;
+            if let Some(repl) = replace {
+                let values: Vec<String> = input.unwrap_or_else(|| vec![DYN.to_string()]);
+                for v in values {
+                    let replaced: Vec<Word> = inner
+                        .iter()
+                        .map(|w| {
+                            let mut w = w.clone();
+                            w.text = w.text.replace(&repl, &v);
+                            w
+                        })
+                        .collect();
+                    self.argv(&inner_cmd, &replaced, env, out, hops + 1);
+                }
+                return;
+            }
+            match input {
+                Some(v) => inner.extend(v.iter().map(|t| Word::lit(t))),
+                None => inner.push(Word::dynamic("(input)")),
+            }
         }
         self.argv(&inner_cmd, &inner, env, out, hops + 1);
     }
@@ -637,6 +684,7 @@ impl Normalizer {
             git_config,
             network,
             unparsed: None,
+            downstream: cmd.downstream.clone(),
         }
     }
 
@@ -717,6 +765,19 @@ impl Normalizer {
         let mut code: Option<Word> = None;
         let mut from_file = false;
         let mut no_code = false;
+        if iname == "python" {
+            if let Some((_, Some(module))) = inv.flags.iter().find(|(n, _)| n == "m") {
+                // `python -m pip install x` runs `pip install x`.
+                let mut argv = vec![module.clone()];
+                argv.extend(inv.positionals.iter().cloned());
+                self.argv(cmd, &argv, env, out, 1);
+                return;
+            }
+        }
+        if spec.shell && inv.has_flag("s") && !inv.has_flag("c") {
+            inv.code_from = self.stdin_code(cmd, &prog, env, out);
+            return;
+        }
         for (name, val) in &inv.flags {
             if spec.code_flags.contains(name) {
                 code = val.clone();
@@ -762,7 +823,6 @@ impl Normalizer {
             inv.code_from = CodeFrom::Unseen;
         } else {
             inv.code_from = CodeFrom::Seen;
-            let _ = iname;
             self.scan_code(&code.text, &origin, cmd, inv, env, out);
         }
     }

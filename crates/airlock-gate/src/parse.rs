@@ -144,6 +144,8 @@ pub struct SimpleCmd {
     pub origin: String,
     /// Nesting depth of the script it was found in.
     pub depth: usize,
+    /// Programs later in the same pipeline (this command's output flows to them).
+    pub downstream: Vec<String>,
 }
 
 /// Facts the parser uses to make words static.
@@ -232,6 +234,7 @@ impl Walker<'_> {
 
     fn pipeline(&mut self, p: &ast::Pipeline) -> Result<(), ParseError> {
         let mut upstream: Vec<Upstream> = Vec::new();
+        let mut ranges = Vec::with_capacity(p.seq.len());
         for (i, cmd) in p.seq.iter().enumerate() {
             let stdin = if i == 0 {
                 Stdin::Inherited
@@ -240,8 +243,22 @@ impl Walker<'_> {
             };
             let before = self.out.len();
             let summary = self.command(cmd, stdin)?;
-            let _ = before;
+            ranges.push(before..self.out.len());
             upstream.push(summary);
+        }
+        // Tell each command which programs read its output.
+        for (i, r) in ranges.iter().enumerate() {
+            let later: Vec<String> = upstream[i + 1..]
+                .iter()
+                .flat_map(|u| u.argv.first())
+                .filter(|w| !w.is_dynamic())
+                .map(|w| w.text.rsplit('/').next().unwrap_or(&w.text).to_string())
+                .collect();
+            if !later.is_empty() {
+                for c in &mut self.out[r.clone()] {
+                    c.downstream.extend(later.iter().cloned());
+                }
+            }
         }
         Ok(())
     }
@@ -294,6 +311,7 @@ impl Walker<'_> {
                         cwd: self.cwd.clone(),
                         origin: format!("function {name}"),
                         depth: self.depth,
+                        downstream: Vec::new(),
                     });
                 }
                 let _ = start;
@@ -471,6 +489,7 @@ impl Walker<'_> {
             cwd: self.cwd.clone(),
             origin: self.origin.clone(),
             depth: self.depth,
+            downstream: Vec::new(),
         };
         self.track_cd(&cmd);
         self.out.push(cmd);
@@ -896,7 +915,8 @@ impl Builder {
     }
     fn push_unquoted(&mut self, s: &str) {
         self.started = true;
-        if s.contains(['*', '?', '[']) {
+        let class = s.find('[').is_some_and(|i| s[i + 1..].contains(']'));
+        if s.contains(['*', '?']) || class {
             self.glob = true;
         }
         self.cur.push_str(s);

@@ -205,6 +205,7 @@ pub const CHECKS: &[&str] = &[
     "git-config-exec-key",
     "secret-env-ref",
     "setuid-mode",
+    "pipes-to-network",
 ];
 
 /// Path categories rules can use in `target`.
@@ -308,8 +309,16 @@ impl Rule {
                     } else {
                         format!("*/{p}")
                     };
-                    Glob::new(&p)
+                    // `dir/*` also names the directory itself.
+                    let mut gs = vec![Glob::new(&p)];
+                    if let Some(dir) = p.strip_suffix("/*") {
+                        if !dir.is_empty() && !dir.ends_with('*') {
+                            gs.push(Glob::new(dir));
+                        }
+                    }
+                    gs
                 })
+                .flatten()
                 .collect::<Vec<_>>()
         };
         Ok(Rule {
@@ -719,6 +728,9 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
         "git-push-protected" => crate::git::push_protected(inv, ctx),
         "git-config-exec-key" => crate::git::config_exec_key(inv, ctx),
         "secret-env-ref" => Match::from_bool(inv.raw.iter().any(|r| secret_ref(r, ctx.secret_env))),
+        "pipes-to-network" => Match::from_bool(inv.downstream.iter().any(|d| {
+            matches!(d.as_str(), "nc" | "ncat" | "netcat" | "socat" | "telnet" | "openssl" | "nc.traditional" | "nc.openbsd")
+        })),
         "setuid-mode" => Match::any(inv.positionals.iter().take(1).map(|w| {
             if w.is_dynamic() {
                 return Match::Possible;

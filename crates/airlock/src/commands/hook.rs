@@ -1,9 +1,240 @@
 //! `airlock hook claude`: the Claude Code PreToolUse hook.
+//!
+//! Never fails open: Claude Code runs the tool when a hook crashes, times out or exits with a
+//! status other than 0 or 2, so every failure here (bad input, a broken policy, a panic) still
+//! prints a `deny` decision and exits 0; if even that cannot be printed, the reason goes to
+//! stderr and the exit status is 2, which Claude Code also treats as a block.
+//!
+//! Audit: every decision is appended to the audit log (`--audit-log`, else `$AIRLOCK_AUDIT_LOG`,
+//! else `$XDG_STATE_HOME/airlock/audit.jsonl`). When the log cannot be written the error goes to
+//! stderr, a deny or ask stands, and an allow becomes ask: nothing runs unrecorded without a
+//! person seeing it.
+
+use std::io::{Read, Write};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+
+use airlock_audit::{AuditEvent, AuditLog, Decision, Detail};
+use airlock_gate::hook::{self, HookInput};
+use airlock_gate::review::{self, ReviewRequest};
+use airlock_gate::{CommandLayer, Context, Engine, Tier};
+use airlock_policy::{ConfigFile, Layer, Policy};
+use anyhow::Context as _;
 
 use crate::cli::HookArgs;
 
-pub(crate) fn claude(_args: HookArgs) -> anyhow::Result<i32> {
-    // Fail closed until the gate exists: exit 2 makes Claude Code block the tool call.
-    eprintln!("airlock: the command gate is not built yet; denying");
-    Ok(2)
+/// The outcome of one hook call.
+struct Outcome {
+    tier: Tier,
+    rule: String,
+    reason: String,
+    input: Option<HookInput>,
+}
+
+impl Outcome {
+    fn deny(rule: &str, reason: String) -> Outcome {
+        Outcome {
+            tier: Tier::Deny,
+            rule: rule.to_string(),
+            reason,
+            input: None,
+        }
+    }
+}
+
+pub(crate) fn claude(args: HookArgs) -> anyhow::Result<i32> {
+    let mut raw = Vec::new();
+    let read = std::io::stdin()
+        .lock()
+        .take(hook::MAX_INPUT as u64 + 1)
+        .read_to_end(&mut raw);
+    let outcome = match read {
+        Err(e) => Outcome::deny("hook-input", format!("cannot read the hook input: {e}")),
+        Ok(_) => match std::panic::catch_unwind(AssertUnwindSafe(|| decide(&raw, &args))) {
+            Ok(o) => o,
+            Err(_) => Outcome::deny(
+                "internal-error",
+                "the command gate failed internally; denying (see stderr)".into(),
+            ),
+        },
+    };
+    let mut tier = outcome.tier;
+    let mut reason = outcome.reason.clone();
+    if let Err(e) = audit(&args, &outcome) {
+        eprintln!("airlock: {e:#}");
+        if tier == Tier::Allow {
+            tier = Tier::Ask;
+            reason = format!("{reason} (the audit log cannot be written, so airlock asks: {e})");
+        }
+    }
+    let json = hook::output(tier, &reason);
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{json}").and_then(|()| out.flush()).is_err() {
+        eprintln!("airlock: {reason}");
+        return Ok(2);
+    }
+    Ok(0)
+}
+
+fn decide(raw: &[u8], args: &HookArgs) -> Outcome {
+    let input = match hook::parse_input(raw) {
+        Ok(i) => i,
+        Err(e) => return Outcome::deny("hook-input", e.to_string()),
+    };
+    let home = home_dir();
+    let cwd = PathBuf::from(&input.cwd);
+    let engine = match load_engine(&args.policies, &cwd, &home) {
+        Ok(e) => e,
+        Err(e) => {
+            let mut o = Outcome::deny(
+                "policy-error",
+                format!("the command policy cannot be loaded, so every call is denied: {e:#}"),
+            );
+            o.input = Some(input);
+            return o;
+        }
+    };
+    let git = airlock_gate::git::FsGit::new(&cwd);
+    let ctx = Context {
+        cwd: input.cwd.clone(),
+        home: home.clone(),
+        workspace: workspace_for(&cwd, &home),
+        git: &git,
+    };
+    let verdict = engine.classify_tool(&input.tool_name, &input.tool_input, &ctx);
+    let (tier, reason) = if verdict.tier == Tier::Review {
+        let command = hook::audit_command(&input).unwrap_or_default();
+        let cfg = engine.settings.review.clone().unwrap_or_default();
+        let o = review::review(
+            &cfg,
+            &ReviewRequest {
+                tool: &input.tool_name,
+                command: &command,
+                cwd: &input.cwd,
+                rule: &verdict.rule,
+                reason: &verdict.reason,
+            },
+        );
+        (o.tier, o.reason)
+    } else {
+        (verdict.tier, verdict.reason.clone())
+    };
+    Outcome {
+        tier,
+        rule: verdict.rule,
+        reason,
+        input: Some(input),
+    }
+}
+
+/// Loads `~/.config/airlock/config.toml` (when present) and `policies`, validates the whole
+/// policy, and builds the engine from the `[commands]` tables. A policy file inside the
+/// workspace is untrusted: it may only add deny and ask rules.
+pub(crate) fn load_engine(policies: &[PathBuf], cwd: &Path, home: &str) -> anyhow::Result<Engine> {
+    let mut layers = Vec::new();
+    let user = Path::new(home).join(".config/airlock/config.toml");
+    let mut files: Vec<(PathBuf, bool)> = Vec::new();
+    if user.is_file() {
+        files.push((user, false));
+    }
+    files.extend(policies.iter().map(|p| (p.clone(), true)));
+    let workspace = workspace_for(cwd, home);
+    for (path, required) in files {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read policy file {}", path.display()))
+            }
+        };
+        let config = ConfigFile::parse(&path, &text)?;
+        let abs = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+        let trusted = !workspace.as_deref().is_some_and(|w| abs.starts_with(w));
+        layers.push(Layer {
+            source: path,
+            trusted,
+            config,
+        });
+    }
+    Policy::from_layers(&layers)?;
+    let commands: Vec<CommandLayer> = layers
+        .iter()
+        .filter_map(|l| {
+            l.config.commands.as_ref().map(|t| CommandLayer {
+                source: l.source.clone(),
+                table: t.clone(),
+                trusted: l.trusted,
+            })
+        })
+        .collect();
+    Ok(Engine::load(&commands, home, false)?)
+}
+
+/// The workspace a command runs in: `$AIRLOCK_WORKSPACE`, else the enclosing git work tree,
+/// else `cwd`; none when that is `/`, the home directory itself or a system directory.
+pub(crate) fn workspace_for(cwd: &Path, home: &str) -> Option<String> {
+    let ws = std::env::var_os("AIRLOCK_WORKSPACE")
+        .map(PathBuf::from)
+        .or_else(|| airlock_gate::git::find_git_dir(cwd).map(|(root, _)| root))
+        .unwrap_or_else(|| cwd.to_path_buf());
+    let ws = airlock_gate::normalize::lexical(&ws.to_string_lossy());
+    let system = [
+        "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root", "/sbin", "/sys",
+        "/usr", "/var", "/tmp", "/home", "/opt",
+    ];
+    if ws == home || system.contains(&ws.as_str()) {
+        None
+    } else {
+        Some(ws)
+    }
+}
+
+fn home_dir() -> String {
+    std::env::var("HOME")
+        .ok()
+        .filter(|h| h.starts_with('/'))
+        .map(|h| airlock_gate::normalize::lexical(&h))
+        .unwrap_or_else(|| "/".into())
+}
+
+/// Where hook decisions are logged.
+fn audit_path(args: &HookArgs) -> PathBuf {
+    if let Some(p) = &args.audit_log {
+        return p.clone();
+    }
+    if let Some(p) = std::env::var_os("AIRLOCK_AUDIT_LOG").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(home_dir()).join(".local/state"));
+    state.join("airlock/audit.jsonl")
+}
+
+fn audit(args: &HookArgs, o: &Outcome) -> anyhow::Result<()> {
+    let path = audit_path(args);
+    let log = AuditLog::open(&path)?;
+    let decision = match o.tier {
+        Tier::Allow => Decision::Allow,
+        Tier::Deny => Decision::Deny,
+        Tier::Ask | Tier::Review => Decision::Ask,
+    };
+    let (tool, command, cwd) = match &o.input {
+        Some(i) => (
+            i.tool_name.clone(),
+            hook::audit_command(i),
+            Some(i.cwd.clone()),
+        ),
+        None => ("(unknown)".to_string(), None, None),
+    };
+    let mut ev = AuditEvent::now(decision, Detail::Command { tool, command, cwd })
+        .rule(o.rule.clone())
+        .reason(o.reason.clone());
+    if let Ok(s) = std::env::var("AIRLOCK_SESSION") {
+        ev = ev.session(s);
+    }
+    log.append(&ev)?;
+    Ok(())
 }
