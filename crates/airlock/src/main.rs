@@ -45,6 +45,8 @@ fn run(cli: cli::Cli) -> i32 {
         return commands::sandbox_init();
     }
     init_tracing(&cli.log, cli.log_json);
+    // The tree's one TLS crypto provider (ring), installed once for every rustls user.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match commands::dispatch(cli.command) {
         Ok(code) => code,
         Err(err) => exit::report(&err),
