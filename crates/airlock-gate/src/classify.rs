@@ -11,14 +11,28 @@ use serde::{Deserialize, Serialize};
 use crate::glob::Glob;
 use crate::normalize::{Analysis, Invocation, Normalizer};
 use crate::parse::{Env, ParseError};
-use crate::rules::{categorize, DataFile, GitInfo, Match, MatchCtx, Rule, RuleError, RuleSpec, StaticGit, Tier};
+use crate::rules::{
+    categorize, DataFile, GitInfo, Match, MatchCtx, Rule, RuleError, RuleSpec, StaticGit, Tier,
+};
 use crate::GateError;
 
 /// The built-in tables and rules.
 pub const DEFAULT_RULES: &str = include_str!("../rules/default.toml");
 
 /// Protected branch names when the policy names none.
-pub const DEFAULT_PROTECTED: &[&str] = &["main", "master", "trunk", "develop", "production", "prod", "stable", "release", "release/*", "releases/*", "gh-pages"];
+pub const DEFAULT_PROTECTED: &[&str] = &[
+    "main",
+    "master",
+    "trunk",
+    "develop",
+    "production",
+    "prod",
+    "stable",
+    "release",
+    "release/*",
+    "releases/*",
+    "gh-pages",
+];
 
 /// The `[commands]` table of one policy file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -183,20 +197,29 @@ impl Engine {
     /// Built-in rules plus `layers` (lowest first). Examples of user rules are always checked;
     /// those of the built-in rules when `check_builtin_examples` (they are fixed at build time
     /// and checked by the test suite).
-    pub fn load(layers: &[CommandLayer], home: &str, check_builtin_examples: bool) -> Result<Engine, GateError> {
-        let data: DataFile = toml::from_str(DEFAULT_RULES).map_err(|e| GateError::Builtin(e.to_string()))?;
+    pub fn load(
+        layers: &[CommandLayer],
+        home: &str,
+        check_builtin_examples: bool,
+    ) -> Result<Engine, GateError> {
+        let data: DataFile =
+            toml::from_str(DEFAULT_RULES).map_err(|e| GateError::Builtin(e.to_string()))?;
         let (tables, secret_env) = data.tables.into_tables();
-        let git_exec_keys: Vec<Glob> = tables.git_exec_keys.iter().map(|k| Glob::new(&k.to_ascii_lowercase())).collect();
+        let git_exec_keys: Vec<Glob> = tables
+            .git_exec_keys
+            .iter()
+            .map(|k| Glob::new(&k.to_ascii_lowercase()))
+            .collect();
         let mut settings = Settings::default();
         let mut disabled: HashSet<String> = HashSet::new();
         let mut user_rules: Vec<(RuleSpec, String)> = Vec::new();
         for layer in layers {
-            let cfg: CommandsConfig = toml::Value::Table(layer.table.clone())
-                .try_into()
-                .map_err(|e: toml::de::Error| GateError::Config {
+            let cfg: CommandsConfig = toml::Value::Table(layer.table.clone()).try_into().map_err(
+                |e: toml::de::Error| GateError::Config {
                     path: layer.source.clone(),
                     message: e.to_string().trim().replace('\n', " "),
-                })?;
+                },
+            )?;
             if !layer.trusted {
                 check_narrowing(&cfg, &settings, &layer.source)?;
             }
@@ -207,9 +230,14 @@ impl Engine {
             };
             tighten(&mut settings.default, cfg.default);
             tighten(&mut settings.default_network, cfg.default_network);
-            tighten(&mut settings.default_write_outside, cfg.default_write_outside);
+            tighten(
+                &mut settings.default_write_outside,
+                cfg.default_write_outside,
+            );
             settings.git_owners.extend(cfg.git_owners.iter().cloned());
-            settings.protected_branches.extend(cfg.protected_branches.iter().cloned());
+            settings
+                .protected_branches
+                .extend(cfg.protected_branches.iter().cloned());
             disabled.extend(cfg.disable.iter().cloned());
             if cfg.review.is_some() {
                 settings.review = cfg.review.clone();
@@ -242,9 +270,16 @@ impl Engine {
             }
             rules.push(Rule::compile(spec, "builtin", home)?);
         }
-        let known: Vec<String> = rules.iter().flat_map(|r| r.program_names().collect::<Vec<_>>()).collect();
+        let known: Vec<String> = rules
+            .iter()
+            .flat_map(|r| r.program_names().collect::<Vec<_>>())
+            .collect();
         let normalizer = Normalizer::new(tables, known);
-        let protected = settings.protected_branches.iter().map(|b| Glob::new(b)).collect();
+        let protected = settings
+            .protected_branches
+            .iter()
+            .map(|b| Glob::new(b))
+            .collect();
         let secret_env = secret_env.iter().map(|s| Glob::new(s)).collect();
         let engine = Engine {
             normalizer,
@@ -254,7 +289,11 @@ impl Engine {
             git_exec_keys,
             secret_env,
         };
-        let upto = if check_builtin_examples { engine.rules.len() } else { user_count };
+        let upto = if check_builtin_examples {
+            engine.rules.len()
+        } else {
+            user_count
+        };
         for i in 0..upto {
             engine.check_examples(i, home)?;
         }
@@ -277,8 +316,12 @@ impl Engine {
     fn check_examples(&self, i: usize, _home: &str) -> Result<(), GateError> {
         let rule = &self.rules[i];
         let mut git = StaticGit::default();
-        git.remotes.insert("origin".into(), "https://github.com/upstream/project.git".into());
-        git.remotes.insert("fork".into(), "git@github.com:agent-bot/project.git".into());
+        git.remotes.insert(
+            "origin".into(),
+            "https://github.com/upstream/project.git".into(),
+        );
+        git.remotes
+            .insert("fork".into(), "git@github.com:agent-bot/project.git".into());
         git.branch = Some("feature/x".into());
         let ctx = Context {
             cwd: EXAMPLE_WS.into(),
@@ -296,8 +339,16 @@ impl Engine {
                 message: format!("example {ex:?} {why}"),
             })
         };
-        for (ex, want) in rule.spec.examples.iter().map(|e| (e, true)).chain(rule.spec.not_examples.iter().map(|e| (e, false))) {
-            let m = self.match_example(&r, ex, &ctx, &owners).map_err(|e| fail(ex, &format!("does not parse: {e}")))?;
+        for (ex, want) in rule
+            .spec
+            .examples
+            .iter()
+            .map(|e| (e, true))
+            .chain(rule.spec.not_examples.iter().map(|e| (e, false)))
+        {
+            let m = self
+                .match_example(&r, ex, &ctx, &owners)
+                .map_err(|e| fail(ex, &format!("does not parse: {e}")))?;
             if want && m != Match::Yes {
                 return Err(fail(ex, "does not match the rule"));
             }
@@ -308,14 +359,23 @@ impl Engine {
         Ok(())
     }
 
-    fn match_example(&self, rule: &Rule, ex: &str, ctx: &Context<'_>, owners: &[String]) -> Result<Match, ParseError> {
+    fn match_example(
+        &self,
+        rule: &Rule,
+        ex: &str,
+        ctx: &Context<'_>,
+        owners: &[String],
+    ) -> Result<Match, ParseError> {
         if let Some(rest) = ex.strip_prefix("tool:") {
             let (tool, path) = rest.split_once(' ').unwrap_or((rest, ""));
             let abs = abs_path(path, ctx);
             let write = is_write_tool(tool);
             return Ok(rule.match_file(tool, &abs, write));
         }
-        let env = Env { home: ctx.home.clone(), cwd: ctx.cwd.clone() };
+        let env = Env {
+            home: ctx.home.clone(),
+            cwd: ctx.cwd.clone(),
+        };
         let analysis = self.normalizer.analyse(ex, &env)?;
         let mctx = self.match_ctx(ctx, owners);
         Ok(analysis
@@ -340,7 +400,10 @@ impl Engine {
 
     /// Parses and normalises a command without deciding (for `policy explain`).
     pub fn analyse(&self, command: &str, ctx: &Context<'_>) -> Result<Analysis, ParseError> {
-        let env = Env { home: ctx.home.clone(), cwd: ctx.cwd.clone() };
+        let env = Env {
+            home: ctx.home.clone(),
+            cwd: ctx.cwd.clone(),
+        };
         self.normalizer.analyse(command, &env)
     }
 
@@ -398,7 +461,10 @@ impl Engine {
         let origin = inv.origin.clone();
         if let Some((tier, rule, uncertain)) = best {
             let reason = if uncertain {
-                format!("{} (a word only known when the command runs could make this apply)", rule.reason)
+                format!(
+                    "{} (a word only known when the command runs could make this apply)",
+                    rule.reason
+                )
             } else {
                 rule.reason.clone()
             };
@@ -434,7 +500,10 @@ impl Engine {
                     let c = categorize(w, cwd, &mctx);
                     if c.names().contains(&"outside-workspace") {
                         Match::Yes
-                    } else if matches!(crate::rules::resolve(w, cwd, &ctx.home), crate::rules::PathRef::Unknown) {
+                    } else if matches!(
+                        crate::rules::resolve(w, cwd, &ctx.home),
+                        crate::rules::PathRef::Unknown
+                    ) {
                         Match::Possible
                     } else {
                         Match::No
@@ -462,7 +531,9 @@ impl Engine {
         let write = is_write_tool(tool);
         let mut best: Option<(Tier, &Rule)> = None;
         for rule in &self.rules {
-            if rule.match_file(tool, &abs, write) == Match::Yes && best.is_none_or(|(t, _)| rule.tier > t) {
+            if rule.match_file(tool, &abs, write) == Match::Yes
+                && best.is_none_or(|(t, _)| rule.tier > t)
+            {
                 best = Some((rule.tier, rule));
             }
         }
@@ -507,30 +578,60 @@ impl Engine {
     }
 
     /// Decides one Claude Code tool call from its name and `tool_input`.
-    pub fn classify_tool(&self, tool: &str, input: &serde_json::Value, ctx: &Context<'_>) -> Verdict {
+    pub fn classify_tool(
+        &self,
+        tool: &str,
+        input: &serde_json::Value,
+        ctx: &Context<'_>,
+    ) -> Verdict {
         let str_field = |k: &str| input.get(k).and_then(|v| v.as_str());
         match tool {
             "Bash" => match str_field("command") {
                 Some(c) => self.classify_command(c, ctx),
-                None => Verdict::single(Tier::Deny, "malformed-input", "Bash tool input has no string `command`"),
+                None => Verdict::single(
+                    Tier::Deny,
+                    "malformed-input",
+                    "Bash tool input has no string `command`",
+                ),
             },
             "Write" | "Edit" | "MultiEdit" | "Read" => match str_field("file_path") {
                 Some(p) if !p.is_empty() => self.classify_file(tool, p, ctx),
-                _ => Verdict::single(Tier::Deny, "malformed-input", format!("{tool} tool input has no string `file_path`")),
+                _ => Verdict::single(
+                    Tier::Deny,
+                    "malformed-input",
+                    format!("{tool} tool input has no string `file_path`"),
+                ),
             },
-            "NotebookEdit" | "NotebookRead" => match str_field("notebook_path").or_else(|| str_field("file_path")) {
-                Some(p) if !p.is_empty() => self.classify_file(tool, p, ctx),
-                _ => Verdict::single(Tier::Deny, "malformed-input", format!("{tool} tool input has no string `notebook_path`")),
-            },
+            "NotebookEdit" | "NotebookRead" => {
+                match str_field("notebook_path").or_else(|| str_field("file_path")) {
+                    Some(p) if !p.is_empty() => self.classify_file(tool, p, ctx),
+                    _ => Verdict::single(
+                        Tier::Deny,
+                        "malformed-input",
+                        format!("{tool} tool input has no string `notebook_path`"),
+                    ),
+                }
+            }
             "Grep" | "Glob" | "LS" => match input.get("path") {
                 None | Some(serde_json::Value::Null) => self.classify_file(tool, &ctx.cwd, ctx),
                 Some(serde_json::Value::String(p)) => self.classify_file(tool, p, ctx),
-                Some(_) => Verdict::single(Tier::Deny, "malformed-input", format!("{tool} tool input has a `path` that is not a string")),
+                Some(_) => Verdict::single(
+                    Tier::Deny,
+                    "malformed-input",
+                    format!("{tool} tool input has a `path` that is not a string"),
+                ),
             },
-            "TodoWrite" | "Task" | "WebSearch" | "ExitPlanMode" | "BashOutput" | "KillShell" | "KillBash" | "SlashCommand" => {
-                Verdict::single(Tier::Allow, "tool:no-side-effects", format!("{tool} does not touch files or run commands"))
-            }
-            "WebFetch" => Verdict::single(self.settings.default_network.max(self.settings.default), "default:network", "WebFetch reaches the network"),
+            "TodoWrite" | "Task" | "WebSearch" | "ExitPlanMode" | "BashOutput" | "KillShell"
+            | "KillBash" | "SlashCommand" => Verdict::single(
+                Tier::Allow,
+                "tool:no-side-effects",
+                format!("{tool} does not touch files or run commands"),
+            ),
+            "WebFetch" => Verdict::single(
+                self.settings.default_network.max(self.settings.default),
+                "default:network",
+                "WebFetch reaches the network",
+            ),
             other => Verdict::single(
                 Tier::Ask,
                 "tool:unknown",
@@ -568,7 +669,11 @@ fn abs_path(path: &str, ctx: &Context<'_>) -> String {
 }
 
 /// An untrusted layer may only add deny/ask rules, protected branches and stricter defaults.
-fn check_narrowing(cfg: &CommandsConfig, cur: &Settings, path: &std::path::Path) -> Result<(), GateError> {
+fn check_narrowing(
+    cfg: &CommandsConfig,
+    cur: &Settings,
+    path: &std::path::Path,
+) -> Result<(), GateError> {
     let widen = |key: &str| {
         Err(GateError::Widening {
             path: path.to_path_buf(),
@@ -577,8 +682,16 @@ fn check_narrowing(cfg: &CommandsConfig, cur: &Settings, path: &std::path::Path)
     };
     for (key, new, old) in [
         ("commands.default", cfg.default, cur.default),
-        ("commands.default_network", cfg.default_network, cur.default_network),
-        ("commands.default_write_outside", cfg.default_write_outside, cur.default_write_outside),
+        (
+            "commands.default_network",
+            cfg.default_network,
+            cur.default_network,
+        ),
+        (
+            "commands.default_write_outside",
+            cfg.default_write_outside,
+            cur.default_write_outside,
+        ),
     ] {
         if new.is_some_and(|n| n < old) {
             return widen(key);
@@ -595,7 +708,11 @@ fn check_narrowing(cfg: &CommandsConfig, cur: &Settings, path: &std::path::Path)
     }
     for r in &cfg.rule {
         if matches!(r.tier, Some(Tier::Allow | Tier::Review)) {
-            return widen(&format!("commands.rule {} (tier {})", r.id, r.tier.map(Tier::as_str).unwrap_or("")));
+            return widen(&format!(
+                "commands.rule {} (tier {})",
+                r.id,
+                r.tier.map(Tier::as_str).unwrap_or("")
+            ));
         }
     }
     Ok(())

@@ -84,11 +84,17 @@ pub fn push_delete(inv: &Invocation) -> Match {
     if !is_push(inv) {
         return Match::No;
     }
-    if ["delete", "prune", "mirror"].iter().any(|f| inv.has_flag(f)) {
+    if ["delete", "prune", "mirror"]
+        .iter()
+        .any(|f| inv.has_flag(f))
+    {
         return Match::Yes;
     }
     let specs = refspecs(inv);
-    if specs.iter().any(|w| w.text.trim_start_matches('+').starts_with(':')) {
+    if specs
+        .iter()
+        .any(|w| w.text.trim_start_matches('+').starts_with(':'))
+    {
         return Match::Yes;
     }
     if specs.iter().any(|w| w.text.starts_with(DYN)) {
@@ -153,9 +159,18 @@ pub fn config_exec_key(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
     if inv.program != "git" || inv.subcommand.as_deref() != Some("config") {
         return Match::No;
     }
-    if ["get", "get-all", "get-regexp", "list", "unset", "unset-all", "remove-section", "show-origin"]
-        .iter()
-        .any(|f| inv.has_flag(f))
+    if [
+        "get",
+        "get-all",
+        "get-regexp",
+        "list",
+        "unset",
+        "unset-all",
+        "remove-section",
+        "show-origin",
+    ]
+    .iter()
+    .any(|f| inv.has_flag(f))
     {
         return Match::No;
     }
@@ -174,7 +189,9 @@ pub fn config_exec_key(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
     if pos.len() < 2 && !inv.has_flag("add") {
         return Match::No;
     }
-    let Some(key) = pos.first() else { return Match::No };
+    let Some(key) = pos.first() else {
+        return Match::No;
+    };
     if key.is_dynamic() {
         return Match::Possible;
     }
@@ -215,7 +232,8 @@ impl FsGit {
     }
 
     fn info(&self) -> &StaticInfo {
-        self.loaded.get_or_init(|| load(&self.start).unwrap_or_default())
+        self.loaded
+            .get_or_init(|| load(&self.start).unwrap_or_default())
     }
 }
 
@@ -240,7 +258,11 @@ pub fn find_git_dir(dir: &Path) -> Option<(PathBuf, PathBuf)> {
             let text = std::fs::read_to_string(&dotgit).ok()?;
             let target = text.trim().strip_prefix("gitdir:")?.trim();
             let p = Path::new(target);
-            let p = if p.is_absolute() { p.to_path_buf() } else { d.join(p) };
+            let p = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                d.join(p)
+            };
             return Some((d.to_path_buf(), p));
         }
         cur = d.parent();
@@ -292,8 +314,14 @@ mod tests {
 
     #[test]
     fn owners() {
-        assert_eq!(url_owner("git@github.com:Me/repo.git").as_deref(), Some("me"));
-        assert_eq!(url_owner("https://github.com/org/repo").as_deref(), Some("org"));
+        assert_eq!(
+            url_owner("git@github.com:Me/repo.git").as_deref(),
+            Some("me")
+        );
+        assert_eq!(
+            url_owner("https://github.com/org/repo").as_deref(),
+            Some("org")
+        );
         assert_eq!(url_owner("ssh://git@host:22/o/r").as_deref(), Some("o"));
         assert_eq!(url_owner("origin"), None);
     }
@@ -313,6 +341,9 @@ mod tests {
         std::fs::create_dir_all(&sub).expect("mkdir");
         let fs = FsGit::new(&sub);
         assert_eq!(fs.current_branch().as_deref(), Some("topic"));
-        assert_eq!(fs.remote_url("origin").as_deref(), Some("git@github.com:me/r.git"));
+        assert_eq!(
+            fs.remote_url("origin").as_deref(),
+            Some("git@github.com:me/r.git")
+        );
     }
 }

@@ -14,7 +14,10 @@ enum Tok {
     Lit(char),
     Any,
     Star,
-    Class { negated: bool, items: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        items: Vec<(char, char)>,
+    },
 }
 
 impl Glob {

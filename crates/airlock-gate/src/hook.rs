@@ -50,7 +50,8 @@ pub fn parse_input(bytes: &[u8]) -> Result<HookInput, HookError> {
         return Err(HookError::TooLarge(bytes.len()));
     }
     let text = std::str::from_utf8(bytes).map_err(|e| HookError::NotUtf8(e.valid_up_to()))?;
-    let input: HookInput = serde_json::from_str(text).map_err(|e| HookError::Json(e.to_string()))?;
+    let input: HookInput =
+        serde_json::from_str(text).map_err(|e| HookError::Json(e.to_string()))?;
     if input.hook_event_name != "PreToolUse" {
         return Err(HookError::Event(input.hook_event_name));
     }
@@ -86,7 +87,13 @@ pub fn output(t: Tier, reason: &str) -> String {
 
 /// A text summary of the tool call for the audit log.
 pub fn audit_command(input: &HookInput) -> Option<String> {
-    let s = |k: &str| input.tool_input.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let s = |k: &str| {
+        input
+            .tool_input
+            .get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
     let mut c = s("command")
         .or_else(|| s("file_path"))
         .or_else(|| s("notebook_path"))
@@ -111,11 +118,19 @@ mod tests {
     fn rejects_bad_input() {
         assert!(matches!(parse_input(b"not json"), Err(HookError::Json(_))));
         assert!(matches!(parse_input(b"{}"), Err(HookError::Json(_))));
-        assert!(matches!(parse_input(&[0xff, 0xfe]), Err(HookError::NotUtf8(0))));
-        assert!(matches!(parse_input(&vec![b' '; MAX_INPUT + 1]), Err(HookError::TooLarge(_))));
-        let wrong_event = br#"{"cwd":"/w","hook_event_name":"PostToolUse","tool_name":"Bash","tool_input":{}}"#;
+        assert!(matches!(
+            parse_input(&[0xff, 0xfe]),
+            Err(HookError::NotUtf8(0))
+        ));
+        assert!(matches!(
+            parse_input(&vec![b' '; MAX_INPUT + 1]),
+            Err(HookError::TooLarge(_))
+        ));
+        let wrong_event =
+            br#"{"cwd":"/w","hook_event_name":"PostToolUse","tool_name":"Bash","tool_input":{}}"#;
         assert!(matches!(parse_input(wrong_event), Err(HookError::Event(_))));
-        let rel = br#"{"cwd":"w","hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{}}"#;
+        let rel =
+            br#"{"cwd":"w","hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{}}"#;
         assert!(matches!(parse_input(rel), Err(HookError::Cwd(_))));
         let ok = br#"{"session_id":"s","cwd":"/w","hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"command":"ls"}}"#;
         assert_eq!(parse_input(ok).expect("ok").tool_name, "Bash");

@@ -214,10 +214,15 @@ impl Invocation {
             v.push(s.replace(DYN, "…"));
         }
         for (name, val) in &self.flags {
-            let dash = if name.chars().count() == 1 { "-" } else { "--" };
-            match val {
-                Some(w) => v.push(format!("{dash}{name}={}", w.display())),
-                None => v.push(format!("{dash}{name}")),
+            let short = name.chars().count() == 1;
+            match (val, short) {
+                (Some(w), true) => {
+                    v.push(format!("-{name}"));
+                    v.push(w.display());
+                }
+                (Some(w), false) => v.push(format!("--{name}={}", w.display())),
+                (None, true) => v.push(format!("-{name}")),
+                (None, false) => v.push(format!("--{name}")),
             }
         }
         v.extend(self.positionals.iter().map(Word::display));
@@ -288,7 +293,14 @@ impl Normalizer {
         Ok(out)
     }
 
-    fn nested_code(&self, code: &str, origin: &str, cmd: &SimpleCmd, env: &Env, out: &mut Analysis) -> bool {
+    fn nested_code(
+        &self,
+        code: &str,
+        origin: &str,
+        cmd: &SimpleCmd,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> bool {
         if cmd.depth >= parse::MAX_DEPTH {
             out.errors.push((origin.to_string(), ParseError::TooDeep));
             return false;
@@ -345,7 +357,14 @@ impl Normalizer {
         self.argv(cmd, &cmd.argv, env, out, 0);
     }
 
-    fn code_word(&self, w: &Word, origin: &str, cmd: &SimpleCmd, env: &Env, out: &mut Analysis) -> CodeFrom {
+    fn code_word(
+        &self,
+        w: &Word,
+        origin: &str,
+        cmd: &SimpleCmd,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
         if w.is_dynamic() {
             CodeFrom::Unseen
         } else if self.nested_code(&w.text, origin, cmd, env, out) {
@@ -361,7 +380,8 @@ impl Normalizer {
             return;
         }
         let Some(first) = argv.first() else {
-            out.invocations.push(self.invocation(cmd, "", false, &[], env));
+            out.invocations
+                .push(self.invocation(cmd, "", false, &[], env));
             return;
         };
         if first.is_dynamic() {
@@ -373,7 +393,11 @@ impl Normalizer {
         let base = basename(&first.text);
         if first.glob {
             let g = Glob::new(&base);
-            let candidates: Vec<&String> = self.known_programs.iter().filter(|p| g.matches(p)).collect();
+            let candidates: Vec<&String> = self
+                .known_programs
+                .iter()
+                .filter(|p| g.matches(p))
+                .collect();
             if candidates.is_empty() {
                 let mut inv = self.invocation(cmd, &DYN.to_string(), true, &argv[1..], env);
                 inv.raw.insert(0, first.raw.clone());
@@ -392,7 +416,20 @@ impl Normalizer {
         }
         let args = &argv[1..];
         if let Some(w) = self.tables.wrappers.get(base.as_str()) {
-            let inv = self.invocation(cmd, &base, false, args, env);
+            let mut inv = self.invocation(cmd, &base, false, args, env);
+            // The wrapper's own options end at the wrapped command: keep that verbatim.
+            let own = FlagSpec {
+                values: w
+                    .values
+                    .iter()
+                    .chain(w.code_flags.iter())
+                    .cloned()
+                    .collect(),
+                ..FlagSpec::default()
+            };
+            let (flags, _, stop) = split_flags(args, &own, true);
+            inv.flags = flags;
+            inv.positionals = args[stop.min(args.len())..].to_vec();
             out.invocations.push(inv);
             self.wrapper(cmd, &base, w, args, env, out, hops);
             return;
@@ -430,7 +467,13 @@ impl Normalizer {
                     if self.tables.exec_env.iter().any(|e| e == n) {
                         self.code_word(&Word::lit(v), &format!("{n}="), cmd, env, out);
                     }
-                    env_assigns.push((n.to_string(), Word { text: v.to_string(), ..a.clone() }));
+                    env_assigns.push((
+                        n.to_string(),
+                        Word {
+                            text: v.to_string(),
+                            ..a.clone()
+                        },
+                    ));
                 }
                 i += 1;
                 continue;
@@ -477,7 +520,11 @@ impl Normalizer {
                     None
                 };
                 if spec.appends_input && matches!(last.as_str(), "I" | "i" | "replace") {
-                    replace = Some(value.as_ref().map_or_else(|| "{}".to_string(), |v| v.text.clone()));
+                    replace = Some(
+                        value
+                            .as_ref()
+                            .map_or_else(|| "{}".to_string(), |v| v.text.clone()),
+                    );
                 }
                 if spec.code_flags.contains(&last) {
                     if let Some(v) = value {
@@ -511,7 +558,11 @@ impl Normalizer {
                 inv.code_from = CodeFrom::Unseen;
                 out.invocations.push(inv);
             } else {
-                let code = rest.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ");
+                let code = rest
+                    .iter()
+                    .map(|w| w.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 self.nested_code(&code, name, &inner_cmd, env, out);
             }
             return;
@@ -520,7 +571,9 @@ impl Normalizer {
         if spec.appends_input {
             // What xargs reads, when it is known (`echo / | xargs rm -rf`, `<<< /`).
             let input: Option<Vec<String>> = match &cmd.stdin {
-                Stdin::Text(w) if !w.is_dynamic() => Some(w.text.split_whitespace().map(str::to_string).collect()),
+                Stdin::Text(w) if !w.is_dynamic() => {
+                    Some(w.text.split_whitespace().map(str::to_string).collect())
+                }
                 Stdin::Pipe(up) => up
                     .last()
                     .and_then(|u| u.output.as_ref())
@@ -553,7 +606,14 @@ impl Normalizer {
     }
 
     /// Builds the invocation for `program` with `args`, using its flag spec.
-    fn invocation(&self, cmd: &SimpleCmd, program: &str, glob: bool, args: &[Word], _env: &Env) -> Invocation {
+    fn invocation(
+        &self,
+        cmd: &SimpleCmd,
+        program: &str,
+        glob: bool,
+        args: &[Word],
+        _env: &Env,
+    ) -> Invocation {
         let mut spec = self.tables.programs.get(program);
         let mut subcommand = None;
         let mut flags = Vec::new();
@@ -622,7 +682,9 @@ impl Normalizer {
                 path_args.push((*p).clone());
             }
             let written = spec_ref.writes_args
-                || (spec_ref.writes_last && i + 1 == file_positionals.len() && file_positionals.len() > 1);
+                || (spec_ref.writes_last
+                    && i + 1 == file_positionals.len()
+                    && file_positionals.len() > 1);
             if written {
                 writes.push((*p).clone());
             } else if !p.is_dynamic() || looks_like_path(p) {
@@ -639,7 +701,10 @@ impl Normalizer {
         for (name, val) in &flags {
             let Some(v) = val else { continue };
             let v = match v.text.strip_prefix('@') {
-                Some(rest) => Word { text: rest.to_string(), ..v.clone() },
+                Some(rest) => Word {
+                    text: rest.to_string(),
+                    ..v.clone()
+                },
                 None => v.clone(),
             };
             if spec_ref.write_values.contains(name) {
@@ -655,9 +720,15 @@ impl Normalizer {
         if spec_ref.single_dash_long {
             for p in &positionals {
                 if let Some(v) = p.text.strip_prefix("of=") {
-                    writes.push(Word { text: v.to_string(), ..p.clone() });
+                    writes.push(Word {
+                        text: v.to_string(),
+                        ..p.clone()
+                    });
                 } else if let Some(v) = p.text.strip_prefix("if=") {
-                    reads.push(Word { text: v.to_string(), ..p.clone() });
+                    reads.push(Word {
+                        text: v.to_string(),
+                        ..p.clone()
+                    });
                 }
             }
         }
@@ -701,7 +772,11 @@ impl Normalizer {
         match prog {
             "eval" => {
                 let code = Word {
-                    text: args.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" "),
+                    text: args
+                        .iter()
+                        .map(|w| w.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "),
                     ..Word::lit("")
                 };
                 inv.code_from = if args.is_empty() {
@@ -713,9 +788,13 @@ impl Normalizer {
             }
             "source" | "." => {
                 inv.code_from = match args.first() {
-                    Some(w) if w.procsub.is_some() => {
-                        self.upstream_code(w.procsub.as_deref().unwrap_or(&[]), cmd, "source <(…)", env, out)
-                    }
+                    Some(w) if w.procsub.is_some() => self.upstream_code(
+                        w.procsub.as_deref().unwrap_or(&[]),
+                        cmd,
+                        "source <(…)",
+                        env,
+                        out,
+                    ),
                     Some(w) if w.text == "/dev/stdin" => self.stdin_code(cmd, "source", env, out),
                     _ => CodeFrom::NotCode,
                 };
@@ -724,7 +803,16 @@ impl Normalizer {
             "alias" => {
                 for a in args {
                     if let Some((_, v)) = a.text.split_once('=') {
-                        self.code_word(&Word { text: v.to_string(), ..a.clone() }, "alias", cmd, env, out);
+                        self.code_word(
+                            &Word {
+                                text: v.to_string(),
+                                ..a.clone()
+                            },
+                            "alias",
+                            cmd,
+                            env,
+                            out,
+                        );
                     }
                 }
                 return;
@@ -748,7 +836,12 @@ impl Normalizer {
         self.interp_globs
             .iter()
             .find(|(g, _)| g.matches(prog))
-            .and_then(|(_, name)| self.tables.interpreters.get(name).map(|s| (name.clone(), s)))
+            .and_then(|(_, name)| {
+                self.tables
+                    .interpreters
+                    .get(name)
+                    .map(|s| (name.clone(), s))
+            })
     }
 
     fn interpreter_code(
@@ -828,7 +921,15 @@ impl Normalizer {
     }
 
     /// Scans code in another language: what it calls, and any shell commands in its strings.
-    fn scan_code(&self, code: &str, origin: &str, cmd: &SimpleCmd, inv: &mut Invocation, env: &Env, out: &mut Analysis) {
+    fn scan_code(
+        &self,
+        code: &str,
+        origin: &str,
+        cmd: &SimpleCmd,
+        inv: &mut Invocation,
+        env: &Env,
+        out: &mut Analysis,
+    ) {
         let scan = &self.tables.code_scan;
         let has = |list: &[String]| list.iter().any(|s| code.contains(s.as_str()));
         let exec = has(&scan.exec);
@@ -880,11 +981,24 @@ impl Normalizer {
         }
     }
 
-    fn upstream_code(&self, up: &[Upstream], cmd: &SimpleCmd, origin: &str, env: &Env, out: &mut Analysis) -> CodeFrom {
+    fn upstream_code(
+        &self,
+        up: &[Upstream],
+        cmd: &SimpleCmd,
+        origin: &str,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
         let progs: Vec<String> = up
             .iter()
             .flat_map(|u| u.argv.first())
-            .map(|w| if w.is_dynamic() { DYN.to_string() } else { basename(&w.text) })
+            .map(|w| {
+                if w.is_dynamic() {
+                    DYN.to_string()
+                } else {
+                    basename(&w.text)
+                }
+            })
             .collect();
         // Look through wrappers and `tee`: any fetcher or decoder upstream counts.
         let words: Vec<String> = up
@@ -898,8 +1012,12 @@ impl Normalizer {
         }
         if words.iter().any(|w| self.decoders.contains(w))
             || up.iter().any(|u| {
-                u.argv.iter().any(|w| matches!(w.text.as_str(), "-d" | "--decode" | "-r" | "-D"))
-                    && u.argv.first().is_some_and(|p| basename(&p.text).contains("base"))
+                u.argv
+                    .iter()
+                    .any(|w| matches!(w.text.as_str(), "-d" | "--decode" | "-r" | "-D"))
+                    && u.argv
+                        .first()
+                        .is_some_and(|p| basename(&p.text).contains("base"))
             })
         {
             return CodeFrom::Decoded;
@@ -919,7 +1037,14 @@ impl Normalizer {
         }
     }
 
-    fn find_exec(&self, cmd: &SimpleCmd, inv: &mut Invocation, args: &[Word], env: &Env, out: &mut Analysis) {
+    fn find_exec(
+        &self,
+        cmd: &SimpleCmd,
+        inv: &mut Invocation,
+        args: &[Word],
+        env: &Env,
+        out: &mut Analysis,
+    ) {
         // Roots: positionals before the first expression word.
         let mut roots = Vec::new();
         let mut i = 0;
@@ -964,7 +1089,11 @@ impl Normalizer {
                     i += 1;
                 }
                 let mut c = cmd.clone();
-                c.origin = if cmd.origin.is_empty() { format!("find {t}") } else { format!("{} › find {t}", cmd.origin) };
+                c.origin = if cmd.origin.is_empty() {
+                    format!("find {t}")
+                } else {
+                    format!("{} › find {t}", cmd.origin)
+                };
                 c.redirects.clear();
                 c.stdin = Stdin::Inherited;
                 self.argv(&c, &inner, env, out, 1);
@@ -985,7 +1114,8 @@ impl Normalizer {
             if is_exec_key(&k) {
                 let code = v.strip_prefix('!').unwrap_or(&v);
                 if !code.is_empty() {
-                    let from = self.code_word(&Word::lit(code), &format!("git -c {k}"), cmd, env, out);
+                    let from =
+                        self.code_word(&Word::lit(code), &format!("git -c {k}"), cmd, env, out);
                     if from == CodeFrom::Unseen {
                         inv.code_from = CodeFrom::Unseen;
                     }
@@ -997,7 +1127,11 @@ impl Normalizer {
 
 /// Splits options from positionals. With `stop_at_positional`, stops at the first positional
 /// and returns its index (for subcommand programs).
-fn split_flags(args: &[Word], spec: &FlagSpec, stop_at_positional: bool) -> (Vec<(String, Option<Word>)>, Vec<Word>, usize) {
+fn split_flags(
+    args: &[Word],
+    spec: &FlagSpec,
+    stop_at_positional: bool,
+) -> (Vec<(String, Option<Word>)>, Vec<Word>, usize) {
     let mut flags = Vec::new();
     let mut pos = Vec::new();
     let mut i = 0;
@@ -1022,9 +1156,21 @@ fn split_flags(args: &[Word], spec: &FlagSpec, stop_at_positional: bool) -> (Vec
             }
             continue;
         }
-        if let Some(long) = t.strip_prefix("--").or_else(|| if spec.single_dash_long { t.strip_prefix('-') } else { None }) {
+        if let Some(long) = t.strip_prefix("--").or_else(|| {
+            if spec.single_dash_long {
+                t.strip_prefix('-')
+            } else {
+                None
+            }
+        }) {
             let (name, val) = match long.split_once('=') {
-                Some((n, v)) => (canon_long(n), Some(Word { text: v.to_string(), ..a.clone() })),
+                Some((n, v)) => (
+                    canon_long(n),
+                    Some(Word {
+                        text: v.to_string(),
+                        ..a.clone()
+                    }),
+                ),
                 None => (canon_long(long), None),
             };
             let val = if val.is_none() && spec.values.contains(&name) {
@@ -1049,7 +1195,10 @@ fn split_flags(args: &[Word], spec: &FlagSpec, stop_at_positional: bool) -> (Vec
                     consumed_next = true;
                     args.get(i + 1).cloned()
                 } else {
-                    Some(Word { text: rest.to_string(), ..a.clone() })
+                    Some(Word {
+                        text: rest.to_string(),
+                        ..a.clone()
+                    })
                 };
                 flags.push((name, val));
                 break;
@@ -1080,8 +1229,10 @@ fn is_assignment(t: &str) -> bool {
 }
 
 fn is_harmless_device(p: &str) -> bool {
-    matches!(p, "/dev/null" | "/dev/stdout" | "/dev/stderr" | "/dev/tty" | "/dev/zero")
-        || p.starts_with("/dev/fd/")
+    matches!(
+        p,
+        "/dev/null" | "/dev/stdout" | "/dev/stderr" | "/dev/tty" | "/dev/zero"
+    ) || p.starts_with("/dev/fd/")
 }
 
 /// Whether an argument looks like a file path rather than a word.
@@ -1207,7 +1358,10 @@ impl FloorBoundary for String {
 
 /// Programs mentioned in a list of name globs, for the glob-candidate list.
 pub fn static_names(globs: &[String]) -> impl Iterator<Item = String> + '_ {
-    globs.iter().filter(|g| !g.contains(['*', '?', '['])).cloned()
+    globs
+        .iter()
+        .filter(|g| !g.contains(['*', '?', '[']))
+        .cloned()
 }
 
 #[allow(dead_code)]
@@ -1240,7 +1394,10 @@ mod tests {
         spec.short.insert("f".into(), "force".into());
         let args: Vec<Word> = ["-rf", "--", "-x"].iter().map(|s| Word::lit(s)).collect();
         let (f, p, _) = split_flags(&args, &spec, false);
-        assert_eq!(f.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), vec!["recursive", "force"]);
+        assert_eq!(
+            f.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+            vec!["recursive", "force"]
+        );
         assert_eq!(p[0].text, "-x");
     }
 }

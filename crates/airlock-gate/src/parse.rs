@@ -156,7 +156,12 @@ pub struct Env {
 }
 
 /// Parses `src` and returns every simple command in it, in source order.
-pub fn parse(src: &str, env: &Env, origin: &str, depth: usize) -> Result<Vec<SimpleCmd>, ParseError> {
+pub fn parse(
+    src: &str,
+    env: &Env,
+    origin: &str,
+    depth: usize,
+) -> Result<Vec<SimpleCmd>, ParseError> {
     let mut w = Walker {
         env,
         out: Vec::new(),
@@ -302,7 +307,10 @@ impl Walker<'_> {
                 self.origin = saved;
                 // A function that pipes into or backgrounds itself: a fork bomb.
                 let body = f.body.to_string();
-                if body.matches(name.as_str()).count() >= 2 && body.contains('|') && body.contains('&') {
+                if body.matches(name.as_str()).count() >= 2
+                    && body.contains('|')
+                    && body.contains('&')
+                {
                     self.out.push(SimpleCmd {
                         assigns: Vec::new(),
                         argv: vec![Word::lit("(fork-bomb)"), Word::lit(&name)],
@@ -367,7 +375,10 @@ impl Walker<'_> {
         match c {
             C::Arithmetic(a) => self.arith(&a.expr.value),
             C::ArithmeticForClause(f) => {
-                for e in [&f.initializer, &f.condition, &f.updater].into_iter().flatten() {
+                for e in [&f.initializer, &f.condition, &f.updater]
+                    .into_iter()
+                    .flatten()
+                {
                     self.arith(&e.value)?;
                 }
                 self.compound_list(&f.body.list)
@@ -448,13 +459,27 @@ impl Walker<'_> {
         let mut redirects = Vec::new();
         let mut stdin = stdin;
         for item in s.prefix.iter().flat_map(|p| p.0.iter()) {
-            self.item(item, true, &mut assigns, &mut argv, &mut redirects, &mut stdin)?;
+            self.item(
+                item,
+                true,
+                &mut assigns,
+                &mut argv,
+                &mut redirects,
+                &mut stdin,
+            )?;
         }
         if let Some(w) = &s.word_or_name {
             argv.extend(self.words(&w.value)?);
         }
         for item in s.suffix.iter().flat_map(|p| p.0.iter()) {
-            self.item(item, false, &mut assigns, &mut argv, &mut redirects, &mut stdin)?;
+            self.item(
+                item,
+                false,
+                &mut assigns,
+                &mut argv,
+                &mut redirects,
+                &mut stdin,
+            )?;
         }
         // Bare assignments and `export`/`declare`/`local`/`readonly` set variables for later
         // commands in the same script.
@@ -507,7 +532,9 @@ impl Walker<'_> {
         stdin: &mut Stdin,
     ) -> Result<(), ParseError> {
         match item {
-            ast::CommandPrefixOrSuffixItem::IoRedirect(io) => self.redirect(io, redirects, stdin)?,
+            ast::CommandPrefixOrSuffixItem::IoRedirect(io) => {
+                self.redirect(io, redirects, stdin)?
+            }
             ast::CommandPrefixOrSuffixItem::Word(w) => argv.extend(self.words(&w.value)?),
             ast::CommandPrefixOrSuffixItem::AssignmentWord(a, w) => {
                 let value = self.assignment_value(a)?;
@@ -839,7 +866,10 @@ impl Walker<'_> {
             .strip_prefix("${")
             .and_then(|r| r.strip_suffix('}'))
             .unwrap_or("");
-        if inner.contains("$(") || inner.contains('`') || inner.contains("${") || inner.contains("<(")
+        if inner.contains("$(")
+            || inner.contains('`')
+            || inner.contains("${")
+            || inner.contains("<(")
         {
             let quoted_inner = format!("\"{}\"", inner.replace('"', "\\\""));
             // The inner text is not always a valid word (patterns): ignore what doesn't parse,
@@ -880,7 +910,9 @@ impl Walker<'_> {
         }
         let parts: Vec<&str> = text.split('`').collect();
         if parts.len() % 2 == 0 {
-            return Err(ParseError::Syntax("unterminated backquote in expansion".into()));
+            return Err(ParseError::Syntax(
+                "unterminated backquote in expansion".into(),
+            ));
         }
         for (i, part) in parts.iter().enumerate() {
             if i % 2 == 1 {
@@ -1243,9 +1275,12 @@ mod tests {
 
     #[test]
     fn finds_commands_everywhere() {
-        let got = argvs("a && b || c; (d | e) & { f; }; g $(h `i`) <(j) ; k() { l; }; if m; then n; fi");
+        let got =
+            argvs("a && b || c; (d | e) & { f; }; g $(h `i`) <(j) ; k() { l; }; if m; then n; fi");
         let progs: Vec<&str> = got.iter().map(|c| c[0].as_str()).collect();
-        for p in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "l", "m", "n"] {
+        for p in [
+            "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "l", "m", "n",
+        ] {
             assert!(progs.contains(&p), "{p} missing from {progs:?}");
         }
     }
@@ -1257,7 +1292,10 @@ mod tests {
         assert_eq!(argvs("{rm,-rf,/}"), vec![vec!["rm", "-rf", "/"]]);
         assert_eq!(argvs("rm${IFS}-rf${IFS}/"), vec![vec!["rm", "-rf", "/"]]);
         assert_eq!(argvs("X=/etc; rm -rf $X")[1], vec!["rm", "-rf", "/etc"]);
-        assert_eq!(argvs("rm -rf ~ $HOME")[0], vec!["rm", "-rf", "/home/u", "/home/u"]);
+        assert_eq!(
+            argvs("rm -rf ~ $HOME")[0],
+            vec!["rm", "-rf", "/home/u", "/home/u"]
+        );
         assert_eq!(argvs("rm -rf $X")[0], vec!["rm", "-rf", "…"]);
     }
 

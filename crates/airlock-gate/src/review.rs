@@ -85,7 +85,10 @@ pub enum ReviewError {
     #[error("reviewer url {0} is not http:// or https://")]
     Url(String),
     #[error("reviewer {host}: {source}")]
-    Io { host: String, source: std::io::Error },
+    Io {
+        host: String,
+        source: std::io::Error,
+    },
     #[error("reviewer {0}: timed out")]
     Timeout(String),
     #[error("reviewer tls setup: {0}")]
@@ -123,7 +126,8 @@ pub fn review(cfg: &ReviewConfig, req: &ReviewRequest<'_>) -> ReviewOutcome {
 }
 
 fn call(cfg: &ReviewConfig, req: &ReviewRequest<'_>) -> Result<ReviewOutcome, ReviewError> {
-    let key = std::env::var(&cfg.api_key_env).map_err(|_| ReviewError::NoKey(cfg.api_key_env.clone()))?;
+    let key =
+        std::env::var(&cfg.api_key_env).map_err(|_| ReviewError::NoKey(cfg.api_key_env.clone()))?;
     let user = serde_json::to_string(req).map_err(|e| ReviewError::Answer(e.to_string()))?;
     let body = serde_json::json!({
         "model": cfg.model,
@@ -162,7 +166,8 @@ pub fn parse_answer(body: &[u8]) -> Result<ReviewOutcome, ReviewError> {
     let (Some(a), Some(b)) = (text.find('{'), text.rfind('}')) else {
         return Err(ReviewError::Answer("no JSON object in the answer".into()));
     };
-    let ans: Answer = serde_json::from_str(&text[a..=b]).map_err(|e| ReviewError::Answer(e.to_string()))?;
+    let ans: Answer =
+        serde_json::from_str(&text[a..=b]).map_err(|e| ReviewError::Answer(e.to_string()))?;
     let tier = match ans.decision.as_str() {
         "allow" => Tier::Allow,
         "deny" => Tier::Deny,
@@ -202,7 +207,12 @@ fn parse_url(url: &str) -> Result<Url<'_>, ReviewError> {
     if host.is_empty() {
         return Err(ReviewError::Url(url.into()));
     }
-    Ok(Url { tls, host, port, path })
+    Ok(Url {
+        tls,
+        host,
+        port,
+        path,
+    })
 }
 
 fn remaining(deadline: Instant, host: &str) -> Result<Duration, ReviewError> {
@@ -213,7 +223,10 @@ fn remaining(deadline: Instant, host: &str) -> Result<Duration, ReviewError> {
 }
 
 fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, ReviewError> {
-    let io = |source| ReviewError::Io { host: host.to_string(), source };
+    let io = |source| ReviewError::Io {
+        host: host.to_string(),
+        source,
+    };
     let addrs = (host, port).to_socket_addrs().map_err(io)?;
     let mut last = None;
     for a in addrs {
@@ -228,16 +241,28 @@ fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Review
         }
     }
     Err(match last {
-        Some(e) if e.kind() == std::io::ErrorKind::TimedOut => ReviewError::Timeout(host.to_string()),
+        Some(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            ReviewError::Timeout(host.to_string())
+        }
         Some(e) => io(e),
-        None => io(std::io::Error::new(std::io::ErrorKind::NotFound, "no address")),
+        None => io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no address",
+        )),
     })
 }
 
-fn post(url: &str, key: &str, body: &str, deadline: Instant) -> Result<(u16, Vec<u8>), ReviewError> {
+fn post(
+    url: &str,
+    key: &str,
+    body: &str,
+    deadline: Instant,
+) -> Result<(u16, Vec<u8>), ReviewError> {
     let u = parse_url(url)?;
     let proxy = if u.tls {
-        std::env::var("HTTPS_PROXY").or_else(|_| std::env::var("https_proxy")).ok()
+        std::env::var("HTTPS_PROXY")
+            .or_else(|_| std::env::var("https_proxy"))
+            .ok()
     } else {
         None
     };
@@ -245,8 +270,12 @@ fn post(url: &str, key: &str, body: &str, deadline: Instant) -> Result<(u16, Vec
         Some(p) => {
             let pu = parse_url(p)?;
             let mut s = connect(pu.host, pu.port, deadline)?;
-            let connect_req = format!("CONNECT {0}:{1} HTTP/1.1\r\nHost: {0}:{1}\r\n\r\n", u.host, u.port);
-            s.write_all(connect_req.as_bytes()).map_err(|e| map_io(e, pu.host))?;
+            let connect_req = format!(
+                "CONNECT {0}:{1} HTTP/1.1\r\nHost: {0}:{1}\r\n\r\n",
+                u.host, u.port
+            );
+            s.write_all(connect_req.as_bytes())
+                .map_err(|e| map_io(e, pu.host))?;
             let head = read_head(&mut s, pu.host)?;
             if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
                 return Err(ReviewError::Status(status_of(&head)));
@@ -268,12 +297,15 @@ fn post(url: &str, key: &str, body: &str, deadline: Instant) -> Result<(u16, Vec
         let config = tls_config()?;
         let name = rustls::pki_types::ServerName::try_from(u.host.to_string())
             .map_err(|e| ReviewError::Tls(e.to_string()))?;
-        let conn = rustls::ClientConnection::new(config, name).map_err(|e| ReviewError::Tls(e.to_string()))?;
+        let conn = rustls::ClientConnection::new(config, name)
+            .map_err(|e| ReviewError::Tls(e.to_string()))?;
         let mut tls = rustls::StreamOwned::new(conn, tcp);
-        tls.write_all(request.as_bytes()).map_err(|e| map_io(e, u.host))?;
+        tls.write_all(request.as_bytes())
+            .map_err(|e| map_io(e, u.host))?;
         read_all(&mut tls, u.host, deadline)?
     } else {
-        tcp.write_all(request.as_bytes()).map_err(|e| map_io(e, u.host))?;
+        tcp.write_all(request.as_bytes())
+            .map_err(|e| map_io(e, u.host))?;
         read_all(&mut tcp, u.host, deadline)?
     };
     split_response(&raw)
@@ -301,10 +333,16 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, ReviewError> {
 }
 
 fn map_io(e: std::io::Error, host: &str) -> ReviewError {
-    if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    ) {
         ReviewError::Timeout(host.to_string())
     } else {
-        ReviewError::Io { host: host.to_string(), source: e }
+        ReviewError::Io {
+            host: host.to_string(),
+            source: e,
+        }
     }
 }
 
@@ -343,7 +381,10 @@ fn read_all(r: &mut impl Read, host: &str, deadline: Instant) -> Result<Vec<u8>,
 }
 
 fn status_of(head: &str) -> u16 {
-    head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 fn split_response(raw: &[u8]) -> Result<(u16, Vec<u8>), ReviewError> {
@@ -432,9 +473,14 @@ mod tests {
 
     #[test]
     fn answer_is_used() {
-        let body = r#"{"content":[{"type":"text","text":"{\"decision\":\"deny\",\"reason\":\"prod\"}"}]}"#;
+        let body =
+            r#"{"content":[{"type":"text","text":"{\"decision\":\"deny\",\"reason\":\"prod\"}"}]}"#;
         let reply: &'static str = Box::leak(
-            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_boxed_str(),
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_boxed_str(),
         );
         let o = review(&cfg(fake(reply, Duration::ZERO), 5000), &req());
         assert_eq!(o.tier, Tier::Deny, "{}", o.reason);
@@ -447,17 +493,30 @@ mod tests {
         let t0 = Instant::now();
         let o = review(&cfg(slow, 300), &req());
         assert_eq!(o.tier, Tier::Ask);
-        assert!(t0.elapsed() < Duration::from_millis(1400), "{:?}", t0.elapsed());
-        let err = fake("HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n", Duration::ZERO);
+        assert!(
+            t0.elapsed() < Duration::from_millis(1400),
+            "{:?}",
+            t0.elapsed()
+        );
+        let err = fake(
+            "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n",
+            Duration::ZERO,
+        );
         assert_eq!(review(&cfg(err, 5000), &req()).tier, Tier::Ask);
-        let junk = fake("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", Duration::ZERO);
+        let junk = fake(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            Duration::ZERO,
+        );
         assert_eq!(review(&cfg(junk, 5000), &req()).tier, Tier::Ask);
         // Nothing listening.
         let closed = {
             let l = TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr")
         };
-        assert_eq!(review(&cfg(format!("http://{closed}/"), 2000), &req()).tier, Tier::Ask);
+        assert_eq!(
+            review(&cfg(format!("http://{closed}/"), 2000), &req()).tier,
+            Tier::Ask
+        );
     }
 
     #[test]

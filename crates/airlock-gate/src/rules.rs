@@ -209,7 +209,13 @@ pub const CHECKS: &[&str] = &[
 ];
 
 /// Path categories rules can use in `target`.
-pub const TARGETS: &[&str] = &["root", "system", "home", "outside-workspace", "workspace-root"];
+pub const TARGETS: &[&str] = &[
+    "root",
+    "system",
+    "home",
+    "outside-workspace",
+    "workspace-root",
+];
 
 /// A compiled rule.
 #[derive(Debug, Clone)]
@@ -256,7 +262,11 @@ impl Rule {
     /// Compiles `spec`; `home` expands `~/` in path globs.
     pub fn compile(spec: RuleSpec, source: &str, home: &str) -> Result<Rule, RuleError> {
         let err = |message: String| RuleError::Invalid {
-            id: if spec.id.is_empty() { "(no id)".into() } else { spec.id.clone() },
+            id: if spec.id.is_empty() {
+                "(no id)".into()
+            } else {
+                spec.id.clone()
+            },
             source_name: source.to_string(),
             message,
         };
@@ -268,12 +278,18 @@ impl Rule {
         };
         if let Some(c) = &spec.check {
             if !CHECKS.contains(&c.as_str()) {
-                return Err(err(format!("unknown check {c:?}; known: {}", CHECKS.join(", "))));
+                return Err(err(format!(
+                    "unknown check {c:?}; known: {}",
+                    CHECKS.join(", ")
+                )));
             }
         }
         for t in &spec.target {
             if !TARGETS.contains(&t.as_str()) {
-                return Err(err(format!("unknown target {t:?}; known: {}", TARGETS.join(", "))));
+                return Err(err(format!(
+                    "unknown target {t:?}; known: {}",
+                    TARGETS.join(", ")
+                )));
             }
         }
         let command_fields = !spec.program.is_empty()
@@ -289,9 +305,12 @@ impl Rule {
             || !spec.git_config.is_empty()
             || spec.check.is_some()
             || spec.no_args;
-        let path_fields = !spec.reads.is_empty() || !spec.writes.is_empty() || !spec.paths.is_empty();
+        let path_fields =
+            !spec.reads.is_empty() || !spec.writes.is_empty() || !spec.paths.is_empty();
         if !command_fields && !path_fields && spec.tool.is_empty() {
-            return Err(err("matches everything: set at least one of program, args, paths, tool, check…".into()));
+            return Err(err(
+                "matches everything: set at least one of program, args, paths, tool, check…".into(),
+            ));
         }
         if spec.reason.trim().is_empty() {
             return Err(err("missing `reason` (it is shown to the agent)".into()));
@@ -368,10 +387,18 @@ impl Rule {
         let w = Word::lit(path);
         let mut m = Match::Yes;
         if !self.reads.is_empty() {
-            m = m.and(if write { Match::No } else { path_match(&self.reads, &w, None) });
+            m = m.and(if write {
+                Match::No
+            } else {
+                path_match(&self.reads, &w, None)
+            });
         }
         if !self.writes.is_empty() {
-            m = m.and(if write { path_match(&self.writes, &w, None) } else { Match::No });
+            m = m.and(if write {
+                path_match(&self.writes, &w, None)
+            } else {
+                Match::No
+            });
         }
         if !self.paths.is_empty() {
             m = m.and(path_match(&self.paths, &w, None));
@@ -411,7 +438,9 @@ impl Rule {
             m = m.and(Match::from_bool(self.flags.iter().any(|f| inv.has_flag(f))));
         }
         if !self.all_flags.is_empty() {
-            m = m.and(Match::from_bool(self.all_flags.iter().all(|f| inv.has_flag(f))));
+            m = m.and(Match::from_bool(
+                self.all_flags.iter().all(|f| inv.has_flag(f)),
+            ));
         }
         if self.not_flags.iter().any(|f| inv.has_flag(f)) {
             return Match::No;
@@ -423,19 +452,27 @@ impl Rule {
             m = m.and(Match::from_bool(inv.positionals.is_empty()));
         }
         if !self.args.is_empty() {
-            m = m.and(Match::any(inv.positionals.iter().map(|w| word_match(&self.args, w))));
+            m = m.and(Match::any(
+                inv.positionals.iter().map(|w| word_match(&self.args, w)),
+            ));
         }
         if !self.words.is_empty() {
-            m = m.and(Match::any(inv.words.iter().map(|w| word_match(&self.words, w))));
+            m = m.and(Match::any(
+                inv.words.iter().map(|w| word_match(&self.words, w)),
+            ));
         }
         if !self.raw.is_empty() {
             m = m.and(Match::from_bool(
-                inv.raw.iter().any(|r| self.raw.iter().any(|g| g.matches(r))),
+                inv.raw
+                    .iter()
+                    .any(|r| self.raw.iter().any(|g| g.matches(r))),
             ));
         }
         if !self.env.is_empty() {
             m = m.and(Match::from_bool(
-                inv.assigns.iter().any(|(n, _)| self.env.iter().any(|g| g.matches(n))),
+                inv.assigns
+                    .iter()
+                    .any(|(n, _)| self.env.iter().any(|g| g.matches(n))),
             ));
         }
         if !self.git_config.is_empty() {
@@ -450,7 +487,11 @@ impl Rule {
         if !self.target.is_empty() {
             let cwd = inv.cwd.as_deref();
             // What the command changes; for commands that change nothing, the files it names.
-            let cands = if inv.writes.is_empty() { inv.path_args.iter() } else { inv.writes.iter() };
+            let cands = if inv.writes.is_empty() {
+                inv.path_args.iter()
+            } else {
+                inv.writes.iter()
+            };
             m = m.and(Match::any(cands.map(|w| {
                 let cats = categorize(w, cwd, ctx);
                 Match::any(self.target.iter().map(|t| cats.get(t)))
@@ -458,10 +499,18 @@ impl Rule {
         }
         let cwd = inv.cwd.as_deref();
         if !self.reads.is_empty() {
-            m = m.and(Match::any(inv.reads.iter().map(|w| path_match(&self.reads, w, Some((cwd, ctx))))));
+            m = m.and(Match::any(
+                inv.reads
+                    .iter()
+                    .map(|w| path_match(&self.reads, w, Some((cwd, ctx)))),
+            ));
         }
         if !self.writes.is_empty() {
-            m = m.and(Match::any(inv.writes.iter().map(|w| path_match(&self.writes, w, Some((cwd, ctx))))));
+            m = m.and(Match::any(
+                inv.writes
+                    .iter()
+                    .map(|w| path_match(&self.writes, w, Some((cwd, ctx)))),
+            ));
         }
         if !self.paths.is_empty() {
             m = m.and(Match::any(
@@ -626,9 +675,31 @@ fn under(p: &str, dir: &str) -> bool {
 }
 
 const SYSTEM_DIRS: &[&str] = &[
-    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/proc",
-    "/root", "/run", "/sbin", "/srv", "/sys", "/usr", "/var", "/snap", "/nix", "/System",
-    "/Library", "/Applications", "/private", "/mnt", "/media",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/usr",
+    "/var",
+    "/snap",
+    "/nix",
+    "/System",
+    "/Library",
+    "/Applications",
+    "/private",
+    "/mnt",
+    "/media",
 ];
 const SCRATCH_DIRS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm"];
 
@@ -644,7 +715,11 @@ impl Categories {
     }
     /// Categories that hold definitely.
     pub fn names(&self) -> Vec<&'static str> {
-        self.map.iter().filter(|(_, m)| **m == Match::Yes).map(|(k, _)| *k).collect()
+        self.map
+            .iter()
+            .filter(|(_, m)| **m == Match::Yes)
+            .map(|(k, _)| *k)
+            .collect()
     }
 }
 
@@ -654,7 +729,11 @@ pub fn categorize(w: &Word, cwd: Option<&str>, ctx: &MatchCtx<'_>) -> Categories
     let ws = ctx.workspace;
     let r = resolve(w, cwd, home);
     let in_ws = |p: &str| ws.is_some_and(|w| under(p, w));
-    let system = |p: &str| p == "/" || SYSTEM_DIRS.iter().any(|d| under(p, d)) && !SCRATCH_DIRS.iter().any(|s| under(p, s) && p != *s);
+    let system = |p: &str| {
+        p == "/"
+            || SYSTEM_DIRS.iter().any(|d| under(p, d))
+                && !SCRATCH_DIRS.iter().any(|s| under(p, s) && p != *s)
+    };
     let scratch_child = |p: &str| SCRATCH_DIRS.iter().any(|s| p != *s && under(p, s));
     match r {
         PathRef::Unknown => {
@@ -665,22 +744,35 @@ pub fn categorize(w: &Word, cwd: Option<&str>, ctx: &MatchCtx<'_>) -> Categories
         PathRef::Exact(p) => {
             c.map.insert("root", Match::from_bool(p == "/"));
             c.map.insert("system", Match::from_bool(system(&p)));
-            c.map.insert("home", Match::from_bool(under(&p, home) && !in_ws(&p) && home != "/"));
-            c.map.insert("outside-workspace", Match::from_bool(!in_ws(&p) && !scratch_child(&p)));
+            c.map.insert(
+                "home",
+                Match::from_bool(under(&p, home) && !in_ws(&p) && home != "/"),
+            );
+            c.map.insert(
+                "outside-workspace",
+                Match::from_bool(!in_ws(&p) && !scratch_child(&p)),
+            );
             let root = ws.is_some_and(|w| p == w || p == format!("{w}/.git"));
             c.map.insert("workspace-root", Match::from_bool(root));
         }
         PathRef::Under(d) => {
             c.map.insert("root", Match::from_bool(d == "/"));
             c.map.insert("system", Match::from_bool(system(&d)));
-            c.map.insert("home", Match::from_bool(under(&d, home) && !in_ws(&d) && home != "/"));
+            c.map.insert(
+                "home",
+                Match::from_bool(under(&d, home) && !in_ws(&d) && home != "/"),
+            );
             let scratch = SCRATCH_DIRS.iter().any(|s| under(&d, s));
-            c.map.insert("outside-workspace", Match::from_bool(!in_ws(&d) && !scratch));
+            c.map.insert(
+                "outside-workspace",
+                Match::from_bool(!in_ws(&d) && !scratch),
+            );
             let all_of_ws = ws.is_some_and(|w| d == w) && {
                 let t = w.text.trim_end_matches('/');
                 t.ends_with("/*") || t == "*" || t.ends_with(DYN) && !t.contains('.')
             };
-            c.map.insert("workspace-root", Match::from_bool(all_of_ws && w.glob));
+            c.map
+                .insert("workspace-root", Match::from_bool(all_of_ws && w.glob));
         }
     }
     c
@@ -729,7 +821,16 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
         "git-config-exec-key" => crate::git::config_exec_key(inv, ctx),
         "secret-env-ref" => Match::from_bool(inv.raw.iter().any(|r| secret_ref(r, ctx.secret_env))),
         "pipes-to-network" => Match::from_bool(inv.downstream.iter().any(|d| {
-            matches!(d.as_str(), "nc" | "ncat" | "netcat" | "socat" | "telnet" | "openssl" | "nc.traditional" | "nc.openbsd")
+            matches!(
+                d.as_str(),
+                "nc" | "ncat"
+                    | "netcat"
+                    | "socat"
+                    | "telnet"
+                    | "openssl"
+                    | "nc.traditional"
+                    | "nc.openbsd"
+            )
         })),
         "setuid-mode" => Match::any(inv.positionals.iter().take(1).map(|w| {
             if w.is_dynamic() {
@@ -737,7 +838,9 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
             }
             let t = w.text.as_str();
             let symbolic = t.contains('s') && (t.contains('+') || t.contains('='));
-            let octal = t.len() == 4 && t.bytes().all(|b| (b'0'..=b'7').contains(&b)) && matches!(t.as_bytes()[0], b'2' | b'4' | b'6');
+            let octal = t.len() == 4
+                && t.bytes().all(|b| (b'0'..=b'7').contains(&b))
+                && matches!(t.as_bytes()[0], b'2' | b'4' | b'6');
             Match::from_bool(symbolic || octal)
         })),
         _ => Match::No,
@@ -769,13 +872,22 @@ mod tests {
     #[test]
     fn resolves_paths() {
         let w = Word::lit("../x");
-        assert_eq!(resolve(&w, Some("/a/b"), "/h"), PathRef::Exact("/a/x".into()));
+        assert_eq!(
+            resolve(&w, Some("/a/b"), "/h"),
+            PathRef::Exact("/a/x".into())
+        );
         let mut g = Word::lit("/*");
         g.glob = true;
         assert_eq!(resolve(&g, Some("/a"), "/h"), PathRef::Under("/".into()));
-        let d = Word { text: format!("{DYN}/x"), ..Word::lit("") };
+        let d = Word {
+            text: format!("{DYN}/x"),
+            ..Word::lit("")
+        };
         assert_eq!(resolve(&d, Some("/a"), "/h"), PathRef::Unknown);
-        assert_eq!(resolve(&Word::lit("~/.ssh"), None, "/h"), PathRef::Exact("/h/.ssh".into()));
+        assert_eq!(
+            resolve(&Word::lit("~/.ssh"), None, "/h"),
+            PathRef::Exact("/h/.ssh".into())
+        );
     }
 
     #[test]

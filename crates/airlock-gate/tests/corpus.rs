@@ -24,7 +24,10 @@ struct Group {
 
 fn engine() -> Engine {
     let mut table = toml::Table::new();
-    table.insert("git_owners".into(), toml::Value::Array(vec!["dev-bot".into()]));
+    table.insert(
+        "git_owners".into(),
+        toml::Value::Array(vec!["dev-bot".into()]),
+    );
     let layer = CommandLayer {
         source: "corpus-policy.toml".into(),
         table,
@@ -35,8 +38,12 @@ fn engine() -> Engine {
 
 fn git() -> StaticGit {
     let mut g = StaticGit::default();
-    g.remotes.insert("origin".into(), "git@github.com:acme/project.git".into());
-    g.remotes.insert("fork".into(), "https://github.com/dev-bot/project.git".into());
+    g.remotes
+        .insert("origin".into(), "git@github.com:acme/project.git".into());
+    g.remotes.insert(
+        "fork".into(),
+        "https://github.com/dev-bot/project.git".into(),
+    );
     g.branch = Some("feature/login".into());
     g
 }
@@ -75,18 +82,26 @@ fn corpus() {
             .map(|c| (c.clone(), engine.classify_command(c, &ctx)))
             .chain(g.tools.iter().map(|(tool, path)| {
                 let input = serde_json::json!({ "file_path": path });
-                (format!("{tool} {path}"), engine.classify_tool(tool, &input, &ctx))
+                (
+                    format!("{tool} {path}"),
+                    engine.classify_tool(tool, &input, &ctx),
+                )
             }))
             .collect();
         for (what, v) in items {
             total += 1;
             let got = shown(&v);
-            let entry = per_category.entry((g.category.clone(), g.expect)).or_default();
+            let entry = per_category
+                .entry((g.category.clone(), g.expect))
+                .or_default();
             entry.0 += 1;
             if got == g.expect {
                 entry.1 += 1;
             }
-            let line = format!("[{}] {what:?}: expected {}, got {} ({}: {})", g.category, g.expect, got, v.rule, v.reason);
+            let line = format!(
+                "[{}] {what:?}: expected {}, got {} ({}: {})",
+                g.category, g.expect, got, v.rule, v.reason
+            );
             if g.expect == Tier::Allow {
                 everyday += 1;
                 if got != Tier::Allow {
@@ -115,9 +130,25 @@ fn corpus() {
     for l in &mismatches {
         println!("  {l}");
     }
-    assert!(total >= 300, "corpus has {total} commands, want at least 300");
-    assert!(dangerous_allowed.is_empty(), "dangerous commands allowed:\n{}", dangerous_allowed.join("\n"));
+    assert!(
+        total >= 300,
+        "corpus has {total} commands, want at least 300"
+    );
+    assert!(
+        dangerous_allowed.is_empty(),
+        "dangerous commands allowed:\n{}",
+        dangerous_allowed.join("\n")
+    );
     let rate = false_blocks.len() as f64 / everyday.max(1) as f64;
-    assert!(rate < 0.02, "false-block rate {:.1}% (want < 2%):\n{}", rate * 100.0, false_blocks.join("\n"));
-    assert!(mismatches.is_empty(), "decisions differ from the corpus:\n{}", mismatches.join("\n"));
+    assert!(
+        rate < 0.02,
+        "false-block rate {:.1}% (want < 2%):\n{}",
+        rate * 100.0,
+        false_blocks.join("\n")
+    );
+    assert!(
+        mismatches.is_empty(),
+        "decisions differ from the corpus:\n{}",
+        mismatches.join("\n")
+    );
 }
