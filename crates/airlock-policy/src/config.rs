@@ -260,6 +260,8 @@ pub const BUILTIN_HIDE: &[&str] = &[
     "~/.vault-token",
     "~/.terraform.d/credentials.tfrc.json",
     "~/.config/airlock",
+    "~/.local/share/airlock",
+    "~/.local/state/airlock",
     "/etc/shadow",
     "/etc/shadow-",
     "/etc/gshadow",

@@ -262,6 +262,12 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
             .map(|b| b.target.clone()),
     );
     let landlock = security::landlock(&writable)?;
+    // pid 1 holds the control channel: make its /proc entries root-owned so the agent (same
+    // uid) cannot open its memory. The command gets its own dumpable flag back on exec.
+    // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(SandboxError::sys("cannot clear the dumpable flag", Errno::last()));
+    }
     security::seccomp()?;
 
     let raw: Vec<RawFd> = handed.iter().map(|f| f.as_raw_fd()).collect();

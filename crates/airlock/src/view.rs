@@ -190,6 +190,12 @@ pub(crate) fn build(policy: &Policy, who: &Invoker, req: ViewRequest<'_>) -> Res
         }
         hide.push(p);
     }
+    // Session data (audit logs, control sockets) wherever XDG_DATA_HOME puts it.
+    if let Ok(root) = crate::session_dir::sessions_root() {
+        if let Some(airlock_dir) = root.parent() {
+            hide.push(airlock_dir.to_path_buf());
+        }
+    }
 
     // PATH inside: the host's entries that exist inside, then airlock's own dir.
     let mut path: Vec<String> = host_path
