@@ -1125,13 +1125,16 @@ impl Normalizer {
     }
 }
 
+/// Canonical option names with their values.
+type Flags = Vec<(String, Option<Word>)>;
+
 /// Splits options from positionals. With `stop_at_positional`, stops at the first positional
 /// and returns its index (for subcommand programs).
 fn split_flags(
     args: &[Word],
     spec: &FlagSpec,
     stop_at_positional: bool,
-) -> (Vec<(String, Option<Word>)>, Vec<Word>, usize) {
+) -> (Flags, Vec<Word>, usize) {
     let mut flags = Vec::new();
     let mut pos = Vec::new();
     let mut i = 0;

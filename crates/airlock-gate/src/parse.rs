@@ -22,6 +22,8 @@ pub const DYN: char = '\u{0}';
 pub const MAX_DEPTH: usize = 12;
 /// Most simple commands collected from one input before giving up.
 const MAX_COMMANDS: usize = 4096;
+/// Most `{` in one word before brace expansion is not attempted.
+const MAX_BRACES_IN_WORD: usize = 8;
 /// Most words one brace expansion may produce.
 const MAX_BRACE: usize = 64;
 
@@ -733,6 +735,15 @@ impl Walker<'_> {
 
     /// Expands one raw word: brace expansion, then pieces, then `$IFS` splitting.
     fn words(&mut self, raw: &str) -> Result<Vec<Word>, ParseError> {
+        if raw.matches('{').count() > MAX_BRACES_IN_WORD {
+            // brush's brace-expansion grammar backtracks exponentially on many braces: do not
+            // expand, and treat the word as unknown (it could expand to anything).
+            let mut w = self.one_word(raw, raw)?;
+            for x in &mut w {
+                x.text.push(DYN);
+            }
+            return Ok(w);
+        }
         let mut out = Vec::new();
         for variant in brace_expand(raw) {
             out.extend(self.one_word(&variant, raw)?);
@@ -1131,7 +1142,7 @@ fn expand_parts(parts: &[BraceExpressionOrText], acc: &mut Vec<String>) -> bool 
                         BraceExpressionMember::CharSequence { start, end, .. } => {
                             let (a, z) = (*start as u32, *end as u32);
                             let (lo, hi) = (a.min(z), a.max(z));
-                            if hi - lo > MAX_BRACE as u32 {
+                            if hi - lo > 64 {
                                 return false;
                             }
                             alts.extend((lo..=hi).filter_map(char::from_u32).map(String::from));

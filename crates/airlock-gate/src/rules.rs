@@ -318,7 +318,7 @@ impl Rule {
         let globs = |v: &[String]| v.iter().map(|p| Glob::new(p)).collect::<Vec<_>>();
         let path_globs = |v: &[String]| {
             v.iter()
-                .map(|p| {
+                .flat_map(|p| {
                     let p = if p == "~" {
                         home.to_string()
                     } else if let Some(rest) = p.strip_prefix("~/") {
@@ -337,7 +337,6 @@ impl Rule {
                     }
                     gs
                 })
-                .flatten()
                 .collect::<Vec<_>>()
         };
         Ok(Rule {
