@@ -1,0 +1,373 @@
+#!/usr/bin/env python3
+"""Writes BENCHMARKS.md (to stdout) from the raw results of bench/run.sh.
+
+    python3 bench/lib/report.py bench/results > BENCHMARKS.md
+
+Everything in the document comes from the files in the results directory; nothing is typed in
+by hand, so a rerun of bench/run.sh regenerates the whole page.
+"""
+import csv, json, os, statistics, sys
+
+R = sys.argv[1]
+
+
+def path(name):
+    return os.path.join(R, name)
+
+
+def load_json(name):
+    try:
+        return json.load(open(path(name)))
+    except (OSError, ValueError):
+        return None
+
+
+def load_jsonl(name):
+    try:
+        return [json.loads(l) for l in open(path(name)) if l.strip()]
+    except OSError:
+        return []
+
+
+def read(name):
+    try:
+        return open(path(name)).read()
+    except OSError:
+        return None
+
+
+def quantile(xs, q):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    i = (len(xs) - 1) * q
+    lo, hi = int(i), min(int(i) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (i - lo)
+
+
+def ms(s):
+    return f"{s * 1000:.1f}" if s >= 0.01 else f"{s * 1000:.2f}"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+def cell(text):
+    """Table cells: a | inside a code span would end the cell."""
+    return text.replace("|", "\\|")
+
+
+def verdict(ok):
+    return "**met**" if ok else "**missed**"
+
+
+machine = load_json("machine.json") or {}
+skipped = []
+if read("skipped.tsv"):
+    for line in read("skipped.tsv").splitlines():
+        if "\t" in line:
+            skipped.append(line.split("\t", 1))
+skip_map = dict(skipped)
+out = []
+w = out.append
+
+w("# Benchmarks")
+w("")
+w("airlock next to the sandboxes people would otherwise use, measured in one run on one machine. "
+  "Regenerate everything on this page (it is written by `bench/lib/report.py` from the raw numbers "
+  "in [bench/results/](bench/results/)) with:")
+w("")
+w("```sh")
+w("bash bench/run.sh            # installs the peers, builds airlock --release, runs, rewrites this file")
+w("```")
+w("")
+w("Ratios matter more than absolute times: these are small, shared 2-core machines, and every "
+  "tool runs on the same machine in the same run, with the same inputs, after warm-up runs.")
+w("")
+a = machine.get("airlock", {})
+v = machine.get("versions", {})
+cores = machine.get("cores") or 1
+la0 = machine.get("loadavg_start", ["?"] * 3)
+la1 = machine.get("loadavg_end", ["?"] * 3)
+w("## Machine and run")
+w("")
+w(f"- date: {machine.get('date', '?')}{' (quick smoke run: few repetitions, not for quoting)' if machine.get('quick') else ''}")
+w(f"- machine: {machine.get('cpu', '?')}, {cores} cores, {machine.get('mem_mib', '?')} MiB RAM; "
+  f"{machine.get('os', '?')}, kernel {machine.get('kernel', '?')}")
+w(f"- airlock: `{a.get('version', '?')}`, commit {a.get('commit', '?')}{' (with uncommitted changes)' if a.get('dirty') else ''}, "
+  f"{a.get('profile', '?')} build")
+peers = ", ".join(f"{k} `{val.splitlines()[0]}`" for k, val in v.items() if val)
+w(f"- peers and tools: {peers}")
+busy = False
+try:
+    busy = max(float(la0[0]), float(la1[0])) > 0.5 * cores
+except ValueError:
+    pass
+w(f"- load average (1/5/15 min) at start {' '.join(la0)}, at end {' '.join(la1)}"
+  + (f": **the machine was busy** (other builds were running on its {cores} cores), so absolute "
+     "times are inflated and noisier than on an idle machine; the ratios, taken in the same run, "
+     "are the numbers to read." if busy else "."))
+w("")
+
+# ---------------------------------------------------------------- start-up
+st = load_json("startup.json")
+w("## 1. Start-up: `true` inside each sandbox")
+w("")
+if st:
+    res = {r["command"]: r for r in st["results"]}
+    runs = len(next(iter(res.values()))["times"])
+    tool = "hyperfine" if "tool" not in next(iter(res.values())) else "bench/lib/timeit.py"
+    w(f"Wall time of one complete run, {runs} measured runs after warm-up ({tool}, no shell in between). "
+      "Spread is the interquartile range (p25 to p75) and the extremes.")
+    w("")
+    w("| command | what runs | median ms | p25 – p75 ms | min – max ms | time vs bare bwrap | time vs airlock bind |")
+    w("|---|---|---:|---:|---:|---:|---:|")
+    what = {
+        "bare": "`true`",
+        "bwrap": "`bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true`",
+        "srt": "`srt --settings FILE true` (proxies up, one loopback destination allowed)",
+        "codex": "`codex sandbox -- true`",
+        "airlock bind": "`airlock run --mode bind --policy FILE -- true` (proxy and DNS up)",
+        "airlock overlay small": "`airlock run --mode overlay -- true`, small repository",
+        "airlock bind big": "`airlock run --mode bind -- true`, big repository",
+        "airlock overlay big": "`airlock run --mode overlay -- true`, big repository",
+    }
+    bw = res.get("bwrap", {}).get("median")
+    al = res.get("airlock bind", {}).get("median")
+    for name, r in res.items():
+        t = r["times"]
+        faster = ratio(r["median"], al) if al and name != "airlock bind" else ""
+        w(f"| {name} | {what.get(name, name)} | {ms(r['median'])} | {ms(quantile(t, .25))} – {ms(quantile(t, .75))} "
+          f"| {ms(min(t))} – {ms(max(t))} | {ratio(r['median'], bw) if bw else 'n/a'} | {faster} |")
+    overlay_missing = "airlock overlay" in skip_map
+    if overlay_missing:
+        for name in ("airlock overlay, small repository", "airlock overlay, 100k-file repository"):
+            w(f"| {name} | `airlock run --mode overlay -- true` | not available yet | | | | |")
+        w("")
+        w("The overlay rows are empty because `--mode overlay` is not implemented yet; they are "
+          "not estimated.")
+    w("")
+    w("Targets:")
+    w("")
+    if al and bw:
+        w(f"- airlock within 1.5x of bare bwrap: {ratio(al, bw)} — {verdict(al / bw <= 1.5)}")
+    else:
+        w("- airlock within 1.5x of bare bwrap: bwrap not measured (" + skip_map.get("bwrap", "?") + ")")
+    srt = res.get("srt", {}).get("median")
+    if al and srt:
+        w(f"- 30x faster than srt: {srt / al:.1f}x ({ms(srt)} ms vs {ms(al)} ms) — {verdict(srt / al >= 30)}")
+    else:
+        w("- 30x faster than srt: srt not measured (" + skip_map.get("srt", "not installed") + ")")
+    ob, bb = res.get("airlock overlay big", {}).get("median"), res.get("airlock bind big", {}).get("median")
+    if ob and bb:
+        w(f"- overlay on the big repository within 1.2x of bind: {ratio(ob, bb)} — {verdict(ob / bb <= 1.2)}")
+    else:
+        w("- overlay on a 100k-file repository within 1.2x of bind: **not available yet** "
+          "(`--mode overlay` is not implemented in this build; bench/run.sh measures it as soon as "
+          "`airlock run --mode overlay -- true` succeeds, on a small and a 100k-file git repository)")
+    w("")
+else:
+    w("Not measured in this run.")
+    w("")
+
+# ---------------------------------------------------------------- memory
+w("## 2. Memory: peak RSS of the supervisor")
+w("")
+rows = {}
+if read("memory.csv"):
+    for r in csv.DictReader(open(path("memory.csv"))):
+        try:
+            rows.setdefault(r["tool"], []).append(int(r["max_rss_kb"]))
+        except ValueError:
+            pass
+if rows:
+    n = len(next(iter(rows.values())))
+    w(f"`/usr/bin/time -f %M` of the same `true` runs, {n} runs each. This is the `ru_maxrss` that "
+      "`wait4` returns for the process time started (airlock's supervisor, srt's node process, "
+      "codex, bwrap): the peak RSS of that process or of the largest descendant it waited for, "
+      "whichever is larger (a maximum, not a sum). For airlock the descendants are its init "
+      "stages and `true`, all much smaller than the supervisor, so the number is the "
+      "supervisor's; for srt it is node's.")
+    w("")
+    w("| command | median peak RSS MiB | min – max MiB | vs airlock |")
+    w("|---|---:|---:|---:|")
+    alm = statistics.median(rows["airlock bind"]) if "airlock bind" in rows else None
+    for name, kb in rows.items():
+        med = statistics.median(kb)
+        w(f"| {name} | {med / 1024:.1f} | {min(kb) / 1024:.1f} – {max(kb) / 1024:.1f} | "
+          f"{ratio(med, alm) if alm and name != 'airlock bind' else ''} |")
+    w("")
+    if alm:
+        w(f"Target: airlock's supervisor under 16 MB: {alm / 1024:.1f} MiB — {verdict(alm * 1024 < 16e6)}")
+        w("")
+else:
+    w("Not measured in this run.")
+    w("")
+
+# ---------------------------------------------------------------- egress
+w("## 3. Egress proxy")
+w("")
+w("All traffic is loopback: an upstream started by the script on 127.0.0.1 (`bench/loadgen`: "
+  "HTTP/1.1 keep-alive, 2-byte bodies; or a byte sink). The same load generator runs directly "
+  "on the host (`direct`), inside `airlock run` (through the real supervisor's proxy at "
+  "127.0.0.1:3128 in the sandbox, the upstream reached as `bench.airlock.internal` pinned to "
+  "127.0.0.1 by the policy), and inside `srt` (through its proxy, via the socat bridge srt puts "
+  "in the sandbox, the upstream allowed as `127.0.0.1:PORT`). codex's sandbox has no proxy (it "
+  "cuts the network off), so it is not in this section.")
+w("")
+bulk = load_jsonl("proxy-bulk.jsonl")
+if bulk:
+    d = next((b for b in bulk if b["target"] == "direct"), None)
+    dbest = max(d["mib_per_s"]) if d else None
+    w(f"### Bulk throughput through one CONNECT tunnel ({bulk[0]['mib']} MiB upload, best of "
+      f"{len(bulk[0]['mib_per_s'])} after a warm-up)")
+    w("")
+    w("| path | best MiB/s | all runs MiB/s | share of direct |")
+    w("|---|---:|---:|---:|")
+    for b in bulk:
+        best = max(b["mib_per_s"])
+        w(f"| {b['target']} | {best:.0f} | {', '.join(f'{x:.0f}' for x in b['mib_per_s'])} | "
+          f"{f'{100 * best / dbest:.0f}%' if dbest else ''} |")
+    ab = next((max(b["mib_per_s"]) for b in bulk if b["target"] == "airlock"), None)
+    w("")
+    if ab and dbest:
+        w(f"Target: at least 80% of direct: {100 * ab / dbest:.0f}% — {verdict(ab / dbest >= 0.8)} "
+          "(on 2 cores the client, the proxy and the upstream compete for the same CPUs; a "
+          "relay that copies every byte twice costs a share of them)")
+    w("")
+load = load_jsonl("proxy-load.jsonl")
+if load:
+    secs = load[0]["secs"]
+    w(f"### Small requests: requests per second and latency (about {secs:.1f} s measured per cell after a warm-up)")
+    w("")
+    w("`tunnel`: each connection opens one CONNECT tunnel, then sends GET requests one after the "
+      "other over it (keep-alive; what a client with a connection pool does). `connect`: every "
+      "request opens a new CONNECT tunnel (the proxy's per-connection work: parse, policy, "
+      "resolve, dial, audit). Added p99 is the proxy's p99 minus the direct p99 at the same "
+      "concurrency.")
+    w("")
+    w("| mode | connections | path | requests/s | p50 µs | p99 µs | added p99 µs | errors | airlock vs srt (req/s) |")
+    w("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    idx = {(x["mode"], x["conns"], x["target"]): x for x in load}
+    for x in load:
+        d = idx.get((x["mode"], x["conns"], "direct"))
+        added = "" if x["target"] == "direct" or not d else f"{x['p99_us'] - d['p99_us']:+d}"
+        vs = ""
+        if x["target"] == "airlock":
+            s = idx.get((x["mode"], x["conns"], "srt"))
+            if s and s["rps"]:
+                vs = f"{x['rps'] / s['rps']:.1f}x"
+        err = str(x["errors"]) + (f" ({x['first_error'][:60]})" if x["errors"] and x.get("first_error") else "")
+        w(f"| {x['mode']} | {x['conns']} | {x['target']} | {x['rps']:.0f} | {x['p50_us']} | {x['p99_us']} | {added} | {err} | {vs} |")
+    w("")
+hold = load_jsonl("proxy-hold.jsonl")
+if hold:
+    w("### Memory with open tunnels")
+    w("")
+    w("The load generator opens N tunnels (one request through each, so the upstream side is "
+      "connected too) and keeps them open while the script samples `/proc/PID/status` VmRSS. "
+      "`supervisor` is the process that serves the proxy (airlock's supervisor; srt's node). "
+      "`whole sandbox` adds every other process of the run except the load generator (airlock: "
+      "its two init stages; srt: bwrap, its socat bridges, which fork one process per "
+      "connection, and its seccomp helper).")
+    w("")
+    w("| path | open tunnels | opened ok | supervisor RSS MiB | whole sandbox RSS MiB |")
+    w("|---|---:|---:|---:|---:|")
+    for h in hold:
+        w(f"| {h['target']} | {h['tunnels']} | {h['opened']} | {h['supervisor_rss_kb'] / 1024:.1f} | {h['tree_rss_kb'] / 1024:.1f} |")
+    w("")
+net = read("net-tunnel-bench.md")
+if net:
+    w("### airlock-net in-process (`bench/net/run.sh`)")
+    w("")
+    w("The proxy library driven directly by its own benchmark (no sandbox, no supervisor process), "
+      "as a cross-check of the tunnel numbers above:")
+    w("")
+    w(net.strip())
+    w("")
+
+# ---------------------------------------------------------------- gate
+w("## 4. Gate")
+w("")
+gh = load_json("gate-hook.json")
+if gh:
+    w("Wall time per `airlock hook claude` call (a new process per call, as Claude Code runs it), "
+      "reading a PreToolUse JSON from stdin; hyperfine subtracts the time of the shell that "
+      "redirects the input.")
+    w("")
+    w("| input | decision | median ms | p25 – p75 ms | min – max ms | runs |")
+    w("|---|---|---:|---:|---:|---:|")
+    for r in gh["results"]:
+        k = "allow" if "allow" in r["command"] else "deny"
+        dec = "?"
+        o = load_json(f"gate-hook-{k}-output.json")
+        if o:
+            dec = o.get("hookSpecificOutput", {}).get("permissionDecision", "?")
+        cmd = {"allow": "`git status --short && cargo test --workspace 2>&1 | tail -n 20`",
+               "deny": "`cd /tmp && curl -fsSL https://… | sudo bash -c \"$(cat)\"`"}[k]
+        t = r["times"]
+        w(f"| {cell(cmd)} | {dec} | {ms(r['median'])} | {ms(quantile(t, .25))} – {ms(quantile(t, .75))} | "
+          f"{ms(min(t))} – {ms(max(t))} | {len(t)} |")
+    worst = max(r["median"] for r in gh["results"])
+    w("")
+    w(f"Target: median under 5 ms: {ms(worst)} ms (slowest input) — {verdict(worst < 0.005)}")
+    w("")
+crit = load_json("gate-criterion.json")
+if crit:
+    w("Classifier in-process (criterion, `cargo bench -p airlock-gate --bench classify`):")
+    w("")
+    w("| benchmark | median | 95% CI of the median | decisions/s |")
+    w("|---|---:|---:|---:|")
+    for c in crit:
+        per = 1
+        tp = c.get("throughput")
+        if isinstance(tp, dict) and "Elements" in tp:
+            per = tp["Elements"]
+        def t(ns):
+            return f"{ns / 1000:.2f} µs" if ns >= 1000 else f"{ns:.0f} ns"
+        w(f"| {c['id']} | {t(c['median_ns'])} | {t(c['median_lo_ns'])} – {t(c['median_hi_ns'])} | "
+          f"{per * 1e9 / c['median_ns']:,.0f} |")
+    w("")
+gb = read("gate/results.md")
+if gb:
+    w("`bench/gate/run.sh` (the gate's own comparison with a node hook; see its script for how "
+      "the shell that feeds stdin is accounted for):")
+    w("")
+    w(gb.strip())
+    w("")
+
+# ---------------------------------------------------------------- backends
+w("## 5. Other backends")
+w("")
+ct = load_json("container.json")
+if ct:
+    w("| command | median ms | min – max ms |")
+    w("|---|---:|---:|")
+    for r in ct["results"]:
+        w(f"| {r['command']} | {ms(r['median'])} | {ms(min(r['times']))} – {ms(max(r['times']))} |")
+    w("")
+else:
+    w("Container start-up (`airlock run --backend podman` vs `podman run`): "
+      + ("**" + skip_map["container backend"].replace(": `", "** (`", 1) + ")."
+         if "container backend" in skip_map and ": `" in skip_map["container backend"]
+         else "not measured in this run.")
+      + " Podman is installed and compared as soon as the backend exists.")
+    w("")
+
+# ---------------------------------------------------------------- not measured
+w("## Not measured in this run, and why")
+w("")
+if skipped:
+    for k, why in skipped:
+        w(f"- {k}: {why}")
+else:
+    w("- nothing")
+w("")
+w("## Raw numbers")
+w("")
+w("In [bench/results/](bench/results/): `startup.json` (hyperfine, every run's time), "
+  "`memory.csv` (every run), `proxy-load.jsonl`, `proxy-bulk.jsonl`, `proxy-hold.jsonl`, "
+  "`gate-hook.json`, and, when they ran, `net-tunnel-bench.md`, `gate-criterion.json` and "
+  "`gate/` (bench/gate/run.sh); `machine.json` and `skipped.tsv` describe the run.")
+print("\n".join(out))
