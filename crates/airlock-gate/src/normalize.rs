@@ -254,6 +254,10 @@ pub struct Normalizer {
 }
 
 const SHELL_CODE_ORIGIN_LIMIT: usize = 64;
+/// Most programs a globbed program word is evaluated as.
+const MAX_GLOB_CANDIDATES: usize = 8;
+/// Hop count from which globbed program words are no longer expanded.
+const GLOB_HOPS: usize = 8;
 
 impl Normalizer {
     /// Compiles `tables`; `extra_programs` are names rules mention (candidates for globbed
@@ -398,16 +402,19 @@ impl Normalizer {
                 .iter()
                 .filter(|p| g.matches(p))
                 .collect();
-            if candidates.is_empty() {
+            // A glob naming many programs (`*`, `?*`) is as good as unknown; and a glob inside a
+            // glob candidate's arguments is not expanded again (that multiplies).
+            if candidates.is_empty() || candidates.len() > MAX_GLOB_CANDIDATES || hops >= GLOB_HOPS {
                 let mut inv = self.invocation(cmd, &DYN.to_string(), true, &argv[1..], env);
                 inv.raw.insert(0, first.raw.clone());
                 out.invocations.push(inv);
+                return;
             }
             for c in candidates {
                 let mut new_argv = argv.to_vec();
                 new_argv[0] = Word::lit(c);
                 let before = out.invocations.len();
-                self.argv(cmd, &new_argv, env, out, hops + 1);
+                self.argv(cmd, &new_argv, env, out, hops.max(GLOB_HOPS) + 1);
                 for inv in &mut out.invocations[before..] {
                     inv.program_glob = true;
                 }
