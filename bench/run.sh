@@ -13,7 +13,9 @@
 # --out DIR where the raw results (and, with --quick, BENCHMARKS.md) go.
 #
 # Environment: CARGO_TARGET_DIR (where builds go), AIRLOCK_BIN (use this airlock binary instead of
-# building one), AIRLOCK_BENCH_CACHE (where fixture repositories are kept between runs).
+# building one), AIRLOCK_BENCH_CACHE (where fixture repositories are kept between runs),
+# AIRLOCK_BENCH_FALLBACKS=1 (use bench/lib's python stand-ins for hyperfine and /usr/bin/time even
+# when those are installed: tests the path taken on machines without them).
 # Only loopback traffic: every network benchmark targets a 127.0.0.1 server this script starts.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,6 +62,9 @@ log() { printf '== %s\n' "$*" >&2; }
 skip() { printf '%s\t%s\n' "$1" "$2" >> "$OUT/skipped.tsv"; printf '   skipped %s: %s\n' "$1" "$2" >&2; }
 : > "$OUT/skipped.tsv"
 have() { command -v "$1" >/dev/null 2>&1; }
+FALLBACKS=${AIRLOCK_BENCH_FALLBACKS:-0}
+have_hyperfine() { [ "$FALLBACKS" != 1 ] && have hyperfine; }
+have_time() { [ "$FALLBACKS" != 1 ] && [ -x /usr/bin/time ]; }
 
 # ---------------------------------------------------------------- install
 install_tools() {
@@ -102,9 +107,10 @@ build() {
     log "cargo build --release -p airlock"
     CARGO_TARGET_DIR=$TARGET cargo build --release -p airlock
     AIRLOCK=$TARGET/release/airlock PROFILE=release
-  elif [ -x "$TARGET/release/airlock" ]; then
+  elif [ -x "$TARGET/release/airlock" ] && ! [ "$TARGET/debug/airlock" -nt "$TARGET/release/airlock" ]; then
     AIRLOCK=$TARGET/release/airlock PROFILE=release
   else
+    # Quick: the newest existing build (the test suite has just built debug), else a debug build.
     [ -x "$TARGET/debug/airlock" ] || CARGO_TARGET_DIR=$TARGET cargo build -p airlock
     AIRLOCK=$TARGET/debug/airlock PROFILE=debug
   fi
@@ -127,11 +133,11 @@ measure() { # measure OUTFILE name cmd [name cmd]...
   local out=$1; shift
   local args=()
   while [ $# -gt 0 ]; do args+=(-n "$1" "$2"); shift 2; done
-  if have hyperfine; then
+  if have_hyperfine; then
     hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$out" \
       --export-csv "${out%.json}.csv" "${args[@]}" >&2
   else
-    python3 bench/lib/timeit.py --warmup "$WARMUP" --runs "$RUNS" --export-json "$out" \
+    python3 "$ROOT/bench/lib/timeit.py" --warmup "$WARMUP" --runs "$RUNS" --export-json "$out" \
       --export-csv "${out%.json}.csv" "${args[@]}" >&2
   fi
 }
@@ -303,16 +309,17 @@ grep -q '"srt"' "$OUT/startup.json" && mem_cmds+=(srt "srt --settings $WORK/srt.
 grep -q '"codex"' "$OUT/startup.json" && mem_cmds+=(codex "codex sandbox -- true")
 mem_cmds+=("airlock bind" "$AIRLOCK run --mode bind --policy $WORK/policy.toml -- true")
 echo "tool,run,max_rss_kb" > "$OUT/memory.csv"
+if have_time; then echo "/usr/bin/time" > "$OUT/memory-tool.txt"; else echo "airlock-bench-load maxrss" > "$OUT/memory-tool.txt"; fi
 set -- "${mem_cmds[@]}"
 while [ $# -gt 0 ]; do
   name=$1 cmd=$2; shift 2
   for i in $(seq "$MEM_RUNS"); do
-    if [ -x /usr/bin/time ]; then
+    if have_time; then
       # shellcheck disable=SC2086
       kb=$(/usr/bin/time -f '%M' $cmd 2>&1 >/dev/null | tail -n1)
     else
       # shellcheck disable=SC2086
-      kb=$(python3 "$ROOT/bench/lib/maxrss.py" $cmd)
+      kb=$("$LOADGEN" maxrss $cmd)
     fi
     echo "$name,$i,$kb" >> "$OUT/memory.csv"
   done
@@ -375,7 +382,7 @@ for t in "${net_targets[@]}"; do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
-    sup=0 tree=0
+    sup=0 tree=0 hwm=0
     if [ "$ok" = 1 ]; then
       sleep 0.3
       for _ in 1 2 3 4 5; do
@@ -383,11 +390,12 @@ for t in "${net_targets[@]}"; do
         tr=$(tree_rss_kb "$pid" airlock-bench-l); [ "$tr" -gt "$tree" ] && tree=$tr
         sleep 0.2
       done
+      hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true); hwm=${hwm:-0}
     fi
     wait "$pid" || true
     read -r _ opened errors < <(grep '^ready' "$WORK/hold.out" || echo "ready 0 -1")
-    printf '{"target":"%s","tunnels":%s,"opened":%s,"errors":%s,"supervisor_rss_kb":%s,"tree_rss_kb":%s}\n' \
-      "$t" "$n" "$opened" "$errors" "$sup" "$tree" >> "$OUT/proxy-hold.jsonl"
+    printf '{"target":"%s","tunnels":%s,"opened":%s,"errors":%s,"supervisor_rss_kb":%s,"supervisor_peak_kb":%s,"tree_rss_kb":%s}\n' \
+      "$t" "$n" "$opened" "$errors" "$sup" "$hwm" "$tree" >> "$OUT/proxy-hold.jsonl"
   done
 done
 
@@ -415,7 +423,7 @@ for k in allow deny; do
 done
 cp gate/allow.out "$OUT/gate-hook-allow-output.json"; cp gate/deny.out "$OUT/gate-hook-deny-output.json"
 # With a shell: hyperfine subtracts the shell's own start-up (the input is redirected).
-if have hyperfine; then
+if have_hyperfine; then
   hyperfine --style basic --warmup "$WARMUP" --runs "$((RUNS * 2))" --export-json "$OUT/gate-hook.json" \
     --export-csv "$OUT/gate-hook.csv" \
     -n "hook allow" "$AIRLOCK hook claude < gate/allow.json" \
@@ -423,6 +431,14 @@ if have hyperfine; then
 else
   python3 "$ROOT/bench/lib/timeit.py" --warmup "$WARMUP" --runs "$((RUNS * 2))" --export-json "$OUT/gate-hook.json" \
     --export-csv "$OUT/gate-hook.csv" --stdin gate/allow.json -n "hook allow" "$AIRLOCK hook claude" >&2
+  python3 "$ROOT/bench/lib/timeit.py" --warmup "$WARMUP" --runs "$((RUNS * 2))" --export-json "$WORK/deny.json" \
+    --stdin gate/deny.json -n "hook deny" "$AIRLOCK hook claude" >&2
+  python3 - "$OUT/gate-hook.json" "$WORK/deny.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+a["results"] += b["results"]
+json.dump(a, open(sys.argv[1], "w"), indent=1)
+EOF
 fi
 unset AIRLOCK_AUDIT_LOG
 cd "$ROOT"

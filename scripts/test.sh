@@ -30,6 +30,12 @@ cargo build --workspace --all-targets --locked
 echo "== tests as $(id -un)"
 cargo test --workspace --locked
 
+# The benchmark is not pass/fail; this only checks that bench/run.sh still runs (missing peers are skipped).
+echo "== benchmark smoke run (bench/run.sh --quick)"
+bench_out=$(mktemp -d /tmp/airlock-bench-smoke-XXXXXX)
+bash bench/run.sh --quick --out "$bench_out"
+rm -rf "$bench_out"
+
 if [ "$(id -u)" = 0 ]; then
   # The sandbox tests again as an unprivileged user. The test binaries and airlock are copied to
   # a directory that user can read (the checkout may be under /root).

@@ -183,7 +183,11 @@ if read("memory.csv"):
             pass
 if rows:
     n = len(next(iter(rows.values())))
-    w(f"`/usr/bin/time -f %M` of the same `true` runs, {n} runs each. This is the `ru_maxrss` that "
+    mt = (read("memory-tool.txt") or "/usr/bin/time").strip()
+    tool = "`/usr/bin/time -f %M`" if mt == "/usr/bin/time" else (
+        "`airlock-bench-load maxrss` (GNU time was not installed; same `wait4` figure, with a "
+        "floor of about 2-3 MiB inherited from the small process that forks the command)")
+    w(f"{tool} of the same `true` runs, {n} runs each. This is the `ru_maxrss` that "
       "`wait4` returns for the process time started (airlock's supervisor, srt's node process, "
       "codex, bwrap): the peak RSS of that process or of the largest descendant it waited for, "
       "whichever is larger (a maximum, not a sum). For airlock the descendants are its init "
@@ -272,10 +276,11 @@ if hold:
       "its two init stages; srt: bwrap, its socat bridges, which fork one process per "
       "connection, and its seccomp helper).")
     w("")
-    w("| path | open tunnels | opened ok | supervisor RSS MiB | whole sandbox RSS MiB |")
-    w("|---|---:|---:|---:|---:|")
+    w("| path | open tunnels | opened ok | supervisor RSS MiB | supervisor peak (VmHWM) MiB | whole sandbox RSS MiB |")
+    w("|---|---:|---:|---:|---:|---:|")
     for h in hold:
-        w(f"| {h['target']} | {h['tunnels']} | {h['opened']} | {h['supervisor_rss_kb'] / 1024:.1f} | {h['tree_rss_kb'] / 1024:.1f} |")
+        w(f"| {h['target']} | {h['tunnels']} | {h['opened']} | {h['supervisor_rss_kb'] / 1024:.1f} | "
+          f"{h.get('supervisor_peak_kb', 0) / 1024:.1f} | {h['tree_rss_kb'] / 1024:.1f} |")
     w("")
 net = read("net-tunnel-bench.md")
 if net:

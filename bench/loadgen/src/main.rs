@@ -15,6 +15,8 @@
 //!     bulk upload through one tunnel; prints MiB/s of each run
 //! airlock-bench-load hold --proxy P --target HOST:PORT --conns N --secs S
 //!     opens N tunnels, sends one request on each, prints "ready ..." and keeps them open S seconds
+//! airlock-bench-load maxrss CMD [ARGS...]
+//!     runs CMD, prints its ru_maxrss in KiB (a stand-in for `/usr/bin/time -f %M`)
 //! ```
 //! P is `none` (direct), `env` (HTTPS_PROXY / HTTP_PROXY, as set inside the sandboxes), or a
 //! proxy URL `http://[user:pass@]host:port` (credentials are sent as Proxy-Authorization: Basic).
@@ -472,7 +474,36 @@ fn usage() -> Error {
     "usage: airlock-bench-load serve --port-file FILE | load|bulk|hold --proxy none|env|URL --target HOST:PORT [--conns N] [--secs S] [--warmup S] [--mode tunnel|connect] [--mib N] [--runs R]".into()
 }
 
+/// `maxrss CMD...`: runs CMD and prints the ru_maxrss (KiB) wait4 reports for it, as
+/// `/usr/bin/time -f %M` does (the stand-in when GNU time is not installed). This process is
+/// small, so the child's pre-exec peak (inherited from the parent) stays near time's.
+fn maxrss(argv: &[String]) -> Result<(), Error> {
+    let (cmd, args) = argv.split_first().ok_or_else(usage)?;
+    let child = std::process::Command::new(cmd)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if r != pid {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!("{cmd} failed (wait status {status})").into());
+    }
+    println!("{}", ru.ru_maxrss);
+    Ok(())
+}
+
 fn main() -> Result<(), Error> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("maxrss") {
+        return maxrss(&argv[1..]);
+    }
     // Two workers, as many as the benchmark machines have cores; no tokio macros (faster builds).
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
