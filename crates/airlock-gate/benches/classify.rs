@@ -19,7 +19,9 @@ const COMMANDS: &[&str] = &[
 ];
 
 fn bench(c: &mut Criterion) {
-    c.bench_function("load builtin rules", |b| b.iter(|| Engine::builtin().expect("load")));
+    c.bench_function("load builtin rules", |b| {
+        b.iter(|| Engine::builtin().expect("load"))
+    });
     let engine = Engine::builtin().expect("load");
     let git = StaticGit::default();
     let ctx = Context {

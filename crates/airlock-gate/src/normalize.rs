@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Deserialize;
 
 use crate::glob::Glob;
-use crate::parse::{self, Env, ParseError, SimpleCmd, Stdin, Upstream, Word, DYN};
+use crate::parse::{self, Env, FileContent, ParseError, SimpleCmd, Stdin, Upstream, Word, DYN};
 
 /// How one program spells its options.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -404,7 +404,8 @@ impl Normalizer {
                 .collect();
             // A glob naming many programs (`*`, `?*`) is as good as unknown; and a glob inside a
             // glob candidate's arguments is not expanded again (that multiplies).
-            if candidates.is_empty() || candidates.len() > MAX_GLOB_CANDIDATES || hops >= GLOB_HOPS {
+            if candidates.is_empty() || candidates.len() > MAX_GLOB_CANDIDATES || hops >= GLOB_HOPS
+            {
                 let mut inv = self.invocation(cmd, &DYN.to_string(), true, &argv[1..], env);
                 inv.raw.insert(0, first.raw.clone());
                 out.invocations.push(inv);
@@ -443,6 +444,12 @@ impl Normalizer {
         }
         let mut inv = self.invocation(cmd, &base, false, args, env);
         self.special(cmd, &base, args, &mut inv, env, out);
+        if first.text.contains('/') {
+            // `./x.sh` where x.sh was written earlier in this command.
+            if let Some(from) = self.written_script(cmd, first, env, out) {
+                inv.code_from = from;
+            }
+        }
         out.invocations.push(inv);
     }
 
@@ -905,7 +912,36 @@ impl Normalizer {
                     inv.code_from = self.stdin_code(cmd, &prog, env, out);
                     return;
                 }
-                // A script file: what it does is not visible here.
+                // A script file: visible only when written earlier in the same command.
+                let script = first.clone();
+                match self.written_script(cmd, &script, env, out) {
+                    Some(CodeFrom::NotCode) => {
+                        let path = lexical(&format!(
+                            "{}/{}",
+                            cmd.cwd.as_deref().unwrap_or("/"),
+                            script.text
+                        ));
+                        let text = cmd.files.iter().find_map(|(p, c)| match c {
+                            FileContent::Text(t) if *p == path || *p == script.text => {
+                                Some(t.clone())
+                            }
+                            _ => None,
+                        });
+                        if let Some(text) = text {
+                            inv.code_from = CodeFrom::Seen;
+                            self.scan_code(
+                                &text,
+                                &format!("{prog} {}", script.text),
+                                cmd,
+                                inv,
+                                env,
+                                out,
+                            );
+                        }
+                    }
+                    Some(from) => inv.code_from = from,
+                    None => {}
+                }
                 return;
             } else {
                 inv.code_from = self.stdin_code(cmd, &prog, env, out);
@@ -976,6 +1012,43 @@ impl Normalizer {
                 }
             }
         }
+    }
+
+    /// The content of `script` if this command wrote it earlier: analysed like inline code.
+    fn written_script(
+        &self,
+        cmd: &SimpleCmd,
+        script: &Word,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> Option<CodeFrom> {
+        if cmd.files.is_empty() {
+            return None;
+        }
+        let t = script.as_static()?;
+        let path = if t.starts_with('/') {
+            lexical(t)
+        } else {
+            lexical(&format!("{}/{t}", cmd.cwd.as_deref()?))
+        };
+        let (_, content) = cmd.files.iter().find(|(p, _)| *p == path)?;
+        Some(match content {
+            FileContent::Network => CodeFrom::Network,
+            FileContent::Unknown => CodeFrom::Unseen,
+            FileContent::Text(text) => {
+                let base = basename(t);
+                let is_shell =
+                    base.ends_with(".sh") || base.ends_with(".bash") || !base.contains('.');
+                if is_shell && self.nested_code(text, &format!("script {base}"), cmd, env, out) {
+                    CodeFrom::Seen
+                } else if is_shell {
+                    CodeFrom::Unseen
+                } else {
+                    // Another language: the caller scans it like inline code.
+                    CodeFrom::NotCode
+                }
+            }
+        })
     }
 
     /// A shell or interpreter reading its code from stdin.

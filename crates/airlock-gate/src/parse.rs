@@ -148,6 +148,19 @@ pub struct SimpleCmd {
     pub depth: usize,
     /// Programs later in the same pipeline (this command's output flows to them).
     pub downstream: Vec<String>,
+    /// Files written earlier in the same script, by absolute path, with what they hold.
+    pub files: Vec<(String, FileContent)>,
+}
+
+/// What a file written earlier in the same script holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    /// Text known statically (`echo '…' > x.sh`, `cat > x.sh <<EOF`).
+    Text(String),
+    /// Downloaded (`curl -o x.sh …`, `wget …/x.sh`).
+    Network,
+    /// Written, but with content not known here.
+    Unknown,
 }
 
 /// Facts the parser uses to make words static.
@@ -166,6 +179,7 @@ pub fn parse(
 ) -> Result<Vec<SimpleCmd>, ParseError> {
     let mut w = Walker {
         env,
+        files: Vec::new(),
         out: Vec::new(),
         vars: HashMap::new(),
         cwd: Some(env.cwd.clone()),
@@ -193,6 +207,7 @@ enum Var {
 
 struct Walker<'a> {
     env: &'a Env,
+    files: Vec<(String, FileContent)>,
     out: Vec<SimpleCmd>,
     vars: HashMap<String, Var>,
     cwd: Option<String>,
@@ -322,6 +337,7 @@ impl Walker<'_> {
                         origin: format!("function {name}"),
                         depth: self.depth,
                         downstream: Vec::new(),
+                        files: Vec::new(),
                     });
                 }
                 let _ = start;
@@ -517,8 +533,10 @@ impl Walker<'_> {
             origin: self.origin.clone(),
             depth: self.depth,
             downstream: Vec::new(),
+            files: self.files.clone(),
         };
         self.track_cd(&cmd);
+        self.track_files(&cmd, summary.output.as_deref());
         self.out.push(cmd);
         Ok(summary)
     }
@@ -581,6 +599,86 @@ impl Walker<'_> {
                 };
             }
             "popd" => self.cwd = None,
+            _ => {}
+        }
+    }
+
+    /// Remembers files this command writes, for a later `bash x.sh` / `./x.sh` in the script.
+    fn track_files(&mut self, cmd: &SimpleCmd, output: Option<&str>) {
+        let abs = |w: &Word, cwd: &Option<String>| -> Option<String> {
+            let t = w.as_static()?;
+            if t.starts_with('/') {
+                Some(crate::normalize::lexical(t))
+            } else {
+                cwd.as_ref()
+                    .map(|c| crate::normalize::lexical(&format!("{c}/{t}")))
+            }
+        };
+        let mut record = |path: Option<String>, content: FileContent| {
+            if let Some(p) = path {
+                self.files.retain(|(q, _)| *q != p);
+                if self.files.len() < 64 {
+                    self.files.push((p, content));
+                }
+            }
+        };
+        for r in &cmd.redirects {
+            if r.kind == RedirKind::Write {
+                let content = match output {
+                    Some(t) => FileContent::Text(t.to_string()),
+                    None => FileContent::Unknown,
+                };
+                record(abs(&r.target, &cmd.cwd), content);
+            }
+        }
+        let Some(prog) = cmd.argv.first().and_then(Word::as_static) else {
+            return;
+        };
+        let prog = prog.rsplit('/').next().unwrap_or(prog);
+        let args = &cmd.argv[1..];
+        match prog {
+            "curl" | "wget" | "aria2c" | "fetch" | "http" | "xh" => {
+                for (i, a) in args.iter().enumerate() {
+                    let t = a.text.as_str();
+                    let next = args.get(i + 1);
+                    if matches!(t, "-o" | "--output" | "-O" | "--output-document") {
+                        if let Some(n) = next.filter(|n| n.text != "-" && !n.text.contains("://")) {
+                            record(abs(n, &cmd.cwd), FileContent::Network);
+                        }
+                    } else if let Some(v) = t
+                        .strip_prefix("--output=")
+                        .or_else(|| t.strip_prefix("--output-document="))
+                    {
+                        record(abs(&Word::lit(v), &cmd.cwd), FileContent::Network);
+                    } else if t.contains("://") {
+                        // `curl -O URL`, `wget URL`: saved under the URL's last segment.
+                        let name = t
+                            .split(['?', '#'])
+                            .next()
+                            .unwrap_or(t)
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or("");
+                        if !name.is_empty() {
+                            record(abs(&Word::lit(name), &cmd.cwd), FileContent::Network);
+                        }
+                    }
+                }
+            }
+            "tee" | "cp" | "mv" | "install" | "dd" | "touch" => {
+                for a in args.iter().filter(|a| !a.text.starts_with('-')) {
+                    let t = a.text.strip_prefix("of=").unwrap_or(&a.text);
+                    if prog == "tee" {
+                        let c = match output_of_stdin(&cmd.stdin) {
+                            Some(t) => FileContent::Text(t),
+                            None => FileContent::Unknown,
+                        };
+                        record(abs(&Word::lit(t), &cmd.cwd), c);
+                    } else if prog != "touch" {
+                        record(abs(&Word::lit(t), &cmd.cwd), FileContent::Unknown);
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -1081,6 +1179,15 @@ fn static_output(argv: &[Word], stdin: &Stdin) -> Option<String> {
             Stdin::Text(w) if !w.is_dynamic() => Some(w.text.clone()),
             _ => None,
         },
+        _ => None,
+    }
+}
+
+/// The static text on a command's stdin, if any.
+fn output_of_stdin(stdin: &Stdin) -> Option<String> {
+    match stdin {
+        Stdin::Text(w) if !w.is_dynamic() => Some(w.text.clone()),
+        Stdin::Pipe(up) => up.last().and_then(|u| u.output.clone()),
         _ => None,
     }
 }

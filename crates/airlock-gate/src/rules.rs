@@ -101,7 +101,7 @@ pub struct RuleSpec {
     /// A built-in predicate (see docs/gate.md).
     #[serde(default)]
     pub check: Option<String>,
-    /// Matches only when the command has no positional arguments.
+    /// Matches only when the command has no arguments at all.
     #[serde(default)]
     pub no_args: bool,
     /// Commands this rule must match; checked when the rules load.
@@ -448,7 +448,7 @@ impl Rule {
             return m;
         }
         if self.no_args {
-            m = m.and(Match::from_bool(inv.positionals.is_empty()));
+            m = m.and(Match::from_bool(inv.words.is_empty()));
         }
         if !self.args.is_empty() {
             m = m.and(Match::any(

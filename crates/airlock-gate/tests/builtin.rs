@@ -34,17 +34,29 @@ fn pathological_inputs_stay_fast() {
     };
     // (input, whether it must not be allowed)
     let inputs = [
-        (format!("xargs -{{I}}s0h -{}c 'rm -rf '}}{{ <<< /", "{".repeat(80)), false),
+        (
+            format!("xargs -{{I}}s0h -{}c 'rm -rf '}}{{ <<< /", "{".repeat(80)),
+            false,
+        ),
         (format!("echo -{}c 'x'}}{{", "{".repeat(40)), false),
-        ("OME/{.\u{1}4ssh,.aws}/*<'EOF'\nfeat: add command gate\n\nParses bash wit".to_string(), true),
+        (
+            "OME/{.\u{1}4ssh,.aws}/*<'EOF'\nfeat: add command gate\n\nParses bash wit".to_string(),
+            true,
+        ),
         ("* * * * * * * * * * * * * * * * * *".to_string(), true),
-        ("sudo env nice timeout 1 xargs /???/* /???/* /???/*".to_string(), true),
+        (
+            "sudo env nice timeout 1 xargs /???/* /???/* /???/*".to_string(),
+            true,
+        ),
     ];
     for (input, dangerous) in &inputs {
         let t0 = std::time::Instant::now();
         let v = engine.classify_command(input, &ctx);
         let took = t0.elapsed();
-        assert!(took < std::time::Duration::from_millis(500), "{input:?} took {took:?}");
+        assert!(
+            took < std::time::Duration::from_millis(500),
+            "{input:?} took {took:?}"
+        );
         if *dangerous {
             assert_ne!(v.tier, Tier::Allow, "{input:?}");
         }
