@@ -192,11 +192,57 @@ pub fn parse(
 
 /// Parses `src` into a brush AST.
 pub fn parse_ast(src: &str) -> Result<ast::Program, ParseError> {
+    // brush-parser 0.4 unwraps `parse::<i32>()` of a redirect's fd number: `9999999999>x` panics.
+    if digit_run_before(src, 10, ['<', '>']) {
+        return Err(ParseError::Syntax(
+            "file descriptor number too large".into(),
+        ));
+    }
     let opts = brush_parser::ParserOptions::default();
-    let mut parser = brush_parser::Parser::new(std::io::Cursor::new(src.as_bytes()), &opts);
-    parser
-        .parse_program()
-        .map_err(|e| ParseError::Syntax(e.to_string()))
+    guarded(|| {
+        let mut parser = brush_parser::Parser::new(std::io::Cursor::new(src.as_bytes()), &opts);
+        parser
+            .parse_program()
+            .map_err(|e| ParseError::Syntax(e.to_string()))
+    })
+}
+
+/// Runs a brush-parser call, turning a panic inside it into a parse error (defence in depth:
+/// the known panics are avoided up front).
+fn guarded<T>(f: impl FnOnce() -> Result<T, ParseError>) -> Result<T, ParseError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(ParseError::Syntax(
+            "the shell parser failed on this input".into(),
+        ))
+    })
+}
+
+/// Whether `s` has a run of at least `min` ASCII digits directly followed by one of `next`.
+fn digit_run_before<const N: usize>(s: &str, min: usize, next: [char; N]) -> bool {
+    let mut run = 0usize;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            run += 1;
+        } else {
+            if run >= min && next.contains(&c) {
+                return true;
+            }
+            run = 0;
+        }
+    }
+    false
+}
+
+/// Whether `s` has a run of at least `min` ASCII digits anywhere.
+fn has_digit_run(s: &str, min: usize) -> bool {
+    let mut run = 0usize;
+    for c in s.chars() {
+        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+        if run >= min {
+            return true;
+        }
+    }
+    false
 }
 
 #[derive(Debug, Clone)]
@@ -821,8 +867,10 @@ impl Walker<'_> {
 
     fn heredoc(&mut self, body: &str) -> Result<Word, ParseError> {
         let opts = brush_parser::ParserOptions::default();
-        let pieces = brush_parser::word::parse_heredoc(body, &opts)
-            .map_err(|e| ParseError::Syntax(e.to_string()))?;
+        let pieces = guarded(|| {
+            brush_parser::word::parse_heredoc(body, &opts)
+                .map_err(|e| ParseError::Syntax(e.to_string()))
+        })?;
         let mut b = Builder::default();
         for p in &pieces {
             self.piece(&p.piece, body, p, true, &mut b)?;
@@ -833,7 +881,11 @@ impl Walker<'_> {
 
     /// Expands one raw word: brace expansion, then pieces, then `$IFS` splitting.
     fn words(&mut self, raw: &str) -> Result<Vec<Word>, ParseError> {
-        if raw.matches('{').count() > MAX_BRACES_IN_WORD {
+        // brush-parser 0.4 unwraps the numbers of `{1..N}`: a huge N panics. Many braces make
+        // its grammar backtrack exponentially.
+        if raw.matches('{').count() > MAX_BRACES_IN_WORD
+            || raw.contains('{') && has_digit_run(raw, 18)
+        {
             // brush's brace-expansion grammar backtracks exponentially on many braces: do not
             // expand, and treat the word as unknown (it could expand to anything).
             let mut w = self.one_word(raw, raw)?;
@@ -855,9 +907,14 @@ impl Walker<'_> {
     }
 
     fn one_word(&mut self, text: &str, raw: &str) -> Result<Vec<Word>, ParseError> {
+        // brush-parser 0.4 unwraps the number of `~+N` / `~-N`: a huge N panics.
+        if (text.contains("~+") || text.contains("~-")) && has_digit_run(text, 18) {
+            return Err(ParseError::Syntax("directory stack index too large".into()));
+        }
         let opts = brush_parser::ParserOptions::default();
-        let pieces = brush_parser::word::parse(text, &opts)
-            .map_err(|e| ParseError::Syntax(e.to_string()))?;
+        let pieces = guarded(|| {
+            brush_parser::word::parse(text, &opts).map_err(|e| ParseError::Syntax(e.to_string()))
+        })?;
         let mut b = Builder::default();
         for p in &pieces {
             self.piece(&p.piece, text, p, false, &mut b)?;
@@ -1198,7 +1255,9 @@ fn brace_expand(raw: &str) -> Vec<String> {
         return vec![raw.to_string()];
     }
     let opts = brush_parser::ParserOptions::default();
-    match brush_parser::word::parse_brace_expansions(raw, &opts) {
+    let parsed =
+        std::panic::catch_unwind(|| brush_parser::word::parse_brace_expansions(raw, &opts));
+    match parsed.unwrap_or(Ok(None)) {
         Ok(Some(parts)) => {
             let mut out = vec![String::new()];
             if expand_parts(&parts, &mut out) {
@@ -1432,6 +1491,21 @@ mod tests {
     fn tracks_cd() {
         let cmds = parse("cd /etc && rm -rf *", &env(), "", 0).expect("parse");
         assert_eq!(cmds[1].cwd.as_deref(), Some("/etc"));
+    }
+
+    #[test]
+    fn inputs_that_panic_brush_are_errors_or_dynamic() {
+        for src in [
+            "echo 99999999999>x",
+            "cat ~+99999999999999999999",
+            "echo {1..99999999999999999999}",
+            "rm -rf {99999999999999999999..1}/",
+        ] {
+            // Must return (not panic); a result that parses must not hide a static target.
+            if let Ok(cmds) = parse(src, &env(), "", 0) {
+                assert!(cmds[0].argv.iter().skip(1).any(Word::is_dynamic), "{src}");
+            }
+        }
     }
 
     #[test]
