@@ -38,12 +38,12 @@ case "$TARGET" in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
 if [ "$QUICK" = 1 ]; then
   OUT=${OUT:-$(mktemp -d /tmp/airlock-bench-quick-XXXXXX)}
   RUNS=3 WARMUP=1 MEM_RUNS=3
-  NET_SECS=0.5 NET_WARMUP=0.2 NET_CONNS="1 100" BULK_MIB=16 BULK_RUNS=1 HOLD_CONNS=100
+  NET_SECS=0.5 NET_WARMUP=0.2 NET_CONNS="1 100" BULK_MIB=16 BULK_RUNS=1 HOLD_TIERS="100"
   FILES_BIG=1000
 else
   OUT=${OUT:-$ROOT/bench/results}
   RUNS=${BENCH_RUNS:-20} WARMUP=${BENCH_WARMUP:-3} MEM_RUNS=${BENCH_MEM_RUNS:-10}
-  NET_SECS=3 NET_WARMUP=0.5 NET_CONNS="1 100 1000" BULK_MIB=512 BULK_RUNS=3 HOLD_CONNS=1000
+  NET_SECS=3 NET_WARMUP=0.5 NET_CONNS="1 100 1000" BULK_MIB=512 BULK_RUNS=3 HOLD_TIERS="500 1000"
   FILES_BIG=100000
 fi
 mkdir -p "$OUT"
@@ -149,27 +149,6 @@ works() {
   if err=$("$@" 2>&1 >/dev/null); then return 0; fi
   skip "$name" "\`$*\` failed: $(printf '%s' "$err" | tr '\n' ' ' | cut -c1-300)"
   return 1
-}
-
-# rss_kb PID: VmRSS of one process; tree_rss_kb PID EXCLUDE_COMM: the sum over PID and its
-# descendants except processes named EXCLUDE_COMM (the load generator).
-rss_kb() { # 0 for a process that is gone or has no memory (zombie, kernel thread)
-  local v
-  v=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true)
-  echo "${v:-0}"
-}
-tree_rss_kb() {
-  local root=$1 skip_comm=$2 total=0 p kids
-  local queue=("$root")
-  while [ ${#queue[@]} -gt 0 ]; do
-    p=${queue[0]}; queue=("${queue[@]:1}")
-    if [ "$(cat "/proc/$p/comm" 2>/dev/null)" != "$skip_comm" ]; then
-      total=$((total + $(rss_kb "$p")))
-    fi
-    kids=$(cat /proc/"$p"/task/*/children 2>/dev/null || true)
-    for k in $kids; do queue+=("$k"); done
-  done
-  echo "$total"
 }
 
 # ---------------------------------------------------------------- machine
@@ -368,13 +347,14 @@ for t in "${net_targets[@]}"; do
   printf '{"target":"%s",%s\n' "$t" "${line#\{}" >> "$OUT/proxy-bulk.jsonl"
 done
 
-log "3c. supervisor memory with $HOLD_CONNS open tunnels"
+log "3c. supervisor memory with open tunnels"
 : > "$OUT/proxy-hold.jsonl"
 for t in "${net_targets[@]}"; do
   [ "$t" = direct ] && continue
-  for n in 0 "$HOLD_CONNS"; do
+  # 500 stays under airlock's default cap of 512 concurrent proxy connections.
+  for n in 0 $HOLD_TIERS; do
     # shellcheck disable=SC2046
-    $(runner "$t") hold --proxy env --target "$(upstream "$t")" --conns "$n" --secs 2 > "$WORK/hold.out" 2>&1 &
+    $(runner "$t") hold --proxy env --target "$(upstream "$t")" --conns "$n" --secs 4 > "$WORK/hold.out" 2>&1 &
     pid=$!
     ok=0
     for _ in $(seq 600); do
@@ -386,11 +366,12 @@ for t in "${net_targets[@]}"; do
     if [ "$ok" = 1 ]; then
       sleep 0.3
       for _ in 1 2 3 4 5; do
-        s=$(rss_kb "$pid"); [ "$s" -gt "$sup" ] && sup=$s
-        tr=$(tree_rss_kb "$pid" airlock-bench-l); [ "$tr" -gt "$tree" ] && tree=$tr
+        read -r s h tr < <(python3 "$ROOT/bench/lib/procmem.py" "$pid" airlock-bench-l)
+        [ "$s" -gt "$sup" ] && sup=$s
+        [ "$h" -gt "$hwm" ] && hwm=$h
+        [ "$tr" -gt "$tree" ] && tree=$tr
         sleep 0.2
       done
-      hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true); hwm=${hwm:-0}
     fi
     wait "$pid" || true
     read -r _ opened errors < <(grep '^ready' "$WORK/hold.out" || echo "ready 0 -1")
@@ -399,12 +380,15 @@ for t in "${net_targets[@]}"; do
   done
 done
 
+cd "$ROOT"
 log "3d. bench/net/run.sh (airlock-net in-process: CONNECT tunnel vs direct)"
 if [ "$QUICK" = 1 ]; then
   skip "bench/net/run.sh" "quick mode (it builds the airlock-net example in release)"
-elif [ -x bench/net/run.sh ] || [ -f bench/net/run.sh ]; then
-  (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET bash bench/net/run.sh) > "$OUT/net-tunnel-bench.md" 2> "$WORK/net.err" \
+elif [ -f bench/net/run.sh ]; then
+  CARGO_TARGET_DIR=$TARGET bash bench/net/run.sh > "$OUT/net-tunnel-bench.md" 2> "$WORK/net.err" \
     || skip "bench/net/run.sh" "failed: $(tail -n3 "$WORK/net.err" | tr '\n' ' ' | cut -c1-300)"
+else
+  skip "bench/net/run.sh" "not in this checkout"
 fi
 
 # ---------------------------------------------------------------- 4. gate

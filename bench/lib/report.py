@@ -265,6 +265,17 @@ if load:
         err = str(x["errors"]) + (f" ({x['first_error'][:60]})" if x["errors"] and x.get("first_error") else "")
         w(f"| {x['mode']} | {x['conns']} | {x['target']} | {x['rps']:.0f} | {x['p50_us']} | {x['p99_us']} | {added} | {err} | {vs} |")
     w("")
+    if any(x["target"] == "airlock" and "503" in x.get("first_error", "") for x in load):
+        w("airlock's errors above are its connection cap, not failures: the proxy admits "
+          "`max_connections` = 512 concurrent connections (airlock-net `Limits`, not settable "
+          "from a policy file yet) and answers the rest `503` at once; the load generator counts "
+          "each as an error and tries again. Requests/s and latencies count completed requests "
+          "only.")
+        w("")
+    if any(x["target"] == "srt" and x["errors"] for x in load):
+        w("srt's errors are connections its proxy path refused or left unanswered for 5 s (the "
+          "load generator's per-request time-out).")
+        w("")
 hold = load_jsonl("proxy-hold.jsonl")
 if hold:
     w("### Memory with open tunnels")
@@ -276,12 +287,18 @@ if hold:
       "its two init stages; srt: bwrap, its socat bridges, which fork one process per "
       "connection, and its seccomp helper).")
     w("")
-    w("| path | open tunnels | opened ok | supervisor RSS MiB | supervisor peak (VmHWM) MiB | whole sandbox RSS MiB |")
+    w("| path | tunnels asked for | opened ok | supervisor RSS MiB | supervisor VmHWM so far MiB | whole sandbox RSS MiB |")
     w("|---|---:|---:|---:|---:|---:|")
     for h in hold:
         w(f"| {h['target']} | {h['tunnels']} | {h['opened']} | {h['supervisor_rss_kb'] / 1024:.1f} | "
           f"{h.get('supervisor_peak_kb', 0) / 1024:.1f} | {h['tree_rss_kb'] / 1024:.1f} |")
     w("")
+    capped = [h for h in hold if h["target"] == "airlock" and h["opened"] < h["tunnels"]]
+    if capped:
+        w(f"airlock opened {capped[-1]['opened']} of {capped[-1]['tunnels']} tunnels: the rest "
+          "were refused by its 512-connection cap (see above), so its row for that many tunnels "
+          "measures 512 open tunnels; the row below the cap is the comparable one.")
+        w("")
 net = read("net-tunnel-bench.md")
 if net:
     w("### airlock-net in-process (`bench/net/run.sh`)")
