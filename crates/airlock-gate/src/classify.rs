@@ -16,8 +16,10 @@ use crate::rules::{
 };
 use crate::GateError;
 
-/// The built-in tables and rules.
+/// The built-in tables and rules, as written.
 pub const DEFAULT_RULES: &str = include_str!("../rules/default.toml");
+/// The same, converted to JSON by `build.rs` (parsed on every hook call; JSON is faster).
+const DEFAULT_RULES_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/default-rules.json"));
 
 /// Protected branch names when the policy names none.
 pub const DEFAULT_PROTECTED: &[&str] = &[
@@ -202,9 +204,9 @@ impl Engine {
         home: &str,
         check_builtin_examples: bool,
     ) -> Result<Engine, GateError> {
-        let data: DataFile =
-            toml::from_str(DEFAULT_RULES).map_err(|e| GateError::Builtin(e.to_string()))?;
-        let (tables, secret_env) = data.tables.into_tables();
+        let data: DataFile = serde_json::from_str(DEFAULT_RULES_JSON)
+            .map_err(|e| GateError::Builtin(e.to_string()))?;
+        let (tables, secret_env, builtin_rules) = data.into_parts();
         let git_exec_keys: Vec<Glob> = tables
             .git_exec_keys
             .iter()
@@ -261,7 +263,7 @@ impl Engine {
             rules.push(Rule::compile(spec, &src, home)?);
         }
         let user_count = rules.len();
-        for spec in data.rule {
+        for spec in builtin_rules {
             if disabled.contains(&spec.id) {
                 continue;
             }

@@ -112,19 +112,11 @@ pub struct RuleSpec {
     pub not_examples: Vec<String>,
 }
 
-/// The built-in data file: normalisation tables and rules.
+/// The built-in data file: normalisation tables and rules. (Spelled out rather than
+/// `#[serde(flatten)]`ing [`Tables`]: flatten buffers the whole document and is slow.)
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DataFile {
-    #[serde(flatten)]
-    pub tables: TablesFile,
-    #[serde(default)]
-    pub rule: Vec<RuleSpec>,
-}
-
-/// [`Tables`] spelled out for serde (flatten and deny_unknown_fields do not mix).
-#[derive(Debug, Deserialize)]
-pub(crate) struct TablesFile {
     #[serde(default)]
     pub programs: BTreeMap<String, crate::normalize::FlagSpec>,
     #[serde(default)]
@@ -143,10 +135,13 @@ pub(crate) struct TablesFile {
     pub git_exec_keys: Vec<String>,
     #[serde(default)]
     pub secret_env: Vec<String>,
+    #[serde(default)]
+    pub rule: Vec<RuleSpec>,
 }
 
-impl TablesFile {
-    pub(crate) fn into_tables(self) -> (Tables, Vec<String>) {
+impl DataFile {
+    /// Splits the file into the normalisation tables, the secret-variable globs and the rules.
+    pub(crate) fn into_parts(self) -> (Tables, Vec<String>, Vec<RuleSpec>) {
         (
             Tables {
                 programs: self.programs,
@@ -159,6 +154,7 @@ impl TablesFile {
                 git_exec_keys: self.git_exec_keys,
             },
             self.secret_env,
+            self.rule,
         )
     }
 }
