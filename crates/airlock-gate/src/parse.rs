@@ -22,6 +22,8 @@ pub const DYN: char = '\u{0}';
 pub const MAX_DEPTH: usize = 12;
 /// Most simple commands collected from one input before giving up.
 const MAX_COMMANDS: usize = 4096;
+/// Deepest parenthesis nesting parsed (brush-parser slows down exponentially past ~20).
+const MAX_PAREN_DEPTH: usize = 16;
 /// Most `{` in one word before brace expansion is not attempted.
 const MAX_BRACES_IN_WORD: usize = 8;
 /// Most words one brace expansion may produce.
@@ -198,6 +200,12 @@ pub fn parse_ast(src: &str) -> Result<ast::Program, ParseError> {
             "file descriptor number too large".into(),
         ));
     }
+    // Its grammar also backtracks exponentially on deeply nested parentheses (`((((…`).
+    if paren_depth(src) > MAX_PAREN_DEPTH {
+        return Err(ParseError::Syntax(format!(
+            "parentheses nested more than {MAX_PAREN_DEPTH} deep"
+        )));
+    }
     let opts = brush_parser::ParserOptions::default();
     guarded(|| {
         let mut parser = brush_parser::Parser::new(std::io::Cursor::new(src.as_bytes()), &opts);
@@ -231,6 +239,28 @@ fn digit_run_before<const N: usize>(s: &str, min: usize, next: [char; N]) -> boo
         }
     }
     false
+}
+
+/// Deepest nesting of `(` outside single quotes (a cheap over-estimate of the shell's).
+fn paren_depth(s: &str) -> usize {
+    let (mut depth, mut max, mut single, mut escaped) = (0usize, 0usize, false, false);
+    for c in s.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if !single => escaped = true,
+            '\'' => single = !single,
+            '(' if !single => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' if !single => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// Whether `s` has a run of at least `min` ASCII digits anywhere.
@@ -999,6 +1029,9 @@ impl Walker<'_> {
                             let v = v.clone();
                             if quoted {
                                 b.push_str(&v);
+                            } else if self.vars.contains_key("IFS") {
+                                // Split on a custom IFS (`IFS=,; $cmd`): words unknown.
+                                b.push_dyn();
                             } else {
                                 b.push_split(&v);
                             }
