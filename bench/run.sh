@@ -406,24 +406,18 @@ for k in allow deny; do
   "$AIRLOCK" hook claude < "gate/$k.json" > "gate/$k.out" 2> "gate/$k.err" || true
 done
 cp gate/allow.out "$OUT/gate-hook-allow-output.json"; cp gate/deny.out "$OUT/gate-hook-deny-output.json"
-# With a shell: hyperfine subtracts the shell's own start-up (the input is redirected).
-if have_hyperfine; then
-  hyperfine --style basic --warmup "$WARMUP" --runs "$((RUNS * 2))" --export-json "$OUT/gate-hook.json" \
-    --export-csv "$OUT/gate-hook.csv" \
-    -n "hook allow" "$AIRLOCK hook claude < gate/allow.json" \
-    -n "hook deny" "$AIRLOCK hook claude < gate/deny.json" >&2
-else
-  python3 "$ROOT/bench/lib/timeit.py" --warmup "$WARMUP" --runs "$((RUNS * 2))" --export-json "$OUT/gate-hook.json" \
-    --export-csv "$OUT/gate-hook.csv" --stdin gate/allow.json -n "hook allow" "$AIRLOCK hook claude" >&2
-  python3 "$ROOT/bench/lib/timeit.py" --warmup "$WARMUP" --runs "$((RUNS * 2))" --export-json "$WORK/deny.json" \
-    --stdin gate/deny.json -n "hook deny" "$AIRLOCK hook claude" >&2
-  python3 - "$OUT/gate-hook.json" "$WORK/deny.json" <<'EOF'
+# No shell in between: hyperfine 1.15 (Debian 12) has no --input, and subtracting a shell's
+# start-up on a busy machine over-corrects. timeit.py execs the hook with stdin from the file; the
+# time includes the fork/exec of the measuring python process, so it errs on the slow side.
+for k in allow deny; do
+  python3 "$ROOT/bench/lib/timeit.py" --warmup "$WARMUP" --runs "$((RUNS * 2))" --export-json "$WORK/hook-$k.json" \
+    --stdin "gate/$k.json" -n "hook $k" "$AIRLOCK hook claude" >&2
+done
+python3 - "$OUT/gate-hook.json" "$WORK/hook-allow.json" "$WORK/hook-deny.json" <<'EOF'
 import json, sys
-a, b = (json.load(open(p)) for p in sys.argv[1:])
-a["results"] += b["results"]
-json.dump(a, open(sys.argv[1], "w"), indent=1)
+res = [r for p in sys.argv[2:] for r in json.load(open(p))["results"]]
+json.dump({"results": res}, open(sys.argv[1], "w"), indent=1)
 EOF
-fi
 unset AIRLOCK_AUDIT_LOG
 cd "$ROOT"
 if [ -f bench/gate/run.sh ]; then

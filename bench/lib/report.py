@@ -192,7 +192,8 @@ if rows:
       "codex, bwrap): the peak RSS of that process or of the largest descendant it waited for, "
       "whichever is larger (a maximum, not a sum). For airlock the descendants are its init "
       "stages and `true`, all much smaller than the supervisor, so the number is the "
-      "supervisor's; for srt it is node's.")
+      "supervisor's (checked by polling its VmHWM: about 6.6 MiB while the command runs, as in "
+      "the tunnel table below; the peak is reached as the run ends); for srt it is node's.")
     w("")
     w("| command | median peak RSS MiB | min – max MiB | vs airlock |")
     w("|---|---:|---:|---:|")
@@ -315,8 +316,9 @@ w("")
 gh = load_json("gate-hook.json")
 if gh:
     w("Wall time per `airlock hook claude` call (a new process per call, as Claude Code runs it), "
-      "reading a PreToolUse JSON from stdin; hyperfine subtracts the time of the shell that "
-      "redirects the input.")
+      "reading a PreToolUse JSON from stdin, exec'd without a shell by `bench/lib/timeit.py` "
+      "(hyperfine 1.15 cannot feed stdin without one); the times include the measuring "
+      "process's fork and exec, so they err on the slow side.")
     w("")
     w("| input | decision | median ms | p25 – p75 ms | min – max ms | runs |")
     w("|---|---|---:|---:|---:|---:|")
@@ -339,7 +341,7 @@ crit = load_json("gate-criterion.json")
 if crit:
     w("Classifier in-process (criterion, `cargo bench -p airlock-gate --bench classify`):")
     w("")
-    w("| benchmark | median | 95% CI of the median | decisions/s |")
+    w("| benchmark | median per iteration | 95% CI of the median | decisions/s |")
     w("|---|---:|---:|---:|")
     for c in crit:
         per = 1
@@ -348,8 +350,8 @@ if crit:
             per = tp["Elements"]
         def t(ns):
             return f"{ns / 1000:.2f} µs" if ns >= 1000 else f"{ns:.0f} ns"
-        w(f"| {c['id']} | {t(c['median_ns'])} | {t(c['median_lo_ns'])} – {t(c['median_hi_ns'])} | "
-          f"{per * 1e9 / c['median_ns']:,.0f} |")
+        rate = f"{per * 1e9 / c['median_ns']:,.0f}" if c["id"].startswith("classify") else "(not a decision)"
+        w(f"| {c['id']} | {t(c['median_ns'])} | {t(c['median_lo_ns'])} – {t(c['median_hi_ns'])} | {rate} |")
     w("")
 gb = read("gate/results.md")
 if gb:
