@@ -26,6 +26,10 @@ const MAX_COMMANDS: usize = 4096;
 const MAX_PAREN_DEPTH: usize = 16;
 /// Most `{` in one word before brace expansion is not attempted.
 const MAX_BRACES_IN_WORD: usize = 8;
+/// Most commands in one pipeline (each reader keeps what feeds it: quadratic).
+const MAX_PIPELINE: usize = 64;
+/// Most words in one input.
+const MAX_WORDS: usize = 20_000;
 /// Most words one brace expansion may produce.
 const MAX_BRACE: usize = 64;
 
@@ -38,6 +42,10 @@ pub enum ParseError {
     TooDeep,
     #[error("command has more than {MAX_COMMANDS} simple commands")]
     TooLarge,
+    #[error("a pipeline has more than {MAX_PIPELINE} commands")]
+    PipelineTooLong,
+    #[error("command has more than {MAX_WORDS} words")]
+    TooManyWords,
 }
 
 /// One word after quote removal and the static part of expansion.
@@ -181,6 +189,7 @@ pub fn parse(
 ) -> Result<Vec<SimpleCmd>, ParseError> {
     let mut w = Walker {
         env,
+        words_seen: 0,
         files: Vec::new(),
         out: Vec::new(),
         vars: HashMap::new(),
@@ -283,6 +292,7 @@ enum Var {
 
 struct Walker<'a> {
     env: &'a Env,
+    words_seen: usize,
     files: Vec<(String, FileContent)>,
     out: Vec<SimpleCmd>,
     vars: HashMap<String, Var>,
@@ -331,6 +341,9 @@ impl Walker<'_> {
     }
 
     fn pipeline(&mut self, p: &ast::Pipeline) -> Result<(), ParseError> {
+        if p.seq.len() > MAX_PIPELINE {
+            return Err(ParseError::PipelineTooLong);
+        }
         let mut upstream: Vec<Upstream> = Vec::new();
         let mut ranges = Vec::with_capacity(p.seq.len());
         for (i, cmd) in p.seq.iter().enumerate() {
@@ -937,6 +950,10 @@ impl Walker<'_> {
     }
 
     fn one_word(&mut self, text: &str, raw: &str) -> Result<Vec<Word>, ParseError> {
+        self.words_seen += 1;
+        if self.words_seen > MAX_WORDS {
+            return Err(ParseError::TooManyWords);
+        }
         // brush-parser 0.4 unwraps the number of `~+N` / `~-N`: a huge N panics.
         if (text.contains("~+") || text.contains("~-")) && has_digit_run(text, 18) {
             return Err(ParseError::Syntax("directory stack index too large".into()));
