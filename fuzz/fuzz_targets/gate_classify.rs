@@ -28,7 +28,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     let verdict = engine.classify_command(command, &ctx);
     if engine.analyse(command, &ctx).is_err() {
-        assert_ne!(verdict.tier, Tier::Allow, "allowed a command that does not parse: {command:?}");
+        assert_ne!(
+            verdict.tier,
+            Tier::Allow,
+            "allowed a command that does not parse: {command:?}"
+        );
     }
     if brush_like_failure(command) {
         assert_ne!(verdict.tier, Tier::Allow, "allowed unparsable: {command:?}");
