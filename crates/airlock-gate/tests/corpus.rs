@@ -114,7 +114,7 @@ fn corpus() {
             }
         }
     }
-    println!("corpus: {total} commands, {everyday} expected allow");
+    println!("corpus: {total} cases (commands and file-tool calls), {everyday} expected allow");
     for ((cat, exp), (n, ok)) in &per_category {
         println!("  {cat:<14} expect {exp:<5} {ok:>3}/{n:<3} as expected");
     }
