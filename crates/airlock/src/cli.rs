@@ -43,6 +43,19 @@ pub(crate) enum Command {
     Doctor(DoctorArgs),
     /// Try to break out of the sandbox on this host: the escape battery.
     Selftest(SelftestArgs),
+    /// List sessions.
+    Ls(LsArgs),
+    /// Show what a session's agent changed: files as a unified diff, and new commits.
+    Diff(SessionArgs),
+    /// Land a session's changes in the real workspace.
+    ///
+    /// File changes are applied to the working tree; new commits are fetched into the branch
+    /// airlock/NAME. Refused: changes conflicting with edits made on the host during the session,
+    /// and, unless --allow-exec-files, files that execute on the host (.git/hooks, .git/config,
+    /// .envrc, .vscode/tasks.json, shell rc files, .claude/settings*.json, .github/workflows).
+    Merge(MergeArgs),
+    /// Delete a session and its data (refuses unmerged changes without --force).
+    Rm(RmArgs),
     /// Show a session's audit log: every network and command decision.
     ///
     /// Without ID, the most recent session. Examples:
@@ -71,7 +84,8 @@ pub(crate) enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Mode {
-    /// Overlay the workspace: writes go to a per-session layer (not yet available; use bind).
+    /// Overlay the workspace: the agent's writes go to a per-session layer; review them with
+    /// `airlock diff`, land them with `airlock merge`.
     Overlay,
     /// A git worktree per session (not yet available; use bind).
     Worktree,
@@ -103,7 +117,7 @@ pub(crate) struct RunArgs {
     #[arg(long, short = 'w', value_name = "DIR")]
     pub(crate) workspace: Option<PathBuf>,
     /// How the workspace is presented to the sandbox.
-    #[arg(long, value_enum, default_value = "bind")]
+    #[arg(long, value_enum, default_value = "overlay")]
     pub(crate) mode: Mode,
     /// Policy file(s) to layer over ~/.config/airlock/config.toml, in order.
     #[arg(long = "policy", value_name = "FILE")]
@@ -164,6 +178,40 @@ pub(crate) struct SelftestArgs {
     /// Run only the checks whose name contains this text.
     #[arg(long)]
     pub(crate) only: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LsArgs {
+    /// One JSON array of sessions.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SessionArgs {
+    /// Session id, unique id prefix, or name.
+    pub(crate) id: String,
+    /// Print the changes as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MergeArgs {
+    /// Session id, unique id prefix, or name.
+    pub(crate) id: String,
+    /// Also land files that execute on the host (git hooks and config, .envrc, ...).
+    #[arg(long)]
+    pub(crate) allow_exec_files: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RmArgs {
+    /// Session id, unique id prefix, or name.
+    pub(crate) id: String,
+    /// Delete even unmerged changes, or a session that is still running.
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,25 +1,12 @@
 //! Where a session keeps what must outlive it: `$XDG_DATA_HOME/airlock/sessions/ID/` (default
-//! `~/.local/share/airlock/sessions/ID/`), holding `session.json` (who supervises it, with which
-//! policy) and `audit.jsonl`. The directory is never visible inside the sandbox.
+//! `~/.local/share/airlock/sessions/ID/`), holding the overlay's upper layer, `audit.jsonl` and
+//! the control socket, and the session store `sessions.db` beside it. Neither is ever visible
+//! inside the sandbox.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
-
-/// What `session.json` records.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct SessionInfo {
-    pub(crate) id: String,
-    /// Host pid of the supervising `airlock run`.
-    pub(crate) supervisor_pid: u32,
-    pub(crate) workspace: PathBuf,
-    pub(crate) command: Vec<String>,
-    pub(crate) started: String,
-    /// Policy files in layer order, re-read on reload.
-    pub(crate) policies: Vec<PathBuf>,
-    pub(crate) trusted_policies: Vec<PathBuf>,
-}
+use airlock_session::{SessionRow, Store};
+use anyhow::{Context, Result};
 
 /// The root of all session directories.
 pub(crate) fn sessions_root() -> Result<PathBuf> {
@@ -47,40 +34,24 @@ pub(crate) fn create(id: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Writes `session.json` atomically (temp file + rename).
-pub(crate) fn write_info(dir: &Path, info: &SessionInfo) -> Result<()> {
-    let tmp = dir.join("session.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(info)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join("session.json"))
-        .with_context(|| format!("cannot write {}", dir.join("session.json").display()))?;
-    Ok(())
+/// The session store, `sessions.db` beside the session directories.
+pub(crate) fn store() -> Result<Store> {
+    let root = sessions_root()?;
+    let db = root
+        .parent()
+        .map(|p| p.join("sessions.db"))
+        .context("bad session root")?;
+    Ok(Store::open(&db)?)
 }
 
-/// Finds a session by id or unique id prefix; `None` picks the most recent.
-pub(crate) fn find(id: Option<&str>) -> Result<(PathBuf, SessionInfo)> {
-    let root = sessions_root()?;
-    let mut found: Vec<(PathBuf, SessionInfo)> = std::fs::read_dir(&root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let dir = e.path();
-            let info: SessionInfo =
-                serde_json::from_slice(&std::fs::read(dir.join("session.json")).ok()?).ok()?;
-            Some((dir, info))
-        })
-        .filter(|(_, info)| id.is_none_or(|id| info.id.starts_with(id)))
-        .collect();
-    found.sort_by(|a, b| a.1.started.cmp(&b.1.started));
-    match (id, found.len()) {
-        (Some(id), 0) => bail!(
-            "no session '{id}' under {}; list sessions with `ls {}`",
-            root.display(),
-            root.display()
-        ),
-        (None, 0) => bail!("no sessions yet under {}", root.display()),
-        (Some(id), n) if n > 1 => bail!("session id '{id}' is ambiguous ({n} sessions match)"),
-        _ => Ok(found.pop().expect("one session found")),
+/// Finds a session by id, unique id prefix or name; `None` picks the most recent.
+pub(crate) fn find(id: Option<&str>) -> Result<SessionRow> {
+    let store = store()?;
+    match id {
+        Some(id) => Ok(store.get(id)?),
+        None => store
+            .list()?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("no sessions yet; start one with `airlock run`")),
     }
 }

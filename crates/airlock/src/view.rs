@@ -90,7 +90,7 @@ pub(crate) fn expand(path: &str, home: &Path) -> Result<PathBuf> {
 /// Inputs of [`build`] other than the policy.
 #[derive(Debug)]
 pub(crate) struct ViewRequest<'a> {
-    pub(crate) workspace: &'a Path,
+    pub(crate) workspace: WorkspaceView,
     pub(crate) cwd: PathBuf,
     pub(crate) argv: Vec<String>,
     pub(crate) extra_env: Vec<(String, String)>,
@@ -263,10 +263,7 @@ pub(crate) fn build(policy: &Policy, who: &Invoker, req: ViewRequest<'_>) -> Res
         gid: who.gid,
         hostname: "airlock".to_string(),
         binds,
-        workspace: Some(WorkspaceView::Bind {
-            source: req.workspace.to_path_buf(),
-            target: req.workspace.to_path_buf(),
-        }),
+        workspace: Some(req.workspace),
         home: who.home.clone(),
         home_bytes: limits.home_bytes,
         tmp_bytes: limits.tmp_bytes,

@@ -33,6 +33,8 @@ fn nix_uid() -> u32 {
 
 struct Ws {
     dir: tempfile::TempDir,
+    /// XDG_DATA_HOME for this test's sessions, so tests do not share a session store.
+    data: tempfile::TempDir,
 }
 
 impl Ws {
@@ -42,7 +44,11 @@ impl Ws {
             .tempdir()
             .expect("tempdir");
         std::fs::write(dir.path().join("hello.txt"), "hello\n").expect("write");
-        Ws { dir }
+        let data = tempfile::Builder::new()
+            .prefix("airlock-test-data-")
+            .tempdir()
+            .expect("tempdir");
+        Ws { dir, data }
     }
 
     fn path(&self) -> &Path {
@@ -51,14 +57,16 @@ impl Ws {
 
     fn airlock(&self) -> Command {
         let mut c = Command::new(bin());
-        c.current_dir(self.path()).stdin(Stdio::null());
+        c.current_dir(self.path())
+            .stdin(Stdio::null())
+            .env("XDG_DATA_HOME", self.data.path());
         c
     }
 
-    /// `airlock run --workspace WS -- sh -c SCRIPT`
+    /// `airlock run --mode bind --workspace WS -- sh -c SCRIPT`
     fn sh(&self, script: &str) -> Output {
         self.airlock()
-            .args(["run", "--workspace"])
+            .args(["run", "--mode", "bind", "--workspace"])
             .arg(self.path())
             .args(["--", "sh", "-c", script])
             .output()
@@ -595,9 +603,10 @@ fn policy_reload_changes_the_decision_and_is_audited() {
          while [ ! -e go ]; do sleep 0.05; done; \
          curl -s -m 10 http://test.airlock.internal:{port}/ > second"
     );
+    // Bind mode: the test and the agent talk through files in the workspace.
     let mut child = ws
         .airlock()
-        .args(["run", "--policy"])
+        .args(["run", "--mode", "bind", "--policy"])
         .arg(&policy)
         .args(["--", "sh", "-c", &script])
         .spawn()
@@ -692,4 +701,264 @@ fn doctor_reports_this_host() {
     }
     let human = Command::new(bin()).arg("doctor").output().expect("doctor");
     assert!(stdout(&human).contains("ready:"), "{}", stdout(&human));
+}
+
+/// A workspace that is a git repository, with its own session store.
+struct Repo {
+    ws: Ws,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let ws = Ws::new();
+        std::fs::create_dir_all(ws.path().join("src")).expect("mkdir");
+        std::fs::write(ws.path().join("src/lib.rs"), "fn a() {}\n").expect("write");
+        std::fs::write(ws.path().join("old.txt"), "old\n").expect("write");
+        for args in [
+            &["init", "-q"][..],
+            &["add", "-A"],
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qm",
+                "init",
+            ],
+        ] {
+            let o = Command::new("git")
+                .args(args)
+                .current_dir(ws.path())
+                .output()
+                .expect("git");
+            assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+        }
+        Repo { ws }
+    }
+
+    fn airlock(&self, args: &[&str]) -> Output {
+        self.ws.airlock().args(args).output().expect("airlock")
+    }
+
+    /// Every file of the tree (including .git) with its bytes, for byte-identity checks.
+    fn snapshot(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.ws.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+const AGENT_WORK: &str = "echo 'fn b() {}' >> src/lib.rs; rm old.txt; echo new > new.txt; \
+    git add -A; git -c user.name=agent -c user.email=a@a commit -qm 'agent work'; \
+    echo uncommitted >> new.txt";
+
+#[test]
+fn overlay_keeps_the_host_tree_untouched_until_merge() {
+    let repo = Repo::new();
+    let before = repo.snapshot();
+    let o = repo.airlock(&[
+        "run",
+        "--name",
+        "work",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "{AGENT_WORK}; echo '#!/bin/sh' > .git/hooks/pre-commit; git config core.fsmonitor evil; git log --oneline | wc -l"
+        ),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "2", "the agent sees its commit");
+    assert!(
+        repo.snapshot() == before,
+        "the host tree changed during the session"
+    );
+
+    let o = repo.airlock(&["diff", "work"]);
+    let d = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(d.contains("+fn b() {}"), "{d}");
+    assert!(
+        d.contains("--- a/old.txt") && d.contains("deleted file"),
+        "{d}"
+    );
+    assert!(d.contains("+++ b/new.txt"), "{d}");
+    assert!(d.contains("agent: agent work"), "{d}");
+    assert!(
+        d.contains(".git/hooks/pre-commit") && d.contains("fsmonitor = evil"),
+        "{d}"
+    );
+
+    // Hooks and git config are refused, and nothing at all lands.
+    let o = repo.airlock(&["merge", "work"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains(".git/hooks/pre-commit") && stderr(&o).contains(".git/config"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        repo.snapshot() == before,
+        "a refused merge changed the host tree"
+    );
+    let o = repo.airlock(&["rm", "work"]);
+    assert_eq!(
+        o.status.code(),
+        Some(125),
+        "rm must refuse unmerged changes"
+    );
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let o = repo.airlock(&["rm", "--force", "work"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(repo.airlock(&["diff", "work"]).status.code(), Some(125));
+}
+
+#[test]
+fn merge_lands_edits_and_commits_once() {
+    let repo = Repo::new();
+    let o = repo.airlock(&["run", "--name", "land", "--", "sh", "-c", AGENT_WORK]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = repo.airlock(&["merge", "land"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("airlock/land"), "{}", stdout(&o));
+    let ws = repo.ws.path();
+    assert_eq!(
+        std::fs::read_to_string(ws.join("src/lib.rs")).expect("read"),
+        "fn a() {}\nfn b() {}\n"
+    );
+    assert!(!ws.join("old.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(ws.join("new.txt")).expect("read"),
+        "new\nuncommitted\n"
+    );
+    let log = Command::new("git")
+        .args(["log", "--format=%s", "airlock/land"])
+        .current_dir(ws)
+        .output()
+        .expect("git");
+    assert_eq!(stdout(&log), "agent work\ninit\n");
+    let o = repo.airlock(&["merge", "land"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("merged already"), "{}", stderr(&o));
+    let o = repo.airlock(&["ls", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(rows[0]["merged"], true, "{rows}");
+    assert_eq!(rows[0]["state"], "exited", "{rows}");
+}
+
+#[test]
+fn host_edits_during_the_session_are_conflicts() {
+    let repo = Repo::new();
+    // The host cannot talk to the agent through the overlay (lower-layer changes are not
+    // reliably visible while it is mounted), so the agent waits for SIGUSR1, which airlock
+    // forwards.
+    let mut child = repo
+        .ws
+        .airlock()
+        .args(["run", "--name", "clash", "--", "sh", "-c"])
+        .arg("trap 'exit 0' USR1; echo agent >> src/lib.rs; echo ready; while :; do sleep 0.05; done")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line, "ready\n");
+    // mtime granularity: make sure the host edit is after the session's start second.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(repo.ws.path().join("src/lib.rs"), "host edit\n").expect("write");
+    Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    let o = repo.airlock(&["merge", "clash"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("src/lib.rs"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(repo.ws.path().join("src/lib.rs")).expect("read"),
+        "host edit\n"
+    );
+}
+
+#[test]
+fn a_killed_airlock_loses_nothing() {
+    let repo = Repo::new();
+    let mut child = repo
+        .ws
+        .airlock()
+        .args(["run", "--name", "crash", "--", "sh", "-c"])
+        .arg("echo precious > saved.txt; sync; echo written; sleep 60")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line, "written\n");
+    child.kill().expect("SIGKILL airlock");
+    child.wait().expect("wait");
+    let o = repo.airlock(&["ls"]);
+    assert!(stdout(&o).contains("lost"), "{}", stdout(&o));
+    let o = repo.airlock(&["diff", "crash"]);
+    assert!(stdout(&o).contains("+precious"), "{}", stdout(&o));
+    let o = repo.airlock(&["merge", "crash"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(repo.ws.path().join("saved.txt")).expect("read"),
+        "precious\n"
+    );
+}
+
+#[test]
+fn concurrent_sessions_are_independent() {
+    let repo = Repo::new();
+    let run = |name: &str| {
+        repo.ws
+            .airlock()
+            .args(["run", "--name", name, "--", "sh", "-c"])
+            .arg(format!("echo {name} > who.txt; sleep 0.5; cat who.txt"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let (a, b) = (run("one"), run("two"));
+    let (a, b) = (
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    );
+    assert_eq!(stdout(&a), "one\n");
+    assert_eq!(stdout(&b), "two\n");
+    assert!(stdout(&repo.airlock(&["diff", "one"])).contains("+one"));
+    assert!(stdout(&repo.airlock(&["diff", "two"])).contains("+two"));
+    assert!(!repo.ws.path().join("who.txt").exists());
+}
+
+#[test]
+fn session_commands_explain_bad_input() {
+    let repo = Repo::new();
+    let o = repo.airlock(&["diff", "nope"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("no session 'nope'"), "{}", stderr(&o));
+    let o = repo.airlock(&["run", "--mode", "bind", "--name", "b", "--", "true"]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = repo.airlock(&["diff", "b"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("--mode bind"), "{}", stderr(&o));
+    let o = repo.airlock(&["run", "--name", "b", "--", "true"]);
+    assert_eq!(o.status.code(), Some(125), "duplicate names are refused");
 }

@@ -10,8 +10,8 @@ use crate::cli::AuditArgs;
 use crate::session_dir;
 
 pub(crate) fn audit(args: AuditArgs) -> Result<i32> {
-    let (dir, info) = session_dir::find(args.id.as_deref())?;
-    let path = dir.join("audit.jsonl");
+    let info = session_dir::find(args.id.as_deref())?;
+    let path = info.dir.join("audit.jsonl");
     let (events, bad) = read_events(&path)?;
     let mut out = std::io::stdout().lock();
     let shown = events
@@ -75,8 +75,8 @@ fn human(e: &AuditEvent) -> String {
 }
 
 pub(crate) fn reload(id: Option<&str>) -> Result<i32> {
-    let (dir, info) = session_dir::find(id)?;
-    let answer = crate::control::request(&dir, "reload")
+    let info = session_dir::find(id)?;
+    let answer = crate::control::request(&info.dir, "reload")
         .with_context(|| format!("session {} is not running or not answering", info.id))?;
     match answer.strip_prefix("ok") {
         Some(_) => {

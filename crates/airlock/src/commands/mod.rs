@@ -6,6 +6,7 @@ mod explain;
 mod hook;
 mod run;
 mod selftest;
+mod session;
 
 use crate::cli::{Command, HookCommand, PolicyCommand};
 
@@ -21,6 +22,10 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Policy(PolicyCommand::Explain(args)) => explain::explain(args),
         Command::Policy(PolicyCommand::Reload { id }) => audit::reload(id.as_deref()),
         Command::Audit(args) => audit::audit(args),
+        Command::Ls(args) => session::ls(args),
+        Command::Diff(args) => session::diff(args),
+        Command::Merge(args) => session::merge(args),
+        Command::Rm(args) => session::rm(args),
         Command::Probe { name, args } => selftest::probe(&name, &args),
         Command::SandboxInit => Ok(run::sandbox_init()),
     }

@@ -8,15 +8,18 @@ use airlock_net::{Egress, EgressConfig};
 use airlock_policy::network::NetworkPolicy;
 use airlock_policy::{ConfigFile, LimitsConfig, NetworkConfig, Policy};
 use airlock_sandbox::cgroup::{Cgroup, CgroupLimits};
-use airlock_sandbox::{GeneratedFile, LaunchOptions, NetListeners, Sandbox, SandboxError, TtySpec};
+use airlock_sandbox::{
+    GeneratedFile, LaunchOptions, NetListeners, Sandbox, SandboxError, TtySpec, WorkspaceView,
+};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::cli::{Backend, Mode, RunArgs};
 use crate::control;
 use crate::exit::{with_code, FAILURE};
 use crate::policy_load;
-use crate::session_dir::{self, SessionInfo};
+use crate::session_dir;
 use crate::view::{self, Invoker, ViewRequest};
+use airlock_session::{SessionRow, SessionState};
 
 /// The hidden init stage (`airlock __sandbox-init`).
 pub(crate) fn sandbox_init() -> i32 {
@@ -68,11 +71,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             bail!("the {other:?} backend is not available in this build; use --backend native")
         }
     }
-    if args.mode != Mode::Bind {
-        bail!(
-            "workspace mode {:?} is not available in this build yet; use --mode bind",
-            args.mode
-        );
+    if args.mode == Mode::Worktree {
+        bail!("workspace mode worktree is not available in this build yet; use --mode overlay or bind");
     }
     if args.detach {
         bail!("--detach needs sessions, which are not available in this build yet");
@@ -163,11 +163,25 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     for k in ["NO_PROXY", "no_proxy"] {
         extra_env.push((k.to_string(), "localhost,127.0.0.1,::1".to_string()));
     }
+    let dir = session_dir::sessions_root()?.join(&session);
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    let view = match args.mode {
+        Mode::Overlay => WorkspaceView::Overlay {
+            lower: workspace.clone(),
+            upper: upper.clone(),
+            work: work.clone(),
+            target: workspace.clone(),
+        },
+        Mode::Bind | Mode::Worktree => WorkspaceView::Bind {
+            source: workspace.clone(),
+            target: workspace.clone(),
+        },
+    };
     let mut spec = view::build(
         &policy,
         &who,
         ViewRequest {
-            workspace: &workspace,
+            workspace: view,
             cwd: inner_cwd,
             argv: args.command.clone(),
             extra_env,
@@ -189,28 +203,52 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&spec)?);
         return Ok(0);
     }
-    let dir = session_dir::create(&session)?;
-    session_dir::write_info(
-        &dir,
-        &SessionInfo {
-            id: session.clone(),
-            supervisor_pid: std::process::id(),
-            workspace: workspace.clone(),
-            command: spec.argv.clone(),
-            started: airlock_audit::now_rfc3339(),
-            policies: args.policies.clone(),
-            trusted_policies: args.trust_policies.clone(),
-        },
-    )?;
+    session_dir::create(&session)?;
+    if args.mode == Mode::Overlay {
+        for d in [&upper, &work] {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
+    }
+    let store = session_dir::store()?;
+    let base_commit = airlock_session::gitview::agent_head(&dir.join("upper"), &workspace);
+    store.insert(&SessionRow {
+        id: session.clone(),
+        name: args.name.clone(),
+        workspace: workspace.clone(),
+        mode: format!("{:?}", args.mode).to_lowercase(),
+        backend: "native".into(),
+        agent: format!("{:?}", args.agent).to_lowercase(),
+        policy_digest: policy_digest(&policy),
+        state: SessionState::Running,
+        created: airlock_audit::now_rfc3339(),
+        created_unix: unix_now(),
+        ended: None,
+        exit_status: None,
+        supervisor_pid: Some(std::process::id()),
+        supervisor_start: airlock_session::store::process_start(std::process::id()),
+        dir: dir.clone(),
+        base_commit,
+        merged: false,
+    })?;
     let audit = Arc::new(AuditLog::open(dir.join("audit.jsonl"))?);
-    let sandbox = Sandbox::launch(
+    let sandbox = match Sandbox::launch(
         &spec,
         LaunchOptions {
             exe: self_exe,
             cgroup: Some(cgroup),
         },
-    )
-    .map_err(sandbox_error)?;
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = store.finish(
+                &session,
+                SessionState::Failed,
+                Some(e.exit_code()),
+                &airlock_audit::now_rfc3339(),
+            );
+            return Err(sandbox_error(e));
+        }
+    };
     let mut sandbox = sandbox;
     tracing::info!(session, landlock = %sandbox.landlock, "sandbox ready");
     let net = sandbox
@@ -275,7 +313,35 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     );
     drop(egress);
     rt.shutdown_background();
+    let (state, code) = match &status {
+        Ok(c) => (SessionState::Exited, Some(*c)),
+        Err(e) => (SessionState::Failed, Some(e.exit_code())),
+    };
+    if let Err(e) = store.finish(&session, state, code, &airlock_audit::now_rfc3339()) {
+        eprintln!("airlock: warning: cannot record the end of session {session}: {e}");
+    }
+    if args.mode == Mode::Overlay && status.is_ok() {
+        eprintln!(
+            "airlock: session {session} ended; review with `airlock diff {session}`, land with `airlock merge {session}`"
+        );
+    }
     status.map_err(sandbox_error)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A stable digest of the effective policy, recorded with the session.
+fn policy_digest(policy: &Policy) -> String {
+    use std::hash::{Hash, Hasher};
+    let text = serde_json::to_string(policy).unwrap_or_default();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 /// The port of the proxy inside the sandbox.

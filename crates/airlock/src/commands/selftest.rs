@@ -571,6 +571,8 @@ fn run_check(exe: &Path, ws: &Path, c: &Check, env: &[(String, String)]) -> Repo
     let mut inner = Command::new(exe);
     inner
         .arg("run")
+        .args(["--mode", "bind"])
+        .env("XDG_DATA_HOME", ws.with_file_name("data"))
         .arg("--workspace")
         .arg(ws)
         .args(&c.run_flags)
@@ -649,6 +651,8 @@ fn supervisor_kill_check(exe: &Path, ws: &Path, fx: &mut Fixtures) -> Report {
     };
     let child = Command::new(exe)
         .arg("run")
+        .args(["--mode", "bind"])
+        .env("XDG_DATA_HOME", ws.with_file_name("data"))
         .arg("--workspace")
         .arg(ws)
         .arg("--")

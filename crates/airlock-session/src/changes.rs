@@ -1,0 +1,340 @@
+//! What an agent changed, read from an overlayfs upper layer against the real tree (the lower
+//! layer): added, modified and deleted files, and their rendering as a unified diff.
+//!
+//! overlayfs marks a deleted file with a whiteout (a character device 0:0) and a directory whose
+//! lower contents were replaced with the `user.overlay.opaque` (or `trusted.overlay.opaque`)
+//! extended attribute.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::SessionError;
+
+/// The kind of a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One changed path, relative to the workspace root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub path: PathBuf,
+    pub kind: ChangeKind,
+    /// Whether it is (or was, for deletions) a directory.
+    pub dir: bool,
+}
+
+fn is_whiteout(m: &fs::Metadata) -> bool {
+    m.file_type().is_char_device() && m.rdev() == 0
+}
+
+fn is_opaque(dir: &Path) -> bool {
+    ["user.overlay.opaque", "trusted.overlay.opaque"]
+        .iter()
+        .any(|a| matches!(xattr::get(dir, a), Ok(Some(v)) if v == b"y"))
+}
+
+/// Whether two regular files or symlinks have the same content, type and permissions.
+fn same(a: &Path, b: &Path) -> Result<bool, SessionError> {
+    let (ma, mb) = match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        _ => return Ok(false),
+    };
+    if ma.file_type().is_symlink() || mb.file_type().is_symlink() {
+        return Ok(ma.file_type().is_symlink()
+            && mb.file_type().is_symlink()
+            && fs::read_link(a).ok() == fs::read_link(b).ok());
+    }
+    if !(ma.is_file() && mb.is_file()) {
+        return Ok(ma.is_dir() && mb.is_dir());
+    }
+    if ma.len() != mb.len() || ma.permissions().mode() != mb.permissions().mode() {
+        return Ok(false);
+    }
+    let (mut fa, mut fb) = (
+        fs::File::open(a).map_err(|e| SessionError::io("cannot read", a, e))?,
+        fs::File::open(b).map_err(|e| SessionError::io("cannot read", b, e))?,
+    );
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = fa
+            .read(&mut ba)
+            .map_err(|e| SessionError::io("cannot read", a, e))?;
+        let m =
+            read_full(&mut fb, &mut bb[..n]).map_err(|e| SessionError::io("cannot read", b, e))?;
+        if n != m || ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+/// Every file below `root` (relative paths), for reporting a deleted or replaced directory.
+fn files_below(root: &Path, rel: &Path, out: &mut Vec<Change>) {
+    let Ok(dir) = fs::read_dir(root.join(rel)) else {
+        return;
+    };
+    let mut entries: Vec<_> = dir.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let r = rel.join(e.file_name());
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            files_below(root, &r, out);
+        } else {
+            out.push(Change {
+                path: r,
+                kind: ChangeKind::Deleted,
+                dir: false,
+            });
+        }
+    }
+}
+
+/// The changes recorded in `upper` over `lower`, sorted by path. Directories that merely exist in
+/// the upper layer because something below them changed are not reported themselves.
+pub fn changes(lower: &Path, upper: &Path) -> Result<Vec<Change>, SessionError> {
+    let mut out = Vec::new();
+    walk(lower, upper, Path::new(""), &mut out)?;
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<(), SessionError> {
+    let udir = upper.join(rel);
+    let rd = fs::read_dir(&udir).map_err(|e| SessionError::io("cannot read", &udir, e))?;
+    let mut entries: Vec<_> = rd.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let r = rel.join(e.file_name());
+        let up = upper.join(&r);
+        let low = lower.join(&r);
+        let um = fs::symlink_metadata(&up).map_err(|e| SessionError::io("cannot read", &up, e))?;
+        let lm = fs::symlink_metadata(&low).ok();
+        if is_whiteout(&um) {
+            match lm {
+                Some(m) if m.is_dir() => files_below(lower, &r, out),
+                Some(_) => out.push(Change {
+                    path: r,
+                    kind: ChangeKind::Deleted,
+                    dir: false,
+                }),
+                None => {}
+            }
+            continue;
+        }
+        if um.is_dir() {
+            match &lm {
+                Some(m) if m.is_dir() => {
+                    if is_opaque(&up) {
+                        // Replaced wholesale: lower files not present above are deleted.
+                        let mut below = Vec::new();
+                        files_below(lower, &r, &mut below);
+                        out.extend(
+                            below
+                                .into_iter()
+                                .filter(|c| fs::symlink_metadata(upper.join(&c.path)).is_err()),
+                        );
+                    }
+                }
+                Some(_) => out.push(Change {
+                    path: r.clone(),
+                    kind: ChangeKind::Modified,
+                    dir: true,
+                }),
+                None => {
+                    if fs::read_dir(&up)
+                        .map(|mut d| d.next().is_none())
+                        .unwrap_or(false)
+                    {
+                        out.push(Change {
+                            path: r.clone(),
+                            kind: ChangeKind::Added,
+                            dir: true,
+                        });
+                    }
+                }
+            }
+            walk(lower, upper, &r, out)?;
+            continue;
+        }
+        match lm {
+            None => out.push(Change {
+                path: r,
+                kind: ChangeKind::Added,
+                dir: false,
+            }),
+            Some(m) if m.is_dir() => {
+                files_below(lower, &r, out);
+                out.push(Change {
+                    path: r,
+                    kind: ChangeKind::Added,
+                    dir: false,
+                });
+            }
+            Some(_) => {
+                if !same(&low, &up)? {
+                    out.push(Change {
+                        path: r,
+                        kind: ChangeKind::Modified,
+                        dir: false,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+const MAX_DIFF_BYTES: u64 = 4 << 20;
+
+fn text_of(path: &Path) -> Result<Option<String>, String> {
+    let m = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(_) => return Ok(Some(String::new())),
+    };
+    if m.file_type().is_symlink() {
+        return Ok(Some(format!(
+            "-> {}\n",
+            fs::read_link(path)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        )));
+    }
+    if !m.is_file() || m.len() > MAX_DIFF_BYTES {
+        return Ok(None);
+    }
+    let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.iter().take(8192).any(|b| *b == 0) {
+        return Ok(None);
+    }
+    Ok(String::from_utf8(bytes).ok())
+}
+
+/// Renders one change as a unified diff (`a/` is the real tree, `b/` the agent's).
+pub fn unified(lower: &Path, upper: &Path, c: &Change) -> String {
+    let p = c.path.display();
+    if c.dir {
+        return match c.kind {
+            ChangeKind::Added => format!("new directory {p}\n"),
+            ChangeKind::Deleted => format!("deleted directory {p}\n"),
+            ChangeKind::Modified => format!("type changed {p}\n"),
+        };
+    }
+    let old = match c.kind {
+        ChangeKind::Added => Ok(Some(String::new())),
+        _ => text_of(&lower.join(&c.path)),
+    };
+    let new = match c.kind {
+        ChangeKind::Deleted => Ok(Some(String::new())),
+        _ => text_of(&upper.join(&c.path)),
+    };
+    let (old, new) = match (old, new) {
+        (Ok(Some(o)), Ok(Some(n))) => (o, n),
+        (Err(e), _) | (_, Err(e)) => return format!("diff of {p} unavailable: {e}\n"),
+        _ => return format!("Binary files a/{p} and b/{p} differ\n"),
+    };
+    let (from, to) = match c.kind {
+        ChangeKind::Added => ("/dev/null".to_string(), format!("b/{p}")),
+        ChangeKind::Deleted => (format!("a/{p}"), "/dev/null".to_string()),
+        ChangeKind::Modified => (format!("a/{p}"), format!("b/{p}")),
+    };
+    let mut head = format!("diff --airlock a/{p} b/{p}\n");
+    match c.kind {
+        ChangeKind::Added => head.push_str("new file\n"),
+        ChangeKind::Deleted => head.push_str("deleted file\n"),
+        ChangeKind::Modified => {
+            let mode = |q: &Path| {
+                fs::metadata(q)
+                    .map(|m| m.permissions().mode() & 0o7777)
+                    .ok()
+            };
+            let (a, b) = (mode(&lower.join(&c.path)), mode(&upper.join(&c.path)));
+            if a != b {
+                if let (Some(a), Some(b)) = (a, b) {
+                    head.push_str(&format!("old mode {a:o}\nnew mode {b:o}\n"));
+                }
+            }
+        }
+    }
+    let diff = similar::TextDiff::from_lines(&old, &new);
+    let body = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(&from, &to)
+        .to_string();
+    head + &body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(p: &Path, s: &str) {
+        if let Some(d) = p.parent() {
+            fs::create_dir_all(d).expect("mkdir");
+        }
+        fs::write(p, s).expect("write");
+    }
+
+    #[test]
+    fn added_modified_and_unchanged_copies() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (lower, upper) = (t.path().join("l"), t.path().join("u"));
+        write(&lower.join("a.txt"), "a\n");
+        write(&lower.join("same.txt"), "same\n");
+        write(&lower.join("d/x.txt"), "x\n");
+        write(&upper.join("a.txt"), "a\nmore\n");
+        write(&upper.join("same.txt"), "same\n"); // copied up but unchanged
+        write(&upper.join("d/new.txt"), "new\n");
+        let c = changes(&lower, &upper).expect("changes");
+        let got: Vec<(String, ChangeKind)> = c
+            .iter()
+            .map(|c| (c.path.display().to_string(), c.kind))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a.txt".to_string(), ChangeKind::Modified),
+                ("d/new.txt".to_string(), ChangeKind::Added),
+            ]
+        );
+        let d = unified(&lower, &upper, &c[0]);
+        assert!(d.contains("--- a/a.txt") && d.contains("+more"), "{d}");
+        let d = unified(&lower, &upper, &c[1]);
+        assert!(d.contains("--- /dev/null") && d.contains("+new"), "{d}");
+    }
+
+    #[test]
+    fn binary_files_are_noted_not_dumped() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (lower, upper) = (t.path().join("l"), t.path().join("u"));
+        fs::create_dir_all(&lower).expect("mkdir");
+        fs::create_dir_all(&upper).expect("mkdir");
+        fs::write(lower.join("b.bin"), [0u8, 1, 2]).expect("write");
+        fs::write(upper.join("b.bin"), [0u8, 1, 3]).expect("write");
+        let c = changes(&lower, &upper).expect("changes");
+        assert_eq!(c.len(), 1);
+        assert!(unified(&lower, &upper, &c[0]).starts_with("Binary files"));
+    }
+}

@@ -1,0 +1,177 @@
+//! The agent's commits, read without running anything the agent wrote: a scratch bare
+//! repository whose object store borrows (git "alternates") the overlay's upper `.git/objects`
+//! and the real `.git/objects`, with a configuration airlock wrote itself. The agent's
+//! `.git/config`, hooks and attributes are never consulted.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::SessionError;
+
+fn is_sha(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Reads `name` (a file below `.git`) from the agent's view: upper layer first, then the real one.
+fn read_layered(upper: &Path, lower: &Path, name: &str) -> Option<String> {
+    let up = upper.join(".git").join(name);
+    if let Ok(m) = std::fs::symlink_metadata(&up) {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        if m.file_type().is_char_device() && m.rdev() == 0 {
+            return None; // whiteout: deleted in the agent's view
+        }
+        return std::fs::read_to_string(&up).ok();
+    }
+    std::fs::read_to_string(lower.join(".git").join(name)).ok()
+}
+
+/// The commit the agent's `HEAD` points at, if the workspace is a git repository.
+pub fn agent_head(upper: &Path, lower: &Path) -> Option<String> {
+    let head = read_layered(upper, lower, "HEAD")?;
+    let head = head.trim();
+    if is_sha(head) {
+        return Some(head.to_string());
+    }
+    let r = head.strip_prefix("ref: ")?.trim();
+    if !r.starts_with("refs/") || r.contains("..") {
+        return None;
+    }
+    if let Some(v) = read_layered(upper, lower, r) {
+        let v = v.trim();
+        return is_sha(v).then(|| v.to_string());
+    }
+    let packed = read_layered(upper, lower, "packed-refs")?;
+    packed.lines().find_map(|l| {
+        let (sha, name) = l.split_once(' ')?;
+        (name.trim() == r && is_sha(sha)).then(|| sha.to_string())
+    })
+}
+
+/// A scratch repository seeing the agent's objects.
+#[derive(Debug)]
+pub struct GitView {
+    pub git_dir: PathBuf,
+}
+
+fn git(args: &[&str]) -> Command {
+    let mut c = Command::new("git");
+    // Ignore the user's and the system's config too: only what we pass applies.
+    c.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .args(args);
+    c
+}
+
+fn run(mut c: Command, what: &str) -> Result<String, SessionError> {
+    let out = c
+        .output()
+        .map_err(|e| SessionError::Refused(format!("cannot run git for {what}: {e}")))?;
+    if !out.status.success() {
+        return Err(SessionError::Refused(format!(
+            "git failed to {what}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl GitView {
+    /// Builds the scratch repository at `scratch` (recreated).
+    pub fn new(scratch: &Path, upper: &Path, lower: &Path) -> Result<GitView, SessionError> {
+        let _ = std::fs::remove_dir_all(scratch);
+        std::fs::create_dir_all(scratch)
+            .map_err(|e| SessionError::io("cannot create", scratch, e))?;
+        let s = scratch.to_string_lossy().into_owned();
+        run(
+            git(&["init", "--quiet", "--bare", &s]),
+            "create a scratch repository",
+        )?;
+        let mut alternates = String::new();
+        for objects in [upper.join(".git/objects"), lower.join(".git/objects")] {
+            if objects.is_dir() {
+                alternates.push_str(&format!("{}\n", objects.display()));
+            }
+        }
+        let alt = scratch.join("objects/info/alternates");
+        std::fs::write(&alt, alternates).map_err(|e| SessionError::io("cannot write", &alt, e))?;
+        Ok(GitView {
+            git_dir: scratch.to_path_buf(),
+        })
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let gd = format!("--git-dir={}", self.git_dir.display());
+        let mut all = vec![gd.as_str()];
+        all.extend_from_slice(args);
+        git(&all)
+    }
+
+    /// One line per commit in `base..head`, newest first (`git log --oneline` style).
+    pub fn log(&self, base: Option<&str>, head: &str) -> Result<Vec<String>, SessionError> {
+        let range = match base {
+            Some(b) => format!("{b}..{head}"),
+            None => head.to_string(),
+        };
+        let out = run(
+            self.cmd(&[
+                "log",
+                "--no-decorate",
+                "--format=%h %ad %an: %s",
+                "--date=short",
+                &range,
+            ]),
+            "list the agent's commits",
+        )?;
+        Ok(out.lines().map(str::to_string).collect())
+    }
+
+    /// Fetches `head` into `refs/heads/BRANCH` of the real repository at `workspace`.
+    pub fn fetch_into(
+        &self,
+        workspace: &Path,
+        head: &str,
+        branch: &str,
+    ) -> Result<(), SessionError> {
+        let ws = workspace.to_string_lossy().into_owned();
+        let src = self.git_dir.to_string_lossy().into_owned();
+        let refspec = format!("{head}:refs/heads/{branch}");
+        run(
+            git(&[
+                "-C",
+                &ws,
+                "-c",
+                "core.hooksPath=/dev/null",
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                &src,
+                &refspec,
+            ]),
+            &format!("fetch the agent's commits into {branch}"),
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_resolution_prefers_the_upper_layer() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (up, low) = (t.path().join("u"), t.path().join("l"));
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        std::fs::create_dir_all(low.join(".git/refs/heads")).expect("mkdir");
+        std::fs::write(low.join(".git/HEAD"), "ref: refs/heads/main\n").expect("write");
+        std::fs::write(low.join(".git/refs/heads/main"), format!("{a}\n")).expect("write");
+        assert_eq!(agent_head(&up, &low), Some(a.clone()));
+        std::fs::create_dir_all(up.join(".git/refs/heads")).expect("mkdir");
+        std::fs::write(up.join(".git/refs/heads/main"), format!("{b}\n")).expect("write");
+        assert_eq!(agent_head(&up, &low), Some(b));
+        std::fs::write(up.join(".git/HEAD"), "ref: refs/heads/../../x\n").expect("write");
+        assert_eq!(agent_head(&up, &low), None);
+    }
+}

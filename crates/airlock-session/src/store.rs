@@ -1,0 +1,373 @@
+//! The session store: one SQLite row per session, next to the session directories. Writes are
+//! single statements in WAL mode, so a supervisor killed at any point leaves a consistent row;
+//! a row that says `running` whose supervisor is gone is reported as `lost`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+use crate::SessionError;
+
+/// Lifecycle state as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    Running,
+    Exited,
+    Failed,
+    /// Stored as running, but its supervisor is gone (killed, machine crash).
+    Lost,
+}
+
+impl SessionState {
+    fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Running => "running",
+            SessionState::Exited => "exited",
+            SessionState::Failed => "failed",
+            SessionState::Lost => "lost",
+        }
+    }
+
+    fn parse(s: &str) -> SessionState {
+        match s {
+            "running" => SessionState::Running,
+            "exited" => SessionState::Exited,
+            "lost" => SessionState::Lost,
+            _ => SessionState::Failed,
+        }
+    }
+}
+
+/// One session.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionRow {
+    pub id: String,
+    pub name: Option<String>,
+    pub workspace: PathBuf,
+    pub mode: String,
+    pub backend: String,
+    pub agent: String,
+    pub policy_digest: String,
+    pub state: SessionState,
+    pub created: String,
+    /// Seconds since the epoch at creation (for conflict checks against host edits).
+    pub created_unix: i64,
+    pub ended: Option<String>,
+    pub exit_status: Option<i32>,
+    pub supervisor_pid: Option<u32>,
+    /// The supervisor's start time (clock ticks since boot) to tell it from a reused pid.
+    pub supervisor_start: Option<u64>,
+    pub dir: PathBuf,
+    /// `HEAD` of the workspace when the session started, if it is a git repository.
+    pub base_commit: Option<String>,
+    pub merged: bool,
+}
+
+/// The store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    name TEXT UNIQUE,
+    workspace TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    policy_digest TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created TEXT NOT NULL,
+    created_unix INTEGER NOT NULL,
+    ended TEXT,
+    exit_status INTEGER,
+    supervisor_pid INTEGER,
+    supervisor_start INTEGER,
+    dir TEXT NOT NULL,
+    base_commit TEXT,
+    merged INTEGER NOT NULL DEFAULT 0
+);";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get("id")?,
+        name: r.get("name")?,
+        workspace: PathBuf::from(r.get::<_, String>("workspace")?),
+        mode: r.get("mode")?,
+        backend: r.get("backend")?,
+        agent: r.get("agent")?,
+        policy_digest: r.get("policy_digest")?,
+        state: SessionState::parse(&r.get::<_, String>("state")?),
+        created: r.get("created")?,
+        created_unix: r.get("created_unix")?,
+        ended: r.get("ended")?,
+        exit_status: r.get("exit_status")?,
+        supervisor_pid: r.get("supervisor_pid")?,
+        supervisor_start: r
+            .get::<_, Option<i64>>("supervisor_start")?
+            .and_then(|v| u64::try_from(v).ok()),
+        dir: PathBuf::from(r.get::<_, String>("dir")?),
+        base_commit: r.get("base_commit")?,
+        merged: r.get::<_, i64>("merged")? != 0,
+    })
+}
+
+/// Start time (field 22 of /proc/PID/stat) of a live process.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+impl Store {
+    /// Opens (creating) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, SessionError> {
+        let err = |source| SessionError::Store {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| SessionError::io("cannot create", dir, e))?;
+        }
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> SessionError {
+        SessionError::Store {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Records a new session.
+    pub fn insert(&self, s: &SessionRow) -> Result<(), SessionError> {
+        self.conn
+            .execute(
+                "INSERT INTO sessions (id, name, workspace, mode, backend, agent, policy_digest,
+                 state, created, created_unix, ended, exit_status, supervisor_pid,
+                 supervisor_start, dir, base_commit, merged)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                params![
+                    s.id,
+                    s.name,
+                    path_str(&s.workspace),
+                    s.mode,
+                    s.backend,
+                    s.agent,
+                    s.policy_digest,
+                    s.state.as_str(),
+                    s.created,
+                    s.created_unix,
+                    s.ended,
+                    s.exit_status,
+                    s.supervisor_pid,
+                    s.supervisor_start.and_then(|v| i64::try_from(v).ok()),
+                    path_str(&s.dir),
+                    s.base_commit,
+                    i64::from(s.merged),
+                ],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    SessionError::Refused(format!(
+                        "a session named '{}' exists already; pick another --name or remove it \
+                         with `airlock rm`",
+                        s.name.as_deref().unwrap_or(&s.id)
+                    ))
+                }
+                e => self.err(e),
+            })?;
+        Ok(())
+    }
+
+    /// Records how a session ended.
+    pub fn finish(
+        &self,
+        id: &str,
+        state: SessionState,
+        exit_status: Option<i32>,
+        ended: &str,
+    ) -> Result<(), SessionError> {
+        self.conn
+            .execute(
+                "UPDATE sessions SET state = ?2, exit_status = ?3, ended = ?4 WHERE id = ?1",
+                params![id, state.as_str(), exit_status, ended],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Marks a session's changes as landed.
+    pub fn mark_merged(&self, id: &str) -> Result<(), SessionError> {
+        self.conn
+            .execute("UPDATE sessions SET merged = 1 WHERE id = ?1", params![id])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Removes a session's row.
+    pub fn delete(&self, id: &str) -> Result<(), SessionError> {
+        self.conn
+            .execute("DELETE FROM sessions WHERE id = ?1", params![id])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every session, oldest first, with lost supervisors detected.
+    pub fn list(&self) -> Result<Vec<SessionRow>, SessionError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT * FROM sessions ORDER BY created_unix, created")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], row)
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows.into_iter().map(detect_lost).collect())
+    }
+
+    /// A session by id, unique id prefix, or name.
+    pub fn get(&self, key: &str) -> Result<SessionRow, SessionError> {
+        if let Some(r) = self
+            .conn
+            .query_row(
+                "SELECT * FROM sessions WHERE id = ?1 OR name = ?1",
+                params![key],
+                row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+        {
+            return Ok(detect_lost(r));
+        }
+        let matches: Vec<SessionRow> = self
+            .list()?
+            .into_iter()
+            .filter(|r| r.id.starts_with(key))
+            .collect();
+        match matches.len() {
+            1 => Ok(matches.into_iter().next().expect("one match")),
+            0 => Err(SessionError::NotFound(format!(
+                "no session '{key}'; `airlock ls` lists them"
+            ))),
+            n => Err(SessionError::NotFound(format!(
+                "session id '{key}' is ambiguous ({n} sessions match); give more of it"
+            ))),
+        }
+    }
+}
+
+fn detect_lost(mut r: SessionRow) -> SessionRow {
+    if r.state == SessionState::Running {
+        let alive = r.supervisor_pid.is_some_and(|pid| {
+            process_start(pid).is_some() && process_start(pid) == r.supervisor_start
+        });
+        if !alive {
+            r.state = SessionState::Lost;
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(id: &str, name: Option<&str>) -> SessionRow {
+        SessionRow {
+            id: id.into(),
+            name: name.map(String::from),
+            workspace: "/w".into(),
+            mode: "overlay".into(),
+            backend: "native".into(),
+            agent: "shell".into(),
+            policy_digest: "d".into(),
+            state: SessionState::Running,
+            created: "2026-01-01T00:00:00Z".into(),
+            created_unix: 1,
+            ended: None,
+            exit_status: None,
+            supervisor_pid: Some(std::process::id()),
+            supervisor_start: process_start(std::process::id()),
+            dir: "/d".into(),
+            base_commit: None,
+            merged: false,
+        }
+    }
+
+    #[test]
+    fn rows_round_trip_and_lookup_by_prefix_and_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.db")).expect("open");
+        store
+            .insert(&sample("abcd1234", Some("fix-tests")))
+            .expect("insert");
+        store.insert(&sample("abff0000", None)).expect("insert");
+        assert_eq!(store.get("fix-tests").expect("name").id, "abcd1234");
+        assert_eq!(store.get("abc").expect("prefix").id, "abcd1234");
+        assert!(
+            matches!(store.get("ab"), Err(SessionError::NotFound(m)) if m.contains("ambiguous"))
+        );
+        assert!(store.get("zz").is_err());
+        let dup = store
+            .insert(&sample("other", Some("fix-tests")))
+            .expect_err("dup name");
+        assert!(dup.to_string().contains("--name"), "{dup}");
+        assert_eq!(
+            store.get("abcd1234").expect("get").state,
+            SessionState::Running
+        );
+        store
+            .finish("abcd1234", SessionState::Exited, Some(3), "later")
+            .expect("finish");
+        let r = store.get("abcd1234").expect("get");
+        assert_eq!((r.state, r.exit_status), (SessionState::Exited, Some(3)));
+        store.mark_merged("abcd1234").expect("merged");
+        assert!(store.get("abcd1234").expect("get").merged);
+    }
+
+    #[test]
+    fn a_running_session_without_its_supervisor_is_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.db")).expect("open");
+        let mut s = sample("dead0001", None);
+        s.supervisor_pid = Some(u32::MAX - 1);
+        store.insert(&s).expect("insert");
+        assert_eq!(
+            store.get("dead0001").expect("get").state,
+            SessionState::Lost
+        );
+        // A reused pid (same number, other start time) is not the supervisor either.
+        let mut s = sample("dead0002", None);
+        s.supervisor_start = Some(1);
+        store.insert(&s).expect("insert");
+        assert_eq!(
+            store.get("dead0002").expect("get").state,
+            SessionState::Lost
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! `airlock ls`, `diff`, `merge`, `rm`: listing sessions, reviewing what an agent changed in its
+//! copy-on-write layer, landing it in the real workspace, and cleaning up.
+
+use std::io::Write;
+
+use airlock_session::changes::{changes, unified, Change};
+use airlock_session::gitview::{agent_head, GitView};
+use airlock_session::merge::{apply, conflicts, is_git_internal};
+use airlock_session::{SessionRow, SessionState};
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{LsArgs, MergeArgs, RmArgs, SessionArgs};
+use crate::session_dir;
+
+fn state_word(r: &SessionRow) -> String {
+    match r.state {
+        SessionState::Running => "running".into(),
+        SessionState::Exited => format!("exited ({})", r.exit_status.unwrap_or(0)),
+        SessionState::Failed => format!("failed ({})", r.exit_status.unwrap_or(125)),
+        SessionState::Lost => "lost (supervisor gone)".into(),
+    }
+}
+
+pub(crate) fn ls(args: LsArgs) -> Result<i32> {
+    let rows = session_dir::store()?.list()?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        writeln!(out, "no sessions; start one with `airlock run`")?;
+        return Ok(0);
+    }
+    writeln!(
+        out,
+        "{:8}  {:16}  {:22}  {:7}  {:20}  WORKSPACE",
+        "ID", "NAME", "STATE", "MODE", "CREATED"
+    )?;
+    for r in rows {
+        let mut state = state_word(&r);
+        if r.merged {
+            state.push_str(", merged");
+        }
+        writeln!(
+            out,
+            "{:8}  {:16}  {:22}  {:7}  {:20}  {}",
+            r.id,
+            r.name.as_deref().unwrap_or("-"),
+            state,
+            r.mode,
+            r.created.get(..19).unwrap_or(&r.created),
+            r.workspace.display()
+        )?;
+    }
+    Ok(0)
+}
+
+/// The session's overlay layers, or an error saying why it has none.
+fn layers(r: &SessionRow) -> Result<std::path::PathBuf> {
+    if r.mode != "overlay" {
+        bail!(
+            "session {} ran with --mode {}: its changes were made in {} directly",
+            r.id,
+            r.mode,
+            r.workspace.display()
+        );
+    }
+    let upper = r.dir.join("upper");
+    if !upper.is_dir() {
+        bail!(
+            "session {} has no change layer at {} (was it removed?)",
+            r.id,
+            upper.display()
+        );
+    }
+    if !r.workspace.is_dir() {
+        bail!(
+            "the workspace of session {}, {}, no longer exists; its changes are kept in {}",
+            r.id,
+            r.workspace.display(),
+            upper.display()
+        );
+    }
+    Ok(upper)
+}
+
+struct Review {
+    files: Vec<Change>,
+    head: Option<String>,
+    commits: Vec<String>,
+    view: Option<GitView>,
+}
+
+fn review(r: &SessionRow) -> Result<Review> {
+    let upper = layers(r)?;
+    let files = changes(&r.workspace, &upper)?;
+    let head = agent_head(&upper, &r.workspace);
+    let mut commits = Vec::new();
+    let mut view = None;
+    if let Some(h) = &head {
+        if Some(h) != r.base_commit.as_ref() {
+            let v = GitView::new(&r.dir.join("gitview"), &upper, &r.workspace)?;
+            commits = v.log(r.base_commit.as_deref(), h)?;
+            view = Some(v);
+        }
+    }
+    Ok(Review {
+        files,
+        head,
+        commits,
+        view,
+    })
+}
+
+pub(crate) fn diff(args: SessionArgs) -> Result<i32> {
+    let r = session_dir::find(Some(&args.id))?;
+    let rv = review(&r)?;
+    let upper = r.dir.join("upper");
+    let mut out = std::io::stdout().lock();
+    let shown: Vec<&Change> = rv
+        .files
+        .iter()
+        .filter(|c| !is_git_internal(&c.path))
+        .collect();
+    if args.json {
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({
+                "session": r.id,
+                "files": shown,
+                "head": rv.head,
+                "base": r.base_commit,
+                "commits": rv.commits,
+            }),
+        )?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    if !rv.commits.is_empty() {
+        writeln!(
+            out,
+            "# {} new commit(s) (merge fetches them into a branch):",
+            rv.commits.len()
+        )?;
+        for c in &rv.commits {
+            writeln!(out, "#   {c}")?;
+        }
+        writeln!(out)?;
+    }
+    for c in &shown {
+        write!(out, "{}", unified(&r.workspace, &upper, c))?;
+    }
+    if shown.is_empty() && rv.commits.is_empty() {
+        eprintln!("airlock: session {} changed nothing", r.id);
+    }
+    Ok(0)
+}
+
+pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
+    let store = session_dir::store()?;
+    let r = session_dir::find(Some(&args.id))?;
+    if r.state == SessionState::Running {
+        bail!(
+            "session {} is still running; let it finish (or stop it) before merging",
+            r.id
+        );
+    }
+    if r.merged {
+        bail!("session {} was merged already; nothing to do", r.id);
+    }
+    let rv = review(&r)?;
+    let upper = r.dir.join("upper");
+    let files: Vec<Change> = rv
+        .files
+        .iter()
+        .filter(|c| !is_git_internal(&c.path))
+        .cloned()
+        .collect();
+    let clash = conflicts(&r.workspace, &files, r.created_unix);
+    if !clash.is_empty() {
+        let list: Vec<String> = clash.iter().map(|p| format!("  {}", p.display())).collect();
+        bail!(
+            "session {}: these files were also changed on the host since the session started; \
+             nothing was merged:\n{}\nreview with `airlock diff {}` and resolve by hand",
+            r.id,
+            list.join("\n"),
+            r.id
+        );
+    }
+    let report = apply(&r.workspace, &upper, &files, args.allow_exec_files)?;
+    if !report.refused.is_empty() {
+        let list: Vec<String> = report
+            .refused
+            .iter()
+            .map(|(c, why)| format!("  {}: {why}", c.path.display()))
+            .collect();
+        bail!(
+            "session {}: refusing files that execute on the host; nothing was merged:\n{}\n\
+             inspect them with `airlock diff {}`; pass --allow-exec-files to land them anyway",
+            r.id,
+            list.join("\n"),
+            r.id
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    if let (Some(view), Some(head)) = (&rv.view, &rv.head) {
+        let branch = format!("airlock/{}", r.name.as_deref().unwrap_or(&r.id));
+        view.fetch_into(&r.workspace, head, &branch)
+            .context("the files were merged, the commits were not")?;
+        writeln!(
+            out,
+            "fetched {} commit(s) into branch {branch}",
+            rv.commits.len()
+        )?;
+    }
+    for c in &report.applied {
+        writeln!(
+            out,
+            "{:8} {}",
+            format!("{:?}", c.kind).to_lowercase(),
+            c.path.display()
+        )?;
+    }
+    store.mark_merged(&r.id)?;
+    writeln!(
+        out,
+        "merged session {} into {} ({} file change(s))",
+        r.id,
+        r.workspace.display(),
+        report.applied.len()
+    )?;
+    Ok(0)
+}
+
+pub(crate) fn rm(args: RmArgs) -> Result<i32> {
+    let store = session_dir::store()?;
+    let r = session_dir::find(Some(&args.id))?;
+    if r.state == SessionState::Running && !args.force {
+        bail!(
+            "session {} is still running; stop it first, or pass --force",
+            r.id
+        );
+    }
+    if r.mode == "overlay" && !r.merged && !args.force {
+        if let Ok(rv) = review(&r) {
+            let n = rv
+                .files
+                .iter()
+                .filter(|c| !is_git_internal(&c.path))
+                .count();
+            if n > 0 || !rv.commits.is_empty() {
+                bail!(
+                    "session {} has unmerged changes ({n} file(s), {} commit(s)); merge them with \
+                     `airlock merge {}` or pass --force to delete them",
+                    r.id,
+                    rv.commits.len(),
+                    r.id
+                );
+            }
+        }
+    }
+    if r.dir.exists() {
+        std::fs::remove_dir_all(&r.dir)
+            .with_context(|| format!("cannot delete {}", r.dir.display()))?;
+    }
+    store.delete(&r.id)?;
+    println!("removed session {}", r.id);
+    Ok(0)
+}
