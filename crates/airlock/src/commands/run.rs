@@ -320,7 +320,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     if let Err(e) = store.finish(&session, state, code, &airlock_audit::now_rfc3339()) {
         eprintln!("airlock: warning: cannot record the end of session {session}: {e}");
     }
-    if args.mode == Mode::Overlay && status.is_ok() {
+    let stderr_tty = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
+    if args.mode == Mode::Overlay && status.is_ok() && stderr_tty {
         eprintln!(
             "airlock: session {session} ended; review with `airlock diff {session}`, land with `airlock merge {session}`"
         );

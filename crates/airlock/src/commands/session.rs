@@ -262,10 +262,30 @@ pub(crate) fn rm(args: RmArgs) -> Result<i32> {
         }
     }
     if r.dir.exists() {
-        std::fs::remove_dir_all(&r.dir)
-            .with_context(|| format!("cannot delete {}", r.dir.display()))?;
+        remove_tree(&r.dir).with_context(|| format!("cannot delete {}", r.dir.display()))?;
     }
     store.delete(&r.id)?;
     println!("removed session {}", r.id);
     Ok(0)
+}
+
+/// Deletes a session directory. overlayfs leaves its scratch `work/work` directory with mode 000,
+/// so directories are made accessible first.
+fn remove_tree(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::remove_dir_all(dir).is_ok() {
+        return Ok(());
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
+        if let Ok(entries) = std::fs::read_dir(&d) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    std::fs::remove_dir_all(dir)
 }
