@@ -266,7 +266,10 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
     // uid) cannot open its memory. The command gets its own dumpable flag back on exec.
     // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(SandboxError::sys("cannot clear the dumpable flag", Errno::last()));
+        return Err(SandboxError::sys(
+            "cannot clear the dumpable flag",
+            Errno::last(),
+        ));
     }
     security::seccomp()?;
 
