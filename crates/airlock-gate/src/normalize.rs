@@ -5,7 +5,7 @@
 //!
 //! The tables that say how each program spells its options are data (`rules/default.toml`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
@@ -636,7 +636,7 @@ impl Normalizer {
         let mut rest: &[Word] = args;
         if let Some(s) = spec.filter(|s| s.subcommands) {
             // Global options, then the subcommand, then its own options.
-            let (f, p, stop) = split_flags(rest, s, true);
+            let (f, _, stop) = split_flags(rest, s, true);
             for (n, v) in &f {
                 if program == "git" && n == "c" {
                     if let Some(v) = v {
@@ -649,15 +649,10 @@ impl Normalizer {
                 }
             }
             flags = f;
-            let _ = p;
             if let Some(sub) = rest.get(stop) {
                 subcommand = Some(sub.text.clone());
                 rest = &rest[stop + 1..];
-                spec = self
-                    .tables
-                    .programs
-                    .get(&format!("{program} {}", sub.text))
-                    .or(spec.filter(|_| false));
+                spec = self.tables.programs.get(&format!("{program} {}", sub.text));
             } else {
                 rest = &[];
             }
@@ -1438,17 +1433,6 @@ impl FloorBoundary for String {
         i
     }
 }
-
-/// Programs mentioned in a list of name globs, for the glob-candidate list.
-pub fn static_names(globs: &[String]) -> impl Iterator<Item = String> + '_ {
-    globs
-        .iter()
-        .filter(|g| !g.contains(['*', '?', '[']))
-        .cloned()
-}
-
-#[allow(dead_code)]
-fn _assert_send(_: &HashMap<String, String>) {}
 
 #[cfg(test)]
 mod tests {

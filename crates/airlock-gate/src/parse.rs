@@ -405,7 +405,6 @@ impl Walker<'_> {
             }
             ast::Command::Function(f) => {
                 // A function body is analysed where it is defined, whether or not it is called.
-                let start = self.out.len();
                 let name = f.fname.value.clone();
                 let origin = format!("function {name}");
                 let saved = std::mem::replace(&mut self.origin, origin);
@@ -429,7 +428,6 @@ impl Walker<'_> {
                         files: Vec::new(),
                     });
                 }
-                let _ = start;
                 Ok(Upstream {
                     argv: Vec::new(),
                     output: Some(String::new()),

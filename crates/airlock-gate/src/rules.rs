@@ -566,8 +566,7 @@ impl GitInfo for StaticGit {
 fn word_match(globs: &[Glob], w: &Word) -> Match {
     if w.is_dynamic() || w.glob {
         let probe = w.text.replace(DYN, "*");
-        let pg = Glob::new(&probe);
-        if globs.iter().any(|g| glob_intersects(g, &pg, &probe)) {
+        if globs.iter().any(|g| glob_intersects(g, &probe)) {
             return Match::Possible;
         }
         return Match::No;
@@ -576,7 +575,7 @@ fn word_match(globs: &[Glob], w: &Word) -> Match {
 }
 
 /// Approximate test whether some string matches both `rule` and the dynamic word `probe`.
-fn glob_intersects(rule: &Glob, word: &Glob, probe: &str) -> bool {
+fn glob_intersects(rule: &Glob, probe: &str) -> bool {
     if rule.matches(probe) || rule.matches(&probe.replace('*', "")) {
         return true;
     }
@@ -584,7 +583,6 @@ fn glob_intersects(rule: &Glob, word: &Glob, probe: &str) -> bool {
         return false;
     }
     // Try filling the word's wildcards with a few representative strings.
-    let _ = word;
     ["x", "/", "-", "+"]
         .iter()
         .any(|fill| rule.matches(&probe.replace('*', fill)))
