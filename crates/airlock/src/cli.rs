@@ -56,6 +56,8 @@ pub(crate) enum Command {
     Merge(MergeArgs),
     /// Delete a session and its data (refuses unmerged changes without --force).
     Rm(RmArgs),
+    /// Stop a running session: SIGTERM to its command, SIGKILL after --timeout seconds.
+    Stop(StopArgs),
     /// Show a session's audit log: every network and command decision.
     ///
     /// Without ID, the most recent session. Examples:
@@ -212,6 +214,15 @@ pub(crate) struct RmArgs {
     /// Delete even unmerged changes, or a session that is still running.
     #[arg(long)]
     pub(crate) force: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StopArgs {
+    /// Session id, unique id prefix, or name.
+    pub(crate) id: String,
+    /// Seconds to wait after SIGTERM before killing the sandbox.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) timeout: u64,
 }
 
 #[derive(Debug, Args)]

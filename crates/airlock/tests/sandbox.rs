@@ -962,3 +962,44 @@ fn session_commands_explain_bad_input() {
     let o = repo.airlock(&["run", "--name", "b", "--", "true"]);
     assert_eq!(o.status.code(), Some(125), "duplicate names are refused");
 }
+
+#[test]
+fn stop_ends_a_running_session_gracefully_then_by_force() {
+    let repo = Repo::new();
+    let start = |name: &str, script: &str| {
+        let mut child = repo
+            .ws
+            .airlock()
+            .args(["run", "--name", name, "--", "sh", "-c", script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        assert_eq!(line, "up\n");
+        child
+    };
+    let mut polite = start(
+        "polite",
+        "trap 'exit 5' TERM; echo up; while :; do sleep 0.05; done",
+    );
+    let o = repo.airlock(&["stop", "polite"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(polite.wait().expect("wait").code(), Some(5));
+    // A command that ignores SIGTERM is killed after the timeout.
+    let mut stubborn = start(
+        "stubborn",
+        "trap '' TERM; echo up; while :; do sleep 0.05; done",
+    );
+    let o = repo.airlock(&["stop", "--timeout", "1", "stubborn"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("killing"), "{}", stderr(&o));
+    stubborn.wait().expect("wait");
+    let o = repo.airlock(&["ls"]);
+    assert!(!stdout(&o).contains("running"), "{}", stdout(&o));
+    let o = repo.airlock(&["stop", "polite"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
+}

@@ -26,6 +26,7 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Diff(args) => session::diff(args),
         Command::Merge(args) => session::merge(args),
         Command::Rm(args) => session::rm(args),
+        Command::Stop(args) => session::stop(args),
         Command::Probe { name, args } => selftest::probe(&name, &args),
         Command::SandboxInit => Ok(run::sandbox_init()),
     }

@@ -9,7 +9,7 @@ use airlock_session::merge::{apply, conflicts, is_git_internal};
 use airlock_session::{SessionRow, SessionState};
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{LsArgs, MergeArgs, RmArgs, SessionArgs};
+use crate::cli::{LsArgs, MergeArgs, RmArgs, SessionArgs, StopArgs};
 use crate::session_dir;
 
 fn state_word(r: &SessionRow) -> String {
@@ -288,4 +288,45 @@ fn remove_tree(dir: &std::path::Path) -> std::io::Result<()> {
         }
     }
     std::fs::remove_dir_all(dir)
+}
+
+pub(crate) fn stop(args: StopArgs) -> Result<i32> {
+    use nix::sys::signal::{kill, Signal};
+    let r = session_dir::find(Some(&args.id))?;
+    if r.state != SessionState::Running {
+        bail!("session {} is not running ({})", r.id, state_word(&r));
+    }
+    let pid = r
+        .supervisor_pid
+        .and_then(|p| i32::try_from(p).ok())
+        .map(nix::unistd::Pid::from_raw)
+        .context("the session has no supervisor pid")?;
+    let alive = || {
+        r.supervisor_pid
+            .and_then(airlock_session::store::process_start)
+            == r.supervisor_start
+    };
+    // The supervisor forwards SIGTERM to the command; its exit ends the sandbox.
+    kill(pid, Signal::SIGTERM).with_context(|| format!("cannot signal session {}", r.id))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.timeout);
+    while alive() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if alive() {
+        eprintln!(
+            "airlock: session {} did not stop within {}s; killing it",
+            r.id, args.timeout
+        );
+        // The sandbox dies with its supervisor (parent-death signal).
+        let _ = kill(pid, Signal::SIGKILL);
+        let store = session_dir::store()?;
+        store.finish(
+            &r.id,
+            SessionState::Failed,
+            Some(137),
+            &airlock_audit::now_rfc3339(),
+        )?;
+    }
+    println!("stopped session {}", r.id);
+    Ok(0)
 }
