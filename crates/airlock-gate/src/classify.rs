@@ -728,3 +728,124 @@ pub fn tally<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>) -> BTreeMap<Ti
     }
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(text: &str, trusted: bool) -> CommandLayer {
+        CommandLayer {
+            source: PathBuf::from("/p/policy.toml"),
+            table: toml::from_str(text).expect("toml"),
+            trusted,
+        }
+    }
+
+    fn decide(engine: &Engine, cmd: &str) -> Verdict {
+        let git = StaticGit::default();
+        let ctx = Context {
+            cwd: "/home/u/w".into(),
+            home: "/home/u".into(),
+            workspace: Some("/home/u/w".into()),
+            git: &git,
+        };
+        engine.classify_command(cmd, &ctx)
+    }
+
+    #[test]
+    fn user_rules_come_first_and_examples_are_checked() {
+        let e = Engine::load(
+            &[layer(
+                "[[rule]]\nid='no-make'\ntier='deny'\nprogram=['make']\nreason='use just'\nexamples=['make all']\n",
+                true,
+            )],
+            "/home/u",
+            false,
+        )
+        .expect("load");
+        let v = decide(&e, "make all");
+        assert_eq!(
+            (v.tier, v.rule.as_str()),
+            (Tier::Deny, "/p/policy.toml:no-make")
+        );
+        let err = Engine::load(
+            &[layer("[[rule]]\nid='bad'\ntier='deny'\nprogram=['make']\nreason='x'\nexamples=['mkae']\n", true)],
+            "/home/u",
+            false,
+        )
+        .expect_err("example does not match");
+        assert!(
+            err.to_string().contains("bad") && err.to_string().contains("mkae"),
+            "{err}"
+        );
+        let err = Engine::load(
+            &[layer("[[rule]]\nid='x'\ntier='deny'\nreason='r'\n", true)],
+            "/home/u",
+            false,
+        )
+        .expect_err("matches everything");
+        assert!(err.to_string().contains("matches everything"), "{err}");
+        let err =
+            Engine::load(&[layer("typo = 1\n", true)], "/home/u", false).expect_err("unknown key");
+        assert!(err.to_string().contains("typo"), "{err}");
+    }
+
+    #[test]
+    fn untrusted_layers_only_narrow() {
+        for bad in [
+            "default = 'allow'\ndefault_network = 'allow'\n",
+            "git_owners = ['me']\n",
+            "disable = ['privilege']\n",
+            "[[rule]]\nid='a'\ntier='allow'\nprogram=['sudo']\nreason='x'\n",
+            "[review]\nenabled = true\n",
+        ] {
+            let e = Engine::load(&[layer(bad, false)], "/home/u", false).expect_err(bad);
+            assert!(matches!(e, GateError::Widening { .. }), "{bad}: {e}");
+        }
+        let e = Engine::load(
+            &[layer(
+                "default = 'ask'\n[[rule]]\nid='a'\ntier='deny'\nprogram=['ls']\nreason='x'\n",
+                false,
+            )],
+            "/home/u",
+            false,
+        )
+        .expect("narrowing is fine");
+        assert_eq!(decide(&e, "ls").tier, Tier::Deny);
+        assert_eq!(decide(&e, "cat x").tier, Tier::Ask);
+    }
+
+    #[test]
+    fn disable_and_defaults() {
+        let e = Engine::load(
+            &[layer(
+                "disable = ['privilege']\ndefault_network = 'allow'\n",
+                true,
+            )],
+            "/home/u",
+            false,
+        )
+        .expect("load");
+        assert_eq!(decide(&e, "sudo ls").tier, Tier::Allow);
+        assert_eq!(decide(&e, "curl https://example.com").tier, Tier::Allow);
+        let e = Engine::builtin().expect("load");
+        assert_eq!(
+            decide(&e, "curl https://example.com").rule,
+            "default:network"
+        );
+        assert_eq!(
+            decide(&e, "echo x > /home/u/notes").rule,
+            "default:write-outside"
+        );
+        assert_eq!(decide(&e, "echo x > \"$OUT\"").tier, Tier::Ask);
+        // A possible match of a deny rule asks, and says why.
+        let v = decide(&e, "rm -rf \"$DIR\"");
+        assert_eq!(v.tier, Tier::Ask);
+        assert!(
+            v.steps[0].uncertain && v.reason.contains("only known when"),
+            "{}",
+            v.reason
+        );
+        assert_eq!(decide(&e, "").tier, Tier::Allow);
+    }
+}
