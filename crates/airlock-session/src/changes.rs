@@ -44,9 +44,8 @@ fn is_opaque(dir: &Path) -> bool {
 
 /// Whether two regular files or symlinks have the same content, type and permissions.
 fn same(a: &Path, b: &Path) -> Result<bool, SessionError> {
-    let (ma, mb) = match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
-        (Ok(x), Ok(y)) => (x, y),
-        _ => return Ok(false),
+    let (Ok(ma), Ok(mb)) = (fs::symlink_metadata(a), fs::symlink_metadata(b)) else {
+        return Ok(false);
     };
     if ma.file_type().is_symlink() || mb.file_type().is_symlink() {
         return Ok(ma.file_type().is_symlink()
@@ -209,9 +208,8 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result
 const MAX_DIFF_BYTES: u64 = 4 << 20;
 
 fn text_of(path: &Path) -> Result<Option<String>, String> {
-    let m = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(_) => return Ok(Some(String::new())),
+    let Ok(m) = fs::symlink_metadata(path) else {
+        return Ok(Some(String::new()));
     };
     if m.file_type().is_symlink() {
         return Ok(Some(format!(
