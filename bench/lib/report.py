@@ -150,18 +150,32 @@ if st:
     w("")
     w("Targets:")
     w("")
+    def mn(name):
+        return min(res[name]["times"]) if name in res else None
+    if busy:
+        w("The machine was busy during this run, which inflates medians unevenly (a 5 ms command "
+          "loses more, in proportion, to a stolen time slice than a 300 ms one), so each target "
+          "is also given by the ratio of the fastest runs, the better estimate of a tool's own "
+          "cost on a loaded machine. A verdict holds only if both agree.")
+        w("")
     if al and bw:
-        w(f"- airlock within 1.5x of bare bwrap: {ratio(al, bw)} — {verdict(al / bw <= 1.5)}")
+        both = f"{ratio(al, bw)} by medians, {ratio(mn('airlock bind'), mn('bwrap'))} by fastest runs"
+        ok = al / bw <= 1.5 and mn("airlock bind") / mn("bwrap") <= 1.5
+        w(f"- airlock within 1.5x of bare bwrap: {both} — {verdict(ok)}")
     else:
         w("- airlock within 1.5x of bare bwrap: bwrap not measured (" + skip_map.get("bwrap", "?") + ")")
     srt = res.get("srt", {}).get("median")
     if al and srt:
-        w(f"- 30x faster than srt: {srt / al:.1f}x ({ms(srt)} ms vs {ms(al)} ms) — {verdict(srt / al >= 30)}")
+        fast = mn("srt") / mn("airlock bind")
+        w(f"- 30x faster than srt: {srt / al:.1f}x by medians ({ms(srt)} ms vs {ms(al)} ms), "
+          f"{fast:.1f}x by fastest runs — {verdict(srt / al >= 30 and fast >= 30)}")
     else:
         w("- 30x faster than srt: srt not measured (" + skip_map.get("srt", "not installed") + ")")
     ob, bb = res.get("airlock overlay big", {}).get("median"), res.get("airlock bind big", {}).get("median")
     if ob and bb:
-        w(f"- overlay on the big repository within 1.2x of bind: {ratio(ob, bb)} — {verdict(ob / bb <= 1.2)}")
+        fast = mn("airlock overlay big") / mn("airlock bind big")
+        w(f"- overlay on the big repository within 1.2x of bind: {ratio(ob, bb)} by medians, "
+          f"{fast:.2f}x by fastest runs — {verdict(ob / bb <= 1.2 and fast <= 1.2)}")
     else:
         w("- overlay on a 100k-file repository within 1.2x of bind: **not available yet** "
           "(`--mode overlay` is not implemented in this build; bench/run.sh measures it as soon as "
