@@ -151,7 +151,7 @@ pub(crate) struct RunArgs {
     /// Set an environment variable in the sandbox (repeatable), NAME=VALUE.
     #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
     pub(crate) env_set: Vec<String>,
-    /// Start the session in the background (needs the sessions feature).
+    /// Start the session in the background (not available yet).
     #[arg(long)]
     pub(crate) detach: bool,
     /// Session name.
