@@ -204,11 +204,8 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<(), SandboxError> {
         .map_err(|e| SandboxError::sys("cannot pivot into the scaffolding", e))?;
     chdir("/").map_err(|e| SandboxError::sys("chdir /", e))?;
 
-    for b in &spec.binds {
-        bind(b)?;
-    }
-    proc_fs()?;
-    dev(spec.shm_bytes)?;
+    // Private home and /tmp first: binds below them (toolchains in ~/.cargo, agent state in
+    // ~/.claude, a workspace under /tmp) are mounted on top.
     tmpfs(
         &under(NEW, &spec.home)?,
         "0700",
@@ -221,6 +218,11 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<(), SandboxError> {
         spec.tmp_bytes,
         MsFlags::empty(),
     )?;
+    for b in &spec.binds {
+        bind(b)?;
+    }
+    proc_fs()?;
+    dev(spec.shm_bytes)?;
     if let Some(ws) = &spec.workspace {
         workspace(ws)?;
     }

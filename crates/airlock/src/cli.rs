@@ -58,6 +58,10 @@ pub(crate) enum Command {
     Rm(RmArgs),
     /// Stop a running session: SIGTERM to its command, SIGKILL after --timeout seconds.
     Stop(StopArgs),
+    /// Attach your terminal to a --detach session (detach again with tmux's prefix, then d).
+    Attach(AttachArgs),
+    /// Print a session's output (a --detach session's agent pane, and airlock's own messages).
+    Logs(LogsArgs),
     /// Show a session's audit log: every network and command decision.
     ///
     /// Without ID, the most recent session. Examples:
@@ -151,12 +155,16 @@ pub(crate) struct RunArgs {
     /// Set an environment variable in the sandbox (repeatable), NAME=VALUE.
     #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
     pub(crate) env_set: Vec<String>,
-    /// Start the session in the background (not available yet).
+    /// Start the session in the background: the command runs in a tmux session inside the
+    /// sandbox (top pane; a shell in the workspace below); `airlock attach` joins it.
     #[arg(long)]
     pub(crate) detach: bool,
-    /// Session name.
+    /// Session name (usable wherever a session id is).
     #[arg(long)]
     pub(crate) name: Option<String>,
+    /// Internal: this process is the background supervisor of a --detach session.
+    #[arg(long, hide = true, value_name = "ID")]
+    pub(crate) detached_child: Option<String>,
     /// Print what would be set up, as JSON, and exit.
     #[arg(long)]
     pub(crate) dry_run: bool,
@@ -214,6 +222,24 @@ pub(crate) struct RmArgs {
     /// Delete even unmerged changes, or a session that is still running.
     #[arg(long)]
     pub(crate) force: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AttachArgs {
+    /// Session id, unique id prefix, or name.
+    pub(crate) id: String,
+    /// Seconds to wait for a session that is still starting.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// Session id, unique id prefix, or name.
+    pub(crate) id: String,
+    /// Keep printing new output until the session ends.
+    #[arg(long, short = 'f')]
+    pub(crate) follow: bool,
 }
 
 #[derive(Debug, Args)]

@@ -234,7 +234,10 @@ pub(crate) fn build(policy: &Policy, who: &Invoker, req: ViewRequest<'_>) -> Res
     set("AIRLOCK", "1".to_string());
     set("AIRLOCK_SESSION", req.session.to_string());
     // The command gate (`airlock hook claude`) judges paths against the workspace.
-    set("AIRLOCK_WORKSPACE", req.workspace.target().display().to_string());
+    set(
+        "AIRLOCK_WORKSPACE",
+        req.workspace.target().display().to_string(),
+    );
     let shell = who
         .shell
         .clone()

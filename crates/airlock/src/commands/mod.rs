@@ -1,6 +1,7 @@
 //! What each subcommand does. Argument types live in `cli`.
 
 mod audit;
+mod detach;
 mod doctor;
 mod explain;
 mod hook;
@@ -27,6 +28,8 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Merge(args) => session::merge(args),
         Command::Rm(args) => session::rm(args),
         Command::Stop(args) => session::stop(args),
+        Command::Attach(args) => detach::attach(args),
+        Command::Logs(args) => detach::logs(args),
         Command::Probe { name, args } => selftest::probe(&name, &args),
         Command::SandboxInit => Ok(run::sandbox_init()),
     }

@@ -74,8 +74,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     if args.mode == Mode::Worktree {
         bail!("workspace mode worktree is not available in this build yet; use --mode overlay or bind");
     }
-    if args.detach {
-        bail!("--detach needs sessions, which are not available in this build yet");
+    if args.detach && args.detached_child.is_none() {
+        return super::detach::start(&args);
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let ws_arg = args.workspace.clone().unwrap_or_else(|| cwd.clone());
@@ -112,16 +112,17 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         .filter(|c| c.starts_with(&workspace))
         .unwrap_or_else(|| workspace.clone());
     let tty = match (
+        args.detached_child.is_some(),
         nix::unistd::isatty(std::io::stdin()),
         nix::unistd::isatty(std::io::stdout()),
     ) {
-        (Ok(true), Ok(true)) => {
+        (false, Ok(true), Ok(true)) => {
             let (rows, cols) = airlock_sandbox::term::terminal_size().unwrap_or((24, 80));
             Some(TtySpec { rows, cols })
         }
         _ => None,
     };
-    let session = new_session_id();
+    let session = args.detached_child.clone().unwrap_or_else(new_session_id);
     let limits = policy.limits;
     let cgroup = Cgroup::create(
         &session,
@@ -195,6 +196,10 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             session: &session,
         },
     )?;
+    agent_state(&mut spec, &args, &workspace, &who)?;
+    if args.detached_child.is_some() {
+        super::detach::wrap_in_tmux(&mut spec, &dir)?;
+    }
     spec.files.push(GeneratedFile {
         target: "/etc/resolv.conf".into(),
         contents: b"# written by airlock: names resolve through its DNS filter\nnameserver 127.0.0.1\noptions ndots:0 attempts:1\n".to_vec(),
@@ -384,4 +389,61 @@ fn reload_policy(args: &RunArgsForReload, workspace: &std::path::Path) -> Result
 fn sandbox_error(e: SandboxError) -> anyhow::Error {
     let code = e.exit_code();
     with_code(code, anyhow::Error::new(e))
+}
+
+/// The agent's own state (settings, history, project memory) that must outlive ephemeral
+/// sessions: kept per project under `$XDG_DATA_HOME/airlock/state/`, bound into the sandbox's
+/// home, never the user's real one. Credential files stay hidden (the hide list applies on top).
+fn agent_state(
+    spec: &mut airlock_sandbox::SandboxSpec,
+    args: &RunArgs,
+    workspace: &std::path::Path,
+    who: &view::Invoker,
+) -> Result<()> {
+    let (program, entries): (&str, &[(&str, bool)]) = match args.agent {
+        crate::cli::Agent::Shell => return Ok(()),
+        crate::cli::Agent::Claude => ("claude", &[(".claude", true), (".claude.json", false)]),
+        crate::cli::Agent::Codex => ("codex", &[(".codex", true)]),
+        crate::cli::Agent::Gemini => ("gemini", &[(".gemini", true)]),
+    };
+    if args.command.is_empty() {
+        spec.argv = vec![program.to_string()];
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    workspace.hash(&mut h);
+    let project = format!(
+        "{}-{:016x}",
+        workspace
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        h.finish()
+    );
+    let root = session_dir::sessions_root()?
+        .parent()
+        .map(|p| p.join("state").join(project).join(program))
+        .context("bad data directory")?;
+    for (name, dir) in entries {
+        let src = root.join(name);
+        if *dir {
+            std::fs::create_dir_all(&src)
+        } else {
+            std::fs::create_dir_all(&root).and_then(|()| {
+                if src.exists() {
+                    Ok(())
+                } else {
+                    std::fs::write(&src, "{}\n")
+                }
+            })
+        }
+        .with_context(|| format!("cannot create agent state {}", src.display()))?;
+        spec.binds.push(airlock_sandbox::Bind {
+            source: src,
+            target: who.home.join(name),
+            writable: true,
+            optional: false,
+        });
+    }
+    Ok(())
 }
