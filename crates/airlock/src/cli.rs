@@ -93,7 +93,8 @@ pub(crate) enum Mode {
     /// Overlay the workspace: the agent's writes go to a per-session layer; review them with
     /// `airlock diff`, land them with `airlock merge`.
     Overlay,
-    /// A git worktree per session (not yet available; use bind).
+    /// A git worktree per session on a new branch airlock/NAME (removed on exit when clean,
+    /// kept when it has changes). The main repository's config and hooks stay read-only.
     Worktree,
     /// The workspace directory itself, read-write.
     Bind,

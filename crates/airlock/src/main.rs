@@ -11,6 +11,7 @@ mod exit;
 mod policy_load;
 mod session_dir;
 mod view;
+mod worktree;
 
 use clap::Parser;
 

@@ -190,10 +190,19 @@ pub(crate) fn build(policy: &Policy, who: &Invoker, req: ViewRequest<'_>) -> Res
         }
         hide.push(p);
     }
-    // Session data (audit logs, control sockets) wherever XDG_DATA_HOME puts it.
+    // Session data (audit logs, control sockets, the store, agent state) wherever
+    // XDG_DATA_HOME puts it. Worktrees live beside them and appear only where bound.
     if let Ok(root) = crate::session_dir::sessions_root() {
         if let Some(airlock_dir) = root.parent() {
-            hide.push(airlock_dir.to_path_buf());
+            for name in [
+                "sessions",
+                "sessions.db",
+                "sessions.db-wal",
+                "sessions.db-shm",
+                "state",
+            ] {
+                hide.push(airlock_dir.join(name));
+            }
         }
     }
 

@@ -1081,3 +1081,73 @@ fn detached_sessions_can_be_attached_and_stopped() {
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
 }
+
+#[test]
+fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
+    let repo = Repo::new();
+    let o = repo.airlock(&[
+        "run", "--mode", "worktree", "--name", "clean", "--", "sh", "-c", "pwd; ls",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("old.txt"), "{}", stdout(&o));
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(repo.ws.path())
+            .output()
+            .expect("git");
+        stdout(&o)
+    };
+    assert!(
+        !git(&["branch"]).contains("airlock/clean"),
+        "clean worktree's branch pruned"
+    );
+    assert_eq!(
+        git(&["worktree", "list"]).lines().count(),
+        1,
+        "clean worktree pruned"
+    );
+
+    let config_before = std::fs::read(repo.ws.path().join(".git/config")).expect("config");
+    let o = repo.airlock(&[
+        "run",
+        "--mode",
+        "worktree",
+        "--name",
+        "dirty",
+        "--",
+        "sh",
+        "-c",
+        "echo work > work.txt; git add work.txt; \
+         git -c user.name=a -c user.email=a@a commit -qm 'agent commit' && echo committed; \
+         echo more > more.txt; \
+         common=$(git rev-parse --git-common-dir); \
+         (echo evil > $common/hooks/pre-commit) 2>/dev/null || echo no-hook; \
+         git config core.fsmonitor evil 2>/dev/null || echo no-config; \
+         (echo x > $common/../old.txt) 2>/dev/null || echo main-tree-read-only",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    for want in ["committed", "no-hook", "no-config", "main-tree-read-only"] {
+        assert!(out.contains(want), "{want} missing: {out}");
+    }
+    assert!(stderr(&o).contains("worktree kept at"), "{}", stderr(&o));
+    assert_eq!(
+        git(&["log", "--format=%s", "airlock/dirty"]),
+        "agent commit\ninit\n"
+    );
+    assert!(!repo.ws.path().join(".git/hooks/pre-commit").exists());
+    assert_eq!(
+        std::fs::read(repo.ws.path().join(".git/config")).expect("config"),
+        config_before
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.ws.path().join("old.txt")).expect("read"),
+        "old\n"
+    );
+    assert_eq!(
+        git(&["worktree", "list"]).lines().count(),
+        2,
+        "dirty worktree kept"
+    );
+}

@@ -19,6 +19,7 @@ use crate::exit::{with_code, FAILURE};
 use crate::policy_load;
 use crate::session_dir;
 use crate::view::{self, Invoker, ViewRequest};
+use crate::worktree;
 use airlock_session::{SessionRow, SessionState};
 
 /// The hidden init stage (`airlock __sandbox-init`).
@@ -71,9 +72,6 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             bail!("the {other:?} backend is not available in this build; use --backend native")
         }
     }
-    if args.mode == Mode::Worktree {
-        bail!("workspace mode worktree is not available in this build yet; use --mode overlay or bind");
-    }
     if args.detach && args.detached_child.is_none() {
         return super::detach::start(&args);
     }
@@ -107,7 +105,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         Some(flags),
     )?;
     let net_policy = compile_network(&policy)?;
-    let inner_cwd = std::fs::canonicalize(&cwd)
+    let mut extra_binds = Vec::new();
+    let mut worktree_info: Option<(std::path::PathBuf, String)> = None;
+    let mut inner_cwd = std::fs::canonicalize(&cwd)
         .ok()
         .filter(|c| c.starts_with(&workspace))
         .unwrap_or_else(|| workspace.clone());
@@ -173,10 +173,25 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             work: work.clone(),
             target: workspace.clone(),
         },
-        Mode::Bind | Mode::Worktree => WorkspaceView::Bind {
+        Mode::Bind => WorkspaceView::Bind {
             source: workspace.clone(),
             target: workspace.clone(),
         },
+        Mode::Worktree => {
+            if args.dry_run {
+                bail!(
+                    "--dry-run cannot be combined with --mode worktree (it creates the worktree)"
+                );
+            }
+            let wt = worktree::create(&workspace, &session, args.name.as_deref())?;
+            inner_cwd = wt.path.clone();
+            extra_binds = wt.binds;
+            worktree_info = Some((wt.path.clone(), wt.branch));
+            WorkspaceView::Bind {
+                source: wt.path.clone(),
+                target: wt.path,
+            }
+        }
     };
     let mut spec = view::build(
         &policy,
@@ -196,6 +211,20 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             session: &session,
         },
     )?;
+    // The worktree's view of the main repository goes before the workspace itself.
+    if !extra_binds.is_empty() {
+        // The main repository is read-only for the worktree: no automatic gc/pack-refs, which
+        // would need to write beside its config.
+        for (k, v) in [
+            ("GIT_CONFIG_COUNT", "1"),
+            ("GIT_CONFIG_KEY_0", "gc.auto"),
+            ("GIT_CONFIG_VALUE_0", "0"),
+        ] {
+            spec.env.retain(|(ek, _)| ek != k);
+            spec.env.push((k.to_string(), v.to_string()));
+        }
+    }
+    spec.binds.extend(extra_binds);
     agent_state(&mut spec, &args, &workspace, &who)?;
     if args.detached_child.is_some() {
         super::detach::wrap_in_tmux(&mut spec, &dir)?;
@@ -324,6 +353,19 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     };
     if let Err(e) = store.finish(&session, state, code, &airlock_audit::now_rfc3339()) {
         eprintln!("airlock: warning: cannot record the end of session {session}: {e}");
+    }
+    if let Some((path, branch)) = &worktree_info {
+        match worktree::finish(&workspace, path, branch) {
+            Ok(true) => {}
+            Ok(false) => eprintln!(
+                "airlock: session {session}: worktree kept at {} (branch {branch}): it has changes",
+                path.display()
+            ),
+            Err(e) => eprintln!(
+                "airlock: session {session}: worktree {} left in place: {e:#}",
+                path.display()
+            ),
+        }
     }
     let stderr_tty = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
     if args.mode == Mode::Overlay && status.is_ok() && stderr_tty {

@@ -59,6 +59,15 @@ pub(crate) fn ls(args: LsArgs) -> Result<i32> {
 
 /// The session's overlay layers, or an error saying why it has none.
 fn layers(r: &SessionRow) -> Result<std::path::PathBuf> {
+    if r.mode == "worktree" {
+        bail!(
+            "session {} ran with --mode worktree: its commits are on the branch airlock/{} and \
+             any uncommitted work is in its worktree (see `git worktree list` in {})",
+            r.id,
+            r.name.as_deref().unwrap_or(&r.id),
+            r.workspace.display()
+        );
+    }
     if r.mode != "overlay" {
         bail!(
             "session {} ran with --mode {}: its changes were made in {} directly",
