@@ -432,6 +432,13 @@ fn workspace(ws: &WorkspaceView) -> Result<(), SandboxError> {
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
                 Some(&data),
             )
+            .map_err(|e| {
+                SandboxError::Setup(format!(
+                    "{e}: this kernel cannot mount overlayfs in a user namespace over {} (see \
+                     `airlock doctor`); run with --mode worktree or --mode bind instead",
+                    lower.display()
+                ))
+            })
         }
     }
 }

@@ -1067,6 +1067,15 @@ fn detached_sessions_can_be_attached_and_stopped() {
     );
     let o = repo.airlock(&["ls"]);
     assert!(stdout(&o).contains("running"), "{}", stdout(&o));
+    // A second attach joins the same session.
+    tmux(&["kill-server"]);
+    let o = tmux(&["new-session", "-d", "-x", "120", "-y", "40", &attach]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        wait_until(Duration::from_secs(10), || capture().contains("agent-42")),
+        "{}",
+        capture()
+    );
     tmux(&["kill-server"]);
 
     let o = repo.airlock(&["stop", "--timeout", "5", "bg"]);
@@ -1149,5 +1158,123 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
         git(&["worktree", "list"]).lines().count(),
         2,
         "dirty worktree kept"
+    );
+}
+
+#[test]
+fn agent_state_survives_sessions_and_stays_per_project() {
+    let repo = Repo::new();
+    let real = tempfile::tempdir().expect("home");
+    std::fs::create_dir_all(real.path().join(".claude")).expect("mkdir");
+    std::fs::write(real.path().join(".claude/real-history"), "REAL").expect("write");
+    let run = |script: &str| {
+        repo.ws
+            .airlock()
+            .env("HOME", real.path())
+            .args(["run", "--agent", "claude", "--", "sh", "-c", script])
+            .output()
+            .expect("run")
+    };
+    let o = run("echo remembered > ~/.claude/memory.md; cat ~/.claude.json; ls ~/.claude");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("{}"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("real-history"), "{}", stdout(&o));
+    let o = run("cat ~/.claude/memory.md");
+    assert_eq!(stdout(&o), "remembered\n", "{}", stderr(&o));
+    assert!(
+        !real.path().join(".claude/memory.md").exists(),
+        "the real ~/.claude was written"
+    );
+    // Another project does not see it.
+    let other = Repo::new();
+    let o = other
+        .ws
+        .airlock()
+        .env("XDG_DATA_HOME", repo.ws.data.path())
+        .env("HOME", real.path())
+        .args(["run", "--agent", "claude", "--", "sh", "-c", "ls ~/.claude"])
+        .output()
+        .expect("run");
+    assert_eq!(stdout(&o), "", "{}", stderr(&o));
+}
+
+#[test]
+fn a_deleted_workspace_is_explained_and_its_changes_kept() {
+    let repo = Repo::new();
+    let o = repo.airlock(&[
+        "run",
+        "--name",
+        "gone",
+        "--",
+        "sh",
+        "-c",
+        "echo keep > keep.txt",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let moved = repo.ws.path().with_extension("moved");
+    std::fs::rename(repo.ws.path(), &moved).expect("move workspace away");
+    let o = Command::new(bin())
+        .env("XDG_DATA_HOME", repo.ws.data.path())
+        .args(["merge", "gone"])
+        .output()
+        .expect("merge");
+    std::fs::rename(&moved, repo.ws.path()).expect("move back");
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("no longer exists") && stderr(&o).contains("upper"),
+        "{}",
+        stderr(&o)
+    );
+    let o = repo.airlock(&["diff", "gone"]);
+    assert!(stdout(&o).contains("+keep"), "{}", stdout(&o));
+}
+
+/// The upper layer's disk fills up: the agent gets ENOSPC, airlock reports the command's status,
+/// and what was written before stays reviewable. Needs root to mount a small tmpfs.
+#[test]
+fn a_full_disk_under_the_session_loses_nothing_written() {
+    if !is_root() {
+        eprintln!("skipping: mounting a small filesystem needs root (the root run covers it)");
+        return;
+    }
+    let repo = Repo::new();
+    let small = tempfile::tempdir().expect("tempdir");
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(small.path())
+        .status()
+        .expect("mount");
+    assert!(ok.success());
+    let o = repo
+        .ws
+        .airlock()
+        .env("XDG_DATA_HOME", small.path())
+        .args(["run", "--name", "full", "--", "sh", "-c"])
+        .arg("echo first > first.txt; head -c 4000000 /dev/zero > big.bin; echo dd=$?")
+        .output()
+        .expect("run");
+    let ls = repo
+        .ws
+        .airlock()
+        .env("XDG_DATA_HOME", small.path())
+        .args(["diff", "full", "--json"])
+        .output()
+        .expect("diff");
+    let _ = Command::new("umount").arg(small.path()).status();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("dd=1"),
+        "the agent sees the write fail: {}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("No space left"), "{}", stderr(&o));
+    let d: serde_json::Value = serde_json::from_slice(&ls.stdout).expect("json");
+    assert!(
+        d["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .any(|f| f["path"] == "first.txt"),
+        "{d}"
     );
 }
