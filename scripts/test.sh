@@ -42,7 +42,7 @@ if [ "$(id -u)" = 0 ]; then
   echo "== sandbox tests as unprivileged user $TEST_USER"
   stage=$(mktemp -d /tmp/airlock-ci-XXXXXX)
   trap 'rm -rf "$stage"' EXIT
-  cp target/debug/airlock "$stage/airlock"
+  cp "${CARGO_TARGET_DIR:-target}/debug/airlock" "$stage/airlock"
   cargo test -p airlock --test sandbox --no-run --locked --message-format=json 2>/dev/null \
     | python3 -c 'import json,sys
 for l in sys.stdin:
