@@ -59,19 +59,24 @@ pub fn init_main() -> i32 {
     // SAFETY: fd 3 was set up by the supervisor as our end of the control channel and nothing else
     // in this process refers to it.
     let mut chan = Some(Channel::from_fd(unsafe { OwnedFd::from_raw_fd(INIT_FD) }));
-    match stage1(&mut chan) {
+    let result = stage1(&mut chan);
+    outcome(chan.as_ref(), result)
+}
+
+/// The exit status for a stage's result; a failure is reported to the supervisor first.
+fn outcome(chan: Option<&Channel>, result: Result<i32, SandboxError>) -> i32 {
+    match result {
         Ok(code) => code,
         Err(e) => {
-            let Some(chan) = chan else {
-                return e.exit_code();
-            };
-            let _ = chan.send(
-                &FromInit::Failed {
-                    code: e.exit_code(),
-                    message: e.to_string(),
-                },
-                &[],
-            );
+            if let Some(chan) = chan {
+                let _ = chan.send(
+                    &FromInit::Failed {
+                        code: e.exit_code(),
+                        message: e.to_string(),
+                    },
+                    &[],
+                );
+            }
             e.exit_code()
         }
     }
@@ -157,20 +162,7 @@ fn stage1(slot: &mut Option<Channel>) -> Result<i32, SandboxError> {
     // so the child may allocate and run arbitrary code after fork.
     match unsafe { fork() }.map_err(|e| SandboxError::sys("cannot fork the sandbox init", e))? {
         ForkResult::Child => {
-            let code = match stage2(chan, &spec, &mask) {
-                Ok(code) => code,
-                Err(e) => {
-                    let _ = chan.send(
-                        &FromInit::Failed {
-                            code: e.exit_code(),
-                            message: e.to_string(),
-                        },
-                        &[],
-                    );
-                    e.exit_code()
-                }
-            };
-            std::process::exit(code);
+            std::process::exit(outcome(Some(chan), stage2(chan, &spec, &mask)));
         }
         ForkResult::Parent { child } => {
             // Only stage 2 talks to the supervisor from now on: its death closes the channel.

@@ -2,7 +2,6 @@
 //! escape probe outside the sandbox as a control (it must get through there, or the check proves
 //! nothing) and then inside `airlock run` (it must be stopped there).
 
-use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -481,26 +480,12 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
 
     let mut reports = Vec::new();
     for c in &checks {
-        if !args.json {
-            print!("{:60} ", c.name);
-            let _ = std::io::stdout().flush();
-        }
         let r = run_check(&exe, &ws, c, &env_secret);
         if let Verify::NoProcess(m) = &c.verify {
             kill_marker(m);
         }
         if !args.json {
-            let v = match r.verdict {
-                Verdict::Pass => "pass",
-                Verdict::Fail => "FAIL",
-                Verdict::Skip => "skip",
-                Verdict::Error => "ERROR",
-            };
-            println!("{v}");
-            if !matches!(r.verdict, Verdict::Pass) {
-                println!("    control (outside): {}", r.control);
-                println!("    inside:            {}", r.inside);
-            }
+            print_report(&r);
         }
         reports.push(r);
     }
@@ -512,20 +497,7 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
     {
         let r = supervisor_kill_check(&exe, &ws, &mut fx);
         if !args.json {
-            println!(
-                "{:60} {}",
-                r.name,
-                match r.verdict {
-                    Verdict::Pass => "pass",
-                    Verdict::Fail => "FAIL",
-                    Verdict::Skip => "skip",
-                    Verdict::Error => "ERROR",
-                }
-            );
-            if !matches!(r.verdict, Verdict::Pass) {
-                println!("    control (outside): {}", r.control);
-                println!("    inside:            {}", r.inside);
-            }
+            print_report(&r);
         }
         reports.push(r);
     }
@@ -547,6 +519,34 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
         println!("\nselftest: {passed} passed, {failed} failed, {skipped} skipped");
     }
     Ok(if failed == 0 { 0 } else { 1 })
+}
+
+/// A check passes when the control got through and the inside attempt did not; a control that
+/// did not get through proves nothing (skip).
+fn verdict(inside: &ProbeRun, control: &ProbeRun) -> Verdict {
+    if inside.error || control.error {
+        Verdict::Error
+    } else if inside.got_through {
+        Verdict::Fail
+    } else if !control.got_through {
+        Verdict::Skip
+    } else {
+        Verdict::Pass
+    }
+}
+
+fn print_report(r: &Report) {
+    let v = match r.verdict {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "FAIL",
+        Verdict::Skip => "skip",
+        Verdict::Error => "ERROR",
+    };
+    println!("{:60} {v}", r.name);
+    if !matches!(r.verdict, Verdict::Pass) {
+        println!("    control (outside): {}", r.control);
+        println!("    inside:            {}", r.inside);
+    }
 }
 
 fn run_check(exe: &Path, ws: &Path, c: &Check, env: &[(String, String)]) -> Report {
@@ -612,19 +612,10 @@ fn run_check(exe: &Path, ws: &Path, c: &Check, env: &[(String, String)]) -> Repo
             inside.detail = format!("host hostname is {now} ({})", inside.detail);
         }
     }
-    let verdict = if inside.error || control.error {
-        Verdict::Error
-    } else if inside.got_through {
-        Verdict::Fail
-    } else if !control.got_through {
-        Verdict::Skip
-    } else {
-        Verdict::Pass
-    };
     Report {
+        verdict: verdict(&inside, &control),
         name: c.name.clone(),
         guarantee: c.guarantee,
-        verdict,
         control: control.detail,
         inside: inside.detail,
     }
@@ -696,19 +687,10 @@ fn supervisor_kill_check(exe: &Path, ws: &Path, fx: &mut Fixtures) -> Report {
             }
         }
     };
-    let verdict = if inside.error || control.error {
-        Verdict::Error
-    } else if inside.got_through {
-        Verdict::Fail
-    } else if !control.got_through {
-        Verdict::Skip
-    } else {
-        Verdict::Pass
-    };
     Report {
+        verdict: verdict(&inside, &control),
         name,
         guarantee: "6 lifetime and resources",
-        verdict,
         control: control.detail,
         inside: inside.detail,
     }
