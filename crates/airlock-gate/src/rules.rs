@@ -741,9 +741,11 @@ pub fn categorize(w: &Word, cwd: Option<&str>, ctx: &MatchCtx<'_>) -> Categories
                 "home",
                 Match::from_bool(under(&p, home) && !in_ws(&p) && home != "/"),
             );
+            // Scratch dirs (/tmp) are not "outside" unless the home dir itself lives there.
+            let in_home = home != "/" && under(&p, home);
             c.map.insert(
                 "outside-workspace",
-                Match::from_bool(!in_ws(&p) && !scratch_child(&p)),
+                Match::from_bool(!in_ws(&p) && (!scratch_child(&p) || in_home)),
             );
             let root = ws.is_some_and(|w| p == w || p == format!("{w}/.git"));
             c.map.insert("workspace-root", Match::from_bool(root));
@@ -756,9 +758,10 @@ pub fn categorize(w: &Word, cwd: Option<&str>, ctx: &MatchCtx<'_>) -> Categories
                 Match::from_bool(under(&d, home) && !in_ws(&d) && home != "/"),
             );
             let scratch = SCRATCH_DIRS.iter().any(|s| under(&d, s));
+            let in_home = home != "/" && under(&d, home);
             c.map.insert(
                 "outside-workspace",
-                Match::from_bool(!in_ws(&d) && !scratch),
+                Match::from_bool(!in_ws(&d) && (!scratch || in_home)),
             );
             let all_of_ws = ws.is_some_and(|w| d == w) && {
                 let t = w.text.trim_end_matches('/');
