@@ -40,7 +40,12 @@ pub(crate) fn report(err: &anyhow::Error) -> i32 {
     }
     let mut msg = format!("airlock: {err}");
     for cause in err.chain().skip(1) {
-        msg.push_str(&format!(": {cause}"));
+        // Errors that already print their source (thiserror's "{what}: {source}") are not
+        // repeated.
+        let cause = cause.to_string();
+        if !msg.contains(&cause) {
+            msg.push_str(&format!(": {cause}"));
+        }
     }
     eprintln!("{msg}");
     code
