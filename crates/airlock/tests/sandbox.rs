@@ -1067,10 +1067,21 @@ fn detached_sessions_can_be_attached_and_stopped() {
     );
     let o = repo.airlock(&["ls"]);
     assert!(stdout(&o).contains("running"), "{}", stdout(&o));
-    // A second attach joins the same session.
+    // A second attach joins the same session (a new host tmux server: the old one may still be
+    // shutting down on its socket, so start again until it takes).
     tmux(&["kill-server"]);
-    let o = tmux(&["new-session", "-d", "-x", "120", "-y", "40", &attach]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let mut started = false;
+    for _ in 0..50 {
+        if tmux(&["new-session", "-d", "-x", "120", "-y", "40", &attach])
+            .status
+            .success()
+        {
+            started = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(started, "host tmux did not start again");
     assert!(
         wait_until(Duration::from_secs(10), || capture().contains("agent-42")),
         "{}",
