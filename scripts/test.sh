@@ -11,6 +11,8 @@ command -v tmux >/dev/null || need+=(tmux)
 command -v git >/dev/null || need+=(git)
 command -v runuser >/dev/null || need+=(util-linux)
 command -v ip >/dev/null || need+=(iproute2)
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
 if [ "$(id -u)" = 0 ]; then
   if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
