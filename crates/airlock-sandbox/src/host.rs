@@ -201,19 +201,21 @@ pub fn checks() -> Vec<Check> {
         out.push(check(
             tool,
             false,
-            which(tool).ok_or_else(|| "not found in PATH".to_string()),
+            which(tool)
+                .map(|p| p.display().to_string())
+                .ok_or_else(|| "not found in PATH".to_string()),
             cost,
         ));
     }
     out
 }
 
-fn which(tool: &str) -> Option<String> {
+/// The first `tool` on `PATH`.
+pub fn which(tool: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     path.split(':')
         .map(|d| std::path::Path::new(d).join(tool))
         .find(|p| p.is_file())
-        .map(|p| p.display().to_string())
 }
 
 fn overlay_probe() -> Result<String, String> {

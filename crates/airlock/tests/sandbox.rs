@@ -74,6 +74,17 @@ impl Ws {
     }
 }
 
+/// Spawns `cmd` with stdout piped and returns once it has printed `first` as its first line.
+fn spawn_until_line(mut cmd: Command, first: &str) -> std::process::Child {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line, format!("{first}\n"));
+    child
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -863,19 +874,11 @@ fn host_edits_during_the_session_are_conflicts() {
     // The host cannot talk to the agent through the overlay (lower-layer changes are not
     // reliably visible while it is mounted), so the agent waits for SIGUSR1, which airlock
     // forwards.
-    let mut child = repo
-        .ws
-        .airlock()
-        .args(["run", "--name", "clash", "--", "sh", "-c"])
-        .arg("trap 'exit 0' USR1; echo agent >> src/lib.rs; echo ready; while :; do sleep 0.05; done")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    assert_eq!(line, "ready\n");
+    let mut cmd = repo.ws.airlock();
+    cmd.args(["run", "--name", "clash", "--", "sh", "-c"]).arg(
+        "trap 'exit 0' USR1; echo agent >> src/lib.rs; echo ready; while :; do sleep 0.05; done",
+    );
+    let mut child = spawn_until_line(cmd, "ready");
     // mtime granularity: make sure the host edit is after the session's start second.
     std::thread::sleep(Duration::from_millis(1100));
     std::fs::write(repo.ws.path().join("src/lib.rs"), "host edit\n").expect("write");
@@ -896,19 +899,10 @@ fn host_edits_during_the_session_are_conflicts() {
 #[test]
 fn a_killed_airlock_loses_nothing() {
     let repo = Repo::new();
-    let mut child = repo
-        .ws
-        .airlock()
-        .args(["run", "--name", "crash", "--", "sh", "-c"])
-        .arg("echo precious > saved.txt; sync; echo written; sleep 60")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    assert_eq!(line, "written\n");
+    let mut cmd = repo.ws.airlock();
+    cmd.args(["run", "--name", "crash", "--", "sh", "-c"])
+        .arg("echo precious > saved.txt; sync; echo written; sleep 60");
+    let mut child = spawn_until_line(cmd, "written");
     child.kill().expect("SIGKILL airlock");
     child.wait().expect("wait");
     let o = repo.airlock(&["ls"]);
@@ -966,19 +960,9 @@ fn session_commands_explain_bad_input() {
 fn stop_ends_a_running_session_gracefully_then_by_force() {
     let repo = Repo::new();
     let start = |name: &str, script: &str| {
-        let mut child = repo
-            .ws
-            .airlock()
-            .args(["run", "--name", name, "--", "sh", "-c", script])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read");
-        assert_eq!(line, "up\n");
-        child
+        let mut cmd = repo.ws.airlock();
+        cmd.args(["run", "--name", name, "--", "sh", "-c", script]);
+        spawn_until_line(cmd, "up")
     };
     let mut polite = start(
         "polite",

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use airlock_sandbox::host::which;
 use airlock_sandbox::{Bind, SandboxSpec};
 use airlock_session::SessionState;
 use anyhow::{bail, Context, Result};
@@ -118,14 +119,6 @@ pub(crate) fn start(args: &RunArgs) -> Result<i32> {
     writeln!(out, "  logs:    airlock logs {name}")?;
     writeln!(out, "  stop:    airlock stop {name}")?;
     Ok(0)
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| Path::new(d).join(tool))
-        .find(|p| p.is_file())
 }
 
 /// `airlock attach ID`: wait for the session's tmux to be up, then hand the terminal to tmux.

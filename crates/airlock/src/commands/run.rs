@@ -383,13 +383,16 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// A stable digest of the effective policy, recorded with the session.
+/// The first 16 hex digits of the SHA-256 of `bytes`: stable across runs, builds and toolchains
+/// (std's `DefaultHasher` is not, and these values are stored on disk).
+fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(bytes)[..8])
+}
+
+/// A digest of the effective policy, recorded with the session.
 fn policy_digest(policy: &Policy) -> String {
-    use std::hash::{Hash, Hasher};
-    let text = serde_json::to_string(policy).unwrap_or_default();
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    format!("{:016x}", h.finish())
+    digest(serde_json::to_string(policy).unwrap_or_default().as_bytes())
 }
 
 /// The port of the proxy inside the sandbox.
@@ -451,16 +454,13 @@ fn agent_state(
     if args.command.is_empty() {
         spec.argv = vec![program.to_string()];
     }
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    workspace.hash(&mut h);
     let project = format!(
-        "{}-{:016x}",
+        "{}-{}",
         workspace
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        h.finish()
+        digest(workspace.as_os_str().as_encoded_bytes())
     );
     let root = session_dir::sessions_root()?
         .parent()

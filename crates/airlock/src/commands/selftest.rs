@@ -50,6 +50,20 @@ fn check(name: &str, guarantee: &'static str, probe: &'static str, args: &[&str]
     }
 }
 
+/// A check that the probe cannot create `target` on the host (verified on the host, since a
+/// write that lands in the sandbox's own tmpfs is no escape); the file is removed afterwards.
+fn write_check(name: &str, target: PathBuf, fx: &mut Fixtures) -> Check {
+    let mut c = check(
+        name,
+        "2 host writes",
+        "write-file",
+        &[&target.display().to_string()],
+    );
+    c.verify = Verify::HostFileAbsent(target.clone());
+    fx.files.push(target);
+    c
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum Verdict {
@@ -261,39 +275,24 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
         ));
     }
     // 2. Writes the host would read.
-    let target = outside.join(format!("planted-{}", token()));
-    let mut c = check(
+    checks.push(write_check(
         "write outside the workspace",
-        "2 host writes",
-        "write-file",
-        &[&target.display().to_string()],
-    );
-    c.verify = Verify::HostFileAbsent(target.clone());
-    fx.files.push(target);
-    checks.push(c);
+        outside.join(format!("planted-{}", token())),
+        &mut fx,
+    ));
     if let Some(home) = home.as_ref().filter(|h| h.is_dir()) {
-        let target = home.join(format!(".airlock-selftest-rc-{}", token()));
-        let mut c = check(
+        checks.push(write_check(
             "plant a file in the real home (~/.bashrc style)",
-            "2 host writes",
-            "write-file",
-            &[&target.display().to_string()],
-        );
-        c.verify = Verify::HostFileAbsent(target.clone());
-        fx.files.push(target);
-        checks.push(c);
+            home.join(format!(".airlock-selftest-rc-{}", token())),
+            &mut fx,
+        ));
     }
     if nix::unistd::geteuid().is_root() {
-        let target = PathBuf::from(format!("/etc/airlock-selftest-{}", token()));
-        let mut c = check(
+        checks.push(write_check(
             "write into a system directory (/etc)",
-            "2 host writes",
-            "write-file",
-            &[&target.display().to_string()],
-        );
-        c.verify = Verify::HostFileAbsent(target.clone());
-        fx.files.push(target);
-        checks.push(c);
+            PathBuf::from(format!("/etc/airlock-selftest-{}", token())),
+            &mut fx,
+        ));
     }
     // 3. Network peers of the host.
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").context("cannot listen on loopback")?;
@@ -350,17 +349,13 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
         ));
     }
     // 5. Host processes, IPC, hostname.
-    let mut sleeper = Command::new("sleep")
+    let sleeper = Command::new("sleep")
         .arg("300")
         .stdin(Stdio::null())
         .spawn()
         .context("cannot start a host process for the signal check")?;
     let sleeper_pid = sleeper.id().to_string();
-    fx.children.push(std::mem::replace(
-        &mut sleeper,
-        Command::new("true").spawn()?,
-    ));
-    let _ = sleeper.wait();
+    fx.children.push(sleeper);
     checks.push(check(
         "signal a host process",
         "5 processes and IPC",
