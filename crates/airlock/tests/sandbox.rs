@@ -1273,3 +1273,115 @@ fn a_full_disk_under_the_session_loses_nothing_written() {
         "{d}"
     );
 }
+
+/// A home directory with planted secrets, for the PATH-entry tests: `secret.txt` and
+/// `.ssh/id_rsa` hold `token`.
+fn planted_home(token: &str) -> tempfile::TempDir {
+    let home = tempfile::Builder::new()
+        .prefix("airlock-test-home-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::create_dir_all(home.path().join(".ssh")).expect("mkdir");
+    std::fs::create_dir_all(home.path().join("sub")).expect("mkdir");
+    std::fs::write(home.path().join("secret.txt"), token).expect("write");
+    std::fs::write(home.path().join(".ssh/id_rsa"), token).expect("write");
+    home
+}
+
+/// No automatic bind source may expose the home, an ancestor of it, `/`, or airlock's own
+/// data: each spelling of such a PATH entry (plain, trailing slash, `..`, a symlink) is skipped
+/// with a warning naming it, in bind and overlay mode, and the run still works.
+#[test]
+fn home_and_root_on_path_are_never_bound() {
+    let token = format!("path-secret-{}", std::process::id());
+    let home = planted_home(&token);
+    let ws = Ws::new();
+    std::fs::create_dir_all(ws.data.path().join("airlock/sessions")).expect("mkdir");
+    std::fs::write(ws.data.path().join("data-secret.txt"), &token).expect("write");
+    let links = tempfile::tempdir().expect("tempdir");
+    let link = links.path().join("homelink");
+    std::os::unix::fs::symlink(home.path(), &link).expect("symlink");
+    let h = home.path().display().to_string();
+    let entries = [
+        h.clone(),
+        format!("{h}/"),
+        format!("{h}/sub/.."),
+        format!("{h}/.."),
+        link.display().to_string(),
+        "/".to_string(),
+        "/usr/..".to_string(),
+        ws.data.path().display().to_string(),
+    ];
+    let script = format!(
+        "cat '{h}/secret.txt' '{h}/.ssh/id_rsa' '{}/data-secret.txt' 2>/dev/null; echo done",
+        ws.data.path().display()
+    );
+    for mode in ["bind", "overlay"] {
+        for entry in &entries {
+            let path = format!(
+                "{entry}:{}",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
+            );
+            let o = ws
+                .airlock()
+                .args(["run", "--mode", mode, "--workspace"])
+                .arg(ws.path())
+                .args(["--", "sh", "-c", &script])
+                .env("HOME", home.path())
+                .env("PATH", &path)
+                .output()
+                .expect("run");
+            let (out, err) = (stdout(&o), stderr(&o));
+            assert_eq!(o.status.code(), Some(0), "{mode} {entry}: {out}{err}");
+            assert!(out.contains("done"), "{mode} {entry}: {out}{err}");
+            assert!(
+                !out.contains(&token),
+                "{mode}: PATH entry {entry} exposed a planted secret: {out}"
+            );
+            assert!(
+                err.contains(&format!("PATH entry '{entry}'"))
+                    && err.contains("[filesystem] read_only"),
+                "{mode}: no warning naming {entry}: {err}"
+            );
+            assert_eq!(
+                err.matches("PATH entry").count(),
+                1,
+                "{mode} {entry}: one warning: {err}"
+            );
+        }
+    }
+}
+
+/// `[filesystem] read_only` may bind the home explicitly (here through a symlink); the hide
+/// list stays on top of it.
+#[test]
+fn an_explicit_read_only_home_keeps_the_hide_list() {
+    let token = format!("explicit-secret-{}", std::process::id());
+    let home = planted_home(&token);
+    std::fs::write(home.path().join("notes.txt"), "plain notes").expect("write");
+    let ws = Ws::new();
+    let links = tempfile::tempdir().expect("tempdir");
+    let link = links.path().join("homelink");
+    std::os::unix::fs::symlink(home.path(), &link).expect("symlink");
+    let policy = links.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!("[filesystem]\nread_only = [\"{}\"]\n", link.display()),
+    )
+    .expect("write");
+    let l = link.display();
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--policy"])
+        .arg(&policy)
+        .args(["--", "sh", "-c"])
+        .arg(format!(
+            "cat '{l}/notes.txt'; cat '{l}/.ssh/id_rsa' 2>/dev/null; ls -A '{l}/.ssh' 2>&1"
+        ))
+        .env("HOME", home.path())
+        .output()
+        .expect("run");
+    let out = stdout(&o);
+    assert!(out.contains("plain notes"), "{out}{}", stderr(&o));
+    assert!(!out.contains(&token), "hide list not applied: {out}");
+}
