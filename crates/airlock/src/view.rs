@@ -120,9 +120,14 @@ fn lexical(p: &Path) -> PathBuf {
     out
 }
 
-/// `p` with symlinks resolved as far as it exists: the longest existing ancestor is
-/// canonicalised and the rest appended (a data directory not created yet still compares right).
+/// `p` with symlinks resolved as far as it exists: an existing path is canonicalised; otherwise
+/// `.`/`..` are resolved lexically, the longest existing ancestor canonicalised and the rest
+/// appended (a data directory not created yet still compares right).
 fn canonical_lenient(p: &Path) -> PathBuf {
+    // An existing path resolves as the kernel would (`link/..` is the link target's parent).
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
     let p = lexical(p);
     let mut head = p.clone();
     let mut tail = Vec::new();
@@ -142,6 +147,10 @@ fn canonical_lenient(p: &Path) -> PathBuf {
         }
     }
 }
+
+/// Directories the sandbox mounts itself (private /tmp, /dev, /proc, airlock's /run); a bind of
+/// the host's over them would hide the private one.
+const SANDBOX_OWN: &[&str] = &["/tmp", "/dev", "/proc", "/sys", "/run"];
 
 /// Host directories no automatic bind source may be (DESIGN.md guarantee 1): `/`, the home
 /// directory and its ancestors, and any directory that holds airlock's own data (sessions,
@@ -181,6 +190,9 @@ impl Protected {
         let canon = canonical_lenient(path);
         if canon == Path::new("/") {
             return Some("the root directory /".into());
+        }
+        if let Some(own) = SANDBOX_OWN.iter().find(|d| canon == Path::new(d)) {
+            return Some(format!("{own}, which the sandbox provides itself"));
         }
         for h in &self.homes {
             if *h == canon {
@@ -499,4 +511,74 @@ pub(crate) fn build(policy: &Policy, who: &Invoker, req: ViewRequest<'_>) -> Res
         net: req.net,
         tty: req.tty,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn protected(home: &Path, data: &Path) -> Protected {
+        Protected {
+            homes: vec![lexical(home), canonical_lenient(home)],
+            airlock: vec![lexical(data), canonical_lenient(data)],
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_home_root_and_data_is_refused() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let base = std::fs::canonicalize(base.path()).expect("canon");
+        let home = base.join("home/u");
+        let data = base.join("data/airlock");
+        std::fs::create_dir_all(home.join(".cargo/bin")).expect("mkdir");
+        std::fs::create_dir_all(home.join("sub")).expect("mkdir");
+        std::fs::create_dir_all(&data).expect("mkdir");
+        std::os::unix::fs::symlink(&home, base.join("link")).expect("symlink");
+        let p = protected(&home, &data);
+        let refused = |s: String| p.refusal(Path::new(&s));
+        let h = home.display().to_string();
+        for spelling in [
+            h.clone(),
+            format!("{h}/"),
+            format!("{h}//"),
+            format!("{h}/sub/.."),
+            format!("{h}/./"),
+            format!("{h}/.."),
+            base.join("link").display().to_string(),
+            format!("{}/link/", base.display()),
+            "/".into(),
+            "/usr/..".into(),
+            "/tmp".into(),
+            "/proc".into(),
+            base.join("data").display().to_string(),
+            data.display().to_string(),
+            data.join("sessions/x").display().to_string(),
+        ] {
+            assert!(
+                refused(spelling.clone()).is_some(),
+                "{spelling} was not refused"
+            );
+        }
+        for fine in [
+            home.join(".cargo/bin").display().to_string(),
+            home.join("sub").display().to_string(),
+            "/usr/local/bin".into(),
+            base.join("elsewhere").display().to_string(),
+        ] {
+            assert_eq!(refused(fine.clone()), None, "{fine}");
+        }
+        assert!(refused(h.clone())
+            .is_some_and(|why| why.contains("home directory") && why.contains(&h)));
+    }
+
+    #[test]
+    fn canonical_lenient_resolves_the_existing_part() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let real = std::fs::canonicalize(base.path()).expect("canon");
+        std::os::unix::fs::symlink(&real, real.join("l")).expect("symlink");
+        assert_eq!(
+            canonical_lenient(&real.join("l/not/yet/../there/")),
+            real.join("not/there")
+        );
+    }
 }
