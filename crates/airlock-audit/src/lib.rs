@@ -96,6 +96,18 @@ pub enum Detail {
     },
     /// Events dropped by the rate limiter for one key.
     Suppressed { key: String, count: u64 },
+    /// A name under an allowed wildcard used for the first time in the session: it counts
+    /// against the pattern's budget (`[network] wildcard_names_max`).
+    WildcardName {
+        /// The pattern, e.g. `*.example.org`.
+        pattern: String,
+        /// The name, normalised (lowercase, no trailing dot).
+        name: String,
+        /// Distinct names under `pattern` so far, this one included.
+        count: u64,
+        /// The budget in force.
+        max: u64,
+    },
 }
 
 /// One line of the audit log.

@@ -14,6 +14,7 @@ pub mod normalize;
 pub mod parse;
 pub mod review;
 pub mod rules;
+pub mod sealed;
 
 use std::path::PathBuf;
 

@@ -3,7 +3,9 @@
 //! anywhere: other record types for allowed names get an empty answer (TXT, MX, … are
 //! exfiltration channels and nothing inside the sandbox needs them, since names reach the
 //! network only through the proxy). Queries with random-looking labels under a wildcard are
-//! flagged, or refused when `refuse_random_labels` is set.
+//! flagged, or refused when `refuse_random_labels` is set. A new name under a wildcard counts
+//! against the session's budget for that pattern (`wildcard_names_max`, shared with the proxy)
+//! and is refused, before any lookup, once the budget is used up.
 //!
 //! [`plan`] and [`answer`] are pure (bytes in, bytes and an audit event out); the server loops
 //! at the bottom do the I/O.
@@ -356,6 +358,28 @@ pub(crate) async fn handle_packet(shared: &Shared, packet: &[u8]) -> Option<Vec<
             rule,
             flag,
         } => {
+            if let Err(v) = shared.charge_wildcard(&policy, &Host::Name(question.name.clone())) {
+                let bytes = respond(
+                    &question.metadata,
+                    Some(&question.query),
+                    question.edns,
+                    ResponseCode::Refused,
+                    Vec::new(),
+                );
+                // Rate-limited per pattern: every refused name is new, so a per-name key
+                // would not limit a flood.
+                let key = format!("dns:deny:{}", v.rule);
+                let ev = DnsEvent {
+                    decision: Decision::Deny,
+                    name: question.name.clone(),
+                    qtype: question.qtype.to_string(),
+                    flag,
+                    rule: v.rule,
+                    reason: v.reason,
+                };
+                shared.record(ev.to_audit(shared.session.as_deref()), Some(&key));
+                return Some(bytes);
+            }
             let ips = match policy.pinned(&question.name) {
                 Some(p) => Ok(p.to_vec()),
                 None => tokio::time::timeout(

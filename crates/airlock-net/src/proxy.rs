@@ -10,7 +10,9 @@
 //! - **accept**: bounded by `max_connections`; the client stream gets an idle timeout, hyper a
 //!   header size limit and a header read timeout (slowloris).
 //! - **parse**: the request target becomes a policy [`Host`] and port ([`crate::target`]).
-//! - **policy**: allow/deny/port/random-label rules; a refusal never reaches a resolver.
+//! - **policy**: allow/deny/port/random-label rules, then the session's budget of distinct names
+//!   under each wildcard (`wildcard_names_max`, shared with the DNS filter); a refusal never
+//!   reaches a resolver.
 //! - **resolve**: `[network.resolve]` pin or the injected resolver, then the private-range rule
 //!   on every address (DNS rebinding). The connection goes to a checked address, never to a name
 //!   resolved again later.
@@ -229,6 +231,12 @@ async fn open_upstream(
     port: u16,
 ) -> Result<(TcpStream, Verdict), ProxyError> {
     let verdict = phase_policy(policy, host, port)?;
+    shared
+        .charge_wildcard(policy, host)
+        .map_err(|verdict| ProxyError::Denied {
+            target: format!("{host}:{port}"),
+            verdict,
+        })?;
     let addrs = phase_resolve(shared, policy, host, port).await?;
     let stream = phase_connect(&shared.limits, host, port, &addrs).await?;
     Ok((stream, verdict))
@@ -733,7 +741,14 @@ fn log_refusal(shared: &Shared, t: &Target, e: &ProxyError, start: Instant) {
     .rule(e.rule())
     .reason(e.to_string());
     tracing::info!(target = %t.display(), rule = %e.rule(), "proxy refused: {e}");
-    let key = format!("net:{}:{}", t.host, t.port);
+    let rule = e.rule();
+    // Budget refusals are keyed by pattern: each refused name is new, so a per-host key would
+    // not limit a flood.
+    let key = if rule.starts_with("network.wildcard_names_max") {
+        format!("net:{rule}")
+    } else {
+        format!("net:{}:{}", t.host, t.port)
+    };
     shared.record(ev, Some(&key));
 }
 

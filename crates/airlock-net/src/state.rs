@@ -1,10 +1,11 @@
 //! State shared by the proxy and the DNS filter: the current policy (swapped whole on reload),
 //! the audit log, the resolver and the limits.
 
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
-use airlock_audit::{AuditEvent, AuditLog};
-use airlock_policy::network::NetworkPolicy;
+use airlock_audit::{AuditEvent, AuditLog, Decision, Detail};
+use airlock_policy::network::{Host, NetworkPolicy, Verdict};
 
 use crate::resolve::Resolve;
 use crate::Limits;
@@ -16,6 +17,9 @@ pub(crate) struct Shared {
     pub(crate) session: Option<String>,
     pub(crate) resolver: Arc<dyn Resolve>,
     pub(crate) limits: Limits,
+    /// Distinct names used under each wildcard pattern this session (`*.suffix` -> names).
+    /// Kept across policy reloads: the budget is the session's, not the policy's.
+    wildcard_names: Mutex<HashMap<String, HashSet<String>>>,
     /// Test-only fault injection: the proxy's accept loop panics on its next connection.
     #[cfg(test)]
     pub(crate) panic_on_accept: std::sync::atomic::AtomicBool,
@@ -35,6 +39,7 @@ impl Shared {
             session,
             resolver,
             limits,
+            wildcard_names: Mutex::new(HashMap::new()),
             #[cfg(test)]
             panic_on_accept: std::sync::atomic::AtomicBool::new(false),
         }
@@ -51,6 +56,64 @@ impl Shared {
 
     pub(crate) fn set_policy(&self, p: NetworkPolicy) {
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
+    }
+
+    /// Charges an allowed `host` to the budget of the wildcard pattern it falls under
+    /// ([`NetworkPolicy::wildcard_budget`]), before anything resolves it. A name seen before
+    /// costs nothing; a new one is recorded (one audit event) while the pattern has room, and
+    /// refused once it has used `[network] wildcard_names_max` names. The proxy (CONNECT and
+    /// plain HTTP) and the DNS filter share the count.
+    pub(crate) fn charge_wildcard(
+        &self,
+        policy: &NetworkPolicy,
+        host: &Host,
+    ) -> Result<(), Verdict> {
+        let (Some(pattern), Host::Name(name)) = (policy.wildcard_budget(host), host) else {
+            return Ok(());
+        };
+        let max = policy.wildcard_names_max();
+        let count = {
+            let mut all = self
+                .wildcard_names
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let names = all.entry(pattern.clone()).or_default();
+            if names.contains(name) {
+                return Ok(());
+            }
+            let used = u64::try_from(names.len()).unwrap_or(u64::MAX);
+            if used >= max {
+                return Err(Verdict {
+                    allow: false,
+                    rule: format!("network.wildcard_names_max={max} ({pattern})"),
+                    reason: format!(
+                        "{name} would be a new name under {pattern}, which has used all {max} \
+                         distinct names this session allows ([network] wildcard_names_max); \
+                         names under a wildcard carry data out in DNS labels"
+                    ),
+                    hint: Some(format!(
+                        "raise [network] wildcard_names_max or add \"{name}\" to [network] allow"
+                    )),
+                });
+            }
+            names.insert(name.clone());
+            used + 1
+        };
+        let ev = AuditEvent::now(
+            Decision::Info,
+            Detail::WildcardName {
+                pattern: pattern.clone(),
+                name: name.clone(),
+                count,
+                max,
+            },
+        )
+        .rule(format!("network.wildcard_names_max={max} ({pattern})"))
+        .reason(format!(
+            "first use of {name}: name {count} of {max} under {pattern}"
+        ));
+        self.record(ev, None);
+        Ok(())
     }
 
     /// Writes an audit event; with a key, through the per-key rate limiter (for anything the

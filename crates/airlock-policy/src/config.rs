@@ -54,7 +54,18 @@ pub struct NetworkConfig {
     /// (they are always flagged in the audit log).
     #[serde(default)]
     pub refuse_random_labels: Option<bool>,
+    /// Distinct names a session may use under each allowed `*.suffix` pattern (default
+    /// [`DEFAULT_WILDCARD_NAMES_MAX`], 1 to [`WILDCARD_NAMES_LIMIT`]). Every name under a
+    /// wildcard leaves the machine in a DNS query, so the labels can carry data: this bounds
+    /// the channel. Past it, new names under that pattern are refused before any lookup.
+    #[serde(default)]
+    pub wildcard_names_max: Option<u64>,
 }
+
+/// Default of `[network] wildcard_names_max`.
+pub const DEFAULT_WILDCARD_NAMES_MAX: u64 = 64;
+/// Largest accepted `[network] wildcard_names_max` (keeps the per-session name sets bounded).
+pub const WILDCARD_NAMES_LIMIT: u64 = 100_000;
 
 /// One `[[credentials]]` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,6 +182,25 @@ impl ConfigFile {
                 return Err(invalid(
                     "limits.cpus",
                     format!("{c} is not a positive number"),
+                ));
+            }
+        }
+        if let Some(n) = self.network.wildcard_names_max {
+            if n == 0 {
+                return Err(invalid(
+                    "network.wildcard_names_max",
+                    "must be at least 1: a wildcard with no names allows nothing; to allow no \
+                     names under a pattern, remove the `*.` pattern from [network] allow"
+                        .into(),
+                ));
+            }
+            if n > WILDCARD_NAMES_LIMIT {
+                return Err(invalid(
+                    "network.wildcard_names_max",
+                    format!(
+                        "{n} is more than {WILDCARD_NAMES_LIMIT}; list the names you need \
+                         exactly in [network] allow instead"
+                    ),
                 ));
             }
         }
@@ -337,6 +367,9 @@ impl Policy {
         if c.network.refuse_random_labels.is_some() {
             self.network.refuse_random_labels = c.network.refuse_random_labels;
         }
+        if c.network.wildcard_names_max.is_some() {
+            self.network.wildcard_names_max = c.network.wildcard_names_max;
+        }
         for cred in &c.credentials {
             self.credentials.retain(|x| x.name != cred.name);
             self.credentials.push(cred.clone());
@@ -416,6 +449,12 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     }
     if n.refuse_random_labels == Some(false) {
         return widen("network.refuse_random_labels");
+    }
+    let names_max = |m: Option<u64>| m.unwrap_or(DEFAULT_WILDCARD_NAMES_MAX);
+    if n.wildcard_names_max.is_some()
+        && names_max(n.wildcard_names_max) > names_max(current.network.wildcard_names_max)
+    {
+        return widen("network.wildcard_names_max");
     }
     if !c.credentials.is_empty() {
         return widen("credentials");
@@ -562,6 +601,33 @@ cpus = 2.0
         }
         // The same file trusted is accepted.
         Policy::from_layers(&[layer("[network]\nallow=['evil.com']\n", true)]).expect("trusted");
+    }
+
+    #[test]
+    fn wildcard_names_max_is_validated_and_only_lowered_by_untrusted_files() {
+        let path = PathBuf::from("/x/p.toml");
+        for bad in ["0", "100001"] {
+            let e = ConfigFile::parse(&path, &format!("[network]\nwildcard_names_max = {bad}\n"))
+                .expect_err(bad);
+            let msg = e.to_string();
+            assert!(
+                msg.contains("/x/p.toml") && msg.contains("network.wildcard_names_max"),
+                "{msg}"
+            );
+        }
+        let e = ConfigFile::parse(&path, "[network]\nwildcard_names_max = -1\n").expect_err("neg");
+        assert!(e.to_string().contains("wildcard_names_max"), "{e}");
+        let lower = layer("[network]\nwildcard_names_max = 8\n", false);
+        let p = Policy::from_layers(&[lower]).expect("lowering is narrowing");
+        assert_eq!(p.network.wildcard_names_max, Some(8));
+        let raise = layer("[network]\nwildcard_names_max = 65\n", false);
+        let e = Policy::from_layers(&[raise]).expect_err("raising widens");
+        assert!(e.to_string().contains("network.wildcard_names_max"), "{e}");
+        // Raising is judged against what the trusted layers set.
+        let trusted = layer("[network]\nwildcard_names_max = 500\n", true);
+        let untrusted = layer("[network]\nwildcard_names_max = 100\n", false);
+        let p = Policy::from_layers(&[trusted, untrusted]).expect("still lower");
+        assert_eq!(p.network.wildcard_names_max, Some(100));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::config::NetworkConfig;
+use crate::config::{NetworkConfig, DEFAULT_WILDCARD_NAMES_MAX, WILDCARD_NAMES_LIMIT};
 
 /// Ports a host may use when `[network.ports]` does not name it.
 pub const DEFAULT_PORTS: &[u16] = &[80, 443];
@@ -448,6 +448,7 @@ pub struct NetworkPolicy {
     resolve: BTreeMap<String, Vec<IpAddr>>,
     ports: Vec<(String, Entry, Vec<u16>)>,
     refuse_random_labels: bool,
+    wildcard_names_max: u64,
 }
 
 impl NetworkPolicy {
@@ -460,6 +461,7 @@ impl NetworkPolicy {
             resolve: BTreeMap::new(),
             ports: Vec::new(),
             refuse_random_labels: false,
+            wildcard_names_max: DEFAULT_WILDCARD_NAMES_MAX,
         }
     }
 
@@ -524,6 +526,14 @@ impl NetworkPolicy {
             }
             ports.push((host.clone(), e, list.clone()));
         }
+        let wildcard_names_max = c.wildcard_names_max.unwrap_or(DEFAULT_WILDCARD_NAMES_MAX);
+        if !(1..=WILDCARD_NAMES_LIMIT).contains(&wildcard_names_max) {
+            return Err(err(
+                "wildcard_names_max".into(),
+                &wildcard_names_max.to_string(),
+                format!("must be between 1 and {WILDCARD_NAMES_LIMIT}"),
+            ));
+        }
         Ok(NetworkPolicy {
             allow,
             deny,
@@ -531,6 +541,7 @@ impl NetworkPolicy {
             resolve,
             ports,
             refuse_random_labels: c.refuse_random_labels.unwrap_or(false),
+            wildcard_names_max,
         })
     }
 
@@ -543,6 +554,38 @@ impl NetworkPolicy {
     /// flagged either way).
     pub fn refuses_random_labels(&self) -> bool {
         self.refuse_random_labels
+    }
+
+    /// `[network] wildcard_names_max`: distinct names a session may use under each wildcard.
+    pub fn wildcard_names_max(&self) -> u64 {
+        self.wildcard_names_max
+    }
+
+    /// The wildcard pattern (`*.example.org`, as normalised) whose per-session name budget an
+    /// allowed `host` counts against: the most specific `*.suffix` allow entry matching it.
+    /// `None` for IP literals, for names an exact allow entry names, and for names pinned in
+    /// `[network.resolve]` (neither reaches a resolver with a name the agent chose). Call it
+    /// only for hosts [`NetworkPolicy::check_host`] allowed.
+    pub fn wildcard_budget(&self, host: &Host) -> Option<String> {
+        let Host::Name(name) = host else {
+            return None;
+        };
+        if self.resolve.contains_key(name) {
+            return None;
+        }
+        let mut best: Option<&str> = None;
+        for (_, e) in &self.allow {
+            match e {
+                Entry::Pattern(DomainPattern::Exact(n)) if n == name => return None,
+                Entry::Pattern(p @ DomainPattern::Subdomains(s))
+                    if p.matches(name) && best.is_none_or(|b| s.len() > b.len()) =>
+                {
+                    best = Some(s);
+                }
+                _ => {}
+            }
+        }
+        best.map(|s| format!("*.{s}"))
     }
 
     /// The allow/deny decision for a host, before any port or address is considered.
@@ -749,6 +792,36 @@ fn entropy(s: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wildcard_budget_names_the_most_specific_pattern_and_spares_exact_names() {
+        let mut c = NetworkConfig {
+            allow: vec![
+                "*.example.org".into(),
+                "api.example.org".into(),
+                "*.deep.example.org".into(),
+                "10.0.0.1".into(),
+            ],
+            ..NetworkConfig::default()
+        };
+        c.resolve
+            .insert("pinned.example.org".into(), "10.0.0.1".into());
+        let p = NetworkPolicy::compile(&c).expect("policy");
+        let budget = |h: &str| p.wildcard_budget(&Host::parse(h).expect("host"));
+        assert_eq!(budget("x.example.org").as_deref(), Some("*.example.org"));
+        assert_eq!(budget("X.Example.ORG.").as_deref(), Some("*.example.org"));
+        assert_eq!(
+            budget("a.deep.example.org").as_deref(),
+            Some("*.deep.example.org")
+        );
+        assert_eq!(budget("api.example.org"), None);
+        assert_eq!(budget("pinned.example.org"), None);
+        assert_eq!(budget("10.0.0.1"), None);
+        assert_eq!(p.wildcard_names_max(), DEFAULT_WILDCARD_NAMES_MAX);
+        c.wildcard_names_max = Some(0);
+        let e = NetworkPolicy::compile(&c).expect_err("zero");
+        assert!(e.to_string().contains("wildcard_names_max"), "{e}");
+    }
 
     fn policy(toml_text: &str) -> NetworkPolicy {
         let c: NetworkConfig = toml::from_str(toml_text).expect("toml");

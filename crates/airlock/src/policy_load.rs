@@ -35,6 +35,58 @@ pub(crate) fn load(
     trusted: &[PathBuf],
     flags: Option<ConfigFile>,
 ) -> Result<Policy> {
+    Ok(Policy::from_layers(&layers(
+        workspace, policies, trusted, flags,
+    )?)?)
+}
+
+/// The sealed command-gate policy of a session ([`airlock_gate::sealed`]), as a file for
+/// [`airlock_gate::sealed::SESSION_POLICY_PATH`]: the `[commands]` tables of the user's config
+/// and the `--policy` files, each with its trust, read here on the host, and the home and
+/// workspace as the sandbox sees them. The rules are checked now, so a broken `[commands]`
+/// table stops `airlock run` with its file named instead of denying every call later.
+pub(crate) fn sealed_gate_policy(
+    workspace: &Path,
+    policies: &[PathBuf],
+    trusted: &[PathBuf],
+    inside: (&Path, &Path),
+    session: &str,
+) -> Result<airlock_sandbox::GeneratedFile> {
+    use airlock_gate::sealed::{SealedLayer, SessionPolicy, SESSION_POLICY_PATH};
+    let (home, inner_workspace) = inside;
+    let layers: Vec<SealedLayer> = layers(Some(workspace), policies, trusted, None)?
+        .into_iter()
+        .filter_map(|l| {
+            l.config.commands.map(|commands| SealedLayer {
+                source: l.source,
+                trusted: l.trusted,
+                commands,
+            })
+        })
+        .collect();
+    let sealed = SessionPolicy {
+        version: airlock_gate::sealed::SESSION_POLICY_VERSION,
+        session: session.to_string(),
+        home: home.display().to_string(),
+        workspace: inner_workspace.display().to_string(),
+        layers,
+    };
+    airlock_gate::Engine::load(&sealed.command_layers(), &sealed.home, false)
+        .context("the command gate's policy ([commands]) is invalid")?;
+    Ok(airlock_sandbox::GeneratedFile {
+        target: SESSION_POLICY_PATH.into(),
+        contents: sealed.to_toml()?.into_bytes(),
+    })
+}
+
+/// The policy layers, lowest first: the user's config, `policies` (untrusted when inside
+/// `workspace` unless listed in `trusted`), then `flags`.
+fn layers(
+    workspace: Option<&Path>,
+    policies: &[PathBuf],
+    trusted: &[PathBuf],
+    flags: Option<ConfigFile>,
+) -> Result<Vec<Layer>> {
     let mut layers = Vec::new();
     if let Some(p) = user_config_path().filter(|p| p.exists()) {
         layers.push(read_layer(&p, true)?);
@@ -56,5 +108,5 @@ pub(crate) fn load(
             config,
         });
     }
-    Ok(Policy::from_layers(&layers)?)
+    Ok(layers)
 }

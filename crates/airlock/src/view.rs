@@ -105,6 +105,285 @@ fn covered(path: &Path, binds: &[Bind]) -> bool {
     binds.iter().any(|b| path.starts_with(&b.target))
 }
 
+/// Lexically resolves `.` and `..` and drops trailing slashes of an absolute path.
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `p` with symlinks resolved as far as it exists: an existing path is canonicalised; otherwise
+/// `.`/`..` are resolved lexically, the longest existing ancestor canonicalised and the rest
+/// appended (a data directory not created yet still compares right).
+fn canonical_lenient(p: &Path) -> PathBuf {
+    // An existing path resolves as the kernel would (`link/..` is the link target's parent).
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    let p = lexical(p);
+    let mut head = p.clone();
+    let mut tail = Vec::new();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(&head) {
+            return tail
+                .iter()
+                .rev()
+                .fold(c, |acc, n: &std::ffi::OsString| acc.join(n));
+        }
+        match (head.file_name().map(|n| n.to_os_string()), head.parent()) {
+            (Some(n), Some(parent)) => {
+                tail.push(n);
+                head = parent.to_path_buf();
+            }
+            _ => return p,
+        }
+    }
+}
+
+/// Directories the sandbox mounts itself (private /tmp, /dev, /proc, airlock's /run); a bind of
+/// the host's over them would hide the private one.
+const SANDBOX_OWN: &[&str] = &["/tmp", "/dev", "/proc", "/sys", "/run"];
+
+/// Host directories no automatic bind source may be (DESIGN.md guarantee 1): `/`, the home
+/// directory and its ancestors, and any directory that holds airlock's own data (sessions,
+/// store, agent state, config, the hook's audit log) or lies inside it. Paths are compared
+/// after resolving symlinks, `..` and trailing slashes. Only `[filesystem] read_only` may bind
+/// such a path, and the hide list stays on top of it.
+#[derive(Debug)]
+pub(crate) struct Protected {
+    homes: Vec<PathBuf>,
+    airlock: Vec<PathBuf>,
+}
+
+impl Protected {
+    /// The invoker's home (as `$HOME` says and as the password database says) and airlock's
+    /// data, config and state directories.
+    pub(crate) fn new(who: &Invoker) -> Protected {
+        let mut homes = vec![lexical(&who.home), canonical_lenient(&who.home)];
+        if let Ok(Some(pw)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(who.uid)) {
+            if pw.dir.is_absolute() {
+                homes.push(lexical(&pw.dir));
+                homes.push(canonical_lenient(&pw.dir));
+            }
+        }
+        let mut airlock = Vec::new();
+        for dir in airlock_dirs(&who.home) {
+            airlock.push(lexical(&dir));
+            airlock.push(canonical_lenient(&dir));
+        }
+        homes.dedup();
+        airlock.dedup();
+        Protected { homes, airlock }
+    }
+
+    /// Why `path` may not be bound automatically, or `None` when it may. `path` is resolved
+    /// (symlinks, `..`) before comparing.
+    pub(crate) fn refusal(&self, path: &Path) -> Option<String> {
+        let canon = canonical_lenient(path);
+        if canon == Path::new("/") {
+            return Some("the root directory /".into());
+        }
+        if let Some(own) = SANDBOX_OWN.iter().find(|d| canon == Path::new(d)) {
+            return Some(format!("{own}, which the sandbox provides itself"));
+        }
+        for h in &self.homes {
+            if *h == canon {
+                return Some(format!("the home directory {}", h.display()));
+            }
+            if h.starts_with(&canon) {
+                return Some(format!("an ancestor of the home directory {}", h.display()));
+            }
+        }
+        for a in &self.airlock {
+            if a.starts_with(&canon) {
+                return Some(format!(
+                    "a directory holding airlock's own data ({})",
+                    a.display()
+                ));
+            }
+            if canon.starts_with(a) {
+                return Some(format!("inside airlock's own data ({})", a.display()));
+            }
+        }
+        None
+    }
+}
+
+/// `$VAR/airlock`, or `HOME/default/airlock` when the variable is unset or relative.
+fn xdg_dir(var: &str, home: &Path, default: &str) -> PathBuf {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty() && Path::new(v).is_absolute())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(default))
+        .join("airlock")
+}
+
+/// airlock's own directories on the host: data (sessions, store, agent state), config, and
+/// state (the hook's audit log), wherever the XDG variables put them.
+fn airlock_dirs(home: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![
+        xdg_dir("XDG_DATA_HOME", home, ".local/share"),
+        xdg_dir("XDG_CONFIG_HOME", home, ".config"),
+        xdg_dir("XDG_STATE_HOME", home, ".local/state"),
+        home.join(".local/share/airlock"),
+        home.join(".config/airlock"),
+        home.join(".local/state/airlock"),
+    ];
+    if let Some(d) = crate::session_dir::sessions_root()
+        .ok()
+        .and_then(|r| r.parent().map(Path::to_path_buf))
+    {
+        dirs.push(d);
+    }
+    dirs
+}
+
+/// Read-only binds for the `PATH` entries outside the system dirs (the tool home an entry
+/// belongs to, or the entry itself), and the `PATH` the sandbox gets. An entry that is, or
+/// would expose, a [`Protected`] directory is skipped with one warning naming it.
+fn path_binds(
+    host_path: &str,
+    who: &Invoker,
+    protected: &Protected,
+    binds: &mut Vec<Bind>,
+) -> Vec<String> {
+    let mut inside = Vec::new();
+    let mut warned = std::collections::HashSet::new();
+    let home_canon = canonical_lenient(&who.home);
+    for entry in host_path.split(':').filter(|d| d.starts_with('/')) {
+        let Ok(canon) = std::fs::canonicalize(entry) else {
+            continue;
+        };
+        if !canon.is_dir() {
+            continue;
+        }
+        if let Some(why) = protected.refusal(&canon) {
+            if warned.insert(entry.to_string()) {
+                eprintln!(
+                    "airlock: warning: PATH entry '{entry}' is {why}; it is not bound into the \
+                     sandbox. To make it visible anyway, add it to [filesystem] read_only \
+                     (the hide list still applies)"
+                );
+            }
+            continue;
+        }
+        if covered(Path::new(entry), binds) {
+            inside.push(entry.to_string());
+            continue;
+        }
+        if covered(&canon, binds) {
+            inside.push(canon.display().to_string());
+            continue;
+        }
+        let mut bind = (canon.clone(), canon.clone());
+        if let Ok(rel) = canon.strip_prefix(&home_canon) {
+            if let Some(t) = TOOL_HOMES.iter().find(|t| rel.starts_with(t)) {
+                bind = (home_canon.join(t), who.home.join(t));
+            }
+        }
+        if let Some(why) = protected.refusal(&bind.0) {
+            eprintln!(
+                "airlock: warning: tool home {} (from PATH entry '{entry}') is {why}; not bound",
+                bind.0.display()
+            );
+            continue;
+        }
+        let target_entry = bind
+            .1
+            .join(canon.strip_prefix(&bind.0).unwrap_or(Path::new("")));
+        inside.push(target_entry.display().to_string());
+        binds.push(Bind {
+            source: bind.0.clone(),
+            target: bind.1,
+            writable: false,
+            optional: true,
+        });
+        // rustup proxies in ~/.cargo/bin need the toolchains.
+        if bind.0 == home_canon.join(".cargo") {
+            let rustup = std::env::var_os("RUSTUP_HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .unwrap_or_else(|| who.home.join(".rustup"));
+            if let Ok(src) = std::fs::canonicalize(&rustup) {
+                if src.is_dir() && !covered(&rustup, binds) {
+                    match protected.refusal(&src) {
+                        Some(why) => eprintln!(
+                            "airlock: warning: RUSTUP_HOME {} is {why}; not bound",
+                            rustup.display()
+                        ),
+                        None => binds.push(Bind {
+                            source: src,
+                            target: rustup,
+                            writable: false,
+                            optional: true,
+                        }),
+                    }
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    inside.retain(|d| seen.insert(d.clone()));
+    inside
+}
+
+/// The hidden paths: the policy's list (both the spelling and what it resolves to), airlock's
+/// own data wherever the XDG variables put it, and, for every bind whose source holds a hidden
+/// path, the same path under the bind's target (an explicit `[filesystem] read_only` of the
+/// home through a symlink still has `.ssh` hidden).
+fn hide_list(policy: &Policy, who: &Invoker, binds: &[Bind]) -> Result<Vec<PathBuf>> {
+    let mut hide = Vec::new();
+    for h in &policy.hide {
+        let p = expand(h, &who.home)?;
+        // Hide both the spelling and what it resolves to (a symlinked ~/.ssh, say).
+        if let Ok(real) = std::fs::canonicalize(&p) {
+            if real != p {
+                hide.push(real);
+            }
+        }
+        hide.push(p);
+    }
+    // Session data (audit logs, control sockets, the store, agent state) wherever
+    // XDG_DATA_HOME puts it, airlock's config and state. Worktrees live beside the session
+    // data and appear only where bound.
+    if let Ok(root) = crate::session_dir::sessions_root() {
+        if let Some(airlock_dir) = root.parent() {
+            for name in [
+                "sessions",
+                "sessions.db",
+                "sessions.db-wal",
+                "sessions.db-shm",
+                "state",
+            ] {
+                hide.push(airlock_dir.join(name));
+            }
+        }
+    }
+    hide.push(xdg_dir("XDG_CONFIG_HOME", &who.home, ".config"));
+    hide.push(xdg_dir("XDG_STATE_HOME", &who.home, ".local/state"));
+    let mut extra = Vec::new();
+    for h in &hide {
+        let real = canonical_lenient(h);
+        for b in binds.iter().filter(|b| b.source != b.target) {
+            if let Ok(rel) = real.strip_prefix(&b.source) {
+                extra.push(b.target.join(rel));
+            }
+        }
+    }
+    hide.extend(extra);
+    let mut seen = std::collections::HashSet::new();
+    hide.retain(|h| seen.insert(h.clone()));
+    Ok(hide)
+}
+
 /// Builds the spec.
 pub(crate) fn build(policy: &Policy, who: &Invoker, req: ViewRequest<'_>) -> Result<SandboxSpec> {
     let mut binds: Vec<Bind> = SYSTEM_DIRS
@@ -116,40 +395,9 @@ pub(crate) fn build(policy: &Policy, who: &Invoker, req: ViewRequest<'_>) -> Res
             optional: true,
         })
         .collect();
-    // PATH entries outside the system dirs: bind the tool home they belong to, or the dir itself.
+    let protected = Protected::new(who);
     let host_path = std::env::var("PATH").unwrap_or_default();
-    for dir in host_path.split(':').filter(|d| d.starts_with('/')) {
-        let dir = Path::new(dir);
-        if covered(dir, &binds) || !dir.is_dir() {
-            continue;
-        }
-        let mut source = dir.to_path_buf();
-        if let Ok(rel) = dir.strip_prefix(&who.home) {
-            if let Some(t) = TOOL_HOMES.iter().find(|t| rel.starts_with(t)) {
-                source = who.home.join(t);
-            }
-        }
-        binds.push(Bind {
-            source: source.clone(),
-            target: source,
-            writable: false,
-            optional: true,
-        });
-        // rustup proxies in ~/.cargo/bin need the toolchains.
-        if dir.starts_with(who.home.join(".cargo")) {
-            let rustup = std::env::var_os("RUSTUP_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| who.home.join(".rustup"));
-            if rustup.is_dir() && !covered(&rustup, &binds) {
-                binds.push(Bind {
-                    source: rustup.clone(),
-                    target: rustup,
-                    writable: false,
-                    optional: true,
-                });
-            }
-        }
-    }
+    let mut path = path_binds(&host_path, who, &protected, &mut binds);
     for p in &policy.read_only {
         let p = expand(p, &who.home)?;
         let src = std::fs::canonicalize(&p)
@@ -179,41 +427,7 @@ pub(crate) fn build(policy: &Policy, who: &Invoker, req: ViewRequest<'_>) -> Res
         optional: false,
     });
 
-    let mut hide = Vec::new();
-    for h in &policy.hide {
-        let p = expand(h, &who.home)?;
-        // Hide both the spelling and what it resolves to (a symlinked ~/.ssh, say).
-        if let Ok(real) = std::fs::canonicalize(&p) {
-            if real != p {
-                hide.push(real);
-            }
-        }
-        hide.push(p);
-    }
-    // Session data (audit logs, control sockets, the store, agent state) wherever
-    // XDG_DATA_HOME puts it. Worktrees live beside them and appear only where bound.
-    if let Ok(root) = crate::session_dir::sessions_root() {
-        if let Some(airlock_dir) = root.parent() {
-            for name in [
-                "sessions",
-                "sessions.db",
-                "sessions.db-wal",
-                "sessions.db-shm",
-                "state",
-            ] {
-                hide.push(airlock_dir.join(name));
-            }
-        }
-    }
-
-    // PATH inside: the host's entries that exist inside, then airlock's own dir.
-    let mut path: Vec<String> = host_path
-        .split(':')
-        .filter(|d| d.starts_with('/') && covered(Path::new(d), &binds))
-        .map(str::to_string)
-        .collect();
-    let mut seen = std::collections::HashSet::new();
-    path.retain(|d| seen.insert(d.clone()));
+    let hide = hide_list(policy, who, &binds)?;
     if path.is_empty() {
         path = ["/usr/local/bin", "/usr/bin", "/bin"]
             .map(String::from)
@@ -297,4 +511,74 @@ pub(crate) fn build(policy: &Policy, who: &Invoker, req: ViewRequest<'_>) -> Res
         net: req.net,
         tty: req.tty,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn protected(home: &Path, data: &Path) -> Protected {
+        Protected {
+            homes: vec![lexical(home), canonical_lenient(home)],
+            airlock: vec![lexical(data), canonical_lenient(data)],
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_home_root_and_data_is_refused() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let base = std::fs::canonicalize(base.path()).expect("canon");
+        let home = base.join("home/u");
+        let data = base.join("data/airlock");
+        std::fs::create_dir_all(home.join(".cargo/bin")).expect("mkdir");
+        std::fs::create_dir_all(home.join("sub")).expect("mkdir");
+        std::fs::create_dir_all(&data).expect("mkdir");
+        std::os::unix::fs::symlink(&home, base.join("link")).expect("symlink");
+        let p = protected(&home, &data);
+        let refused = |s: String| p.refusal(Path::new(&s));
+        let h = home.display().to_string();
+        for spelling in [
+            h.clone(),
+            format!("{h}/"),
+            format!("{h}//"),
+            format!("{h}/sub/.."),
+            format!("{h}/./"),
+            format!("{h}/.."),
+            base.join("link").display().to_string(),
+            format!("{}/link/", base.display()),
+            "/".into(),
+            "/usr/..".into(),
+            "/tmp".into(),
+            "/proc".into(),
+            base.join("data").display().to_string(),
+            data.display().to_string(),
+            data.join("sessions/x").display().to_string(),
+        ] {
+            assert!(
+                refused(spelling.clone()).is_some(),
+                "{spelling} was not refused"
+            );
+        }
+        for fine in [
+            home.join(".cargo/bin").display().to_string(),
+            home.join("sub").display().to_string(),
+            "/usr/local/bin".into(),
+            base.join("elsewhere").display().to_string(),
+        ] {
+            assert_eq!(refused(fine.clone()), None, "{fine}");
+        }
+        assert!(refused(h.clone())
+            .is_some_and(|why| why.contains("home directory") && why.contains(&h)));
+    }
+
+    #[test]
+    fn canonical_lenient_resolves_the_existing_part() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let real = std::fs::canonicalize(base.path()).expect("canon");
+        std::os::unix::fs::symlink(&real, real.join("l")).expect("symlink");
+        assert_eq!(
+            canonical_lenient(&real.join("l/not/yet/../there/")),
+            real.join("not/there")
+        );
+    }
 }

@@ -1273,3 +1273,342 @@ fn a_full_disk_under_the_session_loses_nothing_written() {
         "{d}"
     );
 }
+
+/// A home directory with planted secrets, for the PATH-entry tests: `secret.txt` and
+/// `.ssh/id_rsa` hold `token`.
+fn planted_home(token: &str) -> tempfile::TempDir {
+    let home = tempfile::Builder::new()
+        .prefix("airlock-test-home-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::create_dir_all(home.path().join(".ssh")).expect("mkdir");
+    std::fs::create_dir_all(home.path().join("sub")).expect("mkdir");
+    std::fs::write(home.path().join("secret.txt"), token).expect("write");
+    std::fs::write(home.path().join(".ssh/id_rsa"), token).expect("write");
+    home
+}
+
+/// No automatic bind source may expose the home, an ancestor of it, `/`, or airlock's own
+/// data: each spelling of such a PATH entry (plain, trailing slash, `..`, a symlink) is skipped
+/// with a warning naming it, in bind and overlay mode, and the run still works.
+#[test]
+fn home_and_root_on_path_are_never_bound() {
+    let token = format!("path-secret-{}", std::process::id());
+    let home = planted_home(&token);
+    let ws = Ws::new();
+    std::fs::create_dir_all(ws.data.path().join("airlock/sessions")).expect("mkdir");
+    std::fs::write(ws.data.path().join("data-secret.txt"), &token).expect("write");
+    let links = tempfile::tempdir().expect("tempdir");
+    let link = links.path().join("homelink");
+    std::os::unix::fs::symlink(home.path(), &link).expect("symlink");
+    let h = home.path().display().to_string();
+    let entries = [
+        h.clone(),
+        format!("{h}/"),
+        format!("{h}/sub/.."),
+        format!("{h}/.."),
+        link.display().to_string(),
+        "/".to_string(),
+        "/usr/..".to_string(),
+        ws.data.path().display().to_string(),
+    ];
+    let script = format!(
+        "cat '{h}/secret.txt' '{h}/.ssh/id_rsa' '{}/data-secret.txt' 2>/dev/null; echo done",
+        ws.data.path().display()
+    );
+    for mode in ["bind", "overlay"] {
+        for entry in &entries {
+            let path = format!(
+                "{entry}:{}",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
+            );
+            let o = ws
+                .airlock()
+                .args(["run", "--mode", mode, "--workspace"])
+                .arg(ws.path())
+                .args(["--", "sh", "-c", &script])
+                .env("HOME", home.path())
+                .env("PATH", &path)
+                .output()
+                .expect("run");
+            let (out, err) = (stdout(&o), stderr(&o));
+            assert_eq!(o.status.code(), Some(0), "{mode} {entry}: {out}{err}");
+            assert!(out.contains("done"), "{mode} {entry}: {out}{err}");
+            assert!(
+                !out.contains(&token),
+                "{mode}: PATH entry {entry} exposed a planted secret: {out}"
+            );
+            assert!(
+                err.contains(&format!("PATH entry '{entry}'"))
+                    && err.contains("[filesystem] read_only"),
+                "{mode}: no warning naming {entry}: {err}"
+            );
+            assert_eq!(
+                err.matches("PATH entry").count(),
+                1,
+                "{mode} {entry}: one warning: {err}"
+            );
+        }
+    }
+}
+
+/// `[filesystem] read_only` may bind the home explicitly (here through a symlink); the hide
+/// list stays on top of it.
+#[test]
+fn an_explicit_read_only_home_keeps_the_hide_list() {
+    let token = format!("explicit-secret-{}", std::process::id());
+    let home = planted_home(&token);
+    std::fs::write(home.path().join("notes.txt"), "plain notes").expect("write");
+    let ws = Ws::new();
+    let links = tempfile::tempdir().expect("tempdir");
+    let link = links.path().join("homelink");
+    std::os::unix::fs::symlink(home.path(), &link).expect("symlink");
+    let policy = links.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!("[filesystem]\nread_only = [\"{}\"]\n", link.display()),
+    )
+    .expect("write");
+    let l = link.display();
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--policy"])
+        .arg(&policy)
+        .args(["--", "sh", "-c"])
+        .arg(format!(
+            "cat '{l}/notes.txt'; cat '{l}/.ssh/id_rsa' 2>/dev/null; ls -A '{l}/.ssh' 2>&1"
+        ))
+        .env("HOME", home.path())
+        .output()
+        .expect("run");
+    let out = stdout(&o);
+    assert!(out.contains("plain notes"), "{out}{}", stderr(&o));
+    assert!(!out.contains(&token), "hide list not applied: {out}");
+}
+
+/// What an agent writes to widen the command gate: allow reading keys and force pushes.
+const GATE_PAYLOAD: &str = r#"[commands]
+default = "allow"
+disable = ["credential-files", "git-push-force", "git-push-protected"]
+git_owners = ["acme"]
+
+[[commands.rule]]
+id = "agent-allows"
+tier = "allow"
+reason = "planted by the agent"
+program = ["cat", "git"]
+"#;
+
+/// The user's own rules on the host: one narrows, one widens.
+const HOST_GATE_RULES: &str = r#"[commands]
+[[commands.rule]]
+id = "host-no-deploy"
+tier = "deny"
+reason = "host rule: deploys go through CI"
+program = ["make"]
+args = ["deploy"]
+examples = ["make deploy"]
+
+[[commands.rule]]
+id = "host-internal-curl"
+tier = "allow"
+reason = "host rule: the internal mirror is fine"
+program = ["curl"]
+args = ["https://internal.example/*"]
+examples = ["curl https://internal.example/x"]
+"#;
+
+/// Runs the hook on the host with `home` as HOME; the decision.
+fn host_hook(home: &Path, cwd: &Path, command: &str, env: &[(&str, &str)]) -> String {
+    use std::io::Write;
+    let input = serde_json::json!({
+        "cwd": cwd, "hook_event_name": "PreToolUse", "tool_name": "Bash",
+        "tool_input": {"command": command},
+    });
+    let mut child = Command::new(bin())
+        .args(["hook", "claude"])
+        .env_clear()
+        .env("HOME", home)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("hook");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.to_string().as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("hook json");
+    format!(
+        "{} {}",
+        v["hookSpecificOutput"]["permissionDecision"]
+            .as_str()
+            .unwrap_or("?"),
+        v["hookSpecificOutput"]["permissionDecisionReason"]
+    )
+}
+
+/// The gate inside a session reads only the policy the supervisor sealed for it: an agent that
+/// writes `~/.config/airlock/config.toml` (with tar or echo), points XDG_CONFIG_HOME or HOME at
+/// its own files, drops the session variables or passes a policy file from the workspace
+/// cannot widen it; the user's host rules are honoured inside.
+#[test]
+fn the_gate_inside_a_session_ignores_what_the_agent_writes() {
+    let home = tempfile::Builder::new()
+        .prefix("airlock-test-gate-home-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::create_dir_all(home.path().join(".config/airlock")).expect("mkdir");
+    std::fs::write(
+        home.path().join(".config/airlock/config.toml"),
+        HOST_GATE_RULES,
+    )
+    .expect("write");
+    let ws = Ws::new();
+    let w = ws.path();
+    std::fs::create_dir_all(w.join(".git")).expect("mkdir");
+    std::fs::write(w.join(".git/HEAD"), "ref: refs/heads/feature\n").expect("write");
+    std::fs::write(
+        w.join(".git/config"),
+        "[remote \"origin\"]\n\turl = git@github.com:acme/work.git\n",
+    )
+    .expect("write");
+    std::fs::write(w.join("payload.toml"), GATE_PAYLOAD).expect("write");
+    std::fs::create_dir_all(w.join("stage/.config/airlock")).expect("mkdir");
+    std::fs::write(w.join("stage/.config/airlock/config.toml"), GATE_PAYLOAD).expect("write");
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(w.join("stage"))
+        .arg("-cf")
+        .arg(w.join("payload.tar"))
+        .arg(".config")
+        .status()
+        .expect("tar");
+    assert!(tar.success());
+    let attacks = ["cat ~/.ssh/id_rsa", "git push --force origin main"];
+
+    // Control: on the host, the payload as the user's config does widen the gate.
+    let control_home = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(control_home.path().join(".config/airlock")).expect("mkdir");
+    std::fs::write(
+        control_home.path().join(".config/airlock/config.toml"),
+        GATE_PAYLOAD,
+    )
+    .expect("write");
+    for c in attacks {
+        let d = host_hook(control_home.path(), w, c, &[]);
+        assert!(
+            d.starts_with("allow"),
+            "control: the payload must work: {c}: {d}"
+        );
+    }
+    // A session environment without the sealed policy is denied, not trusted.
+    let d = host_hook(home.path(), w, "ls", &[("AIRLOCK_SESSION", "abcd1234")]);
+    assert!(
+        d.starts_with("deny") && d.contains("/run/airlock/gate/policy.toml"),
+        "{d}"
+    );
+
+    std::fs::write(
+        w.join("hook.sh"),
+        "label=$1; cmd=$2; shift 2\n\
+         printf '{\"cwd\":\"%s\",\"hook_event_name\":\"PreToolUse\",\"tool_name\":\"Bash\",\
+         \"tool_input\":{\"command\":\"%s\"}}' \"$PWD\" \"$cmd\" \
+         | /run/airlock/bin/airlock hook claude \"$@\" | sed \"s|^|$label |\"\n",
+    )
+    .expect("write");
+    let script = r#"
+H="sh ./hook.sh"
+A1="cat ~/.ssh/id_rsa"; A2="git push --force origin main"
+landed() { cmp -s payload.toml "$2" && echo "landed $1"; }
+mkdir -p ~
+tar -C ~ -xf payload.tar; landed tar ~/.config/airlock/config.toml
+$H tar "$A1"; $H tar "$A2"
+rm -rf ~/.config/airlock; mkdir -p ~/.config/airlock
+echo "$(cat payload.toml)" > ~/.config/airlock/config.toml; landed echo ~/.config/airlock/config.toml
+$H echo "$A1"; $H echo "$A2"
+mkdir -p xdg/airlock; cp payload.toml xdg/airlock/config.toml; landed xdg xdg/airlock/config.toml
+XDG_CONFIG_HOME=$PWD/xdg $H xdg "$A1"; XDG_CONFIG_HOME=$PWD/xdg $H xdg "$A2"
+mkdir -p fakehome/.config/airlock; cp payload.toml fakehome/.config/airlock/config.toml
+landed home fakehome/.config/airlock/config.toml
+HOME=$PWD/fakehome $H home "$A1"; HOME=$PWD/fakehome $H home "$A2"
+env -u AIRLOCK -u AIRLOCK_SESSION -u AIRLOCK_WORKSPACE $H noenv "$A1"
+env -u AIRLOCK -u AIRLOCK_SESSION -u AIRLOCK_WORKSPACE $H noenv "$A2"
+$H wspolicy "$A1" --policy "$PWD/payload.toml"; $H wspolicy "$A2" --policy "$PWD/payload.toml"
+AIRLOCK_WORKSPACE=/ $H wsvar "$A1"; AIRLOCK_WORKSPACE=/ $H wsvar "$A2"
+$H hostdeny "make deploy"
+$H hostallow "curl https://internal.example/x"
+"#;
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--workspace"])
+        .arg(w)
+        .args(["--", "sh", "-c", script])
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .expect("run");
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    // Each planted file really landed where the agent meant it (else a variant proves nothing).
+    for label in ["tar", "echo", "xdg", "home"] {
+        assert!(
+            out.lines().any(|l| l == format!("landed {label}")),
+            "the {label} payload did not land: {out}{}",
+            stderr(&o)
+        );
+    }
+    let decisions: Vec<(String, String)> = out
+        .lines()
+        .filter(|l| !l.starts_with("landed "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(label, json)| {
+            let v: serde_json::Value =
+                serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {l}", l = json));
+            (
+                label.to_string(),
+                format!(
+                    "{} {}",
+                    v["hookSpecificOutput"]["permissionDecision"]
+                        .as_str()
+                        .unwrap_or("?"),
+                    v["hookSpecificOutput"]["permissionDecisionReason"]
+                ),
+            )
+        })
+        .collect();
+    let attack_labels = ["tar", "echo", "xdg", "home", "noenv", "wspolicy", "wsvar"];
+    assert_eq!(decisions.len(), attack_labels.len() * 2 + 2, "{out}");
+    let widened: Vec<String> = decisions
+        .iter()
+        .filter(|(label, d)| attack_labels.contains(&label.as_str()) && !d.starts_with("deny"))
+        .map(|(label, d)| format!("{label}: {d}"))
+        .collect();
+    assert!(
+        widened.is_empty(),
+        "the agent widened the gate:\n{}",
+        widened.join("\n")
+    );
+    let get = |l: &str| {
+        decisions
+            .iter()
+            .find(|(label, _)| label == l)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        get("hostdeny").starts_with("deny") && get("hostdeny").contains("deploys go through CI"),
+        "host deny rule not honoured inside: {}",
+        get("hostdeny")
+    );
+    assert!(
+        get("hostallow").starts_with("allow"),
+        "host allow rule not honoured inside: {}",
+        get("hostallow")
+    );
+}

@@ -65,6 +65,12 @@ fn human(e: &AuditEvent) -> String {
             None => format!("session {event}"),
         },
         Detail::Suppressed { key, count } => format!("({count} more like {key} not logged)"),
+        Detail::WildcardName {
+            pattern,
+            name,
+            count,
+            max,
+        } => format!("name {name}: {count} of {max} under {pattern}"),
     };
     let rule = e
         .rule

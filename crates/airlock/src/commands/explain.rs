@@ -8,7 +8,7 @@ use airlock_gate::{Context, Tier};
 use serde::Serialize;
 
 use crate::cli::ExplainArgs;
-use crate::commands::hook::{load_engine, workspace_for};
+use crate::commands::hook::Gate;
 
 #[derive(Serialize)]
 struct Explanation<'a> {
@@ -28,14 +28,15 @@ pub(crate) fn explain(args: ExplainArgs) -> anyhow::Result<i32> {
         Some(c) => std::path::absolute(&c)?,
         None => std::env::current_dir()?,
     };
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/".into());
-    let engine = load_engine(&args.policies, &cwd, &home)?;
+    // Inside a session, the sealed policy the hook uses (see `Gate::load`).
+    let gate = Gate::load(&args.policies, &cwd)?;
+    let engine = &gate.engine;
     let git = airlock_gate::git::FsGit::new(&cwd);
     let cwd_s = airlock_gate::normalize::lexical(&cwd.to_string_lossy());
-    let workspace = workspace_for(&cwd, &home);
+    let workspace = gate.workspace.clone();
     let ctx = Context {
         cwd: cwd_s.clone(),
-        home: home.clone(),
+        home: gate.home.clone(),
         workspace: workspace.clone(),
         git: &git,
     };

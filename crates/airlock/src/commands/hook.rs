@@ -5,6 +5,13 @@
 //! prints a `deny` decision and exits 0; if even that cannot be printed, the reason goes to
 //! stderr and the exit status is 2, which Claude Code also treats as a block.
 //!
+//! Where the rules come from: on the host, the user's config (`~/.config/airlock/config.toml`)
+//! and `--policy` files. Inside an airlock session (told by the supervisor's sealed policy at
+//! [`SESSION_POLICY_PATH`] on a read-only mount, not by the environment), only that sealed
+//! policy, plus `--policy` files that may only narrow it: the sandbox's home, workspace and
+//! environment cannot widen the gate. If the environment says "session" but the sealed policy
+//! is missing or unusable, every call is denied.
+//!
 //! Audit: every decision is appended to the audit log (`--audit-log`, else `$AIRLOCK_AUDIT_LOG`,
 //! else `$XDG_STATE_HOME/airlock/audit.jsonl`). When the log cannot be written the error goes to
 //! stderr, a deny or ask stands, and an allow becomes ask: nothing runs unrecorded without a
@@ -17,6 +24,7 @@ use std::path::{Path, PathBuf};
 use airlock_audit::{AuditEvent, AuditLog, Decision, Detail};
 use airlock_gate::hook::{self, HookInput};
 use airlock_gate::review::{self, ReviewRequest};
+use airlock_gate::sealed::{SessionPolicy, SESSION_POLICY_PATH};
 use airlock_gate::{CommandLayer, Context, Engine, Tier};
 use airlock_policy::{ConfigFile, Layer, Policy};
 use anyhow::Context as _;
@@ -29,6 +37,8 @@ struct Outcome {
     rule: String,
     reason: String,
     input: Option<HookInput>,
+    /// The session, from the sealed policy (inside) or `$AIRLOCK_SESSION` (host).
+    session: Option<String>,
 }
 
 impl Outcome {
@@ -38,8 +48,116 @@ impl Outcome {
             rule: rule.to_string(),
             reason,
             input: None,
+            session: None,
         }
     }
+}
+
+/// The engine and what `~` and "the workspace" mean to it, wherever the hook runs.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    pub(crate) engine: Engine,
+    pub(crate) home: String,
+    pub(crate) workspace: Option<String>,
+    pub(crate) session: Option<String>,
+}
+
+impl Gate {
+    /// On the host: the user's config and `policies`, `$HOME`, the workspace around `cwd`.
+    /// Inside a session: the sealed policy and its home and workspace, with `policies` as
+    /// untrusted layers (they may only narrow).
+    pub(crate) fn load(policies: &[PathBuf], cwd: &Path) -> anyhow::Result<Gate> {
+        match sealed_policy()? {
+            None => {
+                let home = home_dir();
+                Ok(Gate {
+                    engine: load_engine(policies, cwd, &home)?,
+                    workspace: workspace_for(cwd, &home),
+                    session: std::env::var("AIRLOCK_SESSION")
+                        .ok()
+                        .filter(|s| !s.is_empty()),
+                    home,
+                })
+            }
+            Some(sealed) => {
+                let home = airlock_gate::normalize::lexical(&sealed.home);
+                let mut layers = sealed.command_layers();
+                for path in policies {
+                    let layer = read_layer(path, false)?;
+                    Policy::from_layers(std::slice::from_ref(&layer))?;
+                    if let Some(t) = layer.config.commands {
+                        layers.push(CommandLayer {
+                            source: layer.source,
+                            table: t,
+                            trusted: false,
+                        });
+                    }
+                }
+                Ok(Gate {
+                    engine: Engine::load(&layers, &home, false)?,
+                    workspace: usable_workspace(
+                        airlock_gate::normalize::lexical(&sealed.workspace),
+                        &home,
+                    ),
+                    home,
+                    session: Some(sealed.session),
+                })
+            }
+        }
+    }
+}
+
+/// Variables airlock sets in a session; if one is present the sealed policy must be too.
+const SESSION_VARS: &[&str] = &["AIRLOCK_SESSION", "AIRLOCK"];
+
+/// The sealed policy when the hook runs inside a session, `None` on the host. The file must be
+/// a regular file (not a link) on a read-only mount, as the supervisor binds it; anything else
+/// there, or a session environment without the file, is an error (every call is denied).
+fn sealed_policy() -> anyhow::Result<Option<SessionPolicy>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = Path::new(SESSION_POLICY_PATH);
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(var) = SESSION_VARS
+                .iter()
+                .find(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+            {
+                anyhow::bail!(
+                    "${var} says this is an airlock session, but the supervisor's gate policy \
+                     {SESSION_POLICY_PATH} is missing, so every call is denied; start the agent \
+                     with `airlock run`, or unset {var} outside a session"
+                );
+            }
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("cannot inspect the session's gate policy {SESSION_POLICY_PATH}")
+            })
+        }
+        Ok(meta) if !meta.file_type().is_file() => anyhow::bail!(
+            "{SESSION_POLICY_PATH} is not a regular file, so airlock did not write it; denying"
+        ),
+        Ok(_) => {}
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+        .with_context(|| format!("cannot open the session's gate policy {SESSION_POLICY_PATH}"))?;
+    let fs = nix::sys::statvfs::fstatvfs(&file)
+        .with_context(|| format!("cannot inspect the mount of {SESSION_POLICY_PATH}"))?;
+    if !fs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+        anyhow::bail!(
+            "{SESSION_POLICY_PATH} is on a writable mount, so airlock did not seal it (anything \
+             in the sandbox could have written it); denying"
+        );
+    }
+    let mut text = String::new();
+    file.take(1 << 20)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read the session's gate policy {SESSION_POLICY_PATH}"))?;
+    Ok(Some(SessionPolicy::parse(SESSION_POLICY_PATH, &text)?))
 }
 
 pub(crate) fn claude(args: HookArgs) -> anyhow::Result<i32> {
@@ -81,10 +199,9 @@ fn decide(raw: &[u8], args: &HookArgs) -> Outcome {
         Ok(i) => i,
         Err(e) => return Outcome::deny("hook-input", e.to_string()),
     };
-    let home = home_dir();
     let cwd = PathBuf::from(&input.cwd);
-    let engine = match load_engine(&args.policies, &cwd, &home) {
-        Ok(e) => e,
+    let gate = match Gate::load(&args.policies, &cwd) {
+        Ok(g) => g,
         Err(e) => {
             let mut o = Outcome::deny(
                 "policy-error",
@@ -94,11 +211,12 @@ fn decide(raw: &[u8], args: &HookArgs) -> Outcome {
             return o;
         }
     };
+    let engine = &gate.engine;
     let git = airlock_gate::git::FsGit::new(&cwd);
     let ctx = Context {
         cwd: input.cwd.clone(),
-        home: home.clone(),
-        workspace: workspace_for(&cwd, &home),
+        home: gate.home.clone(),
+        workspace: gate.workspace.clone(),
         git: &git,
     };
     let verdict = engine.classify_tool(&input.tool_name, &input.tool_input, &ctx);
@@ -124,6 +242,7 @@ fn decide(raw: &[u8], args: &HookArgs) -> Outcome {
         rule: verdict.rule,
         reason,
         input: Some(input),
+        session: gate.session,
     }
 }
 
@@ -139,6 +258,7 @@ pub(crate) fn load_engine(policies: &[PathBuf], cwd: &Path, home: &str) -> anyho
     }
     files.extend(policies.iter().map(|p| (p.clone(), true)));
     let workspace = workspace_for(cwd, home);
+    // Only on the host: inside a session `Gate::load` reads the sealed policy instead.
     for (path, required) in files {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -171,14 +291,32 @@ pub(crate) fn load_engine(policies: &[PathBuf], cwd: &Path, home: &str) -> anyho
     Ok(Engine::load(&commands, home, false)?)
 }
 
-/// The workspace a command runs in: `$AIRLOCK_WORKSPACE`, else the enclosing git work tree,
-/// else `cwd`; none when that is `/`, the home directory itself or a system directory.
+/// A `--policy` file as an untrusted layer (inside a session every such file may only narrow).
+fn read_layer(path: &Path, trusted: bool) -> anyhow::Result<Layer> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy file {}", path.display()))?;
+    Ok(Layer {
+        source: path.to_path_buf(),
+        trusted,
+        config: ConfigFile::parse(path, &text)?,
+    })
+}
+
+/// The workspace a command runs in on the host: `$AIRLOCK_WORKSPACE`, else the enclosing git
+/// work tree, else `cwd`; none when that is `/`, the home directory itself or a system directory.
 pub(crate) fn workspace_for(cwd: &Path, home: &str) -> Option<String> {
     let ws = std::env::var_os("AIRLOCK_WORKSPACE")
         .map(PathBuf::from)
         .or_else(|| airlock_gate::git::find_git_dir(cwd).map(|(root, _)| root))
         .unwrap_or_else(|| cwd.to_path_buf());
-    let ws = airlock_gate::normalize::lexical(&ws.to_string_lossy());
+    usable_workspace(
+        airlock_gate::normalize::lexical(&ws.to_string_lossy()),
+        home,
+    )
+}
+
+/// `ws`, unless it is `/`, the home directory itself or a system directory.
+fn usable_workspace(ws: String, home: &str) -> Option<String> {
     let system = [
         "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root", "/sbin", "/sys",
         "/usr", "/var", "/tmp", "/home", "/opt",
@@ -232,7 +370,11 @@ fn audit(args: &HookArgs, o: &Outcome) -> anyhow::Result<()> {
     let mut ev = AuditEvent::now(decision, Detail::Command { tool, command, cwd })
         .rule(o.rule.clone())
         .reason(o.reason.clone());
-    if let Ok(s) = std::env::var("AIRLOCK_SESSION") {
+    if let Some(s) = o
+        .session
+        .clone()
+        .or_else(|| std::env::var("AIRLOCK_SESSION").ok())
+    {
         ev = ev.session(s);
     }
     log.append(&ev)?;

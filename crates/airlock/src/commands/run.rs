@@ -229,6 +229,15 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     if args.detached_child.is_some() {
         super::detach::wrap_in_tmux(&mut spec, &dir)?;
     }
+    // The command gate inside reads only this, never the sandbox's home or workspace.
+    let inner_workspace = spec.workspace.as_ref().map(|w| w.target().clone());
+    spec.files.push(policy_load::sealed_gate_policy(
+        &workspace,
+        &args.policies,
+        &args.trust_policies,
+        (&who.home, inner_workspace.as_deref().unwrap_or(&workspace)),
+        &session,
+    )?);
     spec.files.push(GeneratedFile {
         target: "/etc/resolv.conf".into(),
         contents: b"# written by airlock: names resolve through its DNS filter\nnameserver 127.0.0.1\noptions ndots:0 attempts:1\n".to_vec(),

@@ -33,6 +33,8 @@ struct Check {
     probe: &'static str,
     args: Vec<String>,
     run_flags: Vec<String>,
+    /// Environment of the inside `airlock run` (e.g. a hostile `PATH`), on top of the host's.
+    run_env: Vec<(String, String)>,
     verify: Verify,
     /// Run the control outside; `Some(reason)` when a different check already shows the control.
     control: Option<&'static str>,
@@ -45,9 +47,40 @@ fn check(name: &str, guarantee: &'static str, probe: &'static str, args: &[&str]
         probe,
         args: args.iter().map(|s| s.to_string()).collect(),
         run_flags: Vec::new(),
+        run_env: Vec::new(),
         verify: Verify::Probe,
         control: None,
     }
+}
+
+/// The home reached through `PATH`: directories on `PATH` are bound read-only, so `$HOME` (in
+/// any spelling) or `/` there must be skipped, not bound. The control reads the planted file
+/// outside; inside it must stay invisible.
+fn home_on_path_checks(home: &Path, planted: &Path, secret: &str) -> Vec<Check> {
+    let host_path = std::env::var("PATH").unwrap_or_default();
+    let h = home.display();
+    [
+        (
+            "read the home through $HOME on PATH",
+            format!("{h}:{h}/:{host_path}"),
+        ),
+        (
+            "read the home through / on PATH",
+            format!("/:{h}/..:{host_path}"),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, path)| {
+        let mut c = check(
+            name,
+            "1 host secrets",
+            "read-file",
+            &[&planted.display().to_string(), secret],
+        );
+        c.run_env = vec![("PATH".to_string(), path)];
+        c
+    })
+    .collect()
 }
 
 /// A check that the probe cannot create `target` on the host (verified on the host, since a
@@ -241,6 +274,7 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
                 "read-file",
                 &[&f.display().to_string(), &secret],
             ));
+            checks.extend(home_on_path_checks(home, &f, &secret));
         }
         let ssh = home.join(".ssh");
         if ssh.is_dir() {
@@ -575,7 +609,8 @@ fn run_check(exe: &Path, ws: &Path, c: &Check, env: &[(String, String)]) -> Repo
         .arg(format!("{}/airlock", crate::view::SELF_DIR))
         .arg("__probe")
         .arg(c.probe)
-        .args(&c.args);
+        .args(&c.args)
+        .envs(c.run_env.iter().cloned());
     let mut inside = run_output(inner, env);
     match &c.verify {
         Verify::Probe => {}
