@@ -1128,11 +1128,22 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
          common=$(git rev-parse --git-common-dir); \
          (echo evil > $common/hooks/pre-commit) 2>/dev/null || echo no-hook; \
          git config core.fsmonitor evil 2>/dev/null || echo no-config; \
-         (echo x > $common/../old.txt) 2>/dev/null || echo main-tree-read-only",
+         (echo x > $common/../old.txt) 2>/dev/null || echo main-tree-read-only; \
+         git update-ref refs/heads/planted HEAD 2>/dev/null || echo no-foreign-ref; \
+         (git rev-parse HEAD > $common/refs/tags/planted) 2>/dev/null || echo no-tag; \
+         (echo /tmp > $common/objects/info/alternates) 2>/dev/null || echo no-alternates",
     ]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
-    for want in ["committed", "no-hook", "no-config", "main-tree-read-only"] {
+    for want in [
+        "committed",
+        "no-hook",
+        "no-config",
+        "main-tree-read-only",
+        "no-foreign-ref",
+        "no-tag",
+        "no-alternates",
+    ] {
         assert!(out.contains(want), "{want} missing: {out}");
     }
     assert!(stderr(&o).contains("worktree kept at"), "{}", stderr(&o));
@@ -1154,6 +1165,141 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
         2,
         "dirty worktree kept"
     );
+}
+
+/// Host-side git never honours what an agent wrote in worktree mode (ISSUE9 part 1): each variant
+/// plants filters, textconv, fsmonitor, hooks, `core.worktree` and `include.path` that append to
+/// a marker on the host, in a different place git would look. The marker must not appear when
+/// the session ends, nor after `ls`, `diff`, `merge` and `rm` on it.
+#[test]
+fn worktree_mode_never_runs_agent_git_config_on_the_host() {
+    let markers = tempfile::Builder::new()
+        .prefix("airlock-marker-")
+        .tempdir()
+        .expect("tempdir");
+    let m = markers.path().join("ran");
+    // The user's own configuration defines a filter (as git-lfs does); only the agent's
+    // attributes would apply it to the agent's files.
+    let user_config = markers.path().join("user.gitconfig");
+    std::fs::write(
+        &user_config,
+        format!(
+            "[filter \"x\"]\n\tclean = \"sh -c 'echo user-filter >> {m}; cat'\"\n",
+            m = m.display()
+        ),
+    )
+    .expect("write");
+    let plant = format!(
+        "plant() {{ \
+           git config -f \"$1\" filter.x.clean \"sh -c 'echo filter >> {m}; cat'\"; \
+           git config -f \"$1\" filter.x.smudge \"sh -c 'echo smudge >> {m}; cat'\"; \
+           git config -f \"$1\" diff.x.textconv \"sh -c 'echo textconv >> {m}; cat'\"; \
+           git config -f \"$1\" core.fsmonitor \"echo fsmonitor >> {m}; true\"; \
+           git config -f \"$1\" core.hooksPath \"$PWD/hooks\"; \
+           git config -f \"$1\" include.path \"$PWD/inc\"; \
+           printf '[core]\\n\\tworktree = %s\\n' \"$PWD\" > inc; \
+           mkdir -p hooks; \
+           for h in post-index-change post-checkout reference-transaction pre-commit; do \
+             printf '#!/bin/sh\\necho hook >> {m} 2>/dev/null; true\\n' > hooks/$h; \
+             chmod +x hooks/$h; done; \
+           echo '* filter=x diff=x' > .gitattributes; }}; \
+         admin=$(git rev-parse --absolute-git-dir); ",
+        m = m.display()
+    );
+    let variants: &[(&str, &str, &str)] = &[
+        (
+            "swap",
+            "(rm -f .git && echo dotgit-removed) 2>/dev/null; \
+             git init -q . 2>/dev/null; plant .git/config 2>/dev/null; \
+             git add -A 2>/dev/null; git -c user.name=a -c user.email=a@a commit -qm x 2>/dev/null; \
+             test -f .git && echo dotgit-kept",
+            "dotgit-kept",
+        ),
+        (
+            "rewrite-dotgit",
+            "git init -q --bare evil; plant evil/config; git config -f evil/config core.bare false; \
+             git --git-dir=evil --work-tree=. add -A; \
+             (echo \"gitdir: $PWD/evil\" > .git) 2>/dev/null || echo dotgit-kept",
+            "dotgit-kept",
+        ),
+        (
+            "commondir",
+            "git init -q --bare evil; plant evil/config; cp -r hooks evil/; \
+             (echo \"$PWD/evil\" > \"$admin/commondir\") 2>/dev/null || echo commondir-kept",
+            "commondir-kept",
+        ),
+        (
+            "config-worktree",
+            "(plant \"$admin/config.worktree\" && test -s \"$admin/config.worktree\") 2>/dev/null \
+             || echo config-worktree-kept",
+            "config-worktree-kept",
+        ),
+        (
+            "attributes-only",
+            "echo '* filter=x diff=x' > .gitattributes; echo attributes-planted",
+            "attributes-planted",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, script, token) in variants {
+        let repo = Repo::new();
+        // The user lets worktrees have their own config (as `git sparse-checkout` does).
+        let o = Command::new("git")
+            .args(["config", "extensions.worktreeConfig", "true"])
+            .current_dir(repo.ws.path())
+            .output()
+            .expect("git");
+        assert!(o.status.success(), "{}", stderr(&o));
+        let host = |args: &[&str]| {
+            repo.ws
+                .airlock()
+                .env("GIT_CONFIG_GLOBAL", &user_config)
+                .args(args)
+                .output()
+                .expect("airlock")
+        };
+        // mtime granularity: files touched a second later are re-read (and filtered) by a
+        // host `git status`.
+        let full = format!(
+            "{plant}{script}; echo new > new.txt; sleep 1.1; touch new.txt hello.txt src/lib.rs"
+        );
+        let o = host(&[
+            "run", "--mode", "worktree", "--name", name, "--", "sh", "-c", &full,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        if !stdout(&o).contains(token) {
+            failures.push(format!(
+                "{name}: the sandbox let the agent do it: {}",
+                stdout(&o)
+            ));
+        }
+        let err = stderr(&o);
+        assert!(
+            err.contains("worktree kept at") || err.contains("WARNING"),
+            "{name}: {err}"
+        );
+        if m.exists() {
+            failures.push(format!(
+                "{name}: the agent's git configuration ran on the host at the end of the \
+                 session: {}",
+                std::fs::read_to_string(&m).unwrap_or_default().trim()
+            ));
+            let _ = std::fs::remove_file(&m);
+        }
+        for cmd in [
+            &["ls"][..],
+            &["diff", name],
+            &["merge", name],
+            &["rm", name],
+        ] {
+            host(cmd);
+            if m.exists() {
+                failures.push(format!("{name}: `airlock {cmd:?}` ran it"));
+                let _ = std::fs::remove_file(&m);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[test]
