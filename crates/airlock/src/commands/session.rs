@@ -5,7 +5,7 @@ use std::io::Write;
 
 use airlock_session::changes::{changes, unified, Change};
 use airlock_session::gitview::{agent_head, GitView};
-use airlock_session::merge::{apply, conflicts, is_git_internal};
+use airlock_session::merge::{apply, conflicts, interrupted, is_git_internal};
 use airlock_session::{SessionRow, SessionState};
 use anyhow::{bail, Context, Result};
 
@@ -210,7 +210,20 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
         .filter(|c| !is_git_internal(&c.path))
         .cloned()
         .collect();
-    let clash = conflicts(&r.workspace, &files, r.created_unix);
+    let journal = r.dir.join("merge.journal");
+    let landed_before = interrupted(&journal);
+    if !landed_before.is_empty() {
+        eprintln!(
+            "airlock: an earlier merge of session {} was interrupted after landing {} change(s); \
+             completing it:",
+            r.id,
+            landed_before.len()
+        );
+        for p in &landed_before {
+            eprintln!("  landed {}", p.display());
+        }
+    }
+    let clash = conflicts(&r.workspace, &upper, &files, r.created_unix);
     if !clash.is_empty() {
         let list: Vec<String> = clash.iter().map(|p| format!("  {}", p.display())).collect();
         bail!(
@@ -221,7 +234,45 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
             r.id
         );
     }
-    let report = apply(&r.workspace, &upper, &files, args.allow_exec_files)?;
+    let report = apply(
+        &r.workspace,
+        &upper,
+        &files,
+        args.allow_exec_files,
+        &journal,
+    )
+    .map_err(|e| {
+        let landed = interrupted(&journal);
+        anyhow::anyhow!(
+            "{e}\n{}",
+            if landed.is_empty() {
+                "nothing was merged".to_string()
+            } else {
+                format!(
+                    "{} change(s) landed before the failure (listed in {}); fix the cause and \
+                     run `airlock merge {}` again to complete it",
+                    landed.len(),
+                    journal.display(),
+                    r.id
+                )
+            }
+        )
+    })?;
+    let special: Vec<String> = report
+        .refused
+        .iter()
+        .filter(|(c, _)| c.entry.is_special())
+        .map(|(c, why)| format!("  {}: {why}", c.path.display()))
+        .collect();
+    if !special.is_empty() {
+        bail!(
+            "session {}: the agent left special files that cannot be merged; nothing was \
+             merged:\n{}\nremove them from {} (or land the rest by hand)",
+            r.id,
+            special.join("\n"),
+            upper.display()
+        );
+    }
     if !report.refused.is_empty() {
         let list: Vec<String> = report
             .refused
@@ -256,6 +307,7 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
         )?;
     }
     store.mark_merged(&r.id)?;
+    let _ = std::fs::remove_file(&journal);
     writeln!(
         out,
         "merged session {} into {} ({} file change(s))",
