@@ -328,6 +328,50 @@ fn parse_ls_tree(out: &[u8]) -> BTreeMap<PathBuf, Entry> {
         .collect()
 }
 
+/// The blob id of the regular file at `p`, streamed (opened without following a link or
+/// blocking, its length taken from `fstat`; a file that changes length meanwhile gets an id
+/// that matches nothing, so it counts as changed).
+fn file_blob_id(format: &str, p: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(p)?;
+    let m = f.metadata()?;
+    if !m.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let head = format!("blob {}\0", m.len());
+    let mut sha1 = sha1::Sha1::new();
+    let mut sha256 = sha2::Sha256::new();
+    let mut update = |b: &[u8]| {
+        if format == "sha256" {
+            sha256.update(b);
+        } else {
+            sha1.update(b);
+        }
+    };
+    update(head.as_bytes());
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        update(&buf[..n]);
+    }
+    if total != m.len() {
+        return Ok(String::from("changed-while-read"));
+    }
+    Ok(if format == "sha256" {
+        hex::encode(sha256.finalize())
+    } else {
+        hex::encode(sha1.finalize())
+    })
+}
+
 /// The object id of a blob with `content` (`blob LEN\0CONTENT`, SHA-1 or SHA-256).
 fn blob_id(format: &str, content: &[u8]) -> String {
     use sha2::Digest;
@@ -374,13 +418,14 @@ fn walk(root: &Path, rel: &Path, format: &str, out: &mut BTreeMap<PathBuf, Entry
             walk(root, &r, format, out)?;
             continue;
         } else if ft.is_file() {
-            let bytes = read_regular(&p).with_context(|| format!("cannot read {}", p.display()))?;
+            let id =
+                file_blob_id(format, &p).with_context(|| format!("cannot read {}", p.display()))?;
             let mode = if m.permissions().mode() & 0o100 != 0 {
                 "100755"
             } else {
                 "100644"
             };
-            (mode.to_string(), blob_id(format, &bytes))
+            (mode.to_string(), id)
         } else {
             let what = if ft.is_fifo() {
                 "fifo"

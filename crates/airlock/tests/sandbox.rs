@@ -1348,6 +1348,20 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
         2,
         "dirty worktree kept"
     );
+    // `ls` keeps its columns aligned with a `worktree` row among `overlay` ones, and ends
+    // every line (the last included) with a newline.
+    let o = repo.airlock(&["run", "--name", "ov", "--", "true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let table = stdout(&repo.airlock(&["ls"]));
+    assert!(table.ends_with('\n'), "{table:?}");
+    let ws = repo.ws.path().display().to_string();
+    let col = |l: &str| l.find(&ws).or_else(|| l.find("WORKSPACE"));
+    let starts: Vec<Option<usize>> = table.lines().map(col).collect();
+    assert!(
+        starts.len() >= 3 && starts.iter().all(|s| s.is_some() && *s == starts[0]),
+        "{table}"
+    );
+    assert!(table.contains("worktree"), "{table}");
 }
 
 /// Host-side git never honours what an agent wrote in worktree mode (ISSUE9 part 1): each variant
