@@ -210,6 +210,10 @@ fn create_in(root: &Path, workspace: &Path, id: &str, name: Option<&str>) -> Res
         target: admin.join("config.worktree"),
         contents: Vec::new(),
     });
+    // Covered read-only below: it must exist, or the agent could create it (and alternates in
+    // it) through the writable `objects`.
+    let info = git_dir.join("objects/info");
+    std::fs::create_dir_all(&info).with_context(|| format!("cannot create {}", info.display()))?;
     let binds = vec![
         bind(workspace.to_path_buf(), false),
         bind(git_dir.join("objects"), true),

@@ -1296,6 +1296,9 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
     );
 
     let config_before = std::fs::read(repo.ws.path().join(".git/config")).expect("config");
+    // A repository without objects/info: the agent must not be able to create it (and
+    // alternates in it) through the writable objects directory.
+    std::fs::remove_dir_all(repo.ws.path().join(".git/objects/info")).expect("rm objects/info");
     let o = repo.airlock(&[
         "run",
         "--mode",
@@ -1314,7 +1317,8 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
          (echo x > $common/../old.txt) 2>/dev/null || echo main-tree-read-only; \
          git update-ref refs/heads/planted HEAD 2>/dev/null || echo no-foreign-ref; \
          (git rev-parse HEAD > $common/refs/tags/planted) 2>/dev/null || echo no-tag; \
-         (echo /tmp > $common/objects/info/alternates) 2>/dev/null || echo no-alternates",
+         (mkdir -p $common/objects/info; echo /tmp > $common/objects/info/alternates) \
+           2>/dev/null || echo no-alternates",
     ]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
