@@ -12,6 +12,19 @@ fn is_sha(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The most of a ref file or `packed-refs` airlock reads.
+const MAX_REF_FILE: u64 = 64 << 20;
+
+/// Reads a regular file the agent may have planted: no link followed, no blocking on a FIFO,
+/// bounded in size.
+fn read_untrusted(p: &Path) -> Option<String> {
+    use std::io::Read;
+    let (f, _) = crate::changes::open_regular(p).ok()?;
+    let mut s = String::new();
+    f.take(MAX_REF_FILE).read_to_string(&mut s).ok()?;
+    Some(s)
+}
+
 /// Reads `name` (a file below `.git`) from the agent's view: upper layer first, then the real one.
 fn read_layered(upper: &Path, lower: &Path, name: &str) -> Option<String> {
     let up = upper.join(".git").join(name);
@@ -20,9 +33,9 @@ fn read_layered(upper: &Path, lower: &Path, name: &str) -> Option<String> {
         if m.file_type().is_char_device() && m.rdev() == 0 {
             return None; // whiteout: deleted in the agent's view
         }
-        return std::fs::read_to_string(&up).ok();
+        return read_untrusted(&up);
     }
-    std::fs::read_to_string(lower.join(".git").join(name)).ok()
+    read_untrusted(&lower.join(".git").join(name))
 }
 
 /// The commit the agent's `HEAD` points at, if the workspace is a git repository.
@@ -177,5 +190,26 @@ mod tests {
         assert_eq!(agent_head(&up, &low), Some(b));
         std::fs::write(up.join(".git/HEAD"), "ref: refs/heads/../../x\n").expect("write");
         assert_eq!(agent_head(&up, &low), None);
+    }
+
+    /// A FIFO or a link planted as `.git/HEAD` or as a ref is neither waited on nor followed.
+    #[test]
+    fn planted_fifos_and_links_are_not_read() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (up, low) = (t.path().join("u"), t.path().join("l"));
+        std::fs::create_dir_all(low.join(".git/refs/heads")).expect("mkdir");
+        std::fs::create_dir_all(up.join(".git/refs/heads")).expect("mkdir");
+        std::fs::write(low.join(".git/HEAD"), "ref: refs/heads/main\n").expect("write");
+        let secret = t.path().join("secret");
+        std::fs::write(&secret, format!("{}\n", "c".repeat(40))).expect("write");
+        // No loose ref: packed-refs is read, and a FIFO there must not block.
+        nix::unistd::mkfifo(&up.join(".git/packed-refs"), nix::sys::stat::Mode::S_IRWXU)
+            .expect("mkfifo");
+        let start = std::time::Instant::now();
+        assert_eq!(agent_head(&up, &low), None);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        // A loose ref that is a link to a host file is not followed.
+        std::os::unix::fs::symlink(&secret, up.join(".git/refs/heads/main")).expect("symlink");
+        assert_eq!(agent_head(&up, &low), None, "followed a planted link");
     }
 }
