@@ -961,6 +961,52 @@ fn merge_refuses_special_files_without_hanging_or_writing() {
     }
 }
 
+/// ISSUE9 part 1, overlay side: `diff` and `merge` never run git configuration the agent wrote,
+/// even when the user lands `.git/config` with `--allow-exec-files` (the commits are copied
+/// afterwards, and a URL rewrite to `ext::` there would run a command).
+#[test]
+fn overlay_merge_never_runs_the_agents_git_config() {
+    let markers = tempfile::Builder::new()
+        .prefix("airlock-marker-")
+        .tempdir()
+        .expect("tempdir");
+    let m = markers.path().join("ran");
+    let run = format!("sh -c 'echo ran >> {m}; cat'", m = m.display());
+    let repo = Repo::new();
+    let script = format!(
+        "echo 'fn c() {{}}' >> src/lib.rs; git -c user.name=a -c user.email=a@a commit -qam c; \
+         git config protocol.ext.allow always; \
+         git config url.'ext::sh -c echo% ran% >>{m}% #'.insteadOf /; \
+         git config filter.x.clean \"{run}\"; git config filter.x.smudge \"{run}\"; \
+         git config diff.x.textconv \"{run}\"; git config core.fsmonitor \"{run}\"; \
+         git config core.worktree /; git config core.hooksPath .git/hooks; \
+         for h in post-index-change post-checkout reference-transaction post-merge; do \
+           printf '#!/bin/sh\\necho ran >> {m}\\n' > .git/hooks/$h; chmod +x .git/hooks/$h; done; \
+         echo '* filter=x diff=x' > .gitattributes",
+        m = m.display()
+    );
+    let o = repo.airlock(&["run", "--name", "cfg", "--", "sh", "-c", &script]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = repo.airlock(&["diff", "cfg"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!m.exists(), "diff ran the agent's git configuration");
+    let o = repo.airlock(&["merge", "--allow-exec-files", "cfg"]);
+    assert!(
+        !m.exists(),
+        "merge ran the agent's git configuration: {}",
+        std::fs::read_to_string(&m).unwrap_or_default()
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let log = Command::new("git")
+        .args(["--git-dir=.git", "log", "--format=%s", "airlock/cfg"])
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .current_dir(repo.ws.path())
+        .output()
+        .expect("git");
+    assert_eq!(stdout(&log), "c\ninit\n", "{}", stderr(&log));
+}
+
 /// The agent's work used by the kill test: an edit, a new file in a new directory, a deletion,
 /// and a directory replaced by a link.
 const MERGE_WORK: &str = "echo edited >> hello.txt; mkdir -p new/deep; echo n > new/deep/n.txt; \

@@ -290,7 +290,7 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     if let (Some(view), Some(head)) = (&rv.view, &rv.head) {
         let branch = format!("airlock/{}", r.name.as_deref().unwrap_or(&r.id));
-        view.fetch_into(&r.workspace, head, &branch)
+        view.fetch_into(&r.workspace, head, r.base_commit.as_deref(), &branch)
             .context("the files were merged, the commits were not")?;
         writeln!(
             out,
