@@ -153,6 +153,10 @@ pub fn conflicts(workspace: &Path, upper: &Path, changes: &[Change], since: i64)
             match fs::symlink_metadata(&host) {
                 Ok(m) => match c.kind {
                     ChangeKind::Added => !c.dir,
+                    // A directory the agent replaced: what the host changed inside it shows up
+                    // as the deletions listed below it, each checked on its own; the directory's
+                    // own times also move when an interrupted merge deleted those.
+                    ChangeKind::Modified if c.was == Some(EntryType::Dir) && m.is_dir() => false,
                     _ => m.mtime() > since || m.ctime() > since,
                 },
                 // Deleted on the host meanwhile while the agent modified it.
@@ -833,12 +837,31 @@ mod tests {
         let d = ch.iter().find(|c| c.path == Path::new("d")).expect("d");
         assert_eq!(d.kind, ChangeKind::Modified, "{ch:?}");
         assert_eq!(d.was, Some(EntryType::Dir));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
         let since = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(0)
             + 5; // the session "started" after the host's files were written
         assert!(conflicts(&ws, &up, &ch, since).is_empty(), "false conflict");
+        // An interrupted merge deleted what was below the directory (moving its times): the
+        // directory itself is still not a conflict, and a file the host added in it is one.
+        // (The session "started" in the second the host files were written; the deletion lands
+        // a second later.)
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        fs::remove_file(ws.join("d/x")).expect("rm");
+        let ch = changes(&ws, &up).expect("changes");
+        assert!(conflicts(&ws, &up, &ch, now).is_empty(), "{ch:?}");
+        fs::write(ws.join("d/host-new"), "host").expect("write");
+        let with_host = changes(&ws, &up).expect("changes");
+        assert_eq!(
+            conflicts(&ws, &up, &with_host, now),
+            vec![PathBuf::from("d/host-new")]
+        );
+        fs::remove_file(ws.join("d/host-new")).expect("rm");
         let r = apply(&ws, &up, &ch, false, &t.path().join("j")).expect("apply");
         assert!(r.refused.is_empty());
         assert_eq!(fs::read_link(ws.join("d")).expect("link"), outside);

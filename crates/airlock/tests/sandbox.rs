@@ -1065,6 +1065,9 @@ fn a_merge_killed_half_way_is_completed_by_a_rerun() {
         let before = repo.snapshot();
         let o = repo.airlock(&["run", "--name", "k", "--", "sh", "-c", MERGE_WORK]);
         assert_eq!(o.status.code(), Some(0), "{fault}: {}", stderr(&o));
+        // mtime granularity: what the killed merge changes lands after the session's start
+        // second, as it would for a real user (so its own edits must not read as host edits).
+        std::thread::sleep(Duration::from_millis(1100));
         let o = airlock_within(&repo, &["merge", "k"], &[("AIRLOCK_TEST_FAULT", fault)]);
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(
