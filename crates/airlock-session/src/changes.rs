@@ -28,13 +28,19 @@ pub enum ChangeKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryType {
+    /// A regular file.
     File,
+    /// A symbolic link (never followed).
     Symlink,
+    /// A directory.
     Dir,
+    /// A FIFO (named pipe): opening it for reading blocks until a writer appears.
     Fifo,
+    /// A unix-domain socket.
     Socket,
     /// A character device other than an overlayfs whiteout (0:0).
     CharDevice,
+    /// A block device.
     BlockDevice,
 }
 

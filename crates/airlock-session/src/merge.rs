@@ -98,6 +98,7 @@ pub fn is_git_internal(path: &Path) -> bool {
 /// The outcome of a merge.
 #[derive(Debug, Default)]
 pub struct MergeReport {
+    /// Changes now in place, sorted by path (landed by this run, or found already landed).
     pub applied: Vec<Change>,
     /// Changes refused up front, with the reason; nothing was written when this is not empty.
     pub refused: Vec<(Change, String)>,

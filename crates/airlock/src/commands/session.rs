@@ -190,6 +190,92 @@ pub(crate) fn diff(args: SessionArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Lists what an earlier, interrupted merge of `r` had landed (from its journal).
+fn say_interrupted(r: &SessionRow, journal: &std::path::Path) {
+    let landed = interrupted(journal);
+    if landed.is_empty() {
+        return;
+    }
+    eprintln!(
+        "airlock: an earlier merge of session {} was interrupted after landing {} change(s); \
+         completing it:",
+        r.id,
+        landed.len()
+    );
+    for p in &landed {
+        eprintln!("  landed {}", p.display());
+    }
+}
+
+/// Fails, naming them, when files the agent changed were also changed on the host.
+fn refuse_conflicts(r: &SessionRow, upper: &std::path::Path, files: &[Change]) -> Result<()> {
+    let clash = conflicts(&r.workspace, upper, files, r.created_unix);
+    if clash.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = clash.iter().map(|p| format!("  {}", p.display())).collect();
+    bail!(
+        "session {}: these files were also changed on the host since the session started; \
+         nothing was merged:\n{}\nreview with `airlock diff {}` and resolve by hand",
+        r.id,
+        list.join("\n"),
+        r.id
+    )
+}
+
+/// Applies the files, or explains (by name) what was refused, or what had landed before a
+/// failure and how to complete it.
+fn land_files(
+    r: &SessionRow,
+    upper: &std::path::Path,
+    files: &[Change],
+    allow_exec: bool,
+    journal: &std::path::Path,
+) -> Result<airlock_session::merge::MergeReport> {
+    let report = apply(&r.workspace, upper, files, allow_exec, journal).map_err(|e| {
+        let landed = interrupted(journal);
+        if landed.is_empty() {
+            return anyhow::anyhow!("{e}\nnothing was merged");
+        }
+        anyhow::anyhow!(
+            "{e}\n{} change(s) landed before the failure (listed in {}); fix the cause and run \
+             `airlock merge {}` again to complete it",
+            landed.len(),
+            journal.display(),
+            r.id
+        )
+    })?;
+    let listed = |special: bool| -> Vec<String> {
+        report
+            .refused
+            .iter()
+            .filter(|(c, _)| c.entry.is_special() == special)
+            .map(|(c, why)| format!("  {}: {why}", c.path.display()))
+            .collect()
+    };
+    let special = listed(true);
+    if !special.is_empty() {
+        bail!(
+            "session {}: the agent left special files that cannot be merged; nothing was \
+             merged:\n{}\nremove them from {} (or land the rest by hand)",
+            r.id,
+            special.join("\n"),
+            upper.display()
+        );
+    }
+    let exec = listed(false);
+    if !exec.is_empty() {
+        bail!(
+            "session {}: refusing files that execute on the host; nothing was merged:\n{}\n\
+             inspect them with `airlock diff {}`; pass --allow-exec-files to land them anyway",
+            r.id,
+            exec.join("\n"),
+            r.id
+        );
+    }
+    Ok(report)
+}
+
 pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
     let store = session_dir::store()?;
     let r = session_dir::find(Some(&args.id))?;
@@ -211,82 +297,9 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
         .cloned()
         .collect();
     let journal = r.dir.join("merge.journal");
-    let landed_before = interrupted(&journal);
-    if !landed_before.is_empty() {
-        eprintln!(
-            "airlock: an earlier merge of session {} was interrupted after landing {} change(s); \
-             completing it:",
-            r.id,
-            landed_before.len()
-        );
-        for p in &landed_before {
-            eprintln!("  landed {}", p.display());
-        }
-    }
-    let clash = conflicts(&r.workspace, &upper, &files, r.created_unix);
-    if !clash.is_empty() {
-        let list: Vec<String> = clash.iter().map(|p| format!("  {}", p.display())).collect();
-        bail!(
-            "session {}: these files were also changed on the host since the session started; \
-             nothing was merged:\n{}\nreview with `airlock diff {}` and resolve by hand",
-            r.id,
-            list.join("\n"),
-            r.id
-        );
-    }
-    let report = apply(
-        &r.workspace,
-        &upper,
-        &files,
-        args.allow_exec_files,
-        &journal,
-    )
-    .map_err(|e| {
-        let landed = interrupted(&journal);
-        anyhow::anyhow!(
-            "{e}\n{}",
-            if landed.is_empty() {
-                "nothing was merged".to_string()
-            } else {
-                format!(
-                    "{} change(s) landed before the failure (listed in {}); fix the cause and \
-                     run `airlock merge {}` again to complete it",
-                    landed.len(),
-                    journal.display(),
-                    r.id
-                )
-            }
-        )
-    })?;
-    let special: Vec<String> = report
-        .refused
-        .iter()
-        .filter(|(c, _)| c.entry.is_special())
-        .map(|(c, why)| format!("  {}: {why}", c.path.display()))
-        .collect();
-    if !special.is_empty() {
-        bail!(
-            "session {}: the agent left special files that cannot be merged; nothing was \
-             merged:\n{}\nremove them from {} (or land the rest by hand)",
-            r.id,
-            special.join("\n"),
-            upper.display()
-        );
-    }
-    if !report.refused.is_empty() {
-        let list: Vec<String> = report
-            .refused
-            .iter()
-            .map(|(c, why)| format!("  {}: {why}", c.path.display()))
-            .collect();
-        bail!(
-            "session {}: refusing files that execute on the host; nothing was merged:\n{}\n\
-             inspect them with `airlock diff {}`; pass --allow-exec-files to land them anyway",
-            r.id,
-            list.join("\n"),
-            r.id
-        );
-    }
+    say_interrupted(&r, &journal);
+    refuse_conflicts(&r, &upper, &files)?;
+    let report = land_files(&r, &upper, &files, args.allow_exec_files, &journal)?;
     let mut out = std::io::stdout().lock();
     if let (Some(view), Some(head)) = (&rv.view, &rv.head) {
         let branch = format!("airlock/{}", r.name.as_deref().unwrap_or(&r.id));
