@@ -214,7 +214,7 @@ fn create_in(root: &Path, workspace: &Path, id: &str, name: Option<&str>) -> Res
     // it) through the writable `objects`.
     let info = git_dir.join("objects/info");
     std::fs::create_dir_all(&info).with_context(|| format!("cannot create {}", info.display()))?;
-    let binds = vec![
+    let mut binds = vec![
         bind(workspace.to_path_buf(), false),
         bind(git_dir.join("objects"), true),
         bind(git_dir.join("objects/info"), false),
@@ -222,6 +222,26 @@ fn create_in(root: &Path, workspace: &Path, id: &str, name: Option<&str>) -> Res
         bind(git_dir.join("logs/refs/heads/airlock"), true),
         bind(admin.clone(), true),
     ];
+    // Other sessions' branches (and their reflogs) stay as they are.
+    let ours = PathBuf::from(&branch);
+    for dir in ["refs/heads/airlock", "logs/refs/heads/airlock"] {
+        let root = git_dir.join(dir);
+        let mut found = Vec::new();
+        ref_files(&root, &mut found);
+        binds.extend(
+            found
+                .into_iter()
+                // `refs/heads/airlock/NAME` (or its reflog) is this session's own.
+                .filter(|f| {
+                    let name = f
+                        .strip_prefix(&root)
+                        .ok()
+                        .map(|r| Path::new("airlock").join(r));
+                    name.as_ref() != Some(&ours)
+                })
+                .map(|f| bind(f, false)),
+        );
+    }
     Ok(Worktree {
         path,
         branch,
@@ -232,6 +252,20 @@ fn create_in(root: &Path, workspace: &Path, id: &str, name: Option<&str>) -> Res
         binds,
         files,
     })
+}
+
+/// Regular files below `dir` (no link followed), for covering other sessions' branches.
+fn ref_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => ref_files(&e.path(), out),
+            Ok(t) if t.is_file() => out.push(e.path()),
+            _ => {}
+        }
+    }
 }
 
 /// After the session: removes the worktree, its admin entry and its branch when nothing was

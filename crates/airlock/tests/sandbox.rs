@@ -1348,6 +1348,14 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
     // A repository without objects/info: the agent must not be able to create it (and
     // alternates in it) through the writable objects directory.
     std::fs::remove_dir_all(repo.ws.path().join(".git/objects/info")).expect("rm objects/info");
+    // Another session's branch, which this one must not move or delete.
+    let o = Command::new("git")
+        .args(["branch", "airlock/other"])
+        .current_dir(repo.ws.path())
+        .output()
+        .expect("git");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let other_before = git(&["rev-parse", "airlock/other"]);
     let o = repo.airlock(&[
         "run",
         "--mode",
@@ -1367,7 +1375,10 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
          git update-ref refs/heads/planted HEAD 2>/dev/null || echo no-foreign-ref; \
          (git rev-parse HEAD > $common/refs/tags/planted) 2>/dev/null || echo no-tag; \
          (mkdir -p $common/objects/info; echo /tmp > $common/objects/info/alternates) \
-           2>/dev/null || echo no-alternates",
+           2>/dev/null || echo no-alternates; \
+         git update-ref refs/heads/airlock/other HEAD 2>/dev/null || echo no-sibling-move; \
+         (rm -f $common/refs/heads/airlock/other && test ! -e $common/refs/heads/airlock/other) \
+           2>/dev/null || echo no-sibling-delete",
     ]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
@@ -1379,6 +1390,8 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
         "no-foreign-ref",
         "no-tag",
         "no-alternates",
+        "no-sibling-move",
+        "no-sibling-delete",
     ] {
         assert!(out.contains(want), "{want} missing: {out}");
     }
@@ -1387,6 +1400,7 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
         git(&["log", "--format=%s", "airlock/dirty"]),
         "agent commit\ninit\n"
     );
+    assert_eq!(git(&["rev-parse", "airlock/other"]), other_before);
     assert!(!repo.ws.path().join(".git/hooks/pre-commit").exists());
     assert_eq!(
         std::fs::read(repo.ws.path().join(".git/config")).expect("config"),
