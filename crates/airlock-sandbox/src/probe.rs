@@ -125,12 +125,71 @@ pub fn run(name: &str, args: &[String]) -> Result<Outcome, String> {
                 .map_err(|_| "memory: bad size".to_string())?;
             memory_probe(mb)
         }
+        "swap-git-link" => swap_git_link_probe(),
         "sleep" => {
             std::thread::sleep(Duration::from_secs(arg(1)?.parse().unwrap_or(30)));
             through("slept")
         }
         other => return Err(format!("unknown probe '{other}'")),
     })
+}
+
+/// In a git worktree (the current directory): tries to change what ties it to its repository,
+/// the way an agent would make a later host `git` run its own configuration: replace `.git`
+/// (unlink, overwrite, rename over), and rewrite the admin directory's `commondir` and `gitdir`
+/// or plant `config.worktree` there. Gets through if any of them succeeds.
+fn swap_git_link_probe() -> Outcome {
+    let link = match std::fs::read_to_string(".git") {
+        Ok(l) => l,
+        Err(e) => return blocked(format!("cannot read .git: {e}")),
+    };
+    let Some(admin) = link
+        .strip_prefix("gitdir: ")
+        .map(|a| a.trim_end().to_string())
+    else {
+        return blocked(format!(".git is not a worktree link: {link:?}"));
+    };
+    let admin = std::path::Path::new(&admin);
+    let mut tried = Vec::new();
+    let decoy = std::path::Path::new(".git-airlock-probe");
+    type Attempt<'a> = (&'static str, Box<dyn Fn() -> std::io::Result<()> + 'a>);
+    let attempts: [Attempt<'_>; 6] = [
+        (
+            "overwrite .git",
+            Box::new(|| std::fs::write(".git", "gitdir: /tmp/x\n")),
+        ),
+        (
+            "rename over .git",
+            Box::new(move || {
+                std::fs::write(decoy, "gitdir: /tmp/x\n")?;
+                let r = std::fs::rename(decoy, ".git");
+                let _ = std::fs::remove_file(decoy);
+                r
+            }),
+        ),
+        ("unlink .git", Box::new(|| std::fs::remove_file(".git"))),
+        (
+            "rewrite commondir",
+            Box::new(move || std::fs::write(admin.join("commondir"), "/tmp/x\n")),
+        ),
+        (
+            "rewrite gitdir",
+            Box::new(move || std::fs::write(admin.join("gitdir"), "/tmp/x/.git\n")),
+        ),
+        (
+            "plant config.worktree",
+            Box::new(move || {
+                std::fs::write(admin.join("config.worktree"), "[core]\n\tfsmonitor = x\n")
+            }),
+        ),
+    ];
+    for (what, attempt) in &attempts {
+        match attempt() {
+            Ok(()) => return through(format!("{what}: succeeded")),
+            Err(e) => tried.push(format!("{what}: {e}")),
+        }
+    }
+    blocked(tried.join("; "))
 }
 
 fn read_file(path: &str, expect: &str) -> Outcome {

@@ -23,6 +23,67 @@ pub enum ChangeKind {
     Deleted,
 }
 
+/// What a path is: the agent's version for additions and modifications, the real tree's for
+/// deletions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryType {
+    /// A regular file.
+    File,
+    /// A symbolic link (never followed).
+    Symlink,
+    /// A directory.
+    Dir,
+    /// A FIFO (named pipe): opening it for reading blocks until a writer appears.
+    Fifo,
+    /// A unix-domain socket.
+    Socket,
+    /// A character device other than an overlayfs whiteout (0:0).
+    CharDevice,
+    /// A block device.
+    BlockDevice,
+}
+
+impl EntryType {
+    /// The type of `m` (from `symlink_metadata`, never following a link).
+    pub fn of(m: &fs::Metadata) -> EntryType {
+        let t = m.file_type();
+        if t.is_symlink() {
+            EntryType::Symlink
+        } else if t.is_dir() {
+            EntryType::Dir
+        } else if t.is_fifo() {
+            EntryType::Fifo
+        } else if t.is_socket() {
+            EntryType::Socket
+        } else if t.is_char_device() {
+            EntryType::CharDevice
+        } else if t.is_block_device() {
+            EntryType::BlockDevice
+        } else {
+            EntryType::File
+        }
+    }
+
+    /// FIFOs, sockets and devices: listed by `diff`, never opened, refused by `merge`.
+    pub fn is_special(self) -> bool {
+        !matches!(self, EntryType::File | EntryType::Symlink | EntryType::Dir)
+    }
+
+    /// A phrase for messages ("a FIFO").
+    pub fn describe(self) -> &'static str {
+        match self {
+            EntryType::File => "a regular file",
+            EntryType::Symlink => "a symbolic link",
+            EntryType::Dir => "a directory",
+            EntryType::Fifo => "a FIFO (named pipe)",
+            EntryType::Socket => "a unix socket",
+            EntryType::CharDevice => "a character device",
+            EntryType::BlockDevice => "a block device",
+        }
+    }
+}
+
 /// One changed path, relative to the workspace root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
@@ -30,6 +91,26 @@ pub struct Change {
     pub kind: ChangeKind,
     /// Whether it is (or was, for deletions) a directory.
     pub dir: bool,
+    /// What it is (or was, for deletions).
+    #[serde(rename = "type")]
+    pub entry: EntryType,
+    /// For a modification that changes the type (a directory replaced by a file or link, or
+    /// the reverse): what the real tree had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub was: Option<EntryType>,
+}
+
+impl Change {
+    /// A change of `path` to (or, deleted, from) an entry of type `entry`.
+    pub fn new(path: PathBuf, kind: ChangeKind, entry: EntryType) -> Change {
+        Change {
+            path,
+            kind,
+            dir: entry == EntryType::Dir,
+            entry,
+            was: None,
+        }
+    }
 }
 
 fn is_whiteout(m: &fs::Metadata) -> bool {
@@ -42,8 +123,31 @@ fn is_opaque(dir: &Path) -> bool {
         .any(|a| matches!(xattr::get(dir, a), Ok(Some(v)) if v == b"y"))
 }
 
-/// Whether two regular files or symlinks have the same content, type and permissions.
-fn same(a: &Path, b: &Path) -> Result<bool, SessionError> {
+/// Opens a regular file for reading without following a link and without blocking (a FIFO
+/// swapped in would otherwise hang `open`), then checks with `fstat` that it is a regular file.
+pub fn open_regular(p: &Path) -> Result<(fs::File, fs::Metadata), SessionError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(p)
+        .map_err(|e| SessionError::io("cannot open", p, e))?;
+    let m = f
+        .metadata()
+        .map_err(|e| SessionError::io("cannot stat", p, e))?;
+    if !m.is_file() {
+        return Err(SessionError::Refused(format!(
+            "{} is {}, not a regular file",
+            p.display(),
+            EntryType::of(&m).describe()
+        )));
+    }
+    Ok((f, m))
+}
+
+/// Whether two entries have the same type, content and permissions (regular files and links
+/// only are opened; anything else is "the same" only if both are directories).
+pub fn same(a: &Path, b: &Path) -> Result<bool, SessionError> {
     let (Ok(ma), Ok(mb)) = (fs::symlink_metadata(a), fs::symlink_metadata(b)) else {
         return Ok(false);
     };
@@ -58,10 +162,8 @@ fn same(a: &Path, b: &Path) -> Result<bool, SessionError> {
     if ma.len() != mb.len() || ma.permissions().mode() != mb.permissions().mode() {
         return Ok(false);
     }
-    let (mut fa, mut fb) = (
-        fs::File::open(a).map_err(|e| SessionError::io("cannot read", a, e))?,
-        fs::File::open(b).map_err(|e| SessionError::io("cannot read", b, e))?,
-    );
+    let (mut fa, _) = open_regular(a)?;
+    let (mut fb, _) = open_regular(b)?;
     let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     loop {
         let n = fa
@@ -89,7 +191,8 @@ fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(got)
 }
 
-/// Every file below `root` (relative paths), for reporting a deleted or replaced directory.
+/// Every entry below `root/rel` that is not a directory, as deletions (for reporting a deleted
+/// or replaced directory).
 fn files_below(root: &Path, rel: &Path, out: &mut Vec<Change>) {
     let Ok(dir) = fs::read_dir(root.join(rel)) else {
         return;
@@ -98,14 +201,13 @@ fn files_below(root: &Path, rel: &Path, out: &mut Vec<Change>) {
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let r = rel.join(e.file_name());
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
+        let Ok(m) = fs::symlink_metadata(root.join(&r)) else {
+            continue;
+        };
+        if m.is_dir() {
             files_below(root, &r, out);
         } else {
-            out.push(Change {
-                path: r,
-                kind: ChangeKind::Deleted,
-                dir: false,
-            });
+            out.push(Change::new(r, ChangeKind::Deleted, EntryType::of(&m)));
         }
     }
 }
@@ -133,15 +235,12 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result
         if is_whiteout(&um) {
             match lm {
                 Some(m) if m.is_dir() => files_below(lower, &r, out),
-                Some(_) => out.push(Change {
-                    path: r,
-                    kind: ChangeKind::Deleted,
-                    dir: false,
-                }),
+                Some(m) => out.push(Change::new(r, ChangeKind::Deleted, EntryType::of(&m))),
                 None => {}
             }
             continue;
         }
+        let ut = EntryType::of(&um);
         if um.is_dir() {
             match &lm {
                 Some(m) if m.is_dir() => {
@@ -156,21 +255,17 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result
                         );
                     }
                 }
-                Some(_) => out.push(Change {
-                    path: r.clone(),
-                    kind: ChangeKind::Modified,
-                    dir: true,
-                }),
+                Some(m) => {
+                    let mut c = Change::new(r.clone(), ChangeKind::Modified, ut);
+                    c.was = Some(EntryType::of(m));
+                    out.push(c);
+                }
                 None => {
                     if fs::read_dir(&up)
                         .map(|mut d| d.next().is_none())
                         .unwrap_or(false)
                     {
-                        out.push(Change {
-                            path: r.clone(),
-                            kind: ChangeKind::Added,
-                            dir: true,
-                        });
+                        out.push(Change::new(r.clone(), ChangeKind::Added, ut));
                     }
                 }
             }
@@ -178,26 +273,22 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result
             continue;
         }
         match lm {
-            None => out.push(Change {
-                path: r,
-                kind: ChangeKind::Added,
-                dir: false,
-            }),
+            None => out.push(Change::new(r, ChangeKind::Added, ut)),
             Some(m) if m.is_dir() => {
+                // A directory replaced by a file or link: its contents are deleted first, then
+                // the path changes type (a modification of the host directory, not an addition
+                // that would always collide with it).
                 files_below(lower, &r, out);
-                out.push(Change {
-                    path: r,
-                    kind: ChangeKind::Added,
-                    dir: false,
-                });
+                let mut c = Change::new(r, ChangeKind::Modified, ut);
+                c.was = Some(EntryType::Dir);
+                out.push(c);
             }
-            Some(_) => {
-                if !same(&low, &up)? {
-                    out.push(Change {
-                        path: r,
-                        kind: ChangeKind::Modified,
-                        dir: false,
-                    });
+            Some(m) => {
+                if ut.is_special() || !same(&low, &up)? {
+                    let mut c = Change::new(r, ChangeKind::Modified, ut);
+                    let lt = EntryType::of(&m);
+                    c.was = (lt != ut).then_some(lt);
+                    out.push(c);
                 }
             }
         }
@@ -222,7 +313,12 @@ fn text_of(path: &Path) -> Result<Option<String>, String> {
     if !m.is_file() || m.len() > MAX_DIFF_BYTES {
         return Ok(None);
     }
-    let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (mut f, _) = open_regular(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    f.by_ref()
+        .take(MAX_DIFF_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if bytes.iter().take(8192).any(|b| *b == 0) {
         return Ok(None);
     }
@@ -232,6 +328,26 @@ fn text_of(path: &Path) -> Result<Option<String>, String> {
 /// Renders one change as a unified diff (`a/` is the real tree, `b/` the agent's).
 pub fn unified(lower: &Path, upper: &Path, c: &Change) -> String {
     let p = c.path.display();
+    if c.entry.is_special() {
+        let what = c.entry.describe();
+        return match c.kind {
+            ChangeKind::Deleted => format!("deleted special file {p}: {what}\n"),
+            _ => format!("special file {p}: {what}; merge refuses it\n"),
+        };
+    }
+    if let Some(was) = c.was {
+        let mut head = format!(
+            "type changed {p}: {} -> {}\n",
+            was.describe(),
+            c.entry.describe()
+        );
+        if c.entry == EntryType::Symlink {
+            if let Ok(Some(t)) = text_of(&upper.join(&c.path)) {
+                head.push_str(&t);
+            }
+        }
+        return head;
+    }
     if c.dir {
         return match c.kind {
             ChangeKind::Added => format!("new directory {p}\n"),

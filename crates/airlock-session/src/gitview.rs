@@ -12,6 +12,19 @@ fn is_sha(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The most of a ref file or `packed-refs` airlock reads.
+const MAX_REF_FILE: u64 = 64 << 20;
+
+/// Reads a regular file the agent may have planted: no link followed, no blocking on a FIFO,
+/// bounded in size.
+fn read_untrusted(p: &Path) -> Option<String> {
+    use std::io::Read;
+    let (f, _) = crate::changes::open_regular(p).ok()?;
+    let mut s = String::new();
+    f.take(MAX_REF_FILE).read_to_string(&mut s).ok()?;
+    Some(s)
+}
+
 /// Reads `name` (a file below `.git`) from the agent's view: upper layer first, then the real one.
 fn read_layered(upper: &Path, lower: &Path, name: &str) -> Option<String> {
     let up = upper.join(".git").join(name);
@@ -20,9 +33,9 @@ fn read_layered(upper: &Path, lower: &Path, name: &str) -> Option<String> {
         if m.file_type().is_char_device() && m.rdev() == 0 {
             return None; // whiteout: deleted in the agent's view
         }
-        return std::fs::read_to_string(&up).ok();
+        return read_untrusted(&up);
     }
-    std::fs::read_to_string(lower.join(".git").join(name)).ok()
+    read_untrusted(&lower.join(".git").join(name))
 }
 
 /// The commit the agent's `HEAD` points at, if the workspace is a git repository.
@@ -126,31 +139,115 @@ impl GitView {
         Ok(out.lines().map(str::to_string).collect())
     }
 
-    /// Fetches `head` into `refs/heads/BRANCH` of the real repository at `workspace`.
+    /// Copies the commits up to `head` into the real repository at `workspace` and points
+    /// `refs/heads/BRANCH` at it, without any git process reading that repository's
+    /// configuration for a transfer (a merged `.git/config` could rewrite URLs to `ext::`
+    /// commands): the objects are packed by the scratch repository and indexed straight into
+    /// `.git/objects` with the scratch repository as `GIT_DIR`; the ref is then written by
+    /// `update-ref` with hooks and fsmonitor off. An existing branch is left alone unless it
+    /// already points at `head`.
     pub fn fetch_into(
         &self,
         workspace: &Path,
         head: &str,
+        base: Option<&str>,
         branch: &str,
     ) -> Result<(), SessionError> {
-        let ws = workspace.to_string_lossy().into_owned();
-        let src = self.git_dir.to_string_lossy().into_owned();
-        let refspec = format!("{head}:refs/heads/{branch}");
-        run(
-            git(&[
-                "-C",
-                &ws,
+        if !is_sha(head) {
+            return Err(SessionError::Refused(format!("bad commit id {head}")));
+        }
+        let ws_git = workspace.join(".git");
+        if !std::fs::symlink_metadata(&ws_git).is_ok_and(|m| m.is_dir()) {
+            return Err(SessionError::Refused(format!(
+                "{} is not a git directory; the agent's commits were not fetched",
+                ws_git.display()
+            )));
+        }
+        let git_dir = format!("--git-dir={}", ws_git.display());
+        let refname = format!("refs/heads/{branch}");
+        let trusted = |args: &[&str]| {
+            let mut all = vec![
+                git_dir.as_str(),
                 "-c",
                 "core.hooksPath=/dev/null",
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                &src,
-                &refspec,
-            ]),
-            &format!("fetch the agent's commits into {branch}"),
+                "-c",
+                "core.fsmonitor=false",
+            ];
+            all.extend_from_slice(args);
+            let mut c = git(&all);
+            c.current_dir(&ws_git);
+            c
+        };
+        let existing = trusted(&["rev-parse", "--verify", "--quiet", &refname])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        if existing == head {
+            return Ok(());
+        }
+        if !existing.is_empty() {
+            return Err(SessionError::Refused(format!(
+                "the branch {branch} already exists in {} (at {existing}); delete or rename it, \
+                 then merge again",
+                workspace.display()
+            )));
+        }
+        self.copy_objects(&ws_git.join("objects"), head, base)?;
+        run(
+            trusted(&["update-ref", "-m", "airlock merge", &refname, head, ""]),
+            &format!("create the branch {branch}"),
         )?;
         Ok(())
+    }
+
+    /// Packs what `head` reaches (less what `base` reaches) in the scratch repository and
+    /// indexes the pack into `objects`.
+    fn copy_objects(
+        &self,
+        objects: &Path,
+        head: &str,
+        base: Option<&str>,
+    ) -> Result<(), SessionError> {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut revs = format!("{head}\n");
+        if let Some(b) = base.filter(|b| is_sha(b) && *b != head) {
+            revs.push_str(&format!("^{b}\n"));
+        }
+        let mut pack = self
+            .cmd(&["pack-objects", "--revs", "--stdout", "-q"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| SessionError::Refused(format!("cannot run git pack-objects: {e}")))?;
+        if let Some(mut stdin) = pack.stdin.take() {
+            stdin
+                .write_all(revs.as_bytes())
+                .map_err(|e| SessionError::Refused(format!("cannot feed git pack-objects: {e}")))?;
+        }
+        let Some(out) = pack.stdout.take() else {
+            return Err(SessionError::Refused(
+                "git pack-objects has no output".into(),
+            ));
+        };
+        let gd = self.git_dir.to_string_lossy().into_owned();
+        let mut index = git(&["--git-dir", &gd, "index-pack", "--stdin"]);
+        index
+            .env("GIT_OBJECT_DIRECTORY", objects)
+            .current_dir(&self.git_dir)
+            .stdin(out);
+        let indexed = run(index, "copy the agent's commits into the repository");
+        let packed = pack
+            .wait_with_output()
+            .map_err(|e| SessionError::Refused(format!("git pack-objects: {e}")))?;
+        if !packed.status.success() {
+            return Err(SessionError::Refused(format!(
+                "git failed to pack the agent's commits: {}",
+                String::from_utf8_lossy(&packed.stderr).trim()
+            )));
+        }
+        indexed.map(|_| ())
     }
 }
 
@@ -173,5 +270,26 @@ mod tests {
         assert_eq!(agent_head(&up, &low), Some(b));
         std::fs::write(up.join(".git/HEAD"), "ref: refs/heads/../../x\n").expect("write");
         assert_eq!(agent_head(&up, &low), None);
+    }
+
+    /// A FIFO or a link planted as `.git/HEAD` or as a ref is neither waited on nor followed.
+    #[test]
+    fn planted_fifos_and_links_are_not_read() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (up, low) = (t.path().join("u"), t.path().join("l"));
+        std::fs::create_dir_all(low.join(".git/refs/heads")).expect("mkdir");
+        std::fs::create_dir_all(up.join(".git/refs/heads")).expect("mkdir");
+        std::fs::write(low.join(".git/HEAD"), "ref: refs/heads/main\n").expect("write");
+        let secret = t.path().join("secret");
+        std::fs::write(&secret, format!("{}\n", "c".repeat(40))).expect("write");
+        // No loose ref: packed-refs is read, and a FIFO there must not block.
+        nix::unistd::mkfifo(&up.join(".git/packed-refs"), nix::sys::stat::Mode::S_IRWXU)
+            .expect("mkfifo");
+        let start = std::time::Instant::now();
+        assert_eq!(agent_head(&up, &low), None);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        // A loose ref that is a link to a host file is not followed.
+        std::os::unix::fs::symlink(&secret, up.join(".git/refs/heads/main")).expect("symlink");
+        assert_eq!(agent_head(&up, &low), None, "followed a planted link");
     }
 }

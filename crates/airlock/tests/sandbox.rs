@@ -896,6 +896,238 @@ fn host_edits_during_the_session_are_conflicts() {
     );
 }
 
+/// Runs `airlock` with `args` and fails the test (instead of hanging it) after 30 seconds.
+fn airlock_within(repo: &Repo, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = repo.ws.airlock();
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`airlock {args:?}` hung");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// ISSUE9 part 5: a FIFO (or socket) in the session is listed by `diff`, refused by `merge` by
+/// name before anything is written, and never opened (the merge does not hang).
+#[test]
+fn merge_refuses_special_files_without_hanging_or_writing() {
+    let python = Command::new("python3")
+        .arg("-c")
+        .arg("1")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut variants = vec![("fifo", "mkfifo pipe", "pipe")];
+    if python {
+        variants.push((
+            "socket",
+            "python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(\"pipe\")'",
+            "pipe",
+        ));
+    } else {
+        eprintln!("skipping the socket variant: no python3 to bind a unix socket inside");
+    }
+    for (name, make, path) in variants {
+        let repo = Repo::new();
+        let before = repo.snapshot();
+        let script = format!("echo changed > hello.txt; {make}; echo z > zz.txt");
+        let o = repo.airlock(&["run", "--name", name, "--", "sh", "-c", &script]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        let o = airlock_within(&repo, &["diff", name], &[]);
+        assert!(
+            stdout(&o).contains(&format!("special file {path}")),
+            "{name}: {}",
+            stdout(&o)
+        );
+        let o = airlock_within(&repo, &["merge", name], &[]);
+        assert_eq!(o.status.code(), Some(125), "{name}: {}", stderr(&o));
+        assert!(stderr(&o).contains(path), "{name}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("nothing was merged"),
+            "{name}: {}",
+            stderr(&o)
+        );
+        assert!(
+            repo.snapshot() == before,
+            "{name}: a refused merge wrote to the host tree"
+        );
+    }
+}
+
+/// ISSUE9 part 1, overlay side: `diff` and `merge` never run git configuration the agent wrote,
+/// even when the user lands `.git/config` with `--allow-exec-files` (the commits are copied
+/// afterwards, and a URL rewrite to `ext::` there would run a command).
+#[test]
+fn overlay_merge_never_runs_the_agents_git_config() {
+    let markers = tempfile::Builder::new()
+        .prefix("airlock-marker-")
+        .tempdir()
+        .expect("tempdir");
+    let m = markers.path().join("ran");
+    let run = format!("sh -c 'echo ran >> {m}; cat'", m = m.display());
+    let repo = Repo::new();
+    let script = format!(
+        "echo 'fn c() {{}}' >> src/lib.rs; git -c user.name=a -c user.email=a@a commit -qam c; \
+         git config protocol.ext.allow always; \
+         git config url.'ext::sh -c echo% ran% >>{m}% #'.insteadOf /; \
+         git config filter.x.clean \"{run}\"; git config filter.x.smudge \"{run}\"; \
+         git config diff.x.textconv \"{run}\"; git config core.fsmonitor \"{run}\"; \
+         git config core.worktree /; git config core.hooksPath .git/hooks; \
+         for h in post-index-change post-checkout reference-transaction post-merge; do \
+           printf '#!/bin/sh\\necho ran >> {m}\\n' > .git/hooks/$h; chmod +x .git/hooks/$h; done; \
+         echo '* filter=x diff=x' > .gitattributes",
+        m = m.display()
+    );
+    let o = repo.airlock(&["run", "--name", "cfg", "--", "sh", "-c", &script]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = repo.airlock(&["diff", "cfg"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!m.exists(), "diff ran the agent's git configuration");
+    let o = repo.airlock(&["merge", "--allow-exec-files", "cfg"]);
+    assert!(
+        !m.exists(),
+        "merge ran the agent's git configuration: {}",
+        std::fs::read_to_string(&m).unwrap_or_default()
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let log = Command::new("git")
+        .args(["--git-dir=.git", "log", "--format=%s", "airlock/cfg"])
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .current_dir(repo.ws.path())
+        .output()
+        .expect("git");
+    assert_eq!(stdout(&log), "c\ninit\n", "{}", stderr(&log));
+}
+
+/// The agent's work used by the kill test: an edit, a new file in a new directory, a deletion,
+/// and a directory replaced by a link.
+const MERGE_WORK: &str = "echo edited >> hello.txt; mkdir -p new/deep; echo n > new/deep/n.txt; \
+    echo t > top.txt; rm old.txt; rm -rf src; ln -s hello.txt src";
+
+fn merged_as_expected(ws: &Path) -> Result<(), String> {
+    let read = |p: &str| std::fs::read_to_string(ws.join(p)).unwrap_or_else(|e| format!("{e}"));
+    let checks = [
+        (read("hello.txt") == "hello\nedited\n", "hello.txt"),
+        (read("new/deep/n.txt") == "n\n", "new/deep/n.txt"),
+        (read("top.txt") == "t\n", "top.txt"),
+        (!ws.join("old.txt").exists(), "old.txt deleted"),
+        (
+            std::fs::read_link(ws.join("src")).ok() == Some(PathBuf::from("hello.txt")),
+            "src is a link",
+        ),
+    ];
+    let bad: Vec<&str> = checks
+        .iter()
+        .filter(|(ok, _)| !ok)
+        .map(|(_, w)| *w)
+        .collect();
+    let mut stray = Vec::new();
+    let mut stack = vec![ws.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_name().to_string_lossy().ends_with(".airlock-merge") {
+                stray.push(p.display().to_string());
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            }
+        }
+    }
+    if bad.is_empty() && stray.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("wrong: {bad:?}; stray temporary files: {stray:?}"))
+    }
+}
+
+/// ISSUE9 part 5: a merge SIGKILLed at several points leaves the tree untouched or in a state
+/// that re-running `airlock merge` completes, and the re-run says what had landed. The kill is
+/// a fault point that only debug builds honour (`AIRLOCK_TEST_FAULT`).
+#[test]
+fn a_merge_killed_half_way_is_completed_by_a_rerun() {
+    for fault in [
+        "merge-planned",
+        "merge-tmp-written:1",
+        "merge-landed:1",
+        "merge-tmp-written:3",
+        "merge-landed:5",
+    ] {
+        let repo = Repo::new();
+        let before = repo.snapshot();
+        let o = repo.airlock(&["run", "--name", "k", "--", "sh", "-c", MERGE_WORK]);
+        assert_eq!(o.status.code(), Some(0), "{fault}: {}", stderr(&o));
+        // mtime granularity: what the killed merge changes lands after the session's start
+        // second, as it would for a real user (so its own edits must not read as host edits).
+        std::thread::sleep(Duration::from_millis(1100));
+        let o = airlock_within(&repo, &["merge", "k"], &[("AIRLOCK_TEST_FAULT", fault)]);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            o.status.signal(),
+            Some(9),
+            "{fault}: the merge was not killed (fault points need a debug build): {}",
+            stderr(&o)
+        );
+        if fault == "merge-planned" {
+            assert!(
+                repo.snapshot() == before,
+                "{fault}: killed before writing, yet wrote"
+            );
+        }
+        let o = airlock_within(&repo, &["merge", "k"], &[]);
+        assert_eq!(o.status.code(), Some(0), "{fault}: re-run: {}", stderr(&o));
+        if fault.starts_with("merge-landed") {
+            assert!(
+                stderr(&o).contains("interrupted after landing"),
+                "{fault}: {}",
+                stderr(&o)
+            );
+        }
+        if let Err(e) = merged_as_expected(repo.ws.path()) {
+            panic!("{fault}: {e}\n{}{}", stdout(&o), stderr(&o));
+        }
+    }
+}
+
+/// ISSUE9 part 5: a host directory replaced by a link to outside the workspace before the merge
+/// is never written through.
+#[test]
+fn merge_never_writes_through_a_link_the_host_swapped_in() {
+    let repo = Repo::new();
+    let o = repo.airlock(&[
+        "run",
+        "--name",
+        "swap",
+        "--",
+        "sh",
+        "-c",
+        "echo agent > src/lib.rs; echo new > src/new.rs",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("lib.rs"), "outside\n").expect("write");
+    std::fs::remove_dir_all(repo.ws.path().join("src")).expect("rm");
+    std::os::unix::fs::symlink(outside.path(), repo.ws.path().join("src")).expect("symlink");
+    let o = airlock_within(&repo, &["merge", "swap"], &[]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("lib.rs")).expect("read"),
+        "outside\n"
+    );
+    assert!(
+        !outside.path().join("new.rs").exists(),
+        "written through the link"
+    );
+}
+
 #[test]
 fn a_killed_airlock_loses_nothing() {
     let repo = Repo::new();
@@ -1113,6 +1345,17 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
     );
 
     let config_before = std::fs::read(repo.ws.path().join(".git/config")).expect("config");
+    // A repository without objects/info: the agent must not be able to create it (and
+    // alternates in it) through the writable objects directory.
+    std::fs::remove_dir_all(repo.ws.path().join(".git/objects/info")).expect("rm objects/info");
+    // Another session's branch, which this one must not move or delete.
+    let o = Command::new("git")
+        .args(["branch", "airlock/other"])
+        .current_dir(repo.ws.path())
+        .output()
+        .expect("git");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let other_before = git(&["rev-parse", "airlock/other"]);
     let o = repo.airlock(&[
         "run",
         "--mode",
@@ -1128,11 +1371,28 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
          common=$(git rev-parse --git-common-dir); \
          (echo evil > $common/hooks/pre-commit) 2>/dev/null || echo no-hook; \
          git config core.fsmonitor evil 2>/dev/null || echo no-config; \
-         (echo x > $common/../old.txt) 2>/dev/null || echo main-tree-read-only",
+         (echo x > $common/../old.txt) 2>/dev/null || echo main-tree-read-only; \
+         git update-ref refs/heads/planted HEAD 2>/dev/null || echo no-foreign-ref; \
+         (git rev-parse HEAD > $common/refs/tags/planted) 2>/dev/null || echo no-tag; \
+         (mkdir -p $common/objects/info; echo /tmp > $common/objects/info/alternates) \
+           2>/dev/null || echo no-alternates; \
+         git update-ref refs/heads/airlock/other HEAD 2>/dev/null || echo no-sibling-move; \
+         (rm -f $common/refs/heads/airlock/other && test ! -e $common/refs/heads/airlock/other) \
+           2>/dev/null || echo no-sibling-delete",
     ]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
-    for want in ["committed", "no-hook", "no-config", "main-tree-read-only"] {
+    for want in [
+        "committed",
+        "no-hook",
+        "no-config",
+        "main-tree-read-only",
+        "no-foreign-ref",
+        "no-tag",
+        "no-alternates",
+        "no-sibling-move",
+        "no-sibling-delete",
+    ] {
         assert!(out.contains(want), "{want} missing: {out}");
     }
     assert!(stderr(&o).contains("worktree kept at"), "{}", stderr(&o));
@@ -1140,6 +1400,7 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
         git(&["log", "--format=%s", "airlock/dirty"]),
         "agent commit\ninit\n"
     );
+    assert_eq!(git(&["rev-parse", "airlock/other"]), other_before);
     assert!(!repo.ws.path().join(".git/hooks/pre-commit").exists());
     assert_eq!(
         std::fs::read(repo.ws.path().join(".git/config")).expect("config"),
@@ -1154,6 +1415,155 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
         2,
         "dirty worktree kept"
     );
+    // `ls` keeps its columns aligned with a `worktree` row among `overlay` ones, and ends
+    // every line (the last included) with a newline.
+    let o = repo.airlock(&["run", "--name", "ov", "--", "true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let table = stdout(&repo.airlock(&["ls"]));
+    assert!(table.ends_with('\n'), "{table:?}");
+    let ws = repo.ws.path().display().to_string();
+    let col = |l: &str| l.find(&ws).or_else(|| l.find("WORKSPACE"));
+    let starts: Vec<Option<usize>> = table.lines().map(col).collect();
+    assert!(
+        starts.len() >= 3 && starts.iter().all(|s| s.is_some() && *s == starts[0]),
+        "{table}"
+    );
+    assert!(table.contains("worktree"), "{table}");
+}
+
+/// Host-side git never honours what an agent wrote in worktree mode (ISSUE9 part 1): each variant
+/// plants filters, textconv, fsmonitor, hooks, `core.worktree` and `include.path` that append to
+/// a marker on the host, in a different place git would look. The marker must not appear when
+/// the session ends, nor after `ls`, `diff`, `merge` and `rm` on it.
+#[test]
+fn worktree_mode_never_runs_agent_git_config_on_the_host() {
+    let markers = tempfile::Builder::new()
+        .prefix("airlock-marker-")
+        .tempdir()
+        .expect("tempdir");
+    let m = markers.path().join("ran");
+    // The user's own configuration defines a filter (as git-lfs does); only the agent's
+    // attributes would apply it to the agent's files.
+    let user_config = markers.path().join("user.gitconfig");
+    std::fs::write(
+        &user_config,
+        format!(
+            "[filter \"x\"]\n\tclean = \"sh -c 'echo user-filter >> {m}; cat'\"\n",
+            m = m.display()
+        ),
+    )
+    .expect("write");
+    let plant = format!(
+        "plant() {{ \
+           git config -f \"$1\" filter.x.clean \"sh -c 'echo filter >> {m}; cat'\"; \
+           git config -f \"$1\" filter.x.smudge \"sh -c 'echo smudge >> {m}; cat'\"; \
+           git config -f \"$1\" diff.x.textconv \"sh -c 'echo textconv >> {m}; cat'\"; \
+           git config -f \"$1\" core.fsmonitor \"echo fsmonitor >> {m}; true\"; \
+           git config -f \"$1\" core.hooksPath \"$PWD/hooks\"; \
+           git config -f \"$1\" include.path \"$PWD/inc\"; \
+           printf '[core]\\n\\tworktree = %s\\n' \"$PWD\" > inc; \
+           mkdir -p hooks; \
+           for h in post-index-change post-checkout reference-transaction pre-commit; do \
+             printf '#!/bin/sh\\necho hook >> {m} 2>/dev/null; true\\n' > hooks/$h; \
+             chmod +x hooks/$h; done; \
+           echo '* filter=x diff=x' > .gitattributes; }}; \
+         admin=$(git rev-parse --absolute-git-dir); ",
+        m = m.display()
+    );
+    let variants: &[(&str, &str, &str)] = &[
+        (
+            "swap",
+            "(rm -f .git && echo dotgit-removed) 2>/dev/null; \
+             git init -q . 2>/dev/null; plant .git/config 2>/dev/null; \
+             git add -A 2>/dev/null; git -c user.name=a -c user.email=a@a commit -qm x 2>/dev/null; \
+             test -f .git && echo dotgit-kept",
+            "dotgit-kept",
+        ),
+        (
+            "rewrite-dotgit",
+            "git init -q --bare evil; plant evil/config; git config -f evil/config core.bare false; \
+             git --git-dir=evil --work-tree=. add -A; \
+             (echo \"gitdir: $PWD/evil\" > .git) 2>/dev/null || echo dotgit-kept",
+            "dotgit-kept",
+        ),
+        (
+            "commondir",
+            "git init -q --bare evil; plant evil/config; cp -r hooks evil/; \
+             (echo \"$PWD/evil\" > \"$admin/commondir\") 2>/dev/null || echo commondir-kept",
+            "commondir-kept",
+        ),
+        (
+            "config-worktree",
+            "(plant \"$admin/config.worktree\" && test -s \"$admin/config.worktree\") 2>/dev/null \
+             || echo config-worktree-kept",
+            "config-worktree-kept",
+        ),
+        (
+            "attributes-only",
+            "echo '* filter=x diff=x' > .gitattributes; echo attributes-planted",
+            "attributes-planted",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, script, token) in variants {
+        let repo = Repo::new();
+        // The user lets worktrees have their own config (as `git sparse-checkout` does).
+        let o = Command::new("git")
+            .args(["config", "extensions.worktreeConfig", "true"])
+            .current_dir(repo.ws.path())
+            .output()
+            .expect("git");
+        assert!(o.status.success(), "{}", stderr(&o));
+        let host = |args: &[&str]| {
+            repo.ws
+                .airlock()
+                .env("GIT_CONFIG_GLOBAL", &user_config)
+                .args(args)
+                .output()
+                .expect("airlock")
+        };
+        // mtime granularity: files touched a second later are re-read (and filtered) by a
+        // host `git status`.
+        let full = format!(
+            "{plant}{script}; echo new > new.txt; sleep 1.1; touch new.txt hello.txt src/lib.rs"
+        );
+        let o = host(&[
+            "run", "--mode", "worktree", "--name", name, "--", "sh", "-c", &full,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        if !stdout(&o).contains(token) {
+            failures.push(format!(
+                "{name}: the sandbox let the agent do it: {}",
+                stdout(&o)
+            ));
+        }
+        let err = stderr(&o);
+        assert!(
+            err.contains("worktree kept at") || err.contains("WARNING"),
+            "{name}: {err}"
+        );
+        if m.exists() {
+            failures.push(format!(
+                "{name}: the agent's git configuration ran on the host at the end of the \
+                 session: {}",
+                std::fs::read_to_string(&m).unwrap_or_default().trim()
+            ));
+            let _ = std::fs::remove_file(&m);
+        }
+        for cmd in [
+            &["ls"][..],
+            &["diff", name],
+            &["merge", name],
+            &["rm", name],
+        ] {
+            host(cmd);
+            if m.exists() {
+                failures.push(format!("{name}: `airlock {cmd:?}` ran it"));
+                let _ = std::fs::remove_file(&m);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[test]

@@ -106,7 +106,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     )?;
     let net_policy = compile_network(&policy)?;
     let mut extra_binds = Vec::new();
-    let mut worktree_info: Option<(std::path::PathBuf, String)> = None;
+    let mut worktree_info: Option<worktree::Worktree> = None;
     let mut inner_cwd = std::fs::canonicalize(&cwd)
         .ok()
         .filter(|c| c.starts_with(&workspace))
@@ -185,12 +185,13 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             }
             let wt = worktree::create(&workspace, &session, args.name.as_deref())?;
             inner_cwd = wt.path.clone();
-            extra_binds = wt.binds;
-            worktree_info = Some((wt.path.clone(), wt.branch));
-            WorkspaceView::Bind {
+            extra_binds = wt.binds.clone();
+            let view = WorkspaceView::Bind {
                 source: wt.path.clone(),
-                target: wt.path,
-            }
+                target: wt.path.clone(),
+            };
+            worktree_info = Some(wt);
+            view
         }
     };
     let mut spec = view::build(
@@ -225,6 +226,10 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         }
     }
     spec.binds.extend(extra_binds);
+    if let Some(wt) = &worktree_info {
+        // Mounted after the workspace: the links to the repository stay what airlock wrote.
+        spec.files.extend(wt.files.iter().cloned());
+    }
     agent_state(&mut spec, &args, &workspace, &who)?;
     if args.detached_child.is_some() {
         super::detach::wrap_in_tmux(&mut spec, &dir)?;
@@ -363,18 +368,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     if let Err(e) = store.finish(&session, state, code, &airlock_audit::now_rfc3339()) {
         eprintln!("airlock: warning: cannot record the end of session {session}: {e}");
     }
-    if let Some((path, branch)) = &worktree_info {
-        match worktree::finish(&workspace, path, branch) {
-            Ok(true) => {}
-            Ok(false) => eprintln!(
-                "airlock: session {session}: worktree kept at {} (branch {branch}): it has changes",
-                path.display()
-            ),
-            Err(e) => eprintln!(
-                "airlock: session {session}: worktree {} left in place: {e:#}",
-                path.display()
-            ),
-        }
+    if let Some(wt) = &worktree_info {
+        finish_worktree(&session, wt);
     }
     let stderr_tty = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
     if args.mode == Mode::Overlay && status.is_ok() && stderr_tty {
@@ -383,6 +378,21 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         );
     }
     status.map_err(sandbox_error)
+}
+
+/// Removes a clean worktree, or says why it was kept (loudly when its links were changed).
+fn finish_worktree(session: &str, wt: &worktree::Worktree) {
+    let (path, branch) = (wt.path.display(), &wt.branch);
+    match worktree::finish(wt) {
+        Ok(worktree::Outcome::Removed) => {}
+        Ok(worktree::Outcome::Kept(why)) => eprintln!(
+            "airlock: session {session}: worktree kept at {path} (branch {branch}): {why}"
+        ),
+        Ok(worktree::Outcome::Tampered(what)) => {
+            eprintln!("{}", worktree::tamper_warning(session, wt, &what))
+        }
+        Err(e) => eprintln!("airlock: session {session}: worktree {path} left in place: {e:#}"),
+    }
 }
 
 fn unix_now() -> i64 {

@@ -38,6 +38,12 @@ struct Check {
     verify: Verify,
     /// Run the control outside; `Some(reason)` when a different check already shows the control.
     control: Option<&'static str>,
+    /// The workspace mode inside (`bind` unless a check needs another).
+    mode: &'static str,
+    /// The workspace inside, when not the shared scratch one.
+    workspace: Option<PathBuf>,
+    /// The directory the control runs in, when the probe works on relative paths.
+    control_cwd: Option<PathBuf>,
 }
 
 fn check(name: &str, guarantee: &'static str, probe: &'static str, args: &[&str]) -> Check {
@@ -50,6 +56,9 @@ fn check(name: &str, guarantee: &'static str, probe: &'static str, args: &[&str]
         run_env: Vec::new(),
         verify: Verify::Probe,
         control: None,
+        mode: "bind",
+        workspace: None,
+        control_cwd: None,
     }
 }
 
@@ -81,6 +90,47 @@ fn home_on_path_checks(home: &Path, planted: &Path, secret: &str) -> Vec<Check> 
         c
     })
     .collect()
+}
+
+/// For the worktree check: a git repository to run in, and a control directory whose `.git`
+/// links to an admin directory of its own (as `git worktree add` makes them). `None` without
+/// a working host git.
+fn worktree_fixture(base: &Path) -> Option<(PathBuf, PathBuf)> {
+    let repo = base.join("repo");
+    std::fs::create_dir_all(&repo).ok()?;
+    std::fs::write(repo.join("README"), "airlock selftest\n").ok()?;
+    for args in [
+        &["init", "-q"][..],
+        &["add", "README"],
+        &[
+            "-c",
+            "user.name=airlock",
+            "-c",
+            "user.email=selftest@airlock",
+            "commit",
+            "-qm",
+            "selftest",
+        ],
+    ] {
+        let ok = Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            return None;
+        }
+    }
+    let (ctl, admin) = (base.join("control-wt"), base.join("control-admin"));
+    std::fs::create_dir_all(&ctl).ok()?;
+    std::fs::create_dir_all(&admin).ok()?;
+    std::fs::write(ctl.join(".git"), format!("gitdir: {}\n", admin.display())).ok()?;
+    std::fs::write(admin.join("commondir"), "../..\n").ok()?;
+    std::fs::write(admin.join("gitdir"), format!("{}/.git\n", ctl.display())).ok()?;
+    Some((repo, ctl))
 }
 
 /// A check that the probe cannot create `target` on the host (verified on the host, since a
@@ -503,6 +553,21 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
     c.run_flags = vec!["--memory".into(), "128M".into()];
     checks.push(c);
 
+    // 8. Host programs acting on what the sandbox wrote: in worktree mode the worktree's `.git`
+    // and its admin files are what a host `git` would follow to the agent's configuration.
+    if let Some((repo, ctl)) = worktree_fixture(base.path()) {
+        let mut c = check(
+            "swap a worktree's link to its repository (.git, commondir)",
+            "8 host acts on sandbox output",
+            "swap-git-link",
+            &[],
+        );
+        c.mode = "worktree";
+        c.workspace = Some(repo);
+        c.control_cwd = Some(ctl);
+        checks.push(c);
+    }
+
     if let Some(only) = &args.only {
         checks.retain(|c| c.name.contains(only.as_str()) || c.probe.contains(only.as_str()));
     }
@@ -586,7 +651,11 @@ fn run_check(exe: &Path, ws: &Path, c: &Check, env: &[(String, String)]) -> Repo
             error: false,
         },
         None => {
-            let r = run_output(probe_cmd(exe, c.probe, &c.args), env);
+            let mut cmd = probe_cmd(exe, c.probe, &c.args);
+            if let Some(d) = &c.control_cwd {
+                cmd.current_dir(d);
+            }
+            let r = run_output(cmd, env);
             // Undo what a successful control did on the host.
             if let Verify::HostFileAbsent(p) = &c.verify {
                 let _ = std::fs::remove_file(p);
@@ -598,12 +667,14 @@ fn run_check(exe: &Path, ws: &Path, c: &Check, env: &[(String, String)]) -> Repo
         }
     };
     let mut inner = Command::new(exe);
+    let workspace = c.workspace.as_deref().unwrap_or(ws);
     inner
         .arg("run")
-        .args(["--mode", "bind"])
+        .args(["--mode", c.mode])
         .env("XDG_DATA_HOME", ws.with_file_name("data"))
         .arg("--workspace")
-        .arg(ws)
+        .arg(workspace)
+        .current_dir(workspace)
         .args(&c.run_flags)
         .arg("--")
         .arg(format!("{}/airlock", crate::view::SELF_DIR))

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use airlock_session::changes::{changes, unified, Change};
 use airlock_session::gitview::{agent_head, GitView};
-use airlock_session::merge::{apply, conflicts, is_git_internal};
+use airlock_session::merge::{apply, conflicts, interrupted, is_git_internal};
 use airlock_session::{SessionRow, SessionState};
 use anyhow::{bail, Context, Result};
 
@@ -33,28 +33,51 @@ pub(crate) fn ls(args: LsArgs) -> Result<i32> {
         writeln!(out, "no sessions; start one with `airlock run`")?;
         return Ok(0);
     }
-    writeln!(
-        out,
-        "{:8}  {:16}  {:22}  {:7}  {:20}  WORKSPACE",
-        "ID", "NAME", "STATE", "MODE", "CREATED"
-    )?;
-    for r in rows {
-        let mut state = state_word(&r);
-        if r.merged {
-            state.push_str(", merged");
-        }
-        writeln!(
-            out,
-            "{:8}  {:16}  {:22}  {:7}  {:20}  {}",
-            r.id,
-            r.name.as_deref().unwrap_or("-"),
-            state,
-            r.mode,
-            r.created.get(..19).unwrap_or(&r.created),
-            r.workspace.display()
-        )?;
-    }
+    let table: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            let mut state = state_word(r);
+            if r.merged {
+                state.push_str(", merged");
+            }
+            [
+                r.id.clone(),
+                r.name.clone().unwrap_or_else(|| "-".into()),
+                state,
+                r.mode.clone(),
+                r.created.get(..19).unwrap_or(&r.created).to_string(),
+                r.workspace.display().to_string(),
+            ]
+        })
+        .collect();
+    let header = ["ID", "NAME", "STATE", "MODE", "CREATED", "WORKSPACE"].map(String::from);
+    write!(out, "{}", render_table(&header, &table))?;
     Ok(0)
+}
+
+/// Renders rows as columns two spaces apart, each as wide as its widest cell (the last column is
+/// not padded); every line, the last included, ends with a newline.
+fn render_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in std::iter::once(header).chain(rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(header).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:w$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// The session's overlay layers, or an error saying why it has none.
@@ -167,6 +190,92 @@ pub(crate) fn diff(args: SessionArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Lists what an earlier, interrupted merge of `r` had landed (from its journal).
+fn say_interrupted(r: &SessionRow, journal: &std::path::Path) {
+    let landed = interrupted(journal);
+    if landed.is_empty() {
+        return;
+    }
+    eprintln!(
+        "airlock: an earlier merge of session {} was interrupted after landing {} change(s); \
+         completing it:",
+        r.id,
+        landed.len()
+    );
+    for p in &landed {
+        eprintln!("  landed {}", p.display());
+    }
+}
+
+/// Fails, naming them, when files the agent changed were also changed on the host.
+fn refuse_conflicts(r: &SessionRow, upper: &std::path::Path, files: &[Change]) -> Result<()> {
+    let clash = conflicts(&r.workspace, upper, files, r.created_unix);
+    if clash.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = clash.iter().map(|p| format!("  {}", p.display())).collect();
+    bail!(
+        "session {}: these files were also changed on the host since the session started; \
+         nothing was merged:\n{}\nreview with `airlock diff {}` and resolve by hand",
+        r.id,
+        list.join("\n"),
+        r.id
+    )
+}
+
+/// Applies the files, or explains (by name) what was refused, or what had landed before a
+/// failure and how to complete it.
+fn land_files(
+    r: &SessionRow,
+    upper: &std::path::Path,
+    files: &[Change],
+    allow_exec: bool,
+    journal: &std::path::Path,
+) -> Result<airlock_session::merge::MergeReport> {
+    let report = apply(&r.workspace, upper, files, allow_exec, journal).map_err(|e| {
+        let landed = interrupted(journal);
+        if landed.is_empty() {
+            return anyhow::anyhow!("{e}\nnothing was merged");
+        }
+        anyhow::anyhow!(
+            "{e}\n{} change(s) landed before the failure (listed in {}); fix the cause and run \
+             `airlock merge {}` again to complete it",
+            landed.len(),
+            journal.display(),
+            r.id
+        )
+    })?;
+    let listed = |special: bool| -> Vec<String> {
+        report
+            .refused
+            .iter()
+            .filter(|(c, _)| c.entry.is_special() == special)
+            .map(|(c, why)| format!("  {}: {why}", c.path.display()))
+            .collect()
+    };
+    let special = listed(true);
+    if !special.is_empty() {
+        bail!(
+            "session {}: the agent left special files that cannot be merged; nothing was \
+             merged:\n{}\nremove them from {} (or land the rest by hand)",
+            r.id,
+            special.join("\n"),
+            upper.display()
+        );
+    }
+    let exec = listed(false);
+    if !exec.is_empty() {
+        bail!(
+            "session {}: refusing files that execute on the host; nothing was merged:\n{}\n\
+             inspect them with `airlock diff {}`; pass --allow-exec-files to land them anyway",
+            r.id,
+            exec.join("\n"),
+            r.id
+        );
+    }
+    Ok(report)
+}
+
 pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
     let store = session_dir::store()?;
     let r = session_dir::find(Some(&args.id))?;
@@ -187,36 +296,14 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
         .filter(|c| !is_git_internal(&c.path))
         .cloned()
         .collect();
-    let clash = conflicts(&r.workspace, &files, r.created_unix);
-    if !clash.is_empty() {
-        let list: Vec<String> = clash.iter().map(|p| format!("  {}", p.display())).collect();
-        bail!(
-            "session {}: these files were also changed on the host since the session started; \
-             nothing was merged:\n{}\nreview with `airlock diff {}` and resolve by hand",
-            r.id,
-            list.join("\n"),
-            r.id
-        );
-    }
-    let report = apply(&r.workspace, &upper, &files, args.allow_exec_files)?;
-    if !report.refused.is_empty() {
-        let list: Vec<String> = report
-            .refused
-            .iter()
-            .map(|(c, why)| format!("  {}: {why}", c.path.display()))
-            .collect();
-        bail!(
-            "session {}: refusing files that execute on the host; nothing was merged:\n{}\n\
-             inspect them with `airlock diff {}`; pass --allow-exec-files to land them anyway",
-            r.id,
-            list.join("\n"),
-            r.id
-        );
-    }
+    let journal = r.dir.join("merge.journal");
+    say_interrupted(&r, &journal);
+    refuse_conflicts(&r, &upper, &files)?;
+    let report = land_files(&r, &upper, &files, args.allow_exec_files, &journal)?;
     let mut out = std::io::stdout().lock();
     if let (Some(view), Some(head)) = (&rv.view, &rv.head) {
         let branch = format!("airlock/{}", r.name.as_deref().unwrap_or(&r.id));
-        view.fetch_into(&r.workspace, head, &branch)
+        view.fetch_into(&r.workspace, head, r.base_commit.as_deref(), &branch)
             .context("the files were merged, the commits were not")?;
         writeln!(
             out,
@@ -233,6 +320,7 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
         )?;
     }
     store.mark_merged(&r.id)?;
+    let _ = std::fs::remove_file(&journal);
     writeln!(
         out,
         "merged session {} into {} ({} file change(s))",
@@ -338,4 +426,29 @@ pub(crate) fn stop(args: StopArgs) -> Result<i32> {
     }
     println!("stopped session {}", r.id);
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_columns_fit_their_widest_cell_and_every_line_ends() {
+        let header = ["ID", "MODE", "WHERE"].map(String::from);
+        let rows = [
+            ["a1", "overlay", "/w/one"].map(String::from),
+            ["b2", "worktree", "/w/two"].map(String::from),
+            ["c3", "bind", "/w/three"].map(String::from),
+        ];
+        let t = render_table(&header, &rows);
+        assert!(t.ends_with("/w/three\n"), "{t:?}");
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4);
+        // The last column starts at the same offset on every line, even after `worktree`.
+        let col = |l: &str| l.find("/w/").or_else(|| l.find("WHERE"));
+        let starts: Vec<_> = lines.iter().map(|l| col(l)).collect();
+        assert!(starts.iter().all(|s| *s == starts[0]), "{t}");
+        assert_eq!(lines[2], "b2  worktree  /w/two");
+        assert!(lines.iter().all(|l| !l.ends_with(' ')), "{t:?}");
+    }
 }
