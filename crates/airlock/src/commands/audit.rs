@@ -65,6 +65,10 @@ fn human(e: &AuditEvent) -> String {
             None => format!("session {event}"),
         },
         Detail::Suppressed { key, count } => format!("({count} more like {key} not logged)"),
+        Detail::Terminal { relay, dropped } => {
+            let kinds: Vec<String> = dropped.iter().map(|(k, n)| format!("{k}={n}")).collect();
+            format!("term {relay}: dropped {}", kinds.join(" "))
+        }
     };
     let rule = e
         .rule
