@@ -1203,6 +1203,9 @@ impl HostTmux {
             let mut cur = *p;
             for _ in 0..64 {
                 match parent.get(&cur) {
+                    // A pane between the server's fork and its exec still bears the server's
+                    // name.
+                    Some((pp, _)) if *pp == pid && cur == *p && comm == "tmux: server" => break,
                     Some((pp, _)) if *pp == pid => {
                         out.push(comm.clone());
                         break;
