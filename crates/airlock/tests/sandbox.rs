@@ -1086,6 +1086,22 @@ fn detached_sessions_can_be_attached_and_stopped() {
     assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
 }
 
+/// Stops a --detach session when dropped, so a failing test leaves nothing running.
+struct StopOnDrop<'a> {
+    ws: &'a Ws,
+    name: &'a str,
+}
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .ws
+            .airlock()
+            .args(["stop", "--timeout", "2", self.name])
+            .output();
+    }
+}
+
 /// A tmux server on the host (a real terminal for the tests), on its own socket.
 struct HostTmux {
     sock: PathBuf,
@@ -1311,6 +1327,7 @@ fn attach_runs_nothing_the_sandbox_asks_on_the_host() {
             .output()
             .expect("run");
         assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        let _stop = StopOnDrop { ws: &ws, name };
         assert!(
             wait_until(Duration::from_secs(10), || ws.path().join("armed").exists()),
             "{name}: the session did not arm"
@@ -1421,6 +1438,10 @@ fn logs_refuse_what_the_sandbox_planted() {
         .output()
         .expect("run");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let _stop = StopOnDrop {
+        ws: &ws,
+        name: "planter",
+    };
     for (i, step) in steps.iter().enumerate() {
         assert!(
             wait_until(Duration::from_secs(15), || ws
@@ -1636,6 +1657,10 @@ fn the_terminal_gets_no_clipboard_write_but_keeps_its_colours() {
         .output()
         .expect("run");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let _stop = StopOnDrop {
+        ws: &ws,
+        name: "filt2",
+    };
     let host = HostTmux::start(
         ws.data.path(),
         ws.path(),
@@ -1723,6 +1748,10 @@ fn full_screen_programs_work_through_run_and_attach() {
         .output()
         .expect("run");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let _stop = StopOnDrop {
+        ws: &ws,
+        name: "fs",
+    };
     let host = HostTmux::start(
         ws.data.path(),
         ws.path(),
