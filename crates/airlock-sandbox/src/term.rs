@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn typeahead_drops_only_early_nuls() {
-        let mut t = Typeahead::new(6);
+        let mut t = Typeahead::new(5);
         let mut a = b"ab\0c".to_vec();
         t.clean(&mut a);
         assert_eq!(a, b"abc");
