@@ -1642,6 +1642,38 @@ fn the_terminal_gets_no_clipboard_write_but_keeps_its_colours() {
     assert_eq!(ev["dropped"]["decrqss"], 1, "{ev}");
     drop(host);
 
+    // `[terminal] allow_clipboard = true` in a trusted policy lets clipboard writes through
+    // (and nothing else: the title report is still dropped).
+    let allow = ws.data.path().join("allow-clipboard.toml");
+    std::fs::write(&allow, "[terminal]\nallow_clipboard = true\n").expect("policy");
+    let host = HostTmux::start(
+        ws.data.path(),
+        ws.path(),
+        &format!(
+            "'{}' run --mode bind --name clip --policy '{}' -- sh printer.sh; \
+             echo run-ended-$((1+1)); read x",
+            bin().display(),
+            allow.display()
+        ),
+    );
+    host.wait_for("run-ended-2", 15);
+    assert!(
+        wait_until(Duration::from_secs(5), || host.buffers().contains("pwned")),
+        "allow_clipboard did not let the write through: {}",
+        host.buffers()
+    );
+    let text = stdout(
+        &ws.airlock()
+            .args(["audit", "clip", "--json"])
+            .output()
+            .expect("audit"),
+    );
+    assert!(
+        text.lines().any(|l| l.contains("\"title-report\":1")),
+        "{text}"
+    );
+    drop(host);
+
     // Through airlock attach: the agent writes straight to every terminal it can open inside,
     // the attach pty included (bypassing the session's tmux), once a client is attached.
     let o = ws

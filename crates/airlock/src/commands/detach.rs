@@ -266,11 +266,19 @@ pub(crate) fn attach(args: AttachArgs) -> Result<i32> {
                 r.id
             );
         }
-        if is_ready(&r.dir) {
-            if said {
-                eprintln!();
+        match control::request(&r.dir, "ready") {
+            Ok(a) if a == "ok\n" => {
+                if said {
+                    eprintln!();
+                }
+                break r;
             }
-            break r;
+            Ok(a) if a.starts_with("error: ") => bail!(
+                "session {} cannot be attached: {}",
+                r.id,
+                a.trim_end().trim_start_matches("error: ")
+            ),
+            _ => {}
         }
         if Instant::now() >= deadline {
             bail!(
