@@ -108,6 +108,13 @@ pub enum Detail {
         /// The budget in force.
         max: u64,
     },
+    /// What the terminal filter kept from the user's terminal during one relay (`run` under a
+    /// terminal, or one `attach`): control sequences dropped, counted per kind (clipboard,
+    /// title-report, decrqss, window-op, …; see `airlock_sandbox::termfilter::DropKind`).
+    Terminal {
+        relay: String,
+        dropped: std::collections::BTreeMap<String, u64>,
+    },
 }
 
 /// One line of the audit log.

@@ -130,6 +130,26 @@ pub struct LimitsConfig {
     pub home_size: Option<String>,
 }
 
+/// `[terminal]`: what the user's terminal may receive from the sandbox (`airlock run` under a
+/// terminal, `airlock attach`). Output always passes through airlock's terminal filter; this only
+/// widens it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalConfig {
+    /// Let the sandbox set your clipboard with OSC 52 (`printf '\033]52;c;BASE64\007'`), for
+    /// agents that copy text for you. Off by default: a clipboard the agent wrote is a command
+    /// waiting to be pasted. Reading the clipboard (`OSC 52 ; c ; ?`) is never passed.
+    #[serde(default)]
+    pub allow_clipboard: Option<bool>,
+}
+
+/// The effective `[terminal]` settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalPolicy {
+    /// OSC 52 clipboard writes reach the user's terminal.
+    pub allow_clipboard: bool,
+}
+
 /// One policy file as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +164,8 @@ pub struct ConfigFile {
     pub env: EnvConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub terminal: TerminalConfig,
     /// Command-gate rules; parsed and validated by `airlock-gate`.
     #[serde(default)]
     pub commands: Option<toml::Table>,
@@ -261,6 +283,9 @@ pub struct Policy {
     pub env_pass: Vec<String>,
     pub env_set: BTreeMap<String, String>,
     pub limits: Limits,
+    /// `[terminal]`.
+    #[serde(default)]
+    pub terminal: TerminalPolicy,
     /// `[commands]` tables in layer order, with their source.
     pub commands: Vec<(PathBuf, toml::Table)>,
 }
@@ -339,6 +364,7 @@ impl Policy {
                 tmp_bytes: DEFAULT_TMP,
                 home_bytes: DEFAULT_HOME,
             },
+            terminal: TerminalPolicy::default(),
             commands: Vec::new(),
         };
         for layer in layers {
@@ -401,6 +427,9 @@ impl Policy {
         }
         if let Some(v) = &c.limits.home_size {
             self.limits.home_bytes = size("limits.home_size", v)?;
+        }
+        if let Some(v) = c.terminal.allow_clipboard {
+            self.terminal.allow_clipboard = v;
         }
         if let Some(t) = &c.commands {
             self.commands.push((layer.source.clone(), t.clone()));
@@ -471,6 +500,9 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     if !c.env.set.is_empty() {
         return widen("env.set");
     }
+    if c.terminal.allow_clipboard == Some(true) && !current.terminal.allow_clipboard {
+        return widen("terminal.allow_clipboard");
+    }
     let lim = &current.limits;
     let raises = |new: Option<u64>, old: Option<u64>| match (new, old) {
         (Some(n), Some(o)) => n > o,
@@ -521,6 +553,22 @@ mod tests {
             source,
             trusted,
         }
+    }
+
+    #[test]
+    fn terminal_clipboard_is_off_by_default_and_only_a_trusted_layer_turns_it_on() {
+        let p = Policy::from_layers(&[]).expect("merge");
+        assert!(!p.terminal.allow_clipboard);
+        let on = "[terminal]\nallow_clipboard = true\n";
+        let p = Policy::from_layers(&[layer(on, true)]).expect("merge");
+        assert!(p.terminal.allow_clipboard);
+        let e = Policy::from_layers(&[layer(on, false)]).expect_err("widening");
+        assert!(e.to_string().contains("terminal.allow_clipboard"), "{e}");
+        // An untrusted layer may turn it off.
+        let off = "[terminal]\nallow_clipboard = false\n";
+        let p = Policy::from_layers(&[layer(on, true), layer(off, false)]).expect("merge");
+        assert!(!p.terminal.allow_clipboard);
+        assert!(ConfigFile::parse(Path::new("x.toml"), "[terminal]\nclipboard = 1\n").is_err());
     }
 
     #[test]

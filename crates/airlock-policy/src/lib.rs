@@ -8,5 +8,5 @@ pub mod size;
 
 pub use config::{
     ConfigFile, CredentialConfig, EnvConfig, FilesystemConfig, Layer, LimitsConfig, NetworkConfig,
-    Policy, PolicyError,
+    Policy, PolicyError, TerminalConfig, TerminalPolicy,
 };

@@ -7,25 +7,28 @@
 //! kernel kills everything left in the namespace; when the supervisor dies, PDEATHSIG takes
 //! stage 1 and then stage 2 down with it.
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs;
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{
     access, chdir, dup2_stderr, dup2_stdin, dup2_stdout, execve, fork, getgid, getppid, getuid,
     pipe2, sethostname, setsid, AccessFlags, ForkResult, Pid,
 };
 
-use crate::message::{Channel, FromInit, ToInit};
+use crate::message::{Channel, ExecRequest, FromInit, ToInit};
 use crate::spec::SandboxSpec;
 use crate::{mounts, security, SandboxError, EXIT_CANNOT_EXECUTE, EXIT_FAILURE, EXIT_NOT_FOUND};
 
@@ -283,17 +286,169 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
             e,
         )
     })?;
-    let program = resolve(spec)?;
-    let child = spawn(spec, &program, tty_slave.as_ref().map(|f| f.as_raw_fd()))?;
+    let program = resolve(&spec.argv, &spec.env)?;
+    let stdio = match &tty_slave {
+        Some(f) => Stdio::Tty(f.as_raw_fd()),
+        None => Stdio::Inherit,
+    };
+    let child = spawn(&spec.argv, &spec.env, &program, stdio)?;
     drop(tty_slave);
     chan.send(&FromInit::Started, &[])?;
 
-    let status = reap(child, mask);
+    let status = serve(chan, spec, child, mask);
     let _ = chan.send(&FromInit::Exited { status }, &[]);
     Ok(status)
 }
 
-/// pid 1's loop: reap every orphan, forward signals to the command, return its status.
+/// pid 1's loop once the command runs: reap every orphan, forward signals to the command, start
+/// the programs the supervisor asks for ([`ToInit::Exec`]) and report their end; return the
+/// command's status when it exits.
+fn serve(chan: &Channel, spec: &SandboxSpec, child: Pid, mask: &SigSet) -> i32 {
+    let flags = SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK;
+    // Without a signalfd we cannot also listen to the channel: keep reaping, refuse execs.
+    let Ok(sfd) = SignalFd::with_flags(mask, flags) else {
+        return reap(child, mask);
+    };
+    let mut execs: HashMap<Pid, u64> = HashMap::new();
+    let mut chan_open = true;
+    loop {
+        // SAFETY: the channel's descriptor lives as long as `chan`, which outlives the borrow.
+        let chan_fd = unsafe { BorrowedFd::borrow_raw(chan.as_raw_fd()) };
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if chan_open {
+            fds.push(PollFd::new(chan_fd, PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(_) => return reap(child, mask),
+        }
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (sig_ready, chan_ready) = (ready(0), chan_open && ready(1));
+        drop(fds);
+        if sig_ready {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                let signo = i32::try_from(info.ssi_signo).unwrap_or(0);
+                match Signal::try_from(signo) {
+                    Ok(Signal::SIGCHLD) => {
+                        if let Some(status) = reap_ready(chan, child, &mut execs) {
+                            return status;
+                        }
+                    }
+                    Ok(sig) => {
+                        let _ = kill(child, sig);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        if chan_ready {
+            match chan.recv::<ToInit>() {
+                Ok(Some((ToInit::Exec(req), _))) => {
+                    if let Some(pid) = start_exec(chan, spec, &req) {
+                        execs.insert(pid, req.id);
+                    }
+                }
+                Ok(Some((ToInit::Spec(_), _))) => {}
+                Ok(None) | Err(_) => chan_open = false,
+            }
+        }
+    }
+}
+
+/// Reaps every child that has exited; reports the end of exec'd programs. Returns the command's
+/// status once it has exited.
+fn reap_ready(chan: &Channel, child: Pid, execs: &mut HashMap<Pid, u64>) -> Option<i32> {
+    loop {
+        let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => (pid, code),
+            Ok(WaitStatus::Signaled(pid, s, _)) => (pid, 128 + s as i32),
+            Ok(WaitStatus::StillAlive) | Err(_) => return None,
+            Ok(_) => continue,
+        };
+        if pid == child {
+            return Some(status);
+        }
+        if let Some(id) = execs.remove(&pid) {
+            let _ = chan.send(&FromInit::ExecExited { id, status }, &[]);
+        }
+    }
+}
+
+/// Starts one [`ExecRequest`] and answers it on the channel; the pid to watch if it started.
+fn start_exec(chan: &Channel, spec: &SandboxSpec, req: &ExecRequest) -> Option<Pid> {
+    match exec_inside(spec, req) {
+        Ok((pid, master)) => {
+            let fds: Vec<RawFd> = master.iter().map(|m| m.as_raw_fd()).collect();
+            let sent = chan.send(
+                &FromInit::ExecStarted {
+                    id: req.id,
+                    tty: master.is_some(),
+                },
+                &fds,
+            );
+            if sent.is_err() {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+            // Our copy of the master is dropped here: the supervisor holds the only one.
+            Some(pid)
+        }
+        Err(e) => {
+            let _ = chan.send(
+                &FromInit::ExecFailed {
+                    id: req.id,
+                    message: e.to_string(),
+                },
+                &[],
+            );
+            None
+        }
+    }
+}
+
+/// Forks and execs `req` as a child of pid 1: same namespaces, cgroup, uid and lockdown as the
+/// command (all inherited from pid 1), a new session, and a new pty made inside when asked.
+fn exec_inside(
+    spec: &SandboxSpec,
+    req: &ExecRequest,
+) -> Result<(Pid, Option<OwnedFd>), SandboxError> {
+    let mut env = spec.env.clone();
+    for (k, v) in &req.env {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    let program = resolve(&req.argv, &env)?;
+    let (master, slave) = match req.tty {
+        Some(t) => {
+            let (m, s) = open_pty(t.rows, t.cols)?;
+            (Some(m), s)
+        }
+        None => {
+            let null = nix::fcntl::open(
+                Path::new("/dev/null"),
+                OFlag::O_RDWR | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| SandboxError::sys("cannot open /dev/null in the sandbox", e))?;
+            (None, null)
+        }
+    };
+    let stdio = if master.is_some() {
+        Stdio::Tty(slave.as_raw_fd())
+    } else {
+        Stdio::Null(slave.as_raw_fd())
+    };
+    let pid = spawn(&req.argv, &env, &program, stdio)?;
+    drop(slave);
+    Ok((pid, master))
+}
+
+/// pid 1's fallback loop (no signalfd): reap every orphan, forward signals to the command,
+/// return its status.
 fn reap(child: Pid, mask: &SigSet) -> i32 {
     loop {
         let Ok(sig) = mask.wait() else {
@@ -390,17 +545,14 @@ fn apply_rlimits(spec: &SandboxSpec) -> Result<(), SandboxError> {
     Ok(())
 }
 
-fn env_value<'a>(spec: &'a SandboxSpec, name: &str) -> Option<&'a str> {
-    spec.env
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+fn env_value<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-/// Resolves argv[0] like execvp would, inside the sandbox, to report 127 and 126 precisely.
-fn resolve(spec: &SandboxSpec) -> Result<PathBuf, SandboxError> {
-    let name = spec
-        .argv
+/// Resolves argv[0] like execvp would (with `env`'s PATH), inside the sandbox, to report 127 and
+/// 126 precisely.
+fn resolve(argv: &[String], env: &[(String, String)]) -> Result<PathBuf, SandboxError> {
+    let name = argv
         .first()
         .ok_or_else(|| SandboxError::Setup("no command to run".into()))?;
     let not_found = |detail: String| SandboxError::Init {
@@ -410,7 +562,7 @@ fn resolve(spec: &SandboxSpec) -> Result<PathBuf, SandboxError> {
     let candidates: Vec<PathBuf> = if name.contains('/') {
         vec![PathBuf::from(name)]
     } else {
-        let path = env_value(spec, "PATH").unwrap_or("/usr/local/bin:/usr/bin:/bin");
+        let path = env_value(env, "PATH").unwrap_or("/usr/local/bin:/usr/bin:/bin");
         path.split(':')
             .filter(|d| !d.is_empty())
             .map(|d| Path::new(d).join(name))
@@ -441,7 +593,7 @@ fn resolve(spec: &SandboxSpec) -> Result<PathBuf, SandboxError> {
         Err(not_found(format!(
             " (searched PATH={} inside the sandbox; bind more directories with \
              [filesystem] read_only)",
-            env_value(spec, "PATH").unwrap_or("")
+            env_value(env, "PATH").unwrap_or("")
         )))
     }
 }
@@ -456,18 +608,34 @@ fn cstrings(items: impl Iterator<Item = String>) -> Result<Vec<CString>, Sandbox
         .collect()
 }
 
-/// Forks and execs the command; exec failures come back through a close-on-exec pipe.
-fn spawn(spec: &SandboxSpec, program: &Path, tty: Option<RawFd>) -> Result<Pid, SandboxError> {
+/// What a spawned program gets as stdin, stdout and stderr.
+#[derive(Debug, Clone, Copy)]
+enum Stdio {
+    /// pid 1's own (the supervisor's pipes or files).
+    Inherit,
+    /// A pty slave, which also becomes the controlling terminal.
+    Tty(RawFd),
+    /// `/dev/null`, opened inside.
+    Null(RawFd),
+}
+
+/// Forks and execs a program; exec failures come back through a close-on-exec pipe.
+fn spawn(
+    argv: &[String],
+    env: &[(String, String)],
+    program: &Path,
+    stdio: Stdio,
+) -> Result<Pid, SandboxError> {
     let path = CString::new(program.as_os_str().as_encoded_bytes())
         .map_err(|_| SandboxError::Setup("program path contains a NUL byte".into()))?;
-    let argv = cstrings(spec.argv.iter().cloned())?;
-    let envp = cstrings(spec.env.iter().map(|(k, v)| format!("{k}={v}")))?;
+    let argv = cstrings(argv.iter().cloned())?;
+    let envp = cstrings(env.iter().map(|(k, v)| format!("{k}={v}")))?;
     let (rd, wr) = pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::sys("pipe", e))?;
     // SAFETY: stage 2 is single-threaded, so the child may run ordinary code before exec.
     match unsafe { fork() }.map_err(|e| SandboxError::sys("cannot fork the command", e))? {
         ForkResult::Child => {
             drop(rd);
-            let errno = exec_child(&path, &argv, &envp, tty);
+            let errno = exec_child(&path, &argv, &envp, stdio);
             let bytes = (errno as i32).to_ne_bytes();
             let _ = nix::unistd::write(&wr, &bytes);
             // SAFETY: _exit is always safe; it skips atexit handlers that belong to the parent.
@@ -497,18 +665,25 @@ fn spawn(spec: &SandboxSpec, program: &Path, tty: Option<RawFd>) -> Result<Pid, 
 }
 
 /// In the forked child: new session, terminal, clean signal mask, exec. Returns only on failure.
-fn exec_child(path: &CString, argv: &[CString], envp: &[CString], tty: Option<RawFd>) -> Errno {
+fn exec_child(path: &CString, argv: &[CString], envp: &[CString], stdio: Stdio) -> Errno {
     if let Err(e) = SigSet::all().thread_unblock() {
         return e;
     }
     if let Err(e) = setsid() {
         return e;
     }
-    if let Some(fd) = tty {
-        // SAFETY: TIOCSCTTY takes an integer argument; `fd` is our open pty slave.
-        if unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } != 0 {
-            return Errno::last();
+    let fd = match stdio {
+        Stdio::Inherit => None,
+        Stdio::Tty(fd) => {
+            // SAFETY: TIOCSCTTY takes an integer argument; `fd` is our open pty slave.
+            if unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } != 0 {
+                return Errno::last();
+            }
+            Some(fd)
         }
+        Stdio::Null(fd) => Some(fd),
+    };
+    if let Some(fd) = fd {
         // SAFETY: `fd` stays open for the duration of these calls.
         let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         for r in [dup2_stdin(b), dup2_stdout(b), dup2_stderr(b)] {

@@ -2,12 +2,16 @@
 //! descriptors it passes out, then supervise: relay the terminal, forward signals, and return the
 //! command's exit status.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::{TcpListener, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -17,9 +21,10 @@ use nix::unistd::Pid;
 
 use crate::cgroup::Cgroup;
 use crate::init::{FORWARDED, INIT_FD};
-use crate::message::{Channel, FromInit, ToInit};
-use crate::spec::SandboxSpec;
-use crate::term::{get_winsize, set_winsize, RawMode};
+use crate::message::{Channel, ExecRequest, FromInit, ToInit};
+use crate::spec::{SandboxSpec, TtySpec};
+use crate::term::{get_winsize, set_winsize, RawMode, Typeahead};
+use crate::termfilter::{FilterConfig, TermFilter};
 use crate::{SandboxError, EXIT_FAILURE};
 
 /// Options for starting a sandbox.
@@ -49,6 +54,127 @@ pub struct Sandbox {
     /// What Landlock enforces in this sandbox.
     pub landlock: String,
     cgroup: Option<Cgroup>,
+    /// Programs started inside on the supervisor's request, by request id, until they exit.
+    execs: Arc<ExecTable>,
+}
+
+/// Pending [`ExecRequest`]s: where to deliver what pid 1 says about each.
+type ExecTable = Mutex<HashMap<u64, mpsc::Sender<ExecEvent>>>;
+
+/// What pid 1 reported about one program started with [`ExecHandle::start`].
+#[derive(Debug)]
+enum ExecEvent {
+    Started(Option<OwnedFd>),
+    Failed(String),
+    Exited(i32),
+}
+
+/// Starts programs inside a running sandbox ([`ToInit::Exec`]): `airlock attach`'s `tmux attach`,
+/// readiness checks. Usable from any thread while [`Sandbox::wait_with`] supervises (which routes
+/// pid 1's answers); every request fails once the sandbox has ended.
+#[derive(Debug, Clone)]
+pub struct ExecHandle {
+    chan: Arc<Channel>,
+    next: Arc<AtomicU64>,
+    table: Arc<ExecTable>,
+}
+
+/// A program running inside the sandbox, started by [`ExecHandle::start`].
+#[derive(Debug)]
+pub struct Exec {
+    /// The master of the pty it runs on (when a tty was asked for), created inside the sandbox.
+    pub pty: Option<OwnedFd>,
+    events: mpsc::Receiver<ExecEvent>,
+}
+
+impl Exec {
+    /// Waits up to `timeout` for the program to exit: `Some(status)` (128+N for signal N), or
+    /// `None` on timeout. A sandbox that ended counts as an exit with status 128+9.
+    pub fn wait(&self, timeout: Duration) -> Option<i32> {
+        loop {
+            match self.events.recv_timeout(timeout) {
+                Ok(ExecEvent::Exited(status)) => return Some(status),
+                Ok(_) => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => return None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Some(128 + 9),
+            }
+        }
+    }
+}
+
+impl ExecHandle {
+    /// Asks pid 1 to start `argv` inside, with `env` set on top of the command's environment and,
+    /// with `tty`, on a new pty whose master comes back in [`Exec::pty`]. Waits up to `timeout`
+    /// for pid 1's answer.
+    pub fn start(
+        &self,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        tty: Option<TtySpec>,
+        timeout: Duration,
+    ) -> Result<Exec, SandboxError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        self.lock().insert(id, tx);
+        let req = ExecRequest { id, argv, env, tty };
+        let what = req.argv.join(" ");
+        if let Err(e) = self.chan.send(&ToInit::Exec(req), &[]) {
+            self.lock().remove(&id);
+            return Err(e);
+        }
+        let answer = rx.recv_timeout(timeout);
+        match answer {
+            Ok(ExecEvent::Started(pty)) => Ok(Exec { pty, events: rx }),
+            Ok(ExecEvent::Failed(message)) => Err(SandboxError::Setup(format!(
+                "cannot start `{what}` in the sandbox: {message}"
+            ))),
+            Ok(ExecEvent::Exited(_)) => Err(SandboxError::Protocol(format!(
+                "`{what}` exited before it was reported started"
+            ))),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.lock().remove(&id);
+                Err(SandboxError::Setup(format!(
+                    "the sandbox did not start `{what}` within {}s",
+                    timeout.as_secs()
+                )))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(SandboxError::Setup(format!(
+                "cannot start `{what}`: the sandbox has ended"
+            ))),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::Sender<ExecEvent>>> {
+        self.table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Delivers one of pid 1's exec answers to whoever asked.
+fn route_exec(table: &ExecTable, msg: FromInit, fds: Vec<OwnedFd>) {
+    let mut t = table
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match msg {
+        FromInit::ExecStarted { id, tty } => {
+            let pty = if tty { fds.into_iter().next() } else { None };
+            if let Some(tx) = t.get(&id) {
+                let _ = tx.send(ExecEvent::Started(pty));
+            }
+        }
+        FromInit::ExecFailed { id, message } => {
+            if let Some(tx) = t.remove(&id) {
+                let _ = tx.send(ExecEvent::Failed(message));
+            }
+        }
+        FromInit::ExecExited { id, status } => {
+            if let Some(tx) = t.remove(&id) {
+                let _ = tx.send(ExecEvent::Exited(status));
+            }
+        }
+        _ => {}
+    }
 }
 
 fn supervised_signals() -> SigSet {
@@ -116,6 +242,7 @@ impl Sandbox {
             net: None,
             landlock: String::new(),
             cgroup: opts.cgroup,
+            execs: Arc::new(Mutex::new(HashMap::new())),
         };
         if let Some(cg) = &sandbox.cgroup {
             cg.add(sandbox.child.id())?;
@@ -171,6 +298,15 @@ impl Sandbox {
         self.child.id()
     }
 
+    /// A handle to start programs inside this sandbox while it is supervised.
+    pub fn exec_handle(&self) -> Result<ExecHandle, SandboxError> {
+        Ok(ExecHandle {
+            chan: Arc::new(self.chan.try_clone()?),
+            next: Arc::new(AtomicU64::new(1)),
+            table: self.execs.clone(),
+        })
+    }
+
     /// Supervises until the command exits: relays the terminal, forwards INT, TERM, HUP, QUIT,
     /// USR1, USR2 and window-size changes. Returns the command's exit status (128+N for signal N).
     pub fn wait(self) -> Result<i32, SandboxError> {
@@ -178,8 +314,19 @@ impl Sandbox {
     }
 
     /// As [`Sandbox::wait`], and SIGHUP also calls `on_hup` (a policy reload) before it is
-    /// forwarded.
-    pub fn wait_with(mut self, mut on_hup: Option<&mut dyn FnMut()>) -> Result<i32, SandboxError> {
+    /// forwarded. Terminal output goes through a [`TermFilter`] with the default configuration.
+    pub fn wait_with(self, on_hup: Option<&mut dyn FnMut()>) -> Result<i32, SandboxError> {
+        let mut filter = TermFilter::new(FilterConfig::default());
+        self.wait_relaying(on_hup, &mut filter)
+    }
+
+    /// As [`Sandbox::wait_with`], relaying the command's terminal output through `filter`
+    /// (whose counts say what it dropped once this returns).
+    pub fn wait_relaying(
+        mut self,
+        mut on_hup: Option<&mut dyn FnMut()>,
+        filter: &mut TermFilter,
+    ) -> Result<i32, SandboxError> {
         let mask = supervised_signals();
         mask.thread_block()
             .map_err(|e| SandboxError::sys("cannot block signals", e))?;
@@ -187,6 +334,8 @@ impl Sandbox {
             .map_err(|e| SandboxError::sys("cannot create a signalfd", e))?;
         let pty = self.pty.take();
         let _raw = pty.as_ref().and_then(|_| RawMode::enter(0));
+        let mut typeahead = Typeahead::new(_raw.as_ref().map_or(0, RawMode::typeahead));
+        let mut filtered = Vec::with_capacity(64 * 1024);
         if let Some(master) = &pty {
             if let Some(ws) = get_winsize(1).or_else(|| get_winsize(0)) {
                 set_winsize(master.as_raw_fd(), &ws);
@@ -276,6 +425,12 @@ impl Sandbox {
                     Ok(Some((FromInit::Failed { code, message }, _))) => {
                         failed = Some((code, message))
                     }
+                    Ok(Some((
+                        msg @ (FromInit::ExecStarted { .. }
+                        | FromInit::ExecFailed { .. }
+                        | FromInit::ExecExited { .. }),
+                        fds,
+                    ))) => route_exec(&self.execs, msg, fds),
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => chan_open = false,
                 }
@@ -285,8 +440,10 @@ impl Sandbox {
                     match nix::unistd::read(m, &mut buf) {
                         Ok(0) | Err(Errno::EIO) => pty_open = false,
                         Ok(k) => {
+                            filtered.clear();
+                            filter.filter(&buf[..k], &mut filtered);
                             let mut out = std::io::stdout().lock();
-                            if out.write_all(&buf[..k]).and_then(|_| out.flush()).is_err() {
+                            if out.write_all(&filtered).and_then(|_| out.flush()).is_err() {
                                 pty_open = false;
                             }
                         }
@@ -299,8 +456,10 @@ impl Sandbox {
                 match nix::unistd::read(std::io::stdin(), &mut buf) {
                     Ok(0) => stdin_open = false,
                     Ok(k) => {
+                        let mut input = buf[..k].to_vec();
+                        typeahead.clean(&mut input);
                         if let Some(m) = &pty {
-                            if write_all(m, &buf[..k]).is_err() {
+                            if write_all(m, &input).is_err() {
                                 stdin_open = false;
                             }
                         }
@@ -315,6 +474,12 @@ impl Sandbox {
                 }
             }
         }
+        filtered.clear();
+        filter.finish(&mut filtered);
+        self.execs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         drop(_raw);
         let status = match child_status {
             Some(s) => Some(s),
@@ -352,7 +517,8 @@ impl Sandbox {
     }
 }
 
-fn write_all(fd: &OwnedFd, mut data: &[u8]) -> Result<(), Errno> {
+/// Writes all of `data` to `fd` (blocking or not).
+pub(crate) fn write_all(fd: &OwnedFd, mut data: &[u8]) -> Result<(), Errno> {
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {
             Ok(n) => data = &data[n..],

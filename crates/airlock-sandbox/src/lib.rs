@@ -15,6 +15,7 @@
 //! freely before it forks stage 2; the supervisor never forks after it has threads.
 
 pub mod cgroup;
+pub mod console;
 pub mod host;
 mod init;
 pub mod launch;
@@ -24,9 +25,10 @@ pub mod probe;
 mod security;
 pub mod spec;
 pub mod term;
+pub mod termfilter;
 
 pub use init::init_main;
-pub use launch::{block_signals, LaunchOptions, NetFds, Sandbox};
+pub use launch::{block_signals, Exec, ExecHandle, LaunchOptions, NetFds, Sandbox};
 pub use spec::{Bind, GeneratedFile, NetListeners, Rlimits, SandboxSpec, TtySpec, WorkspaceView};
 
 /// Exit status for a failure of airlock itself (as `docker run`).

@@ -11,7 +11,7 @@ use nix::sys::socket::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::spec::SandboxSpec;
+use crate::spec::{SandboxSpec, TtySpec};
 use crate::SandboxError;
 
 /// Largest message accepted (the spec carries the environment and generated files).
@@ -22,6 +22,26 @@ pub const MAX_MESSAGE: usize = 4 << 20;
 pub enum ToInit {
     /// Build this sandbox.
     Spec(Box<SandboxSpec>),
+    /// Start one more program inside the running sandbox (e.g. `tmux attach` for `airlock
+    /// attach`), as a child of pid 1 under exactly the agent's lockdown. Sent only after `Ready`.
+    Exec(ExecRequest),
+}
+
+/// A program the supervisor asks the sandbox's pid 1 to start inside. It inherits everything pid
+/// 1 carries (namespaces, cgroup, uid, dropped capabilities, `no_new_privs`, Landlock, seccomp,
+/// rlimits), exactly as the command does; like the command, it runs in a new session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// Chosen by the supervisor; the answers carry it back.
+    pub id: u64,
+    /// Program and arguments; `argv[0]` is resolved against the spec's `PATH` inside.
+    pub argv: Vec<String>,
+    /// Variables set on top of the spec's environment (e.g. the attaching terminal's `TERM`).
+    pub env: Vec<(String, String)>,
+    /// `Some`: a new pseudo-terminal is created inside the sandbox, the program gets its slave
+    /// as controlling terminal and stdio, and the master is handed out with `ExecStarted`.
+    /// `None`: stdio is `/dev/null`.
+    pub tty: Option<TtySpec>,
 }
 
 /// Init -> supervisor.
@@ -40,6 +60,12 @@ pub enum FromInit {
     Failed { code: i32, message: String },
     /// The command exited with this status (128+N for signal N).
     Exited { status: i32 },
+    /// An [`ExecRequest`] was started. Attached fd: the pty master, if a tty was asked for.
+    ExecStarted { id: u64, tty: bool },
+    /// An [`ExecRequest`] could not be started (not found, cannot execute, no pty).
+    ExecFailed { id: u64, message: String },
+    /// A program started by an [`ExecRequest`] exited with this status (128+N for signal N).
+    ExecExited { id: u64, status: i32 },
 }
 
 /// One end of the control channel.
@@ -68,6 +94,16 @@ impl Channel {
 
     pub fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+
+    /// A second handle on the same socket (for sending from another thread while one thread
+    /// receives).
+    pub fn try_clone(&self) -> Result<Channel, SandboxError> {
+        let fd = self
+            .fd
+            .try_clone()
+            .map_err(|e| SandboxError::io("cannot duplicate the control channel", e))?;
+        Ok(Channel { fd })
     }
 
     /// Sends one message with optional descriptors.

@@ -1318,6 +1318,733 @@ fn detached_sessions_can_be_attached_and_stopped() {
     assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
 }
 
+/// Stops a --detach session when dropped, so a failing test leaves nothing running.
+struct StopOnDrop<'a> {
+    ws: &'a Ws,
+    name: &'a str,
+}
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .ws
+            .airlock()
+            .args(["stop", "--timeout", "2", self.name])
+            .output();
+    }
+}
+
+/// A tmux server on the host (a real terminal for the tests), on its own socket.
+struct HostTmux {
+    sock: PathBuf,
+}
+
+impl HostTmux {
+    /// Starts a detached host tmux running `cmd` in a pane of 120x40, in directory `cwd`. The
+    /// host tmux takes OSC 52 from its panes into its paste buffers (`set-clipboard on`), as a
+    /// user's terminal would into the clipboard. `dir` is also the pane's XDG_DATA_HOME.
+    fn start(dir: &Path, cwd: &Path, cmd: &str) -> HostTmux {
+        let cmd = &format!("export XDG_DATA_HOME='{}'; {cmd}", dir.display());
+        let t = HostTmux {
+            sock: dir.join(format!("host-tmux-{}.sock", std::process::id())),
+        };
+        let conf = dir.join("host-tmux.conf");
+        std::fs::write(
+            &conf,
+            "set -g set-clipboard on\nset -g default-shell /bin/sh\n",
+        )
+        .expect("tmux conf");
+        let conf = conf.display().to_string();
+        let cwd = cwd.display().to_string();
+        // A previous server on this socket may still be shutting down: retry.
+        let started = (0..50).any(|_| {
+            let ok = t
+                .run(&[
+                    "-f",
+                    &conf,
+                    "new-session",
+                    "-d",
+                    "-x",
+                    "120",
+                    "-y",
+                    "40",
+                    "-c",
+                    &cwd,
+                    cmd,
+                ])
+                .status
+                .success();
+            if !ok {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            ok
+        });
+        assert!(started, "host tmux did not start");
+        t
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.sock)
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .expect("tmux")
+    }
+
+    fn screen(&self) -> String {
+        stdout(&self.run(&["capture-pane", "-p", "-J"]))
+    }
+
+    /// The screen with its colours (SGR sequences) kept.
+    fn screen_with_colours(&self) -> String {
+        stdout(&self.run(&["capture-pane", "-p", "-e", "-J"]))
+    }
+
+    /// Every paste buffer's contents (where OSC 52 lands in tmux).
+    fn buffers(&self) -> String {
+        let list = stdout(&self.run(&["list-buffers", "-F", "#{buffer_name}"]));
+        list.lines()
+            .map(|b| stdout(&self.run(&["show-buffer", "-b", b])))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn wait_for(&self, text: &str, secs: u64) {
+        assert!(
+            wait_until(Duration::from_secs(secs), || self.screen().contains(text)),
+            "'{text}' not on screen:\n{}",
+            self.screen()
+        );
+    }
+
+    /// Names of every process descended from the host tmux server.
+    fn descendants(&self) -> Vec<String> {
+        let pid: u32 = stdout(&self.run(&["display-message", "-p", "#{pid}"]))
+            .trim()
+            .parse()
+            .expect("tmux pid");
+        let mut parent = std::collections::HashMap::new();
+        for e in std::fs::read_dir("/proc").expect("proc").flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+            let Some((head, tail)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let comm = head.split_once('(').map(|(_, c)| c.to_string());
+            let ppid = tail
+                .split_whitespace()
+                .nth(1)
+                .and_then(|x| x.parse::<u32>().ok());
+            if let (Some(c), Some(pp)) = (comm, ppid) {
+                parent.insert(p, (pp, c));
+            }
+        }
+        let mut out = Vec::new();
+        for (p, (_, comm)) in &parent {
+            let mut cur = *p;
+            for _ in 0..64 {
+                match parent.get(&cur) {
+                    // A pane between the server's fork and its exec still bears the server's
+                    // name.
+                    Some((pp, _)) if *pp == pid && cur == *p && comm == "tmux: server" => break,
+                    Some((pp, _)) if *pp == pid => {
+                        out.push(comm.clone());
+                        break;
+                    }
+                    Some((pp, _)) if *pp > 1 => cur = *pp,
+                    _ => break,
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for HostTmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+        let _ = std::fs::remove_file(&self.sock);
+    }
+}
+
+/// What a process inside shows of its lockdown: uid, capabilities, no_new_privs, seccomp filters
+/// (their count), cgroup.
+const LOCKDOWN: &str = "grep -E '^(Uid|Gid|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|\
+                        Seccomp|Seccomp_filters):' /proc/self/status; cat /proc/self/cgroup";
+
+/// A tmux client obeys its server: `detach-client -E CMD` makes the client exec CMD. `airlock
+/// attach` must never put a host tmux client in front of the sandbox's server. Each variant is a
+/// session whose tmux server (the agent drives it through $TMUX) makes an attaching client run a
+/// payload; the payload must run inside the sandbox (it records the sandbox's hostname in the
+/// workspace) and nothing must run on the host (its marker in the host's /tmp stays absent, and
+/// the host terminal's process tree holds nothing but the pane's shell and airlock).
+#[test]
+fn attach_runs_nothing_the_sandbox_asks_on_the_host() {
+    if !tmux_available() {
+        return;
+    }
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    // (name, commands before a client attaches, commands once one has attached, ends the attach)
+    let variants: &[(&str, &str, &str, bool)] = &[
+        ("detach-E", "", "tmux detach-client -E 'sh PAYLOAD'", true),
+        (
+            "detach-E-long",
+            "",
+            "tmux detach-client -E 'sh -c \"sh PAYLOAD; sleep 3\"'",
+            true,
+        ),
+        ("run-shell", "", "tmux run-shell 'sh PAYLOAD'", false),
+        (
+            "hook-detach-E",
+            "tmux set-hook -g client-attached \"detach-client -E 'sh PAYLOAD'\"",
+            "",
+            true,
+        ),
+        (
+            "hook-popup",
+            "tmux set-hook -g client-attached \"display-popup -E 'sh PAYLOAD'\"",
+            "",
+            false,
+        ),
+        (
+            "hook-new-window",
+            "tmux set-hook -g client-attached \"new-window 'sh PAYLOAD'\"",
+            "",
+            false,
+        ),
+    ];
+    let mut saw_airlock = false;
+    for (name, before, after, ends) in variants {
+        let ws = Ws::new();
+        let marker = PathBuf::from(format!(
+            "/tmp/airlock-attach-marker-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&marker);
+        let payload = ws.path().join("payload.sh");
+        let ran = ws.path().join("ran");
+        std::fs::write(
+            &payload,
+            format!(
+                "hostname >> '{}'; id -u > '{}'; ({LOCKDOWN}) > '{}'\n",
+                ran.display(),
+                marker.display(),
+                ws.path().join("lockdown-payload").display()
+            ),
+        )
+        .expect("payload");
+        let p = payload.display().to_string();
+        let script = format!(
+            "({LOCKDOWN}) > '{w}/lockdown-agent'; {}; touch '{w}/armed'; \
+             while ! tmux list-clients | grep -q .; do sleep 0.1; done; sleep 0.5; {}; \
+             exec sleep 300",
+            if before.is_empty() { ":" } else { before },
+            if after.is_empty() { ":" } else { after },
+            w = ws.path().display(),
+        )
+        .replace("PAYLOAD", &p);
+        let o = ws
+            .airlock()
+            .args(["run", "--detach", "--mode", "bind", "--name", name])
+            .args(["--workspace"])
+            .arg(ws.path())
+            .args(["--", "sh", "-c", &script])
+            .output()
+            .expect("run");
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        let _stop = StopOnDrop { ws: &ws, name };
+        assert!(
+            wait_until(Duration::from_secs(10), || ws.path().join("armed").exists()),
+            "{name}: the session did not arm"
+        );
+        let attach = format!(
+            "XDG_DATA_HOME='{}' '{}' attach {name}; echo attach-ended-$((1+1)); read x",
+            ws.data.path().display(),
+            bin().display()
+        );
+        let host = HostTmux::start(ws.data.path(), ws.path(), &attach);
+        let mut seen = std::collections::BTreeSet::new();
+        let done = wait_until(Duration::from_secs(15), || {
+            if !host.screen().contains("attach-ended-2") {
+                seen.extend(host.descendants());
+            }
+            ran.exists() && std::fs::read_to_string(&ran).is_ok_and(|s| !s.is_empty())
+        });
+        assert!(done, "{name}: the payload never ran:\n{}", host.screen());
+        if *ends {
+            host.wait_for("attach-ended-2", 15);
+        } else {
+            // Sample while attached, then detach with the prefix.
+            for _ in 0..10 {
+                seen.extend(host.descendants());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            host.run(&["send-keys", "C-b", "d"]);
+            host.wait_for("attach-ended-2", 15);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            !marker.exists(),
+            "{name}: the payload ran on the host: {:?}",
+            std::fs::read_to_string(&marker)
+        );
+        let ran_on = std::fs::read_to_string(&ran).expect("ran");
+        assert!(
+            ran_on
+                .lines()
+                .all(|h| h == "airlock" && h != host_name.trim()),
+            "{name}: the payload ran outside the sandbox: {ran_on}"
+        );
+        let strangers: Vec<&String> = seen
+            .iter()
+            .filter(|c| !matches!(c.as_str(), "sh" | "airlock"))
+            .collect();
+        assert!(
+            strangers.is_empty(),
+            "{name}: the host terminal ran {strangers:?} (all: {seen:?})"
+        );
+        // The sampling sees the attach itself (a variant that ends at once may be too quick).
+        saw_airlock |= seen.contains("airlock");
+        // What runs on the attach terminal inside is locked down exactly as the agent is.
+        let read = |f: &str| std::fs::read_to_string(ws.path().join(f)).expect(f);
+        let agent = read("lockdown-agent");
+        assert!(agent.contains("NoNewPrivs:\t1"), "{agent}");
+        assert_eq!(read("lockdown-payload"), agent, "{name}");
+        let o = ws
+            .airlock()
+            .args(["stop", "--timeout", "5", name])
+            .output()
+            .expect("stop");
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+    }
+    assert!(
+        saw_airlock,
+        "the host process sampling never saw airlock attach"
+    );
+}
+
+/// `airlock logs` reads `agent.log` from a directory the sandbox can write: a link or a special
+/// file planted there must not make it print a host file, read forever, or hang.
+#[test]
+fn logs_refuse_what_the_sandbox_planted() {
+    if !tmux_available() {
+        return;
+    }
+    let ws = Ws::new();
+    let secret_dir = tempfile::tempdir().expect("tempdir");
+    let secret = secret_dir.path().join("secret.txt");
+    std::fs::write(&secret, "HOST-SECRET-77\n").expect("secret");
+    std::fs::set_permissions(
+        secret_dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let w = ws.path().display().to_string();
+    // Each step replaces agent.log, says so in the workspace, and waits for the test's go-ahead.
+    let steps = [
+        format!("ln -s '{}' $L", secret.display()),
+        "ln -s /dev/zero $L".to_string(),
+        "mkfifo $L".to_string(),
+        "mkdir $L".to_string(),
+        format!("ln -s '{}' $L", secret_dir.path().display()),
+    ];
+    let mut script = String::from("L=/run/airlock/tmux/agent.log; echo agent-says-hi; sleep 0.5; ");
+    for (i, s) in steps.iter().enumerate() {
+        script.push_str(&format!(
+            "rm -rf $L; {s}; touch '{w}/step{i}'; \
+             while [ ! -e '{w}/next{i}' ]; do sleep 0.1; done; "
+        ));
+    }
+    script.push_str("exec sleep 300");
+    let o = ws
+        .airlock()
+        .args(["run", "--detach", "--mode", "bind", "--name", "planter"])
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let _stop = StopOnDrop {
+        ws: &ws,
+        name: "planter",
+    };
+    for (i, step) in steps.iter().enumerate() {
+        assert!(
+            wait_until(Duration::from_secs(15), || ws
+                .path()
+                .join(format!("step{i}"))
+                .exists()),
+            "step {i} ({step}) not reached"
+        );
+        let mut child = ws
+            .airlock()
+            .args(["logs", "planter"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("logs");
+        let finished = wait_until(Duration::from_secs(10), || {
+            child.try_wait().expect("wait").is_some()
+        });
+        if !finished {
+            let _ = child.kill();
+        }
+        let o = child.wait_with_output().expect("logs output");
+        assert!(finished, "step {i} ({step}): `airlock logs` hung");
+        assert!(
+            !stdout(&o).contains("HOST-SECRET-77"),
+            "step {i} ({step}): printed the host file"
+        );
+        assert!(o.stdout.len() < 1 << 20, "step {i} ({step}): read forever");
+        assert!(
+            stderr(&o).contains("refusing to read"),
+            "step {i} ({step}): {}",
+            stderr(&o)
+        );
+        std::fs::write(ws.path().join(format!("next{i}")), "").expect("next");
+    }
+    let o = ws
+        .airlock()
+        .args(["stop", "--timeout", "5", "planter"])
+        .output()
+        .expect("stop");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// `--detach --dry-run` prints the spec the background session would get (the tmux layout
+/// included) and creates nothing: no session directory, no store row.
+#[test]
+fn detach_dry_run_prints_and_creates_nothing() {
+    let ws = Ws::new();
+    let o = ws
+        .airlock()
+        .args([
+            "run",
+            "--detach",
+            "--dry-run",
+            "--name",
+            "dry",
+            "--",
+            "true",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let spec: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(spec["argv"].to_string().contains("airlock-tmux"), "{spec}");
+    let mut left = Vec::new();
+    let mut stack = vec![ws.data.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            left.push(e.path());
+            if e.path().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    assert!(
+        left.iter()
+            .all(|p| !p.starts_with(ws.data.path().join("airlock/sessions"))
+                || p == &ws.data.path().join("airlock/sessions")),
+        "{left:?}"
+    );
+    let ls = ws.airlock().args(["ls", "--all"]).output().expect("ls");
+    assert!(!stdout(&ls).contains("dry"), "{}", stdout(&ls));
+}
+
+/// Runs `cmd` under `script(1)` (a pty whose input ends at once, as `ssh -t host cmd </dev/null`
+/// or a CI step does) with `input` on its stdin; returns every byte the terminal got.
+fn under_script(ws: &Ws, cmd: &str, input: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = Command::new("script")
+        .args(["-qec", cmd, "/dev/null"])
+        .current_dir(ws.path())
+        .env("XDG_DATA_HOME", ws.data.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write");
+    let o = child.wait_with_output().expect("script");
+    o.stdout
+}
+
+/// Under a terminal whose input had ended (or had an EOF typed ahead), every run used to print
+/// `^@` before the command's output: the kernel queues a canonical-mode EOF as a NUL, raw mode
+/// handed it to airlock, which relayed it into the sandbox's terminal, which echoed it.
+#[test]
+fn no_stray_nul_before_the_output() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipping: script(1) is not installed");
+        return;
+    }
+    let ws = Ws::new();
+    let cmd = format!(
+        "'{}' run --mode bind -- sh -c 'echo out-$((6*7))'",
+        bin().display()
+    );
+    for _ in 0..3 {
+        let out = under_script(&ws, &cmd, b"");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("out-42"), "{text:?}");
+        assert!(!text.contains("^@"), "{text:?}");
+        assert!(!out.contains(&0), "{text:?}");
+    }
+    // Typed-ahead lines still reach the command.
+    let cmd = format!("'{}' run --mode bind -- sh -i", bin().display());
+    let out = under_script(&ws, &cmd, b"echo typed-$((1+2))\nexit 0\n");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("typed-3"), "{text:?}");
+    assert!(!text.contains("^@"), "{text:?}");
+}
+
+/// What the sandbox prints reaches the user's terminal through a filter: an OSC 52 clipboard
+/// write (with variants) sets nothing in the host terminal (tmux's paste buffers, where tmux
+/// puts OSC 52), colours still show, and the drops are counted in the audit log. The control:
+/// the same bytes printed outside airlock do set the host terminal's buffer.
+#[test]
+fn the_terminal_gets_no_clipboard_write_but_keeps_its_colours() {
+    if !tmux_available() {
+        return;
+    }
+    let ws = Ws::new();
+    // "pwned" in base64, written three ways: OSC 52 with BEL, with ST, and inside a tmux DCS
+    // passthrough.
+    let printer = "printf '\\033[31mred-%s\\033[0m\\n' $((40+2)); \
+                   printf '\\033]52;c;cHduZWQ=\\007'; printf '\\033]52;p;cHduZWQ=\\033\\\\'; \
+                   printf '\\033Ptmux;\\033\\033]52;c;cHduZWQ=\\007\\033\\\\'; \
+                   printf '\\033[21t\\033P$qm\\033\\\\'; echo printed-$((2+3)); sleep 1";
+    std::fs::write(ws.path().join("printer.sh"), printer).expect("write");
+    // Control: straight into the host terminal, the clipboard write lands.
+    let control = HostTmux::start(
+        ws.data.path(),
+        ws.path(),
+        &format!("sh '{}'; read x", ws.path().join("printer.sh").display()),
+    );
+    control.wait_for("printed-5", 10);
+    assert!(
+        wait_until(Duration::from_secs(5), || control
+            .buffers()
+            .contains("pwned")),
+        "control: tmux did not take the OSC 52 ({})",
+        control.buffers()
+    );
+    drop(control);
+    // Through airlock run.
+    let host = HostTmux::start(
+        ws.data.path(),
+        ws.path(),
+        &format!(
+            "'{}' run --mode bind --name filt -- sh printer.sh; echo run-ended-$((1+1)); read x",
+            bin().display()
+        ),
+    );
+    host.wait_for("run-ended-2", 15);
+    assert!(!host.buffers().contains("pwned"), "{}", host.buffers());
+    let colours = host.screen_with_colours();
+    assert!(
+        colours.contains("\u{1b}[31mred-42"),
+        "colours lost: {colours:?}"
+    );
+    let audit = ws
+        .airlock()
+        .args(["audit", "filt", "--json"])
+        .output()
+        .expect("audit");
+    let text = stdout(&audit);
+    let term = text
+        .lines()
+        .find(|l| l.contains("\"kind\":\"terminal\""))
+        .unwrap_or_else(|| panic!("no terminal event: {text}"));
+    let ev: serde_json::Value = serde_json::from_str(term).expect("json");
+    assert_eq!(ev["dropped"]["clipboard"], 3, "{ev}");
+    assert_eq!(ev["dropped"]["title-report"], 1, "{ev}");
+    assert_eq!(ev["dropped"]["decrqss"], 1, "{ev}");
+    drop(host);
+
+    // `[terminal] allow_clipboard = true` in a trusted policy lets clipboard writes through
+    // (and nothing else: the title report is still dropped).
+    let allow = ws.data.path().join("allow-clipboard.toml");
+    std::fs::write(&allow, "[terminal]\nallow_clipboard = true\n").expect("policy");
+    let host = HostTmux::start(
+        ws.data.path(),
+        ws.path(),
+        &format!(
+            "'{}' run --mode bind --name clip --policy '{}' -- sh printer.sh; \
+             echo run-ended-$((1+1)); read x",
+            bin().display(),
+            allow.display()
+        ),
+    );
+    host.wait_for("run-ended-2", 15);
+    assert!(
+        wait_until(Duration::from_secs(5), || host.buffers().contains("pwned")),
+        "allow_clipboard did not let the write through: {}",
+        host.buffers()
+    );
+    let text = stdout(
+        &ws.airlock()
+            .args(["audit", "clip", "--json"])
+            .output()
+            .expect("audit"),
+    );
+    assert!(
+        text.lines().any(|l| l.contains("\"title-report\":1")),
+        "{text}"
+    );
+    drop(host);
+
+    // Through airlock attach: the agent writes straight to every terminal it can open inside,
+    // the attach pty included (bypassing the session's tmux), once a client is attached.
+    let o = ws
+        .airlock()
+        .args(["run", "--detach", "--mode", "bind", "--name", "filt2", "--"])
+        .args([
+            "sh",
+            "-c",
+            "while ! tmux list-clients | grep -q .; do sleep 0.1; done; sleep 0.5; \
+             for p in /dev/pts/[0-9]*; do sh printer.sh > $p; done; touch printed; \
+             exec sleep 300",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let _stop = StopOnDrop {
+        ws: &ws,
+        name: "filt2",
+    };
+    let host = HostTmux::start(
+        ws.data.path(),
+        ws.path(),
+        &format!(
+            "'{}' attach filt2; echo attach-ended-$((1+1)); read x",
+            bin().display()
+        ),
+    );
+    assert!(wait_until(Duration::from_secs(15), || ws
+        .path()
+        .join("printed")
+        .exists()));
+    host.wait_for("printed-5", 10);
+    assert!(
+        host.screen_with_colours().contains("\u{1b}[31mred-42"),
+        "colours lost: {:?}",
+        host.screen_with_colours()
+    );
+    host.run(&["send-keys", "C-b", "d"]);
+    host.wait_for("attach-ended-2", 10);
+    assert!(!host.buffers().contains("pwned"), "{}", host.buffers());
+    let audit = ws
+        .airlock()
+        .args(["audit", "filt2", "--json"])
+        .output()
+        .expect("audit");
+    let text = stdout(&audit);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("\"relay\":\"attach\"") && l.contains("\"clipboard\":")),
+        "{text}"
+    );
+    let o = ws
+        .airlock()
+        .args(["stop", "--timeout", "5", "filt2"])
+        .output()
+        .expect("stop");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// The same filter sits in `airlock attach`; full-screen programs still work through both relays
+/// (vim when installed, else less).
+#[test]
+fn full_screen_programs_work_through_run_and_attach() {
+    if !tmux_available() {
+        return;
+    }
+    let ws = Ws::new();
+    std::fs::write(
+        ws.path().join("notes.txt"),
+        (1..200).map(|i| format!("line-{i}\n")).collect::<String>(),
+    )
+    .expect("write");
+    let vim = which_on_host("vim");
+    let (program, quit): (&str, &[&str]) = if vim {
+        ("vim -u NONE -N notes.txt", &[":q!", "Enter"])
+    } else {
+        ("less notes.txt", &["q"])
+    };
+    // airlock run, in a host terminal.
+    let host = HostTmux::start(
+        ws.data.path(),
+        ws.path(),
+        &format!(
+            "'{}' run --mode bind -- {program}; echo run-ended-$((1+1)); read x",
+            bin().display()
+        ),
+    );
+    host.wait_for("line-1", 15);
+    // Jump to the end: the screen scrolls.
+    host.run(&["send-keys", "G"]);
+    host.wait_for("line-199", 10);
+    if vim {
+        host.run(&["send-keys", "o", "typed-in-vim", "Escape"]);
+        host.wait_for("typed-in-vim", 10);
+    }
+    host.run(&[&["send-keys"][..], quit].concat());
+    host.wait_for("run-ended-2", 10);
+    drop(host);
+    // airlock attach, the program running in the session's tmux.
+    let o = ws
+        .airlock()
+        .args(["run", "--detach", "--mode", "bind", "--name", "fs", "--"])
+        .args(program.split(' '))
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let _stop = StopOnDrop {
+        ws: &ws,
+        name: "fs",
+    };
+    let host = HostTmux::start(
+        ws.data.path(),
+        ws.path(),
+        &format!(
+            "XDG_DATA_HOME='{}' '{}' attach fs; echo attach-ended-$((1+1)); read x",
+            ws.data.path().display(),
+            bin().display()
+        ),
+    );
+    host.wait_for("line-1", 15);
+    host.run(&["send-keys", "G"]);
+    host.wait_for("line-199", 10);
+    // The window follows the terminal's size.
+    host.run(&["resize-window", "-x", "100", "-y", "30"]);
+    host.run(&["send-keys", "C-b", "d"]);
+    host.wait_for("attach-ended-2", 10);
+    let o = ws
+        .airlock()
+        .args(["stop", "--timeout", "5", "fs"])
+        .output()
+        .expect("stop");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+fn which_on_host(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
 #[test]
 fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
     let repo = Repo::new();

@@ -71,6 +71,10 @@ fn human(e: &AuditEvent) -> String {
             count,
             max,
         } => format!("name {name}: {count} of {max} under {pattern}"),
+        Detail::Terminal { relay, dropped } => {
+            let kinds: Vec<String> = dropped.iter().map(|(k, n)| format!("{k}={n}")).collect();
+            format!("term {relay}: dropped {}", kinds.join(" "))
+        }
     };
     let rule = e
         .rule

@@ -1,23 +1,38 @@
 //! Background sessions: `airlock run --detach` starts a supervisor in the background whose
-//! sandbox runs a tmux server (the host's tmux binary, its socket in the session directory);
-//! `airlock attach` joins it from the host, `airlock logs` prints what the agent wrote.
+//! sandbox runs a tmux server (the host's tmux binary, run inside; its socket on the sandbox's
+//! private /tmp, never in a directory the host reads); `airlock attach` asks the supervisor to
+//! start `tmux attach` inside the sandbox and relays that pty's bytes to the user's terminal
+//! (no host tmux ever talks to the sandbox's server: its protocol lets the server make the
+//! client run commands); `airlock logs` prints what the agent wrote, opened without following
+//! links the sandbox could have planted.
 
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use airlock_audit::{AuditEvent, AuditLog, Decision, Detail};
 use airlock_sandbox::host::which;
-use airlock_sandbox::{Bind, SandboxSpec};
+use airlock_sandbox::termfilter::{FilterConfig, TermFilter};
+use airlock_sandbox::{Bind, Exec, ExecHandle, SandboxSpec, TtySpec};
 use airlock_session::SessionState;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use nix::fcntl::{open, openat, OFlag};
+use nix::sys::stat::{fstat, Mode, SFlag};
 
 use crate::cli::{AttachArgs, LogsArgs, RunArgs};
+use crate::control;
 use crate::session_dir;
 
-/// Where the session's tmux directory appears inside the sandbox.
+/// Where the session's output directory (the host's `SESSION/tmux`, which holds only
+/// `agent.log`) appears inside the sandbox. The sandbox can write it: the host reads it only
+/// through [`read_from`].
 const TMUX_DIR: &str = "/run/airlock/tmux";
+/// The tmux server's socket, on the sandbox's private /tmp (a tmpfs the host never sees).
+const TMUX_SOCK: &str = "/tmp/.airlock-tmux/sock";
 /// The tmux session's name.
 const TMUX_SESSION: &str = "airlock";
 
@@ -25,29 +40,28 @@ const TMUX_SESSION: &str = "airlock";
 /// and a shell in the workspace below, the agent's output logged, and the session ending (with
 /// the agent's status) when the agent exits.
 const TMUX_SCRIPT: &str = r#"
-S=/run/airlock/tmux/sock
+D=/tmp/.airlock-tmux
+S=$D/sock
 T="tmux -S $S -f /dev/null"
-D=/run/airlock/tmux
+mkdir -p -m 0700 $D || { echo "airlock: cannot create $D in the sandbox" >&2; exit 125; }
 rm -f $D/status $D/go
 # The agent starts once its output is being logged.
 $T new-session -d -s airlock -x 200 -y 50 \
-  sh -c 'while [ ! -e /run/airlock/tmux/go ]; do sleep 0.02; done; "$@"; echo $? > /run/airlock/tmux/status; tmux -S /run/airlock/tmux/sock kill-server' airlock-agent "$@" \
+  sh -c 'while [ ! -e /tmp/.airlock-tmux/go ]; do sleep 0.02; done; "$@"; echo $? > /tmp/.airlock-tmux/status; tmux -S /tmp/.airlock-tmux/sock kill-server' airlock-agent "$@" \
   || { echo "airlock: cannot start tmux in the sandbox" >&2; exit 125; }
 $T pipe-pane -t airlock:0.0 'cat >> /run/airlock/tmux/agent.log'
 $T split-window -v -l 20% -t airlock:0 "${SHELL:-/bin/sh}"
 $T select-pane -t airlock:0.0
 : > $D/go
 while $T has-session -t airlock 2>/dev/null; do sleep 0.5; done
-exit "$(cat /run/airlock/tmux/status 2>/dev/null || echo 0)"
+exit "$(cat $D/status 2>/dev/null || echo 0)"
 "#;
 
-/// Turns the spec's command into the tmux layout and binds the session's tmux directory.
-pub(crate) fn wrap_in_tmux(spec: &mut SandboxSpec, session_dir: &Path) -> Result<()> {
-    let host_dir = session_dir.join("tmux");
-    std::fs::create_dir_all(&host_dir)
-        .with_context(|| format!("cannot create {}", host_dir.display()))?;
+/// Turns the spec's command into the tmux layout and binds the session's output directory
+/// (created by [`create_output_dir`]; nothing is created here, so `--dry-run` touches nothing).
+pub(crate) fn wrap_in_tmux(spec: &mut SandboxSpec, session_dir: &Path) {
     spec.binds.push(Bind {
-        source: host_dir,
+        source: session_dir.join("tmux"),
         target: PathBuf::from(TMUX_DIR),
         writable: true,
         optional: false,
@@ -63,7 +77,118 @@ pub(crate) fn wrap_in_tmux(spec: &mut SandboxSpec, session_dir: &Path) -> Result
     if !spec.env.iter().any(|(k, _)| k == "TERM") {
         spec.env.push(("TERM".into(), "xterm-256color".into()));
     }
-    Ok(())
+}
+
+/// Creates the session's output directory that [`wrap_in_tmux`] binds.
+pub(crate) fn create_output_dir(session_dir: &Path) -> Result<()> {
+    let dir = session_dir.join("tmux");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// The supervisor's side of `airlock attach`: programs started inside the sandbox on request.
+#[derive(Debug, Clone)]
+pub(crate) struct Console {
+    exec: ExecHandle,
+    allow_clipboard: bool,
+}
+
+/// How long the supervisor waits for the sandbox to start a program.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Console {
+    pub(crate) fn new(exec: ExecHandle, allow_clipboard: bool) -> Console {
+        Console {
+            exec,
+            allow_clipboard,
+        }
+    }
+
+    /// Whether the tmux session is up: `tmux has-session` run inside the sandbox.
+    pub(crate) fn ready(&self) -> bool {
+        let argv = tmux_argv(&["has-session", "-t", TMUX_SESSION]);
+        match self.exec.start(argv, Vec::new(), None, EXEC_TIMEOUT) {
+            Ok(e) => e.wait(EXEC_TIMEOUT) == Some(0),
+            Err(_) => false,
+        }
+    }
+
+    /// Starts `tmux attach` inside the sandbox on a new pty of the asked size.
+    pub(crate) fn attach(&self, req: &AttachRequest) -> Result<Exec> {
+        let mut args = vec!["attach-session", "-t", TMUX_SESSION];
+        if req.utf8 {
+            args.insert(0, "-u");
+        }
+        let env = vec![("TERM".to_string(), req.term.clone())];
+        let tty = TtySpec {
+            rows: req.rows,
+            cols: req.cols,
+        };
+        Ok(self
+            .exec
+            .start(tmux_argv(&args), env, Some(tty), EXEC_TIMEOUT)?)
+    }
+
+    /// Whether the session's policy lets OSC 52 clipboard writes through.
+    pub(crate) fn allow_clipboard(&self) -> bool {
+        self.allow_clipboard
+    }
+}
+
+fn tmux_argv(args: &[&str]) -> Vec<String> {
+    ["tmux", "-S", TMUX_SOCK]
+        .iter()
+        .chain(args)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// `attach ROWS COLS TERM UTF8` as sent on the control socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AttachRequest {
+    pub(crate) rows: u16,
+    pub(crate) cols: u16,
+    /// The attaching terminal's `TERM` (letters, digits, `.`, `_`, `+`, `-`; at most 64).
+    pub(crate) term: String,
+    /// The attaching terminal decodes UTF-8 (`tmux attach -u`).
+    pub(crate) utf8: bool,
+}
+
+impl AttachRequest {
+    pub(crate) fn parse(words: &[&str]) -> Result<AttachRequest> {
+        let [rows, cols, term, utf8] = words else {
+            bail!("expected `attach ROWS COLS TERM UTF8`");
+        };
+        let size = |v: &str| {
+            v.parse::<u16>()
+                .ok()
+                .filter(|n| (1..=4096).contains(n))
+                .ok_or_else(|| anyhow!("bad terminal size '{v}'"))
+        };
+        let term_ok = !term.is_empty()
+            && term.len() <= 64
+            && term
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
+        if !term_ok {
+            bail!("bad TERM '{term}'");
+        }
+        Ok(AttachRequest {
+            rows: size(rows)?,
+            cols: size(cols)?,
+            term: term.to_string(),
+            utf8: *utf8 == "1",
+        })
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "attach {} {} {} {}\n",
+            self.rows,
+            self.cols,
+            self.term,
+            u8::from(self.utf8)
+        )
+    }
 }
 
 /// `airlock run --detach`: start the supervisor in the background and say how to reach it.
@@ -99,10 +224,10 @@ pub(crate) fn start(args: &RunArgs) -> Result<i32> {
         .process_group(0)
         .spawn()
         .context("cannot start the background supervisor")?;
-    // Report a session that failed to start at once instead of leaving the user guessing.
-    let sock = dir.join("tmux/sock");
+    // Report a session that failed to start at once instead of leaving the user guessing. The
+    // supervisor says when the tmux server inside is up.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() && Instant::now() < deadline {
+    while !is_ready(&dir) && Instant::now() < deadline {
         if let Some(status) = child.try_wait()? {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             bail!(
@@ -110,7 +235,7 @@ pub(crate) fn start(args: &RunArgs) -> Result<i32> {
                 log.trim_end()
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     }
     let name = args.name.clone().unwrap_or_else(|| id.clone());
     let mut out = std::io::stdout().lock();
@@ -121,14 +246,18 @@ pub(crate) fn start(args: &RunArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// `airlock attach ID`: wait for the session's tmux to be up, then hand the terminal to tmux.
+/// Whether the session's supervisor reports its tmux session up.
+fn is_ready(dir: &Path) -> bool {
+    control::request(dir, "ready").is_ok_and(|a| a == "ok\n")
+}
+
+/// `airlock attach ID`: wait for the session to be up, have the supervisor start `tmux attach`
+/// inside the sandbox, and relay its terminal to ours.
 pub(crate) fn attach(args: AttachArgs) -> Result<i32> {
-    let tmux = which("tmux").context("attach needs tmux, which is not installed")?;
     let deadline = Instant::now() + Duration::from_secs(args.wait);
     let mut said = false;
-    loop {
+    let r = loop {
         let r = session_dir::find(Some(&args.id))?;
-        let sock = r.dir.join("tmux/sock");
         if r.state != SessionState::Running {
             bail!(
                 "session {} is not running ({:?}); `airlock logs {}` shows what it printed",
@@ -137,28 +266,19 @@ pub(crate) fn attach(args: AttachArgs) -> Result<i32> {
                 r.id
             );
         }
-        let ready = sock.exists()
-            && Command::new(&tmux)
-                .arg("-S")
-                .arg(&sock)
-                .args(["has-session", "-t", TMUX_SESSION])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-        if ready {
-            if said {
-                eprintln!();
+        match control::request(&r.dir, "ready") {
+            Ok(a) if a == "ok\n" => {
+                if said {
+                    eprintln!();
+                }
+                break r;
             }
-            // The session has its own tmux server: attaching from inside the user's own tmux
-            // is fine (tmux refuses nesting only because $TMUX names a server).
-            let err = Command::new(&tmux)
-                .arg("-S")
-                .arg(&sock)
-                .args(["attach-session", "-t", TMUX_SESSION])
-                .env_remove("TMUX")
-                .exec();
-            bail!("cannot run tmux: {err}");
+            Ok(a) if a.starts_with("error: ") => bail!(
+                "session {} cannot be attached: {}",
+                r.id,
+                a.trim_end().trim_start_matches("error: ")
+            ),
+            _ => {}
         }
         if Instant::now() >= deadline {
             bail!(
@@ -175,14 +295,153 @@ pub(crate) fn attach(args: AttachArgs) -> Result<i32> {
             eprint!(".");
         }
         std::thread::sleep(Duration::from_millis(250));
+    };
+    let (rows, cols) = airlock_sandbox::term::terminal_size().unwrap_or((24, 80));
+    let utf8 = airlock_sandbox::term::locale_is_utf8();
+    let term = std::env::var("TERM")
+        .ok()
+        .filter(|t| AttachRequest::parse(&["1", "1", t, "0"]).is_ok())
+        .unwrap_or_else(|| "xterm-256color".to_string());
+    let req = AttachRequest {
+        rows,
+        cols,
+        term,
+        utf8,
+    };
+    let path = r.dir.join("control.sock");
+    let mut stream = UnixStream::connect(&path)
+        .with_context(|| format!("cannot connect to session {} ({})", r.id, path.display()))?;
+    stream.write_all(req.line().as_bytes())?;
+    let (line, pty) = airlock_sandbox::console::recv_fd(&stream)
+        .with_context(|| format!("session {} did not hand over its terminal", r.id))?;
+    let line = String::from_utf8_lossy(&line).trim_end().to_string();
+    let Some(flags) = line.strip_prefix("ok ") else {
+        bail!(
+            "session {} cannot be attached: {}",
+            r.id,
+            line.strip_prefix("error: ").unwrap_or(&line)
+        );
+    };
+    let pty: OwnedFd = pty.with_context(|| format!("session {} passed no terminal", r.id))?;
+    let config = FilterConfig {
+        allow_clipboard: flags == "allow_clipboard=true",
+        utf8,
+    };
+    let mut filter = TermFilter::new(config);
+    airlock_sandbox::console::relay_attached(&pty, &stream, &mut filter)?;
+    audit_terminal(&r.dir.join("audit.jsonl"), &r.id, "attach", &filter);
+    Ok(0)
+}
+
+/// Records what the terminal filter dropped during one relay in the session's audit log.
+pub(crate) fn audit_terminal(log: &Path, session: &str, relay: &str, filter: &TermFilter) {
+    if filter.dropped() == 0 {
+        return;
     }
+    let dropped = filter
+        .counts()
+        .iter()
+        .map(|(k, n)| (k.name().to_string(), *n))
+        .collect();
+    let event = AuditEvent::now(
+        Decision::Deny,
+        Detail::Terminal {
+            relay: relay.to_string(),
+            dropped,
+        },
+    )
+    .session(session.to_string())
+    .rule("builtin:terminal-filter")
+    .reason(format!(
+        "{} control sequence(s) kept from your terminal (clipboard writes, answer-back \
+         queries, window operations); [terminal] allow_clipboard lets clipboard writes through",
+        filter.dropped()
+    ));
+    match AuditLog::open(log) {
+        Ok(a) => {
+            if let Err(e) = a.append(&event) {
+                eprintln!("airlock: warning: cannot write {}: {e}", log.display());
+            }
+        }
+        Err(e) => eprintln!("airlock: warning: {e}"),
+    }
+}
+
+/// Opens `rel` (a path of plain names) under the host-owned directory `dir` without following
+/// any symbolic link on the way (`O_NOFOLLOW` on every component, opened relative to directory
+/// descriptors), without blocking (`O_NONBLOCK`: a FIFO the sandbox planted cannot hang us), and
+/// only if it is a regular file. `Ok(None)` when it does not exist; an error names the path.
+pub(crate) fn open_sandbox_written(dir: &Path, rel: &[&str]) -> Result<Option<std::fs::File>> {
+    let shown = rel.iter().fold(dir.to_path_buf(), |p, c| p.join(c));
+    let refuse = |why: String| {
+        anyhow!(
+            "refusing to read {}: {why} (the sandbox can write there; airlock never follows \
+             what it planted)",
+            shown.display()
+        )
+    };
+    let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut fd = open(dir, dir_flags, Mode::empty())
+        .with_context(|| format!("cannot open {}", dir.display()))?;
+    let Some((last, parents)) = rel.split_last() else {
+        bail!("no file named under {}", dir.display());
+    };
+    let nofollow = |fd: &OwnedFd, name: &str, flags: OFlag| match openat(
+        fd,
+        name,
+        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(f) => Ok(Some(f)),
+        Err(nix::errno::Errno::ENOENT) => Ok(None),
+        Err(nix::errno::Errno::ELOOP) => Err(refuse("it is a symbolic link".into())),
+        Err(nix::errno::Errno::ENOTDIR) => Err(refuse("a component is not a directory".into())),
+        Err(e) => Err(refuse(e.to_string())),
+    };
+    for p in parents {
+        match nofollow(&fd, p, OFlag::O_RDONLY | OFlag::O_DIRECTORY)? {
+            Some(f) => fd = f,
+            None => return Ok(None),
+        }
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    let Some(file) = nofollow(&fd, last, flags)? else {
+        return Ok(None);
+    };
+    let st = fstat(&file).with_context(|| format!("cannot stat {}", shown.display()))?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(refuse("it is not a regular file".into()));
+    }
+    Ok(Some(std::fs::File::from(file)))
+}
+
+/// Copies `rel` under `dir` from byte `offset` to `out`; returns the new offset. A file the
+/// sandbox replaced with a link or a special file is skipped with a warning.
+fn read_from(dir: &Path, rel: &[&str], offset: u64, out: &mut impl Write) -> Result<u64> {
+    let mut file = match open_sandbox_written(dir, rel) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(offset),
+        Err(e) => {
+            eprintln!("airlock: {e:#}");
+            return Ok(offset);
+        }
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // A file that shrank was replaced or truncated: start again from its beginning.
+    let start = if len < offset { 0 } else { offset };
+    file.seek(SeekFrom::Start(start))?;
+    let copied = std::io::copy(&mut (&mut file).take(len - start), out)?;
+    Ok(start + copied)
 }
 
 /// `airlock logs ID [-f]`
 pub(crate) fn logs(args: LogsArgs) -> Result<i32> {
     let r = session_dir::find(Some(&args.id))?;
-    let files = [r.dir.join("session.log"), r.dir.join("tmux/agent.log")];
-    if !files.iter().any(|f| f.exists()) {
+    let files: [&[&str]; 2] = [&["session.log"], &["tmux", "agent.log"]];
+    let exists = |rel: &[&str]| {
+        std::fs::symlink_metadata(rel.iter().fold(r.dir.clone(), |p, c| p.join(c))).is_ok()
+    };
+    if !files.iter().any(|f| exists(f)) {
         bail!(
             "session {} has no logs (only --detach sessions keep their output; its audit log is \
              `airlock audit {}`)",
@@ -192,13 +451,17 @@ pub(crate) fn logs(args: LogsArgs) -> Result<i32> {
     }
     let mut offsets = [0u64; 2];
     let mut out = std::io::stdout().lock();
+    let mut warned = false;
     loop {
-        for (f, off) in files.iter().zip(offsets.iter_mut()) {
-            if let Ok(bytes) = std::fs::read(f) {
-                let start = usize::try_from(*off).unwrap_or(usize::MAX).min(bytes.len());
-                out.write_all(&bytes[start..])?;
-                *off = bytes.len() as u64;
+        for (rel, off) in files.iter().zip(offsets.iter_mut()) {
+            // Warn about a planted file once, not on every round of --follow.
+            if warned && open_sandbox_written(&r.dir, rel).is_err() {
+                continue;
             }
+            if open_sandbox_written(&r.dir, rel).is_err() {
+                warned = true;
+            }
+            *off = read_from(&r.dir, rel, *off, &mut out)?;
         }
         out.flush()?;
         if !args.follow {

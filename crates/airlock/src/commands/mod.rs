@@ -1,7 +1,7 @@
 //! What each subcommand does. Argument types live in `cli`.
 
 mod audit;
-mod detach;
+pub(crate) mod detach;
 mod doctor;
 mod explain;
 mod hook;

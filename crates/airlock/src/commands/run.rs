@@ -8,6 +8,7 @@ use airlock_net::{Egress, EgressConfig};
 use airlock_policy::network::NetworkPolicy;
 use airlock_policy::{ConfigFile, LimitsConfig, NetworkConfig, Policy};
 use airlock_sandbox::cgroup::{Cgroup, CgroupLimits};
+use airlock_sandbox::termfilter::{FilterConfig, TermFilter};
 use airlock_sandbox::{
     GeneratedFile, LaunchOptions, NetListeners, Sandbox, SandboxError, TtySpec, WorkspaceView,
 };
@@ -72,7 +73,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             bail!("the {other:?} backend is not available in this build; use --backend native")
         }
     }
-    if args.detach && args.detached_child.is_none() {
+    // A dry run prints the spec the background session would get and creates nothing.
+    if args.detach && args.detached_child.is_none() && !args.dry_run {
         return super::detach::start(&args);
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
@@ -231,8 +233,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         spec.files.extend(wt.files.iter().cloned());
     }
     agent_state(&mut spec, &args, &workspace, &who)?;
-    if args.detached_child.is_some() {
-        super::detach::wrap_in_tmux(&mut spec, &dir)?;
+    let detached = args.detached_child.is_some();
+    if detached || args.detach {
+        super::detach::wrap_in_tmux(&mut spec, &dir);
     }
     // The command gate inside reads only this, never the sandbox's home or workspace.
     let inner_workspace = spec.workspace.as_ref().map(|w| w.target().clone());
@@ -252,6 +255,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         return Ok(0);
     }
     session_dir::create(&session)?;
+    if detached {
+        super::detach::create_output_dir(&dir)?;
+    }
     if args.mode == Mode::Overlay {
         for d in [&upper, &work] {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
@@ -341,14 +347,30 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             Ok(())
         }
     };
-    control::serve(&rt, &dir, reload.clone())?;
+    let console = if detached {
+        let exec = sandbox
+            .exec_handle()
+            .context("cannot prepare `airlock attach` for this session")?;
+        Some(super::detach::Console::new(
+            exec,
+            policy.terminal.allow_clipboard,
+        ))
+    } else {
+        None
+    };
+    control::serve(&rt, &dir, reload.clone(), console)?;
     let mut on_hup = || match reload() {
         Ok(()) => eprintln!("airlock: session {session}: network policy reloaded"),
         Err(e) => eprintln!(
             "airlock: session {session}: policy reload failed, keeping the current policy: {e:#}"
         ),
     };
-    let status = sandbox.wait_with(Some(&mut on_hup));
+    let mut filter = TermFilter::new(FilterConfig {
+        allow_clipboard: policy.terminal.allow_clipboard,
+        utf8: airlock_sandbox::term::locale_is_utf8(),
+    });
+    let status = sandbox.wait_relaying(Some(&mut on_hup), &mut filter);
+    super::detach::audit_terminal(&dir.join("audit.jsonl"), &session, "run", &filter);
     let _ = audit.append(
         &AuditEvent::now(
             Decision::Info,
