@@ -235,6 +235,12 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
         handed.push(dns_tcp.into());
     }
     apply_rlimits(spec)?;
+    let unix = security::UnixSockets::for_this_kernel();
+    // Opened inside the sandbox's network namespace, where unix diag lists only its sockets.
+    let diag = match unix {
+        security::UnixSockets::Gate => Some(crate::unix_gate::diag_socket()?),
+        security::UnixSockets::Landlock => None,
+    };
 
     security::drop_capabilities()?;
     security::no_new_privs()?;
@@ -253,7 +259,7 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
             .filter(|b| b.writable)
             .map(|b| b.target.clone()),
     );
-    let landlock = security::landlock(&writable)?;
+    let landlock = security::landlock(&writable, unix)?;
     // pid 1 holds the control channel: make its /proc entries root-owned so the agent (same
     // uid) cannot open its memory. The command gets its own dumpable flag back on exec.
     // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
@@ -263,7 +269,15 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
             Errno::last(),
         ));
     }
-    security::seccomp()?;
+    let gate = security::seccomp(unix)?;
+    if let (Some(listener), Some(diag)) = (gate, diag) {
+        // Whoever holds the listener decides the sandbox's connects: the supervisor, and only
+        // it (both copies here close when this scope ends).
+        chan.send(
+            &FromInit::ConnectGate,
+            &[listener.as_raw_fd(), diag.as_raw_fd()],
+        )?;
+    }
 
     let raw: Vec<RawFd> = handed.iter().map(|f| f.as_raw_fd()).collect();
     chan.send(

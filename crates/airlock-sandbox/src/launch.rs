@@ -20,6 +20,7 @@ use crate::init::{FORWARDED, INIT_FD};
 use crate::message::{Channel, FromInit, ToInit};
 use crate::spec::SandboxSpec;
 use crate::term::{get_winsize, set_winsize, RawMode};
+use crate::unix_gate::{Gate, UnixRefusal};
 use crate::{SandboxError, EXIT_FAILURE};
 
 /// Options for starting a sandbox.
@@ -29,6 +30,8 @@ pub struct LaunchOptions {
     pub exe: PathBuf,
     /// The cgroup to place the sandbox in, if any.
     pub cgroup: Option<Cgroup>,
+    /// Where the connect gate reports the unix-socket connects it refused (for the audit log).
+    pub unix_refusals: Option<std::sync::mpsc::Sender<UnixRefusal>>,
 }
 
 /// Listening sockets created inside the sandbox's network namespace.
@@ -49,6 +52,8 @@ pub struct Sandbox {
     /// What Landlock enforces in this sandbox.
     pub landlock: String,
     cgroup: Option<Cgroup>,
+    /// The connect gate serving this sandbox, when Landlock cannot govern unix sockets here.
+    gate: Option<Gate>,
 }
 
 fn supervised_signals() -> SigSet {
@@ -116,6 +121,7 @@ impl Sandbox {
             net: None,
             landlock: String::new(),
             cgroup: opts.cgroup,
+            gate: None,
         };
         if let Some(cg) = &sandbox.cgroup {
             cg.add(sandbox.child.id())?;
@@ -123,7 +129,18 @@ impl Sandbox {
         sandbox
             .chan
             .send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
-        match sandbox.chan.recv::<FromInit>()? {
+        let mut first = sandbox.chan.recv::<FromInit>()?;
+        if let Some((FromInit::ConnectGate, fds)) = first {
+            let mut fds = fds.into_iter();
+            let (Some(listener), Some(diag)) = (fds.next(), fds.next()) else {
+                return Err(SandboxError::Protocol(
+                    "the init stage did not pass the connect gate's descriptors".into(),
+                ));
+            };
+            sandbox.gate = Some(Gate::start(listener, diag, opts.unix_refusals)?);
+            first = sandbox.chan.recv::<FromInit>()?;
+        }
+        match first {
             Some((FromInit::Ready { tty, net, landlock }, fds)) => {
                 let mut fds = fds.into_iter();
                 let mut next = |what: &str| {

@@ -24,6 +24,7 @@ pub mod probe;
 mod security;
 pub mod spec;
 pub mod term;
+pub mod unix_gate;
 
 pub use init::init_main;
 pub use launch::{block_signals, LaunchOptions, NetFds, Sandbox};

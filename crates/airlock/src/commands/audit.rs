@@ -65,6 +65,7 @@ fn human(e: &AuditEvent) -> String {
             None => format!("session {event}"),
         },
         Detail::Suppressed { key, count } => format!("({count} more like {key} not logged)"),
+        Detail::Unix { path, pid } => format!("unix connect {path} (pid {pid})"),
     };
     let rule = e
         .rule
