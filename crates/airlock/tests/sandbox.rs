@@ -1273,3 +1273,360 @@ fn a_full_disk_under_the_session_loses_nothing_written() {
         "{d}"
     );
 }
+
+/// python3 for the unix-socket tests (scripts/test.sh installs it): /usr/bin's, which is bound
+/// into the sandbox whatever the invoker's PATH holds (a pyenv shim would not run inside).
+fn python() -> Option<PathBuf> {
+    let p = PathBuf::from("/usr/bin/python3");
+    if p.is_file() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "python3 is required in CI (scripts/test.sh installs it)"
+    );
+    eprintln!("skipping: /usr/bin/python3 is not installed");
+    None
+}
+
+/// A host daemon for the unix-socket tests: binds `KIND=PATH` sockets (stream, seqpacket,
+/// dgram), logs every connection accepted and datagram received to the log file, and runs until
+/// its stdin closes.
+const HOST_DAEMON: &str = r#"
+import os, socket, sys, threading
+log = open(sys.argv[1], "a", buffering=1)
+types = {"stream": socket.SOCK_STREAM, "seqpacket": socket.SOCK_SEQPACKET, "dgram": socket.SOCK_DGRAM}
+def serve(kind, path, s):
+    while True:
+        if kind == "dgram":
+            log.write("%s got a datagram %r\n" % (path, s.recv(100)))
+        else:
+            c, _ = s.accept()
+            log.write("%s accepted a connection\n" % path)
+            try: c.send(b"host-secret")
+            except OSError: pass
+            c.close()
+for spec in sys.argv[2:]:
+    kind, path = spec.split("=", 1)
+    s = socket.socket(socket.AF_UNIX, types[kind])
+    s.bind(path)
+    os.chmod(path, 0o777)
+    if kind != "dgram":
+        s.listen(64)
+    threading.Thread(target=serve, args=(kind, path, s), daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+
+struct HostDaemon {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl HostDaemon {
+    fn start(py: &Path, dir: &Path, log_name: &str, socks: &[(&str, &Path)]) -> HostDaemon {
+        let script = dir.join("host-daemon.py");
+        std::fs::write(&script, HOST_DAEMON).expect("write daemon");
+        let log = dir.join(log_name);
+        let mut cmd = Command::new(py);
+        cmd.arg(&script).arg(&log).stdin(Stdio::piped());
+        for (kind, path) in socks {
+            cmd.arg(format!("{kind}={}", path.display()));
+        }
+        let child = spawn_until_line(cmd, "ready");
+        HostDaemon { child, log }
+    }
+
+    /// What reached the daemon (empty: nothing did).
+    fn reached(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for HostDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sandbox side of the unix-socket tests. `attack(label, path, kind)` tries to reach a host
+/// socket and prints `label=REACHED ...` or `label=refused ...`; `own(label, path, kind)` tries
+/// a socket created inside and prints `label=ok` or `label=FAILED ...`.
+const SANDBOX_CLIENT: &str = r#"
+import ctypes, os, socket, sys, threading, time
+types = {"stream": socket.SOCK_STREAM, "seqpacket": socket.SOCK_SEQPACKET, "dgram": socket.SOCK_DGRAM}
+def out(s): print(s, flush=True)
+def attack(label, path, kind="stream"):
+    try:
+        s = socket.socket(socket.AF_UNIX, types[kind])
+        if kind == "dgram":
+            s.sendto(b"leak", path)
+            out("%s=REACHED (datagram sent)" % label)
+        else:
+            s.connect(path)
+            out("%s=REACHED (connected)" % label)
+    except OSError as e:
+        out("%s=refused %s" % (label, e))
+def own(label, path, kind="stream", blocking=True):
+    try:
+        s = socket.socket(socket.AF_UNIX, types[kind])
+        s.setblocking(blocking)
+        s.connect(path)
+        out("%s=ok" % label)
+    except OSError as e:
+        out("%s=FAILED %s" % (label, e))
+ws, bound = sys.argv[1], sys.argv[2]
+os.chdir(ws)
+# Host sockets, by every route.
+attack("bound-abs", bound + "/h.sock")
+attack("bound-seqpacket", bound + "/hq.sock", "seqpacket")
+attack("bound-dgram", bound + "/hd.sock", "dgram")
+try:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.sendto(b"leak", bound + "/hd.sock")
+    out("dgram-socketpair=REACHED (datagram sent)")
+except OSError as e:
+    out("dgram-socketpair=refused %s" % e)
+try:
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).sendto(b"leak", bound + "/hd.sock")
+    out("stream-sendto=REACHED (sent)")
+except OSError as e:
+    out("stream-sendto=refused %s" % e)
+if os.path.exists("host.sock"):
+    attack("ws-rel", "host.sock")
+    attack("ws-abs", ws + "/host.sock")
+    os.symlink("host.sock", "link-rel")
+    attack("ws-symlink-rel", "link-rel")
+    try:
+        os.link("host.sock", "hardlink.sock")
+        attack("ws-hardlink", "hardlink.sock")
+    except OSError as e:
+        out("ws-hardlink=refused (no link: %s)" % e)
+os.symlink(bound + "/h.sock", "link-abs")
+attack("symlink-abs", "link-abs")
+os.makedirs("sub/deeper", exist_ok=True)
+os.chdir("sub/deeper")
+attack("dotdot", "../" * 12 + bound.lstrip("/") + "/h.sock")
+if os.path.exists("../../host.sock"):
+    attack("ws-dotdot", "../../host.sock")
+os.chdir(ws)
+fd = os.open(bound + "/h.sock", os.O_PATH)
+attack("proc-self-fd", "/proc/self/fd/%d" % fd)
+attack("proc-pid-fd", "/proc/%d/fd/%d" % (os.getpid(), fd))
+attack("dev-fd", "/dev/fd/%d" % fd)
+# A host socket that appears after the sandbox started.
+open(os.path.join(ws, "waiting"), "w").close()
+for _ in range(200):
+    if os.path.exists(bound + "/late.sock"): break
+    time.sleep(0.05)
+attack("late", bound + "/late.sock")
+# Sockets created inside stay reachable, by every route.
+srv = socket.socket(socket.AF_UNIX); srv.bind("/tmp/own.sock"); srv.listen(64)
+own("own-abs", "/tmp/own.sock")
+own("own-nonblocking", "/tmp/own.sock", blocking=False)
+os.chdir("/tmp"); own("own-rel", "own.sock"); os.chdir(ws)
+srv2 = socket.socket(socket.AF_UNIX); srv2.bind("own-ws.sock"); srv2.listen(64)
+own("own-ws-rel", "own-ws.sock")
+os.chdir("sub/deeper"); own("own-ws-dotdot", "../../own-ws.sock"); os.chdir(ws)
+os.symlink("/tmp/own.sock", "link-own")
+own("own-symlink", "link-own")
+sq = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); sq.bind("/tmp/own-q.sock"); sq.listen(8)
+own("own-seqpacket", "/tmp/own-q.sock", "seqpacket")
+# Races: a symlink swapped, and the address rewritten, while connects run.
+host = bound + "/h.sock"
+mine = "/tmp/" + "r" * (len(host) - len("/tmp/") - len(".sock")) + ".sock"
+assert len(mine) == len(host)
+rs = socket.socket(socket.AF_UNIX); rs.bind(mine); rs.listen(1024)
+stop = False
+def swap():
+    i = 0
+    while not stop:
+        tmp = "race.tmp"
+        try: os.unlink(tmp)
+        except FileNotFoundError: pass
+        os.symlink(host if i % 2 else mine, tmp)
+        os.rename(tmp, "race.sock")
+        i += 1
+t = threading.Thread(target=swap); t.start()
+ok = 0
+for _ in range(300):
+    try:
+        c = socket.socket(socket.AF_UNIX); c.connect("race.sock"); ok += 1; c.close()
+    except OSError:
+        pass
+stop = True; t.join()
+out("race-symlink-own-connects=%d" % ok)
+libc = ctypes.CDLL(None, use_errno=True)
+class SockaddrUn(ctypes.Structure):
+    _fields_ = [("family", ctypes.c_ushort), ("path", ctypes.c_char * 108)]
+addr = SockaddrUn(socket.AF_UNIX, mine.encode())
+stop = False
+def rewrite():
+    i = 0
+    while not stop:
+        ctypes.memmove(ctypes.addressof(addr) + 2, (host if i % 2 else mine).encode(), len(host))
+        i += 1
+t = threading.Thread(target=rewrite); t.start()
+ok = 0
+for _ in range(300):
+    c = socket.socket(socket.AF_UNIX)
+    if libc.connect(c.fileno(), ctypes.byref(addr), ctypes.sizeof(addr)) == 0: ok += 1
+    c.close()
+stop = True; t.join()
+out("race-rewrite-own-connects=%d" % ok)
+out("done")
+"#;
+
+/// Runs the client in `mode` against host sockets in `bound` (bound read-only through a policy
+/// file) and, in bind mode, in the workspace; creates `late.sock` once the client waits for it.
+/// Returns the client's report and what reached the host.
+fn unix_attempts(py: &Path, mode: &str) -> (String, String) {
+    let ws = Ws::new();
+    let bound = tempfile::Builder::new()
+        .prefix("airlock-test-bound-")
+        .tempdir()
+        .expect("tempdir");
+    let b = bound.path();
+    let host_ws = ws.path().join("host.sock");
+    let daemon = HostDaemon::start(
+        py,
+        ws.data.path(),
+        "reached.log",
+        &[
+            ("stream", &b.join("h.sock")),
+            ("seqpacket", &b.join("hq.sock")),
+            ("dgram", &b.join("hd.sock")),
+            ("stream", &host_ws),
+        ],
+    );
+    std::fs::write(ws.path().join("client.py"), SANDBOX_CLIENT).expect("write client");
+    let policy = ws.data.path().join("bind-it.toml");
+    std::fs::write(
+        &policy,
+        format!("[filesystem]\nread_only = [\"{}\"]\n", b.display()),
+    )
+    .expect("write policy");
+    let child = ws
+        .airlock()
+        .args(["run", "--mode", mode, "--policy"])
+        .arg(&policy)
+        .arg("--workspace")
+        .arg(ws.path())
+        .arg("--")
+        .arg(py)
+        .arg("client.py")
+        .arg(ws.path())
+        .arg(b)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run airlock");
+    // In overlay mode the marker lands in the upper layer, under the session directory.
+    let waiting = || {
+        ws.path().join("waiting").exists()
+            || walk_has(ws.data.path(), std::ffi::OsStr::new("waiting"))
+    };
+    let late = if wait_until(Duration::from_secs(30), waiting) {
+        Some(HostDaemon::start(
+            py,
+            ws.data.path(),
+            "reached-late.log",
+            &[("stream", &b.join("late.sock"))],
+        ))
+    } else {
+        None
+    };
+    let o = child.wait_with_output().expect("wait");
+    let report = format!("{}\n--- stderr\n{}", stdout(&o), stderr(&o));
+    assert!(
+        late.is_some(),
+        "the client never waited for the late socket:\n{report}"
+    );
+    let reached = daemon.reached() + &late.map(|d| d.reached()).unwrap_or_default();
+    (report, reached)
+}
+
+fn walk_has(dir: &Path, name: &std::ffi::OsStr) -> bool {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        e.file_name() == name
+            || (e.file_type().is_ok_and(|t| t.is_dir()) && walk_has(&e.path(), name))
+    })
+}
+
+/// Guarantee 3: host unix sockets under bound directories (a read-only bind, the bind-mode
+/// workspace, the overlay's lower layer) are unreachable by stream, seqpacket and datagram, by
+/// every route to them (relative, `..`, symlinks, hard links, /proc fd links, a socket created
+/// after the start, races on the path and on the address); sockets created inside stay
+/// reachable by the same routes.
+#[test]
+fn host_unix_sockets_in_bound_directories_are_unreachable() {
+    let Some(py) = python() else {
+        return;
+    };
+    for mode in ["bind", "overlay"] {
+        let (report, reached) = unix_attempts(&py, mode);
+        assert!(
+            reached.is_empty(),
+            "{mode}: host sockets were reached:\n{reached}\n{report}"
+        );
+        assert!(
+            report.contains("done\n"),
+            "{mode}: client did not finish:\n{report}"
+        );
+        assert!(!report.contains("=REACHED"), "{mode}:\n{report}");
+        assert!(
+            !report.contains("=FAILED"),
+            "{mode}: an own socket was refused:\n{report}"
+        );
+        for label in [
+            "bound-abs=refused",
+            "bound-seqpacket=refused",
+            "bound-dgram=refused",
+            "dgram-socketpair=refused",
+            "stream-sendto=refused",
+            "symlink-abs=refused",
+            "dotdot=refused",
+            "proc-self-fd=refused",
+            "proc-pid-fd=refused",
+            "dev-fd=refused",
+            "late=refused",
+            "own-abs=ok",
+            "own-nonblocking=ok",
+            "own-rel=ok",
+            "own-ws-rel=ok",
+            "own-ws-dotdot=ok",
+            "own-symlink=ok",
+            "own-seqpacket=ok",
+        ] {
+            assert!(report.contains(label), "{mode}: no {label}:\n{report}");
+        }
+        for label in [
+            "ws-rel",
+            "ws-abs",
+            "ws-symlink-rel",
+            "ws-hardlink",
+            "ws-dotdot",
+        ] {
+            assert!(
+                report.contains(&format!("{label}=refused")),
+                "{mode}: no {label}=refused:\n{report}"
+            );
+        }
+        // The races ran against both targets: the inside socket was reached in some rounds.
+        for label in ["race-symlink-own-connects=", "race-rewrite-own-connects="] {
+            let n: u32 = report
+                .lines()
+                .find_map(|l| l.strip_prefix(label))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{mode}: no {label}:\n{report}"));
+            assert!(
+                n > 0,
+                "{mode}: {label}{n}: the race never reached the own socket"
+            );
+        }
+    }
+}
