@@ -43,7 +43,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -52,7 +52,7 @@ use nix::unistd::Pid;
 
 use crate::SandboxError;
 
-/// Connects on blocking sockets in flight at once; past it a connect gets EAGAIN.
+/// Connects on blocking sockets in flight at once (worker threads); past it a connect gets EAGAIN.
 const MAX_IN_FLIGHT: usize = 256;
 /// sizeof(struct sockaddr_storage): the kernel refuses longer addresses with EINVAL.
 const MAX_ADDR: usize = 128;
@@ -110,7 +110,7 @@ impl Gate {
             listener: Arc::new(listener),
             diag,
             refusals,
-            in_flight: Arc::new(AtomicUsize::new(0)),
+            workers: Workers::new(),
             seq: 0,
         };
         let thread = std::thread::Builder::new()
@@ -139,8 +139,67 @@ struct Served {
     listener: Arc<OwnedFd>,
     diag: OwnedFd,
     refusals: Option<Sender<UnixRefusal>>,
-    in_flight: Arc<AtomicUsize>,
+    workers: Workers,
     seq: u32,
+}
+
+/// A connect for a worker: what to connect, and the notification to answer.
+type Job = (Prepared, u64);
+
+/// The threads that make connects on blocking sockets, so that one that waits (a peer with a
+/// full backlog) never stalls the notification loop. Reused, and grown on demand up to
+/// [`MAX_IN_FLIGHT`]; they end when the gate does (the job queue closes).
+struct Workers {
+    jobs: std::sync::mpsc::Sender<Job>,
+    queue: Arc<Mutex<std::sync::mpsc::Receiver<Job>>>,
+    /// Workers waiting for a job, none of them promised to a job already sent.
+    idle: Arc<AtomicUsize>,
+    total: usize,
+}
+
+impl Workers {
+    fn new() -> Workers {
+        let (jobs, queue) = std::sync::mpsc::channel();
+        Workers {
+            jobs,
+            queue: Arc::new(Mutex::new(queue)),
+            idle: Arc::new(AtomicUsize::new(0)),
+            total: 0,
+        }
+    }
+
+    /// Hands `job` to an idle worker, or a new one; gives it back when there is none to be had.
+    fn dispatch(&mut self, listener: &Arc<OwnedFd>, job: Job) -> Result<(), Job> {
+        let reserved = self
+            .idle
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if !reserved {
+            if self.total >= MAX_IN_FLIGHT {
+                return Err(job);
+            }
+            let (listener, queue, idle) = (listener.clone(), self.queue.clone(), self.idle.clone());
+            let spawned = std::thread::Builder::new()
+                .name("airlock-connect".into())
+                .spawn(move || loop {
+                    let next = match queue.lock() {
+                        Ok(q) => q.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((prepared, id)) = next else {
+                        return;
+                    };
+                    reply(listener.as_raw_fd(), id, prepared.connect());
+                    drop(prepared);
+                    idle.fetch_add(1, Ordering::SeqCst);
+                });
+            if spawned.is_err() {
+                return Err(job);
+            }
+            self.total += 1;
+        }
+        self.jobs.send(job).map_err(|e| e.0)
+    }
 }
 
 /// One connect(2) waiting for an answer.
@@ -243,23 +302,8 @@ impl Served {
             let r = prepared.connect();
             return reply(listener, req.id, r);
         }
-        if self.in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            return reply(listener, req.id, Err(Errno::EAGAIN));
-        }
-        let listener = self.listener.clone();
-        let in_flight = self.in_flight.clone();
-        let id = req.id;
-        let spawned = std::thread::Builder::new()
-            .name("airlock-connect".into())
-            .spawn(move || {
-                let r = prepared.connect();
-                reply(listener.as_raw_fd(), id, r);
-                in_flight.fetch_sub(1, Ordering::SeqCst);
-            });
-        if spawned.is_err() {
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            reply(self.listener.as_raw_fd(), id, Err(Errno::EAGAIN));
+        if let Err((_, id)) = self.workers.dispatch(&self.listener, (prepared, req.id)) {
+            reply(listener, id, Err(Errno::EAGAIN));
         }
     }
 
