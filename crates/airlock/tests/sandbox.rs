@@ -1354,7 +1354,7 @@ impl Drop for HostDaemon {
 /// socket and prints `label=REACHED ...` or `label=refused ...`; `own(label, path, kind)` tries
 /// a socket created inside and prints `label=ok` or `label=FAILED ...`.
 const SANDBOX_CLIENT: &str = r#"
-import ctypes, os, socket, sys, threading, time
+import ctypes, os, random, socket, sys, threading, time
 types = {"stream": socket.SOCK_STREAM, "seqpacket": socket.SOCK_SEQPACKET, "dgram": socket.SOCK_DGRAM}
 def out(s): print(s, flush=True)
 def attack(label, path, kind="stream"):
@@ -1433,6 +1433,22 @@ os.symlink("/tmp/own.sock", "link-own")
 own("own-symlink", "link-own")
 sq = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); sq.bind("/tmp/own-q.sock"); sq.listen(8)
 own("own-seqpacket", "/tmp/own-q.sock", "seqpacket")
+# A connect that waits (its peer's backlog is full) stalls no other connect.
+full = socket.socket(socket.AF_UNIX); full.bind("/tmp/full.sock"); full.listen(0)
+fillers = []
+for _ in range(64):
+    f = socket.socket(socket.AF_UNIX); f.setblocking(False)
+    try: f.connect("/tmp/full.sock")
+    except BlockingIOError: break
+    except OSError: break
+    fillers.append(f)
+threading.Thread(target=lambda: socket.socket(socket.AF_UNIX).connect("/tmp/full.sock"), daemon=True).start()
+time.sleep(0.2)
+done_flag = []
+def other():
+    own("own-while-one-waits", "/tmp/own.sock"); done_flag.append(1)
+t = threading.Thread(target=other, daemon=True); t.start(); t.join(10)
+if not done_flag: out("own-while-one-waits=FAILED (stalled)")
 # Races: a symlink swapped, and the address rewritten, while connects run.
 host = bound + "/h.sock"
 mine = "/tmp/" + "r" * (len(host) - len("/tmp/") - len(".sock")) + ".sock"
@@ -1445,16 +1461,17 @@ def swap():
         tmp = "race.tmp"
         try: os.unlink(tmp)
         except FileNotFoundError: pass
-        os.symlink(host if i % 2 else mine, tmp)
+        os.symlink(random.choice((host, mine)), tmp)
         os.rename(tmp, "race.sock")
         i += 1
 t = threading.Thread(target=swap); t.start()
 ok = 0
-for _ in range(300):
+for i in range(2000):
     try:
         c = socket.socket(socket.AF_UNIX); c.connect("race.sock"); ok += 1; c.close()
     except OSError:
         pass
+    if i >= 300 and ok >= 10: break
 stop = True; t.join()
 out("race-symlink-own-connects=%d" % ok)
 libc = ctypes.CDLL(None, use_errno=True)
@@ -1465,14 +1482,15 @@ stop = False
 def rewrite():
     i = 0
     while not stop:
-        ctypes.memmove(ctypes.addressof(addr) + 2, (host if i % 2 else mine).encode(), len(host))
+        ctypes.memmove(ctypes.addressof(addr) + 2, random.choice((host, mine)).encode(), len(host))
         i += 1
 t = threading.Thread(target=rewrite); t.start()
 ok = 0
-for _ in range(300):
+for i in range(2000):
     c = socket.socket(socket.AF_UNIX)
     if libc.connect(c.fileno(), ctypes.byref(addr), ctypes.sizeof(addr)) == 0: ok += 1
     c.close()
+    if i >= 300 and ok >= 10: break
 stop = True; t.join()
 out("race-rewrite-own-connects=%d" % ok)
 out("done")
@@ -1507,7 +1525,7 @@ fn unix_attempts(py: &Path, mode: &str) -> (String, String) {
         format!("[filesystem]\nread_only = [\"{}\"]\n", b.display()),
     )
     .expect("write policy");
-    let child = ws
+    let mut child = ws
         .airlock()
         .args(["run", "--mode", mode, "--policy"])
         .arg(&policy)
@@ -1523,10 +1541,8 @@ fn unix_attempts(py: &Path, mode: &str) -> (String, String) {
         .spawn()
         .expect("run airlock");
     // In overlay mode the marker lands in the upper layer, under the session directory.
-    let waiting = || {
-        ws.path().join("waiting").exists()
-            || walk_has(ws.data.path(), std::ffi::OsStr::new("waiting"))
-    };
+    let waiting =
+        || ws.path().join("waiting").exists() || !find_files(ws.data.path(), "waiting").is_empty();
     let late = if wait_until(Duration::from_secs(30), waiting) {
         Some(HostDaemon::start(
             py,
@@ -1537,24 +1553,60 @@ fn unix_attempts(py: &Path, mode: &str) -> (String, String) {
     } else {
         None
     };
-    let o = child.wait_with_output().expect("wait");
-    let report = format!("{}\n--- stderr\n{}", stdout(&o), stderr(&o));
+    // A stalled gate must fail the test, not hang it. The pipes are drained by threads so the
+    // client never blocks on a full one while we wait.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let finished = wait_until(Duration::from_secs(120), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !finished {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    let report = format!(
+        "{}\n--- stderr\n{}",
+        out_t.join().unwrap_or_default(),
+        err_t.join().unwrap_or_default()
+    );
+    assert!(finished, "the client did not finish in 120 s:\n{report}");
     assert!(
         late.is_some(),
         "the client never waited for the late socket:\n{report}"
     );
     let reached = daemon.reached() + &late.map(|d| d.reached()).unwrap_or_default();
-    (report, reached)
+    let audit = find_files(ws.data.path(), "audit.jsonl")
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect::<String>();
+    (report + "\n--- audit\n" + &audit, reached)
 }
 
-fn walk_has(dir: &Path, name: &std::ffi::OsStr) -> bool {
+fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
     let Ok(rd) = std::fs::read_dir(dir) else {
-        return false;
+        return Vec::new();
     };
-    rd.flatten().any(|e| {
-        e.file_name() == name
-            || (e.file_type().is_ok_and(|t| t.is_dir()) && walk_has(&e.path(), name))
-    })
+    rd.flatten()
+        .flat_map(|e| {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                find_files(&e.path(), name)
+            } else if e.file_name() == name {
+                vec![e.path()]
+            } else {
+                Vec::new()
+            }
+        })
+        .collect()
 }
 
 /// Guarantee 3: host unix sockets under bound directories (a read-only bind, the bind-mode
@@ -1601,6 +1653,7 @@ fn host_unix_sockets_in_bound_directories_are_unreachable() {
             "own-ws-dotdot=ok",
             "own-symlink=ok",
             "own-seqpacket=ok",
+            "own-while-one-waits=ok",
         ] {
             assert!(report.contains(label), "{mode}: no {label}:\n{report}");
         }
@@ -1616,6 +1669,12 @@ fn host_unix_sockets_in_bound_directories_are_unreachable() {
                 "{mode}: no {label}=refused:\n{report}"
             );
         }
+        // Each refusal is an audit event naming the path.
+        let named = format!("\"kind\":\"unix\",\"path\":\"{}", "link-abs");
+        assert!(
+            report.contains(&named),
+            "{mode}: no audit event for link-abs:\n{report}"
+        );
         // The races ran against both targets: the inside socket was reached in some rounds.
         for label in ["race-symlink-own-connects=", "race-rewrite-own-connects="] {
             let n: u32 = report
