@@ -73,7 +73,7 @@ pub(crate) fn no_new_privs() -> Result<(), SandboxError> {
 }
 
 /// The Landlock ABI that added `LANDLOCK_ACCESS_FS_RESOLVE_UNIX` (connect(2) and sendmsg(2) to
-/// pathname unix sockets; Linux 7.1, include/uapi/linux/landlock.h). From this ABI on, Landlock
+/// pathname unix sockets; include/uapi/linux/landlock.h, merged in April 2026). From this ABI on, Landlock
 /// alone keeps the sandbox off host unix sockets; below it, the connect gate does
 /// ([`crate::unix_gate`]).
 pub(crate) const LANDLOCK_RESOLVE_UNIX_ABI: i64 = 9;

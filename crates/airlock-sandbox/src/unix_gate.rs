@@ -283,7 +283,6 @@ impl Served {
         let prepared = match self.prepare(&req) {
             Ok(p) => p,
             Err(Answer::Errno(e)) => return reply(listener, req.id, Err(e)),
-            Err(Answer::Gone) => return,
             Err(Answer::Refused { path, reason }) => {
                 if let Some(tx) = &self.refusals {
                     let _ = tx.send(UnixRefusal {
@@ -315,17 +314,21 @@ impl Served {
             Ok(l) if l <= MAX_ADDR => l,
             _ => return Err(Answer::Errno(Errno::EINVAL)),
         };
-        let pidfd = pidfd_open(req.pid).map_err(|_| Answer::Gone)?;
+        // Every failure below is answered (a refusal): an unanswered notification would leave
+        // the caller blocked for good, and an answer to a caller that has gone is dropped.
+        let pidfd = pidfd_open(req.pid).map_err(|e| refused_by_gate("pidfd_open", e))?;
         let addr = read_addr(req.pid, req.addr, len)?;
         let dest = classify(&addr);
         let fs = match &dest {
-            Dest::UnixPath(_) => Some(CallerFs::open(req.pid).map_err(|_| Answer::Gone)?),
+            Dest::UnixPath(_) => {
+                Some(CallerFs::open(req.pid).map_err(|e| refused_by_gate("open its root", e))?)
+            }
             Dest::Direct => None,
         };
         // The pid named the caller while we read its memory and opened its root: it is still
         // blocked in this very notification.
         if !id_valid(self.listener.as_raw_fd(), req.id) {
-            return Err(Answer::Gone);
+            return Err(Answer::Errno(Errno::EACCES));
         }
         let sock = pidfd_getfd(&pidfd, req.fd).map_err(Answer::Errno)?;
         let target = match (dest, fs) {
@@ -472,14 +475,21 @@ fn encode_dev(major: u32, minor: u32) -> u32 {
     (major << 20) | (minor & 0xf_ffff)
 }
 
+/// The gate could not look at the caller (it has gone, or the host forbids the supervisor to
+/// read it, e.g. Yama ptrace_scope 3): refuse, and say so in the log.
+fn refused_by_gate(step: &str, e: Errno) -> Answer {
+    if e != Errno::ESRCH {
+        tracing::warn!("connect gate: {step} failed ({e}); the connect is refused");
+    }
+    Answer::Errno(Errno::EACCES)
+}
+
 /// Why a request is answered without a connect.
 enum Answer {
     /// Fail the connect with this errno.
     Errno(Errno),
     /// A socket outside the sandbox: EACCES, and reported.
     Refused { path: String, reason: String },
-    /// The caller is gone; nothing to answer.
-    Gone,
 }
 
 enum Target {
@@ -612,14 +622,14 @@ fn read_addr(pid: u32, addr: u64, len: usize) -> Result<Vec<u8>, Answer> {
         return Ok(buf);
     }
     let base = usize::try_from(addr).map_err(|_| Answer::Errno(Errno::EFAULT))?;
-    let pid = Pid::from_raw(i32::try_from(pid).map_err(|_| Answer::Gone)?);
+    let pid = Pid::from_raw(i32::try_from(pid).map_err(|_| Answer::Errno(Errno::EACCES))?);
     let n = process_vm_readv(
         pid,
         &mut [IoSliceMut::new(&mut buf)],
         &[RemoteIoVec { base, len }],
     )
     .map_err(|e| match e {
-        Errno::ESRCH => Answer::Gone,
+        Errno::ESRCH | Errno::EPERM => refused_by_gate("process_vm_readv", e),
         _ => Answer::Errno(Errno::EFAULT),
     })?;
     if n != len {
