@@ -225,7 +225,16 @@ fn unix_socket_check(abi: i64) -> Check {
     } else {
         let notif = read("/proc/sys/kernel/seccomp/actions_avail")
             .is_some_and(|a| a.split_whitespace().any(|w| w == "user_notif"));
-        if notif {
+        // The gate takes the caller's socket with pidfd_getfd, a ptrace-attach check: Yama's
+        // scope 3 forbids it to everyone (scopes 1 and 2 allow the supervisor, which is the
+        // sandbox's ancestor and owns its user namespace).
+        let yama = read("/proc/sys/kernel/yama/ptrace_scope");
+        if yama.as_deref() == Some("3") {
+            Err(format!(
+                "Landlock ABI {abi} has no pathname unix socket right (ABI {right} has), and the \
+                 connect gate cannot work under kernel.yama.ptrace_scope=3"
+            ))
+        } else if notif {
             Ok(format!(
                 "Landlock ABI {abi} has no pathname unix socket right (ABI {right} has): the \
                  supervisor's connect gate (seccomp user notification) decides every connect; \

@@ -518,6 +518,30 @@ mod tests {
             .any(|i| i.k == libc::SECCOMP_RET_USER_NOTIF && i.code == 0x06));
     }
 
+    /// The Landlock mechanism for unix sockets runs only fully enforced: below ABI 9 it is an
+    /// error, never a silently open sandbox. Run on a thread of its own (no_new_privs and
+    /// Landlock apply to the calling thread only), so the test process is not restricted.
+    #[test]
+    fn landlock_unix_mode_never_runs_unenforced() {
+        let abi = crate::host::landlock_abi();
+        let r = std::thread::spawn(|| {
+            no_new_privs().expect("no_new_privs");
+            landlock(&[PathBuf::from("/tmp")], UnixSockets::Landlock)
+        })
+        .join()
+        .expect("thread");
+        if abi >= LANDLOCK_RESOLVE_UNIX_ABI {
+            assert!(r.expect("enforced").contains("unix sockets: Landlock"));
+        } else {
+            let e = r.expect_err("must refuse below ABI 9").to_string();
+            assert!(e.contains("was not enforced"), "{e}");
+        }
+        assert_eq!(
+            UnixSockets::for_this_kernel() == UnixSockets::Landlock,
+            abi >= LANDLOCK_RESOLVE_UNIX_ABI
+        );
+    }
+
     #[test]
     fn every_denied_call_has_a_reason() {
         for d in DENIED.iter().chain(DENIED_ARCH) {

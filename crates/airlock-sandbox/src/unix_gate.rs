@@ -350,6 +350,11 @@ impl Served {
             // A magic link (/proc/self/fd/N, /proc/PID/root) would be resolved by the
             // supervisor, not the caller: never followed.
             Errno::ELOOP => refuse("the path goes through a /proc magic link or a loop".into()),
+            // /proc/self and /dev/fd name the supervisor there, which the sandbox's /proc
+            // does not know.
+            Errno::ENOENT if through_proc(path) => {
+                refuse("paths through /proc/self and /dev/fd are not followed".into())
+            }
             e => Answer::Errno(e),
         })?;
         let st = statx_fd(&file).map_err(Answer::Errno)?;
@@ -467,6 +472,19 @@ fn parse_diag(mut data: &[u8], seq: u32, out: &mut HashSet<(u32, u32)>) -> Resul
         }
     }
     Ok(false)
+}
+
+/// Whether `path` starts in /proc or /dev/fd (descriptor links, resolved per process).
+fn through_proc(path: &[u8]) -> bool {
+    [
+        &b"/proc/"[..],
+        b"/dev/fd/",
+        b"/dev/stdin",
+        b"/dev/stdout",
+        b"/dev/stderr",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p))
 }
 
 /// The kernel's internal dev_t (MKDEV of include/linux/kdev_t.h: 12 bits of major above 20 of
@@ -590,19 +608,32 @@ fn id_valid(listener: RawFd, id: u64) -> bool {
 }
 
 fn pidfd_open(tid: u32) -> Result<OwnedFd, Errno> {
-    let mut last = Errno::ESRCH;
-    // A thread's own pidfd (6.9+); before that, a thread-group leader's.
-    for flags in [PIDFD_THREAD, 0] {
-        // SAFETY: pidfd_open takes integers and returns a new descriptor or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, flags) };
-        if fd >= 0 {
-            let fd = i32::try_from(fd).map_err(|_| Errno::EBADF)?;
-            // SAFETY: the kernel just gave us `fd`.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-        last = Errno::last();
+    // A thread's own pidfd (PIDFD_THREAD, Linux 6.9); before that, one of its thread group,
+    // whose descriptor table the thread shares (a thread with a table of its own then gets
+    // EBADF or another socket of the same sandbox, never anything else).
+    match raw_pidfd_open(tid, PIDFD_THREAD) {
+        Err(Errno::EINVAL) => {}
+        other => return other,
     }
-    Err(last)
+    let status =
+        std::fs::read_to_string(format!("/proc/{tid}/status")).map_err(|_| Errno::ESRCH)?;
+    let tgid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .ok_or(Errno::ESRCH)?;
+    raw_pidfd_open(tgid, 0)
+}
+
+fn raw_pidfd_open(pid: u32, flags: libc::c_uint) -> Result<OwnedFd, Errno> {
+    // SAFETY: pidfd_open takes integers and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    let fd = i32::try_from(fd).map_err(|_| Errno::EBADF)?;
+    // SAFETY: the kernel just gave us `fd`.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn pidfd_getfd(pidfd: &OwnedFd, fd: i32) -> Result<OwnedFd, Errno> {
