@@ -290,7 +290,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     let net = sandbox
         .take_net()
         .ok_or_else(|| anyhow!("the sandbox did not hand over its network sockets"))?;
-    // Threads start only now, after the signal mask is set and the sandbox is forked.
+    // Threads start only now, after the signal mask is set and the sandbox is forked (the
+    // connect gate's thread, started by `launch` once init is running, has the same mask).
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("airlock-egress")
