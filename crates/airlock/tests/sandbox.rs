@@ -703,6 +703,19 @@ fn doctor_reports_this_host() {
     ] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
+    // Which mechanism keeps the sandbox off host unix sockets, and the Landlock ABI it depends on.
+    let unix = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "unix sockets")
+        .unwrap_or_else(|| panic!("no unix sockets row: {report}"));
+    let detail = unix["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("Landlock ABI ")
+            && (detail.contains("connect gate") || detail.contains("RESOLVE_UNIX")),
+        "{unix}"
+    );
     // A missing piece says what it costs.
     for c in report["checks"].as_array().expect("checks") {
         if c["ok"] == false {
