@@ -297,6 +297,9 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
             e,
         )
     })?;
+    if unix == security::UnixSockets::Gate && spec.tty.is_none() {
+        refuse_datagram_stdio()?;
+    }
     let program = resolve(spec)?;
     let child = spawn(spec, &program, tty_slave.as_ref().map(|f| f.as_raw_fd()))?;
     drop(tty_slave);
@@ -305,6 +308,39 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
     let status = reap(child, mask);
     let _ = chan.send(&FromInit::Exited { status }, &[]);
     Ok(status)
+}
+
+/// Under the connect gate the sandbox may hold no unix datagram socket (it could sendto(2) any
+/// host socket by path); the only ones it could get without creating them are the stdin, stdout
+/// and stderr airlock was started with.
+fn refuse_datagram_stdio() -> Result<(), SandboxError> {
+    for (fd, name) in [(0, "stdin"), (1, "stdout"), (2, "stderr")] {
+        let opt = |o: libc::c_int| -> Option<libc::c_int> {
+            let mut v: libc::c_int = 0;
+            let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).ok()?;
+            // SAFETY: getsockopt writes at most `len` bytes (one int) into `v`; a descriptor that
+            // is not a socket just fails with ENOTSOCK.
+            let rc = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    o,
+                    (&mut v as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            (rc == 0).then_some(v)
+        };
+        if opt(libc::SO_DOMAIN) == Some(libc::AF_UNIX)
+            && opt(libc::SO_TYPE) == Some(libc::SOCK_DGRAM)
+        {
+            return Err(SandboxError::Setup(format!(
+                "airlock's {name} is a unix datagram socket, which could send to any host socket \
+                 from inside the sandbox; run airlock with a pipe, a file or a terminal there"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// pid 1's loop: reap every orphan, forward signals to the command, return its status.

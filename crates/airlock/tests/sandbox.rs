@@ -1702,3 +1702,44 @@ fn host_unix_sockets_in_bound_directories_are_unreachable() {
         }
     }
 }
+
+/// A unix datagram socket handed in as stdout could send to any host socket by path: refused
+/// up front (where Landlock cannot govern unix sockets), while a stream socket stays fine.
+#[test]
+fn a_datagram_socket_as_stdio_is_refused() {
+    let doctor = Command::new(bin())
+        .args(["doctor", "--json"])
+        .output()
+        .expect("doctor");
+    if String::from_utf8_lossy(&doctor.stdout).contains("RESOLVE_UNIX") {
+        eprintln!("Landlock governs unix sockets here: datagram stdio is allowed");
+        return;
+    }
+    let ws = Ws::new();
+    let (dgram, _peer) = std::os::unix::net::UnixDatagram::pair().expect("pair");
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--", "true"])
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(dgram)))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("stdout is a unix datagram socket"),
+        "{}",
+        stderr(&o)
+    );
+    let (stream, mut peer) = std::os::unix::net::UnixStream::pair().expect("pair");
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--", "echo", "through"])
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(stream)))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut got = [0u8; 8];
+    std::io::Read::read_exact(&mut peer, &mut got).expect("read");
+    assert_eq!(&got, b"through\n");
+}
