@@ -34,7 +34,10 @@
 //!
 //! Known limits: the connect is made with the supervisor's credentials, so file permissions of a
 //! socket the sandbox bound itself are not re-checked (it owns both ends anyway); unix diag
-//! reports 32-bit inode numbers, so an inode whose number does not fit is refused.
+//! reports 32-bit inode numbers, so an inode whose number does not fit is refused, and where a
+//! filesystem records birth times a socket file older than the session is refused whatever its
+//! number (the residual: a host socket created during the session on a shared filesystem whose
+//! inode numbers exceed 32 bits, aliasing one the sandbox bound).
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -112,6 +115,7 @@ impl Gate {
             refusals,
             workers: Workers::new(),
             seq: 0,
+            started: unix_now(),
         };
         let thread = std::thread::Builder::new()
             .name("airlock-connect-gate".into())
@@ -141,6 +145,8 @@ struct Served {
     refusals: Option<Sender<UnixRefusal>>,
     workers: Workers,
     seq: u32,
+    /// When the gate started (seconds since the epoch), before the command could bind anything.
+    started: i64,
 }
 
 /// A connect for a worker: what to connect, and the notification to answer.
@@ -367,6 +373,15 @@ impl Served {
             .map_err(|e| refuse(format!("cannot list the sandbox's own sockets ({e})")))?;
         let dev = encode_dev(st.stx_dev_major, st.stx_dev_minor);
         match u32::try_from(st.stx_ino) {
+            // A second witness where the filesystem records birth times: a socket file older
+            // than the session is not the sandbox's, whatever its inode number says (unix diag
+            // gives only 32 bits of it, see the module doc). Two seconds of slack for clocks.
+            Ok(_)
+                if st.stx_mask & libc::STATX_BTIME != 0
+                    && st.stx_btime.tv_sec < self.started - 2 =>
+            {
+                Err(refuse("the socket file is older than the session".into()))
+            }
             Ok(ino) if inside.contains(&(dev, ino)) => Ok(file),
             Ok(_) => Err(refuse(
                 "the socket was not created inside the sandbox".into(),
@@ -472,6 +487,12 @@ fn parse_diag(mut data: &[u8], seq: u32, out: &mut HashSet<(u32, u32)>) -> Resul
         }
     }
     Ok(false)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Whether `path` starts in /proc or /dev/fd (descriptor links, resolved per process).
@@ -789,7 +810,7 @@ fn statx_fd(fd: &OwnedFd) -> Result<libc::statx, Errno> {
             fd.as_raw_fd(),
             empty.as_ptr(),
             libc::AT_EMPTY_PATH | libc::AT_STATX_SYNC_AS_STAT,
-            libc::STATX_TYPE | libc::STATX_INO | libc::STATX_MNT_ID,
+            libc::STATX_TYPE | libc::STATX_INO | libc::STATX_MNT_ID | libc::STATX_BTIME,
             &mut st,
         )
     };
