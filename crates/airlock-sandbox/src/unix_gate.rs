@@ -28,7 +28,7 @@
 //! Refusals are EACCES, the errno Landlock's own unix-socket right gives, and are reported (the
 //! supervisor writes a rate-limited audit event naming the path). Any failure of the gate itself
 //! refuses; if the supervisor dies, the listener closes and every connect fails with ENOSYS.
-//! A connect on a blocking socket runs in a thread of its own, so a peer with a full backlog
+//! A connect on a blocking socket runs on a worker thread (reused), so a peer with a full backlog
 //! cannot stall the others. Cost: one round trip to the supervisor per connect(2) (tens of
 //! microseconds), plus a diag dump of the sandbox's unix sockets for a pathname.
 //!
