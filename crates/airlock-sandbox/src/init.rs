@@ -273,8 +273,26 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
     if let (Some(listener), Some(diag)) = (gate, diag) {
         // Whoever holds the listener decides the sandbox's connects: the supervisor, and only
         // it (both copies here close when this scope ends).
+        let private_devs = [
+            Path::new("/tmp"),
+            spec.home.as_path(),
+            Path::new("/dev/shm"),
+        ]
+        .iter()
+        .filter_map(|p| nix::sys::stat::stat(*p).ok())
+        .map(|st| {
+            let (major, minor) = (
+                nix::sys::stat::major(st.st_dev),
+                nix::sys::stat::minor(st.st_dev),
+            );
+            (
+                u32::try_from(major).unwrap_or(u32::MAX),
+                u32::try_from(minor).unwrap_or(u32::MAX),
+            )
+        })
+        .collect();
         chan.send(
-            &FromInit::ConnectGate,
+            &FromInit::ConnectGate { private_devs },
             &[listener.as_raw_fd(), diag.as_raw_fd()],
         )?;
     }

@@ -130,14 +130,19 @@ impl Sandbox {
             .chan
             .send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
         let mut first = sandbox.chan.recv::<FromInit>()?;
-        if let Some((FromInit::ConnectGate, fds)) = first {
+        if let Some((FromInit::ConnectGate { private_devs }, fds)) = first {
             let mut fds = fds.into_iter();
             let (Some(listener), Some(diag)) = (fds.next(), fds.next()) else {
                 return Err(SandboxError::Protocol(
                     "the init stage did not pass the connect gate's descriptors".into(),
                 ));
             };
-            sandbox.gate = Some(Gate::start(listener, diag, opts.unix_refusals)?);
+            sandbox.gate = Some(Gate::start(
+                listener,
+                diag,
+                private_devs,
+                opts.unix_refusals,
+            )?);
             first = sandbox.chan.recv::<FromInit>()?;
         }
         match first {

@@ -90,10 +90,13 @@ pub(crate) struct Gate {
 impl Gate {
     /// Serves `listener` (the seccomp notification listener of the sandbox's connect filter) with
     /// `diag` (a `NETLINK_SOCK_DIAG` socket in the sandbox's network namespace). Refusals are sent
-    /// to `refusals` when given.
+    /// to `refusals` when given. `private_devs` (major, minor) are the sandbox's own tmpfs
+    /// mounts: a socket file there that nothing in the sandbox has bound is a stale one of its
+    /// own, answered ECONNREFUSED as the kernel would (tmux, for one, then starts a new server).
     pub(crate) fn start(
         listener: OwnedFd,
         diag: OwnedFd,
+        private_devs: Vec<(u32, u32)>,
         refusals: Option<Sender<UnixRefusal>>,
     ) -> Result<Gate, SandboxError> {
         // SAFETY: eventfd takes integers only and returns a new descriptor or -1.
@@ -116,6 +119,7 @@ impl Gate {
             workers: Workers::new(),
             seq: 0,
             started: unix_now(),
+            private_devs,
         };
         let thread = std::thread::Builder::new()
             .name("airlock-connect-gate".into())
@@ -147,6 +151,8 @@ struct Served {
     seq: u32,
     /// When the gate started (seconds since the epoch), before the command could bind anything.
     started: i64,
+    /// (major, minor) of the sandbox's own tmpfs mounts.
+    private_devs: Vec<(u32, u32)>,
 }
 
 /// A connect for a worker: what to connect, and the notification to answer.
@@ -383,6 +389,13 @@ impl Served {
                 Err(refuse("the socket file is older than the session".into()))
             }
             Ok(ino) if inside.contains(&(dev, ino)) => Ok(file),
+            // Only the sandbox writes there: a socket file nobody has bound, as the kernel says.
+            _ if self
+                .private_devs
+                .contains(&(st.stx_dev_major, st.stx_dev_minor)) =>
+            {
+                Err(Answer::Errno(Errno::ECONNREFUSED))
+            }
             Ok(_) => Err(refuse(
                 "the socket was not created inside the sandbox".into(),
             )),

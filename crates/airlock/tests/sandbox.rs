@@ -1446,6 +1446,16 @@ os.symlink("/tmp/own.sock", "link-own")
 own("own-symlink", "link-own")
 sq = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); sq.bind("/tmp/own-q.sock"); sq.listen(8)
 own("own-seqpacket", "/tmp/own-q.sock", "seqpacket")
+# A stale socket file of the sandbox's own (its server gone) reads as such: ECONNREFUSED, so a
+# client like tmux starts a new server rather than failing.
+st = socket.socket(socket.AF_UNIX); st.bind("/tmp/stale.sock"); st.close()
+try:
+    socket.socket(socket.AF_UNIX).connect("/tmp/stale.sock")
+    out("own-stale=FAILED (connected to a closed socket)")
+except ConnectionRefusedError:
+    out("own-stale=connrefused")
+except OSError as e:
+    out("own-stale=FAILED %s" % e)
 # A connect that waits (its peer's backlog is full) stalls no other connect.
 full = socket.socket(socket.AF_UNIX); full.bind("/tmp/full.sock"); full.listen(0)
 fillers = []
@@ -1667,6 +1677,7 @@ fn host_unix_sockets_in_bound_directories_are_unreachable() {
             "own-symlink=ok",
             "own-seqpacket=ok",
             "own-while-one-waits=ok",
+            "own-stale=connrefused",
         ] {
             assert!(report.contains(label), "{mode}: no {label}:\n{report}");
         }
