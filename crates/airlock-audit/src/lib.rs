@@ -115,6 +115,13 @@ pub enum Detail {
         relay: String,
         dropped: std::collections::BTreeMap<String, u64>,
     },
+    /// A connect(2) to a unix socket by path, refused by the sandbox's connect gate.
+    Unix {
+        /// The path as the sandboxed program gave it.
+        path: String,
+        /// Host pid (thread id) of the caller.
+        pid: u32,
+    },
 }
 
 /// One line of the audit log.

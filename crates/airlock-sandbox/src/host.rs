@@ -163,6 +163,7 @@ pub fn checks() -> Vec<Check> {
         },
         "one layer of defence in depth is thinner; namespaces and seccomp still apply",
     ));
+    out.push(unix_socket_check(abi));
     let seccomp = read("/proc/sys/kernel/seccomp/actions_avail");
     out.push(check(
         "seccomp",
@@ -208,6 +209,51 @@ pub fn checks() -> Vec<Check> {
         ));
     }
     out
+}
+
+/// How the sandbox is kept off host unix sockets (DESIGN.md guarantee 3) on this kernel: Landlock's
+/// `LANDLOCK_ACCESS_FS_RESOLVE_UNIX` from ABI 9, else the connect gate, which needs seccomp user
+/// notifications (`user_notif` in /proc/sys/kernel/seccomp/actions_avail), pidfd_getfd(2)
+/// (Linux 5.6) and openat2(2) (Linux 5.6).
+fn unix_socket_check(abi: i64) -> Check {
+    let right = crate::security::LANDLOCK_RESOLVE_UNIX_ABI;
+    let r = if abi >= right {
+        Ok(format!(
+            "Landlock ABI {abi} has the pathname unix socket right (LANDLOCK_ACCESS_FS_RESOLVE_UNIX): \
+             only sockets created inside are reachable"
+        ))
+    } else {
+        let notif = read("/proc/sys/kernel/seccomp/actions_avail")
+            .is_some_and(|a| a.split_whitespace().any(|w| w == "user_notif"));
+        // The gate takes the caller's socket with pidfd_getfd, a ptrace-attach check: Yama's
+        // scope 3 forbids it to everyone (scopes 1 and 2 allow the supervisor, which is the
+        // sandbox's ancestor and owns its user namespace).
+        let yama = read("/proc/sys/kernel/yama/ptrace_scope");
+        if yama.as_deref() == Some("3") {
+            Err(format!(
+                "Landlock ABI {abi} has no pathname unix socket right (ABI {right} has), and the \
+                 connect gate cannot work under kernel.yama.ptrace_scope=3"
+            ))
+        } else if notif {
+            Ok(format!(
+                "Landlock ABI {abi} has no pathname unix socket right (ABI {right} has): the \
+                 supervisor's connect gate (seccomp user notification) decides every connect; \
+                 unix datagram sockets are refused inside"
+            ))
+        } else {
+            Err(format!(
+                "Landlock ABI {abi} has no pathname unix socket right (ABI {right} has) and \
+                 seccomp has no user notifications"
+            ))
+        }
+    };
+    check(
+        "unix sockets",
+        true,
+        r,
+        "host unix sockets under bound directories cannot be kept out; the native backend \
+         refuses to run (Linux 5.6 or newer needed)",
+    )
 }
 
 /// The first `tool` on `PATH`.

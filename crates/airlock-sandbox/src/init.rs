@@ -238,6 +238,12 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
         handed.push(dns_tcp.into());
     }
     apply_rlimits(spec)?;
+    let unix = security::UnixSockets::for_this_kernel();
+    // Opened inside the sandbox's network namespace, where unix diag lists only its sockets.
+    let diag = match unix {
+        security::UnixSockets::Gate => Some(crate::unix_gate::diag_socket()?),
+        security::UnixSockets::Landlock => None,
+    };
 
     security::drop_capabilities()?;
     security::no_new_privs()?;
@@ -256,7 +262,7 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
             .filter(|b| b.writable)
             .map(|b| b.target.clone()),
     );
-    let landlock = security::landlock(&writable)?;
+    let landlock = security::landlock(&writable, unix)?;
     // pid 1 holds the control channel: make its /proc entries root-owned so the agent (same
     // uid) cannot open its memory. The command gets its own dumpable flag back on exec.
     // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
@@ -266,7 +272,33 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
             Errno::last(),
         ));
     }
-    security::seccomp()?;
+    let gate = security::seccomp(unix)?;
+    if let (Some(listener), Some(diag)) = (gate, diag) {
+        // Whoever holds the listener decides the sandbox's connects: the supervisor, and only
+        // it (both copies here close when this scope ends).
+        let private_devs = [
+            Path::new("/tmp"),
+            spec.home.as_path(),
+            Path::new("/dev/shm"),
+        ]
+        .iter()
+        .filter_map(|p| nix::sys::stat::stat(*p).ok())
+        .map(|st| {
+            let (major, minor) = (
+                nix::sys::stat::major(st.st_dev),
+                nix::sys::stat::minor(st.st_dev),
+            );
+            (
+                u32::try_from(major).unwrap_or(u32::MAX),
+                u32::try_from(minor).unwrap_or(u32::MAX),
+            )
+        })
+        .collect();
+        chan.send(
+            &FromInit::ConnectGate { private_devs },
+            &[listener.as_raw_fd(), diag.as_raw_fd()],
+        )?;
+    }
 
     let raw: Vec<RawFd> = handed.iter().map(|f| f.as_raw_fd()).collect();
     chan.send(
@@ -286,6 +318,9 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
             e,
         )
     })?;
+    if unix == security::UnixSockets::Gate && spec.tty.is_none() {
+        refuse_datagram_stdio()?;
+    }
     let program = resolve(&spec.argv, &spec.env)?;
     let stdio = match &tty_slave {
         Some(f) => Stdio::Tty(f.as_raw_fd()),
@@ -445,6 +480,39 @@ fn exec_inside(
     let pid = spawn(&req.argv, &env, &program, stdio)?;
     drop(slave);
     Ok((pid, master))
+}
+
+/// Under the connect gate the sandbox may hold no unix datagram socket (it could sendto(2) any
+/// host socket by path); the only ones it could get without creating them are the stdin, stdout
+/// and stderr airlock was started with.
+fn refuse_datagram_stdio() -> Result<(), SandboxError> {
+    for (fd, name) in [(0, "stdin"), (1, "stdout"), (2, "stderr")] {
+        let opt = |o: libc::c_int| -> Option<libc::c_int> {
+            let mut v: libc::c_int = 0;
+            let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).ok()?;
+            // SAFETY: getsockopt writes at most `len` bytes (one int) into `v`; a descriptor that
+            // is not a socket just fails with ENOTSOCK.
+            let rc = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    o,
+                    (&mut v as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            (rc == 0).then_some(v)
+        };
+        if opt(libc::SO_DOMAIN) == Some(libc::AF_UNIX)
+            && opt(libc::SO_TYPE) == Some(libc::SOCK_DGRAM)
+        {
+            return Err(SandboxError::Setup(format!(
+                "airlock's {name} is a unix datagram socket, which could send to any host socket \
+                 from inside the sandbox; run airlock with a pipe, a file or a terminal there"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// pid 1's fallback loop (no signalfd): reap every orphan, forward signals to the command,

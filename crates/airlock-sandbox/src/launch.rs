@@ -25,6 +25,7 @@ use crate::message::{Channel, ExecRequest, FromInit, ToInit};
 use crate::spec::{SandboxSpec, TtySpec};
 use crate::term::{get_winsize, set_winsize, RawMode, Typeahead};
 use crate::termfilter::{FilterConfig, TermFilter};
+use crate::unix_gate::{Gate, UnixRefusal};
 use crate::{SandboxError, EXIT_FAILURE};
 
 /// Options for starting a sandbox.
@@ -34,6 +35,8 @@ pub struct LaunchOptions {
     pub exe: PathBuf,
     /// The cgroup to place the sandbox in, if any.
     pub cgroup: Option<Cgroup>,
+    /// Where the connect gate reports the unix-socket connects it refused (for the audit log).
+    pub unix_refusals: Option<std::sync::mpsc::Sender<UnixRefusal>>,
 }
 
 /// Listening sockets created inside the sandbox's network namespace.
@@ -56,6 +59,8 @@ pub struct Sandbox {
     cgroup: Option<Cgroup>,
     /// Programs started inside on the supervisor's request, by request id, until they exit.
     execs: Arc<ExecTable>,
+    /// The connect gate serving this sandbox, when Landlock cannot govern unix sockets here.
+    gate: Option<Gate>,
 }
 
 /// Pending [`ExecRequest`]s: where to deliver what pid 1 says about each.
@@ -243,6 +248,7 @@ impl Sandbox {
             landlock: String::new(),
             cgroup: opts.cgroup,
             execs: Arc::new(Mutex::new(HashMap::new())),
+            gate: None,
         };
         if let Some(cg) = &sandbox.cgroup {
             cg.add(sandbox.child.id())?;
@@ -250,7 +256,23 @@ impl Sandbox {
         sandbox
             .chan
             .send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
-        match sandbox.chan.recv::<FromInit>()? {
+        let mut first = sandbox.chan.recv::<FromInit>()?;
+        if let Some((FromInit::ConnectGate { private_devs }, fds)) = first {
+            let mut fds = fds.into_iter();
+            let (Some(listener), Some(diag)) = (fds.next(), fds.next()) else {
+                return Err(SandboxError::Protocol(
+                    "the init stage did not pass the connect gate's descriptors".into(),
+                ));
+            };
+            sandbox.gate = Some(Gate::start(
+                listener,
+                diag,
+                private_devs,
+                opts.unix_refusals,
+            )?);
+            first = sandbox.chan.recv::<FromInit>()?;
+        }
+        match first {
             Some((FromInit::Ready { tty, net, landlock }, fds)) => {
                 let mut fds = fds.into_iter();
                 let mut next = |what: &str| {

@@ -26,6 +26,7 @@ mod security;
 pub mod spec;
 pub mod term;
 pub mod termfilter;
+pub mod unix_gate;
 
 pub use init::init_main;
 pub use launch::{block_signals, Exec, ExecHandle, LaunchOptions, NetFds, Sandbox};

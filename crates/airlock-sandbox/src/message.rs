@@ -54,6 +54,12 @@ pub enum FromInit {
         net: bool,
         landlock: String,
     },
+    /// Sent just before `Ready` when the sandbox's connect(2) calls go through the supervisor
+    /// (the connect gate, [`crate::unix_gate`]). Attached fds, in order: the seccomp notification
+    /// listener, and a `NETLINK_SOCK_DIAG` socket in the sandbox's network namespace.
+    /// `private_devs` are the (major, minor) devices of the sandbox's own tmpfs mounts (/tmp,
+    /// home, /dev/shm), where no host socket can be bound.
+    ConnectGate { private_devs: Vec<(u32, u32)> },
     /// The command was executed.
     Started,
     /// Setup failed; `code` is the exit status to report (125, 126, 127).

@@ -109,6 +109,7 @@ pub fn run(name: &str, args: &[String]) -> Result<Outcome, String> {
             Ok(_) => through(format!("connected to {}", arg(0)?)),
             Err(e) => blocked(format!("connect {}: {e}", arg(0)?)),
         },
+        "unix-bound" => unix_bound_probe(arg(0)?, arg(1)?)?,
         "env" => env_probe(arg(0)?),
         "syscall" => syscall_probe(arg(0)?)?,
         "socket" => socket_probe(arg(0)?)?,
@@ -190,6 +191,41 @@ fn swap_git_link_probe() -> Outcome {
         }
     }
     blocked(tried.join("; "))
+}
+
+/// Reaches the host unix socket at `path` (in a directory bound into the sandbox) with a socket
+/// of `kind`: stream or seqpacket connect, dgram sends a datagram.
+fn unix_bound_probe(path: &str, kind: &str) -> Result<Outcome, String> {
+    use nix::sys::socket::{connect, sendto, socket, AddressFamily, MsgFlags, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
+    let ty = match kind {
+        "stream" => SockType::Stream,
+        "seqpacket" => SockType::SeqPacket,
+        "dgram" => SockType::Datagram,
+        other => return Err(format!("unix-bound: unknown socket kind '{other}'")),
+    };
+    let addr = nix::sys::socket::UnixAddr::new(path)
+        .map_err(|e| format!("unix-bound: bad path {path}: {e}"))?;
+    let sock = match socket(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None) {
+        Ok(s) => s,
+        Err(e) => return Ok(blocked(format!("socket(AF_UNIX, {kind}): {e}"))),
+    };
+    Ok(if ty == SockType::Datagram {
+        match sendto(
+            sock.as_raw_fd(),
+            b"airlock selftest\n",
+            &addr,
+            MsgFlags::empty(),
+        ) {
+            Ok(_) => through(format!("sent a datagram to {path}")),
+            Err(e) => blocked(format!("sendto {path}: {e}")),
+        }
+    } else {
+        match connect(sock.as_raw_fd(), &addr) {
+            Ok(()) => through(format!("connected ({kind}) to {path}")),
+            Err(e) => blocked(format!("connect ({kind}) {path}: {e}")),
+        }
+    })
 }
 
 fn read_file(path: &str, expect: &str) -> Outcome {

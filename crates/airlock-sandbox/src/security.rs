@@ -72,11 +72,45 @@ pub(crate) fn no_new_privs() -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// The Landlock ABI that added `LANDLOCK_ACCESS_FS_RESOLVE_UNIX` (connect(2) and sendmsg(2) to
+/// pathname unix sockets; include/uapi/linux/landlock.h, merged in April 2026). From this ABI on, Landlock
+/// alone keeps the sandbox off host unix sockets; below it, the connect gate does
+/// ([`crate::unix_gate`]).
+pub(crate) const LANDLOCK_RESOLVE_UNIX_ABI: i64 = 9;
+
+/// How the sandbox is kept off unix sockets it did not create (DESIGN.md guarantee 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UnixSockets {
+    /// Landlock's `LANDLOCK_ACCESS_FS_RESOLVE_UNIX`, handled and granted nowhere: only sockets
+    /// created in the sandbox's own Landlock domain can be reached, by connect and by sendmsg.
+    Landlock,
+    /// A seccomp user notification on connect(2), answered by the supervisor, and no unix
+    /// datagram sockets (their sendto(2) address cannot be checked without a race).
+    Gate,
+}
+
+impl UnixSockets {
+    /// The mechanism for this kernel.
+    pub(crate) fn for_this_kernel() -> UnixSockets {
+        if crate::host::landlock_abi() >= LANDLOCK_RESOLVE_UNIX_ABI {
+            UnixSockets::Landlock
+        } else {
+            UnixSockets::Gate
+        }
+    }
+}
+
 /// Applies Landlock with the best ABI the kernel offers: read and execute anywhere in the (already
 /// minimal) view, write only in `writable`; abstract unix sockets and signals scoped to the
-/// sandbox. Returns a short description of what is enforced, for the audit trail and `doctor`.
-pub(crate) fn landlock(writable: &[PathBuf]) -> Result<String, SandboxError> {
-    let abi = ABI::V6;
+/// sandbox; with [`UnixSockets::Landlock`], pathname unix sockets reachable only when created
+/// inside (the right is handled and granted on no path, not even the writable ones, since a bind
+/// mode workspace holds host sockets too). Returns a short description of what is enforced, for
+/// the audit trail and `doctor`.
+pub(crate) fn landlock(writable: &[PathBuf], unix: UnixSockets) -> Result<String, SandboxError> {
+    let abi = match unix {
+        UnixSockets::Landlock => ABI::V9,
+        UnixSockets::Gate => ABI::V6,
+    };
     let err = |e: landlock::RulesetError| SandboxError::Setup(format!("landlock: {e}"));
     let status = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
@@ -85,16 +119,34 @@ pub(crate) fn landlock(writable: &[PathBuf]) -> Result<String, SandboxError> {
         .map_err(err)?
         .create()
         .map_err(err)?
-        .add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi)))
+        .add_rules(path_beneath_rules(
+            ["/"],
+            AccessFs::from_read(abi) & !AccessFs::ResolveUnix,
+        ))
         .map_err(err)?
-        .add_rules(path_beneath_rules(writable, AccessFs::from_all(abi)))
+        .add_rules(path_beneath_rules(
+            writable,
+            AccessFs::from_all(abi) & !AccessFs::ResolveUnix,
+        ))
         .map_err(err)?
         .restrict_self()
         .map_err(err)?;
+    if unix == UnixSockets::Landlock && status.ruleset != RulesetStatus::FullyEnforced {
+        // The kernel said ABI 9 but did not enforce it: the only guard of unix sockets is missing.
+        return Err(SandboxError::Setup(
+            "landlock: pathname unix socket restriction (ABI 9) was not enforced".into(),
+        ));
+    }
+    let unix_note = match unix {
+        UnixSockets::Landlock => "; unix sockets: Landlock",
+        UnixSockets::Gate => "; unix sockets: connect gate",
+    };
     Ok(match status.ruleset {
-        RulesetStatus::FullyEnforced => "fully enforced".to_string(),
-        RulesetStatus::PartiallyEnforced => "partially enforced (older kernel ABI)".to_string(),
-        RulesetStatus::NotEnforced => "not available on this kernel".to_string(),
+        RulesetStatus::FullyEnforced => format!("fully enforced{unix_note}"),
+        RulesetStatus::PartiallyEnforced => {
+            format!("partially enforced (older kernel ABI){unix_note}")
+        }
+        RulesetStatus::NotEnforced => format!("not available on this kernel{unix_note}"),
     })
 }
 
@@ -300,16 +352,151 @@ fn x32_filter() -> BpfProgram {
     ]
 }
 
-/// Installs the seccomp filters on the calling thread. Requires `no_new_privs`.
-pub(crate) fn seccomp() -> Result<(), SandboxError> {
+/// Unix socket types that honour a destination address in sendto(2)/sendmsg(2): only datagram
+/// ones (net/unix/af_unix.c: unix_stream_sendmsg refuses an address with EOPNOTSUPP or EISCONN,
+/// unix_seqpacket_sendmsg drops it, unix_create turns SOCK_RAW into SOCK_DGRAM). seccomp cannot
+/// read that address (it is in user memory, and a check of a copy races with the kernel's own
+/// read), so under the connect gate the sandbox gets no unix socket that could send to one:
+/// socket(2) and socketpair(2) for AF_UNIX accept only SOCK_STREAM and SOCK_SEQPACKET (the type's
+/// low four bits; SOCK_NONBLOCK and SOCK_CLOEXEC live above them), everything else is EACCES.
+fn unix_dgram_filter() -> Result<BpfProgram, SandboxError> {
+    use SeccompCmpArgLen::Dword;
+    use SeccompCmpOp::{Eq, MaskedEq};
+    const SOCK_TYPE_MASK: u64 = 0xf;
+    let af_unix = u64::try_from(libc::AF_UNIX).unwrap_or(1);
+    let allowed = [libc::SOCK_STREAM, libc::SOCK_SEQPACKET].map(|t| u64::try_from(t).unwrap_or(0));
+    let refused = || -> Result<Vec<SeccompRule>, SandboxError> {
+        (0..=SOCK_TYPE_MASK)
+            .filter(|t| !allowed.contains(t))
+            .map(|t| {
+                rule(vec![
+                    cond(0, Dword, Eq, af_unix)?,
+                    cond(1, Dword, MaskedEq(SOCK_TYPE_MASK), t)?,
+                ])
+            })
+            .collect()
+    };
+    let mut rules = BTreeMap::new();
+    rules.insert(libc::SYS_socket, refused()?);
+    rules.insert(libc::SYS_socketpair, refused()?);
+    SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(u32::try_from(libc::EACCES).unwrap_or(13)),
+        target_arch()?,
+    )
+    .map_err(|e| SandboxError::Setup(format!("seccomp filter: {e}")))?
+    .try_into()
+    .map_err(|e: seccompiler::BackendError| SandboxError::Setup(format!("seccomp: {e}")))
+}
+
+/// The audit architecture of this build (seccomp_data.arch), from linux/audit.h.
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+/// The connect gate's filter, built by hand because seccompiler has no SECCOMP_RET_USER_NOTIF:
+///
+/// | instruction                  | why                                                      |
+/// |------------------------------|----------------------------------------------------------|
+/// | load `seccomp_data.arch`     |                                                          |
+/// | not this arch: kill process  | another ABI's numbers mean other calls (the main filter  |
+/// |                              | kills them too; this filter must not allow them)         |
+/// | load `seccomp_data.nr`       |                                                          |
+/// | `connect`: USER_NOTIF        | the supervisor connects on the caller's behalf, see      |
+/// |                              | [`crate::unix_gate`]; x32 numbers (bit 30) do not match  |
+/// |                              | and are killed by the x32 filter                         |
+/// | anything else: allow         | the other filters decide                                 |
+///
+/// connect(2) is the only call that reaches a unix socket by path for the socket types the
+/// sandbox may create (see [`unix_dgram_filter`]); io_uring, which could connect without a
+/// system call, is refused by the main filter.
+fn connect_notify_filter() -> BpfProgram {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    const RET_KILL_PROCESS: u32 = 0x8000_0000;
+    let connect = u32::try_from(libc::SYS_connect).unwrap_or(u32::MAX);
+    let ins = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    vec![
+        ins(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+        ins(JEQ_K, 1, 0, AUDIT_ARCH),
+        ins(RET_K, 0, 0, RET_KILL_PROCESS),
+        ins(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        ins(JEQ_K, 0, 1, connect),
+        ins(RET_K, 0, 0, libc::SECCOMP_RET_USER_NOTIF),
+        ins(RET_K, 0, 0, RET_ALLOW),
+    ]
+}
+
+/// Installs the connect gate's filter and returns its notification listener (close-on-exec).
+/// The caller must pass the listener to the supervisor and close its own copy: whoever holds it
+/// decides the sandbox's connects, and once it is closed every connect fails with ENOSYS.
+fn install_connect_gate() -> Result<std::os::fd::OwnedFd, SandboxError> {
+    use std::os::fd::FromRawFd;
+    let prog = connect_notify_filter();
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(prog.len()).unwrap_or(u16::MAX),
+        filter: prog.as_ptr().cast_mut().cast(),
+    };
+    // Waiting killably once the supervisor has the request: a non-fatal signal must not restart
+    // a connect the supervisor is already making on the caller's socket (Linux 5.19; older
+    // kernels refuse the flag and get the plain listener).
+    for flags in [
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+    ] {
+        // SAFETY: `fprog` points at `prog`, a valid BPF program that outlives the call; the
+        // kernel copies it. SECCOMP_SET_MODE_FILTER with NEW_LISTENER returns a new descriptor.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                flags,
+                &fprog as *const libc::sock_fprog,
+            )
+        };
+        if fd >= 0 {
+            let fd = i32::try_from(fd).map_err(|_| {
+                SandboxError::Setup("seccomp returned an impossible descriptor".into())
+            })?;
+            // SAFETY: the kernel just installed `fd` in our table; nothing else owns it.
+            return Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        }
+        let e = nix::errno::Errno::last();
+        if e != nix::errno::Errno::EINVAL {
+            return Err(SandboxError::sys(
+                "cannot install the connect gate's seccomp filter",
+                e,
+            ));
+        }
+    }
+    Err(SandboxError::Setup(
+        "cannot install the connect gate's seccomp filter: the kernel has no user \
+         notifications (Linux 5.0+ needed); see `airlock doctor`"
+            .into(),
+    ))
+}
+
+/// Installs the seccomp filters on the calling thread. Requires `no_new_privs`. With
+/// [`UnixSockets::Gate`] it also installs the connect gate and returns its listener.
+pub(crate) fn seccomp(unix: UnixSockets) -> Result<Option<std::os::fd::OwnedFd>, SandboxError> {
     let mut programs = vec![main_filter()?, clone3_filter()?];
     #[cfg(target_arch = "x86_64")]
     programs.push(x32_filter());
+    if unix == UnixSockets::Gate {
+        programs.push(unix_dgram_filter()?);
+    }
     for p in &programs {
         seccompiler::apply_filter(p)
             .map_err(|e| SandboxError::Setup(format!("cannot install the seccomp filter: {e}")))?;
     }
-    Ok(())
+    match unix {
+        UnixSockets::Gate => install_connect_gate().map(Some),
+        UnixSockets::Landlock => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -320,6 +507,39 @@ mod tests {
     fn filters_compile() {
         assert!(main_filter().expect("main").len() > DENIED.len());
         assert!(!clone3_filter().expect("clone3").is_empty());
+    }
+
+    #[test]
+    fn unix_filters_compile() {
+        assert!(!unix_dgram_filter().expect("dgram").is_empty());
+        let notify = connect_notify_filter();
+        assert!(notify
+            .iter()
+            .any(|i| i.k == libc::SECCOMP_RET_USER_NOTIF && i.code == 0x06));
+    }
+
+    /// The Landlock mechanism for unix sockets runs only fully enforced: below ABI 9 it is an
+    /// error, never a silently open sandbox. Run on a thread of its own (no_new_privs and
+    /// Landlock apply to the calling thread only), so the test process is not restricted.
+    #[test]
+    fn landlock_unix_mode_never_runs_unenforced() {
+        let abi = crate::host::landlock_abi();
+        let r = std::thread::spawn(|| {
+            no_new_privs().expect("no_new_privs");
+            landlock(&[PathBuf::from("/tmp")], UnixSockets::Landlock)
+        })
+        .join()
+        .expect("thread");
+        if abi >= LANDLOCK_RESOLVE_UNIX_ABI {
+            assert!(r.expect("enforced").contains("unix sockets: Landlock"));
+        } else {
+            let e = r.expect_err("must refuse below ABI 9").to_string();
+            assert!(e.contains("was not enforced"), "{e}");
+        }
+        assert_eq!(
+            UnixSockets::for_this_kernel() == UnixSockets::Landlock,
+            abi >= LANDLOCK_RESOLVE_UNIX_ABI
+        );
     }
 
     #[test]

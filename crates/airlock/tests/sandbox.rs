@@ -703,6 +703,19 @@ fn doctor_reports_this_host() {
     ] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
+    // Which mechanism keeps the sandbox off host unix sockets, and the Landlock ABI it depends on.
+    let unix = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "unix sockets")
+        .unwrap_or_else(|| panic!("no unix sockets row: {report}"));
+    let detail = unix["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("Landlock ABI ")
+            && (detail.contains("connect gate") || detail.contains("RESOLVE_UNIX")),
+        "{unix}"
+    );
     // A missing piece says what it costs.
     for c in report["checks"].as_array().expect("checks") {
         if c["ok"] == false {
@@ -2748,4 +2761,472 @@ $H hostallow "curl https://internal.example/x"
         "host allow rule not honoured inside: {}",
         get("hostallow")
     );
+}
+
+/// python3 for the unix-socket tests (scripts/test.sh installs it): /usr/bin's, which is bound
+/// into the sandbox whatever the invoker's PATH holds (a pyenv shim would not run inside).
+fn python() -> Option<PathBuf> {
+    let p = PathBuf::from("/usr/bin/python3");
+    if p.is_file() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "python3 is required in CI (scripts/test.sh installs it)"
+    );
+    eprintln!("skipping: /usr/bin/python3 is not installed");
+    None
+}
+
+/// A host daemon for the unix-socket tests: binds `KIND=PATH` sockets (stream, seqpacket,
+/// dgram), logs every connection accepted and datagram received to the log file, and runs until
+/// its stdin closes.
+const HOST_DAEMON: &str = r#"
+import os, socket, sys, threading
+log = open(sys.argv[1], "a", buffering=1)
+types = {"stream": socket.SOCK_STREAM, "seqpacket": socket.SOCK_SEQPACKET, "dgram": socket.SOCK_DGRAM}
+def serve(kind, path, s):
+    while True:
+        if kind == "dgram":
+            log.write("%s got a datagram %r\n" % (path, s.recv(100)))
+        else:
+            c, _ = s.accept()
+            log.write("%s accepted a connection\n" % path)
+            try: c.send(b"host-secret")
+            except OSError: pass
+            c.close()
+for spec in sys.argv[2:]:
+    kind, path = spec.split("=", 1)
+    s = socket.socket(socket.AF_UNIX, types[kind])
+    s.bind(path)
+    os.chmod(path, 0o777)
+    if kind != "dgram":
+        s.listen(64)
+    threading.Thread(target=serve, args=(kind, path, s), daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+
+struct HostDaemon {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl HostDaemon {
+    fn start(py: &Path, dir: &Path, log_name: &str, socks: &[(&str, &Path)]) -> HostDaemon {
+        let script = dir.join("host-daemon.py");
+        std::fs::write(&script, HOST_DAEMON).expect("write daemon");
+        let log = dir.join(log_name);
+        let mut cmd = Command::new(py);
+        cmd.arg(&script).arg(&log).stdin(Stdio::piped());
+        for (kind, path) in socks {
+            cmd.arg(format!("{kind}={}", path.display()));
+        }
+        let child = spawn_until_line(cmd, "ready");
+        HostDaemon { child, log }
+    }
+
+    /// What reached the daemon (empty: nothing did).
+    fn reached(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for HostDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sandbox side of the unix-socket tests. `attack(label, path, kind)` tries to reach a host
+/// socket and prints `label=REACHED ...` or `label=refused ...`; `own(label, path, kind)` tries
+/// a socket created inside and prints `label=ok` or `label=FAILED ...`.
+const SANDBOX_CLIENT: &str = r#"
+import ctypes, os, random, socket, sys, threading, time
+types = {"stream": socket.SOCK_STREAM, "seqpacket": socket.SOCK_SEQPACKET, "dgram": socket.SOCK_DGRAM}
+def out(s): print(s, flush=True)
+def attack(label, path, kind="stream"):
+    try:
+        s = socket.socket(socket.AF_UNIX, types[kind])
+        if kind == "dgram":
+            s.sendto(b"leak", path)
+            out("%s=REACHED (datagram sent)" % label)
+        else:
+            s.connect(path)
+            out("%s=REACHED (connected)" % label)
+    except OSError as e:
+        out("%s=refused %s" % (label, e))
+def own(label, path, kind="stream", blocking=True):
+    try:
+        s = socket.socket(socket.AF_UNIX, types[kind])
+        s.setblocking(blocking)
+        s.connect(path)
+        out("%s=ok" % label)
+    except OSError as e:
+        out("%s=FAILED %s" % (label, e))
+ws, bound = sys.argv[1], sys.argv[2]
+os.chdir(ws)
+# Host sockets, by every route.
+attack("bound-abs", bound + "/h.sock")
+attack("bound-seqpacket", bound + "/hq.sock", "seqpacket")
+attack("bound-dgram", bound + "/hd.sock", "dgram")
+try:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.sendto(b"leak", bound + "/hd.sock")
+    out("dgram-socketpair=REACHED (datagram sent)")
+except OSError as e:
+    out("dgram-socketpair=refused %s" % e)
+try:
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).sendto(b"leak", bound + "/hd.sock")
+    out("stream-sendto=REACHED (sent)")
+except OSError as e:
+    out("stream-sendto=refused %s" % e)
+if os.path.exists("host.sock"):
+    attack("ws-rel", "host.sock")
+    attack("ws-abs", ws + "/host.sock")
+    os.symlink("host.sock", "link-rel")
+    attack("ws-symlink-rel", "link-rel")
+    try:
+        os.link("host.sock", "hardlink.sock")
+        attack("ws-hardlink", "hardlink.sock")
+    except OSError as e:
+        out("ws-hardlink=refused (no link: %s)" % e)
+os.symlink(bound + "/h.sock", "link-abs")
+attack("symlink-abs", "link-abs")
+os.makedirs("sub/deeper", exist_ok=True)
+os.chdir("sub/deeper")
+attack("dotdot", "../" * 12 + bound.lstrip("/") + "/h.sock")
+if os.path.exists("../../host.sock"):
+    attack("ws-dotdot", "../../host.sock")
+os.chdir(ws)
+fd = os.open(bound + "/h.sock", os.O_PATH)
+attack("proc-self-fd", "/proc/self/fd/%d" % fd)
+attack("proc-pid-fd", "/proc/%d/fd/%d" % (os.getpid(), fd))
+attack("dev-fd", "/dev/fd/%d" % fd)
+# A host socket that appears after the sandbox started.
+open(os.path.join(ws, "waiting"), "w").close()
+for _ in range(200):
+    if os.path.exists(bound + "/late.sock"): break
+    time.sleep(0.05)
+attack("late", bound + "/late.sock")
+# Sockets created inside stay reachable, by every route.
+srv = socket.socket(socket.AF_UNIX); srv.bind("/tmp/own.sock"); srv.listen(64)
+own("own-abs", "/tmp/own.sock")
+own("own-nonblocking", "/tmp/own.sock", blocking=False)
+os.chdir("/tmp"); own("own-rel", "own.sock"); os.chdir(ws)
+srv2 = socket.socket(socket.AF_UNIX); srv2.bind("own-ws.sock"); srv2.listen(64)
+own("own-ws-rel", "own-ws.sock")
+os.chdir("sub/deeper"); own("own-ws-dotdot", "../../own-ws.sock"); os.chdir(ws)
+os.symlink("/tmp/own.sock", "link-own")
+own("own-symlink", "link-own")
+sq = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); sq.bind("/tmp/own-q.sock"); sq.listen(8)
+own("own-seqpacket", "/tmp/own-q.sock", "seqpacket")
+# A stale socket file of the sandbox's own (its server gone) reads as such: ECONNREFUSED, so a
+# client like tmux starts a new server rather than failing.
+st = socket.socket(socket.AF_UNIX); st.bind("/tmp/stale.sock"); st.close()
+try:
+    socket.socket(socket.AF_UNIX).connect("/tmp/stale.sock")
+    out("own-stale=FAILED (connected to a closed socket)")
+except ConnectionRefusedError:
+    out("own-stale=connrefused")
+except OSError as e:
+    out("own-stale=FAILED %s" % e)
+# A connect that waits (its peer's backlog is full) stalls no other connect.
+full = socket.socket(socket.AF_UNIX); full.bind("/tmp/full.sock"); full.listen(0)
+fillers = []
+for _ in range(64):
+    f = socket.socket(socket.AF_UNIX); f.setblocking(False)
+    try: f.connect("/tmp/full.sock")
+    except BlockingIOError: break
+    except OSError: break
+    fillers.append(f)
+threading.Thread(target=lambda: socket.socket(socket.AF_UNIX).connect("/tmp/full.sock"), daemon=True).start()
+time.sleep(0.2)
+done_flag = []
+def other():
+    own("own-while-one-waits", "/tmp/own.sock"); done_flag.append(1)
+t = threading.Thread(target=other, daemon=True); t.start(); t.join(10)
+if not done_flag: out("own-while-one-waits=FAILED (stalled)")
+# Races: a symlink swapped, and the address rewritten, while connects run.
+host = bound + "/h.sock"
+mine = "/tmp/" + "r" * (len(host) - len("/tmp/") - len(".sock")) + ".sock"
+assert len(mine) == len(host)
+rs = socket.socket(socket.AF_UNIX); rs.bind(mine); rs.listen(1024)
+stop = False
+def swap():
+    i = 0
+    while not stop:
+        tmp = "race.tmp"
+        try: os.unlink(tmp)
+        except FileNotFoundError: pass
+        os.symlink(random.choice((host, mine)), tmp)
+        os.rename(tmp, "race.sock")
+        i += 1
+t = threading.Thread(target=swap); t.start()
+ok = 0
+for i in range(2000):
+    try:
+        c = socket.socket(socket.AF_UNIX); c.connect("race.sock"); ok += 1; c.close()
+    except OSError:
+        pass
+    if i >= 300 and ok >= 10: break
+stop = True; t.join()
+out("race-symlink-own-connects=%d" % ok)
+libc = ctypes.CDLL(None, use_errno=True)
+class SockaddrUn(ctypes.Structure):
+    _fields_ = [("family", ctypes.c_ushort), ("path", ctypes.c_char * 108)]
+addr = SockaddrUn(socket.AF_UNIX, mine.encode())
+stop = False
+def rewrite():
+    i = 0
+    while not stop:
+        ctypes.memmove(ctypes.addressof(addr) + 2, random.choice((host, mine)).encode(), len(host))
+        i += 1
+t = threading.Thread(target=rewrite); t.start()
+ok = 0
+for i in range(2000):
+    c = socket.socket(socket.AF_UNIX)
+    if libc.connect(c.fileno(), ctypes.byref(addr), ctypes.sizeof(addr)) == 0: ok += 1
+    c.close()
+    if i >= 300 and ok >= 10: break
+stop = True; t.join()
+out("race-rewrite-own-connects=%d" % ok)
+out("done")
+"#;
+
+/// Runs the client in `mode` against host sockets in `bound` (bound read-only through a policy
+/// file) and, in bind mode, in the workspace; creates `late.sock` once the client waits for it.
+/// Returns the client's report and what reached the host.
+fn unix_attempts(py: &Path, mode: &str) -> (String, String) {
+    let ws = Ws::new();
+    let bound = tempfile::Builder::new()
+        .prefix("airlock-test-bound-")
+        .tempdir()
+        .expect("tempdir");
+    let b = bound.path();
+    let host_ws = ws.path().join("host.sock");
+    let daemon = HostDaemon::start(
+        py,
+        ws.data.path(),
+        "reached.log",
+        &[
+            ("stream", &b.join("h.sock")),
+            ("seqpacket", &b.join("hq.sock")),
+            ("dgram", &b.join("hd.sock")),
+            ("stream", &host_ws),
+        ],
+    );
+    std::fs::write(ws.path().join("client.py"), SANDBOX_CLIENT).expect("write client");
+    let policy = ws.data.path().join("bind-it.toml");
+    std::fs::write(
+        &policy,
+        format!("[filesystem]\nread_only = [\"{}\"]\n", b.display()),
+    )
+    .expect("write policy");
+    let mut child = ws
+        .airlock()
+        .args(["run", "--mode", mode, "--policy"])
+        .arg(&policy)
+        .arg("--workspace")
+        .arg(ws.path())
+        .arg("--")
+        .arg(py)
+        .arg("client.py")
+        .arg(ws.path())
+        .arg(b)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run airlock");
+    // In overlay mode the marker lands in the upper layer, under the session directory.
+    let waiting =
+        || ws.path().join("waiting").exists() || !find_files(ws.data.path(), "waiting").is_empty();
+    let late = if wait_until(Duration::from_secs(30), waiting) {
+        Some(HostDaemon::start(
+            py,
+            ws.data.path(),
+            "reached-late.log",
+            &[("stream", &b.join("late.sock"))],
+        ))
+    } else {
+        None
+    };
+    // A stalled gate must fail the test, not hang it. The pipes are drained by threads so the
+    // client never blocks on a full one while we wait.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let finished = wait_until(Duration::from_secs(120), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !finished {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    let report = format!(
+        "{}\n--- stderr\n{}",
+        out_t.join().unwrap_or_default(),
+        err_t.join().unwrap_or_default()
+    );
+    assert!(finished, "the client did not finish in 120 s:\n{report}");
+    assert!(
+        late.is_some(),
+        "the client never waited for the late socket:\n{report}"
+    );
+    let reached = daemon.reached() + &late.map(|d| d.reached()).unwrap_or_default();
+    let audit = find_files(ws.data.path(), "audit.jsonl")
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect::<String>();
+    (report + "\n--- audit\n" + &audit, reached)
+}
+
+fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .flat_map(|e| {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                find_files(&e.path(), name)
+            } else if e.file_name() == name {
+                vec![e.path()]
+            } else {
+                Vec::new()
+            }
+        })
+        .collect()
+}
+
+/// Guarantee 3: host unix sockets under bound directories (a read-only bind, the bind-mode
+/// workspace, the overlay's lower layer) are unreachable by stream, seqpacket and datagram, by
+/// every route to them (relative, `..`, symlinks, hard links, /proc fd links, a socket created
+/// after the start, races on the path and on the address); sockets created inside stay
+/// reachable by the same routes.
+#[test]
+fn host_unix_sockets_in_bound_directories_are_unreachable() {
+    let Some(py) = python() else {
+        return;
+    };
+    for mode in ["bind", "overlay"] {
+        let (report, reached) = unix_attempts(&py, mode);
+        assert!(
+            reached.is_empty(),
+            "{mode}: host sockets were reached:\n{reached}\n{report}"
+        );
+        assert!(
+            report.contains("done\n"),
+            "{mode}: client did not finish:\n{report}"
+        );
+        assert!(!report.contains("=REACHED"), "{mode}:\n{report}");
+        assert!(
+            !report.contains("=FAILED"),
+            "{mode}: an own socket was refused:\n{report}"
+        );
+        for label in [
+            "bound-abs=refused",
+            "bound-seqpacket=refused",
+            "bound-dgram=refused",
+            "dgram-socketpair=refused",
+            "stream-sendto=refused",
+            "symlink-abs=refused",
+            "dotdot=refused",
+            "proc-self-fd=refused",
+            "proc-pid-fd=refused",
+            "dev-fd=refused",
+            "late=refused",
+            "own-abs=ok",
+            "own-nonblocking=ok",
+            "own-rel=ok",
+            "own-ws-rel=ok",
+            "own-ws-dotdot=ok",
+            "own-symlink=ok",
+            "own-seqpacket=ok",
+            "own-while-one-waits=ok",
+            "own-stale=connrefused",
+        ] {
+            assert!(report.contains(label), "{mode}: no {label}:\n{report}");
+        }
+        for label in [
+            "ws-rel",
+            "ws-abs",
+            "ws-symlink-rel",
+            "ws-hardlink",
+            "ws-dotdot",
+        ] {
+            assert!(
+                report.contains(&format!("{label}=refused")),
+                "{mode}: no {label}=refused:\n{report}"
+            );
+        }
+        // Each refusal is an audit event naming the path.
+        let named = format!("\"kind\":\"unix\",\"path\":\"{}", "link-abs");
+        assert!(
+            report.contains(&named),
+            "{mode}: no audit event for link-abs:\n{report}"
+        );
+        // The races ran against both targets: the inside socket was reached in some rounds.
+        for label in ["race-symlink-own-connects=", "race-rewrite-own-connects="] {
+            let n: u32 = report
+                .lines()
+                .find_map(|l| l.strip_prefix(label))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{mode}: no {label}:\n{report}"));
+            assert!(
+                n > 0,
+                "{mode}: {label}{n}: the race never reached the own socket"
+            );
+        }
+    }
+}
+
+/// A unix datagram socket handed in as stdout could send to any host socket by path: refused
+/// up front (where Landlock cannot govern unix sockets), while a stream socket stays fine.
+#[test]
+fn a_datagram_socket_as_stdio_is_refused() {
+    let doctor = Command::new(bin())
+        .args(["doctor", "--json"])
+        .output()
+        .expect("doctor");
+    if String::from_utf8_lossy(&doctor.stdout).contains("RESOLVE_UNIX") {
+        eprintln!("Landlock governs unix sockets here: datagram stdio is allowed");
+        return;
+    }
+    let ws = Ws::new();
+    let (dgram, _peer) = std::os::unix::net::UnixDatagram::pair().expect("pair");
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--", "true"])
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(dgram)))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("stdout is a unix datagram socket"),
+        "{}",
+        stderr(&o)
+    );
+    let (stream, mut peer) = std::os::unix::net::UnixStream::pair().expect("pair");
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--", "echo", "through"])
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(stream)))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut got = [0u8; 8];
+    std::io::Read::read_exact(&mut peer, &mut got).expect("read");
+    assert_eq!(&got, b"through\n");
 }

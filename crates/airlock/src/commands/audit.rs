@@ -75,6 +75,7 @@ fn human(e: &AuditEvent) -> String {
             let kinds: Vec<String> = dropped.iter().map(|(k, n)| format!("{k}={n}")).collect();
             format!("term {relay}: dropped {}", kinds.join(" "))
         }
+        Detail::Unix { path, pid } => format!("unix connect {path} (pid {pid})"),
     };
     let rule = e
         .rule

@@ -285,11 +285,13 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         merged: false,
     })?;
     let audit = Arc::new(AuditLog::open(dir.join("audit.jsonl"))?);
+    let (refusals_tx, refusals) = std::sync::mpsc::channel();
     let sandbox = match Sandbox::launch(
         &spec,
         LaunchOptions {
             exe: self_exe,
             cgroup: Some(cgroup),
+            unix_refusals: Some(refusals_tx),
         },
     ) {
         Ok(s) => s,
@@ -308,7 +310,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     let net = sandbox
         .take_net()
         .ok_or_else(|| anyhow!("the sandbox did not hand over its network sockets"))?;
-    // Threads start only now, after the signal mask is set and the sandbox is forked.
+    // Threads start only now, after the signal mask is set and the sandbox is forked (the
+    // connect gate's thread, started by `launch` once init is running, has the same mask).
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("airlock-egress")
@@ -328,6 +331,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             eprintln!("airlock: {e}; the sandbox has no network from now on");
         });
     }
+    audit_unix_refusals(refusals, audit.clone(), session.clone())?;
     let _ = audit.append(
         &AuditEvent::now(
             Decision::Info,
@@ -528,5 +532,33 @@ fn agent_state(
             optional: false,
         });
     }
+    Ok(())
+}
+
+/// Writes the connect gate's refusals to the audit log (rate-limited per path: the sandbox can
+/// refuse itself in a loop), on a thread of their own until the sandbox is gone.
+fn audit_unix_refusals(
+    refusals: std::sync::mpsc::Receiver<airlock_sandbox::unix_gate::UnixRefusal>,
+    audit: Arc<AuditLog>,
+    session: String,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name("airlock-unix-audit".into())
+        .spawn(move || {
+            for r in refusals {
+                let mut ev = AuditEvent::now(
+                    Decision::Deny,
+                    Detail::Unix {
+                        path: r.path.clone(),
+                        pid: r.pid,
+                    },
+                )
+                .session(session.clone());
+                ev.rule = Some("builtin:unix-socket-outside-sandbox".into());
+                ev.reason = Some(r.reason);
+                let _ = audit.append_limited(&format!("unix:{}", r.path), &ev);
+            }
+        })
+        .context("cannot start the audit writer for refused unix connects")?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! escape probe outside the sandbox as a control (it must get through there, or the check proves
 //! nothing) and then inside `airlock run` (it must be stopped there).
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -145,6 +146,90 @@ fn write_check(name: &str, target: PathBuf, fx: &mut Fixtures) -> Check {
     c.verify = Verify::HostFileAbsent(target.clone());
     fx.files.push(target);
     c
+}
+
+/// Host sockets of the "socket in a bound directory" checks: stream, seqpacket and datagram in a
+/// directory the policy binds read-only, and a stream socket in the workspace (bound read-write
+/// in bind mode). Kept open for the whole battery.
+#[derive(Debug)]
+struct BoundSockets {
+    dir: PathBuf,
+    ws_sock: PathBuf,
+    policy: PathBuf,
+    _held: (
+        UnixListener,
+        OwnedFd,
+        std::os::unix::net::UnixDatagram,
+        UnixListener,
+    ),
+}
+
+impl BoundSockets {
+    fn create(base: &Path, ws: &Path) -> Result<BoundSockets> {
+        use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+        let dir = base.join("bound");
+        std::fs::create_dir_all(&dir)?;
+        let stream = UnixListener::bind(dir.join("stream.sock"))
+            .with_context(|| format!("cannot bind a unix socket in {}", dir.display()))?;
+        let seqpacket = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .context("cannot create a seqpacket socket")?;
+        let addr = nix::sys::socket::UnixAddr::new(&dir.join("seqpacket.sock"))?;
+        bind(seqpacket.as_raw_fd(), &addr).context("cannot bind a seqpacket socket")?;
+        listen(&seqpacket, Backlog::new(8)?).context("cannot listen on a seqpacket socket")?;
+        let dgram = std::os::unix::net::UnixDatagram::bind(dir.join("dgram.sock"))
+            .context("cannot bind a datagram socket")?;
+        let ws_sock = ws.join("host-daemon.sock");
+        let in_ws = UnixListener::bind(&ws_sock)
+            .with_context(|| format!("cannot bind {}", ws_sock.display()))?;
+        let policy = base.join("bound-policy.toml");
+        std::fs::write(
+            &policy,
+            format!("[filesystem]\nread_only = [\"{}\"]\n", dir.display()),
+        )?;
+        Ok(BoundSockets {
+            dir,
+            ws_sock,
+            policy,
+            _held: (stream, seqpacket, dgram, in_ws),
+        })
+    }
+
+    /// (check name, socket path, probe kind)
+    fn checks(&self) -> Vec<(String, PathBuf, &'static str)> {
+        vec![
+            (
+                "reach a host socket in a bound directory (stream)".into(),
+                self.dir.join("stream.sock"),
+                "stream",
+            ),
+            (
+                "reach a host socket in a bound directory (seqpacket)".into(),
+                self.dir.join("seqpacket.sock"),
+                "seqpacket",
+            ),
+            (
+                "send a datagram to a host socket in a bound directory".into(),
+                self.dir.join("dgram.sock"),
+                "dgram",
+            ),
+            (
+                "reach a host socket in the bind-mode workspace".into(),
+                self.ws_sock.clone(),
+                "stream",
+            ),
+        ]
+    }
+}
+
+impl Drop for BoundSockets {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.ws_sock);
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -418,6 +503,19 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
         "unix",
         &[&sock_path.display().to_string()],
     ));
+    // Sockets of host daemons under directories bound into the sandbox: a read-only bind (as
+    // /nix/var/nix/daemon-socket or /opt/*/ would be) and the bind-mode workspace itself.
+    let bound_socks = BoundSockets::create(base.path(), &ws)?;
+    for (name, path, kind) in bound_socks.checks() {
+        let mut c = check(
+            &name,
+            "3 network",
+            "unix-bound",
+            &[&path.display().to_string(), kind],
+        );
+        c.run_flags = vec!["--policy".into(), bound_socks.policy.display().to_string()];
+        checks.push(c);
+    }
     checks.push(check(
         "route UDP off the machine",
         "3 network",
@@ -595,7 +693,7 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
         }
         reports.push(r);
     }
-    drop((tcp, tcp6, abs, path_sock));
+    drop((tcp, tcp6, abs, path_sock, bound_socks));
     let count = |v: fn(&Verdict) -> bool| reports.iter().filter(|r| v(&r.verdict)).count();
     let passed = count(|v| matches!(v, Verdict::Pass));
     let failed = count(|v| matches!(v, Verdict::Fail | Verdict::Error));
