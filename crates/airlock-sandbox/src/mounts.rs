@@ -204,18 +204,20 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<(), SandboxError> {
         .map_err(|e| SandboxError::sys("cannot pivot into the scaffolding", e))?;
     chdir("/").map_err(|e| SandboxError::sys("chdir /", e))?;
 
-    // Private home and /tmp first: binds below them (toolchains in ~/.cargo, agent state in
-    // ~/.claude, a workspace under /tmp) are mounted on top.
-    tmpfs(
-        &under(NEW, &spec.home)?,
-        "0700",
-        spec.home_bytes,
-        MsFlags::empty(),
-    )?;
+    // Private /tmp, then home, first: binds below them (toolchains in ~/.cargo, agent state in
+    // ~/.claude, a workspace under /tmp) are mounted on top. /tmp goes before the home so that a
+    // home under /tmp (a CI runner's, a test's) is its own tmpfs, with its own size limit, and
+    // not hidden by /tmp.
     tmpfs(
         &under(NEW, Path::new("/tmp"))?,
         "1777",
         spec.tmp_bytes,
+        MsFlags::empty(),
+    )?;
+    tmpfs(
+        &under(NEW, &spec.home)?,
+        "0700",
+        spec.home_bytes,
         MsFlags::empty(),
     )?;
     for b in &spec.binds {

@@ -265,7 +265,11 @@ fn host_home_is_not_visible() {
     let o = ws
         .airlock()
         .args(["run", "--", "sh", "-c"])
-        .arg("cat \"$HOME/.ssh/id_ed25519\" \"$HOME/notes.txt\" 2>&1; ls -A \"$HOME\"")
+        .arg(
+            "cat \"$HOME/.ssh/id_ed25519\" \"$HOME/notes.txt\" 2>&1; ls -A \"$HOME\"; \
+             touch \"$HOME/w\" && echo home-writable; \
+             [ \"$(stat -c %d \"$HOME\")\" != \"$(stat -c %d /tmp)\" ] && echo home-own-fs",
+        )
         .env("HOME", home.path())
         .output()
         .expect("run");
@@ -275,6 +279,12 @@ fn host_home_is_not_visible() {
         "{out}"
     );
     assert!(out.contains("No such file"), "{out}");
+    // The home here is under /tmp: it must still be the sandbox's own tmpfs, not hidden by /tmp.
+    assert!(
+        out.contains("home-writable") && out.contains("home-own-fs"),
+        "a home under /tmp must be its own private tmpfs: {out}{}",
+        stderr(&o)
+    );
 }
 
 #[test]
