@@ -16,6 +16,8 @@ pub(crate) struct Shared {
     pub(crate) session: Option<String>,
     pub(crate) resolver: Arc<dyn Resolve>,
     pub(crate) limits: Limits,
+    /// The credential injector, when the session has credentials.
+    pub(crate) creds: Option<Arc<crate::creds::Injector>>,
     /// Test-only fault injection: the proxy's accept loop panics on its next connection.
     #[cfg(test)]
     pub(crate) panic_on_accept: std::sync::atomic::AtomicBool,
@@ -35,6 +37,7 @@ impl Shared {
             session,
             resolver,
             limits,
+            creds: None,
             #[cfg(test)]
             panic_on_accept: std::sync::atomic::AtomicBool::new(false),
         }

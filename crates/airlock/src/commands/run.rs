@@ -104,6 +104,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         &args.trust_policies,
         Some(flags),
     )?;
+    let mut policy = policy;
+    let creds = crate::credentials::prepare(&mut policy, &who.home)?;
+    let cred_hosts = creds.hosts();
     let net_policy = compile_network(&policy)?;
     let mut extra_binds = Vec::new();
     let mut worktree_info: Option<(std::path::PathBuf, String)> = None;
@@ -123,6 +126,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         _ => None,
     };
     let session = args.detached_child.clone().unwrap_or_else(new_session_id);
+    let creds = creds.sandbox(&session)?;
     let limits = policy.limits;
     let cgroup = Cgroup::create(
         &session,
@@ -164,6 +168,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     for k in ["NO_PROXY", "no_proxy"] {
         extra_env.push((k.to_string(), "localhost,127.0.0.1,::1".to_string()));
     }
+    // Placeholders and the trust bundle's variables override anything passed from the host.
+    extra_env.extend(creds.env.iter().cloned());
     let dir = session_dir::sessions_root()?.join(&session);
     let (upper, work) = (dir.join("upper"), dir.join("work"));
     let view = match args.mode {
@@ -238,6 +244,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         return Ok(0);
     }
     session_dir::create(&session)?;
+    creds.place(&dir, &mut spec)?;
     if args.mode == Mode::Overlay {
         for d in [&upper, &work] {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
@@ -299,6 +306,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     config.dns_udp = Some(net.dns_udp);
     config.dns_tcp = Some(net.dns_tcp);
     config.session = Some(session.clone());
+    config.credentials = creds.injector.clone();
     let egress =
         Arc::new(Egress::start(config, rt.handle()).context("cannot start the egress proxy")?);
     {
@@ -320,7 +328,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     );
     let reload = {
         let egress = egress.clone();
-        let args = RunArgsForReload::from(&args);
+        let mut args = RunArgsForReload::from(&args);
+        args.cred_hosts = cred_hosts;
         let workspace = workspace.clone();
         move || -> Result<()> {
             egress.reload(reload_policy(&args, &workspace)?);
@@ -408,6 +417,8 @@ struct RunArgsForReload {
     policies: Vec<std::path::PathBuf>,
     trusted: Vec<std::path::PathBuf>,
     flags: ConfigFile,
+    /// Hosts of the session's credentials, allowed whatever the reloaded files say.
+    cred_hosts: Vec<String>,
 }
 
 impl RunArgsForReload {
@@ -416,18 +427,24 @@ impl RunArgsForReload {
             policies: args.policies.clone(),
             trusted: args.trust_policies.clone(),
             flags: flags_layer(args).unwrap_or_default(),
+            cred_hosts: Vec::new(),
         }
     }
 }
 
 /// Re-reads the policy layers of this run (SIGHUP, `airlock policy reload`).
 fn reload_policy(args: &RunArgsForReload, workspace: &std::path::Path) -> Result<NetworkPolicy> {
-    let policy = policy_load::load(
+    let mut policy = policy_load::load(
         Some(workspace),
         &args.policies,
         &args.trusted,
         Some(args.flags.clone()),
     )?;
+    for h in &args.cred_hosts {
+        if !policy.network.allow.contains(h) {
+            policy.network.allow.push(h.clone());
+        }
+    }
     compile_network(&policy)
 }
 
