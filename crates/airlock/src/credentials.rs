@@ -224,14 +224,16 @@ pub(crate) fn prepare(policy: &mut Policy, home: &Path) -> Result<Prepared> {
                 "airlock: warning: default credential {} not used: {why}",
                 e.config.name
             ),
-            Err(why) => return Err(with_code(
-                FAILURE,
-                anyhow!(
+            Err(why) => {
+                return Err(with_code(
+                    FAILURE,
+                    anyhow!(
                     "credential {} ({}): {why}; fix the source or remove the [[credentials]] entry",
                     e.config.name,
                     source_label(&e.config)
                 ),
-            )),
+                ))
+            }
         }
     }
     let extra_roots = policy
