@@ -210,6 +210,7 @@ pub(crate) fn read_json(
 pub(crate) struct Prepared {
     loaded: Vec<(Entry, String)>,
     extra_roots: Vec<PathBuf>,
+    home: PathBuf,
 }
 
 /// Resolves every credential (a broken `[[credentials]]` entry is an error naming it and its
@@ -251,7 +252,88 @@ pub(crate) fn prepare(policy: &mut Policy, home: &Path) -> Result<Prepared> {
     Ok(Prepared {
         loaded,
         extra_roots,
+        home: home.to_path_buf(),
     })
+}
+
+/// The OAuth token response field (RFC 6749 §5.1) that rotates a JSON credential, from the
+/// last segment of its pointer: Claude Code's `accessToken` and `refreshToken`.
+fn oauth_field(pointer: &str) -> Option<&'static str> {
+    match pointer.rsplit('/').next()? {
+        "accessToken" => Some("access_token"),
+        "refreshToken" => Some("refresh_token"),
+        _ => None,
+    }
+}
+
+/// Writes rotated secrets back to their JSON files on the host (one atomic rename per file,
+/// permissions kept), and `expiresAt` (milliseconds, as Claude Code writes it) beside them
+/// when the response gave a lifetime, so the user's own client keeps working afterwards.
+fn write_back(
+    sources: &[(String, PathBuf, String)],
+    rotated: &[airlock_net::creds::Rotation],
+    expires_in: Option<u64>,
+) -> Result<()> {
+    let mut files: Vec<&PathBuf> = Vec::new();
+    for (_, f, _) in sources {
+        if !files.contains(&f) {
+            files.push(f);
+        }
+    }
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let mut json: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", file.display()))?;
+        let mut changed = false;
+        for (name, _, pointer) in sources.iter().filter(|(_, f, _)| f == file) {
+            let Some(r) = rotated.iter().find(|r| &r.credential == name) else {
+                continue;
+            };
+            if let Some(slot) = json.pointer_mut(pointer) {
+                *slot = serde_json::Value::String(r.secret.clone());
+                changed = true;
+            }
+            if let (Some(secs), Some((parent, _))) = (expires_in, pointer.rsplit_once('/')) {
+                if let Some(obj) = json.pointer_mut(parent).and_then(|p| p.as_object_mut()) {
+                    if obj.contains_key("expiresAt") {
+                        let ms = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_millis())
+                            .unwrap_or(0)
+                            + u128::from(secs) * 1000;
+                        obj.insert(
+                            "expiresAt".into(),
+                            serde_json::Value::from(u64::try_from(ms).unwrap_or(u64::MAX)),
+                        );
+                    }
+                }
+            }
+        }
+        if changed {
+            atomic_write(file, serde_json::to_string_pretty(&json)?.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `path` by a sibling temporary file with the same permissions (rename(2) is atomic).
+fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let perms = std::fs::metadata(path)
+        .with_context(|| format!("cannot stat {}", path.display()))?
+        .permissions();
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    std::fs::set_permissions(tmp.path(), perms)
+        .with_context(|| format!("cannot set permissions on {}", tmp.path().display()))?;
+    tmp.persist(path)
+        .map_err(|e| anyhow!("cannot replace {}: {}", path.display(), e.error))?;
+    Ok(())
 }
 
 /// What the sandbox gets for the session's credentials.
@@ -262,6 +344,76 @@ pub(crate) struct Sandboxed {
     /// The trust bundle (host roots + session CA, PEM), too large for a generated file: it is
     /// written to the session directory and bound read-only.
     bundle: Option<Vec<u8>>,
+    /// Claude Code's credentials file as the agent sees it: placeholders for the tokens.
+    claude_copy: Option<serde_json::Value>,
+}
+
+/// Fields of `claudeAiOauth` copied into the agent's placeholder file besides the tokens.
+const CLAUDE_FIELDS: &[&str] = &["expiresAt", "scopes", "subscriptionType", "rateLimitTier"];
+
+impl Sandboxed {
+    /// Writes Claude Code's credentials file, with placeholders for the tokens, into the
+    /// agent's state directory `claude_dir` (bound at `~/.claude` inside), and lifts the hide
+    /// rule that would cover it inside. Claude Code then finds its login, refreshes it through
+    /// the proxy, and writes new placeholders there; the host's real file is never mounted.
+    pub(crate) fn place_claude_file(
+        &self,
+        claude_dir: &Path,
+        home: &Path,
+        spec: &mut SandboxSpec,
+    ) -> Result<()> {
+        let Some(copy) = &self.claude_copy else {
+            return Ok(());
+        };
+        let file = claude_dir.join(".credentials.json");
+        let _ = std::fs::remove_file(&file);
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&file)
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            f.write_all(serde_json::to_string_pretty(copy)?.as_bytes())
+                .with_context(|| format!("cannot write {}", file.display()))?;
+        }
+        let inside = home.join(".claude/.credentials.json");
+        spec.hide.retain(|h| h != &inside);
+        Ok(())
+    }
+}
+
+impl Prepared {
+    /// The agent's view of Claude Code's credentials file, when its tokens are credentials.
+    fn claude_copy(&self, injector: &Injector) -> Option<serde_json::Value> {
+        let host_file = expand(CLAUDE_CREDENTIALS, &self.home).ok()?;
+        let mut tokens = serde_json::Map::new();
+        let mut source = None;
+        for ((e, _), cred) in self.loaded.iter().zip(injector.credentials()) {
+            let Some(j) = &e.config.json else { continue };
+            let Some(key) = j.pointer.strip_prefix("/claudeAiOauth/") else {
+                continue;
+            };
+            if expand(&j.file, &self.home).ok()? != host_file || key.contains('/') {
+                continue;
+            }
+            tokens.insert(
+                key.to_string(),
+                serde_json::Value::String(cred.placeholder()),
+            );
+            source = Some(j);
+        }
+        let (_, v) = read_json(source?, &self.home).ok()?;
+        let src = v.get("claudeAiOauth")?.as_object()?;
+        for k in CLAUDE_FIELDS {
+            if let Some(x) = src.get(*k) {
+                tokens.insert((*k).to_string(), x.clone());
+            }
+        }
+        Some(serde_json::json!({ "claudeAiOauth": tokens }))
+    }
 }
 
 impl Sandboxed {
@@ -309,6 +461,7 @@ impl Prepared {
                 injector: None,
                 env: Vec::new(),
                 bundle: None,
+                claude_copy: None,
             });
         }
         let mut creds = Vec::new();
@@ -319,13 +472,39 @@ impl Prepared {
                 .inject
                 .as_ref()
                 .map(|i| (i.header.as_str(), i.value.as_str()));
-            let cred = Credential::new(&c.name, secret, &c.hosts, inject, c.body)
+            let mut cred = Credential::new(&c.name, secret, &c.hosts, inject, c.body)
                 .map_err(|err| with_code(FAILURE, anyhow!("{err} ({})", source_label(c))))?;
+            if let Some(field) = c.json.as_ref().and_then(|j| oauth_field(&j.pointer)) {
+                cred = cred.rotated_by_oauth_field(field);
+            }
             env_names.push(c.inside_env().map(str::to_string));
             creds.push(cred);
         }
-        let injector = Injector::new(session, creds, &self.extra_roots)
+        let mut injector = Injector::new(session, creds, &self.extra_roots)
             .map_err(|e| with_code(FAILURE, anyhow!(e)))?;
+        let writeback: Vec<(String, PathBuf, String)> = self
+            .loaded
+            .iter()
+            .filter_map(|(e, _)| {
+                let j = e.config.json.as_ref()?;
+                oauth_field(&j.pointer)?;
+                Some((
+                    e.config.name.clone(),
+                    expand(&j.file, &self.home).ok()?,
+                    j.pointer.clone(),
+                ))
+            })
+            .collect();
+        if !writeback.is_empty() {
+            injector.on_rotate(Box::new(move |rotated, expires_in| {
+                if let Err(e) = write_back(&writeback, rotated, expires_in) {
+                    eprintln!(
+                        "airlock: warning: refreshed credentials not saved on the host: {e:#}"
+                    );
+                }
+            }));
+        }
+        let claude_copy = self.claude_copy(&injector);
         let mut env: Vec<(String, String)> = injector
             .credentials()
             .iter()
@@ -340,6 +519,7 @@ impl Prepared {
             injector: Some(Arc::new(injector)),
             env,
             bundle: Some(bundle),
+            claude_copy,
         })
     }
 }

@@ -283,6 +283,21 @@ fn respond(
         chunk(s, &format!("{b} end\n\n"))?;
         write!(s, "0\r\n\r\n")?;
         s.flush()
+    } else if path.starts_with("/v1/oauth/token") {
+        if !String::from_utf8_lossy(body).contains(want) {
+            return send(s, "400 Bad Request", "", b"{\"error\":\"invalid_grant\"}");
+        }
+        let out = format!(
+            "{{\"token_type\":\"Bearer\",\"access_token\":\"{}\",\"refresh_token\":\"{}\",\"expires_in\":3600}}",
+            rotated(want, "access2"),
+            rotated(want, "refresh2")
+        );
+        send(
+            s,
+            "200 OK",
+            "content-type: application/json\r\n",
+            out.as_bytes(),
+        )
     } else if path.starts_with("/basic") {
         if basic_ok() {
             send(s, "200 OK", "", b"basic-ok")
@@ -318,6 +333,16 @@ fn respond(
     } else {
         send(s, "404 Not Found", "", b"not found")
     }
+}
+
+/// The token the fake OAuth endpoint hands out for refresh token `want`.
+fn rotated(want: &str, kind: &str) -> String {
+    let tail: String = want
+        .chars()
+        .rev()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    format!("sk-{kind}-{tail}")
 }
 
 /// Two upstreams: `api.creds.test` (certificate from the trusted test CA) and
@@ -863,4 +888,186 @@ fn a_placeholder_over_plain_http_is_audited() {
         "{events:?}"
     );
     let _ = TcpStream::connect(("127.0.0.1", port));
+}
+
+/// The OAuth refresh flow (as Claude Code does it): the refresh placeholder posted to the token
+/// endpoint becomes the real refresh token; the new real tokens in the answer become new
+/// placeholders for the agent, and work on the next request; the host's credentials file gets
+/// the new real pair (and a new expiry), with its other fields and permissions kept.
+#[test]
+fn oauth_refresh_rotates_placeholders_and_updates_the_host_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let (access, refresh) = (secret("ant-oat01"), secret("ant-ort01"));
+    let ca = TestCa::new();
+    let up = upstream(
+        ca.server_config("api.creds.test"),
+        refresh.clone(),
+        env.path("none"),
+    );
+    std::fs::write(env.path("ca.pem"), &ca.pem).expect("ca");
+    let file = env.path("credentials.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"claudeAiOauth":{{"accessToken":"{access}","refreshToken":"{refresh}","expiresAt":1,"subscriptionType":"max"}}}}"#
+        ),
+    )
+    .expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let policy = env.path("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"[network]
+allow_private = ["127.0.0.1"]
+[network.resolve]
+"api.creds.test" = "127.0.0.1"
+[network.ports]
+"api.creds.test" = [{port}]
+[[credentials]]
+name = "t-access"
+json = {{ file = "{file}", pointer = "/claudeAiOauth/accessToken" }}
+hosts = ["api.creds.test"]
+placeholder_env = "T_ACCESS"
+[[credentials]]
+name = "t-refresh"
+json = {{ file = "{file}", pointer = "/claudeAiOauth/refreshToken" }}
+hosts = ["api.creds.test"]
+body = true
+placeholder_env = "T_REFRESH"
+[tls]
+extra_roots = ["{ca}"]
+"#,
+            port = up.port,
+            file = file.display(),
+            ca = env.path("ca.pem").display()
+        ),
+    )
+    .expect("policy");
+    make_readable(env.dir.path());
+    let port = up.port;
+    let script = format!(
+        "echo PH_A=$T_ACCESS; echo PH_R=$T_REFRESH; \
+         curl -sS -m 10 https://api.creds.test:{port}/v1/oauth/token -H 'content-type: application/json' \
+           --data-binary \"{{\\\"grant_type\\\":\\\"refresh_token\\\",\\\"refresh_token\\\":\\\"$T_REFRESH\\\"}}\" > tok.json; \
+         echo; cat tok.json; echo; \
+         echo NEW_A=$(python3 -c 'import json;print(json.load(open(\"tok.json\"))[\"access_token\"])'); \
+         echo NEW_R=$(python3 -c 'import json;print(json.load(open(\"tok.json\"))[\"refresh_token\"])'); \
+         curl -sS -m 10 -o /dev/null https://api.creds.test:{port}/echo -H \"authorization: Bearer $(python3 -c 'import json;print(json.load(open(\"tok.json\"))[\"access_token\"])')\"; \
+         echo DONE"
+    );
+    let o = env.run(&policy, &[], &script);
+    let out = stdout(&o);
+    assert!(out.contains("DONE"), "{out}{}", stderr(&o));
+    let (access2, refresh2) = (rotated(&refresh, "access2"), rotated(&refresh, "refresh2"));
+    for s in [&access, &refresh, &access2, &refresh2] {
+        assert!(
+            !out.contains(s.as_str()) && !stderr(&o).contains(s.as_str()),
+            "a secret reached the sandbox: {out}"
+        );
+    }
+    let (ph_a, ph_r) = (value_of(&out, "PH_A"), value_of(&out, "PH_R"));
+    let (new_a, new_r) = (value_of(&out, "NEW_A"), value_of(&out, "NEW_R"));
+    assert!(
+        new_a.starts_with("sk-access2-") && new_a.len() == access2.len(),
+        "{out}"
+    );
+    assert!(new_r.starts_with("sk-refresh2-") && new_r != ph_r, "{out}");
+    assert_ne!(new_a, ph_a);
+    let seen = up.seen.lock().expect("lock").join("\n----\n");
+    assert!(
+        seen.contains(&format!("\"refresh_token\":\"{refresh}\"")),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!("authorization: Bearer {access2}")),
+        "the new placeholder must work: {seen}"
+    );
+    let host: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+    assert_eq!(host["claudeAiOauth"]["accessToken"], access2.as_str());
+    assert_eq!(host["claudeAiOauth"]["refreshToken"], refresh2.as_str());
+    assert_eq!(host["claudeAiOauth"]["subscriptionType"], "max");
+    assert!(
+        host["claudeAiOauth"]["expiresAt"].as_u64() > Some(1_700_000_000_000),
+        "{host}"
+    );
+    let mode = std::fs::metadata(&file).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+/// With Claude Code's OAuth login on the host (a zero-config default), the agent's own
+/// `~/.claude/.credentials.json` holds placeholders of the same shape, keeps the other fields,
+/// and is writable (Claude Code stores refreshed tokens there); the real tokens are nowhere in
+/// the sandbox or in the agent's state directory on the host.
+#[test]
+fn claude_code_sees_a_placeholder_credentials_file() {
+    let env = Env::new();
+    let home = env.path("home");
+    std::fs::create_dir_all(home.join(".claude")).expect("mkdir");
+    let (access, refresh) = (secret("ant-oat01"), secret("ant-ort01"));
+    std::fs::write(
+        home.join(".claude/.credentials.json"),
+        format!(
+            r#"{{"claudeAiOauth":{{"accessToken":"{access}","refreshToken":"{refresh}","expiresAt":4102444800000,"subscriptionType":"max"}},"otherTool":{{"token":"{access}"}}}}"#
+        ),
+    )
+    .expect("write");
+    make_readable(env.dir.path());
+    let o = env
+        .airlock()
+        .env("HOME", &home)
+        .args([
+            "run", "--agent", "claude", "--mode", "bind", "--", "sh", "-c",
+        ])
+        .arg(
+            "cat ~/.claude/.credentials.json; echo; echo '{}' > /dev/null; \
+              cp ~/.claude/.credentials.json ~/.claude/.credentials.json.new && \
+              mv ~/.claude/.credentials.json.new ~/.claude/.credentials.json && echo WRITABLE",
+        )
+        .output()
+        .expect("run");
+    let out = stdout(&o);
+    assert!(out.contains("WRITABLE"), "{out}{}", stderr(&o));
+    assert!(!out.contains(&access) && !out.contains(&refresh), "{out}");
+    let json_text: String = out
+        .lines()
+        .take_while(|l| !l.starts_with("WRITABLE"))
+        .collect();
+    let v: serde_json::Value = serde_json::from_str(&json_text).expect("the file is JSON");
+    let a = v["claudeAiOauth"]["accessToken"].as_str().expect("access");
+    let r = v["claudeAiOauth"]["refreshToken"]
+        .as_str()
+        .expect("refresh");
+    assert!(
+        a.starts_with("sk-ant-oat01-") && a.len() == access.len() && a != access,
+        "{a}"
+    );
+    assert!(
+        r.starts_with("sk-ant-ort01-") && r.len() == refresh.len() && r != refresh,
+        "{r}"
+    );
+    assert_eq!(v["claudeAiOauth"]["subscriptionType"], "max");
+    assert!(
+        v.get("otherTool").is_none(),
+        "only claudeAiOauth is copied: {v}"
+    );
+    // The state directory on the host holds no real token either.
+    let state = env.path("data/airlock/state");
+    let mut stack = vec![state];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(t) = std::fs::read_to_string(&p) {
+                assert!(
+                    !t.contains(&access) && !t.contains(&refresh),
+                    "{}",
+                    p.display()
+                );
+            }
+        }
+    }
 }

@@ -242,6 +242,9 @@ impl Ctx {
             self.audit_misdirected(name, req.method().as_str());
         }
         let (mut parts, body) = req.into_parts();
+        // An OAuth token request (RFC 6749 §6): its response may rotate credentials.
+        let token_request =
+            parts.method == hyper::Method::POST && parts.uri.path().ends_with("/oauth/token");
         strip_hop_by_hop(&mut parts.headers, false);
         let out = inj.outbound_pairs(host, false);
         swap::swap_header_values(&mut parts.headers, &out);
@@ -295,7 +298,57 @@ impl Ctx {
             sender.ready().await.map_err(upstream_err)?;
             sender.send_request(req).await.map_err(upstream_err)?
         };
+        if token_request && resp.status().is_success() {
+            return self.rewrite_token_response(resp).await;
+        }
         self.rewrite_response(resp)
+    }
+
+    /// A token endpoint's answer: read whole (bounded), rotated credentials get new
+    /// placeholders in place of the new tokens, then scrubbed like any response.
+    async fn rewrite_token_response(
+        &self,
+        resp: Response<Incoming>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        const MAX_TOKEN_RESPONSE: usize = 1 << 20;
+        if let Some(enc) = resp.headers().get(CONTENT_ENCODING) {
+            if !enc.as_bytes().eq_ignore_ascii_case(b"identity") {
+                return self.rewrite_response(resp);
+            }
+        }
+        let (mut parts, body) = resp.into_parts();
+        let bytes = http_body_util::Limited::new(body, MAX_TOKEN_RESPONSE)
+            .collect()
+            .await
+            .map_err(|e| ProxyError::Upstream {
+                target: self.target(),
+                message: format!("reading the token response: {e}"),
+            })?
+            .to_bytes();
+        let mut out = bytes.to_vec();
+        if let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            if self
+                .t
+                .injector
+                .apply_token_response(&self.t.host, &mut json)
+            {
+                out = serde_json::to_vec(&json).map_err(|e| ProxyError::Upstream {
+                    target: self.target(),
+                    message: e.to_string(),
+                })?;
+            }
+        }
+        strip_hop_by_hop(&mut parts.headers, false);
+        let inbound = self.t.injector.inbound_pairs();
+        swap::swap_header_values(&mut parts.headers, &inbound);
+        let out = swap::replace(&out, &inbound).unwrap_or(out);
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+        let body = http_body_util::Full::new(bytes::Bytes::from(out))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        Ok(Response::from_parts(parts, body))
     }
 
     fn host_header(&self) -> String {

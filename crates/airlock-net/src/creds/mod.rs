@@ -12,7 +12,7 @@ mod placeholder;
 pub(crate) mod swap;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use airlock_policy::network::{DomainPattern, Host};
 use base64::Engine as _;
@@ -48,11 +48,16 @@ pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// One credential: a secret, its placeholder, and the hosts it may be sent to.
 pub struct Credential {
     name: String,
-    secret: String,
-    placeholder: String,
+    /// (secret, placeholder) pairs, oldest first; the last is current. An OAuth refresh adds a
+    /// pair; older ones keep being swapped both ways, so a late echo of an old token is
+    /// scrubbed too.
+    versions: RwLock<Vec<(String, String)>>,
     hosts: Vec<DomainPattern>,
     inject: Option<(HeaderName, String)>,
     body: bool,
+    /// The field of an OAuth token response (RFC 6749 §5.1: `access_token`, `refresh_token`)
+    /// whose new value replaces this credential.
+    oauth_field: Option<String>,
 }
 
 impl std::fmt::Debug for Credential {
@@ -102,12 +107,42 @@ impl Credential {
         };
         Ok(Credential {
             name: name.to_string(),
-            placeholder: placeholder_for(secret),
-            secret: secret.to_string(),
+            versions: RwLock::new(vec![(secret.to_string(), placeholder_for(secret))]),
             hosts,
             inject,
             body,
+            oauth_field: None,
         })
+    }
+
+    /// Marks the credential as rotated by OAuth token responses: when a POST to
+    /// `…/oauth/token` on one of its hosts answers with `field` (e.g. `access_token`), the new
+    /// value becomes the secret, the agent gets a new placeholder in its place, and the
+    /// injector's rotation hook is told.
+    pub fn rotated_by_oauth_field(mut self, field: &str) -> Credential {
+        self.oauth_field = Some(field.to_string());
+        self
+    }
+
+    fn versions(&self) -> Vec<(String, String)> {
+        self.versions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn current(&self) -> (String, String) {
+        self.versions().pop().unwrap_or_default()
+    }
+
+    /// Adds a new secret and returns its new placeholder.
+    fn rotate(&self, secret: &str) -> String {
+        let placeholder = placeholder_for(secret);
+        self.versions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((secret.to_string(), placeholder.clone()));
+        placeholder
     }
 
     /// The credential's name.
@@ -115,9 +150,9 @@ impl Credential {
         &self.name
     }
 
-    /// The placeholder the sandbox sees.
-    pub fn placeholder(&self) -> &str {
-        &self.placeholder
+    /// The placeholder the sandbox sees (the current one).
+    pub fn placeholder(&self) -> String {
+        self.current().1
     }
 
     /// Whether the real value may be sent to `host`.
@@ -134,7 +169,26 @@ pub struct Injector {
     ca: SessionCa,
     upstream_tls: Arc<ClientConfig>,
     host_roots_pem: String,
+    on_rotate: Option<RotateHook>,
 }
+
+/// One credential's new secret after an OAuth refresh.
+#[derive(Clone)]
+pub struct Rotation {
+    pub credential: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Rotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rotation")
+            .field("credential", &self.credential)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Called with the rotated credentials and the new token's lifetime in seconds.
+pub type RotateHook = Box<dyn Fn(&[Rotation], Option<u64>) + Send + Sync>;
 
 impl std::fmt::Debug for Injector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -187,6 +241,7 @@ impl Injector {
             ca: SessionCa::new(session)?,
             upstream_tls: Arc::new(tls),
             host_roots_pem,
+            on_rotate: None,
         })
     }
 
@@ -221,12 +276,8 @@ impl Injector {
         self.creds
             .iter()
             .filter(|c| c.scoped_to(host) && (!body_only || c.body))
-            .map(|c| {
-                (
-                    c.placeholder.as_bytes().to_vec(),
-                    c.secret.as_bytes().to_vec(),
-                )
-            })
+            .flat_map(|c| c.versions())
+            .map(|(secret, ph)| (ph.into_bytes(), secret.into_bytes()))
             .collect()
     }
 
@@ -234,12 +285,8 @@ impl Injector {
     pub(crate) fn inbound_pairs(&self) -> Pairs {
         self.creds
             .iter()
-            .map(|c| {
-                (
-                    c.secret.as_bytes().to_vec(),
-                    c.placeholder.as_bytes().to_vec(),
-                )
-            })
+            .flat_map(|c| c.versions())
+            .map(|(secret, ph)| (secret.into_bytes(), ph.into_bytes()))
             .collect()
     }
 
@@ -253,29 +300,33 @@ impl Injector {
         headers: &hyper::HeaderMap,
         target: &str,
     ) -> Vec<&str> {
-        let candidates: Vec<&Credential> = self
+        let candidates: Vec<(&str, Vec<u8>)> = self
             .creds
             .iter()
             .filter(|c| plain || !c.scoped_to(host))
+            .flat_map(|c| {
+                c.versions()
+                    .into_iter()
+                    .map(move |(_, ph)| (c.name.as_str(), ph.into_bytes()))
+            })
             .collect();
         if candidates.is_empty() {
             return Vec::new();
         }
-        let needles: Vec<&[u8]> = candidates
-            .iter()
-            .map(|c| c.placeholder.as_bytes())
-            .collect();
+        let needles: Vec<&[u8]> = candidates.iter().map(|(_, p)| p.as_slice()).collect();
         let mut found = swap::find_in_headers(headers, &needles);
         for n in &needles {
             if swap::contains(target.as_bytes(), n) && !found.contains(n) {
                 found.push(n);
             }
         }
-        candidates
+        let mut names: Vec<&str> = candidates
             .iter()
-            .filter(|c| found.contains(&c.placeholder.as_bytes()))
-            .map(|c| c.name.as_str())
-            .collect()
+            .filter(|(_, p)| found.contains(&p.as_slice()))
+            .map(|(name, _)| *name)
+            .collect();
+        names.dedup();
+        names
     }
 
     /// Headers to add for `host`: each scoped credential's `inject` header that the request
@@ -287,9 +338,59 @@ impl Injector {
             .filter_map(|c| {
                 c.inject
                     .as_ref()
-                    .map(|(h, v)| (h.clone(), v.replace("{}", &c.secret)))
+                    .map(|(h, v)| (h.clone(), v.replace("{}", &c.current().0)))
             })
             .collect()
+    }
+
+    /// Applies an OAuth token response from `host`: each credential scoped to it whose
+    /// `oauth_field` the response carries as a string is rotated, and the field is replaced by
+    /// the new placeholder in `response`. Returns whether anything was rotated; the rotation
+    /// hook (if any) gets the new secrets.
+    pub(crate) fn apply_token_response(
+        &self,
+        host: &Host,
+        response: &mut serde_json::Value,
+    ) -> bool {
+        let mut rotated = Vec::new();
+        for c in self.creds.iter().filter(|c| c.scoped_to(host)) {
+            let Some(field) = &c.oauth_field else {
+                continue;
+            };
+            let Some(new) = response
+                .get(field)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            if new.is_empty() || new.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+                continue;
+            }
+            let placeholder = c.rotate(&new);
+            response[field.as_str()] = serde_json::Value::String(placeholder);
+            tracing::info!(credential = %c.name, %host, "credential rotated by an oauth token response");
+            rotated.push(Rotation {
+                credential: c.name.clone(),
+                secret: new,
+            });
+        }
+        if rotated.is_empty() {
+            return false;
+        }
+        let expires_in = response
+            .get("expires_in")
+            .and_then(serde_json::Value::as_u64);
+        if let Some(hook) = &self.on_rotate {
+            hook(&rotated, expires_in);
+        }
+        true
+    }
+
+    /// Sets the hook told about rotated credentials (new secrets, and the token lifetime in
+    /// seconds when the response gives one), e.g. to write them back to the host's file.
+    pub fn on_rotate(&mut self, hook: RotateHook) {
+        self.on_rotate = Some(hook);
     }
 
     pub(crate) fn upstream_tls(&self) -> Arc<ClientConfig> {
@@ -348,7 +449,7 @@ mod tests {
             true,
         )
         .expect("b");
-        let (pa, pb) = (a.placeholder().to_string(), b.placeholder().to_string());
+        let (pa, pb) = (a.placeholder(), b.placeholder());
         let inj = Injector {
             creds: vec![a, b],
             ca: SessionCa::new("t").expect("ca"),
@@ -360,6 +461,7 @@ mod tests {
                     .with_no_client_auth(),
             ),
             host_roots_pem: String::new(),
+            on_rotate: None,
         };
         let host = |s: &str| Host::parse(s).expect("host");
         assert!(inj.intercepts(&host("api.a.test")));

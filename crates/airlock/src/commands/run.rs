@@ -231,7 +231,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         }
     }
     spec.binds.extend(extra_binds);
-    agent_state(&mut spec, &args, &workspace, &who)?;
+    agent_state(&mut spec, &args, &workspace, &who, &creds)?;
     if args.detached_child.is_some() {
         super::detach::wrap_in_tmux(&mut spec, &dir)?;
     }
@@ -461,6 +461,7 @@ fn agent_state(
     args: &RunArgs,
     workspace: &std::path::Path,
     who: &view::Invoker,
+    creds: &crate::credentials::Sandboxed,
 ) -> Result<()> {
     let (program, entries): (&str, &[(&str, bool)]) = match args.agent {
         crate::cli::Agent::Shell => return Ok(()),
@@ -503,6 +504,9 @@ fn agent_state(
             writable: true,
             optional: false,
         });
+    }
+    if program == "claude" {
+        creds.place_claude_file(&root.join(".claude"), &who.home, spec)?;
     }
     Ok(())
 }
