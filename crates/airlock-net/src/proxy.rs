@@ -560,6 +560,105 @@ async fn run_intercepted(
     }
 }
 
+/// The plain-HTTP reverse-proxy mode of a credential: `GET /airlock/cred/NAME/PATH` on the
+/// proxy's own address goes to `https://HOST/PATH`, HOST being the credential's first host,
+/// through the same policy, resolve and connect phases and the same swaps as an intercepted
+/// tunnel (for clients that take a base URL instead of a proxy).
+async fn reverse(
+    mut req: Request<Incoming>,
+    rest: &str,
+    shared: &Arc<Shared>,
+    start: Instant,
+) -> Result<Response<ProxyBody>, (Target, ProxyError)> {
+    let method = req.method().to_string();
+    let (name, path) = rest.split_once('/').map_or((rest, ""), |(n, p)| (n, p));
+    let unparsed = Target::unparsed(
+        &format!("{}{rest}", crate::creds::REVERSE_PREFIX),
+        Some(method.clone()),
+    );
+    let Some((injector, host)) = shared
+        .creds
+        .as_ref()
+        .and_then(|i| i.reverse_host(name).map(|h| (i.clone(), h)))
+    else {
+        return Err((
+            unparsed,
+            ProxyError::BadRequest(format!(
+                "no credential '{name}' with a reverse proxy (set reverse_proxy_env in its [[credentials]] entry)"
+            )),
+        ));
+    };
+    // 443, unless `[network.ports]` does not allow it for this host (then its first port).
+    let port = {
+        let policy = shared.policy();
+        let (_, ports) = policy.ports_for(&host);
+        if ports.is_empty() || ports.contains(&443) {
+            443
+        } else {
+            ports[0]
+        }
+    };
+    let t = Target {
+        host: host.to_string(),
+        port,
+        method: Some(method),
+    };
+    let err = |e| (t.clone(), e);
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    *req.uri_mut() = format!("/{path}{query}")
+        .parse()
+        .map_err(|e| err(ProxyError::BadRequest(format!("bad path: {e}"))))?;
+    let host_header = HeaderValue::from_str(&host.to_string())
+        .map_err(|e| err(ProxyError::BadRequest(format!("bad host: {e}"))))?;
+    req.headers_mut().insert(HOST, host_header);
+    let policy = shared.policy();
+    let (stream, verdict) = open_upstream(shared, &policy, &host, port)
+        .await
+        .map_err(err)?;
+    drop(policy);
+    let addr = stream.peer_addr().map_err(|e| {
+        err(ProxyError::Connect {
+            target: t.display(),
+            message: e.to_string(),
+        })
+    })?;
+    let counters = Arc::new(Counters::default());
+    let mut log = LogGuard::new(shared.clone(), t.clone(), verdict, counters.clone(), start);
+    log.reason = format!("{}; credential reverse proxy", log.reason);
+    let tunnel = mitm::Tunnel {
+        shared: shared.clone(),
+        injector,
+        host,
+        port,
+        addr,
+        counters,
+    };
+    match mitm::reverse(req, stream, tunnel).await {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            // The audit event is written when the body is done.
+            let body = body
+                .map_frame(move |f| {
+                    let _ = &log;
+                    f
+                })
+                .boxed_unsync();
+            Ok(Response::from_parts(parts, body))
+        }
+        Err(e) => {
+            if matches!(e, ProxyError::UpstreamTls { .. }) {
+                log.deny(mitm::RULE_UPSTREAM_TLS, e.to_string());
+            }
+            drop(log);
+            Err(err(e))
+        }
+    }
+}
+
 async fn forward(
     mut req: Request<Incoming>,
     shared: &Arc<Shared>,
@@ -579,11 +678,15 @@ async fn forward(
             )))
         }
         None => {
+            if let Some(rest) = uri.path().strip_prefix(crate::creds::REVERSE_PREFIX) {
+                let rest = rest.to_string();
+                return reverse(req, &rest, shared, start).await;
+            }
             return Err(bad(
                 "this is airlock's egress proxy: send absolute-form requests \
                  (GET http://host/path) or CONNECT host:port"
                     .into(),
-            ))
+            ));
         }
     }
     let authority = uri

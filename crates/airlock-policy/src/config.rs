@@ -87,6 +87,11 @@ pub struct CredentialConfig {
     /// `json` credential without it is only usable through `inject`).
     #[serde(default)]
     pub placeholder_env: Option<String>,
+    /// Also serve the credential as a plain-HTTP reverse proxy on the proxy's own address and
+    /// set this variable inside to its base URL (e.g. `ANTHROPIC_BASE_URL`), for clients that
+    /// take a base URL; requests go to `https://` + the first host, which must be exact.
+    #[serde(default)]
+    pub reverse_proxy_env: Option<String>,
 }
 
 /// `json = { file = "...", pointer = "/a/b" }`
@@ -262,6 +267,7 @@ impl CredentialConfig {
         for (key, v) in [
             ("env", &self.env),
             ("placeholder_env", &self.placeholder_env),
+            ("reverse_proxy_env", &self.reverse_proxy_env),
         ] {
             if let Some(v) = v {
                 if !is_env_name(v) {
@@ -291,6 +297,12 @@ impl CredentialConfig {
         for (i, h) in self.hosts.iter().enumerate() {
             crate::network::DomainPattern::parse(h)
                 .map_err(|e| format!("hosts[{i}]: '{h}' {e}"))?;
+        }
+        if self.reverse_proxy_env.is_some() && self.hosts[0].starts_with("*.") {
+            return Err(format!(
+                "reverse_proxy_env: the first host '{}' must be an exact name (requests go there)",
+                self.hosts[0]
+            ));
         }
         if let Some(inj) = &self.inject {
             let valid_name = !inj.header.is_empty()

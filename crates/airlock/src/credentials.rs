@@ -53,6 +53,7 @@ fn env_cred(name: &str, var: &str, hosts: &[&str]) -> CredentialConfig {
         inject: None,
         body: false,
         placeholder_env: None,
+        reverse_proxy_env: None,
     }
 }
 
@@ -69,6 +70,7 @@ fn claude_json_cred(name: &str, field: &str, hosts: &[&str], body: bool) -> Cred
         inject: None,
         body,
         placeholder_env: None,
+        reverse_proxy_env: None,
     }
 }
 
@@ -455,7 +457,8 @@ impl Prepared {
 
     /// Placeholders, the session CA and the trust bundle. Fails (exit 125) on a bad
     /// `extra_roots` file or a secret that cannot be a header value.
-    pub(crate) fn sandbox(self, session: &str) -> Result<Sandboxed> {
+    /// `proxy_port` is where the proxy listens inside (the reverse-proxy base URLs use it).
+    pub(crate) fn sandbox(self, session: &str, proxy_port: u16) -> Result<Sandboxed> {
         if self.loaded.is_empty() {
             return Ok(Sandboxed {
                 injector: None,
@@ -466,6 +469,7 @@ impl Prepared {
         }
         let mut creds = Vec::new();
         let mut env_names = Vec::new();
+        let mut base_urls = Vec::new();
         for (e, secret) in &self.loaded {
             let c = &e.config;
             let inject = c
@@ -476,6 +480,14 @@ impl Prepared {
                 .map_err(|err| with_code(FAILURE, anyhow!("{err} ({})", source_label(c))))?;
             if let Some(field) = c.json.as_ref().and_then(|j| oauth_field(&j.pointer)) {
                 cred = cred.rotated_by_oauth_field(field);
+            }
+            if let Some(var) = &c.reverse_proxy_env {
+                cred = cred
+                    .reverse_proxy()
+                    .map_err(|err| with_code(FAILURE, anyhow!(err)))?;
+                if let Some(path) = cred.reverse_path() {
+                    base_urls.push((var.clone(), format!("http://127.0.0.1:{proxy_port}{path}")));
+                }
             }
             env_names.push(c.inside_env().map(str::to_string));
             creds.push(cred);
@@ -511,6 +523,7 @@ impl Prepared {
             .zip(env_names)
             .filter_map(|(c, name)| name.map(|n| (n, c.placeholder().to_string())))
             .collect();
+        env.extend(base_urls);
         for v in BUNDLE_VARS {
             env.push((v.to_string(), BUNDLE_PATH.to_string()));
         }

@@ -1071,3 +1071,46 @@ fn claude_code_sees_a_placeholder_credentials_file() {
         }
     }
 }
+
+/// The plain-HTTP reverse-proxy mode: a client given `T_BASE_URL` (no proxy, no TLS inside)
+/// reaches the credential's host over verified TLS with the same swaps; a name without that
+/// mode is refused.
+#[test]
+fn reverse_proxy_mode_swaps_like_the_tunnel() {
+    let f = fixture();
+    let policy = f.env.path("reverse.toml");
+    let text = std::fs::read_to_string(&f.policy).expect("policy").replace(
+        "name = \"test-alpha\"\n",
+        "name = \"test-alpha\"\nreverse_proxy_env = \"T_BASE_URL\"\n",
+    );
+    std::fs::write(&policy, text).expect("write");
+    let o = f.env.run(
+        &policy,
+        &f.vars(),
+        "echo PH_A=$AIRLOCK_TEST_SECRET_A; echo BASE=$T_BASE_URL; \
+         curl -sS -m 10 \"$T_BASE_URL/echo?x=1\" -H \"x-api-key: $AIRLOCK_TEST_SECRET_A\"; echo; \
+         curl -sS -m 10 -o /dev/null -w 'OTHER=%{http_code}\\n' http://127.0.0.1:3128/airlock/cred/test-beta/echo",
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    f.assert_no_secret(&out);
+    let ph = value_of(&out, "PH_A");
+    assert_eq!(
+        value_of(&out, "BASE"),
+        "http://127.0.0.1:3128/airlock/cred/test-alpha"
+    );
+    assert!(
+        out.contains(&format!("x-echo: {ph}")) || out.contains(&format!("x-api-key: {ph}")),
+        "{out}"
+    );
+    assert!(out.contains("GET /echo?x=1 HTTP/1.1"), "{out}");
+    assert_eq!(value_of(&out, "OTHER"), "400");
+    let seen = f.good_seen();
+    assert!(seen.contains(&format!("x-api-key: {}", f.a)), "{seen}");
+    assert!(
+        seen.to_ascii_lowercase()
+            .contains(&format!("host: api.creds.test:{}", f.good.port))
+            || seen.contains("host: api.creds.test"),
+        "{seen}"
+    );
+}

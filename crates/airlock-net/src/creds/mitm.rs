@@ -139,6 +139,33 @@ where
     outcome
 }
 
+/// One request of the reverse-proxy mode: `req` is already in origin form with the upstream's
+/// `Host`; `upstream` is the TCP connection to the checked address. The connection lives as
+/// long as the response body.
+pub(crate) async fn reverse(
+    req: Request<Incoming>,
+    upstream: TcpStream,
+    t: Tunnel,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let ctx = Arc::new(Ctx {
+        t,
+        sender: tokio::sync::Mutex::new(None),
+        drivers: Mutex::new(JoinSet::new()),
+    });
+    let sender = ctx.open_upstream_with(Some(upstream)).await?;
+    *ctx.sender.lock().await = Some(sender);
+    let resp = ctx.exchange(req).await?;
+    let (parts, body) = resp.into_parts();
+    let keep = ctx.clone();
+    let body = body
+        .map_frame(move |f| {
+            let _ = &keep;
+            f
+        })
+        .boxed_unsync();
+    Ok(Response::from_parts(parts, body))
+}
+
 impl Ctx {
     fn target(&self) -> String {
         format!("{}:{}", self.t.host, self.t.port)

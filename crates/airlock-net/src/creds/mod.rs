@@ -25,6 +25,9 @@ pub use placeholder::placeholder_for;
 
 use swap::Pairs;
 
+/// Path prefix of the reverse-proxy mode on the proxy's own address.
+pub const REVERSE_PREFIX: &str = "/airlock/cred/";
+
 /// Errors setting up the credential injector; each names the credential, file or host.
 #[derive(Debug, thiserror::Error)]
 pub enum CredError {
@@ -55,6 +58,8 @@ pub struct Credential {
     hosts: Vec<DomainPattern>,
     inject: Option<(HeaderName, String)>,
     body: bool,
+    /// Served in the plain-HTTP reverse-proxy mode at `/airlock/cred/NAME/`.
+    reverse: bool,
     /// The field of an OAuth token response (RFC 6749 §5.1: `access_token`, `refresh_token`)
     /// whose new value replaces this credential.
     oauth_field: Option<String>,
@@ -111,6 +116,7 @@ impl Credential {
             hosts,
             inject,
             body,
+            reverse: false,
             oauth_field: None,
         })
     }
@@ -122,6 +128,29 @@ impl Credential {
     pub fn rotated_by_oauth_field(mut self, field: &str) -> Credential {
         self.oauth_field = Some(field.to_string());
         self
+    }
+
+    /// Serves the credential in the plain-HTTP reverse-proxy mode: requests to
+    /// `http://127.0.0.1:PROXY_PORT/airlock/cred/NAME/PATH` inside go to `https://HOST/PATH`,
+    /// HOST being its first host (which must be an exact name).
+    pub fn reverse_proxy(mut self) -> Result<Credential, CredError> {
+        match self.hosts.first() {
+            Some(DomainPattern::Exact(_)) => {
+                self.reverse = true;
+                Ok(self)
+            }
+            _ => Err(CredError::Invalid {
+                name: self.name.clone(),
+                message: "reverse_proxy_env needs an exact name (not *.suffix) as the first host"
+                    .into(),
+            }),
+        }
+    }
+
+    /// The path prefix of this credential's reverse proxy (under the proxy's address).
+    pub fn reverse_path(&self) -> Option<String> {
+        self.reverse
+            .then(|| format!("{REVERSE_PREFIX}{}", self.name))
     }
 
     fn versions(&self) -> Vec<(String, String)> {
@@ -391,6 +420,15 @@ impl Injector {
     /// seconds when the response gives one), e.g. to write them back to the host's file.
     pub fn on_rotate(&mut self, hook: RotateHook) {
         self.on_rotate = Some(hook);
+    }
+
+    /// The upstream host of credential `name`'s reverse proxy, if it has one.
+    pub(crate) fn reverse_host(&self, name: &str) -> Option<Host> {
+        let c = self.creds.iter().find(|c| c.name == name && c.reverse)?;
+        match c.hosts.first()? {
+            DomainPattern::Exact(h) => Some(Host::Name(h.clone())),
+            DomainPattern::Subdomains(_) => None,
+        }
     }
 
     pub(crate) fn upstream_tls(&self) -> Arc<ClientConfig> {

@@ -126,7 +126,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         _ => None,
     };
     let session = args.detached_child.clone().unwrap_or_else(new_session_id);
-    let creds = creds.sandbox(&session)?;
+    let creds = creds.sandbox(&session, PROXY_PORT)?;
     let limits = policy.limits;
     let cgroup = Cgroup::create(
         &session,
