@@ -283,6 +283,9 @@ fn respond(
         chunk(s, &format!("{b} end\n\n"))?;
         write!(s, "0\r\n\r\n")?;
         s.flush()
+    } else if path.starts_with("/gzip") {
+        // Claims gzip although airlock asked for identity: the body could hide the secret.
+        send(s, "200 OK", "content-encoding: gzip\r\n", want.as_bytes())
     } else if path.starts_with("/v1/oauth/token") {
         if !String::from_utf8_lossy(body).contains(want) {
             return send(s, "400 Bad Request", "", b"{\"error\":\"invalid_grant\"}");
@@ -1113,4 +1116,47 @@ fn reverse_proxy_mode_swaps_like_the_tunnel() {
             || seen.contains("host: api.creds.test"),
         "{seen}"
     );
+}
+
+/// `inject` adds the header with the real value when the client sends none (and leaves a
+/// client's own header alone); a response compressed against airlock's request is refused,
+/// since it could not be scrubbed.
+#[test]
+fn inject_adds_the_header_and_compressed_answers_are_refused() {
+    let f = fixture();
+    let d = secret("delta");
+    let policy = f.env.path("inject.toml");
+    let text = std::fs::read_to_string(&f.policy).expect("policy").replace(
+        "[tls]\n",
+        "[[credentials]]\nname = \"test-delta\"\nenv = \"AIRLOCK_TEST_SECRET_D\"\nhosts = [\"api.creds.test\"]\n\
+         inject = { header = \"x-injected\", value = \"Token {}\" }\n\n[tls]\n",
+    );
+    std::fs::write(&policy, text).expect("write");
+    let mut vars = f.vars();
+    vars.push(("AIRLOCK_TEST_SECRET_D", d.as_str()));
+    let port = f.good.port;
+    let o = f.env.run(
+        &policy,
+        &vars,
+        &format!(
+            "echo PH_D=$AIRLOCK_TEST_SECRET_D; \
+             curl -sS -m 10 https://api.creds.test:{port}/echo/one; echo; \
+             curl -sS -m 10 https://api.creds.test:{port}/echo/two -H 'x-injected: mine'; echo; \
+             curl -sS -m 10 -o /dev/null -w 'GZIP=%{{http_code}}\\n' https://api.creds.test:{port}/gzip"
+        ),
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(!out.contains(&d), "{out}");
+    f.assert_no_secret(&out);
+    let ph = value_of(&out, "PH_D");
+    assert!(out.contains(&format!("x-injected: Token {ph}")), "{out}");
+    assert!(out.contains("x-injected: mine"), "{out}");
+    assert_eq!(value_of(&out, "GZIP"), "502");
+    let seen = f.good_seen();
+    assert!(
+        seen.contains("GET /echo/one HTTP/1.1") && seen.contains(&format!("x-injected: Token {d}")),
+        "{seen}"
+    );
+    assert!(seen.contains("x-injected: mine"), "{seen}");
 }
