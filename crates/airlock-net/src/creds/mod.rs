@@ -25,6 +25,12 @@ pub use placeholder::placeholder_for;
 
 use swap::Pairs;
 
+/// Token fields of an OAuth token response (RFC 6749 §5.1, OpenID Connect Core §3.1.3.3).
+const OAUTH_TOKEN_FIELDS: &[&str] = &["access_token", "refresh_token", "id_token"];
+
+/// Secret/placeholder pairs kept per credential across OAuth rotations.
+const MAX_VERSIONS: usize = 8;
+
 /// Path prefix of the reverse-proxy mode on the proxy's own address.
 pub const REVERSE_PREFIX: &str = "/airlock/cred/";
 
@@ -167,10 +173,13 @@ impl Credential {
     /// Adds a new secret and returns its new placeholder.
     fn rotate(&self, secret: &str) -> String {
         let placeholder = placeholder_for(secret);
-        self.versions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((secret.to_string(), placeholder.clone()));
+        let mut v = self.versions.write().unwrap_or_else(|e| e.into_inner());
+        v.push((secret.to_string(), placeholder.clone()));
+        // Bounded: an agent refreshing in a loop cannot grow this (old tokens are revoked by
+        // then anyway).
+        if v.len() > MAX_VERSIONS {
+            v.remove(0);
+        }
         placeholder
     }
 
@@ -204,7 +213,9 @@ pub struct Injector {
 /// One credential's new secret after an OAuth refresh.
 #[derive(Clone)]
 pub struct Rotation {
+    /// The credential's name.
     pub credential: String,
+    /// Its new real value (never logged: `Debug` leaves it out).
     pub secret: String,
 }
 
@@ -374,8 +385,9 @@ impl Injector {
 
     /// Applies an OAuth token response from `host`: each credential scoped to it whose
     /// `oauth_field` the response carries as a string is rotated, and the field is replaced by
-    /// the new placeholder in `response`. Returns whether anything was rotated; the rotation
-    /// hook (if any) gets the new secrets.
+    /// the new placeholder in `response`; token fields no credential takes over are replaced by
+    /// `airlock-withheld-FIELD`. Returns whether `response` changed; the rotation hook (if any)
+    /// gets the new secrets.
     pub(crate) fn apply_token_response(
         &self,
         host: &Host,
@@ -404,8 +416,27 @@ impl Injector {
                 secret: new,
             });
         }
+        // Fail closed: a token no credential takes over would reach the agent as a real
+        // secret airlock cannot scrub later; it is withheld instead.
+        let mut withheld = false;
+        for field in OAUTH_TOKEN_FIELDS {
+            let taken = rotated.iter().any(|r| {
+                self.creds
+                    .iter()
+                    .any(|c| c.name == r.credential && c.oauth_field.as_deref() == Some(*field))
+            });
+            if !taken
+                && response
+                    .get(*field)
+                    .is_some_and(serde_json::Value::is_string)
+            {
+                response[*field] = serde_json::Value::String(format!("airlock-withheld-{field}"));
+                tracing::warn!(%host, field, "token response field withheld: no credential takes it over");
+                withheld = true;
+            }
+        }
         if rotated.is_empty() {
-            return false;
+            return withheld;
         }
         let expires_in = response
             .get("expires_in")
@@ -532,6 +563,76 @@ mod tests {
         );
         assert_eq!(inj.misdirected(&host("x.b.test"), true, &h, "/"), vec!["b"]);
         assert!(!format!("{:?}", inj).contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn token_responses_rotate_scoped_credentials_only() {
+        let access = Credential::new(
+            "a",
+            "sk-a-0123456789abcdefghij",
+            &["auth.test".into()],
+            None,
+            false,
+        )
+        .expect("a")
+        .rotated_by_oauth_field("access_token");
+        let other = Credential::new(
+            "o",
+            "sk-o-0123456789abcdefghij",
+            &["other.test".into()],
+            None,
+            false,
+        )
+        .expect("o")
+        .rotated_by_oauth_field("refresh_token");
+        let first = access.placeholder();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut inj = Injector {
+            creds: vec![access, other],
+            ca: SessionCa::new("t").expect("ca"),
+            upstream_tls: Arc::new(
+                ClientConfig::builder_with_provider(provider())
+                    .with_safe_default_protocol_versions()
+                    .expect("tls")
+                    .with_root_certificates(RootCertStore::empty())
+                    .with_no_client_auth(),
+            ),
+            host_roots_pem: String::new(),
+            on_rotate: None,
+        };
+        let seen2 = seen.clone();
+        inj.on_rotate(Box::new(move |r, exp| {
+            seen2.lock().expect("lock").push((r.to_vec(), exp));
+        }));
+        let host = Host::parse("auth.test").expect("host");
+        let mut resp = serde_json::json!({
+            "access_token": "sk-a-NEW0123456789abcdefgh",
+            "refresh_token": "sk-o-NEW0123456789abcdefgh",
+            "expires_in": 60
+        });
+        assert!(inj.apply_token_response(&host, &mut resp));
+        let new_ph = resp["access_token"].as_str().expect("str").to_string();
+        assert_ne!(new_ph, "sk-a-NEW0123456789abcdefgh");
+        assert_ne!(new_ph, first);
+        // Not scoped to auth.test, so no credential takes the new refresh token over: it is
+        // withheld rather than handed to the agent as a real secret.
+        assert_eq!(resp["refresh_token"], "airlock-withheld-refresh_token");
+        let calls = seen.lock().expect("lock").clone();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].0[0].credential, "a");
+        assert_eq!(calls[0].1, Some(60));
+        // Both the old and the new pair are swapped.
+        let out = inj.outbound_pairs(&host, false);
+        assert!(out
+            .iter()
+            .any(|(p, s)| p == first.as_bytes() && s == b"sk-a-0123456789abcdefghij"));
+        assert!(out
+            .iter()
+            .any(|(p, s)| p == new_ph.as_bytes() && s == b"sk-a-NEW0123456789abcdefgh"));
+        for i in 0..20 {
+            inj.creds[0].rotate(&format!("sk-a-LOOP{i:02}456789abcdefghij"));
+        }
+        assert_eq!(inj.creds[0].versions().len(), MAX_VERSIONS);
     }
 
     #[test]
