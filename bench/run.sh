@@ -391,6 +391,16 @@ else
   skip "bench/net/run.sh" "not in this checkout"
 fi
 
+log "3e. bench/net/creds.sh (credential proxy vs plain tunnel: request latency, first SSE event)"
+if [ "$QUICK" = 1 ]; then
+  skip "bench/net/creds.sh" "quick mode (it builds the airlock-net example in release)"
+elif [ -f bench/net/creds.sh ]; then
+  CARGO_TARGET_DIR=$TARGET bash bench/net/creds.sh > "$OUT/net-creds-bench.md" 2> "$WORK/creds.err" \
+    || skip "bench/net/creds.sh" "failed: $(tail -n3 "$WORK/creds.err" | tr '\n' ' ' | cut -c1-300)"
+else
+  skip "bench/net/creds.sh" "not in this checkout"
+fi
+
 # ---------------------------------------------------------------- 4. gate
 log "4. gate: airlock hook claude"
 cd "$WORK"

@@ -58,6 +58,8 @@ pub enum ProxyError {
     Timeout { target: String, what: &'static str },
     #[error("upstream: {target} broke the connection: {message}; retrying may help")]
     Upstream { target: String, message: String },
+    #[error("upstream: {target} presented a certificate airlock cannot verify ({message}); the credential is not sent to it. If it is signed by a private CA, add that CA to [tls] extra_roots; retrying will not help")]
+    UpstreamTls { target: String, message: String },
 }
 
 fn hint(v: &Verdict) -> String {
@@ -76,13 +78,15 @@ impl ProxyError {
             ProxyError::Resolve { .. }
             | ProxyError::Connect { .. }
             | ProxyError::Timeout { .. }
-            | ProxyError::Upstream { .. } => Blame::Upstream,
+            | ProxyError::Upstream { .. }
+            | ProxyError::UpstreamTls { .. } => Blame::Upstream,
         }
     }
 
     /// Whether retrying the same request may succeed.
     pub fn retryable(&self) -> bool {
-        matches!(self.blame(), Blame::Upstream | Blame::Airlock)
+        !matches!(self, ProxyError::UpstreamTls { .. })
+            && matches!(self.blame(), Blame::Upstream | Blame::Airlock)
     }
 
     /// The HTTP status the agent gets.
@@ -93,7 +97,8 @@ impl ProxyError {
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Resolve { .. }
             | ProxyError::Connect { .. }
-            | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            | ProxyError::Upstream { .. }
+            | ProxyError::UpstreamTls { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -106,6 +111,7 @@ impl ProxyError {
             ProxyError::Connect { .. } => "upstream: connect failed".into(),
             ProxyError::Timeout { .. } => "upstream: timeout".into(),
             ProxyError::Upstream { .. } => "upstream: protocol error".into(),
+            ProxyError::UpstreamTls { .. } => crate::creds::mitm::RULE_UPSTREAM_TLS.into(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! airlock egress: the HTTP proxy and DNS filter that are a sandbox's only way out, by hostname,
-//! with an audit trail. The credential injector will join them.
+//! with an audit trail, and the credential injector ([`creds`]) that swaps placeholders for
+//! secrets on the way to a credential's hosts.
 //!
 //! The sandbox child binds the listening sockets inside its own network namespace (TCP
 //! 127.0.0.1:3128 for the proxy, UDP and TCP 127.0.0.1:53 for DNS), passes them to the
@@ -35,6 +36,7 @@
 //! [`Egress::wait_failure`] reports it so the supervisor can end the session.
 #![forbid(unsafe_code)]
 
+pub mod creds;
 pub mod dns;
 pub mod error;
 #[doc(hidden)]
@@ -124,6 +126,8 @@ pub struct EgressConfig {
     /// Resolves allowed names; [`SystemResolver`] by default.
     pub resolver: Arc<dyn Resolve>,
     pub limits: Limits,
+    /// The credential injector (placeholders, session CA); `None` = no interception.
+    pub credentials: Option<Arc<creds::Injector>>,
 }
 
 impl EgressConfig {
@@ -138,6 +142,7 @@ impl EgressConfig {
             session: None,
             resolver: Arc::new(SystemResolver),
             limits: Limits::default(),
+            credentials: None,
         }
     }
 }
@@ -184,13 +189,15 @@ impl Egress {
             Some(s) => Some(s.local_addr().map_err(sock_err("dns udp"))?),
             None => None,
         };
-        let shared = Arc::new(Shared::new(
+        let mut shared = Shared::new(
             config.policy,
             config.audit,
             config.session,
             config.resolver,
             config.limits,
-        ));
+        );
+        shared.creds = config.credentials;
+        let shared = Arc::new(shared);
         let mut services: Vec<(&'static str, Service)> =
             vec![("proxy", Box::pin(proxy::serve(proxy, shared.clone())))];
         if let Some(s) = dns_udp {

@@ -17,9 +17,10 @@
 //!   on every address (DNS rebinding). The connection goes to a checked address, never to a name
 //!   resolved again later.
 //! - **connect**: TCP to the first reachable checked address, with a timeout.
-//! - **inspect** (CONNECT to a TLS port, 443 by default): the TLS ClientHello is read (bounded, timed) and its SNI
-//!   must equal the CONNECT host. This is where a credential-injecting MITM for credential hosts
-//!   will plug in: it would terminate TLS here instead of passing the bytes through.
+//! - **inspect** (CONNECT to a TLS port, 443 by default): the TLS ClientHello is read (bounded,
+//!   timed) and its SNI must equal the CONNECT host. A tunnel to a credential's host is then
+//!   handed to the credential proxy ([`crate::creds`]): TLS ends here with the session CA and
+//!   each request is rewritten; every other tunnel is relayed untouched.
 //! - **relay**: bytes both ways with half-close and an idle timeout.
 //! - **log**: one audit event per decision, written when the exchange ends (with bytes and
 //!   duration), or at once for refusals (rate-limited per destination).
@@ -48,13 +49,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::creds::{mitm, Injector};
 use crate::error::ProxyError;
 use crate::io::{Counted, Counters, IdleIo};
 use crate::sni::{self, Hello};
 use crate::state::Shared;
 use crate::{target, Limits};
 
-type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
+pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
 type Tunnel = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A fatal TLS alert (access_denied), sent when the ClientHello is refused so the agent's TLS
@@ -473,7 +475,9 @@ async fn connect(
             }
         };
         let mut client = TokioIo::new(upgraded);
-        let first = if shared.limits.tls_ports.contains(&port) {
+        // A credential's hosts are always spoken to over TLS, whatever the port.
+        let injector = intercepting(&shared, &host);
+        let first = if shared.limits.tls_ports.contains(&port) || injector.is_some() {
             match phase_inspect(&mut client, &host, &shared.limits).await {
                 Ok(bytes) => bytes,
                 Err(refusal) => {
@@ -486,7 +490,14 @@ async fn connect(
         } else {
             Vec::new()
         };
-        // A credential-injecting MITM for credential hosts would take over here.
+        // Phase `inspect`, continued: tunnels to a credential's hosts are intercepted.
+        if let Some(injector) = injector {
+            run_intercepted(
+                client, first, stream, &host, port, &shared, injector, counters, &mut log,
+            )
+            .await;
+            return;
+        }
         let mut upstream = IdleIo::new(Counted::new(stream, counters), shared.limits.idle_timeout);
         if let Err(e) = upstream.write_all(&first).await {
             log.reason = format!("upstream: write failed: {e}");
@@ -508,6 +519,154 @@ async fn connect(
     Ok(Response::new(empty()))
 }
 
+/// The credential injector, when a CONNECT to `host` must be intercepted (a credential is
+/// scoped to it; any port, since such tunnels must carry TLS).
+fn intercepting(shared: &Shared, host: &Host) -> Option<Arc<Injector>> {
+    shared
+        .creds
+        .as_ref()
+        .filter(|i| i.intercepts(host))
+        .cloned()
+}
+
+/// Hands an inspected tunnel to the credential proxy and records how it ended.
+#[allow(clippy::too_many_arguments)]
+async fn run_intercepted(
+    client: TokioIo<hyper::upgrade::Upgraded>,
+    first: Vec<u8>,
+    stream: TcpStream,
+    host: &Host,
+    port: u16,
+    shared: &Arc<Shared>,
+    injector: Arc<Injector>,
+    counters: Arc<Counters>,
+    log: &mut LogGuard,
+) {
+    let addr = match stream.peer_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            log.reason = format!("upstream: connection lost before tls: {e}");
+            return;
+        }
+    };
+    let t = mitm::Tunnel {
+        shared: shared.clone(),
+        injector,
+        host: host.clone(),
+        port,
+        addr,
+        counters,
+    };
+    match mitm::serve(client, first, stream, t).await {
+        mitm::Outcome::Served(note) => {
+            log.reason = match note {
+                Some(n) => format!("{}; credential proxy: {n}", log.reason),
+                None => format!("{}; credential proxy", log.reason),
+            };
+        }
+        mitm::Outcome::Refused { reason } => log.deny(mitm::RULE_UPSTREAM_TLS, reason),
+    }
+}
+
+/// The plain-HTTP reverse-proxy mode of a credential: `GET /airlock/cred/NAME/PATH` on the
+/// proxy's own address goes to `https://HOST/PATH`, HOST being the credential's first host,
+/// through the same policy, resolve and connect phases and the same swaps as an intercepted
+/// tunnel (for clients that take a base URL instead of a proxy).
+async fn reverse(
+    mut req: Request<Incoming>,
+    rest: &str,
+    shared: &Arc<Shared>,
+    start: Instant,
+) -> Result<Response<ProxyBody>, (Target, ProxyError)> {
+    let method = req.method().to_string();
+    let (name, path) = rest.split_once('/').map_or((rest, ""), |(n, p)| (n, p));
+    let unparsed = Target::unparsed(
+        &format!("{}{rest}", crate::creds::REVERSE_PREFIX),
+        Some(method.clone()),
+    );
+    let Some((injector, host)) = shared
+        .creds
+        .as_ref()
+        .and_then(|i| i.reverse_host(name).map(|h| (i.clone(), h)))
+    else {
+        return Err((
+            unparsed,
+            ProxyError::BadRequest(format!(
+                "no credential '{name}' with a reverse proxy (set reverse_proxy_env in its [[credentials]] entry)"
+            )),
+        ));
+    };
+    // 443, unless `[network.ports]` does not allow it for this host (then its first port).
+    let port = {
+        let policy = shared.policy();
+        let (_, ports) = policy.ports_for(&host);
+        if ports.is_empty() || ports.contains(&443) {
+            443
+        } else {
+            ports[0]
+        }
+    };
+    let t = Target {
+        host: host.to_string(),
+        port,
+        method: Some(method),
+    };
+    let err = |e| (t.clone(), e);
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    *req.uri_mut() = format!("/{path}{query}")
+        .parse()
+        .map_err(|e| err(ProxyError::BadRequest(format!("bad path: {e}"))))?;
+    let host_header = HeaderValue::from_str(&host.to_string())
+        .map_err(|e| err(ProxyError::BadRequest(format!("bad host: {e}"))))?;
+    req.headers_mut().insert(HOST, host_header);
+    let policy = shared.policy();
+    let (stream, verdict) = open_upstream(shared, &policy, &host, port)
+        .await
+        .map_err(err)?;
+    drop(policy);
+    let addr = stream.peer_addr().map_err(|e| {
+        err(ProxyError::Connect {
+            target: t.display(),
+            message: e.to_string(),
+        })
+    })?;
+    let counters = Arc::new(Counters::default());
+    let mut log = LogGuard::new(shared.clone(), t.clone(), verdict, counters.clone(), start);
+    log.reason = format!("{}; credential reverse proxy", log.reason);
+    let tunnel = mitm::Tunnel {
+        shared: shared.clone(),
+        injector,
+        host,
+        port,
+        addr,
+        counters,
+    };
+    match mitm::reverse(req, stream, tunnel).await {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            // The audit event is written when the body is done.
+            let body = body
+                .map_frame(move |f| {
+                    let _ = &log;
+                    f
+                })
+                .boxed_unsync();
+            Ok(Response::from_parts(parts, body))
+        }
+        Err(e) => {
+            if matches!(e, ProxyError::UpstreamTls { .. }) {
+                log.deny(mitm::RULE_UPSTREAM_TLS, e.to_string());
+            }
+            drop(log);
+            Err(err(e))
+        }
+    }
+}
+
 async fn forward(
     mut req: Request<Incoming>,
     shared: &Arc<Shared>,
@@ -527,11 +686,15 @@ async fn forward(
             )))
         }
         None => {
+            if let Some(rest) = uri.path().strip_prefix(crate::creds::REVERSE_PREFIX) {
+                let rest = rest.to_string();
+                return reverse(req, &rest, shared, start).await;
+            }
             return Err(bad(
                 "this is airlock's egress proxy: send absolute-form requests \
                  (GET http://host/path) or CONNECT host:port"
                     .into(),
-            ))
+            ));
         }
     }
     let authority = uri
@@ -545,6 +708,13 @@ async fn forward(
         method: Some(method),
     };
     let err = |e| (t.clone(), e);
+    if let Some(inj) = &shared.creds {
+        // Plain HTTP never carries a secret: placeholders stay, and are audited.
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        for name in inj.misdirected(&host, true, req.headers(), target) {
+            mitm::audit_misdirected(shared, name, &host, port, req.method().as_str());
+        }
+    }
     let policy = shared.policy();
     let (stream, verdict) = open_upstream(shared, &policy, &host, port)
         .await
@@ -631,7 +801,7 @@ async fn forward(
     Ok(Response::from_parts(parts, body.boxed_unsync()))
 }
 
-fn wants_upgrade(h: &HeaderMap) -> bool {
+pub(crate) fn wants_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(UPGRADE)
         && h.get_all(CONNECTION)
             .iter()
@@ -641,7 +811,7 @@ fn wants_upgrade(h: &HeaderMap) -> bool {
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the Connection header names.
-fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     let named: Vec<HeaderName> = h
         .get_all(CONNECTION)
         .iter()
@@ -702,7 +872,7 @@ fn header_value(s: &str) -> HeaderValue {
 
 /// The answer to a refused or failed request: a status, a plain-text body the agent can show
 /// the user, and `X-Airlock-Reason` naming the rule.
-fn error_response(e: &ProxyError) -> Response<ProxyBody> {
+pub(crate) fn error_response(e: &ProxyError) -> Response<ProxyBody> {
     let mut resp = Response::new(full(format!("airlock: {e}\n")));
     *resp.status_mut() = e.status();
     let h = resp.headers_mut();

@@ -20,6 +20,8 @@ pub(crate) struct Shared {
     /// Distinct names used under each wildcard pattern this session (`*.suffix` -> names).
     /// Kept across policy reloads: the budget is the session's, not the policy's.
     wildcard_names: Mutex<HashMap<String, HashSet<String>>>,
+    /// The credential injector, when the session has credentials.
+    pub(crate) creds: Option<Arc<crate::creds::Injector>>,
     /// Test-only fault injection: the proxy's accept loop panics on its next connection.
     #[cfg(test)]
     pub(crate) panic_on_accept: std::sync::atomic::AtomicBool,
@@ -40,6 +42,7 @@ impl Shared {
             resolver,
             limits,
             wildcard_names: Mutex::new(HashMap::new()),
+            creds: None,
             #[cfg(test)]
             panic_on_accept: std::sync::atomic::AtomicBool::new(false),
         }

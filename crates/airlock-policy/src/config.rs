@@ -67,19 +67,72 @@ pub const DEFAULT_WILDCARD_NAMES_MAX: u64 = 64;
 /// Largest accepted `[network] wildcard_names_max` (keeps the per-session name sets bounded).
 pub const WILDCARD_NAMES_LIMIT: u64 = 100_000;
 
-/// One `[[credentials]]` entry.
+/// One `[[credentials]]` entry: a secret the agent may use on `hosts` but never read
+/// (`docs/credentials.md`). Exactly one of `env`, `file` or `json` names where the real value is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialConfig {
+    /// A name for errors, the audit log and `airlock creds`.
     pub name: String,
-    /// Host environment variable holding the real value.
+    /// Host environment variable holding the real value; inside, the same variable holds the
+    /// placeholder.
     #[serde(default)]
     pub env: Option<String>,
-    /// File holding the real value (`~` expands to the invoking user's home).
+    /// File holding the real value (`~` expands to the invoking user's home); surrounding
+    /// whitespace is ignored.
     #[serde(default)]
     pub file: Option<String>,
-    /// The only hosts the real value is ever sent to.
+    /// A JSON file and an RFC 6901 pointer to the string holding the real value.
+    #[serde(default)]
+    pub json: Option<JsonSource>,
+    /// The only hosts (exact names or `*.suffix`) the real value is ever sent to.
     pub hosts: Vec<String>,
+    /// Add this header (with the real value in place of `{}`) to requests for `hosts` that do
+    /// not carry it.
+    #[serde(default)]
+    pub inject: Option<InjectConfig>,
+    /// Also replace the placeholder in request bodies (off by default: only headers).
+    #[serde(default)]
+    pub body: bool,
+    /// The variable inside the sandbox that holds the placeholder (default: `env`; a `file` or
+    /// `json` credential without it is only usable through `inject`).
+    #[serde(default)]
+    pub placeholder_env: Option<String>,
+    /// Also serve the credential as a plain-HTTP reverse proxy on the proxy's own address and
+    /// set this variable inside to its base URL (e.g. `ANTHROPIC_BASE_URL`), for clients that
+    /// take a base URL; requests go to `https://` + the first host, which must be exact.
+    #[serde(default)]
+    pub reverse_proxy_env: Option<String>,
+}
+
+/// `json = { file = "...", pointer = "/a/b" }`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonSource {
+    /// The JSON file (`~` expands to the invoking user's home).
+    pub file: String,
+    /// RFC 6901 JSON pointer to a string, e.g. `/claudeAiOauth/accessToken`.
+    pub pointer: String,
+}
+
+/// `inject = { header = "authorization", value = "Bearer {}" }`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectConfig {
+    /// Header name.
+    pub header: String,
+    /// Header value; `{}` stands for the real secret.
+    pub value: String,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM files with more roots for verifying credential hosts' upstreams (tests, corporate
+    /// CAs), in addition to the host's roots.
+    #[serde(default)]
+    pub extra_roots: Vec<String>,
 }
 
 /// `[filesystem]`
@@ -159,6 +212,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub credentials: Vec<CredentialConfig>,
     #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
     pub filesystem: FilesystemConfig,
     #[serde(default)]
     pub env: EnvConfig,
@@ -230,14 +285,14 @@ impl ConfigFile {
             return Err(invalid("limits.pids", "must be at least 1".into()));
         }
         for (i, c) in self.credentials.iter().enumerate() {
-            let key = format!("credentials[{i}] ({})", c.name);
-            if c.env.is_some() == c.file.is_some() {
-                return Err(invalid(&key, "set exactly one of `env` or `file`".into()));
-            }
-            if c.hosts.is_empty() {
+            c.validate()
+                .map_err(|m| invalid(&format!("credentials[{i}] ({})", c.name), m))?;
+        }
+        for (i, r) in self.tls.extra_roots.iter().enumerate() {
+            if r.trim().is_empty() {
                 return Err(invalid(
-                    &key,
-                    "`hosts` is empty: name the hosts this credential may be sent to".into(),
+                    &format!("tls.extra_roots[{i}]"),
+                    "empty path".into(),
                 ));
             }
         }
@@ -248,6 +303,91 @@ impl ConfigFile {
         }
         Ok(())
     }
+}
+
+impl CredentialConfig {
+    /// Checks the entry on its own (no I/O): one source, a usable env name, a pointer, valid
+    /// host patterns, an `inject` with `{}`. The message names the offending key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("`name` is empty".into());
+        }
+        let sources = [self.env.is_some(), self.file.is_some(), self.json.is_some()];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err("set exactly one of `env`, `file` or `json`".into());
+        }
+        for (key, v) in [
+            ("env", &self.env),
+            ("placeholder_env", &self.placeholder_env),
+            ("reverse_proxy_env", &self.reverse_proxy_env),
+        ] {
+            if let Some(v) = v {
+                if !is_env_name(v) {
+                    return Err(format!("{key}: '{v}' is not a variable name"));
+                }
+            }
+        }
+        if let Some(f) = &self.file {
+            if f.trim().is_empty() {
+                return Err("file: empty path".into());
+            }
+        }
+        if let Some(j) = &self.json {
+            if j.file.trim().is_empty() {
+                return Err("json.file: empty path".into());
+            }
+            if !j.pointer.starts_with('/') {
+                return Err(format!(
+                    "json.pointer: '{}' is not a JSON pointer (RFC 6901: it starts with '/')",
+                    j.pointer
+                ));
+            }
+        }
+        if self.hosts.is_empty() {
+            return Err("`hosts` is empty: name the hosts this credential may be sent to".into());
+        }
+        for (i, h) in self.hosts.iter().enumerate() {
+            crate::network::DomainPattern::parse(h)
+                .map_err(|e| format!("hosts[{i}]: '{h}' {e}"))?;
+        }
+        if self.reverse_proxy_env.is_some() && self.hosts[0].starts_with("*.") {
+            return Err(format!(
+                "reverse_proxy_env: the first host '{}' must be an exact name (requests go there)",
+                self.hosts[0]
+            ));
+        }
+        if let Some(inj) = &self.inject {
+            let valid_name = !inj.header.is_empty()
+                && inj
+                    .header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !valid_name {
+                return Err(format!(
+                    "inject.header: '{}' is not a header name",
+                    inj.header
+                ));
+            }
+            if !inj.value.contains("{}") {
+                return Err(format!(
+                    "inject.value: '{}' has no '{{}}' where the secret goes",
+                    inj.value
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The variable inside the sandbox that holds the placeholder.
+    pub fn inside_env(&self) -> Option<&str> {
+        self.placeholder_env.as_deref().or(self.env.as_deref())
+    }
+}
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// One layer of configuration with where it came from.
@@ -275,6 +415,8 @@ pub struct Limits {
 pub struct Policy {
     pub network: NetworkConfig,
     pub credentials: Vec<CredentialConfig>,
+    /// `[tls] extra_roots` of every layer.
+    pub tls_extra_roots: Vec<String>,
     /// Built-in hide list plus `[filesystem] hide`.
     pub hide: Vec<String>,
     pub read_only: Vec<String>,
@@ -352,6 +494,7 @@ impl Policy {
         let mut p = Policy {
             network: NetworkConfig::default(),
             credentials: Vec::new(),
+            tls_extra_roots: Vec::new(),
             hide: BUILTIN_HIDE.iter().map(|s| s.to_string()).collect(),
             read_only: Vec::new(),
             read_write: Vec::new(),
@@ -400,6 +543,7 @@ impl Policy {
             self.credentials.retain(|x| x.name != cred.name);
             self.credentials.push(cred.clone());
         }
+        extend_unique(&mut self.tls_extra_roots, &c.tls.extra_roots);
         extend_unique(&mut self.hide, &c.filesystem.hide);
         extend_unique(&mut self.read_only, &c.filesystem.read_only);
         extend_unique(&mut self.read_write, &c.filesystem.read_write);
@@ -487,6 +631,9 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     }
     if !c.credentials.is_empty() {
         return widen("credentials");
+    }
+    if !c.tls.extra_roots.is_empty() {
+        return widen("tls.extra_roots");
     }
     if !c.filesystem.read_only.is_empty() {
         return widen("filesystem.read_only");
@@ -626,6 +773,54 @@ cpus = 2.0
         let e = ConfigFile::parse(&path, "[[credentials]]\nname='x'\nhosts=['a']\n")
             .expect_err("no source");
         assert!(e.to_string().contains("exactly one"), "{e}");
+    }
+
+    #[test]
+    fn credential_errors_name_the_credential_and_the_key() {
+        let path = PathBuf::from("/x/p.toml");
+        for (text, want) in [
+            ("name='gh'\nenv='A'\nfile='/f'\nhosts=['a.test']", "exactly one"),
+            ("name='gh'\nenv='A B'\nhosts=['a.test']", "env: 'A B'"),
+            ("name='gh'\nenv='A'\nhosts=['*.com']", "hosts[0]"),
+            ("name='gh'\nenv='A'\nhosts=['a.test', 'bad host']", "hosts[1]"),
+            ("name='gh'\nenv='A'\nhosts=[]", "hosts"),
+            (
+                "name='gh'\njson={file='/f', pointer='a/b'}\nhosts=['a.test']",
+                "json.pointer",
+            ),
+            (
+                "name='gh'\nenv='A'\nhosts=['a.test']\ninject={header='x y', value='{}'}",
+                "inject.header",
+            ),
+            (
+                "name='gh'\nenv='A'\nhosts=['a.test']\ninject={header='authorization', value='Bearer'}",
+                "inject.value",
+            ),
+        ] {
+            let e = ConfigFile::parse(&path, &format!("[[credentials]]\n{text}\n"))
+                .expect_err(text);
+            let msg = e.to_string();
+            assert!(
+                msg.contains("credentials[0] (gh)") && msg.contains(want) && msg.contains("/x/p.toml"),
+                "{text}: {msg}"
+            );
+        }
+        let ok = ConfigFile::parse(
+            &path,
+            "[[credentials]]\nname='c'\njson={file='~/.claude/.credentials.json', pointer='/claudeAiOauth/accessToken'}\n\
+             hosts=['api.anthropic.com']\ninject={header='authorization', value='Bearer {}'}\n\
+             [tls]\nextra_roots=['/etc/corp/ca.pem']\n",
+        )
+        .expect("valid");
+        assert_eq!(ok.tls.extra_roots, vec!["/etc/corp/ca.pem"]);
+        let e = Policy::from_layers(&[Layer {
+            source: path.clone(),
+            trusted: false,
+            config: ConfigFile::parse(&path, "[tls]\nextra_roots=['/tmp/evil.pem']\n")
+                .expect("parse"),
+        }])
+        .expect_err("an untrusted layer may not add roots");
+        assert!(e.to_string().contains("tls.extra_roots"), "{e}");
     }
 
     #[test]

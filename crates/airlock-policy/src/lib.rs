@@ -7,6 +7,6 @@ pub mod network;
 pub mod size;
 
 pub use config::{
-    ConfigFile, CredentialConfig, EnvConfig, FilesystemConfig, Layer, LimitsConfig, NetworkConfig,
-    Policy, PolicyError, TerminalConfig, TerminalPolicy,
+    ConfigFile, CredentialConfig, EnvConfig, FilesystemConfig, InjectConfig, JsonSource, Layer,
+    LimitsConfig, NetworkConfig, Policy, PolicyError, TerminalConfig, TerminalPolicy, TlsConfig,
 };

@@ -111,6 +111,7 @@ pub fn run(name: &str, args: &[String]) -> Result<Outcome, String> {
         },
         "unix-bound" => unix_bound_probe(arg(0)?, arg(1)?)?,
         "env" => env_probe(arg(0)?),
+        "secret-bytes" => secret_bytes_probe(arg(0)?)?,
         "syscall" => syscall_probe(arg(0)?)?,
         "socket" => socket_probe(arg(0)?)?,
         "daemon" => daemon_probe(arg(0)?),
@@ -226,6 +227,100 @@ fn unix_bound_probe(path: &str, kind: &str) -> Result<Outcome, String> {
             Err(e) => blocked(format!("connect ({kind}) {path}: {e}")),
         }
     })
+}
+
+/// Files the `secret-bytes` probe reads at most, and their size limit: enough for the home,
+/// /tmp, /run and /etc/ssl of a sandbox, bounded so toolchains bound into the home do not make
+/// it crawl.
+const SECRET_SCAN_FILES: usize = 20_000;
+const SECRET_SCAN_MAX_BYTES: u64 = 4 << 20;
+
+/// Looks for the bytes whose hex spelling is `hex` (a fragment of a credential's secret; hex so
+/// the probe's own command line does not hold them) wherever a process can read: its own
+/// environment, every visible process's environ and cmdline, the TLS trust bundle, and the
+/// files under the home, /tmp, /run and /etc/ssl. Found anywhere: got through.
+fn secret_bytes_probe(hex: &str) -> Result<Outcome, String> {
+    let needle = decode_hex(hex).ok_or_else(|| format!("secret-bytes: '{hex}' is not hex"))?;
+    if needle.len() < 8 {
+        return Err("secret-bytes: the fragment must be at least 8 bytes".into());
+    }
+    let has = |b: &[u8]| b.windows(needle.len()).any(|w| w == needle.as_slice());
+    for (k, v) in std::env::vars_os() {
+        if has(v.as_encoded_bytes()) {
+            return Ok(through(format!(
+                "in the environment variable {}",
+                k.to_string_lossy()
+            )));
+        }
+    }
+    let mut places: Vec<std::path::PathBuf> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+            {
+                places.push(e.path().join("environ"));
+                places.push(e.path().join("cmdline"));
+            }
+        }
+    }
+    for var in ["SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"] {
+        if let Some(p) = std::env::var_os(var) {
+            places.push(p.into());
+        }
+    }
+    let mut roots: Vec<std::path::PathBuf> = vec!["/tmp".into(), "/run".into(), "/etc/ssl".into()];
+    if let Some(h) = std::env::var_os("HOME") {
+        roots.push(h.into());
+    }
+    let mut stack = roots;
+    let mut files = 0usize;
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() && files < SECRET_SCAN_FILES {
+                files += 1;
+                places.push(e.path());
+            }
+        }
+    }
+    let mut searched = 0usize;
+    for p in &places {
+        let small = std::fs::metadata(p)
+            .map(|m| m.len() <= SECRET_SCAN_MAX_BYTES)
+            .unwrap_or(false);
+        // /proc files report size 0; read them whatever their size says.
+        if !small && !p.starts_with("/proc") {
+            continue;
+        }
+        if let Ok(bytes) = std::fs::read(p) {
+            searched += 1;
+            if has(&bytes) {
+                return Ok(through(format!("in {}", p.display())));
+            }
+        }
+    }
+    Ok(blocked(format!(
+        "not in the environment nor in {searched} readable files (/proc/*/environ, \
+         /proc/*/cmdline, the trust bundle, home, /tmp, /run, /etc/ssl)"
+    )))
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn read_file(path: &str, expect: &str) -> Outcome {

@@ -69,6 +69,14 @@ pub(crate) enum Command {
     ///   airlock audit 3f2a --json | jq .
     #[command(verbatim_doc_comment)]
     Audit(AuditArgs),
+    /// List the credentials a session here would use: source, hosts, presence; never a secret.
+    ///
+    /// The agent only ever sees a placeholder; airlock's proxy swaps it for the secret on the
+    /// way to the credential's hosts. Examples:
+    ///   airlock creds
+    ///   airlock creds --json | jq .
+    #[command(verbatim_doc_comment)]
+    Creds(CredsArgs),
     /// Agent hooks (the command gate).
     #[command(subcommand)]
     Hook(HookCommand),
@@ -260,6 +268,19 @@ pub(crate) struct AuditArgs {
     #[arg(long)]
     pub(crate) denied: bool,
     /// One JSON object per line, as stored.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CredsArgs {
+    /// Policy file(s) to layer over ~/.config/airlock/config.toml, as for `run`.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub(crate) policies: Vec<std::path::PathBuf>,
+    /// Accept a policy file inside the current directory even where it widens the policy.
+    #[arg(long = "trust-policy", value_name = "FILE")]
+    pub(crate) trust_policies: Vec<std::path::PathBuf>,
+    /// One JSON object per credential and line.
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod control;
+mod credentials;
 mod exit;
 mod policy_load;
 mod session_dir;

@@ -1,6 +1,7 @@
 //! What each subcommand does. Argument types live in `cli`.
 
 mod audit;
+mod creds;
 pub(crate) mod detach;
 mod doctor;
 mod explain;
@@ -23,6 +24,7 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Policy(PolicyCommand::Explain(args)) => explain::explain(args),
         Command::Policy(PolicyCommand::Reload { id }) => audit::reload(id.as_deref()),
         Command::Audit(args) => audit::audit(args),
+        Command::Creds(args) => creds::creds(args),
         Command::Ls(args) => session::ls(args),
         Command::Diff(args) => session::diff(args),
         Command::Merge(args) => session::merge(args),

@@ -106,6 +106,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         &args.trust_policies,
         Some(flags),
     )?;
+    let mut policy = policy;
+    let creds = crate::credentials::prepare(&mut policy, &who.home)?;
+    let cred_hosts = creds.hosts();
     let net_policy = compile_network(&policy)?;
     let mut extra_binds = Vec::new();
     let mut worktree_info: Option<worktree::Worktree> = None;
@@ -125,6 +128,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         _ => None,
     };
     let session = args.detached_child.clone().unwrap_or_else(new_session_id);
+    let creds = creds.sandbox(&session, PROXY_PORT)?;
     let limits = policy.limits;
     let cgroup = Cgroup::create(
         &session,
@@ -166,6 +170,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     for k in ["NO_PROXY", "no_proxy"] {
         extra_env.push((k.to_string(), "localhost,127.0.0.1,::1".to_string()));
     }
+    // Placeholders and the trust bundle's variables override anything passed from the host.
+    extra_env.extend(creds.env.iter().cloned());
     let dir = session_dir::sessions_root()?.join(&session);
     let (upper, work) = (dir.join("upper"), dir.join("work"));
     let view = match args.mode {
@@ -232,7 +238,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         // Mounted after the workspace: the links to the repository stay what airlock wrote.
         spec.files.extend(wt.files.iter().cloned());
     }
-    agent_state(&mut spec, &args, &workspace, &who)?;
+    agent_state(&mut spec, &args, &workspace, &who, &creds)?;
     let detached = args.detached_child.is_some();
     if detached || args.detach {
         super::detach::wrap_in_tmux(&mut spec, &dir);
@@ -258,6 +264,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     if detached {
         super::detach::create_output_dir(&dir)?;
     }
+    creds.place(&dir, &mut spec)?;
     if args.mode == Mode::Overlay {
         for d in [&upper, &work] {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
@@ -322,6 +329,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     config.dns_udp = Some(net.dns_udp);
     config.dns_tcp = Some(net.dns_tcp);
     config.session = Some(session.clone());
+    config.credentials = creds.injector.clone();
     let egress =
         Arc::new(Egress::start(config, rt.handle()).context("cannot start the egress proxy")?);
     {
@@ -344,7 +352,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     );
     let reload = {
         let egress = egress.clone();
-        let args = RunArgsForReload::from(&args);
+        let mut args = RunArgsForReload::from(&args);
+        args.cred_hosts = cred_hosts;
         let workspace = workspace.clone();
         move || -> Result<()> {
             egress.reload(reload_policy(&args, &workspace)?);
@@ -453,6 +462,8 @@ struct RunArgsForReload {
     policies: Vec<std::path::PathBuf>,
     trusted: Vec<std::path::PathBuf>,
     flags: ConfigFile,
+    /// Hosts of the session's credentials, allowed whatever the reloaded files say.
+    cred_hosts: Vec<String>,
 }
 
 impl RunArgsForReload {
@@ -461,18 +472,24 @@ impl RunArgsForReload {
             policies: args.policies.clone(),
             trusted: args.trust_policies.clone(),
             flags: flags_layer(args).unwrap_or_default(),
+            cred_hosts: Vec::new(),
         }
     }
 }
 
 /// Re-reads the policy layers of this run (SIGHUP, `airlock policy reload`).
 fn reload_policy(args: &RunArgsForReload, workspace: &std::path::Path) -> Result<NetworkPolicy> {
-    let policy = policy_load::load(
+    let mut policy = policy_load::load(
         Some(workspace),
         &args.policies,
         &args.trusted,
         Some(args.flags.clone()),
     )?;
+    for h in &args.cred_hosts {
+        if !policy.network.allow.contains(h) {
+            policy.network.allow.push(h.clone());
+        }
+    }
     compile_network(&policy)
 }
 
@@ -489,6 +506,7 @@ fn agent_state(
     args: &RunArgs,
     workspace: &std::path::Path,
     who: &view::Invoker,
+    creds: &crate::credentials::Sandboxed,
 ) -> Result<()> {
     let (program, entries): (&str, &[(&str, bool)]) = match args.agent {
         crate::cli::Agent::Shell => return Ok(()),
@@ -531,6 +549,9 @@ fn agent_state(
             writable: true,
             optional: false,
         });
+    }
+    if program == "claude" {
+        creds.place_claude_file(&root.join(".claude"), &who.home, spec)?;
     }
     Ok(())
 }

@@ -425,9 +425,28 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
             }
         }
     }
+    // 4. A credential's secret: the sandbox holds a placeholder, the bytes are nowhere inside.
+    let cred_secret = format!("sk-selftest-{}{}", token(), token());
+    let cred_policy = base.path().join("credentials.toml");
+    std::fs::write(
+        &cred_policy,
+        "[[credentials]]\nname = \"selftest\"\nenv = \"AIRLOCK_SELFTEST_CREDENTIAL\"\n\
+         hosts = [\"selftest.airlock.invalid\"]\n",
+    )
+    .context("cannot write the selftest credential policy")?;
+    let fragment = hex::encode(&cred_secret.as_bytes()[cred_secret.len() - 16..]);
+    let mut cred_check = check(
+        "find a credential's secret bytes (env, /proc, trust bundle, files)",
+        "4 credentials",
+        "secret-bytes",
+        &[&fragment],
+    );
+    cred_check.run_flags = vec!["--policy".into(), cred_policy.display().to_string()];
+    checks.push(cred_check);
     let env_secret = vec![
         ("AIRLOCK_SELFTEST_SECRET".to_string(), secret.clone()),
         ("AWS_SECRET_ACCESS_KEY".to_string(), secret.clone()),
+        ("AIRLOCK_SELFTEST_CREDENTIAL".to_string(), cred_secret),
     ];
     checks.push(check(
         "read a secret environment variable",

@@ -1,0 +1,512 @@
+//! The interception of one CONNECT tunnel to a credential host: TLS from the agent ends here
+//! (a leaf of the session CA), TLS to the real upstream starts here (verified against the
+//! host's roots plus `[tls] extra_roots`), and hyper speaks HTTP/1.1 on both sides so that
+//! each request and response can be rewritten ([`super::swap`]) while bodies keep streaming.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use airlock_audit::{AuditEvent, Decision, Detail};
+use airlock_policy::network::Host;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, HOST};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, Uri};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use super::swap::{self, ReplacingBody};
+use super::Injector;
+use crate::error::ProxyError;
+use crate::io::{Counted, Counters, IdleIo};
+use crate::proxy::{error_response, strip_hop_by_hop, wants_upgrade, ProxyBody};
+use crate::state::Shared;
+
+/// The audit rule of a refused upstream certificate.
+pub(crate) const RULE_UPSTREAM_TLS: &str = "tls.upstream: certificate not verified";
+/// The audit rule of a placeholder sent outside its credential's hosts.
+pub(crate) const RULE_SCOPE: &str = "credentials.hosts: placeholder outside its scope";
+
+/// What one intercepted tunnel needs.
+pub(crate) struct Tunnel {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) injector: Arc<Injector>,
+    pub(crate) host: Host,
+    pub(crate) port: u16,
+    /// The checked address the CONNECT was connected to; reconnections go there only.
+    pub(crate) addr: SocketAddr,
+    pub(crate) counters: Arc<Counters>,
+}
+
+/// How an intercepted tunnel ended, for its audit event.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Served; the string is a note for the log, if any.
+    Served(Option<String>),
+    /// The upstream's certificate did not verify; every request was answered 502.
+    Refused { reason: String },
+}
+
+struct Ctx {
+    t: Tunnel,
+    sender: tokio::sync::Mutex<Option<SendRequest<ProxyBody>>>,
+    drivers: Mutex<JoinSet<()>>,
+}
+
+/// Serves one intercepted tunnel: `first` is the ClientHello already read by `inspect`,
+/// `upstream` the TCP connection already opened to the checked address.
+pub(crate) async fn serve<C>(client: C, first: Vec<u8>, upstream: TcpStream, t: Tunnel) -> Outcome
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let host_s = t.host.to_string();
+    let server = match t.injector.ca().server_config(&host_s) {
+        Ok(s) => s,
+        Err(e) => return Outcome::Served(Some(format!("airlock: {e}"))),
+    };
+    let limits = t.shared.limits.clone();
+    let accept = TlsAcceptor::from(server).accept(Prefixed::new(first, client));
+    let tls = match tokio::time::timeout(limits.client_hello_timeout, accept).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Outcome::Served(Some(format!(
+                "agent: tls with airlock's credential proxy failed ({e}); does the client trust \
+                 the session CA (SSL_CERT_FILE)?"
+            )))
+        }
+        Err(_) => return Outcome::Served(Some("agent: tls handshake timed out".into())),
+    };
+    let ctx = Arc::new(Ctx {
+        t,
+        sender: tokio::sync::Mutex::new(None),
+        drivers: Mutex::new(JoinSet::new()),
+    });
+    // Connect upstream before the first request, so a refused certificate is known at once.
+    let refused = match ctx.open_upstream_with(Some(upstream)).await {
+        Ok(s) => {
+            *ctx.sender.lock().await = Some(s);
+            None
+        }
+        Err(e) => Some(e),
+    };
+    let outcome = match &refused {
+        Some(e @ ProxyError::UpstreamTls { .. }) => Outcome::Refused {
+            reason: e.to_string(),
+        },
+        Some(e) => Outcome::Served(Some(e.to_string())),
+        None => Outcome::Served(None),
+    };
+    let refused = refused.map(Arc::new);
+    let svc = {
+        let ctx = ctx.clone();
+        service_fn(move |req: Request<Incoming>| {
+            let (ctx, refused) = (ctx.clone(), refused.clone());
+            async move {
+                let resp = match refused {
+                    Some(e) => error_response(&e),
+                    None => match ctx.exchange(req).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::debug!(host = %ctx.t.host, "credential proxy: {e}");
+                            error_response(&e)
+                        }
+                    },
+                };
+                Ok::<_, std::convert::Infallible>(resp)
+            }
+        })
+    };
+    let io = TokioIo::new(IdleIo::new(tls, limits.idle_timeout));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    if let Err(e) = builder.serve_connection(io, svc).await {
+        tracing::debug!(host = %ctx.t.host, "credential proxy connection ended: {e}");
+    }
+    outcome
+}
+
+/// One request of the reverse-proxy mode: `req` is already in origin form with the upstream's
+/// `Host`; `upstream` is the TCP connection to the checked address. The connection lives as
+/// long as the response body.
+pub(crate) async fn reverse(
+    req: Request<Incoming>,
+    upstream: TcpStream,
+    t: Tunnel,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let ctx = Arc::new(Ctx {
+        t,
+        sender: tokio::sync::Mutex::new(None),
+        drivers: Mutex::new(JoinSet::new()),
+    });
+    let sender = ctx.open_upstream_with(Some(upstream)).await?;
+    *ctx.sender.lock().await = Some(sender);
+    let resp = ctx.exchange(req).await?;
+    let (parts, body) = resp.into_parts();
+    let keep = ctx.clone();
+    let body = body
+        .map_frame(move |f| {
+            let _ = &keep;
+            f
+        })
+        .boxed_unsync();
+    Ok(Response::from_parts(parts, body))
+}
+
+impl Ctx {
+    fn target(&self) -> String {
+        format!("{}:{}", self.t.host, self.t.port)
+    }
+
+    /// TLS (verified) and an HTTP/1.1 client over `tcp`, or over a new connection to the
+    /// checked address.
+    async fn open_upstream_with(
+        &self,
+        tcp: Option<TcpStream>,
+    ) -> Result<SendRequest<ProxyBody>, ProxyError> {
+        let limits = &self.t.shared.limits;
+        let tcp = match tcp {
+            Some(s) => s,
+            None => {
+                match tokio::time::timeout(limits.connect_timeout, TcpStream::connect(self.t.addr))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        return Err(ProxyError::Connect {
+                            target: self.target(),
+                            message: format!("{}: {e}", self.t.addr),
+                        })
+                    }
+                    Err(_) => {
+                        return Err(ProxyError::Timeout {
+                            target: self.target(),
+                            what: "connect",
+                        })
+                    }
+                }
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let name = self.t.host.name().unwrap_or_default().to_string();
+        let server_name = ServerName::try_from(name).map_err(|e| {
+            ProxyError::BadRequest(format!("{} is not a name tls can verify: {e}", self.t.host))
+        })?;
+        let io = IdleIo::new(
+            Counted::new(tcp, self.t.counters.clone()),
+            limits.idle_timeout,
+        );
+        let connect = TlsConnector::from(self.t.injector.upstream_tls()).connect(server_name, io);
+        let tls = match tokio::time::timeout(limits.connect_timeout, connect).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                let err = ProxyError::UpstreamTls {
+                    target: self.target(),
+                    message: e.to_string(),
+                };
+                return Err(if is_certificate_error(&e) {
+                    err
+                } else {
+                    ProxyError::Upstream {
+                        target: self.target(),
+                        message: format!("tls handshake failed: {e}"),
+                    }
+                });
+            }
+            Err(_) => {
+                return Err(ProxyError::Timeout {
+                    target: self.target(),
+                    what: "tls handshake",
+                })
+            }
+        };
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| ProxyError::Upstream {
+                target: self.target(),
+                message: e.to_string(),
+            })?;
+        let mut drivers = self.drivers.lock().unwrap_or_else(|e| e.into_inner());
+        while drivers.try_join_next().is_some() {}
+        drivers.spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    /// One request: rewritten, sent upstream, its response rewritten.
+    async fn exchange(&self, req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+        if wants_upgrade(req.headers()) {
+            return Err(ProxyError::BadRequest(format!(
+                "protocol upgrades (websocket) are not supported to credential host {}: airlock \
+                 could not keep the secret out of the upgraded stream",
+                self.t.host
+            )));
+        }
+        let inj = &self.t.injector;
+        let host = &self.t.host;
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        for name in inj.misdirected(host, false, req.headers(), &target) {
+            self.audit_misdirected(name, req.method().as_str());
+        }
+        let (mut parts, body) = req.into_parts();
+        // An OAuth token request (RFC 6749 §6): its response may rotate credentials.
+        let token_request =
+            parts.method == hyper::Method::POST && parts.uri.path().ends_with("/oauth/token");
+        strip_hop_by_hop(&mut parts.headers, false);
+        let out = inj.outbound_pairs(host, false);
+        swap::swap_header_values(&mut parts.headers, &out);
+        let path = match swap::replace(target.as_bytes(), &out) {
+            Some(p) => String::from_utf8(p).unwrap_or(target),
+            None => target,
+        };
+        parts.uri = Uri::builder()
+            .path_and_query(path)
+            .build()
+            .map_err(|e| ProxyError::BadRequest(format!("bad request target: {e}")))?;
+        for (name, value) in inj.injections(host) {
+            if !parts.headers.contains_key(&name) {
+                let v = HeaderValue::from_str(&value)
+                    .map_err(|_| ProxyError::BadRequest(format!("cannot inject header {name}")))?;
+                parts.headers.insert(name, v);
+            }
+        }
+        // Responses must arrive uncompressed to be scrubbed.
+        parts
+            .headers
+            .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        if !parts.headers.contains_key(HOST) {
+            let h = HeaderValue::from_str(&self.host_header())
+                .map_err(|e| ProxyError::BadRequest(format!("bad host: {e}")))?;
+            parts.headers.insert(HOST, h);
+        }
+        let body_pairs = inj.outbound_pairs(host, true);
+        let body: ProxyBody = if body_pairs.is_empty() {
+            body.boxed_unsync()
+        } else {
+            if body_pairs.iter().any(|(a, b)| a.len() != b.len()) {
+                parts.headers.remove(CONTENT_LENGTH);
+            }
+            ReplacingBody::new(body, body_pairs).boxed_unsync()
+        };
+        let req = Request::from_parts(parts, body);
+        let resp = {
+            let mut guard = self.sender.lock().await;
+            if guard.as_ref().is_none_or(|s| s.is_closed()) {
+                *guard = Some(self.open_upstream_with(None).await?);
+            }
+            let sender = guard.as_mut().ok_or_else(|| ProxyError::Upstream {
+                target: self.target(),
+                message: "no connection".into(),
+            })?;
+            let upstream_err = |e: hyper::Error| ProxyError::Upstream {
+                target: self.target(),
+                message: e.to_string(),
+            };
+            sender.ready().await.map_err(upstream_err)?;
+            sender.send_request(req).await.map_err(upstream_err)?
+        };
+        if token_request && resp.status().is_success() {
+            return self.rewrite_token_response(resp).await;
+        }
+        self.rewrite_response(resp)
+    }
+
+    /// A token endpoint's answer: read whole (bounded), rotated credentials get new
+    /// placeholders in place of the new tokens, then scrubbed like any response.
+    async fn rewrite_token_response(
+        &self,
+        resp: Response<Incoming>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        const MAX_TOKEN_RESPONSE: usize = 1 << 20;
+        if let Some(enc) = resp.headers().get(CONTENT_ENCODING) {
+            if !enc.as_bytes().eq_ignore_ascii_case(b"identity") {
+                return self.rewrite_response(resp);
+            }
+        }
+        let (mut parts, body) = resp.into_parts();
+        let bytes = http_body_util::Limited::new(body, MAX_TOKEN_RESPONSE)
+            .collect()
+            .await
+            .map_err(|e| ProxyError::Upstream {
+                target: self.target(),
+                message: format!("reading the token response: {e}"),
+            })?
+            .to_bytes();
+        let mut out = bytes.to_vec();
+        if let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            if self
+                .t
+                .injector
+                .apply_token_response(&self.t.host, &mut json)
+            {
+                out = serde_json::to_vec(&json).map_err(|e| ProxyError::Upstream {
+                    target: self.target(),
+                    message: e.to_string(),
+                })?;
+            }
+        }
+        strip_hop_by_hop(&mut parts.headers, false);
+        let inbound = self.t.injector.inbound_pairs();
+        swap::swap_header_values(&mut parts.headers, &inbound);
+        let out = swap::replace(&out, &inbound).unwrap_or(out);
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+        let body = http_body_util::Full::new(bytes::Bytes::from(out))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        Ok(Response::from_parts(parts, body))
+    }
+
+    fn host_header(&self) -> String {
+        if self.t.port == 443 {
+            self.t.host.to_string()
+        } else {
+            self.target()
+        }
+    }
+
+    fn rewrite_response(
+        &self,
+        resp: Response<Incoming>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        if let Some(enc) = resp.headers().get(CONTENT_ENCODING) {
+            if !enc.as_bytes().eq_ignore_ascii_case(b"identity") {
+                return Err(ProxyError::Upstream {
+                    target: self.target(),
+                    message: format!(
+                        "it sent a '{}'-encoded response although airlock asked for identity; \
+                         airlock cannot scrub credentials from it, so it is not passed on",
+                        String::from_utf8_lossy(enc.as_bytes())
+                    ),
+                });
+            }
+        }
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false);
+        let inbound = self.t.injector.inbound_pairs();
+        swap::swap_header_values(&mut parts.headers, &inbound);
+        if inbound.iter().any(|(a, b)| a.len() != b.len()) {
+            parts.headers.remove(CONTENT_LENGTH);
+        }
+        let body = ReplacingBody::new(body, inbound).boxed_unsync();
+        Ok(Response::from_parts(parts, body))
+    }
+
+    fn audit_misdirected(&self, name: &str, method: &str) {
+        audit_misdirected(&self.t.shared, name, &self.t.host, self.t.port, method);
+    }
+}
+
+/// Audits a placeholder sent outside its credential's hosts (it was not replaced).
+pub(crate) fn audit_misdirected(shared: &Shared, name: &str, host: &Host, port: u16, method: &str) {
+    let reason = format!(
+        "the placeholder of credential {name} was sent to {host}, which is not among its hosts; \
+         it was not replaced"
+    );
+    // The agent can trigger this at will: the audit record is rate-limited, the log line quiet.
+    tracing::debug!(credential = name, %host, "{reason}");
+    let ev = AuditEvent::now(
+        Decision::Deny,
+        Detail::Net {
+            host: host.to_string(),
+            port,
+            method: Some(method.to_string()),
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 0,
+        },
+    )
+    .rule(format!("{RULE_SCOPE} ({name})"))
+    .reason(reason);
+    shared.record(ev, Some(&format!("cred-scope:{name}:{host}")));
+}
+
+fn is_certificate_error(e: &io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::UnsupportedNameType
+            )
+        })
+}
+
+/// A stream that first yields bytes already read from it (the ClientHello `inspect` took).
+struct Prefixed<S> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Prefixed {
+            prefix,
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.pos < self.prefix.len() {
+            let n = (self.prefix.len() - self.pos).min(buf.remaining());
+            let start = self.pos;
+            buf.put_slice(&self.prefix[start..start + n]);
+            self.pos += n;
+            if self.pos == self.prefix.len() {
+                self.prefix = Vec::new();
+                self.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
