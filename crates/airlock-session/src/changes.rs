@@ -138,7 +138,7 @@ pub fn open_regular(p: &Path) -> Result<(fs::File, fs::Metadata), SessionError> 
     if !m.is_file() {
         return Err(SessionError::Refused(format!(
             "{} is {}, not a regular file",
-            p.display(),
+            crate::quote::path(&p),
             EntryType::of(&m).describe()
         )));
     }
@@ -306,7 +306,7 @@ fn text_of(path: &Path) -> Result<Option<String>, String> {
         return Ok(Some(format!(
             "-> {}\n",
             fs::read_link(path)
-                .map(|p| p.display().to_string())
+                .map(|p| crate::quote::path(&p).to_string())
                 .unwrap_or_default()
         )));
     }
@@ -318,7 +318,7 @@ fn text_of(path: &Path) -> Result<Option<String>, String> {
     f.by_ref()
         .take(MAX_DIFF_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        .map_err(|e| format!("cannot read {}: {e}", crate::quote::path(&path)))?;
     if bytes.iter().take(8192).any(|b| *b == 0) {
         return Ok(None);
     }
@@ -327,7 +327,7 @@ fn text_of(path: &Path) -> Result<Option<String>, String> {
 
 /// Renders one change as a unified diff (`a/` is the real tree, `b/` the agent's).
 pub fn unified(lower: &Path, upper: &Path, c: &Change) -> String {
-    let p = c.path.display();
+    let p = crate::quote::path(&c.path);
     if c.entry.is_special() {
         let what = c.entry.describe();
         return match c.kind {
@@ -364,7 +364,11 @@ pub fn unified(lower: &Path, upper: &Path, c: &Change) -> String {
         _ => text_of(&upper.join(&c.path)),
     };
     let (old, new) = match (old, new) {
-        (Ok(Some(o)), Ok(Some(n))) => (o, n),
+        // Control characters in the content are shown, never sent (`^[` for ESC).
+        (Ok(Some(o)), Ok(Some(n))) => (
+            crate::quote::visible(&o).into_owned(),
+            crate::quote::visible(&n).into_owned(),
+        ),
         (Err(e), _) | (_, Err(e)) => return format!("diff of {p} unavailable: {e}\n"),
         _ => return format!("Binary files a/{p} and b/{p} differ\n"),
     };

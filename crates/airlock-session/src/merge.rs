@@ -208,7 +208,7 @@ fn validate(upper: &Path, c: &Change) -> Result<Source, SessionError> {
     if t != c.entry {
         return Err(SessionError::Refused(format!(
             "{} changed while merging (now {}); nothing was merged",
-            src.display(),
+            crate::quote::path(&src),
             t.describe()
         )));
     }
@@ -230,7 +230,7 @@ fn validate(upper: &Path, c: &Change) -> Result<Source, SessionError> {
         }
         other => Err(SessionError::Refused(format!(
             "{} is {}; nothing was merged",
-            src.display(),
+            crate::quote::path(&src),
             other.describe()
         ))),
     }
@@ -252,7 +252,7 @@ pub fn apply(
         if !safe_rel(&c.path) {
             return Err(SessionError::Refused(format!(
                 "refusing the unsafe path {}",
-                c.path.display()
+                crate::quote::path(&c.path)
             )));
         }
         if c.kind != ChangeKind::Deleted && c.entry.is_special() {
@@ -323,8 +323,8 @@ fn check_destinations(workspace: &Path, todo: &[&Change]) -> Result<(), SessionE
                     "{} in the workspace is no longer a directory (a link or a file replaced it on \
                      the host), so {} cannot be merged without writing through it; nothing was \
                      merged. Restore the directory, or resolve by hand",
-                    workspace.join(&p).display(),
-                    c.path.display()
+                    crate::quote::path(&workspace.join(&p)),
+                    crate::quote::path(&c.path)
                 )));
             }
         }
@@ -357,7 +357,7 @@ fn open_parent(root: &OwnedFd, workspace: &Path, rel: &Path) -> Result<OwnedFd, 
         let Component::Normal(n) = comp else {
             return Err(SessionError::Refused(format!(
                 "refusing the unsafe path {}",
-                rel.display()
+                crate::quote::path(&rel)
             )));
         };
         shown.push(n);
@@ -374,7 +374,7 @@ fn open_parent(root: &OwnedFd, workspace: &Path, rel: &Path) -> Result<OwnedFd, 
             Err(Errno::ELOOP | Errno::ENOTDIR) => {
                 return Err(SessionError::Refused(format!(
                     "{} is not a directory (a link or a file); airlock does not write through it",
-                    shown.display()
+                    crate::quote::path(&shown)
                 )))
             }
             Err(e) => return Err(io("cannot open", &shown, e)),
@@ -442,10 +442,9 @@ fn land(
     src: &Source,
 ) -> Result<(), SessionError> {
     let shown = workspace.join(&c.path);
-    let name = c
-        .path
-        .file_name()
-        .ok_or_else(|| SessionError::Refused(format!("refusing the path {}", c.path.display())))?;
+    let name = c.path.file_name().ok_or_else(|| {
+        SessionError::Refused(format!("refusing the path {}", crate::quote::path(&c.path)))
+    })?;
     let parent = open_parent(root, workspace, &c.path)?;
     match src {
         Source::Delete => remove_at(&parent, name, &shown)?,
@@ -504,7 +503,7 @@ fn write_tmp(
     if (m.dev(), m.ino(), m.len()) != (*dev, *ino, *len) {
         return Err(SessionError::Refused(format!(
             "{} changed while merging; run the merge again",
-            src.display()
+            crate::quote::path(&src)
         )));
     }
     let fd = openat(
@@ -532,7 +531,7 @@ fn write_tmp(
     if &got != sha256 {
         return Err(SessionError::Refused(format!(
             "{} changed while merging; run the merge again",
-            src.display()
+            crate::quote::path(&src)
         )));
     }
     fchmod(to.as_fd(), Mode::from_bits_truncate(*mode))
@@ -579,7 +578,7 @@ impl Journal {
     fn landed(&mut self, c: &Change, src: &Source) -> Result<(), SessionError> {
         let hash = match src {
             Source::File { sha256, .. } => hex::encode(sha256),
-            Source::Link(t) => format!("link:{}", t.display()),
+            Source::Link(t) => format!("link:{}", crate::quote::path(&t)),
             Source::Dir => "dir".into(),
             Source::Delete => "-".into(),
         };

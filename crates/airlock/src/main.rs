@@ -9,6 +9,7 @@ mod commands;
 mod control;
 mod exit;
 mod policy_load;
+mod review_out;
 mod session_dir;
 mod view;
 mod worktree;

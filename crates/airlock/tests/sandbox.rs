@@ -3240,3 +3240,125 @@ fn a_datagram_socket_as_stdio_is_refused() {
     std::io::Read::read_exact(&mut peer, &mut got).expect("read");
     assert_eq!(&got, b"through\n");
 }
+
+/// What the sandbox writes to make the user's terminal act: an OSC 52 clipboard write, a CSI 21t
+/// title report, a DCS (DECRQSS) and a title report with a C1 CSI (U+009B).
+const TERMINAL_ATTACKS: &str = r"\033]52;c;ZXZpbA==\007 \033[21t \033P$qm\033\\ \302\23321t";
+
+/// True when `out` holds one of [`TERMINAL_ATTACKS`] as live bytes.
+fn has_live_attack(out: &[u8]) -> Option<&'static str> {
+    let live: [(&str, &[u8]); 4] = [
+        ("OSC 52", b"\x1b]52"),
+        ("CSI 21t", b"\x1b[21t"),
+        ("DCS", b"\x1bP"),
+        ("C1 CSI 21t", "\u{9b}21t".as_bytes()),
+    ];
+    live.iter()
+        .find(|(_, seq)| out.windows(seq.len()).any(|w| w == *seq))
+        .map(|(name, _)| *name)
+}
+
+/// DESIGN guarantee 8 for the review commands (T1): names the agent chose are C-style quoted
+/// (no control byte, no forged diff line), `diff` shows control characters in contents as `^[`,
+/// and under a terminal `diff`, `merge` and `logs` go through the terminal filter; piped, the
+/// same holds for names and diff contents.
+#[test]
+fn review_commands_never_send_the_sandboxs_control_sequences() {
+    let repo = Repo::new();
+    let names = [
+        r"osc\033]52;c;ZXZpbA==\007.txt",
+        r"csi\033[21t.txt",
+        r"dcs\033P$qm\033\\.txt",
+        r"c1\302\2336n.txt",
+        r"nl\n+forged line\n@@ -0,0 +1 @@",
+    ];
+    let mut script = String::new();
+    for (i, n) in names.iter().enumerate() {
+        script.push_str(&format!(
+            "printf 'file{i} {TERMINAL_ATTACKS} \\033[31mred\\033[0m\\n' > \"$(printf '{n}')\"; "
+        ));
+    }
+    let o = repo.airlock(&["run", "--name", "t1", "--", "sh", "-c", &script]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let listed = std::fs::read_dir(repo.ws.path()).expect("ls").count();
+    let check = |what: &str, out: &[u8]| {
+        let text = String::from_utf8_lossy(out);
+        assert!(
+            has_live_attack(out).is_none(),
+            "{what}: {:?} reached the output: {text:?}",
+            has_live_attack(out)
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("+forged") || l.starts_with("@@ -0,0 +1 @@\"")),
+            "{what}: a name forged a diff line: {text}"
+        );
+    };
+    // Piped.
+    let o = repo.airlock(&["diff", "t1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    check("diff (piped)", &o.stdout);
+    let d = stdout(&o);
+    assert!(d.contains(r"\033]52;c;ZXZpbA==\a.txt"), "{d}");
+    assert!(d.contains(r"csi\033[21t.txt"), "{d}");
+    assert!(d.contains(r"dcs\033P$qm\033\\.txt"), "{d}");
+    assert!(d.contains(r"c1\302\2336n.txt"), "{d}");
+    assert!(d.contains(r"nl\n+forged line\n@@ -0,0 +1 @@"), "{d}");
+    assert!(
+        d.contains("+file0 ^[]52;c;ZXZpbA==^G ^[[21t ^[P$qm^[\\ M-^[21t ^[[31mred^[[0m"),
+        "{d}"
+    );
+    // Under a terminal.
+    let out = under_script(&repo.ws, &format!("'{}' diff t1", bin().display()), b"");
+    check("diff (terminal)", &out);
+    assert!(String::from_utf8_lossy(&out).contains("+file0 ^[]52"));
+    let out = under_script(&repo.ws, &format!("'{}' merge t1", bin().display()), b"");
+    check("merge (terminal)", &out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains(r#"added    "osc\033]52"#), "{text}");
+    assert!(text.contains("merged session"), "{text}");
+    // The files themselves land with their real names.
+    assert_eq!(
+        std::fs::read_dir(repo.ws.path()).expect("ls").count(),
+        listed + names.len()
+    );
+    let landed = repo.ws.path().join("nl\n+forged line\n@@ -0,0 +1 @@");
+    assert!(std::fs::read(&landed).is_ok_and(|b| b.starts_with(b"file4 \x1b]52")));
+
+    // `logs` under a terminal: the agent's own output is filtered, colours kept; piped, it
+    // is the raw log.
+    if !tmux_available() {
+        return;
+    }
+    let ws = &repo.ws;
+    let o = ws
+        .airlock()
+        .args(["run", "--detach", "--mode", "bind", "--name", "lg", "--"])
+        .args([
+            "sh",
+            "-c",
+            &format!("printf 'log-start {TERMINAL_ATTACKS} \\033[31mred\\033[0m log-end\\n'; exec sleep 30"),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let _stop = StopOnDrop { ws, name: "lg" };
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let o = ws.airlock().args(["logs", "lg"]).output().expect("logs");
+            stdout(&o).contains("log-end")
+        }),
+        "the detached session's log never showed its output"
+    );
+    let out = under_script(ws, &format!("'{}' logs lg", bin().display()), b"");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("log-end"), "{text:?}");
+    assert!(
+        has_live_attack(&out).is_none(),
+        "logs (terminal): {:?} reached the terminal: {text:?}",
+        has_live_attack(&out)
+    );
+    assert!(text.contains("\x1b[31mred"), "colours are kept: {text:?}");
+    assert!(text.contains("kept from your terminal"), "{text:?}");
+}
