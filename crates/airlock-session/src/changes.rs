@@ -325,6 +325,19 @@ fn text_of(path: &Path) -> Result<Option<String>, String> {
     Ok(String::from_utf8(bytes).ok())
 }
 
+/// The size of a file the diff does not show: its length and the space it takes on disk (less
+/// for a sparse file, st_blocks × 512 per stat(2)), or "absent".
+fn size_note(path: &Path, exists: bool) -> String {
+    match fs::symlink_metadata(path) {
+        Ok(m) if exists => format!(
+            "{}, {} allocated",
+            crate::merge::human_size(m.len()),
+            crate::merge::human_size(m.blocks().saturating_mul(512))
+        ),
+        _ => "absent".to_string(),
+    }
+}
+
 /// Renders one change as a unified diff (`a/` is the real tree, `b/` the agent's).
 pub fn unified(lower: &Path, upper: &Path, c: &Change) -> String {
     let p = crate::quote::path(&c.path);
@@ -370,7 +383,14 @@ pub fn unified(lower: &Path, upper: &Path, c: &Change) -> String {
             crate::quote::visible(&n).into_owned(),
         ),
         (Err(e), _) | (_, Err(e)) => return format!("diff of {p} unavailable: {e}\n"),
-        _ => return format!("Binary files a/{p} and b/{p} differ\n"),
+        _ => {
+            return format!(
+            "Binary files a/{p} and b/{p} differ (or over {} MiB; not shown)\n  a/: {}\n  b/: {}\n",
+            MAX_DIFF_BYTES >> 20,
+            size_note(&lower.join(&c.path), c.kind != ChangeKind::Added),
+            size_note(&upper.join(&c.path), c.kind != ChangeKind::Deleted)
+        )
+        }
     };
     let (from, to) = match c.kind {
         ChangeKind::Added => ("/dev/null".to_string(), format!("b/{p}")),

@@ -19,7 +19,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -177,24 +177,70 @@ enum Source {
     File {
         mode: u32,
         len: u64,
+        /// Bytes of data, holes excluded: what the copy allocates.
+        data: u64,
         dev: u64,
         ino: u64,
         sha256: [u8; 32],
     },
 }
 
-fn sha256_of(f: &mut fs::File, path: &Path) -> Result<[u8; 32], SessionError> {
+/// Walks the data of the first `len` bytes of `f`, skipping holes (lseek(2) `SEEK_DATA` /
+/// `SEEK_HOLE`; file systems without hole tracking report the whole file as data), and
+/// fingerprints it: SHA-256 over the length and every data chunk with its offset. When `to` is
+/// given, each chunk is written at its offset there, so holes stay holes. Returns the digest and
+/// the number of data bytes (what the copy allocates).
+fn walk_data(
+    f: &fs::File,
+    path: &Path,
+    len: u64,
+    to: Option<(&fs::File, &Path)>,
+) -> Result<([u8; 32], u64), SessionError> {
+    use nix::unistd::{lseek, Whence};
+    use std::os::unix::fs::FileExt;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| SessionError::io("cannot read", path, e))?;
-        if n == 0 {
-            return Ok(h.finalize().into());
+    h.update(len.to_le_bytes());
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut pos = 0u64;
+    let mut data = 0u64;
+    let off = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    while pos < len {
+        let start = match lseek(f, off(pos), Whence::SeekData) {
+            Ok(o) => u64::try_from(o).unwrap_or(len),
+            Err(Errno::ENXIO) => break, // only a hole is left
+            Err(e) => return Err(io("cannot read", path, e)),
+        };
+        let end = match lseek(f, off(start), Whence::SeekHole) {
+            Ok(o) => u64::try_from(o).unwrap_or(len).min(len),
+            Err(e) => return Err(io("cannot read", path, e)),
+        };
+        let mut at = start;
+        while at < end {
+            let want = usize::try_from(end - at)
+                .unwrap_or(buf.len())
+                .min(buf.len());
+            let n = f
+                .read_at(&mut buf[..want], at)
+                .map_err(|e| SessionError::io("cannot read", path, e))?;
+            if n == 0 {
+                return Err(SessionError::Refused(format!(
+                    "{} shrank while merging; run the merge again",
+                    crate::quote::path(path)
+                )));
+            }
+            h.update(at.to_le_bytes());
+            h.update((n as u64).to_le_bytes());
+            h.update(&buf[..n]);
+            if let Some((out, shown)) = to {
+                out.write_all_at(&buf[..n], at)
+                    .map_err(|e| SessionError::io("cannot write", shown, e))?;
+            }
+            at += n as u64;
+            data += n as u64;
         }
-        h.update(&buf[..n]);
+        pos = end.max(start + 1);
     }
+    Ok((h.finalize().into(), data))
 }
 
 /// Checks the agent's version of `c` without blocking or following a link, and fingerprints it.
@@ -218,11 +264,12 @@ fn validate(upper: &Path, c: &Change) -> Result<Source, SessionError> {
             .map(Source::Link)
             .map_err(|e| SessionError::io("cannot read", &src, e)),
         EntryType::File => {
-            let (mut f, m) = open_regular(&src)?;
-            let sha256 = sha256_of(&mut f, &src)?;
+            let (f, m) = open_regular(&src)?;
+            let (sha256, data) = walk_data(&f, &src, m.len(), None)?;
             Ok(Source::File {
                 mode: m.mode() & 0o777,
                 len: m.len(),
+                data,
                 dev: m.dev(),
                 ino: m.ino(),
                 sha256,
@@ -279,6 +326,7 @@ pub fn apply(
         plan.push((*c, validate(upper, c)?));
     }
     check_destinations(workspace, &todo)?;
+    check_space(workspace, &plan)?;
     plan.sort_by(|(a, _), (b, _)| apply_order(a, b));
     let mut log = Journal::begin(journal, plan.len())?;
     fault_point("merge-planned");
@@ -308,6 +356,52 @@ fn apply_order(a: &Change, b: &Change) -> std::cmp::Ordering {
         (true, true) => b.path.cmp(&a.path),
         (false, false) => a.path.cmp(&b.path),
     }
+}
+
+/// Refuses, before anything is written, a plan whose file data (holes excluded, each file
+/// rounded up to the file system's block) exceeds what the workspace's file system has free for
+/// this user (statvfs(3) `f_bavail`). Space the merge would free by replacing files is not
+/// counted, so the check errs on the side of refusing.
+fn check_space(workspace: &Path, plan: &[(&Change, Source)]) -> Result<(), SessionError> {
+    let st = nix::sys::statvfs::statvfs(workspace).map_err(|e| io("cannot stat", workspace, e))?;
+    let block = st.fragment_size().max(1);
+    let need: u64 = plan
+        .iter()
+        .map(|(_, s)| match s {
+            Source::File { data, .. } => data.div_ceil(block).saturating_mul(block),
+            _ => 0,
+        })
+        .fold(0u64, u64::saturating_add);
+    let free = st.blocks_available().saturating_mul(block);
+    if need > free {
+        return Err(SessionError::Refused(format!(
+            "the session's files need {} on disk (holes excluded) but the file system of {} has \
+             only {} free. Free some space and run the merge again, or copy what you need from \
+             the session's upper layer by hand",
+            human_size(need),
+            crate::quote::path(workspace),
+            human_size(free)
+        )));
+    }
+    Ok(())
+}
+
+/// `n` bytes as "1.5 GiB (1610612736 bytes)".
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit} ({n} bytes)")
 }
 
 /// Every destination's parents must be real directories on the host, or become ones through
@@ -495,15 +589,16 @@ fn write_tmp(
         dev,
         ino,
         sha256,
+        ..
     } = expect
     else {
         return Ok(());
     };
-    let (mut from, m) = open_regular(src)?;
+    let (from, m) = open_regular(src)?;
     if (m.dev(), m.ino(), m.len()) != (*dev, *ino, *len) {
         return Err(SessionError::Refused(format!(
             "{} changed while merging; run the merge again",
-            crate::quote::path(&src)
+            crate::quote::path(src)
         )));
     }
     let fd = openat(
@@ -513,25 +608,15 @@ fn write_tmp(
         Mode::from_bits_truncate(0o600),
     )
     .map_err(|e| io("cannot write", shown, e))?;
-    let mut to = fs::File::from(fd);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = from
-            .read(&mut buf)
-            .map_err(|e| SessionError::io("cannot read", src, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        to.write_all(&buf[..n])
-            .map_err(|e| SessionError::io("cannot write", shown, e))?;
-    }
-    let got: [u8; 32] = h.finalize().into();
+    let to = fs::File::from(fd);
+    // Holes are skipped, not written: the copy is as sparse as the agent's file.
+    let (got, _) = walk_data(&from, src, *len, Some((&to, shown)))?;
+    to.set_len(*len)
+        .map_err(|e| SessionError::io("cannot write", shown, e))?;
     if &got != sha256 {
         return Err(SessionError::Refused(format!(
             "{} changed while merging; run the merge again",
-            crate::quote::path(&src)
+            crate::quote::path(src)
         )));
     }
     fchmod(to.as_fd(), Mode::from_bits_truncate(*mode))

@@ -3362,3 +3362,135 @@ fn review_commands_never_send_the_sandboxs_control_sequences() {
     assert!(text.contains("\x1b[31mred"), "colours are kept: {text:?}");
     assert!(text.contains("kept from your terminal"), "{text:?}");
 }
+
+/// M1: a sparse file lands as a sparse file (holes copied as holes, the data at its offsets),
+/// however large its apparent size (1.1 GiB and 1 TiB), and `diff` shows both sizes.
+#[test]
+fn merge_keeps_holes_and_diff_shows_sizes() {
+    let repo = Repo::new();
+    let mib = 1u64 << 20;
+    let big = 1100 * mib;
+    let script = format!(
+        "truncate -s {big} big.bin && printf MIDDLE | dd of=big.bin bs=1 seek=500000000 \
+         conv=notrunc 2>/dev/null && printf END | dd of=big.bin bs=1 seek={} conv=notrunc \
+         2>/dev/null && truncate -s 1T huge.bin && echo ok",
+        big - 3
+    );
+    let o = repo.airlock(&["run", "--name", "sparse", "--", "sh", "-c", &script]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "ok", "{}", stderr(&o));
+    let o = airlock_within(&repo, &["diff", "sparse"], &[]);
+    let d = stdout(&o);
+    assert!(
+        d.contains("Binary files a/big.bin and b/big.bin differ"),
+        "{d}"
+    );
+    assert!(d.contains("b/: 1.1 GiB (1153433600 bytes), "), "{d}");
+    assert!(
+        d.contains("b/: 1.0 TiB (1099511627776 bytes), 0 bytes allocated"),
+        "{d}"
+    );
+    assert!(d.contains("a/: absent"), "{d}");
+    let started = Instant::now();
+    let o = airlock_within(&repo, &["merge", "sparse"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the merge read the holes"
+    );
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    for (name, len) in [("big.bin", big), ("huge.bin", 1u64 << 40)] {
+        let m = std::fs::metadata(repo.ws.path().join(name)).expect("landed");
+        assert_eq!(m.len(), len, "{name}");
+        assert!(
+            m.blocks() * 512 < mib,
+            "{name}: {} bytes allocated on the host for a sparse file",
+            m.blocks() * 512
+        );
+    }
+    let f = std::fs::File::open(repo.ws.path().join("big.bin")).expect("open");
+    let mut buf = [0u8; 6];
+    f.read_exact_at(&mut buf, 500_000_000).expect("read");
+    assert_eq!(&buf, b"MIDDLE");
+    f.read_exact_at(&mut buf[..3], big - 3).expect("read");
+    assert_eq!(&buf[..3], b"END");
+    f.read_exact_at(&mut buf, 600_000_000).expect("read");
+    assert_eq!(buf, [0; 6]);
+}
+
+/// M1: a merge whose data does not fit the workspace's free space is refused before anything
+/// is written, and says how much it needs and has.
+#[test]
+fn merge_refuses_what_does_not_fit() {
+    if !is_root() {
+        eprintln!(
+            "skipping: a small workspace file system needs a tmpfs mount, which needs root \
+             (the root run covers it)"
+        );
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let ws = Ws::new();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(ws.path())
+        .status()
+        .expect("mount");
+    assert!(ok.success());
+    let _unmount = Unmount(ws.path());
+    std::fs::write(ws.path().join("hello.txt"), "hello\n").expect("write");
+    let before: Vec<_> = std::fs::read_dir(ws.path())
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    // 24 MiB of data in two files plus a small one, for a 16 MiB file system; the variant
+    // with a hole keeps its data under the limit and must land.
+    let o = ws
+        .airlock()
+        .args(["run", "--name", "fat", "--", "sh", "-c"])
+        .arg(
+            "echo small > small.txt; head -c 12582912 /dev/urandom > a.bin; \
+             head -c 12582912 /dev/urandom > b.bin",
+        )
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = ws.airlock().args(["merge", "fat"]).output().expect("merge");
+    assert_eq!(o.status.code(), Some(125), "{}", stdout(&o));
+    let e = stderr(&o);
+    assert!(e.contains("need 24.0 MiB"), "{e}");
+    assert!(e.contains("only 16.0 MiB"), "{e}");
+    assert!(e.contains("nothing was merged"), "{e}");
+    let after: Vec<_> = std::fs::read_dir(ws.path())
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(before, after, "a refused merge wrote to the workspace");
+    // A sparse file of 1 GiB with 4 KiB of data fits.
+    let o = ws
+        .airlock()
+        .args(["run", "--name", "thin", "--", "sh", "-c"])
+        .arg("truncate -s 1G thin.bin; printf x | dd of=thin.bin bs=1 seek=4096 conv=notrunc 2>/dev/null")
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = ws
+        .airlock()
+        .args(["merge", "thin"])
+        .output()
+        .expect("merge");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::metadata(ws.path().join("thin.bin"))
+            .expect("landed")
+            .len(),
+        1 << 30
+    );
+}
