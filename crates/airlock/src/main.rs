@@ -11,6 +11,7 @@ mod exit;
 mod policy_load;
 mod review_out;
 mod session_dir;
+mod tool_secrets;
 mod view;
 mod worktree;
 

@@ -3494,3 +3494,120 @@ fn merge_refuses_what_does_not_fit() {
         1 << 30
     );
 }
+
+/// P1: the secret-bearing files of tool homes bound because of PATH (cargo credentials and a
+/// cargo config with a token, npm's global npmrc under several node managers, pip's site config
+/// under pyenv, maven's global settings under sdkman, and the same kinds under any `bin` prefix)
+/// are unreadable inside, in bind and overlay mode, while the tools still run; a cargo config
+/// without a token stays readable (builds need it).
+#[test]
+fn tool_home_secrets_are_hidden_and_tools_still_run() {
+    let token = format!("tool-secret-{}", std::process::id());
+    let home = planted_home(&token);
+    let h = home.path();
+    let prefix = tempfile::tempdir().expect("tempdir");
+    let p = prefix.path();
+    let tool = "#!/bin/sh\necho tool-ran\n";
+    let bins = [
+        h.join(".cargo/bin"),
+        h.join(".npm-global/bin"),
+        h.join(".nvm/versions/node/v20.1.0/bin"),
+        h.join(".pyenv/shims"),
+        h.join(".sdkman/candidates/maven/3.9.6/bin"),
+        h.join(".asdf/shims"),
+        p.join("opt-node/bin"),
+    ];
+    for b in &bins {
+        std::fs::create_dir_all(b).expect("mkdir");
+    }
+    std::fs::write(h.join(".cargo/bin/faketool"), tool).expect("write");
+    std::fs::set_permissions(
+        h.join(".cargo/bin/faketool"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let secrets = [
+        ".cargo/credentials.toml",
+        ".cargo/credentials",
+        ".cargo/config.toml",
+        ".npm-global/etc/npmrc",
+        ".nvm/versions/node/v20.1.0/etc/npmrc",
+        ".pyenv/versions/3.12.0/pip.conf",
+        ".sdkman/candidates/maven/3.9.6/conf/settings.xml",
+        ".asdf/installs/nodejs/20.1.0/etc/npmrc",
+    ];
+    let mut files: Vec<PathBuf> = secrets.iter().map(|s| h.join(s)).collect();
+    files.push(p.join("opt-node/etc/npmrc"));
+    for f in &files {
+        std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+        let body = if f.ends_with("config.toml") {
+            format!("[build]\njobs = 2\n[registries.x]\ntoken = \"{token}\"\n")
+        } else {
+            format!("//registry/:_authToken={token}\n")
+        };
+        std::fs::write(f, body).expect("write");
+    }
+    let ws = Ws::new();
+    // The outside prefix is bound explicitly; the PATH-prefix rule still hides its npmrc.
+    let policy = ws.data.path().join("prefix.toml");
+    std::fs::write(
+        &policy,
+        format!("[filesystem]\nread_only = [\"{}\"]\n", p.display()),
+    )
+    .expect("policy");
+    let host_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+    let path = bins
+        .iter()
+        .map(|b| b.display().to_string())
+        .chain(std::iter::once(host_path))
+        .collect::<Vec<_>>()
+        .join(":");
+    let cats: String = files
+        .iter()
+        .map(|f| format!("cat '{}' 2>/dev/null; ", f.display()))
+        .collect();
+    let script = format!(
+        "faketool; {cats} ls '{}' >/dev/null && echo bound; echo done",
+        h.join(".pyenv/versions").display()
+    );
+    let run = |mode: &str| {
+        ws.airlock()
+            .args(["run", "--mode", mode, "--policy"])
+            .arg(&policy)
+            .args(["--workspace"])
+            .arg(ws.path())
+            .args(["--", "sh", "-c", &script])
+            .env("HOME", h)
+            .env("PATH", &path)
+            .output()
+            .expect("run")
+    };
+    for mode in ["bind", "overlay"] {
+        let o = run(mode);
+        let (out, err) = (stdout(&o), stderr(&o));
+        assert_eq!(o.status.code(), Some(0), "{mode}: {out}{err}");
+        assert!(
+            out.contains("tool-ran"),
+            "{mode}: the tool did not run: {out}{err}"
+        );
+        assert!(
+            out.contains("bound") && out.contains("done"),
+            "{mode}: {out}{err}"
+        );
+        assert!(
+            !out.contains(&token),
+            "{mode}: a tool secret was readable: {out}"
+        );
+        assert!(err.contains("holds a registry token"), "{mode}: {err}");
+    }
+    // Without a token, cargo's config stays readable.
+    std::fs::write(h.join(".cargo/config.toml"), "[build]\njobs = 2\n").expect("write");
+    let o = run("bind");
+    assert!(
+        stdout(&o).contains("jobs = 2"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains(&token), "{}", stdout(&o));
+}
