@@ -212,6 +212,32 @@ fn files_below(root: &Path, rel: &Path, out: &mut Vec<Change>) {
     }
 }
 
+/// Everything below `rel` in `upper`, as additions (a directory the real tree does not have as
+/// a directory): files, links and special files, and empty directories.
+fn all_added(upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<(), SessionError> {
+    let udir = upper.join(rel);
+    let rd = fs::read_dir(&udir).map_err(|e| SessionError::io("cannot read", &udir, e))?;
+    let mut entries: Vec<_> = rd.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let r = rel.join(e.file_name());
+        let up = upper.join(&r);
+        let um = fs::symlink_metadata(&up).map_err(|e| SessionError::io("cannot read", &up, e))?;
+        if is_whiteout(&um) {
+            continue;
+        }
+        if um.is_dir() {
+            if fs::read_dir(&up).is_ok_and(|mut d| d.next().is_none()) {
+                out.push(Change::new(r.clone(), ChangeKind::Added, EntryType::Dir));
+            }
+            all_added(upper, &r, out)?;
+        } else {
+            out.push(Change::new(r, ChangeKind::Added, EntryType::of(&um)));
+        }
+    }
+    Ok(())
+}
+
 /// The changes recorded in `upper` over `lower`, sorted by path. Directories that merely exist in
 /// the upper layer because something below them changed are not reported themselves.
 pub fn changes(lower: &Path, upper: &Path) -> Result<Vec<Change>, SessionError> {
@@ -256,9 +282,13 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result
                     }
                 }
                 Some(m) => {
+                    // A file or link the agent replaced by a directory: everything in it is new
+                    // (never compared with what the host's path, maybe a link, leads to).
                     let mut c = Change::new(r.clone(), ChangeKind::Modified, ut);
                     c.was = Some(EntryType::of(m));
                     out.push(c);
+                    all_added(upper, &r, out)?;
+                    continue;
                 }
                 None => {
                     if fs::read_dir(&up)

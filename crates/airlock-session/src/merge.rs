@@ -125,6 +125,16 @@ fn host_blocker(workspace: &Path, rel: &Path) -> Option<PathBuf> {
     None
 }
 
+/// Whether `c` makes `p` a directory.
+fn is_made_dir(c: &Change, p: &Path) -> bool {
+    c.path == p && c.entry == EntryType::Dir && c.kind != ChangeKind::Deleted
+}
+
+/// Whether one of `changes` makes `p` a directory (replacing the host's link or file there).
+fn made_dir(changes: &[Change], p: &Path) -> bool {
+    changes.iter().any(|c| is_made_dir(c, p))
+}
+
 /// Whether the host already has the agent's version of `c` (landed by an interrupted merge, or
 /// the same edit made on the host): nothing to do and nothing to conflict with.
 pub fn in_place(workspace: &Path, upper: &Path, c: &Change) -> bool {
@@ -147,8 +157,10 @@ pub fn conflicts(workspace: &Path, upper: &Path, changes: &[Change], since: i64)
         .iter()
         .filter(|c| !in_place(workspace, upper, c))
         .filter(|c| {
-            if host_blocker(workspace, &c.path).is_some() {
-                return true;
+            if let Some(p) = host_blocker(workspace, &c.path) {
+                // A link (or file) the agent replaced by a directory is checked as that
+                // change; what is below it is new, whatever the host's link leads to.
+                return !made_dir(changes, &p);
             }
             let host = workspace.join(&c.path);
             match fs::symlink_metadata(&host) {
@@ -409,10 +421,7 @@ pub fn human_size(n: u64) -> String {
 fn check_destinations(workspace: &Path, todo: &[&Change]) -> Result<(), SessionError> {
     for c in todo {
         if let Some(p) = host_blocker(workspace, &c.path) {
-            let made_dir = todo
-                .iter()
-                .any(|d| d.path == p && d.entry == EntryType::Dir && d.kind != ChangeKind::Deleted);
-            if !made_dir {
+            if !todo.iter().any(|d| is_made_dir(d, &p)) {
                 return Err(SessionError::Refused(format!(
                     "{} in the workspace is no longer a directory (a link or a file replaced it on \
                      the host), so {} cannot be merged without writing through it; nothing was \
@@ -962,6 +971,68 @@ mod tests {
             Path::new("d"),
             "the naive order puts the link first"
         );
+    }
+
+    /// A link the agent replaced by a directory (the reverse of the case above): not a conflict
+    /// when the host left the link alone, one when it changed it, and the merge replaces the
+    /// link by the directory without writing through it.
+    #[test]
+    fn a_link_replaced_by_a_directory_lands_without_a_false_conflict() {
+        use crate::changes::changes;
+        let t = tempfile::tempdir().expect("tempdir");
+        let (ws, up, outside) = (
+            t.path().join("ws"),
+            t.path().join("up"),
+            t.path().join("out"),
+        );
+        for d in [&ws, &up.join("l/sub"), &outside] {
+            fs::create_dir_all(d).expect("mkdir");
+        }
+        fs::write(outside.join("f"), "outside").expect("write");
+        std::os::unix::fs::symlink(&outside, ws.join("l")).expect("symlink");
+        std::os::unix::fs::symlink("elsewhere", ws.join("l2")).expect("symlink");
+        fs::write(up.join("l/f"), "agent").expect("write");
+        fs::write(up.join("l/sub/g"), "agent").expect("write");
+        fs::create_dir_all(up.join("l2")).expect("mkdir");
+        let ch = changes(&ws, &up).expect("changes");
+        let l = ch.iter().find(|c| c.path == Path::new("l")).expect("l");
+        assert_eq!(
+            (l.kind, l.entry),
+            (ChangeKind::Modified, EntryType::Dir),
+            "{ch:?}"
+        );
+        assert_eq!(l.was, Some(EntryType::Symlink), "{ch:?}");
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+            + 5; // the session "started" after the host's link was made
+        assert_eq!(
+            conflicts(&ws, &up, &ch, since),
+            Vec::<PathBuf>::new(),
+            "{ch:?}"
+        );
+        // The host changing the link after the start is a conflict (the link, not what is below).
+        assert_eq!(
+            conflicts(&ws, &up, &ch, 0),
+            vec![PathBuf::from("l"), PathBuf::from("l2")],
+            "{ch:?}"
+        );
+        let r = apply(&ws, &up, &ch, false, &t.path().join("j")).expect("apply");
+        assert!(r.refused.is_empty());
+        assert!(fs::symlink_metadata(ws.join("l")).expect("l").is_dir());
+        assert!(fs::symlink_metadata(ws.join("l2")).expect("l2").is_dir());
+        assert_eq!(fs::read_to_string(ws.join("l/f")).expect("read"), "agent");
+        assert_eq!(
+            fs::read_to_string(ws.join("l/sub/g")).expect("read"),
+            "agent"
+        );
+        assert_eq!(
+            fs::read_to_string(outside.join("f")).expect("read"),
+            "outside",
+            "written through the host's link"
+        );
+        assert!(!outside.join("sub").exists());
     }
 
     /// The host replaced a directory with a link to outside the workspace before the merge: the
