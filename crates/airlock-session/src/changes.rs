@@ -281,15 +281,21 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result
                         );
                     }
                 }
-                Some(m) => {
-                    // A file or link the agent replaced by a directory: everything in it is new
-                    // (never compared with what the host's path, maybe a link, leads to).
+                // A file or link the agent replaced by a directory: overlayfs marks a directory
+                // created over a whiteout opaque. Everything in it is new (never compared with
+                // what the host's path, maybe a link, leads to).
+                Some(m) if is_opaque(&up) => {
                     let mut c = Change::new(r.clone(), ChangeKind::Modified, ut);
                     c.was = Some(EntryType::of(m));
                     out.push(c);
                     all_added(upper, &r, out)?;
                     continue;
                 }
+                // Not opaque: the directory was the host's when the agent wrote in it, and the
+                // host has since replaced it with a file or link. Not the agent's change; what
+                // it wrote below is walked as usual, and merge refuses to write through the
+                // host's link (a conflict, `check_destinations`).
+                Some(_) => {}
                 None => {
                     if fs::read_dir(&up)
                         .map(|mut d| d.next().is_none())

@@ -994,6 +994,14 @@ mod tests {
         fs::write(up.join("l/f"), "agent").expect("write");
         fs::write(up.join("l/sub/g"), "agent").expect("write");
         fs::create_dir_all(up.join("l2")).expect("mkdir");
+        // overlayfs marks a directory made over a whiteout opaque; without the mark the upper
+        // directory was the host's, replaced by a link on the host since (a conflict below).
+        let ch = changes(&ws, &up).expect("changes");
+        assert!(!ch.iter().any(|c| c.path == Path::new("l")), "{ch:?}");
+        assert_eq!(conflicts(&ws, &up, &ch, i64::MAX).len(), 2, "{ch:?}");
+        for d in ["l", "l2"] {
+            xattr::set(up.join(d), "user.overlay.opaque", b"y").expect("xattr");
+        }
         let ch = changes(&ws, &up).expect("changes");
         let l = ch.iter().find(|c| c.path == Path::new("l")).expect("l");
         assert_eq!(

@@ -3611,3 +3611,50 @@ fn tool_home_secrets_are_hidden_and_tools_still_run() {
     );
     assert!(!stdout(&o).contains(&token), "{}", stdout(&o));
 }
+
+/// A link the agent replaced by a directory (through the real overlay, which marks the new
+/// directory opaque) merges without a false conflict, and nothing is written through the host's
+/// link; a link the host left alone is no conflict.
+#[test]
+fn a_link_the_agent_replaced_by_a_directory_merges() {
+    let repo = Repo::new();
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("f"), "outside\n").expect("write");
+    std::os::unix::fs::symlink(outside.path(), repo.ws.path().join("l")).expect("symlink");
+    std::os::unix::fs::symlink("nowhere", repo.ws.path().join("l2")).expect("symlink");
+    // The session starts in a later second than the links were made.
+    std::thread::sleep(Duration::from_millis(1100));
+    let o = repo.airlock(&[
+        "run",
+        "--name",
+        "l2d",
+        "--",
+        "sh",
+        "-c",
+        "rm l l2 && mkdir -p l/sub l2 && echo agent > l/f && echo g > l/sub/g",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = airlock_within(&repo, &["merge", "l2d"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let ws = repo.ws.path();
+    assert!(std::fs::symlink_metadata(ws.join("l")).expect("l").is_dir());
+    assert!(std::fs::symlink_metadata(ws.join("l2"))
+        .expect("l2")
+        .is_dir());
+    assert_eq!(
+        std::fs::read_to_string(ws.join("l/f")).expect("f"),
+        "agent\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("l/sub/g")).expect("g"),
+        "g\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("f")).expect("read"),
+        "outside\n"
+    );
+    assert!(
+        !outside.path().join("sub").exists(),
+        "written through the link"
+    );
+}
