@@ -3278,6 +3278,10 @@ fn review_commands_never_send_the_sandboxs_control_sequences() {
             "printf 'file{i} {TERMINAL_ATTACKS} \\033[31mred\\033[0m\\n' > \"$(printf '{n}')\"; "
         ));
     }
+    // A commit subject is the agent's text too.
+    script.push_str(&format!(
+        "git add -A && git -c user.name=a -c user.email=a@a commit -qm \"$(printf 'subj {TERMINAL_ATTACKS}')\"; "
+    ));
     let o = repo.airlock(&["run", "--name", "t1", "--", "sh", "-c", &script]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let listed = std::fs::read_dir(repo.ws.path()).expect("ls").count();
@@ -3301,6 +3305,7 @@ fn review_commands_never_send_the_sandboxs_control_sequences() {
     check("diff (piped)", &o.stdout);
     let d = stdout(&o);
     assert!(d.contains(r"\033]52;c;ZXZpbA==\a.txt"), "{d}");
+    assert!(d.contains(r"subj \033]52;c;ZXZpbA==\a"), "{d}");
     assert!(d.contains(r"csi\033[21t.txt"), "{d}");
     assert!(d.contains(r"dcs\033P$qm\033\\.txt"), "{d}");
     assert!(d.contains(r"c1\302\2336n.txt"), "{d}");

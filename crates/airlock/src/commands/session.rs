@@ -179,7 +179,7 @@ pub(crate) fn diff(args: SessionArgs) -> Result<i32> {
             rv.commits.len()
         )?;
         for c in &rv.commits {
-            writeln!(out, "#   {c}")?;
+            writeln!(out, "#   {}", quote::name(c))?;
         }
         writeln!(out)?;
     }
