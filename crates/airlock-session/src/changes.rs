@@ -138,7 +138,7 @@ pub fn open_regular(p: &Path) -> Result<(fs::File, fs::Metadata), SessionError> 
     if !m.is_file() {
         return Err(SessionError::Refused(format!(
             "{} is {}, not a regular file",
-            p.display(),
+            crate::quote::path(&p),
             EntryType::of(&m).describe()
         )));
     }
@@ -212,6 +212,32 @@ fn files_below(root: &Path, rel: &Path, out: &mut Vec<Change>) {
     }
 }
 
+/// Everything below `rel` in `upper`, as additions (a directory the real tree does not have as
+/// a directory): files, links and special files, and empty directories.
+fn all_added(upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<(), SessionError> {
+    let udir = upper.join(rel);
+    let rd = fs::read_dir(&udir).map_err(|e| SessionError::io("cannot read", &udir, e))?;
+    let mut entries: Vec<_> = rd.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let r = rel.join(e.file_name());
+        let up = upper.join(&r);
+        let um = fs::symlink_metadata(&up).map_err(|e| SessionError::io("cannot read", &up, e))?;
+        if is_whiteout(&um) {
+            continue;
+        }
+        if um.is_dir() {
+            if fs::read_dir(&up).is_ok_and(|mut d| d.next().is_none()) {
+                out.push(Change::new(r.clone(), ChangeKind::Added, EntryType::Dir));
+            }
+            all_added(upper, &r, out)?;
+        } else {
+            out.push(Change::new(r, ChangeKind::Added, EntryType::of(&um)));
+        }
+    }
+    Ok(())
+}
+
 /// The changes recorded in `upper` over `lower`, sorted by path. Directories that merely exist in
 /// the upper layer because something below them changed are not reported themselves.
 pub fn changes(lower: &Path, upper: &Path) -> Result<Vec<Change>, SessionError> {
@@ -255,11 +281,21 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result
                         );
                     }
                 }
-                Some(m) => {
+                // A file or link the agent replaced by a directory: overlayfs marks a directory
+                // created over a whiteout opaque. Everything in it is new (never compared with
+                // what the host's path, maybe a link, leads to).
+                Some(m) if is_opaque(&up) => {
                     let mut c = Change::new(r.clone(), ChangeKind::Modified, ut);
                     c.was = Some(EntryType::of(m));
                     out.push(c);
+                    all_added(upper, &r, out)?;
+                    continue;
                 }
+                // Not opaque: the directory was the host's when the agent wrote in it, and the
+                // host has since replaced it with a file or link. Not the agent's change; what
+                // it wrote below is walked as usual, and merge refuses to write through the
+                // host's link (a conflict, `check_destinations`).
+                Some(_) => {}
                 None => {
                     if fs::read_dir(&up)
                         .map(|mut d| d.next().is_none())
@@ -306,7 +342,7 @@ fn text_of(path: &Path) -> Result<Option<String>, String> {
         return Ok(Some(format!(
             "-> {}\n",
             fs::read_link(path)
-                .map(|p| p.display().to_string())
+                .map(|p| crate::quote::path(&p).to_string())
                 .unwrap_or_default()
         )));
     }
@@ -318,16 +354,29 @@ fn text_of(path: &Path) -> Result<Option<String>, String> {
     f.by_ref()
         .take(MAX_DIFF_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        .map_err(|e| format!("cannot read {}: {e}", crate::quote::path(&path)))?;
     if bytes.iter().take(8192).any(|b| *b == 0) {
         return Ok(None);
     }
     Ok(String::from_utf8(bytes).ok())
 }
 
+/// The size of a file the diff does not show: its length and the space it takes on disk (less
+/// for a sparse file, st_blocks × 512 per stat(2)), or "absent".
+fn size_note(path: &Path, exists: bool) -> String {
+    match fs::symlink_metadata(path) {
+        Ok(m) if exists => format!(
+            "{}, {} allocated",
+            crate::merge::human_size(m.len()),
+            crate::merge::human_size(m.blocks().saturating_mul(512))
+        ),
+        _ => "absent".to_string(),
+    }
+}
+
 /// Renders one change as a unified diff (`a/` is the real tree, `b/` the agent's).
 pub fn unified(lower: &Path, upper: &Path, c: &Change) -> String {
-    let p = c.path.display();
+    let p = crate::quote::path(&c.path);
     if c.entry.is_special() {
         let what = c.entry.describe();
         return match c.kind {
@@ -364,9 +413,20 @@ pub fn unified(lower: &Path, upper: &Path, c: &Change) -> String {
         _ => text_of(&upper.join(&c.path)),
     };
     let (old, new) = match (old, new) {
-        (Ok(Some(o)), Ok(Some(n))) => (o, n),
+        // Control characters in the content are shown, never sent (`^[` for ESC).
+        (Ok(Some(o)), Ok(Some(n))) => (
+            crate::quote::visible(&o).into_owned(),
+            crate::quote::visible(&n).into_owned(),
+        ),
         (Err(e), _) | (_, Err(e)) => return format!("diff of {p} unavailable: {e}\n"),
-        _ => return format!("Binary files a/{p} and b/{p} differ\n"),
+        _ => {
+            return format!(
+            "Binary files a/{p} and b/{p} differ (or over {} MiB; not shown)\n  a/: {}\n  b/: {}\n",
+            MAX_DIFF_BYTES >> 20,
+            size_note(&lower.join(&c.path), c.kind != ChangeKind::Added),
+            size_note(&upper.join(&c.path), c.kind != ChangeKind::Deleted)
+        )
+        }
     };
     let (from, to) = match c.kind {
         ChangeKind::Added => ("/dev/null".to_string(), format!("b/{p}")),

@@ -5,6 +5,7 @@
 pub mod changes;
 pub mod gitview;
 pub mod merge;
+pub mod quote;
 pub mod store;
 
 pub use changes::{Change, ChangeKind};
@@ -18,7 +19,7 @@ pub enum SessionError {
         path: std::path::PathBuf,
         source: rusqlite::Error,
     },
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {}: {source}", quote::path(path))]
     Io {
         what: &'static str,
         path: std::path::PathBuf,

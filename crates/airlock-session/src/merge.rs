@@ -19,7 +19,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -125,6 +125,16 @@ fn host_blocker(workspace: &Path, rel: &Path) -> Option<PathBuf> {
     None
 }
 
+/// Whether `c` makes `p` a directory.
+fn is_made_dir(c: &Change, p: &Path) -> bool {
+    c.path == p && c.entry == EntryType::Dir && c.kind != ChangeKind::Deleted
+}
+
+/// Whether one of `changes` makes `p` a directory (replacing the host's link or file there).
+fn made_dir(changes: &[Change], p: &Path) -> bool {
+    changes.iter().any(|c| is_made_dir(c, p))
+}
+
 /// Whether the host already has the agent's version of `c` (landed by an interrupted merge, or
 /// the same edit made on the host): nothing to do and nothing to conflict with.
 pub fn in_place(workspace: &Path, upper: &Path, c: &Change) -> bool {
@@ -147,8 +157,10 @@ pub fn conflicts(workspace: &Path, upper: &Path, changes: &[Change], since: i64)
         .iter()
         .filter(|c| !in_place(workspace, upper, c))
         .filter(|c| {
-            if host_blocker(workspace, &c.path).is_some() {
-                return true;
+            if let Some(p) = host_blocker(workspace, &c.path) {
+                // A link (or file) the agent replaced by a directory is checked as that
+                // change; what is below it is new, whatever the host's link leads to.
+                return !made_dir(changes, &p);
             }
             let host = workspace.join(&c.path);
             match fs::symlink_metadata(&host) {
@@ -177,24 +189,70 @@ enum Source {
     File {
         mode: u32,
         len: u64,
+        /// Bytes of data, holes excluded: what the copy allocates.
+        data: u64,
         dev: u64,
         ino: u64,
         sha256: [u8; 32],
     },
 }
 
-fn sha256_of(f: &mut fs::File, path: &Path) -> Result<[u8; 32], SessionError> {
+/// Walks the data of the first `len` bytes of `f`, skipping holes (lseek(2) `SEEK_DATA` /
+/// `SEEK_HOLE`; file systems without hole tracking report the whole file as data), and
+/// fingerprints it: SHA-256 over the length and every data chunk with its offset. When `to` is
+/// given, each chunk is written at its offset there, so holes stay holes. Returns the digest and
+/// the number of data bytes (what the copy allocates).
+fn walk_data(
+    f: &fs::File,
+    path: &Path,
+    len: u64,
+    to: Option<(&fs::File, &Path)>,
+) -> Result<([u8; 32], u64), SessionError> {
+    use nix::unistd::{lseek, Whence};
+    use std::os::unix::fs::FileExt;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| SessionError::io("cannot read", path, e))?;
-        if n == 0 {
-            return Ok(h.finalize().into());
+    h.update(len.to_le_bytes());
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut pos = 0u64;
+    let mut data = 0u64;
+    let off = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    while pos < len {
+        let start = match lseek(f, off(pos), Whence::SeekData) {
+            Ok(o) => u64::try_from(o).unwrap_or(len),
+            Err(Errno::ENXIO) => break, // only a hole is left
+            Err(e) => return Err(io("cannot read", path, e)),
+        };
+        let end = match lseek(f, off(start), Whence::SeekHole) {
+            Ok(o) => u64::try_from(o).unwrap_or(len).min(len),
+            Err(e) => return Err(io("cannot read", path, e)),
+        };
+        let mut at = start;
+        while at < end {
+            let want = usize::try_from(end - at)
+                .unwrap_or(buf.len())
+                .min(buf.len());
+            let n = f
+                .read_at(&mut buf[..want], at)
+                .map_err(|e| SessionError::io("cannot read", path, e))?;
+            if n == 0 {
+                return Err(SessionError::Refused(format!(
+                    "{} shrank while merging; run the merge again",
+                    crate::quote::path(path)
+                )));
+            }
+            h.update(at.to_le_bytes());
+            h.update((n as u64).to_le_bytes());
+            h.update(&buf[..n]);
+            if let Some((out, shown)) = to {
+                out.write_all_at(&buf[..n], at)
+                    .map_err(|e| SessionError::io("cannot write", shown, e))?;
+            }
+            at += n as u64;
+            data += n as u64;
         }
-        h.update(&buf[..n]);
+        pos = end.max(start + 1);
     }
+    Ok((h.finalize().into(), data))
 }
 
 /// Checks the agent's version of `c` without blocking or following a link, and fingerprints it.
@@ -208,7 +266,7 @@ fn validate(upper: &Path, c: &Change) -> Result<Source, SessionError> {
     if t != c.entry {
         return Err(SessionError::Refused(format!(
             "{} changed while merging (now {}); nothing was merged",
-            src.display(),
+            crate::quote::path(&src),
             t.describe()
         )));
     }
@@ -218,11 +276,12 @@ fn validate(upper: &Path, c: &Change) -> Result<Source, SessionError> {
             .map(Source::Link)
             .map_err(|e| SessionError::io("cannot read", &src, e)),
         EntryType::File => {
-            let (mut f, m) = open_regular(&src)?;
-            let sha256 = sha256_of(&mut f, &src)?;
+            let (f, m) = open_regular(&src)?;
+            let (sha256, data) = walk_data(&f, &src, m.len(), None)?;
             Ok(Source::File {
                 mode: m.mode() & 0o777,
                 len: m.len(),
+                data,
                 dev: m.dev(),
                 ino: m.ino(),
                 sha256,
@@ -230,7 +289,7 @@ fn validate(upper: &Path, c: &Change) -> Result<Source, SessionError> {
         }
         other => Err(SessionError::Refused(format!(
             "{} is {}; nothing was merged",
-            src.display(),
+            crate::quote::path(&src),
             other.describe()
         ))),
     }
@@ -252,7 +311,7 @@ pub fn apply(
         if !safe_rel(&c.path) {
             return Err(SessionError::Refused(format!(
                 "refusing the unsafe path {}",
-                c.path.display()
+                crate::quote::path(&c.path)
             )));
         }
         if c.kind != ChangeKind::Deleted && c.entry.is_special() {
@@ -279,6 +338,7 @@ pub fn apply(
         plan.push((*c, validate(upper, c)?));
     }
     check_destinations(workspace, &todo)?;
+    check_space(workspace, &plan)?;
     plan.sort_by(|(a, _), (b, _)| apply_order(a, b));
     let mut log = Journal::begin(journal, plan.len())?;
     fault_point("merge-planned");
@@ -310,21 +370,64 @@ fn apply_order(a: &Change, b: &Change) -> std::cmp::Ordering {
     }
 }
 
+/// Refuses, before anything is written, a plan whose file data (holes excluded, each file
+/// rounded up to the file system's block) exceeds what the workspace's file system has free for
+/// this user (statvfs(3) `f_bavail`). Space the merge would free by replacing files is not
+/// counted, so the check errs on the side of refusing.
+fn check_space(workspace: &Path, plan: &[(&Change, Source)]) -> Result<(), SessionError> {
+    let st = nix::sys::statvfs::statvfs(workspace).map_err(|e| io("cannot stat", workspace, e))?;
+    let block = st.fragment_size().max(1);
+    let need: u64 = plan
+        .iter()
+        .map(|(_, s)| match s {
+            Source::File { data, .. } => data.div_ceil(block).saturating_mul(block),
+            _ => 0,
+        })
+        .fold(0u64, u64::saturating_add);
+    let free = st.blocks_available().saturating_mul(block);
+    if need > free {
+        return Err(SessionError::Refused(format!(
+            "the session's files need {} on disk (holes excluded) but the file system of {} has \
+             only {} free. Free some space and run the merge again, or copy what you need from \
+             the session's upper layer by hand",
+            human_size(need),
+            crate::quote::path(workspace),
+            human_size(free)
+        )));
+    }
+    Ok(())
+}
+
+/// `n` bytes as "1.5 GiB (1610612736 bytes)".
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit} ({n} bytes)")
+}
+
 /// Every destination's parents must be real directories on the host, or become ones through
 /// the plan itself (a link the agent replaced by a directory).
 fn check_destinations(workspace: &Path, todo: &[&Change]) -> Result<(), SessionError> {
     for c in todo {
         if let Some(p) = host_blocker(workspace, &c.path) {
-            let made_dir = todo
-                .iter()
-                .any(|d| d.path == p && d.entry == EntryType::Dir && d.kind != ChangeKind::Deleted);
-            if !made_dir {
+            if !todo.iter().any(|d| is_made_dir(d, &p)) {
                 return Err(SessionError::Refused(format!(
                     "{} in the workspace is no longer a directory (a link or a file replaced it on \
                      the host), so {} cannot be merged without writing through it; nothing was \
                      merged. Restore the directory, or resolve by hand",
-                    workspace.join(&p).display(),
-                    c.path.display()
+                    crate::quote::path(&workspace.join(&p)),
+                    crate::quote::path(&c.path)
                 )));
             }
         }
@@ -357,7 +460,7 @@ fn open_parent(root: &OwnedFd, workspace: &Path, rel: &Path) -> Result<OwnedFd, 
         let Component::Normal(n) = comp else {
             return Err(SessionError::Refused(format!(
                 "refusing the unsafe path {}",
-                rel.display()
+                crate::quote::path(&rel)
             )));
         };
         shown.push(n);
@@ -374,7 +477,7 @@ fn open_parent(root: &OwnedFd, workspace: &Path, rel: &Path) -> Result<OwnedFd, 
             Err(Errno::ELOOP | Errno::ENOTDIR) => {
                 return Err(SessionError::Refused(format!(
                     "{} is not a directory (a link or a file); airlock does not write through it",
-                    shown.display()
+                    crate::quote::path(&shown)
                 )))
             }
             Err(e) => return Err(io("cannot open", &shown, e)),
@@ -442,10 +545,9 @@ fn land(
     src: &Source,
 ) -> Result<(), SessionError> {
     let shown = workspace.join(&c.path);
-    let name = c
-        .path
-        .file_name()
-        .ok_or_else(|| SessionError::Refused(format!("refusing the path {}", c.path.display())))?;
+    let name = c.path.file_name().ok_or_else(|| {
+        SessionError::Refused(format!("refusing the path {}", crate::quote::path(&c.path)))
+    })?;
     let parent = open_parent(root, workspace, &c.path)?;
     match src {
         Source::Delete => remove_at(&parent, name, &shown)?,
@@ -496,15 +598,16 @@ fn write_tmp(
         dev,
         ino,
         sha256,
+        ..
     } = expect
     else {
         return Ok(());
     };
-    let (mut from, m) = open_regular(src)?;
+    let (from, m) = open_regular(src)?;
     if (m.dev(), m.ino(), m.len()) != (*dev, *ino, *len) {
         return Err(SessionError::Refused(format!(
             "{} changed while merging; run the merge again",
-            src.display()
+            crate::quote::path(src)
         )));
     }
     let fd = openat(
@@ -514,25 +617,15 @@ fn write_tmp(
         Mode::from_bits_truncate(0o600),
     )
     .map_err(|e| io("cannot write", shown, e))?;
-    let mut to = fs::File::from(fd);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = from
-            .read(&mut buf)
-            .map_err(|e| SessionError::io("cannot read", src, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        to.write_all(&buf[..n])
-            .map_err(|e| SessionError::io("cannot write", shown, e))?;
-    }
-    let got: [u8; 32] = h.finalize().into();
+    let to = fs::File::from(fd);
+    // Holes are skipped, not written: the copy is as sparse as the agent's file.
+    let (got, _) = walk_data(&from, src, *len, Some((&to, shown)))?;
+    to.set_len(*len)
+        .map_err(|e| SessionError::io("cannot write", shown, e))?;
     if &got != sha256 {
         return Err(SessionError::Refused(format!(
             "{} changed while merging; run the merge again",
-            src.display()
+            crate::quote::path(src)
         )));
     }
     fchmod(to.as_fd(), Mode::from_bits_truncate(*mode))
@@ -579,7 +672,7 @@ impl Journal {
     fn landed(&mut self, c: &Change, src: &Source) -> Result<(), SessionError> {
         let hash = match src {
             Source::File { sha256, .. } => hex::encode(sha256),
-            Source::Link(t) => format!("link:{}", t.display()),
+            Source::Link(t) => format!("link:{}", crate::quote::path(&t)),
             Source::Dir => "dir".into(),
             Source::Delete => "-".into(),
         };
@@ -878,6 +971,76 @@ mod tests {
             Path::new("d"),
             "the naive order puts the link first"
         );
+    }
+
+    /// A link the agent replaced by a directory (the reverse of the case above): not a conflict
+    /// when the host left the link alone, one when it changed it, and the merge replaces the
+    /// link by the directory without writing through it.
+    #[test]
+    fn a_link_replaced_by_a_directory_lands_without_a_false_conflict() {
+        use crate::changes::changes;
+        let t = tempfile::tempdir().expect("tempdir");
+        let (ws, up, outside) = (
+            t.path().join("ws"),
+            t.path().join("up"),
+            t.path().join("out"),
+        );
+        for d in [&ws, &up.join("l/sub"), &outside] {
+            fs::create_dir_all(d).expect("mkdir");
+        }
+        fs::write(outside.join("f"), "outside").expect("write");
+        std::os::unix::fs::symlink(&outside, ws.join("l")).expect("symlink");
+        std::os::unix::fs::symlink("elsewhere", ws.join("l2")).expect("symlink");
+        fs::write(up.join("l/f"), "agent").expect("write");
+        fs::write(up.join("l/sub/g"), "agent").expect("write");
+        fs::create_dir_all(up.join("l2")).expect("mkdir");
+        // overlayfs marks a directory made over a whiteout opaque; without the mark the upper
+        // directory was the host's, replaced by a link on the host since (a conflict below).
+        let ch = changes(&ws, &up).expect("changes");
+        assert!(!ch.iter().any(|c| c.path == Path::new("l")), "{ch:?}");
+        assert_eq!(conflicts(&ws, &up, &ch, i64::MAX).len(), 2, "{ch:?}");
+        for d in ["l", "l2"] {
+            xattr::set(up.join(d), "user.overlay.opaque", b"y").expect("xattr");
+        }
+        let ch = changes(&ws, &up).expect("changes");
+        let l = ch.iter().find(|c| c.path == Path::new("l")).expect("l");
+        assert_eq!(
+            (l.kind, l.entry),
+            (ChangeKind::Modified, EntryType::Dir),
+            "{ch:?}"
+        );
+        assert_eq!(l.was, Some(EntryType::Symlink), "{ch:?}");
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+            + 5; // the session "started" after the host's link was made
+        assert_eq!(
+            conflicts(&ws, &up, &ch, since),
+            Vec::<PathBuf>::new(),
+            "{ch:?}"
+        );
+        // The host changing the link after the start is a conflict (the link, not what is below).
+        assert_eq!(
+            conflicts(&ws, &up, &ch, 0),
+            vec![PathBuf::from("l"), PathBuf::from("l2")],
+            "{ch:?}"
+        );
+        let r = apply(&ws, &up, &ch, false, &t.path().join("j")).expect("apply");
+        assert!(r.refused.is_empty());
+        assert!(fs::symlink_metadata(ws.join("l")).expect("l").is_dir());
+        assert!(fs::symlink_metadata(ws.join("l2")).expect("l2").is_dir());
+        assert_eq!(fs::read_to_string(ws.join("l/f")).expect("read"), "agent");
+        assert_eq!(
+            fs::read_to_string(ws.join("l/sub/g")).expect("read"),
+            "agent"
+        );
+        assert_eq!(
+            fs::read_to_string(outside.join("f")).expect("read"),
+            "outside",
+            "written through the host's link"
+        );
+        assert!(!outside.join("sub").exists());
     }
 
     /// The host replaced a directory with a link to outside the workspace before the merge: the

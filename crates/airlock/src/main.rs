@@ -10,7 +10,9 @@ mod control;
 mod credentials;
 mod exit;
 mod policy_load;
+mod review_out;
 mod session_dir;
+mod tool_secrets;
 mod view;
 mod worktree;
 

@@ -367,6 +367,9 @@ fn hide_list(policy: &Policy, who: &Invoker, binds: &[Bind]) -> Result<Vec<PathB
             }
         }
     }
+    // Secret-bearing files inside tool homes and PATH prefixes (tool_secrets.rs).
+    let host_path = std::env::var("PATH").unwrap_or_default();
+    hide.extend(crate::tool_secrets::secret_files(&who.home, &host_path));
     hide.push(xdg_dir("XDG_CONFIG_HOME", &who.home, ".config"));
     hide.push(xdg_dir("XDG_STATE_HOME", &who.home, ".local/state"));
     let mut extra = Vec::new();

@@ -3240,3 +3240,426 @@ fn a_datagram_socket_as_stdio_is_refused() {
     std::io::Read::read_exact(&mut peer, &mut got).expect("read");
     assert_eq!(&got, b"through\n");
 }
+
+/// What the sandbox writes to make the user's terminal act: an OSC 52 clipboard write, a CSI 21t
+/// title report, a DCS (DECRQSS) and a title report with a C1 CSI (U+009B).
+const TERMINAL_ATTACKS: &str = r"\033]52;c;ZXZpbA==\007 \033[21t \033P$qm\033\\ \302\23321t";
+
+/// True when `out` holds one of [`TERMINAL_ATTACKS`] as live bytes.
+fn has_live_attack(out: &[u8]) -> Option<&'static str> {
+    let live: [(&str, &[u8]); 4] = [
+        ("OSC 52", b"\x1b]52"),
+        ("CSI 21t", b"\x1b[21t"),
+        ("DCS", b"\x1bP"),
+        ("C1 CSI 21t", "\u{9b}21t".as_bytes()),
+    ];
+    live.iter()
+        .find(|(_, seq)| out.windows(seq.len()).any(|w| w == *seq))
+        .map(|(name, _)| *name)
+}
+
+/// DESIGN guarantee 8 for the review commands (T1): names the agent chose are C-style quoted
+/// (no control byte, no forged diff line), `diff` shows control characters in contents as `^[`,
+/// and under a terminal `diff`, `merge` and `logs` go through the terminal filter; piped, the
+/// same holds for names and diff contents.
+#[test]
+fn review_commands_never_send_the_sandboxs_control_sequences() {
+    let repo = Repo::new();
+    let names = [
+        r"osc\033]52;c;ZXZpbA==\007.txt",
+        r"csi\033[21t.txt",
+        r"dcs\033P$qm\033\\.txt",
+        r"c1\302\2336n.txt",
+        r"nl\n+forged line\n@@ -0,0 +1 @@",
+    ];
+    let mut script = String::new();
+    for (i, n) in names.iter().enumerate() {
+        script.push_str(&format!(
+            "printf 'file{i} {TERMINAL_ATTACKS} \\033[31mred\\033[0m\\n' > \"$(printf '{n}')\"; "
+        ));
+    }
+    // A commit subject is the agent's text too.
+    script.push_str(&format!(
+        "git add -A && git -c user.name=a -c user.email=a@a commit -qm \"$(printf 'subj {TERMINAL_ATTACKS}')\"; "
+    ));
+    let o = repo.airlock(&["run", "--name", "t1", "--", "sh", "-c", &script]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let listed = std::fs::read_dir(repo.ws.path()).expect("ls").count();
+    let check = |what: &str, out: &[u8]| {
+        let text = String::from_utf8_lossy(out);
+        assert!(
+            has_live_attack(out).is_none(),
+            "{what}: {:?} reached the output: {text:?}",
+            has_live_attack(out)
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("+forged") || l.starts_with("@@ -0,0 +1 @@\"")),
+            "{what}: a name forged a diff line: {text}"
+        );
+    };
+    // Piped.
+    let o = repo.airlock(&["diff", "t1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    check("diff (piped)", &o.stdout);
+    let d = stdout(&o);
+    assert!(d.contains(r"\033]52;c;ZXZpbA==\a.txt"), "{d}");
+    assert!(d.contains(r"subj \033]52;c;ZXZpbA==\a"), "{d}");
+    assert!(d.contains(r"csi\033[21t.txt"), "{d}");
+    assert!(d.contains(r"dcs\033P$qm\033\\.txt"), "{d}");
+    assert!(d.contains(r"c1\302\2336n.txt"), "{d}");
+    assert!(d.contains(r"nl\n+forged line\n@@ -0,0 +1 @@"), "{d}");
+    assert!(
+        d.contains("+file0 ^[]52;c;ZXZpbA==^G ^[[21t ^[P$qm^[\\ M-^[21t ^[[31mred^[[0m"),
+        "{d}"
+    );
+    // Under a terminal.
+    let out = under_script(&repo.ws, &format!("'{}' diff t1", bin().display()), b"");
+    check("diff (terminal)", &out);
+    assert!(String::from_utf8_lossy(&out).contains("+file0 ^[]52"));
+    let out = under_script(&repo.ws, &format!("'{}' merge t1", bin().display()), b"");
+    check("merge (terminal)", &out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains(r#"added    "osc\033]52"#), "{text}");
+    assert!(text.contains("merged session"), "{text}");
+    // The files themselves land with their real names.
+    assert_eq!(
+        std::fs::read_dir(repo.ws.path()).expect("ls").count(),
+        listed + names.len()
+    );
+    let landed = repo.ws.path().join("nl\n+forged line\n@@ -0,0 +1 @@");
+    assert!(std::fs::read(&landed).is_ok_and(|b| b.starts_with(b"file4 \x1b]52")));
+
+    // `logs` under a terminal: the agent's own output is filtered, colours kept; piped, it
+    // is the raw log.
+    if !tmux_available() {
+        return;
+    }
+    let ws = &repo.ws;
+    let o = ws
+        .airlock()
+        .args(["run", "--detach", "--mode", "bind", "--name", "lg", "--"])
+        .args([
+            "sh",
+            "-c",
+            &format!("printf 'log-start {TERMINAL_ATTACKS} \\033[31mred\\033[0m log-end\\n'; exec sleep 30"),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let _stop = StopOnDrop { ws, name: "lg" };
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let o = ws.airlock().args(["logs", "lg"]).output().expect("logs");
+            stdout(&o).contains("log-end")
+        }),
+        "the detached session's log never showed its output"
+    );
+    let out = under_script(ws, &format!("'{}' logs lg", bin().display()), b"");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("log-end"), "{text:?}");
+    assert!(
+        has_live_attack(&out).is_none(),
+        "logs (terminal): {:?} reached the terminal: {text:?}",
+        has_live_attack(&out)
+    );
+    assert!(text.contains("\x1b[31mred"), "colours are kept: {text:?}");
+    assert!(text.contains("kept from your terminal"), "{text:?}");
+}
+
+/// M1: a sparse file lands as a sparse file (holes copied as holes, the data at its offsets),
+/// however large its apparent size (1.1 GiB and 1 TiB), and `diff` shows both sizes.
+#[test]
+fn merge_keeps_holes_and_diff_shows_sizes() {
+    let repo = Repo::new();
+    let mib = 1u64 << 20;
+    let big = 1100 * mib;
+    let script = format!(
+        "truncate -s {big} big.bin && printf MIDDLE | dd of=big.bin bs=1 seek=500000000 \
+         conv=notrunc 2>/dev/null && printf END | dd of=big.bin bs=1 seek={} conv=notrunc \
+         2>/dev/null && truncate -s 1T huge.bin && echo ok",
+        big - 3
+    );
+    let o = repo.airlock(&["run", "--name", "sparse", "--", "sh", "-c", &script]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "ok", "{}", stderr(&o));
+    let o = airlock_within(&repo, &["diff", "sparse"], &[]);
+    let d = stdout(&o);
+    assert!(
+        d.contains("Binary files a/big.bin and b/big.bin differ"),
+        "{d}"
+    );
+    assert!(d.contains("b/: 1.1 GiB (1153433600 bytes), "), "{d}");
+    assert!(
+        d.contains("b/: 1.0 TiB (1099511627776 bytes), 0 bytes allocated"),
+        "{d}"
+    );
+    assert!(d.contains("a/: absent"), "{d}");
+    let started = Instant::now();
+    let o = airlock_within(&repo, &["merge", "sparse"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the merge read the holes"
+    );
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    for (name, len) in [("big.bin", big), ("huge.bin", 1u64 << 40)] {
+        let m = std::fs::metadata(repo.ws.path().join(name)).expect("landed");
+        assert_eq!(m.len(), len, "{name}");
+        assert!(
+            m.blocks() * 512 < mib,
+            "{name}: {} bytes allocated on the host for a sparse file",
+            m.blocks() * 512
+        );
+    }
+    let f = std::fs::File::open(repo.ws.path().join("big.bin")).expect("open");
+    let mut buf = [0u8; 6];
+    f.read_exact_at(&mut buf, 500_000_000).expect("read");
+    assert_eq!(&buf, b"MIDDLE");
+    f.read_exact_at(&mut buf[..3], big - 3).expect("read");
+    assert_eq!(&buf[..3], b"END");
+    f.read_exact_at(&mut buf, 600_000_000).expect("read");
+    assert_eq!(buf, [0; 6]);
+}
+
+/// M1: a merge whose data does not fit the workspace's free space is refused before anything
+/// is written, and says how much it needs and has.
+#[test]
+fn merge_refuses_what_does_not_fit() {
+    if !is_root() {
+        eprintln!(
+            "skipping: a small workspace file system needs a tmpfs mount, which needs root \
+             (the root run covers it)"
+        );
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let ws = Ws::new();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(ws.path())
+        .status()
+        .expect("mount");
+    assert!(ok.success());
+    let _unmount = Unmount(ws.path());
+    std::fs::write(ws.path().join("hello.txt"), "hello\n").expect("write");
+    let before: Vec<_> = std::fs::read_dir(ws.path())
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    // 24 MiB of data in two files plus a small one, for a 16 MiB file system; the variant
+    // with a hole keeps its data under the limit and must land.
+    let o = ws
+        .airlock()
+        .args(["run", "--name", "fat", "--", "sh", "-c"])
+        .arg(
+            "echo small > small.txt; head -c 12582912 /dev/urandom > a.bin; \
+             head -c 12582912 /dev/urandom > b.bin",
+        )
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = ws.airlock().args(["merge", "fat"]).output().expect("merge");
+    assert_eq!(o.status.code(), Some(125), "{}", stdout(&o));
+    let e = stderr(&o);
+    assert!(e.contains("need 24.0 MiB"), "{e}");
+    assert!(e.contains("only 16.0 MiB"), "{e}");
+    assert!(e.contains("nothing was merged"), "{e}");
+    let after: Vec<_> = std::fs::read_dir(ws.path())
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(before, after, "a refused merge wrote to the workspace");
+    // A sparse file of 1 GiB with 4 KiB of data fits.
+    let o = ws
+        .airlock()
+        .args(["run", "--name", "thin", "--", "sh", "-c"])
+        .arg("truncate -s 1G thin.bin; printf x | dd of=thin.bin bs=1 seek=4096 conv=notrunc 2>/dev/null")
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = ws
+        .airlock()
+        .args(["merge", "thin"])
+        .output()
+        .expect("merge");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::metadata(ws.path().join("thin.bin"))
+            .expect("landed")
+            .len(),
+        1 << 30
+    );
+}
+
+/// P1: the secret-bearing files of tool homes bound because of PATH (cargo credentials and a
+/// cargo config with a token, npm's global npmrc under several node managers, pip's site config
+/// under pyenv, maven's global settings under sdkman, and the same kinds under any `bin` prefix)
+/// are unreadable inside, in bind and overlay mode, while the tools still run; a cargo config
+/// without a token stays readable (builds need it).
+#[test]
+fn tool_home_secrets_are_hidden_and_tools_still_run() {
+    let token = format!("tool-secret-{}", std::process::id());
+    let home = planted_home(&token);
+    let h = home.path();
+    let prefix = tempfile::tempdir().expect("tempdir");
+    let p = prefix.path();
+    let tool = "#!/bin/sh\necho tool-ran\n";
+    let bins = [
+        h.join(".cargo/bin"),
+        h.join(".npm-global/bin"),
+        h.join(".nvm/versions/node/v20.1.0/bin"),
+        h.join(".pyenv/shims"),
+        h.join(".sdkman/candidates/maven/3.9.6/bin"),
+        h.join(".asdf/shims"),
+        p.join("opt-node/bin"),
+    ];
+    for b in &bins {
+        std::fs::create_dir_all(b).expect("mkdir");
+    }
+    std::fs::write(h.join(".cargo/bin/faketool"), tool).expect("write");
+    std::fs::set_permissions(
+        h.join(".cargo/bin/faketool"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let secrets = [
+        ".cargo/credentials.toml",
+        ".cargo/credentials",
+        ".cargo/config.toml",
+        ".npm-global/etc/npmrc",
+        ".nvm/versions/node/v20.1.0/etc/npmrc",
+        ".pyenv/versions/3.12.0/pip.conf",
+        ".sdkman/candidates/maven/3.9.6/conf/settings.xml",
+        ".asdf/installs/nodejs/20.1.0/etc/npmrc",
+    ];
+    let mut files: Vec<PathBuf> = secrets.iter().map(|s| h.join(s)).collect();
+    files.push(p.join("opt-node/etc/npmrc"));
+    for f in &files {
+        std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+        let body = if f.ends_with("config.toml") {
+            format!("[build]\njobs = 2\n[registries.x]\ntoken = \"{token}\"\n")
+        } else {
+            format!("//registry/:_authToken={token}\n")
+        };
+        std::fs::write(f, body).expect("write");
+    }
+    let ws = Ws::new();
+    // The outside prefix is bound explicitly; the PATH-prefix rule still hides its npmrc.
+    let policy = ws.data.path().join("prefix.toml");
+    std::fs::write(
+        &policy,
+        format!("[filesystem]\nread_only = [\"{}\"]\n", p.display()),
+    )
+    .expect("policy");
+    let host_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+    let path = bins
+        .iter()
+        .map(|b| b.display().to_string())
+        .chain(std::iter::once(host_path))
+        .collect::<Vec<_>>()
+        .join(":");
+    let cats: String = files
+        .iter()
+        .map(|f| format!("cat '{}' 2>/dev/null; ", f.display()))
+        .collect();
+    let script = format!(
+        "faketool; {cats} ls '{}' >/dev/null && echo bound; echo done",
+        h.join(".pyenv/versions").display()
+    );
+    let run = |mode: &str| {
+        ws.airlock()
+            .args(["run", "--mode", mode, "--policy"])
+            .arg(&policy)
+            .args(["--workspace"])
+            .arg(ws.path())
+            .args(["--", "sh", "-c", &script])
+            .env("HOME", h)
+            .env("PATH", &path)
+            .output()
+            .expect("run")
+    };
+    for mode in ["bind", "overlay"] {
+        let o = run(mode);
+        let (out, err) = (stdout(&o), stderr(&o));
+        assert_eq!(o.status.code(), Some(0), "{mode}: {out}{err}");
+        assert!(
+            out.contains("tool-ran"),
+            "{mode}: the tool did not run: {out}{err}"
+        );
+        assert!(
+            out.contains("bound") && out.contains("done"),
+            "{mode}: {out}{err}"
+        );
+        assert!(
+            !out.contains(&token),
+            "{mode}: a tool secret was readable: {out}"
+        );
+        assert!(err.contains("holds a registry token"), "{mode}: {err}");
+    }
+    // Without a token, cargo's config stays readable.
+    std::fs::write(h.join(".cargo/config.toml"), "[build]\njobs = 2\n").expect("write");
+    let o = run("bind");
+    assert!(
+        stdout(&o).contains("jobs = 2"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains(&token), "{}", stdout(&o));
+}
+
+/// A link the agent replaced by a directory (through the real overlay, which marks the new
+/// directory opaque) merges without a false conflict, and nothing is written through the host's
+/// link; a link the host left alone is no conflict.
+#[test]
+fn a_link_the_agent_replaced_by_a_directory_merges() {
+    let repo = Repo::new();
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("f"), "outside\n").expect("write");
+    std::os::unix::fs::symlink(outside.path(), repo.ws.path().join("l")).expect("symlink");
+    std::os::unix::fs::symlink("nowhere", repo.ws.path().join("l2")).expect("symlink");
+    // The session starts in a later second than the links were made.
+    std::thread::sleep(Duration::from_millis(1100));
+    let o = repo.airlock(&[
+        "run",
+        "--name",
+        "l2d",
+        "--",
+        "sh",
+        "-c",
+        "rm l l2 && mkdir -p l/sub l2 && echo agent > l/f && echo g > l/sub/g",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = airlock_within(&repo, &["merge", "l2d"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let ws = repo.ws.path();
+    assert!(std::fs::symlink_metadata(ws.join("l")).expect("l").is_dir());
+    assert!(std::fs::symlink_metadata(ws.join("l2"))
+        .expect("l2")
+        .is_dir());
+    assert_eq!(
+        std::fs::read_to_string(ws.join("l/f")).expect("f"),
+        "agent\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("l/sub/g")).expect("g"),
+        "g\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("f")).expect("read"),
+        "outside\n"
+    );
+    assert!(
+        !outside.path().join("sub").exists(),
+        "written through the link"
+    );
+}

@@ -7,13 +7,15 @@ use std::io::Write;
 use airlock_audit::{read_events, AuditEvent, Decision, Detail};
 
 use crate::cli::AuditArgs;
+use crate::review_out::ReviewOut;
 use crate::session_dir;
+use airlock_session::quote::name as q;
 
 pub(crate) fn audit(args: AuditArgs) -> Result<i32> {
     let info = session_dir::find(args.id.as_deref())?;
     let path = info.dir.join("audit.jsonl");
     let (events, bad) = read_events(&path)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = ReviewOut::stdout();
     let shown = events
         .iter()
         .filter(|e| !args.denied || matches!(e.decision, Decision::Deny | Decision::Ask));
@@ -48,41 +50,45 @@ fn human(e: &AuditEvent) -> String {
             duration_ms,
         } => {
             let m = method.as_deref().unwrap_or("CONNECT");
-            format!("net  {m} {host}:{port} up={bytes_up}B down={bytes_down}B {duration_ms}ms")
+            format!(
+                "net  {} {}:{port} up={bytes_up}B down={bytes_down}B {duration_ms}ms",
+                q(m),
+                q(host)
+            )
         }
         Detail::Dns { name, qtype, flag } => {
             let f = flag
                 .as_deref()
                 .map(|f| format!(" [{f}]"))
                 .unwrap_or_default();
-            format!("dns  {qtype} {name}{f}")
+            format!("dns  {} {}{}", q(qtype), q(name), q(&f))
         }
         Detail::Command { tool, command, .. } => {
-            format!("cmd  {tool}: {}", command.as_deref().unwrap_or(""))
+            format!("cmd  {}: {}", q(tool), q(command.as_deref().unwrap_or("")))
         }
         Detail::Session { event, exit_status } => match exit_status {
-            Some(s) => format!("session {event} (status {s})"),
-            None => format!("session {event}"),
+            Some(s) => format!("session {} (status {s})", q(event)),
+            None => format!("session {}", q(event)),
         },
-        Detail::Suppressed { key, count } => format!("({count} more like {key} not logged)"),
+        Detail::Suppressed { key, count } => format!("({count} more like {} not logged)", q(key)),
         Detail::WildcardName {
             pattern,
             name,
             count,
             max,
-        } => format!("name {name}: {count} of {max} under {pattern}"),
+        } => format!("name {}: {count} of {max} under {}", q(name), q(pattern)),
         Detail::Terminal { relay, dropped } => {
             let kinds: Vec<String> = dropped.iter().map(|(k, n)| format!("{k}={n}")).collect();
             format!("term {relay}: dropped {}", kinds.join(" "))
         }
-        Detail::Unix { path, pid } => format!("unix connect {path} (pid {pid})"),
+        Detail::Unix { path, pid } => format!("unix connect {} (pid {pid})", q(path)),
     };
     let rule = e
         .rule
         .as_deref()
-        .map(|r| format!("  [{r}]"))
+        .map(|r| format!("  [{}]", q(r)))
         .unwrap_or_default();
-    format!("{} {:5} {what}{rule}", e.ts, e.decision.as_str())
+    format!("{} {:5} {what}{rule}", q(&e.ts), e.decision.as_str())
 }
 
 pub(crate) fn reload(id: Option<&str>) -> Result<i32> {
@@ -95,5 +101,56 @@ pub(crate) fn reload(id: Option<&str>) -> Result<i32> {
             Ok(0)
         }
         None => bail!("session {}: {}", info.id, answer.trim()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Audit details the sandbox chose (a refused unix connect path, a DNS name, a command)
+    /// are printed quoted: no control byte reaches the terminal, no line is forged.
+    #[test]
+    fn sandbox_chosen_details_are_quoted() {
+        let attacks = [
+            "/tmp/s\u{1b}]52;c;ZXZpbA==\u{7}.sock",
+            "x\u{1b}[21t",
+            "\u{1b}P$qm\u{1b}\\",
+            "a\n2026-01-01T00:00:00Z allow forged",
+            "c1\u{9b}21t",
+        ];
+        for a in attacks {
+            let details = [
+                Detail::Unix {
+                    path: a.to_string(),
+                    pid: 7,
+                },
+                Detail::Dns {
+                    name: a.to_string(),
+                    qtype: "A".into(),
+                    flag: Some(a.to_string()),
+                },
+                Detail::Command {
+                    tool: "Bash".into(),
+                    command: Some(a.to_string()),
+                    cwd: None,
+                },
+            ];
+            for d in details {
+                let line = human(&AuditEvent::now(Decision::Deny, d).rule(a));
+                assert!(!line.chars().any(|c| c.is_control()), "{a:?} -> {line:?}");
+            }
+        }
+        let line = human(&AuditEvent::now(
+            Decision::Deny,
+            Detail::Unix {
+                path: attacks[0].into(),
+                pid: 7,
+            },
+        ));
+        assert!(
+            line.contains(r#"unix connect "/tmp/s\033]52;c;ZXZpbA==\a.sock" (pid 7)"#),
+            "{line}"
+        );
     }
 }

@@ -450,7 +450,7 @@ pub(crate) fn logs(args: LogsArgs) -> Result<i32> {
         );
     }
     let mut offsets = [0u64; 2];
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::review_out::ReviewOut::stdout();
     let mut warned = false;
     loop {
         for (rel, off) in files.iter().zip(offsets.iter_mut()) {

@@ -93,6 +93,38 @@ fn home_on_path_checks(home: &Path, planted: &Path, secret: &str) -> Vec<Check> 
     .collect()
 }
 
+/// A registry token in a tool's configuration inside a tree bound because of `PATH`: npm's global
+/// config `PREFIX/etc/npmrc` of a prefix whose `bin` is on `PATH` (bound here through a policy,
+/// as a tool home under the home is bound automatically). The control reads it outside; inside
+/// the tool-secret hide list must cover it. `None` when the fixture cannot be written.
+fn tool_secret_check(base: &Path, secret: &str) -> Option<Check> {
+    let prefix = base.join("tool-prefix");
+    std::fs::create_dir_all(prefix.join("bin")).ok()?;
+    std::fs::create_dir_all(prefix.join("etc")).ok()?;
+    let npmrc = prefix.join("etc/npmrc");
+    std::fs::write(&npmrc, format!("//registry.example/:_authToken={secret}\n")).ok()?;
+    let policy = base.join("tool-prefix.toml");
+    let prefix_toml = serde_json::to_string(&prefix.display().to_string()).ok()?;
+    std::fs::write(
+        &policy,
+        format!("[filesystem]\nread_only = [{prefix_toml}]\n"),
+    )
+    .ok()?;
+    let mut c = check(
+        "read a registry token in a tool prefix on PATH (npm's etc/npmrc)",
+        "1 host secrets",
+        "read-file",
+        &[&npmrc.display().to_string(), secret],
+    );
+    c.run_flags = vec!["--policy".to_string(), policy.display().to_string()];
+    let host_path = std::env::var("PATH").unwrap_or_default();
+    c.run_env = vec![(
+        "PATH".to_string(),
+        format!("{}:{host_path}", prefix.join("bin").display()),
+    )];
+    Some(c)
+}
+
 /// For the worktree check: a git repository to run in, and a control directory whose `.git`
 /// links to an admin directory of its own (as `git worktree add` makes them). `None` without
 /// a working host git.
@@ -425,6 +457,7 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
             }
         }
     }
+    checks.extend(tool_secret_check(base.path(), &secret));
     // 4. A credential's secret: the sandbox holds a placeholder, the bytes are nowhere inside.
     let cred_secret = format!("sk-selftest-{}{}", token(), token());
     let cred_policy = base.path().join("credentials.toml");

@@ -10,7 +10,9 @@ use airlock_session::{SessionRow, SessionState};
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{LsArgs, MergeArgs, RmArgs, SessionArgs, StopArgs};
+use crate::review_out::ReviewOut;
 use crate::session_dir;
+use airlock_session::quote;
 
 fn state_word(r: &SessionRow) -> String {
     match r.state {
@@ -23,7 +25,7 @@ fn state_word(r: &SessionRow) -> String {
 
 pub(crate) fn ls(args: LsArgs) -> Result<i32> {
     let rows = session_dir::store()?.list()?;
-    let mut out = std::io::stdout().lock();
+    let mut out = ReviewOut::stdout();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &rows)?;
         writeln!(out)?;
@@ -150,7 +152,7 @@ pub(crate) fn diff(args: SessionArgs) -> Result<i32> {
     let r = session_dir::find(Some(&args.id))?;
     let rv = review(&r)?;
     let upper = r.dir.join("upper");
-    let mut out = std::io::stdout().lock();
+    let mut out = ReviewOut::stdout();
     let shown: Vec<&Change> = rv
         .files
         .iter()
@@ -177,7 +179,7 @@ pub(crate) fn diff(args: SessionArgs) -> Result<i32> {
             rv.commits.len()
         )?;
         for c in &rv.commits {
-            writeln!(out, "#   {c}")?;
+            writeln!(out, "#   {}", quote::name(c))?;
         }
         writeln!(out)?;
     }
@@ -203,7 +205,7 @@ fn say_interrupted(r: &SessionRow, journal: &std::path::Path) {
         landed.len()
     );
     for p in &landed {
-        eprintln!("  landed {}", p.display());
+        eprintln!("  landed {}", quote::path(p));
     }
 }
 
@@ -213,7 +215,10 @@ fn refuse_conflicts(r: &SessionRow, upper: &std::path::Path, files: &[Change]) -
     if clash.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> = clash.iter().map(|p| format!("  {}", p.display())).collect();
+    let list: Vec<String> = clash
+        .iter()
+        .map(|p| format!("  {}", quote::path(p)))
+        .collect();
     bail!(
         "session {}: these files were also changed on the host since the session started; \
          nothing was merged:\n{}\nreview with `airlock diff {}` and resolve by hand",
@@ -250,7 +255,7 @@ fn land_files(
             .refused
             .iter()
             .filter(|(c, _)| c.entry.is_special() == special)
-            .map(|(c, why)| format!("  {}: {why}", c.path.display()))
+            .map(|(c, why)| format!("  {}: {why}", quote::path(&c.path)))
             .collect()
     };
     let special = listed(true);
@@ -300,7 +305,7 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
     say_interrupted(&r, &journal);
     refuse_conflicts(&r, &upper, &files)?;
     let report = land_files(&r, &upper, &files, args.allow_exec_files, &journal)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = ReviewOut::stdout();
     if let (Some(view), Some(head)) = (&rv.view, &rv.head) {
         let branch = format!("airlock/{}", r.name.as_deref().unwrap_or(&r.id));
         view.fetch_into(&r.workspace, head, r.base_commit.as_deref(), &branch)
@@ -316,7 +321,7 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
             out,
             "{:8} {}",
             format!("{:?}", c.kind).to_lowercase(),
-            c.path.display()
+            quote::path(&c.path)
         )?;
     }
     store.mark_merged(&r.id)?;
