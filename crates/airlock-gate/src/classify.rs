@@ -421,6 +421,16 @@ impl Engine {
                 )
             }
         };
+        if analysis.invocations.is_empty() && analysis.errors.is_empty() && has_code(command) {
+            // Fail closed: text that is not blank or a comment, in which no command was found,
+            // is something the parser did not understand.
+            return Verdict::single(
+                Tier::Ask,
+                "no-command-found",
+                "airlock found no command in this text although it is not empty or a comment; \
+                 it cannot tell what would run",
+            );
+        }
         let mut steps = Vec::with_capacity(analysis.invocations.len());
         for inv in &analysis.invocations {
             steps.push(self.decide_invocation(inv, ctx));
@@ -438,7 +448,70 @@ impl Engine {
         Verdict::from_steps(steps)
     }
 
+    /// Decides one invocation: on its paths as written and as they resolve through symbolic
+    /// links (the stricter wins); a command found in the arguments of an unknown program is at
+    /// most asked about; an unknown program given a protected path is asked about.
     fn decide_invocation(&self, inv: &Invocation, ctx: &Context<'_>) -> Step {
+        let resolved = crate::paths::with_resolved_paths(inv, ctx);
+        let inv = resolved.as_ref().unwrap_or(inv);
+        let mut step = self.decide_rules(inv, ctx);
+        if let Some(p) = &inv.speculative {
+            if step.tier == Tier::Deny {
+                step.tier = Tier::Ask;
+                step.uncertain = true;
+            }
+            if step.tier > Tier::Allow {
+                step.reason = format!(
+                    "{} (found in the arguments of `{p}`, a program airlock does not know, which may run it)",
+                    step.reason
+                );
+            }
+        }
+        if inv.unknown_program && step.tier < Tier::Ask {
+            if let Some(s) = self.unknown_touches_protected(inv, ctx) {
+                return s;
+            }
+        }
+        step
+    }
+
+    /// An unknown program given a path that rules protect from writes: it may write it.
+    fn unknown_touches_protected(&self, inv: &Invocation, ctx: &Context<'_>) -> Option<Step> {
+        let mut probe = inv.clone();
+        let named: Vec<_> = inv
+            .reads
+            .iter()
+            .chain(inv.path_args.iter())
+            .chain(inv.flags.iter().filter_map(|(_, v)| v.as_ref()))
+            .filter(|w| crate::normalize::looks_like_path(w) || w.text.contains("/"))
+            .cloned()
+            .collect();
+        if named.is_empty() {
+            return None;
+        }
+        probe.writes.extend(named);
+        let mctx = self.match_ctx(ctx, &self.settings.git_owners);
+        let rule = self.rules.iter().find(|r| {
+            r.tier >= Tier::Ask
+                && r.is_path_rule()
+                && r.match_invocation(&probe, &mctx) != Match::No
+        })?;
+        Some(Step {
+            argv: inv.display_argv(),
+            origin: inv.origin.clone(),
+            tier: Tier::Ask,
+            rule: rule_name(rule),
+            reason: format!(
+                "`{}` is a program airlock does not know, and it is given a protected path \
+                 (rule: {}); it may change it, so a person decides",
+                inv.program.replace(crate::parse::DYN, "…"),
+                rule.reason
+            ),
+            uncertain: true,
+        })
+    }
+
+    fn decide_rules(&self, inv: &Invocation, ctx: &Context<'_>) -> Step {
         let mctx = self.match_ctx(ctx, &self.settings.git_owners);
         let mut best: Option<(Tier, &Rule, bool)> = None;
         for rule in &self.rules {
@@ -530,6 +603,25 @@ impl Engine {
     /// Decides a non-Bash tool touching a file.
     pub fn classify_file(&self, tool: &str, path: &str, ctx: &Context<'_>) -> Verdict {
         let abs = abs_path(path, ctx);
+        let literal = self.classify_abs_file(tool, &abs, ctx);
+        // The hook runs where the file is: decide on where a symbolic link leads as well, and
+        // keep the stricter decision.
+        match crate::paths::resolve_for(&abs, ctx) {
+            Some(real) if real != abs => {
+                let mut v = self.classify_abs_file(tool, &real, ctx);
+                if v.tier > literal.tier {
+                    v.reason = format!("{} ({abs} is a link to {real})", v.reason);
+                    v
+                } else {
+                    literal
+                }
+            }
+            _ => literal,
+        }
+    }
+
+    fn classify_abs_file(&self, tool: &str, abs: &str, ctx: &Context<'_>) -> Verdict {
+        let abs = abs.to_string();
         let write = is_write_tool(tool);
         let mut best: Option<(Tier, &Rule)> = None;
         for rule in &self.rules {
@@ -629,11 +721,18 @@ impl Engine {
                 "tool:no-side-effects",
                 format!("{tool} does not touch files or run commands"),
             ),
-            "WebFetch" => Verdict::single(
-                self.settings.default_network.max(self.settings.default),
-                "default:network",
-                "WebFetch reaches the network",
-            ),
+            "WebFetch" => match str_field("url") {
+                Some(url) if self.normalizer.is_doc_url(url) => Verdict::single(
+                    self.settings.default,
+                    "tool:webfetch-docs",
+                    format!("WebFetch reads a documentation page ({url}) without sending data"),
+                ),
+                _ => Verdict::single(
+                    self.settings.default_network.max(self.settings.default),
+                    "default:network",
+                    "WebFetch reaches a site that is not on the documentation list; ask the user",
+                ),
+            },
             other => Verdict::single(
                 Tier::Ask,
                 "tool:unknown",
@@ -641,6 +740,14 @@ impl Engine {
             ),
         }
     }
+}
+
+/// Whether `command` holds anything but blank lines and comments.
+fn has_code(command: &str) -> bool {
+    command.lines().any(|l| {
+        let l = l.trim();
+        !l.is_empty() && !l.starts_with('#')
+    })
 }
 
 fn rule_name(rule: &Rule) -> String {

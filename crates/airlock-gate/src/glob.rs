@@ -76,6 +76,11 @@ impl Glob {
         Glob { tokens, literal }
     }
 
+    /// Whether the pattern begins with `*` (a rule about names at any depth: `*/id_rsa`).
+    pub fn starts_with_star(&self) -> bool {
+        self.tokens.first() == Some(&Tok::Star)
+    }
+
     /// Whether the pattern has no wildcard.
     pub fn is_literal(&self) -> bool {
         self.literal.is_some()
@@ -89,6 +94,83 @@ impl Glob {
         let t: Vec<char> = text.chars().collect();
         match_from(&self.tokens, &t)
     }
+}
+
+impl Glob {
+    /// Whether some path matches both `self`, read as a shell pattern (a word the shell expands:
+    /// `*`, `?` and classes never match `/`, and never a leading `.` of a name), and `rule`, a
+    /// rule pattern (`*` matches `/` too). `cat ~/.ss?/id_*` can name `~/.ssh/id_rsa`; `rm *`
+    /// cannot name `.git/hooks/x`. Dynamic programming over both patterns: O(len × len).
+    pub fn shell_intersects(&self, rule: &Glob) -> bool {
+        let (a, b) = (&self.tokens, &rule.tokens);
+        let mut memo = vec![None; (a.len() + 1) * (b.len() + 1) * 2];
+        intersect(a, b, 0, 0, true, &mut memo)
+    }
+}
+
+/// Can the word token `w` (not a star) and the rule token `r` (not a star) match one same
+/// character? `start`: the character begins a name in the word (a wildcard may not be `.`).
+fn char_compat(w: &Tok, r: &Tok, start: bool) -> bool {
+    let class_has = |negated: bool, items: &[(char, char)], c: char| {
+        items.iter().any(|(a, b)| *a <= c && c <= *b) != negated
+    };
+    match (w, r) {
+        (Tok::Lit(x), Tok::Lit(y)) => x == y,
+        (Tok::Lit(_), Tok::Any) => true,
+        (Tok::Lit(x), Tok::Class { negated, items }) => class_has(*negated, items, *x),
+        (Tok::Any | Tok::Class { .. }, Tok::Lit(y)) => {
+            *y != '/'
+                && !(start && *y == '.')
+                && match w {
+                    Tok::Class { negated, items } => class_has(*negated, items, *y),
+                    _ => true,
+                }
+        }
+        _ => true,
+    }
+}
+
+fn intersect(
+    a: &[Tok],
+    b: &[Tok],
+    i: usize,
+    j: usize,
+    fresh: bool,
+    memo: &mut Vec<Option<bool>>,
+) -> bool {
+    let key = ((i * (b.len() + 1)) + j) * 2 + usize::from(fresh);
+    if let Some(v) = memo[key] {
+        return v;
+    }
+    memo[key] = Some(false);
+    let start = i == 0 || matches!(a.get(i.wrapping_sub(1)), Some(Tok::Lit('/')));
+    let v = match (a.get(i), b.get(j)) {
+        (None, None) => true,
+        (Some(Tok::Star), _) => {
+            // The word's `*`: matches nothing more, or one more character of the rule's.
+            let seg_start = start && fresh;
+            intersect(a, b, i + 1, j, true, memo)
+                || match b.get(j) {
+                    Some(Tok::Star) => intersect(a, b, i, j + 1, false, memo),
+                    Some(Tok::Lit(c)) => {
+                        *c != '/'
+                            && !(seg_start && *c == '.')
+                            && intersect(a, b, i, j + 1, false, memo)
+                    }
+                    Some(_) => intersect(a, b, i, j + 1, false, memo),
+                    None => false,
+                }
+        }
+        (_, Some(Tok::Star)) => {
+            // The rule's `*`: matches nothing more, or one more character of the word's.
+            intersect(a, b, i, j + 1, true, memo)
+                || (i < a.len() && intersect(a, b, i + 1, j, true, memo))
+        }
+        (Some(w), Some(r)) => char_compat(w, r, start) && intersect(a, b, i + 1, j + 1, true, memo),
+        _ => false,
+    };
+    memo[key] = Some(v);
+    v
 }
 
 fn match_from(p: &[Tok], t: &[char]) -> bool {
@@ -152,5 +234,31 @@ mod tests {
         assert!(!Glob::new("a*b*c").matches("axxbyy"));
         assert!(Glob::new("[!0-9]x").matches("ax"));
         assert!(Glob::new("[").matches("["));
+    }
+
+    #[test]
+    fn shell_patterns_intersect_rule_patterns() {
+        let yes = [
+            ("/h/.ss?/id_*", "/h/.ssh/*"),
+            ("/h/.s*/id_rsa", "/h/.ssh/*"),
+            ("/home/*/.ssh/id_rsa", "*/.ssh/*"),
+            ("/h/.[s]sh/x", "/h/.ssh/*"),
+            ("/h/.docker/*", "/h/.docker/config.json"),
+            ("/h/.z*rc", "/h/.zshrc"),
+            ("/w/.git/hoo?s/pre-commit", "*/.git/hooks/*"),
+        ];
+        for (w, r) in yes {
+            assert!(Glob::new(w).shell_intersects(&Glob::new(r)), "{w} ∩ {r}");
+        }
+        let no = [
+            ("/w/*", "*/.git/hooks/*"),
+            ("/w/build/*", "*/.git/hooks/*"),
+            ("/w/*", "*/.claude/settings.json"),
+            ("/h/*/id_rsa", "/h/.ssh/*"),
+            ("/w/src/*.rs", "/h/.ssh/*"),
+        ];
+        for (w, r) in no {
+            assert!(!Glob::new(w).shell_intersects(&Glob::new(r)), "{w} ∩ {r}");
+        }
     }
 }

@@ -49,6 +49,9 @@ pub struct FlagSpec {
     /// Reaches the network.
     #[serde(default)]
     pub network: bool,
+    /// Words starting with `+` before the subcommand select a toolchain (`cargo +nightly`).
+    #[serde(default)]
+    pub selectors: bool,
 }
 
 /// A program that runs another command given in its arguments.
@@ -76,6 +79,72 @@ pub struct WrapperSpec {
     /// Arguments come from stdin and are appended (`xargs`).
     #[serde(default)]
     pub appends_input: bool,
+    /// Options after which the rest of the arguments is the command (`nix develop -c CMD…`).
+    #[serde(default)]
+    pub argv_flags: Vec<String>,
+    /// The command is what follows `--`; positionals before it are not run (`mise exec
+    /// node@20 -- CMD`).
+    #[serde(default)]
+    pub dashdash: bool,
+    /// Positionals are never a command; only `code_flags` and `argv_flags` run code
+    /// (`nix-shell -p pkg --run CMD`).
+    #[serde(default)]
+    pub no_command: bool,
+}
+
+/// An option or argument whose value is code the program runs (`git rebase --exec CMD`,
+/// `tar --to-command=CMD`, `ssh -o ProxyCommand=CMD`, `vim -c '!CMD'`): one row of the
+/// `[[code_option]]` table in `rules/default.toml`. The value is parsed and judged like `sh -c`;
+/// a value only known at run time is code airlock cannot see (ask).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeOption {
+    /// Program base names.
+    pub program: Vec<String>,
+    /// Subcommands (for subcommand programs such as git); empty: any.
+    #[serde(default)]
+    pub subcommand: Vec<String>,
+    /// Options as written (`--exec`, `-x`); `+` stands for `+VALUE` words (`vim +CMD`).
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// The value is code only after `KEY=` or `KEY ` (case-insensitive): `ProxyCommand`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Only a value attached to the option counts (`-Ocmd`, `--opt=cmd`): the option's value
+    /// is optional.
+    #[serde(default)]
+    pub attached: bool,
+    /// The arguments after one of these words are the code (`git bisect run CMD…`).
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// An argument starting with this prefix is code after it (`ext::CMD` URLs).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// The first argument is code (`trap CMD SIGNAL…`).
+    #[serde(default)]
+    pub first_arg: bool,
+    /// Every argument that is not an option is code (`hyperfine CMD…`, `tmux send-keys`).
+    #[serde(default)]
+    pub each_arg: bool,
+    /// How the value runs.
+    pub runs: CodeRuns,
+}
+
+/// How the value of a [`CodeOption`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CodeRuns {
+    /// Shell code, as with `sh -c VALUE`.
+    Shell,
+    /// An editor, pager or debugger command (vim `-c`, less `+`, gdb `-ex`): the text after `!`
+    /// (or gdb's `shell `) is shell code; `system(`, `:terminal` and the like are code airlock
+    /// cannot see.
+    Editor,
+    /// A makefile: when the value is `-` or `/dev/stdin`, the recipe lines (and `$(shell …)`)
+    /// of the makefile on stdin are shell code.
+    Makefile,
+    /// A command line (`git bisect run CMD ARGS…`); a single word with spaces is shell code.
+    Argv,
 }
 
 /// A language runtime that can be given code inline or on stdin.
@@ -114,6 +183,22 @@ pub struct CodeScan {
     pub network: Vec<String>,
     /// Substrings that delete or overwrite files.
     pub delete: Vec<String>,
+    /// Substrings that write, copy, move, link or chmod files (`writeFileSync`, `write_text`):
+    /// with one of them, the path literals of the code count as written.
+    #[serde(default)]
+    pub write: Vec<String>,
+    /// String literals that are file modes for writing (`'w'`, `">>"`): same effect.
+    #[serde(default)]
+    pub write_modes: Vec<String>,
+    /// Text of standard output/error writes, removed before looking for `write` (printing is
+    /// not writing a file).
+    #[serde(default)]
+    pub not_write: Vec<String>,
+    /// Substrings that build code or names at run time (`getattr`, `b64decode`, string
+    /// concatenation): with one of them, a program run by the code is not known from its
+    /// literals alone.
+    #[serde(default)]
+    pub opaque: Vec<String>,
 }
 
 /// The normalisation tables.
@@ -140,6 +225,20 @@ pub struct Tables {
     /// `git -c`/`git config` keys whose value is run as a command.
     #[serde(default)]
     pub git_exec_keys: Vec<String>,
+    /// Options and arguments whose value is code (see [`CodeOption`]).
+    #[serde(default)]
+    pub code_option: Vec<CodeOption>,
+    /// Programs whose arguments are text, never commands (`echo`, `grep`, `man`): not searched
+    /// for hidden commands even though airlock has no table for them.
+    #[serde(default)]
+    pub inert: Vec<String>,
+    /// Option names (globs, without dashes) of programs airlock does not know whose value is
+    /// judged as a command that may run (`--exec`, `--on-success`, `--pre-cmd`).
+    #[serde(default)]
+    pub code_option_names: Vec<String>,
+    /// Hosts (globs) whose pages WebFetch may read without asking (documentation).
+    #[serde(default)]
+    pub webfetch_docs: Vec<String>,
 }
 
 /// Where the code a shell or interpreter runs comes from.
@@ -198,6 +297,11 @@ pub struct Invocation {
     pub unparsed: Option<String>,
     /// Programs this command's output is piped to.
     pub downstream: Vec<String>,
+    /// The program is not one airlock knows (no table, no rule, not inert): its path arguments
+    /// may be written and its arguments may hide a command.
+    pub unknown_program: bool,
+    /// Found in the arguments of this program, which airlock does not know: it may run it.
+    pub speculative: Option<String>,
 }
 
 impl Invocation {
@@ -251,6 +355,9 @@ pub struct Normalizer {
     known_programs: Vec<String>,
     fetchers: HashSet<String>,
     decoders: HashSet<String>,
+    inert: HashSet<String>,
+    code_option_names: Vec<Glob>,
+    webfetch_docs: Vec<Glob>,
 }
 
 const SHELL_CODE_ORIGIN_LIMIT: usize = 64;
@@ -278,12 +385,35 @@ impl Normalizer {
         let mut known_programs: Vec<String> = known.into_iter().filter(|k| !k.is_empty()).collect();
         known_programs.sort();
         Normalizer {
+            inert: tables.inert.iter().cloned().collect(),
+            code_option_names: tables
+                .code_option_names
+                .iter()
+                .map(|g| Glob::new(g))
+                .collect(),
+            webfetch_docs: tables.webfetch_docs.iter().map(|g| Glob::new(g)).collect(),
             fetchers: tables.fetchers.iter().cloned().collect(),
             decoders: tables.decoders.iter().cloned().collect(),
             interp_globs,
             known_programs,
             tables,
         }
+    }
+
+    /// Whether WebFetch may read `url` without asking: https, a documentation host, no
+    /// credentials in the URL, a short query.
+    pub fn is_doc_url(&self, url: &str) -> bool {
+        let Some(rest) = url.strip_prefix("https://") else {
+            return false;
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let host = rest[..end].to_ascii_lowercase();
+        let query = rest.split_once('?').map_or("", |(_, q)| q);
+        url.len() <= 2048
+            && query.len() <= 200
+            && !host.contains(['@', ':'])
+            && !host.is_empty()
+            && self.webfetch_docs.iter().any(|g| g.matches(&host))
     }
 
     /// Parses and normalises `src`. A top-level parse failure is an error; failures in nested
@@ -442,8 +572,25 @@ impl Normalizer {
             self.wrapper(cmd, &base, w, args, env, out, hops);
             return;
         }
+        if let Some((sub, at)) = self.first_positional(&base, args) {
+            let key = format!("{base} {sub}");
+            if let Some(w) = self.tables.wrappers.get(&key) {
+                // `uv run CMD`, `mise exec -- CMD`: the runner is judged, and so is CMD.
+                let inv = self.invocation(cmd, &base, false, args, env);
+                out.invocations.push(inv);
+                self.wrapper(cmd, &key, w, &args[at + 1..], env, out, hops);
+                return;
+            }
+        }
         let mut inv = self.invocation(cmd, &base, false, args, env);
         self.special(cmd, &base, args, &mut inv, env, out);
+        self.code_options(cmd, &mut inv, args, env, out);
+        if self.is_unknown(&base) {
+            inv.unknown_program = true;
+            if hops < GLOB_HOPS {
+                self.speculate(cmd, &base, args, env, out, hops);
+            }
+        }
         if first.text.contains('/') {
             // `./x.sh` where x.sh was written earlier in this command.
             if let Some(from) = self.written_script(cmd, first, env, out) {
@@ -469,11 +616,13 @@ impl Normalizer {
         let origin = name.to_string();
         let mut env_assigns: Vec<(String, Word)> = Vec::new();
         let mut replace: Option<String> = None;
+        let mut after_dashdash = false;
         while i < args.len() {
             let a = &args[i];
             let t = a.text.as_str();
             if t == "--" {
                 i += 1;
+                after_dashdash = !spec.no_command;
                 break;
             }
             if spec.assigns && !a.is_dynamic() && is_assignment(t) {
@@ -546,6 +695,11 @@ impl Normalizer {
                     }
                 }
                 i += 1;
+                if spec.argv_flags.contains(&last) {
+                    // `nix develop -c CMD ARGS…`: the rest is the command.
+                    after_dashdash = true;
+                    break;
+                }
                 continue;
             }
             if skip > 0 {
@@ -553,7 +707,18 @@ impl Normalizer {
                 i += 1;
                 continue;
             }
+            if spec.dashdash || spec.no_command {
+                // Tool specs or files before the command (`mise exec node@20 -- CMD`).
+                i += 1;
+                continue;
+            }
             break;
+        }
+        if (spec.dashdash || spec.no_command) && !after_dashdash {
+            let dashed = i > 0 && args.get(i - 1).is_some_and(|a| a.text == "--");
+            if spec.no_command || !dashed {
+                return;
+            }
         }
         let rest = &args[i.min(args.len())..];
         if rest.is_empty() {
@@ -581,6 +746,14 @@ impl Normalizer {
             }
             return;
         }
+        if let [one] = rest {
+            if !one.is_dynamic() && one.text.contains(char::is_whitespace) {
+                // `watchexec 'cargo test && x'`, `screen -dm 'a; b'`: one word with spaces is
+                // run by a shell.
+                self.nested_code(&one.text, name, &inner_cmd, env, out);
+                return;
+            }
+        }
         let mut inner: Vec<Word> = rest.to_vec();
         if spec.appends_input {
             // What xargs reads, when it is known (`echo / | xargs rm -rf`, `<<< /`).
@@ -597,7 +770,8 @@ impl Normalizer {
             let input = input.filter(|v: &Vec<String>| !v.is_empty() && v.len() <= 16);
             inner_cmd.stdin = Stdin::Inherited;
             if let Some(repl) = replace {
-                let values: Vec<String> = input.unwrap_or_else(|| vec![DYN.to_string()]);
+                let values: Vec<String> =
+                    input.unwrap_or_else(|| vec![find_root_input(&cmd.stdin).text]);
                 for v in values {
                     let replaced: Vec<Word> = inner
                         .iter()
@@ -613,7 +787,7 @@ impl Normalizer {
             }
             match input {
                 Some(v) => inner.extend(v.iter().map(|t| Word::lit(t))),
-                None => inner.push(Word::dynamic("(input)")),
+                None => inner.push(find_root_input(&cmd.stdin)),
             }
         }
         self.argv(&inner_cmd, &inner, env, out, hops + 1);
@@ -681,7 +855,13 @@ impl Normalizer {
                 reads.push(w.clone());
             }
         }
-        let file_positionals: Vec<&Word> = positionals.iter().skip(spec_ref.skip_args).collect();
+        // `chmod -x FILE`: the mode was written as an option, so there is no MODE positional.
+        let skip = if program == "chmod" && !positionals.first().is_some_and(is_chmod_mode) {
+            0
+        } else {
+            spec_ref.skip_args
+        };
+        let file_positionals: Vec<&Word> = positionals.iter().skip(skip).collect();
         for (i, p) in file_positionals.iter().enumerate() {
             let is_path = spec_ref.path_args || looks_like_path(p);
             if !is_path {
@@ -765,6 +945,8 @@ impl Normalizer {
             network,
             unparsed: None,
             downstream: cmd.downstream.clone(),
+            unknown_program: false,
+            speculative: None,
         }
     }
 
@@ -904,7 +1086,11 @@ impl Normalizer {
                     return;
                 }
                 if first.text == "-" || first.text == "/dev/stdin" {
-                    inv.code_from = self.stdin_code(cmd, &prog, env, out);
+                    inv.code_from = if spec.shell {
+                        self.stdin_code(cmd, &prog, env, out)
+                    } else {
+                        self.interpreter_stdin(cmd, &prog, inv, env, out)
+                    };
                     return;
                 }
                 // A script file: visible only when written earlier in the same command.
@@ -939,7 +1125,11 @@ impl Normalizer {
                 }
                 return;
             } else {
-                inv.code_from = self.stdin_code(cmd, &prog, env, out);
+                inv.code_from = if spec.shell {
+                    self.stdin_code(cmd, &prog, env, out)
+                } else {
+                    self.interpreter_stdin(cmd, &prog, inv, env, out)
+                };
                 return;
             }
         }
@@ -956,6 +1146,60 @@ impl Normalizer {
             inv.code_from = CodeFrom::Seen;
             self.scan_code(&code.text, &origin, cmd, inv, env, out);
         }
+    }
+
+    /// Code in another language on stdin (`python3 <<'EOF'`, `cat <<EOF | node`): scanned like
+    /// inline code when its text is known; fetched or decoded code keeps its origin.
+    fn interpreter_stdin(
+        &self,
+        cmd: &SimpleCmd,
+        prog: &str,
+        inv: &mut Invocation,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        let text = match &cmd.stdin {
+            Stdin::Inherited => return CodeFrom::NotCode,
+            Stdin::Text(w) if !w.is_dynamic() => w.text.clone(),
+            Stdin::Text(_) | Stdin::File(_) => return CodeFrom::Unseen,
+            Stdin::Pipe(up) => match self.upstream_kind(up) {
+                Some(kind) => return kind,
+                None => match up.last() {
+                    Some(u) if !u.opaque => match &u.output {
+                        Some(t) => t.clone(),
+                        None => return CodeFrom::Unseen,
+                    },
+                    _ => return CodeFrom::Unseen,
+                },
+            },
+        };
+        self.scan_code(&text, &format!("{prog} <<…"), cmd, inv, env, out);
+        CodeFrom::Seen
+    }
+
+    /// Network or decoded code upstream of a pipe (a fetcher or decoder anywhere in it).
+    fn upstream_kind(&self, up: &[Upstream]) -> Option<CodeFrom> {
+        let words: Vec<String> = up
+            .iter()
+            .flat_map(|u| u.argv.iter())
+            .filter(|w| !w.is_dynamic())
+            .map(|w| basename(&w.text))
+            .collect();
+        if words.iter().any(|w| self.fetchers.contains(w)) {
+            return Some(CodeFrom::Network);
+        }
+        let base_decode = up.iter().any(|u| {
+            u.argv
+                .iter()
+                .any(|w| matches!(w.text.as_str(), "-d" | "--decode" | "-r" | "-D"))
+                && u.argv
+                    .first()
+                    .is_some_and(|p| basename(&p.text).contains("base"))
+        });
+        if words.iter().any(|w| self.decoders.contains(w)) || base_decode {
+            return Some(CodeFrom::Decoded);
+        }
+        None
     }
 
     /// Scans code in another language: what it calls, and any shell commands in its strings.
@@ -983,11 +1227,23 @@ impl Normalizer {
             inv.inline.push(InlineKind::Delete);
         }
         let literals = string_literals(code);
+        let mut printing = code.to_string();
+        for s in &scan.not_write {
+            printing = printing.replace(s.as_str(), "");
+        }
+        let write = delete
+            || scan.write.iter().any(|s| printing.contains(s.as_str()))
+            || literals.iter().any(|l| {
+                let l = l.trim();
+                scan.write_modes.iter().any(|m| m == l) || l.starts_with('>') || l.starts_with("+<")
+            });
         for lit in &literals {
+            // Perl's `open(F, ">file")`: the mode is part of the string.
+            let lit = lit.trim_start_matches(['+', '<', '>', '|', ' ']);
             let w = Word::lit(lit);
             if looks_like_path(&w) || lit.starts_with('~') {
                 let w = Word::lit(&expand_tilde(lit, &env.home));
-                if delete {
+                if write {
                     inv.writes.push(w.clone());
                     inv.path_args.push(w);
                 } else {
@@ -997,14 +1253,24 @@ impl Normalizer {
         }
         if exec {
             // Strings handed to system()/exec are shell commands: analyse those that parse.
+            let mut seen_program = false;
             for lit in literals {
                 if lit.trim().is_empty() {
                     continue;
                 }
                 let mut probe = Analysis::default();
                 if self.nested_code(&lit, origin, cmd, env, &mut probe) {
+                    seen_program |= probe
+                        .invocations
+                        .iter()
+                        .any(|i| self.is_known(&i.program) && !self.inert.contains(&i.program));
                     out.invocations.extend(probe.invocations);
                 }
+            }
+            // The programs it runs are plain literals (`subprocess.run(['git', 'status'])`),
+            // judged above: the call itself needs no review.
+            if seen_program && !has(&scan.opaque) {
+                inv.inline.retain(|k| *k != InlineKind::Exec);
             }
         }
     }
@@ -1181,6 +1447,276 @@ impl Normalizer {
         }
     }
 
+    /// The first positional argument (a subcommand or runner verb) and its index, skipping the
+    /// program's global options (with their values) and toolchain selectors.
+    fn first_positional(&self, prog: &str, args: &[Word]) -> Option<(String, usize)> {
+        let default_spec = FlagSpec::default();
+        let spec = self.tables.programs.get(prog).unwrap_or(&default_spec);
+        let (_, _, stop) = split_flags(args, spec, true);
+        let w = args.get(stop)?;
+        w.as_static().map(|s| (s.to_string(), stop))
+    }
+
+    /// Whether airlock knows nothing about `prog` (no table, no rule, not inert).
+    fn is_unknown(&self, prog: &str) -> bool {
+        !prog.is_empty()
+            && !self.inert.contains(prog)
+            && self
+                .known_programs
+                .binary_search_by(|p| p.as_str().cmp(prog))
+                .is_err()
+            && self.interpreter(prog).is_none()
+    }
+
+    /// Whether `prog` is a program airlock has a table or a rule for.
+    fn is_known(&self, prog: &str) -> bool {
+        self.known_programs
+            .binary_search_by(|p| p.as_str().cmp(prog))
+            .is_ok()
+            || self.interpreter(prog).is_some()
+    }
+
+    /// A program airlock does not know may run what its arguments name: a known program
+    /// followed by arguments (`prlimit … sudo id`), a quoted command line (`frob 'rm -rf ~'`)
+    /// or the value of an option named like code (`--exec CMD`, `--on-success=CMD`). Those are
+    /// judged as commands, marked speculative (a deny becomes ask: it may not run them).
+    fn speculate(
+        &self,
+        cmd: &SimpleCmd,
+        prog: &str,
+        args: &[Word],
+        env: &Env,
+        out: &mut Analysis,
+        hops: usize,
+    ) {
+        const BUDGET: usize = 4;
+        let mut budget = BUDGET;
+        let mut probe = Analysis::default();
+        let label = format!("{prog} argument");
+        let mut c = cmd.clone();
+        c.origin = if cmd.origin.is_empty() {
+            label.clone()
+        } else {
+            format!("{} › {label}", cmd.origin)
+        };
+        c.redirects.clear();
+        c.stdin = Stdin::Inherited;
+        let mut i = 0;
+        while i < args.len() && budget > 0 {
+            let a = &args[i];
+            let Some(t) = a.as_static() else {
+                i += 1;
+                continue;
+            };
+            if let Some(opt) = t.strip_prefix('-').filter(|o| !o.is_empty() && *o != "-") {
+                let opt = opt.trim_start_matches('-');
+                let (name, attached) = match opt.split_once('=') {
+                    Some((n, v)) => (n, Some(v)),
+                    None => (opt, None),
+                };
+                if self.code_option_names.iter().any(|g| g.matches(name)) {
+                    let value = match attached {
+                        Some(v) => Some(Word {
+                            text: v.to_string(),
+                            ..a.clone()
+                        }),
+                        None => args.get(i + 1).cloned(),
+                    };
+                    if let Some(v) = value.filter(|v| !v.is_dynamic() && !v.text.is_empty()) {
+                        budget -= 1;
+                        self.nested_code(&v.text, &format!("{prog} -{opt}"), &c, env, &mut probe);
+                        if attached.is_none() {
+                            i += 1;
+                        }
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            let first_word = t.split_whitespace().next().unwrap_or("");
+            if t.contains(char::is_whitespace) && self.is_known(&basename(first_word)) {
+                budget -= 1;
+                self.nested_code(t, &label, &c, env, &mut probe);
+            } else if i + 1 < args.len() && self.is_known(&basename(t)) && !self.inert.contains(t) {
+                budget -= 1;
+                self.argv(&c, &args[i..], env, &mut probe, hops.max(GLOB_HOPS - 2) + 1);
+            }
+            i += 1;
+        }
+        // Parse failures of guessed code are not the command's: only what was found counts.
+        for mut inv in probe.invocations {
+            inv.speculative.get_or_insert_with(|| prog.to_string());
+            out.invocations.push(inv);
+        }
+    }
+
+    /// Options and arguments whose value is code (the `[[code_option]]` table): the value is
+    /// parsed and judged like `sh -c`; a value only known at run time is code airlock cannot see.
+    fn code_options(
+        &self,
+        cmd: &SimpleCmd,
+        inv: &mut Invocation,
+        args: &[Word],
+        env: &Env,
+        out: &mut Analysis,
+    ) {
+        for co in &self.tables.code_option {
+            if !co.program.contains(&inv.program) {
+                continue;
+            }
+            if !co.subcommand.is_empty()
+                && !inv
+                    .subcommand
+                    .as_ref()
+                    .is_some_and(|s| co.subcommand.contains(s))
+            {
+                continue;
+            }
+            let label = match &inv.subcommand {
+                Some(s) => format!("{} {s}", inv.program),
+                None => inv.program.clone(),
+            };
+            for (what, value) in code_option_values(co, args) {
+                let origin = format!("{label} {what}");
+                let from = match co.runs {
+                    CodeRuns::Shell => self.code_word(&value, &origin, cmd, env, out),
+                    CodeRuns::Editor => self.editor_code(&value, &origin, cmd, env, out),
+                    CodeRuns::Makefile => self.makefile_code(&value, &origin, cmd, env, out),
+                    // Argv rows have no single value: see `code_option_rests`.
+                    CodeRuns::Argv => CodeFrom::NotCode,
+                };
+                if from == CodeFrom::Unseen {
+                    inv.code_from = CodeFrom::Unseen;
+                }
+            }
+            if co.runs == CodeRuns::Argv || !co.after.is_empty() {
+                for (what, rest) in code_option_rests(co, args) {
+                    let origin = format!("{label} {what}");
+                    self.argv_code(&rest, &origin, cmd, inv, env, out);
+                }
+            }
+        }
+    }
+
+    /// Words that form a command line (`git bisect run CMD ARGS…`): one word with spaces is
+    /// shell code.
+    fn argv_code(
+        &self,
+        rest: &[Word],
+        origin: &str,
+        cmd: &SimpleCmd,
+        inv: &mut Invocation,
+        env: &Env,
+        out: &mut Analysis,
+    ) {
+        match rest {
+            [] => {}
+            [one] if one.is_dynamic() || one.text.contains(char::is_whitespace) => {
+                if self.code_word(one, origin, cmd, env, out) == CodeFrom::Unseen {
+                    inv.code_from = CodeFrom::Unseen;
+                }
+            }
+            many => {
+                let mut c = cmd.clone();
+                c.origin = if cmd.origin.is_empty() {
+                    origin.to_string()
+                } else {
+                    format!("{} › {origin}", cmd.origin)
+                };
+                c.redirects.clear();
+                c.stdin = Stdin::Inherited;
+                self.argv(&c, many, env, out, 1);
+            }
+        }
+    }
+
+    /// An editor or pager command: what follows `!` (or gdb's `shell `) runs in a shell.
+    fn editor_code(
+        &self,
+        value: &Word,
+        origin: &str,
+        cmd: &SimpleCmd,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        if value.is_dynamic() {
+            return CodeFrom::Unseen;
+        }
+        let v = value.text.trim().trim_start_matches([':', ' ']);
+        let lower = v.to_ascii_lowercase();
+        let shell = if let Some(rest) = lower.strip_prefix("shell ") {
+            Some(v[v.len() - rest.len()..].to_string())
+        } else {
+            v.split_once('!').map(|(_, rest)| rest.to_string())
+        };
+        let mut from = CodeFrom::NotCode;
+        if let Some(code) = shell.filter(|c| !c.trim().is_empty()) {
+            from = self.code_word(&Word::lit(&code), origin, cmd, env, out);
+        }
+        let opaque = [
+            "system(",
+            "systemlist(",
+            "terminal",
+            "jobstart",
+            "execute",
+            "py ",
+            "py3",
+            "python",
+            "lua ",
+            "perl ",
+            "ruby ",
+            "source",
+            "so ",
+        ];
+        if opaque.iter().any(|o| lower.contains(o)) {
+            from = CodeFrom::Unseen;
+        }
+        from
+    }
+
+    /// `make -f -`: the makefile is on stdin; its recipe lines and `$(shell …)` are shell code.
+    fn makefile_code(
+        &self,
+        value: &Word,
+        origin: &str,
+        cmd: &SimpleCmd,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        if value.is_dynamic() {
+            return CodeFrom::Unseen;
+        }
+        if !matches!(value.text.as_str(), "-" | "/dev/stdin" | "/dev/fd/0") {
+            return CodeFrom::NotCode;
+        }
+        let text = match &cmd.stdin {
+            Stdin::Text(w) if !w.is_dynamic() => Some(w.text.clone()),
+            Stdin::Pipe(up) => up.last().and_then(|u| u.output.clone()),
+            _ => None,
+        };
+        let Some(text) = text else {
+            return CodeFrom::Unseen;
+        };
+        let mut code = Vec::new();
+        for line in text.lines() {
+            if let Some(recipe) = line.strip_prefix('\t') {
+                code.push(recipe.trim_start_matches(['@', '-', '+']).to_string());
+            }
+            let mut rest = line;
+            while let Some(i) = rest.find("$(shell ") {
+                let after = &rest[i + 8..];
+                let end = after.find(')').unwrap_or(after.len());
+                code.push(after[..end].to_string());
+                rest = &after[end..];
+            }
+        }
+        let script = code.join("\n").replace("$$", "$");
+        if script.trim().is_empty() {
+            return CodeFrom::Seen;
+        }
+        self.code_word(&Word::lit(&script), origin, cmd, env, out)
+    }
+
     fn git(&self, cmd: &SimpleCmd, inv: &mut Invocation, env: &Env, out: &mut Analysis) {
         // `git -c core.pager=… log`: a config value that is a command runs.
         let keys = &self.tables.git_exec_keys;
@@ -1198,6 +1734,115 @@ impl Normalizer {
             }
         }
     }
+}
+
+/// The values of a [`CodeOption`] row's options in `args`, each with the option as written.
+fn code_option_values(co: &CodeOption, args: &[Word]) -> Vec<(String, Word)> {
+    let mut found = Vec::new();
+    let sub = |a: &Word, text: &str| Word {
+        text: text.to_string(),
+        ..a.clone()
+    };
+    if co.runs != CodeRuns::Argv {
+        for (i, a) in args.iter().enumerate() {
+            let t = a.text.as_str();
+            for o in &co.options {
+                if o == "+" {
+                    if let Some(v) = t.strip_prefix('+').filter(|v| !v.is_empty()) {
+                        found.push((
+                            format!("+{}", v.chars().take(1).collect::<String>()),
+                            sub(a, v),
+                        ));
+                    }
+                    continue;
+                }
+                if t == o {
+                    if !co.attached {
+                        if let Some(n) = args.get(i + 1) {
+                            found.push((o.clone(), n.clone()));
+                        }
+                    }
+                } else if let Some(rest) = t.strip_prefix(o.as_str()) {
+                    let v = if o.starts_with("--") {
+                        rest.strip_prefix('=')
+                    } else {
+                        Some(rest)
+                    };
+                    if let Some(v) = v {
+                        found.push((o.clone(), sub(a, v)));
+                    }
+                }
+            }
+            if let Some(p) = &co.prefix {
+                if let Some(v) = t.strip_prefix(p.as_str()) {
+                    // git's ext:: URLs escape spaces as `% `.
+                    found.push((p.clone(), sub(a, &v.replace("% ", " "))));
+                }
+            }
+        }
+        if co.first_arg {
+            let mut it = args.iter().skip_while(|a| a.text == "--");
+            if let Some(a) = it
+                .next()
+                .filter(|a| !a.text.starts_with('-') || a.is_dynamic())
+            {
+                found.push(("command".to_string(), a.clone()));
+            }
+        }
+        if co.each_arg && co.after.is_empty() {
+            for a in args.iter().filter(|a| !a.text.starts_with('-')) {
+                found.push(("command".to_string(), a.clone()));
+            }
+        }
+    }
+    // `ssh -o ProxyCommand=CMD`: only the value after the key is code.
+    if let Some(key) = &co.key {
+        found = found
+            .into_iter()
+            .filter_map(|(what, w)| {
+                let t = w.text.trim_start();
+                let head = t.get(..key.len())?;
+                let rest = &t[key.len()..];
+                if head.eq_ignore_ascii_case(key)
+                    && rest.starts_with(|c: char| c == '=' || c.is_whitespace())
+                {
+                    Some((format!("{what} {key}"), sub(&w, rest[1..].trim_start())))
+                } else {
+                    None
+                }
+            })
+            .collect();
+    }
+    found
+}
+
+/// The command lines after a [`CodeOption`] row's `after` words (leading options skipped):
+/// `git bisect run CMD…`; with `each_arg`, every remaining non-option word alone.
+fn code_option_rests(co: &CodeOption, args: &[Word]) -> Vec<(String, Vec<Word>)> {
+    let mut out = Vec::new();
+    let Some(at) = args.iter().position(|a| {
+        a.as_static()
+            .is_some_and(|t| co.after.iter().any(|x| x == t))
+    }) else {
+        return out;
+    };
+    let what = args[at].text.clone();
+    let mut rest = &args[at + 1..];
+    while rest.first().is_some_and(|a| a.text.starts_with('-')) {
+        let dashdash = rest[0].text == "--";
+        rest = &rest[1..];
+        if dashdash {
+            break;
+        }
+    }
+    if co.each_arg {
+        for a in rest.iter().filter(|a| !a.text.starts_with('-')) {
+            out.push((what.clone(), vec![a.clone()]));
+        }
+    } else if !rest.is_empty() {
+        out.push((what, rest.to_vec()));
+    }
+    out
 }
 
 /// Canonical option names with their values.
@@ -1218,6 +1863,11 @@ fn split_flags(
     while i < args.len() {
         let a = &args[i];
         let t = a.text.as_str();
+        if spec.selectors && !only_pos && t.len() > 1 && t.starts_with('+') && !a.is_dynamic() {
+            flags.push((t.to_string(), None));
+            i += 1;
+            continue;
+        }
         if only_pos || a.is_dynamic() && !t.starts_with('-') || t == "-" || !t.starts_with('-') {
             if stop_at_positional {
                 return (flags, pos, i);
@@ -1287,6 +1937,54 @@ fn split_flags(
     }
     let n = args.len();
     (flags, pos, n)
+}
+
+/// Whether `w` is a chmod(1) mode: octal digits, or `[ugoa]*[-+=][rwxXst]*` clauses.
+fn is_chmod_mode(w: &Word) -> bool {
+    let t = w.text.as_str();
+    if w.is_dynamic() || t.starts_with("--reference") {
+        return true;
+    }
+    if !t.is_empty() && t.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return true;
+    }
+    t.split(',').all(|clause| {
+        let ops = clause.trim_start_matches(['u', 'g', 'o', 'a']);
+        ops.starts_with(['+', '-', '=']) && ops.chars().all(|c| "+-=rwxXstugo".contains(c))
+    })
+}
+
+/// What `xargs` appends when its input is unknown: a name under the root of a `find ROOT …`
+/// feeding it (`find src -print0 | xargs -0 sed -i …`), else anything.
+fn find_root_input(stdin: &Stdin) -> Word {
+    let Stdin::Pipe(up) = stdin else {
+        return Word::dynamic("(input)");
+    };
+    let Some(u) = up.last() else {
+        return Word::dynamic("(input)");
+    };
+    let is_find = u.argv.first().is_some_and(|p| {
+        !p.is_dynamic() && matches!(basename(&p.text).as_str(), "find" | "fd" | "fdfind")
+    });
+    if !is_find || u.opaque {
+        return Word::dynamic("(input)");
+    }
+    let roots: Vec<&Word> = u.argv[1..]
+        .iter()
+        .take_while(|w| !w.text.starts_with('-') && w.text != "(" && w.text != "!")
+        .collect();
+    let root = match roots.as_slice() {
+        [] => ".".to_string(),
+        [one] if one.as_static().is_some() && !one.text.starts_with('-') => one.text.clone(),
+        _ => return Word::dynamic("(input)"),
+    };
+    if basename(&u.argv[0].text) != "find" {
+        return Word::dynamic("(input)");
+    }
+    let mut w = Word::lit(&root);
+    w.text = format!("{}/{}", root.trim_end_matches('/'), DYN);
+    w.raw = "(input)".to_string();
+    w
 }
 
 /// `/usr/bin/rm` → `rm`.

@@ -272,6 +272,87 @@ fn paren_depth(s: &str) -> usize {
     max
 }
 
+/// What every value of a `for` loop over static words starts with, up to a `/`: `dir/` for
+/// `dir/*.txt dir/b`, `./` for relative names in the current directory (`*.rs`).
+fn loop_prefix(values: &[Word]) -> Var {
+    if values.is_empty() || values.iter().any(Word::is_dynamic) {
+        return Var::Unknown;
+    }
+    let dir = |w: &Word| -> String {
+        let t = &w.text;
+        let stop = if w.glob {
+            t.find(['*', '?', '[']).unwrap_or(t.len())
+        } else {
+            t.len()
+        };
+        match t[..stop].rfind('/') {
+            Some(i) => t[..=i].to_string(),
+            None => String::new(),
+        }
+    };
+    let first = dir(&values[0]);
+    if values.iter().any(|w| dir(w) != first) {
+        return Var::Unknown;
+    }
+    if first.is_empty() {
+        // Names in the current directory: `-rf` or `/` cannot be one of them unless written.
+        if values.iter().any(|w| w.text.starts_with(['-', '/', '~'])) {
+            return Var::Unknown;
+        }
+        return Var::Prefix("./".to_string());
+    }
+    if first.starts_with("../") || first.contains("/../") {
+        return Var::Unknown;
+    }
+    Var::Prefix(first)
+}
+
+/// Whether `text` (the inside of `(( … ))` or `$(( … ))`) parses as an arithmetic expression.
+/// Expansions (`$x`, `${x}`, `$(…)`) are replaced by a number first: they are walked apart.
+fn is_arithmetic(text: &str) -> bool {
+    let mut s = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '$' {
+            s.push(c);
+            continue;
+        }
+        match chars.peek() {
+            Some('{') | Some('(') => {
+                let (open, close) = if chars.peek() == Some(&'{') {
+                    ('{', '}')
+                } else {
+                    ('(', ')')
+                };
+                let mut depth = 0usize;
+                for d in chars.by_ref() {
+                    if d == open {
+                        depth += 1;
+                    } else if d == close {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+            _ => {
+                while chars.peek().is_some_and(|c| {
+                    c.is_ascii_alphanumeric()
+                        || matches!(c, '_' | '#' | '?' | '@' | '*' | '!' | '-')
+                }) {
+                    chars.next();
+                }
+            }
+        }
+        s.push('1');
+    }
+    if s.trim().is_empty() {
+        return true;
+    }
+    std::panic::catch_unwind(|| brush_parser::arithmetic::parse(&s).is_ok()).unwrap_or(false)
+}
+
 /// Whether `s` has a run of at least `min` ASCII digits anywhere.
 fn has_digit_run(s: &str, min: usize) -> bool {
     let mut run = 0usize;
@@ -287,6 +368,8 @@ fn has_digit_run(s: &str, min: usize) -> bool {
 #[derive(Debug, Clone)]
 enum Var {
     Known(String),
+    /// A value known to start with this text (a `for` variable over `dir/*.txt`: `dir/`).
+    Prefix(String),
     Unknown,
 }
 
@@ -504,7 +587,7 @@ impl Walker<'_> {
                     // The loop variable takes each value: known only if there is one.
                     let var = match all.as_slice() {
                         [one] if !one.is_dynamic() && !one.glob => Var::Known(one.text.clone()),
-                        _ => Var::Unknown,
+                        _ => loop_prefix(&all),
                     };
                     self.vars.insert(f.variable_name.clone(), var);
                 } else {
@@ -546,11 +629,20 @@ impl Walker<'_> {
         }
     }
 
-    /// Arithmetic text may hold `$(…)` or backquotes, which run.
+    /// Arithmetic text may hold `$(…)` or backquotes, which run. And text that is not an
+    /// arithmetic expression is commands: brush-parser reads `( ( cat x ) )` (nested subshells)
+    /// as `(( … ))`, where bash falls back to subshells; so walk it as a script too.
     fn arith(&mut self, text: &str) -> Result<(), ParseError> {
         if text.contains("$(") || text.contains('`') || text.contains("${") {
             let quoted = format!("\"{}\"", text.replace('"', "\\\""));
             self.words(&quoted)?;
+        }
+        if !is_arithmetic(text) {
+            let saved_cwd = self.cwd.clone();
+            let origin = self.origin.clone();
+            let r = self.nested(text, &origin);
+            self.cwd = saved_cwd;
+            r?;
         }
         Ok(())
     }
@@ -1051,6 +1143,11 @@ impl Walker<'_> {
                                 b.push_split(&v);
                             }
                         }
+                        (_, Some(Var::Prefix(p))) => {
+                            let p = p.clone();
+                            b.push_str(&p);
+                            b.push_dyn();
+                        }
                         (_, Some(Var::Unknown)) => b.push_dyn(),
                         ("HOME", None) => b.push_str(&self.env.home.clone()),
                         ("PWD", None) => match &self.cwd {
@@ -1071,6 +1168,23 @@ impl Walker<'_> {
                     b.push_dyn();
                     return Ok(());
                 }
+            }
+        }
+        // `${t%.txt}`: removing a suffix keeps what the value starts with.
+        if let ParameterExpr::RemoveSmallestSuffixPattern {
+            parameter: Parameter::Named(name),
+            indirect: false,
+            ..
+        }
+        | ParameterExpr::RemoveLargestSuffixPattern {
+            parameter: Parameter::Named(name),
+            indirect: false,
+            ..
+        } = p
+        {
+            if let Some(Var::Prefix(pre)) = self.vars.get(name) {
+                let pre = pre.clone();
+                b.push_str(&pre);
             }
         }
         // Anything fancier (`${X:-$(cmd)}`, `${X/a/b}`, `${!X}`): the value is dynamic, but

@@ -136,6 +136,14 @@ pub(crate) struct DataFile {
     #[serde(default)]
     pub secret_env: Vec<String>,
     #[serde(default)]
+    pub code_option: Vec<crate::normalize::CodeOption>,
+    #[serde(default)]
+    pub inert: Vec<String>,
+    #[serde(default)]
+    pub code_option_names: Vec<String>,
+    #[serde(default)]
+    pub webfetch_docs: Vec<String>,
+    #[serde(default)]
     pub rule: Vec<RuleSpec>,
 }
 
@@ -152,6 +160,10 @@ impl DataFile {
                 decoders: self.decoders,
                 exec_env: self.exec_env,
                 git_exec_keys: self.git_exec_keys,
+                code_option: self.code_option,
+                inert: self.inert,
+                code_option_names: self.code_option_names,
+                webfetch_docs: self.webfetch_docs,
             },
             self.secret_env,
             self.rule,
@@ -202,6 +214,7 @@ pub const CHECKS: &[&str] = &[
     "secret-env-ref",
     "setuid-mode",
     "pipes-to-network",
+    "sed-script-exec",
 ];
 
 /// Path categories rules can use in `target`.
@@ -360,6 +373,14 @@ impl Rule {
             command_only: command_fields,
             spec,
         })
+    }
+
+    /// Whether the rule is about paths only (writes, paths or reads; no program): such a rule
+    /// says which paths are protected.
+    pub fn is_path_rule(&self) -> bool {
+        self.program.is_empty()
+            && self.check.is_none()
+            && (!self.writes.is_empty() || !self.paths.is_empty())
     }
 
     /// Static program names this rule mentions (candidates for globbed program words).
@@ -779,6 +800,23 @@ fn path_match(globs: &[Glob], w: &Word, at: Option<(Option<&str>, &MatchCtx<'_>)
         Some((cwd, ctx)) => (cwd, ctx.home),
         None => (None, ""),
     };
+    if w.glob && !w.is_dynamic() {
+        // `cat ~/.ss?/id_*`: judged as every path the pattern can name.
+        if let Some(abs) = absolute_pattern(&w.text, cwd, home) {
+            let pat = Glob::new(&abs);
+            // A last name of only wildcards (`src/*`) names every file; it is not taken as
+            // naming a file that rules protect by name anywhere (`*/id_rsa`), or every
+            // `cat src/*` would be denied.
+            let last = abs.rsplit('/').next().unwrap_or("");
+            let any_name = last.chars().all(|c| matches!(c, '*' | '?'));
+            return Match::from_bool(
+                globs
+                    .iter()
+                    .filter(|g| !(any_name && g.starts_with_star()))
+                    .any(|g| pat.shell_intersects(g)),
+            );
+        }
+    }
     match resolve(w, cwd, home) {
         PathRef::Exact(p) => Match::from_bool(globs.iter().any(|g| g.matches(&p))),
         PathRef::Under(_) => {
@@ -797,6 +835,22 @@ fn path_match(globs: &[Glob], w: &Word, at: Option<(Option<&str>, &MatchCtx<'_>)
             }
         }
         PathRef::Unknown => Match::No,
+    }
+}
+
+/// A shell pattern made absolute (`~` expanded, relative to `cwd`, `.`/`..` removed).
+fn absolute_pattern(text: &str, cwd: Option<&str>, home: &str) -> Option<String> {
+    let s = if text == "~" {
+        home.to_string()
+    } else if let Some(r) = text.strip_prefix("~/") {
+        format!("{home}/{r}")
+    } else {
+        text.to_string()
+    };
+    if s.starts_with('/') {
+        Some(lexical(&s))
+    } else {
+        cwd.map(|c| lexical(&format!("{c}/{s}")))
     }
 }
 
@@ -828,6 +882,7 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
                     | "nc.openbsd"
             )
         })),
+        "sed-script-exec" => sed_script_exec(inv),
         "setuid-mode" => Match::any(inv.positionals.iter().take(1).map(|w| {
             if w.is_dynamic() {
                 return Match::Possible;
@@ -841,6 +896,83 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
         })),
         _ => Match::No,
     }
+}
+
+/// Whether a sed script runs shell commands: the `e` command or the `e` flag of `s///`
+/// (GNU sed(1)). The script is the `-e`/`--expression` values, else the first positional; the
+/// files after it (`xargs sed -i …` appends unknown names) are not the script.
+fn sed_script_exec(inv: &Invocation) -> Match {
+    let scripts: Vec<&Word> = {
+        let e: Vec<&Word> = inv
+            .flags
+            .iter()
+            .filter(|(n, _)| n == "expression")
+            .filter_map(|(_, v)| v.as_ref())
+            .collect();
+        if e.is_empty() {
+            inv.positionals.iter().take(1).collect()
+        } else {
+            e
+        }
+    };
+    Match::any(scripts.into_iter().map(|w| {
+        if w.is_dynamic() {
+            Match::Possible
+        } else {
+            Match::from_bool(sed_text_exec(&w.text))
+        }
+    }))
+}
+
+fn sed_text_exec(script: &str) -> bool {
+    script.split(['\n', ';', '{', '}']).any(|part| {
+        let mut s = part.trim_start();
+        loop {
+            s = s.trim_start_matches(|c: char| c.is_ascii_digit() || ",$~+! \t".contains(c));
+            match s
+                .strip_prefix('/')
+                .and_then(|r| r.find('/').map(|e| &r[e + 1..]))
+            {
+                Some(rest) => s = rest,
+                None => break,
+            }
+        }
+        if s.starts_with('e') {
+            return true;
+        }
+        let Some(rest) = s.strip_prefix('s') else {
+            return false;
+        };
+        let Some(delim) = rest.chars().next() else {
+            return false;
+        };
+        if delim.is_alphanumeric() || delim.is_whitespace() || delim == '\\' {
+            return false;
+        }
+        let body = &rest[delim.len_utf8()..];
+        let mut pieces = Vec::new();
+        let mut cur = String::new();
+        let mut escaped = false;
+        for c in body.chars() {
+            if escaped {
+                escaped = false;
+                cur.push(c);
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == delim {
+                pieces.push(std::mem::take(&mut cur));
+            } else {
+                cur.push(c);
+            }
+        }
+        pieces.push(cur);
+        pieces.get(2).is_some_and(|flags| {
+            flags
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .any(|c| c == 'e')
+        })
+    })
 }
 
 /// Whether raw word text references a secret-looking variable (`$GITHUB_TOKEN`, `${AWS_SECRET…}`).

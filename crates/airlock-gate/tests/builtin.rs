@@ -62,25 +62,3 @@ fn pathological_inputs_stay_fast() {
         }
     }
 }
-
-#[test]
-#[ignore]
-fn load_timing() {
-    fn min_of(mut f: impl FnMut()) -> std::time::Duration {
-        (0..50)
-            .map(|_| {
-                let t0 = std::time::Instant::now();
-                f();
-                t0.elapsed()
-            })
-            .min()
-            .unwrap_or_default()
-    }
-    let toml_t = min_of(|| {
-        let _: toml::Table = toml::from_str(airlock_gate::classify::DEFAULT_RULES).expect("toml");
-    });
-    let load_t = min_of(|| {
-        let _ = Engine::builtin().expect("load");
-    });
-    eprintln!("toml parse {toml_t:?}, full load {load_t:?}");
-}
