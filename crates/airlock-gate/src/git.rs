@@ -104,7 +104,7 @@ fn lease_on_own_branch(inv: &Invocation, ctx: &MatchCtx<'_>) -> bool {
         let dst = t.rsplit_once(':').map_or(t, |(_, d)| d);
         let dst = dst.strip_prefix("refs/heads/").unwrap_or(dst);
         let src = t.split_once(':').map_or(t, |(s, _)| s);
-        dst == current && (src == current || src == "HEAD")
+        (dst == current || dst == "HEAD") && (src == current || src == "HEAD")
     })
 }
 

@@ -1121,7 +1121,14 @@ impl Normalizer {
                         }
                     }
                     Some(from) => inv.code_from = from,
-                    None => {}
+                    None => {
+                        // `bash ./run.sh sudo id`: a script airlock cannot read, given what
+                        // looks like a command.
+                        let args = inv.positionals.get(1..).unwrap_or(&[]).to_vec();
+                        if !args.is_empty() {
+                            self.speculate(cmd, &basename(&script.text), &args, env, out, 1);
+                        }
+                    }
                 }
                 return;
             } else {
