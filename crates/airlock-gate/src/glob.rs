@@ -102,9 +102,7 @@ impl Glob {
     /// rule pattern (`*` matches `/` too). `cat ~/.ss?/id_*` can name `~/.ssh/id_rsa`; `rm *`
     /// cannot name `.git/hooks/x`. Dynamic programming over both patterns: O(len × len).
     pub fn shell_intersects(&self, rule: &Glob) -> bool {
-        let (a, b) = (&self.tokens, &rule.tokens);
-        let mut memo = vec![None; (a.len() + 1) * (b.len() + 1) * 2];
-        intersect(a, b, 0, 0, true, &mut memo)
+        intersect(&self.tokens, &rule.tokens)
     }
 }
 
@@ -130,47 +128,44 @@ fn char_compat(w: &Tok, r: &Tok, start: bool) -> bool {
     }
 }
 
-fn intersect(
-    a: &[Tok],
-    b: &[Tok],
-    i: usize,
-    j: usize,
-    fresh: bool,
-    memo: &mut Vec<Option<bool>>,
-) -> bool {
-    let key = ((i * (b.len() + 1)) + j) * 2 + usize::from(fresh);
-    if let Some(v) = memo[key] {
-        return v;
-    }
-    memo[key] = Some(false);
-    let start = i == 0 || matches!(a.get(i.wrapping_sub(1)), Some(Tok::Lit('/')));
-    let v = match (a.get(i), b.get(j)) {
-        (None, None) => true,
-        (Some(Tok::Star), _) => {
-            // The word's `*`: matches nothing more, or one more character of the rule's.
-            let seg_start = start && fresh;
-            intersect(a, b, i + 1, j, true, memo)
-                || match b.get(j) {
-                    Some(Tok::Star) => intersect(a, b, i, j + 1, false, memo),
-                    Some(Tok::Lit(c)) => {
-                        *c != '/'
-                            && !(seg_start && *c == '.')
-                            && intersect(a, b, i, j + 1, false, memo)
+/// Bottom-up table over (position in the word, position in the rule, whether the word's `*` at
+/// that position has matched nothing yet): no recursion, whatever the length.
+fn intersect(a: &[Tok], b: &[Tok]) -> bool {
+    let (n, m) = (a.len(), b.len());
+    let idx = |i: usize, j: usize, fresh: bool| (i * (m + 1) + j) * 2 + usize::from(fresh);
+    let mut dp = vec![false; (n + 1) * (m + 1) * 2];
+    for i in (0..=n).rev() {
+        let start = i == 0 || matches!(a.get(i - 1), Some(Tok::Lit('/')));
+        for j in (0..=m).rev() {
+            for fresh in [false, true] {
+                let v = match (a.get(i), b.get(j)) {
+                    (None, None) => true,
+                    (Some(Tok::Star), _) => {
+                        // The word's `*`: matches nothing more, or one more character of the rule's.
+                        let seg_start = start && fresh;
+                        dp[idx(i + 1, j, true)]
+                            || match b.get(j) {
+                                Some(Tok::Lit(c)) => {
+                                    *c != '/'
+                                        && !(seg_start && *c == '.')
+                                        && dp[idx(i, j + 1, false)]
+                                }
+                                Some(_) => dp[idx(i, j + 1, false)],
+                                None => false,
+                            }
                     }
-                    Some(_) => intersect(a, b, i, j + 1, false, memo),
-                    None => false,
-                }
+                    (_, Some(Tok::Star)) => {
+                        // The rule's `*`: matches nothing more, or one more character of the word's.
+                        dp[idx(i, j + 1, true)] || (i < n && dp[idx(i + 1, j, true)])
+                    }
+                    (Some(w), Some(r)) => char_compat(w, r, start) && dp[idx(i + 1, j + 1, true)],
+                    _ => false,
+                };
+                dp[idx(i, j, fresh)] = v;
+            }
         }
-        (_, Some(Tok::Star)) => {
-            // The rule's `*`: matches nothing more, or one more character of the word's.
-            intersect(a, b, i, j + 1, true, memo)
-                || (i < a.len() && intersect(a, b, i + 1, j, true, memo))
-        }
-        (Some(w), Some(r)) => char_compat(w, r, start) && intersect(a, b, i + 1, j + 1, true, memo),
-        _ => false,
-    };
-    memo[key] = Some(v);
-    v
+    }
+    dp[idx(0, 0, true)]
 }
 
 fn match_from(p: &[Tok], t: &[char]) -> bool {

@@ -345,6 +345,9 @@ pub struct Analysis {
     pub invocations: Vec<Invocation>,
     /// Parse failures of nested code that must not be trusted (top-level failures are errors).
     pub errors: Vec<(String, ParseError)>,
+    /// Words looked at so far, over every nested command (bounds the work of hostile input:
+    /// `find . -exec find . -exec …` revisits the rest of the words at every level).
+    pub work: usize,
 }
 
 /// Compiled tables, ready to normalise many commands.
@@ -363,6 +366,12 @@ pub struct Normalizer {
 const SHELL_CODE_ORIGIN_LIMIT: usize = 64;
 /// Most programs a globbed program word is evaluated as.
 const MAX_GLOB_CANDIDATES: usize = 8;
+/// Most words looked at over all nested commands of one input (see [`Analysis::work`]).
+const MAX_WORK: usize = 20_000;
+/// What one parse of nested code counts for in [`Analysis::work`].
+const NESTED_PARSE_WORK: usize = 64;
+/// Most arguments of one command taken as code each (`hyperfine A B …`, `tmux send-keys …`).
+const MAX_EACH_ARG: usize = 16;
 /// Hop count from which globbed program words are no longer expanded.
 const GLOB_HOPS: usize = 8;
 
@@ -439,6 +448,13 @@ impl Normalizer {
             out.errors.push((origin.to_string(), ParseError::TooDeep));
             return false;
         }
+        // A parse costs more than a word: count it as many.
+        out.work += NESTED_PARSE_WORK + code.len() / 8;
+        if out.work > MAX_WORK {
+            out.errors
+                .push((origin.to_string(), ParseError::TooMuchNesting));
+            return false;
+        }
         let env2 = Env {
             home: env.home.clone(),
             cwd: cmd.cwd.clone().unwrap_or_else(|| env.cwd.clone()),
@@ -513,6 +529,18 @@ impl Normalizer {
             out.errors.push((cmd.origin.clone(), ParseError::TooDeep));
             return;
         }
+        out.work += argv.len() + 1;
+        if out.work > MAX_WORK {
+            if !out
+                .errors
+                .iter()
+                .any(|(_, e)| *e == ParseError::TooMuchNesting)
+            {
+                out.errors
+                    .push((cmd.origin.clone(), ParseError::TooMuchNesting));
+            }
+            return;
+        }
         let Some(first) = argv.first() else {
             out.invocations
                 .push(self.invocation(cmd, "", false, &[], env));
@@ -583,8 +611,8 @@ impl Normalizer {
             }
         }
         let mut inv = self.invocation(cmd, &base, false, args, env);
-        self.special(cmd, &base, args, &mut inv, env, out);
-        self.code_options(cmd, &mut inv, args, env, out);
+        self.special(cmd, &base, args, &mut inv, env, out, hops);
+        self.code_options(cmd, &mut inv, args, env, out, hops);
         if self.is_unknown(&base) {
             inv.unknown_program = true;
             if hops < GLOB_HOPS {
@@ -951,6 +979,7 @@ impl Normalizer {
     }
 
     /// Commands hiding in the arguments of this one.
+    #[allow(clippy::too_many_arguments)]
     fn special(
         &self,
         cmd: &SimpleCmd,
@@ -959,6 +988,7 @@ impl Normalizer {
         inv: &mut Invocation,
         env: &Env,
         out: &mut Analysis,
+        hops: usize,
     ) {
         match prog {
             "eval" => {
@@ -1009,7 +1039,7 @@ impl Normalizer {
                 return;
             }
             "find" => {
-                self.find_exec(cmd, inv, args, env, out);
+                self.find_exec(cmd, inv, args, env, out, hops);
                 return;
             }
             "git" => {
@@ -1019,7 +1049,7 @@ impl Normalizer {
             _ => {}
         }
         if let Some((iname, spec)) = self.interpreter(prog) {
-            self.interpreter_code(cmd, &iname, spec, inv, env, out);
+            self.interpreter_code(cmd, &iname, spec, inv, env, out, hops);
         }
     }
 
@@ -1035,6 +1065,7 @@ impl Normalizer {
             })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn interpreter_code(
         &self,
         cmd: &SimpleCmd,
@@ -1043,6 +1074,7 @@ impl Normalizer {
         inv: &mut Invocation,
         env: &Env,
         out: &mut Analysis,
+        hops: usize,
     ) {
         // Find code: a code flag's value, the first positional (awk), a script, or stdin.
         let prog = inv.program.clone();
@@ -1054,7 +1086,7 @@ impl Normalizer {
                 // `python -m pip install x` runs `pip install x`.
                 let mut argv = vec![module.clone()];
                 argv.extend(inv.positionals.iter().cloned());
-                self.argv(cmd, &argv, env, out, 1);
+                self.argv(cmd, &argv, env, out, hops + 1);
                 return;
             }
         }
@@ -1125,8 +1157,8 @@ impl Normalizer {
                         // `bash ./run.sh sudo id`: a script airlock cannot read, given what
                         // looks like a command.
                         let args = inv.positionals.get(1..).unwrap_or(&[]).to_vec();
-                        if !args.is_empty() {
-                            self.speculate(cmd, &basename(&script.text), &args, env, out, 1);
+                        if !args.is_empty() && hops < GLOB_HOPS {
+                            self.speculate(cmd, &basename(&script.text), &args, env, out, hops);
                         }
                     }
                 }
@@ -1265,8 +1297,13 @@ impl Normalizer {
                 if lit.trim().is_empty() {
                     continue;
                 }
-                let mut probe = Analysis::default();
-                if self.nested_code(&lit, origin, cmd, env, &mut probe) {
+                let mut probe = Analysis {
+                    work: out.work,
+                    ..Analysis::default()
+                };
+                let ok = self.nested_code(&lit, origin, cmd, env, &mut probe);
+                out.work = probe.work;
+                if ok {
                     seen_program |= probe
                         .invocations
                         .iter()
@@ -1392,6 +1429,7 @@ impl Normalizer {
         args: &[Word],
         env: &Env,
         out: &mut Analysis,
+        hops: usize,
     ) {
         // Roots: positionals before the first expression word.
         let mut roots = Vec::new();
@@ -1444,7 +1482,7 @@ impl Normalizer {
                 };
                 c.redirects.clear();
                 c.stdin = Stdin::Inherited;
-                self.argv(&c, &inner, env, out, 1);
+                self.argv(&c, &inner, env, out, hops + 1);
             } else if matches!(t, "-fprint" | "-fprintf" | "-fls" | "-fprint0") {
                 if let Some(w) = args.get(i + 1) {
                     inv.writes.push(w.clone());
@@ -1496,9 +1534,12 @@ impl Normalizer {
         out: &mut Analysis,
         hops: usize,
     ) {
-        const BUDGET: usize = 4;
+        const BUDGET: usize = 8;
         let mut budget = BUDGET;
-        let mut probe = Analysis::default();
+        let mut probe = Analysis {
+            work: out.work,
+            ..Analysis::default()
+        };
         let label = format!("{prog} argument");
         let mut c = cmd.clone();
         c.origin = if cmd.origin.is_empty() {
@@ -1509,7 +1550,14 @@ impl Normalizer {
         c.redirects.clear();
         c.stdin = Stdin::Inherited;
         let mut i = 0;
-        while i < args.len() && budget > 0 {
+        while i < args.len() {
+            if budget == 0 {
+                // More candidates than are worth judging: say so rather than guess.
+                probe
+                    .errors
+                    .push((c.origin.clone(), ParseError::TooMuchNesting));
+                break;
+            }
             let a = &args[i];
             let Some(t) = a.as_static() else {
                 i += 1;
@@ -1551,6 +1599,14 @@ impl Normalizer {
             i += 1;
         }
         // Parse failures of guessed code are not the command's: only what was found counts.
+        out.work = probe.work;
+        if let Some(e) = probe
+            .errors
+            .into_iter()
+            .find(|(_, e)| *e == ParseError::TooMuchNesting)
+        {
+            out.errors.push(e);
+        }
         for mut inv in probe.invocations {
             inv.speculative.get_or_insert_with(|| prog.to_string());
             out.invocations.push(inv);
@@ -1566,6 +1622,7 @@ impl Normalizer {
         args: &[Word],
         env: &Env,
         out: &mut Analysis,
+        hops: usize,
     ) {
         for co in &self.tables.code_option {
             if !co.program.contains(&inv.program) {
@@ -1599,7 +1656,7 @@ impl Normalizer {
             if co.runs == CodeRuns::Argv || !co.after.is_empty() {
                 for (what, rest) in code_option_rests(co, args) {
                     let origin = format!("{label} {what}");
-                    self.argv_code(&rest, &origin, cmd, inv, env, out);
+                    self.argv_code(&rest, &origin, cmd, inv, env, out, hops);
                 }
             }
         }
@@ -1607,6 +1664,7 @@ impl Normalizer {
 
     /// Words that form a command line (`git bisect run CMD ARGS…`): one word with spaces is
     /// shell code.
+    #[allow(clippy::too_many_arguments)]
     fn argv_code(
         &self,
         rest: &[Word],
@@ -1615,6 +1673,7 @@ impl Normalizer {
         inv: &mut Invocation,
         env: &Env,
         out: &mut Analysis,
+        hops: usize,
     ) {
         match rest {
             [] => {}
@@ -1632,7 +1691,7 @@ impl Normalizer {
                 };
                 c.redirects.clear();
                 c.stdin = Stdin::Inherited;
-                self.argv(&c, many, env, out, 1);
+                self.argv(&c, many, env, out, hops + 1);
             }
         }
     }
@@ -1797,7 +1856,11 @@ fn code_option_values(co: &CodeOption, args: &[Word]) -> Vec<(String, Word)> {
             }
         }
         if co.each_arg && co.after.is_empty() {
-            for a in args.iter().filter(|a| !a.text.starts_with('-')) {
+            for a in args
+                .iter()
+                .filter(|a| !a.text.starts_with('-'))
+                .take(MAX_EACH_ARG)
+            {
                 found.push(("command".to_string(), a.clone()));
             }
         }
@@ -1843,7 +1906,11 @@ fn code_option_rests(co: &CodeOption, args: &[Word]) -> Vec<(String, Vec<Word>)>
         }
     }
     if co.each_arg {
-        for a in rest.iter().filter(|a| !a.text.starts_with('-')) {
+        for a in rest
+            .iter()
+            .filter(|a| !a.text.starts_with('-'))
+            .take(MAX_EACH_ARG)
+        {
             out.push((what.clone(), vec![a.clone()]));
         }
     } else if !rest.is_empty() {

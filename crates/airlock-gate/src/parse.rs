@@ -46,6 +46,8 @@ pub enum ParseError {
     PipelineTooLong,
     #[error("command has more than {MAX_WORDS} words")]
     TooManyWords,
+    #[error("command hides too many commands inside other commands to analyse them all")]
+    TooMuchNesting,
 }
 
 /// One word after quote removal and the static part of expansion.

@@ -803,6 +803,10 @@ fn path_match(globs: &[Glob], w: &Word, at: Option<(Option<&str>, &MatchCtx<'_>)
     if w.glob && !w.is_dynamic() {
         // `cat ~/.ss?/id_*`: judged as every path the pattern can name.
         if let Some(abs) = absolute_pattern(&w.text, cwd, home) {
+            if abs.len() > MAX_GLOB_PATH {
+                // Not worth the work: it could name anything.
+                return Match::Possible;
+            }
             let pat = Glob::new(&abs);
             // A last name of only wildcards (`src/*`) names every file; it is not taken as
             // naming a file that rules protect by name anywhere (`*/id_rsa`), or every
@@ -837,6 +841,9 @@ fn path_match(globs: &[Glob], w: &Word, at: Option<(Option<&str>, &MatchCtx<'_>)
         PathRef::Unknown => Match::No,
     }
 }
+
+/// Longest glob path judged by what it can name (longer ones could name anything).
+const MAX_GLOB_PATH: usize = 1024;
 
 /// A shell pattern made absolute (`~` expanded, relative to `cwd`, `.`/`..` removed).
 fn absolute_pattern(text: &str, cwd: Option<&str>, home: &str) -> Option<String> {

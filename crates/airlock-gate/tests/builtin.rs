@@ -48,17 +48,62 @@ fn pathological_inputs_stay_fast() {
             "sudo env nice timeout 1 xargs /???/* /???/* /???/*".to_string(),
             true,
         ),
+        // Deep nesting of every construct the gate walks (issue 12): no stack overflow, no
+        // exponential work, never allowed when the innermost command is dangerous.
+        (
+            format!("{}cat ~/.ssh/id_rsa{}", "( ".repeat(16), " )".repeat(16)),
+            true,
+        ),
+        (
+            format!("{}sudo id{}", "( ".repeat(40), " )".repeat(40)),
+            true,
+        ),
+        (
+            format!("echo {}sudo id{}", "$( ".repeat(15), " )".repeat(15)),
+            true,
+        ),
+        (format!("{}sudo id", "git bisect run ".repeat(3000)), true),
+        (format!("{}sudo id \\;", "find . -exec ".repeat(3000)), true),
+        (format!("{}sudo id", "x sudo y ".repeat(3000)), true),
+        (format!("{}sudo id", "bash ./a.sh sudo ".repeat(3000)), true),
+        (format!("{}sudo id", "python3 -m ".repeat(3000)), false),
+        (format!("{}sudo id", "uv run ".repeat(3000)), true),
+        (format!("{}'sudo id'", "tmux new ".repeat(3000)), true),
+        (
+            format!("mytool {}", "--exec 'x --exec y' ".repeat(3000)),
+            false,
+        ),
+        (format!("{}sudo id", "frob git ".repeat(3000)), true),
+        (
+            format!(
+                "trap '{}sudo id{}' EXIT",
+                "trap \'".repeat(20),
+                "\' EXIT".repeat(20)
+            ),
+            false,
+        ),
+        (format!("cat {}", "~/.s*/".repeat(2000)), false),
+        (
+            format!("(( {} ))", "( ".repeat(14) + &" )".repeat(14)),
+            false,
+        ),
     ];
     for (input, dangerous) in &inputs {
         let t0 = std::time::Instant::now();
         let v = engine.classify_command(input, &ctx);
         let took = t0.elapsed();
         assert!(
-            took < std::time::Duration::from_millis(500),
-            "{input:?} took {took:?}"
+            took < std::time::Duration::from_millis(1500),
+            "{:?}… took {took:?}",
+            input.chars().take(80).collect::<String>()
         );
         if *dangerous {
-            assert_ne!(v.tier, Tier::Allow, "{input:?}");
+            assert_ne!(
+                v.tier,
+                Tier::Allow,
+                "{:?}…",
+                input.chars().take(80).collect::<String>()
+            );
         }
     }
 }
