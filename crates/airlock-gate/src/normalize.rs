@@ -128,6 +128,8 @@ pub struct CodeOption {
     pub each_arg: bool,
     /// How the value runs.
     pub runs: CodeRuns,
+    /// A command this row must catch (`sudo id` as the code): checked by the test suite.
+    pub example: String,
 }
 
 /// How the value of a [`CodeOption`] runs.
@@ -909,8 +911,14 @@ impl Normalizer {
             }
         }
         if flags.iter().any(|(n, _)| n == "in-place") {
-            for p in &positionals {
-                if looks_like_path(p) {
+            // `sed -i SCRIPT FILE…` (the script is the first positional unless given with
+            // `-e`), `perl -i -pe CODE FILE…`: the files are edited.
+            let script_given = flags
+                .iter()
+                .any(|(n, _)| matches!(n.as_str(), "expression" | "e" | "E" | "file"));
+            let skip = usize::from(!script_given);
+            for p in positionals.iter().skip(skip) {
+                if !writes.contains(p) {
                     writes.push(p.clone());
                 }
             }
@@ -1280,7 +1288,7 @@ impl Normalizer {
             // Perl's `open(F, ">file")`: the mode is part of the string.
             let lit = lit.trim_start_matches(['+', '<', '>', '|', ' ']);
             let w = Word::lit(lit);
-            if looks_like_path(&w) || lit.starts_with('~') {
+            if looks_like_path(&w) || lit.starts_with('~') || write && looks_like_file_name(lit) {
                 let w = Word::lit(&expand_tilde(lit, &env.home));
                 if write {
                     inv.writes.push(w.clone());
@@ -1708,9 +1716,12 @@ impl Normalizer {
         if value.is_dynamic() {
             return CodeFrom::Unseen;
         }
-        let v = value.text.trim().trim_start_matches([':', ' ']);
+        let v = value.text.trim().trim_start_matches([':', ' ', '.']);
         let lower = v.to_ascii_lowercase();
-        let shell = if let Some(rest) = lower.strip_prefix("shell ") {
+        let shell = if let Some(rest) = lower
+            .strip_prefix("shell ")
+            .or_else(|| lower.strip_prefix("system "))
+        {
             Some(v[v.len() - rest.len()..].to_string())
         } else {
             v.split_once('!').map(|(_, rest)| rest.to_string())
@@ -2059,6 +2070,21 @@ fn find_root_input(stdin: &Stdin) -> Word {
     w.text = format!("{}/{}", root.trim_end_matches('/'), DYN);
     w.raw = "(input)".to_string();
     w
+}
+
+/// A bare file name with an extension (`readme.md`, `settings.json`), as code writes them.
+fn looks_like_file_name(s: &str) -> bool {
+    match s.rsplit_once('.') {
+        Some((stem, ext)) => {
+            !stem.is_empty()
+                && (1..=8).contains(&ext.len())
+                && ext.chars().all(|c| c.is_ascii_alphanumeric())
+                && stem
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        }
+        None => false,
+    }
 }
 
 /// `/usr/bin/rm` → `rm`.

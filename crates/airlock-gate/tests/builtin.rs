@@ -18,6 +18,54 @@ fn builtin_rules_and_examples() {
     );
 }
 
+/// Every row of the code-valued options table (`[[code_option]]`) catches its example: the
+/// code in its value (`sudo id`) is found, judged on its own (denied), and shown as found in
+/// that program's option.
+#[test]
+fn every_code_option_row_catches_its_example() {
+    use airlock_gate::rules::StaticGit;
+    use airlock_gate::{Context, Tier};
+    let data: toml::Table = toml::from_str(airlock_gate::classify::DEFAULT_RULES).expect("toml");
+    let rows = data["code_option"].as_array().expect("code_option rows");
+    assert!(rows.len() >= 25, "{} rows", rows.len());
+    let engine = Engine::builtin().expect("load");
+    let git = StaticGit::default();
+    let ctx = Context {
+        cwd: "/home/dev/project".into(),
+        home: "/home/dev".into(),
+        workspace: Some("/home/dev/project".into()),
+        git: &git,
+    };
+    let mut failures = Vec::new();
+    for row in rows {
+        let example = row["example"].as_str().expect("example");
+        let programs: Vec<&str> = row["program"]
+            .as_array()
+            .expect("program")
+            .iter()
+            .filter_map(|p| p.as_str())
+            .collect();
+        let v = engine.classify_command(example, &ctx);
+        let found = v.steps.iter().any(|s| {
+            s.argv.first().is_some_and(|p| p == "sudo")
+                && programs.iter().any(|p| s.origin.contains(p))
+        });
+        if v.tier != Tier::Deny || !found {
+            failures.push(format!(
+                "{example:?}: {} by {} ({}); steps {:?}",
+                v.tier,
+                v.rule,
+                v.reason,
+                v.steps
+                    .iter()
+                    .map(|s| (&s.origin, &s.argv))
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Inputs the fuzzer found to take seconds (exponential brace-expansion backtracking, globbed
 /// program words multiplying through wrappers): a hook that times out fails open.
 #[test]
