@@ -605,8 +605,9 @@ impl Normalizer {
         if let Some((sub, at)) = self.first_positional(&base, args) {
             let key = format!("{base} {sub}");
             if let Some(w) = self.tables.wrappers.get(&key) {
-                // `uv run CMD`, `mise exec -- CMD`: the runner is judged, and so is CMD.
-                let inv = self.invocation(cmd, &base, false, args, env);
+                // `uv run CMD`, `mise exec -- CMD`: the runner is judged (its own words up to
+                // the verb), and so is CMD.
+                let inv = self.invocation(cmd, &base, false, &args[..=at], env);
                 out.invocations.push(inv);
                 self.wrapper(cmd, &key, w, &args[at + 1..], env, out, hops);
                 return;
