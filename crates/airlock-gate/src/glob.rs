@@ -76,9 +76,14 @@ impl Glob {
         Glob { tokens, literal }
     }
 
-    /// Whether the pattern begins with `*` (a rule about names at any depth: `*/id_rsa`).
-    pub fn starts_with_star(&self) -> bool {
+    /// Whether the pattern is about a file name at any depth (`*/id_rsa`, `*.pem`): a `*`, then
+    /// at most one `/`, right after it.
+    pub fn is_name_anywhere(&self) -> bool {
         self.tokens.first() == Some(&Tok::Star)
+            && self.tokens[1..]
+                .iter()
+                .skip(usize::from(self.tokens.get(1) == Some(&Tok::Lit('/'))))
+                .all(|t| *t != Tok::Lit('/') && *t != Tok::Star)
     }
 
     /// Whether the pattern has no wildcard.
@@ -102,6 +107,40 @@ impl Glob {
     /// rule pattern (`*` matches `/` too). `cat ~/.ss?/id_*` can name `~/.ssh/id_rsa`; `rm *`
     /// cannot name `.git/hooks/x`. Dynamic programming over both patterns: O(len × len).
     pub fn shell_intersects(&self, rule: &Glob) -> bool {
+        // Cheap refusals first: the literal heads (and tails) must agree.
+        let lit_head = |t: &[Tok]| -> Vec<char> {
+            t.iter()
+                .map_while(|x| match x {
+                    Tok::Lit(c) => Some(*c),
+                    _ => None,
+                })
+                .collect()
+        };
+        let lit_tail = |t: &[Tok]| -> Vec<char> {
+            let mut v: Vec<char> = t
+                .iter()
+                .rev()
+                .map_while(|x| match x {
+                    Tok::Lit(c) => Some(*c),
+                    _ => None,
+                })
+                .collect();
+            v.reverse();
+            v
+        };
+        let agree = |a: &[char], b: &[char], head: bool| {
+            let n = a.len().min(b.len());
+            if head {
+                a[..n] == b[..n]
+            } else {
+                a[a.len() - n..] == b[b.len() - n..]
+            }
+        };
+        if !agree(&lit_head(&self.tokens), &lit_head(&rule.tokens), true)
+            || !agree(&lit_tail(&self.tokens), &lit_tail(&rule.tokens), false)
+        {
+            return false;
+        }
         intersect(&self.tokens, &rule.tokens)
     }
 }

@@ -201,6 +201,10 @@ pub struct CodeScan {
     /// literals alone.
     #[serde(default)]
     pub opaque: Vec<String>,
+    /// Substrings that name the home directory (`Path.home()`, `os.homedir()`): relative path
+    /// literals may then be under it.
+    #[serde(default)]
+    pub home: Vec<String>,
 }
 
 /// The normalisation tables.
@@ -370,6 +374,10 @@ const SHELL_CODE_ORIGIN_LIMIT: usize = 64;
 const MAX_GLOB_CANDIDATES: usize = 8;
 /// Most words looked at over all nested commands of one input (see [`Analysis::work`]).
 const MAX_WORK: usize = 20_000;
+/// Most glob paths of one command judged by what they can name.
+const MAX_GLOB_PATHS: usize = 64;
+/// Most words a command guessed in an unknown program's arguments is judged on.
+const SPECULATION_WORDS: usize = 64;
 /// What one parse of nested code counts for in [`Analysis::work`].
 const NESTED_PARSE_WORK: usize = 64;
 /// Most arguments of one command taken as code each (`hyperfine A B …`, `tmux send-keys …`).
@@ -960,6 +968,9 @@ impl Normalizer {
         }
         let network = spec_ref.network
             || spec.is_none() && self.tables.programs.get(program).is_some_and(|s| s.network);
+        for v in [&mut reads, &mut writes, &mut path_args] {
+            bound_paths(v);
+        }
         let mut raw: Vec<String> = args.iter().map(|w| w.raw.clone()).collect();
         raw.extend(cmd.assigns.iter().map(|(_, w)| w.raw.clone()));
         Invocation {
@@ -1279,6 +1290,7 @@ impl Normalizer {
         for s in &scan.not_write {
             printing = printing.replace(s.as_str(), "");
         }
+        let home_based = has(&scan.home);
         let write = delete
             || scan.write.iter().any(|s| printing.contains(s.as_str()))
             || literals.iter().any(|l| {
@@ -1289,7 +1301,23 @@ impl Normalizer {
             // Perl's `open(F, ">file")`: the mode is part of the string.
             let lit = lit.trim_start_matches(['+', '<', '>', '|', ' ']);
             let w = Word::lit(lit);
-            if looks_like_path(&w) || lit.starts_with('~') || write && looks_like_file_name(lit) {
+            let named = looks_like_path(&w) || lit.starts_with('~');
+            if named || write && looks_like_file_name(lit) {
+                // `Path.home() / '.bashrc'`, `os.homedir() + '/.ssh/x'`: relative to the home.
+                // (`homedir() + '/.zshrc'` too: a literal starting with `/.` is a dotfile name.)
+                if home_based && (!lit.starts_with(['/', '~']) || lit.starts_with("/.")) {
+                    let under = Word::lit(&format!(
+                        "{}/{}",
+                        env.home,
+                        lit.trim_start_matches("./").trim_start_matches('/')
+                    ));
+                    if write {
+                        inv.writes.push(under.clone());
+                        inv.path_args.push(under);
+                    } else {
+                        inv.reads.push(under);
+                    }
+                }
                 let w = Word::lit(&expand_tilde(lit, &env.home));
                 if write {
                     inv.writes.push(w.clone());
@@ -1603,7 +1631,15 @@ impl Normalizer {
                 self.nested_code(t, &label, &c, env, &mut probe);
             } else if i + 1 < args.len() && self.is_known(&basename(t)) && !self.inert.contains(t) {
                 budget -= 1;
-                self.argv(&c, &args[i..], env, &mut probe, hops.max(GLOB_HOPS - 2) + 1);
+                // A guessed command is judged on its next words only (bounded work).
+                let end = args.len().min(i + SPECULATION_WORDS);
+                self.argv(
+                    &c,
+                    &args[i..end],
+                    env,
+                    &mut probe,
+                    hops.max(GLOB_HOPS - 2) + 1,
+                );
             }
             i += 1;
         }
@@ -1779,6 +1815,12 @@ impl Normalizer {
         for line in text.lines() {
             if let Some(recipe) = line.strip_prefix('\t') {
                 code.push(recipe.trim_start_matches(['@', '-', '+']).to_string());
+            } else if let Some((_, recipe)) = line
+                .split_once(':')
+                .and_then(|(_, rest)| rest.split_once(';'))
+            {
+                // `target: prerequisites ; recipe`
+                code.push(recipe.trim_start_matches([' ', '@', '-', '+']).to_string());
             }
             let mut rest = line;
             while let Some(i) = rest.find("$(shell ") {
@@ -1840,6 +1882,18 @@ fn code_option_values(co: &CodeOption, args: &[Word]) -> Vec<(String, Word)> {
                             found.push((o.clone(), n.clone()));
                         }
                     }
+                } else if let Some(at) = bundled_short(t, o) {
+                    // `rsync -ae CMD`, `ssh -vo ProxyCommand=…`: a short option at the end of
+                    // (or inside) a bundle of flags.
+                    match t.get(at + 1..).filter(|r| !r.is_empty()) {
+                        Some(rest) => found.push((o.clone(), sub(a, rest))),
+                        None if !co.attached => {
+                            if let Some(n) = args.get(i + 1) {
+                                found.push((o.clone(), n.clone()));
+                            }
+                        }
+                        None => {}
+                    }
                 } else if let Some(rest) = t.strip_prefix(o.as_str()) {
                     let v = if o.starts_with("--") {
                         rest.strip_prefix('=')
@@ -1896,6 +1950,18 @@ fn code_option_values(co: &CodeOption, args: &[Word]) -> Vec<(String, Word)> {
             .collect();
     }
     found
+}
+
+/// Where the letter of the short option `opt` (`-e`) sits in a bundle of short flags (`-ave`),
+/// if it is not the first letter (that case is a plain prefix match).
+fn bundled_short(word: &str, opt: &str) -> Option<usize> {
+    let letter = opt.strip_prefix('-').filter(|l| l.chars().count() == 1)?;
+    let body = word.strip_prefix('-').filter(|b| !b.starts_with('-'))?;
+    let pos = body.find(letter)?;
+    if pos == 0 || !body[..pos].chars().all(|c| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    Some(pos + 1)
 }
 
 /// The command lines after a [`CodeOption`] row's `after` words (leading options skipped):
@@ -2085,6 +2151,26 @@ fn looks_like_file_name(s: &str) -> bool {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         }
         None => false,
+    }
+}
+
+/// Drops repeated paths, and keeps at most [`MAX_GLOB_PATHS`] glob paths (each is judged by
+/// every path it can name, which costs): past that, one path only known at run time stands for
+/// the rest (ask).
+fn bound_paths(v: &mut Vec<Word>) {
+    let mut seen = HashSet::new();
+    v.retain(|w| seen.insert((w.text.clone(), w.glob)));
+    let globs = v.iter().filter(|w| w.glob).count();
+    if globs > MAX_GLOB_PATHS {
+        let mut kept = 0usize;
+        v.retain(|w| {
+            if !w.glob {
+                return true;
+            }
+            kept += 1;
+            kept <= MAX_GLOB_PATHS
+        });
+        v.push(Word::dynamic("(more glob paths)"));
     }
 }
 

@@ -809,14 +809,14 @@ fn path_match(globs: &[Glob], w: &Word, at: Option<(Option<&str>, &MatchCtx<'_>)
             }
             let pat = Glob::new(&abs);
             // A last name of only wildcards (`src/*`) names every file; it is not taken as
-            // naming a file that rules protect by name anywhere (`*/id_rsa`), or every
-            // `cat src/*` would be denied.
+            // naming a file that rules protect by its name anywhere (`*/id_rsa`, `*.pem`), or
+            // every `cat src/*` would be denied. `.claude/*` still names `*/.claude/settings.json`.
             let last = abs.rsplit('/').next().unwrap_or("");
             let any_name = last.chars().all(|c| matches!(c, '*' | '?'));
             return Match::from_bool(
                 globs
                     .iter()
-                    .filter(|g| !(any_name && g.starts_with_star()))
+                    .filter(|g| !(any_name && g.is_name_anywhere()))
                     .any(|g| pat.shell_intersects(g)),
             );
         }

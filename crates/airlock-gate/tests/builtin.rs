@@ -131,6 +131,17 @@ fn pathological_inputs_stay_fast() {
             false,
         ),
         (format!("cat {}", "~/.s*/".repeat(2000)), false),
+        (format!("ls {}", "src/* ".repeat(5000)), false),
+        (
+            format!(
+                "rm -rf {}",
+                (0..3000)
+                    .map(|i| format!("d{i}/*"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            false,
+        ),
         (
             format!("(( {} ))", "( ".repeat(14) + &" )".repeat(14)),
             false,
