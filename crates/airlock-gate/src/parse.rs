@@ -198,6 +198,7 @@ pub fn parse(
         cwd: Some(env.cwd.clone()),
         origin: origin.to_string(),
         depth,
+        src: String::new(),
     };
     w.script(src)?;
     Ok(w.out)
@@ -384,6 +385,8 @@ struct Walker<'a> {
     cwd: Option<String>,
     origin: String,
     depth: usize,
+    /// The text of the script being walked (AST locations index into it).
+    src: String,
 }
 
 impl Walker<'_> {
@@ -392,10 +395,13 @@ impl Walker<'_> {
             return Err(ParseError::TooDeep);
         }
         let program = parse_ast(src)?;
-        for cc in &program.complete_commands {
-            self.compound_list(cc)?;
-        }
-        Ok(())
+        let saved = std::mem::replace(&mut self.src, src.to_string());
+        let r = program
+            .complete_commands
+            .iter()
+            .try_for_each(|cc| self.compound_list(cc));
+        self.src = saved;
+        r
     }
 
     /// Parses and walks nested source (command substitution etc.) with its own origin.
@@ -563,7 +569,27 @@ impl Walker<'_> {
     fn compound(&mut self, c: &ast::CompoundCommand) -> Result<(), ParseError> {
         use ast::CompoundCommand as C;
         match c {
-            C::Arithmetic(a) => self.arith(&a.expr.value),
+            C::Arithmetic(a) => {
+                // brush-parser takes `( ( cmd ) )` for `(( … ))` and flattens its text (a
+                // here-document's newlines become spaces): when it is not arithmetic, walk the
+                // source as bash does, as `( ( … ) )`.
+                let span = self
+                    .src
+                    .get(a.loc.start.index..a.loc.end.index)
+                    .and_then(|s| s.strip_prefix('('))
+                    .and_then(|s| s.strip_suffix(')'))
+                    .map(str::to_string);
+                match span {
+                    Some(inner) if !is_arithmetic(&a.expr.value) => {
+                        let saved_cwd = self.cwd.clone();
+                        let origin = self.origin.clone();
+                        let r = self.nested(&inner, &origin);
+                        self.cwd = saved_cwd;
+                        r
+                    }
+                    _ => self.arith(&a.expr.value),
+                }
+            }
             C::ArithmeticForClause(f) => {
                 for e in [&f.initializer, &f.condition, &f.updater]
                     .into_iter()
