@@ -478,7 +478,7 @@ impl Normalizer {
             }
             o
         };
-        match parse::parse(code, &env2, &origin, cmd.depth + 1) {
+        match parse::parse_with(code, &env2, &origin, cmd.depth + 1, &cmd.vars) {
             Ok(cmds) => {
                 for mut c in cmds {
                     if c.cwd.is_none() || cmd.cwd.is_none() {

@@ -162,6 +162,16 @@ pub struct SimpleCmd {
     pub downstream: Vec<String>,
     /// Files written earlier in the same script, by absolute path, with what they hold.
     pub files: Vec<(String, FileContent)>,
+    /// Variables known when it runs (for code it runs in the same shell: `trap`, `eval`).
+    pub vars: Vec<(String, KnownVar)>,
+}
+
+/// A variable whose value (or the start of it) is known statically.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KnownVar {
+    Value(String),
+    /// The value starts with this (`T=$(mktemp)`: `/tmp/`; a `for` variable over `dir/*`).
+    Prefix(String),
 }
 
 /// What a file written earlier in the same script holds.
@@ -189,12 +199,34 @@ pub fn parse(
     origin: &str,
     depth: usize,
 ) -> Result<Vec<SimpleCmd>, ParseError> {
+    parse_with(src, env, origin, depth, &[])
+}
+
+/// [`parse`] with variables already known (code run by `trap` or `eval` in the same shell;
+/// for `sh -c` they hold only if exported, and an unset one is empty: no less strict).
+pub fn parse_with(
+    src: &str,
+    env: &Env,
+    origin: &str,
+    depth: usize,
+    known: &[(String, KnownVar)],
+) -> Result<Vec<SimpleCmd>, ParseError> {
+    let vars = known
+        .iter()
+        .map(|(n, v)| {
+            let v = match v {
+                KnownVar::Value(s) => Var::Known(s.clone()),
+                KnownVar::Prefix(s) => Var::Prefix(s.clone()),
+            };
+            (n.clone(), v)
+        })
+        .collect();
     let mut w = Walker {
         env,
         words_seen: 0,
         files: Vec::new(),
         out: Vec::new(),
-        vars: HashMap::new(),
+        vars,
         cwd: Some(env.cwd.clone()),
         origin: origin.to_string(),
         depth,
@@ -273,6 +305,27 @@ fn paren_depth(s: &str) -> usize {
         }
     }
     max
+}
+
+/// Whether an assignment's value is only `$(mktemp …)` with no directory of its own (`-p`,
+/// `--tmpdir=`, a template with a `/`): the name is then under /tmp.
+fn is_mktemp(raw: &str) -> bool {
+    let r = raw.trim_matches('"');
+    let Some(inner) = r
+        .strip_prefix("$(")
+        .and_then(|s| s.strip_suffix(')'))
+        .or_else(|| r.strip_prefix('`').and_then(|s| s.strip_suffix('`')))
+    else {
+        return false;
+    };
+    let mut words = inner.split_whitespace();
+    words.next() == Some("mktemp")
+        && words.all(|w| {
+            matches!(
+                w,
+                "-d" | "--directory" | "-u" | "--dry-run" | "-q" | "--quiet" | "-t"
+            ) || (!w.starts_with('-') && !w.contains(['/', '$', '`', '~']))
+        })
 }
 
 /// What every value of a `for` loop over static words starts with, up to a `/`: `dir/` for
@@ -517,6 +570,7 @@ impl Walker<'_> {
                         depth: self.depth,
                         downstream: Vec::new(),
                         files: Vec::new(),
+                        vars: Vec::new(),
                     });
                 }
                 Ok(Upstream {
@@ -741,6 +795,7 @@ impl Walker<'_> {
             depth: self.depth,
             downstream: Vec::new(),
             files: self.files.clone(),
+            vars: self.known_vars(),
         };
         self.track_cd(&cmd);
         self.track_files(&cmd, summary.output.as_deref());
@@ -890,10 +945,31 @@ impl Walker<'_> {
         }
     }
 
+    /// The variables known now, for commands that run code in this shell later.
+    fn known_vars(&self) -> Vec<(String, KnownVar)> {
+        if self.vars.is_empty() {
+            return Vec::new();
+        }
+        let mut v: Vec<(String, KnownVar)> = self
+            .vars
+            .iter()
+            .filter_map(|(n, v)| match v {
+                Var::Known(s) => Some((n.clone(), KnownVar::Value(s.clone()))),
+                Var::Prefix(s) => Some((n.clone(), KnownVar::Prefix(s.clone()))),
+                Var::Unknown => None,
+            })
+            .take(32)
+            .collect();
+        v.sort();
+        v
+    }
+
     fn set_var(&mut self, name: &str, value: &Word) {
         // A variable assigned twice may hold either value: treat it as unknown.
         let v = match (self.vars.get(name), value.as_static()) {
             (None, Some(s)) => Var::Known(s.to_string()),
+            // `T=$(mktemp)`, `T=$(mktemp -d)`: a new name under /tmp (mktemp(1)).
+            (None, None) if is_mktemp(&value.raw) => Var::Prefix("/tmp/".to_string()),
             _ => Var::Unknown,
         };
         self.vars.insert(name.to_string(), v);
