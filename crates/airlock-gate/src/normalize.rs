@@ -147,6 +147,8 @@ pub enum CodeRuns {
     Makefile,
     /// A command line (`git bisect run CMD ARGS…`); a single word with spaces is shell code.
     Argv,
+    /// Code in another language (`deno eval CODE`): scanned like `python -c`.
+    Inline,
 }
 
 /// A language runtime that can be given code inline or on stdin.
@@ -205,6 +207,10 @@ pub struct CodeScan {
     /// literals may then be under it.
     #[serde(default)]
     pub home: Vec<String>,
+    /// Keywords followed by a command written without quotes (`spawn `, `qw(`): the text up
+    /// to `;`, a newline or a closing bracket is a command string.
+    #[serde(default)]
+    pub command_words: Vec<String>,
 }
 
 /// The normalisation tables.
@@ -1285,7 +1291,28 @@ impl Normalizer {
         if delete {
             inv.inline.push(InlineKind::Delete);
         }
-        let literals = string_literals(code);
+        let mut literals = string_literals(code);
+        // Commands written without quotes after a keyword (Tcl/expect `spawn sudo id`, Perl
+        // `qw(sudo id)`, AppleScript `do shell script`): taken as command strings too.
+        let mut exec = exec;
+        for kw in &scan.command_words {
+            let mut rest = code;
+            while let Some(i) = rest.find(kw.as_str()) {
+                let after = &rest[i + kw.len()..];
+                let end = after
+                    .find([';', '\n', ']', '}', ')'])
+                    .unwrap_or(after.len());
+                let segment = after[..end].trim().trim_matches(['"', '\'']);
+                if !segment.is_empty() {
+                    literals.push(segment.to_string());
+                    if !exec {
+                        exec = true;
+                        inv.inline.push(InlineKind::Exec);
+                    }
+                }
+                rest = &after[end.min(after.len())..];
+            }
+        }
         let mut printing = code.to_string();
         for s in &scan.not_write {
             printing = printing.replace(s.as_str(), "");
@@ -1691,6 +1718,7 @@ impl Normalizer {
                     CodeRuns::Shell => self.code_word(&value, &origin, cmd, env, out),
                     CodeRuns::Editor => self.editor_code(&value, &origin, cmd, env, out),
                     CodeRuns::Makefile => self.makefile_code(&value, &origin, cmd, env, out),
+                    CodeRuns::Inline => self.inline_value(&value, &origin, cmd, inv, env, out),
                     // Argv rows have no single value: see `code_option_rests`.
                     CodeRuns::Argv => CodeFrom::NotCode,
                 };
@@ -1701,7 +1729,22 @@ impl Normalizer {
             if co.runs == CodeRuns::Argv || !co.after.is_empty() {
                 for (what, rest) in code_option_rests(co, args) {
                     let origin = format!("{label} {what}");
-                    self.argv_code(&rest, &origin, cmd, inv, env, out, hops);
+                    if co.runs == CodeRuns::Inline {
+                        let code = Word {
+                            text: rest
+                                .iter()
+                                .map(|w| w.text.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                            ..Word::lit("")
+                        };
+                        if self.inline_value(&code, &origin, cmd, inv, env, out) == CodeFrom::Unseen
+                        {
+                            inv.code_from = CodeFrom::Unseen;
+                        }
+                    } else {
+                        self.argv_code(&rest, &origin, cmd, inv, env, out, hops);
+                    }
                 }
             }
         }
@@ -1739,6 +1782,24 @@ impl Normalizer {
                 self.argv(&c, many, env, out, hops + 1);
             }
         }
+    }
+
+    /// Code in another language given as an option's value (`deno eval CODE`): scanned like
+    /// `python -c`.
+    fn inline_value(
+        &self,
+        value: &Word,
+        origin: &str,
+        cmd: &SimpleCmd,
+        inv: &mut Invocation,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        if value.is_dynamic() {
+            return CodeFrom::Unseen;
+        }
+        self.scan_code(&value.text, origin, cmd, inv, env, out);
+        CodeFrom::Seen
     }
 
     /// An editor or pager command: what follows `!` (or gdb's `shell `) runs in a shell.
