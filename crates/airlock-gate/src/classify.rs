@@ -558,7 +558,7 @@ impl Engine {
             origin,
             tier: s.default,
             rule: "default".into(),
-            reason: "no rule matched".into(),
+            reason: default_reason(s.default),
             uncertain: false,
         };
         if inv.network && s.default_network > step.tier {
@@ -662,7 +662,7 @@ impl Engine {
                         origin: String::new(),
                         tier: self.settings.default,
                         rule: "default".into(),
-                        reason: "no rule matched".into(),
+                        reason: default_reason(self.settings.default),
                         uncertain: false,
                     }
                 }
@@ -739,6 +739,16 @@ impl Engine {
                 format!("the command gate does not know the tool {other:?}; ask the user"),
             ),
         }
+    }
+}
+
+/// The reason given when no rule applies.
+fn default_reason(tier: Tier) -> String {
+    match tier {
+        Tier::Allow => "no rule applies: it stays in the workspace and off the network, which is \
+                        allowed by default"
+            .into(),
+        t => format!("no rule applies, and the policy's default for such commands is {t}"),
     }
 }
 
