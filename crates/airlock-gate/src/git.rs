@@ -108,6 +108,26 @@ fn lease_on_own_branch(inv: &Invocation, ctx: &MatchCtx<'_>) -> bool {
     })
 }
 
+/// `git push URL …` to a repository that is not a configured remote nor owned by the agent's
+/// identity: the code leaves for a place nobody set up (ask).
+pub fn push_url(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
+    if !is_push(inv) {
+        return Match::No;
+    }
+    let Some(first) = inv.positionals.first() else {
+        return Match::No;
+    };
+    if first.is_dynamic() {
+        return Match::Possible;
+    }
+    let r = first.text.as_str();
+    let url_like = r.contains("://") || r.contains(':') || r.starts_with(['/', '.', '~']);
+    if !url_like || ctx.git.remote_url(r).is_some() || owned(inv, ctx) {
+        return Match::No;
+    }
+    Match::Yes
+}
+
 /// `git push --delete`, `:branch`, `--prune`, `--mirror`: never exempt.
 pub fn push_delete(inv: &Invocation) -> Match {
     if !is_push(inv) {

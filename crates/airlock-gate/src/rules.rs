@@ -210,6 +210,7 @@ pub const CHECKS: &[&str] = &[
     "git-push-force",
     "git-push-delete",
     "git-push-protected",
+    "git-push-url",
     "git-config-exec-key",
     "secret-env-ref",
     "setuid-mode",
@@ -875,6 +876,7 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
         "git-push-force" => crate::git::push_force(inv, ctx),
         "git-push-delete" => crate::git::push_delete(inv),
         "git-push-protected" => crate::git::push_protected(inv, ctx),
+        "git-push-url" => crate::git::push_url(inv, ctx),
         "git-config-exec-key" => crate::git::config_exec_key(inv, ctx),
         "secret-env-ref" => Match::from_bool(inv.raw.iter().any(|r| secret_ref(r, ctx.secret_env))),
         "pipes-to-network" => Match::from_bool(inv.downstream.iter().any(|d| {
