@@ -2000,10 +2000,10 @@ fn code_option_values(co: &CodeOption, args: &[Word]) -> Vec<(String, Word)> {
                 let t = w.text.trim_start();
                 let head = t.get(..key.len())?;
                 let rest = &t[key.len()..];
-                if head.eq_ignore_ascii_case(key)
-                    && rest.starts_with(|c: char| c == '=' || c.is_whitespace())
-                {
-                    Some((format!("{what} {key}"), sub(&w, rest[1..].trim_start())))
+                let sep = rest.chars().next()?;
+                if head.eq_ignore_ascii_case(key) && (sep == '=' || sep.is_whitespace()) {
+                    let value = rest[sep.len_utf8()..].trim_start();
+                    Some((format!("{what} {key}"), sub(&w, value)))
                 } else {
                     None
                 }
