@@ -456,13 +456,20 @@ impl Engine {
         let inv = resolved.as_ref().unwrap_or(inv);
         let mut step = self.decide_rules(inv, ctx);
         if let Some(p) = &inv.speculative {
+            // A guess: what would be denied is asked about; what would only be asked about
+            // (`conda install curl wget` reads as `curl wget`) is not held against the program.
             if step.tier == Tier::Deny {
                 step.tier = Tier::Ask;
                 step.uncertain = true;
-            }
-            if step.tier > Tier::Allow {
                 step.reason = format!(
                     "{} (found in the arguments of `{p}`, a program airlock does not know, which may run it)",
+                    step.reason
+                );
+            } else if step.tier > Tier::Allow {
+                step.tier = Tier::Allow;
+                step.reason = format!(
+                    "looks like a command in the arguments of `{p}`; on its own it would be asked \
+                     about ({}), not denied, so it is not held against `{p}`",
                     step.reason
                 );
             }
