@@ -23,6 +23,14 @@ enum Tok {
 impl Glob {
     /// Compiles `pattern`. A `[` without a closing `]` is a literal.
     pub fn new(pattern: &str) -> Glob {
+        // Most rule patterns are plain names: no tokens to build (the hook compiles ~2,000
+        // patterns per call).
+        if !pattern.contains(['*', '?', '[']) {
+            return Glob {
+                tokens: Vec::new(),
+                literal: Some(pattern.to_string()),
+            };
+        }
         let chars: Vec<char> = pattern.chars().collect();
         let mut tokens = Vec::new();
         let mut i = 0;
@@ -79,11 +87,24 @@ impl Glob {
     /// Whether the pattern is about a file name at any depth (`*/id_rsa`, `*.pem`): a `*`, then
     /// at most one `/`, right after it.
     pub fn is_name_anywhere(&self) -> bool {
+        if self.literal.is_some() {
+            return false;
+        }
         self.tokens.first() == Some(&Tok::Star)
             && self.tokens[1..]
                 .iter()
                 .skip(usize::from(self.tokens.get(1) == Some(&Tok::Lit('/'))))
                 .all(|t| *t != Tok::Lit('/') && *t != Tok::Star)
+    }
+
+    /// The tokens (a literal pattern keeps none: built here when needed).
+    fn toks(&self) -> std::borrow::Cow<'_, [Tok]> {
+        match &self.literal {
+            Some(l) if self.tokens.is_empty() => {
+                std::borrow::Cow::Owned(l.chars().map(Tok::Lit).collect())
+            }
+            _ => std::borrow::Cow::Borrowed(&self.tokens),
+        }
     }
 
     /// Whether the pattern has no wildcard.
@@ -136,12 +157,12 @@ impl Glob {
                 a[a.len() - n..] == b[b.len() - n..]
             }
         };
-        if !agree(&lit_head(&self.tokens), &lit_head(&rule.tokens), true)
-            || !agree(&lit_tail(&self.tokens), &lit_tail(&rule.tokens), false)
+        let (a, b) = (self.toks(), rule.toks());
+        if !agree(&lit_head(&a), &lit_head(&b), true) || !agree(&lit_tail(&a), &lit_tail(&b), false)
         {
             return false;
         }
-        intersect(&self.tokens, &rule.tokens)
+        intersect(&a, &b)
     }
 }
 

@@ -128,7 +128,9 @@ pub struct CodeOption {
     pub each_arg: bool,
     /// How the value runs.
     pub runs: CodeRuns,
-    /// A command this row must catch (`sudo id` as the code): checked by the test suite.
+    /// A command this row must catch (`sudo id` as the code): checked by the test suite (left
+    /// out of the hook's copy of the rules).
+    #[serde(default)]
     pub example: String,
 }
 

@@ -376,6 +376,11 @@ impl Rule {
         })
     }
 
+    /// The commands this rule must match (empty in the hook's copy of the built-in rules).
+    pub fn examples(&self) -> &[String] {
+        &self.spec.examples
+    }
+
     /// Whether the rule is about paths only (writes, paths or reads; no program): such a rule
     /// says which paths are protected.
     pub fn is_path_rule(&self) -> bool {

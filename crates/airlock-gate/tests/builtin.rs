@@ -4,7 +4,17 @@ use airlock_gate::Engine;
 
 #[test]
 fn builtin_rules_and_examples() {
-    let engine = Engine::load(&[], "/home/user", false).expect("builtin rules load");
+    let engine = Engine::builtin_with_examples("/home/user").expect("builtin rules load");
+    // The examples are there to check (and the hook's copy leaves them out).
+    assert!(
+        engine
+            .rules()
+            .iter()
+            .filter(|r| !r.examples().is_empty())
+            .count()
+            > 100,
+        "built-in rules lost their examples"
+    );
     let failures: Vec<String> = engine
         .example_failures()
         .iter()
