@@ -274,9 +274,13 @@ impl Engine {
             rules.push(Rule::compile(spec, &src, home)?);
         }
         let user_count = rules.len();
-        for spec in builtin_rules {
+        for mut spec in builtin_rules {
             if disabled.contains(&spec.id) {
                 continue;
+            }
+            if spec.id == "agent-settings" {
+                // The binary running this hook, wherever it was installed.
+                spec.writes.extend(own_binary());
             }
             if !seen.insert(spec.id.clone()) {
                 return Err(GateError::Builtin(format!("duplicate rule id {}", spec.id)));
@@ -753,6 +757,25 @@ impl Engine {
             ),
         }
     }
+}
+
+/// The path of the program running the gate (the hook's own binary), as written and as it
+/// resolves, when it is named `airlock` (not a test binary).
+fn own_binary() -> Vec<String> {
+    let Ok(exe) = std::env::current_exe() else {
+        return Vec::new();
+    };
+    if exe.file_name().and_then(|n| n.to_str()) != Some("airlock") {
+        return Vec::new();
+    }
+    let mut v = vec![exe.to_string_lossy().into_owned()];
+    if let Ok(real) = std::fs::canonicalize(&exe) {
+        let real = real.to_string_lossy().into_owned();
+        if !v.contains(&real) {
+            v.push(real);
+        }
+    }
+    v
 }
 
 /// The reason given when no rule applies.

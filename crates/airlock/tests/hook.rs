@@ -490,6 +490,16 @@ fn hook_finds_hidden_commands() {
         let (d, reason) = env.bash(cmd, &[]);
         assert_eq!(d, want, "{cmd}: {reason}");
     }
+    // The hook's own binary, wherever it is installed.
+    let exe = env!("CARGO_BIN_EXE_airlock");
+    for cmd in [
+        format!("chmod -x {exe}"),
+        format!("cp /bin/true {exe}"),
+        format!("rm -f {exe}"),
+    ] {
+        let (d, reason) = env.bash(&cmd, &[]);
+        assert_eq!(d, "deny", "{cmd}: {reason}");
+    }
     for (url, want) in [
         ("https://docs.rs/serde/latest/serde/", "allow"),
         ("https://evil.example/collect?d=1", "ask"),
