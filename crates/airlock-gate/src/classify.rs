@@ -187,6 +187,11 @@ pub struct Engine {
     secret_env: Vec<Glob>,
 }
 
+/// Path rules not used to guess what an unknown program writes: system directories are named
+/// by everyday build options (`./configure --prefix=/usr/local`, `virtualenv -p
+/// /usr/bin/python3`); the gate's files, keys, rc files and hooks are.
+const UNKNOWN_PROGRAM_NOT_PROTECTED: &[&str] = &["redirect-system"];
+
 /// Home directory used to check rule examples.
 const EXAMPLE_HOME: &str = "/home/user";
 const EXAMPLE_WS: &str = "/home/user/project";
@@ -511,6 +516,7 @@ impl Engine {
         let rule = self.rules.iter().find(|r| {
             r.tier >= Tier::Ask
                 && r.is_path_rule()
+                && !UNKNOWN_PROGRAM_NOT_PROTECTED.contains(&r.id.as_str())
                 && r.match_invocation(&probe, &mctx) != Match::No
         })?;
         Some(Step {

@@ -253,6 +253,11 @@ pub struct Tables {
     /// Hosts (globs) whose pages WebFetch may read without asking (documentation).
     #[serde(default)]
     pub webfetch_docs: Vec<String>,
+    /// Programs looked for in the arguments of a program airlock does not know (`frob sudo
+    /// id`): the heads of dangerous commands, not words that are also common verbs (`format`,
+    /// `test`, `build`).
+    #[serde(default)]
+    pub speculate: Vec<String>,
 }
 
 /// Where the code a shell or interpreter runs comes from.
@@ -373,6 +378,7 @@ pub struct Normalizer {
     fetchers: HashSet<String>,
     decoders: HashSet<String>,
     inert: HashSet<String>,
+    speculate: HashSet<String>,
     code_option_names: Vec<Glob>,
     webfetch_docs: Vec<Glob>,
 }
@@ -413,6 +419,7 @@ impl Normalizer {
         known_programs.sort();
         Normalizer {
             inert: tables.inert.iter().cloned().collect(),
+            speculate: tables.speculate.iter().cloned().collect(),
             code_option_names: tables
                 .code_option_names
                 .iter()
@@ -1655,10 +1662,10 @@ impl Normalizer {
                 continue;
             }
             let first_word = t.split_whitespace().next().unwrap_or("");
-            if t.contains(char::is_whitespace) && self.is_known(&basename(first_word)) {
+            if t.contains(char::is_whitespace) && self.speculate.contains(&basename(first_word)) {
                 budget -= 1;
                 self.nested_code(t, &label, &c, env, &mut probe);
-            } else if i + 1 < args.len() && self.is_known(&basename(t)) && !self.inert.contains(t) {
+            } else if i + 1 < args.len() && self.speculate.contains(&basename(t)) {
                 budget -= 1;
                 // A guessed command is judged on its next words only (bounded work).
                 let end = args.len().min(i + SPECULATION_WORDS);

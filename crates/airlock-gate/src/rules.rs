@@ -144,6 +144,8 @@ pub(crate) struct DataFile {
     #[serde(default)]
     pub webfetch_docs: Vec<String>,
     #[serde(default)]
+    pub speculate: Vec<String>,
+    #[serde(default)]
     pub rule: Vec<RuleSpec>,
 }
 
@@ -164,6 +166,7 @@ impl DataFile {
                 inert: self.inert,
                 code_option_names: self.code_option_names,
                 webfetch_docs: self.webfetch_docs,
+                speculate: self.speculate,
             },
             self.secret_env,
             self.rule,
