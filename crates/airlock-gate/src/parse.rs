@@ -169,6 +169,7 @@ pub struct SimpleCmd {
 /// A variable whose value (or the start of it) is known statically.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum KnownVar {
+    /// The whole value.
     Value(String),
     /// The value starts with this (`T=$(mktemp)`: `/tmp/`; a `for` variable over `dir/*`).
     Prefix(String),
