@@ -18,7 +18,7 @@ const MAX_LINKS: usize = 40;
 /// Resolves symbolic links in the absolute path `p`, component by component: links are
 /// followed (relative targets from the link's directory), `..` after a link applies to where
 /// it led, and components past the first one that does not exist are appended as written.
-/// `None` when more than [`MAX_LINKS`] links are met (a loop).
+/// `None` when more than 40 links are met (a loop), as the kernel's `MAXSYMLINKS`.
 pub fn resolve_links(p: &str) -> Option<String> {
     let mut rest: VecDeque<String> = components(p).collect();
     let mut done = String::from("/");
