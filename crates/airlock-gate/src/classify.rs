@@ -208,9 +208,11 @@ impl Engine {
         Engine::load(&[], home, true)
     }
 
-    /// Built-in rules plus `layers` (lowest first). Examples of user rules are always checked;
-    /// those of the built-in rules when `check_builtin_examples` (they are fixed at build time
-    /// and checked by the test suite; the hook's copy of the rules leaves them out).
+    /// Built-in rules plus `layers` (lowest first). Examples of user rules are always checked
+    /// (a failing one is an error naming the rule). With `check_builtin_examples` the built-in
+    /// rules are read with their examples, from the TOML, so that
+    /// [`Engine::example_failures`] can check them (the test suite does); without it they come
+    /// from the faster JSON copy, which leaves the examples out.
     pub fn load(
         layers: &[CommandLayer],
         home: &str,
