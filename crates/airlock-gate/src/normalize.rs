@@ -1594,8 +1594,9 @@ impl Normalizer {
             || self.interpreter(prog).is_some()
     }
 
-    /// A program airlock does not know may run what its arguments name: a known program
-    /// followed by arguments (`prlimit … sudo id`), a quoted command line (`frob 'rm -rf ~'`)
+    /// A program airlock does not know may run what its arguments name: the head of a
+    /// dangerous command (the `speculate` list) followed by arguments (`prlimit … sudo id`), a
+    /// quoted command line starting with one (`frob 'rm -rf ~'`)
     /// or the value of an option named like code (`--exec CMD`, `--on-success=CMD`). Those are
     /// judged as commands, marked speculative (a deny becomes ask: it may not run them).
     fn speculate(
