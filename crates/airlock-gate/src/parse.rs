@@ -1161,6 +1161,16 @@ impl Walker<'_> {
         for p in &pieces {
             self.piece(&p.piece, text, p, false, &mut b)?;
         }
+        // brush-parser leaves `$( … )` as plain text when the substitution holds an unbalanced
+        // parenthesis (in a here-document or a comment: `$( bash <<'EOF'\nsudo id # (\nEOF\n)`),
+        // where bash runs it. Walk the rest of the word as the substitution's script.
+        if let Some(at) = unparsed_substitution(&pieces) {
+            let tail = text.get(at + 2..).unwrap_or("");
+            let tail = tail.trim_end_matches('"');
+            let tail = tail.strip_suffix(')').unwrap_or(tail);
+            self.nested(tail, "$(…)")?;
+            b.push_dyn();
+        }
         Ok(b.finish(raw))
     }
 
@@ -1354,6 +1364,36 @@ impl Walker<'_> {
         }
         Ok(())
     }
+}
+
+/// Where a `$(` that brush-parser left as text starts (the byte index of its `$`), if any.
+fn unparsed_substitution(pieces: &[WordPieceWithSource]) -> Option<usize> {
+    let mut flat: Vec<(&str, usize)> = Vec::new();
+    for p in pieces {
+        match &p.piece {
+            WordPiece::Text(s) => flat.push((s, p.start_index)),
+            WordPiece::DoubleQuotedSequence(inner)
+            | WordPiece::GettextDoubleQuotedSequence(inner) => {
+                for q in inner {
+                    if let WordPiece::Text(s) = &q.piece {
+                        flat.push((s, q.start_index));
+                    } else {
+                        flat.push(("", q.start_index));
+                    }
+                }
+            }
+            _ => flat.push(("", p.start_index)),
+        }
+    }
+    for (k, (s, start)) in flat.iter().enumerate() {
+        if let Some(i) = s.find("$(") {
+            return Some(start + i);
+        }
+        if s.ends_with('$') && flat.get(k + 1).is_some_and(|(n, _)| n.starts_with('(')) {
+            return Some(start + s.len() - 1);
+        }
+    }
+    None
 }
 
 fn assignment_name(a: &ast::Assignment) -> String {
