@@ -628,14 +628,15 @@ impl Walker<'_> {
                 // brush-parser takes `( ( cmd ) )` for `(( … ))` and flattens its text (a
                 // here-document's newlines become spaces): when it is not arithmetic, walk the
                 // source as bash does, as `( ( … ) )`.
-                let span = self
-                    .src
-                    .get(a.loc.start.index..a.loc.end.index)
+                // Written `( (` (apart), it is never arithmetic in bash, whatever the text.
+                let written = self.src.get(a.loc.start.index..a.loc.end.index);
+                let apart = written.is_some_and(|s| !s.starts_with("(("));
+                let span = written
                     .and_then(|s| s.strip_prefix('('))
                     .and_then(|s| s.strip_suffix(')'))
                     .map(str::to_string);
                 match span {
-                    Some(inner) if !is_arithmetic(&a.expr.value) => {
+                    Some(inner) if apart || !is_arithmetic(&a.expr.value) => {
                         let saved_cwd = self.cwd.clone();
                         let origin = self.origin.clone();
                         let r = self.nested(&inner, &origin);
