@@ -1150,8 +1150,8 @@ impl Walker<'_> {
         if self.words_seen > MAX_WORDS {
             return Err(ParseError::TooManyWords);
         }
-        // brush-parser 0.4 unwraps the number of `~+N` / `~-N`: a huge N panics.
-        if (text.contains("~+") || text.contains("~-")) && has_digit_run(text, 18) {
+        // brush-parser 0.4 unwraps the number of `~N`, `~+N` / `~-N`: a huge N panics.
+        if text.contains('~') && has_digit_run(text, 18) {
             return Err(ParseError::Syntax("directory stack index too large".into()));
         }
         let opts = brush_parser::ParserOptions::default();
@@ -1806,6 +1806,8 @@ mod tests {
         for src in [
             "echo 99999999999>x",
             "cat ~+99999999999999999999",
+            "sh -c \"rm -rf ~1111111111111111111111111111111111\"",
+            "ls ~99999999999999999999",
             "echo {1..99999999999999999999}",
             "rm -rf {99999999999999999999..1}/",
         ] {
@@ -1813,6 +1815,22 @@ mod tests {
             if let Ok(cmds) = parse(src, &env(), "", 0) {
                 assert!(cmds[0].argv.iter().skip(1).any(Word::is_dynamic), "{src}");
             }
+        }
+    }
+
+    #[test]
+    fn huge_tilde_numbers_are_refused_before_brush_panics() {
+        // brush-parser unwraps the number of `~N`: refused up front (the fuzzer's panic hook
+        // aborts even on a panic that `guarded` would catch).
+        for src in [
+            "ls ~99999999999999999999",
+            "rm -rf ~1111111111111111111111111111111111",
+        ] {
+            assert_eq!(
+                parse(src, &env(), "", 0),
+                Err(ParseError::Syntax("directory stack index too large".into())),
+                "{src}"
+            );
         }
     }
 
