@@ -1,5 +1,8 @@
 //! The command gate's parser and classifier on arbitrary input: never panics, never allows a
-//! command that does not parse, and never accepts malformed hook JSON.
+//! command that does not parse, never accepts malformed hook JSON, and a command it denies is
+//! still not allowed when hidden in nested subshells or a command substitution (issue 12). The
+//! same bytes also go through the file tools (symbolic-link resolution of the path), and hook
+//! JSON that parses is decided for the tool it names (WebFetch's documentation-URL check).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -10,14 +13,6 @@ use airlock_gate::{Context, Engine, Tier};
 static ENGINE: OnceLock<Engine> = OnceLock::new();
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    // The hook's input parser: anything that is not valid UTF-8 JSON is refused.
-    if let Ok(input) = airlock_gate::hook::parse_input(data) {
-        assert!(std::str::from_utf8(data).is_ok());
-        assert_eq!(input.hook_event_name, "PreToolUse");
-    }
-    let Ok(command) = std::str::from_utf8(data) else {
-        return;
-    };
     let engine = ENGINE.get_or_init(|| Engine::builtin().expect("built-in rules load"));
     let git = StaticGit::default();
     let ctx = Context {
@@ -25,6 +20,16 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         home: "/home/dev".into(),
         workspace: Some("/home/dev/project".into()),
         git: &git,
+    };
+    // The hook's input parser: anything that is not valid UTF-8 JSON is refused; what it
+    // accepts is decided for whatever tool it names (file paths, WebFetch URLs, Bash).
+    if let Ok(input) = airlock_gate::hook::parse_input(data) {
+        assert!(std::str::from_utf8(data).is_ok());
+        assert_eq!(input.hook_event_name, "PreToolUse");
+        let _ = engine.classify_tool(&input.tool_name, &input.tool_input, &ctx);
+    }
+    let Ok(command) = std::str::from_utf8(data) else {
+        return;
     };
     let verdict = engine.classify_command(command, &ctx);
     if engine.analyse(command, &ctx).is_err() {
@@ -36,6 +41,25 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     if brush_like_failure(command) {
         assert_ne!(verdict.tier, Tier::Allow, "allowed unparsable: {command:?}");
+    }
+    // A command that parses and is denied by a rule stays denied-or-asked when hidden deeper
+    // (wrapping text that does not parse can make something else that does: not compared).
+    if verdict.tier == Tier::Deny
+        && command.len() < 4096
+        && verdict.rule.starts_with("builtin:")
+        && engine.analyse(command, &ctx).is_ok()
+    {
+        for hidden in [
+            format!("( ( {command}\n) )"),
+            format!("echo \"$( {command}\n)\""),
+        ] {
+            let v = engine.classify_command(&hidden, &ctx);
+            assert_ne!(v.tier, Tier::Allow, "allowed when nested: {hidden:?}");
+        }
+    }
+    // The same bytes as a file tool's path: `..`, links, the longest existing prefix.
+    for tool in ["Write", "Read"] {
+        let _ = engine.classify_file(tool, command, &ctx);
     }
 });
 

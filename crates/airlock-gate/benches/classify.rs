@@ -18,6 +18,21 @@ const COMMANDS: &[&str] = &[
     "for f in src/*.rs; do wc -l \"$f\"; done",
 ];
 
+/// Commands of the kinds issue 12 added: nested structure, code-valued options, runners, global
+/// options, inline code that writes, globs, unknown programs.
+const HIDDEN: &[&str] = &[
+    "( ( cat ~/.ssh/id_ed25519 ) )",
+    "git fetch --upload-pack='sudo id' origin",
+    "git rebase --exec 'cargo test' main",
+    "uv run git push --force origin main",
+    "taskset -c 0 cargo bench",
+    "cargo +nightly publish",
+    "python3 -c \"open('.claude/settings.json','w').write('{}')\"",
+    "cat ~/.ss?/id_*",
+    "mytool --exec 'rm -rf ~' build",
+    "find src -name '*.ts' -print0 | xargs -0 sed -i 's/a/b/g'",
+];
+
 fn bench(c: &mut Criterion) {
     c.bench_function("load builtin rules", |b| {
         b.iter(|| Engine::builtin().expect("load"))
@@ -35,6 +50,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("10 typical commands", |b| {
         b.iter(|| {
             for cmd in COMMANDS {
+                std::hint::black_box(engine.classify_command(cmd, &ctx));
+            }
+        })
+    });
+    g.bench_function("10 commands hiding commands (issue 12)", |b| {
+        b.iter(|| {
+            for cmd in HIDDEN {
                 std::hint::black_box(engine.classify_command(cmd, &ctx));
             }
         })

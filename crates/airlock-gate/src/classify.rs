@@ -18,7 +18,8 @@ use crate::GateError;
 
 /// The built-in tables and rules, as written.
 pub const DEFAULT_RULES: &str = include_str!("../rules/default.toml");
-/// The same, converted to JSON by `build.rs` (parsed on every hook call; JSON is faster).
+/// The same, converted to JSON by `build.rs` without the rules' examples (parsed on every
+/// hook call; JSON is faster). The examples are checked from [`DEFAULT_RULES`] by the tests.
 const DEFAULT_RULES_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/default-rules.json"));
 
 /// Protected branch names when the policy names none.
@@ -186,6 +187,11 @@ pub struct Engine {
     secret_env: Vec<Glob>,
 }
 
+/// Path rules not used to guess what an unknown program writes: system directories are named
+/// by everyday build options (`./configure --prefix=/usr/local`, `virtualenv -p
+/// /usr/bin/python3`); the gate's files, keys, rc files and hooks are.
+const UNKNOWN_PROGRAM_NOT_PROTECTED: &[&str] = &["redirect-system"];
+
 /// Home directory used to check rule examples.
 const EXAMPLE_HOME: &str = "/home/user";
 const EXAMPLE_WS: &str = "/home/user/project";
@@ -196,16 +202,28 @@ impl Engine {
         Engine::load(&[], "/root", false)
     }
 
-    /// Built-in rules plus `layers` (lowest first). Examples of user rules are always checked;
-    /// those of the built-in rules when `check_builtin_examples` (they are fixed at build time
-    /// and checked by the test suite).
+    /// The built-in rules with their examples (read from the TOML, slower than [`Engine::load`]),
+    /// for [`Engine::example_failures`].
+    pub fn builtin_with_examples(home: &str) -> Result<Engine, GateError> {
+        Engine::load(&[], home, true)
+    }
+
+    /// Built-in rules plus `layers` (lowest first). Examples of user rules are always checked
+    /// (a failing one is an error naming the rule). With `check_builtin_examples` the built-in
+    /// rules are read with their examples, from the TOML, so that
+    /// [`Engine::example_failures`] can check them (the test suite does); without it they come
+    /// from the faster JSON copy, which leaves the examples out.
     pub fn load(
         layers: &[CommandLayer],
         home: &str,
         check_builtin_examples: bool,
     ) -> Result<Engine, GateError> {
-        let data: DataFile = serde_json::from_str(DEFAULT_RULES_JSON)
-            .map_err(|e| GateError::Builtin(e.to_string()))?;
+        let data: DataFile = if check_builtin_examples {
+            toml::from_str(DEFAULT_RULES).map_err(|e| GateError::Builtin(e.to_string()))?
+        } else {
+            serde_json::from_str(DEFAULT_RULES_JSON)
+                .map_err(|e| GateError::Builtin(e.to_string()))?
+        };
         let (tables, secret_env, builtin_rules) = data.into_parts();
         let git_exec_keys: Vec<Glob> = tables
             .git_exec_keys
@@ -263,9 +281,13 @@ impl Engine {
             rules.push(Rule::compile(spec, &src, home)?);
         }
         let user_count = rules.len();
-        for spec in builtin_rules {
+        for mut spec in builtin_rules {
             if disabled.contains(&spec.id) {
                 continue;
+            }
+            if spec.id == "agent-settings" {
+                // The binary running this hook, wherever it was installed.
+                spec.writes.extend(own_binary());
             }
             if !seen.insert(spec.id.clone()) {
                 return Err(GateError::Builtin(format!("duplicate rule id {}", spec.id)));
@@ -291,12 +313,7 @@ impl Engine {
             git_exec_keys,
             secret_env,
         };
-        let upto = if check_builtin_examples {
-            engine.rules.len()
-        } else {
-            user_count
-        };
-        for i in 0..upto {
+        for i in 0..user_count {
             engine.check_examples(i, home)?;
         }
         Ok(engine)
@@ -421,6 +438,16 @@ impl Engine {
                 )
             }
         };
+        if analysis.invocations.is_empty() && analysis.errors.is_empty() && has_code(command) {
+            // Fail closed: text that is not blank or a comment, in which no command was found,
+            // is something the parser did not understand.
+            return Verdict::single(
+                Tier::Ask,
+                "no-command-found",
+                "airlock found no command in this text although it is not empty or a comment; \
+                 it cannot tell what would run",
+            );
+        }
         let mut steps = Vec::with_capacity(analysis.invocations.len());
         for inv in &analysis.invocations {
             steps.push(self.decide_invocation(inv, ctx));
@@ -438,7 +465,78 @@ impl Engine {
         Verdict::from_steps(steps)
     }
 
+    /// Decides one invocation: on its paths as written and as they resolve through symbolic
+    /// links (the stricter wins); a command found in the arguments of an unknown program is at
+    /// most asked about; an unknown program given a protected path is asked about.
     fn decide_invocation(&self, inv: &Invocation, ctx: &Context<'_>) -> Step {
+        let resolved = crate::paths::with_resolved_paths(inv, ctx);
+        let inv = resolved.as_ref().unwrap_or(inv);
+        let mut step = self.decide_rules(inv, ctx);
+        if let Some(p) = &inv.speculative {
+            // A guess: what would be denied is asked about; what would only be asked about
+            // (`conda install curl wget` reads as `curl wget`) is not held against the program.
+            if step.tier == Tier::Deny {
+                step.tier = Tier::Ask;
+                step.uncertain = true;
+                step.reason = format!(
+                    "{} (found in the arguments of `{p}`, a program airlock does not know, which may run it)",
+                    step.reason
+                );
+            } else if step.tier > Tier::Allow {
+                step.tier = Tier::Allow;
+                step.reason = format!(
+                    "looks like a command in the arguments of `{p}`; on its own it would be asked \
+                     about ({}), not denied, so it is not held against `{p}`",
+                    step.reason
+                );
+            }
+        }
+        if inv.unknown_program && step.tier < Tier::Ask {
+            if let Some(s) = self.unknown_touches_protected(inv, ctx) {
+                return s;
+            }
+        }
+        step
+    }
+
+    /// An unknown program given a path that rules protect from writes: it may write it.
+    fn unknown_touches_protected(&self, inv: &Invocation, ctx: &Context<'_>) -> Option<Step> {
+        let mut probe = inv.clone();
+        let named: Vec<_> = inv
+            .reads
+            .iter()
+            .chain(inv.path_args.iter())
+            .chain(inv.flags.iter().filter_map(|(_, v)| v.as_ref()))
+            .filter(|w| crate::normalize::looks_like_path(w) || w.text.contains("/"))
+            .cloned()
+            .collect();
+        if named.is_empty() {
+            return None;
+        }
+        probe.writes.extend(named);
+        let mctx = self.match_ctx(ctx, &self.settings.git_owners);
+        let rule = self.rules.iter().find(|r| {
+            r.tier >= Tier::Ask
+                && r.is_path_rule()
+                && !UNKNOWN_PROGRAM_NOT_PROTECTED.contains(&r.id.as_str())
+                && r.match_invocation(&probe, &mctx) != Match::No
+        })?;
+        Some(Step {
+            argv: inv.display_argv(),
+            origin: inv.origin.clone(),
+            tier: Tier::Ask,
+            rule: rule_name(rule),
+            reason: format!(
+                "`{}` is a program airlock does not know, and it is given a protected path \
+                 (rule: {}); it may change it, so a person decides",
+                inv.program.replace(crate::parse::DYN, "…"),
+                rule.reason
+            ),
+            uncertain: true,
+        })
+    }
+
+    fn decide_rules(&self, inv: &Invocation, ctx: &Context<'_>) -> Step {
         let mctx = self.match_ctx(ctx, &self.settings.git_owners);
         let mut best: Option<(Tier, &Rule, bool)> = None;
         for rule in &self.rules {
@@ -485,7 +583,7 @@ impl Engine {
             origin,
             tier: s.default,
             rule: "default".into(),
-            reason: "no rule matched".into(),
+            reason: default_reason(s.default),
             uncertain: false,
         };
         if inv.network && s.default_network > step.tier {
@@ -530,6 +628,25 @@ impl Engine {
     /// Decides a non-Bash tool touching a file.
     pub fn classify_file(&self, tool: &str, path: &str, ctx: &Context<'_>) -> Verdict {
         let abs = abs_path(path, ctx);
+        let literal = self.classify_abs_file(tool, &abs, ctx);
+        // The hook runs where the file is: decide on where a symbolic link leads as well, and
+        // keep the stricter decision.
+        match crate::paths::resolve_for(&abs, ctx) {
+            Some(real) if real != abs => {
+                let mut v = self.classify_abs_file(tool, &real, ctx);
+                if v.tier > literal.tier {
+                    v.reason = format!("{} ({abs} is a link to {real})", v.reason);
+                    v
+                } else {
+                    literal
+                }
+            }
+            _ => literal,
+        }
+    }
+
+    fn classify_abs_file(&self, tool: &str, abs: &str, ctx: &Context<'_>) -> Verdict {
+        let abs = abs.to_string();
         let write = is_write_tool(tool);
         let mut best: Option<(Tier, &Rule)> = None;
         for rule in &self.rules {
@@ -570,7 +687,7 @@ impl Engine {
                         origin: String::new(),
                         tier: self.settings.default,
                         rule: "default".into(),
-                        reason: "no rule matched".into(),
+                        reason: default_reason(self.settings.default),
                         uncertain: false,
                     }
                 }
@@ -629,11 +746,18 @@ impl Engine {
                 "tool:no-side-effects",
                 format!("{tool} does not touch files or run commands"),
             ),
-            "WebFetch" => Verdict::single(
-                self.settings.default_network.max(self.settings.default),
-                "default:network",
-                "WebFetch reaches the network",
-            ),
+            "WebFetch" => match str_field("url") {
+                Some(url) if self.normalizer.is_doc_url(url) => Verdict::single(
+                    self.settings.default,
+                    "tool:webfetch-docs",
+                    format!("WebFetch reads a documentation page ({url}) without sending data"),
+                ),
+                _ => Verdict::single(
+                    self.settings.default_network.max(self.settings.default),
+                    "default:network",
+                    "WebFetch reaches a site that is not on the documentation list; ask the user",
+                ),
+            },
             other => Verdict::single(
                 Tier::Ask,
                 "tool:unknown",
@@ -641,6 +765,43 @@ impl Engine {
             ),
         }
     }
+}
+
+/// The path of the program running the gate (the hook's own binary), as written and as it
+/// resolves, when it is named `airlock` (not a test binary).
+fn own_binary() -> Vec<String> {
+    let Ok(exe) = std::env::current_exe() else {
+        return Vec::new();
+    };
+    if exe.file_name().and_then(|n| n.to_str()) != Some("airlock") {
+        return Vec::new();
+    }
+    let mut v = vec![exe.to_string_lossy().into_owned()];
+    if let Ok(real) = std::fs::canonicalize(&exe) {
+        let real = real.to_string_lossy().into_owned();
+        if !v.contains(&real) {
+            v.push(real);
+        }
+    }
+    v
+}
+
+/// The reason given when no rule applies.
+fn default_reason(tier: Tier) -> String {
+    match tier {
+        Tier::Allow => "no rule applies: it stays in the workspace and off the network, which is \
+                        allowed by default"
+            .into(),
+        t => format!("no rule applies, and the policy's default for such commands is {t}"),
+    }
+}
+
+/// Whether `command` holds anything but blank lines and comments.
+fn has_code(command: &str) -> bool {
+    command.lines().any(|l| {
+        let l = l.trim();
+        !l.is_empty() && !l.starts_with('#')
+    })
 }
 
 fn rule_name(rule: &Rule) -> String {

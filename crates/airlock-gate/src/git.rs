@@ -64,6 +64,9 @@ pub fn push_force(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
     let flagged = ["force", "force-with-lease", "force-if-includes", "mirror"]
         .iter()
         .any(|f| inv.has_flag(f));
+    if flagged && lease_on_own_branch(inv, ctx) {
+        return Match::No;
+    }
     let plus = refspecs(inv).iter().any(|w| w.text.starts_with('+'));
     let dynamic = refspecs(inv).iter().any(|w| w.text.starts_with(DYN));
     let m = if flagged || plus {
@@ -77,6 +80,52 @@ pub fn push_force(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
         return Match::No;
     }
     m
+}
+
+/// `git push --force-with-lease [REMOTE [BRANCH]]` of the branch checked out, when that branch is
+/// not protected: the lease refuses to overwrite work the agent has not seen, and the branch is
+/// the agent's feature branch (the everyday "rebase, then push again").
+fn lease_on_own_branch(inv: &Invocation, ctx: &MatchCtx<'_>) -> bool {
+    let lease = inv.has_flag("force-with-lease") || inv.has_flag("force-if-includes");
+    if !lease || inv.has_flag("force") || inv.has_flag("mirror") || inv.has_flag("all") {
+        return false;
+    }
+    let Some(current) = ctx.git.current_branch() else {
+        return false;
+    };
+    if ctx.protected.iter().any(|g| g.matches(&current)) {
+        return false;
+    }
+    refspecs(inv).iter().all(|w| {
+        let t = w.text.as_str();
+        if w.is_dynamic() || w.glob || t.starts_with('+') {
+            return false;
+        }
+        let dst = t.rsplit_once(':').map_or(t, |(_, d)| d);
+        let dst = dst.strip_prefix("refs/heads/").unwrap_or(dst);
+        let src = t.split_once(':').map_or(t, |(s, _)| s);
+        (dst == current || dst == "HEAD") && (src == current || src == "HEAD")
+    })
+}
+
+/// `git push URL …` to a repository that is not a configured remote nor owned by the agent's
+/// identity: the code leaves for a place nobody set up (ask).
+pub fn push_url(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
+    if !is_push(inv) {
+        return Match::No;
+    }
+    let Some(first) = inv.positionals.first() else {
+        return Match::No;
+    };
+    if first.is_dynamic() {
+        return Match::Possible;
+    }
+    let r = first.text.as_str();
+    let url_like = r.contains("://") || r.contains(':') || r.starts_with(['/', '.', '~']);
+    if !url_like || ctx.git.remote_url(r).is_some() || owned(inv, ctx) {
+        return Match::No;
+    }
+    Match::Yes
 }
 
 /// `git push --delete`, `:branch`, `--prune`, `--mirror`: never exempt.

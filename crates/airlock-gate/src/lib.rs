@@ -12,6 +12,7 @@ pub mod glob;
 pub mod hook;
 pub mod normalize;
 pub mod parse;
+pub mod paths;
 pub mod review;
 pub mod rules;
 pub mod sealed;

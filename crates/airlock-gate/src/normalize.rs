@@ -49,6 +49,9 @@ pub struct FlagSpec {
     /// Reaches the network.
     #[serde(default)]
     pub network: bool,
+    /// Words starting with `+` before the subcommand select a toolchain (`cargo +nightly`).
+    #[serde(default)]
+    pub selectors: bool,
 }
 
 /// A program that runs another command given in its arguments.
@@ -76,6 +79,78 @@ pub struct WrapperSpec {
     /// Arguments come from stdin and are appended (`xargs`).
     #[serde(default)]
     pub appends_input: bool,
+    /// Options after which the rest of the arguments is the command (`nix develop -c CMD…`).
+    #[serde(default)]
+    pub argv_flags: Vec<String>,
+    /// The command is what follows `--`; positionals before it are not run (`mise exec
+    /// node@20 -- CMD`).
+    #[serde(default)]
+    pub dashdash: bool,
+    /// Positionals are never a command; only `code_flags` and `argv_flags` run code
+    /// (`nix-shell -p pkg --run CMD`).
+    #[serde(default)]
+    pub no_command: bool,
+}
+
+/// An option or argument whose value is code the program runs (`git rebase --exec CMD`,
+/// `tar --to-command=CMD`, `ssh -o ProxyCommand=CMD`, `vim -c '!CMD'`): one row of the
+/// `[[code_option]]` table in `rules/default.toml`. The value is parsed and judged like `sh -c`;
+/// a value only known at run time is code airlock cannot see (ask).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeOption {
+    /// Program base names.
+    pub program: Vec<String>,
+    /// Subcommands (for subcommand programs such as git); empty: any.
+    #[serde(default)]
+    pub subcommand: Vec<String>,
+    /// Options as written (`--exec`, `-x`); `+` stands for `+VALUE` words (`vim +CMD`).
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// The value is code only after `KEY=` or `KEY ` (case-insensitive): `ProxyCommand`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Only a value attached to the option counts (`-Ocmd`, `--opt=cmd`): the option's value
+    /// is optional.
+    #[serde(default)]
+    pub attached: bool,
+    /// The arguments after one of these words are the code (`git bisect run CMD…`).
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// An argument starting with this prefix is code after it (`ext::CMD` URLs).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// The first argument is code (`trap CMD SIGNAL…`).
+    #[serde(default)]
+    pub first_arg: bool,
+    /// Every argument that is not an option is code (`hyperfine CMD…`, `tmux send-keys`).
+    #[serde(default)]
+    pub each_arg: bool,
+    /// How the value runs.
+    pub runs: CodeRuns,
+    /// A command this row must catch (`sudo id` as the code): checked by the test suite (left
+    /// out of the hook's copy of the rules).
+    #[serde(default)]
+    pub example: String,
+}
+
+/// How the value of a [`CodeOption`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CodeRuns {
+    /// Shell code, as with `sh -c VALUE`.
+    Shell,
+    /// An editor, pager or debugger command (vim `-c`, less `+`, gdb `-ex`): the text after `!`
+    /// (or gdb's `shell `) is shell code; `system(`, `:terminal` and the like are code airlock
+    /// cannot see.
+    Editor,
+    /// A makefile: when the value is `-` or `/dev/stdin`, the recipe lines (and `$(shell …)`)
+    /// of the makefile on stdin are shell code.
+    Makefile,
+    /// A command line (`git bisect run CMD ARGS…`); a single word with spaces is shell code.
+    Argv,
+    /// Code in another language (`deno eval CODE`): scanned like `python -c`.
+    Inline,
 }
 
 /// A language runtime that can be given code inline or on stdin.
@@ -114,6 +189,30 @@ pub struct CodeScan {
     pub network: Vec<String>,
     /// Substrings that delete or overwrite files.
     pub delete: Vec<String>,
+    /// Substrings that write, copy, move, link or chmod files (`writeFileSync`, `write_text`):
+    /// with one of them, the path literals of the code count as written.
+    #[serde(default)]
+    pub write: Vec<String>,
+    /// String literals that are file modes for writing (`'w'`, `">>"`): same effect.
+    #[serde(default)]
+    pub write_modes: Vec<String>,
+    /// Text of standard output/error writes, removed before looking for `write` (printing is
+    /// not writing a file).
+    #[serde(default)]
+    pub not_write: Vec<String>,
+    /// Substrings that build code or names at run time (`getattr`, `b64decode`, string
+    /// concatenation): with one of them, a program run by the code is not known from its
+    /// literals alone.
+    #[serde(default)]
+    pub opaque: Vec<String>,
+    /// Substrings that name the home directory (`Path.home()`, `os.homedir()`): relative path
+    /// literals may then be under it.
+    #[serde(default)]
+    pub home: Vec<String>,
+    /// Keywords followed by a command written without quotes (`spawn `, `qw(`): the text up
+    /// to `;`, a newline or a closing bracket is a command string.
+    #[serde(default)]
+    pub command_words: Vec<String>,
 }
 
 /// The normalisation tables.
@@ -140,6 +239,25 @@ pub struct Tables {
     /// `git -c`/`git config` keys whose value is run as a command.
     #[serde(default)]
     pub git_exec_keys: Vec<String>,
+    /// Options and arguments whose value is code (see [`CodeOption`]).
+    #[serde(default)]
+    pub code_option: Vec<CodeOption>,
+    /// Programs whose arguments are text, never commands (`echo`, `grep`, `man`): not searched
+    /// for hidden commands even though airlock has no table for them.
+    #[serde(default)]
+    pub inert: Vec<String>,
+    /// Option names (globs, without dashes) of programs airlock does not know whose value is
+    /// judged as a command that may run (`--exec`, `--on-success`, `--pre-cmd`).
+    #[serde(default)]
+    pub code_option_names: Vec<String>,
+    /// Hosts (globs) whose pages WebFetch may read without asking (documentation).
+    #[serde(default)]
+    pub webfetch_docs: Vec<String>,
+    /// Programs looked for in the arguments of a program airlock does not know (`frob sudo
+    /// id`): the heads of dangerous commands, not words that are also common verbs (`format`,
+    /// `test`, `build`).
+    #[serde(default)]
+    pub speculate: Vec<String>,
 }
 
 /// Where the code a shell or interpreter runs comes from.
@@ -198,6 +316,11 @@ pub struct Invocation {
     pub unparsed: Option<String>,
     /// Programs this command's output is piped to.
     pub downstream: Vec<String>,
+    /// The program is not one airlock knows (no table, no rule, not inert): its path arguments
+    /// may be written and its arguments may hide a command.
+    pub unknown_program: bool,
+    /// Found in the arguments of this program, which airlock does not know: it may run it.
+    pub speculative: Option<String>,
 }
 
 impl Invocation {
@@ -241,6 +364,9 @@ pub struct Analysis {
     pub invocations: Vec<Invocation>,
     /// Parse failures of nested code that must not be trusted (top-level failures are errors).
     pub errors: Vec<(String, ParseError)>,
+    /// Words looked at so far, over every nested command (bounds the work of hostile input:
+    /// `find . -exec find . -exec …` revisits the rest of the words at every level).
+    pub work: usize,
 }
 
 /// Compiled tables, ready to normalise many commands.
@@ -251,11 +377,25 @@ pub struct Normalizer {
     known_programs: Vec<String>,
     fetchers: HashSet<String>,
     decoders: HashSet<String>,
+    inert: HashSet<String>,
+    speculate: HashSet<String>,
+    code_option_names: Vec<Glob>,
+    webfetch_docs: Vec<Glob>,
 }
 
 const SHELL_CODE_ORIGIN_LIMIT: usize = 64;
 /// Most programs a globbed program word is evaluated as.
 const MAX_GLOB_CANDIDATES: usize = 8;
+/// Most words looked at over all nested commands of one input (see [`Analysis::work`]).
+const MAX_WORK: usize = 20_000;
+/// Most glob paths of one command judged by what they can name.
+const MAX_GLOB_PATHS: usize = 64;
+/// Most words a command guessed in an unknown program's arguments is judged on.
+const SPECULATION_WORDS: usize = 64;
+/// What one parse of nested code counts for in [`Analysis::work`].
+const NESTED_PARSE_WORK: usize = 64;
+/// Most arguments of one command taken as code each (`hyperfine A B …`, `tmux send-keys …`).
+const MAX_EACH_ARG: usize = 16;
 /// Hop count from which globbed program words are no longer expanded.
 const GLOB_HOPS: usize = 8;
 
@@ -278,12 +418,36 @@ impl Normalizer {
         let mut known_programs: Vec<String> = known.into_iter().filter(|k| !k.is_empty()).collect();
         known_programs.sort();
         Normalizer {
+            inert: tables.inert.iter().cloned().collect(),
+            speculate: tables.speculate.iter().cloned().collect(),
+            code_option_names: tables
+                .code_option_names
+                .iter()
+                .map(|g| Glob::new(g))
+                .collect(),
+            webfetch_docs: tables.webfetch_docs.iter().map(|g| Glob::new(g)).collect(),
             fetchers: tables.fetchers.iter().cloned().collect(),
             decoders: tables.decoders.iter().cloned().collect(),
             interp_globs,
             known_programs,
             tables,
         }
+    }
+
+    /// Whether WebFetch may read `url` without asking: https, a documentation host, no
+    /// credentials in the URL, a short query.
+    pub fn is_doc_url(&self, url: &str) -> bool {
+        let Some(rest) = url.strip_prefix("https://") else {
+            return false;
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let host = rest[..end].to_ascii_lowercase();
+        let query = rest.split_once('?').map_or("", |(_, q)| q);
+        url.len() <= 2048
+            && query.len() <= 200
+            && !host.contains(['@', ':'])
+            && !host.is_empty()
+            && self.webfetch_docs.iter().any(|g| g.matches(&host))
     }
 
     /// Parses and normalises `src`. A top-level parse failure is an error; failures in nested
@@ -309,6 +473,13 @@ impl Normalizer {
             out.errors.push((origin.to_string(), ParseError::TooDeep));
             return false;
         }
+        // A parse costs more than a word: count it as many.
+        out.work += NESTED_PARSE_WORK + code.len() / 8;
+        if out.work > MAX_WORK {
+            out.errors
+                .push((origin.to_string(), ParseError::TooMuchNesting));
+            return false;
+        }
         let env2 = Env {
             home: env.home.clone(),
             cwd: cmd.cwd.clone().unwrap_or_else(|| env.cwd.clone()),
@@ -322,7 +493,7 @@ impl Normalizer {
             }
             o
         };
-        match parse::parse(code, &env2, &origin, cmd.depth + 1) {
+        match parse::parse_with(code, &env2, &origin, cmd.depth + 1, &cmd.vars) {
             Ok(cmds) => {
                 for mut c in cmds {
                     if c.cwd.is_none() || cmd.cwd.is_none() {
@@ -381,6 +552,18 @@ impl Normalizer {
     fn argv(&self, cmd: &SimpleCmd, argv: &[Word], env: &Env, out: &mut Analysis, hops: usize) {
         if hops > 16 {
             out.errors.push((cmd.origin.clone(), ParseError::TooDeep));
+            return;
+        }
+        out.work += argv.len() + 1;
+        if out.work > MAX_WORK {
+            if !out
+                .errors
+                .iter()
+                .any(|(_, e)| *e == ParseError::TooMuchNesting)
+            {
+                out.errors
+                    .push((cmd.origin.clone(), ParseError::TooMuchNesting));
+            }
             return;
         }
         let Some(first) = argv.first() else {
@@ -442,8 +625,26 @@ impl Normalizer {
             self.wrapper(cmd, &base, w, args, env, out, hops);
             return;
         }
+        if let Some((sub, at)) = self.first_positional(&base, args) {
+            let key = format!("{base} {sub}");
+            if let Some(w) = self.tables.wrappers.get(&key) {
+                // `uv run CMD`, `mise exec -- CMD`: the runner is judged (its own words up to
+                // the verb), and so is CMD.
+                let inv = self.invocation(cmd, &base, false, &args[..=at], env);
+                out.invocations.push(inv);
+                self.wrapper(cmd, &key, w, &args[at + 1..], env, out, hops);
+                return;
+            }
+        }
         let mut inv = self.invocation(cmd, &base, false, args, env);
-        self.special(cmd, &base, args, &mut inv, env, out);
+        self.special(cmd, &base, args, &mut inv, env, out, hops);
+        self.code_options(cmd, &mut inv, args, env, out, hops);
+        if self.is_unknown(&base) {
+            inv.unknown_program = true;
+            if hops < GLOB_HOPS {
+                self.speculate(cmd, &base, args, env, out, hops);
+            }
+        }
         if first.text.contains('/') {
             // `./x.sh` where x.sh was written earlier in this command.
             if let Some(from) = self.written_script(cmd, first, env, out) {
@@ -469,11 +670,13 @@ impl Normalizer {
         let origin = name.to_string();
         let mut env_assigns: Vec<(String, Word)> = Vec::new();
         let mut replace: Option<String> = None;
+        let mut after_dashdash = false;
         while i < args.len() {
             let a = &args[i];
             let t = a.text.as_str();
             if t == "--" {
                 i += 1;
+                after_dashdash = !spec.no_command;
                 break;
             }
             if spec.assigns && !a.is_dynamic() && is_assignment(t) {
@@ -546,6 +749,11 @@ impl Normalizer {
                     }
                 }
                 i += 1;
+                if spec.argv_flags.contains(&last) {
+                    // `nix develop -c CMD ARGS…`: the rest is the command.
+                    after_dashdash = true;
+                    break;
+                }
                 continue;
             }
             if skip > 0 {
@@ -553,7 +761,18 @@ impl Normalizer {
                 i += 1;
                 continue;
             }
+            if spec.dashdash || spec.no_command {
+                // Tool specs or files before the command (`mise exec node@20 -- CMD`).
+                i += 1;
+                continue;
+            }
             break;
+        }
+        if (spec.dashdash || spec.no_command) && !after_dashdash {
+            let dashed = i > 0 && args.get(i - 1).is_some_and(|a| a.text == "--");
+            if spec.no_command || !dashed {
+                return;
+            }
         }
         let rest = &args[i.min(args.len())..];
         if rest.is_empty() {
@@ -581,6 +800,14 @@ impl Normalizer {
             }
             return;
         }
+        if let [one] = rest {
+            if !one.is_dynamic() && one.text.contains(char::is_whitespace) {
+                // `watchexec 'cargo test && x'`, `screen -dm 'a; b'`: one word with spaces is
+                // run by a shell.
+                self.nested_code(&one.text, name, &inner_cmd, env, out);
+                return;
+            }
+        }
         let mut inner: Vec<Word> = rest.to_vec();
         if spec.appends_input {
             // What xargs reads, when it is known (`echo / | xargs rm -rf`, `<<< /`).
@@ -597,7 +824,8 @@ impl Normalizer {
             let input = input.filter(|v: &Vec<String>| !v.is_empty() && v.len() <= 16);
             inner_cmd.stdin = Stdin::Inherited;
             if let Some(repl) = replace {
-                let values: Vec<String> = input.unwrap_or_else(|| vec![DYN.to_string()]);
+                let values: Vec<String> =
+                    input.unwrap_or_else(|| vec![find_root_input(&cmd.stdin).text]);
                 for v in values {
                     let replaced: Vec<Word> = inner
                         .iter()
@@ -613,7 +841,7 @@ impl Normalizer {
             }
             match input {
                 Some(v) => inner.extend(v.iter().map(|t| Word::lit(t))),
-                None => inner.push(Word::dynamic("(input)")),
+                None => inner.push(find_root_input(&cmd.stdin)),
             }
         }
         self.argv(&inner_cmd, &inner, env, out, hops + 1);
@@ -681,7 +909,13 @@ impl Normalizer {
                 reads.push(w.clone());
             }
         }
-        let file_positionals: Vec<&Word> = positionals.iter().skip(spec_ref.skip_args).collect();
+        // `chmod -x FILE`: the mode was written as an option, so there is no MODE positional.
+        let skip = if program == "chmod" && !positionals.first().is_some_and(is_chmod_mode) {
+            0
+        } else {
+            spec_ref.skip_args
+        };
+        let file_positionals: Vec<&Word> = positionals.iter().skip(skip).collect();
         for (i, p) in file_positionals.iter().enumerate() {
             let is_path = spec_ref.path_args || looks_like_path(p);
             if !is_path {
@@ -701,8 +935,14 @@ impl Normalizer {
             }
         }
         if flags.iter().any(|(n, _)| n == "in-place") {
-            for p in &positionals {
-                if looks_like_path(p) {
+            // `sed -i SCRIPT FILE…` (the script is the first positional unless given with
+            // `-e`), `perl -i -pe CODE FILE…`: the files are edited.
+            let script_given = flags
+                .iter()
+                .any(|(n, _)| matches!(n.as_str(), "expression" | "e" | "E" | "file"));
+            let skip = usize::from(!script_given);
+            for p in positionals.iter().skip(skip) {
+                if !writes.contains(p) {
                     writes.push(p.clone());
                 }
             }
@@ -743,6 +983,9 @@ impl Normalizer {
         }
         let network = spec_ref.network
             || spec.is_none() && self.tables.programs.get(program).is_some_and(|s| s.network);
+        for v in [&mut reads, &mut writes, &mut path_args] {
+            bound_paths(v);
+        }
         let mut raw: Vec<String> = args.iter().map(|w| w.raw.clone()).collect();
         raw.extend(cmd.assigns.iter().map(|(_, w)| w.raw.clone()));
         Invocation {
@@ -765,10 +1008,13 @@ impl Normalizer {
             network,
             unparsed: None,
             downstream: cmd.downstream.clone(),
+            unknown_program: false,
+            speculative: None,
         }
     }
 
     /// Commands hiding in the arguments of this one.
+    #[allow(clippy::too_many_arguments)]
     fn special(
         &self,
         cmd: &SimpleCmd,
@@ -777,6 +1023,7 @@ impl Normalizer {
         inv: &mut Invocation,
         env: &Env,
         out: &mut Analysis,
+        hops: usize,
     ) {
         match prog {
             "eval" => {
@@ -827,7 +1074,7 @@ impl Normalizer {
                 return;
             }
             "find" => {
-                self.find_exec(cmd, inv, args, env, out);
+                self.find_exec(cmd, inv, args, env, out, hops);
                 return;
             }
             "git" => {
@@ -837,7 +1084,7 @@ impl Normalizer {
             _ => {}
         }
         if let Some((iname, spec)) = self.interpreter(prog) {
-            self.interpreter_code(cmd, &iname, spec, inv, env, out);
+            self.interpreter_code(cmd, &iname, spec, inv, env, out, hops);
         }
     }
 
@@ -853,6 +1100,7 @@ impl Normalizer {
             })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn interpreter_code(
         &self,
         cmd: &SimpleCmd,
@@ -861,6 +1109,7 @@ impl Normalizer {
         inv: &mut Invocation,
         env: &Env,
         out: &mut Analysis,
+        hops: usize,
     ) {
         // Find code: a code flag's value, the first positional (awk), a script, or stdin.
         let prog = inv.program.clone();
@@ -872,7 +1121,7 @@ impl Normalizer {
                 // `python -m pip install x` runs `pip install x`.
                 let mut argv = vec![module.clone()];
                 argv.extend(inv.positionals.iter().cloned());
-                self.argv(cmd, &argv, env, out, 1);
+                self.argv(cmd, &argv, env, out, hops + 1);
                 return;
             }
         }
@@ -904,7 +1153,11 @@ impl Normalizer {
                     return;
                 }
                 if first.text == "-" || first.text == "/dev/stdin" {
-                    inv.code_from = self.stdin_code(cmd, &prog, env, out);
+                    inv.code_from = if spec.shell {
+                        self.stdin_code(cmd, &prog, env, out)
+                    } else {
+                        self.interpreter_stdin(cmd, &prog, inv, env, out)
+                    };
                     return;
                 }
                 // A script file: visible only when written earlier in the same command.
@@ -935,11 +1188,22 @@ impl Normalizer {
                         }
                     }
                     Some(from) => inv.code_from = from,
-                    None => {}
+                    None => {
+                        // `bash ./run.sh sudo id`: a script airlock cannot read, given what
+                        // looks like a command.
+                        let args = inv.positionals.get(1..).unwrap_or(&[]).to_vec();
+                        if !args.is_empty() && hops < GLOB_HOPS {
+                            self.speculate(cmd, &basename(&script.text), &args, env, out, hops);
+                        }
+                    }
                 }
                 return;
             } else {
-                inv.code_from = self.stdin_code(cmd, &prog, env, out);
+                inv.code_from = if spec.shell {
+                    self.stdin_code(cmd, &prog, env, out)
+                } else {
+                    self.interpreter_stdin(cmd, &prog, inv, env, out)
+                };
                 return;
             }
         }
@@ -956,6 +1220,60 @@ impl Normalizer {
             inv.code_from = CodeFrom::Seen;
             self.scan_code(&code.text, &origin, cmd, inv, env, out);
         }
+    }
+
+    /// Code in another language on stdin (`python3 <<'EOF'`, `cat <<EOF | node`): scanned like
+    /// inline code when its text is known; fetched or decoded code keeps its origin.
+    fn interpreter_stdin(
+        &self,
+        cmd: &SimpleCmd,
+        prog: &str,
+        inv: &mut Invocation,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        let text = match &cmd.stdin {
+            Stdin::Inherited => return CodeFrom::NotCode,
+            Stdin::Text(w) if !w.is_dynamic() => w.text.clone(),
+            Stdin::Text(_) | Stdin::File(_) => return CodeFrom::Unseen,
+            Stdin::Pipe(up) => match self.upstream_kind(up) {
+                Some(kind) => return kind,
+                None => match up.last() {
+                    Some(u) if !u.opaque => match &u.output {
+                        Some(t) => t.clone(),
+                        None => return CodeFrom::Unseen,
+                    },
+                    _ => return CodeFrom::Unseen,
+                },
+            },
+        };
+        self.scan_code(&text, &format!("{prog} <<…"), cmd, inv, env, out);
+        CodeFrom::Seen
+    }
+
+    /// Network or decoded code upstream of a pipe (a fetcher or decoder anywhere in it).
+    fn upstream_kind(&self, up: &[Upstream]) -> Option<CodeFrom> {
+        let words: Vec<String> = up
+            .iter()
+            .flat_map(|u| u.argv.iter())
+            .filter(|w| !w.is_dynamic())
+            .map(|w| basename(&w.text))
+            .collect();
+        if words.iter().any(|w| self.fetchers.contains(w)) {
+            return Some(CodeFrom::Network);
+        }
+        let base_decode = up.iter().any(|u| {
+            u.argv
+                .iter()
+                .any(|w| matches!(w.text.as_str(), "-d" | "--decode" | "-r" | "-D"))
+                && u.argv
+                    .first()
+                    .is_some_and(|p| basename(&p.text).contains("base"))
+        });
+        if words.iter().any(|w| self.decoders.contains(w)) || base_decode {
+            return Some(CodeFrom::Decoded);
+        }
+        None
     }
 
     /// Scans code in another language: what it calls, and any shell commands in its strings.
@@ -982,12 +1300,62 @@ impl Normalizer {
         if delete {
             inv.inline.push(InlineKind::Delete);
         }
-        let literals = string_literals(code);
+        let mut literals = string_literals(code);
+        // Commands written without quotes after a keyword (Tcl/expect `spawn sudo id`, Perl
+        // `qw(sudo id)`, AppleScript `do shell script`): taken as command strings too.
+        let mut exec = exec;
+        for kw in &scan.command_words {
+            let mut rest = code;
+            while let Some(i) = rest.find(kw.as_str()) {
+                let after = &rest[i + kw.len()..];
+                let end = after
+                    .find([';', '\n', ']', '}', ')'])
+                    .unwrap_or(after.len());
+                let segment = after[..end].trim().trim_matches(['"', '\'']);
+                if !segment.is_empty() {
+                    literals.push(segment.to_string());
+                    if !exec {
+                        exec = true;
+                        inv.inline.push(InlineKind::Exec);
+                    }
+                }
+                rest = &after[end.min(after.len())..];
+            }
+        }
+        let mut printing = code.to_string();
+        for s in &scan.not_write {
+            printing = printing.replace(s.as_str(), "");
+        }
+        let home_based = has(&scan.home);
+        let write = delete
+            || scan.write.iter().any(|s| printing.contains(s.as_str()))
+            || literals.iter().any(|l| {
+                let l = l.trim();
+                scan.write_modes.iter().any(|m| m == l) || l.starts_with('>') || l.starts_with("+<")
+            });
         for lit in &literals {
+            // Perl's `open(F, ">file")`: the mode is part of the string.
+            let lit = lit.trim_start_matches(['+', '<', '>', '|', ' ']);
             let w = Word::lit(lit);
-            if looks_like_path(&w) || lit.starts_with('~') {
+            let named = looks_like_path(&w) || lit.starts_with('~');
+            if named || write && looks_like_file_name(lit) {
+                // `Path.home() / '.bashrc'`, `os.homedir() + '/.ssh/x'`: relative to the home.
+                // (`homedir() + '/.zshrc'` too: a literal starting with `/.` is a dotfile name.)
+                if home_based && (!lit.starts_with(['/', '~']) || lit.starts_with("/.")) {
+                    let under = Word::lit(&format!(
+                        "{}/{}",
+                        env.home,
+                        lit.trim_start_matches("./").trim_start_matches('/')
+                    ));
+                    if write {
+                        inv.writes.push(under.clone());
+                        inv.path_args.push(under);
+                    } else {
+                        inv.reads.push(under);
+                    }
+                }
                 let w = Word::lit(&expand_tilde(lit, &env.home));
-                if delete {
+                if write {
                     inv.writes.push(w.clone());
                     inv.path_args.push(w);
                 } else {
@@ -997,14 +1365,29 @@ impl Normalizer {
         }
         if exec {
             // Strings handed to system()/exec are shell commands: analyse those that parse.
+            let mut seen_program = false;
             for lit in literals {
                 if lit.trim().is_empty() {
                     continue;
                 }
-                let mut probe = Analysis::default();
-                if self.nested_code(&lit, origin, cmd, env, &mut probe) {
+                let mut probe = Analysis {
+                    work: out.work,
+                    ..Analysis::default()
+                };
+                let ok = self.nested_code(&lit, origin, cmd, env, &mut probe);
+                out.work = probe.work;
+                if ok {
+                    seen_program |= probe
+                        .invocations
+                        .iter()
+                        .any(|i| self.is_known(&i.program) && !self.inert.contains(&i.program));
                     out.invocations.extend(probe.invocations);
                 }
+            }
+            // The programs it runs are plain literals (`subprocess.run(['git', 'status'])`),
+            // judged above: the call itself needs no review.
+            if seen_program && !has(&scan.opaque) {
+                inv.inline.retain(|k| *k != InlineKind::Exec);
             }
         }
     }
@@ -1119,6 +1502,7 @@ impl Normalizer {
         args: &[Word],
         env: &Env,
         out: &mut Analysis,
+        hops: usize,
     ) {
         // Roots: positionals before the first expression word.
         let mut roots = Vec::new();
@@ -1171,7 +1555,7 @@ impl Normalizer {
                 };
                 c.redirects.clear();
                 c.stdin = Stdin::Inherited;
-                self.argv(&c, &inner, env, out, 1);
+                self.argv(&c, &inner, env, out, hops + 1);
             } else if matches!(t, "-fprint" | "-fprintf" | "-fls" | "-fprint0") {
                 if let Some(w) = args.get(i + 1) {
                     inv.writes.push(w.clone());
@@ -1179,6 +1563,349 @@ impl Normalizer {
             }
             i += 1;
         }
+    }
+
+    /// The first positional argument (a subcommand or runner verb) and its index, skipping the
+    /// program's global options (with their values) and toolchain selectors.
+    fn first_positional(&self, prog: &str, args: &[Word]) -> Option<(String, usize)> {
+        let default_spec = FlagSpec::default();
+        let spec = self.tables.programs.get(prog).unwrap_or(&default_spec);
+        let (_, _, stop) = split_flags(args, spec, true);
+        let w = args.get(stop)?;
+        w.as_static().map(|s| (s.to_string(), stop))
+    }
+
+    /// Whether airlock knows nothing about `prog` (no table, no rule, not inert).
+    fn is_unknown(&self, prog: &str) -> bool {
+        !prog.is_empty()
+            && !self.inert.contains(prog)
+            && self
+                .known_programs
+                .binary_search_by(|p| p.as_str().cmp(prog))
+                .is_err()
+            && self.interpreter(prog).is_none()
+    }
+
+    /// Whether `prog` is a program airlock has a table or a rule for.
+    fn is_known(&self, prog: &str) -> bool {
+        self.known_programs
+            .binary_search_by(|p| p.as_str().cmp(prog))
+            .is_ok()
+            || self.interpreter(prog).is_some()
+    }
+
+    /// A program airlock does not know may run what its arguments name: the head of a
+    /// dangerous command (the `speculate` list) followed by arguments (`prlimit … sudo id`), a
+    /// quoted command line starting with one (`frob 'rm -rf ~'`)
+    /// or the value of an option named like code (`--exec CMD`, `--on-success=CMD`). Those are
+    /// judged as commands, marked speculative (a deny becomes ask: it may not run them).
+    fn speculate(
+        &self,
+        cmd: &SimpleCmd,
+        prog: &str,
+        args: &[Word],
+        env: &Env,
+        out: &mut Analysis,
+        hops: usize,
+    ) {
+        const BUDGET: usize = 8;
+        let mut budget = BUDGET;
+        let mut probe = Analysis {
+            work: out.work,
+            ..Analysis::default()
+        };
+        let label = format!("{prog} argument");
+        let mut c = cmd.clone();
+        c.origin = if cmd.origin.is_empty() {
+            label.clone()
+        } else {
+            format!("{} › {label}", cmd.origin)
+        };
+        c.redirects.clear();
+        c.stdin = Stdin::Inherited;
+        let mut i = 0;
+        while i < args.len() {
+            if budget == 0 {
+                // More candidates than are worth judging: say so rather than guess.
+                probe
+                    .errors
+                    .push((c.origin.clone(), ParseError::TooMuchNesting));
+                break;
+            }
+            let a = &args[i];
+            let Some(t) = a.as_static() else {
+                i += 1;
+                continue;
+            };
+            if let Some(opt) = t.strip_prefix('-').filter(|o| !o.is_empty() && *o != "-") {
+                let opt = opt.trim_start_matches('-');
+                let (name, attached) = match opt.split_once('=') {
+                    Some((n, v)) => (n, Some(v)),
+                    None => (opt, None),
+                };
+                if self.code_option_names.iter().any(|g| g.matches(name)) {
+                    let value = match attached {
+                        Some(v) => Some(Word {
+                            text: v.to_string(),
+                            ..a.clone()
+                        }),
+                        None => args.get(i + 1).cloned(),
+                    };
+                    if let Some(v) = value.filter(|v| !v.is_dynamic() && !v.text.is_empty()) {
+                        budget -= 1;
+                        self.nested_code(&v.text, &format!("{prog} -{opt}"), &c, env, &mut probe);
+                        if attached.is_none() {
+                            i += 1;
+                        }
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            let first_word = t.split_whitespace().next().unwrap_or("");
+            if t.contains(char::is_whitespace) && self.speculate.contains(&basename(first_word)) {
+                budget -= 1;
+                self.nested_code(t, &label, &c, env, &mut probe);
+            } else if i + 1 < args.len() && self.speculate.contains(&basename(t)) {
+                budget -= 1;
+                // A guessed command is judged on its next words only (bounded work).
+                let end = args.len().min(i + SPECULATION_WORDS);
+                self.argv(
+                    &c,
+                    &args[i..end],
+                    env,
+                    &mut probe,
+                    hops.max(GLOB_HOPS - 2) + 1,
+                );
+            }
+            i += 1;
+        }
+        // Parse failures of guessed code are not the command's: only what was found counts.
+        out.work = probe.work;
+        if let Some(e) = probe
+            .errors
+            .into_iter()
+            .find(|(_, e)| *e == ParseError::TooMuchNesting)
+        {
+            out.errors.push(e);
+        }
+        for mut inv in probe.invocations {
+            inv.speculative.get_or_insert_with(|| prog.to_string());
+            out.invocations.push(inv);
+        }
+    }
+
+    /// Options and arguments whose value is code (the `[[code_option]]` table): the value is
+    /// parsed and judged like `sh -c`; a value only known at run time is code airlock cannot see.
+    fn code_options(
+        &self,
+        cmd: &SimpleCmd,
+        inv: &mut Invocation,
+        args: &[Word],
+        env: &Env,
+        out: &mut Analysis,
+        hops: usize,
+    ) {
+        for co in &self.tables.code_option {
+            if !co.program.contains(&inv.program) {
+                continue;
+            }
+            if !co.subcommand.is_empty()
+                && !inv
+                    .subcommand
+                    .as_ref()
+                    .is_some_and(|s| co.subcommand.contains(s))
+            {
+                continue;
+            }
+            let label = match &inv.subcommand {
+                Some(s) => format!("{} {s}", inv.program),
+                None => inv.program.clone(),
+            };
+            for (what, value) in code_option_values(co, args) {
+                let origin = format!("{label} {what}");
+                let from = match co.runs {
+                    CodeRuns::Shell => self.code_word(&value, &origin, cmd, env, out),
+                    CodeRuns::Editor => self.editor_code(&value, &origin, cmd, env, out),
+                    CodeRuns::Makefile => self.makefile_code(&value, &origin, cmd, env, out),
+                    CodeRuns::Inline => self.inline_value(&value, &origin, cmd, inv, env, out),
+                    // Argv rows have no single value: see `code_option_rests`.
+                    CodeRuns::Argv => CodeFrom::NotCode,
+                };
+                if from == CodeFrom::Unseen {
+                    inv.code_from = CodeFrom::Unseen;
+                }
+            }
+            if co.runs == CodeRuns::Argv || !co.after.is_empty() {
+                for (what, rest) in code_option_rests(co, args) {
+                    let origin = format!("{label} {what}");
+                    if co.runs == CodeRuns::Inline {
+                        let code = Word {
+                            text: rest
+                                .iter()
+                                .map(|w| w.text.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                            ..Word::lit("")
+                        };
+                        if self.inline_value(&code, &origin, cmd, inv, env, out) == CodeFrom::Unseen
+                        {
+                            inv.code_from = CodeFrom::Unseen;
+                        }
+                    } else {
+                        self.argv_code(&rest, &origin, cmd, inv, env, out, hops);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Words that form a command line (`git bisect run CMD ARGS…`): one word with spaces is
+    /// shell code.
+    #[allow(clippy::too_many_arguments)]
+    fn argv_code(
+        &self,
+        rest: &[Word],
+        origin: &str,
+        cmd: &SimpleCmd,
+        inv: &mut Invocation,
+        env: &Env,
+        out: &mut Analysis,
+        hops: usize,
+    ) {
+        match rest {
+            [] => {}
+            [one] if one.is_dynamic() || one.text.contains(char::is_whitespace) => {
+                if self.code_word(one, origin, cmd, env, out) == CodeFrom::Unseen {
+                    inv.code_from = CodeFrom::Unseen;
+                }
+            }
+            many => {
+                let mut c = cmd.clone();
+                c.origin = if cmd.origin.is_empty() {
+                    origin.to_string()
+                } else {
+                    format!("{} › {origin}", cmd.origin)
+                };
+                c.redirects.clear();
+                c.stdin = Stdin::Inherited;
+                self.argv(&c, many, env, out, hops + 1);
+            }
+        }
+    }
+
+    /// Code in another language given as an option's value (`deno eval CODE`): scanned like
+    /// `python -c`.
+    fn inline_value(
+        &self,
+        value: &Word,
+        origin: &str,
+        cmd: &SimpleCmd,
+        inv: &mut Invocation,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        if value.is_dynamic() {
+            return CodeFrom::Unseen;
+        }
+        self.scan_code(&value.text, origin, cmd, inv, env, out);
+        CodeFrom::Seen
+    }
+
+    /// An editor or pager command: what follows `!` (or gdb's `shell `) runs in a shell.
+    fn editor_code(
+        &self,
+        value: &Word,
+        origin: &str,
+        cmd: &SimpleCmd,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        if value.is_dynamic() {
+            return CodeFrom::Unseen;
+        }
+        let v = value.text.trim().trim_start_matches([':', ' ', '.']);
+        let lower = v.to_ascii_lowercase();
+        let shell = if let Some(rest) = lower
+            .strip_prefix("shell ")
+            .or_else(|| lower.strip_prefix("system "))
+        {
+            Some(v[v.len() - rest.len()..].to_string())
+        } else {
+            v.split_once('!').map(|(_, rest)| rest.to_string())
+        };
+        let mut from = CodeFrom::NotCode;
+        if let Some(code) = shell.filter(|c| !c.trim().is_empty()) {
+            from = self.code_word(&Word::lit(&code), origin, cmd, env, out);
+        }
+        let opaque = [
+            "system(",
+            "systemlist(",
+            "terminal",
+            "jobstart",
+            "execute",
+            "py ",
+            "py3",
+            "python",
+            "lua ",
+            "perl ",
+            "ruby ",
+            "source",
+            "so ",
+        ];
+        if opaque.iter().any(|o| lower.contains(o)) {
+            from = CodeFrom::Unseen;
+        }
+        from
+    }
+
+    /// `make -f -`: the makefile is on stdin; its recipe lines and `$(shell …)` are shell code.
+    fn makefile_code(
+        &self,
+        value: &Word,
+        origin: &str,
+        cmd: &SimpleCmd,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        if value.is_dynamic() {
+            return CodeFrom::Unseen;
+        }
+        if !matches!(value.text.as_str(), "-" | "/dev/stdin" | "/dev/fd/0") {
+            return CodeFrom::NotCode;
+        }
+        let text = match &cmd.stdin {
+            Stdin::Text(w) if !w.is_dynamic() => Some(w.text.clone()),
+            Stdin::Pipe(up) => up.last().and_then(|u| u.output.clone()),
+            _ => None,
+        };
+        let Some(text) = text else {
+            return CodeFrom::Unseen;
+        };
+        let mut code = Vec::new();
+        for line in text.lines() {
+            if let Some(recipe) = line.strip_prefix('\t') {
+                code.push(recipe.trim_start_matches(['@', '-', '+']).to_string());
+            } else if let Some((_, recipe)) = line
+                .split_once(':')
+                .and_then(|(_, rest)| rest.split_once(';'))
+            {
+                // `target: prerequisites ; recipe`
+                code.push(recipe.trim_start_matches([' ', '@', '-', '+']).to_string());
+            }
+            let mut rest = line;
+            while let Some(i) = rest.find("$(shell ") {
+                let after = &rest[i + 8..];
+                let end = after.find(')').unwrap_or(after.len());
+                code.push(after[..end].to_string());
+                rest = &after[end..];
+            }
+        }
+        let script = code.join("\n").replace("$$", "$");
+        if script.trim().is_empty() {
+            return CodeFrom::Seen;
+        }
+        self.code_word(&Word::lit(&script), origin, cmd, env, out)
     }
 
     fn git(&self, cmd: &SimpleCmd, inv: &mut Invocation, env: &Env, out: &mut Analysis) {
@@ -1200,6 +1927,147 @@ impl Normalizer {
     }
 }
 
+/// The values of a [`CodeOption`] row's options in `args`, each with the option as written.
+fn code_option_values(co: &CodeOption, args: &[Word]) -> Vec<(String, Word)> {
+    let mut found = Vec::new();
+    let sub = |a: &Word, text: &str| Word {
+        text: text.to_string(),
+        ..a.clone()
+    };
+    if co.runs != CodeRuns::Argv {
+        for (i, a) in args.iter().enumerate() {
+            let t = a.text.as_str();
+            for o in &co.options {
+                if o == "+" {
+                    if let Some(v) = t.strip_prefix('+').filter(|v| !v.is_empty()) {
+                        found.push((
+                            format!("+{}", v.chars().take(1).collect::<String>()),
+                            sub(a, v),
+                        ));
+                    }
+                    continue;
+                }
+                if t == o {
+                    if !co.attached {
+                        if let Some(n) = args.get(i + 1) {
+                            found.push((o.clone(), n.clone()));
+                        }
+                    }
+                } else if let Some(at) = bundled_short(t, o) {
+                    // `rsync -ae CMD`, `ssh -vo ProxyCommand=…`: a short option at the end of
+                    // (or inside) a bundle of flags.
+                    match t.get(at + 1..).filter(|r| !r.is_empty()) {
+                        Some(rest) => found.push((o.clone(), sub(a, rest))),
+                        None if !co.attached => {
+                            if let Some(n) = args.get(i + 1) {
+                                found.push((o.clone(), n.clone()));
+                            }
+                        }
+                        None => {}
+                    }
+                } else if let Some(rest) = t.strip_prefix(o.as_str()) {
+                    let v = if o.starts_with("--") {
+                        rest.strip_prefix('=')
+                    } else {
+                        Some(rest)
+                    };
+                    if let Some(v) = v {
+                        found.push((o.clone(), sub(a, v)));
+                    }
+                }
+            }
+            if let Some(p) = &co.prefix {
+                if let Some(v) = t.strip_prefix(p.as_str()) {
+                    // git's ext:: URLs escape spaces as `% `.
+                    found.push((p.clone(), sub(a, &v.replace("% ", " "))));
+                }
+            }
+        }
+        if co.first_arg {
+            let mut it = args.iter().skip_while(|a| a.text == "--");
+            if let Some(a) = it
+                .next()
+                .filter(|a| !a.text.starts_with('-') || a.is_dynamic())
+            {
+                found.push(("command".to_string(), a.clone()));
+            }
+        }
+        if co.each_arg && co.after.is_empty() {
+            for a in args
+                .iter()
+                .filter(|a| !a.text.starts_with('-'))
+                .take(MAX_EACH_ARG)
+            {
+                found.push(("command".to_string(), a.clone()));
+            }
+        }
+    }
+    // `ssh -o ProxyCommand=CMD`: only the value after the key is code.
+    if let Some(key) = &co.key {
+        found = found
+            .into_iter()
+            .filter_map(|(what, w)| {
+                let t = w.text.trim_start();
+                let head = t.get(..key.len())?;
+                let rest = &t[key.len()..];
+                let sep = rest.chars().next()?;
+                if head.eq_ignore_ascii_case(key) && (sep == '=' || sep.is_whitespace()) {
+                    let value = rest[sep.len_utf8()..].trim_start();
+                    Some((format!("{what} {key}"), sub(&w, value)))
+                } else {
+                    None
+                }
+            })
+            .collect();
+    }
+    found
+}
+
+/// Where the letter of the short option `opt` (`-e`) sits in a bundle of short flags (`-ave`),
+/// if it is not the first letter (that case is a plain prefix match).
+fn bundled_short(word: &str, opt: &str) -> Option<usize> {
+    let letter = opt.strip_prefix('-').filter(|l| l.chars().count() == 1)?;
+    let body = word.strip_prefix('-').filter(|b| !b.starts_with('-'))?;
+    let pos = body.find(letter)?;
+    if pos == 0 || !body[..pos].chars().all(|c| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    Some(pos + 1)
+}
+
+/// The command lines after a [`CodeOption`] row's `after` words (leading options skipped):
+/// `git bisect run CMD…`; with `each_arg`, every remaining non-option word alone.
+fn code_option_rests(co: &CodeOption, args: &[Word]) -> Vec<(String, Vec<Word>)> {
+    let mut out = Vec::new();
+    let Some(at) = args.iter().position(|a| {
+        a.as_static()
+            .is_some_and(|t| co.after.iter().any(|x| x == t))
+    }) else {
+        return out;
+    };
+    let what = args[at].text.clone();
+    let mut rest = &args[at + 1..];
+    while rest.first().is_some_and(|a| a.text.starts_with('-')) {
+        let dashdash = rest[0].text == "--";
+        rest = &rest[1..];
+        if dashdash {
+            break;
+        }
+    }
+    if co.each_arg {
+        for a in rest
+            .iter()
+            .filter(|a| !a.text.starts_with('-'))
+            .take(MAX_EACH_ARG)
+        {
+            out.push((what.clone(), vec![a.clone()]));
+        }
+    } else if !rest.is_empty() {
+        out.push((what, rest.to_vec()));
+    }
+    out
+}
+
 /// Canonical option names with their values.
 type Flags = Vec<(String, Option<Word>)>;
 
@@ -1218,6 +2086,11 @@ fn split_flags(
     while i < args.len() {
         let a = &args[i];
         let t = a.text.as_str();
+        if spec.selectors && !only_pos && t.len() > 1 && t.starts_with('+') && !a.is_dynamic() {
+            flags.push((t.to_string(), None));
+            i += 1;
+            continue;
+        }
         if only_pos || a.is_dynamic() && !t.starts_with('-') || t == "-" || !t.starts_with('-') {
             if stop_at_positional {
                 return (flags, pos, i);
@@ -1287,6 +2160,89 @@ fn split_flags(
     }
     let n = args.len();
     (flags, pos, n)
+}
+
+/// Whether `w` is a chmod(1) mode: octal digits, or `[ugoa]*[-+=][rwxXst]*` clauses.
+fn is_chmod_mode(w: &Word) -> bool {
+    let t = w.text.as_str();
+    if w.is_dynamic() || t.starts_with("--reference") {
+        return true;
+    }
+    if !t.is_empty() && t.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return true;
+    }
+    t.split(',').all(|clause| {
+        let ops = clause.trim_start_matches(['u', 'g', 'o', 'a']);
+        ops.starts_with(['+', '-', '=']) && ops.chars().all(|c| "+-=rwxXstugo".contains(c))
+    })
+}
+
+/// What `xargs` appends when its input is unknown: a name under the root of a `find ROOT …`
+/// feeding it (`find src -print0 | xargs -0 sed -i …`), else anything.
+fn find_root_input(stdin: &Stdin) -> Word {
+    let Stdin::Pipe(up) = stdin else {
+        return Word::dynamic("(input)");
+    };
+    let Some(u) = up.last() else {
+        return Word::dynamic("(input)");
+    };
+    let is_find = u.argv.first().is_some_and(|p| {
+        !p.is_dynamic() && matches!(basename(&p.text).as_str(), "find" | "fd" | "fdfind")
+    });
+    if !is_find || u.opaque {
+        return Word::dynamic("(input)");
+    }
+    let roots: Vec<&Word> = u.argv[1..]
+        .iter()
+        .take_while(|w| !w.text.starts_with('-') && w.text != "(" && w.text != "!")
+        .collect();
+    let root = match roots.as_slice() {
+        [] => ".".to_string(),
+        [one] if one.as_static().is_some() && !one.text.starts_with('-') => one.text.clone(),
+        _ => return Word::dynamic("(input)"),
+    };
+    if basename(&u.argv[0].text) != "find" {
+        return Word::dynamic("(input)");
+    }
+    let mut w = Word::lit(&root);
+    w.text = format!("{}/{}", root.trim_end_matches('/'), DYN);
+    w.raw = "(input)".to_string();
+    w
+}
+
+/// A bare file name with an extension (`readme.md`, `settings.json`), as code writes them.
+fn looks_like_file_name(s: &str) -> bool {
+    match s.rsplit_once('.') {
+        Some((stem, ext)) => {
+            !stem.is_empty()
+                && (1..=8).contains(&ext.len())
+                && ext.chars().all(|c| c.is_ascii_alphanumeric())
+                && stem
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        }
+        None => false,
+    }
+}
+
+/// Drops repeated paths, and keeps at most [`MAX_GLOB_PATHS`] glob paths (each is judged by
+/// every path it can name, which costs): past that, one path only known at run time stands for
+/// the rest (ask).
+fn bound_paths(v: &mut Vec<Word>) {
+    let mut seen = HashSet::new();
+    v.retain(|w| seen.insert((w.text.clone(), w.glob)));
+    let globs = v.iter().filter(|w| w.glob).count();
+    if globs > MAX_GLOB_PATHS {
+        let mut kept = 0usize;
+        v.retain(|w| {
+            if !w.glob {
+                return true;
+            }
+            kept += 1;
+            kept <= MAX_GLOB_PATHS
+        });
+        v.push(Word::dynamic("(more glob paths)"));
+    }
 }
 
 /// `/usr/bin/rm` → `rm`.

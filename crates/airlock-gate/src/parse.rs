@@ -46,6 +46,8 @@ pub enum ParseError {
     PipelineTooLong,
     #[error("command has more than {MAX_WORDS} words")]
     TooManyWords,
+    #[error("command hides too many commands inside other commands to analyse them all")]
+    TooMuchNesting,
 }
 
 /// One word after quote removal and the static part of expansion.
@@ -160,6 +162,17 @@ pub struct SimpleCmd {
     pub downstream: Vec<String>,
     /// Files written earlier in the same script, by absolute path, with what they hold.
     pub files: Vec<(String, FileContent)>,
+    /// Variables known when it runs (for code it runs in the same shell: `trap`, `eval`).
+    pub vars: Vec<(String, KnownVar)>,
+}
+
+/// A variable whose value (or the start of it) is known statically.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KnownVar {
+    /// The whole value.
+    Value(String),
+    /// The value starts with this (`T=$(mktemp)`: `/tmp/`; a `for` variable over `dir/*`).
+    Prefix(String),
 }
 
 /// What a file written earlier in the same script holds.
@@ -187,15 +200,38 @@ pub fn parse(
     origin: &str,
     depth: usize,
 ) -> Result<Vec<SimpleCmd>, ParseError> {
+    parse_with(src, env, origin, depth, &[])
+}
+
+/// [`parse`] with variables already known (code run by `trap` or `eval` in the same shell;
+/// for `sh -c` they hold only if exported, and an unset one is empty: no less strict).
+pub fn parse_with(
+    src: &str,
+    env: &Env,
+    origin: &str,
+    depth: usize,
+    known: &[(String, KnownVar)],
+) -> Result<Vec<SimpleCmd>, ParseError> {
+    let vars = known
+        .iter()
+        .map(|(n, v)| {
+            let v = match v {
+                KnownVar::Value(s) => Var::Known(s.clone()),
+                KnownVar::Prefix(s) => Var::Prefix(s.clone()),
+            };
+            (n.clone(), v)
+        })
+        .collect();
     let mut w = Walker {
         env,
         words_seen: 0,
         files: Vec::new(),
         out: Vec::new(),
-        vars: HashMap::new(),
+        vars,
         cwd: Some(env.cwd.clone()),
         origin: origin.to_string(),
         depth,
+        src: String::new(),
     };
     w.script(src)?;
     Ok(w.out)
@@ -272,6 +308,108 @@ fn paren_depth(s: &str) -> usize {
     max
 }
 
+/// Whether an assignment's value is only `$(mktemp …)` with no directory of its own (`-p`,
+/// `--tmpdir=`, a template with a `/`): the name is then under /tmp.
+fn is_mktemp(raw: &str) -> bool {
+    let r = raw.trim_matches('"');
+    let Some(inner) = r
+        .strip_prefix("$(")
+        .and_then(|s| s.strip_suffix(')'))
+        .or_else(|| r.strip_prefix('`').and_then(|s| s.strip_suffix('`')))
+    else {
+        return false;
+    };
+    let mut words = inner.split_whitespace();
+    words.next() == Some("mktemp")
+        && words.all(|w| {
+            matches!(
+                w,
+                "-d" | "--directory" | "-u" | "--dry-run" | "-q" | "--quiet" | "-t"
+            ) || (!w.starts_with('-') && !w.contains(['/', '$', '`', '~']))
+        })
+}
+
+/// What every value of a `for` loop over static words starts with, up to a `/`: `dir/` for
+/// `dir/*.txt dir/b`, `./` for relative names in the current directory (`*.rs`).
+fn loop_prefix(values: &[Word]) -> Var {
+    if values.is_empty() || values.iter().any(Word::is_dynamic) {
+        return Var::Unknown;
+    }
+    let dir = |w: &Word| -> String {
+        let t = &w.text;
+        let stop = if w.glob {
+            t.find(['*', '?', '[']).unwrap_or(t.len())
+        } else {
+            t.len()
+        };
+        match t[..stop].rfind('/') {
+            Some(i) => t[..=i].to_string(),
+            None => String::new(),
+        }
+    };
+    let first = dir(&values[0]);
+    if values.iter().any(|w| dir(w) != first) {
+        return Var::Unknown;
+    }
+    if first.is_empty() {
+        // Names in the current directory: `-rf` or `/` cannot be one of them unless written.
+        if values.iter().any(|w| w.text.starts_with(['-', '/', '~'])) {
+            return Var::Unknown;
+        }
+        return Var::Prefix("./".to_string());
+    }
+    if first.starts_with("../") || first.contains("/../") {
+        return Var::Unknown;
+    }
+    Var::Prefix(first)
+}
+
+/// Whether `text` (the inside of `(( … ))` or `$(( … ))`) parses as an arithmetic expression.
+/// Expansions (`$x`, `${x}`, `$(…)`) are replaced by a number first: they are walked apart.
+fn is_arithmetic(text: &str) -> bool {
+    let mut s = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '$' {
+            s.push(c);
+            continue;
+        }
+        match chars.peek() {
+            Some('{') | Some('(') => {
+                let (open, close) = if chars.peek() == Some(&'{') {
+                    ('{', '}')
+                } else {
+                    ('(', ')')
+                };
+                let mut depth = 0usize;
+                for d in chars.by_ref() {
+                    if d == open {
+                        depth += 1;
+                    } else if d == close {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+            _ => {
+                while chars.peek().is_some_and(|c| {
+                    c.is_ascii_alphanumeric()
+                        || matches!(c, '_' | '#' | '?' | '@' | '*' | '!' | '-')
+                }) {
+                    chars.next();
+                }
+            }
+        }
+        s.push('1');
+    }
+    if s.trim().is_empty() {
+        return true;
+    }
+    std::panic::catch_unwind(|| brush_parser::arithmetic::parse(&s).is_ok()).unwrap_or(false)
+}
+
 /// Whether `s` has a run of at least `min` ASCII digits anywhere.
 fn has_digit_run(s: &str, min: usize) -> bool {
     let mut run = 0usize;
@@ -287,6 +425,8 @@ fn has_digit_run(s: &str, min: usize) -> bool {
 #[derive(Debug, Clone)]
 enum Var {
     Known(String),
+    /// A value known to start with this text (a `for` variable over `dir/*.txt`: `dir/`).
+    Prefix(String),
     Unknown,
 }
 
@@ -299,6 +439,8 @@ struct Walker<'a> {
     cwd: Option<String>,
     origin: String,
     depth: usize,
+    /// The text of the script being walked (AST locations index into it).
+    src: String,
 }
 
 impl Walker<'_> {
@@ -307,10 +449,13 @@ impl Walker<'_> {
             return Err(ParseError::TooDeep);
         }
         let program = parse_ast(src)?;
-        for cc in &program.complete_commands {
-            self.compound_list(cc)?;
-        }
-        Ok(())
+        let saved = std::mem::replace(&mut self.src, src.to_string());
+        let r = program
+            .complete_commands
+            .iter()
+            .try_for_each(|cc| self.compound_list(cc));
+        self.src = saved;
+        r
     }
 
     /// Parses and walks nested source (command substitution etc.) with its own origin.
@@ -426,6 +571,7 @@ impl Walker<'_> {
                         depth: self.depth,
                         downstream: Vec::new(),
                         files: Vec::new(),
+                        vars: Vec::new(),
                     });
                 }
                 Ok(Upstream {
@@ -478,7 +624,28 @@ impl Walker<'_> {
     fn compound(&mut self, c: &ast::CompoundCommand) -> Result<(), ParseError> {
         use ast::CompoundCommand as C;
         match c {
-            C::Arithmetic(a) => self.arith(&a.expr.value),
+            C::Arithmetic(a) => {
+                // brush-parser takes `( ( cmd ) )` for `(( … ))` and flattens its text (a
+                // here-document's newlines become spaces): when it is not arithmetic, walk the
+                // source as bash does, as `( ( … ) )`.
+                // Written `( (` (apart), it is never arithmetic in bash, whatever the text.
+                let written = self.src.get(a.loc.start.index..a.loc.end.index);
+                let apart = written.is_some_and(|s| !s.starts_with("(("));
+                let span = written
+                    .and_then(|s| s.strip_prefix('('))
+                    .and_then(|s| s.strip_suffix(')'))
+                    .map(str::to_string);
+                match span {
+                    Some(inner) if apart || !is_arithmetic(&a.expr.value) => {
+                        let saved_cwd = self.cwd.clone();
+                        let origin = self.origin.clone();
+                        let r = self.nested(&inner, &origin);
+                        self.cwd = saved_cwd;
+                        r
+                    }
+                    _ => self.arith(&a.expr.value),
+                }
+            }
             C::ArithmeticForClause(f) => {
                 for e in [&f.initializer, &f.condition, &f.updater]
                     .into_iter()
@@ -504,7 +671,7 @@ impl Walker<'_> {
                     // The loop variable takes each value: known only if there is one.
                     let var = match all.as_slice() {
                         [one] if !one.is_dynamic() && !one.glob => Var::Known(one.text.clone()),
-                        _ => Var::Unknown,
+                        _ => loop_prefix(&all),
                     };
                     self.vars.insert(f.variable_name.clone(), var);
                 } else {
@@ -546,11 +713,20 @@ impl Walker<'_> {
         }
     }
 
-    /// Arithmetic text may hold `$(…)` or backquotes, which run.
+    /// Arithmetic text may hold `$(…)` or backquotes, which run. And text that is not an
+    /// arithmetic expression is commands: brush-parser reads `( ( cat x ) )` (nested subshells)
+    /// as `(( … ))`, where bash falls back to subshells; so walk it as a script too.
     fn arith(&mut self, text: &str) -> Result<(), ParseError> {
         if text.contains("$(") || text.contains('`') || text.contains("${") {
             let quoted = format!("\"{}\"", text.replace('"', "\\\""));
             self.words(&quoted)?;
+        }
+        if !is_arithmetic(text) {
+            let saved_cwd = self.cwd.clone();
+            let origin = self.origin.clone();
+            let r = self.nested(text, &origin);
+            self.cwd = saved_cwd;
+            r?;
         }
         Ok(())
     }
@@ -621,6 +797,7 @@ impl Walker<'_> {
             depth: self.depth,
             downstream: Vec::new(),
             files: self.files.clone(),
+            vars: self.known_vars(),
         };
         self.track_cd(&cmd);
         self.track_files(&cmd, summary.output.as_deref());
@@ -770,10 +947,31 @@ impl Walker<'_> {
         }
     }
 
+    /// The variables known now, for commands that run code in this shell later.
+    fn known_vars(&self) -> Vec<(String, KnownVar)> {
+        if self.vars.is_empty() {
+            return Vec::new();
+        }
+        let mut v: Vec<(String, KnownVar)> = self
+            .vars
+            .iter()
+            .filter_map(|(n, v)| match v {
+                Var::Known(s) => Some((n.clone(), KnownVar::Value(s.clone()))),
+                Var::Prefix(s) => Some((n.clone(), KnownVar::Prefix(s.clone()))),
+                Var::Unknown => None,
+            })
+            .take(32)
+            .collect();
+        v.sort();
+        v
+    }
+
     fn set_var(&mut self, name: &str, value: &Word) {
         // A variable assigned twice may hold either value: treat it as unknown.
         let v = match (self.vars.get(name), value.as_static()) {
             (None, Some(s)) => Var::Known(s.to_string()),
+            // `T=$(mktemp)`, `T=$(mktemp -d)`: a new name under /tmp (mktemp(1)).
+            (None, None) if is_mktemp(&value.raw) => Var::Prefix("/tmp/".to_string()),
             _ => Var::Unknown,
         };
         self.vars.insert(name.to_string(), v);
@@ -952,8 +1150,8 @@ impl Walker<'_> {
         if self.words_seen > MAX_WORDS {
             return Err(ParseError::TooManyWords);
         }
-        // brush-parser 0.4 unwraps the number of `~+N` / `~-N`: a huge N panics.
-        if (text.contains("~+") || text.contains("~-")) && has_digit_run(text, 18) {
+        // brush-parser 0.4 unwraps the number of `~N`, `~+N` / `~-N`: a huge N panics.
+        if text.contains('~') && has_digit_run(text, 18) {
             return Err(ParseError::Syntax("directory stack index too large".into()));
         }
         let opts = brush_parser::ParserOptions::default();
@@ -963,6 +1161,16 @@ impl Walker<'_> {
         let mut b = Builder::default();
         for p in &pieces {
             self.piece(&p.piece, text, p, false, &mut b)?;
+        }
+        // brush-parser leaves `$( … )` as plain text when the substitution holds an unbalanced
+        // parenthesis (in a here-document or a comment: `$( bash <<'EOF'\nsudo id # (\nEOF\n)`),
+        // where bash runs it. Walk the rest of the word as the substitution's script.
+        if let Some(at) = unparsed_substitution(&pieces) {
+            let tail = text.get(at + 2..).unwrap_or("");
+            let tail = tail.trim_end_matches('"');
+            let tail = tail.strip_suffix(')').unwrap_or(tail);
+            self.nested(tail, "$(…)")?;
+            b.push_dyn();
         }
         Ok(b.finish(raw))
     }
@@ -1051,6 +1259,11 @@ impl Walker<'_> {
                                 b.push_split(&v);
                             }
                         }
+                        (_, Some(Var::Prefix(p))) => {
+                            let p = p.clone();
+                            b.push_str(&p);
+                            b.push_dyn();
+                        }
                         (_, Some(Var::Unknown)) => b.push_dyn(),
                         ("HOME", None) => b.push_str(&self.env.home.clone()),
                         ("PWD", None) => match &self.cwd {
@@ -1071,6 +1284,23 @@ impl Walker<'_> {
                     b.push_dyn();
                     return Ok(());
                 }
+            }
+        }
+        // `${t%.txt}`: removing a suffix keeps what the value starts with.
+        if let ParameterExpr::RemoveSmallestSuffixPattern {
+            parameter: Parameter::Named(name),
+            indirect: false,
+            ..
+        }
+        | ParameterExpr::RemoveLargestSuffixPattern {
+            parameter: Parameter::Named(name),
+            indirect: false,
+            ..
+        } = p
+        {
+            if let Some(Var::Prefix(pre)) = self.vars.get(name) {
+                let pre = pre.clone();
+                b.push_str(&pre);
             }
         }
         // Anything fancier (`${X:-$(cmd)}`, `${X/a/b}`, `${!X}`): the value is dynamic, but
@@ -1135,6 +1365,36 @@ impl Walker<'_> {
         }
         Ok(())
     }
+}
+
+/// Where a `$(` that brush-parser left as text starts (the byte index of its `$`), if any.
+fn unparsed_substitution(pieces: &[WordPieceWithSource]) -> Option<usize> {
+    let mut flat: Vec<(&str, usize)> = Vec::new();
+    for p in pieces {
+        match &p.piece {
+            WordPiece::Text(s) => flat.push((s, p.start_index)),
+            WordPiece::DoubleQuotedSequence(inner)
+            | WordPiece::GettextDoubleQuotedSequence(inner) => {
+                for q in inner {
+                    if let WordPiece::Text(s) = &q.piece {
+                        flat.push((s, q.start_index));
+                    } else {
+                        flat.push(("", q.start_index));
+                    }
+                }
+            }
+            _ => flat.push(("", p.start_index)),
+        }
+    }
+    for (k, (s, start)) in flat.iter().enumerate() {
+        if let Some(i) = s.find("$(") {
+            return Some(start + i);
+        }
+        if s.ends_with('$') && flat.get(k + 1).is_some_and(|(n, _)| n.starts_with('(')) {
+            return Some(start + s.len() - 1);
+        }
+    }
+    None
 }
 
 fn assignment_name(a: &ast::Assignment) -> String {
@@ -1546,6 +1806,8 @@ mod tests {
         for src in [
             "echo 99999999999>x",
             "cat ~+99999999999999999999",
+            "sh -c \"rm -rf ~1111111111111111111111111111111111\"",
+            "ls ~99999999999999999999",
             "echo {1..99999999999999999999}",
             "rm -rf {99999999999999999999..1}/",
         ] {
@@ -1553,6 +1815,22 @@ mod tests {
             if let Ok(cmds) = parse(src, &env(), "", 0) {
                 assert!(cmds[0].argv.iter().skip(1).any(Word::is_dynamic), "{src}");
             }
+        }
+    }
+
+    #[test]
+    fn huge_tilde_numbers_are_refused_before_brush_panics() {
+        // brush-parser unwraps the number of `~N`: refused up front (the fuzzer's panic hook
+        // aborts even on a panic that `guarded` would catch).
+        for src in [
+            "ls ~99999999999999999999",
+            "rm -rf ~1111111111111111111111111111111111",
+        ] {
+            assert_eq!(
+                parse(src, &env(), "", 0),
+                Err(ParseError::Syntax("directory stack index too large".into())),
+                "{src}"
+            );
         }
     }
 

@@ -136,6 +136,16 @@ pub(crate) struct DataFile {
     #[serde(default)]
     pub secret_env: Vec<String>,
     #[serde(default)]
+    pub code_option: Vec<crate::normalize::CodeOption>,
+    #[serde(default)]
+    pub inert: Vec<String>,
+    #[serde(default)]
+    pub code_option_names: Vec<String>,
+    #[serde(default)]
+    pub webfetch_docs: Vec<String>,
+    #[serde(default)]
+    pub speculate: Vec<String>,
+    #[serde(default)]
     pub rule: Vec<RuleSpec>,
 }
 
@@ -152,6 +162,11 @@ impl DataFile {
                 decoders: self.decoders,
                 exec_env: self.exec_env,
                 git_exec_keys: self.git_exec_keys,
+                code_option: self.code_option,
+                inert: self.inert,
+                code_option_names: self.code_option_names,
+                webfetch_docs: self.webfetch_docs,
+                speculate: self.speculate,
             },
             self.secret_env,
             self.rule,
@@ -198,10 +213,12 @@ pub const CHECKS: &[&str] = &[
     "git-push-force",
     "git-push-delete",
     "git-push-protected",
+    "git-push-url",
     "git-config-exec-key",
     "secret-env-ref",
     "setuid-mode",
     "pipes-to-network",
+    "sed-script-exec",
 ];
 
 /// Path categories rules can use in `target`.
@@ -360,6 +377,19 @@ impl Rule {
             command_only: command_fields,
             spec,
         })
+    }
+
+    /// The commands this rule must match (empty in the hook's copy of the built-in rules).
+    pub fn examples(&self) -> &[String] {
+        &self.spec.examples
+    }
+
+    /// Whether the rule is about paths only (writes, paths or reads; no program): such a rule
+    /// says which paths are protected.
+    pub fn is_path_rule(&self) -> bool {
+        self.program.is_empty()
+            && self.check.is_none()
+            && (!self.writes.is_empty() || !self.paths.is_empty())
     }
 
     /// Static program names this rule mentions (candidates for globbed program words).
@@ -779,6 +809,27 @@ fn path_match(globs: &[Glob], w: &Word, at: Option<(Option<&str>, &MatchCtx<'_>)
         Some((cwd, ctx)) => (cwd, ctx.home),
         None => (None, ""),
     };
+    if w.glob && !w.is_dynamic() {
+        // `cat ~/.ss?/id_*`: judged as every path the pattern can name.
+        if let Some(abs) = absolute_pattern(&w.text, cwd, home) {
+            if abs.len() > MAX_GLOB_PATH {
+                // Not worth the work: it could name anything.
+                return Match::Possible;
+            }
+            let pat = Glob::new(&abs);
+            // A last name of only wildcards (`src/*`) names every file; it is not taken as
+            // naming a file that rules protect by its name anywhere (`*/id_rsa`, `*.pem`), or
+            // every `cat src/*` would be denied. `.claude/*` still names `*/.claude/settings.json`.
+            let last = abs.rsplit('/').next().unwrap_or("");
+            let any_name = last.chars().all(|c| matches!(c, '*' | '?'));
+            return Match::from_bool(
+                globs
+                    .iter()
+                    .filter(|g| !(any_name && g.is_name_anywhere()))
+                    .any(|g| pat.shell_intersects(g)),
+            );
+        }
+    }
     match resolve(w, cwd, home) {
         PathRef::Exact(p) => Match::from_bool(globs.iter().any(|g| g.matches(&p))),
         PathRef::Under(_) => {
@@ -800,6 +851,25 @@ fn path_match(globs: &[Glob], w: &Word, at: Option<(Option<&str>, &MatchCtx<'_>)
     }
 }
 
+/// Longest glob path judged by what it can name (longer ones could name anything).
+const MAX_GLOB_PATH: usize = 1024;
+
+/// A shell pattern made absolute (`~` expanded, relative to `cwd`, `.`/`..` removed).
+fn absolute_pattern(text: &str, cwd: Option<&str>, home: &str) -> Option<String> {
+    let s = if text == "~" {
+        home.to_string()
+    } else if let Some(r) = text.strip_prefix("~/") {
+        format!("{home}/{r}")
+    } else {
+        text.to_string()
+    };
+    if s.starts_with('/') {
+        Some(lexical(&s))
+    } else {
+        cwd.map(|c| lexical(&format!("{c}/{s}")))
+    }
+}
+
 fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
     match name {
         "dynamic-program" => Match::from_bool(inv.program.contains(DYN)),
@@ -814,6 +884,7 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
         "git-push-force" => crate::git::push_force(inv, ctx),
         "git-push-delete" => crate::git::push_delete(inv),
         "git-push-protected" => crate::git::push_protected(inv, ctx),
+        "git-push-url" => crate::git::push_url(inv, ctx),
         "git-config-exec-key" => crate::git::config_exec_key(inv, ctx),
         "secret-env-ref" => Match::from_bool(inv.raw.iter().any(|r| secret_ref(r, ctx.secret_env))),
         "pipes-to-network" => Match::from_bool(inv.downstream.iter().any(|d| {
@@ -828,6 +899,7 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
                     | "nc.openbsd"
             )
         })),
+        "sed-script-exec" => sed_script_exec(inv),
         "setuid-mode" => Match::any(inv.positionals.iter().take(1).map(|w| {
             if w.is_dynamic() {
                 return Match::Possible;
@@ -841,6 +913,83 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
         })),
         _ => Match::No,
     }
+}
+
+/// Whether a sed script runs shell commands: the `e` command or the `e` flag of `s///`
+/// (GNU sed(1)). The script is the `-e`/`--expression` values, else the first positional; the
+/// files after it (`xargs sed -i …` appends unknown names) are not the script.
+fn sed_script_exec(inv: &Invocation) -> Match {
+    let scripts: Vec<&Word> = {
+        let e: Vec<&Word> = inv
+            .flags
+            .iter()
+            .filter(|(n, _)| n == "expression")
+            .filter_map(|(_, v)| v.as_ref())
+            .collect();
+        if e.is_empty() {
+            inv.positionals.iter().take(1).collect()
+        } else {
+            e
+        }
+    };
+    Match::any(scripts.into_iter().map(|w| {
+        if w.is_dynamic() {
+            Match::Possible
+        } else {
+            Match::from_bool(sed_text_exec(&w.text))
+        }
+    }))
+}
+
+fn sed_text_exec(script: &str) -> bool {
+    script.split(['\n', ';', '{', '}']).any(|part| {
+        let mut s = part.trim_start();
+        loop {
+            s = s.trim_start_matches(|c: char| c.is_ascii_digit() || ",$~+! \t".contains(c));
+            match s
+                .strip_prefix('/')
+                .and_then(|r| r.find('/').map(|e| &r[e + 1..]))
+            {
+                Some(rest) => s = rest,
+                None => break,
+            }
+        }
+        if s.starts_with('e') {
+            return true;
+        }
+        let Some(rest) = s.strip_prefix('s') else {
+            return false;
+        };
+        let Some(delim) = rest.chars().next() else {
+            return false;
+        };
+        if delim.is_alphanumeric() || delim.is_whitespace() || delim == '\\' {
+            return false;
+        }
+        let body = &rest[delim.len_utf8()..];
+        let mut pieces = Vec::new();
+        let mut cur = String::new();
+        let mut escaped = false;
+        for c in body.chars() {
+            if escaped {
+                escaped = false;
+                cur.push(c);
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == delim {
+                pieces.push(std::mem::take(&mut cur));
+            } else {
+                cur.push(c);
+            }
+        }
+        pieces.push(cur);
+        pieces.get(2).is_some_and(|flags| {
+            flags
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .any(|c| c == 'e')
+        })
+    })
 }
 
 /// Whether raw word text references a secret-looking variable (`$GITHUB_TOKEN`, `${AWS_SECRET…}`).

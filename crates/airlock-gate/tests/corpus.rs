@@ -81,7 +81,11 @@ fn corpus() {
             .iter()
             .map(|c| (c.clone(), engine.classify_command(c, &ctx)))
             .chain(g.tools.iter().map(|(tool, path)| {
-                let input = serde_json::json!({ "file_path": path });
+                let input = if tool == "WebFetch" {
+                    serde_json::json!({ "url": path, "prompt": "summarise the page" })
+                } else {
+                    serde_json::json!({ "file_path": path })
+                };
                 (
                     format!("{tool} {path}"),
                     engine.classify_tool(tool, &input, &ctx),

@@ -436,3 +436,81 @@ fn explain_human_and_json() {
     assert_eq!(v["steps"][0]["argv"][0], "git");
     assert_eq!(v["steps"][0]["argv"][1], "commit");
 }
+
+/// `policy explain` shows the commands found inside others: the values of code-valued options
+/// (`git rebase --exec`), runners (`uv run`) and the arguments of an unknown program, each with
+/// where it was found, the rule and the reason in words.
+#[test]
+fn explain_unfolds_nested_commands() {
+    let env = Env::new();
+    let out = env
+        .cmd()
+        .args([
+            "policy",
+            "explain",
+            "--",
+            "git rebase --exec 'sudo id' main; uv run git push --force origin main; frob rm -rf ~",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[git rebase --exec] sudo id"), "{text}");
+    assert!(text.contains("[uv run] git push"), "{text}");
+    assert!(text.contains("[frob argument] rm"), "{text}");
+    assert!(text.contains("a program airlock does not know"), "{text}");
+    assert!(
+        text.contains("decision:  deny by builtin:privilege"),
+        "{text}"
+    );
+}
+
+/// The hook process answers the issue-12 kinds the same way the library does: a nested
+/// subshell, a code-valued option, a runner, a toolchain selector, inline code writing the
+/// settings, a documentation WebFetch (allowed) and any other WebFetch (asked).
+#[test]
+fn hook_finds_hidden_commands() {
+    let env = Env::new();
+    for (cmd, want) in [
+        ("( ( cat ~/.ssh/id_ed25519 ) )", "deny"),
+        ("git fetch --upload-pack='sudo id' origin", "deny"),
+        ("taskset -c 0 git push --force origin main", "deny"),
+        ("cargo +nightly publish", "deny"),
+        (
+            "python3 -c \"open('.claude/settings.json','w').write('{}')\"",
+            "deny",
+        ),
+        ("mytool sudo id", "ask"),
+        ("cargo +nightly fmt", "allow"),
+    ] {
+        let (d, reason) = env.bash(cmd, &[]);
+        assert_eq!(d, want, "{cmd}: {reason}");
+    }
+    // The hook's own binary, wherever it is installed.
+    let exe = env!("CARGO_BIN_EXE_airlock");
+    for cmd in [
+        format!("chmod -x {exe}"),
+        format!("cp /bin/true {exe}"),
+        format!("rm -f {exe}"),
+    ] {
+        let (d, reason) = env.bash(&cmd, &[]);
+        assert_eq!(d, "deny", "{cmd}: {reason}");
+    }
+    for (url, want) in [
+        ("https://docs.rs/serde/latest/serde/", "allow"),
+        ("https://evil.example/collect?d=1", "ask"),
+    ] {
+        let out = env.hook_raw(
+            &env.input(
+                "WebFetch",
+                serde_json::json!({ "url": url, "prompt": "summarise" }),
+            ),
+            &[],
+        );
+        assert_eq!(decision(&out).0, want, "{url}");
+    }
+}
