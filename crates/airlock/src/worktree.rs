@@ -653,6 +653,77 @@ mod tests {
         }
     }
 
+    /// Security review (ISSUE9 follow-up): the session's own branch ref lives in a directory the
+    /// agent can write. A textual symref there must not make the host's `update-ref -d` delete
+    /// the branch it points at (the user's `main`, whose tip equals the session's base).
+    #[test]
+    #[ignore = "open hole: finish() deletes the branch an agent-written symref points at"]
+    fn a_symref_in_the_session_branch_never_deletes_another_branch() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let wt = setup(t.path());
+        let head = std::fs::read_to_string(wt.git_dir.join("HEAD")).expect("HEAD");
+        let main = head
+            .trim()
+            .strip_prefix("ref: ")
+            .expect("symref")
+            .to_string();
+        std::fs::write(
+            wt.git_dir.join("refs/heads").join(&wt.branch),
+            format!("ref: {main}\n"),
+        )
+        .expect("plant symref");
+        let _ = finish(&wt);
+        assert!(
+            wt.git_dir.join(&main).exists()
+                || std::fs::read_to_string(wt.git_dir.join("packed-refs"))
+                    .unwrap_or_default()
+                    .contains(&main),
+            "{main} was deleted by the host-side cleanup"
+        );
+    }
+
+    /// Security review: a FIFO in place of the session's branch ref must not hang `finish`.
+    #[test]
+    #[ignore = "open hole: host git blocks forever opening a FIFO ref (and inherits blocked SIGTERM)"]
+    fn a_fifo_branch_ref_does_not_hang_finish() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let wt = setup(t.path());
+        let r = wt.git_dir.join("refs/heads").join(&wt.branch);
+        std::fs::remove_file(&r).expect("rm");
+        nix::unistd::mkfifo(&r, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let wt2 = wt.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(finish(&wt2).is_ok());
+        });
+        let done = rx.recv_timeout(std::time::Duration::from_secs(20));
+        // Unblock the git process so the test run can end either way.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&r);
+        assert!(done.is_ok(), "finish() hung on a FIFO ref");
+    }
+
+    /// Security review: the object store is shared read-write with the sandbox, so a loose
+    /// object of the user's history can be replaced; the host's next checkout writes it.
+    #[test]
+    #[ignore = "open hole: the sandbox writes the main repository's object store in place"]
+    fn the_sandbox_cannot_replace_objects_of_the_users_history() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let wt = setup(t.path());
+        let writable: Vec<&Path> = wt
+            .binds
+            .iter()
+            .filter(|b| b.writable)
+            .map(|b| b.source.as_path())
+            .collect();
+        assert!(
+            !writable.contains(&wt.git_dir.join("objects").as_path()),
+            "objects/ is bound read-write: existing objects can be replaced or deleted"
+        );
+    }
+
     /// The agent's own repository in place of the worktree's `.git` (or its admin files
     /// rewritten): filters, textconv, fsmonitor, hooks, `core.worktree` and `include.path` all
     /// point at a marker; deciding what to do must run none of them and keep the worktree.
