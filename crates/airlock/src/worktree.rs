@@ -101,9 +101,10 @@ const MAX_REF_FILE: u64 = 64 << 20;
 const MAX_HASHED_FILE: u64 = 1 << 30;
 
 /// A host git process with nothing from the environment, the system or the user's global
-/// config, with hooks and fsmonitor off and reflogs not written.
+/// config, with hooks and fsmonitor off, reflogs not written and stdin closed.
 fn host_git() -> Command {
     let mut c = Command::new("git");
+    c.stdin(Stdio::null());
     for k in GIT_ENV {
         c.env_remove(k);
     }
@@ -166,9 +167,8 @@ fn spawn(c: &mut Command, what: &str) -> Result<Child> {
         .with_context(|| format!("cannot run git to {what}"))
 }
 
-/// Runs `c` (stdin null) and returns its stdout; fails on a non-zero exit or after `limit`.
+/// Runs `c` and returns its stdout; fails on a non-zero exit or after `limit`.
 fn run_for(mut c: Command, what: &str, limit: Duration) -> Result<String> {
-    c.stdin(Stdio::null());
     let mut child = spawn(&mut c, what)?;
     let out = child.stdout.take();
     let err = child.stderr.take();
@@ -618,7 +618,6 @@ fn copy_objects(wt: &Worktree, scratch: &Path, tip: &str) -> Result<()> {
     c.args(["index-pack", "--stdin", "--strict"]).stdin(out);
     let indexed = run_for(c, "index the agent's commits into the repository", SLOW);
     let packed = wait_bounded(&mut pack, QUICK, "pack the agent's commits");
-    indexed?;
     if !packed?.success() {
         let mut err = String::new();
         if let Some(mut e) = pack.stderr.take() {
@@ -626,7 +625,7 @@ fn copy_objects(wt: &Worktree, scratch: &Path, tip: &str) -> Result<()> {
         }
         bail!("git failed to pack the agent's commits: {}", err.trim());
     }
-    Ok(())
+    indexed.map(|_| ())
 }
 
 /// A tree entry: git mode (`100644`, `100755`, `120000`, `160000`, or for worktree files
@@ -946,6 +945,34 @@ mod tests {
         git(&repo, &["add", "-A"]);
         git(&repo, &["commit", "-qm", "init"]);
         create_in(&t.join("worktrees"), &repo, "s1", None).expect("create")
+    }
+
+    /// Runs git as the agent would inside the sandbox: through the worktree's `.git` as the
+    /// sandbox sees it (pointing at the private directory).
+    fn agent_git(wt: &Worktree, args: &[&str]) {
+        let gd = format!("--git-dir={}", wt.private.display());
+        let wd = format!("--work-tree={}", wt.path.display());
+        let mut all = vec![gd.as_str(), wd.as_str()];
+        all.extend_from_slice(args);
+        git(&wt.path, &all);
+    }
+
+    #[test]
+    fn agent_commits_land_on_the_branch_in_the_main_repository() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let wt = setup(t.path());
+        std::fs::write(wt.path.join("new.txt"), "new\n").expect("w");
+        agent_git(&wt, &["add", "-A"]);
+        agent_git(&wt, &["commit", "-qm", "agent"]);
+        let out = finish(&wt).expect("finish");
+        assert!(matches!(out, Outcome::Kept(_)), "{out:?}");
+        let mut c = trusted_git(&wt.git_dir);
+        c.args(["log", "--format=%s", &format!("refs/heads/{}", wt.branch)]);
+        assert_eq!(run(c, "log").expect("log"), "agent\ninit\n");
+        let mut c = trusted_git(&wt.git_dir);
+        c.args(["fsck", "--strict"]);
+        run(c, "fsck").expect("fsck clean");
+        assert!(!wt.private.exists(), "imported: the private directory is gone");
     }
 
     #[test]
