@@ -972,7 +972,10 @@ mod tests {
         let mut c = trusted_git(&wt.git_dir);
         c.args(["fsck", "--strict"]);
         run(c, "fsck").expect("fsck clean");
-        assert!(!wt.private.exists(), "imported: the private directory is gone");
+        assert!(
+            !wt.private.exists(),
+            "imported: the private directory is gone"
+        );
     }
 
     #[test]

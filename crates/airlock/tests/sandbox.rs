@@ -2106,36 +2106,42 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
         .expect("git");
     assert!(o.status.success(), "{}", stderr(&o));
     let other_before = git(&["rev-parse", "airlock/other"]);
-    let o = repo.airlock(&[
-        "run",
-        "--mode",
-        "worktree",
-        "--name",
-        "dirty",
-        "--",
-        "sh",
-        "-c",
+    // The agent sees the main repository at its own path, read-only as a whole; its commits go
+    // to the session's private git directory.
+    let script = format!(
         "echo work > work.txt; git add work.txt; \
          git -c user.name=a -c user.email=a@a commit -qm 'agent commit' && echo committed; \
          echo more > more.txt; \
-         common=$(git rev-parse --git-common-dir); \
+         common={main}; private=$(git rev-parse --absolute-git-dir); \
+         test \"$private\" != \"$common\" && echo private-git-dir; \
          (echo evil > $common/hooks/pre-commit) 2>/dev/null || echo no-hook; \
          git config core.fsmonitor evil 2>/dev/null || echo no-config; \
+         git --git-dir=$common config core.fsmonitor evil 2>/dev/null || echo no-main-config; \
          (echo x > $common/../old.txt) 2>/dev/null || echo main-tree-read-only; \
-         git update-ref refs/heads/planted HEAD 2>/dev/null || echo no-foreign-ref; \
+         git --git-dir=$common update-ref refs/heads/planted HEAD 2>/dev/null \
+           || echo no-foreign-ref; \
          (git rev-parse HEAD > $common/refs/tags/planted) 2>/dev/null || echo no-tag; \
          (mkdir -p $common/objects/info; echo /tmp > $common/objects/info/alternates) \
            2>/dev/null || echo no-alternates; \
-         git update-ref refs/heads/airlock/other HEAD 2>/dev/null || echo no-sibling-move; \
+         (echo /tmp > $private/objects/info/alternates) 2>/dev/null || echo no-private-alternates; \
+         git --git-dir=$common update-ref refs/heads/airlock/other HEAD 2>/dev/null \
+           || echo no-sibling-move; \
          (rm -f $common/refs/heads/airlock/other && test ! -e $common/refs/heads/airlock/other) \
            2>/dev/null || echo no-sibling-delete",
+        main = repo.ws.path().join(".git").display()
+    );
+    let o = repo.airlock(&[
+        "run", "--mode", "worktree", "--name", "dirty", "--", "sh", "-c", &script,
     ]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     for want in [
         "committed",
+        "private-git-dir",
         "no-hook",
         "no-config",
+        "no-main-config",
+        "no-private-alternates",
         "main-tree-read-only",
         "no-foreign-ref",
         "no-tag",
@@ -2217,7 +2223,7 @@ fn worktree_mode_never_runs_agent_git_config_on_the_host() {
              printf '#!/bin/sh\\necho hook >> {m} 2>/dev/null; true\\n' > hooks/$h; \
              chmod +x hooks/$h; done; \
            echo '* filter=x diff=x' > .gitattributes; }}; \
-         admin=$(git rev-parse --absolute-git-dir); ",
+         admin=$(echo \"$MAIN_GIT\"/worktrees/*); private=$(git rev-parse --absolute-git-dir); ",
         m = m.display()
     );
     let variants: &[(&str, &str, &str)] = &[
@@ -2249,6 +2255,13 @@ fn worktree_mode_never_runs_agent_git_config_on_the_host() {
             "config-worktree-kept",
         ),
         (
+            "private-dir",
+            "git init -q --bare evil; plant evil/config; cp -r hooks evil/; \
+             echo \"$PWD/evil\" > \"$private/commondir\"; plant \"$private/config.worktree\"; \
+             (plant \"$private/config\") 2>/dev/null; echo private-planted",
+            "private-planted",
+        ),
+        (
             "attributes-only",
             "echo '* filter=x diff=x' > .gitattributes; echo attributes-planted",
             "attributes-planted",
@@ -2275,7 +2288,9 @@ fn worktree_mode_never_runs_agent_git_config_on_the_host() {
         // mtime granularity: files touched a second later are re-read (and filtered) by a
         // host `git status`.
         let full = format!(
-            "{plant}{script}; echo new > new.txt; sleep 1.1; touch new.txt hello.txt src/lib.rs"
+            "MAIN_GIT='{main}'; {plant}{script}; echo new > new.txt; sleep 1.1; \
+             touch new.txt hello.txt src/lib.rs",
+            main = repo.ws.path().join(".git").display()
         );
         let o = host(&[
             "run", "--mode", "worktree", "--name", name, "--", "sh", "-c", &full,
