@@ -561,6 +561,7 @@ fn import(wt: &Worktree, tip: &str) -> Result<()> {
     {
         bail!("{} is not what airlock wrote", alternates.display());
     }
+    plain_tree(&objects)?;
     let scratch = wt.private.with_extension("import");
     let _ = remove_tree(&scratch);
     let mut c = host_git();
@@ -591,6 +592,28 @@ fn import(wt: &Worktree, tip: &str) -> Result<()> {
     })();
     let _ = remove_tree(&scratch);
     result
+}
+
+/// Fails unless everything below `dir` is a plain directory or regular file: a FIFO, socket,
+/// device or link the agent planted in its object store would make `pack-objects` block or read
+/// a host file.
+fn plain_tree(dir: &Path) -> Result<()> {
+    let rd = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    for e in rd {
+        let e = e.with_context(|| format!("cannot read {}", dir.display()))?;
+        let t = e
+            .file_type()
+            .with_context(|| format!("cannot read {}", e.path().display()))?;
+        if t.is_dir() {
+            plain_tree(&e.path())?;
+        } else if !t.is_file() {
+            bail!(
+                "{} is not a regular file; the agent's object store is not read",
+                e.path().display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `pack-objects` in the scratch repository piped into `index-pack` in the main one.
