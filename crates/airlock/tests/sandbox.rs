@@ -3256,9 +3256,11 @@ fn a_datagram_socket_as_stdio_is_refused() {
     assert_eq!(&got, b"through\n");
 }
 
-/// Host git on the main repository of `repo` (system and global config ignored).
+/// Host git on the main repository of `repo` (system and global config ignored), killed after
+/// 20 seconds (a FIFO planted in the repository would otherwise hang the test itself).
 fn host_git(repo: &Repo, args: &[&str]) -> Output {
-    Command::new("git")
+    Command::new("timeout")
+        .args(["-s", "KILL", "20", "git"])
         .args(args)
         .current_dir(repo.ws.path())
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -3471,7 +3473,11 @@ fn worktree_mode_fifo_refs_and_objects_do_not_hang_the_session_end() {
             stderr(&o)
         );
         if script.contains("main-read-only") {
-            assert!(stdout(&o).contains("main-read-only"), "{what}: {}", stdout(&o));
+            assert!(
+                stdout(&o).contains("main-read-only"),
+                "{what}: {}",
+                stdout(&o)
+            );
         } else {
             assert!(
                 stderr(&o).contains("kept") || stderr(&o).contains("left in place"),
