@@ -358,7 +358,7 @@ fn private_config(git_dir: &Path, format: &str) -> String {
         c.env_remove("GIT_CONFIG_GLOBAL")
             .args(["config", "--get"])
             .arg(format!("user.{key}"));
-        let v = run(c, "read user.name").unwrap_or_default();
+        let v = run(c, &format!("read user.{key}")).unwrap_or_default();
         let v = v.trim_end_matches('\n');
         if !v.is_empty() && !v.contains(['\n', '\0']) {
             let quoted = v.replace('\\', "\\\\").replace('"', "\\\"");
@@ -543,7 +543,13 @@ fn holds_work(wt: &Worktree) -> Result<Option<String>> {
     let tree = parse_ls_tree(run(c, "list the branch's files")?.as_bytes());
     let mut files = BTreeMap::new();
     walk(&wt.path, Path::new(""), &wt.format, &tree, &mut files)?;
-    Ok(compare(&tree, &files))
+    let differ = compare(&tree, &files);
+    if differ.is_some() {
+        // Nothing committed: the kept worktree's own `.git` (the main repository's admin
+        // entry) is all the user needs.
+        let _ = remove_tree(&wt.private);
+    }
+    Ok(differ)
 }
 
 /// Copies the commits up to `tip` from the private directory into the main repository and
@@ -922,8 +928,8 @@ pub(crate) fn tamper_warning(session: &str, wt: &Worktree, what: &[String]) -> S
         "airlock: WARNING: session {session}: the agent changed how its worktree {} is tied to \
          the repository:\n{}\nthe worktree is kept, but do not run git inside it: your own `git \
          status` there would run the agent's configuration (filters, fsmonitor, hooks) as you. \
-         Read its files with ordinary tools, then delete it with `rm -rf {}` and `rm -rf {}` \
-         (and `git branch -D {}` in the repository)",
+         Read its files with ordinary tools, then delete it with `rm -rf {} {} {}` (and `git \
+         branch -D {}` in the repository)",
         wt.path.display(),
         what.iter()
             .map(|w| format!("  {w}"))
@@ -931,6 +937,7 @@ pub(crate) fn tamper_warning(session: &str, wt: &Worktree, what: &[String]) -> S
             .join("\n"),
         wt.path.display(),
         wt.admin.display(),
+        wt.private.display(),
         wt.branch
     )
 }
@@ -999,6 +1006,73 @@ mod tests {
             !wt.private.exists(),
             "imported: the private directory is gone"
         );
+    }
+
+    /// What the agent can plant in its private git directory where airlock reads the branch:
+    /// a symbolic ref, a FIFO, a link. Each keeps the worktree, in bounded time, with the main
+    /// repository's branches as they were.
+    #[test]
+    fn the_private_branch_is_read_without_following_or_waiting() {
+        type Plant = (&'static str, fn(&Worktree));
+        let plants: &[Plant] = &[
+            ("symref", |wt| {
+                let r = wt.private.join("refs/heads").join(&wt.branch);
+                std::fs::write(r, "ref: refs/heads/master\n").expect("w");
+            }),
+            ("fifo ref", |wt| {
+                let r = wt.private.join("refs/heads").join(&wt.branch);
+                std::fs::remove_file(&r).expect("rm");
+                nix::unistd::mkfifo(&r, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+            }),
+            ("fifo packed-refs", |wt| {
+                let r = wt.private.join("refs/heads").join(&wt.branch);
+                std::fs::remove_file(&r).expect("rm");
+                let p = wt.private.join("packed-refs");
+                nix::unistd::mkfifo(&p, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+            }),
+            ("link ref", |wt| {
+                let r = wt.private.join("refs/heads").join(&wt.branch);
+                std::fs::remove_file(&r).expect("rm");
+                std::os::unix::fs::symlink(wt.git_dir.join("refs/heads/master"), &r).expect("ln");
+            }),
+        ];
+        for (what, plant) in plants {
+            let t = tempfile::tempdir().expect("tempdir");
+            let wt = setup(t.path());
+            let mut c = trusted_git(&wt.git_dir);
+            c.args(["for-each-ref"]);
+            let before = run(c, "refs").expect("refs");
+            plant(&wt);
+            let start = Instant::now();
+            let out = finish(&wt).expect("finish");
+            assert!(start.elapsed() < Duration::from_secs(10), "{what}");
+            assert!(matches!(out, Outcome::Kept(_)), "{what}: {out:?}");
+            let mut c = trusted_git(&wt.git_dir);
+            c.args(["for-each-ref"]);
+            assert_eq!(run(c, "refs").expect("refs"), before, "{what}");
+        }
+    }
+
+    /// A 1 TiB sparse file is a change decided by its size, without reading it.
+    #[test]
+    fn huge_files_are_judged_by_size() {
+        for f in ["src/a.rs", "huge.bin"] {
+            let t = tempfile::tempdir().expect("tempdir");
+            let wt = setup(t.path());
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(wt.path.join(f))
+                .and_then(|h| h.set_len(1 << 40))
+                .expect("truncate");
+            let start = Instant::now();
+            assert!(
+                matches!(finish(&wt).expect("finish"), Outcome::Kept(_)),
+                "{f}"
+            );
+            assert!(start.elapsed() < Duration::from_secs(10), "{f}");
+        }
     }
 
     #[test]
