@@ -1127,7 +1127,6 @@ mod tests {
     /// agent can write. A textual symref there must not make the host's `update-ref -d` delete
     /// the branch it points at (the user's `main`, whose tip equals the session's base).
     #[test]
-
     fn a_symref_in_the_session_branch_never_deletes_another_branch() {
         let t = tempfile::tempdir().expect("tempdir");
         let wt = setup(t.path());
@@ -1154,7 +1153,6 @@ mod tests {
 
     /// Security review: a FIFO in place of the session's branch ref must not hang `finish`.
     #[test]
-
     fn a_fifo_branch_ref_does_not_hang_finish() {
         let t = tempfile::tempdir().expect("tempdir");
         let wt = setup(t.path());
@@ -1178,7 +1176,6 @@ mod tests {
     /// Security review: the object store is shared read-write with the sandbox, so a loose
     /// object of the user's history can be replaced; the host's next checkout writes it.
     #[test]
-
     fn the_sandbox_cannot_replace_objects_of_the_users_history() {
         let t = tempfile::tempdir().expect("tempdir");
         let wt = setup(t.path());
