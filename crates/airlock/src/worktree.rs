@@ -64,7 +64,8 @@ pub(crate) struct Worktree {
 /// What [`finish`] decided.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Nothing changed or committed: worktree, admin entry and branch removed.
+    /// Nothing changed or committed: worktree, admin entry, private git directory and branch
+    /// removed.
     Removed,
     /// Kept because it holds work (the reason names it).
     Kept(String),
