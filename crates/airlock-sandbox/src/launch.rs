@@ -560,3 +560,23 @@ impl Drop for Sandbox {
         }
     }
 }
+
+/// Makes `cmd` start with no signal blocked, whatever the calling thread blocks.
+///
+/// airlock blocks SIGTERM, SIGINT and the other supervised signals in every thread
+/// ([`block_signals`]); a child inherits that mask across `exec` (sigprocmask(2)), so a host
+/// helper such as `git` would otherwise ignore the user's Ctrl-C and the timeout's SIGTERM.
+pub fn unblock_signals_in_child(cmd: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and calls only sigemptyset and
+    // sigprocmask, which are async-signal-safe (signal-safety(7)); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -29,7 +29,9 @@ pub mod termfilter;
 pub mod unix_gate;
 
 pub use init::init_main;
-pub use launch::{block_signals, Exec, ExecHandle, LaunchOptions, NetFds, Sandbox};
+pub use launch::{
+    block_signals, unblock_signals_in_child, Exec, ExecHandle, LaunchOptions, NetFds, Sandbox,
+};
 pub use spec::{Bind, GeneratedFile, NetListeners, Rlimits, SandboxSpec, TtySpec, WorkspaceView};
 
 /// Exit status for a failure of airlock itself (as `docker run`).

@@ -137,31 +137,36 @@ pub fn run(name: &str, args: &[String]) -> Result<Outcome, String> {
 }
 
 /// In a git worktree (the current directory): tries to change what ties it to its repository,
-/// the way an agent would make a later host `git` run its own configuration: replace `.git`
-/// (unlink, overwrite, rename over), and rewrite the admin directory's `commondir` and `gitdir`
-/// or plant `config.worktree` there. Gets through if any of them succeeds.
+/// or to write the repository behind it, the way an agent would make a later host `git` run its
+/// own configuration or lose the user's history: replace `.git` (unlink, overwrite, rename over);
+/// rewrite the git directory's `config` or `objects/info/alternates`; and, in the main repository
+/// found through those alternates (`M/objects`), create a file in its object store, a ref, a
+/// hook, or rewrite a worktree admin entry's `commondir`. Gets through if any of them succeeds.
 fn swap_git_link_probe() -> Outcome {
     let link = match std::fs::read_to_string(".git") {
         Ok(l) => l,
         Err(e) => return blocked(format!("cannot read .git: {e}")),
     };
-    let Some(admin) = link
+    let Some(gitdir) = link
         .strip_prefix("gitdir: ")
-        .map(|a| a.trim_end().to_string())
+        .map(|a| std::path::PathBuf::from(a.trim_end()))
     else {
         return blocked(format!(".git is not a worktree link: {link:?}"));
     };
-    let admin = std::path::Path::new(&admin);
+    let alternates = gitdir.join("objects/info/alternates");
+    let main_objects = std::fs::read_to_string(&alternates)
+        .ok()
+        .and_then(|a| a.lines().next().map(std::path::PathBuf::from));
     let mut tried = Vec::new();
     let decoy = std::path::Path::new(".git-airlock-probe");
-    type Attempt<'a> = (&'static str, Box<dyn Fn() -> std::io::Result<()> + 'a>);
-    let attempts: [Attempt<'_>; 6] = [
+    type Attempt = (String, Box<dyn Fn() -> std::io::Result<()>>);
+    let mut attempts: Vec<Attempt> = vec![
         (
-            "overwrite .git",
+            "overwrite .git".into(),
             Box::new(|| std::fs::write(".git", "gitdir: /tmp/x\n")),
         ),
         (
-            "rename over .git",
+            "rename over .git".into(),
             Box::new(move || {
                 std::fs::write(decoy, "gitdir: /tmp/x\n")?;
                 let r = std::fs::rename(decoy, ".git");
@@ -169,22 +174,55 @@ fn swap_git_link_probe() -> Outcome {
                 r
             }),
         ),
-        ("unlink .git", Box::new(|| std::fs::remove_file(".git"))),
         (
-            "rewrite commondir",
-            Box::new(move || std::fs::write(admin.join("commondir"), "/tmp/x\n")),
-        ),
-        (
-            "rewrite gitdir",
-            Box::new(move || std::fs::write(admin.join("gitdir"), "/tmp/x/.git\n")),
-        ),
-        (
-            "plant config.worktree",
-            Box::new(move || {
-                std::fs::write(admin.join("config.worktree"), "[core]\n\tfsmonitor = x\n")
-            }),
+            "unlink .git".into(),
+            Box::new(|| std::fs::remove_file(".git")),
         ),
     ];
+    let config = gitdir.join("config");
+    attempts.push((
+        format!("rewrite {}", config.display()),
+        Box::new(move || {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&config)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, b"[core]\n\tfsmonitor = x\n"))
+        }),
+    ));
+    let alt = alternates.clone();
+    attempts.push((
+        format!("rewrite {}", alternates.display()),
+        Box::new(move || std::fs::write(&alt, "/tmp\n")),
+    ));
+    if let Some(objects) = main_objects {
+        let main = objects.parent().map(std::path::Path::to_path_buf);
+        let obj = objects.join("airlock-probe");
+        attempts.push((
+            format!("create {}", obj.display()),
+            Box::new(move || std::fs::write(&obj, "x")),
+        ));
+        if let Some(main) = main {
+            for rel in ["refs/heads/airlock-probe", "hooks/airlock-probe"] {
+                let p = main.join(rel);
+                attempts.push((
+                    format!("create {}", p.display()),
+                    Box::new(move || std::fs::write(&p, "x")),
+                ));
+            }
+            let wts = main.join("worktrees");
+            attempts.push((
+                format!("rewrite a commondir under {}", wts.display()),
+                Box::new(move || {
+                    for e in std::fs::read_dir(&wts)?.flatten() {
+                        std::fs::write(e.path().join("commondir"), "/tmp/x\n")?;
+                    }
+                    Ok(())
+                }),
+            ));
+        }
+    } else {
+        tried.push(format!("no main repository in {}", alternates.display()));
+    }
     for (what, attempt) in &attempts {
         match attempt() {
             Ok(()) => return through(format!("{what}: succeeded")),

@@ -1,20 +1,26 @@
 //! `--mode worktree`: a git worktree per session on a new branch `airlock/NAME`, under
 //! `$XDG_DATA_HOME/airlock/worktrees/ID`.
 //!
-//! Inside the sandbox the worktree is read-write and the main repository read-only except what a
-//! commit needs: `objects` (but not `objects/info`, where alternates live), the session's branch
-//! directory `refs/heads/airlock` and its reflogs, and this worktree's admin directory. The files
-//! that tie the worktree to its repository (the worktree's `.git`, the admin directory's `gitdir`,
-//! `commondir` and `config.worktree`) are covered read-only, so the agent can neither swap the
-//! repository nor plant configuration in it.
+//! The sandbox never writes the main repository's git directory. Inside it, the whole main
+//! repository (its `.git` included) is read-only, and the worktree's `.git` (covered read-only)
+//! points at a session-private git directory `worktrees/ID.git`: its own `HEAD` (the session's
+//! branch), refs, index and object store, with the main repository's objects borrowed read-only
+//! through `objects/info/alternates`, and a `config` airlock wrote (covered read-only, as is
+//! `objects/info`). The agent commits there.
 //!
-//! On the host, no git process ever runs inside the worktree or reads anything the agent could
-//! write as configuration (DESIGN.md guarantee 8). Whether the worktree is clean is decided by
-//! walking its files (no link followed, `.git` excluded) and comparing their blob ids with the
-//! branch's tree, read through the main repository's admin directory by [`trusted_git`]. A clean
-//! worktree is deleted by airlock itself (never `git worktree remove`, which runs `git status` in
-//! it), its admin entry removed and its branch deleted from the trusted side. A worktree whose
-//! links to the repository were changed is kept, with a warning that names it.
+//! On the host, no git process ever runs inside the worktree or the private directory, or reads
+//! anything the agent could write as configuration (DESIGN.md guarantee 8), and every host git
+//! process runs with signals unblocked, stdin closed and a timeout ([`run`]). At the end:
+//! the branch tip is read from the private directory by airlock's own reader (no link followed,
+//! no FIFO waited on, bounded, a hex id only); new commits are copied into the main repository
+//! the way `airlock merge` does for overlay sessions (packed by a scratch repository airlock
+//! configured, indexed by `index-pack`, which checks every object's hash) and the main
+//! repository's `refs/heads/airlock/NAME` moved with `update-ref --no-deref`. Whether the files
+//! are clean is decided without git's conversion machinery: sizes from `ls-tree -l` first, blob
+//! ids hashed only for same-size regular files. A clean worktree is deleted by airlock itself
+//! (never `git worktree remove`, which runs `git status` in it), with its admin entry, private
+//! directory and branch; a dirty one is kept with its branch holding the agent's commits. A
+//! worktree whose links to the repository were changed is kept, with a warning that names it.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -22,7 +28,8 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use airlock_sandbox::{Bind, GeneratedFile};
 use anyhow::{bail, Context, Result};
@@ -34,24 +41,31 @@ pub(crate) struct Worktree {
     pub(crate) branch: String,
     /// The main repository's `.git` directory.
     pub(crate) git_dir: PathBuf,
-    /// `.git/worktrees/<id>`: the worktree's admin directory.
+    /// `.git/worktrees/<id>`: the worktree's admin directory in the main repository (never
+    /// writable inside the sandbox).
     pub(crate) admin: PathBuf,
+    /// `worktrees/ID.git`: the session-private git directory the sandbox commits into.
+    pub(crate) private: PathBuf,
     /// The commit the branch started at.
     pub(crate) base: String,
+    /// `sha1` or `sha256`.
+    pub(crate) format: String,
     /// The link files as created: path -> contents (the worktree's `.git`, the admin
     /// directory's `gitdir` and `commondir`).
     pub(crate) links: Vec<(PathBuf, Vec<u8>)>,
-    /// Binds that give the sandbox the main repository's view (read-only, with the parts a
-    /// commit writes made writable).
+    /// Binds for the sandbox: the main repository (its `.git` included) read-only, the private
+    /// git directory writable, its `objects/info` read-only.
     pub(crate) binds: Vec<Bind>,
-    /// Read-only files covering the links (and an empty `config.worktree`) inside the sandbox.
+    /// Read-only files inside the sandbox: the worktree's `.git` pointing at the private
+    /// directory, and the private directory's `config`.
     pub(crate) files: Vec<GeneratedFile>,
 }
 
 /// What [`finish`] decided.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Nothing changed or committed: worktree, admin entry and branch removed.
+    /// Nothing changed or committed: worktree, admin entry, private git directory and branch
+    /// removed.
     Removed,
     /// Kept because it holds work (the reason names it).
     Kept(String),
@@ -75,42 +89,121 @@ const GIT_ENV: &[&str] = &[
     "GIT_CEILING_DIRECTORIES",
     "GIT_EXTERNAL_DIFF",
     "GIT_EXEC_PATH",
+    "GIT_REFLOG_ACTION",
 ];
 
-/// Host git confined to the main repository's admin directory `git_dir`: no work tree (it runs
-/// in `git_dir` with `--git-dir`), no system or global config, no hooks, no fsmonitor. Only the
-/// repository's own `config` applies, which the sandbox can read but never write.
-pub(crate) fn trusted_git(git_dir: &Path) -> Command {
+/// How long a host git call that reads metadata may take.
+const QUICK: Duration = Duration::from_secs(60);
+/// How long packing or indexing the agent's commits may take.
+const SLOW: Duration = Duration::from_secs(30 * 60);
+/// The most of a ref, `HEAD` or `packed-refs` file in the private directory airlock reads.
+const MAX_REF_FILE: u64 = 64 << 20;
+/// Files larger than this are counted as changed without being hashed.
+const MAX_HASHED_FILE: u64 = 1 << 30;
+
+/// A host git process with nothing from the environment, the system or the user's global
+/// config, with hooks and fsmonitor off, reflogs not written and stdin closed.
+fn host_git() -> Command {
     let mut c = Command::new("git");
+    c.stdin(Stdio::null());
     for k in GIT_ENV {
         c.env_remove(k);
     }
-    c.current_dir(git_dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
+    c.env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_TERMINAL_PROMPT", "0")
-        .arg("--git-dir")
-        .arg(git_dir)
         .args([
             "-c",
             "core.fsmonitor=false",
             "-c",
             "core.hooksPath=/dev/null",
+            "-c",
+            "core.logAllRefUpdates=false",
         ]);
     c
 }
 
-fn run(mut c: Command, what: &str) -> Result<String> {
-    let out = c
-        .output()
-        .with_context(|| format!("cannot run git to {what}"))?;
-    if !out.status.success() {
+/// Host git confined to the main repository's admin directory `git_dir`: no work tree (it runs
+/// in `git_dir` with `--git-dir`), no system or global config, no hooks, no fsmonitor. Only the
+/// repository's own `config` applies, which the sandbox can read but never write.
+pub(crate) fn trusted_git(git_dir: &Path) -> Command {
+    let mut c = host_git();
+    c.current_dir(git_dir).arg("--git-dir").arg(git_dir);
+    c
+}
+
+/// Waits for `child` up to `limit`; kills it (it is ours) when the time is up.
+fn wait_bounded(
+    child: &mut Child,
+    limit: Duration,
+    what: &str,
+) -> Result<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child
+            .try_wait()
+            .with_context(|| format!("cannot wait for git to {what}"))?
+        {
+            return Ok(s);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "git took longer than {}s to {what} and was stopped (a FIFO or a huge file in \
+                 the session's git directory?)",
+                limit.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Spawns `c` with stdin closed (unless set), output captured, signals unblocked.
+fn spawn(c: &mut Command, what: &str) -> Result<Child> {
+    airlock_sandbox::unblock_signals_in_child(c);
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run git to {what}"))
+}
+
+/// Runs `c` and returns its stdout; fails on a non-zero exit or after `limit`.
+fn run_for(mut c: Command, what: &str, limit: Duration) -> Result<String> {
+    let mut child = spawn(&mut c, what)?;
+    let out = child.stdout.take();
+    let err = child.stderr.take();
+    let reader = |p: Option<std::process::ChildStdout>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut p) = p {
+                let _ = p.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = reader(out);
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(mut p) = err {
+            let _ = p.read_to_end(&mut v);
+        }
+        v
+    });
+    let status = wait_bounded(&mut child, limit, what)?;
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    if !status.success() {
         bail!(
             "git failed to {what}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&err).trim()
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn run(c: Command, what: &str) -> Result<String> {
+    run_for(c, what, QUICK)
 }
 
 fn bind(p: PathBuf, writable: bool) -> Bind {
@@ -118,20 +211,51 @@ fn bind(p: PathBuf, writable: bool) -> Bind {
         source: p.clone(),
         target: p,
         writable,
-        optional: true,
+        optional: false,
     }
+}
+
+fn is_oid(format: &str, s: &str) -> bool {
+    let len = if format == "sha256" { 64 } else { 40 };
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Creates the worktree for session `id` of the repository at `workspace`.
 ///
-/// `git worktree add` runs in the main repository with the user's own configuration (nothing
-/// the agent wrote exists yet), with hooks and fsmonitor off.
+/// `git worktree add` runs in the main repository with hooks, fsmonitor, reflogs and the
+/// system and global config off (nothing the agent wrote exists yet).
 pub(crate) fn create(workspace: &Path, id: &str, name: Option<&str>) -> Result<Worktree> {
     let root = crate::session_dir::sessions_root()?
         .parent()
         .map(|p| p.join("worktrees"))
         .context("bad data directory")?;
     create_in(&root, workspace, id, name)
+}
+
+/// Refuses a branch name whose ref or reflog path in the main repository exists already or
+/// goes through a link: git would append a reflog line to whatever a planted link points at.
+fn check_fresh_ref(git_dir: &Path, branch: &str) -> Result<()> {
+    for top in ["refs/heads", "logs/refs/heads"] {
+        let mut p = git_dir.join(top);
+        let parts: Vec<&str> = branch.split('/').collect();
+        for (i, part) in parts.iter().enumerate() {
+            p.push(part);
+            let last = i + 1 == parts.len();
+            match std::fs::symlink_metadata(&p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => bail!("cannot check {}: {e}", p.display()),
+                Ok(m) if !last && m.is_dir() => {}
+                Ok(_) => bail!(
+                    "{} exists already (left by an earlier session?); remove it, or choose \
+                     another --name",
+                    p.display()
+                ),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// [`create`] with the worktree placed at `root/ID`.
@@ -146,40 +270,29 @@ fn create_in(root: &Path, workspace: &Path, id: &str, name: Option<&str>) -> Res
     }
     std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
     let path = root.join(id);
+    let private = root.join(format!("{id}.git"));
     let branch = format!("airlock/{}", name.unwrap_or(id));
-    let base = run(
-        {
-            let mut c = trusted_git(&git_dir);
-            c.args(["rev-parse", "--verify", "HEAD^{commit}"]);
-            c
-        },
-        "read the repository's HEAD",
-    )?
-    .trim()
-    .to_string();
-    let mut c = Command::new("git");
-    for k in GIT_ENV {
-        c.env_remove(k);
+    let mut c = trusted_git(&git_dir);
+    c.args(["rev-parse", "--verify", "HEAD^{commit}"]);
+    let base = run(c, "read the repository's HEAD")?.trim().to_string();
+    let mut c = trusted_git(&git_dir);
+    c.args(["rev-parse", "--show-object-format"]);
+    let format = run(c, "read the object format")?.trim().to_string();
+    if !is_oid(&format, &base) {
+        bail!(
+            "git gave an unexpected HEAD {base:?} for {}",
+            workspace.display()
+        );
     }
-    c.arg("-C")
-        .arg(workspace)
-        .args([
-            "-c",
-            "core.fsmonitor=false",
-            "-c",
-            "core.hooksPath=/dev/null",
-            "worktree",
-            "add",
-            "--quiet",
-            "-b",
-            &branch,
-        ])
+    check_fresh_ref(&git_dir, &branch)?;
+    let mut c = host_git();
+    c.current_dir(workspace)
+        .args(["worktree", "add", "--quiet", "-b", &branch])
         .arg(&path)
-        .arg(&base)
-        .env("GIT_TERMINAL_PROMPT", "0");
-    run(c, &format!("create a worktree on branch {branch}"))?;
+        .arg(&base);
+    run_for(c, &format!("create a worktree on branch {branch}"), SLOW)?;
     let dot_git = path.join(".git");
-    let link = std::fs::read(&dot_git)
+    let link = read_regular(&dot_git)
         .with_context(|| format!("cannot read the new worktree's {}", dot_git.display()))?;
     let admin = std::str::from_utf8(&link)
         .ok()
@@ -192,84 +305,121 @@ fn create_in(root: &Path, workspace: &Path, id: &str, name: Option<&str>) -> Res
                 dot_git.display()
             )
         })?;
-    let mut links = vec![(dot_git, link)];
+    let mut links = vec![(dot_git.clone(), link)];
     for f in ["gitdir", "commondir"] {
         let p = admin.join(f);
-        let bytes = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        let bytes = read_regular(&p).with_context(|| format!("cannot read {}", p.display()))?;
         links.push((p, bytes));
     }
-    let mut files: Vec<GeneratedFile> = links
-        .iter()
-        .map(|(p, b)| GeneratedFile {
-            target: p.clone(),
-            contents: b.clone(),
-        })
-        .collect();
-    // Read only when the repository sets extensions.worktreeConfig; covered empty either way.
-    files.push(GeneratedFile {
-        target: admin.join("config.worktree"),
-        contents: Vec::new(),
-    });
-    // Covered read-only below: it must exist, or the agent could create it (and alternates in
-    // it) through the writable `objects`.
-    let info = git_dir.join("objects/info");
-    std::fs::create_dir_all(&info).with_context(|| format!("cannot create {}", info.display()))?;
-    let mut binds = vec![
+    let config = private_config(&git_dir, &format);
+    make_private(&private, &admin, &git_dir, &branch, &base, &config)?;
+    let binds = vec![
         bind(workspace.to_path_buf(), false),
-        bind(git_dir.join("objects"), true),
-        bind(git_dir.join("objects/info"), false),
-        bind(git_dir.join("refs/heads/airlock"), true),
-        bind(git_dir.join("logs/refs/heads/airlock"), true),
-        bind(admin.clone(), true),
+        bind(private.clone(), true),
+        bind(private.join("objects/info"), false),
     ];
-    // Other sessions' branches (and their reflogs) stay as they are.
-    let ours = PathBuf::from(&branch);
-    for dir in ["refs/heads/airlock", "logs/refs/heads/airlock"] {
-        let root = git_dir.join(dir);
-        let mut found = Vec::new();
-        ref_files(&root, &mut found);
-        binds.extend(
-            found
-                .into_iter()
-                // `refs/heads/airlock/NAME` (or its reflog) is this session's own.
-                .filter(|f| {
-                    let name = f
-                        .strip_prefix(&root)
-                        .ok()
-                        .map(|r| Path::new("airlock").join(r));
-                    name.as_ref() != Some(&ours)
-                })
-                .map(|f| bind(f, false)),
-        );
-    }
+    let files = vec![
+        GeneratedFile {
+            target: dot_git,
+            contents: format!("gitdir: {}\n", private.display()).into_bytes(),
+        },
+        GeneratedFile {
+            target: private.join("config"),
+            contents: config.into_bytes(),
+        },
+    ];
     Ok(Worktree {
         path,
         branch,
         git_dir,
         admin,
+        private,
         base,
+        format,
         links,
         binds,
         files,
     })
 }
 
-/// Regular files below `dir` (no link followed), for covering other sessions' branches.
-fn ref_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        match e.file_type() {
-            Ok(t) if t.is_dir() => ref_files(&e.path(), out),
-            Ok(t) if t.is_file() => out.push(e.path()),
-            _ => {}
+/// The private directory's `config`: the object format, and the user's name and email from
+/// the main repository's (or the user's global) config so commits inside carry them. Nothing
+/// else of the main repository's config is copied.
+fn private_config(git_dir: &Path, format: &str) -> String {
+    let mut cfg = String::from("[core]\n\tbare = false\n\tlogAllRefUpdates = true\n");
+    if format == "sha256" {
+        cfg = cfg.replacen("[core]\n", "[core]\n\trepositoryformatversion = 1\n", 1);
+        cfg.push_str("[extensions]\n\tobjectformat = sha256\n");
+    } else {
+        cfg = cfg.replacen("[core]\n", "[core]\n\trepositoryformatversion = 0\n", 1);
+    }
+    let mut user = String::new();
+    for key in ["name", "email"] {
+        let mut c = trusted_git(git_dir);
+        c.env_remove("GIT_CONFIG_GLOBAL")
+            .args(["config", "--get"])
+            .arg(format!("user.{key}"));
+        let v = run(c, &format!("read user.{key}")).unwrap_or_default();
+        let v = v.trim_end_matches('\n');
+        if !v.is_empty() && !v.contains(['\n', '\0']) {
+            let quoted = v.replace('\\', "\\\\").replace('"', "\\\"");
+            user.push_str(&format!("\t{key} = \"{quoted}\"\n"));
         }
     }
+    if !user.is_empty() {
+        cfg.push_str("[user]\n");
+        cfg.push_str(&user);
+    }
+    cfg
 }
 
-/// After the session: removes the worktree, its admin entry and its branch when nothing was
-/// changed or committed. Never runs git inside the worktree.
+/// Writes the session-private git directory at `private`.
+fn make_private(
+    private: &Path,
+    admin: &Path,
+    git_dir: &Path,
+    branch: &str,
+    base: &str,
+    config: &str,
+) -> Result<()> {
+    if std::fs::symlink_metadata(private).is_ok() {
+        bail!(
+            "{} exists already; remove it (a session with this id ended uncleanly)",
+            private.display()
+        );
+    }
+    let write = |rel: &str, bytes: &[u8]| -> Result<()> {
+        let p = private.join(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        std::fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))
+    };
+    write("HEAD", format!("ref: refs/heads/{branch}\n").as_bytes())?;
+    write(
+        &format!("refs/heads/{branch}"),
+        format!("{base}\n").as_bytes(),
+    )?;
+    write(
+        "objects/info/alternates",
+        format!("{}\n", git_dir.join("objects").display()).as_bytes(),
+    )?;
+    write("config", config.as_bytes())?;
+    for d in ["objects/pack", "refs/tags"] {
+        let p = private.join(d);
+        std::fs::create_dir_all(&p).with_context(|| format!("cannot create {}", p.display()))?;
+    }
+    // The index `git worktree add` wrote (trusted), so `git status` inside starts clean.
+    if let Ok(index) = read_regular(&admin.join("index")) {
+        write("index", &index)?;
+    }
+    Ok(())
+}
+
+/// After the session (every process of the sandbox is gone): imports the agent's commits onto
+/// the main repository's `refs/heads/airlock/NAME`, then removes the worktree, its admin entry,
+/// its private directory and its branch when nothing was changed or committed. Never runs git
+/// inside the worktree or the private directory.
 pub(crate) fn finish(wt: &Worktree) -> Result<Outcome> {
     let tampered = check_links(wt);
     if !tampered.is_empty() {
@@ -308,9 +458,10 @@ fn check_links(wt: &Worktree) -> Vec<String> {
     bad
 }
 
-/// Reads a regular file without following a link and without blocking on a FIFO.
+/// Reads a regular file without following a link and without blocking on a FIFO, at most
+/// [`MAX_REF_FILE`] bytes.
 fn read_regular(p: &Path) -> std::io::Result<Vec<u8>> {
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(p)?;
@@ -318,68 +469,240 @@ fn read_regular(p: &Path) -> std::io::Result<Vec<u8>> {
         return Err(std::io::Error::other("not a regular file"));
     }
     let mut out = Vec::new();
-    f.read_to_end(&mut out)?;
+    f.take(MAX_REF_FILE).read_to_end(&mut out)?;
     Ok(out)
 }
 
-/// Why the worktree must be kept, if it must: its HEAD left the branch, the branch has commits,
-/// or its files differ from the branch's tree.
-fn holds_work(wt: &Worktree) -> Result<Option<String>> {
-    let head = read_regular(&wt.admin.join("HEAD")).unwrap_or_default();
-    if head != format!("ref: refs/heads/{}\n", wt.branch).as_bytes() {
-        return Ok(Some("its HEAD is no longer the session's branch".into()));
+/// The tip of `branch` in the private directory, read by airlock (never by git): the loose
+/// ref, else its line in `packed-refs`. `Err` names what is wrong (a symref, a link, a FIFO,
+/// anything but a hex object id).
+fn private_tip(wt: &Worktree) -> std::result::Result<String, String> {
+    let refname = format!("refs/heads/{}", wt.branch);
+    let loose = wt.private.join(&refname);
+    let text = match read_regular(&loose) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let packed = read_regular(&wt.private.join("packed-refs"))
+                .map_err(|e| format!("{refname} is neither loose nor packed ({e})"))?;
+            String::from_utf8_lossy(&packed)
+                .lines()
+                .find_map(|l| {
+                    let (oid, name) = l.split_once(' ')?;
+                    (name == refname).then(|| oid.to_string())
+                })
+                .ok_or_else(|| format!("{refname} was deleted"))?
+        }
+        Err(e) => return Err(format!("{} is not a plain ref file ({e})", loose.display())),
+    };
+    let oid = text.trim_end_matches('\n');
+    if !is_oid(&wt.format, oid) {
+        return Err(format!(
+            "{} does not hold a commit id (a symbolic ref or garbage is never followed)",
+            loose.display()
+        ));
     }
-    let mut c = trusted_git(&wt.git_dir);
-    c.args(["rev-parse", "--verify", "--quiet"])
-        .arg(format!("refs/heads/{}^{{commit}}", wt.branch));
-    let tip = run(c, &format!("read the branch {}", wt.branch))?
-        .trim()
-        .to_string();
-    if tip != wt.base {
-        return Ok(Some(format!("the branch {} has new commits", wt.branch)));
-    }
-    let mut c = trusted_git(&wt.git_dir);
-    c.args(["rev-parse", "--show-object-format"]);
-    let format = run(c, "read the object format")?.trim().to_string();
-    let mut c = trusted_git(&wt.git_dir);
-    c.args(["ls-tree", "-r", "-z", "--full-tree", &tip]);
-    let tree = parse_ls_tree(run(c, "list the branch's files")?.as_bytes());
-    let mut files = BTreeMap::new();
-    walk(&wt.path, Path::new(""), &format, &mut files)?;
-    Ok(compare(&tree, &files))
+    Ok(oid.to_string())
 }
 
-/// A tree entry: git mode (`100644`, `100755`, `120000`, `160000`) and object id.
-type Entry = (String, String);
+/// Why the worktree must be kept, if it must: its HEAD left the branch, the branch has commits
+/// (imported into the main repository first), or its files differ from the branch's tree.
+fn holds_work(wt: &Worktree) -> Result<Option<String>> {
+    let head = read_regular(&wt.private.join("HEAD")).unwrap_or_default();
+    let on_branch = head == format!("ref: refs/heads/{}\n", wt.branch).as_bytes();
+    let tip = match private_tip(wt) {
+        Ok(t) => t,
+        Err(why) => {
+            return Ok(Some(format!(
+                "the session's branch cannot be read ({why}); the agent's commits were not \
+                 imported, its git directory {} is kept",
+                wt.private.display()
+            )))
+        }
+    };
+    if tip != wt.base {
+        import(wt, &tip).with_context(|| {
+            format!(
+                "the agent's commits (up to {tip}) were not imported; they stay in {}",
+                wt.private.display()
+            )
+        })?;
+        let _ = remove_tree(&wt.private);
+        let mut why = format!("the branch {} has new commits", wt.branch);
+        if !on_branch {
+            why.push_str(" (and its HEAD left the branch)");
+        }
+        return Ok(Some(why));
+    }
+    if !on_branch {
+        return Ok(Some(format!(
+            "its HEAD is no longer the session's branch; its git directory {} is kept",
+            wt.private.display()
+        )));
+    }
+    let mut c = trusted_git(&wt.git_dir);
+    c.args(["ls-tree", "-r", "-l", "-z", "--full-tree", &wt.base]);
+    let tree = parse_ls_tree(run(c, "list the branch's files")?.as_bytes());
+    let mut files = BTreeMap::new();
+    walk(&wt.path, Path::new(""), &wt.format, &tree, &mut files)?;
+    let differ = compare(&tree, &files);
+    if differ.is_some() {
+        // Nothing committed: the kept worktree's own `.git` (the main repository's admin
+        // entry) is all the user needs.
+        let _ = remove_tree(&wt.private);
+    }
+    Ok(differ)
+}
 
-/// `git ls-tree -r -z` output: `MODE SP TYPE SP OID TAB PATH NUL`.
+/// Copies the commits up to `tip` from the private directory into the main repository and
+/// moves `refs/heads/airlock/NAME` there from the base (`update-ref --no-deref` with the old
+/// value, so a ref changed meanwhile is not overwritten). The objects are packed by a scratch
+/// bare repository airlock configures, borrowing the private and the main object stores, and
+/// indexed into the main repository by `index-pack`, which recomputes every object's id.
+/// Nothing reads the private directory's config, hooks or refs.
+fn import(wt: &Worktree, tip: &str) -> Result<()> {
+    let objects = wt.private.join("objects");
+    let alternates = objects.join("info/alternates");
+    let want = format!("{}\n", wt.git_dir.join("objects").display());
+    if !std::fs::symlink_metadata(&objects).is_ok_and(|m| m.is_dir())
+        || read_regular(&alternates).ok().as_deref() != Some(want.as_bytes())
+    {
+        bail!("{} is not what airlock wrote", alternates.display());
+    }
+    plain_tree(&objects)?;
+    let scratch = wt.private.with_extension("import");
+    let _ = remove_tree(&scratch);
+    let mut c = host_git();
+    c.args(["init", "--quiet", "--bare"])
+        .arg(format!("--object-format={}", wt.format))
+        .arg(&scratch);
+    run(c, "create a scratch repository")?;
+    let result = (|| -> Result<()> {
+        let alt = scratch.join("objects/info/alternates");
+        std::fs::write(&alt, format!("{}\n{}", objects.display(), want))
+            .with_context(|| format!("cannot write {}", alt.display()))?;
+        copy_objects(wt, &scratch, tip)?;
+        let mut c = trusted_git(&wt.git_dir);
+        c.args(["cat-file", "-e"]).arg(format!("{tip}^{{commit}}"));
+        run(c, &format!("check the imported commit {tip}"))?;
+        let mut c = trusted_git(&wt.git_dir);
+        c.args(["update-ref", "--no-deref", "-m", "airlock worktree session"])
+            .arg(format!("refs/heads/{}", wt.branch))
+            .arg(tip)
+            .arg(&wt.base);
+        run(c, &format!("move the branch {} to {tip}", wt.branch))?;
+        // The kept worktree's index (in the main repository's admin entry) follows the branch,
+        // so the user's own `git status` there shows only uncommitted work.
+        let mut c = trusted_git(&wt.admin);
+        c.args(["read-tree", tip]);
+        run(c, "reset the worktree's index to the agent's commit")?;
+        Ok(())
+    })();
+    let _ = remove_tree(&scratch);
+    result
+}
+
+/// Fails unless everything below `dir` is a plain directory or regular file: a FIFO, socket,
+/// device or link the agent planted in its object store would make `pack-objects` block or read
+/// a host file.
+fn plain_tree(dir: &Path) -> Result<()> {
+    let rd = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    for e in rd {
+        let e = e.with_context(|| format!("cannot read {}", dir.display()))?;
+        let t = e
+            .file_type()
+            .with_context(|| format!("cannot read {}", e.path().display()))?;
+        if t.is_dir() {
+            plain_tree(&e.path())?;
+        } else if !t.is_file() {
+            bail!(
+                "{} is not a regular file; the agent's object store is not read",
+                e.path().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `pack-objects` in the scratch repository piped into `index-pack` in the main one.
+fn copy_objects(wt: &Worktree, scratch: &Path, tip: &str) -> Result<()> {
+    use std::io::Write;
+    let mut c = host_git();
+    c.current_dir(scratch)
+        .arg("--git-dir")
+        .arg(scratch)
+        .args(["pack-objects", "--revs", "--stdout", "-q"])
+        .stdin(Stdio::piped());
+    let mut pack = spawn(&mut c, "pack the agent's commits")?;
+    if let Some(mut stdin) = pack.stdin.take() {
+        let revs = format!("{tip}\n^{}\n", wt.base);
+        stdin
+            .write_all(revs.as_bytes())
+            .context("cannot feed git pack-objects")?;
+    }
+    let Some(out) = pack.stdout.take() else {
+        let _ = pack.kill();
+        let _ = pack.wait();
+        bail!("git pack-objects has no output");
+    };
+    let mut c = trusted_git(&wt.git_dir);
+    c.args(["index-pack", "--stdin", "--strict"]).stdin(out);
+    let indexed = run_for(c, "index the agent's commits into the repository", SLOW);
+    let packed = wait_bounded(&mut pack, QUICK, "pack the agent's commits");
+    if !packed?.success() {
+        let mut err = String::new();
+        if let Some(mut e) = pack.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        bail!("git failed to pack the agent's commits: {}", err.trim());
+    }
+    indexed.map(|_| ())
+}
+
+/// A tree entry: git mode (`100644`, `100755`, `120000`, `160000`, or for worktree files
+/// `fifo`/`socket`/`device`/`040000`), object id (empty when not computed) and size in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    mode: String,
+    oid: String,
+    size: Option<u64>,
+}
+
+/// `git ls-tree -r -l -z` output: `MODE SP TYPE SP OID SP+ SIZE TAB PATH NUL` (SIZE is `-` for
+/// submodules).
 fn parse_ls_tree(out: &[u8]) -> BTreeMap<PathBuf, Entry> {
     out.split(|b| *b == 0)
         .filter_map(|rec| {
             let tab = rec.iter().position(|b| *b == b'\t')?;
             let head = std::str::from_utf8(&rec[..tab]).ok()?;
-            let mut f = head.split(' ');
-            let (mode, _kind, oid) = (f.next()?, f.next()?, f.next()?);
+            let mut f = head.split_whitespace();
+            let (mode, _kind, oid, size) = (f.next()?, f.next()?, f.next()?, f.next()?);
             let path = PathBuf::from(OsStr::from_bytes(&rec[tab + 1..]));
-            Some((path, (mode.to_string(), oid.to_string())))
+            Some((
+                path,
+                Entry {
+                    mode: mode.to_string(),
+                    oid: oid.to_string(),
+                    size: size.parse().ok(),
+                },
+            ))
         })
         .collect()
 }
 
 /// The blob id of the regular file at `p`, streamed (opened without following a link or
-/// blocking, its length taken from `fstat`; a file that changes length meanwhile gets an id
-/// that matches nothing, so it counts as changed).
-fn file_blob_id(format: &str, p: &Path) -> std::io::Result<String> {
+/// blocking, its length taken from `fstat`, at most `len` bytes read; a file that changes length
+/// meanwhile gets an id that matches nothing, so it counts as changed).
+fn file_blob_id(format: &str, p: &Path, len: u64) -> std::io::Result<String> {
     use sha2::Digest;
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(p)?;
     let m = f.metadata()?;
-    if !m.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
+    if !m.is_file() || m.len() != len {
+        return Ok(String::from("changed-while-read"));
     }
-    let head = format!("blob {}\0", m.len());
+    let head = format!("blob {len}\0");
     let mut sha1 = sha1::Sha1::new();
     let mut sha256 = sha2::Sha256::new();
     let mut update = |b: &[u8]| {
@@ -392,6 +715,7 @@ fn file_blob_id(format: &str, p: &Path) -> std::io::Result<String> {
     update(head.as_bytes());
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
+    let mut f = f.take(len.saturating_add(1));
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
@@ -400,7 +724,7 @@ fn file_blob_id(format: &str, p: &Path) -> std::io::Result<String> {
         total += n as u64;
         update(&buf[..n]);
     }
-    if total != m.len() {
+    if total != len {
         return Ok(String::from("changed-while-read"));
     }
     Ok(if format == "sha256" {
@@ -428,9 +752,18 @@ fn blob_id(format: &str, content: &[u8]) -> String {
 }
 
 /// Every entry of the worktree below `rel` as git would store it, without following links or
-/// opening anything but regular files (with `O_NONBLOCK`). The top-level `.git` is skipped;
-/// directories are listed with mode `040000` only when empty (git does not track them).
-fn walk(root: &Path, rel: &Path, format: &str, out: &mut BTreeMap<PathBuf, Entry>) -> Result<()> {
+/// opening anything but regular files (with `O_NONBLOCK`). A regular file is hashed only when
+/// `tree` has a regular file of the same size at its path (and it is at most
+/// [`MAX_HASHED_FILE`]); otherwise it is recorded with its size and no id, which compares as
+/// changed. The top-level `.git` is skipped; directories are listed with mode `040000` only
+/// when empty (git does not track them).
+fn walk(
+    root: &Path,
+    rel: &Path,
+    format: &str,
+    tree: &BTreeMap<PathBuf, Entry>,
+    out: &mut BTreeMap<PathBuf, Entry>,
+) -> Result<()> {
     let dir = root.join(rel);
     let rd = std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
     let mut empty = true;
@@ -448,22 +781,34 @@ fn walk(root: &Path, rel: &Path, format: &str, out: &mut BTreeMap<PathBuf, Entry
         let entry = if ft.is_symlink() {
             let target =
                 std::fs::read_link(&p).with_context(|| format!("cannot read {}", p.display()))?;
-            (
-                "120000".to_string(),
-                blob_id(format, target.as_os_str().as_bytes()),
-            )
+            Entry {
+                mode: "120000".into(),
+                oid: blob_id(format, target.as_os_str().as_bytes()),
+                size: None,
+            }
         } else if ft.is_dir() {
-            walk(root, &r, format, out)?;
+            walk(root, &r, format, tree, out)?;
             continue;
         } else if ft.is_file() {
-            let id =
-                file_blob_id(format, &p).with_context(|| format!("cannot read {}", p.display()))?;
             let mode = if m.permissions().mode() & 0o100 != 0 {
                 "100755"
             } else {
                 "100644"
             };
-            (mode.to_string(), id)
+            let worth_hashing = tree.get(&r).is_some_and(|t| {
+                t.mode == mode && t.size == Some(m.len()) && m.len() <= MAX_HASHED_FILE
+            });
+            let oid = if worth_hashing {
+                file_blob_id(format, &p, m.len())
+                    .with_context(|| format!("cannot read {}", p.display()))?
+            } else {
+                String::new()
+            };
+            Entry {
+                mode: mode.into(),
+                oid,
+                size: Some(m.len()),
+            }
         } else {
             let what = if ft.is_fifo() {
                 "fifo"
@@ -472,12 +817,23 @@ fn walk(root: &Path, rel: &Path, format: &str, out: &mut BTreeMap<PathBuf, Entry
             } else {
                 "device"
             };
-            (what.to_string(), String::new())
+            Entry {
+                mode: what.into(),
+                oid: String::new(),
+                size: None,
+            }
         };
         out.insert(r, entry);
     }
     if empty && !rel.as_os_str().is_empty() {
-        out.insert(rel.to_path_buf(), ("040000".to_string(), String::new()));
+        out.insert(
+            rel.to_path_buf(),
+            Entry {
+                mode: "040000".into(),
+                oid: String::new(),
+                size: None,
+            },
+        );
     }
     Ok(())
 }
@@ -487,11 +843,11 @@ fn compare(tree: &BTreeMap<PathBuf, Entry>, files: &BTreeMap<PathBuf, Entry>) ->
     let mut differ: Vec<&Path> = Vec::new();
     for (p, want) in tree {
         let got = files.get(p);
-        let same = match (want.0.as_str(), got) {
+        let same = match (want.mode.as_str(), got) {
             // An uninitialised submodule is an empty directory (or nothing at all).
             ("160000", None) => true,
-            ("160000", Some(g)) => g.0 == "040000",
-            (_, Some(g)) => g == want,
+            ("160000", Some(g)) => g.mode == "040000",
+            (_, Some(g)) => g.mode == want.mode && !g.oid.is_empty() && g.oid == want.oid,
             (_, None) => false,
         };
         if !same {
@@ -503,7 +859,7 @@ fn compare(tree: &BTreeMap<PathBuf, Entry>, files: &BTreeMap<PathBuf, Entry>) ->
             continue;
         }
         // git does not track empty directories; an untracked one is not work.
-        if got.0 == "040000" {
+        if got.mode == "040000" {
             continue;
         }
         differ.push(p);
@@ -530,13 +886,29 @@ fn compare(tree: &BTreeMap<PathBuf, Entry>, files: &BTreeMap<PathBuf, Entry>) ->
 }
 
 /// Deletes the worktree directory (no link followed: `remove_dir_all` unlinks symlinks rather
-/// than entering them), its admin entry, and the branch, from the trusted side.
+/// than entering them), its admin entry, its private directory, and the branch, from the
+/// trusted side. The branch is deleted only when its ref file in the main repository is still
+/// a plain file holding the base (read by airlock, so a FIFO or a symref planted there is
+/// neither waited on nor followed), and then with `update-ref --no-deref`.
 fn remove(wt: &Worktree) -> Result<()> {
+    let refname = format!("refs/heads/{}", wt.branch);
+    let loose = wt.git_dir.join(&refname);
+    let ours = read_regular(&loose)
+        .is_ok_and(|b| b.strip_suffix(b"\n").unwrap_or(&b) == wt.base.as_bytes());
+    if !ours {
+        bail!(
+            "{} is no longer the plain ref airlock created at {}; the worktree is left in place \
+             and the branch untouched (check it with `git branch -v`)",
+            loose.display(),
+            wt.base
+        );
+    }
     remove_tree(&wt.path).with_context(|| format!("cannot delete {}", wt.path.display()))?;
     remove_tree(&wt.admin).with_context(|| format!("cannot delete {}", wt.admin.display()))?;
+    remove_tree(&wt.private).with_context(|| format!("cannot delete {}", wt.private.display()))?;
     let mut c = trusted_git(&wt.git_dir);
-    c.args(["update-ref", "-d"])
-        .arg(format!("refs/heads/{}", wt.branch))
+    c.args(["update-ref", "--no-deref", "-d"])
+        .arg(&refname)
         .arg(&wt.base);
     run(c, &format!("delete the unused branch {}", wt.branch))?;
     Ok(())
@@ -557,8 +929,8 @@ pub(crate) fn tamper_warning(session: &str, wt: &Worktree, what: &[String]) -> S
         "airlock: WARNING: session {session}: the agent changed how its worktree {} is tied to \
          the repository:\n{}\nthe worktree is kept, but do not run git inside it: your own `git \
          status` there would run the agent's configuration (filters, fsmonitor, hooks) as you. \
-         Read its files with ordinary tools, then delete it with `rm -rf {}` and `rm -rf {}` \
-         (and `git branch -D {}` in the repository)",
+         Read its files with ordinary tools, then delete it with `rm -rf {} {} {}` (and `git \
+         branch -D {}` in the repository)",
         wt.path.display(),
         what.iter()
             .map(|w| format!("  {w}"))
@@ -566,6 +938,7 @@ pub(crate) fn tamper_warning(session: &str, wt: &Worktree, what: &[String]) -> S
             .join("\n"),
         wt.path.display(),
         wt.admin.display(),
+        wt.private.display(),
         wt.branch
     )
 }
@@ -603,6 +976,104 @@ mod tests {
         git(&repo, &["add", "-A"]);
         git(&repo, &["commit", "-qm", "init"]);
         create_in(&t.join("worktrees"), &repo, "s1", None).expect("create")
+    }
+
+    /// Runs git as the agent would inside the sandbox: through the worktree's `.git` as the
+    /// sandbox sees it (pointing at the private directory).
+    fn agent_git(wt: &Worktree, args: &[&str]) {
+        let gd = format!("--git-dir={}", wt.private.display());
+        let wd = format!("--work-tree={}", wt.path.display());
+        let mut all = vec![gd.as_str(), wd.as_str()];
+        all.extend_from_slice(args);
+        git(&wt.path, &all);
+    }
+
+    #[test]
+    fn agent_commits_land_on_the_branch_in_the_main_repository() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let wt = setup(t.path());
+        std::fs::write(wt.path.join("new.txt"), "new\n").expect("w");
+        agent_git(&wt, &["add", "-A"]);
+        agent_git(&wt, &["commit", "-qm", "agent"]);
+        let out = finish(&wt).expect("finish");
+        assert!(matches!(out, Outcome::Kept(_)), "{out:?}");
+        let mut c = trusted_git(&wt.git_dir);
+        c.args(["log", "--format=%s", &format!("refs/heads/{}", wt.branch)]);
+        assert_eq!(run(c, "log").expect("log"), "agent\ninit\n");
+        let mut c = trusted_git(&wt.git_dir);
+        c.args(["fsck", "--strict"]);
+        run(c, "fsck").expect("fsck clean");
+        assert!(
+            !wt.private.exists(),
+            "imported: the private directory is gone"
+        );
+    }
+
+    /// What the agent can plant in its private git directory where airlock reads the branch:
+    /// a symbolic ref, a FIFO, a link. Each keeps the worktree, in bounded time, with the main
+    /// repository's branches as they were.
+    #[test]
+    fn the_private_branch_is_read_without_following_or_waiting() {
+        type Plant = (&'static str, fn(&Worktree));
+        let plants: &[Plant] = &[
+            ("symref", |wt| {
+                let r = wt.private.join("refs/heads").join(&wt.branch);
+                std::fs::write(r, "ref: refs/heads/master\n").expect("w");
+            }),
+            ("fifo ref", |wt| {
+                let r = wt.private.join("refs/heads").join(&wt.branch);
+                std::fs::remove_file(&r).expect("rm");
+                nix::unistd::mkfifo(&r, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+            }),
+            ("fifo packed-refs", |wt| {
+                let r = wt.private.join("refs/heads").join(&wt.branch);
+                std::fs::remove_file(&r).expect("rm");
+                let p = wt.private.join("packed-refs");
+                nix::unistd::mkfifo(&p, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+            }),
+            ("link ref", |wt| {
+                let r = wt.private.join("refs/heads").join(&wt.branch);
+                std::fs::remove_file(&r).expect("rm");
+                std::os::unix::fs::symlink(wt.git_dir.join("refs/heads/master"), &r).expect("ln");
+            }),
+        ];
+        for (what, plant) in plants {
+            let t = tempfile::tempdir().expect("tempdir");
+            let wt = setup(t.path());
+            let mut c = trusted_git(&wt.git_dir);
+            c.args(["for-each-ref"]);
+            let before = run(c, "refs").expect("refs");
+            plant(&wt);
+            let start = Instant::now();
+            let out = finish(&wt).expect("finish");
+            assert!(start.elapsed() < Duration::from_secs(10), "{what}");
+            assert!(matches!(out, Outcome::Kept(_)), "{what}: {out:?}");
+            let mut c = trusted_git(&wt.git_dir);
+            c.args(["for-each-ref"]);
+            assert_eq!(run(c, "refs").expect("refs"), before, "{what}");
+        }
+    }
+
+    /// A 1 TiB sparse file is a change decided by its size, without reading it.
+    #[test]
+    fn huge_files_are_judged_by_size() {
+        for f in ["src/a.rs", "huge.bin"] {
+            let t = tempfile::tempdir().expect("tempdir");
+            let wt = setup(t.path());
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(wt.path.join(f))
+                .and_then(|h| h.set_len(1 << 40))
+                .expect("truncate");
+            let start = Instant::now();
+            assert!(
+                matches!(finish(&wt).expect("finish"), Outcome::Kept(_)),
+                "{f}"
+            );
+            assert!(start.elapsed() < Duration::from_secs(10), "{f}");
+        }
     }
 
     #[test]
@@ -651,6 +1122,74 @@ mod tests {
             );
             assert!(wt.path.join(".git").exists(), "{what}");
         }
+    }
+
+    /// Security review (ISSUE9 follow-up): the session's own branch ref lives in a directory the
+    /// agent can write. A textual symref there must not make the host's `update-ref -d` delete
+    /// the branch it points at (the user's `main`, whose tip equals the session's base).
+    #[test]
+    fn a_symref_in_the_session_branch_never_deletes_another_branch() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let wt = setup(t.path());
+        let head = std::fs::read_to_string(wt.git_dir.join("HEAD")).expect("HEAD");
+        let main = head
+            .trim()
+            .strip_prefix("ref: ")
+            .expect("symref")
+            .to_string();
+        std::fs::write(
+            wt.git_dir.join("refs/heads").join(&wt.branch),
+            format!("ref: {main}\n"),
+        )
+        .expect("plant symref");
+        let _ = finish(&wt);
+        assert!(
+            wt.git_dir.join(&main).exists()
+                || std::fs::read_to_string(wt.git_dir.join("packed-refs"))
+                    .unwrap_or_default()
+                    .contains(&main),
+            "{main} was deleted by the host-side cleanup"
+        );
+    }
+
+    /// Security review: a FIFO in place of the session's branch ref must not hang `finish`.
+    #[test]
+    fn a_fifo_branch_ref_does_not_hang_finish() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let wt = setup(t.path());
+        let r = wt.git_dir.join("refs/heads").join(&wt.branch);
+        std::fs::remove_file(&r).expect("rm");
+        nix::unistd::mkfifo(&r, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let wt2 = wt.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(finish(&wt2).is_ok());
+        });
+        let done = rx.recv_timeout(std::time::Duration::from_secs(20));
+        // Unblock the git process so the test run can end either way.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&r);
+        assert!(done.is_ok(), "finish() hung on a FIFO ref");
+    }
+
+    /// Security review: the object store is shared read-write with the sandbox, so a loose
+    /// object of the user's history can be replaced; the host's next checkout writes it.
+    #[test]
+    fn the_sandbox_cannot_replace_objects_of_the_users_history() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let wt = setup(t.path());
+        let writable: Vec<&Path> = wt
+            .binds
+            .iter()
+            .filter(|b| b.writable)
+            .map(|b| b.source.as_path())
+            .collect();
+        assert!(
+            !writable.contains(&wt.git_dir.join("objects").as_path()),
+            "objects/ is bound read-write: existing objects can be replaced or deleted"
+        );
     }
 
     /// The agent's own repository in place of the worktree's `.git` (or its admin files

@@ -2106,36 +2106,42 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
         .expect("git");
     assert!(o.status.success(), "{}", stderr(&o));
     let other_before = git(&["rev-parse", "airlock/other"]);
-    let o = repo.airlock(&[
-        "run",
-        "--mode",
-        "worktree",
-        "--name",
-        "dirty",
-        "--",
-        "sh",
-        "-c",
+    // The agent sees the main repository at its own path, read-only as a whole; its commits go
+    // to the session's private git directory.
+    let script = format!(
         "echo work > work.txt; git add work.txt; \
          git -c user.name=a -c user.email=a@a commit -qm 'agent commit' && echo committed; \
          echo more > more.txt; \
-         common=$(git rev-parse --git-common-dir); \
+         common={main}; private=$(git rev-parse --absolute-git-dir); \
+         test \"$private\" != \"$common\" && echo private-git-dir; \
          (echo evil > $common/hooks/pre-commit) 2>/dev/null || echo no-hook; \
          git config core.fsmonitor evil 2>/dev/null || echo no-config; \
+         git --git-dir=$common config core.fsmonitor evil 2>/dev/null || echo no-main-config; \
          (echo x > $common/../old.txt) 2>/dev/null || echo main-tree-read-only; \
-         git update-ref refs/heads/planted HEAD 2>/dev/null || echo no-foreign-ref; \
+         git --git-dir=$common update-ref refs/heads/planted HEAD 2>/dev/null \
+           || echo no-foreign-ref; \
          (git rev-parse HEAD > $common/refs/tags/planted) 2>/dev/null || echo no-tag; \
          (mkdir -p $common/objects/info; echo /tmp > $common/objects/info/alternates) \
            2>/dev/null || echo no-alternates; \
-         git update-ref refs/heads/airlock/other HEAD 2>/dev/null || echo no-sibling-move; \
+         (echo /tmp > $private/objects/info/alternates) 2>/dev/null || echo no-private-alternates; \
+         git --git-dir=$common update-ref refs/heads/airlock/other HEAD 2>/dev/null \
+           || echo no-sibling-move; \
          (rm -f $common/refs/heads/airlock/other && test ! -e $common/refs/heads/airlock/other) \
            2>/dev/null || echo no-sibling-delete",
+        main = repo.ws.path().join(".git").display()
+    );
+    let o = repo.airlock(&[
+        "run", "--mode", "worktree", "--name", "dirty", "--", "sh", "-c", &script,
     ]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     for want in [
         "committed",
+        "private-git-dir",
         "no-hook",
         "no-config",
+        "no-main-config",
+        "no-private-alternates",
         "main-tree-read-only",
         "no-foreign-ref",
         "no-tag",
@@ -2217,7 +2223,7 @@ fn worktree_mode_never_runs_agent_git_config_on_the_host() {
              printf '#!/bin/sh\\necho hook >> {m} 2>/dev/null; true\\n' > hooks/$h; \
              chmod +x hooks/$h; done; \
            echo '* filter=x diff=x' > .gitattributes; }}; \
-         admin=$(git rev-parse --absolute-git-dir); ",
+         admin=$(echo \"$MAIN_GIT\"/worktrees/*); private=$(git rev-parse --absolute-git-dir); ",
         m = m.display()
     );
     let variants: &[(&str, &str, &str)] = &[
@@ -2249,6 +2255,13 @@ fn worktree_mode_never_runs_agent_git_config_on_the_host() {
             "config-worktree-kept",
         ),
         (
+            "private-dir",
+            "git init -q --bare evil; plant evil/config; cp -r hooks evil/; \
+             echo \"$PWD/evil\" > \"$private/commondir\"; plant \"$private/config.worktree\"; \
+             (plant \"$private/config\") 2>/dev/null; echo private-planted",
+            "private-planted",
+        ),
+        (
             "attributes-only",
             "echo '* filter=x diff=x' > .gitattributes; echo attributes-planted",
             "attributes-planted",
@@ -2275,7 +2288,9 @@ fn worktree_mode_never_runs_agent_git_config_on_the_host() {
         // mtime granularity: files touched a second later are re-read (and filtered) by a
         // host `git status`.
         let full = format!(
-            "{plant}{script}; echo new > new.txt; sleep 1.1; touch new.txt hello.txt src/lib.rs"
+            "MAIN_GIT='{main}'; {plant}{script}; echo new > new.txt; sleep 1.1; \
+             touch new.txt hello.txt src/lib.rs",
+            main = repo.ws.path().join(".git").display()
         );
         let o = host(&[
             "run", "--mode", "worktree", "--name", name, "--", "sh", "-c", &full,
@@ -3662,4 +3677,352 @@ fn a_link_the_agent_replaced_by_a_directory_merges() {
         !outside.path().join("sub").exists(),
         "written through the link"
     );
+}
+
+/// Host git on the main repository of `repo` (system and global config ignored), killed after
+/// 20 seconds (a FIFO planted in the repository would otherwise hang the test itself).
+fn host_git(repo: &Repo, args: &[&str]) -> Output {
+    Command::new("timeout")
+        .args(["-s", "KILL", "20", "git"])
+        .args(args)
+        .current_dir(repo.ws.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git")
+}
+
+/// The main repository's own history is intact: its default branch still at `tip`, `old.txt`
+/// still `old` in it, and `git fsck --strict` clean.
+fn assert_history_intact(repo: &Repo, branch: &str, tip: &str, what: &str) {
+    let o = host_git(repo, &["rev-parse", "--verify", branch]);
+    assert_eq!(
+        stdout(&o).trim(),
+        tip,
+        "{what}: {branch} moved or was deleted"
+    );
+    let o = host_git(repo, &["cat-file", "-p", &format!("{tip}:old.txt")]);
+    assert_eq!(stdout(&o), "old\n", "{what}: history content replaced");
+    let o = host_git(repo, &["fsck", "--strict", "--no-dangling"]);
+    assert!(
+        o.status.success(),
+        "{what}: fsck: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+/// The user's default branch and its tip.
+fn default_branch(repo: &Repo) -> (String, String) {
+    let b = stdout(&host_git(repo, &["symbolic-ref", "HEAD"]))
+        .trim()
+        .to_string();
+    let tip = stdout(&host_git(repo, &["rev-parse", "HEAD"]))
+        .trim()
+        .to_string();
+    (b, tip)
+}
+
+/// Red-team W1: a symbolic ref in the session's branch (in the main repository, or in the
+/// session's own git directory) never makes the host delete or move the branch it names.
+#[test]
+fn worktree_mode_symref_in_the_session_branch_leaves_main_alone() {
+    let variants: &[(&str, &str, Option<&str>)] = &[
+        (
+            "red-team: own branch via the common dir",
+            "b=$(git symbolic-ref HEAD); printf 'ref: %s\\n' \"$MAIN_BRANCH\" > \
+             $(git rev-parse --git-common-dir)/$b && echo planted",
+            None,
+        ),
+        (
+            "main repository's ref by path",
+            "(printf 'ref: %s\\n' \"$MAIN_BRANCH\" > \"$MAIN_GIT/refs/heads/airlock/$NAME\") \
+             2>/dev/null || echo main-ref-read-only",
+            Some("main-ref-read-only"),
+        ),
+        (
+            "git symbolic-ref",
+            "git symbolic-ref refs/heads/airlock/$NAME \"$MAIN_BRANCH\" 2>/dev/null; \
+             git symbolic-ref HEAD \"$MAIN_BRANCH\"; echo planted",
+            None,
+        ),
+        (
+            "symref after a commit",
+            "echo x > x.txt; git add x.txt; git -c user.name=a -c user.email=a@a commit -qm x; \
+             b=$(git symbolic-ref HEAD); printf 'ref: %s\\n' \"$MAIN_BRANCH\" > \
+             $(git rev-parse --git-dir)/$b && echo planted",
+            None,
+        ),
+    ];
+    for (i, (what, script, token)) in variants.iter().enumerate() {
+        let repo = Repo::new();
+        let (branch, tip) = default_branch(&repo);
+        let name = format!("w1-{i}");
+        let full = format!(
+            "MAIN_GIT='{}'; MAIN_BRANCH='{branch}'; NAME='{name}'; {script}",
+            repo.ws.path().join(".git").display()
+        );
+        let o = airlock_within(
+            &repo,
+            &[
+                "run", "--mode", "worktree", "--name", &name, "--", "sh", "-c", &full,
+            ],
+            &[],
+        );
+        assert!(
+            stdout(&o).contains(token.unwrap_or("planted")),
+            "{what}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        assert_history_intact(&repo, &branch, &tip, what);
+    }
+}
+
+/// Red-team W2: the main repository's object store is read-only inside: an object of the
+/// user's history can be neither replaced nor deleted (loose or packed), and no alternates can
+/// be planted; the agent's own commits still land on `airlock/NAME`.
+#[test]
+fn worktree_mode_cannot_replace_or_delete_the_users_objects() {
+    let repo = Repo::new();
+    let (branch, tip) = default_branch(&repo);
+    // One blob loose, the rest packed: both kinds of storage are attacked.
+    let o = host_git(&repo, &["repack", "-a", "-d", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(repo.ws.path().join("loose.txt"), "loose\n").expect("write");
+    let o = host_git(&repo, &["hash-object", "-w", "loose.txt"]);
+    let loose = stdout(&o).trim().to_string();
+    std::fs::remove_file(repo.ws.path().join("loose.txt")).expect("rm");
+    let blob = stdout(&host_git(&repo, &["rev-parse", "HEAD:old.txt"]))
+        .trim()
+        .to_string();
+    let script = format!(
+        "d='{objects}'; \
+         (rm -f $d/pack/*) 2>/dev/null; ls $d/pack | grep -q pack && echo packs-kept; \
+         (rm -rf $d/??) 2>/dev/null; test -e $d/{l2}/{lrest} && echo loose-kept; \
+         (chmod u+w $d/{l2}/{lrest}; echo evil > $d/{l2}/{lrest}) 2>/dev/null || echo loose-read-only; \
+         (mkdir -p $d/{b2} && cp $d/{l2}/{lrest} $d/{b2}/{brest}) 2>/dev/null || echo no-shadow; \
+         (echo /tmp > $d/info/alternates) 2>/dev/null || echo no-main-alternates; \
+         (echo /tmp > $(git rev-parse --git-dir)/objects/info/alternates) 2>/dev/null \
+           || echo no-private-alternates; \
+         echo agent > agent.txt; git add agent.txt; \
+         git -c user.name=a -c user.email=a@a commit -qm 'agent commit' && echo committed",
+        objects = repo.ws.path().join(".git/objects").display(),
+        l2 = &loose[..2],
+        lrest = &loose[2..],
+        b2 = &blob[..2],
+        brest = &blob[2..],
+    );
+    let o = airlock_within(
+        &repo,
+        &[
+            "run", "--mode", "worktree", "--name", "w2", "--", "sh", "-c", &script,
+        ],
+        &[],
+    );
+    let out = stdout(&o);
+    for want in [
+        "packs-kept",
+        "loose-kept",
+        "loose-read-only",
+        "no-shadow",
+        "no-main-alternates",
+        "no-private-alternates",
+        "committed",
+    ] {
+        assert!(out.contains(want), "{want} missing: {out}{}", stderr(&o));
+    }
+    assert_history_intact(&repo, &branch, &tip, "w2");
+    let o = host_git(&repo, &["cat-file", "-p", &loose]);
+    assert_eq!(stdout(&o), "loose\n");
+    let o = host_git(&repo, &["log", "--format=%s", "airlock/w2"]);
+    assert_eq!(stdout(&o), "agent commit\ninit\n", "{}", stderr(&o));
+}
+
+/// Red-team W3: a FIFO (or link) where the host reads the session's branch, HEAD, packed refs
+/// or objects never makes the end of the session hang.
+#[test]
+fn worktree_mode_fifo_refs_and_objects_do_not_hang_the_session_end() {
+    let commit =
+        "echo x > x.txt; git add x.txt; git -c user.name=a -c user.email=a@a commit -qm x; \
+                  d=$(git rev-parse --git-dir); b=$(git symbolic-ref HEAD); ";
+    let variants: &[(&str, String)] = &[
+        (
+            "fifo branch ref",
+            format!("{commit}rm $d/$b; mkfifo $d/$b"),
+        ),
+        ("fifo HEAD", format!("{commit}rm $d/HEAD; mkfifo $d/HEAD")),
+        (
+            "fifo packed-refs",
+            format!("{commit}git pack-refs --all; rm -f $d/$b; rm $d/packed-refs; mkfifo $d/packed-refs"),
+        ),
+        (
+            "fifo object",
+            format!(
+                "{commit}o=$(git rev-parse HEAD); f=$d/objects/$(echo $o | cut -c1-2)/$(echo $o | cut -c3-); \
+                 rm -f $f; mkfifo $f"
+            ),
+        ),
+        (
+            "linked object",
+            format!(
+                "{commit}o=$(git rev-parse HEAD); f=$d/objects/$(echo $o | cut -c1-2)/$(echo $o | cut -c3-); \
+                 rm -f $f; ln -s /dev/zero $f"
+            ),
+        ),
+        (
+            "fifo in the main repository (red-team)",
+            "b=$(git symbolic-ref HEAD); cd \"$MAIN_GIT\"; (rm -f $b; mkfifo $b) 2>/dev/null; \
+             test -p $b || echo main-read-only"
+                .to_string(),
+        ),
+    ];
+    for (what, script) in variants {
+        let repo = Repo::new();
+        let (branch, tip) = default_branch(&repo);
+        let full = format!(
+            "MAIN_GIT='{}'; {script}",
+            repo.ws.path().join(".git").display()
+        );
+        let start = Instant::now();
+        let o = airlock_within(
+            &repo,
+            &["run", "--mode", "worktree", "--", "sh", "-c", &full],
+            &[],
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what}: {}",
+            stderr(&o)
+        );
+        if script.contains("main-read-only") {
+            assert!(
+                stdout(&o).contains("main-read-only"),
+                "{what}: {}",
+                stdout(&o)
+            );
+        } else {
+            assert!(
+                stderr(&o).contains("kept") || stderr(&o).contains("left in place"),
+                "{what}: the worktree holding the agent's work must be kept: {}",
+                stderr(&o)
+            );
+        }
+        assert_history_intact(&repo, &branch, &tip, what);
+    }
+}
+
+/// Red-team W4: a reflog link (or a stale reflog) left in the main repository for a branch
+/// name is never written through: the next session with that name refuses and names it.
+#[test]
+fn worktree_mode_planted_reflog_links_are_not_followed() {
+    let victim_dir = tempfile::Builder::new()
+        .prefix("airlock-victim-")
+        .tempdir()
+        .expect("tempdir");
+    let victim = victim_dir.path().join("victim");
+    type Plant = (&'static str, fn(&Path, &Path));
+    let plants: &[Plant] = &[
+        ("reflog link", |git, v| {
+            let logs = git.join("logs/refs/heads/airlock");
+            std::fs::create_dir_all(&logs).expect("mkdir");
+            std::os::unix::fs::symlink(v, logs.join("fix")).expect("ln");
+        }),
+        ("reflog directory link", |git, v| {
+            let logs = git.join("logs/refs/heads");
+            std::fs::create_dir_all(&logs).expect("mkdir");
+            std::fs::create_dir_all(v.with_extension("d")).expect("mkdir");
+            std::os::unix::fs::symlink(v.with_extension("d"), logs.join("airlock")).expect("ln");
+        }),
+        ("stale reflog", |git, _| {
+            let logs = git.join("logs/refs/heads/airlock");
+            std::fs::create_dir_all(&logs).expect("mkdir");
+            std::fs::write(logs.join("fix"), "").expect("write");
+        }),
+        ("ref directory link", |git, v| {
+            std::fs::create_dir_all(v.with_extension("r")).expect("mkdir");
+            std::os::unix::fs::symlink(v.with_extension("r"), git.join("refs/heads/airlock"))
+                .expect("ln");
+        }),
+    ];
+    for (what, plant) in plants {
+        let repo = Repo::new();
+        std::fs::write(&victim, "victim\n").expect("write");
+        // From inside a session: the main repository's logs/ is read-only.
+        let o = airlock_within(
+            &repo,
+            &[
+                "run", "--mode", "worktree", "--", "sh", "-c",
+                &format!(
+                    "(mkdir -p '{g}/logs/refs/heads/airlock' && ln -s '{v}' '{g}/logs/refs/heads/airlock/fix') \
+                     2>/dev/null || echo logs-read-only",
+                    g = repo.ws.path().join(".git").display(),
+                    v = victim.display()
+                ),
+            ],
+            &[],
+        );
+        assert!(
+            stdout(&o).contains("logs-read-only"),
+            "{what}: {}",
+            stdout(&o)
+        );
+        // Left on the host (by an older airlock, or by hand): the next session refuses.
+        plant(&repo.ws.path().join(".git"), &victim);
+        let o = airlock_within(
+            &repo,
+            &["run", "--mode", "worktree", "--name", "fix", "--", "true"],
+            &[],
+        );
+        assert_ne!(o.status.code(), Some(0), "{what}: {}", stderr(&o));
+        assert!(stderr(&o).contains("airlock"), "{what}: {}", stderr(&o));
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "victim\n",
+            "{what}"
+        );
+        for ext in ["d", "r"] {
+            let d = victim.with_extension(ext);
+            if d.is_dir() {
+                assert_eq!(
+                    std::fs::read_dir(&d).expect("read_dir").count(),
+                    0,
+                    "{what}: something was written in {}",
+                    d.display()
+                );
+                std::fs::remove_dir_all(&d).expect("rm");
+            }
+        }
+    }
+}
+
+/// Red-team W5: a huge sparse file (1 TiB) in the worktree is judged by its size, never read:
+/// the session ends in bounded time with the worktree kept. A same-size edit is still seen.
+#[test]
+fn worktree_mode_huge_files_are_judged_by_size() {
+    let variants: &[(&str, &str)] = &[
+        ("tracked file grown to 1 TiB", "truncate -s 1T old.txt"),
+        ("new 1 TiB file", "truncate -s 1T huge.bin"),
+        ("same size, other bytes", "printf 'new\\n' > old.txt"),
+    ];
+    for (what, script) in variants {
+        let repo = Repo::new();
+        let start = Instant::now();
+        let o = airlock_within(
+            &repo,
+            &["run", "--mode", "worktree", "--", "sh", "-c", script],
+            &[],
+        );
+        assert_eq!(o.status.code(), Some(0), "{what}: {}", stderr(&o));
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{what}: took {:?}",
+            start.elapsed()
+        );
+        assert!(
+            stderr(&o).contains("worktree kept at") && stderr(&o).contains("differ"),
+            "{what}: {}",
+            stderr(&o)
+        );
+    }
 }

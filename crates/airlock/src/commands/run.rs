@@ -222,8 +222,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     )?;
     // The worktree's view of the main repository goes before the workspace itself.
     if !extra_binds.is_empty() {
-        // The main repository is read-only for the worktree: no automatic gc/pack-refs, which
-        // would need to write beside its config.
+        // The main repository is read-only for the worktree, whose objects borrow from it: no
+        // automatic gc/pack-refs in the session's private git directory.
         for (k, v) in [
             ("GIT_CONFIG_COUNT", "1"),
             ("GIT_CONFIG_KEY_0", "gc.auto"),

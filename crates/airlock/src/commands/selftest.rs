@@ -126,8 +126,8 @@ fn tool_secret_check(base: &Path, secret: &str) -> Option<Check> {
 }
 
 /// For the worktree check: a git repository to run in, and a control directory whose `.git`
-/// links to an admin directory of its own (as `git worktree add` makes them). `None` without
-/// a working host git.
+/// links to a git directory of its own whose alternates name a main repository's objects (as
+/// worktree mode lays them out), all writable. `None` without a working host git.
 fn worktree_fixture(base: &Path) -> Option<(PathBuf, PathBuf)> {
     let repo = base.join("repo");
     std::fs::create_dir_all(&repo).ok()?;
@@ -157,12 +157,32 @@ fn worktree_fixture(base: &Path) -> Option<(PathBuf, PathBuf)> {
             return None;
         }
     }
-    let (ctl, admin) = (base.join("control-wt"), base.join("control-admin"));
-    std::fs::create_dir_all(&ctl).ok()?;
-    std::fs::create_dir_all(&admin).ok()?;
-    std::fs::write(ctl.join(".git"), format!("gitdir: {}\n", admin.display())).ok()?;
-    std::fs::write(admin.join("commondir"), "../..\n").ok()?;
-    std::fs::write(admin.join("gitdir"), format!("{}/.git\n", ctl.display())).ok()?;
+    // The control: a worktree whose git directory and main repository are ordinary host
+    // directories, laid out as worktree mode lays them out (`.git` -> a git directory whose
+    // alternates name the main repository's objects).
+    let (ctl, gitdir, main) = (
+        base.join("control-wt"),
+        base.join("control-gitdir"),
+        base.join("control-main"),
+    );
+    for d in [
+        ctl.clone(),
+        gitdir.join("objects/info"),
+        main.join("objects"),
+        main.join("refs/heads"),
+        main.join("hooks"),
+        main.join("worktrees/x"),
+    ] {
+        std::fs::create_dir_all(d).ok()?;
+    }
+    std::fs::write(ctl.join(".git"), format!("gitdir: {}\n", gitdir.display())).ok()?;
+    std::fs::write(gitdir.join("config"), "").ok()?;
+    std::fs::write(
+        gitdir.join("objects/info/alternates"),
+        format!("{}\n", main.join("objects").display()),
+    )
+    .ok()?;
+    std::fs::write(main.join("worktrees/x/commondir"), "../..\n").ok()?;
     Some((repo, ctl))
 }
 
@@ -703,11 +723,12 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
     c.run_flags = vec!["--memory".into(), "128M".into()];
     checks.push(c);
 
-    // 8. Host programs acting on what the sandbox wrote: in worktree mode the worktree's `.git`
-    // and its admin files are what a host `git` would follow to the agent's configuration.
+    // 8. Host programs acting on what the sandbox wrote: in worktree mode the worktree's `.git`,
+    // its git directory's config and alternates, and the main repository's git directory are
+    // what a host `git` would follow to the agent's configuration or read as the user's history.
     if let Some((repo, ctl)) = worktree_fixture(base.path()) {
         let mut c = check(
-            "swap a worktree's link to its repository (.git, commondir)",
+            "swap a worktree's link or write its main repository (.git, config, objects, refs)",
             "8 host acts on sandbox output",
             "swap-git-link",
             &[],
