@@ -575,6 +575,13 @@ pub trait GitInfo: fmt::Debug {
     fn remote_url(&self, name: &str) -> Option<String>;
     /// The branch checked out.
     fn current_branch(&self) -> Option<String>;
+    /// The URL a push to remote `name` goes to, only when that is certain from facts the agent
+    /// cannot change (no `pushurl`, `insteadOf`, `include`, …; inside a session, the remote as
+    /// the supervisor captured it); `None` otherwise. Only this decides `git_owners`.
+    fn owned_push_url(&self, name: &str) -> Option<String>;
+    /// The remote a `git push` without one goes to (`branch.<b>.pushRemote`,
+    /// `remote.pushDefault`, `branch.<b>.remote`, `origin`); `None` when not certain.
+    fn default_push_remote(&self) -> Option<String>;
 }
 
 /// Git facts given up front (tests, examples).
@@ -590,6 +597,12 @@ impl GitInfo for StaticGit {
     }
     fn current_branch(&self) -> Option<String> {
         self.branch.clone()
+    }
+    fn owned_push_url(&self, name: &str) -> Option<String> {
+        self.remote_url(name)
+    }
+    fn default_push_remote(&self) -> Option<String> {
+        Some("origin".into())
     }
 }
 

@@ -57,6 +57,10 @@ pub struct SessionPolicy {
     /// Layers lowest first (the user's config, then `--policy` files).
     #[serde(default)]
     pub layers: Vec<SealedLayer>,
+    /// The workspace repository's remotes (name → URL) as read on the host at session start
+    /// ([`crate::git::trusted_remotes`]): the only remotes a push may be "owned" through.
+    #[serde(default)]
+    pub remotes: std::collections::BTreeMap<String, String>,
 }
 
 impl SessionPolicy {
@@ -114,6 +118,7 @@ mod tests {
                 trusted: true,
                 commands,
             }],
+            remotes: [("origin".to_string(), "git@github.com:me/r.git".to_string())].into(),
         };
         let text = p.to_toml().expect("encode");
         assert_eq!(SessionPolicy::parse("x", &text).expect("parse"), p);

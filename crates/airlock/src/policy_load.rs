@@ -70,6 +70,7 @@ pub(crate) fn sealed_gate_policy(
         home: home.display().to_string(),
         workspace: inner_workspace.display().to_string(),
         layers,
+        remotes: airlock_gate::git::trusted_remotes(workspace),
     };
     airlock_gate::Engine::load(&sealed.command_layers(), &sealed.home, false)
         .context("the command gate's policy ([commands]) is invalid")?;

@@ -4026,3 +4026,148 @@ fn worktree_mode_huge_files_are_judged_by_size() {
         );
     }
 }
+
+/// `git_owners` inside a session (red-team hole G1): the hook decides "owned" only from the
+/// remotes `airlock run` captured on the host at session start, and only while nothing the
+/// agent can write (pushurl, insteadOf in the repository or the sandbox's ~/.gitconfig,
+/// include.path, `-c`, `GIT_CONFIG_*`, `--repo`, a URL) could send the push elsewhere.
+#[test]
+fn the_gate_inside_a_session_owns_only_the_remotes_captured_at_start() {
+    const MINE: &str = "https://github.com/agent-bot/fork.git";
+    const VICTIM: &str = "https://github.com/victim/repo.git";
+    let home = tempfile::Builder::new()
+        .prefix("airlock-test-owners-home-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::create_dir_all(home.path().join(".config/airlock")).expect("mkdir");
+    std::fs::write(
+        home.path().join(".config/airlock/config.toml"),
+        "[commands]\ngit_owners = [\"agent-bot\"]\n",
+    )
+    .expect("write");
+    let ws = Ws::new();
+    let w = ws.path();
+    for d in [".git/objects", ".git/refs/heads"] {
+        std::fs::create_dir_all(w.join(d)).expect("mkdir");
+    }
+    std::fs::write(w.join(".git/HEAD"), "ref: refs/heads/main\n").expect("write");
+    std::fs::write(
+        w.join(".git/config"),
+        format!("[remote \"origin\"]\n\turl = {VICTIM}\n[remote \"fork\"]\n\turl = {MINE}\n"),
+    )
+    .expect("write");
+    std::fs::write(
+        w.join("hook.sh"),
+        "label=$1; cmd=$2\n\
+         printf '{\"cwd\":\"%s\",\"hook_event_name\":\"PreToolUse\",\"tool_name\":\"Bash\",\
+         \"tool_input\":{\"command\":\"%s\"}}' \"$PWD\" \"$cmd\" \
+         | /run/airlock/bin/airlock hook claude | sed \"s|^|$label |\"\n",
+    )
+    .expect("write");
+    let script = format!(
+        r#"
+H="sh ./hook.sh"; P="git push --force"; C="git config -f .git/config"
+G="git -c safe.directory=* remote get-url --push"
+export GIT_CONFIG_NOSYSTEM=1
+mkdir -p ~
+$H control "$P fork main"
+$H victim "$P origin main"
+$C remote.origin.url {MINE}
+$H repoint "$P origin main"
+$C remote.origin.pushurl {VICTIM}; echo "effective pushurl $($G origin)"
+$H pushurl "$P origin main"
+$C --unset remote.origin.pushurl; $C remote.origin.url {VICTIM}
+$C remote.fork.pushurl {VICTIM}; echo "effective forkpushurl $($G fork)"
+$H forkpushurl "$P fork main"
+$C --unset remote.fork.pushurl
+$H control2 "$P fork main"
+git config -f ~/.gitconfig url.https://github.com/victim/.pushInsteadOf https://github.com/agent-bot/
+echo "effective global $($G fork)"
+$H global "$P fork main"
+rm ~/.gitconfig
+printf '[url "https://github.com/victim/"]\n\tpushInsteadOf = https://github.com/agent-bot/\n' > evil.inc
+$C include.path ../evil.inc; echo "effective include $($G fork)"
+$H include "$P fork main"
+$C --unset include.path
+$H dashc "git -c remote.fork.pushurl={VICTIM} push --force fork main"
+$H dashcinsteadof "git -c url.https://github.com/victim/.insteadOf=https://github.com/agent-bot/ push --force fork main"
+$H repo "git push --force --repo={VICTIM} fork main"
+$H url "$P {MINE} main"
+$H cmdenv "GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=remote.fork.pushurl GIT_CONFIG_VALUE_0={VICTIM} git push --force fork main"
+GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=remote.fork.pushurl GIT_CONFIG_VALUE_0={VICTIM} $H env "$P fork main"
+$H control3 "$P fork main"
+"#
+    );
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--workspace"])
+        .arg(w)
+        .args(["--", "sh", "-c", &script])
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .expect("run");
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    // Each redirect really sends git's push to the victim (else a variant proves nothing).
+    for label in ["pushurl", "forkpushurl", "global", "include"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("effective {label} https://github.com/victim/"))),
+            "the {label} redirect did not take: {out}{}",
+            stderr(&o)
+        );
+    }
+    let decisions: Vec<(String, String)> = out
+        .lines()
+        .filter(|l| !l.starts_with("effective "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(label, json)| {
+            let v: serde_json::Value =
+                serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+            (
+                label.to_string(),
+                format!(
+                    "{} {}",
+                    v["hookSpecificOutput"]["permissionDecision"]
+                        .as_str()
+                        .unwrap_or("?"),
+                    v["hookSpecificOutput"]["permissionDecisionReason"]
+                ),
+            )
+        })
+        .collect();
+    let controls = ["control", "control2", "control3"];
+    let attacks = [
+        "victim",
+        "repoint",
+        "pushurl",
+        "forkpushurl",
+        "global",
+        "include",
+        "dashc",
+        "dashcinsteadof",
+        "repo",
+        "url",
+        "cmdenv",
+        "env",
+    ];
+    assert_eq!(
+        decisions.len(),
+        controls.len() + attacks.len(),
+        "{out}{}",
+        stderr(&o)
+    );
+    let wrong: Vec<String> = decisions
+        .iter()
+        .filter(|(label, d)| {
+            if controls.contains(&label.as_str()) {
+                !d.starts_with("allow")
+            } else {
+                !d.starts_with("deny")
+            }
+        })
+        .map(|(label, d)| format!("{label}: {d}"))
+        .collect();
+    assert!(wrong.is_empty(), "wrong decisions:\n{}", wrong.join("\n"));
+}

@@ -31,7 +31,7 @@ pub(crate) fn explain(args: ExplainArgs) -> anyhow::Result<i32> {
     // Inside a session, the sealed policy the hook uses (see `Gate::load`).
     let gate = Gate::load(&args.policies, &cwd)?;
     let engine = &gate.engine;
-    let git = airlock_gate::git::FsGit::new(&cwd);
+    let git = gate.git(&cwd);
     let cwd_s = airlock_gate::normalize::lexical(&cwd.to_string_lossy());
     let workspace = gate.workspace.clone();
     let ctx = Context {

@@ -60,6 +60,8 @@ pub(crate) struct Gate {
     pub(crate) home: String,
     pub(crate) workspace: Option<String>,
     pub(crate) session: Option<String>,
+    /// Inside a session: the remotes the supervisor captured (see [`Gate::git`]).
+    pub(crate) remotes: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl Gate {
@@ -77,6 +79,7 @@ impl Gate {
                         .ok()
                         .filter(|s| !s.is_empty()),
                     home,
+                    remotes: None,
                 })
             }
             Some(sealed) => {
@@ -101,8 +104,19 @@ impl Gate {
                     ),
                     home,
                     session: Some(sealed.session),
+                    remotes: Some(sealed.remotes),
                 })
             }
+        }
+    }
+
+    /// The repository around `cwd` as the rules see it: inside a session, a push is owned
+    /// only through a remote the supervisor captured on the host with the same URL.
+    pub(crate) fn git(&self, cwd: &Path) -> airlock_gate::git::FsGit {
+        let git = airlock_gate::git::FsGit::new(cwd).with_home(&self.home);
+        match &self.remotes {
+            Some(r) => git.with_trusted(r.clone()),
+            None => git,
         }
     }
 }
@@ -212,7 +226,7 @@ fn decide(raw: &[u8], args: &HookArgs) -> Outcome {
         }
     };
     let engine = &gate.engine;
-    let git = airlock_gate::git::FsGit::new(&cwd);
+    let git = gate.git(&cwd);
     let ctx = Context {
         cwd: input.cwd.clone(),
         home: gate.home.clone(),
