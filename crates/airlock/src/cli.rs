@@ -120,9 +120,13 @@ pub(crate) enum Backend {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Agent {
+    /// Claude Code: managed settings with the command gate as its PreToolUse hook.
     Claude,
+    /// OpenAI Codex CLI.
     Codex,
+    /// Gemini CLI.
     Gemini,
+    /// Your shell, or the command after `--`.
     Shell,
 }
 
@@ -177,6 +181,13 @@ pub(crate) struct RunArgs {
     /// Print what would be set up, as JSON, and exit.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Run the agent headless on this prompt (Claude Code: `claude -p`, Codex: `codex exec`),
+    /// stream its output and exit with its status.
+    #[arg(long, value_name = "TEXT", conflicts_with = "prompt_file")]
+    pub(crate) prompt: Option<String>,
+    /// Like --prompt, with the prompt read from a file (before anything starts).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) prompt_file: Option<PathBuf>,
     /// The command and its arguments (default: your shell, interactive).
     #[arg(last = true, value_name = "COMMAND")]
     pub(crate) command: Vec<String>,

@@ -354,6 +354,11 @@ pub(crate) struct Sandboxed {
 const CLAUDE_FIELDS: &[&str] = &["expiresAt", "scopes", "subscriptionType", "rateLimitTier"];
 
 impl Sandboxed {
+    /// Whether Claude Code gets a placeholder login file (its OAuth tokens are credentials).
+    pub(crate) fn has_claude_login(&self) -> bool {
+        self.claude_copy.is_some()
+    }
+
     /// Writes Claude Code's credentials file, with placeholders for the tokens, into the
     /// agent's state directory `claude_dir` (bound at `~/.claude` inside), and lifts the hide
     /// rule that would cover it inside. Claude Code then finds its login, refreshes it through

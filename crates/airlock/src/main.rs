@@ -4,11 +4,13 @@
 //! chain, and turn the outcome into an exit status.
 #![forbid(unsafe_code)]
 
+mod agents;
 mod cli;
 mod commands;
 mod control;
 mod credentials;
 mod exit;
+mod gate_audit;
 mod policy_load;
 mod session_dir;
 mod view;

@@ -336,7 +336,16 @@ fn home_dir() -> String {
         .unwrap_or_else(|| "/".into())
 }
 
-/// Where hook decisions are logged.
+/// Whether the hook runs inside an airlock session: the sealed policy's path exists (whatever
+/// it is) or the environment says so. Then decisions go to the supervisor, never to a file.
+fn in_session() -> bool {
+    std::fs::symlink_metadata(SESSION_POLICY_PATH).is_ok()
+        || SESSION_VARS
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+}
+
+/// Where hook decisions are logged on the host.
 fn audit_path(args: &HookArgs) -> PathBuf {
     if let Some(p) = &args.audit_log {
         return p.clone();
@@ -352,8 +361,6 @@ fn audit_path(args: &HookArgs) -> PathBuf {
 }
 
 fn audit(args: &HookArgs, o: &Outcome) -> anyhow::Result<()> {
-    let path = audit_path(args);
-    let log = AuditLog::open(&path)?;
     let decision = match o.tier {
         Tier::Allow => Decision::Allow,
         Tier::Deny => Decision::Deny,
@@ -377,6 +384,10 @@ fn audit(args: &HookArgs, o: &Outcome) -> anyhow::Result<()> {
     {
         ev = ev.session(s);
     }
-    log.append(&ev)?;
+    if in_session() {
+        // Inside a session the log is the supervisor's: the sandbox cannot write it.
+        return crate::gate_audit::send(&ev);
+    }
+    AuditLog::open(audit_path(args))?.append(&ev)?;
     Ok(())
 }
