@@ -420,7 +420,9 @@ mod tests {
         std::fs::set_permissions(&native, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let e = format!(
             "{:#}",
-            CLAUDE.find_binary("/nonexistent", &home).unwrap_err()
+            CLAUDE
+                .find_binary("/nonexistent", &home)
+                .expect_err("must fail")
         );
         assert!(
             e.contains("npm install -g @anthropic-ai/claude-code"),
@@ -430,7 +432,10 @@ mod tests {
 
     #[test]
     fn missing_credentials_name_what_was_looked_for() {
-        let e = format!("{:#}", CLAUDE.check_credential(&[], false).unwrap_err());
+        let e = format!(
+            "{:#}",
+            CLAUDE.check_credential(&[], false).expect_err("must fail")
+        );
         for s in [
             "ANTHROPIC_API_KEY",
             "CLAUDE_CODE_OAUTH_TOKEN",
@@ -491,7 +496,7 @@ mod tests {
     fn a_missing_prompt_file_is_an_error_naming_it() {
         let e = format!(
             "{:#}",
-            prompt(None, Some(Path::new("/nonexistent/p.md"))).unwrap_err()
+            prompt(None, Some(Path::new("/nonexistent/p.md"))).expect_err("must fail")
         );
         assert!(e.contains("/nonexistent/p.md"), "{e}");
         assert!(prompt(Some("a"), Some(Path::new("/x"))).is_err());

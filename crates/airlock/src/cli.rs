@@ -34,11 +34,13 @@ pub(crate) enum Command {
     ///   airlock run -- cargo test
     ///   airlock run --allow-domain crates.io --allow-domain '*.crates.io' -- cargo build
     ///   airlock run --mode bind --memory 2G --pids 256 -- sh -c 'make -j4'
+    ///   airlock run --agent claude
+    ///   airlock run --agent claude --prompt "fix the failing test"
     ///
     /// The exit status is the command's; airlock's own failures exit with 125, a command that
     /// cannot be executed with 126, and a command that is not found with 127.
     #[command(verbatim_doc_comment)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check what this host supports and what each missing piece costs.
     Doctor(DoctorArgs),
     /// Try to break out of the sandbox on this host: the escape battery.
