@@ -603,3 +603,60 @@ fn bad_input_stops_before_anything_starts() {
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
     assert_eq!(sessions(), 0, "a session was started");
 }
+
+/// The gate's audit channel takes only command events from inside, stamped with the real
+/// session: the sandbox cannot forge network or session events, nor another session's.
+#[test]
+fn the_audit_channel_takes_only_command_events_from_inside() {
+    let env = Env::new();
+    let script = r#"
+import json, socket
+def send(line):
+    s = socket.create_connection(("127.0.0.1", 3129), timeout=10)
+    s.sendall(line.encode())
+    print(s.makefile().readline().strip())
+ev = lambda **k: json.dumps(dict(ts="2026-01-01T00:00:00Z", **k)) + "\n"
+send(ev(decision="info", kind="session", event="exited", exit_status=0))
+send(ev(decision="allow", kind="net", host="evil.example", port=443))
+send("not json\n")
+send(ev(decision="allow", kind="command", tool="Bash", command="forged-by-agent", session="other"))
+"#;
+    let o = env
+        .airlock()
+        .args(["run", "--", "python3", "-c", script])
+        .output()
+        .expect("run");
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let answers: Vec<&str> = out.lines().collect();
+    assert_eq!(answers.len(), 4, "{out}");
+    // Well-formed events of other kinds are refused for their kind, not as garbage.
+    assert!(
+        answers[..2]
+            .iter()
+            .all(|a| a.starts_with("error: only command events")),
+        "{out}"
+    );
+    assert!(answers[2].starts_with("error: not an audit event"), "{out}");
+    assert_eq!(answers[3], "ok", "{out}");
+    let session = env.session();
+    let events = env.audit(&session);
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.to_string().contains("evil.example")),
+        "{events:#?}"
+    );
+    let exits = events
+        .iter()
+        .filter(|e| e["kind"] == "session" && e["event"] == "exited")
+        .count();
+    assert_eq!(
+        exits, 1,
+        "only the supervisor's own exit event: {events:#?}"
+    );
+    let forged = position(&events, "the agent's command event", |e| {
+        e["command"] == "forged-by-agent"
+    });
+    assert_eq!(events[forged]["session"], session.as_str());
+}
