@@ -18,6 +18,7 @@ command -v npm >/dev/null || need+=(npm)
 # unpinned install on Node 20 resolves to an older release, and newer ones need Node 22.
 NPM_PREFIX=${AIRLOCK_TEST_NPM_PREFIX:-/opt/airlock-test/npm}
 CLAUDE_CODE_VERSION=2.1.112
+CODEX_VERSION=0.171.0
 export AIRLOCK_TEST_NPM_PREFIX=$NPM_PREFIX
 if [ "$(id -u)" = 0 ]; then
   if [ ${#need[@]} -gt 0 ]; then
@@ -34,6 +35,12 @@ if [ "$(id -u)" = 0 ]; then
     mkdir -p "$NPM_PREFIX"
     npm install -g --prefix "$NPM_PREFIX" --no-fund --no-audit \
       "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" >/dev/null
+  fi
+  installed=$(node -p "require('$NPM_PREFIX/lib/node_modules/@openai/codex/package.json').version" 2>/dev/null || true)
+  if [ "$installed" != "$CODEX_VERSION" ]; then
+    echo "== installing @openai/codex@$CODEX_VERSION into $NPM_PREFIX"
+    mkdir -p "$NPM_PREFIX"
+    npm install -g --prefix "$NPM_PREFIX" --no-fund --no-audit "@openai/codex@$CODEX_VERSION" >/dev/null
   fi
   chmod -R a+rX "$NPM_PREFIX"
 elif [ ${#need[@]} -gt 0 ]; then
@@ -91,7 +98,7 @@ for l in sys.stdin:
   echo "== credential tests as unprivileged user $TEST_USER"
   runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
     CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" sh -c "cd /tmp && '$stage/creds-tests' --test-threads=2"
-  echo "== agent tests (real Claude Code) as unprivileged user $TEST_USER"
+  echo "== agent tests (real Claude Code and Codex) as unprivileged user $TEST_USER"
   runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
     CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" AIRLOCK_TEST_NPM_PREFIX="$NPM_PREFIX" \
     sh -c "cd /tmp && '$stage/agents-tests' --test-threads=2"

@@ -54,6 +54,10 @@ pub(crate) fn profile(agent: Agent) -> Option<&'static Profile> {
 /// What a profile needs to know about the session.
 #[derive(Debug)]
 pub(crate) struct Session<'a> {
+    /// The home directory (the same path inside as on the host).
+    pub(crate) home: &'a Path,
+    /// The environment the sandbox gets so far (policy, `--env`, proxy, placeholders).
+    pub(crate) env: &'a [(String, String)],
     /// The workspace as the agent sees it.
     pub(crate) workspace: &'a Path,
     /// The agent's per-project state directory on the host (bound pieces of it go inside).
@@ -227,8 +231,13 @@ static CODEX: Profile = Profile {
     install: "npm install -g @openai/codex",
     credential_vars: &["OPENAI_API_KEY"],
     credential_sources: "$OPENAI_API_KEY",
-    configure: |_, _| Ok(()),
-    headless: |program, prompt| [program, "exec", prompt].map(String::from).to_vec(),
+    configure: codex_configure,
+    headless: |program, prompt| {
+        // The workspace need not be a git repository: airlock's overlay is the undo.
+        [program, "exec", "--skip-git-repo-check", prompt]
+            .map(String::from)
+            .to_vec()
+    },
 };
 
 static GEMINI: Profile = Profile {
@@ -271,6 +280,51 @@ fn claude_configure(ctx: &Session<'_>, l: &mut Launch) -> Result<()> {
         l.env.push(("IS_SANDBOX".into(), "1".into()));
     }
     Ok(())
+}
+
+/// Codex: a generated, read-only `~/.codex/config.toml` with a model provider that reads the
+/// placeholder from `OPENAI_API_KEY` (`env_key`) and talks to the real API (or the
+/// `OPENAI_BASE_URL` given with `--env`), analytics off, and Codex's own sandbox and approvals
+/// off: airlock is the boundary (Codex's sandbox needs namespaces airlock does not grant).
+fn codex_configure(ctx: &Session<'_>, l: &mut Launch) -> Result<()> {
+    let base_url = ctx
+        .env
+        .iter()
+        .find(|(k, _)| k == "OPENAI_BASE_URL")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "https://api.openai.com/v1".to_string());
+    l.files.push(GeneratedFile {
+        target: ctx.home.join(".codex/config.toml"),
+        contents: codex_config(&base_url)?.into_bytes(),
+    });
+    l.env.push((
+        "CODEX_HOME".into(),
+        ctx.home.join(".codex").display().to_string(),
+    ));
+    Ok(())
+}
+
+/// The text of Codex's `config.toml` (see the Codex configuration reference).
+pub(crate) fn codex_config(base_url: &str) -> Result<String> {
+    let v = serde_json::json!({
+        "model_provider": "airlock-openai",
+        "approval_policy": "never",
+        "sandbox_mode": "danger-full-access",
+        "check_for_update_on_startup": false,
+        "analytics": { "enabled": false },
+        "model_providers": {
+            "airlock-openai": {
+                "name": "OpenAI through airlock",
+                "base_url": base_url,
+                "env_key": "OPENAI_API_KEY",
+                "wire_api": "responses",
+            }
+        }
+    });
+    let body = toml::to_string(&v).context("cannot write Codex's config.toml")?;
+    Ok(format!(
+        "# written by airlock for this session; read-only\n{body}"
+    ))
 }
 
 /// The managed settings: Claude Code reads them whatever `--bare`, user or project settings

@@ -4,7 +4,9 @@
 //! pinned with `[network.resolve]`), reached only through airlock's proxy and credential swap.
 //! The test script runs this file as root and again as an unprivileged user.
 //!
-//! The claude binary is looked up in `$AIRLOCK_TEST_NPM_PREFIX/bin` (default
+//! The same for the real Codex CLI (`codex exec`) against a fake Responses API.
+//!
+//! The claude and codex binaries are looked up in `$AIRLOCK_TEST_NPM_PREFIX/bin` (default
 //! `/opt/airlock-test/npm/bin`); if it is missing the test fails and says how to install it.
 
 use std::io::{Read, Write};
@@ -228,8 +230,35 @@ fn answer(body: &Value) -> (String, String) {
     }
 }
 
-/// The fake Anthropic API on 127.0.0.1 (TLS, keep-alive).
+/// Answers one request of the fake APIs: (status line, content type, body).
+type Responder = fn(&str, &str) -> (String, String, String);
+
+/// The fake Anthropic API.
+fn anthropic(path: &str, body: &str) -> (String, String, String) {
+    let ok = "200 OK".to_string();
+    if path.starts_with("/v1/messages/count_tokens") {
+        (
+            ok,
+            "application/json".into(),
+            r#"{"input_tokens":10}"#.into(),
+        )
+    } else if path.starts_with("/v1/messages") {
+        let (t, b) = answer(&serde_json::from_str(body).unwrap_or(Value::Null));
+        (ok, t, b)
+    } else {
+        (ok, "application/json".to_string(), "{}".to_string())
+    }
+}
+
+/// A fake API on 127.0.0.1 (TLS, keep-alive).
 fn fake_api(config: Arc<rustls::ServerConfig>) -> (u16, Arc<Mutex<Vec<Seen>>>) {
+    fake_server(config, anthropic)
+}
+
+fn fake_server(
+    config: Arc<rustls::ServerConfig>,
+    respond: Responder,
+) -> (u16, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -249,16 +278,10 @@ fn fake_api(config: Arc<rustls::ServerConfig>) -> (u16, Arc<Mutex<Vec<Seen>>>) {
                         body: body.clone(),
                     });
                     let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-                    let (ctype, out) = if path.starts_with("/v1/messages/count_tokens") {
-                        ("application/json".into(), r#"{"input_tokens":10}"#.into())
-                    } else if path.starts_with("/v1/messages") {
-                        answer(&serde_json::from_str(&body).unwrap_or(Value::Null))
-                    } else {
-                        ("application/json".to_string(), "{}".to_string())
-                    };
+                    let (status, ctype, out) = respond(&path, &body);
                     let r = write!(
                         s,
-                        "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\nrequest-id: req_airlock\r\ncontent-length: {}\r\n\r\n{out}",
+                        "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\nrequest-id: req_airlock\r\ncontent-length: {}\r\n\r\n{out}",
                         out.len()
                     )
                     .and_then(|()| s.flush());
@@ -659,4 +682,193 @@ send(ev(decision="allow", kind="command", tool="Bash", command="forged-by-agent"
         e["command"] == "forged-by-agent"
     });
     assert_eq!(events[forged]["session"], session.as_str());
+}
+
+/// The scripted Codex model: the same shell steps, minus the hook (Codex has no pre-execution
+/// hook airlock can use; see docs/agents.md).
+const CODEX_SCRIPT: &[&str] = &[
+    "env | grep OPENAI_API_KEY",
+    "echo hi > out.txt",
+    "curl -sS -m 10 https://example.org",
+];
+
+/// The fake OpenAI Responses API: `POST /v1/responses` streams one shell tool call per turn
+/// (the tool Codex offers: `exec_command` or `shell`), then a final message.
+fn openai(path: &str, body: &str) -> (String, String, String) {
+    let ok = "200 OK".to_string();
+    if !path.starts_with("/v1/responses") {
+        return (
+            "404 Not Found".into(),
+            "application/json".into(),
+            "{}".into(),
+        );
+    }
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let turn = v["input"]
+        .as_array()
+        .map(|i| {
+            i.iter()
+                .filter(|x| x["type"] == "function_call_output")
+                .count()
+        })
+        .unwrap_or(0);
+    let tools: Vec<String> = v["tools"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|x| x["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let item = match CODEX_SCRIPT.get(turn) {
+        Some(cmd) if tools.is_empty() || tools.iter().any(|t| t == "exec_command") => json!({
+            "type": "function_call", "id": format!("fc_{turn}"), "call_id": format!("call_{turn}"),
+            "name": "exec_command", "arguments": json!({"cmd": cmd}).to_string(), "status": "completed"}),
+        Some(cmd) => json!({
+            "type": "function_call", "id": format!("fc_{turn}"), "call_id": format!("call_{turn}"),
+            "name": "shell", "arguments": json!({"command": ["bash", "-lc", cmd]}).to_string(),
+            "status": "completed"}),
+        None => {
+            json!({"type": "message", "role": "assistant", "id": "msg_done", "status": "completed",
+            "content": [{"type": "output_text", "text": "All scripted steps done.", "annotations": []}]})
+        }
+    };
+    let events = [
+        (
+            "response.created",
+            json!({"type": "response.created", "response": {"id": "resp_airlock"}}),
+        ),
+        (
+            "response.output_item.done",
+            json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+        ),
+        (
+            "response.completed",
+            json!({"type": "response.completed", "response": {"id": "resp_airlock",
+            "usage": {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0},
+                      "total_tokens": 15}}}),
+        ),
+    ];
+    let sse = events
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect();
+    (ok, "text/event-stream".into(), sse)
+}
+
+#[test]
+fn codex_works_through_the_proxy() {
+    let codex = npm_bin().join("codex");
+    assert!(
+        codex.exists(),
+        "{} is missing: scripts/test.sh installs it",
+        codex.display()
+    );
+    let env = Env::new();
+    let key = format!("sk-proj-{}", &secret()[13..]);
+    let (ca, config) = tls_config("api.openai.com");
+    let (port, seen) = fake_server(config, openai);
+    std::fs::write(env.path("ca.pem"), ca).expect("ca");
+    let policy = env.path("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"[network]
+allow_private = ["127.0.0.1"]
+[network.resolve]
+"api.openai.com" = "127.0.0.1"
+[network.ports]
+"api.openai.com" = [{port}]
+[tls]
+extra_roots = ["{ca}"]
+"#,
+            ca = env.path("ca.pem").display()
+        ),
+    )
+    .expect("policy");
+    let o = env
+        .airlock()
+        .env("OPENAI_API_KEY", &key)
+        .args(["run", "--agent", "codex", "--policy"])
+        .arg(&policy)
+        .args([
+            "-e",
+            &format!("OPENAI_BASE_URL=https://api.openai.com:{port}/v1"),
+            "--prompt",
+            "run the scripted steps",
+        ])
+        .output()
+        .expect("run");
+    let out = stdout(&o);
+    let seen = seen.lock().expect("lock").clone();
+    let dump = || {
+        format!(
+            "exit {:?}\nstdout:\n{out}\nstderr:\n{}\nrequests:\n{}",
+            o.status.code(),
+            stderr(&o),
+            seen.iter()
+                .map(|s| format!(
+                    "{}\n\n{}",
+                    s.head,
+                    s.body.chars().take(3000).collect::<String>()
+                ))
+                .collect::<Vec<_>>()
+                .join("\n----\n")
+        )
+    };
+    assert_eq!(o.status.code(), Some(0), "{}", dump());
+    let main: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.head.starts_with("POST /v1/responses"))
+        .collect();
+    assert!(
+        main.len() > CODEX_SCRIPT.len(),
+        "every step reached the fake: {}",
+        dump()
+    );
+    for s in &main {
+        assert_eq!(
+            header(&s.head, "authorization"),
+            Some(format!("Bearer {key}").as_str()),
+            "{}",
+            dump()
+        );
+    }
+    for s in &seen {
+        assert!(
+            !s.body.contains(&key),
+            "the secret was in a body: {}",
+            dump()
+        );
+    }
+    let last = &main.last().expect("requests").body;
+    let placeholder = last
+        .split("OPENAI_API_KEY=")
+        .nth(1)
+        .map(|r| r.chars().take(key.len()).collect::<String>())
+        .unwrap_or_else(|| panic!("the env listing did not reach the fake: {}", dump()));
+    assert!(
+        placeholder.starts_with("sk-proj-") && placeholder != key,
+        "{placeholder}"
+    );
+    let session = env.session();
+    let events = env.audit(&session);
+    position(&events, "example.org refused", |e| {
+        e["decision"] == "deny" && e.to_string().contains("example.org") && e["kind"] != "command"
+    });
+    assert!(
+        !env.path("ws/out.txt").exists(),
+        "the agent wrote the real workspace"
+    );
+    let upper = env
+        .path("data/airlock/sessions")
+        .join(&session)
+        .join("upper/out.txt");
+    assert_eq!(
+        std::fs::read_to_string(&upper).ok().as_deref(),
+        Some("hi\n"),
+        "{}",
+        dump()
+    );
 }

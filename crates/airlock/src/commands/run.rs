@@ -627,6 +627,8 @@ fn agent_state(
         .map(|w| w.target().clone())
         .unwrap_or_else(|| workspace.to_path_buf());
     let launch = p.configure(&crate::agents::Session {
+        home: &who.home,
+        env: &spec.env,
         workspace: &inner_ws,
         state_root: &root,
         cred_env: &creds.env,
