@@ -297,11 +297,41 @@ fn codex_configure(ctx: &Session<'_>, l: &mut Launch) -> Result<()> {
         target: ctx.home.join(".codex/config.toml"),
         contents: codex_config(&base_url)?.into_bytes(),
     });
+    l.files.push(GeneratedFile {
+        target: CODEX_REQUIREMENTS.into(),
+        contents: codex_requirements()?.into_bytes(),
+    });
     l.env.push((
         "CODEX_HOME".into(),
         ctx.home.join(".codex").display().to_string(),
     ));
     Ok(())
+}
+
+/// Codex's system requirements file: hooks here are managed (trusted by policy, not by a
+/// review the agent could answer), and the agent cannot edit it (generated, read-only).
+pub(crate) const CODEX_REQUIREMENTS: &str = "/etc/codex/requirements.toml";
+
+/// The requirements: the command gate as Codex's PreToolUse hook for every tool
+/// (`airlock hook codex`: Claude Code's protocol, which Codex speaks, with ask as deny since
+/// Codex carries out an `ask` as if allowed when approvals are off).
+pub(crate) fn codex_requirements() -> Result<String> {
+    let v = serde_json::json!({
+        "hooks": {
+            "PreToolUse": [{
+                "matcher": "*",
+                "hooks": [{
+                    "type": "command",
+                    "command": format!("{AIRLOCK_INSIDE} hook codex"),
+                    "timeout": 30
+                }]
+            }]
+        }
+    });
+    let body = toml::to_string(&v).context("cannot write Codex's requirements.toml")?;
+    Ok(format!(
+        "# written by airlock for this session; read-only\n{body}"
+    ))
 }
 
 /// The text of Codex's `config.toml` (see the Codex configuration reference).
@@ -544,6 +574,26 @@ mod tests {
             "/run/airlock/bin/airlock hook claude"
         );
         assert_eq!(s["permissions"]["defaultMode"], "bypassPermissions");
+    }
+
+    #[test]
+    fn codex_gets_the_gate_as_a_managed_hook_and_its_sandbox_off() {
+        let r: toml::Value = toml::from_str(&codex_requirements().expect("text")).expect("toml");
+        let h = &r["hooks"]["PreToolUse"][0];
+        assert_eq!(h["matcher"].as_str(), Some("*"));
+        assert_eq!(
+            h["hooks"][0]["command"].as_str(),
+            Some("/run/airlock/bin/airlock hook codex")
+        );
+        let c: toml::Value =
+            toml::from_str(&codex_config("https://api.openai.com/v1").expect("text"))
+                .expect("toml");
+        assert_eq!(c["sandbox_mode"].as_str(), Some("danger-full-access"));
+        assert_eq!(c["approval_policy"].as_str(), Some("never"));
+        let p = &c["model_providers"]["airlock-openai"];
+        assert_eq!(p["env_key"].as_str(), Some("OPENAI_API_KEY"));
+        assert_eq!(p["base_url"].as_str(), Some("https://api.openai.com/v1"));
+        assert_eq!(c["model_provider"].as_str(), Some("airlock-openai"));
     }
 
     #[test]

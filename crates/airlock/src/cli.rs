@@ -302,6 +302,9 @@ pub(crate) struct CredsArgs {
 pub(crate) enum HookCommand {
     /// Claude Code PreToolUse hook: reads the hook JSON on stdin, prints the decision JSON.
     Claude(HookArgs),
+    /// Codex PreToolUse hook: the same protocol; ask and review become deny (Codex runs
+    /// without approvals inside airlock).
+    Codex(HookArgs),
 }
 
 #[derive(Debug, Args)]

@@ -684,12 +684,13 @@ send(ev(decision="allow", kind="command", tool="Bash", command="forged-by-agent"
     assert_eq!(events[forged]["session"], session.as_str());
 }
 
-/// The scripted Codex model: the same shell steps, minus the hook (Codex has no pre-execution
-/// hook airlock can use; see docs/agents.md).
+/// The scripted Codex model: the same shell steps (the gate is its PreToolUse hook too).
 const CODEX_SCRIPT: &[&str] = &[
     "env | grep OPENAI_API_KEY",
     "echo hi > out.txt",
     "curl -sS -m 10 https://example.org",
+    "printenv OPENAI_API_KEY",
+    "rm -rf ~",
 ];
 
 /// The fake OpenAI Responses API: `POST /v1/responses` streams one shell tool call per turn
@@ -782,6 +783,9 @@ allow_private = ["127.0.0.1"]
 "api.openai.com" = [{port}]
 [tls]
 extra_roots = ["{ca}"]
+[commands]
+default_network = "allow"
+disable = ["environment-dump"]
 "#,
             ca = env.path("ca.pem").display()
         ),
@@ -857,6 +861,40 @@ extra_roots = ["{ca}"]
     position(&events, "example.org refused", |e| {
         e["decision"] == "deny" && e.to_string().contains("example.org") && e["kind"] != "command"
     });
+    let denied = position(&events, "the rm -rf ~ denial", |e| {
+        e["kind"] == "command" && e["decision"] == "deny" && e["command"] == "rm -rf ~"
+    });
+    let reason = events[denied]["reason"]
+        .as_str()
+        .expect("reason")
+        .to_string();
+    let reason_head: String = reason
+        .chars()
+        .take_while(|c| *c != '[' && *c != '"')
+        .collect();
+    assert!(
+        last.contains(reason_head.trim()),
+        "the denial reason {reason_head:?} did not reach the model: {}",
+        dump()
+    );
+    // What the rules would put to a person is denied: Codex runs with approvals off and would
+    // carry out an `ask` as if allowed.
+    let asked = position(&events, "printenv denied", |e| {
+        e["kind"] == "command" && e["decision"] == "deny" && e["command"] == CODEX_SCRIPT[3]
+    });
+    assert!(
+        events[asked]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("without approvals")),
+        "{events:#?}"
+    );
+    assert!(last.contains("without approvals"), "{}", dump());
+    let allowed: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "command" && e["decision"] == "allow")
+        .filter_map(|e| e["command"].as_str())
+        .collect();
+    assert_eq!(allowed, CODEX_SCRIPT[..3].to_vec(), "{events:#?}");
     assert!(
         !env.path("ws/out.txt").exists(),
         "the agent wrote the real workspace"

@@ -160,7 +160,23 @@ fn sealed_policy() -> anyhow::Result<Option<SessionPolicy>> {
     Ok(Some(SessionPolicy::parse(SESSION_POLICY_PATH, &text)?))
 }
 
+/// `airlock hook claude`.
 pub(crate) fn claude(args: HookArgs) -> anyhow::Result<i32> {
+    run(args, false)
+}
+
+/// `airlock hook codex`: the same protocol (Codex speaks Claude Code's PreToolUse format), but
+/// Codex runs with approvals off inside airlock and carries out a hook's `ask` as if allowed,
+/// so there ask and review become deny: nothing runs that the rules would have put to a person.
+pub(crate) fn codex(args: HookArgs) -> anyhow::Result<i32> {
+    run(args, true)
+}
+
+/// Why an ask becomes a deny under Codex.
+const NO_PERSON: &str =
+    "(Codex runs without approvals in airlock, so what would be asked is denied)";
+
+fn run(args: HookArgs, no_person: bool) -> anyhow::Result<i32> {
     let mut raw = Vec::new();
     let read = std::io::stdin()
         .lock()
@@ -176,12 +192,17 @@ pub(crate) fn claude(args: HookArgs) -> anyhow::Result<i32> {
             ),
         },
     };
+    let mut outcome = outcome;
+    if no_person && matches!(outcome.tier, Tier::Ask | Tier::Review) {
+        outcome.tier = Tier::Deny;
+        outcome.reason = format!("{} {NO_PERSON}", outcome.reason);
+    }
     let mut tier = outcome.tier;
     let mut reason = outcome.reason.clone();
     if let Err(e) = audit(&args, &outcome) {
         eprintln!("airlock: {e:#}");
         if tier == Tier::Allow {
-            tier = Tier::Ask;
+            tier = if no_person { Tier::Deny } else { Tier::Ask };
             reason = format!("{reason} (the audit log cannot be written, so airlock asks: {e})");
         }
     }

@@ -21,6 +21,7 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Doctor(args) => doctor::doctor(args),
         Command::Selftest(args) => selftest::selftest(args),
         Command::Hook(HookCommand::Claude(args)) => hook::claude(args),
+        Command::Hook(HookCommand::Codex(args)) => hook::codex(args),
         Command::Policy(PolicyCommand::Explain(args)) => explain::explain(args),
         Command::Policy(PolicyCommand::Reload { id }) => audit::reload(id.as_deref()),
         Command::Audit(args) => audit::audit(args),
