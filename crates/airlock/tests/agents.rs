@@ -144,6 +144,7 @@ const SCRIPT: &[&str] = &[
     "env | grep ANTHROPIC_API_KEY",
     "echo hi > out.txt",
     "curl -sS -m 10 https://example.org",
+    "printenv ANTHROPIC_API_KEY",
     "rm -rf ~",
 ];
 
@@ -507,6 +508,25 @@ disable = ["environment-dump"]
         after_rm.body
     );
     assert!(env.path("home").exists());
+    // An ask (printing a secret-looking variable) is not carried out headless: the reason
+    // reaches the model as an error result.
+    let asked = position(&events, "the printenv ask", |e| {
+        e["kind"] == "command" && e["decision"] == "ask" && e["command"] == SCRIPT[3]
+    });
+    let after_ask = main
+        .iter()
+        .find(|s| s.body.matches("\"tool_result\"").count() == 4)
+        .unwrap_or_else(|| panic!("no request after the printenv step: {}", dump()));
+    let ask_reason = events[asked]["reason"].as_str().expect("reason");
+    let ask_head: String = ask_reason
+        .chars()
+        .take_while(|c| *c != '[' && *c != '"')
+        .collect();
+    assert!(
+        after_ask.body.contains(ask_head.trim()),
+        "the ask was carried out: {}",
+        after_ask.body
+    );
 
     // The audit log holds it all, in order: started, the allowed commands, the refused
     // network connection, the denied rm, exited.
@@ -528,7 +548,7 @@ disable = ["environment-dump"]
     let exited = position(&events, "session end", |e| {
         e["kind"] == "session" && e["event"] == "exited"
     });
-    let order = [started, env_cmd, echo, curl, refused, denied, exited];
+    let order = [started, env_cmd, echo, curl, refused, asked, denied, exited];
     assert!(
         order.windows(2).all(|w| w[0] < w[1]),
         "out of order {order:?}: {events:#?}"
