@@ -608,6 +608,26 @@ fn bad_input_stops_before_anything_starts() {
         "{}",
         stderr(&o)
     );
+    // The same for a background session: refused before it is started.
+    let o = env
+        .airlock()
+        .env("ANTHROPIC_API_KEY", secret())
+        .args([
+            "run",
+            "--agent",
+            "claude",
+            "--detach",
+            "--prompt-file",
+            "/nonexistent/task.md",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/task.md"),
+        "{}",
+        stderr(&o)
+    );
     // No claude binary: says how to install it.
     let o = env
         .airlock()

@@ -73,10 +73,6 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             bail!("the {other:?} backend is not available in this build; use --backend native")
         }
     }
-    // A dry run prints the spec the background session would get and creates nothing.
-    if args.detach && args.detached_child.is_none() && !args.dry_run {
-        return super::detach::start(&args);
-    }
     // Read now: a missing prompt file stops the run before anything starts.
     let prompt = crate::agents::prompt(args.prompt.as_deref(), args.prompt_file.as_deref())?;
     let profile = crate::agents::profile(args.agent);
@@ -85,6 +81,10 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             FAILURE,
             anyhow!("--prompt and --prompt-file run an agent headless: give --agent claude|codex|gemini and no command after --"),
         ));
+    }
+    // A dry run prints the spec the background session would get and creates nothing.
+    if args.detach && args.detached_child.is_none() && !args.dry_run {
+        return super::detach::start(&args);
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let ws_arg = args.workspace.clone().unwrap_or_else(|| cwd.clone());
