@@ -950,3 +950,66 @@ disable = ["environment-dump"]
         dump()
     );
 }
+
+/// The agent cannot change the settings that put the gate in its path: Claude Code's managed
+/// settings and Codex's requirements are read-only inside (write, append, truncate, remove,
+/// rename over, a new file beside them, chmod), and the directories airlock made room for
+/// exist only inside, never on the host.
+#[test]
+fn the_agent_cannot_edit_its_managed_settings() {
+    let env = Env::new();
+    let host_had = |p: &str| Path::new(p).exists();
+    let (had_claude, had_codex) = (host_had("/etc/claude-code"), host_had("/etc/codex"));
+    for (agent, file, key) in [
+        (
+            "claude",
+            "/etc/claude-code/managed-settings.json",
+            "ANTHROPIC_API_KEY",
+        ),
+        ("codex", "/etc/codex/requirements.toml", "OPENAI_API_KEY"),
+    ] {
+        let dir = Path::new(file).parent().expect("dir").display().to_string();
+        let script = format!(
+            r#"f={file}; d={dir}
+grep -q "airlock hook" "$f" && echo HOOKED
+(echo '{{}}' > "$f") 2>/dev/null && echo WROTE
+(echo x >> "$f") 2>/dev/null && echo APPENDED
+(: > "$f") 2>/dev/null && echo TRUNCATED
+rm -f "$f" 2>/dev/null; [ -e "$f" ] || echo REMOVED
+echo '{{}}' > /tmp/new 2>/dev/null; mv -f /tmp/new "$f" 2>/dev/null && echo RENAMED
+(echo '{{}}' > "$d/other.json") 2>/dev/null && echo BESIDE
+chmod 666 "$f" 2>/dev/null && echo CHMOD
+grep -q "airlock hook" "$f" && echo STILL-HOOKED
+"#
+        );
+        let o = env
+            .airlock()
+            .env(key, secret())
+            .args(["run", "--agent", agent, "--", "sh", "-c", &script])
+            .output()
+            .expect("run");
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{agent}: {out}{}", stderr(&o));
+        assert!(
+            out.contains("HOOKED") && out.contains("STILL-HOOKED"),
+            "{agent}: {out}"
+        );
+        for bad in [
+            "WROTE",
+            "APPENDED",
+            "TRUNCATED",
+            "REMOVED",
+            "RENAMED",
+            "BESIDE",
+            "CHMOD",
+        ] {
+            assert!(!out.lines().any(|l| l == bad), "{agent}: {bad}: {out}");
+        }
+    }
+    assert_eq!(
+        host_had("/etc/claude-code"),
+        had_claude,
+        "created on the host"
+    );
+    assert_eq!(host_had("/etc/codex"), had_codex, "created on the host");
+}
