@@ -125,14 +125,10 @@ impl Profile {
 
     /// Fails unless one of the agent's credential variables (or, for Claude Code, its
     /// placeholder login file) is set up, saying what was looked for.
-    pub(crate) fn check_credential(
-        &self,
-        cred_env: &[(String, String)],
-        login_file: bool,
-    ) -> Result<()> {
-        let found = cred_env
+    pub(crate) fn check_credential(&self, inside_vars: &[String], login_file: bool) -> Result<()> {
+        let found = inside_vars
             .iter()
-            .any(|(k, _)| self.credential_vars.contains(&k.as_str()));
+            .any(|k| self.credential_vars.contains(&k.as_str()));
         if found || login_file {
             return Ok(());
         }
@@ -528,7 +524,7 @@ mod tests {
             assert!(e.contains(s), "{e}");
         }
         assert!(CLAUDE.check_credential(&[], true).is_ok());
-        let env = [("ANTHROPIC_API_KEY".to_string(), "sk-ant-x".to_string())];
+        let env = ["ANTHROPIC_API_KEY".to_string()];
         assert!(CLAUDE.check_credential(&env, false).is_ok());
         assert!(CODEX.check_credential(&env, false).is_err());
     }

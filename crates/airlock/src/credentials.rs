@@ -354,11 +354,6 @@ pub(crate) struct Sandboxed {
 const CLAUDE_FIELDS: &[&str] = &["expiresAt", "scopes", "subscriptionType", "rateLimitTier"];
 
 impl Sandboxed {
-    /// Whether Claude Code gets a placeholder login file (its OAuth tokens are credentials).
-    pub(crate) fn has_claude_login(&self) -> bool {
-        self.claude_copy.is_some()
-    }
-
     /// Writes Claude Code's credentials file, with placeholders for the tokens, into the
     /// agent's state directory `claude_dir` (bound at `~/.claude` inside), and lifts the hide
     /// rule that would cover it inside. Claude Code then finds its login, refreshes it through
@@ -452,6 +447,25 @@ impl Sandboxed {
 }
 
 impl Prepared {
+    /// The variables inside that will hold a placeholder.
+    pub(crate) fn inside_vars(&self) -> Vec<String> {
+        self.loaded
+            .iter()
+            .filter_map(|(e, _)| e.config.inside_env().map(str::to_string))
+            .collect()
+    }
+
+    /// Whether a credential comes from Claude Code's login (its OAuth tokens), so the agent
+    /// gets a placeholder login file.
+    pub(crate) fn claude_login(&self) -> bool {
+        self.loaded.iter().any(|(e, _)| {
+            e.config
+                .json
+                .as_ref()
+                .is_some_and(|j| j.pointer.starts_with("/claudeAiOauth/"))
+        })
+    }
+
     /// Every host a credential is scoped to (added to the allowlist on reload too).
     pub(crate) fn hosts(&self) -> Vec<String> {
         self.loaded

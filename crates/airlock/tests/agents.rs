@@ -642,6 +642,20 @@ fn bad_input_stops_before_anything_starts() {
         "{}",
         stderr(&o)
     );
+    // The same for a background session: refused before it is started.
+    let o = env
+        .airlock()
+        .env("PATH", "/usr/bin:/bin")
+        .env("ANTHROPIC_API_KEY", secret())
+        .args(["run", "--agent", "claude", "--detach", "--prompt", "x"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("npm install -g @anthropic-ai/claude-code"),
+        "{}",
+        stderr(&o)
+    );
     // No credential: names what was looked for.
     require_claude();
     let o = env
@@ -657,6 +671,17 @@ fn bad_input_stops_before_anything_starts() {
     ] {
         assert!(stderr(&o).contains(s), "{}", stderr(&o));
     }
+    let o = env
+        .airlock()
+        .args(["run", "--agent", "claude", "--detach"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("CLAUDE_CODE_OAUTH_TOKEN"),
+        "{}",
+        stderr(&o)
+    );
     // --prompt without an agent.
     let o = env
         .airlock()

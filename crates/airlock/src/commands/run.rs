@@ -82,10 +82,6 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             anyhow!("--prompt and --prompt-file run an agent headless: give --agent claude|codex|gemini and no command after --"),
         ));
     }
-    // A dry run prints the spec the background session would get and creates nothing.
-    if args.detach && args.detached_child.is_none() && !args.dry_run {
-        return super::detach::start(&args);
-    }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let ws_arg = args.workspace.clone().unwrap_or_else(|| cwd.clone());
     let workspace = std::fs::canonicalize(&ws_arg).map_err(|e| {
@@ -131,6 +127,14 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             .ok(),
         None => None,
     };
+    if let (Some(p), true) = (profile, runs_agent) {
+        p.check_credential(&creds.inside_vars(), creds.claude_login())?;
+    }
+    // Checked first, so a background session that could not start is refused here. A dry run
+    // prints the spec the background session would get and creates nothing.
+    if args.detach && args.detached_child.is_none() && !args.dry_run {
+        return super::detach::start(&args);
+    }
     if let Some(p) = profile {
         for h in p.hosts {
             if !policy.network.allow.iter().any(|a| a == h) {
@@ -159,9 +163,6 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     };
     let session = args.detached_child.clone().unwrap_or_else(new_session_id);
     let creds = creds.sandbox(&session, PROXY_PORT)?;
-    if let (Some(p), true) = (profile, runs_agent) {
-        p.check_credential(&creds.env, creds.has_claude_login())?;
-    }
     let limits = policy.limits;
     let cgroup = Cgroup::create(
         &session,
