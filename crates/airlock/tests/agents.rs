@@ -1005,7 +1005,7 @@ echo '{{}}' > /tmp/new 2>/dev/null; mv -f /tmp/new "$f" 2>/dev/null && echo RENA
 (echo '{{}}' > "$d/other.json") 2>/dev/null && echo BESIDE
 chmod 666 "$f" 2>/dev/null && echo CHMOD
 grep -q "airlock hook" "$f" && echo STILL-HOOKED
-(cat /etc/shadow) >/dev/null 2>&1 && echo SHADOW
+(cat /etc/shadow) >/dev/null 2>&1 && echo SHADOW; true
 "#
         );
         let o = env
