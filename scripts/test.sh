@@ -13,6 +13,13 @@ command -v runuser >/dev/null || need+=(util-linux)
 command -v ip >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
+command -v npm >/dev/null || need+=(npm)
+# The real agent clients the end-to-end tests (crates/airlock/tests/agents.rs) run, pinned: an
+# unpinned install on Node 20 resolves to an older release, and newer ones need Node 22.
+NPM_PREFIX=${AIRLOCK_TEST_NPM_PREFIX:-/opt/airlock-test/npm}
+CLAUDE_CODE_VERSION=2.1.112
+CODEX_VERSION=0.171.0
+export AIRLOCK_TEST_NPM_PREFIX=$NPM_PREFIX
 if [ "$(id -u)" = 0 ]; then
   if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
@@ -22,6 +29,20 @@ if [ "$(id -u)" = 0 ]; then
     echo "== creating unprivileged test user $TEST_USER"
     useradd --create-home --shell /bin/bash "$TEST_USER"
   fi
+  installed=$(node -p "require('$NPM_PREFIX/lib/node_modules/@anthropic-ai/claude-code/package.json').version" 2>/dev/null || true)
+  if [ "$installed" != "$CLAUDE_CODE_VERSION" ]; then
+    echo "== installing @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION into $NPM_PREFIX"
+    mkdir -p "$NPM_PREFIX"
+    npm install -g --prefix "$NPM_PREFIX" --no-fund --no-audit \
+      "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" >/dev/null
+  fi
+  installed=$(node -p "require('$NPM_PREFIX/lib/node_modules/@openai/codex/package.json').version" 2>/dev/null || true)
+  if [ "$installed" != "$CODEX_VERSION" ]; then
+    echo "== installing @openai/codex@$CODEX_VERSION into $NPM_PREFIX"
+    mkdir -p "$NPM_PREFIX"
+    npm install -g --prefix "$NPM_PREFIX" --no-fund --no-audit "@openai/codex@$CODEX_VERSION" >/dev/null
+  fi
+  chmod -R a+rX "$NPM_PREFIX"
 elif [ ${#need[@]} -gt 0 ]; then
   echo "note: ${need[*]} missing and not root; tests that need them will say so" >&2
 fi
@@ -62,11 +83,24 @@ for l in sys.stdin:
         print(m["executable"])' > "$stage/creds-bins"
   [ -s "$stage/creds-bins" ] || { echo "could not find the creds test binary" >&2; exit 1; }
   cp "$(head -n1 "$stage/creds-bins")" "$stage/creds-tests"
+  # The real agent clients against fake APIs (the gate, the proxy and the swap in their path).
+  cargo test -p airlock --test agents --no-run --locked --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="agents":
+        print(m["executable"])' > "$stage/agents-bins"
+  [ -s "$stage/agents-bins" ] || { echo "could not find the agents test binary" >&2; exit 1; }
+  cp "$(head -n1 "$stage/agents-bins")" "$stage/agents-tests"
   chmod -R a+rX "$stage"
   runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
     CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" sh -c "cd /tmp && '$stage/sandbox-tests' --test-threads=2"
   echo "== credential tests as unprivileged user $TEST_USER"
   runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
     CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" sh -c "cd /tmp && '$stage/creds-tests' --test-threads=2"
+  echo "== agent tests (real Claude Code and Codex) as unprivileged user $TEST_USER"
+  runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
+    CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" AIRLOCK_TEST_NPM_PREFIX="$NPM_PREFIX" \
+    sh -c "cd /tmp && '$stage/agents-tests' --test-threads=2"
 fi
 echo "== all tests passed"

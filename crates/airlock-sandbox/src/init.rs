@@ -236,6 +236,15 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
         handed.push(proxy.into());
         handed.push(dns_udp.into());
         handed.push(dns_tcp.into());
+        if let Some(port) = net.audit_port {
+            let audit = TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
+                SandboxError::io(
+                    format!("cannot listen on 127.0.0.1:{port} for the gate's audit channel"),
+                    e,
+                )
+            })?;
+            handed.push(audit.into());
+        }
     }
     apply_rlimits(spec)?;
     let unix = security::UnixSockets::for_this_kernel();

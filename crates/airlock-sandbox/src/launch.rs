@@ -45,6 +45,8 @@ pub struct NetFds {
     pub proxy: TcpListener,
     pub dns_udp: UdpSocket,
     pub dns_tcp: TcpListener,
+    /// The gate's audit channel, when [`crate::NetListeners::audit_port`] was set.
+    pub audit: Option<TcpListener>,
 }
 
 /// A running sandbox.
@@ -288,6 +290,10 @@ impl Sandbox {
                         proxy: TcpListener::from(next("proxy listener")?),
                         dns_udp: UdpSocket::from(next("DNS socket")?),
                         dns_tcp: TcpListener::from(next("DNS listener")?),
+                        audit: match spec.net.and_then(|n| n.audit_port) {
+                            Some(_) => Some(TcpListener::from(next("audit listener")?)),
+                            None => None,
+                        },
                     });
                 }
                 sandbox.landlock = landlock;

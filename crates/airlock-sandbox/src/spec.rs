@@ -68,6 +68,10 @@ pub struct NetListeners {
     pub proxy_port: u16,
     /// UDP and TCP port of the DNS filter on 127.0.0.1.
     pub dns_port: u16,
+    /// TCP port on 127.0.0.1 where the supervisor takes the command gate's decisions for the
+    /// session's audit log (the sandbox cannot write that log itself).
+    #[serde(default)]
+    pub audit_port: Option<u16>,
 }
 
 /// Terminal settings when the command gets a pseudo-terminal.

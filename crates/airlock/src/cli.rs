@@ -34,11 +34,13 @@ pub(crate) enum Command {
     ///   airlock run -- cargo test
     ///   airlock run --allow-domain crates.io --allow-domain '*.crates.io' -- cargo build
     ///   airlock run --mode bind --memory 2G --pids 256 -- sh -c 'make -j4'
+    ///   airlock run --agent claude
+    ///   airlock run --agent claude --prompt "fix the failing test"
     ///
     /// The exit status is the command's; airlock's own failures exit with 125, a command that
     /// cannot be executed with 126, and a command that is not found with 127.
     #[command(verbatim_doc_comment)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check what this host supports and what each missing piece costs.
     Doctor(DoctorArgs),
     /// Try to break out of the sandbox on this host: the escape battery.
@@ -120,9 +122,13 @@ pub(crate) enum Backend {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Agent {
+    /// Claude Code: managed settings with the command gate as its PreToolUse hook.
     Claude,
+    /// OpenAI Codex CLI.
     Codex,
+    /// Gemini CLI.
     Gemini,
+    /// Your shell, or the command after `--`.
     Shell,
 }
 
@@ -177,6 +183,13 @@ pub(crate) struct RunArgs {
     /// Print what would be set up, as JSON, and exit.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Run the agent headless on this prompt (Claude Code: `claude -p`, Codex: `codex exec`),
+    /// stream its output and exit with its status.
+    #[arg(long, value_name = "TEXT", conflicts_with = "prompt_file")]
+    pub(crate) prompt: Option<String>,
+    /// Like --prompt, with the prompt read from a file (before anything starts).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) prompt_file: Option<PathBuf>,
     /// The command and its arguments (default: your shell, interactive).
     #[arg(last = true, value_name = "COMMAND")]
     pub(crate) command: Vec<String>,
@@ -289,6 +302,9 @@ pub(crate) struct CredsArgs {
 pub(crate) enum HookCommand {
     /// Claude Code PreToolUse hook: reads the hook JSON on stdin, prints the decision JSON.
     Claude(HookArgs),
+    /// Codex PreToolUse hook: the same protocol; ask and review become deny (Codex runs
+    /// without approvals inside airlock).
+    Codex(HookArgs),
 }
 
 #[derive(Debug, Args)]

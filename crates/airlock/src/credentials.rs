@@ -447,6 +447,25 @@ impl Sandboxed {
 }
 
 impl Prepared {
+    /// The variables inside that will hold a placeholder.
+    pub(crate) fn inside_vars(&self) -> Vec<String> {
+        self.loaded
+            .iter()
+            .filter_map(|(e, _)| e.config.inside_env().map(str::to_string))
+            .collect()
+    }
+
+    /// Whether a credential comes from Claude Code's login (its OAuth tokens), so the agent
+    /// gets a placeholder login file.
+    pub(crate) fn claude_login(&self) -> bool {
+        self.loaded.iter().any(|(e, _)| {
+            e.config
+                .json
+                .as_ref()
+                .is_some_and(|j| j.pointer.starts_with("/claudeAiOauth/"))
+        })
+    }
+
     /// Every host a credential is scoped to (added to the allowlist on reload too).
     pub(crate) fn hosts(&self) -> Vec<String> {
         self.loaded

@@ -4,11 +4,13 @@
 //! chain, and turn the outcome into an exit status.
 #![forbid(unsafe_code)]
 
+mod agents;
 mod cli;
 mod commands;
 mod control;
 mod credentials;
 mod exit;
+mod gate_audit;
 mod policy_load;
 mod review_out;
 mod session_dir;

@@ -516,6 +516,61 @@ pub(crate) fn build(policy: &Policy, who: &Invoker, req: ViewRequest<'_>) -> Res
     })
 }
 
+/// Makes room for a generated file `target` whose directory the host lacks inside a read-only
+/// system bind (Claude Code's `/etc/claude-code/managed-settings.json`): that bind is replaced,
+/// in place, by read-only binds of each of its entries, so the missing directories are created
+/// in the sandbox's own root (read-only once assembled) and never on the host. A directory on
+/// the way that the host has is split the same way, and the file itself is left out. Entries
+/// the host adds later are not seen by a running session.
+pub(crate) fn make_room(binds: &mut Vec<Bind>, target: &Path) {
+    let Some(i) = binds
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| !b.writable && b.source == b.target && target.starts_with(&b.target))
+        .max_by_key(|(_, b)| b.target.components().count())
+        .map(|(i, _)| i)
+    else {
+        return;
+    };
+    let root = binds[i].target.clone();
+    let Ok(rel) = target.strip_prefix(&root) else {
+        return;
+    };
+    if rel.as_os_str().is_empty() || !root.is_dir() {
+        return;
+    }
+    let mut out = Vec::new();
+    split_dir(&root, rel, &mut out);
+    binds.splice(i..=i, out);
+}
+
+fn split_dir(dir: &Path, rel: &Path, out: &mut Vec<Bind>) {
+    let mut comps = rel.components();
+    let Some(first) = comps.next() else { return };
+    let rest = comps.as_path();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+    names.sort();
+    for name in names {
+        let p = dir.join(&name);
+        if name.as_os_str() == first.as_os_str() {
+            let is_dir = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
+            if is_dir && !rest.as_os_str().is_empty() {
+                split_dir(&p, rest, out);
+            }
+            continue;
+        }
+        out.push(Bind {
+            source: p.clone(),
+            target: p,
+            writable: false,
+            optional: true,
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,5 +638,40 @@ mod tests {
             canonical_lenient(&real.join("l/not/yet/../there/")),
             real.join("not/there")
         );
+    }
+
+    #[test]
+    fn make_room_splits_only_the_bind_on_the_way() {
+        let d = tempfile::tempdir().expect("tmp");
+        let etc = d.path().join("etc");
+        std::fs::create_dir_all(etc.join("ssl")).expect("mkdir");
+        std::fs::create_dir_all(etc.join("cc")).expect("mkdir");
+        std::fs::write(etc.join("passwd"), "x").expect("write");
+        std::fs::write(etc.join("cc/managed.json"), "host").expect("write");
+        std::fs::write(etc.join("cc/other"), "x").expect("write");
+        let ro = |p: &Path| Bind {
+            source: p.to_path_buf(),
+            target: p.to_path_buf(),
+            writable: false,
+            optional: true,
+        };
+        let mut binds = vec![ro(Path::new("/usr")), ro(&etc), ro(Path::new("/opt"))];
+        make_room(&mut binds, &etc.join("cc/managed.json"));
+        let targets: Vec<_> = binds.iter().map(|b| b.target.clone()).collect();
+        assert_eq!(
+            targets,
+            vec![
+                PathBuf::from("/usr"),
+                etc.join("cc/other"),
+                etc.join("passwd"),
+                etc.join("ssl"),
+                PathBuf::from("/opt")
+            ]
+        );
+        assert!(binds.iter().all(|b| !b.writable));
+        // A directory the host lacks: its parent is split, nothing else.
+        let mut binds = vec![ro(&etc)];
+        make_room(&mut binds, &etc.join("claude-code/managed-settings.json"));
+        assert_eq!(binds.len(), 3, "{binds:?}");
     }
 }

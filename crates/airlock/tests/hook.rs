@@ -514,3 +514,44 @@ fn hook_finds_hidden_commands() {
         assert_eq!(decision(&out).0, want, "{url}");
     }
 }
+
+/// `airlock hook codex`: Codex carries out an `ask` as if allowed when its approvals are off,
+/// so every ask (a secret variable printed, an unlisted network command, the environment
+/// dumped) becomes deny and is logged as such; allow and deny are unchanged.
+#[test]
+fn hook_codex_turns_every_ask_into_deny() {
+    let env = Env::new();
+    let codex = |command: &str| {
+        let mut child = env
+            .cmd()
+            .args(["hook", "codex"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let input = env.input("Bash", serde_json::json!({ "command": command }));
+        let _ = child.stdin.take().expect("stdin").write_all(&input);
+        decision(&child.wait_with_output().expect("wait"))
+    };
+    for asked in [
+        "printenv OPENAI_API_KEY",
+        "curl https://example.org",
+        "env",
+        "wget -qO- https://example.org/x",
+    ] {
+        // The same command is an ask under Claude Code, which can put it to a person.
+        assert_eq!(env.bash(asked, &[]).0, "ask", "{asked}");
+        let (d, reason) = codex(asked);
+        assert_eq!(d, "deny", "{asked}: {reason}");
+        assert!(reason.contains("without approvals"), "{reason}");
+    }
+    assert_eq!(codex("ls -la").0, "allow");
+    assert_eq!(codex("rm -rf ~").0, "deny");
+    let logged: Vec<String> = audit_lines(&env.audit())
+        .iter()
+        .filter(|l| l["command"] == "env")
+        .map(|l| l["decision"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(logged, ["ask", "deny"], "the log holds what was decided");
+}

@@ -2347,7 +2347,12 @@ fn agent_state_survives_sessions_and_stays_per_project() {
     };
     let o = run("echo remembered > ~/.claude/memory.md; cat ~/.claude.json; ls ~/.claude");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("{}"), "{}", stdout(&o));
+    // airlock seeded it: onboarding done, so the first run goes straight to work.
+    assert!(
+        stdout(&o).contains("\"hasCompletedOnboarding\": true"),
+        "{}",
+        stdout(&o)
+    );
     assert!(!stdout(&o).contains("real-history"), "{}", stdout(&o));
     let o = run("cat ~/.claude/memory.md");
     assert_eq!(stdout(&o), "remembered\n", "{}", stderr(&o));

@@ -174,7 +174,23 @@ fn sealed_policy() -> anyhow::Result<Option<SessionPolicy>> {
     Ok(Some(SessionPolicy::parse(SESSION_POLICY_PATH, &text)?))
 }
 
+/// `airlock hook claude`.
 pub(crate) fn claude(args: HookArgs) -> anyhow::Result<i32> {
+    run(args, false)
+}
+
+/// `airlock hook codex`: the same protocol (Codex speaks Claude Code's PreToolUse format), but
+/// Codex runs with approvals off inside airlock and carries out a hook's `ask` as if allowed,
+/// so there ask and review become deny: nothing runs that the rules would have put to a person.
+pub(crate) fn codex(args: HookArgs) -> anyhow::Result<i32> {
+    run(args, true)
+}
+
+/// Why an ask becomes a deny under Codex.
+const NO_PERSON: &str =
+    "(Codex runs without approvals in airlock, so what would be asked is denied)";
+
+fn run(args: HookArgs, no_person: bool) -> anyhow::Result<i32> {
     let mut raw = Vec::new();
     let read = std::io::stdin()
         .lock()
@@ -190,12 +206,17 @@ pub(crate) fn claude(args: HookArgs) -> anyhow::Result<i32> {
             ),
         },
     };
+    let mut outcome = outcome;
+    if no_person && matches!(outcome.tier, Tier::Ask | Tier::Review) {
+        outcome.tier = Tier::Deny;
+        outcome.reason = format!("{} {NO_PERSON}", outcome.reason);
+    }
     let mut tier = outcome.tier;
     let mut reason = outcome.reason.clone();
     if let Err(e) = audit(&args, &outcome) {
         eprintln!("airlock: {e:#}");
         if tier == Tier::Allow {
-            tier = Tier::Ask;
+            tier = if no_person { Tier::Deny } else { Tier::Ask };
             reason = format!("{reason} (the audit log cannot be written, so airlock asks: {e})");
         }
     }
@@ -350,7 +371,16 @@ fn home_dir() -> String {
         .unwrap_or_else(|| "/".into())
 }
 
-/// Where hook decisions are logged.
+/// Whether the hook runs inside an airlock session: the sealed policy's path exists (whatever
+/// it is) or the environment says so. Then decisions go to the supervisor, never to a file.
+fn in_session() -> bool {
+    std::fs::symlink_metadata(SESSION_POLICY_PATH).is_ok()
+        || SESSION_VARS
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+}
+
+/// Where hook decisions are logged on the host.
 fn audit_path(args: &HookArgs) -> PathBuf {
     if let Some(p) = &args.audit_log {
         return p.clone();
@@ -366,8 +396,6 @@ fn audit_path(args: &HookArgs) -> PathBuf {
 }
 
 fn audit(args: &HookArgs, o: &Outcome) -> anyhow::Result<()> {
-    let path = audit_path(args);
-    let log = AuditLog::open(&path)?;
     let decision = match o.tier {
         Tier::Allow => Decision::Allow,
         Tier::Deny => Decision::Deny,
@@ -391,6 +419,10 @@ fn audit(args: &HookArgs, o: &Outcome) -> anyhow::Result<()> {
     {
         ev = ev.session(s);
     }
-    log.append(&ev)?;
+    if in_session() {
+        // Inside a session the log is the supervisor's: the sandbox cannot write it.
+        return crate::gate_audit::send(&ev);
+    }
+    AuditLog::open(audit_path(args))?.append(&ev)?;
     Ok(())
 }

@@ -17,10 +17,11 @@ pub(crate) use run::sandbox_init;
 /// Runs one subcommand and returns the process exit status.
 pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Selftest(args) => selftest::selftest(args),
         Command::Hook(HookCommand::Claude(args)) => hook::claude(args),
+        Command::Hook(HookCommand::Codex(args)) => hook::codex(args),
         Command::Policy(PolicyCommand::Explain(args)) => explain::explain(args),
         Command::Policy(PolicyCommand::Reload { id }) => audit::reload(id.as_deref()),
         Command::Audit(args) => audit::audit(args),

@@ -73,9 +73,14 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             bail!("the {other:?} backend is not available in this build; use --backend native")
         }
     }
-    // A dry run prints the spec the background session would get and creates nothing.
-    if args.detach && args.detached_child.is_none() && !args.dry_run {
-        return super::detach::start(&args);
+    // Read now: a missing prompt file stops the run before anything starts.
+    let prompt = crate::agents::prompt(args.prompt.as_deref(), args.prompt_file.as_deref())?;
+    let profile = crate::agents::profile(args.agent);
+    if prompt.is_some() && (profile.is_none() || !args.command.is_empty()) {
+        return Err(with_code(
+            FAILURE,
+            anyhow!("--prompt and --prompt-file run an agent headless: give --agent claude|codex|gemini and no command after --"),
+        ));
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let ws_arg = args.workspace.clone().unwrap_or_else(|| cwd.clone());
@@ -108,7 +113,36 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     )?;
     let mut policy = policy;
     let creds = crate::credentials::prepare(&mut policy, &who.home)?;
-    let cred_hosts = creds.hosts();
+    // Hosts allowed whatever a reloaded policy says: the credentials' and the agent's.
+    let mut cred_hosts = creds.hosts();
+    // The agent itself runs (no command given): its binary must exist, found before anything
+    // starts.
+    let runs_agent = profile.is_some() && args.command.is_empty();
+    let binary = match profile {
+        Some(p) if runs_agent => {
+            Some(p.find_binary(&std::env::var("PATH").unwrap_or_default(), &who.home)?)
+        }
+        Some(p) => p
+            .find_binary(&std::env::var("PATH").unwrap_or_default(), &who.home)
+            .ok(),
+        None => None,
+    };
+    if let (Some(p), true) = (profile, runs_agent) {
+        p.check_credential(&creds.inside_vars(), creds.claude_login())?;
+    }
+    // Checked first, so a background session that could not start is refused here. A dry run
+    // prints the spec the background session would get and creates nothing.
+    if args.detach && args.detached_child.is_none() && !args.dry_run {
+        return super::detach::start(&args);
+    }
+    if let Some(p) = profile {
+        for h in p.hosts {
+            if !policy.network.allow.iter().any(|a| a == h) {
+                policy.network.allow.push((*h).to_string());
+            }
+            cred_hosts.push((*h).to_string());
+        }
+    }
     let net_policy = compile_network(&policy)?;
     let mut extra_binds = Vec::new();
     let mut worktree_info: Option<worktree::Worktree> = None;
@@ -215,6 +249,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             net: Some(NetListeners {
                 proxy_port: PROXY_PORT,
                 dns_port: 53,
+                audit_port: Some(crate::gate_audit::HOOK_AUDIT_PORT),
             }),
             memory_cgroup,
             session: &session,
@@ -238,7 +273,14 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         // Mounted after the workspace: the links to the repository stay what airlock wrote.
         spec.files.extend(wt.files.iter().cloned());
     }
-    agent_state(&mut spec, &args, &workspace, &who, &creds)?;
+    if let Some(p) = profile {
+        let agent = AgentRun {
+            profile: p,
+            binary: binary.as_ref(),
+            prompt: prompt.as_deref(),
+        };
+        agent_state(&mut spec, &args, &agent, &workspace, &who, &creds)?;
+    }
     let detached = args.detached_child.is_some();
     if detached || args.detach {
         super::detach::wrap_in_tmux(&mut spec, &dir);
@@ -338,6 +380,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             let e = egress.wait_failure().await;
             eprintln!("airlock: {e}; the sandbox has no network from now on");
         });
+    }
+    if let Some(l) = net.audit {
+        crate::gate_audit::serve(&rt, l, audit.clone(), session.clone())?;
     }
     audit_unix_refusals(refusals, audit.clone(), session.clone())?;
     let _ = audit.append(
@@ -498,24 +543,48 @@ fn sandbox_error(e: SandboxError) -> anyhow::Error {
     with_code(code, anyhow::Error::new(e))
 }
 
-/// The agent's own state (settings, history, project memory) that must outlive ephemeral
-/// sessions: kept per project under `$XDG_DATA_HOME/airlock/state/`, bound into the sandbox's
-/// home, never the user's real one. Credential files stay hidden (the hide list applies on top).
+/// The agent to start and how.
+struct AgentRun<'a> {
+    profile: &'static crate::agents::Profile,
+    /// Its binary on the host (required when the agent itself runs).
+    binary: Option<&'a crate::agents::Binary>,
+    prompt: Option<&'a str>,
+}
+
+/// Sets up the agent from its profile: its own state (settings, history, project memory) that
+/// must outlive ephemeral sessions, kept per project under `$XDG_DATA_HOME/airlock/state/` and
+/// bound into the sandbox's home, never the user's real one (credential files stay hidden: the
+/// hide list applies on top); its binary bound read-only; its generated settings, environment
+/// and argv (interactive, or headless on a prompt).
 fn agent_state(
     spec: &mut airlock_sandbox::SandboxSpec,
     args: &RunArgs,
+    agent: &AgentRun<'_>,
     workspace: &std::path::Path,
     who: &view::Invoker,
     creds: &crate::credentials::Sandboxed,
 ) -> Result<()> {
-    let (program, entries): (&str, &[(&str, bool)]) = match args.agent {
-        crate::cli::Agent::Shell => return Ok(()),
-        crate::cli::Agent::Claude => ("claude", &[(".claude", true), (".claude.json", false)]),
-        crate::cli::Agent::Codex => ("codex", &[(".codex", true)]),
-        crate::cli::Agent::Gemini => ("gemini", &[(".gemini", true)]),
-    };
+    let p = agent.profile;
+    let program = p.program;
     if args.command.is_empty() {
-        spec.argv = vec![program.to_string()];
+        let exe = agent
+            .binary
+            .map(|b| b.path.display().to_string())
+            .unwrap_or_else(|| program.to_string());
+        spec.argv = match agent.prompt {
+            Some(text) => p.headless_argv(&exe, text),
+            None => vec![exe],
+        };
+    }
+    if let Some(b) = agent.binary {
+        for src in &b.binds {
+            spec.binds.push(airlock_sandbox::Bind {
+                source: src.clone(),
+                target: src.clone(),
+                writable: false,
+                optional: false,
+            });
+        }
     }
     let project = format!(
         "{}-{}",
@@ -529,7 +598,7 @@ fn agent_state(
         .parent()
         .map(|p| p.join("state").join(project).join(program))
         .context("bad data directory")?;
-    for (name, dir) in entries {
+    for (name, dir) in p.state {
         let src = root.join(name);
         if *dir {
             std::fs::create_dir_all(&src)
@@ -552,6 +621,28 @@ fn agent_state(
     }
     if program == "claude" {
         creds.place_claude_file(&root.join(".claude"), &who.home, spec)?;
+    }
+    let inner_ws = spec
+        .workspace
+        .as_ref()
+        .map(|w| w.target().clone())
+        .unwrap_or_else(|| workspace.to_path_buf());
+    let launch = p.configure(&crate::agents::Session {
+        home: &who.home,
+        env: &spec.env,
+        workspace: &inner_ws,
+        state_root: &root,
+        cred_env: &creds.env,
+        root_inside: spec.uid == 0,
+    })?;
+    for f in &launch.files {
+        view::make_room(&mut spec.binds, &f.target);
+    }
+    spec.files.extend(launch.files);
+    spec.binds.extend(launch.binds);
+    for (k, v) in launch.env {
+        spec.env.retain(|(ek, _)| ek != &k);
+        spec.env.push((k, v));
     }
     Ok(())
 }

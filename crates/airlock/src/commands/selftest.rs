@@ -535,6 +535,24 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
             &mut fx,
         ));
     }
+    // The settings that put the command gate in the agent's path (generated, read-only).
+    for (agent, file) in [
+        ("claude", crate::agents::CLAUDE_MANAGED_SETTINGS),
+        ("codex", crate::agents::CODEX_REQUIREMENTS),
+    ] {
+        let mut c = check(
+            &format!("rewrite {agent}'s managed settings (the gate hook)"),
+            "2 host writes",
+            "write-file",
+            &[file],
+        );
+        c.run_flags = vec!["--agent".into(), agent.into()];
+        c.control = Some(
+            "shown by \"write outside the workspace\" (the same probe; writing the host's /etc \
+             would be destructive)",
+        );
+        checks.push(c);
+    }
     // 3. Network peers of the host.
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").context("cannot listen on loopback")?;
     let addr = tcp.local_addr()?.to_string();
