@@ -18,7 +18,8 @@ pub(crate) fn user_config_path() -> Option<PathBuf> {
         .map(|h| PathBuf::from(h).join(".config/airlock/config.toml"))
 }
 
-fn read_layer(path: &Path, trusted: bool) -> Result<Layer> {
+/// One policy file as a layer; `trusted` layers may widen the policy, others only narrow it.
+pub(crate) fn read_layer(path: &Path, trusted: bool) -> Result<Layer> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read policy file {}", path.display()))?;
     Ok(Layer {

@@ -30,6 +30,7 @@ use airlock_policy::{ConfigFile, Layer, Policy};
 use anyhow::Context as _;
 
 use crate::cli::HookArgs;
+use crate::policy_load::read_layer;
 
 /// The outcome of one hook call.
 struct Outcome {
@@ -324,17 +325,6 @@ pub(crate) fn load_engine(policies: &[PathBuf], cwd: &Path, home: &str) -> anyho
         })
         .collect();
     Ok(Engine::load(&commands, home, false)?)
-}
-
-/// A `--policy` file as an untrusted layer (inside a session every such file may only narrow).
-fn read_layer(path: &Path, trusted: bool) -> anyhow::Result<Layer> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read policy file {}", path.display()))?;
-    Ok(Layer {
-        source: path.to_path_buf(),
-        trusted,
-        config: ConfigFile::parse(path, &text)?,
-    })
 }
 
 /// The workspace a command runs in on the host: `$AIRLOCK_WORKSPACE`, else the enclosing git
