@@ -353,20 +353,51 @@ pub(crate) fn codex_config(base_url: &str) -> Result<String> {
     ))
 }
 
+/// Variables that would change how the hook command runs: Claude Code wraps every hook command,
+/// managed ones included, in `CLAUDE_CODE_SHELL_PREFIX`, and the loader honours `LD_*` and
+/// `GLIBC_TUNABLES` (ld.so(8)). User and project settings can set any variable through their
+/// `env` block, which Claude Code copies into its own environment; the managed settings' `env`
+/// is applied last, so pinning these to empty there undoes what the agent wrote.
+const CLAUDE_PINNED_ENV: &[&str] = &[
+    "CLAUDE_CODE_SHELL_PREFIX",
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "LD_AUDIT",
+    "GLIBC_TUNABLES",
+    "BASH_ENV",
+    "ENV",
+];
+
 /// The managed settings: Claude Code reads them whatever `--bare`, user or project settings
 /// say, and the agent cannot edit them (a read-only generated file).
+///
+/// - The gate is the PreToolUse hook for every tool. Claude Code treats a hook that exits with
+///   any status but 0 or 2 as a non-blocking error and runs the tool, so the command turns any
+///   failure of the hook (a crash, a missing binary) into exit 2, which blocks.
+/// - `allowManagedHooksOnly`: hooks from user, project and local settings (which the agent can
+///   write) do not run at all.
+/// - `env` pins [`CLAUDE_PINNED_ENV`] to empty, so a settings file the agent wrote cannot wrap
+///   or preload the hook.
 pub(crate) fn claude_managed_settings() -> serde_json::Value {
+    let pinned: serde_json::Map<String, serde_json::Value> = CLAUDE_PINNED_ENV
+        .iter()
+        .map(|k| (k.to_string(), serde_json::Value::String(String::new())))
+        .collect();
     serde_json::json!({
         "hooks": {
             "PreToolUse": [{
                 "matcher": "*",
                 "hooks": [{
                     "type": "command",
-                    "command": format!("{AIRLOCK_INSIDE} hook claude"),
+                    "command": format!(
+                        "{AIRLOCK_INSIDE} hook claude || {{ echo 'airlock: the command gate failed; blocked' >&2; exit 2; }}"
+                    ),
                     "timeout": 30
                 }]
             }]
         },
+        "allowManagedHooksOnly": true,
+        "env": pinned,
         "permissions": { "defaultMode": "bypassPermissions" },
         "skipDangerousModePermissionPrompt": true,
         "statusLine": {
@@ -565,11 +596,19 @@ mod tests {
     fn managed_settings_hook_every_tool_with_airlock() {
         let s = claude_managed_settings();
         assert_eq!(s["hooks"]["PreToolUse"][0]["matcher"], "*");
-        assert_eq!(
-            s["hooks"]["PreToolUse"][0]["hooks"][0]["command"],
-            "/run/airlock/bin/airlock hook claude"
+        let cmd = s["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+            .as_str()
+            .expect("command");
+        assert!(
+            cmd.starts_with("/run/airlock/bin/airlock hook claude || ")
+                && cmd.ends_with("exit 2; }"),
+            "{cmd}"
         );
         assert_eq!(s["permissions"]["defaultMode"], "bypassPermissions");
+        assert_eq!(s["allowManagedHooksOnly"], true);
+        for k in CLAUDE_PINNED_ENV {
+            assert_eq!(s["env"][k], "", "{k} pinned empty");
+        }
     }
 
     #[test]
