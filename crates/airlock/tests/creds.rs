@@ -1160,3 +1160,63 @@ fn inject_adds_the_header_and_compressed_answers_are_refused() {
     );
     assert!(seen.contains("x-injected: mine"), "{seen}");
 }
+
+/// Domain fronting: inside a tunnel to a credential host, a request naming another host (its
+/// `Host` header, a different port, an absolute-form target, two `Host` headers) is refused
+/// with 421 and audited, and never reaches the upstream; the tunnel's own name, in any case,
+/// still works.
+#[test]
+fn a_request_naming_another_host_is_refused_with_421() {
+    let f = fixture();
+    let port = f.good.port;
+    let url = format!("https://api.creds.test:{port}/echo");
+    let auth = "-H \"authorization: Bearer $AIRLOCK_TEST_SECRET_A\"";
+    let code = "-o /dev/null -w '%{http_code}\\n'";
+    // curl sends only the first of two Host headers: python's client sends both.
+    let two = format!(
+        "import http.client,os,ssl; \
+         c=http.client.HTTPSConnection('127.0.0.1',3128,context=ssl.create_default_context(),timeout=10); \
+         c.set_tunnel('api.creds.test',{port}); \
+         c.putrequest('GET','/echo/two',skip_host=True); \
+         c.putheader('Host','api.creds.test:{port}'); c.putheader('Host','evil.example'); \
+         c.putheader('authorization','Bearer '+os.environ['AIRLOCK_TEST_SECRET_A']); \
+         c.endheaders(); print(c.getresponse().status)"
+    );
+    let script = format!(
+        "echo SESSION=$AIRLOCK_SESSION; \
+         echo EVIL=$(curl -sS -m 10 {code} {url}/evil -H 'Host: evil.example' {auth}); \
+         echo EVILPORT=$(curl -sS -m 10 {code} {url}/evilport -H 'Host: evil.example:{port}' {auth}); \
+         echo OTHERPORT=$(curl -sS -m 10 {code} {url}/otherport -H 'Host: api.creds.test:1' {auth}); \
+         echo ABSOLUTE=$(curl -sS -m 10 {code} {url}/absolute --request-target 'https://evil.example/echo/absolute' {auth}); \
+         echo TWO=$(python3 -c \"{two}\"); \
+         echo OWN=$(curl -sS -m 10 {code} {url}/own -H 'Host: API.Creds.Test:{port}' {auth})"
+    );
+    let o = f.run(&script);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    for k in ["EVIL", "EVILPORT", "OTHERPORT", "ABSOLUTE", "TWO"] {
+        assert_eq!(value_of(&out, k), "421", "{k}: {out}");
+    }
+    assert_eq!(value_of(&out, "OWN"), "200", "{out}");
+    let seen = f.good_seen();
+    for path in ["/evil", "/otherport", "/absolute", "/two"] {
+        assert!(!seen.contains(&format!("/echo{path} ")), "{path}: {seen}");
+    }
+    assert!(
+        !seen.to_ascii_lowercase().contains("evil.example"),
+        "{seen}"
+    );
+    assert!(seen.contains("/echo/own "), "{seen}");
+    let events = f.env.audit(value_of(&out, "SESSION"));
+    assert!(
+        events.iter().any(|e| e["decision"] == "deny"
+            && e["host"] == "api.creds.test"
+            && e["rule"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("credentials.host"))
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("evil.example"))),
+        "{events:?}"
+    );
+}

@@ -37,6 +37,9 @@ pub(crate) const RULE_UPSTREAM_TLS: &str = "tls.upstream: certificate not verifi
 /// The audit rule of a placeholder sent outside its credential's hosts.
 pub(crate) const RULE_SCOPE: &str = "credentials.hosts: placeholder outside its scope";
 
+/// The audit rule of a request whose `Host` (or absolute-form authority) is not its tunnel's.
+pub(crate) const RULE_HOST: &str = "credentials.host: request host differs from the tunnel's";
+
 /// What one intercepted tunnel needs.
 pub(crate) struct Tunnel {
     pub(crate) shared: Arc<Shared>,
@@ -258,6 +261,10 @@ impl Ctx {
                 self.t.host
             )));
         }
+        if let Err(e) = self.check_authority(&req) {
+            self.audit_refused(&e, req.method().as_str());
+            return Err(e);
+        }
         let inj = &self.t.injector;
         let host = &self.t.host;
         let target = req
@@ -376,6 +383,72 @@ impl Ctx {
             .map_err(|never| match never {})
             .boxed_unsync();
         Ok(Response::from_parts(parts, body))
+    }
+
+    /// Refuses a request that names another host than its tunnel's: every `Host` header and an
+    /// absolute-form target's authority must be the CONNECT host (ASCII case-insensitive) and
+    /// port (absent means 443, RFC 9110 §4.2.2). Otherwise a shared front end would route the
+    /// real secret to the named host (domain fronting).
+    fn check_authority(&self, req: &Request<Incoming>) -> Result<(), ProxyError> {
+        let mut named: Vec<String> = req
+            .headers()
+            .get_all(HOST)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        if let Some(a) = req.uri().authority() {
+            named.push(a.as_str().to_string());
+        }
+        if req.headers().get_all(HOST).iter().count() > 1 {
+            return Err(ProxyError::Misdirected {
+                target: self.target(),
+                authority: named.join(", "),
+            });
+        }
+        for a in named {
+            if !self.is_own_authority(&a) {
+                return Err(ProxyError::Misdirected {
+                    target: self.target(),
+                    authority: a,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn is_own_authority(&self, a: &str) -> bool {
+        let Ok(auth) = a.trim().parse::<hyper::http::uri::Authority>() else {
+            return false;
+        };
+        // No userinfo: `user@host` is not a Host value.
+        if auth.as_str().contains('@') {
+            return false;
+        }
+        let port = auth.port_u16().unwrap_or(443);
+        let own = self.t.host.to_string();
+        let name = auth.host().strip_suffix('.').unwrap_or(auth.host());
+        port == self.t.port && name.eq_ignore_ascii_case(own.strip_suffix('.').unwrap_or(&own))
+    }
+
+    /// Audits a request refused before anything was sent upstream.
+    fn audit_refused(&self, e: &ProxyError, method: &str) {
+        tracing::debug!(host = %self.t.host, "credential proxy: {e}");
+        let ev = AuditEvent::now(
+            Decision::Deny,
+            Detail::Net {
+                host: self.t.host.to_string(),
+                port: self.t.port,
+                method: Some(method.to_string()),
+                bytes_up: 0,
+                bytes_down: 0,
+                duration_ms: 0,
+            },
+        )
+        .rule(e.rule())
+        .reason(e.to_string());
+        self.t
+            .shared
+            .record(ev, Some(&format!("cred-host:{}", self.t.host)));
     }
 
     fn host_header(&self) -> String {
