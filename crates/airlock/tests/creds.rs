@@ -1220,3 +1220,88 @@ fn a_request_naming_another_host_is_refused_with_421() {
         "{events:?}"
     );
 }
+
+/// The secret goes only where credentials are carried: `authorization` (Bearer, Basic),
+/// `x-api-key` and a configured `headers` entry get it; a placeholder in any other header, the
+/// path or the query reaches the upstream unchanged (so no echo of them, in whatever encoding,
+/// can hand the secret back) and is audited as misplaced.
+#[test]
+fn the_secret_is_swapped_only_into_credential_headers() {
+    let f = fixture();
+    let policy = f.env.path("headers.toml");
+    let text = std::fs::read_to_string(&f.policy).expect("policy").replace(
+        "name = \"test-alpha\"\n",
+        "name = \"test-alpha\"\nheaders = [\"X-Custom-Key\"]\n",
+    );
+    std::fs::write(&policy, text).expect("write");
+    let port = f.good.port;
+    let url = format!("https://api.creds.test:{port}");
+    let o = f.env.run(
+        &policy,
+        &f.vars(),
+        &format!(
+            "echo PH_A=$AIRLOCK_TEST_SECRET_A; echo SESSION=$AIRLOCK_SESSION; P=$AIRLOCK_TEST_SECRET_A; \
+             curl -sS -m 10 -o /dev/null {url}/echo/hdr -H \"x-foo: $P\" -H \"x-echo-me: a${{P}}b\" -H 'x-mark: 1'; \
+             curl -sS -m 10 -o /dev/null {url}/echo/path/$P; \
+             curl -sS -m 10 -o /dev/null \"{url}/echo/query?k=$P&r=x\"; \
+             curl -sS -m 10 -o /dev/null {url}/echo/custom -H \"x-custom-key: $P\"; \
+             curl -sS -m 10 -o /dev/null {url}/echo/key -H \"x-api-key: $P\"; \
+             curl -sS -m 10 -o /dev/null {url}/echo/bearer -H \"authorization: Bearer $P\"; \
+             curl -sS -m 10 -u \"x-access-token:$P\" {url}/basic; echo"
+        ),
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    f.assert_no_secret(&out);
+    let ph = value_of(&out, "PH_A").to_string();
+    let a = &f.a;
+    assert!(out.contains("basic-ok"), "{out}");
+    let seen = f.good_seen();
+    let request = |path: &str| {
+        seen.split("\n----\n")
+            .find(|r| r.contains(&format!("GET /echo/{path}")))
+            .unwrap_or_else(|| panic!("no request {path}: {seen}"))
+            .to_string()
+    };
+    // Not carried: unchanged.
+    let hdr = request("hdr");
+    assert!(hdr.contains(&format!("x-foo: {ph}")), "{hdr}");
+    assert!(hdr.contains(&format!("x-echo-me: a{ph}b")), "{hdr}");
+    assert!(request(&format!("path/{ph}")).contains(&format!("/echo/path/{ph} ")));
+    assert!(
+        request("query").contains(&format!("?k={ph}&r=x ")),
+        "{seen}"
+    );
+    // Carried: swapped.
+    assert!(
+        request("custom").contains(&format!("x-custom-key: {a}")),
+        "{seen}"
+    );
+    assert!(
+        request("key").contains(&format!("x-api-key: {a}")),
+        "{seen}"
+    );
+    assert!(
+        request("bearer").contains(&format!("authorization: Bearer {a}")),
+        "{seen}"
+    );
+    for r in ["hdr", "query"] {
+        assert!(!request(r).contains(a.as_str()), "{r}: {seen}");
+    }
+    assert!(
+        !request(&format!("path/{ph}")).contains(a.as_str()),
+        "{seen}"
+    );
+    let events = f.env.audit(value_of(&out, "SESSION"));
+    let misplaced: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e["decision"] == "deny"
+                && e["host"] == "api.creds.test"
+                && e["rule"].as_str().is_some_and(|r| {
+                    r.starts_with("credentials.headers") && r.contains("test-alpha")
+                })
+        })
+        .collect();
+    assert!(!misplaced.is_empty(), "{events:?}");
+}

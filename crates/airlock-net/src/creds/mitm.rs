@@ -40,6 +40,10 @@ pub(crate) const RULE_SCOPE: &str = "credentials.hosts: placeholder outside its 
 /// The audit rule of a request whose `Host` (or absolute-form authority) is not its tunnel's.
 pub(crate) const RULE_HOST: &str = "credentials.host: request host differs from the tunnel's";
 
+/// The audit rule of a placeholder sent where no credential is carried (it was not replaced).
+pub(crate) const RULE_MISPLACED: &str =
+    "credentials.headers: placeholder outside the headers that carry it";
+
 /// What one intercepted tunnel needs.
 pub(crate) struct Tunnel {
     pub(crate) shared: Arc<Shared>,
@@ -275,19 +279,25 @@ impl Ctx {
         for name in inj.misdirected(host, false, req.headers(), &target) {
             self.audit_misdirected(name, req.method().as_str());
         }
+        for name in inj.misplaced(host, req.headers(), &target) {
+            audit_misplaced(
+                &self.t.shared,
+                name,
+                host,
+                self.t.port,
+                req.method().as_str(),
+            );
+        }
         let (mut parts, body) = req.into_parts();
         // An OAuth token request (RFC 6749 §6): its response may rotate credentials.
         let token_request =
             parts.method == hyper::Method::POST && parts.uri.path().ends_with("/oauth/token");
         strip_hop_by_hop(&mut parts.headers, false);
-        let out = inj.outbound_pairs(host, false);
-        swap::swap_header_values(&mut parts.headers, &out);
-        let path = match swap::replace(target.as_bytes(), &out) {
-            Some(p) => String::from_utf8(p).unwrap_or(target),
-            None => target,
-        };
+        // Only credential headers: a placeholder the agent puts elsewhere (path, query, any
+        // other header) stays a placeholder, or an echo could hand the secret back encoded.
+        inj.swap_request_headers(host, &mut parts.headers);
         parts.uri = Uri::builder()
-            .path_and_query(path)
+            .path_and_query(target)
             .build()
             .map_err(|e| ProxyError::BadRequest(format!("bad request target: {e}")))?;
         for (name, value) in inj.injections(host) {
@@ -489,6 +499,30 @@ impl Ctx {
     fn audit_misdirected(&self, name: &str, method: &str) {
         audit_misdirected(&self.t.shared, name, &self.t.host, self.t.port, method);
     }
+}
+
+/// Audits a placeholder sent to its credential's host somewhere it is not replaced (the request
+/// target, a header that does not carry the credential).
+pub(crate) fn audit_misplaced(shared: &Shared, name: &str, host: &Host, port: u16, method: &str) {
+    let reason = format!(
+        "the placeholder of credential {name} was sent to {host} outside the headers that carry \
+         it (authorization, x-api-key, its inject header or its `headers`); it was not replaced"
+    );
+    tracing::debug!(credential = name, %host, "{reason}");
+    let ev = AuditEvent::now(
+        Decision::Deny,
+        Detail::Net {
+            host: host.to_string(),
+            port,
+            method: Some(method.to_string()),
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 0,
+        },
+    )
+    .rule(format!("{RULE_MISPLACED} ({name})"))
+    .reason(reason);
+    shared.record(ev, Some(&format!("cred-misplaced:{name}:{host}")));
 }
 
 /// Audits a placeholder sent outside its credential's hosts (it was not replaced).

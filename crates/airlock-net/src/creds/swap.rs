@@ -1,6 +1,5 @@
 //! Byte-level swaps between placeholders and secrets: in header values (with `Basic`
-//! credentials decoded, swapped and re-encoded, as git sends them), in request targets, and in
-//! streamed bodies, where a needle may be split across chunks (chunked transfer, SSE).
+//! credentials decoded, swapped and re-encoded, as git sends them) and in streamed bodies, where a needle may be split across chunks (chunked transfer, SSE).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -178,14 +177,21 @@ where
 pub(crate) fn swap_header_values(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
     let mut changed = false;
     for value in headers.values_mut() {
-        if let Some(new) = swap_value(value.as_bytes(), pairs) {
-            if let Ok(v) = HeaderValue::from_bytes(&new) {
-                *value = v;
-                changed = true;
-            }
-        }
+        changed |= swap_header_value(value, pairs);
     }
     changed
+}
+
+/// Swaps needles in one header value (plain, and inside `Basic` credentials). Returns whether
+/// it changed.
+pub(crate) fn swap_header_value(value: &mut HeaderValue, pairs: &Pairs) -> bool {
+    if let Some(new) = swap_value(value.as_bytes(), pairs) {
+        if let Ok(v) = HeaderValue::from_bytes(&new) {
+            *value = v;
+            return true;
+        }
+    }
+    false
 }
 
 fn swap_value(v: &[u8], pairs: &Pairs) -> Option<Vec<u8>> {
