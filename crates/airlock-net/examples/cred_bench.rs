@@ -126,10 +126,11 @@ async fn open(
     Ok(sender)
 }
 
-fn request(host: &str, path: &str) -> Result<Request<Empty<Bytes>>, BoxError> {
+/// `authority` is the tunnel's `host:port`: the credential proxy refuses any other (421).
+fn request(authority: &str, path: &str) -> Result<Request<Empty<Bytes>>, BoxError> {
     Ok(Request::builder()
         .uri(path)
-        .header("host", host)
+        .header("host", authority)
         .header("x-api-key", SECRET)
         .body(Empty::new())?)
 }
@@ -149,12 +150,13 @@ async fn measure(
     requests: usize,
     connections: usize,
 ) -> Result<(), BoxError> {
+    let authority = format!("{host}:{port}");
     let mut sender = open(proxy, host, port, root).await?;
     let mut rtt = Vec::with_capacity(requests);
     for i in 0..requests + 100 {
         sender.ready().await?;
         let t = Instant::now();
-        let resp = sender.send_request(request(host, "/ping")?).await?;
+        let resp = sender.send_request(request(&authority, "/ping")?).await?;
         let body = resp.into_body().collect().await?.to_bytes();
         if body.as_ref() != b"pong" {
             return Err("bad answer".into());
@@ -167,7 +169,7 @@ async fn measure(
     for _ in 0..connections {
         let t = Instant::now();
         let mut sender = open(proxy, host, port, root).await?;
-        let resp = sender.send_request(request(host, "/sse")?).await?;
+        let resp = sender.send_request(request(&authority, "/sse")?).await?;
         let mut body = resp.into_body();
         loop {
             match body.frame().await {

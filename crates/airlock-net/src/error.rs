@@ -60,6 +60,8 @@ pub enum ProxyError {
     Upstream { target: String, message: String },
     #[error("upstream: {target} presented a certificate airlock cannot verify ({message}); the credential is not sent to it. If it is signed by a private CA, add that CA to [tls] extra_roots; retrying will not help")]
     UpstreamTls { target: String, message: String },
+    #[error("agent: the request names {authority} but its tunnel goes to {target}; airlock sends the credential only to the host the tunnel was opened to (no domain fronting). Open a tunnel to {authority} instead; retrying will not help")]
+    Misdirected { target: String, authority: String },
 }
 
 fn hint(v: &Verdict) -> String {
@@ -74,7 +76,7 @@ impl ProxyError {
     pub fn blame(&self) -> Blame {
         match self {
             ProxyError::Denied { .. } => Blame::Policy,
-            ProxyError::BadRequest(_) => Blame::Agent,
+            ProxyError::BadRequest(_) | ProxyError::Misdirected { .. } => Blame::Agent,
             ProxyError::Resolve { .. }
             | ProxyError::Connect { .. }
             | ProxyError::Timeout { .. }
@@ -94,6 +96,8 @@ impl ProxyError {
         match self {
             ProxyError::Denied { .. } => StatusCode::FORBIDDEN,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            // RFC 9110 §15.5.20.
+            ProxyError::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Resolve { .. }
             | ProxyError::Connect { .. }
@@ -112,6 +116,7 @@ impl ProxyError {
             ProxyError::Timeout { .. } => "upstream: timeout".into(),
             ProxyError::Upstream { .. } => "upstream: protocol error".into(),
             ProxyError::UpstreamTls { .. } => crate::creds::mitm::RULE_UPSTREAM_TLS.into(),
+            ProxyError::Misdirected { .. } => crate::creds::mitm::RULE_HOST.into(),
         }
     }
 }

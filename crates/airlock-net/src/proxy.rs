@@ -620,8 +620,12 @@ async fn reverse(
     *req.uri_mut() = format!("/{path}{query}")
         .parse()
         .map_err(|e| err(ProxyError::BadRequest(format!("bad path: {e}"))))?;
-    let host_header = HeaderValue::from_str(&host.to_string())
-        .map_err(|e| err(ProxyError::BadRequest(format!("bad host: {e}"))))?;
+    let host_header = HeaderValue::from_str(&if port == 443 {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    })
+    .map_err(|e| err(ProxyError::BadRequest(format!("bad host: {e}"))))?;
     req.headers_mut().insert(HOST, host_header);
     let policy = shared.policy();
     let (stream, verdict) = open_upstream(shared, &policy, &host, port)

@@ -94,6 +94,10 @@ pub struct CredentialConfig {
     /// Also replace the placeholder in request bodies (off by default: only headers).
     #[serde(default)]
     pub body: bool,
+    /// More request headers (names) the placeholder is replaced in, besides `authorization`,
+    /// `x-api-key` and the `inject` header; anywhere else it is left as is and audited.
+    #[serde(default)]
+    pub headers: Vec<String>,
     /// The variable inside the sandbox that holds the placeholder (default: `env`; a `file` or
     /// `json` credential without it is only usable through `inject`).
     #[serde(default)]
@@ -305,6 +309,25 @@ impl ConfigFile {
     }
 }
 
+/// Headers that route a request (RFC 9110 §7.2, hop-by-hop fields of RFC 9110 §7.6.1): never a
+/// credential carrier.
+const FORBIDDEN_CARRIERS: &[&str] = &[
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+/// A header field name: an RFC 9110 §5.6.2 token.
+fn is_header_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 impl CredentialConfig {
     /// Checks the entry on its own (no I/O): one source, a usable env name, a pointer, valid
     /// host patterns, an `inject` with `{}`. The message names the offending key.
@@ -356,13 +379,19 @@ impl CredentialConfig {
                 self.hosts[0]
             ));
         }
+        for (i, h) in self.headers.iter().enumerate() {
+            if !is_header_name(h) {
+                return Err(format!("headers[{i}]: '{h}' is not a header name"));
+            }
+            if FORBIDDEN_CARRIERS.iter().any(|f| h.eq_ignore_ascii_case(f)) {
+                return Err(format!(
+                    "headers[{i}]: '{h}' names the request's routing, not a credential; the \
+                     placeholder is never replaced there"
+                ));
+            }
+        }
         if let Some(inj) = &self.inject {
-            let valid_name = !inj.header.is_empty()
-                && inj
-                    .header
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if !valid_name {
+            if !is_header_name(&inj.header) {
                 return Err(format!(
                     "inject.header: '{}' is not a header name",
                     inj.header
@@ -796,6 +825,12 @@ cpus = 2.0
                 "name='gh'\nenv='A'\nhosts=['a.test']\ninject={header='authorization', value='Bearer'}",
                 "inject.value",
             ),
+            (
+                "name='gh'\nenv='A'\nhosts=['a.test']\nheaders=['x-ok', 'x y']",
+                "headers[1]: 'x y'",
+            ),
+            ("name='gh'\nenv='A'\nhosts=['a.test']\nheaders=['']", "headers[0]"),
+            ("name='gh'\nenv='A'\nhosts=['a.test']\nheaders=['Host']", "headers[0]: 'Host'"),
         ] {
             let e = ConfigFile::parse(&path, &format!("[[credentials]]\n{text}\n"))
                 .expect_err(text);

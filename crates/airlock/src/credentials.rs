@@ -54,6 +54,7 @@ fn env_cred(name: &str, var: &str, hosts: &[&str]) -> CredentialConfig {
         body: false,
         placeholder_env: None,
         reverse_proxy_env: None,
+        headers: Vec::new(),
     }
 }
 
@@ -71,6 +72,7 @@ fn claude_json_cred(name: &str, field: &str, hosts: &[&str], body: bool) -> Cred
         body,
         placeholder_env: None,
         reverse_proxy_env: None,
+        headers: Vec::new(),
     }
 }
 
@@ -496,6 +498,9 @@ impl Prepared {
                 .as_ref()
                 .map(|i| (i.header.as_str(), i.value.as_str()));
             let mut cred = Credential::new(&c.name, secret, &c.hosts, inject, c.body)
+                .map_err(|err| with_code(FAILURE, anyhow!("{err} ({})", source_label(c))))?;
+            cred = cred
+                .with_headers(&c.headers)
                 .map_err(|err| with_code(FAILURE, anyhow!("{err} ({})", source_label(c))))?;
             if let Some(field) = c.json.as_ref().and_then(|j| oauth_field(&j.pointer)) {
                 cred = cred.rotated_by_oauth_field(field);

@@ -1160,3 +1160,148 @@ fn inject_adds_the_header_and_compressed_answers_are_refused() {
     );
     assert!(seen.contains("x-injected: mine"), "{seen}");
 }
+
+/// Domain fronting: inside a tunnel to a credential host, a request naming another host (its
+/// `Host` header, a different port, an absolute-form target, two `Host` headers) is refused
+/// with 421 and audited, and never reaches the upstream; the tunnel's own name, in any case,
+/// still works.
+#[test]
+fn a_request_naming_another_host_is_refused_with_421() {
+    let f = fixture();
+    let port = f.good.port;
+    let url = format!("https://api.creds.test:{port}/echo");
+    let auth = "-H \"authorization: Bearer $AIRLOCK_TEST_SECRET_A\"";
+    let code = "-o /dev/null -w '%{http_code}\\n'";
+    // curl sends only the first of two Host headers: python's client sends both.
+    let two = format!(
+        "import http.client,os,ssl; \
+         c=http.client.HTTPSConnection('127.0.0.1',3128,context=ssl.create_default_context(),timeout=10); \
+         c.set_tunnel('api.creds.test',{port}); \
+         c.putrequest('GET','/echo/two',skip_host=True); \
+         c.putheader('Host','api.creds.test:{port}'); c.putheader('Host','evil.example'); \
+         c.putheader('authorization','Bearer '+os.environ['AIRLOCK_TEST_SECRET_A']); \
+         c.endheaders(); print(c.getresponse().status)"
+    );
+    let script = format!(
+        "echo SESSION=$AIRLOCK_SESSION; \
+         echo EVIL=$(curl -sS -m 10 {code} {url}/evil -H 'Host: evil.example' {auth}); \
+         echo EVILPORT=$(curl -sS -m 10 {code} {url}/evilport -H 'Host: evil.example:{port}' {auth}); \
+         echo OTHERPORT=$(curl -sS -m 10 {code} {url}/otherport -H 'Host: api.creds.test:1' {auth}); \
+         echo ABSOLUTE=$(curl -sS -m 10 {code} {url}/absolute --request-target 'https://evil.example/echo/absolute' {auth}); \
+         echo TWO=$(python3 -c \"{two}\"); \
+         echo OWN=$(curl -sS -m 10 {code} {url}/own -H 'Host: API.Creds.Test:{port}' {auth})"
+    );
+    let o = f.run(&script);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    for k in ["EVIL", "EVILPORT", "OTHERPORT", "ABSOLUTE", "TWO"] {
+        assert_eq!(value_of(&out, k), "421", "{k}: {out}");
+    }
+    assert_eq!(value_of(&out, "OWN"), "200", "{out}");
+    let seen = f.good_seen();
+    for path in ["/evil", "/otherport", "/absolute", "/two"] {
+        assert!(!seen.contains(&format!("/echo{path} ")), "{path}: {seen}");
+    }
+    assert!(
+        !seen.to_ascii_lowercase().contains("evil.example"),
+        "{seen}"
+    );
+    assert!(seen.contains("/echo/own "), "{seen}");
+    let events = f.env.audit(value_of(&out, "SESSION"));
+    assert!(
+        events.iter().any(|e| e["decision"] == "deny"
+            && e["host"] == "api.creds.test"
+            && e["rule"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("credentials.host"))
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("evil.example"))),
+        "{events:?}"
+    );
+}
+
+/// The secret goes only where credentials are carried: `authorization` (Bearer, Basic),
+/// `x-api-key` and a configured `headers` entry get it; a placeholder in any other header, the
+/// path or the query reaches the upstream unchanged (so no echo of them, in whatever encoding,
+/// can hand the secret back) and is audited as misplaced.
+#[test]
+fn the_secret_is_swapped_only_into_credential_headers() {
+    let f = fixture();
+    let policy = f.env.path("headers.toml");
+    let text = std::fs::read_to_string(&f.policy).expect("policy").replace(
+        "name = \"test-alpha\"\n",
+        "name = \"test-alpha\"\nheaders = [\"X-Custom-Key\"]\n",
+    );
+    std::fs::write(&policy, text).expect("write");
+    let port = f.good.port;
+    let url = format!("https://api.creds.test:{port}");
+    let o = f.env.run(
+        &policy,
+        &f.vars(),
+        &format!(
+            "echo PH_A=$AIRLOCK_TEST_SECRET_A; echo SESSION=$AIRLOCK_SESSION; P=$AIRLOCK_TEST_SECRET_A; \
+             curl -sS -m 10 -o /dev/null {url}/echo/hdr -H \"x-foo: $P\" -H \"x-echo-me: a${{P}}b\" -H 'x-mark: 1'; \
+             curl -sS -m 10 -o /dev/null {url}/echo/path/$P; \
+             curl -sS -m 10 -o /dev/null \"{url}/echo/query?k=$P&r=x\"; \
+             curl -sS -m 10 -o /dev/null {url}/echo/custom -H \"x-custom-key: $P\"; \
+             curl -sS -m 10 -o /dev/null {url}/echo/key -H \"x-api-key: $P\"; \
+             curl -sS -m 10 -o /dev/null {url}/echo/bearer -H \"authorization: Bearer $P\"; \
+             curl -sS -m 10 -u \"x-access-token:$P\" {url}/basic; echo"
+        ),
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    f.assert_no_secret(&out);
+    let ph = value_of(&out, "PH_A").to_string();
+    let a = &f.a;
+    assert!(out.contains("basic-ok"), "{out}");
+    let seen = f.good_seen();
+    let request = |path: &str| {
+        seen.split("\n----\n")
+            .find(|r| r.contains(&format!("GET /echo/{path}")))
+            .unwrap_or_else(|| panic!("no request {path}: {seen}"))
+            .to_string()
+    };
+    // Not carried: unchanged.
+    let hdr = request("hdr");
+    assert!(hdr.contains(&format!("x-foo: {ph}")), "{hdr}");
+    assert!(hdr.contains(&format!("x-echo-me: a{ph}b")), "{hdr}");
+    assert!(request(&format!("path/{ph}")).contains(&format!("/echo/path/{ph} ")));
+    assert!(
+        request("query").contains(&format!("?k={ph}&r=x ")),
+        "{seen}"
+    );
+    // Carried: swapped.
+    assert!(
+        request("custom").contains(&format!("x-custom-key: {a}")),
+        "{seen}"
+    );
+    assert!(
+        request("key").contains(&format!("x-api-key: {a}")),
+        "{seen}"
+    );
+    assert!(
+        request("bearer").contains(&format!("authorization: Bearer {a}")),
+        "{seen}"
+    );
+    for r in ["hdr", "query"] {
+        assert!(!request(r).contains(a.as_str()), "{r}: {seen}");
+    }
+    assert!(
+        !request(&format!("path/{ph}")).contains(a.as_str()),
+        "{seen}"
+    );
+    let events = f.env.audit(value_of(&out, "SESSION"));
+    let misplaced: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e["decision"] == "deny"
+                && e["host"] == "api.creds.test"
+                && e["rule"].as_str().is_some_and(|r| {
+                    r.starts_with("credentials.headers") && r.contains("test-alpha")
+                })
+        })
+        .collect();
+    assert!(!misplaced.is_empty(), "{events:?}");
+}

@@ -37,6 +37,13 @@ pub(crate) const RULE_UPSTREAM_TLS: &str = "tls.upstream: certificate not verifi
 /// The audit rule of a placeholder sent outside its credential's hosts.
 pub(crate) const RULE_SCOPE: &str = "credentials.hosts: placeholder outside its scope";
 
+/// The audit rule of a request whose `Host` (or absolute-form authority) is not its tunnel's.
+pub(crate) const RULE_HOST: &str = "credentials.host: request host differs from the tunnel's";
+
+/// The audit rule of a placeholder sent where no credential is carried (it was not replaced).
+pub(crate) const RULE_MISPLACED: &str =
+    "credentials.headers: placeholder outside the headers that carry it";
+
 /// What one intercepted tunnel needs.
 pub(crate) struct Tunnel {
     pub(crate) shared: Arc<Shared>,
@@ -258,6 +265,10 @@ impl Ctx {
                 self.t.host
             )));
         }
+        if let Err(e) = self.check_authority(&req) {
+            self.audit_refused(&e, req.method().as_str());
+            return Err(e);
+        }
         let inj = &self.t.injector;
         let host = &self.t.host;
         let target = req
@@ -268,19 +279,25 @@ impl Ctx {
         for name in inj.misdirected(host, false, req.headers(), &target) {
             self.audit_misdirected(name, req.method().as_str());
         }
+        for name in inj.misplaced(host, req.headers(), &target) {
+            audit_misplaced(
+                &self.t.shared,
+                name,
+                host,
+                self.t.port,
+                req.method().as_str(),
+            );
+        }
         let (mut parts, body) = req.into_parts();
         // An OAuth token request (RFC 6749 §6): its response may rotate credentials.
         let token_request =
             parts.method == hyper::Method::POST && parts.uri.path().ends_with("/oauth/token");
         strip_hop_by_hop(&mut parts.headers, false);
-        let out = inj.outbound_pairs(host, false);
-        swap::swap_header_values(&mut parts.headers, &out);
-        let path = match swap::replace(target.as_bytes(), &out) {
-            Some(p) => String::from_utf8(p).unwrap_or(target),
-            None => target,
-        };
+        // Only credential headers: a placeholder the agent puts elsewhere (path, query, any
+        // other header) stays a placeholder, or an echo could hand the secret back encoded.
+        inj.swap_request_headers(host, &mut parts.headers);
         parts.uri = Uri::builder()
-            .path_and_query(path)
+            .path_and_query(target)
             .build()
             .map_err(|e| ProxyError::BadRequest(format!("bad request target: {e}")))?;
         for (name, value) in inj.injections(host) {
@@ -378,6 +395,72 @@ impl Ctx {
         Ok(Response::from_parts(parts, body))
     }
 
+    /// Refuses a request that names another host than its tunnel's: every `Host` header and an
+    /// absolute-form target's authority must be the CONNECT host (ASCII case-insensitive) and
+    /// port (absent means 443, RFC 9110 §4.2.2). Otherwise a shared front end would route the
+    /// real secret to the named host (domain fronting).
+    fn check_authority(&self, req: &Request<Incoming>) -> Result<(), ProxyError> {
+        let mut named: Vec<String> = req
+            .headers()
+            .get_all(HOST)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        if let Some(a) = req.uri().authority() {
+            named.push(a.as_str().to_string());
+        }
+        if req.headers().get_all(HOST).iter().count() > 1 {
+            return Err(ProxyError::Misdirected {
+                target: self.target(),
+                authority: named.join(", "),
+            });
+        }
+        for a in named {
+            if !self.is_own_authority(&a) {
+                return Err(ProxyError::Misdirected {
+                    target: self.target(),
+                    authority: a,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn is_own_authority(&self, a: &str) -> bool {
+        let Ok(auth) = a.trim().parse::<hyper::http::uri::Authority>() else {
+            return false;
+        };
+        // No userinfo: `user@host` is not a Host value.
+        if auth.as_str().contains('@') {
+            return false;
+        }
+        let port = auth.port_u16().unwrap_or(443);
+        let own = self.t.host.to_string();
+        let name = auth.host().strip_suffix('.').unwrap_or(auth.host());
+        port == self.t.port && name.eq_ignore_ascii_case(own.strip_suffix('.').unwrap_or(&own))
+    }
+
+    /// Audits a request refused before anything was sent upstream.
+    fn audit_refused(&self, e: &ProxyError, method: &str) {
+        tracing::debug!(host = %self.t.host, "credential proxy: {e}");
+        let ev = AuditEvent::now(
+            Decision::Deny,
+            Detail::Net {
+                host: self.t.host.to_string(),
+                port: self.t.port,
+                method: Some(method.to_string()),
+                bytes_up: 0,
+                bytes_down: 0,
+                duration_ms: 0,
+            },
+        )
+        .rule(e.rule())
+        .reason(e.to_string());
+        self.t
+            .shared
+            .record(ev, Some(&format!("cred-host:{}", self.t.host)));
+    }
+
     fn host_header(&self) -> String {
         if self.t.port == 443 {
             self.t.host.to_string()
@@ -416,6 +499,30 @@ impl Ctx {
     fn audit_misdirected(&self, name: &str, method: &str) {
         audit_misdirected(&self.t.shared, name, &self.t.host, self.t.port, method);
     }
+}
+
+/// Audits a placeholder sent to its credential's host somewhere it is not replaced (the request
+/// target, a header that does not carry the credential).
+pub(crate) fn audit_misplaced(shared: &Shared, name: &str, host: &Host, port: u16, method: &str) {
+    let reason = format!(
+        "the placeholder of credential {name} was sent to {host} outside the headers that carry \
+         it (authorization, x-api-key, its inject header or its `headers`); it was not replaced"
+    );
+    tracing::debug!(credential = name, %host, "{reason}");
+    let ev = AuditEvent::now(
+        Decision::Deny,
+        Detail::Net {
+            host: host.to_string(),
+            port,
+            method: Some(method.to_string()),
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 0,
+        },
+    )
+    .rule(format!("{RULE_MISPLACED} ({name})"))
+    .reason(reason);
+    shared.record(ev, Some(&format!("cred-misplaced:{name}:{host}")));
 }
 
 /// Audits a placeholder sent outside its credential's hosts (it was not replaced).

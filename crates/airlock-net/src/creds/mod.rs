@@ -63,6 +63,8 @@ pub struct Credential {
     versions: RwLock<Vec<(String, String)>>,
     hosts: Vec<DomainPattern>,
     inject: Option<(HeaderName, String)>,
+    /// Headers besides `authorization`, `x-api-key` and `inject`'s that carry the credential.
+    headers: Vec<HeaderName>,
     body: bool,
     /// Served in the plain-HTTP reverse-proxy mode at `/airlock/cred/NAME/`.
     reverse: bool,
@@ -121,10 +123,35 @@ impl Credential {
             versions: RwLock::new(vec![(secret.to_string(), placeholder_for(secret))]),
             hosts,
             inject,
+            headers: Vec::new(),
             body,
             reverse: false,
             oauth_field: None,
         })
+    }
+
+    /// Adds request headers (names, e.g. `x-goog-api-key`) the placeholder is replaced in,
+    /// besides `authorization`, `x-api-key` and the `inject` header. A malformed name is an
+    /// error naming it.
+    pub fn with_headers(mut self, names: &[String]) -> Result<Credential, CredError> {
+        for h in names {
+            let name = HeaderName::from_bytes(h.as_bytes()).map_err(|e| CredError::Invalid {
+                name: self.name.clone(),
+                message: format!("headers: '{h}': {e}"),
+            })?;
+            self.headers.push(name);
+        }
+        Ok(self)
+    }
+
+    /// Whether request header `name` carries this credential: `authorization` (RFC 9110
+    /// §11.6.2; Bearer or Basic), `x-api-key`, its `inject` header or one of its `headers`.
+    /// Only there is its placeholder replaced by the secret.
+    pub fn carried_in(&self, name: &HeaderName) -> bool {
+        *name == hyper::header::AUTHORIZATION
+            || name.as_str() == "x-api-key"
+            || self.inject.as_ref().is_some_and(|(h, _)| h == name)
+            || self.headers.contains(name)
     }
 
     /// Marks the credential as rotated by OAuth token responses: when a POST to
@@ -319,6 +346,57 @@ impl Injector {
             .flat_map(|c| c.versions())
             .map(|(secret, ph)| (ph.into_bytes(), secret.into_bytes()))
             .collect()
+    }
+
+    /// Replaces placeholders by secrets in the request headers that carry a credential scoped
+    /// to `host` ([`Credential::carried_in`]); every other header is left as is.
+    pub(crate) fn swap_request_headers(&self, host: &Host, headers: &mut hyper::HeaderMap) {
+        let scoped: Vec<&Credential> = self.creds.iter().filter(|c| c.scoped_to(host)).collect();
+        if scoped.is_empty() {
+            return;
+        }
+        for (name, value) in headers.iter_mut() {
+            let pairs: Pairs = scoped
+                .iter()
+                .filter(|c| c.carried_in(name))
+                .flat_map(|c| c.versions())
+                .map(|(secret, ph)| (ph.into_bytes(), secret.into_bytes()))
+                .collect();
+            if !pairs.is_empty() {
+                swap::swap_header_value(value, &pairs);
+            }
+        }
+    }
+
+    /// Credentials scoped to `host` whose placeholder appears where it is not replaced: in
+    /// `target` (path and query) or a header that does not carry it. The caller audits each.
+    pub(crate) fn misplaced(
+        &self,
+        host: &Host,
+        headers: &hyper::HeaderMap,
+        target: &str,
+    ) -> Vec<&str> {
+        let mut names = Vec::new();
+        for c in self.creds.iter().filter(|c| c.scoped_to(host)) {
+            let phs: Vec<Vec<u8>> = c
+                .versions()
+                .into_iter()
+                .map(|(_, p)| p.into_bytes())
+                .collect();
+            let needles: Vec<&[u8]> = phs.iter().map(Vec::as_slice).collect();
+            let in_target = needles.iter().any(|n| swap::contains(target.as_bytes(), n));
+            let in_other = headers.keys().filter(|k| !c.carried_in(k)).any(|k| {
+                let mut one = hyper::HeaderMap::new();
+                for v in headers.get_all(k) {
+                    one.append(k.clone(), v.clone());
+                }
+                !swap::find_in_headers(&one, &needles).is_empty()
+            });
+            if in_target || in_other {
+                names.push(c.name.as_str());
+            }
+        }
+        names
     }
 
     /// secret -> placeholder for every credential (responses never carry a secret back).
@@ -563,6 +641,94 @@ mod tests {
         );
         assert_eq!(inj.misdirected(&host("x.b.test"), true, &h, "/"), vec!["b"]);
         assert!(!format!("{:?}", inj).contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn the_secret_goes_only_into_credential_headers() {
+        use base64::Engine as _;
+        let secret = "sk-c-0123456789abcdef";
+        let c = Credential::new(
+            "c",
+            secret,
+            &["api.c.test".into()],
+            Some(("x-inject", "Token {}")),
+            false,
+        )
+        .expect("c")
+        .with_headers(&["X-Goog-Api-Key".into()])
+        .expect("headers");
+        assert!(Credential::new("d", "s", &["d.test".into()], None, false)
+            .expect("d")
+            .with_headers(&["bad header".into()])
+            .is_err_and(|e| e.to_string().contains("bad header")));
+        let ph = c.placeholder();
+        let inj = Injector {
+            creds: vec![c],
+            ca: SessionCa::new("t").expect("ca"),
+            upstream_tls: Arc::new(
+                ClientConfig::builder_with_provider(provider())
+                    .with_safe_default_protocol_versions()
+                    .expect("tls")
+                    .with_root_certificates(RootCertStore::empty())
+                    .with_no_client_auth(),
+            ),
+            host_roots_pem: String::new(),
+            on_rotate: None,
+        };
+        let host = Host::parse("api.c.test").expect("host");
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let carried = [
+            ("authorization", format!("Bearer {ph}")),
+            ("x-api-key", ph.clone()),
+            ("x-inject", format!("Token {ph}")),
+            ("x-goog-api-key", ph.clone()),
+        ];
+        for (name, value) in &carried {
+            let mut h = hyper::HeaderMap::new();
+            h.insert(*name, value.parse().expect("hv"));
+            assert!(inj.misplaced(&host, &h, "/").is_empty(), "{name}");
+            inj.swap_request_headers(&host, &mut h);
+            assert_eq!(h[*name], value.replace(&ph, secret), "{name}");
+        }
+        let mut h = hyper::HeaderMap::new();
+        h.insert(
+            "authorization",
+            format!("Basic {}", b64(&format!("u:{ph}")))
+                .parse()
+                .expect("hv"),
+        );
+        inj.swap_request_headers(&host, &mut h);
+        assert_eq!(
+            h["authorization"],
+            format!("Basic {}", b64(&format!("u:{secret}")))
+        );
+        // Anywhere else: left as is, reported as misplaced.
+        for (name, value) in [
+            ("x-foo", ph.clone()),
+            ("cookie", format!("s={ph}")),
+            ("x-echo", format!("Basic {}", b64(&format!("u:{ph}")))),
+            ("proxy-authorization", format!("Bearer {ph}")),
+        ] {
+            let mut h = hyper::HeaderMap::new();
+            h.insert(name, value.parse().expect("hv"));
+            assert_eq!(inj.misplaced(&host, &h, "/"), vec!["c"], "{name}");
+            inj.swap_request_headers(&host, &mut h);
+            assert_eq!(h[name], value.as_str(), "{name}");
+        }
+        for target in [
+            format!("/v1/{ph}"),
+            format!("/?k={ph}"),
+            format!("/a?x=1&k=z{ph}z"),
+        ] {
+            assert_eq!(
+                inj.misplaced(&host, &hyper::HeaderMap::new(), &target),
+                vec!["c"],
+                "{target}"
+            );
+        }
+        assert!(inj
+            .misplaced(&host, &hyper::HeaderMap::new(), "/v1/x")
+            .is_empty());
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! Byte-level swaps between placeholders and secrets: in header values (with `Basic`
-//! credentials decoded, swapped and re-encoded, as git sends them), in request targets, and in
-//! streamed bodies, where a needle may be split across chunks (chunked transfer, SSE).
+//! credentials decoded, swapped and re-encoded, as git sends them) and in streamed bodies, where a needle may be split across chunks (chunked transfer, SSE).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -30,44 +29,78 @@ pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Streaming replacement: bytes that could be the start of a needle split across chunks are
-/// held back until the next chunk decides; everything else is released at once, so an SSE
-/// event (which ends in a newline no secret contains) is never delayed.
+/// Streaming replacement. How many trailing bytes are held back for the next chunk never
+/// depends on the needles' content, or its release timing would be an oracle: an agent that
+/// makes an upstream echo guesses would learn, byte by byte, which are a prefix of the secret.
+/// Held back is the trailing run of "token" bytes ([`is_token_byte`]), capped at the longest
+/// needle's length − 1; if a needle itself holds a non-token byte, always that cap. A needle
+/// split across chunks is all token bytes at the chunk's end, so it is held whole; an SSE event
+/// (ending in a newline) is released at once.
 #[derive(Debug)]
 pub(crate) struct StreamReplacer {
     pairs: Pairs,
     held: Vec<u8>,
+    /// The longest needle's length − 1.
+    max_hold: usize,
+    /// Some needle holds a non-token byte: hold `max_hold` bytes whatever they are.
+    fixed_hold: bool,
+}
+
+/// Whether `b` may be part of a secret-looking run: not ASCII whitespace, not a control byte,
+/// not one of `"'<>(){}[],;` (a fixed class, the same for every secret).
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    !(b.is_ascii_whitespace() || b.is_ascii_control() || b"\"'<>(){}[],;".contains(&b))
 }
 
 impl StreamReplacer {
     pub(crate) fn new(pairs: Pairs) -> Self {
+        let pairs: Pairs = pairs.into_iter().filter(|(f, _)| !f.is_empty()).collect();
+        let max_hold = pairs.iter().map(|(f, _)| f.len() - 1).max().unwrap_or(0);
+        let fixed_hold = pairs
+            .iter()
+            .any(|(f, _)| f.iter().any(|b| !is_token_byte(*b)));
         StreamReplacer {
-            pairs: pairs.into_iter().filter(|(f, _)| !f.is_empty()).collect(),
+            pairs,
             held: Vec::new(),
+            max_hold,
+            fixed_hold,
         }
+    }
+
+    /// How many bytes at the end of `buf` to hold back (independent of the needles' content).
+    fn hold_len(&self, buf: &[u8]) -> usize {
+        if self.fixed_hold {
+            return self.max_hold.min(buf.len());
+        }
+        buf.iter()
+            .rev()
+            .take(self.max_hold)
+            .take_while(|b| is_token_byte(**b))
+            .count()
     }
 
     /// Feeds a chunk; returns the bytes that can be sent now.
     pub(crate) fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         self.held.extend_from_slice(chunk);
+        let cut = self.held.len() - self.hold_len(&self.held);
+        self.release(cut)
+    }
+
+    /// Releases the held bytes before `cut`, needles replaced (a needle starting before `cut`
+    /// is replaced whole, even if it runs past it).
+    fn release(&mut self, cut: usize) -> Vec<u8> {
         let buf = &self.held;
         let mut out = Vec::with_capacity(buf.len());
         let mut i = 0;
-        'scan: while i < buf.len() {
+        'scan: while i < cut {
             let rest = &buf[i..];
             for (from, to) in &self.pairs {
+                // A whole needle is replaced even if it runs into the held tail.
                 if rest.starts_with(from) {
                     out.extend_from_slice(to);
                     i += from.len();
                     continue 'scan;
                 }
-            }
-            if self
-                .pairs
-                .iter()
-                .any(|(f, _)| f.len() > rest.len() && f.starts_with(rest))
-            {
-                break;
             }
             out.push(buf[i]);
             i += 1;
@@ -76,9 +109,12 @@ impl StreamReplacer {
         out
     }
 
-    /// The bytes still held back (a needle's prefix at the very end of the stream).
+    /// The end of the stream: the bytes still held back, needles replaced (a short needle may
+    /// lie whole inside the held tail).
     pub(crate) fn finish(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.held)
+        let out = self.release(self.held.len());
+        self.held.clear();
+        out
     }
 }
 
@@ -178,14 +214,21 @@ where
 pub(crate) fn swap_header_values(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
     let mut changed = false;
     for value in headers.values_mut() {
-        if let Some(new) = swap_value(value.as_bytes(), pairs) {
-            if let Ok(v) = HeaderValue::from_bytes(&new) {
-                *value = v;
-                changed = true;
-            }
-        }
+        changed |= swap_header_value(value, pairs);
     }
     changed
+}
+
+/// Swaps needles in one header value (plain, and inside `Basic` credentials). Returns whether
+/// it changed.
+pub(crate) fn swap_header_value(value: &mut HeaderValue, pairs: &Pairs) -> bool {
+    if let Some(new) = swap_value(value.as_bytes(), pairs) {
+        if let Ok(v) = HeaderValue::from_bytes(&new) {
+            *value = v;
+            return true;
+        }
+    }
+    false
 }
 
 fn swap_value(v: &[u8], pairs: &Pairs) -> Option<Vec<u8>> {
@@ -276,12 +319,103 @@ mod tests {
     fn complete_events_are_released_at_once() {
         let mut r = StreamReplacer::new(pairs());
         assert_eq!(r.push(b"data: one\n\n"), b"data: one\n\n".to_vec());
-        // Only a possible start of the secret is held.
+        // Only a trailing run of token bytes is held, at most the needle's length - 1.
         assert_eq!(r.push(b"data: SECR"), b"data: ".to_vec());
         assert_eq!(r.push(b"ET-abc\n\n"), b"PLACEH-xyz\n\n".to_vec());
         assert_eq!(r.push(b"SECRET-ab"), Vec::<u8>::new());
-        assert_eq!(r.push(b"x"), b"SECRET-abx".to_vec());
+        assert_eq!(r.push(b"x"), b"S".to_vec());
+        assert_eq!(r.push(b"\n"), b"ECRET-abx\n".to_vec());
         assert!(r.finish().is_empty());
+    }
+
+    /// Releases per push of `chunks` through a fresh replacer.
+    fn releases(pairs: &Pairs, chunks: &[&[u8]]) -> Vec<usize> {
+        let mut r = StreamReplacer::new(pairs.clone());
+        let mut v: Vec<usize> = chunks.iter().map(|c| r.push(c).len()).collect();
+        v.push(r.finish().len());
+        v
+    }
+
+    #[test]
+    fn release_timing_does_not_depend_on_the_secret() {
+        // A token-class secret, and one with a byte outside the class (fixed hold).
+        for secret in [&b"sk-ant-Q7x9_Zq2.Lm~"[..], &b"pa\"ss,word(1)"[..]] {
+            let pairs: Pairs = vec![(secret.to_vec(), vec![b'P'; secret.len()])];
+            for n in 1..secret.len() {
+                let prefix = &secret[..n];
+                // Same length, same class byte by byte, not a prefix of the secret.
+                let other: Vec<u8> = prefix
+                    .iter()
+                    .map(|b| {
+                        if is_token_byte(*b) {
+                            if *b == b'z' {
+                                b'y'
+                            } else {
+                                b'z'
+                            }
+                        } else {
+                            *b
+                        }
+                    })
+                    .collect();
+                assert!(!secret.starts_with(&other));
+                for lead in [&b""[..], b"data: ", b"{\"echo\":\"", b"x=abc"] {
+                    let a = [lead, prefix].concat();
+                    let b = [lead, &other[..]].concat();
+                    for cut in 0..=a.len() {
+                        let (a1, a2) = a.split_at(cut);
+                        let (b1, b2) = b.split_at(cut);
+                        for tail in [&b""[..], b"\n\n", b"q", b"more-token-bytes"] {
+                            assert_eq!(
+                                releases(&pairs, &[a1, a2, tail]),
+                                releases(&pairs, &[b1, b2, tail]),
+                                "secret {secret:?} prefix {n} lead {lead:?} cut {cut} tail {tail:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_short_needle_inside_the_held_tail_is_replaced_at_the_end() {
+        let pairs: Pairs = vec![
+            (
+                b"LONG-SECRET-0123456789".to_vec(),
+                b"LONG-PLACEH-xxxxxxxxxx".to_vec(),
+            ),
+            (b"short1".to_vec(), b"PLACE1".to_vec()),
+        ];
+        for text in [
+            &b"data: short1"[..],
+            b"short1",
+            b"xshort1y",
+            b"LONG-SECRET-01short1",
+        ] {
+            let want = replace(text, &pairs).expect("replaced");
+            assert!(!contains(&want, b"short1"), "{text:?}");
+            let mut r = StreamReplacer::new(pairs.clone());
+            let mut out = Vec::new();
+            for b in text {
+                out.extend(r.push(&[*b]));
+            }
+            out.extend(r.finish());
+            assert_eq!(out, want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_needle_with_a_non_token_byte_is_still_replaced_across_chunks() {
+        let pairs: Pairs = vec![(b"ab,cd\"ef".to_vec(), b"PPPPPPPP".to_vec())];
+        let text = b"x ab,cd\"ef\nab,cd\"ef";
+        for cut in 0..text.len() {
+            let mut r = StreamReplacer::new(pairs.clone());
+            let mut out = r.push(&text[..cut]);
+            out.extend(r.push(&text[cut..]));
+            out.extend(r.finish());
+            assert_eq!(out, b"x PPPPPPPP\nPPPPPPPP".to_vec(), "cut {cut}");
+        }
     }
 
     #[test]
