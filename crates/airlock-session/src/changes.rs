@@ -212,14 +212,19 @@ fn files_below(root: &Path, rel: &Path, out: &mut Vec<Change>) {
     }
 }
 
-/// Everything below `rel` in `upper`, as additions (a directory the real tree does not have as
-/// a directory): files, links and special files, and empty directories.
-fn all_added(upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<(), SessionError> {
+/// The entries of `upper/rel`, sorted by name (so changes come out in a stable order).
+fn sorted_entries(upper: &Path, rel: &Path) -> Result<Vec<fs::DirEntry>, SessionError> {
     let udir = upper.join(rel);
     let rd = fs::read_dir(&udir).map_err(|e| SessionError::io("cannot read", &udir, e))?;
     let mut entries: Vec<_> = rd.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
-    for e in entries {
+    Ok(entries)
+}
+
+/// Everything below `rel` in `upper`, as additions (a directory the real tree does not have as
+/// a directory): files, links and special files, and empty directories.
+fn all_added(upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<(), SessionError> {
+    for e in sorted_entries(upper, rel)? {
         let r = rel.join(e.file_name());
         let up = upper.join(&r);
         let um = fs::symlink_metadata(&up).map_err(|e| SessionError::io("cannot read", &up, e))?;
@@ -248,11 +253,7 @@ pub fn changes(lower: &Path, upper: &Path) -> Result<Vec<Change>, SessionError> 
 }
 
 fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<(), SessionError> {
-    let udir = upper.join(rel);
-    let rd = fs::read_dir(&udir).map_err(|e| SessionError::io("cannot read", &udir, e))?;
-    let mut entries: Vec<_> = rd.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
+    for e in sorted_entries(upper, rel)? {
         let r = rel.join(e.file_name());
         let up = upper.join(&r);
         let low = lower.join(&r);

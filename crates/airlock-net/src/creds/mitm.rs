@@ -508,21 +508,13 @@ pub(crate) fn audit_misplaced(shared: &Shared, name: &str, host: &Host, port: u1
         "the placeholder of credential {name} was sent to {host} outside the headers that carry \
          it (authorization, x-api-key, its inject header or its `headers`); it was not replaced"
     );
-    tracing::debug!(credential = name, %host, "{reason}");
-    let ev = AuditEvent::now(
-        Decision::Deny,
-        Detail::Net {
-            host: host.to_string(),
-            port,
-            method: Some(method.to_string()),
-            bytes_up: 0,
-            bytes_down: 0,
-            duration_ms: 0,
-        },
-    )
-    .rule(format!("{RULE_MISPLACED} ({name})"))
-    .reason(reason);
-    shared.record(ev, Some(&format!("cred-misplaced:{name}:{host}")));
+    audit_unreplaced(
+        shared,
+        (RULE_MISPLACED, "cred-misplaced"),
+        name,
+        (host, port, method),
+        reason,
+    );
 }
 
 /// Audits a placeholder sent outside its credential's hosts (it was not replaced).
@@ -531,7 +523,25 @@ pub(crate) fn audit_misdirected(shared: &Shared, name: &str, host: &Host, port: 
         "the placeholder of credential {name} was sent to {host}, which is not among its hosts; \
          it was not replaced"
     );
-    // The agent can trigger this at will: the audit record is rate-limited, the log line quiet.
+    audit_unreplaced(
+        shared,
+        (RULE_SCOPE, "cred-scope"),
+        name,
+        (host, port, method),
+        reason,
+    );
+}
+
+/// One deny event for a placeholder left unreplaced: `rule` names the rule and the rate-limit
+/// key's prefix (the agent can trigger this at will, so the record is rate-limited per
+/// credential and host, and the log line is quiet).
+fn audit_unreplaced(
+    shared: &Shared,
+    rule: (&str, &str),
+    name: &str,
+    (host, port, method): (&Host, u16, &str),
+    reason: String,
+) {
     tracing::debug!(credential = name, %host, "{reason}");
     let ev = AuditEvent::now(
         Decision::Deny,
@@ -544,9 +554,9 @@ pub(crate) fn audit_misdirected(shared: &Shared, name: &str, host: &Host, port: 
             duration_ms: 0,
         },
     )
-    .rule(format!("{RULE_SCOPE} ({name})"))
+    .rule(format!("{} ({name})", rule.0))
     .reason(reason);
-    shared.record(ev, Some(&format!("cred-scope:{name}:{host}")));
+    shared.record(ev, Some(&format!("{}:{name}:{host}", rule.1)));
 }
 
 fn is_certificate_error(e: &io::Error) -> bool {

@@ -578,6 +578,24 @@ fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CredError
 mod tests {
     use super::*;
 
+    /// An injector over `creds` with a fresh CA and an upstream TLS config that trusts nothing
+    /// (these tests never connect).
+    fn test_injector(creds: Vec<Credential>) -> Injector {
+        Injector {
+            creds,
+            ca: SessionCa::new("t").expect("ca"),
+            upstream_tls: Arc::new(
+                ClientConfig::builder_with_provider(provider())
+                    .with_safe_default_protocol_versions()
+                    .expect("tls")
+                    .with_root_certificates(RootCertStore::empty())
+                    .with_no_client_auth(),
+            ),
+            host_roots_pem: String::new(),
+            on_rotate: None,
+        }
+    }
+
     #[test]
     fn scope_and_pairs() {
         let a = Credential::new(
@@ -597,19 +615,7 @@ mod tests {
         )
         .expect("b");
         let (pa, pb) = (a.placeholder(), b.placeholder());
-        let inj = Injector {
-            creds: vec![a, b],
-            ca: SessionCa::new("t").expect("ca"),
-            upstream_tls: Arc::new(
-                ClientConfig::builder_with_provider(provider())
-                    .with_safe_default_protocol_versions()
-                    .expect("tls")
-                    .with_root_certificates(RootCertStore::empty())
-                    .with_no_client_auth(),
-            ),
-            host_roots_pem: String::new(),
-            on_rotate: None,
-        };
+        let inj = test_injector(vec![a, b]);
         let host = |s: &str| Host::parse(s).expect("host");
         assert!(inj.intercepts(&host("api.a.test")));
         assert!(inj.intercepts(&host("x.b.test")));
@@ -662,19 +668,7 @@ mod tests {
             .with_headers(&["bad header".into()])
             .is_err_and(|e| e.to_string().contains("bad header")));
         let ph = c.placeholder();
-        let inj = Injector {
-            creds: vec![c],
-            ca: SessionCa::new("t").expect("ca"),
-            upstream_tls: Arc::new(
-                ClientConfig::builder_with_provider(provider())
-                    .with_safe_default_protocol_versions()
-                    .expect("tls")
-                    .with_root_certificates(RootCertStore::empty())
-                    .with_no_client_auth(),
-            ),
-            host_roots_pem: String::new(),
-            on_rotate: None,
-        };
+        let inj = test_injector(vec![c]);
         let host = Host::parse("api.c.test").expect("host");
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let carried = [
@@ -753,19 +747,7 @@ mod tests {
         .rotated_by_oauth_field("refresh_token");
         let first = access.placeholder();
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut inj = Injector {
-            creds: vec![access, other],
-            ca: SessionCa::new("t").expect("ca"),
-            upstream_tls: Arc::new(
-                ClientConfig::builder_with_provider(provider())
-                    .with_safe_default_protocol_versions()
-                    .expect("tls")
-                    .with_root_certificates(RootCertStore::empty())
-                    .with_no_client_auth(),
-            ),
-            host_roots_pem: String::new(),
-            on_rotate: None,
-        };
+        let mut inj = test_injector(vec![access, other]);
         let seen2 = seen.clone();
         inj.on_rotate(Box::new(move |r, exp| {
             seen2.lock().expect("lock").push((r.to_vec(), exp));
