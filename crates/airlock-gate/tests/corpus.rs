@@ -56,11 +56,34 @@ fn shown(v: &Verdict) -> Tier {
     }
 }
 
+/// `tests/corpus.toml` plus every `tests/corpus/*.toml` (one file per kind of bypass), in name
+/// order.
+fn load_corpus() -> Corpus {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
+    let mut files = vec![std::path::PathBuf::from(format!("{dir}/corpus.toml"))];
+    let mut extra: Vec<_> = std::fs::read_dir(format!("{dir}/corpus"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    extra.sort();
+    files.extend(extra);
+    let mut group = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("read {}: {e}", f.display()));
+        let part: Corpus =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", f.display()));
+        group.extend(part.group);
+    }
+    Corpus { group }
+}
+
 #[test]
 fn corpus() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus.toml"))
-        .expect("read corpus");
-    let corpus: Corpus = toml::from_str(&text).expect("parse corpus");
+    let corpus = load_corpus();
     let engine = engine();
     let git = git();
     let ctx = Context {
