@@ -34,6 +34,11 @@
 //!   (processes, cgroups, containers, helper services, sockets). A supervisor killed outright
 //!   cannot run its cleanup: [`Backend::clean_up`] removes what is left, called by `airlock stop`
 //!   and `airlock rm` for such a session (native: the parent-death signal already killed it).
+//! - **Session commands.** `airlock ls` shows the stored backend and [`RunningSandbox::location`];
+//!   `attach` reaches the sandbox through its supervisor ([`RunningSandbox::exec_handle`]);
+//!   `stop` signals the supervisor, which forwards through [`RunningSandbox::signal`], then calls
+//!   [`Backend::clean_up`]; `diff`, `merge` and `logs` read the session directory after
+//!   [`Backend::collect_changes`] / [`Backend::collect_logs`].
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
@@ -146,6 +151,17 @@ pub trait Backend: std::fmt::Debug {
     /// # Errors
     /// The layer cannot be fetched (the remote is gone or unreachable).
     fn collect_changes(&self, session: &SessionRef) -> Result<(), SandboxError> {
+        let _ = session;
+        Ok(())
+    }
+
+    /// Makes the session's output present at `SESSION_DIR/tmux/agent.log` before `airlock logs`
+    /// reads it (called again on each round of `--follow`). Local backends bind that directory
+    /// into the sandbox and have nothing to do; a remote backend copies what is new.
+    ///
+    /// # Errors
+    /// The output cannot be fetched (the remote is gone or unreachable).
+    fn collect_logs(&self, session: &SessionRef) -> Result<(), SandboxError> {
         let _ = session;
         Ok(())
     }
