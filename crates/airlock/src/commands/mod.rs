@@ -11,6 +11,7 @@ mod hook;
 mod logs;
 mod ls;
 mod merge;
+mod reload;
 mod rm;
 mod run;
 mod selftest;
@@ -30,7 +31,7 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Hook(HookCommand::Claude(args)) => hook::claude(args),
         Command::Hook(HookCommand::Codex(args)) => hook::codex(args),
         Command::Policy(PolicyCommand::Explain(args)) => explain::explain(args),
-        Command::Policy(PolicyCommand::Reload { id }) => audit::reload(id.as_deref()),
+        Command::Policy(PolicyCommand::Reload { id }) => reload::reload(id.as_deref()),
         Command::Audit(args) => audit::audit(args),
         Command::Creds(args) => creds::creds(args),
         Command::Ls(args) => ls::ls(args),
