@@ -33,8 +33,8 @@ pub mod unix_gate;
 pub use backend::{Backend, LimitReport, Progress, RunningSandbox, SessionContext, SessionRef};
 pub use init::init_main;
 pub use launch::{
-    block_signals, unblock_signals_in_child, Exec, ExecHandle, LaunchOptions, Native, NetFds,
-    Sandbox,
+    block_signals, unblock_signals_in_child, Exec, ExecHandle, ExecRouter, LaunchOptions, Native,
+    NetFds, Sandbox,
 };
 pub use spec::{Bind, GeneratedFile, NetListeners, Rlimits, SandboxSpec, TtySpec, WorkspaceView};
 
