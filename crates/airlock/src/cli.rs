@@ -110,14 +110,42 @@ pub(crate) enum Mode {
     Bind,
 }
 
+/// What runs the sandbox. Only backends this build can run are offered; each is added here with
+/// its `airlock_sandbox::Backend` implementation (`crate::backends`) and its stored name
+/// (`airlock_session::BackendKind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Backend {
     /// Namespaces, seccomp, Landlock and cgroups on this kernel; no daemon.
     Native,
-    Docker,
-    Podman,
-    Fly,
-    K8s,
+}
+
+impl From<Backend> for airlock_session::BackendKind {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Native => airlock_session::BackendKind::Native,
+        }
+    }
+}
+
+impl From<Mode> for airlock_session::SessionMode {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Overlay => airlock_session::SessionMode::Overlay,
+            Mode::Worktree => airlock_session::SessionMode::Worktree,
+            Mode::Bind => airlock_session::SessionMode::Bind,
+        }
+    }
+}
+
+impl From<Agent> for airlock_session::AgentKind {
+    fn from(a: Agent) -> Self {
+        match a {
+            Agent::Claude => airlock_session::AgentKind::Claude,
+            Agent::Codex => airlock_session::AgentKind::Codex,
+            Agent::Gemini => airlock_session::AgentKind::Gemini,
+            Agent::Shell => airlock_session::AgentKind::Shell,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
