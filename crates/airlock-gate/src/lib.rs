@@ -10,6 +10,7 @@ pub mod classify;
 pub mod git;
 pub mod glob;
 pub mod hook;
+pub mod inline;
 pub mod normalize;
 pub mod parse;
 pub mod paths;
