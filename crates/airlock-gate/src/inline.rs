@@ -234,7 +234,6 @@ const DECODERS: &[&str] = &[
     "base64",
     "atob(",
     "Buffer.from",
-    "decode(",
     "codecs",
     "rot13",
     "rot_13",

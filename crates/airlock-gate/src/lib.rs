@@ -11,6 +11,7 @@ pub mod git;
 pub mod glob;
 pub mod hook;
 pub mod inline;
+pub mod loopback;
 pub mod normalize;
 pub mod parse;
 pub mod paths;

@@ -319,6 +319,8 @@ pub struct Invocation {
     pub unparsed: Option<String>,
     /// Programs this command's output is piped to.
     pub downstream: Vec<String>,
+    /// Those commands' static words joined by spaces (see [`crate::parse::SimpleCmd`]).
+    pub downstream_argv: Vec<String>,
     /// The program is not one airlock knows (no table, no rule, not inert): its path arguments
     /// may be written and its arguments may hide a command.
     pub unknown_program: bool,
@@ -514,6 +516,8 @@ impl Normalizer {
                         _ => {}
                     }
                     c.downstream.extend(cmd.downstream.iter().cloned());
+                    c.downstream_argv
+                        .extend(cmd.downstream_argv.iter().cloned());
                     self.simple(&c, env, out);
                 }
                 true
@@ -1011,6 +1015,7 @@ impl Normalizer {
             network,
             unparsed: None,
             downstream: cmd.downstream.clone(),
+            downstream_argv: cmd.downstream_argv.clone(),
             unknown_program: false,
             speculative: None,
         }

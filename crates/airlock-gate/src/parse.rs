@@ -160,6 +160,9 @@ pub struct SimpleCmd {
     pub depth: usize,
     /// Programs later in the same pipeline (this command's output flows to them).
     pub downstream: Vec<String>,
+    /// The same commands' static words joined by spaces (`gh auth login --with-token`); a
+    /// command with a word only known at run time is left out.
+    pub downstream_argv: Vec<String>,
     /// Files written earlier in the same script, by absolute path, with what they hold.
     pub files: Vec<(String, FileContent)>,
     /// Variables known when it runs (for code it runs in the same shell: `trap`, `eval`).
@@ -510,9 +513,18 @@ impl Walker<'_> {
                 .filter(|w| !w.is_dynamic())
                 .map(|w| w.text.rsplit('/').next().unwrap_or(&w.text).to_string())
                 .collect();
+            let later_argv: Vec<String> = upstream[i + 1..]
+                .iter()
+                .filter(|u| u.argv.iter().all(|w| !w.is_dynamic()))
+                .map(|u| {
+                    let v: Vec<&str> = u.argv.iter().map(|w| w.text.as_str()).collect();
+                    v.join(" ")
+                })
+                .collect();
             if !later.is_empty() {
                 for c in &mut self.out[r.clone()] {
                     c.downstream.extend(later.iter().cloned());
+                    c.downstream_argv.extend(later_argv.iter().cloned());
                 }
             }
         }
@@ -570,6 +582,7 @@ impl Walker<'_> {
                         origin: format!("function {name}"),
                         depth: self.depth,
                         downstream: Vec::new(),
+                        downstream_argv: Vec::new(),
                         files: Vec::new(),
                         vars: Vec::new(),
                     });
@@ -796,6 +809,7 @@ impl Walker<'_> {
             origin: self.origin.clone(),
             depth: self.depth,
             downstream: Vec::new(),
+            downstream_argv: Vec::new(),
             files: self.files.clone(),
             vars: self.known_vars(),
         };
@@ -1266,6 +1280,9 @@ impl Walker<'_> {
                         }
                         (_, Some(Var::Unknown)) => b.push_dyn(),
                         ("HOME", None) => b.push_str(&self.env.home.clone()),
+                        // The scratch directory (`mktemp`'s default); set in this command, it
+                        // is tracked above like any variable.
+                        ("TMPDIR", None) => b.push_str("/tmp"),
                         ("PWD", None) => match &self.cwd {
                             Some(c) => b.push_str(&c.clone()),
                             None => b.push_dyn(),
