@@ -1320,6 +1320,18 @@ impl Walker<'_> {
                 b.push_str(&pre);
             }
         }
+        // `${HOME:0:5}`, `${HOME%/*}`, `${HOME/x/y}`: a path built from the home directory is
+        // judged as the home directory (stricter than "somewhere").
+        let raw = src.get(at.start_index..at.end_index).unwrap_or("");
+        if raw
+            .strip_prefix("${HOME")
+            .and_then(|r| r.chars().next())
+            .is_some_and(|c| matches!(c, ':' | '#' | '%' | '/' | '^' | ',' | '@'))
+            && !self.vars.contains_key("HOME")
+        {
+            b.push_str(&self.env.home.clone());
+            return Ok(());
+        }
         // Anything fancier (`${X:-$(cmd)}`, `${X/a/b}`, `${!X}`): the value is dynamic, but
         // the text inside may hold substitutions that run: walk it as a word.
         let raw = src.get(at.start_index..at.end_index).unwrap_or("");

@@ -928,7 +928,20 @@ fn path_match(globs: &[Glob], w: &Word, at: Option<(Option<&str>, &MatchCtx<'_>)
                 _ => Match::No,
             }
         }
-        PathRef::Unknown => Match::No,
+        PathRef::Unknown => {
+            // `"$D"/.ssh/id_rsa`, `${X}/.claude/settings.json`: where the unknown start is the
+            // home directory, does the known rest name a protected path? Then it may.
+            let tail = w.text.rsplit(DYN).next().unwrap_or("");
+            if !w.is_dynamic() || home.is_empty() || !tail.starts_with('/') || tail.len() < 2 {
+                return Match::No;
+            }
+            let filled = lexical(&format!("{home}{tail}"));
+            if filled != home && globs.iter().any(|g| g.matches(&filled)) {
+                Match::Possible
+            } else {
+                Match::No
+            }
+        }
     }
 }
 
