@@ -443,6 +443,18 @@ fn calls(toks: &[Tok], d: &mut Derived) {
                     d.built_name = true;
                 }
             }
+            // Perl `&{"sys" . "tem"}("id")`, `&$f("id")`: a sub named by a string or variable
+            // (not `&&`).
+            (Tok::Punct('&'), Some(Tok::Punct('{')))
+                if i == 0 || toks[i - 1] != Tok::Punct('&') =>
+            {
+                d.built_name = true;
+            }
+            (Tok::Punct('&'), Some(Tok::Ident(n)))
+                if n.starts_with('$') && (i == 0 || toks[i - 1] != Tok::Punct('&')) =>
+            {
+                d.built_name = true;
+            }
             // `os['sys' + 'tem']('id')`, `globals()[x](…)`: a member looked up by a value that
             // is not one plain literal.
             (Tok::Punct(']'), Some(Tok::Punct('('))) if !bracket_is_literal(toks, i) => {
@@ -703,6 +715,9 @@ mod tests {
             .contains(&"child_process".to_string()));
         assert!(derive("os['sys'+'tem']('id')").built_name);
         assert!(derive("$f='sys'.'tem'; $f('id');").built_name);
+        assert!(derive("&{\"sys\".\"tem\"}(\"id\")").built_name);
+        assert!(derive("my $f = 'system'; &$f('id')").built_name);
+        assert!(!derive("if (a && {x: 1}) { b() }").built_name);
         assert!(!derive("print(x['a'](1))").built_name);
         assert!(has(
             "os.system(codecs.decode('fhqb vq','rot13'))",
