@@ -24,6 +24,8 @@ use base64::Engine as _;
 /// Most strings [`derive`] returns for one piece of code (hostile input cannot make the caller
 /// judge more).
 const MAX_DERIVED: usize = 256;
+/// Most tokens one call's argument list is read for.
+const MAX_CALL_TOKENS: usize = 512;
 /// Most characters of code tokenized.
 const MAX_CODE: usize = 256 * 1024;
 
@@ -341,7 +343,10 @@ fn call_args(toks: &[Tok], open: usize) -> (Vec<Option<String>>, usize) {
     let mut depth = 0usize;
     let mut cur: Vec<&Tok> = Vec::new();
     let mut i = open;
-    while i < toks.len() {
+    // Bounded: hostile code with thousands of open calls must not make this quadratic; an
+    // argument list longer than this is taken as not static.
+    let end = toks.len().min(open.saturating_add(MAX_CALL_TOKENS));
+    while i < end {
         let t = &toks[i];
         match t {
             Tok::Punct('(') | Tok::Punct('[') | Tok::Punct('{') => {
@@ -366,7 +371,11 @@ fn call_args(toks: &[Tok], open: usize) -> (Vec<Option<String>>, usize) {
         }
         i += 1;
     }
-    args.push(arg_value(&cur));
+    args.push(if i < toks.len() {
+        None
+    } else {
+        arg_value(&cur)
+    });
     (args, i)
 }
 
@@ -743,5 +752,14 @@ mod tests {
         let _ = derive("'unclosed");
         let _ = derive("getattr(");
         let _ = derive("[[[[[[");
+        // Deeply nested calls and lookups: bounded work, not quadratic.
+        let t0 = std::time::Instant::now();
+        let _ = derive(&"os.path.join(getattr(vars(os)[".repeat(20_000));
+        let _ = derive(&"'/'.join([".repeat(20_000));
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 }
