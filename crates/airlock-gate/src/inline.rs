@@ -34,8 +34,10 @@ const MAX_CODE: usize = 256 * 1024;
 pub struct Derived {
     /// Strings computed from the code's literals, to be judged like literals.
     pub strings: Vec<String>,
-    /// A called or imported name is built at run time.
+    /// A called name is built at run time (`getattr(os, n)`, `$f(…)`, `os[x](…)`).
     pub built_name: bool,
+    /// A module loaded by a name built at run time (`__import__(m)`, `require(x)`): any code.
+    pub built_import: bool,
     /// The code decodes or computes strings at run time (base64, rot13, `chr`, reversal).
     pub decoded: bool,
     /// Names called through `getattr`, `send`, `require`, `__import__` with literal arguments.
@@ -229,6 +231,43 @@ fn is_name_lookup(name: &str) -> bool {
             | "call_user_func_array"
     )
 }
+
+/// Lookups that load a module (any code) rather than call a member.
+fn is_module_loader(name: &str) -> bool {
+    matches!(
+        last_segment(name),
+        "__import__" | "import_module" | "require" | "const_get"
+    )
+}
+
+/// Substrings naming modules that run programs, touch files or reach into the interpreter:
+/// a call whose name is built at run time in code that mentions one may be one of theirs.
+pub const RISKY_MODULES: &[&str] = &[
+    "import os",
+    "from os",
+    "os.",
+    "(os)",
+    "(os,",
+    "os[",
+    "subprocess",
+    "child_process",
+    "ctypes",
+    "pty",
+    "shutil",
+    "builtins",
+    "__builtins__",
+    "Kernel",
+    "process.binding",
+    "process[",
+    "posix",
+    "sys.modules",
+    "importlib",
+    "Open3",
+    "IO.",
+    "proc_open",
+    "shell_exec",
+    "POSIX",
+];
 
 /// Substrings that decode or compute strings at run time.
 const DECODERS: &[&str] = &[
@@ -443,6 +482,7 @@ fn calls(toks: &[Tok], d: &mut Derived) {
                     };
                     match key {
                         Some(Some(n)) => d.call_names.push(n.clone()),
+                        Some(None) if is_module_loader(name) => d.built_import = true,
                         Some(None) => d.built_name = true,
                         None => {}
                     }
@@ -718,7 +758,7 @@ mod tests {
         let d = derive("import os; getattr(os,'sys'+'tem')('id')");
         assert!(d.call_names.contains(&"system".to_string()), "{d:?}");
         assert!(derive("getattr(os, n)('id')").built_name);
-        assert!(derive("__import__(m).system('id')").built_name);
+        assert!(derive("__import__(m).system('id')").built_import);
         assert!(derive("require('child'+'_process').execSync('id')")
             .call_names
             .contains(&"child_process".to_string()));

@@ -1314,7 +1314,14 @@ impl Normalizer {
         let derived = crate::inline::derive(code);
         literals.extend(derived.strings.iter().cloned());
         let mut exec = exec;
-        if !exec && derived.call_names.iter().any(|n| is_exec_name(n)) {
+        // `getattr(os, 'system')`, and `'sys' + 'tem'` built for a call by variable.
+        if !exec
+            && derived
+                .call_names
+                .iter()
+                .chain(&derived.strings)
+                .any(|n| is_exec_name(n))
+        {
             exec = true;
             inv.inline.push(InlineKind::Exec);
         }
@@ -1350,7 +1357,17 @@ impl Normalizer {
                 scan.write_modes.iter().any(|m| m == l) || l.starts_with('>') || l.starts_with("+<")
             });
         let acts = exec || write || delete || inv.inline.contains(&InlineKind::Network);
-        if derived.built_name || derived.decoded_literal && acts || derived.decoded && exec {
+        // A call named at run time matters where the code could reach something that acts
+        // (`getattr(os, n)`); `getattr(args, name)` in a script that only computes does not.
+        let risky = acts
+            || crate::inline::RISKY_MODULES
+                .iter()
+                .any(|m| code.contains(m));
+        if derived.built_import
+            || derived.built_name && risky
+            || derived.decoded_literal && acts
+            || derived.decoded && exec
+        {
             inv.inline.push(InlineKind::Opaque);
         }
         for lit in &literals {
