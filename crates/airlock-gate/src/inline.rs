@@ -472,6 +472,9 @@ fn calls(toks: &[Tok], d: &mut Derived) {
                         }
                     }
                 }
+                if let Some(cmd) = spawn_argv(toks, i, name) {
+                    d.strings.push(cmd);
+                }
                 if is_name_lookup(name) {
                     // The looked-up name: the last argument of `getattr(obj, NAME)`, the
                     // first of `require(NAME)` / `send(NAME, …)`.
@@ -532,6 +535,51 @@ fn dict_lookup(toks: &[Tok], i: usize, d: &mut Derived) {
             _ => d.built_name = true,
         }
     }
+}
+
+/// Calls given a program and its arguments as a separate list: Node's `spawn('git', ['push',
+/// …])` (the list holds the arguments), and the `exec*`/`spawn*v`/`posix_spawn*` family
+/// (`os.execvp('git', ['git', 'push'])`: the list is the whole argv, `argv[0]` first).
+/// Returns the command line they run (`git push …`), words with spaces quoted.
+fn spawn_argv(toks: &[Tok], i: usize, name: &str) -> Option<String> {
+    let seg = last_segment(name);
+    let args_only = matches!(
+        seg,
+        "spawn" | "spawnSync" | "execFile" | "execFileSync" | "execa" | "execaSync" | "fork"
+    );
+    let whole_argv = seg.starts_with("execv")
+        || seg.starts_with("spawnv")
+        || seg.starts_with("posix_spawn")
+        || seg == "Popen";
+    if !args_only && !whole_argv {
+        return None;
+    }
+    let Some(Tok::Str(prog)) = toks.get(i + 2) else {
+        return None;
+    };
+    if toks.get(i + 3) != Some(&Tok::Punct(',')) || toks.get(i + 4) != Some(&Tok::Punct('[')) {
+        return None;
+    }
+    let (items, _) = call_args(toks, i + 4);
+    let quote = |w: &str| {
+        if w.is_empty() || w.contains(|c: char| c.is_whitespace() || "'\"$`|&;<>(){}\\".contains(c))
+        {
+            format!("'{}'", w.replace('\'', "'\\''"))
+        } else {
+            w.to_string()
+        }
+    };
+    // The program runs with the rest of the list (for the `exec*v` family, after `argv[0]`).
+    let mut words: Vec<String> = vec![quote(prog)];
+    // A word built at run time stays one: `"$X"` (the command is judged as possibly anything
+    // there).
+    words.extend(
+        items
+            .into_iter()
+            .skip(usize::from(!args_only))
+            .map(|w| w.map_or_else(|| "\"$X\"".to_string(), |w| quote(&w))),
+    );
+    Some(words.join(" "))
 }
 
 /// Whether the brackets closing at `close` hold one plain literal or number (`x['a']`).
@@ -751,6 +799,27 @@ mod tests {
             "File.write(File.join('.git','hooks','x'), 'y')",
             ".git/hooks/x"
         ));
+    }
+
+    #[test]
+    fn program_and_argument_lists() {
+        assert!(has(
+            "require('child_process').spawnSync('git',['push','--force','origin','main'])",
+            "git push --force origin main"
+        ));
+        assert!(has(
+            "os.execvp('git', ['git', 'push', '-f'])",
+            "git push -f"
+        ));
+        assert!(has(
+            "os.posix_spawnp('sudo', ['sudo', 'id'], {})",
+            "sudo id"
+        ));
+        assert!(has(
+            "cp.execFile('sh', ['-c', 'sudo id'])",
+            "sh -c 'sudo id'"
+        ));
+        assert!(has("cp.spawn('rm', ['-rf', dir])", "rm -rf \"$X\""));
     }
 
     #[test]
