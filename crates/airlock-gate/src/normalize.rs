@@ -2437,7 +2437,6 @@ fn is_exec_name(name: &str) -> bool {
                 | "child_process"
                 | "node:child_process"
                 | "pty"
-                | "os"
                 | "shell_exec"
                 | "passthru"
                 | "proc_open"
