@@ -312,6 +312,7 @@ pub fn derive(code: &str) -> Derived {
     d.strings.extend(escaped);
     chains(&toks, &mut d);
     calls(&toks, &mut d);
+    formats(&toks, &mut d);
     if d.decoded {
         d.decoded_literal = decodings(code, &toks, &mut d);
     }
@@ -337,6 +338,102 @@ fn term(toks: &[Tok], i: usize) -> Option<(String, usize)> {
         }
         _ => None,
     }
+}
+
+/// Formatting of literals: `'%s/hooks' % '.git'`, `'%s/%s' % ('.git', 'hooks')`,
+/// `'{}/hooks'.format('.git')`, and the literal parts of f-strings and template literals
+/// (`f'{".git"}/hooks'`, `` `${'.git'}/hooks` ``). A placeholder whose value is not a literal
+/// becomes `x`.
+fn formats(toks: &[Tok], d: &mut Derived) {
+    for (i, t) in toks.iter().enumerate() {
+        let Tok::Str(tpl) = t else { continue };
+        if tpl.contains("{\"") || tpl.contains("{'") {
+            d.strings.push(inline_braces(tpl));
+        }
+        let args: Option<Vec<Option<String>>> = match (toks.get(i + 1), toks.get(i + 2)) {
+            (Some(Tok::Punct('%')), Some(Tok::Str(a))) => Some(vec![Some(a.clone())]),
+            (Some(Tok::Punct('%')), Some(Tok::Punct('('))) => Some(call_args(toks, i + 2).0),
+            (Some(Tok::Punct('.')), Some(Tok::Ident(f)))
+                if f == "format" && toks.get(i + 3) == Some(&Tok::Punct('(')) =>
+            {
+                Some(call_args(toks, i + 3).0)
+            }
+            _ => None,
+        };
+        if let Some(args) = args {
+            if tpl.contains('%') || tpl.contains('{') {
+                d.strings.push(substitute(tpl, &args));
+            }
+        }
+    }
+}
+
+/// `tpl` with `%s`-style and `{}`/`{N}`/`{name}` placeholders replaced by `args` in order.
+fn substitute(tpl: &str, args: &[Option<String>]) -> String {
+    let mut out = String::with_capacity(tpl.len());
+    let mut next = args.iter();
+    let mut chars = tpl.chars().peekable();
+    let val = |a: Option<&Option<String>>| a.and_then(|v| v.clone()).unwrap_or_else(|| "x".into());
+    while let Some(c) = chars.next() {
+        match c {
+            '%' if chars.peek().is_some_and(|n| n.is_ascii_alphabetic()) => {
+                chars.next();
+                out.push_str(&val(next.next()));
+            }
+            '%' if chars.peek() == Some(&'%') => {
+                chars.next();
+                out.push('%');
+            }
+            '{' => {
+                let mut inner = String::new();
+                for n in chars.by_ref() {
+                    if n == '}' {
+                        break;
+                    }
+                    inner.push(n);
+                }
+                match inner.parse::<usize>() {
+                    Ok(k) => out.push_str(&val(args.get(k))),
+                    Err(_) => out.push_str(&val(next.next())),
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `{".git"}/hooks` (an f-string or `${'.git'}` template): quoted literals inside braces
+/// stand for themselves, other expressions for `x`.
+fn inline_braces(tpl: &str) -> String {
+    let mut out = String::with_capacity(tpl.len());
+    let mut chars = tpl.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek() == Some(&'{') {
+            continue;
+        }
+        if c != '{' {
+            out.push(c);
+            continue;
+        }
+        let mut inner = String::new();
+        for n in chars.by_ref() {
+            if n == '}' {
+                break;
+            }
+            inner.push(n);
+        }
+        let t = inner.trim();
+        let quoted = t.len() >= 2
+            && ((t.starts_with('"') && t.ends_with('"'))
+                || (t.starts_with('\'') && t.ends_with('\'')));
+        if quoted {
+            out.push_str(&t[1..t.len() - 1]);
+        } else {
+            out.push('x');
+        }
+    }
+    out
 }
 
 /// Chains of terms joined by `+`, `.`, `/` or nothing (Python's implicit concatenation).
@@ -799,6 +896,29 @@ mod tests {
             "File.write(File.join('.git','hooks','x'), 'y')",
             ".git/hooks/x"
         ));
+    }
+
+    #[test]
+    fn formatting() {
+        assert!(has(
+            "open('%s/hooks/pre-commit' % '.git','w')",
+            ".git/hooks/pre-commit"
+        ));
+        assert!(has(
+            "open('%s/%s/x' % ('.git', 'hooks'),'w')",
+            ".git/hooks/x"
+        ));
+        assert!(has("open('{}/hooks/x'.format('.git'),'w')", ".git/hooks/x"));
+        assert!(has(
+            "open('{1}/{0}'.format('x', '.git/hooks'),'w')",
+            ".git/hooks/x"
+        ));
+        assert!(has("open(f'{\".git\"}/hooks/x','w')", ".git/hooks/x"));
+        assert!(has(
+            "fs.writeFileSync(`${'.git'}/hooks/x`, 'y')",
+            ".git/hooks/x"
+        ));
+        assert!(has("print('%d%%' % (n,))", "x%"));
     }
 
     #[test]
