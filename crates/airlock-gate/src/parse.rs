@@ -1332,6 +1332,18 @@ impl Walker<'_> {
             b.push_str(&self.env.home.clone());
             return Ok(());
         }
+        // `${TMPDIR:-/tmp}`: the scratch directory either way (see `TMPDIR` above), when the
+        // default runs nothing.
+        if let Some(default) = raw
+            .strip_prefix("${TMPDIR:-")
+            .or_else(|| raw.strip_prefix("${TMPDIR-"))
+            .and_then(|r| r.strip_suffix('}'))
+        {
+            if !default.contains(['$', '`']) && !self.vars.contains_key("TMPDIR") {
+                b.push_str("/tmp");
+                return Ok(());
+            }
+        }
         // Anything fancier (`${X:-$(cmd)}`, `${X/a/b}`, `${!X}`): the value is dynamic, but
         // the text inside may hold substitutions that run: walk it as a word.
         let raw = src.get(at.start_index..at.end_index).unwrap_or("");
