@@ -1283,6 +1283,21 @@ impl Walker<'_> {
                         // The scratch directory (`mktemp`'s default); set in this command, it
                         // is tracked above like any variable.
                         ("TMPDIR", None) => b.push_str("/tmp"),
+                        // Directories under the home directory by their defaults (the XDG
+                        // base directory spec; Claude Code's config dir): where the agent's
+                        // settings and airlock's config live.
+                        ("XDG_CONFIG_HOME", None) => {
+                            b.push_str(&format!("{}/.config", self.env.home))
+                        }
+                        ("XDG_STATE_HOME", None) => {
+                            b.push_str(&format!("{}/.local/state", self.env.home))
+                        }
+                        ("XDG_DATA_HOME", None) => {
+                            b.push_str(&format!("{}/.local/share", self.env.home))
+                        }
+                        ("CLAUDE_CONFIG_DIR", None) => {
+                            b.push_str(&format!("{}/.claude", self.env.home))
+                        }
                         ("PWD", None) => match &self.cwd {
                             Some(c) => b.push_str(&c.clone()),
                             None => b.push_dyn(),
