@@ -762,8 +762,16 @@ impl Engine {
         if !FILE_TOOLS.contains(&tool) || main.tier == Tier::Deny {
             return main;
         }
+        // The documented field was judged above.
+        let judged = match tool {
+            "Grep" | "Glob" | "LS" => "path",
+            "NotebookEdit" | "NotebookRead" if input.get("notebook_path").is_some() => {
+                "notebook_path"
+            }
+            _ => "file_path",
+        };
         let mut best = main;
-        for p in crate::paths::tool_input_paths(tool, input, &ctx.cwd) {
+        for p in crate::paths::tool_input_paths(tool, input, &ctx.cwd, judged) {
             let v = self.classify_file(tool, &p, ctx);
             if v.tier > best.tier {
                 best = v;

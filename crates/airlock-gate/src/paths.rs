@@ -423,15 +423,23 @@ const NOT_PATH_KEYS: &[&str] = &[
 /// The paths a file tool's input names besides its documented path field: every other
 /// top-level string that looks like a path (`/…`, `~…`, `./…`, `../…`, or a relative path with
 /// a `/` and no spaces), and for Glob the directory its `pattern` starts in and for Grep the
-/// directory of its `glob` (`~/.ssh/*` → `~/.ssh`, under `path` when relative). The
-/// documented fields are included too (judging them twice is harmless).
-pub fn tool_input_paths(tool: &str, input: &serde_json::Value, cwd: &str) -> Vec<String> {
+/// directory of its `glob` (`~/.ssh/*` → `~/.ssh`, under `path` when relative). The key
+/// `judged` (the documented field, already decided by the caller) is left out.
+pub fn tool_input_paths(
+    tool: &str,
+    input: &serde_json::Value,
+    cwd: &str,
+    judged: &str,
+) -> Vec<String> {
     let Some(obj) = input.as_object() else {
         return Vec::new();
     };
     let mut out = Vec::new();
     let base = obj.get("path").and_then(|v| v.as_str()).unwrap_or(cwd);
     for (k, v) in obj {
+        if k == judged {
+            continue;
+        }
         let Some(t) = v.as_str() else { continue };
         let pattern_key = (tool == "Glob" && k == "pattern") || (tool == "Grep" && k == "glob");
         if pattern_key {
@@ -551,18 +559,33 @@ mod tests {
             "new_source": "/etc/passwd",
             "extra": "~/.ssh/id_rsa",
         });
-        let got = tool_input_paths("NotebookEdit", &j, "/w");
+        let got = tool_input_paths("NotebookEdit", &j, "/w", "notebook_path");
         assert!(
             got.contains(&".git/hooks/pre-commit".to_string()),
             "{got:?}"
         );
         assert!(got.contains(&"~/.ssh/id_rsa".to_string()), "{got:?}");
         assert!(!got.contains(&"/etc/passwd".to_string()), "{got:?}");
-        let g = tool_input_paths("Glob", &serde_json::json!({"pattern": "~/.ssh/*"}), "/w");
+        let g = tool_input_paths(
+            "Glob",
+            &serde_json::json!({"pattern": "~/.ssh/*"}),
+            "/w",
+            "path",
+        );
         assert_eq!(g, vec!["~/.ssh".to_string()]);
-        let g = tool_input_paths("Glob", &serde_json::json!({"pattern": "src/**/*.rs"}), "/w");
+        let g = tool_input_paths(
+            "Glob",
+            &serde_json::json!({"pattern": "src/**/*.rs"}),
+            "/w",
+            "path",
+        );
         assert_eq!(g, vec!["/w/src".to_string()]);
-        let g = tool_input_paths("Glob", &serde_json::json!({"pattern": "**/*.rs"}), "/w");
+        let g = tool_input_paths(
+            "Glob",
+            &serde_json::json!({"pattern": "**/*.rs"}),
+            "/w",
+            "path",
+        );
         assert!(g.is_empty(), "{g:?}");
     }
 }
