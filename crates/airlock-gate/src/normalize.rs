@@ -281,6 +281,9 @@ pub enum InlineKind {
     Exec,
     Network,
     Delete,
+    /// A name it calls or imports, or a string it runs, is built at run time (`getattr(os,
+    /// 'sys' + 'tem')`, a decoded literal) while it writes, runs or sends: see [`crate::inline`].
+    Opaque,
 }
 
 /// One program invocation, normalised.
@@ -316,6 +319,8 @@ pub struct Invocation {
     pub unparsed: Option<String>,
     /// Programs this command's output is piped to.
     pub downstream: Vec<String>,
+    /// Those commands' static words joined by spaces (see [`crate::parse::SimpleCmd`]).
+    pub downstream_argv: Vec<String>,
     /// The program is not one airlock knows (no table, no rule, not inert): its path arguments
     /// may be written and its arguments may hide a command.
     pub unknown_program: bool,
@@ -511,6 +516,8 @@ impl Normalizer {
                         _ => {}
                     }
                     c.downstream.extend(cmd.downstream.iter().cloned());
+                    c.downstream_argv
+                        .extend(cmd.downstream_argv.iter().cloned());
                     self.simple(&c, env, out);
                 }
                 true
@@ -1008,6 +1015,7 @@ impl Normalizer {
             network,
             unparsed: None,
             downstream: cmd.downstream.clone(),
+            downstream_argv: cmd.downstream_argv.clone(),
             unknown_program: false,
             speculative: None,
         }
@@ -1301,9 +1309,24 @@ impl Normalizer {
             inv.inline.push(InlineKind::Delete);
         }
         let mut literals = string_literals(code);
+        // Strings the code computes from its literals (joins, concatenation, decodings) are
+        // judged like its literals; names looked up at run time may be calls that run.
+        let derived = crate::inline::derive(code);
+        literals.extend(derived.strings.iter().cloned());
+        let mut exec = exec;
+        // `getattr(os, 'system')`, and `'sys' + 'tem'` built for a call by variable.
+        if !exec
+            && derived
+                .call_names
+                .iter()
+                .chain(&derived.strings)
+                .any(|n| is_exec_name(n))
+        {
+            exec = true;
+            inv.inline.push(InlineKind::Exec);
+        }
         // Commands written without quotes after a keyword (Tcl/expect `spawn sudo id`, Perl
         // `qw(sudo id)`, AppleScript `do shell script`): taken as command strings too.
-        let mut exec = exec;
         for kw in &scan.command_words {
             let mut rest = code;
             while let Some(i) = rest.find(kw.as_str()) {
@@ -1333,11 +1356,27 @@ impl Normalizer {
                 let l = l.trim();
                 scan.write_modes.iter().any(|m| m == l) || l.starts_with('>') || l.starts_with("+<")
             });
+        let acts = exec || write || delete || inv.inline.contains(&InlineKind::Network);
+        // A call named at run time matters where the code could reach something that acts
+        // (`getattr(os, n)`); `getattr(args, name)` in a script that only computes does not.
+        let risky = acts
+            || crate::inline::RISKY_MODULES
+                .iter()
+                .any(|m| code.contains(m));
+        if derived.built_import
+            || derived.built_name && risky
+            || derived.decoded_literal && acts
+            || derived.decoded && exec
+        {
+            inv.inline.push(InlineKind::Opaque);
+        }
         for lit in &literals {
             // Perl's `open(F, ">file")`: the mode is part of the string.
             let lit = lit.trim_start_matches(['+', '<', '>', '|', ' ']);
             let w = Word::lit(lit);
             let named = looks_like_path(&w) || lit.starts_with('~');
+            // `glob.glob('~/.ss?/id_*')`: judged by every path the pattern can name.
+            let glob = lit.contains(['*', '?', '[']);
             if named || write && looks_like_file_name(lit) {
                 // `Path.home() / '.bashrc'`, `os.homedir() + '/.ssh/x'`: relative to the home.
                 // (`homedir() + '/.zshrc'` too: a literal starting with `/.` is a dotfile name.)
@@ -1354,7 +1393,8 @@ impl Normalizer {
                         inv.reads.push(under);
                     }
                 }
-                let w = Word::lit(&expand_tilde(lit, &env.home));
+                let mut w = Word::lit(&expand_tilde(lit, &env.home));
+                w.glob = glob;
                 if write {
                     inv.writes.push(w.clone());
                     inv.path_args.push(w);
@@ -2373,6 +2413,37 @@ fn flush_group(group: &mut Vec<String>, out: &mut Vec<String>) {
         out.push(group.join(" "));
     }
     group.clear();
+}
+
+/// Whether a name looked up at run time with a literal (`getattr(os, 'system')`,
+/// `require('child_process')`, Ruby `send(:spawn)`) names something that runs programs.
+fn is_exec_name(name: &str) -> bool {
+    let n = name.trim();
+    n.starts_with("exec")
+        || n.starts_with("spawn")
+        || n.starts_with("posix_spawn")
+        || matches!(
+            n,
+            "system"
+                | "popen"
+                | "Popen"
+                | "run"
+                | "call"
+                | "check_call"
+                | "check_output"
+                | "getoutput"
+                | "getstatusoutput"
+                | "subprocess"
+                | "child_process"
+                | "node:child_process"
+                | "pty"
+                | "shell_exec"
+                | "passthru"
+                | "proc_open"
+                | "startfile"
+                | "fork"
+                | "`"
+        )
 }
 
 /// `str::floor_char_boundary` is unstable; a stable stand-in.
