@@ -2464,41 +2464,6 @@ impl FloorBoundary for String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lexical_paths() {
-        assert_eq!(lexical("/a/b/../c/./d//"), "/a/c/d");
-        assert_eq!(lexical("/.."), "/");
-        assert_eq!(lexical("/tmp/../etc"), "/etc");
-    }
-
-    #[test]
-    fn literals() {
-        assert_eq!(
-            string_literals(r#"subprocess.run(["rm", "-rf", "/"])"#),
-            vec!["rm", "-rf", "/", "rm -rf /"]
-        );
-        assert_eq!(string_literals(r#"os.system('ls -la')"#), vec!["ls -la"]);
-    }
-
-    #[test]
-    fn flags_split() {
-        let mut spec = FlagSpec::default();
-        spec.short.insert("r".into(), "recursive".into());
-        spec.short.insert("f".into(), "force".into());
-        let args: Vec<Word> = ["-rf", "--", "-x"].iter().map(|s| Word::lit(s)).collect();
-        let (f, p, _) = split_flags(&args, &spec, false);
-        assert_eq!(
-            f.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
-            vec!["recursive", "force"]
-        );
-        assert_eq!(p[0].text, "-x");
-    }
-}
-
 /// Path segments that name documentation (`example.org/docs/…`, `example.org/en/stable/…`).
 const DOC_WORDS: &[&str] = &[
     "docs",
@@ -2564,4 +2529,39 @@ fn doc_page_shape(host: &str, path: &str) -> bool {
     segments
         .iter()
         .any(|s| DOC_WORDS.contains(&s.to_ascii_lowercase().as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexical_paths() {
+        assert_eq!(lexical("/a/b/../c/./d//"), "/a/c/d");
+        assert_eq!(lexical("/.."), "/");
+        assert_eq!(lexical("/tmp/../etc"), "/etc");
+    }
+
+    #[test]
+    fn literals() {
+        assert_eq!(
+            string_literals(r#"subprocess.run(["rm", "-rf", "/"])"#),
+            vec!["rm", "-rf", "/", "rm -rf /"]
+        );
+        assert_eq!(string_literals(r#"os.system('ls -la')"#), vec!["ls -la"]);
+    }
+
+    #[test]
+    fn flags_split() {
+        let mut spec = FlagSpec::default();
+        spec.short.insert("r".into(), "recursive".into());
+        spec.short.insert("f".into(), "force".into());
+        let args: Vec<Word> = ["-rf", "--", "-x"].iter().map(|s| Word::lit(s)).collect();
+        let (f, p, _) = split_flags(&args, &spec, false);
+        assert_eq!(
+            f.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+            vec!["recursive", "force"]
+        );
+        assert_eq!(p[0].text, "-x");
+    }
 }
