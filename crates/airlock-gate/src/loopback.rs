@@ -7,8 +7,13 @@
 use crate::normalize::Invocation;
 use crate::parse::Word;
 
-/// Clients judged here (curl(1), wget(1), nc(1)); others keep their network flag.
+/// Clients judged here (curl(1), wget(1), nc(1), HTTPie and xh); others keep their network
+/// flag.
 const CLIENTS: &[&str] = &[
+    "http",
+    "https",
+    "xh",
+    "xhs",
     "curl",
     "wget",
     "nc",
@@ -64,6 +69,9 @@ pub fn loopback_only(inv: &Invocation) -> bool {
         return false;
     }
     let nc = inv.program.starts_with("nc") || inv.program == "netcat";
+    if HTTPIE.contains(&inv.program.as_str()) {
+        return httpie_loopback(inv);
+    }
     let mut dests: Vec<&Word> = inv.positionals.iter().collect();
     dests.extend(
         inv.flags
@@ -97,6 +105,40 @@ pub fn loopback_only(inv: &Invocation) -> bool {
         }
     }
     saw_host
+}
+
+/// HTTPie-style clients: `http [METHOD] URL [ITEM...]`, where the items are headers and data
+/// (`Name:value`, `field=value`, `field:=json`, `@file`), not destinations.
+const HTTPIE: &[&str] = &["http", "https", "xh", "xhs"];
+
+/// Whether an HTTPie-style call goes to this machine: its URL (after an optional upper-case
+/// method) is loopback, or the `:PORT/path` / `:/path` shorthand for localhost (HTTPie's
+/// documented "localhost shorthand").
+fn httpie_loopback(inv: &Invocation) -> bool {
+    let mut pos = inv.positionals.iter();
+    let Some(mut url) = pos.next().and_then(Word::as_static) else {
+        return false;
+    };
+    if url.len() <= 10 && !url.is_empty() && url.chars().all(|c| c.is_ascii_uppercase()) {
+        let Some(u) = pos.next().and_then(Word::as_static) else {
+            return false;
+        };
+        url = u;
+    }
+    if let Some(rest) = url.strip_prefix(':') {
+        // `:3000/users`, `:/users`: localhost, the port (if any) before the first `/`.
+        let port = rest.split(['/', '?', '#']).next().unwrap_or("");
+        return port.is_empty()
+            || port
+                .parse::<u16>()
+                .is_ok_and(|p| !CONTROL_PORTS.contains(&p));
+    }
+    match host_port(url) {
+        Some((host, port)) => {
+            is_loopback(&host) && !port.is_some_and(|p| CONTROL_PORTS.contains(&p))
+        }
+        None => false,
+    }
 }
 
 /// Ports named by `5432` or `8000-8010` (a range of up to 4096 ports; larger ones stand for
