@@ -14,6 +14,7 @@ mod gate_audit;
 mod policy_load;
 mod review_out;
 mod session_dir;
+mod telemetry;
 mod tool_secrets;
 mod view;
 mod worktree;

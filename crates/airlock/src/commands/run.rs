@@ -143,6 +143,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             cred_hosts.push((*h).to_string());
         }
     }
+    let otel = crate::telemetry::prepare(&mut policy, &who.home)?;
     let net_policy = compile_network(&policy)?;
     let mut extra_binds = Vec::new();
     let mut worktree_info: Option<worktree::Worktree> = None;
@@ -206,6 +207,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     }
     // Placeholders and the trust bundle's variables override anything passed from the host.
     extra_env.extend(creds.env.iter().cloned());
+    extra_env.extend(crate::telemetry::agent_env(&policy, &session)?);
     let dir = session_dir::sessions_root()?.join(&session);
     let (upper, work) = (dir.join("upper"), dir.join("work"));
     let view = match args.mode {
@@ -385,6 +387,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         crate::gate_audit::serve(&rt, l, audit.clone(), session.clone())?;
     }
     audit_unix_refusals(refusals, audit.clone(), session.clone())?;
+    let telemetry =
+        otel.and_then(|o| o.start(telemetry_attrs(&session, &args, &workspace), &audit));
     let _ = audit.append(
         &AuditEvent::now(
             Decision::Info,
@@ -439,6 +443,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         )
         .session(session.clone()),
     );
+    if let Some(t) = telemetry {
+        t.finish(&audit);
+    }
     drop(egress);
     rt.shutdown_background();
     let (state, code) = match &status {
@@ -458,6 +465,19 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         );
     }
     status.map_err(sandbox_error)
+}
+
+/// The attributes every exported audit event of this session carries.
+fn telemetry_attrs(
+    session: &str,
+    args: &RunArgs,
+    workspace: &std::path::Path,
+) -> crate::telemetry::SessionAttrs {
+    crate::telemetry::SessionAttrs {
+        session: session.to_string(),
+        agent: format!("{:?}", args.agent).to_lowercase(),
+        workspace: workspace.display().to_string(),
+    }
 }
 
 /// Removes a clean worktree, or says why it was kept (loudly when its links were changed).
@@ -530,6 +550,7 @@ fn reload_policy(args: &RunArgsForReload, workspace: &std::path::Path) -> Result
         &args.trusted,
         Some(args.flags.clone()),
     )?;
+    crate::telemetry::allow_collector(&mut policy)?;
     for h in &args.cred_hosts {
         if !policy.network.allow.contains(h) {
             policy.network.allow.push(h.clone());
