@@ -346,7 +346,11 @@ impl Env {
     }
 
     fn session(&self) -> String {
-        let o = self.airlock().args(["ls", "--json"]).output().expect("ls");
+        let o = self
+            .airlock()
+            .args(["ls", "--all", "--json"])
+            .output()
+            .expect("ls");
         let v: Value = serde_json::from_str(&stdout(&o)).expect("ls json");
         let rows = v.as_array().expect("array");
         assert_eq!(rows.len(), 1, "{v}");

@@ -885,7 +885,7 @@ fn merge_lands_edits_and_commits_once() {
     let o = repo.airlock(&["merge", "land"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("merged already"), "{}", stderr(&o));
-    let o = repo.airlock(&["ls", "--json"]);
+    let o = repo.airlock(&["ls", "--all", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(rows[0]["merged"], true, "{rows}");
     assert_eq!(rows[0]["state"], "exited", "{rows}");

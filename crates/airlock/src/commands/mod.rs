@@ -1,11 +1,14 @@
 //! What each subcommand does. Argument types live in `cli`.
 
 mod audit;
+mod completions;
 mod creds;
 pub(crate) mod detach;
 mod doctor;
 mod explain;
 mod hook;
+pub(crate) mod ls;
+mod policy;
 mod run;
 mod selftest;
 mod session;
@@ -23,16 +26,21 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Hook(HookCommand::Claude(args)) => hook::claude(args),
         Command::Hook(HookCommand::Codex(args)) => hook::codex(args),
         Command::Policy(PolicyCommand::Explain(args)) => explain::explain(args),
+        Command::Policy(PolicyCommand::Show(args)) => policy::show(args),
+        Command::Policy(PolicyCommand::Check(args)) => policy::check(args),
         Command::Policy(PolicyCommand::Reload { id }) => audit::reload(id.as_deref()),
         Command::Audit(args) => audit::audit(args),
         Command::Creds(args) => creds::creds(args),
-        Command::Ls(args) => session::ls(args),
+        Command::Ls(args) => ls::ls(args),
+        Command::Prune(args) => ls::prune(args),
         Command::Diff(args) => session::diff(args),
         Command::Merge(args) => session::merge(args),
         Command::Rm(args) => session::rm(args),
         Command::Stop(args) => session::stop(args),
         Command::Attach(args) => detach::attach(args),
         Command::Logs(args) => detach::logs(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
         Command::Probe { name, args } => selftest::probe(&name, &args),
         Command::SandboxInit => Ok(run::sandbox_init()),
     }

@@ -304,6 +304,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&spec)?);
         return Ok(0);
     }
+    let bind_before = (args.mode == Mode::Bind).then(|| super::ls::Snapshot::take(&workspace));
     session_dir::create(&session)?;
     if detached {
         super::detach::create_output_dir(&dir)?;
@@ -458,8 +459,10 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     if let Some(wt) = &worktree_info {
         finish_worktree(&session, wt);
     }
+    let disposal = super::ls::Disposal::from_flags(args.rm, args.discard_changes);
+    let removed = super::ls::finish_session(&session, disposal, bind_before.as_ref());
     let stderr_tty = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
-    if args.mode == Mode::Overlay && status.is_ok() && stderr_tty {
+    if args.mode == Mode::Overlay && status.is_ok() && stderr_tty && !removed {
         eprintln!(
             "airlock: session {session} ended; review with `airlock diff {session}`, land with `airlock merge {session}`"
         );

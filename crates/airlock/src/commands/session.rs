@@ -1,4 +1,4 @@
-//! `airlock ls`, `diff`, `merge`, `rm`: listing sessions, reviewing what an agent changed in its
+//! `airlock diff`, `merge`, `rm`, `stop`: reviewing what an agent changed in its
 //! copy-on-write layer, landing it in the real workspace, and cleaning up.
 
 use std::io::Write;
@@ -9,12 +9,12 @@ use airlock_session::merge::{apply, conflicts, interrupted, is_git_internal};
 use airlock_session::{SessionRow, SessionState};
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{LsArgs, MergeArgs, RmArgs, SessionArgs, StopArgs};
+use crate::cli::{MergeArgs, RmArgs, SessionArgs, StopArgs};
 use crate::review_out::ReviewOut;
 use crate::session_dir;
 use airlock_session::quote;
 
-fn state_word(r: &SessionRow) -> String {
+pub(super) fn state_word(r: &SessionRow) -> String {
     match r.state {
         SessionState::Running => "running".into(),
         SessionState::Exited => format!("exited ({})", r.exit_status.unwrap_or(0)),
@@ -23,43 +23,9 @@ fn state_word(r: &SessionRow) -> String {
     }
 }
 
-pub(crate) fn ls(args: LsArgs) -> Result<i32> {
-    let rows = session_dir::store()?.list()?;
-    let mut out = ReviewOut::stdout();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &rows)?;
-        writeln!(out)?;
-        return Ok(0);
-    }
-    if rows.is_empty() {
-        writeln!(out, "no sessions; start one with `airlock run`")?;
-        return Ok(0);
-    }
-    let table: Vec<[String; 6]> = rows
-        .iter()
-        .map(|r| {
-            let mut state = state_word(r);
-            if r.merged {
-                state.push_str(", merged");
-            }
-            [
-                r.id.clone(),
-                r.name.clone().unwrap_or_else(|| "-".into()),
-                state,
-                r.mode.clone(),
-                r.created.get(..19).unwrap_or(&r.created).to_string(),
-                r.workspace.display().to_string(),
-            ]
-        })
-        .collect();
-    let header = ["ID", "NAME", "STATE", "MODE", "CREATED", "WORKSPACE"].map(String::from);
-    write!(out, "{}", render_table(&header, &table))?;
-    Ok(0)
-}
-
 /// Renders rows as columns two spaces apart, each as wide as its widest cell (the last column is
 /// not padded); every line, the last included, ends with a newline.
-fn render_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
+pub(super) fn render_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
     let mut widths = [0usize; N];
     for row in std::iter::once(header).chain(rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -120,14 +86,14 @@ fn layers(r: &SessionRow) -> Result<std::path::PathBuf> {
     Ok(upper)
 }
 
-struct Review {
-    files: Vec<Change>,
+pub(super) struct Review {
+    pub(super) files: Vec<Change>,
     head: Option<String>,
-    commits: Vec<String>,
+    pub(super) commits: Vec<String>,
     view: Option<GitView>,
 }
 
-fn review(r: &SessionRow) -> Result<Review> {
+pub(super) fn review(r: &SessionRow) -> Result<Review> {
     let upper = layers(r)?;
     let files = changes(&r.workspace, &upper)?;
     let head = agent_head(&upper, &r.workspace);
@@ -373,7 +339,7 @@ pub(crate) fn rm(args: RmArgs) -> Result<i32> {
 
 /// Deletes a session directory. overlayfs leaves its scratch `work/work` directory with mode 000,
 /// so directories are made accessible first.
-fn remove_tree(dir: &std::path::Path) -> std::io::Result<()> {
+pub(super) fn remove_tree(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if std::fs::remove_dir_all(dir).is_ok() {
         return Ok(());
