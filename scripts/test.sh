@@ -50,6 +50,10 @@ fi
 echo "== build"
 cargo build --workspace --all-targets --locked
 
+# The man pages are generated from the clap definitions on every run, so they cannot rot.
+echo "== man pages"
+"${CARGO_TARGET_DIR:-target}/debug/airlock" man --out "${CARGO_TARGET_DIR:-target}/man"
+
 echo "== tests as $(id -un)"
 cargo test --workspace --locked
 

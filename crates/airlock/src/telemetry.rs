@@ -303,6 +303,39 @@ impl Prepared {
     }
 }
 
+/// Appends `event` to the audit log of ended session `row` (an event after the session, such as
+/// its merge) and, when the user's config sets `[telemetry] otlp_endpoint`, exports it too
+/// (waiting [`FINISH_TIMEOUT`] at most). Failures are warnings: the merge itself stands.
+pub(crate) fn record_after_session(row: &airlock_session::SessionRow, event: AuditEvent) {
+    let audit = match AuditLog::open(row.dir.join("audit.jsonl")) {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            eprintln!("airlock: warning: session {}: {e}", row.id);
+            return;
+        }
+    };
+    let home = crate::view::Invoker::current().home;
+    let exporter = crate::policy_load::load(Some(&row.workspace), &[], &[], None)
+        .ok()
+        .and_then(|mut p| prepare(&mut p, &home).ok().flatten())
+        .and_then(|prepared| {
+            prepared.start(
+                SessionAttrs {
+                    session: row.id.clone(),
+                    agent: row.agent.clone(),
+                    workspace: row.workspace.display().to_string(),
+                },
+                &audit,
+            )
+        });
+    if let Err(e) = audit.append(&event) {
+        eprintln!("airlock: warning: session {}: {e}", row.id);
+    }
+    if let Some(t) = exporter {
+        t.finish(&audit);
+    }
+}
+
 /// The header values for airlock's exporter, credentials read on the host.
 fn headers(policy: &Policy, home: &std::path::Path) -> Result<HashMap<String, String>> {
     let mut out = HashMap::new();

@@ -134,7 +134,12 @@ fn session_events_reach_a_real_collector_and_the_agent_reaches_it_through_the_pr
     let net = recs
         .iter()
         .find(|r| r.event_name == "airlock.net" && r.attr("airlock.host") == "denied.example")
-        .unwrap_or_else(|| panic!("no record of the denied connection: {recs:#?}"));
+        .unwrap_or_else(|| {
+            panic!(
+                "no record of the denied connection: {recs:#?}\naudit: {:#?}",
+                env.audit()
+            )
+        });
     assert_eq!(net.attr("airlock.decision"), "deny");
     assert_eq!(net.attr("airlock.agent"), "shell");
     let session = net.attr("airlock.session.id").to_string();
@@ -217,4 +222,61 @@ fn a_dead_or_hung_collector_changes_nothing_for_the_session() {
         let n = lost["dropped"].as_u64().unwrap_or(0) + lost["failed"].as_u64().unwrap_or(0);
         assert!(n >= 3, "{what}: {lost}");
     }
+}
+
+/// Telemetry from the user's config, and the merge (after the session) exported too.
+#[test]
+fn the_merge_of_a_session_is_exported_as_well() {
+    let rx = Receiver::start();
+    let env = Env::new();
+    let config = env.pol.path().join("config");
+    std::fs::create_dir_all(config.join("airlock")).expect("mkdir");
+    std::fs::write(
+        config.join("airlock/config.toml"),
+        format!("[telemetry]\notlp_endpoint = \"{}\"\n", rx.endpoint()),
+    )
+    .expect("write config");
+    let airlock = |args: &[&str]| {
+        Command::new(bin())
+            .current_dir(env.ws.path())
+            .stdin(Stdio::null())
+            .env("XDG_DATA_HOME", env.data.path())
+            .env("XDG_CONFIG_HOME", &config)
+            .args(args)
+            .output()
+            .expect("run airlock")
+    };
+    let o = airlock(&[
+        "run",
+        "--name",
+        "landme",
+        "--",
+        "sh",
+        "-c",
+        "echo x > new.txt",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = airlock(&["merge", "landme"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let merged = rx
+        .wait_for(Duration::from_secs(10), |r| {
+            r.event_name == "airlock.session" && r.attr("airlock.event") == "merged"
+        })
+        .unwrap_or_else(|| panic!("no merge record: {:#?}", rx.records()));
+    assert_eq!(merged.attr("airlock.agent"), "shell");
+    assert!(rx
+        .records()
+        .iter()
+        .any(|r| r.attr("airlock.event") == "exited"
+            && r.attr("airlock.session.id") == merged.attr("airlock.session.id")));
 }

@@ -370,6 +370,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         .enable_all()
         .build()
         .context("cannot start the egress runtime")?;
+    // Before the first service that writes to the audit log: every event is exported.
+    let telemetry =
+        otel.and_then(|o| o.start(telemetry_attrs(&session, &args, &workspace), &audit));
     let mut config = EgressConfig::new(net.proxy, net_policy, audit.clone());
     config.dns_udp = Some(net.dns_udp);
     config.dns_tcp = Some(net.dns_tcp);
@@ -388,8 +391,6 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         crate::gate_audit::serve(&rt, l, audit.clone(), session.clone())?;
     }
     audit_unix_refusals(refusals, audit.clone(), session.clone())?;
-    let telemetry =
-        otel.and_then(|o| o.start(telemetry_attrs(&session, &args, &workspace), &audit));
     let _ = audit.append(
         &AuditEvent::now(
             Decision::Info,

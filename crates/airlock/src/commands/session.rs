@@ -292,6 +292,18 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
     }
     store.mark_merged(&r.id)?;
     let _ = std::fs::remove_file(&journal);
+    crate::telemetry::record_after_session(
+        &r,
+        airlock_audit::AuditEvent::now(
+            airlock_audit::Decision::Info,
+            airlock_audit::Detail::Session {
+                event: "merged".into(),
+                exit_status: None,
+            },
+        )
+        .session(r.id.clone())
+        .reason(format!("{} file change(s) landed", report.applied.len())),
+    );
     writeln!(
         out,
         "merged session {} into {} ({} file change(s))",
