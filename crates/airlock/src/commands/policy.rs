@@ -450,4 +450,89 @@ mod tests {
             ]
         );
     }
+
+    /// The repository root (for the documentation checks).
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    /// Every key of the policy file model is in the configuration reference, so it cannot fall
+    /// behind the code.
+    #[test]
+    fn the_configuration_reference_names_every_key() {
+        let doc = std::fs::read_to_string(repo().join("docs/configuration.md")).expect("doc");
+        let sample = airlock_policy::CredentialConfig {
+            name: String::new(),
+            env: None,
+            file: None,
+            json: None,
+            hosts: Vec::new(),
+            inject: None,
+            body: false,
+            headers: Vec::new(),
+            placeholder_env: None,
+            reverse_proxy_env: None,
+        };
+        let mut keys = Vec::new();
+        let file = serde_json::to_value(ConfigFile::default()).expect("json");
+        for (table, v) in file.as_object().expect("object") {
+            keys.push(table.clone());
+            if let Some(fields) = v.as_object() {
+                keys.extend(fields.keys().cloned());
+            }
+        }
+        keys.extend(
+            serde_json::to_value(sample)
+                .expect("json")
+                .as_object()
+                .expect("object")
+                .keys()
+                .cloned(),
+        );
+        for k in keys {
+            assert!(
+                doc.contains(&format!("`{k}`"))
+                    || doc.contains(&format!("`[{k}]`"))
+                    || doc.contains(&format!("`[[{k}]]`")),
+                "docs/configuration.md does not describe `{k}`"
+            );
+        }
+    }
+
+    /// The README links only to files in the repository (no design file elsewhere, no web
+    /// page), and every relative link in docs/ resolves.
+    #[test]
+    fn readme_and_docs_link_only_to_files_in_the_repository() {
+        let root = repo();
+        let mut pages = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+        for e in std::fs::read_dir(root.join("docs"))
+            .expect("docs")
+            .flatten()
+        {
+            pages.push(e.path());
+        }
+        for page in pages {
+            let text = std::fs::read_to_string(&page).expect("read");
+            let base = page.parent().expect("dir");
+            for (i, _) in text.match_indices("](") {
+                let rest = &text[i + 2..];
+                let target = &rest[..rest.find(')').expect("closing parenthesis")];
+                let target = target.split('#').next().unwrap_or("");
+                if page.ends_with("README.md") {
+                    assert!(
+                        !target.contains("://"),
+                        "README.md links outside the repository: {target}"
+                    );
+                }
+                if target.is_empty() || target.contains("://") {
+                    continue;
+                }
+                assert!(
+                    base.join(target).exists(),
+                    "{} links to {target}, which is not in the repository",
+                    page.display()
+                );
+            }
+        }
+    }
 }
