@@ -5,7 +5,7 @@ use std::io::Write;
 
 use airlock_session::changes::{changes, unified, Change};
 use airlock_session::gitview::{agent_head, GitView};
-use airlock_session::merge::{apply, conflicts, interrupted, is_git_internal};
+use airlock_session::merge::{apply_with_progress, conflicts, interrupted, is_git_internal};
 use airlock_session::{SessionRow, SessionState};
 use anyhow::{bail, Context, Result};
 
@@ -194,6 +194,26 @@ fn refuse_conflicts(r: &SessionRow, upper: &std::path::Path, files: &[Change]) -
     )
 }
 
+/// A progress line on stderr for merges that take a while: only on a terminal, from the
+/// 200th change or after a second, redrawn at most ten times a second.
+fn merge_progress() -> impl FnMut(usize, usize) {
+    let tty = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
+    let start = std::time::Instant::now();
+    let mut last: Option<std::time::Instant> = None;
+    move |done, total| {
+        let slow = done >= 200 || start.elapsed() > std::time::Duration::from_secs(1);
+        let due = last.is_none_or(|l| l.elapsed() > std::time::Duration::from_millis(100));
+        if !tty || !slow || !(due || done == total) {
+            return;
+        }
+        last = Some(std::time::Instant::now());
+        eprint!("\rairlock: merging {done}/{total} change(s)");
+        if done == total {
+            eprintln!();
+        }
+    }
+}
+
 /// Applies the files, or explains (by name) what was refused, or what had landed before a
 /// failure and how to complete it.
 fn land_files(
@@ -203,7 +223,16 @@ fn land_files(
     allow_exec: bool,
     journal: &std::path::Path,
 ) -> Result<airlock_session::merge::MergeReport> {
-    let report = apply(&r.workspace, upper, files, allow_exec, journal).map_err(|e| {
+    let mut progress = merge_progress();
+    let report = apply_with_progress(
+        &r.workspace,
+        upper,
+        files,
+        allow_exec,
+        journal,
+        &mut progress,
+    )
+    .map_err(|e| {
         let landed = interrupted(journal);
         if landed.is_empty() {
             return anyhow::anyhow!("{e}\nnothing was merged");
