@@ -41,7 +41,7 @@ struct Seen {
     records: Vec<Record>,
     /// Requests per path.
     paths: BTreeMap<String, usize>,
-    /// Header values of the last request, lowercase names.
+    /// Header values of the last `/v1/logs` request, lowercase names.
     headers: BTreeMap<String, String>,
 }
 
@@ -138,7 +138,7 @@ impl Receiver {
             .unwrap_or(0)
     }
 
-    /// A header of the last request (lowercase name).
+    /// A header of the last `/v1/logs` request (lowercase name).
     pub fn last_header(&self, name: &str) -> Option<String> {
         self.seen.lock().expect("lock").headers.get(name).cloned()
     }
@@ -190,8 +190,8 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
                     {
                         let mut s = seen.lock().expect("lock");
                         *s.paths.entry(path.clone()).or_default() += 1;
-                        s.headers = headers;
                         if path == "/v1/logs" {
+                            s.headers = headers;
                             let recs = decode(&bytes);
                             s.records.extend(recs);
                         }

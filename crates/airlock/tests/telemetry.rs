@@ -15,6 +15,9 @@ fn bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
 }
 
+/// The collector's token: sent by airlock's exporter, never inside the sandbox.
+const SECRET: &str = "otlp-secret-3b9f0c2e7d41a6";
+
 struct Env {
     ws: tempfile::TempDir,
     data: tempfile::TempDir,
@@ -41,7 +44,9 @@ impl Env {
         std::fs::write(
             &p,
             format!(
-                "[telemetry]\notlp_endpoint = \"{endpoint}\"\nheaders = {{ \"x-team\" = \"core\" }}\n"
+                "[telemetry]\notlp_endpoint = \"{endpoint}\"\n\
+                 headers = {{ \"x-team\" = \"core\", authorization = {{ credential = \"otlp\", value = \"Bearer {{}}\" }} }}\n\
+                 [[credentials]]\nname = \"otlp\"\nenv = \"AIRLOCK_TEST_OTLP_TOKEN\"\nhosts = [\"otel.invalid\"]\n"
             ),
         )
         .expect("write policy");
@@ -54,6 +59,7 @@ impl Env {
             .current_dir(self.ws.path())
             .stdin(Stdio::null())
             .env("XDG_DATA_HOME", self.data.path())
+            .env("AIRLOCK_TEST_OTLP_TOKEN", SECRET)
             .args(["run", "--mode", "bind", "--workspace"])
             .arg(self.ws.path())
             .arg("--policy")
@@ -86,7 +92,8 @@ fn script(port: u16, other_port: u16) -> String {
          echo \"endpoint $OTEL_EXPORTER_OTLP_ENDPOINT prompts $OTEL_LOG_USER_PROMPTS enabled $CLAUDE_CODE_ENABLE_TELEMETRY\"; \
          curl -s -m 5 -o /dev/null -w 'agent %{{http_code}}\\n' -X POST -H 'content-type: application/x-protobuf' --data-binary '' \"$OTEL_EXPORTER_OTLP_ENDPOINT/v1/metrics\"; \
          curl -s -m 5 -o /dev/null -w 'other %{{http_code}}\\n' http://otlp-collector.airlock.internal:{other_port}/; \
-         curl -s -m 3 --noproxy '*' -o /dev/null http://127.0.0.1:{port}/v1/metrics || echo direct-refused"
+         curl -s -m 3 --noproxy '*' -o /dev/null http://127.0.0.1:{port}/v1/metrics || echo direct-refused; \
+         echo \"secret-inside $(cat /proc/self/environ /proc/1/environ 2>/dev/null | grep -ac {SECRET})\""
     )
 }
 
@@ -127,7 +134,14 @@ fn session_events_reach_a_real_collector_and_the_agent_reaches_it_through_the_pr
         "only the collector's port is opened: {out}"
     );
     assert_eq!(lines[5], "direct-refused", "{out}");
+    assert_eq!(lines[6], "secret-inside 0", "{out}");
     assert_eq!(rx.requests("/v1/metrics"), 1, "{out}");
+    // The credential header reached the collector from airlock's exporter.
+    assert_eq!(
+        rx.last_header("authorization").as_deref(),
+        Some(format!("Bearer {SECRET}").as_str())
+    );
+    assert_eq!(rx.last_header("x-team").as_deref(), Some("core"));
 
     // The session has ended: its exporter flushed before exit.
     let recs = rx.records();
