@@ -394,3 +394,44 @@ fn errors_are_one_line_that_says_what_to_do() {
         assert!(err.starts_with("airlock: "), "{args:?}: {err}");
     }
 }
+
+/// Build output the workspace ignores (`target/` after `cargo test`) is not an unmerged change,
+/// so such sessions leave the default list and `prune` takes them; the agent cannot hide real
+/// changes by writing ignore rules of its own (they are read from the real tree).
+#[test]
+fn ignored_build_output_is_not_an_unmerged_change() {
+    let env = Env::new();
+    std::fs::write(env.ws.path().join(".gitignore"), "/target\n*.log\n").expect("write");
+    env.run(
+        &["--name", "built"],
+        "mkdir -p target/debug && echo bin > target/debug/app && echo l > x.log",
+    );
+    env.run(
+        &["--name", "sneaky"],
+        "printf '*\\n' > .gitignore; mkdir -p .git/info && printf '*\\n' > .git/info/exclude; echo evil > payload.txt; mkdir -p sub && printf '*\\n' > sub/.gitignore && echo x > sub/y",
+    );
+    let shown = env.ls_json(false);
+    assert_eq!(names(&shown), ["sneaky"], "{shown:#?}");
+    assert!(
+        shown[0]["unmerged"]["files"]
+            .as_u64()
+            .is_some_and(|n| n >= 3),
+        "{shown:#?}"
+    );
+    let all = env.ls_json(true);
+    let built = all.iter().find(|r| r["name"] == "built").expect("built");
+    assert_eq!(built["unmerged"]["files"], 0, "{built}");
+    assert!(
+        built["unmerged"]["ignored"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{built}"
+    );
+    let o = env.airlock(&["prune"]);
+    assert!(
+        stdout(&o).contains("removed 1 session(s)"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(names(&env.ls_json(true)), ["sneaky"]);
+}

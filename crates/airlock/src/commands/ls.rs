@@ -17,10 +17,14 @@ use crate::review_out::ReviewOut;
 use crate::session_dir;
 
 /// What a session holds that has not reached the workspace.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub(crate) struct Unmerged {
-    /// Changed files in the overlay's upper layer (git internals not counted).
+    /// Changed files in the overlay's upper layer (git internals and ignored paths not counted).
     pub(crate) files: usize,
+    /// Changes under paths the workspace's own ignore rules ignore (build output such as
+    /// `target/`): listed for information, never counted as unmerged.
+    #[serde(default)]
+    pub(crate) ignored: usize,
     /// New commits in the overlay.
     pub(crate) commits: usize,
     /// A worktree kept because it had changes (worktree mode).
@@ -50,8 +54,13 @@ impl Unmerged {
     }
 }
 
+/// Where an ended session's [`Unmerged`] is kept (its upper layer no longer changes).
+const UNMERGED_CACHE: &str = "unmerged.json";
+
 /// What session `r` holds unmerged. A merged session, a bind-mode session (its writes went to
-/// the workspace itself) and an overlay without changes hold nothing.
+/// the workspace itself) and an overlay without changes hold nothing; changes the workspace's
+/// own ignore rules ignore do not count. Computed once for an ended session, then read from
+/// its directory.
 pub(crate) fn unmerged(r: &SessionRow) -> Unmerged {
     let mut u = Unmerged::default();
     if r.merged {
@@ -62,14 +71,32 @@ pub(crate) fn unmerged(r: &SessionRow) -> Unmerged {
             if !r.dir.join("upper").is_dir() {
                 return u;
             }
+            let cache = r.dir.join(UNMERGED_CACHE);
+            let ended = r.state != SessionState::Running;
+            if ended {
+                if let Some(c) = std::fs::read(&cache)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Unmerged>(&b).ok())
+                {
+                    return c;
+                }
+            }
             match review(r) {
                 Ok(rv) => {
-                    u.files = rv
-                        .files
-                        .iter()
-                        .filter(|c| !is_git_internal(&c.path))
-                        .count();
+                    let mut ignores = HostIgnores::new(&r.workspace);
+                    for c in rv.files.iter().filter(|c| !is_git_internal(&c.path)) {
+                        if ignores.ignored(&c.path, c.dir) {
+                            u.ignored += 1;
+                        } else {
+                            u.files += 1;
+                        }
+                    }
                     u.commits = rv.commits.len();
+                    if ended {
+                        if let Ok(bytes) = serde_json::to_vec(&u) {
+                            let _ = std::fs::write(&cache, bytes);
+                        }
+                    }
                 }
                 Err(e) => u.unknown = Some(format!("{e:#}")),
             }
@@ -85,6 +112,62 @@ pub(crate) fn unmerged(r: &SessionRow) -> Unmerged {
         _ => {}
     }
     u
+}
+
+/// The workspace's ignore rules as the host has them (`.git/info/exclude`, then each
+/// `.gitignore` from the root down to the changed path, a deeper file overriding), read from the
+/// real tree: in overlay mode the agent's writes are in the upper layer, so it cannot add rules
+/// that would make its changes look ignored.
+struct HostIgnores {
+    root: PathBuf,
+    loaded: std::collections::HashMap<PathBuf, Option<ignore::gitignore::Gitignore>>,
+}
+
+impl HostIgnores {
+    fn new(root: &Path) -> HostIgnores {
+        HostIgnores {
+            root: root.to_path_buf(),
+            loaded: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The matcher of one ignore file, loaded once; `None` when there is none.
+    fn matcher(&mut self, file: PathBuf) -> Option<&ignore::gitignore::Gitignore> {
+        self.loaded
+            .entry(file.clone())
+            .or_insert_with(|| {
+                file.symlink_metadata()
+                    .is_ok_and(|m| m.is_file())
+                    .then(|| ignore::gitignore::Gitignore::new(&file).0)
+            })
+            .as_ref()
+    }
+
+    /// Whether `rel` (relative to the workspace) is ignored.
+    fn ignored(&mut self, rel: &Path, is_dir: bool) -> bool {
+        use ignore::Match;
+        let mut verdict = false;
+        let mut check = |gi: Option<&ignore::gitignore::Gitignore>, sub: &Path| match gi
+            .map(|g| g.matched_path_or_any_parents(sub, is_dir))
+        {
+            Some(Match::Ignore(_)) => verdict = true,
+            Some(Match::Whitelist(_)) => verdict = false,
+            _ => {}
+        };
+        let exclude = self.root.join(".git/info/exclude");
+        check(self.matcher(exclude), rel);
+        let mut dir = PathBuf::new();
+        let parts: Vec<_> = rel.components().collect();
+        for (i, part) in parts.iter().enumerate() {
+            let file = self.root.join(&dir).join(".gitignore");
+            let sub = rel.strip_prefix(&dir).unwrap_or(rel).to_path_buf();
+            check(self.matcher(file), &sub);
+            if i + 1 < parts.len() {
+                dir.push(part);
+            }
+        }
+        verdict
+    }
 }
 
 /// A listed session: the stored row and what it holds unmerged.
@@ -482,6 +565,32 @@ mod tests {
         for bad in ["", "d", "7", "7y", "-1d", "99999999999999999999d"] {
             let e = parse_age(bad).expect_err(bad).to_string();
             assert!(e.contains("--older-than"), "{e}");
+        }
+    }
+
+    #[test]
+    fn host_ignore_rules_decide_with_deeper_files_winning() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let w = d.path();
+        std::fs::create_dir_all(w.join(".git/info")).expect("mkdir");
+        std::fs::create_dir_all(w.join("sub")).expect("mkdir");
+        std::fs::write(w.join(".gitignore"), "/target\n*.log\n").expect("write");
+        std::fs::write(w.join("sub/.gitignore"), "!keep.log\nbuild/\n").expect("write");
+        std::fs::write(w.join(".git/info/exclude"), "scratch/\n").expect("write");
+        let mut ig = HostIgnores::new(w);
+        for (path, dir, want) in [
+            ("target/debug/x", false, true),
+            ("target", true, true),
+            ("sub/target/x", false, false),
+            ("a.log", false, true),
+            ("sub/keep.log", false, false),
+            ("sub/other.log", false, true),
+            ("sub/build/o.o", false, true),
+            ("build/o.o", false, false),
+            ("scratch/n", false, true),
+            ("src/main.rs", false, false),
+        ] {
+            assert_eq!(ig.ignored(Path::new(path), dir), want, "{path}");
         }
     }
 
