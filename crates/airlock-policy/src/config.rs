@@ -285,7 +285,7 @@ impl ConfigFile {
     pub fn parse(path: &Path, text: &str) -> Result<Self, PolicyError> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| PolicyError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: one_line(text, &e),
         })?;
         file.validate(path)?;
         Ok(file)
@@ -359,6 +359,34 @@ impl ConfigFile {
             }
         }
         Ok(())
+    }
+}
+
+/// A TOML error as one line: `line L, column C: what (in `the line`)` (1-based, from the
+/// error's span).
+fn one_line(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            // The line itself names the key at fault (TOML errors on values do not).
+            let src: String = text
+                .lines()
+                .nth(line - 1)
+                .unwrap_or("")
+                .trim()
+                .chars()
+                .take(60)
+                .collect();
+            if src.is_empty() {
+                format!("line {line}, column {column}: {what}")
+            } else {
+                format!("line {line}, column {column}: {what} (in `{src}`)")
+            }
+        }
+        None => what,
     }
 }
 

@@ -202,7 +202,7 @@ pub(crate) fn ls(args: LsArgs) -> Result<i32> {
             0 => writeln!(out, "no sessions; start one with `airlock run`")?,
             n => writeln!(
                 out,
-                "no running sessions and none with unmerged changes ({n} ended; `airlock ls --all` lists them, `airlock prune` removes them)"
+                "nothing needs you: no live session and none with unmerged changes ({n} ended; `airlock ls --all` lists them, `airlock prune` removes them)"
             )?,
         }
         return Ok(0);

@@ -334,27 +334,14 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
 fn locate(path: &Path, text: &str, err: &PolicyError) -> String {
     match err {
         PolicyError::Parse { message, .. } => {
-            // toml's message starts "TOML parse error at line L, column C".
-            let first = message.lines().next().unwrap_or("");
-            let at = first
-                .split_once("at line ")
-                .and_then(|(_, r)| r.split_once(", column "))
-                .map(|(l, c)| (l.trim().to_string(), c.trim().to_string()));
-            let detail: Vec<&str> = message
-                .lines()
-                .skip(1)
-                .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('|'))
-                .filter(|l| {
-                    !l.trim_start()
-                        .chars()
-                        .next()
-                        .is_some_and(|c| c.is_ascii_digit())
-                })
-                .collect();
-            let what = detail.last().map_or(first, |d| d.trim());
-            match at {
-                Some((l, c)) => format!("{}:{l}:{c}: {what}", path.display()),
-                None => format!("{}: {}", path.display(), first),
+            // "line L, column C: what" (airlock_policy's one-line form of a TOML error).
+            let located = message
+                .strip_prefix("line ")
+                .and_then(|r| r.split_once(", column "))
+                .and_then(|(l, r)| r.split_once(": ").map(|(c, what)| (l, c, what)));
+            match located {
+                Some((l, c, what)) => format!("{}:{l}:{c}: {what}", path.display()),
+                None => format!("{}: {message}", path.display()),
             }
         }
         PolicyError::Invalid { key, message, .. } => match line_of(text, key) {

@@ -304,7 +304,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&spec)?);
         return Ok(0);
     }
-    let bind_before = (args.mode == Mode::Bind).then(|| super::ls::Snapshot::take(&workspace));
+    // A background session keeps its output for `airlock logs`: never removed by itself.
+    let bind_before =
+        (args.mode == Mode::Bind && !detached).then(|| super::ls::Snapshot::take(&workspace));
     session_dir::create(&session)?;
     if detached {
         super::detach::create_output_dir(&dir)?;
