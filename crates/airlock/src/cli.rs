@@ -413,6 +413,9 @@ pub(crate) struct PolicyShowArgs {
     /// As for `run`.
     #[arg(long = "env-pass", value_name = "NAME")]
     pub(crate) env_pass: Vec<String>,
+    /// As for `run` (NAME=VALUE).
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
+    pub(crate) env_set: Vec<String>,
     /// As for `run`.
     #[arg(long, value_name = "SIZE")]
     pub(crate) memory: Option<String>,

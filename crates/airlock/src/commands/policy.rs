@@ -25,15 +25,22 @@ struct Entry {
 }
 
 /// The flags layer of `policy show`, as `airlock run` builds it from the same flags.
-fn flags_layer(args: &PolicyShowArgs) -> ConfigFile {
-    ConfigFile {
+fn flags_layer(args: &PolicyShowArgs) -> Result<ConfigFile> {
+    let mut set = std::collections::BTreeMap::new();
+    for kv in &args.env_set {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--env {kv}: expected NAME=VALUE"))?;
+        set.insert(k.to_string(), v.to_string());
+    }
+    Ok(ConfigFile {
         network: NetworkConfig {
             allow: args.allow_domains.clone(),
             ..NetworkConfig::default()
         },
         env: EnvConfig {
             pass: args.env_pass.clone(),
-            ..EnvConfig::default()
+            set,
         },
         limits: LimitsConfig {
             memory: args.memory.clone(),
@@ -42,7 +49,7 @@ fn flags_layer(args: &PolicyShowArgs) -> ConfigFile {
             ..LimitsConfig::default()
         },
         ..ConfigFile::default()
-    }
+    })
 }
 
 /// Which flag set a flags-layer key.
@@ -50,6 +57,7 @@ fn flag_name(key: &str) -> &'static str {
     match key {
         "network.allow" => "--allow-domain",
         "env.pass" => "--env-pass",
+        k if k.starts_with("env.set.") => "--env",
         "limits.memory" => "--memory",
         "limits.pids" => "--pids",
         "limits.cpus" => "--cpus",
@@ -195,7 +203,7 @@ fn effective(args: &PolicyShowArgs) -> Result<(Vec<Entry>, Policy)> {
         Some(&workspace),
         &args.policies,
         &args.trust_policies,
-        Some(flags_layer(args)),
+        Some(flags_layer(args)?),
     )?;
     let mut policy = Policy::from_layers(&layers)?;
     let user = policy_load::user_config_path();
