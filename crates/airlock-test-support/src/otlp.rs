@@ -98,6 +98,15 @@ fn decode(body: &[u8]) -> Vec<Record> {
 impl Receiver {
     /// Starts a receiver on 127.0.0.1 (a port of its own) in a thread of its own.
     pub fn start() -> Receiver {
+        Receiver::start_with(None)
+    }
+
+    /// Like [`Receiver::start`], speaking TLS with `config` (an `https://` collector).
+    pub fn start_tls(config: Arc<rustls::ServerConfig>) -> Receiver {
+        Receiver::start_with(Some(config))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the OTLP receiver");
         let port = listener.local_addr().expect("addr").port();
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -107,7 +116,7 @@ impl Receiver {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            rt.block_on(serve(listener, s));
+            rt.block_on(serve(listener, s, tls));
         });
         Receiver { port, seen }
     }
@@ -158,7 +167,11 @@ impl Receiver {
     }
 }
 
-async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
+async fn serve(
+    listener: TcpListener,
+    seen: Arc<Mutex<Seen>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     listener.set_nonblocking(true).expect("nonblocking");
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
     loop {
@@ -166,6 +179,7 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
             continue;
         };
         let seen = seen.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
                 let seen = seen.clone();
@@ -204,9 +218,23 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
                     )
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                Some(config) => {
+                    let Ok(stream) = tokio_rustls::TlsAcceptor::from(config).accept(stream).await
+                    else {
+                        return;
+                    };
+                    let _ = http
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                }
+                None => {
+                    let _ = http
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                }
+            }
         });
     }
 }

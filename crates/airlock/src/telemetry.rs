@@ -246,6 +246,8 @@ pub(crate) struct Prepared {
     endpoint: Endpoint,
     headers: HashMap<String, String>,
     cap: usize,
+    /// `[tls] extra_roots`, trusted for an `https://` collector besides the host's roots.
+    roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// Resolves `[telemetry]` before the session starts: allows the collector for the agent's
@@ -256,6 +258,11 @@ pub(crate) fn prepare(policy: &mut Policy, home: &std::path::Path) -> Result<Opt
     let Some(endpoint) = endpoint(policy)? else {
         return Ok(None);
     };
+    let roots = if endpoint.https {
+        extra_roots(policy, home)?
+    } else {
+        Vec::new()
+    };
     Ok(Some(Prepared {
         endpoint,
         headers: headers(policy, home)?,
@@ -263,7 +270,39 @@ pub(crate) fn prepare(policy: &mut Policy, home: &std::path::Path) -> Result<Opt
             .telemetry
             .queue_size
             .unwrap_or(DEFAULT_TELEMETRY_QUEUE),
+        roots,
     }))
+}
+
+/// The certificates of `[tls] extra_roots` (`~` is the home); an unreadable file or one without
+/// a PEM certificate is an error naming it.
+fn extra_roots(
+    policy: &Policy,
+    home: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut out = Vec::new();
+    for r in &policy.tls_extra_roots {
+        let path = crate::view::expand(r, home)?;
+        let data = std::fs::read(&path)
+            .with_context(|| format!("[tls] extra_roots: cannot read {}", path.display()))?;
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&data)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                anyhow!(
+                    "[tls] extra_roots: {} is not PEM certificates: {e}",
+                    path.display()
+                )
+            })?;
+        if certs.is_empty() {
+            bail!(
+                "[tls] extra_roots: {} holds no PEM certificate",
+                path.display()
+            );
+        }
+        out.extend(certs);
+    }
+    Ok(out)
 }
 
 impl Prepared {
@@ -283,6 +322,7 @@ impl Prepared {
                     headers: self.headers,
                     cap: self.cap,
                     attrs,
+                    roots: self.roots,
                 }
                 .build(rt)
             });
@@ -372,6 +412,8 @@ pub(crate) struct Exporter {
     /// Events held for export at most.
     pub(crate) cap: usize,
     pub(crate) attrs: SessionAttrs,
+    /// More roots for an `https://` collector.
+    pub(crate) roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Exporter {
@@ -381,7 +423,7 @@ impl Exporter {
         let failed = Arc::new(AtomicU64::new(0));
         let client = Client {
             rt: rt.handle().clone(),
-            tls: tls_config()?,
+            tls: tls_config(self.roots)?,
         };
         let otlp = opentelemetry_otlp::LogExporter::builder()
             .with_http()
@@ -676,11 +718,19 @@ impl LogExporter for Counted {
     }
 }
 
-/// rustls with the tree's provider (ring) and the host's roots, for `https://` collectors.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>> {
+/// rustls with the tree's provider (ring), the host's roots and `extra`, for `https://`
+/// collectors.
+fn tls_config(
+    extra: Vec<rustls::pki_types::CertificateDer<'static>>,
+) -> Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(c);
+    }
+    for c in extra {
+        roots
+            .add(c)
+            .context("[tls] extra_roots: a certificate is not usable as a root")?;
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),

@@ -28,6 +28,7 @@ fn exporter(url: String, cap: usize) -> Telemetry {
         headers,
         cap,
         attrs: attrs(),
+        roots: Vec::new(),
     }
     .build(runtime())
     .expect("exporter")
@@ -262,4 +263,69 @@ fn bad_endpoints_and_untrusted_files_are_refused() {
     }])
     .expect_err("a workspace file may not configure telemetry");
     assert!(err.to_string().contains("telemetry"), "{err}");
+}
+
+/// A test CA and a rustls server config for `localhost` signed by it.
+fn tls_server() -> (
+    rustls::pki_types::CertificateDer<'static>,
+    Arc<rustls::ServerConfig>,
+) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&key).expect("ca");
+    let issuer = Issuer::new(params, key);
+    let leaf_key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+    )
+    .expect("config");
+    (ca.der().clone(), Arc::new(config))
+}
+
+/// An `https://` collector: verified against the roots (`[tls] extra_roots` here); one whose
+/// certificate no root vouches for gets nothing, and the loss is counted.
+#[test]
+fn an_https_collector_is_verified() {
+    let (ca, config) = tls_server();
+    let rx = Receiver::start_tls(config);
+    let url = format!("https://localhost:{}/v1/logs", rx.port());
+    let build = |roots| {
+        Exporter {
+            url: url.clone(),
+            headers: HashMap::new(),
+            cap: 100,
+            attrs: attrs(),
+            roots,
+        }
+        .build(runtime())
+        .expect("exporter")
+    };
+    let untrusting = build(Vec::new());
+    let (_d1, log) = log_with(&untrusting);
+    log.append(&denied_net("unverified.example"))
+        .expect("append");
+    let (dropped, failed) = untrusting.finish(&log);
+    assert_eq!(dropped + failed, 1, "an unverified collector gets nothing");
+    assert!(rx.records().is_empty());
+    let trusting = build(vec![ca]);
+    let (_d2, log) = log_with(&trusting);
+    log.append(&denied_net("verified.example")).expect("append");
+    assert_eq!(trusting.finish(&log), (0, 0));
+    let r = rx
+        .wait_for(Duration::from_secs(5), |r| r.event_name == "airlock.net")
+        .expect("record over TLS");
+    assert_eq!(r.attr("airlock.host"), "verified.example");
 }
