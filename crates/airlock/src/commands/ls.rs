@@ -528,6 +528,14 @@ pub(crate) fn finish_session(session: &str, disposal: Disposal, before: Option<&
     if !remove {
         return false;
     }
+    if let Some(w) = &pending.worktree {
+        eprintln!(
+            "airlock: session {session} removed; its worktree {} and branch stay in the repository (`git worktree remove --force {}` in {} removes them)",
+            w.display(),
+            w.display(),
+            r.workspace.display()
+        );
+    }
     match remove_session(&store, &r) {
         Ok(_) => true,
         Err(e) => {
