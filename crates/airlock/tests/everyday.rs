@@ -366,12 +366,19 @@ fn completions_and_man_pages_come_from_the_clap_definitions() {
     let run = std::fs::read_to_string(dir.join("airlock-run.1")).expect("run page");
     assert!(run.contains("discard\\-changes"), "{run}");
     if have("groff") {
-        let o = Command::new("groff")
-            .args(["-man", "-Tutf8", "-ww", "-z"])
-            .arg(dir.join("airlock-run.1"))
-            .output()
-            .expect("groff");
-        assert!(o.status.success() && o.stderr.is_empty(), "{}", stderr(&o));
+        for page in std::fs::read_dir(&dir).expect("man dir").flatten() {
+            let o = Command::new("groff")
+                .args(["-man", "-Tutf8", "-ww", "-z"])
+                .arg(page.path())
+                .output()
+                .expect("groff");
+            assert!(
+                o.status.success() && o.stderr.is_empty(),
+                "{}: {}",
+                page.path().display(),
+                stderr(&o)
+            );
+        }
     }
 }
 
