@@ -885,7 +885,7 @@ fn merge_lands_edits_and_commits_once() {
     let o = repo.airlock(&["merge", "land"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("merged already"), "{}", stderr(&o));
-    let o = repo.airlock(&["ls", "--json"]);
+    let o = repo.airlock(&["ls", "--all", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(rows[0]["merged"], true, "{rows}");
     assert_eq!(rows[0]["state"], "exited", "{rows}");
@@ -1202,7 +1202,10 @@ fn session_commands_explain_bad_input() {
     let o = repo.airlock(&["diff", "nope"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("no session 'nope'"), "{}", stderr(&o));
-    let o = repo.airlock(&["run", "--mode", "bind", "--name", "b", "--", "true"]);
+    // (A bind session that changed nothing is not kept: this one writes.)
+    let o = repo.airlock(&[
+        "run", "--mode", "bind", "--name", "b", "--", "sh", "-c", ": > made",
+    ]);
     assert_eq!(o.status.code(), Some(0));
     let o = repo.airlock(&["diff", "b"]);
     assert_eq!(o.status.code(), Some(125));
@@ -2248,7 +2251,7 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
     // every line (the last included) with a newline.
     let o = repo.airlock(&["run", "--name", "ov", "--", "true"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let table = stdout(&repo.airlock(&["ls"]));
+    let table = stdout(&repo.airlock(&["ls", "--all"]));
     assert!(table.ends_with('\n'), "{table:?}");
     let ws = repo.ws.path().display().to_string();
     let col = |l: &str| l.find(&ws).or_else(|| l.find("WORKSPACE"));

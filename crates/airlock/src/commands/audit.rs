@@ -81,6 +81,14 @@ fn human(e: &AuditEvent) -> String {
             format!("term {relay}: dropped {}", kinds.join(" "))
         }
         Detail::Unix { path, pid } => format!("unix connect {} (pid {pid})", q(path)),
+        Detail::Telemetry {
+            endpoint,
+            dropped,
+            failed,
+        } => format!(
+            "telemetry {}: {dropped} events dropped (queue full), {failed} not accepted",
+            q(endpoint)
+        ),
     };
     let rule = e
         .rule

@@ -2,6 +2,7 @@
 
 mod attach;
 mod audit;
+mod completions;
 mod creds;
 pub(crate) mod detach;
 mod diff;
@@ -9,8 +10,9 @@ mod doctor;
 mod explain;
 mod hook;
 mod logs;
-mod ls;
+pub(crate) mod ls;
 mod merge;
+mod policy;
 mod reload;
 mod rm;
 mod run;
@@ -41,6 +43,11 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Stop(args) => stop::stop(args),
         Command::Attach(args) => attach::attach(args),
         Command::Logs(args) => logs::logs(args),
+        Command::Policy(PolicyCommand::Show(args)) => policy::show(args),
+        Command::Policy(PolicyCommand::Check(args)) => policy::check(args),
+        Command::Prune(args) => ls::prune(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
         Command::Probe { name, args } => selftest::probe(&name, &args),
         Command::SandboxInit => Ok(run::sandbox_init()),
     }

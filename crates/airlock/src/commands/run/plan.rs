@@ -59,6 +59,13 @@ pub(super) struct Plan {
     pub(super) allow_clipboard: bool,
     /// A digest of the effective policy, recorded with the session.
     pub(super) policy_digest: String,
+    /// The OTLP exporter to start (`[telemetry] otlp_endpoint`); taken by the supervisor.
+    pub(super) otel: Option<crate::telemetry::Prepared>,
+    /// What happens to the session when it ends (`--rm`, `--discard-changes`).
+    pub(super) disposal: super::super::ls::Disposal,
+    /// The workspace before a foreground bind-mode session (taken by `prepare`), to remove a
+    /// session that changed nothing.
+    pub(super) bind_before: Option<super::super::ls::Snapshot>,
 }
 
 /// Plans the session: adds the agent's hosts, compiles the network policy, has the backend set
@@ -68,6 +75,7 @@ pub(super) struct Plan {
 pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) -> Result<Plan> {
     let mut request = request;
     let cred_hosts = allow_agent_hosts(&mut request);
+    let otel = crate::telemetry::prepare(&mut request.policy, &request.who.home)?;
     let net_policy = compile_network(&request.policy)?;
     let session = args
         .detached_child
@@ -131,6 +139,9 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
         },
         allow_clipboard: policy.terminal.allow_clipboard,
         policy_digest: policy_digest(&policy),
+        otel,
+        disposal: super::super::ls::Disposal::from_flags(args.rm, args.discard_changes),
+        bind_before: None,
         session,
         dir,
         workspace,
@@ -178,7 +189,11 @@ fn base_spec(
             workspace,
             cwd,
             argv: args.command.clone(),
-            extra_env: proxy_env(creds),
+            extra_env: {
+                let mut env = proxy_env(creds);
+                env.extend(crate::telemetry::agent_env(host.policy, host.session)?);
+                env
+            },
             self_exe: host.self_exe,
             tty: terminal(args),
             net: Some(NetListeners {
@@ -392,6 +407,7 @@ impl Reload {
             &self.trusted,
             Some(self.flags.clone()),
         )?;
+        crate::telemetry::allow_collector(&mut policy)?;
         for h in &self.cred_hosts {
             if !policy.network.allow.contains(h) {
                 policy.network.allow.push(h.clone());
