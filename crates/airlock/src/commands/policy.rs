@@ -507,7 +507,20 @@ mod tests {
             pages.push(e.path());
         }
         for page in pages {
-            let text = std::fs::read_to_string(&page).expect("read");
+            let raw = std::fs::read_to_string(&page).expect("read");
+            // Inline code (`os[x](…)`) is not a link: drop every code span first.
+            let text: String = raw
+                .lines()
+                .map(|l| {
+                    l.split('`')
+                        .enumerate()
+                        .filter(|(i, _)| i % 2 == 0)
+                        .map(|(_, part)| part)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
             let base = page.parent().expect("dir");
             for (i, _) in text.match_indices("](") {
                 let rest = &text[i + 2..];
