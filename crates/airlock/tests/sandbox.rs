@@ -1217,12 +1217,23 @@ fn session_commands_explain_bad_input() {
 #[test]
 fn sessions_record_their_backend_and_only_working_backends_are_offered() {
     let repo = Repo::new();
-    let o = repo.airlock(&["run", "--mode", "bind", "--name", "nb", "--", "true"]);
+    // A bind session that changed nothing would be removed at its end: this one writes.
+    let o = repo.airlock(&[
+        "run",
+        "--mode",
+        "bind",
+        "--name",
+        "nb",
+        "--",
+        "sh",
+        "-c",
+        "echo x > kept.txt",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // A launch that fails is recorded as failed with its status (the finish step).
     let o = repo.airlock(&["run", "--name", "nf", "--", "/no/such/program"]);
     assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
-    let o = repo.airlock(&["ls", "--json"]);
+    let o = repo.airlock(&["ls", "--all", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let row = |name: &str| {
         rows.as_array()
@@ -1242,7 +1253,7 @@ fn sessions_record_their_backend_and_only_working_backends_are_offered() {
         (&"failed".into(), &127.into()),
         "{nf}"
     );
-    let table = stdout(&repo.airlock(&["ls"]));
+    let table = stdout(&repo.airlock(&["ls", "--all"]));
     let words = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
     let header = words(table.lines().next().unwrap_or_default());
     assert!(
@@ -1267,7 +1278,7 @@ fn sessions_record_their_backend_and_only_working_backends_are_offered() {
             stderr(&o)
         );
         assert!(
-            stderr(&o).contains("possible values: native"),
+            stderr(&o).contains(&format!("invalid value '{other}' for '--backend")),
             "{}",
             stderr(&o)
         );
