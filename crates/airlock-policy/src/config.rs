@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::git::{GitConfig, GitPushPolicy};
 use crate::size::parse_size;
 
 /// Errors raised while loading or merging policy.
@@ -225,6 +226,9 @@ pub struct ConfigFile {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub terminal: TerminalConfig,
+    /// `[git]`: what may be pushed to credential hosts (`crate::git`).
+    #[serde(default)]
+    pub git: GitConfig,
     /// Command-gate rules; parsed and validated by `airlock-gate`.
     #[serde(default)]
     pub commands: Option<toml::Table>,
@@ -299,6 +303,9 @@ impl ConfigFile {
                     "empty path".into(),
                 ));
             }
+        }
+        for b in self.git.push.iter().flat_map(|p| &p.branches) {
+            crate::git::validate_pattern(b).map_err(|m| invalid("git.push.branches", m))?;
         }
         for name in self.env.pass.iter().chain(self.env.set.keys()) {
             if name.is_empty() || name.contains('=') || name.contains('\0') {
@@ -457,6 +464,9 @@ pub struct Policy {
     /// `[terminal]`.
     #[serde(default)]
     pub terminal: TerminalPolicy,
+    /// `[git] push`.
+    #[serde(default)]
+    pub git_push: GitPushPolicy,
     /// `[commands]` tables in layer order, with their source.
     pub commands: Vec<(PathBuf, toml::Table)>,
 }
@@ -537,6 +547,7 @@ impl Policy {
                 home_bytes: DEFAULT_HOME,
             },
             terminal: TerminalPolicy::default(),
+            git_push: GitPushPolicy::default(),
             commands: Vec::new(),
         };
         for layer in layers {
@@ -603,6 +614,9 @@ impl Policy {
         }
         if let Some(v) = c.terminal.allow_clipboard {
             self.terminal.allow_clipboard = v;
+        }
+        if let Some(g) = &c.git.push {
+            self.git_push.merge(g);
         }
         if let Some(t) = &c.commands {
             self.commands.push((layer.source.clone(), t.clone()));
@@ -678,6 +692,14 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     }
     if c.terminal.allow_clipboard == Some(true) && !current.terminal.allow_clipboard {
         return widen("terminal.allow_clipboard");
+    }
+    if let Some(key) = c
+        .git
+        .push
+        .as_ref()
+        .and_then(|g| current.git_push.widened_by(g))
+    {
+        return widen(key);
     }
     let lim = &current.limits;
     let raises = |new: Option<u64>, old: Option<u64>| match (new, old) {

@@ -215,6 +215,7 @@ pub(crate) struct Prepared {
     loaded: Vec<(Entry, String)>,
     extra_roots: Vec<PathBuf>,
     home: PathBuf,
+    git_push: airlock_policy::git::GitPushPolicy,
 }
 
 /// Resolves every credential (a broken `[[credentials]]` entry is an error naming it and its
@@ -257,6 +258,7 @@ pub(crate) fn prepare(policy: &mut Policy, home: &Path) -> Result<Prepared> {
         loaded,
         extra_roots,
         home: home.to_path_buf(),
+        git_push: policy.git_push.clone(),
     })
 }
 
@@ -518,6 +520,7 @@ impl Prepared {
         }
         let mut injector = Injector::new(session, creds, &self.extra_roots)
             .map_err(|e| with_code(FAILURE, anyhow!(e)))?;
+        injector.set_git_push(self.git_push.clone());
         let writeback: Vec<(String, PathBuf, String)> = self
             .loaded
             .iter()

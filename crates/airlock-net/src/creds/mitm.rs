@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use super::gitpush;
 use super::swap::{self, ReplacingBody};
 use super::Injector;
 use crate::error::ProxyError;
@@ -297,7 +298,7 @@ impl Ctx {
         // other header) stays a placeholder, or an echo could hand the secret back encoded.
         inj.swap_request_headers(host, &mut parts.headers);
         parts.uri = Uri::builder()
-            .path_and_query(target)
+            .path_and_query(target.as_str())
             .build()
             .map_err(|e| ProxyError::BadRequest(format!("bad request target: {e}")))?;
         for (name, value) in inj.injections(host) {
@@ -316,9 +317,19 @@ impl Ctx {
                 .map_err(|e| ProxyError::BadRequest(format!("bad host: {e}")))?;
             parts.headers.insert(HOST, h);
         }
+        let body: ProxyBody = if gitpush::is_push(&parts.method, &target, &parts.headers) {
+            let at = (host, self.t.port);
+            let push = gitpush::guard(&self.t.shared, at, inj.git_push(), &parts.headers, body);
+            match push.await? {
+                Ok(b) => b,
+                Err(refused) => return Ok(refused),
+            }
+        } else {
+            body.boxed_unsync()
+        };
         let body_pairs = inj.outbound_pairs(host, true);
         let body: ProxyBody = if body_pairs.is_empty() {
-            body.boxed_unsync()
+            body
         } else {
             if body_pairs.iter().any(|(a, b)| a.len() != b.len()) {
                 parts.headers.remove(CONTENT_LENGTH);

@@ -7,6 +7,8 @@
 //! credential's scope is left alone and audited.
 
 mod ca;
+pub(crate) mod gitpack;
+pub(crate) mod gitpush;
 pub(crate) mod mitm;
 mod placeholder;
 pub(crate) mod swap;
@@ -14,6 +16,7 @@ pub(crate) mod swap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use airlock_policy::git::GitPushPolicy;
 use airlock_policy::network::{DomainPattern, Host};
 use base64::Engine as _;
 use hyper::header::HeaderName;
@@ -235,6 +238,7 @@ pub struct Injector {
     upstream_tls: Arc<ClientConfig>,
     host_roots_pem: String,
     on_rotate: Option<RotateHook>,
+    git_push: GitPushPolicy,
 }
 
 /// One credential's new secret after an OAuth refresh.
@@ -309,7 +313,18 @@ impl Injector {
             upstream_tls: Arc::new(tls),
             host_roots_pem,
             on_rotate: None,
+            git_push: GitPushPolicy::default(),
         })
+    }
+
+    /// Sets what pushes to credential hosts may do (`[git] push`; the default allows branches
+    /// under `airlock/` only, see [`gitpush`]).
+    pub fn set_git_push(&mut self, policy: GitPushPolicy) {
+        self.git_push = policy;
+    }
+
+    pub(crate) fn git_push(&self) -> &GitPushPolicy {
+        &self.git_push
     }
 
     /// The session's credentials.
@@ -593,6 +608,7 @@ mod tests {
             ),
             host_roots_pem: String::new(),
             on_rotate: None,
+            git_push: GitPushPolicy::default(),
         }
     }
 
