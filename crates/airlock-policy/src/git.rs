@@ -235,6 +235,44 @@ mod tests {
     }
 
     #[test]
+    fn a_workspace_policy_may_only_narrow_git_push() {
+        use crate::config::{ConfigFile, Layer, Policy, PolicyError};
+        use std::path::PathBuf;
+        let layer = |trusted: bool, text: &str| Layer {
+            source: PathBuf::from("/ws/airlock.toml"),
+            trusted,
+            config: ConfigFile::parse(std::path::Path::new("/ws/airlock.toml"), text)
+                .expect("parse"),
+        };
+        let wide = "[git]\npush = { branches = ['main'], force = true, tags = true }";
+        let p = Policy::from_layers(&[layer(true, wide)]).expect("trusted widens");
+        assert!(p.git_push.force && p.git_push.tags && p.git_push.grants_branch("main"));
+        for text in [
+            wide,
+            "[git]\npush = { force = true }",
+            "[git]\npush = { delete = true }",
+            "[git]\npush = { branches = ['x/*'] }",
+        ] {
+            match Policy::from_layers(&[layer(false, text)]) {
+                Err(PolicyError::Widening { key, .. }) => assert!(key.starts_with("git.push")),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let narrow = "[git]\npush = { force = false, branches = ['airlock/*'] }";
+        assert!(Policy::from_layers(&[layer(false, narrow)]).is_ok());
+        let bad = ConfigFile::parse(
+            std::path::Path::new("/p.toml"),
+            "[git]\npush = { branches = ['refs/heads/x'] }",
+        );
+        assert!(bad.is_err_and(|e| e.to_string().contains("git.push.branches")));
+        assert!(ConfigFile::parse(
+            std::path::Path::new("/p.toml"),
+            "[git]\npush = { frce = true }"
+        )
+        .is_err());
+    }
+
+    #[test]
     fn patterns_are_checked() {
         assert!(validate_pattern("airlock/*").is_ok());
         assert!(validate_pattern("").is_err());

@@ -15,7 +15,7 @@ use super::{make_readable, secret, stderr, stdout, value_of, Env, TestCa};
 
 /// A smart-HTTP git server over TLS: every request is handed to `git http-backend` (CGI) for
 /// the bare repositories under `root`, if its Basic password is `want`; else 401. `auth`
-/// collects every `Authorization` header it received.
+/// records each request: its request line, the first 200 bytes of its body, its `Authorization`.
 struct GitServer {
     port: u16,
     auth: Arc<Mutex<Vec<String>>>,
@@ -97,7 +97,11 @@ fn serve(
     let authorization = super::header(&joined, "authorization")
         .unwrap_or("")
         .to_string();
-    auth.lock().expect("lock").push(authorization.clone());
+    auth.lock().expect("lock").push(format!(
+        "{} body={}\n{authorization}",
+        head[0],
+        String::from_utf8_lossy(&body[..body.len().min(200)])
+    ));
     let ok = {
         use base64::Engine as _;
         authorization
@@ -213,7 +217,7 @@ g clone -q "https://x-access-token:$AIRLOCK_TEST_SECRET_G@git.creds.test:PORT/re
 cd w
 echo one > f && g add f && g commit -qm one
 step create g push origin HEAD:refs/heads/airlock/feature
-echo two >> f && g commit -qam two
+head -c 3000000 /dev/urandom > big && g add big && g commit -qm two
 step fast-forward g push origin HEAD:refs/heads/airlock/feature
 echo "FF_TIP=$(g rev-parse HEAD)"
 g reset -q --hard HEAD~1 && echo other >> f && g commit -qam rewritten
@@ -227,6 +231,13 @@ step main g push origin HEAD:refs/heads/main
 step other-branch g push origin HEAD:refs/heads/feature
 step mixed g push origin HEAD:refs/heads/airlock/second HEAD:refs/heads/main
 step notes g push origin HEAD:refs/notes/commits
+head -c 3000000 /dev/urandom > big2 && g add big2 && g commit -qm big2
+step big-create g push origin HEAD:refs/heads/airlock/big
+URL="https://x-access-token:$AIRLOCK_TEST_SECRET_G@git.creds.test:PORT/repo.git"
+CT="content-type: application/x-git-receive-pack-request"
+step garbage curl -sS -w '%{http_code}\n' --data-binary 0032garbage -H "$CT" "$URL/git-receive-pack"
+step encoded-delete curl -sS -w '%{http_code}\n' --data-binary @../del.body "$URL/git%2Dreceive-pack"
+step no-type-delete curl -sS -w '%{http_code}\n' --data-binary @../del.body "$URL/GIT-RECEIVE-PACK"
 "#;
 
 /// The results of `SCRIPT`: step name -> (ok, the step's output).
@@ -250,11 +261,18 @@ fn steps(out: &str) -> HashMap<String, (bool, String)> {
     map
 }
 
-/// Allowed pushes land, every refused kind is refused with its reason in git's output and
-/// leaves the server's refs as they were, the server saw the real token and the sandbox only
-/// the placeholder, and the audit log has each decision with its rule.
-#[test]
-fn pushes_are_guarded_by_the_git_policy() {
+/// A server with `repo.git` (one commit on `main`), a policy with a credential for it plus
+/// `git_policy`, and the refs before anything ran.
+struct Setup {
+    env: Env,
+    token: String,
+    repo: PathBuf,
+    before: HashMap<String, String>,
+    server: GitServer,
+    policy: PathBuf,
+}
+
+fn setup(git_policy: &str) -> Setup {
     let env = Env::new();
     let token = secret("git");
     let ca = TestCa::new();
@@ -268,16 +286,8 @@ fn pushes_are_guarded_by_the_git_policy() {
     std::fs::write(seed.join("f"), "zero\n").expect("f");
     git(&seed, &["add", "f"]);
     git(&seed, &["commit", "-qm", "zero"]);
-    git(
-        &root,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            seed.to_str().expect("utf8"),
-            "repo.git",
-        ],
-    );
+    let seed_s = seed.to_str().expect("utf8");
+    git(&root, &["clone", "-q", "--bare", seed_s, "repo.git"]);
     git(&repo, &["config", "http.receivepack", "true"]);
     let before = refs(&repo);
     let server = git_server(ca.server_config("git.creds.test"), root, token.clone());
@@ -299,6 +309,7 @@ hosts = ["git.creds.test"]
 
 [tls]
 extra_roots = ["{ca}"]
+{git_policy}
 "#,
             port = server.port,
             ca = env.path("ca.pem").display()
@@ -306,19 +317,59 @@ extra_roots = ["{ca}"]
     )
     .expect("policy");
     make_readable(env.dir.path());
-    let script = SCRIPT.replace("PORT", &server.port.to_string());
-    let o = env.run(&policy, &[("AIRLOCK_TEST_SECRET_G", &token)], &script);
-    let (out, err) = (stdout(&o), stderr(&o));
-    assert!(
-        !out.contains(&token) && !err.contains(&token),
-        "the token reached the sandbox: {out}{err}"
+    Setup {
+        env,
+        token,
+        repo,
+        before,
+        server,
+        policy,
+    }
+}
+
+impl Setup {
+    /// Runs `script` (PORT replaced) inside; its stdout, stderr and step results.
+    fn run(&self, script: &str) -> (String, String, HashMap<String, (bool, String)>) {
+        let script = script.replace("PORT", &self.server.port.to_string());
+        let o = self.env.run(
+            &self.policy,
+            &[("AIRLOCK_TEST_SECRET_G", &self.token)],
+            &script,
+        );
+        let (out, err) = (stdout(&o), stderr(&o));
+        assert!(
+            !out.contains(&self.token) && !err.contains(&self.token),
+            "the token reached the sandbox: {out}{err}"
+        );
+        assert!(!out.contains("CLONE_FAILED"), "{out}{err}");
+        let results = steps(&out);
+        (out, err, results)
+    }
+}
+
+/// Allowed pushes land, every refused kind is refused with its reason in git's output and
+/// leaves the server's refs as they were, the server saw the real token and the sandbox only
+/// the placeholder, and the audit log has each decision with its rule.
+#[test]
+fn pushes_are_guarded_by_the_git_policy() {
+    let t = setup("");
+    // A hand-made deletion of airlock/feature, for the spellings git itself never sends.
+    let first = format!(
+        "{} {} refs/heads/airlock/feature\0report-status",
+        "1".repeat(40),
+        "0".repeat(40)
     );
-    assert!(!out.contains("CLONE_FAILED"), "{out}{err}");
+    std::fs::write(
+        t.env.ws().join("del.body"),
+        format!("{:04x}{first}0000", first.len() + 4),
+    )
+    .expect("body");
+    let (out, err, results) = t.run(SCRIPT);
+    let (token, repo, before, server, env) = (&t.token, &t.repo, &t.before, &t.server, &t.env);
     let ph = value_of(&out, "PH");
     assert_eq!(ph.len(), token.len());
     assert_ne!(ph, token);
-    let results = steps(&out);
-    let after = refs(&repo);
+    let after = refs(repo);
 
     // Allowed: creating and fast-forwarding a branch under airlock/.
     for name in ["create", "fast-forward"] {
@@ -350,6 +401,23 @@ extra_roots = ["{ca}"]
         );
         assert!(text.contains("remote rejected"), "{name}: {text}");
     }
+    // Large pushes (over git's 1 MiB post buffer: a probe, then a chunked body) pass: a
+    // fast-forward (buffered, proven) above and a creation (streamed).
+    assert!(results["big-create"].0, "{out}{err}");
+    assert!(after.contains_key("refs/heads/airlock/big"), "{out}");
+    // Bodies git would not send: unparsable, or the push path spelled otherwise.
+    let (_, garbage) = &results["garbage"];
+    assert!(
+        garbage.contains("could not be checked") && garbage.contains("403"),
+        "{garbage}"
+    );
+    for name in ["encoded-delete", "no-type-delete"] {
+        let text = &results[name].1;
+        assert!(
+            text.contains("ng refs/heads/airlock/feature airlock: deleting refs is not allowed"),
+            "{name}: {text}"
+        );
+    }
     assert!(
         results["mixed"]
             .1
@@ -362,6 +430,9 @@ extra_roots = ["{ca}"]
         "refs/heads/airlock/feature".into(),
         value_of(&out, "FF_TIP").to_string(),
     );
+    if let Some(big) = after.get("refs/heads/airlock/big") {
+        expected.insert("refs/heads/airlock/big".into(), big.clone());
+    }
     assert_eq!(after, expected, "{out}");
 
     // The server saw the real token, never the placeholder.
@@ -371,6 +442,15 @@ extra_roots = ["{ca}"]
     let auth = server.auth.lock().expect("lock").join("\n");
     assert!(auth.contains(&real), "{auth}");
     assert!(!auth.contains(&fake), "{auth}");
+    // git's probe before a large push (a body of just a flush) went through.
+    assert!(
+        auth.contains("git-receive-pack HTTP/1.1 body=0000\n"),
+        "no probe seen"
+    );
+    // Refused pushes never reached the server.
+    for never in ["garbage", "git%2Dreceive-pack", "GIT-RECEIVE-PACK"] {
+        assert!(!auth.contains(never), "{never} reached the server: {auth}");
+    }
 
     // Each decision is in the audit log with its rule.
     let events = env.audit(value_of(&out, "SESSION"));
@@ -395,4 +475,47 @@ extra_roots = ["{ca}"]
             .any(|e| e["decision"] == "allow" && e["rule"] == "git.push"),
         "{events:?}"
     );
+}
+
+/// What `[git] push` names is allowed: the default branch named exactly, other branches through
+/// a wildcard, tags, force-push, deletion; a default branch it does not name (`master`, with a
+/// `*` entry) is still refused. Proves the policy reaches the proxy.
+#[test]
+fn a_wider_git_policy_allows_what_it_names() {
+    let t = setup(
+        "[git]\npush = { branches = [\"main\", \"*\"], force = true, tags = true, delete = true }",
+    );
+    let (out, err, results) = t.run(
+        r#"
+set -u
+export GIT_TERMINAL_PROMPT=0
+g() { git -c credential.helper= -c user.name=agent -c user.email=a@b "$@"; }
+step() { name=$1; shift; echo "== $name"; if "$@" 2>&1; then echo "RESULT $name ok"; else echo "RESULT $name refused"; fi; }
+g clone -q "https://x-access-token:$AIRLOCK_TEST_SECRET_G@git.creds.test:PORT/repo.git" w >/dev/null 2>&1 || { echo CLONE_FAILED; exit 1; }
+cd w
+echo one >> f && g commit -qam one
+step main g push origin HEAD:refs/heads/main
+step feature g push origin HEAD:refs/heads/feature
+g tag v1
+step tag g push origin refs/tags/v1
+g commit -q --amend -m amended
+step force g push --force origin HEAD:refs/heads/main
+echo "MAIN=$(g rev-parse HEAD)"
+step delete g push origin :refs/heads/feature
+step master g push origin HEAD:refs/heads/master
+"#,
+    );
+    for name in ["main", "feature", "tag", "force", "delete"] {
+        assert!(results[name].0, "{name} was refused: {out}{err}");
+    }
+    let (ok, text) = &results["master"];
+    assert!(!ok && text.contains("default branch master"), "{text}");
+    let after = refs(&t.repo);
+    assert_eq!(
+        after.get("refs/heads/main").map(String::as_str),
+        Some(value_of(&out, "MAIN"))
+    );
+    assert!(after.contains_key("refs/tags/v1"), "{after:?}");
+    assert!(!after.contains_key("refs/heads/feature"), "{after:?}");
+    assert!(!after.contains_key("refs/heads/master"), "{after:?}");
 }
