@@ -183,6 +183,25 @@ pub(crate) fn refname_ok(name: &str) -> bool {
             .all(|c| !c.is_empty() && !c.starts_with('.') && !c.ends_with(".lock"))
 }
 
+/// The branch a ref advertisement says `HEAD` points to (`symref=HEAD:refs/heads/NAME` among
+/// the capabilities of its first ref line, gitprotocol-pack(5)); `None` when it does not say
+/// (an empty repository, an old server) or the advertisement does not parse.
+pub(crate) fn advertised_head(body: &[u8]) -> Option<String> {
+    let mut pos = 0;
+    while let Ok(Some(p)) = pkt(body, &mut pos) {
+        let Pkt::Data(line) = p else { continue };
+        let Some(nul) = line.iter().position(|&b| b == 0) else {
+            continue;
+        };
+        let caps = std::str::from_utf8(&line[nul + 1..]).ok()?;
+        return caps
+            .split_ascii_whitespace()
+            .find_map(|c| c.strip_prefix("symref=HEAD:refs/heads/"))
+            .map(str::to_string);
+    }
+    None
+}
+
 /// Decodes a hex object id (40 digits).
 pub(crate) fn oid_from_hex(hex: &str) -> Option<Oid> {
     let mut out = [0u8; 20];
@@ -543,6 +562,31 @@ mod tests {
                 String::from_utf8_lossy(&bad)
             );
         }
+    }
+
+    #[test]
+    fn advertised_head_is_read_from_the_first_ref_line() {
+        let adv = [
+            pkt_line(b"# service=git-upload-pack\n"),
+            b"0000".to_vec(),
+            pkt_line(
+                format!("{A} HEAD\0multi_ack symref=HEAD:refs/heads/trunk agent=git/2\n")
+                    .as_bytes(),
+            ),
+            pkt_line(format!("{A} refs/heads/trunk\n").as_bytes()),
+            b"0000".to_vec(),
+        ]
+        .concat();
+        assert_eq!(advertised_head(&adv).as_deref(), Some("trunk"));
+        let empty = [
+            pkt_line(b"# service=git-upload-pack\n"),
+            b"0000".to_vec(),
+            pkt_line(format!("{Z} capabilities^{{}}\0agent=git/2\n").as_bytes()),
+            b"0000".to_vec(),
+        ]
+        .concat();
+        assert_eq!(advertised_head(&empty), None);
+        assert_eq!(advertised_head(b"garbage"), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The push guard: a smart-HTTP push (`POST …/git-receive-pack`, gitprotocol-http(5)) to a
 //! credential host is read before it is forwarded, and every ref update it asks for is checked
 //! against `[git] push` ([`GitPushPolicy`]): branches the patterns grant (the default branch only
-//! when named exactly), no tags, no deletion, and no update that is not a proven fast-forward.
+//! when named exactly: `main`, `master`, and what the server says its `HEAD` is), no tags, no
+//! deletion, and no update that is not a proven fast-forward.
 //!
 //! Fast-forward rule: receive-pack only applies an update whose old id is the ref's current
 //! value (it locks the ref with that old value), so the update is a fast-forward exactly when
@@ -16,6 +17,7 @@
 //! ref, in side-band when the client asked for it, plus a `remote:` message), so `git push`
 //! prints why; nothing of it reaches the upstream. A head that does not parse is refused.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -107,11 +109,16 @@ struct Refused {
 
 /// Reads the push's head from `body`, decides, and either hands back a body to forward or a
 /// refusal (after draining the rest of the request, so git reads the answer).
-pub(crate) async fn inspect(
+pub(crate) async fn inspect<L, LF>(
     headers: &hyper::HeaderMap,
     mut body: Incoming,
     policy: &GitPushPolicy,
-) -> Result<Verdict, hyper::Error> {
+    default_branch: L,
+) -> Result<Verdict, hyper::Error>
+where
+    L: FnOnce() -> LF,
+    LF: Future<Output = Result<Option<String>, String>>,
+{
     if let Some(enc) = headers.get(CONTENT_ENCODING) {
         if !enc.as_bytes().eq_ignore_ascii_case(b"identity") {
             drain(&mut body).await?;
@@ -164,6 +171,9 @@ pub(crate) async fn inspect(
             Ok(true) => to_prove.push(c),
             Ok(false) => {}
         }
+    }
+    if refused.is_empty() {
+        refused = check_default_branch(&head.commands, policy, default_branch).await;
     }
     if refused.is_empty() && to_prove.is_empty() {
         return Ok(Verdict::Forward(resume(buf, body), summary));
@@ -221,6 +231,103 @@ pub(crate) async fn inspect(
     }
     drain(&mut body).await?;
     Ok(Verdict::Refuse(report(&head, refused)))
+}
+
+/// The server's default branch is never granted by a wildcard: when a command names a branch
+/// no `branches` entry names exactly, the repository's `HEAD` is asked of the server (`L`); a
+/// command on that branch is refused, and so is every such command when the server cannot be
+/// asked (fail closed). A server that does not say (an empty repository) leaves the built-in
+/// names (`main`, `master`), already refused by [`check`].
+async fn check_default_branch<L, LF>(
+    commands: &[Command],
+    policy: &GitPushPolicy,
+    default_branch: L,
+) -> Vec<(String, Refused)>
+where
+    L: FnOnce() -> LF,
+    LF: Future<Output = Result<Option<String>, String>>,
+{
+    let by_wildcard: Vec<(&Command, &str)> = commands
+        .iter()
+        .filter_map(|c| Some((c, c.refname.strip_prefix("refs/heads/")?)))
+        .filter(|(_, b)| !policy.branches.iter().any(|e| e == b))
+        .collect();
+    if by_wildcard.is_empty() {
+        return Vec::new();
+    }
+    let refuse = |message: String| Refused {
+        kind: "default-branch",
+        message,
+    };
+    match default_branch().await {
+        Ok(None) => Vec::new(),
+        Ok(Some(def)) => by_wildcard
+            .into_iter()
+            .filter(|(_, b)| *b == def)
+            .map(|(c, b)| {
+                let m = format!(
+                    "airlock: pushing to the default branch {b} is not allowed (only a [git] \
+                     push.branches entry naming it exactly allows it)"
+                );
+                (c.refname.clone(), refuse(m))
+            })
+            .collect(),
+        Err(why) => by_wildcard
+            .into_iter()
+            .map(|(c, _)| {
+                let m = format!(
+                    "airlock: could not learn the repository's default branch ({why}), so a \
+                     branch pattern cannot grant this push"
+                );
+                (c.refname.clone(), refuse(m))
+            })
+            .collect(),
+    }
+}
+
+/// Asks the server which branch its `HEAD` is (the upload-pack ref advertisement, with the
+/// push's own host and credentials), through `send`: the tunnel's upstream connection.
+async fn ask_default_branch<F, Fut>(
+    send: F,
+    parts: &hyper::http::request::Parts,
+) -> Result<Option<String>, String>
+where
+    F: FnOnce(hyper::Request<ProxyBody>) -> Fut,
+    Fut: Future<Output = Result<Response<Incoming>, ProxyError>>,
+{
+    const MAX_ADVERTISEMENT: usize = 8 << 20;
+    let base = parts
+        .uri
+        .path()
+        .strip_suffix("/git-receive-pack")
+        .ok_or("the push's path does not end in /git-receive-pack")?;
+    let mut req = hyper::Request::get(format!("{base}/info/refs?service=git-upload-pack"))
+        .body(full(Vec::new()))
+        .map_err(|e| e.to_string())?;
+    for name in [hyper::header::HOST, hyper::header::AUTHORIZATION] {
+        if let Some(v) = parts.headers.get(&name) {
+            req.headers_mut().insert(name, v.clone());
+        }
+    }
+    let h = req.headers_mut();
+    h.insert(
+        hyper::header::USER_AGENT,
+        HeaderValue::from_static("git/airlock-push-guard"),
+    );
+    h.insert(
+        hyper::header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    let resp = send(req).await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("its ref advertisement answered {}", resp.status()));
+    }
+    let body = http_body_util::Limited::new(resp.into_body(), MAX_ADVERTISEMENT)
+        .collect()
+        .await
+        .map_err(|e| format!("reading its ref advertisement: {e}"))?
+        .to_bytes();
+    Ok(gitpack::advertised_head(&body))
 }
 
 /// One command against the policy: `Ok(true)` when it is allowed only if proven a
@@ -305,14 +412,20 @@ fn unparsable(head: Option<&Head>, why: &str) -> Refusal {
 
 /// Runs the guard on one request inside an intercepted tunnel and audits the decision: the
 /// body to forward, or the answer to give the agent instead.
-pub(crate) async fn guard(
+pub(crate) async fn guard<F, Fut>(
     shared: &Shared,
     (host, port): (&Host, u16),
     policy: &GitPushPolicy,
-    headers: &hyper::HeaderMap,
+    parts: &hyper::http::request::Parts,
     body: Incoming,
-) -> Result<Result<ProxyBody, Response<ProxyBody>>, ProxyError> {
-    let verdict = inspect(headers, body, policy)
+    send: F,
+) -> Result<Result<ProxyBody, Response<ProxyBody>>, ProxyError>
+where
+    F: FnOnce(hyper::Request<ProxyBody>) -> Fut,
+    Fut: Future<Output = Result<Response<Incoming>, ProxyError>>,
+{
+    let lookup = || ask_default_branch(send, parts);
+    let verdict = inspect(&parts.headers, body, policy, lookup)
         .await
         .map_err(|e| ProxyError::BadRequest(format!("reading the push from the agent: {e}")))?;
     let (decision, rule, reason, out) = match verdict {

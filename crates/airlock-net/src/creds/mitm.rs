@@ -319,7 +319,8 @@ impl Ctx {
         }
         let body: ProxyBody = if gitpush::is_push(&parts.method, &target, &parts.headers) {
             let at = (host, self.t.port);
-            let push = gitpush::guard(&self.t.shared, at, inj.git_push(), &parts.headers, body);
+            let lookup = |r| self.send(r);
+            let push = gitpush::guard(&self.t.shared, at, inj.git_push(), &parts, body, lookup);
             match push.await? {
                 Ok(b) => b,
                 Err(refused) => return Ok(refused),
@@ -337,7 +338,16 @@ impl Ctx {
             ReplacingBody::new(body, body_pairs).boxed_unsync()
         };
         let req = Request::from_parts(parts, body);
-        let resp = {
+        let resp = self.send(req).await?;
+        if token_request && resp.status().is_success() {
+            return self.rewrite_token_response(resp).await;
+        }
+        self.rewrite_response(resp)
+    }
+
+    /// Sends one request on the tunnel's upstream connection (reopened if it closed).
+    async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
+        Ok({
             let mut guard = self.sender.lock().await;
             if guard.as_ref().is_none_or(|s| s.is_closed()) {
                 *guard = Some(self.open_upstream_with(None).await?);
@@ -352,11 +362,7 @@ impl Ctx {
             };
             sender.ready().await.map_err(upstream_err)?;
             sender.send_request(req).await.map_err(upstream_err)?
-        };
-        if token_request && resp.status().is_success() {
-            return self.rewrite_token_response(resp).await;
-        }
-        self.rewrite_response(resp)
+        })
     }
 
     /// A token endpoint's answer: read whole (bounded), rotated credentials get new

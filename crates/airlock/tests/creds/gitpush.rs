@@ -109,6 +109,10 @@ fn serve(
             .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
             .is_some_and(|d| String::from_utf8_lossy(&d).ends_with(&format!(":{want}")))
     };
+    let from_guard = super::header(&joined, "user-agent").is_some_and(|u| u.contains("airlock"));
+    if from_guard && root.join("no-advertisement").exists() {
+        return b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n".to_vec();
+    }
     if !ok {
         return b"HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Basic realm=\"git\"\r\ncontent-length: 0\r\n\r\n".to_vec();
     }
@@ -213,7 +217,7 @@ echo "PH=$AIRLOCK_TEST_SECRET_G"
 export GIT_TERMINAL_PROMPT=0
 g() { git -c credential.helper= -c user.name=agent -c user.email=a@b -c advice.detachedHead=false "$@"; }
 step() { name=$1; shift; echo "== $name"; if "$@" 2>&1; then echo "RESULT $name ok"; else echo "RESULT $name refused"; fi; }
-g clone -q "https://x-access-token:$AIRLOCK_TEST_SECRET_G@git.creds.test:PORT/repo.git" w >/dev/null 2>&1 || { echo CLONE_FAILED; exit 1; }
+rm -rf w; g clone -q "https://x-access-token:$AIRLOCK_TEST_SECRET_G@git.creds.test:PORT/repo.git" w >/dev/null 2>clone.err || { echo CLONE_FAILED; cat clone.err; exit 1; }
 cd w
 echo one > f && g add f && g commit -qm one
 step create g push origin HEAD:refs/heads/airlock/feature
@@ -491,7 +495,7 @@ set -u
 export GIT_TERMINAL_PROMPT=0
 g() { git -c credential.helper= -c user.name=agent -c user.email=a@b "$@"; }
 step() { name=$1; shift; echo "== $name"; if "$@" 2>&1; then echo "RESULT $name ok"; else echo "RESULT $name refused"; fi; }
-g clone -q "https://x-access-token:$AIRLOCK_TEST_SECRET_G@git.creds.test:PORT/repo.git" w >/dev/null 2>&1 || { echo CLONE_FAILED; exit 1; }
+rm -rf w; g clone -q "https://x-access-token:$AIRLOCK_TEST_SECRET_G@git.creds.test:PORT/repo.git" w >/dev/null 2>clone.err || { echo CLONE_FAILED; cat clone.err; exit 1; }
 cd w
 echo one >> f && g commit -qam one
 step main g push origin HEAD:refs/heads/main
@@ -518,4 +522,55 @@ step master g push origin HEAD:refs/heads/master
     assert!(after.contains_key("refs/tags/v1"), "{after:?}");
     assert!(!after.contains_key("refs/heads/feature"), "{after:?}");
     assert!(!after.contains_key("refs/heads/master"), "{after:?}");
+}
+
+/// The server's own default branch (here `trunk`) is not granted by a wildcard either: the guard
+/// asks the server for its `HEAD`; when it cannot, a wildcard grants nothing.
+#[test]
+fn the_servers_default_branch_is_learned_and_protected() {
+    let t = setup("[git]\npush = { branches = [\"*\"] }");
+    git(&t.repo, &["branch", "trunk", "main"]);
+    git(&t.repo, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
+    let before = refs(&t.repo);
+    let script = r#"
+set -u
+export GIT_TERMINAL_PROMPT=0
+g() { git -c credential.helper= -c user.name=agent -c user.email=a@b "$@"; }
+step() { name=$1; shift; echo "== $name"; if "$@" 2>&1; then echo "RESULT $name ok"; else echo "RESULT $name refused"; fi; }
+rm -rf w; g clone -q "https://x-access-token:$AIRLOCK_TEST_SECRET_G@git.creds.test:PORT/repo.git" w >/dev/null 2>clone.err || { echo CLONE_FAILED; cat clone.err; exit 1; }
+cd w
+echo one >> f && g commit -qam one
+step trunk g push origin HEAD:refs/heads/trunk
+step mixed g push origin HEAD:refs/heads/other HEAD:refs/heads/trunk
+step feature g push origin HEAD:refs/heads/feature
+"#;
+    let (out, err, results) = t.run(script);
+    let (ok, text) = &results["trunk"];
+    assert!(
+        !ok && text.contains("default branch trunk is not allowed"),
+        "{text}"
+    );
+    let (ok, text) = &results["mixed"];
+    assert!(
+        !ok && text.contains("default branch trunk is not allowed"),
+        "{text}"
+    );
+    assert!(results["feature"].0, "{out}{err}");
+    let after = refs(&t.repo);
+    assert_eq!(
+        after.get("refs/heads/trunk"),
+        before.get("refs/heads/trunk")
+    );
+    assert!(!after.contains_key("refs/heads/other"), "{after:?}");
+    assert!(after.contains_key("refs/heads/feature"), "{after:?}");
+
+    // The server will not say: a wildcard grants nothing.
+    std::fs::write(t.repo.parent().expect("root").join("no-advertisement"), "").expect("flag");
+    let (_, _, results) = t.run(&script.replace("feature", "feature2"));
+    let (ok, text) = &results["feature2"];
+    assert!(
+        !ok && text.contains("could not learn the repository's default branch"),
+        "{text}"
+    );
+    assert!(!refs(&t.repo).contains_key("refs/heads/feature2"));
 }
