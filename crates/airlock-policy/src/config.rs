@@ -61,6 +61,12 @@ pub struct NetworkConfig {
     /// the channel. Past it, new names under that pattern are refused before any lookup.
     #[serde(default)]
     pub wildcard_names_max: Option<u64>,
+    /// `[[network.rules]]`: per-request rules for intercepted hosts (`crate::rules`).
+    #[serde(default)]
+    pub rules: Vec<crate::rules::RuleConfig>,
+    /// Built-in rule sets to add (`crate::rules::PRESETS`), e.g. `["github-read-mostly"]`.
+    #[serde(default)]
+    pub rule_presets: Vec<String>,
 }
 
 /// Default of `[network] wildcard_names_max`.
@@ -304,6 +310,8 @@ impl ConfigFile {
                 ));
             }
         }
+        crate::rules::validate(&self.network.rules, &self.network.rule_presets)
+            .map_err(|m| invalid("network.rules", m))?;
         for b in self.git.push.iter().flat_map(|p| &p.branches) {
             crate::git::validate_pattern(b).map_err(|m| invalid("git.push.branches", m))?;
         }
@@ -579,6 +587,8 @@ impl Policy {
         if c.network.wildcard_names_max.is_some() {
             self.network.wildcard_names_max = c.network.wildcard_names_max;
         }
+        self.network.rules.extend(c.network.rules.iter().cloned());
+        extend_unique(&mut self.network.rule_presets, &c.network.rule_presets);
         for cred in &c.credentials {
             self.credentials.retain(|x| x.name != cred.name);
             self.credentials.push(cred.clone());
@@ -671,6 +681,15 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
         && names_max(n.wildcard_names_max) > names_max(current.network.wildcard_names_max)
     {
         return widen("network.wildcard_names_max");
+    }
+    if n.rules
+        .iter()
+        .any(|r| r.action != crate::rules::RuleAction::Deny)
+    {
+        return widen("network.rules (only action = \"deny\" rules may be added here)");
+    }
+    if !n.rule_presets.is_empty() {
+        return widen("network.rule_presets");
     }
     if !c.credentials.is_empty() {
         return widen("credentials");

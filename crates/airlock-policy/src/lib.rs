@@ -5,6 +5,7 @@
 pub mod config;
 pub mod git;
 pub mod network;
+pub mod rules;
 pub mod size;
 
 pub use config::{

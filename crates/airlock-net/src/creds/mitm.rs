@@ -25,9 +25,9 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::gitpush;
 use super::swap::{self, ReplacingBody};
 use super::Injector;
+use super::{gitpush, reqrules};
 use crate::error::ProxyError;
 use crate::io::{Counted, Counters, IdleIo};
 use crate::proxy::{error_response, strip_hop_by_hop, wants_upgrade, ProxyBody};
@@ -277,6 +277,12 @@ impl Ctx {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
+        let at = (host, self.t.port);
+        let rules = inj.request_rules();
+        let method = req.method().as_str();
+        if let Some(refused) = reqrules::check(&self.t.shared, at, rules, method, &target) {
+            return Ok(refused);
+        }
         for name in inj.misdirected(host, false, req.headers(), &target) {
             self.audit_misdirected(name, req.method().as_str());
         }

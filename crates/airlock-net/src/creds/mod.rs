@@ -11,6 +11,7 @@ pub(crate) mod gitpack;
 pub(crate) mod gitpush;
 pub(crate) mod mitm;
 mod placeholder;
+pub(crate) mod reqrules;
 pub(crate) mod swap;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use std::sync::{Arc, RwLock};
 
 use airlock_policy::git::GitPushPolicy;
 use airlock_policy::network::{DomainPattern, Host};
+use airlock_policy::rules::RequestRules;
 use base64::Engine as _;
 use hyper::header::HeaderName;
 use rustls::pki_types::CertificateDer;
@@ -239,6 +241,7 @@ pub struct Injector {
     host_roots_pem: String,
     on_rotate: Option<RotateHook>,
     git_push: GitPushPolicy,
+    rules: RequestRules,
 }
 
 /// One credential's new secret after an OAuth refresh.
@@ -314,6 +317,7 @@ impl Injector {
             host_roots_pem,
             on_rotate: None,
             git_push: GitPushPolicy::default(),
+            rules: RequestRules::default(),
         })
     }
 
@@ -325,6 +329,15 @@ impl Injector {
 
     pub(crate) fn git_push(&self) -> &GitPushPolicy {
         &self.git_push
+    }
+
+    /// Sets the per-request rules (`[[network.rules]]`, rule presets) for intercepted hosts.
+    pub fn set_request_rules(&mut self, rules: RequestRules) {
+        self.rules = rules;
+    }
+
+    pub(crate) fn request_rules(&self) -> &RequestRules {
+        &self.rules
     }
 
     /// The session's credentials.
@@ -609,6 +622,7 @@ mod tests {
             host_roots_pem: String::new(),
             on_rotate: None,
             git_push: GitPushPolicy::default(),
+            rules: RequestRules::default(),
         }
     }
 

@@ -68,6 +68,7 @@ pub(super) struct Plan {
 pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) -> Result<Plan> {
     let mut request = request;
     let cred_hosts = allow_agent_hosts(&mut request);
+    let rule_denied = request.creds.rule_denied();
     let net_policy = compile_network(&request.policy)?;
     let session = args
         .detached_child
@@ -127,6 +128,7 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
             trusted: args.trust_policies.clone(),
             flags: flags_layer(args).unwrap_or_default(),
             cred_hosts,
+            rule_denied,
             workspace: workspace.clone(),
         },
         allow_clipboard: policy.terminal.allow_clipboard,
@@ -380,6 +382,8 @@ pub(super) struct Reload {
     flags: ConfigFile,
     /// Hosts of the session's credentials and agent, allowed whatever the reloaded files say.
     cred_hosts: Vec<String>,
+    /// Hosts request rules name without a credential: denied whatever the reloaded files say.
+    rule_denied: Vec<String>,
     workspace: PathBuf,
 }
 
@@ -397,6 +401,7 @@ impl Reload {
                 policy.network.allow.push(h.clone());
             }
         }
+        policy.network.deny.extend(self.rule_denied.iter().cloned());
         compile_network(&policy)
     }
 }
