@@ -214,6 +214,15 @@ pub struct TerminalPolicy {
     pub allow_clipboard: bool,
 }
 
+/// `[presets]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetsConfig {
+    /// Ecosystem presets to use (`crate::ecosystems`): their registry hosts are allowed.
+    #[serde(default, rename = "use")]
+    pub use_: Vec<String>,
+}
+
 /// One policy file as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,6 +244,9 @@ pub struct ConfigFile {
     /// `[git]`: what may be pushed to credential hosts (`crate::git`).
     #[serde(default)]
     pub git: GitConfig,
+    /// `[presets]`: ecosystem presets (`crate::ecosystems`).
+    #[serde(default)]
+    pub presets: PresetsConfig,
     /// Command-gate rules; parsed and validated by `airlock-gate`.
     #[serde(default)]
     pub commands: Option<toml::Table>,
@@ -309,6 +321,9 @@ impl ConfigFile {
                     "empty path".into(),
                 ));
             }
+        }
+        for name in &self.presets.use_ {
+            crate::ecosystems::ecosystem(name).map_err(|m| invalid("presets.use", m))?;
         }
         crate::rules::validate(&self.network.rules, &self.network.rule_presets)
             .map_err(|m| invalid("network.rules", m))?;
@@ -475,6 +490,10 @@ pub struct Policy {
     /// `[git] push`.
     #[serde(default)]
     pub git_push: GitPushPolicy,
+    /// Ecosystem presets in use (`[presets] use`, `--preset`); their hosts are in
+    /// `network.allow`.
+    #[serde(default)]
+    pub presets: Vec<String>,
     /// `[commands]` tables in layer order, with their source.
     pub commands: Vec<(PathBuf, toml::Table)>,
 }
@@ -556,6 +575,7 @@ impl Policy {
             },
             terminal: TerminalPolicy::default(),
             git_push: GitPushPolicy::default(),
+            presets: Vec::new(),
             commands: Vec::new(),
         };
         for layer in layers {
@@ -628,6 +648,16 @@ impl Policy {
         if let Some(g) = &c.git.push {
             self.git_push.merge(g);
         }
+        for name in &c.presets.use_ {
+            let eco =
+                crate::ecosystems::ecosystem(name).map_err(|message| PolicyError::Invalid {
+                    path: layer.source.clone(),
+                    key: "presets.use".into(),
+                    message,
+                })?;
+            extend_unique(&mut self.network.allow, &eco.hosts);
+            extend_unique(&mut self.presets, std::slice::from_ref(name));
+        }
         if let Some(t) = &c.commands {
             self.commands.push((layer.source.clone(), t.clone()));
         }
@@ -690,6 +720,9 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     }
     if !n.rule_presets.is_empty() {
         return widen("network.rule_presets");
+    }
+    if !c.presets.use_.is_empty() {
+        return widen("presets.use");
     }
     if !c.credentials.is_empty() {
         return widen("credentials");

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod ecosystems;
 pub mod git;
 pub mod network;
 pub mod rules;

@@ -611,6 +611,91 @@ fn egress_goes_only_through_the_proxy() {
 
 /// A running session picks up a policy change on `airlock policy reload`, and its audit log has
 /// both decisions.
+/// `--preset rust` and `[presets] use = ["python"]` allow exactly their registry hosts (here
+/// pinned to a loopback server); without them the same names are refused.
+#[test]
+fn presets_allow_their_registry_hosts() {
+    let port = http_server("hello registry");
+    let ws = Ws::new();
+    let pol_dir = tempfile::tempdir().expect("tempdir");
+    let names = [
+        "index.crates.io",
+        "static.crates.io",
+        "pypi.org",
+        "registry.npmjs.org",
+    ];
+    let resolve: String = names
+        .iter()
+        .map(|n| format!("\"{n}\" = \"127.0.0.1\"\n"))
+        .collect();
+    let ports: String = names
+        .iter()
+        .map(|n| format!("\"{n}\" = [{port}]\n"))
+        .collect();
+    let base = format!(
+        "[network]\nallow_private = [\"127.0.0.1\"]\n[network.resolve]\n{resolve}[network.ports]\n{ports}"
+    );
+    let plain = pol_dir.path().join("plain.toml");
+    std::fs::write(&plain, &base).expect("policy");
+    let python = pol_dir.path().join("python.toml");
+    std::fs::write(&python, format!("{base}[presets]\nuse = [\"python\"]\n")).expect("policy");
+    let script: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "printf '{n} '; curl -s -m 10 -o /dev/null -w '%{{http_code}}\\n' http://{n}:{port}/; "
+            )
+        })
+        .collect();
+    let run = |policy: &Path, extra: &[&str]| {
+        let o = ws
+            .airlock()
+            .args(["run", "--policy"])
+            .arg(policy)
+            .args(extra)
+            .args(["--", "sh", "-c", &script])
+            .output()
+            .expect("run");
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+        out
+    };
+    let code = |out: &str, name: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .to_string()
+    };
+    let none = run(&plain, &[]);
+    for n in names {
+        assert_eq!(
+            code(&none, n),
+            "403",
+            "{n} allowed without a preset: {none}"
+        );
+    }
+    let with = run(&python, &["--preset", "rust"]);
+    for (n, want) in [
+        ("index.crates.io", "200"),
+        ("static.crates.io", "200"),
+        ("pypi.org", "200"),
+        ("registry.npmjs.org", "403"),
+    ] {
+        assert_eq!(code(&with, n), want, "{n}: {with}");
+    }
+    let o = ws
+        .airlock()
+        .args(["run", "--preset", "cobol", "--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown preset 'cobol'"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn policy_reload_changes_the_decision_and_is_audited() {
     let port = http_server("reloaded");
