@@ -698,6 +698,45 @@ mod tests {
         assert!(pack_commits(&p[..p.len() - 1]).is_err());
     }
 
+    /// The fuzz entry point on mutations of a valid push (head and pack): never a panic.
+    #[test]
+    fn mutated_pushes_never_panic() {
+        let root = [7u8; 20];
+        let c1 = commit(&[root]);
+        let o1 = [obj_header(1, c1.len()), zlib(&c1)].concat();
+        let blob = [obj_header(3, 5), zlib(b"hello")].concat();
+        let p = pack(&[o1, blob]);
+        let mut valid = pkt_line(format!("{Z} {A} refs/heads/airlock/x\0report-status").as_bytes());
+        valid.extend(b"0000");
+        valid.extend(&p);
+        crate::fuzzing::git_push(&valid);
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3000 {
+            let mut m = valid.clone();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() as usize) % m.len();
+                match next() % 3 {
+                    0 => m[i] = next() as u8,
+                    1 => {
+                        m.truncate(i);
+                    }
+                    _ => m.insert(i, next() as u8),
+                }
+                if m.is_empty() {
+                    break;
+                }
+            }
+            crate::fuzzing::git_push(&m);
+            crate::fuzzing::git_push(&m[m.len().min(80)..]);
+        }
+    }
+
     #[test]
     fn deltas_are_checked() {
         let base = b"0123456789".to_vec();

@@ -438,6 +438,8 @@ where
         Verdict::Refuse(r) => (Decision::Deny, r.rule, r.reason, Err(r.response)),
     };
     tracing::info!(%host, %rule, "{reason}");
+    // Allowed and refused pushes are limited apart, so a flood of one does not hide the other.
+    let key = rule.clone();
     let ev = AuditEvent::now(
         decision,
         Detail::Net {
@@ -451,7 +453,7 @@ where
     )
     .rule(rule)
     .reason(reason);
-    shared.record(ev, Some(&format!("git-push:{host}")));
+    shared.record(ev, Some(&format!("git-push:{host}:{key}")));
     Ok(out)
 }
 
