@@ -1,6 +1,7 @@
 //! Ecosystem presets (`--preset rust` or `[presets] use = ["rust"]`): the registry hosts a
 //! toolchain needs, each preset a small data file in `ecosystems/` (a description and its
-//! hosts). Using a preset adds its hosts to `[network] allow` (deny still wins).
+//! hosts, its caches). Using a preset adds its hosts to `[network] allow` (deny still wins) and
+//! shows its host caches inside read-only with a per-session writable layer.
 
 use serde::Deserialize;
 
@@ -21,6 +22,10 @@ pub struct Ecosystem {
     pub description: String,
     /// Host names it allows.
     pub hosts: Vec<String>,
+    /// Cache directories relative to the home, shared read-only with a per-session writable
+    /// layer (`~/.cargo`, `~/.npm`, …).
+    #[serde(default)]
+    pub caches: Vec<String>,
 }
 
 /// The preset `name`; an unknown name is an error listing the known ones.
@@ -46,6 +51,9 @@ mod tests {
         for (name, _) in ECOSYSTEMS {
             let e = ecosystem(name).expect(name);
             assert!(!e.hosts.is_empty() && !e.description.is_empty(), "{name}");
+            for c in &e.caches {
+                assert!(!c.starts_with('/') && !c.contains(".."), "{name}: {c}");
+            }
             for h in &e.hosts {
                 DomainPattern::parse(h).unwrap_or_else(|err| panic!("{name}: {h}: {err}"));
             }

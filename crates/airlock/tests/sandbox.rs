@@ -611,6 +611,84 @@ fn egress_goes_only_through_the_proxy() {
 
 /// A running session picks up a policy change on `airlock policy reload`, and its audit log has
 /// both decisions.
+/// A preset's host cache (`~/.npm` for node) is seen inside read-only with a per-session
+/// writable layer: what the user downloaded is there, the session can add, change and delete
+/// files, and none of it reaches the host's cache; the session's layer holds the new files.
+/// Without the preset the cache is not there at all.
+#[test]
+fn preset_caches_are_shared_read_only_with_a_session_layer() {
+    let ws = Ws::new();
+    let home = tempfile::Builder::new()
+        .prefix("airlock-home-")
+        .tempdir()
+        .expect("home");
+    let npm = home.path().join(".npm");
+    std::fs::create_dir_all(npm.join("sub")).expect("npm");
+    std::fs::write(npm.join("warm"), "warm\n").expect("warm");
+    std::fs::write(npm.join("sub/keep"), "keep\n").expect("keep");
+    let script = "cat ~/.npm/warm; \
+         echo new > ~/.npm/new && echo wrote-new; \
+         echo changed > ~/.npm/warm && echo wrote-warm; \
+         rm -r ~/.npm/sub && echo removed; \
+         echo after=$(cat ~/.npm/warm)";
+    let run = |extra: &[&str]| {
+        let o = ws
+            .airlock()
+            .env("HOME", home.path())
+            .args(["run", "--mode", "bind", "--workspace"])
+            .arg(ws.path())
+            .args(extra)
+            .args(["--", "sh", "-c", script])
+            .output()
+            .expect("run");
+        (stdout(&o), stderr(&o))
+    };
+    let (out, err) = run(&["--preset", "node"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "warm",
+            "wrote-new",
+            "wrote-warm",
+            "removed",
+            "after=changed"
+        ],
+        "{out}{err}"
+    );
+    // The host's cache is as it was.
+    assert_eq!(
+        std::fs::read_to_string(npm.join("warm")).expect("warm"),
+        "warm\n"
+    );
+    assert!(npm.join("sub/keep").exists());
+    assert!(!npm.join("new").exists());
+    // The session's layer has what the session wrote.
+    let sessions = ws.data.path().join("airlock/sessions");
+    let layers: Vec<_> = std::fs::read_dir(&sessions)
+        .expect("sessions")
+        .flatten()
+        .map(|e| e.path().join("caches/0/upper"))
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(layers.len(), 1, "{sessions:?}");
+    assert_eq!(
+        std::fs::read_to_string(layers[0].join("new")).expect("new"),
+        "new\n"
+    );
+    // No preset, no cache.
+    let (out, err) = run(&[]);
+    assert!(out.lines().next().is_none_or(|l| l != "warm"), "{out}{err}");
+    assert!(
+        !out.contains("wrote-warm") || !npm.join("new").exists(),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(npm.join("warm")).expect("warm"),
+        "warm\n"
+    );
+}
+
 /// `--preset rust` and `[presets] use = ["python"]` allow exactly their registry hosts (here
 /// pinned to a loopback server); without them the same names are refused.
 #[test]

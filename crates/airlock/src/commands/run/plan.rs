@@ -99,6 +99,7 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
     };
     let mut spec = base_spec(args, &host, view.view, view.cwd, &creds, limits.memory())?;
     add_worktree(&mut spec, view.worktree.as_ref());
+    spec.overlays = crate::caches::overlays(&policy.presets, &who.home, &dir)?;
     if let Some(p) = profile {
         let agent = AgentRun {
             profile: p,
