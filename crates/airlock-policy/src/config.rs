@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::git::{GitConfig, GitPushPolicy};
 use crate::size::parse_size;
 
 /// Errors raised while loading or merging policy.
@@ -60,6 +61,12 @@ pub struct NetworkConfig {
     /// the channel. Past it, new names under that pattern are refused before any lookup.
     #[serde(default)]
     pub wildcard_names_max: Option<u64>,
+    /// `[[network.rules]]`: per-request rules for intercepted hosts (`crate::rules`).
+    #[serde(default)]
+    pub rules: Vec<crate::rules::RuleConfig>,
+    /// Built-in rule sets to add (`crate::rules::PRESETS`), e.g. `["github-read-mostly"]`.
+    #[serde(default)]
+    pub rule_presets: Vec<String>,
 }
 
 /// Default of `[network] wildcard_names_max`.
@@ -255,6 +262,15 @@ pub enum HeaderValue {
     },
 }
 
+/// `[presets]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetsConfig {
+    /// Ecosystem presets to use (`crate::ecosystems`): their registry hosts are allowed.
+    #[serde(default, rename = "use")]
+    pub use_: Vec<String>,
+}
+
 /// One policy file as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -275,6 +291,12 @@ pub struct ConfigFile {
     pub terminal: TerminalConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// `[git]`: what may be pushed to credential hosts (`crate::git`).
+    #[serde(default)]
+    pub git: GitConfig,
+    /// `[presets]`: ecosystem presets (`crate::ecosystems`).
+    #[serde(default)]
+    pub presets: PresetsConfig,
     /// Command-gate rules; parsed and validated by `airlock-gate`.
     #[serde(default)]
     pub commands: Option<toml::Table>,
@@ -353,6 +375,14 @@ impl ConfigFile {
         self.telemetry
             .validate(&self.credentials)
             .map_err(|(key, m)| invalid(&format!("telemetry.{key}"), m))?;
+        for name in &self.presets.use_ {
+            crate::ecosystems::ecosystem(name).map_err(|m| invalid("presets.use", m))?;
+        }
+        crate::rules::validate(&self.network.rules, &self.network.rule_presets)
+            .map_err(|m| invalid("network.rules", m))?;
+        for b in self.git.push.iter().flat_map(|p| &p.branches) {
+            crate::git::validate_pattern(b).map_err(|m| invalid("git.push.branches", m))?;
+        }
         for name in self.env.pass.iter().chain(self.env.set.keys()) {
             if name.is_empty() || name.contains('=') || name.contains('\0') {
                 return Err(invalid("env", format!("'{name}' is not a variable name")));
@@ -583,6 +613,13 @@ pub struct Policy {
     /// `[telemetry]`, keys merged across layers (later layers win per key).
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// `[git] push`.
+    #[serde(default)]
+    pub git_push: GitPushPolicy,
+    /// Ecosystem presets in use (`[presets] use`, `--preset`); their hosts are in
+    /// `network.allow`.
+    #[serde(default)]
+    pub presets: Vec<String>,
     /// `[commands]` tables in layer order, with their source.
     pub commands: Vec<(PathBuf, toml::Table)>,
 }
@@ -664,6 +701,8 @@ impl Policy {
             },
             terminal: TerminalPolicy::default(),
             telemetry: TelemetryConfig::default(),
+            git_push: GitPushPolicy::default(),
+            presets: Vec::new(),
             commands: Vec::new(),
         };
         for layer in layers {
@@ -695,6 +734,8 @@ impl Policy {
         if c.network.wildcard_names_max.is_some() {
             self.network.wildcard_names_max = c.network.wildcard_names_max;
         }
+        self.network.rules.extend(c.network.rules.iter().cloned());
+        extend_unique(&mut self.network.rule_presets, &c.network.rule_presets);
         for cred in &c.credentials {
             self.credentials.retain(|x| x.name != cred.name);
             self.credentials.push(cred.clone());
@@ -748,6 +789,19 @@ impl Policy {
         }
         if t.queue_size.is_some() {
             self.telemetry.queue_size = t.queue_size;
+        }
+        if let Some(g) = &c.git.push {
+            self.git_push.merge(g);
+        }
+        for name in &c.presets.use_ {
+            let eco =
+                crate::ecosystems::ecosystem(name).map_err(|message| PolicyError::Invalid {
+                    path: layer.source.clone(),
+                    key: "presets.use".into(),
+                    message,
+                })?;
+            extend_unique(&mut self.network.allow, &eco.hosts);
+            extend_unique(&mut self.presets, std::slice::from_ref(name));
         }
         if let Some(t) = &c.commands {
             self.commands.push((layer.source.clone(), t.clone()));
@@ -803,6 +857,18 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     {
         return widen("network.wildcard_names_max");
     }
+    if n.rules
+        .iter()
+        .any(|r| r.action != crate::rules::RuleAction::Deny)
+    {
+        return widen("network.rules (only action = \"deny\" rules may be added here)");
+    }
+    if !n.rule_presets.is_empty() {
+        return widen("network.rule_presets");
+    }
+    if !c.presets.use_.is_empty() {
+        return widen("presets.use");
+    }
     if !c.credentials.is_empty() {
         return widen("credentials");
     }
@@ -828,6 +894,14 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     }
     if c.terminal.allow_clipboard == Some(true) && !current.terminal.allow_clipboard {
         return widen("terminal.allow_clipboard");
+    }
+    if let Some(key) = c
+        .git
+        .push
+        .as_ref()
+        .and_then(|g| current.git_push.widened_by(g))
+    {
+        return widen(key);
     }
     let lim = &current.limits;
     let raises = |new: Option<u64>, old: Option<u64>| match (new, old) {

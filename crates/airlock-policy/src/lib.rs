@@ -3,7 +3,10 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod ecosystems;
+pub mod git;
 pub mod network;
+pub mod rules;
 pub mod size;
 
 pub use config::{

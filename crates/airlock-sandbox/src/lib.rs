@@ -36,7 +36,9 @@ pub use launch::{
     block_signals, unblock_signals_in_child, Exec, ExecHandle, ExecRouter, LaunchOptions, Native,
     NetFds, Sandbox,
 };
-pub use spec::{Bind, GeneratedFile, NetListeners, Rlimits, SandboxSpec, TtySpec, WorkspaceView};
+pub use spec::{
+    Bind, GeneratedFile, NetListeners, OverlayMount, Rlimits, SandboxSpec, TtySpec, WorkspaceView,
+};
 
 /// Exit status for a failure of airlock itself (as `docker run`).
 pub const EXIT_FAILURE: i32 = 125;

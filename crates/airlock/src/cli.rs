@@ -196,6 +196,9 @@ pub(crate) struct RunArgs {
     /// Allow egress to a host name or `*.suffix` pattern (repeatable).
     #[arg(long = "allow-domain", value_name = "PATTERN")]
     pub(crate) allow_domains: Vec<String>,
+    /// Allow an ecosystem's registry hosts (repeatable): rust, node, python, go, java.
+    #[arg(long = "preset", value_name = "NAME")]
+    pub(crate) presets: Vec<String>,
     /// Agent profile.
     #[arg(long, value_enum, default_value = "shell")]
     pub(crate) agent: Agent,

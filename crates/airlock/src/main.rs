@@ -6,6 +6,7 @@
 
 mod agents;
 mod backends;
+mod caches;
 mod cli;
 mod commands;
 mod control;

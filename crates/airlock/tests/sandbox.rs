@@ -611,6 +611,169 @@ fn egress_goes_only_through_the_proxy() {
 
 /// A running session picks up a policy change on `airlock policy reload`, and its audit log has
 /// both decisions.
+/// A preset's host cache (`~/.npm` for node) is seen inside read-only with a per-session
+/// writable layer: what the user downloaded is there, the session can add, change and delete
+/// files, and none of it reaches the host's cache; the session's layer holds the new files.
+/// Without the preset the cache is not there at all.
+#[test]
+fn preset_caches_are_shared_read_only_with_a_session_layer() {
+    let ws = Ws::new();
+    let home = tempfile::Builder::new()
+        .prefix("airlock-home-")
+        .tempdir()
+        .expect("home");
+    let npm = home.path().join(".npm");
+    std::fs::create_dir_all(npm.join("sub")).expect("npm");
+    std::fs::write(npm.join("warm"), "warm\n").expect("warm");
+    std::fs::write(npm.join("sub/keep"), "keep\n").expect("keep");
+    let script = "cat ~/.npm/warm; \
+         echo new > ~/.npm/new && echo wrote-new; \
+         echo changed > ~/.npm/warm && echo wrote-warm; \
+         rm -r ~/.npm/sub && echo removed; \
+         echo after=$(cat ~/.npm/warm)";
+    let run = |extra: &[&str]| {
+        let o = ws
+            .airlock()
+            .env("HOME", home.path())
+            .args(["run", "--mode", "bind", "--workspace"])
+            .arg(ws.path())
+            .args(extra)
+            .args(["--", "sh", "-c", script])
+            .output()
+            .expect("run");
+        (stdout(&o), stderr(&o))
+    };
+    let (out, err) = run(&["--preset", "node"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "warm",
+            "wrote-new",
+            "wrote-warm",
+            "removed",
+            "after=changed"
+        ],
+        "{out}{err}"
+    );
+    // The host's cache is as it was.
+    assert_eq!(
+        std::fs::read_to_string(npm.join("warm")).expect("warm"),
+        "warm\n"
+    );
+    assert!(npm.join("sub/keep").exists());
+    assert!(!npm.join("new").exists());
+    // The session's layer has what the session wrote.
+    let sessions = ws.data.path().join("airlock/sessions");
+    let layers: Vec<_> = std::fs::read_dir(&sessions)
+        .expect("sessions")
+        .flatten()
+        .map(|e| e.path().join("caches/0/upper"))
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(layers.len(), 1, "{sessions:?}");
+    assert_eq!(
+        std::fs::read_to_string(layers[0].join("new")).expect("new"),
+        "new\n"
+    );
+    // No preset, no cache.
+    let (out, err) = run(&[]);
+    assert!(out.lines().next().is_none_or(|l| l != "warm"), "{out}{err}");
+    assert!(
+        !out.contains("wrote-warm") || !npm.join("new").exists(),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(npm.join("warm")).expect("warm"),
+        "warm\n"
+    );
+}
+
+/// `--preset rust` and `[presets] use = ["python"]` allow exactly their registry hosts (here
+/// pinned to a loopback server); without them the same names are refused.
+#[test]
+fn presets_allow_their_registry_hosts() {
+    let port = http_server("hello registry");
+    let ws = Ws::new();
+    let pol_dir = tempfile::tempdir().expect("tempdir");
+    let names = [
+        "index.crates.io",
+        "static.crates.io",
+        "pypi.org",
+        "registry.npmjs.org",
+    ];
+    let resolve: String = names
+        .iter()
+        .map(|n| format!("\"{n}\" = \"127.0.0.1\"\n"))
+        .collect();
+    let ports: String = names
+        .iter()
+        .map(|n| format!("\"{n}\" = [{port}]\n"))
+        .collect();
+    let base = format!(
+        "[network]\nallow_private = [\"127.0.0.1\"]\n[network.resolve]\n{resolve}[network.ports]\n{ports}"
+    );
+    let plain = pol_dir.path().join("plain.toml");
+    std::fs::write(&plain, &base).expect("policy");
+    let python = pol_dir.path().join("python.toml");
+    std::fs::write(&python, format!("{base}[presets]\nuse = [\"python\"]\n")).expect("policy");
+    let script: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "printf '{n} '; curl -s -m 10 -o /dev/null -w '%{{http_code}}\\n' http://{n}:{port}/; "
+            )
+        })
+        .collect();
+    let run = |policy: &Path, extra: &[&str]| {
+        let o = ws
+            .airlock()
+            .args(["run", "--policy"])
+            .arg(policy)
+            .args(extra)
+            .args(["--", "sh", "-c", &script])
+            .output()
+            .expect("run");
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+        out
+    };
+    let code = |out: &str, name: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .to_string()
+    };
+    let none = run(&plain, &[]);
+    for n in names {
+        assert_eq!(
+            code(&none, n),
+            "403",
+            "{n} allowed without a preset: {none}"
+        );
+    }
+    let with = run(&python, &["--preset", "rust"]);
+    for (n, want) in [
+        ("index.crates.io", "200"),
+        ("static.crates.io", "200"),
+        ("pypi.org", "200"),
+        ("registry.npmjs.org", "403"),
+    ] {
+        assert_eq!(code(&with, n), want, "{n}: {with}");
+    }
+    let o = ws
+        .airlock()
+        .args(["run", "--preset", "cobol", "--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown preset 'cobol'"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn policy_reload_changes_the_decision_and_is_audited() {
     let port = http_server("reloaded");

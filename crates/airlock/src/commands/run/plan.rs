@@ -76,6 +76,7 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
     let mut request = request;
     let cred_hosts = allow_agent_hosts(&mut request);
     let otel = crate::telemetry::prepare(&mut request.policy, &request.who.home)?;
+    let rule_denied = request.creds.rule_denied();
     let net_policy = compile_network(&request.policy)?;
     let session = args
         .detached_child
@@ -106,6 +107,7 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
     };
     let mut spec = base_spec(args, &host, view.view, view.cwd, &creds, limits.memory())?;
     add_worktree(&mut spec, view.worktree.as_ref());
+    spec.overlays = crate::caches::overlays(&policy.presets, &who.home, &dir)?;
     if let Some(p) = profile {
         let agent = AgentRun {
             profile: p,
@@ -135,6 +137,7 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
             trusted: args.trust_policies.clone(),
             flags: flags_layer(args).unwrap_or_default(),
             cred_hosts,
+            rule_denied,
             workspace: workspace.clone(),
         },
         allow_clipboard: policy.terminal.allow_clipboard,
@@ -395,6 +398,8 @@ pub(super) struct Reload {
     flags: ConfigFile,
     /// Hosts of the session's credentials and agent, allowed whatever the reloaded files say.
     cred_hosts: Vec<String>,
+    /// Hosts request rules name without a credential: denied whatever the reloaded files say.
+    rule_denied: Vec<String>,
     workspace: PathBuf,
 }
 
@@ -413,6 +418,7 @@ impl Reload {
                 policy.network.allow.push(h.clone());
             }
         }
+        policy.network.deny.extend(self.rule_denied.iter().cloned());
         compile_network(&policy)
     }
 }
