@@ -146,6 +146,10 @@ pub(crate) struct DataFile {
     #[serde(default)]
     pub speculate: Vec<String>,
     #[serde(default)]
+    pub registry_runners: Vec<String>,
+    #[serde(default)]
+    pub registry_tools: Vec<String>,
+    #[serde(default)]
     pub rule: Vec<RuleSpec>,
 }
 
@@ -167,6 +171,8 @@ impl DataFile {
                 code_option_names: self.code_option_names,
                 webfetch_docs: self.webfetch_docs,
                 speculate: self.speculate,
+                registry_runners: self.registry_runners,
+                registry_tools: self.registry_tools,
             },
             self.secret_env,
             self.rule,
@@ -219,6 +225,9 @@ pub const CHECKS: &[&str] = &[
     "setuid-mode",
     "pipes-to-network",
     "sed-script-exec",
+    "git-fetch-url",
+    "cargo-config-code",
+    "container-host-mount",
 ];
 
 /// Path categories rules can use in `target`.
@@ -913,6 +922,9 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
             )
         })),
         "sed-script-exec" => sed_script_exec(inv),
+        "git-fetch-url" => crate::checks::git_fetch_url(inv, ctx),
+        "cargo-config-code" => crate::checks::cargo_config_code(inv),
+        "container-host-mount" => crate::checks::container_host_mount(inv, ctx),
         "setuid-mode" => Match::any(inv.positionals.iter().take(1).map(|w| {
             if w.is_dynamic() {
                 return Match::Possible;
