@@ -690,8 +690,15 @@ fn package_name(spec: &str) -> String {
 
 /// The package.json scripts a package-manager command runs, in order; `None` when it runs none.
 fn script_names(prog: &str, inv: &Invocation) -> Option<Vec<String>> {
-    let sub = inv.subcommand.as_deref();
-    let first = inv.positionals.first().map(|w| w.text.clone());
+    // Programs without a subcommand table (`bun`): the first positional is the verb.
+    let (sub, first) = match inv.subcommand.as_deref() {
+        Some(s) => (Some(s), inv.positionals.first()),
+        None => (
+            inv.positionals.first().map(|w| w.text.as_str()),
+            inv.positionals.get(1),
+        ),
+    };
+    let first = first.map(|w| w.text.clone());
     let lifecycle = |n: &str| vec![format!("pre{n}"), n.to_string(), format!("post{n}")];
     let install = || {
         [
