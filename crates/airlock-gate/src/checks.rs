@@ -156,10 +156,11 @@ pub fn cargo_config_code(inv: &Invocation) -> Match {
             .filter(|c| !matches!(c, '"' | '\'' | ' ' | '\t'))
             .collect::<String>()
             .to_ascii_lowercase();
-        if CARGO_CODE_KEYS
-            .iter()
-            .any(|g| crate::glob::Glob::new(g).matches(&key))
-        {
+        let code_key = CARGO_CODE_KEYS.iter().any(|g| match g.strip_suffix('*') {
+            Some(prefix) => key.starts_with(prefix),
+            None => key == *g,
+        });
+        if code_key {
             return Match::Yes;
         }
     }

@@ -289,3 +289,49 @@ fn registry_runners_use_installed_packages() {
     );
     assert_eq!(w.decide(&engine, "npx other-tool").0, Tier::Ask);
 }
+
+/// Hostile task files stay fast: variables that triple at every level, includes of includes,
+/// a justfile line of many expansions, a script that runs itself, many targets.
+#[test]
+fn hostile_task_files_stay_fast() {
+    let engine = Engine::builtin().expect("rules");
+    let w = Ws::new();
+    let doubling: String = (1..=40)
+        .map(|i| format!("A{i} = $(A{p})$(A{p})$(A{p})\n", p = i - 1))
+        .collect();
+    w.write(
+        "d/Makefile",
+        &format!("A0 = x\n{doubling}all:\n\techo $(A40)\n"),
+    );
+    w.write("i/Makefile", "include i.mk\nall:\n\techo hi\n");
+    w.write("i/i.mk", "include i.mk\n");
+    let targets: String = (0..5000)
+        .map(|i| format!("t{i}: t{}\n\techo {i}\n", i + 1))
+        .collect();
+    w.write("t/Makefile", &targets);
+    let big_var = "y".repeat(100_000);
+    w.write(
+        "j/justfile",
+        &format!(
+            "v := \"{big_var}\"\nx:\n    echo {}\n",
+            "{{v}}".repeat(2000)
+        ),
+    );
+    w.write("self.sh", "./self.sh\n");
+    for (cmd, want) in [
+        ("make -C d", Tier::Ask),
+        ("make -C i", Tier::Ask),
+        ("make -C t", Tier::Ask),
+        ("cd j && just x", Tier::Ask),
+        ("./self.sh", Tier::Ask),
+    ] {
+        let t0 = std::time::Instant::now();
+        let (tier, why) = w.decide(&engine, cmd);
+        let took = t0.elapsed();
+        assert!(
+            took < std::time::Duration::from_millis(1500),
+            "{cmd}: {took:?}"
+        );
+        assert_eq!(tier, want, "{cmd}: {why}");
+    }
+}

@@ -23,6 +23,9 @@ pub const MAX_FILE_BYTES: u64 = 256 * 1024;
 const MAX_TARGETS: usize = 256;
 /// Most rounds of `$(VAR)` expansion in one Makefile or justfile line.
 const MAX_EXPANSIONS: usize = 8;
+/// Longest Makefile recipe text after `$(VAR)` expansion (bytes): past it the recipes are code
+/// airlock cannot see (a variable that doubles at every level grows exponentially).
+const MAX_EXPANDED: usize = 64 * 1024;
 /// Most files a Makefile `include`s (transitively).
 const MAX_INCLUDES: usize = 8;
 /// Most parent directories searched for `package.json` or a justfile.
@@ -983,7 +986,7 @@ impl Makefile {
             self.vars.get("SHELL").map_or("/bin/sh", |s| s.as_str()),
             dir,
             home,
-        );
+        )?;
         if !STANDARD_SHELLS.contains(&shell.trim()) {
             return None;
         }
@@ -1027,8 +1030,13 @@ impl Makefile {
             }
         }
         let mut out = Vec::new();
+        let mut total = 0usize;
         for l in lines {
-            let l = self.expand(&l, dir, home);
+            let l = self.expand(&l, dir, home)?;
+            total += l.len();
+            if total > MAX_EXPANDED {
+                return None;
+            }
             for part in l.lines() {
                 let part = part
                     .trim_start()
@@ -1043,22 +1051,30 @@ impl Makefile {
     }
 
     /// Expands `$(VAR)`, `${VAR}`, automatic variables and functions in `line`; `$$` is `$`.
-    fn expand(&self, line: &str, dir: &str, home: &str) -> String {
+    /// `None` when the text grows past [`MAX_EXPANDED`].
+    fn expand(&self, line: &str, dir: &str, home: &str) -> Option<String> {
         let mut cur = line.to_string();
         for _ in 0..MAX_EXPANSIONS {
             let next = self.expand_once(&cur, dir, home);
+            if next.len() > MAX_EXPANDED {
+                return None;
+            }
             if next == cur {
                 break;
             }
             cur = next;
         }
-        cur.replace("\u{1}", "$")
+        Some(cur.replace('\u{1}', "$"))
     }
 
     fn expand_once(&self, line: &str, dir: &str, home: &str) -> String {
         let mut out = String::with_capacity(line.len());
         let mut rest = line;
         while let Some(i) = rest.find('$') {
+            if out.len() > MAX_EXPANDED {
+                // Too long already: the caller gives up on it.
+                return out;
+            }
             out.push_str(&rest[..i]);
             let after = &rest[i + 1..];
             let Some(c) = after.chars().next() else {
@@ -1276,6 +1292,7 @@ fn just_script(text: &str, wanted: &[String]) -> Option<String> {
     }
     let mut seen = HashSet::new();
     let mut lines = parse_time;
+    let mut total = 0usize;
     while let Some(n) = todo.pop() {
         if seen.len() >= MAX_TARGETS {
             return None;
@@ -1293,7 +1310,11 @@ fn just_script(text: &str, wanted: &[String]) -> Option<String> {
             }
             for b in &r.body {
                 let b = b.trim_start_matches(['@', '-']);
-                let b = expand_just(b, &vars);
+                let b = expand_just(b, &vars)?;
+                total += b.len();
+                if total > MAX_EXPANDED {
+                    return None;
+                }
                 lines.push(b);
             }
         }
@@ -1302,22 +1323,25 @@ fn just_script(text: &str, wanted: &[String]) -> Option<String> {
 }
 
 /// `{{name}}` → the variable's value (or a placeholder word for parameters and expressions).
-fn expand_just(line: &str, vars: &BTreeMap<String, String>) -> String {
+fn expand_just(line: &str, vars: &BTreeMap<String, String>) -> Option<String> {
     let mut out = String::new();
     let mut rest = line;
     while let Some(i) = rest.find("{{") {
+        if out.len() > MAX_EXPANDED {
+            return None;
+        }
         out.push_str(&rest[..i]);
         let after = &rest[i + 2..];
         let Some(end) = after.find("}}") else {
             out.push_str(&rest[i..]);
-            return out;
+            return Some(out);
         };
         let inner = after[..end].trim();
         out.push_str(vars.get(inner).map_or("arg", |v| v.as_str()));
         rest = &after[end + 2..];
     }
     out.push_str(rest);
-    out
+    Some(out)
 }
 
 /// Code a `sqlite3` dot-command runs (sqlite3(1) "Special commands"): `.shell CMD` / `.system
