@@ -13,6 +13,7 @@ use crate::glob::Glob;
 use crate::parse::{self, Env, FileContent, ParseError, SimpleCmd, Stdin, Upstream, Word, DYN};
 
 mod runfiles;
+mod taskrunners;
 pub use runfiles::{read_text, FileText, MAX_FILE_BYTES};
 
 /// How one program spells its options.

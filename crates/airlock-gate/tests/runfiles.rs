@@ -139,7 +139,26 @@ fn task_files_are_judged_by_content() {
                 "default: check\n\ncheck:\n    cargo check\n    {payload}\n\nnuke:\n  {payload}\n"
             ),
         );
+        w.write(
+            "pyproject.toml",
+            &format!("[project]\nname = \"x\"\n\n[tool.poe.tasks]\ntest = \"pytest\"\nx = \"{payload}\"\nall = [\"test\", \"x\"]\nsh = {{ shell = \"echo a && {payload}\" }}\n"),
+        );
+        w.write(
+            "tox.ini",
+            &format!("[tox]\nenvlist = py\n\n[testenv]\ndeps = pytest\ncommands =\n    pytest {{posargs}}\n    {payload}\n"),
+        );
+        w.write(
+            "Taskfile.yml",
+            &format!("version: '3'\n\ntasks:\n  default:\n    deps: [build]\n  build:\n    cmds:\n      - go build ./...\n      - task: gen\n  gen:\n    cmds:\n      - cmd: {payload}\n"),
+        );
         for cmd in [
+            "poe x",
+            "poe all",
+            "poe sh",
+            "tox",
+            "tox -e py",
+            "task",
+            "task build",
             "make",
             "make all",
             "make deploy",
@@ -203,6 +222,18 @@ fn everyday_task_files_stay_allowed() {
         "justfile",
         "test:\n    cargo test\n\nfmt:\n    cargo fmt --all\n",
     );
+    w.write(
+        "pyproject.toml",
+        "[tool.poe.tasks]\ntest = \"pytest -q\"\nlint = { cmd = \"ruff check .\" }\ncheck = [\"lint\", \"test\"]\ndeploy = \"twine upload dist/*\"\n",
+    );
+    w.write(
+        "tox.ini",
+        "[tox]\nenvlist = py311\n\n[testenv]\ndeps = pytest\ncommands =\n    pytest {posargs:tests}\n",
+    );
+    w.write(
+        "Taskfile.yml",
+        "version: '3'\ntasks:\n  build:\n    cmds:\n      - go build ./...\n  test:\n    deps: [build]\n    cmds:\n      - go test ./...\n",
+    );
     w.write_bytes("app", b"\x7fELF\x02\x01\x01\x00\x00\x00binary");
     let mut failures = Vec::new();
     for cmd in [
@@ -220,6 +251,11 @@ fn everyday_task_files_stay_allowed() {
         "pnpm build",
         "just test",
         "just fmt",
+        "poe test",
+        "poe check",
+        "tox",
+        "tox -e py311",
+        "task test",
         "./app",
         "bash missing.sh",
         "make -C nowhere",

@@ -76,7 +76,7 @@ pub fn read_text(path: &str) -> FileText {
 }
 
 /// `p` made absolute against `cwd`; `None` when `p` is relative and the directory unknown.
-fn absolute(p: &str, cwd: Option<&str>, home: &str) -> Option<String> {
+pub(super) fn absolute(p: &str, cwd: Option<&str>, home: &str) -> Option<String> {
     if p.starts_with('/') {
         Some(lexical(p))
     } else if p == "~" || p.starts_with("~/") {
@@ -104,7 +104,7 @@ fn is_shell_text(text: &str) -> bool {
 }
 
 /// Directories from `start` up to `/` (at most [`MAX_PARENTS`]).
-fn parents(start: &str) -> Vec<String> {
+pub(super) fn parents(start: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = start.to_string();
     for _ in 0..MAX_PARENTS {
@@ -238,6 +238,7 @@ impl Normalizer {
             "make" | "gmake" => self.make_recipes(cmd, inv, env, out),
             "npm" | "pnpm" | "yarn" | "bun" => self.package_scripts(cmd, prog, inv, env, out),
             "just" => self.just_recipes(cmd, inv, env, out),
+            "poe" | "tox" | "task" | "go-task" => self.task_runner(cmd, prog, inv, env, out),
             "sqlite3" | "sqlite" => match stdin_text(&cmd.stdin) {
                 Some(t) => self.sqlite_text(&t, "sqlite3 <<…", cmd, env, out),
                 None => CodeFrom::NotCode,
