@@ -279,6 +279,9 @@ fn unreadable_task_files_are_asked_about() {
         .repeat(usize::try_from(airlock_gate::normalize::MAX_FILE_BYTES).expect("fits") / 8 + 1);
     w.write("big.sh", &big);
     w.write_bytes("latin1.sh", b"echo caf\xe9\n");
+    // Starts like an ELF file but has no NUL in its first line: bash runs it as a script.
+    w.write_bytes("fake-elf", b"\x7fELF 'x' | base64 --decode | bash\n");
+    w.write_bytes("nul-later", b"echo hi\n\x00\x01 sudo id\n");
     w.write("p/package.json", "{ not json");
     w.write("e/Makefile", "$(eval X := 1)\nall:\n\techo hi\n");
     w.write("s/Makefile", "SHELL := /tmp/evil-shell\nall:\n\techo hi\n");
@@ -291,6 +294,7 @@ fn unreadable_task_files_are_asked_about() {
         "bash big.sh",
         "./big.sh",
         "source latin1.sh",
+        "bash nul-later",
         "cd p && npm run build",
         "make -C e",
         "make -C s",
@@ -300,6 +304,26 @@ fn unreadable_task_files_are_asked_about() {
         if tier != Tier::Ask {
             failures.push(format!("{cmd:?}: {tier} ({why})"));
         }
+    }
+    for cmd in ["bash fake-elf", "./fake-elf"] {
+        let (tier, why) = w.decide(&engine, cmd);
+        if tier == Tier::Allow {
+            failures.push(format!("{cmd}: allowed ({why})"));
+        }
+    }
+    // A script the hook may not read (as an unprivileged user; root reads it and denies).
+    use std::os::unix::fs::PermissionsExt;
+    w.write("noperm.sh", "echo harmless\n");
+    let p = format!("{}/noperm.sh", w.ws());
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let (tier, why) = w.decide(&engine, "bash noperm.sh");
+    let want = if std::fs::read(&p).is_err() {
+        Tier::Ask
+    } else {
+        Tier::Allow
+    };
+    if tier != want {
+        failures.push(format!("bash noperm.sh: {tier} ({why}), want {want}"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

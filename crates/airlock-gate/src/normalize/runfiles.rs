@@ -66,8 +66,16 @@ pub fn read_text(path: &str) -> FileText {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return FileText::Unreadable(format!("{path} grew past {MAX_FILE_BYTES} bytes"));
     }
-    if bytes.starts_with(b"\x7fELF") || bytes.iter().take(4096).any(|b| *b == 0) {
+    // What bash(1) calls a binary file (`check_binary_file`): a NUL in the first line of the
+    // first 80 bytes. Anything else it runs as a script when the kernel will not (ENOEXEC),
+    // even with an ELF-looking start (found by the fuzz target).
+    let head = &bytes[..bytes.len().min(80)];
+    let first_line = head.split(|b| *b == b'\n').next().unwrap_or(head);
+    if first_line.contains(&0) {
         return FileText::Binary;
+    }
+    if bytes.contains(&0) {
+        return FileText::Unreadable(format!("{path} holds NUL bytes after its first line"));
     }
     match String::from_utf8(bytes) {
         Ok(t) => FileText::Text(t),
