@@ -312,3 +312,137 @@ fn judge_host_path(src: &Word, cwd: Option<&str>, ctx: &MatchCtx<'_>) -> Match {
     }
     Match::Yes
 }
+
+/// Compose verbs that start containers.
+const COMPOSE_START: &[&str] = &["up", "run", "create", "start", "restart", "watch"];
+/// Compose files looked for when none is given (compose-spec "Compose file").
+const COMPOSE_FILES: &[&str] = &[
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+/// `docker compose up` (and `run`, `create`, `start`; `docker-compose`, `podman-compose`) of a
+/// compose file that mounts a host path outside the workspace, shares a host namespace, runs
+/// privileged or reaches the engine socket (the file is read where the hook runs: the agent
+/// may have written it). A file that cannot be read: possible.
+pub fn compose_host_access(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
+    let words: Vec<&str> = inv.words.iter().map(|w| w.text.as_str()).collect();
+    let compose = match inv.program.as_str() {
+        "docker" | "podman" | "nerdctl" | "finch" => inv.subcommand.as_deref() == Some("compose"),
+        "docker-compose" | "podman-compose" => true,
+        _ => false,
+    };
+    if !compose || !words.iter().any(|w| COMPOSE_START.contains(w)) {
+        return Match::No;
+    }
+    let Some(cwd) = inv.cwd.as_deref() else {
+        return Match::Possible;
+    };
+    let mut files = Vec::new();
+    for (i, w) in inv.words.iter().enumerate() {
+        let value = match w.text.as_str() {
+            "-f" | "--file" => inv.words.get(i + 1).cloned(),
+            t => t.strip_prefix("--file=").map(Word::lit),
+        };
+        if let Some(v) = value {
+            match v.as_static() {
+                Some(p) if p.starts_with('/') => files.push(lexical(p)),
+                Some(p) => files.push(lexical(&format!("{cwd}/{p}"))),
+                None => return Match::Possible,
+            }
+        }
+    }
+    if files.is_empty() {
+        files.extend(
+            COMPOSE_FILES
+                .iter()
+                .map(|n| format!("{cwd}/{n}"))
+                .find(|p| std::path::Path::new(p).exists()),
+        );
+    }
+    let mut m = Match::No;
+    for f in files {
+        let text = match crate::normalize::read_text(&f) {
+            crate::normalize::FileText::Text(t) => t,
+            crate::normalize::FileText::Missing => continue,
+            _ => return Match::Possible,
+        };
+        let dir = f.rsplit_once('/').map_or("/", |(d, _)| d).to_string();
+        m = m.max(compose_text(&text, &dir, ctx));
+        if m == Match::Yes {
+            break;
+        }
+    }
+    m
+}
+
+/// What a compose file's text grants: see [`compose_host_access`]. Read line by line (no YAML
+/// parser): `privileged: true`, `network_mode`/`pid`/`ipc`/`userns_mode: host`, the engine
+/// socket, `cap_add`, and the host side of short (`- SRC:DST`) and long (`source: SRC`)
+/// volume syntax.
+fn compose_text(text: &str, dir: &str, ctx: &MatchCtx<'_>) -> Match {
+    let mut m = Match::No;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('#') {
+            continue;
+        }
+        let unquote = |s: &str| s.trim().trim_matches(['"', '\'']).to_string();
+        if let Some((k, v)) = t.split_once(':') {
+            let (k, v) = (k.trim().trim_start_matches("- "), unquote(v));
+            match k {
+                "privileged" if v == "true" => return Match::Yes,
+                "network_mode" | "pid" | "ipc" | "userns_mode" | "uts" | "cgroup"
+                    if v == "host" =>
+                {
+                    return Match::Yes
+                }
+                "cap_add" | "devices" | "security_opt" => m = m.max(Match::Possible),
+                "source" => {
+                    let src = host_path_text(&v, dir, ctx);
+                    m = m.max(src);
+                }
+                _ => {}
+            }
+        }
+        if t.contains("docker.sock") || t.contains("podman.sock") {
+            return Match::Yes;
+        }
+        if let Some(item) = t.strip_prefix("- ") {
+            let item = unquote(item);
+            if let Some((src, _)) = item.split_once(':') {
+                if src.starts_with(['/', '~', '.', '$']) {
+                    m = m.max(host_path_text(src, dir, ctx));
+                }
+            }
+        }
+        if m == Match::Yes {
+            break;
+        }
+    }
+    m
+}
+
+/// A compose host path (`./data`, `${HOME}/x`, `$PWD`, `/`) judged like a `-v` source.
+fn host_path_text(src: &str, dir: &str, ctx: &MatchCtx<'_>) -> Match {
+    if !src.starts_with(['/', '~', '.', '$']) {
+        return Match::No;
+    }
+    let mut s = src.to_string();
+    for (var, value) in [
+        ("${HOME}", ctx.home),
+        ("$HOME", ctx.home),
+        ("${PWD}", dir),
+        ("$PWD", dir),
+    ] {
+        if let Some(rest) = s.strip_prefix(var) {
+            s = format!("{value}{rest}");
+        }
+    }
+    if s.starts_with('$') {
+        return Match::Possible;
+    }
+    judge_host_path(&Word::lit(&s), Some(dir), ctx)
+}

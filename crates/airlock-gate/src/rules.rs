@@ -228,6 +228,7 @@ pub const CHECKS: &[&str] = &[
     "git-fetch-url",
     "cargo-config-code",
     "container-host-mount",
+    "compose-host-access",
 ];
 
 /// Path categories rules can use in `target`.
@@ -925,6 +926,7 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
         "git-fetch-url" => crate::checks::git_fetch_url(inv, ctx),
         "cargo-config-code" => crate::checks::cargo_config_code(inv),
         "container-host-mount" => crate::checks::container_host_mount(inv, ctx),
+        "compose-host-access" => crate::checks::compose_host_access(inv, ctx),
         "setuid-mode" => Match::any(inv.positionals.iter().take(1).map(|w| {
             if w.is_dynamic() {
                 return Match::Possible;

@@ -395,3 +395,59 @@ fn hostile_task_files_stay_fast() {
         assert_eq!(tier, want, "{cmd}: {why}");
     }
 }
+
+/// Compose files are read where the hook runs: host mounts outside the workspace, host
+/// namespaces, privileged containers and the engine socket are denied; the workspace, named
+/// volumes and ports are fine.
+#[test]
+fn compose_files_are_judged_by_content() {
+    let engine = Engine::builtin().expect("rules");
+    let evil = [
+        "    volumes:\n      - /:/host\n",
+        "    volumes:\n      - \"${HOME}:/h\"\n",
+        "    volumes:\n      - ~/.ssh:/root/.ssh:ro\n",
+        "    volumes:\n      - ../..:/up\n",
+        "    volumes:\n      - type: bind\n        source: /etc\n        target: /e\n",
+        "    volumes:\n      - /var/run/docker.sock:/var/run/docker.sock\n",
+        "    privileged: true\n",
+        "    network_mode: host\n",
+        "    pid: \"host\"\n",
+    ];
+    let mut failures = Vec::new();
+    for (i, service) in evil.iter().enumerate() {
+        let w = Ws::new();
+        let text = format!("services:\n  app:\n    image: alpine\n{service}");
+        w.write("compose.yaml", &text);
+        w.write("other.yml", &text);
+        for cmd in [
+            "docker compose up -d",
+            "docker compose run app sh",
+            "docker-compose up",
+            "docker compose -f other.yml up",
+            "podman-compose up",
+        ] {
+            let (tier, why) = w.decide(&engine, cmd);
+            if tier != Tier::Deny {
+                failures.push(format!("{cmd:?} with case {i}: {tier} ({why})"));
+            }
+        }
+    }
+    let w = Ws::new();
+    w.write(
+        "compose.yaml",
+        "services:\n  db:\n    image: postgres:16\n    ports:\n      - \"5432:5432\"\n    volumes:\n      - pgdata:/var/lib/postgresql/data\n      - ./init.sql:/docker-entrypoint-initdb.d/init.sql:ro\n  web:\n    build: .\n    volumes:\n      - .:/app\n      - type: bind\n        source: ./src\n        target: /src\n    environment:\n      - NODE_ENV=development\nvolumes:\n  pgdata:\n",
+    );
+    for cmd in [
+        "docker compose up -d",
+        "docker compose run web npm test",
+        "docker-compose up --build",
+        "docker compose ps",
+        "docker compose logs -f web",
+    ] {
+        let (tier, why) = w.decide(&engine, cmd);
+        if tier != Tier::Allow {
+            failures.push(format!("{cmd:?} (harmless compose): {tier} ({why})"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
