@@ -1162,7 +1162,14 @@ impl Normalizer {
             if let Some((_, Some(module))) = inv.flags.iter().find(|(n, _)| n == "m") {
                 // `python -m pip install x` runs `pip install x`.
                 let mut argv = vec![module.clone()];
-                argv.extend(inv.positionals.iter().cloned());
+                // Every word after the module is its argument, options included (`-m pip
+                // install -r FILE`): python's own option table does not apply to them.
+                let after = inv
+                    .words
+                    .iter()
+                    .position(|w| w.text == module.text || w.text == format!("-m{}", module.text))
+                    .map_or(inv.words.len(), |i| i + 1);
+                argv.extend(inv.words[after.min(inv.words.len())..].iter().cloned());
                 self.argv(cmd, &argv, env, out, hops + 1);
                 return;
             }

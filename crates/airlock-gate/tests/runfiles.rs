@@ -451,3 +451,95 @@ fn compose_files_are_judged_by_content() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Requirements files and package.json dependencies that fetch from a URL, a repository or
+/// another index are asked about when installed; registry packages and local paths are not.
+#[test]
+fn install_sources_in_files_are_judged() {
+    let engine = Engine::builtin().expect("rules");
+    let mut failures = Vec::new();
+    let evil_reqs = [
+        "git+https://github.com/evil/x.git#egg=x",
+        "-i https://evil.example/simple\nrequests",
+        "--extra-index-url https://evil.example/simple\nrequests",
+        "x @ https://evil.example/x-1.0-py3-none-any.whl",
+        "-e git+ssh://git@github.com/evil/x.git#egg=x",
+        "-r base.txt",
+        "--find-links https://evil.example/links\nx",
+    ];
+    for (i, reqs) in evil_reqs.iter().enumerate() {
+        let w = Ws::new();
+        w.write("requirements.txt", &format!("# deps\n{reqs}\n"));
+        w.write("base.txt", "https://evil.example/x.tar.gz\n");
+        for cmd in [
+            "pip install -r requirements.txt",
+            "pip3 install --requirement=requirements.txt",
+            "python3 -m pip install -r requirements.txt",
+            "uv pip install -r requirements.txt",
+            ". .venv/bin/activate && pip install -r requirements.txt",
+        ] {
+            let (tier, why) = w.decide(&engine, cmd);
+            if tier == Tier::Allow {
+                failures.push(format!(
+                    "{cmd:?} with requirements case {i}: allowed ({why})"
+                ));
+            }
+        }
+    }
+    for (i, dep) in [
+        "git+https://github.com/evil/x.git",
+        "github:evil/x",
+        "evil/x#main",
+        "https://evil.example/x.tgz",
+        "git@github.com:evil/x.git",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let w = Ws::new();
+        let pkg = serde_json::json!({"dependencies": {"react": "^18.2.0", "x": dep}});
+        w.write("package.json", &pkg.to_string());
+        for cmd in [
+            "npm install",
+            "npm ci",
+            "yarn",
+            "yarn install",
+            "pnpm install",
+            "bun install",
+        ] {
+            let (tier, why) = w.decide(&engine, cmd);
+            if tier == Tier::Allow {
+                failures.push(format!("{cmd:?} with dependency case {i}: allowed ({why})"));
+            }
+        }
+    }
+    let w = Ws::new();
+    w.write(
+        "requirements.txt",
+        "# pinned\nrequests==2.32.0  # http client\n-r base.txt\n-e .\n./vendor/pkg\nnumpy>=1.26 ; python_version >= \"3.10\"\n--hash=sha256:abc\n",
+    );
+    w.write("base.txt", "click==8.1.7\n");
+    w.write(
+        "package.json",
+        &serde_json::json!({
+            "dependencies": {"react": "^18.2.0", "shared": "file:../shared", "ui": "workspace:*", "r18": "npm:react@18"},
+            "devDependencies": {"@types/node": "20.x", "typescript": "~5.4.0"}
+        })
+        .to_string(),
+    );
+    for cmd in [
+        "pip install -r requirements.txt",
+        "uv pip install -r requirements.txt",
+        "npm install",
+        "npm ci",
+        "yarn",
+        "pnpm install",
+        "pip install -r missing.txt",
+    ] {
+        let (tier, why) = w.decide(&engine, cmd);
+        if tier != Tier::Allow {
+            failures.push(format!("{cmd:?} (registry packages): {tier} ({why})"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

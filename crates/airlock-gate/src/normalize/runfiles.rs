@@ -244,7 +244,11 @@ impl Normalizer {
         let from = match prog {
             "make" | "gmake" if make_shell_override(inv) => CodeFrom::Unseen,
             "make" | "gmake" => self.make_recipes(cmd, inv, env, out),
-            "npm" | "pnpm" | "yarn" | "bun" => self.package_scripts(cmd, prog, inv, env, out),
+            "npm" | "pnpm" | "yarn" | "bun" => {
+                self.install_sources(cmd, prog, inv, env, out);
+                self.package_scripts(cmd, prog, inv, env, out)
+            }
+            "pip" | "pip3" | "uv" => self.install_sources(cmd, prog, inv, env, out),
             "just" => self.just_recipes(cmd, inv, env, out),
             "poe" | "tox" | "task" | "go-task" => self.task_runner(cmd, prog, inv, env, out),
             "sqlite3" | "sqlite" => match stdin_text(&cmd.stdin) {
@@ -256,6 +260,150 @@ impl Normalizer {
         if from == CodeFrom::Unseen || inv.code_from == CodeFrom::NotCode {
             inv.code_from = from;
         }
+    }
+
+    /// Package sources named in files an install reads: `pip install -r FILE` (and `-c`,
+    /// nested `-r`) lines that fetch from a URL, a VCS or another index; package.json
+    /// dependencies that are URLs or repositories (`npm install` without names). Each found
+    /// adds an invocation of the pseudo-program `(package-source)` (the `package-source-file`
+    /// rule asks); a file that cannot be read is code airlock cannot see.
+    fn install_sources(
+        &self,
+        cmd: &SimpleCmd,
+        prog: &str,
+        inv: &Invocation,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        let Some(cwd) = cmd.cwd.as_deref() else {
+            return CodeFrom::NotCode;
+        };
+        let words: Vec<&Word> = inv.words.iter().collect();
+        let installs = words.iter().any(|w| {
+            matches!(
+                w.text.as_str(),
+                "install" | "i" | "ci" | "add" | "sync" | "download" | "wheel"
+            )
+        });
+        let bare_yarn = prog == "yarn" && inv.subcommand.is_none();
+        if !installs && !bare_yarn {
+            return CodeFrom::NotCode;
+        }
+        let mut found: Vec<String> = Vec::new();
+        let mut from = CodeFrom::NotCode;
+        if matches!(prog, "pip" | "pip3" | "uv") {
+            let mut files: Vec<Word> = Vec::new();
+            for (i, w) in words.iter().enumerate() {
+                let t = w.text.as_str();
+                let value = match t {
+                    "-r" | "--requirement" | "-c" | "--constraint" => {
+                        words.get(i + 1).map(|v| (*v).clone())
+                    }
+                    _ => t
+                        .strip_prefix("--requirement=")
+                        .or_else(|| t.strip_prefix("--constraint="))
+                        .or_else(|| t.strip_prefix("-r").filter(|r| !r.is_empty()))
+                        .map(Word::lit),
+                };
+                files.extend(value);
+            }
+            let mut seen = HashSet::new();
+            while let Some(f) = files.pop() {
+                if seen.len() >= MAX_INCLUDES {
+                    from = CodeFrom::Unseen;
+                    break;
+                }
+                let Some(path) = f
+                    .as_static()
+                    .and_then(|p| absolute(p, Some(cwd), &env.home))
+                else {
+                    from = CodeFrom::Unseen;
+                    continue;
+                };
+                if !seen.insert(path.clone()) {
+                    continue;
+                }
+                let text = match read_text(&path) {
+                    FileText::Text(t) => t,
+                    FileText::Missing => continue,
+                    _ => {
+                        from = CodeFrom::Unseen;
+                        continue;
+                    }
+                };
+                let dir = path.rsplit_once('/').map_or("/", |(d, _)| d).to_string();
+                for line in text.lines() {
+                    let l = line.split(" #").next().unwrap_or("").trim();
+                    if l.starts_with('#') || l.is_empty() {
+                        continue;
+                    }
+                    if let Some(rest) = ["-r ", "--requirement ", "-c ", "--constraint "]
+                        .iter()
+                        .find_map(|p| l.strip_prefix(p))
+                    {
+                        let p = rest.trim();
+                        files.push(Word::lit(&if p.starts_with('/') {
+                            p.to_string()
+                        } else {
+                            format!("{dir}/{p}")
+                        }));
+                    } else if remote_source(
+                        l.trim_start_matches("-e ")
+                            .trim_start_matches("--editable "),
+                    ) {
+                        found.push(l.to_string());
+                    }
+                }
+            }
+        } else if !inv.positionals.iter().any(|p| {
+            !p.text.starts_with('-') && !matches!(p.text.as_str(), "install" | "i" | "ci" | "add")
+        }) {
+            // `npm install` without package names: the dependencies of package.json.
+            let text = parents(cwd)
+                .into_iter()
+                .map(|d| read_text(&format!("{}/package.json", d.trim_end_matches('/'))))
+                .find(|t| *t != FileText::Missing);
+            match text {
+                Some(FileText::Text(t)) => match serde_json::from_str::<serde_json::Value>(&t) {
+                    Ok(json) => {
+                        for key in [
+                            "dependencies",
+                            "devDependencies",
+                            "optionalDependencies",
+                            "peerDependencies",
+                        ] {
+                            let Some(deps) = json.get(key).and_then(|d| d.as_object()) else {
+                                continue;
+                            };
+                            for (name, v) in deps {
+                                let v = v.as_str().unwrap_or("");
+                                if remote_source(v) || repo_shorthand(v) {
+                                    found.push(format!("{name}@{v}"));
+                                }
+                            }
+                        }
+                    }
+                    Err(_) => from = CodeFrom::Unseen,
+                },
+                Some(FileText::Missing) | None => {}
+                Some(_) => from = CodeFrom::Unseen,
+            }
+        }
+        for f in found.into_iter().take(MAX_TARGETS) {
+            let w = Word::lit(&f);
+            let mut pseudo = self.invocation(cmd, "(package-source)", false, &[], env);
+            pseudo.subcommand = Some(prog.to_string());
+            pseudo.positionals = vec![w.clone()];
+            pseudo.words = vec![w];
+            out.invocations.push(pseudo);
+        }
+        if from == CodeFrom::Unseen {
+            let mut pseudo = self.invocation(cmd, "(package-source)", false, &[], env);
+            pseudo.subcommand = Some(prog.to_string());
+            pseudo.code_from = CodeFrom::Unseen;
+            out.invocations.push(pseudo);
+        }
+        from
     }
 
     /// `make --eval TEXT`: every recipe and `$(shell …)` of TEXT is shell code.
@@ -657,6 +805,40 @@ impl Normalizer {
             out.invocations.push(inv);
         }
     }
+}
+
+/// Where a requirements line or a package.json dependency fetches from, when that is not
+/// the registry: a URL, a VCS (`git+…`, `github:…`, `user/repo`) or another index.
+fn remote_source(spec: &str) -> bool {
+    let s = spec.trim();
+    let flag = s.split([' ', '=']).next().unwrap_or("");
+    matches!(
+        flag,
+        "-i" | "--index-url" | "--extra-index-url" | "-f" | "--find-links" | "--trusted-host"
+    ) || s.contains("://")
+        || [
+            "git+",
+            "hg+",
+            "svn+",
+            "bzr+",
+            "github:",
+            "gitlab:",
+            "bitbucket:",
+            "gist:",
+            "git@",
+        ]
+        .iter()
+        .any(|p| s.starts_with(p) || s.contains(&format!(" {p}")))
+}
+
+/// A package.json dependency version that is a repository shorthand (`user/repo#ref`).
+fn repo_shorthand(version: &str) -> bool {
+    let v = version.trim();
+    v.contains('/')
+        && !v.starts_with(['.', '/', '~', '@'])
+        && !["file:", "link:", "workspace:", "npm:", "portal:", "patch:"]
+            .iter()
+            .any(|p| v.starts_with(p))
 }
 
 /// `make SHELL=…` (or `.SHELLFLAGS=…`, `MAKESHELL=…`) naming anything but a standard shell:
