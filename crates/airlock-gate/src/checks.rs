@@ -446,3 +446,119 @@ fn host_path_text(src: &str, dir: &str, ctx: &MatchCtx<'_>) -> Match {
     }
     judge_host_path(&Word::lit(&s), Some(dir), ctx)
 }
+
+/// A git command run in a repository outside the workspace (`git -C DIR`, `--git-dir`,
+/// `--work-tree`, or a working directory outside it) whose config sets a key whose value runs
+/// a program (`core.fsmonitor`, `core.pager`, `alias.*`, … the `git_exec_keys`) or that has
+/// hooks: the agent may have written that repository (files written then run). A config that
+/// cannot be read: possible.
+pub fn git_foreign_repo(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
+    if inv.program != "git" {
+        return Match::No;
+    }
+    let flag = |name: &str| {
+        inv.flags
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.clone())
+    };
+    let cwd = inv.cwd.as_deref();
+    let abs = |w: &Word, base: Option<&str>| -> Option<String> {
+        let t = w.as_static()?;
+        if t.starts_with('/') {
+            Some(lexical(t))
+        } else if let Some(rest) = t.strip_prefix('~') {
+            Some(lexical(&format!("{}{rest}", ctx.home)))
+        } else {
+            base.map(|b| lexical(&format!("{b}/{t}")))
+        }
+    };
+    let mut dir = cwd.map(str::to_string);
+    if let Some(c) = flag("C") {
+        match abs(&c, cwd) {
+            Some(d) => dir = Some(d),
+            None => return Match::Possible,
+        }
+    }
+    let git_dir = match flag("git-dir") {
+        Some(g) => match abs(&g, dir.as_deref()) {
+            Some(d) => Some(d),
+            None => return Match::Possible,
+        },
+        None => None,
+    };
+    let inside = |p: &str| {
+        ctx.workspace.is_some_and(|ws| {
+            let ws = ws.trim_end_matches('/');
+            p == ws || p.starts_with(&format!("{ws}/"))
+        })
+    };
+    let git_dir = match (git_dir, dir) {
+        (Some(g), _) => g,
+        (None, Some(d)) => {
+            if inside(&d) {
+                return Match::No;
+            }
+            // The repository around `d`: its nearest `.git`.
+            match crate::git::find_git_dir(std::path::Path::new(&d)) {
+                Some((_, gd)) => gd.to_string_lossy().into_owned(),
+                None => return Match::No,
+            }
+        }
+        (None, None) => return Match::Possible,
+    };
+    if inside(&git_dir) {
+        return Match::No;
+    }
+    let config = match crate::normalize::read_text(&format!("{git_dir}/config")) {
+        crate::normalize::FileText::Text(t) => t,
+        crate::normalize::FileText::Missing => String::new(),
+        _ => return Match::Possible,
+    };
+    if config_has_exec_key(&config, ctx) {
+        return Match::Yes;
+    }
+    let hooks = std::fs::read_dir(format!("{git_dir}/hooks"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .any(|e| !e.file_name().to_string_lossy().ends_with(".sample"))
+        })
+        .unwrap_or(false);
+    Match::from_bool_pub(hooks)
+}
+
+/// Whether git config text sets one of the `git_exec_keys` (sections as `[section]` and
+/// `[section "sub"]`; keys lowercased).
+fn config_has_exec_key(text: &str, ctx: &MatchCtx<'_>) -> bool {
+    let mut section = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with(['#', ';']) || t.is_empty() {
+            continue;
+        }
+        if let Some(h) = t.strip_prefix('[') {
+            let h = h.split(']').next().unwrap_or("");
+            section = match h.split_once(char::is_whitespace) {
+                Some((s, sub)) => format!(
+                    "{}.{}",
+                    s.to_ascii_lowercase(),
+                    sub.trim().trim_matches('"')
+                ),
+                None => h.to_ascii_lowercase(),
+            };
+            continue;
+        }
+        let key = t
+            .split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let full = format!("{section}.{key}");
+        if ctx.git_exec_keys.iter().any(|g| g.matches(&full)) {
+            return true;
+        }
+    }
+    false
+}

@@ -229,6 +229,7 @@ pub const CHECKS: &[&str] = &[
     "cargo-config-code",
     "container-host-mount",
     "compose-host-access",
+    "git-foreign-repo",
 ];
 
 /// Path categories rules can use in `target`.
@@ -927,6 +928,7 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
         "cargo-config-code" => crate::checks::cargo_config_code(inv),
         "container-host-mount" => crate::checks::container_host_mount(inv, ctx),
         "compose-host-access" => crate::checks::compose_host_access(inv, ctx),
+        "git-foreign-repo" => crate::checks::git_foreign_repo(inv, ctx),
         "setuid-mode" => Match::any(inv.positionals.iter().take(1).map(|w| {
             if w.is_dynamic() {
                 return Match::Possible;

@@ -543,3 +543,64 @@ fn install_sources_in_files_are_judged() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// git run in a repository outside the workspace whose config runs programs or that has hooks
+/// (the agent may have written it) is asked about; a plain one is not.
+#[test]
+fn foreign_repository_config_is_judged() {
+    let engine = Engine::builtin().expect("rules");
+    let w = Ws::new();
+    let root = w.dir.path().to_string_lossy().into_owned();
+    let repo = |name: &str, config: &str, hook: bool| {
+        let g = w.dir.path().join(name).join(".git");
+        std::fs::create_dir_all(g.join("hooks")).expect("mkdir");
+        std::fs::write(g.join("HEAD"), "ref: refs/heads/main\n").expect("HEAD");
+        std::fs::write(g.join("config"), config).expect("config");
+        std::fs::write(g.join("hooks/pre-commit.sample"), "#!/bin/sh\n").expect("sample");
+        if hook {
+            std::fs::write(g.join("hooks/pre-commit"), "#!/bin/sh\nsudo id\n").expect("hook");
+        }
+    };
+    repo("fsmon", "[core]\n\tfsmonitor = /tmp/x\n", false);
+    repo(
+        "pager",
+        "[core]\n\tbare = false\n[pager]\n\tlog = sh -c id\n",
+        false,
+    );
+    repo(
+        "alias",
+        "[alias \"x\"]\n\tst = !id\n[alias]\n\tst = !sudo id\n",
+        false,
+    );
+    repo("hooked", "[core]\n\tbare = false\n", true);
+    repo(
+        "clean",
+        "[core]\n\tbare = false\n[remote \"origin\"]\n\turl = https://x/y\n",
+        false,
+    );
+    let mut failures = Vec::new();
+    for name in ["fsmon", "pager", "alias", "hooked"] {
+        for cmd in [
+            format!("git -C ../{name} status"),
+            format!("cd ../{name} && git log"),
+            format!("git --git-dir=../{name}/.git log"),
+            format!("git -C {root}/{name} commit -m x"),
+        ] {
+            let (tier, why) = w.decide(&engine, &cmd);
+            if tier == Tier::Allow {
+                failures.push(format!("{cmd:?}: allowed ({why})"));
+            }
+        }
+    }
+    for cmd in [
+        "git -C ../clean log",
+        "cd ../clean && git status",
+        "git status",
+    ] {
+        let (tier, why) = w.decide(&engine, cmd);
+        if tier != Tier::Allow {
+            failures.push(format!("{cmd:?}: {tier} ({why})"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
