@@ -128,6 +128,11 @@ pub struct EgressConfig {
     pub limits: Limits,
     /// The credential injector (placeholders, session CA); `None` = no interception.
     pub credentials: Option<Arc<creds::Injector>>,
+    /// Where every refusal (a `deny` event of the proxy or the DNS filter, before the audit
+    /// log's rate limiter) is also sent, for live notices on the user's terminal. Sent with
+    /// `try_send`: a full or closed channel drops the copy, never the refusal or its audit
+    /// event. `None` = no copies.
+    pub denials: Option<std::sync::mpsc::SyncSender<airlock_audit::AuditEvent>>,
 }
 
 impl EgressConfig {
@@ -143,6 +148,7 @@ impl EgressConfig {
             resolver: Arc::new(SystemResolver),
             limits: Limits::default(),
             credentials: None,
+            denials: None,
         }
     }
 }
@@ -197,6 +203,7 @@ impl Egress {
             config.limits,
         );
         shared.creds = config.credentials;
+        shared.denials = config.denials;
         let shared = Arc::new(shared);
         let mut services: Vec<(&'static str, Service)> =
             vec![("proxy", Box::pin(proxy::serve(proxy, shared.clone())))];

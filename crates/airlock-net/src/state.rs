@@ -22,6 +22,8 @@ pub(crate) struct Shared {
     wildcard_names: Mutex<HashMap<String, HashSet<String>>>,
     /// The credential injector, when the session has credentials.
     pub(crate) creds: Option<Arc<crate::creds::Injector>>,
+    /// Copies of refusals for live notices ([`crate::EgressConfig::denials`]).
+    pub(crate) denials: Option<std::sync::mpsc::SyncSender<AuditEvent>>,
     /// Test-only fault injection: the proxy's accept loop panics on its next connection.
     #[cfg(test)]
     pub(crate) panic_on_accept: std::sync::atomic::AtomicBool,
@@ -43,6 +45,7 @@ impl Shared {
             limits,
             wildcard_names: Mutex::new(HashMap::new()),
             creds: None,
+            denials: None,
             #[cfg(test)]
             panic_on_accept: std::sync::atomic::AtomicBool::new(false),
         }
@@ -120,10 +123,16 @@ impl Shared {
     }
 
     /// Writes an audit event; with a key, through the per-key rate limiter (for anything the
-    /// agent can trigger in a loop). A failing audit log is reported, not fatal.
+    /// agent can trigger in a loop). A failing audit log is reported, not fatal. A refusal is
+    /// also copied to the denial channel, if any (before the rate limiter: the receiver keeps
+    /// its own per-host account).
     pub(crate) fn record(&self, mut ev: AuditEvent, limited_key: Option<&str>) {
         if ev.session.is_none() {
             ev.session.clone_from(&self.session);
+        }
+        if let (Decision::Deny, Some(tx)) = (ev.decision, &self.denials) {
+            // Full (the receiver is behind) or closed: the copy is dropped, the event is not.
+            let _ = tx.try_send(ev.clone());
         }
         let r = match limited_key {
             Some(k) => self.audit.append_limited(k, &ev).map(drop),

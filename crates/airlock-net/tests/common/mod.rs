@@ -43,6 +43,8 @@ pub struct Env {
     pub dns: SocketAddr,
     pub dns_tcp: SocketAddr,
     pub audit_path: PathBuf,
+    /// Copies of refusals ([`EgressConfig::denials`]).
+    pub denials: std::sync::mpsc::Receiver<AuditEvent>,
     _dir: tempfile::TempDir,
 }
 
@@ -85,6 +87,8 @@ pub fn start(policy: NetworkPolicy, resolver: Arc<dyn Resolve>, limits: Limits) 
     cfg.resolver = resolver;
     cfg.limits = limits;
     cfg.session = Some("test-session".into());
+    let (denials_tx, denials) = std::sync::mpsc::sync_channel(64);
+    cfg.denials = Some(denials_tx);
     let egress = Egress::start(cfg, &tokio::runtime::Handle::current()).expect("start");
     Env {
         proxy: egress.proxy_addr(),
@@ -92,6 +96,7 @@ pub fn start(policy: NetworkPolicy, resolver: Arc<dyn Resolve>, limits: Limits) 
         dns_tcp: dns_tcp_addr,
         egress,
         audit_path,
+        denials,
         _dir: dir,
     }
 }
