@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use airlock_audit::{AuditEvent, AuditLog, Detail};
+use airlock_audit::{AuditEvent, AuditLog, Decision, Detail};
 use anyhow::{Context, Result};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
@@ -31,6 +31,7 @@ pub(crate) fn serve(
     listener: std::net::TcpListener,
     audit: Arc<AuditLog>,
     session: String,
+    denials: Option<std::sync::mpsc::SyncSender<AuditEvent>>,
 ) -> Result<()> {
     listener
         .set_nonblocking(true)
@@ -40,7 +41,7 @@ pub(crate) fn serve(
         .context("cannot prepare the gate's audit channel")?;
     rt.spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (audit, session) = (audit.clone(), session.clone());
+            let (audit, session, denials) = (audit.clone(), session.clone(), denials.clone());
             tokio::spawn(async move {
                 let (rd, mut wr) = stream.into_split();
                 let mut line = String::new();
@@ -53,6 +54,10 @@ pub(crate) fn serve(
                 let answer = match read {
                     Ok(Ok(_)) => match accept(&line, &session) {
                         Ok(ev) => {
+                            // A refusal is also a live notice (labelled as the sandbox's report).
+                            if let (Decision::Deny, Some(tx)) = (ev.decision, &denials) {
+                                let _ = tx.try_send(ev.clone());
+                            }
                             let audit = audit.clone();
                             match tokio::task::spawn_blocking(move || audit.append(&ev)).await {
                                 Ok(Ok(())) => "ok\n".to_string(),

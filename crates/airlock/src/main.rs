@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod control;
 mod credentials;
+mod denials;
 mod exit;
 mod gate_audit;
 mod policy_load;

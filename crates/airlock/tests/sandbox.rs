@@ -609,6 +609,61 @@ fn egress_goes_only_through_the_proxy() {
     assert!(!out.contains("hello from upstream\nhello"), "{out}");
 }
 
+/// A refused host is never a mystery: its first refusal is one line on the user's terminal
+/// (stderr here, which is not a terminal) with the rule and the exact fix, once per host however
+/// often and however it is tried (proxy, plain HTTP, DNS); the agent's 403 body says the same;
+/// the session's end lists every refusal with its count.
+#[test]
+fn a_refused_host_is_named_once_with_its_fix() {
+    let port = http_server("ok");
+    let ws = Ws::new();
+    let pol_dir = tempfile::tempdir().expect("tempdir");
+    let policy = net_policy(pol_dir.path(), port, true);
+    let script = "for i in 1 2 3; do curl -s -m 10 http://evil.test/; done; \
+                  curl -s -m 10 -o /dev/null https://evil.test/; \
+                  getent hosts evil.test; \
+                  curl -s -m 10 -o /dev/null http://other.test:8443/; \
+                  curl -s -m 10 -o /dev/null http://test.airlock.internal:22/";
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--policy"])
+        .arg(&policy)
+        .args(["--", "sh", "-c", script])
+        .output()
+        .expect("run");
+    let (out, err) = (stdout(&o), stderr(&o));
+    // The agent's answer names the fix.
+    assert!(out.contains("--allow-domain evil.test"), "{out}");
+    assert!(out.contains("~/.config/airlock/config.toml"), "{out}");
+    let lines = |what: &str| -> Vec<&str> {
+        err.lines()
+            .filter(|l| l.starts_with(&format!("airlock: refused {what}")))
+            .collect()
+    };
+    let evil = lines("evil.test");
+    assert_eq!(evil.len(), 1, "one line for evil.test: {err}");
+    assert!(
+        evil[0].contains("rule network.allow: no pattern matches")
+            && evil[0].contains("rerun with --allow-domain evil.test")
+            && evil[0].contains("allow = [\"evil.test\"] under [network]"),
+        "{err}"
+    );
+    let other = lines("other.test:8443");
+    assert_eq!(other.len(), 1, "{err}");
+    assert!(
+        other[0].contains("\"other.test\" = [80, 443, 8443] under [network.ports]"),
+        "{err}"
+    );
+    let ports = lines("test.airlock.internal:22");
+    assert_eq!(ports.len(), 1, "{err}");
+    assert!(ports[0].contains("under [network.ports]"), "{err}");
+    assert!(
+        err.contains("refused: evil.test:80 (5x") || err.contains("refused: evil.test:80 (6x"),
+        "summary counts every try: {err}"
+    );
+    assert!(err.contains("airlock policy suggest"), "{err}");
+}
+
 /// A running session picks up a policy change on `airlock policy reload`, and its audit log has
 /// both decisions.
 #[test]

@@ -4,7 +4,7 @@
 //! `airlock attach` for a --detach session, and the terminal and signals until the command
 //! exits ([`airlock_sandbox::supervise::supervise`]).
 
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 
 use airlock_audit::{AuditEvent, AuditLog, Decision, Detail};
@@ -32,8 +32,12 @@ pub(super) fn supervise(
         .enable_all()
         .build()
         .context("cannot start the egress runtime")?;
-    let egress = start_egress(plan, sandbox.as_mut(), &rt, &audit)?;
-    audit_unix_refusals(refusals, audit.clone(), session.clone())?;
+    // Refusals, copied from egress, the connect gate and the command gate, become live lines.
+    let (notice_tx, notices) = airlock_sandbox::notice::channel()?;
+    let (denials_tx, denials_rx) = std::sync::mpsc::sync_channel(256);
+    let watcher = crate::denials::spawn(session, denials_rx, notice_tx)?;
+    let egress = start_egress(plan, sandbox.as_mut(), &rt, &audit, &denials_tx)?;
+    audit_unix_refusals(refusals, audit.clone(), session.clone(), denials_tx)?;
     session_event(&audit, session, "started", None);
     let reload = {
         let (egress, reload) = (egress.clone(), plan.reload.clone());
@@ -58,7 +62,16 @@ pub(super) fn supervise(
         allow_clipboard: plan.allow_clipboard,
         utf8: airlock_sandbox::term::locale_is_utf8(),
     });
-    let status = airlock_sandbox::supervise::supervise(sandbox, Some(&mut on_hup), &mut filter);
+    let status = airlock_sandbox::supervise::supervise_with_notices(
+        sandbox,
+        Some(&mut on_hup),
+        &mut filter,
+        Some(notices),
+    );
+    let summary = watcher.lock().unwrap_or_else(|e| e.into_inner()).summary();
+    if let Some(s) = summary {
+        eprintln!("{s}");
+    }
     super::super::detach::audit_terminal(&plan.dir.join("audit.jsonl"), session, "run", &filter);
     session_event(&audit, session, "exited", status.as_ref().ok().copied());
     drop(egress);
@@ -74,6 +87,7 @@ fn start_egress(
     sandbox: &mut dyn RunningSandbox,
     rt: &tokio::runtime::Runtime,
     audit: &Arc<AuditLog>,
+    denials: &SyncSender<AuditEvent>,
 ) -> Result<Arc<Egress>> {
     let net = sandbox
         .take_listeners()
@@ -83,6 +97,7 @@ fn start_egress(
     config.dns_tcp = Some(net.dns_tcp);
     config.session = Some(plan.session.clone());
     config.credentials = plan.creds.injector.clone();
+    config.denials = Some(denials.clone());
     let egress =
         Arc::new(Egress::start(config, rt.handle()).context("cannot start the egress proxy")?);
     {
@@ -93,7 +108,13 @@ fn start_egress(
         });
     }
     if let Some(l) = net.audit {
-        crate::gate_audit::serve(rt, l, audit.clone(), plan.session.clone())?;
+        crate::gate_audit::serve(
+            rt,
+            l,
+            audit.clone(),
+            plan.session.clone(),
+            Some(denials.clone()),
+        )?;
     }
     Ok(egress)
 }
@@ -130,11 +151,13 @@ fn session_event(audit: &AuditLog, session: &str, event: &str, exit_status: Opti
 }
 
 /// Writes the connect gate's refusals to the audit log (rate-limited per path: the sandbox can
-/// refuse itself in a loop), on a thread of their own until the sandbox is gone.
+/// refuse itself in a loop) and copies them to `denials`, on a thread of their own until the
+/// sandbox is gone.
 fn audit_unix_refusals(
     refusals: Receiver<UnixRefusal>,
     audit: Arc<AuditLog>,
     session: String,
+    denials: SyncSender<AuditEvent>,
 ) -> Result<()> {
     std::thread::Builder::new()
         .name("airlock-unix-audit".into())
@@ -150,6 +173,7 @@ fn audit_unix_refusals(
                 .session(session.clone());
                 ev.rule = Some("builtin:unix-socket-outside-sandbox".into());
                 ev.reason = Some(r.reason);
+                let _ = denials.try_send(ev.clone());
                 let _ = audit.append_limited(&format!("unix:{}", r.path), &ev);
             }
         })
