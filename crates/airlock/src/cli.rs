@@ -355,6 +355,22 @@ pub(crate) enum PolicyCommand {
         /// Session id or unique prefix (default: the most recent session).
         id: Option<String>,
     },
+    /// Print the smallest policy change that would have allowed what a session was refused on
+    /// the network (from its audit log), as commented TOML. Nothing is applied.
+    Suggest(SuggestArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SuggestArgs {
+    /// Session id or unique prefix (default: the most recent session).
+    pub(crate) id: Option<String>,
+    /// Group two or more names that share a registrable domain (Public Suffix List) under
+    /// one `*.domain` entry.
+    #[arg(long)]
+    pub(crate) wildcards: bool,
+    /// Write the TOML to this new file (outside the workspace) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) write: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

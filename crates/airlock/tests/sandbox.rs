@@ -664,6 +664,111 @@ fn a_refused_host_is_named_once_with_its_fix() {
     assert!(err.contains("airlock policy suggest"), "{err}");
 }
 
+/// `airlock policy suggest` on a session that tried three hosts gives exactly those three (with
+/// their ports), and the file it writes, applied with `--policy`, lets a second run reach them.
+/// Bad input: an unknown session, an existing file, a file inside the workspace, a missing
+/// directory: clear errors, nothing written.
+#[test]
+fn policy_suggest_gives_what_was_refused_and_it_works() {
+    let ports = [http_server("one"), http_server("two"), http_server("three")];
+    let hosts = ["one.test", "two.test", "three.test"];
+    let ws = Ws::new();
+    let pol_dir = tempfile::tempdir().expect("tempdir");
+    let base = pol_dir.path().join("base.toml");
+    let mut text = "[network]\nallow = [\"unrelated.test\"]\nallow_private = [\"127.0.0.1\"]\n\
+                    [network.resolve]\n"
+        .to_string();
+    for h in hosts {
+        text.push_str(&format!("\"{h}\" = \"127.0.0.1\"\n"));
+    }
+    std::fs::write(&base, text).expect("write");
+    let script: String = hosts
+        .iter()
+        .zip(ports)
+        .map(|(h, p)| format!("curl -s -m 10 http://{h}:{p}/; echo; "))
+        .collect::<String>()
+        + "echo $AIRLOCK_SESSION > session";
+    let run = |extra: &[&Path]| {
+        let mut c = ws.airlock();
+        c.args(["run", "--mode", "bind", "--policy"]).arg(&base);
+        for p in extra {
+            c.arg("--policy").arg(p);
+        }
+        c.args(["--", "sh", "-c", &script]).output().expect("run")
+    };
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("one\n"), "{}", stdout(&o));
+    let session = std::fs::read_to_string(ws.path().join("session")).expect("session");
+    let session = session.trim();
+
+    let o = ws
+        .airlock()
+        .args(["policy", "suggest", session])
+        .output()
+        .expect("suggest");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let toml_text = stdout(&o);
+    let v: toml::Value = toml::from_str(&toml_text).expect("valid toml");
+    let allow: Vec<&str> = v["network"]["allow"]
+        .as_array()
+        .expect("allow")
+        .iter()
+        .map(|x| x.as_str().expect("str"))
+        .collect();
+    assert_eq!(allow, ["one.test", "three.test", "two.test"], "{toml_text}");
+    let table = v["network"]["ports"].as_table().expect("ports");
+    assert_eq!(table.len(), 3, "{toml_text}");
+    for (h, p) in hosts.iter().zip(ports) {
+        assert_eq!(
+            table[*h].as_array().expect("ports").as_slice(),
+            [toml::Value::Integer(i64::from(p))],
+            "{toml_text}"
+        );
+    }
+    assert!(toml_text.contains("refused 1 time"), "{toml_text}");
+
+    // Written to a file and applied: the second run reaches all three.
+    let file = pol_dir.path().join("suggested.toml");
+    let o = ws
+        .airlock()
+        .args(["policy", "suggest", session, "--write"])
+        .arg(&file)
+        .output()
+        .expect("suggest --write");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&file).expect("file"), toml_text);
+    let o = run(&[&file]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "one\ntwo\nthree\n", "{}", stderr(&o));
+
+    // Bad input.
+    let err = |args: &[&str], file: Option<&Path>| {
+        let mut c = ws.airlock();
+        c.args(["policy", "suggest"]).args(args);
+        if let Some(f) = file {
+            c.arg("--write").arg(f);
+        }
+        let o = c.output().expect("suggest");
+        assert_ne!(o.status.code(), Some(0), "{}", stdout(&o));
+        stderr(&o)
+    };
+    let e = err(&["nosuchsession"], None);
+    assert!(e.contains("nosuchsession"), "{e}");
+    let e = err(&[session], Some(&file));
+    assert!(
+        e.contains(&file.display().to_string()) && e.contains("must not exist"),
+        "{e}"
+    );
+    let inside = ws.path().join("p.toml");
+    let e = err(&[session], Some(&inside));
+    assert!(e.contains("inside the session's workspace"), "{e}");
+    assert!(!inside.exists());
+    let missing = pol_dir.path().join("no/such/dir/p.toml");
+    let e = err(&[session], Some(&missing));
+    assert!(e.contains("does not exist"), "{e}");
+}
+
 /// A running session picks up a policy change on `airlock policy reload`, and its audit log has
 /// both decisions.
 #[test]

@@ -17,6 +17,7 @@ mod run;
 mod selftest;
 mod session;
 mod stop;
+mod suggest;
 
 use crate::cli::{Command, HookCommand, PolicyCommand};
 
@@ -32,6 +33,7 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Hook(HookCommand::Codex(args)) => hook::codex(args),
         Command::Policy(PolicyCommand::Explain(args)) => explain::explain(args),
         Command::Policy(PolicyCommand::Reload { id }) => reload::reload(id.as_deref()),
+        Command::Policy(PolicyCommand::Suggest(args)) => suggest::run(args),
         Command::Audit(args) => audit::audit(args),
         Command::Creds(args) => creds::creds(args),
         Command::Ls(args) => ls::ls(args),
