@@ -2066,6 +2066,62 @@ fn no_stray_nul_before_the_output() {
     assert!(!text.contains("^@"), "{text:?}");
 }
 
+/// When airlock owns the terminal, a refusal is drawn on its last row with the cursor saved and
+/// restored, once per host, and never inside the agent's output: a character split across two
+/// writes (its first byte before the refusal, the rest after) or an escape sequence stays whole,
+/// with the notice after it.
+#[test]
+fn live_denials_go_on_the_last_row_between_the_agents_characters() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipping: script(1) is not installed");
+        return;
+    }
+    let port = http_server("ok");
+    let ws = Ws::new();
+    let pol_dir = tempfile::tempdir().expect("tempdir");
+    let policy = net_policy(pol_dir.path(), port, true);
+    // The agent writes the first byte of "é" (then of a CSI), is refused twice, then finishes.
+    let agent = "printf 'A\\303'; curl -s -o /dev/null http://evil.test/; \
+                 curl -s -o /dev/null http://evil.test/; sleep 0.5; printf '\\251B\\033'; \
+                 curl -s -o /dev/null http://other.test/; sleep 0.5; printf '[31mC\\033[0m\\n'; sleep 0.3";
+    let cmd = format!(
+        "stty rows 24 cols 200; '{}' run --mode bind --policy '{}' -- sh -c \"{agent}\"",
+        bin().display(),
+        policy.display()
+    );
+    let out = under_script(&ws, &cmd, b"");
+    let text = String::from_utf8_lossy(&out);
+    let row = "\x1b7\x1b[24;1H\x1b[2K\x1b[7m";
+    let notice = |host: &str| format!("{row}airlock: refused {host}:80 (rule network.allow");
+    assert_eq!(text.matches(&notice("evil.test")).count(), 1, "{text:?}");
+    assert_eq!(text.matches(&notice("other.test")).count(), 1, "{text:?}");
+    assert_eq!(
+        text.matches("airlock: refused evil.test").count(),
+        1,
+        "only on the last row: {text:?}"
+    );
+    // Whole, and the notice after the character and the sequence the agent was writing.
+    let char_at = text
+        .find("A\u{e9}B")
+        .expect("the agent's character is whole");
+    let seq_at = text
+        .find("\x1b[31mC\x1b[0m")
+        .expect("the agent's sequence is whole");
+    let evil_at = text.find(&notice("evil.test")).expect("evil");
+    let other_at = text.find(&notice("other.test")).expect("other");
+    assert!(evil_at > char_at, "{text:?}");
+    assert!(other_at > seq_at, "{text:?}");
+    // Each notice ends by putting the cursor and attributes back.
+    for at in [evil_at, other_at] {
+        let rest = &text[at..];
+        let end = rest.find("\x1b8").expect("restore");
+        assert!(rest[..end].ends_with("\x1b[0m"), "{rest:?}");
+        assert!(!rest[row.len()..end].contains('\n'), "{rest:?}");
+    }
+    // And the session's end repeats them once the terminal is restored.
+    assert!(text.contains("refused: evil.test:80 (2x"), "{text:?}");
+}
+
 /// What the sandbox prints reaches the user's terminal through a filter: an OSC 52 clipboard
 /// write (with variants) sets nothing in the host terminal (tmux's paste buffers, where tmux
 /// puts OSC 52), colours still show, and the drops are counted in the audit log. The control:
