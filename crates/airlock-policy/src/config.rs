@@ -207,6 +207,34 @@ pub struct TerminalPolicy {
     pub allow_clipboard: bool,
 }
 
+/// `[approvals]`: whether a refused host is held while the user is asked (`airlock approve`),
+/// docs/network.md "Approvals". Off by default; only a trusted layer may turn it on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// `"off"` (refuse as the policy says) or `"ask"`.
+    #[serde(default)]
+    pub mode: Option<ApprovalMode>,
+    /// Seconds a refused request is held while the user is asked, 1 to 600 (default 60); then
+    /// it is refused.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+/// `[approvals] mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalMode {
+    #[default]
+    Off,
+    Ask,
+}
+
+/// Longest `[approvals] timeout_secs`.
+pub const APPROVAL_TIMEOUT_MAX: u64 = 600;
+/// Default `[approvals] timeout_secs`.
+pub const APPROVAL_TIMEOUT_DEFAULT: u64 = 60;
+
 /// One policy file as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,6 +253,8 @@ pub struct ConfigFile {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub terminal: TerminalConfig,
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
     /// Command-gate rules; parsed and validated by `airlock-gate`.
     #[serde(default)]
     pub commands: Option<toml::Table>,
@@ -247,6 +277,14 @@ impl ConfigFile {
             key: key.to_string(),
             message,
         };
+        if let Some(t) = self.approvals.timeout_secs {
+            if !(1..=APPROVAL_TIMEOUT_MAX).contains(&t) {
+                return Err(invalid(
+                    "approvals.timeout_secs",
+                    format!("must be between 1 and {APPROVAL_TIMEOUT_MAX} seconds, not {t}"),
+                ));
+            }
+        }
         if let Some(m) = &self.limits.memory {
             parse_size(m).map_err(|e| invalid("limits.memory", e))?;
         }
@@ -457,6 +495,9 @@ pub struct Policy {
     /// `[terminal]`.
     #[serde(default)]
     pub terminal: TerminalPolicy,
+    /// `[approvals]`, merged (a later layer's keys win).
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
     /// `[commands]` tables in layer order, with their source.
     pub commands: Vec<(PathBuf, toml::Table)>,
 }
@@ -537,6 +578,7 @@ impl Policy {
                 home_bytes: DEFAULT_HOME,
             },
             terminal: TerminalPolicy::default(),
+            approvals: ApprovalsConfig::default(),
             commands: Vec::new(),
         };
         for layer in layers {
@@ -600,6 +642,12 @@ impl Policy {
         }
         if let Some(v) = &c.limits.home_size {
             self.limits.home_bytes = size("limits.home_size", v)?;
+        }
+        if c.approvals.mode.is_some() {
+            self.approvals.mode = c.approvals.mode;
+        }
+        if c.approvals.timeout_secs.is_some() {
+            self.approvals.timeout_secs = c.approvals.timeout_secs;
         }
         if let Some(v) = c.terminal.allow_clipboard {
             self.terminal.allow_clipboard = v;
@@ -676,6 +724,17 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     if !c.env.set.is_empty() {
         return widen("env.set");
     }
+    if c.approvals.mode == Some(ApprovalMode::Ask) {
+        return widen("approvals.mode");
+    }
+    if c.approvals.timeout_secs.unwrap_or(0)
+        > current
+            .approvals
+            .timeout_secs
+            .unwrap_or(APPROVAL_TIMEOUT_DEFAULT)
+    {
+        return widen("approvals.timeout_secs");
+    }
     if c.terminal.allow_clipboard == Some(true) && !current.terminal.allow_clipboard {
         return widen("terminal.allow_clipboard");
     }
@@ -728,6 +787,36 @@ mod tests {
             config: ConfigFile::parse(&source, text).expect("parse"),
             source,
             trusted,
+        }
+    }
+
+    #[test]
+    fn approvals_are_off_by_default_bounded_and_only_a_trusted_layer_turns_them_on() {
+        let p = Policy::from_layers(&[]).expect("policy");
+        assert_eq!(p.approvals.mode, None);
+        let ask = "[approvals]\nmode = \"ask\"\ntimeout_secs = 5\n";
+        let p = Policy::from_layers(&[layer(ask, true)]).expect("trusted");
+        assert_eq!(p.approvals.mode, Some(ApprovalMode::Ask));
+        assert_eq!(p.approvals.timeout_secs, Some(5));
+        let e = Policy::from_layers(&[layer(ask, false)]).expect_err("untrusted ask");
+        assert!(e.to_string().contains("approvals.mode"), "{e}");
+        let longer = "[approvals]\ntimeout_secs = 300\n";
+        let e = Policy::from_layers(&[layer(longer, false)]).expect_err("untrusted longer");
+        assert!(e.to_string().contains("approvals.timeout_secs"), "{e}");
+        let off = "[approvals]\nmode = \"off\"\n";
+        let p = Policy::from_layers(&[layer(ask, true), layer(off, false)]).expect("narrowing");
+        assert_eq!(p.approvals.mode, Some(ApprovalMode::Off));
+        for bad in [
+            "timeout_secs = 0",
+            "timeout_secs = 601",
+            "mode = \"yes\"",
+            "when = 1",
+        ] {
+            let text = format!("[approvals]\n{bad}\n");
+            assert!(
+                ConfigFile::parse(Path::new("x.toml"), &text).is_err(),
+                "{bad}"
+            );
         }
     }
 

@@ -7,6 +7,7 @@ pub mod network;
 pub mod size;
 
 pub use config::{
-    ConfigFile, CredentialConfig, EnvConfig, FilesystemConfig, InjectConfig, JsonSource, Layer,
-    LimitsConfig, NetworkConfig, Policy, PolicyError, TerminalConfig, TerminalPolicy, TlsConfig,
+    ApprovalMode, ApprovalsConfig, ConfigFile, CredentialConfig, EnvConfig, FilesystemConfig,
+    InjectConfig, JsonSource, Layer, LimitsConfig, NetworkConfig, Policy, PolicyError,
+    TerminalConfig, TerminalPolicy, TlsConfig,
 };
