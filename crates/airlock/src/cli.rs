@@ -79,6 +79,12 @@ pub(crate) enum Command {
     ///   airlock creds --json | jq .
     #[command(verbatim_doc_comment)]
     Creds(CredsArgs),
+    /// List the requests running sessions hold for your answer (`[approvals] mode = "ask"`).
+    Approvals(ApprovalsArgs),
+    /// Allow a destination a running session holds: `airlock approve ID HOST[:PORT]`.
+    Approve(ApproveArgs),
+    /// Refuse a destination a running session holds: `airlock deny ID HOST[:PORT]`.
+    Deny(DenyArgs),
     /// Agent hooks (the command gate).
     #[command(subcommand)]
     Hook(HookCommand),
@@ -358,6 +364,33 @@ pub(crate) enum PolicyCommand {
     /// Print the smallest policy change that would have allowed what a session was refused on
     /// the network (from its audit log), as commented TOML. Nothing is applied.
     Suggest(SuggestArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApprovalsArgs {
+    /// Print the held requests as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApproveArgs {
+    /// Session id or unique prefix.
+    pub(crate) id: String,
+    /// The held destination: HOST (every port held) or HOST:PORT.
+    pub(crate) host: String,
+    /// How long: the requests held now, this session, or also later sessions of this project
+    /// (written to your per-project policy file, never inside the workspace).
+    #[arg(long = "for", value_enum, default_value = "once")]
+    pub(crate) scope: crate::approvals::Scope,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DenyArgs {
+    /// Session id or unique prefix.
+    pub(crate) id: String,
+    /// The held destination: HOST (every port held) or HOST:PORT.
+    pub(crate) host: String,
 }
 
 #[derive(Debug, Args)]

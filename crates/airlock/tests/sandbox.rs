@@ -769,6 +769,261 @@ fn policy_suggest_gives_what_was_refused_and_it_works() {
     assert!(e.contains("does not exist"), "{e}");
 }
 
+/// A session with `[approvals] mode = "ask"` and a host its policy refuses; the agent writes its
+/// session id, then runs `script` (bind mode: the test and the agent talk through files).
+struct AskSession {
+    child: std::process::Child,
+    session: String,
+    port: u16,
+}
+
+fn ask_session(ws: &Ws, config: &Path, timeout_secs: u64, script: &str) -> AskSession {
+    let port = http_server("approved");
+    let pol_dir = config.join("pol");
+    std::fs::create_dir_all(&pol_dir).expect("mkdir");
+    let policy = pol_dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[network]\nallow = [\"unrelated.test\"]\nallow_private = [\"127.0.0.1\"]\n\
+             [network.resolve]\n\"new.test\" = \"127.0.0.1\"\n\
+             [approvals]\nmode = \"ask\"\ntimeout_secs = {timeout_secs}\n"
+        ),
+    )
+    .expect("policy");
+    let script = format!(
+        "echo $AIRLOCK_SESSION > session; {}",
+        script.replace("PORT", &port.to_string())
+    );
+    let child = ws
+        .airlock()
+        .env("XDG_CONFIG_HOME", config)
+        .args(["run", "--mode", "bind", "--policy"])
+        .arg(&policy)
+        .args(["--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let file = ws.path().join("session");
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(&file)
+            .is_ok_and(|s| s.ends_with('\n'))),
+        "the session never started"
+    );
+    let session = std::fs::read_to_string(&file)
+        .expect("session")
+        .trim()
+        .to_string();
+    AskSession {
+        child,
+        session,
+        port,
+    }
+}
+
+/// The held requests `airlock approvals --json` lists for `session`, as `host:port`.
+fn held(ws: &Ws, session: &str) -> Vec<String> {
+    let o = ws
+        .airlock()
+        .args(["approvals", "--json"])
+        .output()
+        .expect("approvals");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Vec<serde_json::Value> = serde_json::from_str(stdout(&o).trim()).expect("json");
+    v.iter()
+        .filter(|p| p["session"] == session)
+        .map(|p| format!("{}:{}", p["host"].as_str().unwrap_or(""), p["port"]))
+        .collect()
+}
+
+fn wait_held(ws: &Ws, session: &str, what: &str) {
+    assert!(
+        wait_until(Duration::from_secs(20), || held(ws, session)
+            .contains(&what.to_string())),
+        "{what} was never held: {:?}",
+        held(ws, session)
+    );
+}
+
+fn read_when_done(path: &Path) -> String {
+    assert!(
+        wait_until(Duration::from_secs(30), || std::fs::read_to_string(path)
+            .is_ok_and(|s| s.ends_with('\n'))),
+        "{} never finished",
+        path.display()
+    );
+    std::fs::read_to_string(path).expect("read")
+}
+
+/// Approval while the agent runs: a refused host is held; `airlock approve --for once` lets the
+/// held request through and the next one is held again; no answer in time refuses (403), and
+/// so does `airlock deny`, at once. Bad input: a session or host that does not exist, a session
+/// that does not ask: clear errors, the session unaffected.
+#[test]
+fn a_held_request_is_approved_once_refused_on_timeout_and_on_deny() {
+    let ws = Ws::new();
+    let config = tempfile::tempdir().expect("tempdir");
+    let code = "curl -s -m 60 -o /dev/null -w '%{http_code}\\n' http://new.test:PORT/";
+    let script = format!(
+        "{code} > first; {code} > second; while [ ! -e go ]; do sleep 0.05; done; {code} > third"
+    );
+    let mut s = ask_session(&ws, config.path(), 3, &script);
+    let target = format!("new.test:{}", s.port);
+    wait_held(&ws, &s.session, &target);
+    // Bad input first, while the request is held.
+    let o = ws
+        .airlock()
+        .args(["approve", "nosuchsession", "new.test"])
+        .output()
+        .expect("approve");
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("nosuchsession"), "{}", stderr(&o));
+    let o = ws
+        .airlock()
+        .args(["approve", &s.session, "other.test"])
+        .output()
+        .expect("approve");
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("holds no request for other.test"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ws
+        .airlock()
+        .args(["approve", &s.session, &target, "--for", "once"])
+        .output()
+        .expect("approve");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("allowed {target} (once)")),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(read_when_done(&ws.path().join("first")), "200\n");
+    // Once is once: the next request is held again, and nobody answers.
+    wait_held(&ws, &s.session, &target);
+    assert_eq!(read_when_done(&ws.path().join("second")), "403\n");
+    assert!(
+        held(&ws, &s.session).is_empty(),
+        "a timed-out request is gone"
+    );
+    // Deny: refused at once, well before the time-out.
+    std::fs::write(ws.path().join("go"), "").expect("go");
+    wait_held(&ws, &s.session, &target);
+    let started = Instant::now();
+    let o = ws
+        .airlock()
+        .args(["deny", &s.session, "new.test"])
+        .output()
+        .expect("deny");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(read_when_done(&ws.path().join("third")), "403\n");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(s.child.wait().expect("wait").code(), Some(0));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut s.child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert!(
+        err.contains(&format!("holds {target}")) && err.contains("airlock approve"),
+        "the user is told how to answer: {err}"
+    );
+    // A session that has ended holds nothing.
+    let o = ws
+        .airlock()
+        .args(["approve", &s.session, "new.test"])
+        .output()
+        .expect("approve");
+    assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
+}
+
+/// `--for session` allows the host for the rest of the session without asking again;
+/// `--for project` writes the user's per-project policy file (outside the workspace), which the
+/// next session of the workspace uses; a project file that cannot be written refuses the held
+/// request with a clear error and the session goes on.
+#[test]
+fn approval_for_the_session_and_for_the_project() {
+    let ws = Ws::new();
+    let config = tempfile::tempdir().expect("tempdir");
+    let code = "curl -s -m 60 -o /dev/null -w '%{http_code}\\n' http://new.test:PORT/";
+    let script = format!(
+        "{code} > first; {code} > second; \
+         while [ ! -e go ]; do sleep 0.05; done; curl -s -m 60 -o /dev/null -w '%{{http_code}}\\n' http://new.test:80/ > third; \
+         while [ ! -e go2 ]; do sleep 0.05; done; {code} > fourth"
+    );
+    let mut s = ask_session(&ws, config.path(), 20, &script);
+    let target = format!("new.test:{}", s.port);
+    wait_held(&ws, &s.session, &target);
+    let approve = |what: &str, scope: &str| {
+        ws.airlock()
+            .args(["approve", &s.session, what, "--for", scope])
+            .output()
+            .expect("approve")
+    };
+    let o = approve(&target, "session");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(read_when_done(&ws.path().join("first")), "200\n");
+    // Not asked again for the same host and port.
+    assert_eq!(read_when_done(&ws.path().join("second")), "200\n");
+    // A project answer that cannot be recorded (a file where the directory should be).
+    let projects = config.path().join("airlock/projects");
+    std::fs::create_dir_all(config.path().join("airlock")).expect("mkdir");
+    std::fs::write(&projects, "in the way").expect("write");
+    std::fs::write(ws.path().join("go"), "").expect("go");
+    wait_held(&ws, &s.session, "new.test:80");
+    let o = approve("new.test:80", "project");
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("refused") && stderr(&o).contains("cannot create the directory"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(read_when_done(&ws.path().join("third")), "403\n");
+    // Now writable: the project answer is written outside the workspace.
+    std::fs::remove_file(&projects).expect("rm");
+    std::fs::write(ws.path().join("go2"), "").expect("go2");
+    // The session approval still holds for the port it named: no question.
+    assert_eq!(read_when_done(&ws.path().join("fourth")), "200\n");
+    assert_eq!(s.child.wait().expect("wait").code(), Some(0));
+    assert!(held(&ws, &s.session).is_empty());
+
+    // A second session: approve for the project, then a third session reaches it unasked.
+    for f in ["first", "second", "third", "fourth", "go", "go2", "session"] {
+        let _ = std::fs::remove_file(ws.path().join(f));
+    }
+    let mut s2 = ask_session(&ws, config.path(), 20, &format!("{code} > first"));
+    let t2 = format!("new.test:{}", s2.port);
+    wait_held(&ws, &s2.session, &t2);
+    let o = ws
+        .airlock()
+        .args(["approve", &s2.session, &t2, "--for", "project"])
+        .output()
+        .expect("approve");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(read_when_done(&ws.path().join("first")), "200\n");
+    assert_eq!(s2.child.wait().expect("wait").code(), Some(0));
+    let files: Vec<PathBuf> = std::fs::read_dir(&projects)
+        .expect("projects dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(!files[0].starts_with(ws.path()));
+    let text = std::fs::read_to_string(&files[0]).expect("project file");
+    assert!(text.contains("new.test"), "{text}");
+    // The next session of this workspace reaches it without being asked (timeout 1 s would
+    // refuse it if it were held).
+    let _ = std::fs::remove_file(ws.path().join("first"));
+    let _ = std::fs::remove_file(ws.path().join("session"));
+    let script = format!(
+        "curl -s -m 60 -o /dev/null -w '%{{http_code}}\\n' http://new.test:{}/ > first",
+        s2.port
+    );
+    let mut s3 = ask_session(&ws, config.path(), 1, &script);
+    assert_eq!(read_when_done(&ws.path().join("first")), "200\n");
+    assert_eq!(s3.child.wait().expect("wait").code(), Some(0));
+}
+
 /// A running session picks up a policy change on `airlock policy reload`, and its audit log has
 /// both decisions.
 #[test]

@@ -1,5 +1,6 @@
 //! What each subcommand does. Argument types live in `cli`.
 
+mod approve;
 mod attach;
 mod audit;
 mod creds;
@@ -29,6 +30,9 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Run(args) => run::run(*args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Selftest(args) => selftest::selftest(args),
+        Command::Approvals(args) => approve::list(args),
+        Command::Approve(args) => approve::approve(args),
+        Command::Deny(args) => approve::deny(args),
         Command::Hook(HookCommand::Claude(args)) => hook::claude(args),
         Command::Hook(HookCommand::Codex(args)) => hook::codex(args),
         Command::Policy(PolicyCommand::Explain(args)) => explain::explain(args),

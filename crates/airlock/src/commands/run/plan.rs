@@ -57,6 +57,8 @@ pub(super) struct Plan {
     pub(super) reload: Reload,
     /// `[terminal] allow_clipboard`.
     pub(super) allow_clipboard: bool,
+    /// `[approvals]`: hold refused hosts while the user is asked.
+    pub(super) approvals: airlock_policy::ApprovalsConfig,
     /// A digest of the effective policy, recorded with the session.
     pub(super) policy_digest: String,
 }
@@ -130,6 +132,7 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
             workspace: workspace.clone(),
         },
         allow_clipboard: policy.terminal.allow_clipboard,
+        approvals: policy.approvals.clone(),
         policy_digest: policy_digest(&policy),
         session,
         dir,

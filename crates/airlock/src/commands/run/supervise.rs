@@ -5,7 +5,11 @@
 //! exits ([`airlock_sandbox::supervise::supervise`]).
 
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use airlock_policy::ApprovalMode;
+use airlock_sandbox::notice::NoticeSender;
 
 use airlock_audit::{AuditEvent, AuditLog, Decision, Detail};
 use airlock_net::{Egress, EgressConfig};
@@ -15,6 +19,7 @@ use airlock_sandbox::RunningSandbox;
 use anyhow::{Context, Result};
 
 use super::plan::Plan;
+use crate::approvals::{Approvals, Asker};
 use crate::control;
 
 /// Serves the session around `sandbox` until its command exits; returns its exit status. Every
@@ -35,8 +40,18 @@ pub(super) fn supervise(
     // Refusals, copied from egress, the connect gate and the command gate, become live lines.
     let (notice_tx, notices) = airlock_sandbox::notice::channel()?;
     let (denials_tx, denials_rx) = std::sync::mpsc::sync_channel(256);
-    let watcher = crate::denials::spawn(session, denials_rx, notice_tx)?;
-    let egress = start_egress(plan, sandbox.as_mut(), &rt, &audit, &denials_tx)?;
+    let watcher = crate::denials::spawn(session, denials_rx, notice_tx.clone())?;
+    let started = Arc::new(OnceLock::new());
+    let approvals = approvals(plan, &notice_tx, started.clone());
+    let egress = start_egress(
+        plan,
+        sandbox.as_mut(),
+        &rt,
+        &audit,
+        &denials_tx,
+        approvals.clone(),
+    )?;
+    let _ = started.set(egress.clone());
     audit_unix_refusals(refusals, audit.clone(), session.clone(), denials_tx)?;
     session_event(&audit, session, "started", None);
     let reload = {
@@ -51,6 +66,7 @@ pub(super) fn supervise(
         &plan.dir,
         reload.clone(),
         console(plan, sandbox.as_ref())?,
+        approvals,
     )?;
     let mut on_hup = || match reload() {
         Ok(()) => eprintln!("airlock: session {session}: network policy reloaded"),
@@ -88,6 +104,7 @@ fn start_egress(
     rt: &tokio::runtime::Runtime,
     audit: &Arc<AuditLog>,
     denials: &SyncSender<AuditEvent>,
+    approvals: Option<Arc<Approvals>>,
 ) -> Result<Arc<Egress>> {
     let net = sandbox
         .take_listeners()
@@ -98,6 +115,10 @@ fn start_egress(
     config.session = Some(plan.session.clone());
     config.credentials = plan.creds.injector.clone();
     config.denials = Some(denials.clone());
+    if let Some(a) = approvals {
+        config.approver = Some(Arc::new(Asker(a)));
+        config.approval_timeout = Duration::from_secs(approval_timeout(plan));
+    }
     let egress =
         Arc::new(Egress::start(config, rt.handle()).context("cannot start the egress proxy")?);
     {
@@ -117,6 +138,38 @@ fn start_egress(
         )?;
     }
     Ok(egress)
+}
+
+/// The session's held requests when `[approvals] mode = "ask"`. A "project" answer writes the
+/// user's per-project policy file and re-reads the policy (so the DNS filter follows too).
+fn approvals(
+    plan: &Plan,
+    notices: &NoticeSender,
+    egress: Arc<OnceLock<Arc<Egress>>>,
+) -> Option<Arc<Approvals>> {
+    if plan.approvals.mode != Some(ApprovalMode::Ask) {
+        return None;
+    }
+    let reload = plan.reload.clone();
+    Some(Approvals::new(
+        &plan.session,
+        crate::policy_load::project_policy_path(&plan.workspace),
+        approval_timeout(plan),
+        notices.clone(),
+        Box::new(move || {
+            let egress = egress
+                .get()
+                .ok_or_else(|| anyhow::anyhow!("the egress proxy is not running"))?;
+            egress.reload(reload.policy()?);
+            Ok(())
+        }),
+    ))
+}
+
+fn approval_timeout(plan: &Plan) -> u64 {
+    plan.approvals
+        .timeout_secs
+        .unwrap_or(airlock_policy::config::APPROVAL_TIMEOUT_DEFAULT)
 }
 
 /// `airlock attach`'s side in the supervisor, for a --detach session.
