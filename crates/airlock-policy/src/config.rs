@@ -230,6 +230,28 @@ pub enum ApprovalMode {
     Ask,
 }
 
+/// `[notify]`: how a session tells the user it finished, failed, was blocked, or waits for an
+/// approval (docs/network.md "Notifications"). Only a trusted layer may set it: the command runs
+/// on the host and the webhook is reached by the supervisor, never by the agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// A program and its arguments, run on the host for each event with the message appended
+    /// as the last argument (e.g. `["notify-send", "airlock"]`).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// An `http://` or `https://` URL the message is POSTed to (ntfy-style: the body is the
+    /// message, the `Title` header the event).
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// Which events (`finished`, `failed`, `blocked`, `waiting`); all when absent.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+}
+
+/// The events `[notify] events` may name.
+pub const NOTIFY_EVENTS: &[&str] = &["finished", "failed", "blocked", "waiting"];
+
 /// Longest `[approvals] timeout_secs`.
 pub const APPROVAL_TIMEOUT_MAX: u64 = 600;
 /// Default `[approvals] timeout_secs`.
@@ -255,6 +277,8 @@ pub struct ConfigFile {
     pub terminal: TerminalConfig,
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    #[serde(default)]
+    pub notify: NotifyConfig,
     /// Command-gate rules; parsed and validated by `airlock-gate`.
     #[serde(default)]
     pub commands: Option<toml::Table>,
@@ -277,6 +301,34 @@ impl ConfigFile {
             key: key.to_string(),
             message,
         };
+        if let Some(c) = &self.notify.command {
+            if c.first().is_none_or(String::is_empty) {
+                return Err(invalid(
+                    "notify.command",
+                    "needs a program, e.g. [\"notify-send\", \"airlock\"]".into(),
+                ));
+            }
+        }
+        if let Some(w) = &self.notify.webhook {
+            let rest = w
+                .strip_prefix("https://")
+                .or_else(|| w.strip_prefix("http://"))
+                .unwrap_or("");
+            if rest.is_empty() || rest.starts_with('/') || w.chars().any(char::is_whitespace) {
+                return Err(invalid(
+                    "notify.webhook",
+                    format!("'{w}' is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        for e in self.notify.events.iter().flatten() {
+            if !NOTIFY_EVENTS.contains(&e.as_str()) {
+                return Err(invalid(
+                    "notify.events",
+                    format!("unknown event '{e}' (one of {})", NOTIFY_EVENTS.join(", ")),
+                ));
+            }
+        }
         if let Some(t) = self.approvals.timeout_secs {
             if !(1..=APPROVAL_TIMEOUT_MAX).contains(&t) {
                 return Err(invalid(
@@ -498,6 +550,9 @@ pub struct Policy {
     /// `[approvals]`, merged (a later layer's keys win).
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    /// `[notify]`, merged (a later layer's keys win).
+    #[serde(default)]
+    pub notify: NotifyConfig,
     /// `[commands]` tables in layer order, with their source.
     pub commands: Vec<(PathBuf, toml::Table)>,
 }
@@ -579,6 +634,7 @@ impl Policy {
             },
             terminal: TerminalPolicy::default(),
             approvals: ApprovalsConfig::default(),
+            notify: NotifyConfig::default(),
             commands: Vec::new(),
         };
         for layer in layers {
@@ -642,6 +698,15 @@ impl Policy {
         }
         if let Some(v) = &c.limits.home_size {
             self.limits.home_bytes = size("limits.home_size", v)?;
+        }
+        if c.notify.command.is_some() {
+            self.notify.command.clone_from(&c.notify.command);
+        }
+        if c.notify.webhook.is_some() {
+            self.notify.webhook.clone_from(&c.notify.webhook);
+        }
+        if c.notify.events.is_some() {
+            self.notify.events.clone_from(&c.notify.events);
         }
         if c.approvals.mode.is_some() {
             self.approvals.mode = c.approvals.mode;
@@ -723,6 +788,12 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     }
     if !c.env.set.is_empty() {
         return widen("env.set");
+    }
+    if c.notify.command.is_some() {
+        return widen("notify.command");
+    }
+    if c.notify.webhook.is_some() {
+        return widen("notify.webhook");
     }
     if c.approvals.mode == Some(ApprovalMode::Ask) {
         return widen("approvals.mode");
@@ -813,6 +884,41 @@ mod tests {
             "when = 1",
         ] {
             let text = format!("[approvals]\n{bad}\n");
+            assert!(
+                ConfigFile::parse(Path::new("x.toml"), &text).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn notify_is_checked_and_only_a_trusted_layer_sets_where_it_goes() {
+        let ok = "[notify]\ncommand = [\"notify-send\", \"airlock\"]\n\
+                  webhook = \"https://ntfy.sh/x\"\nevents = [\"finished\", \"blocked\"]\n";
+        let p = Policy::from_layers(&[layer(ok, true)]).expect("trusted");
+        assert_eq!(p.notify.webhook.as_deref(), Some("https://ntfy.sh/x"));
+        for (text, key) in [
+            ("[notify]\ncommand = [\"sh\"]\n", "notify.command"),
+            (
+                "[notify]\nwebhook = \"http://127.0.0.1:1/\"\n",
+                "notify.webhook",
+            ),
+        ] {
+            let e = Policy::from_layers(&[layer(text, false)]).expect_err("untrusted");
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        // Narrowing which events are sent is fine anywhere.
+        let events = "[notify]\nevents = [\"failed\"]\n";
+        Policy::from_layers(&[layer(ok, true), layer(events, false)]).expect("events only");
+        for bad in [
+            "command = []",
+            "command = [\"\"]",
+            "webhook = \"ftp://x\"",
+            "webhook = \"https://\"",
+            "webhook = \"x.test\"",
+            "events = [\"exploded\"]",
+        ] {
+            let text = format!("[notify]\n{bad}\n");
             assert!(
                 ConfigFile::parse(Path::new("x.toml"), &text).is_err(),
                 "{bad}"

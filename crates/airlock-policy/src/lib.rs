@@ -8,6 +8,6 @@ pub mod size;
 
 pub use config::{
     ApprovalMode, ApprovalsConfig, ConfigFile, CredentialConfig, EnvConfig, FilesystemConfig,
-    InjectConfig, JsonSource, Layer, LimitsConfig, NetworkConfig, Policy, PolicyError,
-    TerminalConfig, TerminalPolicy, TlsConfig,
+    InjectConfig, JsonSource, Layer, LimitsConfig, NetworkConfig, NotifyConfig, Policy,
+    PolicyError, TerminalConfig, TerminalPolicy, TlsConfig,
 };

@@ -84,6 +84,8 @@ pub(crate) struct Approvals {
     project_file: Option<PathBuf>,
     timeout_secs: u64,
     notices: NoticeSender,
+    /// `[notify]`: "waiting" when a destination is first held.
+    notify: Option<crate::notify::Notifier>,
     /// Re-reads the policy after the project file changed.
     reload: Box<ReloadFn>,
 }
@@ -103,6 +105,7 @@ impl Approvals {
         project_file: Option<PathBuf>,
         timeout_secs: u64,
         notices: NoticeSender,
+        notify: Option<crate::notify::Notifier>,
         reload: Box<ReloadFn>,
     ) -> Arc<Approvals> {
         Arc::new(Approvals {
@@ -112,6 +115,7 @@ impl Approvals {
             project_file,
             timeout_secs,
             notices,
+            notify,
             reload,
         })
     }
@@ -276,11 +280,15 @@ impl Approvals {
         };
         if first {
             let s = &self.session;
-            self.notices.send(&format!(
+            let line = format!(
                 "airlock: session {s} holds {host}:{port} (rule {rule}) for {}s: \
                  `airlock approve {s} {host}:{port} --for once|session|project` or `airlock deny {s} {host}`",
                 self.timeout_secs
-            ));
+            );
+            self.notices.send(&line);
+            if let Some(n) = &self.notify {
+                n.send(crate::notify::Event::Waiting, &line);
+            }
         }
         let guard = Forget {
             approvals: Arc::downgrade(self),
@@ -426,7 +434,7 @@ mod tests {
     fn approvals(project: Option<PathBuf>) -> (Arc<Approvals>, airlock_sandbox::notice::Notices) {
         let (tx, rx) = airlock_sandbox::notice::channel().expect("notices");
         (
-            Approvals::new("t1", project, 30, tx, Box::new(|| Ok(()))),
+            Approvals::new("t1", project, 30, tx, None, Box::new(|| Ok(()))),
             rx,
         )
     }

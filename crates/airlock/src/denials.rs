@@ -311,12 +311,14 @@ impl Watcher {
 }
 
 /// Starts the watcher on a thread of its own: every event on `events` that is a refusal is
-/// counted, and shown through `notices` as [`Watcher::observe`] says. The thread ends when
+/// counted, and shown through `notices` (and sent to `notify` as "blocked") as
+/// [`Watcher::observe`] says. The thread ends when
 /// every sender is gone; the returned handle reads the summary at any time.
 pub(crate) fn spawn(
     session: &str,
     events: Receiver<AuditEvent>,
     notices: NoticeSender,
+    notify: Option<crate::notify::Notifier>,
 ) -> anyhow::Result<Arc<Mutex<Watcher>>> {
     let watcher = Arc::new(Mutex::new(Watcher::new(session, Instant::now())));
     let w = watcher.clone();
@@ -330,6 +332,9 @@ pub(crate) fn spawn(
                     .observe(&ev, Instant::now());
                 if let Some(l) = line {
                     notices.send(&l);
+                    if let Some(n) = &notify {
+                        n.send(crate::notify::Event::Blocked, &l);
+                    }
                 }
             }
         })

@@ -14,6 +14,7 @@ mod credentials;
 mod denials;
 mod exit;
 mod gate_audit;
+mod notify;
 mod policy_load;
 mod review_out;
 mod session_dir;

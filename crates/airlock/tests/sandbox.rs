@@ -1024,6 +1024,126 @@ fn approval_for_the_session_and_for_the_project() {
     assert_eq!(s3.child.wait().expect("wait").code(), Some(0));
 }
 
+/// A loopback webhook receiver: every request's head and body, as text.
+fn webhook_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut data = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let text = String::from_utf8_lossy(&data).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .and_then(|n| n.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => data.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            keep.lock()
+                .expect("lock")
+                .push(String::from_utf8_lossy(&data).into_owned());
+        }
+    });
+    (port, got)
+}
+
+/// `[notify]`: a command and a webhook on loopback receive "blocked" (the first refusal of a
+/// host) and "failed"/"finished" at the end; a webhook that is down is reported once and the
+/// session is unaffected (same exit status, the command still runs).
+#[test]
+fn notifications_reach_a_command_and_a_webhook() {
+    let ws = Ws::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("notified");
+    let (hook_port, hooks) = webhook_receiver();
+    let policy = |webhook_port: u16| {
+        let p = dir.path().join("notify.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[network]\nallow = [\"unrelated.test\"]\n[notify]\n\
+                 command = [\"sh\", \"-c\", \"echo \\\"$AIRLOCK_EVENT $1\\\" >> {}\", \"sh\"]\n\
+                 webhook = \"http://127.0.0.1:{webhook_port}/topic\"\n",
+                log.display()
+            ),
+        )
+        .expect("policy");
+        p
+    };
+    let p = policy(hook_port);
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--policy"])
+        .arg(&p)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "curl -s -o /dev/null http://evil.test/; exit 3",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&log).expect("the command ran");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("blocked airlock: refused evil.test:80"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("failed airlock: session ")
+            && lines[1].ends_with("exited with status 3"),
+        "{text}"
+    );
+    let got = hooks.lock().expect("lock").clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with("POST /topic ") && got[0].contains("Title: airlock: blocked"),
+        "{got:?}"
+    );
+    assert!(got[1].contains("Title: airlock: failed"), "{got:?}");
+
+    // The webhook is down: one clear warning, the session and the command unaffected.
+    std::fs::remove_file(&log).expect("rm");
+    let down = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let down_port = down.local_addr().expect("addr").port();
+    drop(down);
+    let p = policy(down_port);
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--policy"])
+        .arg(&p)
+        .args(["--", "sh", "-c", "echo done"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "done\n");
+    let err = stderr(&o);
+    assert_eq!(err.matches("notification webhook").count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{down_port}")) && err.contains("the session goes on"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&log).expect("the command ran");
+    assert!(text.starts_with("finished airlock: session "), "{text}");
+}
+
 /// A running session picks up a policy change on `airlock policy reload`, and its audit log has
 /// both decisions.
 #[test]

@@ -59,6 +59,8 @@ pub(super) struct Plan {
     pub(super) allow_clipboard: bool,
     /// `[approvals]`: hold refused hosts while the user is asked.
     pub(super) approvals: airlock_policy::ApprovalsConfig,
+    /// `[notify]`: where the session's events go.
+    pub(super) notify: airlock_policy::NotifyConfig,
     /// A digest of the effective policy, recorded with the session.
     pub(super) policy_digest: String,
 }
@@ -133,6 +135,7 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
         },
         allow_clipboard: policy.terminal.allow_clipboard,
         approvals: policy.approvals.clone(),
+        notify: policy.notify.clone(),
         policy_digest: policy_digest(&policy),
         session,
         dir,

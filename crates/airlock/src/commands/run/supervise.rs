@@ -20,6 +20,10 @@ use anyhow::{Context, Result};
 
 use super::plan::Plan;
 use crate::approvals::{Approvals, Asker};
+use crate::notify::{Event, Notifier};
+
+/// How long the end of a session waits for its last notifications to go out.
+const NOTIFY_WAIT: Duration = Duration::from_secs(15);
 use crate::control;
 
 /// Serves the session around `sandbox` until its command exits; returns its exit status. Every
@@ -40,9 +44,10 @@ pub(super) fn supervise(
     // Refusals, copied from egress, the connect gate and the command gate, become live lines.
     let (notice_tx, notices) = airlock_sandbox::notice::channel()?;
     let (denials_tx, denials_rx) = std::sync::mpsc::sync_channel(256);
-    let watcher = crate::denials::spawn(session, denials_rx, notice_tx.clone())?;
+    let notifier = Notifier::start(session, &plan.notify);
+    let watcher = crate::denials::spawn(session, denials_rx, notice_tx.clone(), notifier.clone())?;
     let started = Arc::new(OnceLock::new());
-    let approvals = approvals(plan, &notice_tx, started.clone());
+    let approvals = approvals(plan, &notice_tx, notifier.clone(), started.clone());
     let egress = start_egress(
         plan,
         sandbox.as_mut(),
@@ -85,8 +90,20 @@ pub(super) fn supervise(
         Some(notices),
     );
     let summary = watcher.lock().unwrap_or_else(|e| e.into_inner()).summary();
-    if let Some(s) = summary {
+    if let Some(s) = &summary {
         eprintln!("{s}");
+    }
+    if let Some(n) = &notifier {
+        let (event, what) = match &status {
+            Ok(0) => (Event::Finished, "finished".to_string()),
+            Ok(c) => (Event::Failed, format!("exited with status {c}")),
+            Err(e) => (Event::Failed, format!("failed: {e}")),
+        };
+        n.finish(
+            event,
+            &format!("airlock: session {session} {what}"),
+            NOTIFY_WAIT,
+        );
     }
     super::super::detach::audit_terminal(&plan.dir.join("audit.jsonl"), session, "run", &filter);
     session_event(&audit, session, "exited", status.as_ref().ok().copied());
@@ -145,6 +162,7 @@ fn start_egress(
 fn approvals(
     plan: &Plan,
     notices: &NoticeSender,
+    notify: Option<Notifier>,
     egress: Arc<OnceLock<Arc<Egress>>>,
 ) -> Option<Arc<Approvals>> {
     if plan.approvals.mode != Some(ApprovalMode::Ask) {
@@ -156,6 +174,7 @@ fn approvals(
         crate::policy_load::project_policy_path(&plan.workspace),
         approval_timeout(plan),
         notices.clone(),
+        notify,
         Box::new(move || {
             let egress = egress
                 .get()
