@@ -938,6 +938,73 @@ fn a_held_request_is_approved_once_refused_on_timeout_and_on_deny() {
     assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
 }
 
+/// A control-socket client in perl (present inside and outside): `perl -e "$PERL" SOCKET LINE`
+/// prints the answer, fails when it cannot connect.
+const PERL_CONTROL: &str = r#"use IO::Socket::UNIX; my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or exit 1; print $s "$ARGV[1]\n"; print scalar <$s>;"#;
+
+/// The agent cannot answer its own held request: `airlock approve` run inside the sandbox (with
+/// the session id it knows, every scope), a search for any control socket, and the host's
+/// session store paths all fail, and the request times out refused.
+#[test]
+fn the_agent_cannot_approve_its_own_request() {
+    let ws = Ws::new();
+    let config = tempfile::tempdir().expect("tempdir");
+    let data = ws.data.path().display().to_string();
+    let script = format!(
+        "A=/run/airlock/bin/airlock; PERL='{PERL_CONTROL}'; \
+         (curl -s -m 60 -o /dev/null -w '%{{http_code}}\\n' http://new.test:PORT/ > result &); \
+         sleep 1; \
+         for scope in once session project; do \
+           $A approve $AIRLOCK_SESSION new.test --for $scope >> tries 2>&1 && echo APPROVED >> tries; \
+           XDG_DATA_HOME={data} $A approve $AIRLOCK_SESSION new.test --for $scope >> tries 2>&1 && echo APPROVED >> tries; \
+         done; \
+         for s in $(find / -xdev -name control.sock 2>/dev/null) {data}/airlock/sessions/*/control.sock; do \
+           perl -e \"$PERL\" $s 'approve new.test:PORT session' >> tries 2>&1 && echo CONNECTED $s >> tries; \
+         done; \
+         while [ ! -s result ]; do sleep 0.1; done"
+    );
+    let mut s = ask_session(&ws, config.path(), 4, &script);
+    let target = format!("new.test:{}", s.port);
+    wait_held(&ws, &s.session, &target);
+    assert_eq!(read_when_done(&ws.path().join("result")), "403\n");
+    assert_eq!(s.child.wait().expect("wait").code(), Some(0));
+    let tries = std::fs::read_to_string(ws.path().join("tries")).unwrap_or_default();
+    // Every `airlock approve` inside ran, and failed.
+    assert_eq!(tries.matches("airlock: ").count(), 6, "{tries}");
+    assert!(!tries.contains("APPROVED"), "{tries}");
+    assert!(!tries.contains("allowed new.test"), "{tries}");
+    assert!(!tries.contains("CONNECTED"), "{tries}");
+    assert!(held(&ws, &s.session).is_empty());
+    // The control: the same client, on the host, does reach a session's control socket.
+    std::fs::remove_file(ws.path().join("session")).expect("rm");
+    let mut s2 = ask_session(
+        &ws,
+        config.path(),
+        20,
+        "curl -s -m 60 -o /dev/null -w '%{http_code}\\n' http://new.test:PORT/ > result2",
+    );
+    let target = format!("new.test:{}", s2.port);
+    wait_held(&ws, &s2.session, &target);
+    let sock = ws
+        .data
+        .path()
+        .join(format!("airlock/sessions/{}/control.sock", s2.session));
+    let o = Command::new("perl")
+        .args(["-e", PERL_CONTROL])
+        .arg(&sock)
+        .arg(format!("approve {target} once"))
+        .output()
+        .expect("perl");
+    assert!(
+        stdout(&o).starts_with("ok allowed"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert_eq!(read_when_done(&ws.path().join("result2")), "200\n");
+    assert_eq!(s2.child.wait().expect("wait").code(), Some(0));
+}
+
 /// `--for session` allows the host for the rest of the session without asking again;
 /// `--for project` writes the user's per-project policy file (outside the workspace), which the
 /// next session of the workspace uses; a project file that cannot be written refuses the held
