@@ -339,6 +339,10 @@ pub(crate) enum HookCommand {
     /// Codex PreToolUse hook: the same protocol; ask and review become deny (Codex runs
     /// without approvals inside airlock).
     Codex(HookArgs),
+    /// Claude Code Notification and Stop hook: passes the event to the session's
+    /// notifications ([notify]); never blocks, always exits 0.
+    #[command(name = "claude-event")]
+    ClaudeEvent,
 }
 
 #[derive(Debug, Args)]

@@ -1211,6 +1211,57 @@ fn notifications_reach_a_command_and_a_webhook() {
     assert!(text.starts_with("finished airlock: session "), "{text}");
 }
 
+/// Claude Code's Notification and Stop hook events (`airlock hook claude-event`, run inside by
+/// the managed settings) reach `[notify]` labelled as the agent's, one per kind per 5 s however
+/// many the sandbox sends; a hook that cannot reach anything still exits 0.
+#[test]
+fn the_agents_own_events_reach_notifications_rate_limited() {
+    let ws = Ws::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("notified");
+    let p = dir.path().join("notify.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[notify]\ncommand = [\"sh\", \"-c\", \"echo \\\"$AIRLOCK_EVENT $1\\\" >> {}\", \"sh\"]\n",
+            log.display()
+        ),
+    )
+    .expect("policy");
+    let hook = "/run/airlock/bin/airlock hook claude-event";
+    let script = format!(
+        "for i in 1 2 3; do echo '{{\"hook_event_name\":\"Notification\",\"message\":\"Claude needs your permission\"}}' | {hook} || echo HOOK-FAILED; done; \
+         echo '{{\"hook_event_name\":\"Stop\"}}' | {hook} || echo HOOK-FAILED; \
+         echo 'not json' | {hook} || echo HOOK-FAILED"
+    );
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--policy"])
+        .arg(&p)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("HOOK-FAILED"), "{}", stdout(&o));
+    let text = std::fs::read_to_string(&log).expect("notified");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "one per kind, then the end: {text}");
+    assert!(
+        lines[0].starts_with("waiting airlock: session ")
+            && lines[0].ends_with("the agent says: Claude needs your permission"),
+        "{text}"
+    );
+    assert!(lines[1].ends_with("the agent finished its turn"), "{text}");
+    assert!(lines[2].starts_with("finished airlock: session "), "{text}");
+    // Outside a session the hook does nothing and still succeeds.
+    let o = Command::new(bin())
+        .args(["hook", "claude-event"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("hook");
+    assert_eq!(o.status.code(), Some(0));
+}
+
 /// A running session picks up a policy change on `airlock policy reload`, and its audit log has
 /// both decisions.
 #[test]

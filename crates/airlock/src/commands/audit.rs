@@ -81,6 +81,9 @@ fn human(e: &AuditEvent) -> String {
             format!("term {relay}: dropped {}", kinds.join(" "))
         }
         Detail::Unix { path, pid } => format!("unix connect {} (pid {pid})", q(path)),
+        Detail::Agent { event, message } => {
+            format!("agent {} {}", q(event), q(message.as_deref().unwrap_or("")))
+        }
     };
     let rule = e
         .rule

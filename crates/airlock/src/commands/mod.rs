@@ -35,6 +35,7 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Deny(args) => approve::deny(args),
         Command::Hook(HookCommand::Claude(args)) => hook::claude(args),
         Command::Hook(HookCommand::Codex(args)) => hook::codex(args),
+        Command::Hook(HookCommand::ClaudeEvent) => hook::claude_event(),
         Command::Policy(PolicyCommand::Explain(args)) => explain::explain(args),
         Command::Policy(PolicyCommand::Reload { id }) => reload::reload(id.as_deref()),
         Command::Policy(PolicyCommand::Suggest(args)) => suggest::run(args),

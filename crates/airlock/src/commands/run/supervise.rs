@@ -55,6 +55,7 @@ pub(super) fn supervise(
         &audit,
         &denials_tx,
         approvals.clone(),
+        notifier.clone(),
     )?;
     let _ = started.set(egress.clone());
     audit_unix_refusals(refusals, audit.clone(), session.clone(), denials_tx)?;
@@ -122,6 +123,7 @@ fn start_egress(
     audit: &Arc<AuditLog>,
     denials: &SyncSender<AuditEvent>,
     approvals: Option<Arc<Approvals>>,
+    notify: Option<Notifier>,
 ) -> Result<Arc<Egress>> {
     let net = sandbox
         .take_listeners()
@@ -152,6 +154,7 @@ fn start_egress(
             audit.clone(),
             plan.session.clone(),
             Some(denials.clone()),
+            notify,
         )?;
     }
     Ok(egress)
