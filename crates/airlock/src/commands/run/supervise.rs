@@ -1,18 +1,18 @@
 //! Step 5 of `airlock run`: the session's services around a running sandbox, the same for
 //! every backend: the egress proxy and DNS filter on the sandbox's listeners, the gate's audit
 //! channel, the connect gate's refusals, policy reloads (SIGHUP and the control socket),
-//! `airlock attach` for a --detach session, and the terminal and signals until the command
-//! exits ([`airlock_sandbox::supervise::supervise`]).
+//! `airlock attach` for a --detach session, live denials (`crate::denials`), approvals
+//! (`crate::approvals`) and notifications (`crate::notify`), and the terminal and signals until
+//! the command exits ([`airlock_sandbox::supervise::supervise_with_notices`]).
 
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-
-use airlock_policy::ApprovalMode;
-use airlock_sandbox::notice::NoticeSender;
 
 use airlock_audit::{AuditEvent, AuditLog, Decision, Detail};
 use airlock_net::{Egress, EgressConfig};
+use airlock_policy::ApprovalMode;
+use airlock_sandbox::notice::NoticeSender;
 use airlock_sandbox::termfilter::{FilterConfig, TermFilter};
 use airlock_sandbox::unix_gate::UnixRefusal;
 use airlock_sandbox::RunningSandbox;
@@ -20,11 +20,12 @@ use anyhow::{Context, Result};
 
 use super::plan::Plan;
 use crate::approvals::{Approvals, Asker};
+use crate::control;
+use crate::denials::Watcher;
 use crate::notify::{Event, Notifier};
 
 /// How long the end of a session waits for its last notifications to go out.
 const NOTIFY_WAIT: Duration = Duration::from_secs(15);
-use crate::control;
 
 /// Serves the session around `sandbox` until its command exits; returns its exit status. Every
 /// thread starts here, after the signal mask is set and the sandbox started.
@@ -90,27 +91,34 @@ pub(super) fn supervise(
         &mut filter,
         Some(notices),
     );
-    let summary = watcher.lock().unwrap_or_else(|e| e.into_inner()).summary();
-    if let Some(s) = &summary {
-        eprintln!("{s}");
-    }
-    if let Some(n) = &notifier {
-        let (event, what) = match &status {
-            Ok(0) => (Event::Finished, "finished".to_string()),
-            Ok(c) => (Event::Failed, format!("exited with status {c}")),
-            Err(e) => (Event::Failed, format!("failed: {e}")),
-        };
-        n.finish(
-            event,
-            &format!("airlock: session {session} {what}"),
-            NOTIFY_WAIT,
-        );
-    }
+    report_end(session, &watcher, notifier.as_ref(), &status);
     super::super::detach::audit_terminal(&plan.dir.join("audit.jsonl"), session, "run", &filter);
     session_event(&audit, session, "exited", status.as_ref().ok().copied());
     drop(egress);
     rt.shutdown_background();
     status.map_err(super::sandbox_error)
+}
+
+/// Once the terminal is the user's again: every refusal of the session with its count, and the
+/// last notification ("finished" or "failed"), waited for at most [`NOTIFY_WAIT`].
+fn report_end(
+    session: &str,
+    watcher: &Mutex<Watcher>,
+    notifier: Option<&Notifier>,
+    status: &Result<i32, airlock_sandbox::SandboxError>,
+) {
+    if let Some(s) = watcher.lock().unwrap_or_else(|e| e.into_inner()).summary() {
+        eprintln!("{s}");
+    }
+    if let Some(n) = notifier {
+        let (event, what) = match status {
+            Ok(0) => (Event::Finished, "finished".to_string()),
+            Ok(c) => (Event::Failed, format!("exited with status {c}")),
+            Err(e) => (Event::Failed, format!("failed: {e}")),
+        };
+        let message = format!("airlock: session {session} {what}");
+        n.finish(event, &message, NOTIFY_WAIT);
+    }
 }
 
 /// Starts the egress services and the gate's audit channel on the listeners the sandbox handed
