@@ -10,7 +10,8 @@ pub mod rules;
 pub mod size;
 
 pub use config::{
-    ConfigFile, CredentialConfig, EnvConfig, FilesystemConfig, HeaderValue, InjectConfig,
-    JsonSource, Layer, LimitsConfig, NetworkConfig, Policy, PolicyError, TelemetryConfig,
-    TerminalConfig, TerminalPolicy, TlsConfig, DEFAULT_TELEMETRY_QUEUE,
+    ApprovalMode, ApprovalsConfig, ConfigFile, CredentialConfig, EnvConfig, FilesystemConfig,
+    HeaderValue, InjectConfig, JsonSource, Layer, LimitsConfig, NetworkConfig, NotifyConfig,
+    Policy, PolicyError, TelemetryConfig, TerminalConfig, TerminalPolicy, TlsConfig,
+    DEFAULT_TELEMETRY_QUEUE,
 };

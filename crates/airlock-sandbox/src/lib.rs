@@ -22,6 +22,7 @@ mod init;
 pub mod launch;
 pub mod message;
 mod mounts;
+pub mod notice;
 pub mod probe;
 mod security;
 pub mod spec;

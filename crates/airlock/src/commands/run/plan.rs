@@ -57,6 +57,10 @@ pub(super) struct Plan {
     pub(super) reload: Reload,
     /// `[terminal] allow_clipboard`.
     pub(super) allow_clipboard: bool,
+    /// `[approvals]`: hold refused hosts while the user is asked.
+    pub(super) approvals: airlock_policy::ApprovalsConfig,
+    /// `[notify]`: where the session's events go.
+    pub(super) notify: airlock_policy::NotifyConfig,
     /// A digest of the effective policy, recorded with the session.
     pub(super) policy_digest: String,
     /// The OTLP exporter to start (`[telemetry] otlp_endpoint`); taken by the supervisor.
@@ -141,6 +145,8 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
             workspace: workspace.clone(),
         },
         allow_clipboard: policy.terminal.allow_clipboard,
+        approvals: policy.approvals.clone(),
+        notify: policy.notify.clone(),
         policy_digest: policy_digest(&policy),
         otel,
         disposal: super::super::ls::Disposal::from_flags(args.rm, args.discard_changes),
