@@ -1262,8 +1262,6 @@ fn the_agents_own_events_reach_notifications_rate_limited() {
     assert_eq!(o.status.code(), Some(0));
 }
 
-/// A running session picks up a policy change on `airlock policy reload`, and its audit log has
-/// both decisions.
 /// A preset's host cache (`~/.npm` for node) is seen inside read-only with a per-session
 /// writable layer: what the user downloaded is there, the session can add, change and delete
 /// files, and none of it reaches the host's cache; the session's layer holds the new files.
@@ -1427,6 +1425,8 @@ fn presets_allow_their_registry_hosts() {
     );
 }
 
+/// A running session picks up a policy change on `airlock policy reload`, and its audit log has
+/// both decisions.
 #[test]
 fn policy_reload_changes_the_decision_and_is_audited() {
     let port = http_server("reloaded");
