@@ -185,32 +185,16 @@ pub(crate) enum Agent {
     Shell,
 }
 
-#[derive(Debug, Args)]
-pub(crate) struct RunArgs {
-    /// The directory the agent works in (default: the current directory).
-    #[arg(long, short = 'w', value_name = "DIR")]
-    pub(crate) workspace: Option<PathBuf>,
-    /// How the workspace is presented to the sandbox.
-    #[arg(long, value_enum, default_value = "overlay")]
-    pub(crate) mode: Mode,
-    /// Policy file(s) to layer over ~/.config/airlock/config.toml, in order.
-    #[arg(long = "policy", value_name = "FILE")]
-    pub(crate) policies: Vec<PathBuf>,
-    /// Accept a policy file inside the workspace even where it widens the policy.
-    #[arg(long = "trust-policy", value_name = "FILE")]
-    pub(crate) trust_policies: Vec<PathBuf>,
+/// The policy set on the command line, shared by `run` and `policy show`: the last, highest
+/// layer over the policy files ([`PolicyFlags::layer`]).
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct PolicyFlags {
     /// Allow egress to a host name or `*.suffix` pattern (repeatable).
     #[arg(long = "allow-domain", value_name = "PATTERN")]
     pub(crate) allow_domains: Vec<String>,
     /// Allow an ecosystem's registry hosts (repeatable): rust, node, python, go, java.
     #[arg(long = "preset", value_name = "NAME")]
     pub(crate) presets: Vec<String>,
-    /// Agent profile.
-    #[arg(long, value_enum, default_value = "shell")]
-    pub(crate) agent: Agent,
-    /// Where the sandbox runs.
-    #[arg(long, value_enum, default_value = "native")]
-    pub(crate) backend: Backend,
     /// Memory limit for the whole sandbox, e.g. 4G.
     #[arg(long, value_name = "SIZE")]
     pub(crate) memory: Option<String>,
@@ -226,6 +210,83 @@ pub(crate) struct RunArgs {
     /// Set an environment variable in the sandbox (repeatable), NAME=VALUE.
     #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
     pub(crate) env_set: Vec<String>,
+}
+
+impl PolicyFlags {
+    /// The policy layer these flags make (`--allow-domain` → `network.allow`, `--preset` →
+    /// `presets.use`, `--memory`/`--pids`/`--cpus` → `limits`, `--env-pass`/`--env` → `env`).
+    ///
+    /// # Errors
+    /// An `--env` value without `=`.
+    pub(crate) fn layer(&self) -> anyhow::Result<airlock_policy::ConfigFile> {
+        use airlock_policy::{ConfigFile, EnvConfig, LimitsConfig, NetworkConfig};
+        let mut set = std::collections::BTreeMap::new();
+        for kv in &self.env_set {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--env {kv}: expected NAME=VALUE"))?;
+            set.insert(k.to_string(), v.to_string());
+        }
+        Ok(ConfigFile {
+            network: NetworkConfig {
+                allow: self.allow_domains.clone(),
+                ..NetworkConfig::default()
+            },
+            env: EnvConfig {
+                pass: self.env_pass.clone(),
+                set,
+            },
+            limits: LimitsConfig {
+                memory: self.memory.clone(),
+                pids: self.pids,
+                cpus: self.cpus,
+                ..LimitsConfig::default()
+            },
+            presets: airlock_policy::config::PresetsConfig {
+                use_: self.presets.clone(),
+            },
+            ..ConfigFile::default()
+        })
+    }
+
+    /// The flag that sets a flags-layer key (`network.allow` → `--allow-domain`).
+    pub(crate) fn name_of(key: &str) -> &'static str {
+        match key {
+            "network.allow" => "--allow-domain",
+            k if k.starts_with("presets") => "--preset",
+            "env.pass" => "--env-pass",
+            k if k.starts_with("env.set.") => "--env",
+            "limits.memory" => "--memory",
+            "limits.pids" => "--pids",
+            "limits.cpus" => "--cpus",
+            _ => "a flag",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The directory the agent works in (default: the current directory).
+    #[arg(long, short = 'w', value_name = "DIR")]
+    pub(crate) workspace: Option<PathBuf>,
+    /// How the workspace is presented to the sandbox.
+    #[arg(long, value_enum, default_value = "overlay")]
+    pub(crate) mode: Mode,
+    /// Policy file(s) to layer over ~/.config/airlock/config.toml, in order.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub(crate) policies: Vec<PathBuf>,
+    /// Accept a policy file inside the workspace even where it widens the policy.
+    #[arg(long = "trust-policy", value_name = "FILE")]
+    pub(crate) trust_policies: Vec<PathBuf>,
+    /// The policy set on the command line (`--allow-domain`, `--preset`, limits, environment).
+    #[command(flatten)]
+    pub(crate) flags: PolicyFlags,
+    /// Agent profile.
+    #[arg(long, value_enum, default_value = "shell")]
+    pub(crate) agent: Agent,
+    /// Where the sandbox runs.
+    #[arg(long, value_enum, default_value = "native")]
+    pub(crate) backend: Backend,
     /// Start the session in the background: the command runs in a tmux session inside the
     /// sandbox (top pane; a shell in the workspace below); `airlock attach` joins it.
     #[arg(long)]
@@ -491,24 +552,9 @@ pub(crate) struct PolicyShowArgs {
     /// Accept a policy file inside the workspace even where it widens the policy.
     #[arg(long = "trust-policy", value_name = "FILE")]
     pub(crate) trust_policies: Vec<PathBuf>,
-    /// As for `run`.
-    #[arg(long = "allow-domain", value_name = "PATTERN")]
-    pub(crate) allow_domains: Vec<String>,
-    /// As for `run`.
-    #[arg(long = "env-pass", value_name = "NAME")]
-    pub(crate) env_pass: Vec<String>,
-    /// As for `run` (NAME=VALUE).
-    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
-    pub(crate) env_set: Vec<String>,
-    /// As for `run`.
-    #[arg(long, value_name = "SIZE")]
-    pub(crate) memory: Option<String>,
-    /// As for `run`.
-    #[arg(long, value_name = "N")]
-    pub(crate) cpus: Option<f64>,
-    /// As for `run`.
-    #[arg(long, value_name = "N")]
-    pub(crate) pids: Option<u64>,
+    /// The policy flags, as for `run`.
+    #[command(flatten)]
+    pub(crate) flags: PolicyFlags,
     /// Print `{"values": [{key, value, source}...], "policy": {...}}`.
     #[arg(long)]
     pub(crate) json: bool,

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use airlock_policy::{ConfigFile, EnvConfig, LimitsConfig, NetworkConfig, Policy, PolicyError};
+use airlock_policy::{ConfigFile, Policy, PolicyError};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -22,47 +22,6 @@ struct Entry {
     /// `built-in`, `user config FILE`, `--policy FILE`, `--policy FILE (untrusted: narrows
     /// only)`, `flag --allow-domain`, `credential NAME`, `telemetry collector`.
     source: String,
-}
-
-/// The flags layer of `policy show`, as `airlock run` builds it from the same flags.
-fn flags_layer(args: &PolicyShowArgs) -> Result<ConfigFile> {
-    let mut set = std::collections::BTreeMap::new();
-    for kv in &args.env_set {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--env {kv}: expected NAME=VALUE"))?;
-        set.insert(k.to_string(), v.to_string());
-    }
-    Ok(ConfigFile {
-        network: NetworkConfig {
-            allow: args.allow_domains.clone(),
-            ..NetworkConfig::default()
-        },
-        env: EnvConfig {
-            pass: args.env_pass.clone(),
-            set,
-        },
-        limits: LimitsConfig {
-            memory: args.memory.clone(),
-            pids: args.pids,
-            cpus: args.cpus,
-            ..LimitsConfig::default()
-        },
-        ..ConfigFile::default()
-    })
-}
-
-/// Which flag set a flags-layer key.
-fn flag_name(key: &str) -> &'static str {
-    match key {
-        "network.allow" => "--allow-domain",
-        "env.pass" => "--env-pass",
-        k if k.starts_with("env.set.") => "--env",
-        "limits.memory" => "--memory",
-        "limits.pids" => "--pids",
-        "limits.cpus" => "--cpus",
-        _ => "a flag",
-    }
 }
 
 /// The built-in values, as entries.
@@ -203,7 +162,7 @@ fn effective(args: &PolicyShowArgs) -> Result<(Vec<Entry>, Policy)> {
         Some(&workspace),
         &args.policies,
         &args.trust_policies,
-        Some(flags_layer(args)?),
+        Some(args.flags.layer()?),
     )?;
     let mut policy = Policy::from_layers(&layers)?;
     let user = policy_load::user_config_path();
@@ -215,7 +174,7 @@ fn effective(args: &PolicyShowArgs) -> Result<(Vec<Entry>, Policy)> {
         flatten("", &value, &source, &mut new);
         if source == "flag" {
             for e in &mut new {
-                e.source = format!("flag {}", flag_name(&e.key));
+                e.source = format!("flag {}", crate::cli::PolicyFlags::name_of(&e.key));
             }
         }
         // Empty lists and unset options serialise as nothing or empty: only what was written.

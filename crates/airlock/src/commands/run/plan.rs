@@ -235,14 +235,14 @@ fn limits(
             },
         )
         .map_err(super::sandbox_error)?;
-    if args.memory.is_some() || args.pids.is_some() || args.cpus.is_some() {
+    if args.flags.memory.is_some() || args.flags.pids.is_some() || args.flags.cpus.is_some() {
         for m in &report.missing {
             eprintln!(
                 "airlock: warning: limit not enforced by a cgroup here: {m} (see `airlock doctor`)"
             );
         }
     }
-    if args.cpus.is_some() && !report.cpu() {
+    if args.flags.cpus.is_some() && !report.cpu() {
         return Err(with_code(
             FAILURE,
             anyhow!("--cpus cannot be enforced on this host (no cpu cgroup is delegated); run `airlock doctor`"),

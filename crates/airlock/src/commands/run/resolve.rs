@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_policy::{ConfigFile, LimitsConfig, NetworkConfig, Policy};
+use airlock_policy::{ConfigFile, Policy};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::agents::{Binary, Profile};
@@ -110,34 +110,7 @@ fn agent_binary(
     Ok(Some(binary))
 }
 
-/// The policy layer made of the command-line flags (`--allow-domain`, `--env`, `--env-pass`,
-/// `--memory`, `--pids`, `--cpus`), applied over the files.
+/// The policy layer made of the command-line flags, applied over the files.
 pub(super) fn flags_layer(args: &RunArgs) -> Result<ConfigFile> {
-    let mut set = std::collections::BTreeMap::new();
-    for kv in &args.env_set {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--env {kv}: expected NAME=VALUE"))?;
-        set.insert(k.to_string(), v.to_string());
-    }
-    Ok(ConfigFile {
-        network: NetworkConfig {
-            allow: args.allow_domains.clone(),
-            ..NetworkConfig::default()
-        },
-        env: airlock_policy::EnvConfig {
-            pass: args.env_pass.clone(),
-            set,
-        },
-        limits: LimitsConfig {
-            memory: args.memory.clone(),
-            pids: args.pids,
-            cpus: args.cpus,
-            ..LimitsConfig::default()
-        },
-        presets: airlock_policy::config::PresetsConfig {
-            use_: args.presets.clone(),
-        },
-        ..ConfigFile::default()
-    })
+    args.flags.layer()
 }
