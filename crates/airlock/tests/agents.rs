@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::{json, Value};
 
 fn bin() -> PathBuf {
@@ -57,33 +56,10 @@ fn secret() -> String {
     format!("sk-ant-api03-{tail}")
 }
 
-/// A test CA and a server certificate for one name.
+/// A test CA (PEM) and a server certificate for one name.
 fn tls_config(name: &str) -> (String, Arc<rustls::ServerConfig>) {
-    let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "airlock agents test CA");
-    let ca = params.self_signed(&key).expect("ca");
-    let issuer = Issuer::new(params, key);
-    let leaf_key = KeyPair::generate().expect("key");
-    let leaf = CertificateParams::new(vec![name.to_string()])
-        .expect("params")
-        .signed_by(&leaf_key, &issuer)
-        .expect("leaf");
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![leaf.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-    )
-    .expect("config");
-    (ca.pem(), Arc::new(config))
+    let ca = airlock_test_support::tls::TestCa::new("airlock agents test CA");
+    (ca.pem().to_string(), ca.server_config(&[name]))
 }
 
 /// One request the fake API received.

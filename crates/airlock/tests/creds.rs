@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use airlock_test_support::tls::TestCa;
 
 /// The push guard (`[git] push`) with git's own smart-HTTP server.
 #[path = "creds/gitpush.rs"]
@@ -121,45 +121,8 @@ impl Env {
 }
 
 /// A test CA; `trusted` ones are written to `ca.pem` for `[tls] extra_roots`.
-struct TestCa {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl TestCa {
-    fn new() -> TestCa {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "airlock test upstream CA");
-        let cert = params.self_signed(&key).expect("ca");
-        TestCa {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn server_config(&self, name: &str) -> Arc<rustls::ServerConfig> {
-        let key = KeyPair::generate().expect("key");
-        let cert = CertificateParams::new(vec![name.to_string()])
-            .expect("params")
-            .signed_by(&key, &self.issuer)
-            .expect("leaf");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .expect("config");
-        Arc::new(config)
-    }
+fn test_ca() -> TestCa {
+    TestCa::new("airlock test upstream CA")
 }
 
 /// What an upstream received: each request's head and body, as text.
@@ -370,16 +333,20 @@ struct Fixture {
 fn fixture() -> Fixture {
     let env = Env::new();
     let (a, b, c) = (secret("alpha"), secret("beta"), secret("gamma"));
-    let trusted = TestCa::new();
-    let untrusted = TestCa::new();
+    let trusted = test_ca();
+    let untrusted = test_ca();
     let signal = env.ws().join("sse-got-first");
     let good = upstream(
-        trusted.server_config("api.creds.test"),
+        trusted.server_config(&["api.creds.test"]),
         a.clone(),
         signal.clone(),
     );
-    let bad = upstream(untrusted.server_config("bad.creds.test"), c.clone(), signal);
-    std::fs::write(env.path("ca.pem"), &trusted.pem).expect("ca");
+    let bad = upstream(
+        untrusted.server_config(&["bad.creds.test"]),
+        c.clone(),
+        signal,
+    );
+    std::fs::write(env.path("ca.pem"), trusted.pem()).expect("ca");
     let policy = env.path("policy.toml");
     std::fs::write(
         &policy,
@@ -909,13 +876,13 @@ fn oauth_refresh_rotates_placeholders_and_updates_the_host_file() {
     use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
     let (access, refresh) = (secret("ant-oat01"), secret("ant-ort01"));
-    let ca = TestCa::new();
+    let ca = test_ca();
     let up = upstream(
-        ca.server_config("api.creds.test"),
+        ca.server_config(&["api.creds.test"]),
         refresh.clone(),
         env.path("none"),
     );
-    std::fs::write(env.path("ca.pem"), &ca.pem).expect("ca");
+    std::fs::write(env.path("ca.pem"), ca.pem()).expect("ca");
     let file = env.path("credentials.json");
     std::fs::write(
         &file,

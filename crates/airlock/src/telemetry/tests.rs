@@ -270,29 +270,8 @@ fn tls_server() -> (
     rustls::pki_types::CertificateDer<'static>,
     Arc<rustls::ServerConfig>,
 ) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = params.self_signed(&key).expect("ca");
-    let issuer = Issuer::new(params, key);
-    let leaf_key = KeyPair::generate().expect("key");
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .signed_by(&leaf_key, &issuer)
-        .expect("leaf");
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![leaf.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-    )
-    .expect("config");
-    (ca.der().clone(), Arc::new(config))
+    let ca = airlock_test_support::tls::TestCa::new("airlock telemetry test CA");
+    (ca.der(), ca.server_config(&["localhost"]))
 }
 
 /// An `https://` collector: verified against the roots (`[tls] extra_roots` here); one whose

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use super::{make_readable, secret, stderr, stdout, value_of, Env, TestCa};
+use super::{make_readable, secret, stderr, stdout, test_ca, value_of, Env};
 
 /// A smart-HTTP git server over TLS: every request is handed to `git http-backend` (CGI) for
 /// the bare repositories under `root`, if its Basic password is `want`; else 401. `auth`
@@ -279,8 +279,8 @@ struct Setup {
 fn setup(git_policy: &str) -> Setup {
     let env = Env::new();
     let token = secret("git");
-    let ca = TestCa::new();
-    std::fs::write(env.path("ca.pem"), &ca.pem).expect("ca");
+    let ca = test_ca();
+    std::fs::write(env.path("ca.pem"), ca.pem()).expect("ca");
     let root = env.path("srv");
     std::fs::create_dir(&root).expect("srv");
     let repo = root.join("repo.git");
@@ -294,7 +294,7 @@ fn setup(git_policy: &str) -> Setup {
     git(&root, &["clone", "-q", "--bare", seed_s, "repo.git"]);
     git(&repo, &["config", "http.receivepack", "true"]);
     let before = refs(&repo);
-    let server = git_server(ca.server_config("git.creds.test"), root, token.clone());
+    let server = git_server(ca.server_config(&["git.creds.test"]), root, token.clone());
     let policy = env.path("policy.toml");
     std::fs::write(
         &policy,
