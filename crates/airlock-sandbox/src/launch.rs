@@ -49,10 +49,78 @@ pub struct NetFds {
     pub audit: Option<TcpListener>,
 }
 
+/// A sandbox's pid 1 running where the supervisor did not fork it (a container), driven through
+/// whatever started it (the engine API). The supervisor talks to it over the same control channel
+/// as to a local init; this trait covers what a local init's `Child` handle does.
+pub trait RemoteInit: std::fmt::Debug + Send {
+    /// Delivers `sig` to the sandbox's pid 1, which forwards it to the command.
+    fn signal(&mut self, sig: Signal);
+    /// pid 1's exit status if it has ended (without waiting).
+    fn try_wait(&mut self) -> Option<i32>;
+    /// Waits for pid 1 to end; its exit status, or `None` when it cannot be known.
+    fn wait(&mut self) -> Option<i32>;
+    /// Ends the sandbox at once if it still runs and removes what was created for it. Called when
+    /// the [`Sandbox`] is dropped, after a normal end too, so it must be idempotent and leave
+    /// nothing behind.
+    fn kill(&mut self);
+    /// A host pid standing for the sandbox (for the session store), 0 if there is none.
+    fn pid(&self) -> u32;
+}
+
+/// The sandbox's init stage: a child of the supervisor, or a remote pid 1.
+#[derive(Debug)]
+enum InitProc {
+    Local(Child),
+    Remote(Box<dyn RemoteInit>),
+}
+
+/// An exit status as `wait` reports it for exit code `code`.
+fn exit_status(code: i32) -> std::process::ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    std::process::ExitStatus::from_raw((code & 0xff) << 8)
+}
+
+impl InitProc {
+    fn id(&self) -> u32 {
+        match self {
+            InitProc::Local(c) => c.id(),
+            InitProc::Remote(r) => r.pid(),
+        }
+    }
+
+    fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        match self {
+            InitProc::Local(c) => c.try_wait().ok().flatten(),
+            InitProc::Remote(r) => r.try_wait().map(exit_status),
+        }
+    }
+
+    fn wait(&mut self) -> Option<std::process::ExitStatus> {
+        match self {
+            InitProc::Local(c) => c.wait().ok(),
+            InitProc::Remote(r) => r.wait().map(exit_status),
+        }
+    }
+
+    fn signal(&mut self, sig: Signal) {
+        match self {
+            InitProc::Local(c) => {
+                let pid = Pid::from_raw(i32::try_from(c.id()).unwrap_or(i32::MAX));
+                let _ = kill(pid, sig);
+            }
+            InitProc::Remote(r) => r.signal(sig),
+        }
+    }
+
+    fn is_remote(&self) -> bool {
+        matches!(self, InitProc::Remote(_))
+    }
+}
+
 /// A running sandbox.
 #[derive(Debug)]
 pub struct Sandbox {
-    child: Child,
+    child: InitProc,
     chan: Channel,
     pty: Option<OwnedFd>,
     net: Option<NetFds>,
@@ -242,8 +310,8 @@ impl Sandbox {
             )
         })?;
         drop(theirs);
-        let mut sandbox = Sandbox {
-            child,
+        let sandbox = Sandbox {
+            child: InitProc::Local(child),
             chan: ours,
             pty: None,
             net: None,
@@ -255,9 +323,44 @@ impl Sandbox {
         if let Some(cg) = &sandbox.cgroup {
             cg.add(sandbox.child.id())?;
         }
+        sandbox.handshake(spec, opts.unix_refusals, &[])
+    }
+
+    /// Takes over a sandbox whose pid 1 was started elsewhere (`airlock __container-init` in a
+    /// container) and has connected `chan`: sends it the spec with the supervisor's stdin, stdout
+    /// and stderr attached (the command gets them, as it inherits them natively) and waits until
+    /// it is built, exactly as [`Sandbox::launch`]. On an error `remote` is killed (dropped).
+    pub fn adopt(
+        spec: &SandboxSpec,
+        chan: Channel,
+        remote: Box<dyn RemoteInit>,
+        unix_refusals: Option<std::sync::mpsc::Sender<UnixRefusal>>,
+    ) -> Result<Sandbox, SandboxError> {
+        let sandbox = Sandbox {
+            child: InitProc::Remote(remote),
+            chan,
+            pty: None,
+            net: None,
+            landlock: String::new(),
+            cgroup: None,
+            execs: Arc::new(Mutex::new(HashMap::new())),
+            gate: None,
+        };
+        sandbox.handshake(spec, unix_refusals, &[0, 1, 2])
+    }
+
+    /// Sends the spec (with `spec_fds` attached) and collects what init passes out once the
+    /// sandbox is built.
+    fn handshake(
+        self,
+        spec: &SandboxSpec,
+        unix_refusals: Option<std::sync::mpsc::Sender<UnixRefusal>>,
+        spec_fds: &[std::os::fd::RawFd],
+    ) -> Result<Sandbox, SandboxError> {
+        let mut sandbox = self;
         sandbox
             .chan
-            .send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
+            .send(&ToInit::Spec(Box::new(spec.clone())), spec_fds)?;
         let mut first = sandbox.chan.recv::<FromInit>()?;
         if let Some((FromInit::ConnectGate { private_devs }, fds)) = first {
             let mut fds = fds.into_iter();
@@ -266,12 +369,7 @@ impl Sandbox {
                     "the init stage did not pass the connect gate's descriptors".into(),
                 ));
             };
-            sandbox.gate = Some(Gate::start(
-                listener,
-                diag,
-                private_devs,
-                opts.unix_refusals,
-            )?);
+            sandbox.gate = Some(Gate::start(listener, diag, private_devs, unix_refusals)?);
             first = sandbox.chan.recv::<FromInit>()?;
         }
         match first {
@@ -307,7 +405,7 @@ impl Sandbox {
                 "unexpected message before the sandbox was ready: {other:?}"
             ))),
             None => {
-                let status = sandbox.child.wait().ok();
+                let status = sandbox.child.wait();
                 Err(SandboxError::Setup(format!(
                     "the sandbox init stage exited before the sandbox was ready ({})",
                     status.map_or("unknown status".to_string(), |s| s.to_string())
@@ -369,7 +467,6 @@ impl Sandbox {
                 set_winsize(master.as_raw_fd(), &ws);
             }
         }
-        let init_pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(i32::MAX));
         let mut exited: Option<i32> = None;
         let mut failed: Option<(i32, String)> = None;
         let mut child_status: Option<std::process::ExitStatus> = None;
@@ -424,7 +521,7 @@ impl Sandbox {
                     let sig = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0));
                     match sig {
                         Ok(Signal::SIGCHLD) => {
-                            if let Ok(Some(st)) = self.child.try_wait() {
+                            if let Some(st) = self.child.try_wait() {
                                 child_status = Some(st);
                             }
                         }
@@ -441,7 +538,7 @@ impl Sandbox {
                                     f();
                                 }
                             }
-                            let _ = kill(init_pid, s);
+                            self.child.signal(s);
                         }
                         Err(_) => {}
                     }
@@ -497,9 +594,13 @@ impl Sandbox {
                 }
             }
             if child_status.is_none() {
-                if let Ok(Some(st)) = self.child.try_wait() {
+                if let Some(st) = self.child.try_wait() {
                     child_status = Some(st);
                 }
+            }
+            // A remote pid 1 raises no SIGCHLD: once its channel is closed, it is ending.
+            if child_status.is_none() && !chan_open && self.child.is_remote() {
+                child_status = self.child.wait();
             }
         }
         filtered.clear();
@@ -511,7 +612,7 @@ impl Sandbox {
         drop(_raw);
         let status = match child_status {
             Some(s) => Some(s),
-            None => self.child.wait().ok(),
+            None => self.child.wait(),
         };
         if let Some((code, message)) = failed {
             return Err(SandboxError::Init { code, message });
@@ -560,9 +661,14 @@ pub(crate) fn write_all(fd: &OwnedFd, mut data: &[u8]) -> Result<(), Errno> {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         // Never leave a sandbox behind: if supervision ends early (an error in airlock), kill it.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        match &mut self.child {
+            InitProc::Local(child) => {
+                if let Ok(None) = child.try_wait() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+            InitProc::Remote(r) => r.kill(),
         }
     }
 }
@@ -581,6 +687,28 @@ pub fn unblock_signals_in_child(cmd: &mut Command) {
             libc::sigemptyset(&mut set);
             if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Makes `cmd`'s process receive SIGTERM when the thread that spawns it ends (prctl(2)
+/// PR_SET_PDEATHSIG), so a helper started for one session (a private `podman system service`)
+/// does not outlive an airlock that was killed. Spawn from the thread that lives as long as the
+/// helper should (the main thread): the signal follows the spawning thread, not the process.
+pub fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and calls only prctl and getppid,
+    // which are async-signal-safe; it allocates nothing.
+    unsafe {
+        let parent = libc::getpid();
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });

@@ -28,10 +28,12 @@ pub mod term;
 pub mod termfilter;
 pub mod unix_gate;
 
-pub use init::init_main;
+pub use init::{container_init_main, init_main};
 pub use launch::{
-    block_signals, unblock_signals_in_child, Exec, ExecHandle, LaunchOptions, NetFds, Sandbox,
+    block_signals, die_with_parent, unblock_signals_in_child, Exec, ExecHandle, LaunchOptions,
+    NetFds, RemoteInit, Sandbox,
 };
+pub use security::{seccomp_rules, ArgCheck, SyscallRule};
 pub use spec::{Bind, GeneratedFile, NetListeners, Rlimits, SandboxSpec, TtySpec, WorkspaceView};
 
 /// Exit status for a failure of airlock itself (as `docker run`).

@@ -88,6 +88,12 @@ pub(crate) enum Command {
     /// Internal: the sandbox's init stage. Not for direct use.
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit,
+    /// Internal: pid 1 of a container of the container backend. Not for direct use.
+    #[command(name = "__container-init", hide = true)]
+    ContainerInit {
+        /// The supervisor's control socket, bind-mounted into the container.
+        socket: std::path::PathBuf,
+    },
     /// Internal: one escape probe run inside the sandbox by `selftest`. Not for direct use.
     #[command(name = "__probe", hide = true)]
     Probe {

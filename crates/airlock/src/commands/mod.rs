@@ -35,5 +35,6 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Logs(args) => detach::logs(args),
         Command::Probe { name, args } => selftest::probe(&name, &args),
         Command::SandboxInit => Ok(run::sandbox_init()),
+        Command::ContainerInit { socket } => Ok(airlock_sandbox::container_init_main(&socket)),
     }
 }
