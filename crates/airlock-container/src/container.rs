@@ -383,6 +383,12 @@ fn create_body(
         nano_cpus: opts.limits.cpus.map(nano_cpus),
         userns_mode: (podman && engine.facts().rootless).then(|| "keep-id".to_string()),
         ipc_mode: Some("private".into()),
+        // pid 1 has no CAP_NET_BIND_SERVICE and binds DNS on port 53 of the container's own
+        // loopback (a per-network-namespace sysctl; nothing else listens there).
+        sysctls: Some(HashMap::from([(
+            "net.ipv4.ip_unprivileged_port_start".to_string(),
+            "0".to_string(),
+        )])),
         runtime: engine.runtime.map(|r: Runtime| r.name().to_string()),
         init: Some(false),
         ..HostConfig::default()
@@ -483,14 +489,39 @@ impl Container {
 }
 
 impl RemoteInit for Container {
-    fn signal(&mut self, sig: Signal) {
+    fn signal(&self, sig: Signal) -> Result<(), airlock_sandbox::SandboxError> {
         let opts = KillContainerOptionsBuilder::new()
             .signal(&(sig as i32).to_string())
             .build();
-        let _ = self
+        match self
             .engine
             .rt
-            .block_on(self.engine.client.kill_container(&self.id, Some(opts)));
+            .block_on(self.engine.client.kill_container(&self.id, Some(opts)))
+        {
+            Ok(()) => Ok(()),
+            // Gone or no longer running: the sandbox has ended, which is not an error.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(airlock_sandbox::SandboxError::Setup(
+                self.engine
+                    .error(format!("send {sig} to the container"), &e)
+                    .to_string(),
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let f = self.engine.facts();
+        format!(
+            "{} {} at {}{}, runtime {}",
+            f.product,
+            f.version,
+            self.engine.socket().display(),
+            if f.rootless { " (rootless)" } else { "" },
+            self.engine.runtime_name()
+        )
     }
 
     fn try_wait(&mut self) -> Option<i32> {

@@ -205,6 +205,8 @@ pub struct Engine {
     /// The runtime containers are created with by name (Docker), if not the default.
     pub(crate) runtime: Option<Runtime>,
     pub(crate) service: Option<PodmanService>,
+    /// The runtime a private service was started with.
+    pub(crate) service_runtime: Option<Runtime>,
 }
 
 fn tokio_runtime() -> Result<tokio::runtime::Runtime, ContainerError> {
@@ -314,6 +316,7 @@ impl Engine {
                             facts,
                             runtime,
                             service: None,
+                            service_runtime: None,
                         };
                         engine.check_runtime()?;
                         return Ok(engine);
@@ -371,6 +374,7 @@ impl Engine {
             // The service runs it for every container.
             runtime: None,
             service: Some(service),
+            service_runtime: runtime,
         })
     }
 
@@ -408,6 +412,14 @@ impl Engine {
                 }
             ),
         })
+    }
+
+    /// The OCI runtime containers get: the one asked for, or the engine's default.
+    pub fn runtime_name(&self) -> String {
+        match (self.runtime, self.service_runtime) {
+            (Some(r), _) | (None, Some(r)) => r.name().to_string(),
+            (None, None) => self.facts.default_runtime.clone(),
+        }
     }
 
     /// What the engine said about itself.

@@ -15,12 +15,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod container;
 pub mod engine;
 pub mod error;
 pub mod seccomp;
 pub mod service;
 
+pub use backend::{ContainerBackend, ContainerSettings, DEFAULT_IMAGE, SESSION_LABEL};
 pub use container::{launch, ContainerOptions, Limits};
 pub use engine::{Discovery, Engine, EngineFacts, EngineKind, Runtime};
 pub use error::ContainerError;

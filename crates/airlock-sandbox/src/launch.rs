@@ -3,9 +3,8 @@
 //! command's exit status.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::{TcpListener, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -14,16 +13,14 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
-use crate::cgroup::Cgroup;
+use crate::backend::{Backend, LimitReport, Progress, RunningSandbox, SessionContext};
+use crate::cgroup::{Cgroup, CgroupLimits};
 use crate::init::{FORWARDED, INIT_FD};
 use crate::message::{Channel, ExecRequest, FromInit, ToInit};
 use crate::spec::{SandboxSpec, TtySpec};
-use crate::term::{get_winsize, set_winsize, RawMode, Typeahead};
 use crate::termfilter::{FilterConfig, TermFilter};
 use crate::unix_gate::{Gate, UnixRefusal};
 use crate::{SandboxError, EXIT_FAILURE};
@@ -51,20 +48,23 @@ pub struct NetFds {
 
 /// A sandbox's pid 1 running where the supervisor did not fork it (a container), driven through
 /// whatever started it (the engine API). The supervisor talks to it over the same control channel
-/// as to a local init; this trait covers what a local init's `Child` handle does.
+/// as to a local init ([`Sandbox::adopt`]); this trait covers what a local init's `Child` handle
+/// does.
 pub trait RemoteInit: std::fmt::Debug + Send {
     /// Delivers `sig` to the sandbox's pid 1, which forwards it to the command.
-    fn signal(&mut self, sig: Signal);
+    fn signal(&self, sig: Signal) -> Result<(), SandboxError>;
     /// pid 1's exit status if it has ended (without waiting).
     fn try_wait(&mut self) -> Option<i32>;
     /// Waits for pid 1 to end; its exit status, or `None` when it cannot be known.
     fn wait(&mut self) -> Option<i32>;
     /// Ends the sandbox at once if it still runs and removes what was created for it. Called when
-    /// the [`Sandbox`] is dropped, after a normal end too, so it must be idempotent and leave
-    /// nothing behind.
+    /// the [`Sandbox`] is stopped or dropped, after a normal end too, so it must be idempotent
+    /// and leave nothing behind.
     fn kill(&mut self);
     /// A host pid standing for the sandbox (for the session store), 0 if there is none.
     fn pid(&self) -> u32;
+    /// One line on what runs the sandbox (engine, runtime), for the log.
+    fn describe(&self) -> String;
 }
 
 /// The sandbox's init stage: a child of the supervisor, or a remote pid 1.
@@ -102,18 +102,22 @@ impl InitProc {
         }
     }
 
-    fn signal(&mut self, sig: Signal) {
+    /// Kills pid 1 (and, remote, removes the container); its status if known.
+    fn kill(&mut self) -> Option<std::process::ExitStatus> {
         match self {
             InitProc::Local(c) => {
-                let pid = Pid::from_raw(i32::try_from(c.id()).unwrap_or(i32::MAX));
-                let _ = kill(pid, sig);
+                if let Ok(None) = c.try_wait() {
+                    let _ = c.kill();
+                    return c.wait().ok();
+                }
+                None
             }
-            InitProc::Remote(r) => r.signal(sig),
+            InitProc::Remote(r) => {
+                let status = r.try_wait();
+                r.kill();
+                Some(exit_status(status.unwrap_or(128 + 9)))
+            }
         }
-    }
-
-    fn is_remote(&self) -> bool {
-        matches!(self, InitProc::Remote(_))
     }
 }
 
@@ -131,6 +135,21 @@ pub struct Sandbox {
     execs: Arc<ExecTable>,
     /// The connect gate serving this sandbox, when Landlock cannot govern unix sockets here.
     gate: Option<Gate>,
+    /// What supervision has learnt so far about the sandbox's end.
+    end: End,
+}
+
+/// What the supervisor has learnt about a native sandbox's end.
+#[derive(Debug, Default)]
+struct End {
+    /// pid 1 reported the command's exit status.
+    exited: Option<i32>,
+    /// pid 1 reported a setup failure (exit status, message).
+    failed: Option<(i32, String)>,
+    /// The init stage's own status, once reaped.
+    child: Option<std::process::ExitStatus>,
+    /// The control channel is closed (pid 1 is gone or sent garbage).
+    chan_closed: bool,
 }
 
 /// Pending [`ExecRequest`]s: where to deliver what pid 1 says about each.
@@ -252,7 +271,9 @@ fn route_exec(table: &ExecTable, msg: FromInit, fds: Vec<OwnedFd>) {
     }
 }
 
-fn supervised_signals() -> SigSet {
+/// The signals the supervisor takes through its signalfd: the forwarded ones, SIGWINCH and
+/// SIGCHLD.
+pub(crate) fn supervised_signals() -> SigSet {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(*s);
@@ -319,6 +340,7 @@ impl Sandbox {
             cgroup: opts.cgroup,
             execs: Arc::new(Mutex::new(HashMap::new())),
             gate: None,
+            end: End::default(),
         };
         if let Some(cg) = &sandbox.cgroup {
             cg.add(sandbox.child.id())?;
@@ -345,6 +367,7 @@ impl Sandbox {
             cgroup: None,
             execs: Arc::new(Mutex::new(HashMap::new())),
             gate: None,
+            end: End::default(),
         };
         sandbox.handshake(spec, unix_refusals, &[0, 1, 2])
     }
@@ -449,175 +472,47 @@ impl Sandbox {
     /// As [`Sandbox::wait_with`], relaying the command's terminal output through `filter`
     /// (whose counts say what it dropped once this returns).
     pub fn wait_relaying(
-        mut self,
-        mut on_hup: Option<&mut dyn FnMut()>,
+        self,
+        on_hup: Option<&mut dyn FnMut()>,
         filter: &mut TermFilter,
     ) -> Result<i32, SandboxError> {
-        let mask = supervised_signals();
-        mask.thread_block()
-            .map_err(|e| SandboxError::sys("cannot block signals", e))?;
-        let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .map_err(|e| SandboxError::sys("cannot create a signalfd", e))?;
-        let pty = self.pty.take();
-        let _raw = pty.as_ref().and_then(|_| RawMode::enter(0));
-        let mut typeahead = Typeahead::new(_raw.as_ref().map_or(0, RawMode::typeahead));
-        let mut filtered = Vec::with_capacity(64 * 1024);
-        if let Some(master) = &pty {
-            if let Some(ws) = get_winsize(1).or_else(|| get_winsize(0)) {
-                set_winsize(master.as_raw_fd(), &ws);
+        crate::supervise::supervise(Box::new(self), on_hup, filter)
+    }
+
+    /// Takes one message from pid 1: the command's end, a setup failure, or an answer to an
+    /// [`ExecRequest`]. A closed or broken channel is recorded as such.
+    fn receive_one(&mut self) {
+        match self.chan.recv::<FromInit>() {
+            Ok(Some((FromInit::Exited { status }, _))) => self.end.exited = Some(status),
+            Ok(Some((FromInit::Failed { code, message }, _))) => {
+                self.end.failed = Some((code, message))
             }
+            Ok(Some((
+                msg @ (FromInit::ExecStarted { .. }
+                | FromInit::ExecFailed { .. }
+                | FromInit::ExecExited { .. }),
+                fds,
+            ))) => route_exec(&self.execs, msg, fds),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => self.end.chan_closed = true,
         }
-        let mut exited: Option<i32> = None;
-        let mut failed: Option<(i32, String)> = None;
-        let mut child_status: Option<std::process::ExitStatus> = None;
-        let mut chan_open = true;
-        let mut pty_open = pty.is_some();
-        let mut stdin_open = pty.is_some();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            if child_status.is_some() && !chan_open && !pty_open {
-                break;
-            }
-            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-            let chan_fd = self.chan_fd();
-            if chan_open {
-                fds.push(PollFd::new(chan_fd, PollFlags::POLLIN));
-            }
-            let master_idx = fds.len();
-            if let (true, Some(m)) = (pty_open, &pty) {
-                fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
-            }
-            let stdin_idx = fds.len();
-            let stdin = std::io::stdin();
-            if stdin_open {
-                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
-            }
-            // Once the init stage is gone, give the terminal a moment to drain, then stop.
-            let timeout = if child_status.is_some() {
-                PollTimeout::from(200u16)
-            } else {
-                PollTimeout::NONE
-            };
-            let n = match poll(&mut fds, timeout) {
-                Ok(n) => n,
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(SandboxError::sys("poll", e)),
-            };
-            if n == 0 {
-                break;
-            }
-            let ready = |i: usize| {
-                fds.get(i)
-                    .and_then(|f| f.revents())
-                    .is_some_and(|r| !r.is_empty())
-            };
-            let sig_ready = ready(0);
-            let chan_ready = chan_open && ready(1);
-            let master_ready = pty_open && ready(master_idx);
-            let stdin_ready = stdin_open && ready(stdin_idx);
-            drop(fds);
-            if sig_ready {
-                while let Ok(Some(info)) = sfd.read_signal() {
-                    let sig = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0));
-                    match sig {
-                        Ok(Signal::SIGCHLD) => {
-                            if let Some(st) = self.child.try_wait() {
-                                child_status = Some(st);
-                            }
-                        }
-                        Ok(Signal::SIGWINCH) => {
-                            if let (Some(m), Some(ws)) =
-                                (&pty, get_winsize(1).or_else(|| get_winsize(0)))
-                            {
-                                set_winsize(m.as_raw_fd(), &ws);
-                            }
-                        }
-                        Ok(s) => {
-                            if s == Signal::SIGHUP {
-                                if let Some(f) = on_hup.as_mut() {
-                                    f();
-                                }
-                            }
-                            self.child.signal(s);
-                        }
-                        Err(_) => {}
-                    }
-                }
-            }
-            if chan_ready {
-                match self.chan.recv::<FromInit>() {
-                    Ok(Some((FromInit::Exited { status }, _))) => exited = Some(status),
-                    Ok(Some((FromInit::Failed { code, message }, _))) => {
-                        failed = Some((code, message))
-                    }
-                    Ok(Some((
-                        msg @ (FromInit::ExecStarted { .. }
-                        | FromInit::ExecFailed { .. }
-                        | FromInit::ExecExited { .. }),
-                        fds,
-                    ))) => route_exec(&self.execs, msg, fds),
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => chan_open = false,
-                }
-            }
-            if master_ready {
-                if let Some(m) = &pty {
-                    match nix::unistd::read(m, &mut buf) {
-                        Ok(0) | Err(Errno::EIO) => pty_open = false,
-                        Ok(k) => {
-                            filtered.clear();
-                            filter.filter(&buf[..k], &mut filtered);
-                            let mut out = std::io::stdout().lock();
-                            if out.write_all(&filtered).and_then(|_| out.flush()).is_err() {
-                                pty_open = false;
-                            }
-                        }
-                        Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
-                        Err(_) => pty_open = false,
-                    }
-                }
-            }
-            if stdin_ready {
-                match nix::unistd::read(std::io::stdin(), &mut buf) {
-                    Ok(0) => stdin_open = false,
-                    Ok(k) => {
-                        let mut input = buf[..k].to_vec();
-                        typeahead.clean(&mut input);
-                        if let Some(m) = &pty {
-                            if write_all(m, &input).is_err() {
-                                stdin_open = false;
-                            }
-                        }
-                    }
-                    Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
-                    Err(_) => stdin_open = false,
-                }
-            }
-            if child_status.is_none() {
-                if let Some(st) = self.child.try_wait() {
-                    child_status = Some(st);
-                }
-            }
-            // A remote pid 1 raises no SIGCHLD: once its channel is closed, it is ending.
-            if child_status.is_none() && !chan_open && self.child.is_remote() {
-                child_status = self.child.wait();
-            }
-        }
-        filtered.clear();
-        filter.finish(&mut filtered);
+    }
+
+    /// The command's exit status from what supervision learnt, reaping the init stage if it
+    /// was not yet.
+    fn exit_status(&mut self) -> Result<i32, SandboxError> {
         self.execs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
-        drop(_raw);
-        let status = match child_status {
+        let status = match self.end.child {
             Some(s) => Some(s),
             None => self.child.wait(),
         };
-        if let Some((code, message)) = failed {
+        if let Some((code, message)) = self.end.failed.take() {
             return Err(SandboxError::Init { code, message });
         }
-        if let Some(code) = exited {
+        if let Some(code) = self.end.exited {
             return Ok(code);
         }
         use std::os::unix::process::ExitStatusExt;
@@ -646,6 +541,119 @@ impl Sandbox {
     }
 }
 
+impl RunningSandbox for Sandbox {
+    fn enforcement(&self) -> String {
+        match &self.child {
+            InitProc::Local(_) => format!("landlock: {}", self.landlock),
+            InitProc::Remote(r) => format!("{}; landlock: {}", r.describe(), self.landlock),
+        }
+    }
+
+    fn take_listeners(&mut self) -> Option<NetFds> {
+        self.take_net()
+    }
+
+    fn take_terminal(&mut self) -> Option<OwnedFd> {
+        self.pty.take()
+    }
+
+    fn exec_handle(&self) -> Result<ExecHandle, SandboxError> {
+        Sandbox::exec_handle(self)
+    }
+
+    fn events(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.chan_fd()
+    }
+
+    fn on_events(&mut self, readable: bool) -> Progress {
+        if readable && !self.end.chan_closed {
+            self.receive_one();
+        }
+        if self.end.child.is_none() {
+            self.end.child = self.child.try_wait();
+        }
+        // A remote pid 1 raises no SIGCHLD: once its channel is closed, it is ending.
+        if self.end.child.is_none() && self.end.chan_closed {
+            if let InitProc::Remote(_) = self.child {
+                self.end.child = self.child.wait().or(Some(exit_status(EXIT_FAILURE)));
+            }
+        }
+        Progress {
+            ended: self.end.child.is_some(),
+            events_open: !self.end.chan_closed,
+        }
+    }
+
+    fn signal(&self, signal: Signal) -> Result<(), SandboxError> {
+        if self.end.child.is_some() {
+            return Ok(());
+        }
+        // The init stage forwards what it receives to the command.
+        let pid = match &self.child {
+            InitProc::Local(c) => Pid::from_raw(i32::try_from(c.id()).unwrap_or(i32::MAX)),
+            InitProc::Remote(r) => return r.signal(signal),
+        };
+        match kill(pid, signal) {
+            Ok(()) | Err(Errno::ESRCH) => Ok(()),
+            Err(e) => Err(SandboxError::sys(
+                format!("cannot send {signal} to the sandbox"),
+                e,
+            )),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(st) = self.child.kill() {
+            self.end.child.get_or_insert(st);
+        }
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<i32, SandboxError> {
+        self.exit_status()
+    }
+}
+
+/// The native backend: namespaces, seccomp, Landlock and cgroups on this kernel, with
+/// `airlock __sandbox-init` as the sandbox's init stage (docs/sandbox.md). Holds the session's
+/// cgroup from [`Backend::limits`] until [`Backend::launch`] places the sandbox in it.
+#[derive(Debug, Default)]
+pub struct Native {
+    cgroup: Option<Cgroup>,
+}
+
+impl Backend for Native {
+    fn limits(
+        &mut self,
+        session: &str,
+        limits: &CgroupLimits,
+    ) -> Result<LimitReport, SandboxError> {
+        let cgroup = Cgroup::create(session, limits)?;
+        let report = LimitReport {
+            enforced: cgroup.enforced.clone(),
+            missing: cgroup.missing.clone(),
+        };
+        self.cgroup = Some(cgroup);
+        Ok(report)
+    }
+
+    fn launch(
+        &mut self,
+        spec: &SandboxSpec,
+        ctx: SessionContext,
+    ) -> Result<Box<dyn RunningSandbox>, SandboxError> {
+        // On failure the half-started sandbox is killed (its Drop) and the cgroup removed.
+        let sandbox = Sandbox::launch(
+            spec,
+            LaunchOptions {
+                exe: ctx.exe,
+                cgroup: self.cgroup.take(),
+                unix_refusals: ctx.unix_refusals,
+            },
+        )?;
+        Ok(Box::new(sandbox))
+    }
+}
+
 /// Writes all of `data` to `fd` (blocking or not).
 pub(crate) fn write_all(fd: &OwnedFd, mut data: &[u8]) -> Result<(), Errno> {
     while !data.is_empty() {
@@ -660,16 +668,9 @@ pub(crate) fn write_all(fd: &OwnedFd, mut data: &[u8]) -> Result<(), Errno> {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        // Never leave a sandbox behind: if supervision ends early (an error in airlock), kill it.
-        match &mut self.child {
-            InitProc::Local(child) => {
-                if let Ok(None) = child.try_wait() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
-            }
-            InitProc::Remote(r) => r.kill(),
-        }
+        // Never leave a sandbox behind: if supervision ends early (an error in airlock), kill it;
+        // a remote one is also removed (its engine's container, a private service).
+        let _ = self.child.kill();
     }
 }
 
@@ -698,10 +699,11 @@ pub fn unblock_signals_in_child(cmd: &mut Command) {
 /// does not outlive an airlock that was killed. Spawn from the thread that lives as long as the
 /// helper should (the main thread): the signal follows the spawning thread, not the process.
 pub fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: the closure runs in the forked child before exec and calls only prctl and getppid,
     // which are async-signal-safe; it allocates nothing.
     unsafe {
-        let parent = libc::getpid();
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());

@@ -14,6 +14,7 @@
 //! Stage 1 is a fresh exec of the airlock binary, so it is single-threaded and may allocate
 //! freely before it forks stage 2; the supervisor never forks after it has threads.
 
+pub mod backend;
 pub mod cgroup;
 pub mod console;
 pub mod host;
@@ -24,14 +25,16 @@ mod mounts;
 pub mod probe;
 mod security;
 pub mod spec;
+pub mod supervise;
 pub mod term;
 pub mod termfilter;
 pub mod unix_gate;
 
+pub use backend::{Backend, LimitReport, Progress, RunningSandbox, SessionContext, SessionRef};
 pub use init::{container_init_main, init_main};
 pub use launch::{
     block_signals, die_with_parent, unblock_signals_in_child, Exec, ExecHandle, LaunchOptions,
-    NetFds, RemoteInit, Sandbox,
+    Native, NetFds, RemoteInit, Sandbox,
 };
 pub use security::{seccomp_rules, ArgCheck, SyscallRule};
 pub use spec::{Bind, GeneratedFile, NetListeners, Rlimits, SandboxSpec, TtySpec, WorkspaceView};

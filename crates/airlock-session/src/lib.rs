@@ -4,11 +4,13 @@
 
 pub mod changes;
 pub mod gitview;
+pub mod kinds;
 pub mod merge;
 pub mod quote;
 pub mod store;
 
 pub use changes::{Change, ChangeKind};
+pub use kinds::{AgentKind, BackendKind, SessionMode, UnknownKind};
 pub use store::{SessionRow, SessionState, Store};
 
 /// Errors of the session layer.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
+use crate::kinds::{AgentKind, BackendKind, SessionMode};
 use crate::SessionError;
 
 /// Lifecycle state as stored.
@@ -47,9 +48,12 @@ pub struct SessionRow {
     pub id: String,
     pub name: Option<String>,
     pub workspace: PathBuf,
-    pub mode: String,
-    pub backend: String,
-    pub agent: String,
+    pub mode: SessionMode,
+    pub backend: BackendKind,
+    /// Where the sandbox runs when its backend is remote (a machine or pod name, as the backend
+    /// reported it); `None` on this host.
+    pub location: Option<String>,
+    pub agent: AgentKind,
     pub policy_digest: String,
     pub state: SessionState,
     pub created: String,
@@ -80,6 +84,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     workspace TEXT NOT NULL,
     mode TEXT NOT NULL,
     backend TEXT NOT NULL,
+    location TEXT,
     agent TEXT NOT NULL,
     policy_digest TEXT NOT NULL,
     state TEXT NOT NULL,
@@ -101,6 +106,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
         workspace: PathBuf::from(r.get::<_, String>("workspace")?),
         mode: r.get("mode")?,
         backend: r.get("backend")?,
+        location: r.get("location")?,
         agent: r.get("agent")?,
         policy_digest: r.get("policy_digest")?,
         state: SessionState::parse(&r.get::<_, String>("state")?),
@@ -116,6 +122,46 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
         base_commit: r.get("base_commit")?,
         merged: r.get::<_, i64>("merged")? != 0,
     })
+}
+
+/// Columns added after the first release, with their definitions: a store created before them
+/// gets them on open (`ALTER TABLE ... ADD COLUMN`; existing rows read `NULL`, which each
+/// column's meaning takes as the old behaviour).
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    // Where a remote backend runs the sandbox (NULL: this host, all sessions before backends).
+    ("location", "TEXT"),
+];
+
+/// Brings a store created by an older airlock up to [`SCHEMA`], in one immediate transaction so
+/// two supervisors opening it at once do not both add a column.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let missing = |conn: &Connection| -> rusqlite::Result<Vec<(&str, &str)>> {
+        let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('sessions')")?;
+        let have = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ADDED_COLUMNS
+            .iter()
+            .filter(|(c, _)| !have.iter().any(|h| h == c))
+            .copied()
+            .collect())
+    };
+    if missing(conn)?.is_empty() {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = missing(conn).and_then(|cols| {
+        cols.iter().try_for_each(|(c, def)| {
+            conn.execute_batch(&format!("ALTER TABLE sessions ADD COLUMN {c} {def}"))
+        })
+    });
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 /// Start time (field 22 of /proc/PID/stat) of a live process.
@@ -149,7 +195,8 @@ impl Store {
             let r = conn
                 .pragma_update(None, "journal_mode", "WAL")
                 .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
-                .and_then(|()| conn.execute_batch(SCHEMA));
+                .and_then(|()| conn.execute_batch(SCHEMA))
+                .and_then(|()| migrate(&conn));
             match r {
                 Ok(()) => break,
                 Err(rusqlite::Error::SqliteFailure(f, _))
@@ -180,8 +227,9 @@ impl Store {
             .execute(
                 "INSERT INTO sessions (id, name, workspace, mode, backend, agent, policy_digest,
                  state, created, created_unix, ended, exit_status, supervisor_pid,
-                 supervisor_start, dir, base_commit, merged)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                 supervisor_start, dir, base_commit, merged, location)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                 ?18)",
                 params![
                     s.id,
                     s.name,
@@ -200,6 +248,7 @@ impl Store {
                     path_str(&s.dir),
                     s.base_commit,
                     i64::from(s.merged),
+                    s.location,
                 ],
             )
             .map_err(|e| match e {
@@ -229,6 +278,17 @@ impl Store {
             .execute(
                 "UPDATE sessions SET state = ?2, exit_status = ?3, ended = ?4 WHERE id = ?1",
                 params![id, state.as_str(), exit_status, ended],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records where a session's sandbox runs (a remote backend's machine or pod).
+    pub fn set_location(&self, id: &str, location: &str) -> Result<(), SessionError> {
+        self.conn
+            .execute(
+                "UPDATE sessions SET location = ?2 WHERE id = ?1",
+                params![id, location],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -316,9 +376,10 @@ mod tests {
             id: id.into(),
             name: name.map(String::from),
             workspace: "/w".into(),
-            mode: "overlay".into(),
-            backend: "native".into(),
-            agent: "shell".into(),
+            mode: SessionMode::Overlay,
+            backend: BackendKind::Native,
+            location: None,
+            agent: AgentKind::Shell,
             policy_digest: "d".into(),
             state: SessionState::Running,
             created: "2026-01-01T00:00:00Z".into(),
@@ -362,6 +423,70 @@ mod tests {
         assert_eq!((r.state, r.exit_status), (SessionState::Exited, Some(3)));
         store.mark_merged("abcd1234").expect("merged");
         assert!(store.get("abcd1234").expect("get").merged);
+    }
+
+    /// The schema of the stores written before sessions recorded where they run.
+    const SCHEMA_BEFORE_LOCATION: &str = "
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY, name TEXT UNIQUE, workspace TEXT NOT NULL, mode TEXT NOT NULL,
+        backend TEXT NOT NULL, agent TEXT NOT NULL, policy_digest TEXT NOT NULL,
+        state TEXT NOT NULL, created TEXT NOT NULL, created_unix INTEGER NOT NULL, ended TEXT,
+        exit_status INTEGER, supervisor_pid INTEGER, supervisor_start INTEGER, dir TEXT NOT NULL,
+        base_commit TEXT, merged INTEGER NOT NULL DEFAULT 0);
+    INSERT INTO sessions (id, name, workspace, mode, backend, agent, policy_digest, state,
+        created, created_unix, ended, exit_status, dir, merged)
+    VALUES ('0ld5e551', 'old', '/w', 'worktree', 'native', 'claude', 'd', 'exited',
+        '2026-01-01T00:00:00Z', 1, '2026-01-01T00:01:00Z', 0, '/d', 1);";
+
+    #[test]
+    fn an_older_store_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        Connection::open(&path)
+            .expect("old store")
+            .execute_batch(SCHEMA_BEFORE_LOCATION)
+            .expect("old schema");
+        // Opened twice: the second open finds the column there and changes nothing.
+        for _ in 0..2 {
+            let store = Store::open(&path).expect("open migrates");
+            let old = store.get("old").expect("old row");
+            assert_eq!(
+                (old.mode, old.backend, old.agent, old.location),
+                (
+                    SessionMode::Worktree,
+                    BackendKind::Native,
+                    AgentKind::Claude,
+                    None
+                )
+            );
+            assert!(old.merged);
+        }
+        let store = Store::open(&path).expect("open");
+        let mut s = sample("new00001", None);
+        s.location = Some("pod/airlock-new00001".into());
+        store.insert(&s).expect("insert after migration");
+        assert_eq!(
+            store.get("new00001").expect("new").location.as_deref(),
+            Some("pod/airlock-new00001")
+        );
+        assert_eq!(store.list().expect("list").len(), 2);
+    }
+
+    #[test]
+    fn a_row_of_an_unknown_backend_is_an_error_that_names_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let store = Store::open(&path).expect("open");
+        store.insert(&sample("abcd0001", None)).expect("insert");
+        store
+            .conn
+            .execute(
+                "UPDATE sessions SET backend = 'warp' WHERE id = 'abcd0001'",
+                [],
+            )
+            .expect("plant");
+        let e = store.get("abcd0001").expect_err("unknown backend");
+        assert!(e.to_string().contains("unknown backend 'warp'"), "{e}");
     }
 
     #[test]

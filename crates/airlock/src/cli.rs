@@ -116,14 +116,48 @@ pub(crate) enum Mode {
     Bind,
 }
 
+/// What runs the sandbox. Only backends this build can run are offered; each is added here with
+/// its `airlock_sandbox::Backend` implementation (`crate::backends`) and its stored name
+/// (`airlock_session::BackendKind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Backend {
     /// Namespaces, seccomp, Landlock and cgroups on this kernel; no daemon.
     Native,
+    /// A Docker container (Docker Engine API: DOCKER_HOST or /var/run/docker.sock).
     Docker,
+    /// A Podman container (its API socket, or a private `podman system service`).
     Podman,
-    Fly,
-    K8s,
+}
+
+impl From<Backend> for airlock_session::BackendKind {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Native => airlock_session::BackendKind::Native,
+            Backend::Docker => airlock_session::BackendKind::Docker,
+            Backend::Podman => airlock_session::BackendKind::Podman,
+        }
+    }
+}
+
+impl From<Mode> for airlock_session::SessionMode {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Overlay => airlock_session::SessionMode::Overlay,
+            Mode::Worktree => airlock_session::SessionMode::Worktree,
+            Mode::Bind => airlock_session::SessionMode::Bind,
+        }
+    }
+}
+
+impl From<Agent> for airlock_session::AgentKind {
+    fn from(a: Agent) -> Self {
+        match a {
+            Agent::Claude => airlock_session::AgentKind::Claude,
+            Agent::Codex => airlock_session::AgentKind::Codex,
+            Agent::Gemini => airlock_session::AgentKind::Gemini,
+            Agent::Shell => airlock_session::AgentKind::Shell,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -161,6 +195,13 @@ pub(crate) struct RunArgs {
     /// Where the sandbox runs.
     #[arg(long, value_enum, default_value = "native")]
     pub(crate) backend: Backend,
+    /// OCI runtime of the container backends: runc, crun, runsc (gVisor) or kata (default: the
+    /// engine's; `airlock doctor` lists those installed).
+    #[arg(long, value_name = "RUNTIME", env = "AIRLOCK_RUNTIME")]
+    pub(crate) runtime: Option<String>,
+    /// Image of the container backends (it must be in the engine's local store).
+    #[arg(long, value_name = "IMAGE", env = "AIRLOCK_IMAGE")]
+    pub(crate) image: Option<String>,
     /// Memory limit for the whole sandbox, e.g. 4G.
     #[arg(long, value_name = "SIZE")]
     pub(crate) memory: Option<String>,

@@ -24,6 +24,11 @@ pub(crate) fn with_code(code: i32, error: anyhow::Error) -> anyhow::Error {
     anyhow::Error::new(ExitError { code, error })
 }
 
+/// The exit status `err` produces (its [`ExitError`] code, else [`FAILURE`]).
+pub(crate) fn code_of(err: &anyhow::Error) -> i32 {
+    err.downcast_ref::<ExitError>().map_or(FAILURE, |e| e.code)
+}
+
 /// Prints `err` once with its chain and returns the exit status to use. A broken pipe (the
 /// reader of our output went away) is not an error worth a message.
 pub(crate) fn report(err: &anyhow::Error) -> i32 {

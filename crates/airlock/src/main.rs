@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod agents;
+mod backends;
 mod cli;
 mod commands;
 mod control;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use airlock_container::{ContainerOptions, Discovery, Engine, EngineKind, Limits, Runtime};
-use airlock_sandbox::{NetListeners, Rlimits, SandboxSpec, WorkspaceView};
+use airlock_sandbox::{Rlimits, SandboxSpec, WorkspaceView};
 
 const IMAGE: &str = "localhost/airlock-test-busybox:latest";
 

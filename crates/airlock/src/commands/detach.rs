@@ -6,9 +6,8 @@
 //! client run commands); `airlock logs` prints what the agent wrote, opened without following
 //! links the sandbox could have planted.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,14 +15,13 @@ use std::time::{Duration, Instant};
 
 use airlock_audit::{AuditEvent, AuditLog, Decision, Detail};
 use airlock_sandbox::host::which;
-use airlock_sandbox::termfilter::{FilterConfig, TermFilter};
+use airlock_sandbox::termfilter::TermFilter;
 use airlock_sandbox::{Bind, Exec, ExecHandle, SandboxSpec, TtySpec};
-use airlock_session::SessionState;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::fcntl::{open, openat, OFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 
-use crate::cli::{AttachArgs, LogsArgs, RunArgs};
+use crate::cli::RunArgs;
 use crate::control;
 use crate::session_dir;
 
@@ -180,7 +178,7 @@ impl AttachRequest {
         })
     }
 
-    fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         format!(
             "attach {} {} {} {}\n",
             self.rows,
@@ -249,88 +247,6 @@ pub(crate) fn start(args: &RunArgs) -> Result<i32> {
 /// Whether the session's supervisor reports its tmux session up.
 fn is_ready(dir: &Path) -> bool {
     control::request(dir, "ready").is_ok_and(|a| a == "ok\n")
-}
-
-/// `airlock attach ID`: wait for the session to be up, have the supervisor start `tmux attach`
-/// inside the sandbox, and relay its terminal to ours.
-pub(crate) fn attach(args: AttachArgs) -> Result<i32> {
-    let deadline = Instant::now() + Duration::from_secs(args.wait);
-    let mut said = false;
-    let r = loop {
-        let r = session_dir::find(Some(&args.id))?;
-        if r.state != SessionState::Running {
-            bail!(
-                "session {} is not running ({:?}); `airlock logs {}` shows what it printed",
-                r.id,
-                r.state,
-                r.id
-            );
-        }
-        match control::request(&r.dir, "ready") {
-            Ok(a) if a == "ok\n" => {
-                if said {
-                    eprintln!();
-                }
-                break r;
-            }
-            Ok(a) if a.starts_with("error: ") => bail!(
-                "session {} cannot be attached: {}",
-                r.id,
-                a.trim_end().trim_start_matches("error: ")
-            ),
-            _ => {}
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "session {} did not become ready within {}s; `airlock logs {}` shows why",
-                r.id,
-                args.wait,
-                r.id
-            );
-        }
-        if !said {
-            eprint!("airlock: waiting for session {} to start", r.id);
-            said = true;
-        } else {
-            eprint!(".");
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    let (rows, cols) = airlock_sandbox::term::terminal_size().unwrap_or((24, 80));
-    let utf8 = airlock_sandbox::term::locale_is_utf8();
-    let term = std::env::var("TERM")
-        .ok()
-        .filter(|t| AttachRequest::parse(&["1", "1", t, "0"]).is_ok())
-        .unwrap_or_else(|| "xterm-256color".to_string());
-    let req = AttachRequest {
-        rows,
-        cols,
-        term,
-        utf8,
-    };
-    let path = r.dir.join("control.sock");
-    let mut stream = UnixStream::connect(&path)
-        .with_context(|| format!("cannot connect to session {} ({})", r.id, path.display()))?;
-    stream.write_all(req.line().as_bytes())?;
-    let (line, pty) = airlock_sandbox::console::recv_fd(&stream)
-        .with_context(|| format!("session {} did not hand over its terminal", r.id))?;
-    let line = String::from_utf8_lossy(&line).trim_end().to_string();
-    let Some(flags) = line.strip_prefix("ok ") else {
-        bail!(
-            "session {} cannot be attached: {}",
-            r.id,
-            line.strip_prefix("error: ").unwrap_or(&line)
-        );
-    };
-    let pty: OwnedFd = pty.with_context(|| format!("session {} passed no terminal", r.id))?;
-    let config = FilterConfig {
-        allow_clipboard: flags == "allow_clipboard=true",
-        utf8,
-    };
-    let mut filter = TermFilter::new(config);
-    airlock_sandbox::console::relay_attached(&pty, &stream, &mut filter)?;
-    audit_terminal(&r.dir.join("audit.jsonl"), &r.id, "attach", &filter);
-    Ok(0)
 }
 
 /// Records what the terminal filter dropped during one relay in the session's audit log.
@@ -413,64 +329,4 @@ pub(crate) fn open_sandbox_written(dir: &Path, rel: &[&str]) -> Result<Option<st
         return Err(refuse("it is not a regular file".into()));
     }
     Ok(Some(std::fs::File::from(file)))
-}
-
-/// Copies `rel` under `dir` from byte `offset` to `out`; returns the new offset. A file the
-/// sandbox replaced with a link or a special file is skipped with a warning.
-fn read_from(dir: &Path, rel: &[&str], offset: u64, out: &mut impl Write) -> Result<u64> {
-    let mut file = match open_sandbox_written(dir, rel) {
-        Ok(Some(f)) => f,
-        Ok(None) => return Ok(offset),
-        Err(e) => {
-            eprintln!("airlock: {e:#}");
-            return Ok(offset);
-        }
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    // A file that shrank was replaced or truncated: start again from its beginning.
-    let start = if len < offset { 0 } else { offset };
-    file.seek(SeekFrom::Start(start))?;
-    let copied = std::io::copy(&mut (&mut file).take(len - start), out)?;
-    Ok(start + copied)
-}
-
-/// `airlock logs ID [-f]`
-pub(crate) fn logs(args: LogsArgs) -> Result<i32> {
-    let r = session_dir::find(Some(&args.id))?;
-    let files: [&[&str]; 2] = [&["session.log"], &["tmux", "agent.log"]];
-    let exists = |rel: &[&str]| {
-        std::fs::symlink_metadata(rel.iter().fold(r.dir.clone(), |p, c| p.join(c))).is_ok()
-    };
-    if !files.iter().any(|f| exists(f)) {
-        bail!(
-            "session {} has no logs (only --detach sessions keep their output; its audit log is \
-             `airlock audit {}`)",
-            r.id,
-            r.id
-        );
-    }
-    let mut offsets = [0u64; 2];
-    let mut out = crate::review_out::ReviewOut::stdout();
-    let mut warned = false;
-    loop {
-        for (rel, off) in files.iter().zip(offsets.iter_mut()) {
-            // Warn about a planted file once, not on every round of --follow.
-            if warned && open_sandbox_written(&r.dir, rel).is_err() {
-                continue;
-            }
-            if open_sandbox_written(&r.dir, rel).is_err() {
-                warned = true;
-            }
-            *off = read_from(&r.dir, rel, *off, &mut out)?;
-        }
-        out.flush()?;
-        if !args.follow {
-            return Ok(0);
-        }
-        let now = session_dir::find(Some(&r.id))?;
-        if now.state != SessionState::Running {
-            return Ok(0);
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }

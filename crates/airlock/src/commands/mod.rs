@@ -1,14 +1,21 @@
 //! What each subcommand does. Argument types live in `cli`.
 
+mod attach;
 mod audit;
 mod creds;
 pub(crate) mod detach;
+mod diff;
 mod doctor;
 mod explain;
 mod hook;
+mod logs;
+mod ls;
+mod merge;
+mod rm;
 mod run;
 mod selftest;
 mod session;
+mod stop;
 
 use crate::cli::{Command, HookCommand, PolicyCommand};
 
@@ -26,13 +33,13 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Policy(PolicyCommand::Reload { id }) => audit::reload(id.as_deref()),
         Command::Audit(args) => audit::audit(args),
         Command::Creds(args) => creds::creds(args),
-        Command::Ls(args) => session::ls(args),
-        Command::Diff(args) => session::diff(args),
-        Command::Merge(args) => session::merge(args),
-        Command::Rm(args) => session::rm(args),
-        Command::Stop(args) => session::stop(args),
-        Command::Attach(args) => detach::attach(args),
-        Command::Logs(args) => detach::logs(args),
+        Command::Ls(args) => ls::ls(args),
+        Command::Diff(args) => diff::diff(args),
+        Command::Merge(args) => merge::merge(args),
+        Command::Rm(args) => rm::rm(args),
+        Command::Stop(args) => stop::stop(args),
+        Command::Attach(args) => attach::attach(args),
+        Command::Logs(args) => logs::logs(args),
         Command::Probe { name, args } => selftest::probe(&name, &args),
         Command::SandboxInit => Ok(run::sandbox_init()),
         Command::ContainerInit { socket } => Ok(airlock_sandbox::container_init_main(&socket)),

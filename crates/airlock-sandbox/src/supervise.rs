@@ -1,0 +1,242 @@
+//! The supervisor's loop, the same for every backend: relay the terminal (through the terminal
+//! filter, in raw mode, with window-size changes), forward signals, and let the backend handle
+//! its events until the sandbox has ended; then return the command's exit status.
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::backend::RunningSandbox;
+use crate::launch::{supervised_signals, write_all};
+use crate::term::{get_winsize, set_winsize, RawMode, Typeahead};
+use crate::termfilter::TermFilter;
+use crate::SandboxError;
+
+/// How long the terminal may still drain once the sandbox has ended (milliseconds).
+const DRAIN_MS: u16 = 200;
+
+/// Supervises `sandbox` until it has ended: relays its terminal through `filter` (whose counts
+/// say what it dropped once this returns), forwards INT, TERM, HUP, QUIT, USR1, USR2 and
+/// window-size changes, and calls `on_hup` (a policy reload) on SIGHUP before forwarding it.
+/// Returns the command's exit status (128+N for signal N).
+///
+/// # Errors
+/// The signal mask or signalfd cannot be set up, `poll` fails, or the backend reports a failure
+/// ([`RunningSandbox::finish`]). The sandbox is stopped on every error path (by `finish`, or by
+/// dropping it).
+pub fn supervise(
+    mut sandbox: Box<dyn RunningSandbox>,
+    on_hup: Option<&mut dyn FnMut()>,
+    filter: &mut TermFilter,
+) -> Result<i32, SandboxError> {
+    let sfd = signal_fd()?;
+    let pty = sandbox.take_terminal();
+    let raw = pty.as_ref().and_then(|_| RawMode::enter(0));
+    if let Some(master) = &pty {
+        copy_window_size(master);
+    }
+    let mut relay = Relay {
+        pty,
+        pty_open: false,
+        stdin_open: false,
+        typeahead: Typeahead::new(raw.as_ref().map_or(0, RawMode::typeahead)),
+        filtered: Vec::with_capacity(64 * 1024),
+        buf: vec![0u8; 64 * 1024],
+        on_hup,
+        filter,
+    };
+    relay.pty_open = relay.pty.is_some();
+    relay.stdin_open = relay.pty.is_some();
+    relay.run(sandbox.as_mut(), &sfd)?;
+    relay.filtered.clear();
+    relay.filter.finish(&mut relay.filtered);
+    drop(raw);
+    sandbox.finish()
+}
+
+/// Blocks the supervised signals in this thread and returns a signalfd that reads them.
+fn signal_fd() -> Result<SignalFd, SandboxError> {
+    let mask = supervised_signals();
+    mask.thread_block()
+        .map_err(|e| SandboxError::sys("cannot block signals", e))?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| SandboxError::sys("cannot create a signalfd", e))
+}
+
+/// Gives the sandbox's terminal the size of ours.
+fn copy_window_size(master: &OwnedFd) {
+    if let Some(ws) = get_winsize(1).or_else(|| get_winsize(0)) {
+        set_winsize(master.as_raw_fd(), &ws);
+    }
+}
+
+/// Which descriptors `poll` reported ready in one round.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ready {
+    signals: bool,
+    events: bool,
+    master: bool,
+    stdin: bool,
+}
+
+/// The terminal relay's state for one supervision.
+struct Relay<'h, 'f> {
+    pty: Option<OwnedFd>,
+    pty_open: bool,
+    stdin_open: bool,
+    typeahead: Typeahead,
+    filtered: Vec<u8>,
+    buf: Vec<u8>,
+    on_hup: Option<&'h mut dyn FnMut()>,
+    filter: &'f mut TermFilter,
+}
+
+impl Relay<'_, '_> {
+    /// Polls and dispatches until the sandbox has ended and its terminal and events are drained.
+    fn run(
+        &mut self,
+        sandbox: &mut dyn RunningSandbox,
+        sfd: &SignalFd,
+    ) -> Result<(), SandboxError> {
+        let mut progress = sandbox.on_events(false);
+        loop {
+            if progress.ended && !progress.events_open && !self.pty_open {
+                return Ok(());
+            }
+            let Some(ready) = self.poll_once(sandbox, sfd, progress)? else {
+                return Ok(());
+            };
+            if ready.signals {
+                self.handle_signals(sandbox, sfd);
+            }
+            if ready.events {
+                sandbox.on_events(true);
+            }
+            if ready.master {
+                self.relay_output();
+            }
+            if ready.stdin {
+                self.relay_input();
+            }
+            progress = sandbox.on_events(false);
+        }
+    }
+
+    /// One `poll` over the signalfd, the backend's events, the terminal and stdin. `None` when
+    /// the drain time after the sandbox's end ran out.
+    fn poll_once(
+        &self,
+        sandbox: &dyn RunningSandbox,
+        sfd: &SignalFd,
+        progress: crate::backend::Progress,
+    ) -> Result<Option<Ready>, SandboxError> {
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let events_idx = fds.len();
+        if progress.events_open {
+            fds.push(PollFd::new(sandbox.events(), PollFlags::POLLIN));
+        }
+        let master_idx = fds.len();
+        if let (true, Some(m)) = (self.pty_open, &self.pty) {
+            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+        }
+        let stdin_idx = fds.len();
+        let stdin = std::io::stdin();
+        if self.stdin_open {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        let timeout = if progress.ended {
+            PollTimeout::from(DRAIN_MS)
+        } else {
+            PollTimeout::NONE
+        };
+        let n = match poll(&mut fds, timeout) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => return Ok(Some(Ready::default())),
+            Err(e) => return Err(SandboxError::sys("poll", e)),
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        Ok(Some(Ready {
+            signals: ready(0),
+            events: progress.events_open && ready(events_idx),
+            master: self.pty_open && ready(master_idx),
+            stdin: self.stdin_open && ready(stdin_idx),
+        }))
+    }
+
+    /// Reads the queued signals: SIGCHLD lets the backend look at its children, SIGWINCH
+    /// resizes the sandbox's terminal, the others are forwarded (SIGHUP after `on_hup`).
+    fn handle_signals(&mut self, sandbox: &mut dyn RunningSandbox, sfd: &SignalFd) {
+        while let Ok(Some(info)) = sfd.read_signal() {
+            match Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0)) {
+                Ok(Signal::SIGCHLD) => {
+                    sandbox.on_events(false);
+                }
+                Ok(Signal::SIGWINCH) => {
+                    if let Some(m) = &self.pty {
+                        copy_window_size(m);
+                    }
+                }
+                Ok(s) => {
+                    if s == Signal::SIGHUP {
+                        if let Some(f) = self.on_hup.as_mut() {
+                            f();
+                        }
+                    }
+                    let _ = sandbox.signal(s);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Copies what the command wrote on its terminal to our stdout, through the filter.
+    fn relay_output(&mut self) {
+        let Some(m) = &self.pty else { return };
+        match nix::unistd::read(m, &mut self.buf) {
+            Ok(0) | Err(Errno::EIO) => self.pty_open = false,
+            Ok(k) => {
+                self.filtered.clear();
+                self.filter.filter(&self.buf[..k], &mut self.filtered);
+                let mut out = std::io::stdout().lock();
+                if out
+                    .write_all(&self.filtered)
+                    .and_then(|_| out.flush())
+                    .is_err()
+                {
+                    self.pty_open = false;
+                }
+            }
+            Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
+            Err(_) => self.pty_open = false,
+        }
+    }
+
+    /// Copies what the user typed to the command's terminal (stale terminal answers removed).
+    fn relay_input(&mut self) {
+        match nix::unistd::read(std::io::stdin(), &mut self.buf) {
+            Ok(0) => self.stdin_open = false,
+            Ok(k) => {
+                let mut input = self.buf[..k].to_vec();
+                self.typeahead.clean(&mut input);
+                if let Some(m) = &self.pty {
+                    if write_all(m, &input).is_err() {
+                        self.stdin_open = false;
+                    }
+                }
+            }
+            Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
+            Err(_) => self.stdin_open = false,
+        }
+    }
+}

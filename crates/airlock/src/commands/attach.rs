@@ -1,0 +1,99 @@
+//! `airlock attach`: joins a --detach session: waits for it to be up, has its supervisor start
+//! `tmux attach` inside the sandbox through the session's backend (`RunningSandbox::exec_handle`)
+//! and relays that terminal to ours through the terminal filter.
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use airlock_sandbox::termfilter::{FilterConfig, TermFilter};
+use airlock_session::SessionState;
+use anyhow::{bail, Context, Result};
+
+use super::detach::{audit_terminal, AttachRequest};
+use crate::cli::AttachArgs;
+use crate::control;
+use crate::session_dir;
+
+/// `airlock attach ID`: wait for the session to be up, have the supervisor start `tmux attach`
+/// inside the sandbox, and relay its terminal to ours.
+pub(crate) fn attach(args: AttachArgs) -> Result<i32> {
+    let deadline = Instant::now() + Duration::from_secs(args.wait);
+    let mut said = false;
+    let r = loop {
+        let r = session_dir::find(Some(&args.id))?;
+        if r.state != SessionState::Running {
+            bail!(
+                "session {} is not running ({:?}); `airlock logs {}` shows what it printed",
+                r.id,
+                r.state,
+                r.id
+            );
+        }
+        match control::request(&r.dir, "ready") {
+            Ok(a) if a == "ok\n" => {
+                if said {
+                    eprintln!();
+                }
+                break r;
+            }
+            Ok(a) if a.starts_with("error: ") => bail!(
+                "session {} cannot be attached: {}",
+                r.id,
+                a.trim_end().trim_start_matches("error: ")
+            ),
+            _ => {}
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "session {} did not become ready within {}s; `airlock logs {}` shows why",
+                r.id,
+                args.wait,
+                r.id
+            );
+        }
+        if !said {
+            eprint!("airlock: waiting for session {} to start", r.id);
+            said = true;
+        } else {
+            eprint!(".");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let (rows, cols) = airlock_sandbox::term::terminal_size().unwrap_or((24, 80));
+    let utf8 = airlock_sandbox::term::locale_is_utf8();
+    let term = std::env::var("TERM")
+        .ok()
+        .filter(|t| AttachRequest::parse(&["1", "1", t, "0"]).is_ok())
+        .unwrap_or_else(|| "xterm-256color".to_string());
+    let req = AttachRequest {
+        rows,
+        cols,
+        term,
+        utf8,
+    };
+    let path = r.dir.join("control.sock");
+    let mut stream = UnixStream::connect(&path)
+        .with_context(|| format!("cannot connect to session {} ({})", r.id, path.display()))?;
+    stream.write_all(req.line().as_bytes())?;
+    let (line, pty) = airlock_sandbox::console::recv_fd(&stream)
+        .with_context(|| format!("session {} did not hand over its terminal", r.id))?;
+    let line = String::from_utf8_lossy(&line).trim_end().to_string();
+    let Some(flags) = line.strip_prefix("ok ") else {
+        bail!(
+            "session {} cannot be attached: {}",
+            r.id,
+            line.strip_prefix("error: ").unwrap_or(&line)
+        );
+    };
+    let pty: OwnedFd = pty.with_context(|| format!("session {} passed no terminal", r.id))?;
+    let config = FilterConfig {
+        allow_clipboard: flags == "allow_clipboard=true",
+        utf8,
+    };
+    let mut filter = TermFilter::new(config);
+    airlock_sandbox::console::relay_attached(&pty, &stream, &mut filter)?;
+    audit_terminal(&r.dir.join("audit.jsonl"), &r.id, "attach", &filter);
+    Ok(0)
+}

@@ -1,0 +1,71 @@
+//! `airlock rm`: deletes a session (refusing a running one, or unmerged changes, unless
+//! forced), after its backend removed whatever it left.
+
+use airlock_session::merge::is_git_internal;
+use airlock_session::{SessionMode, SessionState};
+use anyhow::{bail, Context, Result};
+
+use super::session::review;
+use crate::backends;
+use crate::cli::RmArgs;
+use crate::session_dir;
+
+pub(crate) fn rm(args: RmArgs) -> Result<i32> {
+    let store = session_dir::store()?;
+    let r = session_dir::find(Some(&args.id))?;
+    if r.state == SessionState::Running && !args.force {
+        bail!(
+            "session {} is still running; stop it first, or pass --force",
+            r.id
+        );
+    }
+    if r.mode == SessionMode::Overlay && !r.merged && !args.force {
+        if let Ok(rv) = review(&r) {
+            let n = rv
+                .files
+                .iter()
+                .filter(|c| !is_git_internal(&c.path))
+                .count();
+            if n > 0 || !rv.commits.is_empty() {
+                bail!(
+                    "session {} has unmerged changes ({n} file(s), {} commit(s)); merge them with \
+                     `airlock merge {}` or pass --force to delete them",
+                    r.id,
+                    rv.commits.len(),
+                    r.id
+                );
+            }
+        }
+    }
+    let (backend, session) = backends::of(&r);
+    backend
+        .clean_up(&session)
+        .with_context(|| format!("session {} was not removed", r.id))?;
+    if r.dir.exists() {
+        remove_tree(&r.dir).with_context(|| format!("cannot delete {}", r.dir.display()))?;
+    }
+    store.delete(&r.id)?;
+    println!("removed session {}", r.id);
+    Ok(0)
+}
+
+/// Deletes a session directory. overlayfs leaves its scratch `work/work` directory with mode 000,
+/// so directories are made accessible first.
+fn remove_tree(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::remove_dir_all(dir).is_ok() {
+        return Ok(());
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
+        if let Ok(entries) = std::fs::read_dir(&d) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    std::fs::remove_dir_all(dir)
+}

@@ -1,0 +1,196 @@
+//! `airlock run` as a pipeline of named steps, each reading only what the one before produced:
+//!
+//! 1. [`resolve::resolve`]: the request (flags, workspace, policy, credentials, agent), checked
+//!    before anything is created;
+//! 2. [`plan::plan`]: the session (id, limits on the backend, the complete `SandboxSpec`);
+//! 3. [`prepare`]: the session directory, credential files, overlay layers and store row;
+//! 4. [`launch`]: the sandbox, started by the session's [`airlock_sandbox::Backend`];
+//! 5. [`supervise::supervise`]: egress on the sandbox's listeners, the audit log, reloads,
+//!    the control socket, the terminal and signals until the command exits;
+//! 6. [`finish`]: the store row, the worktree, the hint, the exit status.
+
+mod agent;
+mod plan;
+mod resolve;
+mod supervise;
+
+use airlock_sandbox::{RunningSandbox, SandboxError, SessionContext};
+
+use airlock_session::{SessionMode, SessionRow, SessionState, Store};
+use anyhow::{Context, Result};
+
+use crate::backends;
+use crate::cli::RunArgs;
+use crate::exit::{code_of, with_code};
+use crate::session_dir;
+use crate::worktree;
+use plan::Plan;
+
+/// The hidden init stage (`airlock __sandbox-init`).
+pub(crate) fn sandbox_init() -> i32 {
+    airlock_sandbox::init_main()
+}
+
+/// A short random session id.
+pub(crate) fn new_session_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+        .collect()
+}
+
+/// `airlock run`: the pipeline above; returns the command's exit status.
+pub(crate) fn run(args: RunArgs) -> Result<i32> {
+    // Before any thread exists: signals must queue for the supervisor, not kill it.
+    airlock_sandbox::block_signals()?;
+    let request = resolve::resolve(&args)?;
+    // Checked after the request, so a background session that could not start is refused
+    // here. A dry run prints the spec the background session would get and creates nothing.
+    if args.detach && args.detached_child.is_none() && !args.dry_run {
+        return super::detach::start(&args);
+    }
+    let mut backend = backends::new(
+        args.backend.into(),
+        &backends::Options {
+            runtime: args.runtime.clone(),
+            image: args.image.clone(),
+        },
+    )
+    .map_err(|e| with_code(crate::exit::FAILURE, e))?;
+    let plan = plan::plan(&args, request, backend.as_mut())?;
+    if args.dry_run {
+        println!("{}", serde_json::to_string_pretty(&plan.spec)?);
+        return Ok(0);
+    }
+    let mut plan = plan;
+    let store = prepare(&mut plan)?;
+    let (refusals_tx, refusals) = std::sync::mpsc::channel();
+    let status = launch(&plan, backend.as_mut(), &store, refusals_tx)
+        .and_then(|sandbox| supervise::supervise(&plan, sandbox, refusals));
+    finish(&plan, &store, status)
+}
+
+/// Creates what the session keeps on the host: its directory (the --detach output directory),
+/// the credential files, the overlay's layers, and its row in the store (state `running`).
+fn prepare(plan: &mut Plan) -> Result<Store> {
+    session_dir::create(&plan.session)?;
+    if plan.detached {
+        super::detach::create_output_dir(&plan.dir)?;
+    }
+    plan.creds.place(&plan.dir, &mut plan.spec)?;
+    if plan.mode == SessionMode::Overlay {
+        for d in [plan.dir.join("upper"), plan.dir.join("work")] {
+            std::fs::create_dir_all(&d)
+                .with_context(|| format!("cannot create {}", d.display()))?;
+        }
+    }
+    let store = session_dir::store()?;
+    store.insert(&session_row(plan))?;
+    Ok(store)
+}
+
+/// The store row of a session that is starting.
+fn session_row(plan: &Plan) -> SessionRow {
+    let pid = std::process::id();
+    SessionRow {
+        id: plan.session.clone(),
+        name: plan.name.clone(),
+        workspace: plan.workspace.clone(),
+        mode: plan.mode,
+        backend: plan.backend,
+        location: None,
+        agent: plan.agent,
+        policy_digest: plan.policy_digest.clone(),
+        state: SessionState::Running,
+        created: airlock_audit::now_rfc3339(),
+        created_unix: unix_now(),
+        ended: None,
+        exit_status: None,
+        supervisor_pid: Some(pid),
+        supervisor_start: airlock_session::store::process_start(pid),
+        dir: plan.dir.clone(),
+        base_commit: airlock_session::gitview::agent_head(&plan.dir.join("upper"), &plan.workspace),
+        merged: false,
+    }
+}
+
+/// Starts the sandbox on the session's backend, which returns once the command has started,
+/// and records where it runs (remote backends).
+fn launch(
+    plan: &Plan,
+    backend: &mut dyn airlock_sandbox::Backend,
+    store: &Store,
+    unix_refusals: std::sync::mpsc::Sender<airlock_sandbox::unix_gate::UnixRefusal>,
+) -> Result<Box<dyn RunningSandbox>> {
+    let ctx = SessionContext {
+        id: plan.session.clone(),
+        dir: plan.dir.clone(),
+        exe: plan.self_exe.clone(),
+        unix_refusals: Some(unix_refusals),
+    };
+    let sandbox = backend.launch(&plan.spec, ctx).map_err(sandbox_error)?;
+    tracing::info!(session = plan.session, enforcement = %sandbox.enforcement(), "sandbox ready");
+    if let Some(at) = sandbox.location() {
+        store.set_location(&plan.session, &at)?;
+    }
+    Ok(sandbox)
+}
+
+/// Records how the session ended, removes a clean worktree, says how to review an overlay's
+/// changes, and turns a failure into its exit status.
+fn finish(plan: &Plan, store: &Store, status: Result<i32>) -> Result<i32> {
+    let session = &plan.session;
+    let (state, code) = match &status {
+        Ok(c) => (SessionState::Exited, Some(*c)),
+        Err(e) => (SessionState::Failed, Some(code_of(e))),
+    };
+    if let Err(e) = store.finish(session, state, code, &airlock_audit::now_rfc3339()) {
+        eprintln!("airlock: warning: cannot record the end of session {session}: {e}");
+    }
+    if let Some(wt) = &plan.worktree {
+        finish_worktree(session, wt);
+    }
+    let stderr_tty = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
+    if plan.mode == SessionMode::Overlay && status.is_ok() && stderr_tty {
+        eprintln!(
+            "airlock: session {session} ended; review with `airlock diff {session}`, land with `airlock merge {session}`"
+        );
+    }
+    status
+}
+
+/// Removes a clean worktree, or says why it was kept (loudly when its links were changed).
+fn finish_worktree(session: &str, wt: &worktree::Worktree) {
+    let (path, branch) = (wt.path.display(), &wt.branch);
+    match worktree::finish(wt) {
+        Ok(worktree::Outcome::Removed) => {}
+        Ok(worktree::Outcome::Kept(why)) => eprintln!(
+            "airlock: session {session}: worktree kept at {path} (branch {branch}): {why}"
+        ),
+        Ok(worktree::Outcome::Tampered(what)) => {
+            eprintln!("{}", worktree::tamper_warning(session, wt, &what))
+        }
+        Err(e) => eprintln!("airlock: session {session}: worktree {path} left in place: {e:#}"),
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The first 16 hex digits of the SHA-256 of `bytes`: stable across runs, builds and toolchains
+/// (std's `DefaultHasher` is not, and these values are stored on disk).
+fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(bytes)[..8])
+}
+
+/// A sandbox error as the run's error, with its exit status (125, 126, 127).
+fn sandbox_error(e: SandboxError) -> anyhow::Error {
+    let code = e.exit_code();
+    with_code(code, anyhow::Error::new(e))
+}

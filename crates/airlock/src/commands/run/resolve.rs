@@ -1,0 +1,140 @@
+//! Step 1 of `airlock run`: the request resolved from the flags, the workspace, the policy files,
+//! the credentials and the agent profile. Every check that can refuse the run happens here,
+//! before anything is created on the host.
+
+use std::path::{Path, PathBuf};
+
+use airlock_policy::{ConfigFile, LimitsConfig, NetworkConfig, Policy};
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::agents::{Binary, Profile};
+use crate::cli::RunArgs;
+use crate::credentials::Prepared;
+use crate::exit::{with_code, FAILURE};
+use crate::policy_load;
+use crate::view::Invoker;
+
+/// What `airlock run` was asked to do, resolved and checked.
+#[derive(Debug)]
+pub(super) struct Request {
+    /// The workspace, canonical; never `/` and never containing the home directory.
+    pub(super) workspace: PathBuf,
+    /// The current directory (where the command starts inside, when in the workspace).
+    pub(super) cwd: PathBuf,
+    pub(super) who: Invoker,
+    /// The merged policy, with the credentials' hosts allowed.
+    pub(super) policy: Policy,
+    pub(super) creds: Prepared,
+    /// The agent profile (`--agent`), if not the shell.
+    pub(super) profile: Option<&'static Profile>,
+    /// The agent's binary on the host (found when the agent itself runs).
+    pub(super) binary: Option<Binary>,
+    /// The headless prompt (`--prompt`, `--prompt-file`).
+    pub(super) prompt: Option<String>,
+}
+
+/// Resolves the request: the prompt, the workspace, the policy layers, the credentials and the
+/// agent's binary and login. Errors name the flag, file or directory at fault.
+pub(super) fn resolve(args: &RunArgs) -> Result<Request> {
+    // Read now: a missing prompt file stops the run before anything starts.
+    let prompt = crate::agents::prompt(args.prompt.as_deref(), args.prompt_file.as_deref())?;
+    let profile = crate::agents::profile(args.agent);
+    if prompt.is_some() && (profile.is_none() || !args.command.is_empty()) {
+        return Err(with_code(
+            FAILURE,
+            anyhow!("--prompt and --prompt-file run an agent headless: give --agent claude|codex|gemini and no command after --"),
+        ));
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let who = Invoker::current();
+    let workspace = workspace(args.workspace.as_deref().unwrap_or(&cwd), &who)?;
+    let mut policy = policy_load::load(
+        Some(&workspace),
+        &args.policies,
+        &args.trust_policies,
+        Some(flags_layer(args)?),
+    )?;
+    let creds = crate::credentials::prepare(&mut policy, &who.home)?;
+    let binary = agent_binary(args, profile, &who, &creds)?;
+    Ok(Request {
+        workspace,
+        cwd,
+        who,
+        policy,
+        creds,
+        profile,
+        binary,
+        prompt,
+    })
+}
+
+/// The workspace directory, canonical, refused when it is `/` or contains the home directory.
+fn workspace(arg: &Path, who: &Invoker) -> Result<PathBuf> {
+    let workspace = std::fs::canonicalize(arg).map_err(|e| {
+        anyhow!(
+            "workspace {} does not exist or cannot be read ({e}); pass an existing directory with --workspace",
+            arg.display()
+        )
+    })?;
+    if !workspace.is_dir() {
+        bail!("workspace {} is not a directory", workspace.display());
+    }
+    if workspace == Path::new("/") {
+        bail!("refusing to use / as the workspace: pass a project directory with --workspace");
+    }
+    if who.home.starts_with(&workspace) {
+        bail!(
+            "workspace {} contains your home directory; the agent would see your secrets. Pass a \
+             project directory with --workspace",
+            workspace.display()
+        );
+    }
+    Ok(workspace)
+}
+
+/// The agent's binary: required (and its login checked) when the agent itself runs (no
+/// command given), looked up for its read-only binds otherwise.
+fn agent_binary(
+    args: &RunArgs,
+    profile: Option<&'static Profile>,
+    who: &Invoker,
+    creds: &Prepared,
+) -> Result<Option<Binary>> {
+    let Some(p) = profile else { return Ok(None) };
+    let path = std::env::var("PATH").unwrap_or_default();
+    if !args.command.is_empty() {
+        return Ok(p.find_binary(&path, &who.home).ok());
+    }
+    let binary = p.find_binary(&path, &who.home)?;
+    p.check_credential(&creds.inside_vars(), creds.claude_login())?;
+    Ok(Some(binary))
+}
+
+/// The policy layer made of the command-line flags (`--allow-domain`, `--env`, `--env-pass`,
+/// `--memory`, `--pids`, `--cpus`), applied over the files.
+pub(super) fn flags_layer(args: &RunArgs) -> Result<ConfigFile> {
+    let mut set = std::collections::BTreeMap::new();
+    for kv in &args.env_set {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--env {kv}: expected NAME=VALUE"))?;
+        set.insert(k.to_string(), v.to_string());
+    }
+    Ok(ConfigFile {
+        network: NetworkConfig {
+            allow: args.allow_domains.clone(),
+            ..NetworkConfig::default()
+        },
+        env: airlock_policy::EnvConfig {
+            pass: args.env_pass.clone(),
+            set,
+        },
+        limits: LimitsConfig {
+            memory: args.memory.clone(),
+            pids: args.pids,
+            cpus: args.cpus,
+            ..LimitsConfig::default()
+        },
+        ..ConfigFile::default()
+    })
+}

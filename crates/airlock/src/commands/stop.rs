@@ -1,0 +1,59 @@
+//! `airlock stop`: ends a running session: SIGTERM to its supervisor (which forwards it to the
+//! sandbox through its backend), SIGKILL after the timeout, then the backend removes whatever
+//! the supervisor left.
+
+use airlock_session::SessionState;
+use anyhow::{bail, Context, Result};
+
+use super::session::state_word;
+use crate::backends;
+use crate::cli::StopArgs;
+use crate::session_dir;
+
+pub(crate) fn stop(args: StopArgs) -> Result<i32> {
+    use nix::sys::signal::{kill, Signal};
+    let r = session_dir::find(Some(&args.id))?;
+    let (backend, session) = backends::of(&r);
+    if r.state != SessionState::Running {
+        if r.state == SessionState::Lost {
+            // Its supervisor died without cleaning up: the backend removes what is left.
+            backend.clean_up(&session)?;
+        }
+        bail!("session {} is not running ({})", r.id, state_word(&r));
+    }
+    let pid = r
+        .supervisor_pid
+        .and_then(|p| i32::try_from(p).ok())
+        .map(nix::unistd::Pid::from_raw)
+        .context("the session has no supervisor pid")?;
+    let alive = || {
+        r.supervisor_pid
+            .and_then(airlock_session::store::process_start)
+            == r.supervisor_start
+    };
+    // The supervisor forwards SIGTERM to the command; its exit ends the sandbox.
+    kill(pid, Signal::SIGTERM).with_context(|| format!("cannot signal session {}", r.id))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.timeout);
+    while alive() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if alive() {
+        eprintln!(
+            "airlock: session {} did not stop within {}s; killing it",
+            r.id, args.timeout
+        );
+        // The native sandbox dies with its supervisor (parent-death signal); what other
+        // backends leave, they remove.
+        let _ = kill(pid, Signal::SIGKILL);
+        backend.clean_up(&session)?;
+        let store = session_dir::store()?;
+        store.finish(
+            &r.id,
+            SessionState::Failed,
+            Some(137),
+            &airlock_audit::now_rfc3339(),
+        )?;
+    }
+    println!("stopped session {}", r.id);
+    Ok(0)
+}
