@@ -611,6 +611,7 @@ pub fn launch(
         .map_err(|e| ContainerError::io(format!("cannot write {}", seccomp.display()), e))?;
     let listener = ChannelListener::bind(&dir.path().join("ctl/ctl.sock"))?;
     let body = create_body(&engine, spec, &opts, layout, &seccomp);
+    tracing::debug!(body = ?body, socket = %engine.socket().display(), "creating the container");
     let create_opts = opts
         .name
         .as_deref()

@@ -237,10 +237,12 @@ fn probe(rt: &tokio::runtime::Runtime, path: &Path) -> Result<(Docker, EngineFac
             .or_else(|| version.platform.as_ref().map(|p| p.name.clone()))
             .unwrap_or_else(|| "Docker Engine".into());
         let sec = info.security_options.clone().unwrap_or_default();
+        let podman = product.to_ascii_lowercase().contains("podman");
         let facts = EngineFacts {
             product,
             version: version.version.clone().unwrap_or_default(),
-            rootless: sec.iter().any(|s| s.contains("name=rootless")),
+            rootless: sec.iter().any(|s| s.contains("name=rootless"))
+                || (podman && owned_by_user(path)),
             cgroup_version: info
                 .cgroup_version
                 .map(|v| v.to_string())
@@ -257,6 +259,14 @@ fn probe(rt: &tokio::runtime::Runtime, path: &Path) -> Result<(Docker, EngineFac
         };
         Ok((client, facts))
     })
+}
+
+/// Whether the socket at `path` belongs to a user other than root: Podman's compat API does not
+/// say whether it runs rootless (Docker's lists `name=rootless` in its security options), but a
+/// rootless service's socket is its user's.
+fn owned_by_user(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).is_ok_and(|m| m.uid() != 0)
 }
 
 /// What to do when no engine answers, for the error message.

@@ -158,7 +158,10 @@ mod tests {
     fn unknown_names_are_refused_with_the_known_ones() {
         for bad in ["Native", "Podman", "fly", "", "native "] {
             let e = BackendKind::parse(bad).expect_err(bad);
-            assert!(e.to_string().contains("known: native, docker, podman"), "{e}");
+            assert!(
+                e.to_string().contains("known: native, docker, podman"),
+                "{e}"
+            );
         }
         assert!(SessionMode::parse("Overlay").is_err());
     }
