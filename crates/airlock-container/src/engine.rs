@@ -75,6 +75,26 @@ impl Runtime {
         }
     }
 
+    /// Why airlock's sandbox cannot run on this runtime, if it cannot. The container's pid 1
+    /// hands the proxy, DNS and audit listeners it makes in the container's network namespace
+    /// to the supervisor as descriptors (SCM_RIGHTS); a runtime that puts its own kernel
+    /// between the container and the host cannot pass them out.
+    pub fn unsupported(self) -> Option<&'static str> {
+        match self {
+            Runtime::Runc | Runtime::Crun => None,
+            Runtime::Runsc => Some(
+                "gVisor's sockets live in its own kernel (with network=none in its netstack, \
+                 with network=host in its sentry), and it refuses to send them over a host unix \
+                 socket (sendmsg with SCM_RIGHTS: EINVAL), so the listeners airlock makes inside \
+                 cannot reach the supervisor and the sandbox would have no egress policy",
+            ),
+            Runtime::Kata => Some(
+                "a Kata container runs in a virtual machine, whose sockets cannot be passed to \
+                 the host as descriptors",
+            ),
+        }
+    }
+
     /// The executable that implements it.
     pub fn binary(self) -> &'static str {
         match self {
@@ -292,6 +312,16 @@ impl Engine {
         d: &Discovery,
     ) -> Result<Engine, ContainerError> {
         let rt = Arc::new(tokio_runtime()?);
+        if let Some(why) = runtime.and_then(Runtime::unsupported) {
+            return Err(ContainerError::Runtime {
+                engine: kind.name(),
+                runtime: runtime.map_or("", Runtime::name).into(),
+                detail: format!(
+                    "not supported by airlock's container backend yet: {why}; use \
+                     --runtime runc or crun"
+                ),
+            });
+        }
         if let Some(r) = runtime {
             if d.which(r.binary()).is_none() && kind == EngineKind::Podman {
                 return Err(ContainerError::Runtime {
