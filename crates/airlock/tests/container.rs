@@ -1,15 +1,20 @@
-//! The container backend against a real engine (Podman, rootful as root and rootless as an
-//! unprivileged user; `AIRLOCK_TEST_RUNTIME=runsc` for gVisor). Needs the local test image that
-//! scripts/container-setup.sh imports (busybox on an empty root; no registry). A host without
-//! Podman or the image skips with the reason printed.
+//! `airlock run --backend podman` against a real Podman: rootful as root, rootless as an
+//! unprivileged user (scripts/test.sh re-runs this binary as one). Needs the local test image
+//! that scripts/container-setup.sh imports (busybox on an empty root; no registry). A host
+//! without Podman skips with the reason printed; Podman without the image is a failure that says
+//! to run the setup.
+//!
+//! The tests run one at a time (a lock): the "nothing left behind" checks look at every
+//! container and service process of this user.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-use airlock_container::{ContainerOptions, Discovery, Engine, EngineKind, Limits, Runtime};
-use airlock_sandbox::{Rlimits, SandboxSpec, WorkspaceView};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
 
 const IMAGE: &str = "localhost/airlock-test-busybox:latest";
+const LABEL: &str = "airlock.session";
+
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn bin() -> PathBuf {
     std::env::var_os("AIRLOCK_BIN")
@@ -17,107 +22,485 @@ fn bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
 }
 
-fn runtime() -> Option<Runtime> {
-    std::env::var("AIRLOCK_TEST_RUNTIME")
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn podman(args: &[&str]) -> Option<Output> {
+    Command::new("podman")
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
         .ok()
-        .and_then(|r| Runtime::parse(&r))
 }
 
-/// The engine, or `None` (with the reason printed) when this host has no Podman or no image.
-fn engine() -> Option<Engine> {
-    let d = Discovery::from_env();
-    if d.which("podman").is_none() {
+/// Whether this host can run the tests; panics when Podman is there but not set up.
+fn ready() -> bool {
+    let Some(o) = podman(&["image", "exists", IMAGE]) else {
         eprintln!("skipping: podman is not installed (scripts/container-setup.sh installs it)");
-        return None;
-    }
-    match Engine::connect(EngineKind::Podman, runtime(), &d) {
-        Ok(e) => Some(e),
-        Err(e) => panic!("podman is installed but airlock cannot use it: {e}"),
-    }
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-    ws: PathBuf,
-}
-
-fn env() -> Env {
-    let dir = tempfile::Builder::new()
-        .prefix("airlock-ctr-")
-        .tempdir()
-        .expect("tempdir");
-    let ws = dir.path().join("ws");
-    std::fs::create_dir(&ws).expect("ws");
-    Env { dir, ws }
-}
-
-fn spec(ws: &Path, argv: &[&str]) -> SandboxSpec {
-    let (uid, gid) = (
-        nix::unistd::getuid().as_raw(),
-        nix::unistd::getgid().as_raw(),
+        return false;
+    };
+    assert!(
+        o.status.success(),
+        "podman has no image {IMAGE}: run scripts/container-setup.sh (as root) first; {}",
+        stderr(&o)
     );
-    SandboxSpec {
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        env: vec![
-            ("PATH".into(), "/bin".into()),
-            ("HOME".into(), "/home/agent".into()),
-            ("ALLOWED".into(), "yes".into()),
-        ],
-        cwd: PathBuf::from("/workspace"),
-        uid,
-        gid,
-        hostname: "airlock".into(),
-        binds: Vec::new(),
-        workspace: Some(WorkspaceView::Bind {
-            source: ws.to_path_buf(),
-            target: PathBuf::from("/workspace"),
-        }),
-        home: PathBuf::from("/home/agent"),
-        home_bytes: 16 << 20,
-        tmp_bytes: 16 << 20,
-        shm_bytes: 16 << 20,
-        hide: Vec::new(),
-        files: Vec::new(),
-        rlimits: Rlimits::default(),
-        net: None,
-        tty: None,
+    true
+}
+
+struct Ws {
+    dir: tempfile::TempDir,
+    data: tempfile::TempDir,
+}
+
+impl Ws {
+    fn new() -> Ws {
+        let mk = |p| {
+            tempfile::Builder::new()
+                .prefix(p)
+                .tempdir()
+                .expect("tempdir")
+        };
+        let ws = Ws {
+            dir: mk("airlock-ctr-"),
+            data: mk("airlock-ctr-data-"),
+        };
+        std::fs::write(ws.path().join("hello.txt"), "hello\n").expect("write");
+        // Rootless Podman keeps its images under $XDG_DATA_HOME too: the test's own data
+        // directory points there to the user's store.
+        if !is_root() {
+            let real = std::env::var_os("XDG_DATA_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
+                .expect("HOME");
+            std::os::unix::fs::symlink(real.join("containers"), ws.data.path().join("containers"))
+                .expect("link the container store");
+        }
+        ws
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn airlock(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.current_dir(self.path())
+            .stdin(Stdio::null())
+            .env("XDG_DATA_HOME", self.data.path())
+            .env_remove("AIRLOCK_RUNTIME")
+            .env_remove("AIRLOCK_IMAGE");
+        c
+    }
+
+    /// `airlock run --backend podman --mode bind -- sh -c SCRIPT` with `extra` flags.
+    fn sh_with(&self, extra: &[&str], script: &str) -> Output {
+        self.airlock()
+            .args([
+                "run",
+                "--backend",
+                "podman",
+                "--mode",
+                "bind",
+                "--image",
+                IMAGE,
+            ])
+            .args(extra)
+            .args(["--", "sh", "-c", script])
+            .output()
+            .expect("run airlock")
+    }
+
+    fn sh(&self, script: &str) -> Output {
+        self.sh_with(&[], script)
     }
 }
 
-fn options(env: &Env) -> ContainerOptions {
-    ContainerOptions {
-        image: IMAGE.into(),
-        exe: bin(),
-        limits: Limits::default(),
-        state_dir: env.dir.path().to_path_buf(),
-        name: None,
-        labels: HashMap::from([("airlock.test".to_string(), "1".to_string())]),
-        unix_refusals: None,
-    }
-}
-
-/// Runs `script` in a container; its exit status and what it wrote to /workspace/out.
-fn run_script(script: &str) -> Option<(i32, String)> {
-    let engine = engine()?;
-    let env = env();
-    let s = spec(&env.ws, &["sh", "-c", script]);
-    let sandbox = airlock_container::launch(engine, &s, options(&env)).expect("launch");
-    let status = sandbox.wait().expect("wait");
-    let out = std::fs::read_to_string(env.ws.join("out")).unwrap_or_default();
-    Some((status, out))
+/// Nothing of airlock's is left: no container with airlock's label, no private Podman service.
+fn assert_nothing_left(what: &str) {
+    let o = podman(&["ps", "-a", "-q", "--filter", &format!("label={LABEL}")]).expect("podman ps");
+    assert!(
+        stdout(&o).trim().is_empty(),
+        "{what}: containers left behind: {}",
+        stdout(&o)
+    );
+    let o = Command::new("pgrep")
+        .args([
+            "-u",
+            &nix::unistd::geteuid().to_string(),
+            "-f",
+            "system service --time 0 unix://.*airlock-podman-",
+        ])
+        .output()
+        .expect("pgrep");
+    assert!(
+        stdout(&o).trim().is_empty(),
+        "{what}: podman service left running: {}",
+        stdout(&o)
+    );
 }
 
 #[test]
-fn exit_status_and_env_allowlist() {
-    let Some((status, out)) = run_script("env > /workspace/out; exit 7") else {
+fn exit_status_is_the_commands() {
+    if !ready() {
         return;
-    };
-    assert_eq!(status, 7);
-    assert!(out.contains("ALLOWED=yes"), "{out}");
-    for leaked in ["container=", "HOSTNAME=", "TERM="] {
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    assert_eq!(ws.sh("exit 0").status.code(), Some(0));
+    assert_eq!(ws.sh("exit 42").status.code(), Some(42));
+    assert_eq!(ws.sh("kill -TERM $$").status.code(), Some(143));
+    assert_eq!(ws.sh("kill -KILL $$").status.code(), Some(137));
+    let o = ws
+        .airlock()
+        .args([
+            "run",
+            "--backend",
+            "podman",
+            "--mode",
+            "bind",
+            "--",
+            "no-such-command-xyz",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("command not found: no-such-command-xyz"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(ws.path().join("script.sh"), "#!/bin/sh\necho hi\n").expect("write");
+    let o = ws
+        .airlock()
+        .args([
+            "run",
+            "--backend",
+            "podman",
+            "--mode",
+            "bind",
+            "--",
+            "./script.sh",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    assert_nothing_left("after exits and failed commands");
+}
+
+/// The command sees exactly the spec's environment: the host's secrets and the variables the
+/// engine gives a container's first process (container=, HOSTNAME) are absent.
+#[test]
+fn environment_is_the_allowlist() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let o = ws
+        .airlock()
+        .env("AWS_SECRET_ACCESS_KEY", "leak-aws")
+        .env("GITHUB_TOKEN", "leak-gh")
+        .env("SOME_SECRET", "leak-some")
+        .env("DOCKER_HOST", "unix:///leak")
+        .args([
+            "run",
+            "--backend",
+            "podman",
+            "--mode",
+            "bind",
+            "--env",
+            "CHOSEN=yes",
+            "--",
+            "env",
+        ])
+        .output()
+        .expect("run");
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("CHOSEN=yes"), "{out}");
+    for leak in [
+        "leak-aws",
+        "leak-gh",
+        "leak-some",
+        "unix:///leak",
+        "container=",
+        "HOSTNAME=",
+    ] {
+        assert!(!out.contains(leak), "{leak} reached the command:\n{out}");
+    }
+}
+
+/// Only the workspace, home, /tmp and /dev/shm are writable; the image root, airlock's own
+/// files and the generated files are not, whatever way of writing is tried.
+#[test]
+fn root_is_read_only() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let script = "for p in / /bin /etc /usr /var /var/tmp /run /.airlock /.airlock/lib /.airlock/ctl /run/airlock; do \
+                    touch $p/airlock-probe 2>/dev/null && echo WROTE:$p; \
+                    mkdir $p/airlock-dir 2>/dev/null && echo MKDIR:$p; done; \
+                  echo x >> /etc/resolv.conf 2>/dev/null && echo WROTE:resolv; \
+                  echo x > /.airlock/airlock 2>/dev/null && echo WROTE:airlock; \
+                  ln -s /x /bin/airlock-link 2>/dev/null && echo WROTE:link; \
+                  for p in /tmp \"$HOME\" /dev/shm \"$PWD\"; do touch \"$p/ok\" || echo FAILED:$p; done; \
+                  echo done";
+    let o = ws.sh(script);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.ends_with("done\n"), "{out}");
+    assert!(!out.contains("WROTE") && !out.contains("MKDIR"), "{out}");
+    assert!(
+        !out.contains("FAILED"),
+        "private directories must be writable: {out}"
+    );
+    assert!(ws.path().join("ok").exists());
+}
+
+/// No capability in any set, no_new_privs, and the seccomp filters: the engine's profile (made
+/// from the native table) plus the native filters pid 1 installs; the calls they refuse fail.
+#[test]
+fn no_capabilities_and_seccomp() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let o = ws.sh(
+        "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status; \
+         unshare -U true 2>/dev/null && echo ESCAPE:userns; \
+         unshare -n true 2>/dev/null && echo ESCAPE:netns; \
+         mount -t tmpfs none /tmp 2>/dev/null && echo ESCAPE:mount; \
+         chroot / true 2>/dev/null && echo ESCAPE:chroot; \
+         echo done",
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert!(
-            !out.contains(leaked),
-            "{leaked} leaked into the command: {out}"
+            out.contains(&format!("{set}:\t0000000000000000")),
+            "{set}: {out}"
         );
     }
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    assert!(!out.contains("ESCAPE"), "{out}");
+    // One filter more than native: the engine's profile under pid 1's own.
+    let native = ws
+        .airlock()
+        .args([
+            "run",
+            "--mode",
+            "bind",
+            "--",
+            "grep",
+            "Seccomp_filters",
+            "/proc/self/status",
+        ])
+        .output()
+        .expect("native run");
+    let count = |s: &str| -> Option<u32> {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Seccomp_filters:"))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    if let (Some(n), Some(c)) = (count(&stdout(&native)), count(&out)) {
+        assert_eq!(c, n + 1, "container filters {c}, native {n}");
+    } else {
+        panic!(
+            "no filter count: native {:?} container {out}",
+            stdout(&native)
+        );
+    }
+}
+
+fn http_server(body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    port
+}
+
+/// The container has no network of its own (`--network none`: loopback only); egress goes only
+/// through the proxy airlock serves on the listeners pid 1 made inside and passed out.
+#[test]
+fn egress_only_through_the_passed_listeners() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = http_server("hello from upstream");
+    let ws = Ws::new();
+    let pol = ws.data.path().join("policy.toml");
+    std::fs::write(
+        &pol,
+        format!(
+            "[network]\nallow = [\"test.airlock.internal\"]\nallow_private = [\"127.0.0.1\"]\n\
+             [network.resolve]\n\"test.airlock.internal\" = \"127.0.0.1\"\n\
+             [network.ports]\n\"test.airlock.internal\" = [{port}]\n"
+        ),
+    )
+    .expect("policy");
+    let pol = pol.display().to_string();
+    // busybox's nc speaks HTTP to the proxy (Debian's static wget crashes resolving names).
+    let script = format!(
+        "get() {{ (printf 'GET http://%s/ HTTP/1.1\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n' $1 $1; \
+                  sleep 3) | nc -w 10 127.0.0.1 ${{http_proxy##*:}}; }}; \
+         get test.airlock.internal:{port} | tail -n 1; echo; \
+         get example.com | head -n 1; \
+         nc -w 5 127.0.0.1 {port} </dev/null 2>/dev/null || echo direct-loopback-refused; \
+         nc -w 5 192.0.2.1 80 </dev/null 2>/dev/null || echo direct-ip-refused; \
+         nslookup example.com 2>&1 | grep -q NXDOMAIN || echo dns-leak; \
+         nslookup test.airlock.internal 2>&1 | grep -q 'Name:.*test.airlock.internal' && echo dns-filter-answers; \
+         cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' '"
+    );
+    let o = ws.sh_with(&["--policy", &pol], &script);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"hello from upstream"), "{out}");
+    assert!(
+        lines.get(1).is_some_and(|l| l.starts_with("HTTP/1.1 403")),
+        "not allowed by the policy: {out}"
+    );
+    for refused in ["direct-loopback-refused", "direct-ip-refused"] {
+        assert!(out.contains(refused), "{refused}: {out}");
+    }
+    assert!(!out.contains("dns-leak"), "{out}");
+    assert!(out.contains("dns-filter-answers"), "{out}");
+    assert_eq!(lines.last(), Some(&"lo"), "only loopback: {out}");
+    assert_eq!(out.matches("hello from upstream").count(), 1, "{out}");
+}
+
+/// Bad input: a missing image, an unreachable engine, a runtime airlock cannot use, a limit the
+/// engine would ignore. Each is exit 125 with an error naming the engine, socket, image or
+/// runtime and what to do, and leaves no container and no service process.
+#[test]
+fn bad_input_is_125_and_leaves_nothing() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let o = ws
+        .airlock()
+        .args([
+            "run",
+            "--backend",
+            "podman",
+            "--image",
+            "localhost/no-such-image:1",
+            "--",
+            "true",
+        ])
+        .output()
+        .expect("run");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{e}");
+    assert!(
+        e.contains("localhost/no-such-image:1") && e.contains("podman"),
+        "{e}"
+    );
+    assert_nothing_left("missing image");
+
+    let o = ws
+        .airlock()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["run", "--backend", "docker", "--", "true"])
+        .output()
+        .expect("run");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{e}");
+    assert!(
+        e.contains("/nonexistent/docker.sock") && e.contains("docker"),
+        "{e}"
+    );
+
+    for (runtime, says) in [
+        ("runsc", "gVisor"),
+        ("kata", "virtual machine"),
+        ("nope", "unknown --runtime"),
+    ] {
+        let o = ws.sh_with(&["--runtime", runtime], "true");
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{runtime}: {e}");
+        assert!(e.contains(says), "{runtime}: {e}");
+        assert_nothing_left(runtime);
+    }
+
+    // A runtime that is not installed: a PATH with podman only.
+    let empty = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink("/usr/bin/podman", empty.path().join("podman")).expect("link");
+    let o = ws
+        .airlock()
+        .env("PATH", empty.path())
+        .args([
+            "run",
+            "--backend",
+            "podman",
+            "--runtime",
+            "crun",
+            "--",
+            "true",
+        ])
+        .output()
+        .expect("run");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{e}");
+    assert!(
+        e.contains("crun") && e.contains("apt-get install crun"),
+        "{e}"
+    );
+    assert_nothing_left("runtime not installed");
+
+    // Limits: enforced as root; refused where the engine would ignore them (rootless Podman on
+    // cgroup v1 or hybrid hierarchies).
+    let o = ws.sh_with(
+        &["--memory", "64M", "--pids", "50"],
+        "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes \
+         /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max 2>/dev/null; true",
+    );
+    let (out, e) = (stdout(&o), stderr(&o));
+    let v1_rootless = !is_root() && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if v1_rootless {
+        assert_eq!(o.status.code(), Some(125), "{out}{e}");
+        assert!(
+            e.contains("cannot be enforced") && e.contains("rootless"),
+            "{e}"
+        );
+    } else {
+        assert_eq!(o.status.code(), Some(0), "{out}{e}");
+        assert!(out.contains("67108864") && out.contains("50"), "{out}");
+    }
+    assert_nothing_left("limits");
 }
