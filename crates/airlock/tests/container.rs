@@ -504,3 +504,107 @@ fn bad_input_is_125_and_leaves_nothing() {
     }
     assert_nothing_left("limits");
 }
+
+/// What the engine was told, read back from the OCI config the runtime got: the seccomp profile
+/// made from the native table (calls Podman's default profile allows are refused), no
+/// capabilities, no_new_privs, a read-only root, a network namespace of its own. Then SIGTERM to
+/// airlock ends the session and removes the container.
+#[test]
+fn runtime_gets_the_hardened_config() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let mut child = ws
+        .airlock()
+        .args([
+            "run",
+            "--backend",
+            "podman",
+            "--mode",
+            "bind",
+            "--image",
+            IMAGE,
+        ])
+        .args(["--", "sh", "-c", "touch started; sleep 60"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = ws.path().join("started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(started.exists(), "the command never started");
+    let ids = podman(&["ps", "-q", "--filter", &format!("label={LABEL}")]).expect("ps");
+    let id = stdout(&ids).trim().to_string();
+    assert!(
+        !id.is_empty() && !id.contains('\n'),
+        "one container: {id:?}"
+    );
+    let path = podman(&["inspect", &id, "--format", "{{.OCIConfigPath}}"]).expect("inspect");
+    let text = std::fs::read_to_string(stdout(&path).trim()).expect("read config.json");
+    let cfg: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let refused = |name: &str| {
+        cfg["linux"]["seccomp"]["syscalls"]
+            .as_array()
+            .is_some_and(|rules| {
+                rules.iter().any(|r| {
+                    r["action"] == "SCMP_ACT_ERRNO"
+                        && r["args"].as_array().is_none_or(Vec::is_empty)
+                        && r["names"]
+                            .as_array()
+                            .is_some_and(|n| n.iter().any(|x| x == name))
+                })
+            })
+    };
+    for name in [
+        "ptrace",
+        "process_vm_readv",
+        "pidfd_getfd",
+        "keyctl",
+        "setns",
+        "syslog",
+        "bpf",
+        "mount",
+    ] {
+        assert!(
+            refused(name),
+            "{name} is not refused by the profile the runtime got"
+        );
+    }
+    assert_eq!(cfg["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+    assert_eq!(cfg["process"]["noNewPrivileges"], true);
+    for set in [
+        "bounding",
+        "effective",
+        "permitted",
+        "inheritable",
+        "ambient",
+    ] {
+        let caps = &cfg["process"]["capabilities"][set];
+        assert!(
+            caps.is_null() || caps.as_array().is_some_and(Vec::is_empty),
+            "{set}: {caps}"
+        );
+    }
+    assert_eq!(cfg["root"]["readonly"], true);
+    let netns = cfg["linux"]["namespaces"]
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["type"] == "network"))
+        .cloned()
+        .expect("a network namespace");
+    assert!(
+        netns["path"].is_null() || netns["path"] == "",
+        "a new one: {netns}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143), "SIGTERM reaches the command");
+    assert_nothing_left("after SIGTERM");
+}
