@@ -17,6 +17,7 @@
 
 pub mod backend;
 pub mod container;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod seccomp;
