@@ -391,6 +391,9 @@ fn create_body(
         )])),
         runtime: engine.runtime.map(|r: Runtime| r.name().to_string()),
         init: Some(false),
+        // Removed by the engine when it stops, also when airlock was killed and cannot: pid 1
+        // ends the container when the supervisor's end of the control socket closes.
+        auto_remove: Some(true),
         ..HostConfig::default()
     };
     ContainerCreateBody {

@@ -404,7 +404,7 @@ fn run_inside(
     drop(tty_slave);
     chan.send(&FromInit::Started, &[])?;
 
-    let status = serve(chan, spec, child, mask);
+    let status = serve(chan, spec, child, mask, lockdown);
     let _ = chan.send(&FromInit::Exited { status }, &[]);
     Ok(status)
 }
@@ -412,7 +412,11 @@ fn run_inside(
 /// pid 1's loop once the command runs: reap every orphan, forward signals to the command, start
 /// the programs the supervisor asks for ([`ToInit::Exec`]) and report their end; return the
 /// command's status when it exits.
-fn serve(chan: &Channel, spec: &SandboxSpec, child: Pid, mask: &SigSet) -> i32 {
+///
+/// In a container, the supervisor's end of the channel closing means the supervisor is gone
+/// (killed): nothing else would end the sandbox (natively the parent-death signal does), so pid 1
+/// kills everything inside and exits, which ends the container.
+fn serve(chan: &Channel, spec: &SandboxSpec, child: Pid, mask: &SigSet, lockdown: Lockdown) -> i32 {
     let flags = SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK;
     // Without a signalfd we cannot also listen to the channel: keep reaping, refuse execs.
     let Ok(sfd) = SignalFd::with_flags(mask, flags) else {
@@ -463,6 +467,11 @@ fn serve(chan: &Channel, spec: &SandboxSpec, child: Pid, mask: &SigSet) -> i32 {
                     }
                 }
                 Ok(Some((ToInit::Spec(_), _))) => {}
+                Ok(None) | Err(_) if lockdown == Lockdown::Container => {
+                    // pid 1 of a pid namespace: -1 reaches every other process in it.
+                    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+                    return 128 + Signal::SIGKILL as i32;
+                }
                 Ok(None) | Err(_) => chan_open = false,
             }
         }

@@ -608,3 +608,47 @@ fn runtime_gets_the_hardened_config() {
     assert_eq!(status.code(), Some(143), "SIGTERM reaches the command");
     assert_nothing_left("after SIGTERM");
 }
+
+/// airlock killed outright (no clean-up of its own): pid 1 sees the control socket close and
+/// ends the container, the engine removes it, and the private service dies with airlock.
+#[test]
+fn killed_supervisor_leaves_nothing() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let mut child = ws
+        .airlock()
+        .args([
+            "run",
+            "--backend",
+            "podman",
+            "--mode",
+            "bind",
+            "--image",
+            IMAGE,
+        ])
+        .args(["--", "sh", "-c", "touch started; sleep 60"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = ws.path().join("started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(started.exists(), "the command never started");
+    child.kill().expect("SIGKILL airlock");
+    let _ = child.wait();
+    // The engine needs a moment to notice pid 1's end and remove the container.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let o = podman(&["ps", "-a", "-q", "--filter", &format!("label={LABEL}")]).expect("ps");
+        if stdout(&o).trim().is_empty() || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_nothing_left("airlock killed");
+}
