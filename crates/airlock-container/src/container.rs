@@ -28,7 +28,9 @@ use std::time::Duration;
 use airlock_sandbox::message::ChannelListener;
 use airlock_sandbox::unix_gate::UnixRefusal;
 use airlock_sandbox::{RemoteInit, Sandbox, SandboxSpec, WorkspaceView};
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigCgroupnsModeEnum, Mount, MountType,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -195,6 +197,22 @@ fn runtime_libraries() -> Result<(PathBuf, Vec<PathBuf>), ContainerError> {
                 .into(),
         )),
     }
+}
+
+/// The argv prefix that runs a copy of this airlock binary bound at `inside` in a container of
+/// this backend: its own loader and libraries, whatever libc the image has (for `airlock
+/// selftest`, whose probes are airlock itself).
+pub fn run_inside_prefix(inside: &Path) -> Result<Vec<String>, ContainerError> {
+    let (loader, _) = runtime_libraries()?;
+    let lib = Path::new(AIRLOCK_DIR).join("lib");
+    Ok(vec![
+        lib.join(loader.file_name().unwrap_or_default())
+            .display()
+            .to_string(),
+        "--library-path".into(),
+        lib.display().to_string(),
+        inside.display().to_string(),
+    ])
 }
 
 fn bind(source: &Path, target: &Path, writable: bool) -> Mount {
@@ -383,6 +401,8 @@ fn create_body(
         nano_cpus: opts.limits.cpus.map(nano_cpus),
         userns_mode: (podman && engine.facts().rootless).then(|| "keep-id".to_string()),
         ipc_mode: Some("private".into()),
+        // Engines default to the host's cgroup namespace on cgroup v1 hosts.
+        cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
         // pid 1 has no CAP_NET_BIND_SERVICE and binds DNS on port 53 of the container's own
         // loopback (a per-network-namespace sysctl; nothing else listens there).
         sysctls: Some(HashMap::from([(

@@ -257,6 +257,15 @@ pub(crate) struct SelftestArgs {
     /// Run only the checks whose name contains this text.
     #[arg(long)]
     pub(crate) only: Option<String>,
+    /// The backend whose sandbox is tried.
+    #[arg(long, value_enum, default_value = "native")]
+    pub(crate) backend: Backend,
+    /// OCI runtime, with a container backend (as `airlock run --runtime`).
+    #[arg(long, value_name = "RUNTIME")]
+    pub(crate) runtime: Option<String>,
+    /// Image, with a container backend (as `airlock run --image`).
+    #[arg(long, value_name = "IMAGE")]
+    pub(crate) image: Option<String>,
 }
 
 #[derive(Debug, Args)]

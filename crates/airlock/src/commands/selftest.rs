@@ -435,8 +435,40 @@ impl Drop for Fixtures {
     }
 }
 
+/// Which backend's sandbox the checks run in: the flags `airlock run` gets and the argv that
+/// runs the probe (airlock itself) inside.
+#[derive(Debug, Clone)]
+struct Target {
+    run_flags: Vec<String>,
+    probe: Vec<String>,
+}
+
+impl Target {
+    fn of(args: &SelftestArgs) -> Result<Target> {
+        let inside = std::path::Path::new(crate::view::SELF_DIR).join("airlock");
+        if args.backend == crate::cli::Backend::Native {
+            return Ok(Target {
+                run_flags: Vec::new(),
+                probe: vec![inside.display().to_string()],
+            });
+        }
+        let kind = airlock_session::BackendKind::from(args.backend);
+        let mut run_flags = vec!["--backend".to_string(), kind.as_str().to_string()];
+        if let Some(r) = &args.runtime {
+            run_flags.extend(["--runtime".to_string(), r.clone()]);
+        }
+        if let Some(i) = &args.image {
+            run_flags.extend(["--image".to_string(), i.clone()]);
+        }
+        // The image's libc may differ or be absent: the probe runs with airlock's own loader.
+        let probe = airlock_container::container::run_inside_prefix(&inside)?;
+        Ok(Target { run_flags, probe })
+    }
+}
+
 pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
     let exe = std::fs::canonicalize("/proc/self/exe").context("cannot find the airlock binary")?;
+    let target = Target::of(&args)?;
     let base = tempfile::Builder::new()
         .prefix("airlock-selftest-")
         .tempdir()
@@ -763,7 +795,7 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
 
     let mut reports = Vec::new();
     for c in &checks {
-        let r = run_check(&exe, &ws, c, &env_secret);
+        let r = run_check(&exe, &ws, c, &env_secret, &target);
         if let Verify::NoProcess(m) = &c.verify {
             kill_marker(m);
         }
@@ -778,7 +810,7 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
         .as_deref()
         .is_none_or(|o| "airlock killed".contains(o) || o == "kill")
     {
-        let r = supervisor_kill_check(&exe, &ws, &mut fx);
+        let r = supervisor_kill_check(&exe, &ws, &mut fx, &target);
         if !args.json {
             print_report(&r);
         }
@@ -832,7 +864,13 @@ fn print_report(r: &Report) {
     }
 }
 
-fn run_check(exe: &Path, ws: &Path, c: &Check, env: &[(String, String)]) -> Report {
+fn run_check(
+    exe: &Path,
+    ws: &Path,
+    c: &Check,
+    env: &[(String, String)],
+    target: &Target,
+) -> Report {
     let control = match c.control {
         Some(reason) => ProbeRun {
             got_through: true,
@@ -865,8 +903,9 @@ fn run_check(exe: &Path, ws: &Path, c: &Check, env: &[(String, String)]) -> Repo
         .arg(workspace)
         .current_dir(workspace)
         .args(&c.run_flags)
+        .args(&target.run_flags)
         .arg("--")
-        .arg(format!("{}/airlock", crate::view::SELF_DIR))
+        .args(&target.probe)
         .arg("__probe")
         .arg(c.probe)
         .args(&c.args)
@@ -911,7 +950,7 @@ fn run_check(exe: &Path, ws: &Path, c: &Check, env: &[(String, String)]) -> Repo
     }
 }
 
-fn supervisor_kill_check(exe: &Path, ws: &Path, fx: &mut Fixtures) -> Report {
+fn supervisor_kill_check(exe: &Path, ws: &Path, fx: &mut Fixtures, target: &Target) -> Report {
     let name = "outlive airlock killed with SIGKILL".to_string();
     let marker = format!("airlock-selftest-orphan-{}", token());
     fx.markers.push(marker.clone());
@@ -933,11 +972,12 @@ fn supervisor_kill_check(exe: &Path, ws: &Path, fx: &mut Fixtures) -> Report {
     let child = Command::new(exe)
         .arg("run")
         .args(["--mode", "bind"])
+        .args(&target.run_flags)
         .env("XDG_DATA_HOME", ws.with_file_name("data"))
         .arg("--workspace")
         .arg(ws)
         .arg("--")
-        .arg(format!("{}/airlock", crate::view::SELF_DIR))
+        .args(&target.probe)
         .arg("__probe")
         .arg("sleep")
         .arg(&marker)
