@@ -14,7 +14,7 @@ command -v podman >/dev/null || need+=(podman)
 command -v crun >/dev/null || need+=(crun)
 command -v runc >/dev/null || need+=(runc)
 command -v runsc >/dev/null || need+=(runsc)
-[ -x /bin/busybox ] && busybox --list >/dev/null 2>&1 && ldd /bin/busybox 2>&1 | grep -q 'not a dynamic' || need+=(busybox-static)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 command -v newuidmap >/dev/null || need+=(uidmap)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"

@@ -466,6 +466,20 @@ impl Target {
     }
 }
 
+/// The inner runs get their own `XDG_DATA_HOME` (a private session store); rootless Podman keeps
+/// its images there too, so the private one points to the user's container store.
+fn link_container_store(data: &Path) -> Result<()> {
+    let real = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")));
+    if let Some(real) = real {
+        std::fs::create_dir_all(data)?;
+        std::os::unix::fs::symlink(real.join("containers"), data.join("containers"))
+            .with_context(|| format!("cannot link the container store into {}", data.display()))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
     let exe = std::fs::canonicalize("/proc/self/exe").context("cannot find the airlock binary")?;
     let target = Target::of(&args)?;
@@ -477,6 +491,9 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
     let outside = base.path().join("outside");
     std::fs::create_dir_all(&ws)?;
     std::fs::create_dir_all(&outside)?;
+    if !target.run_flags.is_empty() {
+        link_container_store(&ws.with_file_name("data"))?;
+    }
     let mut fx = Fixtures::default();
     let secret = token();
     let home = std::env::var_os("HOME").map(PathBuf::from);
