@@ -432,6 +432,20 @@ fn bad_input_is_125_and_leaves_nothing() {
         "{e}"
     );
     assert_nothing_left("missing image");
+    // The same from the config's [container] section.
+    let cfg = ws.data.path().join("container.toml");
+    std::fs::write(&cfg, "[container]\nimage = \"localhost/no-such-image:2\"\n").expect("cfg");
+    let o = ws
+        .airlock()
+        .args(["run", "--backend", "podman", "--policy"])
+        .arg(&cfg)
+        .args(["--", "true"])
+        .output()
+        .expect("run");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{e}");
+    assert!(e.contains("localhost/no-such-image:2"), "{e}");
+    assert_nothing_left("missing image from the config");
 
     let o = ws
         .airlock()

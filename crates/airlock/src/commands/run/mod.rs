@@ -50,11 +50,18 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     if args.detach && args.detached_child.is_none() && !args.dry_run {
         return super::detach::start(&args);
     }
+    // The flags first, then the policy's `[container]`.
     let mut backend = backends::new(
         args.backend.into(),
         &backends::Options {
-            runtime: args.runtime.clone(),
-            image: args.image.clone(),
+            runtime: args
+                .runtime
+                .clone()
+                .or_else(|| request.policy.container.runtime.clone()),
+            image: args
+                .image
+                .clone()
+                .or_else(|| request.policy.container.image.clone()),
         },
     )
     .map_err(|e| with_code(crate::exit::FAILURE, e))?;
