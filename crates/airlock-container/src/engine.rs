@@ -21,6 +21,14 @@ use crate::service::PodmanService;
 /// Seconds a request to the engine may take (pulling nothing, so short).
 const REQUEST_TIMEOUT: u64 = 120;
 
+/// The Engine API version airlock speaks: 1.41 (Docker 20.10; Podman 4's compat API serves it),
+/// fixed rather than negotiated, which would cost one more `/version` round trip (Podman answers
+/// it slowly). Everything airlock sends exists in 1.41.
+const API_VERSION: &bollard::ClientVersion = &bollard::ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+
 /// Which engine the user asked for (`--backend docker|podman`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineKind {
@@ -240,15 +248,13 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime, ContainerError> {
 /// not answer as a Docker Engine API.
 fn probe(rt: &tokio::runtime::Runtime, path: &Path) -> Result<(Docker, EngineFacts), String> {
     let socket = path.to_str().ok_or("the socket path is not UTF-8")?;
-    let client = Docker::connect_with_unix(socket, REQUEST_TIMEOUT, bollard::API_DEFAULT_VERSION)
+    let client = Docker::connect_with_unix(socket, REQUEST_TIMEOUT, API_VERSION)
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let client = tokio::time::timeout(Duration::from_secs(10), client.negotiate_version())
+        let version = tokio::time::timeout(Duration::from_secs(10), client.version())
             .await
             .map_err(|_| "no answer within 10s".to_string())?
             .map_err(|e| e.to_string())?;
-        let version = client.version().await.map_err(|e| e.to_string())?;
-        let info = client.info().await.map_err(|e| e.to_string())?;
         let product = version
             .components
             .as_ref()
@@ -256,8 +262,15 @@ fn probe(rt: &tokio::runtime::Runtime, path: &Path) -> Result<(Docker, EngineFac
             .map(|c| c.name.clone())
             .or_else(|| version.platform.as_ref().map(|p| p.name.clone()))
             .unwrap_or_else(|| "Docker Engine".into());
-        let sec = info.security_options.clone().unwrap_or_default();
         let podman = product.to_ascii_lowercase().contains("podman");
+        if podman {
+            // Podman's /info takes a third of a second and its compat answer lacks what matters
+            // (rootless); what airlock decides on is known here.
+            let facts = podman_facts(product, version.version.clone().unwrap_or_default(), path);
+            return Ok((client, facts));
+        }
+        let info = client.info().await.map_err(|e| e.to_string())?;
+        let sec = info.security_options.clone().unwrap_or_default();
         let facts = EngineFacts {
             product,
             version: version.version.clone().unwrap_or_default(),
@@ -279,6 +292,26 @@ fn probe(rt: &tokio::runtime::Runtime, path: &Path) -> Result<(Docker, EngineFac
         };
         Ok((client, facts))
     })
+}
+
+/// A local Podman's facts without asking it: rootless when its socket is a user's, the cgroup
+/// version of this host, limits enforced as root or on cgroup v2 (rootless on v1 or hybrid
+/// hierarchies ignores them: podman-run(1), "--memory").
+fn podman_facts(product: String, version: String, socket: &Path) -> EngineFacts {
+    let rootless = owned_by_user(socket);
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let limits = !rootless || v2;
+    EngineFacts {
+        product,
+        version,
+        rootless,
+        cgroup_version: if v2 { "2" } else { "1" }.into(),
+        memory_limit: limits,
+        pids_limit: limits,
+        cpu_limit: limits,
+        default_runtime: String::new(),
+        runtimes: Vec::new(),
+    }
 }
 
 /// Whether the socket at `path` belongs to a user other than root: Podman's compat API does not
@@ -458,6 +491,7 @@ impl Engine {
     pub fn runtime_name(&self) -> String {
         match (self.runtime, self.service_runtime) {
             (Some(r), _) | (None, Some(r)) => r.name().to_string(),
+            (None, None) if self.facts.default_runtime.is_empty() => "the engine's default".into(),
             (None, None) => self.facts.default_runtime.clone(),
         }
     }

@@ -572,10 +572,16 @@ impl RunningSandbox for Sandbox {
         if self.end.child.is_none() {
             self.end.child = self.child.try_wait();
         }
-        // A remote pid 1 raises no SIGCHLD: once its channel is closed, it is ending.
+        // A remote pid 1 raises no SIGCHLD: once its channel is closed, it is ending. When it
+        // reported the command's status, that is the answer (the engine's own notice of the end
+        // can lag by a second; the container is removed when the sandbox is dropped); else the
+        // engine is asked.
         if self.end.child.is_none() && self.end.chan_closed {
             if let InitProc::Remote(_) = self.child {
-                self.end.child = self.child.wait().or(Some(exit_status(EXIT_FAILURE)));
+                self.end.child = match self.end.exited {
+                    Some(code) => Some(exit_status(code)),
+                    None => self.child.wait().or(Some(exit_status(EXIT_FAILURE))),
+                };
             }
         }
         Progress {
