@@ -587,3 +587,92 @@ impl Drop for Engine {
         self.shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn discovery(uid: u32) -> Discovery {
+        Discovery {
+            docker_host: Some("unix:///custom/docker.sock".into()),
+            container_host: Some("tcp://remote:1234".into()),
+            xdg_runtime_dir: Some(PathBuf::from("/run/user/1000")),
+            uid,
+            path: "/nonexistent".into(),
+        }
+    }
+
+    /// The environment's socket first, then the engine's usual one; Podman's rootful socket for
+    /// root, the rootless one otherwise; only unix:// hosts are taken.
+    #[test]
+    fn sockets_in_order() {
+        let d = discovery(1000);
+        let docker: Vec<PathBuf> = d
+            .sockets(EngineKind::Docker)
+            .into_iter()
+            .map(|s| s.0)
+            .collect();
+        assert_eq!(
+            docker,
+            vec![
+                PathBuf::from("/custom/docker.sock"),
+                PathBuf::from("/var/run/docker.sock")
+            ]
+        );
+        let podman: Vec<PathBuf> = d
+            .sockets(EngineKind::Podman)
+            .into_iter()
+            .map(|s| s.0)
+            .collect();
+        assert_eq!(
+            podman,
+            vec![PathBuf::from("/run/user/1000/podman/podman.sock")]
+        );
+        let root: Vec<PathBuf> = discovery(0)
+            .sockets(EngineKind::Podman)
+            .into_iter()
+            .map(|s| s.0)
+            .collect();
+        assert_eq!(root, vec![PathBuf::from("/run/podman/podman.sock")]);
+    }
+
+    #[test]
+    fn runtimes_parse_and_the_unusable_say_why() {
+        for (s, r) in [
+            ("runc", Runtime::Runc),
+            ("crun", Runtime::Crun),
+            ("gvisor", Runtime::Runsc),
+        ] {
+            assert_eq!(Runtime::parse(s), Some(r));
+        }
+        assert_eq!(Runtime::parse("Runc"), None);
+        assert!(Runtime::Runc.unsupported().is_none() && Runtime::Crun.unsupported().is_none());
+        assert!(Runtime::Runsc
+            .unsupported()
+            .is_some_and(|w| w.contains("SCM_RIGHTS")));
+        assert!(Runtime::Kata.unsupported().is_some());
+    }
+
+    /// Known host causes of engine errors get their fix.
+    #[test]
+    fn engine_errors_get_the_fix() {
+        assert!(
+            hint_for("crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted")
+                .contains("default_ulimits")
+        );
+        assert!(hint_for("cgroups in hybrid mode not supported").contains("--runtime runc"));
+        assert!(hint_for("something else").is_empty());
+    }
+
+    /// An unusable runtime is refused before anything is started or looked up.
+    #[test]
+    fn unusable_runtime_is_refused_first() {
+        let e = Engine::connect(EngineKind::Podman, Some(Runtime::Runsc), &discovery(1000))
+            .expect_err("runsc");
+        assert!(e.to_string().contains("gVisor"), "{e}");
+        assert_eq!(e.exit_code(), 125);
+        let e = Engine::connect(EngineKind::Podman, Some(Runtime::Crun), &discovery(1000))
+            .expect_err("not on PATH");
+        assert!(e.to_string().contains("apt-get install crun"), "{e}");
+    }
+}

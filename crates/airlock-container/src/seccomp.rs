@@ -94,11 +94,3 @@ mod tests {
         assert_eq!(p["defaultAction"], "SCMP_ACT_ALLOW");
     }
 }
-#[cfg(test)]
-mod dump {
-    #[test]
-    #[ignore]
-    fn dump_profile() {
-        std::fs::write("/tmp/x/seccomp.json", super::profile().to_string()).expect("write");
-    }
-}
