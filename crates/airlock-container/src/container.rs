@@ -486,24 +486,38 @@ impl Container {
         if self.removed {
             return;
         }
-        let opts = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        let r = self
-            .engine
-            .rt
-            .block_on(self.engine.client.remove_container(&self.id, Some(opts)));
-        match r {
-            Ok(()) => {}
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(e) => tracing::warn!(
-                "cannot remove container {} from {}: {e}",
+        // AutoRemove may be removing it at the same moment (a 500 "state improper" or "removal
+        // in progress"): try again briefly, and warn only if it is still there.
+        let mut last = None;
+        for _ in 0..10 {
+            let opts = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            match self
+                .engine
+                .rt
+                .block_on(self.engine.client.remove_container(&self.id, Some(opts)))
+            {
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Some(e) = last {
+            tracing::warn!(
+                "cannot remove container {} from {}: {e}; remove it with `{} rm -f {}`",
                 self.id,
-                self.engine.socket().display()
-            ),
+                self.engine.socket().display(),
+                self.engine.kind().name(),
+                self.id
+            );
         }
         self.removed = true;
         self.engine.shutdown();

@@ -558,7 +558,14 @@ fn runtime_gets_the_hardened_config() {
         "one container: {id:?}"
     );
     let path = podman(&["inspect", &id, "--format", "{{.OCIConfigPath}}"]).expect("inspect");
-    let text = std::fs::read_to_string(stdout(&path).trim()).expect("read config.json");
+    // Rootless, the runtime's files belong to the user namespace's root: read them from there.
+    let text = if is_root() {
+        std::fs::read_to_string(stdout(&path).trim()).expect("read config.json")
+    } else {
+        let o = podman(&["unshare", "cat", stdout(&path).trim()]).expect("podman unshare");
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
     let cfg: serde_json::Value = serde_json::from_str(&text).expect("json");
     let refused = |name: &str| {
         cfg["linux"]["seccomp"]["syscalls"]
