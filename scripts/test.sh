@@ -52,6 +52,10 @@ fi
 echo "== build"
 cargo build --workspace --all-targets --locked
 
+# The man pages are generated from the clap definitions on every run, so they cannot rot.
+echo "== man pages"
+"${CARGO_TARGET_DIR:-target}/debug/airlock" man --out "${CARGO_TARGET_DIR:-target}/man"
+
 echo "== tests as $(id -un)"
 cargo test --workspace --locked
 
@@ -103,12 +107,24 @@ for l in sys.stdin:
         print(m["executable"])' > "$stage/container-bins"
   [ -s "$stage/container-bins" ] || { echo "could not find the container test binary" >&2; exit 1; }
   cp "$(head -n1 "$stage/container-bins")" "$stage/container-tests"
+  # The telemetry tests too (a real OTLP receiver on loopback; the collector route through the proxy).
+  cargo test -p airlock --test telemetry --no-run --locked --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="telemetry":
+        print(m["executable"])' > "$stage/telemetry-bins"
+  [ -s "$stage/telemetry-bins" ] || { echo "could not find the telemetry test binary" >&2; exit 1; }
+  cp "$(head -n1 "$stage/telemetry-bins")" "$stage/telemetry-tests"
   chmod -R a+rX "$stage"
   runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
     CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" sh -c "cd /tmp && '$stage/sandbox-tests' --test-threads=2"
   echo "== credential tests as unprivileged user $TEST_USER"
   runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
     CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" sh -c "cd /tmp && '$stage/creds-tests' --test-threads=2"
+  echo "== telemetry tests as unprivileged user $TEST_USER"
+  runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
+    CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" sh -c "cd /tmp && '$stage/telemetry-tests' --test-threads=2"
   echo "== agent tests (real Claude Code and Codex) as unprivileged user $TEST_USER"
   runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
     CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" AIRLOCK_TEST_NPM_PREFIX="$NPM_PREFIX" \

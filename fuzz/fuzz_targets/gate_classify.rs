@@ -2,7 +2,8 @@
 //! command that does not parse, never accepts malformed hook JSON, and a command it denies is
 //! still not allowed when hidden in nested subshells or a command substitution (issue 12). The
 //! same bytes also go through the file tools (symbolic-link resolution of the path), and hook
-//! JSON that parses is decided for the tool it names (WebFetch's documentation-URL check).
+//! JSON that parses is decided for the tool it names (WebFetch's documentation-URL check, every
+//! path-like value of `tool_input`), and as inline interpreter code.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -56,6 +57,14 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             let v = engine.classify_command(&hidden, &ctx);
             assert_ne!(v.tier, Tier::Allow, "allowed when nested: {hidden:?}");
         }
+    }
+    // The same text as inline interpreter code: the tokenizer of `inline.rs` (strings built at
+    // run time, names looked up), alone and through `python3 -c`.
+    let derived = airlock_gate::inline::derive(command);
+    assert!(derived.strings.len() <= 256);
+    if command.len() < 4096 {
+        let quoted = command.replace('\'', "'\\''");
+        let _ = engine.classify_command(&format!("python3 -c '{quoted}'"), &ctx);
     }
     // The same bytes as a file tool's path: `..`, links, the longest existing prefix.
     for tool in ["Write", "Read"] {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -115,6 +115,15 @@ pub enum Detail {
         relay: String,
         dropped: std::collections::BTreeMap<String, u64>,
     },
+    /// The session's OpenTelemetry export (`[telemetry]`): audit events that did not reach the
+    /// collector so far, written when the count grows and when the session ends. `dropped`:
+    /// refused because the export queue was full (collector slow or down); `failed`: exported
+    /// but refused or unreachable after the exporter's retries.
+    Telemetry {
+        endpoint: String,
+        dropped: u64,
+        failed: u64,
+    },
     /// A connect(2) to a unix socket by path, refused by the sandbox's connect gate.
     Unix {
         /// The path as the sandboxed program gave it.
@@ -207,6 +216,14 @@ struct Bucket {
     suppressed: u64,
 }
 
+/// Something that also receives every event written to an [`AuditLog`] (the OpenTelemetry
+/// exporter). `record` is called on the writer's thread after the line is written, so it must
+/// not block: hand the event to a bounded queue and return.
+pub trait AuditSink: Send + Sync + std::fmt::Debug {
+    /// Takes one event that has just been written.
+    fn record(&self, event: &AuditEvent);
+}
+
 /// An append-only JSON-lines audit log. Each event is written with one `write` call on an
 /// `O_APPEND` descriptor, so concurrent writers (the proxy, the hook) never interleave lines, and
 /// an event is on disk (page cache) as soon as `append` returns. Safe to share between threads.
@@ -216,6 +233,7 @@ pub struct AuditLog {
     file: Mutex<File>,
     limit: RateLimit,
     buckets: Mutex<HashMap<String, Bucket>>,
+    sink: OnceLock<Arc<dyn AuditSink>>,
 }
 
 impl AuditLog {
@@ -244,6 +262,7 @@ impl AuditLog {
             file: Mutex::new(file),
             limit: RateLimit::default(),
             buckets: Mutex::new(HashMap::new()),
+            sink: OnceLock::new(),
         })
     }
 
@@ -251,6 +270,12 @@ impl AuditLog {
     pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
         self.limit = limit;
         self
+    }
+
+    /// Sends every event appended from now on to `sink` as well (once per log; returns false
+    /// when a sink was already set).
+    pub fn set_sink(&self, sink: Arc<dyn AuditSink>) -> bool {
+        self.sink.set(sink).is_ok()
     }
 
     /// The log's path.
@@ -262,11 +287,17 @@ impl AuditLog {
     pub fn append(&self, event: &AuditEvent) -> Result<(), AuditError> {
         let mut line = serde_json::to_vec(event)?;
         line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        file.write_all(&line).map_err(|source| AuditError::Write {
-            path: self.path.clone(),
-            source,
-        })
+        {
+            let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+            file.write_all(&line).map_err(|source| AuditError::Write {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        if let Some(sink) = self.sink.get() {
+            sink.record(event);
+        }
+        Ok(())
     }
 
     /// Appends an event unless `key` (e.g. the denied destination) has exceeded its rate limit in
@@ -409,6 +440,30 @@ mod tests {
             self.ts = ts.to_string();
             self
         }
+    }
+
+    #[derive(Debug, Default)]
+    struct Collect(Mutex<Vec<AuditEvent>>);
+    impl AuditSink for Collect {
+        fn record(&self, event: &AuditEvent) {
+            self.0.lock().expect("lock").push(event.clone());
+        }
+    }
+
+    #[test]
+    fn a_sink_sees_every_written_event_after_the_line_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).expect("open");
+        log.append(&net("before")).expect("append");
+        let sink = Arc::new(Collect::default());
+        assert!(log.set_sink(sink.clone()));
+        assert!(!log.set_sink(sink.clone()), "a second sink is refused");
+        log.append(&net("after")).expect("append");
+        let seen = sink.0.lock().expect("lock").clone();
+        assert_eq!(seen.len(), 1);
+        assert!(matches!(&seen[0].detail, Detail::Net { host, .. } if host == "after"));
+        assert_eq!(read_events(&path).expect("read").0.len(), 2);
     }
 
     #[test]

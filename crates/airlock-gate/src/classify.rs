@@ -187,10 +187,28 @@ pub struct Engine {
     secret_env: Vec<Glob>,
 }
 
+/// Claude Code tools that touch files: every path-like string of their input is judged.
+const FILE_TOOLS: &[&str] = &[
+    "Write",
+    "Edit",
+    "MultiEdit",
+    "Read",
+    "NotebookEdit",
+    "NotebookRead",
+    "Grep",
+    "Glob",
+    "LS",
+];
+
 /// Path rules not used to guess what an unknown program writes: system directories are named
 /// by everyday build options (`./configure --prefix=/usr/local`, `virtualenv -p
-/// /usr/bin/python3`); the gate's files, keys, rc files and hooks are.
-const UNKNOWN_PROGRAM_NOT_PROTECTED: &[&str] = &["redirect-system"];
+/// /usr/bin/python3`), and CI workflows and CLAUDE.md by linters (`actionlint
+/// .github/workflows/ci.yml`); the gate's files, keys, rc files and hooks are.
+const UNKNOWN_PROGRAM_NOT_PROTECTED: &[&str] = &["redirect-system", "persistence-repo-files"];
+
+/// Built-in rules about data leaving the machine, which do not apply to a client talking
+/// only to this machine ([`crate::loopback`]).
+const LOOPBACK_EXEMPT: &[&str] = &["exfil-upload"];
 
 /// Home directory used to check rule examples.
 const EXAMPLE_HOME: &str = "/home/user";
@@ -471,7 +489,13 @@ impl Engine {
     fn decide_invocation(&self, inv: &Invocation, ctx: &Context<'_>) -> Step {
         let resolved = crate::paths::with_resolved_paths(inv, ctx);
         let inv = resolved.as_ref().unwrap_or(inv);
-        let mut step = self.decide_rules(inv, ctx);
+        // `curl -X POST http://localhost:3000/…`, `nc -z localhost 5432`: a local service.
+        let local = crate::loopback::loopback_only(inv).then(|| Invocation {
+            network: false,
+            ..inv.clone()
+        });
+        let inv = local.as_ref().unwrap_or(inv);
+        let mut step = self.decide_rules(inv, ctx, local.is_some());
         if let Some(p) = &inv.speculative {
             // A guess: what would be denied is asked about; what would only be asked about
             // (`conda install curl wget` reads as `curl wget`) is not held against the program.
@@ -536,10 +560,15 @@ impl Engine {
         })
     }
 
-    fn decide_rules(&self, inv: &Invocation, ctx: &Context<'_>) -> Step {
+    /// The most severe rule matching `inv`, or the defaults; with `local` (every destination
+    /// is this machine) the rules about sending data off it do not apply.
+    fn decide_rules(&self, inv: &Invocation, ctx: &Context<'_>, local: bool) -> Step {
         let mctx = self.match_ctx(ctx, &self.settings.git_owners);
         let mut best: Option<(Tier, &Rule, bool)> = None;
         for rule in &self.rules {
+            if local && rule.source == "builtin" && LOOPBACK_EXEMPT.contains(&rule.id.as_str()) {
+                continue;
+            }
             let m = rule.match_invocation(inv, &mctx);
             let (tier, uncertain) = match m {
                 Match::No => continue,
@@ -627,6 +656,28 @@ impl Engine {
 
     /// Decides a non-Bash tool touching a file.
     pub fn classify_file(&self, tool: &str, path: &str, ctx: &Context<'_>) -> Verdict {
+        let literal = self.classify_file_as_written(tool, path, ctx);
+        // A look-alike name (`.clаude/settings.json`, a zero-width space): also judged as the
+        // name it imitates; the stricter decision wins.
+        match crate::paths::fold_lookalikes(path) {
+            Some(folded) => {
+                let mut v = self.classify_file_as_written(tool, &folded, ctx);
+                if v.tier > literal.tier {
+                    v.reason = format!(
+                        "{} ({path:?} imitates {folded:?} with look-alike or invisible characters)",
+                        v.reason
+                    );
+                    v
+                } else {
+                    literal
+                }
+            }
+            None => literal,
+        }
+    }
+
+    /// [`Engine::classify_file`] on the path as written and as its links resolve.
+    fn classify_file_as_written(&self, tool: &str, path: &str, ctx: &Context<'_>) -> Verdict {
         let abs = abs_path(path, ctx);
         let literal = self.classify_abs_file(tool, &abs, ctx);
         // The hook runs where the file is: decide on where a symbolic link leads as well, and
@@ -696,8 +747,40 @@ impl Engine {
         Verdict::from_steps(vec![step])
     }
 
-    /// Decides one Claude Code tool call from its name and `tool_input`.
+    /// Decides one Claude Code tool call from its name and `tool_input`: on the field the tool
+    /// documents (`file_path`, `notebook_path`, `path`, …) and, for the tools that touch
+    /// files, on every other string in `tool_input` that looks like a path (a `file_path`
+    /// given to NotebookEdit, an unknown key, a Glob `pattern` such as `~/.ssh/*`); the
+    /// strictest decision wins.
     pub fn classify_tool(
+        &self,
+        tool: &str,
+        input: &serde_json::Value,
+        ctx: &Context<'_>,
+    ) -> Verdict {
+        let main = self.classify_tool_main(tool, input, ctx);
+        if !FILE_TOOLS.contains(&tool) || main.tier == Tier::Deny {
+            return main;
+        }
+        // The documented field was judged above.
+        let judged = match tool {
+            "Grep" | "Glob" | "LS" => "path",
+            "NotebookEdit" | "NotebookRead" if input.get("notebook_path").is_some() => {
+                "notebook_path"
+            }
+            _ => "file_path",
+        };
+        let mut best = main;
+        for p in crate::paths::tool_input_paths(tool, input, &ctx.cwd, judged) {
+            let v = self.classify_file(tool, &p, ctx);
+            if v.tier > best.tier {
+                best = v;
+            }
+        }
+        best
+    }
+
+    fn classify_tool_main(
         &self,
         tool: &str,
         input: &serde_json::Value,

@@ -10,6 +10,8 @@ pub mod classify;
 pub mod git;
 pub mod glob;
 pub mod hook;
+pub mod inline;
+pub mod loopback;
 pub mod normalize;
 pub mod parse;
 pub mod paths;

@@ -281,6 +281,9 @@ pub enum InlineKind {
     Exec,
     Network,
     Delete,
+    /// A name it calls or imports, or a string it runs, is built at run time (`getattr(os,
+    /// 'sys' + 'tem')`, a decoded literal) while it writes, runs or sends: see [`crate::inline`].
+    Opaque,
 }
 
 /// One program invocation, normalised.
@@ -316,6 +319,8 @@ pub struct Invocation {
     pub unparsed: Option<String>,
     /// Programs this command's output is piped to.
     pub downstream: Vec<String>,
+    /// Those commands' static words joined by spaces (see [`crate::parse::SimpleCmd`]).
+    pub downstream_argv: Vec<String>,
     /// The program is not one airlock knows (no table, no rule, not inert): its path arguments
     /// may be written and its arguments may hide a command.
     pub unknown_program: bool,
@@ -434,8 +439,11 @@ impl Normalizer {
         }
     }
 
-    /// Whether WebFetch may read `url` without asking: https, a documentation host, no
-    /// credentials in the URL, a short query.
+    /// Whether WebFetch may read `url` without asking: https, no credentials or port in the
+    /// URL, a short query, and either a documentation host (`webfetch_docs`) or the shape of a
+    /// documentation page on any named host: a documentation path segment (`/docs/`,
+    /// `/en/stable/`, `/reference/`; a host name alone proves nothing), no query, and no path segment that
+    /// could carry data out (long, or a run of base64/hex-looking characters).
     pub fn is_doc_url(&self, url: &str) -> bool {
         let Some(rest) = url.strip_prefix("https://") else {
             return false;
@@ -443,11 +451,11 @@ impl Normalizer {
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let host = rest[..end].to_ascii_lowercase();
         let query = rest.split_once('?').map_or("", |(_, q)| q);
-        url.len() <= 2048
-            && query.len() <= 200
-            && !host.contains(['@', ':'])
-            && !host.is_empty()
-            && self.webfetch_docs.iter().any(|g| g.matches(&host))
+        if url.len() > 2048 || query.len() > 200 || host.contains(['@', ':']) || host.is_empty() {
+            return false;
+        }
+        self.webfetch_docs.iter().any(|g| g.matches(&host))
+            || query.is_empty() && doc_page_shape(&host, &rest[end..])
     }
 
     /// Parses and normalises `src`. A top-level parse failure is an error; failures in nested
@@ -511,6 +519,8 @@ impl Normalizer {
                         _ => {}
                     }
                     c.downstream.extend(cmd.downstream.iter().cloned());
+                    c.downstream_argv
+                        .extend(cmd.downstream_argv.iter().cloned());
                     self.simple(&c, env, out);
                 }
                 true
@@ -1008,6 +1018,7 @@ impl Normalizer {
             network,
             unparsed: None,
             downstream: cmd.downstream.clone(),
+            downstream_argv: cmd.downstream_argv.clone(),
             unknown_program: false,
             speculative: None,
         }
@@ -1301,9 +1312,24 @@ impl Normalizer {
             inv.inline.push(InlineKind::Delete);
         }
         let mut literals = string_literals(code);
+        // Strings the code computes from its literals (joins, concatenation, decodings) are
+        // judged like its literals; names looked up at run time may be calls that run.
+        let derived = crate::inline::derive(code);
+        literals.extend(derived.strings.iter().cloned());
+        let mut exec = exec;
+        // `getattr(os, 'system')`, and `'sys' + 'tem'` built for a call by variable.
+        if !exec
+            && derived
+                .call_names
+                .iter()
+                .chain(&derived.strings)
+                .any(|n| is_exec_name(n))
+        {
+            exec = true;
+            inv.inline.push(InlineKind::Exec);
+        }
         // Commands written without quotes after a keyword (Tcl/expect `spawn sudo id`, Perl
         // `qw(sudo id)`, AppleScript `do shell script`): taken as command strings too.
-        let mut exec = exec;
         for kw in &scan.command_words {
             let mut rest = code;
             while let Some(i) = rest.find(kw.as_str()) {
@@ -1333,11 +1359,27 @@ impl Normalizer {
                 let l = l.trim();
                 scan.write_modes.iter().any(|m| m == l) || l.starts_with('>') || l.starts_with("+<")
             });
+        let acts = exec || write || delete || inv.inline.contains(&InlineKind::Network);
+        // A call named at run time matters where the code could reach something that acts
+        // (`getattr(os, n)`); `getattr(args, name)` in a script that only computes does not.
+        let risky = acts
+            || crate::inline::RISKY_MODULES
+                .iter()
+                .any(|m| code.contains(m));
+        if derived.built_import
+            || derived.built_name && risky
+            || derived.decoded_literal && acts
+            || derived.decoded && exec
+        {
+            inv.inline.push(InlineKind::Opaque);
+        }
         for lit in &literals {
             // Perl's `open(F, ">file")`: the mode is part of the string.
             let lit = lit.trim_start_matches(['+', '<', '>', '|', ' ']);
             let w = Word::lit(lit);
             let named = looks_like_path(&w) || lit.starts_with('~');
+            // `glob.glob('~/.ss?/id_*')`: judged by every path the pattern can name.
+            let glob = lit.contains(['*', '?', '[']);
             if named || write && looks_like_file_name(lit) {
                 // `Path.home() / '.bashrc'`, `os.homedir() + '/.ssh/x'`: relative to the home.
                 // (`homedir() + '/.zshrc'` too: a literal starting with `/.` is a dotfile name.)
@@ -1354,7 +1396,8 @@ impl Normalizer {
                         inv.reads.push(under);
                     }
                 }
-                let w = Word::lit(&expand_tilde(lit, &env.home));
+                let mut w = Word::lit(&expand_tilde(lit, &env.home));
+                w.glob = glob;
                 if write {
                     inv.writes.push(w.clone());
                     inv.path_args.push(w);
@@ -2375,6 +2418,37 @@ fn flush_group(group: &mut Vec<String>, out: &mut Vec<String>) {
     group.clear();
 }
 
+/// Whether a name looked up at run time with a literal (`getattr(os, 'system')`,
+/// `require('child_process')`, Ruby `send(:spawn)`) names something that runs programs.
+fn is_exec_name(name: &str) -> bool {
+    let n = name.trim();
+    n.starts_with("exec")
+        || n.starts_with("spawn")
+        || n.starts_with("posix_spawn")
+        || matches!(
+            n,
+            "system"
+                | "popen"
+                | "Popen"
+                | "run"
+                | "call"
+                | "check_call"
+                | "check_output"
+                | "getoutput"
+                | "getstatusoutput"
+                | "subprocess"
+                | "child_process"
+                | "node:child_process"
+                | "pty"
+                | "shell_exec"
+                | "passthru"
+                | "proc_open"
+                | "startfile"
+                | "fork"
+                | "`"
+        )
+}
+
 /// `str::floor_char_boundary` is unstable; a stable stand-in.
 trait FloorBoundary {
     fn floor_char_boundary_compat(&self, i: usize) -> usize;
@@ -2388,6 +2462,73 @@ impl FloorBoundary for String {
         }
         i
     }
+}
+
+/// Path segments that name documentation (`example.org/docs/…`, `example.org/en/stable/…`).
+const DOC_WORDS: &[&str] = &[
+    "docs",
+    "doc",
+    "documentation",
+    "developer",
+    "developers",
+    "devdocs",
+    "learn",
+    "wiki",
+    "reference",
+    "guide",
+    "guides",
+    "manual",
+    "tutorial",
+    "tutorials",
+    "how-to",
+    "howto",
+    "handbook",
+    "book",
+    "stable",
+    "latest",
+    "en",
+    "en-us",
+    "api-reference",
+    "faq",
+    "blog",
+    "getting-started",
+    "man",
+    "manpages",
+    "spec",
+    "specs",
+    "rfc",
+];
+
+/// Whether a URL on `host` with `path` (from the first `/`, `#…` allowed, no query) looks like a
+/// documentation page rather than a channel for data: a named host (not an IP literal), a
+/// documentation path segment, and no path segment over 48 characters or holding 24
+/// or more base64/hex-looking characters in a row.
+fn doc_page_shape(host: &str, path: &str) -> bool {
+    if host.parse::<std::net::Ipv4Addr>().is_ok() || host.starts_with('[') || !host.contains('.') {
+        return false;
+    }
+    let path = path.split('#').next().unwrap_or("");
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let opaque = |s: &str| {
+        let mut run = 0usize;
+        for c in s.chars() {
+            if c.is_ascii_alphanumeric() || matches!(c, '+' | '=' | '%') {
+                run += 1;
+                if run >= 24 {
+                    return true;
+                }
+            } else {
+                run = 0;
+            }
+        }
+        false
+    };
+    if segments.iter().any(|s| s.len() > 48 || opaque(s)) {
+        return false;
+    }
+    segments
+        .iter()
+        .any(|s| DOC_WORDS.contains(&s.to_ascii_lowercase().as_str()))
 }
 
 #[cfg(test)]

@@ -160,6 +160,9 @@ pub struct SimpleCmd {
     pub depth: usize,
     /// Programs later in the same pipeline (this command's output flows to them).
     pub downstream: Vec<String>,
+    /// The same commands' static words joined by spaces (`gh auth login --with-token`); a
+    /// command with a word only known at run time is left out.
+    pub downstream_argv: Vec<String>,
     /// Files written earlier in the same script, by absolute path, with what they hold.
     pub files: Vec<(String, FileContent)>,
     /// Variables known when it runs (for code it runs in the same shell: `trap`, `eval`).
@@ -510,9 +513,18 @@ impl Walker<'_> {
                 .filter(|w| !w.is_dynamic())
                 .map(|w| w.text.rsplit('/').next().unwrap_or(&w.text).to_string())
                 .collect();
+            let later_argv: Vec<String> = upstream[i + 1..]
+                .iter()
+                .filter(|u| u.argv.iter().all(|w| !w.is_dynamic()))
+                .map(|u| {
+                    let v: Vec<&str> = u.argv.iter().map(|w| w.text.as_str()).collect();
+                    v.join(" ")
+                })
+                .collect();
             if !later.is_empty() {
                 for c in &mut self.out[r.clone()] {
                     c.downstream.extend(later.iter().cloned());
+                    c.downstream_argv.extend(later_argv.iter().cloned());
                 }
             }
         }
@@ -570,6 +582,7 @@ impl Walker<'_> {
                         origin: format!("function {name}"),
                         depth: self.depth,
                         downstream: Vec::new(),
+                        downstream_argv: Vec::new(),
                         files: Vec::new(),
                         vars: Vec::new(),
                     });
@@ -796,6 +809,7 @@ impl Walker<'_> {
             origin: self.origin.clone(),
             depth: self.depth,
             downstream: Vec::new(),
+            downstream_argv: Vec::new(),
             files: self.files.clone(),
             vars: self.known_vars(),
         };
@@ -1266,6 +1280,24 @@ impl Walker<'_> {
                         }
                         (_, Some(Var::Unknown)) => b.push_dyn(),
                         ("HOME", None) => b.push_str(&self.env.home.clone()),
+                        // The scratch directory (`mktemp`'s default); set in this command, it
+                        // is tracked above like any variable.
+                        ("TMPDIR", None) => b.push_str("/tmp"),
+                        // Directories under the home directory by their defaults (the XDG
+                        // base directory spec; Claude Code's config dir): where the agent's
+                        // settings and airlock's config live.
+                        ("XDG_CONFIG_HOME", None) => {
+                            b.push_str(&format!("{}/.config", self.env.home))
+                        }
+                        ("XDG_STATE_HOME", None) => {
+                            b.push_str(&format!("{}/.local/state", self.env.home))
+                        }
+                        ("XDG_DATA_HOME", None) => {
+                            b.push_str(&format!("{}/.local/share", self.env.home))
+                        }
+                        ("CLAUDE_CONFIG_DIR", None) => {
+                            b.push_str(&format!("{}/.claude", self.env.home))
+                        }
                         ("PWD", None) => match &self.cwd {
                             Some(c) => b.push_str(&c.clone()),
                             None => b.push_dyn(),
@@ -1301,6 +1333,30 @@ impl Walker<'_> {
             if let Some(Var::Prefix(pre)) = self.vars.get(name) {
                 let pre = pre.clone();
                 b.push_str(&pre);
+            }
+        }
+        // `${HOME:0:5}`, `${HOME%/*}`, `${HOME/x/y}`: a path built from the home directory is
+        // judged as the home directory (stricter than "somewhere").
+        let raw = src.get(at.start_index..at.end_index).unwrap_or("");
+        if raw
+            .strip_prefix("${HOME")
+            .and_then(|r| r.chars().next())
+            .is_some_and(|c| matches!(c, ':' | '#' | '%' | '/' | '^' | ',' | '@'))
+            && !self.vars.contains_key("HOME")
+        {
+            b.push_str(&self.env.home.clone());
+            return Ok(());
+        }
+        // `${TMPDIR:-/tmp}`: the scratch directory either way (see `TMPDIR` above), when the
+        // default runs nothing.
+        if let Some(default) = raw
+            .strip_prefix("${TMPDIR:-")
+            .or_else(|| raw.strip_prefix("${TMPDIR-"))
+            .and_then(|r| r.strip_suffix('}'))
+        {
+            if !default.contains(['$', '`']) && !self.vars.contains_key("TMPDIR") {
+                b.push_str("/tmp");
+                return Ok(());
             }
         }
         // Anything fancier (`${X:-$(cmd)}`, `${X/a/b}`, `${!X}`): the value is dynamic, but

@@ -104,6 +104,11 @@ pub struct RuleSpec {
     /// Matches only when the command has no arguments at all.
     #[serde(default)]
     pub no_args: bool,
+    /// Globs over the arguments as written (static words after the program, joined by single
+    /// spaces): a command matching one is not matched by this rule (`sudo -n true`, a probe
+    /// that runs nothing with privileges, is not `privilege`).
+    #[serde(default)]
+    pub unless: Vec<String>,
     /// Commands this rule must match; checked when the rules load.
     #[serde(default)]
     pub examples: Vec<String>,
@@ -210,6 +215,7 @@ pub const CHECKS: &[&str] = &[
     "inline-exec",
     "inline-network",
     "inline-delete",
+    "inline-opaque",
     "git-push-force",
     "git-push-delete",
     "git-push-protected",
@@ -255,6 +261,7 @@ pub struct Rule {
     pub(crate) tool: Vec<String>,
     check: Option<String>,
     no_args: bool,
+    unless: Vec<Glob>,
     /// Whether the rule names anything only a shell command has.
     command_only: bool,
     pub(crate) spec: RuleSpec,
@@ -374,6 +381,7 @@ impl Rule {
             tool: spec.tool.clone(),
             check: spec.check.clone(),
             no_args: spec.no_args,
+            unless: globs(&spec.unless),
             command_only: command_fields,
             spec,
         })
@@ -436,6 +444,17 @@ impl Rule {
         if !self.tool.is_empty() && !self.tool.iter().any(|t| t == "Bash") {
             return Match::No;
         }
+        if !self.unless.is_empty() && inv.words.iter().all(|w| !w.is_dynamic() && !w.glob) {
+            let argv = inv
+                .words
+                .iter()
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            if self.unless.iter().any(|g| g.matches(&argv)) {
+                return Match::No;
+            }
+        }
         let mut m = Match::Yes;
         if !self.program.is_empty() {
             m = m.and(if inv.program.is_empty() {
@@ -494,11 +513,32 @@ impl Rule {
             ));
         }
         if !self.env.is_empty() {
-            m = m.and(Match::from_bool(
+            // A glob with `=` is matched against `NAME=value` (`NODE_OPTIONS=*--require*`).
+            m = m.and(
                 inv.assigns
                     .iter()
-                    .any(|(n, _)| self.env.iter().any(|g| g.matches(n))),
-            ));
+                    .flat_map(|(n, v)| {
+                        let kv = Word {
+                            text: format!("{n}={}", v.text),
+                            ..Word::lit("")
+                        };
+                        let dynamic = v.is_dynamic();
+                        self.env.iter().zip(&self.spec.env).map(move |(g, src)| {
+                            let name_part = src.split_once('=').map(|(a, _)| a);
+                            if g.matches(n) {
+                                Match::Yes
+                            } else if dynamic && name_part.is_some_and(|a| Glob::new(a).matches(n))
+                            {
+                                // `NODE_OPTIONS="$X"`: any value, so possibly this one.
+                                Match::Possible
+                            } else {
+                                word_match(std::slice::from_ref(g), &kv)
+                            }
+                        })
+                    })
+                    .max()
+                    .unwrap_or(Match::No),
+            );
         }
         if !self.git_config.is_empty() {
             m = m.and(Match::from_bool(inv.git_config.iter().any(|(k, v)| {
@@ -604,6 +644,34 @@ impl GitInfo for StaticGit {
     fn default_push_remote(&self) -> Option<String> {
         Some("origin".into())
     }
+}
+
+/// Commands that read a token on stdin and store it for their tool, printing nothing
+/// (`gh auth login --with-token`, gh(1); `glab auth login --stdin`).
+const TOKEN_LOGINS: &[&str] = &[
+    "gh auth login --with-token",
+    "gh auth login --with-token --hostname *",
+    "gh auth login --hostname * --with-token",
+    "gh auth login -h * --with-token",
+    "glab auth login --stdin",
+    "glab auth login --hostname * --stdin",
+];
+
+/// `echo "$GITHUB_TOKEN" | gh auth login --with-token`: a command that only prints (its
+/// secret) into a token login and nowhere else.
+fn feeds_token_login(inv: &Invocation) -> bool {
+    matches!(inv.program.as_str(), "echo" | "printf")
+        && inv.writes.is_empty()
+        && !inv.downstream_argv.is_empty()
+        && inv.downstream_argv.len() == inv.downstream.len()
+        && inv.downstream_argv.iter().all(|d| {
+            let base = d.split_once(' ').map_or(d.as_str(), |(p, _)| p);
+            let base = base.rsplit('/').next().unwrap_or(base);
+            let rest = d.split_once(' ').map_or("", |(_, r)| r);
+            TOKEN_LOGINS
+                .iter()
+                .any(|g| Glob::new(g).matches(&format!("{base} {rest}")))
+        })
 }
 
 fn word_match(globs: &[Glob], w: &Word) -> Match {
@@ -860,7 +928,20 @@ fn path_match(globs: &[Glob], w: &Word, at: Option<(Option<&str>, &MatchCtx<'_>)
                 _ => Match::No,
             }
         }
-        PathRef::Unknown => Match::No,
+        PathRef::Unknown => {
+            // `"$D"/.ssh/id_rsa`, `${X}/.claude/settings.json`: where the unknown start is the
+            // home directory, does the known rest name a protected path? Then it may.
+            let tail = w.text.rsplit(DYN).next().unwrap_or("");
+            if !w.is_dynamic() || home.is_empty() || !tail.starts_with('/') || tail.len() < 2 {
+                return Match::No;
+            }
+            let filled = lexical(&format!("{home}{tail}"));
+            if filled != home && globs.iter().any(|g| g.matches(&filled)) {
+                Match::Possible
+            } else {
+                Match::No
+            }
+        }
     }
 }
 
@@ -894,12 +975,15 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
         "inline-exec" => Match::from_bool(inv.inline.contains(&InlineKind::Exec)),
         "inline-network" => Match::from_bool(inv.inline.contains(&InlineKind::Network)),
         "inline-delete" => Match::from_bool(inv.inline.contains(&InlineKind::Delete)),
+        "inline-opaque" => Match::from_bool(inv.inline.contains(&InlineKind::Opaque)),
         "git-push-force" => crate::git::push_force(inv, ctx),
         "git-push-delete" => crate::git::push_delete(inv),
         "git-push-protected" => crate::git::push_protected(inv, ctx),
         "git-push-url" => crate::git::push_url(inv, ctx),
         "git-config-exec-key" => crate::git::config_exec_key(inv, ctx),
-        "secret-env-ref" => Match::from_bool(inv.raw.iter().any(|r| secret_ref(r, ctx.secret_env))),
+        "secret-env-ref" => Match::from_bool(
+            inv.raw.iter().any(|r| secret_ref(r, ctx.secret_env)) && !feeds_token_login(inv),
+        ),
         "pipes-to-network" => Match::from_bool(inv.downstream.iter().any(|d| {
             matches!(
                 d.as_str(),

@@ -156,6 +156,33 @@ fn pathological_inputs_stay_fast() {
             format!("(( {} ))", "( ".repeat(14) + &" )".repeat(14)),
             false,
         ),
+        // Inline code the tokenizer of `inline.rs` walks: long concatenations, joins, nested
+        // calls and lookups, decodings of many literals.
+        (
+            format!(
+                "python3 -c \"open({}'.git/hooks/x','w')\"",
+                "'a'+".repeat(20_000)
+            ),
+            true,
+        ),
+        (
+            format!(
+                "python3 -c \"import os; {}\"",
+                "open(os.path.join('.git', 'hooks', x), 'w'); ".repeat(2000)
+            ),
+            true,
+        ),
+        (
+            format!(
+                "python3 -c \"import base64,os; {}\"",
+                "os.system(base64.b64decode('c3VkbyBpZA==')); ".repeat(2000)
+            ),
+            true,
+        ),
+        (
+            format!("node -e \"{}\"", "getattr(vars(os)[x])(1); ".repeat(3000)),
+            true,
+        ),
     ];
     for (input, dangerous) in &inputs {
         let t0 = std::time::Instant::now();

@@ -20,6 +20,9 @@ struct Group {
     commands: Vec<String>,
     #[serde(default)]
     tools: Vec<(String, String)>,
+    /// Tool calls with a whole `tool_input`, as JSON text (`["Grep", "{\"path\": \"~\"}"]`).
+    #[serde(default)]
+    inputs: Vec<(String, String)>,
 }
 
 fn engine() -> Engine {
@@ -111,6 +114,14 @@ fn corpus() {
                 };
                 (
                     format!("{tool} {path}"),
+                    engine.classify_tool(tool, &input, &ctx),
+                )
+            }))
+            .chain(g.inputs.iter().map(|(tool, json)| {
+                let input: serde_json::Value = serde_json::from_str(json)
+                    .unwrap_or_else(|e| panic!("corpus input {json}: {e}"));
+                (
+                    format!("{tool} {json}"),
                     engine.classify_tool(tool, &input, &ctx),
                 )
             }))

@@ -159,3 +159,139 @@ fn a_workspace_reached_through_a_link_is_still_the_workspace() {
     let v = engine.classify_command("echo x >> readme.md", &ctx);
     assert_eq!(v.tier, Tier::Deny, "{} {}", v.rule, v.reason);
 }
+
+/// Links met by inline code, the Grep/Glob tools, copies into directories, and patches the
+/// hook reads from the workspace (kinds 5–7 of issue 12 through real files).
+#[test]
+fn links_patches_and_copies_through_real_files() {
+    let t = tree();
+    // `up` → the home directory; a chain of links to `.bashrc`; a dangling absolute link to
+    // the user's Claude settings (not created yet).
+    link("..", &format!("{}/up", t.ws));
+    link("readme.md", &format!("{}/chain", t.ws));
+    link(
+        &format!("{}/.claude/settings.json", t.home),
+        &format!("{}/cfg.json", t.ws),
+    );
+    std::fs::write(
+        format!("{}/evil.patch", t.ws),
+        "diff --git a/.claude/settings.json b/.claude/settings.json\n--- a/.claude/settings.json\n+++ b/.claude/settings.json\n@@ -1 +1 @@\n-a\n+b\n",
+    )
+    .expect("write");
+    std::fs::write(
+        format!("{}/ci.patch", t.ws),
+        "--- a/.github/workflows/ci.yml\n+++ b/.github/workflows/ci.yml\n@@ -1 +1 @@\n-a\n+b\n",
+    )
+    .expect("write");
+    std::fs::write(
+        format!("{}/ok.patch", t.ws),
+        "--- a/src/main.rs\n+++ b/src/main.rs\n@@ -1 +1 @@\n-a\n+b\n",
+    )
+    .expect("write");
+    let engine = Engine::load(&[], &t.home, false).expect("load");
+    let git = StaticGit::default();
+    let ctx = Context {
+        cwd: t.ws.clone(),
+        home: t.home.clone(),
+        workspace: Some(t.ws.clone()),
+        git: &git,
+    };
+    let mut bad = Vec::new();
+    for (cmd, want) in [
+        (
+            "python3 -c \"import os; open(os.path.join('conf','settings.json'),'w').write('{}')\"",
+            Tier::Deny,
+        ),
+        (
+            "python3 -c \"from pathlib import Path; (Path('h')/'pre-commit').write_text('x')\"",
+            Tier::Deny,
+        ),
+        (
+            "node -e \"require('fs').appendFileSync('read'+'me.md','x')\"",
+            Tier::Deny,
+        ),
+        ("echo x >> chain", Tier::Deny),
+        ("echo '{}' > cfg.json", Tier::Deny),
+        ("grep -r token up", Tier::Deny),
+        ("rg -uu secret up/", Tier::Deny),
+        ("tar czf /tmp/h.tgz up", Tier::Deny),
+        ("cat up/.ssh/id_ed25519", Tier::Deny),
+        ("git apply evil.patch", Tier::Deny),
+        ("patch -p1 < evil.patch", Tier::Deny),
+        ("patch -p1 -i evil.patch", Tier::Deny),
+        ("git am evil.patch", Tier::Deny),
+        ("git apply ci.patch", Tier::Ask),
+        ("cp -r /tmp/evil/.claude .", Tier::Deny),
+        ("mv /tmp/x/hooks .git/", Tier::Deny),
+        ("cp -r /tmp/x/.github ./", Tier::Ask),
+        // Harmless look-alikes.
+        ("git apply ok.patch", Tier::Allow),
+        ("patch -p1 < ok.patch", Tier::Allow),
+        ("git apply missing.patch", Tier::Allow),
+        ("cp -r src out/", Tier::Allow),
+        ("grep -r main src", Tier::Allow),
+        (
+            "python3 -c \"import os; open(os.path.join('src','gen.rs'),'w').write('x')\"",
+            Tier::Allow,
+        ),
+    ] {
+        let v = engine.classify_command(cmd, &ctx);
+        if v.tier != want {
+            bad.push(format!(
+                "{cmd:?}: want {want}, got {} ({}: {})",
+                v.tier, v.rule, v.reason
+            ));
+        }
+    }
+    for (tool, input, want) in [
+        (
+            "Grep",
+            serde_json::json!({"pattern": "token", "path": "up"}),
+            Tier::Deny,
+        ),
+        (
+            "Glob",
+            serde_json::json!({"pattern": "up/.ssh/*"}),
+            Tier::Deny,
+        ),
+        (
+            "Glob",
+            serde_json::json!({"pattern": "**/*", "path": "up"}),
+            Tier::Deny,
+        ),
+        (
+            "NotebookEdit",
+            serde_json::json!({"notebook_path": "nb.ipynb", "file_path": "chain", "new_source": "x"}),
+            Tier::Deny,
+        ),
+        (
+            "Write",
+            serde_json::json!({"file_path": "cfg.json", "content": "{}"}),
+            Tier::Deny,
+        ),
+        (
+            "Write",
+            serde_json::json!({"file_path": "cоnf/settings.json", "content": "{}"}),
+            Tier::Deny,
+        ),
+        (
+            "Grep",
+            serde_json::json!({"pattern": "fn", "path": "src"}),
+            Tier::Allow,
+        ),
+        (
+            "Glob",
+            serde_json::json!({"pattern": "src/**/*.rs"}),
+            Tier::Allow,
+        ),
+    ] {
+        let v = engine.classify_tool(tool, &input, &ctx);
+        if v.tier != want {
+            bad.push(format!(
+                "{tool} {input}: want {want}, got {} ({}: {})",
+                v.tier, v.rule, v.reason
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}

@@ -222,6 +222,54 @@ pub struct ContainerConfig {
     pub image: Option<String>,
 }
 
+/// `[telemetry]`: OpenTelemetry export to the user's own collector (`docs/telemetry.md`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP/HTTP collector, e.g. `http://127.0.0.1:4318` (`/v1/logs` is
+    /// appended for airlock's own audit events).
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// Request headers for airlock's exporter: a literal value, or `{ credential = "NAME" }`
+    /// naming a `[[credentials]]` entry whose real value is read on the host (optionally
+    /// `value = "Bearer {}"` around it).
+    #[serde(default)]
+    pub headers: BTreeMap<String, HeaderValue>,
+    /// Switch on the agent's own OpenTelemetry export (Claude Code's
+    /// `CLAUDE_CODE_ENABLE_TELEMETRY` and the `OTEL_*` variables) towards the same collector
+    /// through the proxy (default true when `otlp_endpoint` is set).
+    #[serde(default)]
+    pub agent: Option<bool>,
+    /// Let the agent's telemetry carry prompt text and tool details (`OTEL_LOG_USER_PROMPTS`,
+    /// `OTEL_LOG_TOOL_DETAILS`); off by default.
+    #[serde(default)]
+    pub include_prompts: Option<bool>,
+    /// Audit events held for export at most (default [`DEFAULT_TELEMETRY_QUEUE`]); beyond it
+    /// events are dropped from the export (never from the audit log) and counted there.
+    #[serde(default)]
+    pub queue_size: Option<usize>,
+}
+
+/// Default of `[telemetry] queue_size`.
+pub const DEFAULT_TELEMETRY_QUEUE: usize = 2048;
+
+/// One `[telemetry] headers` value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderValue {
+    /// Sent as written (not a secret: it may also be given to the agent's exporter).
+    Literal(String),
+    /// The real value of a `[[credentials]]` entry, read on the host and sent only by airlock's
+    /// own exporter, never placed in the sandbox.
+    Credential {
+        /// The credential's `name`.
+        credential: String,
+        /// The header value with `{}` where the secret goes (default `{}`).
+        #[serde(default)]
+        value: Option<String>,
+    },
+}
+
 /// One policy file as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -242,6 +290,8 @@ pub struct ConfigFile {
     pub terminal: TerminalConfig,
     #[serde(default)]
     pub container: ContainerConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// Command-gate rules; parsed and validated by `airlock-gate`.
     #[serde(default)]
     pub commands: Option<toml::Table>,
@@ -252,7 +302,7 @@ impl ConfigFile {
     pub fn parse(path: &Path, text: &str) -> Result<Self, PolicyError> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| PolicyError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: one_line(text, &e),
         })?;
         file.validate(path)?;
         Ok(file)
@@ -317,12 +367,43 @@ impl ConfigFile {
                 ));
             }
         }
+        self.telemetry
+            .validate(&self.credentials)
+            .map_err(|(key, m)| invalid(&format!("telemetry.{key}"), m))?;
         for name in self.env.pass.iter().chain(self.env.set.keys()) {
             if name.is_empty() || name.contains('=') || name.contains('\0') {
                 return Err(invalid("env", format!("'{name}' is not a variable name")));
             }
         }
         Ok(())
+    }
+}
+
+/// A TOML error as one line: `line L, column C: what (in `the line`)` (1-based, from the
+/// error's span).
+fn one_line(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            // The line itself names the key at fault (TOML errors on values do not).
+            let src: String = text
+                .lines()
+                .nth(line - 1)
+                .unwrap_or("")
+                .trim()
+                .chars()
+                .take(60)
+                .collect();
+            if src.is_empty() {
+                format!("line {line}, column {column}: {what}")
+            } else {
+                format!("line {line}, column {column}: {what} (in `{src}`)")
+            }
+        }
+        None => what,
     }
 }
 
@@ -430,6 +511,48 @@ impl CredentialConfig {
     }
 }
 
+impl TelemetryConfig {
+    /// Checks the table on its own: an `http://` or `https://` endpoint with a host, header
+    /// names that are tokens, `{}` in templates. `credentials` are this file's entries (a name
+    /// from another layer is checked when the session starts). Errors are `(key, message)`.
+    fn validate(&self, _credentials: &[CredentialConfig]) -> Result<(), (String, String)> {
+        if let Some(e) = &self.otlp_endpoint {
+            let rest = e
+                .strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"))
+                .ok_or_else(|| {
+                    (
+                        "otlp_endpoint".to_string(),
+                        format!("'{e}' is not an http:// or https:// URL (OTLP/HTTP, e.g. http://127.0.0.1:4318)"),
+                    )
+                })?;
+            if rest.split(['/', '?', '#']).next().unwrap_or("").is_empty() {
+                return Err(("otlp_endpoint".into(), format!("'{e}' has no host")));
+            }
+        }
+        if self.queue_size == Some(0) {
+            return Err(("queue_size".into(), "must be at least 1".into()));
+        }
+        for (name, v) in &self.headers {
+            if !is_header_name(name) {
+                return Err((
+                    format!("headers.{name}"),
+                    format!("'{name}' is not a header name"),
+                ));
+            }
+            if let HeaderValue::Credential { value: Some(t), .. } = v {
+                if !t.contains("{}") {
+                    return Err((
+                        format!("headers.{name}"),
+                        format!("value '{t}' has no '{{}}' where the credential goes"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn is_env_name(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with(|c: char| c.is_ascii_digit())
@@ -477,6 +600,9 @@ pub struct Policy {
     /// `[container]`, the last layer's value of each key.
     #[serde(default)]
     pub container: ContainerConfig,
+    /// `[telemetry]`, keys merged across layers (later layers win per key).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// `[commands]` tables in layer order, with their source.
     pub commands: Vec<(PathBuf, toml::Table)>,
 }
@@ -558,6 +684,7 @@ impl Policy {
             },
             terminal: TerminalPolicy::default(),
             container: ContainerConfig::default(),
+            telemetry: TelemetryConfig::default(),
             commands: Vec::new(),
         };
         for layer in layers {
@@ -631,6 +758,24 @@ impl Policy {
         if c.container.image.is_some() {
             self.container.image.clone_from(&c.container.image);
         }
+        let t = &c.telemetry;
+        if t.otlp_endpoint.is_some() {
+            self.telemetry.otlp_endpoint = t.otlp_endpoint.clone();
+        }
+        self.telemetry
+            .headers
+            .extend(t.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (into, from) in [
+            (&mut self.telemetry.agent, t.agent),
+            (&mut self.telemetry.include_prompts, t.include_prompts),
+        ] {
+            if from.is_some() {
+                *into = from;
+            }
+        }
+        if t.queue_size.is_some() {
+            self.telemetry.queue_size = t.queue_size;
+        }
         if let Some(t) = &c.commands {
             self.commands.push((layer.source.clone(), t.clone()));
         }
@@ -702,6 +847,11 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     }
     if !c.env.set.is_empty() {
         return widen("env.set");
+    }
+    // Telemetry sends the session's events off the machine and opens a route to the collector:
+    // only a file the user trusts may configure it.
+    if c.telemetry != TelemetryConfig::default() {
+        return widen("telemetry");
     }
     if c.terminal.allow_clipboard == Some(true) && !current.terminal.allow_clipboard {
         return widen("terminal.allow_clipboard");

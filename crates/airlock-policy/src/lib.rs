@@ -7,6 +7,7 @@ pub mod network;
 pub mod size;
 
 pub use config::{
-    ConfigFile, CredentialConfig, EnvConfig, FilesystemConfig, InjectConfig, JsonSource, Layer,
-    LimitsConfig, NetworkConfig, Policy, PolicyError, TerminalConfig, TerminalPolicy, TlsConfig,
+    ConfigFile, CredentialConfig, EnvConfig, FilesystemConfig, HeaderValue, InjectConfig,
+    JsonSource, Layer, LimitsConfig, NetworkConfig, Policy, PolicyError, TelemetryConfig,
+    TerminalConfig, TerminalPolicy, TlsConfig, DEFAULT_TELEMETRY_QUEUE,
 };

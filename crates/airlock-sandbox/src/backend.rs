@@ -12,7 +12,8 @@
 //! that behaves as a pty master, and everything the supervisor waits on is one pollable
 //! descriptor ([`RunningSandbox::events`]).
 //!
-//! Contract for every implementation, checked by the tests of `airlock run` on each backend:
+//! Contract for every implementation (the integration tests of `airlock run` check it for native;
+//! each new backend joins them as one more row of the matrix, not a copy):
 //! - **Same guarantees.** Everything in the spec is enforced as the native backend does
 //!   (docs/sandbox.md), or [`Backend::launch`] fails; never a weaker sandbox that starts anyway.
 //! - **Listeners in the sandbox's own network namespace.** With `spec.net` set, the proxy, DNS
@@ -25,6 +26,13 @@
 //!   accepts `TIOCSWINSZ`; without it, the command's stdio are the supervisor's.
 //! - **Signals.** [`RunningSandbox::signal`] delivers to the command what the user sent to the
 //!   supervisor (INT, TERM, HUP, QUIT, USR1, USR2).
+//! - **End.** The sandbox's end makes [`RunningSandbox::events`] readable (or, for a backend
+//!   whose sandbox is a child process, arrives as `SIGCHLD`, after which the supervisor calls
+//!   [`RunningSandbox::on_events`] too); a backend never needs a thread of the supervisor to
+//!   notice it.
+//! - **Threads and signals.** The supervisor blocks the forwarded signals before any thread
+//!   exists; a backend starts its threads (an engine client's runtime) in `launch` or later, so
+//!   they inherit the mask, and never unblocks them.
 //! - **Exit status.** [`RunningSandbox::finish`] returns the command's status (128+N when killed
 //!   by signal N), or an error whose [`crate::SandboxError::exit_code`] is 125 (airlock failed),
 //!   126 (cannot execute) or 127 (not found).
@@ -36,8 +44,9 @@
 //!   and `airlock rm` for such a session (native: the parent-death signal already killed it).
 //! - **Session commands.** `airlock ls` shows the stored backend and [`RunningSandbox::location`];
 //!   `attach` reaches the sandbox through its supervisor ([`RunningSandbox::exec_handle`]);
-//!   `stop` signals the supervisor, which forwards through [`RunningSandbox::signal`], then calls
-//!   [`Backend::clean_up`]; `diff`, `merge` and `logs` read the session directory after
+//!   `stop` signals the supervisor, which forwards through [`RunningSandbox::signal`], and calls
+//!   [`Backend::clean_up`] when the supervisor had to be killed or was already gone (as `rm`
+//!   does); `diff`, `merge` and `logs` read the session directory after
 //!   [`Backend::collect_changes`] / [`Backend::collect_logs`].
 
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -205,7 +214,10 @@ pub trait RunningSandbox: std::fmt::Debug {
     fn take_terminal(&mut self) -> Option<OwnedFd>;
 
     /// A handle to start programs inside the running sandbox (`airlock attach` runs
-    /// `tmux attach` through it).
+    /// `tmux attach` through it). An [`ExecHandle`] speaks the init protocol
+    /// ([`crate::message::ToInit::Exec`]) over a [`crate::message::Channel`]: a backend whose
+    /// pid 1 is airlock's init (native, container) hands out a clone of its channel, and the
+    /// answers arrive through [`RunningSandbox::on_events`], which routes them.
     ///
     /// # Errors
     /// The backend cannot start programs inside (say which, and that `--detach` needs it).

@@ -245,6 +245,54 @@ impl ExecHandle {
     }
 }
 
+/// The backend's side of an [`ExecHandle`]: delivers pid 1's answers to the requests made
+/// through it. For a backend (other than native) whose pid 1 is airlock's init and whose
+/// channel to it is a [`Channel`]: it makes the pair with [`ExecHandle::over`], returns the
+/// handle from [`crate::RunningSandbox::exec_handle`], and passes every message it receives in
+/// [`crate::RunningSandbox::on_events`] through [`ExecRouter::route`].
+#[derive(Debug, Clone)]
+pub struct ExecRouter {
+    table: Arc<ExecTable>,
+}
+
+impl ExecRouter {
+    /// Delivers `msg` if it answers an exec request (`ExecStarted`, `ExecFailed`,
+    /// `ExecExited`); gives any other message back with its descriptors.
+    pub fn route(&self, msg: FromInit, fds: Vec<OwnedFd>) -> Option<(FromInit, Vec<OwnedFd>)> {
+        match msg {
+            FromInit::ExecStarted { .. }
+            | FromInit::ExecFailed { .. }
+            | FromInit::ExecExited { .. } => {
+                route_exec(&self.table, msg, fds);
+                None
+            }
+            other => Some((other, fds)),
+        }
+    }
+
+    /// Fails every pending request (the sandbox has ended).
+    pub fn close(&self) {
+        self.table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}
+
+impl ExecHandle {
+    /// A handle that sends its requests on `chan` (a clone of the channel to the sandbox's
+    /// pid 1), and the router that delivers their answers.
+    pub fn over(chan: Channel) -> (ExecHandle, ExecRouter) {
+        let table: Arc<ExecTable> = Arc::new(Mutex::new(HashMap::new()));
+        let handle = ExecHandle {
+            chan: Arc::new(chan),
+            next: Arc::new(AtomicU64::new(1)),
+            table: table.clone(),
+        };
+        (handle, ExecRouter { table })
+    }
+}
+
 /// Delivers one of pid 1's exec answers to whoever asked.
 fn route_exec(table: &ExecTable, msg: FromInit, fds: Vec<OwnedFd>) {
     let mut t = table
@@ -720,5 +768,61 @@ pub fn die_with_parent(cmd: &mut Command) {
             }
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plays pid 1: receives one exec request on `theirs` and returns its id.
+    fn request_id(theirs: &Channel) -> u64 {
+        match theirs.recv::<ToInit>() {
+            Ok(Some((ToInit::Exec(req), _))) => req.id,
+            other => panic!("expected an exec request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn another_backend_routes_exec_answers_through_its_router() {
+        let (ours, theirs) = Channel::pair().expect("pair");
+        let (handle, router) = ExecHandle::over(ours);
+        let h = handle.clone();
+        let asker = std::thread::spawn(move || {
+            h.start(
+                vec!["true".into()],
+                Vec::new(),
+                None,
+                Duration::from_secs(5),
+            )
+        });
+        let id = request_id(&theirs);
+        assert!(router
+            .route(FromInit::ExecStarted { id, tty: false }, Vec::new())
+            .is_none());
+        let exec = asker.join().expect("join").expect("started");
+        assert!(router
+            .route(FromInit::ExecExited { id, status: 3 }, Vec::new())
+            .is_none());
+        assert_eq!(exec.wait(Duration::from_secs(5)), Some(3));
+        // Anything else comes back to the backend.
+        assert!(matches!(
+            router.route(FromInit::Exited { status: 0 }, Vec::new()),
+            Some((FromInit::Exited { status: 0 }, _))
+        ));
+        // Once the sandbox has ended, a pending request fails instead of waiting.
+        let h = handle.clone();
+        let asker = std::thread::spawn(move || {
+            h.start(
+                vec!["sleep".into()],
+                Vec::new(),
+                None,
+                Duration::from_secs(5),
+            )
+        });
+        request_id(&theirs);
+        router.close();
+        let e = asker.join().expect("join").expect_err("ended");
+        assert!(e.to_string().contains("has ended"), "{e}");
     }
 }

@@ -33,8 +33,8 @@ pub mod unix_gate;
 pub use backend::{Backend, LimitReport, Progress, RunningSandbox, SessionContext, SessionRef};
 pub use init::{container_init_main, init_main};
 pub use launch::{
-    block_signals, die_with_parent, unblock_signals_in_child, Exec, ExecHandle, LaunchOptions,
-    Native, NetFds, RemoteInit, Sandbox,
+    block_signals, die_with_parent, unblock_signals_in_child, Exec, ExecHandle, ExecRouter,
+    LaunchOptions, Native, NetFds, RemoteInit, Sandbox,
 };
 pub use security::{seccomp_rules, ArgCheck, SyscallRule};
 pub use spec::{Bind, GeneratedFile, NetListeners, Rlimits, SandboxSpec, TtySpec, WorkspaceView};

@@ -240,3 +240,102 @@ impl Relay<'_, '_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsFd, BorrowedFd};
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::backend::Progress;
+    use crate::launch::{ExecHandle, NetFds};
+
+    /// A backend's sandbox that is nothing but a pipe: a byte on it means "the command exited
+    /// with this status"; closing it means the sandbox is gone without a word.
+    #[derive(Debug)]
+    struct Fake {
+        events: OwnedFd,
+        status: Option<i32>,
+        closed: bool,
+        finished: Arc<Mutex<bool>>,
+    }
+
+    impl RunningSandbox for Fake {
+        fn enforcement(&self) -> String {
+            "fake".into()
+        }
+        fn take_listeners(&mut self) -> Option<NetFds> {
+            None
+        }
+        fn take_terminal(&mut self) -> Option<OwnedFd> {
+            None
+        }
+        fn exec_handle(&self) -> Result<ExecHandle, SandboxError> {
+            Err(SandboxError::Setup(
+                "the fake backend starts nothing".into(),
+            ))
+        }
+        fn events(&self) -> BorrowedFd<'_> {
+            self.events.as_fd()
+        }
+        fn on_events(&mut self, readable: bool) -> Progress {
+            if readable && !self.closed {
+                let mut b = [0u8; 1];
+                match nix::unistd::read(&self.events, &mut b) {
+                    Ok(1) => self.status = Some(i32::from(b[0])),
+                    _ => self.closed = true,
+                }
+            }
+            Progress {
+                ended: self.status.is_some() || self.closed,
+                events_open: !self.closed,
+            }
+        }
+        fn signal(&self, _: Signal) -> Result<(), SandboxError> {
+            Ok(())
+        }
+        fn stop(&mut self) {}
+        fn finish(self: Box<Self>) -> Result<i32, SandboxError> {
+            *self.finished.lock().expect("lock") = true;
+            self.status
+                .ok_or_else(|| SandboxError::Setup("the fake sandbox ended silently".into()))
+        }
+    }
+
+    fn fake() -> (Box<Fake>, OwnedFd, Arc<Mutex<bool>>) {
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        let finished = Arc::new(Mutex::new(false));
+        let fake = Fake {
+            events: r,
+            status: None,
+            closed: false,
+            finished: finished.clone(),
+        };
+        (Box::new(fake), w, finished)
+    }
+
+    #[test]
+    fn any_backend_is_supervised_until_it_ends_and_its_status_returned() {
+        let (sandbox, w, finished) = fake();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            nix::unistd::write(&w, &[42]).expect("write");
+            // The writer end closes here: the loop stops polling a closed events descriptor.
+        });
+        let mut filter = TermFilter::new(crate::termfilter::FilterConfig::default());
+        let status = supervise(sandbox, None, &mut filter).expect("status");
+        writer.join().expect("writer");
+        assert_eq!(status, 42);
+        assert!(*finished.lock().expect("lock"), "finish was not called");
+    }
+
+    #[test]
+    fn a_backend_that_ends_without_a_status_is_an_error() {
+        let (sandbox, w, finished) = fake();
+        drop(w);
+        let mut filter = TermFilter::new(crate::termfilter::FilterConfig::default());
+        let e = supervise(sandbox, None, &mut filter).expect_err("no status");
+        assert!(e.to_string().contains("ended silently"), "{e}");
+        assert!(*finished.lock().expect("lock"));
+    }
+}

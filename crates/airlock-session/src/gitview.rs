@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::hostgit::{self, run};
 use crate::SessionError;
 
 fn is_sha(s: &str) -> bool {
@@ -66,27 +67,11 @@ pub struct GitView {
     pub git_dir: PathBuf,
 }
 
+/// A host git (see [`hostgit`]) with `args`.
 fn git(args: &[&str]) -> Command {
-    let mut c = Command::new("git");
-    // Ignore the user's and the system's config too: only what we pass applies.
-    c.env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .args(args);
+    let mut c = hostgit::command();
+    c.args(args);
     c
-}
-
-fn run(mut c: Command, what: &str) -> Result<String, SessionError> {
-    let out = c
-        .output()
-        .map_err(|e| SessionError::Refused(format!("cannot run git for {what}: {e}")))?;
-    if !out.status.success() {
-        return Err(SessionError::Refused(format!(
-            "git failed to {what}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 impl GitView {
@@ -101,8 +86,13 @@ impl GitView {
             "create a scratch repository",
         )?;
         let mut alternates = String::new();
-        for objects in [upper.join(".git/objects"), lower.join(".git/objects")] {
-            if objects.is_dir() {
+        let agents = upper.join(".git/objects");
+        if std::fs::symlink_metadata(&agents).is_ok_and(|m| m.is_dir()) {
+            // The agent wrote this tree: a FIFO there would make every git below block.
+            hostgit::plain_tree(&agents)?;
+        }
+        for objects in [agents, lower.join(".git/objects")] {
+            if std::fs::symlink_metadata(&objects).is_ok_and(|m| m.is_dir()) {
                 alternates.push_str(&format!("{}\n", objects.display()));
             }
         }
@@ -178,10 +168,12 @@ impl GitView {
             c.current_dir(&ws_git);
             c
         };
-        let existing = trusted(&["rev-parse", "--verify", "--quiet", &refname])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
+        let existing = run(
+            trusted(&["rev-parse", "--verify", "--quiet", &refname]),
+            &format!("look up the branch {branch}"),
+        )
+        .map(|o| o.trim().to_string())
+        .unwrap_or_default();
         if existing == head {
             return Ok(());
         }
@@ -214,19 +206,17 @@ impl GitView {
         if let Some(b) = base.filter(|b| is_sha(b) && *b != head) {
             revs.push_str(&format!("^{b}\n"));
         }
-        let mut pack = self
-            .cmd(&["pack-objects", "--revs", "--stdout", "-q"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| SessionError::Refused(format!("cannot run git pack-objects: {e}")))?;
+        let mut c = self.cmd(&["pack-objects", "--revs", "--stdout", "-q"]);
+        c.stdin(Stdio::piped());
+        let mut pack = hostgit::spawn(&mut c, "pack the agent's commits")?;
         if let Some(mut stdin) = pack.stdin.take() {
             stdin
                 .write_all(revs.as_bytes())
                 .map_err(|e| SessionError::Refused(format!("cannot feed git pack-objects: {e}")))?;
         }
         let Some(out) = pack.stdout.take() else {
+            let _ = pack.kill();
+            let _ = pack.wait();
             return Err(SessionError::Refused(
                 "git pack-objects has no output".into(),
             ));
@@ -237,14 +227,21 @@ impl GitView {
             .env("GIT_OBJECT_DIRECTORY", objects)
             .current_dir(&self.git_dir)
             .stdin(out);
-        let indexed = run(index, "copy the agent's commits into the repository");
-        let packed = pack
-            .wait_with_output()
-            .map_err(|e| SessionError::Refused(format!("git pack-objects: {e}")))?;
-        if !packed.status.success() {
+        let indexed = hostgit::run_for(
+            index,
+            "copy the agent's commits into the repository",
+            hostgit::SLOW,
+        );
+        let packed = hostgit::wait_bounded(&mut pack, hostgit::QUICK, "pack the agent's commits")?;
+        if !packed.success() {
+            let mut err = String::new();
+            if let Some(mut e) = pack.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
             return Err(SessionError::Refused(format!(
                 "git failed to pack the agent's commits: {}",
-                String::from_utf8_lossy(&packed.stderr).trim()
+                err.trim()
             )));
         }
         indexed.map(|_| ())
@@ -291,5 +288,20 @@ mod tests {
         // A loose ref that is a link to a host file is not followed.
         std::os::unix::fs::symlink(&secret, up.join(".git/refs/heads/main")).expect("symlink");
         assert_eq!(agent_head(&up, &low), None, "followed a planted link");
+    }
+
+    /// A FIFO the agent planted among its objects (as a pack index) makes the scratch
+    /// repository refuse to start, instead of `git log` blocking `airlock diff` forever.
+    #[test]
+    fn a_planted_fifo_in_the_object_store_is_refused() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (up, low) = (t.path().join("u"), t.path().join("l"));
+        let pack = up.join(".git/objects/pack");
+        std::fs::create_dir_all(&pack).expect("mkdir");
+        std::fs::create_dir_all(low.join(".git/objects")).expect("mkdir");
+        let idx = pack.join(format!("pack-{}.idx", "0".repeat(40)));
+        nix::unistd::mkfifo(&idx, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let e = GitView::new(&t.path().join("scratch"), &up, &low).expect_err("refused");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 }

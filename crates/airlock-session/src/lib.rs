@@ -4,6 +4,7 @@
 
 pub mod changes;
 pub mod gitview;
+pub mod hostgit;
 pub mod kinds;
 pub mod merge;
 pub mod quote;

@@ -306,6 +306,26 @@ pub fn apply(
     allow_exec: bool,
     journal: &Path,
 ) -> Result<MergeReport, SessionError> {
+    apply_with_progress(
+        workspace,
+        upper,
+        changes,
+        allow_exec,
+        journal,
+        &mut |_, _| {},
+    )
+}
+
+/// [`apply`], calling `progress(landed, total)` after each change lands (for a progress line on
+/// large merges).
+pub fn apply_with_progress(
+    workspace: &Path,
+    upper: &Path,
+    changes: &[Change],
+    allow_exec: bool,
+    journal: &Path,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<MergeReport, SessionError> {
     let mut report = MergeReport::default();
     for c in changes {
         if !safe_rel(&c.path) {
@@ -343,10 +363,11 @@ pub fn apply(
     let mut log = Journal::begin(journal, plan.len())?;
     fault_point("merge-planned");
     let root = open_root(workspace)?;
-    for (c, src) in &plan {
+    for (i, (c, src)) in plan.iter().enumerate() {
         land(&root, workspace, upper, c, src)?;
         log.landed(c, src)?;
         report.applied.push((*c).clone());
+        progress(i + 1, plan.len());
         fault_point("merge-landed");
     }
     // Already in place (an interrupted run, or the same edit on the host): reported as landed.

@@ -1,2 +1,4 @@
 //! airlock test fixtures shared by integration tests
 #![forbid(unsafe_code)]
+
+pub mod otlp;

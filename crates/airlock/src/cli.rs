@@ -45,8 +45,17 @@ pub(crate) enum Command {
     Doctor(DoctorArgs),
     /// Try to break out of the sandbox on this host: the escape battery.
     Selftest(SelftestArgs),
-    /// List sessions.
+    /// List sessions, newest first: running ones and those with unmerged changes (--all: every
+    /// session).
     Ls(LsArgs),
+    /// Remove ended sessions that hold no unmerged changes, and say what that freed.
+    ///
+    /// Examples:
+    ///   airlock prune
+    ///   airlock prune --older-than 7d
+    ///   airlock prune --dry-run --json
+    #[command(verbatim_doc_comment)]
+    Prune(PruneArgs),
     /// Show what a session's agent changed: files as a unified diff, and new commits.
     Diff(SessionArgs),
     /// Land a session's changes in the real workspace.
@@ -85,6 +94,16 @@ pub(crate) enum Command {
     /// Inspect the command policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Print shell completions: airlock completions bash|zsh|fish > FILE.
+    ///
+    /// Examples:
+    ///   airlock completions bash > ~/.local/share/bash-completion/completions/airlock
+    ///   airlock completions zsh > ~/.zfunc/_airlock
+    ///   airlock completions fish > ~/.config/fish/completions/airlock.fish
+    #[command(verbatim_doc_comment)]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per subcommand with --out DIR.
+    Man(ManArgs),
     /// Internal: the sandbox's init stage. Not for direct use.
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit,
@@ -224,6 +243,13 @@ pub(crate) struct RunArgs {
     /// Session name (usable wherever a session id is).
     #[arg(long)]
     pub(crate) name: Option<String>,
+    /// Remove the session when it ends, unless it holds unmerged changes (then it is kept and
+    /// airlock says so).
+    #[arg(long, conflicts_with = "detach")]
+    pub(crate) rm: bool,
+    /// With --rm: remove the session even when it holds unmerged changes (they are lost).
+    #[arg(long, requires = "rm")]
+    pub(crate) discard_changes: bool,
     /// Internal: this process is the background supervisor of a --detach session.
     #[arg(long, hide = true, value_name = "ID")]
     pub(crate) detached_child: Option<String>,
@@ -240,6 +266,20 @@ pub(crate) struct RunArgs {
     /// The command and its arguments (default: your shell, interactive).
     #[arg(last = true, value_name = "COMMAND")]
     pub(crate) command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ManArgs {
+    /// Write airlock.1 and airlock-SUBCOMMAND.1 pages into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -270,7 +310,23 @@ pub(crate) struct SelftestArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct LsArgs {
-    /// One JSON array of sessions.
+    /// Every session, ended ones without unmerged changes included.
+    #[arg(long, short = 'a')]
+    pub(crate) all: bool,
+    /// One JSON array of sessions (each with its `unmerged` counts), newest first.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    /// Only sessions started longer ago than this: a number and s, m, h, d or w (e.g. 7d).
+    #[arg(long, value_name = "AGE")]
+    pub(crate) older_than: Option<String>,
+    /// Say what would be removed; remove nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Print what was removed as JSON.
     #[arg(long)]
     pub(crate) json: bool,
 }
@@ -375,6 +431,16 @@ pub(crate) struct HookArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
+    /// Print the effective policy for a workspace and where each value came from: built-in,
+    /// the user's config, which --policy file, which flag, a credential's hosts.
+    ///
+    /// Examples:
+    ///   airlock policy show
+    ///   airlock policy show --policy ci.toml --allow-domain crates.io --json | jq .
+    #[command(verbatim_doc_comment)]
+    Show(PolicyShowArgs),
+    /// Validate a policy file; an error names its line (FILE:LINE: key: what is wrong).
+    Check(PolicyCheckArgs),
     /// Show how a command is parsed, which rule decides each part, and the final decision.
     Explain(ExplainArgs),
     /// Re-read a running session's policy files (same as sending its airlock SIGHUP).
@@ -383,6 +449,50 @@ pub(crate) enum PolicyCommand {
         /// Session id or unique prefix (default: the most recent session).
         id: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PolicyShowArgs {
+    /// The workspace the policy is for (default: the current directory); policy files inside
+    /// it may only narrow.
+    #[arg(long, short = 'w', value_name = "DIR")]
+    pub(crate) workspace: Option<PathBuf>,
+    /// Policy file(s) to layer over ~/.config/airlock/config.toml, as for `run`.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub(crate) policies: Vec<PathBuf>,
+    /// Accept a policy file inside the workspace even where it widens the policy.
+    #[arg(long = "trust-policy", value_name = "FILE")]
+    pub(crate) trust_policies: Vec<PathBuf>,
+    /// As for `run`.
+    #[arg(long = "allow-domain", value_name = "PATTERN")]
+    pub(crate) allow_domains: Vec<String>,
+    /// As for `run`.
+    #[arg(long = "env-pass", value_name = "NAME")]
+    pub(crate) env_pass: Vec<String>,
+    /// As for `run` (NAME=VALUE).
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
+    pub(crate) env_set: Vec<String>,
+    /// As for `run`.
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) memory: Option<String>,
+    /// As for `run`.
+    #[arg(long, value_name = "N")]
+    pub(crate) cpus: Option<f64>,
+    /// As for `run`.
+    #[arg(long, value_name = "N")]
+    pub(crate) pids: Option<u64>,
+    /// Print `{"values": [{key, value, source}...], "policy": {...}}`.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PolicyCheckArgs {
+    /// The policy file.
+    pub(crate) file: PathBuf,
+    /// Print the result as JSON (errors still go to stderr, with exit status 1).
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

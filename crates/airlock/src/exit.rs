@@ -39,6 +39,10 @@ pub(crate) fn report(err: &anyhow::Error) -> i32 {
     let broken_pipe = err.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            // --json output written through serde_json keeps the I/O error inside its own.
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == Some(std::io::ErrorKind::BrokenPipe)
     });
     if broken_pipe {
         return code;

@@ -15,6 +15,7 @@ mod gate_audit;
 mod policy_load;
 mod review_out;
 mod session_dir;
+mod telemetry;
 mod tool_secrets;
 mod view;
 mod worktree;
@@ -25,8 +26,13 @@ fn main() {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
-            std::process::exit(usage_status(&e));
+            let code = usage_status(&e);
+            if code == 0 {
+                let _ = e.print();
+            } else {
+                eprintln!("{}", usage_line(&e));
+            }
+            std::process::exit(code);
         }
     };
     std::process::exit(run(cli));
@@ -44,6 +50,41 @@ fn usage_status(e: &clap::Error) -> i32 {
         _ if std::env::args().nth(1).as_deref() == Some("hook") => 2,
         _ => exit::FAILURE,
     }
+}
+
+/// A usage error as one line: clap's message without its "Usage:" block, and where to look.
+fn usage_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let mut msg = first.trim_start_matches("error: ").to_string();
+    if msg.ends_with(':') {
+        // "the following required arguments were not provided:" names them on the next lines.
+        let named: Vec<&str> = lines.take_while(|l| !l.starts_with("Usage:")).collect();
+        msg = format!("{msg} {}", named.join(", "));
+    }
+    let tip = text
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("tip: "))
+        .map(|t| format!(" ({t})"))
+        .unwrap_or_default();
+    // The subcommands named before the error, as far as they exist.
+    let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+    let mut sub = Vec::new();
+    for a in std::env::args().skip(1).take_while(|a| !a.starts_with('-')) {
+        match cmd.find_subcommand(&a).cloned() {
+            Some(c) => {
+                sub.push(a);
+                cmd = c;
+            }
+            None => break,
+        }
+    }
+    format!(
+        "airlock: {msg}{tip}; see `airlock {}--help`",
+        sub.iter().map(|s| format!("{s} ")).collect::<String>()
+    )
 }
 
 fn run(cli: cli::Cli) -> i32 {

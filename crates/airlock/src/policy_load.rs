@@ -83,7 +83,7 @@ pub(crate) fn sealed_gate_policy(
 
 /// The policy layers, lowest first: the user's config, `policies` (untrusted when inside
 /// `workspace` unless listed in `trusted`), then `flags`.
-fn layers(
+pub(crate) fn layers(
     workspace: Option<&Path>,
     policies: &[PathBuf],
     trusted: &[PathBuf],

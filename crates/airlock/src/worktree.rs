@@ -28,10 +28,10 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use airlock_sandbox::{Bind, GeneratedFile};
+use airlock_session::hostgit::{self, plain_tree, run, run_for, wait_bounded, QUICK, SLOW};
 use anyhow::{bail, Context, Result};
 
 /// A created worktree and what airlock wrote to tie it to the repository.
@@ -74,136 +74,18 @@ pub(crate) enum Outcome {
     Tampered(Vec<String>),
 }
 
-/// Environment variables that would redirect or configure a host git process.
-const GIT_ENV: &[&str] = &[
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_COMMON_DIR",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_CONFIG",
-    "GIT_CONFIG_PARAMETERS",
-    "GIT_CONFIG_COUNT",
-    "GIT_NAMESPACE",
-    "GIT_CEILING_DIRECTORIES",
-    "GIT_EXTERNAL_DIFF",
-    "GIT_EXEC_PATH",
-    "GIT_REFLOG_ACTION",
-];
-
-/// How long a host git call that reads metadata may take.
-const QUICK: Duration = Duration::from_secs(60);
-/// How long packing or indexing the agent's commits may take.
-const SLOW: Duration = Duration::from_secs(30 * 60);
 /// The most of a ref, `HEAD` or `packed-refs` file in the private directory airlock reads.
 const MAX_REF_FILE: u64 = 64 << 20;
 /// Files larger than this are counted as changed without being hashed.
 const MAX_HASHED_FILE: u64 = 1 << 30;
 
-/// A host git process with nothing from the environment, the system or the user's global
-/// config, with hooks and fsmonitor off, reflogs not written and stdin closed.
-fn host_git() -> Command {
-    let mut c = Command::new("git");
-    c.stdin(Stdio::null());
-    for k in GIT_ENV {
-        c.env_remove(k);
-    }
-    c.env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .args([
-            "-c",
-            "core.fsmonitor=false",
-            "-c",
-            "core.hooksPath=/dev/null",
-            "-c",
-            "core.logAllRefUpdates=false",
-        ]);
-    c
-}
-
 /// Host git confined to the main repository's admin directory `git_dir`: no work tree (it runs
 /// in `git_dir` with `--git-dir`), no system or global config, no hooks, no fsmonitor. Only the
 /// repository's own `config` applies, which the sandbox can read but never write.
 pub(crate) fn trusted_git(git_dir: &Path) -> Command {
-    let mut c = host_git();
+    let mut c = hostgit::command();
     c.current_dir(git_dir).arg("--git-dir").arg(git_dir);
     c
-}
-
-/// Waits for `child` up to `limit`; kills it (it is ours) when the time is up.
-fn wait_bounded(
-    child: &mut Child,
-    limit: Duration,
-    what: &str,
-) -> Result<std::process::ExitStatus> {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child
-            .try_wait()
-            .with_context(|| format!("cannot wait for git to {what}"))?
-        {
-            return Ok(s);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "git took longer than {}s to {what} and was stopped (a FIFO or a huge file in \
-                 the session's git directory?)",
-                limit.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Spawns `c` with stdin closed (unless set), output captured, signals unblocked.
-fn spawn(c: &mut Command, what: &str) -> Result<Child> {
-    airlock_sandbox::unblock_signals_in_child(c);
-    c.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run git to {what}"))
-}
-
-/// Runs `c` and returns its stdout; fails on a non-zero exit or after `limit`.
-fn run_for(mut c: Command, what: &str, limit: Duration) -> Result<String> {
-    let mut child = spawn(&mut c, what)?;
-    let out = child.stdout.take();
-    let err = child.stderr.take();
-    let reader = |p: Option<std::process::ChildStdout>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            if let Some(mut p) = p {
-                let _ = p.read_to_end(&mut v);
-            }
-            v
-        })
-    };
-    let out = reader(out);
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        if let Some(mut p) = err {
-            let _ = p.read_to_end(&mut v);
-        }
-        v
-    });
-    let status = wait_bounded(&mut child, limit, what)?;
-    let out = out.join().unwrap_or_default();
-    let err = err.join().unwrap_or_default();
-    if !status.success() {
-        bail!(
-            "git failed to {what}: {}",
-            String::from_utf8_lossy(&err).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
-fn run(c: Command, what: &str) -> Result<String> {
-    run_for(c, what, QUICK)
 }
 
 fn bind(p: PathBuf, writable: bool) -> Bind {
@@ -285,7 +167,7 @@ fn create_in(root: &Path, workspace: &Path, id: &str, name: Option<&str>) -> Res
         );
     }
     check_fresh_ref(&git_dir, &branch)?;
-    let mut c = host_git();
+    let mut c = hostgit::command();
     c.current_dir(workspace)
         .args(["worktree", "add", "--quiet", "-b", &branch])
         .arg(&path)
@@ -571,7 +453,7 @@ fn import(wt: &Worktree, tip: &str) -> Result<()> {
     plain_tree(&objects)?;
     let scratch = wt.private.with_extension("import");
     let _ = remove_tree(&scratch);
-    let mut c = host_git();
+    let mut c = hostgit::command();
     c.args(["init", "--quiet", "--bare"])
         .arg(format!("--object-format={}", wt.format))
         .arg(&scratch);
@@ -601,38 +483,16 @@ fn import(wt: &Worktree, tip: &str) -> Result<()> {
     result
 }
 
-/// Fails unless everything below `dir` is a plain directory or regular file: a FIFO, socket,
-/// device or link the agent planted in its object store would make `pack-objects` block or read
-/// a host file.
-fn plain_tree(dir: &Path) -> Result<()> {
-    let rd = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
-    for e in rd {
-        let e = e.with_context(|| format!("cannot read {}", dir.display()))?;
-        let t = e
-            .file_type()
-            .with_context(|| format!("cannot read {}", e.path().display()))?;
-        if t.is_dir() {
-            plain_tree(&e.path())?;
-        } else if !t.is_file() {
-            bail!(
-                "{} is not a regular file; the agent's object store is not read",
-                e.path().display()
-            );
-        }
-    }
-    Ok(())
-}
-
 /// `pack-objects` in the scratch repository piped into `index-pack` in the main one.
 fn copy_objects(wt: &Worktree, scratch: &Path, tip: &str) -> Result<()> {
     use std::io::Write;
-    let mut c = host_git();
+    let mut c = hostgit::command();
     c.current_dir(scratch)
         .arg("--git-dir")
         .arg(scratch)
         .args(["pack-objects", "--revs", "--stdout", "-q"])
         .stdin(Stdio::piped());
-    let mut pack = spawn(&mut c, "pack the agent's commits")?;
+    let mut pack = hostgit::spawn(&mut c, "pack the agent's commits")?;
     if let Some(mut stdin) = pack.stdin.take() {
         let revs = format!("{tip}\n^{}\n", wt.base);
         stdin
@@ -655,7 +515,8 @@ fn copy_objects(wt: &Worktree, scratch: &Path, tip: &str) -> Result<()> {
         }
         bail!("git failed to pack the agent's commits: {}", err.trim());
     }
-    indexed.map(|_| ())
+    indexed?;
+    Ok(())
 }
 
 /// A tree entry: git mode (`100644`, `100755`, `120000`, `160000`, or for worktree files
@@ -946,6 +807,7 @@ pub(crate) fn tamper_warning(session: &str, wt: &Worktree, what: &[String]) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
 
     fn git(dir: &Path, args: &[&str]) {
         let o = Command::new("git")

@@ -346,7 +346,11 @@ impl Env {
     }
 
     fn session(&self) -> String {
-        let o = self.airlock().args(["ls", "--json"]).output().expect("ls");
+        let o = self
+            .airlock()
+            .args(["ls", "--all", "--json"])
+            .output()
+            .expect("ls");
         let v: Value = serde_json::from_str(&stdout(&o)).expect("ls json");
         let rows = v.as_array().expect("array");
         assert_eq!(rows.len(), 1, "{v}");
@@ -392,6 +396,8 @@ fn claude_code_works_through_the_proxy_and_the_gate() {
     let key = secret();
     let (ca, config) = tls_config("api.anthropic.com");
     let (port, seen) = fake_api(config);
+    // The user's collector: airlock's events and Claude Code's own telemetry go there.
+    let otlp = airlock_test_support::otlp::Receiver::start();
     std::fs::write(env.path("ca.pem"), ca).expect("ca");
     let policy = env.path("policy.toml");
     std::fs::write(
@@ -407,13 +413,17 @@ allow_private = ["127.0.0.1"]
 [tls]
 extra_roots = ["{ca}"]
 
+[telemetry]
+otlp_endpoint = "{otlp}"
+
 # The network is the proxy's to refuse here, and the environment listing is what the test
 # inspects: the gate lets both through.
 [commands]
 default_network = "allow"
 disable = ["environment-dump"]
 "#,
-            ca = env.path("ca.pem").display()
+            ca = env.path("ca.pem").display(),
+            otlp = otlp.endpoint(),
         ),
     )
     .expect("policy");
@@ -457,6 +467,10 @@ disable = ["environment-dump"]
         .args([
             "-e",
             &format!("ANTHROPIC_BASE_URL=https://api.anthropic.com:{port}"),
+            "-e",
+            "OTEL_LOGS_EXPORT_INTERVAL=500",
+            "-e",
+            "OTEL_METRIC_EXPORT_INTERVAL=1000",
             "--prompt",
             "run the scripted steps",
         ])
@@ -610,6 +624,54 @@ disable = ["environment-dump"]
     assert_eq!(std::fs::read_to_string(&ws_file).expect("merged"), "hi\n");
     if std::env::var_os("AIRLOCK_TEST_DUMP").is_some() {
         eprintln!("{}\n{events:#?}", dump());
+    }
+
+    claude_telemetry_reached_the_collector(&otlp, &session, &events);
+}
+
+/// `[telemetry]`: airlock's own records of the session (the denied rm among them) and Claude
+/// Code's own OpenTelemetry events, exported through the proxy to the collector, without the
+/// prompt text or tool parameters (`include_prompts` is off).
+fn claude_telemetry_reached_the_collector(
+    otlp: &airlock_test_support::otlp::Receiver,
+    session: &str,
+    events: &[Value],
+) {
+    let denied = otlp
+        .wait_for(std::time::Duration::from_secs(10), |r| {
+            r.event_name == "airlock.command"
+                && r.attr("airlock.decision") == "deny"
+                && r.attr("airlock.command") == "rm -rf ~"
+        })
+        .unwrap_or_else(|| panic!("airlock's denial was not exported: {:#?}", otlp.records()));
+    assert_eq!(denied.attr("airlock.session.id"), session);
+    assert_eq!(denied.attr("airlock.agent"), "claude");
+    let claude: Vec<_> = otlp
+        .records()
+        .into_iter()
+        .filter(|r| r.resource.get("service.name").map(String::as_str) != Some("airlock"))
+        .collect();
+    assert!(
+        claude.iter().any(|r| r.body.starts_with("claude_code.")),
+        "Claude Code's own events did not reach the collector ({} requests on /v1/metrics); airlock's audit: {events:#?}\nrecords: {claude:#?}",
+        otlp.requests("/v1/metrics")
+    );
+    assert!(
+        claude
+            .iter()
+            .all(|r| r.resource.get("airlock.session.id").map(String::as_str) == Some(session)),
+        "{claude:#?}"
+    );
+    for r in &claude {
+        let all = format!("{} {:?}", r.body, r.attributes);
+        assert!(
+            !all.contains("scripted steps"),
+            "the prompt text was exported: {r:#?}"
+        );
+        assert!(
+            !all.contains("rm -rf"),
+            "tool parameters were exported: {r:#?}"
+        );
     }
 }
 

@@ -885,7 +885,7 @@ fn merge_lands_edits_and_commits_once() {
     let o = repo.airlock(&["merge", "land"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("merged already"), "{}", stderr(&o));
-    let o = repo.airlock(&["ls", "--json"]);
+    let o = repo.airlock(&["ls", "--all", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(rows[0]["merged"], true, "{rows}");
     assert_eq!(rows[0]["state"], "exited", "{rows}");
@@ -1202,13 +1202,100 @@ fn session_commands_explain_bad_input() {
     let o = repo.airlock(&["diff", "nope"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("no session 'nope'"), "{}", stderr(&o));
-    let o = repo.airlock(&["run", "--mode", "bind", "--name", "b", "--", "true"]);
+    // (A bind session that changed nothing is not kept: this one writes.)
+    let o = repo.airlock(&[
+        "run", "--mode", "bind", "--name", "b", "--", "sh", "-c", ": > made",
+    ]);
     assert_eq!(o.status.code(), Some(0));
     let o = repo.airlock(&["diff", "b"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("--mode bind"), "{}", stderr(&o));
     let o = repo.airlock(&["run", "--name", "b", "--", "true"]);
     assert_eq!(o.status.code(), Some(125), "duplicate names are refused");
+}
+
+#[test]
+fn sessions_record_their_backend_and_only_working_backends_are_offered() {
+    let repo = Repo::new();
+    // A bind session that changed nothing would be removed at its end: this one writes.
+    let o = repo.airlock(&[
+        "run",
+        "--mode",
+        "bind",
+        "--name",
+        "nb",
+        "--",
+        "sh",
+        "-c",
+        "echo x > kept.txt",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A launch that fails is recorded as failed with its status (the finish step).
+    let o = repo.airlock(&["run", "--name", "nf", "--", "/no/such/program"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    let o = repo.airlock(&["ls", "--all", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let row = |name: &str| {
+        rows.as_array()
+            .and_then(|r| r.iter().find(|r| r["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no session {name} in {rows}"))
+    };
+    let nb = row("nb");
+    // Stable names, not Debug renderings.
+    assert_eq!(nb["backend"], "native", "{nb}");
+    assert_eq!(nb["mode"], "bind", "{nb}");
+    assert_eq!(nb["agent"], "shell", "{nb}");
+    assert_eq!(nb["location"], serde_json::Value::Null, "{nb}");
+    let nf = row("nf");
+    assert_eq!(
+        (&nf["state"], &nf["exit_status"]),
+        (&"failed".into(), &127.into()),
+        "{nf}"
+    );
+    let table = stdout(&repo.airlock(&["ls", "--all"]));
+    let words = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let header = words(table.lines().next().unwrap_or_default());
+    assert!(
+        header.windows(2).any(|p| p == ["MODE", "BACKEND"]),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .map(words)
+            .any(|w| w.get(1).is_some_and(|n| n == "nb")
+                && w.windows(2).any(|p| p == ["bind", "native"])),
+        "{table}"
+    );
+    // Backends that do nothing yet are neither accepted nor offered.
+    for other in ["docker", "podman", "fly", "k8s"] {
+        let o = repo.airlock(&["run", "--backend", other, "--", "true"]);
+        assert_eq!(
+            o.status.code(),
+            Some(125),
+            "--backend {other}: {}",
+            stderr(&o)
+        );
+        assert!(
+            stderr(&o).contains(&format!("invalid value '{other}' for '--backend")),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let help = stdout(&repo.airlock(&["run", "--help"]));
+    let backend_help = help
+        .split("--backend")
+        .nth(1)
+        .and_then(|h| h.split("--memory").next())
+        .unwrap_or_default();
+    assert!(backend_help.contains("native"), "{help}");
+    for other in ["docker", "podman", "fly", "k8s"] {
+        assert!(
+            !backend_help.contains(other),
+            "{other} offered: {backend_help}"
+        );
+    }
 }
 
 #[test]
@@ -2175,7 +2262,7 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
     // every line (the last included) with a newline.
     let o = repo.airlock(&["run", "--name", "ov", "--", "true"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let table = stdout(&repo.airlock(&["ls"]));
+    let table = stdout(&repo.airlock(&["ls", "--all"]));
     assert!(table.ends_with('\n'), "{table:?}");
     let ws = repo.ws.path().display().to_string();
     let col = |l: &str| l.find(&ws).or_else(|| l.find("WORKSPACE"));

@@ -1,7 +1,6 @@
-//! `airlock audit` (read a session's decisions) and `airlock policy reload` (signal a running
-//! session's supervisor to re-read its policy).
+//! `airlock audit`: a session's decisions, as lines or JSON.
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use std::io::Write;
 
 use airlock_audit::{read_events, AuditEvent, Decision, Detail};
@@ -82,6 +81,14 @@ fn human(e: &AuditEvent) -> String {
             format!("term {relay}: dropped {}", kinds.join(" "))
         }
         Detail::Unix { path, pid } => format!("unix connect {} (pid {pid})", q(path)),
+        Detail::Telemetry {
+            endpoint,
+            dropped,
+            failed,
+        } => format!(
+            "telemetry {}: {dropped} events dropped (queue full), {failed} not accepted",
+            q(endpoint)
+        ),
     };
     let rule = e
         .rule
@@ -89,19 +96,6 @@ fn human(e: &AuditEvent) -> String {
         .map(|r| format!("  [{}]", q(r)))
         .unwrap_or_default();
     format!("{} {:5} {what}{rule}", q(&e.ts), e.decision.as_str())
-}
-
-pub(crate) fn reload(id: Option<&str>) -> Result<i32> {
-    let info = session_dir::find(id)?;
-    let answer = crate::control::request(&info.dir, "reload")
-        .with_context(|| format!("session {} is not running or not answering", info.id))?;
-    match answer.strip_prefix("ok") {
-        Some(_) => {
-            println!("session {}: policy reloaded", info.id);
-            Ok(0)
-        }
-        None => bail!("session {}: {}", info.id, answer.trim()),
-    }
 }
 
 #[cfg(test)]

@@ -1,39 +1,248 @@
-//! `airlock ls`: the sessions, as a table or JSON.
+//! The session list and its upkeep: `airlock ls` (newest first; by default what still needs
+//! you: running sessions and those with unmerged changes), `airlock prune` (removes ended
+//! sessions that hold nothing unmerged and says what it freed), and the end of a session run
+//! with `--rm` or in bind mode (`finish_session`).
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use airlock_session::merge::is_git_internal;
+use airlock_session::{SessionMode, SessionRow, SessionState, Store};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
 
-use super::session::state_word;
-use crate::cli::LsArgs;
+use super::rm::remove_tree;
+use super::session::{review, state_word};
+use crate::backends;
+use crate::cli::{LsArgs, PruneArgs};
 use crate::review_out::ReviewOut;
 use crate::session_dir;
 
+/// What a session holds that has not reached the workspace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub(crate) struct Unmerged {
+    /// Changed files in the overlay's upper layer (git internals and ignored paths not counted).
+    pub(crate) files: usize,
+    /// Changes under paths the workspace's own ignore rules ignore (build output such as
+    /// `target/`): listed for information, never counted as unmerged.
+    #[serde(default)]
+    pub(crate) ignored: usize,
+    /// New commits in the overlay.
+    pub(crate) commits: usize,
+    /// A worktree kept because it had changes (worktree mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) worktree: Option<PathBuf>,
+    /// The changes could not be read (the workspace is gone, a layer is unreadable): treated as
+    /// unmerged, so nothing is thrown away on a guess.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) unknown: Option<String>,
+}
+
+impl Unmerged {
+    /// Nothing to lose.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.files == 0 && self.commits == 0 && self.worktree.is_none() && self.unknown.is_none()
+    }
+
+    /// `3 file(s), 1 commit(s)`, `a worktree at ...`, or why it is unknown.
+    pub(crate) fn describe(&self) -> String {
+        if let Some(why) = &self.unknown {
+            return format!("changes that cannot be read ({why})");
+        }
+        if let Some(w) = &self.worktree {
+            return format!("a worktree with changes at {}", w.display());
+        }
+        format!("{} file(s), {} commit(s)", self.files, self.commits)
+    }
+}
+
+/// Where an ended session's [`Unmerged`] is kept (its upper layer no longer changes).
+const UNMERGED_CACHE: &str = "unmerged.json";
+
+/// What session `r` holds unmerged. A merged session, a bind-mode session (its writes went to
+/// the workspace itself) and an overlay without changes hold nothing; changes the workspace's
+/// own ignore rules ignore do not count. Computed once for an ended session, then read from
+/// its directory.
+pub(crate) fn unmerged(r: &SessionRow) -> Unmerged {
+    let mut u = Unmerged::default();
+    if r.merged {
+        return u;
+    }
+    match r.mode {
+        SessionMode::Overlay => {
+            if !r.dir.join("upper").is_dir() {
+                return u;
+            }
+            let cache = r.dir.join(UNMERGED_CACHE);
+            let ended = r.state != SessionState::Running;
+            if ended {
+                if let Some(c) = std::fs::read(&cache)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Unmerged>(&b).ok())
+                {
+                    return c;
+                }
+            }
+            match review(r) {
+                Ok(rv) => {
+                    let mut ignores = HostIgnores::new(&r.workspace);
+                    for c in rv.files.iter().filter(|c| !is_git_internal(&c.path)) {
+                        if ignores.ignored(&c.path, c.dir) {
+                            u.ignored += 1;
+                        } else {
+                            u.files += 1;
+                        }
+                    }
+                    u.commits = rv.commits.len();
+                    if ended {
+                        if let Ok(bytes) = serde_json::to_vec(&u) {
+                            let _ = std::fs::write(&cache, bytes);
+                        }
+                    }
+                }
+                Err(e) => u.unknown = Some(format!("{e:#}")),
+            }
+        }
+        SessionMode::Worktree => {
+            let kept = session_dir::sessions_root()
+                .ok()
+                .and_then(|s| s.parent().map(|p| p.join("worktrees").join(&r.id)));
+            if let Some(w) = kept.filter(|w| w.exists()) {
+                u.worktree = Some(w);
+            }
+        }
+        SessionMode::Bind => {}
+    }
+    u
+}
+
+/// The workspace's ignore rules as the host has them (`.git/info/exclude`, then each
+/// `.gitignore` from the root down to the changed path, a deeper file overriding), read from the
+/// real tree: in overlay mode the agent's writes are in the upper layer, so it cannot add rules
+/// that would make its changes look ignored.
+struct HostIgnores {
+    root: PathBuf,
+    loaded: std::collections::HashMap<PathBuf, Option<ignore::gitignore::Gitignore>>,
+}
+
+impl HostIgnores {
+    fn new(root: &Path) -> HostIgnores {
+        HostIgnores {
+            root: root.to_path_buf(),
+            loaded: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The matcher of one ignore file, loaded once; `None` when there is none.
+    fn matcher(&mut self, file: PathBuf) -> Option<&ignore::gitignore::Gitignore> {
+        self.loaded
+            .entry(file.clone())
+            .or_insert_with(|| {
+                file.symlink_metadata()
+                    .is_ok_and(|m| m.is_file())
+                    .then(|| ignore::gitignore::Gitignore::new(&file).0)
+            })
+            .as_ref()
+    }
+
+    /// Whether `rel` (relative to the workspace) is ignored.
+    fn ignored(&mut self, rel: &Path, is_dir: bool) -> bool {
+        use ignore::Match;
+        let mut verdict = false;
+        let mut check = |gi: Option<&ignore::gitignore::Gitignore>, sub: &Path| match gi
+            .map(|g| g.matched_path_or_any_parents(sub, is_dir))
+        {
+            Some(Match::Ignore(_)) => verdict = true,
+            Some(Match::Whitelist(_)) => verdict = false,
+            _ => {}
+        };
+        let exclude = self.root.join(".git/info/exclude");
+        check(self.matcher(exclude), rel);
+        let mut dir = PathBuf::new();
+        let parts: Vec<_> = rel.components().collect();
+        for (i, part) in parts.iter().enumerate() {
+            let file = self.root.join(&dir).join(".gitignore");
+            let sub = rel.strip_prefix(&dir).unwrap_or(rel).to_path_buf();
+            check(self.matcher(file), &sub);
+            if i + 1 < parts.len() {
+                dir.push(part);
+            }
+        }
+        verdict
+    }
+}
+
+/// A listed session: the stored row and what it holds unmerged.
+#[derive(Debug, Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    row: SessionRow,
+    unmerged: Unmerged,
+}
+
 pub(crate) fn ls(args: LsArgs) -> Result<i32> {
-    let rows = session_dir::store()?.list()?;
+    let mut rows = session_dir::store()?.list()?;
+    rows.reverse();
+    let total = rows.len();
+    let listed: Vec<Listed> = rows
+        .into_iter()
+        .map(|row| Listed {
+            unmerged: unmerged(&row),
+            row,
+        })
+        .filter(|l| args.all || l.row.state == SessionState::Running || !l.unmerged.is_empty())
+        .collect();
+    let hidden = total - listed.len();
     let mut out = ReviewOut::stdout();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &rows)?;
+        serde_json::to_writer_pretty(&mut out, &listed)?;
         writeln!(out)?;
         return Ok(0);
     }
-    if rows.is_empty() {
-        writeln!(out, "no sessions; start one with `airlock run`")?;
+    if listed.is_empty() {
+        match hidden {
+            0 => writeln!(out, "no sessions; start one with `airlock run`")?,
+            n => writeln!(
+                out,
+                "nothing needs you: no live session and none with unmerged changes ({n} ended; `airlock ls --all` lists them, `airlock prune` removes them)"
+            )?,
+        }
         return Ok(0);
     }
-    let table: Vec<[String; 7]> = rows
+    write!(out, "{}", table(&listed))?;
+    if hidden > 0 {
+        eprintln!(
+            "airlock: {hidden} ended session(s) with nothing unmerged not shown; `airlock ls --all` lists them, `airlock prune` removes them"
+        );
+    }
+    Ok(0)
+}
+
+fn table(listed: &[Listed]) -> String {
+    let rows: Vec<[String; 8]> = listed
         .iter()
-        .map(|r| {
+        .map(|l| {
+            let r = &l.row;
             let mut state = state_word(r);
             if r.merged {
                 state.push_str(", merged");
             }
+            let changes = if l.unmerged.is_empty() {
+                "-".to_string()
+            } else if l.unmerged.unknown.is_some() {
+                "?".to_string()
+            } else if l.unmerged.worktree.is_some() {
+                "worktree".to_string()
+            } else {
+                format!("{}f {}c", l.unmerged.files, l.unmerged.commits)
+            };
             [
                 r.id.clone(),
                 r.name.clone().unwrap_or_else(|| "-".into()),
                 state,
                 r.mode.to_string(),
                 backend_word(r),
+                changes,
                 r.created.get(..19).unwrap_or(&r.created).to_string(),
                 r.workspace.display().to_string(),
             ]
@@ -45,12 +254,12 @@ pub(crate) fn ls(args: LsArgs) -> Result<i32> {
         "STATE",
         "MODE",
         "BACKEND",
+        "UNMERGED",
         "CREATED",
         "WORKSPACE",
     ]
     .map(String::from);
-    write!(out, "{}", render_table(&header, &table))?;
-    Ok(0)
+    render_table(&header, &rows)
 }
 
 /// The backend a session runs on, with where when it is remote (`k8s@pod/airlock-1234`).
@@ -86,9 +295,383 @@ fn render_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> S
     out
 }
 
+/// Parses a duration such as `7d`, `12h`, `30m`, `90s` or `2w` into seconds.
+pub(crate) fn parse_age(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        anyhow::anyhow!("--older-than {text}: expected a number and a unit, e.g. 7d, 12h, 30m")
+    })?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => bail!("--older-than {text}: unknown unit '{unit}'; use s, m, h, d or w (e.g. 7d)"),
+    };
+    n.checked_mul(unit_secs)
+        .with_context(|| format!("--older-than {text} is too large"))
+}
+
+/// Bytes under `dir` (files' allocated size; links not followed).
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            total = total.saturating_add(m.blocks().saturating_mul(512));
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    total
+}
+
+/// `1.2 GiB`, `340.0 MiB`, `12 KiB`.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// Deletes a session: what its backend left (`Backend::clean_up`), its directory and its row;
+/// returns the bytes freed.
+pub(crate) fn remove_session(store: &Store, r: &SessionRow) -> Result<u64> {
+    let (backend, session) = backends::of(r);
+    backend
+        .clean_up(&session)
+        .with_context(|| format!("session {} was not removed", r.id))?;
+    let mut freed = 0;
+    if r.dir.exists() {
+        freed = disk_usage(&r.dir);
+        remove_tree(&r.dir).with_context(|| format!("cannot delete {}", r.dir.display()))?;
+    }
+    store.delete(&r.id)?;
+    Ok(freed)
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// One pruned (or, with --dry-run, prunable) session.
+#[derive(Debug, Serialize)]
+struct Pruned {
+    id: String,
+    name: Option<String>,
+    workspace: PathBuf,
+    bytes: u64,
+}
+
+pub(crate) fn prune(args: PruneArgs) -> Result<i32> {
+    let min_age = args.older_than.as_deref().map(parse_age).transpose()?;
+    let store = session_dir::store()?;
+    let now = now_unix();
+    let mut pruned = Vec::new();
+    let mut kept_unmerged = 0usize;
+    for r in store.list()? {
+        if r.state == SessionState::Running {
+            continue;
+        }
+        let age = u64::try_from(now.saturating_sub(r.created_unix)).unwrap_or(0);
+        if min_age.is_some_and(|m| age < m) {
+            continue;
+        }
+        if !unmerged(&r).is_empty() {
+            kept_unmerged += 1;
+            continue;
+        }
+        let bytes = if args.dry_run {
+            disk_usage(&r.dir)
+        } else {
+            remove_session(&store, &r)?
+        };
+        pruned.push(Pruned {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            workspace: r.workspace.clone(),
+            bytes,
+        });
+    }
+    let freed: u64 = pruned.iter().map(|p| p.bytes).sum();
+    let mut out = ReviewOut::stdout();
+    if args.json {
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({
+                "dry_run": args.dry_run,
+                "removed": pruned,
+                "freed_bytes": freed,
+                "kept_unmerged": kept_unmerged,
+            }),
+        )?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for p in &pruned {
+        writeln!(
+            out,
+            "{verb} {} ({})",
+            p.name.as_deref().unwrap_or(&p.id),
+            human_bytes(p.bytes)
+        )?;
+    }
+    writeln!(
+        out,
+        "{verb} {} session(s), freeing {}{}",
+        pruned.len(),
+        human_bytes(freed),
+        if kept_unmerged > 0 {
+            format!("; kept {kept_unmerged} with unmerged changes (`airlock ls` lists them)")
+        } else {
+            String::new()
+        }
+    )?;
+    Ok(0)
+}
+
+/// A cheap fingerprint of a bind-mode workspace: every entry's path, inode, size, mtime and
+/// ctime (which the sandbox cannot set back), walked without following links. `None` when the
+/// tree is larger than [`SNAPSHOT_MAX`] entries (then the session is kept: no guess).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Snapshot(Option<Vec<Stamp>>);
+
+/// One entry of a [`Snapshot`]: path, inode, size, mtime (s, ns), ctime (s, ns).
+type Stamp = (PathBuf, u64, u64, i64, i64, i64, i64);
+
+/// Entries walked at most for a bind-mode snapshot.
+const SNAPSHOT_MAX: usize = 50_000;
+
+impl Snapshot {
+    /// Walks `root` (bind mode only; other modes get an empty snapshot and are not judged by it).
+    pub(crate) fn take(root: &Path) -> Snapshot {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let Ok(m) = e.path().symlink_metadata() else {
+                    continue;
+                };
+                out.push((
+                    e.path(),
+                    m.ino(),
+                    m.size(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ctime(),
+                    m.ctime_nsec(),
+                ));
+                if out.len() > SNAPSHOT_MAX {
+                    return Snapshot(None);
+                }
+                if m.is_dir() {
+                    stack.push(e.path());
+                }
+            }
+        }
+        if let Ok(m) = root.symlink_metadata() {
+            out.push((
+                root.to_path_buf(),
+                m.ino(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            ));
+        }
+        out.sort();
+        Snapshot(Some(out))
+    }
+}
+
+/// What the end of a session does with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Disposal {
+    /// Keep it (the default).
+    Keep,
+    /// `--rm`: remove it unless it holds unmerged changes.
+    Remove,
+    /// `--rm --discard-changes`: remove it whatever it holds.
+    Discard,
+}
+
+impl Disposal {
+    /// From `run --rm [--discard-changes]`.
+    pub(crate) fn from_flags(rm: bool, discard_changes: bool) -> Disposal {
+        match (rm, discard_changes) {
+            (true, true) => Disposal::Discard,
+            (true, false) => Disposal::Remove,
+            _ => Disposal::Keep,
+        }
+    }
+}
+
+/// At the end of `airlock run`: removes the session with `--rm` (refusing, with a message, when
+/// it holds unmerged changes, unless `--discard-changes`), and a bind-mode session whose
+/// workspace is exactly as before (`before`) and whose audit log holds nothing but its start
+/// and end, so such sessions do not pile up (any network or command decision keeps it for
+/// `airlock audit`). Failures are reported, never fatal: the command's status stands.
+/// Returns whether the session was removed.
+pub(crate) fn finish_session(session: &str, disposal: Disposal, before: Option<&Snapshot>) -> bool {
+    let Ok(store) = session_dir::store() else {
+        return false;
+    };
+    let Ok(r) = store.get(session) else {
+        return false;
+    };
+    let pending = unmerged(&r);
+    let remove = match disposal {
+        Disposal::Discard => true,
+        Disposal::Remove if pending.is_empty() => true,
+        Disposal::Remove => {
+            eprintln!(
+                "airlock: session {session} kept: it holds unmerged changes ({}); review with `airlock diff {session}`, land with `airlock merge {session}`, or discard with `airlock rm --force {session}`",
+                pending.describe()
+            );
+            false
+        }
+        Disposal::Keep => {
+            r.mode == SessionMode::Bind
+                && before.is_some_and(|b| b.0.is_some() && *b == Snapshot::take(&r.workspace))
+                && audit_is_quiet(&r.dir.join("audit.jsonl"))
+        }
+    };
+    if !remove {
+        return false;
+    }
+    if let Some(w) = &pending.worktree {
+        eprintln!(
+            "airlock: session {session} removed; its worktree {} and branch stay in the repository (`git worktree remove --force {}` in {} removes them)",
+            w.display(),
+            w.display(),
+            r.workspace.display()
+        );
+    }
+    match remove_session(&store, &r) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("airlock: warning: cannot remove session {session}: {e:#}");
+            false
+        }
+    }
+}
+
+/// Whether the audit log records nothing worth keeping: only the session's start and end (no
+/// network or command decision, no filtered terminal sequence, no unreadable line).
+fn audit_is_quiet(log: &Path) -> bool {
+    use airlock_audit::Detail;
+    airlock_audit::read_events(log).is_ok_and(|(events, bad)| {
+        bad == 0
+            && events.iter().all(|e| match &e.detail {
+                Detail::Session { .. } | Detail::Telemetry { .. } => true,
+                Detail::Terminal { dropped, .. } => dropped.values().all(|n| *n == 0),
+                _ => false,
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_parse_with_units_and_errors_say_how() {
+        assert_eq!(parse_age("7d").expect("7d"), 7 * 86_400);
+        assert_eq!(parse_age("12h").expect("12h"), 12 * 3600);
+        assert_eq!(parse_age("30m").expect("30m"), 1800);
+        assert_eq!(parse_age("2w").expect("2w"), 14 * 86_400);
+        assert_eq!(parse_age("90s").expect("90s"), 90);
+        for bad in ["", "d", "7", "7y", "-1d", "99999999999999999999d"] {
+            let e = parse_age(bad).expect_err(bad).to_string();
+            assert!(e.contains("--older-than"), "{e}");
+        }
+    }
+
+    #[test]
+    fn host_ignore_rules_decide_with_deeper_files_winning() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let w = d.path();
+        std::fs::create_dir_all(w.join(".git/info")).expect("mkdir");
+        std::fs::create_dir_all(w.join("sub")).expect("mkdir");
+        std::fs::write(w.join(".gitignore"), "/target\n*.log\n").expect("write");
+        std::fs::write(w.join("sub/.gitignore"), "!keep.log\nbuild/\n").expect("write");
+        std::fs::write(w.join(".git/info/exclude"), "scratch/\n").expect("write");
+        let mut ig = HostIgnores::new(w);
+        for (path, dir, want) in [
+            ("target/debug/x", false, true),
+            ("target", true, true),
+            ("sub/target/x", false, false),
+            ("a.log", false, true),
+            ("sub/keep.log", false, false),
+            ("sub/other.log", false, true),
+            ("sub/build/o.o", false, true),
+            ("build/o.o", false, false),
+            ("scratch/n", false, true),
+            ("src/main.rs", false, false),
+        ] {
+            assert_eq!(ig.ignored(Path::new(path), dir), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn sizes_read_like_du() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(2048), "2.0 KiB");
+        assert_eq!(human_bytes(5 << 30), "5.0 GiB");
+    }
+
+    #[test]
+    fn a_snapshot_sees_writes_renames_and_touch_backs() {
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::write(d.path().join("a"), "1").expect("write");
+        let before = Snapshot::take(d.path());
+        assert_eq!(before, Snapshot::take(d.path()));
+        // Same size, mtime set back: ctime still moves.
+        let m = std::fs::metadata(d.path().join("a")).expect("meta");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(d.path().join("a"), "2").expect("write");
+        let f = std::fs::File::options()
+            .write(true)
+            .open(d.path().join("a"))
+            .expect("open");
+        f.set_modified(m.modified().expect("mtime"))
+            .expect("touch back");
+        assert_ne!(before, Snapshot::take(d.path()));
+        let before = Snapshot::take(d.path());
+        std::fs::rename(d.path().join("a"), d.path().join("b")).expect("rename");
+        assert_ne!(before, Snapshot::take(d.path()));
+    }
 
     #[test]
     fn table_columns_fit_their_widest_cell_and_every_line_ends() {

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use airlock_session::changes::Change;
-use airlock_session::merge::{apply, conflicts, interrupted, is_git_internal};
+use airlock_session::merge::{apply_with_progress, conflicts, interrupted, is_git_internal};
 use airlock_session::quote;
 use airlock_session::{SessionRow, SessionState};
 use anyhow::{bail, Context, Result};
@@ -51,6 +51,26 @@ fn refuse_conflicts(r: &SessionRow, upper: &std::path::Path, files: &[Change]) -
     )
 }
 
+/// A progress line on stderr for merges that take a while: only on a terminal, from the
+/// 200th change or after a second, redrawn at most ten times a second.
+fn merge_progress() -> impl FnMut(usize, usize) {
+    let tty = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
+    let start = std::time::Instant::now();
+    let mut last: Option<std::time::Instant> = None;
+    move |done, total| {
+        let slow = done >= 200 || start.elapsed() > std::time::Duration::from_secs(1);
+        let due = last.is_none_or(|l| l.elapsed() > std::time::Duration::from_millis(100));
+        if !tty || !slow || !(due || done == total) {
+            return;
+        }
+        last = Some(std::time::Instant::now());
+        eprint!("\rairlock: merging {done}/{total} change(s)");
+        if done == total {
+            eprintln!();
+        }
+    }
+}
+
 /// Applies the files, or explains (by name) what was refused, or what had landed before a
 /// failure and how to complete it.
 fn land_files(
@@ -60,7 +80,16 @@ fn land_files(
     allow_exec: bool,
     journal: &std::path::Path,
 ) -> Result<airlock_session::merge::MergeReport> {
-    let report = apply(&r.workspace, upper, files, allow_exec, journal).map_err(|e| {
+    let mut progress = merge_progress();
+    let report = apply_with_progress(
+        &r.workspace,
+        upper,
+        files,
+        allow_exec,
+        journal,
+        &mut progress,
+    )
+    .map_err(|e| {
         let landed = interrupted(journal);
         if landed.is_empty() {
             return anyhow::anyhow!("{e}\nnothing was merged");
@@ -149,6 +178,18 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
     }
     store.mark_merged(&r.id)?;
     let _ = std::fs::remove_file(&journal);
+    crate::telemetry::record_after_session(
+        &r,
+        airlock_audit::AuditEvent::now(
+            airlock_audit::Decision::Info,
+            airlock_audit::Detail::Session {
+                event: "merged".into(),
+                exit_status: None,
+            },
+        )
+        .session(r.id.clone())
+        .reason(format!("{} file change(s) landed", report.applied.len())),
+    );
     writeln!(
         out,
         "merged session {} into {} ({} file change(s))",

@@ -2,6 +2,7 @@
 
 mod attach;
 mod audit;
+mod completions;
 mod creds;
 pub(crate) mod detach;
 mod diff;
@@ -9,8 +10,10 @@ mod doctor;
 mod explain;
 mod hook;
 mod logs;
-mod ls;
+pub(crate) mod ls;
 mod merge;
+mod policy;
+mod reload;
 mod rm;
 mod run;
 mod selftest;
@@ -30,7 +33,7 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Hook(HookCommand::Claude(args)) => hook::claude(args),
         Command::Hook(HookCommand::Codex(args)) => hook::codex(args),
         Command::Policy(PolicyCommand::Explain(args)) => explain::explain(args),
-        Command::Policy(PolicyCommand::Reload { id }) => audit::reload(id.as_deref()),
+        Command::Policy(PolicyCommand::Reload { id }) => reload::reload(id.as_deref()),
         Command::Audit(args) => audit::audit(args),
         Command::Creds(args) => creds::creds(args),
         Command::Ls(args) => ls::ls(args),
@@ -40,6 +43,11 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Stop(args) => stop::stop(args),
         Command::Attach(args) => attach::attach(args),
         Command::Logs(args) => logs::logs(args),
+        Command::Policy(PolicyCommand::Show(args)) => policy::show(args),
+        Command::Policy(PolicyCommand::Check(args)) => policy::check(args),
+        Command::Prune(args) => ls::prune(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
         Command::Probe { name, args } => selftest::probe(&name, &args),
         Command::SandboxInit => Ok(run::sandbox_init()),
         Command::ContainerInit { socket } => Ok(airlock_sandbox::container_init_main(&socket)),

@@ -3,10 +3,9 @@
 
 use airlock_session::merge::is_git_internal;
 use airlock_session::{SessionMode, SessionState};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use super::session::review;
-use crate::backends;
 use crate::cli::RmArgs;
 use crate::session_dir;
 
@@ -37,21 +36,14 @@ pub(crate) fn rm(args: RmArgs) -> Result<i32> {
             }
         }
     }
-    let (backend, session) = backends::of(&r);
-    backend
-        .clean_up(&session)
-        .with_context(|| format!("session {} was not removed", r.id))?;
-    if r.dir.exists() {
-        remove_tree(&r.dir).with_context(|| format!("cannot delete {}", r.dir.display()))?;
-    }
-    store.delete(&r.id)?;
+    super::ls::remove_session(&store, &r)?;
     println!("removed session {}", r.id);
     Ok(0)
 }
 
 /// Deletes a session directory. overlayfs leaves its scratch `work/work` directory with mode 000,
 /// so directories are made accessible first.
-fn remove_tree(dir: &std::path::Path) -> std::io::Result<()> {
+pub(super) fn remove_tree(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if std::fs::remove_dir_all(dir).is_ok() {
         return Ok(());

@@ -1,7 +1,12 @@
 //! The agent's part of the spec (`--agent`): its binary, its per-project state, generated
 //! settings, environment and argv.
 
+use std::path::{Path, PathBuf};
+
+use airlock_sandbox::{Bind, SandboxSpec};
 use anyhow::{Context, Result};
+
+use crate::agents::Profile;
 
 use crate::cli::RunArgs;
 use crate::session_dir;
@@ -21,69 +26,28 @@ pub(super) struct AgentRun<'a> {
 /// hide list applies on top); its binary bound read-only; its generated settings, environment
 /// and argv (interactive, or headless on a prompt).
 pub(super) fn agent_state(
-    spec: &mut airlock_sandbox::SandboxSpec,
+    spec: &mut SandboxSpec,
     args: &RunArgs,
     agent: &AgentRun<'_>,
-    workspace: &std::path::Path,
+    workspace: &Path,
     who: &view::Invoker,
     creds: &crate::credentials::Sandboxed,
 ) -> Result<()> {
     let p = agent.profile;
-    let program = p.program;
     if args.command.is_empty() {
-        let exe = agent
-            .binary
-            .map(|b| b.path.display().to_string())
-            .unwrap_or_else(|| program.to_string());
-        spec.argv = match agent.prompt {
-            Some(text) => p.headless_argv(&exe, text),
-            None => vec![exe],
-        };
+        spec.argv = agent_argv(agent);
     }
-    if let Some(b) = agent.binary {
-        for src in &b.binds {
-            spec.binds.push(airlock_sandbox::Bind {
-                source: src.clone(),
-                target: src.clone(),
-                writable: false,
-                optional: false,
-            });
-        }
-    }
-    let project = format!(
-        "{}-{}",
-        workspace
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        super::digest(workspace.as_os_str().as_encoded_bytes())
-    );
-    let root = session_dir::sessions_root()?
-        .parent()
-        .map(|p| p.join("state").join(project).join(program))
-        .context("bad data directory")?;
-    for (name, dir) in p.state {
-        let src = root.join(name);
-        if *dir {
-            std::fs::create_dir_all(&src)
-        } else {
-            std::fs::create_dir_all(&root).and_then(|()| {
-                if src.exists() {
-                    Ok(())
-                } else {
-                    std::fs::write(&src, "{}\n")
-                }
-            })
-        }
-        .with_context(|| format!("cannot create agent state {}", src.display()))?;
-        spec.binds.push(airlock_sandbox::Bind {
-            source: src,
-            target: who.home.join(name),
-            writable: true,
+    for src in agent.binary.map(|b| b.binds.as_slice()).unwrap_or_default() {
+        spec.binds.push(Bind {
+            source: src.clone(),
+            target: src.clone(),
+            writable: false,
             optional: false,
         });
     }
-    if program == "claude" {
+    let root = state_root(p.program, workspace)?;
+    bind_state(spec, p, &root, &who.home)?;
+    if p.program == "claude" {
         creds.place_claude_file(&root.join(".claude"), &who.home, spec)?;
     }
     let inner_ws = spec
@@ -107,6 +71,62 @@ pub(super) fn agent_state(
     for (k, v) in launch.env {
         spec.env.retain(|(ek, _)| ek != &k);
         spec.env.push((k, v));
+    }
+    Ok(())
+}
+
+/// The agent's argv when it runs itself: interactive, or headless on the prompt.
+fn agent_argv(agent: &AgentRun<'_>) -> Vec<String> {
+    let exe = agent
+        .binary
+        .map(|b| b.path.display().to_string())
+        .unwrap_or_else(|| agent.profile.program.to_string());
+    match agent.prompt {
+        Some(text) => agent.profile.headless_argv(&exe, text),
+        None => vec![exe],
+    }
+}
+
+/// The agent's state directory for this project:
+/// `$XDG_DATA_HOME/airlock/state/NAME-DIGEST/PROGRAM` (the digest of the workspace's path).
+fn state_root(program: &str, workspace: &Path) -> Result<PathBuf> {
+    let project = format!(
+        "{}-{}",
+        workspace
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        super::digest(workspace.as_os_str().as_encoded_bytes())
+    );
+    session_dir::sessions_root()?
+        .parent()
+        .map(|p| p.join("state").join(project).join(program))
+        .context("bad data directory")
+}
+
+/// Creates each state entry of the profile under `root` (a directory, or a file holding `{}`)
+/// and binds it writable at the same name in the sandbox's home.
+fn bind_state(spec: &mut SandboxSpec, p: &Profile, root: &Path, home: &Path) -> Result<()> {
+    for (name, dir) in p.state {
+        let src = root.join(name);
+        if *dir {
+            std::fs::create_dir_all(&src)
+        } else {
+            std::fs::create_dir_all(root).and_then(|()| {
+                if src.exists() {
+                    Ok(())
+                } else {
+                    std::fs::write(&src, "{}\n")
+                }
+            })
+        }
+        .with_context(|| format!("cannot create agent state {}", src.display()))?;
+        spec.binds.push(Bind {
+            source: src,
+            target: home.join(name),
+            writable: true,
+            optional: false,
+        });
     }
     Ok(())
 }

@@ -73,14 +73,18 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     let mut plan = plan;
     let store = prepare(&mut plan)?;
     let (refusals_tx, refusals) = std::sync::mpsc::channel();
+    let otel = plan.otel.take();
     let status = launch(&plan, backend.as_mut(), &store, refusals_tx)
-        .and_then(|sandbox| supervise::supervise(&plan, sandbox, refusals));
+        .and_then(|sandbox| supervise::supervise(&plan, sandbox, refusals, otel));
     finish(&plan, &store, status)
 }
 
 /// Creates what the session keeps on the host: its directory (the --detach output directory),
 /// the credential files, the overlay's layers, and its row in the store (state `running`).
 fn prepare(plan: &mut Plan) -> Result<Store> {
+    // A background session keeps its output for `airlock logs`: never removed by itself.
+    plan.bind_before = (plan.mode == SessionMode::Bind && !plan.detached)
+        .then(|| super::ls::Snapshot::take(&plan.workspace));
     session_dir::create(&plan.session)?;
     if plan.detached {
         super::detach::create_output_dir(&plan.dir)?;
@@ -144,7 +148,8 @@ fn launch(
     Ok(sandbox)
 }
 
-/// Records how the session ended, removes a clean worktree, says how to review an overlay's
+/// Records how the session ended, removes a clean worktree, removes the session itself when
+/// asked (`--rm`) or when a bind-mode session did nothing, says how to review an overlay's
 /// changes, and turns a failure into its exit status.
 fn finish(plan: &Plan, store: &Store, status: Result<i32>) -> Result<i32> {
     let session = &plan.session;
@@ -158,8 +163,9 @@ fn finish(plan: &Plan, store: &Store, status: Result<i32>) -> Result<i32> {
     if let Some(wt) = &plan.worktree {
         finish_worktree(session, wt);
     }
+    let removed = super::ls::finish_session(session, plan.disposal, plan.bind_before.as_ref());
     let stderr_tty = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
-    if plan.mode == SessionMode::Overlay && status.is_ok() && stderr_tty {
+    if plan.mode == SessionMode::Overlay && status.is_ok() && stderr_tty && !removed {
         eprintln!(
             "airlock: session {session} ended; review with `airlock diff {session}`, land with `airlock merge {session}`"
         );

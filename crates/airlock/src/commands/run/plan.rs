@@ -59,6 +59,13 @@ pub(super) struct Plan {
     pub(super) allow_clipboard: bool,
     /// A digest of the effective policy, recorded with the session.
     pub(super) policy_digest: String,
+    /// The OTLP exporter to start (`[telemetry] otlp_endpoint`); taken by the supervisor.
+    pub(super) otel: Option<crate::telemetry::Prepared>,
+    /// What happens to the session when it ends (`--rm`, `--discard-changes`).
+    pub(super) disposal: super::super::ls::Disposal,
+    /// The workspace before a foreground bind-mode session (taken by `prepare`), to remove a
+    /// session that changed nothing.
+    pub(super) bind_before: Option<super::super::ls::Snapshot>,
 }
 
 /// Plans the session: adds the agent's hosts, compiles the network policy, has the backend set
@@ -66,54 +73,38 @@ pub(super) struct Plan {
 /// spec. The session directory itself is not created (a dry run creates nothing but the cgroup,
 /// removed when it exits).
 pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) -> Result<Plan> {
+    let mut request = request;
+    let cred_hosts = allow_agent_hosts(&mut request);
+    let otel = crate::telemetry::prepare(&mut request.policy, &request.who.home)?;
+    let net_policy = compile_network(&request.policy)?;
+    let session = args
+        .detached_child
+        .clone()
+        .unwrap_or_else(super::new_session_id);
     let Request {
         workspace,
         cwd,
         who,
-        mut policy,
+        policy,
         creds,
         profile,
         binary,
         prompt,
     } = request;
-    // Hosts allowed whatever a reloaded policy says: the credentials' and the agent's.
-    let mut cred_hosts = creds.hosts();
-    for h in profile.map(|p| p.hosts).unwrap_or_default() {
-        if !policy.network.allow.iter().any(|a| a == h) {
-            policy.network.allow.push((*h).to_string());
-        }
-        cred_hosts.push((*h).to_string());
-    }
-    let net_policy = compile_network(&policy)?;
-    let session = args
-        .detached_child
-        .clone()
-        .unwrap_or_else(super::new_session_id);
     let creds = creds.sandbox(&session, PROXY_PORT)?;
     let limits = limits(args, &policy, &session, backend)?;
     let self_exe = std::fs::canonicalize("/proc/self/exe")
         .context("cannot find the airlock binary (/proc/self/exe)")?;
     let dir = session_dir::sessions_root()?.join(&session);
     let view = workspace_view(args, &workspace, &session, &dir, &cwd)?;
-    let mut spec = view::build(
-        &policy,
-        &who,
-        ViewRequest {
-            workspace: view.view,
-            cwd: view.cwd,
-            argv: args.command.clone(),
-            extra_env: proxy_env(&creds),
-            self_exe: &self_exe,
-            tty: terminal(args),
-            net: Some(NetListeners {
-                proxy_port: PROXY_PORT,
-                dns_port: 53,
-                audit_port: Some(crate::gate_audit::HOOK_AUDIT_PORT),
-            }),
-            memory_cgroup: limits.memory(),
-            session: &session,
-        },
-    )?;
+    let host = Host {
+        policy: &policy,
+        who: &who,
+        workspace: &workspace,
+        self_exe: &self_exe,
+        session: &session,
+    };
+    let mut spec = base_spec(args, &host, view.view, view.cwd, &creds, limits.memory())?;
     add_worktree(&mut spec, view.worktree.as_ref());
     if let Some(p) = profile {
         let agent = AgentRun {
@@ -127,7 +118,7 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
     if detached || args.detach {
         super::super::detach::wrap_in_tmux(&mut spec, &dir);
     }
-    add_generated_files(&mut spec, args, &workspace, &who, &session)?;
+    add_generated_files(&mut spec, args, &host)?;
     Ok(Plan {
         name: args.name.clone(),
         mode: args.mode.into(),
@@ -148,10 +139,72 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
         },
         allow_clipboard: policy.terminal.allow_clipboard,
         policy_digest: policy_digest(&policy),
+        otel,
+        disposal: super::super::ls::Disposal::from_flags(args.rm, args.discard_changes),
+        bind_before: None,
         session,
         dir,
         workspace,
     })
+}
+
+/// Allows the agent's hosts; returns the hosts allowed whatever a reloaded policy says (the
+/// credentials' and the agent's).
+fn allow_agent_hosts(request: &mut Request) -> Vec<String> {
+    let mut kept = request.creds.hosts();
+    for h in request.profile.map(|p| p.hosts).unwrap_or_default() {
+        let allow = &mut request.policy.network.allow;
+        if !allow.iter().any(|a| a == h) {
+            allow.push((*h).to_string());
+        }
+        kept.push((*h).to_string());
+    }
+    kept
+}
+
+/// What the spec is built from on the host side.
+struct Host<'a> {
+    policy: &'a Policy,
+    who: &'a Invoker,
+    /// The workspace on the host.
+    workspace: &'a Path,
+    self_exe: &'a Path,
+    session: &'a str,
+}
+
+/// The spec from the policy (`view::build`): the host's view, the workspace, the environment
+/// with the proxy variables and placeholders, the terminal, and the network listeners.
+fn base_spec(
+    args: &RunArgs,
+    host: &Host<'_>,
+    workspace: WorkspaceView,
+    cwd: PathBuf,
+    creds: &Sandboxed,
+    memory_cgroup: bool,
+) -> Result<SandboxSpec> {
+    view::build(
+        host.policy,
+        host.who,
+        ViewRequest {
+            workspace,
+            cwd,
+            argv: args.command.clone(),
+            extra_env: {
+                let mut env = proxy_env(creds);
+                env.extend(crate::telemetry::agent_env(host.policy, host.session)?);
+                env
+            },
+            self_exe: host.self_exe,
+            tty: terminal(args),
+            net: Some(NetListeners {
+                proxy_port: PROXY_PORT,
+                dns_port: 53,
+                audit_port: Some(crate::gate_audit::HOOK_AUDIT_PORT),
+            }),
+            memory_cgroup,
+            session: host.session,
+        },
+    )
 }
 
 /// Has the backend set up the session's limits; warns about those asked for on the command
@@ -321,20 +374,17 @@ fn add_worktree(spec: &mut SandboxSpec, wt: Option<&Worktree>) {
 
 /// The command gate's sealed policy (the gate inside reads only this, never the sandbox's home
 /// or workspace) and `/etc/resolv.conf` pointing at the DNS filter.
-fn add_generated_files(
-    spec: &mut SandboxSpec,
-    args: &RunArgs,
-    workspace: &Path,
-    who: &Invoker,
-    session: &str,
-) -> Result<()> {
+fn add_generated_files(spec: &mut SandboxSpec, args: &RunArgs, host: &Host<'_>) -> Result<()> {
     let inner_workspace = spec.workspace.as_ref().map(|w| w.target().clone());
     spec.files.push(policy_load::sealed_gate_policy(
-        workspace,
+        host.workspace,
         &args.policies,
         &args.trust_policies,
-        (&who.home, inner_workspace.as_deref().unwrap_or(workspace)),
-        session,
+        (
+            &host.who.home,
+            inner_workspace.as_deref().unwrap_or(host.workspace),
+        ),
+        host.session,
     )?);
     spec.files.push(GeneratedFile {
         target: "/etc/resolv.conf".into(),
@@ -372,6 +422,7 @@ impl Reload {
             &self.trusted,
             Some(self.flags.clone()),
         )?;
+        crate::telemetry::allow_collector(&mut policy)?;
         for h in &self.cred_hosts {
             if !policy.network.allow.contains(h) {
                 policy.network.allow.push(h.clone());

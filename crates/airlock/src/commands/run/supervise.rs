@@ -23,6 +23,7 @@ pub(super) fn supervise(
     plan: &Plan,
     mut sandbox: Box<dyn RunningSandbox>,
     refusals: Receiver<UnixRefusal>,
+    otel: Option<crate::telemetry::Prepared>,
 ) -> Result<i32> {
     let session = &plan.session;
     let audit = Arc::new(AuditLog::open(plan.dir.join("audit.jsonl"))?);
@@ -32,6 +33,8 @@ pub(super) fn supervise(
         .enable_all()
         .build()
         .context("cannot start the egress runtime")?;
+    // Before the first service that writes to the audit log: every event is exported.
+    let telemetry = otel.and_then(|o| o.start(telemetry_attrs(plan), &audit));
     let egress = start_egress(plan, sandbox.as_mut(), &rt, &audit)?;
     audit_unix_refusals(refusals, audit.clone(), session.clone())?;
     session_event(&audit, session, "started", None);
@@ -61,9 +64,21 @@ pub(super) fn supervise(
     let status = airlock_sandbox::supervise::supervise(sandbox, Some(&mut on_hup), &mut filter);
     super::super::detach::audit_terminal(&plan.dir.join("audit.jsonl"), session, "run", &filter);
     session_event(&audit, session, "exited", status.as_ref().ok().copied());
+    if let Some(t) = telemetry {
+        t.finish(&audit);
+    }
     drop(egress);
     rt.shutdown_background();
     status.map_err(super::sandbox_error)
+}
+
+/// The attributes every exported audit event of this session carries.
+fn telemetry_attrs(plan: &Plan) -> crate::telemetry::SessionAttrs {
+    crate::telemetry::SessionAttrs {
+        session: plan.session.clone(),
+        agent: plan.agent.to_string(),
+        workspace: plan.workspace.display().to_string(),
+    }
 }
 
 /// Starts the egress services and the gate's audit channel on the listeners the sandbox handed

@@ -1,0 +1,218 @@
+//! Host git processes that look at what a sandbox wrote: the one way airlock runs `git` on the
+//! host for worktree sessions (`airlock run --mode worktree`) and for reading or importing an
+//! agent's commits (`airlock diff`, `airlock merge`).
+//!
+//! The sandbox chooses the bytes such a process reads, so every process started here:
+//! - ignores the environment's, the system's and the user's git configuration
+//!   (`GIT_CONFIG_NOSYSTEM`, `GIT_CONFIG_GLOBAL=/dev/null`, the `GIT_*` variables that redirect
+//!   a repository removed) and runs with hooks, fsmonitor and reflogs off;
+//! - has stdin closed unless the caller wires it, and no signal blocked (airlock blocks the
+//!   supervised signals in every thread and a child inherits that mask across `exec`,
+//!   sigprocmask(2), so git would otherwise ignore Ctrl-C);
+//! - is killed after a time limit ([`QUICK`] or [`SLOW`]): a FIFO in an object directory makes
+//!   git block in open(2) forever (fifo(7)).
+//!
+//! [`plain_tree`] refuses an object directory holding anything but directories and regular
+//! files before git is pointed at it.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::SessionError;
+
+/// Environment variables that would redirect or configure a host git process (git(1),
+/// "ENVIRONMENT VARIABLES").
+const GIT_ENV: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_COMMON_DIR",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_NAMESPACE",
+    "GIT_CEILING_DIRECTORIES",
+    "GIT_EXTERNAL_DIFF",
+    "GIT_EXEC_PATH",
+    "GIT_REFLOG_ACTION",
+];
+
+/// How long a host git call that reads metadata may take.
+pub const QUICK: Duration = Duration::from_secs(60);
+/// How long packing or indexing an agent's commits may take.
+pub const SLOW: Duration = Duration::from_secs(30 * 60);
+
+/// A host `git` with nothing from the environment, the system or the user's global config,
+/// hooks and fsmonitor off, reflogs not written, no terminal prompt, stdin closed.
+pub fn command() -> Command {
+    let mut c = Command::new("git");
+    c.stdin(Stdio::null());
+    for k in GIT_ENV {
+        c.env_remove(k);
+    }
+    c.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .args([
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.logAllRefUpdates=false",
+        ]);
+    c
+}
+
+/// Starts `c` with stdout and stderr captured and no signal blocked.
+///
+/// # Errors
+/// [`SessionError::Refused`] naming `what` when git cannot be started.
+pub fn spawn(c: &mut Command, what: &str) -> Result<Child, SessionError> {
+    airlock_sandbox::unblock_signals_in_child(c);
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| SessionError::Refused(format!("cannot run git to {what}: {e}")))
+}
+
+/// Waits for `child` up to `limit`; kills it (it is ours) when the time is up.
+///
+/// # Errors
+/// [`SessionError::Refused`] when waiting fails or the time is up.
+pub fn wait_bounded(
+    child: &mut Child,
+    limit: Duration,
+    what: &str,
+) -> Result<ExitStatus, SessionError> {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Ok(s),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(SessionError::Refused(format!(
+                    "cannot wait for git to {what}: {e}"
+                )))
+            }
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(SessionError::Refused(format!(
+                "git took longer than {}s to {what} and was stopped (a FIFO or a huge file in \
+                 the session's git directory?)",
+                limit.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own, so a full stderr never blocks stdout.
+fn drain<R: Read + Send + 'static>(p: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(mut p) = p {
+            let _ = p.read_to_end(&mut v);
+        }
+        v
+    })
+}
+
+/// Runs `c` to its end within `limit` and returns its stdout (lossy UTF-8).
+///
+/// # Errors
+/// [`SessionError::Refused`] naming `what` (with git's stderr) on a non-zero exit, when git
+/// cannot start, or after `limit` (git is then killed).
+pub fn run_for(mut c: Command, what: &str, limit: Duration) -> Result<String, SessionError> {
+    let mut child = spawn(&mut c, what)?;
+    let out = drain::<ChildStdout>(child.stdout.take());
+    let err = drain::<ChildStderr>(child.stderr.take());
+    let status = wait_bounded(&mut child, limit, what)?;
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    if !status.success() {
+        return Err(SessionError::Refused(format!(
+            "git failed to {what}: {}",
+            String::from_utf8_lossy(&err).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// [`run_for`] with the [`QUICK`] limit.
+///
+/// # Errors
+/// As [`run_for`].
+pub fn run(c: Command, what: &str) -> Result<String, SessionError> {
+    run_for(c, what, QUICK)
+}
+
+/// Fails unless everything below `dir` is a plain directory or regular file: a FIFO, socket,
+/// device or symbolic link the agent planted in an object store would make git block or read a
+/// host file.
+///
+/// # Errors
+/// [`SessionError::Refused`] naming the first such entry; [`SessionError::Io`] when a
+/// directory cannot be read.
+pub fn plain_tree(dir: &Path) -> Result<(), SessionError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| SessionError::io("cannot read", dir, e))?;
+    for e in rd {
+        let e = e.map_err(|e| SessionError::io("cannot read", dir, e))?;
+        let t = e
+            .file_type()
+            .map_err(|err| SessionError::io("cannot read", &e.path(), err))?;
+        if t.is_dir() {
+            plain_tree(&e.path())?;
+        } else if !t.is_file() {
+            return Err(SessionError::Refused(format!(
+                "{} is not a regular file; the agent's object store is not read",
+                crate::quote::path(&e.path())
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blocked_git_is_stopped_at_the_limit() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let fifo = t.path().join("f");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        // `git hash-object FILE` opens the FIFO and waits for a writer that never comes.
+        let mut c = command();
+        c.arg("hash-object").arg(&fifo);
+        let start = Instant::now();
+        let e = run_for(c, "hash a FIFO", Duration::from_millis(500)).expect_err("stopped");
+        assert!(e.to_string().contains("longer than"), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn plain_tree_refuses_special_files_and_links() {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(t.path().join("pack")).expect("mkdir");
+        std::fs::write(t.path().join("pack/a"), b"x").expect("write");
+        plain_tree(t.path()).expect("plain");
+        std::os::unix::fs::symlink("/etc/passwd", t.path().join("pack/l")).expect("symlink");
+        assert!(plain_tree(t.path()).is_err());
+        std::fs::remove_file(t.path().join("pack/l")).expect("rm");
+        nix::unistd::mkfifo(
+            &t.path().join("pack/x.idx"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .expect("mkfifo");
+        let e = plain_tree(t.path()).expect_err("fifo refused");
+        assert!(e.to_string().contains("x.idx"), "{e}");
+    }
+}

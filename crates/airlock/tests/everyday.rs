@@ -1,0 +1,444 @@
+//! The everyday commands through the real binary: `ls` (newest first; by default running
+//! sessions and those with unmerged changes), `run --rm`, bind-mode sessions that changed
+//! nothing, `prune`, `policy show` / `policy check`, completions and man pages, and one-line
+//! errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn bin() -> PathBuf {
+    std::env::var_os("AIRLOCK_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
+}
+
+struct Env {
+    ws: tempfile::TempDir,
+    data: tempfile::TempDir,
+    home: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let t = |p: &str| {
+            tempfile::Builder::new()
+                .prefix(p)
+                .tempdir()
+                .expect("tempdir")
+        };
+        let env = Env {
+            ws: t("airlock-everyday-ws-"),
+            data: t("airlock-everyday-data-"),
+            home: t("airlock-everyday-home-"),
+        };
+        std::fs::write(env.ws.path().join("hello.txt"), "hello\n").expect("write");
+        env
+    }
+
+    fn airlock(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .current_dir(self.ws.path())
+            .stdin(Stdio::null())
+            .env("XDG_DATA_HOME", self.data.path())
+            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
+            .args(args)
+            .output()
+            .expect("run airlock")
+    }
+
+    /// `airlock run [flags] --workspace WS -- sh -c SCRIPT`, which must succeed.
+    fn run(&self, flags: &[&str], script: &str) -> Output {
+        let ws = self.ws.path().to_str().expect("utf-8").to_string();
+        let mut args = vec!["run"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--workspace", &ws, "--", "sh", "-c", script]);
+        let o = self.airlock(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        o
+    }
+
+    fn ls_json(&self, all: bool) -> Vec<Value> {
+        let o = if all {
+            self.airlock(&["ls", "--all", "--json"])
+        } else {
+            self.airlock(&["ls", "--json"])
+        };
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).expect("ls json");
+        v.as_array().expect("array").clone()
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn names(rows: &[Value]) -> Vec<String> {
+    rows.iter()
+        .map(|r| r["name"].as_str().unwrap_or("-").to_string())
+        .collect()
+}
+
+#[test]
+fn ls_is_newest_first_and_by_default_shows_what_still_needs_you() {
+    let env = Env::new();
+    env.run(&["--name", "a"], "true");
+    env.run(&["--name", "b"], "echo new > made.txt");
+    env.run(&["--name", "c"], "true");
+    assert_eq!(names(&env.ls_json(true)), ["c", "b", "a"]);
+    let shown = env.ls_json(false);
+    assert_eq!(names(&shown), ["b"]);
+    assert_eq!(shown[0]["unmerged"]["files"], 1, "{shown:?}");
+    let o = env.airlock(&["ls"]);
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(
+        out.lines().nth(1).is_some_and(|l| l.contains(" b ")),
+        "{out}"
+    );
+    assert!(stderr(&o).contains("2 ended session(s)"), "{}", stderr(&o));
+    let out = stdout(&env.airlock(&["ls", "--all"]));
+    let order: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(order, ["c", "b", "a"], "{out}");
+    // Once merged, b needs nothing more.
+    let o = env.airlock(&["merge", "b"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(env.ls_json(false).is_empty());
+    assert!(stdout(&env.airlock(&["ls"])).contains("airlock ls --all"));
+}
+
+#[test]
+fn run_rm_removes_a_clean_session_and_refuses_to_lose_changes() {
+    let env = Env::new();
+    env.run(&["--rm", "--name", "clean"], "true");
+    assert!(env.ls_json(true).is_empty(), "a clean --rm session is gone");
+    let o = env.run(&["--rm", "--name", "dirty"], "echo x > f.txt");
+    assert!(
+        stderr(&o).contains("session")
+            && stderr(&o).contains("kept")
+            && stderr(&o).contains("unmerged"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(names(&env.ls_json(false)), ["dirty"]);
+    env.run(
+        &["--rm", "--discard-changes", "--name", "gone"],
+        "echo x > g.txt",
+    );
+    assert_eq!(names(&env.ls_json(true)), ["dirty"]);
+    // The exit status is still the command's.
+    let ws = env.ws.path().to_str().expect("utf-8");
+    let o = env.airlock(&["run", "--rm", "--workspace", ws, "--", "sh", "-c", "exit 3"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(names(&env.ls_json(true)), ["dirty"]);
+    let o = env.airlock(&["run", "--discard-changes", "--", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(stderr(&o).trim_end().lines().count(), 1, "{}", stderr(&o));
+}
+
+#[test]
+fn bind_sessions_that_changed_nothing_do_not_pile_up() {
+    let env = Env::new();
+    env.run(&["--mode", "bind"], "cat hello.txt >/dev/null");
+    env.run(&["--mode", "bind"], "true");
+    assert!(env.ls_json(true).is_empty(), "{:?}", env.ls_json(true));
+    // A write, a touch-back of the same size, a new empty file, a network decision: kept.
+    env.run(
+        &["--mode", "bind", "--name", "wrote"],
+        "echo more >> hello.txt",
+    );
+    env.run(
+        &["--mode", "bind", "--name", "touched"],
+        "t=$(stat -c %y hello.txt); echo HELLO > hello.txt; touch -d \"$t\" hello.txt",
+    );
+    env.run(&["--mode", "bind", "--name", "created"], ": > empty.txt");
+    env.run(
+        &["--mode", "bind", "--name", "netted"],
+        "curl -s -m 5 -o /dev/null http://denied.example/ || true",
+    );
+    let mut kept = names(&env.ls_json(true));
+    kept.sort();
+    assert_eq!(kept, ["created", "netted", "touched", "wrote"]);
+    // They hold nothing unmerged (their writes are in the workspace): not in the default list.
+    assert!(env.ls_json(false).is_empty());
+}
+
+#[test]
+fn prune_removes_ended_sessions_without_unmerged_changes_and_says_what_it_freed() {
+    let env = Env::new();
+    env.run(&["--name", "one"], "head -c 300000 /dev/zero > /dev/null");
+    env.run(&["--name", "two"], "true");
+    env.run(&["--name", "keep"], "echo x > f.txt");
+    let o = env.airlock(&["prune", "--older-than", "1d"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("removed 0 session(s)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = env.airlock(&["prune", "--dry-run"]);
+    assert!(
+        stdout(&o).contains("would remove 2 session(s)"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(env.ls_json(true).len(), 3);
+    let o = env.airlock(&["prune", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    let removed: Vec<&str> = v["removed"]
+        .as_array()
+        .expect("removed")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(removed.len(), 2, "{v}");
+    assert!(removed.contains(&"one") && removed.contains(&"two"), "{v}");
+    assert!(v["freed_bytes"].as_u64().is_some_and(|b| b > 0), "{v}");
+    assert_eq!(v["kept_unmerged"], 1, "{v}");
+    assert_eq!(names(&env.ls_json(true)), ["keep"]);
+    let o = env.airlock(&["prune"]);
+    assert!(
+        stdout(&o).contains("removed 0 session(s), freeing 0 B; kept 1 with unmerged changes"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
+#[test]
+fn policy_show_says_where_each_value_came_from() {
+    let env = Env::new();
+    let pol = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        pol.path(),
+        "team.toml",
+        "[network]\nallow = [\"crates.io\"]\n[limits]\nmemory = \"2G\"\n",
+    );
+    std::fs::create_dir_all(env.home.path().join("config/airlock")).expect("mkdir");
+    let user = write(
+        &env.home.path().join("config/airlock"),
+        "config.toml",
+        "[network]\nallow = [\"pypi.org\"]\n[limits]\npids = 500\n",
+    );
+    let f = file.to_str().expect("utf-8");
+    let o = env.airlock(&[
+        "policy",
+        "show",
+        "--policy",
+        f,
+        "--allow-domain",
+        "example.org",
+        "--pids",
+        "99",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let line = |needle: &str| {
+        out.lines()
+            .find(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("no {needle}: {out}"))
+            .to_string()
+    };
+    assert!(line("network.allow = \"crates.io\"").ends_with(&format!("# --policy {f}")));
+    assert!(line("network.allow = \"pypi.org\"")
+        .ends_with(&format!("# user config {}", user.display())));
+    assert!(line("network.allow = \"example.org\"").ends_with("# flag --allow-domain"));
+    assert!(line("limits.memory = \"2G\"").ends_with(&format!("# --policy {f}")));
+    assert!(line("limits.pids = 99").ends_with("# flag --pids"), "{out}");
+    assert!(
+        !out.contains("limits.pids = 500"),
+        "a later layer replaces it: {out}"
+    );
+    assert!(line("limits.tmp_size").ends_with("# built-in"));
+    assert!(line("filesystem.hide = \"~/.ssh\"").ends_with("# built-in"));
+    let o = env.airlock(&["policy", "show", "--json", "--policy", f]);
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(v["values"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .any(|e| e["key"] == "network.allow"
+            && e["value"] == "crates.io"
+            && e["source"] == format!("--policy {f}")));
+    assert_eq!(v["policy"]["limits"]["memory_bytes"], 2u64 << 30);
+}
+
+#[test]
+fn policy_check_points_at_the_line_of_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = Env::new();
+    let cases = [
+        ("syntax", "[network]\nallow = [\"a\"\n", ":2:"),
+        ("value", "[network]\nallow = []\n\n[limits]\npids = 0\n", ":5: limits.pids"),
+        ("size", "[limits]\n\nmemory = \"lots\"\n", ":3: limits.memory"),
+        ("unknown", "[network]\nallow = []\nalow = [\"x\"]\n", ":3:"),
+        (
+            "credential",
+            "[[credentials]]\nname = \"a\"\nenv = \"A\"\nhosts = [\"a.example\"]\n\n[[credentials]]\nname = \"b\"\nenv = \"B\"\nhosts = []\n",
+            ":6: credentials[1]",
+        ),
+        ("telemetry", "[telemetry]\notlp_endpoint = \"ftp://x\"\n", ":2: telemetry.otlp_endpoint"),
+        ("rules", "[commands]\ndeny = [{ match = 3 }]\n", ":1:"),
+    ];
+    for (name, text, want) in cases {
+        let p = write(dir.path(), &format!("{name}.toml"), text);
+        let o = env.airlock(&["policy", "check", p.to_str().expect("utf-8")]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: one line: {err}");
+        assert!(
+            err.starts_with(&format!("{}{want}", p.display())),
+            "{name}: want {want}: {err}"
+        );
+    }
+    let ok = write(
+        dir.path(),
+        "ok.toml",
+        "[network]\nallow = [\"crates.io\"]\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n",
+    );
+    let o = env.airlock(&["policy", "check", ok.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{}: ok\n", ok.display()));
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_clap_definitions() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let o = env.airlock(&["completions", shell]);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
+        let text = stdout(&o);
+        for word in ["prune", "policy", "older-than"] {
+            assert!(text.contains(word), "{shell} completions lack {word}");
+        }
+        assert!(
+            !text.contains("__sandbox-init"),
+            "{shell}: internal commands offered"
+        );
+        if have(shell) {
+            let script = env.ws.path().join(format!("c.{shell}"));
+            std::fs::write(&script, &text).expect("write");
+            let check = Command::new(shell)
+                .arg("-n")
+                .arg(&script)
+                .output()
+                .expect(shell);
+            assert!(check.status.success(), "{shell} -n: {}", stderr(&check));
+        }
+    }
+    let dir = env.ws.path().join("man");
+    let o = env.airlock(&["man", "--out", dir.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for page in [
+        "airlock.1",
+        "airlock-run.1",
+        "airlock-ls.1",
+        "airlock-prune.1",
+        "airlock-policy-show.1",
+    ] {
+        let text =
+            std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH"), "{page}");
+    }
+    let run = std::fs::read_to_string(dir.join("airlock-run.1")).expect("run page");
+    assert!(run.contains("discard\\-changes"), "{run}");
+    if have("groff") {
+        for page in std::fs::read_dir(&dir).expect("man dir").flatten() {
+            let o = Command::new("groff")
+                .args(["-man", "-Tutf8", "-ww", "-z"])
+                .arg(page.path())
+                .output()
+                .expect("groff");
+            assert!(
+                o.status.success() && o.stderr.is_empty(),
+                "{}: {}",
+                page.path().display(),
+                stderr(&o)
+            );
+        }
+    }
+}
+
+#[test]
+fn errors_are_one_line_that_says_what_to_do() {
+    let env = Env::new();
+    for args in [
+        vec!["diff", "nosuch"],
+        vec!["run", "--workspace", "/nonexistent/dir", "--", "true"],
+        vec!["prune", "--older-than", "7y"],
+        vec!["policy", "check", "/nonexistent/policy.toml"],
+        vec!["ls", "--bogus"],
+        vec!["frobnicate"],
+        vec!["completions", "tcsh"],
+    ] {
+        let o = env.airlock(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("airlock: "), "{args:?}: {err}");
+    }
+}
+
+/// Build output the workspace ignores (`target/` after `cargo test`) is not an unmerged change,
+/// so such sessions leave the default list and `prune` takes them; the agent cannot hide real
+/// changes by writing ignore rules of its own (they are read from the real tree).
+#[test]
+fn ignored_build_output_is_not_an_unmerged_change() {
+    let env = Env::new();
+    std::fs::write(env.ws.path().join(".gitignore"), "/target\n*.log\n").expect("write");
+    env.run(
+        &["--name", "built"],
+        "mkdir -p target/debug && echo bin > target/debug/app && echo l > x.log",
+    );
+    env.run(
+        &["--name", "sneaky"],
+        "printf '*\\n' > .gitignore; mkdir -p .git/info && printf '*\\n' > .git/info/exclude; echo evil > payload.txt; mkdir -p sub && printf '*\\n' > sub/.gitignore && echo x > sub/y",
+    );
+    let shown = env.ls_json(false);
+    assert_eq!(names(&shown), ["sneaky"], "{shown:#?}");
+    assert!(
+        shown[0]["unmerged"]["files"]
+            .as_u64()
+            .is_some_and(|n| n >= 3),
+        "{shown:#?}"
+    );
+    let all = env.ls_json(true);
+    let built = all.iter().find(|r| r["name"] == "built").expect("built");
+    assert_eq!(built["unmerged"]["files"], 0, "{built}");
+    assert!(
+        built["unmerged"]["ignored"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{built}"
+    );
+    let o = env.airlock(&["prune"]);
+    assert!(
+        stdout(&o).contains("removed 1 session(s)"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(names(&env.ls_json(true)), ["sneaky"]);
+}
