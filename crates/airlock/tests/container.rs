@@ -673,3 +673,48 @@ fn killed_supervisor_leaves_nothing() {
     }
     assert_nothing_left("airlock killed");
 }
+
+/// Hidden paths (`[filesystem] hide`) are unreadable whichever way they are reached: directly,
+/// through a symlink, through `..`, after chmod, after renaming or deleting them.
+#[test]
+fn hidden_paths_stay_hidden() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let root = ws.path();
+    std::fs::write(root.join("secret.txt"), "TOPSECRET\n").expect("write");
+    std::fs::create_dir(root.join("sdir")).expect("mkdir");
+    std::fs::write(root.join("sdir/f"), "TOPSECRET\n").expect("write");
+    std::os::unix::fs::symlink("secret.txt", root.join("link")).expect("symlink");
+    let pol = ws.data.path().join("hide.toml");
+    std::fs::write(
+        &pol,
+        format!(
+            "[filesystem]\nhide = [\"{}\", \"{}\"]\n",
+            root.join("secret.txt").display(),
+            root.join("sdir").display()
+        ),
+    )
+    .expect("policy");
+    let pol = pol.display().to_string();
+    let o = ws.sh_with(
+        &["--policy", &pol],
+        "cat secret.txt link ./sdir/../secret.txt sdir/f 2>/dev/null; ls sdir 2>/dev/null; \
+         chmod 644 secret.txt 2>/dev/null; chmod 755 sdir 2>/dev/null; \
+         cat secret.txt sdir/f 2>/dev/null; \
+         mv secret.txt moved 2>/dev/null; cat moved 2>/dev/null; \
+         rm -f secret.txt 2>/dev/null; cat secret.txt 2>/dev/null; \
+         cp secret.txt copy 2>/dev/null; cat copy 2>/dev/null; echo done",
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    // Nothing read, nothing listed, nothing moved or copied: only the final word.
+    assert_eq!(out, "done\n", "a hidden path was reached");
+    // The host's files are untouched.
+    assert_eq!(
+        std::fs::read_to_string(root.join("secret.txt")).expect("still there"),
+        "TOPSECRET\n"
+    );
+}
