@@ -3,6 +3,7 @@
 //! per-container runtime sent over the compat API, so each runtime gets its own service).
 
 use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +13,53 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::error::ContainerError;
+
+/// Name prefix of a service's private directory.
+const PREFIX: &str = "airlock-podman-";
+/// The service's pid, in its directory.
+const PID_FILE: &str = "service.pid";
+
+/// Removes the directories of services whose airlock was killed (the service died with it, its
+/// directory stayed): those of this user whose recorded service process is gone. A directory
+/// without a pid file yet belongs to a service being started and is left alone unless it is a
+/// minute old.
+fn sweep(parent: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with(PREFIX) {
+            continue;
+        }
+        let dir = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me {
+            continue;
+        }
+        let stale = match std::fs::read_to_string(dir.join(PID_FILE)) {
+            Ok(pid) => {
+                let pid = pid.trim();
+                // Gone, or the pid now belongs to something else than this service.
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|cmd| !String::from_utf8_lossy(&cmd).contains(&*dir.to_string_lossy()))
+                    .unwrap_or(true)
+            }
+            Err(_) => meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(60)),
+        };
+        if stale {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
 
 /// How long a new service may take to answer on its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -39,8 +87,10 @@ impl PodmanService {
         runtime: Option<&str>,
         runtime_flags: &[String],
     ) -> Result<PodmanService, ContainerError> {
+        sweep(parent);
         let dir = tempfile::Builder::new()
-            .prefix("airlock-podman-")
+            .prefix(PREFIX)
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(parent)
             .map_err(|e| {
                 ContainerError::io(
@@ -78,6 +128,9 @@ impl PodmanService {
                 podman.display()
             ),
         })?;
+        // For the sweep of a later session, should this airlock be killed before it removes
+        // the directory (the service itself dies with it).
+        let _ = std::fs::write(dir.path().join(PID_FILE), child.id().to_string());
         Ok(PodmanService {
             child: Some(child),
             dir,

@@ -639,8 +639,26 @@ fn killed_supervisor_leaves_nothing() {
     }
     let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ws = Ws::new();
+    // Where airlock puts its private Podman service: the runtime directory rootless, the
+    // temporary directory (here the test's own) as root.
+    let tmp = ws.data.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("tmp");
+    let parent = if is_root() {
+        tmp.clone()
+    } else {
+        PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR").expect("XDG_RUNTIME_DIR"))
+    };
+    let service_dirs = || -> Vec<String> {
+        std::fs::read_dir(&parent)
+            .expect("read the service parent")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("airlock-podman-"))
+            .collect()
+    };
     let mut child = ws
         .airlock()
+        .env("TMPDIR", &tmp)
         .args([
             "run",
             "--backend",
@@ -672,6 +690,19 @@ fn killed_supervisor_leaves_nothing() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert_nothing_left("airlock killed");
+    // Its service's directory stayed (airlock could not remove it); the next session sweeps it.
+    let o = ws
+        .airlock()
+        .env("TMPDIR", &tmp)
+        .args(["run", "--backend", "podman", "--mode", "bind", "--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        service_dirs().is_empty(),
+        "service directories left: {:?}",
+        service_dirs()
+    );
 }
 
 /// Hidden paths (`[filesystem] hide`) are unreadable whichever way they are reached: directly,
