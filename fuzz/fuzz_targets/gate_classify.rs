@@ -70,7 +70,93 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     for tool in ["Write", "Read"] {
         let _ = engine.classify_file(tool, command, &ctx);
     }
+    files_run(engine, command);
 });
+
+/// A private workspace on disk for the files commands run (scripts, Makefile, package.json,
+/// justfile): created once per fuzzing process.
+static WORKSPACE: OnceLock<Option<tempfile_dir::Dir>> = OnceLock::new();
+
+/// The same bytes as the content of files a command runs (`bash x.sh`, `make`, `npm run build`,
+/// `just`) and as code-valued options (`make --eval`, sqlite3 input): no panic, and a script
+/// whose text is denied on its own is not allowed when run from a file.
+fn files_run(engine: &Engine, command: &str) {
+    let Some(ws) = WORKSPACE.get_or_init(tempfile_dir::Dir::new).as_ref() else {
+        return;
+    };
+    let git = StaticGit::default();
+    let ctx = Context {
+        cwd: ws.path.clone(),
+        home: format!("{}/home", ws.path),
+        workspace: Some(ws.path.clone()),
+        git: &git,
+    };
+    let write =
+        |name: &str, text: &str| std::fs::write(format!("{}/{name}", ws.path), text).is_ok();
+    let pkg = format!("{{\"scripts\":{{\"build\":{}}}}}", json_string(command));
+    if !(write("x.sh", command)
+        && write("Makefile", command)
+        && write("package.json", &pkg)
+        && write("justfile", command))
+    {
+        return;
+    }
+    let direct = engine.classify_command(command, &ctx);
+    let script = engine.classify_command("bash x.sh", &ctx);
+    if direct.tier == Tier::Deny
+        && !command.starts_with("#!")
+        && !command.contains('\0')
+        && engine.analyse(command, &ctx).is_ok()
+    {
+        assert_ne!(
+            script.tier,
+            Tier::Allow,
+            "allowed from a script: {command:?}"
+        );
+    }
+    for c in ["make", "npm run build", "just", ". ./x.sh"] {
+        let _ = engine.classify_command(c, &ctx);
+    }
+    let quoted = format!("'{}'", command.replace('\'', "'\\''"));
+    for c in [
+        format!("make --eval={quoted}"),
+        format!("sqlite3 x.db {quoted}"),
+    ] {
+        let _ = engine.classify_command(&c, &ctx);
+    }
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A temporary directory removed when the process exits normally (fuzzing processes are
+/// usually killed: it lives under the system temporary directory).
+mod tempfile_dir {
+    pub struct Dir {
+        pub path: String,
+    }
+    impl Dir {
+        pub fn new() -> Option<Dir> {
+            let path = std::env::temp_dir().join(format!("airlock-fuzz-ws-{}", std::process::id()));
+            std::fs::create_dir_all(path.join("home")).ok()?;
+            Some(Dir {
+                path: path.to_string_lossy().into_owned(),
+            })
+        }
+    }
+}
 
 /// Inputs the shell itself rejects outright.
 fn brush_like_failure(command: &str) -> bool {

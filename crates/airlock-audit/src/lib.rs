@@ -124,6 +124,14 @@ pub enum Detail {
         dropped: u64,
         failed: u64,
     },
+    /// One of the agent's own events (Claude Code's Notification and Stop hooks), reported from
+    /// inside the sandbox: what the agent says, not something airlock decided.
+    Agent {
+        /// `notification` or `stop`.
+        event: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
     /// A connect(2) to a unix socket by path, refused by the sandbox's connect gate.
     Unix {
         /// The path as the sandboxed program gave it.

@@ -10,7 +10,8 @@
 //! | `binds` (not optional)    | bind mounts; optional ones are the host's system directories, |
 //! |                           | which the image replaces                                     |
 //! | workspace `Bind`          | a read-write bind                                            |
-//! | workspace `Overlay`       | Podman's overlay mount with the session's upper/work dirs    |
+//! | workspace `Overlay`,      | Podman's overlay mount with the session's upper/work dirs    |
+//! | `overlays` (caches)       |                                                              |
 //! | home, /tmp, /dev/shm      | tmpfs of the spec's sizes                                    |
 //! | `hide`                    | an empty unreadable file or tmpfs over the path              |
 //! | `files`                   | written to the session's private directory, bound read-only  |
@@ -314,6 +315,24 @@ fn layout(
             }
         }
         None => {}
+    }
+    // Host caches with a session layer on top (ecosystem presets): the same overlay mounts.
+    for o in &spec.overlays {
+        if engine.kind() == EngineKind::Podman || engine.facts().is_podman() {
+            binds.push(format!(
+                "{}:{}:O,upperdir={},workdir={}",
+                o.lower.display(),
+                o.target.display(),
+                o.upper.display(),
+                o.work.display()
+            ));
+        } else {
+            return Err(ContainerError::Unsupported(format!(
+                "the cache overlay at {} (an ecosystem preset) needs Podman's overlay mounts; \
+                 with Docker drop the preset or use --backend podman",
+                o.target.display()
+            )));
+        }
     }
     // Home belongs to the command's user: Podman chowns with `U`, Docker passes uid/gid to tmpfs.
     let owner = if engine.kind() == EngineKind::Podman || engine.facts().is_podman() {

@@ -163,7 +163,13 @@ impl Verdict {
                     if what.len() < b.argv.join(" ").len() {
                         what.push('…');
                     }
-                    reason = format!("{reason} [{what}]");
+                    reason = if b.origin.is_empty() || b.origin == what {
+                        format!("{reason} [{what}]")
+                    } else {
+                        // Where it hides: `make test`, `script x.sh`, `git rebase --exec`.
+                        let origin: String = b.origin.chars().take(80).collect();
+                        format!("{reason} [{what}, found in {origin}]")
+                    };
                 }
                 Verdict {
                     tier: b.tier,

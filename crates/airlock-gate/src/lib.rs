@@ -6,6 +6,7 @@
 //! the most severe tier wins → [`review`] for the `review` tier → [`hook::output`] prints it.
 #![forbid(unsafe_code)]
 
+pub mod checks;
 pub mod classify;
 pub mod git;
 pub mod glob;

@@ -12,6 +12,10 @@ use serde::Deserialize;
 use crate::glob::Glob;
 use crate::parse::{self, Env, FileContent, ParseError, SimpleCmd, Stdin, Upstream, Word, DYN};
 
+mod runfiles;
+mod taskrunners;
+pub use runfiles::{read_text, FileText, MAX_FILE_BYTES};
+
 /// How one program spells its options.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -151,6 +155,15 @@ pub enum CodeRuns {
     Argv,
     /// Code in another language (`deno eval CODE`): scanned like `python -c`.
     Inline,
+    /// Makefile text (`make --eval TEXT`): its recipe lines and `$(shell …)` are shell code.
+    MakefileText,
+    /// sqlite3 input (`-cmd`, the SQL arguments, a here-document): `.shell`/`.system` and
+    /// `'|CMD'` outputs are shell code; `.load` and `.read FILE` are code airlock cannot see.
+    Sqlite,
+    /// The value names a file of shell code (`bash --rcfile FILE`): read and judged (a
+    /// process substitution's code is judged like `sh -c`); a file that cannot be read is code
+    /// airlock cannot see.
+    ScriptFile,
 }
 
 /// A language runtime that can be given code inline or on stdin.
@@ -258,6 +271,13 @@ pub struct Tables {
     /// `test`, `build`).
     #[serde(default)]
     pub speculate: Vec<String>,
+    /// Runners that fetch a package from a registry and run it (`npx`, `uvx`, `pnpm dlx`):
+    /// keys of `wrappers`.
+    #[serde(default)]
+    pub registry_runners: Vec<String>,
+    /// Packages those runners may fetch without asking (well-known development tools).
+    #[serde(default)]
+    pub registry_tools: Vec<String>,
 }
 
 /// Where the code a shell or interpreter runs comes from.
@@ -386,6 +406,7 @@ pub struct Normalizer {
     speculate: HashSet<String>,
     code_option_names: Vec<Glob>,
     webfetch_docs: Vec<Glob>,
+    exec_env: Vec<Glob>,
 }
 
 const SHELL_CODE_ORIGIN_LIMIT: usize = 64;
@@ -431,6 +452,7 @@ impl Normalizer {
                 .map(|g| Glob::new(g))
                 .collect(),
             webfetch_docs: tables.webfetch_docs.iter().map(|g| Glob::new(g)).collect(),
+            exec_env: tables.exec_env.iter().map(|g| Glob::new(g)).collect(),
             fetchers: tables.fetchers.iter().cloned().collect(),
             decoders: tables.decoders.iter().cloned().collect(),
             interp_globs,
@@ -535,8 +557,8 @@ impl Normalizer {
     fn simple(&self, cmd: &SimpleCmd, env: &Env, out: &mut Analysis) {
         // Assignments whose value is run as a command (GIT_SSH_COMMAND=…, PAGER=…).
         for (name, value) in &cmd.assigns {
-            if self.tables.exec_env.iter().any(|e| e == name) {
-                self.code_word(value, &format!("{name}="), cmd, env, out);
+            if self.is_exec_env(name) {
+                self.exec_env_value(name, value, cmd, env, out);
             }
         }
         self.argv(cmd, &cmd.argv, env, out, 0);
@@ -632,6 +654,7 @@ impl Normalizer {
             inv.flags = flags;
             inv.positionals = args[stop.min(args.len())..].to_vec();
             out.invocations.push(inv);
+            self.registry_package(cmd, &base, w, args, env, out);
             self.wrapper(cmd, &base, w, args, env, out, hops);
             return;
         }
@@ -642,6 +665,7 @@ impl Normalizer {
                 // the verb), and so is CMD.
                 let inv = self.invocation(cmd, &base, false, &args[..=at], env);
                 out.invocations.push(inv);
+                self.registry_package(cmd, &key, w, &args[at + 1..], env, out);
                 self.wrapper(cmd, &key, w, &args[at + 1..], env, out, hops);
                 return;
             }
@@ -649,6 +673,7 @@ impl Normalizer {
         let mut inv = self.invocation(cmd, &base, false, args, env);
         self.special(cmd, &base, args, &mut inv, env, out, hops);
         self.code_options(cmd, &mut inv, args, env, out, hops);
+        self.task_files(cmd, &base, &mut inv, env, out);
         if self.is_unknown(&base) {
             inv.unknown_program = true;
             if hops < GLOB_HOPS {
@@ -659,6 +684,11 @@ impl Normalizer {
             // `./x.sh` where x.sh was written earlier in this command.
             if let Some(from) = self.written_script(cmd, first, env, out) {
                 inv.code_from = from;
+            } else if self.is_unknown(&base) {
+                // `./x.sh`: a script on disk (written by an earlier tool call), judged by content.
+                if let Some(from) = self.script_file(cmd, first, env, out) {
+                    inv.code_from = from;
+                }
             }
         }
         out.invocations.push(inv);
@@ -691,8 +721,8 @@ impl Normalizer {
             }
             if spec.assigns && !a.is_dynamic() && is_assignment(t) {
                 if let Some((n, v)) = t.split_once('=') {
-                    if self.tables.exec_env.iter().any(|e| e == n) {
-                        self.code_word(&Word::lit(v), &format!("{n}="), cmd, env, out);
+                    if self.is_exec_env(n) {
+                        self.exec_env_value(n, &Word::lit(v), cmd, env, out);
                     }
                     env_assigns.push((
                         n.to_string(),
@@ -876,6 +906,12 @@ impl Normalizer {
             // Global options, then the subcommand, then its own options.
             let (f, _, stop) = split_flags(rest, s, true);
             for (n, v) in &f {
+                if program == "git" && n == "config-env" {
+                    // `--config-env=KEY=VAR`: KEY's value comes from the environment.
+                    if let Some((k, var)) = v.as_ref().and_then(|v| v.text.split_once('=')) {
+                        git_config.push((k.to_ascii_lowercase(), format!("{DYN}{var}")));
+                    }
+                }
                 if program == "git" && n == "c" {
                     if let Some(v) = v {
                         if let Some((k, val)) = v.text.split_once('=') {
@@ -1063,7 +1099,13 @@ impl Normalizer {
                         out,
                     ),
                     Some(w) if w.text == "/dev/stdin" => self.stdin_code(cmd, "source", env, out),
-                    _ => CodeFrom::NotCode,
+                    Some(w) => match self.written_script(cmd, w, env, out) {
+                        Some(from) => from,
+                        None => self
+                            .script_file(cmd, w, env, out)
+                            .unwrap_or(CodeFrom::NotCode),
+                    },
+                    None => CodeFrom::NotCode,
                 };
                 return;
             }
@@ -1131,7 +1173,14 @@ impl Normalizer {
             if let Some((_, Some(module))) = inv.flags.iter().find(|(n, _)| n == "m") {
                 // `python -m pip install x` runs `pip install x`.
                 let mut argv = vec![module.clone()];
-                argv.extend(inv.positionals.iter().cloned());
+                // Every word after the module is its argument, options included (`-m pip
+                // install -r FILE`): python's own option table does not apply to them.
+                let after = inv
+                    .words
+                    .iter()
+                    .position(|w| w.text == module.text || w.text == format!("-m{}", module.text))
+                    .map_or(inv.words.len(), |i| i + 1);
+                argv.extend(inv.words[after.min(inv.words.len())..].iter().cloned());
                 self.argv(cmd, &argv, env, out, hops + 1);
                 return;
             }
@@ -1200,6 +1249,13 @@ impl Normalizer {
                     }
                     Some(from) => inv.code_from = from,
                     None => {
+                        if spec.shell {
+                            // `bash x.sh` of a script on disk: judged by its content.
+                            if let Some(from) = self.script_file(cmd, &script, env, out) {
+                                inv.code_from = from;
+                                return;
+                            }
+                        }
                         // `bash ./run.sh sudo id`: a script airlock cannot read, given what
                         // looks like a command.
                         let args = inv.positionals.get(1..).unwrap_or(&[]).to_vec();
@@ -1768,7 +1824,10 @@ impl Normalizer {
             for (what, value) in code_option_values(co, args) {
                 let origin = format!("{label} {what}");
                 let from = match co.runs {
-                    CodeRuns::Shell => self.code_word(&value, &origin, cmd, env, out),
+                    CodeRuns::Shell => self.code_value(&value, &origin, cmd, env, out),
+                    CodeRuns::MakefileText => self.makefile_text(&value, &origin, cmd, env, out),
+                    CodeRuns::Sqlite => self.sqlite_value(&value, &origin, cmd, env, out),
+                    CodeRuns::ScriptFile => self.script_file_value(&value, &origin, cmd, env, out),
                     CodeRuns::Editor => self.editor_code(&value, &origin, cmd, env, out),
                     CodeRuns::Makefile => self.makefile_code(&value, &origin, cmd, env, out),
                     CodeRuns::Inline => self.inline_value(&value, &origin, cmd, inv, env, out),
@@ -1957,10 +2016,15 @@ impl Normalizer {
         let is_exec_key = |k: &str| keys.iter().any(|p| Glob::new(p).matches(k));
         for (k, v) in inv.git_config.clone() {
             if is_exec_key(&k) {
+                if v.contains(DYN) {
+                    // `git --config-env=core.pager=VAR`: the value is in the environment.
+                    inv.code_from = CodeFrom::Unseen;
+                    continue;
+                }
                 let code = v.strip_prefix('!').unwrap_or(&v);
                 if !code.is_empty() {
                     let from =
-                        self.code_word(&Word::lit(code), &format!("git -c {k}"), cmd, env, out);
+                        self.code_value(&Word::lit(code), &format!("git -c {k}"), cmd, env, out);
                     if from == CodeFrom::Unseen {
                         inv.code_from = CodeFrom::Unseen;
                     }
@@ -2011,6 +2075,9 @@ fn code_option_values(co: &CodeOption, args: &[Word]) -> Vec<(String, Word)> {
                 } else if let Some(rest) = t.strip_prefix(o.as_str()) {
                     let v = if o.starts_with("--") {
                         rest.strip_prefix('=')
+                    } else if o.len() > 2 {
+                        // A long option after one dash (`go test -exec=CMD`).
+                        Some(rest.strip_prefix('=').unwrap_or(rest))
                     } else {
                         Some(rest)
                     };
@@ -2020,7 +2087,15 @@ fn code_option_values(co: &CodeOption, args: &[Word]) -> Vec<(String, Word)> {
                 }
             }
             if let Some(p) = &co.prefix {
-                if let Some(v) = t.strip_prefix(p.as_str()) {
+                // `ext::CMD`, also as an option's value (`--remote=ext::CMD`).
+                let valued = t
+                    .strip_prefix('-')
+                    .and_then(|o| o.split_once('='))
+                    .map(|(_, v)| v);
+                if let Some(v) = t
+                    .strip_prefix(p.as_str())
+                    .or_else(|| valued.and_then(|v| v.strip_prefix(p.as_str())))
+                {
                     // git's ext:: URLs escape spaces as `% `.
                     found.push((p.clone(), sub(a, &v.replace("% ", " "))));
                 }

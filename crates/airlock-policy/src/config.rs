@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::git::{GitConfig, GitPushPolicy};
 use crate::size::parse_size;
 
 /// Errors raised while loading or merging policy.
@@ -60,6 +61,12 @@ pub struct NetworkConfig {
     /// the channel. Past it, new names under that pattern are refused before any lookup.
     #[serde(default)]
     pub wildcard_names_max: Option<u64>,
+    /// `[[network.rules]]`: per-request rules for intercepted hosts (`crate::rules`).
+    #[serde(default)]
+    pub rules: Vec<crate::rules::RuleConfig>,
+    /// Built-in rule sets to add (`crate::rules::PRESETS`), e.g. `["github-read-mostly"]`.
+    #[serde(default)]
+    pub rule_presets: Vec<String>,
 }
 
 /// Default of `[network] wildcard_names_max`.
@@ -270,6 +277,65 @@ pub enum HeaderValue {
     },
 }
 
+/// `[presets]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetsConfig {
+    /// Ecosystem presets to use (`crate::ecosystems`): their registry hosts are allowed.
+    #[serde(default, rename = "use")]
+    pub use_: Vec<String>,
+}
+
+/// `[approvals]`: whether a refused host is held while the user is asked (`airlock approve`),
+/// docs/network.md "Approvals". Off by default; only a trusted layer may turn it on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// `"off"` (refuse as the policy says) or `"ask"`.
+    #[serde(default)]
+    pub mode: Option<ApprovalMode>,
+    /// Seconds a refused request is held while the user is asked, 1 to 600 (default 60); then
+    /// it is refused.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+/// `[approvals] mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalMode {
+    #[default]
+    Off,
+    Ask,
+}
+
+/// `[notify]`: how a session tells the user it finished, failed, was blocked, or waits for an
+/// approval (docs/network.md "Notifications"). Only a trusted layer may set it: the command runs
+/// on the host and the webhook is reached by the supervisor, never by the agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// A program and its arguments, run on the host for each event with the message appended
+    /// as the last argument (e.g. `["notify-send", "airlock"]`).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// An `http://` or `https://` URL the message is POSTed to (ntfy-style: the body is the
+    /// message, the `Title` header the event).
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// Which events (`finished`, `failed`, `blocked`, `waiting`); all when absent.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+}
+
+/// The events `[notify] events` may name.
+pub const NOTIFY_EVENTS: &[&str] = &["finished", "failed", "blocked", "waiting"];
+
+/// Longest `[approvals] timeout_secs`.
+pub const APPROVAL_TIMEOUT_MAX: u64 = 600;
+/// Default `[approvals] timeout_secs`.
+pub const APPROVAL_TIMEOUT_DEFAULT: u64 = 60;
+
 /// One policy file as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -292,6 +358,16 @@ pub struct ConfigFile {
     pub container: ContainerConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// `[git]`: what may be pushed to credential hosts (`crate::git`).
+    #[serde(default)]
+    pub git: GitConfig,
+    /// `[presets]`: ecosystem presets (`crate::ecosystems`).
+    #[serde(default)]
+    pub presets: PresetsConfig,
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
+    #[serde(default)]
+    pub notify: NotifyConfig,
     /// Command-gate rules; parsed and validated by `airlock-gate`.
     #[serde(default)]
     pub commands: Option<toml::Table>,
@@ -314,6 +390,42 @@ impl ConfigFile {
             key: key.to_string(),
             message,
         };
+        if let Some(c) = &self.notify.command {
+            if c.first().is_none_or(String::is_empty) {
+                return Err(invalid(
+                    "notify.command",
+                    "needs a program, e.g. [\"notify-send\", \"airlock\"]".into(),
+                ));
+            }
+        }
+        if let Some(w) = &self.notify.webhook {
+            let rest = w
+                .strip_prefix("https://")
+                .or_else(|| w.strip_prefix("http://"))
+                .unwrap_or("");
+            if rest.is_empty() || rest.starts_with('/') || w.chars().any(char::is_whitespace) {
+                return Err(invalid(
+                    "notify.webhook",
+                    format!("'{w}' is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        for e in self.notify.events.iter().flatten() {
+            if !NOTIFY_EVENTS.contains(&e.as_str()) {
+                return Err(invalid(
+                    "notify.events",
+                    format!("unknown event '{e}' (one of {})", NOTIFY_EVENTS.join(", ")),
+                ));
+            }
+        }
+        if let Some(t) = self.approvals.timeout_secs {
+            if !(1..=APPROVAL_TIMEOUT_MAX).contains(&t) {
+                return Err(invalid(
+                    "approvals.timeout_secs",
+                    format!("must be between 1 and {APPROVAL_TIMEOUT_MAX} seconds, not {t}"),
+                ));
+            }
+        }
         if let Some(m) = &self.limits.memory {
             parse_size(m).map_err(|e| invalid("limits.memory", e))?;
         }
@@ -370,6 +482,14 @@ impl ConfigFile {
         self.telemetry
             .validate(&self.credentials)
             .map_err(|(key, m)| invalid(&format!("telemetry.{key}"), m))?;
+        for name in &self.presets.use_ {
+            crate::ecosystems::ecosystem(name).map_err(|m| invalid("presets.use", m))?;
+        }
+        crate::rules::validate(&self.network.rules, &self.network.rule_presets)
+            .map_err(|m| invalid("network.rules", m))?;
+        for b in self.git.push.iter().flat_map(|p| &p.branches) {
+            crate::git::validate_pattern(b).map_err(|m| invalid("git.push.branches", m))?;
+        }
         for name in self.env.pass.iter().chain(self.env.set.keys()) {
             if name.is_empty() || name.contains('=') || name.contains('\0') {
                 return Err(invalid("env", format!("'{name}' is not a variable name")));
@@ -603,6 +723,19 @@ pub struct Policy {
     /// `[telemetry]`, keys merged across layers (later layers win per key).
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// `[git] push`.
+    #[serde(default)]
+    pub git_push: GitPushPolicy,
+    /// Ecosystem presets in use (`[presets] use`, `--preset`); their hosts are in
+    /// `network.allow`.
+    #[serde(default)]
+    pub presets: Vec<String>,
+    /// `[approvals]`, merged (a later layer's keys win).
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
+    /// `[notify]`, merged (a later layer's keys win).
+    #[serde(default)]
+    pub notify: NotifyConfig,
     /// `[commands]` tables in layer order, with their source.
     pub commands: Vec<(PathBuf, toml::Table)>,
 }
@@ -685,6 +818,10 @@ impl Policy {
             terminal: TerminalPolicy::default(),
             container: ContainerConfig::default(),
             telemetry: TelemetryConfig::default(),
+            git_push: GitPushPolicy::default(),
+            presets: Vec::new(),
+            approvals: ApprovalsConfig::default(),
+            notify: NotifyConfig::default(),
             commands: Vec::new(),
         };
         for layer in layers {
@@ -716,6 +853,8 @@ impl Policy {
         if c.network.wildcard_names_max.is_some() {
             self.network.wildcard_names_max = c.network.wildcard_names_max;
         }
+        self.network.rules.extend(c.network.rules.iter().cloned());
+        extend_unique(&mut self.network.rule_presets, &c.network.rule_presets);
         for cred in &c.credentials {
             self.credentials.retain(|x| x.name != cred.name);
             self.credentials.push(cred.clone());
@@ -749,6 +888,21 @@ impl Policy {
         if let Some(v) = &c.limits.home_size {
             self.limits.home_bytes = size("limits.home_size", v)?;
         }
+        if c.notify.command.is_some() {
+            self.notify.command.clone_from(&c.notify.command);
+        }
+        if c.notify.webhook.is_some() {
+            self.notify.webhook.clone_from(&c.notify.webhook);
+        }
+        if c.notify.events.is_some() {
+            self.notify.events.clone_from(&c.notify.events);
+        }
+        if c.approvals.mode.is_some() {
+            self.approvals.mode = c.approvals.mode;
+        }
+        if c.approvals.timeout_secs.is_some() {
+            self.approvals.timeout_secs = c.approvals.timeout_secs;
+        }
         if let Some(v) = c.terminal.allow_clipboard {
             self.terminal.allow_clipboard = v;
         }
@@ -775,6 +929,19 @@ impl Policy {
         }
         if t.queue_size.is_some() {
             self.telemetry.queue_size = t.queue_size;
+        }
+        if let Some(g) = &c.git.push {
+            self.git_push.merge(g);
+        }
+        for name in &c.presets.use_ {
+            let eco =
+                crate::ecosystems::ecosystem(name).map_err(|message| PolicyError::Invalid {
+                    path: layer.source.clone(),
+                    key: "presets.use".into(),
+                    message,
+                })?;
+            extend_unique(&mut self.network.allow, &eco.hosts);
+            extend_unique(&mut self.presets, std::slice::from_ref(name));
         }
         if let Some(t) = &c.commands {
             self.commands.push((layer.source.clone(), t.clone()));
@@ -830,6 +997,18 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     {
         return widen("network.wildcard_names_max");
     }
+    if n.rules
+        .iter()
+        .any(|r| r.action != crate::rules::RuleAction::Deny)
+    {
+        return widen("network.rules (only action = \"deny\" rules may be added here)");
+    }
+    if !n.rule_presets.is_empty() {
+        return widen("network.rule_presets");
+    }
+    if !c.presets.use_.is_empty() {
+        return widen("presets.use");
+    }
     if !c.credentials.is_empty() {
         return widen("credentials");
     }
@@ -853,6 +1032,23 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     if c.telemetry != TelemetryConfig::default() {
         return widen("telemetry");
     }
+    if c.notify.command.is_some() {
+        return widen("notify.command");
+    }
+    if c.notify.webhook.is_some() {
+        return widen("notify.webhook");
+    }
+    if c.approvals.mode == Some(ApprovalMode::Ask) {
+        return widen("approvals.mode");
+    }
+    if c.approvals.timeout_secs.unwrap_or(0)
+        > current
+            .approvals
+            .timeout_secs
+            .unwrap_or(APPROVAL_TIMEOUT_DEFAULT)
+    {
+        return widen("approvals.timeout_secs");
+    }
     if c.terminal.allow_clipboard == Some(true) && !current.terminal.allow_clipboard {
         return widen("terminal.allow_clipboard");
     }
@@ -861,6 +1057,14 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     }
     if c.container.image.is_some() {
         return widen("container.image");
+    }
+    if let Some(key) = c
+        .git
+        .push
+        .as_ref()
+        .and_then(|g| current.git_push.widened_by(g))
+    {
+        return widen(key);
     }
     let lim = &current.limits;
     let raises = |new: Option<u64>, old: Option<u64>| match (new, old) {
@@ -911,6 +1115,71 @@ mod tests {
             config: ConfigFile::parse(&source, text).expect("parse"),
             source,
             trusted,
+        }
+    }
+
+    #[test]
+    fn approvals_are_off_by_default_bounded_and_only_a_trusted_layer_turns_them_on() {
+        let p = Policy::from_layers(&[]).expect("policy");
+        assert_eq!(p.approvals.mode, None);
+        let ask = "[approvals]\nmode = \"ask\"\ntimeout_secs = 5\n";
+        let p = Policy::from_layers(&[layer(ask, true)]).expect("trusted");
+        assert_eq!(p.approvals.mode, Some(ApprovalMode::Ask));
+        assert_eq!(p.approvals.timeout_secs, Some(5));
+        let e = Policy::from_layers(&[layer(ask, false)]).expect_err("untrusted ask");
+        assert!(e.to_string().contains("approvals.mode"), "{e}");
+        let longer = "[approvals]\ntimeout_secs = 300\n";
+        let e = Policy::from_layers(&[layer(longer, false)]).expect_err("untrusted longer");
+        assert!(e.to_string().contains("approvals.timeout_secs"), "{e}");
+        let off = "[approvals]\nmode = \"off\"\n";
+        let p = Policy::from_layers(&[layer(ask, true), layer(off, false)]).expect("narrowing");
+        assert_eq!(p.approvals.mode, Some(ApprovalMode::Off));
+        for bad in [
+            "timeout_secs = 0",
+            "timeout_secs = 601",
+            "mode = \"yes\"",
+            "when = 1",
+        ] {
+            let text = format!("[approvals]\n{bad}\n");
+            assert!(
+                ConfigFile::parse(Path::new("x.toml"), &text).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn notify_is_checked_and_only_a_trusted_layer_sets_where_it_goes() {
+        let ok = "[notify]\ncommand = [\"notify-send\", \"airlock\"]\n\
+                  webhook = \"https://ntfy.sh/x\"\nevents = [\"finished\", \"blocked\"]\n";
+        let p = Policy::from_layers(&[layer(ok, true)]).expect("trusted");
+        assert_eq!(p.notify.webhook.as_deref(), Some("https://ntfy.sh/x"));
+        for (text, key) in [
+            ("[notify]\ncommand = [\"sh\"]\n", "notify.command"),
+            (
+                "[notify]\nwebhook = \"http://127.0.0.1:1/\"\n",
+                "notify.webhook",
+            ),
+        ] {
+            let e = Policy::from_layers(&[layer(text, false)]).expect_err("untrusted");
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        // Narrowing which events are sent is fine anywhere.
+        let events = "[notify]\nevents = [\"failed\"]\n";
+        Policy::from_layers(&[layer(ok, true), layer(events, false)]).expect("events only");
+        for bad in [
+            "command = []",
+            "command = [\"\"]",
+            "webhook = \"ftp://x\"",
+            "webhook = \"https://\"",
+            "webhook = \"x.test\"",
+            "events = [\"exploded\"]",
+        ] {
+            let text = format!("[notify]\n{bad}\n");
+            assert!(
+                ConfigFile::parse(Path::new("x.toml"), &text).is_err(),
+                "{bad}"
+            );
         }
     }
 

@@ -3,11 +3,15 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod ecosystems;
+pub mod git;
 pub mod network;
+pub mod rules;
 pub mod size;
 
 pub use config::{
-    ConfigFile, CredentialConfig, EnvConfig, FilesystemConfig, HeaderValue, InjectConfig,
-    JsonSource, Layer, LimitsConfig, NetworkConfig, Policy, PolicyError, TelemetryConfig,
-    TerminalConfig, TerminalPolicy, TlsConfig, DEFAULT_TELEMETRY_QUEUE,
+    ApprovalMode, ApprovalsConfig, ConfigFile, CredentialConfig, EnvConfig, FilesystemConfig,
+    HeaderValue, InjectConfig, JsonSource, Layer, LimitsConfig, NetworkConfig, NotifyConfig,
+    Policy, PolicyError, TelemetryConfig, TerminalConfig, TerminalPolicy, TlsConfig,
+    DEFAULT_TELEMETRY_QUEUE,
 };

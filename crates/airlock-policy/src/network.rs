@@ -367,6 +367,11 @@ fn classify_v6(ip: Ipv6Addr) -> Option<SpecialRange> {
     Some(r)
 }
 
+/// Where a hint tells the user to make a change: the user's own files, never one inside the
+/// workspace (which may only narrow the policy, DESIGN.md).
+pub const WHERE_TO_EDIT: &str =
+    "in ~/.config/airlock/config.toml (or a --policy file outside the workspace)";
+
 /// The outcome of one policy question, naming the rule that decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -621,7 +626,8 @@ impl NetworkPolicy {
             Host::Name(n) => n.clone(),
         };
         let hint = Some(format!(
-            "add \"{bare}\" to [network] allow or pass --allow-domain {bare}"
+            "pass --allow-domain {bare} to airlock run, or add \"{bare}\" to allow under \
+             [network] {WHERE_TO_EDIT}"
         ));
         if self.allow.is_empty() {
             return Verdict::deny(
@@ -659,23 +665,32 @@ impl NetworkPolicy {
 
     /// The host decision followed by the port rule: what the proxy asks before resolving.
     pub fn check_destination(&self, host: &Host, port: u16) -> Verdict {
-        let v = self.check_host(host);
-        if !v.allow {
-            return v;
-        }
+        let mut v = self.check_host(host);
         let (rule, ports) = self.ports_for(host);
-        if ports.contains(&port) {
-            return v;
-        }
         let bare = match host {
             Host::Ip(ip) => ip.to_string(),
             Host::Name(n) => n.clone(),
         };
+        let mut wanted = ports.to_vec();
+        wanted.push(port);
+        let ports_line = format!("\"{bare}\" = {wanted:?} under [network.ports]");
+        if !v.allow {
+            // Allowing the name alone would not be enough for this port.
+            if !ports.contains(&port) && v.rule.starts_with("network.allow") {
+                if let Some(h) = v.hint.as_mut() {
+                    h.push_str(&format!("; port {port} also needs {ports_line}"));
+                }
+            }
+            return v;
+        }
+        if ports.contains(&port) {
+            return v;
+        }
         Verdict::deny(
             format!("{rule}={ports:?}"),
             format!("port {port} is not allowed for {host} (allowed: {ports:?})"),
             Some(format!(
-                "add {port} to [network.ports] \"{bare}\" if {host}:{port} should be reachable"
+                "if {host}:{port} should be reachable, set {ports_line} {WHERE_TO_EDIT}"
             )),
         )
     }
@@ -716,7 +731,8 @@ impl NetworkPolicy {
                 range.kind, range.block
             ),
             Some(format!(
-                "add \"{ip}\" to [network] allow_private if {host} really lives there"
+                "if {host} really lives there, add \"{ip}\" to allow_private under [network] \
+                 {WHERE_TO_EDIT}"
             )),
         )
     }
@@ -905,6 +921,36 @@ mod tests {
         assert!(!v.allow);
         assert_eq!(v.rule, "network.allow: no pattern matches");
         assert!(v.hint.expect("hint").contains("--allow-domain evil.com"));
+    }
+
+    /// Each refusal's hint is the exact fix: the flag, the TOML line with its table, and the
+    /// file it belongs in; a name refused on a non-default port also gets the port line.
+    #[test]
+    fn hints_name_the_flag_the_toml_line_and_the_file() {
+        let p = policy(
+            r#"allow = ["web.test"]
+               allow_private = []
+               [ports]
+               "web.test" = [443]"#,
+        );
+        let hint = |host: &str, port| p.check_destination(&h(host), port).hint.expect("hint");
+        let v = hint("evil.test", 443);
+        assert!(v.contains("--allow-domain evil.test"), "{v}");
+        assert!(v.contains("\"evil.test\" to allow under [network]"), "{v}");
+        assert!(v.contains("~/.config/airlock/config.toml"), "{v}");
+        assert!(!v.contains("network.ports"), "{v}");
+        let v = hint("evil.test", 8443);
+        assert!(v.contains("--allow-domain evil.test"), "{v}");
+        assert!(
+            v.contains("\"evil.test\" = [80, 443, 8443] under [network.ports]"),
+            "{v}"
+        );
+        let v = hint("web.test", 22);
+        assert!(
+            v.contains("\"web.test\" = [443, 22] under [network.ports]"),
+            "{v}"
+        );
+        assert!(v.contains("~/.config/airlock/config.toml"), "{v}");
     }
 
     #[test]

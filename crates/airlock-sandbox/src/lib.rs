@@ -22,6 +22,7 @@ mod init;
 pub mod launch;
 pub mod message;
 mod mounts;
+pub mod notice;
 pub mod probe;
 mod security;
 pub mod spec;
@@ -37,7 +38,9 @@ pub use launch::{
     LaunchOptions, Native, NetFds, RemoteInit, Sandbox,
 };
 pub use security::{seccomp_rules, ArgCheck, SyscallRule};
-pub use spec::{Bind, GeneratedFile, NetListeners, Rlimits, SandboxSpec, TtySpec, WorkspaceView};
+pub use spec::{
+    Bind, GeneratedFile, NetListeners, OverlayMount, Rlimits, SandboxSpec, TtySpec, WorkspaceView,
+};
 
 /// Exit status for a failure of airlock itself (as `docker run`).
 pub const EXIT_FAILURE: i32 = 125;

@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, pivot_root};
 
-use crate::spec::{Bind, SandboxSpec, WorkspaceView};
+use crate::spec::{Bind, OverlayMount, SandboxSpec, WorkspaceView};
 use crate::SandboxError;
 
 const OLD: &str = "/oldroot";
@@ -228,6 +228,9 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<(), SandboxError> {
     if let Some(ws) = &spec.workspace {
         workspace(ws)?;
     }
+    for o in &spec.overlays {
+        overlay(o, "run without the preset that shares this cache")?;
+    }
     for (i, f) in spec.files.iter().enumerate() {
         generated_file(i, &f.target, &f.contents)?;
     }
@@ -408,41 +411,53 @@ fn workspace(ws: &WorkspaceView) -> Result<(), SandboxError> {
             upper,
             work,
             target,
-        } => {
-            let dst = under(NEW, target)?;
-            mkdir_all(&dst)?;
-            let opt = |p: &Path| -> Result<String, SandboxError> {
-                let s = under(OLD, p)?.display().to_string();
-                if s.contains([',', ':', '\\']) {
-                    return Err(SandboxError::Setup(format!(
-                        "overlay paths may not contain ',', ':' or '\\': {}",
-                        p.display()
-                    )));
-                }
-                Ok(s)
-            };
-            let data = format!(
-                "lowerdir={},upperdir={},workdir={},userxattr",
-                opt(lower)?,
-                opt(upper)?,
-                opt(work)?
-            );
-            do_mount(
-                Some(Path::new("overlay")),
-                &dst,
-                Some("overlay"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                Some(&data),
-            )
-            .map_err(|e| {
-                SandboxError::Setup(format!(
-                    "{e}: this kernel cannot mount overlayfs in a user namespace over {} (see \
-                     `airlock doctor`); run with --mode worktree or --mode bind instead",
-                    lower.display()
-                ))
-            })
-        }
+        } => overlay(
+            &OverlayMount {
+                lower: lower.clone(),
+                upper: upper.clone(),
+                work: work.clone(),
+                target: target.clone(),
+            },
+            "run with --mode worktree or --mode bind instead",
+        ),
     }
+}
+
+/// Mounts overlayfs at `o.target`: `o.lower` read-only, writes into `o.upper`; `hint` says
+/// what to do when the kernel refuses.
+fn overlay(o: &OverlayMount, hint: &str) -> Result<(), SandboxError> {
+    let dst = under(NEW, &o.target)?;
+    mkdir_all(&dst)?;
+    let opt = |p: &Path| -> Result<String, SandboxError> {
+        let s = under(OLD, p)?.display().to_string();
+        if s.contains([',', ':', '\\']) {
+            return Err(SandboxError::Setup(format!(
+                "overlay paths may not contain ',', ':' or '\\': {}",
+                p.display()
+            )));
+        }
+        Ok(s)
+    };
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        opt(&o.lower)?,
+        opt(&o.upper)?,
+        opt(&o.work)?
+    );
+    do_mount(
+        Some(Path::new("overlay")),
+        &dst,
+        Some("overlay"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(&data),
+    )
+    .map_err(|e| {
+        SandboxError::Setup(format!(
+            "{e}: this kernel cannot mount overlayfs in a user namespace over {} (see \
+             `airlock doctor`); {hint}",
+            o.lower.display()
+        ))
+    })
 }
 
 /// Places generated contents at `target`: written to the scaffolding, then bound read-only over

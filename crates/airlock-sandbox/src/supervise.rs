@@ -12,6 +12,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::backend::RunningSandbox;
 use crate::launch::{supervised_signals, write_all};
+use crate::notice::{Notices, Show};
 use crate::term::{get_winsize, set_winsize, RawMode, Typeahead};
 use crate::termfilter::TermFilter;
 use crate::SandboxError;
@@ -29,9 +30,24 @@ const DRAIN_MS: u16 = 200;
 /// ([`RunningSandbox::finish`]). The sandbox is stopped on every error path (by `finish`, or by
 /// dropping it).
 pub fn supervise(
+    sandbox: Box<dyn RunningSandbox>,
+    on_hup: Option<&mut dyn FnMut()>,
+    filter: &mut TermFilter,
+) -> Result<i32, SandboxError> {
+    supervise_with_notices(sandbox, on_hup, filter, None)
+}
+
+/// [`supervise`], also showing the lines that arrive on `notices` outside the agent's screen
+/// (how: [`crate::notice`]). Lines still waiting when the sandbox has ended go to stderr once
+/// the terminal is restored.
+///
+/// # Errors
+/// As [`supervise`].
+pub fn supervise_with_notices(
     mut sandbox: Box<dyn RunningSandbox>,
     on_hup: Option<&mut dyn FnMut()>,
     filter: &mut TermFilter,
+    notices: Option<Notices>,
 ) -> Result<i32, SandboxError> {
     let sfd = signal_fd()?;
     let pty = sandbox.take_terminal();
@@ -48,13 +64,24 @@ pub fn supervise(
         buf: vec![0u8; 64 * 1024],
         on_hup,
         filter,
+        owns_terminal: false,
+        raw: raw.is_some(),
+        notices_open: notices.is_some(),
+        notices,
+        pending: Vec::new(),
     };
     relay.pty_open = relay.pty.is_some();
     relay.stdin_open = relay.pty.is_some();
-    relay.run(sandbox.as_mut(), &sfd)?;
+    relay.owns_terminal =
+        relay.pty.is_some() && nix::unistd::isatty(std::io::stdout()).unwrap_or(false);
+    let ran = relay.run(sandbox.as_mut(), &sfd);
     relay.filtered.clear();
     relay.filter.finish(&mut relay.filtered);
     drop(raw);
+    for line in relay.pending.drain(..) {
+        crate::notice::show(&line, Show::Stderr { crlf: false });
+    }
+    ran?;
     sandbox.finish()
 }
 
@@ -81,6 +108,7 @@ struct Ready {
     events: bool,
     master: bool,
     stdin: bool,
+    notices: bool,
 }
 
 /// The terminal relay's state for one supervision.
@@ -93,6 +121,14 @@ struct Relay<'h, 'f> {
     buf: Vec<u8>,
     on_hup: Option<&'h mut dyn FnMut()>,
     filter: &'f mut TermFilter,
+    /// The sandbox has a terminal and our stdout is one: notices go on its last row.
+    owns_terminal: bool,
+    /// Our terminal is in raw mode (a stderr line needs `\r\n`).
+    raw: bool,
+    notices: Option<Notices>,
+    notices_open: bool,
+    /// Notices waiting for the terminal filter to be between sequences.
+    pending: Vec<String>,
 }
 
 impl Relay<'_, '_> {
@@ -122,6 +158,10 @@ impl Relay<'_, '_> {
             if ready.stdin {
                 self.relay_input();
             }
+            if ready.notices {
+                self.take_notices();
+            }
+            self.show_notices();
             progress = sandbox.on_events(false);
         }
     }
@@ -148,6 +188,10 @@ impl Relay<'_, '_> {
         if self.stdin_open {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
+        let notices_idx = fds.len();
+        if let (true, Some(n)) = (self.notices_open, &self.notices) {
+            fds.push(PollFd::new(n.fd(), PollFlags::POLLIN));
+        }
         let timeout = if progress.ended {
             PollTimeout::from(DRAIN_MS)
         } else {
@@ -171,6 +215,7 @@ impl Relay<'_, '_> {
             events: progress.events_open && ready(events_idx),
             master: self.pty_open && ready(master_idx),
             stdin: self.stdin_open && ready(stdin_idx),
+            notices: self.notices_open && ready(notices_idx),
         }))
     }
 
@@ -219,6 +264,36 @@ impl Relay<'_, '_> {
             }
             Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
             Err(_) => self.pty_open = false,
+        }
+    }
+
+    /// Reads the notices that arrived into `pending`.
+    fn take_notices(&mut self) {
+        let Some(n) = self.notices.as_mut() else {
+            return;
+        };
+        match n.read_lines() {
+            Some(lines) => self.pending.extend(lines),
+            None => self.notices_open = false,
+        }
+    }
+
+    /// Shows the pending notices: on the terminal's last row only between two sequences of
+    /// the agent's output (else they wait for the next write), on stderr otherwise.
+    fn show_notices(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let how = match (self.owns_terminal, get_winsize(1)) {
+            (true, Some(_)) if !self.filter.between_sequences() => return,
+            (true, Some(ws)) => Show::BottomRow {
+                rows: ws.ws_row,
+                cols: ws.ws_col,
+            },
+            _ => Show::Stderr { crlf: self.raw },
+        };
+        for line in self.pending.drain(..) {
+            crate::notice::show(&line, how);
         }
     }
 

@@ -217,6 +217,12 @@ impl TermFilter {
         self.counts.values().sum()
     }
 
+    /// Whether everything passed on so far ended between two characters and two sequences,
+    /// so bytes of airlock's own (a notice) can be written without breaking either.
+    pub fn between_sequences(&self) -> bool {
+        self.state == State::Ground
+    }
+
     /// Bytes held for the sequence under way (bounded by [`MAX_STRING`]; for fuzzing).
     pub fn held(&self) -> usize {
         self.seq.capacity() + self.head.capacity()

@@ -394,6 +394,21 @@ pub(crate) fn claude_managed_settings() -> serde_json::Value {
                     ),
                     "timeout": 30
                 }]
+            }],
+            // The agent's own events feed `[notify]` (never a decision; always exit 0).
+            "Notification": [{
+                "hooks": [{
+                    "type": "command",
+                    "command": format!("{AIRLOCK_INSIDE} hook claude-event"),
+                    "timeout": 10
+                }]
+            }],
+            "Stop": [{
+                "hooks": [{
+                    "type": "command",
+                    "command": format!("{AIRLOCK_INSIDE} hook claude-event"),
+                    "timeout": 10
+                }]
             }]
         },
         "allowManagedHooksOnly": true,
@@ -606,6 +621,13 @@ mod tests {
         );
         assert_eq!(s["permissions"]["defaultMode"], "bypassPermissions");
         assert_eq!(s["allowManagedHooksOnly"], true);
+        for event in ["Notification", "Stop"] {
+            assert_eq!(
+                s["hooks"][event][0]["hooks"][0]["command"],
+                "/run/airlock/bin/airlock hook claude-event",
+                "{event}"
+            );
+        }
         for k in CLAUDE_PINNED_ENV {
             assert_eq!(s["env"][k], "", "{k} pinned empty");
         }

@@ -88,6 +88,12 @@ pub(crate) enum Command {
     ///   airlock creds --json | jq .
     #[command(verbatim_doc_comment)]
     Creds(CredsArgs),
+    /// List the requests running sessions hold for your answer (`[approvals] mode = "ask"`).
+    Approvals(ApprovalsArgs),
+    /// Allow a destination a running session holds: `airlock approve ID HOST[:PORT]`.
+    Approve(ApproveArgs),
+    /// Refuse a destination a running session holds: `airlock deny ID HOST[:PORT]`.
+    Deny(DenyArgs),
     /// Agent hooks (the command gate).
     #[command(subcommand)]
     Hook(HookCommand),
@@ -208,6 +214,9 @@ pub(crate) struct RunArgs {
     /// Allow egress to a host name or `*.suffix` pattern (repeatable).
     #[arg(long = "allow-domain", value_name = "PATTERN")]
     pub(crate) allow_domains: Vec<String>,
+    /// Allow an ecosystem's registry hosts (repeatable): rust, node, python, go, java.
+    #[arg(long = "preset", value_name = "NAME")]
+    pub(crate) presets: Vec<String>,
     /// Agent profile.
     #[arg(long, value_enum, default_value = "shell")]
     pub(crate) agent: Agent,
@@ -417,6 +426,10 @@ pub(crate) enum HookCommand {
     /// Codex PreToolUse hook: the same protocol; ask and review become deny (Codex runs
     /// without approvals inside airlock).
     Codex(HookArgs),
+    /// Claude Code Notification and Stop hook: passes the event to the session's
+    /// notifications ([notify]); never blocks, always exits 0.
+    #[command(name = "claude-event")]
+    ClaudeEvent,
 }
 
 #[derive(Debug, Args)]
@@ -449,6 +462,49 @@ pub(crate) enum PolicyCommand {
         /// Session id or unique prefix (default: the most recent session).
         id: Option<String>,
     },
+    /// Print the smallest policy change that would have allowed what a session was refused on
+    /// the network (from its audit log), as commented TOML. Nothing is applied.
+    Suggest(SuggestArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApprovalsArgs {
+    /// Print the held requests as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApproveArgs {
+    /// Session id or unique prefix.
+    pub(crate) id: String,
+    /// The held destination: HOST (every port held) or HOST:PORT.
+    pub(crate) host: String,
+    /// How long: the requests held now, this session, or also later sessions of this project
+    /// (written to your per-project policy file, never inside the workspace).
+    #[arg(long = "for", value_enum, default_value = "once")]
+    pub(crate) scope: crate::approvals::Scope,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DenyArgs {
+    /// Session id or unique prefix.
+    pub(crate) id: String,
+    /// The held destination: HOST (every port held) or HOST:PORT.
+    pub(crate) host: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SuggestArgs {
+    /// Session id or unique prefix (default: the most recent session).
+    pub(crate) id: Option<String>,
+    /// Group two or more names that share a registrable domain (Public Suffix List) under
+    /// one `*.domain` entry.
+    #[arg(long)]
+    pub(crate) wildcards: bool,
+    /// Write the TOML to this new file (outside the workspace) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) write: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

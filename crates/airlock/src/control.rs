@@ -17,7 +17,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
+use crate::approvals::Approvals;
 use crate::commands::detach::{AttachRequest, Console};
+use std::sync::Arc;
 
 /// Serves the session's control socket on `rt` until the runtime shuts down; `console` is set for
 /// --detach sessions.
@@ -26,6 +28,7 @@ pub(crate) fn serve<F>(
     dir: &Path,
     reload: F,
     console: Option<Console>,
+    approvals: Option<Arc<Approvals>>,
 ) -> Result<()>
 where
     F: Fn() -> Result<()> + Clone + Send + 'static,
@@ -39,6 +42,7 @@ where
         while let Ok((stream, _)) = listener.accept().await {
             let reload = reload.clone();
             let console = console.clone();
+            let approvals = approvals.clone();
             tokio::spawn(async move {
                 let (rd, mut wr) = stream.into_split();
                 let mut line = String::new();
@@ -84,6 +88,22 @@ where
                             tokio::task::spawn_blocking(move || serve_attach(&c, &req, std)).await;
                         return;
                     }
+                    (Some("approvals" | "approve" | "deny"), _) => match &approvals {
+                        Some(a) => {
+                            let (a, words) = (
+                                a.clone(),
+                                words.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+                            );
+                            tokio::task::spawn_blocking(move || {
+                                let words: Vec<&str> = words.iter().map(String::as_str).collect();
+                                crate::approvals::control(&a, &words)
+                            })
+                            .await
+                            .unwrap_or_else(|e| format!("error: {e}\n"))
+                        }
+                        None => "error: this session does not ask for approvals ([approvals] mode is off)\n"
+                            .to_string(),
+                    },
                     (Some("ready" | "attach"), None) => {
                         "error: this session was not started with --detach\n".to_string()
                     }

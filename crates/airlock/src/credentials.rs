@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use airlock_net::creds::{Credential, Injector};
+use airlock_policy::network::DomainPattern;
+use airlock_policy::rules::RequestRules;
 use airlock_policy::{CredentialConfig, JsonSource, Policy};
 use airlock_sandbox::{Bind, SandboxSpec};
 use anyhow::{anyhow, Context, Result};
@@ -215,6 +217,9 @@ pub(crate) struct Prepared {
     loaded: Vec<(Entry, String)>,
     extra_roots: Vec<PathBuf>,
     home: PathBuf,
+    git_push: airlock_policy::git::GitPushPolicy,
+    rules: RequestRules,
+    rule_denied: Vec<String>,
 }
 
 /// Resolves every credential (a broken `[[credentials]]` entry is an error naming it and its
@@ -253,11 +258,47 @@ pub(crate) fn prepare(policy: &mut Policy, home: &Path) -> Result<Prepared> {
             }
         }
     }
+    let (rules, rule_denied) = request_rules(policy, &loaded)?;
     Ok(Prepared {
         loaded,
         extra_roots,
         home: home.to_path_buf(),
+        git_push: policy.git_push.clone(),
+        rules,
+        rule_denied,
     })
+}
+
+/// The per-request rules (`[[network.rules]]`, rule presets). The proxy sees requests only to
+/// credential hosts, so a host a rule names that no loaded credential covers is denied outright
+/// (fail closed: its requests could not be checked), with a warning naming the rule; those hosts
+/// are returned with the rules.
+fn request_rules(
+    policy: &mut Policy,
+    loaded: &[(Entry, String)],
+) -> Result<(RequestRules, Vec<String>)> {
+    let rules = RequestRules::compile(&policy.network.rules, &policy.network.rule_presets)
+        .map_err(|e| with_code(FAILURE, anyhow!("network.rules: {e}")))?;
+    let mut denied = Vec::new();
+    for (label, host) in rules.hosts() {
+        let covered = loaded.iter().any(|(e, _)| {
+            e.config.hosts.iter().any(|h| {
+                h == &host
+                    || (!host.starts_with("*.")
+                        && DomainPattern::parse(h).is_ok_and(|p| p.matches(&host)))
+            })
+        });
+        if !covered && !policy.network.deny.contains(&host) {
+            eprintln!(
+                "airlock: warning: {label} names {host}, which no credential covers: airlock \
+                 cannot see its requests, so {host} is denied; add a [[credentials]] entry for \
+                 it or remove the rule"
+            );
+            policy.network.deny.push(host.clone());
+            denied.push(host);
+        }
+    }
+    Ok((rules, denied))
 }
 
 /// The OAuth token response field (RFC 6749 §5.1) that rotates a JSON credential, from the
@@ -469,6 +510,12 @@ impl Prepared {
     }
 
     /// Every host a credential is scoped to (added to the allowlist on reload too).
+    /// Hosts denied because a request rule names them but no credential covers them (they stay
+    /// denied across policy reloads, like the rules).
+    pub(crate) fn rule_denied(&self) -> Vec<String> {
+        self.rule_denied.clone()
+    }
+
     pub(crate) fn hosts(&self) -> Vec<String> {
         self.loaded
             .iter()
@@ -518,6 +565,8 @@ impl Prepared {
         }
         let mut injector = Injector::new(session, creds, &self.extra_roots)
             .map_err(|e| with_code(FAILURE, anyhow!(e)))?;
+        injector.set_git_push(self.git_push.clone());
+        injector.set_request_rules(self.rules.clone());
         let writeback: Vec<(String, PathBuf, String)> = self
             .loaded
             .iter()

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use airlock_audit::{AuditEvent, AuditLog, Detail};
+use airlock_audit::{AuditEvent, AuditLog, Decision, Detail};
 use anyhow::{Context, Result};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
@@ -31,6 +31,8 @@ pub(crate) fn serve(
     listener: std::net::TcpListener,
     audit: Arc<AuditLog>,
     session: String,
+    denials: Option<std::sync::mpsc::SyncSender<AuditEvent>>,
+    notify: Option<crate::notify::Notifier>,
 ) -> Result<()> {
     listener
         .set_nonblocking(true)
@@ -38,9 +40,11 @@ pub(crate) fn serve(
     let _guard = rt.enter();
     let listener = tokio::net::TcpListener::from_std(listener)
         .context("cannot prepare the gate's audit channel")?;
+    let limiter = Arc::new(std::sync::Mutex::new(LastSent::new()));
     rt.spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (audit, session) = (audit.clone(), session.clone());
+            let (audit, session, denials) = (audit.clone(), session.clone(), denials.clone());
+            let (notify, limiter) = (notify.clone(), limiter.clone());
             tokio::spawn(async move {
                 let (rd, mut wr) = stream.into_split();
                 let mut line = String::new();
@@ -53,6 +57,15 @@ pub(crate) fn serve(
                 let answer = match read {
                     Ok(Ok(_)) => match accept(&line, &session) {
                         Ok(ev) => {
+                            // A refusal is also a live notice (labelled as the sandbox's report).
+                            if let (Decision::Deny, Some(tx)) = (ev.decision, &denials) {
+                                let _ = tx.try_send(ev.clone());
+                            }
+                            if let (Detail::Agent { event, message }, Some(n)) =
+                                (&ev.detail, &notify)
+                            {
+                                agent_event(n, &limiter, &session, event, message.as_deref());
+                            }
                             let audit = audit.clone();
                             match tokio::task::spawn_blocking(move || audit.append(&ev)).await {
                                 Ok(Ok(())) => "ok\n".to_string(),
@@ -71,6 +84,53 @@ pub(crate) fn serve(
     Ok(())
 }
 
+/// When each kind of agent event was last passed on.
+type LastSent = std::collections::HashMap<String, std::time::Instant>;
+
+/// At most one agent event of each kind per this interval (the sandbox can send them in a loop).
+const AGENT_EVENT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Passes one of the agent's own events to `[notify]`: Notification as "waiting", Stop as
+/// "finished" (the agent's turn ended), labelled as the agent's; rate-limited per kind.
+fn agent_event(
+    notify: &crate::notify::Notifier,
+    last: &std::sync::Mutex<LastSent>,
+    session: &str,
+    event: &str,
+    message: Option<&str>,
+) {
+    let now = std::time::Instant::now();
+    {
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        let kind = if event == "stop" {
+            "stop"
+        } else {
+            "notification"
+        };
+        if last
+            .get(kind)
+            .is_some_and(|t| now.duration_since(*t) < AGENT_EVENT_INTERVAL)
+        {
+            return;
+        }
+        last.insert(kind.to_string(), now);
+    }
+    let (kind, text) = match event {
+        "stop" => (
+            crate::notify::Event::Finished,
+            "the agent finished its turn".to_string(),
+        ),
+        _ => (
+            crate::notify::Event::Waiting,
+            format!(
+                "the agent says: {}",
+                message.unwrap_or("it needs your attention")
+            ),
+        ),
+    };
+    notify.send(kind, &format!("airlock: session {session}: {text}"));
+}
+
 /// Checks one line from the sandbox: a complete `command` event; the session is set here.
 fn accept(line: &str, session: &str) -> Result<AuditEvent, String> {
     if line.len() > MAX_LINE || !line.ends_with('\n') {
@@ -80,8 +140,11 @@ fn accept(line: &str, session: &str) -> Result<AuditEvent, String> {
     }
     let mut ev: AuditEvent =
         serde_json::from_str(line.trim_end()).map_err(|e| format!("not an audit event: {e}"))?;
-    if !matches!(ev.detail, Detail::Command { .. }) {
-        return Err("only command events are taken from the sandbox".into());
+    match &ev.detail {
+        Detail::Command { .. } => {}
+        // What the agent says about itself (its Notification and Stop hooks), for `[notify]`.
+        Detail::Agent { .. } if ev.decision == Decision::Info => {}
+        _ => return Err("only command and agent events are taken from the sandbox".into()),
     }
     ev.session = Some(session.to_string());
     Ok(ev)
@@ -143,6 +206,21 @@ mod tests {
         );
         let line = format!("{}\n", serde_json::to_string(&net).expect("json"));
         assert!(accept(&line, "s1").is_err(), "only command events");
+        // The agent's own events, as information only.
+        let mut agent = AuditEvent::now(
+            Decision::Info,
+            Detail::Agent {
+                event: "notification".into(),
+                message: Some("waiting".into()),
+            },
+        );
+        let line = format!("{}\n", serde_json::to_string(&agent).expect("json"));
+        assert!(accept(&line, "s1").is_ok());
+        for d in [Decision::Deny, Decision::Allow, Decision::Ask] {
+            agent.decision = d;
+            let line = format!("{}\n", serde_json::to_string(&agent).expect("json"));
+            assert!(accept(&line, "s1").is_err(), "{d:?}");
+        }
         let long = format!("{}\n", "x".repeat(MAX_LINE + 1));
         assert!(accept(&long, "s1").is_err());
     }

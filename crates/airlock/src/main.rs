@@ -5,13 +5,17 @@
 #![forbid(unsafe_code)]
 
 mod agents;
+mod approvals;
 mod backends;
+mod caches;
 mod cli;
 mod commands;
 mod control;
 mod credentials;
+mod denials;
 mod exit;
 mod gate_audit;
+mod notify;
 mod policy_load;
 mod review_out;
 mod session_dir;

@@ -18,6 +18,36 @@ pub(crate) fn user_config_path() -> Option<PathBuf> {
         .map(|h| PathBuf::from(h).join(".config/airlock/config.toml"))
 }
 
+/// The user's per-project policy file for `workspace` (canonical):
+/// `$XDG_CONFIG_HOME/airlock/projects/NAME-HASH.toml` (NAME the workspace's last component,
+/// HASH the first 16 hex digits of the SHA-256 of its path), next to the user's config and never
+/// inside a workspace. Layered, trusted, right after the user's config; `airlock approve --for
+/// project` writes it. `None` without a config directory or when it would lie inside `workspace`.
+pub(crate) fn project_policy_path(workspace: &Path) -> Option<PathBuf> {
+    use sha2::Digest;
+    let config = user_config_path()?;
+    let dir = config.parent()?.join("projects");
+    if dir.starts_with(workspace) {
+        return None;
+    }
+    let name: String = workspace
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    let hash = hex::encode(&sha2::Sha256::digest(workspace.as_os_str().as_encoded_bytes())[..8]);
+    Some(dir.join(format!("{name}-{hash}.toml")))
+}
+
 /// One policy file as a layer; `trusted` layers may widen the policy, others only narrow it.
 pub(crate) fn read_layer(path: &Path, trusted: bool) -> Result<Layer> {
     let text = std::fs::read_to_string(path)
@@ -81,8 +111,9 @@ pub(crate) fn sealed_gate_policy(
     })
 }
 
-/// The policy layers, lowest first: the user's config, `policies` (untrusted when inside
-/// `workspace` unless listed in `trusted`), then `flags`.
+/// The policy layers, lowest first: the user's config, the user's per-project file for
+/// `workspace` ([`project_policy_path`]), `policies` (untrusted when inside `workspace` unless
+/// listed in `trusted`), then `flags`.
 pub(crate) fn layers(
     workspace: Option<&Path>,
     policies: &[PathBuf],
@@ -91,6 +122,12 @@ pub(crate) fn layers(
 ) -> Result<Vec<Layer>> {
     let mut layers = Vec::new();
     if let Some(p) = user_config_path().filter(|p| p.exists()) {
+        layers.push(read_layer(&p, true)?);
+    }
+    if let Some(p) = workspace
+        .and_then(project_policy_path)
+        .filter(|p| p.exists())
+    {
         layers.push(read_layer(&p, true)?);
     }
     let trusted: Vec<PathBuf> = trusted

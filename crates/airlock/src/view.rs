@@ -495,6 +495,7 @@ pub(crate) fn build(policy: &Policy, who: &Invoker, req: ViewRequest<'_>) -> Res
         hostname: "airlock".to_string(),
         binds,
         workspace: Some(req.workspace),
+        overlays: Vec::new(),
         home: who.home.clone(),
         home_bytes: limits.home_bytes,
         tmp_bytes: limits.tmp_bytes,

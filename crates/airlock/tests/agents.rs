@@ -800,6 +800,7 @@ def send(line):
 ev = lambda **k: json.dumps(dict(ts="2026-01-01T00:00:00Z", **k)) + "\n"
 send(ev(decision="info", kind="session", event="exited", exit_status=0))
 send(ev(decision="allow", kind="net", host="evil.example", port=443))
+send(ev(decision="deny", kind="agent", event="notification", message="posing as a refusal"))
 send("not json\n")
 send(ev(decision="allow", kind="command", tool="Bash", command="forged-by-agent", session="other"))
 "#;
@@ -811,16 +812,17 @@ send(ev(decision="allow", kind="command", tool="Bash", command="forged-by-agent"
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     let answers: Vec<&str> = out.lines().collect();
-    assert_eq!(answers.len(), 4, "{out}");
-    // Well-formed events of other kinds are refused for their kind, not as garbage.
+    assert_eq!(answers.len(), 5, "{out}");
+    // Well-formed events of other kinds are refused for their kind, not as garbage; an agent
+    // event is taken only as information, never as a decision.
     assert!(
-        answers[..2]
+        answers[..3]
             .iter()
-            .all(|a| a.starts_with("error: only command events")),
+            .all(|a| a.starts_with("error: only command and agent events")),
         "{out}"
     );
-    assert!(answers[2].starts_with("error: not an audit event"), "{out}");
-    assert_eq!(answers[3], "ok", "{out}");
+    assert!(answers[3].starts_with("error: not an audit event"), "{out}");
+    assert_eq!(answers[4], "ok", "{out}");
     let session = env.session();
     let events = env.audit(&session);
     assert!(

@@ -12,6 +12,13 @@ use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
+/// The push guard (`[git] push`) with git's own smart-HTTP server.
+#[path = "creds/gitpush.rs"]
+mod gitpush;
+/// Per-request rules (`[[network.rules]]`) on credential hosts.
+#[path = "creds/rules.rs"]
+mod rules;
+
 fn bin() -> PathBuf {
     std::env::var_os("AIRLOCK_BIN")
         .map(PathBuf::from)

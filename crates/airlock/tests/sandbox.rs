@@ -609,6 +609,822 @@ fn egress_goes_only_through_the_proxy() {
     assert!(!out.contains("hello from upstream\nhello"), "{out}");
 }
 
+/// A refused host is never a mystery: its first refusal is one line on the user's terminal
+/// (stderr here, which is not a terminal) with the rule and the exact fix, once per host however
+/// often and however it is tried (proxy, plain HTTP, DNS); the agent's 403 body says the same;
+/// the session's end lists every refusal with its count.
+#[test]
+fn a_refused_host_is_named_once_with_its_fix() {
+    let port = http_server("ok");
+    let ws = Ws::new();
+    let pol_dir = tempfile::tempdir().expect("tempdir");
+    let policy = net_policy(pol_dir.path(), port, true);
+    let script = "for i in 1 2 3; do curl -s -m 10 http://evil.test/; done; \
+                  curl -s -m 10 -o /dev/null https://evil.test/; \
+                  getent hosts evil.test; \
+                  curl -s -m 10 -o /dev/null http://other.test:8443/; \
+                  curl -s -m 10 -o /dev/null http://test.airlock.internal:22/";
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--policy"])
+        .arg(&policy)
+        .args(["--", "sh", "-c", script])
+        .output()
+        .expect("run");
+    let (out, err) = (stdout(&o), stderr(&o));
+    // The agent's answer names the fix.
+    assert!(out.contains("--allow-domain evil.test"), "{out}");
+    assert!(out.contains("~/.config/airlock/config.toml"), "{out}");
+    let lines = |what: &str| -> Vec<&str> {
+        err.lines()
+            .filter(|l| l.starts_with(&format!("airlock: refused {what}")))
+            .collect()
+    };
+    let evil = lines("evil.test");
+    assert_eq!(evil.len(), 1, "one line for evil.test: {err}");
+    assert!(
+        evil[0].contains("rule network.allow: no pattern matches")
+            && evil[0].contains("rerun with --allow-domain evil.test")
+            && evil[0].contains("allow = [\"evil.test\"] under [network]"),
+        "{err}"
+    );
+    let other = lines("other.test:8443");
+    assert_eq!(other.len(), 1, "{err}");
+    assert!(
+        other[0].contains("\"other.test\" = [80, 443, 8443] under [network.ports]"),
+        "{err}"
+    );
+    let ports = lines("test.airlock.internal:22");
+    assert_eq!(ports.len(), 1, "{err}");
+    assert!(ports[0].contains("under [network.ports]"), "{err}");
+    assert!(
+        err.contains("refused: evil.test:80 (5x") || err.contains("refused: evil.test:80 (6x"),
+        "summary counts every try: {err}"
+    );
+    assert!(err.contains("airlock policy suggest"), "{err}");
+}
+
+/// `airlock policy suggest` on a session that tried three hosts gives exactly those three (with
+/// their ports), and the file it writes, applied with `--policy`, lets a second run reach them.
+/// Bad input: an unknown session, an existing file, a file inside the workspace, a missing
+/// directory: clear errors, nothing written.
+#[test]
+fn policy_suggest_gives_what_was_refused_and_it_works() {
+    let ports = [http_server("one"), http_server("two"), http_server("three")];
+    let hosts = ["one.test", "two.test", "three.test"];
+    let ws = Ws::new();
+    let pol_dir = tempfile::tempdir().expect("tempdir");
+    let base = pol_dir.path().join("base.toml");
+    let mut text = "[network]\nallow = [\"unrelated.test\"]\nallow_private = [\"127.0.0.1\"]\n\
+                    [network.resolve]\n"
+        .to_string();
+    for h in hosts {
+        text.push_str(&format!("\"{h}\" = \"127.0.0.1\"\n"));
+    }
+    std::fs::write(&base, text).expect("write");
+    let script: String = hosts
+        .iter()
+        .zip(ports)
+        .map(|(h, p)| format!("curl -s -m 10 http://{h}:{p}/; echo; "))
+        .collect::<String>()
+        + "echo $AIRLOCK_SESSION > session";
+    let run = |extra: &[&Path]| {
+        let mut c = ws.airlock();
+        c.args(["run", "--mode", "bind", "--policy"]).arg(&base);
+        for p in extra {
+            c.arg("--policy").arg(p);
+        }
+        c.args(["--", "sh", "-c", &script]).output().expect("run")
+    };
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("one\n"), "{}", stdout(&o));
+    let session = std::fs::read_to_string(ws.path().join("session")).expect("session");
+    let session = session.trim();
+
+    let o = ws
+        .airlock()
+        .args(["policy", "suggest", session])
+        .output()
+        .expect("suggest");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let toml_text = stdout(&o);
+    let v: toml::Value = toml::from_str(&toml_text).expect("valid toml");
+    let allow: Vec<&str> = v["network"]["allow"]
+        .as_array()
+        .expect("allow")
+        .iter()
+        .map(|x| x.as_str().expect("str"))
+        .collect();
+    assert_eq!(allow, ["one.test", "three.test", "two.test"], "{toml_text}");
+    let table = v["network"]["ports"].as_table().expect("ports");
+    assert_eq!(table.len(), 3, "{toml_text}");
+    for (h, p) in hosts.iter().zip(ports) {
+        assert_eq!(
+            table[*h].as_array().expect("ports").as_slice(),
+            [toml::Value::Integer(i64::from(p))],
+            "{toml_text}"
+        );
+    }
+    assert!(toml_text.contains("refused 1 time"), "{toml_text}");
+
+    // Written to a file and applied: the second run reaches all three.
+    let file = pol_dir.path().join("suggested.toml");
+    let o = ws
+        .airlock()
+        .args(["policy", "suggest", session, "--write"])
+        .arg(&file)
+        .output()
+        .expect("suggest --write");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&file).expect("file"), toml_text);
+    let o = run(&[&file]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "one\ntwo\nthree\n", "{}", stderr(&o));
+
+    // Bad input.
+    let err = |args: &[&str], file: Option<&Path>| {
+        let mut c = ws.airlock();
+        c.args(["policy", "suggest"]).args(args);
+        if let Some(f) = file {
+            c.arg("--write").arg(f);
+        }
+        let o = c.output().expect("suggest");
+        assert_ne!(o.status.code(), Some(0), "{}", stdout(&o));
+        stderr(&o)
+    };
+    let e = err(&["nosuchsession"], None);
+    assert!(e.contains("nosuchsession"), "{e}");
+    let e = err(&[session], Some(&file));
+    assert!(
+        e.contains(&file.display().to_string()) && e.contains("must not exist"),
+        "{e}"
+    );
+    let inside = ws.path().join("p.toml");
+    let e = err(&[session], Some(&inside));
+    assert!(e.contains("inside the session's workspace"), "{e}");
+    assert!(!inside.exists());
+    let missing = pol_dir.path().join("no/such/dir/p.toml");
+    let e = err(&[session], Some(&missing));
+    assert!(e.contains("does not exist"), "{e}");
+}
+
+/// A session with `[approvals] mode = "ask"` and a host its policy refuses; the agent writes its
+/// session id, then runs `script` (bind mode: the test and the agent talk through files).
+struct AskSession {
+    child: std::process::Child,
+    session: String,
+    port: u16,
+}
+
+fn ask_session(ws: &Ws, config: &Path, timeout_secs: u64, script: &str) -> AskSession {
+    let port = http_server("approved");
+    let pol_dir = config.join("pol");
+    std::fs::create_dir_all(&pol_dir).expect("mkdir");
+    let policy = pol_dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[network]\nallow = [\"unrelated.test\"]\nallow_private = [\"127.0.0.1\"]\n\
+             [network.resolve]\n\"new.test\" = \"127.0.0.1\"\n\
+             [approvals]\nmode = \"ask\"\ntimeout_secs = {timeout_secs}\n"
+        ),
+    )
+    .expect("policy");
+    let script = format!(
+        "echo $AIRLOCK_SESSION > session; {}",
+        script.replace("PORT", &port.to_string())
+    );
+    let child = ws
+        .airlock()
+        .env("XDG_CONFIG_HOME", config)
+        .args(["run", "--mode", "bind", "--policy"])
+        .arg(&policy)
+        .args(["--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let file = ws.path().join("session");
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(&file)
+            .is_ok_and(|s| s.ends_with('\n'))),
+        "the session never started"
+    );
+    let session = std::fs::read_to_string(&file)
+        .expect("session")
+        .trim()
+        .to_string();
+    AskSession {
+        child,
+        session,
+        port,
+    }
+}
+
+/// The held requests `airlock approvals --json` lists for `session`, as `host:port`.
+fn held(ws: &Ws, session: &str) -> Vec<String> {
+    let o = ws
+        .airlock()
+        .args(["approvals", "--json"])
+        .output()
+        .expect("approvals");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Vec<serde_json::Value> = serde_json::from_str(stdout(&o).trim()).expect("json");
+    v.iter()
+        .filter(|p| p["session"] == session)
+        .map(|p| format!("{}:{}", p["host"].as_str().unwrap_or(""), p["port"]))
+        .collect()
+}
+
+fn wait_held(ws: &Ws, session: &str, what: &str) {
+    assert!(
+        wait_until(Duration::from_secs(20), || held(ws, session)
+            .contains(&what.to_string())),
+        "{what} was never held: {:?}",
+        held(ws, session)
+    );
+}
+
+fn read_when_done(path: &Path) -> String {
+    assert!(
+        wait_until(Duration::from_secs(30), || std::fs::read_to_string(path)
+            .is_ok_and(|s| s.ends_with('\n'))),
+        "{} never finished",
+        path.display()
+    );
+    std::fs::read_to_string(path).expect("read")
+}
+
+/// Approval while the agent runs: a refused host is held; `airlock approve --for once` lets the
+/// held request through and the next one is held again; no answer in time refuses (403), and
+/// so does `airlock deny`, at once. Bad input: a session or host that does not exist, a session
+/// that does not ask: clear errors, the session unaffected.
+#[test]
+fn a_held_request_is_approved_once_refused_on_timeout_and_on_deny() {
+    let ws = Ws::new();
+    let config = tempfile::tempdir().expect("tempdir");
+    let code = "curl -s -m 60 -o /dev/null -w '%{http_code}\\n' http://new.test:PORT/";
+    let script = format!(
+        "{code} > first; {code} > second; while [ ! -e go ]; do sleep 0.05; done; {code} > third"
+    );
+    let mut s = ask_session(&ws, config.path(), 3, &script);
+    let target = format!("new.test:{}", s.port);
+    wait_held(&ws, &s.session, &target);
+    // Bad input first, while the request is held.
+    let o = ws
+        .airlock()
+        .args(["approve", "nosuchsession", "new.test"])
+        .output()
+        .expect("approve");
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("nosuchsession"), "{}", stderr(&o));
+    let o = ws
+        .airlock()
+        .args(["approve", &s.session, "other.test"])
+        .output()
+        .expect("approve");
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("holds no request for other.test"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ws
+        .airlock()
+        .args(["approve", &s.session, &target, "--for", "once"])
+        .output()
+        .expect("approve");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("allowed {target} (once)")),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(read_when_done(&ws.path().join("first")), "200\n");
+    // Once is once: the next request is held again, and nobody answers.
+    wait_held(&ws, &s.session, &target);
+    assert_eq!(read_when_done(&ws.path().join("second")), "403\n");
+    assert!(
+        held(&ws, &s.session).is_empty(),
+        "a timed-out request is gone"
+    );
+    // Deny: refused at once, well before the time-out.
+    std::fs::write(ws.path().join("go"), "").expect("go");
+    wait_held(&ws, &s.session, &target);
+    let started = Instant::now();
+    let o = ws
+        .airlock()
+        .args(["deny", &s.session, "new.test"])
+        .output()
+        .expect("deny");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(read_when_done(&ws.path().join("third")), "403\n");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(s.child.wait().expect("wait").code(), Some(0));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut s.child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert!(
+        err.contains(&format!("holds {target}")) && err.contains("airlock approve"),
+        "the user is told how to answer: {err}"
+    );
+    // A session that has ended holds nothing.
+    let o = ws
+        .airlock()
+        .args(["approve", &s.session, "new.test"])
+        .output()
+        .expect("approve");
+    assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
+}
+
+/// A control-socket client in perl (present inside and outside): `perl -e "$PERL" SOCKET LINE`
+/// prints the answer, fails when it cannot connect.
+const PERL_CONTROL: &str = r#"use IO::Socket::UNIX; my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or exit 1; print $s "$ARGV[1]\n"; print scalar <$s>;"#;
+
+/// The agent cannot answer its own held request: `airlock approve` run inside the sandbox (with
+/// the session id it knows, every scope), a search for any control socket, and the host's
+/// session store paths all fail, and the request times out refused.
+#[test]
+fn the_agent_cannot_approve_its_own_request() {
+    let ws = Ws::new();
+    let config = tempfile::tempdir().expect("tempdir");
+    let data = ws.data.path().display().to_string();
+    let script = format!(
+        "A=/run/airlock/bin/airlock; PERL='{PERL_CONTROL}'; \
+         (curl -s -m 60 -o /dev/null -w '%{{http_code}}\\n' http://new.test:PORT/ > result &); \
+         sleep 1; \
+         for scope in once session project; do \
+           $A approve $AIRLOCK_SESSION new.test --for $scope >> tries 2>&1 && echo APPROVED >> tries; \
+           XDG_DATA_HOME={data} $A approve $AIRLOCK_SESSION new.test --for $scope >> tries 2>&1 && echo APPROVED >> tries; \
+         done; \
+         for s in $(find / -xdev -name control.sock 2>/dev/null) {data}/airlock/sessions/*/control.sock; do \
+           perl -e \"$PERL\" $s 'approve new.test:PORT session' >> tries 2>&1 && echo CONNECTED $s >> tries; \
+         done; \
+         while [ ! -s result ]; do sleep 0.1; done"
+    );
+    let mut s = ask_session(&ws, config.path(), 4, &script);
+    let target = format!("new.test:{}", s.port);
+    wait_held(&ws, &s.session, &target);
+    assert_eq!(read_when_done(&ws.path().join("result")), "403\n");
+    assert_eq!(s.child.wait().expect("wait").code(), Some(0));
+    let tries = std::fs::read_to_string(ws.path().join("tries")).unwrap_or_default();
+    // Every `airlock approve` inside ran, and failed.
+    assert_eq!(tries.matches("airlock: ").count(), 6, "{tries}");
+    assert!(!tries.contains("APPROVED"), "{tries}");
+    assert!(!tries.contains("allowed new.test"), "{tries}");
+    assert!(!tries.contains("CONNECTED"), "{tries}");
+    assert!(held(&ws, &s.session).is_empty());
+    // The control: the same client, on the host, does reach a session's control socket.
+    std::fs::remove_file(ws.path().join("session")).expect("rm");
+    let mut s2 = ask_session(
+        &ws,
+        config.path(),
+        20,
+        "curl -s -m 60 -o /dev/null -w '%{http_code}\\n' http://new.test:PORT/ > result2",
+    );
+    let target = format!("new.test:{}", s2.port);
+    wait_held(&ws, &s2.session, &target);
+    let sock = ws
+        .data
+        .path()
+        .join(format!("airlock/sessions/{}/control.sock", s2.session));
+    let o = Command::new("perl")
+        .args(["-e", PERL_CONTROL])
+        .arg(&sock)
+        .arg(format!("approve {target} once"))
+        .output()
+        .expect("perl");
+    assert!(
+        stdout(&o).starts_with("ok allowed"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert_eq!(read_when_done(&ws.path().join("result2")), "200\n");
+    assert_eq!(s2.child.wait().expect("wait").code(), Some(0));
+}
+
+/// `--for session` allows the host for the rest of the session without asking again;
+/// `--for project` writes the user's per-project policy file (outside the workspace), which the
+/// next session of the workspace uses; a project file that cannot be written refuses the held
+/// request with a clear error and the session goes on.
+#[test]
+fn approval_for_the_session_and_for_the_project() {
+    let ws = Ws::new();
+    let config = tempfile::tempdir().expect("tempdir");
+    let code = "curl -s -m 60 -o /dev/null -w '%{http_code}\\n' http://new.test:PORT/";
+    let script = format!(
+        "{code} > first; {code} > second; \
+         while [ ! -e go ]; do sleep 0.05; done; curl -s -m 60 -o /dev/null -w '%{{http_code}}\\n' http://new.test:80/ > third; \
+         while [ ! -e go2 ]; do sleep 0.05; done; {code} > fourth"
+    );
+    let mut s = ask_session(&ws, config.path(), 20, &script);
+    let target = format!("new.test:{}", s.port);
+    wait_held(&ws, &s.session, &target);
+    let approve = |what: &str, scope: &str| {
+        ws.airlock()
+            .args(["approve", &s.session, what, "--for", scope])
+            .output()
+            .expect("approve")
+    };
+    let o = approve(&target, "session");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(read_when_done(&ws.path().join("first")), "200\n");
+    // Not asked again for the same host and port.
+    assert_eq!(read_when_done(&ws.path().join("second")), "200\n");
+    // A project answer that cannot be recorded (a file where the directory should be).
+    let projects = config.path().join("airlock/projects");
+    std::fs::create_dir_all(config.path().join("airlock")).expect("mkdir");
+    std::fs::write(&projects, "in the way").expect("write");
+    std::fs::write(ws.path().join("go"), "").expect("go");
+    wait_held(&ws, &s.session, "new.test:80");
+    let o = approve("new.test:80", "project");
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("refused") && stderr(&o).contains("cannot create the directory"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(read_when_done(&ws.path().join("third")), "403\n");
+    // Now writable: the project answer is written outside the workspace.
+    std::fs::remove_file(&projects).expect("rm");
+    std::fs::write(ws.path().join("go2"), "").expect("go2");
+    // The session approval still holds for the port it named: no question.
+    assert_eq!(read_when_done(&ws.path().join("fourth")), "200\n");
+    assert_eq!(s.child.wait().expect("wait").code(), Some(0));
+    assert!(held(&ws, &s.session).is_empty());
+
+    // A second session: approve for the project, then a third session reaches it unasked.
+    for f in ["first", "second", "third", "fourth", "go", "go2", "session"] {
+        let _ = std::fs::remove_file(ws.path().join(f));
+    }
+    let mut s2 = ask_session(&ws, config.path(), 20, &format!("{code} > first"));
+    let t2 = format!("new.test:{}", s2.port);
+    wait_held(&ws, &s2.session, &t2);
+    let o = ws
+        .airlock()
+        .args(["approve", &s2.session, &t2, "--for", "project"])
+        .output()
+        .expect("approve");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(read_when_done(&ws.path().join("first")), "200\n");
+    assert_eq!(s2.child.wait().expect("wait").code(), Some(0));
+    let files: Vec<PathBuf> = std::fs::read_dir(&projects)
+        .expect("projects dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(!files[0].starts_with(ws.path()));
+    let text = std::fs::read_to_string(&files[0]).expect("project file");
+    assert!(text.contains("new.test"), "{text}");
+    // The next session of this workspace reaches it without being asked (timeout 1 s would
+    // refuse it if it were held).
+    let _ = std::fs::remove_file(ws.path().join("first"));
+    let _ = std::fs::remove_file(ws.path().join("session"));
+    let script = format!(
+        "curl -s -m 60 -o /dev/null -w '%{{http_code}}\\n' http://new.test:{}/ > first",
+        s2.port
+    );
+    let mut s3 = ask_session(&ws, config.path(), 1, &script);
+    assert_eq!(read_when_done(&ws.path().join("first")), "200\n");
+    assert_eq!(s3.child.wait().expect("wait").code(), Some(0));
+}
+
+/// A loopback webhook receiver: every request's head and body, as text.
+fn webhook_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut data = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let text = String::from_utf8_lossy(&data).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .and_then(|n| n.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => data.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            keep.lock()
+                .expect("lock")
+                .push(String::from_utf8_lossy(&data).into_owned());
+        }
+    });
+    (port, got)
+}
+
+/// `[notify]`: a command and a webhook on loopback receive "blocked" (the first refusal of a
+/// host) and "failed"/"finished" at the end; a webhook that is down is reported once and the
+/// session is unaffected (same exit status, the command still runs).
+#[test]
+fn notifications_reach_a_command_and_a_webhook() {
+    let ws = Ws::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("notified");
+    let (hook_port, hooks) = webhook_receiver();
+    let policy = |webhook_port: u16| {
+        let p = dir.path().join("notify.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[network]\nallow = [\"unrelated.test\"]\n[notify]\n\
+                 command = [\"sh\", \"-c\", \"echo \\\"$AIRLOCK_EVENT $1\\\" >> {}\", \"sh\"]\n\
+                 webhook = \"http://127.0.0.1:{webhook_port}/topic\"\n",
+                log.display()
+            ),
+        )
+        .expect("policy");
+        p
+    };
+    let p = policy(hook_port);
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--policy"])
+        .arg(&p)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "curl -s -o /dev/null http://evil.test/; exit 3",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&log).expect("the command ran");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("blocked airlock: refused evil.test:80"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("failed airlock: session ")
+            && lines[1].ends_with("exited with status 3"),
+        "{text}"
+    );
+    let got = hooks.lock().expect("lock").clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with("POST /topic ") && got[0].contains("Title: airlock: blocked"),
+        "{got:?}"
+    );
+    assert!(got[1].contains("Title: airlock: failed"), "{got:?}");
+
+    // The webhook is down: one clear warning, the session and the command unaffected.
+    std::fs::remove_file(&log).expect("rm");
+    let down = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let down_port = down.local_addr().expect("addr").port();
+    drop(down);
+    let p = policy(down_port);
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--policy"])
+        .arg(&p)
+        .args(["--", "sh", "-c", "echo done"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "done\n");
+    let err = stderr(&o);
+    assert_eq!(err.matches("notification webhook").count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{down_port}")) && err.contains("the session goes on"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&log).expect("the command ran");
+    assert!(text.starts_with("finished airlock: session "), "{text}");
+}
+
+/// Claude Code's Notification and Stop hook events (`airlock hook claude-event`, run inside by
+/// the managed settings) reach `[notify]` labelled as the agent's, one per kind per 5 s however
+/// many the sandbox sends; a hook that cannot reach anything still exits 0.
+#[test]
+fn the_agents_own_events_reach_notifications_rate_limited() {
+    let ws = Ws::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("notified");
+    let p = dir.path().join("notify.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[notify]\ncommand = [\"sh\", \"-c\", \"echo \\\"$AIRLOCK_EVENT $1\\\" >> {}\", \"sh\"]\n",
+            log.display()
+        ),
+    )
+    .expect("policy");
+    let hook = "/run/airlock/bin/airlock hook claude-event";
+    let script = format!(
+        "for i in 1 2 3; do echo '{{\"hook_event_name\":\"Notification\",\"message\":\"Claude needs your permission\"}}' | {hook} || echo HOOK-FAILED; done; \
+         echo '{{\"hook_event_name\":\"Stop\"}}' | {hook} || echo HOOK-FAILED; \
+         echo 'not json' | {hook} || echo HOOK-FAILED"
+    );
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--policy"])
+        .arg(&p)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("HOOK-FAILED"), "{}", stdout(&o));
+    let text = std::fs::read_to_string(&log).expect("notified");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "one per kind, then the end: {text}");
+    assert!(
+        lines[0].starts_with("waiting airlock: session ")
+            && lines[0].ends_with("the agent says: Claude needs your permission"),
+        "{text}"
+    );
+    assert!(lines[1].ends_with("the agent finished its turn"), "{text}");
+    assert!(lines[2].starts_with("finished airlock: session "), "{text}");
+    // Outside a session the hook does nothing and still succeeds.
+    let o = Command::new(bin())
+        .args(["hook", "claude-event"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("hook");
+    assert_eq!(o.status.code(), Some(0));
+}
+
+/// A preset's host cache (`~/.npm` for node) is seen inside read-only with a per-session
+/// writable layer: what the user downloaded is there, the session can add, change and delete
+/// files, and none of it reaches the host's cache; the session's layer holds the new files.
+/// Without the preset the cache is not there at all.
+#[test]
+fn preset_caches_are_shared_read_only_with_a_session_layer() {
+    let ws = Ws::new();
+    let home = tempfile::Builder::new()
+        .prefix("airlock-home-")
+        .tempdir()
+        .expect("home");
+    let npm = home.path().join(".npm");
+    std::fs::create_dir_all(npm.join("sub")).expect("npm");
+    std::fs::write(npm.join("warm"), "warm\n").expect("warm");
+    std::fs::write(npm.join("sub/keep"), "keep\n").expect("keep");
+    let script = "cat ~/.npm/warm; \
+         echo new > ~/.npm/new && echo wrote-new; \
+         echo changed > ~/.npm/warm && echo wrote-warm; \
+         rm -r ~/.npm/sub && echo removed; \
+         echo after=$(cat ~/.npm/warm)";
+    let run = |extra: &[&str]| {
+        let o = ws
+            .airlock()
+            .env("HOME", home.path())
+            .args(["run", "--mode", "bind", "--workspace"])
+            .arg(ws.path())
+            .args(extra)
+            .args(["--", "sh", "-c", script])
+            .output()
+            .expect("run");
+        (stdout(&o), stderr(&o))
+    };
+    let (out, err) = run(&["--preset", "node"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "warm",
+            "wrote-new",
+            "wrote-warm",
+            "removed",
+            "after=changed"
+        ],
+        "{out}{err}"
+    );
+    // The host's cache is as it was.
+    assert_eq!(
+        std::fs::read_to_string(npm.join("warm")).expect("warm"),
+        "warm\n"
+    );
+    assert!(npm.join("sub/keep").exists());
+    assert!(!npm.join("new").exists());
+    // The session's layer has what the session wrote.
+    let sessions = ws.data.path().join("airlock/sessions");
+    let layers: Vec<_> = std::fs::read_dir(&sessions)
+        .expect("sessions")
+        .flatten()
+        .map(|e| e.path().join("caches/0/upper"))
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(layers.len(), 1, "{sessions:?}");
+    assert_eq!(
+        std::fs::read_to_string(layers[0].join("new")).expect("new"),
+        "new\n"
+    );
+    // No preset, no cache.
+    let (out, err) = run(&[]);
+    assert!(out.lines().next().is_none_or(|l| l != "warm"), "{out}{err}");
+    assert!(
+        !out.contains("wrote-warm") || !npm.join("new").exists(),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(npm.join("warm")).expect("warm"),
+        "warm\n"
+    );
+}
+
+/// `--preset rust` and `[presets] use = ["python"]` allow exactly their registry hosts (here
+/// pinned to a loopback server); without them the same names are refused.
+#[test]
+fn presets_allow_their_registry_hosts() {
+    let port = http_server("hello registry");
+    let ws = Ws::new();
+    let pol_dir = tempfile::tempdir().expect("tempdir");
+    let names = [
+        "index.crates.io",
+        "static.crates.io",
+        "pypi.org",
+        "registry.npmjs.org",
+    ];
+    let resolve: String = names
+        .iter()
+        .map(|n| format!("\"{n}\" = \"127.0.0.1\"\n"))
+        .collect();
+    let ports: String = names
+        .iter()
+        .map(|n| format!("\"{n}\" = [{port}]\n"))
+        .collect();
+    let base = format!(
+        "[network]\nallow_private = [\"127.0.0.1\"]\n[network.resolve]\n{resolve}[network.ports]\n{ports}"
+    );
+    let plain = pol_dir.path().join("plain.toml");
+    std::fs::write(&plain, &base).expect("policy");
+    let python = pol_dir.path().join("python.toml");
+    std::fs::write(&python, format!("{base}[presets]\nuse = [\"python\"]\n")).expect("policy");
+    let script: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "printf '{n} '; curl -s -m 10 -o /dev/null -w '%{{http_code}}\\n' http://{n}:{port}/; "
+            )
+        })
+        .collect();
+    let run = |policy: &Path, extra: &[&str]| {
+        let o = ws
+            .airlock()
+            .args(["run", "--policy"])
+            .arg(policy)
+            .args(extra)
+            .args(["--", "sh", "-c", &script])
+            .output()
+            .expect("run");
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+        out
+    };
+    let code = |out: &str, name: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .to_string()
+    };
+    let none = run(&plain, &[]);
+    for n in names {
+        assert_eq!(
+            code(&none, n),
+            "403",
+            "{n} allowed without a preset: {none}"
+        );
+    }
+    let with = run(&python, &["--preset", "rust"]);
+    for (n, want) in [
+        ("index.crates.io", "200"),
+        ("static.crates.io", "200"),
+        ("pypi.org", "200"),
+        ("registry.npmjs.org", "403"),
+    ] {
+        assert_eq!(code(&with, n), want, "{n}: {with}");
+    }
+    let o = ws
+        .airlock()
+        .args(["run", "--preset", "cobol", "--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown preset 'cobol'"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// A running session picks up a policy change on `airlock policy reload`, and its audit log has
 /// both decisions.
 #[test]
@@ -1918,6 +2734,62 @@ fn no_stray_nul_before_the_output() {
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("typed-3"), "{text:?}");
     assert!(!text.contains("^@"), "{text:?}");
+}
+
+/// When airlock owns the terminal, a refusal is drawn on its last row with the cursor saved and
+/// restored, once per host, and never inside the agent's output: a character split across two
+/// writes (its first byte before the refusal, the rest after) or an escape sequence stays whole,
+/// with the notice after it.
+#[test]
+fn live_denials_go_on_the_last_row_between_the_agents_characters() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipping: script(1) is not installed");
+        return;
+    }
+    let port = http_server("ok");
+    let ws = Ws::new();
+    let pol_dir = tempfile::tempdir().expect("tempdir");
+    let policy = net_policy(pol_dir.path(), port, true);
+    // The agent writes the first byte of "é" (then of a CSI), is refused twice, then finishes.
+    let agent = "printf 'A\\303'; curl -s -o /dev/null http://evil.test/; \
+                 curl -s -o /dev/null http://evil.test/; sleep 0.5; printf '\\251B\\033'; \
+                 curl -s -o /dev/null http://other.test/; sleep 0.5; printf '[31mC\\033[0m\\n'; sleep 0.3";
+    let cmd = format!(
+        "stty rows 24 cols 200; '{}' run --mode bind --policy '{}' -- sh -c \"{agent}\"",
+        bin().display(),
+        policy.display()
+    );
+    let out = under_script(&ws, &cmd, b"");
+    let text = String::from_utf8_lossy(&out);
+    let row = "\x1b7\x1b[24;1H\x1b[2K\x1b[7m";
+    let notice = |host: &str| format!("{row}airlock: refused {host}:80 (rule network.allow");
+    assert_eq!(text.matches(&notice("evil.test")).count(), 1, "{text:?}");
+    assert_eq!(text.matches(&notice("other.test")).count(), 1, "{text:?}");
+    assert_eq!(
+        text.matches("airlock: refused evil.test").count(),
+        1,
+        "only on the last row: {text:?}"
+    );
+    // Whole, and the notice after the character and the sequence the agent was writing.
+    let char_at = text
+        .find("A\u{e9}B")
+        .expect("the agent's character is whole");
+    let seq_at = text
+        .find("\x1b[31mC\x1b[0m")
+        .expect("the agent's sequence is whole");
+    let evil_at = text.find(&notice("evil.test")).expect("evil");
+    let other_at = text.find(&notice("other.test")).expect("other");
+    assert!(evil_at > char_at, "{text:?}");
+    assert!(other_at > seq_at, "{text:?}");
+    // Each notice ends by putting the cursor and attributes back.
+    for at in [evil_at, other_at] {
+        let rest = &text[at..];
+        let end = rest.find("\x1b8").expect("restore");
+        assert!(rest[..end].ends_with("\x1b[0m"), "{rest:?}");
+        assert!(!rest[row.len()..end].contains('\n'), "{rest:?}");
+    }
+    // And the session's end repeats them once the terminal is restored.
+    assert!(text.contains("refused: evil.test:80 (2x"), "{text:?}");
 }
 
 /// What the sandbox prints reaches the user's terminal through a filter: an OSC 52 clipboard

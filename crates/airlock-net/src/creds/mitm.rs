@@ -27,6 +27,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::swap::{self, ReplacingBody};
 use super::Injector;
+use super::{gitpush, reqrules};
 use crate::error::ProxyError;
 use crate::io::{Counted, Counters, IdleIo};
 use crate::proxy::{error_response, strip_hop_by_hop, wants_upgrade, ProxyBody};
@@ -276,6 +277,12 @@ impl Ctx {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
+        let at = (host, self.t.port);
+        let rules = inj.request_rules();
+        let method = req.method().as_str();
+        if let Some(refused) = reqrules::check(&self.t.shared, at, rules, method, &target) {
+            return Ok(refused);
+        }
         for name in inj.misdirected(host, false, req.headers(), &target) {
             self.audit_misdirected(name, req.method().as_str());
         }
@@ -297,7 +304,7 @@ impl Ctx {
         // other header) stays a placeholder, or an echo could hand the secret back encoded.
         inj.swap_request_headers(host, &mut parts.headers);
         parts.uri = Uri::builder()
-            .path_and_query(target)
+            .path_and_query(target.as_str())
             .build()
             .map_err(|e| ProxyError::BadRequest(format!("bad request target: {e}")))?;
         for (name, value) in inj.injections(host) {
@@ -316,9 +323,20 @@ impl Ctx {
                 .map_err(|e| ProxyError::BadRequest(format!("bad host: {e}")))?;
             parts.headers.insert(HOST, h);
         }
+        let body: ProxyBody = if gitpush::is_push(&parts.method, &target, &parts.headers) {
+            let at = (host, self.t.port);
+            let lookup = |r| self.send(r);
+            let push = gitpush::guard(&self.t.shared, at, inj.git_push(), &parts, body, lookup);
+            match push.await? {
+                Ok(b) => b,
+                Err(refused) => return Ok(refused),
+            }
+        } else {
+            body.boxed_unsync()
+        };
         let body_pairs = inj.outbound_pairs(host, true);
         let body: ProxyBody = if body_pairs.is_empty() {
-            body.boxed_unsync()
+            body
         } else {
             if body_pairs.iter().any(|(a, b)| a.len() != b.len()) {
                 parts.headers.remove(CONTENT_LENGTH);
@@ -326,7 +344,16 @@ impl Ctx {
             ReplacingBody::new(body, body_pairs).boxed_unsync()
         };
         let req = Request::from_parts(parts, body);
-        let resp = {
+        let resp = self.send(req).await?;
+        if token_request && resp.status().is_success() {
+            return self.rewrite_token_response(resp).await;
+        }
+        self.rewrite_response(resp)
+    }
+
+    /// Sends one request on the tunnel's upstream connection (reopened if it closed).
+    async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
+        Ok({
             let mut guard = self.sender.lock().await;
             if guard.as_ref().is_none_or(|s| s.is_closed()) {
                 *guard = Some(self.open_upstream_with(None).await?);
@@ -341,11 +368,7 @@ impl Ctx {
             };
             sender.ready().await.map_err(upstream_err)?;
             sender.send_request(req).await.map_err(upstream_err)?
-        };
-        if token_request && resp.status().is_success() {
-            return self.rewrite_token_response(resp).await;
-        }
-        self.rewrite_response(resp)
+        })
     }
 
     /// A token endpoint's answer: read whole (bounded), rotated credentials get new

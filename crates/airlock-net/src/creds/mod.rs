@@ -7,14 +7,19 @@
 //! credential's scope is left alone and audited.
 
 mod ca;
+pub(crate) mod gitpack;
+pub(crate) mod gitpush;
 pub(crate) mod mitm;
 mod placeholder;
+pub(crate) mod reqrules;
 pub(crate) mod swap;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use airlock_policy::git::GitPushPolicy;
 use airlock_policy::network::{DomainPattern, Host};
+use airlock_policy::rules::RequestRules;
 use base64::Engine as _;
 use hyper::header::HeaderName;
 use rustls::pki_types::CertificateDer;
@@ -235,6 +240,8 @@ pub struct Injector {
     upstream_tls: Arc<ClientConfig>,
     host_roots_pem: String,
     on_rotate: Option<RotateHook>,
+    git_push: GitPushPolicy,
+    rules: RequestRules,
 }
 
 /// One credential's new secret after an OAuth refresh.
@@ -309,7 +316,28 @@ impl Injector {
             upstream_tls: Arc::new(tls),
             host_roots_pem,
             on_rotate: None,
+            git_push: GitPushPolicy::default(),
+            rules: RequestRules::default(),
         })
+    }
+
+    /// Sets what pushes to credential hosts may do (`[git] push`; the default allows branches
+    /// under `airlock/` only, see [`gitpush`]).
+    pub fn set_git_push(&mut self, policy: GitPushPolicy) {
+        self.git_push = policy;
+    }
+
+    pub(crate) fn git_push(&self) -> &GitPushPolicy {
+        &self.git_push
+    }
+
+    /// Sets the per-request rules (`[[network.rules]]`, rule presets) for intercepted hosts.
+    pub fn set_request_rules(&mut self, rules: RequestRules) {
+        self.rules = rules;
+    }
+
+    pub(crate) fn request_rules(&self) -> &RequestRules {
+        &self.rules
     }
 
     /// The session's credentials.
@@ -593,6 +621,8 @@ mod tests {
             ),
             host_roots_pem: String::new(),
             on_rotate: None,
+            git_push: GitPushPolicy::default(),
+            rules: RequestRules::default(),
         }
     }
 

@@ -43,6 +43,8 @@ pub struct Env {
     pub dns: SocketAddr,
     pub dns_tcp: SocketAddr,
     pub audit_path: PathBuf,
+    /// Copies of refusals ([`EgressConfig::denials`]).
+    pub denials: std::sync::mpsc::Receiver<AuditEvent>,
     _dir: tempfile::TempDir,
 }
 
@@ -72,6 +74,16 @@ impl Env {
 }
 
 pub fn start(policy: NetworkPolicy, resolver: Arc<dyn Resolve>, limits: Limits) -> Env {
+    start_with(policy, resolver, limits, |_| {})
+}
+
+/// [`start`], with `more` changing the config before the services start.
+pub fn start_with(
+    policy: NetworkPolicy,
+    resolver: Arc<dyn Resolve>,
+    limits: Limits,
+    more: impl FnOnce(&mut EgressConfig),
+) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let audit_path = dir.path().join("audit.jsonl");
     let audit = Arc::new(AuditLog::open(&audit_path).expect("audit"));
@@ -85,6 +97,9 @@ pub fn start(policy: NetworkPolicy, resolver: Arc<dyn Resolve>, limits: Limits) 
     cfg.resolver = resolver;
     cfg.limits = limits;
     cfg.session = Some("test-session".into());
+    let (denials_tx, denials) = std::sync::mpsc::sync_channel(64);
+    cfg.denials = Some(denials_tx);
+    more(&mut cfg);
     let egress = Egress::start(cfg, &tokio::runtime::Handle::current()).expect("start");
     Env {
         proxy: egress.proxy_addr(),
@@ -92,6 +107,7 @@ pub fn start(policy: NetworkPolicy, resolver: Arc<dyn Resolve>, limits: Limits) 
         dns_tcp: dns_tcp_addr,
         egress,
         audit_path,
+        denials,
         _dir: dir,
     }
 }

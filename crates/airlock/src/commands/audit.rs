@@ -89,6 +89,9 @@ fn human(e: &AuditEvent) -> String {
             "telemetry {}: {dropped} events dropped (queue full), {failed} not accepted",
             q(endpoint)
         ),
+        Detail::Agent { event, message } => {
+            format!("agent {} {}", q(event), q(message.as_deref().unwrap_or("")))
+        }
     };
     let rule = e
         .rule

@@ -187,6 +187,38 @@ pub(crate) fn codex(args: HookArgs) -> anyhow::Result<i32> {
     run(args, true)
 }
 
+/// Claude Code's Notification and Stop hooks: the event (`hook_event_name`, `message`) goes to
+/// the supervisor's audit channel, which passes it to `[notify]`. Best effort: any failure is a
+/// line on stderr and exit 0, so the agent never waits on or is stopped by it.
+pub(crate) fn claude_event() -> anyhow::Result<i32> {
+    let mut raw = Vec::new();
+    let _ = std::io::stdin()
+        .lock()
+        .take(64 * 1024)
+        .read_to_end(&mut raw);
+    let input: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+    let event = match input["hook_event_name"].as_str() {
+        Some("Stop") => "stop",
+        _ => "notification",
+    };
+    let message = input["message"]
+        .as_str()
+        .map(|m| m.chars().take(500).collect::<String>());
+    let ev = AuditEvent::now(
+        Decision::Info,
+        Detail::Agent {
+            event: event.into(),
+            message,
+        },
+    );
+    if in_session() {
+        if let Err(e) = crate::gate_audit::send(&ev) {
+            eprintln!("airlock: the agent's {event} event was not passed on: {e:#}");
+        }
+    }
+    Ok(0)
+}
+
 /// Why an ask becomes a deny under Codex.
 const NO_PERSON: &str =
     "(Codex runs without approvals in airlock, so what would be asked is denied)";

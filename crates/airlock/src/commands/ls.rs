@@ -541,7 +541,7 @@ impl Disposal {
 /// it holds unmerged changes, unless `--discard-changes`), and a bind-mode session whose
 /// workspace is exactly as before (`before`) and whose audit log holds nothing but its start
 /// and end, so such sessions do not pile up (any network or command decision keeps it for
-/// `airlock audit`). Failures are reported, never fatal: the command's status stands.
+/// `airlock audit`; nor anything in a preset cache layer). Failures are reported, never fatal: the command's status stands.
 /// Returns whether the session was removed.
 pub(crate) fn finish_session(session: &str, disposal: Disposal, before: Option<&Snapshot>) -> bool {
     let Ok(store) = session_dir::store() else {
@@ -565,6 +565,7 @@ pub(crate) fn finish_session(session: &str, disposal: Disposal, before: Option<&
             r.mode == SessionMode::Bind
                 && before.is_some_and(|b| b.0.is_some() && *b == Snapshot::take(&r.workspace))
                 && audit_is_quiet(&r.dir.join("audit.jsonl"))
+                && caches_untouched(&r.dir)
         }
     };
     if !remove {
@@ -585,6 +586,17 @@ pub(crate) fn finish_session(session: &str, disposal: Disposal, before: Option<&
             false
         }
     }
+}
+
+/// Whether no preset cache layer of the session (`SESSION_DIR/caches/N/upper`) holds anything:
+/// what a session downloaded stays reviewable until the user removes it.
+fn caches_untouched(dir: &Path) -> bool {
+    let Ok(caches) = std::fs::read_dir(dir.join("caches")) else {
+        return true;
+    };
+    caches
+        .flatten()
+        .all(|c| std::fs::read_dir(c.path().join("upper")).map_or(true, |mut d| d.next().is_none()))
 }
 
 /// Whether the audit log records nothing worth keeping: only the session's start and end (no

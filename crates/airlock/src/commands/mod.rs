@@ -1,5 +1,6 @@
 //! What each subcommand does. Argument types live in `cli`.
 
+mod approve;
 mod attach;
 mod audit;
 mod completions;
@@ -19,6 +20,7 @@ mod run;
 mod selftest;
 mod session;
 mod stop;
+mod suggest;
 
 use crate::cli::{Command, HookCommand, PolicyCommand};
 
@@ -30,10 +32,15 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Run(args) => run::run(*args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Selftest(args) => selftest::selftest(args),
+        Command::Approvals(args) => approve::list(args),
+        Command::Approve(args) => approve::approve(args),
+        Command::Deny(args) => approve::deny(args),
         Command::Hook(HookCommand::Claude(args)) => hook::claude(args),
         Command::Hook(HookCommand::Codex(args)) => hook::codex(args),
+        Command::Hook(HookCommand::ClaudeEvent) => hook::claude_event(),
         Command::Policy(PolicyCommand::Explain(args)) => explain::explain(args),
         Command::Policy(PolicyCommand::Reload { id }) => reload::reload(id.as_deref()),
+        Command::Policy(PolicyCommand::Suggest(args)) => suggest::run(args),
         Command::Audit(args) => audit::audit(args),
         Command::Creds(args) => creds::creds(args),
         Command::Ls(args) => ls::ls(args),

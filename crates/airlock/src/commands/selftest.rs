@@ -584,6 +584,21 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
             &mut fx,
         ));
     }
+    // A preset's host cache is shared read-only: writes inside stay in the session's layer.
+    let cache_home = base.path().join("cache-home");
+    if std::fs::create_dir_all(cache_home.join(".npm")).is_ok() {
+        let target = cache_home
+            .join(".npm")
+            .join(format!("airlock-selftest-{}", token()));
+        let mut c = write_check(
+            "write into a shared host cache (--preset node, ~/.npm)",
+            target,
+            &mut fx,
+        );
+        c.run_flags = vec!["--preset".into(), "node".into()];
+        c.run_env = vec![("HOME".into(), cache_home.display().to_string())];
+        checks.push(c);
+    }
     // The settings that put the command gate in the agent's path (generated, read-only).
     for (agent, file) in [
         ("claude", crate::agents::CLAUDE_MANAGED_SETTINGS),

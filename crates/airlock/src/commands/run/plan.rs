@@ -57,6 +57,10 @@ pub(super) struct Plan {
     pub(super) reload: Reload,
     /// `[terminal] allow_clipboard`.
     pub(super) allow_clipboard: bool,
+    /// `[approvals]`: hold refused hosts while the user is asked.
+    pub(super) approvals: airlock_policy::ApprovalsConfig,
+    /// `[notify]`: where the session's events go.
+    pub(super) notify: airlock_policy::NotifyConfig,
     /// A digest of the effective policy, recorded with the session.
     pub(super) policy_digest: String,
     /// The OTLP exporter to start (`[telemetry] otlp_endpoint`); taken by the supervisor.
@@ -76,6 +80,7 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
     let mut request = request;
     let cred_hosts = allow_agent_hosts(&mut request);
     let otel = crate::telemetry::prepare(&mut request.policy, &request.who.home)?;
+    let rule_denied = request.creds.rule_denied();
     let net_policy = compile_network(&request.policy)?;
     let session = args
         .detached_child
@@ -106,6 +111,7 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
     };
     let mut spec = base_spec(args, &host, view.view, view.cwd, &creds, limits.memory())?;
     add_worktree(&mut spec, view.worktree.as_ref());
+    spec.overlays = crate::caches::overlays(&policy.presets, &who.home, &dir)?;
     if let Some(p) = profile {
         let agent = AgentRun {
             profile: p,
@@ -135,9 +141,12 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
             trusted: args.trust_policies.clone(),
             flags: flags_layer(args).unwrap_or_default(),
             cred_hosts,
+            rule_denied,
             workspace: workspace.clone(),
         },
         allow_clipboard: policy.terminal.allow_clipboard,
+        approvals: policy.approvals.clone(),
+        notify: policy.notify.clone(),
         policy_digest: policy_digest(&policy),
         otel,
         disposal: super::super::ls::Disposal::from_flags(args.rm, args.discard_changes),
@@ -410,6 +419,8 @@ pub(super) struct Reload {
     flags: ConfigFile,
     /// Hosts of the session's credentials and agent, allowed whatever the reloaded files say.
     cred_hosts: Vec<String>,
+    /// Hosts request rules name without a credential: denied whatever the reloaded files say.
+    rule_denied: Vec<String>,
     workspace: PathBuf,
 }
 
@@ -428,6 +439,7 @@ impl Reload {
                 policy.network.allow.push(h.clone());
             }
         }
+        policy.network.deny.extend(self.rule_denied.iter().cloned());
         compile_network(&policy)
     }
 }

@@ -135,6 +135,9 @@ pub(super) fn flags_layer(args: &RunArgs) -> Result<ConfigFile> {
             cpus: args.cpus,
             ..LimitsConfig::default()
         },
+        presets: airlock_policy::config::PresetsConfig {
+            use_: args.presets.clone(),
+        },
         ..ConfigFile::default()
     })
 }

@@ -1,21 +1,31 @@
 //! Step 5 of `airlock run`: the session's services around a running sandbox, the same for
 //! every backend: the egress proxy and DNS filter on the sandbox's listeners, the gate's audit
 //! channel, the connect gate's refusals, policy reloads (SIGHUP and the control socket),
-//! `airlock attach` for a --detach session, and the terminal and signals until the command
-//! exits ([`airlock_sandbox::supervise::supervise`]).
+//! `airlock attach` for a --detach session, live denials (`crate::denials`), approvals
+//! (`crate::approvals`) and notifications (`crate::notify`), and the terminal and signals until
+//! the command exits ([`airlock_sandbox::supervise::supervise_with_notices`]).
 
-use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use airlock_audit::{AuditEvent, AuditLog, Decision, Detail};
 use airlock_net::{Egress, EgressConfig};
+use airlock_policy::ApprovalMode;
+use airlock_sandbox::notice::NoticeSender;
 use airlock_sandbox::termfilter::{FilterConfig, TermFilter};
 use airlock_sandbox::unix_gate::UnixRefusal;
 use airlock_sandbox::RunningSandbox;
 use anyhow::{Context, Result};
 
 use super::plan::Plan;
+use crate::approvals::{Approvals, Asker};
 use crate::control;
+use crate::denials::Watcher;
+use crate::notify::{Event, Notifier};
+
+/// How long the end of a session waits for its last notifications to go out.
+const NOTIFY_WAIT: Duration = Duration::from_secs(15);
 
 /// Serves the session around `sandbox` until its command exits; returns its exit status. Every
 /// thread starts here, after the signal mask is set and the sandbox started.
@@ -35,8 +45,24 @@ pub(super) fn supervise(
         .context("cannot start the egress runtime")?;
     // Before the first service that writes to the audit log: every event is exported.
     let telemetry = otel.and_then(|o| o.start(telemetry_attrs(plan), &audit));
-    let egress = start_egress(plan, sandbox.as_mut(), &rt, &audit)?;
-    audit_unix_refusals(refusals, audit.clone(), session.clone())?;
+    // Refusals, copied from egress, the connect gate and the command gate, become live lines.
+    let (notice_tx, notices) = airlock_sandbox::notice::channel()?;
+    let (denials_tx, denials_rx) = std::sync::mpsc::sync_channel(256);
+    let notifier = Notifier::start(session, &plan.notify);
+    let watcher = crate::denials::spawn(session, denials_rx, notice_tx.clone(), notifier.clone())?;
+    let started = Arc::new(OnceLock::new());
+    let approvals = approvals(plan, &notice_tx, notifier.clone(), started.clone());
+    let egress = start_egress(
+        plan,
+        sandbox.as_mut(),
+        &rt,
+        &audit,
+        &denials_tx,
+        approvals.clone(),
+        notifier.clone(),
+    )?;
+    let _ = started.set(egress.clone());
+    audit_unix_refusals(refusals, audit.clone(), session.clone(), denials_tx)?;
     session_event(&audit, session, "started", None);
     let reload = {
         let (egress, reload) = (egress.clone(), plan.reload.clone());
@@ -50,6 +76,7 @@ pub(super) fn supervise(
         &plan.dir,
         reload.clone(),
         console(plan, sandbox.as_ref())?,
+        approvals,
     )?;
     let mut on_hup = || match reload() {
         Ok(()) => eprintln!("airlock: session {session}: network policy reloaded"),
@@ -61,7 +88,13 @@ pub(super) fn supervise(
         allow_clipboard: plan.allow_clipboard,
         utf8: airlock_sandbox::term::locale_is_utf8(),
     });
-    let status = airlock_sandbox::supervise::supervise(sandbox, Some(&mut on_hup), &mut filter);
+    let status = airlock_sandbox::supervise::supervise_with_notices(
+        sandbox,
+        Some(&mut on_hup),
+        &mut filter,
+        Some(notices),
+    );
+    report_end(session, &watcher, notifier.as_ref(), &status);
     super::super::detach::audit_terminal(&plan.dir.join("audit.jsonl"), session, "run", &filter);
     session_event(&audit, session, "exited", status.as_ref().ok().copied());
     if let Some(t) = telemetry {
@@ -81,6 +114,28 @@ fn telemetry_attrs(plan: &Plan) -> crate::telemetry::SessionAttrs {
     }
 }
 
+/// Once the terminal is the user's again: every refusal of the session with its count, and the
+/// last notification ("finished" or "failed"), waited for at most [`NOTIFY_WAIT`].
+fn report_end(
+    session: &str,
+    watcher: &Mutex<Watcher>,
+    notifier: Option<&Notifier>,
+    status: &Result<i32, airlock_sandbox::SandboxError>,
+) {
+    if let Some(s) = watcher.lock().unwrap_or_else(|e| e.into_inner()).summary() {
+        eprintln!("{s}");
+    }
+    if let Some(n) = notifier {
+        let (event, what) = match status {
+            Ok(0) => (Event::Finished, "finished".to_string()),
+            Ok(c) => (Event::Failed, format!("exited with status {c}")),
+            Err(e) => (Event::Failed, format!("failed: {e}")),
+        };
+        let message = format!("airlock: session {session} {what}");
+        n.finish(event, &message, NOTIFY_WAIT);
+    }
+}
+
 /// Starts the egress services and the gate's audit channel on the listeners the sandbox handed
 /// over. A sandbox that hands over none is an error (no backend serves egress where the sandbox
 /// runs yet; one that does will make this step optional).
@@ -89,6 +144,9 @@ fn start_egress(
     sandbox: &mut dyn RunningSandbox,
     rt: &tokio::runtime::Runtime,
     audit: &Arc<AuditLog>,
+    denials: &SyncSender<AuditEvent>,
+    approvals: Option<Arc<Approvals>>,
+    notify: Option<Notifier>,
 ) -> Result<Arc<Egress>> {
     let net = sandbox
         .take_listeners()
@@ -98,6 +156,11 @@ fn start_egress(
     config.dns_tcp = Some(net.dns_tcp);
     config.session = Some(plan.session.clone());
     config.credentials = plan.creds.injector.clone();
+    config.denials = Some(denials.clone());
+    if let Some(a) = approvals {
+        config.approver = Some(Arc::new(Asker(a)));
+        config.approval_timeout = Duration::from_secs(approval_timeout(plan));
+    }
     let egress =
         Arc::new(Egress::start(config, rt.handle()).context("cannot start the egress proxy")?);
     {
@@ -108,9 +171,50 @@ fn start_egress(
         });
     }
     if let Some(l) = net.audit {
-        crate::gate_audit::serve(rt, l, audit.clone(), plan.session.clone())?;
+        crate::gate_audit::serve(
+            rt,
+            l,
+            audit.clone(),
+            plan.session.clone(),
+            Some(denials.clone()),
+            notify,
+        )?;
     }
     Ok(egress)
+}
+
+/// The session's held requests when `[approvals] mode = "ask"`. A "project" answer writes the
+/// user's per-project policy file and re-reads the policy (so the DNS filter follows too).
+fn approvals(
+    plan: &Plan,
+    notices: &NoticeSender,
+    notify: Option<Notifier>,
+    egress: Arc<OnceLock<Arc<Egress>>>,
+) -> Option<Arc<Approvals>> {
+    if plan.approvals.mode != Some(ApprovalMode::Ask) {
+        return None;
+    }
+    let reload = plan.reload.clone();
+    Some(Approvals::new(
+        &plan.session,
+        crate::policy_load::project_policy_path(&plan.workspace),
+        approval_timeout(plan),
+        notices.clone(),
+        notify,
+        Box::new(move || {
+            let egress = egress
+                .get()
+                .ok_or_else(|| anyhow::anyhow!("the egress proxy is not running"))?;
+            egress.reload(reload.policy()?);
+            Ok(())
+        }),
+    ))
+}
+
+fn approval_timeout(plan: &Plan) -> u64 {
+    plan.approvals
+        .timeout_secs
+        .unwrap_or(airlock_policy::config::APPROVAL_TIMEOUT_DEFAULT)
 }
 
 /// `airlock attach`'s side in the supervisor, for a --detach session.
@@ -145,11 +249,13 @@ fn session_event(audit: &AuditLog, session: &str, event: &str, exit_status: Opti
 }
 
 /// Writes the connect gate's refusals to the audit log (rate-limited per path: the sandbox can
-/// refuse itself in a loop), on a thread of their own until the sandbox is gone.
+/// refuse itself in a loop) and copies them to `denials`, on a thread of their own until the
+/// sandbox is gone.
 fn audit_unix_refusals(
     refusals: Receiver<UnixRefusal>,
     audit: Arc<AuditLog>,
     session: String,
+    denials: SyncSender<AuditEvent>,
 ) -> Result<()> {
     std::thread::Builder::new()
         .name("airlock-unix-audit".into())
@@ -165,6 +271,7 @@ fn audit_unix_refusals(
                 .session(session.clone());
                 ev.rule = Some("builtin:unix-socket-outside-sandbox".into());
                 ev.reason = Some(r.reason);
+                let _ = denials.try_send(ev.clone());
                 let _ = audit.append_limited(&format!("unix:{}", r.path), &ev);
             }
         })
