@@ -43,6 +43,8 @@ if [ "$(id -u)" = 0 ]; then
     npm install -g --prefix "$NPM_PREFIX" --no-fund --no-audit "@openai/codex@$CODEX_VERSION" >/dev/null
   fi
   chmod -R a+rX "$NPM_PREFIX"
+  # The container backend: Podman, runtimes, rootless setup and the local test image.
+  bash scripts/container-setup.sh
 elif [ ${#need[@]} -gt 0 ]; then
   echo "note: ${need[*]} missing and not root; tests that need them will say so" >&2
 fi
@@ -96,6 +98,15 @@ for l in sys.stdin:
         print(m["executable"])' > "$stage/agents-bins"
   [ -s "$stage/agents-bins" ] || { echo "could not find the agents test binary" >&2; exit 1; }
   cp "$(head -n1 "$stage/agents-bins")" "$stage/agents-tests"
+  # The container backend, rootless.
+  cargo test -p airlock --test container --no-run --locked --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="container":
+        print(m["executable"])' > "$stage/container-bins"
+  [ -s "$stage/container-bins" ] || { echo "could not find the container test binary" >&2; exit 1; }
+  cp "$(head -n1 "$stage/container-bins")" "$stage/container-tests"
   # The telemetry tests too (a real OTLP receiver on loopback; the collector route through the proxy).
   cargo test -p airlock --test telemetry --no-run --locked --message-format=json 2>/dev/null \
     | python3 -c 'import json,sys
@@ -118,5 +129,10 @@ for l in sys.stdin:
   runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
     CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" AIRLOCK_TEST_NPM_PREFIX="$NPM_PREFIX" \
     sh -c "cd /tmp && '$stage/agents-tests' --test-threads=2"
+  echo "== container backend tests (rootless Podman) as unprivileged user $TEST_USER"
+  test_uid=$(id -u "$TEST_USER")
+  runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
+    CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" XDG_RUNTIME_DIR="/run/user/$test_uid" \
+    sh -c "cd /tmp && '$stage/container-tests'"
 fi
 echo "== all tests passed"

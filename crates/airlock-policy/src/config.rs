@@ -214,6 +214,21 @@ pub struct TerminalPolicy {
     pub allow_clipboard: bool,
 }
 
+/// `[container]`: the container backends' settings (`--backend podman|docker`); the flags
+/// `--runtime` and `--image` override them. Only a trusted layer may set them: a workspace file
+/// must not choose the sandbox's root filesystem or its runtime.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerConfig {
+    /// OCI runtime: `runc`, `crun` (`runsc` and `kata` are refused at start, see
+    /// docs/containers.md).
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// Image in the engine's local store.
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
 /// `[telemetry]`: OpenTelemetry export to the user's own collector (`docs/telemetry.md`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -339,6 +354,8 @@ pub struct ConfigFile {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub terminal: TerminalConfig,
+    #[serde(default)]
+    pub container: ContainerConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
     /// `[git]`: what may be pushed to credential hosts (`crate::git`).
@@ -700,6 +717,9 @@ pub struct Policy {
     /// `[terminal]`.
     #[serde(default)]
     pub terminal: TerminalPolicy,
+    /// `[container]`, the last layer's value of each key.
+    #[serde(default)]
+    pub container: ContainerConfig,
     /// `[telemetry]`, keys merged across layers (later layers win per key).
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -796,6 +816,7 @@ impl Policy {
                 home_bytes: DEFAULT_HOME,
             },
             terminal: TerminalPolicy::default(),
+            container: ContainerConfig::default(),
             telemetry: TelemetryConfig::default(),
             git_push: GitPushPolicy::default(),
             presets: Vec::new(),
@@ -884,6 +905,12 @@ impl Policy {
         }
         if let Some(v) = c.terminal.allow_clipboard {
             self.terminal.allow_clipboard = v;
+        }
+        if c.container.runtime.is_some() {
+            self.container.runtime.clone_from(&c.container.runtime);
+        }
+        if c.container.image.is_some() {
+            self.container.image.clone_from(&c.container.image);
         }
         let t = &c.telemetry;
         if t.otlp_endpoint.is_some() {
@@ -1024,6 +1051,12 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     }
     if c.terminal.allow_clipboard == Some(true) && !current.terminal.allow_clipboard {
         return widen("terminal.allow_clipboard");
+    }
+    if c.container.runtime.is_some() {
+        return widen("container.runtime");
+    }
+    if c.container.image.is_some() {
+        return widen("container.image");
     }
     if let Some(key) = c
         .git
@@ -1277,6 +1310,19 @@ cpus = 2.0
         assert!(e.to_string().contains("tls.extra_roots"), "{e}");
     }
 
+    /// `[container]` from trusted layers, the last one winning per key.
+    #[test]
+    fn container_settings_layer() {
+        let p = Policy::from_layers(&[
+            layer("[container]\nruntime='crun'\nimage='a'\n", true),
+            layer("[container]\nimage='b'\n", true),
+        ])
+        .expect("trusted");
+        assert_eq!(p.container.runtime.as_deref(), Some("crun"));
+        assert_eq!(p.container.image.as_deref(), Some("b"));
+        assert!(ConfigFile::parse(Path::new("x"), "[container]\nengine='x'\n").is_err());
+    }
+
     #[test]
     fn untrusted_layer_may_narrow_but_not_widen() {
         let ok = layer(
@@ -1291,6 +1337,8 @@ cpus = 2.0
             "[filesystem]\nread_write=['/']\n",
             "[limits]\nmemory='100G'\n",
             "[[credentials]]\nname='x'\nenv='X'\nhosts=['evil.com']\n",
+            "[container]\nimage='evil/root:latest'\n",
+            "[container]\nruntime='runc'\n",
         ] {
             let e = Policy::from_layers(&[layer(bad, false)]).expect_err(bad);
             assert!(matches!(e, PolicyError::Widening { .. }), "{bad}: {e}");

@@ -206,7 +206,69 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
     mounts::build(spec)?;
     sethostname(&spec.hostname).map_err(|e| SandboxError::sys("cannot set the hostname", e))?;
     loopback_up()?;
+    run_inside(chan, spec, mask, Lockdown::Native)
+}
 
+/// Where pid 1 runs, which decides how its capabilities go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lockdown {
+    /// Our own user namespace: pid 1 holds every capability in it and drops them all.
+    Native,
+    /// A container whose engine already dropped every capability (`--cap-drop ALL`); pid 1
+    /// checks that none is left (it could not drop one without CAP_SETPCAP) and refuses to go on
+    /// otherwise.
+    Container,
+}
+
+/// Entry point of `airlock __container-init SOCKET`: pid 1 of a container started by the
+/// container backend. Connects to the supervisor's control socket (bind-mounted into the
+/// container), receives the spec with the supervisor's stdin, stdout and stderr, and from then on
+/// behaves as native stage 2 does once the root is built (the engine built it): it creates the
+/// listeners and the pty in the container's own network namespace and hands them out, locks
+/// itself down, starts the command and reaps. Returns the process exit status.
+pub fn container_init_main(socket: &Path) -> i32 {
+    close_from(3);
+    let chan = match Channel::connect(socket) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("airlock: __container-init: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let result = container_stage(&chan);
+    outcome(Some(&chan), result)
+}
+
+fn container_stage(chan: &Channel) -> Result<i32, SandboxError> {
+    let mut mask = SigSet::empty();
+    for s in FORWARDED {
+        mask.add(*s);
+    }
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block()
+        .map_err(|e| SandboxError::sys("cannot block signals", e))?;
+    let Some((ToInit::Spec(spec), stdio)) = chan.recv::<ToInit>()? else {
+        return Ok(EXIT_FAILURE);
+    };
+    // The supervisor's own stdin, stdout and stderr: the command gets them as it would natively.
+    if stdio.len() == 3 {
+        let set = [dup2_stdin, dup2_stdout, dup2_stderr];
+        for (fd, dup) in stdio.iter().zip(set) {
+            dup(fd).map_err(|e| SandboxError::sys("cannot take over the supervisor's stdio", e))?;
+        }
+    }
+    drop(stdio);
+    run_inside(chan, &spec, &mask, Lockdown::Container)
+}
+
+/// Stage 2 once the root is built: pty and listeners handed out, rlimits, lockdown, the command
+/// started, then pid 1's loop. Returns the command's status.
+fn run_inside(
+    chan: &Channel,
+    spec: &SandboxSpec,
+    mask: &SigSet,
+    lockdown: Lockdown,
+) -> Result<i32, SandboxError> {
     let mut handed: Vec<OwnedFd> = Vec::new();
     let mut tty_slave: Option<OwnedFd> = None;
     if let Some(tty) = spec.tty {
@@ -254,7 +316,10 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
         security::UnixSockets::Landlock => None,
     };
 
-    security::drop_capabilities()?;
+    match lockdown {
+        Lockdown::Native => security::drop_capabilities()?,
+        Lockdown::Container => security::ensure_no_capabilities()?,
+    }
     security::no_new_privs()?;
     let mut writable = vec![
         PathBuf::from("/tmp"),
@@ -339,7 +404,7 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
     drop(tty_slave);
     chan.send(&FromInit::Started, &[])?;
 
-    let status = serve(chan, spec, child, mask);
+    let status = serve(chan, spec, child, mask, lockdown);
     let _ = chan.send(&FromInit::Exited { status }, &[]);
     Ok(status)
 }
@@ -347,7 +412,11 @@ fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, Sand
 /// pid 1's loop once the command runs: reap every orphan, forward signals to the command, start
 /// the programs the supervisor asks for ([`ToInit::Exec`]) and report their end; return the
 /// command's status when it exits.
-fn serve(chan: &Channel, spec: &SandboxSpec, child: Pid, mask: &SigSet) -> i32 {
+///
+/// In a container, the supervisor's end of the channel closing means the supervisor is gone
+/// (killed): nothing else would end the sandbox (natively the parent-death signal does), so pid 1
+/// kills everything inside and exits, which ends the container.
+fn serve(chan: &Channel, spec: &SandboxSpec, child: Pid, mask: &SigSet, lockdown: Lockdown) -> i32 {
     let flags = SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK;
     // Without a signalfd we cannot also listen to the channel: keep reaping, refuse execs.
     let Ok(sfd) = SignalFd::with_flags(mask, flags) else {
@@ -398,6 +467,11 @@ fn serve(chan: &Channel, spec: &SandboxSpec, child: Pid, mask: &SigSet) -> i32 {
                     }
                 }
                 Ok(Some((ToInit::Spec(_), _))) => {}
+                Ok(None) | Err(_) if lockdown == Lockdown::Container => {
+                    // pid 1 of a pid namespace: -1 reaches every other process in it.
+                    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+                    return 128 + Signal::SIGKILL as i32;
+                }
                 Ok(None) | Err(_) => chan_open = false,
             }
         }

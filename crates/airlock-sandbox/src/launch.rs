@@ -46,10 +46,85 @@ pub struct NetFds {
     pub audit: Option<TcpListener>,
 }
 
+/// A sandbox's pid 1 running where the supervisor did not fork it (a container), driven through
+/// whatever started it (the engine API). The supervisor talks to it over the same control channel
+/// as to a local init ([`Sandbox::adopt`]); this trait covers what a local init's `Child` handle
+/// does.
+pub trait RemoteInit: std::fmt::Debug + Send {
+    /// Delivers `sig` to the sandbox's pid 1, which forwards it to the command.
+    fn signal(&self, sig: Signal) -> Result<(), SandboxError>;
+    /// pid 1's exit status if it has ended (without waiting).
+    fn try_wait(&mut self) -> Option<i32>;
+    /// Waits for pid 1 to end; its exit status, or `None` when it cannot be known.
+    fn wait(&mut self) -> Option<i32>;
+    /// Ends the sandbox at once if it still runs and removes what was created for it. Called when
+    /// the [`Sandbox`] is stopped or dropped, after a normal end too, so it must be idempotent
+    /// and leave nothing behind.
+    fn kill(&mut self);
+    /// A host pid standing for the sandbox (for the session store), 0 if there is none.
+    fn pid(&self) -> u32;
+    /// One line on what runs the sandbox (engine, runtime), for the log.
+    fn describe(&self) -> String;
+}
+
+/// The sandbox's init stage: a child of the supervisor, or a remote pid 1.
+#[derive(Debug)]
+enum InitProc {
+    Local(Child),
+    Remote(Box<dyn RemoteInit>),
+}
+
+/// An exit status as `wait` reports it for exit code `code`.
+fn exit_status(code: i32) -> std::process::ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    std::process::ExitStatus::from_raw((code & 0xff) << 8)
+}
+
+impl InitProc {
+    fn id(&self) -> u32 {
+        match self {
+            InitProc::Local(c) => c.id(),
+            InitProc::Remote(r) => r.pid(),
+        }
+    }
+
+    fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        match self {
+            InitProc::Local(c) => c.try_wait().ok().flatten(),
+            InitProc::Remote(r) => r.try_wait().map(exit_status),
+        }
+    }
+
+    fn wait(&mut self) -> Option<std::process::ExitStatus> {
+        match self {
+            InitProc::Local(c) => c.wait().ok(),
+            InitProc::Remote(r) => r.wait().map(exit_status),
+        }
+    }
+
+    /// Kills pid 1 (and, remote, removes the container); its status if known.
+    fn kill(&mut self) -> Option<std::process::ExitStatus> {
+        match self {
+            InitProc::Local(c) => {
+                if let Ok(None) = c.try_wait() {
+                    let _ = c.kill();
+                    return c.wait().ok();
+                }
+                None
+            }
+            InitProc::Remote(r) => {
+                let status = r.try_wait();
+                r.kill();
+                Some(exit_status(status.unwrap_or(128 + 9)))
+            }
+        }
+    }
+}
+
 /// A running sandbox.
 #[derive(Debug)]
 pub struct Sandbox {
-    child: Child,
+    child: InitProc,
     chan: Channel,
     pty: Option<OwnedFd>,
     net: Option<NetFds>,
@@ -304,8 +379,8 @@ impl Sandbox {
             )
         })?;
         drop(theirs);
-        let mut sandbox = Sandbox {
-            child,
+        let sandbox = Sandbox {
+            child: InitProc::Local(child),
             chan: ours,
             pty: None,
             net: None,
@@ -318,9 +393,45 @@ impl Sandbox {
         if let Some(cg) = &sandbox.cgroup {
             cg.add(sandbox.child.id())?;
         }
+        sandbox.handshake(spec, opts.unix_refusals, &[])
+    }
+
+    /// Takes over a sandbox whose pid 1 was started elsewhere (`airlock __container-init` in a
+    /// container) and has connected `chan`: sends it the spec with the supervisor's stdin, stdout
+    /// and stderr attached (the command gets them, as it inherits them natively) and waits until
+    /// it is built, exactly as [`Sandbox::launch`]. On an error `remote` is killed (dropped).
+    pub fn adopt(
+        spec: &SandboxSpec,
+        chan: Channel,
+        remote: Box<dyn RemoteInit>,
+        unix_refusals: Option<std::sync::mpsc::Sender<UnixRefusal>>,
+    ) -> Result<Sandbox, SandboxError> {
+        let sandbox = Sandbox {
+            child: InitProc::Remote(remote),
+            chan,
+            pty: None,
+            net: None,
+            landlock: String::new(),
+            cgroup: None,
+            execs: Arc::new(Mutex::new(HashMap::new())),
+            gate: None,
+            end: End::default(),
+        };
+        sandbox.handshake(spec, unix_refusals, &[0, 1, 2])
+    }
+
+    /// Sends the spec (with `spec_fds` attached) and collects what init passes out once the
+    /// sandbox is built.
+    fn handshake(
+        self,
+        spec: &SandboxSpec,
+        unix_refusals: Option<std::sync::mpsc::Sender<UnixRefusal>>,
+        spec_fds: &[std::os::fd::RawFd],
+    ) -> Result<Sandbox, SandboxError> {
+        let mut sandbox = self;
         sandbox
             .chan
-            .send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
+            .send(&ToInit::Spec(Box::new(spec.clone())), spec_fds)?;
         let mut first = sandbox.chan.recv::<FromInit>()?;
         if let Some((FromInit::ConnectGate { private_devs }, fds)) = first {
             let mut fds = fds.into_iter();
@@ -329,12 +440,7 @@ impl Sandbox {
                     "the init stage did not pass the connect gate's descriptors".into(),
                 ));
             };
-            sandbox.gate = Some(Gate::start(
-                listener,
-                diag,
-                private_devs,
-                opts.unix_refusals,
-            )?);
+            sandbox.gate = Some(Gate::start(listener, diag, private_devs, unix_refusals)?);
             first = sandbox.chan.recv::<FromInit>()?;
         }
         match first {
@@ -370,7 +476,7 @@ impl Sandbox {
                 "unexpected message before the sandbox was ready: {other:?}"
             ))),
             None => {
-                let status = sandbox.child.wait().ok();
+                let status = sandbox.child.wait();
                 Err(SandboxError::Setup(format!(
                     "the sandbox init stage exited before the sandbox was ready ({})",
                     status.map_or("unknown status".to_string(), |s| s.to_string())
@@ -449,7 +555,7 @@ impl Sandbox {
             .clear();
         let status = match self.end.child {
             Some(s) => Some(s),
-            None => self.child.wait().ok(),
+            None => self.child.wait(),
         };
         if let Some((code, message)) = self.end.failed.take() {
             return Err(SandboxError::Init { code, message });
@@ -485,7 +591,10 @@ impl Sandbox {
 
 impl RunningSandbox for Sandbox {
     fn enforcement(&self) -> String {
-        format!("landlock: {}", self.landlock)
+        match &self.child {
+            InitProc::Local(_) => format!("landlock: {}", self.landlock),
+            InitProc::Remote(r) => format!("{}; landlock: {}", r.describe(), self.landlock),
+        }
     }
 
     fn take_listeners(&mut self) -> Option<NetFds> {
@@ -509,8 +618,18 @@ impl RunningSandbox for Sandbox {
             self.receive_one();
         }
         if self.end.child.is_none() {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                self.end.child = Some(st);
+            self.end.child = self.child.try_wait();
+        }
+        // A remote pid 1 raises no SIGCHLD: once its channel is closed, it is ending. When it
+        // reported the command's status, that is the answer (the engine's own notice of the end
+        // can lag by a second; the container is removed when the sandbox is dropped); else the
+        // engine is asked.
+        if self.end.child.is_none() && self.end.chan_closed {
+            if let InitProc::Remote(_) = self.child {
+                self.end.child = match self.end.exited {
+                    Some(code) => Some(exit_status(code)),
+                    None => self.child.wait().or(Some(exit_status(EXIT_FAILURE))),
+                };
             }
         }
         Progress {
@@ -524,7 +643,10 @@ impl RunningSandbox for Sandbox {
             return Ok(());
         }
         // The init stage forwards what it receives to the command.
-        let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(i32::MAX));
+        let pid = match &self.child {
+            InitProc::Local(c) => Pid::from_raw(i32::try_from(c.id()).unwrap_or(i32::MAX)),
+            InitProc::Remote(r) => return r.signal(signal),
+        };
         match kill(pid, signal) {
             Ok(()) | Err(Errno::ESRCH) => Ok(()),
             Err(e) => Err(SandboxError::sys(
@@ -535,11 +657,8 @@ impl RunningSandbox for Sandbox {
     }
 
     fn stop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            if let Ok(st) = self.child.wait() {
-                self.end.child = Some(st);
-            }
+        if let Some(st) = self.child.kill() {
+            self.end.child.get_or_insert(st);
         }
     }
 
@@ -603,11 +722,9 @@ pub(crate) fn write_all(fd: &OwnedFd, mut data: &[u8]) -> Result<(), Errno> {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        // Never leave a sandbox behind: if supervision ends early (an error in airlock), kill it.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        // Never leave a sandbox behind: if supervision ends early (an error in airlock), kill it;
+        // a remote one is also removed (its engine's container, a private service).
+        let _ = self.child.kill();
     }
 }
 
@@ -625,6 +742,29 @@ pub fn unblock_signals_in_child(cmd: &mut Command) {
             libc::sigemptyset(&mut set);
             if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Makes `cmd`'s process receive SIGTERM when the thread that spawns it ends (prctl(2)
+/// PR_SET_PDEATHSIG), so a helper started for one session (a private `podman system service`)
+/// does not outlive an airlock that was killed. Spawn from the thread that lives as long as the
+/// helper should (the main thread): the signal follows the spawning thread, not the process.
+pub fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs in the forked child before exec and calls only prctl and getppid,
+    // which are async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });

@@ -32,11 +32,12 @@ pub mod termfilter;
 pub mod unix_gate;
 
 pub use backend::{Backend, LimitReport, Progress, RunningSandbox, SessionContext, SessionRef};
-pub use init::init_main;
+pub use init::{container_init_main, init_main};
 pub use launch::{
-    block_signals, unblock_signals_in_child, Exec, ExecHandle, ExecRouter, LaunchOptions, Native,
-    NetFds, Sandbox,
+    block_signals, die_with_parent, unblock_signals_in_child, Exec, ExecHandle, ExecRouter,
+    LaunchOptions, Native, NetFds, RemoteInit, Sandbox,
 };
+pub use security::{seccomp_rules, ArgCheck, SyscallRule};
 pub use spec::{
     Bind, GeneratedFile, NetListeners, OverlayMount, Rlimits, SandboxSpec, TtySpec, WorkspaceView,
 };

@@ -3,11 +3,14 @@
 //! `SCM_RIGHTS` where a message carries them.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
+    accept4, bind, connect, listen, recvmsg, sendmsg, socket, socketpair, AddressFamily, Backlog,
+    ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +96,22 @@ impl Channel {
         Ok((Channel { fd: a }, Channel { fd: b }))
     }
 
+    /// Connects to a [`ChannelListener`] at `path` (a sandbox's pid 1 started by a container
+    /// engine reaches its supervisor this way, through a bind-mounted directory).
+    pub fn connect(path: &Path) -> Result<Channel, SandboxError> {
+        let what = || format!("cannot connect to the control socket {}", path.display());
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| SandboxError::sys(what(), e))?;
+        let addr = UnixAddr::new(path).map_err(|e| SandboxError::sys(what(), e))?;
+        connect(fd.as_raw_fd(), &addr).map_err(|e| SandboxError::sys(what(), e))?;
+        Ok(Channel { fd })
+    }
+
     /// Wraps an inherited descriptor.
     pub fn from_fd(fd: OwnedFd) -> Channel {
         Channel { fd }
@@ -173,5 +192,76 @@ impl Channel {
         let msg = serde_json::from_slice(&buf[..len])
             .map_err(|e| SandboxError::Protocol(format!("malformed message: {e}")))?;
         Ok(Some((msg, fds)))
+    }
+}
+
+/// A listening control socket on a path, for a sandbox's pid 1 that the supervisor does not fork
+/// (a container's): it connects once, and from then on the connection is a [`Channel`] like a
+/// socketpair's end. The socket file is removed when the listener is dropped.
+#[derive(Debug)]
+pub struct ChannelListener {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl ChannelListener {
+    /// Listens on `path` (which must not exist; its directory decides who can connect).
+    pub fn bind(path: &Path) -> Result<ChannelListener, SandboxError> {
+        let what = || format!("cannot listen on the control socket {}", path.display());
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| SandboxError::sys(what(), e))?;
+        let addr = UnixAddr::new(path).map_err(|e| SandboxError::sys(what(), e))?;
+        bind(fd.as_raw_fd(), &addr).map_err(|e| SandboxError::sys(what(), e))?;
+        let listener = ChannelListener {
+            fd,
+            path: path.to_path_buf(),
+        };
+        listen(
+            &listener.fd,
+            Backlog::new(1).map_err(|e| SandboxError::sys(what(), e))?,
+        )
+        .map_err(|e| SandboxError::sys(what(), e))?;
+        Ok(listener)
+    }
+
+    /// Waits up to `timeout` for one connection, checking `alive` about every 100 ms (a false
+    /// answer means the peer can no longer come, and the wait ends with `Ok(None)`).
+    pub fn accept(
+        &self,
+        timeout: Duration,
+        mut alive: impl FnMut() -> bool,
+    ) -> Result<Option<Channel>, SandboxError> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(100u16)) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => {
+                    if !alive() {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => return Err(SandboxError::sys("poll on the control socket", e)),
+            }
+            match accept4(self.fd.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+                // SAFETY: accept4 just returned a new descriptor that nothing else owns.
+                Ok(fd) => return Ok(Some(Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }))),
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
+                Err(e) => return Err(SandboxError::sys("accept on the control socket", e)),
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for ChannelListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }

@@ -59,6 +59,38 @@ pub(crate) fn drop_capabilities() -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// For a pid 1 whose engine dropped every capability (`--cap-drop ALL`): checks that the
+/// bounding, permitted, effective, inheritable and ambient sets are all empty. Dropping one that
+/// is left would need CAP_SETPCAP; if any is left, [`drop_capabilities`] is tried and its failure
+/// is the answer (fail closed: a container that kept a capability is not run).
+pub(crate) fn ensure_no_capabilities() -> Result<(), SandboxError> {
+    let sets = [
+        CapSet::Bounding,
+        CapSet::Permitted,
+        CapSet::Effective,
+        CapSet::Inheritable,
+        CapSet::Ambient,
+    ];
+    let mut left = Vec::new();
+    for set in sets {
+        let held = caps::read(None, set)
+            .map_err(|e| SandboxError::Setup(format!("cannot read {set:?} capabilities: {e}")))?;
+        if !held.is_empty() {
+            left.push(format!("{set:?}: {held:?}"));
+        }
+    }
+    if left.is_empty() {
+        return Ok(());
+    }
+    drop_capabilities().map_err(|e| {
+        SandboxError::Setup(format!(
+            "the container engine left capabilities ({}) and they cannot be dropped: {e}; the \
+             engine must honour --cap-drop ALL",
+            left.join("; ")
+        ))
+    })
+}
+
 /// Sets `no_new_privs`: no exec can gain privileges (setuid bits, file capabilities).
 pub(crate) fn no_new_privs() -> Result<(), SandboxError> {
     // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
@@ -150,15 +182,17 @@ pub(crate) fn landlock(writable: &[PathBuf], unix: UnixSockets) -> Result<String
     })
 }
 
-/// One denied system call: its number and why it is denied.
+/// One denied system call: its number, libc's name for it (`SYS_` + the name seccomp profiles and
+/// libseccomp use) and why it is denied.
 struct Deny {
     nr: libc::c_long,
+    name: &'static str,
     why: &'static str,
 }
 
 macro_rules! deny {
     ($($name:ident => $why:literal,)*) => {
-        &[$(Deny { nr: libc::$name, why: $why },)*]
+        &[$(Deny { nr: libc::$name, name: stringify!($name), why: $why },)*]
     };
 }
 
@@ -255,6 +289,124 @@ fn target_arch() -> Result<TargetArch, SandboxError> {
         .map_err(|e| SandboxError::Setup(format!("seccomp: unsupported architecture: {e}")))
 }
 
+/// One rule of the sandbox's seccomp policy as data, for engines that take a profile instead of
+/// a filter program (the OCI seccomp JSON of container runtimes, `crates/airlock-container`).
+/// Every call not named by a rule is allowed, as in [`main_filter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyscallRule {
+    /// The system call's name as libseccomp spells it (`ptrace`, `socket`).
+    pub name: String,
+    /// The errno the call fails with when the rule matches.
+    pub errno: i32,
+    /// Conditions that must all hold for the rule to match (none: always).
+    pub args: Vec<ArgCheck>,
+    /// Why the call is refused.
+    pub why: &'static str,
+}
+
+/// A condition on one system call argument: `(args[index] & mask) == value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgCheck {
+    pub index: u8,
+    pub mask: u64,
+    pub value: u64,
+}
+
+/// The low 32 bits: arguments the kernel reads as `int` (a check on all 64 bits would let high
+/// garbage bits slip past).
+const INT_MASK: u64 = 0xffff_ffff;
+/// Socket families the sandbox may use ([`main_filter`]); every other family below this bound is
+/// refused by rule (the kernel knows no family at or above it: AF_MAX is 46 in Linux 6.x).
+const FAMILY_BOUND: u64 = 64;
+/// Netlink protocols are below MAX_LINKS (32, include/uapi/linux/netlink.h).
+const NETLINK_PROTOCOLS: u64 = 32;
+
+/// The seccomp policy of [`seccomp`] as a list of rules, from the same tables: the denied calls,
+/// namespace flags of clone/unshare, terminal injection ioctls, socket families and netlink
+/// protocols, clone3 (ENOSYS), and, where this kernel needs the connect gate, unix datagram
+/// sockets (EACCES). The allowed socket families are expressed as one rule per refused family,
+/// since a profile's conditions on one argument cannot be combined with "and not".
+pub fn seccomp_rules() -> Vec<SyscallRule> {
+    let eperm = libc::EPERM;
+    let name = |d: &Deny| d.name.strip_prefix("SYS_").unwrap_or(d.name).to_string();
+    let mut out: Vec<SyscallRule> = DENIED
+        .iter()
+        .chain(DENIED_ARCH)
+        .map(|d| SyscallRule {
+            name: name(d),
+            errno: eperm,
+            args: Vec::new(),
+            why: d.why,
+        })
+        .collect();
+    let check = |index, mask, value| ArgCheck { index, mask, value };
+    for sys in ["unshare", "clone"] {
+        for f in NAMESPACE_FLAGS {
+            out.push(SyscallRule {
+                name: sys.into(),
+                errno: eperm,
+                args: vec![check(0, *f, *f)],
+                why: "new namespaces (a new user namespace hands back every capability)",
+            });
+        }
+    }
+    for req in [libc::TIOCSTI, libc::TIOCLINUX] {
+        out.push(SyscallRule {
+            name: "ioctl".into(),
+            errno: eperm,
+            args: vec![check(1, INT_MASK, req)],
+            why: "terminal input injection",
+        });
+    }
+    let af = |v: libc::c_int| u64::try_from(v).unwrap_or(u64::MAX);
+    let allowed = [
+        libc::AF_UNIX,
+        libc::AF_INET,
+        libc::AF_INET6,
+        libc::AF_NETLINK,
+    ]
+    .map(af);
+    for family in (0..FAMILY_BOUND).filter(|f| !allowed.contains(f)) {
+        out.push(SyscallRule {
+            name: "socket".into(),
+            errno: eperm,
+            args: vec![check(0, INT_MASK, family)],
+            why: "socket families other than unix, IPv4, IPv6 and netlink",
+        });
+    }
+    for proto in (0..NETLINK_PROTOCOLS).filter(|p| *p != af(libc::NETLINK_ROUTE)) {
+        out.push(SyscallRule {
+            name: "socket".into(),
+            errno: eperm,
+            args: vec![
+                check(0, INT_MASK, af(libc::AF_NETLINK)),
+                check(2, INT_MASK, proto),
+            ],
+            why: "netlink other than routing queries",
+        });
+    }
+    out.push(SyscallRule {
+        name: "clone3".into(),
+        errno: libc::ENOSYS,
+        args: Vec::new(),
+        why: "clone3's flags are out of seccomp's reach; libc falls back to clone",
+    });
+    if UnixSockets::for_this_kernel() == UnixSockets::Gate {
+        let allowed = [libc::SOCK_STREAM, libc::SOCK_SEQPACKET].map(af);
+        for sys in ["socket", "socketpair"] {
+            for t in (0..=0xf).filter(|t| !allowed.contains(t)) {
+                out.push(SyscallRule {
+                    name: sys.into(),
+                    errno: libc::EACCES,
+                    args: vec![check(0, INT_MASK, af(libc::AF_UNIX)), check(1, 0xf, t)],
+                    why: "unix datagram sockets could send to any host socket by path",
+                });
+            }
+        }
+    }
+    out
+}
+
 /// The main filter: EPERM for the denied calls and the argument-dependent rules below; every
 /// other call allowed. Calls of another architecture's ABI are killed by seccompiler's arch check.
 fn main_filter() -> Result<BpfProgram, SandboxError> {
@@ -262,7 +414,7 @@ fn main_filter() -> Result<BpfProgram, SandboxError> {
     use SeccompCmpOp::{Eq, MaskedEq, Ne};
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for d in DENIED.iter().chain(DENIED_ARCH) {
-        let _ = d.why;
+        let _ = (d.why, d.name);
         rules.insert(d.nr, Vec::new());
     }
     // New namespaces (a new user namespace would hand back every capability inside it).
@@ -540,6 +692,41 @@ mod tests {
             UnixSockets::for_this_kernel() == UnixSockets::Landlock,
             abi >= LANDLOCK_RESOLVE_UNIX_ABI
         );
+    }
+
+    /// The exported rules name every denied call by its libseccomp name and keep the argument
+    /// rules of the filter: nothing the filter refuses is missing from a generated profile.
+    #[test]
+    fn exported_rules_cover_the_filter() {
+        let rules = seccomp_rules();
+        for d in DENIED.iter().chain(DENIED_ARCH) {
+            let n = d.name.strip_prefix("SYS_").expect("libc name");
+            assert!(
+                rules.iter().any(|r| r.name == n && r.args.is_empty()),
+                "{n} missing"
+            );
+        }
+        let has = |name: &str, idx: u8, v: u64| {
+            rules
+                .iter()
+                .any(|r| r.name == name && r.args.iter().any(|a| a.index == idx && a.value == v))
+        };
+        assert!(has("unshare", 0, libc::CLONE_NEWUSER as u64));
+        assert!(has("clone", 0, libc::CLONE_NEWNET as u64));
+        assert!(has("ioctl", 1, libc::TIOCSTI));
+        assert!(has("socket", 0, libc::AF_PACKET as u64));
+        assert!(has("socket", 0, libc::AF_VSOCK as u64));
+        for ok in [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6] {
+            let only = vec![ArgCheck {
+                index: 0,
+                mask: INT_MASK,
+                value: u64::try_from(ok).expect("family"),
+            }];
+            assert!(!rules.iter().any(|r| r.name == "socket" && r.args == only));
+        }
+        assert!(rules
+            .iter()
+            .any(|r| r.name == "clone3" && r.errno == libc::ENOSYS));
     }
 
     #[test]

@@ -98,6 +98,10 @@ kind!(
     BackendKind, "backend", {
         /// Namespaces, seccomp, Landlock and cgroups on this kernel.
         Native = "native",
+        /// A Docker container through the Docker Engine API.
+        Docker = "docker",
+        /// A Podman container through Podman's Docker-compatible API.
+        Podman = "podman",
     }
 );
 
@@ -129,6 +133,8 @@ mod tests {
             (AgentKind::Gemini.as_str(), "gemini"),
             (AgentKind::Shell.as_str(), "shell"),
             (BackendKind::Native.as_str(), "native"),
+            (BackendKind::Docker.as_str(), "docker"),
+            (BackendKind::Podman.as_str(), "podman"),
         ];
         for (got, want) in stored {
             assert_eq!(got, want);
@@ -150,9 +156,12 @@ mod tests {
 
     #[test]
     fn unknown_names_are_refused_with_the_known_ones() {
-        for bad in ["Native", "podman", "", "native "] {
+        for bad in ["Native", "Podman", "fly", "", "native "] {
             let e = BackendKind::parse(bad).expect_err(bad);
-            assert!(e.to_string().contains("known: native"), "{e}");
+            assert!(
+                e.to_string().contains("known: native, docker, podman"),
+                "{e}"
+            );
         }
         assert!(SessionMode::parse("Overlay").is_err());
     }

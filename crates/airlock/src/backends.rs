@@ -4,14 +4,50 @@
 //! through it when they need what only the backend knows (leftovers of a dead supervisor, a
 //! change layer kept remotely).
 
+use airlock_container::{ContainerBackend, ContainerSettings, EngineKind, Runtime};
 use airlock_sandbox::{Backend, SessionRef};
 use airlock_session::{BackendKind, SessionRow};
+use anyhow::{anyhow, Result};
+
+/// What the container backends need beyond their kind (`--runtime`, `--image`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Options {
+    pub(crate) runtime: Option<String>,
+    pub(crate) image: Option<String>,
+}
 
 /// A new backend of `kind`, for one `airlock run` or one session command.
-pub(crate) fn new(kind: BackendKind) -> Box<dyn Backend> {
-    match kind {
-        BackendKind::Native => Box::new(airlock_sandbox::Native::default()),
-    }
+///
+/// # Errors
+/// An unknown `--runtime`, or one given to the native backend.
+pub(crate) fn new(kind: BackendKind, opts: &Options) -> Result<Box<dyn Backend>> {
+    let engine = match kind {
+        BackendKind::Native => {
+            if let Some(r) = &opts.runtime {
+                return Err(anyhow!(
+                    "--runtime {r} is for the container backends; add --backend podman or \
+                     --backend docker"
+                ));
+            }
+            return Ok(Box::new(airlock_sandbox::Native::default()));
+        }
+        BackendKind::Docker => EngineKind::Docker,
+        BackendKind::Podman => EngineKind::Podman,
+    };
+    let runtime = match &opts.runtime {
+        None => None,
+        Some(r) => Some(Runtime::parse(r).ok_or_else(|| {
+            anyhow!("unknown --runtime {r}: expected runc, crun, runsc (gVisor) or kata")
+        })?),
+    };
+    Ok(Box::new(ContainerBackend::new(ContainerSettings {
+        kind: engine,
+        runtime,
+        image: opts
+            .image
+            .clone()
+            .unwrap_or_else(|| airlock_container::DEFAULT_IMAGE.to_string()),
+    })))
 }
 
 /// The backend of a stored session and the session as the backend sees it.
@@ -21,5 +57,9 @@ pub(crate) fn of(row: &SessionRow) -> (Box<dyn Backend>, SessionRef) {
         dir: row.dir.clone(),
         location: row.location.clone(),
     };
-    (new(row.backend), session)
+    let backend = new(row.backend, &Options::default()).unwrap_or_else(|_| {
+        // Options::default() has no runtime, so only the native arm could refuse, and it does not.
+        Box::new(airlock_sandbox::Native::default())
+    });
+    (backend, session)
 }

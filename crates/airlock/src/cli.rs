@@ -113,6 +113,12 @@ pub(crate) enum Command {
     /// Internal: the sandbox's init stage. Not for direct use.
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit,
+    /// Internal: pid 1 of a container of the container backend. Not for direct use.
+    #[command(name = "__container-init", hide = true)]
+    ContainerInit {
+        /// The supervisor's control socket, bind-mounted into the container.
+        socket: std::path::PathBuf,
+    },
     /// Internal: one escape probe run inside the sandbox by `selftest`. Not for direct use.
     #[command(name = "__probe", hide = true)]
     Probe {
@@ -142,12 +148,18 @@ pub(crate) enum Mode {
 pub(crate) enum Backend {
     /// Namespaces, seccomp, Landlock and cgroups on this kernel; no daemon.
     Native,
+    /// A Docker container (Docker Engine API: DOCKER_HOST or /var/run/docker.sock).
+    Docker,
+    /// A Podman container (its API socket, or a private `podman system service`).
+    Podman,
 }
 
 impl From<Backend> for airlock_session::BackendKind {
     fn from(b: Backend) -> Self {
         match b {
             Backend::Native => airlock_session::BackendKind::Native,
+            Backend::Docker => airlock_session::BackendKind::Docker,
+            Backend::Podman => airlock_session::BackendKind::Podman,
         }
     }
 }
@@ -287,6 +299,13 @@ pub(crate) struct RunArgs {
     /// Where the sandbox runs.
     #[arg(long, value_enum, default_value = "native")]
     pub(crate) backend: Backend,
+    /// OCI runtime of the container backends: runc, crun, runsc (gVisor) or kata (default: the
+    /// engine's; `airlock doctor` lists those installed).
+    #[arg(long, value_name = "RUNTIME", env = "AIRLOCK_RUNTIME")]
+    pub(crate) runtime: Option<String>,
+    /// Image of the container backends (it must be in the engine's local store).
+    #[arg(long, value_name = "IMAGE", env = "AIRLOCK_IMAGE")]
+    pub(crate) image: Option<String>,
     /// Start the session in the background: the command runs in a tmux session inside the
     /// sandbox (top pane; a shell in the workspace below); `airlock attach` joins it.
     #[arg(long)]
@@ -348,6 +367,15 @@ pub(crate) struct SelftestArgs {
     /// Run only the checks whose name contains this text.
     #[arg(long)]
     pub(crate) only: Option<String>,
+    /// The backend whose sandbox is tried.
+    #[arg(long, value_enum, default_value = "native")]
+    pub(crate) backend: Backend,
+    /// OCI runtime, with a container backend (as `airlock run --runtime`).
+    #[arg(long, value_name = "RUNTIME")]
+    pub(crate) runtime: Option<String>,
+    /// Image, with a container backend (as `airlock run --image`).
+    #[arg(long, value_name = "IMAGE")]
+    pub(crate) image: Option<String>,
 }
 
 #[derive(Debug, Args)]

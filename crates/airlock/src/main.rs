@@ -96,6 +96,9 @@ fn run(cli: cli::Cli) -> i32 {
     if let cli::Command::SandboxInit = cli.command {
         return commands::sandbox_init();
     }
+    if let cli::Command::ContainerInit { socket } = &cli.command {
+        return airlock_sandbox::container_init_main(socket);
+    }
     init_tracing(&cli.log, cli.log_json);
     // The tree's one TLS crypto provider (ring), installed once for every rustls user.
     let _ = rustls::crypto::ring::default_provider().install_default();

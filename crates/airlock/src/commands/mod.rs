@@ -57,5 +57,6 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Man(args) => completions::man(args),
         Command::Probe { name, args } => selftest::probe(&name, &args),
         Command::SandboxInit => Ok(run::sandbox_init()),
+        Command::ContainerInit { socket } => Ok(airlock_sandbox::container_init_main(&socket)),
     }
 }

@@ -50,7 +50,21 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     if args.detach && args.detached_child.is_none() && !args.dry_run {
         return super::detach::start(&args);
     }
-    let mut backend = backends::new(args.backend.into());
+    // The flags first, then the policy's `[container]`.
+    let mut backend = backends::new(
+        args.backend.into(),
+        &backends::Options {
+            runtime: args
+                .runtime
+                .clone()
+                .or_else(|| request.policy.container.runtime.clone()),
+            image: args
+                .image
+                .clone()
+                .or_else(|| request.policy.container.image.clone()),
+        },
+    )
+    .map_err(|e| with_code(crate::exit::FAILURE, e))?;
     let plan = plan::plan(&args, request, backend.as_mut())?;
     if args.dry_run {
         println!("{}", serde_json::to_string_pretty(&plan.spec)?);

@@ -235,7 +235,23 @@ fn limits(
             },
         )
         .map_err(super::sandbox_error)?;
-    if args.flags.memory.is_some() || args.flags.pids.is_some() || args.flags.cpus.is_some() {
+    let asked =
+        args.flags.memory.is_some() || args.flags.pids.is_some() || args.flags.cpus.is_some();
+    // A container engine that will not enforce a limit ignores it silently (rootless Podman on
+    // cgroup v1): a limit asked for there is refused rather than warned about.
+    if asked && args.backend != crate::cli::Backend::Native && !report.missing.is_empty() {
+        return Err(with_code(
+            FAILURE,
+            anyhow!(
+                "--memory/--pids/--cpus cannot be enforced by the {} backend here: {}; run as \
+                 root or on a cgroup v2 host with delegation, use --backend native, or drop the \
+                 limit (see `airlock doctor`)",
+                airlock_session::BackendKind::from(args.backend),
+                report.missing.join("; ")
+            ),
+        ));
+    }
+    if asked {
         for m in &report.missing {
             eprintln!(
                 "airlock: warning: limit not enforced by a cgroup here: {m} (see `airlock doctor`)"

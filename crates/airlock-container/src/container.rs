@@ -1,0 +1,743 @@
+//! One sandbox as one container: the engine request built from a [`SandboxSpec`], the start,
+//! the control-socket handshake with pid 1 (`airlock __container-init`), and the container's
+//! removal whatever happens.
+//!
+//! What the spec asks for and how the container gives it:
+//!
+//! | spec                      | container                                                    |
+//! |---------------------------|--------------------------------------------------------------|
+//! | root view                 | the image, read-only (`ReadonlyRootfs`)                      |
+//! | `binds` (not optional)    | bind mounts; optional ones are the host's system directories, |
+//! |                           | which the image replaces                                     |
+//! | workspace `Bind`          | a read-write bind                                            |
+//! | workspace `Overlay`,      | Podman's overlay mount with the session's upper/work dirs    |
+//! | `overlays` (caches)       |                                                              |
+//! | home, /tmp, /dev/shm      | tmpfs of the spec's sizes                                    |
+//! | `hide`                    | an empty unreadable file or tmpfs over the path              |
+//! | `files`                   | written to the session's private directory, bound read-only  |
+//! | uid/gid                   | `User`, and `keep-id` on rootless Podman                     |
+//! | env                       | passed by pid 1 to the command only (the container's is empty)|
+//! | net                       | `--network none`; listeners made inside and passed out       |
+//! | lockdown                  | `--cap-drop ALL`, no-new-privileges, the seccomp profile, and |
+//! |                           | pid 1's own (Landlock, native seccomp) before the command    |
+
+use std::collections::HashMap;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use airlock_sandbox::message::ChannelListener;
+use airlock_sandbox::unix_gate::UnixRefusal;
+use airlock_sandbox::{RemoteInit, Sandbox, SandboxSpec, WorkspaceView};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigCgroupnsModeEnum, Mount, MountType,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use nix::sys::signal::Signal;
+
+use crate::engine::{Engine, EngineKind, Runtime};
+use crate::error::ContainerError;
+
+/// Where airlock's own files appear inside the container.
+const AIRLOCK_DIR: &str = "/.airlock";
+/// How long pid 1 may take to connect after the container started.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// cgroup limits for the container (the native backend's `CgroupLimits`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    /// CPUs (fractional).
+    pub cpus: Option<f64>,
+}
+
+impl Limits {
+    fn any(&self) -> bool {
+        self.memory_bytes.is_some() || self.pids.is_some() || self.cpus.is_some()
+    }
+}
+
+/// Everything about a container that is not in the spec.
+#[derive(Debug)]
+pub struct ContainerOptions {
+    /// The image (`--image`), which must be in the engine's local store.
+    pub image: String,
+    /// The airlock binary on the host, bind-mounted read-only as pid 1.
+    pub exe: PathBuf,
+    pub limits: Limits,
+    /// A private directory of the session (mode 0700) for the control socket and the generated
+    /// files; removed with the container.
+    pub state_dir: PathBuf,
+    /// Container name (for `podman ps`); the engine picks one when `None`.
+    pub name: Option<String>,
+    /// Labels added to the container (the session id, for clean-up and `airlock ls`).
+    pub labels: HashMap<String, String>,
+    /// Where the connect gate reports refused unix-socket connects.
+    pub unix_refusals: Option<std::sync::mpsc::Sender<UnixRefusal>>,
+}
+
+/// Why this engine will not enforce cgroup limits here, if it will not.
+pub fn limits_unenforced(engine: &Engine) -> Option<String> {
+    let f = engine.facts();
+    if f.rootless && f.cgroup_version != "2" {
+        return Some(format!(
+            "rootless {} on cgroup v{} (a v1 or hybrid hierarchy) cannot delegate cgroups to an \
+             unprivileged user and silently ignores memory, pids and cpu limits",
+            engine.kind().name(),
+            if f.cgroup_version.is_empty() {
+                "1"
+            } else {
+                &f.cgroup_version
+            }
+        ));
+    }
+    let missing: Vec<&str> = [
+        (f.memory_limit, "memory"),
+        (f.pids_limit, "pids"),
+        (f.cpu_limit, "cpu"),
+    ]
+    .iter()
+    .filter(|(ok, _)| !ok)
+    .map(|(_, n)| *n)
+    .collect();
+    if missing.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "the engine reports no {} limit support",
+            missing.join(", ")
+        ))
+    }
+}
+
+fn check_limits(engine: &Engine, limits: &Limits) -> Result<(), ContainerError> {
+    if !limits.any() {
+        return Ok(());
+    }
+    let Some(why) = limits_unenforced(engine) else {
+        return Ok(());
+    };
+    let mut asked = Vec::new();
+    if let Some(m) = limits.memory_bytes {
+        asked.push(format!("memory {m} bytes"));
+    }
+    if let Some(p) = limits.pids {
+        asked.push(format!("pids {p}"));
+    }
+    if let Some(c) = limits.cpus {
+        asked.push(format!("cpus {c}"));
+    }
+    Err(ContainerError::Unenforceable {
+        engine: engine.kind().name(),
+        what: format!("limits asked for ({})", asked.join(", ")),
+        why,
+        hint: "run as root, on a cgroup v2 host with delegation, or with the native backend; \
+               or drop the limits ([limits] in the config, --memory/--pids/--cpus)"
+            .into(),
+    })
+}
+
+fn check_image(engine: &Engine, image: &str) -> Result<(), ContainerError> {
+    match engine.rt.block_on(engine.client.inspect_image(image)) {
+        Ok(_) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Err(ContainerError::ImageMissing {
+            engine: engine.kind().name(),
+            socket: engine.socket().to_path_buf(),
+            image: image.into(),
+            hint: format!(
+                "build or import it first (`{} images` lists what is there); airlock pulls \
+                 nothing",
+                engine.kind().name()
+            ),
+        }),
+        Err(e) => Err(engine.error(format!("inspect image {image}"), &e)),
+    }
+}
+
+/// The shared libraries this airlock process runs with (from /proc/self/maps), so the same
+/// binary runs as pid 1 in an image with another libc or none: `(loader, libraries)`.
+fn runtime_libraries() -> Result<(PathBuf, Vec<PathBuf>), ContainerError> {
+    let maps = std::fs::read_to_string("/proc/self/maps")
+        .map_err(|e| ContainerError::io("cannot read /proc/self/maps", e))?;
+    let mut libs: Vec<PathBuf> = Vec::new();
+    for line in maps.lines() {
+        let Some(path) = line.split_whitespace().nth(5) else {
+            continue;
+        };
+        let name = Path::new(path)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
+        if path.starts_with('/')
+            && name.contains(".so")
+            && !libs.iter().any(|l| l == Path::new(path))
+        {
+            libs.push(PathBuf::from(path));
+        }
+    }
+    let loader = libs
+        .iter()
+        .find(|l| {
+            l.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("ld-linux") || n.starts_with("ld-musl"))
+        })
+        .cloned();
+    match loader {
+        Some(l) => Ok((l, libs)),
+        None => Err(ContainerError::Unsupported(
+            "cannot find the dynamic loader airlock runs with in /proc/self/maps; a static \
+             airlock build runs in containers without one"
+                .into(),
+        )),
+    }
+}
+
+/// The argv prefix that runs a copy of this airlock binary bound at `inside` in a container of
+/// this backend: its own loader and libraries, whatever libc the image has (for `airlock
+/// selftest`, whose probes are airlock itself).
+pub fn run_inside_prefix(inside: &Path) -> Result<Vec<String>, ContainerError> {
+    let (loader, _) = runtime_libraries()?;
+    let lib = Path::new(AIRLOCK_DIR).join("lib");
+    Ok(vec![
+        lib.join(loader.file_name().unwrap_or_default())
+            .display()
+            .to_string(),
+        "--library-path".into(),
+        lib.display().to_string(),
+        inside.display().to_string(),
+    ])
+}
+
+fn bind(source: &Path, target: &Path, writable: bool) -> Mount {
+    Mount {
+        target: Some(target.display().to_string()),
+        source: Some(source.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(!writable),
+        ..Mount::default()
+    }
+}
+
+/// Host path of `inside` through the spec's workspace and binds, if it has one.
+fn host_path(spec: &SandboxSpec, inside: &Path) -> Option<PathBuf> {
+    if let Some(WorkspaceView::Bind { source, target }) = &spec.workspace {
+        if let Ok(rest) = inside.strip_prefix(target) {
+            return Some(source.join(rest));
+        }
+    }
+    if let Some(WorkspaceView::Overlay { lower, target, .. }) = &spec.workspace {
+        if let Ok(rest) = inside.strip_prefix(target) {
+            return Some(lower.join(rest));
+        }
+    }
+    spec.binds.iter().filter(|b| !b.optional).find_map(|b| {
+        inside
+            .strip_prefix(&b.target)
+            .ok()
+            .map(|r| b.source.join(r))
+    })
+}
+
+/// The mounts and tmpfs of the container, and the files they need in `dir`.
+struct Layout {
+    mounts: Vec<Mount>,
+    binds: Vec<String>,
+    tmpfs: HashMap<String, String>,
+    entrypoint: Vec<String>,
+}
+
+fn layout(
+    engine: &Engine,
+    spec: &SandboxSpec,
+    opts: &ContainerOptions,
+    dir: &Path,
+) -> Result<Layout, ContainerError> {
+    let mut mounts = Vec::new();
+    let mut binds = Vec::new();
+    let mut tmpfs = HashMap::new();
+    let inside = Path::new(AIRLOCK_DIR);
+    // pid 1: airlock with the loader and libraries it runs with, all read-only.
+    let (loader, libs) = runtime_libraries()?;
+    mounts.push(bind(&opts.exe, &inside.join("airlock"), false));
+    for l in &libs {
+        if let Some(name) = l.file_name() {
+            mounts.push(bind(l, &inside.join("lib").join(name), false));
+        }
+    }
+    mounts.push(bind(&dir.join("ctl"), &inside.join("ctl"), false));
+    let loader_inside = inside
+        .join("lib")
+        .join(loader.file_name().unwrap_or_default());
+    let entrypoint = vec![
+        loader_inside.display().to_string(),
+        "--library-path".into(),
+        inside.join("lib").display().to_string(),
+        inside.join("airlock").display().to_string(),
+        "__container-init".into(),
+        inside.join("ctl/ctl.sock").display().to_string(),
+    ];
+    for b in spec.binds.iter().filter(|b| !b.optional) {
+        if b.target.starts_with(inside) {
+            continue; // the native view's own copy of airlock
+        }
+        mounts.push(bind(&b.source, &b.target, b.writable));
+    }
+    match &spec.workspace {
+        Some(WorkspaceView::Bind { source, target }) => mounts.push(bind(source, target, true)),
+        Some(WorkspaceView::Overlay {
+            lower,
+            upper,
+            work,
+            target,
+        }) => {
+            if engine.kind() == EngineKind::Podman || engine.facts().is_podman() {
+                binds.push(format!(
+                    "{}:{}:O,upperdir={},workdir={}",
+                    lower.display(),
+                    target.display(),
+                    upper.display(),
+                    work.display()
+                ));
+            } else {
+                return Err(ContainerError::Unsupported(
+                    "the overlay workspace (--mode overlay) needs Podman's overlay mounts; with \
+                     Docker use --mode bind or --backend podman"
+                        .into(),
+                ));
+            }
+        }
+        None => {}
+    }
+    // Host caches with a session layer on top (ecosystem presets): the same overlay mounts.
+    for o in &spec.overlays {
+        if engine.kind() == EngineKind::Podman || engine.facts().is_podman() {
+            binds.push(format!(
+                "{}:{}:O,upperdir={},workdir={}",
+                o.lower.display(),
+                o.target.display(),
+                o.upper.display(),
+                o.work.display()
+            ));
+        } else {
+            return Err(ContainerError::Unsupported(format!(
+                "the cache overlay at {} (an ecosystem preset) needs Podman's overlay mounts; \
+                 with Docker drop the preset or use --backend podman",
+                o.target.display()
+            )));
+        }
+    }
+    // Home belongs to the command's user: Podman chowns with `U`, Docker passes uid/gid to tmpfs.
+    let owner = if engine.kind() == EngineKind::Podman || engine.facts().is_podman() {
+        "U".to_string()
+    } else {
+        format!("uid={},gid={}", spec.uid, spec.gid)
+    };
+    tmpfs.insert(
+        "/tmp".to_string(),
+        format!("rw,nosuid,nodev,size={},mode=1777", spec.tmp_bytes),
+    );
+    tmpfs.insert(
+        spec.home.display().to_string(),
+        format!("rw,nosuid,nodev,size={},mode=0700,{owner}", spec.home_bytes),
+    );
+    let files = dir.join("files");
+    for (i, f) in spec.files.iter().enumerate() {
+        let p = files.join(i.to_string());
+        std::fs::write(&p, &f.contents)
+            .map_err(|e| ContainerError::io(format!("cannot write {}", p.display()), e))?;
+        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o444));
+        mounts.push(bind(&p, &f.target, false));
+    }
+    let empty = files.join("hidden");
+    std::fs::write(&empty, b"")
+        .map_err(|e| ContainerError::io(format!("cannot write {}", empty.display()), e))?;
+    let _ = std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o000));
+    for h in &spec.hide {
+        let is_dir = host_path(spec, h).map(|p| p.is_dir());
+        match is_dir {
+            Some(true) => {
+                tmpfs.insert(h.display().to_string(), "ro,size=4k,mode=000".into());
+            }
+            Some(false) => mounts.push(bind(&empty, h, false)),
+            // Nothing of the host there: the image's own path, which is not the host's secret.
+            None => {}
+        }
+    }
+    Ok(Layout {
+        mounts,
+        binds,
+        tmpfs,
+        entrypoint,
+    })
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// CPUs as the API's billionths of a CPU (clamped to what an i64 holds; a negative or NaN
+/// request, which the policy layer refuses, would become 0).
+#[allow(clippy::cast_possible_truncation)]
+fn nano_cpus(cpus: f64) -> i64 {
+    // `as` saturates and maps NaN to 0 (the Rust reference, "numeric cast").
+    (cpus * 1e9).round() as i64
+}
+
+fn create_body(
+    engine: &Engine,
+    spec: &SandboxSpec,
+    opts: &ContainerOptions,
+    layout: Layout,
+    seccomp: &Path,
+) -> ContainerCreateBody {
+    let podman = engine.facts().is_podman();
+    // Podman's compat API reads the profile from a file; Docker's takes its contents.
+    let seccomp_opt = if podman {
+        format!("seccomp={}", seccomp.display())
+    } else {
+        format!("seccomp={}", crate::seccomp::profile())
+    };
+    let host = HostConfig {
+        readonly_rootfs: Some(true),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into(), seccomp_opt]),
+        network_mode: Some("none".into()),
+        mounts: Some(layout.mounts),
+        binds: (!layout.binds.is_empty()).then_some(layout.binds),
+        tmpfs: Some(layout.tmpfs),
+        shm_size: Some(i64_of(spec.shm_bytes)),
+        memory: opts.limits.memory_bytes.map(i64_of),
+        memory_swap: opts.limits.memory_bytes.map(i64_of),
+        pids_limit: opts.limits.pids.map(i64_of),
+        nano_cpus: opts.limits.cpus.map(nano_cpus),
+        userns_mode: (podman && engine.facts().rootless).then(|| "keep-id".to_string()),
+        ipc_mode: Some("private".into()),
+        // Engines default to the host's cgroup namespace on cgroup v1 hosts.
+        cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
+        // pid 1 has no CAP_NET_BIND_SERVICE and binds DNS on port 53 of the container's own
+        // loopback (a per-network-namespace sysctl; nothing else listens there).
+        sysctls: Some(HashMap::from([(
+            "net.ipv4.ip_unprivileged_port_start".to_string(),
+            "0".to_string(),
+        )])),
+        runtime: engine.runtime.map(|r: Runtime| r.name().to_string()),
+        init: Some(false),
+        // Removed by the engine when it stops, also when airlock was killed and cannot: pid 1
+        // ends the container when the supervisor's end of the control socket closes.
+        auto_remove: Some(true),
+        ..HostConfig::default()
+    };
+    ContainerCreateBody {
+        image: Some(opts.image.clone()),
+        entrypoint: Some(layout.entrypoint),
+        cmd: Some(Vec::new()),
+        env: Some(Vec::new()),
+        user: Some(format!("{}:{}", spec.uid, spec.gid)),
+        hostname: Some(spec.hostname.clone()),
+        working_dir: Some("/".into()),
+        network_disabled: Some(true),
+        labels: Some(opts.labels.clone()),
+        tty: Some(false),
+        open_stdin: Some(false),
+        host_config: Some(host),
+        ..ContainerCreateBody::default()
+    }
+}
+
+/// A created container: removed (with its private service stopped) when dropped.
+#[derive(Debug)]
+pub struct Container {
+    engine: Engine,
+    id: String,
+    pid: u32,
+    state_dir: Option<tempfile::TempDir>,
+    removed: bool,
+    exit: Option<i32>,
+}
+
+impl Container {
+    /// The engine's id of the container.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn inspect_exit(&mut self) -> Option<i32> {
+        let r = self
+            .engine
+            .rt
+            .block_on(
+                self.engine
+                    .client
+                    .inspect_container(&self.id, None::<InspectContainerOptions>),
+            )
+            .ok()?;
+        let st = r.state?;
+        if st.running == Some(true) {
+            return None;
+        }
+        st.exit_code
+            .map(|c| i32::try_from(c).unwrap_or(airlock_sandbox::EXIT_FAILURE))
+    }
+
+    /// The container's last words (its log), for an error when pid 1 never connected.
+    fn logs(&self) -> String {
+        let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
+        let out = self.engine.rt.block_on(async {
+            let mut s = self.engine.client.logs(&self.id, Some(opts));
+            let mut text = String::new();
+            while let Some(Ok(chunk)) = s.next().await {
+                text.push_str(&chunk.to_string());
+            }
+            text
+        });
+        out.trim().to_string()
+    }
+
+    fn remove(&mut self) {
+        if self.removed {
+            return;
+        }
+        // AutoRemove may be removing it at the same moment (a 500 "state improper" or "removal
+        // in progress"): try again briefly, and warn only if it is still there.
+        let mut last = None;
+        for _ in 0..10 {
+            let opts = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            match self
+                .engine
+                .rt
+                .block_on(self.engine.client.remove_container(&self.id, Some(opts)))
+            {
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Some(e) = last {
+            tracing::warn!(
+                "cannot remove container {} from {}: {e}; remove it with `{} rm -f {}`",
+                self.id,
+                self.engine.socket().display(),
+                self.engine.kind().name(),
+                self.id
+            );
+        }
+        self.removed = true;
+        self.engine.shutdown();
+        self.state_dir.take();
+    }
+}
+
+impl RemoteInit for Container {
+    fn signal(&self, sig: Signal) -> Result<(), airlock_sandbox::SandboxError> {
+        let opts = KillContainerOptionsBuilder::new()
+            .signal(&(sig as i32).to_string())
+            .build();
+        match self
+            .engine
+            .rt
+            .block_on(self.engine.client.kill_container(&self.id, Some(opts)))
+        {
+            Ok(()) => Ok(()),
+            // Gone or no longer running: the sandbox has ended, which is not an error.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(airlock_sandbox::SandboxError::Setup(
+                self.engine
+                    .error(format!("send {sig} to the container"), &e)
+                    .to_string(),
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let f = self.engine.facts();
+        format!(
+            "{} {} at {}{}, runtime {}",
+            f.product,
+            f.version,
+            self.engine.socket().display(),
+            if f.rootless { " (rootless)" } else { "" },
+            self.engine.runtime_name()
+        )
+    }
+
+    fn try_wait(&mut self) -> Option<i32> {
+        if self.exit.is_none() {
+            self.exit = self.inspect_exit();
+        }
+        self.exit
+    }
+
+    fn wait(&mut self) -> Option<i32> {
+        if self.exit.is_some() {
+            return self.exit;
+        }
+        let code = self.engine.rt.block_on(async {
+            let mut s = self.engine.client.wait_container(&self.id, None);
+            match s.next().await {
+                Some(Ok(r)) => Some(r.status_code),
+                // bollard reports a non-zero exit as an error carrying the code.
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                    Some(code)
+                }
+                _ => None,
+            }
+        });
+        self.exit = code
+            .map(|c| i32::try_from(c).unwrap_or(airlock_sandbox::EXIT_FAILURE))
+            .or_else(|| self.inspect_exit());
+        self.exit
+    }
+
+    fn kill(&mut self) {
+        self.remove();
+    }
+
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// The session's private directory: `ctl/` for the control socket, `files/` for generated files
+/// and the seccomp profile. Mode 0700, owned by the invoker (who is the container's user).
+fn state_dir(parent: &Path) -> Result<tempfile::TempDir, ContainerError> {
+    let dir = tempfile::Builder::new()
+        .prefix("container-")
+        .tempdir_in(parent)
+        .map_err(|e| {
+            ContainerError::io(
+                format!("cannot create a directory in {}", parent.display()),
+                e,
+            )
+        })?;
+    for sub in ["ctl", "files"] {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir.path().join(sub))
+            .map_err(|e| {
+                ContainerError::io(
+                    format!("cannot create {sub} in {}", dir.path().display()),
+                    e,
+                )
+            })?;
+    }
+    Ok(dir)
+}
+
+/// Runs `spec` as a container on `engine` and waits until pid 1 has built the sandbox: the
+/// returned [`Sandbox`] is supervised exactly as a native one (terminal, signals, listeners,
+/// exit). Takes the engine: it (and a private service) lives until the container is removed,
+/// which happens when the sandbox is dropped, and on every error before that.
+pub fn launch(
+    engine: Engine,
+    spec: &SandboxSpec,
+    opts: ContainerOptions,
+) -> Result<Sandbox, ContainerError> {
+    check_limits(&engine, &opts.limits)?;
+    check_image(&engine, &opts.image)?;
+    let dir = state_dir(&opts.state_dir)?;
+    let layout = layout(&engine, spec, &opts, dir.path())?;
+    let seccomp = dir.path().join("files/seccomp.json");
+    std::fs::write(&seccomp, crate::seccomp::profile().to_string())
+        .map_err(|e| ContainerError::io(format!("cannot write {}", seccomp.display()), e))?;
+    let listener = ChannelListener::bind(&dir.path().join("ctl/ctl.sock"))?;
+    let body = create_body(&engine, spec, &opts, layout, &seccomp);
+    tracing::debug!(body = ?body, socket = %engine.socket().display(), "creating the container");
+    let create_opts = opts
+        .name
+        .as_deref()
+        .map(|n| CreateContainerOptionsBuilder::new().name(n).build());
+    let created = engine
+        .rt
+        .block_on(engine.client.create_container(create_opts, body))
+        .map_err(|e| engine.error(format!("create a container from {}", opts.image), &e))?;
+    let mut container = Container {
+        engine,
+        id: created.id,
+        pid: 0,
+        state_dir: Some(dir),
+        removed: false,
+        exit: None,
+    };
+    let started = container
+        .engine
+        .rt
+        .block_on(container.engine.client.start_container(&container.id, None));
+    if let Err(e) = started {
+        return Err(container
+            .engine
+            .error(format!("start the container from {}", opts.image), &e));
+    }
+    let mut ticks = 0u32;
+    let chan = listener.accept(CONNECT_TIMEOUT, || {
+        ticks += 1;
+        ticks % 5 != 0 || container.inspect_exit().is_none()
+    })?;
+    drop(listener);
+    let Some(chan) = chan else {
+        let status = container.inspect_exit();
+        let logs = container.logs();
+        return Err(ContainerError::Engine {
+            engine: container.engine.kind().name(),
+            socket: container.engine.socket().to_path_buf(),
+            action: format!(
+                "run airlock as the container's first process in {}",
+                opts.image
+            ),
+            detail: format!(
+                "it did not connect to the control socket ({}){}",
+                status.map_or("still running after 60s".into(), |c| format!("exited {c}")),
+                if logs.is_empty() {
+                    String::new()
+                } else {
+                    format!("; it said: {logs}")
+                }
+            ),
+            hint: crate::engine::hint_for(&logs),
+        });
+    };
+    container.pid = container
+        .engine
+        .rt
+        .block_on(
+            container
+                .engine
+                .client
+                .inspect_container(&container.id, None::<InspectContainerOptions>),
+        )
+        .ok()
+        .and_then(|r| r.state.and_then(|s| s.pid))
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(0);
+    Ok(Sandbox::adopt(
+        spec,
+        chan,
+        Box::new(container),
+        opts.unix_refusals,
+    )?)
+}

@@ -1,0 +1,751 @@
+//! `airlock run --backend podman` against a real Podman: rootful as root, rootless as an
+//! unprivileged user (scripts/test.sh re-runs this binary as one). Needs the local test image
+//! that scripts/container-setup.sh imports (busybox on an empty root; no registry). A host
+//! without Podman skips with the reason printed; Podman without the image is a failure that says
+//! to run the setup.
+//!
+//! The tests run one at a time (a lock): the "nothing left behind" checks look at every
+//! container and service process of this user.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+const IMAGE: &str = "localhost/airlock-test-busybox:latest";
+const LABEL: &str = "airlock.session";
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn bin() -> PathBuf {
+    std::env::var_os("AIRLOCK_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn podman(args: &[&str]) -> Option<Output> {
+    Command::new("podman")
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+}
+
+/// Whether this host can run the tests; panics when Podman is there but not set up.
+fn ready() -> bool {
+    let Some(o) = podman(&["image", "exists", IMAGE]) else {
+        eprintln!("skipping: podman is not installed (scripts/container-setup.sh installs it)");
+        return false;
+    };
+    assert!(
+        o.status.success(),
+        "podman has no image {IMAGE}: run scripts/container-setup.sh (as root) first; {}",
+        stderr(&o)
+    );
+    true
+}
+
+struct Ws {
+    dir: tempfile::TempDir,
+    data: tempfile::TempDir,
+}
+
+impl Ws {
+    fn new() -> Ws {
+        let mk = |p| {
+            tempfile::Builder::new()
+                .prefix(p)
+                .tempdir()
+                .expect("tempdir")
+        };
+        let ws = Ws {
+            dir: mk("airlock-ctr-"),
+            data: mk("airlock-ctr-data-"),
+        };
+        std::fs::write(ws.path().join("hello.txt"), "hello\n").expect("write");
+        // Rootless Podman keeps its images under $XDG_DATA_HOME too: the test's own data
+        // directory points there to the user's store.
+        if !is_root() {
+            let real = std::env::var_os("XDG_DATA_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
+                .expect("HOME");
+            std::os::unix::fs::symlink(real.join("containers"), ws.data.path().join("containers"))
+                .expect("link the container store");
+        }
+        ws
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn airlock(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.current_dir(self.path())
+            .stdin(Stdio::null())
+            .env("XDG_DATA_HOME", self.data.path())
+            .env_remove("AIRLOCK_RUNTIME")
+            .env_remove("AIRLOCK_IMAGE");
+        c
+    }
+
+    /// `airlock run --backend podman --mode bind -- sh -c SCRIPT` with `extra` flags.
+    fn sh_with(&self, extra: &[&str], script: &str) -> Output {
+        self.airlock()
+            .args([
+                "run",
+                "--backend",
+                "podman",
+                "--mode",
+                "bind",
+                "--image",
+                IMAGE,
+            ])
+            .args(extra)
+            .args(["--", "sh", "-c", script])
+            .output()
+            .expect("run airlock")
+    }
+
+    fn sh(&self, script: &str) -> Output {
+        self.sh_with(&[], script)
+    }
+}
+
+/// Nothing of airlock's is left: no container with airlock's label, no private Podman service.
+fn assert_nothing_left(what: &str) {
+    let o = podman(&["ps", "-a", "-q", "--filter", &format!("label={LABEL}")]).expect("podman ps");
+    assert!(
+        stdout(&o).trim().is_empty(),
+        "{what}: containers left behind: {}",
+        stdout(&o)
+    );
+    let o = Command::new("pgrep")
+        .args([
+            "-u",
+            &nix::unistd::geteuid().to_string(),
+            "-f",
+            "system service --time 0 unix://.*airlock-podman-",
+        ])
+        .output()
+        .expect("pgrep");
+    assert!(
+        stdout(&o).trim().is_empty(),
+        "{what}: podman service left running: {}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn exit_status_is_the_commands() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    assert_eq!(ws.sh("exit 0").status.code(), Some(0));
+    assert_eq!(ws.sh("exit 42").status.code(), Some(42));
+    assert_eq!(ws.sh("kill -TERM $$").status.code(), Some(143));
+    assert_eq!(ws.sh("kill -KILL $$").status.code(), Some(137));
+    let o = ws
+        .airlock()
+        .args([
+            "run",
+            "--backend",
+            "podman",
+            "--mode",
+            "bind",
+            "--",
+            "no-such-command-xyz",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("command not found: no-such-command-xyz"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(ws.path().join("script.sh"), "#!/bin/sh\necho hi\n").expect("write");
+    let o = ws
+        .airlock()
+        .args([
+            "run",
+            "--backend",
+            "podman",
+            "--mode",
+            "bind",
+            "--",
+            "./script.sh",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    assert_nothing_left("after exits and failed commands");
+}
+
+/// The command sees exactly the spec's environment: the host's secrets and the variables the
+/// engine gives a container's first process (container=, HOSTNAME) are absent.
+#[test]
+fn environment_is_the_allowlist() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let o = ws
+        .airlock()
+        .env("AWS_SECRET_ACCESS_KEY", "leak-aws")
+        .env("GITHUB_TOKEN", "leak-gh")
+        .env("SOME_SECRET", "leak-some")
+        .env("DOCKER_HOST", "unix:///leak")
+        .args([
+            "run",
+            "--backend",
+            "podman",
+            "--mode",
+            "bind",
+            "--env",
+            "CHOSEN=yes",
+            "--",
+            "env",
+        ])
+        .output()
+        .expect("run");
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("CHOSEN=yes"), "{out}");
+    for leak in [
+        "leak-aws",
+        "leak-gh",
+        "leak-some",
+        "unix:///leak",
+        "container=",
+        "HOSTNAME=",
+    ] {
+        assert!(!out.contains(leak), "{leak} reached the command:\n{out}");
+    }
+}
+
+/// Only the workspace, home, /tmp and /dev/shm are writable; the image root, airlock's own
+/// files and the generated files are not, whatever way of writing is tried.
+#[test]
+fn root_is_read_only() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let script = "for p in / /bin /etc /usr /var /var/tmp /run /.airlock /.airlock/lib /.airlock/ctl /run/airlock; do \
+                    touch $p/airlock-probe 2>/dev/null && echo WROTE:$p; \
+                    mkdir $p/airlock-dir 2>/dev/null && echo MKDIR:$p; done; \
+                  echo x >> /etc/resolv.conf 2>/dev/null && echo WROTE:resolv; \
+                  echo x > /.airlock/airlock 2>/dev/null && echo WROTE:airlock; \
+                  ln -s /x /bin/airlock-link 2>/dev/null && echo WROTE:link; \
+                  for p in /tmp \"$HOME\" /dev/shm \"$PWD\"; do touch \"$p/ok\" || echo FAILED:$p; done; \
+                  echo done";
+    let o = ws.sh(script);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.ends_with("done\n"), "{out}");
+    assert!(!out.contains("WROTE") && !out.contains("MKDIR"), "{out}");
+    assert!(
+        !out.contains("FAILED"),
+        "private directories must be writable: {out}"
+    );
+    assert!(ws.path().join("ok").exists());
+}
+
+/// No capability in any set, no_new_privs, and the seccomp filters: the engine's profile (made
+/// from the native table) plus the native filters pid 1 installs; the calls they refuse fail.
+#[test]
+fn no_capabilities_and_seccomp() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let o = ws.sh(
+        "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status; \
+         unshare -U true 2>/dev/null && echo ESCAPE:userns; \
+         unshare -n true 2>/dev/null && echo ESCAPE:netns; \
+         mount -t tmpfs none /tmp 2>/dev/null && echo ESCAPE:mount; \
+         chroot / true 2>/dev/null && echo ESCAPE:chroot; \
+         echo done",
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert!(
+            out.contains(&format!("{set}:\t0000000000000000")),
+            "{set}: {out}"
+        );
+    }
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    assert!(!out.contains("ESCAPE"), "{out}");
+    // One filter more than native: the engine's profile under pid 1's own.
+    let native = ws
+        .airlock()
+        .args([
+            "run",
+            "--mode",
+            "bind",
+            "--",
+            "grep",
+            "Seccomp_filters",
+            "/proc/self/status",
+        ])
+        .output()
+        .expect("native run");
+    let count = |s: &str| -> Option<u32> {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Seccomp_filters:"))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    if let (Some(n), Some(c)) = (count(&stdout(&native)), count(&out)) {
+        assert_eq!(c, n + 1, "container filters {c}, native {n}");
+    } else {
+        panic!(
+            "no filter count: native {:?} container {out}",
+            stdout(&native)
+        );
+    }
+}
+
+fn http_server(body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    port
+}
+
+/// The container has no network of its own (`--network none`: loopback only); egress goes only
+/// through the proxy airlock serves on the listeners pid 1 made inside and passed out.
+#[test]
+fn egress_only_through_the_passed_listeners() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = http_server("hello from upstream");
+    let ws = Ws::new();
+    let pol = ws.data.path().join("policy.toml");
+    std::fs::write(
+        &pol,
+        format!(
+            "[network]\nallow = [\"test.airlock.internal\"]\nallow_private = [\"127.0.0.1\"]\n\
+             [network.resolve]\n\"test.airlock.internal\" = \"127.0.0.1\"\n\
+             [network.ports]\n\"test.airlock.internal\" = [{port}]\n"
+        ),
+    )
+    .expect("policy");
+    let pol = pol.display().to_string();
+    // busybox's nc speaks HTTP to the proxy (Debian's static wget crashes resolving names).
+    let script = format!(
+        "get() {{ (printf 'GET http://%s/ HTTP/1.1\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n' $1 $1; \
+                  sleep 3) | nc -w 10 127.0.0.1 ${{http_proxy##*:}}; }}; \
+         get test.airlock.internal:{port} | tail -n 1; echo; \
+         get example.com | head -n 1; \
+         nc -w 5 127.0.0.1 {port} </dev/null 2>/dev/null || echo direct-loopback-refused; \
+         nc -w 5 192.0.2.1 80 </dev/null 2>/dev/null || echo direct-ip-refused; \
+         nslookup example.com 2>&1 | grep -q NXDOMAIN || echo dns-leak; \
+         nslookup test.airlock.internal 2>&1 | grep -q 'Name:.*test.airlock.internal' && echo dns-filter-answers; \
+         cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' '"
+    );
+    let o = ws.sh_with(&["--policy", &pol], &script);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"hello from upstream"), "{out}");
+    assert!(
+        lines.get(1).is_some_and(|l| l.starts_with("HTTP/1.1 403")),
+        "not allowed by the policy: {out}"
+    );
+    for refused in ["direct-loopback-refused", "direct-ip-refused"] {
+        assert!(out.contains(refused), "{refused}: {out}");
+    }
+    assert!(!out.contains("dns-leak"), "{out}");
+    assert!(out.contains("dns-filter-answers"), "{out}");
+    assert_eq!(lines.last(), Some(&"lo"), "only loopback: {out}");
+    assert_eq!(out.matches("hello from upstream").count(), 1, "{out}");
+}
+
+/// Bad input: a missing image, an unreachable engine, a runtime airlock cannot use, a limit the
+/// engine would ignore. Each is exit 125 with an error naming the engine, socket, image or
+/// runtime and what to do, and leaves no container and no service process.
+#[test]
+fn bad_input_is_125_and_leaves_nothing() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let o = ws
+        .airlock()
+        .args([
+            "run",
+            "--backend",
+            "podman",
+            "--image",
+            "localhost/no-such-image:1",
+            "--",
+            "true",
+        ])
+        .output()
+        .expect("run");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{e}");
+    assert!(
+        e.contains("localhost/no-such-image:1") && e.contains("podman"),
+        "{e}"
+    );
+    assert_nothing_left("missing image");
+    // The same from the config's [container] section.
+    let cfg = ws.data.path().join("container.toml");
+    std::fs::write(&cfg, "[container]\nimage = \"localhost/no-such-image:2\"\n").expect("cfg");
+    let o = ws
+        .airlock()
+        .args(["run", "--backend", "podman", "--policy"])
+        .arg(&cfg)
+        .args(["--", "true"])
+        .output()
+        .expect("run");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{e}");
+    assert!(e.contains("localhost/no-such-image:2"), "{e}");
+    assert_nothing_left("missing image from the config");
+
+    let o = ws
+        .airlock()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["run", "--backend", "docker", "--", "true"])
+        .output()
+        .expect("run");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{e}");
+    assert!(
+        e.contains("/nonexistent/docker.sock") && e.contains("docker"),
+        "{e}"
+    );
+
+    for (runtime, says) in [
+        ("runsc", "gVisor"),
+        ("kata", "virtual machine"),
+        ("nope", "unknown --runtime"),
+    ] {
+        let o = ws.sh_with(&["--runtime", runtime], "true");
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{runtime}: {e}");
+        assert!(e.contains(says), "{runtime}: {e}");
+        assert_nothing_left(runtime);
+    }
+
+    // A runtime that is not installed: a PATH with podman only.
+    let empty = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink("/usr/bin/podman", empty.path().join("podman")).expect("link");
+    let o = ws
+        .airlock()
+        .env("PATH", empty.path())
+        .args([
+            "run",
+            "--backend",
+            "podman",
+            "--runtime",
+            "crun",
+            "--",
+            "true",
+        ])
+        .output()
+        .expect("run");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{e}");
+    assert!(
+        e.contains("crun") && e.contains("apt-get install crun"),
+        "{e}"
+    );
+    assert_nothing_left("runtime not installed");
+
+    // Limits: enforced as root; refused where the engine would ignore them (rootless Podman on
+    // cgroup v1 or hybrid hierarchies).
+    let o = ws.sh_with(
+        &["--memory", "64M", "--pids", "50"],
+        "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes \
+         /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max 2>/dev/null; true",
+    );
+    let (out, e) = (stdout(&o), stderr(&o));
+    let v1_rootless = !is_root() && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if v1_rootless {
+        assert_eq!(o.status.code(), Some(125), "{out}{e}");
+        assert!(
+            e.contains("cannot be enforced") && e.contains("rootless"),
+            "{e}"
+        );
+    } else {
+        assert_eq!(o.status.code(), Some(0), "{out}{e}");
+        assert!(out.contains("67108864") && out.contains("50"), "{out}");
+    }
+    assert_nothing_left("limits");
+}
+
+/// What the engine was told, read back from the OCI config the runtime got: the seccomp profile
+/// made from the native table (calls Podman's default profile allows are refused), no
+/// capabilities, no_new_privs, a read-only root, a network namespace of its own. Then SIGTERM to
+/// airlock ends the session and removes the container.
+#[test]
+fn runtime_gets_the_hardened_config() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let mut child = ws
+        .airlock()
+        .args([
+            "run",
+            "--backend",
+            "podman",
+            "--mode",
+            "bind",
+            "--image",
+            IMAGE,
+        ])
+        .args(["--", "sh", "-c", "touch started; sleep 60"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = ws.path().join("started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(started.exists(), "the command never started");
+    let ids = podman(&["ps", "-q", "--filter", &format!("label={LABEL}")]).expect("ps");
+    let id = stdout(&ids).trim().to_string();
+    assert!(
+        !id.is_empty() && !id.contains('\n'),
+        "one container: {id:?}"
+    );
+    let path = podman(&["inspect", &id, "--format", "{{.OCIConfigPath}}"]).expect("inspect");
+    // Rootless, the runtime's files belong to the user namespace's root: read them from there.
+    let text = if is_root() {
+        std::fs::read_to_string(stdout(&path).trim()).expect("read config.json")
+    } else {
+        let o = podman(&["unshare", "cat", stdout(&path).trim()]).expect("podman unshare");
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let cfg: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let refused = |name: &str| {
+        cfg["linux"]["seccomp"]["syscalls"]
+            .as_array()
+            .is_some_and(|rules| {
+                rules.iter().any(|r| {
+                    r["action"] == "SCMP_ACT_ERRNO"
+                        && r["args"].as_array().is_none_or(Vec::is_empty)
+                        && r["names"]
+                            .as_array()
+                            .is_some_and(|n| n.iter().any(|x| x == name))
+                })
+            })
+    };
+    for name in [
+        "ptrace",
+        "process_vm_readv",
+        "pidfd_getfd",
+        "keyctl",
+        "setns",
+        "syslog",
+        "bpf",
+        "mount",
+    ] {
+        assert!(
+            refused(name),
+            "{name} is not refused by the profile the runtime got"
+        );
+    }
+    assert_eq!(cfg["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+    assert_eq!(cfg["process"]["noNewPrivileges"], true);
+    for set in [
+        "bounding",
+        "effective",
+        "permitted",
+        "inheritable",
+        "ambient",
+    ] {
+        let caps = &cfg["process"]["capabilities"][set];
+        assert!(
+            caps.is_null() || caps.as_array().is_some_and(Vec::is_empty),
+            "{set}: {caps}"
+        );
+    }
+    assert_eq!(cfg["root"]["readonly"], true);
+    let netns = cfg["linux"]["namespaces"]
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["type"] == "network"))
+        .cloned()
+        .expect("a network namespace");
+    assert!(
+        netns["path"].is_null() || netns["path"] == "",
+        "a new one: {netns}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143), "SIGTERM reaches the command");
+    assert_nothing_left("after SIGTERM");
+}
+
+/// airlock killed outright (no clean-up of its own): pid 1 sees the control socket close and
+/// ends the container, the engine removes it, and the private service dies with airlock.
+#[test]
+fn killed_supervisor_leaves_nothing() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    // Where airlock puts its private Podman service: the runtime directory rootless, the
+    // temporary directory (here the test's own) as root.
+    let tmp = ws.data.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("tmp");
+    let parent = if is_root() {
+        tmp.clone()
+    } else {
+        PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR").expect("XDG_RUNTIME_DIR"))
+    };
+    let service_dirs = || -> Vec<String> {
+        std::fs::read_dir(&parent)
+            .expect("read the service parent")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("airlock-podman-"))
+            .collect()
+    };
+    let mut child = ws
+        .airlock()
+        .env("TMPDIR", &tmp)
+        .args([
+            "run",
+            "--backend",
+            "podman",
+            "--mode",
+            "bind",
+            "--image",
+            IMAGE,
+        ])
+        .args(["--", "sh", "-c", "touch started; sleep 60"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = ws.path().join("started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(started.exists(), "the command never started");
+    child.kill().expect("SIGKILL airlock");
+    let _ = child.wait();
+    // The engine needs a moment to notice pid 1's end and remove the container.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let o = podman(&["ps", "-a", "-q", "--filter", &format!("label={LABEL}")]).expect("ps");
+        if stdout(&o).trim().is_empty() || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_nothing_left("airlock killed");
+    // Its service's directory stayed (airlock could not remove it); the next session sweeps it.
+    let o = ws
+        .airlock()
+        .env("TMPDIR", &tmp)
+        .args(["run", "--backend", "podman", "--mode", "bind", "--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        service_dirs().is_empty(),
+        "service directories left: {:?}",
+        service_dirs()
+    );
+}
+
+/// Hidden paths (`[filesystem] hide`) are unreadable whichever way they are reached: directly,
+/// through a symlink, through `..`, after chmod, after renaming or deleting them.
+#[test]
+fn hidden_paths_stay_hidden() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let root = ws.path();
+    std::fs::write(root.join("secret.txt"), "TOPSECRET\n").expect("write");
+    std::fs::create_dir(root.join("sdir")).expect("mkdir");
+    std::fs::write(root.join("sdir/f"), "TOPSECRET\n").expect("write");
+    std::os::unix::fs::symlink("secret.txt", root.join("link")).expect("symlink");
+    let pol = ws.data.path().join("hide.toml");
+    std::fs::write(
+        &pol,
+        format!(
+            "[filesystem]\nhide = [\"{}\", \"{}\"]\n",
+            root.join("secret.txt").display(),
+            root.join("sdir").display()
+        ),
+    )
+    .expect("policy");
+    let pol = pol.display().to_string();
+    let o = ws.sh_with(
+        &["--policy", &pol],
+        "cat secret.txt link ./sdir/../secret.txt sdir/f 2>/dev/null; ls sdir 2>/dev/null; \
+         chmod 644 secret.txt 2>/dev/null; chmod 755 sdir 2>/dev/null; \
+         cat secret.txt sdir/f 2>/dev/null; \
+         mv secret.txt moved 2>/dev/null; cat moved 2>/dev/null; \
+         rm -f secret.txt 2>/dev/null; cat secret.txt 2>/dev/null; \
+         cp secret.txt copy 2>/dev/null; cat copy 2>/dev/null; echo done",
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    // Nothing read, nothing listed, nothing moved or copied: only the final word.
+    assert_eq!(out, "done\n", "a hidden path was reached");
+    // The host's files are untouched.
+    assert_eq!(
+        std::fs::read_to_string(root.join("secret.txt")).expect("still there"),
+        "TOPSECRET\n"
+    );
+}

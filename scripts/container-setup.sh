@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Test setup for the container backend (crates/airlock-container), idempotent, as root: installs
+# Podman and the OCI runtimes from Debian, makes rootful and rootless Podman work on hosts without
+# systemd and with hybrid cgroups, and builds the tiny local test image (no registry needed).
+# Every step checks a condition first, so a host that already has it is left as it is.
+set -euo pipefail
+TEST_USER=${AIRLOCK_TEST_USER:-airlock-test}
+IMAGE=${AIRLOCK_TEST_IMAGE:-localhost/airlock-test-busybox:latest}
+
+[ "$(id -u)" = 0 ] || { echo "container-setup.sh: run as root" >&2; exit 1; }
+
+need=()
+command -v podman >/dev/null || need+=(podman)
+command -v crun >/dev/null || need+=(crun)
+command -v runc >/dev/null || need+=(runc)
+command -v runsc >/dev/null || need+=(runsc)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
+command -v newuidmap >/dev/null || need+=(uidmap)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# Runtimes fail `setrlimit ... Operation not permitted` when the default ulimits exceed what the
+# host lets a process raise (no CAP_SYS_RESOURCE in the bounding set): pin them below the host's
+# hard limits.
+conf=/etc/containers/containers.conf
+nofile=$(ulimit -Hn); nproc=$(ulimit -Hu)
+[ "$nofile" = unlimited ] && nofile=1048576; [ "$nproc" = unlimited ] && nproc=4194304
+nf=$(( nofile < 20000 ? nofile : 20000 )); np=$(( nproc < 4096 ? nproc : 4096 ))
+if ! grep -q '^default_ulimits' "$conf" 2>/dev/null; then
+  echo "== $conf: default_ulimits nofile=$nf nproc=$np"
+  mkdir -p /etc/containers
+  if grep -q '^\[containers\]' "$conf" 2>/dev/null; then
+    sed -i "/^\[containers\]/a default_ulimits = [\"nofile=$nf:$nf\",\"nproc=$np:$np\"]" "$conf"
+  else
+    printf '[containers]\ndefault_ulimits = ["nofile=%s:%s","nproc=%s:%s"]\n' "$nf" "$nf" "$np" "$np" >> "$conf"
+  fi
+fi
+
+# Hybrid cgroups: crun refuses to run while a controller is still attached to the v2 hierarchy
+# ("cgroups in hybrid mode not supported"). Move each such controller to a v1 mount of its own.
+if [ -f /sys/fs/cgroup/unified/cgroup.controllers ]; then
+  for c in $(cat /sys/fs/cgroup/unified/cgroup.controllers); do
+    echo "== moving cgroup controller $c from the v2 hierarchy to /sys/fs/cgroup/$c"
+    mkdir -p "/sys/fs/cgroup/$c"
+    mountpoint -q "/sys/fs/cgroup/$c" || mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c" \
+      || echo "note: could not move $c; crun will fail here, use --runtime runc" >&2
+  done
+fi
+
+# Rootless Podman for the test user: a runtime directory (no systemd/logind to make one), the
+# overlay storage driver, and subordinate ids.
+if id "$TEST_USER" >/dev/null 2>&1; then
+  uid=$(id -u "$TEST_USER"); home=$(getent passwd "$TEST_USER" | cut -d: -f6)
+  install -d -m 700 -o "$TEST_USER" -g "$TEST_USER" "/run/user/$uid"
+  grep -q "^$TEST_USER:" /etc/subuid || echo "$TEST_USER:200000:65536" >> /etc/subuid
+  grep -q "^$TEST_USER:" /etc/subgid || echo "$TEST_USER:200000:65536" >> /etc/subgid
+  sc="$home/.config/containers/storage.conf"
+  if [ ! -f "$sc" ]; then
+    install -d -o "$TEST_USER" -g "$TEST_USER" "$home/.config" "$home/.config/containers"
+    printf '[storage]\ndriver = "overlay"\n' > "$sc"
+    chown "$TEST_USER:$TEST_USER" "$sc"
+  fi
+fi
+
+# The test image: busybox-static on an empty root (FROM scratch), imported locally.
+rootfs_tar() {
+  local d; d=$(mktemp -d /tmp/airlock-rootfs-XXXXXX)
+  mkdir -p "$d/bin" "$d/tmp" "$d/etc" "$d/home" "$d/proc" "$d/dev" "$d/sys"
+  cp /bin/busybox "$d/bin/busybox"
+  for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$d/bin/$a"; done
+  ln -s bin "$d/sbin"; mkdir -p "$d/usr"; ln -s ../bin "$d/usr/bin"
+  echo 'root:x:0:0:root:/root:/bin/sh' > "$d/etc/passwd"; echo 'root:x:0:' > "$d/etc/group"
+  tar -C "$d" -cf "$1" .
+  rm -rf "$d"
+}
+tarball=$(mktemp /tmp/airlock-rootfs-XXXXXX.tar)
+trap 'rm -f "$tarball"' EXIT
+rootfs_tar "$tarball"; chmod 644 "$tarball"
+if ! podman image exists "$IMAGE"; then
+  echo "== importing $IMAGE (rootful)"
+  podman import -q "$tarball" "$IMAGE" >/dev/null
+fi
+if id "$TEST_USER" >/dev/null 2>&1; then
+  if ! runuser -u "$TEST_USER" -- env XDG_RUNTIME_DIR="/run/user/$uid" HOME="$home" sh -c "cd / && podman image exists $IMAGE"; then
+    echo "== importing $IMAGE (rootless, $TEST_USER)"
+    runuser -u "$TEST_USER" -- env XDG_RUNTIME_DIR="/run/user/$uid" HOME="$home" sh -c "cd / && podman import -q $tarball $IMAGE" >/dev/null
+  fi
+fi
