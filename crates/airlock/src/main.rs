@@ -15,6 +15,7 @@ mod credentials;
 mod denials;
 mod exit;
 mod gate_audit;
+mod http_out;
 mod notify;
 mod policy_load;
 mod review_out;

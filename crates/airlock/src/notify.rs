@@ -8,10 +8,8 @@
 //! after [`COMMAND_TIMEOUT`], the webhook gets [`WEBHOOK_TIMEOUT`]); a full queue drops an event.
 //! A failure is reported once per target on stderr and never affects the session.
 
-use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock_policy::NotifyConfig;
@@ -196,117 +194,45 @@ fn run_command(argv: &[String], session: &str, event: Event, message: &str) -> R
     }
 }
 
-/// POSTs `message` to `url` (HTTP/1.1, `Connection: close`), over TLS verified against the
-/// host's roots for `https://`; a status other than 2xx is an error.
+/// POSTs `message` to `url` ([`crate::http_out`]: HTTP/1.1 on a fresh connection, TLS verified
+/// against the host's roots for `https://`) within [`WEBHOOK_TIMEOUT`]; a status other than 2xx
+/// is an error.
 fn post(url: &str, event: Event, message: &str) -> Result<()> {
-    let (tls, rest) = match url.split_once("://") {
-        Some(("http", r)) => (false, r),
-        Some(("https", r)) => (true, r),
-        _ => bail!("not an http:// or https:// URL"),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = split_authority(authority, if tls { 443 } else { 80 })
-        .ok_or_else(|| anyhow!("bad host or port in {url}"))?;
-    let deadline = Instant::now() + WEBHOOK_TIMEOUT;
-    let addrs: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-        .with_context(|| format!("cannot resolve {host}"))?
-        .collect();
-    let mut last = anyhow!("{host} has no address");
-    let mut stream = None;
-    for a in addrs {
-        match std::net::TcpStream::connect_timeout(&a, WEBHOOK_TIMEOUT) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last = anyhow!("cannot connect to {a}: {e}"),
-        }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("not an http:// or https:// URL");
     }
-    let stream = stream.ok_or(last)?;
-    let left = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(100));
-    stream.set_read_timeout(Some(left))?;
-    stream.set_write_timeout(Some(left))?;
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: airlock\r\nTitle: airlock: {}\r\n\
-         Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{message}",
-        event.as_str(),
-        message.len()
-    );
-    let mut answer = Vec::new();
-    if tls {
-        let config = tls_config()?;
-        let name = rustls::pki_types::ServerName::try_from(host.to_string())
-            .map_err(|_| anyhow!("{host} is not a valid TLS server name"))?;
-        let conn = rustls::ClientConnection::new(config, name)?;
-        let mut s = rustls::StreamOwned::new(conn, stream);
-        s.write_all(request.as_bytes())?;
-        let _ = s.take(64 * 1024).read_to_end(&mut answer);
-    } else {
-        let mut s = stream;
-        s.write_all(request.as_bytes())?;
-        let _ = s.take(64 * 1024).read_to_end(&mut answer);
-    }
-    let head = String::from_utf8_lossy(&answer);
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| anyhow!("no HTTP answer"))?;
+    let request = http::Request::post(url)
+        .header("user-agent", "airlock")
+        .header("title", format!("airlock: {}", event.as_str()))
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(bytes::Bytes::from(message.to_string()))
+        .with_context(|| format!("bad webhook URL {url}"))?;
+    let tls = crate::http_out::tls_config(Vec::new())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the webhook's runtime")?;
+    let answer = rt
+        .block_on(async {
+            tokio::time::timeout(
+                WEBHOOK_TIMEOUT,
+                crate::http_out::send(&tls, request, 64 * 1024),
+            )
+            .await
+        })
+        .map_err(|_| anyhow!("no answer within {}s", WEBHOOK_TIMEOUT.as_secs()))?
+        .map_err(|e| anyhow!("{e}"))?;
+    let status = answer.status().as_u16();
     if !(200..300).contains(&status) {
         bail!("it answered {status}");
     }
     Ok(())
 }
 
-/// `host`, `host:port`, `[v6]` or `[v6]:port`.
-fn split_authority(a: &str, default: u16) -> Option<(&str, u16)> {
-    let (host, port) = match a.strip_prefix('[') {
-        Some(rest) => {
-            let (h, after) = rest.split_once(']')?;
-            match after.strip_prefix(':') {
-                Some(p) => (h, Some(p)),
-                None if after.is_empty() => (h, None),
-                None => return None,
-            }
-        }
-        None => match a.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (a, None),
-        },
-    };
-    let port = match port {
-        Some(p) => p.parse().ok()?,
-        None => default,
-    };
-    (!host.is_empty()).then_some((host, port))
-}
-
-/// TLS to a webhook: the host's roots, ring.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(c);
-    }
-    if roots.is_empty() {
-        bail!("no trusted root certificates on this host");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
 
     fn receiver() -> (String, std::sync::mpsc::Receiver<String>) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -325,7 +251,10 @@ mod tests {
                     };
                     let len = head
                         .lines()
-                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .find_map(|l| {
+                            let l = l.to_ascii_lowercase();
+                            l.strip_prefix("content-length: ").map(str::to_string)
+                        })
                         .and_then(|n| n.trim().parse::<usize>().ok())
                         .unwrap_or(0);
                     body.len() >= len
@@ -365,9 +294,6 @@ mod tests {
         n.send(Event::Blocked, "refused evil.test:443");
         n.send(Event::Waiting, "not wanted");
         n.finish(Event::Finished, "exited 0", Duration::from_secs(10));
-        assert_eq!(split_authority("[::1]:8080", 80), Some(("::1", 8080)));
-        assert_eq!(split_authority("h.test", 443), Some(("h.test", 443)));
-        assert_eq!(split_authority("h.test:x", 443), None);
         let text = std::fs::read_to_string(&log).expect("log");
         assert_eq!(
             text,
@@ -375,7 +301,12 @@ mod tests {
         );
         let first = hooks.recv_timeout(Duration::from_secs(5)).expect("hook");
         assert!(first.starts_with("POST /topic HTTP/1.1"), "{first}");
-        assert!(first.contains("Title: airlock: blocked"), "{first}");
+        assert!(
+            first
+                .to_ascii_lowercase()
+                .contains("title: airlock: blocked"),
+            "{first}"
+        );
         assert!(first.ends_with("refused evil.test:443"), "{first}");
         let second = hooks.recv_timeout(Duration::from_secs(5)).expect("hook");
         assert!(second.ends_with("exited 0"), "{second}");

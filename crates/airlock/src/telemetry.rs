@@ -423,7 +423,7 @@ impl Exporter {
         let failed = Arc::new(AtomicU64::new(0));
         let client = Client {
             rt: rt.handle().clone(),
-            tls: tls_config(self.roots)?,
+            tls: crate::http_out::tls_config(self.roots)?,
         };
         let otlp = opentelemetry_otlp::LogExporter::builder()
             .with_http()
@@ -718,30 +718,6 @@ impl LogExporter for Counted {
     }
 }
 
-/// rustls with the tree's provider (ring), the host's roots and `extra`, for `https://`
-/// collectors.
-fn tls_config(
-    extra: Vec<rustls::pki_types::CertificateDer<'static>>,
-) -> Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(c);
-    }
-    for c in extra {
-        roots
-            .add(c)
-            .context("[tls] extra_roots: a certificate is not usable as a root")?;
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("cannot set up TLS for the telemetry exporter")?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(tls))
-}
-
 /// The exporter's HTTP client: one HTTP/1.1 connection per request on the exporter's runtime,
 /// bounded by [`REQUEST_TIMEOUT`]; the batch processor's thread only waits for the task.
 #[derive(Debug, Clone)]
@@ -770,63 +746,8 @@ impl HttpClient for Client {
 
 impl Client {
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        use http_body_util::BodyExt;
-        let (mut parts, body) = request.into_parts();
-        let host = parts
-            .uri
-            .host()
-            .ok_or("telemetry endpoint has no host")?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let https = parts.uri.scheme_str() == Some("https");
-        let port = parts.uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let authority = parts
-            .uri
-            .authority()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| host.clone());
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        parts.uri = path.parse()?;
-        parts.headers.insert(http::header::HOST, authority.parse()?);
-        let req = Request::from_parts(parts, http_body_util::Full::new(body));
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-        let response = if https {
-            let name = rustls::pki_types::ServerName::try_from(host.clone())?;
-            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-                .connect(name, tcp)
-                .await?;
-            exchange(tls, req).await?
-        } else {
-            exchange(tcp, req).await?
-        };
-        let (parts, body) = response.into_parts();
-        let body = http_body_util::Limited::new(body, MAX_ANSWER)
-            .collect()
-            .await?
-            .to_bytes();
-        Ok(Response::from_parts(parts, body))
+        crate::http_out::send(&self.tls, request, MAX_ANSWER).await
     }
-}
-
-/// One request on a fresh HTTP/1.1 connection.
-async fn exchange<S>(
-    stream: S,
-    req: Request<http_body_util::Full<Bytes>>,
-) -> Result<Response<hyper::body::Incoming>, HttpError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender.send_request(req).await?)
 }
 
 #[cfg(test)]
