@@ -540,6 +540,12 @@ impl Normalizer {
                         }
                         _ => {}
                     }
+                    // Files written before the outer command are there for the nested one.
+                    for (p, content) in &cmd.files {
+                        if c.files.len() < 64 && !c.files.iter().any(|(q, _)| q == p) {
+                            c.files.push((p.clone(), content.clone()));
+                        }
+                    }
                     c.downstream.extend(cmd.downstream.iter().cloned());
                     c.downstream_argv
                         .extend(cmd.downstream_argv.iter().cloned());
@@ -555,6 +561,8 @@ impl Normalizer {
     }
 
     fn simple(&self, cmd: &SimpleCmd, env: &Env, out: &mut Analysis) {
+        // Files the same tool call wrote before this command are read as written.
+        let _written = runfiles::WrittenFiles::enter(&cmd.files);
         // Assignments whose value is run as a command (GIT_SSH_COMMAND=…, PAGER=…).
         for (name, value) in &cmd.assigns {
             if self.is_exec_env(name) {

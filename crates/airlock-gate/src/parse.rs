@@ -141,6 +141,8 @@ pub enum RedirKind {
 pub struct Redirect {
     pub kind: RedirKind,
     pub target: Word,
+    /// `>>`: the file keeps what it held and gets the output added at its end.
+    pub append: bool,
 }
 
 /// One simple command as the shell would run it.
@@ -892,6 +894,9 @@ impl Walker<'_> {
                     .map(|c| crate::normalize::lexical(&format!("{c}/{t}")))
             }
         };
+        // What a file held before this command (for `>>` and `tee -a`).
+        let before = self.files.clone();
+        let prior = |p: &str| prior_content(&before, p);
         let mut record = |path: Option<String>, content: FileContent| {
             if let Some(p) = path {
                 self.files.retain(|(q, _)| *q != p);
@@ -902,11 +907,15 @@ impl Walker<'_> {
         };
         for r in &cmd.redirects {
             if r.kind == RedirKind::Write {
+                let path = abs(&r.target, &cmd.cwd);
                 let content = match output {
+                    Some(t) if r.append => path
+                        .as_deref()
+                        .map_or(FileContent::Unknown, |p| appended(&prior(p), t)),
                     Some(t) => FileContent::Text(t.to_string()),
                     None => FileContent::Unknown,
                 };
-                record(abs(&r.target, &cmd.cwd), content);
+                record(path, content);
             }
         }
         let Some(prog) = cmd.argv.first().and_then(Word::as_static) else {
@@ -943,15 +952,44 @@ impl Walker<'_> {
                     }
                 }
             }
-            "tee" | "cp" | "mv" | "install" | "dd" | "touch" => {
+            // In-place editors: the files they edit hold what airlock cannot see.
+            "sed" | "gsed" | "perl" | "ruby"
+                if args.iter().any(|a| {
+                    a.text == "-i"
+                        || a.text.starts_with("--in-place")
+                        || (a.text.starts_with('-')
+                            && !a.text.starts_with("--")
+                            && a.text[1..].contains('i'))
+                }) =>
+            {
+                for a in args.iter().filter(|a| !a.text.starts_with('-')) {
+                    record(abs(a, &cmd.cwd), FileContent::Unknown);
+                }
+            }
+            // `npm pkg set scripts.x=…`: package.json gets content airlock does not compute.
+            "npm" | "pnpm" | "yarn" | "bun"
+                if args.iter().any(|a| a.text == "pkg")
+                    && args
+                        .iter()
+                        .any(|a| matches!(a.text.as_str(), "set" | "delete" | "fix")) =>
+            {
+                record(
+                    abs(&Word::lit("package.json"), &cmd.cwd),
+                    FileContent::Unknown,
+                );
+            }
+            "tee" | "cp" | "mv" | "install" | "dd" | "touch" | "ln" | "rsync" => {
                 for a in args.iter().filter(|a| !a.text.starts_with('-')) {
                     let t = a.text.strip_prefix("of=").unwrap_or(&a.text);
                     if prog == "tee" {
-                        let c = match output_of_stdin(&cmd.stdin) {
-                            Some(t) => FileContent::Text(t),
-                            None => FileContent::Unknown,
+                        let append = args.iter().any(|a| a.text == "-a" || a.text == "--append");
+                        let path = abs(&Word::lit(t), &cmd.cwd);
+                        let c = match (output_of_stdin(&cmd.stdin), path.as_deref()) {
+                            (Some(t), Some(p)) if append => appended(&prior(p), &t),
+                            (Some(t), _) => FileContent::Text(t),
+                            (None, _) => FileContent::Unknown,
                         };
-                        record(abs(&Word::lit(t), &cmd.cwd), c);
+                        record(path, c);
                     } else if prog != "touch" {
                         record(abs(&Word::lit(t), &cmd.cwd), FileContent::Unknown);
                     }
@@ -1066,6 +1104,7 @@ impl Walker<'_> {
                                     out.push(Redirect {
                                         kind: RedirKind::Write,
                                         target: word,
+                                        append: false,
                                     });
                                 }
                             }
@@ -1089,6 +1128,7 @@ impl Walker<'_> {
                 out.push(Redirect {
                     kind: kind2,
                     target: word,
+                    append: matches!(kind, K::Append),
                 });
             }
             R::HereDocument(fd, doc) => {
@@ -1112,6 +1152,7 @@ impl Walker<'_> {
                 out.push(Redirect {
                     kind: RedirKind::Write,
                     target: word,
+                    append: false,
                 });
             }
         }
@@ -1793,6 +1834,34 @@ fn unescape_backquote(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// What `path` held before the command being tracked: the text written earlier in the same
+/// script, else the file on disk (bounded read), else nothing (a new file).
+fn prior_content(files: &[(String, FileContent)], path: &str) -> Option<FileContent> {
+    if let Some((_, c)) = files.iter().find(|(p, _)| p == path) {
+        return Some(c.clone());
+    }
+    match crate::normalize::read_text(path) {
+        crate::normalize::FileText::Missing => Some(FileContent::Text(String::new())),
+        crate::normalize::FileText::Text(t) => Some(FileContent::Text(t)),
+        _ => None,
+    }
+}
+
+/// `prior` with `added` at its end: unknown when either part is.
+fn appended(prior: &Option<FileContent>, added: &str) -> FileContent {
+    match prior {
+        Some(FileContent::Text(t)) => {
+            let mut t = t.clone();
+            if !t.is_empty() && !t.ends_with('\n') {
+                t.push('\n');
+            }
+            t.push_str(added);
+            FileContent::Text(t)
+        }
+        _ => FileContent::Unknown,
+    }
 }
 
 #[cfg(test)]
