@@ -130,6 +130,10 @@ pub struct CodeOption {
     /// Every argument that is not an option is code (`hyperfine CMD…`, `tmux send-keys`).
     #[serde(default)]
     pub each_arg: bool,
+    /// Each line of the program's standard input (a here-document or here-string, the text
+    /// piped in, or a `< FILE` read where the hook runs) is a value: `ed file <<< '!CMD'`.
+    #[serde(default)]
+    pub stdin: bool,
     /// How the value runs.
     pub runs: CodeRuns,
     /// A command this row must catch (`sudo id` as the code): checked by the test suite (left
@@ -422,6 +426,12 @@ const SPECULATION_WORDS: usize = 64;
 const NESTED_PARSE_WORK: usize = 64;
 /// Most arguments of one command taken as code each (`hyperfine A B …`, `tmux send-keys …`).
 const MAX_EACH_ARG: usize = 16;
+/// Most lines of standard input read as values of a `stdin` code row (`ed <<< '!CMD'`).
+const MAX_STDIN_LINES: usize = 256;
+/// Shells, for [`Normalizer::shell_in_option`].
+const SHELLS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "fish", "csh", "tcsh", "busybox",
+];
 /// Hop count from which globbed program words are no longer expanded.
 const GLOB_HOPS: usize = 8;
 
@@ -855,6 +865,43 @@ impl Normalizer {
                 self.nested_code(&one.text, name, &inner_cmd, env, out);
                 return;
             }
+        }
+        if let Some(at) = rest
+            .iter()
+            .position(|w| w.text == ":::" || w.text == ":::+")
+        {
+            // GNU parallel(1): the words after `:::` are the inputs; with no command before
+            // them each input is a command line, else each is appended to (or replaces `{}` in)
+            // the command.
+            let (command, inputs) = (&rest[..at], &rest[at + 1..]);
+            for input in inputs
+                .iter()
+                .filter(|w| !w.text.starts_with(":::"))
+                .take(MAX_EACH_ARG)
+            {
+                if command.is_empty() {
+                    let from = self.code_word(input, &format!("{name} :::"), &inner_cmd, env, out);
+                    if from == CodeFrom::Unseen {
+                        let mut inv =
+                            self.invocation(&inner_cmd, &DYN.to_string(), false, &[], env);
+                        inv.code_from = CodeFrom::Unseen;
+                        out.invocations.push(inv);
+                    }
+                } else {
+                    let mut line: Vec<Word> = command
+                        .iter()
+                        .map(|w| Word {
+                            text: w.text.replace("{}", &input.text),
+                            ..w.clone()
+                        })
+                        .collect();
+                    if !command.iter().any(|w| w.text.contains("{}")) {
+                        line.push(input.clone());
+                    }
+                    self.argv(&inner_cmd, &line, env, out, hops + 1);
+                }
+            }
+            return;
         }
         let mut inner: Vec<Word> = rest.to_vec();
         if spec.appends_input {
@@ -1829,8 +1876,18 @@ impl Normalizer {
                 Some(s) => format!("{} {s}", inv.program),
                 None => inv.program.clone(),
             };
-            for (what, value) in code_option_values(co, args) {
+            let mut values = code_option_values(co, args);
+            if co.stdin {
+                match self.stdin_lines(cmd, env) {
+                    Some(lines) => values.extend(lines),
+                    None => inv.code_from = CodeFrom::Unseen,
+                }
+            }
+            for (what, value) in values {
                 let origin = format!("{label} {what}");
+                if co.runs == CodeRuns::Shell && !co.options.is_empty() {
+                    self.shell_in_option(&value, &origin, cmd, env, out);
+                }
                 let from = match co.runs {
                     CodeRuns::Shell => self.code_value(&value, &origin, cmd, env, out),
                     CodeRuns::MakefileText => self.makefile_text(&value, &origin, cmd, env, out),
@@ -1868,6 +1925,58 @@ impl Normalizer {
                 }
             }
         }
+    }
+
+    /// The lines of a command's standard input as values of a `stdin` code row (at most
+    /// [`MAX_STDIN_LINES`]); `Some(empty)` when nothing is fed in, `None` when what is fed in
+    /// cannot be seen (a variable, another command's output, an unreadable file).
+    fn stdin_lines(&self, cmd: &SimpleCmd, env: &Env) -> Option<Vec<(String, Word)>> {
+        let text = match &cmd.stdin {
+            Stdin::Inherited => return Some(Vec::new()),
+            Stdin::File(w) => {
+                let path = runfiles::absolute(w.as_static()?, cmd.cwd.as_deref(), &env.home)?;
+                match read_text(&path) {
+                    FileText::Text(t) => t,
+                    FileText::Missing => return Some(Vec::new()),
+                    _ => return None,
+                }
+            }
+            other => runfiles::stdin_text(other)?,
+        };
+        Some(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .take(MAX_STDIN_LINES)
+                .map(|l| ("<stdin>".to_string(), Word::lit(l)))
+                .collect(),
+        )
+    }
+
+    /// An option whose value is a command, given a shell or interpreter with its own code
+    /// (`git clone -u 'sh -c …'`, `tar -I 'bash -c …'`): these options name a tool in ordinary
+    /// use, so the code is asked about as well as judged (the pseudo-program
+    /// `(shell-in-option)`, rule `shell-in-option`).
+    fn shell_in_option(
+        &self,
+        value: &Word,
+        origin: &str,
+        cmd: &SimpleCmd,
+        env: &Env,
+        out: &mut Analysis,
+    ) {
+        let mut words = value.text.split_whitespace();
+        let Some(first) = words.next() else {
+            return;
+        };
+        let prog = basename(first.trim_matches(['\'', '"']));
+        if !(SHELLS.contains(&prog.as_str()) || self.interpreter(&prog).is_some()) {
+            return;
+        }
+        let mut pseudo = self.invocation(cmd, "(shell-in-option)", false, &[], env);
+        pseudo.subcommand = Some(origin.to_string());
+        pseudo.positionals = vec![value.clone()];
+        pseudo.words = vec![value.clone()];
+        out.invocations.push(pseudo);
     }
 
     /// Words that form a command line (`git bisect run CMD ARGS…`): one word with spaces is
