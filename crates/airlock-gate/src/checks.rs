@@ -562,3 +562,89 @@ fn config_has_exec_key(text: &str, ctx: &MatchCtx<'_>) -> bool {
     }
     false
 }
+
+/// `mv SRC… DEST` (`mv -t DIR SRC…`) whose source is the workspace itself or its `.git`
+/// (`ancestor` false), or a directory that contains the workspace (`ancestor` true: `mv ~
+/// /tmp/x`): the workspace is gone from where the user keeps it, as if deleted.
+pub fn moves_workspace(inv: &Invocation, ctx: &MatchCtx<'_>, ancestor: bool) -> Match {
+    if !matches!(inv.program.as_str(), "mv" | "gmv") {
+        return Match::No;
+    }
+    let Some(ws) = ctx.workspace.map(|w| w.trim_end_matches('/').to_string()) else {
+        return Match::No;
+    };
+    let target_dir = inv
+        .flags
+        .iter()
+        .any(|(n, _)| n == "t" || n == "target-directory");
+    let sources = if target_dir {
+        &inv.positionals[..]
+    } else {
+        &inv.positionals[..inv.positionals.len().saturating_sub(1)]
+    };
+    let mut m = Match::No;
+    for w in sources {
+        let Some(t) = w.as_static() else {
+            continue;
+        };
+        let abs = if t.starts_with('/') {
+            lexical(t)
+        } else if t == "~" || t.starts_with("~/") {
+            lexical(&format!("{}{}", ctx.home, &t[1..]))
+        } else {
+            match inv.cwd.as_deref() {
+                Some(c) => lexical(&format!("{c}/{t}")),
+                None => continue,
+            }
+        };
+        let abs = abs.trim_end_matches('/');
+        let abs = if abs.is_empty() { "/" } else { abs };
+        let hit = if ancestor {
+            abs != ws && (abs == "/" || ws.starts_with(&format!("{abs}/")))
+        } else {
+            abs == ws || abs == format!("{ws}/.git")
+        };
+        if hit {
+            m = Match::Yes;
+        }
+    }
+    m
+}
+
+/// A static file server started without a directory argument (`python3 -m http.server`, `php
+/// -S`, `http-server`, `miniserve`…) serves its working directory: matches when that is the
+/// home directory or the root of the disk (`cd ~ && python3 -m http.server`). A directory
+/// given as an argument is left to the `serve-home` rule's paths.
+pub fn serves_home_cwd(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
+    let names_dir = |w: &Word| {
+        let t = w.text.as_str();
+        !t.is_empty() && !t.bytes().all(|b| b.is_ascii_digit()) && !t.contains(':')
+    };
+    let dir_flag = inv.flags.iter().any(|(n, _)| {
+        matches!(
+            n.as_str(),
+            "directory" | "d" | "t" | "root" | "docroot" | "path" | "p" | "dir"
+        )
+    });
+    let serves_cwd = match inv.program.as_str() {
+        "http.server" | "SimpleHTTPServer" => !dir_flag,
+        "php" => {
+            inv.flags.iter().any(|(n, _)| n == "S") && !inv.flags.iter().any(|(n, _)| n == "t")
+        }
+        "http-server" | "serve" | "live-server" | "miniserve" | "darkhttpd" => {
+            !inv.positionals.iter().any(names_dir)
+        }
+        _ => false,
+    };
+    if !serves_cwd {
+        return Match::No;
+    }
+    match inv.cwd.as_deref().map(|c| c.trim_end_matches('/')) {
+        None => Match::No,
+        Some(c) => Match::from_bool(
+            c.is_empty()
+                || c == ctx.home.trim_end_matches('/')
+                || matches!(c, "/home" | "/root" | "/Users"),
+        ),
+    }
+}

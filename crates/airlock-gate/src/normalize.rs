@@ -206,6 +206,10 @@ pub struct CodeScan {
     pub network: Vec<String>,
     /// Substrings that delete or overwrite files.
     pub delete: Vec<String>,
+    /// Substrings that list or walk a directory tree (`os.walk`, `readdirSync`): with one of
+    /// them, the code's paths (the home directory when it names only that) count as listed.
+    #[serde(default)]
+    pub walk: Vec<String>,
     /// Substrings that write, copy, move, link or chmod files (`writeFileSync`, `write_text`):
     /// with one of them, the path literals of the code count as written.
     #[serde(default)]
@@ -308,6 +312,8 @@ pub enum InlineKind {
     /// A name it calls or imports, or a string it runs, is built at run time (`getattr(os,
     /// 'sys' + 'tem')`, a decoded literal) while it writes, runs or sends: see [`crate::inline`].
     Opaque,
+    /// It lists or walks a directory tree (`os.walk`, `readdirSync`, `Dir.glob`).
+    Walk,
 }
 
 /// One program invocation, normalised.
@@ -426,6 +432,13 @@ const SPECULATION_WORDS: usize = 64;
 const NESTED_PARSE_WORK: usize = 64;
 /// Most arguments of one command taken as code each (`hyperfine A B …`, `tmux send-keys …`).
 const MAX_EACH_ARG: usize = 16;
+/// Whether an inline-code string literal names a path (`/etc`, `~/x`, `./y`, `.ssh/id`).
+/// A pattern of glob characters alone (`**`, `*`) names no particular path.
+fn names_path(lit: &str) -> bool {
+    let l = lit.trim_start_matches(['+', '<', '>', '|', ' ']);
+    l.chars().any(char::is_alphanumeric) && (looks_like_path(&Word::lit(l)) || l.starts_with('~'))
+}
+
 /// Most lines of standard input read as values of a `stdin` code row (`ed <<< '!CMD'`).
 const MAX_STDIN_LINES: usize = 256;
 /// Shells, for [`Normalizer::shell_in_option`].
@@ -1422,6 +1435,10 @@ impl Normalizer {
         if delete {
             inv.inline.push(InlineKind::Delete);
         }
+        let walk = has(&scan.walk);
+        if walk {
+            inv.inline.push(InlineKind::Walk);
+        }
         let mut literals = string_literals(code);
         // Strings the code computes from its literals (joins, concatenation, decodings) are
         // judged like its literals; names looked up at run time may be calls that run.
@@ -1483,6 +1500,16 @@ impl Normalizer {
             || derived.decoded && exec
         {
             inv.inline.push(InlineKind::Opaque);
+        }
+        // `rmtree($ENV{HOME})`, `os.walk(Path.home())`: code that names the home directory
+        // only through a call deletes or lists the home directory itself.
+        if home_based && (delete || walk) && !literals.iter().any(|l| names_path(l)) {
+            let home = Word::lit(&env.home);
+            if delete {
+                inv.writes.push(home.clone());
+                inv.path_args.push(home.clone());
+            }
+            inv.reads.push(home);
         }
         for lit in &literals {
             // Perl's `open(F, ">file")`: the mode is part of the string.

@@ -22,6 +22,10 @@ pub const DYN: char = '\u{0}';
 pub const MAX_DEPTH: usize = 12;
 /// Most simple commands collected from one input before giving up.
 const MAX_COMMANDS: usize = 4096;
+/// Most values of a `for` loop over words known here whose body is walked once per value.
+const MAX_LOOP_VALUES: usize = 8;
+/// Most extra walks of loop bodies in one script (bounds `for a in …; do for b in …` nests).
+const MAX_LOOP_WALKS: usize = 16;
 /// Deepest parenthesis nesting parsed (brush-parser slows down exponentially past ~20).
 const MAX_PAREN_DEPTH: usize = 16;
 /// Most `{` in one word before brace expansion is not attempted.
@@ -237,6 +241,7 @@ pub fn parse_with(
         origin: origin.to_string(),
         depth,
         src: String::new(),
+        loop_walks: MAX_LOOP_WALKS,
     };
     w.script(src)?;
     Ok(w.out)
@@ -358,7 +363,10 @@ fn loop_prefix(values: &[Word]) -> Var {
     }
     if first.is_empty() {
         // Names in the current directory: `-rf` or `/` cannot be one of them unless written.
-        if values.iter().any(|w| w.text.starts_with(['-', '/', '~'])) {
+        if values
+            .iter()
+            .any(|w| w.text.starts_with(['-', '/', '~']) || w.text.split('/').any(|c| c == ".."))
+        {
             return Var::Unknown;
         }
         return Var::Prefix("./".to_string());
@@ -446,6 +454,8 @@ struct Walker<'a> {
     depth: usize,
     /// The text of the script being walked (AST locations index into it).
     src: String,
+    /// Extra walks of `for` loop bodies left (one per loop value past the first).
+    loop_walks: usize,
 }
 
 impl Walker<'_> {
@@ -683,6 +693,21 @@ impl Walker<'_> {
                     for v in values {
                         all.extend(self.words(&v.value)?);
                     }
+                    // Over a few words known here (`for n in 1 2 3`), the body is walked once
+                    // for each value, with the variable known.
+                    let listed = all.len() >= 2
+                        && all.len() <= MAX_LOOP_VALUES
+                        && all.len() - 1 <= self.loop_walks
+                        && all.iter().all(|w| !w.is_dynamic() && !w.glob);
+                    if listed {
+                        self.loop_walks -= all.len() - 1;
+                        for v in &all {
+                            self.vars
+                                .insert(f.variable_name.clone(), Var::Known(v.text.clone()));
+                            self.compound_list(&f.body.list)?;
+                        }
+                        return Ok(());
+                    }
                     // The loop variable takes each value: known only if there is one.
                     let var = match all.as_slice() {
                         [one] if !one.is_dynamic() && !one.glob => Var::Known(one.text.clone()),
@@ -874,6 +899,7 @@ impl Walker<'_> {
                         (Some(p), Some(cwd)) => {
                             Some(crate::normalize::lexical(&format!("{cwd}/{p}")))
                         }
+                        (None, Some(cwd)) => subdir_of(cwd, &w.text),
                         _ => None,
                     },
                 };
@@ -1834,6 +1860,26 @@ fn unescape_backquote(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// `cd "$d"` where `$d` is a `for` variable over `*/` (its value starts with `./`, see
+/// [`loop_prefix`]): some subdirectory of `cwd`, written `cwd/…/<DYN>` (one unknown
+/// component; a file read under it is code airlock cannot see). `None` for anything else.
+fn subdir_of(cwd: &str, text: &str) -> Option<String> {
+    let t = text.strip_suffix('/').unwrap_or(text);
+    let prefix = t.strip_suffix(DYN)?;
+    let static_dir = prefix.is_empty()
+        || prefix.ends_with('/')
+            && !prefix.starts_with(['/', '~'])
+            && !prefix.contains(DYN)
+            && !prefix.split('/').any(|c| c == "..");
+    if !static_dir || prefix.is_empty() {
+        return None;
+    }
+    Some(crate::normalize::lexical(&format!(
+        "{}/{prefix}{DYN}",
+        cwd.trim_end_matches('/')
+    )))
 }
 
 /// What `path` held before the command being tracked: the text written earlier in the same

@@ -78,6 +78,11 @@ impl Drop for WrittenFiles {
     }
 }
 
+/// The paths written earlier in the same tool call (see [`WrittenFiles`]).
+pub(super) fn written_paths() -> Vec<String> {
+    WRITTEN.with(|w| w.borrow().iter().map(|(p, _)| p.clone()).collect())
+}
+
 /// What the command being judged wrote to `path` earlier in the same tool call, if anything.
 fn written(path: &str) -> Option<FileText> {
     WRITTEN.with(|w| {
@@ -307,6 +312,9 @@ impl Normalizer {
             "pip" | "pip3" | "uv" => self.install_sources(cmd, prog, inv, env, out),
             "just" => self.just_recipes(cmd, inv, env, out),
             "poe" | "tox" | "task" | "go-task" => self.task_runner(cmd, prog, inv, env, out),
+            "go" if inv.subcommand.as_deref() == Some("generate") => {
+                self.go_generate(cmd, inv, env, out)
+            }
             "sqlite3" | "sqlite" => match stdin_text(&cmd.stdin) {
                 Some(t) => self.sqlite_text(&t, "sqlite3 <<…", cmd, env, out),
                 None => CodeFrom::NotCode,
