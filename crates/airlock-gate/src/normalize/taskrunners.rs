@@ -17,6 +17,8 @@ const MAX_GO_DIRS: usize = 512;
 const MAX_GO_FILES: usize = 4096;
 /// Most `//go:generate` lines judged.
 const MAX_GO_GENERATE: usize = 256;
+/// Most bytes of `.go` files read for one `go generate` (past it: code airlock cannot see).
+const MAX_GO_BYTES: usize = 8 * 1024 * 1024;
 
 /// The directories a `go generate` package pattern names (`./...`: the tree below, without
 /// `vendor`, `testdata` and names starting with `.` or `_`, as go(1) skips them); `None` when
@@ -65,6 +67,7 @@ fn go_dirs(cwd: &str, pattern: &str, home: &str) -> Option<Vec<String>> {
 fn go_generate_lines(dirs: &[String]) -> Option<Vec<String>> {
     let mut lines = Vec::new();
     let mut files = 0usize;
+    let mut bytes = 0usize;
     let written = written_paths();
     for d in dirs {
         let d = d.trim_end_matches('/');
@@ -96,6 +99,10 @@ fn go_generate_lines(dirs: &[String]) -> Option<Vec<String>> {
                 FileText::Missing => continue,
                 _ => return None,
             };
+            bytes += text.len();
+            if bytes > MAX_GO_BYTES {
+                return None;
+            }
             for l in text.lines() {
                 if let Some(c) = l.strip_prefix("//go:generate ") {
                     // `-command NAME CMD…` defines an alias; its command is judged too.
