@@ -4,7 +4,7 @@
 
 use crate::git::url_owner;
 use crate::normalize::{lexical, Invocation};
-use crate::parse::{Word, DYN};
+use crate::parse::{FileContent, Word, DYN};
 use crate::rules::{Match, MatchCtx};
 
 /// Remote names whose URLs say which owner the project belongs to.
@@ -354,20 +354,26 @@ pub fn compose_host_access(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
             }
         }
     }
+    let written = |p: &str| inv.written.iter().find(|(w, _)| w == p).map(|(_, c)| c);
     if files.is_empty() {
         files.extend(
             COMPOSE_FILES
                 .iter()
                 .map(|n| format!("{cwd}/{n}"))
-                .find(|p| std::path::Path::new(p).exists()),
+                .find(|p| written(p).is_some() || std::path::Path::new(p).exists()),
         );
     }
     let mut m = Match::No;
     for f in files {
-        let text = match crate::normalize::read_text(&f) {
-            crate::normalize::FileText::Text(t) => t,
-            crate::normalize::FileText::Missing => continue,
-            _ => return Match::Possible,
+        // Written earlier in the same tool call: judged as written (unseen content: possible).
+        let text = match written(&f) {
+            Some(FileContent::Text(t)) => t.clone(),
+            Some(_) => return Match::Possible,
+            None => match crate::normalize::read_text(&f) {
+                crate::normalize::FileText::Text(t) => t,
+                crate::normalize::FileText::Missing => continue,
+                _ => return Match::Possible,
+            },
         };
         let dir = f.rsplit_once('/').map_or("/", |(d, _)| d).to_string();
         m = m.max(compose_text(&text, &dir, ctx));

@@ -356,6 +356,9 @@ pub struct Invocation {
     pub unknown_program: bool,
     /// Found in the arguments of this program, which airlock does not know: it may run it.
     pub speculative: Option<String>,
+    /// Files written earlier in the same tool call (absolute path, content), for rule
+    /// predicates that read project files (`compose-host-access`).
+    pub written: Vec<(String, FileContent)>,
 }
 
 impl Invocation {
@@ -1125,6 +1128,7 @@ impl Normalizer {
             downstream_argv: cmd.downstream_argv.clone(),
             unknown_program: false,
             speculative: None,
+            written: cmd.files.clone(),
         }
     }
 
