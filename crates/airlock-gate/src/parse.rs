@@ -992,6 +992,25 @@ impl Walker<'_> {
                     record(abs(a, &cmd.cwd), FileContent::Unknown);
                 }
             }
+            // Inline interpreter code that writes (`python3 -c "open('Makefile','w')…"`, a
+            // heredoc on stdin): each quoted name in it may now hold what airlock cannot see.
+            _ if is_interpreter(prog) => {
+                let code: Vec<&str> = args
+                    .iter()
+                    .map(|a| a.text.as_str())
+                    .chain(match &cmd.stdin {
+                        Stdin::Text(w) => Some(w.text.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                if code.iter().any(|c| writes_files(c)) {
+                    for c in &code {
+                        for name in quoted_names(c) {
+                            record(abs(&Word::lit(&name), &cmd.cwd), FileContent::Unknown);
+                        }
+                    }
+                }
+            }
             // `npm pkg set scripts.x=…`: package.json gets content airlock does not compute.
             "npm" | "pnpm" | "yarn" | "bun"
                 if args.iter().any(|a| a.text == "pkg")
@@ -1880,6 +1899,62 @@ fn subdir_of(cwd: &str, text: &str) -> Option<String> {
         "{}/{prefix}{DYN}",
         cwd.trim_end_matches('/')
     )))
+}
+
+/// Interpreters whose inline code may write files (for [`Walker::track_files`]).
+fn is_interpreter(prog: &str) -> bool {
+    let p = prog.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    matches!(
+        p,
+        "python" | "pypy" | "node" | "nodejs" | "deno" | "bun" | "perl" | "ruby" | "php" | "lua"
+    )
+}
+
+/// Whether inline code looks like it writes, moves or copies files.
+fn writes_files(code: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "write",
+        "put_contents",
+        "rename",
+        "copy",
+        "symlink",
+        "move",
+        "shutil",
+        "'w",
+        "\"w",
+        "'a'",
+        "\"a\"",
+        "'a+",
+        "\"a+",
+        "'x'",
+        "\"x\"",
+        "'>",
+        "\">",
+        "'+<",
+        "\"+<",
+        "Sync(",
+    ];
+    WORDS.iter().any(|w| code.contains(w))
+}
+
+/// The quoted strings of inline code that could name a file (no whitespace, at most 255
+/// bytes, at most 32 of them).
+fn quoted_names(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for q in ['\'', '"', '`'] {
+        let mut parts = code.split(q).skip(1).step_by(2);
+        for p in parts.by_ref() {
+            // Perl's `open(F, ">>file")`: the mode is part of the string.
+            let p = p.trim_start_matches(['+', '<', '>', '|']);
+            if !p.is_empty() && p.len() < 256 && !p.contains(char::is_whitespace) {
+                out.push(p.to_string());
+            }
+            if out.len() >= 32 {
+                return out;
+            }
+        }
+    }
+    out
 }
 
 /// What `path` held before the command being tracked: the text written earlier in the same
