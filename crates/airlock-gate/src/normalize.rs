@@ -168,6 +168,9 @@ pub enum CodeRuns {
     /// process substitution's code is judged like `sh -c`); a file that cannot be read is code
     /// airlock cannot see.
     ScriptFile,
+    /// Database client input (psql(1), mysql(1)): the text after a `\!` (or mysql's `system`)
+    /// meta-command, and the command after `\o |`, `\g |`, `\w |`, is shell code; SQL is not.
+    DbMeta,
 }
 
 /// A language runtime that can be given code inline or on stdin.
@@ -1927,6 +1930,7 @@ impl Normalizer {
                     CodeRuns::Editor => self.editor_code(&value, &origin, cmd, env, out),
                     CodeRuns::Makefile => self.makefile_code(&value, &origin, cmd, env, out),
                     CodeRuns::Inline => self.inline_value(&value, &origin, cmd, inv, env, out),
+                    CodeRuns::DbMeta => self.db_meta_code(&value, &origin, cmd, env, out),
                     // Argv rows have no single value: see `code_option_rests`.
                     CodeRuns::Argv => CodeFrom::NotCode,
                 };
@@ -2060,6 +2064,43 @@ impl Normalizer {
         }
         self.scan_code(&value.text, origin, cmd, inv, env, out);
         CodeFrom::Seen
+    }
+
+    /// psql/mysql input: the shell commands of its meta-commands, line by line (see
+    /// [`CodeRuns::DbMeta`]).
+    fn db_meta_code(
+        &self,
+        value: &Word,
+        origin: &str,
+        cmd: &SimpleCmd,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        if value.is_dynamic() {
+            return CodeFrom::Unseen;
+        }
+        let mut from = CodeFrom::NotCode;
+        for line in value.text.lines().take(MAX_STDIN_LINES) {
+            let l = line.trim();
+            let code = l
+                .strip_prefix("\\!")
+                .or_else(|| l.strip_prefix("system "))
+                .or_else(|| l.strip_prefix("\\system "))
+                .or_else(|| {
+                    ["\\o", "\\g", "\\w", "\\out", "tee"]
+                        .iter()
+                        .find_map(|m| l.strip_prefix(m))
+                        .and_then(|r| r.trim_start().strip_prefix('|'))
+                });
+            if let Some(code) = code.map(str::trim).filter(|c| !c.is_empty()) {
+                if self.code_word(&Word::lit(code), origin, cmd, env, out) == CodeFrom::Unseen {
+                    from = CodeFrom::Unseen;
+                } else if from == CodeFrom::NotCode {
+                    from = CodeFrom::Seen;
+                }
+            }
+        }
+        from
     }
 
     /// An editor or pager command: what follows `!` (or gdb's `shell `) runs in a shell.
