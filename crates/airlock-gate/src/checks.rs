@@ -569,11 +569,17 @@ fn config_has_exec_key(text: &str, ctx: &MatchCtx<'_>) -> bool {
     false
 }
 
-/// `mv SRC… DEST` (`mv -t DIR SRC…`) whose source is the workspace itself or its `.git`
+/// `mv SRC… DEST` (`mv -t DIR SRC…`, `rsync --remove-source-files`) whose source is the workspace itself or its `.git`
 /// (`ancestor` false), or a directory that contains the workspace (`ancestor` true: `mv ~
 /// /tmp/x`): the workspace is gone from where the user keeps it, as if deleted.
 pub fn moves_workspace(inv: &Invocation, ctx: &MatchCtx<'_>, ancestor: bool) -> Match {
-    if !matches!(inv.program.as_str(), "mv" | "gmv") {
+    // `rsync --remove-source-files SRC DEST` moves too (rsync(1)).
+    let moves = match inv.program.as_str() {
+        "mv" | "gmv" => true,
+        "rsync" => inv.flags.iter().any(|(n, _)| n == "remove-source-files"),
+        _ => false,
+    };
+    if !moves {
         return Match::No;
     }
     let Some(ws) = ctx.workspace.map(|w| w.trim_end_matches('/').to_string()) else {
