@@ -361,7 +361,7 @@ pub struct Invocation {
     pub speculative: Option<String>,
     /// Files written earlier in the same tool call (absolute path, content), for rule
     /// predicates that read project files (`compose-host-access`).
-    pub written: Vec<(String, FileContent)>,
+    pub written: parse::Written,
 }
 
 impl Invocation {
@@ -570,9 +570,14 @@ impl Normalizer {
                         _ => {}
                     }
                     // Files written before the outer command are there for the nested one.
-                    for (p, content) in &cmd.files {
-                        if c.files.len() < 64 && !c.files.iter().any(|(q, _)| q == p) {
-                            c.files.push((p.clone(), content.clone()));
+                    if c.files.is_empty() {
+                        c.files = cmd.files.clone();
+                    } else {
+                        let files = std::sync::Arc::make_mut(&mut c.files);
+                        for (p, content) in cmd.files.iter() {
+                            if files.len() < 64 && !files.iter().any(|(q, _)| q == p) {
+                                files.push((p.clone(), content.clone()));
+                            }
                         }
                     }
                     c.downstream.extend(cmd.downstream.iter().cloned());

@@ -170,7 +170,7 @@ pub struct SimpleCmd {
     /// command with a word only known at run time is left out.
     pub downstream_argv: Vec<String>,
     /// Files written earlier in the same script, by absolute path, with what they hold.
-    pub files: Vec<(String, FileContent)>,
+    pub files: Written,
     /// Variables known when it runs (for code it runs in the same shell: `trap`, `eval`).
     pub vars: Vec<(String, KnownVar)>,
 }
@@ -183,6 +183,10 @@ pub enum KnownVar {
     /// The value starts with this (`T=$(mktemp)`: `/tmp/`; a `for` variable over `dir/*`).
     Prefix(String),
 }
+
+/// Files written earlier in a script (absolute path, content), shared between the commands
+/// that follow (copied only when a command writes another).
+pub type Written = std::sync::Arc<Vec<(String, FileContent)>>;
 
 /// What a file written earlier in the same script holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,7 +238,7 @@ pub fn parse_with(
     let mut w = Walker {
         env,
         words_seen: 0,
-        files: Vec::new(),
+        files: Written::default(),
         out: Vec::new(),
         vars,
         cwd: Some(env.cwd.clone()),
@@ -446,7 +450,7 @@ enum Var {
 struct Walker<'a> {
     env: &'a Env,
     words_seen: usize,
-    files: Vec<(String, FileContent)>,
+    files: Written,
     out: Vec<SimpleCmd>,
     vars: HashMap<String, Var>,
     cwd: Option<String>,
@@ -595,7 +599,7 @@ impl Walker<'_> {
                         depth: self.depth,
                         downstream: Vec::new(),
                         downstream_argv: Vec::new(),
-                        files: Vec::new(),
+                        files: Written::default(),
                         vars: Vec::new(),
                     });
                 }
@@ -925,9 +929,10 @@ impl Walker<'_> {
         let prior = |p: &str| prior_content(&before, p);
         let mut record = |path: Option<String>, content: FileContent| {
             if let Some(p) = path {
-                self.files.retain(|(q, _)| *q != p);
-                if self.files.len() < 64 {
-                    self.files.push((p, content));
+                let files = std::sync::Arc::make_mut(&mut self.files);
+                files.retain(|(q, _)| *q != p);
+                if files.len() < 64 {
+                    files.push((p, content));
                 }
             }
         };

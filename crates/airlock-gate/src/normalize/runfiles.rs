@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use super::{basename, lexical, Analysis, CodeFrom, Invocation, Normalizer, WrapperSpec};
-use crate::parse::{Env, FileContent, SimpleCmd, Stdin, Word, DYN};
+use crate::parse::{Env, FileContent, SimpleCmd, Stdin, Word, Written, DYN};
 
 /// Largest script, Makefile, justfile or package.json read (bytes); a larger one is code
 /// airlock cannot see.
@@ -48,24 +48,24 @@ thread_local! {
     /// Files written earlier in the command being judged (absolute path, content): what a
     /// later command of the same tool call finds there instead of the file on disk. Set for
     /// the duration of one simple command by [`WrittenFiles::enter`].
-    static WRITTEN: RefCell<Vec<(String, FileContent)>> = const { RefCell::new(Vec::new()) };
+    static WRITTEN: RefCell<Written> = RefCell::new(Written::default());
 }
 
 /// While alive, [`read_text`] sees the files a command's script wrote before it (`printf … >
 /// Makefile && make`): their text when the command shows it, else code airlock cannot see.
 /// Dropping it restores what the enclosing command saw.
 pub(crate) struct WrittenFiles {
-    saved: Option<Vec<(String, FileContent)>>,
+    saved: Option<Written>,
 }
 
 impl WrittenFiles {
     /// Makes `files` (the parser's [`SimpleCmd::files`]) visible to [`read_text`] on this
     /// thread; nothing changes when there are none.
-    pub(crate) fn enter(files: &[(String, FileContent)]) -> WrittenFiles {
+    pub(crate) fn enter(files: &Written) -> WrittenFiles {
         if files.is_empty() {
             return WrittenFiles { saved: None };
         }
-        let saved = WRITTEN.with(|w| std::mem::replace(&mut *w.borrow_mut(), files.to_vec()));
+        let saved = WRITTEN.with(|w| std::mem::replace(&mut *w.borrow_mut(), files.clone()));
         WrittenFiles { saved: Some(saved) }
     }
 }
