@@ -26,6 +26,9 @@ const MAX_COMMANDS: usize = 4096;
 const MAX_LOOP_VALUES: usize = 8;
 /// Most extra walks of loop bodies in one script (bounds `for a in …; do for b in …` nests).
 const MAX_LOOP_WALKS: usize = 16;
+/// Most bytes of written-file text copied while tracking one script's writes; past it the
+/// files keep their names but their content becomes unknown (a later run of one asks).
+const MAX_TRACKED_COPY: usize = 8 * 1024 * 1024;
 /// Deepest parenthesis nesting parsed (brush-parser slows down exponentially past ~20).
 const MAX_PAREN_DEPTH: usize = 16;
 /// Most `{` in one word before brace expansion is not attempted.
@@ -246,6 +249,7 @@ pub fn parse_with(
         depth,
         src: String::new(),
         loop_walks: MAX_LOOP_WALKS,
+        copy_budget: MAX_TRACKED_COPY,
     };
     w.script(src)?;
     Ok(w.out)
@@ -460,6 +464,9 @@ struct Walker<'a> {
     src: String,
     /// Extra walks of `for` loop bodies left (one per loop value past the first).
     loop_walks: usize,
+    /// Bytes of written-file text left to copy when a command writes another file (see
+    /// [`MAX_TRACKED_COPY`]).
+    copy_budget: usize,
 }
 
 impl Walker<'_> {
@@ -924,11 +931,36 @@ impl Walker<'_> {
                     .map(|c| crate::normalize::lexical(&format!("{c}/{t}")))
             }
         };
+        // Each write copies the texts tracked so far: past the budget they become unknown.
+        let held: usize = self
+            .files
+            .iter()
+            .map(|(_, c)| match c {
+                FileContent::Text(t) => t.len(),
+                _ => 0,
+            })
+            .sum();
         // What a file held before this command (for `>>` and `tee -a`).
         let before = self.files.clone();
         let prior = |p: &str| prior_content(&before, p);
         let mut record = |path: Option<String>, content: FileContent| {
             if let Some(p) = path {
+                if held > self.copy_budget {
+                    let names: Vec<(String, FileContent)> = self
+                        .files
+                        .iter()
+                        .map(|(p, _)| (p.clone(), FileContent::Unknown))
+                        .collect();
+                    self.files = std::sync::Arc::new(names);
+                    self.copy_budget = 0;
+                } else {
+                    self.copy_budget -= held;
+                }
+                let content = if self.copy_budget == 0 {
+                    FileContent::Unknown
+                } else {
+                    content
+                };
                 let files = std::sync::Arc::make_mut(&mut self.files);
                 files.retain(|(q, _)| *q != p);
                 if files.len() < 64 {
@@ -1978,6 +2010,12 @@ fn prior_content(files: &[(String, FileContent)], path: &str) -> Option<FileCont
 /// `prior` with `added` at its end: unknown when either part is.
 fn appended(prior: &Option<FileContent>, added: &str) -> FileContent {
     match prior {
+        // Larger than the gate reads: unknown either way.
+        Some(FileContent::Text(t))
+            if t.len() + added.len() > crate::normalize::MAX_FILE_BYTES as usize =>
+        {
+            FileContent::Unknown
+        }
         Some(FileContent::Text(t)) => {
             let mut t = t.clone();
             if !t.is_empty() && !t.ends_with('\n') {
@@ -1999,6 +2037,63 @@ mod tests {
             home: "/home/u".into(),
             cwd: "/work/p".into(),
         }
+    }
+
+    /// The content the last command of `src` sees for `path`.
+    fn seen(src: &str, path: &str) -> Option<FileContent> {
+        let cmds = parse(src, &env(), "", 0).expect("parses");
+        let last = cmds.last().expect("a command");
+        last.files
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, c)| c.clone())
+    }
+
+    #[test]
+    fn written_files_are_tracked_within_bounds() {
+        // Visible text, `>>` adding to it, unseen writers.
+        let text = |t: &str| Some(FileContent::Text(t.to_string()));
+        assert_eq!(seen("echo 'a' > x.sh; true", "/work/p/x.sh"), text("a"));
+        assert_eq!(
+            seen("echo 'a' > x.sh; echo 'b' >> x.sh; true", "/work/p/x.sh"),
+            text("a\nb")
+        );
+        for unseen in [
+            "cp /tmp/y x.sh; true",
+            "sed -i s/a/b/ x.sh; true",
+            "python3 -c \"open('x.sh','w').write(X)\"; true",
+            "echo \"$X\" > x.sh; true",
+        ] {
+            assert_eq!(
+                seen(unseen, "/work/p/x.sh"),
+                Some(FileContent::Unknown),
+                "{unseen}"
+            );
+        }
+        assert_eq!(
+            seen("npm pkg set scripts.test=x; true", "/work/p/package.json"),
+            Some(FileContent::Unknown)
+        );
+        // Appends past what the gate reads: unknown.
+        let unknown = |c: Option<FileContent>| matches!(c, Some(FileContent::Unknown));
+        let full = "x".repeat(crate::normalize::MAX_FILE_BYTES as usize - 2);
+        let src = format!("cat > a.sh <<'EOF'\n{full}\nEOF\necho y >> a.sh; echo z >> a.sh\ntrue");
+        assert!(
+            unknown(seen(&src, "/work/p/a.sh")),
+            "appended past the read limit"
+        );
+        let big = "x".repeat(200 * 1024);
+        // Many writes while a large text is tracked: past the copy budget, content unknown.
+        let mut src = format!("cat > a.sh <<'EOF'\n{big}\nEOF\n");
+        for i in 0..(MAX_TRACKED_COPY / big.len() + 2) {
+            src.push_str(&format!("echo {i} > f{i}.txt\n"));
+        }
+        src.push_str("true");
+        assert!(unknown(seen(&src, "/work/p/a.sh")), "past the copy budget");
+        assert!(
+            unknown(seen(&src, "/work/p/f0.txt")),
+            "past the copy budget"
+        );
     }
 
     fn argvs(src: &str) -> Vec<Vec<String>> {
