@@ -2012,7 +2012,8 @@ fn appended(prior: &Option<FileContent>, added: &str) -> FileContent {
     match prior {
         // Larger than the gate reads: unknown either way.
         Some(FileContent::Text(t))
-            if t.len() + added.len() > crate::normalize::MAX_FILE_BYTES as usize =>
+            if u64::try_from(t.len() + added.len())
+                .map_or(true, |n| n > crate::normalize::MAX_FILE_BYTES) =>
         {
             FileContent::Unknown
         }
@@ -2076,7 +2077,7 @@ mod tests {
         );
         // Appends past what the gate reads: unknown.
         let unknown = |c: Option<FileContent>| matches!(c, Some(FileContent::Unknown));
-        let full = "x".repeat(crate::normalize::MAX_FILE_BYTES as usize - 2);
+        let full = "x".repeat(usize::try_from(crate::normalize::MAX_FILE_BYTES).expect("fits") - 2);
         let src = format!("cat > a.sh <<'EOF'\n{full}\nEOF\necho y >> a.sh; echo z >> a.sh\ntrue");
         assert!(
             unknown(seen(&src, "/work/p/a.sh")),
