@@ -660,3 +660,31 @@ pub fn serves_home_cwd(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
         ),
     }
 }
+
+/// Whether the command's output reaches the reader: not when its only consumer prints just a
+/// count or a status (`| wc -l`, `| grep -c X`, `| grep -q X`), so `env | grep -c PATH` shows no
+/// value. Anything else (another consumer, a word only known at run time) is shown.
+pub fn output_shown(inv: &Invocation) -> Match {
+    let [only] = inv.downstream_argv.as_slice() else {
+        return Match::Yes;
+    };
+    if inv.downstream.len() != 1 {
+        return Match::Yes;
+    }
+    let mut words = only.split_whitespace();
+    let prog = words.next().unwrap_or("");
+    let prog = prog.rsplit('/').next().unwrap_or(prog);
+    let rest: Vec<&str> = words.collect();
+    let counted = match prog {
+        "wc" => true,
+        "grep" | "egrep" | "fgrep" | "rg" => rest.iter().any(|w| {
+            matches!(*w, "--count" | "--quiet" | "--silent")
+                || (w.starts_with('-')
+                    && !w.starts_with("--")
+                    && w[1..].chars().all(|c| c.is_ascii_alphabetic())
+                    && w[1..].contains(['c', 'q']))
+        }),
+        _ => false,
+    };
+    Match::from_bool(!counted)
+}

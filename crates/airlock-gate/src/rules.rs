@@ -240,6 +240,7 @@ pub const CHECKS: &[&str] = &[
     "moves-workspace",
     "moves-workspace-ancestor",
     "serves-home-cwd",
+    "output-shown",
 ];
 
 /// Path categories rules can use in `target`.
@@ -1021,6 +1022,7 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
         "moves-workspace" => crate::checks::moves_workspace(inv, ctx, false),
         "moves-workspace-ancestor" => crate::checks::moves_workspace(inv, ctx, true),
         "serves-home-cwd" => crate::checks::serves_home_cwd(inv, ctx),
+        "output-shown" => crate::checks::output_shown(inv),
         "setuid-mode" => Match::any(inv.positionals.iter().take(1).map(|w| {
             if w.is_dynamic() {
                 return Match::Possible;
