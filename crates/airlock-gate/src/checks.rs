@@ -4,7 +4,7 @@
 
 use crate::git::url_owner;
 use crate::normalize::{lexical, Invocation};
-use crate::parse::{Word, DYN};
+use crate::parse::{FileContent, Word, DYN};
 use crate::rules::{Match, MatchCtx};
 
 /// Remote names whose URLs say which owner the project belongs to.
@@ -354,20 +354,26 @@ pub fn compose_host_access(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
             }
         }
     }
+    let written = |p: &str| inv.written.iter().find(|(w, _)| w == p).map(|(_, c)| c);
     if files.is_empty() {
         files.extend(
             COMPOSE_FILES
                 .iter()
                 .map(|n| format!("{cwd}/{n}"))
-                .find(|p| std::path::Path::new(p).exists()),
+                .find(|p| written(p).is_some() || std::path::Path::new(p).exists()),
         );
     }
     let mut m = Match::No;
     for f in files {
-        let text = match crate::normalize::read_text(&f) {
-            crate::normalize::FileText::Text(t) => t,
-            crate::normalize::FileText::Missing => continue,
-            _ => return Match::Possible,
+        // Written earlier in the same tool call: judged as written (unseen content: possible).
+        let text = match written(&f) {
+            Some(FileContent::Text(t)) => t.clone(),
+            Some(_) => return Match::Possible,
+            None => match crate::normalize::read_text(&f) {
+                crate::normalize::FileText::Text(t) => t,
+                crate::normalize::FileText::Missing => continue,
+                _ => return Match::Possible,
+            },
         };
         let dir = f.rsplit_once('/').map_or("/", |(d, _)| d).to_string();
         m = m.max(compose_text(&text, &dir, ctx));
@@ -561,4 +567,124 @@ fn config_has_exec_key(text: &str, ctx: &MatchCtx<'_>) -> bool {
         }
     }
     false
+}
+
+/// `mv SRC… DEST` (`mv -t DIR SRC…`, `rsync --remove-source-files`) whose source is the workspace itself or its `.git`
+/// (`ancestor` false), or a directory that contains the workspace (`ancestor` true: `mv ~
+/// /tmp/x`): the workspace is gone from where the user keeps it, as if deleted.
+pub fn moves_workspace(inv: &Invocation, ctx: &MatchCtx<'_>, ancestor: bool) -> Match {
+    // `rsync --remove-source-files SRC DEST` moves too (rsync(1)).
+    let moves = match inv.program.as_str() {
+        "mv" | "gmv" => true,
+        "rsync" => inv.flags.iter().any(|(n, _)| n == "remove-source-files"),
+        _ => false,
+    };
+    if !moves {
+        return Match::No;
+    }
+    let Some(ws) = ctx.workspace.map(|w| w.trim_end_matches('/').to_string()) else {
+        return Match::No;
+    };
+    let target_dir = inv
+        .flags
+        .iter()
+        .any(|(n, _)| n == "t" || n == "target-directory");
+    let sources = if target_dir {
+        &inv.positionals[..]
+    } else {
+        &inv.positionals[..inv.positionals.len().saturating_sub(1)]
+    };
+    let mut m = Match::No;
+    for w in sources {
+        let Some(t) = w.as_static() else {
+            continue;
+        };
+        let abs = if t.starts_with('/') {
+            lexical(t)
+        } else if t == "~" || t.starts_with("~/") {
+            lexical(&format!("{}{}", ctx.home, &t[1..]))
+        } else {
+            match inv.cwd.as_deref() {
+                Some(c) => lexical(&format!("{c}/{t}")),
+                None => continue,
+            }
+        };
+        let abs = abs.trim_end_matches('/');
+        let abs = if abs.is_empty() { "/" } else { abs };
+        let hit = if ancestor {
+            abs != ws && (abs == "/" || ws.starts_with(&format!("{abs}/")))
+        } else {
+            abs == ws || abs == format!("{ws}/.git")
+        };
+        if hit {
+            m = Match::Yes;
+        }
+    }
+    m
+}
+
+/// A static file server started without a directory argument (`python3 -m http.server`, `php
+/// -S`, `http-server`, `miniserve`…) serves its working directory: matches when that is the
+/// home directory or the root of the disk (`cd ~ && python3 -m http.server`). A directory
+/// given as an argument is left to the `serve-home` rule's paths.
+pub fn serves_home_cwd(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
+    let names_dir = |w: &Word| {
+        let t = w.text.as_str();
+        !t.is_empty() && !t.bytes().all(|b| b.is_ascii_digit()) && !t.contains(':')
+    };
+    let dir_flag = inv.flags.iter().any(|(n, _)| {
+        matches!(
+            n.as_str(),
+            "directory" | "d" | "t" | "root" | "docroot" | "path" | "p" | "dir"
+        )
+    });
+    let serves_cwd = match inv.program.as_str() {
+        "http.server" | "SimpleHTTPServer" => !dir_flag,
+        "php" => {
+            inv.flags.iter().any(|(n, _)| n == "S") && !inv.flags.iter().any(|(n, _)| n == "t")
+        }
+        "http-server" | "serve" | "live-server" | "miniserve" | "darkhttpd" => {
+            !inv.positionals.iter().any(names_dir)
+        }
+        _ => false,
+    };
+    if !serves_cwd {
+        return Match::No;
+    }
+    match inv.cwd.as_deref().map(|c| c.trim_end_matches('/')) {
+        None => Match::No,
+        Some(c) => Match::from_bool(
+            c.is_empty()
+                || c == ctx.home.trim_end_matches('/')
+                || matches!(c, "/home" | "/root" | "/Users"),
+        ),
+    }
+}
+
+/// Whether the command's output reaches the reader: not when its only consumer prints just a
+/// count or a status (`| wc -l`, `| grep -c X`, `| grep -q X`), so `env | grep -c PATH` shows no
+/// value. Anything else (another consumer, a word only known at run time) is shown.
+pub fn output_shown(inv: &Invocation) -> Match {
+    let [only] = inv.downstream_argv.as_slice() else {
+        return Match::Yes;
+    };
+    if inv.downstream.len() != 1 {
+        return Match::Yes;
+    }
+    let mut words = only.split_whitespace();
+    let prog = words.next().unwrap_or("");
+    let prog = prog.rsplit('/').next().unwrap_or(prog);
+    let rest: Vec<&str> = words.collect();
+    let counted = match prog {
+        "wc" => true,
+        "grep" | "egrep" | "fgrep" | "rg" => rest.iter().any(|w| {
+            matches!(*w, "--count" | "--quiet" | "--silent")
+                || (w.starts_with('-')
+                    && !w.starts_with("--")
+                    && w[1..].chars().all(|c| c.is_ascii_alphabetic())
+                    && w[1..].contains(['c', 'q']))
+        }),
+        _ => false,
+    };
+    Match::from_bool(!counted)
 }

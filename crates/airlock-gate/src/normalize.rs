@@ -130,6 +130,10 @@ pub struct CodeOption {
     /// Every argument that is not an option is code (`hyperfine CMD…`, `tmux send-keys`).
     #[serde(default)]
     pub each_arg: bool,
+    /// Each line of the program's standard input (a here-document or here-string, the text
+    /// piped in, or a `< FILE` read where the hook runs) is a value: `ed file <<< '!CMD'`.
+    #[serde(default)]
+    pub stdin: bool,
     /// How the value runs.
     pub runs: CodeRuns,
     /// A command this row must catch (`sudo id` as the code): checked by the test suite (left
@@ -164,6 +168,9 @@ pub enum CodeRuns {
     /// process substitution's code is judged like `sh -c`); a file that cannot be read is code
     /// airlock cannot see.
     ScriptFile,
+    /// Database client input (psql(1), mysql(1)): the text after a `\!` (or mysql's `system`)
+    /// meta-command, and the command after `\o |`, `\g |`, `\w |`, is shell code; SQL is not.
+    DbMeta,
 }
 
 /// A language runtime that can be given code inline or on stdin.
@@ -202,6 +209,10 @@ pub struct CodeScan {
     pub network: Vec<String>,
     /// Substrings that delete or overwrite files.
     pub delete: Vec<String>,
+    /// Substrings that list or walk a directory tree (`os.walk`, `readdirSync`): with one of
+    /// them, the code's paths (the home directory when it names only that) count as listed.
+    #[serde(default)]
+    pub walk: Vec<String>,
     /// Substrings that write, copy, move, link or chmod files (`writeFileSync`, `write_text`):
     /// with one of them, the path literals of the code count as written.
     #[serde(default)]
@@ -304,6 +315,8 @@ pub enum InlineKind {
     /// A name it calls or imports, or a string it runs, is built at run time (`getattr(os,
     /// 'sys' + 'tem')`, a decoded literal) while it writes, runs or sends: see [`crate::inline`].
     Opaque,
+    /// It lists or walks a directory tree (`os.walk`, `readdirSync`, `Dir.glob`).
+    Walk,
 }
 
 /// One program invocation, normalised.
@@ -346,6 +359,9 @@ pub struct Invocation {
     pub unknown_program: bool,
     /// Found in the arguments of this program, which airlock does not know: it may run it.
     pub speculative: Option<String>,
+    /// Files written earlier in the same tool call (absolute path, content), for rule
+    /// predicates that read project files (`compose-host-access`).
+    pub written: parse::Written,
 }
 
 impl Invocation {
@@ -422,6 +438,19 @@ const SPECULATION_WORDS: usize = 64;
 const NESTED_PARSE_WORK: usize = 64;
 /// Most arguments of one command taken as code each (`hyperfine A B …`, `tmux send-keys …`).
 const MAX_EACH_ARG: usize = 16;
+/// Whether an inline-code string literal names a path (`/etc`, `~/x`, `./y`, `.ssh/id`).
+/// A pattern of glob characters alone (`**`, `*`) names no particular path.
+fn names_path(lit: &str) -> bool {
+    let l = lit.trim_start_matches(['+', '<', '>', '|', ' ']);
+    l.chars().any(char::is_alphanumeric) && (looks_like_path(&Word::lit(l)) || l.starts_with('~'))
+}
+
+/// Most lines of standard input read as values of a `stdin` code row (`ed <<< '!CMD'`).
+const MAX_STDIN_LINES: usize = 256;
+/// Shells, for [`Normalizer::shell_in_option`].
+const SHELLS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "fish", "csh", "tcsh", "busybox",
+];
 /// Hop count from which globbed program words are no longer expanded.
 const GLOB_HOPS: usize = 8;
 
@@ -540,6 +569,17 @@ impl Normalizer {
                         }
                         _ => {}
                     }
+                    // Files written before the outer command are there for the nested one.
+                    if c.files.is_empty() {
+                        c.files = cmd.files.clone();
+                    } else {
+                        let files = std::sync::Arc::make_mut(&mut c.files);
+                        for (p, content) in cmd.files.iter() {
+                            if files.len() < 64 && !files.iter().any(|(q, _)| q == p) {
+                                files.push((p.clone(), content.clone()));
+                            }
+                        }
+                    }
                     c.downstream.extend(cmd.downstream.iter().cloned());
                     c.downstream_argv
                         .extend(cmd.downstream_argv.iter().cloned());
@@ -555,6 +595,8 @@ impl Normalizer {
     }
 
     fn simple(&self, cmd: &SimpleCmd, env: &Env, out: &mut Analysis) {
+        // Files the same tool call wrote before this command are read as written.
+        let _written = runfiles::WrittenFiles::enter(&cmd.files);
         // Assignments whose value is run as a command (GIT_SSH_COMMAND=…, PAGER=…).
         for (name, value) in &cmd.assigns {
             if self.is_exec_env(name) {
@@ -848,6 +890,43 @@ impl Normalizer {
                 return;
             }
         }
+        if let Some(at) = rest
+            .iter()
+            .position(|w| w.text == ":::" || w.text == ":::+")
+        {
+            // GNU parallel(1): the words after `:::` are the inputs; with no command before
+            // them each input is a command line, else each is appended to (or replaces `{}` in)
+            // the command.
+            let (command, inputs) = (&rest[..at], &rest[at + 1..]);
+            for input in inputs
+                .iter()
+                .filter(|w| !w.text.starts_with(":::"))
+                .take(MAX_EACH_ARG)
+            {
+                if command.is_empty() {
+                    let from = self.code_word(input, &format!("{name} :::"), &inner_cmd, env, out);
+                    if from == CodeFrom::Unseen {
+                        let mut inv =
+                            self.invocation(&inner_cmd, &DYN.to_string(), false, &[], env);
+                        inv.code_from = CodeFrom::Unseen;
+                        out.invocations.push(inv);
+                    }
+                } else {
+                    let mut line: Vec<Word> = command
+                        .iter()
+                        .map(|w| Word {
+                            text: w.text.replace("{}", &input.text),
+                            ..w.clone()
+                        })
+                        .collect();
+                    if !command.iter().any(|w| w.text.contains("{}")) {
+                        line.push(input.clone());
+                    }
+                    self.argv(&inner_cmd, &line, env, out, hops + 1);
+                }
+            }
+            return;
+        }
         let mut inner: Vec<Word> = rest.to_vec();
         if spec.appends_input {
             // What xargs reads, when it is known (`echo / | xargs rm -rf`, `<<< /`).
@@ -1057,6 +1136,7 @@ impl Normalizer {
             downstream_argv: cmd.downstream_argv.clone(),
             unknown_program: false,
             speculative: None,
+            written: cmd.files.clone(),
         }
     }
 
@@ -1367,6 +1447,10 @@ impl Normalizer {
         if delete {
             inv.inline.push(InlineKind::Delete);
         }
+        let walk = has(&scan.walk);
+        if walk {
+            inv.inline.push(InlineKind::Walk);
+        }
         let mut literals = string_literals(code);
         // Strings the code computes from its literals (joins, concatenation, decodings) are
         // judged like its literals; names looked up at run time may be calls that run.
@@ -1428,6 +1512,16 @@ impl Normalizer {
             || derived.decoded && exec
         {
             inv.inline.push(InlineKind::Opaque);
+        }
+        // `rmtree($ENV{HOME})`, `os.walk(Path.home())`: code that names the home directory
+        // only through a call deletes or lists the home directory itself.
+        if home_based && (delete || walk) && !literals.iter().any(|l| names_path(l)) {
+            let home = Word::lit(&env.home);
+            if delete {
+                inv.writes.push(home.clone());
+                inv.path_args.push(home.clone());
+            }
+            inv.reads.push(home);
         }
         for lit in &literals {
             // Perl's `open(F, ">file")`: the mode is part of the string.
@@ -1821,8 +1915,18 @@ impl Normalizer {
                 Some(s) => format!("{} {s}", inv.program),
                 None => inv.program.clone(),
             };
-            for (what, value) in code_option_values(co, args) {
+            let mut values = code_option_values(co, args);
+            if co.stdin {
+                match self.stdin_lines(cmd, env) {
+                    Some(lines) => values.extend(lines),
+                    None => inv.code_from = CodeFrom::Unseen,
+                }
+            }
+            for (what, value) in values {
                 let origin = format!("{label} {what}");
+                if co.runs == CodeRuns::Shell && !co.options.is_empty() {
+                    self.shell_in_option(&value, &origin, cmd, env, out);
+                }
                 let from = match co.runs {
                     CodeRuns::Shell => self.code_value(&value, &origin, cmd, env, out),
                     CodeRuns::MakefileText => self.makefile_text(&value, &origin, cmd, env, out),
@@ -1831,6 +1935,7 @@ impl Normalizer {
                     CodeRuns::Editor => self.editor_code(&value, &origin, cmd, env, out),
                     CodeRuns::Makefile => self.makefile_code(&value, &origin, cmd, env, out),
                     CodeRuns::Inline => self.inline_value(&value, &origin, cmd, inv, env, out),
+                    CodeRuns::DbMeta => self.db_meta_code(&value, &origin, cmd, env, out),
                     // Argv rows have no single value: see `code_option_rests`.
                     CodeRuns::Argv => CodeFrom::NotCode,
                 };
@@ -1860,6 +1965,58 @@ impl Normalizer {
                 }
             }
         }
+    }
+
+    /// The lines of a command's standard input as values of a `stdin` code row (at most
+    /// [`MAX_STDIN_LINES`]); `Some(empty)` when nothing is fed in, `None` when what is fed in
+    /// cannot be seen (a variable, another command's output, an unreadable file).
+    fn stdin_lines(&self, cmd: &SimpleCmd, env: &Env) -> Option<Vec<(String, Word)>> {
+        let text = match &cmd.stdin {
+            Stdin::Inherited => return Some(Vec::new()),
+            Stdin::File(w) => {
+                let path = runfiles::absolute(w.as_static()?, cmd.cwd.as_deref(), &env.home)?;
+                match read_text(&path) {
+                    FileText::Text(t) => t,
+                    FileText::Missing => return Some(Vec::new()),
+                    _ => return None,
+                }
+            }
+            other => runfiles::stdin_text(other)?,
+        };
+        Some(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .take(MAX_STDIN_LINES)
+                .map(|l| ("<stdin>".to_string(), Word::lit(l)))
+                .collect(),
+        )
+    }
+
+    /// An option whose value is a command, given a shell or interpreter with its own code
+    /// (`git clone -u 'sh -c …'`, `tar -I 'bash -c …'`): these options name a tool in ordinary
+    /// use, so the code is asked about as well as judged (the pseudo-program
+    /// `(shell-in-option)`, rule `shell-in-option`).
+    fn shell_in_option(
+        &self,
+        value: &Word,
+        origin: &str,
+        cmd: &SimpleCmd,
+        env: &Env,
+        out: &mut Analysis,
+    ) {
+        let mut words = value.text.split_whitespace();
+        let Some(first) = words.next() else {
+            return;
+        };
+        let prog = basename(first.trim_matches(['\'', '"']));
+        if !(SHELLS.contains(&prog.as_str()) || self.interpreter(&prog).is_some()) {
+            return;
+        }
+        let mut pseudo = self.invocation(cmd, "(shell-in-option)", false, &[], env);
+        pseudo.subcommand = Some(origin.to_string());
+        pseudo.positionals = vec![value.clone()];
+        pseudo.words = vec![value.clone()];
+        out.invocations.push(pseudo);
     }
 
     /// Words that form a command line (`git bisect run CMD ARGS…`): one word with spaces is
@@ -1912,6 +2069,43 @@ impl Normalizer {
         }
         self.scan_code(&value.text, origin, cmd, inv, env, out);
         CodeFrom::Seen
+    }
+
+    /// psql/mysql input: the shell commands of its meta-commands, line by line (see
+    /// [`CodeRuns::DbMeta`]).
+    fn db_meta_code(
+        &self,
+        value: &Word,
+        origin: &str,
+        cmd: &SimpleCmd,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        if value.is_dynamic() {
+            return CodeFrom::Unseen;
+        }
+        let mut from = CodeFrom::NotCode;
+        for line in value.text.lines().take(MAX_STDIN_LINES) {
+            let l = line.trim();
+            let code = l
+                .strip_prefix("\\!")
+                .or_else(|| l.strip_prefix("system "))
+                .or_else(|| l.strip_prefix("\\system "))
+                .or_else(|| {
+                    ["\\o", "\\g", "\\w", "\\out", "tee"]
+                        .iter()
+                        .find_map(|m| l.strip_prefix(m))
+                        .and_then(|r| r.trim_start().strip_prefix('|'))
+                });
+            if let Some(code) = code.map(str::trim).filter(|c| !c.is_empty()) {
+                if self.code_word(&Word::lit(code), origin, cmd, env, out) == CodeFrom::Unseen {
+                    from = CodeFrom::Unseen;
+                } else if from == CodeFrom::NotCode {
+                    from = CodeFrom::Seen;
+                }
+            }
+        }
+        from
     }
 
     /// An editor or pager command: what follows `!` (or gdb's `shell `) runs in a shell.

@@ -22,6 +22,13 @@ pub const DYN: char = '\u{0}';
 pub const MAX_DEPTH: usize = 12;
 /// Most simple commands collected from one input before giving up.
 const MAX_COMMANDS: usize = 4096;
+/// Most values of a `for` loop over words known here whose body is walked once per value.
+const MAX_LOOP_VALUES: usize = 8;
+/// Most extra walks of loop bodies in one script (bounds `for a in …; do for b in …` nests).
+const MAX_LOOP_WALKS: usize = 16;
+/// Most bytes of written-file text copied while tracking one script's writes; past it the
+/// files keep their names but their content becomes unknown (a later run of one asks).
+const MAX_TRACKED_COPY: usize = 8 * 1024 * 1024;
 /// Deepest parenthesis nesting parsed (brush-parser slows down exponentially past ~20).
 const MAX_PAREN_DEPTH: usize = 16;
 /// Most `{` in one word before brace expansion is not attempted.
@@ -141,6 +148,8 @@ pub enum RedirKind {
 pub struct Redirect {
     pub kind: RedirKind,
     pub target: Word,
+    /// `>>`: the file keeps what it held and gets the output added at its end.
+    pub append: bool,
 }
 
 /// One simple command as the shell would run it.
@@ -164,7 +173,7 @@ pub struct SimpleCmd {
     /// command with a word only known at run time is left out.
     pub downstream_argv: Vec<String>,
     /// Files written earlier in the same script, by absolute path, with what they hold.
-    pub files: Vec<(String, FileContent)>,
+    pub files: Written,
     /// Variables known when it runs (for code it runs in the same shell: `trap`, `eval`).
     pub vars: Vec<(String, KnownVar)>,
 }
@@ -177,6 +186,10 @@ pub enum KnownVar {
     /// The value starts with this (`T=$(mktemp)`: `/tmp/`; a `for` variable over `dir/*`).
     Prefix(String),
 }
+
+/// Files written earlier in a script (absolute path, content), shared between the commands
+/// that follow (copied only when a command writes another).
+pub type Written = std::sync::Arc<Vec<(String, FileContent)>>;
 
 /// What a file written earlier in the same script holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,13 +241,15 @@ pub fn parse_with(
     let mut w = Walker {
         env,
         words_seen: 0,
-        files: Vec::new(),
+        files: Written::default(),
         out: Vec::new(),
         vars,
         cwd: Some(env.cwd.clone()),
         origin: origin.to_string(),
         depth,
         src: String::new(),
+        loop_walks: MAX_LOOP_WALKS,
+        copy_budget: MAX_TRACKED_COPY,
     };
     w.script(src)?;
     Ok(w.out)
@@ -356,7 +371,10 @@ fn loop_prefix(values: &[Word]) -> Var {
     }
     if first.is_empty() {
         // Names in the current directory: `-rf` or `/` cannot be one of them unless written.
-        if values.iter().any(|w| w.text.starts_with(['-', '/', '~'])) {
+        if values
+            .iter()
+            .any(|w| w.text.starts_with(['-', '/', '~']) || w.text.split('/').any(|c| c == ".."))
+        {
             return Var::Unknown;
         }
         return Var::Prefix("./".to_string());
@@ -436,7 +454,7 @@ enum Var {
 struct Walker<'a> {
     env: &'a Env,
     words_seen: usize,
-    files: Vec<(String, FileContent)>,
+    files: Written,
     out: Vec<SimpleCmd>,
     vars: HashMap<String, Var>,
     cwd: Option<String>,
@@ -444,6 +462,11 @@ struct Walker<'a> {
     depth: usize,
     /// The text of the script being walked (AST locations index into it).
     src: String,
+    /// Extra walks of `for` loop bodies left (one per loop value past the first).
+    loop_walks: usize,
+    /// Bytes of written-file text left to copy when a command writes another file (see
+    /// [`MAX_TRACKED_COPY`]).
+    copy_budget: usize,
 }
 
 impl Walker<'_> {
@@ -583,7 +606,7 @@ impl Walker<'_> {
                         depth: self.depth,
                         downstream: Vec::new(),
                         downstream_argv: Vec::new(),
-                        files: Vec::new(),
+                        files: Written::default(),
                         vars: Vec::new(),
                     });
                 }
@@ -680,6 +703,21 @@ impl Walker<'_> {
                     let mut all = Vec::new();
                     for v in values {
                         all.extend(self.words(&v.value)?);
+                    }
+                    // Over a few words known here (`for n in 1 2 3`), the body is walked once
+                    // for each value, with the variable known.
+                    let listed = all.len() >= 2
+                        && all.len() <= MAX_LOOP_VALUES
+                        && all.len() - 1 <= self.loop_walks
+                        && all.iter().all(|w| !w.is_dynamic() && !w.glob);
+                    if listed {
+                        self.loop_walks -= all.len() - 1;
+                        for v in &all {
+                            self.vars
+                                .insert(f.variable_name.clone(), Var::Known(v.text.clone()));
+                            self.compound_list(&f.body.list)?;
+                        }
+                        return Ok(());
                     }
                     // The loop variable takes each value: known only if there is one.
                     let var = match all.as_slice() {
@@ -872,6 +910,7 @@ impl Walker<'_> {
                         (Some(p), Some(cwd)) => {
                             Some(crate::normalize::lexical(&format!("{cwd}/{p}")))
                         }
+                        (None, Some(cwd)) => subdir_of(cwd, &w.text),
                         _ => None,
                     },
                 };
@@ -892,21 +931,54 @@ impl Walker<'_> {
                     .map(|c| crate::normalize::lexical(&format!("{c}/{t}")))
             }
         };
+        // Each write copies the texts tracked so far: past the budget they become unknown.
+        let held: usize = self
+            .files
+            .iter()
+            .map(|(_, c)| match c {
+                FileContent::Text(t) => t.len(),
+                _ => 0,
+            })
+            .sum();
+        // What a file held before this command (for `>>` and `tee -a`).
+        let before = self.files.clone();
+        let prior = |p: &str| prior_content(&before, p);
         let mut record = |path: Option<String>, content: FileContent| {
             if let Some(p) = path {
-                self.files.retain(|(q, _)| *q != p);
-                if self.files.len() < 64 {
-                    self.files.push((p, content));
+                if held > self.copy_budget {
+                    let names: Vec<(String, FileContent)> = self
+                        .files
+                        .iter()
+                        .map(|(p, _)| (p.clone(), FileContent::Unknown))
+                        .collect();
+                    self.files = std::sync::Arc::new(names);
+                    self.copy_budget = 0;
+                } else {
+                    self.copy_budget -= held;
+                }
+                let content = if self.copy_budget == 0 {
+                    FileContent::Unknown
+                } else {
+                    content
+                };
+                let files = std::sync::Arc::make_mut(&mut self.files);
+                files.retain(|(q, _)| *q != p);
+                if files.len() < 64 {
+                    files.push((p, content));
                 }
             }
         };
         for r in &cmd.redirects {
             if r.kind == RedirKind::Write {
+                let path = abs(&r.target, &cmd.cwd);
                 let content = match output {
+                    Some(t) if r.append => path
+                        .as_deref()
+                        .map_or(FileContent::Unknown, |p| appended(&prior(p), t)),
                     Some(t) => FileContent::Text(t.to_string()),
                     None => FileContent::Unknown,
                 };
-                record(abs(&r.target, &cmd.cwd), content);
+                record(path, content);
             }
         }
         let Some(prog) = cmd.argv.first().and_then(Word::as_static) else {
@@ -943,15 +1015,63 @@ impl Walker<'_> {
                     }
                 }
             }
-            "tee" | "cp" | "mv" | "install" | "dd" | "touch" => {
+            // In-place editors: the files they edit hold what airlock cannot see.
+            "sed" | "gsed" | "perl" | "ruby"
+                if args.iter().any(|a| {
+                    a.text == "-i"
+                        || a.text.starts_with("--in-place")
+                        || (a.text.starts_with('-')
+                            && !a.text.starts_with("--")
+                            && a.text[1..].contains('i'))
+                }) =>
+            {
+                for a in args.iter().filter(|a| !a.text.starts_with('-')) {
+                    record(abs(a, &cmd.cwd), FileContent::Unknown);
+                }
+            }
+            // Inline interpreter code that writes (`python3 -c "open('Makefile','w')…"`, a
+            // heredoc on stdin): each quoted name in it may now hold what airlock cannot see.
+            _ if is_interpreter(prog) => {
+                let code: Vec<&str> = args
+                    .iter()
+                    .map(|a| a.text.as_str())
+                    .chain(match &cmd.stdin {
+                        Stdin::Text(w) => Some(w.text.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                if code.iter().any(|c| writes_files(c)) {
+                    for c in &code {
+                        for name in quoted_names(c) {
+                            record(abs(&Word::lit(&name), &cmd.cwd), FileContent::Unknown);
+                        }
+                    }
+                }
+            }
+            // `npm pkg set scripts.x=…`: package.json gets content airlock does not compute.
+            "npm" | "pnpm" | "yarn" | "bun"
+                if args.iter().any(|a| a.text == "pkg")
+                    && args
+                        .iter()
+                        .any(|a| matches!(a.text.as_str(), "set" | "delete" | "fix")) =>
+            {
+                record(
+                    abs(&Word::lit("package.json"), &cmd.cwd),
+                    FileContent::Unknown,
+                );
+            }
+            "tee" | "cp" | "mv" | "install" | "dd" | "touch" | "ln" | "rsync" => {
                 for a in args.iter().filter(|a| !a.text.starts_with('-')) {
                     let t = a.text.strip_prefix("of=").unwrap_or(&a.text);
                     if prog == "tee" {
-                        let c = match output_of_stdin(&cmd.stdin) {
-                            Some(t) => FileContent::Text(t),
-                            None => FileContent::Unknown,
+                        let append = args.iter().any(|a| a.text == "-a" || a.text == "--append");
+                        let path = abs(&Word::lit(t), &cmd.cwd);
+                        let c = match (output_of_stdin(&cmd.stdin), path.as_deref()) {
+                            (Some(t), Some(p)) if append => appended(&prior(p), &t),
+                            (Some(t), _) => FileContent::Text(t),
+                            (None, _) => FileContent::Unknown,
                         };
-                        record(abs(&Word::lit(t), &cmd.cwd), c);
+                        record(path, c);
                     } else if prog != "touch" {
                         record(abs(&Word::lit(t), &cmd.cwd), FileContent::Unknown);
                     }
@@ -1066,6 +1186,7 @@ impl Walker<'_> {
                                     out.push(Redirect {
                                         kind: RedirKind::Write,
                                         target: word,
+                                        append: false,
                                     });
                                 }
                             }
@@ -1089,6 +1210,7 @@ impl Walker<'_> {
                 out.push(Redirect {
                     kind: kind2,
                     target: word,
+                    append: matches!(kind, K::Append),
                 });
             }
             R::HereDocument(fd, doc) => {
@@ -1112,6 +1234,7 @@ impl Walker<'_> {
                 out.push(Redirect {
                     kind: RedirKind::Write,
                     target: word,
+                    append: false,
                 });
             }
         }
@@ -1795,6 +1918,117 @@ fn unescape_backquote(s: &str) -> String {
     out
 }
 
+/// `cd "$d"` where `$d` is a `for` variable over `*/` (its value starts with `./`, see
+/// [`loop_prefix`]): some subdirectory of `cwd`, written `cwd/…/<DYN>` (one unknown
+/// component; a file read under it is code airlock cannot see). `None` for anything else.
+fn subdir_of(cwd: &str, text: &str) -> Option<String> {
+    let t = text.strip_suffix('/').unwrap_or(text);
+    let prefix = t.strip_suffix(DYN)?;
+    let static_dir = prefix.is_empty()
+        || prefix.ends_with('/')
+            && !prefix.starts_with(['/', '~'])
+            && !prefix.contains(DYN)
+            && !prefix.split('/').any(|c| c == "..");
+    if !static_dir || prefix.is_empty() {
+        return None;
+    }
+    Some(crate::normalize::lexical(&format!(
+        "{}/{prefix}{DYN}",
+        cwd.trim_end_matches('/')
+    )))
+}
+
+/// Interpreters whose inline code may write files (for [`Walker::track_files`]).
+fn is_interpreter(prog: &str) -> bool {
+    let p = prog.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    matches!(
+        p,
+        "python" | "pypy" | "node" | "nodejs" | "deno" | "bun" | "perl" | "ruby" | "php" | "lua"
+    )
+}
+
+/// Whether inline code looks like it writes, moves or copies files.
+fn writes_files(code: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "write",
+        "put_contents",
+        "rename",
+        "copy",
+        "symlink",
+        "move",
+        "shutil",
+        "'w",
+        "\"w",
+        "'a'",
+        "\"a\"",
+        "'a+",
+        "\"a+",
+        "'x'",
+        "\"x\"",
+        "'>",
+        "\">",
+        "'+<",
+        "\"+<",
+        "Sync(",
+    ];
+    WORDS.iter().any(|w| code.contains(w))
+}
+
+/// The quoted strings of inline code that could name a file (no whitespace, at most 255
+/// bytes, at most 32 of them).
+fn quoted_names(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for q in ['\'', '"', '`'] {
+        let mut parts = code.split(q).skip(1).step_by(2);
+        for p in parts.by_ref() {
+            // Perl's `open(F, ">>file")`: the mode is part of the string.
+            let p = p.trim_start_matches(['+', '<', '>', '|']);
+            if !p.is_empty() && p.len() < 256 && !p.contains(char::is_whitespace) {
+                out.push(p.to_string());
+            }
+            if out.len() >= 32 {
+                return out;
+            }
+        }
+    }
+    out
+}
+
+/// What `path` held before the command being tracked: the text written earlier in the same
+/// script, else the file on disk (bounded read), else nothing (a new file).
+fn prior_content(files: &[(String, FileContent)], path: &str) -> Option<FileContent> {
+    if let Some((_, c)) = files.iter().find(|(p, _)| p == path) {
+        return Some(c.clone());
+    }
+    match crate::normalize::read_text(path) {
+        crate::normalize::FileText::Missing => Some(FileContent::Text(String::new())),
+        crate::normalize::FileText::Text(t) => Some(FileContent::Text(t)),
+        _ => None,
+    }
+}
+
+/// `prior` with `added` at its end: unknown when either part is.
+fn appended(prior: &Option<FileContent>, added: &str) -> FileContent {
+    match prior {
+        // Larger than the gate reads: unknown either way.
+        Some(FileContent::Text(t))
+            if u64::try_from(t.len() + added.len())
+                .map_or(true, |n| n > crate::normalize::MAX_FILE_BYTES) =>
+        {
+            FileContent::Unknown
+        }
+        Some(FileContent::Text(t)) => {
+            let mut t = t.clone();
+            if !t.is_empty() && !t.ends_with('\n') {
+                t.push('\n');
+            }
+            t.push_str(added);
+            FileContent::Text(t)
+        }
+        _ => FileContent::Unknown,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1804,6 +2038,63 @@ mod tests {
             home: "/home/u".into(),
             cwd: "/work/p".into(),
         }
+    }
+
+    /// The content the last command of `src` sees for `path`.
+    fn seen(src: &str, path: &str) -> Option<FileContent> {
+        let cmds = parse(src, &env(), "", 0).expect("parses");
+        let last = cmds.last().expect("a command");
+        last.files
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, c)| c.clone())
+    }
+
+    #[test]
+    fn written_files_are_tracked_within_bounds() {
+        // Visible text, `>>` adding to it, unseen writers.
+        let text = |t: &str| Some(FileContent::Text(t.to_string()));
+        assert_eq!(seen("echo 'a' > x.sh; true", "/work/p/x.sh"), text("a"));
+        assert_eq!(
+            seen("echo 'a' > x.sh; echo 'b' >> x.sh; true", "/work/p/x.sh"),
+            text("a\nb")
+        );
+        for unseen in [
+            "cp /tmp/y x.sh; true",
+            "sed -i s/a/b/ x.sh; true",
+            "python3 -c \"open('x.sh','w').write(X)\"; true",
+            "echo \"$X\" > x.sh; true",
+        ] {
+            assert_eq!(
+                seen(unseen, "/work/p/x.sh"),
+                Some(FileContent::Unknown),
+                "{unseen}"
+            );
+        }
+        assert_eq!(
+            seen("npm pkg set scripts.test=x; true", "/work/p/package.json"),
+            Some(FileContent::Unknown)
+        );
+        // Appends past what the gate reads: unknown.
+        let unknown = |c: Option<FileContent>| matches!(c, Some(FileContent::Unknown));
+        let full = "x".repeat(usize::try_from(crate::normalize::MAX_FILE_BYTES).expect("fits") - 2);
+        let src = format!("cat > a.sh <<'EOF'\n{full}\nEOF\necho y >> a.sh; echo z >> a.sh\ntrue");
+        assert!(
+            unknown(seen(&src, "/work/p/a.sh")),
+            "appended past the read limit"
+        );
+        let big = "x".repeat(200 * 1024);
+        // Many writes while a large text is tracked: past the copy budget, content unknown.
+        let mut src = format!("cat > a.sh <<'EOF'\n{big}\nEOF\n");
+        for i in 0..(MAX_TRACKED_COPY / big.len() + 2) {
+            src.push_str(&format!("echo {i} > f{i}.txt\n"));
+        }
+        src.push_str("true");
+        assert!(unknown(seen(&src, "/work/p/a.sh")), "past the copy budget");
+        assert!(
+            unknown(seen(&src, "/work/p/f0.txt")),
+            "past the copy budget"
+        );
     }
 
     fn argvs(src: &str) -> Vec<Vec<String>> {

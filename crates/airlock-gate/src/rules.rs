@@ -201,7 +201,7 @@ impl Match {
     fn any(items: impl IntoIterator<Item = Match>) -> Match {
         items.into_iter().max().unwrap_or(Match::No)
     }
-    fn from_bool(b: bool) -> Match {
+    pub(crate) fn from_bool(b: bool) -> Match {
         if b {
             Match::Yes
         } else {
@@ -236,6 +236,11 @@ pub const CHECKS: &[&str] = &[
     "container-host-mount",
     "compose-host-access",
     "git-foreign-repo",
+    "inline-walk",
+    "moves-workspace",
+    "moves-workspace-ancestor",
+    "serves-home-cwd",
+    "output-shown",
 ];
 
 /// Path categories rules can use in `target`.
@@ -1013,6 +1018,11 @@ fn check(name: &str, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
         "container-host-mount" => crate::checks::container_host_mount(inv, ctx),
         "compose-host-access" => crate::checks::compose_host_access(inv, ctx),
         "git-foreign-repo" => crate::checks::git_foreign_repo(inv, ctx),
+        "inline-walk" => Match::from_bool(inv.inline.contains(&InlineKind::Walk)),
+        "moves-workspace" => crate::checks::moves_workspace(inv, ctx, false),
+        "moves-workspace-ancestor" => crate::checks::moves_workspace(inv, ctx, true),
+        "serves-home-cwd" => crate::checks::serves_home_cwd(inv, ctx),
+        "output-shown" => crate::checks::output_shown(inv),
         "setuid-mode" => Match::any(inv.positionals.iter().take(1).map(|w| {
             if w.is_dynamic() {
                 return Match::Possible;

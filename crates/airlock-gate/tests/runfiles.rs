@@ -604,3 +604,75 @@ fn foreign_repository_config_is_judged() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `go generate` runs the `//go:generate` lines of the packages named: read like a Makefile.
+/// Dangerous lines anywhere under `./...` (not `vendor`/`testdata`) are judged; ordinary
+/// generators are allowed; a tree that cannot be read, or an import path, asks.
+#[test]
+fn go_generate_lines_are_judged() {
+    let engine = Engine::builtin().expect("rules");
+    let mut failures = Vec::new();
+    for payload in EVIL {
+        let w = Ws::new();
+        w.write("go.mod", "module x\n");
+        w.write("a/a.go", "package a\n\n//go:generate stringer -type=Pill\n");
+        w.write(
+            "b/c/c.go",
+            &format!("package c\n\n//go:generate {payload}\n"),
+        );
+        w.write(
+            "d/d.go",
+            &format!("package d\n\n//go:generate -command gen {payload}\n"),
+        );
+        w.write("vendor/v/v.go", "package v\n//go:generate sudo id\n");
+        for cmd in [
+            "go generate ./...",
+            "go generate ./b/...",
+            "go generate ./b/c",
+            "go generate -x ./...",
+            "go generate ./d",
+            "go generate b/c/c.go",
+            "cd b/c && go generate",
+            "go generate -run gen ./...",
+        ] {
+            let (tier, why) = w.decide(&engine, cmd);
+            if tier == Tier::Allow {
+                failures.push(format!("{payload} / {cmd}: {why}"));
+            }
+        }
+        for cmd in [
+            "go generate ./a",
+            "go generate ./a/...",
+            "go generate -n ./...",
+        ] {
+            let (tier, why) = w.decide(&engine, cmd);
+            if tier != Tier::Allow {
+                failures.push(format!("{payload} / {cmd} should be allowed: {why}"));
+            }
+        }
+        let (tier, why) = w.decide(&engine, "go generate github.com/x/y/...");
+        if tier != Tier::Ask {
+            failures.push(format!("import path should ask: {why}"));
+        }
+        // Written in the same call: judged as written.
+        let (tier, why) = w.decide(
+            &engine,
+            &format!("printf 'package a\\n//go:generate {payload}\\n' > a/z.go && go generate ./a"),
+        );
+        if tier == Tier::Allow {
+            failures.push(format!("{payload} written then generated: {why}"));
+        }
+    }
+    let w = Ws::new();
+    w.write(
+        "a/a.go",
+        "package a\n//go:generate go run gen.go\n//go:generate stringer -type=T\n",
+    );
+    for cmd in ["go generate ./...", "go generate", "cd a && go generate"] {
+        let (tier, why) = w.decide(&engine, cmd);
+        if tier != Tier::Allow {
+            failures.push(format!("harmless {cmd}: {why}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

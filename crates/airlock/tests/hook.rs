@@ -13,8 +13,11 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        // Not under /tmp: the gate treats /tmp as scratch space.
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+        // Not under /tmp: the gate treats /tmp as scratch space. As another user the target
+        // directory may not be writable: then HOME.
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .or_else(|_| tempfile::tempdir_in(std::env::var("HOME").unwrap_or_default()))
+            .expect("tempdir");
         std::fs::create_dir_all(dir.path().join("home")).expect("home");
         std::fs::create_dir_all(dir.path().join("work/.git")).expect("work");
         std::fs::write(

@@ -10,11 +10,12 @@
 //! ([`Normalizer::code_value`]): there a program named by a path that cannot be read is code
 //! airlock cannot see.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use super::{basename, lexical, Analysis, CodeFrom, Invocation, Normalizer, WrapperSpec};
-use crate::parse::{Env, FileContent, SimpleCmd, Stdin, Word, DYN};
+use crate::parse::{Env, FileContent, SimpleCmd, Stdin, Word, Written, DYN};
 
 /// Largest script, Makefile, justfile or package.json read (bytes); a larger one is code
 /// airlock cannot see.
@@ -43,8 +44,68 @@ pub enum FileText {
     Text(String),
 }
 
-/// Reads `path` (absolute), bounded by [`MAX_FILE_BYTES`].
+thread_local! {
+    /// Files written earlier in the command being judged (absolute path, content): what a
+    /// later command of the same tool call finds there instead of the file on disk. Set for
+    /// the duration of one simple command by [`WrittenFiles::enter`].
+    static WRITTEN: RefCell<Written> = RefCell::new(Written::default());
+}
+
+/// While alive, [`read_text`] sees the files a command's script wrote before it (`printf … >
+/// Makefile && make`): their text when the command shows it, else code airlock cannot see.
+/// Dropping it restores what the enclosing command saw.
+pub(crate) struct WrittenFiles {
+    saved: Option<Written>,
+}
+
+impl WrittenFiles {
+    /// Makes `files` (the parser's [`SimpleCmd::files`]) visible to [`read_text`] on this
+    /// thread; nothing changes when there are none.
+    pub(crate) fn enter(files: &Written) -> WrittenFiles {
+        if files.is_empty() {
+            return WrittenFiles { saved: None };
+        }
+        let saved = WRITTEN.with(|w| std::mem::replace(&mut *w.borrow_mut(), files.clone()));
+        WrittenFiles { saved: Some(saved) }
+    }
+}
+
+impl Drop for WrittenFiles {
+    fn drop(&mut self) {
+        if let Some(saved) = self.saved.take() {
+            WRITTEN.with(|w| *w.borrow_mut() = saved);
+        }
+    }
+}
+
+/// The paths written earlier in the same tool call (see [`WrittenFiles`]).
+pub(super) fn written_paths() -> Vec<String> {
+    WRITTEN.with(|w| w.borrow().iter().map(|(p, _)| p.clone()).collect())
+}
+
+/// What the command being judged wrote to `path` earlier in the same tool call, if anything.
+fn written(path: &str) -> Option<FileText> {
+    WRITTEN.with(|w| {
+        let w = w.borrow();
+        let (_, content) = w.iter().find(|(p, _)| p == path)?;
+        Some(match content {
+            FileContent::Text(t) => FileText::Text(t.clone()),
+            FileContent::Network => {
+                FileText::Unreadable(format!("{path} is downloaded earlier in the same command"))
+            }
+            FileContent::Unknown => FileText::Unreadable(format!(
+                "{path} is written earlier in the same command with content airlock cannot see"
+            )),
+        })
+    })
+}
+
+/// Reads `path` (absolute), bounded by [`MAX_FILE_BYTES`]; a file written earlier in the same
+/// command (see [`WrittenFiles`]) reads as what was written.
 pub fn read_text(path: &str) -> FileText {
+    if let Some(t) = written(path) {
+        return t;
+    }
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileText::Missing,
@@ -251,6 +312,9 @@ impl Normalizer {
             "pip" | "pip3" | "uv" => self.install_sources(cmd, prog, inv, env, out),
             "just" => self.just_recipes(cmd, inv, env, out),
             "poe" | "tox" | "task" | "go-task" => self.task_runner(cmd, prog, inv, env, out),
+            "go" if inv.subcommand.as_deref() == Some("generate") => {
+                self.go_generate(cmd, inv, env, out)
+            }
             "sqlite3" | "sqlite" => match stdin_text(&cmd.stdin) {
                 Some(t) => self.sqlite_text(&t, "sqlite3 <<…", cmd, env, out),
                 None => CodeFrom::NotCode,
@@ -389,6 +453,11 @@ impl Normalizer {
                 Some(_) => from = CodeFrom::Unseen,
             }
         }
+        if matches!(prog, "pip" | "pip3" | "uv")
+            && self.written_build_files(cmd, inv, env, out) == CodeFrom::Unseen
+        {
+            from = CodeFrom::Unseen;
+        }
         for f in found.into_iter().take(MAX_TARGETS) {
             let w = Word::lit(&f);
             let mut pseudo = self.invocation(cmd, "(package-source)", false, &[], env);
@@ -402,6 +471,54 @@ impl Normalizer {
             pseudo.subcommand = Some(prog.to_string());
             pseudo.code_from = CodeFrom::Unseen;
             out.invocations.push(pseudo);
+        }
+        from
+    }
+
+    /// `pip install DIR` of a project whose build files (`setup.py`, `pyproject.toml`,
+    /// `setup.cfg`) the same tool call wrote: the install runs them, so their text is judged
+    /// like inline Python (a pseudo `python3` invocation); written with content airlock cannot
+    /// see: unseen.
+    fn written_build_files(
+        &self,
+        cmd: &SimpleCmd,
+        inv: &Invocation,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        let Some(cwd) = cmd.cwd.as_deref() else {
+            return CodeFrom::NotCode;
+        };
+        let mut from = CodeFrom::NotCode;
+        for p in inv.positionals.iter().filter(|p| {
+            p.text == "." || p.text.starts_with("./") || p.text.starts_with('/') || p.text == ".."
+        }) {
+            let Some(dir) = p
+                .as_static()
+                .and_then(|t| absolute(t, Some(cwd), &env.home))
+            else {
+                continue;
+            };
+            for name in ["setup.py", "pyproject.toml", "setup.cfg"] {
+                let path = format!("{}/{name}", dir.trim_end_matches('/'));
+                match written(&path) {
+                    None => {}
+                    Some(FileText::Text(text)) => {
+                        let mut pseudo = self.invocation(cmd, "python3", false, &[], env);
+                        pseudo.code_from = CodeFrom::Seen;
+                        self.scan_code(
+                            &text,
+                            &format!("pip install {name}"),
+                            cmd,
+                            &mut pseudo,
+                            env,
+                            out,
+                        );
+                        out.invocations.push(pseudo);
+                    }
+                    Some(_) => from = CodeFrom::Unseen,
+                }
+            }
         }
         from
     }

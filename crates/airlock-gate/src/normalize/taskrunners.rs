@@ -1,16 +1,126 @@
 //! Task runners whose tasks are shell commands in a project file: `poe` (pyproject.toml
-//! `[tool.poe.tasks]`), `tox` (tox.ini `commands`), `task` (Taskfile.yml `cmds`). The commands
-//! of the tasks run are judged like `sh -c`; a file that exists but cannot be read, or a task
+//! `[tool.poe.tasks]`), `tox` (tox.ini `commands`), `task` (Taskfile.yml `cmds`), and the
+//! `//go:generate` lines `go generate` runs. The commands of the tasks run are judged like `sh -c`; a file that exists but cannot be read, or a task
 //! form airlock does not follow, is code airlock cannot see (ask); no file: nothing runs.
 
 use std::collections::HashSet;
 
-use super::runfiles::{absolute, parents, read_text, FileText};
+use super::runfiles::{absolute, parents, read_text, written_paths, FileText};
 use super::{Analysis, CodeFrom, Invocation, Normalizer};
 use crate::parse::{Env, SimpleCmd, Word};
 
 /// Most tasks followed through references and dependencies.
 const MAX_TASKS: usize = 256;
+/// Most directories `go generate` is read in (`./...` walks the tree below).
+const MAX_GO_DIRS: usize = 512;
+/// Most `.go` files read for `//go:generate` lines.
+const MAX_GO_FILES: usize = 4096;
+/// Most `//go:generate` lines judged.
+const MAX_GO_GENERATE: usize = 256;
+/// Most bytes of `.go` files read for one `go generate` (past it: code airlock cannot see).
+const MAX_GO_BYTES: usize = 8 * 1024 * 1024;
+
+/// The directories a `go generate` package pattern names (`./...`: the tree below, without
+/// `vendor`, `testdata` and names starting with `.` or `_`, as go(1) skips them); `None` when
+/// the pattern is not a directory here (an import path) or the walk is too large.
+fn go_dirs(cwd: &str, pattern: &str, home: &str) -> Option<Vec<String>> {
+    let (base, recursive) = match pattern.strip_suffix("/...") {
+        Some(b) => (b, true),
+        None if pattern == "..." => (".", true),
+        None => (pattern, false),
+    };
+    if !(base.starts_with('.') || base.starts_with('/')) {
+        return None;
+    }
+    let base = absolute(base, Some(cwd), home)?;
+    let mut dirs = vec![base.clone()];
+    if !recursive {
+        return Some(dirs);
+    }
+    let mut i = 0;
+    while i < dirs.len() {
+        let Ok(rd) = std::fs::read_dir(&dirs[i]) else {
+            if i == 0 {
+                return Some(Vec::new());
+            }
+            return None;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let skip =
+                name.starts_with(['.', '_']) || matches!(name.as_str(), "vendor" | "testdata");
+            if !skip && e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(format!("{}/{name}", dirs[i].trim_end_matches('/')));
+                if dirs.len() > MAX_GO_DIRS {
+                    return None;
+                }
+            }
+        }
+        i += 1;
+    }
+    Some(dirs)
+}
+
+/// The `//go:generate` commands of the `.go` files in `dirs` (go(1) "go generate": a line
+/// starting exactly with `//go:generate `), with `$GOFILE`-style variables left for the shell
+/// parser to treat as unknown; `None` when a file cannot be read or a limit is passed.
+fn go_generate_lines(dirs: &[String]) -> Option<Vec<String>> {
+    let mut lines = Vec::new();
+    let mut files = 0usize;
+    let mut bytes = 0usize;
+    let written = written_paths();
+    for d in dirs {
+        let d = d.trim_end_matches('/');
+        // Files the same tool call wrote here, which may not exist yet.
+        let mut names: Vec<String> = written
+            .iter()
+            .filter_map(|p| p.strip_prefix(d)?.strip_prefix('/'))
+            .filter(|n| !n.contains('/'))
+            .map(str::to_string)
+            .collect();
+        if let Ok(rd) = std::fs::read_dir(d) {
+            names.extend(
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned()),
+            );
+        }
+        names.sort();
+        names.dedup();
+        for name in names {
+            if !name.ends_with(".go") || name.starts_with(['.', '_']) {
+                continue;
+            }
+            files += 1;
+            if files > MAX_GO_FILES {
+                return None;
+            }
+            let text = match read_text(&format!("{}/{name}", d.trim_end_matches('/'))) {
+                FileText::Text(t) => t,
+                FileText::Missing => continue,
+                _ => return None,
+            };
+            bytes += text.len();
+            if bytes > MAX_GO_BYTES {
+                return None;
+            }
+            for l in text.lines() {
+                if let Some(c) = l.strip_prefix("//go:generate ") {
+                    // `-command NAME CMD…` defines an alias; its command is judged too.
+                    let c = c.trim_start();
+                    let c = match c.strip_prefix("-command ") {
+                        Some(rest) => rest.trim_start().split_once(' ').map_or("", |(_, r)| r),
+                        None => c,
+                    };
+                    lines.push(c.to_string());
+                    if lines.len() > MAX_GO_GENERATE {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+    Some(lines)
+}
 
 /// The first of `names` found in `cwd` or a parent directory.
 fn find_up(cwd: &str, names: &[&str]) -> FileText {
@@ -26,6 +136,72 @@ fn find_up(cwd: &str, names: &[&str]) -> FileText {
 }
 
 impl Normalizer {
+    /// `go generate [PATTERNS]`: the `//go:generate` lines of the packages named, judged like
+    /// `sh -c` (stricter than go's own word splitting); `-n` prints them without running. A
+    /// package that is not a directory here, a file that cannot be read or a tree past the
+    /// limits is code airlock cannot see.
+    pub(super) fn go_generate(
+        &self,
+        cmd: &SimpleCmd,
+        inv: &Invocation,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        let Some(cwd) = cmd.cwd.as_deref() else {
+            return CodeFrom::Unseen;
+        };
+        // go's flags are single-dash words (`-run REGEX`, `-skip REGEX`, `-n`, `-x`, `-v`).
+        let words = &inv.words;
+        let start = words
+            .iter()
+            .position(|w| w.text == "generate")
+            .map_or(0, |i| i + 1);
+        let mut patterns: Vec<&Word> = Vec::new();
+        let mut i = start;
+        while i < words.len() {
+            let t = words[i].text.as_str();
+            match t {
+                "-n" | "--n" => return CodeFrom::NotCode,
+                // Another directory: not followed.
+                "-C" | "--C" => return CodeFrom::Unseen,
+                "-run" | "--run" | "-skip" | "--skip" | "-tags" | "--tags" | "-mod" | "--mod" => {
+                    i += 1
+                }
+                _ if t.starts_with('-') => {}
+                _ => patterns.push(&words[i]),
+            }
+            i += 1;
+        }
+        let mut dirs = Vec::new();
+        if patterns.is_empty() {
+            dirs.push(cwd.to_string());
+        }
+        for p in patterns {
+            let Some(t) = p.as_static() else {
+                return CodeFrom::Unseen;
+            };
+            if t.ends_with(".go") {
+                // Files named: their directory.
+                let Some(f) = absolute(t, Some(cwd), &env.home) else {
+                    return CodeFrom::Unseen;
+                };
+                dirs.push(f.rsplit_once('/').map_or("/", |(d, _)| d).to_string());
+                continue;
+            }
+            match go_dirs(cwd, t, &env.home) {
+                Some(d) => dirs.extend(d),
+                None => return CodeFrom::Unseen,
+            }
+        }
+        let Some(lines) = go_generate_lines(&dirs) else {
+            return CodeFrom::Unseen;
+        };
+        if lines.is_empty() {
+            return CodeFrom::NotCode;
+        }
+        self.code_word(&Word::lit(&lines.join("\n")), "go generate", cmd, env, out)
+    }
+
     /// `poe`, `tox`, `task`: the commands of the tasks run (see the module docs).
     pub(super) fn task_runner(
         &self,
