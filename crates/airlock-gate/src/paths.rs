@@ -38,6 +38,12 @@ pub fn resolve_links(p: &str) -> Option<String> {
             done = next;
             continue;
         }
+        if per_process(&next) {
+            // What these name depends on the process that opens them (the command, not this
+            // hook): taken as written.
+            done = next;
+            continue;
+        }
         match std::fs::symlink_metadata(Path::new(&next)) {
             Ok(m) if m.file_type().is_symlink() => {
                 links += 1;
@@ -61,6 +67,15 @@ pub fn resolve_links(p: &str) -> Option<String> {
         }
     }
     Some(lexical(&done))
+}
+
+/// Links whose target is the opening process's own (proc(5): `/proc/self`, `/proc/thread-self`,
+/// `/proc/PID/fd/N`; `/dev/stdin`, `/dev/stdout`, `/dev/stderr`, `/dev/fd`): resolving them in
+/// the hook would describe the hook's descriptors, not the command's.
+fn per_process(p: &str) -> bool {
+    p.starts_with("/proc/")
+        || matches!(p, "/dev/stdin" | "/dev/stdout" | "/dev/stderr" | "/dev/fd")
+        || p.starts_with("/dev/fd/")
 }
 
 fn components(p: &str) -> impl Iterator<Item = String> + '_ {
@@ -494,6 +509,23 @@ fn pattern_dir(pattern: &str, base: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `/dev/stderr` and `/proc/self/...` name the command's own descriptors: the hook's (a
+    /// pipe, a terminal) must not leak into the decision.
+    #[test]
+    fn per_process_links_are_taken_as_written() {
+        for p in [
+            "/dev/stderr",
+            "/dev/stdout",
+            "/dev/stdin",
+            "/dev/fd/2",
+            "/proc/self/fd/1",
+            "/proc/self/environ",
+            "/proc/thread-self/fd/0",
+        ] {
+            assert_eq!(resolve_links(p).as_deref(), Some(p), "{p}");
+        }
+    }
 
     #[test]
     fn follows_links_prefixes_and_dangling_links() {
