@@ -57,7 +57,7 @@ echo "== man pages"
 "${CARGO_TARGET_DIR:-target}/debug/airlock" man --out "${CARGO_TARGET_DIR:-target}/man"
 
 echo "== tests as $(id -un)"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 # The benchmark is not pass/fail; this only checks that bench/run.sh still runs (missing peers are skipped).
 echo "== benchmark smoke run (bench/run.sh --quick)"
