@@ -307,7 +307,13 @@ fn judge_host_path(src: &Word, cwd: Option<&str>, ctx: &MatchCtx<'_>) -> Match {
         let d = dir.trim_end_matches('/');
         abs == d || abs.starts_with(&format!("{d}/"))
     };
-    if ctx.workspace.is_some_and(under) || ["/tmp", "/var/tmp"].iter().any(|d| under(d)) {
+    if ctx.workspace.is_some_and(under) {
+        return Match::No;
+    }
+    // Scratch directories are fine, unless the home directory itself lives there: then the
+    // home (its keys included) is what the mount names.
+    let in_home = ctx.home != "/" && under(ctx.home);
+    if !in_home && ["/tmp", "/var/tmp"].iter().any(|d| under(d)) {
         return Match::No;
     }
     Match::Yes
