@@ -72,67 +72,38 @@ if [ "$(id -u)" = 0 ]; then
   stage=$(mktemp -d /tmp/airlock-ci-XXXXXX)
   trap 'rm -rf "$stage"' EXIT
   cp "${CARGO_TARGET_DIR:-target}/debug/airlock" "$stage/airlock"
-  cargo test -p airlock --test sandbox --no-run --locked --message-format=json 2>/dev/null \
-    | python3 -c 'import json,sys
+  # Copies the test binary of crates/airlock/tests/NAME.rs to $stage/NAME-tests.
+  stage_test() {
+    cargo test -p airlock --test "$1" --no-run --locked --message-format=json 2>/dev/null \
+      | python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="sandbox":
-        print(m["executable"])' > "$stage/bins"
-  [ -s "$stage/bins" ] || { echo "could not find the sandbox test binary" >&2; exit 1; }
-  cp "$(head -n1 "$stage/bins")" "$stage/sandbox-tests"
-  # The credential tests too (placeholders, the credential proxy, nothing secret inside).
-  cargo test -p airlock --test creds --no-run --locked --message-format=json 2>/dev/null \
-    | python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="creds":
-        print(m["executable"])' > "$stage/creds-bins"
-  [ -s "$stage/creds-bins" ] || { echo "could not find the creds test binary" >&2; exit 1; }
-  cp "$(head -n1 "$stage/creds-bins")" "$stage/creds-tests"
-  # The real agent clients against fake APIs (the gate, the proxy and the swap in their path).
-  cargo test -p airlock --test agents --no-run --locked --message-format=json 2>/dev/null \
-    | python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="agents":
-        print(m["executable"])' > "$stage/agents-bins"
-  [ -s "$stage/agents-bins" ] || { echo "could not find the agents test binary" >&2; exit 1; }
-  cp "$(head -n1 "$stage/agents-bins")" "$stage/agents-tests"
-  # The container backend, rootless.
-  cargo test -p airlock --test container --no-run --locked --message-format=json 2>/dev/null \
-    | python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="container":
-        print(m["executable"])' > "$stage/container-bins"
-  [ -s "$stage/container-bins" ] || { echo "could not find the container test binary" >&2; exit 1; }
-  cp "$(head -n1 "$stage/container-bins")" "$stage/container-tests"
-  # The telemetry tests too (a real OTLP receiver on loopback; the collector route through the proxy).
-  cargo test -p airlock --test telemetry --no-run --locked --message-format=json 2>/dev/null \
-    | python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="telemetry":
-        print(m["executable"])' > "$stage/telemetry-bins"
-  [ -s "$stage/telemetry-bins" ] || { echo "could not find the telemetry test binary" >&2; exit 1; }
-  cp "$(head -n1 "$stage/telemetry-bins")" "$stage/telemetry-tests"
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]==sys.argv[1]:
+        print(m["executable"])' "$1" > "$stage/$1-bins"
+    [ -s "$stage/$1-bins" ] || { echo "could not find the $1 test binary" >&2; exit 1; }
+    cp "$(head -n1 "$stage/$1-bins")" "$stage/$1-tests"
+  }
+  # The sandbox, the credential proxy (placeholders, nothing secret inside), the real agent
+  # clients against fake APIs, the container backend (rootless), telemetry (a real OTLP receiver
+  # on loopback, the collector route through the proxy).
+  for t in sandbox creds agents container telemetry; do stage_test "$t"; done
   chmod -R a+rX "$stage"
-  runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
-    CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" sh -c "cd /tmp && '$stage/sandbox-tests' --test-threads=2"
+  # Runs $stage/NAME-tests as the test user with a clean environment (plus any VAR=value given).
+  run_unprivileged() {
+    local name=$1
+    shift
+    runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
+      CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" "$@" \
+      sh -c "cd /tmp && '$stage/$name-tests' --test-threads=2"
+  }
+  run_unprivileged sandbox
   echo "== credential tests as unprivileged user $TEST_USER"
-  runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
-    CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" sh -c "cd /tmp && '$stage/creds-tests' --test-threads=2"
+  run_unprivileged creds
   echo "== telemetry tests as unprivileged user $TEST_USER"
-  runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
-    CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" sh -c "cd /tmp && '$stage/telemetry-tests' --test-threads=2"
+  run_unprivileged telemetry
   echo "== agent tests (real Claude Code and Codex) as unprivileged user $TEST_USER"
-  runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
-    CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" AIRLOCK_TEST_NPM_PREFIX="$NPM_PREFIX" \
-    sh -c "cd /tmp && '$stage/agents-tests' --test-threads=2"
+  run_unprivileged agents AIRLOCK_TEST_NPM_PREFIX="$NPM_PREFIX"
   echo "== container backend tests (rootless Podman) as unprivileged user $TEST_USER"
-  test_uid=$(id -u "$TEST_USER")
-  runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
-    CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" XDG_RUNTIME_DIR="/run/user/$test_uid" \
-    sh -c "cd /tmp && '$stage/container-tests'"
+  run_unprivileged container XDG_RUNTIME_DIR="/run/user/$(id -u "$TEST_USER")"
 fi
 echo "== all tests passed"
