@@ -95,6 +95,28 @@ pub fn is_git_internal(path: &Path) -> bool {
     path.starts_with(".git") && exec_reason(path).is_none()
 }
 
+/// The git directory `workspace` lies in, if any: a path component named `.git`, or an
+/// ancestor (the workspace itself included) laid out as a git directory (`HEAD`, `objects/`,
+/// `refs/`: a bare repository or a `.git` under another name). Such a workspace is refused by
+/// `airlock run` and `airlock merge`: git runs the hooks and config written there on the host
+/// (gitrepository-layout(5)), and paths in it are not recognised as `.git/hooks/…` by the
+/// exec-file check.
+pub fn enclosing_git_dir(workspace: &Path) -> Option<PathBuf> {
+    let mut at = Some(workspace);
+    while let Some(dir) = at {
+        let laid_out = |d: &Path| {
+            std::fs::symlink_metadata(d.join("HEAD")).is_ok_and(|m| m.is_file())
+                && std::fs::symlink_metadata(d.join("objects")).is_ok_and(|m| m.is_dir())
+                && std::fs::symlink_metadata(d.join("refs")).is_ok_and(|m| m.is_dir())
+        };
+        if dir.file_name().is_some_and(|n| n == ".git") || laid_out(dir) {
+            return Some(dir.to_path_buf());
+        }
+        at = dir.parent();
+    }
+    None
+}
+
 /// The outcome of a merge.
 #[derive(Debug, Default)]
 pub struct MergeReport {

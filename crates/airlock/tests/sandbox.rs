@@ -2038,6 +2038,54 @@ fn session_commands_explain_bad_input() {
     assert_eq!(o.status.code(), Some(125), "duplicate names are refused");
 }
 
+/// A workspace inside a git directory (`repo/.git`, one of its subdirectories, or a bare
+/// repository) is refused: a hook the agent wrote there would run on the host at the next git
+/// command, and the merge's exec-file check only knows `.git/hooks/...` from a work tree.
+#[test]
+fn a_workspace_inside_a_git_directory_is_refused() {
+    let repo = Repo::new();
+    let git = repo.ws.path().join(".git");
+    let bare = repo.ws.path().join("bare.git");
+    let o = Command::new("git")
+        .args(["init", "-q", "--bare"])
+        .arg(&bare)
+        .output()
+        .expect("git");
+    assert!(o.status.success());
+    for ws in [
+        git.clone(),
+        git.join("hooks"),
+        bare.clone(),
+        bare.join("refs"),
+    ] {
+        let o = repo
+            .ws
+            .airlock()
+            .arg("run")
+            .arg("--workspace")
+            .arg(&ws)
+            .args(["--", "sh", "-c", "echo planted > pre-commit"])
+            .output()
+            .expect("airlock");
+        assert_eq!(
+            o.status.code(),
+            Some(125),
+            "{}: {}",
+            ws.display(),
+            stderr(&o)
+        );
+        assert!(
+            stderr(&o).contains("inside the git directory"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!ws.join("pre-commit").exists(), "{}", ws.display());
+    }
+    // The work tree itself is fine.
+    let o = repo.airlock(&["run", "--", "true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
 #[test]
 fn sessions_record_their_backend_and_only_working_backends_are_offered() {
     let repo = Repo::new();

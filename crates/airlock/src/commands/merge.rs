@@ -145,6 +145,15 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
     if r.merged {
         bail!("session {} was merged already; nothing to do", r.id);
     }
+    if let Some(git_dir) = airlock_session::merge::enclosing_git_dir(&r.workspace) {
+        bail!(
+            "session {}'s workspace {} is inside the git directory {}: git would run hooks and config from it on your host, so nothing is merged; read the changes with `airlock diff {}`",
+            r.id,
+            r.workspace.display(),
+            git_dir.display(),
+            r.id
+        );
+    }
     let rv = review(&r)?;
     let upper = r.dir.join("upper");
     let files: Vec<Change> = rv

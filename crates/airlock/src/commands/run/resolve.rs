@@ -82,6 +82,13 @@ fn workspace(arg: &Path, who: &Invoker) -> Result<PathBuf> {
     if workspace == Path::new("/") {
         bail!("refusing to use / as the workspace: pass a project directory with --workspace");
     }
+    if let Some(git_dir) = airlock_session::merge::enclosing_git_dir(&workspace) {
+        bail!(
+            "workspace {} is inside the git directory {}: git would run the hooks and config the agent writes there on your host. Pass the repository's work tree with --workspace",
+            workspace.display(),
+            git_dir.display()
+        );
+    }
     if who.home.starts_with(&workspace) {
         bail!(
             "workspace {} contains your home directory; the agent would see your secrets. Pass a \
