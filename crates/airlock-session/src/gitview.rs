@@ -61,6 +61,29 @@ pub fn agent_head(upper: &Path, lower: &Path) -> Option<String> {
     })
 }
 
+/// The agent's `HEAD` when the agent moved it: some of `HEAD`, the ref it names or
+/// `packed-refs` is in the upper layer (written, or deleted as a whiteout, by the session).
+/// `None` when every one of them comes from the real repository: commits made there on the
+/// host after the session started are the user's, not the agent's.
+pub fn agent_moved_head(upper: &Path, lower: &Path) -> Option<String> {
+    let mine = |name: &str| std::fs::symlink_metadata(upper.join(".git").join(name)).is_ok();
+    let head_file = read_layered(upper, lower, "HEAD")?;
+    let named = head_file
+        .trim()
+        .strip_prefix("ref: ")
+        .map(|r| r.trim().to_string());
+    let moved = mine("HEAD")
+        || mine("packed-refs")
+        || named
+            .as_deref()
+            .is_some_and(|r| r.starts_with("refs/") && !r.contains("..") && mine(r));
+    if moved {
+        agent_head(upper, lower)
+    } else {
+        None
+    }
+}
+
 /// A scratch repository seeing the agent's objects.
 #[derive(Debug)]
 pub struct GitView {
@@ -303,5 +326,25 @@ mod tests {
         nix::unistd::mkfifo(&idx, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
         let e = GitView::new(&t.path().join("scratch"), &up, &low).expect_err("refused");
         assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
+    /// A commit the user makes in the real repository after the session started is not the
+    /// agent's: only refs the session wrote count.
+    #[test]
+    fn only_refs_the_session_wrote_move_the_agents_head() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (up, low) = (t.path().join("u"), t.path().join("l"));
+        let (a, b) = ("a".repeat(40), "b".repeat(40));
+        std::fs::create_dir_all(low.join(".git/refs/heads")).expect("mkdir");
+        std::fs::create_dir_all(&up).expect("mkdir");
+        std::fs::write(low.join(".git/HEAD"), "ref: refs/heads/main\n").expect("write");
+        std::fs::write(low.join(".git/refs/heads/main"), format!("{a}\n")).expect("write");
+        // The host commits: the real ref moves, the upper layer has nothing.
+        assert_eq!(agent_head(&up, &low), Some(a.clone()));
+        assert_eq!(agent_moved_head(&up, &low), None);
+        // The agent commits: its ref is in the upper layer.
+        std::fs::create_dir_all(up.join(".git/refs/heads")).expect("mkdir");
+        std::fs::write(up.join(".git/refs/heads/main"), format!("{b}\n")).expect("write");
+        assert_eq!(agent_moved_head(&up, &low), Some(b));
     }
 }

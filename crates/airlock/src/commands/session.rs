@@ -3,7 +3,7 @@
 //! session's backend first.
 
 use airlock_session::changes::{changes, Change};
-use airlock_session::gitview::{agent_head, GitView};
+use airlock_session::gitview::{agent_moved_head, GitView};
 use airlock_session::{SessionMode, SessionRow, SessionState};
 use anyhow::{bail, Result};
 
@@ -73,7 +73,7 @@ pub(crate) struct Review {
 pub(crate) fn review(r: &SessionRow) -> Result<Review> {
     let upper = layers(r)?;
     let files = changes(&r.workspace, &upper)?;
-    let head = agent_head(&upper, &r.workspace);
+    let head = agent_moved_head(&upper, &r.workspace);
     let mut commits = Vec::new();
     let mut view = None;
     if let Some(h) = &head {
