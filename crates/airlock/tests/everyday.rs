@@ -442,3 +442,39 @@ fn ignored_build_output_is_not_an_unmerged_change() {
     );
     assert_eq!(names(&env.ls_json(true)), ["sneaky"]);
 }
+
+/// A broken user config stops every run, so `doctor` says not ready and names the file and line;
+/// a fixed one is ready again.
+#[test]
+fn doctor_fails_on_a_broken_config() {
+    let env = Env::new();
+    let dir = env.home.path().join("config/airlock");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("config.toml"), "[network]\nallow = [\n").expect("write");
+    let o = env.airlock(&["doctor", "--json"]);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["ready"], false, "{v}");
+    let detail = v["config"]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("config.toml") && detail.contains("line 2"),
+        "{v}"
+    );
+    std::fs::write(
+        dir.join("config.toml"),
+        "[network]\nallow = [\"crates.io\"]\n",
+    )
+    .expect("write");
+    let v: Value =
+        serde_json::from_slice(&env.airlock(&["doctor", "--json"]).stdout).expect("json");
+    assert_eq!(v["config"]["ok"], true, "{v}");
+}
+
+/// `selftest --only` that matches nothing ran nothing: an error, never "0 failed".
+#[test]
+fn selftest_only_matching_nothing_is_an_error() {
+    let env = Env::new();
+    let o = env.airlock(&["selftest", "--only", "no-such-check-anywhere"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).contains("matches no check"), "{}", stderr(&o));
+}

@@ -6,13 +6,18 @@ use crate::cli::DoctorArgs;
 pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<i32> {
     let checks = airlock_sandbox::host::checks();
     let container = airlock_container::doctor::checks(&airlock_container::Discovery::from_env());
-    let essential_missing = checks.iter().any(|c| c.essential && !c.ok);
+    let config = config_check();
+    let essential_missing = checks.iter().any(|c| c.essential && !c.ok) || config.is_err();
     if args.json {
         let out = serde_json::json!({
             "ready": !essential_missing,
             "root": nix::unistd::geteuid().is_root(),
             "checks": checks,
             "container": container,
+            "config": match &config {
+                Ok(m) => serde_json::json!({ "ok": true, "detail": m }),
+                Err(e) => serde_json::json!({ "ok": false, "detail": e }),
+            },
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -44,11 +49,27 @@ pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<i32> {
             }
         }
         println!();
+        match &config {
+            Ok(m) => println!("ok    configuration  {m}\n"),
+            Err(e) => println!("FAIL  configuration  {e}\n"),
+        }
         if essential_missing {
-            println!("not ready: the native backend cannot run on this host (see FAIL above)");
+            println!("not ready: `airlock run` cannot start here (see FAIL above)");
         } else {
             println!("ready: `airlock run` works here; `airlock selftest` tries to break out");
         }
     }
     Ok(if essential_missing { 1 } else { 0 })
+}
+
+/// The policy `airlock run` would load in the current directory (the user's config, the
+/// per-project file), compiled as `run` compiles it: a broken file stops every run, so it is
+/// a failure here too.
+fn config_check() -> Result<String, String> {
+    let cwd = std::env::current_dir().map_err(|e| format!("no current directory: {e}"))?;
+    let policy =
+        crate::policy_load::load(Some(&cwd), &[], &[], None).map_err(|e| format!("{e:#}"))?;
+    airlock_policy::network::NetworkPolicy::compile(&policy.network)
+        .map_err(|e| format!("invalid network policy: {e}"))?;
+    Ok("the user's configuration loads (`airlock policy show` prints it)".into())
 }

@@ -823,6 +823,16 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
 
     if let Some(only) = &args.only {
         checks.retain(|c| c.name.contains(only.as_str()) || c.probe.contains(only.as_str()));
+        let kill = "airlock killed".contains(only.as_str()) || only == "kill";
+        if checks.is_empty() && !kill {
+            // Nothing run is not a pass.
+            return Err(crate::exit::with_code(
+                crate::exit::FAILURE,
+                anyhow::anyhow!(
+                    "selftest --only {only:?} matches no check; `airlock selftest` lists their names"
+                ),
+            ));
+        }
     }
 
     let mut reports = Vec::new();
