@@ -54,6 +54,7 @@ pub(super) fn resolve(args: &RunArgs) -> Result<Request> {
         &args.trust_policies,
         Some(flags_layer(args)?),
     )?;
+    warn_host_loopback(&policy);
     let creds = crate::credentials::prepare(&mut policy, &who.home)?;
     let binary = agent_binary(args, profile, &who, &creds)?;
     Ok(Request {
@@ -66,6 +67,29 @@ pub(super) fn resolve(args: &RunArgs) -> Result<Request> {
         binary,
         prompt,
     })
+}
+
+/// Warns when `[network] allow` names this machine's loopback (`localhost`, `127.0.0.1`, `::1`):
+/// inside the sandbox those are the sandbox's own loopback (`NO_PROXY`), so the entry reaches
+/// nothing on the host. A host service is reached through the proxy under a pinned name
+/// (docs/network.md, "Policy").
+fn warn_host_loopback(policy: &airlock_policy::Policy) {
+    for entry in &policy.network.allow {
+        let e = entry.trim_start_matches('[').trim_end_matches(']');
+        let loopback = e == "localhost"
+            || e.ends_with(".localhost")
+            || e.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+        if loopback {
+            eprintln!(
+                "airlock: warning: allow {entry:?} does nothing: inside the sandbox it is the \
+                 sandbox's own loopback. To reach a service on this host, pin a name to it and \
+                 allow that name: resolve = {{ \"host.dev\" = \"127.0.0.1\" }}, allow = \
+                 [\"host.dev\"], allow_private = [\"127.0.0.1\"] and its port under \
+                 [network.ports] (docs/network.md)"
+            );
+        }
+    }
 }
 
 /// The workspace directory, canonical, refused when it is `/` or contains the home directory.
