@@ -606,7 +606,7 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
     ] {
         let mut c = check(
             &format!("rewrite {agent}'s managed settings (the gate hook)"),
-            "2 host writes",
+            "7 policy, hook and settings",
             "write-file",
             &[file],
         );
