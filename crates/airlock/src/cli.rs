@@ -97,7 +97,7 @@ pub(crate) enum Command {
     /// Agent hooks (the command gate).
     #[command(subcommand)]
     Hook(HookCommand),
-    /// Inspect the command policy.
+    /// The policy: what is in force and where it came from, checks, explanations, suggestions.
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Print shell completions: airlock completions bash|zsh|fish > FILE.
@@ -457,7 +457,7 @@ pub(crate) struct StopArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct AuditArgs {
-    /// Session id or unique prefix (default: the most recent session).
+    /// Session id, unique id prefix, or name (default: the most recent session).
     pub(crate) id: Option<String>,
     /// Only refusals.
     #[arg(long)]
@@ -520,7 +520,7 @@ pub(crate) enum PolicyCommand {
     /// Re-read a running session's policy files (same as sending its airlock SIGHUP).
     /// Established connections are kept; new ones follow the new policy.
     Reload {
-        /// Session id or unique prefix (default: the most recent session).
+        /// Session id, unique id prefix, or name (default: the most recent session).
         id: Option<String>,
     },
     /// Print the smallest policy change that would have allowed what a session was refused on
@@ -537,7 +537,7 @@ pub(crate) struct ApprovalsArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ApproveArgs {
-    /// Session id or unique prefix.
+    /// Session id, unique id prefix, or name.
     pub(crate) id: String,
     /// The held destination: HOST (every port held) or HOST:PORT.
     pub(crate) host: String,
@@ -549,7 +549,7 @@ pub(crate) struct ApproveArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct DenyArgs {
-    /// Session id or unique prefix.
+    /// Session id, unique id prefix, or name.
     pub(crate) id: String,
     /// The held destination: HOST (every port held) or HOST:PORT.
     pub(crate) host: String,
@@ -557,7 +557,7 @@ pub(crate) struct DenyArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct SuggestArgs {
-    /// Session id or unique prefix (default: the most recent session).
+    /// Session id, unique id prefix, or name (default: the most recent session).
     pub(crate) id: Option<String>,
     /// Group two or more names that share a registrable domain (Public Suffix List) under
     /// one `*.domain` entry.

@@ -103,6 +103,15 @@ fn workspace(arg: &Path, who: &Invoker) -> Result<PathBuf> {
     if !workspace.is_dir() {
         bail!("workspace {} is not a directory", workspace.display());
     }
+    if ["/proc", "/sys", "/dev"]
+        .iter()
+        .any(|d| workspace.starts_with(d))
+    {
+        bail!(
+            "{} is a kernel or device filesystem, not a project directory: pass one with --workspace",
+            workspace.display()
+        );
+    }
     if workspace == Path::new("/") {
         bail!("refusing to use / as the workspace: pass a project directory with --workspace");
     }
