@@ -442,3 +442,19 @@ fn ignored_build_output_is_not_an_unmerged_change() {
     );
     assert_eq!(names(&env.ls_json(true)), ["sneaky"]);
 }
+
+#[test]
+fn attach_without_a_terminal_refuses_at_once() {
+    let env = Env::new();
+    // Stdin is /dev/null and stdout a pipe here: neither is a terminal.
+    for id in ["bg2", "0123abcd"] {
+        let o = env.airlock(&["attach", id]);
+        assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("attach needs a terminal")
+                && stderr(&o).contains(&format!("airlock logs {id}")),
+            "{}",
+            stderr(&o)
+        );
+    }
+}

@@ -19,6 +19,13 @@ use crate::session_dir;
 /// `airlock attach ID`: wait for the session to be up, have the supervisor start `tmux attach`
 /// inside the sandbox, and relay its terminal to ours.
 pub(crate) fn attach(args: AttachArgs) -> Result<i32> {
+    let stdin_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+    if !stdin_tty || !nix::unistd::isatty(std::io::stdout()).unwrap_or(false) {
+        bail!(
+            "attach needs a terminal; use `airlock logs {} [-f]` to read the output",
+            args.id
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(args.wait);
     let mut said = false;
     let r = loop {
