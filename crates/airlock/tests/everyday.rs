@@ -458,3 +458,29 @@ fn attach_without_a_terminal_refuses_at_once() {
         );
     }
 }
+
+#[test]
+fn container_settings_in_the_config_do_not_break_native_runs() {
+    let env = Env::new();
+    let dir = env.home.path().join("config/airlock");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for config in [
+        "[container]\nruntime = \"crun\"\n",
+        "[container]\nimage = \"docker.io/library/alpine\"\n",
+        "[container]\nruntime = \"runsc\"\nimage = \"x\"\n",
+    ] {
+        write(&dir, "config.toml", config);
+        env.run(&[], "true");
+    }
+    // Given as a flag (or its variable) to the native backend, each is refused the same way.
+    let ws = env.ws.path().to_str().expect("utf-8");
+    for flag in [["--runtime", "crun"], ["--image", "alpine"]] {
+        let o = env.airlock(&["run", flag[0], flag[1], "--workspace", ws, "--", "true"]);
+        assert_eq!(o.status.code(), Some(125), "{flag:?}");
+        let e = stderr(&o);
+        assert!(
+            e.contains(flag[0]) && e.contains("--backend podman"),
+            "{flag:?}: {e}"
+        );
+    }
+}
