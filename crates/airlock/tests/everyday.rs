@@ -484,3 +484,40 @@ fn container_settings_in_the_config_do_not_break_native_runs() {
         );
     }
 }
+
+#[test]
+fn policy_check_refuses_what_run_refuses_and_lists_every_bad_entry() {
+    let env = Env::new();
+    let pol = tempfile::tempdir().expect("tempdir");
+    let ws = env.ws.path().to_str().expect("utf-8");
+    for (text, bad) in [
+        (
+            "[network]\nallow = [\"ok.example\", \"*.com\", \"\", \"http://x.com/path\", \"a b\"]\n",
+            &["allow[1]", "allow[2]", "allow[3]", "allow[4]"][..],
+        ),
+        ("[network]\nallow = [\"*\"]\n", &["allow[0]"][..]),
+        (
+            "[network]\ndeny = [\"*.com\"]\nallow_private = [\"nope\"]\n",
+            &["deny[0]", "allow_private[0]"][..],
+        ),
+    ] {
+        let file = write(pol.path(), "p.toml", text);
+        let f = file.to_str().expect("utf-8");
+        let o = env.airlock(&["policy", "check", f]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{text}: {e}");
+        assert!(!stdout(&o).contains("ok"), "{text}: {}", stdout(&o));
+        assert_eq!(e.lines().count(), bad.len(), "{text}: {e}");
+        for (line, key) in e.lines().zip(bad) {
+            assert!(
+                line.starts_with(&format!("{f}:")) && line.contains(&format!("network.{key}")),
+                "{text}: {e}"
+            );
+        }
+        let o = env.airlock(&["run", "--policy", f, "--workspace", ws, "--", "true"]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{text}: {e}");
+        assert!(e.contains(f) && e.contains(bad[0]), "{text}: {e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    }
+}
