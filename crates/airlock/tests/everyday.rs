@@ -521,3 +521,41 @@ fn policy_check_refuses_what_run_refuses_and_lists_every_bad_entry() {
         assert_eq!(e.trim_end().lines().count(), 1, "{e}");
     }
 }
+
+#[test]
+fn a_closed_standard_output_is_a_quiet_exit_not_a_panic() {
+    let env = Env::new();
+    env.run(&["--name", "one"], "echo x > made.txt");
+    let ws = env.ws.path().to_str().expect("utf-8");
+    for args in [
+        &["run", "--dry-run", "--workspace", ws, "--", "true"][..],
+        &["doctor"][..],
+        &["doctor", "--json"][..],
+        &["creds"][..],
+        &["policy", "show"][..],
+        &["ls", "--all"][..],
+        &["diff", "one"][..],
+        &["audit", "one"][..],
+        &["man"][..],
+        &["completions", "bash"][..],
+    ] {
+        // The reader of the pipe is gone before airlock writes (as after `| head -1`).
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let o = Command::new(bin())
+            .current_dir(env.ws.path())
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .env("XDG_DATA_HOME", env.data.path())
+            .env("XDG_CONFIG_HOME", env.home.path().join("config"))
+            .args(args)
+            .output()
+            .expect("run airlock");
+        let e = stderr(&o);
+        assert!(
+            !e.contains("panicked") && o.status.code() != Some(101),
+            "{args:?}: {e}"
+        );
+        assert!(e.is_empty(), "{args:?}: {e}");
+    }
+}

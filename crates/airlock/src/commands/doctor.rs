@@ -2,6 +2,7 @@
 //! and what each missing piece costs.
 
 use crate::cli::DoctorArgs;
+use std::io::Write as _;
 
 pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<i32> {
     let checks = airlock_sandbox::host::checks();
@@ -14,14 +15,17 @@ pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<i32> {
             "checks": checks,
             "container": container,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&out)?)?;
     } else {
         let who = if nix::unistd::geteuid().is_root() {
             "root"
         } else {
             "an unprivileged user"
         };
-        println!("airlock doctor: native backend, running as {who}\n");
+        writeln!(
+            std::io::stdout(),
+            "airlock doctor: native backend, running as {who}\n"
+        )?;
         let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(10);
         for c in &checks {
             let mark = match (c.ok, c.essential) {
@@ -29,25 +33,34 @@ pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<i32> {
                 (false, true) => "FAIL",
                 (false, false) => "warn",
             };
-            println!("{mark}  {:width$}  {}", c.name, c.detail);
+            writeln!(std::io::stdout(), "{mark}  {:width$}  {}", c.name, c.detail)?;
             if !c.cost.is_empty() {
-                println!("      {:width$}  -> {}", "", c.cost);
+                writeln!(std::io::stdout(), "      {:width$}  -> {}", "", c.cost)?;
             }
         }
-        println!("\ncontainer backends (--backend podman|docker, --runtime):\n");
+        writeln!(
+            std::io::stdout(),
+            "\ncontainer backends (--backend podman|docker, --runtime):\n"
+        )?;
         let width = container.iter().map(|c| c.name.len()).max().unwrap_or(10);
         for c in &container {
             let mark = if c.ok { "ok  " } else { "warn" };
-            println!("{mark}  {:width$}  {}", c.name, c.detail);
+            writeln!(std::io::stdout(), "{mark}  {:width$}  {}", c.name, c.detail)?;
             if !c.cost.is_empty() {
-                println!("      {:width$}  -> {}", "", c.cost);
+                writeln!(std::io::stdout(), "      {:width$}  -> {}", "", c.cost)?;
             }
         }
-        println!();
+        writeln!(std::io::stdout())?;
         if essential_missing {
-            println!("not ready: the native backend cannot run on this host (see FAIL above)");
+            writeln!(
+                std::io::stdout(),
+                "not ready: the native backend cannot run on this host (see FAIL above)"
+            )?;
         } else {
-            println!("ready: `airlock run` works here; `airlock selftest` tries to break out");
+            writeln!(
+                std::io::stdout(),
+                "ready: `airlock run` works here; `airlock selftest` tries to break out"
+            )?;
         }
     }
     Ok(if essential_missing { 1 } else { 0 })

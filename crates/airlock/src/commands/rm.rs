@@ -4,6 +4,7 @@
 use airlock_session::merge::is_git_internal;
 use airlock_session::{SessionMode, SessionState};
 use anyhow::{bail, Result};
+use std::io::Write as _;
 
 use super::session::review;
 use crate::cli::RmArgs;
@@ -37,7 +38,7 @@ pub(crate) fn rm(args: RmArgs) -> Result<i32> {
         }
     }
     super::ls::remove_session(&store, &r)?;
-    println!("removed session {}", r.id);
+    writeln!(std::io::stdout(), "removed session {}", r.id)?;
     Ok(0)
 }
 

@@ -15,6 +15,7 @@ mod resolve;
 mod supervise;
 
 use airlock_sandbox::{RunningSandbox, SandboxError, SessionContext};
+use std::io::Write as _;
 
 use airlock_session::{SessionMode, SessionRow, SessionState, Store};
 use anyhow::{Context, Result};
@@ -71,7 +72,11 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     .map_err(|e| with_code(crate::exit::FAILURE, e))?;
     let plan = plan::plan(&args, request, backend.as_mut())?;
     if args.dry_run {
-        println!("{}", serde_json::to_string_pretty(&plan.spec)?);
+        writeln!(
+            std::io::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&plan.spec)?
+        )?;
         return Ok(0);
     }
     let mut plan = plan;
