@@ -310,7 +310,8 @@ pub(crate) struct RunArgs {
     /// sandbox (top pane; a shell in the workspace below); `airlock attach` joins it.
     #[arg(long)]
     pub(crate) detach: bool,
-    /// Session name (usable wherever a session id is).
+    /// Session name (usable wherever a session id is): not empty, not all hex digits (ids are
+    /// 8 hex digits), no `/`, whitespace or control characters.
     #[arg(long)]
     pub(crate) name: Option<String>,
     /// Remove the session when it ends, unless it holds unmerged changes (then it is kept and

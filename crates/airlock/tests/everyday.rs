@@ -559,3 +559,33 @@ fn a_closed_standard_output_is_a_quiet_exit_not_a_panic() {
         assert!(e.is_empty(), "{args:?}: {e}");
     }
 }
+
+#[test]
+fn session_names_that_could_shadow_an_id_or_split_are_refused() {
+    let env = Env::new();
+    let ws = env.ws.path().to_str().expect("utf-8");
+    for name in [
+        "3b67",
+        "dcdcf088",
+        "DEADBEEF",
+        "0",
+        "a b/c",
+        "a/b",
+        "a b",
+        "tab\there",
+        "nl\nx",
+        "bell\x07",
+        "",
+    ] {
+        let o = env.airlock(&["run", "--name", name, "--workspace", ws, "--", "true"]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{name:?}: {e}");
+        assert!(e.contains("session name"), "{name:?}: {e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{name:?}: {e}");
+    }
+    assert!(env.ls_json(true).is_empty());
+    for name in ["fix-tests", "cafe-1", "v1.2_x", "g00d"] {
+        env.run(&["--name", name], "true");
+    }
+    assert_eq!(names(&env.ls_json(true)).len(), 4);
+}
