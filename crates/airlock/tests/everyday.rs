@@ -589,3 +589,59 @@ fn session_names_that_could_shadow_an_id_or_split_are_refused() {
     }
     assert_eq!(names(&env.ls_json(true)).len(), 4);
 }
+
+#[test]
+fn sessions_of_a_gone_workspace_are_pruned_when_empty_and_explained_when_not() {
+    let env = Env::new();
+    let gone = env.ws.path().join("gone");
+    std::fs::create_dir(&gone).expect("mkdir");
+    std::fs::write(gone.join("a.txt"), "a\n").expect("write");
+    let g = gone.to_str().expect("utf-8");
+    for (name, script) in [
+        ("empty", "true"),
+        ("also-empty", "cat a.txt"),
+        ("wrote", "echo x > new.txt"),
+    ] {
+        let o = env.airlock(&[
+            "run",
+            "--name",
+            name,
+            "--workspace",
+            g,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    std::fs::remove_dir_all(&gone).expect("rm workspace");
+    // As for a session that ended without its summary being written (lost, or older airlock).
+    let sessions = env.data.path().join("airlock/sessions");
+    for d in std::fs::read_dir(&sessions).expect("sessions") {
+        let _ = std::fs::remove_file(d.expect("entry").path().join("unmerged.json"));
+    }
+    let rows = env.ls_json(true);
+    for r in &rows {
+        let unknown = r["unmerged"].get("unknown").is_some();
+        assert_eq!(unknown, r["name"] == "wrote", "{r}");
+    }
+    let o = env.airlock(&["prune"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(out.contains("removed 2 session(s)"), "{out}");
+    let id = rows
+        .iter()
+        .find(|r| r["name"] == "wrote")
+        .and_then(|r| r["id"].as_str())
+        .expect("id")
+        .to_string();
+    assert!(
+        out.contains(&format!("kept {id}")) && out.contains(&format!("airlock rm --force {id}")),
+        "{out}"
+    );
+    assert_eq!(names(&env.ls_json(true)), ["wrote"]);
+    let o = env.airlock(&["rm", "--force", &id]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(env.ls_json(true).is_empty());
+}

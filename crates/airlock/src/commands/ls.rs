@@ -60,7 +60,8 @@ impl Unmerged {
 const UNMERGED_CACHE: &str = "unmerged.json";
 
 /// What session `r` holds unmerged. A merged session, a bind-mode session (its writes went to
-/// the workspace itself) and an overlay without changes hold nothing; changes the workspace's
+/// the workspace itself) and an overlay without changes (an empty upper layer, whether or not the
+/// workspace is still there) hold nothing; changes the workspace's
 /// own ignore rules ignore do not count. Computed once for an ended session, then read from
 /// its directory.
 pub(crate) fn unmerged(r: &SessionRow) -> Unmerged {
@@ -70,7 +71,9 @@ pub(crate) fn unmerged(r: &SessionRow) -> Unmerged {
     }
     match r.mode {
         SessionMode::Overlay => {
-            if !r.dir.join("upper").is_dir() {
+            let upper = r.dir.join("upper");
+            let empty = std::fs::read_dir(&upper).is_ok_and(|mut d| d.next().is_none());
+            if !upper.is_dir() || empty {
                 return u;
             }
             let cache = r.dir.join(UNMERGED_CACHE);
@@ -390,6 +393,8 @@ pub(crate) fn prune(args: PruneArgs) -> Result<i32> {
     let now = now_unix();
     let mut pruned = Vec::new();
     let mut kept_unmerged = 0usize;
+    // Kept because their changes cannot be read (the workspace is gone): id and why.
+    let mut unreadable: Vec<(String, String)> = Vec::new();
     for r in store.list()? {
         if r.state == SessionState::Running {
             continue;
@@ -398,8 +403,12 @@ pub(crate) fn prune(args: PruneArgs) -> Result<i32> {
         if min_age.is_some_and(|m| age < m) {
             continue;
         }
-        if !unmerged(&r).is_empty() {
+        let u = unmerged(&r);
+        if !u.is_empty() {
             kept_unmerged += 1;
+            if let Some(why) = u.unknown {
+                unreadable.push((r.id.clone(), why));
+            }
             continue;
         }
         let bytes = if args.dry_run {
@@ -424,6 +433,10 @@ pub(crate) fn prune(args: PruneArgs) -> Result<i32> {
                 "removed": pruned,
                 "freed_bytes": freed,
                 "kept_unmerged": kept_unmerged,
+                "kept_unreadable": unreadable
+                    .iter()
+                    .map(|(id, why)| serde_json::json!({ "id": id, "why": why }))
+                    .collect::<Vec<_>>(),
             }),
         )?;
         writeln!(out)?;
@@ -453,6 +466,13 @@ pub(crate) fn prune(args: PruneArgs) -> Result<i32> {
             String::new()
         }
     )?;
+    for (id, why) in &unreadable {
+        writeln!(
+            out,
+            "kept {id}: its changes cannot be read ({why}); `airlock rm --force {id}` removes it \
+             and them"
+        )?;
+    }
     Ok(0)
 }
 
