@@ -645,3 +645,43 @@ fn sessions_of_a_gone_workspace_are_pruned_when_empty_and_explained_when_not() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(env.ls_json(true).is_empty());
 }
+
+#[test]
+fn rm_of_a_worktree_session_with_changes_refuses_and_says_what_stays() {
+    let env = Env::new();
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(env.ws.path())
+            .output()
+            .expect("git");
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "hello.txt"]);
+    git(&["commit", "-qm", "init"]);
+    env.run(&["--mode", "worktree", "--name", "wt"], "echo x > f.txt");
+    let rows = env.ls_json(false);
+    assert_eq!(names(&rows), ["wt"], "{rows:?}");
+    let wt = rows[0]["unmerged"]["worktree"]
+        .as_str()
+        .expect("worktree")
+        .to_string();
+    for id in ["wt", rows[0]["id"].as_str().expect("id")] {
+        let o = env.airlock(&["rm", id]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{e}");
+        assert!(e.contains("unmerged") && e.contains("--force"), "{e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    }
+    assert_eq!(names(&env.ls_json(true)), ["wt"]);
+    let o = env.airlock(&["rm", "--force", "wt"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains(&wt) && e.contains("airlock/wt") && e.contains("git worktree remove"),
+        "{e}"
+    );
+    assert!(env.ls_json(true).is_empty());
+}

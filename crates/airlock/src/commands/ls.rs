@@ -357,6 +357,20 @@ pub(crate) fn human_bytes(n: u64) -> String {
 
 /// Deletes a session: what its backend left (`Backend::clean_up`), its directory and its row;
 /// returns the bytes freed.
+/// What stays after removing worktree session `r` whose worktree `w` was kept, and how to remove
+/// it: one line for standard error.
+pub(crate) fn worktree_stays(r: &SessionRow, w: &Path) -> String {
+    let branch = format!("airlock/{}", r.name.as_deref().unwrap_or(&r.id));
+    format!(
+        "airlock: session {} removed; its worktree {} and branch {branch} stay in the repository \
+         (`git worktree remove --force {}` and `git branch -D {branch}` in {} remove them)",
+        r.id,
+        w.display(),
+        w.display(),
+        r.workspace.display()
+    )
+}
+
 pub(crate) fn remove_session(store: &Store, r: &SessionRow) -> Result<u64> {
     let (backend, session) = backends::of(r);
     backend
@@ -592,12 +606,7 @@ pub(crate) fn finish_session(session: &str, disposal: Disposal, before: Option<&
         return false;
     }
     if let Some(w) = &pending.worktree {
-        eprintln!(
-            "airlock: session {session} removed; its worktree {} and branch stay in the repository (`git worktree remove --force {}` in {} removes them)",
-            w.display(),
-            w.display(),
-            r.workspace.display()
-        );
+        eprintln!("{}", worktree_stays(&r, w));
     }
     match remove_session(&store, &r) {
         Ok(_) => true,
