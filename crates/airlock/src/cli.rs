@@ -229,7 +229,7 @@ impl PolicyFlags {
     /// `presets.use`, `--memory`/`--pids`/`--cpus` → `limits`, `--env-pass`/`--env` → `env`).
     ///
     /// # Errors
-    /// An `--env` value without `=`.
+    /// An `--env` value without `=`; a `--memory`, `--pids` or `--cpus` out of range.
     pub(crate) fn layer(&self) -> anyhow::Result<airlock_policy::ConfigFile> {
         use airlock_policy::{ConfigFile, EnvConfig, LimitsConfig, NetworkConfig};
         let mut set = std::collections::BTreeMap::new();
@@ -238,6 +238,16 @@ impl PolicyFlags {
                 .split_once('=')
                 .ok_or_else(|| anyhow::anyhow!("--env {kv}: expected NAME=VALUE"))?;
             set.insert(k.to_string(), v.to_string());
+        }
+        let limits = LimitsConfig {
+            memory: self.memory.clone(),
+            pids: self.pids,
+            cpus: self.cpus,
+            ..LimitsConfig::default()
+        };
+        if let Err((key, message)) = limits.validate() {
+            let flag = Self::name_of(&format!("limits.{key}"));
+            anyhow::bail!("{flag}: {message}");
         }
         Ok(ConfigFile {
             network: NetworkConfig {
@@ -248,12 +258,7 @@ impl PolicyFlags {
                 pass: self.env_pass.clone(),
                 set,
             },
-            limits: LimitsConfig {
-                memory: self.memory.clone(),
-                pids: self.pids,
-                cpus: self.cpus,
-                ..LimitsConfig::default()
-            },
+            limits,
             presets: airlock_policy::config::PresetsConfig {
                 use_: self.presets.clone(),
             },

@@ -685,3 +685,35 @@ fn rm_of_a_worktree_session_with_changes_refuses_and_says_what_stays() {
     );
     assert!(env.ls_json(true).is_empty());
 }
+
+#[test]
+fn limits_too_small_to_start_a_sandbox_are_refused_naming_the_flag_or_file() {
+    let env = Env::new();
+    let ws = env.ws.path().to_str().expect("utf-8");
+    for (flag, value) in [
+        ("--cpus", "0"),
+        ("--cpus", "0.0"),
+        ("--pids", "0"),
+        ("--pids", "1"),
+        ("--pids", "7"),
+        ("--memory", "1"),
+        ("--memory", "1M"),
+    ] {
+        let o = env.airlock(&["run", flag, value, "--workspace", ws, "--", "true"]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{flag} {value}: {e}");
+        assert!(e.contains(flag), "{flag} {value}: {e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    }
+    let pol = tempfile::tempdir().expect("tempdir");
+    let file = write(pol.path(), "small.toml", "[limits]\npids = 2\n");
+    let f = file.to_str().expect("utf-8");
+    let o = env.airlock(&["run", "--policy", f, "--workspace", ws, "--", "true"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{e}");
+    assert!(e.contains(f) && e.contains("limits.pids"), "{e}");
+    assert_eq!(env.airlock(&["policy", "check", f]).status.code(), Some(1));
+    assert!(env.ls_json(true).is_empty());
+    // The smallest allowed values start.
+    env.run(&["--memory", "16M", "--pids", "8", "--cpus", "0.1"], "true");
+}
