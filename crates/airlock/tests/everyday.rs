@@ -444,22 +444,6 @@ fn ignored_build_output_is_not_an_unmerged_change() {
 }
 
 #[test]
-fn attach_without_a_terminal_refuses_at_once() {
-    let env = Env::new();
-    // Stdin is /dev/null and stdout a pipe here: neither is a terminal.
-    for id in ["bg2", "0123abcd"] {
-        let o = env.airlock(&["attach", id]);
-        assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
-        assert!(
-            stderr(&o).contains("attach needs a terminal")
-                && stderr(&o).contains(&format!("airlock logs {id}")),
-            "{}",
-            stderr(&o)
-        );
-    }
-}
-
-#[test]
 fn container_settings_in_the_config_do_not_break_native_runs() {
     let env = Env::new();
     let dir = env.home.path().join("config/airlock");

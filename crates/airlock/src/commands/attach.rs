@@ -19,13 +19,6 @@ use crate::session_dir;
 /// `airlock attach ID`: wait for the session to be up, have the supervisor start `tmux attach`
 /// inside the sandbox, and relay its terminal to ours.
 pub(crate) fn attach(args: AttachArgs) -> Result<i32> {
-    let stdin_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
-    if !stdin_tty || !nix::unistd::isatty(std::io::stdout()).unwrap_or(false) {
-        bail!(
-            "attach needs a terminal; use `airlock logs {} [-f]` to read the output",
-            args.id
-        );
-    }
     let deadline = Instant::now() + Duration::from_secs(args.wait);
     let mut said = false;
     let r = loop {
@@ -35,6 +28,14 @@ pub(crate) fn attach(args: AttachArgs) -> Result<i32> {
                 "session {} is not running ({:?}); `airlock logs {}` shows what it printed",
                 r.id,
                 r.state,
+                r.id
+            );
+        }
+        // Without a terminal the relay would stream tmux's screen updates forever.
+        let stdin_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+        if !stdin_tty || !nix::unistd::isatty(std::io::stdout()).unwrap_or(false) {
+            bail!(
+                "attach needs a terminal; use `airlock logs {} [-f]` to read the output",
                 r.id
             );
         }
