@@ -88,18 +88,18 @@ fn names(rows: &[Value]) -> Vec<String> {
 #[test]
 fn ls_is_newest_first_and_by_default_shows_what_still_needs_you() {
     let env = Env::new();
-    env.run(&["--name", "a"], "true");
-    env.run(&["--name", "b"], "echo new > made.txt");
-    env.run(&["--name", "c"], "true");
-    assert_eq!(names(&env.ls_json(true)), ["c", "b", "a"]);
+    env.run(&["--name", "x"], "true");
+    env.run(&["--name", "y"], "echo new > made.txt");
+    env.run(&["--name", "z"], "true");
+    assert_eq!(names(&env.ls_json(true)), ["z", "y", "x"]);
     let shown = env.ls_json(false);
-    assert_eq!(names(&shown), ["b"]);
+    assert_eq!(names(&shown), ["y"]);
     assert_eq!(shown[0]["unmerged"]["files"], 1, "{shown:?}");
     let o = env.airlock(&["ls"]);
     let out = stdout(&o);
     assert_eq!(out.lines().count(), 2, "{out}");
     assert!(
-        out.lines().nth(1).is_some_and(|l| l.contains(" b ")),
+        out.lines().nth(1).is_some_and(|l| l.contains(" y ")),
         "{out}"
     );
     assert!(stderr(&o).contains("2 ended session(s)"), "{}", stderr(&o));
@@ -109,9 +109,9 @@ fn ls_is_newest_first_and_by_default_shows_what_still_needs_you() {
         .skip(1)
         .filter_map(|l| l.split_whitespace().nth(1))
         .collect();
-    assert_eq!(order, ["c", "b", "a"], "{out}");
-    // Once merged, b needs nothing more.
-    let o = env.airlock(&["merge", "b"]);
+    assert_eq!(order, ["z", "y", "x"], "{out}");
+    // Once merged, y needs nothing more.
+    let o = env.airlock(&["merge", "y"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(env.ls_json(false).is_empty());
     assert!(stdout(&env.airlock(&["ls"])).contains("airlock ls --all"));

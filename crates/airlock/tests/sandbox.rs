@@ -2028,13 +2028,13 @@ fn session_commands_explain_bad_input() {
     assert!(stderr(&o).contains("no session 'nope'"), "{}", stderr(&o));
     // (A bind session that changed nothing is not kept: this one writes.)
     let o = repo.airlock(&[
-        "run", "--mode", "bind", "--name", "b", "--", "sh", "-c", ": > made",
+        "run", "--mode", "bind", "--name", "bnd", "--", "sh", "-c", ": > made",
     ]);
     assert_eq!(o.status.code(), Some(0));
-    let o = repo.airlock(&["diff", "b"]);
+    let o = repo.airlock(&["diff", "bnd"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("--mode bind"), "{}", stderr(&o));
-    let o = repo.airlock(&["run", "--name", "b", "--", "true"]);
+    let o = repo.airlock(&["run", "--name", "bnd", "--", "true"]);
     assert_eq!(o.status.code(), Some(125), "duplicate names are refused");
 }
 
