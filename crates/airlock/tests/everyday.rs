@@ -698,6 +698,7 @@ fn limits_too_small_to_start_a_sandbox_are_refused_naming_the_flag_or_file() {
     assert!(e.contains(f) && e.contains("limits.pids"), "{e}");
     assert_eq!(env.airlock(&["policy", "check", f]).status.code(), Some(1));
     assert!(env.ls_json(true).is_empty());
-    // The smallest allowed values start.
-    env.run(&["--memory", "16M", "--pids", "8", "--cpus", "0.1"], "true");
+    // The smallest allowed values start (--cpus is refused where no cpu cgroup is delegated,
+    // as for the unprivileged test user, so it is not tried here).
+    env.run(&["--memory", "16M", "--pids", "8"], "true");
 }
