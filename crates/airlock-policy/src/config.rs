@@ -194,6 +194,51 @@ pub struct LimitsConfig {
     pub home_size: Option<String>,
 }
 
+/// The smallest `[limits] memory` (`--memory`): less cannot start the sandbox's init and a
+/// shell (the kernel's OOM killer ends them before the sandbox is ready).
+pub const MIN_MEMORY: u64 = 16 << 20;
+/// The smallest `[limits] pids` (`--pids`): the sandbox's init, the command and the few
+/// processes and threads a shell and airlock's helpers need.
+pub const MIN_PIDS: u64 = 8;
+
+impl LimitsConfig {
+    /// Checks each limit set: sizes parse, memory is at least [`MIN_MEMORY`], pids at least
+    /// [`MIN_PIDS`], cpus a positive finite number.
+    ///
+    /// # Errors
+    /// The key within `[limits]` (`memory`, `pids`, `cpus`, `tmp_size`, `home_size`) and what
+    /// is wrong with its value.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if let Some(m) = &self.memory {
+            let bytes = parse_size(m).map_err(|e| ("memory", e))?;
+            if bytes < MIN_MEMORY {
+                return Err((
+                    "memory",
+                    format!("{m} is too little to start the sandbox; give at least 16M"),
+                ));
+            }
+        }
+        for (key, v) in [("tmp_size", &self.tmp_size), ("home_size", &self.home_size)] {
+            if let Some(v) = v {
+                parse_size(v).map_err(|e| (key, e))?;
+            }
+        }
+        if let Some(n) = self.pids.filter(|n| *n < MIN_PIDS) {
+            return Err((
+                "pids",
+                format!("{n} is too few to start the sandbox; give at least {MIN_PIDS}"),
+            ));
+        }
+        if let Some(c) = self.cpus.filter(|c| !(c.is_finite() && *c > 0.0)) {
+            return Err((
+                "cpus",
+                format!("{c} is not a positive number; give e.g. 0.5 or 2"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[terminal]`: what the user's terminal may receive from the sandbox (`airlock run` under a
 /// terminal, `airlock attach`). Output always passes through airlock's terminal filter; this only
 /// widens it.
@@ -426,25 +471,9 @@ impl ConfigFile {
                 ));
             }
         }
-        if let Some(m) = &self.limits.memory {
-            parse_size(m).map_err(|e| invalid("limits.memory", e))?;
-        }
-        for (key, v) in [
-            ("limits.tmp_size", &self.limits.tmp_size),
-            ("limits.home_size", &self.limits.home_size),
-        ] {
-            if let Some(v) = v {
-                parse_size(v).map_err(|e| invalid(key, e))?;
-            }
-        }
-        if let Some(c) = self.limits.cpus {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(invalid(
-                    "limits.cpus",
-                    format!("{c} is not a positive number"),
-                ));
-            }
-        }
+        self.limits
+            .validate()
+            .map_err(|(key, message)| invalid(&format!("limits.{key}"), message))?;
         if let Some(n) = self.network.wildcard_names_max {
             if n == 0 {
                 return Err(invalid(
@@ -463,9 +492,6 @@ impl ConfigFile {
                     ),
                 ));
             }
-        }
-        if self.limits.pids == Some(0) {
-            return Err(invalid("limits.pids", "must be at least 1".into()));
         }
         for (i, c) in self.credentials.iter().enumerate() {
             c.validate()
@@ -1254,6 +1280,37 @@ cpus = 2.0
         let e = ConfigFile::parse(&path, "[[credentials]]\nname='x'\nhosts=['a']\n")
             .expect_err("no source");
         assert!(e.to_string().contains("exactly one"), "{e}");
+    }
+
+    #[test]
+    fn limits_too_small_to_start_a_sandbox_are_refused_with_file_and_key() {
+        let path = PathBuf::from("/x/p.toml");
+        for (text, key) in [
+            ("memory = \"1\"", "limits.memory"),
+            ("memory = \"15M\"", "limits.memory"),
+            ("memory = \"0\"", "limits.memory"),
+            ("pids = 0", "limits.pids"),
+            ("pids = 1", "limits.pids"),
+            ("pids = 7", "limits.pids"),
+            ("cpus = 0.0", "limits.cpus"),
+            ("cpus = -1.0", "limits.cpus"),
+            ("cpus = nan", "limits.cpus"),
+        ] {
+            let e = ConfigFile::parse(&path, &format!("[limits]\n{text}\n")).expect_err(text);
+            let msg = e.to_string();
+            assert!(
+                msg.contains("/x/p.toml") && msg.contains(key),
+                "{text}: {msg}"
+            );
+        }
+        for text in [
+            "memory = \"16M\"",
+            "pids = 8",
+            "cpus = 0.1",
+            "memory = \"4G\"",
+        ] {
+            ConfigFile::parse(&path, &format!("[limits]\n{text}\n")).expect(text);
+        }
     }
 
     #[test]

@@ -470,42 +470,54 @@ impl NetworkPolicy {
         }
     }
 
-    /// Compiles `[network]`; every entry is validated and errors name the key.
+    /// Compiles `[network]`; every entry is validated and the error names the key of the first
+    /// bad one ([`NetworkPolicy::compile_all`] lists them all).
     pub fn compile(c: &NetworkConfig) -> Result<Self, NetworkPolicyError> {
+        Self::compile_all(c).map_err(|mut errors| errors.swap_remove(0))
+    }
+
+    /// Compiles `[network]`, or every bad entry (in file order of keys: allow, deny,
+    /// allow_private, resolve, ports, wildcard_names_max), each naming its key; never an empty
+    /// list of errors.
+    pub fn compile_all(c: &NetworkConfig) -> Result<Self, Vec<NetworkPolicyError>> {
         let err = |key: String, value: &str, message: String| NetworkPolicyError {
             key,
             value: value.to_string(),
             message,
         };
-        let entries = |list: &[String], key: &str| -> Result<Vec<(String, Entry)>, _> {
-            list.iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    Entry::parse(s)
-                        .map(|e| (s.clone(), e))
-                        .map_err(|m| err(format!("{key}[{i}]"), s, m))
-                })
-                .collect()
+        let mut errors = Vec::new();
+        let entries = |list: &[String], key: &str, errors: &mut Vec<_>| {
+            let mut out = Vec::new();
+            for (i, s) in list.iter().enumerate() {
+                match Entry::parse(s) {
+                    Ok(e) => out.push((s.clone(), e)),
+                    Err(m) => errors.push(err(format!("{key}[{i}]"), s, m)),
+                }
+            }
+            out
         };
-        let allow = entries(&c.allow, "allow")?;
-        let deny = entries(&c.deny, "deny")?;
-        let allow_private = c
-            .allow_private
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                Cidr::parse(s)
-                    .map(|c| (s.clone(), c))
-                    .map_err(|m| err(format!("allow_private[{i}]"), s, m))
-            })
-            .collect::<Result<_, _>>()?;
+        let allow = entries(&c.allow, "allow", &mut errors);
+        let deny = entries(&c.deny, "deny", &mut errors);
+        let mut allow_private = Vec::new();
+        for (i, s) in c.allow_private.iter().enumerate() {
+            match Cidr::parse(s) {
+                Ok(c) => allow_private.push((s.clone(), c)),
+                Err(m) => errors.push(err(format!("allow_private[{i}]"), s, m)),
+            }
+        }
         let mut resolve = BTreeMap::new();
         for (name, addrs) in &c.resolve {
             let key = format!("resolve.{name}");
             let host = match Host::parse(name) {
                 Ok(Host::Name(n)) => n,
-                Ok(Host::Ip(_)) => return Err(err(key, name, "is an address, not a name".into())),
-                Err(e) => return Err(err(key, name, e.to_string())),
+                Ok(Host::Ip(_)) => {
+                    errors.push(err(key, name, "is an address, not a name".into()));
+                    continue;
+                }
+                Err(e) => {
+                    errors.push(err(key, name, e.to_string()));
+                    continue;
+                }
             };
             let ips = addrs
                 .split(',')
@@ -515,29 +527,37 @@ impl NetworkPolicy {
                         .map(|ip| ip.to_canonical())
                         .map_err(|_| err(key.clone(), addrs, "is not an IP address".into()))
                 })
-                .collect::<Result<Vec<_>, _>>()?;
-            resolve.insert(host, ips);
+                .collect::<Result<Vec<_>, _>>();
+            match ips {
+                Ok(ips) => {
+                    resolve.insert(host, ips);
+                }
+                Err(e) => errors.push(e),
+            }
         }
         let mut ports = Vec::new();
         for (host, list) in &c.ports {
             let key = format!("ports.{host}");
-            let e = Entry::parse(host).map_err(|m| err(key.clone(), host, m))?;
-            if list.is_empty() || list.contains(&0) {
-                return Err(err(
+            match Entry::parse(host) {
+                Err(m) => errors.push(err(key, host, m)),
+                Ok(_) if list.is_empty() || list.contains(&0) => errors.push(err(
                     key,
                     host,
                     "needs a non-empty list of ports 1..=65535".into(),
-                ));
+                )),
+                Ok(e) => ports.push((host.clone(), e, list.clone())),
             }
-            ports.push((host.clone(), e, list.clone()));
         }
         let wildcard_names_max = c.wildcard_names_max.unwrap_or(DEFAULT_WILDCARD_NAMES_MAX);
         if !(1..=WILDCARD_NAMES_LIMIT).contains(&wildcard_names_max) {
-            return Err(err(
+            errors.push(err(
                 "wildcard_names_max".into(),
                 &wildcard_names_max.to_string(),
                 format!("must be between 1 and {WILDCARD_NAMES_LIMIT}"),
             ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         Ok(NetworkPolicy {
             allow,

@@ -19,14 +19,20 @@ pub(crate) struct Options {
 /// A new backend of `kind`, for one `airlock run` or one session command.
 ///
 /// # Errors
-/// An unknown `--runtime`, or one given to the native backend.
+/// An unknown `--runtime`, or a `--runtime`/`--image` given to the native backend (callers pass
+/// only the flags, or their `AIRLOCK_RUNTIME`/`AIRLOCK_IMAGE` variables, for it: a policy's
+/// `[container]` values are for the container backends and the native one ignores them).
 pub(crate) fn new(kind: BackendKind, opts: &Options) -> Result<Box<dyn Backend>> {
     let engine = match kind {
         BackendKind::Native => {
-            if let Some(r) = &opts.runtime {
+            let flags = [
+                ("--runtime", "AIRLOCK_RUNTIME", &opts.runtime),
+                ("--image", "AIRLOCK_IMAGE", &opts.image),
+            ];
+            if let Some((flag, env, Some(v))) = flags.into_iter().find(|f| f.2.is_some()) {
                 return Err(anyhow!(
-                    "--runtime {r} is for the container backends; add --backend podman or \
-                     --backend docker"
+                    "{flag} {v} (or {env}) is for the container backends; add --backend podman \
+                     or --backend docker, or drop it"
                 ));
             }
             return Ok(Box::new(airlock_sandbox::Native::default()));

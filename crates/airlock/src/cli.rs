@@ -229,7 +229,7 @@ impl PolicyFlags {
     /// `presets.use`, `--memory`/`--pids`/`--cpus` → `limits`, `--env-pass`/`--env` → `env`).
     ///
     /// # Errors
-    /// An `--env` value without `=`.
+    /// An `--env` value without `=`; a `--memory`, `--pids` or `--cpus` out of range.
     pub(crate) fn layer(&self) -> anyhow::Result<airlock_policy::ConfigFile> {
         use airlock_policy::{ConfigFile, EnvConfig, LimitsConfig, NetworkConfig};
         let mut set = std::collections::BTreeMap::new();
@@ -238,6 +238,16 @@ impl PolicyFlags {
                 .split_once('=')
                 .ok_or_else(|| anyhow::anyhow!("--env {kv}: expected NAME=VALUE"))?;
             set.insert(k.to_string(), v.to_string());
+        }
+        let limits = LimitsConfig {
+            memory: self.memory.clone(),
+            pids: self.pids,
+            cpus: self.cpus,
+            ..LimitsConfig::default()
+        };
+        if let Err((key, message)) = limits.validate() {
+            let flag = Self::name_of(&format!("limits.{key}"));
+            anyhow::bail!("{flag}: {message}");
         }
         Ok(ConfigFile {
             network: NetworkConfig {
@@ -248,12 +258,7 @@ impl PolicyFlags {
                 pass: self.env_pass.clone(),
                 set,
             },
-            limits: LimitsConfig {
-                memory: self.memory.clone(),
-                pids: self.pids,
-                cpus: self.cpus,
-                ..LimitsConfig::default()
-            },
+            limits,
             presets: airlock_policy::config::PresetsConfig {
                 use_: self.presets.clone(),
             },
@@ -310,7 +315,8 @@ pub(crate) struct RunArgs {
     /// sandbox (top pane; a shell in the workspace below); `airlock attach` joins it.
     #[arg(long)]
     pub(crate) detach: bool,
-    /// Session name (usable wherever a session id is).
+    /// Session name (usable wherever a session id is): not empty, not all hex digits (ids are
+    /// 8 hex digits), no `/`, whitespace or control characters.
     #[arg(long)]
     pub(crate) name: Option<String>,
     /// Remove the session when it ends, unless it holds unmerged changes (then it is kept and

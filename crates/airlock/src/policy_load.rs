@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use airlock_policy::{ConfigFile, Layer, Policy};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 /// The user's config file: `$XDG_CONFIG_HOME/airlock/config.toml` or
 /// `~/.config/airlock/config.toml`.
@@ -66,9 +66,37 @@ pub(crate) fn load(
     trusted: &[PathBuf],
     flags: Option<ConfigFile>,
 ) -> Result<Policy> {
-    Ok(Policy::from_layers(&layers(
-        workspace, policies, trusted, flags,
-    )?)?)
+    let layers = layers(workspace, policies, trusted, flags)?;
+    for layer in &layers {
+        let problems = network_problems(layer);
+        if let Some((_, first)) = problems.first() {
+            let more = problems.len() - 1;
+            let source = layer.source.display();
+            if more == 0 {
+                bail!("{first}; fix or remove it");
+            }
+            bail!("{first}; and {more} more (`airlock policy check {source}` lists them)");
+        }
+    }
+    Ok(Policy::from_layers(&layers)?)
+}
+
+/// Every `[network]` entry of `layer` that cannot be compiled, one line each:
+/// `FILE: network.KEY: 'VALUE' what is wrong` (what `airlock run` refuses and `airlock policy
+/// check` lists), with the dotted key (`network.allow[2]`) of each.
+pub(crate) fn network_problems(layer: &Layer) -> Vec<(String, String)> {
+    let source = layer.source.display();
+    match airlock_policy::network::NetworkPolicy::compile_all(&layer.config.network) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors
+            .iter()
+            .map(|e| {
+                let key = format!("network.{}", e.key);
+                let line = format!("{source}: {key}: '{}' {}", e.value, e.message);
+                (key, line)
+            })
+            .collect(),
+    }
 }
 
 /// The sealed command-gate policy of a session ([`airlock_gate::sealed`]), as a file for

@@ -88,18 +88,18 @@ fn names(rows: &[Value]) -> Vec<String> {
 #[test]
 fn ls_is_newest_first_and_by_default_shows_what_still_needs_you() {
     let env = Env::new();
-    env.run(&["--name", "a"], "true");
-    env.run(&["--name", "b"], "echo new > made.txt");
-    env.run(&["--name", "c"], "true");
-    assert_eq!(names(&env.ls_json(true)), ["c", "b", "a"]);
+    env.run(&["--name", "x"], "true");
+    env.run(&["--name", "y"], "echo new > made.txt");
+    env.run(&["--name", "z"], "true");
+    assert_eq!(names(&env.ls_json(true)), ["z", "y", "x"]);
     let shown = env.ls_json(false);
-    assert_eq!(names(&shown), ["b"]);
+    assert_eq!(names(&shown), ["y"]);
     assert_eq!(shown[0]["unmerged"]["files"], 1, "{shown:?}");
     let o = env.airlock(&["ls"]);
     let out = stdout(&o);
     assert_eq!(out.lines().count(), 2, "{out}");
     assert!(
-        out.lines().nth(1).is_some_and(|l| l.contains(" b ")),
+        out.lines().nth(1).is_some_and(|l| l.contains(" y ")),
         "{out}"
     );
     assert!(stderr(&o).contains("2 ended session(s)"), "{}", stderr(&o));
@@ -109,9 +109,9 @@ fn ls_is_newest_first_and_by_default_shows_what_still_needs_you() {
         .skip(1)
         .filter_map(|l| l.split_whitespace().nth(1))
         .collect();
-    assert_eq!(order, ["c", "b", "a"], "{out}");
-    // Once merged, b needs nothing more.
-    let o = env.airlock(&["merge", "b"]);
+    assert_eq!(order, ["z", "y", "x"], "{out}");
+    // Once merged, y needs nothing more.
+    let o = env.airlock(&["merge", "y"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(env.ls_json(false).is_empty());
     assert!(stdout(&env.airlock(&["ls"])).contains("airlock ls --all"));
@@ -477,4 +477,264 @@ fn selftest_only_matching_nothing_is_an_error() {
     let o = env.airlock(&["selftest", "--only", "no-such-check-anywhere"]);
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
     assert!(stderr(&o).contains("matches no check"), "{}", stderr(&o));
+}
+
+#[test]
+fn container_settings_in_the_config_do_not_break_native_runs() {
+    let env = Env::new();
+    let dir = env.home.path().join("config/airlock");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for config in [
+        "[container]\nruntime = \"crun\"\n",
+        "[container]\nimage = \"docker.io/library/alpine\"\n",
+        "[container]\nruntime = \"runsc\"\nimage = \"x\"\n",
+    ] {
+        write(&dir, "config.toml", config);
+        env.run(&[], "true");
+    }
+    // Given as a flag (or its variable) to the native backend, each is refused the same way.
+    let ws = env.ws.path().to_str().expect("utf-8");
+    for flag in [["--runtime", "crun"], ["--image", "alpine"]] {
+        let o = env.airlock(&["run", flag[0], flag[1], "--workspace", ws, "--", "true"]);
+        assert_eq!(o.status.code(), Some(125), "{flag:?}");
+        let e = stderr(&o);
+        assert!(
+            e.contains(flag[0]) && e.contains("--backend podman"),
+            "{flag:?}: {e}"
+        );
+    }
+}
+
+#[test]
+fn policy_check_refuses_what_run_refuses_and_lists_every_bad_entry() {
+    let env = Env::new();
+    let pol = tempfile::tempdir().expect("tempdir");
+    let ws = env.ws.path().to_str().expect("utf-8");
+    for (text, bad) in [
+        (
+            "[network]\nallow = [\"ok.example\", \"*.com\", \"\", \"http://x.com/path\", \"a b\"]\n",
+            &["allow[1]", "allow[2]", "allow[3]", "allow[4]"][..],
+        ),
+        ("[network]\nallow = [\"*\"]\n", &["allow[0]"][..]),
+        (
+            "[network]\ndeny = [\"*.com\"]\nallow_private = [\"nope\"]\n",
+            &["deny[0]", "allow_private[0]"][..],
+        ),
+    ] {
+        let file = write(pol.path(), "p.toml", text);
+        let f = file.to_str().expect("utf-8");
+        let o = env.airlock(&["policy", "check", f]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{text}: {e}");
+        assert!(!stdout(&o).contains("ok"), "{text}: {}", stdout(&o));
+        assert_eq!(e.lines().count(), bad.len(), "{text}: {e}");
+        for (line, key) in e.lines().zip(bad) {
+            assert!(
+                line.starts_with(&format!("{f}:")) && line.contains(&format!("network.{key}")),
+                "{text}: {e}"
+            );
+        }
+        let o = env.airlock(&["run", "--policy", f, "--workspace", ws, "--", "true"]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{text}: {e}");
+        assert!(e.contains(f) && e.contains(bad[0]), "{text}: {e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    }
+}
+
+#[test]
+fn a_closed_standard_output_is_a_quiet_exit_not_a_panic() {
+    let env = Env::new();
+    env.run(&["--name", "one"], "echo x > made.txt");
+    let ws = env.ws.path().to_str().expect("utf-8");
+    for args in [
+        &["run", "--dry-run", "--workspace", ws, "--", "true"][..],
+        &["doctor"][..],
+        &["doctor", "--json"][..],
+        &["creds"][..],
+        &["policy", "show"][..],
+        &["ls", "--all"][..],
+        &["diff", "one"][..],
+        &["audit", "one"][..],
+        &["man"][..],
+        &["completions", "bash"][..],
+    ] {
+        // The reader of the pipe is gone before airlock writes (as after `| head -1`).
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let o = Command::new(bin())
+            .current_dir(env.ws.path())
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .env("XDG_DATA_HOME", env.data.path())
+            .env("XDG_CONFIG_HOME", env.home.path().join("config"))
+            .args(args)
+            .output()
+            .expect("run airlock");
+        let e = stderr(&o);
+        assert!(
+            !e.contains("panicked") && o.status.code() != Some(101),
+            "{args:?}: {e}"
+        );
+        assert!(e.is_empty(), "{args:?}: {e}");
+    }
+}
+
+#[test]
+fn session_names_that_could_shadow_an_id_or_split_are_refused() {
+    let env = Env::new();
+    let ws = env.ws.path().to_str().expect("utf-8");
+    for name in [
+        "3b67",
+        "dcdcf088",
+        "DEADBEEF",
+        "0",
+        "a b/c",
+        "a/b",
+        "a b",
+        "tab\there",
+        "nl\nx",
+        "bell\x07",
+        "",
+    ] {
+        let o = env.airlock(&["run", "--name", name, "--workspace", ws, "--", "true"]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{name:?}: {e}");
+        assert!(e.contains("session name"), "{name:?}: {e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{name:?}: {e}");
+    }
+    assert!(env.ls_json(true).is_empty());
+    for name in ["fix-tests", "cafe-1", "v1.2_x", "g00d"] {
+        env.run(&["--name", name], "true");
+    }
+    assert_eq!(names(&env.ls_json(true)).len(), 4);
+}
+
+#[test]
+fn sessions_of_a_gone_workspace_are_pruned_when_empty_and_explained_when_not() {
+    let env = Env::new();
+    let gone = env.ws.path().join("gone");
+    std::fs::create_dir(&gone).expect("mkdir");
+    std::fs::write(gone.join("a.txt"), "a\n").expect("write");
+    let g = gone.to_str().expect("utf-8");
+    for (name, script) in [
+        ("empty", "true"),
+        ("also-empty", "cat a.txt"),
+        ("wrote", "echo x > new.txt"),
+    ] {
+        let o = env.airlock(&[
+            "run",
+            "--name",
+            name,
+            "--workspace",
+            g,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    std::fs::remove_dir_all(&gone).expect("rm workspace");
+    // As for a session that ended without its summary being written (lost, or older airlock).
+    let sessions = env.data.path().join("airlock/sessions");
+    for d in std::fs::read_dir(&sessions).expect("sessions") {
+        let _ = std::fs::remove_file(d.expect("entry").path().join("unmerged.json"));
+    }
+    let rows = env.ls_json(true);
+    for r in &rows {
+        let unknown = r["unmerged"].get("unknown").is_some();
+        assert_eq!(unknown, r["name"] == "wrote", "{r}");
+    }
+    let o = env.airlock(&["prune"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(out.contains("removed 2 session(s)"), "{out}");
+    let id = rows
+        .iter()
+        .find(|r| r["name"] == "wrote")
+        .and_then(|r| r["id"].as_str())
+        .expect("id")
+        .to_string();
+    assert!(
+        out.contains(&format!("kept {id}")) && out.contains(&format!("airlock rm --force {id}")),
+        "{out}"
+    );
+    assert_eq!(names(&env.ls_json(true)), ["wrote"]);
+    let o = env.airlock(&["rm", "--force", &id]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(env.ls_json(true).is_empty());
+}
+
+#[test]
+fn rm_of_a_worktree_session_with_changes_refuses_and_says_what_stays() {
+    let env = Env::new();
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(env.ws.path())
+            .output()
+            .expect("git");
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "hello.txt"]);
+    git(&["commit", "-qm", "init"]);
+    env.run(&["--mode", "worktree", "--name", "wt"], "echo x > f.txt");
+    let rows = env.ls_json(false);
+    assert_eq!(names(&rows), ["wt"], "{rows:?}");
+    let wt = rows[0]["unmerged"]["worktree"]
+        .as_str()
+        .expect("worktree")
+        .to_string();
+    for id in ["wt", rows[0]["id"].as_str().expect("id")] {
+        let o = env.airlock(&["rm", id]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{e}");
+        assert!(e.contains("unmerged") && e.contains("--force"), "{e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    }
+    assert_eq!(names(&env.ls_json(true)), ["wt"]);
+    let o = env.airlock(&["rm", "--force", "wt"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains(&wt) && e.contains("airlock/wt") && e.contains("git worktree remove"),
+        "{e}"
+    );
+    assert!(env.ls_json(true).is_empty());
+}
+
+#[test]
+fn limits_too_small_to_start_a_sandbox_are_refused_naming_the_flag_or_file() {
+    let env = Env::new();
+    let ws = env.ws.path().to_str().expect("utf-8");
+    for (flag, value) in [
+        ("--cpus", "0"),
+        ("--cpus", "0.0"),
+        ("--pids", "0"),
+        ("--pids", "1"),
+        ("--pids", "7"),
+        ("--memory", "1"),
+        ("--memory", "1M"),
+    ] {
+        let o = env.airlock(&["run", flag, value, "--workspace", ws, "--", "true"]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{flag} {value}: {e}");
+        assert!(e.contains(flag), "{flag} {value}: {e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    }
+    let pol = tempfile::tempdir().expect("tempdir");
+    let file = write(pol.path(), "small.toml", "[limits]\npids = 2\n");
+    let f = file.to_str().expect("utf-8");
+    let o = env.airlock(&["run", "--policy", f, "--workspace", ws, "--", "true"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{e}");
+    assert!(e.contains(f) && e.contains("limits.pids"), "{e}");
+    assert_eq!(env.airlock(&["policy", "check", f]).status.code(), Some(1));
+    assert!(env.ls_json(true).is_empty());
+    // The smallest allowed values start (--cpus is refused where no cpu cgroup is delegated,
+    // as for the unprivileged test user, so it is not tried here).
+    env.run(&["--memory", "16M", "--pids", "8"], "true");
 }

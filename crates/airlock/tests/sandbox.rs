@@ -2028,13 +2028,13 @@ fn session_commands_explain_bad_input() {
     assert!(stderr(&o).contains("no session 'nope'"), "{}", stderr(&o));
     // (A bind session that changed nothing is not kept: this one writes.)
     let o = repo.airlock(&[
-        "run", "--mode", "bind", "--name", "b", "--", "sh", "-c", ": > made",
+        "run", "--mode", "bind", "--name", "bnd", "--", "sh", "-c", ": > made",
     ]);
     assert_eq!(o.status.code(), Some(0));
-    let o = repo.airlock(&["diff", "b"]);
+    let o = repo.airlock(&["diff", "bnd"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("--mode bind"), "{}", stderr(&o));
-    let o = repo.airlock(&["run", "--name", "b", "--", "true"]);
+    let o = repo.airlock(&["run", "--name", "bnd", "--", "true"]);
     assert_eq!(o.status.code(), Some(125), "duplicate names are refused");
 }
 
@@ -2223,6 +2223,10 @@ fn detached_sessions_can_be_attached_and_stopped() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("airlock attach bg"), "{}", stdout(&o));
+    let _stop = StopOnDrop {
+        ws: &repo.ws,
+        name: "bg",
+    };
     let o = repo.airlock(&["ls"]);
     assert!(stdout(&o).contains("running"), "{}", stdout(&o));
     assert!(
@@ -2233,6 +2237,37 @@ fn detached_sessions_can_be_attached_and_stopped() {
         "{}",
         stdout(&repo.airlock(&["logs", "bg"]))
     );
+
+    // Without a terminal (stdin /dev/null or a file, stdout a pipe) attach refuses at once
+    // instead of streaming tmux's screen updates forever.
+    for stdin in [
+        Stdio::null(),
+        Stdio::from(std::fs::File::open("/etc/hostname").expect("file")),
+    ] {
+        let mut child = repo
+            .ws
+            .airlock()
+            .args(["attach", "bg"])
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("attach");
+        let ended = wait_until(Duration::from_secs(6), || {
+            child.try_wait().ok().flatten().is_some()
+        });
+        if !ended {
+            let _ = child.kill();
+        }
+        let o = child.wait_with_output().expect("attach output");
+        assert!(ended, "attach without a terminal still running after 6s");
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{e}");
+        assert!(
+            e.contains("attach needs a terminal") && e.contains("airlock logs"),
+            "{e}"
+        );
+    }
 
     // Attach from a terminal: the host's tmux runs `airlock attach` in a pane.
     let sock = repo.ws.data.path().join("host-tmux.sock");

@@ -84,7 +84,7 @@ fn ask(id: &str, request: &str) -> Result<i32> {
         .with_context(|| format!("session {} is not answering", info.id))?;
     match answer.trim_end().strip_prefix("ok ") {
         Some(done) => {
-            println!("session {}: {done}", info.id);
+            writeln!(std::io::stdout(), "session {}: {done}", info.id)?;
             Ok(0)
         }
         None => bail!(

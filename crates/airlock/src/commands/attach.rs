@@ -31,6 +31,14 @@ pub(crate) fn attach(args: AttachArgs) -> Result<i32> {
                 r.id
             );
         }
+        // Without a terminal the relay would stream tmux's screen updates forever.
+        let stdin_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+        if !stdin_tty || !nix::unistd::isatty(std::io::stdout()).unwrap_or(false) {
+            bail!(
+                "attach needs a terminal; use `airlock logs {} [-f]` to read the output",
+                r.id
+            );
+        }
         match control::request(&r.dir, "ready") {
             Ok(a) if a == "ok\n" => {
                 if said {

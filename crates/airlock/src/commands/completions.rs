@@ -50,7 +50,11 @@ pub(crate) fn man(args: ManArgs) -> Result<i32> {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let n = write_pages(&cmd, "airlock", dir)?;
-            println!("wrote {n} man page(s) to {}", dir.display());
+            writeln!(
+                std::io::stdout(),
+                "wrote {n} man page(s) to {}",
+                dir.display()
+            )?;
         }
     }
     Ok(0)

@@ -2,6 +2,7 @@
 //! whether it is present, and for Claude OAuth what the credentials file says about itself
 //! (expiry, subscription type). Nothing is sent anywhere, and no secret is ever printed.
 
+use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -49,14 +50,15 @@ pub(crate) fn creds(args: CredsArgs) -> Result<i32> {
         .collect();
     if args.json {
         for r in &rows {
-            println!("{}", serde_json::to_string(r)?);
+            writeln!(std::io::stdout(), "{}", serde_json::to_string(r)?)?;
         }
         return Ok(0);
     }
     if rows.is_empty() {
-        println!(
+        writeln!(
+            std::io::stdout(),
             "no credentials: add [[credentials]] to your policy, or set e.g. ANTHROPIC_API_KEY"
-        );
+        )?;
         return Ok(0);
     }
     for r in &rows {
@@ -66,16 +68,16 @@ pub(crate) fn creds(args: CredsArgs) -> Result<i32> {
             (None, false) => "absent".to_string(),
         };
         let origin = if r.builtin { " (default)" } else { "" };
-        println!("{}{origin}", r.name);
-        println!("  source: {}", r.source);
-        println!("  hosts:  {}", r.hosts.join(", "));
-        println!("  state:  {state}");
+        writeln!(std::io::stdout(), "{}{origin}", r.name)?;
+        writeln!(std::io::stdout(), "  source: {}", r.source)?;
+        writeln!(std::io::stdout(), "  hosts:  {}", r.hosts.join(", "))?;
+        writeln!(std::io::stdout(), "  state:  {state}")?;
         if let Some(o) = &r.oauth {
             if let Some(t) = &o.subscription_type {
-                println!("  subscription: {t}");
+                writeln!(std::io::stdout(), "  subscription: {t}")?;
             }
             if let Some(ms) = o.expires_at_ms {
-                println!("  expires: {}", describe_expiry(ms));
+                writeln!(std::io::stdout(), "  expires: {}", describe_expiry(ms))?;
             }
         }
     }

@@ -2,6 +2,7 @@
 //! and what each missing piece costs.
 
 use crate::cli::DoctorArgs;
+use std::io::Write as _;
 
 pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<i32> {
     let checks = airlock_sandbox::host::checks();
@@ -19,14 +20,17 @@ pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<i32> {
                 Err(e) => serde_json::json!({ "ok": false, "detail": e }),
             },
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&out)?)?;
     } else {
         let who = if nix::unistd::geteuid().is_root() {
             "root"
         } else {
             "an unprivileged user"
         };
-        println!("airlock doctor: native backend, running as {who}\n");
+        writeln!(
+            std::io::stdout(),
+            "airlock doctor: native backend, running as {who}\n"
+        )?;
         let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(10);
         for c in &checks {
             let mark = match (c.ok, c.essential) {
@@ -34,29 +38,39 @@ pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<i32> {
                 (false, true) => "FAIL",
                 (false, false) => "warn",
             };
-            println!("{mark}  {:width$}  {}", c.name, c.detail);
+            writeln!(std::io::stdout(), "{mark}  {:width$}  {}", c.name, c.detail)?;
             if !c.cost.is_empty() {
-                println!("      {:width$}  -> {}", "", c.cost);
+                writeln!(std::io::stdout(), "      {:width$}  -> {}", "", c.cost)?;
             }
         }
-        println!("\ncontainer backends (--backend podman|docker, --runtime):\n");
+        writeln!(
+            std::io::stdout(),
+            "\ncontainer backends (--backend podman|docker, --runtime):\n"
+        )?;
         let width = container.iter().map(|c| c.name.len()).max().unwrap_or(10);
         for c in &container {
             let mark = if c.ok { "ok  " } else { "warn" };
-            println!("{mark}  {:width$}  {}", c.name, c.detail);
+            writeln!(std::io::stdout(), "{mark}  {:width$}  {}", c.name, c.detail)?;
             if !c.cost.is_empty() {
-                println!("      {:width$}  -> {}", "", c.cost);
+                writeln!(std::io::stdout(), "      {:width$}  -> {}", "", c.cost)?;
             }
         }
-        println!();
+        let mut out = std::io::stdout();
+        writeln!(out)?;
         match &config {
-            Ok(m) => println!("ok    configuration  {m}\n"),
-            Err(e) => println!("FAIL  configuration  {e}\n"),
+            Ok(m) => writeln!(out, "ok    configuration  {m}\n")?,
+            Err(e) => writeln!(out, "FAIL  configuration  {e}\n")?,
         }
         if essential_missing {
-            println!("not ready: `airlock run` cannot start here (see FAIL above)");
+            writeln!(
+                out,
+                "not ready: `airlock run` cannot start here (see FAIL above)"
+            )?;
         } else {
-            println!("ready: `airlock run` works here; `airlock selftest` tries to break out");
+            writeln!(
+                std::io::stdout(),
+                "ready: `airlock run` works here; `airlock selftest` tries to break out"
+            )?;
         }
     }
     Ok(if essential_missing { 1 } else { 0 })

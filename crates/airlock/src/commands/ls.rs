@@ -60,7 +60,8 @@ impl Unmerged {
 const UNMERGED_CACHE: &str = "unmerged.json";
 
 /// What session `r` holds unmerged. A merged session, a bind-mode session (its writes went to
-/// the workspace itself) and an overlay without changes hold nothing; changes the workspace's
+/// the workspace itself) and an overlay without changes (an empty upper layer, whether or not the
+/// workspace is still there) hold nothing; changes the workspace's
 /// own ignore rules ignore do not count. Computed once for an ended session, then read from
 /// its directory.
 pub(crate) fn unmerged(r: &SessionRow) -> Unmerged {
@@ -70,7 +71,9 @@ pub(crate) fn unmerged(r: &SessionRow) -> Unmerged {
     }
     match r.mode {
         SessionMode::Overlay => {
-            if !r.dir.join("upper").is_dir() {
+            let upper = r.dir.join("upper");
+            let empty = std::fs::read_dir(&upper).is_ok_and(|mut d| d.next().is_none());
+            if !upper.is_dir() || empty {
                 return u;
             }
             let cache = r.dir.join(UNMERGED_CACHE);
@@ -354,6 +357,20 @@ pub(crate) fn human_bytes(n: u64) -> String {
 
 /// Deletes a session: what its backend left (`Backend::clean_up`), its directory and its row;
 /// returns the bytes freed.
+/// What stays after removing worktree session `r` whose worktree `w` was kept, and how to remove
+/// it: one line for standard error.
+pub(crate) fn worktree_stays(r: &SessionRow, w: &Path) -> String {
+    let branch = format!("airlock/{}", r.name.as_deref().unwrap_or(&r.id));
+    format!(
+        "airlock: session {} removed; its worktree {} and branch {branch} stay in the repository \
+         (`git worktree remove --force {}` and `git branch -D {branch}` in {} remove them)",
+        r.id,
+        w.display(),
+        w.display(),
+        r.workspace.display()
+    )
+}
+
 pub(crate) fn remove_session(store: &Store, r: &SessionRow) -> Result<u64> {
     let (backend, session) = backends::of(r);
     backend
@@ -390,6 +407,8 @@ pub(crate) fn prune(args: PruneArgs) -> Result<i32> {
     let now = now_unix();
     let mut pruned = Vec::new();
     let mut kept_unmerged = 0usize;
+    // Kept because their changes cannot be read (the workspace is gone): id and why.
+    let mut unreadable: Vec<(String, String)> = Vec::new();
     for r in store.list()? {
         if r.state == SessionState::Running {
             continue;
@@ -398,8 +417,12 @@ pub(crate) fn prune(args: PruneArgs) -> Result<i32> {
         if min_age.is_some_and(|m| age < m) {
             continue;
         }
-        if !unmerged(&r).is_empty() {
+        let u = unmerged(&r);
+        if !u.is_empty() {
             kept_unmerged += 1;
+            if let Some(why) = u.unknown {
+                unreadable.push((r.id.clone(), why));
+            }
             continue;
         }
         let bytes = if args.dry_run {
@@ -424,6 +447,10 @@ pub(crate) fn prune(args: PruneArgs) -> Result<i32> {
                 "removed": pruned,
                 "freed_bytes": freed,
                 "kept_unmerged": kept_unmerged,
+                "kept_unreadable": unreadable
+                    .iter()
+                    .map(|(id, why)| serde_json::json!({ "id": id, "why": why }))
+                    .collect::<Vec<_>>(),
             }),
         )?;
         writeln!(out)?;
@@ -453,6 +480,13 @@ pub(crate) fn prune(args: PruneArgs) -> Result<i32> {
             String::new()
         }
     )?;
+    for (id, why) in &unreadable {
+        writeln!(
+            out,
+            "kept {id}: its changes cannot be read ({why}); `airlock rm --force {id}` removes it \
+             and them"
+        )?;
+    }
     Ok(0)
 }
 
@@ -572,12 +606,7 @@ pub(crate) fn finish_session(session: &str, disposal: Disposal, before: Option<&
         return false;
     }
     if let Some(w) = &pending.worktree {
-        eprintln!(
-            "airlock: session {session} removed; its worktree {} and branch stay in the repository (`git worktree remove --force {}` in {} removes them)",
-            w.display(),
-            w.display(),
-            r.workspace.display()
-        );
+        eprintln!("{}", worktree_stays(&r, w));
     }
     match remove_session(&store, &r) {
         Ok(_) => true,

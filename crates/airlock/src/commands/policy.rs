@@ -343,11 +343,24 @@ pub(crate) fn check(args: PolicyCheckArgs) -> Result<i32> {
             return Ok(1);
         }
     }
-    if let Err(e) = Policy::from_layers(&[airlock_policy::Layer {
+    let layer = airlock_policy::Layer {
         source: PathBuf::from(path),
         trusted: true,
         config: file.clone(),
-    }]) {
+    };
+    // What `airlock run` refuses, every bad entry and not only the first.
+    let problems = policy_load::network_problems(&layer);
+    for (key, problem) in &problems {
+        let at = line_of(&text, key.split('[').next().unwrap_or(key));
+        match at.and_then(|l| Some((l, problem.strip_prefix(&format!("{}:", path.display()))?))) {
+            Some((l, rest)) => eprintln!("{}:{l}:{rest}", path.display()),
+            None => eprintln!("{problem}"),
+        }
+    }
+    if !problems.is_empty() {
+        return Ok(1);
+    }
+    if let Err(e) = Policy::from_layers(&[layer]) {
         eprintln!("{}", locate(path, &text, &e));
         return Ok(1);
     }

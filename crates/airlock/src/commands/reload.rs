@@ -2,6 +2,7 @@
 //! re-read its policy (as SIGHUP does).
 
 use anyhow::{bail, Context, Result};
+use std::io::Write as _;
 
 use crate::session_dir;
 
@@ -12,7 +13,7 @@ pub(crate) fn reload(id: Option<&str>) -> Result<i32> {
         .with_context(|| format!("session {} is not running or not answering", info.id))?;
     match answer.strip_prefix("ok") {
         Some(_) => {
-            println!("session {}: policy reloaded", info.id);
+            writeln!(std::io::stdout(), "session {}: policy reloaded", info.id)?;
             Ok(0)
         }
         None => bail!("session {}: {}", info.id, answer.trim()),

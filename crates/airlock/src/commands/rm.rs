@@ -2,8 +2,10 @@
 //! forced), after its backend removed whatever it left.
 
 use airlock_session::merge::is_git_internal;
-use airlock_session::{SessionMode, SessionState};
+use airlock_session::{SessionMode, SessionRow, SessionState};
 use anyhow::{bail, Result};
+use std::io::Write as _;
+use std::path::PathBuf;
 
 use super::session::review;
 use crate::cli::RmArgs;
@@ -36,9 +38,34 @@ pub(crate) fn rm(args: RmArgs) -> Result<i32> {
             }
         }
     }
+    let kept = kept_worktree(&r, args.force)?;
     super::ls::remove_session(&store, &r)?;
-    println!("removed session {}", r.id);
+    writeln!(std::io::stdout(), "removed session {}", r.id)?;
+    if let Some(w) = kept {
+        eprintln!("{}", super::ls::worktree_stays(&r, &w));
+    }
     Ok(0)
+}
+
+/// The worktree an unmerged worktree-mode session kept (its changes and branch): refused unless
+/// `force`, since `rm` leaves it in the repository.
+fn kept_worktree(r: &SessionRow, force: bool) -> Result<Option<PathBuf>> {
+    if r.mode != SessionMode::Worktree || r.merged {
+        return Ok(None);
+    }
+    let Some(w) = super::ls::unmerged(r).worktree else {
+        return Ok(None);
+    };
+    if !force {
+        bail!(
+            "session {} has unmerged changes in its worktree {}; review them with `airlock diff \
+             {}`, or pass --force to remove the session (the worktree and its branch stay)",
+            r.id,
+            w.display(),
+            r.id
+        );
+    }
+    Ok(Some(w))
 }
 
 /// Deletes a session directory. overlayfs leaves its scratch `work/work` directory with mode 000,

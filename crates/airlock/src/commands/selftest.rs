@@ -2,6 +2,7 @@
 //! escape probe outside the sandbox as a control (it must get through there, or the check proves
 //! nothing) and then inside `airlock run` (it must be stopped there).
 
+use std::io::Write as _;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -842,7 +843,7 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
             kill_marker(m);
         }
         if !args.json {
-            print_report(&r);
+            print_report(&r)?;
         }
         reports.push(r);
     }
@@ -854,7 +855,7 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
     {
         let r = supervisor_kill_check(&exe, &ws, &mut fx, &target);
         if !args.json {
-            print_report(&r);
+            print_report(&r)?;
         }
         reports.push(r);
     }
@@ -864,16 +865,20 @@ pub(crate) fn selftest(args: SelftestArgs) -> Result<i32> {
     let failed = count(|v| matches!(v, Verdict::Fail | Verdict::Error));
     let skipped = count(|v| matches!(v, Verdict::Skip));
     if args.json {
-        println!(
+        writeln!(
+            std::io::stdout(),
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "root": nix::unistd::geteuid().is_root(),
                 "passed": passed, "failed": failed, "skipped": skipped,
                 "checks": reports,
             }))?
-        );
+        )?;
     } else {
-        println!("\nselftest: {passed} passed, {failed} failed, {skipped} skipped");
+        writeln!(
+            std::io::stdout(),
+            "\nselftest: {passed} passed, {failed} failed, {skipped} skipped"
+        )?;
     }
     Ok(if failed == 0 { 0 } else { 1 })
 }
@@ -892,18 +897,20 @@ fn verdict(inside: &ProbeRun, control: &ProbeRun) -> Verdict {
     }
 }
 
-fn print_report(r: &Report) {
+/// One check's line (and, unless it passed, what was seen outside and inside).
+fn print_report(r: &Report) -> std::io::Result<()> {
     let v = match r.verdict {
         Verdict::Pass => "pass",
         Verdict::Fail => "FAIL",
         Verdict::Skip => "skip",
         Verdict::Error => "ERROR",
     };
-    println!("{:60} {v}", r.name);
+    writeln!(std::io::stdout(), "{:60} {v}", r.name)?;
     if !matches!(r.verdict, Verdict::Pass) {
-        println!("    control (outside): {}", r.control);
-        println!("    inside:            {}", r.inside);
+        writeln!(std::io::stdout(), "    control (outside): {}", r.control)?;
+        writeln!(std::io::stdout(), "    inside:            {}", r.inside)?;
     }
+    Ok(())
 }
 
 fn run_check(
@@ -1080,7 +1087,7 @@ fn supervisor_kill_check(exe: &Path, ws: &Path, fx: &mut Fixtures, target: &Targ
 pub(crate) fn probe(name: &str, args: &[String]) -> Result<i32> {
     match airlock_sandbox::probe::run(name, args) {
         Ok(o) => {
-            println!("{}", o.detail);
+            writeln!(std::io::stdout(), "{}", o.detail)?;
             Ok(if o.got_through { 0 } else { 1 })
         }
         Err(e) => {

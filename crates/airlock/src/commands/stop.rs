@@ -4,6 +4,7 @@
 
 use airlock_session::SessionState;
 use anyhow::{bail, Context, Result};
+use std::io::Write as _;
 
 use super::session::state_word;
 use crate::backends;
@@ -54,6 +55,6 @@ pub(crate) fn stop(args: StopArgs) -> Result<i32> {
             &airlock_audit::now_rfc3339(),
         )?;
     }
-    println!("stopped session {}", r.id);
+    writeln!(std::io::stdout(), "stopped session {}", r.id)?;
     Ok(0)
 }

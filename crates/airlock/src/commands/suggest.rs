@@ -262,7 +262,7 @@ pub(crate) fn run(args: SuggestArgs) -> Result<i32> {
     }
     let text = render(&s, &info.id, &log);
     match &args.write {
-        None => print!("{text}"),
+        None => write!(std::io::stdout(), "{text}")?,
         Some(path) => {
             write_new(path, &info.workspace, &text)?;
             eprintln!(

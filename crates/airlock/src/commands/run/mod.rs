@@ -15,6 +15,7 @@ mod resolve;
 mod supervise;
 
 use airlock_sandbox::{RunningSandbox, SandboxError, SessionContext};
+use std::io::Write as _;
 
 use airlock_session::{SessionMode, SessionRow, SessionState, Store};
 use anyhow::{Context, Result};
@@ -50,24 +51,32 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     if args.detach && args.detached_child.is_none() && !args.dry_run {
         return super::detach::start(&args);
     }
-    // The flags first, then the policy's `[container]`.
+    // The flags (or their variables) first, then the policy's `[container]`, which is for the
+    // container backends: the native backend ignores it and refuses only the flags.
+    let kind: airlock_session::BackendKind = args.backend.into();
+    let container =
+        (kind != airlock_session::BackendKind::Native).then_some(&request.policy.container);
     let mut backend = backends::new(
-        args.backend.into(),
+        kind,
         &backends::Options {
             runtime: args
                 .runtime
                 .clone()
-                .or_else(|| request.policy.container.runtime.clone()),
+                .or_else(|| container.and_then(|c| c.runtime.clone())),
             image: args
                 .image
                 .clone()
-                .or_else(|| request.policy.container.image.clone()),
+                .or_else(|| container.and_then(|c| c.image.clone())),
         },
     )
     .map_err(|e| with_code(crate::exit::FAILURE, e))?;
     let plan = plan::plan(&args, request, backend.as_mut())?;
     if args.dry_run {
-        println!("{}", serde_json::to_string_pretty(&plan.spec)?);
+        writeln!(
+            std::io::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&plan.spec)?
+        )?;
         return Ok(0);
     }
     let mut plan = plan;

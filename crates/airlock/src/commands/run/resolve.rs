@@ -36,6 +36,9 @@ pub(super) struct Request {
 /// Resolves the request: the prompt, the workspace, the policy layers, the credentials and the
 /// agent's binary and login. Errors name the flag, file or directory at fault.
 pub(super) fn resolve(args: &RunArgs) -> Result<Request> {
+    if let Some(name) = &args.name {
+        check_name(name)?;
+    }
     // Read now: a missing prompt file stops the run before anything starts.
     let prompt = crate::agents::prompt(args.prompt.as_deref(), args.prompt_file.as_deref())?;
     let profile = crate::agents::profile(args.agent);
@@ -153,4 +156,30 @@ fn agent_binary(
 /// The policy layer made of the command-line flags, applied over the files.
 pub(super) fn flags_layer(args: &RunArgs) -> Result<ConfigFile> {
     args.flags.layer()
+}
+
+/// `--name`: a name that cannot be taken for a session id or id prefix (all hex digits), nor
+/// split by a shell or a path (`/`, whitespace, control characters), and not empty.
+///
+/// # Errors
+/// What is wrong with the name (quoted, control characters escaped) and what is allowed.
+fn check_name(name: &str) -> Result<()> {
+    let wrong = if name.is_empty() {
+        "is empty"
+    } else if name.chars().all(|c| c.is_ascii_hexdigit()) {
+        "is all hex digits, like a session id"
+    } else if name.contains('/') {
+        "contains '/'"
+    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "contains whitespace or control characters"
+    } else {
+        return Ok(());
+    };
+    Err(with_code(
+        FAILURE,
+        anyhow!(
+            "--name {name:?}: the session name {wrong}; use letters, digits, '-', '_' or '.', \
+             and not only hex digits (e.g. fix-tests)"
+        ),
+    ))
 }
