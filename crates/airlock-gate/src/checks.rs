@@ -310,6 +310,13 @@ fn judge_host_path(src: &Word, cwd: Option<&str>, ctx: &MatchCtx<'_>) -> Match {
     if ctx.workspace.is_some_and(under) {
         return Match::No;
     }
+    // A directory holding the workspace (`../..`) is wider than it, wherever it is.
+    if ctx.workspace.is_some_and(|w| {
+        let w = w.trim_end_matches('/');
+        w.starts_with(&format!("{}/", abs.trim_end_matches('/'))) || abs == "/"
+    }) {
+        return Match::Yes;
+    }
     // Scratch directories are fine, unless the home directory itself lives there: then the
     // home (its keys included) is what the mount names.
     let in_home = ctx.home != "/" && under(ctx.home);
