@@ -315,13 +315,7 @@ impl Sandbox {
             gate: None,
             end: End::default(),
         };
-        if let Some(cg) = &sandbox.cgroup {
-            cg.add(sandbox.child.id())?;
-        }
-        sandbox
-            .chan
-            .send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
-        let mut first = sandbox.chan.recv::<FromInit>()?;
+        let mut first = sandbox.build_placed(spec)?;
         if let Some((FromInit::ConnectGate { private_devs }, fds)) = first {
             let mut fds = fds.into_iter();
             let (Some(listener), Some(diag)) = (fds.next(), fds.next()) else {
@@ -376,6 +370,40 @@ impl Sandbox {
                     status.map_or("unknown status".to_string(), |s| s.to_string())
                 )))
             }
+        }
+    }
+
+    /// Sends the spec and places the sandbox in its cgroup while it is built: the init stage
+    /// (the write to `cgroup.procs` can take a v1 memory controller an RCU grace period, ~10 ms)
+    /// overlaps with the namespaces and the root being set up, then pid 1, which reports itself
+    /// ([`FromInit::Placing`]) and starts the command only on [`ToInit::Placed`]. Returns the
+    /// first message after the placement.
+    fn build_placed(
+        &mut self,
+        spec: &SandboxSpec,
+    ) -> Result<Option<(FromInit, Vec<OwnedFd>)>, SandboxError> {
+        let Some(cg) = self.cgroup.as_ref().filter(|cg| cg.has_dirs()) else {
+            self.chan.send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
+            return self.chan.recv::<FromInit>();
+        };
+        self.chan.send(&ToInit::Place, &[])?;
+        self.chan.send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
+        cg.add(self.child.id())?;
+        match self.chan.recv::<FromInit>()? {
+            Some((FromInit::Placing, fds)) => {
+                let pidfd = fds.into_iter().next().ok_or_else(|| {
+                    SandboxError::Protocol("the sandbox's pid 1 did not pass its pidfd".into())
+                })?;
+                cg.add_pidfd(&pidfd)?;
+                self.chan.send(&ToInit::Placed, &[])?;
+                self.chan.recv::<FromInit>()
+            }
+            Some((m @ (FromInit::ConnectGate { .. } | FromInit::Ready { .. }), _)) => {
+                Err(SandboxError::Protocol(format!(
+                    "the sandbox's pid 1 did not report itself for its cgroup placement: {m:?}"
+                )))
+            }
+            other => Ok(other),
         }
     }
 

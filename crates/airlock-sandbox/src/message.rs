@@ -20,8 +20,16 @@ pub const MAX_MESSAGE: usize = 4 << 20;
 /// Supervisor -> init.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToInit {
+    /// Sent before `Spec` by a supervisor that places the sandbox in its cgroup while it is
+    /// built: stage 2 then reports itself first ([`FromInit::Placing`]) and starts no process
+    /// before [`ToInit::Placed`]. Without it, stage 1 must already be in the cgroup when it
+    /// receives `Spec` (every process of the sandbox descends from it).
+    Place,
     /// Build this sandbox.
     Spec(Box<SandboxSpec>),
+    /// Answer to [`FromInit::Placing`]: stage 2 is in the sandbox's cgroup(s), so what it starts
+    /// from now on is too.
+    Placed,
     /// Start one more program inside the running sandbox (e.g. `tmux attach` for `airlock
     /// attach`), as a child of pid 1 under exactly the agent's lockdown. Sent only after `Ready`.
     Exec(ExecRequest),
@@ -47,6 +55,9 @@ pub struct ExecRequest {
 /// Init -> supervisor.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromInit {
+    /// Stage 2's first message after [`ToInit::Place`]. Attached fd: a pidfd of stage 2, which
+    /// the supervisor moves into the cgroup(s) before it answers [`ToInit::Placed`].
+    Placing,
     /// The sandbox is built. Attached fds, in order: the pty master (if a tty was asked for), then
     /// the proxy listener, the DNS UDP socket and the DNS TCP listener (if network was asked for).
     Ready {
