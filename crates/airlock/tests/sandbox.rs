@@ -415,7 +415,8 @@ fn limited_cgroups(text: &str) -> Vec<(String, String)> {
 /// The sandbox is placed in its cgroups while it is built, and the command may start only once
 /// that is done: every process of the sandbox (the command itself, a background child, a
 /// `setsid` grandchild; bind and overlay mode; memory, pids and cpu limits) is in the session's
-/// cgroups as the host sees them (as root, where they are enforced), and inside, its cgroup
+/// cgroups as the host sees them (as root, where they are enforced; unprivileged without a
+/// delegated cgroup there is none to be in), and inside, its cgroup
 /// namespace is rooted at its own cgroup (created only after the placement): `/proc/self/cgroup`
 /// shows `/`, never a host path.
 #[test]
@@ -428,10 +429,14 @@ fn every_process_runs_in_the_sessions_cgroups() {
             "cat /proc/self/cgroup; sleep {bg} & \
              (setsid sleep {setsid} &); read line; exit 0"
         );
-        let mut child = ws
-            .airlock()
-            .args(["run", "--mode", mode, "--memory", "512M", "--pids", "300"])
-            .args(["--cpus", "1.5", "--workspace"])
+        let mut cmd = ws.airlock();
+        cmd.args(["run", "--mode", mode, "--memory", "512M", "--pids", "300"]);
+        if is_root() {
+            // Refused where no cgroup enforces it (unprivileged without delegation).
+            cmd.args(["--cpus", "1.5"]);
+        }
+        let mut child = cmd
+            .arg("--workspace")
             .arg(ws.path())
             .args(["--", "sh", "-c", &script])
             .stdin(Stdio::piped())
