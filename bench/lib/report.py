@@ -85,6 +85,9 @@ w("")
 w("Ratios matter more than absolute times: these are small, shared 2-core machines, and every "
   "tool runs on the same machine in the same run, with the same inputs, after warm-up runs.")
 w("")
+w("Where the time goes, and how to check a change before and after (strace timings, a `perf` "
+  "CPU profile, runs in turns): [bench/PROFILING.md](bench/PROFILING.md).")
+w("")
 a = machine.get("airlock", {})
 v = machine.get("versions", {})
 cores = machine.get("cores") or 1
