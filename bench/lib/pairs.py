@@ -5,7 +5,10 @@ burst of load on a shared machine hits every command alike.
 
 CPU time is ru_utime + ru_stime from wait4 on the command: the command's own and that of every
 descendant it waited for (airlock's init stages and the sandboxed command; bwrap's children), as
-`time` reports it. Peak RSS is ru_maxrss (the largest of those processes, not a sum).
+`time` reports it. Peak RSS is ru_maxrss (the largest of those processes, not a sum), which
+has a floor: the forked child is a copy of this python process until it execs, and the kernel
+keeps that copy's high-water mark (about 10 MiB; the bwrap row shows it). A figure above the
+floor is the command's own; at the floor it only says "no more than this".
 
     pairs.py [--warmup N] [--rounds N] [--env K=V ...] --export-json F -n NAME CMD [-n NAME CMD ...]
 

@@ -124,7 +124,8 @@ w("Each target as a ratio taken in one run, by medians and by fastest runs (a ve
   "proxy and DNS up), `airlock creds` the same in bind mode with a credential configured (the "
   "credential proxy on), `bwrap` is bare `bwrap --unshare-all --ro-bind / / --dev /dev --proc "
   "/proc true`. CPU time is user + system of the command and every descendant it waited for "
-  "(`wait4`); peak RSS is `ru_maxrss` (the supervisor's, the largest process of the run).")
+  "(`wait4`); peak RSS is `ru_maxrss` (the supervisor's, the largest process of the run; it has "
+  "a floor of the measuring python process's own size, about 10 MiB, which the bwrap row shows).")
 w("")
 
 
@@ -485,6 +486,17 @@ if skipped:
 else:
     w("- nothing")
 w("")
+hist_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "history")
+hist = sorted(f for f in os.listdir(hist_dir) if f.endswith(".md")) if os.path.isdir(hist_dir) else []
+if hist:
+    w("## Measurements of single changes")
+    w("")
+    w("Before/after comparisons taken when a change landed (bench/PROFILING.md, section 3), kept "
+      "in [bench/history/](bench/history/) and rendered by `bench/lib/beforeafter.py`:")
+    w("")
+    for f in reversed(hist):
+        w(open(os.path.join(hist_dir, f)).read().strip())
+        w("")
 w("## Raw numbers")
 w("")
 w("In [bench/results/](bench/results/): `startup.json` (hyperfine, every run's time), "
