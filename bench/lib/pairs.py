@@ -13,10 +13,11 @@ floor is the command's own; at the floor it only says "no more than this".
     pairs.py [--warmup N] [--rounds N] [--env K=V ...] --export-json F -n NAME CMD [-n NAME CMD ...]
 
 Output: {"results": [{"command", "times", "cpu", "maxrss_kb"}]} with one entry per run in each
-list, in seconds and KiB. Commands are split like a shell would and run without one; a failing
+list, in seconds and KiB. Commands are split like a shell would and run without one (leading
+`VAR=value` words set that command's environment, e.g. a data directory of its own); a failing
 run is an error.
 """
-import argparse, json, os, shlex, sys, time
+import argparse, json, os, re, shlex, sys, time
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--warmup", type=int, default=2)
@@ -35,13 +36,18 @@ devnull = os.open(os.devnull, os.O_RDWR)
 
 def once(cmd):
     argv = shlex.split(cmd)
+    own = dict(env)
+    # Leading VAR=value words set the environment of this command only, as in a shell.
+    while argv and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", argv[0]):
+        k, _, v = argv.pop(0).partition("=")
+        own[k] = v
     t = time.perf_counter()
     pid = os.fork()
     if pid == 0:
         try:
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
-            os.execvpe(argv[0], argv, env)
+            os.execvpe(argv[0], argv, own)
         finally:
             os._exit(127)
     _, status, ru = os.wait4(pid, 0)
