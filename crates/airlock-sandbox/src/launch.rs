@@ -394,9 +394,19 @@ impl Sandbox {
                 let pidfd = fds.into_iter().next().ok_or_else(|| {
                     SandboxError::Protocol("the sandbox's pid 1 did not pass its pidfd".into())
                 })?;
-                cg.add_pidfd(&pidfd)?;
-                self.chan.send(&ToInit::Placed, &[])?;
-                self.chan.recv::<FromInit>()
+                if let Err(e) = cg.add_pidfd(&pidfd) {
+                    return self.failure_instead(e);
+                }
+                // pid 1 may fail (and close its end) before it reads `Placed`: the channel then
+                // reports a reset before what pid 1 sent.
+                match self
+                    .chan
+                    .send(&ToInit::Placed, &[])
+                    .and_then(|()| self.chan.recv::<FromInit>())
+                {
+                    Err(e) => self.failure_instead(e),
+                    ok => ok,
+                }
             }
             Some((m @ (FromInit::ConnectGate { .. } | FromInit::Ready { .. }), _)) => {
                 Err(SandboxError::Protocol(format!(
@@ -405,6 +415,28 @@ impl Sandbox {
             }
             other => Ok(other),
         }
+    }
+
+    /// After a failed placement: ends the sandbox and returns what pid 1 reported, if it
+    /// failed first (a setup error, e.g. a mount refused, makes it exit while it is being
+    /// placed; its message is the one to show), else `e`.
+    fn failure_instead(
+        &mut self,
+        e: SandboxError,
+    ) -> Result<Option<(FromInit, Vec<OwnedFd>)>, SandboxError> {
+        // Stage 1's death takes pid 1 with it (PDEATHSIG): the channel then ends after
+        // whatever pid 1 sent, so the reads below cannot block.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // A reset is reported once, ahead of the packets still queued (sock_error(), net/core).
+        for _ in 0..16 {
+            match self.chan.recv::<FromInit>() {
+                Ok(Some((msg @ FromInit::Failed { .. }, fds))) => return Ok(Some((msg, fds))),
+                Ok(Some(_)) | Err(_) => continue,
+                Ok(None) => break,
+            }
+        }
+        Err(e)
     }
 
     /// The listeners for the proxy and DNS filter, once.
