@@ -280,6 +280,23 @@ fi
 measure "$OUT/startup.json" "${cmds[@]}"
 echo "$OVERLAY" > "$OUT/overlay-supported.txt"
 
+log "1b. targets: airlock run -- true (default mode and limits, proxy and DNS up; and with the credential proxy on) in turns with bare bwrap (and srt): wall, CPU and peak RSS of each run"
+# The credential proxy is on when a credential is configured (its session CA, TLS stacks).
+cat "$WORK/policy.toml" - > "$WORK/creds.toml" <<EOF
+[[credentials]]
+name = "bench"
+env = "AIRLOCK_BENCH_TOKEN"
+hosts = ["api.bench.airlock.internal"]
+EOF
+tcmds=()
+grep -q '"bwrap"' "$OUT/startup.json" && tcmds+=(-n bwrap "$bw")
+tcmds+=(-n "airlock" "$AIRLOCK run --policy $WORK/policy.toml -- true"
+        -n "airlock creds" "$AIRLOCK run --mode bind --policy $WORK/creds.toml -- true")
+grep -q '"srt"' "$OUT/startup.json" && tcmds+=(-n srt "srt --settings $WORK/srt.json true")
+python3 "$ROOT/bench/lib/pairs.py" --warmup "$WARMUP" --rounds "$RUNS" \
+  --env AIRLOCK_BENCH_TOKEN=sk-bench-0123456789abcdef0123456789 \
+  --export-json "$OUT/targets.json" "${tcmds[@]}"
+
 # ---------------------------------------------------------------- 2. memory
 log "2. memory: peak RSS (ru_maxrss from wait4, as /usr/bin/time reports it)"
 mem_cmds=(bare "true")

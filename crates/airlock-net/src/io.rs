@@ -102,6 +102,11 @@ impl<T> IdleIo<T> {
         }
     }
 
+    /// The stream inside (the splice relay takes the socket back from hyper's upgrade).
+    pub(crate) fn into_inner(self) -> T {
+        self.inner
+    }
+
     /// Ready(err) once the stream has been idle too long; otherwise registers the waker.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         loop {

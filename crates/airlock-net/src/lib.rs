@@ -46,6 +46,7 @@ mod io;
 mod proxy;
 pub mod resolve;
 pub mod sni;
+mod splice;
 mod state;
 pub mod target;
 

@@ -506,25 +506,56 @@ async fn connect(
             .await;
             return;
         }
-        let mut upstream = IdleIo::new(Counted::new(stream, counters), shared.limits.idle_timeout);
-        if let Err(e) = upstream.write_all(&first).await {
-            log.reason = format!("upstream: write failed: {e}");
-            return;
-        }
         // Phase `relay`.
-        if let Err(e) = tokio::io::copy_bidirectional_with_sizes(
-            &mut client,
-            &mut upstream,
-            RELAY_BUF,
-            RELAY_BUF,
-        )
-        .await
-        {
-            log.reason = format!("tunnel ended: {e}");
+        if let Err(e) = relay_tunnel(client, first, stream, &shared, counters).await {
+            log.reason = e;
         }
     };
     st.set_tunnel(Box::pin(tunnel));
     Ok(Response::new(empty()))
+}
+
+/// Relays a tunnel the proxy no longer inspects, after sending `first` (the bytes inspection
+/// read) upstream: with splice(2) between the two sockets when the agent's side is a socket of
+/// ours ([`crate::splice`]), else by copying. Errors are the log's reason.
+async fn relay_tunnel(
+    client: TokioIo<hyper::upgrade::Upgraded>,
+    first: Vec<u8>,
+    stream: TcpStream,
+    shared: &Shared,
+    counters: Arc<Counters>,
+) -> Result<(), String> {
+    let idle = shared.limits.idle_timeout;
+    let mut client = match client.into_inner().downcast::<TokioIo<IdleIo<TcpStream>>>() {
+        Ok(parts) => {
+            let agent = parts.io.into_inner().into_inner();
+            // What hyper read past the CONNECT head and inspection left unread goes first.
+            let mut upstream = stream;
+            for bytes in [&first[..], &parts.read_buf[..]] {
+                upstream
+                    .write_all(bytes)
+                    .await
+                    .map_err(|e| format!("upstream: write failed: {e}"))?;
+                counters.written.fetch_add(
+                    u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+            return crate::splice::relay(&agent, &upstream, idle, &counters)
+                .await
+                .map_err(|e| format!("tunnel ended: {e}"));
+        }
+        Err(upgraded) => TokioIo::new(upgraded),
+    };
+    let mut upstream = IdleIo::new(Counted::new(stream, counters), idle);
+    upstream
+        .write_all(&first)
+        .await
+        .map_err(|e| format!("upstream: write failed: {e}"))?;
+    tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, RELAY_BUF, RELAY_BUF)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("tunnel ended: {e}"))
 }
 
 /// The credential injector, when a CONNECT to `host` must be intercepted (a credential is

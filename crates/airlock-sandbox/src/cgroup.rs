@@ -3,6 +3,7 @@
 //! the sandbox inherits. Works as root, or unprivileged where the host delegates a cgroup.
 
 use std::fs;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::SandboxError;
@@ -249,9 +250,79 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Whether there is any cgroup to place a process in.
+    pub fn has_dirs(&self) -> bool {
+        !self.dirs.is_empty()
+    }
+
+    /// Moves the process `pidfd` refers to into the cgroup(s), like [`Cgroup::add`]. The pid is
+    /// read from the pidfd (`/proc/self/fdinfo`, pidfd_open(2)), and the process is checked to be
+    /// still alive after the writes: its pid cannot have been reused by another process while the
+    /// pidfd's own process lived. Fails when it has exited.
+    pub fn add_pidfd(&self, pidfd: &OwnedFd) -> Result<(), SandboxError> {
+        let pid = pidfd_pid(pidfd)?;
+        self.add(pid)?;
+        if pidfd_exited(pidfd)? {
+            return Err(SandboxError::Setup(format!(
+                "the sandbox's pid 1 (pid {pid}) exited while it was being placed in its cgroup"
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether any limit is enforced.
     pub fn is_active(&self) -> bool {
         !self.enforced.is_empty()
+    }
+}
+
+/// The pid (in our pid namespace) of the process a pidfd refers to, from the `Pid:` line of its
+/// `/proc/self/fdinfo` entry (Linux 5.3+; `-1` once the process has been reaped, `0` when it is
+/// not visible from our namespace).
+pub(crate) fn pidfd_pid(pidfd: &OwnedFd) -> Result<u32, SandboxError> {
+    let path = format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd());
+    let text = fs::read_to_string(&path)
+        .map_err(|e| SandboxError::io(format!("cannot read {path}"), e))?;
+    let pid = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .ok_or_else(|| SandboxError::Protocol(format!("{path} has no Pid line: not a pidfd")))?;
+    u32::try_from(pid).ok().filter(|p| *p > 0).ok_or_else(|| {
+        SandboxError::Setup(format!(
+            "the process of pidfd {} is gone or not visible here (Pid: {pid})",
+            pidfd.as_raw_fd()
+        ))
+    })
+}
+
+/// A pidfd for process `pid` of our pid namespace (pidfd_open(2), Linux 5.3+); close-on-exec.
+pub(crate) fn pidfd_open(pid: i32) -> Result<OwnedFd, SandboxError> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; nothing is
+    // borrowed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(SandboxError::sys(
+            format!("cannot open a pidfd for pid {pid}"),
+            nix::errno::Errno::last(),
+        ));
+    }
+    let fd = std::os::fd::RawFd::try_from(fd)
+        .map_err(|_| SandboxError::Protocol(format!("pidfd_open returned {fd}")))?;
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// Whether the process of `pidfd` has exited (a pidfd polls readable then, pidfd_open(2)).
+fn pidfd_exited(pidfd: &OwnedFd) -> Result<bool, SandboxError> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    loop {
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(n) => return Ok(n > 0),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(SandboxError::sys("cannot poll the sandbox's pidfd", e)),
+        }
     }
 }
 
@@ -307,4 +378,32 @@ pub fn support() -> Vec<(String, Result<String, String>)> {
         out.push((ctrl.to_string(), r));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pidfd_names_its_process_until_it_is_reaped() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let pid = i32::try_from(child.id()).expect("pid");
+        let fd = pidfd_open(pid).expect("pidfd");
+        assert_eq!(pidfd_pid(&fd).expect("pid"), child.id());
+        assert!(!pidfd_exited(&fd).expect("poll"));
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        assert!(pidfd_exited(&fd).expect("poll"));
+        // Reaped: the pidfd names no process any more, so nothing can be placed through it.
+        assert!(pidfd_pid(&fd).is_err());
+    }
+
+    #[test]
+    fn a_descriptor_that_is_not_a_pidfd_is_refused() {
+        let f = std::fs::File::open("/proc/self/status").expect("open");
+        assert!(pidfd_pid(&OwnedFd::from(f)).is_err());
+    }
 }

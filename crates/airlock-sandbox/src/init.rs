@@ -115,8 +115,13 @@ fn stage1(slot: &mut Option<Channel>) -> Result<i32, SandboxError> {
         .as_ref()
         .ok_or_else(|| SandboxError::Protocol("control channel missing".into()))?;
     let parent = getppid();
-    let Some((ToInit::Spec(spec), _)) = chan.recv::<ToInit>()? else {
-        return Ok(EXIT_FAILURE);
+    let (place, spec) = match chan.recv::<ToInit>()? {
+        Some((ToInit::Spec(spec), _)) => (false, spec),
+        Some((ToInit::Place, _)) => match chan.recv::<ToInit>()? {
+            Some((ToInit::Spec(spec), _)) => (true, spec),
+            _ => return Ok(EXIT_FAILURE),
+        },
+        _ => return Ok(EXIT_FAILURE),
     };
     let (outer_uid, outer_gid) = (getuid(), getgid());
     unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| {
@@ -143,15 +148,18 @@ fn stage1(slot: &mut Option<Channel>) -> Result<i32, SandboxError> {
         "/proc/self/gid_map",
         &format!("{} {} 1\n", spec.gid, outer_gid),
     )?;
-    unshare(
-        CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWPID
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWNET
-            | CloneFlags::CLONE_NEWCGROUP,
-    )
-    .map_err(|e| SandboxError::sys("cannot create the sandbox namespaces", e))?;
+    let mut namespaces = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWNET;
+    // A cgroup namespace is rooted where its creator is: when placement is still under way,
+    // stage 2 creates it once it is in the sandbox's cgroup.
+    if !place {
+        namespaces |= CloneFlags::CLONE_NEWCGROUP;
+    }
+    unshare(namespaces)
+        .map_err(|e| SandboxError::sys("cannot create the sandbox namespaces", e))?;
 
     let mut mask = SigSet::empty();
     for s in FORWARDED {
@@ -165,7 +173,7 @@ fn stage1(slot: &mut Option<Channel>) -> Result<i32, SandboxError> {
     // so the child may allocate and run arbitrary code after fork.
     match unsafe { fork() }.map_err(|e| SandboxError::sys("cannot fork the sandbox init", e))? {
         ForkResult::Child => {
-            std::process::exit(outcome(Some(chan), stage2(chan, &spec, &mask)));
+            std::process::exit(outcome(Some(chan), stage2(chan, &spec, &mask, place)));
         }
         ForkResult::Parent { child } => {
             // Only stage 2 talks to the supervisor from now on: its death closes the channel.
@@ -201,12 +209,24 @@ fn forward_until_exit(child: Pid, mask: &SigSet) -> Result<i32, SandboxError> {
     }
 }
 
-fn stage2(chan: &Channel, spec: &SandboxSpec, mask: &SigSet) -> Result<i32, SandboxError> {
+/// Stage 2. With `place`, the supervisor moves it into the sandbox's cgroup while it builds the
+/// root: it reports itself first, and waits for that before it locks itself down (its cgroup
+/// namespace, created then, is rooted at the sandbox's cgroup) and starts anything.
+fn stage2(
+    chan: &Channel,
+    spec: &SandboxSpec,
+    mask: &SigSet,
+    place: bool,
+) -> Result<i32, SandboxError> {
     set_pdeathsig()?;
+    if place {
+        let me = crate::cgroup::pidfd_open(1)?;
+        chan.send(&FromInit::Placing, &[me.as_raw_fd()])?;
+    }
     mounts::build(spec)?;
     sethostname(&spec.hostname).map_err(|e| SandboxError::sys("cannot set the hostname", e))?;
     loopback_up()?;
-    run_inside(chan, spec, mask, Lockdown::Native)
+    run_inside(chan, spec, mask, Lockdown::Native, place)
 }
 
 /// Where pid 1 runs, which decides how its capabilities go.
@@ -258,16 +278,19 @@ fn container_stage(chan: &Channel) -> Result<i32, SandboxError> {
         }
     }
     drop(stdio);
-    run_inside(chan, &spec, &mask, Lockdown::Container)
+    // The engine placed the container in its cgroup before pid 1 started.
+    run_inside(chan, &spec, &mask, Lockdown::Container, false)
 }
 
-/// Stage 2 once the root is built: pty and listeners handed out, rlimits, lockdown, the command
-/// started, then pid 1's loop. Returns the command's status.
+/// Stage 2 once the root is built: pty and listeners handed out, rlimits, lockdown (after the
+/// supervisor confirmed the cgroup placement, with `place`), the command started, then pid 1's
+/// loop. Returns the command's status.
 fn run_inside(
     chan: &Channel,
     spec: &SandboxSpec,
     mask: &SigSet,
     lockdown: Lockdown,
+    place: bool,
 ) -> Result<i32, SandboxError> {
     let mut handed: Vec<OwnedFd> = Vec::new();
     let mut tty_slave: Option<OwnedFd> = None;
@@ -316,6 +339,11 @@ fn run_inside(
         security::UnixSockets::Landlock => None,
     };
 
+    if place {
+        wait_placed(chan)?;
+        unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| SandboxError::sys("cannot create the sandbox's cgroup namespace", e))?;
+    }
     match lockdown {
         Lockdown::Native => security::drop_capabilities()?,
         Lockdown::Container => security::ensure_no_capabilities()?,
@@ -409,6 +437,20 @@ fn run_inside(
     Ok(status)
 }
 
+/// Waits for the supervisor's [`ToInit::Placed`]: until then this process may not be in the
+/// sandbox's cgroup, and nothing it forks may run. Anything else fails closed.
+fn wait_placed(chan: &Channel) -> Result<(), SandboxError> {
+    match chan.recv::<ToInit>()? {
+        Some((ToInit::Placed, _)) => Ok(()),
+        Some((other, _)) => Err(SandboxError::Protocol(format!(
+            "expected the supervisor to confirm the cgroup placement, got {other:?}"
+        ))),
+        None => Err(SandboxError::Setup(
+            "the supervisor went away before placing the sandbox in its cgroup".into(),
+        )),
+    }
+}
+
 /// pid 1's loop once the command runs: reap every orphan, forward signals to the command, start
 /// the programs the supervisor asks for ([`ToInit::Exec`]) and report their end; return the
 /// command's status when it exits.
@@ -466,7 +508,7 @@ fn serve(chan: &Channel, spec: &SandboxSpec, child: Pid, mask: &SigSet, lockdown
                         execs.insert(pid, req.id);
                     }
                 }
-                Ok(Some((ToInit::Spec(_), _))) => {}
+                Ok(Some((ToInit::Spec(_) | ToInit::Place | ToInit::Placed, _))) => {}
                 Ok(None) | Err(_) if lockdown == Lockdown::Container => {
                     // pid 1 of a pid namespace: -1 reaches every other process in it.
                     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);

@@ -390,10 +390,8 @@ impl Sandbox {
             gate: None,
             end: End::default(),
         };
-        if let Some(cg) = &sandbox.cgroup {
-            cg.add(sandbox.child.id())?;
-        }
-        sandbox.handshake(spec, opts.unix_refusals, &[])
+        // The cgroup placement overlaps with the build (`build_placed`).
+        sandbox.handshake(spec, opts.unix_refusals, &[], true)
     }
 
     /// Takes over a sandbox whose pid 1 was started elsewhere (`airlock __container-init` in a
@@ -417,22 +415,28 @@ impl Sandbox {
             gate: None,
             end: End::default(),
         };
-        sandbox.handshake(spec, unix_refusals, &[0, 1, 2])
+        sandbox.handshake(spec, unix_refusals, &[0, 1, 2], false)
     }
 
     /// Sends the spec (with `spec_fds` attached) and collects what init passes out once the
-    /// sandbox is built.
+    /// sandbox is built; with `place`, the sandbox is placed in its cgroup while it is built
+    /// ([`Sandbox::build_placed`]; a sandbox whose pid 1 an engine started is in the engine's).
     fn handshake(
         self,
         spec: &SandboxSpec,
         unix_refusals: Option<std::sync::mpsc::Sender<UnixRefusal>>,
         spec_fds: &[std::os::fd::RawFd],
+        place: bool,
     ) -> Result<Sandbox, SandboxError> {
         let mut sandbox = self;
-        sandbox
-            .chan
-            .send(&ToInit::Spec(Box::new(spec.clone())), spec_fds)?;
-        let mut first = sandbox.chan.recv::<FromInit>()?;
+        let mut first = if place {
+            sandbox.build_placed(spec)?
+        } else {
+            sandbox
+                .chan
+                .send(&ToInit::Spec(Box::new(spec.clone())), spec_fds)?;
+            sandbox.chan.recv::<FromInit>()?
+        };
         if let Some((FromInit::ConnectGate { private_devs }, fds)) = first {
             let mut fds = fds.into_iter();
             let (Some(listener), Some(diag)) = (fds.next(), fds.next()) else {
@@ -483,6 +487,72 @@ impl Sandbox {
                 )))
             }
         }
+    }
+
+    /// Sends the spec and places the sandbox in its cgroup while it is built: the init stage
+    /// (the write to `cgroup.procs` can take a v1 memory controller an RCU grace period, ~10 ms)
+    /// overlaps with the namespaces and the root being set up, then pid 1, which reports itself
+    /// ([`FromInit::Placing`]) and starts the command only on [`ToInit::Placed`]. Returns the
+    /// first message after the placement.
+    fn build_placed(
+        &mut self,
+        spec: &SandboxSpec,
+    ) -> Result<Option<(FromInit, Vec<OwnedFd>)>, SandboxError> {
+        let Some(cg) = self.cgroup.as_ref().filter(|cg| cg.has_dirs()) else {
+            self.chan.send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
+            return self.chan.recv::<FromInit>();
+        };
+        self.chan.send(&ToInit::Place, &[])?;
+        self.chan.send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
+        cg.add(self.child.id())?;
+        match self.chan.recv::<FromInit>()? {
+            Some((FromInit::Placing, fds)) => {
+                let pidfd = fds.into_iter().next().ok_or_else(|| {
+                    SandboxError::Protocol("the sandbox's pid 1 did not pass its pidfd".into())
+                })?;
+                if let Err(e) = cg.add_pidfd(&pidfd) {
+                    return self.failure_instead(e);
+                }
+                // pid 1 may fail (and close its end) before it reads `Placed`: the channel then
+                // reports a reset before what pid 1 sent.
+                match self
+                    .chan
+                    .send(&ToInit::Placed, &[])
+                    .and_then(|()| self.chan.recv::<FromInit>())
+                {
+                    Err(e) => self.failure_instead(e),
+                    ok => ok,
+                }
+            }
+            Some((m @ (FromInit::ConnectGate { .. } | FromInit::Ready { .. }), _)) => {
+                Err(SandboxError::Protocol(format!(
+                    "the sandbox's pid 1 did not report itself for its cgroup placement: {m:?}"
+                )))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// After a failed placement: ends the sandbox and returns what pid 1 reported, if it
+    /// failed first (a setup error, e.g. a mount refused, makes it exit while it is being
+    /// placed; its message is the one to show), else `e`.
+    fn failure_instead(
+        &mut self,
+        e: SandboxError,
+    ) -> Result<Option<(FromInit, Vec<OwnedFd>)>, SandboxError> {
+        // Stage 1's death takes pid 1 with it (PDEATHSIG): the channel then ends after
+        // whatever pid 1 sent, so the reads below cannot block.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // A reset is reported once, ahead of the packets still queued (sock_error(), net/core).
+        for _ in 0..16 {
+            match self.chan.recv::<FromInit>() {
+                Ok(Some((msg @ FromInit::Failed { .. }, fds))) => return Ok(Some((msg, fds))),
+                Ok(Some(_)) | Err(_) => continue,
+                Ok(None) => break,
+            }
+        }
+        Err(e)
     }
 
     /// The listeners for the proxy and DNS filter, once.

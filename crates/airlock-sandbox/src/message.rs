@@ -23,8 +23,16 @@ pub const MAX_MESSAGE: usize = 4 << 20;
 /// Supervisor -> init.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToInit {
+    /// Sent before `Spec` by a supervisor that places the sandbox in its cgroup while it is
+    /// built: stage 2 then reports itself first ([`FromInit::Placing`]) and starts no process
+    /// before [`ToInit::Placed`]. Without it, stage 1 must already be in the cgroup when it
+    /// receives `Spec` (every process of the sandbox descends from it).
+    Place,
     /// Build this sandbox.
     Spec(Box<SandboxSpec>),
+    /// Answer to [`FromInit::Placing`]: stage 2 is in the sandbox's cgroup(s), so what it starts
+    /// from now on is too.
+    Placed,
     /// Start one more program inside the running sandbox (e.g. `tmux attach` for `airlock
     /// attach`), as a child of pid 1 under exactly the agent's lockdown. Sent only after `Ready`.
     Exec(ExecRequest),
@@ -50,6 +58,9 @@ pub struct ExecRequest {
 /// Init -> supervisor.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromInit {
+    /// Stage 2's first message after [`ToInit::Place`]. Attached fd: a pidfd of stage 2, which
+    /// the supervisor moves into the cgroup(s) before it answers [`ToInit::Placed`].
+    Placing,
     /// The sandbox is built. Attached fds, in order: the pty master (if a tty was asked for), then
     /// the proxy listener, the DNS UDP socket and the DNS TCP listener (if network was asked for).
     Ready {
@@ -155,11 +166,29 @@ impl Channel {
         Ok(())
     }
 
+    /// The length of the next packet, without taking it (`MSG_PEEK | MSG_TRUNC` on a seqpacket
+    /// socket returns the real length, recv(2), Linux 3.4+); 0 when the peer has closed. Blocks
+    /// until one arrives.
+    fn next_len(&self) -> Result<usize, SandboxError> {
+        loop {
+            match nix::sys::socket::recv(
+                self.fd.as_raw_fd(),
+                &mut [],
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => return r.map_err(|e| SandboxError::sys("peek on the control channel", e)),
+            }
+        }
+    }
+
     /// Receives one message and its descriptors; `Ok(None)` when the peer has closed.
     pub fn recv<T: for<'de> Deserialize<'de>>(
         &self,
     ) -> Result<Option<(T, Vec<OwnedFd>)>, SandboxError> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
+        // Sized to the packet: a zeroed buffer of the largest size for every message costs
+        // a megabyte-sized memset and its page faults each time.
+        let mut buf = vec![0u8; self.next_len()?.clamp(1, MAX_MESSAGE)];
         let mut cmsg_space = nix::cmsg_space!([RawFd; 8]);
         let (len, fds) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
@@ -263,5 +292,40 @@ impl ChannelListener {
 impl Drop for ChannelListener {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Blob(String);
+
+    /// Every size arrives whole: the receive buffer follows each packet's length, small after
+    /// large and large after small, with descriptors attached; a closed peer reads as `None`.
+    #[test]
+    fn messages_of_every_size_arrive_whole_and_eof_is_none() {
+        let (a, b) = Channel::pair().expect("pair");
+        let sizes = [1usize, 150_000, 10, 100_000, 0, 65_536];
+        for (i, n) in sizes.iter().enumerate() {
+            let msg = Blob("x".repeat(*n));
+            let file = std::fs::File::open("/proc/self/status").expect("open");
+            let fds = if i % 2 == 0 {
+                vec![file.as_raw_fd()]
+            } else {
+                vec![]
+            };
+            let sender = {
+                let a = a.try_clone().expect("clone");
+                std::thread::spawn(move || a.send(&msg, &fds).map(|()| file))
+            };
+            let (got, fds) = b.recv::<Blob>().expect("recv").expect("a message");
+            sender.join().expect("thread").expect("send");
+            assert_eq!(got.0.len(), *n);
+            assert_eq!(fds.len(), usize::from(i % 2 == 0));
+        }
+        drop(a);
+        assert!(b.recv::<Blob>().expect("recv").is_none());
     }
 }

@@ -380,6 +380,113 @@ fn nothing_is_left_behind() {
     }
 }
 
+/// The host pids of processes whose argv is exactly `argv`.
+fn pids_running(argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            (cmd == want).then_some(pid)
+        })
+        .collect()
+}
+
+/// `(controllers, path)` of each line of a `/proc/PID/cgroup` file that names memory, pids or
+/// cpu.
+fn limited_cgroups(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            ctrls
+                .split(',')
+                .any(|c| ["memory", "pids", "cpu"].contains(&c))
+                .then(|| (ctrls.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
+/// The sandbox is placed in its cgroups while it is built, and the command may start only once
+/// that is done: every process of the sandbox (the command itself, a background child, a
+/// `setsid` grandchild; bind and overlay mode; memory, pids and cpu limits) is in the session's
+/// cgroups as the host sees them (as root, where they are enforced; unprivileged without a
+/// delegated cgroup there is none to be in), and inside, its cgroup
+/// namespace is rooted at its own cgroup (created only after the placement): `/proc/self/cgroup`
+/// shows `/`, never a host path.
+#[test]
+fn every_process_runs_in_the_sessions_cgroups() {
+    for mode in ["bind", "overlay"] {
+        let ws = Ws::new();
+        let tag = format!("{}{}", std::process::id(), mode.len());
+        let (bg, setsid) = (format!("30.{tag}1"), format!("30.{tag}2"));
+        let script = format!(
+            "cat /proc/self/cgroup; sleep {bg} & \
+             (setsid sleep {setsid} &); read line; exit 0"
+        );
+        let mut cmd = ws.airlock();
+        cmd.args(["run", "--mode", mode, "--memory", "512M", "--pids", "300"]);
+        if is_root() {
+            // Refused where no cgroup enforces it (unprivileged without delegation).
+            cmd.args(["--cpus", "1.5"]);
+        }
+        let mut child = cmd
+            .arg("--workspace")
+            .arg(ws.path())
+            .args(["--", "sh", "-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("airlock");
+        let (bg_argv, setsid_argv, sh_argv) = (
+            ["sleep", bg.as_str()],
+            ["sleep", setsid.as_str()],
+            ["sh", "-c", script.as_str()],
+        );
+        let mut found = Vec::new();
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                found = [&bg_argv[..], &setsid_argv[..], &sh_argv[..]]
+                    .iter()
+                    .map(|a| pids_running(a))
+                    .collect();
+                found.iter().all(|p| p.len() == 1)
+            }),
+            "{mode}: the sandbox's processes did not all start: {found:?}"
+        );
+        for pid in found.iter().flatten() {
+            let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+            let limited = limited_cgroups(&cg);
+            if is_root() {
+                assert!(limited.len() >= 2, "{mode}: {cg}");
+                for (ctrls, path) in limited {
+                    assert!(
+                        path.contains("/airlock-"),
+                        "{mode}: process {pid} runs outside the session's {ctrls} cgroup: {path}"
+                    );
+                }
+            }
+        }
+        drop(child.stdin.take());
+        let o = child.wait_with_output().expect("wait");
+        assert_eq!(o.status.code(), Some(0), "{mode}: {}", stderr(&o));
+        let inside = stdout(&o);
+        let limited = limited_cgroups(&inside);
+        assert!(!limited.is_empty(), "{mode}: {inside}");
+        for (ctrls, path) in limited {
+            assert_eq!(
+                path, "/",
+                "{mode}: the {ctrls} cgroup namespace is not rooted at the sandbox's cgroup"
+            );
+        }
+    }
+}
+
 /// The escape battery must pass with no failure; skips are allowed only where this host itself
 /// already blocks the attempt outside the sandbox, and they are listed.
 #[test]
