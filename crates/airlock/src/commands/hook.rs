@@ -268,8 +268,10 @@ fn decide(raw: &[u8], args: &HookArgs) -> Outcome {
         Err(e) => return Outcome::deny("hook-input", e.to_string()),
     };
     let cwd = PathBuf::from(&input.cwd);
+    // Never freed: the hook process ends right after answering, and freeing the thousands of
+    // rule strings and globs costs a measurable part of the call (bench/PROFILING.md).
     let gate = match Gate::load(&args.policies, &cwd) {
-        Ok(g) => g,
+        Ok(g) => std::mem::ManuallyDrop::new(g),
         Err(e) => {
             let mut o = Outcome::deny(
                 "policy-error",
@@ -310,7 +312,7 @@ fn decide(raw: &[u8], args: &HookArgs) -> Outcome {
         rule: verdict.rule,
         reason,
         input: Some(input),
-        session: gate.session,
+        session: gate.session.clone(),
     }
 }
 
