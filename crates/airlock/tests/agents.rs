@@ -40,20 +40,7 @@ fn stderr(o: &Output) -> String {
 
 /// A random secret shaped like an Anthropic API key.
 fn secret() -> String {
-    let mut bytes = [0u8; 40];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("urandom");
-    let tail: String = bytes
-        .iter()
-        .map(|b| {
-            char::from(
-                b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                    [usize::from(*b) % 62],
-            )
-        })
-        .collect();
-    format!("sk-ant-api03-{tail}")
+    format!("sk-ant-api03-{}", airlock_test_support::random_alnum(40))
 }
 
 /// A test CA (PEM) and a server certificate for one name.

@@ -57,6 +57,32 @@ fn ready() -> bool {
     true
 }
 
+/// Starts `cmd` (`airlock` for `ws`) as a bind-mode podman session whose command touches
+/// `started` and sleeps; returns once the command runs inside the container.
+fn start_sleeping(ws: &Ws, mut cmd: Command) -> std::process::Child {
+    let child = cmd
+        .args([
+            "run",
+            "--backend",
+            "podman",
+            "--mode",
+            "bind",
+            "--image",
+            IMAGE,
+        ])
+        .args(["--", "sh", "-c", "touch started; sleep 60"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = ws.path().join("started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(started.exists(), "the command never started");
+    child
+}
+
 struct Ws {
     dir: tempfile::TempDir,
     data: tempfile::TempDir,
@@ -530,27 +556,7 @@ fn runtime_gets_the_hardened_config() {
     }
     let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ws = Ws::new();
-    let mut child = ws
-        .airlock()
-        .args([
-            "run",
-            "--backend",
-            "podman",
-            "--mode",
-            "bind",
-            "--image",
-            IMAGE,
-        ])
-        .args(["--", "sh", "-c", "touch started; sleep 60"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let started = ws.path().join("started");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !started.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(started.exists(), "the command never started");
+    let mut child = start_sleeping(&ws, ws.airlock());
     let ids = podman(&["ps", "-q", "--filter", &format!("label={LABEL}")]).expect("ps");
     let id = stdout(&ids).trim().to_string();
     assert!(
@@ -656,28 +662,9 @@ fn killed_supervisor_leaves_nothing() {
             .filter(|n| n.starts_with("airlock-podman-"))
             .collect()
     };
-    let mut child = ws
-        .airlock()
-        .env("TMPDIR", &tmp)
-        .args([
-            "run",
-            "--backend",
-            "podman",
-            "--mode",
-            "bind",
-            "--image",
-            IMAGE,
-        ])
-        .args(["--", "sh", "-c", "touch started; sleep 60"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let started = ws.path().join("started");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !started.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(started.exists(), "the command never started");
+    let mut cmd = ws.airlock();
+    cmd.env("TMPDIR", &tmp);
+    let mut child = start_sleeping(&ws, cmd);
     child.kill().expect("SIGKILL airlock");
     let _ = child.wait();
     // The engine needs a moment to notice pid 1's end and remove the container.

@@ -35,20 +35,7 @@ fn stderr(o: &Output) -> String {
 
 /// A random secret shaped like an API key.
 fn secret(tag: &str) -> String {
-    let mut bytes = [0u8; 24];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("urandom");
-    let tail: String = bytes
-        .iter()
-        .map(|b| {
-            char::from(
-                b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                    [usize::from(*b) % 62],
-            )
-        })
-        .collect();
-    format!("sk-{tag}-{tail}")
+    format!("sk-{tag}-{}", airlock_test_support::random_alnum(24))
 }
 
 /// A per-test directory readable by the unprivileged user, holding the workspace, the session
