@@ -7,6 +7,7 @@
 mod agents;
 mod approvals;
 mod backends;
+mod battery;
 mod caches;
 mod cli;
 mod commands;
