@@ -56,6 +56,20 @@ cargo build --workspace --all-targets --locked
 echo "== man pages"
 "${CARGO_TARGET_DIR:-target}/debug/airlock" man --out "${CARGO_TARGET_DIR:-target}/man"
 
+# Every test that skips a check (a missing tool, a privilege) appends `TEST: REASON` here; the
+# list is printed at the end, so a skip never passes silently.
+AIRLOCK_TEST_SKIPS=$(mktemp /tmp/airlock-test-skips-XXXXXX)
+chmod 666 "$AIRLOCK_TEST_SKIPS"
+export AIRLOCK_TEST_SKIPS
+print_skips() {
+  if [ -s "$AIRLOCK_TEST_SKIPS" ]; then
+    echo "== skipped checks ($(wc -l < "$AIRLOCK_TEST_SKIPS")), each with its reason:"
+    sed 's/^/  /' "$AIRLOCK_TEST_SKIPS"
+  else
+    echo "== skipped checks: none"
+  fi
+}
+
 echo "== tests as $(id -un)"
 cargo test --workspace --locked --no-fail-fast
 
@@ -93,7 +107,7 @@ for l in sys.stdin:
     local name=$1
     shift
     runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
-      CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" "$@" \
+      CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" AIRLOCK_TEST_SKIPS="$AIRLOCK_TEST_SKIPS" "$@" \
       sh -c "cd /tmp && '$stage/$name-tests' --test-threads=2"
   }
   run_unprivileged sandbox
@@ -106,4 +120,6 @@ for l in sys.stdin:
   echo "== container backend tests (rootless Podman) as unprivileged user $TEST_USER"
   run_unprivileged container XDG_RUNTIME_DIR="/run/user/$(id -u "$TEST_USER")"
 fi
+print_skips
+rm -f "$AIRLOCK_TEST_SKIPS"
 echo "== all tests passed"

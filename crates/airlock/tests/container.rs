@@ -46,7 +46,9 @@ fn podman(args: &[&str]) -> Option<Output> {
 /// Whether this host can run the tests; panics when Podman is there but not set up.
 fn ready() -> bool {
     let Some(o) = podman(&["image", "exists", IMAGE]) else {
-        eprintln!("skipping: podman is not installed (scripts/container-setup.sh installs it)");
+        airlock_test_support::skip(
+            "podman is not installed (scripts/container-setup.sh installs it)",
+        );
         return false;
     };
     assert!(

@@ -504,7 +504,10 @@ fn escape_battery_passes() {
     for c in checks {
         match c["verdict"].as_str() {
             Some("pass") => {}
-            Some("skip") => eprintln!("skipped (host blocks it already): {c}"),
+            Some("skip") => airlock_test_support::skip(&format!(
+                "selftest check {} (this host blocks its control too): {}",
+                c["name"], c["control"]
+            )),
             _ => problems.push(c.to_string()),
         }
     }
@@ -530,7 +533,7 @@ fn tmux_available() -> bool {
             std::env::var("CI").as_deref() != Ok("true"),
             "tmux is required in CI (scripts/test.sh installs it)"
         );
-        eprintln!("skipping: tmux is not installed");
+        airlock_test_support::skip("tmux is not installed");
     }
     ok
 }
@@ -1886,7 +1889,7 @@ fn merge_refuses_special_files_without_hanging_or_writing() {
             "pipe",
         ));
     } else {
-        eprintln!("skipping the socket variant: no python3 to bind a unix socket inside");
+        airlock_test_support::skip("the socket variant: no python3 to bind a unix socket inside");
     }
     for (name, make, path) in variants {
         let repo = Repo::new();
@@ -2913,7 +2916,7 @@ fn under_script(ws: &Ws, cmd: &str, input: &[u8]) -> Vec<u8> {
 #[test]
 fn no_stray_nul_before_the_output() {
     if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipping: script(1) is not installed");
+        airlock_test_support::skip("script(1) is not installed");
         return;
     }
     let ws = Ws::new();
@@ -2943,7 +2946,7 @@ fn no_stray_nul_before_the_output() {
 #[test]
 fn live_denials_go_on_the_last_row_between_the_agents_characters() {
     if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipping: script(1) is not installed");
+        airlock_test_support::skip("script(1) is not installed");
         return;
     }
     let port = http_server("ok");
@@ -3568,7 +3571,9 @@ fn a_deleted_workspace_is_explained_and_its_changes_kept() {
 #[test]
 fn a_full_disk_under_the_session_loses_nothing_written() {
     if !is_root() {
-        eprintln!("skipping: mounting a small filesystem needs root (the root run covers it)");
+        airlock_test_support::skip(
+            "mounting a small filesystem needs root (the root run covers it)",
+        );
         return;
     }
     let repo = Repo::new();
@@ -3963,7 +3968,7 @@ fn python() -> Option<PathBuf> {
         std::env::var("CI").as_deref() != Ok("true"),
         "python3 is required in CI (scripts/test.sh installs it)"
     );
-    eprintln!("skipping: /usr/bin/python3 is not installed");
+    airlock_test_support::skip("/usr/bin/python3 is not installed");
     None
 }
 
@@ -4388,7 +4393,9 @@ fn a_datagram_socket_as_stdio_is_refused() {
         .output()
         .expect("doctor");
     if String::from_utf8_lossy(&doctor.stdout).contains("RESOLVE_UNIX") {
-        eprintln!("Landlock governs unix sockets here: datagram stdio is allowed");
+        airlock_test_support::skip(
+            "Landlock governs unix sockets here (the connect gate is not in use)",
+        );
         return;
     }
     let ws = Ws::new();
@@ -4607,9 +4614,9 @@ fn merge_keeps_holes_and_diff_shows_sizes() {
 #[test]
 fn merge_refuses_what_does_not_fit() {
     if !is_root() {
-        eprintln!(
-            "skipping: a small workspace file system needs a tmpfs mount, which needs root \
-             (the root run covers it)"
+        airlock_test_support::skip(
+            "a small workspace file system needs a tmpfs mount, which needs root \
+             (the root run covers it)",
         );
         return;
     }
