@@ -62,6 +62,9 @@ pub const DEFAULT_CPU_KIND: &str = "shared";
 
 pub use airlock_policy::config::FlyMode;
 
+/// Looks an environment variable up (the token's variables).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Everything [`FlyEngine::new`] needs; [`FlyOptions::resolve`] builds it from `[fly]` and the
 /// flags.
 #[derive(Clone)]
@@ -91,6 +94,9 @@ pub struct FlyOptions {
     pub token: Option<Token>,
     /// flyctl's config directory (`None`: `$FLY_CONFIG_DIR`, else `~/.fly`).
     pub flyctl_dir: Option<PathBuf>,
+    /// How the token's environment variables are looked up (default: the process's
+    /// environment; tests give their own).
+    pub env: EnvLookup,
     /// More roots for verifying the API (`[tls] extra_roots`; tests' CA).
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// How long the machine may take to start and its supervisor to answer.
@@ -147,6 +153,7 @@ impl FlyOptions {
             registry_url: format!("https://{REGISTRY}"),
             token: None,
             flyctl_dir: None,
+            env: Arc::new(|n: &str| std::env::var(n).ok()),
             extra_roots: Vec::new(),
             start_timeout: Duration::from_secs(180),
             exec_timeout: Duration::from_secs(600),
