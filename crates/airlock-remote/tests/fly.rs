@@ -539,3 +539,72 @@ fn bad_options_are_refused() {
         assert!(FlyEngine::new(o).is_err(), "{what}");
     }
 }
+
+/// The engine's calls block; made from inside a tokio runtime (the supervisor's), they run on
+/// a thread of their own instead of panicking.
+#[test]
+fn calls_from_inside_a_tokio_runtime_work() {
+    let fake = fake_with_image();
+    let (o, _) = options(&fake, Some(TOKEN));
+    let mut engine = FlyEngine::new(o).expect("engine");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let at = rt
+        .block_on(async { engine.create(&request()) })
+        .expect("create");
+    rt.block_on(async { engine.delete(&at) }).expect("delete");
+    assert_nothing_left(&fake);
+}
+
+/// `FlyOptions::resolve`: the flags over `[fly]`, defaults under both; no app is an error that
+/// says how to name one.
+#[test]
+fn options_resolve_flags_over_config() {
+    use airlock_policy::config::FlyConfig;
+    use airlock_remote::fly::FlyFlags;
+    let config = FlyConfig {
+        app: Some("from-config".into()),
+        region: Some("ams".into()),
+        mode: Some(FlyMode::Standby),
+        memory_mb: Some(4096),
+        cpu_kind: Some("performance".into()),
+        ..FlyConfig::default()
+    };
+    let o = FlyOptions::resolve(&config, &FlyFlags::default()).expect("config");
+    assert_eq!(
+        (o.app.as_str(), o.region.as_deref()),
+        ("from-config", Some("ams"))
+    );
+    assert_eq!(
+        (o.mode, o.memory_mb, o.cpu_kind.as_str()),
+        (FlyMode::Standby, 4096, "performance")
+    );
+    let flags = FlyFlags {
+        app: Some("from-flag".into()),
+        region: Some("iad".into()),
+        mode: Some(FlyMode::Ephemeral),
+        image: Some("registry.fly.io/from-flag:x".into()),
+    };
+    let o = FlyOptions::resolve(&config, &flags).expect("flags");
+    assert_eq!(
+        (o.app.as_str(), o.region.as_deref()),
+        ("from-flag", Some("iad"))
+    );
+    assert_eq!(o.mode, FlyMode::Ephemeral);
+    assert_eq!(o.image.as_deref(), Some("registry.fly.io/from-flag:x"));
+    let e = FlyOptions::resolve(&FlyConfig::default(), &FlyFlags::default()).expect_err("no app");
+    assert!(
+        e.to_string().contains("--fly-app") && e.to_string().contains("[fly] app"),
+        "{e}"
+    );
+    let bad = FlyConfig {
+        api_url: Some("http://127.0.0.1:1".into()),
+        ..config
+    };
+    assert!(
+        FlyOptions::resolve(&bad, &FlyFlags::default()).is_err(),
+        "http api_url"
+    );
+}
