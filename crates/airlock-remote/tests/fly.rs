@@ -411,6 +411,23 @@ fn the_registry_check_follows_a_bearer_challenge() {
     }
 }
 
+/// A challenge whose realm is neither the registry's host nor Fly's does not get the token.
+#[test]
+fn a_challenge_to_a_foreign_realm_gets_no_token() {
+    let fake = Fake::start(APP, TOKEN);
+    fake.with(|s| {
+        s.registry_challenge = true;
+        s.registry_realm = format!("https://127.0.0.2:{}", fake.addr.port());
+        s.images.insert(format!("{APP}:v1"));
+    });
+    let (o, _) = options(&fake, Some(TOKEN));
+    let mut engine = FlyEngine::new(o).expect("engine");
+    let e = engine.create(&request()).expect_err("refused");
+    assert!(e.to_string().contains("refused the token"), "{e}");
+    assert!(!fake.seen().iter().any(|s| s.path.starts_with("/token")));
+    assert_nothing_left(&fake);
+}
+
 #[test]
 fn a_machine_that_does_not_start_is_destroyed_and_named() {
     for start in [Start::Fails, Start::Hangs] {

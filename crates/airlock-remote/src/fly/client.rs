@@ -139,8 +139,8 @@ impl Api {
         .map_err(|e| RemoteError::Engine {
             engine: FLY,
             message: format!(
-                "{method} {}: {e}; the Machines API cannot be reached from here (a retry may \
-                 help; check the network and [fly] api_url)",
+                "{method} {}: {e}; Fly's API cannot be reached from here (a retry may help; \
+                 check the network and [fly] api_url)",
                 strip_query(url)
             ),
         })?;
@@ -167,6 +167,21 @@ impl Api {
         timeout: Option<Duration>,
         subject: &Subject,
     ) -> Result<Answer, RemoteError> {
+        self.call_allowing(method, path, body, timeout, subject, &[])
+            .await
+    }
+
+    /// [`Api::call`], with the statuses in `allowed` returned as answers, not errors (a 404 on
+    /// a delete: it is gone already).
+    pub(crate) async fn call_allowing(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+        timeout: Option<Duration>,
+        subject: &Subject,
+        allowed: &[StatusCode],
+    ) -> Result<Answer, RemoteError> {
         let body = match body {
             Some(b) => Some(serde_json::to_vec(b).map_err(|e| {
                 RemoteError::Invalid(format!("fly: cannot serialise the request: {e}"))
@@ -184,7 +199,7 @@ impl Api {
                 subject,
             )
             .await?;
-        if a.status.is_success() {
+        if a.status.is_success() || allowed.contains(&a.status) {
             Ok(a)
         } else {
             Err(self.error(&method, path, &a, subject))

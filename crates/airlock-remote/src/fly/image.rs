@@ -65,7 +65,12 @@ pub(crate) async fn check(api: &Api, registry_url: &str, image: &str) -> Result<
     let subject = Subject::Image(image.to_string());
     let mut a = head(api, &url, basic.clone(), &subject).await?;
     if a.status == StatusCode::UNAUTHORIZED {
-        if let Some(challenge) = a.www_authenticate.as_deref().and_then(bearer_challenge) {
+        if let Some(challenge) = a
+            .www_authenticate
+            .as_deref()
+            .and_then(bearer_challenge)
+            .filter(|c| realm_trusted(&c.0, registry_url))
+        {
             let token = registry_token(api, &challenge, &basic, &subject).await?;
             a = head(api, &url, format!("Bearer {token}"), &subject).await?;
         }
@@ -141,6 +146,23 @@ fn bearer_challenge(h: &str) -> Option<(String, String, String)> {
         }
     }
     (realm.starts_with("https://")).then_some((realm, service, scope))
+}
+
+/// The host of an `https://HOST[:PORT]/…` URL.
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("https://")?;
+    let authority = rest.split(['/', '?']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    Some(host.split(':').next().unwrap_or(host))
+}
+
+/// The token goes with the challenge only to the registry's own host or one of Fly's
+/// (`*.fly.io`): a challenge cannot send it anywhere else.
+fn realm_trusted(realm: &str, registry_url: &str) -> bool {
+    match (host_of(realm), host_of(registry_url)) {
+        (Some(r), Some(g)) => !r.is_empty() && (r == g || r.ends_with(".fly.io")),
+        _ => false,
+    }
 }
 
 async fn registry_token(
@@ -223,5 +245,19 @@ mod tests {
         // a realm that is not https would send the token in clear: ignored
         assert_eq!(bearer_challenge("Bearer realm=\"http://r.test/t\""), None);
         assert_eq!(bearer_challenge("Basic realm=\"x\""), None);
+        // the token follows a challenge only to the registry or to Fly's own hosts
+        let reg = "https://registry.fly.io";
+        assert!(realm_trusted("https://registry.fly.io/token", reg));
+        assert!(realm_trusted("https://auth.fly.io/token", reg));
+        for bad in [
+            "https://evil.example/token",
+            "https://registry.fly.io.evil.example/t",
+            "https://evil.example/registry.fly.io",
+            "https://user@evil.example/t",
+            "https://fly.io@evil.example/t",
+            "http://registry.fly.io/token",
+        ] {
+            assert!(!realm_trusted(bad, reg), "{bad}");
+        }
     }
 }

@@ -690,43 +690,40 @@ impl FlyEngine {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Stop, then destroy with force; gone is fine.
+    /// Stop, then destroy with force; gone is fine. A stop the API refuses for the
+    /// machine's state (already stopped, not started: 400/409/412) does not stop the destroy.
     async fn destroy(&self, api: &Api, id: &str) -> Result<(), RemoteError> {
+        use hyper::StatusCode as S;
         let base = format!("/v1/apps/{}/machines/{id}", self.opts.app);
         let subject = Subject::Machine(id.into());
-        match api
-            .call(
+        let stop = api
+            .call_allowing(
                 Method::POST,
                 &format!("{base}/stop"),
                 Some(&serde_json::json!({})),
                 None,
                 &subject,
+                &[
+                    S::NOT_FOUND,
+                    S::BAD_REQUEST,
+                    S::CONFLICT,
+                    S::PRECONDITION_FAILED,
+                ],
             )
-            .await
-        {
-            Ok(_) => {}
-            Err(RemoteError::Resource { message, .. })
-                if message.contains("HTTP 404")
-                    || message.contains("HTTP 409")
-                    || message.contains("HTTP 412")
-                    || message.contains("HTTP 400") => {}
-            Err(e @ RemoteError::Engine { .. }) => return Err(e),
-            Err(_) => {}
+            .await;
+        if let Err(e @ RemoteError::Engine { .. }) = stop {
+            return Err(e);
         }
-        match api
-            .call(
-                Method::DELETE,
-                &format!("{base}?force=true"),
-                None::<&()>,
-                None,
-                &subject,
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(RemoteError::Resource { message, .. }) if message.contains("HTTP 404") => Ok(()),
-            Err(e) => Err(e),
-        }
+        api.call_allowing(
+            Method::DELETE,
+            &format!("{base}?force=true"),
+            None::<&()>,
+            None,
+            &subject,
+            &[S::NOT_FOUND],
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn exec_async(
