@@ -580,8 +580,11 @@ impl FlyEngine {
             if left == 0 {
                 return Err(self.not_started(api, id, "it did not start in time").await);
             }
-            if api.wait(id, "started", left.min(60)).await? {
-                return Ok(());
+            // a 400 (the real API's answer for some states) is judged by the state below
+            match api.wait(id, "started", left.min(60)).await {
+                Ok(true) => return Ok(()),
+                Ok(false) | Err(RemoteError::Resource { .. }) => {}
+                Err(e) => return Err(e),
             }
             if let Some(m) = api.machine(id).await? {
                 if matches!(
