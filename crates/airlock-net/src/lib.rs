@@ -43,6 +43,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod io;
+pub mod outbound;
 mod proxy;
 pub mod resolve;
 pub mod sni;

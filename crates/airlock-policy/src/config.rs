@@ -274,6 +274,92 @@ pub struct ContainerConfig {
     pub image: Option<String>,
 }
 
+/// `[fly]`: the Fly Machines backend's settings (`--backend fly`, docs/fly.md); the flags
+/// `--fly-app`, `--fly-region`, `--fly-mode` and `--image` override them. Only a trusted layer
+/// may set them: a workspace file must not choose where the session's secrets and token go,
+/// what image runs, or what is billed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlyConfig {
+    /// The Fly app the machines are created in (it must exist: `fly apps create NAME`).
+    #[serde(default)]
+    pub app: Option<String>,
+    /// The region code (`fly platform regions`); absent: the API's choice.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The image; absent: `registry.fly.io/APP:airlock-VERSION`.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// `ephemeral` (destroyed when the session ends, the default) or `standby` (stopped and
+    /// kept until `airlock rm`).
+    #[serde(default)]
+    pub mode: Option<FlyMode>,
+    /// `shared` (default) or `performance`.
+    #[serde(default)]
+    pub cpu_kind: Option<String>,
+    /// CPUs of the machine (default: `[limits] cpus` rounded up, else 1).
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    /// Memory of the machine in MiB, a multiple of 256 (default 2048).
+    #[serde(default)]
+    pub memory_mb: Option<u32>,
+    /// The Machines API's base URL (default `https://api.machines.dev`).
+    #[serde(default)]
+    pub api_url: Option<String>,
+}
+
+/// `[fly] mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlyMode {
+    /// `auto_destroy`: the machine is destroyed when its session ends.
+    #[default]
+    Ephemeral,
+    /// The machine stops when its session ends and is kept (resumable) until deleted.
+    Standby,
+}
+
+impl FlyMode {
+    /// The name as configured.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlyMode::Ephemeral => "ephemeral",
+            FlyMode::Standby => "standby",
+        }
+    }
+}
+
+impl FlyConfig {
+    /// Takes each key `over` sets.
+    fn merge(&mut self, over: &FlyConfig) {
+        let o = over.clone();
+        self.app = o.app.or(self.app.take());
+        self.region = o.region.or(self.region.take());
+        self.image = o.image.or(self.image.take());
+        self.mode = o.mode.or(self.mode);
+        self.cpu_kind = o.cpu_kind.or(self.cpu_kind.take());
+        self.cpus = o.cpus.or(self.cpus);
+        self.memory_mb = o.memory_mb.or(self.memory_mb);
+        self.api_url = o.api_url.or(self.api_url.take());
+    }
+
+    /// The first key set, as `fly.KEY` (for the untrusted-layer refusal).
+    fn first_key(&self) -> Option<&'static str> {
+        [
+            (self.app.is_some(), "fly.app"),
+            (self.region.is_some(), "fly.region"),
+            (self.image.is_some(), "fly.image"),
+            (self.mode.is_some(), "fly.mode"),
+            (self.cpu_kind.is_some(), "fly.cpu_kind"),
+            (self.cpus.is_some(), "fly.cpus"),
+            (self.memory_mb.is_some(), "fly.memory_mb"),
+            (self.api_url.is_some(), "fly.api_url"),
+        ]
+        .into_iter()
+        .find_map(|(set, key)| set.then_some(key))
+    }
+}
+
 /// `[telemetry]`: OpenTelemetry export to the user's own collector (`docs/telemetry.md`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -401,6 +487,9 @@ pub struct ConfigFile {
     pub terminal: TerminalConfig,
     #[serde(default)]
     pub container: ContainerConfig,
+    /// `[fly]`: the Fly Machines backend.
+    #[serde(default)]
+    pub fly: FlyConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
     /// `[git]`: what may be pushed to credential hosts (`crate::git`).
@@ -746,6 +835,9 @@ pub struct Policy {
     /// `[container]`, the last layer's value of each key.
     #[serde(default)]
     pub container: ContainerConfig,
+    /// `[fly]`, the last layer's value of each key.
+    #[serde(default)]
+    pub fly: FlyConfig,
     /// `[telemetry]`, keys merged across layers (later layers win per key).
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -843,6 +935,7 @@ impl Policy {
             },
             terminal: TerminalPolicy::default(),
             container: ContainerConfig::default(),
+            fly: FlyConfig::default(),
             telemetry: TelemetryConfig::default(),
             git_push: GitPushPolicy::default(),
             presets: Vec::new(),
@@ -938,6 +1031,7 @@ impl Policy {
         if c.container.image.is_some() {
             self.container.image.clone_from(&c.container.image);
         }
+        self.fly.merge(&c.fly);
         let t = &c.telemetry;
         if t.otlp_endpoint.is_some() {
             self.telemetry.otlp_endpoint = t.otlp_endpoint.clone();
@@ -1083,6 +1177,9 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     }
     if c.container.image.is_some() {
         return widen("container.image");
+    }
+    if let Some(key) = c.fly.first_key() {
+        return widen(key);
     }
     if let Some(key) = c
         .git
@@ -1380,6 +1477,22 @@ cpus = 2.0
         assert!(ConfigFile::parse(Path::new("x"), "[container]\nengine='x'\n").is_err());
     }
 
+    /// `[fly]` from trusted layers, the last one winning per key; unknown keys refused.
+    #[test]
+    fn fly_settings_layer() {
+        let p = Policy::from_layers(&[
+            layer("[fly]\napp='a'\nregion='ams'\nmode='standby'\n", true),
+            layer("[fly]\napp='b'\nmemory_mb=4096\n", true),
+        ])
+        .expect("trusted");
+        assert_eq!(p.fly.app.as_deref(), Some("b"));
+        assert_eq!(p.fly.region.as_deref(), Some("ams"));
+        assert_eq!(p.fly.mode, Some(FlyMode::Standby));
+        assert_eq!(p.fly.memory_mb, Some(4096));
+        assert!(ConfigFile::parse(Path::new("x"), "[fly]\ntoken='x'\n").is_err());
+        assert!(ConfigFile::parse(Path::new("x"), "[fly]\nmode='forever'\n").is_err());
+    }
+
     #[test]
     fn untrusted_layer_may_narrow_but_not_widen() {
         let ok = layer(
@@ -1396,6 +1509,11 @@ cpus = 2.0
             "[[credentials]]\nname='x'\nenv='X'\nhosts=['evil.com']\n",
             "[container]\nimage='evil/root:latest'\n",
             "[container]\nruntime='runc'\n",
+            "[fly]\napp='attacker-app'\n",
+            "[fly]\napi_url='https://evil.example'\n",
+            "[fly]\nimage='registry.fly.io/x:evil'\n",
+            "[fly]\nmemory_mb=65536\n",
+            "[fly]\nmode='standby'\n",
         ] {
             let e = Policy::from_layers(&[layer(bad, false)]).expect_err(bad);
             assert!(matches!(e, PolicyError::Widening { .. }), "{bad}: {e}");

@@ -13,6 +13,8 @@
 //!   to run a box: render the resources for `--dry-run`, create and wait, exec, logs, delete.
 #![forbid(unsafe_code)]
 
+pub mod fly;
+
 use serde::{Deserialize, Serialize};
 
 /// The environment variable that carries the [`BoxSpec`] (JSON) to `airlock serve`.

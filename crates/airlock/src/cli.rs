@@ -185,6 +185,40 @@ impl From<Agent> for airlock_session::AgentKind {
     }
 }
 
+/// `--fly-mode`, as `[fly] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FlyMode {
+    /// Destroyed when the session ends (`auto_destroy`).
+    Ephemeral,
+    /// Stopped when the session ends, kept until `airlock rm`.
+    Standby,
+}
+
+impl From<FlyMode> for airlock_policy::config::FlyMode {
+    fn from(m: FlyMode) -> Self {
+        match m {
+            FlyMode::Ephemeral => airlock_policy::config::FlyMode::Ephemeral,
+            FlyMode::Standby => airlock_policy::config::FlyMode::Standby,
+        }
+    }
+}
+
+impl RunArgs {
+    /// The flags the Fly engine takes ([`airlock_remote::fly::FlyOptions::resolve`] merges them
+    /// over `[fly]`).
+    // Read by the fly arm of the engine factory (backends.rs), wired after the remote
+    // pipeline lands; the unit test below reads it meanwhile.
+    #[allow(dead_code)]
+    pub(crate) fn fly_flags(&self) -> airlock_remote::fly::FlyFlags {
+        airlock_remote::fly::FlyFlags {
+            app: self.fly_app.clone(),
+            region: self.fly_region.clone(),
+            mode: self.fly_mode.map(Into::into),
+            image: self.image.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Agent {
     /// Claude Code: managed settings with the command gate as its PreToolUse hook.
@@ -308,9 +342,22 @@ pub(crate) struct RunArgs {
     /// engine's; `airlock doctor` lists those installed).
     #[arg(long, value_name = "RUNTIME", env = "AIRLOCK_RUNTIME")]
     pub(crate) runtime: Option<String>,
-    /// Image of the container backends (it must be in the engine's local store).
+    /// Image of the container backends (it must be in the engine's local store), or of the Fly
+    /// machine with --backend fly (default `[fly] image`, else registry.fly.io/APP:airlock-VERSION).
     #[arg(long, value_name = "IMAGE", env = "AIRLOCK_IMAGE")]
     pub(crate) image: Option<String>,
+    /// With --backend fly: the Fly app the machine is created in (default `[fly] app`; it must
+    /// exist: `fly apps create NAME`).
+    #[arg(long, value_name = "APP", env = "FLY_APP")]
+    pub(crate) fly_app: Option<String>,
+    /// With --backend fly: the region (`fly platform regions`; default `[fly] region`, else the
+    /// API's choice).
+    #[arg(long, value_name = "REGION")]
+    pub(crate) fly_region: Option<String>,
+    /// With --backend fly: `ephemeral` (the machine is destroyed when the session ends) or
+    /// `standby` (it stops and is kept until `airlock rm`); default `[fly] mode`, else ephemeral.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub(crate) fly_mode: Option<FlyMode>,
     /// Start the session in the background: the command runs in a tmux session inside the
     /// sandbox (top pane; a shell in the workspace below); `airlock attach` joins it.
     #[arg(long)]
@@ -617,4 +664,37 @@ pub(crate) struct ExplainArgs {
     /// The command, as words or as one shell string.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub(crate) command: Vec<String>,
+}
+
+#[cfg(test)]
+mod fly_flag_tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `--fly-app`, `--fly-region`, `--fly-mode` and `--image` reach the Fly engine's flags.
+    #[test]
+    fn fly_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "airlock",
+            "run",
+            "--fly-app",
+            "my-app",
+            "--fly-region",
+            "ams",
+            "--fly-mode",
+            "standby",
+            "--image",
+            "registry.fly.io/my-app:t",
+        ])
+        .expect("parse");
+        let Command::Run(args) = cli.command else {
+            panic!("not run");
+        };
+        let f = args.fly_flags();
+        assert_eq!(f.app.as_deref(), Some("my-app"));
+        assert_eq!(f.region.as_deref(), Some("ams"));
+        assert_eq!(f.mode, Some(airlock_policy::config::FlyMode::Standby));
+        assert_eq!(f.image.as_deref(), Some("registry.fly.io/my-app:t"));
+        assert!(Cli::try_parse_from(["airlock", "run", "--fly-mode", "forever"]).is_err());
+    }
 }

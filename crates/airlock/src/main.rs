@@ -16,7 +16,6 @@ mod credentials;
 mod denials;
 mod exit;
 mod gate_audit;
-mod http_out;
 mod notify;
 mod policy_load;
 mod review_out;

@@ -194,7 +194,7 @@ fn run_command(argv: &[String], session: &str, event: Event, message: &str) -> R
     }
 }
 
-/// POSTs `message` to `url` ([`crate::http_out`]: HTTP/1.1 on a fresh connection, TLS verified
+/// POSTs `message` to `url` ([`airlock_net::outbound`]: HTTP/1.1 on a fresh connection, TLS verified
 /// against the host's roots for `https://`) within [`WEBHOOK_TIMEOUT`]; a status other than 2xx
 /// is an error.
 fn post(url: &str, event: Event, message: &str) -> Result<()> {
@@ -207,7 +207,7 @@ fn post(url: &str, event: Event, message: &str) -> Result<()> {
         .header("content-type", "text/plain; charset=utf-8")
         .body(bytes::Bytes::from(message.to_string()))
         .with_context(|| format!("bad webhook URL {url}"))?;
-    let tls = crate::http_out::tls_config(Vec::new())?;
+    let tls = airlock_net::outbound::tls_config(Vec::new())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -216,7 +216,7 @@ fn post(url: &str, event: Event, message: &str) -> Result<()> {
         .block_on(async {
             tokio::time::timeout(
                 WEBHOOK_TIMEOUT,
-                crate::http_out::send(&tls, request, 64 * 1024),
+                airlock_net::outbound::send(&tls, request, 64 * 1024),
             )
             .await
         })

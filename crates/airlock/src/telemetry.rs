@@ -423,7 +423,7 @@ impl Exporter {
         let failed = Arc::new(AtomicU64::new(0));
         let client = Client {
             rt: rt.handle().clone(),
-            tls: crate::http_out::tls_config(self.roots)?,
+            tls: airlock_net::outbound::tls_config(self.roots)?,
         };
         let otlp = opentelemetry_otlp::LogExporter::builder()
             .with_http()
@@ -746,7 +746,7 @@ impl HttpClient for Client {
 
 impl Client {
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        crate::http_out::send(&self.tls, request, MAX_ANSWER).await
+        airlock_net::outbound::send(&self.tls, request, MAX_ANSWER).await
     }
 }
 

@@ -1,39 +1,47 @@
 //! The supervisor's own outbound HTTP requests (the telemetry collector, a notification
-//! webhook): one HTTP/1.1 exchange per request on a fresh connection (hyper's client
-//! connection), plain TCP or rustls with the tree's one crypto provider (ring), verified against
-//! the host's roots plus any extra roots. The sandbox never reaches these: they leave from the
-//! supervisor, on the host's network.
+//! webhook, the Fly Machines API): one HTTP/1.1 exchange per request on a fresh connection
+//! (hyper's client connection), plain TCP or rustls with the tree's one crypto provider (ring),
+//! verified against the host's roots plus any extra roots. The sandbox never reaches these: they
+//! leave from the supervisor, on the host's network.
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
 use bytes::Bytes;
-use http::{Request, Response};
+use hyper::{Request, Response};
 
 /// An error of one exchange (boxed, as `opentelemetry_http::HttpError` is).
-pub(crate) type HttpError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub type HttpError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why the TLS client set-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// A certificate of the extra roots is not usable as a root.
+    #[error("[tls] extra_roots: a certificate is not usable as a root: {0}")]
+    BadRoot(rustls::Error),
+    /// rustls refused the protocol versions (a build without TLS 1.2/1.3).
+    #[error("cannot set up TLS for an outbound request: {0}")]
+    Setup(rustls::Error),
+}
 
 /// rustls with the tree's provider (ring), the host's roots and `extra`.
 ///
 /// # Errors
 /// A certificate of `extra` that is not usable as a root; TLS set-up failing.
-pub(crate) fn tls_config(
+pub fn tls_config(
     extra: Vec<rustls::pki_types::CertificateDer<'static>>,
-) -> Result<Arc<rustls::ClientConfig>> {
+) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(c);
     }
     for c in extra {
-        roots
-            .add(c)
-            .context("[tls] extra_roots: a certificate is not usable as a root")?;
+        roots.add(c).map_err(TlsSetupError::BadRoot)?;
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .context("cannot set up TLS for an outbound request")?
+    .map_err(TlsSetupError::Setup)?
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(Arc::new(tls))
@@ -46,7 +54,7 @@ pub(crate) fn tls_config(
 /// # Errors
 /// No host in the URI, name resolution, connect, TLS (an unverified certificate included),
 /// HTTP errors, or a body over `max_answer`.
-pub(crate) async fn send(
+pub async fn send(
     tls: &Arc<rustls::ClientConfig>,
     request: Request<Bytes>,
     max_answer: usize,
@@ -77,7 +85,9 @@ pub(crate) async fn send(
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
     parts.uri = path.parse()?;
-    parts.headers.insert(http::header::HOST, authority.parse()?);
+    parts
+        .headers
+        .insert(hyper::header::HOST, authority.parse()?);
     let req = Request::from_parts(parts, http_body_util::Full::new(body));
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
