@@ -43,12 +43,18 @@ pub(super) fn copy_verified(
             meta.len()
         )));
     }
-    let exists = std::fs::symlink_metadata(dest).is_ok();
-    if dry {
-        let got = hash(file, std::io::sink(), digest)?;
-        check(&got, digest)?;
-        return Ok(if exists { Copied::Present } else { Copied::New });
+    // Checked once before anything is written on the host (not even a directory), and again
+    // on the bytes actually copied.
+    let got = hash(file, std::io::sink(), digest)?;
+    check(&got, digest)?;
+    if std::fs::symlink_metadata(dest).is_ok() {
+        return Ok(Copied::Present);
     }
+    if dry {
+        return Ok(Copied::New);
+    }
+    let (file, _) =
+        airlock_session::changes::open_regular(src).map_err(|e| CopyError::Other(e.to_string()))?;
     let dir = dest
         .parent()
         .ok_or_else(|| CopyError::Other(format!("{} has no parent", dest.display())))?;
