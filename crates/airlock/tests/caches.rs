@@ -198,7 +198,9 @@ impl Registry {
 
     /// Publishes an npm package (one version).
     fn publish_npm(&self, name: &str, version: &str, bytes: &[u8]) {
-        let tarball = format!("{}{name}/-/{name}-{version}.tgz", self.session_url());
+        // The tarball's address is the one the client asked by (the session's name, or the
+        // host's address): see `serve`.
+        let tarball = format!("https://{HOST_PLACEHOLDER}/{name}/-/{name}-{version}.tgz");
         let doc = serde_json::json!({
             "name": name,
             "dist-tags": {"latest": version},
@@ -232,6 +234,9 @@ fn index_path(name: &str) -> String {
     }
 }
 
+/// Replaced in answers by the `Host` the request named.
+const HOST_PLACEHOLDER: &str = "@@HOST@@";
+
 /// One HTTP/1.1 exchange per connection over TLS.
 fn serve(
     tcp: std::net::TcpStream,
@@ -263,7 +268,19 @@ fn serve(
         .replace("%2f", "/")
         .replace("%2F", "/");
     log.lock().expect("log").push(path.clone());
-    let body = files.lock().expect("files").get(&path).cloned();
+    let host = text
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let body = files.lock().expect("files").get(&path).map(|b| {
+        String::from_utf8(b.clone())
+            .map(|t| t.replace(HOST_PLACEHOLDER, &host).into_bytes())
+            .unwrap_or_else(|e| e.into_bytes())
+    });
     let (status, body) = match body {
         Some(b) => ("200 OK", b),
         None => ("404 Not Found", b"not found".to_vec()),
@@ -671,11 +688,15 @@ fn cargo_promote_refuses_tampered_crates_links_and_special_files() {
         ("foo-1.0.0/lib.rs", "skipped", "not a downloaded crate"),
         (".cache/3/b/baz", "skipped", "not a downloaded crate"),
     ];
-    for (suffix, want, why) in cases {
-        let (got, reason) = outcome(&report, suffix);
-        assert_eq!(got, want, "{suffix}: {reason}");
-        assert!(reason.contains(why), "{suffix}: {reason}");
-    }
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter_map(|(suffix, want, why)| {
+            let (got, reason) = outcome(&report, suffix);
+            (got != *want || !reason.contains(why))
+                .then(|| format!("{suffix}: {got} ({reason}), expected {want} ({why})"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     // The host cache gained exactly the two genuine crates.
     let after = snapshot(&cargo);
     let new: Vec<PathBuf> = after
@@ -818,4 +839,141 @@ fn promote_errors_name_the_session_and_what_to_do() {
         "{}",
         stderr(&o)
     );
+}
+
+/// The directory holding `cargo` and `rustc` for this user: `AIRLOCK_TEST_TOOLCHAIN` (the test
+/// script links a toolchain where an unprivileged user can read it), else rustup's active one,
+/// else `cargo` on `PATH`.
+fn toolchain() -> PathBuf {
+    if let Some(t) = std::env::var_os("AIRLOCK_TEST_TOOLCHAIN") {
+        return PathBuf::from(t);
+    }
+    for probe in ["rustup which cargo", "command -v cargo"] {
+        let o = Command::new("sh").args(["-c", probe]).output();
+        if let Ok(o) = o {
+            let p = PathBuf::from(stdout(&o).trim());
+            if o.status.success() && p.is_absolute() {
+                return p.parent().expect("bin dir").to_path_buf();
+            }
+        }
+    }
+    panic!(
+        "no cargo for this user: put one on PATH or set AIRLOCK_TEST_TOOLCHAIN to a toolchain's \
+         bin directory (scripts/test.sh does)"
+    );
+}
+
+/// With the host caches warm (filled by the user's own cargo and npm from the loopback
+/// registry, which is then shut down), `cargo build --offline` and `npm ci --offline` inside
+/// `airlock run --preset rust --preset node` succeed from them, with no registry reachable, and
+/// the host caches are exactly as they were afterwards.
+#[test]
+fn offline_builds_use_the_warm_host_cache_and_leave_it_unchanged() {
+    assert!(have("npm"), "npm is needed on PATH for this test");
+    let tc = toolchain();
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", tc.display());
+    let reg = Registry::start();
+    let foo = crate_file("foo", "1.0.0", 7);
+    reg.publish_crates(&[("foo", "1.0.0", &foo)]);
+    let pkg = npm_package("leftish", "1.0.0", 42);
+    reg.publish_npm("leftish", "1.0.0", &pkg);
+    let home = Home::new(&reg);
+    // The project, in the workspace.
+    let ws = home.ws();
+    std::fs::create_dir_all(ws.join("src")).expect("src");
+    std::fs::write(
+        ws.join("Cargo.toml"),
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+         [dependencies]\nfoo = \"1.0.0\"\n[workspace]\n",
+    )
+    .expect("Cargo.toml");
+    std::fs::write(
+        ws.join("src/main.rs"),
+        "fn main() { println!(\"answer={}\", foo::answer()); }\n",
+    )
+    .expect("main.rs");
+    std::fs::create_dir_all(ws.join("app")).expect("app");
+    std::fs::write(
+        ws.join("app/package.json"),
+        "{\"name\":\"app\",\"version\":\"0.0.0\",\"private\":true}",
+    )
+    .expect("package.json");
+    // Warm the host caches with the user's own tools (outside any sandbox).
+    let host = |cmd: &str| {
+        let o = Command::new("sh")
+            .args(["-c", cmd])
+            .current_dir(ws)
+            .env_clear()
+            .env("HOME", home.path())
+            .env("PATH", &path)
+            .output()
+            .expect("host tool");
+        assert!(o.status.success(), "{cmd}: {}{}", stdout(&o), stderr(&o));
+    };
+    host("cargo fetch -q");
+    host(
+        "cd app && npm install --no-audit --no-fund leftish@1.0.0 >/dev/null && rm -r node_modules",
+    );
+    assert!(ws.join("Cargo.lock").is_file() && ws.join("app/package-lock.json").is_file());
+    drop(reg);
+    let cargo_before = snapshot(&home.path().join(".cargo"));
+    let npm_before = snapshot(&home.path().join(".npm"));
+    assert!(
+        cargo_before.keys().any(|k| k.ends_with("foo-1.0.0.crate")),
+        "the host cache is not warm: {cargo_before:?}"
+    );
+    // The toolchain's root (its lib/ too, not only the bin/ on PATH) is made visible the way a
+    // user would for a toolchain outside their home.
+    let policy = home.data.path().join("toolchain.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[filesystem]\nread_only = [\"{}\"]\n",
+            tc.parent().expect("toolchain root").display()
+        ),
+    )
+    .expect("policy");
+    let o = home
+        .airlock()
+        .env("PATH", &path)
+        .args([
+            "run", "--mode", "bind", "--preset", "rust", "--preset", "node", "--policy",
+        ])
+        .arg(&policy)
+        .arg("--workspace")
+        .arg(ws)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "cargo build --offline -q && ./target/debug/app && \
+             cd app && npm ci --offline --no-audit --no-fund >/dev/null && \
+             node -e 'console.log(\"leftish=\" + require(\"leftish\"))'",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(
+        stdout(&o).lines().collect::<Vec<_>>(),
+        ["answer=7", "leftish=42"],
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert_eq!(snapshot(&home.path().join(".cargo")), cargo_before);
+    assert_eq!(snapshot(&home.path().join(".npm")), npm_before);
+    // The control: without the rust preset the warm cache is not there, and the same offline
+    // build cannot find the crate.
+    std::fs::remove_dir_all(ws.join("target")).expect("target");
+    let o = home
+        .airlock()
+        .env("PATH", &path)
+        .args(["run", "--mode", "bind", "--policy"])
+        .arg(&policy)
+        .arg("--workspace")
+        .arg(ws)
+        .args(["--", "sh", "-c", "cargo build --offline -q"])
+        .output()
+        .expect("run");
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("foo"), "{}", stderr(&o));
 }
