@@ -86,8 +86,12 @@ for l in sys.stdin:
   # The sandbox, the credential proxy (placeholders, nothing secret inside), the real agent
   # clients against fake APIs, the container backend (rootless), telemetry (a real OTLP receiver
   # on loopback, the collector route through the proxy).
-  for t in sandbox creds agents container telemetry; do stage_test "$t"; done
+  for t in sandbox creds agents container telemetry caches; do stage_test "$t"; done
   chmod -R a+rX "$stage"
+  # The host-cache tests build with cargo as that user: the active toolchain, hard-linked (no
+  # copy on the same file system) where the user can reach it (rustup's home may be under /root).
+  toolchain=$(dirname "$(dirname "$(rustup which cargo 2>/dev/null || command -v cargo)")")
+  cp -al "$toolchain" "$stage/toolchain" 2>/dev/null || cp -a "$toolchain" "$stage/toolchain"
   # Runs $stage/NAME-tests as the test user with a clean environment (plus any VAR=value given).
   run_unprivileged() {
     local name=$1
@@ -101,6 +105,8 @@ for l in sys.stdin:
   run_unprivileged creds
   echo "== telemetry tests as unprivileged user $TEST_USER"
   run_unprivileged telemetry
+  echo "== host cache tests (offline builds, cache promote) as unprivileged user $TEST_USER"
+  run_unprivileged caches AIRLOCK_TEST_TOOLCHAIN="$stage/toolchain/bin"
   echo "== agent tests (real Claude Code and Codex) as unprivileged user $TEST_USER"
   run_unprivileged agents AIRLOCK_TEST_NPM_PREFIX="$NPM_PREFIX"
   echo "== container backend tests (rootless Podman) as unprivileged user $TEST_USER"
