@@ -521,6 +521,20 @@ fn a_download_stays_in_the_session_until_promoted() {
     let (dry, _) = home.promote(&id, &["--dry-run"]);
     assert_eq!(dry["promoted"], 1, "{dry:#}");
     assert_eq!(snapshot(&home.path().join(".npm")), before, "dry run wrote");
+    let o = home
+        .airlock()
+        .args(["cache", "promote", &id, "--dry-run"])
+        .output()
+        .expect("promote");
+    let text = stdout(&o);
+    assert!(
+        text.lines().any(|l| l.starts_with("would promote")
+            && l.contains(&cacache_path(&pkg).display().to_string())),
+        "{text}{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("1 would promote"), "{}", stderr(&o));
+    assert_eq!(snapshot(&home.path().join(".npm")), before, "dry run wrote");
     let (report, o) = home.promote(&id, &[]);
     assert_eq!(report["promoted"], 1, "{report:#}");
     assert_eq!(report["refused"], 0, "{report:#}");

@@ -23,8 +23,9 @@ pub(crate) fn promote(args: PromoteArgs) -> Result<i32> {
     }
     let Some(layers) = crate::caches::recorded_layers(&r.dir)? else {
         bail!(
-            "session {} has no cache layers: it ran without a preset that shares host caches \
-             (`airlock run --preset rust|node|python|go|java`), or before airlock recorded them",
+            "session {} has no cache layers: it ran without a preset (`airlock run --preset \
+             rust|node|python|go|java`), none of its presets' caches existed on the host, or an \
+             older airlock ran it; nothing to promote",
             r.id
         );
     };

@@ -148,7 +148,8 @@ fn promote_layer(layer: &LayerRecord, opts: &mut Options, out: &mut Vec<Entry>) 
                     (Kind::Npm, Some(n)) => n.verify(&c, &mut opts.registry),
                     (Kind::Pip, _) => pip::verify(&c),
                     _ => Verdict::Skipped(format!(
-                        "airlock verifies cargo, npm and pip caches only, not {}",
+                        "airlock verifies the cargo and npm caches only; {} is not one \
+                         (uv keeps unpacked archives, Go and Maven caches have no verifier yet)",
                         layer.target.display()
                     )),
                 };
