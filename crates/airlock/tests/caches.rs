@@ -642,6 +642,14 @@ fn cargo_promote_refuses_tampered_crates_links_and_special_files() {
         "x",
     )
     .expect("src file");
+    // Names that are not UTF-8, or that would drive the terminal or forge a line.
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let odd = std::ffi::OsStr::from_bytes(b"bad\xff-1.0.0.crate");
+        std::fs::write(pc.join(odd), &foo).expect("odd name");
+        std::fs::write(pc.join("foo-1.0.0\x1b[2J\npromoted  x.crate"), &foo).expect("esc name");
+        std::fs::write(pc.join("foo-1\x1b]0;owned\x07\n.crate"), &foo).expect("esc version");
+    }
     // Its own index copy and lock file, rewritten to match its evil bytes.
     let pi = plant.join("registry/index").join(CRATE_DIR).join(".cache");
     for (name, bytes) in [("baz", &evil_baz), ("qux", &evil_qux), ("foo", &evil)] {
@@ -711,6 +719,19 @@ fn cargo_promote_refuses_tampered_crates_links_and_special_files() {
         })
         .collect();
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // The text report carries no control character the agent chose, and no line it forged.
+    let o = home
+        .airlock()
+        .args(["cache", "promote", &id, "--dry-run"])
+        .output()
+        .expect("promote text");
+    let text = stdout(&o);
+    assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("promoted  x.crate")),
+        "{text}"
+    );
+    assert!(text.contains("bad\\377-1.0.0.crate"), "{text}");
     // The host cache gained exactly the two genuine crates.
     let after = snapshot(&cargo);
     let new: Vec<PathBuf> = after

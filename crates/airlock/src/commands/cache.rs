@@ -21,6 +21,12 @@ pub(crate) fn promote(args: PromoteArgs) -> Result<i32> {
             r.id
         );
     }
+    if r.state == SessionState::Lost {
+        // Its supervisor died without cleaning up: whatever the backend left running is
+        // removed first, so nothing writes the layers while they are read.
+        let (backend, session) = crate::backends::of(&r);
+        backend.clean_up(&session)?;
+    }
     let Some(layers) = crate::caches::recorded_layers(&r.dir)? else {
         bail!(
             "session {} has no cache layers: it ran without a preset (`airlock run --preset \
@@ -54,6 +60,11 @@ pub(crate) fn promote(args: PromoteArgs) -> Result<i32> {
     let entries = promote::promote(&layers, &mut opts);
     report(&r.id, &entries, &args)?;
     Ok(0)
+}
+
+/// A reason on one line with its control characters visible (`cat -v`).
+fn shown(s: &str) -> String {
+    quote::visible(s).replace('\n', "\\n")
 }
 
 /// Counts by outcome: promoted, present, refused, skipped.
@@ -95,16 +106,18 @@ fn report(id: &str, entries: &[Entry], args: &PromoteArgs) -> Result<()> {
         "promoted"
     };
     for e in entries {
+        // Names and reasons may hold what the agent chose (file names, versions): quoted and
+        // made visible, never sent to the terminal as they are.
         let path = quote::path(&e.path);
         match &e.outcome {
             Outcome::Promoted { verified_by, .. } => {
-                writeln!(out, "{verb}  {path}  (verified by {verified_by})")?
+                writeln!(out, "{verb}  {path}  (verified by {})", shown(verified_by))?
             }
             Outcome::Present { .. } => {
                 writeln!(out, "present   {path}  (already in the host cache)")?
             }
-            Outcome::Refused { reason } => writeln!(out, "refused   {path}: {reason}")?,
-            Outcome::Skipped { reason } => writeln!(out, "skipped   {path}: {reason}")?,
+            Outcome::Refused { reason } => writeln!(out, "refused   {path}: {}", shown(reason))?,
+            Outcome::Skipped { reason } => writeln!(out, "skipped   {path}: {}", shown(reason))?,
         }
     }
     eprintln!(

@@ -161,13 +161,16 @@ fn find(bytes: &[u8], name: &str, vers: &str) -> Result<Option<[u8; 32]>, String
 }
 
 /// The ways `stem` (`NAME-VERSION`) splits: at each `-` followed by a digit, since names may
-/// hold `-` and digits (`md-5-0.10.6`).
+/// hold `-` and digits (`md-5-0.10.6`); names of crates.io's characters, versions of semver's.
 fn name_version_splits(stem: &str) -> Vec<(&str, &str)> {
     stem.match_indices('-')
         .filter_map(|(i, _)| {
             let (name, rest) = (&stem[..i], &stem[i + 1..]);
             let ok = !name.is_empty()
                 && rest.starts_with(|c: char| c.is_ascii_digit())
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c))
                 && name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
@@ -266,6 +269,7 @@ mod tests {
         );
         assert!(name_version_splits("nothing").is_empty());
         assert!(name_version_splits("../x-1.0").is_empty());
+        assert!(name_version_splits("x-1.0\x1b[2J").is_empty());
     }
 
     #[test]

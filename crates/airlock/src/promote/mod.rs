@@ -35,12 +35,16 @@ pub(crate) enum Outcome {
     /// Verified and copied into the host cache (or, with `--dry-run`, would be).
     Promoted {
         /// Where it went in the host cache.
+        #[serde(serialize_with = "quoted")]
         to: PathBuf,
         /// What it was verified against.
         verified_by: String,
     },
     /// Verified, and the host cache already holds a file by that name (left as it is).
-    Present { to: PathBuf },
+    Present {
+        #[serde(serialize_with = "quoted")]
+        to: PathBuf,
+    },
     /// An artifact that did not verify: its bytes differ from what the registry publishes, or
     /// the registry could not vouch for it.
     Refused { reason: String },
@@ -51,10 +55,17 @@ pub(crate) enum Outcome {
 /// One entry of a layer and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Entry {
-    /// The entry as the agent saw it (under the cache's place, `~/.cargo/...`).
+    /// The entry as the agent saw it (under the cache's place, `~/.cargo/...`); in JSON quoted
+    /// as every sandbox-chosen name is (`airlock_session::quote`), so a name that is not UTF-8
+    /// or holds control characters prints safely.
+    #[serde(serialize_with = "quoted")]
     pub(crate) path: PathBuf,
     #[serde(flatten)]
     pub(crate) outcome: Outcome,
+}
+
+fn quoted<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&airlock_session::quote::path(p))
 }
 
 /// A verifier's answer for one file: the artifact it is, where it belongs in the host cache and
