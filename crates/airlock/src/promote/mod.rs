@@ -7,9 +7,9 @@
 //!
 //! The steps: walk the layer without following links ([`walk`]), hand each regular file to its
 //! ecosystem's verifier (`cargo.rs`, `npm.rs`, `pip.rs`), which names the artifact and its
-//! trusted digest ([`Claim`]); then copy it ([`copy`]) through a temporary file in the host
-//! directory, hashing the bytes copied, and link it into place only if they match, never over an
-//! existing file.
+//! trusted digest ([`Claim`]); then hash the file before anything is written on the host, copy
+//! it ([`copy`]) through a temporary file in the host directory, hashing the bytes copied, and
+//! link it into place only if they match, never over an existing file.
 
 mod cargo;
 mod copy;
@@ -111,25 +111,40 @@ pub(crate) struct Options {
     pub(crate) home: PathBuf,
 }
 
-/// The ecosystem of a layer, by the cache it sits on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Cargo,
-    Npm,
+/// The verifier of a layer, chosen by the cache it sits on.
+#[derive(Debug)]
+enum Verifier {
+    Cargo(cargo::Cargo),
+    Npm(npm::Npm),
     Pip,
-    Other,
+    None,
 }
 
-fn kind(layer: &LayerRecord) -> Kind {
-    let t = &layer.target;
-    if t.ends_with(".cargo") {
-        Kind::Cargo
-    } else if t.ends_with(".npm") {
-        Kind::Npm
-    } else if t.ends_with(".cache/pip") {
-        Kind::Pip
-    } else {
-        Kind::Other
+impl Verifier {
+    fn of(layer: &LayerRecord, home: &Path) -> Verifier {
+        let t = &layer.target;
+        if t.ends_with(".cargo") {
+            Verifier::Cargo(cargo::Cargo::new(&layer.lower))
+        } else if t.ends_with(".npm") {
+            Verifier::Npm(npm::Npm::new(&layer.upper, home))
+        } else if t.ends_with(".cache/pip") {
+            Verifier::Pip
+        } else {
+            Verifier::None
+        }
+    }
+
+    fn verify(&mut self, c: &Candidate<'_>, registry: &mut Registry, target: &Path) -> Verdict {
+        match self {
+            Verifier::Cargo(v) => v.verify(c, registry),
+            Verifier::Npm(v) => v.verify(c, registry),
+            Verifier::Pip => pip::verify(c),
+            Verifier::None => Verdict::Skipped(format!(
+                "airlock verifies the cargo and npm caches only; {} is not one (uv keeps \
+                 unpacked archives, Go and Maven caches have no verifier yet)",
+                target.display()
+            )),
+        }
     }
 }
 
@@ -144,31 +159,18 @@ pub(crate) fn promote(layers: &[LayerRecord], opts: &mut Options) -> Vec<Entry> 
 }
 
 fn promote_layer(layer: &LayerRecord, opts: &mut Options, out: &mut Vec<Entry>) {
-    let files = walk::walk(&layer.upper);
-    let k = kind(layer);
-    let mut cargo = cargo::Cargo::new(&layer.lower);
-    let mut npm = (k == Kind::Npm).then(|| npm::Npm::new(&layer.upper, &opts.home));
-    for f in files {
-        let shown = layer.target.join(&f.rel);
+    let mut verifier = Verifier::of(layer, &opts.home);
+    for f in walk::walk(&layer.upper) {
         let outcome = match f.problem {
             Some(reason) => Outcome::Skipped { reason },
             None => {
                 let c = Candidate { rel: &f.rel };
-                let verdict = match (k, npm.as_mut()) {
-                    (Kind::Cargo, _) => cargo.verify(&c, &mut opts.registry),
-                    (Kind::Npm, Some(n)) => n.verify(&c, &mut opts.registry),
-                    (Kind::Pip, _) => pip::verify(&c),
-                    _ => Verdict::Skipped(format!(
-                        "airlock verifies the cargo and npm caches only; {} is not one \
-                         (uv keeps unpacked archives, Go and Maven caches have no verifier yet)",
-                        layer.target.display()
-                    )),
-                };
+                let verdict = verifier.verify(&c, &mut opts.registry, &layer.target);
                 decide(verdict, &layer.upper.join(&f.rel), &layer.lower, opts)
             }
         };
         out.push(Entry {
-            path: shown,
+            path: layer.target.join(&f.rel),
             outcome,
         });
     }
