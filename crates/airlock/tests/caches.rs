@@ -1012,3 +1012,29 @@ fn offline_builds_use_the_warm_host_cache_and_leave_it_unchanged() {
     assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("foo"), "{}", stderr(&o));
 }
+
+/// A registry whose certificate the host does not trust vouches for nothing: with the test CA
+/// gone from `[tls] extra_roots`, a genuine crate is refused with the TLS error, and the host
+/// cache is unchanged.
+#[test]
+fn an_unverified_registry_vouches_for_nothing() {
+    let reg = Registry::start();
+    let foo = crate_file("foo", "1.0.0", 1);
+    reg.publish_crates(&[("foo", "1.0.0", &foo)]);
+    let home = Home::new(&reg);
+    std::fs::write(home.path().join(".config/airlock/config.toml"), "").expect("config");
+    let plant = home.ws().join("plant/registry/cache").join(CRATE_DIR);
+    std::fs::create_dir_all(&plant).expect("plant");
+    std::fs::write(plant.join("foo-1.0.0.crate"), &foo).expect("foo");
+    let o = home.run(
+        &["--preset", "rust"],
+        "cp -a plant/. ~/.cargo/ && echo planted",
+    );
+    assert_eq!(stdout(&o).trim(), "planted", "{}", stderr(&o));
+    let before = snapshot(&home.path().join(".cargo"));
+    let (report, _) = home.promote(&home.last_session(), &[]);
+    let (got, reason) = outcome(&report, "foo-1.0.0.crate");
+    assert_eq!(got, "refused", "{reason}");
+    assert!(reason.to_lowercase().contains("certificate"), "{reason}");
+    assert_eq!(snapshot(&home.path().join(".cargo")), before);
+}

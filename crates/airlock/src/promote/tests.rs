@@ -69,3 +69,12 @@ fn a_copy_lands_only_when_the_bytes_match_and_never_over_a_file() {
     assert!(matches!(linked, Err(CopyError::Other(_))), "{linked:?}");
     assert!(!Path::new(&host.path().join("l.crate")).exists());
 }
+
+#[test]
+fn integrity_data_is_read_over_https_only() {
+    let mut r = super::Registry::new(Vec::new()).expect("registry");
+    let e = r
+        .get("http://127.0.0.1:1/3/f/foo", "*/*")
+        .expect_err("plain http");
+    assert!(e.contains("only read over https://"), "{e}");
+}
