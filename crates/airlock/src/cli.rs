@@ -444,7 +444,9 @@ pub(crate) enum CacheCommand {
     /// not match) stays behind and is listed with the reason. Existing files are never
     /// replaced. Registries follow your ~/.cargo/config.toml (source replacement,
     /// [registries] with sparse+https:// indexes) and ~/.npmrc (registry=); [tls]
-    /// extra_roots of your airlock config are trusted for them.
+    /// extra_roots of your airlock config are trusted for them. Exit status 0 when it ran
+    /// (refused files are listed and counted); 125 for an unknown or running session or one
+    /// without cache layers.
     ///
     /// Examples:
     ///   airlock cache promote 3f2a --dry-run

@@ -4,7 +4,12 @@
 //! cannot be turned back into the URL to ask PyPI for that file's hash) and a record of response
 //! headers the agent wrote, which pip would trust on the host. `wheels/` holds wheels built on
 //! the machine, which no index can vouch for. uv's cache holds unpacked archives. Promoting any
-//! of these would mean trusting something the agent wrote.
+//! of these would mean trusting something the agent wrote. (The format also depends on pip's
+//! version: before 23.3 the body sits inside the msgpack record, `http/`; from 23.3 beside it,
+//! `http-v2/`.) What would make it verifiable: the package name from the wheel's
+//! `*.dist-info/`, the index's PEP 691 file list, an entry kept only when the SHA-224 of a listed
+//! file's URL is its key and the SHA-256 of its body is that file's hash, and a response record
+//! airlock writes itself instead of the agent's.
 
 use super::{Candidate, Verdict};
 
