@@ -419,6 +419,23 @@ impl Home {
     }
 }
 
+impl Drop for Home {
+    /// Overlayfs leaves its `work/work` directory mode 000, which its owner cannot list: made
+    /// listable again so the temporary directories go away (an unprivileged run too).
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let mut stack = vec![self.data.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+}
+
 /// Every file under `dir` with its size and content hash (links and special files by type).
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
