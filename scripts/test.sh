@@ -100,8 +100,18 @@ for l in sys.stdin:
   # The sandbox, the credential proxy (placeholders, nothing secret inside), the real agent
   # clients against fake APIs, the container backend (rootless), telemetry (a real OTLP receiver
   # on loopback, the collector route through the proxy).
-  for t in sandbox creds agents container telemetry; do stage_test "$t"; done
+  for t in sandbox creds agents container telemetry caches; do stage_test "$t"; done
   chmod -R a+rX "$stage"
+  # The host-cache tests build with cargo as that user: the active toolchain, used where it is
+  # when that user can run it, else hard-linked (no copy on the same file system) where the user
+  # can reach it (rustup's home may be under /root).
+  cargo_bin=$(rustup which cargo 2>/dev/null || command -v cargo)
+  toolchain_bin=$(dirname "$cargo_bin")
+  if ! runuser -u "$TEST_USER" -- test -x "$cargo_bin"; then
+    toolchain=$(dirname "$toolchain_bin")
+    cp -al "$toolchain" "$stage/toolchain" 2>/dev/null || cp -a "$toolchain" "$stage/toolchain"
+    toolchain_bin="$stage/toolchain/bin"
+  fi
   # Runs $stage/NAME-tests as the test user with a clean environment (plus any VAR=value given).
   run_unprivileged() {
     local name=$1
@@ -115,6 +125,8 @@ for l in sys.stdin:
   run_unprivileged creds
   echo "== telemetry tests as unprivileged user $TEST_USER"
   run_unprivileged telemetry
+  echo "== host cache tests (offline builds, cache promote) as unprivileged user $TEST_USER"
+  run_unprivileged caches AIRLOCK_TEST_TOOLCHAIN="$toolchain_bin"
   echo "== agent tests (real Claude Code and Codex) as unprivileged user $TEST_USER"
   run_unprivileged agents AIRLOCK_TEST_NPM_PREFIX="$NPM_PREFIX"
   echo "== container backend tests (rootless Podman) as unprivileged user $TEST_USER"

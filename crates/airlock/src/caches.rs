@@ -4,10 +4,44 @@
 //! reuse what the user downloaded; what the session downloads or changes stays in the session
 //! and never reaches the host's cache.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use airlock_sandbox::OverlayMount;
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The record of a session's cache layers, `SESSION_DIR/caches/layers.json` (written on the
+/// host before the sandbox starts, in the session directory the sandbox never sees): which host
+/// cache each layer sits on, for `airlock cache promote`.
+pub(crate) const LAYERS_FILE: &str = "caches/layers.json";
+
+/// One cache layer of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LayerRecord {
+    /// The session's writable layer (the overlay's upper directory).
+    pub(crate) upper: PathBuf,
+    /// The host's cache (the overlay's read-only lower directory, resolved).
+    pub(crate) lower: PathBuf,
+    /// Where the cache is seen (`~/.cargo`), as the preset names it under the home.
+    pub(crate) target: PathBuf,
+}
+
+/// The cache layers recorded for the session in `dir`; `None` when it has none (a session run
+/// without a preset, or by an airlock older than the record).
+///
+/// # Errors
+/// The record exists but cannot be read or parsed.
+pub(crate) fn recorded_layers(dir: &Path) -> Result<Option<Vec<LayerRecord>>> {
+    let path = dir.join(LAYERS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow!("cannot read {}: {e}", path.display())),
+    };
+    let layers: Vec<LayerRecord> = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a cache layer record", path.display()))?;
+    Ok(Some(layers))
+}
 
 /// The overlays for `presets`' caches that exist under `home`, their layers under `dir` (the
 /// session directory). A cache that resolves outside the home (a symlink elsewhere) is skipped
@@ -46,14 +80,27 @@ pub(crate) fn overlays(presets: &[String], home: &Path, dir: &Path) -> Result<Ve
     Ok(out)
 }
 
-/// Creates the layers' directories (in the session directory, before the sandbox starts).
-pub(crate) fn create_layers(overlays: &[OverlayMount]) -> Result<()> {
+/// Creates the layers' directories (in the session directory `dir`, before the sandbox
+/// starts) and records which host cache each sits on ([`LAYERS_FILE`]).
+pub(crate) fn create_layers(dir: &Path, overlays: &[OverlayMount]) -> Result<()> {
+    if overlays.is_empty() {
+        return Ok(());
+    }
+    let mut records = Vec::new();
     for o in overlays {
         for d in [&o.upper, &o.work] {
             std::fs::create_dir_all(d)
                 .map_err(|e| anyhow!("cannot create cache layer {}: {e}", d.display()))?;
         }
+        records.push(LayerRecord {
+            upper: o.upper.clone(),
+            lower: o.lower.clone(),
+            target: o.target.clone(),
+        });
     }
+    let path = dir.join(LAYERS_FILE);
+    std::fs::write(&path, serde_json::to_vec_pretty(&records)?)
+        .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
     Ok(())
 }
 

@@ -67,6 +67,9 @@ pub(crate) enum Command {
     Merge(MergeArgs),
     /// Delete a session and its data (refuses unmerged changes without --force).
     Rm(RmArgs),
+    /// Host caches shared with sessions (`--preset`): promote what a session downloaded.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Stop a running session: SIGTERM to its command, SIGKILL after --timeout seconds.
     Stop(StopArgs),
     /// Attach your terminal to a --detach session (detach again with tmux's prefix, then d).
@@ -470,6 +473,45 @@ pub(crate) struct MergeArgs {
     /// Also land files that execute on the host (git hooks and config, .envrc, ...).
     #[arg(long)]
     pub(crate) allow_exec_files: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CacheCommand {
+    /// Copy what a finished session downloaded into your host caches, if it verifies.
+    ///
+    /// A session run with --preset sees your caches (~/.cargo, ~/.npm, ~/.cache/pip, ...)
+    /// read-only; what it downloads stays in its own layer. promote copies from those layers
+    /// only package files whose bytes match the digest the registry itself publishes, read
+    /// from your host's registry index or fetched from the registry over verified HTTPS, never
+    /// from anything the agent could write (its index copy, Cargo.lock, package-lock.json):
+    ///   cargo  registry/cache/*/NAME-VERSION.crate against the index's cksum (SHA-256)
+    ///   npm    _cacache content blobs against the packument's dist.integrity (SHA-512)
+    ///   pip    nothing: its HTTP cache cannot be verified (each file says why)
+    /// Everything else (indexes, unpacked sources, links, special files, anything that does
+    /// not match) stays behind and is listed with the reason. Existing files are never
+    /// replaced. Registries follow your ~/.cargo/config.toml (source replacement,
+    /// [registries] with sparse+https:// indexes) and ~/.npmrc (registry=); [tls]
+    /// extra_roots of your airlock config are trusted for them. Exit status 0 when it ran
+    /// (refused files are listed and counted); 125 for an unknown or running session or one
+    /// without cache layers.
+    ///
+    /// Examples:
+    ///   airlock cache promote 3f2a --dry-run
+    ///   airlock cache promote build-1 --json | jq '.entries[] | select(.outcome == "refused")'
+    #[command(verbatim_doc_comment)]
+    Promote(PromoteArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PromoteArgs {
+    /// Session id, unique id prefix, or name (the session must have finished).
+    pub(crate) id: String,
+    /// Verify and say what would be promoted; write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Print the outcome of every file as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ mod exit;
 mod gate_audit;
 mod notify;
 mod policy_load;
+mod promote;
 mod review_out;
 mod session_dir;
 mod telemetry;

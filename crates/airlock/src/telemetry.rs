@@ -276,7 +276,7 @@ pub(crate) fn prepare(policy: &mut Policy, home: &std::path::Path) -> Result<Opt
 
 /// The certificates of `[tls] extra_roots` (`~` is the home); an unreadable file or one without
 /// a PEM certificate is an error naming it.
-fn extra_roots(
+pub(crate) fn extra_roots(
     policy: &Policy,
     home: &std::path::Path,
 ) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {

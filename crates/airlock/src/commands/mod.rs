@@ -3,6 +3,7 @@
 mod approve;
 mod attach;
 mod audit;
+mod cache;
 mod completions;
 mod creds;
 pub(crate) mod detach;
@@ -22,7 +23,7 @@ mod session;
 mod stop;
 mod suggest;
 
-use crate::cli::{Command, HookCommand, PolicyCommand};
+use crate::cli::{CacheCommand, Command, HookCommand, PolicyCommand};
 
 pub(crate) use run::sandbox_init;
 
@@ -47,6 +48,7 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Diff(args) => diff::diff(args),
         Command::Merge(args) => merge::merge(args),
         Command::Rm(args) => rm::rm(args),
+        Command::Cache(CacheCommand::Promote(args)) => cache::promote(args),
         Command::Stop(args) => stop::stop(args),
         Command::Attach(args) => attach::attach(args),
         Command::Logs(args) => logs::logs(args),

@@ -99,7 +99,7 @@ fn prepare(plan: &mut Plan) -> Result<Store> {
         super::detach::create_output_dir(&plan.dir)?;
     }
     plan.creds.place(&plan.dir, &mut plan.spec)?;
-    crate::caches::create_layers(&plan.spec.overlays)?;
+    crate::caches::create_layers(&plan.dir, &plan.spec.overlays)?;
     if plan.mode == SessionMode::Overlay {
         for d in [plan.dir.join("upper"), plan.dir.join("work")] {
             std::fs::create_dir_all(&d)

@@ -1,0 +1,256 @@
+//! `airlock cache promote`: what may go from a session's cache layers back into the host's
+//! caches. The agent could write everything in its layer, its copy of the registry index and its
+//! lock files included, so nothing there is believed: an artifact is promoted only when its
+//! bytes hash to the digest the ecosystem publishes for it, read from a source the agent could
+//! not write (the host's own cache of the registry index, or the registry itself over verified
+//! TLS from this host process). Everything else is listed with the reason it stayed.
+//!
+//! The steps: walk the layer without following links ([`walk`]), hand each regular file to its
+//! ecosystem's verifier (`cargo.rs`, `npm.rs`, `pip.rs`), which names the artifact and its
+//! trusted digest ([`Claim`]); then hash the file before anything is written on the host, copy
+//! it ([`copy`]) through a temporary file in the host directory, hashing the bytes copied, and
+//! link it into place only if they match, never over an existing file.
+
+mod cargo;
+mod copy;
+mod npm;
+mod pip;
+mod registry;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::caches::LayerRecord;
+pub(crate) use registry::Registry;
+
+/// The largest artifact promoted, in bytes (crates.io allows 10 MiB per crate; npm and PyPI
+/// files are larger, a few hundred MiB at most).
+pub(crate) const MAX_ARTIFACT: u64 = 1 << 30;
+
+/// What happened to one entry of a layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub(crate) enum Outcome {
+    /// Verified and copied into the host cache (or, with `--dry-run`, would be).
+    Promoted {
+        /// Where it went in the host cache.
+        #[serde(serialize_with = "quoted")]
+        to: PathBuf,
+        /// What it was verified against.
+        verified_by: String,
+    },
+    /// Verified, and the host cache already holds a file by that name (left as it is).
+    Present {
+        #[serde(serialize_with = "quoted")]
+        to: PathBuf,
+    },
+    /// An artifact that did not verify: its bytes differ from what the registry publishes, or
+    /// the registry could not vouch for it.
+    Refused { reason: String },
+    /// Not an artifact (index files, unpacked sources, links, special files): never promoted.
+    Skipped { reason: String },
+}
+
+/// One entry of a layer and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Entry {
+    /// The entry as the agent saw it (under the cache's place, `~/.cargo/...`); in JSON quoted
+    /// as every sandbox-chosen name is (`airlock_session::quote`), so a name that is not UTF-8
+    /// or holds control characters prints safely.
+    #[serde(serialize_with = "quoted")]
+    pub(crate) path: PathBuf,
+    #[serde(flatten)]
+    pub(crate) outcome: Outcome,
+}
+
+fn quoted<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&airlock_session::quote::path(p))
+}
+
+/// A verifier's answer for one file: the artifact it is, where it belongs in the host cache and
+/// the digest its bytes must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Claim {
+    /// Relative to the host cache's root.
+    pub(crate) dest: PathBuf,
+    pub(crate) digest: Digest,
+    /// The trust source, for the report (`index.crates.io`, `the host's registry index`).
+    pub(crate) verified_by: String,
+}
+
+/// A digest the bytes must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Digest {
+    Sha256([u8; 32]),
+    Sha512(Box<[u8; 64]>),
+}
+
+/// A file of a layer, as a verifier sees it: its path relative to the layer (verifiers decide
+/// by the path and by trusted data; only the copy reads the file).
+#[derive(Debug)]
+pub(crate) struct Candidate<'a> {
+    pub(crate) rel: &'a Path,
+}
+
+/// A verifier's decision before any copy.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    Claim(Claim),
+    Refused(String),
+    Skipped(String),
+}
+
+/// Options of one promotion.
+#[derive(Debug)]
+pub(crate) struct Options {
+    pub(crate) dry_run: bool,
+    /// The registry client (host side, verified TLS).
+    pub(crate) registry: Registry,
+    /// The user's home (for `~/.npmrc`, pip's configuration).
+    pub(crate) home: PathBuf,
+}
+
+/// The verifier of a layer, chosen by the cache it sits on.
+#[derive(Debug)]
+enum Verifier {
+    Cargo(cargo::Cargo),
+    Npm(npm::Npm),
+    Pip,
+    None,
+}
+
+impl Verifier {
+    fn of(layer: &LayerRecord, home: &Path) -> Verifier {
+        let t = &layer.target;
+        if t.ends_with(".cargo") {
+            Verifier::Cargo(cargo::Cargo::new(&layer.lower))
+        } else if t.ends_with(".npm") {
+            Verifier::Npm(npm::Npm::new(&layer.upper, home))
+        } else if t.ends_with(".cache/pip") {
+            Verifier::Pip
+        } else {
+            Verifier::None
+        }
+    }
+
+    fn verify(&mut self, c: &Candidate<'_>, registry: &mut Registry, target: &Path) -> Verdict {
+        match self {
+            Verifier::Cargo(v) => v.verify(c, registry),
+            Verifier::Npm(v) => v.verify(c, registry),
+            Verifier::Pip => pip::verify(c),
+            Verifier::None => Verdict::Skipped(format!(
+                "airlock verifies the cargo and npm caches only; {} is not one (uv keeps \
+                 unpacked archives, Go and Maven caches have no verifier yet)",
+                target.display()
+            )),
+        }
+    }
+}
+
+/// Promotes what verifies in every layer of a session; one entry per file, link or special
+/// file of the layers (directories are walked, not listed).
+pub(crate) fn promote(layers: &[LayerRecord], opts: &mut Options) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for layer in layers {
+        promote_layer(layer, opts, &mut out);
+    }
+    out
+}
+
+fn promote_layer(layer: &LayerRecord, opts: &mut Options, out: &mut Vec<Entry>) {
+    let mut verifier = Verifier::of(layer, &opts.home);
+    for f in walk::walk(&layer.upper) {
+        let outcome = match f.problem {
+            Some(reason) => Outcome::Skipped { reason },
+            None => {
+                let c = Candidate { rel: &f.rel };
+                let verdict = verifier.verify(&c, &mut opts.registry, &layer.target);
+                decide(verdict, &layer.upper.join(&f.rel), &layer.lower, opts)
+            }
+        };
+        out.push(Entry {
+            path: layer.target.join(&f.rel),
+            outcome,
+        });
+    }
+}
+
+/// Copies (or, dry, checks) a claimed artifact.
+fn decide(verdict: Verdict, src: &Path, lower: &Path, opts: &Options) -> Outcome {
+    let claim = match verdict {
+        Verdict::Claim(c) => c,
+        Verdict::Refused(reason) => return Outcome::Refused { reason },
+        Verdict::Skipped(reason) => return Outcome::Skipped { reason },
+    };
+    let to = lower.join(&claim.dest);
+    match copy::copy_verified(src, &to, &claim.digest, opts.dry_run) {
+        Ok(copy::Copied::New) => Outcome::Promoted {
+            to,
+            verified_by: claim.verified_by,
+        },
+        Ok(copy::Copied::Present) => Outcome::Present { to },
+        Err(copy::CopyError::Mismatch(reason)) => Outcome::Refused {
+            reason: format!("{reason} ({})", claim.verified_by),
+        },
+        Err(copy::CopyError::Other(reason)) => Outcome::Skipped { reason },
+    }
+}
+
+/// Walking a layer without following links.
+mod walk {
+    use std::path::{Path, PathBuf};
+
+    /// A file of a layer; `problem` says why it is not even looked at.
+    #[derive(Debug)]
+    pub(super) struct File {
+        pub(super) rel: PathBuf,
+        pub(super) problem: Option<String>,
+    }
+
+    /// Every non-directory entry under `root`, sorted; links and special files come with the
+    /// reason they are skipped; directories are entered only when `lstat` says they are
+    /// directories (a link to one is an entry, not followed).
+    pub(super) fn walk(root: &Path) -> Vec<File> {
+        let mut out = Vec::new();
+        visit(root, Path::new(""), &mut out);
+        out.sort_by(|a, b| a.rel.cmp(&b.rel));
+        out
+    }
+
+    fn visit(root: &Path, rel: &Path, out: &mut Vec<File>) {
+        let dir = root.join(rel);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                out.push(File {
+                    rel: rel.to_path_buf(),
+                    problem: Some(format!("cannot read the directory: {e}")),
+                });
+                return;
+            }
+        };
+        for e in entries.flatten() {
+            let r = rel.join(e.file_name());
+            let problem = match std::fs::symlink_metadata(root.join(&r)) {
+                Ok(m) if m.is_dir() => {
+                    visit(root, &r, out);
+                    continue;
+                }
+                Ok(m) if m.is_file() => None,
+                Ok(m) if m.file_type().is_symlink() => {
+                    Some("a symbolic link: links are never promoted".to_string())
+                }
+                Ok(m) => Some(format!(
+                    "{}: only regular files are promoted",
+                    airlock_session::changes::EntryType::of(&m).describe()
+                )),
+                Err(e) => Some(format!("cannot stat: {e}")),
+            };
+            out.push(File { rel: r, problem });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
