@@ -1,5 +1,5 @@
 //! The host side's requests to package registries for their integrity data: `https://` only,
-//! verified against the host's roots plus `[tls] extra_roots` (`http_out`), from this process on
+//! verified against the host's roots plus `[tls] extra_roots` (`airlock_net::outbound`), from this process on
 //! the host's network (never through a sandbox), each answer read once and kept for the run.
 
 use std::collections::HashMap;
@@ -44,7 +44,7 @@ impl Registry {
     /// A root that is not usable; the runtime cannot start.
     pub(crate) fn new(extra: Vec<rustls::pki_types::CertificateDer<'static>>) -> Result<Registry> {
         Ok(Registry {
-            tls: crate::http_out::tls_config(extra)?,
+            tls: airlock_net::outbound::tls_config(extra)?,
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -78,7 +78,7 @@ impl Registry {
         let sent = self.rt.block_on(async {
             tokio::time::timeout(
                 TIMEOUT,
-                crate::http_out::send(&self.tls, request, MAX_ANSWER),
+                airlock_net::outbound::send(&self.tls, request, MAX_ANSWER),
             )
             .await
         });
