@@ -289,6 +289,7 @@ mod tests {
             ]),
             webhook: Some(url),
             events: Some(vec!["finished".into(), "blocked".into()]),
+            desktop: Some(false),
         };
         let n = Notifier::start("s9", &config).expect("notifier");
         n.send(Event::Blocked, "refused evil.test:443");
