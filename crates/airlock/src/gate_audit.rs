@@ -283,8 +283,17 @@ pub(crate) enum Held {
 /// `ask` the supervisor holds, waits for the user's answer too. Any failure after the hold began
 /// is [`Held::Ask`], never an allow.
 pub(crate) fn send(ev: &AuditEvent) -> Result<Option<Held>> {
-    use std::io::{BufRead, Write};
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], HOOK_AUDIT_PORT));
+    send_to(addr, ev, std::time::Duration::from_secs(HOLD_GRACE_SECS))
+}
+
+/// [`send`] to `addr`, waiting `grace` past a hold.
+fn send_to(
+    addr: std::net::SocketAddr,
+    ev: &AuditEvent,
+    grace: std::time::Duration,
+) -> Result<Option<Held>> {
+    use std::io::{BufRead, Write};
     let timeout = std::time::Duration::from_secs(10);
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).with_context(|| {
         format!(
@@ -318,7 +327,7 @@ pub(crate) fn send(ev: &AuditEvent) -> Result<Option<Held>> {
     };
     // Logged and held: wait for the user, never longer than approvals can last.
     let secs: u64 = std::cmp::min(secs, airlock_policy::config::APPROVAL_TIMEOUT_MAX);
-    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(secs + HOLD_GRACE_SECS)));
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(secs) + grace));
     let mut verdict = String::new();
     Ok(Some(match rd.read_line(&mut verdict) {
         Ok(_) => match verdict.as_str() {
@@ -381,5 +390,85 @@ mod tests {
         }
         let long = format!("{}\n", "x".repeat(MAX_LINE + 1));
         assert!(accept(&long, "s1").is_err());
+    }
+
+    /// A stand-in supervisor on loopback that answers one connection with `answer` (then
+    /// closes, or stays silent when `linger`).
+    fn supervisor(answer: &'static str, linger: bool) -> std::net::SocketAddr {
+        use std::io::{BufRead, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            if let Ok((s, _)) = l.accept() {
+                let mut line = String::new();
+                let _ = std::io::BufReader::new(&s).read_line(&mut line);
+                let _ = (&s).write_all(answer.as_bytes());
+                if linger {
+                    std::thread::sleep(std::time::Duration::from_secs(3));
+                }
+            }
+        });
+        addr
+    }
+
+    fn event(decision: Decision) -> AuditEvent {
+        AuditEvent::now(
+            decision,
+            Detail::Command {
+                tool: "Bash".into(),
+                command: Some("curl https://example.org".into()),
+                cwd: None,
+            },
+        )
+    }
+
+    /// The hook's side fails closed: after a hold, anything but a clear `allow` or `deny` (the
+    /// supervisor gone, silent past the hold, a garbled line) is an ask, and a hold is only
+    /// taken for an ask it sent.
+    #[test]
+    fn a_held_ask_is_only_allowed_by_a_clear_allow() {
+        let grace = std::time::Duration::from_millis(200);
+        let ask = event(Decision::Ask);
+        let send = |answer: &'static str, linger: bool, ev: &AuditEvent| {
+            send_to(supervisor(answer, linger), ev, grace)
+        };
+        assert_eq!(send("ok\n", false, &ask).expect("ok"), None);
+        assert_eq!(
+            send("hold 3 1\nallow\n", false, &ask).expect("held"),
+            Some(Held::Allow(3))
+        );
+        assert_eq!(
+            send("hold 3 1\ndeny\n", false, &ask).expect("held"),
+            Some(Held::Deny(3))
+        );
+        for (answer, linger) in [
+            ("hold 3 1\n", false),
+            ("hold 3 1\n", true),
+            ("hold 3 1\nallow please\n", false),
+            ("hold 3 1\nALLOW\n", false),
+            ("hold 3 1\nallow", false),
+            ("hold 3 1\nask\n", false),
+            ("hold x 1\nallow\n", false),
+            ("hold 3 -1\nallow\n", false),
+        ] {
+            let started = std::time::Instant::now();
+            match send(answer, linger, &ask).expect(answer) {
+                Some(Held::Ask(why)) => assert!(!why.is_empty()),
+                other => panic!("{answer:?}: {other:?}"),
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(3),
+                "{answer:?}"
+            );
+        }
+        // Not an ask: a hold is a protocol error (the decision stands as the hook made it).
+        for d in [Decision::Deny, Decision::Allow] {
+            assert!(
+                send("hold 3 1\nallow\n", false, &event(d)).is_err(),
+                "{d:?}"
+            );
+        }
+        assert!(send("allow\n", false, &ask).is_err());
+        assert!(send("", false, &ask).is_err());
     }
 }

@@ -5335,3 +5335,263 @@ $H control3 "$P fork main"
         .collect();
     assert!(wrong.is_empty(), "wrong decisions:\n{}", wrong.join("\n"));
 }
+
+/// Hook inputs for a detached session's gate: an ask (`curl` reaches the network, no rule
+/// allows it) and a deny (`rm -rf ~`), written to the workspace as `ask.json` and `deny.json`.
+fn write_hook_inputs(ws: &Ws) {
+    for (file, command) in [
+        ("ask.json", "curl -sS https://example.org"),
+        ("deny.json", "rm -rf ~"),
+    ] {
+        let input = serde_json::json!({
+            "session_id": "s", "transcript_path": "/tmp/t.jsonl", "cwd": ws.path(),
+            "permission_mode": "default", "hook_event_name": "PreToolUse",
+            "tool_name": "Bash", "tool_input": {"command": command}, "tool_use_id": "toolu_1",
+        });
+        std::fs::write(ws.path().join(file), input.to_string()).expect("input");
+    }
+}
+
+/// The decision and reason the hook printed into `file` (once it is complete).
+fn hook_decision(ws: &Ws, file: &str) -> (String, String) {
+    let text = read_when_done(&ws.path().join(file));
+    let v: serde_json::Value = serde_json::from_str(&text).expect("hook json");
+    let out = &v["hookSpecificOutput"];
+    (
+        out["permissionDecision"].as_str().unwrap_or("").to_string(),
+        out["permissionDecisionReason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    )
+}
+
+/// A detached session with `[approvals] mode = "ask"` running `script` (bind mode, in the
+/// workspace); returns its id once the agent wrote `started`.
+fn detached_ask_session(ws: &Ws, name: &str, timeout_secs: u64, script: &str) -> String {
+    let policy = ws.path().join("../").join(format!("{name}-policy.toml"));
+    std::fs::write(
+        &policy,
+        format!("[approvals]\nmode = \"ask\"\ntimeout_secs = {timeout_secs}\n"),
+    )
+    .expect("policy");
+    let o = ws
+        .airlock()
+        .args([
+            "run", "--detach", "--mode", "bind", "--name", name, "--policy",
+        ])
+        .arg(&policy)
+        .args(["--workspace"])
+        .arg(ws.path())
+        .args([
+            "--",
+            "sh",
+            "-c",
+            &format!("echo $AIRLOCK_SESSION > started; {script}"),
+        ])
+        .output()
+        .expect("run");
+    let _ = std::fs::remove_file(&policy);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    read_when_done(&ws.path().join("started"))
+        .trim()
+        .to_string()
+}
+
+/// The commands `airlock approvals --json` lists for `session`: (id, command, rule).
+fn held_commands(ws: &Ws, session: &str) -> Vec<(u64, String, String)> {
+    let o = ws
+        .airlock()
+        .args(["approvals", "--json"])
+        .output()
+        .expect("approvals");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Vec<serde_json::Value> = serde_json::from_str(stdout(&o).trim()).expect("json");
+    v.iter()
+        .filter(|p| p["session"] == session && p["kind"] == "command")
+        .map(|p| {
+            (
+                p["id"].as_u64().unwrap_or(0),
+                p["command"].as_str().unwrap_or("").to_string(),
+                p["rule"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn wait_held_command(ws: &Ws, session: &str) -> u64 {
+    let mut found = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            found = held_commands(ws, session);
+            !found.is_empty()
+        }),
+        "no command was held"
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].1, "curl -sS https://example.org", "{found:?}");
+    assert_eq!(found[0].2, "default:network", "{found:?}");
+    found[0].0
+}
+
+/// In a detached session nobody sees the agent's own permission prompt: the gate's `ask` (the
+/// real hook, over the real channel) is held in `airlock approvals` (kind command, with the
+/// command, session and rule), and `airlock approve ID N` / `airlock deny ID N` make it allow /
+/// deny; no answer in time leaves it an ask, never an allow. A deny is never held. Bad input:
+/// a request number that does not exist, one already answered, a longer scope for a command.
+#[test]
+fn a_detached_sessions_gate_asks_wait_for_airlock_approve() {
+    if !tmux_available() {
+        return;
+    }
+    let ws = Ws::new();
+    write_hook_inputs(&ws);
+    let h = "/run/airlock/bin/airlock hook claude";
+    let script = format!(
+        "{h} < ask.json > out1.tmp; mv out1.tmp out1; {h} < ask.json > out2.tmp; mv out2.tmp out2; \
+         {h} < deny.json > out3.tmp; mv out3.tmp out3; {h} < ask.json > out4.tmp; mv out4.tmp out4; \
+         exec sleep 300"
+    );
+    let session = detached_ask_session(&ws, "asks", 8, &script);
+    let _stop = StopOnDrop {
+        ws: &ws,
+        name: "asks",
+    };
+    let id = wait_held_command(&ws, &session);
+    let o = ws
+        .airlock()
+        .args(["approvals"])
+        .output()
+        .expect("approvals");
+    let listing = stdout(&o);
+    assert!(
+        listing.contains(&session)
+            && listing.contains("the command `curl -sS https://example.org`")
+            && listing.contains(&format!("airlock approve {session} {id}")),
+        "{listing}"
+    );
+    let airlock = |args: &[&str]| ws.airlock().args(args).output().expect("airlock");
+    // Bad input while it is held: no such request, a scope longer than once.
+    let o = airlock(&["approve", &session, "9999"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("holds no request 9999"),
+        "{}",
+        stderr(&o)
+    );
+    let o = airlock(&["approve", &session, &id.to_string(), "--for", "session"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("once only"), "{}", stderr(&o));
+    assert!(!ws.path().join("out1").exists(), "answered by bad input");
+    // Approved: the hook allows, and says who decided.
+    let o = airlock(&["approve", &session, &id.to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (decision, reason) = hook_decision(&ws, "out1");
+    assert_eq!(decision, "allow", "{reason}");
+    assert!(reason.contains(&format!("request {id}")), "{reason}");
+    // Already answered.
+    let o = airlock(&["deny", &session, &id.to_string()]);
+    assert!(
+        stderr(&o).contains(&format!("holds no request {id}")),
+        "{}",
+        stderr(&o)
+    );
+    // Denied (the only one held needs no number).
+    let id2 = wait_held_command(&ws, &session);
+    assert!(id2 > id);
+    let o = airlock(&["deny", &session]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (decision, reason) = hook_decision(&ws, "out2");
+    assert_eq!(decision, "deny", "{reason}");
+    // A deny is the gate's and is never held.
+    let (decision, _) = hook_decision(&ws, "out3");
+    assert_eq!(decision, "deny");
+    // No answer: an ask once the time is up, gone from the list.
+    let id4 = wait_held_command(&ws, &session);
+    let started = Instant::now();
+    let (decision, reason) = hook_decision(&ws, "out4");
+    assert_eq!(decision, "ask", "{reason}");
+    assert!(started.elapsed() >= Duration::from_secs(5), "{reason}");
+    assert!(reason.contains("not answered"), "{reason}");
+    assert!(held_commands(&ws, &session).is_empty());
+    let o = airlock(&["approve", &session, &id4.to_string()]);
+    assert!(
+        stderr(&o).contains(&format!("holds no request {id4}")),
+        "{}",
+        stderr(&o)
+    );
+    // Each outcome is in the audit log, the user's answers with their request.
+    let log = std::fs::read_to_string(
+        ws.data
+            .path()
+            .join(format!("airlock/sessions/{session}/audit.jsonl")),
+    )
+    .expect("audit");
+    for rule in [
+        format!("approvals: once (request {id})"),
+        format!("approvals: denied (request {id2})"),
+        format!("approvals: no answer in 8s (request {id4})"),
+    ] {
+        assert!(log.contains(&rule), "{rule}: {log}");
+    }
+}
+
+/// Only the supervisor answers a held ask: inside the sandbox nothing can listen on the
+/// channel's port in its place (loopback or any address, with SO_REUSEADDR or SO_REUSEPORT,
+/// IPv4 or v4-mapped IPv6), so a stand-in that would answer `allow` never gets a hook's call;
+/// every hook call asked while the stand-in tried stays an ask.
+#[test]
+fn nothing_inside_can_answer_a_held_ask_in_the_supervisors_place() {
+    if !tmux_available() {
+        return;
+    }
+    let ws = Ws::new();
+    write_hook_inputs(&ws);
+    let stand_in = r#"
+import socket, threading, subprocess
+bound = []
+for fam, addr in [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET, "0.0.0.0"),
+                  (socket.AF_INET6, "::ffff:127.0.0.1"), (socket.AF_INET6, "::")]:
+    for opt in [None, socket.SO_REUSEADDR, socket.SO_REUSEPORT]:
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        if opt is not None:
+            s.setsockopt(socket.SOL_SOCKET, opt, 1)
+        try:
+            s.bind((addr, 3129)); s.listen(16); bound.append(s)
+            print("BOUND", addr, opt, flush=True)
+        except OSError as e:
+            print("refused", addr, opt, e.errno, flush=True)
+def serve(s):
+    while True:
+        c, _ = s.accept(); c.recv(65536); c.sendall(b"hold 1 5\nallow\n"); c.close()
+for s in bound:
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
+for i in range(4):
+    out = subprocess.run(["/run/airlock/bin/airlock", "hook", "claude"],
+                         stdin=open("ask.json"), capture_output=True).stdout.decode()
+    print("HOOK", out.strip(), flush=True)
+"#;
+    std::fs::write(ws.path().join("stand_in.py"), stand_in).expect("script");
+    let session = detached_ask_session(
+        &ws,
+        "standin",
+        1,
+        "python3 stand_in.py > result.tmp 2>&1; mv result.tmp result; exec sleep 300",
+    );
+    let _stop = StopOnDrop {
+        ws: &ws,
+        name: "standin",
+    };
+    let _ = session;
+    let result = read_when_done(&ws.path().join("result"));
+    assert!(!result.contains("BOUND"), "{result}");
+    assert_eq!(result.matches("refused").count(), 12, "{result}");
+    let hooks: Vec<&str> = result.lines().filter(|l| l.starts_with("HOOK")).collect();
+    assert_eq!(hooks.len(), 4, "{result}");
+    for h in hooks {
+        assert!(
+            h.contains("\"permissionDecision\":\"ask\""),
+            "a stand-in answered: {result}"
+        );
+    }
+}
