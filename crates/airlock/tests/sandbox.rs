@@ -5595,3 +5595,162 @@ for i in range(4):
         );
     }
 }
+
+/// The agent for the terminal-answer test: raw mode on its terminal, its session id in
+/// `session`, every byte it receives appended to `typed`; a digit N starts `curl` to the Nth
+/// port of `ports` (its status code in `rN`), `q` ends it.
+const KEYS_AGENT: &str = r#"
+import os, subprocess, tty
+ports = open("ports").read().split()
+open("session", "w").write(os.environ["AIRLOCK_SESSION"] + "\n")
+tty.setraw(0)
+while True:
+    b = os.read(0, 1)
+    if not b:
+        break
+    with open("typed", "ab") as f:
+        f.write(b)
+    if b == b"q":
+        break
+    if b.isdigit():
+        n = int(b)
+        url = "http://new.test:%s/" % ports[n - 1]
+        subprocess.Popen(["sh", "-c", "curl -s -m 60 -o /dev/null -w '%%{http_code}\\n' %s > r%d.tmp; mv r%d.tmp r%d" % (url, n, n, n)])
+"#;
+
+/// Answering in the terminal airlock owns (a real pty: a host tmux pane): while a request is
+/// held, the last row says what is held and which keys answer; Ctrl-] then o/s/p/d answer once,
+/// for the session, for the project, or deny; the prefix twice sends the prefix; a time-out
+/// refuses; with nothing held the prefix passes through; no byte around the prefix is lost or
+/// reordered. Bad input: a prefix key the terminal needs is refused before the session starts.
+#[test]
+fn held_requests_are_answered_with_keys_in_the_terminal_airlock_owns() {
+    if !tmux_available() {
+        return;
+    }
+    let ws = Ws::new();
+    let config = tempfile::tempdir().expect("tempdir");
+    let policy = config.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[network]\nallow = [\"unrelated.test\"]\nallow_private = [\"127.0.0.1\"]\n\
+         [network.resolve]\n\"new.test\" = \"127.0.0.1\"\n\
+         [approvals]\nmode = \"ask\"\ntimeout_secs = 6\n",
+    )
+    .expect("policy");
+    // Bad input: a key the terminal needs.
+    let bad = config.path().join("bad.toml");
+    std::fs::write(&bad, "[approvals]\nmode = \"ask\"\nkey = \"C-c\"\n").expect("bad");
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--policy"])
+        .arg(&bad)
+        .args(["--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("approvals.key") && stderr(&o).contains("'C-c'"),
+        "{}",
+        stderr(&o)
+    );
+    // Steps 1-4 go to one server, 5 (project) and 6 (time-out) to servers of their own.
+    let (a, b, c) = (
+        http_server("approved"),
+        http_server("approved"),
+        http_server("approved"),
+    );
+    std::fs::write(ws.path().join("ports"), format!("{a} {a} {a} {a} {b} {c}")).expect("ports");
+    std::fs::write(ws.path().join("agent.py"), KEYS_AGENT).expect("agent");
+    let status = ws.path().join("status");
+    let cmd = format!(
+        "XDG_CONFIG_HOME='{}' '{}' run --mode bind --policy '{}' -- python3 agent.py; echo $? > '{}'; sleep 60",
+        config.path().display(),
+        bin().display(),
+        policy.display(),
+        status.display()
+    );
+    let host = HostTmux::start(ws.data.path(), ws.path(), &cmd);
+    let session = read_when_done(&ws.path().join("session"))
+        .trim()
+        .to_string();
+    let typed = ws.path().join("typed");
+    // Sends bytes (hex) and checks that everything typed so far reached the agent, in order,
+    // except what answered.
+    let mut expect: Vec<u8> = Vec::new();
+    let mut send = |hex: &str, passed: &[u8]| {
+        let mut args = vec!["send-keys", "-H"];
+        args.extend(hex.split(' '));
+        host.run(&args);
+        expect.extend_from_slice(passed);
+        let want = expect.clone();
+        assert!(
+            wait_until(Duration::from_secs(15), || std::fs::read(&typed)
+                .is_ok_and(|t| t == want)),
+            "typed {:?}, expected {:?}\n{}",
+            String::from_utf8_lossy(&std::fs::read(&typed).unwrap_or_default()),
+            String::from_utf8_lossy(&want),
+            host.screen()
+        );
+    };
+    let result = |n: u32| read_when_done(&ws.path().join(format!("r{n}")));
+    let (ta, tb, tc) = (
+        format!("new.test:{a}"),
+        format!("new.test:{b}"),
+        format!("new.test:{c}"),
+    );
+    // 1. Nothing held: the prefix and the answer keys are the agent's.
+    send("61 1d 6f 1d 1d 64 62", b"a\x1do\x1d\x1ddb");
+    // 2. Held: the last row asks; once, with bytes around the prefix in the same write.
+    send("31", b"1");
+    wait_held(&ws, &session, &ta);
+    host.wait_for(
+        &format!("allow {ta}? C-] then o once, s session, p project, d deny"),
+        15,
+    );
+    send("78 1d 6f 79", b"xy");
+    assert_eq!(result(1), "200\n");
+    // 3. Once is once: asked again. The prefix twice is the prefix; the prefix and another
+    // key pass both; d denies at once.
+    send("32", b"2");
+    wait_held(&ws, &session, &ta);
+    send("1d 1d", b"\x1d");
+    send("1d 7a", b"\x1dz");
+    assert_eq!(held(&ws, &session), vec![ta.clone()]);
+    let started = Instant::now();
+    send("1d 64", b"");
+    assert_eq!(result(2), "403\n");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // 4. For the session: the next request there is not held.
+    send("33", b"3");
+    wait_held(&ws, &session, &ta);
+    send("1d 73", b"");
+    assert_eq!(result(3), "200\n");
+    send("34", b"4");
+    assert_eq!(result(4), "200\n");
+    // 5. For the project (upper-case works too): the user's per-project file, outside the
+    // workspace.
+    send("35", b"5");
+    wait_held(&ws, &session, &tb);
+    send("1d 50", b"");
+    assert_eq!(result(5), "200\n");
+    let projects: Vec<PathBuf> = std::fs::read_dir(config.path().join("airlock/projects"))
+        .expect("projects")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(projects.len(), 1, "{projects:?}");
+    let text = std::fs::read_to_string(&projects[0]).expect("project file");
+    assert!(
+        text.contains("new.test") && text.contains(&b.to_string()),
+        "{text}"
+    );
+    // 6. No answer: refused when the time is up; then the prefix is the agent's again.
+    send("36", b"6");
+    wait_held(&ws, &session, &tc);
+    assert_eq!(result(6), "403\n");
+    assert!(held(&ws, &session).is_empty());
+    send("1d 6f", b"\x1do");
+    send("71", b"q");
+    assert_eq!(read_when_done(&status), "0\n", "{}", host.screen());
+    host.run(&["kill-server"]);
+}
