@@ -59,7 +59,9 @@ impl Ws {
         let mut c = Command::new(bin());
         c.current_dir(self.path())
             .stdin(Stdio::null())
-            .env("XDG_DATA_HOME", self.data.path());
+            .env("XDG_DATA_HOME", self.data.path())
+            // No desktop notifications from the tests (they have a test of their own).
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
         c
     }
 
@@ -5753,4 +5755,188 @@ fn held_requests_are_answered_with_keys_in_the_terminal_airlock_owns() {
     send("71", b"q");
     assert_eq!(read_when_done(&status), "0\n", "{}", host.screen());
     host.run(&["kill-server"]);
+}
+
+/// A stand-in desktop notification server (what a desktop runs) on a session bus: owns
+/// `org.freedesktop.Notifications` and appends each Notify call (app, summary, body) as a
+/// JSON line to its output file; `OUT.ready` once it owns the name. System python3 with
+/// python3-dbus and python3-gi (scripts/test.sh installs them).
+const NOTIFICATION_SERVER: &str = r#"
+import json, sys
+import dbus, dbus.service, dbus.mainloop.glib
+from gi.repository import GLib
+dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
+bus = dbus.bus.BusConnection(sys.argv[1])
+out = sys.argv[2]
+class Server(dbus.service.Object):
+    @dbus.service.method("org.freedesktop.Notifications", in_signature="susssasa{sv}i", out_signature="u")
+    def Notify(self, app, replaces, icon, summary, body, actions, hints, timeout):
+        with open(out, "a") as f:
+            f.write(json.dumps([str(app), str(summary), str(body)]) + "\n")
+        return 1
+    @dbus.service.method("org.freedesktop.Notifications", out_signature="ssss")
+    def GetServerInformation(self):
+        return ("airlock-test", "airlock", "1", "1.2")
+    @dbus.service.method("org.freedesktop.Notifications", out_signature="as")
+    def GetCapabilities(self):
+        return ["body", "body-markup"]
+name = dbus.service.BusName("org.freedesktop.Notifications", bus)
+Server(bus, "/org/freedesktop/Notifications")
+open(out + ".ready", "w").close()
+GLib.MainLoop().run()
+"#;
+
+/// A private session bus (`dbus-daemon --session`) with the stand-in notification server;
+/// both are killed when it is dropped.
+struct SessionBus {
+    address: String,
+    daemon: std::process::Child,
+    server: std::process::Child,
+    /// The server's record of Notify calls.
+    out: PathBuf,
+}
+
+impl SessionBus {
+    /// `None` (after saying why) when dbus-daemon, notify-send or the server's python modules
+    /// are missing; in CI that is a failure.
+    fn start(dir: &Path) -> Option<SessionBus> {
+        let have = |c: &mut Command| c.output().is_ok_and(|o| o.status.success());
+        let ok = have(Command::new("dbus-daemon").arg("--version"))
+            && have(Command::new("notify-send").arg("--version"))
+            && have(Command::new("/usr/bin/python3").args(["-c", "import dbus, gi"]));
+        if !ok {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "dbus-daemon, notify-send and python3-dbus/python3-gi are required in CI \
+                 (scripts/test.sh installs them)"
+            );
+            eprintln!("skipping: no dbus-daemon, notify-send or python3-dbus/gi");
+            return None;
+        }
+        let mut daemon = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("dbus-daemon");
+        let mut address = String::new();
+        BufReader::new(daemon.stdout.take().expect("stdout"))
+            .read_line(&mut address)
+            .expect("address");
+        let address = address.trim().to_string();
+        let out = dir.join("notified.jsonl");
+        let script = dir.join("server.py");
+        std::fs::write(&script, NOTIFICATION_SERVER).expect("server");
+        let server = Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg(&address)
+            .arg(&out)
+            .spawn()
+            .expect("server");
+        let ready = dir.join("notified.jsonl.ready");
+        assert!(
+            wait_until(Duration::from_secs(10), || ready.exists()),
+            "the notification server did not start"
+        );
+        Some(SessionBus {
+            address,
+            daemon,
+            server,
+            out,
+        })
+    }
+
+    /// (app, summary, body) of every Notify call so far.
+    fn notified(&self) -> Vec<(String, String, String)> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: (String, String, String) = serde_json::from_str(l).expect("line");
+                v
+            })
+            .collect()
+    }
+}
+
+impl Drop for SessionBus {
+    fn drop(&mut self) {
+        for c in [&mut self.server, &mut self.daemon] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A desktop notification without a configured command: each event is a Notify call on the
+/// session bus (freedesktop Notifications, through notify-send), summary `airlock: EVENT`, the
+/// body with markup escaped (the agent's own words cannot become a link or an image);
+/// `[notify] desktop = false` turns it off; a dead bus is reported once and changes nothing
+/// (same exit status, no wait); without a session bus nothing is tried.
+#[test]
+fn desktop_notifications_go_over_the_session_bus() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(bus) = SessionBus::start(dir.path()) else {
+        return;
+    };
+    let ws = Ws::new();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(&policy, "[network]\nallow = [\"unrelated.test\"]\n").expect("policy");
+    let off = dir.path().join("off.toml");
+    std::fs::write(&off, "[notify]\ndesktop = false\n").expect("off");
+    let hook = "/run/airlock/bin/airlock hook claude-event";
+    let script = format!(
+        "echo '{{\"hook_event_name\":\"Notification\",\"message\":\"<a href=\\\"file:///etc/passwd\\\">click</a> & <img src=x>\"}}' | {hook}; \
+         curl -s -m 10 -o /dev/null http://evil.test/; exit 3"
+    );
+    let run = |address: Option<&str>, extra: &[&Path]| {
+        let mut c = ws.airlock();
+        if let Some(a) = address {
+            c.env("DBUS_SESSION_BUS_ADDRESS", a);
+        }
+        c.args(["run", "--mode", "bind", "--policy"]).arg(&policy);
+        for p in extra {
+            c.arg("--policy").arg(p);
+        }
+        let started = Instant::now();
+        let o = c.args(["--", "sh", "-c", &script]).output().expect("run");
+        (o, started.elapsed())
+    };
+    let (o, _) = run(Some(&bus.address), &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("desktop notification"), "{}", stderr(&o));
+    let got = bus.notified();
+    let summaries: Vec<&str> = got.iter().map(|n| n.1.as_str()).collect();
+    assert_eq!(
+        summaries,
+        vec!["airlock: waiting", "airlock: blocked", "airlock: failed"],
+        "{got:?}"
+    );
+    assert!(got.iter().all(|n| n.0 == "airlock"), "{got:?}");
+    assert!(
+        got[0].2.contains("&lt;a href=\"file:///etc/passwd\"&gt;click&lt;/a&gt; &amp; &lt;img src=x&gt;")
+            && !got[0].2.contains('<'),
+        "{got:?}"
+    );
+    assert!(got[1].2.contains("evil.test"), "{got:?}");
+    assert!(got[2].2.contains("exited with status 3"), "{got:?}");
+    // Off: nothing more reaches the bus.
+    let (o, _) = run(Some(&bus.address), &[&off]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(bus.notified().len(), 3);
+    // A dead bus: reported once, the session as before.
+    let (o, took) = run(Some("unix:path=/nonexistent/airlock-test-bus"), &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).matches("desktop notification").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("notify-send"), "{}", stderr(&o));
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // No session bus: nothing is tried, nothing is said.
+    let (o, _) = run(None, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("desktop"), "{}", stderr(&o));
+    assert_eq!(bus.notified().len(), 3);
 }
