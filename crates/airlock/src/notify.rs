@@ -199,8 +199,7 @@ impl Worker {
                     "--".to_string(),
                     format!("airlock: {}", event.as_str()),
                 ];
-                if let Err(e) = run_command(&argv, &self.session, event, &escape_markup(&message))
-                {
+                if let Err(e) = run_command(&argv, &self.session, event, &escape_markup(&message)) {
                     if !std::mem::replace(&mut self.warned_desktop, true) {
                         eprintln!(
                             "airlock: desktop notification ({}) failed: {e:#}; the session goes on \

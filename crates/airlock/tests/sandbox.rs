@@ -5903,7 +5903,11 @@ fn desktop_notifications_go_over_the_session_bus() {
     };
     let (o, _) = run(Some(&bus.address), &[]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(!stderr(&o).contains("desktop notification"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("desktop notification"),
+        "{}",
+        stderr(&o)
+    );
     let got = bus.notified();
     let summaries: Vec<&str> = got.iter().map(|n| n.1.as_str()).collect();
     assert_eq!(
@@ -5913,8 +5917,9 @@ fn desktop_notifications_go_over_the_session_bus() {
     );
     assert!(got.iter().all(|n| n.0 == "airlock"), "{got:?}");
     assert!(
-        got[0].2.contains("&lt;a href=\"file:///etc/passwd\"&gt;click&lt;/a&gt; &amp; &lt;img src=x&gt;")
-            && !got[0].2.contains('<'),
+        got[0].2.contains(
+            "&lt;a href=\"file:///etc/passwd\"&gt;click&lt;/a&gt; &amp; &lt;img src=x&gt;"
+        ) && !got[0].2.contains('<'),
         "{got:?}"
     );
     assert!(got[1].2.contains("evil.test"), "{got:?}");
