@@ -7,8 +7,10 @@
 //! Every other byte passes through unchanged and in order: the prefix is only taken while
 //! something is held ([`KeyAnswers::pending`], asked when the prefix arrives), the prefix typed
 //! twice sends the prefix itself, and the prefix followed by any key but an answer sends both.
-//! The relay uses it only when it owns a terminal (stdin and stdout are terminals, the sandbox
-//! has one), never in a detached session.
+//! Inside a bracketed paste (`ESC [ 200 ~` … `ESC [ 201 ~`, sent by the terminal when the agent
+//! turned that mode on) the prefix is never taken: pasted text cannot answer. The relay uses it
+//! only when it owns a terminal (stdin and stdout are terminals, the sandbox has one), never in
+//! a detached session.
 
 /// What the keys answer; the supervisor's approvals.
 pub trait KeyAnswers: Send {
@@ -25,7 +27,14 @@ pub struct PromptKeys {
     answers: Box<dyn KeyAnswers>,
     /// The prefix was taken; the next byte decides.
     armed: bool,
+    /// The last bytes seen, to find the bracketed-paste markers.
+    recent: [u8; 6],
+    /// Inside a bracketed paste.
+    pasting: bool,
 }
+
+const PASTE_START: &[u8; 6] = b"\x1b[200~";
+const PASTE_END: &[u8; 6] = b"\x1b[201~";
 
 impl std::fmt::Debug for PromptKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,12 +52,21 @@ impl PromptKeys {
             prefix,
             answers,
             armed: false,
+            recent: [0; 6],
+            pasting: false,
         }
     }
 
     /// Appends to `out` what of `input` goes to the agent, and to `lines` what to show.
     pub fn filter(&mut self, input: &[u8], out: &mut Vec<u8>, lines: &mut Vec<String>) {
         for &b in input {
+            self.recent.rotate_left(1);
+            self.recent[5] = b;
+            if &self.recent == PASTE_START {
+                self.pasting = true;
+            } else if &self.recent == PASTE_END {
+                self.pasting = false;
+            }
             if self.armed {
                 self.armed = false;
                 if b == self.prefix {
@@ -59,7 +77,7 @@ impl PromptKeys {
                     a @ (b'o' | b's' | b'p' | b'd') => lines.extend(self.answers.answer(a)),
                     _ => out.extend_from_slice(&[self.prefix, b]),
                 }
-            } else if b == self.prefix && self.answers.pending() {
+            } else if b == self.prefix && !self.pasting && self.answers.pending() {
                 self.armed = true;
             } else {
                 out.push(b);
@@ -132,5 +150,20 @@ mod tests {
         let (out, lines) = run(&mut k, b"dz");
         assert_eq!((out.as_slice(), lines.len()), (&b"z"[..], 1));
         assert_eq!(held.lock().expect("lock").answered, b"sd");
+    }
+
+    #[test]
+    fn pasted_text_never_answers() {
+        let (mut k, held) = keys();
+        held.lock().expect("lock").pending = true;
+        let paste = b"\x1b[200~a\x1dob\x1dd\x1b[201~";
+        assert_eq!(run(&mut k, paste).0, paste);
+        // Split markers too.
+        assert_eq!(run(&mut k, b"\x1b[20").0, b"\x1b[20");
+        assert_eq!(run(&mut k, b"0~\x1do").0, b"0~\x1do");
+        assert_eq!(run(&mut k, b"\x1b[201~").0, b"\x1b[201~");
+        assert!(held.lock().expect("lock").answered.is_empty());
+        // After the paste, typing answers again.
+        assert_eq!(run(&mut k, b"\x1do").1, vec!["answered o"]);
     }
 }

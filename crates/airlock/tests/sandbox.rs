@@ -5599,8 +5599,8 @@ for i in range(4):
 }
 
 /// The agent for the terminal-answer test: raw mode on its terminal, its session id in
-/// `session`, every byte it receives appended to `typed`; a digit N starts `curl` to the Nth
-/// port of `ports` (its status code in `rN`), `q` ends it.
+/// `session`, every byte it receives appended to `typed`; a letter A to F starts `curl` to the
+/// 1st to 6th port of `ports` (its status code in `r1` to `r6`), `q` ends it.
 const KEYS_AGENT: &str = r#"
 import os, subprocess, tty
 ports = open("ports").read().split()
@@ -5614,17 +5614,17 @@ while True:
         f.write(b)
     if b == b"q":
         break
-    if b.isdigit():
-        n = int(b)
+    if b"A" <= b <= b"F":
+        n = b[0] - ord("A") + 1
         url = "http://new.test:%s/" % ports[n - 1]
         subprocess.Popen(["sh", "-c", "curl -s -m 60 -o /dev/null -w '%%{http_code}\\n' %s > r%d.tmp; mv r%d.tmp r%d" % (url, n, n, n)])
 "#;
 
 /// Answering in the terminal airlock owns (a real pty: a host tmux pane): while a request is
 /// held, the last row says what is held and which keys answer; Ctrl-] then o/s/p/d answer once,
-/// for the session, for the project, or deny; the prefix twice sends the prefix; a time-out
-/// refuses; with nothing held the prefix passes through; no byte around the prefix is lost or
-/// reordered. Bad input: a prefix key the terminal needs is refused before the session starts.
+/// for the session, for the project, or deny; the prefix twice sends the prefix; pasted text
+/// never answers; a time-out refuses; with nothing held the prefix passes through; no byte
+/// around the prefix is lost or reordered. Bad input: a prefix key the terminal needs is refused before the session starts.
 #[test]
 fn held_requests_are_answered_with_keys_in_the_terminal_airlock_owns() {
     if !tmux_available() {
@@ -5704,7 +5704,7 @@ fn held_requests_are_answered_with_keys_in_the_terminal_airlock_owns() {
     // 1. Nothing held: the prefix and the answer keys are the agent's.
     send("61 1d 6f 1d 1d 64 62", b"a\x1do\x1d\x1ddb");
     // 2. Held: the last row asks; once, with bytes around the prefix in the same write.
-    send("31", b"1");
+    send("41", b"A");
     wait_held(&ws, &session, &ta);
     host.wait_for(
         &format!("allow {ta}? C-] then o once, s session, p project, d deny"),
@@ -5714,25 +5714,30 @@ fn held_requests_are_answered_with_keys_in_the_terminal_airlock_owns() {
     assert_eq!(result(1), "200\n");
     // 3. Once is once: asked again. The prefix twice is the prefix; the prefix and another
     // key pass both; d denies at once.
-    send("32", b"2");
+    send("42", b"B");
     wait_held(&ws, &session, &ta);
     send("1d 1d", b"\x1d");
     send("1d 7a", b"\x1dz");
+    // Pasted text (a bracketed paste) never answers.
+    send(
+        "1b 5b 32 30 30 7e 1d 6f 1b 5b 32 30 31 7e",
+        b"\x1b[200~\x1do\x1b[201~",
+    );
     assert_eq!(held(&ws, &session), vec![ta.clone()]);
     let started = Instant::now();
     send("1d 64", b"");
     assert_eq!(result(2), "403\n");
     assert!(started.elapsed() < Duration::from_secs(5));
     // 4. For the session: the next request there is not held.
-    send("33", b"3");
+    send("43", b"C");
     wait_held(&ws, &session, &ta);
     send("1d 73", b"");
-    assert_eq!(result(3), "200\n");
-    send("34", b"4");
+    assert_eq!(result(3), "200\n", "{}", host.screen());
+    send("44", b"D");
     assert_eq!(result(4), "200\n");
     // 5. For the project (upper-case works too): the user's per-project file, outside the
     // workspace.
-    send("35", b"5");
+    send("45", b"E");
     wait_held(&ws, &session, &tb);
     send("1d 50", b"");
     assert_eq!(result(5), "200\n");
@@ -5747,7 +5752,7 @@ fn held_requests_are_answered_with_keys_in_the_terminal_airlock_owns() {
         "{text}"
     );
     // 6. No answer: refused when the time is up; then the prefix is the agent's again.
-    send("36", b"6");
+    send("46", b"F");
     wait_held(&ws, &session, &tc);
     assert_eq!(result(6), "403\n");
     assert!(held(&ws, &session).is_empty());
