@@ -26,7 +26,10 @@
 //! What it does not prove: anything in the sandbox can connect here, so the agent can add
 //! command events of its own. It cannot remove, rewrite or reorder the log, nor write events of
 //! another kind (network, session, credentials): only `command` events are accepted, and the
-//! session id is the supervisor's.
+//! session id is the supervisor's. Likewise it can put asks of its own in the user's approvals
+//! list (labelled as commands, made printable, at most `approvals::MAX_PENDING` held at once):
+//! approving one only answers its own connection, which allows nothing; filling the list makes
+//! other requests refused (or asked) at once, never allowed.
 
 use std::sync::Arc;
 
