@@ -16,6 +16,11 @@
 pub trait KeyAnswers: Send {
     /// Whether a request is held now.
     fn pending(&self) -> bool;
+    /// The prefix was just taken: the lines to show (the question again, in case the agent's
+    /// screen painted over it).
+    fn prompt(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The user typed the prefix, then `answer` (`b'o'`, `b's'`, `b'p'` or `b'd'`): answer the
     /// request the notice line shows. Returns the lines to show (what was done, what is next).
     fn answer(&mut self, answer: u8) -> Vec<String>;
@@ -79,6 +84,7 @@ impl PromptKeys {
                 }
             } else if b == self.prefix && !self.pasting && self.answers.pending() {
                 self.armed = true;
+                lines.extend(self.answers.prompt());
             } else {
                 out.push(b);
             }

@@ -627,6 +627,11 @@ impl airlock_sandbox::prompt::KeyAnswers for TerminalAnswers {
         !self.0.lock().is_empty()
     }
 
+    fn prompt(&self) -> Vec<String> {
+        let oldest = self.0.lock().values().next().map(|p| p.view.clone());
+        oldest.map(|v| self.0.question(&v)).into_iter().collect()
+    }
+
     fn answer(&mut self, answer: u8) -> Vec<String> {
         let scope = match answer {
             b'o' => Some(Scope::Once),
@@ -935,10 +940,12 @@ mod tests {
         );
         let mut keys = TerminalAnswers(a.clone());
         assert!(!keys.pending());
+        assert!(keys.prompt().is_empty());
         assert_eq!(keys.answer(b'o'), vec!["airlock: nothing is held any more"]);
         let r1 = a.hold("x.test", 443, "network.allow: no pattern matches");
         let r2 = a.hold("y.test", 443, "network.allow: no pattern matches");
         assert!(keys.pending());
+        assert!(keys.prompt()[0].contains("allow x.test:443?"));
         let lines = notices.read_lines().expect("open");
         // Only the one the keys answer is asked about.
         assert_eq!(lines.len(), 1, "{lines:?}");
