@@ -14,6 +14,12 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 command -v npm >/dev/null || need+=(npm)
+# Desktop notifications: a private session bus, notify-send, and the stand-in notification
+# server's python modules (crates/airlock/tests/sandbox.rs, desktop_notifications_*).
+command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
+command -v notify-send >/dev/null || need+=(libnotify-bin)
+/usr/bin/python3 -c 'import dbus' 2>/dev/null || need+=(python3-dbus)
+/usr/bin/python3 -c 'import gi' 2>/dev/null || need+=(python3-gi)
 # The real agent clients the end-to-end tests (crates/airlock/tests/agents.rs) run, pinned: an
 # unpinned install on Node 20 resolves to an older release, and newer ones need Node 22.
 NPM_PREFIX=${AIRLOCK_TEST_NPM_PREFIX:-/opt/airlock-test/npm}

@@ -429,6 +429,48 @@ pub struct ApprovalsConfig {
     /// it is refused.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// The prefix key that answers a held request on the user's terminal when airlock owns it
+    /// (`"C-]"` by default, tmux's notation; `"none"` turns terminal answers off); parsed by
+    /// [`approval_key`].
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+/// `[approvals] key` when absent: Ctrl-] (0x1d), telnet's escape, which agents' TUIs leave alone.
+pub const APPROVAL_KEY_DEFAULT: &str = "C-]";
+
+/// The byte `[approvals] key` stands for: `C-x` (Ctrl and `x`, tmux's notation) for a letter or
+/// one of `@ [ \ ] ^ _`; `None` for `"none"`. Keys the terminal or the agent need for
+/// themselves are refused: Ctrl-C, -D, -Z and -\ (interrupt, end of file, suspend, quit),
+/// -H, -I, -J, -M (backspace, tab, line feed, enter), -Q and -S (flow control), and -[ (escape,
+/// the first byte of every arrow and function key).
+///
+/// # Errors
+/// Anything else, with what to write instead.
+pub fn approval_key(s: &str) -> Result<Option<u8>, String> {
+    if s == "none" {
+        return Ok(None);
+    }
+    let c = match s.strip_prefix("C-").map(|r| r.as_bytes()) {
+        Some([c]) => c.to_ascii_uppercase(),
+        _ => {
+            return Err(format!(
+                "'{s}' is not a key: write C- and a letter or one of @ [ \\ ] ^ _ (e.g. \"C-]\"), or \"none\""
+            ))
+        }
+    };
+    if !(b'@'..=b'_').contains(&c) {
+        return Err(format!(
+            "'{s}' is not a control key: write C- and a letter or one of @ [ \\ ] ^ _ (e.g. \"C-]\")"
+        ));
+    }
+    if b"CDZ\\HIJMQS[".contains(&c) {
+        return Err(format!(
+            "'{s}' is needed by the terminal or the agent (interrupt, end of file, suspend, quit, \
+             backspace, tab, enter, flow control or escape); choose another, e.g. \"C-]\""
+        ));
+    }
+    Ok(Some(c - b'@'))
 }
 
 /// `[approvals] mode`.
@@ -457,6 +499,10 @@ pub struct NotifyConfig {
     /// Which events (`finished`, `failed`, `blocked`, `waiting`); all when absent.
     #[serde(default)]
     pub events: Option<Vec<String>>,
+    /// A desktop notification (freedesktop Notifications over the session bus, through
+    /// `notify-send`) per event; on by default when a session bus and `notify-send` are there.
+    #[serde(default)]
+    pub desktop: Option<bool>,
 }
 
 /// The events `[notify] events` may name.
@@ -551,6 +597,9 @@ impl ConfigFile {
                     format!("unknown event '{e}' (one of {})", NOTIFY_EVENTS.join(", ")),
                 ));
             }
+        }
+        if let Some(k) = &self.approvals.key {
+            approval_key(k).map_err(|m| invalid("approvals.key", m))?;
         }
         if let Some(t) = self.approvals.timeout_secs {
             if !(1..=APPROVAL_TIMEOUT_MAX).contains(&t) {
@@ -1016,6 +1065,12 @@ impl Policy {
         if c.notify.events.is_some() {
             self.notify.events.clone_from(&c.notify.events);
         }
+        if c.notify.desktop.is_some() {
+            self.notify.desktop = c.notify.desktop;
+        }
+        if c.approvals.key.is_some() {
+            self.approvals.key.clone_from(&c.approvals.key);
+        }
         if c.approvals.mode.is_some() {
             self.approvals.mode = c.approvals.mode;
         }
@@ -1161,6 +1216,13 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
     if c.approvals.mode == Some(ApprovalMode::Ask) {
         return widen("approvals.mode");
     }
+    // A key the user types for other reasons would answer held requests unintended.
+    if c.approvals.key.is_some() {
+        return widen("approvals.key");
+    }
+    if c.notify.desktop == Some(true) && current.notify.desktop == Some(false) {
+        return widen("notify.desktop");
+    }
     if c.approvals.timeout_secs.unwrap_or(0)
         > current
             .approvals
@@ -1304,6 +1366,39 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_approval_key_is_a_control_key_the_terminal_does_not_need() {
+        assert_eq!(approval_key(APPROVAL_KEY_DEFAULT), Ok(Some(0x1d)));
+        assert_eq!(approval_key("C-a"), Ok(Some(0x01)));
+        assert_eq!(approval_key("C-G"), Ok(Some(0x07)));
+        assert_eq!(approval_key("C-_"), Ok(Some(0x1f)));
+        assert_eq!(approval_key("none"), Ok(None));
+        for bad in [
+            "", "C-", "C-ab", "]", "^]", "M-x", "c-a", "C-1", "C- ", "C-é", "C-c", "C-C", "C-d",
+            "C-z", "C-\\", "C-h", "C-i", "C-j", "C-m", "C-q", "C-s", "C-[", "Ctrl-]",
+        ] {
+            let e = approval_key(bad).expect_err(bad);
+            assert!(e.contains(bad) && e.contains("C-"), "{bad}: {e}");
+        }
+        let text = "[approvals]\nkey = \"C-c\"\n";
+        let e = ConfigFile::parse(Path::new("x.toml"), text).expect_err("C-c");
+        assert!(e.to_string().contains("approvals.key"), "{e}");
+        // Only a trusted layer may choose it: a key typed for other reasons would answer.
+        let key = "[approvals]\nkey = \"C-a\"\n";
+        let p = Policy::from_layers(&[layer(key, true)]).expect("trusted");
+        assert_eq!(p.approvals.key.as_deref(), Some("C-a"));
+        let e = Policy::from_layers(&[layer(key, false)]).expect_err("untrusted key");
+        assert!(e.to_string().contains("approvals.key"), "{e}");
+        // Desktop notifications: a workspace file may turn them off, not back on.
+        let off = "[notify]\ndesktop = false\n";
+        let on = "[notify]\ndesktop = true\n";
+        let p = Policy::from_layers(&[layer(off, false)]).expect("off");
+        assert_eq!(p.notify.desktop, Some(false));
+        let e = Policy::from_layers(&[layer(off, true), layer(on, false)]).expect_err("on again");
+        assert!(e.to_string().contains("notify.desktop"), "{e}");
+        Policy::from_layers(&[layer(on, false)]).expect("on by default anyway");
     }
 
     #[test]

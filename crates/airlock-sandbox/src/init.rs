@@ -322,6 +322,8 @@ fn run_inside(
         handed.push(dns_udp.into());
         handed.push(dns_tcp.into());
         if let Some(port) = net.audit_port {
+            // Never SO_REUSEPORT: while the supervisor holds this listener nothing inside can
+            // bind the port, so only the supervisor answers the hook (a held ask's allow).
             let audit = TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
                 SandboxError::io(
                     format!("cannot listen on 127.0.0.1:{port} for the gate's audit channel"),

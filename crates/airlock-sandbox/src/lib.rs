@@ -25,6 +25,7 @@ pub mod message;
 mod mounts;
 pub mod notice;
 pub mod probe;
+pub mod prompt;
 mod security;
 pub mod spec;
 pub mod supervise;

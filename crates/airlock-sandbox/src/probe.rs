@@ -110,6 +110,7 @@ pub fn run(name: &str, args: &[String]) -> Result<Outcome, String> {
             Err(e) => blocked(format!("connect {}: {e}", arg(0)?)),
         },
         "unix-bound" => unix_bound_probe(arg(0)?, arg(1)?)?,
+        "listen" => listen_probe(arg(0)?)?,
         "env" => env_probe(arg(0)?),
         "secret-bytes" => secret_bytes_probe(arg(0)?)?,
         "syscall" => syscall_probe(arg(0)?)?,
@@ -591,6 +592,49 @@ fn socket_probe(family: &str) -> Result<Outcome, String> {
             "socket({family}): {e} (not available on this kernel)"
         ))
     })
+}
+
+/// Tries to listen on TCP `port` (the supervisor's channel for the gate inside the sandbox) on
+/// loopback and on every address, plainly, with `SO_REUSEADDR` and with `SO_REUSEPORT`: a
+/// process that listens there in the supervisor's place could answer the gate hook. Gets
+/// through if any of them listens.
+fn listen_probe(port: &str) -> Result<Outcome, String> {
+    use nix::sys::socket::{
+        bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+        SockaddrIn,
+    };
+    let port: u16 = port.parse().map_err(|_| "listen: bad port".to_string())?;
+    let mut refused = Vec::new();
+    for addr in [
+        std::net::Ipv4Addr::LOCALHOST,
+        std::net::Ipv4Addr::UNSPECIFIED,
+    ] {
+        for opt in ["plain", "SO_REUSEADDR", "SO_REUSEPORT"] {
+            let fd = socket(
+                AddressFamily::Inet,
+                SockType::Stream,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .map_err(|e| format!("listen: socket: {e}"))?;
+            let _ = match opt {
+                "SO_REUSEADDR" => setsockopt(&fd, sockopt::ReuseAddr, &true),
+                "SO_REUSEPORT" => setsockopt(&fd, sockopt::ReusePort, &true),
+                _ => Ok(()),
+            };
+            let sa = SockaddrIn::from(std::net::SocketAddrV4::new(addr, port));
+            match bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &sa)
+                .and_then(|()| listen(&fd, Backlog::new(1).unwrap_or(Backlog::MAXCONN)))
+            {
+                Ok(()) => return Ok(through(format!("listening on {addr}:{port} ({opt})"))),
+                Err(e) => refused.push(format!("{addr} {opt}: {e}")),
+            }
+        }
+    }
+    Ok(blocked(format!(
+        "port {port} refused: {}",
+        refused.join("; ")
+    )))
 }
 
 fn udp_probe() -> Outcome {

@@ -13,6 +13,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::backend::RunningSandbox;
 use crate::launch::{supervised_signals, write_all};
 use crate::notice::{Notices, Show};
+use crate::prompt::PromptKeys;
 use crate::term::{get_winsize, set_winsize, RawMode, Typeahead};
 use crate::termfilter::TermFilter;
 use crate::SandboxError;
@@ -34,12 +35,14 @@ pub fn supervise(
     on_hup: Option<&mut dyn FnMut()>,
     filter: &mut TermFilter,
 ) -> Result<i32, SandboxError> {
-    supervise_with_notices(sandbox, on_hup, filter, None)
+    supervise_with_notices(sandbox, on_hup, filter, None, None)
 }
 
 /// [`supervise`], also showing the lines that arrive on `notices` outside the agent's screen
 /// (how: [`crate::notice`]). Lines still waiting when the sandbox has ended go to stderr once
-/// the terminal is restored.
+/// the terminal is restored. With `keys`, and only when the relay owns the terminal (stdin and
+/// stdout are terminals and the sandbox has one), what the user types passes through
+/// [`PromptKeys`] first, which takes the answers to held requests ([`crate::prompt`]).
 ///
 /// # Errors
 /// As [`supervise`].
@@ -48,6 +51,7 @@ pub fn supervise_with_notices(
     on_hup: Option<&mut dyn FnMut()>,
     filter: &mut TermFilter,
     notices: Option<Notices>,
+    keys: Option<PromptKeys>,
 ) -> Result<i32, SandboxError> {
     let sfd = signal_fd()?;
     let pty = sandbox.take_terminal();
@@ -69,11 +73,16 @@ pub fn supervise_with_notices(
         notices_open: notices.is_some(),
         notices,
         pending: Vec::new(),
+        keys: None,
     };
     relay.pty_open = relay.pty.is_some();
     relay.stdin_open = relay.pty.is_some();
     relay.owns_terminal =
         relay.pty.is_some() && nix::unistd::isatty(std::io::stdout()).unwrap_or(false);
+    // Raw mode means stdin is a terminal and the sandbox has one.
+    if relay.owns_terminal && relay.raw {
+        relay.keys = keys;
+    }
     let ran = relay.run(sandbox.as_mut(), &sfd);
     relay.filtered.clear();
     relay.filter.finish(&mut relay.filtered);
@@ -129,6 +138,8 @@ struct Relay<'h, 'f> {
     notices_open: bool,
     /// Notices waiting for the terminal filter to be between sequences.
     pending: Vec<String>,
+    /// Answers to held requests, taken from what the user types (only when we own the terminal).
+    keys: Option<PromptKeys>,
 }
 
 impl Relay<'_, '_> {
@@ -304,7 +315,12 @@ impl Relay<'_, '_> {
             Ok(k) => {
                 let mut input = self.buf[..k].to_vec();
                 self.typeahead.clean(&mut input);
-                if let Some(m) = &self.pty {
+                if let Some(keys) = self.keys.as_mut() {
+                    let mut passed = Vec::with_capacity(input.len());
+                    keys.filter(&input, &mut passed, &mut self.pending);
+                    input = passed;
+                }
+                if let (Some(m), false) = (&self.pty, input.is_empty()) {
                     if write_all(m, &input).is_err() {
                         self.stdin_open = false;
                     }

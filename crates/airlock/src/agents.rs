@@ -66,6 +66,9 @@ pub(crate) struct Session<'a> {
     pub(crate) cred_env: &'a [(String, String)],
     /// Whether the agent runs as uid 0 inside.
     pub(crate) root_inside: bool,
+    /// How long the supervisor may hold the gate's `ask` (seconds; a detached session with
+    /// approvals), which the hook's time-out must exceed.
+    pub(crate) hold_secs: Option<u64>,
 }
 
 /// What a profile adds to the sandbox.
@@ -254,7 +257,7 @@ static GEMINI: Profile = Profile {
 fn claude_configure(ctx: &Session<'_>, l: &mut Launch) -> Result<()> {
     l.files.push(GeneratedFile {
         target: CLAUDE_MANAGED_SETTINGS.into(),
-        contents: serde_json::to_vec_pretty(&claude_managed_settings())?,
+        contents: serde_json::to_vec_pretty(&claude_managed_settings(ctx.hold_secs))?,
     });
     let api_key = ctx
         .cred_env
@@ -378,7 +381,12 @@ const CLAUDE_PINNED_ENV: &[&str] = &[
 ///   write) do not run at all.
 /// - `env` pins [`CLAUDE_PINNED_ENV`] to empty, so a settings file the agent wrote cannot wrap
 ///   or preload the hook.
-pub(crate) fn claude_managed_settings() -> serde_json::Value {
+/// - The hook's `timeout` (seconds): Claude Code kills a hook that runs longer and goes on as if
+///   it had not answered (in bypass mode, the tool runs: the `|| exit 2` never runs for a killed
+///   shell), so it must never fire: [`HOOK_TIMEOUT_SECS`], or, when the supervisor may hold an
+///   `ask` for `hold_secs` (a detached session with approvals), that plus the hook's own grace
+///   ([`crate::gate_audit::HOLD_GRACE_SECS`]) plus [`HOOK_TIMEOUT_SECS`].
+pub(crate) fn claude_managed_settings(hold_secs: Option<u64>) -> serde_json::Value {
     let pinned: serde_json::Map<String, serde_json::Value> = CLAUDE_PINNED_ENV
         .iter()
         .map(|k| (k.to_string(), serde_json::Value::String(String::new())))
@@ -392,7 +400,7 @@ pub(crate) fn claude_managed_settings() -> serde_json::Value {
                     "command": format!(
                         "{AIRLOCK_INSIDE} hook claude || {{ echo 'airlock: the command gate failed; blocked' >&2; exit 2; }}"
                     ),
-                    "timeout": 30
+                    "timeout": hook_timeout(hold_secs)
                 }]
             }],
             // The agent's own events feed `[notify]` (never a decision; always exit 0).
@@ -420,6 +428,18 @@ pub(crate) fn claude_managed_settings() -> serde_json::Value {
             "command": "printf 'airlock session %s' \"$AIRLOCK_SESSION\""
         }
     })
+}
+
+/// The gate hook's time-out when no ask is held (seconds): the rules and the LLM reviewer's own
+/// time-out fit well within it.
+pub(crate) const HOOK_TIMEOUT_SECS: u64 = 30;
+
+/// The gate hook's `timeout` in the managed settings (see [`claude_managed_settings`]).
+fn hook_timeout(hold_secs: Option<u64>) -> u64 {
+    match hold_secs {
+        Some(h) => h + crate::gate_audit::HOLD_GRACE_SECS + HOOK_TIMEOUT_SECS,
+        None => HOOK_TIMEOUT_SECS,
+    }
 }
 
 /// Rewrites the agent's `~/.claude.json` (its per-project copy on the host) with onboarding
@@ -609,7 +629,20 @@ mod tests {
 
     #[test]
     fn managed_settings_hook_every_tool_with_airlock() {
-        let s = claude_managed_settings();
+        // The hook is never killed while the supervisor holds an ask: its time-out exceeds the
+        // longest hold plus the hook's own wait after it.
+        for hold in [1, 60, airlock_policy::config::APPROVAL_TIMEOUT_MAX] {
+            let s = claude_managed_settings(Some(hold));
+            let t = s["hooks"]["PreToolUse"][0]["hooks"][0]["timeout"]
+                .as_u64()
+                .expect("timeout");
+            assert!(
+                t >= hold + crate::gate_audit::HOLD_GRACE_SECS + 20,
+                "{hold}: {t}"
+            );
+        }
+        let s = claude_managed_settings(None);
+        assert_eq!(s["hooks"]["PreToolUse"][0]["hooks"][0]["timeout"], 30);
         assert_eq!(s["hooks"]["PreToolUse"][0]["matcher"], "*");
         let cmd = s["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
             .as_str()

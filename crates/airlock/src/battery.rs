@@ -494,6 +494,14 @@ pub(crate) fn table(base: &Path, ws: &Path, outside: &Path, home: Option<&Path>)
         c.run_env = vec![("HOME".into(), cache_home.display().to_string())];
         checks.push(c);
     }
+    // The gate's channel to the supervisor: only the supervisor answers the hook (a held ask's
+    // allow), so nothing inside may listen on its port in the supervisor's place.
+    checks.push(check(
+        "listen on the gate hook's channel in the supervisor's place",
+        Guarantee::PolicyAndSettings,
+        "listen",
+        &[&crate::gate_audit::HOOK_AUDIT_PORT.to_string()],
+    ));
     // The settings that put the command gate in the agent's path (generated, read-only).
     for (agent, file) in [
         ("claude", crate::agents::CLAUDE_MANAGED_SETTINGS),

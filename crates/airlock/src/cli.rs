@@ -93,9 +93,9 @@ pub(crate) enum Command {
     Creds(CredsArgs),
     /// List the requests running sessions hold for your answer (`[approvals] mode = "ask"`).
     Approvals(ApprovalsArgs),
-    /// Allow a destination a running session holds: `airlock approve ID HOST[:PORT]`.
+    /// Allow a request a running session holds: `airlock approve ID [N|HOST[:PORT]]`.
     Approve(ApproveArgs),
-    /// Refuse a destination a running session holds: `airlock deny ID HOST[:PORT]`.
+    /// Refuse a request a running session holds: `airlock deny ID [N|HOST[:PORT]]`.
     Deny(DenyArgs),
     /// Agent hooks (the command gate).
     #[command(subcommand)]
@@ -634,8 +634,9 @@ pub(crate) struct ApprovalsArgs {
 pub(crate) struct ApproveArgs {
     /// Session id, unique id prefix, or name.
     pub(crate) id: String,
-    /// The held destination: HOST (every port held) or HOST:PORT.
-    pub(crate) host: String,
+    /// The held request: its number (`airlock approvals`), HOST (every port held) or
+    /// HOST:PORT; may be left out when the session holds only one.
+    pub(crate) host: Option<String>,
     /// How long: the requests held now, this session, or also later sessions of this project
     /// (written to your per-project policy file, never inside the workspace).
     #[arg(long = "for", value_enum, default_value = "once")]
@@ -646,8 +647,9 @@ pub(crate) struct ApproveArgs {
 pub(crate) struct DenyArgs {
     /// Session id, unique id prefix, or name.
     pub(crate) id: String,
-    /// The held destination: HOST (every port held) or HOST:PORT.
-    pub(crate) host: String,
+    /// The held request: its number (`airlock approvals`), HOST (every port held) or
+    /// HOST:PORT; may be left out when the session holds only one.
+    pub(crate) host: Option<String>,
 }
 
 #[derive(Debug, Args)]

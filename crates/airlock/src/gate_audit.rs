@@ -8,14 +8,34 @@
 //! is in the log, or `error: WHY`. The hook treats anything but `ok` as "not logged" (an allow
 //! becomes ask), so a decision is never acted on unrecorded.
 //!
+//! Held asks: in a detached session with `[approvals] mode = "ask"`, nobody sees the agent's
+//! own permission prompt, so an `ask` event is held as a pending approval
+//! (`crate::approvals::Approvals::hold_command`, listed by `airlock approvals`). The supervisor
+//! answers `hold ID SECS` instead of `ok` (logged, and held for at most SECS seconds), then one
+//! more line once it is decided: `allow` (the user approved it; that decision is logged first),
+//! `deny`, or `ask` (no answer in time, or the list is full: the agent asks as it would have).
+//! The hook ([`send`]) waits at most SECS + [`HOLD_GRACE_SECS`] and takes anything but `allow`
+//! or `deny` as `ask`, and applies an answer only to an `ask` it sent: an answer never turns a
+//! deny into an allow. A hook that goes away stops the hold.
+//!
+//! Who can answer: only the supervisor holds the listening socket (bound in the sandbox's
+//! network namespace before the agent starts, without `SO_REUSEPORT`), so nothing inside can
+//! listen on the port in its place while the session runs; the user's answer reaches the
+//! supervisor over the control socket, which the sandbox cannot reach.
+//!
 //! What it does not prove: anything in the sandbox can connect here, so the agent can add
 //! command events of its own. It cannot remove, rewrite or reorder the log, nor write events of
 //! another kind (network, session, credentials): only `command` events are accepted, and the
-//! session id is the supervisor's.
+//! session id is the supervisor's. Likewise it can put asks of its own in the user's approvals
+//! list (labelled as commands, made printable, at most `approvals::MAX_PENDING` held at once):
+//! approving one only answers its own connection, which allows nothing; filling the list makes
+//! other requests refused (or asked) at once, never allowed.
 
 use std::sync::Arc;
 
 use airlock_audit::{AuditEvent, AuditLog, Decision, Detail};
+
+use crate::approvals::Approvals;
 use anyhow::{Context, Result};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
@@ -25,14 +45,27 @@ pub(crate) const HOOK_AUDIT_PORT: u16 = 3129;
 /// The longest event accepted, in bytes.
 pub(crate) const MAX_LINE: usize = 64 * 1024;
 
+/// How much longer than the hold the hook waits for the supervisor's last line.
+pub(crate) const HOLD_GRACE_SECS: u64 = 10;
+
+/// What the channel serves with.
+#[derive(Debug)]
+pub(crate) struct Served {
+    pub(crate) audit: Arc<AuditLog>,
+    pub(crate) session: String,
+    /// Refusals are copied here (live denials).
+    pub(crate) denials: Option<std::sync::mpsc::SyncSender<AuditEvent>>,
+    /// The agent's own events go to `[notify]`.
+    pub(crate) notify: Option<crate::notify::Notifier>,
+    /// Where `ask` decisions are held (a detached session with approvals on).
+    pub(crate) hold: Option<Arc<Approvals>>,
+}
+
 /// Serves the channel on `rt` until the runtime shuts down.
 pub(crate) fn serve(
     rt: &tokio::runtime::Runtime,
     listener: std::net::TcpListener,
-    audit: Arc<AuditLog>,
-    session: String,
-    denials: Option<std::sync::mpsc::SyncSender<AuditEvent>>,
-    notify: Option<crate::notify::Notifier>,
+    served: Served,
 ) -> Result<()> {
     listener
         .set_nonblocking(true)
@@ -41,47 +74,134 @@ pub(crate) fn serve(
     let listener = tokio::net::TcpListener::from_std(listener)
         .context("cannot prepare the gate's audit channel")?;
     let limiter = Arc::new(std::sync::Mutex::new(LastSent::new()));
+    let served = Arc::new(served);
     rt.spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (audit, session, denials) = (audit.clone(), session.clone(), denials.clone());
-            let (notify, limiter) = (notify.clone(), limiter.clone());
-            tokio::spawn(async move {
-                let (rd, mut wr) = stream.into_split();
-                let mut line = String::new();
-                let mut rd = tokio::io::BufReader::new(rd.take(MAX_LINE as u64 + 1));
-                let read = tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    rd.read_line(&mut line),
-                )
-                .await;
-                let answer = match read {
-                    Ok(Ok(_)) => match accept(&line, &session) {
-                        Ok(ev) => {
-                            // A refusal is also a live notice (labelled as the sandbox's report).
-                            if let (Decision::Deny, Some(tx)) = (ev.decision, &denials) {
-                                let _ = tx.try_send(ev.clone());
-                            }
-                            if let (Detail::Agent { event, message }, Some(n)) =
-                                (&ev.detail, &notify)
-                            {
-                                agent_event(n, &limiter, &session, event, message.as_deref());
-                            }
-                            let audit = audit.clone();
-                            match tokio::task::spawn_blocking(move || audit.append(&ev)).await {
-                                Ok(Ok(())) => "ok\n".to_string(),
-                                Ok(Err(e)) => format!("error: {e}\n"),
-                                Err(e) => format!("error: {e}\n"),
-                            }
-                        }
-                        Err(e) => format!("error: {e}\n"),
-                    },
-                    _ => "error: no event received\n".to_string(),
-                };
-                let _ = wr.write_all(answer.as_bytes()).await;
-            });
+            let (served, limiter) = (served.clone(), limiter.clone());
+            tokio::spawn(async move { connection(stream, &served, &limiter).await });
         }
     });
     Ok(())
+}
+
+/// One connection: one event in, its answer out (and a held ask's outcome).
+async fn connection(
+    stream: tokio::net::TcpStream,
+    served: &Served,
+    limiter: &std::sync::Mutex<LastSent>,
+) {
+    let (rd, mut wr) = stream.into_split();
+    let mut line = String::new();
+    let mut rd = tokio::io::BufReader::new(rd.take(MAX_LINE as u64 + 1));
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(10), rd.read_line(&mut line)).await;
+    let ev = match read {
+        Ok(Ok(_)) => accept(&line, &served.session),
+        _ => Err("no event received".to_string()),
+    };
+    let ev = match ev {
+        Ok(ev) => ev,
+        Err(e) => {
+            let _ = wr.write_all(format!("error: {e}\n").as_bytes()).await;
+            return;
+        }
+    };
+    // A refusal is also a live notice (labelled as the sandbox's report).
+    if let (Decision::Deny, Some(tx)) = (ev.decision, &served.denials) {
+        let _ = tx.try_send(ev.clone());
+    }
+    if let (Detail::Agent { event, message }, Some(n)) = (&ev.detail, &served.notify) {
+        agent_event(n, limiter, &served.session, event, message.as_deref());
+    }
+    let held = match (&served.hold, ev.decision, &ev.detail) {
+        (Some(a), Decision::Ask, Detail::Command { .. }) => Some(a.clone()),
+        _ => None,
+    };
+    if let Err(e) = append(&served.audit, ev.clone()).await {
+        let _ = wr.write_all(format!("error: {e}\n").as_bytes()).await;
+        return;
+    }
+    match held {
+        Some(a) => hold(&a, ev, &served.audit, &mut rd, &mut wr).await,
+        None => {
+            let _ = wr.write_all(b"ok\n").await;
+        }
+    }
+}
+
+async fn append(audit: &Arc<AuditLog>, ev: AuditEvent) -> Result<(), String> {
+    let audit = audit.clone();
+    match tokio::task::spawn_blocking(move || audit.append(&ev)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Holds a logged `ask` until the user answers, the time is up or the hook goes away; tells the
+/// hook `hold ID SECS`, then `allow`, `deny` or `ask`. An allow is logged before it is sent;
+/// if that fails, the hook is told `ask`.
+async fn hold(
+    approvals: &Arc<Approvals>,
+    ev: AuditEvent,
+    audit: &Arc<AuditLog>,
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
+    wr: &mut (impl tokio::io::AsyncWrite + Unpin),
+) {
+    let (tool, command) = match &ev.detail {
+        Detail::Command { tool, command, .. } => {
+            (tool.clone(), command.clone().unwrap_or_default())
+        }
+        _ => return,
+    };
+    let rule = ev.rule.clone().unwrap_or_default();
+    let Some((id, answer)) = approvals.hold_command(&tool, &command, &rule) else {
+        // The list is full: the agent asks as it would have.
+        let _ = wr.write_all(b"ok\n").await;
+        return;
+    };
+    let secs = approvals.timeout_secs();
+    if wr
+        .write_all(format!("hold {id} {secs}\n").as_bytes())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut probe = [0u8; 1];
+    let outcome = tokio::select! {
+        a = answer => a,
+        _ = tokio::time::sleep(std::time::Duration::from_secs(secs)) => None,
+        // The hook sends nothing more: data or the end of the stream means it is gone.
+        _ = rd.read(&mut probe) => return,
+    };
+    let (decision, verdict, rule) = match outcome {
+        Some(true) => (
+            Decision::Allow,
+            "allow",
+            format!("approvals: once (request {id})"),
+        ),
+        Some(false) => (
+            Decision::Deny,
+            "deny",
+            format!("approvals: denied (request {id})"),
+        ),
+        None => (
+            Decision::Ask,
+            "ask",
+            format!("approvals: no answer in {secs}s (request {id})"),
+        ),
+    };
+    let mut done = ev;
+    done.decision = decision;
+    done.rule = Some(rule);
+    done.ts = airlock_audit::now_rfc3339();
+    let verdict = match append(audit, done).await {
+        Ok(()) => verdict,
+        Err(_) if verdict == "allow" => "ask",
+        Err(_) => verdict,
+    };
+    let _ = wr.write_all(format!("{verdict}\n").as_bytes()).await;
 }
 
 /// When each kind of agent event was last passed on.
@@ -150,10 +270,33 @@ fn accept(line: &str, session: &str) -> Result<AuditEvent, String> {
     Ok(ev)
 }
 
-/// Sends `ev` to the supervisor from inside the sandbox and waits for it to be logged.
-pub(crate) fn send(ev: &AuditEvent) -> Result<()> {
-    use std::io::{BufRead, Write};
+/// What the supervisor did with a held `ask` ([`send`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// The user approved it (`airlock approve`), request `id`.
+    Allow(u64),
+    /// The user refused it.
+    Deny(u64),
+    /// No answer (the time ran out, the supervisor went away, or it said something else):
+    /// the agent asks as it would have; the text says why.
+    Ask(String),
+}
+
+/// Sends `ev` to the supervisor from inside the sandbox and waits for it to be logged; for an
+/// `ask` the supervisor holds, waits for the user's answer too. Any failure after the hold began
+/// is [`Held::Ask`], never an allow.
+pub(crate) fn send(ev: &AuditEvent) -> Result<Option<Held>> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], HOOK_AUDIT_PORT));
+    send_to(addr, ev, std::time::Duration::from_secs(HOLD_GRACE_SECS))
+}
+
+/// [`send`] to `addr`, waiting `grace` past a hold.
+fn send_to(
+    addr: std::net::SocketAddr,
+    ev: &AuditEvent,
+    grace: std::time::Duration,
+) -> Result<Option<Held>> {
+    use std::io::{BufRead, Write};
     let timeout = std::time::Duration::from_secs(10);
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).with_context(|| {
         format!(
@@ -166,14 +309,41 @@ pub(crate) fn send(ev: &AuditEvent) -> Result<()> {
     line.push('\n');
     s.write_all(line.as_bytes())
         .context("cannot send the decision to the supervisor's audit log")?;
+    let mut rd = std::io::BufReader::new(&s);
     let mut answer = String::new();
-    std::io::BufReader::new(&s)
-        .read_line(&mut answer)
+    rd.read_line(&mut answer)
         .context("no answer from the supervisor's audit log")?;
-    match answer.trim_end() {
-        "ok" => Ok(()),
-        other => anyhow::bail!("the supervisor did not log the decision: {other}"),
-    }
+    let (id, secs) = match answer.trim_end().split(' ').collect::<Vec<_>>()[..] {
+        ["ok"] => return Ok(None),
+        ["hold", id, secs] if ev.decision == Decision::Ask => match (id.parse(), secs.parse()) {
+            (Ok(id), Ok(secs)) => (id, secs),
+            _ => {
+                return Ok(Some(Held::Ask(format!(
+                    "a bad hold from the supervisor: {answer}"
+                ))))
+            }
+        },
+        _ => anyhow::bail!(
+            "the supervisor did not log the decision: {}",
+            answer.trim_end()
+        ),
+    };
+    // Logged and held: wait for the user, never longer than approvals can last.
+    let secs: u64 = std::cmp::min(secs, airlock_policy::config::APPROVAL_TIMEOUT_MAX);
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(secs) + grace));
+    let mut verdict = String::new();
+    Ok(Some(match rd.read_line(&mut verdict) {
+        Ok(_) => match verdict.as_str() {
+            "allow\n" => Held::Allow(id),
+            "deny\n" => Held::Deny(id),
+            "ask\n" => Held::Ask(format!("no answer to request {id} within {secs}s")),
+            other => Held::Ask(format!(
+                "an unexpected answer to request {id}: {:?}",
+                other.trim_end()
+            )),
+        },
+        Err(e) => Held::Ask(format!("no answer to request {id}: {e}")),
+    }))
 }
 
 #[cfg(test)]
@@ -223,5 +393,85 @@ mod tests {
         }
         let long = format!("{}\n", "x".repeat(MAX_LINE + 1));
         assert!(accept(&long, "s1").is_err());
+    }
+
+    /// A stand-in supervisor on loopback that answers one connection with `answer` (then
+    /// closes, or stays silent when `linger`).
+    fn supervisor(answer: &'static str, linger: bool) -> std::net::SocketAddr {
+        use std::io::{BufRead, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            if let Ok((s, _)) = l.accept() {
+                let mut line = String::new();
+                let _ = std::io::BufReader::new(&s).read_line(&mut line);
+                let _ = (&s).write_all(answer.as_bytes());
+                if linger {
+                    std::thread::sleep(std::time::Duration::from_secs(3));
+                }
+            }
+        });
+        addr
+    }
+
+    fn event(decision: Decision) -> AuditEvent {
+        AuditEvent::now(
+            decision,
+            Detail::Command {
+                tool: "Bash".into(),
+                command: Some("curl https://example.org".into()),
+                cwd: None,
+            },
+        )
+    }
+
+    /// The hook's side fails closed: after a hold, anything but a clear `allow` or `deny` (the
+    /// supervisor gone, silent past the hold, a garbled line) is an ask, and a hold is only
+    /// taken for an ask it sent.
+    #[test]
+    fn a_held_ask_is_only_allowed_by_a_clear_allow() {
+        let grace = std::time::Duration::from_millis(200);
+        let ask = event(Decision::Ask);
+        let send = |answer: &'static str, linger: bool, ev: &AuditEvent| {
+            send_to(supervisor(answer, linger), ev, grace)
+        };
+        assert_eq!(send("ok\n", false, &ask).expect("ok"), None);
+        assert_eq!(
+            send("hold 3 1\nallow\n", false, &ask).expect("held"),
+            Some(Held::Allow(3))
+        );
+        assert_eq!(
+            send("hold 3 1\ndeny\n", false, &ask).expect("held"),
+            Some(Held::Deny(3))
+        );
+        for (answer, linger) in [
+            ("hold 3 1\n", false),
+            ("hold 3 1\n", true),
+            ("hold 3 1\nallow please\n", false),
+            ("hold 3 1\nALLOW\n", false),
+            ("hold 3 1\nallow", false),
+            ("hold 3 1\nask\n", false),
+            ("hold x 1\nallow\n", false),
+            ("hold 3 -1\nallow\n", false),
+        ] {
+            let started = std::time::Instant::now();
+            match send(answer, linger, &ask).expect(answer) {
+                Some(Held::Ask(why)) => assert!(!why.is_empty()),
+                other => panic!("{answer:?}: {other:?}"),
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(3),
+                "{answer:?}"
+            );
+        }
+        // Not an ask: a hold is a protocol error (the decision stands as the hook made it).
+        for d in [Decision::Deny, Decision::Allow] {
+            assert!(
+                send("hold 3 1\nallow\n", false, &event(d)).is_err(),
+                "{d:?}"
+            );
+        }
+        assert!(send("allow\n", false, &ask).is_err());
+        assert!(send("", false, &ask).is_err());
     }
 }

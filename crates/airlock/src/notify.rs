@@ -1,8 +1,16 @@
 //! Notifications (`[notify]`): a session says "finished", "failed", "blocked" (the first
-//! refusal of a host) or "waiting" (a request held for approval) through a command run on the
-//! host and/or a webhook the supervisor POSTs to (ntfy-style: the body is the message, the
-//! `Title` header the event). The supervisor reaches the webhook directly from the host: its
-//! host is never allowed for the agent.
+//! refusal of a host) or "waiting" (a request held for approval) through a desktop
+//! notification, a command run on the host and/or a webhook the supervisor POSTs to
+//! (ntfy-style: the body is the message, the `Title` header the event). The supervisor reaches
+//! the webhook directly from the host: its host is never allowed for the agent.
+//!
+//! The desktop notification is the freedesktop Notifications interface
+//! (`org.freedesktop.Notifications.Notify` on the session bus, Desktop Notifications
+//! Specification 1.2), sent by spawning `notify-send` (libnotify) rather than speaking D-Bus
+//! here: on by default when `DBUS_SESSION_BUS_ADDRESS` names a bus and `notify-send` is on
+//! `PATH` ([`desktop`]), off with `[notify] desktop = false`. The body may be read as markup
+//! by the notification server, so `&`, `<` and `>` are escaped: what the sandbox named is shown,
+//! never interpreted (no links, no images).
 //!
 //! Deliveries run on a thread of their own, one at a time, each bounded (the command is killed
 //! after [`COMMAND_TIMEOUT`], the webhook gets [`WEBHOOK_TIMEOUT`]); a full queue drops an event.
@@ -57,17 +65,31 @@ enum Msg {
 }
 
 impl Notifier {
-    /// Starts the delivery thread for `config`; `None` when it names no target.
+    /// Starts the delivery thread for `config`; `None` when it names no target (and no
+    /// desktop notification is possible).
     pub(crate) fn start(session: &str, config: &NotifyConfig) -> Option<Notifier> {
-        if config.command.is_none() && config.webhook.is_none() {
+        let desktop = match desktop(
+            config.desktop,
+            std::env::var_os("DBUS_SESSION_BUS_ADDRESS"),
+            airlock_sandbox::host::which("notify-send"),
+        ) {
+            Ok(d) => d,
+            Err(why) => {
+                eprintln!("airlock: warning: [notify] desktop = true, but {why}");
+                None
+            }
+        };
+        if config.command.is_none() && config.webhook.is_none() && desktop.is_none() {
             return None;
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let worker = Worker {
             session: session.to_string(),
             config: config.clone(),
+            desktop,
             warned_command: false,
             warned_webhook: false,
+            warned_desktop: false,
         };
         let spawned = std::thread::Builder::new()
             .name("airlock-notify".into())
@@ -109,11 +131,46 @@ impl Notifier {
     }
 }
 
+/// The `notify-send` to run for desktop notifications, or none: `setting` is `[notify]
+/// desktop`, `bus` `DBUS_SESSION_BUS_ADDRESS`, `program` where `notify-send` is. Off when
+/// set to false; otherwise on when a bus is named and the program is there. An explicit `true`
+/// that cannot be honoured is an error saying what is missing.
+pub(crate) fn desktop(
+    setting: Option<bool>,
+    bus: Option<std::ffi::OsString>,
+    program: Option<std::path::PathBuf>,
+) -> Result<Option<std::path::PathBuf>, String> {
+    if setting == Some(false) {
+        return Ok(None);
+    }
+    let missing = match (bus.filter(|b| !b.is_empty()), program) {
+        (Some(_), Some(p)) => return Ok(Some(p)),
+        (None, _) => "DBUS_SESSION_BUS_ADDRESS is not set (no session bus to send it on)",
+        (Some(_), None) => {
+            "notify-send is not on PATH (install libnotify-bin, or your distribution's libnotify)"
+        }
+    };
+    if setting == Some(true) {
+        return Err(format!("{missing}; no desktop notifications"));
+    }
+    Ok(None)
+}
+
+/// `text` with the characters the notification body's markup gives a meaning escaped.
+fn escape_markup(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 struct Worker {
     session: String,
     config: NotifyConfig,
+    /// `notify-send`, when desktop notifications are on.
+    desktop: Option<std::path::PathBuf>,
     warned_command: bool,
     warned_webhook: bool,
+    warned_desktop: bool,
 }
 
 impl Worker {
@@ -135,6 +192,23 @@ impl Worker {
                 continue;
             }
             let message = airlock_sandbox::notice::printable(&message, 1000);
+            if let Some(program) = self.desktop.clone() {
+                let argv = [
+                    program.display().to_string(),
+                    "--app-name=airlock".to_string(),
+                    "--".to_string(),
+                    format!("airlock: {}", event.as_str()),
+                ];
+                if let Err(e) = run_command(&argv, &self.session, event, &escape_markup(&message)) {
+                    if !std::mem::replace(&mut self.warned_desktop, true) {
+                        eprintln!(
+                            "airlock: desktop notification ({}) failed: {e:#}; the session goes on \
+                             (set [notify] desktop = false to stop trying)",
+                            program.display()
+                        );
+                    }
+                }
+            }
             if let Some(argv) = self.config.command.clone() {
                 if let Err(e) = run_command(&argv, &self.session, event, &message) {
                     if !std::mem::replace(&mut self.warned_command, true) {
@@ -289,6 +363,7 @@ mod tests {
             ]),
             webhook: Some(url),
             events: Some(vec!["finished".into(), "blocked".into()]),
+            desktop: Some(false),
         };
         let n = Notifier::start("s9", &config).expect("notifier");
         n.send(Event::Blocked, "refused evil.test:443");
@@ -326,5 +401,26 @@ mod tests {
             .expect_err("missing");
         assert!(e.to_string().contains("/nonexistent/notify"), "{e}");
         assert!(post("ftp://x/", Event::Failed, "x").is_err());
+    }
+
+    #[test]
+    fn desktop_notifications_need_a_bus_and_notify_send_and_say_what_is_missing() {
+        let bus = || Some(std::ffi::OsString::from("unix:path=/run/user/1/bus"));
+        let prog = || Some(std::path::PathBuf::from("/usr/bin/notify-send"));
+        assert_eq!(desktop(None, bus(), prog()), Ok(prog()));
+        assert_eq!(desktop(Some(true), bus(), prog()), Ok(prog()));
+        assert_eq!(desktop(Some(false), bus(), prog()), Ok(None));
+        // Unavailable: quietly off by default, an error when asked for.
+        assert_eq!(desktop(None, None, prog()), Ok(None));
+        assert_eq!(desktop(None, Some("".into()), prog()), Ok(None));
+        assert_eq!(desktop(None, bus(), None), Ok(None));
+        let e = desktop(Some(true), None, prog()).expect_err("no bus");
+        assert!(e.contains("DBUS_SESSION_BUS_ADDRESS"), "{e}");
+        let e = desktop(Some(true), bus(), None).expect_err("no program");
+        assert!(e.contains("notify-send") && e.contains("libnotify"), "{e}");
+        assert_eq!(
+            escape_markup("<a href=\"file:///etc\">x</a> & <img src=y>"),
+            "&lt;a href=\"file:///etc\"&gt;x&lt;/a&gt; &amp; &lt;img src=y&gt;"
+        );
     }
 }

@@ -150,6 +150,11 @@ fn sse_message(block: Value, delta: Value, stop: &str) -> String {
 /// conversation (it offers tools; the turn is the number of tool results so far), plain text
 /// for anything else (titles, summaries).
 fn answer(body: &Value) -> (String, String) {
+    answer_script(SCRIPT, body)
+}
+
+/// [`answer`] with another script.
+fn answer_script(script: &[&str], body: &Value) -> (String, String) {
     let turn = body["messages"]
         .as_array()
         .map(|m| {
@@ -167,7 +172,7 @@ fn answer(body: &Value) -> (String, String) {
             "end_turn",
         )
     };
-    let (block, delta, stop) = match SCRIPT.get(turn) {
+    let (block, delta, stop) = match script.get(turn) {
         Some(cmd) if has_tools => (
             json!({"type": "tool_use", "id": format!("toolu_airlock_{turn}"), "name": "Bash", "input": {}}),
             json!({"type": "input_json_delta",
@@ -212,6 +217,25 @@ fn anthropic(path: &str, body: &str) -> (String, String, String) {
     } else {
         (ok, "application/json".to_string(), "{}".to_string())
     }
+}
+
+/// The scripted model of the held-ask test: a command the gate asks about (it reaches the
+/// network), twice.
+const HELD_SCRIPT: &[&str] = &[
+    "echo ran-$((6*7)) >> ran.txt; curl -sS -m 5 https://example.org",
+    "echo ran-again >> ran.txt; curl -sS -m 5 https://example.org",
+];
+
+/// The fake Anthropic API playing [`HELD_SCRIPT`].
+fn anthropic_held(path: &str, body: &str) -> (String, String, String) {
+    if path.starts_with("/v1/messages") && !path.starts_with("/v1/messages/count_tokens") {
+        let (t, b) = answer_script(
+            HELD_SCRIPT,
+            &serde_json::from_str(body).unwrap_or(Value::Null),
+        );
+        return ("200 OK".to_string(), t, b);
+    }
+    anthropic(path, body)
 }
 
 /// A fake API on 127.0.0.1 (TLS, keep-alive).
@@ -1100,4 +1124,141 @@ grep -q "airlock hook" "$f" && echo STILL-HOOKED
         "created on the host"
     );
     assert_eq!(host_had("/etc/codex"), had_codex, "created on the host");
+}
+
+/// The real Claude Code, headless in a detached session with approvals: the gate's ask (its
+/// PreToolUse hook, run by Claude Code with the managed settings' time-out) waits in
+/// `airlock approvals`; `airlock approve` makes Claude Code run the command, `airlock deny`
+/// makes it refuse, and both are in the audit log.
+#[test]
+fn claude_codes_asks_in_a_detached_session_wait_for_airlock_approve() {
+    require_claude();
+    let tmux = Command::new("tmux").arg("-V").output();
+    if !tmux.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "tmux is required in CI"
+        );
+        eprintln!("skipping: tmux is not installed");
+        return;
+    }
+    let env = Env::new();
+    let key = secret();
+    let (ca, config) = tls_config("api.anthropic.com");
+    let (port, seen) = fake_server(config, anthropic_held);
+    std::fs::write(env.path("ca.pem"), ca).expect("ca");
+    let policy = env.path("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[network]\nallow_private = [\"127.0.0.1\"]\n[network.resolve]\n\
+             \"api.anthropic.com\" = \"127.0.0.1\"\n[network.ports]\n\"api.anthropic.com\" = [{port}]\n\
+             [tls]\nextra_roots = [\"{}\"]\n[approvals]\nmode = \"ask\"\ntimeout_secs = 60\n",
+            env.path("ca.pem").display()
+        ),
+    )
+    .expect("policy");
+    let o = env
+        .airlock()
+        .env("ANTHROPIC_API_KEY", &key)
+        .args(["run", "--agent", "claude", "--detach", "--policy"])
+        .arg(&policy)
+        .args([
+            "-e",
+            &format!("ANTHROPIC_BASE_URL=https://api.anthropic.com:{port}"),
+            "--prompt",
+            "run the scripted steps",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let session = env.session();
+    let held = || -> Vec<Value> {
+        let o = env
+            .airlock()
+            .args(["approvals", "--json"])
+            .output()
+            .expect("approvals");
+        serde_json::from_str::<Vec<Value>>(stdout(&o).trim()).unwrap_or_default()
+    };
+    let wait_held = |what: &str| -> u64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            if let Some(p) = held().into_iter().find(|p| {
+                p["kind"] == "command" && p["command"].as_str().is_some_and(|c| c.contains(what))
+            }) {
+                assert_eq!(p["session"], session.as_str(), "{p}");
+                return p["id"].as_u64().expect("id");
+            }
+            let logs = env
+                .airlock()
+                .args(["logs", &session])
+                .output()
+                .expect("logs");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} was never held; the agent's screen:\n{}",
+                stdout(&logs)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let first = wait_held("ran-$((6*7))");
+    let o = env
+        .airlock()
+        .args(["approve", &session, &first.to_string()])
+        .output()
+        .expect("approve");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let second = wait_held("ran-again");
+    let o = env
+        .airlock()
+        .args(["deny", &session, &second.to_string()])
+        .output()
+        .expect("deny");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The session ends once the model's script is done.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let ended = loop {
+        let o = env
+            .airlock()
+            .args(["ls", "--all", "--json"])
+            .output()
+            .expect("ls");
+        let v: Value = serde_json::from_str(&stdout(&o)).unwrap_or(Value::Null);
+        if v[0]["state"] != "running" {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    if !ended {
+        let _ = env.airlock().args(["stop", &session]).output();
+    }
+    assert!(ended, "the session did not end");
+    // Approved: Claude Code ran it; denied: it did not.
+    let upper = env
+        .path("data/airlock/sessions")
+        .join(&session)
+        .join("upper/ran.txt");
+    assert_eq!(
+        std::fs::read_to_string(&upper).ok().as_deref(),
+        Some("ran-42\n")
+    );
+    let events = env.audit(&session);
+    for rule in [
+        format!("approvals: once (request {first})"),
+        format!("approvals: denied (request {second})"),
+    ] {
+        position(&events, &rule, |e| e["rule"] == rule.as_str());
+    }
+    // The denial reached the model as the hook's reason.
+    let seen = seen.lock().expect("lock").clone();
+    assert!(
+        seen.iter()
+            .any(|s| s.body.contains("refused by the user with `airlock deny`")),
+        "the denial did not reach the model"
+    );
 }

@@ -59,7 +59,9 @@ impl Ws {
         let mut c = Command::new(bin());
         c.current_dir(self.path())
             .stdin(Stdio::null())
-            .env("XDG_DATA_HOME", self.data.path());
+            .env("XDG_DATA_HOME", self.data.path())
+            // No desktop notifications from the tests (they have a test of their own).
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
         c
     }
 
@@ -5341,4 +5343,617 @@ $H control3 "$P fork main"
         .map(|(label, d)| format!("{label}: {d}"))
         .collect();
     assert!(wrong.is_empty(), "wrong decisions:\n{}", wrong.join("\n"));
+}
+
+/// Hook inputs for a detached session's gate: an ask (`curl` reaches the network, no rule
+/// allows it) and a deny (`rm -rf ~`), written to the workspace as `ask.json` and `deny.json`.
+fn write_hook_inputs(ws: &Ws) {
+    for (file, command) in [
+        ("ask.json", "curl -sS https://example.org"),
+        ("deny.json", "rm -rf ~"),
+    ] {
+        let input = serde_json::json!({
+            "session_id": "s", "transcript_path": "/tmp/t.jsonl", "cwd": ws.path(),
+            "permission_mode": "default", "hook_event_name": "PreToolUse",
+            "tool_name": "Bash", "tool_input": {"command": command}, "tool_use_id": "toolu_1",
+        });
+        std::fs::write(ws.path().join(file), input.to_string()).expect("input");
+    }
+}
+
+/// The decision and reason the hook printed into `file` (once it is complete).
+fn hook_decision(ws: &Ws, file: &str) -> (String, String) {
+    let text = read_when_done(&ws.path().join(file));
+    let v: serde_json::Value = serde_json::from_str(&text).expect("hook json");
+    let out = &v["hookSpecificOutput"];
+    (
+        out["permissionDecision"].as_str().unwrap_or("").to_string(),
+        out["permissionDecisionReason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    )
+}
+
+/// A detached session with `[approvals] mode = "ask"` running `script` (bind mode, in the
+/// workspace); returns its id once the agent wrote `started`.
+fn detached_ask_session(ws: &Ws, name: &str, timeout_secs: u64, script: &str) -> String {
+    let policy = ws.path().join("../").join(format!("{name}-policy.toml"));
+    std::fs::write(
+        &policy,
+        format!("[approvals]\nmode = \"ask\"\ntimeout_secs = {timeout_secs}\n"),
+    )
+    .expect("policy");
+    let o = ws
+        .airlock()
+        .args([
+            "run", "--detach", "--mode", "bind", "--name", name, "--policy",
+        ])
+        .arg(&policy)
+        .args(["--workspace"])
+        .arg(ws.path())
+        .args([
+            "--",
+            "sh",
+            "-c",
+            &format!("echo $AIRLOCK_SESSION > started; {script}"),
+        ])
+        .output()
+        .expect("run");
+    let _ = std::fs::remove_file(&policy);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    read_when_done(&ws.path().join("started"))
+        .trim()
+        .to_string()
+}
+
+/// The commands `airlock approvals --json` lists for `session`: (id, command, rule).
+fn held_commands(ws: &Ws, session: &str) -> Vec<(u64, String, String)> {
+    let o = ws
+        .airlock()
+        .args(["approvals", "--json"])
+        .output()
+        .expect("approvals");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Vec<serde_json::Value> = serde_json::from_str(stdout(&o).trim()).expect("json");
+    v.iter()
+        .filter(|p| p["session"] == session && p["kind"] == "command")
+        .map(|p| {
+            (
+                p["id"].as_u64().unwrap_or(0),
+                p["command"].as_str().unwrap_or("").to_string(),
+                p["rule"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn wait_held_command(ws: &Ws, session: &str) -> u64 {
+    let mut found = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            found = held_commands(ws, session);
+            !found.is_empty()
+        }),
+        "no command was held"
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].1, "curl -sS https://example.org", "{found:?}");
+    assert_eq!(found[0].2, "default:network", "{found:?}");
+    found[0].0
+}
+
+/// In a detached session nobody sees the agent's own permission prompt: the gate's `ask` (the
+/// real hook, over the real channel) is held in `airlock approvals` (kind command, with the
+/// command, session and rule), and `airlock approve ID N` / `airlock deny ID N` make it allow /
+/// deny; no answer in time leaves it an ask, never an allow. A deny is never held. Bad input:
+/// a request number that does not exist, one already answered, a longer scope for a command.
+#[test]
+fn a_detached_sessions_gate_asks_wait_for_airlock_approve() {
+    if !tmux_available() {
+        return;
+    }
+    let ws = Ws::new();
+    write_hook_inputs(&ws);
+    let h = "/run/airlock/bin/airlock hook claude";
+    let script = format!(
+        "{h} < ask.json > out1.tmp; mv out1.tmp out1; {h} < ask.json > out2.tmp; mv out2.tmp out2; \
+         {h} < deny.json > out3.tmp; mv out3.tmp out3; {h} < ask.json > out4.tmp; mv out4.tmp out4; \
+         exec sleep 300"
+    );
+    let session = detached_ask_session(&ws, "asks", 8, &script);
+    let _stop = StopOnDrop {
+        ws: &ws,
+        name: "asks",
+    };
+    let id = wait_held_command(&ws, &session);
+    let o = ws
+        .airlock()
+        .args(["approvals"])
+        .output()
+        .expect("approvals");
+    let listing = stdout(&o);
+    assert!(
+        listing.contains(&session)
+            && listing.contains("the command `curl -sS https://example.org`")
+            && listing.contains(&format!("airlock approve {session} {id}")),
+        "{listing}"
+    );
+    let airlock = |args: &[&str]| ws.airlock().args(args).output().expect("airlock");
+    // Bad input while it is held: no such request, a scope longer than once.
+    let o = airlock(&["approve", &session, "9999"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("holds no request 9999"),
+        "{}",
+        stderr(&o)
+    );
+    let o = airlock(&["approve", &session, &id.to_string(), "--for", "session"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("once only"), "{}", stderr(&o));
+    assert!(!ws.path().join("out1").exists(), "answered by bad input");
+    // Approved: the hook allows, and says who decided.
+    let o = airlock(&["approve", &session, &id.to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (decision, reason) = hook_decision(&ws, "out1");
+    assert_eq!(decision, "allow", "{reason}");
+    assert!(reason.contains(&format!("request {id}")), "{reason}");
+    // Already answered.
+    let o = airlock(&["deny", &session, &id.to_string()]);
+    assert!(
+        stderr(&o).contains(&format!("holds no request {id}")),
+        "{}",
+        stderr(&o)
+    );
+    // Denied (the only one held needs no number).
+    let id2 = wait_held_command(&ws, &session);
+    assert!(id2 > id);
+    let o = airlock(&["deny", &session]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (decision, reason) = hook_decision(&ws, "out2");
+    assert_eq!(decision, "deny", "{reason}");
+    // A deny is the gate's and is never held.
+    let (decision, _) = hook_decision(&ws, "out3");
+    assert_eq!(decision, "deny");
+    // No answer: an ask once the time is up, gone from the list.
+    let id4 = wait_held_command(&ws, &session);
+    let started = Instant::now();
+    let (decision, reason) = hook_decision(&ws, "out4");
+    assert_eq!(decision, "ask", "{reason}");
+    assert!(started.elapsed() >= Duration::from_secs(5), "{reason}");
+    assert!(reason.contains("not answered"), "{reason}");
+    assert!(held_commands(&ws, &session).is_empty());
+    let o = airlock(&["approve", &session, &id4.to_string()]);
+    assert!(
+        stderr(&o).contains(&format!("holds no request {id4}")),
+        "{}",
+        stderr(&o)
+    );
+    // Each outcome is in the audit log, the user's answers with their request.
+    let log = std::fs::read_to_string(
+        ws.data
+            .path()
+            .join(format!("airlock/sessions/{session}/audit.jsonl")),
+    )
+    .expect("audit");
+    for rule in [
+        format!("approvals: once (request {id})"),
+        format!("approvals: denied (request {id2})"),
+        format!("approvals: no answer in 8s (request {id4})"),
+    ] {
+        assert!(log.contains(&rule), "{rule}: {log}");
+    }
+}
+
+/// Only the supervisor answers a held ask: inside the sandbox nothing can listen on the
+/// channel's port in its place (loopback or any address, with SO_REUSEADDR or SO_REUSEPORT,
+/// IPv4 or v4-mapped IPv6), so a stand-in that would answer `allow` never gets a hook's call;
+/// every hook call asked while the stand-in tried stays an ask.
+#[test]
+fn nothing_inside_can_answer_a_held_ask_in_the_supervisors_place() {
+    if !tmux_available() {
+        return;
+    }
+    let ws = Ws::new();
+    write_hook_inputs(&ws);
+    let stand_in = r#"
+import socket, threading, subprocess
+bound = []
+for fam, addr in [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET, "0.0.0.0"),
+                  (socket.AF_INET6, "::ffff:127.0.0.1"), (socket.AF_INET6, "::")]:
+    for opt in [None, socket.SO_REUSEADDR, socket.SO_REUSEPORT]:
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        if opt is not None:
+            s.setsockopt(socket.SOL_SOCKET, opt, 1)
+        try:
+            s.bind((addr, 3129)); s.listen(16); bound.append(s)
+            print("BOUND", addr, opt, flush=True)
+        except OSError as e:
+            print("refused", addr, opt, e.errno, flush=True)
+def serve(s):
+    while True:
+        c, _ = s.accept(); c.recv(65536); c.sendall(b"hold 1 5\nallow\n"); c.close()
+for s in bound:
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
+for i in range(4):
+    out = subprocess.run(["/run/airlock/bin/airlock", "hook", "claude"],
+                         stdin=open("ask.json"), capture_output=True).stdout.decode()
+    print("HOOK", out.strip(), flush=True)
+"#;
+    std::fs::write(ws.path().join("stand_in.py"), stand_in).expect("script");
+    let session = detached_ask_session(
+        &ws,
+        "standin",
+        1,
+        "python3 stand_in.py > result.tmp 2>&1; mv result.tmp result; exec sleep 300",
+    );
+    let _stop = StopOnDrop {
+        ws: &ws,
+        name: "standin",
+    };
+    let _ = session;
+    let result = read_when_done(&ws.path().join("result"));
+    assert!(!result.contains("BOUND"), "{result}");
+    assert_eq!(result.matches("refused").count(), 12, "{result}");
+    let hooks: Vec<&str> = result.lines().filter(|l| l.starts_with("HOOK")).collect();
+    assert_eq!(hooks.len(), 4, "{result}");
+    for h in hooks {
+        assert!(
+            h.contains("\"permissionDecision\":\"ask\""),
+            "a stand-in answered: {result}"
+        );
+    }
+}
+
+/// The agent for the terminal-answer test: raw mode on its terminal, its session id in
+/// `session`, every byte it receives appended to `typed`; a letter A to F starts `curl` to the
+/// 1st to 6th port of `ports` (its status code in `r1` to `r6`), `q` ends it.
+const KEYS_AGENT: &str = r#"
+import os, subprocess, tty
+ports = open("ports").read().split()
+open("session", "w").write(os.environ["AIRLOCK_SESSION"] + "\n")
+tty.setraw(0)
+while True:
+    b = os.read(0, 1)
+    if not b:
+        break
+    with open("typed", "ab") as f:
+        f.write(b)
+    if b == b"q":
+        break
+    if b"A" <= b <= b"F":
+        n = b[0] - ord("A") + 1
+        url = "http://new.test:%s/" % ports[n - 1]
+        subprocess.Popen(["sh", "-c", "curl -s -m 60 -o /dev/null -w '%%{http_code}\\n' %s > r%d.tmp; mv r%d.tmp r%d" % (url, n, n, n)])
+"#;
+
+/// Answering in the terminal airlock owns (a real pty: a host tmux pane): while a request is
+/// held, the last row says what is held and which keys answer; Ctrl-] then o/s/p/d answer once,
+/// for the session, for the project, or deny; the prefix twice sends the prefix; pasted text
+/// never answers; a time-out refuses; with nothing held the prefix passes through; no byte
+/// around the prefix is lost or reordered. Bad input: a prefix key the terminal needs is refused before the session starts.
+#[test]
+fn held_requests_are_answered_with_keys_in_the_terminal_airlock_owns() {
+    if !tmux_available() {
+        return;
+    }
+    let ws = Ws::new();
+    let config = tempfile::tempdir().expect("tempdir");
+    let policy = config.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[network]\nallow = [\"unrelated.test\"]\nallow_private = [\"127.0.0.1\"]\n\
+         [network.resolve]\n\"new.test\" = \"127.0.0.1\"\n\
+         [approvals]\nmode = \"ask\"\ntimeout_secs = 6\n",
+    )
+    .expect("policy");
+    // Bad input: a key the terminal needs.
+    let bad = config.path().join("bad.toml");
+    std::fs::write(&bad, "[approvals]\nmode = \"ask\"\nkey = \"C-c\"\n").expect("bad");
+    let o = ws
+        .airlock()
+        .args(["run", "--mode", "bind", "--policy"])
+        .arg(&bad)
+        .args(["--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("approvals.key") && stderr(&o).contains("'C-c'"),
+        "{}",
+        stderr(&o)
+    );
+    // Steps 1-4 go to one server, 5 (project) and 6 (time-out) to servers of their own.
+    let (a, b, c) = (
+        http_server("approved"),
+        http_server("approved"),
+        http_server("approved"),
+    );
+    std::fs::write(ws.path().join("ports"), format!("{a} {a} {a} {a} {b} {c}")).expect("ports");
+    std::fs::write(ws.path().join("agent.py"), KEYS_AGENT).expect("agent");
+    let status = ws.path().join("status");
+    let cmd = format!(
+        "XDG_CONFIG_HOME='{}' '{}' run --mode bind --policy '{}' -- python3 agent.py; echo $? > '{}'; sleep 60",
+        config.path().display(),
+        bin().display(),
+        policy.display(),
+        status.display()
+    );
+    let host = HostTmux::start(ws.data.path(), ws.path(), &cmd);
+    let session = read_when_done(&ws.path().join("session"))
+        .trim()
+        .to_string();
+    let typed = ws.path().join("typed");
+    // Sends bytes (hex) and checks that everything typed so far reached the agent, in order,
+    // except what answered.
+    let mut expect: Vec<u8> = Vec::new();
+    let mut send = |hex: &str, passed: &[u8]| {
+        let mut args = vec!["send-keys", "-H"];
+        args.extend(hex.split(' '));
+        host.run(&args);
+        expect.extend_from_slice(passed);
+        let want = expect.clone();
+        assert!(
+            wait_until(Duration::from_secs(15), || std::fs::read(&typed)
+                .is_ok_and(|t| t == want)),
+            "typed {:?}, expected {:?}\n{}",
+            String::from_utf8_lossy(&std::fs::read(&typed).unwrap_or_default()),
+            String::from_utf8_lossy(&want),
+            host.screen()
+        );
+    };
+    let result = |n: u32| read_when_done(&ws.path().join(format!("r{n}")));
+    let (ta, tb, tc) = (
+        format!("new.test:{a}"),
+        format!("new.test:{b}"),
+        format!("new.test:{c}"),
+    );
+    // 1. Nothing held: the prefix and the answer keys are the agent's.
+    send("61 1d 6f 1d 1d 64 62", b"a\x1do\x1d\x1ddb");
+    // 2. Held: the last row asks; once, with bytes around the prefix in the same write.
+    send("41", b"A");
+    wait_held(&ws, &session, &ta);
+    host.wait_for(
+        &format!("allow {ta}? C-] then o once, s session, p project, d deny"),
+        15,
+    );
+    send("78 1d 6f 79", b"xy");
+    assert_eq!(result(1), "200\n");
+    // 3. Once is once: asked again. The prefix twice is the prefix; the prefix and another
+    // key pass both; d denies at once.
+    send("42", b"B");
+    wait_held(&ws, &session, &ta);
+    send("1d 1d", b"\x1d");
+    send("1d 7a", b"\x1dz");
+    // Pasted text (a bracketed paste) never answers.
+    send(
+        "1b 5b 32 30 30 7e 1d 6f 1b 5b 32 30 31 7e",
+        b"\x1b[200~\x1do\x1b[201~",
+    );
+    assert_eq!(held(&ws, &session), vec![ta.clone()]);
+    let started = Instant::now();
+    send("1d 64", b"");
+    assert_eq!(result(2), "403\n");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // 4. For the session: the next request there is not held.
+    send("43", b"C");
+    wait_held(&ws, &session, &ta);
+    send("1d 73", b"");
+    assert_eq!(result(3), "200\n", "{}", host.screen());
+    send("44", b"D");
+    assert_eq!(result(4), "200\n");
+    // 5. For the project (upper-case works too): the user's per-project file, outside the
+    // workspace.
+    send("45", b"E");
+    wait_held(&ws, &session, &tb);
+    send("1d 50", b"");
+    assert_eq!(result(5), "200\n");
+    let projects: Vec<PathBuf> = std::fs::read_dir(config.path().join("airlock/projects"))
+        .expect("projects")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(projects.len(), 1, "{projects:?}");
+    let text = std::fs::read_to_string(&projects[0]).expect("project file");
+    assert!(
+        text.contains("new.test") && text.contains(&b.to_string()),
+        "{text}"
+    );
+    // 6. No answer: refused when the time is up; then the prefix is the agent's again.
+    send("46", b"F");
+    wait_held(&ws, &session, &tc);
+    assert_eq!(result(6), "403\n");
+    assert!(held(&ws, &session).is_empty());
+    send("1d 6f", b"\x1do");
+    send("71", b"q");
+    assert_eq!(read_when_done(&status), "0\n", "{}", host.screen());
+    host.run(&["kill-server"]);
+}
+
+/// A stand-in desktop notification server (what a desktop runs) on a session bus: owns
+/// `org.freedesktop.Notifications` and appends each Notify call (app, summary, body) as a
+/// JSON line to its output file; `OUT.ready` once it owns the name. System python3 with
+/// python3-dbus and python3-gi (scripts/test.sh installs them).
+const NOTIFICATION_SERVER: &str = r#"
+import json, sys
+import dbus, dbus.service, dbus.mainloop.glib
+from gi.repository import GLib
+dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
+bus = dbus.bus.BusConnection(sys.argv[1])
+out = sys.argv[2]
+class Server(dbus.service.Object):
+    @dbus.service.method("org.freedesktop.Notifications", in_signature="susssasa{sv}i", out_signature="u")
+    def Notify(self, app, replaces, icon, summary, body, actions, hints, timeout):
+        with open(out, "a") as f:
+            f.write(json.dumps([str(app), str(summary), str(body)]) + "\n")
+        return 1
+    @dbus.service.method("org.freedesktop.Notifications", out_signature="ssss")
+    def GetServerInformation(self):
+        return ("airlock-test", "airlock", "1", "1.2")
+    @dbus.service.method("org.freedesktop.Notifications", out_signature="as")
+    def GetCapabilities(self):
+        return ["body", "body-markup"]
+name = dbus.service.BusName("org.freedesktop.Notifications", bus)
+Server(bus, "/org/freedesktop/Notifications")
+open(out + ".ready", "w").close()
+GLib.MainLoop().run()
+"#;
+
+/// A private session bus (`dbus-daemon --session`) with the stand-in notification server;
+/// both are killed when it is dropped.
+struct SessionBus {
+    address: String,
+    daemon: std::process::Child,
+    server: std::process::Child,
+    /// The server's record of Notify calls.
+    out: PathBuf,
+}
+
+impl SessionBus {
+    /// `None` (after saying why) when dbus-daemon, notify-send or the server's python modules
+    /// are missing; in CI that is a failure.
+    fn start(dir: &Path) -> Option<SessionBus> {
+        let have = |c: &mut Command| c.output().is_ok_and(|o| o.status.success());
+        let ok = have(Command::new("dbus-daemon").arg("--version"))
+            && have(Command::new("notify-send").arg("--version"))
+            && have(Command::new("/usr/bin/python3").args(["-c", "import dbus, gi"]));
+        if !ok {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "dbus-daemon, notify-send and python3-dbus/python3-gi are required in CI \
+                 (scripts/test.sh installs them)"
+            );
+            eprintln!("skipping: no dbus-daemon, notify-send or python3-dbus/gi");
+            return None;
+        }
+        let mut daemon = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("dbus-daemon");
+        let mut address = String::new();
+        BufReader::new(daemon.stdout.take().expect("stdout"))
+            .read_line(&mut address)
+            .expect("address");
+        let address = address.trim().to_string();
+        let out = dir.join("notified.jsonl");
+        let script = dir.join("server.py");
+        std::fs::write(&script, NOTIFICATION_SERVER).expect("server");
+        let server = Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg(&address)
+            .arg(&out)
+            .spawn()
+            .expect("server");
+        let ready = dir.join("notified.jsonl.ready");
+        assert!(
+            wait_until(Duration::from_secs(10), || ready.exists()),
+            "the notification server did not start"
+        );
+        Some(SessionBus {
+            address,
+            daemon,
+            server,
+            out,
+        })
+    }
+
+    /// (app, summary, body) of every Notify call so far.
+    fn notified(&self) -> Vec<(String, String, String)> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: (String, String, String) = serde_json::from_str(l).expect("line");
+                v
+            })
+            .collect()
+    }
+}
+
+impl Drop for SessionBus {
+    fn drop(&mut self) {
+        for c in [&mut self.server, &mut self.daemon] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A desktop notification without a configured command: each event is a Notify call on the
+/// session bus (freedesktop Notifications, through notify-send), summary `airlock: EVENT`, the
+/// body with markup escaped (the agent's own words cannot become a link or an image);
+/// `[notify] desktop = false` turns it off; a dead bus is reported once and changes nothing
+/// (same exit status, no wait); without a session bus nothing is tried.
+#[test]
+fn desktop_notifications_go_over_the_session_bus() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(bus) = SessionBus::start(dir.path()) else {
+        return;
+    };
+    let ws = Ws::new();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(&policy, "[network]\nallow = [\"unrelated.test\"]\n").expect("policy");
+    let off = dir.path().join("off.toml");
+    std::fs::write(&off, "[notify]\ndesktop = false\n").expect("off");
+    let hook = "/run/airlock/bin/airlock hook claude-event";
+    let script = format!(
+        "echo '{{\"hook_event_name\":\"Notification\",\"message\":\"<a href=\\\"file:///etc/passwd\\\">click</a> & <img src=x>\"}}' | {hook}; \
+         curl -s -m 10 -o /dev/null http://evil.test/; exit 3"
+    );
+    let run = |address: Option<&str>, extra: &[&Path]| {
+        let mut c = ws.airlock();
+        if let Some(a) = address {
+            c.env("DBUS_SESSION_BUS_ADDRESS", a);
+        }
+        c.args(["run", "--mode", "bind", "--policy"]).arg(&policy);
+        for p in extra {
+            c.arg("--policy").arg(p);
+        }
+        let started = Instant::now();
+        let o = c.args(["--", "sh", "-c", &script]).output().expect("run");
+        (o, started.elapsed())
+    };
+    let (o, _) = run(Some(&bus.address), &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("desktop notification"),
+        "{}",
+        stderr(&o)
+    );
+    let got = bus.notified();
+    let summaries: Vec<&str> = got.iter().map(|n| n.1.as_str()).collect();
+    assert_eq!(
+        summaries,
+        vec!["airlock: waiting", "airlock: blocked", "airlock: failed"],
+        "{got:?}"
+    );
+    assert!(got.iter().all(|n| n.0 == "airlock"), "{got:?}");
+    assert!(
+        got[0].2.contains(
+            "&lt;a href=\"file:///etc/passwd\"&gt;click&lt;/a&gt; &amp; &lt;img src=x&gt;"
+        ) && !got[0].2.contains('<'),
+        "{got:?}"
+    );
+    assert!(got[1].2.contains("evil.test"), "{got:?}");
+    assert!(got[2].2.contains("exited with status 3"), "{got:?}");
+    // Off: nothing more reaches the bus.
+    let (o, _) = run(Some(&bus.address), &[&off]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(bus.notified().len(), 3);
+    // A dead bus: reported once, the session as before.
+    let (o, took) = run(Some("unix:path=/nonexistent/airlock-test-bus"), &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).matches("desktop notification").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("notify-send"), "{}", stderr(&o));
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // No session bus: nothing is tried, nothing is said.
+    let (o, _) = run(None, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("desktop"), "{}", stderr(&o));
+    assert_eq!(bus.notified().len(), 3);
 }

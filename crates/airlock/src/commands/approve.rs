@@ -42,33 +42,54 @@ pub(crate) fn list(args: ApprovalsArgs) -> Result<i32> {
         return Ok(0);
     }
     for p in &all {
+        let (s, id) = (&p.session, p.id);
+        let how = if p.kind == "command" {
+            format!("airlock approve {s} {id}   |   airlock deny {s} {id}")
+        } else {
+            format!(
+                "airlock approve {s} {id} --for once|session|project   |   airlock deny {s} {id}"
+            )
+        };
+        let tool = p
+            .tool
+            .as_deref()
+            .map(|t| format!("{t}; "))
+            .unwrap_or_default();
         writeln!(
             out,
-            "{}  {}:{}  since {}  ({} waiting; rule {})\n    airlock approve {} {}:{} --for once|session|project   |   airlock deny {} {}:{}",
-            p.session, p.host, p.port, p.since, p.waiting, p.rule, p.session, p.host, p.port,
-            p.session, p.host, p.port
+            "{s} {id}  {}  since {}  ({tool}{} waiting; rule {})\n    {how}",
+            p.what(),
+            p.since,
+            p.waiting,
+            p.rule,
         )?;
     }
     Ok(0)
 }
 
-/// `airlock approve ID HOST[:PORT] [--for once|session|project]`.
+/// `airlock approve ID [N|HOST[:PORT]] [--for once|session|project]`.
 pub(crate) fn approve(args: ApproveArgs) -> Result<i32> {
     let scope = args.scope.as_str();
-    ask(&args.id, &format!("approve {} {scope}", word(&args.host)?))
+    ask(
+        &args.id,
+        &format!("approve {} {scope}", word(args.host.as_deref())?),
+    )
 }
 
-/// `airlock deny ID HOST[:PORT]`.
+/// `airlock deny ID [N|HOST[:PORT]]`.
 pub(crate) fn deny(args: DenyArgs) -> Result<i32> {
-    ask(&args.id, &format!("deny {}", word(&args.host)?))
+    ask(&args.id, &format!("deny {}", word(args.host.as_deref())?))
 }
 
-/// The host as one word of the control protocol.
-fn word(host: &str) -> Result<&str> {
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        bail!("'{host}' is not a host or host:port (e.g. registry.npmjs.org:443)");
+/// The request as one word of the control protocol (`-`: the only one held).
+fn word(target: Option<&str>) -> Result<&str> {
+    let Some(t) = target else { return Ok("-") };
+    if t.is_empty() || t == "-" || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!(
+            "'{t}' is not a request number, host or host:port (e.g. 3 or registry.npmjs.org:443)"
+        );
     }
-    Ok(host)
+    Ok(t)
 }
 
 fn ask(id: &str, request: &str) -> Result<i32> {

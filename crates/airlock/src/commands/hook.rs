@@ -246,12 +246,21 @@ fn run(args: HookArgs, no_person: bool) -> anyhow::Result<i32> {
     }
     let mut tier = outcome.tier;
     let mut reason = outcome.reason.clone();
-    if let Err(e) = audit(&args, &outcome) {
-        eprintln!("airlock: {e:#}");
-        if tier == Tier::Allow {
-            tier = if no_person { Tier::Deny } else { Tier::Ask };
-            reason = format!("{reason} (the audit log cannot be written, so airlock asks: {e})");
+    match audit(&args, &outcome) {
+        Err(e) => {
+            eprintln!("airlock: {e:#}");
+            if tier == Tier::Allow {
+                tier = if no_person { Tier::Deny } else { Tier::Ask };
+                reason =
+                    format!("{reason} (the audit log cannot be written, so airlock asks: {e})");
+            }
         }
+        // Held by the supervisor (a detached session): the user's answer decides an ask, and
+        // only an ask.
+        Ok(Some(held)) if matches!(tier, Tier::Ask | Tier::Review) => {
+            (tier, reason) = apply_held(held, &reason);
+        }
+        Ok(_) => {}
     }
     let json = hook::output(tier, &reason);
     let mut out = std::io::stdout().lock();
@@ -260,6 +269,25 @@ fn run(args: HookArgs, no_person: bool) -> anyhow::Result<i32> {
         return Ok(2);
     }
     Ok(0)
+}
+
+/// An ask's tier and reason after the user's answer through `airlock approve` / `deny`.
+fn apply_held(held: crate::gate_audit::Held, reason: &str) -> (Tier, String) {
+    use crate::gate_audit::Held;
+    match held {
+        Held::Allow(id) => (
+            Tier::Allow,
+            format!("approved by the user with `airlock approve` (request {id}); the rule said: {reason}"),
+        ),
+        Held::Deny(id) => (
+            Tier::Deny,
+            format!("refused by the user with `airlock deny` (request {id}): {reason}"),
+        ),
+        Held::Ask(why) => (
+            Tier::Ask,
+            format!("{reason} (not answered through `airlock approvals`: {why})"),
+        ),
+    }
 }
 
 fn decide(raw: &[u8], args: &HookArgs) -> Outcome {
@@ -419,7 +447,9 @@ fn audit_path(args: &HookArgs) -> PathBuf {
     state.join("airlock/audit.jsonl")
 }
 
-fn audit(args: &HookArgs, o: &Outcome) -> anyhow::Result<()> {
+/// Logs the decision; inside a session, the supervisor may hold an ask for the user's answer
+/// (`crate::gate_audit`), which is returned.
+fn audit(args: &HookArgs, o: &Outcome) -> anyhow::Result<Option<crate::gate_audit::Held>> {
     let decision = match o.tier {
         Tier::Allow => Decision::Allow,
         Tier::Deny => Decision::Deny,
@@ -448,5 +478,5 @@ fn audit(args: &HookArgs, o: &Outcome) -> anyhow::Result<()> {
         return crate::gate_audit::send(&ev);
     }
     AuditLog::open(audit_path(args))?.append(&ev)?;
-    Ok(())
+    Ok(None)
 }

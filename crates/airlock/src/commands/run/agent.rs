@@ -18,6 +18,8 @@ pub(super) struct AgentRun<'a> {
     /// Its binary on the host (required when the agent itself runs).
     pub(super) binary: Option<&'a crate::agents::Binary>,
     pub(super) prompt: Option<&'a str>,
+    /// How long the supervisor may hold the gate's `ask` (seconds), when it does.
+    pub(super) hold_secs: Option<u64>,
 }
 
 /// Sets up the agent from its profile: its own state (settings, history, project memory) that
@@ -62,6 +64,7 @@ pub(super) fn agent_state(
         state_root: &root,
         cred_env: &creds.env,
         root_inside: spec.uid == 0,
+        hold_secs: agent.hold_secs,
     })?;
     for f in &launch.files {
         view::make_room(&mut spec.binds, &f.target);

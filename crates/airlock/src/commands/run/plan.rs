@@ -113,10 +113,19 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
     add_worktree(&mut spec, view.worktree.as_ref());
     spec.overlays = crate::caches::overlays(&policy.presets, &who.home, &dir)?;
     if let Some(p) = profile {
+        // A detached session with approvals holds the gate's asks (`gate_audit`).
+        let holds = (args.detached_child.is_some() || args.detach)
+            && policy.approvals.mode == Some(airlock_policy::ApprovalMode::Ask);
         let agent = AgentRun {
             profile: p,
             binary: binary.as_ref(),
             prompt: prompt.as_deref(),
+            hold_secs: holds.then(|| {
+                policy
+                    .approvals
+                    .timeout_secs
+                    .unwrap_or(airlock_policy::config::APPROVAL_TIMEOUT_DEFAULT)
+            }),
         };
         agent_state(&mut spec, args, &agent, &workspace, &who, &creds)?;
     }

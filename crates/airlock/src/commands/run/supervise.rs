@@ -51,7 +51,21 @@ pub(super) fn supervise(
     let notifier = Notifier::start(session, &plan.notify);
     let watcher = crate::denials::spawn(session, denials_rx, notice_tx.clone(), notifier.clone())?;
     let started = Arc::new(OnceLock::new());
-    let approvals = approvals(plan, &notice_tx, notifier.clone(), started.clone());
+    let terminal_key = terminal_key(plan);
+    let approvals = approvals(
+        plan,
+        &notice_tx,
+        notifier.clone(),
+        started.clone(),
+        terminal_key.clone().map(|(name, _)| name),
+    );
+    let keys = match (&approvals, terminal_key) {
+        (Some(a), Some((_, byte))) => Some(airlock_sandbox::prompt::PromptKeys::new(
+            byte,
+            Box::new(crate::approvals::TerminalAnswers(a.clone())),
+        )),
+        _ => None,
+    };
     let egress = start_egress(
         plan,
         sandbox.as_mut(),
@@ -93,6 +107,7 @@ pub(super) fn supervise(
         Some(&mut on_hup),
         &mut filter,
         Some(notices),
+        keys,
     );
     report_end(session, &watcher, notifier.as_ref(), &status);
     super::super::detach::audit_terminal(&plan.dir.join("audit.jsonl"), session, "run", &filter);
@@ -157,7 +172,7 @@ fn start_egress(
     config.session = Some(plan.session.clone());
     config.credentials = plan.creds.injector.clone();
     config.denials = Some(denials.clone());
-    if let Some(a) = approvals {
+    if let Some(a) = approvals.clone() {
         config.approver = Some(Arc::new(Asker(a)));
         config.approval_timeout = Duration::from_secs(approval_timeout(plan));
     }
@@ -171,16 +186,37 @@ fn start_egress(
         });
     }
     if let Some(l) = net.audit {
+        // Nobody sees the agent's own prompt in a detached session: its asks wait here.
+        let hold = approvals.filter(|_| plan.detached);
         crate::gate_audit::serve(
             rt,
             l,
-            audit.clone(),
-            plan.session.clone(),
-            Some(denials.clone()),
-            notify,
+            crate::gate_audit::Served {
+                audit: audit.clone(),
+                session: plan.session.clone(),
+                denials: Some(denials.clone()),
+                notify,
+                hold,
+            },
         )?;
     }
     Ok(egress)
+}
+
+/// The prefix key's name and byte when the user answers held requests on the terminal airlock
+/// owns: approvals on, a foreground session on a terminal (the sandbox has one), and
+/// `[approvals] key` not "none" (checked when the policy was loaded).
+fn terminal_key(plan: &Plan) -> Option<(String, u8)> {
+    if plan.approvals.mode != Some(ApprovalMode::Ask) || plan.detached || plan.spec.tty.is_none() {
+        return None;
+    }
+    let name = plan
+        .approvals
+        .key
+        .clone()
+        .unwrap_or_else(|| airlock_policy::config::APPROVAL_KEY_DEFAULT.to_string());
+    let byte = airlock_policy::config::approval_key(&name).ok().flatten()?;
+    Some((name, byte))
 }
 
 /// The session's held requests when `[approvals] mode = "ask"`. A "project" answer writes the
@@ -190,6 +226,7 @@ fn approvals(
     notices: &NoticeSender,
     notify: Option<Notifier>,
     egress: Arc<OnceLock<Arc<Egress>>>,
+    terminal_key: Option<String>,
 ) -> Option<Arc<Approvals>> {
     if plan.approvals.mode != Some(ApprovalMode::Ask) {
         return None;
@@ -208,6 +245,7 @@ fn approvals(
             egress.reload(reload.policy()?);
             Ok(())
         }),
+        terminal_key,
     ))
 }
 
