@@ -60,6 +60,67 @@ pub struct K8sOptions {
     pub poll_interval: Duration,
 }
 
+impl K8sOptions {
+    /// The options of `[k8s]` (`config`, already validated by the policy loader), with the
+    /// `--context` and `--namespace` flags over its keys; the timeouts are the defaults. The
+    /// image is not here: it travels in the [`BoxRequest`] (`--image`, else `[k8s] image`).
+    ///
+    /// # Errors
+    /// [`RemoteError::Invalid`] naming the `[k8s]` key whose value is bad (when `config` did
+    /// not come through the loader), or a flag that is not a namespace name.
+    pub fn from_config(
+        config: &airlock_policy::K8sConfig,
+        context: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Result<Self, RemoteError> {
+        let mut config = config.clone();
+        if let Some(c) = context {
+            config.context = Some(c.to_string());
+        }
+        if let Some(n) = namespace {
+            config.namespace = Some(n.to_string());
+        }
+        config.validate().map_err(|(key, message)| {
+            let name = match key {
+                "context" if context.is_some() => "--context".to_string(),
+                "namespace" if namespace.is_some() => "--namespace".to_string(),
+                k => format!("[k8s] {k}"),
+            };
+            RemoteError::Invalid(format!("k8s: {name}: {message}"))
+        })?;
+        let size = |v: &Option<String>, default: u64| -> Result<u64, RemoteError> {
+            match v {
+                None => Ok(default),
+                Some(s) => airlock_policy::size::parse_size(s)
+                    .map_err(|e| RemoteError::Invalid(format!("k8s: size '{s}': {e}"))),
+            }
+        };
+        let d = VolumeSizes::default();
+        let sandbox = match config.sandbox.as_deref() {
+            Some("always") => SandboxMode::Always,
+            Some("never") => SandboxMode::Never,
+            _ => SandboxMode::Auto,
+        };
+        Ok(K8sOptions {
+            context: config.context,
+            namespace: config.namespace,
+            pod: PodSettings {
+                runtime_class: config.runtime_class,
+                service_account: config.service_account,
+                seccomp_localhost: config.seccomp_profile,
+                sizes: VolumeSizes {
+                    home: size(&config.home_size, d.home)?,
+                    tmp: size(&config.tmp_size, d.tmp)?,
+                    workspace: size(&config.workspace_size, d.workspace)?,
+                    state: size(&config.state_size, d.state)?,
+                },
+                sandbox,
+            },
+            ..K8sOptions::default()
+        })
+    }
+}
+
 impl Default for K8sOptions {
     fn default() -> Self {
         K8sOptions {
@@ -224,6 +285,33 @@ impl Engine for K8sEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_come_from_the_config_with_the_flags_on_top() {
+        let config = airlock_policy::K8sConfig {
+            namespace: Some("agents".into()),
+            context: Some("staging".into()),
+            runtime_class: Some("gvisor".into()),
+            sandbox: Some("never".into()),
+            workspace_size: Some("20G".into()),
+            ..Default::default()
+        };
+        let o = K8sOptions::from_config(&config, Some("prod"), None).expect("options");
+        assert_eq!(o.context.as_deref(), Some("prod"));
+        assert_eq!(o.namespace.as_deref(), Some("agents"));
+        assert_eq!(o.pod.runtime_class.as_deref(), Some("gvisor"));
+        assert_eq!(o.pod.sandbox, SandboxMode::Never);
+        assert_eq!(o.pod.sizes.workspace, 20 << 30);
+        assert_eq!(o.pod.sizes.home, VolumeSizes::default().home);
+        let e = K8sOptions::from_config(&config, None, Some("Bad_NS"))
+            .expect_err("bad namespace")
+            .to_string();
+        assert!(e.contains("--namespace") && e.contains("Bad_NS"), "{e}");
+        let e = K8sOptions::from_config(&config, Some(" "), None)
+            .expect_err("empty context")
+            .to_string();
+        assert!(e.contains("--context"), "{e}");
+    }
 
     #[test]
     fn locations_parse_with_slashes_in_the_context() {
