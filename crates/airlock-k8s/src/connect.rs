@@ -42,6 +42,7 @@ pub(crate) async fn connect(
         return in_cluster();
     }
     let file = match kubeconfig {
+        Some(p) if !p.exists() => Ok(None),
         Some(p) => Kubeconfig::read_from(p).map(Some),
         None => match Kubeconfig::read() {
             Ok(k) => Ok(Some(k)),
@@ -63,7 +64,7 @@ pub(crate) async fn connect(
         ),
     })?;
     let Some(file) = file else {
-        if context.is_none() {
+        if context.is_none() && kubeconfig.is_none() {
             if let Ok(c) = in_cluster() {
                 return Ok(c);
             }

@@ -36,6 +36,18 @@ impl Op<'_> {
 pub(crate) fn map(op: Op<'_>, e: kube::Error) -> RemoteError {
     let ns = op.namespace;
     let ctx = op.context;
+    // A websocket upgrade refused (exec) carries only the HTTP status: treat it as the API's.
+    let e = match e {
+        kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::ProtocolSwitch(
+            code,
+        )) if code.is_client_error() => kube::Error::Api(kube::core::ErrorResponse {
+            status: "Failure".into(),
+            message: format!("the websocket upgrade was refused with {code}"),
+            reason: code.canonical_reason().unwrap_or("").to_string(),
+            code: code.as_u16(),
+        }),
+        other => other,
+    };
     match e {
         kube::Error::Api(r) if r.code == 404 && r.message.contains("namespaces") => {
             RemoteError::Resource {
@@ -76,6 +88,18 @@ pub(crate) fn map(op: Op<'_>, e: kube::Error) -> RemoteError {
                 r.message
             ),
         },
+        kube::Error::Api(r) if r.code == 404 => RemoteError::Resource {
+            engine: ENGINE,
+            resource: match op.name {
+                Some(n) => format!("{}/{n}", singular(op.resource)),
+                None => op.resource.to_string(),
+            },
+            message: format!(
+                "does not exist in namespace {ns} (context {ctx}): it was deleted, or the \
+                 session's context or namespace changed; `airlock rm` forgets the session ({})",
+                r.message
+            ),
+        },
         kube::Error::Api(r) => RemoteError::Resource {
             engine: ENGINE,
             resource: format!("{}@{ns}", op.what()),
@@ -97,6 +121,17 @@ pub(crate) fn map(op: Op<'_>, e: kube::Error) -> RemoteError {
                 chain(&other)
             ),
         },
+    }
+}
+
+/// The kind's name as kubectl prints it (`pods/exec` → `pod`).
+fn singular(resource: &str) -> &str {
+    match resource.split('/').next().unwrap_or(resource) {
+        "pods" => "pod",
+        "secrets" => "secret",
+        "networkpolicies" => "networkpolicy",
+        "sandboxes" => "sandbox",
+        other => other,
     }
 }
 

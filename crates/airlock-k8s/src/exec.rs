@@ -230,8 +230,18 @@ pub(crate) async fn logs(conn: &Conn, ns: &str, pod: &str) -> Result<Vec<u8>, Re
         container: Some(CONTAINER.into()),
         ..LogParams::default()
     };
-    pods.logs(pod, &lp)
+    let mut stream = pods
+        .log_stream(pod, &lp)
         .await
-        .map(String::into_bytes)
-        .map_err(|e| map(op(conn, ns, pod, "get", "pods/log"), e))
+        .map_err(|e| map(op(conn, ns, pod, "get", "pods/log"), e))?;
+    // Bytes as the container wrote them (not necessarily UTF-8).
+    let mut out = Vec::new();
+    futures_util::AsyncReadExt::read_to_end(&mut stream, &mut out)
+        .await
+        .map_err(|e| RemoteError::Resource {
+            engine: ENGINE,
+            resource: format!("pod/{pod}"),
+            message: format!("reading its log broke off: {e}"),
+        })?;
+    Ok(out)
 }

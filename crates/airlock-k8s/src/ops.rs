@@ -244,7 +244,11 @@ async fn wait_ready(cx: &Ctx<'_>, name: &str, options: &K8sOptions) -> Result<()
             last = state;
         }
         if pod.as_ref().and_then(phase) == Some("Running") {
-            let out = exec::exec(cx.conn, cx.ns, name, &status_argv, &[]).await;
+            let out = match exec::exec(cx.conn, cx.ns, name, &status_argv, &[]).await {
+                // No right to exec, or credentials gone: waiting will not help.
+                Err(e @ RemoteError::Engine { .. }) => return Err(e),
+                other => other,
+            };
             if let Ok(out) = out {
                 if out.status == 0 {
                     if let Ok(s) = serde_json::from_slice::<BoxStatus>(&out.stdout) {

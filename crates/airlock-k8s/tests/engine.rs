@@ -373,6 +373,27 @@ fn a_forbidden_token_names_the_rule_and_leaves_nothing() {
 }
 
 #[test]
+fn a_token_that_may_not_exec_fails_at_once_and_leaves_nothing() {
+    let fake = FakeApi::start(Scenario {
+        weak_forbidden: vec![("create", "pods/exec")],
+        ..Scenario::default()
+    });
+    let mut e = engine(K8sOptions {
+        context: Some("weak".into()),
+        // Far beyond the test's patience: the 403 must end the wait, not the deadline.
+        start_timeout: Duration::from_secs(600),
+        ..options(&fake)
+    });
+    let msg = e
+        .create(&common::request())
+        .expect_err("forbidden")
+        .to_string();
+    assert!(msg.contains("forbidden to create pods/exec"), "{msg}");
+    assert!(msg.contains("resources: [pods/exec]"), "{msg}");
+    assert!(fake.objects().is_empty(), "{:?}", fake.objects());
+}
+
+#[test]
 fn pods_that_cannot_start_fail_with_the_reason_and_are_deleted() {
     for (scenario, want) in [
         (PodScenario::ImagePullBackOff, "ImagePullBackOff"),

@@ -601,6 +601,9 @@ fn upgrade(
     if t.sub.as_deref() != Some("exec") {
         return status(404, "NotFound", "only exec upgrades");
     }
+    if token == WEAK_TOKEN && sc.weak_forbidden.contains(&("create", "pods/exec")) {
+        return status(403, "Forbidden", "pods/exec is forbidden");
+    }
     let key = format!("{}/{}", t.collection, t.name.clone().unwrap_or_default());
     if !st.objects.lock().expect("lock").contains_key(&key) {
         return status(404, "NotFound", "pod not found");
