@@ -16,7 +16,12 @@ pub const IN_CLUSTER: &str = "in-cluster";
 /// A client for one context, with where it points.
 #[derive(Clone)]
 pub(crate) struct Conn {
+    /// For ordinary calls, with kube-rs's timeouts.
     pub(crate) client: Client,
+    /// For the streams (exec, attach, logs): no read or write timeout, since `ctl wait` and an
+    /// idle terminal are silent for as long as the agent works (kube-rs's default read timeout
+    /// of 295 s would cut them).
+    pub(crate) streams: Client,
     /// The context's name ([`IN_CLUSTER`] for the service account).
     pub(crate) context: String,
     /// The namespace the context (or the service account) defaults to.
@@ -139,15 +144,21 @@ fn in_cluster() -> Result<Conn, RemoteError> {
 
 fn client(config: Config, context: String) -> Result<Conn, RemoteError> {
     let default_namespace = config.default_namespace.clone();
-    let client = Client::try_from(config).map_err(|e| RemoteError::Engine {
-        engine: ENGINE,
-        message: format!(
-            "cannot build a client for context '{context}': {}",
-            crate::error::chain(&e)
-        ),
-    })?;
+    let build = |config: Config| {
+        Client::try_from(config).map_err(|e| RemoteError::Engine {
+            engine: ENGINE,
+            message: format!(
+                "cannot build a client for context '{context}': {}",
+                crate::error::chain(&e)
+            ),
+        })
+    };
+    let mut quiet = config.clone();
+    quiet.read_timeout = None;
+    quiet.write_timeout = None;
     Ok(Conn {
-        client,
+        client: build(config)?,
+        streams: build(quiet)?,
         context,
         default_namespace,
     })

@@ -41,7 +41,7 @@ pub(crate) async fn exec(
     argv: &[String],
     stdin: &[u8],
 ) -> Result<ExecOutput, RemoteError> {
-    let pods: Api<Pod> = Api::namespaced(conn.client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(conn.streams.clone(), ns);
     let ap = AttachParams::default()
         .container(CONTAINER)
         .stdin(!stdin.is_empty())
@@ -149,7 +149,7 @@ pub(crate) async fn exec_tty(
     cols: u16,
     rows: u16,
 ) -> Result<TtyExec, RemoteError> {
-    let pods: Api<Pod> = Api::namespaced(conn.client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(conn.streams.clone(), ns);
     let ap = AttachParams::interactive_tty().container(CONTAINER);
     let mut proc = pods
         .exec(pod, argv.to_vec(), &ap)
@@ -225,7 +225,7 @@ fn relay(
 
 /// The supervisor container's log.
 pub(crate) async fn logs(conn: &Conn, ns: &str, pod: &str) -> Result<Vec<u8>, RemoteError> {
-    let pods: Api<Pod> = Api::namespaced(conn.client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(conn.streams.clone(), ns);
     let lp = LogParams {
         container: Some(CONTAINER.into()),
         ..LogParams::default()

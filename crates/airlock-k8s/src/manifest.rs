@@ -16,7 +16,8 @@ use k8s_openapi::api::core::v1::{
     VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPort, NetworkPolicySpec,
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -101,7 +102,7 @@ pub struct PodSettings {
 /// The resources of one box, in creation order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifests {
-    /// Egress to DNS and 80/443 only, no ingress.
+    /// Egress to DNS and 80/443 of public addresses only, no ingress.
     pub network_policy: NetworkPolicy,
     /// The supervisor's credentials.
     pub secret: Secret,
@@ -257,6 +258,32 @@ fn validate(req: &BoxRequest) -> Result<(), RemoteError> {
     Ok(())
 }
 
+/// IPv4 ranges the web rule leaves out: private (RFC 1918), shared (RFC 6598), link-local
+/// (RFC 3927; the clouds' metadata service at 169.254.169.254 hands out the node's credentials)
+/// and loopback. The box's web traffic is for public hosts; DNS (port 53) goes anywhere, since
+/// the cluster's resolver has a private address.
+pub const PRIVATE_V4: &[&str] = &[
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "127.0.0.0/8",
+];
+/// IPv6 ranges the web rule leaves out: unique local (RFC 4193), link-local, loopback.
+pub const PRIVATE_V6: &[&str] = &["fc00::/7", "fe80::/10", "::1/128"];
+
+fn public(cidr: &str, except: &[&str]) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        ip_block: Some(IPBlock {
+            cidr: cidr.to_string(),
+            except: Some(except.iter().map(|s| s.to_string()).collect()),
+        }),
+        namespace_selector: None,
+        pod_selector: None,
+    }
+}
+
 fn network_policy_spec(session: &str) -> NetworkPolicySpec {
     let port = |n: i32, proto: &str| NetworkPolicyPort {
         port: Some(IntOrString::Int(n)),
@@ -278,7 +305,10 @@ fn network_policy_spec(session: &str) -> NetworkPolicySpec {
             },
             NetworkPolicyEgressRule {
                 ports: Some(vec![port(443, "TCP"), port(80, "TCP")]),
-                to: None,
+                to: Some(vec![
+                    public("0.0.0.0/0", PRIVATE_V4),
+                    public("::/0", PRIVATE_V6),
+                ]),
             },
         ]),
     }

@@ -27,6 +27,9 @@ const FATAL_WAITING: &[&str] = &[
     "CrashLoopBackOff",
 ];
 
+/// How long one `ctl status` probe may take (it answers at once when serve is up).
+const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One resource `create` made, to undo on failure.
 #[derive(Debug, Clone)]
 enum Made {
@@ -244,10 +247,12 @@ async fn wait_ready(cx: &Ctx<'_>, name: &str, options: &K8sOptions) -> Result<()
             last = state;
         }
         if pod.as_ref().and_then(phase) == Some("Running") {
-            let out = match exec::exec(cx.conn, cx.ns, name, &status_argv, &[]).await {
+            let probe = exec::exec(cx.conn, cx.ns, name, &status_argv, &[]);
+            let out = match tokio::time::timeout(STATUS_TIMEOUT, probe).await {
                 // No right to exec, or credentials gone: waiting will not help.
-                Err(e @ RemoteError::Engine { .. }) => return Err(e),
-                other => other,
+                Ok(Err(e @ RemoteError::Engine { .. })) => return Err(e),
+                Ok(other) => other,
+                Err(_) => Err(RemoteError::Invalid("status timed out".into())),
             };
             if let Ok(out) = out {
                 if out.status == 0 {

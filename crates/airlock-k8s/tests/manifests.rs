@@ -121,7 +121,8 @@ fn render_parses_back_into_the_resources_create_sends() {
     assert_eq!(spec.containers.len(), 1);
     assert!(spec.init_containers.is_none());
 
-    // The NetworkPolicy: no ingress, egress DNS and 80/443 only, selecting this session.
+    // The NetworkPolicy: no ingress, egress DNS and 80/443 of public addresses only, selecting
+    // this session.
     let nps = np.spec.as_ref().expect("np spec");
     assert_eq!(
         nps.policy_types.as_deref(),
@@ -132,10 +133,7 @@ fn render_parses_back_into_the_resources_create_sends() {
         .egress
         .iter()
         .flatten()
-        .flat_map(|r| {
-            assert!(r.to.is_none());
-            r.ports.clone().unwrap_or_default()
-        })
+        .flat_map(|r| r.ports.clone().unwrap_or_default())
         .map(|p| (format!("{:?}", p.port), p.protocol.unwrap_or_default()))
         .collect();
     ports.sort();
@@ -148,6 +146,41 @@ fn render_parses_back_into_the_resources_create_sends() {
             ("Some(Int(80))".to_string(), "TCP".to_string()),
         ]
     );
+    let rules = nps.egress.as_ref().expect("egress");
+    assert!(
+        rules[0].to.is_none(),
+        "DNS goes to the cluster's resolver, wherever it is"
+    );
+    let blocks: Vec<_> = rules[1]
+        .to
+        .iter()
+        .flatten()
+        .map(|p| {
+            assert!(p.pod_selector.is_none() && p.namespace_selector.is_none());
+            p.ip_block.clone().expect("ipBlock")
+        })
+        .collect();
+    assert_eq!(blocks.len(), 2);
+    // Every private, link-local (metadata service) and loopback range is left out of 80/443.
+    let v4: &[&str] = &[
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+    ];
+    let v6: &[&str] = &["fc00::/7", "fe80::/10", "::1/128"];
+    for (cidr, must) in [("0.0.0.0/0", v4), ("::/0", v6)] {
+        let b = blocks.iter().find(|b| b.cidr == cidr).expect(cidr);
+        let except = b.except.clone().unwrap_or_default();
+        for m in must {
+            assert!(
+                except.iter().any(|e| e == m),
+                "{cidr} does not leave out {m}"
+            );
+        }
+    }
     assert_eq!(
         nps.pod_selector
             .as_ref()
