@@ -134,9 +134,9 @@ impl Default for K8sOptions {
     }
 }
 
-/// The Kubernetes engine. Its calls block on a runtime of its own (do not call them from
-/// inside an async runtime); the relay threads of [`Engine::exec_tty`] run on it too, so keep
-/// the engine alive while a terminal is attached.
+/// The Kubernetes engine. Its calls block, running on a runtime of its own (from a thread of
+/// their own, so they may be called from inside another async runtime); the relay tasks of
+/// [`Engine::exec_tty`] run on it too, so keep the engine alive while a terminal is attached.
 #[derive(Debug)]
 pub struct K8sEngine {
     options: K8sOptions,
@@ -165,6 +165,23 @@ impl K8sEngine {
     /// The options the engine was made with.
     pub fn options(&self) -> &K8sOptions {
         &self.options
+    }
+
+    /// Runs `f` to completion on the engine's runtime, from a thread of its own, so a caller
+    /// that is itself inside an async runtime (where `block_on` would panic) can call too.
+    fn block<F>(&self, f: F) -> Result<F::Output, RemoteError>
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        std::thread::scope(|s| {
+            s.spawn(|| self.runtime.block_on(f))
+                .join()
+                .map_err(|_| RemoteError::Engine {
+                    engine: ENGINE,
+                    message: "the client's thread panicked".into(),
+                })
+        })
     }
 }
 
@@ -230,7 +247,7 @@ impl Engine for K8sEngine {
     }
 
     fn create(&mut self, req: &BoxRequest) -> Result<Location, RemoteError> {
-        let at = self.runtime.block_on(ops::create(&self.options, req))?;
+        let at = self.block(ops::create(&self.options, req))??;
         Ok(at.to_string())
     }
 
@@ -241,11 +258,11 @@ impl Engine for K8sEngine {
         stdin: &[u8],
     ) -> Result<ExecOutput, RemoteError> {
         let at = PodLocation::parse(at)?;
-        self.runtime.block_on(async {
+        self.block(async {
             let conn =
                 connect::connect(self.options.kubeconfig.as_ref(), Some(&at.context)).await?;
             exec::exec(&conn, &at.namespace, &at.pod, argv, stdin).await
-        })
+        })?
     }
 
     fn exec_tty(
@@ -256,29 +273,29 @@ impl Engine for K8sEngine {
         rows: u16,
     ) -> Result<TtyExec, RemoteError> {
         let at = PodLocation::parse(at)?;
-        self.runtime.block_on(async {
+        self.block(async {
             let conn =
                 connect::connect(self.options.kubeconfig.as_ref(), Some(&at.context)).await?;
             exec::exec_tty(&conn, &at.namespace, &at.pod, argv, cols, rows).await
-        })
+        })?
     }
 
     fn logs(&self, at: &Location) -> Result<Vec<u8>, RemoteError> {
         let at = PodLocation::parse(at)?;
-        self.runtime.block_on(async {
+        self.block(async {
             let conn =
                 connect::connect(self.options.kubeconfig.as_ref(), Some(&at.context)).await?;
             exec::logs(&conn, &at.namespace, &at.pod).await
-        })
+        })?
     }
 
     fn delete(&self, at: &Location) -> Result<(), RemoteError> {
         let at = PodLocation::parse(at)?;
-        self.runtime.block_on(async {
+        self.block(async {
             let conn =
                 connect::connect(self.options.kubeconfig.as_ref(), Some(&at.context)).await?;
             ops::delete_session(&conn, &at.namespace, &at.pod).await
-        })
+        })?
     }
 }
 

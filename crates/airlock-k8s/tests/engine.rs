@@ -266,11 +266,17 @@ fn logs_come_from_the_supervisor_container() {
     let mut e = engine(options(&fake));
     let at = e.create(&common::request()).expect("create");
     let log = e.logs(&at).expect("logs");
+    // The same from inside a caller's own async runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let again = rt.block_on(async { e.logs(&at) }).expect("logs from async");
+    assert_eq!(again, log);
     assert_eq!(
         log,
         b"airlock serve: listening on /run/airlock/serve.sock\n"
     );
-    let s = fake.seen().pop().expect("log");
+    let s = fake.seen().into_iter().rev().nth(1).expect("log");
     assert_eq!(s.path, format!("{POD_PATH}/{POD}/log"));
     assert!(s.query.contains(&("container".into(), "airlock".into())));
 }

@@ -81,6 +81,8 @@ pub struct Seen {
     pub query: Vec<(String, String)>,
     /// The JSON body, if any.
     pub body: Option<Value>,
+    /// The request's Content-Type.
+    pub content_type: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -292,6 +294,11 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>>
         .and_then(|h| h.strip_prefix("Bearer "))
         .unwrap_or("")
         .to_string();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
     let is_upgrade = req.headers().contains_key("sec-websocket-key");
     if is_upgrade {
         st.seen.lock().expect("lock").push(Seen {
@@ -299,6 +306,7 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>>
             path: path.clone(),
             query: query.clone(),
             body: None,
+            content_type,
         });
         return upgrade(st, req, &path, query, &token);
     }
@@ -310,7 +318,23 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>>
         path: path.clone(),
         query: query.clone(),
         body: body.clone(),
+        content_type: content_type.clone(),
     });
+    // The API takes JSON for create and a merge patch (RFC 7386) as the engine sends it.
+    let want_type = match method.as_str() {
+        "POST" => Some("application/json"),
+        "PATCH" => Some("application/merge-patch+json"),
+        _ => None,
+    };
+    if let Some(w) = want_type {
+        if content_type.as_deref() != Some(w) {
+            return status(
+                415,
+                "UnsupportedMediaType",
+                &format!("the body must be {w}"),
+            );
+        }
+    }
     if token != GOOD_TOKEN && token != WEAK_TOKEN {
         return status(401, "Unauthorized", "Unauthorized");
     }
