@@ -88,6 +88,20 @@ pub(crate) fn map(op: Op<'_>, e: kube::Error) -> RemoteError {
                 r.message
             ),
         },
+        kube::Error::Api(r) if r.code == 409 => RemoteError::Resource {
+            engine: ENGINE,
+            resource: match op.name {
+                Some(n) => format!("{}/{n}", singular(op.resource)),
+                None => op.resource.to_string(),
+            },
+            message: format!(
+                "already exists in namespace {ns} (context {ctx}): a box of this session is \
+                 there already; remove it with `airlock rm` or kubectl --context {ctx} -n {ns} \
+                 delete {} {}",
+                singular(op.resource),
+                op.name.unwrap_or("")
+            ),
+        },
         kube::Error::Api(r) if r.code == 404 => RemoteError::Resource {
             engine: ENGINE,
             resource: match op.name {

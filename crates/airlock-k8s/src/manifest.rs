@@ -237,8 +237,15 @@ fn validate(req: &BoxRequest) -> Result<(), RemoteError> {
             "k8s: session id '{s}' is not lower-case hex (it names the pod)"
         )));
     }
+    let mut seen = std::collections::BTreeSet::new();
     for secret in &req.secrets {
         let n = &secret.name;
+        if !seen.insert(n) {
+            return Err(RemoteError::Invalid(format!(
+                "k8s: two secrets named '{n}' (each is a file in {})",
+                layout::SECRETS_DIR
+            )));
+        }
         if n.is_empty()
             || !n
                 .bytes()

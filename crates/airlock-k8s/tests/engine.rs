@@ -140,6 +140,28 @@ fn create_sends_exactly_the_manifests_then_waits_for_serve() {
 }
 
 #[test]
+fn a_second_create_of_the_same_session_is_refused_and_keeps_the_first() {
+    let fake = FakeApi::start(Scenario::default());
+    let mut e = engine(options(&fake));
+    e.create(&common::request()).expect("create");
+    let before = fake.objects();
+    let err = e.create(&common::request()).expect_err("exists");
+    let RemoteError::Resource {
+        resource, message, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(resource, &format!("networkpolicy/{POD}"));
+    assert!(
+        message.contains("already exists") && message.contains("airlock rm"),
+        "{message}"
+    );
+    // The first box is untouched: nothing of it was "undone".
+    assert_eq!(fake.objects(), before);
+}
+
+#[test]
 fn a_sandbox_resource_when_the_cluster_serves_the_crd() {
     let fake = FakeApi::start(Scenario {
         sandbox_crd: true,

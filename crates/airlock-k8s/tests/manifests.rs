@@ -526,6 +526,10 @@ fn bad_requests_are_refused_before_any_call() {
             "secret name ''",
         ),
         (
+            Box::new(|r| r.secrets[1].name = r.secrets[0].name.clone()),
+            "two secrets named 'anthropic'",
+        ),
+        (
             Box::new(|r| r.spec.session = "UPPER".into()),
             "session id 'UPPER'",
         ),
