@@ -195,6 +195,7 @@ pub fn build(
     let spec = pod_spec(req, settings)?;
     let workload = if sandbox {
         Workload::Sandbox(Box::new(Sandbox {
+            status: None,
             metadata: meta(pod_name(session)),
             spec: SandboxSpec {
                 pod_template: PodTemplate {

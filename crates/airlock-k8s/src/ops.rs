@@ -226,7 +226,12 @@ async fn wait_ready(cx: &Ctx<'_>, name: &str, options: &K8sOptions) -> Result<()
             Err(e) => return Err(map(cx.op("get", "pods", "", Some(name)), e)),
         };
         let state = match &pod {
-            None => "waiting for the Sandbox controller to create the pod".to_string(),
+            None => match sandbox_state(cx, name).await {
+                Some(why) => {
+                    format!("waiting for the Sandbox controller to create the pod ({why})")
+                }
+                None => "waiting for the Sandbox controller to create the pod".to_string(),
+            },
             Some(p) => {
                 if let Some(reason) = failure(p) {
                     return Err(RemoteError::Resource {
@@ -288,6 +293,13 @@ async fn wait_ready(cx: &Ctx<'_>, name: &str, options: &K8sOptions) -> Result<()
         }
         tokio::time::sleep(options.poll_interval).await;
     }
+}
+
+/// Why the Sandbox `name` has no pod yet, from its `Ready` condition (best effort: the
+/// deadline still bounds the wait).
+async fn sandbox_state(cx: &Ctx<'_>, name: &str) -> Option<String> {
+    let api: Api<Sandbox> = Api::namespaced(cx.conn.client.clone(), cx.ns);
+    api.get(name).await.ok()?.not_ready()
 }
 
 fn phase(p: &Pod) -> Option<&str> {

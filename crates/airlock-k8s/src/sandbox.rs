@@ -29,7 +29,8 @@ pub const PLURAL: &str = "sandboxes";
     plural = "sandboxes",
     namespaced,
     schema = "disabled",
-    derive = "PartialEq"
+    derive = "PartialEq",
+    status = "SandboxStatus"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SandboxSpec {
@@ -62,4 +63,46 @@ pub struct PodMetadata {
     /// Annotations of the pod.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// `Sandbox.status`, the part airlock reads: the conditions (`Ready` says why the pod is not
+/// up: `DependenciesNotReady`, `ReconcilerError`, …).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SandboxStatus {
+    /// The status conditions.
+    #[serde(default)]
+    pub conditions: Vec<SandboxCondition>,
+}
+
+/// One status condition (a `metav1.Condition`, the fields airlock reads).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SandboxCondition {
+    /// `Ready`, `Suspended`, `PodScheduled`, `Finished`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False`, `Unknown`.
+    pub status: String,
+    /// A CamelCase reason.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// What happened, for people.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+impl Sandbox {
+    /// The `Ready` condition's reason and message when it is not `True`.
+    pub fn not_ready(&self) -> Option<String> {
+        let c = self
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready" && c.status != "True")?;
+        Some(format!(
+            "{}: {}",
+            c.reason.as_deref().unwrap_or("NotReady"),
+            c.message.as_deref().unwrap_or("")
+        ))
+    }
 }

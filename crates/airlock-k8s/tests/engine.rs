@@ -199,6 +199,31 @@ fn a_sandbox_resource_when_the_cluster_serves_the_crd() {
 }
 
 #[test]
+fn a_sandbox_whose_controller_cannot_make_the_pod_says_why_and_is_deleted() {
+    let fake = FakeApi::start(Scenario {
+        sandbox_crd: true,
+        controller_error: Some("pods \"airlock-0a1b2c3d\" is forbidden: exceeded quota: pods"),
+        ..Scenario::default()
+    });
+    let mut e = engine(K8sOptions {
+        start_timeout: Duration::from_millis(500),
+        ..options(&fake)
+    });
+    let msg = e
+        .create(&common::request())
+        .expect_err("no pod")
+        .to_string();
+    assert!(
+        msg.contains("ReconcilerError") && msg.contains("exceeded quota"),
+        "{msg}"
+    );
+    assert!(fake
+        .calls()
+        .contains(&format!("DELETE {SANDBOX_PATH}/{POD}")));
+    assert!(fake.objects().is_empty(), "{:?}", fake.objects());
+}
+
+#[test]
 fn exec_passes_stdin_and_returns_output_and_exit_status() {
     let fake = FakeApi::start(Scenario::default());
     let mut e = engine(options(&fake));

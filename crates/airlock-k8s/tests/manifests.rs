@@ -207,6 +207,8 @@ fn rendered_pods_meet_the_restricted_profile() {
     ] {
         let yaml = engine(settings.clone()).render(&req).expect("render");
         let docs = documents(&yaml);
+        // Desired state only: a status is the cluster's to write.
+        assert!(docs.iter().all(|d| d.get("status").is_none()), "{yaml}");
         let spec: PodSpec = if settings.sandbox == SandboxMode::Always {
             let s: Sandbox = serde_yaml::from_value(docs[2].clone()).expect("Sandbox");
             assert_eq!(

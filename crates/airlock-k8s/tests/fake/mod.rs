@@ -56,6 +56,8 @@ pub struct Scenario {
     pub protocol: &'static str,
     /// (verb, resource) the weak token may not do.
     pub weak_forbidden: Vec<(&'static str, &'static str)>,
+    /// The agent-sandbox controller cannot make the pod: its Ready condition's message.
+    pub controller_error: Option<&'static str>,
 }
 
 impl Default for Scenario {
@@ -66,6 +68,7 @@ impl Default for Scenario {
             pod: PodScenario::Running,
             protocol: "v5.channel.k8s.io",
             weak_forbidden: vec![("create", "pods")],
+            controller_error: None,
         }
     }
 }
@@ -443,8 +446,16 @@ fn create(st: &State, t: &Target, mut obj: Value, sc: &Scenario) -> Response<Ful
     obj["metadata"]["resourceVersion"] = json!("1");
     obj["metadata"]["namespace"] = json!(t.ns);
     objects.insert(key, obj.clone());
-    // The agent-sandbox controller: a pod named as the Sandbox, from its template, owned by it.
-    if t.resource == "sandboxes" {
+    // The agent-sandbox controller: a pod named as the Sandbox, from its template, owned by it
+    // (or, when it cannot, a Ready=False condition saying why).
+    if let (true, Some(why)) = (t.resource == "sandboxes", sc.controller_error) {
+        let key = format!("{}/{name}", t.collection);
+        if let Some(o) = objects.get_mut(&key) {
+            o["status"] = json!({"conditions": [{"type": "Ready", "status": "False",
+                "reason": "ReconcilerError", "message": why,
+                "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]});
+        }
+    } else if t.resource == "sandboxes" {
         let pod = json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": t.ns, "uid": uid(st),
