@@ -2,7 +2,8 @@
 //! (a websocket, `v5.channel.k8s.io` or `v4.channel.k8s.io`: channel 0 stdin, 1 stdout,
 //! 2 stderr, 3 the exit `Status`, 4 terminal resizes), and reading its log (`pods/log`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use airlock_remote::{ExecOutput, RemoteError, TtyExec};
 use k8s_openapi::api::core::v1::Pod;
@@ -169,6 +170,7 @@ pub(crate) async fn exec_tty(
             height: rows,
         })
         .map_err(|e| broken(&format!("resize ({e})")))?;
+    let ended = Arc::new(AtomicBool::new(false));
     let (ours, theirs) =
         std::os::unix::net::UnixStream::pair().map_err(|e| RemoteError::Engine {
             engine: ENGINE,
@@ -176,40 +178,62 @@ pub(crate) async fn exec_tty(
         })?;
     ours.set_nonblocking(true)
         .and_then(|()| tokio::net::UnixStream::from_std(ours))
-        .map(|s| relay(s, input, output, proc))
+        .map(|s| relay(s, input, output, proc, ended.clone()))
         .map_err(|e| RemoteError::Engine {
             engine: ENGINE,
             message: format!("cannot relay the terminal: {e}"),
         })?;
-    let sizes = Arc::new(Mutex::new(sizes));
+    // Sizes go through an unbounded queue to a task that owns kube's (bounded) channel: the
+    // caller never blocks, and a burst of resizes arrives whole and in order.
+    let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel::<TerminalSize>();
+    tokio::spawn(async move {
+        while let Some(mut size) = queued.recv().await {
+            loop {
+                match sizes.try_send(size) {
+                    Ok(()) => break,
+                    Err(e) if e.is_full() => {
+                        size = e.into_inner();
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    // The program has ended.
+                    Err(_) => return,
+                }
+            }
+        }
+    });
     let pod_name = pod.to_string();
     Ok(TtyExec {
         stream: theirs,
         resize: Box::new(move |cols, rows| {
-            let mut s = sizes.lock().map_err(|_| RemoteError::Engine {
-                engine: ENGINE,
-                message: "the terminal's resize channel is poisoned".into(),
-            })?;
-            s.try_send(TerminalSize {
-                width: cols,
-                height: rows,
-            })
-            .map_err(|e| RemoteError::Resource {
-                engine: ENGINE,
-                resource: format!("pod/{pod_name}"),
-                message: format!("cannot resize the terminal: {e}"),
-            })
+            if ended.load(Ordering::SeqCst) {
+                return Err(RemoteError::Resource {
+                    engine: ENGINE,
+                    resource: format!("pod/{pod_name}"),
+                    message: "cannot resize the terminal: the program has ended".into(),
+                });
+            }
+            queue
+                .send(TerminalSize {
+                    width: cols,
+                    height: rows,
+                })
+                .map_err(|_| RemoteError::Resource {
+                    engine: ENGINE,
+                    resource: format!("pod/{pod_name}"),
+                    message: "cannot resize the terminal: the program has ended".into(),
+                })
         }),
     })
 }
 
-/// Copies the socket's bytes to the exec's stdin and its stdout to the socket; closes the
-/// socket when the program ends.
+/// Copies the socket's bytes to the exec's stdin and its stdout to the socket; when the
+/// program ends, sets `ended` and closes the socket.
 fn relay(
     sock: tokio::net::UnixStream,
     mut input: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
     mut output: impl tokio::io::AsyncRead + Unpin + Send + 'static,
     proc: kube::api::AttachedProcess,
+    ended: Arc<AtomicBool>,
 ) {
     let (mut rd, mut wr) = sock.into_split();
     tokio::spawn(async move {
@@ -218,6 +242,8 @@ fn relay(
     });
     tokio::spawn(async move {
         let _ = tokio::io::copy(&mut output, &mut wr).await;
+        // Before the socket's end, so whoever sees the end also sees this.
+        ended.store(true, Ordering::SeqCst);
         let _ = wr.shutdown().await;
         let _ = proc.join().await;
     });

@@ -284,17 +284,28 @@ fn exec_tty_relays_the_terminal_and_its_resizes() {
     s.read_exact(&mut buf).expect("echo");
     assert_eq!(&buf, b"hello");
     (tty.resize)(100, 40).expect("resize");
-    // The resize travels on its own channel; give it a moment, then end the program.
-    std::thread::sleep(Duration::from_millis(200));
+    // A burst (a window dragged): every size arrives, in order, the last one last.
+    for i in 0..50u16 {
+        (tty.resize)(10 + i, 5).expect("resize");
+    }
+    // The resizes travel on their own channel: wait until the box has them, then end it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fake.state.resizes.lock().expect("lock").len() < 52
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     s.write_all(b"q").expect("write");
     let mut rest = Vec::new();
     s.read_to_end(&mut rest)
         .expect("the stream ends with the program");
     assert_eq!(rest, b"q");
-    assert_eq!(
-        *fake.state.resizes.lock().expect("lock"),
-        [(80, 24), (100, 40)]
-    );
+    let mut want = vec![(80, 24), (100, 40)];
+    want.extend((0..50u64).map(|i| (10 + i, 5)));
+    assert_eq!(*fake.state.resizes.lock().expect("lock"), want);
+    // After the program's end, a resize says so.
+    let err = (tty.resize)(1, 1).expect_err("ended").to_string();
+    assert!(err.contains("has ended"), "{err}");
     let exec = fake
         .seen()
         .into_iter()
