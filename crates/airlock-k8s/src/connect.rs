@@ -131,6 +131,27 @@ pub(crate) async fn connect(
     client(config, name)
 }
 
+/// The namespace `context` (the current one when `None`) of the kubeconfig names, read from
+/// the file only (no cluster, no credentials): what `--dry-run` shows when no namespace is
+/// given. `None` when there is no kubeconfig, no such context, or it names no namespace.
+pub(crate) fn context_namespace(
+    kubeconfig: Option<&PathBuf>,
+    context: Option<&str>,
+) -> Option<String> {
+    let file = match kubeconfig {
+        Some(p) => Kubeconfig::read_from(p).ok()?,
+        None => Kubeconfig::read().ok()?,
+    };
+    let name = context
+        .map(str::to_string)
+        .or_else(|| file.current_context.clone())?;
+    file.contexts
+        .into_iter()
+        .find(|c| c.name == name)?
+        .context?
+        .namespace
+}
+
 fn in_cluster() -> Result<Conn, RemoteError> {
     let config = Config::incluster().map_err(|e| RemoteError::Engine {
         engine: ENGINE,

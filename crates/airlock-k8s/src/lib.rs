@@ -233,16 +233,23 @@ impl Engine for K8sEngine {
     }
 
     /// The YAML of the NetworkPolicy, Secret (values redacted) and Pod (a Sandbox only when
-    /// `[k8s] sandbox = "always"`: without a cluster, `auto` cannot ask), in the namespace of
-    /// the options or `default`.
+    /// `[k8s] sandbox = "always"`: without a cluster, `auto` cannot ask), in the namespace
+    /// `create` would use: the options', else the context's when a kubeconfig is there to read
+    /// (it is not required), else `default`.
     fn render(&self, req: &BoxRequest) -> Result<String, RemoteError> {
         let ns = self
             .options
             .namespace
-            .as_deref()
-            .unwrap_or(DEFAULT_NAMESPACE);
+            .clone()
+            .or_else(|| {
+                connect::context_namespace(
+                    self.options.kubeconfig.as_ref(),
+                    self.options.context.as_deref(),
+                )
+            })
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
         let sandbox = self.options.pod.sandbox == SandboxMode::Always;
-        let m = manifest::build(req, ns, &self.options.pod, sandbox)?;
+        let m = manifest::build(req, &ns, &self.options.pod, sandbox)?;
         manifest::render_yaml(&m)
     }
 

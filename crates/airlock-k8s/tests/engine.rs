@@ -357,6 +357,36 @@ fn render_needs_no_kubeconfig_but_create_names_the_missing_one() {
 }
 
 #[test]
+fn render_uses_the_namespace_create_would() {
+    let fake = FakeApi::start(Scenario::default());
+    let ns = |opts: K8sOptions| -> String {
+        let yaml = engine(opts).render(&common::request()).expect("render");
+        let pod: Pod =
+            serde_yaml::from_str(yaml.rsplit("---\n").next().expect("doc")).expect("pod");
+        pod.metadata.namespace.expect("namespace")
+    };
+    // The current context's namespace, read from the file; no request reaches the cluster.
+    assert_eq!(ns(options(&fake)), "agents");
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    // The option over the context.
+    assert_eq!(
+        ns(K8sOptions {
+            namespace: Some("other".into()),
+            ..options(&fake)
+        }),
+        "other"
+    );
+    // No kubeconfig: `default`.
+    assert_eq!(
+        ns(K8sOptions {
+            kubeconfig: Some("/nonexistent/kubeconfig".into()),
+            ..K8sOptions::default()
+        }),
+        "default"
+    );
+}
+
+#[test]
 fn an_unknown_context_is_named_with_the_known_ones() {
     let fake = FakeApi::start(Scenario::default());
     let mut e = engine(K8sOptions {
