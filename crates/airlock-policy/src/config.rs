@@ -360,6 +360,158 @@ impl FlyConfig {
     }
 }
 
+/// `[k8s]`: the Kubernetes engine's settings (`--backend k8s`, docs/k8s.md); the flags
+/// `--context` and `--namespace` override the first two. Only a trusted layer may set them: a
+/// workspace file must not choose the cluster, the image, the runtime or the account the box
+/// runs as.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct K8sConfig {
+    /// The namespace (default: the context's, else `default`).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The kubeconfig context (default: the current one).
+    #[serde(default)]
+    pub context: Option<String>,
+    /// The box's image (airlock at /usr/local/bin/airlock, and the agent's CLI).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The pod's `runtimeClassName` (`gvisor`, `kata`).
+    #[serde(default)]
+    pub runtime_class: Option<String>,
+    /// The pod's `serviceAccountName` (its token is never mounted).
+    #[serde(default)]
+    pub service_account: Option<String>,
+    /// A `Localhost` seccomp profile (relative to the kubelet's seccomp directory) instead of
+    /// `RuntimeDefault`.
+    #[serde(default)]
+    pub seccomp_profile: Option<String>,
+    /// `auto` (an agent-sandbox `Sandbox` when the cluster serves the CRD), `always`, `never`.
+    #[serde(default)]
+    pub sandbox: Option<String>,
+    /// Size of the home emptyDir, e.g. `1G`.
+    #[serde(default)]
+    pub home_size: Option<String>,
+    /// Size of the /tmp emptyDir.
+    #[serde(default)]
+    pub tmp_size: Option<String>,
+    /// Size of the workspace emptyDir.
+    #[serde(default)]
+    pub workspace_size: Option<String>,
+    /// Size of the state emptyDir (the overlay's upper layer, the audit log).
+    #[serde(default)]
+    pub state_size: Option<String>,
+}
+
+/// The values `[k8s] sandbox` takes.
+pub const K8S_SANDBOX_MODES: &[&str] = &["auto", "always", "never"];
+
+impl K8sConfig {
+    /// Checks each key; the error names the key (within `[k8s]`) and the problem.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (key, v) in [
+            ("home_size", &self.home_size),
+            ("tmp_size", &self.tmp_size),
+            ("workspace_size", &self.workspace_size),
+            ("state_size", &self.state_size),
+        ] {
+            if let Some(v) = v {
+                parse_size(v).map_err(|e| (key, e))?;
+            }
+        }
+        if let Some(m) = &self.sandbox {
+            if !K8S_SANDBOX_MODES.contains(&m.as_str()) {
+                return Err((
+                    "sandbox",
+                    format!("'{m}' is not one of {}", K8S_SANDBOX_MODES.join(", ")),
+                ));
+            }
+        }
+        // RFC 1123 labels (namespace) and subdomains (runtime class, service account), as
+        // the API server checks them: a bad one would fail only at create.
+        if let Some(n) = &self.namespace {
+            if !dns_label(n) {
+                return Err((
+                    "namespace",
+                    format!("'{n}' is not a DNS label (lower-case a-z, 0-9, '-', at most 63)"),
+                ));
+            }
+        }
+        for (key, v) in [
+            ("runtime_class", &self.runtime_class),
+            ("service_account", &self.service_account),
+        ] {
+            if let Some(v) = v {
+                if v.len() > 253 || v.split('.').any(|l| !dns_label(l)) {
+                    return Err((key, format!("'{v}' is not a DNS subdomain name")));
+                }
+            }
+        }
+        for (key, v) in [
+            ("context", &self.context),
+            ("image", &self.image),
+            ("seccomp_profile", &self.seccomp_profile),
+        ] {
+            if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err((key, "is empty".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Overrides every key `later` sets.
+    fn merge(&mut self, later: &K8sConfig) {
+        let pairs = [
+            (&mut self.namespace, &later.namespace),
+            (&mut self.context, &later.context),
+            (&mut self.image, &later.image),
+            (&mut self.runtime_class, &later.runtime_class),
+            (&mut self.service_account, &later.service_account),
+            (&mut self.seccomp_profile, &later.seccomp_profile),
+            (&mut self.sandbox, &later.sandbox),
+            (&mut self.home_size, &later.home_size),
+            (&mut self.tmp_size, &later.tmp_size),
+            (&mut self.workspace_size, &later.workspace_size),
+            (&mut self.state_size, &later.state_size),
+        ];
+        for (mine, theirs) in pairs {
+            if theirs.is_some() {
+                mine.clone_from(theirs);
+            }
+        }
+    }
+
+    /// The first key set, if any (an untrusted layer may set none).
+    fn first_key_set(&self) -> Option<&'static str> {
+        [
+            ("k8s.namespace", self.namespace.is_some()),
+            ("k8s.context", self.context.is_some()),
+            ("k8s.image", self.image.is_some()),
+            ("k8s.runtime_class", self.runtime_class.is_some()),
+            ("k8s.service_account", self.service_account.is_some()),
+            ("k8s.seccomp_profile", self.seccomp_profile.is_some()),
+            ("k8s.sandbox", self.sandbox.is_some()),
+            ("k8s.home_size", self.home_size.is_some()),
+            ("k8s.tmp_size", self.tmp_size.is_some()),
+            ("k8s.workspace_size", self.workspace_size.is_some()),
+            ("k8s.state_size", self.state_size.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, set)| *set)
+        .map(|(k, _)| k)
+    }
+}
+
+/// An RFC 1123 label: 1-63 of `[a-z0-9-]`, starting and ending alphanumeric.
+fn dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
 /// `[telemetry]`: OpenTelemetry export to the user's own collector (`docs/telemetry.md`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -536,6 +688,9 @@ pub struct ConfigFile {
     /// `[fly]`: the Fly Machines backend.
     #[serde(default)]
     pub fly: FlyConfig,
+    /// `[k8s]`: the Kubernetes engine (`--backend k8s`).
+    #[serde(default)]
+    pub k8s: K8sConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
     /// `[git]`: what may be pushed to credential hosts (`crate::git`).
@@ -612,6 +767,9 @@ impl ConfigFile {
         self.limits
             .validate()
             .map_err(|(key, message)| invalid(&format!("limits.{key}"), message))?;
+        self.k8s
+            .validate()
+            .map_err(|(key, message)| invalid(&format!("k8s.{key}"), message))?;
         if let Some(n) = self.network.wildcard_names_max {
             if n == 0 {
                 return Err(invalid(
@@ -887,6 +1045,9 @@ pub struct Policy {
     /// `[fly]`, the last layer's value of each key.
     #[serde(default)]
     pub fly: FlyConfig,
+    /// `[k8s]`, the last layer's value of each key.
+    #[serde(default)]
+    pub k8s: K8sConfig,
     /// `[telemetry]`, keys merged across layers (later layers win per key).
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -985,6 +1146,7 @@ impl Policy {
             terminal: TerminalPolicy::default(),
             container: ContainerConfig::default(),
             fly: FlyConfig::default(),
+            k8s: K8sConfig::default(),
             telemetry: TelemetryConfig::default(),
             git_push: GitPushPolicy::default(),
             presets: Vec::new(),
@@ -1087,6 +1249,7 @@ impl Policy {
             self.container.image.clone_from(&c.container.image);
         }
         self.fly.merge(&c.fly);
+        self.k8s.merge(&c.k8s);
         let t = &c.telemetry;
         if t.otlp_endpoint.is_some() {
             self.telemetry.otlp_endpoint = t.otlp_endpoint.clone();
@@ -1241,6 +1404,9 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
         return widen("container.image");
     }
     if let Some(key) = c.fly.first_key() {
+        return widen(key);
+    }
+    if let Some(key) = c.k8s.first_key_set() {
         return widen(key);
     }
     if let Some(key) = c
@@ -1559,6 +1725,39 @@ cpus = 2.0
         assert!(e.to_string().contains("tls.extra_roots"), "{e}");
     }
 
+    /// `[k8s]` from trusted layers, the last one winning per key; bad values are named.
+    #[test]
+    fn k8s_settings_layer_and_validate() {
+        let p = Policy::from_layers(&[
+            layer(
+                "[k8s]\nnamespace='agents'\ncontext='a'\nruntime_class='gvisor'\nhome_size='2G'\n",
+                true,
+            ),
+            layer("[k8s]\ncontext='b'\nsandbox='never'\n", true),
+        ])
+        .expect("layers");
+        assert_eq!(p.k8s.namespace.as_deref(), Some("agents"));
+        assert_eq!(p.k8s.context.as_deref(), Some("b"));
+        assert_eq!(p.k8s.runtime_class.as_deref(), Some("gvisor"));
+        assert_eq!(p.k8s.home_size.as_deref(), Some("2G"));
+        assert_eq!(p.k8s.sandbox.as_deref(), Some("never"));
+        let path = Path::new("/x/p.toml");
+        for (bad, key) in [
+            ("[k8s]\nfoo='x'\n", "foo"),
+            ("[k8s]\nsandbox='sometimes'\n", "k8s.sandbox"),
+            ("[k8s]\nnamespace='Agents'\n", "k8s.namespace"),
+            ("[k8s]\nnamespace='-a'\n", "k8s.namespace"),
+            ("[k8s]\nnamespace=''\n", "k8s.namespace"),
+            ("[k8s]\nruntime_class='g visor'\n", "k8s.runtime_class"),
+            ("[k8s]\nservice_account='a..b'\n", "k8s.service_account"),
+            ("[k8s]\nworkspace_size='lots'\n", "k8s.workspace_size"),
+            ("[k8s]\nimage=' '\n", "k8s.image"),
+        ] {
+            let e = ConfigFile::parse(path, bad).expect_err(bad).to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
+
     /// `[container]` from trusted layers, the last one winning per key.
     #[test]
     fn container_settings_layer() {
@@ -1609,6 +1808,13 @@ cpus = 2.0
             "[fly]\nimage='registry.fly.io/x:evil'\n",
             "[fly]\nmemory_mb=65536\n",
             "[fly]\nmode='standby'\n",
+            "[k8s]\ncontext='attacker'\n",
+            "[k8s]\nimage='evil/root:latest'\n",
+            "[k8s]\nruntime_class='runc'\n",
+            "[k8s]\nservice_account='cluster-admin'\n",
+            "[k8s]\nnamespace='kube-system'\n",
+            "[k8s]\nsandbox='never'\n",
+            "[k8s]\nworkspace_size='1T'\n",
         ] {
             let e = Policy::from_layers(&[layer(bad, false)]).expect_err(bad);
             assert!(matches!(e, PolicyError::Widening { .. }), "{bad}: {e}");

@@ -11,7 +11,7 @@ pub mod size;
 
 pub use config::{
     ApprovalMode, ApprovalsConfig, ConfigFile, CredentialConfig, EnvConfig, FilesystemConfig,
-    HeaderValue, InjectConfig, JsonSource, Layer, LimitsConfig, NetworkConfig, NotifyConfig,
-    Policy, PolicyError, TelemetryConfig, TerminalConfig, TerminalPolicy, TlsConfig,
+    HeaderValue, InjectConfig, JsonSource, K8sConfig, Layer, LimitsConfig, NetworkConfig,
+    NotifyConfig, Policy, PolicyError, TelemetryConfig, TerminalConfig, TerminalPolicy, TlsConfig,
     DEFAULT_TELEMETRY_QUEUE,
 };

@@ -361,6 +361,13 @@ pub(crate) struct RunArgs {
     /// `standby` (it stops and is kept until `airlock rm`); default `[fly] mode`, else ephemeral.
     #[arg(long, value_enum, value_name = "MODE")]
     pub(crate) fly_mode: Option<FlyMode>,
+    /// Kubernetes namespace of `--backend k8s` (default: `[k8s] namespace`, else the
+    /// context's, else `default`).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub(crate) namespace: Option<String>,
+    /// kubeconfig context of `--backend k8s` (default: `[k8s] context`, else the current one).
+    #[arg(long, value_name = "CONTEXT")]
+    pub(crate) context: Option<String>,
     /// Start the session in the background: the command runs in a tmux session inside the
     /// sandbox (top pane; a shell in the workspace below); `airlock attach` joins it.
     #[arg(long)]

@@ -488,6 +488,7 @@ fn container_settings_in_the_config_do_not_break_native_runs() {
         "[container]\nruntime = \"crun\"\n",
         "[container]\nimage = \"docker.io/library/alpine\"\n",
         "[container]\nruntime = \"runsc\"\nimage = \"x\"\n",
+        "[k8s]\nnamespace = \"agents\"\ncontext = \"prod\"\nruntime_class = \"gvisor\"\n",
     ] {
         write(&dir, "config.toml", config);
         env.run(&[], "true");
@@ -500,6 +501,16 @@ fn container_settings_in_the_config_do_not_break_native_runs() {
         let e = stderr(&o);
         assert!(
             e.contains(flag[0]) && e.contains("--backend podman"),
+            "{flag:?}: {e}"
+        );
+    }
+    // The Kubernetes flags likewise, for every backend that is not k8s.
+    for flag in [["--namespace", "agents"], ["--context", "prod"]] {
+        let o = env.airlock(&["run", flag[0], flag[1], "--workspace", ws, "--", "true"]);
+        assert_eq!(o.status.code(), Some(125), "{flag:?}");
+        let e = stderr(&o);
+        assert!(
+            e.contains(flag[0]) && e.contains("--backend k8s"),
             "{flag:?}: {e}"
         );
     }

@@ -54,6 +54,20 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     // The flags (or their variables) first, then the policy's `[container]`, which is for the
     // container backends: the native backend ignores it and refuses only the flags.
     let kind: airlock_session::BackendKind = args.backend.into();
+    // `--namespace` and `--context` are for the Kubernetes engine, which is not one of the
+    // backends this command runs yet (docs/k8s.md).
+    if let Some((flag, v)) = [
+        ("--namespace", &args.namespace),
+        ("--context", &args.context),
+    ]
+    .into_iter()
+    .find_map(|(f, v)| v.as_ref().map(|v| (f, v)))
+    {
+        return Err(with_code(
+            crate::exit::FAILURE,
+            anyhow::anyhow!("{flag} {v} is for --backend k8s; drop it for --backend {kind}"),
+        ));
+    }
     let container =
         (kind != airlock_session::BackendKind::Native).then_some(&request.policy.container);
     let mut backend = backends::new(

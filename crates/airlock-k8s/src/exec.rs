@@ -1,0 +1,273 @@
+//! Running commands in the box's supervisor container through the `pods/exec` subresource
+//! (a websocket, `v5.channel.k8s.io` or `v4.channel.k8s.io`: channel 0 stdin, 1 stdout,
+//! 2 stderr, 3 the exit `Status`, 4 terminal resizes), and reading its log (`pods/log`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use airlock_remote::{ExecOutput, RemoteError, TtyExec};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use kube::api::{Api, AttachParams, LogParams, TerminalSize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::connect::Conn;
+use crate::error::{map, Op};
+use crate::manifest::CONTAINER;
+use crate::ENGINE;
+
+fn op<'a>(
+    conn: &'a Conn,
+    ns: &'a str,
+    pod: &'a str,
+    verb: &'static str,
+    res: &'static str,
+) -> Op<'a> {
+    Op {
+        verb,
+        resource: res,
+        group: "",
+        name: Some(pod),
+        namespace: ns,
+        context: &conn.context,
+    }
+}
+
+/// Runs `argv` in `pod`'s supervisor with `stdin` as input (stdin is not attached when empty)
+/// and collects its output and exit status.
+pub(crate) async fn exec(
+    conn: &Conn,
+    ns: &str,
+    pod: &str,
+    argv: &[String],
+    stdin: &[u8],
+) -> Result<ExecOutput, RemoteError> {
+    let pods: Api<Pod> = Api::namespaced(conn.streams.clone(), ns);
+    let ap = AttachParams::default()
+        .container(CONTAINER)
+        .stdin(!stdin.is_empty())
+        .stdout(true)
+        .stderr(true);
+    let mut proc = pods
+        .exec(pod, argv.to_vec(), &ap)
+        .await
+        .map_err(|e| map(op(conn, ns, pod, "create", "pods/exec"), e))?;
+    let status = proc.take_status();
+    let mut out = proc.stdout();
+    let mut err = proc.stderr();
+    let input = proc.stdin();
+    let feed = async move {
+        if let Some(mut w) = input {
+            w.write_all(stdin).await?;
+            // End of input: a v5 close of channel 0 (v4 closes the socket).
+            w.shutdown().await?;
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    let read_out = async move {
+        let mut buf = Vec::new();
+        if let Some(r) = out.as_mut() {
+            r.read_to_end(&mut buf).await?;
+        }
+        Ok::<Vec<u8>, std::io::Error>(buf)
+    };
+    let read_err = async move {
+        let mut buf = Vec::new();
+        if let Some(r) = err.as_mut() {
+            r.read_to_end(&mut buf).await?;
+        }
+        Ok::<Vec<u8>, std::io::Error>(buf)
+    };
+    let status = async move {
+        match status {
+            Some(s) => s.await,
+            None => None,
+        }
+    };
+    let (fed, stdout, stderr, status) = tokio::join!(feed, read_out, read_err, status);
+    let io = |e: std::io::Error| RemoteError::Resource {
+        engine: ENGINE,
+        resource: format!("pod/{pod}"),
+        message: format!("exec of {}: the stream broke: {e}", argv.join(" ")),
+    };
+    fed.map_err(io)?;
+    let stdout = stdout.map_err(io)?;
+    let stderr = stderr.map_err(io)?;
+    proc.join().await.map_err(|e| RemoteError::Resource {
+        engine: ENGINE,
+        resource: format!("pod/{pod}"),
+        message: format!("exec of {}: {}", argv.join(" "), crate::error::chain(&e)),
+    })?;
+    let status = exit_status(status.as_ref()).map_err(|m| RemoteError::Resource {
+        engine: ENGINE,
+        resource: format!("pod/{pod}"),
+        message: format!("exec of {}: {m}", argv.join(" ")),
+    })?;
+    Ok(ExecOutput {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// The exit status the exec's `Status` carries: `Success` is 0; `NonZeroExitCode` names the
+/// code in a cause of reason `ExitCode` (kubelet's `remotecommand` convention).
+pub(crate) fn exit_status(status: Option<&Status>) -> Result<i32, String> {
+    let Some(s) = status else {
+        return Err("the stream ended without an exit status (the connection dropped)".into());
+    };
+    if s.status.as_deref() == Some("Success") {
+        return Ok(0);
+    }
+    if s.reason.as_deref() == Some("NonZeroExitCode") {
+        let code = s
+            .details
+            .as_ref()
+            .and_then(|d| d.causes.as_ref())
+            .into_iter()
+            .flatten()
+            .find(|c| c.reason.as_deref() == Some("ExitCode"))
+            .and_then(|c| c.message.as_deref())
+            .and_then(|m| m.parse::<i32>().ok());
+        if let Some(code) = code {
+            return Ok(code);
+        }
+    }
+    Err(format!(
+        "failed: {} ({})",
+        s.message.as_deref().unwrap_or("no message"),
+        s.reason.as_deref().unwrap_or("no reason")
+    ))
+}
+
+/// Runs `argv` on a terminal of `cols` x `rows` and relays between the exec's streams and one
+/// end of a socket pair, on the engine's runtime.
+pub(crate) async fn exec_tty(
+    conn: &Conn,
+    ns: &str,
+    pod: &str,
+    argv: &[String],
+    cols: u16,
+    rows: u16,
+) -> Result<TtyExec, RemoteError> {
+    let pods: Api<Pod> = Api::namespaced(conn.streams.clone(), ns);
+    let ap = AttachParams::interactive_tty().container(CONTAINER);
+    let mut proc = pods
+        .exec(pod, argv.to_vec(), &ap)
+        .await
+        .map_err(|e| map(op(conn, ns, pod, "create", "pods/exec"), e))?;
+    let broken = |what: &str| RemoteError::Resource {
+        engine: ENGINE,
+        resource: format!("pod/{pod}"),
+        message: format!("exec of {}: no {what} stream", argv.join(" ")),
+    };
+    let mut sizes = proc.terminal_size().ok_or_else(|| broken("resize"))?;
+    let input = proc.stdin().ok_or_else(|| broken("stdin"))?;
+    let output = proc.stdout().ok_or_else(|| broken("stdout"))?;
+    sizes
+        .try_send(TerminalSize {
+            width: cols,
+            height: rows,
+        })
+        .map_err(|e| broken(&format!("resize ({e})")))?;
+    let ended = Arc::new(AtomicBool::new(false));
+    let (ours, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| RemoteError::Engine {
+            engine: ENGINE,
+            message: format!("cannot make a socket pair for the terminal: {e}"),
+        })?;
+    ours.set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixStream::from_std(ours))
+        .map(|s| relay(s, input, output, proc, ended.clone()))
+        .map_err(|e| RemoteError::Engine {
+            engine: ENGINE,
+            message: format!("cannot relay the terminal: {e}"),
+        })?;
+    // Sizes go through an unbounded queue to a task that owns kube's (bounded) channel: the
+    // caller never blocks, and a burst of resizes arrives whole and in order.
+    let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel::<TerminalSize>();
+    tokio::spawn(async move {
+        while let Some(mut size) = queued.recv().await {
+            loop {
+                match sizes.try_send(size) {
+                    Ok(()) => break,
+                    Err(e) if e.is_full() => {
+                        size = e.into_inner();
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    // The program has ended.
+                    Err(_) => return,
+                }
+            }
+        }
+    });
+    let pod_name = pod.to_string();
+    Ok(TtyExec {
+        stream: theirs,
+        resize: Box::new(move |cols, rows| {
+            if ended.load(Ordering::SeqCst) {
+                return Err(RemoteError::Resource {
+                    engine: ENGINE,
+                    resource: format!("pod/{pod_name}"),
+                    message: "cannot resize the terminal: the program has ended".into(),
+                });
+            }
+            queue
+                .send(TerminalSize {
+                    width: cols,
+                    height: rows,
+                })
+                .map_err(|_| RemoteError::Resource {
+                    engine: ENGINE,
+                    resource: format!("pod/{pod_name}"),
+                    message: "cannot resize the terminal: the program has ended".into(),
+                })
+        }),
+    })
+}
+
+/// Copies the socket's bytes to the exec's stdin and its stdout to the socket; when the
+/// program ends, sets `ended` and closes the socket.
+fn relay(
+    sock: tokio::net::UnixStream,
+    mut input: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+    mut output: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    proc: kube::api::AttachedProcess,
+    ended: Arc<AtomicBool>,
+) {
+    let (mut rd, mut wr) = sock.into_split();
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut rd, &mut input).await;
+        let _ = input.shutdown().await;
+    });
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut output, &mut wr).await;
+        // Before the socket's end, so whoever sees the end also sees this.
+        ended.store(true, Ordering::SeqCst);
+        let _ = wr.shutdown().await;
+        let _ = proc.join().await;
+    });
+}
+
+/// The supervisor container's log.
+pub(crate) async fn logs(conn: &Conn, ns: &str, pod: &str) -> Result<Vec<u8>, RemoteError> {
+    let pods: Api<Pod> = Api::namespaced(conn.streams.clone(), ns);
+    let lp = LogParams {
+        container: Some(CONTAINER.into()),
+        ..LogParams::default()
+    };
+    let mut stream = pods
+        .log_stream(pod, &lp)
+        .await
+        .map_err(|e| map(op(conn, ns, pod, "get", "pods/log"), e))?;
+    // Bytes as the container wrote them (not necessarily UTF-8).
+    let mut out = Vec::new();
+    futures_util::AsyncReadExt::read_to_end(&mut stream, &mut out)
+        .await
+        .map_err(|e| RemoteError::Resource {
+            engine: ENGINE,
+            resource: format!("pod/{pod}"),
+            message: format!("reading its log broke off: {e}"),
+        })?;
+    Ok(out)
+}
