@@ -107,6 +107,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     merged INTEGER NOT NULL DEFAULT 0
 );";
 
+/// The rows read, and the ids of those that could not be with why.
+type Scanned = (Vec<SessionRow>, Vec<(String, String)>);
+
 fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
         id: r.get("id")?,
@@ -325,18 +328,40 @@ impl Store {
         Ok(())
     }
 
-    /// Every session, oldest first, with lost supervisors detected.
+    /// Every session, oldest first, with lost supervisors detected. Rows this build cannot read
+    /// (a kind written by a newer airlock, a damaged value) are left out; [`Store::unreadable`]
+    /// names them.
     pub fn list(&self) -> Result<Vec<SessionRow>, SessionError> {
+        Ok(self.scan()?.0)
+    }
+
+    /// The sessions [`Store::list`] leaves out: (id, why), so a command can say so instead of
+    /// failing on every row because of one.
+    pub fn unreadable(&self) -> Result<Vec<(String, String)>, SessionError> {
+        Ok(self.scan()?.1)
+    }
+
+    /// Every row, read or with why it could not be.
+    fn scan(&self) -> Result<Scanned, SessionError> {
         let mut stmt = self
             .conn
             .prepare("SELECT * FROM sessions ORDER BY created_unix, created")
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], row)
+        let read = stmt
+            .query_map([], |r| {
+                Ok(row(r).map_err(|e| (r.get::<_, String>("id").unwrap_or_default(), e)))
+            })
             .map_err(|e| self.err(e))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.err(e))?;
-        Ok(rows.into_iter().map(detect_lost).collect())
+        let (mut rows, mut bad) = (Vec::new(), Vec::new());
+        for r in read {
+            match r {
+                Ok(r) => rows.push(detect_lost(r)),
+                Err((id, e)) => bad.push((id, e.to_string())),
+            }
+        }
+        Ok((rows, bad))
     }
 
     /// A session by id, unique id prefix, or name.
@@ -407,6 +432,34 @@ mod tests {
             base_commit: None,
             merged: false,
         }
+    }
+
+    /// A row this build cannot read (a backend kind from a newer airlock) is left out of the
+    /// list and named by `unreadable`; the other sessions are still listed.
+    #[test]
+    fn a_row_from_a_newer_airlock_does_not_hide_the_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.db")).expect("open");
+        store.insert(&sample("old00001", None)).expect("insert");
+        store.insert(&sample("new00001", None)).expect("insert");
+        store
+            .conn
+            .execute(
+                "UPDATE sessions SET backend = 'podman-box' WHERE id = 'new00001'",
+                [],
+            )
+            .expect("update");
+        let ids: Vec<_> = store
+            .list()
+            .expect("list")
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["old00001"]);
+        let bad = store.unreadable().expect("unreadable");
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, "new00001");
+        assert!(bad[0].1.contains("podman-box"), "{}", bad[0].1);
     }
 
     /// Commits live in the write-ahead log, which a closing connection no longer checkpoints

@@ -50,7 +50,10 @@ impl Unmerged {
             return format!("changes that cannot be read ({why})");
         }
         if let Some(w) = &self.worktree {
-            return format!("a worktree with changes at {}", w.display());
+            return format!(
+                "a worktree with changes at {}",
+                airlock_session::quote::path(w)
+            );
         }
         format!("{} file(s), {} commit(s)", self.files, self.commits)
     }
@@ -184,7 +187,15 @@ struct Listed {
 }
 
 pub(crate) fn ls(args: LsArgs) -> Result<i32> {
-    let mut rows = session_dir::store()?.list()?;
+    let store = session_dir::store()?;
+    let mut rows = store.list()?;
+    for (id, why) in store.unreadable()? {
+        eprintln!(
+            "airlock: warning: session {} is left out: its row cannot be read ({})",
+            airlock_session::quote::name(&id),
+            airlock_session::quote::name(&why)
+        );
+    }
     rows.reverse();
     let total = rows.len();
     let listed: Vec<Listed> = rows
@@ -247,7 +258,7 @@ fn table(listed: &[Listed]) -> String {
                 backend_word(r),
                 changes,
                 r.created.get(..19).unwrap_or(&r.created).to_string(),
-                r.workspace.display().to_string(),
+                airlock_session::quote::path(&r.workspace).into_owned(),
             ]
         })
         .collect();
@@ -365,9 +376,9 @@ pub(crate) fn worktree_stays(r: &SessionRow, w: &Path) -> String {
         "airlock: session {} removed; its worktree {} and branch {branch} stay in the repository \
          (`git worktree remove --force {}` and `git branch -D {branch}` in {} remove them)",
         r.id,
-        w.display(),
-        w.display(),
-        r.workspace.display()
+        airlock_session::quote::path(w),
+        airlock_session::quote::path(w),
+        airlock_session::quote::path(&r.workspace)
     )
 }
 

@@ -61,7 +61,7 @@ fn kept_worktree(r: &SessionRow, force: bool) -> Result<Option<PathBuf>> {
             "session {} has unmerged changes in its worktree {}; review them with `airlock diff \
              {}`, or pass --force to remove the session (the worktree and its branch stay)",
             r.id,
-            w.display(),
+            airlock_session::quote::path(&w),
             r.id
         );
     }

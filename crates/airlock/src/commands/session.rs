@@ -28,7 +28,7 @@ fn layers(r: &SessionRow) -> Result<std::path::PathBuf> {
              any uncommitted work is in its worktree (see `git worktree list` in {})",
             r.id,
             r.name.as_deref().unwrap_or(&r.id),
-            r.workspace.display()
+            airlock_session::quote::path(&r.workspace)
         );
     }
     if r.mode != SessionMode::Overlay {
@@ -36,7 +36,7 @@ fn layers(r: &SessionRow) -> Result<std::path::PathBuf> {
             "session {} ran with --mode {}: its changes were made in {} directly",
             r.id,
             r.mode,
-            r.workspace.display()
+            airlock_session::quote::path(&r.workspace)
         );
     }
     let (backend, session) = backends::of(r);
@@ -53,7 +53,7 @@ fn layers(r: &SessionRow) -> Result<std::path::PathBuf> {
         bail!(
             "the workspace of session {}, {}, no longer exists; its changes are kept in {}",
             r.id,
-            r.workspace.display(),
+            airlock_session::quote::path(&r.workspace),
             upper.display()
         );
     }
