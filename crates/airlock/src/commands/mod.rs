@@ -18,6 +18,7 @@ mod reload;
 mod rm;
 mod run;
 mod selftest;
+mod serve;
 mod session;
 mod stop;
 mod suggest;
@@ -30,6 +31,7 @@ pub(crate) use run::sandbox_init;
 pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Run(args) => run::run(*args),
+        Command::Serve(args) => serve::serve(args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Selftest(args) => selftest::selftest(args),
         Command::Approvals(args) => approve::list(args),
