@@ -1,5 +1,6 @@
 //! The backends this build can run, by their stored kind: the one place that maps a
-//! [`BackendKind`] (from `--backend` or a session's row) to its [`Backend`] implementation.
+//! [`BackendKind`] (from `--backend` or a session's row) to its [`Backend`] implementation, or,
+//! for a remote kind, to its [`airlock_remote::Engine`] ([`engine`]).
 //! `airlock run` launches through it; `stop`, `rm`, `diff` and `merge` reach a session's backend
 //! through it when they need what only the backend knows (leftovers of a dead supervisor, a
 //! change layer kept remotely).
@@ -39,6 +40,11 @@ pub(crate) fn new(kind: BackendKind, opts: &Options) -> Result<Box<dyn Backend>>
         }
         BackendKind::Docker => EngineKind::Docker,
         BackendKind::Podman => EngineKind::Podman,
+        BackendKind::K8s | BackendKind::Fly | BackendKind::PodmanBox => {
+            return Err(anyhow!(
+                "the {kind} backend runs a box through its engine, not a local sandbox"
+            ))
+        }
     };
     let runtime = match &opts.runtime {
         None => None,
@@ -56,6 +62,50 @@ pub(crate) fn new(kind: BackendKind, opts: &Options) -> Result<Box<dyn Backend>>
     })))
 }
 
+/// What a remote engine needs besides its kind.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EngineOptions {
+    /// Connect now (every use but `--dry-run`, whose `render` needs no engine).
+    pub(crate) connect: bool,
+}
+
+/// The image a remote box runs when neither `--image` nor `[container] image` names one.
+pub(crate) fn default_box_image(kind: BackendKind) -> &'static str {
+    match kind {
+        BackendKind::PodmanBox => airlock_container::boxengine::DEFAULT_BOX_IMAGE,
+        _ => "ghcr.io/airlock-sandbox/airlock:latest",
+    }
+}
+
+/// The engine of a remote backend `kind`.
+///
+/// # Errors
+/// `kind` is not remote; its engine is not built into this airlock; the engine cannot be
+/// reached (named with the fix).
+pub(crate) fn engine(
+    kind: BackendKind,
+    opts: &EngineOptions,
+) -> Result<Box<dyn airlock_remote::Engine>> {
+    match kind {
+        BackendKind::PodmanBox => {
+            let exe = std::fs::canonicalize("/proc/self/exe")
+                .map_err(|e| anyhow!("cannot find the airlock binary (/proc/self/exe): {e}"))?;
+            let mut engine = airlock_container::boxengine::PodmanBox::new(exe)?;
+            if opts.connect {
+                engine.connect()?;
+            }
+            Ok(Box::new(engine))
+        }
+        BackendKind::K8s | BackendKind::Fly => Err(anyhow!(
+            "the {kind} engine is not built into this airlock; use --backend native, podman, \
+             docker or podman-box"
+        )),
+        BackendKind::Native | BackendKind::Docker | BackendKind::Podman => {
+            Err(anyhow!("the {kind} backend is local: it has no box engine"))
+        }
+    }
+}
+
 /// The backend of a stored session and the session as the backend sees it.
 pub(crate) fn of(row: &SessionRow) -> (Box<dyn Backend>, SessionRef) {
     let session = SessionRef {
@@ -63,9 +113,75 @@ pub(crate) fn of(row: &SessionRow) -> (Box<dyn Backend>, SessionRef) {
         dir: row.dir.clone(),
         location: row.location.clone(),
     };
+    if row.backend.is_remote() {
+        return (Box::new(RemoteSession { kind: row.backend }), session);
+    }
     let backend = new(row.backend, &Options::default()).unwrap_or_else(|_| {
         // Options::default() has no runtime, so only the native arm could refuse, and it does not.
         Box::new(airlock_sandbox::Native::default())
     });
     (backend, session)
+}
+
+/// A stored remote session as the session commands see it: `clean_up` deletes its box,
+/// `collect_changes` brings the changes of a box whose command has exited home (a detached
+/// session's, before `diff`/`merge`).
+#[derive(Debug)]
+struct RemoteSession {
+    kind: BackendKind,
+}
+
+fn setup_error(e: impl std::fmt::Display) -> airlock_sandbox::SandboxError {
+    airlock_sandbox::SandboxError::Setup(e.to_string())
+}
+
+impl Backend for RemoteSession {
+    fn limits(
+        &mut self,
+        _session: &str,
+        _limits: &airlock_sandbox::cgroup::CgroupLimits,
+    ) -> Result<airlock_sandbox::LimitReport, airlock_sandbox::SandboxError> {
+        Err(setup_error(format!(
+            "the {} backend runs boxes, not local sandboxes",
+            self.kind
+        )))
+    }
+
+    fn launch(
+        &mut self,
+        _spec: &airlock_sandbox::SandboxSpec,
+        _ctx: airlock_sandbox::SessionContext,
+    ) -> Result<Box<dyn airlock_sandbox::RunningSandbox>, airlock_sandbox::SandboxError> {
+        Err(setup_error(format!(
+            "the {} backend runs boxes, not local sandboxes",
+            self.kind
+        )))
+    }
+
+    fn clean_up(&self, session: &SessionRef) -> Result<(), airlock_sandbox::SandboxError> {
+        let Some(at) = &session.location else {
+            return Ok(());
+        };
+        let engine = engine(self.kind, &EngineOptions { connect: true }).map_err(setup_error)?;
+        engine.delete(at).map_err(setup_error)
+    }
+
+    fn collect_changes(&self, session: &SessionRef) -> Result<(), airlock_sandbox::SandboxError> {
+        let Some(at) = &session.location else {
+            return Ok(());
+        };
+        let engine = engine(self.kind, &EngineOptions { connect: true }).map_err(setup_error)?;
+        // A box that is gone had its changes collected when it ended.
+        let Ok(st) = crate::commands::remote::status(engine.as_ref(), at) else {
+            return Ok(());
+        };
+        if st.state != airlock_remote::BoxState::Exited {
+            return Err(setup_error(format!(
+                "session {} is still running in its box ({at}); `airlock stop {}` ends it and brings its changes home",
+                session.id, session.id
+            )));
+        }
+        crate::commands::remote::collect(engine.as_ref(), at, &session.dir, false)
+            .map_err(|e| setup_error(format!("{e:#}")))
+    }
 }

@@ -175,6 +175,13 @@ pub(crate) enum Backend {
     Docker,
     /// A Podman container (its API socket, or a private `podman system service`).
     Podman,
+    /// A Kubernetes pod running `airlock serve` (remote; docs/remote.md).
+    K8s,
+    /// A Fly Machine running `airlock serve` (remote; docs/remote.md).
+    Fly,
+    /// A local Podman container running `airlock serve`: the whole supervisor in the box, as
+    /// on a remote engine (docs/remote.md).
+    PodmanBox,
 }
 
 impl From<Backend> for airlock_session::BackendKind {
@@ -183,6 +190,9 @@ impl From<Backend> for airlock_session::BackendKind {
             Backend::Native => airlock_session::BackendKind::Native,
             Backend::Docker => airlock_session::BackendKind::Docker,
             Backend::Podman => airlock_session::BackendKind::Podman,
+            Backend::K8s => airlock_session::BackendKind::K8s,
+            Backend::Fly => airlock_session::BackendKind::Fly,
+            Backend::PodmanBox => airlock_session::BackendKind::PodmanBox,
         }
     }
 }

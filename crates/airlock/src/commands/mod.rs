@@ -25,6 +25,7 @@ mod suggest;
 
 use crate::cli::{Command, HookCommand, PolicyCommand};
 
+pub(crate) use run::remote;
 pub(crate) use run::sandbox_init;
 
 /// Runs one subcommand and returns the process exit status.

@@ -11,6 +11,7 @@
 
 mod agent;
 mod plan;
+pub(crate) mod remote;
 mod resolve;
 mod supervise;
 
@@ -46,6 +47,10 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     // Before any thread exists: signals must queue for the supervisor, not kill it.
     airlock_sandbox::block_signals()?;
     let request = resolve::resolve(&args)?;
+    let kind: airlock_session::BackendKind = args.backend.into();
+    if kind.is_remote() {
+        return remote::run(&args, request, kind);
+    }
     // Checked after the request, so a background session that could not start is refused
     // here. A dry run prints the spec the background session would get and creates nothing.
     if args.detach && args.detached_child.is_none() && !args.dry_run {
@@ -53,7 +58,6 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     }
     // The flags (or their variables) first, then the policy's `[container]`, which is for the
     // container backends: the native backend ignores it and refuses only the flags.
-    let kind: airlock_session::BackendKind = args.backend.into();
     let container =
         (kind != airlock_session::BackendKind::Native).then_some(&request.policy.container);
     let mut backend = backends::new(
