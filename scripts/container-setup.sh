@@ -97,7 +97,7 @@ fi
 # airlock binary read-only at /usr/local/bin/airlock, so the box always runs the local side's
 # release (a remote engine's image has it built in). Rebuilt only when the recipe changes.
 BOX_IMAGE=${AIRLOCK_BOX_IMAGE:-localhost/airlock-box:latest}
-BOX_RECIPE=5
+BOX_RECIPE=6
 box_rootfs_tar() {
   local d; d=$(mktemp -d /tmp/airlock-box-XXXXXX)
   mkdir -p "$d/usr/bin" "$d/usr/lib/x86_64-linux-gnu" "$d/usr/lib64" "$d/usr/sbin" "$d/usr/local/bin" \
@@ -116,7 +116,9 @@ box_rootfs_tar() {
   mkdir -p "$d$core"
   for h in git git-sh-setup git-sh-i18n git-mergetool--lib; do [ -e "$core/$h" ] && cp "$core/$h" "$d$core/"; done
   local libs
-  libs=$(ldd "$(command -v tmux)" "$git" 2>/dev/null | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | sort -u)
+  # curl and openssl: the tests' HTTPS client (inside the sandbox) and upstream (in the box).
+  cp "$(command -v curl)" "$(command -v openssl)" "$d/usr/bin/"
+  libs=$(ldd "$(command -v tmux)" "$git" "$(command -v curl)" "$(command -v openssl)" 2>/dev/null | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | sort -u)
   for l in $libs /lib/x86_64-linux-gnu/libgcc_s.so.1 /lib/x86_64-linux-gnu/libm.so.6; do
     cp -L "$l" "$d/usr/lib/x86_64-linux-gnu/$(basename "$l")"
   done

@@ -34,6 +34,10 @@ const AGENT_USER: &str = "airlock";
 /// The secrets' copies and the policy for the session's supervisor: outside the root-only
 /// `/run/airlock`, and outside everything the sandbox sees (`/run` is the sandbox's own).
 const SUPERVISOR_DIR: &str = "/run/airlock-supervisor";
+/// What `ctl export` sends once it has written the whole stream out.
+const EXPORT_ACK: &str = "exported";
+/// How long the supervisor waits for it.
+const EXPORT_ACK_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long the session may take to come up once started.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -569,7 +573,12 @@ fn answer(conn: UnixStream, shared: &Shared) -> Result<()> {
     match result {
         Ok(payload) => {
             writeln!(out, "{}", serde_json::to_string(&Header { error: None })?)?;
-            payload.write_to(&mut out, shared)?;
+            let export = matches!(payload, Payload::Export(_));
+            payload.write_to(&mut out)?;
+            if export {
+                await_export_ack(&mut out, &mut reader)?;
+                shared.update(|s| s.exported = true);
+            }
         }
         Err(e) => writeln!(
             out,
@@ -592,7 +601,7 @@ enum Payload {
 }
 
 impl Payload {
-    fn write_to(self, out: &mut UnixStream, shared: &Shared) -> Result<()> {
+    fn write_to(self, out: &mut UnixStream) -> Result<()> {
         match self {
             Payload::Json(v) => writeln!(out, "{}", serde_json::to_string(&v)?)?,
             Payload::Export(upper) => {
@@ -603,7 +612,6 @@ impl Payload {
                         s.display()
                     );
                 }
-                shared.update(|s| s.exported = true);
             }
             Payload::File(mut f) => {
                 std::io::copy(&mut f, out)?;
@@ -612,6 +620,19 @@ impl Payload {
         }
         Ok(())
     }
+}
+
+/// Waits for the client's acknowledgement that it has passed the whole export on (the box may
+/// end right after, which kills a client still copying).
+fn await_export_ack(out: &mut UnixStream, reader: &mut impl BufRead) -> Result<()> {
+    out.shutdown(std::net::Shutdown::Write)?;
+    out.set_read_timeout(Some(EXPORT_ACK_TIMEOUT))?;
+    let mut ack = String::new();
+    reader.read_line(&mut ack)?;
+    if ack.trim_end() != EXPORT_ACK {
+        bail!("the export was not acknowledged ({ack:?})");
+    }
+    Ok(())
 }
 
 fn status_json(shared: &Shared) -> Result<Payload> {
@@ -723,9 +744,11 @@ fn client(socket: &Path, verb: &str) -> Result<i32> {
     if verb == ctl::RECEIVE {
         std::io::copy(&mut std::io::stdin().lock(), &mut conn)
             .context("cannot send the workspace")?;
+        // The end of the stream. The supervisor may have answered and closed already (a
+        // refused upload).
+        let _ = conn.shutdown(std::net::Shutdown::Write);
     }
-    // The supervisor may have answered and closed already (a refused verb).
-    let _ = conn.shutdown(std::net::Shutdown::Write);
+    let mut ack = conn.try_clone()?;
     let mut reader = BufReader::new(conn);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -739,7 +762,12 @@ fn client(socket: &Path, verb: &str) -> Result<i32> {
         reader.read_to_string(&mut rest)?;
         return attach(&rest);
     }
-    std::io::copy(&mut reader, &mut std::io::stdout().lock())?;
+    let mut stdout = std::io::stdout().lock();
+    std::io::copy(&mut reader, &mut stdout)?;
+    stdout.flush()?;
+    if verb == ctl::EXPORT {
+        writeln!(ack, "{EXPORT_ACK}").context("cannot acknowledge the export")?;
+    }
     Ok(0)
 }
 
