@@ -86,7 +86,7 @@ for l in sys.stdin:
   # The sandbox, the credential proxy (placeholders, nothing secret inside), the real agent
   # clients against fake APIs, the container backend (rootless), telemetry (a real OTLP receiver
   # on loopback, the collector route through the proxy).
-  for t in sandbox creds agents container telemetry; do stage_test "$t"; done
+  for t in sandbox creds agents container telemetry remote; do stage_test "$t"; done
   chmod -R a+rX "$stage"
   # Runs $stage/NAME-tests as the test user with a clean environment (plus any VAR=value given).
   run_unprivileged() {
@@ -105,5 +105,7 @@ for l in sys.stdin:
   run_unprivileged agents AIRLOCK_TEST_NPM_PREFIX="$NPM_PREFIX"
   echo "== container backend tests (rootless Podman) as unprivileged user $TEST_USER"
   run_unprivileged container XDG_RUNTIME_DIR="/run/user/$(id -u "$TEST_USER")"
+  echo "== remote box tests (airlock serve in rootless Podman) as unprivileged user $TEST_USER"
+  run_unprivileged remote XDG_RUNTIME_DIR="/run/user/$(id -u "$TEST_USER")"
 fi
 echo "== all tests passed"

@@ -223,6 +223,9 @@ fn agent_script(prefix: &str, tail: &str) -> String {
 P=/run/airlock/bin/airlock
 gate() {{ i=0; until wget -q -O- http://web.test:8080/$1 >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 600 ] && break; sleep 0.1; done; }}
 gate go
+# The secret's tail (never printed, never in this script) anywhere the agent can read.
+T="$(printf '{tail_hex}' | sed 's/../\\x&/g' | xargs -0 printf)"
+for d in /*; do case $d in /proc|/sys|/dev) ;; *) for f in $(grep -rlF "$T" "$d" 2>/dev/null); do echo "FOUND $f"; done;; esac; done
 echo "ALLOWED=$(wget -q -O- http://web.test:8080/airlock-box)"
 wget -q -O- http://other.test:8080/airlock-box >/dev/null 2>&1; echo "DENIED=$?"
 echo "TOKEN=$AIRLOCK_REMOTE_TEST_TOKEN"
@@ -427,6 +430,10 @@ hosts = ["web.test"]
         .find_map(|l| l.strip_prefix("TOKEN="))
         .expect("TOKEN");
     assert!(!token.is_empty() && token != secret, "placeholder: {token}");
+    assert!(
+        !stdout.contains("FOUND "),
+        "the secret is readable inside: {stdout}"
+    );
     let probes: Vec<&str> = stdout.lines().filter(|l| l.starts_with("PROBE ")).collect();
     assert_eq!(probes.len(), 15, "{stdout}");
     for p in probes {

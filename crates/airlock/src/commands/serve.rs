@@ -38,6 +38,8 @@ const SUPERVISOR_DIR: &str = "/run/airlock-supervisor";
 const EXPORT_ACK: &str = "exported";
 /// How long the supervisor waits for it.
 const EXPORT_ACK_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the box stays after the export was taken.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// How long the session may take to come up once started.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -508,6 +510,9 @@ fn linger(shared: &Shared, max: Duration) {
         if done {
             let at = *ended_at.get_or_insert_with(Instant::now);
             if s.exported || at.elapsed() >= max {
+                drop(s);
+                // The engine collects the last exec's status after its process is gone.
+                std::thread::sleep(EXIT_GRACE);
                 return;
             }
         }
@@ -632,6 +637,9 @@ fn await_export_ack(out: &mut UnixStream, reader: &mut impl BufRead) -> Result<(
     if ack.trim_end() != EXPORT_ACK {
         bail!("the export was not acknowledged ({ack:?})");
     }
+    // Until the client has exited (its end closes): the box ending under it would kill it, and
+    // the engine would report the export as failed.
+    let _ = std::io::copy(reader, &mut std::io::sink());
     Ok(())
 }
 
