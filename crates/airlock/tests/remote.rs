@@ -724,7 +724,8 @@ fn a_hostile_upload_is_refused_and_the_session_fails_closed() {
 }
 
 /// `--detach` leaves the session running in its box; `ls` shows where; `logs` reads its output
-/// through the engine; `stop` ends it, brings its changes home and deletes the box.
+/// and `attach` joins its tmux through the engine; `stop` ends it, brings its changes home and
+/// deletes the box.
 #[test]
 fn a_detached_box_session_is_listed_stopped_and_collected() {
     if !ready() {
@@ -769,6 +770,37 @@ fn a_detached_box_session_is_listed_stopped_and_collected() {
         assert!(Instant::now() < deadline, "logs: {}", text(&l.stdout));
         std::thread::sleep(Duration::from_millis(200));
     }
+    // attach on a terminal (script(1) makes the pty): the box's tmux screen through the
+    // engine's tty exec, then tmux's detach key (C-b d) gives the terminal back.
+    let mut script = Command::new("script")
+        .args([
+            "-qfec",
+            &format!("{} attach far", bin().display()),
+            "/dev/null",
+        ])
+        .current_dir(ws.path())
+        .env("XDG_DATA_HOME", ws.data.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1) (util-linux)");
+    let mut keys = script.stdin.take().expect("stdin");
+    std::thread::sleep(Duration::from_secs(4));
+    keys.write_all(b"\x02d").expect("detach key");
+    let waited = Instant::now();
+    let out = script.wait_with_output().expect("attach");
+    drop(keys);
+    let screen = text(&out.stdout);
+    assert!(
+        waited.elapsed() < Duration::from_secs(20),
+        "attach did not detach"
+    );
+    assert!(screen.contains("detached-out"), "attach showed: {screen}");
+    assert!(
+        screen.contains("[detached"),
+        "attach did not detach: {screen}"
+    );
     let s = ws.airlock().args(["stop", "far"]).output().expect("stop");
     assert!(s.status.success(), "stop: {}", text(&s.stderr));
     assert_no_box("after stop");

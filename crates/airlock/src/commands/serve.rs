@@ -802,3 +802,69 @@ fn attach(info: &str) -> Result<i32> {
     cmd.env("TERM", term);
     Err(anyhow::Error::new(cmd.exec()).context("cannot run airlock attach"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(creds: &[&str]) -> BoxSpec {
+        let mut policy = airlock_policy::Policy::from_layers(&[]).expect("policy");
+        for c in creds {
+            let c: airlock_policy::CredentialConfig = serde_json::from_value(serde_json::json!({
+                "name": c, "env": "X", "hosts": ["h.test"],
+            }))
+            .expect("credential");
+            policy.credentials.push(c);
+        }
+        BoxSpec {
+            version: airlock_remote::SPEC_VERSION,
+            session: "abcd1234".into(),
+            name: "t".into(),
+            agent: "shell".into(),
+            argv: Vec::new(),
+            env: Vec::new(),
+            policy,
+            workspace: WorkspaceSource::Upload,
+            tty: false,
+        }
+    }
+
+    #[test]
+    fn secrets_must_match_the_credentials_one_to_one() {
+        let t = tempfile::tempdir().expect("tmp");
+        std::fs::write(t.path().join("demo"), "s3cret").expect("write");
+        // Kubernetes Secret volumes hold dot entries: skipped.
+        std::fs::create_dir(t.path().join("..data")).expect("dot dir");
+        let got = read_secrets(t.path(), &spec(&["demo"])).expect("secrets");
+        assert_eq!(got, vec![("demo".to_string(), b"s3cret".to_vec())]);
+        let e = read_secrets(t.path(), &spec(&["demo", "other"])).expect_err("missing");
+        assert!(
+            e.to_string().contains("credential other: no secret file"),
+            "{e}"
+        );
+        let e = read_secrets(t.path(), &spec(&[])).expect_err("stray");
+        assert!(e.to_string().contains("names no credential"), "{e}");
+    }
+
+    #[test]
+    fn the_box_policy_reads_each_credential_from_its_private_copy() {
+        let t = tempfile::tempdir().expect("tmp");
+        let agent = Agent {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            home: t.path().to_path_buf(),
+        };
+        let secrets = vec![("demo".to_string(), b"s3cret".to_vec())];
+        let path = box_policy(&spec(&["demo"]), &secrets, t.path(), &agent).expect("policy");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(!text.contains("s3cret"), "the secret is in the policy file");
+        let p: airlock_policy::Policy = serde_json::from_str(&text).expect("json");
+        let c = &p.credentials[0];
+        assert_eq!(c.env, None);
+        assert_eq!(c.placeholder_env.as_deref(), Some("X"));
+        let file = c.file.as_deref().expect("file");
+        assert_eq!(std::fs::read(file).expect("copy"), b"s3cret");
+        let mode = std::fs::metadata(file).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o400);
+    }
+}

@@ -8,6 +8,9 @@
 //! 5. [`supervise::supervise`]: egress on the sandbox's listeners, the audit log, reloads,
 //!    the control socket, the terminal and signals until the command exits;
 //! 6. [`finish`]: the store row, the worktree, the hint, the exit status.
+//!
+//! A remote backend (`k8s`, `fly`, `podman-box`) leaves after step 1 for [`remote::run`]: the
+//! box's `airlock serve` runs this same pipeline inside.
 
 mod agent;
 mod plan;
