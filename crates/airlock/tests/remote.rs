@@ -620,6 +620,94 @@ fn spec_of(ws: &Ws) -> String {
     v["container"]["Env"][0].as_str().expect("env").to_string()
 }
 
+/// The container settings the nested native sandbox needs (docs/remote.md).
+const FULL_SETTINGS: &[&str] = &[
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "unmask=/proc/*",
+    "--tmpfs",
+    "/var/lib/airlock:rw,mode=755",
+    "--tmpfs",
+    "/workspace:rw,mode=755",
+];
+
+/// Starts a box by hand (`airlock serve` with the spec `env`, the airlock binary mounted) with
+/// `settings`; returns once its supervisor answers.
+fn start_box(name: &str, env: &str, airlock: &str, settings: &[&str]) {
+    let label = format!("{BOX_LABEL}=test");
+    let mount = format!("{airlock}:/usr/local/bin/airlock:ro");
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        &label,
+        "-e",
+        env,
+        "-v",
+        &mount,
+        "--network",
+        "none",
+    ];
+    args.extend_from_slice(settings);
+    args.extend_from_slice(&[BOX_IMAGE, "/usr/local/bin/airlock", "serve"]);
+    let o = podman(&args);
+    assert!(o.status.success(), "{name}: {}", text(&o.stderr));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !podman(&["exec", name, "airlock", "serve", "ctl", "status"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "{name}: serve did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A box without one of the settings the nested sandbox needs fails closed: the command never
+/// starts, and the status names the setting to change.
+#[test]
+fn a_box_that_cannot_nest_the_sandbox_fails_closed_naming_the_setting() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    let env = spec_of(&ws);
+    let airlock = bin().display().to_string();
+    let tmpfs = &FULL_SETTINGS[4..];
+    let no_seccomp: Vec<&str> = [&FULL_SETTINGS[2..4], tmpfs].concat();
+    let no_unmask: Vec<&str> = [&FULL_SETTINGS[..2], tmpfs].concat();
+    let no_tmpfs: Vec<&str> = FULL_SETTINGS[..4].to_vec();
+    for (what, settings, want) in [
+        ("default seccomp profile", no_seccomp, "seccomp=unconfined"),
+        ("masked /proc", no_unmask, "unmask=/proc/*"),
+        ("state on the overlay root", no_tmpfs, "tmpfs"),
+    ] {
+        let name = format!(
+            "airlock-box-nest-{}",
+            airlock_test_support::random_alnum(6).to_lowercase()
+        );
+        start_box(&name, &env, &airlock, &settings);
+        let mut tar = raw_entry("a.txt", b'0', "", b"x");
+        tar.extend_from_slice(&[0u8; 1024]);
+        let r = podman_in(
+            &["exec", "-i", &name, "airlock", "serve", "ctl", "receive"],
+            &tar,
+        );
+        assert!(r.status.success(), "{what}: upload: {}", text(&r.stderr));
+        let w = podman(&["exec", &name, "airlock", "serve", "ctl", "wait"]);
+        let st: serde_json::Value = serde_json::from_slice(&w.stdout).expect("status");
+        assert_eq!(st["state"], "failed", "{what}: {st}");
+        assert!(st["started"].is_null(), "{what}: the command started: {st}");
+        let e = st["error"].as_str().unwrap_or_default();
+        assert!(e.contains(want), "{what}: {e}");
+        podman(&["rm", "-f", "-t", "0", &name]);
+    }
+}
+
 /// `ctl receive` refuses a workspace tar that would write outside /workspace or plant links
 /// and devices (each variant in a fresh box), fails the session closed (the command never
 /// starts) and takes no second upload.
@@ -653,40 +741,7 @@ fn a_hostile_upload_is_refused_and_the_session_fails_closed() {
             "airlock-box-hostile-{}",
             airlock_test_support::random_alnum(6).to_lowercase()
         );
-        let o = podman(&[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--label",
-            &format!("{BOX_LABEL}=test"),
-            "-e",
-            &env,
-            "-v",
-            &format!("{airlock}:/usr/local/bin/airlock:ro"),
-            "--network",
-            "none",
-            "--security-opt",
-            "seccomp=unconfined",
-            "--security-opt",
-            "unmask=/proc/*",
-            "--tmpfs",
-            "/var/lib/airlock:rw,mode=755",
-            "--tmpfs",
-            "/workspace:rw,mode=755",
-            BOX_IMAGE,
-            "/usr/local/bin/airlock",
-            "serve",
-        ]);
-        assert!(o.status.success(), "{what}: {}", text(&o.stderr));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !podman(&["exec", &name, "airlock", "serve", "ctl", "status"])
-            .status
-            .success()
-        {
-            assert!(Instant::now() < deadline, "{what}: serve did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        start_box(&name, &env, &airlock, FULL_SETTINGS);
         let mut tar = entries;
         tar.extend_from_slice(&[0u8; 1024]);
         let r = podman_in(

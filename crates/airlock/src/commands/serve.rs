@@ -454,8 +454,9 @@ fn wait_ready(
         if let Some(status) = child.try_wait()? {
             let log = std::fs::read_to_string(dir.with_extension("log")).unwrap_or_default();
             bail!(
-                "the session ended while starting ({status}): {}",
-                log.trim_end()
+                "the session ended while starting ({status}): {}{}",
+                log.trim_end(),
+                box_hint(&log)
             );
         }
         if Instant::now() > deadline {
@@ -464,6 +465,27 @@ fn wait_ready(
             bail!("the session did not start within {READY_TIMEOUT:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What the box's engine must change when the native sandbox cannot be built inside it, from
+/// the refusal in the session's log (docs/remote.md, "The podman-box engine").
+fn box_hint(log: &str) -> &'static str {
+    if log.contains("cannot set the hostname") || log.contains("cannot pivot") {
+        "; the box's seccomp profile refuses what the nested sandbox needs (sethostname, mount, \
+         pivot_root): run the box without the engine's default profile (Podman: --security-opt \
+         seccomp=unconfined; airlock's own filter still applies to the agent)"
+    } else if log.contains("cannot mount proc") {
+        "; the box's /proc is masked: run it with an unmasked /proc (Podman: --security-opt \
+         unmask=/proc/*; Kubernetes: procMount Unmasked)"
+    } else if log.contains("cannot mount overlay") {
+        "; the box's state directory is on an overlay filesystem: give /var/lib/airlock and \
+         /workspace a tmpfs or volume of their own"
+    } else if log.contains("user namespace") {
+        "; the box cannot create user namespaces: allow unshare(CLONE_NEWUSER) in its seccomp \
+         profile and user.max_user_namespaces > 0 on its kernel"
+    } else {
+        ""
     }
 }
 
@@ -827,6 +849,27 @@ mod tests {
             workspace: WorkspaceSource::Upload,
             tty: false,
         }
+    }
+
+    #[test]
+    fn a_sandbox_that_cannot_be_built_in_the_box_names_the_setting() {
+        for (log, want) in [
+            (
+                "airlock: cannot set the hostname: EPERM",
+                "seccomp=unconfined",
+            ),
+            (
+                "airlock: cannot mount proc on /proc: EPERM",
+                "unmask=/proc/*",
+            ),
+            (
+                "airlock: cannot mount overlay on /workspace: EINVAL",
+                "tmpfs",
+            ),
+        ] {
+            assert!(box_hint(log).contains(want), "{log}");
+        }
+        assert_eq!(box_hint("command not found"), "");
     }
 
     #[test]
