@@ -88,3 +88,75 @@ if id "$TEST_USER" >/dev/null 2>&1; then
     runuser -u "$TEST_USER" -- env XDG_RUNTIME_DIR="/run/user/$uid" HOME="$home" sh -c "cd / && podman import -q $tarball $IMAGE" >/dev/null
   fi
 fi
+
+# The box image of the podman-box engine (`airlock run --backend podman-box`, tests in
+# crates/airlock/tests/remote.rs): what `airlock serve` needs around it, assembled from this
+# host's binaries and the libraries they load (no registry, no download, a few MB): busybox for
+# the shell and tools, tmux (attach) and git, terminfo, CA roots, and the unprivileged user
+# `airlock` the session runs as. airlock itself is not in it: the engine mounts the running
+# airlock binary read-only at /usr/local/bin/airlock, so the box always runs the local side's
+# release (a remote engine's image has it built in). Rebuilt only when the recipe changes.
+BOX_IMAGE=${AIRLOCK_BOX_IMAGE:-localhost/airlock-box:latest}
+BOX_RECIPE=6
+box_rootfs_tar() {
+  local d; d=$(mktemp -d /tmp/airlock-box-XXXXXX)
+  mkdir -p "$d/usr/bin" "$d/usr/lib/x86_64-linux-gnu" "$d/usr/lib64" "$d/usr/sbin" "$d/usr/local/bin" \
+    "$d/usr/local/libexec" "$d/etc/ssl/certs" "$d/tmp" "$d/run" "$d/var/lib/airlock" "$d/workspace" \
+    "$d/proc" "$d/dev" "$d/sys" "$d/root" "$d/usr/share"
+  chmod 1777 "$d/tmp"
+  ln -s usr/bin "$d/bin"; ln -s usr/sbin "$d/sbin"; ln -s usr/lib "$d/lib"; ln -s usr/lib64 "$d/lib64"
+  cp /bin/busybox "$d/usr/bin/busybox"
+  for a in $(/bin/busybox --list); do [ -e "$d/usr/bin/$a" ] || ln -s busybox "$d/usr/bin/$a"; done
+  cp "$(command -v tmux)" "$d/usr/bin/tmux"
+  local git; git=$(command -v git)
+  cp "$git" "$d/usr/bin/git"
+  local core; core=$("$git" --exec-path)
+  # The helpers git runs by path (no https transport: the box's agent reaches remotes through
+  # the proxy with the user's own git; tests need local git only).
+  mkdir -p "$d$core"
+  for h in git git-sh-setup git-sh-i18n git-mergetool--lib; do [ -e "$core/$h" ] && cp "$core/$h" "$d$core/"; done
+  local libs
+  # curl and openssl: the tests' HTTPS client (inside the sandbox) and upstream (in the box).
+  cp "$(command -v curl)" "$(command -v openssl)" "$d/usr/bin/"
+  libs=$(ldd "$(command -v tmux)" "$git" "$(command -v curl)" "$(command -v openssl)" 2>/dev/null | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | sort -u)
+  for l in $libs /lib/x86_64-linux-gnu/libgcc_s.so.1 /lib/x86_64-linux-gnu/libm.so.6; do
+    cp -L "$l" "$d/usr/lib/x86_64-linux-gnu/$(basename "$l")"
+  done
+  cp -L /lib64/ld-linux-x86-64.so.2 "$d/usr/lib64/ld-linux-x86-64.so.2"
+  mkdir -p "$d/usr/share/terminfo"
+  for t in x/xterm x/xterm-256color s/screen s/screen-256color t/tmux t/tmux-256color d/dumb l/linux; do
+    for base in /lib/terminfo /usr/share/terminfo; do
+      [ -e "$base/$t" ] && { mkdir -p "$d/usr/share/terminfo/${t%%/*}"; cp -L "$base/$t" "$d/usr/share/terminfo/$t"; }
+    done
+  done
+  cp -L /etc/ssl/certs/ca-certificates.crt "$d/etc/ssl/certs/ca-certificates.crt"
+  # tmux refuses to start without a UTF-8 locale.
+  mkdir -p "$d/usr/lib/locale"; cp -a /usr/lib/locale/C.utf8 "$d/usr/lib/locale/"
+  printf 'root:x:0:0:root:/root:/bin/sh\nairlock:x:1000:1000:airlock:/var/lib/airlock/home:/bin/sh\n' > "$d/etc/passwd"
+  printf 'root:x:0:\nairlock:x:1000:\n' > "$d/etc/group"
+  echo "airlock-box recipe $BOX_RECIPE" > "$d/etc/airlock-box"
+  # Mount points the sandbox binds generated files on (a read-only /etc cannot grow them).
+  : > "$d/etc/resolv.conf"; : > "$d/etc/hosts"; echo airlock > "$d/etc/hostname"
+  tar -C "$d" -cf "$1" .
+  rm -rf "$d"
+}
+box_current() { # image exists and was built by this recipe
+  [ "$(podman image inspect --format '{{index .Config.Labels "airlock.box.recipe"}}' "$BOX_IMAGE" 2>/dev/null)" = "$BOX_RECIPE" ]
+}
+box_tar=$(mktemp /tmp/airlock-box-XXXXXX.tar)
+trap 'rm -f "$tarball" "$box_tar"' EXIT
+box_built=0
+if ! box_current; then
+  echo "== importing $BOX_IMAGE (rootful)"
+  box_rootfs_tar "$box_tar"; chmod 644 "$box_tar"; box_built=1
+  podman rmi -f "$BOX_IMAGE" >/dev/null 2>&1 || true
+  podman import -q --change "LABEL airlock.box.recipe=$BOX_RECIPE" "$box_tar" "$BOX_IMAGE" >/dev/null
+fi
+if id "$TEST_USER" >/dev/null 2>&1; then
+  as_user() { runuser -u "$TEST_USER" -- env XDG_RUNTIME_DIR="/run/user/$uid" HOME="$home" sh -c "cd / && $1"; }
+  if ! as_user "[ \"\$(podman image inspect --format '{{index .Config.Labels \"airlock.box.recipe\"}}' $BOX_IMAGE 2>/dev/null)\" = $BOX_RECIPE ]"; then
+    echo "== importing $BOX_IMAGE (rootless, $TEST_USER)"
+    [ "$box_built" = 1 ] || { box_rootfs_tar "$box_tar"; chmod 644 "$box_tar"; }
+    as_user "podman rmi -f $BOX_IMAGE >/dev/null 2>&1; podman import -q --change 'LABEL airlock.box.recipe=$BOX_RECIPE' $box_tar $BOX_IMAGE" >/dev/null
+  fi
+fi

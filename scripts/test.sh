@@ -106,7 +106,7 @@ for l in sys.stdin:
   # The sandbox, the credential proxy (placeholders, nothing secret inside), the real agent
   # clients against fake APIs, the container backend (rootless), telemetry (a real OTLP receiver
   # on loopback, the collector route through the proxy).
-  for t in sandbox creds agents container telemetry caches; do stage_test "$t"; done
+  for t in sandbox creds agents container telemetry caches remote; do stage_test "$t"; done
   chmod -R a+rX "$stage"
   # The host-cache tests build with cargo as that user: the active toolchain, used where it is
   # when that user can run it, else hard-linked (no copy on the same file system) where the user
@@ -137,6 +137,8 @@ for l in sys.stdin:
   run_unprivileged agents AIRLOCK_TEST_NPM_PREFIX="$NPM_PREFIX"
   echo "== container backend tests (rootless Podman) as unprivileged user $TEST_USER"
   run_unprivileged container XDG_RUNTIME_DIR="/run/user/$(id -u "$TEST_USER")"
+  echo "== remote box tests (airlock serve in rootless Podman) as unprivileged user $TEST_USER"
+  run_unprivileged remote XDG_RUNTIME_DIR="/run/user/$(id -u "$TEST_USER")"
 fi
 print_skips
 rm -f "$AIRLOCK_TEST_SKIPS"

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod boxengine;
 pub mod container;
 pub mod doctor;
 pub mod engine;

@@ -13,6 +13,7 @@
 //!   to run a box: render the resources for `--dry-run`, create and wait, exec, logs, delete.
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod fly;
 
 use serde::{Deserialize, Serialize};
@@ -101,6 +102,45 @@ pub mod ctl {
     /// `export`: the session's changes as a tar stream on stdout: the overlay's upper layer
     /// in the layout `airlock diff`/`merge` read locally (see `import_changes`).
     pub const EXPORT: &str = "export";
+    /// `logs`: what the command wrote on its terminal so far (raw bytes, not JSON), for a
+    /// session run without a terminal attached.
+    pub const LOGS: &str = "logs";
+    /// Every verb, for `--help` and for refusing an unknown one.
+    pub const ALL: &[&str] = &[STATUS, RECEIVE, ATTACH, WAIT, STOP, AUDIT, EXPORT, LOGS];
+}
+
+impl BoxSpec {
+    /// Parses the JSON of [`SPEC_ENV`], checking [`SPEC_VERSION`] before anything else, so a
+    /// spec from another airlock version is refused with both versions named rather than with
+    /// a field error.
+    ///
+    /// # Errors
+    /// [`RemoteError::Invalid`]: not JSON, another version, or a field missing or malformed.
+    pub fn from_json(text: &str) -> Result<BoxSpec, RemoteError> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| RemoteError::Invalid(format!("{SPEC_ENV} is not JSON: {e}")))?;
+        let version = value.get("version").and_then(serde_json::Value::as_u64);
+        if version != Some(u64::from(SPEC_VERSION)) {
+            let got = version.map_or_else(|| "none".to_string(), |v| v.to_string());
+            return Err(RemoteError::Invalid(format!(
+                "{SPEC_ENV} has box spec version {got}, this airlock reads version \
+                 {SPEC_VERSION}: the local airlock and the image's airlock must be the same \
+                 release (rebuild or pull the image)"
+            )));
+        }
+        serde_json::from_value(value)
+            .map_err(|e| RemoteError::Invalid(format!("{SPEC_ENV}: invalid box spec: {e}")))
+    }
+}
+
+/// Whether `name` may name a secret file (`[A-Za-z0-9_-]+`, at most 64 bytes): no path
+/// separators, no dot files.
+pub fn valid_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// The session's state as `airlock serve ctl status` reports it.
@@ -272,4 +312,38 @@ pub enum RemoteError {
     /// The request itself is invalid (a bad secret name, a spec that does not serialise).
     #[error("{0}")]
     Invalid(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_of_another_version_is_refused_naming_both() {
+        for text in [
+            r#"{"version": 2}"#,
+            r#"{"version": 0, "session": "x"}"#,
+            "{}",
+        ] {
+            let e = BoxSpec::from_json(text).expect_err(text).to_string();
+            assert!(e.contains(&format!("reads version {SPEC_VERSION}")), "{e}");
+            assert!(
+                e.contains("version 2") || e.contains("version 0") || e.contains("none"),
+                "{e}"
+            );
+        }
+        assert!(BoxSpec::from_json("not json").is_err());
+        let e = BoxSpec::from_json(&format!(r#"{{"version": {SPEC_VERSION}}}"#))
+            .expect_err("fields missing")
+            .to_string();
+        assert!(e.contains("invalid box spec"), "{e}");
+    }
+
+    #[test]
+    fn secret_names_cannot_be_paths() {
+        for bad in ["", "../x", "a/b", ".hidden", "a b", &"x".repeat(65)] {
+            assert!(!valid_secret_name(bad), "{bad:?}");
+        }
+        assert!(valid_secret_name("anthropic_key-1"));
+    }
 }

@@ -93,8 +93,8 @@ kind!(
 );
 
 kind!(
-    /// What runs a session's sandbox (`--backend`). Only backends this build can run are listed;
-    /// one is added here together with its implementation of `airlock_sandbox::Backend`.
+    /// What runs a session's sandbox (`--backend`): a local `airlock_sandbox::Backend`, or a
+    /// remote engine (`airlock_remote::Engine`) whose box runs `airlock serve`.
     BackendKind, "backend", {
         /// Namespaces, seccomp, Landlock and cgroups on this kernel.
         Native = "native",
@@ -102,8 +102,25 @@ kind!(
         Docker = "docker",
         /// A Podman container through Podman's Docker-compatible API.
         Podman = "podman",
+        /// A Kubernetes pod running `airlock serve` (remote).
+        K8s = "k8s",
+        /// A Fly Machine running `airlock serve` (remote).
+        Fly = "fly",
+        /// A local Podman container running `airlock serve`: the remote path on this machine.
+        PodmanBox = "podman-box",
     }
 );
+
+impl BackendKind {
+    /// Whether sessions of this kind run in a box under `airlock serve`, reached through an
+    /// engine, rather than under a local supervisor.
+    pub fn is_remote(self) -> bool {
+        matches!(
+            self,
+            BackendKind::K8s | BackendKind::Fly | BackendKind::PodmanBox
+        )
+    }
+}
 
 /// A stored or given name that is not one of a kind's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -135,6 +152,9 @@ mod tests {
             (BackendKind::Native.as_str(), "native"),
             (BackendKind::Docker.as_str(), "docker"),
             (BackendKind::Podman.as_str(), "podman"),
+            (BackendKind::K8s.as_str(), "k8s"),
+            (BackendKind::Fly.as_str(), "fly"),
+            (BackendKind::PodmanBox.as_str(), "podman-box"),
         ];
         for (got, want) in stored {
             assert_eq!(got, want);
@@ -156,10 +176,11 @@ mod tests {
 
     #[test]
     fn unknown_names_are_refused_with_the_known_ones() {
-        for bad in ["Native", "Podman", "fly", "", "native "] {
+        for bad in ["Native", "Podman", "flyio", "", "native "] {
             let e = BackendKind::parse(bad).expect_err(bad);
             assert!(
-                e.to_string().contains("known: native, docker, podman"),
+                e.to_string()
+                    .contains("known: native, docker, podman, k8s, fly, podman-box"),
                 "{e}"
             );
         }

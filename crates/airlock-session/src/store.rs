@@ -395,8 +395,10 @@ impl Store {
     }
 }
 
+/// A running session whose local supervisor is gone is `lost`; a remote one's supervisor is in
+/// its box (`airlock serve`), which outlives the local process by design.
 fn detect_lost(mut r: SessionRow) -> SessionRow {
-    if r.state == SessionState::Running {
+    if r.state == SessionState::Running && !r.backend.is_remote() {
         let alive = r.supervisor_pid.is_some_and(|pid| {
             process_start(pid).is_some() && process_start(pid) == r.supervisor_start
         });

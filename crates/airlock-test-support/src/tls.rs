@@ -70,6 +70,23 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// A new leaf certificate for `names` signed by this CA, as PEM (certificate, PKCS#8 key),
+    /// for a server in another process (`openssl s_server` in a box).
+    ///
+    /// # Panics
+    /// When the names are not valid subject alternative names.
+    pub fn leaf_pem(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().expect("leaf key");
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let leaf = CertificateParams::new(names)
+            .expect("leaf params")
+            .signed_by(&key, &self.issuer)
+            .expect("leaf certificate");
+        (leaf.pem(), key.serialize_pem())
+    }
+}
+
 impl std::fmt::Debug for TestCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TestCa").finish_non_exhaustive()

@@ -41,6 +41,29 @@ pub(crate) enum Command {
     /// cannot be executed with 126, and a command that is not found with 127.
     #[command(verbatim_doc_comment)]
     Run(Box<RunArgs>),
+    /// The supervisor as the first process of a remote box (a pod, a Fly Machine, a container).
+    ///
+    /// Not for your terminal: an engine (`airlock run --backend k8s|fly|podman-box`) starts it
+    /// in the box with the session's BoxSpec in AIRLOCK_BOX_SPEC and the credentials as files
+    /// in /run/airlock/secrets (readable by it only). It waits for the workspace (`ctl
+    /// receive`), then runs the agent as a local `airlock run --detach` would: native sandbox as
+    /// the user `airlock`, overlay workspace, egress proxy, DNS filter, credential swap, audit
+    /// log, tmux. The local airlock drives it only through the engine's exec API:
+    ///
+    ///   airlock serve ctl status     the session's state (JSON)
+    ///   airlock serve ctl receive    the workspace as a tar stream on stdin
+    ///   airlock serve ctl attach     tmux attach (on a terminal)
+    ///   airlock serve ctl wait       block until the command exits, then its status (JSON)
+    ///   airlock serve ctl stop       SIGTERM to the command
+    ///   airlock serve ctl audit      the audit log (JSON lines)
+    ///   airlock serve ctl logs       the command's terminal output
+    ///   airlock serve ctl export     the changes (overlay upper layer) as a tar stream
+    ///
+    /// Any error before the command starts leaves it unstarted and the status `failed` with the
+    /// reason. The box stays up after the command exits until the changes were exported (or
+    /// --linger seconds passed). See docs/remote.md.
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
     /// Check what this host supports and what each missing piece costs.
     Doctor(DoctorArgs),
     /// Try to break out of the sandbox on this host: the escape battery.
@@ -155,6 +178,13 @@ pub(crate) enum Backend {
     Docker,
     /// A Podman container (its API socket, or a private `podman system service`).
     Podman,
+    /// A Kubernetes pod running `airlock serve` (remote; docs/remote.md).
+    K8s,
+    /// A Fly Machine running `airlock serve` (remote; docs/remote.md).
+    Fly,
+    /// A local Podman container running `airlock serve`: the whole supervisor in the box, as
+    /// on a remote engine (docs/remote.md).
+    PodmanBox,
 }
 
 impl From<Backend> for airlock_session::BackendKind {
@@ -163,6 +193,9 @@ impl From<Backend> for airlock_session::BackendKind {
             Backend::Native => airlock_session::BackendKind::Native,
             Backend::Docker => airlock_session::BackendKind::Docker,
             Backend::Podman => airlock_session::BackendKind::Podman,
+            Backend::K8s => airlock_session::BackendKind::K8s,
+            Backend::Fly => airlock_session::BackendKind::Fly,
+            Backend::PodmanBox => airlock_session::BackendKind::PodmanBox,
         }
     }
 }
@@ -386,7 +419,15 @@ pub(crate) struct RunArgs {
     /// Internal: this process is the background supervisor of a --detach session.
     #[arg(long, hide = true, value_name = "ID")]
     pub(crate) detached_child: Option<String>,
-    /// Print what would be set up, as JSON, and exit.
+    /// Internal (`airlock serve`): the merged policy as JSON, used instead of the policy files.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub(crate) box_policy: Option<PathBuf>,
+    /// Remote backends: keep the box after the command exits (default: deleted once its
+    /// changes are home).
+    #[arg(long)]
+    pub(crate) keep: bool,
+    /// Print what would be set up (native and container backends: the sandbox spec as JSON;
+    /// remote backends: the engine's resources) and exit; creates nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
     /// Run the agent headless on this prompt (Claude Code: `claude -p`, Codex: `codex exec`),
@@ -399,6 +440,31 @@ pub(crate) struct RunArgs {
     /// The command and its arguments (default: your shell, interactive).
     #[arg(last = true, value_name = "COMMAND")]
     pub(crate) command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The control socket.
+    #[arg(long, value_name = "PATH", default_value = airlock_remote::layout::CONTROL_SOCKET)]
+    pub(crate) socket: PathBuf,
+    /// Seconds the box stays up after the command exited while its changes were not exported.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub(crate) linger: u64,
+    /// Seconds to wait for the workspace upload before failing.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub(crate) upload_timeout: u64,
+    #[command(subcommand)]
+    pub(crate) ctl: Option<ServeCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServeCommand {
+    /// Talk to the box's supervisor: status, receive, attach, wait, stop, audit, logs, export.
+    Ctl {
+        /// The verb.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(airlock_remote::ctl::ALL))]
+        verb: String,
+    },
 }
 
 #[derive(Debug, Args)]

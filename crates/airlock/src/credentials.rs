@@ -516,6 +516,15 @@ impl Prepared {
         self.rule_denied.clone()
     }
 
+    /// Every loaded credential (configured and default) with its secret, for a remote box: the
+    /// configs go into its policy, the secrets to its supervisor as files.
+    pub(crate) fn loaded(&self) -> Vec<(CredentialConfig, String)> {
+        self.loaded
+            .iter()
+            .map(|(e, s)| (e.config.clone(), s.clone()))
+            .collect()
+    }
+
     pub(crate) fn hosts(&self) -> Vec<String> {
         self.loaded
             .iter()

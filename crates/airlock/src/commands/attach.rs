@@ -31,6 +31,9 @@ pub(crate) fn attach(args: AttachArgs) -> Result<i32> {
                 r.id
             );
         }
+        if r.backend.is_remote() {
+            return attach_remote(&r);
+        }
         // Without a terminal the relay would stream tmux's screen updates forever.
         let stdin_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
         if !stdin_tty || !nix::unistd::isatty(std::io::stdout()).unwrap_or(false) {
@@ -103,5 +106,22 @@ pub(crate) fn attach(args: AttachArgs) -> Result<i32> {
     let mut filter = TermFilter::new(config);
     airlock_sandbox::console::relay_attached(&pty, &stream, &mut filter)?;
     audit_terminal(&r.dir.join("audit.jsonl"), &r.id, "attach", &filter);
+    Ok(0)
+}
+
+/// A remote session: `ctl attach` on the engine's terminal exec, through the terminal filter.
+fn attach_remote(r: &airlock_session::SessionRow) -> Result<i32> {
+    let at = r
+        .location
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("session {} has no box", r.id))?;
+    if !nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+        bail!("attach needs a terminal; use `airlock logs {}`", r.id);
+    }
+    let engine = crate::backends::engine(
+        r.backend,
+        &crate::backends::EngineOptions::for_session(Some(&at))?,
+    )?;
+    super::remote::attach(engine.as_ref(), &at, &r.dir)?;
     Ok(0)
 }

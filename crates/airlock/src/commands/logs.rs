@@ -35,6 +35,17 @@ fn read_from(dir: &Path, rel: &[&str], offset: u64, out: &mut impl Write) -> Res
 /// `airlock logs ID [-f]`
 pub(crate) fn logs(args: LogsArgs) -> Result<i32> {
     let r = session_dir::find(Some(&args.id))?;
+    if r.backend.is_remote() && r.state == airlock_session::SessionState::Running {
+        if let Some(at) = &r.location {
+            let engine = crate::backends::engine(
+                r.backend,
+                &crate::backends::EngineOptions::for_session(Some(at))?,
+            )?;
+            let out = super::remote::ctl(engine.as_ref(), at, airlock_remote::ctl::LOGS, &[])?;
+            std::io::stdout().write_all(&out)?;
+            return Ok(0);
+        }
+    }
     let files: [&[&str]; 2] = [&["session.log"], &["tmux", "agent.log"]];
     let exists = |rel: &[&str]| {
         std::fs::symlink_metadata(rel.iter().fold(r.dir.clone(), |p, c| p.join(c))).is_ok()

@@ -19,18 +19,21 @@ mod reload;
 mod rm;
 mod run;
 mod selftest;
+mod serve;
 mod session;
 mod stop;
 mod suggest;
 
 use crate::cli::{CacheCommand, Command, HookCommand, PolicyCommand};
 
+pub(crate) use run::remote;
 pub(crate) use run::sandbox_init;
 
 /// Runs one subcommand and returns the process exit status.
 pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Run(args) => run::run(*args),
+        Command::Serve(args) => serve::serve(args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Selftest(args) => selftest::selftest(args),
         Command::Approvals(args) => approve::list(args),

@@ -14,6 +14,9 @@ use crate::session_dir;
 pub(crate) fn stop(args: StopArgs) -> Result<i32> {
     use nix::sys::signal::{kill, Signal};
     let r = session_dir::find(Some(&args.id))?;
+    if r.backend.is_remote() && r.state == SessionState::Running {
+        return stop_remote(&r);
+    }
     let (backend, session) = backends::of(&r);
     if r.state != SessionState::Running {
         if r.state == SessionState::Lost {
@@ -55,6 +58,36 @@ pub(crate) fn stop(args: StopArgs) -> Result<i32> {
             &airlock_audit::now_rfc3339(),
         )?;
     }
+    writeln!(std::io::stdout(), "stopped session {}", r.id)?;
+    Ok(0)
+}
+
+/// A remote session: `ctl stop` in its box, then its end collected as `airlock run` would (the
+/// audit log, the output, the changes), and the box deleted.
+fn stop_remote(r: &airlock_session::SessionRow) -> Result<i32> {
+    use super::remote;
+    let at = r
+        .location
+        .clone()
+        .context("the remote session has no location (its box was never created)")?;
+    let engine = backends::engine(r.backend, &backends::EngineOptions::for_session(Some(&at))?)?;
+    remote::ctl(engine.as_ref(), &at, airlock_remote::ctl::STOP, &[])?;
+    let st: airlock_remote::BoxStatus = serde_json::from_slice(&remote::ctl(
+        engine.as_ref(),
+        &at,
+        airlock_remote::ctl::WAIT,
+        &[],
+    )?)?;
+    let collected = remote::collect(engine.as_ref(), &at, &r.dir, false);
+    engine.delete(&at)?;
+    collected?;
+    let store = session_dir::store()?;
+    store.finish(
+        &r.id,
+        SessionState::Exited,
+        st.exit_status,
+        &airlock_audit::now_rfc3339(),
+    )?;
     writeln!(std::io::stdout(), "stopped session {}", r.id)?;
     Ok(0)
 }

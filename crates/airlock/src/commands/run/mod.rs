@@ -8,9 +8,13 @@
 //! 5. [`supervise::supervise`]: egress on the sandbox's listeners, the audit log, reloads,
 //!    the control socket, the terminal and signals until the command exits;
 //! 6. [`finish`]: the store row, the worktree, the hint, the exit status.
+//!
+//! A remote backend (`k8s`, `fly`, `podman-box`) leaves after step 1 for [`remote::run`]: the
+//! box's `airlock serve` runs this same pipeline inside.
 
 mod agent;
 mod plan;
+pub(crate) mod remote;
 mod resolve;
 mod supervise;
 
@@ -46,6 +50,11 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     // Before any thread exists: signals must queue for the supervisor, not kill it.
     airlock_sandbox::block_signals()?;
     let request = resolve::resolve(&args)?;
+    let kind: airlock_session::BackendKind = args.backend.into();
+    refuse_other_engines_flags(&args, kind)?;
+    if kind.is_remote() {
+        return remote::run(&args, request, kind);
+    }
     // Checked after the request, so a background session that could not start is refused
     // here. A dry run prints the spec the background session would get and creates nothing.
     if args.detach && args.detached_child.is_none() && !args.dry_run {
@@ -53,21 +62,6 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     }
     // The flags (or their variables) first, then the policy's `[container]`, which is for the
     // container backends: the native backend ignores it and refuses only the flags.
-    let kind: airlock_session::BackendKind = args.backend.into();
-    // `--namespace` and `--context` are for the Kubernetes engine, which is not one of the
-    // backends this command runs yet (docs/k8s.md).
-    if let Some((flag, v)) = [
-        ("--namespace", &args.namespace),
-        ("--context", &args.context),
-    ]
-    .into_iter()
-    .find_map(|(f, v)| v.as_ref().map(|v| (f, v)))
-    {
-        return Err(with_code(
-            crate::exit::FAILURE,
-            anyhow::anyhow!("{flag} {v} is for --backend k8s; drop it for --backend {kind}"),
-        ));
-    }
     let container =
         (kind != airlock_session::BackendKind::Native).then_some(&request.policy.container);
     let mut backend = backends::new(
@@ -100,6 +94,38 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     let status = launch(&plan, backend.as_mut(), &store, refusals_tx)
         .and_then(|sandbox| supervise::supervise(&plan, sandbox, refusals, otel));
     finish(&plan, &store, status)
+}
+
+/// Refuses the flags of an engine the run does not use (`--namespace`/`--context` are for
+/// `--backend k8s`, `--fly-*` for `--backend fly`), so a mistyped backend is not a silent local
+/// run.
+fn refuse_other_engines_flags(args: &RunArgs, kind: airlock_session::BackendKind) -> Result<()> {
+    use airlock_session::BackendKind;
+    let flags = [
+        ("--namespace", args.namespace.clone(), BackendKind::K8s),
+        ("--context", args.context.clone(), BackendKind::K8s),
+        ("--fly-app", args.fly_app.clone(), BackendKind::Fly),
+        ("--fly-region", args.fly_region.clone(), BackendKind::Fly),
+        (
+            "--fly-mode",
+            args.fly_mode.map(|m| {
+                airlock_policy::config::FlyMode::from(m)
+                    .as_str()
+                    .to_string()
+            }),
+            BackendKind::Fly,
+        ),
+    ];
+    match flags
+        .into_iter()
+        .find(|(_, v, engine)| v.is_some() && *engine != kind)
+    {
+        Some((flag, Some(v), engine)) => Err(with_code(
+            crate::exit::FAILURE,
+            anyhow::anyhow!("{flag} {v} is for --backend {engine}; drop it for --backend {kind}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Creates what the session keeps on the host: its directory (the --detach output directory),

@@ -51,12 +51,16 @@ pub(super) fn resolve(args: &RunArgs) -> Result<Request> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let who = Invoker::current();
     let workspace = workspace(args.workspace.as_deref().unwrap_or(&cwd), &who)?;
-    let mut policy = policy_load::load(
-        Some(&workspace),
-        &args.policies,
-        &args.trust_policies,
-        Some(flags_layer(args)?),
-    )?;
+    let mut policy = match &args.box_policy {
+        // In a box, `airlock serve` hands over the policy the local airlock resolved.
+        Some(file) => box_policy(file)?,
+        None => policy_load::load(
+            Some(&workspace),
+            &args.policies,
+            &args.trust_policies,
+            Some(flags_layer(args)?),
+        )?,
+    };
     warn_host_loopback(&policy);
     let creds = crate::credentials::prepare(&mut policy, &who.home)?;
     let binary = agent_binary(args, profile, &who, &creds)?;
@@ -70,6 +74,13 @@ pub(super) fn resolve(args: &RunArgs) -> Result<Request> {
         binary,
         prompt,
     })
+}
+
+/// The merged policy `airlock serve` wrote for this run (JSON of [`Policy`]).
+fn box_policy(file: &Path) -> Result<Policy> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the box policy {}", file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("invalid box policy {}", file.display()))
 }
 
 /// Warns when `[network] allow` names this machine's loopback (`localhost`, `127.0.0.1`, `::1`):

@@ -1,0 +1,531 @@
+//! The `podman-box` engine: a remote box ([`airlock_remote::Engine`]) as a local Podman
+//! container running `airlock serve`, the remote path run on this machine (the tests of
+//! `airlock serve` use it, and a user can run a session in a container whose whole supervisor
+//! lives inside it).
+//!
+//! The container is the box: its first process is `airlock serve` (the running airlock binary
+//! mounted read-only at [`airlock_remote::layout::AIRLOCK`], so the box always runs the local
+//! side's release); the secrets are copied into the created, not yet started container at
+//! [`airlock_remote::layout::SECRETS_DIR`] (mode 0400, root's) through the engine's archive API,
+//! never through its environment, a command line or a host file. Inside, `airlock serve` runs the
+//! native sandbox, which needs from the container (found by trying, see docs/remote.md):
+//! - seccomp `unconfined`: Podman's default profile refuses `sethostname`, `mount` and
+//!   `pivot_root` without CAP_SYS_ADMIN, which the box does not have; the agent gets airlock's
+//!   own seccomp filter inside, as natively;
+//! - `unmask=/proc/*`: a new /proc in the sandbox's user namespace needs a fully visible /proc
+//!   (the kernel's `mount_too_revealing`);
+//! - tmpfs for [`airlock_remote::layout::STATE_DIR`] and the workspace: the overlay's upper
+//!   layer cannot live on the container's own overlay root;
+//! - capabilities dropped except CHOWN, DAC_OVERRIDE, FOWNER, SETUID, SETGID and KILL (serve
+//!   hands the workspace to the user `airlock`, drops to it, reads and signals its session);
+//!   no-new-privileges; `--network none` (the box's own loopback only).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use airlock_remote::{
+    layout, BoxRequest, Engine as BoxEngine, ExecOutput, Location, RemoteError, TtyExec,
+};
+use bollard::container::LogOutput;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig, Mount, MountType};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    ResizeExecOptions, UploadToContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::engine::{Discovery, Engine, EngineKind};
+
+/// The engine's name (`--backend podman-box`).
+pub const NAME: &str = "podman-box";
+/// The image the tests build (scripts/container-setup.sh): busybox, tmux, git, user `airlock`.
+pub const DEFAULT_BOX_IMAGE: &str = "localhost/airlock-box:latest";
+/// The label naming a box's session.
+pub const BOX_LABEL: &str = "airlock.box";
+/// How long `create` waits for `airlock serve` to answer.
+const SERVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default size of each tmpfs (state, workspace) without a disk limit.
+const DEFAULT_DISK: u64 = 1 << 30;
+
+/// A local Podman that runs boxes.
+#[derive(Debug)]
+pub struct PodmanBox {
+    /// Held for the private service's lifetime, if one was started.
+    engine: Option<Engine>,
+    client: Option<Docker>,
+    rt: tokio::runtime::Runtime,
+    /// The airlock binary mounted into the box.
+    airlock: std::path::PathBuf,
+}
+
+fn err(message: impl Into<String>) -> RemoteError {
+    RemoteError::Engine {
+        engine: NAME,
+        message: message.into(),
+    }
+}
+
+fn res(resource: &str, message: impl Into<String>) -> RemoteError {
+    RemoteError::Resource {
+        engine: NAME,
+        resource: resource.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The container id of a location `podman:ID`.
+fn container_of(at: &Location) -> Result<&str, RemoteError> {
+    at.strip_prefix("podman:")
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| {
+            RemoteError::Invalid(format!(
+                "{at:?} is not a podman-box location (podman:CONTAINER)"
+            ))
+        })
+}
+
+impl PodmanBox {
+    /// An engine that connects to Podman only when a box is created or used (`render` needs
+    /// none); `airlock` is the binary mounted into boxes.
+    ///
+    /// # Errors
+    /// When the client's runtime cannot start.
+    pub fn new(airlock: std::path::PathBuf) -> Result<PodmanBox, RemoteError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("airlock-podman-box")
+            .enable_all()
+            .build()
+            .map_err(|e| err(format!("cannot start the engine client: {e}")))?;
+        Ok(PodmanBox {
+            engine: None,
+            client: None,
+            rt,
+            airlock,
+        })
+    }
+
+    fn client(&self) -> Result<&Docker, RemoteError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| err("not connected to Podman"))
+    }
+
+    /// Connects to Podman (its socket, or a private service held until this is dropped); done
+    /// by `create` itself, and needed first by the other calls on an existing box.
+    ///
+    /// # Errors
+    /// No Podman answers: the error names what to install or start.
+    pub fn connect(&mut self) -> Result<(), RemoteError> {
+        if self.client.is_some() {
+            return Ok(());
+        }
+        let engine = Engine::connect(EngineKind::Podman, None, &Discovery::from_env())
+            .map_err(|e| err(format!("{e}")))?;
+        self.client = Some(engine.client.clone());
+        self.engine = Some(engine);
+        Ok(())
+    }
+
+    /// The container request for `req` (no secret in it).
+    fn body(&self, req: &BoxRequest) -> Result<ContainerCreateBody, RemoteError> {
+        let spec = serde_json::to_string(&req.spec)
+            .map_err(|e| RemoteError::Invalid(format!("the box spec does not serialise: {e}")))?;
+        let disk = req.limits.disk_bytes.unwrap_or(DEFAULT_DISK);
+        let tmpfs = |target: &str, mode: &str| Mount {
+            target: Some(target.into()),
+            typ: Some(MountType::TMPFS),
+            tmpfs_options: Some(bollard::models::MountTmpfsOptions {
+                size_bytes: i64::try_from(disk).ok(),
+                mode: i64::from_str_radix(mode, 8).ok(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let host = HostConfig {
+            network_mode: Some("none".into()),
+            cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(
+                [
+                    "CHOWN",
+                    "DAC_OVERRIDE",
+                    "FOWNER",
+                    "SETUID",
+                    "SETGID",
+                    "KILL",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+            security_opt: Some(vec![
+                "no-new-privileges".into(),
+                "seccomp=unconfined".into(),
+                "unmask=/proc/*".into(),
+            ]),
+            mounts: Some(vec![
+                Mount {
+                    target: Some(layout::AIRLOCK.into()),
+                    source: Some(self.airlock.display().to_string()),
+                    typ: Some(MountType::BIND),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                tmpfs(layout::STATE_DIR, "755"),
+                tmpfs(layout::WORKSPACE, "755"),
+                tmpfs("/tmp", "1777"),
+            ]),
+            memory: req.limits.memory_bytes.and_then(|m| i64::try_from(m).ok()),
+            nano_cpus: req
+                .limits
+                .cpu_millis
+                .and_then(|c| i64::try_from(c.saturating_mul(1_000_000)).ok()),
+            pids_limit: req.limits.pids.and_then(|p| i64::try_from(p).ok()),
+            ..Default::default()
+        };
+        Ok(ContainerCreateBody {
+            image: Some(req.image.clone()),
+            cmd: Some(vec![layout::AIRLOCK.into(), "serve".into()]),
+            env: Some(vec![format!("{}={spec}", airlock_remote::SPEC_ENV)]),
+            labels: Some(HashMap::from([
+                (BOX_LABEL.to_string(), req.spec.session.clone()),
+                (crate::SESSION_LABEL.to_string(), req.spec.session.clone()),
+            ])),
+            host_config: Some(host),
+            ..Default::default()
+        })
+    }
+
+    /// The secrets as a tar of `run/airlock/secrets/NAME` (root's, 0400, directory 0500).
+    fn secrets_tar(req: &BoxRequest) -> Result<Vec<u8>, RemoteError> {
+        let mut b = tar::Builder::new(Vec::new());
+        let dir = layout::SECRETS_DIR.trim_start_matches('/');
+        let io = |e: std::io::Error| RemoteError::Invalid(format!("cannot pack the secrets: {e}"));
+        let mut parts = String::new();
+        for part in dir.split('/') {
+            parts = if parts.is_empty() {
+                part.to_string()
+            } else {
+                format!("{parts}/{part}")
+            };
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(if parts == dir { 0o500 } else { 0o755 });
+            h.set_size(0);
+            b.append_data(&mut h, &parts, std::io::empty())
+                .map_err(io)?;
+        }
+        for s in &req.secrets {
+            if !airlock_remote::valid_secret_name(&s.name) {
+                return Err(RemoteError::Invalid(format!(
+                    "secret name {:?}: use letters, digits, '_' and '-'",
+                    s.name
+                )));
+            }
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o400);
+            h.set_size(s.value.len() as u64);
+            b.append_data(&mut h, format!("{dir}/{}", s.name), &s.value[..])
+                .map_err(io)?;
+        }
+        b.into_inner().map_err(io)
+    }
+
+    /// Creates, fills and starts the container; waits for `airlock serve` to answer.
+    fn create_inner(&self, req: &BoxRequest, id: &str) -> Result<(), RemoteError> {
+        let client = self.client()?;
+        let resource = format!("container/{id}");
+        let tar = Self::secrets_tar(req)?;
+        let opts = UploadToContainerOptionsBuilder::new().path("/").build();
+        self.rt
+            .block_on(client.upload_to_container(id, Some(opts), bollard::body_full(tar.into())))
+            .map_err(|e| res(&resource, format!("cannot copy the secrets in: {e}")))?;
+        self.rt
+            .block_on(client.start_container(id, None))
+            .map_err(|e| res(&resource, format!("cannot start it: {e}")))?;
+        let at = format!("podman:{id}");
+        let deadline = std::time::Instant::now() + SERVE_TIMEOUT;
+        let status = [
+            layout::AIRLOCK.to_string(),
+            "serve".into(),
+            "ctl".into(),
+            "status".into(),
+        ];
+        loop {
+            match self.exec(&at, &status, &[]) {
+                Ok(o) if o.status == 0 => return Ok(()),
+                r => {
+                    if std::time::Instant::now() > deadline {
+                        let why = match r {
+                            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                            Err(e) => e.to_string(),
+                        };
+                        let logs = self.logs(&at).unwrap_or_default();
+                        return Err(res(
+                            &resource,
+                            format!(
+                                "airlock serve did not answer within {SERVE_TIMEOUT:?} ({why}); its log: {}",
+                                String::from_utf8_lossy(&logs).trim()
+                            ),
+                        ));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl BoxEngine for PodmanBox {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn render(&self, req: &BoxRequest) -> Result<String, RemoteError> {
+        let body = self.body(req)?;
+        let names: Vec<&str> = req.secrets.iter().map(|s| s.name.as_str()).collect();
+        let doc = serde_json::json!({
+            "container": body,
+            "secrets": { "path": layout::SECRETS_DIR, "names": names },
+        });
+        serde_json::to_string_pretty(&doc)
+            .map_err(|e| RemoteError::Invalid(format!("cannot render: {e}")))
+    }
+
+    fn create(&mut self, req: &BoxRequest) -> Result<Location, RemoteError> {
+        self.connect()?;
+        let body = self.body(req)?;
+        let name = format!("airlock-box-{}", req.spec.session);
+        let opts = CreateContainerOptionsBuilder::new().name(&name).build();
+        self
+            .rt
+            .block_on(self.client()?.create_container(Some(opts), body))
+            .map_err(|e| {
+                res(
+                    &format!("container/{name}"),
+                    format!("cannot create it from {}: {e}; build the image with scripts/container-setup.sh or pass --image", req.image),
+                )
+            })?;
+        // The name is unique (one box per session) and shorter than the id in `airlock ls`.
+        let at = format!("podman:{name}");
+        if let Err(e) = self.create_inner(req, &name) {
+            let _ = self.delete(&at);
+            return Err(e);
+        }
+        Ok(at)
+    }
+
+    fn exec(
+        &self,
+        at: &Location,
+        argv: &[String],
+        stdin: &[u8],
+    ) -> Result<ExecOutput, RemoteError> {
+        let id = container_of(at)?;
+        let client = self.client()?;
+        let resource = format!("container/{id}");
+        self.rt.block_on(async {
+            let exec = client
+                .create_exec(
+                    id,
+                    ExecConfig {
+                        attach_stdin: Some(true),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        cmd: Some(argv.to_vec()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| res(&resource, format!("cannot exec {}: {e}", argv.join(" "))))?;
+            let started = client
+                .start_exec(
+                    &exec.id,
+                    Some(StartExecOptions {
+                        detach: false,
+                        tty: false,
+                        output_capacity: None,
+                    }),
+                )
+                .await
+                .map_err(|e| res(&resource, format!("cannot exec {}: {e}", argv.join(" "))))?;
+            let StartExecResults::Attached {
+                mut output,
+                mut input,
+            } = started
+            else {
+                return Err(res(&resource, "the exec did not attach"));
+            };
+            let data = stdin.to_vec();
+            let writer = tokio::spawn(async move {
+                let r = input.write_all(&data).await;
+                let _ = input.shutdown().await;
+                r
+            });
+            let (mut out, mut errs) = (Vec::new(), Vec::new());
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(|e| res(&resource, format!("exec output: {e}")))? {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        out.extend_from_slice(&message)
+                    }
+                    LogOutput::StdErr { message } => errs.extend_from_slice(&message),
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+            let _ = writer.await;
+            let inspect = client
+                .inspect_exec(&exec.id)
+                .await
+                .map_err(|e| res(&resource, format!("cannot read the exec's status: {e}")))?;
+            let status = inspect
+                .exit_code
+                .and_then(|c| i32::try_from(c).ok())
+                .unwrap_or(-1);
+            Ok(ExecOutput {
+                status,
+                stdout: out,
+                stderr: errs,
+            })
+        })
+    }
+
+    fn exec_tty(
+        &self,
+        at: &Location,
+        argv: &[String],
+        cols: u16,
+        rows: u16,
+    ) -> Result<TtyExec, RemoteError> {
+        let id = container_of(at)?.to_string();
+        let client = self.client()?.clone();
+        let resource = format!("container/{id}");
+        let (ours, theirs) =
+            UnixStream::pair().map_err(|e| err(format!("cannot make a socket pair: {e}")))?;
+        let (exec_id, output, input) = self.rt.block_on(async {
+            let exec = client
+                .create_exec(
+                    &id,
+                    ExecConfig {
+                        attach_stdin: Some(true),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        tty: Some(true),
+                        console_size: Some(vec![usize::from(rows), usize::from(cols)]),
+                        env: Some(vec![format!(
+                            "TERM={}",
+                            std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into())
+                        )]),
+                        cmd: Some(argv.to_vec()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| res(&resource, format!("cannot exec {}: {e}", argv.join(" "))))?;
+            let started = client
+                .start_exec(
+                    &exec.id,
+                    Some(StartExecOptions {
+                        detach: false,
+                        tty: true,
+                        output_capacity: None,
+                    }),
+                )
+                .await
+                .map_err(|e| res(&resource, format!("cannot exec {}: {e}", argv.join(" "))))?;
+            match started {
+                StartExecResults::Attached { output, input } => Ok((exec.id, output, input)),
+                StartExecResults::Detached => Err(res(&resource, "the exec did not attach")),
+            }
+        })?;
+        let (mut output, mut input) = (output, input);
+        let to_box = theirs
+            .try_clone()
+            .map_err(|e| err(format!("cannot clone a socket: {e}")))?;
+        let from_box = theirs;
+        to_box
+            .set_nonblocking(true)
+            .map_err(|e| err(e.to_string()))?;
+        // The box's output to our end of the pair.
+        let mut writer = from_box;
+        self.rt.spawn(async move {
+            while let Some(Ok(chunk)) = output.next().await {
+                let bytes = chunk.into_bytes();
+                if writer.write_all(&bytes).is_err() {
+                    break;
+                }
+            }
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+        });
+        // Our end's input to the box.
+        self.rt.spawn(async move {
+            let Ok(mut reader) = tokio::net::UnixStream::from_std(to_box) else {
+                return;
+            };
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if input.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        let _ = input.flush().await;
+                    }
+                }
+            }
+            let _ = input.shutdown().await;
+        });
+        let handle = self.rt.handle().clone();
+        Ok(TtyExec {
+            stream: ours,
+            resize: Box::new(move |cols, rows| {
+                handle
+                    .block_on(client.resize_exec(
+                        &exec_id,
+                        ResizeExecOptions {
+                            h: i32::from(rows),
+                            w: i32::from(cols),
+                        },
+                    ))
+                    .map_err(|e| err(format!("cannot resize the terminal: {e}")))
+            }),
+        })
+    }
+
+    fn logs(&self, at: &Location) -> Result<Vec<u8>, RemoteError> {
+        let id = container_of(at)?;
+        let client = self.client()?;
+        let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
+        Ok(self.rt.block_on(async {
+            let mut s = client.logs(id, Some(opts));
+            let mut out = Vec::new();
+            while let Some(Ok(chunk)) = s.next().await {
+                out.extend_from_slice(&chunk.into_bytes());
+            }
+            out
+        }))
+    }
+
+    fn delete(&self, at: &Location) -> Result<(), RemoteError> {
+        let id = container_of(at)?;
+        let client = self.client()?;
+        let opts = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self.rt.block_on(client.remove_container(id, Some(opts))) {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(res(
+                &format!("container/{id}"),
+                format!("cannot remove it: {e}; remove it with `podman rm -f {id}`"),
+            )),
+        }
+    }
+}

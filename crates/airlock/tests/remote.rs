@@ -1,0 +1,949 @@
+//! `airlock run --backend podman-box`: `airlock serve` for real, as the first process of a
+//! local Podman container (the remote path of docs/remote.md on this machine), rootful as root
+//! and rootless as an unprivileged user (scripts/test.sh re-runs this binary as one). Needs the
+//! box image scripts/container-setup.sh builds (`localhost/airlock-box`: busybox, tmux, git,
+//! curl, openssl, user `airlock`); a host without Podman skips with the reason printed.
+//!
+//! The upstream servers live in the box's own network namespace (the box has `--network none`:
+//! only its loopback): the tests start them there with `podman exec` once the box exists, and
+//! the agent's command waits for them. The agent, in the native sandbox inside the box, has a
+//! loopback of its own, so it reaches them only through `airlock serve`'s proxy.
+//!
+//! The tests run one at a time (a lock): the "nothing left behind" checks look at every box.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const BOX_IMAGE: &str = "localhost/airlock-box:latest";
+const BOX_LABEL: &str = "airlock.box";
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn bin() -> PathBuf {
+    std::env::var_os("AIRLOCK_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn podman(args: &[&str]) -> Output {
+    Command::new("podman")
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .expect("podman")
+}
+
+fn podman_in(args: &[&str], input: &[u8]) -> Output {
+    let mut c = Command::new("podman")
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("podman");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write");
+    c.wait_with_output().expect("podman")
+}
+
+/// Whether this host can run the tests; panics when Podman is there but not set up.
+fn ready() -> bool {
+    let Ok(o) = Command::new("podman")
+        .args(["image", "exists", BOX_IMAGE])
+        .current_dir("/")
+        .output()
+    else {
+        eprintln!("skipping: podman is not installed (scripts/container-setup.sh installs it)");
+        return false;
+    };
+    assert!(
+        o.status.success(),
+        "podman has no image {BOX_IMAGE}: run scripts/container-setup.sh (as root) first; {}",
+        text(&o.stderr)
+    );
+    true
+}
+
+/// The boxes that exist (names).
+fn boxes() -> Vec<String> {
+    let o = podman(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label={BOX_LABEL}"),
+        "--format",
+        "{{.Names}}",
+    ]);
+    text(&o.stdout).lines().map(String::from).collect()
+}
+
+/// Waits for the one box of the running test to run.
+fn wait_box() -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = podman(&[
+            "ps",
+            "--filter",
+            &format!("label={BOX_LABEL}"),
+            "--filter",
+            "status=running",
+            "--format",
+            "{{.Names}}",
+        ]);
+        if let Some(b) = text(&o.stdout).lines().next() {
+            return b.to_string();
+        }
+        assert!(Instant::now() < deadline, "no box appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_no_box(what: &str) {
+    let left = boxes();
+    assert!(left.is_empty(), "{what}: boxes left behind: {left:?}");
+}
+
+/// Removes every box, now and when dropped (a failed test must not leave its box to the next).
+struct Boxes;
+
+impl Boxes {
+    fn clean() -> Boxes {
+        remove_boxes();
+        Boxes
+    }
+}
+
+impl Drop for Boxes {
+    fn drop(&mut self) {
+        remove_boxes();
+    }
+}
+
+fn remove_boxes() {
+    for b in boxes() {
+        podman(&["rm", "-f", "-t", "0", &b]);
+    }
+}
+
+struct Ws {
+    dir: tempfile::TempDir,
+    data: tempfile::TempDir,
+}
+
+impl Ws {
+    fn new() -> Ws {
+        let mk = |p| {
+            tempfile::Builder::new()
+                .prefix(p)
+                .tempdir()
+                .expect("tempdir")
+        };
+        let ws = Ws {
+            dir: mk("airlock-box-"),
+            data: mk("airlock-box-data-"),
+        };
+        // Rootless Podman keeps its images under $XDG_DATA_HOME too.
+        if !is_root() {
+            let real = std::env::var_os("XDG_DATA_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
+                .expect("HOME");
+            std::os::unix::fs::symlink(real.join("containers"), ws.data.path().join("containers"))
+                .expect("link the container store");
+        }
+        ws
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn airlock(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.current_dir(self.path())
+            .stdin(Stdio::null())
+            .env("XDG_DATA_HOME", self.data.path())
+            .env_remove("AIRLOCK_RUNTIME")
+            .env_remove("AIRLOCK_IMAGE");
+        c
+    }
+
+    fn git(&self, args: &[&str]) {
+        let o = Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(self.path())
+            .output()
+            .expect("git");
+        assert!(o.status.success(), "git {args:?}: {}", text(&o.stderr));
+    }
+
+    fn sessions(&self) -> Vec<serde_json::Value> {
+        let o = self
+            .airlock()
+            .args(["ls", "--all", "--json"])
+            .output()
+            .expect("ls");
+        serde_json::from_slice(&o.stdout).expect("ls --json")
+    }
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The agent's script: egress allowed and denied through the box's proxy, the credential swap,
+/// the escape battery (every probe must be blocked), the namespaces it is in, then changes.
+fn agent_script(prefix: &str, tail: &str) -> String {
+    format!(
+        r#"
+P=/run/airlock/bin/airlock
+gate() {{ i=0; until wget -q -O- http://web.test:8080/$1 >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 600 ] && break; sleep 0.1; done; }}
+gate go
+# The secret's tail (never printed, never in this script) anywhere the agent can read.
+T="$(printf '{tail_hex}' | sed 's/../\\x&/g' | xargs -0 printf)"
+for d in /*; do case $d in /proc|/sys|/dev) ;; *) for f in $(grep -rlF "$T" "$d" 2>/dev/null); do echo "FOUND $f"; done;; esac; done
+echo "ALLOWED=$(wget -q -O- http://web.test:8080/airlock-box)"
+wget -q -O- http://other.test:8080/airlock-box >/dev/null 2>&1; echo "DENIED=$?"
+echo "TOKEN=$AIRLOCK_REMOTE_TEST_TOKEN"
+echo "SWAP=$(curl -sS --max-time 30 -H "Authorization: Bearer $AIRLOCK_REMOTE_TEST_TOKEN" https://web.test:8443/x 2>&1)"
+gate read
+probe() {{ $P __probe "$@" >/dev/null 2>&1; echo "PROBE $? $*"; }}
+probe read-file /run/airlock/secrets/demo {prefix}
+probe read-file /run/airlock-supervisor/demo {prefix}
+probe read-file /run/airlock-supervisor/policy.json {prefix}
+probe env {prefix}
+probe secret-bytes {tail_hex}
+probe connect 127.0.0.1:8080
+probe connect 127.0.0.1:8443
+probe unix /run/airlock/serve.sock
+probe hostname evil
+probe mount /tmp/m
+probe ptrace
+probe syscall bpf
+probe syscall keyctl
+probe write-file /usr/local/bin/airlock
+probe write-file /etc/passwd
+for n in net pid mnt user; do echo "NS $n $(readlink /proc/self/ns/$n)"; done
+echo changed > a.txt; rm del.txt; mkdir -p d; echo new > d/new.txt
+exit 7
+"#,
+        tail_hex = hex(tail)
+    )
+}
+
+/// Serves, in the box's own network namespace, `/etc/airlock-box` over HTTP on 8080 and a TLS
+/// upstream on 8443 (certificate of `ca` for web.test) that records each request in /srv/seen
+/// and answers with `echo` (which holds the real secret: the proxy must scrub it).
+fn start_upstreams(name: &str, ca: &airlock_test_support::tls::TestCa, echo: &str) {
+    let (leaf, key) = ca.leaf_pem(&["web.test"]);
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{echo}",
+        echo.len()
+    );
+    for (file, content) in [("leaf.pem", &leaf), ("key.pem", &key), ("resp", &resp)] {
+        let o = podman_in(
+            &[
+                "exec",
+                "-i",
+                name,
+                "sh",
+                "-c",
+                &format!("mkdir -p /srv && cat > /srv/{file}"),
+            ],
+            content.as_bytes(),
+        );
+        assert!(o.status.success(), "{file}: {}", text(&o.stderr));
+    }
+    let o = podman(&[
+        "exec",
+        "-d",
+        name,
+        "sh",
+        "-c",
+        // s_server writes what it reads unbuffered, and sends its stdin: answer once the
+        // request is in, so it is read before the connection closes.
+        "while :; do rm -f /srv/req; \
+         (until grep -qi '^authorization' /srv/req 2>/dev/null; do sleep 0.05; done; cat /srv/resp) \
+         | openssl s_server -accept 127.0.0.1:8443 -cert /srv/leaf.pem -key /srv/key.pem \
+           -quiet -naccept 1 > /srv/req 2>/dev/null; cat /srv/req >> /srv/seen; done",
+    ]);
+    assert!(o.status.success(), "s_server: {}", text(&o.stderr));
+    // Last; the agent starts once /srv/go exists (the test's controls come first).
+    let o = podman(&[
+        "exec",
+        name,
+        "sh",
+        "-c",
+        "cp /etc/airlock-box /srv/ && busybox httpd -p 127.0.0.1:8080 -h /srv",
+    ]);
+    assert!(o.status.success(), "httpd: {}", text(&o.stderr));
+}
+
+/// The box's view of a namespace (its first process, `airlock serve`).
+fn box_ns(name: &str, kind: &str) -> String {
+    let o = podman(&["exec", name, "readlink", &format!("/proc/1/ns/{kind}")]);
+    text(&o.stdout).trim().to_string()
+}
+
+/// One session through the whole remote path: the agent in the box's sandbox reaches an allowed
+/// host and not a denied one, only through the proxy; its credential works at the upstream
+/// while it holds only a placeholder (and the echoed secret is scrubbed); every escape probe is
+/// blocked while its control (the same probe in the box, outside the sandbox) gets through; its
+/// namespaces are its own; its exit status, output and changes come home, `diff` and `merge`
+/// work as for a local session, and the box is gone afterwards.
+#[test]
+fn a_box_session_is_confined_and_its_changes_come_home() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    std::fs::write(ws.path().join("a.txt"), "base\n").expect("a");
+    std::fs::write(ws.path().join("del.txt"), "gone\n").expect("del");
+    let ca = airlock_test_support::tls::TestCa::new("airlock remote test CA");
+    std::fs::write(ws.path().join("ca.pem"), ca.pem()).expect("ca");
+    ws.git(&["init", "-q"]);
+    ws.git(&["add", "."]);
+    ws.git(&["commit", "-qm", "base"]);
+    let secret = format!("rt{}", airlock_test_support::random_alnum(24));
+    let (prefix, tail) = (&secret[..10], &secret[10..]);
+    let policy = ws.data.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        r#"
+[network]
+allow = ["web.test"]
+allow_private = ["127.0.0.1"]
+[network.resolve]
+"web.test" = "127.0.0.1"
+"other.test" = "127.0.0.1"
+[network.ports]
+"web.test" = [8080, 8443]
+"other.test" = [8080]
+[tls]
+extra_roots = ["/workspace/ca.pem"]
+[[credentials]]
+name = "demo"
+env = "AIRLOCK_REMOTE_TEST_TOKEN"
+hosts = ["web.test"]
+"#,
+    )
+    .expect("policy");
+    let child = ws
+        .airlock()
+        .env("AIRLOCK_REMOTE_TEST_TOKEN", &secret)
+        .args(["run", "--backend", "podman-box", "--policy"])
+        .arg(&policy)
+        .args(["--", "sh", "-c", &agent_script(prefix, tail)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let name = wait_box();
+    start_upstreams(&name, &ca, &format!("echo={secret}\n"));
+    // Controls: outside the sandbox (root in the box) the same probes get through.
+    for probe in [
+        vec!["read-file", "/run/airlock/secrets/demo", prefix],
+        vec!["connect", "127.0.0.1:8080"],
+    ] {
+        let mut args = vec!["exec", name.as_str(), "/usr/local/bin/airlock", "__probe"];
+        args.extend(probe.iter().copied());
+        let o = podman(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "control {probe:?}: {}",
+            text(&o.stdout)
+        );
+    }
+    let namespaces: Vec<(&str, String)> = ["net", "pid", "mnt", "user"]
+        .into_iter()
+        .map(|k| (k, box_ns(&name, k)))
+        .collect();
+    podman(&["exec", &name, "touch", "/srv/go"]);
+    // What the upstream received (read before the box is deleted: the agent waits for
+    // /srv/seen to go on).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        let o = podman(&[
+            "exec",
+            &name,
+            "sh",
+            "-c",
+            "cat /srv/seen /srv/req 2>/dev/null",
+        ]);
+        let s = text(&o.stdout);
+        if s.to_ascii_lowercase().contains("authorization") || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    podman(&["exec", &name, "touch", "/srv/read"]);
+    let out = child.wait_with_output().expect("wait");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(stdout.contains("ALLOWED=airlock-box recipe"), "{stdout}");
+    assert!(stdout.contains("DENIED=1"), "{stdout}");
+    assert!(
+        seen.to_ascii_lowercase().contains(&format!(
+            "authorization: bearer {}",
+            secret.to_ascii_lowercase()
+        )),
+        "the upstream did not get the real secret: {seen}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(stdout.contains("SWAP=echo="), "{stdout}");
+    assert!(
+        !stdout.contains(tail) && !stderr.contains(tail),
+        "the secret reached the agent: {stdout}"
+    );
+    let token = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("TOKEN="))
+        .expect("TOKEN");
+    assert!(!token.is_empty() && token != secret, "placeholder: {token}");
+    assert!(
+        !stdout.contains("FOUND "),
+        "the secret is readable inside: {stdout}"
+    );
+    let probes: Vec<&str> = stdout.lines().filter(|l| l.starts_with("PROBE ")).collect();
+    assert_eq!(probes.len(), 15, "{stdout}");
+    for p in probes {
+        assert!(
+            p.starts_with("PROBE 1 "),
+            "got through (0) or failed (2): {p}"
+        );
+    }
+    for (kind, outer) in namespaces {
+        let inner = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("NS {kind} ")))
+            .expect("ns line");
+        assert!(
+            !outer.is_empty() && inner != outer,
+            "{kind}: {inner} is the box's {outer}"
+        );
+    }
+    assert_no_box("after the session");
+    // The session row: backend and where it ran; its changes reviewable and mergeable.
+    let rows = ws.sessions();
+    let row = rows.first().expect("a session");
+    assert_eq!(row["backend"], "podman-box", "{row}");
+    assert_eq!(row["location"], format!("podman:{name}"), "{row}");
+    let id = row["id"].as_str().expect("id").to_string();
+    let diff = ws.airlock().args(["diff", &id]).output().expect("diff");
+    let d = text(&diff.stdout);
+    for f in ["a.txt", "del.txt", "d/new.txt"] {
+        assert!(d.contains(f), "diff misses {f}: {d}");
+    }
+    let m = ws.airlock().args(["merge", &id]).output().expect("merge");
+    assert!(m.status.success(), "merge: {}", text(&m.stderr));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("a.txt")).expect("a"),
+        "changed\n"
+    );
+    assert!(!ws.path().join("del.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("d/new.txt")).expect("new"),
+        "new\n"
+    );
+    let audit = ws
+        .airlock()
+        .args(["audit", &id, "--json"])
+        .output()
+        .expect("audit");
+    assert!(
+        text(&audit.stdout).contains("other.test"),
+        "the box's audit log came home with the denial: {}",
+        text(&audit.stdout)
+    );
+}
+
+/// `--dry-run` prints the box's container request and touches nothing: no box, no session, no
+/// secret in it.
+#[test]
+fn dry_run_renders_the_box_and_creates_nothing() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    let policy = ws.data.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[credentials]]\nname = \"demo\"\nenv = \"AIRLOCK_REMOTE_TEST_TOKEN\"\nhosts = [\"web.test\"]\n",
+    )
+    .expect("policy");
+    let secret = format!("rt{}", airlock_test_support::random_alnum(24));
+    let o = ws
+        .airlock()
+        .env("AIRLOCK_REMOTE_TEST_TOKEN", &secret)
+        .args(["run", "--backend", "podman-box", "--dry-run", "--policy"])
+        .arg(&policy)
+        .args(["--", "true"])
+        .output()
+        .expect("dry run");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(!out.contains(&secret), "the secret is in the rendering");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let host = &v["container"]["HostConfig"];
+    assert_eq!(host["NetworkMode"], "none", "{host}");
+    assert_eq!(host["CapDrop"][0], "ALL", "{host}");
+    assert_eq!(v["secrets"]["names"][0], "demo", "{v}");
+    assert!(ws.sessions().is_empty(), "a dry run recorded a session");
+    assert_no_box("after a dry run");
+}
+
+/// `--dry-run` of the Kubernetes and Fly engines through the real binary, with no cluster and
+/// no token: the k8s output parses back into k8s-openapi types, the Pod passes the Pod Security
+/// Standard "restricted" checks, the namespace and context flags reach it; the Fly output is
+/// the Machines API's create body; neither holds the secret; a k8s run without an image is
+/// refused with the fix; the other engine's flags are refused.
+#[test]
+fn dry_runs_of_the_cluster_engines_need_no_engine_and_hold_no_secret() {
+    let ws = Ws::new();
+    let policy = ws.data.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[credentials]]\nname = \"demo\"\nenv = \"AIRLOCK_REMOTE_TEST_TOKEN\"\nhosts = [\"web.test\"]\n",
+    )
+    .expect("policy");
+    let secret = format!("rt{}", airlock_test_support::random_alnum(24));
+    let dry = |args: &[&str]| {
+        ws.airlock()
+            .env("AIRLOCK_REMOTE_TEST_TOKEN", &secret)
+            .env("KUBECONFIG", ws.data.path().join("no-kubeconfig"))
+            .env_remove("FLY_API_TOKEN")
+            .args(["run", "--dry-run", "--policy"])
+            .arg(&policy)
+            .args(args)
+            .args(["--", "true"])
+            .output()
+            .expect("dry run")
+    };
+    let o = dry(&[
+        "--backend",
+        "k8s",
+        "--image",
+        "registry.example/airlock:1",
+        "--namespace",
+        "agents",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(!out.contains(&secret), "the secret is in the k8s rendering");
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&out)
+        .map(|d| serde::Deserialize::deserialize(d).expect("a YAML document"))
+        .collect();
+    let kinds: Vec<_> = docs
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["NetworkPolicy", "Secret", "Pod"], "{out}");
+    let pod: k8s_openapi::api::core::v1::Pod =
+        serde_yaml::from_value(docs[2].clone()).expect("a Pod");
+    assert_eq!(pod.metadata.namespace.as_deref(), Some("agents"));
+    let spec = pod.spec.expect("pod spec");
+    assert_eq!(
+        spec.containers[0].image.as_deref(),
+        Some("registry.example/airlock:1")
+    );
+    let violations = airlock_k8s::pss::check(&spec, &pod.metadata.annotations.unwrap_or_default());
+    assert!(violations.is_empty(), "restricted profile: {violations:?}");
+    let o = dry(&["--backend", "k8s"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(text(&o.stderr).contains("--image"), "{}", text(&o.stderr));
+    let o = dry(&[
+        "--backend",
+        "fly",
+        "--fly-app",
+        "my-app",
+        "--fly-region",
+        "ams",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(!out.contains(&secret), "the secret is in the Fly rendering");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["region"], "ams", "{v}");
+    assert_eq!(v["config"]["restart"]["policy"], "no", "{v}");
+    assert_eq!(v["config"]["auto_destroy"], true, "{v}");
+    let env = v["config"]["env"].as_object().expect("env");
+    assert_eq!(env.keys().collect::<Vec<_>>(), ["AIRLOCK_BOX_SPEC"], "{v}");
+    for (flags, engine) in [
+        (
+            &["--backend", "fly", "--fly-app", "a", "--namespace", "x"][..],
+            "k8s",
+        ),
+        (
+            &["--backend", "k8s", "--image", "i", "--fly-app", "a"][..],
+            "fly",
+        ),
+        (&["--fly-region", "ams"][..], "fly"),
+    ] {
+        let o = dry(flags);
+        assert_eq!(o.status.code(), Some(125), "{flags:?}");
+        assert!(
+            text(&o.stderr).contains(&format!("is for --backend {engine}")),
+            "{flags:?}: {}",
+            text(&o.stderr)
+        );
+    }
+    assert!(ws.sessions().is_empty(), "a dry run recorded a session");
+}
+
+/// A box whose session cannot start (an image without the user `airlock`) fails closed: the
+/// command never runs, the error says why, and the box is deleted; an image that does not exist
+/// fails before anything is left.
+#[test]
+fn a_failure_after_create_leaves_no_box() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    std::fs::write(ws.path().join("a.txt"), "base\n").expect("a");
+    for (image, why) in [
+        // No libc for airlock, no user `airlock`: serve never answers.
+        (
+            "localhost/airlock-test-busybox:latest",
+            "airlock serve did not answer",
+        ),
+        ("localhost/airlock-no-such-image:latest", "cannot create"),
+    ] {
+        let o = ws
+            .airlock()
+            .args(["run", "--backend", "podman-box", "--image", image])
+            .args(["--", "sh", "-c", "touch STARTED"])
+            .output()
+            .expect("run");
+        assert_eq!(o.status.code(), Some(125), "{image}: {}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains(why),
+            "{image}: {}",
+            text(&o.stderr)
+        );
+        assert_no_box(image);
+        assert!(!ws.path().join("STARTED").exists());
+    }
+    let rows = ws.sessions();
+    assert!(
+        rows.iter().all(|r| r["state"] == "failed"),
+        "sessions: {rows:?}"
+    );
+}
+
+/// A raw tar entry, its name written straight into the header (as a hostile client would).
+fn raw_entry(name: &str, kind: u8, link: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = kind;
+    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    h[329..337].copy_from_slice(b"0000010\0"); // devmajor 8 (a block device's)
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+/// The box's spec for `run`'s arguments, from its dry run (to start a box by hand).
+fn spec_of(ws: &Ws) -> String {
+    let o = ws
+        .airlock()
+        .args([
+            "run",
+            "--backend",
+            "podman-box",
+            "--dry-run",
+            "--",
+            "sh",
+            "-c",
+            "touch /tmp/STARTED",
+        ])
+        .output()
+        .expect("dry run");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    v["container"]["Env"][0].as_str().expect("env").to_string()
+}
+
+/// The container settings the nested native sandbox needs (docs/remote.md).
+const FULL_SETTINGS: &[&str] = &[
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "unmask=/proc/*",
+    "--tmpfs",
+    "/var/lib/airlock:rw,mode=755",
+    "--tmpfs",
+    "/workspace:rw,mode=755",
+];
+
+/// Starts a box by hand (`airlock serve` with the spec `env`, the airlock binary mounted) with
+/// `settings`; returns once its supervisor answers.
+fn start_box(name: &str, env: &str, airlock: &str, settings: &[&str]) {
+    let label = format!("{BOX_LABEL}=test");
+    let mount = format!("{airlock}:/usr/local/bin/airlock:ro");
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        &label,
+        "-e",
+        env,
+        "-v",
+        &mount,
+        "--network",
+        "none",
+    ];
+    args.extend_from_slice(settings);
+    args.extend_from_slice(&[BOX_IMAGE, "/usr/local/bin/airlock", "serve"]);
+    let o = podman(&args);
+    assert!(o.status.success(), "{name}: {}", text(&o.stderr));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !podman(&["exec", name, "airlock", "serve", "ctl", "status"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "{name}: serve did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A box without one of the settings the nested sandbox needs fails closed: the command never
+/// starts, and the status names the setting to change.
+#[test]
+fn a_box_that_cannot_nest_the_sandbox_fails_closed_naming_the_setting() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    let env = spec_of(&ws);
+    let airlock = bin().display().to_string();
+    let tmpfs = &FULL_SETTINGS[4..];
+    let no_seccomp: Vec<&str> = [&FULL_SETTINGS[2..4], tmpfs].concat();
+    let no_unmask: Vec<&str> = [&FULL_SETTINGS[..2], tmpfs].concat();
+    let no_tmpfs: Vec<&str> = FULL_SETTINGS[..4].to_vec();
+    for (what, settings, want) in [
+        ("default seccomp profile", no_seccomp, "seccomp=unconfined"),
+        ("masked /proc", no_unmask, "unmask=/proc/*"),
+        ("state on the overlay root", no_tmpfs, "tmpfs"),
+    ] {
+        let name = format!(
+            "airlock-box-nest-{}",
+            airlock_test_support::random_alnum(6).to_lowercase()
+        );
+        start_box(&name, &env, &airlock, &settings);
+        let mut tar = raw_entry("a.txt", b'0', "", b"x");
+        tar.extend_from_slice(&[0u8; 1024]);
+        let r = podman_in(
+            &["exec", "-i", &name, "airlock", "serve", "ctl", "receive"],
+            &tar,
+        );
+        assert!(r.status.success(), "{what}: upload: {}", text(&r.stderr));
+        let w = podman(&["exec", &name, "airlock", "serve", "ctl", "wait"]);
+        let st: serde_json::Value = serde_json::from_slice(&w.stdout).expect("status");
+        assert_eq!(st["state"], "failed", "{what}: {st}");
+        assert!(st["started"].is_null(), "{what}: the command started: {st}");
+        let e = st["error"].as_str().unwrap_or_default();
+        assert!(e.contains(want), "{what}: {e}");
+        podman(&["rm", "-f", "-t", "0", &name]);
+    }
+}
+
+/// `ctl receive` refuses a workspace tar that would write outside /workspace or plant links
+/// and devices (each variant in a fresh box), fails the session closed (the command never
+/// starts) and takes no second upload.
+#[test]
+fn a_hostile_upload_is_refused_and_the_session_fails_closed() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    let env = spec_of(&ws);
+    let airlock = bin().display().to_string();
+    let variants: Vec<(&str, Vec<u8>)> = vec![
+        ("dotdot", raw_entry("../escaped", b'0', "", b"x")),
+        ("absolute", raw_entry("/escaped", b'0', "", b"x")),
+        (
+            "write through a link",
+            [
+                raw_entry("l", b'2', "/", b""),
+                raw_entry("l/escaped", b'0', "", b"x"),
+            ]
+            .concat(),
+        ),
+        ("hard link", raw_entry("h", b'1', "/etc/passwd", b"")),
+        ("block device", raw_entry("sda", b'4', "", b"")),
+        ("fifo", raw_entry("p", b'6', "", b"")),
+    ];
+    for (what, entries) in variants {
+        let name = format!(
+            "airlock-box-hostile-{}",
+            airlock_test_support::random_alnum(6).to_lowercase()
+        );
+        start_box(&name, &env, &airlock, FULL_SETTINGS);
+        let mut tar = entries;
+        tar.extend_from_slice(&[0u8; 1024]);
+        let r = podman_in(
+            &["exec", "-i", &name, "airlock", "serve", "ctl", "receive"],
+            &tar,
+        );
+        assert!(!r.status.success(), "{what}: the upload was taken");
+        assert!(
+            text(&r.stderr).contains("refused"),
+            "{what}: {}",
+            text(&r.stderr)
+        );
+        let st = podman(&["exec", &name, "airlock", "serve", "ctl", "status"]);
+        let st: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status");
+        assert_eq!(st["state"], "failed", "{what}: {st}");
+        assert!(st["started"].is_null(), "{what}: the command started");
+        for p in [
+            "/escaped",
+            "/workspace/../escaped",
+            "/tmp/escaped",
+            "/workspace/sda",
+            "/workspace/p",
+        ] {
+            let e = podman(&["exec", &name, "test", "-e", p]);
+            assert!(!e.status.success(), "{what}: {p} exists");
+        }
+        let again = podman_in(
+            &["exec", "-i", &name, "airlock", "serve", "ctl", "receive"],
+            &[0u8; 1024],
+        );
+        assert!(!again.status.success(), "{what}: a second upload was taken");
+        podman(&["rm", "-f", &name]);
+    }
+    assert_no_box("after the hostile uploads");
+}
+
+/// `--detach` leaves the session running in its box; `ls` shows where; `logs` reads its output
+/// and `attach` joins its tmux through the engine; `stop` ends it, brings its changes home and
+/// deletes the box.
+#[test]
+fn a_detached_box_session_is_listed_stopped_and_collected() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    std::fs::write(ws.path().join("a.txt"), "base\n").expect("a");
+    let o = ws
+        .airlock()
+        .args([
+            "run",
+            "--backend",
+            "podman-box",
+            "--detach",
+            "--name",
+            "far",
+        ])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "echo detached-out; echo x > made.txt; sleep 300",
+        ])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(boxes().len(), 1, "one box runs");
+    let ls = ws.airlock().args(["ls"]).output().expect("ls");
+    assert!(
+        text(&ls.stdout).contains("podman-box@podman:airlock-box-"),
+        "{}",
+        text(&ls.stdout)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let l = ws.airlock().args(["logs", "far"]).output().expect("logs");
+        if text(&l.stdout).contains("detached-out") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "logs: {}", text(&l.stdout));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // attach on a terminal (script(1) makes the pty): the box's tmux screen through the
+    // engine's tty exec, then tmux's detach key (C-b d) gives the terminal back.
+    let mut script = Command::new("script")
+        .args([
+            "-qfec",
+            &format!("{} attach far", bin().display()),
+            "/dev/null",
+        ])
+        .current_dir(ws.path())
+        .env("XDG_DATA_HOME", ws.data.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1) (util-linux)");
+    let mut keys = script.stdin.take().expect("stdin");
+    std::thread::sleep(Duration::from_secs(4));
+    keys.write_all(b"\x02d").expect("detach key");
+    let waited = Instant::now();
+    let out = script.wait_with_output().expect("attach");
+    drop(keys);
+    let screen = text(&out.stdout);
+    assert!(
+        waited.elapsed() < Duration::from_secs(20),
+        "attach did not detach"
+    );
+    assert!(screen.contains("detached-out"), "attach showed: {screen}");
+    assert!(
+        screen.contains("[detached"),
+        "attach did not detach: {screen}"
+    );
+    let s = ws.airlock().args(["stop", "far"]).output().expect("stop");
+    assert!(s.status.success(), "stop: {}", text(&s.stderr));
+    assert_no_box("after stop");
+    let d = ws.airlock().args(["diff", "far"]).output().expect("diff");
+    assert!(text(&d.stdout).contains("made.txt"), "{}", text(&d.stdout));
+}
