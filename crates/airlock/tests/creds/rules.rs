@@ -24,6 +24,11 @@ paths = ["/echo/secret/**"]
 [[network.rules]]
 host = "nocred.creds.test"
 methods = ["GET"]
+
+[[network.rules]]
+host = "api.creds.test"
+action = "deny"
+methods = ["DELETE"]
 "#;
 
 #[test]
@@ -46,16 +51,33 @@ u=https://api.creds.test:{port}
 c() {{ name=$1; shift; printf '%s ' "$name"; curl -sS -m 10 -o /dev/null -D - "$@" 2>&1 | tr -d '\r' | awk '/^HTTP/{{s=$2}} /^x-airlock-reason/{{r=$0}} END{{print s, r}}'; }}
 c get $u/echo/a
 c head -I $u/echo/a
-c post -X POST --data x $u/echo/post
-c post-other -X POST --data x $u/echo/a
+J='content-type: application/json'
+c post -X POST -H "$J" --data x $u/echo/post
+c post-other -X POST -H "$J" --data x $u/echo/a
 c delete -X DELETE $u/echo/a
 c secret $u/echo/secret/x
 c secret-encoded $u/echo/%73ecret/x
-c secret-post -X POST --data x $u/echo/secret/x
+c secret-post -X POST -H "$J" --data x $u/echo/secret/x
 c dotdot --path-as-is $u/echo/../basic
 c dotdot-encoded $u/echo/%2e%2e/basic
 c other-path $u/basic
 c nocred https://nocred.creds.test:{port}/echo/a
+c dslash --path-as-is $u//echo/secret/x
+c mid-dslash --path-as-is $u/echo//secret/x
+c upper $u/ECHO/SECRET/x
+c mixed-case $u/echo/Secret/x
+c semicolon "$u/echo/secret;x=1/x"
+c semicolon-encoded "$u/echo/secret%3Bx=1/x"
+c double-encoded $u/echo/%2573ecret/x
+c encoded-slash "$u/echo%2Fsecret/x"
+c trailing $u/echo/secret/
+c delete-lower -X delete $u/echo/a
+c delete-mixed -X Delete $u/echo/a
+c override -X POST -H "$J" -H 'X-HTTP-Method-Override: DELETE' --data x $u/echo/post
+c override-x-http-method -X POST -H "$J" -H 'X-HTTP-Method: DELETE' --data x $u/echo/post
+c override-x-method -X POST -H "$J" -H 'X-Method-Override: delete' --data x $u/echo/post
+c override-query -X POST -H "$J" --data x "$u/echo/post?_method=DELETE"
+c form-post -X POST --data _method=DELETE $u/echo/post
 "#
     );
     let o = f.run(&script);
@@ -66,6 +88,7 @@ c nocred https://nocred.creds.test:{port}/echo/a
             .unwrap_or_else(|| panic!("no {name} in {out}{err}"))
             .to_string()
     };
+    let mut slipped = Vec::new();
     for ok in ["get", "head", "post"] {
         assert!(line(ok).starts_with("200"), "{ok}: {out}{err}");
     }
@@ -74,10 +97,7 @@ c nocred https://nocred.creds.test:{port}/echo/a
             "post-other",
             "network.rules: no rule for api.creds.test allows it",
         ),
-        (
-            "delete",
-            "network.rules: no rule for api.creds.test allows it",
-        ),
+        ("delete", "network.rules[4]"),
         (
             "other-path",
             "network.rules: no rule for api.creds.test allows it",
@@ -87,10 +107,33 @@ c nocred https://nocred.creds.test:{port}/echo/a
         ("secret-post", "network.rules[2]"),
         ("dotdot", "network.rules: a path with dot segments"),
         ("dotdot-encoded", "network.rules: a path with dot segments"),
+        // R2: the same denied request in other spellings.
+        ("dslash", "network.rules: a path with an empty segment"),
+        ("mid-dslash", "network.rules: a path with an empty segment"),
+        ("upper", "network.rules[2]"),
+        ("mixed-case", "network.rules[2]"),
+        ("semicolon", "network.rules: a path with a ';'"),
+        ("semicolon-encoded", "network.rules: a path with a ';'"),
+        (
+            "double-encoded",
+            "network.rules: a path with an escape left",
+        ),
+        ("encoded-slash", "network.rules[2]"),
+        ("trailing", "network.rules[2]"),
+        ("delete-lower", "network.rules[4]"),
+        ("delete-mixed", "network.rules[4]"),
+        ("override", "network.rules[4]"),
+        ("override-x-http-method", "network.rules[4]"),
+        ("override-x-method", "network.rules[4]"),
+        ("override-query", "network.rules[4]"),
+        ("form-post", "network.rules[4]"),
     ] {
         let l = line(name);
-        assert!(l.starts_with("403") && l.contains(rule), "{name}: {l}");
+        if !(l.starts_with("403") && l.contains(rule)) {
+            slipped.push(format!("{name}: {l} (wanted 403 {rule})"));
+        }
     }
+    assert!(slipped.is_empty(), "{slipped:#?}");
     // A rule for a host without a credential: that host is denied, with a warning.
     let l = line("nocred");
     assert!(l.starts_with("403") && l.contains("network.deny"), "{l}");
@@ -100,6 +143,13 @@ c nocred https://nocred.creds.test:{port}/echo/a
     );
     // Refused requests never reached the upstream.
     let seen = f.good_seen();
+    let lower = seen.to_ascii_lowercase();
+    for never in ["secret", "delete", "_method", "override", "x-http-method"] {
+        assert!(
+            !lower.contains(never),
+            "{never} reached the upstream: {seen}"
+        );
+    }
     for never in [
         "/echo/secret",
         "%73ecret",
