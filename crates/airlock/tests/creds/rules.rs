@@ -181,3 +181,140 @@ c form-post -X POST --data _method=DELETE $u/echo/post
         "{events:?}"
     );
 }
+
+/// The read-mostly presets end to end (R1, R4): `gitlab.com` and `api.github.com` on a loopback
+/// TLS server. Git's smart-HTTP endpoints and opening issues pass; the Repository Files API
+/// under git's endpoint names (which commits to a branch), commits, merges, approvals, notes
+/// and reviews are 403 with their rule and never reach the upstream.
+#[test]
+fn read_mostly_presets_refuse_writes_that_look_like_git_or_comments() {
+    let env = super::Env::new();
+    let token = super::secret("preset");
+    let ca = super::test_ca();
+    std::fs::write(env.path("ca.pem"), ca.pem()).expect("ca");
+    let signal = env.ws().join("unused-signal");
+    let up = super::upstream(
+        ca.server_config(&["gitlab.com", "api.github.com"]),
+        token.clone(),
+        signal,
+    );
+    let policy = env.path("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"[network]
+allow_private = ["127.0.0.1"]
+rule_presets = ["gitlab-read-mostly", "github-read-mostly"]
+[network.resolve]
+"gitlab.com" = "127.0.0.1"
+"api.github.com" = "127.0.0.1"
+[network.ports]
+"gitlab.com" = [{port}]
+"api.github.com" = [{port}]
+
+[[credentials]]
+name = "forge"
+env = "AIRLOCK_TEST_SECRET_P"
+hosts = ["gitlab.com", "api.github.com"]
+
+[tls]
+extra_roots = ["{ca}"]
+"#,
+            port = up.port,
+            ca = env.path("ca.pem").display()
+        ),
+    )
+    .expect("policy");
+    super::make_readable(env.dir.path());
+    let port = up.port;
+    let script = format!(
+        r#"gl=https://gitlab.com:{port}; gh=https://api.github.com:{port}
+J='content-type: application/json'
+c() {{ name=$1; shift; printf '%s ' "$name"; curl -sS -m 10 -o /dev/null -D - -H "$J" "$@" 2>&1 | tr -d '\r' | awk '/^HTTP/{{s=$2}} /^x-airlock-reason/{{r=$0}} END{{print s, r}}'; }}
+c gl-upload -X POST --data x $gl/group/proj.git/git-upload-pack
+c gl-upload-nested -X POST --data x $gl/group/sub/proj.git/git-upload-pack
+c gl-issue -X POST --data '{{}}' $gl/api/v4/projects/12/issues
+c gl-mr -X POST --data '{{}}' $gl/api/v4/projects/group%2Fproj/merge_requests
+c gh-pull -X POST --data '{{}}' $gh/repos/o/r/pulls
+c gh-get $gh/repos/o/r/contents/README.md
+c gl-files "$gl/api/v4/projects/12/repository/files/git-upload-pack?branch=main" -X POST --data '{{}}'
+c gl-files-nested -X POST --data '{{}}' $gl/api/v4/projects/12/repository/files/src%2Fgit-upload-pack
+c gl-files-receive -X POST --data '{{}}' $gl/api/v4/projects/12/repository/files/git-receive-pack
+c gl-files-put -X PUT --data '{{}}' $gl/api/v4/projects/12/repository/files/git-upload-pack
+c gl-commits -X POST --data '{{}}' $gl/api/v4/projects/12/repository/commits
+c gl-merge -X PUT --data '{{}}' $gl/api/v4/projects/12/merge_requests/1/merge
+c gl-approve -X POST --data '{{}}' $gl/api/v4/projects/12/merge_requests/1/approve
+c gl-mr-note -X POST --data '{{"body":"/approve\n/merge"}}' $gl/api/v4/projects/12/merge_requests/1/notes
+c gl-issue-note -X POST --data '{{"body":"/close"}}' $gl/api/v4/projects/12/issues/1/notes
+c gl-override -X POST -H 'X-HTTP-Method-Override: PUT' --data '{{}}' $gl/api/v4/projects/12/issues
+c gh-review -X POST --data '{{"event":"APPROVE"}}' $gh/repos/o/r/pulls/3/reviews
+c gh-merge -X PUT --data '{{}}' $gh/repos/o/r/pulls/3/merge
+c gh-merges -X POST --data '{{}}' $gh/repos/o/r/merges
+c gh-contents -X PUT --data '{{}}' $gh/repos/o/r/contents/src/main.rs
+"#
+    );
+    let o = env.run(&policy, &[("AIRLOCK_TEST_SECRET_P", &token)], &script);
+    let (out, err) = (super::stdout(&o), super::stderr(&o));
+    let line = |name: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {out}{err}"))
+            .to_string()
+    };
+    let mut wrong = Vec::new();
+    for name in [
+        "gl-upload",
+        "gl-upload-nested",
+        "gl-issue",
+        "gl-mr",
+        "gh-pull",
+        "gh-get",
+    ] {
+        let l = line(name);
+        if l.contains("x-airlock-reason") {
+            wrong.push(format!("{name} was refused: {l}"));
+        }
+    }
+    for name in [
+        "gl-files",
+        "gl-files-nested",
+        "gl-files-receive",
+        "gl-files-put",
+        "gl-commits",
+        "gl-merge",
+        "gl-approve",
+        "gl-mr-note",
+        "gl-issue-note",
+        "gl-override",
+        "gh-review",
+        "gh-merge",
+        "gh-merges",
+        "gh-contents",
+    ] {
+        let l = line(name);
+        if !(l.starts_with("403") && (l.contains("preset") || l.contains("network.rules"))) {
+            wrong.push(format!("{name} was not refused by a rule: {l}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}\n{out}{err}");
+    let seen = up.seen.lock().expect("lock").join("\n----\n");
+    for never in [
+        "repository/",
+        "/merge http",
+        "/merges http",
+        "/approve http",
+        "/notes http",
+        "/reviews http",
+        "put /repos/o/r/contents/",
+        "method-override",
+    ] {
+        assert!(
+            !seen.to_ascii_lowercase().contains(never),
+            "{never} reached the upstream: {seen}"
+        );
+    }
+    assert!(
+        seen.contains("POST /group/proj.git/git-upload-pack "),
+        "{seen}"
+    );
+}
