@@ -12,9 +12,22 @@
 //! A host with no rule is not restricted. For a host with rules, a request is decided by its
 //! rules in order: the first matching `deny` refuses it (deny wins over any allow, wherever it
 //! is written), else the first matching `allow` lets it through, else it is refused ("no rule
-//! allows it"). Paths are matched percent-decoded; a path with `.`/`..` segments or a NUL after
-//! decoding is refused whatever the rules say (a server could normalise it into a path no rule
-//! names).
+//! allows it").
+//!
+//! A request is judged as every request the upstream could read it as, and must pass each
+//! reading (fail closed; the red team's R2):
+//! - the path is normalised once ([`normalise`], RFC 3986 §6: percent-decoded); a target with
+//!   no single reading (`//`, `;`, dot segments, double encoding, control bytes, a backslash,
+//!   a `#`, not origin form) is refused whatever the rules say;
+//! - an encoded slash is read inside its segment by allow rules, and both ways by deny rules;
+//! - deny rules match paths and methods ignoring ASCII case, with and without a trailing `/`;
+//!   allow rules match exactly, and a method not in capitals is allowed by none (RFC 9110 §9.1);
+//! - method-override headers ([`METHOD_OVERRIDE_HEADERS`]) and `_method` query parameters add
+//!   methods the request must also pass as; a form body (Rack's `_method` field, unread) makes
+//!   deny rules match whatever methods they list.
+//!
+//! Deny rules stay a best effort against servers that read requests in other ways; allow
+//! rules are the boundary.
 
 use serde::{Deserialize, Serialize};
 
