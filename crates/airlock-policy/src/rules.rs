@@ -290,7 +290,7 @@ const ENCODED_SLASH: char = '\u{E000}';
 /// The readings of a request path the rules judge, from [`normalise`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalPath {
-    /// Percent-decoded, an encoded slash kept inside its segment ([`ENCODED_SLASH`]): how
+    /// Percent-decoded, an encoded slash kept inside its segment (as U+E000): how
     /// most routers (Rails, Go, GitLab's project ids `group%2Fproject`) read it. Allow rules
     /// match this.
     pub segments: String,
