@@ -12,9 +12,22 @@
 //! A host with no rule is not restricted. For a host with rules, a request is decided by its
 //! rules in order: the first matching `deny` refuses it (deny wins over any allow, wherever it
 //! is written), else the first matching `allow` lets it through, else it is refused ("no rule
-//! allows it"). Paths are matched percent-decoded; a path with `.`/`..` segments or a NUL after
-//! decoding is refused whatever the rules say (a server could normalise it into a path no rule
-//! names).
+//! allows it").
+//!
+//! A request is judged as every request the upstream could read it as, and must pass each
+//! reading (fail closed; the red team's R2):
+//! - the path is normalised once ([`normalise`], RFC 3986 §6: percent-decoded); a target with
+//!   no single reading (`//`, `;`, dot segments, double encoding, control bytes, a backslash,
+//!   a `#`, not origin form) is refused whatever the rules say;
+//! - an encoded slash is read inside its segment by allow rules, and both ways by deny rules;
+//! - deny rules match paths and methods ignoring ASCII case, with and without a trailing `/`;
+//!   allow rules match exactly, and a method not in capitals is allowed by none (RFC 9110 §9.1);
+//! - method-override headers ([`METHOD_OVERRIDE_HEADERS`]) and `_method` query parameters add
+//!   methods the request must also pass as; a form body (Rack's `_method` field, unread) makes
+//!   deny rules match whatever methods they list.
+//!
+//! Deny rules stay a best effort against servers that read requests in other ways; allow
+//! rules are the boundary.
 
 use serde::{Deserialize, Serialize};
 
@@ -141,48 +154,270 @@ impl RequestRules {
             .collect()
     }
 
-    /// The decision for `method path` (the request target without its query) to `host`, or
-    /// `None` when no rule names the host.
+    /// The decision for `method target` (origin-form: path and query) to `host`, or `None`
+    /// when no rule names the host. No method override and no form body; see
+    /// [`RequestRules::decide_request`].
     pub fn decide(&self, host: &str, method: &str, target: &str) -> Option<RuleVerdict> {
+        self.decide_request(
+            host,
+            &RuleRequest {
+                method,
+                target,
+                overrides: Vec::new(),
+                form_body: false,
+            },
+        )
+    }
+
+    /// The decision for one request to `host`, or `None` when no rule names the host.
+    ///
+    /// The request is judged in every way the upstream could read it, and must pass all of
+    /// them (see the module docs): the path is normalised ([`normalise`]; a target that has no
+    /// single reading is refused), deny rules match the path's readings ignoring ASCII case and
+    /// the method ignoring case, and the wire method plus every override must each be denied by
+    /// no rule and allowed by one. A form body may carry Rack's `_method`, so for it deny rules
+    /// match whatever methods they list.
+    pub fn decide_request(&self, host: &str, req: &RuleRequest<'_>) -> Option<RuleVerdict> {
         let for_host: Vec<&Rule> = self.rules.iter().filter(|r| r.host.matches(host)).collect();
         if for_host.is_empty() {
             return None;
         }
-        let raw = target.split(['?', '#']).next().unwrap_or("");
-        let Some(path) = decode_path(raw) else {
-            return Some(RuleVerdict {
+        let refuse = |why: String| {
+            Some(RuleVerdict {
                 allow: false,
-                rule: "network.rules: a path with dot segments, NUL or bad escapes".into(),
-            });
+                rule: format!("network.rules: {why}"),
+            })
         };
-        let matching = |r: &&&Rule| {
-            r.methods
+        let path = match normalise(req.target) {
+            Ok(p) => p,
+            Err(why) => return refuse(why),
+        };
+        let mut methods = vec![req.method.to_string()];
+        methods.extend(req.overrides.iter().cloned());
+        methods.extend(query_method(req.target));
+        for m in &methods {
+            let deny = for_host.iter().filter(|r| r.action == RuleAction::Deny);
+            if let Some(r) = deny.into_iter().find(|r| r.denies(m, &path, req.form_body)) {
+                return Some(RuleVerdict {
+                    allow: false,
+                    rule: r.label.clone(),
+                });
+            }
+        }
+        for m in &methods {
+            if !is_method(m) {
+                return refuse(format!(
+                    "'{}' is not a method in capitals (RFC 9110 §9.1), so no rule allows it",
+                    m.escape_default()
+                ));
+            }
+        }
+        let mut label = String::new();
+        for m in &methods {
+            let allow = for_host.iter().filter(|r| r.action == RuleAction::Allow);
+            match allow.into_iter().find(|r| r.allows(m, &path)) {
+                Some(r) if label.is_empty() => label = r.label.clone(),
+                Some(_) => {}
+                None if m == req.method => {
+                    return refuse(format!("no rule for {host} allows it"));
+                }
+                None => {
+                    return refuse(format!(
+                        "no rule for {host} allows it as {m} (the method override it carries)"
+                    ));
+                }
+            }
+        }
+        Some(RuleVerdict {
+            allow: true,
+            rule: label,
+        })
+    }
+}
+
+/// One request as the rules see it.
+#[derive(Debug, Clone)]
+pub struct RuleRequest<'a> {
+    /// The request line's method, as sent (any case).
+    pub method: &'a str,
+    /// The request target in origin form (`/path?query`), as sent.
+    pub target: &'a str,
+    /// The values of every method-override header ([`METHOD_OVERRIDE_HEADERS`]), as sent.
+    pub overrides: Vec<String>,
+    /// Whether the body is a form (`application/x-www-form-urlencoded`,
+    /// `multipart/form-data`), where Rack's `_method` field overrides the method unseen.
+    pub form_body: bool,
+}
+
+/// Headers some servers take as the real method of a `POST` (Rack/Rails `X-HTTP-Method-Override`,
+/// Microsoft's `X-HTTP-Method`, Google APIs' `X-Method-Override`); lower case.
+pub const METHOD_OVERRIDE_HEADERS: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// The `_method` query parameters of `target` (Rack::MethodOverride and many frameworks), any
+/// case of the name, percent-decoded.
+fn query_method(target: &str) -> Vec<String> {
+    let Some((_, query)) = target.split_once('?') else {
+        return Vec::new();
+    };
+    query
+        .split(['&', ';'])
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let k = percent_decode(k.as_bytes()).unwrap_or_default();
+            k.eq_ignore_ascii_case(b"_method").then(|| {
+                let v = percent_decode(v.as_bytes()).unwrap_or_else(|| v.as_bytes().to_vec());
+                String::from_utf8_lossy(&v).into_owned()
+            })
+        })
+        .collect()
+}
+
+/// A method as a rule can allow it: an RFC 9110 token in capitals (`A-Z`, `-`, `_`).
+fn is_method(m: &str) -> bool {
+    !m.is_empty()
+        && m.bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+}
+
+/// Stands for an encoded slash (`%2F`) inside one segment in the segment reading of a path;
+/// a private-use character no pattern may contain.
+const ENCODED_SLASH: char = '\u{E000}';
+
+/// The readings of a request path the rules judge, from [`normalise`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalPath {
+    /// Percent-decoded, an encoded slash kept inside its segment (as U+E000): how
+    /// most routers (Rails, Go, GitLab's project ids `group%2Fproject`) read it. Allow rules
+    /// match this.
+    pub segments: String,
+    /// Percent-decoded with an encoded slash as a separator (Python's http.server, some
+    /// proxies). Deny rules match this too.
+    pub decoded: String,
+}
+
+/// RFC 3986 §6 normalisation of an origin-form target's path, refusing (with why) what has
+/// no single reading: not starting with `/` (asterisk or authority form), a `#`, a bad escape,
+/// non-UTF-8, NUL or another control character, a backslash, a `.`/`..` segment (raw or
+/// encoded), an empty segment (`//`: nginx, Python and many routers merge them), a `;`
+/// (servlet path parameters are cut), or an escape left after decoding (`%252F`, read again
+/// by a server that decodes twice). The query is not part of the path.
+pub fn normalise(target: &str) -> Result<NormalPath, String> {
+    let raw = target.split('?').next().unwrap_or("");
+    let why = |w: &str| -> Result<NormalPath, String> {
+        Err(format!("a path with {w} is refused whatever the rules say"))
+    };
+    if target.contains('#') {
+        return why("a fragment ('#')");
+    }
+    if !raw.starts_with('/') {
+        return why("no leading '/' (not origin form)");
+    }
+    let mut segments = String::new();
+    let mut decoded = String::new();
+    let count = raw.split('/').count();
+    for (i, seg) in raw.split('/').enumerate().skip(1) {
+        let Some(bytes) = percent_decode(seg.as_bytes()) else {
+            return why("a bad escape");
+        };
+        let Ok(text) = String::from_utf8(bytes) else {
+            return why("bytes that are not UTF-8");
+        };
+        let last = i == count - 1;
+        if text.is_empty() && !last {
+            return why("an empty segment ('//')");
+        }
+        if text.bytes().any(|b| b < 0x20 || b == 0x7f) || text.contains('\\') {
+            return why("a control character or a backslash");
+        }
+        if text.contains(';') {
+            return why("a ';' (path parameters)");
+        }
+        if text.contains(ENCODED_SLASH) || has_escape(&text) {
+            return why("an escape left after decoding (double encoding)");
+        }
+        for part in text.split('/') {
+            if part == "." || part == ".." {
+                return why("dot segments");
+            }
+        }
+        segments.push('/');
+        segments.push_str(&text.replace('/', &ENCODED_SLASH.to_string()));
+        decoded.push('/');
+        decoded.push_str(&text);
+    }
+    Ok(NormalPath { segments, decoded })
+}
+
+/// Whether `s` holds a `%` followed by two hex digits.
+fn has_escape(s: &str) -> bool {
+    s.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+}
+
+/// Percent-decodes `b`; `None` for a `%` not followed by two hex digits.
+fn percent_decode(b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+impl Rule {
+    /// Whether this (deny) rule refuses `method` on `path` in any reading: methods and paths
+    /// ignoring ASCII case, the path with and without a trailing `/`, an encoded slash read
+    /// either way; with a form body, whatever the method.
+    fn denies(&self, method: &str, path: &NormalPath, form_body: bool) -> bool {
+        let method_ok = form_body
+            || self
+                .methods
                 .as_ref()
-                .is_none_or(|ms| ms.iter().any(|m| m == method))
-                && r.paths
-                    .as_ref()
-                    .is_none_or(|ps| ps.iter().any(|p| glob(p, &path)))
+                .is_none_or(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(method)));
+        let Some(ps) = &self.paths else {
+            return method_ok;
         };
-        if let Some(r) = for_host
-            .iter()
-            .filter(|r| r.action == RuleAction::Deny)
-            .find(matching)
-        {
-            return Some(RuleVerdict {
-                allow: false,
-                rule: r.label.clone(),
+        let mut readings = Vec::new();
+        for p in [&path.segments, &path.decoded] {
+            let lower = p.to_ascii_lowercase();
+            readings.push(format!("{}/", lower.trim_end_matches('/')));
+            readings.push(match lower.trim_end_matches('/') {
+                "" => "/".to_string(),
+                t => t.to_string(),
             });
         }
-        Some(match for_host.iter().find(matching) {
-            Some(r) => RuleVerdict {
-                allow: true,
-                rule: r.label.clone(),
-            },
-            None => RuleVerdict {
-                allow: false,
-                rule: format!("network.rules: no rule for {host} allows it"),
-            },
-        })
+        method_ok
+            && ps.iter().any(|p| {
+                let p = p.to_ascii_lowercase();
+                readings.iter().any(|r| glob(&p, r))
+            })
+    }
+
+    /// Whether this (allow) rule lets `method` (in capitals) on `path` through: exact method,
+    /// the segment reading of the path, case-sensitively.
+    fn allows(&self, method: &str, path: &NormalPath) -> bool {
+        self.methods
+            .as_ref()
+            .is_none_or(|ms| ms.iter().any(|m| m == method))
+            && self
+                .paths
+                .as_ref()
+                .is_none_or(|ps| ps.iter().any(|p| glob(p, &path.segments)))
     }
 }
 
@@ -199,6 +434,9 @@ fn compile_one(label: &str, r: RuleConfig) -> Result<Rule, String> {
         if !p.starts_with('/') {
             return Err(format!("{label}: path '{p}' must start with /"));
         }
+        if p.contains(ENCODED_SLASH) {
+            return Err(format!("{label}: path '{p}' holds U+E000"));
+        }
     }
     Ok(Rule {
         host,
@@ -213,29 +451,6 @@ fn compile_one(label: &str, r: RuleConfig) -> Result<Rule, String> {
 /// Checks `[[network.rules]]` entries (for a policy file's validation).
 pub fn validate(rules: &[RuleConfig], presets: &[String]) -> Result<(), String> {
     RequestRules::compile(rules, presets).map(drop)
-}
-
-/// Percent-decodes a path; `None` for a bad escape, a NUL, a non-UTF-8 result, or a `.`/`..`
-/// segment.
-fn decode_path(raw: &str) -> Option<String> {
-    let b = raw.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    let s = String::from_utf8(out).ok()?;
-    if s.contains('\0') || s.contains('\\') || s.split('/').any(|seg| seg == "." || seg == "..") {
-        return None;
-    }
-    Some(s)
 }
 
 /// `**` matches any run of characters, `*` any run without `/`, everything else literally.
@@ -358,21 +573,189 @@ mod tests {
         }
         let gh = RequestRules::compile(&[], &["github-read-mostly".into()]).expect("gh");
         let d = |m: &str, p: &str| gh.decide("api.github.com", m, p).expect("rules").allow;
-        assert!(d("GET", "/repos/o/r/pulls"));
-        assert!(d("POST", "/repos/o/r/pulls"));
-        assert!(d("POST", "/repos/o/r/issues/3/comments"));
-        assert!(!d("PATCH", "/repos/o/r/git/refs/heads/main"));
-        assert!(!d("POST", "/repos/o/r/git/refs"));
-        assert!(!d("PUT", "/repos/o/r/pulls/3/merge"));
-        assert!(!d("DELETE", "/repos/o/r"));
-        assert!(!d("POST", "/graphql"));
+        for (m, p) in [
+            ("GET", "/repos/o/r/pulls"),
+            ("GET", "/repos/o/r/contents/README.md"),
+            ("HEAD", "/repos/o/r"),
+            ("POST", "/repos/o/r/pulls"),
+            ("POST", "/repos/o/r/issues"),
+            ("POST", "/repos/o/r/issues/3/comments"),
+            ("POST", "/repos/o/r/pulls/3/comments"),
+        ] {
+            assert!(d(m, p), "must pass: {m} {p}");
+        }
+        // R1/R4: writes, merges and approvals, in API paths near the allowed ones.
+        for (m, p) in [
+            ("PATCH", "/repos/o/r/git/refs/heads/main"),
+            ("POST", "/repos/o/r/git/refs"),
+            ("PUT", "/repos/o/r/pulls/3/merge"),
+            ("POST", "/repos/o/r/merges"),
+            ("PUT", "/repos/o/r/contents/src/main.rs"),
+            ("DELETE", "/repos/o/r/contents/src/main.rs"),
+            ("POST", "/repos/o/r/pulls/3/reviews"),
+            ("POST", "/repos/o/r/pulls/3/reviews/9/events"),
+            ("PUT", "/repos/o/r/pulls/3/reviews/9"),
+            ("POST", "/repos/o/r/pulls/3/comments/5/replies"),
+            ("POST", "/repos/o/r/issues/3/comments/x"),
+            ("POST", "/repos/o/r/x/pulls"),
+            ("POST", "/repos/o/r/pulls/x/issues"),
+            ("POST", "/repos/o/r/issues/pulls"),
+            ("DELETE", "/repos/o/r"),
+            ("POST", "/graphql"),
+            ("POST", "/repos/o/r/pulls/"),
+        ] {
+            assert!(!d(m, p), "must be denied: {m} {p}");
+        }
         let gl = RequestRules::compile(&[], &["gitlab-read-mostly".into()]).expect("gl");
         let d = |m: &str, p: &str| gl.decide("gitlab.com", m, p).expect("rules").allow;
-        assert!(d("POST", "/g/p.git/git-receive-pack"));
-        assert!(d("POST", "/api/v4/projects/12/merge_requests"));
-        assert!(!d("PUT", "/api/v4/projects/12/merge_requests/1/merge"));
-        assert!(!d("DELETE", "/api/v4/projects/12/repository/branches/main"));
+        for (m, p) in [
+            ("POST", "/g/p.git/git-receive-pack"),
+            ("POST", "/g/p.git/git-upload-pack"),
+            ("POST", "/g/sub/sub2/p.git/git-upload-pack"),
+            ("GET", "/g/p.git/info/refs?service=git-upload-pack"),
+            ("GET", "/g/p.git/info/refs?service=git-receive-pack"),
+            ("GET", "/api/v4/projects/12/repository/files/a%2Fb?ref=main"),
+            ("POST", "/api/v4/projects/12/merge_requests"),
+            ("POST", "/api/v4/projects/g%2Fp/merge_requests"),
+            ("POST", "/api/v4/projects/12/issues"),
+        ] {
+            assert!(d(m, p), "must pass: {m} {p}");
+        }
+        for (m, p) in [
+            // The red team's R1: the Repository Files API under git's endpoint name.
+            (
+                "POST",
+                "/api/v4/projects/12/repository/files/git-upload-pack?branch=main",
+            ),
+            (
+                "POST",
+                "/api/v4/projects/12/repository/files/src%2Fgit-upload-pack",
+            ),
+            (
+                "POST",
+                "/api/v4/projects/12/repository/files/git-receive-pack",
+            ),
+            (
+                "PUT",
+                "/api/v4/projects/12/repository/files/git-upload-pack",
+            ),
+            ("POST", "/api/v4/projects/12/repository/commits"),
+            ("POST", "/api/v4/projects/12/repository/branches"),
+            ("POST", "/api/v4/projects/12/repository/tags"),
+            ("POST", "/api/v4/git-upload-pack"),
+            ("POST", "/api/v4/projects/g/p.git/git-upload-pack"),
+            ("POST", "/api/v4.git/git-upload-pack"),
+            ("POST", "/g/p/git-upload-pack"),
+            ("POST", "/g/p.git/x/git-upload-pack"),
+            ("POST", "/g/p.git/git-upload-pack/x"),
+            ("PUT", "/api/v4/projects/12/merge_requests/1/merge"),
+            ("POST", "/api/v4/projects/12/merge_requests/1/approve"),
+            ("POST", "/api/v4/projects/12/merge_requests/1/notes"),
+            ("POST", "/api/v4/projects/12/merge_requests/1/discussions"),
+            ("POST", "/api/v4/projects/12/issues/1/notes"),
+            ("DELETE", "/api/v4/projects/12/repository/branches/main"),
+            ("POST", "/api/graphql"),
+        ] {
+            assert!(!d(m, p), "must be denied: {m} {p}");
+        }
         assert!(RequestRules::compile(&[], &["nope".into()]).is_err());
+    }
+
+    /// R2: a deny rule holds in every spelling a server could read as the denied request, and
+    /// targets with no single reading are refused.
+    #[test]
+    fn deny_rules_hold_in_every_spelling() {
+        let r = RequestRules::compile(
+            &[
+                rule("a.test", &["DELETE"], &[], RuleAction::Deny),
+                rule("a.test", &[], &["/repos/victim/**"], RuleAction::Deny),
+                rule("a.test", &[], &["/p/*/files/**"], RuleAction::Deny),
+                rule("a.test", &[], &["/x"], RuleAction::Deny),
+                rule("a.test", &[], &["/**"], RuleAction::Allow),
+            ],
+            &[],
+        )
+        .expect("compile");
+        let d = |m: &str, p: &str, o: &[&str], form: bool| {
+            let req = RuleRequest {
+                method: m,
+                target: p,
+                overrides: o.iter().map(|s| s.to_string()).collect(),
+                form_body: form,
+            };
+            r.decide_request("a.test", &req).expect("rules")
+        };
+        for (m, p) in [
+            ("GET", "/repos/other/x"),
+            ("GET", "/repos/other/x/"),
+            ("GET", "/"),
+            ("POST", "/p/g%2Fh/other"),
+            ("GET", "/repos/other?a=b&c=%2F"),
+            ("PUT", "/y"),
+        ] {
+            assert!(d(m, p, &[], false).allow, "must pass: {m} {p}");
+        }
+        let denied = [
+            ("DELETE", "/y", &[][..], false),
+            ("delete", "/y", &[], false),
+            ("Delete", "/y", &[], false),
+            ("POST", "/y", &["DELETE"], false),
+            ("POST", "/y", &["delete"], false),
+            ("POST", "/y?_method=DELETE", &[], false),
+            ("POST", "/y?a=1&_METHOD=delete", &[], false),
+            ("POST", "/y?%5Fmethod=DELETE", &[], false),
+            ("POST", "/y?a=1;_method=DELETE", &[], false),
+            ("GET", "/repos/victim/x", &[], false),
+            ("GET", "/repos/Victim/x", &[], false),
+            ("GET", "/REPOS/VICTIM/x", &[], false),
+            ("GET", "/repos/victim", &[], false),
+            ("GET", "/repos/victim/", &[], false),
+            ("GET", "//repos/victim/x", &[], false),
+            ("GET", "/repos//victim/x", &[], false),
+            ("GET", "/repos/victim;x=1/x", &[], false),
+            ("GET", "/repos/victim/x;jsessionid=1", &[], false),
+            ("GET", "/repos%2Fvictim/x", &[], false),
+            ("GET", "/repos/%76ictim/x", &[], false),
+            ("GET", "/repos/%2576ictim/x", &[], false),
+            ("GET", "/repos/x/%2e%2e/victim/x", &[], false),
+            ("GET", "/repos/x/%2E./victim/x", &[], false),
+            ("GET", "/repos/x/..%2Fvictim/x", &[], false),
+            ("GET", "/repos/x/%252e%252e/victim/x", &[], false),
+            ("GET", "/repos/x/../victim/x", &[], false),
+            ("GET", "/repos/x/./../victim/x", &[], false),
+            ("GET", "/repos\\victim/x", &[], false),
+            ("GET", "/repos/victim%00/x", &[], false),
+            ("GET", "/repos/vic%09tim/x", &[], false),
+            ("GET", "/repos/victim/x#frag", &[], false),
+            ("GET", "*", &[], false),
+            ("GET", "a.test/repos/victim", &[], false),
+            ("GET", "/p/g%2Fh/files/x", &[], false),
+            ("GET", "/x/", &[], false),
+            ("GET", "/X", &[], false),
+            ("GET", "/x?y", &[], false),
+            // A form body can carry `_method`: judged as any method.
+            ("POST", "/y", &[], true),
+            // An override the rules cannot read is never allowed.
+            ("POST", "/y", &["GET, DELETE"], false),
+            ("POST", "/y", &["get"], false),
+            ("get", "/y", &[], false),
+            ("GET ", "/y", &[], false),
+        ];
+        // Linear in the path: 30 000 segments decide at once (the agent chooses paths).
+        let long = format!("{}x", "/a".repeat(30_000));
+        let t = std::time::Instant::now();
+        assert!(d("GET", &long, &[], false).allow);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+        let slipped: Vec<String> = denied
+            .into_iter()
+            .filter(|(m, p, o, form)| d(m, p, o, *form).allow)
+            .map(|(m, p, o, form)| format!("{m} {p} {o:?} form={form}"))
+            .collect();
+        assert!(slipped.is_empty(), "must be denied: {slipped:#?}");
     }
 
     #[test]

@@ -336,6 +336,10 @@ impl PackReader<'_> {
         };
         self.kept += commit.len();
         let oid = commit_oid(&commit);
+        if self.graph.contains_key(&oid) {
+            // Same id, so the same bytes unless SHA-1 collides; either way not git's view.
+            return Err("a packfile holding the same commit twice".into());
+        }
         self.graph.insert(oid, parents(&commit)?);
         self.commit_oids.insert(oid, start);
         self.commits_at.insert(start, commit);
@@ -470,19 +474,64 @@ fn commit_oid(data: &[u8]) -> Oid {
     h.finalize().into()
 }
 
-/// The `parent` lines of a commit's header (before the first empty line).
+/// A commit's parents, read exactly as git reads them (commit.c `parse_commit_buffer`): the
+/// first line is `tree <hex>`, the parents are the `parent <hex>` lines that follow it
+/// without a gap, and nothing after them is a parent. Where git and this reader could
+/// disagree, the commit is refused (an error, so the push is refused as unprovable): a first
+/// line that is not a well-formed `tree` line, a `parent` line that is not 40 lower-case hex
+/// digits and a newline, the same parent twice, a `parent` header anywhere after the first
+/// other header (git ignores it, so it would be a parent here only), no `author` then
+/// `committer` right after the parents (git fsck's order), a NUL in the header, or a header
+/// with no end.
 fn parents(data: &[u8]) -> Result<Vec<Oid>, String> {
-    let mut out = Vec::new();
-    for line in data.split(|&b| b == b'\n') {
-        if line.is_empty() {
-            break;
+    let header_end = data
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map_or(data.len(), |i| i + 1);
+    let header = &data[..header_end];
+    if header.contains(&0) {
+        return Err("a commit header with a NUL".into());
+    }
+    if !header.ends_with(b"\n") {
+        return Err("a commit header that does not end in a newline".into());
+    }
+    let mut lines = header[..header.len() - 1].split(|&b| b == b'\n').peekable();
+    let tree = lines.next().and_then(|l| l.strip_prefix(b"tree "));
+    if tree.and_then(strict_oid).is_none() {
+        return Err("a commit whose first line is not 'tree <id>'".into());
+    }
+    let mut out: Vec<Oid> = Vec::new();
+    let mut seen = HashSet::new();
+    while let Some(hex) = lines.peek().and_then(|l| l.strip_prefix(b"parent ")) {
+        let oid = strict_oid(hex).ok_or("a commit parent that is not 40 lower-case hex digits")?;
+        if !seen.insert(oid) {
+            return Err("a commit naming the same parent twice".into());
         }
-        if let Some(hex) = line.strip_prefix(b"parent ") {
-            let hex = std::str::from_utf8(hex).map_err(|_| "a commit parent not in hex")?;
-            out.push(oid_from_hex(hex).ok_or("a commit parent not in hex")?);
+        out.push(oid);
+        lines.next();
+    }
+    for (want, line) in [("author ", lines.next()), ("committer ", lines.next())] {
+        if !line.is_some_and(|l| l.starts_with(want.as_bytes())) {
+            return Err(format!(
+                "a commit without its '{}' line right after its parents",
+                want.trim_end()
+            ));
         }
     }
+    // Later headers (encoding, gpgsig, mergetag, …) and their continuation lines (which start
+    // with a space) are no parents for git; one that looks like a parent header is refused.
+    if lines.any(|l| l.starts_with(b"parent")) {
+        return Err("a commit with a 'parent' header out of place (git would not read it)".into());
+    }
     Ok(out)
+}
+
+/// A 40-digit lower-case hex object id (as git writes them; anything else is refused).
+fn strict_oid(hex: &[u8]) -> Option<Oid> {
+    if hex.len() != 40 || !hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    oid_from_hex(std::str::from_utf8(hex).ok()?)
 }
 
 /// Whether `old` is reachable from `new` through the parents in `graph` (commits the pack
@@ -735,6 +784,116 @@ mod tests {
             crate::fuzzing::git_push(&m);
             crate::fuzzing::git_push(&m[m.len().min(80)..]);
         }
+    }
+
+    /// R3: a commit is read as git reads it. The red team's force-push (a `parent` header after
+    /// `committer`, a root commit for git) and its variants prove nothing: each is refused, in
+    /// a pack too; commits git writes keep their parents.
+    #[test]
+    fn commits_are_read_as_git_reads_them() {
+        let old = hex(&[7u8; 20]);
+        let other = hex(&[8u8; 20]);
+        let tree = "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n";
+        let who = "author x <x@y> 1700000000 +0000\ncommitter x <x@y> 1700000000 +0000\n";
+        let sig = "gpgsig -----BEGIN PGP SIGNATURE-----\n parent 0707070707070707070707070707070707070707\n -----END PGP SIGNATURE-----\n";
+        let tag =
+            "mergetag object 0707070707070707070707070707070707070707\n type commit\n parent x\n";
+        for (text, want) in [
+            (format!("{tree}{who}\nroot\n"), vec![]),
+            (format!("{tree}parent {old}\n{who}\nmsg\n"), vec![[7u8; 20]]),
+            (
+                format!("{tree}parent {old}\nparent {other}\n{who}\nmerge\n"),
+                vec![[7u8; 20], [8u8; 20]],
+            ),
+            (
+                format!("{tree}{who}encoding ISO-8859-1\n{sig}{tag}\nsigned\n"),
+                vec![],
+            ),
+            (format!("{tree}parent {old}\n{who}"), vec![[7u8; 20]]),
+        ] {
+            assert_eq!(parents(text.as_bytes()), Ok(want), "{text}");
+        }
+        let upper = old.to_ascii_uppercase().replace('7', "A");
+        for bad in [
+            // The attack: git reads no parent, a parent-anywhere reader reads `old`.
+            format!("{tree}{who}parent {old}\n\nrewritten\n"),
+            format!("{tree}author x <x@y> 0 +0000\nparent {old}\ncommitter x <x@y> 0 +0000\n\nm\n"),
+            format!("{tree}{who}encoding UTF-8\nparent {old}\n\nm\n"),
+            format!("{tree}{who}parent  {old}\n\nm\n"),
+            format!("parent {old}\n{tree}{who}\nm\n"),
+            format!("{tree}parent {other}\n{who}parent {old}\n\nm\n"),
+            // Malformed parents and trees.
+            format!("{tree}parent {upper}\n{who}\nm\n"),
+            format!("{tree}parent {old} \n{who}\nm\n"),
+            format!("{tree}parent {}\n{who}\nm\n", &old[..39]),
+            format!("{tree}parent {old}0\n{who}\nm\n"),
+            format!("{tree}parent zz{}\n{who}\nm\n", &old[2..]),
+            format!("{tree}parent {old}\nparent {old}\n{who}\nm\n"),
+            format!("tree 4B825DC642CB6EB9A060E54BF8D69288FBEE4904\nparent {old}\n{who}\nm\n"),
+            format!("tree  4b825dc642cb6eb9a060e54bf8d69288fbee4904\nparent {old}\n{who}\nm\n"),
+            format!("\n{tree}parent {old}\n{who}\nm\n"),
+            format!("{tree}parent {old}\n\nm\n"),
+            format!("{tree}parent {old}\ncommitter x <x@y> 0 +0000\nauthor x <x@y> 0 +0000\n\nm\n"),
+            format!(
+                "{tree}parent {old}\nauthor x\0 <x@y> 0 +0000\ncommitter x <x@y> 0 +0000\n\nm\n"
+            ),
+            format!("{tree}parent {old}\nauthor x <x@y> 0 +0000\ncommitter x <x@y> 0 +0000"),
+            String::new(),
+        ] {
+            assert!(parents(bad.as_bytes()).is_err(), "accepted: {bad:?}");
+        }
+        // An octopus of 200 000 distinct parents is read in linear time (the agent writes it).
+        let mut many = tree.to_string();
+        for i in 0u32..200_000 {
+            let mut id = [0u8; 20];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            many.push_str(&format!("parent {}\n", hex(&id)));
+        }
+        many.push_str(who);
+        let t = std::time::Instant::now();
+        assert_eq!(parents(many.as_bytes()).map(|p| p.len()), Ok(200_000));
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
+        // In a pack: the attack commit makes the pack unprovable, never a fast-forward.
+        let attack = format!("{tree}{who}parent {old}\n\nrewritten history\n").into_bytes();
+        let p = pack(&[[obj_header(1, attack.len()), zlib(&attack)].concat()]);
+        assert!(pack_commits(&p).is_err());
+    }
+
+    /// What else could make the pack's graph differ from git's: the same commit twice, a
+    /// delta against an object the pack does not hold (a thin pack on the old tip), zlib
+    /// garbage after an object, an object of another type holding commit text.
+    #[test]
+    fn packs_that_git_could_read_otherwise_prove_nothing() {
+        let root = [7u8; 20];
+        let c1 = commit(&[root]);
+        let id1 = commit_oid(&c1);
+        let o1 = [obj_header(1, c1.len()), zlib(&c1)].concat();
+        assert!(pack_commits(&pack(&[o1.clone(), o1.clone()])).is_err());
+        // A REF_DELTA on the old tip (not in the pack): no commit comes of it.
+        let c2 = commit(&[root]);
+        let mut delta = Vec::new();
+        varint(&mut delta, 300);
+        varint(&mut delta, c2.len());
+        for piece in c2.chunks(127) {
+            delta.push(piece.len() as u8);
+            delta.extend(piece);
+        }
+        let thin = [obj_header(7, delta.len()), root.to_vec(), zlib(&delta)].concat();
+        let g = pack_commits(&pack(&[thin])).expect("thin pack parses");
+        assert!(g.is_empty() && !descends(&g, &commit_oid(&c2), &root));
+        // Garbage after a zlib stream is not skipped.
+        let junk = [obj_header(1, c1.len()), zlib(&c1), b"junk".to_vec()].concat();
+        assert!(pack_commits(&pack(&[junk])).is_err());
+        // A blob with a commit's bytes is not a commit (its id is another).
+        let blob = [obj_header(3, c1.len()), zlib(&c1)].concat();
+        let g = pack_commits(&pack(&[blob])).expect("parse");
+        assert!(!g.contains_key(&id1) && !descends(&g, &id1, &root));
+        // Ids that are not SHA-1 hex prove nothing.
+        assert_eq!(oid_from_hex(&"7".repeat(64)), None);
     }
 
     #[test]

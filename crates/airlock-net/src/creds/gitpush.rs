@@ -55,10 +55,24 @@ pub(crate) fn is_push(method: &hyper::Method, path: &str, headers: &hyper::Heade
     });
     let by_path = method != hyper::Method::GET
         && method != hyper::Method::HEAD
-        && percent_decode(path)
+        && decoded_fully(path)
             .to_ascii_lowercase()
             .contains("receive-pack");
     by_type || by_path
+}
+
+/// `path` percent-decoded until decoding changes nothing (a server that decodes twice reads
+/// `git-receive%252Dpack` as `git-receive-pack`), at most 8 rounds.
+fn decoded_fully(path: &str) -> String {
+    let mut s = path.to_string();
+    for _ in 0..8 {
+        let next = percent_decode(&s);
+        if next == s {
+            break;
+        }
+        s = next;
+    }
+    s
 }
 
 fn percent_decode(s: &str) -> String {
@@ -700,6 +714,9 @@ mod tests {
             "/r.git/GIT-RECEIVE-PACK",
             "/r.git/git%2dreceive-pack",
             "/r.git/git-receive%2Dpack",
+            "/r.git/git-receive%252Dpack",
+            "/r.git/git%25252Dreceive-pack",
+            "/r.git/git-receive-pack;x=1",
         ] {
             assert!(is_push(&post, path, &h), "{path}");
         }

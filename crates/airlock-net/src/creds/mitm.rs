@@ -280,7 +280,9 @@ impl Ctx {
         let at = (host, self.t.port);
         let rules = inj.request_rules();
         let method = req.method().as_str();
-        if let Some(refused) = reqrules::check(&self.t.shared, at, rules, method, &target) {
+        if let Some(refused) =
+            reqrules::check(&self.t.shared, at, rules, (method, &target), req.headers())
+        {
             return Ok(refused);
         }
         for name in inj.misdirected(host, false, req.headers(), &target) {

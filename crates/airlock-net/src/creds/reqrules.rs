@@ -4,7 +4,7 @@
 
 use airlock_audit::{AuditEvent, Decision, Detail};
 use airlock_policy::network::Host;
-use airlock_policy::rules::RequestRules;
+use airlock_policy::rules::{RequestRules, RuleRequest, METHOD_OVERRIDE_HEADERS};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -14,16 +14,35 @@ use crate::proxy::ProxyBody;
 use crate::state::Shared;
 
 /// Decides `method target` to `host` by `rules`: `None` to go on (no rule names the host, or a
-/// rule allows it), or the 403 to answer instead.
+/// rule allows it), or the 403 to answer instead. Method-override headers (any case of their
+/// names, every value) and a form body are handed to the rules, which judge the request as
+/// each method it could be.
 pub(crate) fn check(
     shared: &Shared,
     (host, port): (&Host, u16),
     rules: &RequestRules,
-    method: &str,
-    target: &str,
+    (method, target): (&str, &str),
+    headers: &hyper::HeaderMap,
 ) -> Option<Response<ProxyBody>> {
     let name = host.to_string();
-    let verdict = rules.decide(&name, method, target)?;
+    let overrides = METHOD_OVERRIDE_HEADERS
+        .iter()
+        .flat_map(|h| headers.get_all(*h).iter())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    // Rack reads a form from a POST with no content type too (Rack::Request#form_data?).
+    let types = headers.get_all(CONTENT_TYPE);
+    let form_body = types.iter().any(|v| {
+        let t = String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase();
+        t.contains("form")
+    }) || (types.iter().next().is_none() && method.eq_ignore_ascii_case("POST"));
+    let req = RuleRequest {
+        method,
+        target,
+        overrides,
+        form_body,
+    };
+    let verdict = rules.decide_request(&name, &req)?;
     let path = target.split('?').next().unwrap_or(target);
     let reason = if verdict.allow {
         format!("{method} {path} to {name} allowed by {}", verdict.rule)

@@ -227,6 +227,15 @@ echo "FF_TIP=$(g rev-parse HEAD)"
 g reset -q --hard HEAD~1 && echo other >> f && g commit -qam rewritten
 step force g push --force origin HEAD:refs/heads/airlock/feature
 step rewind g push --force origin HEAD~1:refs/heads/airlock/feature
+T=$(g rev-parse 'HEAD^{tree}'); OLD=$(g rev-parse origin/airlock/feature)
+W='author x <x@y> 1700000000 +0000
+committer x <x@y> 1700000000 +0000'
+craft() { name=$1; shift; printf "$@" > "../$name.c"; C=$(g hash-object --literally -t commit -w "../$name.c"); step "$name" g push --force origin "$C:refs/heads/airlock/feature"; }
+craft late-parent 'tree %s\n%s\nparent %s\n\nrewritten history\n' "$T" "$W" "$OLD"
+craft parent-after-encoding 'tree %s\n%s\nencoding UTF-8\nparent %s\n\nx\n' "$T" "$W" "$OLD"
+craft real-and-late-parent 'tree %s\nparent %s\n%s\nparent %s\n\nx\n' "$T" "$(g rev-parse HEAD)" "$W" "$OLD"
+craft upper-case-parent 'tree %s\nparent %s\n%s\n\nx\n' "$T" "$(echo "$OLD" | tr a-f A-F)" "$W"
+craft parent-twice 'tree %s\nparent %s\nparent %s\n%s\n\nx\n' "$T" "$OLD" "$OLD" "$W"
 step delete g push origin :refs/heads/airlock/feature
 g tag v1
 step tag g push origin refs/tags/v1
@@ -389,6 +398,12 @@ fn pushes_are_guarded_by_the_git_policy() {
     let refused = [
         ("force", "not a fast-forward"),
         ("rewind", "not a fast-forward"),
+        // R3: commits whose parents git reads otherwise than a lax reader would.
+        ("late-parent", "a 'parent' header out of place"),
+        ("parent-after-encoding", "a 'parent' header out of place"),
+        ("real-and-late-parent", "a 'parent' header out of place"),
+        ("upper-case-parent", "not 40 lower-case hex digits"),
+        ("parent-twice", "the same parent twice"),
         ("delete", "deleting refs is not allowed"),
         ("tag", "pushing tags is not allowed"),
         ("main", "default branch main is not allowed"),
@@ -465,6 +480,7 @@ fn pushes_are_guarded_by_the_git_policy() {
         "git.push: default-branch",
         "git.push: branch",
         "git.push: ref",
+        "git.push: unparsable",
     ] {
         assert!(
             events.iter().any(|e| e["decision"] == "deny"
