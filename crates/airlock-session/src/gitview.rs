@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::changes::{ChangeKind, Side};
 use crate::hostgit::{self, run};
+use crate::review::{classify, Concern, Version, MAX_SHOWN_BYTES};
 use crate::SessionError;
 
 fn is_sha(s: &str) -> bool {
@@ -268,6 +270,253 @@ impl GitView {
             )));
         }
         indexed.map(|_| ())
+    }
+}
+
+/// One path a commit (or the whole range) changes, from `git diff-tree -r -z --raw`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitEntry {
+    /// The commit that changes it (`None` for the whole range `base..head`).
+    pub commit: Option<String>,
+    pub path: PathBuf,
+    pub kind: ChangeKind,
+    /// git modes (octal `100644`, `100755`, `120000` link, `160000` submodule; 0 when absent).
+    pub old_mode: u32,
+    pub new_mode: u32,
+    pub old_id: String,
+    pub new_id: String,
+}
+
+/// What the agent's commits change, checked by the same rules as the working tree's files.
+#[derive(Debug, Default)]
+pub struct CommitReview {
+    /// The range's net change (`base..head`), with both sides, shown by `diff`.
+    pub net: Vec<(CommitEntry, Side, Side)>,
+    /// Every concern of every path any commit of the range adds or changes (first commit that
+    /// does it), in path order: what `merge` refuses without the matching flag.
+    pub concerns: Vec<(CommitEntry, Concern)>,
+}
+
+const LINK_MODE: u32 = 0o120000;
+const GITLINK_MODE: u32 = 0o160000;
+
+/// Parses `git diff-tree -r -z --raw` output (`--stdin` form: a commit id before each diff).
+fn parse_raw(out: &[u8], range: bool) -> Vec<CommitEntry> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut v = Vec::new();
+    let mut commit = None;
+    let mut it = out.split(|b| *b == 0).filter(|t| !t.is_empty());
+    while let Some(tok) = it.next() {
+        let Some(meta) = tok.strip_prefix(b":") else {
+            let id = String::from_utf8_lossy(tok).trim().to_string();
+            commit = (!range && is_sha(&id)).then_some(id);
+            continue;
+        };
+        let Some(path) = it.next() else { break };
+        let f: Vec<String> = String::from_utf8_lossy(meta)
+            .split(' ')
+            .map(str::to_string)
+            .collect();
+        let [om, nm, oi, ni, st] = f.as_slice() else {
+            continue;
+        };
+        let mode = |m: &str| u32::from_str_radix(m, 8).unwrap_or(0);
+        let kind = match st.chars().next() {
+            Some('A') => ChangeKind::Added,
+            Some('D') => ChangeKind::Deleted,
+            _ => ChangeKind::Modified,
+        };
+        v.push(CommitEntry {
+            commit: commit.clone(),
+            path: PathBuf::from(std::ffi::OsStr::from_bytes(path)),
+            kind,
+            old_mode: mode(om),
+            new_mode: mode(nm),
+            old_id: oi.clone(),
+            new_id: ni.clone(),
+        });
+    }
+    v
+}
+
+impl GitView {
+    /// The empty tree's id in the scratch repository's object format.
+    fn empty_tree(&self) -> Result<String, SessionError> {
+        let mut c = self.cmd(&["hash-object", "-t", "tree", "--stdin"]);
+        c.stdin(std::process::Stdio::null());
+        Ok(run(c, "hash the empty tree")?.trim().to_string())
+    }
+
+    /// The first [`MAX_SHOWN_BYTES`] + 1 bytes of blob `id` and its size; never reads more.
+    fn blob_head(&self, id: &str) -> Result<(Vec<u8>, u64), SessionError> {
+        use std::io::Read;
+        if !is_sha(id) {
+            return Err(SessionError::Refused(format!("bad object id {id}")));
+        }
+        let size = run(self.cmd(&["cat-file", "-s", id]), "size an agent's file")?;
+        let size: u64 = size.trim().parse().unwrap_or(u64::MAX);
+        let mut c = self.cmd(&["cat-file", "blob", id]);
+        let mut child = hostgit::spawn(&mut c, "read an agent's file")?;
+        let mut head = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = out.take(MAX_SHOWN_BYTES + 1).read_to_end(&mut head);
+        }
+        let _ = child.kill();
+        let _ = hostgit::wait_bounded(&mut child, hostgit::QUICK, "read an agent's file");
+        Ok((head, size))
+    }
+
+    /// One side of a commit entry, as `diff` shows it.
+    fn side(&self, mode: u32, id: &str) -> Result<Side, SessionError> {
+        if mode == 0 {
+            return Ok(Side::Absent);
+        }
+        if mode == GITLINK_MODE {
+            return Ok(Side::Text(format!("Subproject commit {id}\n")));
+        }
+        let (head, size) = self.blob_head(id)?;
+        if mode == LINK_MODE {
+            use std::os::unix::ffi::OsStrExt;
+            return Ok(Side::Link(PathBuf::from(std::ffi::OsStr::from_bytes(
+                &head,
+            ))));
+        }
+        Ok(match classify(&head, size) {
+            Ok(t) => Side::Text(t),
+            Err(u) => Side::Unshown(u),
+        })
+    }
+
+    /// The changes of every commit in `base..head` (each merge against each parent), and of the
+    /// whole range.
+    fn entries(
+        &self,
+        base: Option<&str>,
+        head: &str,
+    ) -> Result<(Vec<CommitEntry>, Vec<CommitEntry>), SessionError> {
+        let from = match base.filter(|b| is_sha(b)) {
+            Some(b) => b.to_string(),
+            None => self.empty_tree()?,
+        };
+        let net = hostgit::run_bytes_for(
+            self.cmd(&["diff-tree", "-r", "-z", "--no-renames", &from, head]),
+            "list what the agent's commits change",
+            hostgit::SLOW,
+        )?;
+        let range = match base.filter(|b| is_sha(b)) {
+            Some(b) => format!("{b}..{head}"),
+            None => head.to_string(),
+        };
+        let revs = run(self.cmd(&["rev-list", &range]), "list the agent's commits")?;
+        let list = self.git_dir.join("airlock-revs");
+        std::fs::write(&list, revs).map_err(|e| SessionError::io("cannot write", &list, e))?;
+        let f =
+            std::fs::File::open(&list).map_err(|e| SessionError::io("cannot open", &list, e))?;
+        let mut c = self.cmd(&[
+            "diff-tree",
+            "--stdin",
+            "-r",
+            "-z",
+            "--no-renames",
+            "--root",
+            "-m",
+        ]);
+        c.stdin(f);
+        let each = hostgit::run_bytes_for(c, "list what each agent commit changes", hostgit::SLOW)?;
+        Ok((parse_raw(&net, true), parse_raw(&each, false)))
+    }
+
+    /// Every path of `head`'s tree (files, links, submodules).
+    fn tree_paths(&self, head: &str) -> Result<Vec<PathBuf>, SessionError> {
+        use std::os::unix::ffi::OsStrExt;
+        let out = hostgit::run_bytes_for(
+            self.cmd(&["ls-tree", "-r", "-z", "--name-only", head]),
+            "list the agent's tree",
+            hostgit::SLOW,
+        )?;
+        Ok(out
+            .split(|b| *b == 0)
+            .filter(|t| !t.is_empty())
+            .map(|t| PathBuf::from(std::ffi::OsStr::from_bytes(t)))
+            .collect())
+    }
+
+    /// Reviews the agent's commits `base..head` with the rules of [`crate::review`]: the same
+    /// concerns as the working tree's files, for every path any commit adds or changes (a file
+    /// added in one commit and removed in the next is still in the branch's history), and the
+    /// range's net change with both sides for `diff`. `workspace` is the real workspace (links
+    /// are judged against it, git-shaped directories looked up in it too).
+    ///
+    /// # Errors
+    /// When git cannot list or read the commits.
+    pub fn review(
+        &self,
+        workspace: &Path,
+        base: Option<&str>,
+        head: &str,
+    ) -> Result<CommitReview, SessionError> {
+        if !is_sha(head) {
+            return Err(SessionError::Refused(format!("bad commit id {head}")));
+        }
+        let (net, each) = self.entries(base, head)?;
+        let mut files: std::collections::BTreeSet<PathBuf> =
+            self.tree_paths(head)?.into_iter().collect();
+        files.extend(
+            each.iter()
+                .filter(|e| e.kind != ChangeKind::Deleted)
+                .map(|e| e.path.clone()),
+        );
+        let has = |p: &Path, dir: bool| {
+            let in_tree = if dir {
+                files
+                    .range(p.to_path_buf()..)
+                    .next()
+                    .is_some_and(|f| f.starts_with(p) && f != p)
+            } else {
+                files.contains(p)
+            };
+            in_tree || crate::changes::exists_in_view(workspace, workspace, p, dir)
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        let mut concerns = Vec::new();
+        for e in &each {
+            let version = self.version(e)?;
+            let mut found = crate::review::concerns(workspace, &e.path, &version, &has);
+            if crate::review::is_git_internal(&e.path) {
+                found.push(Concern::Exec(
+                    "a .git path inside a commit: git's own repository data".into(),
+                ));
+            }
+            for k in found {
+                if seen.insert((e.path.clone(), k.to_string())) {
+                    concerns.push((e.clone(), k));
+                }
+            }
+        }
+        concerns.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+        let mut shown = Vec::with_capacity(net.len());
+        for e in net {
+            let old = self.side(e.old_mode, &e.old_id)?;
+            let new = self.side(e.new_mode, &e.new_id)?;
+            shown.push((e, old, new));
+        }
+        Ok(CommitReview {
+            net: shown,
+            concerns,
+        })
+    }
+
+    /// What the rules need of the agent's version of `e`.
+    fn version(&self, e: &CommitEntry) -> Result<Version, SessionError> {
+        if e.kind == ChangeKind::Deleted || e.new_mode == 0 {
+            return Ok(Version::Deleted);
+        }
+        Ok(match self.side(e.new_mode, &e.new_id)? {
+            Side::Link(t) => Version::Link(t),
+            Side::Text(t) if e.new_mode != GITLINK_MODE => Version::File(Ok(t)),
+            Side::Unshown(u) => Version::File(Err(u)),
+            _ => Version::Other,
+        })
     }
 }
 
