@@ -588,7 +588,11 @@ pub fn render(
         ChangeKind::Deleted => (format!("a/{p}"), "/dev/null".to_string()),
         ChangeKind::Modified => (format!("a/{p}"), format!("b/{p}")),
     };
-    let diff = similar::TextDiff::from_lines(&o, &n);
+    // A minimal diff of a few MiB can take minutes; past the deadline `similar` settles for a
+    // correct but longer one.
+    let diff = similar::TextDiff::configure()
+        .timeout(std::time::Duration::from_secs(2))
+        .diff_lines(&o, &n);
     let body = diff
         .unified_diff()
         .context_radius(3)

@@ -3,6 +3,7 @@
 //! and the real `.git/objects`, with a configuration airlock wrote itself. The agent's
 //! `.git/config`, hooks and attributes are never consulted.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -297,6 +298,9 @@ pub struct CommitReview {
     pub concerns: Vec<(CommitEntry, Concern)>,
 }
 
+/// Blob id -> its first [`MAX_SHOWN_BYTES`] + 1 bytes and its size.
+type Blobs = std::collections::HashMap<String, (Vec<u8>, u64)>;
+
 const LINK_MODE: u32 = 0o120000;
 const GITLINK_MODE: u32 = 0o160000;
 
@@ -366,22 +370,100 @@ impl GitView {
         Ok((head, size))
     }
 
-    /// One side of a commit entry, as `diff` shows it.
-    fn side(&self, mode: u32, id: &str) -> Result<Side, SessionError> {
+    /// Writes `lines` to a file in the scratch repository, for a git command's stdin.
+    fn stdin_file(&self, name: &str, lines: &str) -> Result<std::fs::File, SessionError> {
+        let p = self.git_dir.join(name);
+        std::fs::write(&p, lines).map_err(|e| SessionError::io("cannot write", &p, e))?;
+        std::fs::File::open(&p).map_err(|e| SessionError::io("cannot open", &p, e))
+    }
+
+    /// The first [`MAX_SHOWN_BYTES`] + 1 bytes and the size of every blob in `ids`, read by two
+    /// git processes (`cat-file --batch-check`, then `--batch` for the blobs of at most that
+    /// size); a larger blob is read by [`GitView::blob_head`], which stops after its head.
+    fn blobs(&self, ids: &BTreeSet<String>) -> Result<Blobs, SessionError> {
+        use std::io::{BufRead, Read};
+        let mut out = Blobs::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let list: String = ids.iter().map(|i| format!("{i}\n")).collect();
+        let mut c = self.cmd(&["cat-file", "--batch-check"]);
+        c.stdin(self.stdin_file("airlock-blobs", &list)?);
+        let sizes = run(c, "size the agent's files")?;
+        let mut small = String::new();
+        let mut large = Vec::new();
+        for l in sizes.lines() {
+            let f: Vec<&str> = l.split(' ').collect();
+            let [id, "blob", size] = f.as_slice() else {
+                return Err(SessionError::Refused(format!(
+                    "the agent's commits name an object git cannot read as a file: {}",
+                    crate::quote::name(l)
+                )));
+            };
+            let size: u64 = size.parse().unwrap_or(u64::MAX);
+            if size <= MAX_SHOWN_BYTES + 1 {
+                small.push_str(&format!("{id}\n"));
+            } else {
+                large.push(id.to_string());
+            }
+        }
+        if !small.is_empty() {
+            let mut c = self.cmd(&["cat-file", "--batch"]);
+            c.stdin(self.stdin_file("airlock-blobs", &small)?);
+            let mut child = hostgit::spawn(&mut c, "read the agent's files")?;
+            let read = child.stdout.take().map(|o| {
+                let mut r = std::io::BufReader::new(o);
+                let mut got = Vec::new();
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    let f: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+                    line.clear();
+                    let [id, _, size] = f.as_slice() else { break };
+                    let size: u64 = size.parse().unwrap_or(0);
+                    let mut body = Vec::new();
+                    if r.by_ref().take(size).read_to_end(&mut body).is_err() {
+                        break;
+                    }
+                    let mut nl = [0u8; 1];
+                    let _ = r.read_exact(&mut nl);
+                    got.push((id.clone(), (body, size)));
+                }
+                got
+            });
+            let status =
+                hostgit::wait_bounded(&mut child, hostgit::SLOW, "read the agent's files")?;
+            if !status.success() {
+                return Err(SessionError::Refused(
+                    "git failed to read the agent's files".into(),
+                ));
+            }
+            out.extend(read.unwrap_or_default());
+        }
+        for id in large {
+            let head = self.blob_head(&id)?;
+            out.insert(id, head);
+        }
+        Ok(out)
+    }
+
+    /// One side of a commit entry, as `diff` shows it, from the blobs read by [`GitView::blobs`].
+    fn side(mode: u32, id: &str, blobs: &Blobs) -> Result<Side, SessionError> {
         if mode == 0 {
             return Ok(Side::Absent);
         }
         if mode == GITLINK_MODE {
             return Ok(Side::Text(format!("Subproject commit {id}\n")));
         }
-        let (head, size) = self.blob_head(id)?;
+        let Some((head, size)) = blobs.get(id) else {
+            return Err(SessionError::Refused(format!(
+                "the agent's file {id} was not read"
+            )));
+        };
         if mode == LINK_MODE {
             use std::os::unix::ffi::OsStrExt;
-            return Ok(Side::Link(PathBuf::from(std::ffi::OsStr::from_bytes(
-                &head,
-            ))));
+            return Ok(Side::Link(PathBuf::from(std::ffi::OsStr::from_bytes(head))));
         }
-        Ok(match classify(&head, size) {
+        Ok(match classify(head, *size) {
             Ok(t) => Side::Text(t),
             Err(u) => Side::Unshown(u),
         })
@@ -459,8 +541,7 @@ impl GitView {
             return Err(SessionError::Refused(format!("bad commit id {head}")));
         }
         let (net, each) = self.entries(base, head)?;
-        let mut files: std::collections::BTreeSet<PathBuf> =
-            self.tree_paths(head)?.into_iter().collect();
+        let mut files: BTreeSet<PathBuf> = self.tree_paths(head)?.into_iter().collect();
         files.extend(
             each.iter()
                 .filter(|e| e.kind != ChangeKind::Deleted)
@@ -477,10 +558,22 @@ impl GitView {
             };
             in_tree || crate::changes::exists_in_view(workspace, workspace, p, dir)
         };
-        let mut seen = std::collections::BTreeSet::new();
+        let wanted = |mode: u32, id: &str| {
+            (mode != 0 && mode != GITLINK_MODE && is_sha(id) && id.bytes().any(|b| b != b'0'))
+                .then(|| id.to_string())
+        };
+        let ids: BTreeSet<String> = each
+            .iter()
+            .filter(|e| e.kind != ChangeKind::Deleted)
+            .filter_map(|e| wanted(e.new_mode, &e.new_id))
+            .chain(net.iter().filter_map(|e| wanted(e.old_mode, &e.old_id)))
+            .chain(net.iter().filter_map(|e| wanted(e.new_mode, &e.new_id)))
+            .collect();
+        let blobs = self.blobs(&ids)?;
+        let mut seen = BTreeSet::new();
         let mut concerns = Vec::new();
         for e in &each {
-            let version = self.version(e)?;
+            let version = Self::version(e, &blobs)?;
             let mut found = crate::review::concerns(workspace, &e.path, &version, &has);
             if crate::review::is_git_internal(&e.path) {
                 found.push(Concern::Exec(
@@ -496,8 +589,8 @@ impl GitView {
         concerns.sort_by(|a, b| a.0.path.cmp(&b.0.path));
         let mut shown = Vec::with_capacity(net.len());
         for e in net {
-            let old = self.side(e.old_mode, &e.old_id)?;
-            let new = self.side(e.new_mode, &e.new_id)?;
+            let old = Self::side(e.old_mode, &e.old_id, &blobs)?;
+            let new = Self::side(e.new_mode, &e.new_id, &blobs)?;
             shown.push((e, old, new));
         }
         Ok(CommitReview {
@@ -507,11 +600,11 @@ impl GitView {
     }
 
     /// What the rules need of the agent's version of `e`.
-    fn version(&self, e: &CommitEntry) -> Result<Version, SessionError> {
+    fn version(e: &CommitEntry, blobs: &Blobs) -> Result<Version, SessionError> {
         if e.kind == ChangeKind::Deleted || e.new_mode == 0 {
             return Ok(Version::Deleted);
         }
-        Ok(match self.side(e.new_mode, &e.new_id)? {
+        Ok(match Self::side(e.new_mode, &e.new_id, blobs)? {
             Side::Link(t) => Version::Link(t),
             Side::Text(t) if e.new_mode != GITLINK_MODE => Version::File(Ok(t)),
             Side::Unshown(u) => Version::File(Err(u)),
@@ -523,6 +616,29 @@ impl GitView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `diff-tree --stdin -z -m` output: a commit id before each diff (twice for a merge), raw
+    /// entries as meta then path, paths as bytes.
+    #[test]
+    fn raw_diff_output_is_parsed_per_commit() {
+        let a = "a".repeat(40);
+        let m = "b".repeat(40);
+        let z = "0".repeat(40);
+        let out = format!(
+            "{a}\0:000000 100644 {z} {a} A\0f\0{m}\0:000000 120000 {z} {m} A\0l\u{e9}\0\
+             {m}\0:100644 000000 {a} {z} D\0.git/config\0"
+        );
+        let v = parse_raw(out.as_bytes(), false);
+        assert_eq!(v.len(), 3, "{v:?}");
+        assert_eq!(v[0].commit.as_deref(), Some(a.as_str()));
+        assert_eq!((v[0].kind, v[0].new_mode), (ChangeKind::Added, 0o100644));
+        assert_eq!(v[1].commit.as_deref(), Some(m.as_str()));
+        assert_eq!(v[1].new_mode, LINK_MODE);
+        assert_eq!(v[2].kind, ChangeKind::Deleted);
+        assert_eq!(v[2].path, Path::new(".git/config"));
+        let net = parse_raw(out.as_bytes(), true);
+        assert!(net.iter().all(|e| e.commit.is_none()));
+    }
 
     #[test]
     fn head_resolution_prefers_the_upper_layer() {
