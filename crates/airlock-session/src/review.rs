@@ -370,6 +370,55 @@ pub fn link_escapes(workspace: &Path, link: &Path, target: &Path) -> bool {
     false
 }
 
+/// The workspace repository's `core.hooksPath`, relative to the workspace, when it names a
+/// directory inside it (husky sets `.husky/_`; a project may use `tools/hooks`): git runs every
+/// hook there. Read from the real `.git/config` only (the user's file; in an overlay session the
+/// agent's copy is in the upper layer) with `git config --file`, which runs nothing; cached per
+/// workspace for the life of the process. git(1) `core.hooksPath`: a relative path is taken from
+/// the root of the working tree.
+pub fn hooks_dir(workspace: &Path) -> Option<PathBuf> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Option<PathBuf>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(v) = cache.lock().ok().and_then(|c| c.get(workspace).cloned()) {
+        return v;
+    }
+    let found = read_hooks_dir(workspace);
+    if let Ok(mut c) = cache.lock() {
+        c.insert(workspace.to_path_buf(), found.clone());
+    }
+    found
+}
+
+fn read_hooks_dir(workspace: &Path) -> Option<PathBuf> {
+    let config = workspace.join(".git/config");
+    if !std::fs::symlink_metadata(&config).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
+    let mut c = crate::hostgit::command();
+    c.arg("config")
+        .arg("--file")
+        .arg(&config)
+        .args(["--get", "core.hooksPath"]);
+    let v = crate::hostgit::run(c, "read core.hooksPath").ok()?;
+    let v = Path::new(v.trim_end_matches('\n'));
+    let rel = if v.is_absolute() {
+        v.strip_prefix(workspace).ok()?.to_path_buf()
+    } else {
+        v.to_path_buf()
+    };
+    let mut out = PathBuf::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            _ => return None, // climbs out: not the workspace's to check
+        }
+    }
+    Some(out)
+}
+
 /// What the agent's version of a file is, when `diff` cannot show it in full.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unshown {
@@ -512,6 +561,12 @@ pub fn concerns(
     let mut out = Vec::new();
     if let Some(why) = exec_reason(path) {
         out.push(Concern::Exec(why.to_string()));
+    } else if let Some(d) = hooks_dir(workspace).filter(|d| path.starts_with(d)) {
+        out.push(Concern::Exec(format!(
+            "the repository's core.hooksPath is {}: git runs the hooks there at the next git \
+             command",
+            crate::quote::path(&d)
+        )));
     } else if let Some(d) = git_shaped(path, has) {
         let d = if d.as_os_str().is_empty() {
             ".".to_string()
@@ -669,6 +724,76 @@ mod tests {
         ] {
             assert!(!exec(p), "{p}");
         }
+    }
+
+    /// The repository's own hooks directory, wherever `core.hooksPath` puts it in the workspace
+    /// (relative, `./`-prefixed or absolute); one outside the workspace is not the workspace's.
+    #[test]
+    fn the_repositorys_hooks_path_is_an_exec_directory() {
+        let git = |ws: &Path, args: &[&std::ffi::OsStr]| {
+            let o = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(ws.join(".git"))
+                .args(args)
+                .output()
+                .expect("git");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        };
+        let init = |ws: &Path| {
+            let o = std::process::Command::new("git")
+                .args(["init", "-q"])
+                .arg(ws)
+                .output()
+                .expect("git");
+            assert!(o.status.success());
+        };
+        for (value, flagged) in [
+            ("tools/hooks", "tools/hooks/pre-commit"),
+            ("./scripts/git-hooks", "scripts/git-hooks/post-checkout"),
+        ] {
+            let t = tempfile::tempdir().expect("tempdir");
+            let ws = t.path();
+            init(ws);
+            git(
+                ws,
+                &["config".as_ref(), "core.hooksPath".as_ref(), value.as_ref()],
+            );
+            let none = |_: &Path, _: bool| false;
+            let v = Version::File(Ok("x".into()));
+            let k = concerns(ws, Path::new(flagged), &v, &none);
+            assert!(
+                matches!(k.as_slice(), [Concern::Exec(w)] if w.contains("core.hooksPath")),
+                "{value}: {k:?}"
+            );
+            assert!(
+                concerns(ws, Path::new("tools/other"), &v, &none).is_empty(),
+                "{value}"
+            );
+        }
+        let t = tempfile::tempdir().expect("tempdir");
+        init(t.path());
+        let abs = t.path().join("hooks");
+        git(
+            t.path(),
+            &[
+                "config".as_ref(),
+                "core.hooksPath".as_ref(),
+                abs.as_os_str(),
+            ],
+        );
+        assert_eq!(hooks_dir(t.path()), Some(PathBuf::from("hooks")));
+        let out = tempfile::tempdir().expect("tempdir");
+        init(out.path());
+        git(
+            out.path(),
+            &[
+                "config".as_ref(),
+                "core.hooksPath".as_ref(),
+                "../elsewhere".as_ref(),
+            ],
+        );
+        assert_eq!(hooks_dir(out.path()), None);
+        assert_eq!(hooks_dir(Path::new("/nonexistent-airlock-ws")), None);
     }
 
     #[test]
