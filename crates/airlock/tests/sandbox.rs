@@ -2094,11 +2094,20 @@ fn plant(paths: &[&str]) -> String {
 #[test]
 fn merge_refuses_host_run_files_at_any_depth() {
     let repo = Repo::new();
+    // The user's repository runs its hooks from a directory of the workspace.
+    let o = Command::new("git")
+        .args(["config", "core.hooksPath", "tools/hooks"])
+        .current_dir(repo.ws.path())
+        .output()
+        .expect("git");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut files = HOST_RUN_FILES.to_vec();
+    files.push("tools/hooks/pre-commit");
     refused_until_flag(
         &repo,
         "plant",
-        &plant(HOST_RUN_FILES),
-        HOST_RUN_FILES,
+        &plant(&files),
+        &files,
         &["ordinary.txt"],
         "--allow-exec-files",
     );
