@@ -5,8 +5,9 @@
 //! Three kinds of concern, each with its own escape hatch on `airlock merge`:
 //! - [`Concern::Exec`]: a file some host tool runs or reads as configuration without being asked
 //!   (git, direnv, editors, package managers, language runtimes, CI); the table [`EXEC_RULES`],
-//!   nested git directories and their lookalikes ([`is_dotgit`]), and directories laid out as a
-//!   git directory ([`git_shaped`]). `--allow-exec-files`.
+//!   nested git directories and their lookalikes ([`is_dotgit`]), directories laid out as a
+//!   git directory ([`git_shaped`]), and the directory the repository's `core.hooksPath` names
+//!   ([`hooks_dir`]). `--allow-exec-files`.
 //! - [`Concern::OutsideLink`]: a symbolic link whose target leaves the workspace ([`link_escapes`]).
 //!   `--allow-outside-links`.
 //! - [`Concern::Unshown`]: a file `diff` cannot show in full (binary, over [`MAX_SHOWN_BYTES`],
@@ -263,7 +264,7 @@ pub fn exec_reason(path: &Path) -> Option<&'static str> {
     let c = comps(path);
     let raw_first = path.components().next();
     for (i, x) in c.iter().enumerate() {
-        if x == ".git" || x == "git~1" {
+        if is_dotgit(x) {
             let own = i == 0
                 && c.len() > 1
                 && matches!(raw_first, Some(Component::Normal(n)) if n == ".git");
