@@ -333,50 +333,122 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result
     Ok(())
 }
 
-const MAX_DIFF_BYTES: u64 = 4 << 20;
+/// What a side of a diff holds: text shown in full, a file diff cannot show (what it is), or
+/// nothing (absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Side {
+    /// No file on this side (added or deleted).
+    Absent,
+    /// Text shown in full.
+    Text(String),
+    /// A file `diff` cannot show in full.
+    Unshown(crate::review::Unshown),
+    /// A symbolic link with this target.
+    Link(PathBuf),
+}
 
-fn text_of(path: &Path) -> Result<Option<String>, String> {
+/// Reads the first [`crate::review::MAX_SHOWN_BYTES`] + 1 bytes of the regular file `path`
+/// (never following a link or blocking on a FIFO) and classifies them.
+///
+/// # Errors
+/// When the file cannot be opened or read (named in the message).
+pub fn read_content(path: &Path) -> Result<Result<String, crate::review::Unshown>, String> {
+    let (f, m) = open_regular(path).map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    f.take(crate::review::MAX_SHOWN_BYTES + 1)
+        .read_to_end(&mut head)
+        .map_err(|e| format!("cannot read {}: {e}", crate::quote::path(&path)))?;
+    Ok(crate::review::classify(&head, m.len()))
+}
+
+/// One side of the diff of `path` (in the real tree or the upper layer).
+fn side_of(path: &Path) -> Result<Side, String> {
     let Ok(m) = fs::symlink_metadata(path) else {
-        return Ok(Some(String::new()));
+        return Ok(Side::Absent);
     };
     if m.file_type().is_symlink() {
-        return Ok(Some(format!(
-            "-> {}\n",
-            fs::read_link(path)
-                .map(|p| crate::quote::path(&p).to_string())
-                .unwrap_or_default()
-        )));
+        return fs::read_link(path)
+            .map(Side::Link)
+            .map_err(|e| format!("cannot read {}: {e}", crate::quote::path(&path)));
     }
-    if !m.is_file() || m.len() > MAX_DIFF_BYTES {
-        return Ok(None);
+    if !m.is_file() {
+        return Ok(Side::Absent);
     }
-    let (mut f, _) = open_regular(path).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    f.by_ref()
-        .take(MAX_DIFF_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {}: {e}", crate::quote::path(&path)))?;
-    if bytes.iter().take(8192).any(|b| *b == 0) {
-        return Ok(None);
-    }
-    Ok(String::from_utf8(bytes).ok())
+    Ok(match read_content(path)? {
+        Ok(t) => Side::Text(t),
+        Err(u) => Side::Unshown(u),
+    })
 }
 
-/// The size of a file the diff does not show: its length and the space it takes on disk (less
-/// for a sparse file, st_blocks × 512 per stat(2)), or "absent".
-fn size_note(path: &Path, exists: bool) -> String {
-    match fs::symlink_metadata(path) {
-        Ok(m) if exists => format!(
-            "{}, {} allocated",
-            crate::merge::human_size(m.len()),
-            crate::merge::human_size(m.blocks().saturating_mul(512))
-        ),
-        _ => "absent".to_string(),
+/// What the rules need of the agent's version of `c` in `upper` (see [`crate::review::concerns`]).
+pub fn version_of(upper: &Path, c: &Change) -> crate::review::Version {
+    use crate::review::Version;
+    if c.kind == ChangeKind::Deleted {
+        return Version::Deleted;
+    }
+    let p = upper.join(&c.path);
+    match c.entry {
+        EntryType::Dir => Version::Dir,
+        EntryType::Symlink => fs::read_link(&p).map_or(Version::Other, Version::Link),
+        EntryType::File => match read_content(&p) {
+            Ok(r) => Version::File(r),
+            Err(e) => Version::File(Err(crate::review::Unshown {
+                kind: format!("unreadable ({e})"),
+                len: 0,
+            })),
+        },
+        _ => Version::Other,
     }
 }
 
-/// Renders one change as a unified diff (`a/` is the real tree, `b/` the agent's).
+/// Whether `p` exists in the agent's view of the workspace (the upper layer over `lower`,
+/// whiteouts hiding), as a directory when `dir`.
+pub fn exists_in_view(lower: &Path, upper: &Path, p: &Path, dir: bool) -> bool {
+    let ok = |m: &fs::Metadata| if dir { m.is_dir() } else { !m.is_dir() };
+    match fs::symlink_metadata(upper.join(p)) {
+        Ok(m) if is_whiteout(&m) => false,
+        Ok(m) => ok(&m),
+        Err(_) => fs::symlink_metadata(lower.join(p)).is_ok_and(|m| ok(&m)),
+    }
+}
+
+/// The concerns (see [`crate::review`]) of a change in the upper layer: the rules `diff` marks
+/// and `merge` refuses by.
+pub fn concerns_of(lower: &Path, upper: &Path, c: &Change) -> Vec<crate::review::Concern> {
+    if crate::review::is_git_internal(&c.path) {
+        return Vec::new();
+    }
+    let has = |p: &Path, dir: bool| exists_in_view(lower, upper, p, dir);
+    crate::review::concerns(lower, &c.path, &version_of(upper, c), &has)
+}
+
+fn mode_of(p: &Path) -> Option<u32> {
+    fs::symlink_metadata(p)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.permissions().mode() & 0o7777)
+}
+
+/// Renders one change as a unified diff (`a/` is the real tree, `b/` the agent's), preceded by a
+/// `!!` line per concern (what `merge` refuses, and the flag that lands it).
 pub fn unified(lower: &Path, upper: &Path, c: &Change) -> String {
+    let mut out = String::new();
+    for k in concerns_of(lower, upper, c) {
+        out.push_str(&concern_line(&c.path, &k));
+    }
+    out + &unified_body(lower, upper, c)
+}
+
+/// The marker line of a concern, the same in the working-tree diff and the commits' diff.
+pub fn concern_line(path: &Path, k: &crate::review::Concern) -> String {
+    format!(
+        "!! {}: {k}; merge refuses it without {}\n",
+        crate::quote::path(path),
+        k.flag()
+    )
+}
+
+fn unified_body(lower: &Path, upper: &Path, c: &Change) -> String {
     let p = crate::quote::path(&c.path);
     if c.entry.is_special() {
         let what = c.entry.describe();
@@ -391,10 +463,18 @@ pub fn unified(lower: &Path, upper: &Path, c: &Change) -> String {
             was.describe(),
             c.entry.describe()
         );
-        if c.entry == EntryType::Symlink {
-            if let Ok(Some(t)) = text_of(&upper.join(&c.path)) {
-                head.push_str(&t);
+        match side_of(&upper.join(&c.path)) {
+            Ok(Side::Link(t)) => head.push_str(&format!("-> {}\n", crate::quote::path(&t))),
+            Ok(s @ (Side::Text(_) | Side::Unshown(_))) => {
+                head.push_str(&render(
+                    &p,
+                    Side::Absent,
+                    s,
+                    ChangeKind::Added,
+                    (None, None),
+                ));
             }
+            _ => {}
         }
         return head;
     }
@@ -406,53 +486,113 @@ pub fn unified(lower: &Path, upper: &Path, c: &Change) -> String {
         };
     }
     let old = match c.kind {
-        ChangeKind::Added => Ok(Some(String::new())),
-        _ => text_of(&lower.join(&c.path)),
+        ChangeKind::Added => Ok(Side::Absent),
+        _ => side_of(&lower.join(&c.path)),
     };
     let new = match c.kind {
-        ChangeKind::Deleted => Ok(Some(String::new())),
-        _ => text_of(&upper.join(&c.path)),
+        ChangeKind::Deleted => Ok(Side::Absent),
+        _ => side_of(&upper.join(&c.path)),
     };
     let (old, new) = match (old, new) {
-        // Control characters in the content are shown, never sent (`^[` for ESC).
-        (Ok(Some(o)), Ok(Some(n))) => (
-            crate::quote::visible(&o).into_owned(),
-            crate::quote::visible(&n).into_owned(),
-        ),
         (Err(e), _) | (_, Err(e)) => return format!("diff of {p} unavailable: {e}\n"),
+        (Ok(o), Ok(n)) => (o, n),
+    };
+    let modes = (mode_of(&lower.join(&c.path)), mode_of(&upper.join(&c.path)));
+    render(&p, old, new, c.kind, modes)
+}
+
+/// The note for a change whose new side `diff` cannot show: what both sides are.
+fn not_shown(
+    mut head: String,
+    p: &str,
+    old: &Side,
+    new: &Side,
+    describe: impl Fn(&Side, &str) -> Option<String>,
+) -> String {
+    head.push_str(&format!(
+        "NOT SHOWN: b/{p} cannot be shown in full (binary, over {} MiB or not UTF-8)\n",
+        crate::review::MAX_SHOWN_BYTES >> 20
+    ));
+    head.extend(describe(old, "a/"));
+    head.extend(describe(new, "b/"));
+    head
+}
+
+/// Renders a change from its two sides: a unified diff of text (control characters shown as
+/// `^[`), a symbolic link with its target, or a note naming a file diff cannot show (its kind,
+/// size and mode). `p` is the quoted path; `modes` the permission bits of the old and new file.
+pub fn render(
+    p: &str,
+    old: Side,
+    new: Side,
+    kind: ChangeKind,
+    modes: (Option<u32>, Option<u32>),
+) -> String {
+    let mut head = format!("diff --airlock a/{p} b/{p}\n");
+    match kind {
+        ChangeKind::Added => head.push_str("new file\n"),
+        ChangeKind::Deleted => head.push_str("deleted file\n"),
+        ChangeKind::Modified => {}
+    }
+    if let (Some(a), Some(b)) = modes {
+        if a != b {
+            head.push_str(&format!("old mode {a:o}\nnew mode {b:o}\n"));
+        }
+    } else if let (None, Some(b)) = modes {
+        if b & 0o111 != 0 {
+            head.push_str(&format!("new mode {b:o}\n"));
+        }
+    }
+    let describe = |s: &Side, which: &str| match s {
+        Side::Absent => None,
+        Side::Text(t) => Some(format!(
+            "  {which}: text, {}\n",
+            crate::merge::human_size(t.len() as u64)
+        )),
+        Side::Unshown(u) => Some(format!(
+            "  {which}: {}, {}\n",
+            u.kind,
+            crate::merge::human_size(u.len)
+        )),
+        Side::Link(t) => Some(format!(
+            "  {which}: symbolic link -> {}\n",
+            crate::quote::path(t)
+        )),
+    };
+    let text = |s: &Side| match s {
+        Side::Absent => Some(String::new()),
+        Side::Text(t) => Some(crate::quote::visible(t).into_owned()),
+        Side::Link(t) => Some(format!("-> {}\n", crate::quote::path(t))),
+        Side::Unshown(_) => None,
+    };
+    if let (Side::Link(_), _) | (_, Side::Link(_)) = (&old, &new) {
+        let what = match (&old, &new) {
+            (_, Side::Link(t)) => format!("symbolic link b/{p} -> {}\n", crate::quote::path(t)),
+            _ => format!("was a symbolic link a/{p}\n"),
+        };
+        head.push_str(&what);
+    }
+    let (o, n) = match (text(&old), text(&new)) {
+        (Some(o), Some(n)) => (o, n),
+        // The old side cannot be shown but the agent's can: the agent's in full.
+        (None, Some(n)) => {
+            head.extend(describe(&old, "a/ (not shown)"));
+            (String::new(), n)
+        }
         _ => {
-            return format!(
-            "Binary files a/{p} and b/{p} differ (or over {} MiB; not shown)\n  a/: {}\n  b/: {}\n",
-            MAX_DIFF_BYTES >> 20,
-            size_note(&lower.join(&c.path), c.kind != ChangeKind::Added),
-            size_note(&upper.join(&c.path), c.kind != ChangeKind::Deleted)
-        )
+            return not_shown(head, p, &old, &new, describe);
         }
     };
-    let (from, to) = match c.kind {
+    let (from, to) = match kind {
         ChangeKind::Added => ("/dev/null".to_string(), format!("b/{p}")),
         ChangeKind::Deleted => (format!("a/{p}"), "/dev/null".to_string()),
         ChangeKind::Modified => (format!("a/{p}"), format!("b/{p}")),
     };
-    let mut head = format!("diff --airlock a/{p} b/{p}\n");
-    match c.kind {
-        ChangeKind::Added => head.push_str("new file\n"),
-        ChangeKind::Deleted => head.push_str("deleted file\n"),
-        ChangeKind::Modified => {
-            let mode = |q: &Path| {
-                fs::metadata(q)
-                    .map(|m| m.permissions().mode() & 0o7777)
-                    .ok()
-            };
-            let (a, b) = (mode(&lower.join(&c.path)), mode(&upper.join(&c.path)));
-            if a != b {
-                if let (Some(a), Some(b)) = (a, b) {
-                    head.push_str(&format!("old mode {a:o}\nnew mode {b:o}\n"));
-                }
-            }
-        }
-    }
-    let diff = similar::TextDiff::from_lines(&old, &new);
+    // A minimal diff of a few MiB can take minutes; past the deadline `similar` settles for a
+    // correct but longer one.
+    let diff = similar::TextDiff::configure()
+        .timeout(std::time::Duration::from_secs(2))
+        .diff_lines(&o, &n);
     let body = diff
         .unified_diff()
         .context_radius(3)
@@ -510,6 +650,7 @@ mod tests {
         fs::write(upper.join("b.bin"), [0u8, 1, 3]).expect("write");
         let c = changes(&lower, &upper).expect("changes");
         assert_eq!(c.len(), 1);
-        assert!(unified(&lower, &upper, &c[0]).starts_with("Binary files"));
+        let d = unified(&lower, &upper, &c[0]);
+        assert!(d.contains("NOT SHOWN") && d.contains("binary data"), "{d}");
     }
 }

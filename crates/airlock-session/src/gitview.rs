@@ -3,10 +3,13 @@
 //! and the real `.git/objects`, with a configuration airlock wrote itself. The agent's
 //! `.git/config`, hooks and attributes are never consulted.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::changes::{ChangeKind, Side};
 use crate::hostgit::{self, run};
+use crate::review::{classify, Concern, Version, MAX_SHOWN_BYTES};
 use crate::SessionError;
 
 fn is_sha(s: &str) -> bool {
@@ -271,9 +274,371 @@ impl GitView {
     }
 }
 
+/// One path a commit (or the whole range) changes, from `git diff-tree -r -z --raw`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitEntry {
+    /// The commit that changes it (`None` for the whole range `base..head`).
+    pub commit: Option<String>,
+    pub path: PathBuf,
+    pub kind: ChangeKind,
+    /// git modes (octal `100644`, `100755`, `120000` link, `160000` submodule; 0 when absent).
+    pub old_mode: u32,
+    pub new_mode: u32,
+    pub old_id: String,
+    pub new_id: String,
+}
+
+/// What the agent's commits change, checked by the same rules as the working tree's files.
+#[derive(Debug, Default)]
+pub struct CommitReview {
+    /// The range's net change (`base..head`), with both sides, shown by `diff`.
+    pub net: Vec<(CommitEntry, Side, Side)>,
+    /// Every concern of every path any commit of the range adds or changes (first commit that
+    /// does it), in path order: what `merge` refuses without the matching flag.
+    pub concerns: Vec<(CommitEntry, Concern)>,
+}
+
+/// Blob id -> its first [`MAX_SHOWN_BYTES`] + 1 bytes and its size.
+type Blobs = std::collections::HashMap<String, (Vec<u8>, u64)>;
+
+const LINK_MODE: u32 = 0o120000;
+const GITLINK_MODE: u32 = 0o160000;
+
+/// Parses `git diff-tree -r -z --raw` output (`--stdin` form: a commit id before each diff).
+fn parse_raw(out: &[u8], range: bool) -> Vec<CommitEntry> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut v = Vec::new();
+    let mut commit = None;
+    let mut it = out.split(|b| *b == 0).filter(|t| !t.is_empty());
+    while let Some(tok) = it.next() {
+        let Some(meta) = tok.strip_prefix(b":") else {
+            let id = String::from_utf8_lossy(tok).trim().to_string();
+            commit = (!range && is_sha(&id)).then_some(id);
+            continue;
+        };
+        let Some(path) = it.next() else { break };
+        let f: Vec<String> = String::from_utf8_lossy(meta)
+            .split(' ')
+            .map(str::to_string)
+            .collect();
+        let [om, nm, oi, ni, st] = f.as_slice() else {
+            continue;
+        };
+        let mode = |m: &str| u32::from_str_radix(m, 8).unwrap_or(0);
+        let kind = match st.chars().next() {
+            Some('A') => ChangeKind::Added,
+            Some('D') => ChangeKind::Deleted,
+            _ => ChangeKind::Modified,
+        };
+        v.push(CommitEntry {
+            commit: commit.clone(),
+            path: PathBuf::from(std::ffi::OsStr::from_bytes(path)),
+            kind,
+            old_mode: mode(om),
+            new_mode: mode(nm),
+            old_id: oi.clone(),
+            new_id: ni.clone(),
+        });
+    }
+    v
+}
+
+impl GitView {
+    /// The empty tree's id in the scratch repository's object format.
+    fn empty_tree(&self) -> Result<String, SessionError> {
+        let mut c = self.cmd(&["hash-object", "-t", "tree", "--stdin"]);
+        c.stdin(std::process::Stdio::null());
+        Ok(run(c, "hash the empty tree")?.trim().to_string())
+    }
+
+    /// The first [`MAX_SHOWN_BYTES`] + 1 bytes of blob `id` and its size; never reads more.
+    fn blob_head(&self, id: &str) -> Result<(Vec<u8>, u64), SessionError> {
+        use std::io::Read;
+        if !is_sha(id) {
+            return Err(SessionError::Refused(format!("bad object id {id}")));
+        }
+        let size = run(self.cmd(&["cat-file", "-s", id]), "size an agent's file")?;
+        let size: u64 = size.trim().parse().unwrap_or(u64::MAX);
+        let mut c = self.cmd(&["cat-file", "blob", id]);
+        let mut child = hostgit::spawn(&mut c, "read an agent's file")?;
+        let mut head = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = out.take(MAX_SHOWN_BYTES + 1).read_to_end(&mut head);
+        }
+        let _ = child.kill();
+        let _ = hostgit::wait_bounded(&mut child, hostgit::QUICK, "read an agent's file");
+        Ok((head, size))
+    }
+
+    /// Writes `lines` to a file in the scratch repository, for a git command's stdin.
+    fn stdin_file(&self, name: &str, lines: &str) -> Result<std::fs::File, SessionError> {
+        let p = self.git_dir.join(name);
+        std::fs::write(&p, lines).map_err(|e| SessionError::io("cannot write", &p, e))?;
+        std::fs::File::open(&p).map_err(|e| SessionError::io("cannot open", &p, e))
+    }
+
+    /// The first [`MAX_SHOWN_BYTES`] + 1 bytes and the size of every blob in `ids`, read by two
+    /// git processes (`cat-file --batch-check`, then `--batch` for the blobs of at most that
+    /// size); a larger blob is read by [`GitView::blob_head`], which stops after its head.
+    fn blobs(&self, ids: &BTreeSet<String>) -> Result<Blobs, SessionError> {
+        use std::io::{BufRead, Read};
+        let mut out = Blobs::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let list: String = ids.iter().map(|i| format!("{i}\n")).collect();
+        let mut c = self.cmd(&["cat-file", "--batch-check"]);
+        c.stdin(self.stdin_file("airlock-blobs", &list)?);
+        let sizes = run(c, "size the agent's files")?;
+        let mut small = String::new();
+        let mut large = Vec::new();
+        for l in sizes.lines() {
+            let f: Vec<&str> = l.split(' ').collect();
+            let [id, "blob", size] = f.as_slice() else {
+                return Err(SessionError::Refused(format!(
+                    "the agent's commits name an object git cannot read as a file: {}",
+                    crate::quote::name(l)
+                )));
+            };
+            let size: u64 = size.parse().unwrap_or(u64::MAX);
+            if size <= MAX_SHOWN_BYTES + 1 {
+                small.push_str(&format!("{id}\n"));
+            } else {
+                large.push(id.to_string());
+            }
+        }
+        if !small.is_empty() {
+            let mut c = self.cmd(&["cat-file", "--batch"]);
+            c.stdin(self.stdin_file("airlock-blobs", &small)?);
+            let mut child = hostgit::spawn(&mut c, "read the agent's files")?;
+            let read = child.stdout.take().map(|o| {
+                let mut r = std::io::BufReader::new(o);
+                let mut got = Vec::new();
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    let f: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+                    line.clear();
+                    let [id, _, size] = f.as_slice() else { break };
+                    let size: u64 = size.parse().unwrap_or(0);
+                    let mut body = Vec::new();
+                    if r.by_ref().take(size).read_to_end(&mut body).is_err() {
+                        break;
+                    }
+                    let mut nl = [0u8; 1];
+                    let _ = r.read_exact(&mut nl);
+                    got.push((id.clone(), (body, size)));
+                }
+                got
+            });
+            let status =
+                hostgit::wait_bounded(&mut child, hostgit::SLOW, "read the agent's files")?;
+            if !status.success() {
+                return Err(SessionError::Refused(
+                    "git failed to read the agent's files".into(),
+                ));
+            }
+            out.extend(read.unwrap_or_default());
+        }
+        for id in large {
+            let head = self.blob_head(&id)?;
+            out.insert(id, head);
+        }
+        Ok(out)
+    }
+
+    /// One side of a commit entry, as `diff` shows it, from the blobs read by [`GitView::blobs`].
+    fn side(mode: u32, id: &str, blobs: &Blobs) -> Result<Side, SessionError> {
+        if mode == 0 {
+            return Ok(Side::Absent);
+        }
+        if mode == GITLINK_MODE {
+            return Ok(Side::Text(format!("Subproject commit {id}\n")));
+        }
+        let Some((head, size)) = blobs.get(id) else {
+            return Err(SessionError::Refused(format!(
+                "the agent's file {id} was not read"
+            )));
+        };
+        if mode == LINK_MODE {
+            use std::os::unix::ffi::OsStrExt;
+            return Ok(Side::Link(PathBuf::from(std::ffi::OsStr::from_bytes(head))));
+        }
+        Ok(match classify(head, *size) {
+            Ok(t) => Side::Text(t),
+            Err(u) => Side::Unshown(u),
+        })
+    }
+
+    /// The changes of every commit in `base..head` (each merge against each parent), and of the
+    /// whole range.
+    fn entries(
+        &self,
+        base: Option<&str>,
+        head: &str,
+    ) -> Result<(Vec<CommitEntry>, Vec<CommitEntry>), SessionError> {
+        let from = match base.filter(|b| is_sha(b)) {
+            Some(b) => b.to_string(),
+            None => self.empty_tree()?,
+        };
+        let net = hostgit::run_bytes_for(
+            self.cmd(&["diff-tree", "-r", "-z", "--no-renames", &from, head]),
+            "list what the agent's commits change",
+            hostgit::SLOW,
+        )?;
+        let range = match base.filter(|b| is_sha(b)) {
+            Some(b) => format!("{b}..{head}"),
+            None => head.to_string(),
+        };
+        let revs = run(self.cmd(&["rev-list", &range]), "list the agent's commits")?;
+        let list = self.git_dir.join("airlock-revs");
+        std::fs::write(&list, revs).map_err(|e| SessionError::io("cannot write", &list, e))?;
+        let f =
+            std::fs::File::open(&list).map_err(|e| SessionError::io("cannot open", &list, e))?;
+        let mut c = self.cmd(&[
+            "diff-tree",
+            "--stdin",
+            "-r",
+            "-z",
+            "--no-renames",
+            "--root",
+            "-m",
+        ]);
+        c.stdin(f);
+        let each = hostgit::run_bytes_for(c, "list what each agent commit changes", hostgit::SLOW)?;
+        Ok((parse_raw(&net, true), parse_raw(&each, false)))
+    }
+
+    /// Every path of `head`'s tree (files, links, submodules).
+    fn tree_paths(&self, head: &str) -> Result<Vec<PathBuf>, SessionError> {
+        use std::os::unix::ffi::OsStrExt;
+        let out = hostgit::run_bytes_for(
+            self.cmd(&["ls-tree", "-r", "-z", "--name-only", head]),
+            "list the agent's tree",
+            hostgit::SLOW,
+        )?;
+        Ok(out
+            .split(|b| *b == 0)
+            .filter(|t| !t.is_empty())
+            .map(|t| PathBuf::from(std::ffi::OsStr::from_bytes(t)))
+            .collect())
+    }
+
+    /// Reviews the agent's commits `base..head` with the rules of [`crate::review`]: the same
+    /// concerns as the working tree's files, for every path any commit adds or changes (a file
+    /// added in one commit and removed in the next is still in the branch's history), and the
+    /// range's net change with both sides for `diff`. `workspace` is the real workspace (links
+    /// are judged against it, git-shaped directories looked up in it too).
+    ///
+    /// # Errors
+    /// When git cannot list or read the commits.
+    pub fn review(
+        &self,
+        workspace: &Path,
+        base: Option<&str>,
+        head: &str,
+    ) -> Result<CommitReview, SessionError> {
+        if !is_sha(head) {
+            return Err(SessionError::Refused(format!("bad commit id {head}")));
+        }
+        let (net, each) = self.entries(base, head)?;
+        let mut files: BTreeSet<PathBuf> = self.tree_paths(head)?.into_iter().collect();
+        files.extend(
+            each.iter()
+                .filter(|e| e.kind != ChangeKind::Deleted)
+                .map(|e| e.path.clone()),
+        );
+        let has = |p: &Path, dir: bool| {
+            let in_tree = if dir {
+                files
+                    .range(p.to_path_buf()..)
+                    .next()
+                    .is_some_and(|f| f.starts_with(p) && f != p)
+            } else {
+                files.contains(p)
+            };
+            in_tree || crate::changes::exists_in_view(workspace, workspace, p, dir)
+        };
+        let wanted = |mode: u32, id: &str| {
+            (mode != 0 && mode != GITLINK_MODE && is_sha(id) && id.bytes().any(|b| b != b'0'))
+                .then(|| id.to_string())
+        };
+        let ids: BTreeSet<String> = each
+            .iter()
+            .filter(|e| e.kind != ChangeKind::Deleted)
+            .filter_map(|e| wanted(e.new_mode, &e.new_id))
+            .chain(net.iter().filter_map(|e| wanted(e.old_mode, &e.old_id)))
+            .chain(net.iter().filter_map(|e| wanted(e.new_mode, &e.new_id)))
+            .collect();
+        let blobs = self.blobs(&ids)?;
+        let mut seen = BTreeSet::new();
+        let mut concerns = Vec::new();
+        for e in &each {
+            let version = Self::version(e, &blobs)?;
+            let mut found = crate::review::concerns(workspace, &e.path, &version, &has);
+            if crate::review::is_git_internal(&e.path) {
+                found.push(Concern::Exec(
+                    "a .git path inside a commit: git's own repository data".into(),
+                ));
+            }
+            for k in found {
+                if seen.insert((e.path.clone(), k.to_string())) {
+                    concerns.push((e.clone(), k));
+                }
+            }
+        }
+        concerns.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+        let mut shown = Vec::with_capacity(net.len());
+        for e in net {
+            let old = Self::side(e.old_mode, &e.old_id, &blobs)?;
+            let new = Self::side(e.new_mode, &e.new_id, &blobs)?;
+            shown.push((e, old, new));
+        }
+        Ok(CommitReview {
+            net: shown,
+            concerns,
+        })
+    }
+
+    /// What the rules need of the agent's version of `e`.
+    fn version(e: &CommitEntry, blobs: &Blobs) -> Result<Version, SessionError> {
+        if e.kind == ChangeKind::Deleted || e.new_mode == 0 {
+            return Ok(Version::Deleted);
+        }
+        Ok(match Self::side(e.new_mode, &e.new_id, blobs)? {
+            Side::Link(t) => Version::Link(t),
+            Side::Text(t) if e.new_mode != GITLINK_MODE => Version::File(Ok(t)),
+            Side::Unshown(u) => Version::File(Err(u)),
+            _ => Version::Other,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `diff-tree --stdin -z -m` output: a commit id before each diff (twice for a merge), raw
+    /// entries as meta then path, paths as bytes.
+    #[test]
+    fn raw_diff_output_is_parsed_per_commit() {
+        let a = "a".repeat(40);
+        let m = "b".repeat(40);
+        let z = "0".repeat(40);
+        let out = format!(
+            "{a}\0:000000 100644 {z} {a} A\0f\0{m}\0:000000 120000 {z} {m} A\0l\u{e9}\0\
+             {m}\0:100644 000000 {a} {z} D\0.git/config\0"
+        );
+        let v = parse_raw(out.as_bytes(), false);
+        assert_eq!(v.len(), 3, "{v:?}");
+        assert_eq!(v[0].commit.as_deref(), Some(a.as_str()));
+        assert_eq!((v[0].kind, v[0].new_mode), (ChangeKind::Added, 0o100644));
+        assert_eq!(v[1].commit.as_deref(), Some(m.as_str()));
+        assert_eq!(v[1].new_mode, LINK_MODE);
+        assert_eq!(v[2].kind, ChangeKind::Deleted);
+        assert_eq!(v[2].path, Path::new(".git/config"));
+        let net = parse_raw(out.as_bytes(), true);
+        assert!(net.iter().all(|e| e.commit.is_none()));
+    }
 
     #[test]
     fn head_resolution_prefers_the_upper_layer() {

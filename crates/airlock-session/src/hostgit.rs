@@ -129,7 +129,15 @@ fn drain<R: Read + Send + 'static>(p: Option<R>) -> std::thread::JoinHandle<Vec<
 /// # Errors
 /// [`SessionError::Refused`] naming `what` (with git's stderr) on a non-zero exit, when git
 /// cannot start, or after `limit` (git is then killed).
-pub fn run_for(mut c: Command, what: &str, limit: Duration) -> Result<String, SessionError> {
+pub fn run_for(c: Command, what: &str, limit: Duration) -> Result<String, SessionError> {
+    run_bytes_for(c, what, limit).map(|o| String::from_utf8_lossy(&o).into_owned())
+}
+
+/// [`run_for`], returning stdout's bytes (paths in `-z` output are bytes, not UTF-8).
+///
+/// # Errors
+/// As [`run_for`].
+pub fn run_bytes_for(mut c: Command, what: &str, limit: Duration) -> Result<Vec<u8>, SessionError> {
     let mut child = spawn(&mut c, what)?;
     let out = drain::<ChildStdout>(child.stdout.take());
     let err = drain::<ChildStderr>(child.stderr.take());
@@ -142,7 +150,7 @@ pub fn run_for(mut c: Command, what: &str, limit: Duration) -> Result<String, Se
             String::from_utf8_lossy(&err).trim()
         )));
     }
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    Ok(out)
 }
 
 /// [`run_for`] with the [`QUICK`] limit.

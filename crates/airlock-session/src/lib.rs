@@ -8,6 +8,7 @@ pub mod hostgit;
 pub mod kinds;
 pub mod merge;
 pub mod quote;
+pub mod review;
 pub mod store;
 
 pub use changes::{Change, ChangeKind};

@@ -34,66 +34,7 @@ use sha2::{Digest, Sha256};
 use crate::changes::{open_regular, same, Change, ChangeKind, EntryType};
 use crate::SessionError;
 
-/// Why a path executes on the host (`None` if it does not).
-pub fn exec_reason(path: &Path) -> Option<&'static str> {
-    let s = path.to_string_lossy();
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    if s.starts_with(".git/hooks/") {
-        return Some("git hooks run on the host at the next git command");
-    }
-    if s == ".git/config" || s.starts_with(".git/info/") || s == ".git/config.worktree" {
-        return Some(
-            "git configuration can run programs (core.fsmonitor, core.pager, aliases, filters)",
-        );
-    }
-    if name == ".envrc" || name == ".env.local" {
-        return Some("direnv runs it when you enter the directory");
-    }
-    if s.starts_with(".vscode/")
-        && matches!(
-            name.as_ref(),
-            "tasks.json" | "settings.json" | "launch.json" | "extensions.json"
-        )
-    {
-        return Some("VS Code runs tasks and settings from it");
-    }
-    if s.starts_with(".idea/") {
-        return Some("JetBrains IDEs run configurations from it");
-    }
-    if s.starts_with(".claude/") && name.starts_with("settings") && name.ends_with(".json") {
-        return Some("Claude Code settings can run hooks and commands on the host");
-    }
-    if s.starts_with(".github/workflows/") || s.starts_with(".gitlab-ci") {
-        return Some("CI workflows run with the repository's secrets");
-    }
-    if s == ".gitattributes" || s == ".gitmodules" {
-        return Some("git filters and submodule URLs are followed on the host");
-    }
-    if matches!(
-        name.as_ref(),
-        ".bashrc"
-            | ".bash_profile"
-            | ".bash_login"
-            | ".profile"
-            | ".zshrc"
-            | ".zprofile"
-            | ".zshenv"
-            | ".zlogin"
-            | ".inputrc"
-    ) {
-        return Some("shell start-up files run in every new shell");
-    }
-    None
-}
-
-/// Repository internals (objects, refs, index, logs): not merged as files; new commits are
-/// fetched into a branch instead.
-pub fn is_git_internal(path: &Path) -> bool {
-    path.starts_with(".git") && exec_reason(path).is_none()
-}
+pub use crate::review::{exec_reason, is_git_internal, Allow};
 
 /// The git directory `workspace` lies in, if any: a path component named `.git`, or an
 /// ancestor (the workspace itself included) laid out as a git directory (`HEAD`, `objects/`,
@@ -317,25 +258,19 @@ fn validate(upper: &Path, c: &Change) -> Result<Source, SessionError> {
     }
 }
 
-/// Applies `changes` from `upper` to `workspace`, journalling progress in `journal`. Paths that
-/// execute on the host are refused unless `allow_exec`, special files always; nothing is
-/// written when anything is refused or a source or destination fails validation. The caller
-/// checks conflicts first.
+/// Applies `changes` from `upper` to `workspace`, journalling progress in `journal`. Changes with
+/// a concern ([`crate::review`]: files that execute on the host, links leaving the workspace,
+/// files `diff` cannot show in full) are refused unless `allow` lets them through, special files
+/// always; nothing is written when anything is refused or a source or destination fails
+/// validation. The caller checks conflicts first.
 pub fn apply(
     workspace: &Path,
     upper: &Path,
     changes: &[Change],
-    allow_exec: bool,
+    allow: Allow,
     journal: &Path,
 ) -> Result<MergeReport, SessionError> {
-    apply_with_progress(
-        workspace,
-        upper,
-        changes,
-        allow_exec,
-        journal,
-        &mut |_, _| {},
-    )
+    apply_with_progress(workspace, upper, changes, allow, journal, &mut |_, _| {})
 }
 
 /// [`apply`], calling `progress(landed, total)` after each change lands (for a progress line on
@@ -344,7 +279,7 @@ pub fn apply_with_progress(
     workspace: &Path,
     upper: &Path,
     changes: &[Change],
-    allow_exec: bool,
+    allow: Allow,
     journal: &Path,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<MergeReport, SessionError> {
@@ -364,8 +299,14 @@ pub fn apply_with_progress(
                     c.entry.describe()
                 ),
             ));
-        } else if let (Some(why), false) = (exec_reason(&c.path), allow_exec) {
-            report.refused.push((c.clone(), why.to_string()));
+        } else {
+            for k in crate::changes::concerns_of(workspace, upper, c) {
+                if !k.allowed(allow) {
+                    report
+                        .refused
+                        .push((c.clone(), format!("{k} (pass {} to land it)", k.flag())));
+                }
+            }
         }
     }
     if !report.refused.is_empty() {
@@ -814,11 +755,11 @@ mod tests {
             Change::new("ok.txt".into(), ChangeKind::Added, EntryType::File),
         ];
         let j = t.path().join("journal");
-        let r = apply(&ws, &up, &ch, false, &j).expect("apply");
+        let r = apply(&ws, &up, &ch, Allow::none(), &j).expect("apply");
         assert_eq!(r.refused.len(), 1);
         assert!(r.applied.is_empty());
         assert!(!ws.join("ok.txt").exists() && !ws.join(".envrc").exists());
-        let r = apply(&ws, &up, &ch, true, &j).expect("apply");
+        let r = apply(&ws, &up, &ch, Allow::all(), &j).expect("apply");
         assert_eq!(r.applied.len(), 2);
         assert_eq!(fs::read_to_string(ws.join("ok.txt")).expect("read"), "ok");
     }
@@ -919,7 +860,7 @@ mod tests {
             assert!(special.entry.is_special(), "{name}: {special:?}");
             let shown = crate::changes::unified(&ws, &up, special);
             assert!(shown.contains("special file"), "{name}: {shown}");
-            let r = apply(&ws, &up, &ch, false, &t.path().join("j")).expect("apply");
+            let r = apply(&ws, &up, &ch, Allow::none(), &t.path().join("j")).expect("apply");
             assert_eq!(r.refused.len(), 1, "{name}: {:?}", r.refused);
             assert_eq!(r.refused[0].0.path, Path::new(name));
             assert!(r.applied.is_empty(), "{name}");
@@ -945,7 +886,10 @@ mod tests {
             EntryType::File,
         )];
         let start = std::time::Instant::now();
-        let r = apply(&ws, &up, &ch, false, &t.path().join("j"));
+        let r = apply(&ws, &up, &ch, Allow::none(), &t.path().join("j"));
+        // Refused up front (the content check cannot read it) or failed at validation.
+        assert!(r.as_ref().map_or(true, |r| !r.refused.is_empty()), "{r:?}");
+        let r = apply(&ws, &up, &ch, Allow::all(), &t.path().join("j"));
         assert!(r.is_err(), "{r:?}");
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
         assert!(open_regular(&up.join("f.txt")).is_err());
@@ -999,7 +943,15 @@ mod tests {
             vec![PathBuf::from("d/host-new")]
         );
         fs::remove_file(ws.join("d/host-new")).expect("rm");
-        let r = apply(&ws, &up, &ch, false, &t.path().join("j")).expect("apply");
+        // The link leads outside the workspace: refused unless allowed.
+        let r = apply(&ws, &up, &ch, Allow::none(), &t.path().join("j")).expect("apply");
+        assert_eq!(r.refused.len(), 1, "{r:?}");
+        assert!(r.refused[0].1.contains("--allow-outside-links"), "{r:?}");
+        let allow = Allow {
+            outside_links: true,
+            ..Allow::none()
+        };
+        let r = apply(&ws, &up, &ch, allow, &t.path().join("j")).expect("apply");
         assert!(r.refused.is_empty());
         assert_eq!(fs::read_link(ws.join("d")).expect("link"), outside);
         assert_eq!(
@@ -1069,7 +1021,7 @@ mod tests {
             vec![PathBuf::from("l"), PathBuf::from("l2")],
             "{ch:?}"
         );
-        let r = apply(&ws, &up, &ch, false, &t.path().join("j")).expect("apply");
+        let r = apply(&ws, &up, &ch, Allow::none(), &t.path().join("j")).expect("apply");
         assert!(r.refused.is_empty());
         assert!(fs::symlink_metadata(ws.join("l")).expect("l").is_dir());
         assert!(fs::symlink_metadata(ws.join("l2")).expect("l2").is_dir());
@@ -1110,7 +1062,7 @@ mod tests {
         ];
         fs::write(outside.join("gone.rs"), "outside").expect("write");
         assert_eq!(conflicts(&ws, &up, &ch, i64::MAX).len(), 3);
-        let err = apply(&ws, &up, &ch, false, &t.path().join("j")).expect_err("refused");
+        let err = apply(&ws, &up, &ch, Allow::none(), &t.path().join("j")).expect_err("refused");
         assert!(err.to_string().contains("no longer a directory"), "{err}");
         assert_eq!(
             fs::read_to_string(outside.join("lib.rs")).expect("r"),

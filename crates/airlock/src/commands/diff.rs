@@ -1,17 +1,92 @@
 //! `airlock diff`: what an agent changed in its copy-on-write layer, as a unified diff (or
-//! JSON), with its new commits.
+//! JSON), with its new commits and what they change. Every change `merge` would refuse (the
+//! rules of `airlock_session::review`, the same for files and commits) is listed first and
+//! marked `!!` where it is shown.
 
 use std::io::Write;
 
-use airlock_session::changes::{unified, Change};
+use airlock_session::changes::{concern_line, render, unified, Change};
 use airlock_session::merge::is_git_internal;
 use airlock_session::quote;
 use anyhow::Result;
 
-use super::session::review;
+use super::session::{review, Review};
 use crate::cli::SessionArgs;
 use crate::review_out::ReviewOut;
 use crate::session_dir;
+
+/// The summary of everything `merge` refuses without a flag, before the diff itself.
+fn write_summary(
+    out: &mut impl Write,
+    concerns: &[(
+        std::path::PathBuf,
+        Option<String>,
+        airlock_session::review::Concern,
+    )],
+) -> Result<()> {
+    if concerns.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "# merge refuses {} change(s) without a flag (each marked !! below):",
+        concerns.len()
+    )?;
+    for (p, commit, k) in concerns {
+        let at = commit
+            .as_deref()
+            .map(|c| format!(" (in commit {})", &c[..c.len().min(12)]))
+            .unwrap_or_default();
+        writeln!(out, "#   !! {}{at}: {k} [{}]", quote::path(p), k.flag())?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+/// The commits: their subjects, then the range's change file by file (marked like the files),
+/// then the concerns of paths some commit changed that are not in the range's net change.
+fn write_commits(out: &mut impl Write, rv: &Review) -> Result<()> {
+    if rv.commits.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "# {} new commit(s) (merge fetches them into a branch):",
+        rv.commits.len()
+    )?;
+    for c in &rv.commits {
+        writeln!(out, "#   {}", quote::name(c))?;
+    }
+    writeln!(out, "# what the commits change:")?;
+    let cr = &rv.commit_review;
+    for (e, old, new) in &cr.net {
+        for (_, k) in cr.concerns.iter().filter(|(c, _)| c.path == e.path) {
+            write!(out, "{}", concern_line(&e.path, k))?;
+        }
+        let file = |m: u32| (m & 0o170000 == 0o100000).then_some(m & 0o7777);
+        let modes = (file(e.old_mode), file(e.new_mode));
+        let p = quote::path(&e.path).to_string();
+        write!(
+            out,
+            "{}",
+            render(&p, old.clone(), new.clone(), e.kind, modes)
+        )?;
+    }
+    for (e, k) in &cr.concerns {
+        if !cr.net.iter().any(|(n, _, _)| n.path == e.path) {
+            let commit = e.commit.as_deref().unwrap_or("?");
+            writeln!(
+                out,
+                "!! {} (in commit {}, not in the last one): {k}; merge refuses it without {}",
+                quote::path(&e.path),
+                &commit[..commit.len().min(12)],
+                k.flag()
+            )?;
+        }
+    }
+    writeln!(out, "# the working tree's uncommitted changes:")?;
+    Ok(())
+}
 
 pub(crate) fn diff(args: SessionArgs) -> Result<i32> {
     let r = session_dir::find(Some(&args.id))?;
@@ -23,7 +98,22 @@ pub(crate) fn diff(args: SessionArgs) -> Result<i32> {
         .iter()
         .filter(|c| !is_git_internal(&c.path))
         .collect();
+    let concerns = rv.concerns(&r.workspace, &upper);
     if args.json {
+        let refused: Vec<serde_json::Value> = concerns
+            .iter()
+            .map(|(p, commit, k)| {
+                serde_json::json!({
+                    "path": p, "commit": commit, "concern": k.to_string(), "flag": k.flag(),
+                })
+            })
+            .collect();
+        let commit_files: Vec<serde_json::Value> = rv
+            .commit_review
+            .net
+            .iter()
+            .map(|(e, _, _)| serde_json::json!({"path": e.path, "kind": e.kind}))
+            .collect();
         serde_json::to_writer_pretty(
             &mut out,
             &serde_json::json!({
@@ -32,22 +122,15 @@ pub(crate) fn diff(args: SessionArgs) -> Result<i32> {
                 "head": rv.head,
                 "base": r.base_commit,
                 "commits": rv.commits,
+                "commit_files": commit_files,
+                "refused_without_flag": refused,
             }),
         )?;
         writeln!(out)?;
         return Ok(0);
     }
-    if !rv.commits.is_empty() {
-        writeln!(
-            out,
-            "# {} new commit(s) (merge fetches them into a branch):",
-            rv.commits.len()
-        )?;
-        for c in &rv.commits {
-            writeln!(out, "#   {}", quote::name(c))?;
-        }
-        writeln!(out)?;
-    }
+    write_summary(&mut out, &concerns)?;
+    write_commits(&mut out, &rv)?;
     for c in &shown {
         write!(out, "{}", unified(&r.workspace, &upper, c))?;
     }

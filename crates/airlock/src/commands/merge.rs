@@ -1,16 +1,17 @@
-//! `airlock merge`: lands what an agent changed in the real workspace (refusing files that
-//! execute on the host, special files and conflicts with host edits) and its commits on the
-//! branch `airlock/NAME`.
+//! `airlock merge`: lands what an agent changed in the real workspace and its commits on the
+//! branch `airlock/NAME`, refusing up front special files, conflicts with host edits, and (in the
+//! files and in every commit, by the rules of `airlock_session::review`, unless allowed) files
+//! that execute on the host, links leading outside the workspace and files diff cannot show.
 
 use std::io::Write;
 
 use airlock_session::changes::Change;
-use airlock_session::merge::{apply_with_progress, conflicts, interrupted, is_git_internal};
+use airlock_session::merge::{apply_with_progress, conflicts, interrupted, is_git_internal, Allow};
 use airlock_session::quote;
 use airlock_session::{SessionRow, SessionState};
 use anyhow::{bail, Context, Result};
 
-use super::session::review;
+use super::session::{review, Review};
 use crate::cli::MergeArgs;
 use crate::review_out::ReviewOut;
 use crate::session_dir;
@@ -77,31 +78,24 @@ fn land_files(
     r: &SessionRow,
     upper: &std::path::Path,
     files: &[Change],
-    allow_exec: bool,
+    allow: Allow,
     journal: &std::path::Path,
 ) -> Result<airlock_session::merge::MergeReport> {
     let mut progress = merge_progress();
-    let report = apply_with_progress(
-        &r.workspace,
-        upper,
-        files,
-        allow_exec,
-        journal,
-        &mut progress,
-    )
-    .map_err(|e| {
-        let landed = interrupted(journal);
-        if landed.is_empty() {
-            return anyhow::anyhow!("{e}\nnothing was merged");
-        }
-        anyhow::anyhow!(
+    let report = apply_with_progress(&r.workspace, upper, files, allow, journal, &mut progress)
+        .map_err(|e| {
+            let landed = interrupted(journal);
+            if landed.is_empty() {
+                return anyhow::anyhow!("{e}\nnothing was merged");
+            }
+            anyhow::anyhow!(
             "{e}\n{} change(s) landed before the failure (listed in {}); fix the cause and run \
              `airlock merge {}` again to complete it",
             landed.len(),
             journal.display(),
             r.id
         )
-    })?;
+        })?;
     let listed = |special: bool| -> Vec<String> {
         report
             .refused
@@ -120,17 +114,55 @@ fn land_files(
             upper.display()
         );
     }
-    let exec = listed(false);
-    if !exec.is_empty() {
+    let other = listed(false);
+    if !other.is_empty() {
         bail!(
-            "session {}: refusing files that execute on the host; nothing was merged:\n{}\n\
-             inspect them with `airlock diff {}`; pass --allow-exec-files to land them anyway",
+            "session {}: refusing changes that execute on the host, lead outside the workspace \
+             or that diff cannot show; nothing was merged:\n{}\ninspect them with `airlock diff \
+             {}`; pass the flag named to land them anyway",
             r.id,
-            exec.join("\n"),
+            other.join("\n"),
             r.id
         );
     }
     Ok(report)
+}
+
+/// Fails, naming each, when the session's files or commits hold a concern `allow` does not
+/// let through (the same rules `airlock diff` marks with `!!`), before anything is written.
+fn refuse_concerns(
+    r: &SessionRow,
+    rv: &Review,
+    upper: &std::path::Path,
+    allow: Allow,
+) -> Result<()> {
+    let refused: Vec<String> = rv
+        .concerns(&r.workspace, upper)
+        .into_iter()
+        .filter(|(_, _, k)| !k.allowed(allow))
+        .map(|(p, commit, k)| {
+            let at = match commit {
+                Some(c) => format!(" (in commit {})", &c[..c.len().min(12)]),
+                None => String::new(),
+            };
+            format!(
+                "  {}{at}: {k} (pass {} to land it)",
+                quote::path(&p),
+                k.flag()
+            )
+        })
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "session {}: refusing changes that execute on the host, lead outside the workspace or \
+         that diff cannot show; nothing was merged:\n{}\ninspect them with `airlock diff {}`; \
+         pass the flag named to land them anyway",
+        r.id,
+        refused.join("\n"),
+        r.id
+    )
 }
 
 pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
@@ -164,8 +196,14 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
         .collect();
     let journal = r.dir.join("merge.journal");
     say_interrupted(&r, &journal);
+    let allow = Allow {
+        exec_files: args.allow_exec_files,
+        outside_links: args.allow_outside_links,
+        unshown_files: args.allow_unshown_files,
+    };
+    refuse_concerns(&r, &rv, &upper, allow)?;
     refuse_conflicts(&r, &upper, &files)?;
-    let report = land_files(&r, &upper, &files, args.allow_exec_files, &journal)?;
+    let report = land_files(&r, &upper, &files, allow, &journal)?;
     let mut out = ReviewOut::stdout();
     if let (Some(view), Some(head)) = (&rv.view, &rv.head) {
         let branch = format!("airlock/{}", r.name.as_deref().unwrap_or(&r.id));

@@ -2,8 +2,10 @@
 //! agent changed (its files in the overlay's upper layer, its commits), brought home by the
 //! session's backend first.
 
-use airlock_session::changes::{changes, Change};
-use airlock_session::gitview::{agent_moved_head, GitView};
+use airlock_session::changes::{changes, concerns_of, Change};
+use airlock_session::gitview::{agent_moved_head, CommitReview, GitView};
+use airlock_session::merge::is_git_internal;
+use airlock_session::review::Concern;
 use airlock_session::{SessionMode, SessionRow, SessionState};
 use anyhow::{bail, Result};
 
@@ -66,6 +68,30 @@ pub(crate) struct Review {
     pub(crate) head: Option<String>,
     pub(crate) commits: Vec<String>,
     pub(crate) view: Option<GitView>,
+    /// What the commits change, checked by the same rules as the files (empty without commits).
+    pub(crate) commit_review: CommitReview,
+}
+
+impl Review {
+    /// Every concern of the session (its working-tree files, then its commits), each as the
+    /// path, where it is (`None` for the working tree, else the commit), and the concern: what
+    /// `diff` marks and `merge` refuses without the concern's flag.
+    pub(crate) fn concerns(
+        &self,
+        workspace: &std::path::Path,
+        upper: &std::path::Path,
+    ) -> Vec<(std::path::PathBuf, Option<String>, Concern)> {
+        let mut out = Vec::new();
+        for c in self.files.iter().filter(|c| !is_git_internal(&c.path)) {
+            for k in concerns_of(workspace, upper, c) {
+                out.push((c.path.clone(), None, k));
+            }
+        }
+        for (e, k) in &self.commit_review.concerns {
+            out.push((e.path.clone(), e.commit.clone(), k.clone()));
+        }
+        out
+    }
 }
 
 /// What the agent of an overlay session changed: its files and, when its HEAD moved, its
@@ -76,10 +102,12 @@ pub(crate) fn review(r: &SessionRow) -> Result<Review> {
     let head = agent_moved_head(&upper, &r.workspace);
     let mut commits = Vec::new();
     let mut view = None;
+    let mut commit_review = CommitReview::default();
     if let Some(h) = &head {
         if Some(h) != r.base_commit.as_ref() {
             let v = GitView::new(&r.dir.join("gitview"), &upper, &r.workspace)?;
             commits = v.log(r.base_commit.as_deref(), h)?;
+            commit_review = v.review(&r.workspace, r.base_commit.as_deref(), h)?;
             view = Some(v);
         }
     }
@@ -88,5 +116,6 @@ pub(crate) fn review(r: &SessionRow) -> Result<Review> {
         head,
         commits,
         view,
+        commit_review,
     })
 }
