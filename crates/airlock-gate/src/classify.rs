@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::glob::Glob;
-use crate::normalize::{Analysis, Invocation, Normalizer};
+use crate::normalize::{Analysis, Invocation, KnownPrograms, Normalizer};
 use crate::parse::{Env, ParseError};
 use crate::rules::{
     categorize, DataFile, GitInfo, Match, MatchCtx, Rule, RuleError, RuleSpec, StaticGit, Tier,
@@ -21,6 +21,10 @@ pub const DEFAULT_RULES: &str = include_str!("../rules/default.toml");
 /// The same, converted to JSON by `build.rs` without the rules' examples (parsed on every
 /// hook call; JSON is faster). The examples are checked from [`DEFAULT_RULES`] by the tests.
 const DEFAULT_RULES_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/default-rules.json"));
+/// The program names the built-in tables and rules know, sorted (made by `build.rs`; see
+/// [`crate::normalize::known_programs`]).
+pub(crate) const BUILTIN_KNOWN_PROGRAMS: &[&str] =
+    include!(concat!(env!("OUT_DIR"), "/known-programs.rs"));
 
 /// Protected branch names when the policy names none.
 pub const DEFAULT_PROTECTED: &[&str] = &[
@@ -305,8 +309,10 @@ impl Engine {
             rules.push(Rule::compile(spec, &src, home)?);
         }
         let user_count = rules.len();
+        let mut all_builtin = true;
         for mut spec in builtin_rules {
             if disabled.contains(&spec.id) {
+                all_builtin = false;
                 continue;
             }
             if spec.id == "agent-settings" {
@@ -318,11 +324,14 @@ impl Engine {
             }
             rules.push(Rule::compile(spec, "builtin", home)?);
         }
-        let known: Vec<String> = rules
-            .iter()
-            .flat_map(|r| r.program_names().collect::<Vec<_>>())
-            .collect();
-        let normalizer = Normalizer::new(tables, known);
+        let normalizer = if user_count == 0 && all_builtin && !check_builtin_examples {
+            // The list build.rs made from the same data (the hook's case).
+            Normalizer::with_known(tables, KnownPrograms::Builtin(BUILTIN_KNOWN_PROGRAMS))
+        } else {
+            let known = rules.iter().flat_map(|r| r.program_names());
+            let known = crate::normalize::known_programs(&tables, known);
+            Normalizer::with_known(tables, KnownPrograms::Loaded(known))
+        };
         let protected = settings
             .protected_branches
             .iter()
@@ -988,6 +997,64 @@ mod tests {
             source: PathBuf::from("/p/policy.toml"),
             table: toml::from_str(text).expect("toml"),
             trusted,
+        }
+    }
+
+    /// The program list build.rs makes for the hook is the one loading the rules would build:
+    /// same data, same names, same order.
+    #[test]
+    fn builtin_known_programs_match_the_loaded_rules() {
+        let data: DataFile = toml::from_str(DEFAULT_RULES).expect("rules");
+        let (tables, _, specs) = data.into_parts();
+        let rules: Vec<Rule> = specs
+            .into_iter()
+            .map(|s| Rule::compile(s, "builtin", "/root").expect("rule"))
+            .collect();
+        let names = rules.iter().flat_map(|r| r.program_names());
+        let loaded = crate::normalize::known_programs(&tables, names);
+        assert_eq!(BUILTIN_KNOWN_PROGRAMS, loaded.as_slice());
+        assert!(
+            BUILTIN_KNOWN_PROGRAMS.len() > 300,
+            "{}",
+            BUILTIN_KNOWN_PROGRAMS.len()
+        );
+    }
+
+    /// The hook's engine (the JSON copy, the build-time program list) decides like the one
+    /// loaded from the TOML, whose program list is built when it loads.
+    #[test]
+    fn hook_engine_decides_like_the_loaded_one() {
+        let fast = Engine::builtin().expect("builtin");
+        let full = Engine::builtin_with_examples("/root").expect("builtin with examples");
+        assert!(matches!(fast.normalizer.known(), KnownPrograms::Builtin(_)));
+        assert!(matches!(full.normalizer.known(), KnownPrograms::Loaded(_)));
+        let git = StaticGit::default();
+        let ctx = Context {
+            cwd: "/root/project".into(),
+            home: "/root".into(),
+            workspace: Some("/root/project".into()),
+            git: &git,
+        };
+        for cmd in [
+            "ls -la",
+            "rm -rf ~",
+            "/bin/r? -rf /",
+            "mkfs.ext4 /dev/sda1",
+            "l? ~/.ssh",
+            "git push --force origin main",
+            "frobnicate sudo id",
+            "sh -c 'find src -name \"*.rs\" | xargs grep -l unsafe' | head -5",
+            "cat ~/.ss?/id_*",
+            "NODE_OPTIONS=\"$X\" node app.js",
+            "sudo -n true",
+        ] {
+            let a = fast.classify_command(cmd, &ctx);
+            let b = full.classify_command(cmd, &ctx);
+            assert_eq!(
+                (a.tier, &a.rule, &a.reason),
+                (b.tier, &b.rule, &b.reason),
+                "{cmd}"
+            );
         }
     }
 

@@ -252,7 +252,9 @@ pub const TARGETS: &[&str] = &[
     "workspace-root",
 ];
 
-/// A compiled rule.
+/// A compiled rule. Its fields are checked when it is loaded ([`Rule::compile`]); its globs are
+/// compiled the first time a command gets past its `program` (most rules never see a command
+/// of theirs in one hook call, and the hook loads ~160 rules with ~2,000 patterns per call).
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub id: String,
@@ -260,27 +262,70 @@ pub struct Rule {
     pub reason: String,
     /// Where it came from: `builtin` or a policy file path.
     pub source: String,
+    /// Expands `~/` in the path globs.
+    home: std::sync::Arc<str>,
+    globs: std::sync::OnceLock<RuleGlobs>,
+    /// Whether the rule names anything only a shell command has.
+    command_only: bool,
+    pub(crate) spec: RuleSpec,
+}
+
+/// The compiled patterns of one rule (see [`Rule::globs`]).
+#[derive(Debug, Clone)]
+struct RuleGlobs {
     program: Vec<Glob>,
     subcommand: Vec<Glob>,
-    flags: Vec<String>,
-    all_flags: Vec<String>,
-    not_flags: Vec<String>,
     args: Vec<Glob>,
     words: Vec<Glob>,
     raw: Vec<Glob>,
-    target: Vec<String>,
     reads: Vec<Glob>,
     writes: Vec<Glob>,
     paths: Vec<Glob>,
     env: Vec<Glob>,
     git_config: Vec<Glob>,
-    pub(crate) tool: Vec<String>,
-    check: Option<String>,
-    no_args: bool,
     unless: Vec<Glob>,
-    /// Whether the rule names anything only a shell command has.
-    command_only: bool,
-    pub(crate) spec: RuleSpec,
+}
+
+impl RuleGlobs {
+    fn compile(spec: &RuleSpec, home: &str) -> RuleGlobs {
+        let globs = |v: &[String]| v.iter().map(|p| Glob::new(p)).collect::<Vec<_>>();
+        let path_globs = |v: &[String]| {
+            v.iter()
+                .flat_map(|p| {
+                    let p = if p == "~" {
+                        home.to_string()
+                    } else if let Some(rest) = p.strip_prefix("~/") {
+                        format!("{home}/{rest}")
+                    } else if p.starts_with('/') || p.starts_with('*') {
+                        p.clone()
+                    } else {
+                        format!("*/{p}")
+                    };
+                    // `dir/*` also names the directory itself.
+                    let mut gs = vec![Glob::new(&p)];
+                    if let Some(dir) = p.strip_suffix("/*") {
+                        if !dir.is_empty() && !dir.ends_with('*') {
+                            gs.push(Glob::new(dir));
+                        }
+                    }
+                    gs
+                })
+                .collect::<Vec<_>>()
+        };
+        RuleGlobs {
+            program: globs(&spec.program),
+            subcommand: globs(&spec.subcommand),
+            args: globs(&spec.args),
+            words: globs(&spec.words),
+            raw: globs(&spec.raw),
+            reads: path_globs(&spec.reads),
+            writes: path_globs(&spec.writes),
+            paths: path_globs(&spec.paths),
+            env: globs(&spec.env),
+            git_config: globs(&spec.git_config),
+            unless: globs(&spec.unless),
+        }
+    }
 }
 
 /// Why a rule could not be loaded.
@@ -351,55 +396,33 @@ impl Rule {
         if spec.reason.trim().is_empty() {
             return Err(err("missing `reason` (it is shown to the agent)".into()));
         }
-        let globs = |v: &[String]| v.iter().map(|p| Glob::new(p)).collect::<Vec<_>>();
-        let path_globs = |v: &[String]| {
-            v.iter()
-                .flat_map(|p| {
-                    let p = if p == "~" {
-                        home.to_string()
-                    } else if let Some(rest) = p.strip_prefix("~/") {
-                        format!("{home}/{rest}")
-                    } else if p.starts_with('/') || p.starts_with('*') {
-                        p.clone()
-                    } else {
-                        format!("*/{p}")
-                    };
-                    // `dir/*` also names the directory itself.
-                    let mut gs = vec![Glob::new(&p)];
-                    if let Some(dir) = p.strip_suffix("/*") {
-                        if !dir.is_empty() && !dir.ends_with('*') {
-                            gs.push(Glob::new(dir));
-                        }
-                    }
-                    gs
-                })
-                .collect::<Vec<_>>()
-        };
         Ok(Rule {
             id: spec.id.clone(),
             tier,
             reason: spec.reason.clone(),
             source: source.to_string(),
-            program: globs(&spec.program),
-            subcommand: globs(&spec.subcommand),
-            flags: spec.flags.clone(),
-            all_flags: spec.all_flags.clone(),
-            not_flags: spec.not_flags.clone(),
-            args: globs(&spec.args),
-            words: globs(&spec.words),
-            raw: globs(&spec.raw),
-            target: spec.target.clone(),
-            reads: path_globs(&spec.reads),
-            writes: path_globs(&spec.writes),
-            paths: path_globs(&spec.paths),
-            env: globs(&spec.env),
-            git_config: globs(&spec.git_config),
-            tool: spec.tool.clone(),
-            check: spec.check.clone(),
-            no_args: spec.no_args,
-            unless: globs(&spec.unless),
+            home: std::sync::Arc::from(home),
+            globs: std::sync::OnceLock::new(),
             command_only: command_fields,
             spec,
+        })
+    }
+
+    /// The rule's compiled patterns, compiled on first use.
+    fn globs(&self) -> &RuleGlobs {
+        self.globs
+            .get_or_init(|| RuleGlobs::compile(&self.spec, &self.home))
+    }
+
+    /// Whether the rule's `program` names `program` (a static name): a plain name is compared
+    /// as it is, without compiling the rule's patterns.
+    fn names_program(&self, program: &str) -> bool {
+        self.spec.program.iter().enumerate().any(|(i, p)| {
+            if p.contains(['*', '?', '[']) {
+                self.globs().program[i].matches(program)
+            } else {
+                p == program
+            }
         })
     }
 
@@ -411,9 +434,9 @@ impl Rule {
     /// Whether the rule is about paths only (writes, paths or reads; no program): such a rule
     /// says which paths are protected.
     pub fn is_path_rule(&self) -> bool {
-        self.program.is_empty()
-            && self.check.is_none()
-            && (!self.writes.is_empty() || !self.paths.is_empty())
+        self.spec.program.is_empty()
+            && self.spec.check.is_none()
+            && (!self.spec.writes.is_empty() || !self.spec.paths.is_empty())
     }
 
     /// Static program names this rule mentions (candidates for globbed program words).
@@ -430,105 +453,110 @@ impl Rule {
         if self.command_only {
             return Match::No;
         }
-        if !self.tool.is_empty() && !self.tool.iter().any(|t| t == tool) {
+        let spec = &self.spec;
+        if !spec.tool.is_empty() && !spec.tool.iter().any(|t| t == tool) {
             return Match::No;
         }
         let w = Word::lit(path);
         let mut m = Match::Yes;
-        if !self.reads.is_empty() {
+        if !spec.reads.is_empty() {
             m = m.and(if write {
                 Match::No
             } else {
-                path_match(&self.reads, &w, None)
+                path_match(&self.globs().reads, &w, None)
             });
         }
-        if !self.writes.is_empty() {
+        if !spec.writes.is_empty() {
             m = m.and(if write {
-                path_match(&self.writes, &w, None)
+                path_match(&self.globs().writes, &w, None)
             } else {
                 Match::No
             });
         }
-        if !self.paths.is_empty() {
-            m = m.and(path_match(&self.paths, &w, None));
+        if !spec.paths.is_empty() {
+            m = m.and(path_match(&self.globs().paths, &w, None));
         }
         m
     }
 
-    /// Matches one shell invocation.
+    /// Matches one shell invocation. The program is compared first, without compiling the
+    /// rule's patterns: most rules are about other programs.
     pub fn match_invocation(&self, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
-        if !self.tool.is_empty() && !self.tool.iter().any(|t| t == "Bash") {
+        let spec = &self.spec;
+        if !spec.tool.is_empty() && !spec.tool.iter().any(|t| t == "Bash") {
             return Match::No;
         }
-        if !self.unless.is_empty() && inv.words.iter().all(|w| !w.is_dynamic() && !w.glob) {
+        let mut m = Match::Yes;
+        if !spec.program.is_empty() {
+            m = m.and(if inv.program.is_empty() {
+                Match::No
+            } else if inv.program.contains(DYN) {
+                Match::Possible
+            } else {
+                Match::from_bool(self.names_program(&inv.program))
+            });
+            if m == Match::No {
+                return m;
+            }
+        }
+        if !spec.unless.is_empty() && inv.words.iter().all(|w| !w.is_dynamic() && !w.glob) {
             let argv = inv
                 .words
                 .iter()
                 .map(|w| w.text.as_str())
                 .collect::<Vec<_>>()
                 .join(" ");
-            if self.unless.iter().any(|g| g.matches(&argv)) {
+            if self.globs().unless.iter().any(|g| g.matches(&argv)) {
                 return Match::No;
             }
         }
-        let mut m = Match::Yes;
-        if !self.program.is_empty() {
-            m = m.and(if inv.program.is_empty() {
-                Match::No
-            } else if inv.program.contains(DYN) {
-                Match::Possible
-            } else {
-                Match::from_bool(self.program.iter().any(|g| g.matches(&inv.program)))
-            });
-            if m == Match::No {
-                return m;
-            }
-        }
-        if !self.subcommand.is_empty() {
+        if !spec.subcommand.is_empty() {
             m = m.and(match &inv.subcommand {
                 None => Match::No,
                 Some(s) if s.contains(DYN) => Match::Possible,
-                Some(s) => Match::from_bool(self.subcommand.iter().any(|g| g.matches(s))),
+                Some(s) => Match::from_bool(self.globs().subcommand.iter().any(|g| g.matches(s))),
             });
             if m == Match::No {
                 return m;
             }
         }
-        if !self.flags.is_empty() {
-            m = m.and(Match::from_bool(self.flags.iter().any(|f| inv.has_flag(f))));
+        if !spec.flags.is_empty() {
+            m = m.and(Match::from_bool(spec.flags.iter().any(|f| inv.has_flag(f))));
         }
-        if !self.all_flags.is_empty() {
+        if !spec.all_flags.is_empty() {
             m = m.and(Match::from_bool(
-                self.all_flags.iter().all(|f| inv.has_flag(f)),
+                spec.all_flags.iter().all(|f| inv.has_flag(f)),
             ));
         }
-        if self.not_flags.iter().any(|f| inv.has_flag(f)) {
+        if spec.not_flags.iter().any(|f| inv.has_flag(f)) {
             return Match::No;
         }
         if m == Match::No {
             return m;
         }
-        if self.no_args {
+        if spec.no_args {
             m = m.and(Match::from_bool(inv.words.is_empty()));
         }
-        if !self.args.is_empty() {
+        if !spec.args.is_empty() {
             m = m.and(Match::any(
-                inv.positionals.iter().map(|w| word_match(&self.args, w)),
+                inv.positionals
+                    .iter()
+                    .map(|w| word_match(&self.globs().args, w)),
             ));
         }
-        if !self.words.is_empty() {
+        if !spec.words.is_empty() {
             m = m.and(Match::any(
-                inv.words.iter().map(|w| word_match(&self.words, w)),
+                inv.words.iter().map(|w| word_match(&self.globs().words, w)),
             ));
         }
-        if !self.raw.is_empty() {
+        if !spec.raw.is_empty() {
             m = m.and(Match::from_bool(
                 inv.raw
                     .iter()
-                    .any(|r| self.raw.iter().any(|g| g.matches(r))),
+                    .any(|r| self.globs().raw.iter().any(|g| g.matches(r))),
             ));
         }
-        if !self.env.is_empty() {
+        if !spec.env.is_empty() {
             // A glob with `=` is matched against `NAME=value` (`NODE_OPTIONS=*--require*`).
             m = m.and(
                 inv.assigns
@@ -539,7 +567,7 @@ impl Rule {
                             ..Word::lit("")
                         };
                         let dynamic = v.is_dynamic();
-                        self.env.iter().zip(&self.spec.env).map(move |(g, src)| {
+                        self.globs().env.iter().zip(&spec.env).map(move |(g, src)| {
                             let name_part = src.split_once('=').map(|(a, _)| a);
                             if g.matches(n) {
                                 Match::Yes
@@ -556,16 +584,16 @@ impl Rule {
                     .unwrap_or(Match::No),
             );
         }
-        if !self.git_config.is_empty() {
+        if !spec.git_config.is_empty() {
             m = m.and(Match::from_bool(inv.git_config.iter().any(|(k, v)| {
                 let kv = format!("{k}={v}");
-                self.git_config.iter().any(|g| g.matches(&kv))
+                self.globs().git_config.iter().any(|g| g.matches(&kv))
             })));
         }
         if m == Match::No {
             return m;
         }
-        if !self.target.is_empty() {
+        if !spec.target.is_empty() {
             let cwd = inv.cwd.as_deref();
             // What the command changes; for commands that change nothing, the files it names.
             let cands = if inv.writes.is_empty() {
@@ -575,37 +603,35 @@ impl Rule {
             };
             m = m.and(Match::any(cands.map(|w| {
                 let cats = categorize(w, cwd, ctx);
-                Match::any(self.target.iter().map(|t| cats.get(t)))
+                Match::any(spec.target.iter().map(|t| cats.get(t)))
             })));
         }
         let cwd = inv.cwd.as_deref();
-        if !self.reads.is_empty() {
-            m = m.and(Match::any(
-                inv.reads
-                    .iter()
-                    .map(|w| path_match(&self.reads, w, Some((cwd, ctx)))),
-            ));
+        if !spec.reads.is_empty() {
+            m =
+                m.and(Match::any(inv.reads.iter().map(|w| {
+                    path_match(&self.globs().reads, w, Some((cwd, ctx)))
+                })));
         }
-        if !self.writes.is_empty() {
-            m = m.and(Match::any(
-                inv.writes
-                    .iter()
-                    .map(|w| path_match(&self.writes, w, Some((cwd, ctx)))),
-            ));
+        if !spec.writes.is_empty() {
+            m =
+                m.and(Match::any(inv.writes.iter().map(|w| {
+                    path_match(&self.globs().writes, w, Some((cwd, ctx)))
+                })));
         }
-        if !self.paths.is_empty() {
+        if !spec.paths.is_empty() {
             m = m.and(Match::any(
                 inv.reads
                     .iter()
                     .chain(inv.writes.iter())
                     .chain(inv.path_args.iter())
-                    .map(|w| path_match(&self.paths, w, Some((cwd, ctx)))),
+                    .map(|w| path_match(&self.globs().paths, w, Some((cwd, ctx)))),
             ));
         }
         if m == Match::No {
             return m;
         }
-        if let Some(c) = &self.check {
+        if let Some(c) = &spec.check {
             m = m.and(check(c, inv, ctx));
         }
         m
