@@ -1,6 +1,8 @@
 //! Converts the built-in rules (`rules/default.toml`) to JSON at build time: the hook parses the
 //! rules on every call, and JSON parses several times faster than TOML. The rules' examples are
-//! left out (the test suite checks them from the TOML). Also writes the sorted list of the
+//! left out (the test suite checks them from the TOML); the `programs` and `wrappers` tables
+//! go to files of their own (`default-programs.rs`, `default-wrappers.rs`: arrays of each
+//! entry's JSON text by name), which the hook parses entry by entry. Also writes the sorted list of the
 //! program names the built-in data knows (`known-programs.rs`), which the hook would otherwise
 //! build on every call.
 
@@ -23,10 +25,30 @@ fn main() {
             }
         }
     }
-    let json = serde_json::to_string(&value).expect("rules convert to JSON");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
-    std::fs::write(out.join("default-rules.json"), json).expect("write default-rules.json");
     let known = known_programs(&value);
+    // The programs' and wrappers' tables go to files of their own, as Rust arrays of (name,
+    // JSON text of the entry) sorted by name: the hook parses an entry only when a command
+    // names that program, and finds it without reading the others.
+    for table in ["programs", "wrappers"] {
+        let t = value.as_table_mut().and_then(|v| v.remove(table));
+        let mut rows: Vec<(String, String)> = t
+            .as_ref()
+            .and_then(|t| t.as_table())
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| {
+                let json = serde_json::to_string(v).expect("table entry converts to JSON");
+                (k.clone(), json)
+            })
+            .collect();
+        rows.sort();
+        let text = format!("&{rows:?}");
+        std::fs::write(out.join(format!("default-{table}.rs")), text)
+            .expect("write the table's entries");
+    }
+    let json = serde_json::to_string(&value).expect("rules convert to JSON");
+    std::fs::write(out.join("default-rules.json"), json).expect("write default-rules.json");
     std::fs::write(out.join("known-programs.rs"), format!("&{known:?}"))
         .expect("write known-programs.rs");
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::glob::Glob;
-use crate::normalize::{Analysis, Invocation, KnownPrograms, Normalizer};
+use crate::normalize::{Analysis, Invocation, KnownPrograms, Normalizer, SpecTable};
 use crate::parse::{Env, ParseError};
 use crate::rules::{
     categorize, DataFile, GitInfo, Match, MatchCtx, Rule, RuleError, RuleSpec, StaticGit, Tier,
@@ -21,6 +21,13 @@ pub const DEFAULT_RULES: &str = include_str!("../rules/default.toml");
 /// The same, converted to JSON by `build.rs` without the rules' examples (parsed on every
 /// hook call; JSON is faster). The examples are checked from [`DEFAULT_RULES`] by the tests.
 const DEFAULT_RULES_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/default-rules.json"));
+/// The `programs` and `wrappers` tables of [`DEFAULT_RULES`] (left out of
+/// [`DEFAULT_RULES_JSON`]): each entry's JSON text by program name, sorted by name, parsed on
+/// first use.
+const DEFAULT_PROGRAMS: &[(&str, &str)] =
+    include!(concat!(env!("OUT_DIR"), "/default-programs.rs"));
+const DEFAULT_WRAPPERS: &[(&str, &str)] =
+    include!(concat!(env!("OUT_DIR"), "/default-wrappers.rs"));
 /// The program names the built-in tables and rules know, sorted (made by `build.rs`; see
 /// [`crate::normalize::known_programs`]).
 pub(crate) const BUILTIN_KNOWN_PROGRAMS: &[&str] =
@@ -252,7 +259,11 @@ impl Engine {
             serde_json::from_str(DEFAULT_RULES_JSON)
                 .map_err(|e| GateError::Builtin(e.to_string()))?
         };
-        let (tables, secret_env, builtin_rules) = data.into_parts();
+        let (mut tables, secret_env, builtin_rules) = data.into_parts();
+        if !check_builtin_examples {
+            tables.programs = SpecTable::lazy(DEFAULT_PROGRAMS);
+            tables.wrappers = SpecTable::lazy(DEFAULT_WRAPPERS);
+        }
         let git_exec_keys: Vec<Glob> = tables
             .git_exec_keys
             .iter()
@@ -1027,6 +1038,18 @@ mod tests {
         let fast = Engine::builtin().expect("builtin");
         let full = Engine::builtin_with_examples("/root").expect("builtin with examples");
         assert!(matches!(fast.normalizer.known(), KnownPrograms::Builtin(_)));
+        // Every entry of the tables the hook parses on first use parses.
+        let programs: SpecTable<crate::normalize::FlagSpec> = SpecTable::lazy(DEFAULT_PROGRAMS);
+        let wrappers: SpecTable<crate::normalize::WrapperSpec> = SpecTable::lazy(DEFAULT_WRAPPERS);
+        assert!(DEFAULT_PROGRAMS.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(DEFAULT_WRAPPERS.windows(2).all(|w| w[0].0 < w[1].0));
+        programs.check_all().expect("every program entry parses");
+        wrappers.check_all().expect("every wrapper entry parses");
+        let data: DataFile = toml::from_str(DEFAULT_RULES).expect("rules");
+        let (tables, _, _) = data.into_parts();
+        assert!(tables.programs.keys().eq(programs.keys()));
+        assert!(tables.wrappers.keys().eq(wrappers.keys()));
+        assert!(programs.keys().count() > 150 && wrappers.keys().count() > 80);
         assert!(matches!(full.normalizer.known(), KnownPrograms::Loaded(_)));
         let git = StaticGit::default();
         let ctx = Context {
@@ -1055,6 +1078,39 @@ mod tests {
                 (b.tier, &b.rule, &b.reason),
                 "{cmd}"
             );
+        }
+    }
+
+    /// A home under /tmp is the home: mounting it (or a part of it) into a container leaves the
+    /// box, while other scratch paths may be mounted.
+    #[test]
+    fn containers_may_not_mount_a_home_under_tmp() {
+        let engine = Engine::builtin().expect("builtin");
+        let git = StaticGit::default();
+        let ctx = Context {
+            cwd: "/tmp/h/project".into(),
+            home: "/tmp/h".into(),
+            workspace: Some("/tmp/h/project".into()),
+            git: &git,
+        };
+        for cmd in [
+            "docker run -v /tmp/h:/h alpine",
+            "docker run -v /tmp/h/.ssh:/k alpine",
+            "podman run --volume /tmp/h/.aws:/a:ro alpine",
+            "docker run -v ~/.config:/c alpine",
+            "docker run --mount type=bind,src=/tmp/h,dst=/h alpine",
+            "docker run -v \"$HOME\":/h alpine",
+        ] {
+            let v = engine.classify_command(cmd, &ctx);
+            assert_ne!(v.tier, Tier::Allow, "{cmd}: {}", v.reason);
+        }
+        for cmd in [
+            "docker run -v /tmp/cache:/cache alpine",
+            "docker run -v /var/tmp/x:/x alpine",
+            "docker run -v /tmp/h/project:/src alpine",
+        ] {
+            let v = engine.classify_command(cmd, &ctx);
+            assert_eq!(v.tier, Tier::Allow, "{cmd}: {}", v.reason);
         }
     }
 

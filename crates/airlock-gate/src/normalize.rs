@@ -6,6 +6,7 @@
 //! The tables that say how each program spells its options are data (`rules/default.toml`).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 
@@ -239,14 +240,97 @@ pub struct CodeScan {
     pub command_words: Vec<String>,
 }
 
+/// A table of specs by program name (`programs`, `wrappers`): either parsed whole (from the
+/// TOML), or, in the hook's copy of the built-in rules, kept as JSON text and parsed entry by
+/// entry the first time a command names that program (a hook call names a few of ~300).
+#[derive(Debug, Clone)]
+pub struct SpecTable<T> {
+    parsed: BTreeMap<String, T>,
+    /// Sorted by name: each entry's JSON text, and its value once parsed.
+    lazy: &'static [(&'static str, &'static str)],
+    parsed_lazy: Vec<OnceLock<T>>,
+}
+
+impl<T> Default for SpecTable<T> {
+    fn default() -> Self {
+        SpecTable {
+            parsed: BTreeMap::new(),
+            lazy: &[],
+            parsed_lazy: Vec::new(),
+        }
+    }
+}
+
+impl<T> From<BTreeMap<String, T>> for SpecTable<T> {
+    fn from(parsed: BTreeMap<String, T>) -> Self {
+        SpecTable {
+            parsed,
+            lazy: &[],
+            parsed_lazy: Vec::new(),
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for SpecTable<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        BTreeMap::deserialize(d).map(SpecTable::from)
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> SpecTable<T> {
+    /// A table kept as the JSON text of each entry, sorted by name (`build.rs` writes it from
+    /// the TOML). An entry that does not parse when it is first used is a bug of the build (the
+    /// test suite parses every entry): that panics, and the hook denies.
+    pub(crate) fn lazy(entries: &'static [(&'static str, &'static str)]) -> SpecTable<T> {
+        SpecTable {
+            parsed: BTreeMap::new(),
+            lazy: entries,
+            parsed_lazy: entries.iter().map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// The spec of `name`.
+    pub fn get(&self, name: &str) -> Option<&T> {
+        if let Some(t) = self.parsed.get(name) {
+            return Some(t);
+        }
+        let i = self.lazy.binary_search_by(|e| e.0.cmp(name)).ok()?;
+        let (key, json) = self.lazy[i];
+        Some(
+            self.parsed_lazy[i].get_or_init(|| match serde_json::from_str(json) {
+                Ok(t) => t,
+                Err(e) => panic!("the built-in table entry {key:?} does not parse: {e}"),
+            }),
+        )
+    }
+
+    /// Parses every entry not parsed yet; the first failure names the entry.
+    pub fn check_all(&self) -> Result<(), String> {
+        for (key, json) in self.lazy {
+            serde_json::from_str::<T>(json).map_err(|e| format!("{key}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl<T> SpecTable<T> {
+    /// Every name, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.parsed
+            .keys()
+            .map(String::as_str)
+            .chain(self.lazy.iter().map(|e| e.0))
+    }
+}
+
 /// The normalisation tables.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tables {
     #[serde(default)]
-    pub programs: BTreeMap<String, FlagSpec>,
+    pub programs: SpecTable<FlagSpec>,
     #[serde(default)]
-    pub wrappers: BTreeMap<String, WrapperSpec>,
+    pub wrappers: SpecTable<WrapperSpec>,
     #[serde(default)]
     pub interpreters: BTreeMap<String, InterpreterSpec>,
     #[serde(default)]
@@ -462,8 +546,14 @@ pub(crate) fn known_programs(
     extra_programs: impl IntoIterator<Item = String>,
 ) -> Vec<String> {
     let mut known: HashSet<String> = extra_programs.into_iter().collect();
-    known.extend(tables.programs.keys().filter(|k| !k.contains(' ')).cloned());
-    known.extend(tables.wrappers.keys().cloned());
+    known.extend(
+        tables
+            .programs
+            .keys()
+            .filter(|k| !k.contains(' '))
+            .map(str::to_string),
+    );
+    known.extend(tables.wrappers.keys().map(str::to_string));
     for spec in tables.interpreters.values() {
         known.extend(spec.programs.iter().filter(|p| !p.contains('*')).cloned());
     }

@@ -163,8 +163,8 @@ impl DataFile {
     pub(crate) fn into_parts(self) -> (Tables, Vec<String>, Vec<RuleSpec>) {
         (
             Tables {
-                programs: self.programs,
-                wrappers: self.wrappers,
+                programs: self.programs.into(),
+                wrappers: self.wrappers.into(),
                 interpreters: self.interpreters,
                 code_scan: self.code_scan,
                 fetchers: self.fetchers,
@@ -267,7 +267,14 @@ pub struct Rule {
     globs: std::sync::OnceLock<RuleGlobs>,
     /// Whether the rule names anything only a shell command has.
     command_only: bool,
+    /// Whether a `program` pattern has a wildcard (`mkfs.*`).
+    program_wildcards: bool,
     pub(crate) spec: RuleSpec,
+}
+
+/// Whether a pattern has a wildcard: without one, [`Glob::matches`] is string equality.
+fn has_wildcard(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
 }
 
 /// The compiled patterns of one rule (see [`Rule::globs`]).
@@ -404,6 +411,7 @@ impl Rule {
             home: std::sync::Arc::from(home),
             globs: std::sync::OnceLock::new(),
             command_only: command_fields,
+            program_wildcards: spec.program.iter().any(|p| has_wildcard(p)),
             spec,
         })
     }
@@ -417,8 +425,11 @@ impl Rule {
     /// Whether the rule's `program` names `program` (a static name): a plain name is compared
     /// as it is, without compiling the rule's patterns.
     fn names_program(&self, program: &str) -> bool {
+        if !self.program_wildcards {
+            return self.spec.program.iter().any(|p| p == program);
+        }
         self.spec.program.iter().enumerate().any(|(i, p)| {
-            if p.contains(['*', '?', '[']) {
+            if has_wildcard(p) {
                 self.globs().program[i].matches(program)
             } else {
                 p == program
@@ -847,7 +858,23 @@ const SYSTEM_DIRS: &[&str] = &[
     "/mnt",
     "/media",
 ];
-const SCRATCH_DIRS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm"];
+/// Scratch directories: what is written there stays on the machine and is no one's file.
+pub(crate) const SCRATCH_DIRS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm"];
+
+/// Whether `path` (absolute, `.` and `..` resolved) is scratch space: inside one of `dirs`
+/// (strictly inside, or also the directory itself with `or_dir`), but not inside the home
+/// directory `home`. A home that lives in a scratch directory (`HOME=/tmp/h`, as on some CI
+/// runners and in throwaway accounts) is still the home: its keys and rc files are there.
+/// Used by the `target` categories ([`categorize`]) and the container mount checks
+/// ([`crate::checks::container_host_mount`]).
+pub(crate) fn is_scratch(path: &str, home: &str, dirs: &[&str], or_dir: bool) -> bool {
+    let in_dir = dirs
+        .iter()
+        .any(|d| under(path, d) && (or_dir || path != *d));
+    let trimmed = home.trim_end_matches('/');
+    let in_home = home != "/" && under(path, if trimmed.is_empty() { home } else { trimmed });
+    in_dir && !in_home
+}
 
 /// Categories a path argument falls in.
 #[derive(Debug, Default, Clone)]
@@ -880,7 +907,6 @@ pub fn categorize(w: &Word, cwd: Option<&str>, ctx: &MatchCtx<'_>) -> Categories
             || SYSTEM_DIRS.iter().any(|d| under(p, d))
                 && !SCRATCH_DIRS.iter().any(|s| under(p, s) && p != *s)
     };
-    let scratch_child = |p: &str| SCRATCH_DIRS.iter().any(|s| p != *s && under(p, s));
     match r {
         PathRef::Unknown => {
             for t in TARGETS {
@@ -895,10 +921,9 @@ pub fn categorize(w: &Word, cwd: Option<&str>, ctx: &MatchCtx<'_>) -> Categories
                 Match::from_bool(under(&p, home) && !in_ws(&p) && home != "/"),
             );
             // Scratch dirs (/tmp) are not "outside" unless the home dir itself lives there.
-            let in_home = home != "/" && under(&p, home);
             c.map.insert(
                 "outside-workspace",
-                Match::from_bool(!in_ws(&p) && (!scratch_child(&p) || in_home)),
+                Match::from_bool(!in_ws(&p) && !is_scratch(&p, home, SCRATCH_DIRS, false)),
             );
             let root = ws.is_some_and(|w| p == w || p == format!("{w}/.git"));
             c.map.insert("workspace-root", Match::from_bool(root));
@@ -910,11 +935,9 @@ pub fn categorize(w: &Word, cwd: Option<&str>, ctx: &MatchCtx<'_>) -> Categories
                 "home",
                 Match::from_bool(under(&d, home) && !in_ws(&d) && home != "/"),
             );
-            let scratch = SCRATCH_DIRS.iter().any(|s| under(&d, s));
-            let in_home = home != "/" && under(&d, home);
             c.map.insert(
                 "outside-workspace",
-                Match::from_bool(!in_ws(&d) && (!scratch || in_home)),
+                Match::from_bool(!in_ws(&d) && !is_scratch(&d, home, SCRATCH_DIRS, true)),
             );
             let all_of_ws = ws.is_some_and(|w| d == w) && {
                 let t = w.text.trim_end_matches('/');
@@ -1162,6 +1185,78 @@ fn secret_ref(raw: &str, secret: &[Glob]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scratch_is_not_the_home() {
+        let tmp = SCRATCH_DIRS;
+        // Scratch, wherever the home is.
+        for (p, home) in [
+            ("/tmp/x", "/home/u"),
+            ("/tmp/a/b", "/home/u"),
+            ("/var/tmp/x", "/home/u"),
+            ("/dev/shm/x", "/home/u"),
+            ("/tmp/x", "/tmp/h"),
+            ("/tmp/hh/x", "/tmp/h"),
+            ("/tmp/x", "/"),
+        ] {
+            assert!(is_scratch(p, home, tmp, false), "{p} with HOME={home}");
+        }
+        // A home that lives in a scratch directory is the home, whatever spells it.
+        for (p, home) in [
+            ("/tmp/h", "/tmp/h"),
+            ("/tmp/h/.ssh/id_ed25519", "/tmp/h"),
+            ("/tmp/h/.bashrc", "/tmp/h/"),
+            ("/var/tmp/ci/home/.aws/credentials", "/var/tmp/ci/home"),
+            ("/dev/shm/u/.config", "/dev/shm/u"),
+        ] {
+            assert!(!is_scratch(p, home, tmp, false), "{p} with HOME={home}");
+            assert!(!is_scratch(p, home, tmp, true), "{p} with HOME={home}");
+        }
+        // Not in a scratch directory at all; the directory itself only with `or_dir`.
+        for p in ["/tmpx/y", "/home/u/tmp/x", "/", "/var/tmpfoo"] {
+            assert!(!is_scratch(p, "/home/u", tmp, true), "{p}");
+        }
+        assert!(!is_scratch("/tmp", "/home/u", tmp, false));
+        assert!(is_scratch("/tmp", "/home/u", tmp, true));
+        assert!(!is_scratch("/dev/shm/x", "/home/u", &["/tmp"], true));
+    }
+
+    #[test]
+    fn a_home_under_tmp_is_outside_the_workspace() {
+        let git = StaticGit::default();
+        let ctx = MatchCtx {
+            home: "/tmp/h",
+            workspace: Some("/tmp/h/project"),
+            git: &git,
+            owners: &[],
+            protected: &[],
+            git_exec_keys: &[],
+            secret_env: &[],
+        };
+        let outside = |text: &str, glob: bool| {
+            let w = Word {
+                glob,
+                ..Word::lit(text)
+            };
+            categorize(&w, Some("/tmp/h/project"), &ctx).get("outside-workspace")
+        };
+        for (p, glob) in [
+            ("/tmp/h/.ssh/id_rsa", false),
+            ("/tmp/h", false),
+            ("../.bashrc", false),
+            ("/tmp/h/.aws/*", true),
+            ("~/*", true),
+        ] {
+            assert_eq!(outside(p, glob), Match::Yes, "{p}");
+        }
+        for (p, glob) in [
+            ("/tmp/build/out.o", false),
+            ("/tmp/cache/*", true),
+            ("src/main.rs", false),
+        ] {
+            assert_eq!(outside(p, glob), Match::No, "{p}");
+        }
+    }
 
     #[test]
     fn resolves_paths() {
