@@ -264,7 +264,8 @@ pub struct Rule {
     pub source: String,
     /// Expands `~/` in the path globs.
     home: std::sync::Arc<str>,
-    globs: std::sync::OnceLock<RuleGlobs>,
+    /// Each [`Field`]'s patterns, compiled on first use.
+    globs: [std::sync::OnceLock<Vec<Glob>>; FIELDS],
     /// Whether the rule names anything only a shell command has.
     command_only: bool,
     /// Whether a `program` pattern has a wildcard (`mkfs.*`).
@@ -277,62 +278,52 @@ fn has_wildcard(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
 }
 
-/// The compiled patterns of one rule (see [`Rule::globs`]).
-#[derive(Debug, Clone)]
-struct RuleGlobs {
-    program: Vec<Glob>,
-    subcommand: Vec<Glob>,
-    args: Vec<Glob>,
-    words: Vec<Glob>,
-    raw: Vec<Glob>,
-    reads: Vec<Glob>,
-    writes: Vec<Glob>,
-    paths: Vec<Glob>,
-    env: Vec<Glob>,
-    git_config: Vec<Glob>,
-    unless: Vec<Glob>,
+/// Which patterns of a rule (see [`Rule::patterns`]).
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    Program,
+    Subcommand,
+    Args,
+    Words,
+    Raw,
+    Reads,
+    Writes,
+    Paths,
+    Env,
+    GitConfig,
+    Unless,
 }
 
-impl RuleGlobs {
-    fn compile(spec: &RuleSpec, home: &str) -> RuleGlobs {
-        let globs = |v: &[String]| v.iter().map(|p| Glob::new(p)).collect::<Vec<_>>();
-        let path_globs = |v: &[String]| {
-            v.iter()
-                .flat_map(|p| {
-                    let p = if p == "~" {
-                        home.to_string()
-                    } else if let Some(rest) = p.strip_prefix("~/") {
-                        format!("{home}/{rest}")
-                    } else if p.starts_with('/') || p.starts_with('*') {
-                        p.clone()
-                    } else {
-                        format!("*/{p}")
-                    };
-                    // `dir/*` also names the directory itself.
-                    let mut gs = vec![Glob::new(&p)];
-                    if let Some(dir) = p.strip_suffix("/*") {
-                        if !dir.is_empty() && !dir.ends_with('*') {
-                            gs.push(Glob::new(dir));
-                        }
-                    }
-                    gs
-                })
-                .collect::<Vec<_>>()
+/// How many [`Field`]s there are.
+const FIELDS: usize = 11;
+
+/// Compiles globs over words (`program`, `args`, …).
+fn word_globs(v: &[String]) -> Vec<Glob> {
+    v.iter().map(|p| Glob::new(p)).collect()
+}
+
+/// Compiles path globs: `~/` is `home`; a relative glob matches at any depth (`*/` in front);
+/// `dir/*` also names the directory itself.
+fn path_globs(v: &[String], home: &str) -> Vec<Glob> {
+    let mut gs = Vec::with_capacity(v.len() * 2);
+    for p in v {
+        let p = if p == "~" {
+            home.to_string()
+        } else if let Some(rest) = p.strip_prefix("~/") {
+            format!("{home}/{rest}")
+        } else if p.starts_with('/') || p.starts_with('*') {
+            p.clone()
+        } else {
+            format!("*/{p}")
         };
-        RuleGlobs {
-            program: globs(&spec.program),
-            subcommand: globs(&spec.subcommand),
-            args: globs(&spec.args),
-            words: globs(&spec.words),
-            raw: globs(&spec.raw),
-            reads: path_globs(&spec.reads),
-            writes: path_globs(&spec.writes),
-            paths: path_globs(&spec.paths),
-            env: globs(&spec.env),
-            git_config: globs(&spec.git_config),
-            unless: globs(&spec.unless),
+        gs.push(Glob::new(&p));
+        if let Some(dir) = p.strip_suffix("/*") {
+            if !dir.is_empty() && !dir.ends_with('*') {
+                gs.push(Glob::new(dir));
+            }
         }
     }
+    gs
 }
 
 /// Why a rule could not be loaded.
@@ -409,17 +400,31 @@ impl Rule {
             reason: spec.reason.clone(),
             source: source.to_string(),
             home: std::sync::Arc::from(home),
-            globs: std::sync::OnceLock::new(),
+            globs: Default::default(),
             command_only: command_fields,
             program_wildcards: spec.program.iter().any(|p| has_wildcard(p)),
             spec,
         })
     }
 
-    /// The rule's compiled patterns, compiled on first use.
-    fn globs(&self) -> &RuleGlobs {
-        self.globs
-            .get_or_init(|| RuleGlobs::compile(&self.spec, &self.home))
+    /// The rule's compiled patterns of `field`, compiled on first use.
+    fn patterns(&self, field: Field) -> &[Glob] {
+        self.globs[field as usize].get_or_init(|| {
+            let s = &self.spec;
+            match field {
+                Field::Program => word_globs(&s.program),
+                Field::Subcommand => word_globs(&s.subcommand),
+                Field::Args => word_globs(&s.args),
+                Field::Words => word_globs(&s.words),
+                Field::Raw => word_globs(&s.raw),
+                Field::Reads => path_globs(&s.reads, &self.home),
+                Field::Writes => path_globs(&s.writes, &self.home),
+                Field::Paths => path_globs(&s.paths, &self.home),
+                Field::Env => word_globs(&s.env),
+                Field::GitConfig => word_globs(&s.git_config),
+                Field::Unless => word_globs(&s.unless),
+            }
+        })
     }
 
     /// Whether the rule's `program` names `program` (a static name): a plain name is compared
@@ -430,7 +435,7 @@ impl Rule {
         }
         self.spec.program.iter().enumerate().any(|(i, p)| {
             if has_wildcard(p) {
-                self.globs().program[i].matches(program)
+                self.patterns(Field::Program)[i].matches(program)
             } else {
                 p == program
             }
@@ -474,18 +479,18 @@ impl Rule {
             m = m.and(if write {
                 Match::No
             } else {
-                path_match(&self.globs().reads, &w, None)
+                path_match(self.patterns(Field::Reads), &w, None)
             });
         }
         if !spec.writes.is_empty() {
             m = m.and(if write {
-                path_match(&self.globs().writes, &w, None)
+                path_match(self.patterns(Field::Writes), &w, None)
             } else {
                 Match::No
             });
         }
         if !spec.paths.is_empty() {
-            m = m.and(path_match(&self.globs().paths, &w, None));
+            m = m.and(path_match(self.patterns(Field::Paths), &w, None));
         }
         m
     }
@@ -517,7 +522,11 @@ impl Rule {
                 .map(|w| w.text.as_str())
                 .collect::<Vec<_>>()
                 .join(" ");
-            if self.globs().unless.iter().any(|g| g.matches(&argv)) {
+            if self
+                .patterns(Field::Unless)
+                .iter()
+                .any(|g| g.matches(&argv))
+            {
                 return Match::No;
             }
         }
@@ -525,7 +534,11 @@ impl Rule {
             m = m.and(match &inv.subcommand {
                 None => Match::No,
                 Some(s) if s.contains(DYN) => Match::Possible,
-                Some(s) => Match::from_bool(self.globs().subcommand.iter().any(|g| g.matches(s))),
+                Some(s) => Match::from_bool(
+                    self.patterns(Field::Subcommand)
+                        .iter()
+                        .any(|g| g.matches(s)),
+                ),
             });
             if m == Match::No {
                 return m;
@@ -552,20 +565,21 @@ impl Rule {
             m = m.and(Match::any(
                 inv.positionals
                     .iter()
-                    .map(|w| word_match(&self.globs().args, w)),
+                    .map(|w| word_match(self.patterns(Field::Args), w)),
             ));
         }
         if !spec.words.is_empty() {
             m = m.and(Match::any(
-                inv.words.iter().map(|w| word_match(&self.globs().words, w)),
+                inv.words
+                    .iter()
+                    .map(|w| word_match(self.patterns(Field::Words), w)),
             ));
         }
         if !spec.raw.is_empty() {
-            m = m.and(Match::from_bool(
-                inv.raw
-                    .iter()
-                    .any(|r| self.globs().raw.iter().any(|g| g.matches(r))),
-            ));
+            m =
+                m.and(Match::from_bool(inv.raw.iter().any(|r| {
+                    self.patterns(Field::Raw).iter().any(|g| g.matches(r))
+                })));
         }
         if !spec.env.is_empty() {
             // A glob with `=` is matched against `NAME=value` (`NODE_OPTIONS=*--require*`).
@@ -578,18 +592,22 @@ impl Rule {
                             ..Word::lit("")
                         };
                         let dynamic = v.is_dynamic();
-                        self.globs().env.iter().zip(&spec.env).map(move |(g, src)| {
-                            let name_part = src.split_once('=').map(|(a, _)| a);
-                            if g.matches(n) {
-                                Match::Yes
-                            } else if dynamic && name_part.is_some_and(|a| Glob::new(a).matches(n))
-                            {
-                                // `NODE_OPTIONS="$X"`: any value, so possibly this one.
-                                Match::Possible
-                            } else {
-                                word_match(std::slice::from_ref(g), &kv)
-                            }
-                        })
+                        self.patterns(Field::Env)
+                            .iter()
+                            .zip(&spec.env)
+                            .map(move |(g, src)| {
+                                let name_part = src.split_once('=').map(|(a, _)| a);
+                                if g.matches(n) {
+                                    Match::Yes
+                                } else if dynamic
+                                    && name_part.is_some_and(|a| Glob::new(a).matches(n))
+                                {
+                                    // `NODE_OPTIONS="$X"`: any value, so possibly this one.
+                                    Match::Possible
+                                } else {
+                                    word_match(std::slice::from_ref(g), &kv)
+                                }
+                            })
                     })
                     .max()
                     .unwrap_or(Match::No),
@@ -598,7 +616,9 @@ impl Rule {
         if !spec.git_config.is_empty() {
             m = m.and(Match::from_bool(inv.git_config.iter().any(|(k, v)| {
                 let kv = format!("{k}={v}");
-                self.globs().git_config.iter().any(|g| g.matches(&kv))
+                self.patterns(Field::GitConfig)
+                    .iter()
+                    .any(|g| g.matches(&kv))
             })));
         }
         if m == Match::No {
@@ -619,16 +639,14 @@ impl Rule {
         }
         let cwd = inv.cwd.as_deref();
         if !spec.reads.is_empty() {
-            m =
-                m.and(Match::any(inv.reads.iter().map(|w| {
-                    path_match(&self.globs().reads, w, Some((cwd, ctx)))
-                })));
+            m = m.and(Match::any(inv.reads.iter().map(|w| {
+                path_match(self.patterns(Field::Reads), w, Some((cwd, ctx)))
+            })));
         }
         if !spec.writes.is_empty() {
-            m =
-                m.and(Match::any(inv.writes.iter().map(|w| {
-                    path_match(&self.globs().writes, w, Some((cwd, ctx)))
-                })));
+            m = m.and(Match::any(inv.writes.iter().map(|w| {
+                path_match(self.patterns(Field::Writes), w, Some((cwd, ctx)))
+            })));
         }
         if !spec.paths.is_empty() {
             m = m.and(Match::any(
@@ -636,7 +654,7 @@ impl Rule {
                     .iter()
                     .chain(inv.writes.iter())
                     .chain(inv.path_args.iter())
-                    .map(|w| path_match(&self.globs().paths, w, Some((cwd, ctx)))),
+                    .map(|w| path_match(self.patterns(Field::Paths), w, Some((cwd, ctx)))),
             ));
         }
         if m == Match::No {
