@@ -306,7 +306,7 @@ impl Engine {
                 user_rules.push((r, src.clone()));
             }
         }
-        let mut rules = Vec::new();
+        let mut rules = Vec::with_capacity(user_rules.len() + builtin_rules.len());
         let mut seen = HashSet::new();
         // User rules first: within a tier the first match wins, so a user's reason is shown.
         for (spec, src) in user_rules {
