@@ -1,5 +1,5 @@
-//! Decision throughput of the classifier in-process: loading the rules, and deciding typical,
-//! dangerous and long commands.
+//! Decision throughput of the classifier in-process: loading the rules (alone, and with the
+//! first decision, as one hook call does), and deciding typical, dangerous and long commands.
 
 use airlock_gate::rules::StaticGit;
 use airlock_gate::{Context, Engine};
@@ -34,10 +34,6 @@ const HIDDEN: &[&str] = &[
 ];
 
 fn bench(c: &mut Criterion) {
-    c.bench_function("load builtin rules", |b| {
-        b.iter(|| Engine::builtin().expect("load"))
-    });
-    let engine = Engine::builtin().expect("load");
     let git = StaticGit::default();
     let ctx = Context {
         cwd: "/home/dev/project".into(),
@@ -45,6 +41,27 @@ fn bench(c: &mut Criterion) {
         workspace: Some("/home/dev/project".into()),
         git: &git,
     };
+    c.bench_function("load builtin rules", |b| {
+        b.iter(|| Engine::builtin().expect("load"))
+    });
+    // What one hook call does in-process: the rules' patterns and the programs' tables are
+    // compiled and parsed on first use, so the first decision pays for what it needs.
+    for (name, cmd) in [
+        ("load builtin rules + first decision (ls -la)", "ls -la"),
+        (
+            "load builtin rules + first decision (pipeline with sh -c)",
+            "git status --short && cargo test --workspace 2>&1 | tail -n 20 && \
+             sh -c 'find src -name \"*.rs\" | xargs grep -l unsafe | sort | uniq -c' | head -5",
+        ),
+    ] {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let engine = Engine::builtin().expect("load");
+                std::hint::black_box(engine.classify_command(cmd, &ctx))
+            })
+        });
+    }
+    let engine = Engine::builtin().expect("load");
     let mut g = c.benchmark_group("classify");
     g.throughput(Throughput::Elements(COMMANDS.len() as u64));
     g.bench_function("10 typical commands", |b| {

@@ -5,7 +5,7 @@
 use crate::git::url_owner;
 use crate::normalize::{lexical, Invocation};
 use crate::parse::{FileContent, Word, DYN};
-use crate::rules::{Match, MatchCtx};
+use crate::rules::{is_scratch, Match, MatchCtx};
 
 /// Remote names whose URLs say which owner the project belongs to.
 const PROJECT_REMOTES: &[&str] = &["origin", "upstream"];
@@ -318,13 +318,16 @@ fn judge_host_path(src: &Word, cwd: Option<&str>, ctx: &MatchCtx<'_>) -> Match {
         return Match::Yes;
     }
     // Scratch directories are fine, unless the home directory itself lives there: then the
-    // home (its keys included) is what the mount names.
-    let in_home = ctx.home != "/" && under(ctx.home);
-    if !in_home && ["/tmp", "/var/tmp"].iter().any(|d| under(d)) {
+    // home (its keys included) is what the mount names. (Not /dev/shm: the host's shared
+    // memory segments are no scratch space for a container.)
+    if is_scratch(&abs, ctx.home, MOUNT_SCRATCH_DIRS, true) {
         return Match::No;
     }
     Match::Yes
 }
+
+/// Host directories a container may mount as scratch space (see [`is_scratch`]).
+const MOUNT_SCRATCH_DIRS: &[&str] = &["/tmp", "/var/tmp"];
 
 /// Compose verbs that start containers.
 const COMPOSE_START: &[&str] = &["up", "run", "create", "start", "restart", "watch"];

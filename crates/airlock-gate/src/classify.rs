@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::glob::Glob;
-use crate::normalize::{Analysis, Invocation, Normalizer};
+use crate::normalize::{Analysis, Invocation, KnownPrograms, Normalizer, SpecTable};
 use crate::parse::{Env, ParseError};
 use crate::rules::{
     categorize, DataFile, GitInfo, Match, MatchCtx, Rule, RuleError, RuleSpec, StaticGit, Tier,
@@ -21,6 +21,17 @@ pub const DEFAULT_RULES: &str = include_str!("../rules/default.toml");
 /// The same, converted to JSON by `build.rs` without the rules' examples (parsed on every
 /// hook call; JSON is faster). The examples are checked from [`DEFAULT_RULES`] by the tests.
 const DEFAULT_RULES_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/default-rules.json"));
+/// The `programs` and `wrappers` tables of [`DEFAULT_RULES`] (left out of
+/// [`DEFAULT_RULES_JSON`]): each entry's JSON text by program name, sorted by name, parsed on
+/// first use.
+const DEFAULT_PROGRAMS: &[(&str, &str)] =
+    include!(concat!(env!("OUT_DIR"), "/default-programs.rs"));
+const DEFAULT_WRAPPERS: &[(&str, &str)] =
+    include!(concat!(env!("OUT_DIR"), "/default-wrappers.rs"));
+/// The program names the built-in tables and rules know, sorted (made by `build.rs`; see
+/// [`crate::normalize::known_programs`]).
+pub(crate) const BUILTIN_KNOWN_PROGRAMS: &[&str] =
+    include!(concat!(env!("OUT_DIR"), "/known-programs.rs"));
 
 /// Protected branch names when the policy names none.
 pub const DEFAULT_PROTECTED: &[&str] = &[
@@ -248,7 +259,11 @@ impl Engine {
             serde_json::from_str(DEFAULT_RULES_JSON)
                 .map_err(|e| GateError::Builtin(e.to_string()))?
         };
-        let (tables, secret_env, builtin_rules) = data.into_parts();
+        let (mut tables, secret_env, builtin_rules) = data.into_parts();
+        if !check_builtin_examples {
+            tables.programs = SpecTable::lazy(DEFAULT_PROGRAMS);
+            tables.wrappers = SpecTable::lazy(DEFAULT_WRAPPERS);
+        }
         let git_exec_keys: Vec<Glob> = tables
             .git_exec_keys
             .iter()
@@ -291,7 +306,7 @@ impl Engine {
                 user_rules.push((r, src.clone()));
             }
         }
-        let mut rules = Vec::new();
+        let mut rules = Vec::with_capacity(user_rules.len() + builtin_rules.len());
         let mut seen = HashSet::new();
         // User rules first: within a tier the first match wins, so a user's reason is shown.
         for (spec, src) in user_rules {
@@ -305,8 +320,10 @@ impl Engine {
             rules.push(Rule::compile(spec, &src, home)?);
         }
         let user_count = rules.len();
+        let mut all_builtin = true;
         for mut spec in builtin_rules {
             if disabled.contains(&spec.id) {
+                all_builtin = false;
                 continue;
             }
             if spec.id == "agent-settings" {
@@ -318,11 +335,14 @@ impl Engine {
             }
             rules.push(Rule::compile(spec, "builtin", home)?);
         }
-        let known: Vec<String> = rules
-            .iter()
-            .flat_map(|r| r.program_names().collect::<Vec<_>>())
-            .collect();
-        let normalizer = Normalizer::new(tables, known);
+        let normalizer = if user_count == 0 && all_builtin && !check_builtin_examples {
+            // The list build.rs made from the same data (the hook's case).
+            Normalizer::with_known(tables, KnownPrograms::Builtin(BUILTIN_KNOWN_PROGRAMS))
+        } else {
+            let known = rules.iter().flat_map(|r| r.program_names());
+            let known = crate::normalize::known_programs(&tables, known);
+            Normalizer::with_known(tables, KnownPrograms::Loaded(known))
+        };
         let protected = settings
             .protected_branches
             .iter()
@@ -988,6 +1008,109 @@ mod tests {
             source: PathBuf::from("/p/policy.toml"),
             table: toml::from_str(text).expect("toml"),
             trusted,
+        }
+    }
+
+    /// The program list build.rs makes for the hook is the one loading the rules would build:
+    /// same data, same names, same order.
+    #[test]
+    fn builtin_known_programs_match_the_loaded_rules() {
+        let data: DataFile = toml::from_str(DEFAULT_RULES).expect("rules");
+        let (tables, _, specs) = data.into_parts();
+        let rules: Vec<Rule> = specs
+            .into_iter()
+            .map(|s| Rule::compile(s, "builtin", "/root").expect("rule"))
+            .collect();
+        let names = rules.iter().flat_map(|r| r.program_names());
+        let loaded = crate::normalize::known_programs(&tables, names);
+        assert_eq!(BUILTIN_KNOWN_PROGRAMS, loaded.as_slice());
+        assert!(
+            BUILTIN_KNOWN_PROGRAMS.len() > 300,
+            "{}",
+            BUILTIN_KNOWN_PROGRAMS.len()
+        );
+    }
+
+    /// The hook's engine (the JSON copy, the build-time program list) decides like the one
+    /// loaded from the TOML, whose program list is built when it loads.
+    #[test]
+    fn hook_engine_decides_like_the_loaded_one() {
+        let fast = Engine::builtin().expect("builtin");
+        let full = Engine::builtin_with_examples("/root").expect("builtin with examples");
+        assert!(matches!(fast.normalizer.known(), KnownPrograms::Builtin(_)));
+        // Every entry of the tables the hook parses on first use parses.
+        let programs: SpecTable<crate::normalize::FlagSpec> = SpecTable::lazy(DEFAULT_PROGRAMS);
+        let wrappers: SpecTable<crate::normalize::WrapperSpec> = SpecTable::lazy(DEFAULT_WRAPPERS);
+        assert!(DEFAULT_PROGRAMS.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(DEFAULT_WRAPPERS.windows(2).all(|w| w[0].0 < w[1].0));
+        programs.check_all().expect("every program entry parses");
+        wrappers.check_all().expect("every wrapper entry parses");
+        let data: DataFile = toml::from_str(DEFAULT_RULES).expect("rules");
+        let (tables, _, _) = data.into_parts();
+        assert!(tables.programs.keys().eq(programs.keys()));
+        assert!(tables.wrappers.keys().eq(wrappers.keys()));
+        assert!(programs.keys().count() > 150 && wrappers.keys().count() > 80);
+        assert!(matches!(full.normalizer.known(), KnownPrograms::Loaded(_)));
+        let git = StaticGit::default();
+        let ctx = Context {
+            cwd: "/root/project".into(),
+            home: "/root".into(),
+            workspace: Some("/root/project".into()),
+            git: &git,
+        };
+        for cmd in [
+            "ls -la",
+            "rm -rf ~",
+            "/bin/r? -rf /",
+            "mkfs.ext4 /dev/sda1",
+            "l? ~/.ssh",
+            "git push --force origin main",
+            "frobnicate sudo id",
+            "sh -c 'find src -name \"*.rs\" | xargs grep -l unsafe' | head -5",
+            "cat ~/.ss?/id_*",
+            "NODE_OPTIONS=\"$X\" node app.js",
+            "sudo -n true",
+        ] {
+            let a = fast.classify_command(cmd, &ctx);
+            let b = full.classify_command(cmd, &ctx);
+            assert_eq!(
+                (a.tier, &a.rule, &a.reason),
+                (b.tier, &b.rule, &b.reason),
+                "{cmd}"
+            );
+        }
+    }
+
+    /// A home under /tmp is the home: mounting it (or a part of it) into a container leaves the
+    /// box, while other scratch paths may be mounted.
+    #[test]
+    fn containers_may_not_mount_a_home_under_tmp() {
+        let engine = Engine::builtin().expect("builtin");
+        let git = StaticGit::default();
+        let ctx = Context {
+            cwd: "/tmp/h/project".into(),
+            home: "/tmp/h".into(),
+            workspace: Some("/tmp/h/project".into()),
+            git: &git,
+        };
+        for cmd in [
+            "docker run -v /tmp/h:/h alpine",
+            "docker run -v /tmp/h/.ssh:/k alpine",
+            "podman run --volume /tmp/h/.aws:/a:ro alpine",
+            "docker run -v ~/.config:/c alpine",
+            "docker run --mount type=bind,src=/tmp/h,dst=/h alpine",
+            "docker run -v \"$HOME\":/h alpine",
+        ] {
+            let v = engine.classify_command(cmd, &ctx);
+            assert_ne!(v.tier, Tier::Allow, "{cmd}: {}", v.reason);
+        }
+        for cmd in [
+            "docker run -v /tmp/cache:/cache alpine",
+            "docker run -v /var/tmp/x:/x alpine",
+            "docker run -v /tmp/h/project:/src alpine",
+        ] {
+            let v = engine.classify_command(cmd, &ctx);
+            assert_eq!(v.tier, Tier::Allow, "{cmd}: {}", v.reason);
         }
     }
 

@@ -32,7 +32,7 @@ impl Glob {
             };
         }
         let chars: Vec<char> = pattern.chars().collect();
-        let mut tokens = Vec::new();
+        let mut tokens = Vec::with_capacity(chars.len());
         let mut i = 0;
         while i < chars.len() {
             match chars[i] {

@@ -6,6 +6,7 @@
 //! The tables that say how each program spells its options are data (`rules/default.toml`).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 
@@ -239,14 +240,97 @@ pub struct CodeScan {
     pub command_words: Vec<String>,
 }
 
+/// A table of specs by program name (`programs`, `wrappers`): either parsed whole (from the
+/// TOML), or, in the hook's copy of the built-in rules, kept as JSON text and parsed entry by
+/// entry the first time a command names that program (a hook call names a few of ~300).
+#[derive(Debug, Clone)]
+pub struct SpecTable<T> {
+    parsed: BTreeMap<String, T>,
+    /// Sorted by name: each entry's JSON text, and its value once parsed.
+    lazy: &'static [(&'static str, &'static str)],
+    parsed_lazy: Vec<OnceLock<T>>,
+}
+
+impl<T> Default for SpecTable<T> {
+    fn default() -> Self {
+        SpecTable {
+            parsed: BTreeMap::new(),
+            lazy: &[],
+            parsed_lazy: Vec::new(),
+        }
+    }
+}
+
+impl<T> From<BTreeMap<String, T>> for SpecTable<T> {
+    fn from(parsed: BTreeMap<String, T>) -> Self {
+        SpecTable {
+            parsed,
+            lazy: &[],
+            parsed_lazy: Vec::new(),
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for SpecTable<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        BTreeMap::deserialize(d).map(SpecTable::from)
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> SpecTable<T> {
+    /// A table kept as the JSON text of each entry, sorted by name (`build.rs` writes it from
+    /// the TOML). An entry that does not parse when it is first used is a bug of the build (the
+    /// test suite parses every entry): that panics, and the hook denies.
+    pub(crate) fn lazy(entries: &'static [(&'static str, &'static str)]) -> SpecTable<T> {
+        SpecTable {
+            parsed: BTreeMap::new(),
+            lazy: entries,
+            parsed_lazy: entries.iter().map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// The spec of `name`.
+    pub fn get(&self, name: &str) -> Option<&T> {
+        if let Some(t) = self.parsed.get(name) {
+            return Some(t);
+        }
+        let i = self.lazy.binary_search_by(|e| e.0.cmp(name)).ok()?;
+        let (key, json) = self.lazy[i];
+        Some(
+            self.parsed_lazy[i].get_or_init(|| match serde_json::from_str(json) {
+                Ok(t) => t,
+                Err(e) => panic!("the built-in table entry {key:?} does not parse: {e}"),
+            }),
+        )
+    }
+
+    /// Parses every entry not parsed yet; the first failure names the entry.
+    pub fn check_all(&self) -> Result<(), String> {
+        for (key, json) in self.lazy {
+            serde_json::from_str::<T>(json).map_err(|e| format!("{key}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl<T> SpecTable<T> {
+    /// Every name, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.parsed
+            .keys()
+            .map(String::as_str)
+            .chain(self.lazy.iter().map(|e| e.0))
+    }
+}
+
 /// The normalisation tables.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tables {
     #[serde(default)]
-    pub programs: BTreeMap<String, FlagSpec>,
+    pub programs: SpecTable<FlagSpec>,
     #[serde(default)]
-    pub wrappers: BTreeMap<String, WrapperSpec>,
+    pub wrappers: SpecTable<WrapperSpec>,
     #[serde(default)]
     pub interpreters: BTreeMap<String, InterpreterSpec>,
     #[serde(default)]
@@ -415,14 +499,67 @@ pub struct Analysis {
 pub struct Normalizer {
     tables: Tables,
     interp_globs: Vec<(Glob, String)>,
-    known_programs: Vec<String>,
+    known_programs: KnownPrograms,
     fetchers: HashSet<String>,
     decoders: HashSet<String>,
     inert: HashSet<String>,
     speculate: HashSet<String>,
     code_option_names: Vec<Glob>,
-    webfetch_docs: Vec<Glob>,
+    /// Compiled when WebFetch is first judged.
+    webfetch_docs: std::sync::OnceLock<Vec<Glob>>,
     exec_env: Vec<Glob>,
+}
+
+/// The program names airlock knows (a table, a rule or an interpreter names them), sorted and
+/// without duplicates: see [`known_programs`].
+#[derive(Debug)]
+pub(crate) enum KnownPrograms {
+    /// The built-in rules' and tables' list, made when airlock is built (`build.rs`): the
+    /// hook's case, with no rules of the user's.
+    Builtin(&'static [&'static str]),
+    /// Built when the rules are loaded.
+    Loaded(Vec<String>),
+}
+
+impl KnownPrograms {
+    fn contains(&self, prog: &str) -> bool {
+        match self {
+            KnownPrograms::Builtin(v) => v.binary_search(&prog).is_ok(),
+            KnownPrograms::Loaded(v) => v.binary_search_by(|p| p.as_str().cmp(prog)).is_ok(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match self {
+            KnownPrograms::Builtin(v) => Box::new(v.iter().copied()),
+            KnownPrograms::Loaded(v) => Box::new(v.iter().map(String::as_str)),
+        }
+    }
+}
+
+/// The program names `tables` and the rules' static program names (`extra_programs`) know:
+/// the keys of `programs` (without the `"git push"` ones) and `wrappers`, and the literal
+/// `programs` of `interpreters`; sorted, without duplicates or empty names. `build.rs` makes
+/// the same list for the built-in data.
+pub(crate) fn known_programs(
+    tables: &Tables,
+    extra_programs: impl IntoIterator<Item = String>,
+) -> Vec<String> {
+    let mut known: HashSet<String> = extra_programs.into_iter().collect();
+    known.extend(
+        tables
+            .programs
+            .keys()
+            .filter(|k| !k.contains(' '))
+            .map(str::to_string),
+    );
+    known.extend(tables.wrappers.keys().map(str::to_string));
+    for spec in tables.interpreters.values() {
+        known.extend(spec.programs.iter().filter(|p| !p.contains('*')).cloned());
+    }
+    let mut known_programs: Vec<String> = known.into_iter().filter(|k| !k.is_empty()).collect();
+    known_programs.sort();
+    known_programs
 }
 
 const SHELL_CODE_ORIGIN_LIMIT: usize = 64;
@@ -458,36 +595,42 @@ impl Normalizer {
     /// Compiles `tables`; `extra_programs` are names rules mention (candidates for globbed
     /// program words).
     pub fn new(tables: Tables, extra_programs: impl IntoIterator<Item = String>) -> Normalizer {
+        let known = KnownPrograms::Loaded(known_programs(&tables, extra_programs));
+        Normalizer::with_known(tables, known)
+    }
+
+    /// Compiles `tables`, with `known` the program names of the tables and the rules.
+    pub(crate) fn with_known(mut tables: Tables, known: KnownPrograms) -> Normalizer {
         let mut interp_globs = Vec::new();
         for (name, spec) in &tables.interpreters {
             for p in &spec.programs {
                 interp_globs.push((Glob::new(p), name.clone()));
             }
         }
-        let mut known: HashSet<String> = extra_programs.into_iter().collect();
-        known.extend(tables.programs.keys().filter(|k| !k.contains(' ')).cloned());
-        known.extend(tables.wrappers.keys().cloned());
-        for spec in tables.interpreters.values() {
-            known.extend(spec.programs.iter().filter(|p| !p.contains('*')).cloned());
-        }
-        let mut known_programs: Vec<String> = known.into_iter().filter(|k| !k.is_empty()).collect();
-        known_programs.sort();
+        // Moved, not copied: nothing else reads these lists from the tables.
+        let set = |v: &mut Vec<String>| std::mem::take(v).into_iter().collect::<HashSet<_>>();
         Normalizer {
-            inert: tables.inert.iter().cloned().collect(),
-            speculate: tables.speculate.iter().cloned().collect(),
+            inert: set(&mut tables.inert),
+            speculate: set(&mut tables.speculate),
             code_option_names: tables
                 .code_option_names
                 .iter()
                 .map(|g| Glob::new(g))
                 .collect(),
-            webfetch_docs: tables.webfetch_docs.iter().map(|g| Glob::new(g)).collect(),
+            webfetch_docs: std::sync::OnceLock::new(),
             exec_env: tables.exec_env.iter().map(|g| Glob::new(g)).collect(),
-            fetchers: tables.fetchers.iter().cloned().collect(),
-            decoders: tables.decoders.iter().cloned().collect(),
+            fetchers: set(&mut tables.fetchers),
+            decoders: set(&mut tables.decoders),
             interp_globs,
-            known_programs,
+            known_programs: known,
             tables,
         }
+    }
+
+    /// The program names it knows.
+    #[cfg(test)]
+    pub(crate) fn known(&self) -> &KnownPrograms {
+        &self.known_programs
     }
 
     /// Whether WebFetch may read `url` without asking: https, no credentials or port in the
@@ -505,7 +648,13 @@ impl Normalizer {
         if url.len() > 2048 || query.len() > 200 || host.contains(['@', ':']) || host.is_empty() {
             return false;
         }
-        self.webfetch_docs.iter().any(|g| g.matches(&host))
+        self.webfetch_docs
+            .get_or_init(|| {
+                let docs = &self.tables.webfetch_docs;
+                docs.iter().map(|g| Glob::new(g)).collect()
+            })
+            .iter()
+            .any(|g| g.matches(&host))
             || query.is_empty() && doc_page_shape(&host, &rest[end..])
     }
 
@@ -654,7 +803,7 @@ impl Normalizer {
         let base = basename(&first.text);
         if first.glob {
             let g = Glob::new(&base);
-            let candidates: Vec<&String> = self
+            let candidates: Vec<&str> = self
                 .known_programs
                 .iter()
                 .filter(|p| g.matches(p))
@@ -1772,19 +1921,13 @@ impl Normalizer {
     fn is_unknown(&self, prog: &str) -> bool {
         !prog.is_empty()
             && !self.inert.contains(prog)
-            && self
-                .known_programs
-                .binary_search_by(|p| p.as_str().cmp(prog))
-                .is_err()
+            && !self.known_programs.contains(prog)
             && self.interpreter(prog).is_none()
     }
 
     /// Whether `prog` is a program airlock has a table or a rule for.
     fn is_known(&self, prog: &str) -> bool {
-        self.known_programs
-            .binary_search_by(|p| p.as_str().cmp(prog))
-            .is_ok()
-            || self.interpreter(prog).is_some()
+        self.known_programs.contains(prog) || self.interpreter(prog).is_some()
     }
 
     /// A program airlock does not know may run what its arguments name: the head of a

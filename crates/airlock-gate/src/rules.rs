@@ -154,8 +154,33 @@ pub(crate) struct DataFile {
     pub registry_runners: Vec<String>,
     #[serde(default)]
     pub registry_tools: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "presized")]
     pub rule: Vec<RuleSpec>,
+}
+
+/// Deserialises a list into a `Vec` sized up front (for at least 256 items): JSON gives no
+/// length, and growing a `Vec` of ~160 rules of ~500 bytes by doubling copies it six times, on
+/// every hook call.
+fn presized<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Items<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Items<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).clamp(256, 4096));
+            while let Some(item) = seq.next_element()? {
+                v.push(item);
+            }
+            Ok(v)
+        }
+    }
+    d.deserialize_seq(Items(std::marker::PhantomData))
 }
 
 impl DataFile {
@@ -163,8 +188,8 @@ impl DataFile {
     pub(crate) fn into_parts(self) -> (Tables, Vec<String>, Vec<RuleSpec>) {
         (
             Tables {
-                programs: self.programs,
-                wrappers: self.wrappers,
+                programs: self.programs.into(),
+                wrappers: self.wrappers.into(),
                 interpreters: self.interpreters,
                 code_scan: self.code_scan,
                 fetchers: self.fetchers,
@@ -252,7 +277,9 @@ pub const TARGETS: &[&str] = &[
     "workspace-root",
 ];
 
-/// A compiled rule.
+/// A compiled rule. Its fields are checked when it is loaded ([`Rule::compile`]); its globs are
+/// compiled the first time a command gets past its `program` (most rules never see a command
+/// of theirs in one hook call, and the hook loads ~160 rules with ~2,000 patterns per call).
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub id: String,
@@ -260,27 +287,68 @@ pub struct Rule {
     pub reason: String,
     /// Where it came from: `builtin` or a policy file path.
     pub source: String,
-    program: Vec<Glob>,
-    subcommand: Vec<Glob>,
-    flags: Vec<String>,
-    all_flags: Vec<String>,
-    not_flags: Vec<String>,
-    args: Vec<Glob>,
-    words: Vec<Glob>,
-    raw: Vec<Glob>,
-    target: Vec<String>,
-    reads: Vec<Glob>,
-    writes: Vec<Glob>,
-    paths: Vec<Glob>,
-    env: Vec<Glob>,
-    git_config: Vec<Glob>,
-    pub(crate) tool: Vec<String>,
-    check: Option<String>,
-    no_args: bool,
-    unless: Vec<Glob>,
+    /// Expands `~/` in the path globs.
+    home: std::sync::Arc<str>,
+    /// Each [`Field`]'s patterns, compiled on first use.
+    globs: [std::sync::OnceLock<Vec<Glob>>; FIELDS],
     /// Whether the rule names anything only a shell command has.
     command_only: bool,
+    /// Whether a `program` pattern has a wildcard (`mkfs.*`).
+    program_wildcards: bool,
     pub(crate) spec: RuleSpec,
+}
+
+/// Whether a pattern has a wildcard: without one, [`Glob::matches`] is string equality.
+fn has_wildcard(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
+/// Which patterns of a rule (see [`Rule::patterns`]).
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    Program,
+    Subcommand,
+    Args,
+    Words,
+    Raw,
+    Reads,
+    Writes,
+    Paths,
+    Env,
+    GitConfig,
+    Unless,
+}
+
+/// How many [`Field`]s there are.
+const FIELDS: usize = 11;
+
+/// Compiles globs over words (`program`, `args`, …).
+fn word_globs(v: &[String]) -> Vec<Glob> {
+    v.iter().map(|p| Glob::new(p)).collect()
+}
+
+/// Compiles path globs: `~/` is `home`; a relative glob matches at any depth (`*/` in front);
+/// `dir/*` also names the directory itself.
+fn path_globs(v: &[String], home: &str) -> Vec<Glob> {
+    let mut gs = Vec::with_capacity(v.len() * 2);
+    for p in v {
+        let p = if p == "~" {
+            home.to_string()
+        } else if let Some(rest) = p.strip_prefix("~/") {
+            format!("{home}/{rest}")
+        } else if p.starts_with('/') || p.starts_with('*') {
+            p.clone()
+        } else {
+            format!("*/{p}")
+        };
+        gs.push(Glob::new(&p));
+        if let Some(dir) = p.strip_suffix("/*") {
+            if !dir.is_empty() && !dir.ends_with('*') {
+                gs.push(Glob::new(dir));
+            }
+        }
+    }
+    gs
 }
 
 /// Why a rule could not be loaded.
@@ -351,55 +419,51 @@ impl Rule {
         if spec.reason.trim().is_empty() {
             return Err(err("missing `reason` (it is shown to the agent)".into()));
         }
-        let globs = |v: &[String]| v.iter().map(|p| Glob::new(p)).collect::<Vec<_>>();
-        let path_globs = |v: &[String]| {
-            v.iter()
-                .flat_map(|p| {
-                    let p = if p == "~" {
-                        home.to_string()
-                    } else if let Some(rest) = p.strip_prefix("~/") {
-                        format!("{home}/{rest}")
-                    } else if p.starts_with('/') || p.starts_with('*') {
-                        p.clone()
-                    } else {
-                        format!("*/{p}")
-                    };
-                    // `dir/*` also names the directory itself.
-                    let mut gs = vec![Glob::new(&p)];
-                    if let Some(dir) = p.strip_suffix("/*") {
-                        if !dir.is_empty() && !dir.ends_with('*') {
-                            gs.push(Glob::new(dir));
-                        }
-                    }
-                    gs
-                })
-                .collect::<Vec<_>>()
-        };
         Ok(Rule {
             id: spec.id.clone(),
             tier,
             reason: spec.reason.clone(),
             source: source.to_string(),
-            program: globs(&spec.program),
-            subcommand: globs(&spec.subcommand),
-            flags: spec.flags.clone(),
-            all_flags: spec.all_flags.clone(),
-            not_flags: spec.not_flags.clone(),
-            args: globs(&spec.args),
-            words: globs(&spec.words),
-            raw: globs(&spec.raw),
-            target: spec.target.clone(),
-            reads: path_globs(&spec.reads),
-            writes: path_globs(&spec.writes),
-            paths: path_globs(&spec.paths),
-            env: globs(&spec.env),
-            git_config: globs(&spec.git_config),
-            tool: spec.tool.clone(),
-            check: spec.check.clone(),
-            no_args: spec.no_args,
-            unless: globs(&spec.unless),
+            home: std::sync::Arc::from(home),
+            globs: Default::default(),
             command_only: command_fields,
+            program_wildcards: spec.program.iter().any(|p| has_wildcard(p)),
             spec,
+        })
+    }
+
+    /// The rule's compiled patterns of `field`, compiled on first use.
+    fn patterns(&self, field: Field) -> &[Glob] {
+        self.globs[field as usize].get_or_init(|| {
+            let s = &self.spec;
+            match field {
+                Field::Program => word_globs(&s.program),
+                Field::Subcommand => word_globs(&s.subcommand),
+                Field::Args => word_globs(&s.args),
+                Field::Words => word_globs(&s.words),
+                Field::Raw => word_globs(&s.raw),
+                Field::Reads => path_globs(&s.reads, &self.home),
+                Field::Writes => path_globs(&s.writes, &self.home),
+                Field::Paths => path_globs(&s.paths, &self.home),
+                Field::Env => word_globs(&s.env),
+                Field::GitConfig => word_globs(&s.git_config),
+                Field::Unless => word_globs(&s.unless),
+            }
+        })
+    }
+
+    /// Whether the rule's `program` names `program` (a static name): a plain name is compared
+    /// as it is, without compiling the rule's patterns.
+    fn names_program(&self, program: &str) -> bool {
+        if !self.program_wildcards {
+            return self.spec.program.iter().any(|p| p == program);
+        }
+        self.spec.program.iter().enumerate().any(|(i, p)| {
+            if has_wildcard(p) {
+                self.patterns(Field::Program)[i].matches(program)
+            } else {
+                p == program
+            }
         })
     }
 
@@ -411,9 +475,9 @@ impl Rule {
     /// Whether the rule is about paths only (writes, paths or reads; no program): such a rule
     /// says which paths are protected.
     pub fn is_path_rule(&self) -> bool {
-        self.program.is_empty()
-            && self.check.is_none()
-            && (!self.writes.is_empty() || !self.paths.is_empty())
+        self.spec.program.is_empty()
+            && self.spec.check.is_none()
+            && (!self.spec.writes.is_empty() || !self.spec.paths.is_empty())
     }
 
     /// Static program names this rule mentions (candidates for globbed program words).
@@ -430,105 +494,119 @@ impl Rule {
         if self.command_only {
             return Match::No;
         }
-        if !self.tool.is_empty() && !self.tool.iter().any(|t| t == tool) {
+        let spec = &self.spec;
+        if !spec.tool.is_empty() && !spec.tool.iter().any(|t| t == tool) {
             return Match::No;
         }
         let w = Word::lit(path);
         let mut m = Match::Yes;
-        if !self.reads.is_empty() {
+        if !spec.reads.is_empty() {
             m = m.and(if write {
                 Match::No
             } else {
-                path_match(&self.reads, &w, None)
+                path_match(self.patterns(Field::Reads), &w, None)
             });
         }
-        if !self.writes.is_empty() {
+        if !spec.writes.is_empty() {
             m = m.and(if write {
-                path_match(&self.writes, &w, None)
+                path_match(self.patterns(Field::Writes), &w, None)
             } else {
                 Match::No
             });
         }
-        if !self.paths.is_empty() {
-            m = m.and(path_match(&self.paths, &w, None));
+        if !spec.paths.is_empty() {
+            m = m.and(path_match(self.patterns(Field::Paths), &w, None));
         }
         m
     }
 
-    /// Matches one shell invocation.
+    /// Matches one shell invocation. The program is compared first, without compiling the
+    /// rule's patterns: most rules are about other programs.
     pub fn match_invocation(&self, inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
-        if !self.tool.is_empty() && !self.tool.iter().any(|t| t == "Bash") {
+        let spec = &self.spec;
+        if !spec.tool.is_empty() && !spec.tool.iter().any(|t| t == "Bash") {
             return Match::No;
         }
-        if !self.unless.is_empty() && inv.words.iter().all(|w| !w.is_dynamic() && !w.glob) {
+        let mut m = Match::Yes;
+        if !spec.program.is_empty() {
+            m = m.and(if inv.program.is_empty() {
+                Match::No
+            } else if inv.program.contains(DYN) {
+                Match::Possible
+            } else {
+                Match::from_bool(self.names_program(&inv.program))
+            });
+            if m == Match::No {
+                return m;
+            }
+        }
+        if !spec.unless.is_empty() && inv.words.iter().all(|w| !w.is_dynamic() && !w.glob) {
             let argv = inv
                 .words
                 .iter()
                 .map(|w| w.text.as_str())
                 .collect::<Vec<_>>()
                 .join(" ");
-            if self.unless.iter().any(|g| g.matches(&argv)) {
+            if self
+                .patterns(Field::Unless)
+                .iter()
+                .any(|g| g.matches(&argv))
+            {
                 return Match::No;
             }
         }
-        let mut m = Match::Yes;
-        if !self.program.is_empty() {
-            m = m.and(if inv.program.is_empty() {
-                Match::No
-            } else if inv.program.contains(DYN) {
-                Match::Possible
-            } else {
-                Match::from_bool(self.program.iter().any(|g| g.matches(&inv.program)))
-            });
-            if m == Match::No {
-                return m;
-            }
-        }
-        if !self.subcommand.is_empty() {
+        if !spec.subcommand.is_empty() {
             m = m.and(match &inv.subcommand {
                 None => Match::No,
                 Some(s) if s.contains(DYN) => Match::Possible,
-                Some(s) => Match::from_bool(self.subcommand.iter().any(|g| g.matches(s))),
+                Some(s) => Match::from_bool(
+                    self.patterns(Field::Subcommand)
+                        .iter()
+                        .any(|g| g.matches(s)),
+                ),
             });
             if m == Match::No {
                 return m;
             }
         }
-        if !self.flags.is_empty() {
-            m = m.and(Match::from_bool(self.flags.iter().any(|f| inv.has_flag(f))));
+        if !spec.flags.is_empty() {
+            m = m.and(Match::from_bool(spec.flags.iter().any(|f| inv.has_flag(f))));
         }
-        if !self.all_flags.is_empty() {
+        if !spec.all_flags.is_empty() {
             m = m.and(Match::from_bool(
-                self.all_flags.iter().all(|f| inv.has_flag(f)),
+                spec.all_flags.iter().all(|f| inv.has_flag(f)),
             ));
         }
-        if self.not_flags.iter().any(|f| inv.has_flag(f)) {
+        if spec.not_flags.iter().any(|f| inv.has_flag(f)) {
             return Match::No;
         }
         if m == Match::No {
             return m;
         }
-        if self.no_args {
+        if spec.no_args {
             m = m.and(Match::from_bool(inv.words.is_empty()));
         }
-        if !self.args.is_empty() {
+        if !spec.args.is_empty() {
             m = m.and(Match::any(
-                inv.positionals.iter().map(|w| word_match(&self.args, w)),
-            ));
-        }
-        if !self.words.is_empty() {
-            m = m.and(Match::any(
-                inv.words.iter().map(|w| word_match(&self.words, w)),
-            ));
-        }
-        if !self.raw.is_empty() {
-            m = m.and(Match::from_bool(
-                inv.raw
+                inv.positionals
                     .iter()
-                    .any(|r| self.raw.iter().any(|g| g.matches(r))),
+                    .map(|w| word_match(self.patterns(Field::Args), w)),
             ));
         }
-        if !self.env.is_empty() {
+        if !spec.words.is_empty() {
+            m = m.and(Match::any(
+                inv.words
+                    .iter()
+                    .map(|w| word_match(self.patterns(Field::Words), w)),
+            ));
+        }
+        if !spec.raw.is_empty() {
+            m =
+                m.and(Match::from_bool(inv.raw.iter().any(|r| {
+                    self.patterns(Field::Raw).iter().any(|g| g.matches(r))
+                })));
+        }
+        if !spec.env.is_empty() {
             // A glob with `=` is matched against `NAME=value` (`NODE_OPTIONS=*--require*`).
             m = m.and(
                 inv.assigns
@@ -539,33 +617,39 @@ impl Rule {
                             ..Word::lit("")
                         };
                         let dynamic = v.is_dynamic();
-                        self.env.iter().zip(&self.spec.env).map(move |(g, src)| {
-                            let name_part = src.split_once('=').map(|(a, _)| a);
-                            if g.matches(n) {
-                                Match::Yes
-                            } else if dynamic && name_part.is_some_and(|a| Glob::new(a).matches(n))
-                            {
-                                // `NODE_OPTIONS="$X"`: any value, so possibly this one.
-                                Match::Possible
-                            } else {
-                                word_match(std::slice::from_ref(g), &kv)
-                            }
-                        })
+                        self.patterns(Field::Env)
+                            .iter()
+                            .zip(&spec.env)
+                            .map(move |(g, src)| {
+                                let name_part = src.split_once('=').map(|(a, _)| a);
+                                if g.matches(n) {
+                                    Match::Yes
+                                } else if dynamic
+                                    && name_part.is_some_and(|a| Glob::new(a).matches(n))
+                                {
+                                    // `NODE_OPTIONS="$X"`: any value, so possibly this one.
+                                    Match::Possible
+                                } else {
+                                    word_match(std::slice::from_ref(g), &kv)
+                                }
+                            })
                     })
                     .max()
                     .unwrap_or(Match::No),
             );
         }
-        if !self.git_config.is_empty() {
+        if !spec.git_config.is_empty() {
             m = m.and(Match::from_bool(inv.git_config.iter().any(|(k, v)| {
                 let kv = format!("{k}={v}");
-                self.git_config.iter().any(|g| g.matches(&kv))
+                self.patterns(Field::GitConfig)
+                    .iter()
+                    .any(|g| g.matches(&kv))
             })));
         }
         if m == Match::No {
             return m;
         }
-        if !self.target.is_empty() {
+        if !spec.target.is_empty() {
             let cwd = inv.cwd.as_deref();
             // What the command changes; for commands that change nothing, the files it names.
             let cands = if inv.writes.is_empty() {
@@ -575,37 +659,33 @@ impl Rule {
             };
             m = m.and(Match::any(cands.map(|w| {
                 let cats = categorize(w, cwd, ctx);
-                Match::any(self.target.iter().map(|t| cats.get(t)))
+                Match::any(spec.target.iter().map(|t| cats.get(t)))
             })));
         }
         let cwd = inv.cwd.as_deref();
-        if !self.reads.is_empty() {
-            m = m.and(Match::any(
-                inv.reads
-                    .iter()
-                    .map(|w| path_match(&self.reads, w, Some((cwd, ctx)))),
-            ));
+        if !spec.reads.is_empty() {
+            m = m.and(Match::any(inv.reads.iter().map(|w| {
+                path_match(self.patterns(Field::Reads), w, Some((cwd, ctx)))
+            })));
         }
-        if !self.writes.is_empty() {
-            m = m.and(Match::any(
-                inv.writes
-                    .iter()
-                    .map(|w| path_match(&self.writes, w, Some((cwd, ctx)))),
-            ));
+        if !spec.writes.is_empty() {
+            m = m.and(Match::any(inv.writes.iter().map(|w| {
+                path_match(self.patterns(Field::Writes), w, Some((cwd, ctx)))
+            })));
         }
-        if !self.paths.is_empty() {
+        if !spec.paths.is_empty() {
             m = m.and(Match::any(
                 inv.reads
                     .iter()
                     .chain(inv.writes.iter())
                     .chain(inv.path_args.iter())
-                    .map(|w| path_match(&self.paths, w, Some((cwd, ctx)))),
+                    .map(|w| path_match(self.patterns(Field::Paths), w, Some((cwd, ctx)))),
             ));
         }
         if m == Match::No {
             return m;
         }
-        if let Some(c) = &self.check {
+        if let Some(c) = &spec.check {
             m = m.and(check(c, inv, ctx));
         }
         m
@@ -821,7 +901,23 @@ const SYSTEM_DIRS: &[&str] = &[
     "/mnt",
     "/media",
 ];
-const SCRATCH_DIRS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm"];
+/// Scratch directories: what is written there stays on the machine and is no one's file.
+pub(crate) const SCRATCH_DIRS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm"];
+
+/// Whether `path` (absolute, `.` and `..` resolved) is scratch space: inside one of `dirs`
+/// (strictly inside, or also the directory itself with `or_dir`), but not inside the home
+/// directory `home`. A home that lives in a scratch directory (`HOME=/tmp/h`, as on some CI
+/// runners and in throwaway accounts) is still the home: its keys and rc files are there.
+/// Used by the `target` categories ([`categorize`]) and the container mount checks
+/// ([`crate::checks::container_host_mount`]).
+pub(crate) fn is_scratch(path: &str, home: &str, dirs: &[&str], or_dir: bool) -> bool {
+    let in_dir = dirs
+        .iter()
+        .any(|d| under(path, d) && (or_dir || path != *d));
+    let trimmed = home.trim_end_matches('/');
+    let in_home = home != "/" && under(path, if trimmed.is_empty() { home } else { trimmed });
+    in_dir && !in_home
+}
 
 /// Categories a path argument falls in.
 #[derive(Debug, Default, Clone)]
@@ -854,7 +950,6 @@ pub fn categorize(w: &Word, cwd: Option<&str>, ctx: &MatchCtx<'_>) -> Categories
             || SYSTEM_DIRS.iter().any(|d| under(p, d))
                 && !SCRATCH_DIRS.iter().any(|s| under(p, s) && p != *s)
     };
-    let scratch_child = |p: &str| SCRATCH_DIRS.iter().any(|s| p != *s && under(p, s));
     match r {
         PathRef::Unknown => {
             for t in TARGETS {
@@ -869,10 +964,9 @@ pub fn categorize(w: &Word, cwd: Option<&str>, ctx: &MatchCtx<'_>) -> Categories
                 Match::from_bool(under(&p, home) && !in_ws(&p) && home != "/"),
             );
             // Scratch dirs (/tmp) are not "outside" unless the home dir itself lives there.
-            let in_home = home != "/" && under(&p, home);
             c.map.insert(
                 "outside-workspace",
-                Match::from_bool(!in_ws(&p) && (!scratch_child(&p) || in_home)),
+                Match::from_bool(!in_ws(&p) && !is_scratch(&p, home, SCRATCH_DIRS, false)),
             );
             let root = ws.is_some_and(|w| p == w || p == format!("{w}/.git"));
             c.map.insert("workspace-root", Match::from_bool(root));
@@ -884,11 +978,9 @@ pub fn categorize(w: &Word, cwd: Option<&str>, ctx: &MatchCtx<'_>) -> Categories
                 "home",
                 Match::from_bool(under(&d, home) && !in_ws(&d) && home != "/"),
             );
-            let scratch = SCRATCH_DIRS.iter().any(|s| under(&d, s));
-            let in_home = home != "/" && under(&d, home);
             c.map.insert(
                 "outside-workspace",
-                Match::from_bool(!in_ws(&d) && (!scratch || in_home)),
+                Match::from_bool(!in_ws(&d) && !is_scratch(&d, home, SCRATCH_DIRS, true)),
             );
             let all_of_ws = ws.is_some_and(|w| d == w) && {
                 let t = w.text.trim_end_matches('/');
@@ -1136,6 +1228,78 @@ fn secret_ref(raw: &str, secret: &[Glob]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scratch_is_not_the_home() {
+        let tmp = SCRATCH_DIRS;
+        // Scratch, wherever the home is.
+        for (p, home) in [
+            ("/tmp/x", "/home/u"),
+            ("/tmp/a/b", "/home/u"),
+            ("/var/tmp/x", "/home/u"),
+            ("/dev/shm/x", "/home/u"),
+            ("/tmp/x", "/tmp/h"),
+            ("/tmp/hh/x", "/tmp/h"),
+            ("/tmp/x", "/"),
+        ] {
+            assert!(is_scratch(p, home, tmp, false), "{p} with HOME={home}");
+        }
+        // A home that lives in a scratch directory is the home, whatever spells it.
+        for (p, home) in [
+            ("/tmp/h", "/tmp/h"),
+            ("/tmp/h/.ssh/id_ed25519", "/tmp/h"),
+            ("/tmp/h/.bashrc", "/tmp/h/"),
+            ("/var/tmp/ci/home/.aws/credentials", "/var/tmp/ci/home"),
+            ("/dev/shm/u/.config", "/dev/shm/u"),
+        ] {
+            assert!(!is_scratch(p, home, tmp, false), "{p} with HOME={home}");
+            assert!(!is_scratch(p, home, tmp, true), "{p} with HOME={home}");
+        }
+        // Not in a scratch directory at all; the directory itself only with `or_dir`.
+        for p in ["/tmpx/y", "/home/u/tmp/x", "/", "/var/tmpfoo"] {
+            assert!(!is_scratch(p, "/home/u", tmp, true), "{p}");
+        }
+        assert!(!is_scratch("/tmp", "/home/u", tmp, false));
+        assert!(is_scratch("/tmp", "/home/u", tmp, true));
+        assert!(!is_scratch("/dev/shm/x", "/home/u", &["/tmp"], true));
+    }
+
+    #[test]
+    fn a_home_under_tmp_is_outside_the_workspace() {
+        let git = StaticGit::default();
+        let ctx = MatchCtx {
+            home: "/tmp/h",
+            workspace: Some("/tmp/h/project"),
+            git: &git,
+            owners: &[],
+            protected: &[],
+            git_exec_keys: &[],
+            secret_env: &[],
+        };
+        let outside = |text: &str, glob: bool| {
+            let w = Word {
+                glob,
+                ..Word::lit(text)
+            };
+            categorize(&w, Some("/tmp/h/project"), &ctx).get("outside-workspace")
+        };
+        for (p, glob) in [
+            ("/tmp/h/.ssh/id_rsa", false),
+            ("/tmp/h", false),
+            ("../.bashrc", false),
+            ("/tmp/h/.aws/*", true),
+            ("~/*", true),
+        ] {
+            assert_eq!(outside(p, glob), Match::Yes, "{p}");
+        }
+        for (p, glob) in [
+            ("/tmp/build/out.o", false),
+            ("/tmp/cache/*", true),
+            ("src/main.rs", false),
+        ] {
+            assert_eq!(outside(p, glob), Match::No, "{p}");
+        }
+    }
 
     #[test]
     fn resolves_paths() {

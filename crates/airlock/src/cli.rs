@@ -670,7 +670,7 @@ pub(crate) enum HookCommand {
     ClaudeEvent,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub(crate) struct HookArgs {
     /// Policy file(s) with [commands] rules, layered over the defaults.
     #[arg(long = "policy", value_name = "FILE")]
