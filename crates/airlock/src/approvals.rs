@@ -150,6 +150,10 @@ pub(crate) struct Approvals {
     reload: Box<ReloadFn>,
     /// The prefix key's name when the user answers on the terminal airlock owns.
     terminal_key: Option<String>,
+    /// Questions and "waiting" notifications are rate-limited like the live denials, so a flood
+    /// of held requests (the agent picks the names) cannot flood the terminal or the user's
+    /// notifications; the count of those kept back goes with the next that passes.
+    announced: Mutex<(crate::denials::Limiter, u64)>,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -184,6 +188,7 @@ impl Approvals {
             notify,
             reload,
             terminal_key,
+            announced: Mutex::new((crate::denials::Limiter::new(std::time::Instant::now()), 0)),
         })
     }
 
@@ -591,7 +596,20 @@ impl Approvals {
             )
         };
         let Some(view) = view else { return };
-        let line = self.question(&view);
+        let kept_back = {
+            let mut a = self.announced.lock().unwrap_or_else(|e| e.into_inner());
+            if !a.0.take(std::time::Instant::now()) {
+                a.1 += 1;
+                return;
+            }
+            std::mem::take(&mut a.1)
+        };
+        let mut line = self.question(&view);
+        if kept_back > 0 {
+            line.push_str(&format!(
+                " ({kept_back} more held meanwhile: `airlock approvals` lists them)"
+            ));
+        }
         if self.terminal_key.is_none() || oldest == Some(id) {
             self.notices.send(&line);
         }
@@ -764,6 +782,29 @@ mod tests {
             Approvals::new("t1", project, 30, tx, None, Box::new(|| Ok(())), None),
             rx,
         )
+    }
+
+    /// A flood of held requests (names the agent chose) gives a few questions and then a count,
+    /// not one line and one notification each; every request is still held and listed.
+    #[tokio::test]
+    async fn a_flood_of_held_requests_is_rate_limited() {
+        let (a, mut notices) = approvals(None);
+        let held: Vec<_> = (0..20)
+            .map(|i| {
+                a.hold(
+                    &format!("h{i}.flood.test"),
+                    443,
+                    "network.allow: no pattern matches",
+                )
+            })
+            .collect();
+        let lines = notices.read_lines().expect("open");
+        assert!(
+            !lines.is_empty() && lines.len() <= 5,
+            "at most the burst of questions: {lines:?}"
+        );
+        assert_eq!(a.list().len(), 20, "every request is still held");
+        drop(held);
     }
 
     #[tokio::test]

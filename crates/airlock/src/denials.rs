@@ -198,22 +198,24 @@ pub(crate) fn line(n: &Notice, session: &str, hidden: u64) -> String {
     format!("airlock: refused {} (rule {}){fix}{more}", n.what, n.rule)
 }
 
-/// A token bucket: [`BURST`] lines at once, then one per [`REFILL`].
+/// A token bucket: [`BURST`] lines at once, then one per [`REFILL`] (the live denials' lines and
+/// the approvals' questions and notifications).
 #[derive(Debug)]
-struct Limiter {
+pub(crate) struct Limiter {
     tokens: u32,
     last: Instant,
 }
 
 impl Limiter {
-    fn new(now: Instant) -> Self {
+    pub(crate) fn new(now: Instant) -> Self {
         Limiter {
             tokens: BURST,
             last: now,
         }
     }
 
-    fn take(&mut self, now: Instant) -> bool {
+    /// Whether one more line may go out at `now` (and takes its token).
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
         let earned = now.saturating_duration_since(self.last).as_secs() / REFILL.as_secs();
         if earned > 0 {
             let earned = u32::try_from(earned).unwrap_or(u32::MAX);
