@@ -22,7 +22,7 @@
 //! |                           | pid 1's own (Landlock, native seccomp) before the command    |
 
 use std::collections::HashMap;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -226,23 +226,139 @@ fn bind(source: &Path, target: &Path, writable: bool) -> Mount {
     }
 }
 
-/// Host path of `inside` through the spec's workspace and binds, if it has one.
-fn host_path(spec: &SandboxSpec, inside: &Path) -> Option<PathBuf> {
-    if let Some(WorkspaceView::Bind { source, target }) = &spec.workspace {
-        if let Ok(rest) = inside.strip_prefix(target) {
-            return Some(source.join(rest));
+/// What a path inside the container shows, by the deepest mount of the spec over it.
+#[derive(Debug, PartialEq)]
+enum Origin {
+    /// A host path (a bind's source below the mount point).
+    Host(PathBuf),
+    /// An overlay of host directories: the session's upper layer over the host's lower one.
+    Overlay { upper: PathBuf, lower: PathBuf },
+    /// Nothing of the host: the image, or a tmpfs or generated file of airlock's.
+    Private,
+}
+
+/// The mounts of `spec` with what each shows: `(target inside, origin of the target)`.
+fn mount_origins(spec: &SandboxSpec) -> Vec<(PathBuf, Origin)> {
+    let mut out = vec![
+        (PathBuf::from("/tmp"), Origin::Private),
+        (spec.home.clone(), Origin::Private),
+    ];
+    for b in spec.binds.iter().filter(|b| !b.optional) {
+        out.push((b.target.clone(), Origin::Host(b.source.clone())));
+    }
+    match &spec.workspace {
+        Some(WorkspaceView::Bind { source, target }) => {
+            out.push((target.clone(), Origin::Host(source.clone())));
+        }
+        Some(WorkspaceView::Overlay {
+            lower,
+            upper,
+            target,
+            ..
+        }) => out.push((
+            target.clone(),
+            Origin::Overlay {
+                upper: upper.clone(),
+                lower: lower.clone(),
+            },
+        )),
+        None => {}
+    }
+    for o in &spec.overlays {
+        out.push((
+            o.target.clone(),
+            Origin::Overlay {
+                upper: o.upper.clone(),
+                lower: o.lower.clone(),
+            },
+        ));
+    }
+    for f in &spec.files {
+        out.push((f.target.clone(), Origin::Private));
+    }
+    out
+}
+
+/// How a hidden path must be covered in the container.
+#[derive(Debug, PartialEq)]
+enum Cover {
+    /// A directory of the host: an empty read-only tmpfs.
+    Dir,
+    /// A file (or other non-directory) of the host: the empty unreadable file.
+    File,
+    /// Nothing of the host's there (missing, a symlink, which native hiding leaves too, or the
+    /// image's own path).
+    Nothing,
+}
+
+/// Where `inside` comes from, by the deepest of `origins` over it (later entries win a tie, as
+/// the workspace and cache overlays are mounted after the binds).
+fn origin_of(origins: &[(PathBuf, Origin)], inside: &Path) -> Origin {
+    let mut best: Option<(&PathBuf, &Origin)> = None;
+    for (target, origin) in origins {
+        if inside.starts_with(target)
+            && best.is_none_or(|(b, _)| target.components().count() >= b.components().count())
+        {
+            best = Some((target, origin));
         }
     }
-    if let Some(WorkspaceView::Overlay { lower, target, .. }) = &spec.workspace {
-        if let Ok(rest) = inside.strip_prefix(target) {
-            return Some(lower.join(rest));
-        }
+    let Some((target, origin)) = best else {
+        return Origin::Private;
+    };
+    let rest = inside.strip_prefix(target).unwrap_or(Path::new(""));
+    match origin {
+        Origin::Host(src) => Origin::Host(src.join(rest)),
+        Origin::Overlay { upper, lower } => Origin::Overlay {
+            upper: upper.join(rest),
+            lower: lower.join(rest),
+        },
+        Origin::Private => Origin::Private,
     }
-    spec.binds.iter().filter(|b| !b.optional).find_map(|b| {
-        inside
-            .strip_prefix(&b.target)
-            .ok()
-            .map(|r| b.source.join(r))
+}
+
+/// The kind of host object at `p` (not following a final symlink), `None` when there is none.
+///
+/// # Errors
+/// `p` cannot be examined (a permission error on a parent, say): whether it holds a secret is
+/// unknown, so the container is not started (fail closed).
+fn host_kind(p: &Path, hidden: &Path) -> Result<Option<std::fs::FileType>, ContainerError> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) => Ok(Some(m.file_type())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => Ok(None),
+        Err(e) => Err(ContainerError::io(
+            format!(
+                "cannot hide {} in the container: cannot examine {} on the host (fix its                  permissions, or run with the native backend)",
+                hidden.display(),
+                p.display()
+            ),
+            e,
+        )),
+    }
+}
+
+/// How the hidden path `inside` is covered, judged as native hiding does (after all mounts):
+/// through the deepest mount over it, the workspace's and the caches' overlays included (the
+/// session's upper layer first, where a whiteout means the path is gone).
+///
+/// # Errors
+/// The host path behind it cannot be examined ([`host_kind`]).
+fn cover(origins: &[(PathBuf, Origin)], inside: &Path) -> Result<Cover, ContainerError> {
+    let kind = match origin_of(origins, inside) {
+        Origin::Private => return Ok(Cover::Nothing),
+        Origin::Host(p) => host_kind(&p, inside)?,
+        Origin::Overlay { upper, lower } => match host_kind(&upper, inside)? {
+            // An overlay whiteout (a character device in the upper layer): deleted inside.
+            Some(k) if k.is_char_device() => return Ok(Cover::Nothing),
+            Some(k) => Some(k),
+            None => host_kind(&lower, inside)?,
+        },
+    };
+    Ok(match kind {
+        None => Cover::Nothing,
+        Some(k) if k.is_symlink() => Cover::Nothing,
+        Some(k) if k.is_dir() => Cover::Dir,
+        Some(_) => Cover::File,
     })
 }
 
@@ -360,17 +476,27 @@ fn layout(
     std::fs::write(&empty, b"")
         .map_err(|e| ContainerError::io(format!("cannot write {}", empty.display()), e))?;
     let _ = std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o000));
-    for h in &spec.hide {
-        let is_dir = host_path(spec, h).map(|p| p.is_dir());
-        match is_dir {
-            Some(true) => {
+    // Every hidden path is judged through the mount that shows it (binds, the workspace, the
+    // cache overlays); one that cannot be judged stops the start (`cover`).
+    let origins = mount_origins(spec);
+    let mut hidden_dirs: Vec<&Path> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for h in spec.hide.iter().filter(|h| seen.insert(*h)) {
+        match cover(&origins, h)? {
+            Cover::Dir => {
                 tmpfs.insert(h.display().to_string(), "ro,size=4k,mode=000".into());
+                hidden_dirs.push(h);
             }
-            Some(false) => mounts.push(bind(&empty, h, false)),
-            // Nothing of the host there: the image's own path, which is not the host's secret.
-            None => {}
+            Cover::File => mounts.push(bind(&empty, h, false)),
+            Cover::Nothing => {}
         }
     }
+    // Natively a hidden directory covers whatever was mounted below it; engines mount parents
+    // first, so a mount below a hidden directory would show through: leave it out.
+    mounts.retain(|m| {
+        let t = Path::new(m.target.as_deref().unwrap_or("/"));
+        !hidden_dirs.iter().any(|d| t != *d && t.starts_with(d))
+    });
     Ok(Layout {
         mounts,
         binds,
@@ -740,4 +866,60 @@ pub fn launch(
         Box::new(container),
         opts.unix_refusals,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hidden paths are judged through the deepest mount over them: a cache overlay inside a
+    /// bound home (the layer first, then the host's cache), a bind, or nothing of the host's.
+    #[test]
+    fn hides_are_judged_through_the_mount_that_shows_them() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (lower, upper, src) = (
+            d.path().join("lower"),
+            d.path().join("upper"),
+            d.path().join("src"),
+        );
+        for p in [&lower, &upper, &src, &lower.join("dir")] {
+            std::fs::create_dir_all(p).expect("mkdir");
+        }
+        std::fs::write(lower.join("credentials.toml"), "t").expect("write");
+        std::fs::write(upper.join("new"), "t").expect("write");
+        std::fs::write(src.join("f"), "t").expect("write");
+        std::os::unix::fs::symlink("/etc/passwd", lower.join("link")).expect("link");
+        let origins = vec![
+            (PathBuf::from("/tmp"), Origin::Private),
+            (PathBuf::from("/home/u"), Origin::Private),
+            (
+                PathBuf::from("/home/u/.cargo"),
+                Origin::Overlay {
+                    upper: upper.clone(),
+                    lower,
+                },
+            ),
+            (PathBuf::from("/home/u/.cargo/bin"), Origin::Host(src)),
+        ];
+        let at = |p: &str| cover(&origins, Path::new(p)).expect("cover");
+        assert_eq!(at("/home/u/.cargo/credentials.toml"), Cover::File);
+        assert_eq!(at("/home/u/.cargo/dir"), Cover::Dir);
+        assert_eq!(at("/home/u/.cargo/new"), Cover::File);
+        assert_eq!(at("/home/u/.cargo/missing"), Cover::Nothing);
+        assert_eq!(at("/home/u/.cargo/link"), Cover::Nothing);
+        assert_eq!(at("/home/u/.cargo/bin/f"), Cover::File);
+        assert_eq!(at("/home/u/.ssh"), Cover::Nothing);
+        assert_eq!(at("/etc/shadow"), Cover::Nothing);
+        // A whiteout in the layer: deleted inside, though the host's cache has it.
+        nix::sys::stat::mknod(
+            &upper.join("credentials.toml"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .ok();
+        if upper.join("credentials.toml").exists() {
+            assert_eq!(at("/home/u/.cargo/credentials.toml"), Cover::Nothing);
+        }
+    }
 }

@@ -738,3 +738,60 @@ fn hidden_paths_stay_hidden() {
         "TOPSECRET\n"
     );
 }
+
+/// Every ecosystem preset × the secrets its tools keep in and beside its caches, in a
+/// container: none is readable (the hide list reaches inside the cache overlays, as natively),
+/// while the cache itself is.
+#[test]
+fn preset_caches_show_no_tool_secrets() {
+    use airlock_test_support::presets::{plant, CONTROL, MARKER};
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let home = tempfile::tempdir().expect("home");
+    let sets = plant(home.path());
+    for set in &sets {
+        let files: Vec<String> = set
+            .secrets
+            .iter()
+            .map(|f| format!("\"$HOME/{f}\""))
+            .collect();
+        let script = format!(
+            "for f in {}; do cat \"$f\"; cp \"$f\" /tmp/c 2>/dev/null && cat /tmp/c; done \
+             2>/dev/null; grep -rs {MARKER} \"$HOME\" /tmp; echo; cat \"$HOME/{}\"",
+            files.join(" "),
+            set.control
+        );
+        let o = ws
+            .airlock()
+            .args([
+                "run",
+                "--backend",
+                "podman",
+                "--mode",
+                "bind",
+                "--image",
+                IMAGE,
+            ])
+            .args(["--preset", set.preset, "--", "sh", "-c", &script])
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join(".config"))
+            .env_remove("CARGO_HOME")
+            .output()
+            .expect("run");
+        let out = stdout(&o);
+        assert!(
+            !out.contains(MARKER),
+            "--preset {}: a tool secret is readable in the container: {out}",
+            set.preset
+        );
+        assert!(
+            out.contains(CONTROL),
+            "--preset {}: the cache is not shown: {out}{}",
+            set.preset,
+            stderr(&o)
+        );
+    }
+}
