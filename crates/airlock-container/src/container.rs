@@ -226,6 +226,68 @@ fn bind(source: &Path, target: &Path, writable: bool) -> Mount {
     }
 }
 
+/// Characters that Podman's volume syntax (`SRC:DST:OPTIONS`) or the overlay mount's options
+/// (`lowerdir=…,upperdir=…`, `\\` escapes, one option per line in crun's log) would read as
+/// structure rather than as part of a path.
+const OVERLAY_SEPARATORS: &[char] = &[':', ',', '\n', '\\', '\0'];
+
+/// Characters Podman's compat API reads as structure in a bind or tmpfs mount: it turns the
+/// request's structured `Mounts` into `type=bind,source=…,target=…` strings and `Tmpfs` into
+/// `PATH:OPTIONS` (Podman 4.3, `pkg/api/handlers/compat/containers_create.go`).
+const PODMAN_MOUNT_SEPARATORS: &[char] = &[',', ':', '\n', '\0'];
+
+/// Refuses, for Podman, a mount whose path holds one of [`PODMAN_MOUNT_SEPARATORS`].
+///
+/// # Errors
+/// Names the path and the character, and what to do.
+fn check_podman_paths<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<(), ContainerError> {
+    for text in paths {
+        if let Some(c) = text.chars().find(|c| PODMAN_MOUNT_SEPARATORS.contains(c)) {
+            return Err(ContainerError::Unsupported(format!(
+                "{text:?} holds {c:?}, which Podman reads as a mount option separator; rename \
+                 the directory, or use the native backend"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Podman's overlay volume `LOWER:TARGET:O,upperdir=UPPER,workdir=WORK` (the compat API has no
+/// structured form of it).
+///
+/// # Errors
+/// A path holds one of [`OVERLAY_SEPARATORS`]: it would be parsed as more options (a second
+/// `upperdir`, say) by Podman or the kernel, so it is refused, naming the path.
+fn overlay_volume(
+    lower: &Path,
+    target: &Path,
+    upper: &Path,
+    work: &Path,
+) -> Result<String, ContainerError> {
+    for p in [lower, target, upper, work] {
+        let text = p.to_str().ok_or_else(|| {
+            ContainerError::Unsupported(format!(
+                "{} is not UTF-8, which Podman's overlay mounts cannot name; use --mode bind \
+                 or the native backend",
+                p.display()
+            ))
+        })?;
+        if let Some(c) = text.chars().find(|c| OVERLAY_SEPARATORS.contains(c)) {
+            return Err(ContainerError::Unsupported(format!(
+                "{text:?} holds {c:?}, which Podman's overlay mounts read as an option \
+                 separator; rename the directory, or use --mode bind or the native backend"
+            )));
+        }
+    }
+    Ok(format!(
+        "{}:{}:O,upperdir={},workdir={}",
+        lower.display(),
+        target.display(),
+        upper.display(),
+        work.display()
+    ))
+}
+
 /// What a path inside the container shows, by the deepest mount of the spec over it.
 #[derive(Debug, PartialEq)]
 enum Origin {
@@ -415,13 +477,7 @@ fn layout(
             target,
         }) => {
             if engine.kind() == EngineKind::Podman || engine.facts().is_podman() {
-                binds.push(format!(
-                    "{}:{}:O,upperdir={},workdir={}",
-                    lower.display(),
-                    target.display(),
-                    upper.display(),
-                    work.display()
-                ));
+                binds.push(overlay_volume(lower, target, upper, work)?);
             } else {
                 return Err(ContainerError::Unsupported(
                     "the overlay workspace (--mode overlay) needs Podman's overlay mounts; with \
@@ -435,13 +491,7 @@ fn layout(
     // Host caches with a session layer on top (ecosystem presets): the same overlay mounts.
     for o in &spec.overlays {
         if engine.kind() == EngineKind::Podman || engine.facts().is_podman() {
-            binds.push(format!(
-                "{}:{}:O,upperdir={},workdir={}",
-                o.lower.display(),
-                o.target.display(),
-                o.upper.display(),
-                o.work.display()
-            ));
+            binds.push(overlay_volume(&o.lower, &o.target, &o.upper, &o.work)?);
         } else {
             return Err(ContainerError::Unsupported(format!(
                 "the cache overlay at {} (an ecosystem preset) needs Podman's overlay mounts; \
@@ -497,6 +547,15 @@ fn layout(
         let t = Path::new(m.target.as_deref().unwrap_or("/"));
         !hidden_dirs.iter().any(|d| t != *d && t.starts_with(d))
     });
+    if engine.facts().is_podman() || engine.kind() == EngineKind::Podman {
+        check_podman_paths(
+            mounts
+                .iter()
+                .flat_map(|m| [m.source.as_deref(), m.target.as_deref()])
+                .flatten()
+                .chain(tmpfs.keys().map(String::as_str)),
+        )?;
+    }
     Ok(Layout {
         mounts,
         binds,
@@ -871,6 +930,27 @@ pub fn launch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_volumes_refuse_option_separators() {
+        let p = Path::new;
+        assert_eq!(
+            overlay_volume(p("/l"), p("/t"), p("/u"), p("/w")).expect("plain"),
+            "/l:/t:O,upperdir=/u,workdir=/w"
+        );
+        for bad in ["/a:b", "/c,upperdir=/x", "/n\nl", "/b\\,x", "/z\0"] {
+            for i in 0..4 {
+                let mut paths = [p("/l"), p("/t"), p("/u"), p("/w")];
+                paths[i] = p(bad);
+                let e = overlay_volume(paths[0], paths[1], paths[2], paths[3])
+                    .expect_err(bad)
+                    .to_string();
+                assert!(e.contains("--mode bind"), "{e}");
+            }
+        }
+        // Spaces and '=' are plain characters there.
+        assert!(overlay_volume(p("/a b=c"), p("/a b=c"), p("/u"), p("/w")).is_ok());
+    }
 
     /// Hidden paths are judged through the deepest mount over them: a cache overlay inside a
     /// bound home (the layer first, then the host's cache), a bind, or nothing of the host's.

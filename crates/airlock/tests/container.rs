@@ -795,3 +795,73 @@ fn preset_caches_show_no_tool_secrets() {
         );
     }
 }
+
+/// Workspace paths holding characters of Podman's mount and overlay option syntax (`,` `:`
+/// newlines; Podman's compat API turns even structured mounts into option strings): refused
+/// with a clear error before any container exists, in bind and overlay mode, never read as
+/// injected mount options (`/tmp/c,upperdir=/x` once reached the kernel's overlay options);
+/// `=` and spaces are plain characters and work.
+#[test]
+fn workspace_paths_are_never_parsed_as_mount_options() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    for (name, overlay_ok) in [
+        ("a,upperdir=x", false),
+        ("b:c", false),
+        ("new\nline", false),
+        ("d=e f", true),
+    ] {
+        let dir = ws.data.path().join(name);
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("hello.txt"), "hello\n").expect("write");
+        for mode in ["bind", "overlay"] {
+            let o = ws
+                .airlock()
+                .current_dir(&dir)
+                .args([
+                    "run",
+                    "--backend",
+                    "podman",
+                    "--mode",
+                    mode,
+                    "--image",
+                    IMAGE,
+                ])
+                .args(["--", "sh", "-c", "cat hello.txt && echo new > made.txt"])
+                .output()
+                .expect("run");
+            let ok = overlay_ok;
+            if ok {
+                assert_eq!(
+                    (o.status.code(), stdout(&o).as_str()),
+                    (Some(0), "hello\n"),
+                    "{name:?} {mode}: {}",
+                    stderr(&o)
+                );
+            } else {
+                assert_eq!(
+                    o.status.code(),
+                    Some(125),
+                    "{name:?} {mode}: {}",
+                    stderr(&o)
+                );
+                assert!(
+                    stderr(&o).contains("option separator")
+                        && stderr(&o).contains("native backend"),
+                    "{name:?}: {}",
+                    stderr(&o)
+                );
+            }
+            // Bind mode writes the workspace; overlay mode never does before a merge.
+            assert_eq!(
+                dir.join("made.txt").exists(),
+                ok && mode == "bind",
+                "{name:?} {mode}"
+            );
+            let _ = std::fs::remove_file(dir.join("made.txt"));
+        }
+    }
+}
