@@ -30,7 +30,7 @@ use airlock_sandbox::message::ChannelListener;
 use airlock_sandbox::unix_gate::UnixRefusal;
 use airlock_sandbox::{RemoteInit, Sandbox, SandboxSpec, WorkspaceView};
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigCgroupnsModeEnum, Mount, MountType,
+    ContainerCreateBody, HealthConfig, HostConfig, HostConfigCgroupnsModeEnum, Mount, MountType,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
@@ -142,9 +142,84 @@ fn check_limits(engine: &Engine, limits: &Limits) -> Result<(), ContainerError> 
     })
 }
 
-fn check_image(engine: &Engine, image: &str) -> Result<(), ContainerError> {
+/// What of the image's configuration airlock overrides or refuses (`check_image`).
+#[derive(Debug, Default)]
+struct ImageFacts {
+    /// The names of the image's `ENV` variables: each is sent empty, so that none reaches pid 1.
+    env_keys: Vec<String>,
+    /// The image's `VOLUME`s (paths inside).
+    volumes: Vec<PathBuf>,
+}
+
+/// Variables the dynamic loader and libc read at start-up that load code or change what runs
+/// (glibc `sysdeps/generic/unsecvars.h`, the list it clears for set-uid programs, and the
+/// `MALLOC_*` tunables' environment aliases): sent empty to the container whatever the image
+/// sets, since pid 1 runs the host's loader before it can clear anything itself.
+const LOADER_ENV: &[&str] = &[
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "GLIBC_TUNABLES",
+    "HOSTALIASES",
+    "LD_AUDIT",
+    "LD_BIND_NOT",
+    "LD_BIND_NOW",
+    "LD_DEBUG",
+    "LD_DEBUG_OUTPUT",
+    "LD_DYNAMIC_WEAK",
+    "LD_HWCAP_MASK",
+    "LD_LIBRARY_PATH",
+    "LD_ORIGIN_PATH",
+    "LD_PREFER_MAP_32BIT_EXEC",
+    "LD_PRELOAD",
+    "LD_PROFILE",
+    "LD_SHOW_AUXV",
+    "LD_USE_LOAD_BIAS",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "MALLOC_ARENA_MAX",
+    "MALLOC_ARENA_TEST",
+    "MALLOC_CHECK_",
+    "MALLOC_MMAP_MAX_",
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_PERTURB_",
+    "MALLOC_TOP_PAD_",
+    "MALLOC_TRACE",
+    "MALLOC_TRIM_THRESHOLD_",
+    "NIS_PATH",
+    "NLSPATH",
+    "RESOLV_HOST_CONF",
+    "RES_OPTIONS",
+    "RUST_BACKTRACE",
+    "RUST_LOG",
+    "RUST_MIN_STACK",
+    "TMPDIR",
+    "TZ",
+    "TZDIR",
+];
+
+fn check_image(engine: &Engine, image: &str) -> Result<ImageFacts, ContainerError> {
     match engine.rt.block_on(engine.client.inspect_image(image)) {
-        Ok(_) => Ok(()),
+        Ok(inspect) => {
+            let config = inspect.config.unwrap_or_default();
+            Ok(ImageFacts {
+                env_keys: config
+                    .env
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|kv| {
+                        kv.split_once('=')
+                            .map_or(kv.as_str(), |(k, _)| k)
+                            .to_string()
+                    })
+                    .collect(),
+                volumes: config
+                    .volumes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(PathBuf::from)
+                    .collect(),
+            })
+        }
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Err(ContainerError::ImageMissing {
@@ -159,6 +234,54 @@ fn check_image(engine: &Engine, image: &str) -> Result<(), ContainerError> {
         }),
         Err(e) => Err(engine.error(format!("inspect image {image}"), &e)),
     }
+}
+
+/// The container's environment: every variable the image sets and every loader variable
+/// ([`LOADER_ENV`]), empty. The engines merge the image's `ENV` under the request's, so this is
+/// how none of it reaches pid 1; pid 1 gives the command exactly the spec's.
+fn container_env(facts: &ImageFacts) -> Vec<String> {
+    let mut keys: Vec<&str> = LOADER_ENV.to_vec();
+    keys.extend(facts.env_keys.iter().map(String::as_str));
+    keys.sort_unstable();
+    keys.dedup();
+    keys.iter()
+        .filter(|k| !k.is_empty())
+        .map(|k| format!("{k}="))
+        .collect()
+}
+
+/// Refuses an image whose `VOLUME`s would shadow part of a mount airlock makes (a `VOLUME` on
+/// the workspace's `.git` becomes an empty volume over it) or land in airlock's own directory.
+/// A volume exactly on a mount point is replaced by airlock's mount; one elsewhere is the
+/// image's own (removed with the container).
+///
+/// # Errors
+/// Names the image, the volume and the mount it falls in.
+fn check_volumes(image: &str, facts: &ImageFacts, layout: &Layout) -> Result<(), ContainerError> {
+    let targets = layout
+        .mounts
+        .iter()
+        .filter_map(|m| m.target.clone())
+        .chain(layout.tmpfs.keys().cloned())
+        .chain(
+            layout
+                .binds
+                .iter()
+                .filter_map(|b| b.split(':').nth(1).map(str::to_string)),
+        )
+        .chain([AIRLOCK_DIR.to_string()]);
+    for t in targets {
+        let t = Path::new(&t);
+        if let Some(v) = facts.volumes.iter().find(|v| v.starts_with(t) && *v != t) {
+            return Err(ContainerError::Unsupported(format!(
+                "image {image} declares VOLUME {}, inside {} which airlock mounts: it would \
+                 shadow part of it; rebuild the image without that VOLUME",
+                v.display(),
+                t.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The shared libraries this airlock process runs with (from /proc/self/maps), so the same
@@ -582,6 +705,7 @@ fn create_body(
     opts: &ContainerOptions,
     layout: Layout,
     seccomp: &Path,
+    facts: &ImageFacts,
 ) -> ContainerCreateBody {
     let podman = engine.facts().is_podman();
     // Podman's compat API reads the profile from a file; Docker's takes its contents.
@@ -624,7 +748,13 @@ fn create_body(
         image: Some(opts.image.clone()),
         entrypoint: Some(layout.entrypoint),
         cmd: Some(Vec::new()),
-        env: Some(Vec::new()),
+        env: Some(container_env(facts)),
+        // The image's HEALTHCHECK would run its command in the container as the user.
+        healthcheck: Some(HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..HealthConfig::default()
+        }),
+        stop_signal: Some("SIGKILL".into()),
         user: Some(format!("{}:{}", spec.uid, spec.gid)),
         hostname: Some(spec.hostname.clone()),
         working_dir: Some("/".into()),
@@ -844,14 +974,15 @@ pub fn launch(
     opts: ContainerOptions,
 ) -> Result<Sandbox, ContainerError> {
     check_limits(&engine, &opts.limits)?;
-    check_image(&engine, &opts.image)?;
+    let facts = check_image(&engine, &opts.image)?;
     let dir = state_dir(&opts.state_dir)?;
     let layout = layout(&engine, spec, &opts, dir.path())?;
+    check_volumes(&opts.image, &facts, &layout)?;
     let seccomp = dir.path().join("files/seccomp.json");
     std::fs::write(&seccomp, crate::seccomp::profile().to_string())
         .map_err(|e| ContainerError::io(format!("cannot write {}", seccomp.display()), e))?;
     let listener = ChannelListener::bind(&dir.path().join("ctl/ctl.sock"))?;
-    let body = create_body(&engine, spec, &opts, layout, &seccomp);
+    let body = create_body(&engine, spec, &opts, layout, &seccomp, &facts);
     tracing::debug!(body = ?body, socket = %engine.socket().display(), "creating the container");
     let create_opts = opts
         .name

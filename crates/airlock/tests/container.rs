@@ -151,6 +151,23 @@ impl Ws {
     fn sh(&self, script: &str) -> Output {
         self.sh_with(&[], script)
     }
+
+    /// `airlock run --backend podman --mode bind --image IMAGE -- sh -c SCRIPT`.
+    fn sh_image(&self, image: &str, script: &str) -> Output {
+        self.airlock()
+            .args([
+                "run",
+                "--backend",
+                "podman",
+                "--mode",
+                "bind",
+                "--image",
+                image,
+            ])
+            .args(["--", "sh", "-c", script])
+            .output()
+            .expect("run airlock")
+    }
 }
 
 /// Nothing of airlock's is left: no container with airlock's label, no private Podman service.
@@ -864,4 +881,197 @@ fn workspace_paths_are_never_parsed_as_mount_options() {
             let _ = std::fs::remove_file(dir.join("made.txt"));
         }
     }
+}
+
+/// Builds `localhost/airlock-test-hostile-NAME` from the test image plus `lines` (Containerfile
+/// instructions) with `files` in the build context; removed by the returned guard.
+struct HostileImage(String);
+
+impl HostileImage {
+    fn build(name: &str, files: &[(&str, &Path)], lines: &str) -> HostileImage {
+        let ctx = tempfile::tempdir().expect("context");
+        for (dst, src) in files {
+            std::fs::copy(src, ctx.path().join(dst)).expect("copy into the context");
+        }
+        std::fs::write(
+            ctx.path().join("Containerfile"),
+            format!("FROM {IMAGE}\n{lines}\n"),
+        )
+        .expect("containerfile");
+        let tag = format!("localhost/airlock-test-hostile-{name}:latest");
+        let ctx_s = ctx.path().display().to_string();
+        let o = podman(&["build", "-q", "--format", "docker", "-t", &tag, &ctx_s])
+            .expect("podman build");
+        assert!(o.status.success(), "podman build {tag}: {}", stderr(&o));
+        HostileImage(tag)
+    }
+}
+
+impl Drop for HostileImage {
+    fn drop(&mut self) {
+        let _ = podman(&["rmi", "-f", &self.0]);
+    }
+}
+
+/// A shared object whose constructor leaves `/tmp/PRELOAD_RAN` and writes an OSC 52 clipboard
+/// write to every terminal it holds: what a hostile image's `ENV LD_PRELOAD` would run in pid 1.
+fn preload_library(dir: &Path) -> Option<PathBuf> {
+    let src = dir.join("p.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\n#include <unistd.h>\n\
+         __attribute__((constructor)) static void p(void) {\n\
+           FILE *f = fopen(\"/tmp/PRELOAD_RAN\", \"a\"); if (f) { fprintf(f, \"pid %d\\n\", getpid()); fclose(f); }\n\
+           for (int fd = 0; fd < 3; fd++) if (isatty(fd)) write(fd, \"\\033]52;c;UFdORUQ=\\a\", 15);\n\
+         }\n\
+         unsigned int la_version(unsigned int v) { return v; }\n",
+    )
+    .expect("source");
+    let so = dir.join("p.so");
+    let ok = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(so)
+}
+
+/// A hostile or careless image's configuration never reaches pid 1 or the session: `ENV` that
+/// loads code into pid 1 (`LD_PRELOAD`, `LD_AUDIT`, `LD_LIBRARY_PATH`, `GLIBC_TUNABLES`) is
+/// sent empty, the image's other variables do not reach the command, and a `VOLUME` inside the
+/// workspace (which would shadow its `.git` with an empty volume) is refused with an error
+/// naming it.
+#[test]
+fn hostile_image_configuration_is_overridden() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let Some(so) = preload_library(ws.data.path()) else {
+        airlock_test_support::skip("no C compiler (cc) to build the preload library");
+        return;
+    };
+    for (name, env) in [
+        ("preload", "ENV LD_PRELOAD=/p.so IMAGE_VAR=from-image"),
+        ("audit", "ENV LD_AUDIT=/p.so"),
+        (
+            "libpath",
+            "ENV LD_LIBRARY_PATH=/evil GLIBC_TUNABLES=glibc.malloc.check=3",
+        ),
+    ] {
+        let lines = format!("COPY p.so /p.so\nCOPY p.so /evil/libc.so.6\n{env}");
+        let img = HostileImage::build(name, &[("p.so", &so)], &lines);
+        let o = ws.sh_image(
+            &img.0,
+            "cat /tmp/PRELOAD_RAN 2>/dev/null || echo clean; echo \"var=$IMAGE_VAR\"; \
+             echo \"ld=$LD_PRELOAD$LD_AUDIT$LD_LIBRARY_PATH\"",
+        );
+        let out = stdout(&o);
+        assert_eq!(
+            out,
+            "clean\nvar=\nld=\n",
+            "{name}: the image's ENV reached pid 1 or the command: {}",
+            stderr(&o)
+        );
+    }
+    std::fs::create_dir(ws.path().join(".git")).expect(".git");
+    std::fs::write(ws.path().join(".git/HEAD"), "ref: refs/heads/main\n").expect("HEAD");
+    let vol = format!("VOLUME {}/.git", ws.path().display());
+    let img = HostileImage::build("volume", &[], &vol);
+    let o = ws.sh_image(&img.0, "cat .git/HEAD");
+    assert_eq!(o.status.code(), Some(125), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("VOLUME") && stderr(&o).contains(".git"),
+        "{}",
+        stderr(&o)
+    );
+    // A VOLUME outside every mount is the image's own and harmless: the session runs.
+    let img = HostileImage::build("volume-elsewhere", &[], "VOLUME /data");
+    let o = ws.sh_image(&img.0, "cat .git/HEAD");
+    assert_eq!(stdout(&o), "ref: refs/heads/main\n", "{}", stderr(&o));
+}
+
+/// The user's terminal never goes into the container: run under a terminal (`script`), pid 1's
+/// stdin, stdout and stderr are pipes or /dev/null that airlock relays (output through the
+/// terminal filter), not the terminal, which code running in pid 1 before its lockdown (an
+/// image's `LD_PRELOAD`, once) could write raw escapes to.
+#[test]
+fn the_users_terminal_never_enters_the_container() {
+    if !ready() {
+        return;
+    }
+    if Command::new("script").arg("--version").output().is_err() {
+        airlock_test_support::skip("script (util-linux) is not installed");
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let inner = format!(
+        "'{}' run --backend podman --mode bind --image {IMAGE} -- sh -c 'touch started; sleep 30'",
+        bin().display()
+    );
+    let mut child = Command::new("script")
+        .current_dir(ws.path())
+        .env("XDG_DATA_HOME", ws.data.path())
+        .env_remove("AIRLOCK_RUNTIME")
+        .env_remove("AIRLOCK_IMAGE")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("script");
+    let started = ws.path().join("started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(started.exists(), "the command never started");
+    // This test's container: the one with the workspace among its mounts.
+    let o = podman(&["ps", "-q", "--filter", &format!("label={LABEL}")]).expect("ps");
+    let ws_path = ws.path().display().to_string();
+    let pid = stdout(&o).lines().find_map(|id| {
+        let o = podman(&[
+            "inspect",
+            "-f",
+            "{{.State.Pid}}{{range .Mounts}} {{.Destination}}{{end}}",
+            id,
+        ])?;
+        let text = stdout(&o);
+        let mut words = text.split_whitespace();
+        let pid = words.next()?.to_string();
+        words.any(|d| d == ws_path).then_some(pid)
+    });
+    let pid = pid.expect("the session's container");
+    let mut checked = 0;
+    for fd in 0..3 {
+        // Rootless, pid 1 (not dumpable) is readable only from the engine's user namespace.
+        let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+            .map(|t| t.display().to_string())
+            .or_else(|e| {
+                podman(&["unshare", "readlink", &format!("/proc/{pid}/fd/{fd}")])
+                    .filter(|o| o.status.success())
+                    .map(|o| stdout(&o).trim().to_string())
+                    .ok_or(e)
+            });
+        match link {
+            Ok(t) => {
+                assert!(
+                    !t.starts_with("/dev/pts") && !t.starts_with("/dev/tty") && t != "/dev/console",
+                    "pid 1 of the container holds the terminal as fd {fd}: {t}"
+                );
+                checked += 1;
+            }
+            Err(e) => airlock_test_support::skip(&format!(
+                "cannot read /proc/{pid}/fd/{fd} of the container's pid 1: {e}"
+            )),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        checked == 3 || !is_root(),
+        "only {checked} descriptors checked"
+    );
 }
