@@ -1075,3 +1075,110 @@ fn the_users_terminal_never_enters_the_container() {
         "only {checked} descriptors checked"
     );
 }
+
+/// Overlay sessions of the container backend can be deleted: the overlay's scratch directory
+/// (which rootless Podman leaves owned by a subordinate uid, mode 000) is removed when the
+/// session ends, and `airlock rm` / `airlock prune` delete what a killed airlock left, through
+/// the engine's user namespace when they must.
+#[test]
+fn container_overlay_sessions_can_be_removed() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let sessions = ws.data.path().join("airlock/sessions");
+    let newest = |ws: &Ws| -> Option<String> {
+        let o = ws
+            .airlock()
+            .args(["ls", "--all", "--json"])
+            .output()
+            .expect("ls");
+        let rows: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        rows[0]["id"].as_str().map(str::to_string)
+    };
+    let overlay = |script: &str| {
+        let mut c = ws.airlock();
+        c.args([
+            "run",
+            "--backend",
+            "podman",
+            "--mode",
+            "overlay",
+            "--image",
+            IMAGE,
+        ])
+        .args(["--", "sh", "-c", script]);
+        c
+    };
+    // Ended normally: no scratch left, and rm deletes it.
+    let o = overlay("rm hello.txt; echo new > n.txt")
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let id = newest(&ws).expect("the session");
+    assert!(!sessions.join(&id).join("work").exists(), "scratch left");
+    let o = ws
+        .airlock()
+        .args(["rm", "--force", &id])
+        .output()
+        .expect("rm");
+    assert_eq!(o.status.code(), Some(0), "rm: {}", stderr(&o));
+    assert!(!sessions.join(&id).exists(), "rm left {id}");
+    // airlock killed mid-session: its scratch stays as the engine left it; rm and prune delete.
+    for how in ["rm", "prune"] {
+        // prune deletes only sessions without changes: that one writes nothing.
+        let script = if how == "rm" {
+            "echo x > a.txt; sleep 60"
+        } else {
+            "sleep 60"
+        };
+        let mut child = overlay(script)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let id = {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let id = newest(&ws).unwrap_or_default();
+                let running = !id.is_empty()
+                    && podman(&["ps", "-q", "--filter", &format!("label={LABEL}={id}")])
+                        .is_some_and(|o| !stdout(&o).trim().is_empty());
+                if running || std::time::Instant::now() > deadline {
+                    break id;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        };
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let _ = child.kill();
+        let _ = child.wait();
+        // The container ends itself once airlock's end of the control socket is gone.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let o = podman(&["ps", "-q", "--filter", &format!("label={LABEL}={id}")]).expect("ps");
+            if stdout(&o).trim().is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let o = if how == "rm" {
+            ws.airlock().args(["rm", "--force", &id]).output()
+        } else {
+            ws.airlock().args(["prune"]).output()
+        }
+        .expect("remove");
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{how}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        assert!(
+            !sessions.join(&id).exists(),
+            "{how} left {id}: {}",
+            stderr(&o)
+        );
+    }
+}
