@@ -151,52 +151,6 @@ struct ImageFacts {
     volumes: Vec<PathBuf>,
 }
 
-/// Variables the dynamic loader and libc read at start-up that load code or change what runs
-/// (glibc `sysdeps/generic/unsecvars.h`, the list it clears for set-uid programs, and the
-/// `MALLOC_*` tunables' environment aliases): sent empty to the container whatever the image
-/// sets, since pid 1 runs the host's loader before it can clear anything itself.
-const LOADER_ENV: &[&str] = &[
-    "GCONV_PATH",
-    "GETCONF_DIR",
-    "GLIBC_TUNABLES",
-    "HOSTALIASES",
-    "LD_AUDIT",
-    "LD_BIND_NOT",
-    "LD_BIND_NOW",
-    "LD_DEBUG",
-    "LD_DEBUG_OUTPUT",
-    "LD_DYNAMIC_WEAK",
-    "LD_HWCAP_MASK",
-    "LD_LIBRARY_PATH",
-    "LD_ORIGIN_PATH",
-    "LD_PREFER_MAP_32BIT_EXEC",
-    "LD_PRELOAD",
-    "LD_PROFILE",
-    "LD_SHOW_AUXV",
-    "LD_USE_LOAD_BIAS",
-    "LOCALDOMAIN",
-    "LOCPATH",
-    "MALLOC_ARENA_MAX",
-    "MALLOC_ARENA_TEST",
-    "MALLOC_CHECK_",
-    "MALLOC_MMAP_MAX_",
-    "MALLOC_MMAP_THRESHOLD_",
-    "MALLOC_PERTURB_",
-    "MALLOC_TOP_PAD_",
-    "MALLOC_TRACE",
-    "MALLOC_TRIM_THRESHOLD_",
-    "NIS_PATH",
-    "NLSPATH",
-    "RESOLV_HOST_CONF",
-    "RES_OPTIONS",
-    "RUST_BACKTRACE",
-    "RUST_LOG",
-    "RUST_MIN_STACK",
-    "TMPDIR",
-    "TZ",
-    "TZDIR",
-];
-
 fn check_image(engine: &Engine, image: &str) -> Result<ImageFacts, ContainerError> {
     match engine.rt.block_on(engine.client.inspect_image(image)) {
         Ok(inspect) => {
@@ -237,10 +191,10 @@ fn check_image(engine: &Engine, image: &str) -> Result<ImageFacts, ContainerErro
 }
 
 /// The container's environment: every variable the image sets and every loader variable
-/// ([`LOADER_ENV`]), empty. The engines merge the image's `ENV` under the request's, so this is
+/// ([`airlock_sandbox::LOADER_ENV`]), empty. The engines merge the image's `ENV` under the request's, so this is
 /// how none of it reaches pid 1; pid 1 gives the command exactly the spec's.
 fn container_env(facts: &ImageFacts) -> Vec<String> {
-    let mut keys: Vec<&str> = LOADER_ENV.to_vec();
+    let mut keys: Vec<&str> = airlock_sandbox::LOADER_ENV.to_vec();
     keys.extend(facts.env_keys.iter().map(String::as_str));
     keys.sort_unstable();
     keys.dedup();

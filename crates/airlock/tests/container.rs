@@ -1182,3 +1182,48 @@ fn container_overlay_sessions_can_be_removed() {
         );
     }
 }
+
+/// A hidden path airlock cannot examine on the host (under a directory of mode 000, which the
+/// command could chmod inside a bind workspace) stops the start with an error naming it: a
+/// hide is never skipped because its kind is unknown.
+#[test]
+fn a_hide_that_cannot_be_judged_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    if !ready() {
+        return;
+    }
+    if is_root() {
+        airlock_test_support::skip("root examines a mode-000 directory; run as a user");
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let locked = ws.path().join("locked");
+    std::fs::create_dir(&locked).expect("mkdir");
+    std::fs::write(locked.join("secret"), "TOPSECRET\n").expect("write");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let pol = ws.data.path().join("hide.toml");
+    std::fs::write(
+        &pol,
+        format!(
+            "[filesystem]\nhide = [\"{}\"]\n",
+            locked.join("secret").display()
+        ),
+    )
+    .expect("policy");
+    let o = ws.sh_with(
+        &["--policy", &pol.display().to_string()],
+        "chmod 700 locked; cat locked/secret",
+    );
+    let _ = std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700));
+    assert!(
+        !stdout(&o).contains("TOPSECRET"),
+        "the hidden file was read"
+    );
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot hide") && stderr(&o).contains("locked/secret"),
+        "{}",
+        stderr(&o)
+    );
+}
