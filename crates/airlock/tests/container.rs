@@ -991,6 +991,26 @@ fn hostile_image_configuration_is_overridden() {
     let img = HostileImage::build("volume-elsewhere", &[], "VOLUME /data");
     let o = ws.sh_image(&img.0, "cat .git/HEAD");
     assert_eq!(stdout(&o), "ref: refs/heads/main\n", "{}", stderr(&o));
+    // USER, WORKDIR, ENTRYPOINT, CMD, HEALTHCHECK and STOPSIGNAL are airlock's, not the image's.
+    // (Podman runs healthchecks from systemd timers: where there is no systemd, as in CI's
+    // containers, the HEALTHCHECK part of this check holds either way.)
+    let lines = format!(
+        "USER 0:0\nWORKDIR /etc\nENTRYPOINT [\"/bin/sh\", \"-c\", \"touch {ws}/ENTRYPOINT_RAN\"]\n\
+         CMD [\"{ws}/CMD_RAN\"]\nSTOPSIGNAL SIGSTOP\n\
+         HEALTHCHECK --interval=1s CMD touch {ws}/HEALTHCHECK_RAN",
+        ws = ws.path().display()
+    );
+    let img = HostileImage::build("config", &[], &lines);
+    let o = ws.sh_image(&img.0, "id -u; pwd; sleep 3");
+    assert_eq!(
+        stdout(&o),
+        format!("{}\n{}\n", nix::unistd::geteuid(), ws.path().display()),
+        "{}",
+        stderr(&o)
+    );
+    for f in ["ENTRYPOINT_RAN", "CMD_RAN", "HEALTHCHECK_RAN"] {
+        assert!(!ws.path().join(f).exists(), "the image's {f} ran");
+    }
 }
 
 /// The user's terminal never goes into the container: run under a terminal (`script`), pid 1's
