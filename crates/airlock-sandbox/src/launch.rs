@@ -137,6 +137,9 @@ pub struct Sandbox {
     gate: Option<Gate>,
     /// What supervision has learnt so far about the sandbox's end.
     end: End,
+    /// Threads relaying a remote pid 1's output pipes to the supervisor's terminal
+    /// ([`remote_stdio`]): waited for (briefly) at the end so that no output is cut short.
+    relays: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// What the supervisor has learnt about a native sandbox's end.
@@ -389,6 +392,7 @@ impl Sandbox {
             execs: Arc::new(Mutex::new(HashMap::new())),
             gate: None,
             end: End::default(),
+            relays: Vec::new(),
         };
         // The cgroup placement overlaps with the build (`build_placed`).
         sandbox.handshake(spec, opts.unix_refusals, &[], true)
@@ -417,12 +421,16 @@ impl Sandbox {
             execs: Arc::new(Mutex::new(HashMap::new())),
             gate: None,
             end: End::default(),
+            relays: Vec::new(),
         };
-        let stdio = remote_stdio(spec.tty.is_some())?;
+        let (stdio, relays) = remote_stdio(spec.tty.is_some())?;
         let fds: Vec<std::os::fd::RawFd> = stdio.iter().map(|f| f.as_raw_fd()).collect();
         let sandbox = sandbox.handshake(spec, unix_refusals, &fds, false);
         drop(stdio);
-        sandbox
+        sandbox.map(|mut s| {
+            s.relays = relays;
+            s
+        })
     }
 
     /// Sends the spec (with `spec_fds` attached) and collects what init passes out once the
@@ -740,7 +748,18 @@ impl RunningSandbox for Sandbox {
     }
 
     fn finish(mut self: Box<Self>) -> Result<i32, SandboxError> {
-        self.exit_status()
+        let status = self.exit_status();
+        // The relays end at EOF, once the container's processes are gone; bounded all the same.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        for r in std::mem::take(&mut self.relays) {
+            while !r.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if r.is_finished() {
+                let _ = r.join();
+            }
+        }
+        status
     }
 }
 
@@ -848,21 +867,26 @@ pub fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// What [`remote_stdio`] makes: the descriptors to pass, and the output relays' threads.
+type RemoteStdio = (Vec<OwnedFd>, Vec<std::thread::JoinHandle<()>>);
+
 /// The stdin, stdout and stderr to pass to a pid 1 started elsewhere (a container's): each of
 /// the supervisor's that is not a terminal as it is (a file or pipe, as the command inherits
 /// it natively); for a terminal, a pipe the supervisor relays, output through the terminal
 /// filter ([`TermFilter`], as the pty's), input copied as typed. With `pty` (the command has a
 /// terminal of its own, relayed by `supervise`), a terminal stdin becomes `/dev/null`. Relay
-/// threads end when the container's end of their pipe closes.
+/// threads end when the container's end of their pipe closes; the output relays are returned
+/// to be waited for.
 ///
 /// # Errors
 /// A pipe, `/dev/null` or a duplicate of a descriptor cannot be made.
-fn remote_stdio(pty: bool) -> Result<Vec<OwnedFd>, SandboxError> {
+fn remote_stdio(pty: bool) -> Result<RemoteStdio, SandboxError> {
     use std::io::{Read, Write};
     use std::os::fd::AsFd;
     let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
     let fds = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
     let mut out = Vec::new();
+    let mut relays = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
         let own = fd
             .try_clone_to_owned()
@@ -888,7 +912,7 @@ fn remote_stdio(pty: bool) -> Result<Vec<OwnedFd>, SandboxError> {
             out.push(r);
         } else {
             let mut from = std::fs::File::from(r);
-            std::thread::spawn(move || {
+            relays.push(std::thread::spawn(move || {
                 let mut filter = TermFilter::new(FilterConfig::default());
                 let mut buf = vec![0u8; 16 * 1024];
                 let mut filtered = Vec::with_capacity(16 * 1024);
@@ -902,11 +926,11 @@ fn remote_stdio(pty: bool) -> Result<Vec<OwnedFd>, SandboxError> {
                         break;
                     }
                 }
-            });
+            }));
             out.push(w);
         }
     }
-    Ok(out)
+    Ok((out, relays))
 }
 
 #[cfg(test)]

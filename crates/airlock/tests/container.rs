@@ -1247,3 +1247,42 @@ fn a_hide_that_cannot_be_judged_stops_the_start() {
         stderr(&o)
     );
 }
+
+/// Without a pty for the command (stdin not a terminal) but a terminal on stdout, what the
+/// container writes reaches the terminal through airlock's relay and its filter, whole: a
+/// clipboard write (OSC 52) is dropped, the text around it and a long output's tail arrive.
+#[test]
+fn relayed_terminal_output_is_filtered_and_whole() {
+    if !ready() {
+        return;
+    }
+    if Command::new("script").arg("--version").output().is_err() {
+        airlock_test_support::skip("script (util-linux) is not installed");
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let inner = format!(
+        "'{}' run --backend podman --mode bind --image {IMAGE} -- sh -c \
+         'seq 1 20000 | tail -n 1; printf \"a\\033]52;c;UFdORUQ=\\007b\\n\"; \
+          printf \"c\\033]52;c;UFdORUQ=\\007d\\n\" >&2' < /dev/null",
+        bin().display()
+    );
+    let o = Command::new("script")
+        .current_dir(ws.path())
+        .env("XDG_DATA_HOME", ws.data.path())
+        .env_remove("AIRLOCK_RUNTIME")
+        .env_remove("AIRLOCK_IMAGE")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let out = stdout(&o);
+    assert!(
+        !out.contains("]52;"),
+        "a clipboard write reached the terminal: {out:?}"
+    );
+    for want in ["20000\r\n", "ab\r\n", "cd\r\n"] {
+        assert!(out.contains(want), "missing {want:?}: {out:?}");
+    }
+}
