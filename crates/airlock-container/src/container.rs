@@ -22,7 +22,7 @@
 //! |                           | pid 1's own (Landlock, native seccomp) before the command    |
 
 use std::collections::HashMap;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ use airlock_sandbox::message::ChannelListener;
 use airlock_sandbox::unix_gate::UnixRefusal;
 use airlock_sandbox::{RemoteInit, Sandbox, SandboxSpec, WorkspaceView};
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigCgroupnsModeEnum, Mount, MountType,
+    ContainerCreateBody, HealthConfig, HostConfig, HostConfigCgroupnsModeEnum, Mount, MountType,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
@@ -142,9 +142,38 @@ fn check_limits(engine: &Engine, limits: &Limits) -> Result<(), ContainerError> 
     })
 }
 
-fn check_image(engine: &Engine, image: &str) -> Result<(), ContainerError> {
+/// What of the image's configuration airlock overrides or refuses (`check_image`).
+#[derive(Debug, Default)]
+struct ImageFacts {
+    /// The names of the image's `ENV` variables: each is sent empty, so that none reaches pid 1.
+    env_keys: Vec<String>,
+    /// The image's `VOLUME`s (paths inside).
+    volumes: Vec<PathBuf>,
+}
+
+fn check_image(engine: &Engine, image: &str) -> Result<ImageFacts, ContainerError> {
     match engine.rt.block_on(engine.client.inspect_image(image)) {
-        Ok(_) => Ok(()),
+        Ok(inspect) => {
+            let config = inspect.config.unwrap_or_default();
+            Ok(ImageFacts {
+                env_keys: config
+                    .env
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|kv| {
+                        kv.split_once('=')
+                            .map_or(kv.as_str(), |(k, _)| k)
+                            .to_string()
+                    })
+                    .collect(),
+                volumes: config
+                    .volumes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(PathBuf::from)
+                    .collect(),
+            })
+        }
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Err(ContainerError::ImageMissing {
@@ -159,6 +188,54 @@ fn check_image(engine: &Engine, image: &str) -> Result<(), ContainerError> {
         }),
         Err(e) => Err(engine.error(format!("inspect image {image}"), &e)),
     }
+}
+
+/// The container's environment: every variable the image sets and every loader variable
+/// ([`airlock_sandbox::LOADER_ENV`]), empty. The engines merge the image's `ENV` under the request's, so this is
+/// how none of it reaches pid 1; pid 1 gives the command exactly the spec's.
+fn container_env(facts: &ImageFacts) -> Vec<String> {
+    let mut keys: Vec<&str> = airlock_sandbox::LOADER_ENV.to_vec();
+    keys.extend(facts.env_keys.iter().map(String::as_str));
+    keys.sort_unstable();
+    keys.dedup();
+    keys.iter()
+        .filter(|k| !k.is_empty())
+        .map(|k| format!("{k}="))
+        .collect()
+}
+
+/// Refuses an image whose `VOLUME`s would shadow part of a mount airlock makes (a `VOLUME` on
+/// the workspace's `.git` becomes an empty volume over it) or land in airlock's own directory.
+/// A volume exactly on a mount point is replaced by airlock's mount; one elsewhere is the
+/// image's own (removed with the container).
+///
+/// # Errors
+/// Names the image, the volume and the mount it falls in.
+fn check_volumes(image: &str, facts: &ImageFacts, layout: &Layout) -> Result<(), ContainerError> {
+    let targets = layout
+        .mounts
+        .iter()
+        .filter_map(|m| m.target.clone())
+        .chain(layout.tmpfs.keys().cloned())
+        .chain(
+            layout
+                .binds
+                .iter()
+                .filter_map(|b| b.split(':').nth(1).map(str::to_string)),
+        )
+        .chain([AIRLOCK_DIR.to_string()]);
+    for t in targets {
+        let t = Path::new(&t);
+        if let Some(v) = facts.volumes.iter().find(|v| v.starts_with(t) && *v != t) {
+            return Err(ContainerError::Unsupported(format!(
+                "image {image} declares VOLUME {}, inside {} which airlock mounts: it would \
+                 shadow part of it; rebuild the image without that VOLUME",
+                v.display(),
+                t.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The shared libraries this airlock process runs with (from /proc/self/maps), so the same
@@ -226,23 +303,201 @@ fn bind(source: &Path, target: &Path, writable: bool) -> Mount {
     }
 }
 
-/// Host path of `inside` through the spec's workspace and binds, if it has one.
-fn host_path(spec: &SandboxSpec, inside: &Path) -> Option<PathBuf> {
-    if let Some(WorkspaceView::Bind { source, target }) = &spec.workspace {
-        if let Ok(rest) = inside.strip_prefix(target) {
-            return Some(source.join(rest));
+/// Characters that Podman's volume syntax (`SRC:DST:OPTIONS`) or the overlay mount's options
+/// (`lowerdir=…,upperdir=…`, `\\` escapes, one option per line in crun's log) would read as
+/// structure rather than as part of a path.
+const OVERLAY_SEPARATORS: &[char] = &[':', ',', '\n', '\\', '\0'];
+
+/// Characters Podman's compat API reads as structure in a bind or tmpfs mount: it turns the
+/// request's structured `Mounts` into `type=bind,source=…,target=…` strings and `Tmpfs` into
+/// `PATH:OPTIONS` (Podman 4.3, `pkg/api/handlers/compat/containers_create.go`).
+const PODMAN_MOUNT_SEPARATORS: &[char] = &[',', ':', '\n', '\0'];
+
+/// Refuses, for Podman, a mount whose path holds one of [`PODMAN_MOUNT_SEPARATORS`].
+///
+/// # Errors
+/// Names the path and the character, and what to do.
+fn check_podman_paths<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<(), ContainerError> {
+    for text in paths {
+        if let Some(c) = text.chars().find(|c| PODMAN_MOUNT_SEPARATORS.contains(c)) {
+            return Err(ContainerError::Unsupported(format!(
+                "{text:?} holds {c:?}, which Podman reads as a mount option separator; rename \
+                 the directory, or use the native backend"
+            )));
         }
     }
-    if let Some(WorkspaceView::Overlay { lower, target, .. }) = &spec.workspace {
-        if let Ok(rest) = inside.strip_prefix(target) {
-            return Some(lower.join(rest));
+    Ok(())
+}
+
+/// Podman's overlay volume `LOWER:TARGET:O,upperdir=UPPER,workdir=WORK` (the compat API has no
+/// structured form of it).
+///
+/// # Errors
+/// A path holds one of [`OVERLAY_SEPARATORS`]: it would be parsed as more options (a second
+/// `upperdir`, say) by Podman or the kernel, so it is refused, naming the path.
+fn overlay_volume(
+    lower: &Path,
+    target: &Path,
+    upper: &Path,
+    work: &Path,
+) -> Result<String, ContainerError> {
+    for p in [lower, target, upper, work] {
+        let text = p.to_str().ok_or_else(|| {
+            ContainerError::Unsupported(format!(
+                "{} is not UTF-8, which Podman's overlay mounts cannot name; use --mode bind \
+                 or the native backend",
+                p.display()
+            ))
+        })?;
+        if let Some(c) = text.chars().find(|c| OVERLAY_SEPARATORS.contains(c)) {
+            return Err(ContainerError::Unsupported(format!(
+                "{text:?} holds {c:?}, which Podman's overlay mounts read as an option \
+                 separator; rename the directory, or use --mode bind or the native backend"
+            )));
         }
     }
-    spec.binds.iter().filter(|b| !b.optional).find_map(|b| {
-        inside
-            .strip_prefix(&b.target)
-            .ok()
-            .map(|r| b.source.join(r))
+    Ok(format!(
+        "{}:{}:O,upperdir={},workdir={}",
+        lower.display(),
+        target.display(),
+        upper.display(),
+        work.display()
+    ))
+}
+
+/// What a path inside the container shows, by the deepest mount of the spec over it.
+#[derive(Debug, PartialEq)]
+enum Origin {
+    /// A host path (a bind's source below the mount point).
+    Host(PathBuf),
+    /// An overlay of host directories: the session's upper layer over the host's lower one.
+    Overlay { upper: PathBuf, lower: PathBuf },
+    /// Nothing of the host: the image, or a tmpfs or generated file of airlock's.
+    Private,
+}
+
+/// The mounts of `spec` with what each shows: `(target inside, origin of the target)`.
+fn mount_origins(spec: &SandboxSpec) -> Vec<(PathBuf, Origin)> {
+    let mut out = vec![
+        (PathBuf::from("/tmp"), Origin::Private),
+        (spec.home.clone(), Origin::Private),
+    ];
+    for b in spec.binds.iter().filter(|b| !b.optional) {
+        out.push((b.target.clone(), Origin::Host(b.source.clone())));
+    }
+    match &spec.workspace {
+        Some(WorkspaceView::Bind { source, target }) => {
+            out.push((target.clone(), Origin::Host(source.clone())));
+        }
+        Some(WorkspaceView::Overlay {
+            lower,
+            upper,
+            target,
+            ..
+        }) => out.push((
+            target.clone(),
+            Origin::Overlay {
+                upper: upper.clone(),
+                lower: lower.clone(),
+            },
+        )),
+        None => {}
+    }
+    for o in &spec.overlays {
+        out.push((
+            o.target.clone(),
+            Origin::Overlay {
+                upper: o.upper.clone(),
+                lower: o.lower.clone(),
+            },
+        ));
+    }
+    for f in &spec.files {
+        out.push((f.target.clone(), Origin::Private));
+    }
+    out
+}
+
+/// How a hidden path must be covered in the container.
+#[derive(Debug, PartialEq)]
+enum Cover {
+    /// A directory of the host: an empty read-only tmpfs.
+    Dir,
+    /// A file (or other non-directory) of the host: the empty unreadable file.
+    File,
+    /// Nothing of the host's there (missing, a symlink, which native hiding leaves too, or the
+    /// image's own path).
+    Nothing,
+}
+
+/// Where `inside` comes from, by the deepest of `origins` over it (later entries win a tie, as
+/// the workspace and cache overlays are mounted after the binds).
+fn origin_of(origins: &[(PathBuf, Origin)], inside: &Path) -> Origin {
+    let mut best: Option<(&PathBuf, &Origin)> = None;
+    for (target, origin) in origins {
+        if inside.starts_with(target)
+            && best.is_none_or(|(b, _)| target.components().count() >= b.components().count())
+        {
+            best = Some((target, origin));
+        }
+    }
+    let Some((target, origin)) = best else {
+        return Origin::Private;
+    };
+    let rest = inside.strip_prefix(target).unwrap_or(Path::new(""));
+    match origin {
+        Origin::Host(src) => Origin::Host(src.join(rest)),
+        Origin::Overlay { upper, lower } => Origin::Overlay {
+            upper: upper.join(rest),
+            lower: lower.join(rest),
+        },
+        Origin::Private => Origin::Private,
+    }
+}
+
+/// The kind of host object at `p` (not following a final symlink), `None` when there is none.
+///
+/// # Errors
+/// `p` cannot be examined (a permission error on a parent, say): whether it holds a secret is
+/// unknown, so the container is not started (fail closed).
+fn host_kind(p: &Path, hidden: &Path) -> Result<Option<std::fs::FileType>, ContainerError> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) => Ok(Some(m.file_type())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => Ok(None),
+        Err(e) => Err(ContainerError::io(
+            format!(
+                "cannot hide {} in the container: cannot examine {} on the host (fix its                  permissions, or run with the native backend)",
+                hidden.display(),
+                p.display()
+            ),
+            e,
+        )),
+    }
+}
+
+/// How the hidden path `inside` is covered, judged as native hiding does (after all mounts):
+/// through the deepest mount over it, the workspace's and the caches' overlays included (the
+/// session's upper layer first, where a whiteout means the path is gone).
+///
+/// # Errors
+/// The host path behind it cannot be examined ([`host_kind`]).
+fn cover(origins: &[(PathBuf, Origin)], inside: &Path) -> Result<Cover, ContainerError> {
+    let kind = match origin_of(origins, inside) {
+        Origin::Private => return Ok(Cover::Nothing),
+        Origin::Host(p) => host_kind(&p, inside)?,
+        Origin::Overlay { upper, lower } => match host_kind(&upper, inside)? {
+            // An overlay whiteout (a character device in the upper layer): deleted inside.
+            Some(k) if k.is_char_device() => return Ok(Cover::Nothing),
+            Some(k) => Some(k),
+            None => host_kind(&lower, inside)?,
+        },
+    };
+    Ok(match kind {
+        None => Cover::Nothing,
+        Some(k) if k.is_symlink() => Cover::Nothing,
+        Some(k) if k.is_dir() => Cover::Dir,
+        Some(_) => Cover::File,
     })
 }
 
@@ -299,13 +554,7 @@ fn layout(
             target,
         }) => {
             if engine.kind() == EngineKind::Podman || engine.facts().is_podman() {
-                binds.push(format!(
-                    "{}:{}:O,upperdir={},workdir={}",
-                    lower.display(),
-                    target.display(),
-                    upper.display(),
-                    work.display()
-                ));
+                binds.push(overlay_volume(lower, target, upper, work)?);
             } else {
                 return Err(ContainerError::Unsupported(
                     "the overlay workspace (--mode overlay) needs Podman's overlay mounts; with \
@@ -319,13 +568,7 @@ fn layout(
     // Host caches with a session layer on top (ecosystem presets): the same overlay mounts.
     for o in &spec.overlays {
         if engine.kind() == EngineKind::Podman || engine.facts().is_podman() {
-            binds.push(format!(
-                "{}:{}:O,upperdir={},workdir={}",
-                o.lower.display(),
-                o.target.display(),
-                o.upper.display(),
-                o.work.display()
-            ));
+            binds.push(overlay_volume(&o.lower, &o.target, &o.upper, &o.work)?);
         } else {
             return Err(ContainerError::Unsupported(format!(
                 "the cache overlay at {} (an ecosystem preset) needs Podman's overlay mounts; \
@@ -360,16 +603,35 @@ fn layout(
     std::fs::write(&empty, b"")
         .map_err(|e| ContainerError::io(format!("cannot write {}", empty.display()), e))?;
     let _ = std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o000));
-    for h in &spec.hide {
-        let is_dir = host_path(spec, h).map(|p| p.is_dir());
-        match is_dir {
-            Some(true) => {
+    // Every hidden path is judged through the mount that shows it (binds, the workspace, the
+    // cache overlays); one that cannot be judged stops the start (`cover`).
+    let origins = mount_origins(spec);
+    let mut hidden_dirs: Vec<&Path> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for h in spec.hide.iter().filter(|h| seen.insert(*h)) {
+        match cover(&origins, h)? {
+            Cover::Dir => {
                 tmpfs.insert(h.display().to_string(), "ro,size=4k,mode=000".into());
+                hidden_dirs.push(h);
             }
-            Some(false) => mounts.push(bind(&empty, h, false)),
-            // Nothing of the host there: the image's own path, which is not the host's secret.
-            None => {}
+            Cover::File => mounts.push(bind(&empty, h, false)),
+            Cover::Nothing => {}
         }
+    }
+    // Natively a hidden directory covers whatever was mounted below it; engines mount parents
+    // first, so a mount below a hidden directory would show through: leave it out.
+    mounts.retain(|m| {
+        let t = Path::new(m.target.as_deref().unwrap_or("/"));
+        !hidden_dirs.iter().any(|d| t != *d && t.starts_with(d))
+    });
+    if engine.facts().is_podman() || engine.kind() == EngineKind::Podman {
+        check_podman_paths(
+            mounts
+                .iter()
+                .flat_map(|m| [m.source.as_deref(), m.target.as_deref()])
+                .flatten()
+                .chain(tmpfs.keys().map(String::as_str)),
+        )?;
     }
     Ok(Layout {
         mounts,
@@ -397,6 +659,7 @@ fn create_body(
     opts: &ContainerOptions,
     layout: Layout,
     seccomp: &Path,
+    facts: &ImageFacts,
 ) -> ContainerCreateBody {
     let podman = engine.facts().is_podman();
     // Podman's compat API reads the profile from a file; Docker's takes its contents.
@@ -439,7 +702,13 @@ fn create_body(
         image: Some(opts.image.clone()),
         entrypoint: Some(layout.entrypoint),
         cmd: Some(Vec::new()),
-        env: Some(Vec::new()),
+        env: Some(container_env(facts)),
+        // The image's HEALTHCHECK would run its command in the container as the user.
+        healthcheck: Some(HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..HealthConfig::default()
+        }),
+        stop_signal: Some("SIGKILL".into()),
         user: Some(format!("{}:{}", spec.uid, spec.gid)),
         hostname: Some(spec.hostname.clone()),
         working_dir: Some("/".into()),
@@ -659,14 +928,15 @@ pub fn launch(
     opts: ContainerOptions,
 ) -> Result<Sandbox, ContainerError> {
     check_limits(&engine, &opts.limits)?;
-    check_image(&engine, &opts.image)?;
+    let facts = check_image(&engine, &opts.image)?;
     let dir = state_dir(&opts.state_dir)?;
     let layout = layout(&engine, spec, &opts, dir.path())?;
+    check_volumes(&opts.image, &facts, &layout)?;
     let seccomp = dir.path().join("files/seccomp.json");
     std::fs::write(&seccomp, crate::seccomp::profile().to_string())
         .map_err(|e| ContainerError::io(format!("cannot write {}", seccomp.display()), e))?;
     let listener = ChannelListener::bind(&dir.path().join("ctl/ctl.sock"))?;
-    let body = create_body(&engine, spec, &opts, layout, &seccomp);
+    let body = create_body(&engine, spec, &opts, layout, &seccomp, &facts);
     tracing::debug!(body = ?body, socket = %engine.socket().display(), "creating the container");
     let create_opts = opts
         .name
@@ -740,4 +1010,81 @@ pub fn launch(
         Box::new(container),
         opts.unix_refusals,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_volumes_refuse_option_separators() {
+        let p = Path::new;
+        assert_eq!(
+            overlay_volume(p("/l"), p("/t"), p("/u"), p("/w")).expect("plain"),
+            "/l:/t:O,upperdir=/u,workdir=/w"
+        );
+        for bad in ["/a:b", "/c,upperdir=/x", "/n\nl", "/b\\,x", "/z\0"] {
+            for i in 0..4 {
+                let mut paths = [p("/l"), p("/t"), p("/u"), p("/w")];
+                paths[i] = p(bad);
+                let e = overlay_volume(paths[0], paths[1], paths[2], paths[3])
+                    .expect_err(bad)
+                    .to_string();
+                assert!(e.contains("--mode bind"), "{e}");
+            }
+        }
+        // Spaces and '=' are plain characters there.
+        assert!(overlay_volume(p("/a b=c"), p("/a b=c"), p("/u"), p("/w")).is_ok());
+    }
+
+    /// Hidden paths are judged through the deepest mount over them: a cache overlay inside a
+    /// bound home (the layer first, then the host's cache), a bind, or nothing of the host's.
+    #[test]
+    fn hides_are_judged_through_the_mount_that_shows_them() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (lower, upper, src) = (
+            d.path().join("lower"),
+            d.path().join("upper"),
+            d.path().join("src"),
+        );
+        for p in [&lower, &upper, &src, &lower.join("dir")] {
+            std::fs::create_dir_all(p).expect("mkdir");
+        }
+        std::fs::write(lower.join("credentials.toml"), "t").expect("write");
+        std::fs::write(upper.join("new"), "t").expect("write");
+        std::fs::write(src.join("f"), "t").expect("write");
+        std::os::unix::fs::symlink("/etc/passwd", lower.join("link")).expect("link");
+        let origins = vec![
+            (PathBuf::from("/tmp"), Origin::Private),
+            (PathBuf::from("/home/u"), Origin::Private),
+            (
+                PathBuf::from("/home/u/.cargo"),
+                Origin::Overlay {
+                    upper: upper.clone(),
+                    lower,
+                },
+            ),
+            (PathBuf::from("/home/u/.cargo/bin"), Origin::Host(src)),
+        ];
+        let at = |p: &str| cover(&origins, Path::new(p)).expect("cover");
+        assert_eq!(at("/home/u/.cargo/credentials.toml"), Cover::File);
+        assert_eq!(at("/home/u/.cargo/dir"), Cover::Dir);
+        assert_eq!(at("/home/u/.cargo/new"), Cover::File);
+        assert_eq!(at("/home/u/.cargo/missing"), Cover::Nothing);
+        assert_eq!(at("/home/u/.cargo/link"), Cover::Nothing);
+        assert_eq!(at("/home/u/.cargo/bin/f"), Cover::File);
+        assert_eq!(at("/home/u/.ssh"), Cover::Nothing);
+        assert_eq!(at("/etc/shadow"), Cover::Nothing);
+        // A whiteout in the layer: deleted inside, though the host's cache has it.
+        nix::sys::stat::mknod(
+            &upper.join("credentials.toml"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .ok();
+        if upper.join("credentials.toml").exists() {
+            assert_eq!(at("/home/u/.cargo/credentials.toml"), Cover::Nothing);
+        }
+    }
 }

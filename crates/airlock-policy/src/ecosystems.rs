@@ -26,6 +26,12 @@ pub struct Ecosystem {
     /// layer (`~/.cargo`, `~/.npm`, …).
     #[serde(default)]
     pub caches: Vec<String>,
+    /// Files and directories inside those caches, relative to the home, where the tools keep
+    /// configuration or credentials (registry tokens, server passwords) rather than downloads:
+    /// hidden inside whenever the preset's caches are shown (a `*` component matches any one
+    /// directory). Each entry's comment in the preset file names the tool's documentation.
+    #[serde(default)]
+    pub hide: Vec<String>,
 }
 
 /// The preset `name`; an unknown name is an error listing the known ones.
@@ -51,8 +57,18 @@ mod tests {
         for (name, _) in ECOSYSTEMS {
             let e = ecosystem(name).expect(name);
             assert!(!e.hosts.is_empty() && !e.description.is_empty(), "{name}");
-            for c in &e.caches {
+            for c in e.caches.iter().chain(&e.hide) {
                 assert!(!c.starts_with('/') && !c.contains(".."), "{name}: {c}");
+            }
+            // A hidden path lies inside one of the preset's caches (elsewhere nothing of the
+            // home is shown, so there is nothing to hide).
+            for h in &e.hide {
+                assert!(
+                    e.caches
+                        .iter()
+                        .any(|c| std::path::Path::new(h).starts_with(c)),
+                    "{name}: {h} is outside its caches"
+                );
             }
             for h in &e.hosts {
                 DomainPattern::parse(h).unwrap_or_else(|err| panic!("{name}: {h}: {err}"));

@@ -240,6 +240,53 @@ enum Lockdown {
     Container,
 }
 
+/// Variables the dynamic loader and libc read at start-up that load code or change what runs
+/// (glibc `sysdeps/generic/unsecvars.h`, the list it clears for set-uid programs, and the
+/// `MALLOC_*` tunables' environment aliases): sent empty to the container whatever the image
+/// sets, since pid 1 runs the host's loader before it can clear anything itself; pid 1 refuses
+/// to go on when one of them is set to anything ([`container_init_main`]).
+pub const LOADER_ENV: &[&str] = &[
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "GLIBC_TUNABLES",
+    "HOSTALIASES",
+    "LD_AUDIT",
+    "LD_BIND_NOT",
+    "LD_BIND_NOW",
+    "LD_DEBUG",
+    "LD_DEBUG_OUTPUT",
+    "LD_DYNAMIC_WEAK",
+    "LD_HWCAP_MASK",
+    "LD_LIBRARY_PATH",
+    "LD_ORIGIN_PATH",
+    "LD_PREFER_MAP_32BIT_EXEC",
+    "LD_PRELOAD",
+    "LD_PROFILE",
+    "LD_SHOW_AUXV",
+    "LD_USE_LOAD_BIAS",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "MALLOC_ARENA_MAX",
+    "MALLOC_ARENA_TEST",
+    "MALLOC_CHECK_",
+    "MALLOC_MMAP_MAX_",
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_PERTURB_",
+    "MALLOC_TOP_PAD_",
+    "MALLOC_TRACE",
+    "MALLOC_TRIM_THRESHOLD_",
+    "NIS_PATH",
+    "NLSPATH",
+    "RESOLV_HOST_CONF",
+    "RES_OPTIONS",
+    "RUST_BACKTRACE",
+    "RUST_LOG",
+    "RUST_MIN_STACK",
+    "TMPDIR",
+    "TZ",
+    "TZDIR",
+];
+
 /// Entry point of `airlock __container-init SOCKET`: pid 1 of a container started by the
 /// container backend. Connects to the supervisor's control socket (bind-mounted into the
 /// container), receives the spec with the supervisor's stdin, stdout and stderr, and from then on
@@ -248,6 +295,18 @@ enum Lockdown {
 /// itself down, starts the command and reaps. Returns the process exit status.
 pub fn container_init_main(socket: &Path) -> i32 {
     close_from(3);
+    // The container backend sends these empty; anything else means the engine merged in an
+    // image's value, which the loader has already acted on: stop before touching anything.
+    for (k, v) in std::env::vars_os() {
+        if !v.is_empty() && k.to_str().is_some_and(|k| LOADER_ENV.contains(&k)) {
+            eprintln!(
+                "airlock: __container-init: the container's environment sets {} (the image's \
+                 ENV?), which the loader acts on before airlock runs; refusing to start",
+                k.to_string_lossy()
+            );
+            return EXIT_FAILURE;
+        }
+    }
     let chan = match Channel::connect(socket) {
         Ok(c) => c,
         Err(e) => {

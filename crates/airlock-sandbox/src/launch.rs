@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{TcpListener, UdpSocket};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -137,6 +137,9 @@ pub struct Sandbox {
     gate: Option<Gate>,
     /// What supervision has learnt so far about the sandbox's end.
     end: End,
+    /// Threads relaying a remote pid 1's output pipes to the supervisor's terminal
+    /// ([`remote_stdio`]): waited for (briefly) at the end so that no output is cut short.
+    relays: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// What the supervisor has learnt about a native sandbox's end.
@@ -389,6 +392,7 @@ impl Sandbox {
             execs: Arc::new(Mutex::new(HashMap::new())),
             gate: None,
             end: End::default(),
+            relays: Vec::new(),
         };
         // The cgroup placement overlaps with the build (`build_placed`).
         sandbox.handshake(spec, opts.unix_refusals, &[], true)
@@ -398,6 +402,9 @@ impl Sandbox {
     /// container) and has connected `chan`: sends it the spec with the supervisor's stdin, stdout
     /// and stderr attached (the command gets them, as it inherits them natively) and waits until
     /// it is built, exactly as [`Sandbox::launch`]. On an error `remote` is killed (dropped).
+    ///
+    /// A terminal among them is never passed (pid 1 runs code of the image's choosing before
+    /// its lockdown, which must not reach the user's terminal raw): [`remote_stdio`].
     pub fn adopt(
         spec: &SandboxSpec,
         chan: Channel,
@@ -414,8 +421,16 @@ impl Sandbox {
             execs: Arc::new(Mutex::new(HashMap::new())),
             gate: None,
             end: End::default(),
+            relays: Vec::new(),
         };
-        sandbox.handshake(spec, unix_refusals, &[0, 1, 2], false)
+        let (stdio, relays) = remote_stdio(spec.tty.is_some())?;
+        let fds: Vec<std::os::fd::RawFd> = stdio.iter().map(|f| f.as_raw_fd()).collect();
+        let sandbox = sandbox.handshake(spec, unix_refusals, &fds, false);
+        drop(stdio);
+        sandbox.map(|mut s| {
+            s.relays = relays;
+            s
+        })
     }
 
     /// Sends the spec (with `spec_fds` attached) and collects what init passes out once the
@@ -733,7 +748,18 @@ impl RunningSandbox for Sandbox {
     }
 
     fn finish(mut self: Box<Self>) -> Result<i32, SandboxError> {
-        self.exit_status()
+        let status = self.exit_status();
+        // The relays end at EOF, once the container's processes are gone; bounded all the same.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        for r in std::mem::take(&mut self.relays) {
+            while !r.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if r.is_finished() {
+                let _ = r.join();
+            }
+        }
+        status
     }
 }
 
@@ -839,6 +865,72 @@ pub fn die_with_parent(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// What [`remote_stdio`] makes: the descriptors to pass, and the output relays' threads.
+type RemoteStdio = (Vec<OwnedFd>, Vec<std::thread::JoinHandle<()>>);
+
+/// The stdin, stdout and stderr to pass to a pid 1 started elsewhere (a container's): each of
+/// the supervisor's that is not a terminal as it is (a file or pipe, as the command inherits
+/// it natively); for a terminal, a pipe the supervisor relays, output through the terminal
+/// filter ([`TermFilter`], as the pty's), input copied as typed. With `pty` (the command has a
+/// terminal of its own, relayed by `supervise`), a terminal stdin becomes `/dev/null`. Relay
+/// threads end when the container's end of their pipe closes; the output relays are returned
+/// to be waited for.
+///
+/// # Errors
+/// A pipe, `/dev/null` or a duplicate of a descriptor cannot be made.
+fn remote_stdio(pty: bool) -> Result<RemoteStdio, SandboxError> {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let fds = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+    let mut out = Vec::new();
+    let mut relays = Vec::new();
+    for (i, fd) in fds.into_iter().enumerate() {
+        let own = fd
+            .try_clone_to_owned()
+            .map_err(|e| SandboxError::io("cannot duplicate the supervisor's stdio", e))?;
+        if !nix::unistd::isatty(fd).unwrap_or(false) {
+            out.push(own);
+            continue;
+        }
+        if i == 0 && pty {
+            let null = std::fs::File::open("/dev/null")
+                .map_err(|e| SandboxError::io("cannot open /dev/null", e))?;
+            out.push(null.into());
+            continue;
+        }
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| SandboxError::sys("cannot make a pipe for the container's stdio", e))?;
+        let mut real = std::fs::File::from(own);
+        if i == 0 {
+            let mut to = std::fs::File::from(w);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut real, &mut to);
+            });
+            out.push(r);
+        } else {
+            let mut from = std::fs::File::from(r);
+            relays.push(std::thread::spawn(move || {
+                let mut filter = TermFilter::new(FilterConfig::default());
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut filtered = Vec::with_capacity(16 * 1024);
+                while let Ok(n) = from.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    filtered.clear();
+                    filter.filter(&buf[..n], &mut filtered);
+                    if real.write_all(&filtered).is_err() {
+                        break;
+                    }
+                }
+            }));
+            out.push(w);
+        }
+    }
+    Ok((out, relays))
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub mod termfilter;
 pub mod unix_gate;
 
 pub use backend::{Backend, LimitReport, Progress, RunningSandbox, SessionContext, SessionRef};
-pub use init::{container_init_main, init_main};
+pub use init::{container_init_main, init_main, LOADER_ENV};
 pub use launch::{
     block_signals, die_with_parent, unblock_signals_in_child, Exec, ExecHandle, ExecRouter,
     LaunchOptions, Native, NetFds, RemoteInit, Sandbox,

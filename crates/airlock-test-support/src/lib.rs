@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod otlp;
+pub mod presets;
 pub mod tls;
 
 /// `n` random characters from `[A-Za-z0-9]` (from /dev/urandom): the tail of a test secret

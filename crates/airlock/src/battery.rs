@@ -123,6 +123,46 @@ fn tool_secret_check(base: &Path, secret: &str) -> Option<Check> {
     Some(c)
 }
 
+/// Reads a registry token that cargo keeps inside its home, which `--preset rust` shows as a
+/// cache overlay: `~/.cargo/credentials.toml` of a scratch home (the inside `airlock run` gets
+/// it as `HOME`, with the real data and config directories kept, so the engine's image store
+/// and the session store are the usual ones). The control reads it outside; inside the preset's
+/// hide list must cover it through the overlay, on every backend. `None` when the fixture cannot
+/// be written or the real home is unknown.
+fn preset_secret_check(base: &Path, secret: &str) -> Option<Check> {
+    let real_home = PathBuf::from(std::env::var_os("HOME")?);
+    let home = base.join("preset-home");
+    std::fs::create_dir_all(home.join(".cargo/registry")).ok()?;
+    let creds = home.join(".cargo/credentials.toml");
+    std::fs::write(&creds, format!("[registry]\ntoken = \"{secret}\"\n")).ok()?;
+    let mut c = check(
+        "read a registry token in a preset's cache (~/.cargo/credentials.toml, --preset rust)",
+        Guarantee::HostSecrets,
+        "read-file",
+        &[&creds.display().to_string(), secret],
+    );
+    c.run_flags = vec!["--preset".to_string(), "rust".to_string()];
+    let real = |var: &str, default: &str| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty() && Path::new(v).is_absolute())
+            .map_or_else(|| real_home.join(default), PathBuf::from)
+            .display()
+            .to_string()
+    };
+    c.run_env = vec![
+        ("HOME".to_string(), home.display().to_string()),
+        (
+            "XDG_DATA_HOME".to_string(),
+            real("XDG_DATA_HOME", ".local/share"),
+        ),
+        (
+            "XDG_CONFIG_HOME".to_string(),
+            real("XDG_CONFIG_HOME", ".config"),
+        ),
+    ];
+    Some(c)
+}
+
 /// For the worktree check: a git repository to run in, and a control directory whose `.git`
 /// links to a git directory of its own whose alternates name a main repository's objects (as
 /// worktree mode lays them out), all writable. `None` without a working host git.
@@ -423,6 +463,7 @@ pub(crate) fn table(base: &Path, ws: &Path, outside: &Path, home: Option<&Path>)
         }
     }
     checks.extend(tool_secret_check(base, &secret));
+    checks.extend(preset_secret_check(base, &secret));
     // 4. A credential's secret: the sandbox holds a placeholder, the bytes are nowhere inside.
     let cred_secret = format!("sk-selftest-{}{}", token(), token());
     let cred_policy = base.join("credentials.toml");

@@ -80,6 +80,25 @@ pub(crate) fn overlays(presets: &[String], home: &Path, dir: &Path) -> Result<Ve
     Ok(out)
 }
 
+/// The paths to hide inside for `presets`' caches under `home`: each preset's `hide` list
+/// (configuration and credentials the tools keep inside their caches, such as cargo's
+/// `credentials.toml`), expanded to what exists on the host.
+///
+/// # Errors
+/// A preset name is unknown.
+pub(crate) fn hidden(presets: &[String], home: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for name in presets {
+        let eco = airlock_policy::ecosystems::ecosystem(name).map_err(|e| anyhow!(e))?;
+        for rel in &eco.hide {
+            out.extend(crate::tool_secrets::expand(home, rel));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// Creates the layers' directories (in the session directory `dir`, before the sandbox
 /// starts) and records which host cache each sits on ([`LAYERS_FILE`]).
 pub(crate) fn create_layers(dir: &Path, overlays: &[OverlayMount]) -> Result<()> {
@@ -126,5 +145,21 @@ mod tests {
         assert_eq!(o[0].target, home.path().join(".npm"));
         assert_eq!(o[0].upper, dir.join("caches/0/upper"));
         assert!(overlays(&["cobol".into()], home.path(), dir).is_err());
+    }
+
+    #[test]
+    fn preset_hides_name_existing_files() {
+        let home = tempfile::tempdir().expect("home");
+        std::fs::create_dir_all(home.path().join(".cargo")).expect("cargo");
+        std::fs::create_dir_all(home.path().join(".npm/_logs")).expect("npm");
+        std::fs::write(home.path().join(".cargo/credentials.toml"), "x").expect("creds");
+        let got = hidden(&["rust".into(), "node".into()], home.path()).expect("hidden");
+        assert_eq!(
+            got,
+            vec![
+                home.path().join(".cargo/credentials.toml"),
+                home.path().join(".npm/_logs")
+            ]
+        );
     }
 }

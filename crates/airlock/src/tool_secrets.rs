@@ -99,7 +99,7 @@ const PREFIX_SECRETS: &[Secret] = &[
 ];
 
 /// Expands `pattern` (components, `*` for any one directory) under `root` to existing paths.
-fn expand(root: &Path, pattern: &str) -> Vec<PathBuf> {
+pub(crate) fn expand(root: &Path, pattern: &str) -> Vec<PathBuf> {
     let mut found = vec![root.to_path_buf()];
     for comp in pattern.split('/') {
         let mut next = Vec::new();

@@ -151,6 +151,23 @@ impl Ws {
     fn sh(&self, script: &str) -> Output {
         self.sh_with(&[], script)
     }
+
+    /// `airlock run --backend podman --mode bind --image IMAGE -- sh -c SCRIPT`.
+    fn sh_image(&self, image: &str, script: &str) -> Output {
+        self.airlock()
+            .args([
+                "run",
+                "--backend",
+                "podman",
+                "--mode",
+                "bind",
+                "--image",
+                image,
+            ])
+            .args(["--", "sh", "-c", script])
+            .output()
+            .expect("run airlock")
+    }
 }
 
 /// Nothing of airlock's is left: no container with airlock's label, no private Podman service.
@@ -737,4 +754,535 @@ fn hidden_paths_stay_hidden() {
         std::fs::read_to_string(root.join("secret.txt")).expect("still there"),
         "TOPSECRET\n"
     );
+}
+
+/// Every ecosystem preset × the secrets its tools keep in and beside its caches, in a
+/// container: none is readable (the hide list reaches inside the cache overlays, as natively),
+/// while the cache itself is.
+#[test]
+fn preset_caches_show_no_tool_secrets() {
+    use airlock_test_support::presets::{plant, CONTROL, MARKER};
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let home = tempfile::tempdir().expect("home");
+    let sets = plant(home.path());
+    for set in &sets {
+        let files: Vec<String> = set
+            .secrets
+            .iter()
+            .map(|f| format!("\"$HOME/{f}\""))
+            .collect();
+        let script = format!(
+            "for f in {}; do cat \"$f\"; cp \"$f\" /tmp/c 2>/dev/null && cat /tmp/c; done \
+             2>/dev/null; grep -rs {MARKER} \"$HOME\" /tmp; echo; cat \"$HOME/{}\"",
+            files.join(" "),
+            set.control
+        );
+        let o = ws
+            .airlock()
+            .args([
+                "run",
+                "--backend",
+                "podman",
+                "--mode",
+                "bind",
+                "--image",
+                IMAGE,
+            ])
+            .args(["--preset", set.preset, "--", "sh", "-c", &script])
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join(".config"))
+            .env_remove("CARGO_HOME")
+            .output()
+            .expect("run");
+        let out = stdout(&o);
+        assert!(
+            !out.contains(MARKER),
+            "--preset {}: a tool secret is readable in the container: {out}",
+            set.preset
+        );
+        assert!(
+            out.contains(CONTROL),
+            "--preset {}: the cache is not shown: {out}{}",
+            set.preset,
+            stderr(&o)
+        );
+    }
+}
+
+/// Workspace paths holding characters of Podman's mount and overlay option syntax (`,` `:`
+/// newlines; Podman's compat API turns even structured mounts into option strings): refused
+/// with a clear error before any container exists, in bind and overlay mode, never read as
+/// injected mount options (`/tmp/c,upperdir=/x` once reached the kernel's overlay options);
+/// `=` and spaces are plain characters and work.
+#[test]
+fn workspace_paths_are_never_parsed_as_mount_options() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    for (name, overlay_ok) in [
+        ("a,upperdir=x", false),
+        ("b:c", false),
+        ("new\nline", false),
+        ("d=e f", true),
+    ] {
+        let dir = ws.data.path().join(name);
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("hello.txt"), "hello\n").expect("write");
+        for mode in ["bind", "overlay"] {
+            let o = ws
+                .airlock()
+                .current_dir(&dir)
+                .args([
+                    "run",
+                    "--backend",
+                    "podman",
+                    "--mode",
+                    mode,
+                    "--image",
+                    IMAGE,
+                ])
+                .args(["--", "sh", "-c", "cat hello.txt && echo new > made.txt"])
+                .output()
+                .expect("run");
+            let ok = overlay_ok;
+            if ok {
+                assert_eq!(
+                    (o.status.code(), stdout(&o).as_str()),
+                    (Some(0), "hello\n"),
+                    "{name:?} {mode}: {}",
+                    stderr(&o)
+                );
+            } else {
+                assert_eq!(
+                    o.status.code(),
+                    Some(125),
+                    "{name:?} {mode}: {}",
+                    stderr(&o)
+                );
+                assert!(
+                    stderr(&o).contains("option separator")
+                        && stderr(&o).contains("native backend"),
+                    "{name:?}: {}",
+                    stderr(&o)
+                );
+            }
+            // Bind mode writes the workspace; overlay mode never does before a merge.
+            assert_eq!(
+                dir.join("made.txt").exists(),
+                ok && mode == "bind",
+                "{name:?} {mode}"
+            );
+            let _ = std::fs::remove_file(dir.join("made.txt"));
+        }
+    }
+}
+
+/// Builds `localhost/airlock-test-hostile-NAME` from the test image plus `lines` (Containerfile
+/// instructions) with `files` in the build context; removed by the returned guard.
+struct HostileImage(String);
+
+impl HostileImage {
+    fn build(name: &str, files: &[(&str, &Path)], lines: &str) -> HostileImage {
+        let ctx = tempfile::tempdir().expect("context");
+        for (dst, src) in files {
+            std::fs::copy(src, ctx.path().join(dst)).expect("copy into the context");
+        }
+        std::fs::write(
+            ctx.path().join("Containerfile"),
+            format!("FROM {IMAGE}\n{lines}\n"),
+        )
+        .expect("containerfile");
+        let tag = format!("localhost/airlock-test-hostile-{name}:latest");
+        let ctx_s = ctx.path().display().to_string();
+        let o = podman(&["build", "-q", "--format", "docker", "-t", &tag, &ctx_s])
+            .expect("podman build");
+        assert!(o.status.success(), "podman build {tag}: {}", stderr(&o));
+        HostileImage(tag)
+    }
+}
+
+impl Drop for HostileImage {
+    fn drop(&mut self) {
+        let _ = podman(&["rmi", "-f", &self.0]);
+    }
+}
+
+/// A shared object whose constructor leaves `/tmp/PRELOAD_RAN` and writes an OSC 52 clipboard
+/// write to every terminal it holds: what a hostile image's `ENV LD_PRELOAD` would run in pid 1.
+fn preload_library(dir: &Path) -> Option<PathBuf> {
+    let src = dir.join("p.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\n#include <unistd.h>\n\
+         __attribute__((constructor)) static void p(void) {\n\
+           FILE *f = fopen(\"/tmp/PRELOAD_RAN\", \"a\"); if (f) { fprintf(f, \"pid %d\\n\", getpid()); fclose(f); }\n\
+           for (int fd = 0; fd < 3; fd++) if (isatty(fd)) write(fd, \"\\033]52;c;UFdORUQ=\\a\", 15);\n\
+         }\n\
+         unsigned int la_version(unsigned int v) { return v; }\n",
+    )
+    .expect("source");
+    let so = dir.join("p.so");
+    let ok = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(so)
+}
+
+/// A hostile or careless image's configuration never reaches pid 1 or the session: `ENV` that
+/// loads code into pid 1 (`LD_PRELOAD`, `LD_AUDIT`, `LD_LIBRARY_PATH`, `GLIBC_TUNABLES`) is
+/// sent empty, the image's other variables do not reach the command, and a `VOLUME` inside the
+/// workspace (which would shadow its `.git` with an empty volume) is refused with an error
+/// naming it.
+#[test]
+fn hostile_image_configuration_is_overridden() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let Some(so) = preload_library(ws.data.path()) else {
+        airlock_test_support::skip("no C compiler (cc) to build the preload library");
+        return;
+    };
+    for (name, env) in [
+        ("preload", "ENV LD_PRELOAD=/p.so IMAGE_VAR=from-image"),
+        ("audit", "ENV LD_AUDIT=/p.so"),
+        (
+            "libpath",
+            "ENV LD_LIBRARY_PATH=/evil GLIBC_TUNABLES=glibc.malloc.check=3",
+        ),
+    ] {
+        let lines = format!("COPY p.so /p.so\nCOPY p.so /evil/libc.so.6\n{env}");
+        let img = HostileImage::build(name, &[("p.so", &so)], &lines);
+        let o = ws.sh_image(
+            &img.0,
+            "cat /tmp/PRELOAD_RAN 2>/dev/null || echo clean; echo \"var=$IMAGE_VAR\"; \
+             echo \"ld=$LD_PRELOAD$LD_AUDIT$LD_LIBRARY_PATH\"",
+        );
+        let out = stdout(&o);
+        assert_eq!(
+            out,
+            "clean\nvar=\nld=\n",
+            "{name}: the image's ENV reached pid 1 or the command: {}",
+            stderr(&o)
+        );
+    }
+    std::fs::create_dir(ws.path().join(".git")).expect(".git");
+    std::fs::write(ws.path().join(".git/HEAD"), "ref: refs/heads/main\n").expect("HEAD");
+    let vol = format!("VOLUME {}/.git", ws.path().display());
+    let img = HostileImage::build("volume", &[], &vol);
+    let o = ws.sh_image(&img.0, "cat .git/HEAD");
+    assert_eq!(o.status.code(), Some(125), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("VOLUME") && stderr(&o).contains(".git"),
+        "{}",
+        stderr(&o)
+    );
+    // A VOLUME outside every mount is the image's own and harmless: the session runs.
+    let img = HostileImage::build("volume-elsewhere", &[], "VOLUME /data");
+    let o = ws.sh_image(&img.0, "cat .git/HEAD");
+    assert_eq!(stdout(&o), "ref: refs/heads/main\n", "{}", stderr(&o));
+    // USER, WORKDIR, ENTRYPOINT, CMD, HEALTHCHECK and STOPSIGNAL are airlock's, not the image's.
+    // (Podman runs healthchecks from systemd timers: where there is no systemd, as in CI's
+    // containers, the HEALTHCHECK part of this check holds either way.)
+    let lines = format!(
+        "USER 0:0\nWORKDIR /etc\nENTRYPOINT [\"/bin/sh\", \"-c\", \"touch {ws}/ENTRYPOINT_RAN\"]\n\
+         CMD [\"{ws}/CMD_RAN\"]\nSTOPSIGNAL SIGSTOP\n\
+         HEALTHCHECK --interval=1s CMD touch {ws}/HEALTHCHECK_RAN",
+        ws = ws.path().display()
+    );
+    let img = HostileImage::build("config", &[], &lines);
+    let o = ws.sh_image(&img.0, "id -u; pwd; sleep 3");
+    assert_eq!(
+        stdout(&o),
+        format!("{}\n{}\n", nix::unistd::geteuid(), ws.path().display()),
+        "{}",
+        stderr(&o)
+    );
+    for f in ["ENTRYPOINT_RAN", "CMD_RAN", "HEALTHCHECK_RAN"] {
+        assert!(!ws.path().join(f).exists(), "the image's {f} ran");
+    }
+}
+
+/// The user's terminal never goes into the container: run under a terminal (`script`), pid 1's
+/// stdin, stdout and stderr are pipes or /dev/null that airlock relays (output through the
+/// terminal filter), not the terminal, which code running in pid 1 before its lockdown (an
+/// image's `LD_PRELOAD`, once) could write raw escapes to.
+#[test]
+fn the_users_terminal_never_enters_the_container() {
+    if !ready() {
+        return;
+    }
+    if Command::new("script").arg("--version").output().is_err() {
+        airlock_test_support::skip("script (util-linux) is not installed");
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let inner = format!(
+        "'{}' run --backend podman --mode bind --image {IMAGE} -- sh -c 'touch started; sleep 30'",
+        bin().display()
+    );
+    let mut child = Command::new("script")
+        .current_dir(ws.path())
+        .env("XDG_DATA_HOME", ws.data.path())
+        .env_remove("AIRLOCK_RUNTIME")
+        .env_remove("AIRLOCK_IMAGE")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("script");
+    let started = ws.path().join("started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(started.exists(), "the command never started");
+    // This test's container: the one with the workspace among its mounts.
+    let o = podman(&["ps", "-q", "--filter", &format!("label={LABEL}")]).expect("ps");
+    let ws_path = ws.path().display().to_string();
+    let pid = stdout(&o).lines().find_map(|id| {
+        let o = podman(&[
+            "inspect",
+            "-f",
+            "{{.State.Pid}}{{range .Mounts}} {{.Destination}}{{end}}",
+            id,
+        ])?;
+        let text = stdout(&o);
+        let mut words = text.split_whitespace();
+        let pid = words.next()?.to_string();
+        words.any(|d| d == ws_path).then_some(pid)
+    });
+    let pid = pid.expect("the session's container");
+    let mut checked = 0;
+    for fd in 0..3 {
+        // Rootless, pid 1 (not dumpable) is readable only from the engine's user namespace.
+        let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+            .map(|t| t.display().to_string())
+            .or_else(|e| {
+                podman(&["unshare", "readlink", &format!("/proc/{pid}/fd/{fd}")])
+                    .filter(|o| o.status.success())
+                    .map(|o| stdout(&o).trim().to_string())
+                    .ok_or(e)
+            });
+        match link {
+            Ok(t) => {
+                assert!(
+                    !t.starts_with("/dev/pts") && !t.starts_with("/dev/tty") && t != "/dev/console",
+                    "pid 1 of the container holds the terminal as fd {fd}: {t}"
+                );
+                checked += 1;
+            }
+            Err(e) => airlock_test_support::skip(&format!(
+                "cannot read /proc/{pid}/fd/{fd} of the container's pid 1: {e}"
+            )),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        checked == 3 || !is_root(),
+        "only {checked} descriptors checked"
+    );
+}
+
+/// Overlay sessions of the container backend can be deleted: the overlay's scratch directory
+/// (which rootless Podman leaves owned by a subordinate uid, mode 000) is removed when the
+/// session ends, and `airlock rm` / `airlock prune` delete what a killed airlock left, through
+/// the engine's user namespace when they must.
+#[test]
+fn container_overlay_sessions_can_be_removed() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let sessions = ws.data.path().join("airlock/sessions");
+    let newest = |ws: &Ws| -> Option<String> {
+        let o = ws
+            .airlock()
+            .args(["ls", "--all", "--json"])
+            .output()
+            .expect("ls");
+        let rows: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        rows[0]["id"].as_str().map(str::to_string)
+    };
+    let overlay = |script: &str| {
+        let mut c = ws.airlock();
+        c.args([
+            "run",
+            "--backend",
+            "podman",
+            "--mode",
+            "overlay",
+            "--image",
+            IMAGE,
+        ])
+        .args(["--", "sh", "-c", script]);
+        c
+    };
+    // Ended normally: no scratch left, and rm deletes it.
+    let o = overlay("rm hello.txt; echo new > n.txt")
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let id = newest(&ws).expect("the session");
+    assert!(!sessions.join(&id).join("work").exists(), "scratch left");
+    let o = ws
+        .airlock()
+        .args(["rm", "--force", &id])
+        .output()
+        .expect("rm");
+    assert_eq!(o.status.code(), Some(0), "rm: {}", stderr(&o));
+    assert!(!sessions.join(&id).exists(), "rm left {id}");
+    // airlock killed mid-session: its scratch stays as the engine left it; rm and prune delete.
+    for how in ["rm", "prune"] {
+        // prune deletes only sessions without changes: that one writes nothing.
+        let script = if how == "rm" {
+            "echo x > a.txt; sleep 60"
+        } else {
+            "sleep 60"
+        };
+        let mut child = overlay(script)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let id = {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let id = newest(&ws).unwrap_or_default();
+                let running = !id.is_empty()
+                    && podman(&["ps", "-q", "--filter", &format!("label={LABEL}={id}")])
+                        .is_some_and(|o| !stdout(&o).trim().is_empty());
+                if running || std::time::Instant::now() > deadline {
+                    break id;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        };
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let _ = child.kill();
+        let _ = child.wait();
+        // The container ends itself once airlock's end of the control socket is gone.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let o = podman(&["ps", "-q", "--filter", &format!("label={LABEL}={id}")]).expect("ps");
+            if stdout(&o).trim().is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let o = if how == "rm" {
+            ws.airlock().args(["rm", "--force", &id]).output()
+        } else {
+            ws.airlock().args(["prune"]).output()
+        }
+        .expect("remove");
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{how}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        assert!(
+            !sessions.join(&id).exists(),
+            "{how} left {id}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+/// A hidden path airlock cannot examine on the host (under a directory of mode 000, which the
+/// command could chmod inside a bind workspace) stops the start with an error naming it: a
+/// hide is never skipped because its kind is unknown.
+#[test]
+fn a_hide_that_cannot_be_judged_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    if !ready() {
+        return;
+    }
+    if is_root() {
+        airlock_test_support::skip("root examines a mode-000 directory; run as a user");
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let locked = ws.path().join("locked");
+    std::fs::create_dir(&locked).expect("mkdir");
+    std::fs::write(locked.join("secret"), "TOPSECRET\n").expect("write");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let pol = ws.data.path().join("hide.toml");
+    std::fs::write(
+        &pol,
+        format!(
+            "[filesystem]\nhide = [\"{}\"]\n",
+            locked.join("secret").display()
+        ),
+    )
+    .expect("policy");
+    let o = ws.sh_with(
+        &["--policy", &pol.display().to_string()],
+        "chmod 700 locked; cat locked/secret",
+    );
+    let _ = std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700));
+    assert!(
+        !stdout(&o).contains("TOPSECRET"),
+        "the hidden file was read"
+    );
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot hide") && stderr(&o).contains("locked/secret"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Without a pty for the command (stdin not a terminal) but a terminal on stdout, what the
+/// container writes reaches the terminal through airlock's relay and its filter, whole: a
+/// clipboard write (OSC 52) is dropped, the text around it and a long output's tail arrive.
+#[test]
+fn relayed_terminal_output_is_filtered_and_whole() {
+    if !ready() {
+        return;
+    }
+    if Command::new("script").arg("--version").output().is_err() {
+        airlock_test_support::skip("script (util-linux) is not installed");
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Ws::new();
+    let inner = format!(
+        "'{}' run --backend podman --mode bind --image {IMAGE} -- sh -c \
+         'seq 1 20000 | tail -n 1; printf \"a\\033]52;c;UFdORUQ=\\007b\\n\"; \
+          printf \"c\\033]52;c;UFdORUQ=\\007d\\n\" >&2' < /dev/null",
+        bin().display()
+    );
+    let o = Command::new("script")
+        .current_dir(ws.path())
+        .env("XDG_DATA_HOME", ws.data.path())
+        .env_remove("AIRLOCK_RUNTIME")
+        .env_remove("AIRLOCK_IMAGE")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let out = stdout(&o);
+    assert!(
+        !out.contains("]52;"),
+        "a clipboard write reached the terminal: {out:?}"
+    );
+    for want in ["20000\r\n", "ab\r\n", "cd\r\n"] {
+        assert!(out.contains(want), "missing {want:?}: {out:?}");
+    }
 }

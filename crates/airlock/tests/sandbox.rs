@@ -6247,3 +6247,62 @@ fn desktop_notifications_go_over_the_session_bus() {
     assert!(!stderr(&o).contains("desktop"), "{}", stderr(&o));
     assert_eq!(bus.notified().len(), 3);
 }
+
+/// The script that tries to read a preset's planted secrets inside (directly, and by searching
+/// the whole home and /tmp for the marker), then prints the cache's control file.
+fn preset_secret_probe(set: &airlock_test_support::presets::PresetSecrets) -> String {
+    use airlock_test_support::presets::MARKER;
+    let files: Vec<String> = set
+        .secrets
+        .iter()
+        .map(|f| format!("\"$HOME/{f}\""))
+        .collect();
+    format!(
+        "for f in {}; do cat \"$f\"; cp \"$f\" /tmp/c 2>/dev/null && cat /tmp/c; done 2>/dev/null; \
+         grep -rs {MARKER} \"$HOME\" /tmp; echo; cat \"$HOME/{}\"",
+        files.join(" "),
+        set.control
+    )
+}
+
+/// Every ecosystem preset × the secrets its tools keep in and beside its caches: none is
+/// readable inside (cargo's credentials and token configs, Maven's settings, Gradle's
+/// properties, npm's rc and logs, pip/uv/go config and .netrc), while the cache itself is.
+#[test]
+fn preset_caches_show_no_tool_secrets() {
+    use airlock_test_support::presets::{plant, CONTROL, MARKER};
+    let home = tempfile::tempdir().expect("home");
+    let sets = plant(home.path());
+    let ws = Ws::new();
+    for set in &sets {
+        let o = ws
+            .airlock()
+            .args([
+                "run",
+                "--mode",
+                "bind",
+                "--preset",
+                set.preset,
+                "--workspace",
+            ])
+            .arg(ws.path())
+            .args(["--", "sh", "-c", &preset_secret_probe(set)])
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join(".config"))
+            .env_remove("CARGO_HOME")
+            .output()
+            .expect("run");
+        let out = stdout(&o);
+        assert!(
+            !out.contains(MARKER),
+            "--preset {}: a tool secret is readable inside: {out}",
+            set.preset
+        );
+        assert!(
+            out.contains(CONTROL),
+            "--preset {}: the cache is not shown: {out}{}",
+            set.preset,
+            stderr(&o)
+        );
+    }
+}

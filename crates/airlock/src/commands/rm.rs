@@ -69,8 +69,13 @@ fn kept_worktree(r: &SessionRow, force: bool) -> Result<Option<PathBuf>> {
 }
 
 /// Deletes a session directory. overlayfs leaves its scratch `work/work` directory with mode 000,
-/// so directories are made accessible first.
-pub(super) fn remove_tree(dir: &std::path::Path) -> std::io::Result<()> {
+/// so directories are made accessible first. Rootless Podman's overlay mounts leave it owned by
+/// the container's root (a subordinate uid of the user), which only the engine's user namespace
+/// can delete: then `podman unshare rm -rf DIR` (no link followed) does, and says so.
+///
+/// # Errors
+/// The tree cannot be deleted by either way; the error is the first attempt's.
+pub(crate) fn remove_tree(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if std::fs::remove_dir_all(dir).is_ok() {
         return Ok(());
@@ -80,11 +85,38 @@ pub(super) fn remove_tree(dir: &std::path::Path) -> std::io::Result<()> {
         let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
         if let Ok(entries) = std::fs::read_dir(&d) {
             for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if e.file_type().is_ok_and(|t| t.is_dir() && !t.is_symlink()) {
                     stack.push(e.path());
                 }
             }
         }
     }
-    std::fs::remove_dir_all(dir)
+    let err = match std::fs::remove_dir_all(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    if err.kind() != std::io::ErrorKind::PermissionDenied || nix::unistd::geteuid().is_root() {
+        return Err(err);
+    }
+    let unshared = std::process::Command::new("podman")
+        .args(["unshare", "rm", "-rf", "--"])
+        .arg(dir)
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if unshared && std::fs::symlink_metadata(dir).is_err() {
+        tracing::debug!(dir = %dir.display(), "deleted through `podman unshare`");
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        err.kind(),
+        format!(
+            "{err} (files owned by a container's user; `podman unshare rm -rf {}` did not \
+             delete them either)",
+            dir.display()
+        ),
+    ))
 }

@@ -213,6 +213,7 @@ fn finish(plan: &Plan, store: &Store, status: Result<i32>) -> Result<i32> {
     if let Some(wt) = &plan.worktree {
         finish_worktree(session, wt);
     }
+    remove_overlay_scratch(plan);
     let removed = super::ls::finish_session(session, plan.disposal, plan.bind_before.as_ref());
     let stderr_tty = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
     if plan.mode == SessionMode::Overlay && status.is_ok() && stderr_tty && !removed {
@@ -221,6 +222,24 @@ fn finish(plan: &Plan, store: &Store, status: Result<i32>) -> Result<i32> {
         );
     }
     status
+}
+
+/// Deletes the overlays' scratch directories once the session has ended (the workspace's and
+/// the caches' `work`; the kernel or a rootless engine leaves them mode 000, the engine's owned
+/// by a subordinate uid): nothing reads them afterwards, and left there they make the session
+/// directory undeletable by plain means. The layers themselves stay for diff, merge and
+/// promote; a session started again makes a new `work`.
+fn remove_overlay_scratch(plan: &Plan) {
+    let mut scratch: Vec<std::path::PathBuf> =
+        plan.spec.overlays.iter().map(|o| o.work.clone()).collect();
+    if plan.mode == SessionMode::Overlay {
+        scratch.push(plan.dir.join("work"));
+    }
+    for w in scratch.iter().filter(|w| w.exists()) {
+        if let Err(e) = super::rm::remove_tree(w) {
+            tracing::debug!(dir = %w.display(), "cannot delete the overlay's scratch: {e}");
+        }
+    }
 }
 
 /// Removes a clean worktree, or says why it was kept (loudly when its links were changed).

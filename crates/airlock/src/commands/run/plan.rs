@@ -112,6 +112,11 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
     let mut spec = base_spec(args, &host, view.view, view.cwd, &creds, limits.memory())?;
     add_worktree(&mut spec, view.worktree.as_ref());
     spec.overlays = crate::caches::overlays(&policy.presets, &who.home, &dir)?;
+    for h in crate::caches::hidden(&policy.presets, &who.home)? {
+        if !spec.hide.contains(&h) {
+            spec.hide.push(h);
+        }
+    }
     if let Some(p) = profile {
         // A detached session with approvals holds the gate's asks (`gate_audit`).
         let holds = (args.detached_child.is_some() || args.detach)
