@@ -447,7 +447,7 @@ mod tests {
         store
             .conn
             .execute(
-                "UPDATE sessions SET backend = 'podman-box' WHERE id = 'new00001'",
+                "UPDATE sessions SET backend = 'quantum-box' WHERE id = 'new00001'",
                 [],
             )
             .expect("update");
@@ -461,7 +461,7 @@ mod tests {
         let bad = store.unreadable().expect("unreadable");
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].0, "new00001");
-        assert!(bad[0].1.contains("podman-box"), "{}", bad[0].1);
+        assert!(bad[0].1.contains("quantum-box"), "{}", bad[0].1);
     }
 
     /// Commits live in the write-ahead log, which a closing connection no longer checkpoints
