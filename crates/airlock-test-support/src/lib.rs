@@ -42,3 +42,34 @@ pub fn skip(reason: &str) {
             .and_then(|mut f| f.write_all(line.as_bytes()));
     }
 }
+
+/// Points a test's private `XDG_DATA_HOME` (`data`) at the invoking user's container store
+/// (`$XDG_DATA_HOME/containers`, else `~/.local/share/containers`): rootless Podman keeps its
+/// images there, so a session run with the private data directory still finds them. Root's
+/// store is elsewhere (`/var/lib/containers`), so nothing is linked for root.
+///
+/// # Panics
+/// When `HOME` is unset or the link cannot be made.
+pub fn link_container_store(data: &std::path::Path) {
+    if is_root() {
+        return;
+    }
+    let real = std::env::var_os("XDG_DATA_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".local/share")))
+        .expect("HOME");
+    std::os::unix::fs::symlink(real.join("containers"), data.join("containers"))
+        .expect("link the container store");
+}
+
+/// Whether the tests run as root (effective uid 0), read from `/proc/self/status`.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}

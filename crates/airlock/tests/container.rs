@@ -103,16 +103,7 @@ impl Ws {
             data: mk("airlock-ctr-data-"),
         };
         std::fs::write(ws.path().join("hello.txt"), "hello\n").expect("write");
-        // Rootless Podman keeps its images under $XDG_DATA_HOME too: the test's own data
-        // directory points there to the user's store.
-        if !is_root() {
-            let real = std::env::var_os("XDG_DATA_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
-                .expect("HOME");
-            std::os::unix::fs::symlink(real.join("containers"), ws.data.path().join("containers"))
-                .expect("link the container store");
-        }
+        airlock_test_support::link_container_store(ws.data.path());
         ws
     }
 

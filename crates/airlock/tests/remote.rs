@@ -28,10 +28,6 @@ fn bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -158,15 +154,7 @@ impl Ws {
             dir: mk("airlock-box-"),
             data: mk("airlock-box-data-"),
         };
-        // Rootless Podman keeps its images under $XDG_DATA_HOME too.
-        if !is_root() {
-            let real = std::env::var_os("XDG_DATA_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
-                .expect("HOME");
-            std::os::unix::fs::symlink(real.join("containers"), ws.data.path().join("containers"))
-                .expect("link the container store");
-        }
+        airlock_test_support::link_container_store(ws.data.path());
         ws
     }
 
