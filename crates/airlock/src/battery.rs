@@ -323,13 +323,22 @@ impl Drop for BoundSockets {
 }
 
 pub(crate) fn marker_alive(marker: &str) -> bool {
+    marker_alive_except(marker, None)
+}
+
+/// Whether a process other than `except` (the `airlock run` a check started, whose own
+/// arguments hold the marker) has `marker` in its command line.
+pub(crate) fn marker_alive_except(marker: &str, except: Option<u32>) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return false;
     };
     dir.flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline"))
-            .map(|c| c.windows(marker.len()).any(|w| w == marker.as_bytes()))
-            .unwrap_or(false)
+        let pid = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok());
+        pid.is_some()
+            && pid != except
+            && std::fs::read(e.path().join("cmdline"))
+                .map(|c| c.windows(marker.len()).any(|w| w == marker.as_bytes()))
+                .unwrap_or(false)
     })
 }
 

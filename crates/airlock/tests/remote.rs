@@ -935,3 +935,70 @@ fn a_detached_box_session_is_listed_stopped_and_collected() {
     let d = ws.airlock().args(["diff", "far"]).output().expect("diff");
     assert!(text(&d.stdout).contains("made.txt"), "{}", text(&d.stdout));
 }
+
+/// A command that ends before the box reports it running keeps its own status (0, 1, 127), a
+/// signal to the foreground `airlock run` stops the box's command (as it stops a local one),
+/// and input on a pipe is refused up front rather than lost.
+#[test]
+fn fast_commands_signals_and_piped_input() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    for (cmd, want) in [
+        (&["echo", "hi"][..], 0),
+        (&["false"][..], 1),
+        (&["/no/such/program"][..], 127),
+    ] {
+        let o = ws
+            .airlock()
+            .args(["run", "--backend", "podman-box", "--"])
+            .args(cmd)
+            .output()
+            .expect("run");
+        assert_eq!(o.status.code(), Some(want), "{cmd:?}: {}", text(&o.stderr));
+    }
+    assert_no_box("after fast commands");
+    let start = std::time::Instant::now();
+    let mut child = ws
+        .airlock()
+        .args(["run", "--backend", "podman-box", "--", "sh", "-c"])
+        .arg("sleep 60; echo late > late.txt")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let name = wait_box();
+    // Let the command start, then stop airlock as `timeout` or Ctrl-C would.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let _ = name;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143), "the command ends by SIGTERM");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(45),
+        "the signal did not stop the box's command"
+    );
+    assert_no_box("after a signal");
+    let mut child = ws
+        .airlock()
+        .args(["run", "--backend", "podman-box", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    drop(child.stdin.take());
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        text(&o.stderr).contains("does not pass standard input"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_no_box("after piped input");
+}

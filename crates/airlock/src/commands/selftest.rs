@@ -12,7 +12,9 @@ use airlock_sandbox::guarantee::Guarantee;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::battery::{kill_marker, marker_alive, token, wait_for, Check, Fixtures, Verify};
+use crate::battery::{
+    kill_marker, marker_alive, marker_alive_except, token, wait_for, Check, Fixtures, Verify,
+};
 use crate::cli::SelftestArgs;
 
 #[derive(Debug, Serialize)]
@@ -108,6 +110,19 @@ impl Target {
             });
         }
         let kind = airlock_session::BackendKind::from(args.backend);
+        if kind.is_remote() {
+            // The battery plants its targets on this host and checks them here; a box on
+            // another machine (or its own container) can neither see nor reach them, so every
+            // check would prove nothing.
+            return Err(crate::exit::with_code(
+                crate::exit::FAILURE,
+                anyhow::anyhow!(
+                    "selftest --backend {kind}: the escape battery attacks this host, which a \
+                     remote box cannot reach; its sandbox is the native one, so run `airlock \
+                     selftest` on the machine it runs on (docs/remote.md)"
+                ),
+            ));
+        }
         let mut run_flags = vec!["--backend".to_string(), kind.as_str().to_string()];
         if let Some(r) = &args.runtime {
             run_flags.extend(["--runtime".to_string(), r.clone()]);
@@ -414,7 +429,13 @@ fn supervisor_kill_check(exe: &Path, ws: &Path, fx: &mut Fixtures, target: &Targ
             error: true,
         },
         Ok(mut child) => {
-            if !wait_for(|| marker_alive(&marker), Duration::from_secs(10)) {
+            // The `airlock run` itself holds the marker in its arguments: only another process
+            // (the probe inside) shows that the sandbox started.
+            let run_pid = Some(child.id());
+            if !wait_for(
+                || marker_alive_except(&marker, run_pid),
+                Duration::from_secs(10),
+            ) {
                 let _ = child.kill();
                 let _ = child.wait();
                 ProbeRun {
@@ -425,7 +446,10 @@ fn supervisor_kill_check(exe: &Path, ws: &Path, fx: &mut Fixtures, target: &Targ
             } else {
                 let _ = child.kill();
                 let _ = child.wait();
-                let gone = wait_for(|| !marker_alive(&marker), Duration::from_secs(3));
+                let gone = wait_for(
+                    || !marker_alive_except(&marker, run_pid),
+                    Duration::from_secs(3),
+                );
                 kill_marker(&marker);
                 ProbeRun {
                     got_through: !gone,

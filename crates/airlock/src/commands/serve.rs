@@ -452,6 +452,12 @@ fn wait_ready(
             return Ok(child);
         }
         if let Some(status) = child.try_wait()? {
+            // A command that ran and ended before readiness was seen (`echo hi`) is a session
+            // that started: its status, 126 and 127 included, is the command's. Only airlock's
+            // own failure (125) is a session that could not start.
+            if status.code() != Some(crate::exit::FAILURE) {
+                return Ok(child);
+            }
             let log = std::fs::read_to_string(dir.with_extension("log")).unwrap_or_default();
             bail!(
                 "the session ended while starting ({status}): {}{}",

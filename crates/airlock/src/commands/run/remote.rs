@@ -60,6 +60,10 @@ pub(super) fn run(args: &RunArgs, request: Request, kind: BackendKind) -> Result
         }
     };
     store.set_location(&session, &at)?;
+    // Ctrl-C, `kill` or `timeout` stop the box's command, as they stop a local one.
+    let _signals = (!args.detach)
+        .then(|| StopOnSignal::start(kind, EngineOptions::for_run(args, &request.policy), &at))
+        .transpose()?;
     let outcome = drive(
         args,
         engine.as_ref(),
@@ -119,6 +123,12 @@ fn request_for(
 ) -> Result<BoxRequest> {
     if args.mode != crate::cli::Mode::Overlay {
         bail!("--backend {kind} works on an overlay of the uploaded tree: drop --mode");
+    }
+    if !args.dry_run && !args.detach && stdin_holds_input() {
+        bail!(
+            "--backend {kind} does not pass standard input to the box's command yet: put the \
+             input in a file in the workspace (it is uploaded) and read it from there"
+        );
     }
     if args.prompt.is_some() || args.prompt_file.is_some() {
         bail!("--prompt with --backend {kind} is not supported yet: give the command after --");
@@ -324,4 +334,77 @@ pub(crate) fn collect(engine: &dyn Engine, at: &str, dir: &Path, print: bool) ->
 fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
     let _ = std::fs::remove_file(path);
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Forwards the user's SIGINT, SIGTERM and SIGHUP to the box's command (`ctl stop`, which
+/// ends it with SIGTERM) while a foreground remote session runs. `airlock run` blocked those
+/// signals before anything else (they queue for the supervisor), and a remote run has no local
+/// sandbox to deliver them to, so without this they would wait unread until the command ended.
+/// The watching thread makes its own engine connection (an engine is not shared between
+/// threads) and stops when this is dropped.
+struct StopOnSignal {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StopOnSignal {
+    fn start(kind: BackendKind, opts: EngineOptions, at: &str) -> Result<StopOnSignal> {
+        use nix::sys::signal::{SigSet, Signal};
+        use nix::sys::signalfd::{SfdFlags, SignalFd};
+        let mut set = SigSet::empty();
+        for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+            set.add(s);
+        }
+        let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .context("cannot watch for signals (signalfd)")?;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, at) = (done.clone(), at.to_string());
+        let thread = std::thread::spawn(move || {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            use std::os::fd::AsFd;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(200u16));
+                let Ok(Some(sig)) = sfd.read_signal() else {
+                    continue;
+                };
+                eprintln!(
+                    "airlock: signal {} received: stopping the box's command",
+                    sig.ssi_signo
+                );
+                let stopped = backends::engine(kind, &opts)
+                    .and_then(|e| ctl(e.as_ref(), &at, ctl::STOP, &[]).map(|_| ()));
+                if let Err(e) = stopped {
+                    eprintln!("airlock: warning: cannot stop the box's command: {e:#}");
+                }
+            }
+        });
+        Ok(StopOnSignal {
+            done,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for StopOnSignal {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Whether standard input is a pipe or a file (input the user meant for the command), rather
+/// than a terminal or `/dev/null`.
+fn stdin_holds_input() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(fd) = std::io::stdin().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    std::fs::File::from(fd)
+        .metadata()
+        .map(|m| m.file_type().is_fifo() || m.file_type().is_file())
+        .unwrap_or(false)
 }
