@@ -546,16 +546,16 @@ pub fn render(
     let describe = |s: &Side, which: &str| match s {
         Side::Absent => None,
         Side::Text(t) => Some(format!(
-            "  {which}: text, {}\n",
+            "  {which}{p}: text, {}\n",
             crate::merge::human_size(t.len() as u64)
         )),
         Side::Unshown(u) => Some(format!(
-            "  {which}: {}, {}\n",
+            "  {which}{p}: {}, {}\n",
             u.kind,
             crate::merge::human_size(u.len)
         )),
         Side::Link(t) => Some(format!(
-            "  {which}: symbolic link -> {}\n",
+            "  {which}{p}: symbolic link -> {}\n",
             crate::quote::path(t)
         )),
     };

@@ -381,8 +381,10 @@ pub(crate) struct RunArgs {
     /// engine's; `airlock doctor` lists those installed).
     #[arg(long, value_name = "RUNTIME", env = "AIRLOCK_RUNTIME")]
     pub(crate) runtime: Option<String>,
-    /// Image of the container backends (it must be in the engine's local store), or of the Fly
-    /// machine with --backend fly (default `[fly] image`, else registry.fly.io/APP:airlock-VERSION).
+    /// Image of the container backends (it must be in the engine's local store), of the pod
+    /// with --backend k8s (required: `[k8s] image`, holding airlock and the agent's CLI), or of
+    /// the Fly machine with --backend fly (default `[fly] image`, else
+    /// registry.fly.io/APP:airlock-VERSION).
     #[arg(long, value_name = "IMAGE", env = "AIRLOCK_IMAGE")]
     pub(crate) image: Option<String>,
     /// With --backend fly: the Fly app the machine is created in (default `[fly] app`; it must

@@ -4852,11 +4852,11 @@ fn merge_keeps_holes_and_diff_shows_sizes() {
         "{d}"
     );
     assert!(
-        d.contains("b/: binary data, 1.1 GiB (1153433600 bytes)"),
+        d.contains("b/big.bin: binary data, 1.1 GiB (1153433600 bytes)"),
         "{d}"
     );
     assert!(
-        d.contains("b/: binary data, 1.0 TiB (1099511627776 bytes)"),
+        d.contains("b/huge.bin: binary data, 1.0 TiB (1099511627776 bytes)"),
         "{d}"
     );
     // Not shown in full: landed only with the flag.

@@ -108,10 +108,13 @@ fn ask(id: &str, request: &str) -> Result<i32> {
             writeln!(std::io::stdout(), "session {}: {done}", info.id)?;
             Ok(0)
         }
-        None => bail!(
-            "session {}: {}",
-            info.id,
-            answer.trim_end().trim_start_matches("error: ")
-        ),
+        None => {
+            // The supervisor's errors already name the session.
+            let why = answer.trim_end().trim_start_matches("error: ");
+            if why.starts_with("session ") {
+                bail!("{why}");
+            }
+            bail!("session {}: {why}", info.id)
+        }
     }
 }
