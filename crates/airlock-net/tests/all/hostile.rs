@@ -2,7 +2,7 @@
 //! ClientHello, a ClientHello dribbled across segments, half-closed and abandoned tunnels, a
 //! connection flood. Each case is bounded in time, and the proxy keeps serving others.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! or its ClientHello (read by the HTTP parser before the tunnel existed), large transfers, the
 //! byte counts in the audit log, and half-close.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! CONNECT+TLS, refusals (denied name before any DNS lookup, IP literals, private answers, SNI
 //! mismatch or absence, ports), the answers the agent sees, audit events, and reload.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -9,12 +9,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
 
 const IMAGE: &str = "localhost/airlock-test-busybox:latest";
 const LABEL: &str = "airlock.session";
 
-static SERIAL: Mutex<()> = Mutex::new(());
+use crate::PODMAN_SERIAL as SERIAL;
 
 fn bin() -> PathBuf {
     std::env::var_os("AIRLOCK_BIN")

@@ -14,13 +14,12 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const BOX_IMAGE: &str = "localhost/airlock-box:latest";
 const BOX_LABEL: &str = "airlock.box";
 
-static SERIAL: Mutex<()> = Mutex::new(());
+use crate::PODMAN_SERIAL as SERIAL;
 
 fn bin() -> PathBuf {
     std::env::var_os("AIRLOCK_BIN")
