@@ -3,7 +3,12 @@
 
 pub mod otlp;
 pub mod presets;
+pub mod run;
 pub mod tls;
+pub mod workspace;
+
+pub use run::{stderr, stdout, Run, RunExt};
+pub use workspace::{airlock_bin, podman_lock, Workspace};
 
 /// `n` random characters from `[A-Za-z0-9]` (from /dev/urandom): the tail of a test secret
 /// shaped like an API key.

@@ -12,30 +12,18 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use crate::bin;
+use airlock_test_support::{stderr, stdout, RunExt};
 use serde_json::{json, Value};
-
-fn bin() -> PathBuf {
-    std::env::var_os("AIRLOCK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
-}
 
 fn npm_bin() -> PathBuf {
     let prefix = std::env::var_os("AIRLOCK_TEST_NPM_PREFIX")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/opt/airlock-test/npm"));
     prefix.join("bin")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A random secret shaped like an Anthropic API key.
@@ -333,11 +321,7 @@ impl Env {
     }
 
     fn session(&self) -> String {
-        let o = self
-            .airlock()
-            .args(["ls", "--all", "--json"])
-            .output()
-            .expect("ls");
+        let o = self.airlock().args(["ls", "--all", "--json"]).run();
         let v: Value = serde_json::from_str(&stdout(&o)).expect("ls json");
         let rows = v.as_array().expect("array");
         assert_eq!(rows.len(), 1, "{v}");
@@ -345,11 +329,7 @@ impl Env {
     }
 
     fn audit(&self, session: &str) -> Vec<Value> {
-        let o = self
-            .airlock()
-            .args(["audit", session, "--json"])
-            .output()
-            .expect("audit");
+        let o = self.airlock().args(["audit", session, "--json"]).run();
         stdout(&o)
             .lines()
             .map(|l| serde_json::from_str(l).expect("json line"))
@@ -461,8 +441,7 @@ disable = ["environment-dump"]
             "--prompt",
             "run the scripted steps",
         ])
-        .output()
-        .expect("run");
+        .run();
     let out = stdout(&o);
     let seen = seen.lock().expect("lock").clone();
     let dump = || {
@@ -602,12 +581,8 @@ disable = ["environment-dump"]
         std::fs::read_to_string(&upper).ok().as_deref(),
         Some("hi\n")
     );
-    let m = env
-        .airlock()
-        .args(["merge", &session])
-        .output()
-        .expect("merge");
-    assert_eq!(m.status.code(), Some(0), "{}", stderr(&m));
+    let m = env.airlock().args(["merge", &session]).run();
+    m.assert_code(0);
     assert_eq!(std::fs::read_to_string(&ws_file).expect("merged"), "hi\n");
     if std::env::var_os("AIRLOCK_TEST_DUMP").is_some() {
         eprintln!("{}\n{events:#?}", dump());
@@ -681,9 +656,8 @@ fn bad_input_stops_before_anything_starts() {
             "--prompt-file",
             "/nonexistent/task.md",
         ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("/nonexistent/task.md"),
         "{}",
@@ -701,9 +675,8 @@ fn bad_input_stops_before_anything_starts() {
             "--prompt-file",
             "/nonexistent/task.md",
         ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("/nonexistent/task.md"),
         "{}",
@@ -715,9 +688,8 @@ fn bad_input_stops_before_anything_starts() {
         .env("PATH", "/usr/bin:/bin")
         .env("ANTHROPIC_API_KEY", secret())
         .args(["run", "--agent", "claude", "--prompt", "x"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("npm install -g @anthropic-ai/claude-code"),
         "{}",
@@ -729,9 +701,8 @@ fn bad_input_stops_before_anything_starts() {
         .env("PATH", "/usr/bin:/bin")
         .env("ANTHROPIC_API_KEY", secret())
         .args(["run", "--agent", "claude", "--detach", "--prompt", "x"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("npm install -g @anthropic-ai/claude-code"),
         "{}",
@@ -742,9 +713,8 @@ fn bad_input_stops_before_anything_starts() {
     let o = env
         .airlock()
         .args(["run", "--agent", "claude", "--prompt", "x"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     for s in [
         "ANTHROPIC_API_KEY",
         "CLAUDE_CODE_OAUTH_TOKEN",
@@ -755,21 +725,16 @@ fn bad_input_stops_before_anything_starts() {
     let o = env
         .airlock()
         .args(["run", "--agent", "claude", "--detach"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("CLAUDE_CODE_OAUTH_TOKEN"),
         "{}",
         stderr(&o)
     );
     // --prompt without an agent.
-    let o = env
-        .airlock()
-        .args(["run", "--prompt", "x"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    let o = env.airlock().args(["run", "--prompt", "x"]).run();
+    o.assert_code(125);
     assert_eq!(sessions(), 0, "a session was started");
 }
 
@@ -794,8 +759,7 @@ send(ev(decision="allow", kind="command", tool="Bash", command="forged-by-agent"
     let o = env
         .airlock()
         .args(["run", "--", "python3", "-c", script])
-        .output()
-        .expect("run");
+        .run();
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     let answers: Vec<&str> = out.lines().collect();
@@ -950,8 +914,7 @@ disable = ["environment-dump"]
             "--prompt",
             "run the scripted steps",
         ])
-        .output()
-        .expect("run");
+        .run();
     let out = stdout(&o);
     let seen = seen.lock().expect("lock").clone();
     let dump = || {
@@ -1095,8 +1058,7 @@ grep -q "airlock hook" "$f" && echo STILL-HOOKED
             .airlock()
             .env(key, secret())
             .args(["run", "--agent", agent, "--", "sh", "-c", &script])
-            .output()
-            .expect("run");
+            .run();
         let out = stdout(&o);
         assert_eq!(o.status.code(), Some(0), "{agent}: {out}{}", stderr(&o));
         assert!(
@@ -1169,16 +1131,11 @@ fn claude_codes_asks_in_a_detached_session_wait_for_airlock_approve() {
             "--prompt",
             "run the scripted steps",
         ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     let session = env.session();
     let held = || -> Vec<Value> {
-        let o = env
-            .airlock()
-            .args(["approvals", "--json"])
-            .output()
-            .expect("approvals");
+        let o = env.airlock().args(["approvals", "--json"]).run();
         serde_json::from_str::<Vec<Value>>(stdout(&o).trim()).unwrap_or_default()
     };
     let wait_held = |what: &str| -> u64 {
@@ -1190,11 +1147,7 @@ fn claude_codes_asks_in_a_detached_session_wait_for_airlock_approve() {
                 assert_eq!(p["session"], session.as_str(), "{p}");
                 return p["id"].as_u64().expect("id");
             }
-            let logs = env
-                .airlock()
-                .args(["logs", &session])
-                .output()
-                .expect("logs");
+            let logs = env.airlock().args(["logs", &session]).run();
             assert!(
                 std::time::Instant::now() < deadline,
                 "{what} was never held; the agent's screen:\n{}",
@@ -1207,24 +1160,18 @@ fn claude_codes_asks_in_a_detached_session_wait_for_airlock_approve() {
     let o = env
         .airlock()
         .args(["approve", &session, &first.to_string()])
-        .output()
-        .expect("approve");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     let second = wait_held("ran-again");
     let o = env
         .airlock()
         .args(["deny", &session, &second.to_string()])
-        .output()
-        .expect("deny");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     // The session ends once the model's script is done.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let ended = loop {
-        let o = env
-            .airlock()
-            .args(["ls", "--all", "--json"])
-            .output()
-            .expect("ls");
+        let o = env.airlock().args(["ls", "--all", "--json"]).run();
         let v: Value = serde_json::from_str(&stdout(&o)).unwrap_or(Value::Null);
         if v[0]["state"] != "running" {
             break true;

@@ -9,10 +9,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::bin;
+use airlock_test_support::{stderr, stdout, Run, RunExt};
 use base64::Engine as _;
 use serde_json::Value;
 use sha2::Digest as _;
@@ -27,20 +29,6 @@ const REGISTRY_NAME: &str = "registry.test";
 
 /// The cargo registry directory name a sparse registry at 127.0.0.1 gets (`HOST-HASH`).
 const CRATE_DIR: &str = "127.0.0.1-0123456789abcdef";
-
-fn bin() -> PathBuf {
-    std::env::var_os("AIRLOCK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn sha256_hex(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
@@ -89,10 +77,9 @@ fn tarball(files: &[(&str, &str)]) -> Vec<u8> {
         ])
         .arg(d.path())
         .arg(top)
-        .output()
-        .expect("tar");
-    assert!(o.status.success(), "tar: {}", stderr(&o));
-    o.stdout
+        .run();
+    o.assert_success();
+    o.into_output().stdout
 }
 
 /// A crate `name` `vers` (a library whose `answer()` is `answer`).
@@ -386,35 +373,29 @@ impl Home {
     }
 
     /// `airlock run --mode bind PRESET-FLAGS EXTRA -- sh -c SCRIPT` in the workspace.
-    fn run(&self, extra: &[&str], script: &str) -> Output {
+    fn run(&self, extra: &[&str], script: &str) -> Run {
         self.airlock()
             .args(["run", "--mode", "bind", "--workspace"])
             .arg(self.ws())
             .args(extra)
             .args(["--", "sh", "-c", script])
-            .output()
-            .expect("run")
+            .run()
     }
 
     /// The newest session's id.
     fn last_session(&self) -> String {
-        let o = self
-            .airlock()
-            .args(["ls", "--all", "--json"])
-            .output()
-            .expect("ls");
+        let o = self.airlock().args(["ls", "--all", "--json"]).run();
         let rows: Vec<Value> = serde_json::from_slice(&o.stdout).expect("ls json");
         rows[0]["id"].as_str().expect("id").to_string()
     }
 
-    fn promote(&self, id: &str, extra: &[&str]) -> (Value, Output) {
+    fn promote(&self, id: &str, extra: &[&str]) -> (Value, Run) {
         let o = self
             .airlock()
             .args(["cache", "promote", id, "--json"])
             .args(extra)
-            .output()
-            .expect("promote");
-        assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+            .run();
+        o.assert_code(0);
         (serde_json::from_slice(&o.stdout).expect("promote json"), o)
     }
 }
@@ -541,8 +522,7 @@ fn a_download_stays_in_the_session_until_promoted() {
     let o = home
         .airlock()
         .args(["cache", "promote", &id, "--dry-run"])
-        .output()
-        .expect("promote");
+        .run();
     let text = stdout(&o);
     assert!(
         text.lines().any(|l| l.starts_with("would promote")
@@ -740,8 +720,7 @@ fn cargo_promote_refuses_tampered_crates_links_and_special_files() {
     let o = home
         .airlock()
         .args(["cache", "promote", &id, "--dry-run"])
-        .output()
-        .expect("promote text");
+        .run();
     let text = stdout(&o);
     assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
     assert!(
@@ -844,20 +823,15 @@ fn promote_errors_name_the_session_and_what_to_do() {
     let o = home
         .airlock()
         .args(["cache", "promote", "nosuchsession"])
-        .output()
-        .expect("promote");
+        .run();
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("nosuchsession"), "{}", stderr(&o));
     // Without a preset: no cache layers.
     let o = home.run(&[], "touch changed");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     let id = home.last_session();
-    let o = home
-        .airlock()
-        .args(["cache", "promote", &id])
-        .output()
-        .expect("promote");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    let o = home.airlock().args(["cache", "promote", &id]).run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("has no cache layers") && stderr(&o).contains("--preset"),
         "{}",
@@ -878,14 +852,10 @@ fn promote_errors_name_the_session_and_what_to_do() {
         .expect("read");
     assert_eq!(line, "ready\n");
     let id = home.last_session();
-    let o = home
-        .airlock()
-        .args(["cache", "promote", &id])
-        .output()
-        .expect("promote");
+    let o = home.airlock().args(["cache", "promote", &id]).run();
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("still running") && stderr(&o).contains(&id),
         "{}",
@@ -958,8 +928,7 @@ fn offline_builds_use_the_warm_host_cache_and_leave_it_unchanged() {
             .env_clear()
             .env("HOME", home.path())
             .env("PATH", &path)
-            .output()
-            .expect("host tool");
+            .run();
         assert!(o.status.success(), "{cmd}: {}{}", stdout(&o), stderr(&o));
     };
     host("cargo fetch -q");
@@ -1002,8 +971,7 @@ fn offline_builds_use_the_warm_host_cache_and_leave_it_unchanged() {
              cd app && npm ci --offline --no-audit --no-fund >/dev/null && \
              node -e 'console.log(\"leftish=\" + require(\"leftish\"))'",
         ])
-        .output()
-        .expect("run");
+        .run();
     assert_eq!(
         stdout(&o).lines().collect::<Vec<_>>(),
         ["answer=7", "leftish=42"],
@@ -1024,8 +992,7 @@ fn offline_builds_use_the_warm_host_cache_and_leave_it_unchanged() {
         .arg("--workspace")
         .arg(ws)
         .args(["--", "sh", "-c", "cargo build --offline -q"])
-        .output()
-        .expect("run");
+        .run();
     assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("foo"), "{}", stderr(&o));
 }

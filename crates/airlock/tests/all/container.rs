@@ -8,38 +8,19 @@
 //! container and service process of this user.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 const IMAGE: &str = "localhost/airlock-test-busybox:latest";
 const LABEL: &str = "airlock.session";
 
-use crate::PODMAN_SERIAL as SERIAL;
+use crate::bin;
+use airlock_test_support::{is_root, stderr, stdout, Run, RunExt, Workspace};
 
-fn bin() -> PathBuf {
-    std::env::var_os("AIRLOCK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn podman(args: &[&str]) -> Option<Output> {
-    Command::new("podman")
-        .args(args)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .output()
-        .ok()
+fn podman(args: &[&str]) -> Option<Run> {
+    let mut c = Command::new("podman");
+    c.args(args).current_dir("/").stdin(Stdio::null());
+    let command = airlock_test_support::run::describe(&c);
+    c.output().ok().map(|o| Run::new(command, o))
 }
 
 /// Whether this host can run the tests; panics when Podman is there but not set up.
@@ -84,44 +65,28 @@ fn start_sleeping(ws: &Ws, mut cmd: Command) -> std::process::Child {
     child
 }
 
-struct Ws {
-    dir: tempfile::TempDir,
-    data: tempfile::TempDir,
+/// The test's workspace and session store ([`Workspace`]), with this module's helpers.
+struct Ws(Workspace);
+
+impl std::ops::Deref for Ws {
+    type Target = Workspace;
+
+    fn deref(&self) -> &Workspace {
+        &self.0
+    }
 }
 
 impl Ws {
     fn new() -> Ws {
-        let mk = |p| {
-            tempfile::Builder::new()
-                .prefix(p)
-                .tempdir()
-                .expect("tempdir")
-        };
-        let ws = Ws {
-            dir: mk("airlock-ctr-"),
-            data: mk("airlock-ctr-data-"),
-        };
-        std::fs::write(ws.path().join("hello.txt"), "hello\n").expect("write");
-        airlock_test_support::link_container_store(ws.data.path());
-        ws
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
+        Ws(Workspace::with_container_store("airlock-ctr").with_file("hello.txt", "hello\n"))
     }
 
     fn airlock(&self) -> Command {
-        let mut c = Command::new(bin());
-        c.current_dir(self.path())
-            .stdin(Stdio::null())
-            .env("XDG_DATA_HOME", self.data.path())
-            .env_remove("AIRLOCK_RUNTIME")
-            .env_remove("AIRLOCK_IMAGE");
-        c
+        self.command(&bin())
     }
 
     /// `airlock run --backend podman --mode bind -- sh -c SCRIPT` with `extra` flags.
-    fn sh_with(&self, extra: &[&str], script: &str) -> Output {
+    fn sh_with(&self, extra: &[&str], script: &str) -> Run {
         self.airlock()
             .args([
                 "run",
@@ -134,16 +99,15 @@ impl Ws {
             ])
             .args(extra)
             .args(["--", "sh", "-c", script])
-            .output()
-            .expect("run airlock")
+            .run()
     }
 
-    fn sh(&self, script: &str) -> Output {
+    fn sh(&self, script: &str) -> Run {
         self.sh_with(&[], script)
     }
 
     /// `airlock run --backend podman --mode bind --image IMAGE -- sh -c SCRIPT`.
-    fn sh_image(&self, image: &str, script: &str) -> Output {
+    fn sh_image(&self, image: &str, script: &str) -> Run {
         self.airlock()
             .args([
                 "run",
@@ -155,8 +119,7 @@ impl Ws {
                 image,
             ])
             .args(["--", "sh", "-c", script])
-            .output()
-            .expect("run airlock")
+            .run()
     }
 }
 
@@ -175,8 +138,7 @@ fn assert_nothing_left(what: &str) {
             "-f",
             "system service --time 0 unix://.*airlock-podman-",
         ])
-        .output()
-        .expect("pgrep");
+        .run();
     assert!(
         stdout(&o).trim().is_empty(),
         "{what}: podman service left running: {}",
@@ -189,7 +151,7 @@ fn exit_status_is_the_commands() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     assert_eq!(ws.sh("exit 0").status.code(), Some(0));
     assert_eq!(ws.sh("exit 42").status.code(), Some(42));
@@ -206,9 +168,8 @@ fn exit_status_is_the_commands() {
             "--",
             "no-such-command-xyz",
         ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+        .run();
+    o.assert_code(127);
     assert!(
         stderr(&o).contains("command not found: no-such-command-xyz"),
         "{}",
@@ -226,9 +187,8 @@ fn exit_status_is_the_commands() {
             "--",
             "./script.sh",
         ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+        .run();
+    o.assert_code(126);
     assert_nothing_left("after exits and failed commands");
 }
 
@@ -239,7 +199,7 @@ fn environment_is_the_allowlist() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let o = ws
         .airlock()
@@ -258,8 +218,7 @@ fn environment_is_the_allowlist() {
             "--",
             "env",
         ])
-        .output()
-        .expect("run");
+        .run();
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     assert!(out.contains("CHOSEN=yes"), "{out}");
@@ -282,7 +241,7 @@ fn root_is_read_only() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let script = "for p in / /bin /etc /usr /var /var/tmp /run /.airlock /.airlock/lib /.airlock/ctl /run/airlock; do \
                     touch $p/airlock-probe 2>/dev/null && echo WROTE:$p; \
@@ -311,7 +270,7 @@ fn no_capabilities_and_seccomp() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let o = ws.sh(
         "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status; \
@@ -344,8 +303,7 @@ fn no_capabilities_and_seccomp() {
             "Seccomp_filters",
             "/proc/self/status",
         ])
-        .output()
-        .expect("native run");
+        .run();
     let count = |s: &str| -> Option<u32> {
         s.lines()
             .find_map(|l| l.strip_prefix("Seccomp_filters:"))
@@ -393,10 +351,10 @@ fn egress_only_through_the_passed_listeners() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let port = http_server("hello from upstream");
     let ws = Ws::new();
-    let pol = ws.data.path().join("policy.toml");
+    let pol = ws.data().join("policy.toml");
     std::fs::write(
         &pol,
         format!(
@@ -445,7 +403,7 @@ fn bad_input_is_125_and_leaves_nothing() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let o = ws
         .airlock()
@@ -458,8 +416,7 @@ fn bad_input_is_125_and_leaves_nothing() {
             "--",
             "true",
         ])
-        .output()
-        .expect("run");
+        .run();
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(125), "{e}");
     assert!(
@@ -468,15 +425,14 @@ fn bad_input_is_125_and_leaves_nothing() {
     );
     assert_nothing_left("missing image");
     // The same from the config's [container] section.
-    let cfg = ws.data.path().join("container.toml");
+    let cfg = ws.data().join("container.toml");
     std::fs::write(&cfg, "[container]\nimage = \"localhost/no-such-image:2\"\n").expect("cfg");
     let o = ws
         .airlock()
         .args(["run", "--backend", "podman", "--policy"])
         .arg(&cfg)
         .args(["--", "true"])
-        .output()
-        .expect("run");
+        .run();
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(125), "{e}");
     assert!(e.contains("localhost/no-such-image:2"), "{e}");
@@ -486,8 +442,7 @@ fn bad_input_is_125_and_leaves_nothing() {
         .airlock()
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .args(["run", "--backend", "docker", "--", "true"])
-        .output()
-        .expect("run");
+        .run();
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(125), "{e}");
     assert!(
@@ -522,8 +477,7 @@ fn bad_input_is_125_and_leaves_nothing() {
             "--",
             "true",
         ])
-        .output()
-        .expect("run");
+        .run();
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(125), "{e}");
     assert!(
@@ -563,7 +517,7 @@ fn runtime_gets_the_hardened_config() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let mut child = start_sleeping(&ws, ws.airlock());
     let ids = podman(&["ps", "-q", "--filter", &format!("label={LABEL}")]).expect("ps");
@@ -578,7 +532,7 @@ fn runtime_gets_the_hardened_config() {
         std::fs::read_to_string(stdout(&path).trim()).expect("read config.json")
     } else {
         let o = podman(&["unshare", "cat", stdout(&path).trim()]).expect("podman unshare");
-        assert!(o.status.success(), "{}", stderr(&o));
+        o.assert_success();
         stdout(&o)
     };
     let cfg: serde_json::Value = serde_json::from_str(&text).expect("json");
@@ -652,11 +606,11 @@ fn killed_supervisor_leaves_nothing() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     // Where airlock puts its private Podman service: the runtime directory rootless, the
     // temporary directory (here the test's own) as root.
-    let tmp = ws.data.path().join("tmp");
+    let tmp = ws.data().join("tmp");
     std::fs::create_dir(&tmp).expect("tmp");
     let parent = if is_root() {
         tmp.clone()
@@ -691,9 +645,8 @@ fn killed_supervisor_leaves_nothing() {
         .airlock()
         .env("TMPDIR", &tmp)
         .args(["run", "--backend", "podman", "--mode", "bind", "--", "true"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     assert!(
         service_dirs().is_empty(),
         "service directories left: {:?}",
@@ -708,14 +661,14 @@ fn hidden_paths_stay_hidden() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let root = ws.path();
     std::fs::write(root.join("secret.txt"), "TOPSECRET\n").expect("write");
     std::fs::create_dir(root.join("sdir")).expect("mkdir");
     std::fs::write(root.join("sdir/f"), "TOPSECRET\n").expect("write");
     std::os::unix::fs::symlink("secret.txt", root.join("link")).expect("symlink");
-    let pol = ws.data.path().join("hide.toml");
+    let pol = ws.data().join("hide.toml");
     std::fs::write(
         &pol,
         format!(
@@ -755,7 +708,7 @@ fn preset_caches_show_no_tool_secrets() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let home = tempfile::tempdir().expect("home");
     let sets = plant(home.path());
@@ -786,8 +739,7 @@ fn preset_caches_show_no_tool_secrets() {
             .env("HOME", home.path())
             .env("XDG_CONFIG_HOME", home.path().join(".config"))
             .env_remove("CARGO_HOME")
-            .output()
-            .expect("run");
+            .run();
         let out = stdout(&o);
         assert!(
             !out.contains(MARKER),
@@ -813,7 +765,7 @@ fn workspace_paths_are_never_parsed_as_mount_options() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     for (name, overlay_ok) in [
         ("a,upperdir=x", false),
@@ -821,7 +773,7 @@ fn workspace_paths_are_never_parsed_as_mount_options() {
         ("new\nline", false),
         ("d=e f", true),
     ] {
-        let dir = ws.data.path().join(name);
+        let dir = ws.data().join(name);
         std::fs::create_dir(&dir).expect("mkdir");
         std::fs::write(dir.join("hello.txt"), "hello\n").expect("write");
         for mode in ["bind", "overlay"] {
@@ -838,8 +790,7 @@ fn workspace_paths_are_never_parsed_as_mount_options() {
                     IMAGE,
                 ])
                 .args(["--", "sh", "-c", "cat hello.txt && echo new > made.txt"])
-                .output()
-                .expect("run");
+                .run();
             let ok = overlay_ok;
             if ok {
                 assert_eq!(
@@ -937,9 +888,9 @@ fn hostile_image_configuration_is_overridden() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
-    let Some(so) = preload_library(ws.data.path()) else {
+    let Some(so) = preload_library(ws.data()) else {
         airlock_test_support::skip("no C compiler (cc) to build the preload library");
         return;
     };
@@ -971,7 +922,7 @@ fn hostile_image_configuration_is_overridden() {
     let vol = format!("VOLUME {}/.git", ws.path().display());
     let img = HostileImage::build("volume", &[], &vol);
     let o = ws.sh_image(&img.0, "cat .git/HEAD");
-    assert_eq!(o.status.code(), Some(125), "{}{}", stdout(&o), stderr(&o));
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("VOLUME") && stderr(&o).contains(".git"),
         "{}",
@@ -1016,7 +967,7 @@ fn the_users_terminal_never_enters_the_container() {
         airlock_test_support::skip("script (util-linux) is not installed");
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let inner = format!(
         "'{}' run --backend podman --mode bind --image {IMAGE} -- sh -c 'touch started; sleep 30'",
@@ -1024,7 +975,7 @@ fn the_users_terminal_never_enters_the_container() {
     );
     let mut child = Command::new("script")
         .current_dir(ws.path())
-        .env("XDG_DATA_HOME", ws.data.path())
+        .env("XDG_DATA_HOME", ws.data())
         .env_remove("AIRLOCK_RUNTIME")
         .env_remove("AIRLOCK_IMAGE")
         .args(["-qec", &inner, "/dev/null"])
@@ -1095,15 +1046,11 @@ fn container_overlay_sessions_can_be_removed() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
-    let sessions = ws.data.path().join("airlock/sessions");
+    let sessions = ws.data().join("airlock/sessions");
     let newest = |ws: &Ws| -> Option<String> {
-        let o = ws
-            .airlock()
-            .args(["ls", "--all", "--json"])
-            .output()
-            .expect("ls");
+        let o = ws.airlock().args(["ls", "--all", "--json"]).run();
         let rows: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
         rows[0]["id"].as_str().map(str::to_string)
     };
@@ -1122,17 +1069,11 @@ fn container_overlay_sessions_can_be_removed() {
         c
     };
     // Ended normally: no scratch left, and rm deletes it.
-    let o = overlay("rm hello.txt; echo new > n.txt")
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = overlay("rm hello.txt; echo new > n.txt").run();
+    o.assert_code(0);
     let id = newest(&ws).expect("the session");
     assert!(!sessions.join(&id).join("work").exists(), "scratch left");
-    let o = ws
-        .airlock()
-        .args(["rm", "--force", &id])
-        .output()
-        .expect("rm");
+    let o = ws.airlock().args(["rm", "--force", &id]).run();
     assert_eq!(o.status.code(), Some(0), "rm: {}", stderr(&o));
     assert!(!sessions.join(&id).exists(), "rm left {id}");
     // airlock killed mid-session: its scratch stays as the engine left it; rm and prune delete.
@@ -1206,13 +1147,13 @@ fn a_hide_that_cannot_be_judged_stops_the_start() {
         airlock_test_support::skip("root examines a mode-000 directory; run as a user");
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let locked = ws.path().join("locked");
     std::fs::create_dir(&locked).expect("mkdir");
     std::fs::write(locked.join("secret"), "TOPSECRET\n").expect("write");
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
-    let pol = ws.data.path().join("hide.toml");
+    let pol = ws.data().join("hide.toml");
     std::fs::write(
         &pol,
         format!(
@@ -1230,7 +1171,7 @@ fn a_hide_that_cannot_be_judged_stops_the_start() {
         !stdout(&o).contains("TOPSECRET"),
         "the hidden file was read"
     );
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("cannot hide") && stderr(&o).contains("locked/secret"),
         "{}",
@@ -1250,7 +1191,7 @@ fn relayed_terminal_output_is_filtered_and_whole() {
         airlock_test_support::skip("script (util-linux) is not installed");
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let inner = format!(
         "'{}' run --backend podman --mode bind --image {IMAGE} -- sh -c \
@@ -1260,13 +1201,12 @@ fn relayed_terminal_output_is_filtered_and_whole() {
     );
     let o = Command::new("script")
         .current_dir(ws.path())
-        .env("XDG_DATA_HOME", ws.data.path())
+        .env("XDG_DATA_HOME", ws.data())
         .env_remove("AIRLOCK_RUNTIME")
         .env_remove("AIRLOCK_IMAGE")
         .args(["-qec", &inner, "/dev/null"])
         .stdin(Stdio::null())
-        .output()
-        .expect("script");
+        .run();
     let out = stdout(&o);
     assert!(
         !out.contains("]52;"),

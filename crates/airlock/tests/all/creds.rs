@@ -6,11 +6,13 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::bin;
 use airlock_test_support::tls::TestCa;
+use airlock_test_support::{stderr, stdout, Run, RunExt};
 
 /// The push guard (`[git] push`) with git's own smart-HTTP server.
 #[path = "creds/gitpush.rs"]
@@ -18,20 +20,6 @@ mod gitpush;
 /// Per-request rules (`[[network.rules]]`) on credential hosts.
 #[path = "creds/rules.rs"]
 mod rules;
-
-fn bin() -> PathBuf {
-    std::env::var_os("AIRLOCK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// A random secret shaped like an API key.
 fn secret(tag: &str) -> String {
@@ -83,7 +71,7 @@ impl Env {
     }
 
     /// `airlock run --mode bind --policy POLICY -- sh -c SCRIPT` with `vars` in the host env.
-    fn run(&self, policy: &Path, vars: &[(&str, &str)], script: &str) -> Output {
+    fn run(&self, policy: &Path, vars: &[(&str, &str)], script: &str) -> Run {
         let mut c = self.airlock();
         c.args(["run", "--mode", "bind", "--policy"])
             .arg(policy)
@@ -91,15 +79,11 @@ impl Env {
         for (k, v) in vars {
             c.env(k, v);
         }
-        c.output().expect("run airlock")
+        c.run()
     }
 
     fn audit(&self, session: &str) -> Vec<serde_json::Value> {
-        let o = self
-            .airlock()
-            .args(["audit", session, "--json"])
-            .output()
-            .expect("audit");
+        let o = self.airlock().args(["audit", session, "--json"]).run();
         stdout(&o)
             .lines()
             .map(|l| serde_json::from_str(l).expect("json line"))
@@ -399,7 +383,7 @@ impl Fixture {
         ]
     }
 
-    fn run(&self, script: &str) -> Output {
+    fn run(&self, script: &str) -> Run {
         self.env.run(&self.policy, &self.vars(), script)
     }
 
@@ -697,8 +681,7 @@ fn bad_credential_config_is_a_125_naming_credential_and_source() {
             .args(["--", "sh", "-c", "echo STARTED"])
             .env("AIRLOCK_TEST_EMPTY", "")
             .env("AIRLOCK_TEST_SET", "sk-x-0123456789abcdef0123")
-            .output()
-            .expect("run");
+            .run();
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(125), "{text}: {err}");
         assert!(!stdout(&o).contains("STARTED"), "{text}");
@@ -744,11 +727,7 @@ fn creds_lists_without_printing_secrets() {
         if json {
             c.arg("--json");
         }
-        let o = c
-            .env("HOME", &home)
-            .env("ANTHROPIC_API_KEY", &key)
-            .output()
-            .expect("creds");
+        let o = c.env("HOME", &home).env("ANTHROPIC_API_KEY", &key).run();
         let out = stdout(&o);
         assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
         for s in [&access, &refresh, &key] {
@@ -990,8 +969,7 @@ fn claude_code_sees_a_placeholder_credentials_file() {
               cp ~/.claude/.credentials.json ~/.claude/.credentials.json.new && \
               mv ~/.claude/.credentials.json.new ~/.claude/.credentials.json && echo WRITABLE",
         )
-        .output()
-        .expect("run");
+        .run();
     let out = stdout(&o);
     assert!(out.contains("WRITABLE"), "{out}{}", stderr(&o));
     assert!(!out.contains(&access) && !out.contains(&refresh), "{out}");

@@ -14,6 +14,8 @@ mod remote;
 mod sandbox;
 mod telemetry;
 
-/// Held by every test that uses Podman (`container::`, `remote::`): their "nothing left behind"
-/// checks look at every container and Podman service of this user, so no two may overlap.
-static PODMAN_SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// The airlock binary under test: `AIRLOCK_BIN` when set (the unprivileged re-run uses a copy),
+/// else the one cargo built.
+fn bin() -> std::path::PathBuf {
+    airlock_test_support::airlock_bin(env!("CARGO_BIN_EXE_airlock"))
+}

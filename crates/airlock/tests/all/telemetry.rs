@@ -4,16 +4,12 @@
 //! the session. Run as root and again unprivileged by the test script.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::bin;
 use airlock_test_support::otlp::{black_hole, dead_port, Receiver};
-
-fn bin() -> PathBuf {
-    std::env::var_os("AIRLOCK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
-}
+use airlock_test_support::{stdout, Run, RunExt};
 
 /// The collector's token: sent by airlock's exporter, never inside the sandbox.
 const SECRET: &str = "otlp-secret-3b9f0c2e7d41a6";
@@ -53,7 +49,7 @@ impl Env {
         p
     }
 
-    fn run(&self, policy: &Path, script: &str) -> (Output, Duration) {
+    fn run(&self, policy: &Path, script: &str) -> (Run, Duration) {
         let start = Instant::now();
         let o = Command::new(bin())
             .current_dir(self.ws.path())
@@ -65,8 +61,7 @@ impl Env {
             .arg("--policy")
             .arg(policy)
             .args(["--", "sh", "-c", script])
-            .output()
-            .expect("run airlock");
+            .run();
         (o, start.elapsed())
     }
 
@@ -95,10 +90,6 @@ fn script(port: u16, other_port: u16) -> String {
          curl -s -m 3 --noproxy '*' -o /dev/null http://127.0.0.1:{port}/v1/metrics || echo direct-refused; \
          echo \"secret-inside $(cat /proc/self/environ /proc/1/environ 2>/dev/null | grep -ac {SECRET})\""
     )
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 #[test]
@@ -196,7 +187,7 @@ fn a_dead_or_hung_collector_changes_nothing_for_the_session() {
         let env = Env::new();
         let policy = env.policy(&rx.endpoint());
         let (o, took) = env.run(&policy, &script(rx.port(), other));
-        assert_eq!(o.status.code(), Some(0));
+        o.assert_code(0);
         (stdout(&o), took)
     };
     for (what, port) in [("dead", dead_port()), ("hung", black_hole())] {
@@ -257,8 +248,7 @@ fn the_merge_of_a_session_is_exported_as_well() {
             .env("XDG_DATA_HOME", env.data.path())
             .env("XDG_CONFIG_HOME", &config)
             .args(args)
-            .output()
-            .expect("run airlock")
+            .run()
     };
     let o = airlock(&[
         "run",
@@ -269,19 +259,9 @@ fn the_merge_of_a_session_is_exported_as_well() {
         "-c",
         "echo x > new.txt",
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    o.assert_code(0);
     let o = airlock(&["merge", "landme"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    o.assert_code(0);
     let merged = rx
         .wait_for(Duration::from_secs(10), |r| {
             r.event_name == "airlock.session" && r.attr("airlock.event") == "merged"

@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use super::{make_readable, secret, stderr, stdout, test_ca, value_of, Env};
+use airlock_test_support::RunExt;
 
 /// A smart-HTTP git server over TLS: every request is handed to `git http-backend` (CGI) for
 /// the bare repositories under `root`, if its Basic password is `want`; else 401. `auth`
@@ -194,8 +195,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
             "init.defaultBranch=main",
         ])
         .args(args)
-        .output()
-        .expect("git");
+        .run();
     assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
     stdout(&o).trim().to_string()
 }
