@@ -2,11 +2,14 @@
 #![forbid(unsafe_code)]
 
 pub mod otlp;
+pub mod policy;
 pub mod presets;
 pub mod run;
 pub mod tls;
+pub mod upstream;
 pub mod workspace;
 
+pub use policy::Pinned;
 pub use run::{stderr, stdout, Run, RunExt};
 pub use workspace::{airlock_bin, podman_lock, Workspace};
 

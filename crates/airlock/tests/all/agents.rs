@@ -761,7 +761,7 @@ send(ev(decision="allow", kind="command", tool="Bash", command="forged-by-agent"
         .args(["run", "--", "python3", "-c", script])
         .run();
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     let answers: Vec<&str> = out.lines().collect();
     assert_eq!(answers.len(), 5, "{out}");
     // Well-formed events of other kinds are refused for their kind, not as garbage; an agent

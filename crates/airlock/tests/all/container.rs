@@ -220,7 +220,7 @@ fn environment_is_the_allowlist() {
         ])
         .run();
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     assert!(out.contains("CHOSEN=yes"), "{out}");
     for leak in [
         "leak-aws",
@@ -253,7 +253,7 @@ fn root_is_read_only() {
                   echo done";
     let o = ws.sh(script);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     assert!(out.ends_with("done\n"), "{out}");
     assert!(!out.contains("WROTE") && !out.contains("MKDIR"), "{out}");
     assert!(
@@ -281,7 +281,7 @@ fn no_capabilities_and_seccomp() {
          echo done",
     );
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert!(
             out.contains(&format!("{set}:\t0000000000000000")),
@@ -379,7 +379,7 @@ fn egress_only_through_the_passed_listeners() {
     );
     let o = ws.sh_with(&["--policy", &pol], &script);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.first(), Some(&"hello from upstream"), "{out}");
     assert!(
@@ -418,7 +418,7 @@ fn bad_input_is_125_and_leaves_nothing() {
         ])
         .run();
     let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(125), "{e}");
+    o.assert_code(125);
     assert!(
         e.contains("localhost/no-such-image:1") && e.contains("podman"),
         "{e}"
@@ -434,7 +434,7 @@ fn bad_input_is_125_and_leaves_nothing() {
         .args(["--", "true"])
         .run();
     let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(125), "{e}");
+    o.assert_code(125);
     assert!(e.contains("localhost/no-such-image:2"), "{e}");
     assert_nothing_left("missing image from the config");
 
@@ -444,7 +444,7 @@ fn bad_input_is_125_and_leaves_nothing() {
         .args(["run", "--backend", "docker", "--", "true"])
         .run();
     let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(125), "{e}");
+    o.assert_code(125);
     assert!(
         e.contains("/nonexistent/docker.sock") && e.contains("docker"),
         "{e}"
@@ -479,7 +479,7 @@ fn bad_input_is_125_and_leaves_nothing() {
         ])
         .run();
     let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(125), "{e}");
+    o.assert_code(125);
     assert!(
         e.contains("crun") && e.contains("apt-get install crun"),
         "{e}"
@@ -689,7 +689,7 @@ fn hidden_paths_stay_hidden() {
          cp secret.txt copy 2>/dev/null; cat copy 2>/dev/null; echo done",
     );
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     // Nothing read, nothing listed, nothing moved or copied: only the final word.
     assert_eq!(out, "done\n", "a hidden path was reached");
     // The host's files are untouched.

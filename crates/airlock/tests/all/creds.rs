@@ -426,7 +426,7 @@ fn upstream_gets_the_secret_and_the_sandbox_only_the_placeholder() {
     let o = f.run(&script);
     let out = stdout(&o);
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    o.assert_code(0);
     f.assert_no_secret(&out);
     f.assert_no_secret(&err);
     let ph = value_of(&out, "PH_A");
@@ -477,7 +477,7 @@ fn sse_events_arrive_one_by_one_and_are_scrubbed() {
     let start = Instant::now();
     let o = f.run(&script);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     f.assert_no_secret(&out);
     let ph = value_of(&out, "PH_A");
     assert!(out.contains(&format!("SSE data: first {ph}")), "{out}");
@@ -559,7 +559,7 @@ fn a_placeholder_outside_its_scope_is_not_replaced_and_is_audited() {
     );
     let o = f.run(&script);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     let ph = value_of(&out, "PH_B");
     let seen = f.good_seen();
     assert!(!seen.contains(&f.b), "{seen}");
@@ -604,7 +604,7 @@ fn the_secret_is_nowhere_inside() {
     );
     let o = f.run(&script);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     assert!(
         out.contains("BUNDLE=/run/airlock/ca-bundle.pem NODE=/run/airlock/ca-bundle.pem GIT=/run/airlock/ca-bundle.pem"),
         "{out}"
@@ -729,7 +729,7 @@ fn creds_lists_without_printing_secrets() {
         }
         let o = c.env("HOME", &home).env("ANTHROPIC_API_KEY", &key).run();
         let out = stdout(&o);
-        assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+        o.assert_code(0);
         for s in [&access, &refresh, &key] {
             assert!(
                 !out.contains(s.as_str()) && !stderr(&o).contains(s.as_str()),
@@ -1034,7 +1034,7 @@ fn reverse_proxy_mode_swaps_like_the_tunnel() {
          curl -sS -m 10 -o /dev/null -w 'OTHER=%{http_code}\\n' http://127.0.0.1:3128/airlock/cred/test-beta/echo",
     );
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     f.assert_no_secret(&out);
     let ph = value_of(&out, "PH_A");
     assert_eq!(
@@ -1085,7 +1085,7 @@ fn inject_adds_the_header_and_compressed_answers_are_refused() {
         ),
     );
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     assert!(!out.contains(&d), "{out}");
     f.assert_no_secret(&out);
     let ph = value_of(&out, "PH_D");
@@ -1132,7 +1132,7 @@ fn a_request_naming_another_host_is_refused_with_421() {
     );
     let o = f.run(&script);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     for k in ["EVIL", "EVILPORT", "OTHERPORT", "ABSOLUTE", "TWO"] {
         assert_eq!(value_of(&out, k), "421", "{k}: {out}");
     }
@@ -1190,7 +1190,7 @@ fn the_secret_is_swapped_only_into_credential_headers() {
         ),
     );
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     f.assert_no_secret(&out);
     let ph = value_of(&out, "PH_A").to_string();
     let a = &f.a;

@@ -686,14 +686,14 @@ fn rm_of_a_worktree_session_with_changes_refuses_and_says_what_stays() {
     for id in ["wt", rows[0]["id"].as_str().expect("id")] {
         let o = env.airlock(&["rm", id]);
         let e = stderr(&o);
-        assert_eq!(o.status.code(), Some(125), "{e}");
+        o.assert_code(125);
         assert!(e.contains("unmerged") && e.contains("--force"), "{e}");
         assert_eq!(e.trim_end().lines().count(), 1, "{e}");
     }
     assert_eq!(names(&env.ls_json(true)), ["wt"]);
     let o = env.airlock(&["rm", "--force", "wt"]);
     let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(0), "{e}");
+    o.assert_code(0);
     assert!(
         e.contains(&wt) && e.contains("airlock/wt") && e.contains("git worktree remove"),
         "{e}"
@@ -725,7 +725,7 @@ fn limits_too_small_to_start_a_sandbox_are_refused_naming_the_flag_or_file() {
     let f = file.to_str().expect("utf-8");
     let o = env.airlock(&["run", "--policy", f, "--workspace", ws, "--", "true"]);
     let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(125), "{e}");
+    o.assert_code(125);
     assert!(e.contains(f) && e.contains("limits.pids"), "{e}");
     assert_eq!(env.airlock(&["policy", "check", f]).status.code(), Some(1));
     assert!(env.ls_json(true).is_empty());

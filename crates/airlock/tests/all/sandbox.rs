@@ -192,7 +192,7 @@ fn only_the_workspace_tmp_and_home_are_writable() {
            if (echo x > $p) 2>/dev/null; then echo WROTE $p; fi; done; \
          [ \"$(hostname)\" = airlock ] && echo hostname-ok");
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     assert!(out.contains("hello\ntmp-ok\nhome-ok\n"), "{out}");
     assert!(!out.contains("WROTE"), "{out}");
     assert!(out.contains("hostname-ok"), "{out}");
@@ -627,7 +627,7 @@ fn egress_goes_only_through_the_proxy() {
         .args(["--", "sh", "-c", &script])
         .run();
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "hello from upstream", "{out}");
     assert!(lines[1].starts_with("HTTP/1.1 403"), "{out}");
@@ -1406,7 +1406,7 @@ fn presets_allow_their_registry_hosts() {
             .args(["--", "sh", "-c", &script])
             .run();
         let out = stdout(&o);
-        assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+        o.assert_code(0);
         out
     };
     let code = |out: &str, name: &str| -> String {
@@ -2519,10 +2519,13 @@ fn detached_sessions_can_be_attached_and_stopped() {
         if !ended {
             let _ = child.kill();
         }
-        let o = child.wait_with_output().expect("attach output");
+        let o = Run::new(
+            "airlock attach bg (stdin not a terminal)",
+            child.wait_with_output().expect("attach output"),
+        );
         assert!(ended, "attach without a terminal still running after 6s");
         let e = stderr(&o);
-        assert_eq!(o.status.code(), Some(125), "{e}");
+        o.assert_code(125);
         assert!(
             e.contains("attach needs a terminal") && e.contains("airlock logs"),
             "{e}"
@@ -3405,7 +3408,7 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
         "run", "--mode", "worktree", "--name", "dirty", "--", "sh", "-c", &script,
     ]);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     for want in [
         "committed",
         "private-git-dir",
@@ -3997,7 +4000,7 @@ $H hostallow "curl https://internal.example/x"
         .env_remove("XDG_CONFIG_HOME")
         .run();
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     // Each planted file really landed where the agent meant it (else a variant proves nothing).
     for label in ["tar", "echo", "xdg", "home"] {
         assert!(
@@ -5379,7 +5382,7 @@ $H control3 "$P fork main"
         .env_remove("XDG_CONFIG_HOME")
         .run();
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     // Each redirect really sends git's push to the victim (else a variant proves nothing).
     for label in ["pushurl", "forkpushurl", "global", "include"] {
         assert!(
