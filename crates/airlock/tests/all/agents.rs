@@ -16,8 +16,17 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use crate::bin;
-use airlock_test_support::{stderr, stdout, RunExt};
+use airlock_test_support::{stderr, stdout, Pinned, RunExt};
 use serde_json::{json, Value};
+
+/// A policy that pins api.anthropic.com to the fake API on 127.0.0.1:`port` and trusts the test
+/// CA at `env`'s `ca.pem`; more tables may be appended.
+fn anthropic_policy(env: &Env, port: u16) -> String {
+    Pinned::new()
+        .pin("api.anthropic.com", "127.0.0.1", &[port])
+        .extra_root(env.path("ca.pem"))
+        .policy_toml()
+}
 
 fn npm_bin() -> PathBuf {
     let prefix = std::env::var_os("AIRLOCK_TEST_NPM_PREFIX")
@@ -369,17 +378,9 @@ fn claude_code_works_through_the_proxy_and_the_gate() {
     let policy = env.path("policy.toml");
     std::fs::write(
         &policy,
-        format!(
-            r#"[network]
-allow_private = ["127.0.0.1"]
-[network.resolve]
-"api.anthropic.com" = "127.0.0.1"
-[network.ports]
-"api.anthropic.com" = [{port}]
-
-[tls]
-extra_roots = ["{ca}"]
-
+        anthropic_policy(&env, port)
+            + &format!(
+                r#"
 [telemetry]
 otlp_endpoint = "{otlp}"
 
@@ -389,9 +390,8 @@ otlp_endpoint = "{otlp}"
 default_network = "allow"
 disable = ["environment-dump"]
 "#,
-            ca = env.path("ca.pem").display(),
-            otlp = otlp.endpoint(),
-        ),
+                otlp = otlp.endpoint(),
+            ),
     )
     .expect("policy");
     // What an agent would have planted in an earlier session: project settings that wrap every
@@ -886,21 +886,11 @@ fn codex_works_through_the_proxy() {
     let policy = env.path("policy.toml");
     std::fs::write(
         &policy,
-        format!(
-            r#"[network]
-allow_private = ["127.0.0.1"]
-[network.resolve]
-"api.openai.com" = "127.0.0.1"
-[network.ports]
-"api.openai.com" = [{port}]
-[tls]
-extra_roots = ["{ca}"]
-[commands]
-default_network = "allow"
-disable = ["environment-dump"]
-"#,
-            ca = env.path("ca.pem").display()
-        ),
+        Pinned::new()
+            .pin("api.openai.com", "127.0.0.1", &[port])
+            .extra_root(env.path("ca.pem"))
+            .policy_toml()
+            + "[commands]\ndefault_network = \"allow\"\ndisable = [\"environment-dump\"]\n",
     )
     .expect("policy");
     let o = env
@@ -1101,7 +1091,7 @@ fn claude_codes_asks_in_a_detached_session_wait_for_airlock_approve() {
             std::env::var("CI").as_deref() != Ok("true"),
             "tmux is required in CI"
         );
-        eprintln!("skipping: tmux is not installed");
+        airlock_test_support::skip("tmux is not installed");
         return;
     }
     let env = Env::new();
@@ -1112,12 +1102,7 @@ fn claude_codes_asks_in_a_detached_session_wait_for_airlock_approve() {
     let policy = env.path("policy.toml");
     std::fs::write(
         &policy,
-        format!(
-            "[network]\nallow_private = [\"127.0.0.1\"]\n[network.resolve]\n\
-             \"api.anthropic.com\" = \"127.0.0.1\"\n[network.ports]\n\"api.anthropic.com\" = [{port}]\n\
-             [tls]\nextra_roots = [\"{}\"]\n[approvals]\nmode = \"ask\"\ntimeout_secs = 60\n",
-            env.path("ca.pem").display()
-        ),
+        anthropic_policy(&env, port) + "[approvals]\nmode = \"ask\"\ntimeout_secs = 60\n",
     )
     .expect("policy");
     let o = env

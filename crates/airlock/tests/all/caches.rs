@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::bin;
-use airlock_test_support::{stderr, stdout, Run, RunExt};
+use airlock_test_support::{stderr, stdout, Pinned, Run, RunExt};
 use base64::Engine as _;
 use serde_json::Value;
 use sha2::Digest as _;
@@ -361,12 +361,10 @@ impl Home {
         let p = self.data.path().join("registry.toml");
         std::fs::write(
             &p,
-            format!(
-                "[network]\nallow = [\"{REGISTRY_NAME}\"]\nallow_private = [\"{REGISTRY_IP}\"]\n\
-                 [network.resolve]\n\"{REGISTRY_NAME}\" = \"{REGISTRY_IP}\"\n\
-                 [network.ports]\n\"{REGISTRY_NAME}\" = [{}]\n[env]\nset = {{ {env} }}\n",
-                reg.port
-            ),
+            Pinned::new()
+                .pin_allowed(REGISTRY_NAME, REGISTRY_IP, &[reg.port])
+                .policy_toml()
+                + &format!("[env]\nset = {{ {env} }}\n"),
         )
         .expect("policy");
         p

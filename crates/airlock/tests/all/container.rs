@@ -14,7 +14,7 @@ const IMAGE: &str = "localhost/airlock-test-busybox:latest";
 const LABEL: &str = "airlock.session";
 
 use crate::bin;
-use airlock_test_support::{is_root, stderr, stdout, Run, RunExt, Workspace};
+use airlock_test_support::{is_root, stderr, stdout, Pinned, Run, RunExt, Workspace};
 
 fn podman(args: &[&str]) -> Option<Run> {
     let mut c = Command::new("podman");
@@ -357,11 +357,9 @@ fn egress_only_through_the_passed_listeners() {
     let pol = ws.data().join("policy.toml");
     std::fs::write(
         &pol,
-        format!(
-            "[network]\nallow = [\"test.airlock.internal\"]\nallow_private = [\"127.0.0.1\"]\n\
-             [network.resolve]\n\"test.airlock.internal\" = \"127.0.0.1\"\n\
-             [network.ports]\n\"test.airlock.internal\" = [{port}]\n"
-        ),
+        Pinned::new()
+            .pin_allowed("test.airlock.internal", "127.0.0.1", &[port])
+            .policy_toml(),
     )
     .expect("policy");
     let pol = pol.display().to_string();

@@ -58,7 +58,9 @@ fn ready() -> bool {
         .current_dir("/")
         .output()
     else {
-        eprintln!("skipping: podman is not installed (scripts/container-setup.sh installs it)");
+        airlock_test_support::skip(
+            "podman is not installed (scripts/container-setup.sh installs it)",
+        );
         return false;
     };
     assert!(

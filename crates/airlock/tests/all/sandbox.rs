@@ -3,7 +3,7 @@
 //! root and again as an unprivileged user.
 
 use crate::bin;
-use airlock_test_support::{is_root, stderr, stdout, Run, RunExt, Workspace};
+use airlock_test_support::{is_root, stderr, stdout, Pinned, Run, RunExt, Workspace};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -588,16 +588,13 @@ fn http_server(body: &'static str) -> u16 {
 }
 
 fn net_policy(dir: &Path, port: u16, allow: bool) -> PathBuf {
-    let allow = if allow {
-        "\"test.airlock.internal\""
+    let pinned = Pinned::new().pin("test.airlock.internal", "127.0.0.1", &[port]);
+    let text = if allow {
+        pinned.allow("test.airlock.internal")
     } else {
-        ""
-    };
-    let text = format!(
-        "[network]\nallow = [{allow}]\nallow_private = [\"127.0.0.1\"]\n\
-         [network.resolve]\n\"test.airlock.internal\" = \"127.0.0.1\"\n\
-         [network.ports]\n\"test.airlock.internal\" = [{port}]\n"
-    );
+        pinned
+    }
+    .policy_toml();
     let p = dir.join("policy.toml");
     std::fs::write(&p, text).expect("write policy");
     p
@@ -5912,7 +5909,7 @@ impl SessionBus {
                 "dbus-daemon, notify-send and python3-dbus/python3-gi are required in CI \
                  (scripts/test.sh installs them)"
             );
-            eprintln!("skipping: no dbus-daemon, notify-send or python3-dbus/gi");
+            airlock_test_support::skip("no dbus-daemon, notify-send or python3-dbus/gi");
             return None;
         }
         let mut daemon = Command::new("dbus-daemon")
