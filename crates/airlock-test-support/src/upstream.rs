@@ -289,3 +289,30 @@ pub async fn logging_dns() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     });
     (addr, log)
 }
+
+/// A plain HTTP server on 127.0.0.1 in a thread of its own (no runtime needed) that answers
+/// every request with 200 and `body`, then closes; returns its port. For tests that drive the
+/// airlock binary, whose sandboxed commands reach it through the proxy.
+pub fn answering_http(body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let port = listener.local_addr().expect("local address").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    port
+}

@@ -2,7 +2,7 @@
 //! the npm package scripts/test.sh installs (pinned) against a scripted fake Anthropic Messages
 //! API on loopback over TLS (its own test CA through `[tls] extra_roots`, api.anthropic.com
 //! pinned with `[network.resolve]`), reached only through airlock's proxy and credential swap.
-//! The test script runs this file as root and again as an unprivileged user.
+//! The test script runs this module as root and again as an unprivileged user.
 //!
 //! The same for the real Codex CLI (`codex exec`) against a fake Responses API.
 //!

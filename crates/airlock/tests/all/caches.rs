@@ -2,7 +2,7 @@
 //! real binary against a package registry on loopback over real TLS (a test CA, `[tls]
 //! extra_roots`): downloads stay in the session until promoted; promote copies only what
 //! verifies against the registry's own integrity data, never what the agent rewrote; offline
-//! builds use a warm host cache and leave it as it was. The test script runs this file as root
+//! builds use a warm host cache and leave it as it was. The test script runs this module as root
 //! and again as an unprivileged user.
 
 use std::collections::{BTreeMap, HashMap};

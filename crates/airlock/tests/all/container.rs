@@ -1,5 +1,5 @@
 //! `airlock run --backend podman` against a real Podman: rootful as root, rootless as an
-//! unprivileged user (scripts/test.sh re-runs this binary as one). Needs the local test image
+//! unprivileged user (scripts/test.sh re-runs this module as one). Needs the local test image
 //! that scripts/container-setup.sh imports (busybox on an empty root; no registry). A host
 //! without Podman skips with the reason printed; Podman without the image is a failure that says
 //! to run the setup.
@@ -14,6 +14,7 @@ const IMAGE: &str = "localhost/airlock-test-busybox:latest";
 const LABEL: &str = "airlock.session";
 
 use crate::bin;
+use airlock_test_support::upstream::answering_http;
 use airlock_test_support::{is_root, stderr, stdout, Pinned, Run, RunExt, Workspace};
 
 fn podman(args: &[&str]) -> Option<Run> {
@@ -319,31 +320,6 @@ fn no_capabilities_and_seccomp() {
     }
 }
 
-fn http_server(body: &'static str) -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut stream = stream;
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(reply.as_bytes());
-        }
-    });
-    port
-}
-
 /// The container has no network of its own (`--network none`: loopback only); egress goes only
 /// through the proxy airlock serves on the listeners pid 1 made inside and passed out.
 #[test]
@@ -352,7 +328,7 @@ fn egress_only_through_the_passed_listeners() {
         return;
     }
     let _l = airlock_test_support::podman_lock();
-    let port = http_server("hello from upstream");
+    let port = answering_http("hello from upstream");
     let ws = Ws::new();
     let pol = ws.data().join("policy.toml");
     std::fs::write(

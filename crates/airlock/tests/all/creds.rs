@@ -1,6 +1,6 @@
 //! Credentials the agent can use but never read, end to end through the real binary: local TLS
 //! upstreams on loopback (their own test CA given through `[tls] extra_roots`, names pinned
-//! with `[network.resolve]`), curl and git inside `airlock run`. The test script runs this file
+//! with `[network.resolve]`), curl and git inside `airlock run`. The test script runs this module
 //! as root and again as an unprivileged user.
 
 use std::io::{Read, Write};
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::bin;
 use airlock_test_support::tls::TestCa;
+use airlock_test_support::Pinned;
 use airlock_test_support::{stderr, stdout, Run, RunExt};
 
 /// The push guard (`[git] push`) with git's own smart-HTTP server.
@@ -321,16 +322,12 @@ fn fixture() -> Fixture {
     let policy = env.path("policy.toml");
     std::fs::write(
         &policy,
-        format!(
-            r#"[network]
-allow_private = ["127.0.0.1"]
-[network.resolve]
-"api.creds.test" = "127.0.0.1"
-"bad.creds.test" = "127.0.0.1"
-[network.ports]
-"api.creds.test" = [{good}]
-"bad.creds.test" = [{bad}]
-
+        Pinned::new()
+            .pin("api.creds.test", "127.0.0.1", &[good.port])
+            .pin("bad.creds.test", "127.0.0.1", &[bad.port])
+            .policy_toml()
+            + &format!(
+                r#"
 [[credentials]]
 name = "test-alpha"
 env = "AIRLOCK_TEST_SECRET_A"
@@ -350,10 +347,8 @@ hosts = ["bad.creds.test"]
 [tls]
 extra_roots = ["{ca}"]
 "#,
-            good = good.port,
-            bad = bad.port,
-            ca = env.path("ca.pem").display()
-        ),
+                ca = env.path("ca.pem").display()
+            ),
     )
     .expect("policy");
     make_readable(env.dir.path());
@@ -861,14 +856,11 @@ fn oauth_refresh_rotates_placeholders_and_updates_the_host_file() {
     let policy = env.path("policy.toml");
     std::fs::write(
         &policy,
-        format!(
-            r#"[network]
-allow_private = ["127.0.0.1"]
-[network.resolve]
-"api.creds.test" = "127.0.0.1"
-[network.ports]
-"api.creds.test" = [{port}]
-[[credentials]]
+        Pinned::new()
+            .pin("api.creds.test", "127.0.0.1", &[up.port])
+            .policy_toml()
+            + &format!(
+                r#"[[credentials]]
 name = "t-access"
 json = {{ file = "{file}", pointer = "/claudeAiOauth/accessToken" }}
 hosts = ["api.creds.test"]
@@ -882,10 +874,9 @@ placeholder_env = "T_REFRESH"
 [tls]
 extra_roots = ["{ca}"]
 "#,
-            port = up.port,
-            file = file.display(),
-            ca = env.path("ca.pem").display()
-        ),
+                file = file.display(),
+                ca = env.path("ca.pem").display()
+            ),
     )
     .expect("policy");
     make_readable(env.dir.path());

@@ -1,6 +1,6 @@
 //! `airlock run --backend podman-box`: `airlock serve` for real, as the first process of a
 //! local Podman container (the remote path of docs/remote.md on this machine), rootful as root
-//! and rootless as an unprivileged user (scripts/test.sh re-runs this binary as one). Needs the
+//! and rootless as an unprivileged user (scripts/test.sh re-runs this module as one). Needs the
 //! box image scripts/container-setup.sh builds (`localhost/airlock-box`: busybox, tmux, git,
 //! curl, openssl, user `airlock`); a host without Podman skips with the reason printed.
 //!

@@ -1,8 +1,9 @@
 //! The native sandbox driven through the real binary: exit statuses, errors, environment,
-//! filesystem view, signals, terminals, and the escape battery. The test script runs this file as
+//! filesystem view, signals, terminals, and the escape battery. The test script runs this module as
 //! root and again as an unprivileged user.
 
 use crate::bin;
+use airlock_test_support::upstream::answering_http;
 use airlock_test_support::{is_root, stderr, stdout, Pinned, Run, RunExt, Workspace};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -561,32 +562,6 @@ fn interactive_terminal_works() {
     );
 }
 
-/// A tiny HTTP server on host loopback answering every request with `body`.
-fn http_server(body: &'static str) -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut stream = stream;
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(reply.as_bytes());
-        }
-    });
-    port
-}
-
 fn net_policy(dir: &Path, port: u16, allow: bool) -> PathBuf {
     let pinned = Pinned::new().pin("test.airlock.internal", "127.0.0.1", &[port]);
     let text = if allow {
@@ -604,7 +579,7 @@ fn net_policy(dir: &Path, port: u16, allow: bool) -> PathBuf {
 /// a reason, and nothing reaches the host directly.
 #[test]
 fn egress_goes_only_through_the_proxy() {
-    let port = http_server("hello from upstream");
+    let port = answering_http("hello from upstream");
     let ws = Ws::new();
     let pol_dir = tempfile::tempdir().expect("tempdir");
     let policy = net_policy(pol_dir.path(), port, true);
@@ -655,7 +630,7 @@ fn egress_goes_only_through_the_proxy() {
 /// the session's end lists every refusal with its count.
 #[test]
 fn a_refused_host_is_named_once_with_its_fix() {
-    let port = http_server("ok");
+    let port = answering_http("ok");
     let ws = Ws::new();
     let pol_dir = tempfile::tempdir().expect("tempdir");
     let policy = net_policy(pol_dir.path(), port, true);
@@ -709,7 +684,11 @@ fn a_refused_host_is_named_once_with_its_fix() {
 /// directory: clear errors, nothing written.
 #[test]
 fn policy_suggest_gives_what_was_refused_and_it_works() {
-    let ports = [http_server("one"), http_server("two"), http_server("three")];
+    let ports = [
+        answering_http("one"),
+        answering_http("two"),
+        answering_http("three"),
+    ];
     let hosts = ["one.test", "two.test", "three.test"];
     let ws = Ws::new();
     let pol_dir = tempfile::tempdir().expect("tempdir");
@@ -812,7 +791,7 @@ struct AskSession {
 }
 
 fn ask_session(ws: &Ws, config: &Path, timeout_secs: u64, script: &str) -> AskSession {
-    let port = http_server("approved");
+    let port = answering_http("approved");
     let pol_dir = config.join("pol");
     std::fs::create_dir_all(&pol_dir).expect("mkdir");
     let policy = pol_dir.join("policy.toml");
@@ -1362,7 +1341,7 @@ fn preset_caches_are_shared_read_only_with_a_session_layer() {
 /// pinned to a loopback server); without them the same names are refused.
 #[test]
 fn presets_allow_their_registry_hosts() {
-    let port = http_server("hello registry");
+    let port = answering_http("hello registry");
     let ws = Ws::new();
     let pol_dir = tempfile::tempdir().expect("tempdir");
     let names = [
@@ -1445,7 +1424,7 @@ fn presets_allow_their_registry_hosts() {
 /// both decisions.
 #[test]
 fn policy_reload_changes_the_decision_and_is_audited() {
-    let port = http_server("reloaded");
+    let port = answering_http("reloaded");
     let ws = Ws::new();
     let pol_dir = tempfile::tempdir().expect("tempdir");
     let policy = net_policy(pol_dir.path(), port, false);
@@ -3083,7 +3062,7 @@ fn live_denials_go_on_the_last_row_between_the_agents_characters() {
         airlock_test_support::skip("script(1) is not installed");
         return;
     }
-    let port = http_server("ok");
+    let port = answering_http("ok");
     let ws = Ws::new();
     let pol_dir = tempfile::tempdir().expect("tempdir");
     let policy = net_policy(pol_dir.path(), port, true);
@@ -5752,9 +5731,9 @@ fn held_requests_are_answered_with_keys_in_the_terminal_airlock_owns() {
     );
     // Steps 1-4 go to one server, 5 (project) and 6 (time-out) to servers of their own.
     let (a, b, c) = (
-        http_server("approved"),
-        http_server("approved"),
-        http_server("approved"),
+        answering_http("approved"),
+        answering_http("approved"),
+        answering_http("approved"),
     );
     std::fs::write(ws.path().join("ports"), format!("{a} {a} {a} {a} {b} {c}")).expect("ports");
     std::fs::write(ws.path().join("agent.py"), KEYS_AGENT).expect("agent");
