@@ -7,37 +7,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::bin;
-use airlock_test_support::{stderr, stdout, Run, RunExt};
+use airlock_test_support::{stderr, stdout, Run, RunExt, Workspace};
 use serde_json::Value;
 
+/// A workspace with its session store, and a private XDG_CONFIG_HOME.
 struct Env {
-    ws: tempfile::TempDir,
-    data: tempfile::TempDir,
+    ws: Workspace,
     home: tempfile::TempDir,
 }
 
 impl Env {
     fn new() -> Env {
-        let t = |p: &str| {
-            tempfile::Builder::new()
-                .prefix(p)
+        Env {
+            ws: Workspace::new("airlock-everyday").with_file("hello.txt", "hello\n"),
+            home: tempfile::Builder::new()
+                .prefix("airlock-everyday-home-")
                 .tempdir()
-                .expect("tempdir")
-        };
-        let env = Env {
-            ws: t("airlock-everyday-ws-"),
-            data: t("airlock-everyday-data-"),
-            home: t("airlock-everyday-home-"),
-        };
-        std::fs::write(env.ws.path().join("hello.txt"), "hello\n").expect("write");
-        env
+                .expect("tempdir"),
+        }
     }
 
     fn airlock(&self, args: &[&str]) -> Run {
-        Command::new(bin())
-            .current_dir(self.ws.path())
-            .stdin(Stdio::null())
-            .env("XDG_DATA_HOME", self.data.path())
+        self.ws
+            .command(&bin())
             .env("XDG_CONFIG_HOME", self.home.path().join("config"))
             .args(args)
             .run()
@@ -563,7 +555,7 @@ fn a_closed_standard_output_is_a_quiet_exit_not_a_panic() {
             .current_dir(env.ws.path())
             .stdin(Stdio::null())
             .stdout(writer)
-            .env("XDG_DATA_HOME", env.data.path())
+            .env("XDG_DATA_HOME", env.ws.data())
             .env("XDG_CONFIG_HOME", env.home.path().join("config"))
             .args(args)
             .run();
@@ -633,7 +625,7 @@ fn sessions_of_a_gone_workspace_are_pruned_when_empty_and_explained_when_not() {
     }
     std::fs::remove_dir_all(&gone).expect("rm workspace");
     // As for a session that ended without its summary being written (lost, or older airlock).
-    let sessions = env.data.path().join("airlock/sessions");
+    let sessions = env.ws.data().join("airlock/sessions");
     for d in std::fs::read_dir(&sessions).expect("sessions") {
         let _ = std::fs::remove_file(d.expect("entry").path().join("unmerged.json"));
     }

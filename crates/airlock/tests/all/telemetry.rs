@@ -9,29 +9,25 @@ use std::time::{Duration, Instant};
 
 use crate::bin;
 use airlock_test_support::otlp::{black_hole, dead_port, Receiver};
-use airlock_test_support::{stdout, Run, RunExt};
+use airlock_test_support::{stdout, Run, RunExt, Workspace};
 
 /// The collector's token: sent by airlock's exporter, never inside the sandbox.
 const SECRET: &str = "otlp-secret-3b9f0c2e7d41a6";
 
+/// A workspace with its session store, and a directory for the policy.
 struct Env {
-    ws: tempfile::TempDir,
-    data: tempfile::TempDir,
+    ws: Workspace,
     pol: tempfile::TempDir,
 }
 
 impl Env {
     fn new() -> Env {
-        let t = |p: &str| {
-            tempfile::Builder::new()
-                .prefix(p)
-                .tempdir()
-                .expect("tempdir")
-        };
         Env {
-            ws: t("airlock-otel-ws-"),
-            data: t("airlock-otel-data-"),
-            pol: t("airlock-otel-pol-"),
+            ws: Workspace::new("airlock-otel"),
+            pol: tempfile::Builder::new()
+                .prefix("airlock-otel-pol-")
+                .tempdir()
+                .expect("tempdir"),
         }
     }
 
@@ -51,10 +47,9 @@ impl Env {
 
     fn run(&self, policy: &Path, script: &str) -> (Run, Duration) {
         let start = Instant::now();
-        let o = Command::new(bin())
-            .current_dir(self.ws.path())
-            .stdin(Stdio::null())
-            .env("XDG_DATA_HOME", self.data.path())
+        let o = self
+            .ws
+            .command(&bin())
             .env("AIRLOCK_TEST_OTLP_TOKEN", SECRET)
             .args(["run", "--mode", "bind", "--workspace"])
             .arg(self.ws.path())
@@ -67,7 +62,7 @@ impl Env {
 
     /// The audit events of the (only) session, as JSON.
     fn audit(&self) -> Vec<serde_json::Value> {
-        let sessions = self.data.path().join("airlock/sessions");
+        let sessions = self.ws.data().join("airlock/sessions");
         let mut out = Vec::new();
         for d in std::fs::read_dir(&sessions).expect("sessions").flatten() {
             let text = std::fs::read_to_string(d.path().join("audit.jsonl")).unwrap_or_default();
@@ -245,7 +240,7 @@ fn the_merge_of_a_session_is_exported_as_well() {
         Command::new(bin())
             .current_dir(env.ws.path())
             .stdin(Stdio::null())
-            .env("XDG_DATA_HOME", env.data.path())
+            .env("XDG_DATA_HOME", env.ws.data())
             .env("XDG_CONFIG_HOME", &config)
             .args(args)
             .run()
