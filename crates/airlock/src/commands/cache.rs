@@ -11,7 +11,34 @@ use crate::cli::PromoteArgs;
 use crate::promote::{self, Entry, Outcome};
 use crate::session_dir;
 
+/// `airlock cache promote`; with `--json` an error is a JSON object on stdout too
+/// (`{"session": ID, "error": MESSAGE}`), for scripts, besides the usual line on stderr.
 pub(crate) fn promote(args: PromoteArgs) -> Result<i32> {
+    let result = run(&args);
+    if let (Err(e), true) = (&result, args.json) {
+        let message = e
+            .chain()
+            .map(ToString::to_string)
+            .fold(String::new(), |acc, c| {
+                if acc.is_empty() {
+                    c
+                } else if acc.contains(&c) {
+                    acc
+                } else {
+                    format!("{acc}: {c}")
+                }
+            });
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({ "session": args.id, "error": message }),
+        )?;
+        writeln!(out)?;
+    }
+    result
+}
+
+fn run(args: &PromoteArgs) -> Result<i32> {
     let r = session_dir::find(Some(&args.id))?;
     if r.state == SessionState::Running {
         bail!(
@@ -58,7 +85,7 @@ pub(crate) fn promote(args: PromoteArgs) -> Result<i32> {
         home,
     };
     let entries = promote::promote(&layers, &mut opts);
-    report(&r.id, &entries, &args)?;
+    report(&r.id, &entries, args)?;
     Ok(0)
 }
 
