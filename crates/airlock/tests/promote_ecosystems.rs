@@ -1,4 +1,4 @@
-//! `airlock cache promote` for pip, Maven, Go and uv, and its configured registries and JSON
+//! `airlock cache promote` for pip, Maven, Go and uv (listed, not promoted), and its configured registries and JSON
 //! errors, driven through the real binary against the loopback registry over real TLS of
 //! `airlock_test_support::registry` (the one `caches.rs` uses). What the agent plants in its
 //! layer is promoted only when the registry's own integrity data vouches for it; the host cache
@@ -201,7 +201,7 @@ fn pip_promote_verifies_bodies_against_the_index() {
     let link_dir = link_body.parent().expect("dir").to_path_buf();
     let script = format!(
         "set -e; cp -a plant/. ~/.cache/pip/; mkdir -p ~/.cache/pip/{dir}; \
-         ln -s {out}/w.body ~/.cache/pip/{body}; ln -s {out} ~/.cache/pip/http-v2/f; echo planted",
+         ln -s {out}/w.body ~/.cache/pip/{body}; ln -s {out} ~/.cache/pip/http-v2/z; echo planted",
         dir = link_dir.display(),
         out = outside.path().display(),
         body = link_body.display(),
@@ -256,7 +256,7 @@ fn pip_promote_verifies_bodies_against_the_index() {
                 "built in the session",
             ),
             (&link_body.display().to_string(), "skipped", "symbolic link"),
-            ("http-v2/f", "skipped", "symbolic link"),
+            ("http-v2/z", "skipped", "symbolic link"),
         ],
     );
     // The host gained the genuine body, airlock's record beside it, and the rebuilt record.
@@ -472,38 +472,230 @@ fn maven_promote_verifies_against_the_repositorys_checksums() {
     );
 }
 
-/// Go's module cache and uv's cache have no upstream-verifiable form airlock checks: every
-/// file is listed as not promoted with the reason, and the host caches stay as they were.
+/// A Go module zip: `files` (name, text) under `MODULE@VERSION/`.
+fn module_zip(module: &str, version: &str, files: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut out);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, text) in files {
+            z.start_file(format!("{module}@{version}/{name}"), opts)
+                .expect("zip entry");
+            z.write_all(text.as_bytes()).expect("zip write");
+        }
+        z.finish().expect("zip");
+    }
+    out.into_inner()
+}
+
+/// `h1:` of named contents, as golang.org/x/mod/sumdb/dirhash documents Hash1:
+/// `find . -type f | sort | xargs sha256sum | sha256sum`, base64.
+fn h1(files: &[(String, Vec<u8>)]) -> String {
+    use base64::Engine as _;
+    let mut lines: Vec<String> = files
+        .iter()
+        .map(|(n, c)| format!("{}  {n}\n", sha256_hex(c)))
+        .collect();
+    lines.sort_by(|a, b| a.rsplit("  ").next().cmp(&b.rsplit("  ").next()));
+    format!(
+        "h1:{}",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(lines.concat()))
+    )
+}
+
+fn zip_h1(module: &str, version: &str, files: &[(&str, &str)]) -> String {
+    let named: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|(n, t)| (format!("{module}@{version}/{n}"), t.as_bytes().to_vec()))
+        .collect();
+    h1(&named)
+}
+
+/// `airlock run --mode MODE --preset go` in the workspace.
+fn run_go(home: &Home, mode: &str, script: &str) -> std::process::Output {
+    home.airlock()
+        .args(["run", "--mode", mode, "--preset", "go", "--workspace"])
+        .arg(home.ws())
+        .args(["--", "sh", "-c", script])
+        .output()
+        .expect("run")
+}
+
+/// Go's download cache: a module's `.zip` and `.mod` are promoted when their `h1:` is the one
+/// the workspace's go.sum on the host records (an overlay session, which could not write it),
+/// with airlock's own `.ziphash` beside the zip. Refused: a zip with one file changed (also
+/// when the session rewrote its go.sum to match), another module's genuine zip under this
+/// module's name, a module go.sum does not list, anything from a bind-mode session. The
+/// agent's `.ziphash` and `.info`, extracted trees and links are not promoted.
 #[test]
-fn go_and_uv_caches_are_listed_not_promoted() {
+fn go_promote_verifies_modules_against_go_sum() {
     let reg = Registry::start();
     let home = Home::new(&reg, bin());
-    std::fs::create_dir_all(home.path().join("go/pkg/mod")).expect("gomodcache");
-    std::fs::create_dir_all(home.path().join(".cache/uv")).expect("uv");
-    let script = "set -e; d=~/go/pkg/mod/cache/download/example.com/m/@v; mkdir -p $d; \
-                  echo zip > $d/v1.0.0.zip; echo 'module example.com/m' > $d/v1.0.0.mod; \
-                  mkdir -p ~/.cache/uv/archive-v0/abc; echo x > ~/.cache/uv/archive-v0/abc/f.py; \
-                  echo planted";
-    let go_before = snapshot(&home.path().join("go/pkg/mod"));
-    let uv_before = snapshot(&home.path().join(".cache/uv"));
-    let o = home.run(&["--preset", "go", "--preset", "python"], script);
+    let gomod = home.path().join("go/pkg/mod");
+    std::fs::create_dir_all(&gomod).expect("gomodcache");
+    let m = "example.com/m";
+    let files = [
+        ("go.mod", "module example.com/m\n"),
+        ("m.go", "package m\n"),
+    ];
+    let evil_files = [
+        ("go.mod", "module example.com/m\n"),
+        ("m.go", "package m // evil\n"),
+    ];
+    let zip10 = module_zip(m, "v1.0.0", &files);
+    let zip11 = module_zip(m, "v1.1.0", &files);
+    let evil11 = module_zip(m, "v1.1.0", &evil_files);
+    let other = module_zip("example.com/other", "v1.2.0", &files);
+    let upper = "example.com/User/m";
+    let zip_upper = module_zip(upper, "v1.0.0", &files);
+    let gomod_text = b"module example.com/m\n".to_vec();
+    let gomod_h1 = h1(&[("go.mod".to_string(), gomod_text.clone())]);
+    let go_sum = format!(
+        "{m} v1.0.0 {}\n{m} v1.0.0/go.mod {gomod_h1}\n{m} v1.1.0 {}\n{m} v1.2.0 {}\n{upper} v1.0.0 {}\n",
+        zip_h1(m, "v1.0.0", &files),
+        zip_h1(m, "v1.1.0", &files),
+        zip_h1(m, "v1.2.0", &files),
+        zip_h1(upper, "v1.0.0", &files),
+    );
+    std::fs::write(home.ws().join("go.sum"), &go_sum).expect("go.sum");
+    let plant = home.ws().join("plant");
+    let v = "cache/download/example.com/m/@v";
+    let uv = "cache/download/example.com/!user/m/@v";
+    for (rel, bytes) in [
+        (format!("{v}/v1.0.0.zip"), zip10.clone()),
+        (format!("{v}/v1.0.0.mod"), gomod_text.clone()),
+        (format!("{v}/v1.0.0.ziphash"), b"h1:planted".to_vec()),
+        (
+            format!("{v}/v1.0.0.info"),
+            b"{\"Version\":\"v1.0.0\"}".to_vec(),
+        ),
+        (format!("{v}/v1.1.0.zip"), evil11.clone()),
+        (format!("{v}/v1.2.0.zip"), other),
+        (format!("{v}/v1.3.0.zip"), zip11.clone()),
+        (format!("{uv}/v1.0.0.zip"), zip_upper.clone()),
+        (format!("{m}@v1.0.0/m.go"), b"package m\n".to_vec()),
+    ] {
+        write(&plant, Path::new(&rel), &bytes);
+    }
+    let outside = tempfile::tempdir().expect("outside");
+    std::fs::write(outside.path().join("z.zip"), &zip11).expect("outside zip");
+    // The session rewrites its go.sum to vouch for its changed zip.
+    let script = format!(
+        "set -e; cp -a plant/. ~/go/pkg/mod/; ln -s {out}/z.zip ~/go/pkg/mod/{v}/v1.4.0.zip; \
+         sed -i 's|^{m} v1.1.0 .*|{m} v1.1.0 {evil}|' go.sum; echo planted",
+        out = outside.path().display(),
+        evil = zip_h1(m, "v1.1.0", &evil_files),
+    );
+    let before = snapshot(&gomod);
+    let o = run_go(&home, "overlay", &script);
     assert_eq!(stdout(&o).trim(), "planted", "{}", stderr(&o));
+    assert_eq!(
+        snapshot(&gomod),
+        before,
+        "the session wrote the host's cache"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.ws().join("go.sum")).expect("go.sum"),
+        go_sum
+    );
     let id = home.last_session();
     let (report, _) = home.promote(&id, &[]);
     check_cases(
         &report,
         &[
+            (&format!("{v}/v1.0.0.zip"), "promoted", "go.sum"),
+            (&format!("{v}/v1.0.0.mod"), "promoted", "v1.0.0/go.mod"),
             (
-                "@v/v1.0.0.zip",
+                &format!("{v}/v1.0.0.ziphash"),
                 "skipped",
-                "Go's module cache is not promoted",
+                "airlock writes the .ziphash",
             ),
-            ("@v/v1.0.0.mod", "skipped", "checksum database"),
-            ("archive-v0/abc/f.py", "skipped", "uv keeps wheels unpacked"),
+            (
+                &format!("{v}/v1.0.0.info"),
+                "skipped",
+                "not a module's .zip or .mod",
+            ),
+            (
+                &format!("{v}/v1.1.0.zip"),
+                "refused",
+                "content does not match",
+            ),
+            (
+                &format!("{v}/v1.2.0.zip"),
+                "refused",
+                "outside example.com/m@v1.2.0/",
+            ),
+            (&format!("{v}/v1.3.0.zip"), "refused", "is not in"),
+            (&format!("{v}/v1.4.0.zip"), "skipped", "symbolic link"),
+            (
+                &format!("{uv}/v1.0.0.zip"),
+                "promoted",
+                "example.com/User/m v1.0.0",
+            ),
+            (
+                &format!("{m}@v1.0.0/m.go"),
+                "skipped",
+                "extracted module tree",
+            ),
         ],
     );
+    let mut want = vec![
+        PathBuf::from(format!("{v}/v1.0.0.mod")),
+        PathBuf::from(format!("{v}/v1.0.0.zip")),
+        PathBuf::from(format!("{v}/v1.0.0.ziphash")),
+        PathBuf::from(format!("{uv}/v1.0.0.zip")),
+        PathBuf::from(format!("{uv}/v1.0.0.ziphash")),
+    ];
+    want.sort();
+    assert_eq!(new_files(&gomod, &before), want, "{report:#}");
+    assert_eq!(
+        std::fs::read(gomod.join(format!("{v}/v1.0.0.zip"))).expect("zip"),
+        zip10
+    );
+    assert_eq!(
+        std::fs::read_to_string(gomod.join(format!("{v}/v1.0.0.ziphash"))).expect("ziphash"),
+        zip_h1(m, "v1.0.0", &files)
+    );
+    // A bind-mode session can write the workspace's go.sum (here: vouch for its own module):
+    // nothing it downloads verifies.
+    let own = module_zip(m, "v1.6.0", &evil_files);
+    write(&plant, Path::new(&format!("{v}/v1.6.0.zip")), &own);
+    let o = run_go(
+        &home,
+        "bind",
+        &format!(
+            "set -e; mkdir -p ~/go/pkg/mod/{v}; cp plant/{v}/v1.6.0.zip ~/go/pkg/mod/{v}/; \
+             echo '{m} v1.6.0 {}' >> go.sum; echo ok",
+            zip_h1(m, "v1.6.0", &evil_files)
+        ),
+    );
+    assert_eq!(stdout(&o).trim(), "ok", "{}", stderr(&o));
+    let (report, _) = home.promote(&home.last_session(), &[]);
+    check_cases(&report, &[("v1.6.0.zip", "refused", "bind mode")]);
     assert_eq!(report["promoted"], 0, "{report:#}");
-    assert_eq!(snapshot(&home.path().join("go/pkg/mod")), go_before);
+}
+
+/// uv's cache has no upstream-verifiable form: every file is listed as not promoted with the
+/// reason, and the host cache stays as it was.
+#[test]
+fn uv_cache_is_listed_not_promoted() {
+    let reg = Registry::start();
+    let home = Home::new(&reg, bin());
+    std::fs::create_dir_all(home.path().join(".cache/uv")).expect("uv");
+    let script =
+        "set -e; mkdir -p ~/.cache/uv/archive-v0/abc; echo x > ~/.cache/uv/archive-v0/abc/f.py; \
+                  echo planted";
+    let uv_before = snapshot(&home.path().join(".cache/uv"));
+    let o = home.run(&["--preset", "python"], script);
+    assert_eq!(stdout(&o).trim(), "planted", "{}", stderr(&o));
+    let id = home.last_session();
+    let (report, _) = home.promote(&id, &[]);
+    check_cases(
+        &report,
+        &[("archive-v0/abc/f.py", "skipped", "uv keeps wheels unpacked")],
+    );
+    assert_eq!(report["promoted"], 0, "{report:#}");
     assert_eq!(snapshot(&home.path().join(".cache/uv")), uv_before);
 }
 

@@ -79,10 +79,22 @@ fn run(args: &PromoteArgs) -> Result<i32> {
         })?;
     let policy = crate::policy_load::load(None, &[], &[], None)?;
     let roots = crate::telemetry::extra_roots(&policy, &home)?;
+    // The workspace's go.sum as it is on the host: only an overlay session could not write it.
+    let go_sum = if r.mode == airlock_session::SessionMode::Overlay {
+        Ok(r.workspace.join("go.sum"))
+    } else {
+        Err(format!(
+            "session {} ran in {} mode, where it could write the workspace's go.sum; Go modules \
+             are verified only by an overlay session's go.sum",
+            r.id,
+            r.mode.as_str()
+        ))
+    };
     let mut opts = promote::Options {
         dry_run: args.dry_run,
         registry: promote::Registry::new(roots)?,
         home,
+        go_sum,
     };
     let entries = promote::promote(&layers, &mut opts);
     report(&r.id, &entries, args)?;

@@ -6,8 +6,8 @@
 //! TLS from this host process). Everything else is listed with the reason it stayed.
 //!
 //! The steps: walk the layer without following links ([`walk`]), hand each regular file to its
-//! ecosystem's verifier (`cargo.rs`, `npm.rs`, `pip.rs`, `maven.rs`; `unverified.rs` says why
-//! Go's and uv's caches have none), which names the artifact and its trusted digest
+//! ecosystem's verifier (`cargo.rs`, `npm.rs`, `pip.rs`, `maven.rs`, `go.rs`; `unverified.rs` says
+//! why uv's cache has none), which names the artifact and its trusted digest
 //! ([`Claim`]); then hash the file before anything is written on the host, copy it ([`copy`])
 //! through a temporary file in the host directory, hashing the bytes copied, and link it into
 //! place only if they match, never over an existing file. Files airlock writes itself (pip's
@@ -15,6 +15,7 @@
 
 mod cargo;
 mod copy;
+mod go;
 mod maven;
 mod npm;
 mod pip;
@@ -147,6 +148,9 @@ pub(crate) struct Options {
     pub(crate) registry: Registry,
     /// The user's home (for `~/.npmrc`, pip's configuration).
     pub(crate) home: PathBuf,
+    /// The `go.sum` Go modules are verified by (the session's workspace on the host, for an
+    /// overlay session), or why there is none.
+    pub(crate) go_sum: Result<PathBuf, String>,
 }
 
 /// The verifier of a layer, chosen by the cache it sits on.
@@ -156,13 +160,13 @@ enum Verifier {
     Npm(npm::Npm),
     Pip(pip::Pip),
     Maven(maven::Maven),
-    Go,
+    Go(go::Go),
     Uv,
     None,
 }
 
 impl Verifier {
-    fn of(layer: &LayerRecord, home: &Path) -> Verifier {
+    fn of(layer: &LayerRecord, home: &Path, go_sum: &Result<PathBuf, String>) -> Verifier {
         let t = &layer.target;
         if t.ends_with(".cargo") {
             Verifier::Cargo(cargo::Cargo::new(&layer.lower))
@@ -173,7 +177,7 @@ impl Verifier {
         } else if t.ends_with(".m2/repository") {
             Verifier::Maven(maven::Maven::new(home))
         } else if t.ends_with("go/pkg/mod") {
-            Verifier::Go
+            Verifier::Go(go::Go::new(go_sum))
         } else if t.ends_with(".cache/uv") {
             Verifier::Uv
         } else {
@@ -187,7 +191,7 @@ impl Verifier {
             Verifier::Npm(v) => v.verify(c, registry),
             Verifier::Pip(v) => v.verify(c, registry),
             Verifier::Maven(v) => v.verify(c, registry),
-            Verifier::Go => unverified::go(c),
+            Verifier::Go(v) => v.verify(c),
             Verifier::Uv => unverified::uv(c),
             Verifier::None => Verdict::Skipped(format!(
                 "airlock verifies the cargo, npm, pip and Maven caches only; {} is not one",
@@ -208,7 +212,7 @@ pub(crate) fn promote(layers: &[LayerRecord], opts: &mut Options) -> Vec<Entry> 
 }
 
 fn promote_layer(layer: &LayerRecord, opts: &mut Options, out: &mut Vec<Entry>) {
-    let mut verifier = Verifier::of(layer, &opts.home);
+    let mut verifier = Verifier::of(layer, &opts.home, &opts.go_sum);
     for f in walk::walk(&layer.upper) {
         let outcome = match f.problem {
             Some(reason) => Outcome::Skipped { reason },
