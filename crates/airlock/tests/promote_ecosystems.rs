@@ -144,9 +144,14 @@ fn pip_promote_verifies_bodies_against_the_index() {
     let v11 = wheel("demo", "1.1", 11);
     let v12 = wheel("demo", "1.2", 12);
     let other = wheel("other", "2.0", 20);
+    let sdist = tarball(&[(
+        "demo-1.3/PKG-INFO",
+        "Metadata-Version: 2.1\nName: demo\nVersion: 1.3\n",
+    )]);
     reg.publish_pypi(
         "demo",
         &[
+            ("demo-1.3.tar.gz", &sdist),
             (&wheel_name("demo", "1.0"), &v10),
             (&wheel_name("demo", "1.1"), &v11),
             (&wheel_name("demo", "1.2"), &v12),
@@ -161,8 +166,10 @@ fn pip_promote_verifies_bodies_against_the_index() {
         p.set_extension("body");
         p
     };
-    // Genuine (pip >= 23.3): the body and the agent's record.
+    // Genuine (pip >= 23.3): the body and the agent's record; an sdist.
     write(&plant, &body("http-v2", &key("1.0")), &v10);
+    let sdist_key = pip_key(&reg.pypi_file_url("demo-1.3.tar.gz"));
+    write(&plant, &body("http-v2", &sdist_key), &sdist);
     write(
         &plant,
         &pip_entry("http-v2", &key("1.0")),
@@ -224,6 +231,7 @@ fn pip_promote_verifies_bodies_against_the_index() {
                 "demo-1.0-py3-none-any.whl",
             ),
             (&e("http-v2", &key("1.0")), "skipped", "response record"),
+            (&b("http-v2", &sdist_key), "promoted", "demo-1.3.tar.gz"),
             (
                 &b("http-v2", &key("1.1")),
                 "refused",
@@ -263,6 +271,8 @@ fn pip_promote_verifies_bodies_against_the_index() {
     let mut want = vec![
         body("http-v2", &key("1.0")),
         pip_entry("http-v2", &key("1.0")),
+        body("http-v2", &sdist_key),
+        pip_entry("http-v2", &sdist_key),
         pip_entry("http", &key("1.1")),
     ];
     want.sort();

@@ -62,7 +62,7 @@ fn open_bounded(p: &Path) -> Result<std::fs::File, CopyError> {
 /// A layer's file read whole (at most `limit` bytes, never through a link), for verifiers
 /// that look inside an artifact to name it; what they find there is only a claim.
 pub(super) fn read_bounded(p: &Path, limit: u64) -> Result<Vec<u8>, String> {
-    let file = open_bounded(p).map_err(|e| format!("{e:?}"))?;
+    let file = open_bounded(p).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut out)
@@ -76,6 +76,14 @@ pub(super) fn read_bounded(p: &Path, limit: u64) -> Result<Vec<u8>, String> {
 /// The digest of `bytes`, of the same kind as `like`.
 pub(super) fn digest_of(bytes: &[u8], like: &Digest) -> Digest {
     hash(bytes, std::io::sink(), like).unwrap_or_else(|_| like.clone())
+}
+
+impl std::fmt::Display for CopyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CopyError::Mismatch(s) | CopyError::Other(s) => f.write_str(s),
+        }
+    }
 }
 
 /// Copies `src` to `dest` if its bytes have `digest`; `dry` only reads and hashes.

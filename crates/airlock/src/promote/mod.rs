@@ -194,7 +194,7 @@ impl Verifier {
             Verifier::Go(v) => v.verify(c),
             Verifier::Uv => unverified::uv(c),
             Verifier::None => Verdict::Skipped(format!(
-                "airlock verifies the cargo, npm, pip and Maven caches only; {} is not one",
+                "airlock verifies the cargo, npm, pip, Maven and Go caches only; {} is not one",
                 target.display()
             )),
         }
@@ -247,21 +247,8 @@ fn decide(verdict: Verdict, src: &Path, lower: &Path, opts: &Options) -> Outcome
     };
     let copied = copy::copy_verified(source, &to, &claim.digest, opts.dry_run);
     if copied.is_ok() {
-        if let Some((rel, bytes)) = &claim.companion {
-            // The artifact is in place (or was already): its record follows. A record that
-            // cannot be written leaves a body the tool ignores (it fetches again).
-            let at = lower.join(rel);
-            let digest = copy::digest_of(bytes, &claim.digest);
-            if let Err(e) =
-                copy::copy_verified(copy::Source::Bytes(bytes), &at, &digest, opts.dry_run)
-            {
-                return Outcome::Skipped {
-                    reason: format!(
-                        "verified, but its record {} could not be written: {e:?}",
-                        at.display()
-                    ),
-                };
-            }
+        if let Err(reason) = place_companion(&claim, lower, opts.dry_run) {
+            return Outcome::Skipped { reason };
         }
     }
     match copied {
@@ -275,6 +262,20 @@ fn decide(verdict: Verdict, src: &Path, lower: &Path, opts: &Options) -> Outcome
         },
         Err(copy::CopyError::Other(reason)) => Outcome::Skipped { reason },
     }
+}
+
+/// Writes the file airlock makes beside a claim's artifact (pip's record, Go's `.ziphash`)
+/// once the artifact is in place, never over an existing file. One that cannot be written
+/// leaves an artifact the tool checks again or ignores (it fetches again).
+fn place_companion(claim: &Claim, lower: &Path, dry: bool) -> Result<(), String> {
+    let Some((rel, bytes)) = &claim.companion else {
+        return Ok(());
+    };
+    let at = lower.join(rel);
+    let digest = copy::digest_of(bytes, &claim.digest);
+    copy::copy_verified(copy::Source::Bytes(bytes), &at, &digest, dry)
+        .map(|_| ())
+        .map_err(|e| format!("verified, but {} could not be written: {e}", at.display()))
 }
 
 /// Walking a layer without following links.
