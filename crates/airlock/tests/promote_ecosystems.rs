@@ -302,10 +302,15 @@ fn pip_promote_verifies_bodies_against_the_index() {
 /// A real pip in a session downloads a wheel from the loopback index (its HTTP cache is the
 /// session's layer); with the file gone from the index, a new session cannot get it until the
 /// entry is promoted, and then pip takes it from the host's cache, the same bytes.
+/// `AIRLOCK_TEST_PYTHON` names another Python (a venv with pip >= 23.3, for the `http-v2`
+/// layout; the system's pip may be older, `http/`).
 #[test]
 fn pip_uses_the_promoted_cache_when_the_file_is_gone() {
-    let python = ["/usr/bin/python3", "python3"]
+    let chosen = std::env::var("AIRLOCK_TEST_PYTHON").ok();
+    let python = chosen
+        .as_deref()
         .into_iter()
+        .chain(["/usr/bin/python3", "python3"])
         .find(|p| {
             std::process::Command::new(p)
                 .args(["-m", "pip", "--version"])
@@ -360,6 +365,11 @@ fn pip_uses_the_promoted_cache_when_the_file_is_gone() {
     let (report, _) = home.promote(&first, &[]);
     assert_eq!(report["promoted"], 1, "{report:#}");
     assert_eq!(report["refused"], 0, "{report:#}");
+    let layout = ["http-v2", "http"]
+        .into_iter()
+        .find(|d| pip.join(d).is_dir())
+        .expect("a promoted pip cache entry");
+    eprintln!("{python}: promoted into pip's {layout}/ layout");
     let asked = reg.requests().len();
     let o = download("three");
     assert_eq!(
