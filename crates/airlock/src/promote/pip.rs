@@ -259,25 +259,150 @@ fn project_files(page: &str, registry: &mut Registry) -> Result<Vec<(String, Str
         .collect())
 }
 
-/// The body of an `http/` record the session wrote: its `response.body` (msgpack, version 4).
+/// The body of an `http/` record the session wrote: its `response.body` (cachecontrol's
+/// version 4: `cc=4,` and a msgpack map). Read with [`record_body`], which walks the record
+/// without building it (a record of a million one-byte values would otherwise take gigabytes).
 fn inline_body(p: &Path) -> Result<Vec<u8>, String> {
     let data = copy::read_bounded(p, MAX_ARTIFACT)?;
     let Some(packed) = data.strip_prefix(RECORD_PREFIX) else {
         return Err("not a cachecontrol version 4 record".into());
     };
-    let value = rmpv::decode::read_value_with_max_depth(&mut &packed[..], 32)
-        .map_err(|e| format!("not a cachecontrol record: {e}"))?;
-    let field = |v: &rmpv::Value, name: &str| {
-        v.as_map()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(name))
-            .map(|(_, v)| v.clone())
-    };
-    field(&value, "response")
-        .and_then(|r| field(&r, "body"))
-        .and_then(|b| b.as_slice().map(<[u8]>::to_vec))
+    record_body(packed)
+        .map_err(|e| format!("not a cachecontrol record: {e}"))?
         .filter(|b| !b.is_empty())
+        .map(<[u8]>::to_vec)
         .ok_or_else(|| "a cachecontrol record without a body".into())
+}
+
+/// `response.body` of a msgpack record, found by walking it: at most [`MAX_VALUES`] values,
+/// nested at most [`MAX_DEPTH`] deep, every length checked against what is left.
+fn record_body(packed: &[u8]) -> Result<Option<&[u8]>, String> {
+    let mut w = Walk {
+        rest: packed,
+        budget: MAX_VALUES,
+    };
+    let mut body = None;
+    for _ in 0..w.map_len()? {
+        if w.str()? == b"response" {
+            for _ in 0..w.map_len()? {
+                if w.str()? == b"body" {
+                    body = Some(w.bin()?);
+                } else {
+                    w.skip(MAX_DEPTH)?;
+                }
+            }
+        } else {
+            w.skip(MAX_DEPTH)?;
+        }
+    }
+    Ok(body)
+}
+
+/// The most values a record may hold (cachecontrol writes a few dozen).
+const MAX_VALUES: u32 = 4096;
+
+/// The deepest nesting a record may have (cachecontrol's is 3).
+const MAX_DEPTH: u32 = 8;
+
+/// A cursor over msgpack bytes (the format: <https://github.com/msgpack/msgpack/blob/master/spec.md>).
+struct Walk<'a> {
+    rest: &'a [u8],
+    budget: u32,
+}
+
+impl<'a> Walk<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if n > self.rest.len() {
+            return Err("truncated".into());
+        }
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(head)
+    }
+
+    fn uint(&mut self, n: usize) -> Result<usize, String> {
+        let b = self.take(n)?;
+        let v = b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+        usize::try_from(v).map_err(|_| "a length too large".to_string())
+    }
+
+    fn marker(&mut self) -> Result<rmp::Marker, String> {
+        self.budget = self
+            .budget
+            .checked_sub(1)
+            .ok_or_else(|| format!("more than {MAX_VALUES} values"))?;
+        Ok(rmp::Marker::from_u8(self.take(1)?[0]))
+    }
+
+    fn map_len(&mut self) -> Result<usize, String> {
+        use rmp::Marker as M;
+        match self.marker()? {
+            M::FixMap(n) => Ok(usize::from(n)),
+            M::Map16 => self.uint(2),
+            M::Map32 => self.uint(4),
+            _ => Err("a map expected".into()),
+        }
+    }
+
+    fn str(&mut self) -> Result<&'a [u8], String> {
+        use rmp::Marker as M;
+        let n = match self.marker()? {
+            M::FixStr(n) => usize::from(n),
+            M::Str8 => self.uint(1)?,
+            M::Str16 => self.uint(2)?,
+            M::Str32 => self.uint(4)?,
+            _ => return Err("a string key expected".into()),
+        };
+        self.take(n)
+    }
+
+    fn bin(&mut self) -> Result<&'a [u8], String> {
+        use rmp::Marker as M;
+        let n = match self.marker()? {
+            M::Bin8 => self.uint(1)?,
+            M::Bin16 => self.uint(2)?,
+            M::Bin32 => self.uint(4)?,
+            _ => return Err("the body is not binary".into()),
+        };
+        self.take(n)
+    }
+
+    /// Skips one value of any kind.
+    fn skip(&mut self, depth: u32) -> Result<(), String> {
+        use rmp::Marker as M;
+        let depth = depth.checked_sub(1).ok_or("nested too deep")?;
+        let (bytes, values) = match self.marker()? {
+            M::FixPos(_) | M::FixNeg(_) | M::Null | M::True | M::False => (0, 0),
+            M::U8 | M::I8 => (1, 0),
+            M::U16 | M::I16 => (2, 0),
+            M::U32 | M::I32 | M::F32 => (4, 0),
+            M::U64 | M::I64 | M::F64 => (8, 0),
+            M::FixStr(n) => (usize::from(n), 0),
+            M::Str8 | M::Bin8 => (self.uint(1)?, 0),
+            M::Str16 | M::Bin16 => (self.uint(2)?, 0),
+            M::Str32 | M::Bin32 => (self.uint(4)?, 0),
+            M::FixExt1 => (2, 0),
+            M::FixExt2 => (3, 0),
+            M::FixExt4 => (5, 0),
+            M::FixExt8 => (9, 0),
+            M::FixExt16 => (17, 0),
+            M::Ext8 => (self.uint(1)? + 1, 0),
+            M::Ext16 => (self.uint(2)? + 1, 0),
+            M::Ext32 => (self.uint(4)? + 1, 0),
+            M::FixArray(n) => (0, usize::from(n)),
+            M::Array16 => (0, self.uint(2)?),
+            M::Array32 => (0, self.uint(4)?),
+            M::FixMap(n) => (0, 2 * usize::from(n)),
+            M::Map16 => (0, 2 * self.uint(2)?),
+            M::Map32 => (0, 2 * self.uint(4)?),
+            M::Reserved => return Err("a reserved marker".into()),
+        };
+        self.take(bytes)?;
+        for _ in 0..values {
+            self.skip(depth)?;
+        }
+        Ok(())
+    }
 }
 
 /// The SHA-256 of a body and the project names it claims: a wheel's `NAME-VERSION.dist-info/`
@@ -463,6 +588,28 @@ mod tests {
         assert_eq!(normalize("Foo_Bar.baz"), "foo-bar-baz");
         assert_eq!(normalize("a__-b"), "a-b");
         assert_eq!(normalize("../x"), "x");
+    }
+
+    #[test]
+    fn a_hostile_record_is_refused_without_being_built() {
+        // A million one-byte values: refused by count, not allocated.
+        let mut bomb = vec![0x81, 0xa4];
+        bomb.extend_from_slice(b"vary");
+        bomb.push(0xdd);
+        bomb.extend_from_slice(&1_000_000u32.to_be_bytes());
+        bomb.extend(std::iter::repeat_n(0u8, 1_000_000));
+        assert!(record_body(&bomb).is_err());
+        // Lengths beyond the data, deep nesting, a body that is not binary.
+        assert!(
+            record_body(&[0x81, 0xa4, b'b', b'o', b'd', b'y', 0xc6, 0xff, 0xff, 0xff, 0xff])
+                .is_err()
+        );
+        let mut deep = vec![0x81, 0xa1, b'x'];
+        deep.extend(std::iter::repeat_n(0x91, 20));
+        deep.push(0);
+        assert!(record_body(&deep).is_err());
+        let r = record(b"abc", 3);
+        assert_eq!(record_body(&r[5..]).expect("walk"), Some(&b"abc"[..]));
     }
 
     #[test]
