@@ -171,6 +171,7 @@ fn hash_zip(bytes: &[u8], prefix: &str) -> Result<String, String> {
     let mut zip =
         zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| format!("not a zip: {e}"))?;
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut total: u64 = 0;
     for i in 0..zip.len() {
         let mut f = zip
@@ -183,7 +184,7 @@ fn hash_zip(bytes: &[u8], prefix: &str) -> Result<String, String> {
                 name.escape_debug()
             ));
         }
-        if files.iter().any(|(n, _)| *n == name) {
+        if !seen.insert(name.clone()) {
             return Err(format!("the zip holds {} twice", name.escape_debug()));
         }
         let mut content = Vec::new();
