@@ -218,6 +218,26 @@ impl Registry {
         );
     }
 
+    /// Publishes files of a Python project on an index that serves only PEP 503 HTML (anchors
+    /// whose fragment is `#sha256=HEX`), files as [`Registry::publish_pypi`] does.
+    pub fn publish_pypi_html(&self, name: &str, files: &[(&str, &[u8])]) {
+        let mut page = String::from("<!DOCTYPE html><html><body>\n");
+        for (f, bytes) in files {
+            self.put(&format!("/files/{f}"), bytes);
+            page.push_str(&format!(
+                "<a href=\"{}#sha256={}\">{f}</a><br/>\n",
+                self.pypi_file_url(f),
+                sha256_hex(bytes)
+            ));
+        }
+        page.push_str("</body></html>\n");
+        self.put_with(
+            &format!("/simple/{name}/"),
+            page.as_bytes(),
+            "Content-Type: text/html\r\n",
+        );
+    }
+
     /// Publishes a Maven artifact file (`GROUP/ARTIFACT/VERSION/FILE` under `/maven2/`) with
     /// the checksum files named in `sums` (`"sha256"`, `"sha1"`).
     pub fn publish_maven(&self, rel: &str, bytes: &[u8], sums: &[&str]) {

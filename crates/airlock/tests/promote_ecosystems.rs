@@ -158,6 +158,8 @@ fn pip_promote_verifies_bodies_against_the_index() {
         ],
     );
     reg.publish_pypi("other", &[(&wheel_name("other", "2.0"), &other)]);
+    let plain = wheel("plain", "1.0", 1);
+    reg.publish_pypi_html("plain", &[(&wheel_name("plain", "1.0"), &plain)]);
     let home = Home::new(&reg, bin());
     let key = |v: &str| pip_key(&reg.pypi_file_url(&wheel_name("demo", v)));
     let plant = home.ws().join("plant");
@@ -170,6 +172,9 @@ fn pip_promote_verifies_bodies_against_the_index() {
     write(&plant, &body("http-v2", &key("1.0")), &v10);
     let sdist_key = pip_key(&reg.pypi_file_url("demo-1.3.tar.gz"));
     write(&plant, &body("http-v2", &sdist_key), &sdist);
+    // A project whose index page is PEP 503 HTML only.
+    let plain_key = pip_key(&reg.pypi_file_url(&wheel_name("plain", "1.0")));
+    write(&plant, &body("http-v2", &plain_key), &plain);
     write(
         &plant,
         &pip_entry("http-v2", &key("1.0")),
@@ -233,6 +238,11 @@ fn pip_promote_verifies_bodies_against_the_index() {
             (&e("http-v2", &key("1.0")), "skipped", "response record"),
             (&b("http-v2", &sdist_key), "promoted", "demo-1.3.tar.gz"),
             (
+                &b("http-v2", &plain_key),
+                "promoted",
+                "plain-1.0-py3-none-any.whl",
+            ),
+            (
                 &b("http-v2", &key("1.1")),
                 "refused",
                 "lists no file with the sha256",
@@ -273,6 +283,8 @@ fn pip_promote_verifies_bodies_against_the_index() {
         pip_entry("http-v2", &key("1.0")),
         body("http-v2", &sdist_key),
         pip_entry("http-v2", &sdist_key),
+        body("http-v2", &plain_key),
+        pip_entry("http-v2", &plain_key),
         pip_entry("http", &key("1.1")),
     ];
     want.sort();

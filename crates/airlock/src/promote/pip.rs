@@ -7,8 +7,8 @@
 //!
 //! A body is promoted when the host's configured index (`index-url` and `extra-index-url` of
 //! the host's pip configuration or `PIP_INDEX_URL`, else PyPI) lists, on the project's page of
-//! its JSON simple API (PEP 691), a file whose `sha256` is the body's SHA-256 **and** whose URL
-//! hashes to the entry's key: the bytes are a published file, and pip on the host will find
+//! its simple API (PEP 691 JSON, or PEP 503 HTML with `#sha256=` fragments), a file whose
+//! `sha256` is the body's SHA-256 **and** whose URL hashes to the entry's key: the bytes are a published file, and pip on the host will find
 //! them under that file's URL and no other. Which project to ask for is read from the body
 //! (a wheel's `NAME-VERSION.dist-info/`, an sdist's top directory), only a claim: a wrong name
 //! finds no such file.
@@ -35,8 +35,9 @@ use super::{copy, Candidate, Claim, Content, Digest, Verdict, MAX_ARTIFACT};
 /// PyPI's simple index.
 const PYPI: &str = "https://pypi.org/simple/";
 
-/// PEP 691's JSON form of the simple API.
-const ACCEPT: &str = "application/vnd.pypi.simple.v1+json";
+/// The simple API's forms, JSON (PEP 691) preferred, as pip asks.
+const ACCEPT: &str = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; \
+                      q=0.1, text/html; q=0.01";
 
 /// cachecontrol's serialization version that pip reads (`Serializer._loads_v4`).
 const RECORD_PREFIX: &[u8] = b"cc=4,";
@@ -241,22 +242,68 @@ fn project_files(page: &str, registry: &mut Registry) -> Result<Vec<(String, Str
         Answer::Found(b) => b,
         Answer::NotFound => return Err(format!("{page}: the index has no such project")),
     };
-    let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
-        format!("{page}: not the index's JSON simple API (PEP 691); airlock reads no HTML index")
-    })?;
     let base = url::Url::parse(page).map_err(|e| format!("{page}: {e}"))?;
-    let files = doc
-        .get("files")
-        .and_then(|f| f.as_array())
-        .ok_or_else(|| format!("{page}: no files list"))?;
-    Ok(files
-        .iter()
-        .filter_map(|f| {
-            let url = base.join(f.get("url")?.as_str()?).ok()?;
-            let sha = f.get("hashes")?.get("sha256")?.as_str()?;
-            (url.scheme() == "https").then(|| (url.to_string(), sha.to_ascii_lowercase()))
+    let listed = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(doc) => json_files(&doc).ok_or_else(|| format!("{page}: no files list"))?,
+        Err(_) => html_files(&String::from_utf8_lossy(&body)),
+    };
+    Ok(listed
+        .into_iter()
+        .filter_map(|(href, sha)| {
+            let url = base.join(&href).ok()?;
+            (url.scheme() == "https"
+                && sha.len() == 64
+                && sha.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| (url.to_string(), sha.to_ascii_lowercase()))
         })
         .collect())
+}
+
+/// `(url, sha256)` of a PEP 691 page's `files`.
+fn json_files(doc: &serde_json::Value) -> Option<Vec<(String, String)>> {
+    let files = doc.get("files")?.as_array()?;
+    Some(
+        files
+            .iter()
+            .filter_map(|f| {
+                let url = f.get("url")?.as_str()?;
+                let sha = f.get("hashes")?.get("sha256")?.as_str()?;
+                Some((url.to_string(), sha.to_string()))
+            })
+            .collect(),
+    )
+}
+
+/// `(url, sha256)` of a PEP 503 HTML page: each anchor's `href`, whose fragment is
+/// `sha256=HEX` (anchors without one vouch for nothing). The page comes from the index over
+/// verified TLS, not from the session.
+fn html_files(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for tag in text.split('<').skip(1) {
+        let Some(attrs) = tag.strip_prefix("a ").or_else(|| tag.strip_prefix("A ")) else {
+            continue;
+        };
+        let attrs = attrs.split('>').next().unwrap_or("");
+        let Some(at) = attrs.find("href=") else {
+            continue;
+        };
+        let value = &attrs[at + 5..];
+        let Some(quote) = value.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+            continue;
+        };
+        let Some(href) = value[1..].split(quote).next() else {
+            continue;
+        };
+        let href = href
+            .replace("&amp;", "&")
+            .replace("&#x3D;", "=")
+            .replace("&#61;", "=");
+        if let Some((_, sha)) = href.split_once("#sha256=") {
+            let sha = sha.split('&').next().unwrap_or(sha).to_string();
+            out.push((href.clone(), sha));
+        }
+    }
+    out
 }
 
 /// The body of an `http/` record the session wrote: its `response.body` (cachecontrol's
@@ -580,6 +627,25 @@ mod tests {
         assert_eq!(
             url_key("https://a.test/x?b=1#f"),
             hex::encode(sha2::Sha224::digest(b"https://a.test/x?b=1"))
+        );
+    }
+
+    #[test]
+    fn html_pages_give_their_anchors_sha256() {
+        let sha = "ab".repeat(32);
+        let page = format!(
+            "<html><body><a href=\"../../files/x-1.0.tar.gz#sha256={sha}\" data-requires-python=\"&gt;=3\">x-1.0.tar.gz</a>\
+             <A HREF='nohash.whl'>n</A><a href='https://h.test/y.whl#sha256={sha}'>y</a><a name=x>z</a></body></html>"
+        );
+        assert_eq!(
+            html_files(&page),
+            [
+                (
+                    format!("../../files/x-1.0.tar.gz#sha256={sha}"),
+                    sha.clone()
+                ),
+                (format!("https://h.test/y.whl#sha256={sha}"), sha.clone()),
+            ]
         );
     }
 
