@@ -106,7 +106,7 @@ for l in sys.stdin:
   # The sandbox, the credential proxy (placeholders, nothing secret inside), the real agent
   # clients against fake APIs, the container backend (rootless), telemetry (a real OTLP receiver
   # on loopback, the collector route through the proxy).
-  for t in sandbox creds agents container telemetry caches remote; do stage_test "$t"; done
+  for t in sandbox creds agents container telemetry caches promote_ecosystems remote; do stage_test "$t"; done
   chmod -R a+rX "$stage"
   # The host-cache tests build with cargo as that user: the active toolchain, used where it is
   # when that user can run it, else hard-linked (no copy on the same file system) where the user
@@ -133,6 +133,8 @@ for l in sys.stdin:
   run_unprivileged telemetry
   echo "== host cache tests (offline builds, cache promote) as unprivileged user $TEST_USER"
   run_unprivileged caches AIRLOCK_TEST_TOOLCHAIN="$toolchain_bin"
+  echo "== cache promote for pip, Maven, Go, uv as unprivileged user $TEST_USER"
+  run_unprivileged promote_ecosystems
   echo "== agent tests (real Claude Code and Codex) as unprivileged user $TEST_USER"
   run_unprivileged agents AIRLOCK_TEST_NPM_PREFIX="$NPM_PREFIX"
   echo "== container backend tests (rootless Podman) as unprivileged user $TEST_USER"

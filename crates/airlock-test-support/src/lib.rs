@@ -3,6 +3,7 @@
 
 pub mod otlp;
 pub mod presets;
+pub mod registry;
 pub mod tls;
 
 /// `n` random characters from `[A-Za-z0-9]` (from /dev/urandom): the tail of a test secret
