@@ -133,6 +133,8 @@ for l in sys.stdin:
   run_unprivileged telemetry
   echo "== host cache tests (offline builds, cache promote) as unprivileged user $TEST_USER"
   run_unprivileged caches AIRLOCK_TEST_TOOLCHAIN="$toolchain_bin"
+  echo "== cache promote for pip, Maven, Go, uv as unprivileged user $TEST_USER"
+  run_unprivileged promote_ecosystems
   echo "== agent tests (real Claude Code and Codex) as unprivileged user $TEST_USER"
   run_unprivileged agents AIRLOCK_TEST_NPM_PREFIX="$NPM_PREFIX"
   echo "== container backend tests (rootless Podman) as unprivileged user $TEST_USER"

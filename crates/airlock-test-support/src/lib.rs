@@ -4,6 +4,7 @@
 pub mod otlp;
 pub mod policy;
 pub mod presets;
+pub mod registry;
 pub mod run;
 pub mod tls;
 pub mod upstream;

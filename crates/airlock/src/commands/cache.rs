@@ -11,7 +11,34 @@ use crate::cli::PromoteArgs;
 use crate::promote::{self, Entry, Outcome};
 use crate::session_dir;
 
+/// `airlock cache promote`; with `--json` an error is a JSON object on stdout too
+/// (`{"session": ID, "error": MESSAGE}`), for scripts, besides the usual line on stderr.
 pub(crate) fn promote(args: PromoteArgs) -> Result<i32> {
+    let result = run(&args);
+    if let (Err(e), true) = (&result, args.json) {
+        let message = e
+            .chain()
+            .map(ToString::to_string)
+            .fold(String::new(), |acc, c| {
+                if acc.is_empty() {
+                    c
+                } else if acc.contains(&c) {
+                    acc
+                } else {
+                    format!("{acc}: {c}")
+                }
+            });
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({ "session": args.id, "error": message }),
+        )?;
+        writeln!(out)?;
+    }
+    result
+}
+
+fn run(args: &PromoteArgs) -> Result<i32> {
     let r = session_dir::find(Some(&args.id))?;
     if r.state == SessionState::Running {
         bail!(
@@ -52,13 +79,25 @@ pub(crate) fn promote(args: PromoteArgs) -> Result<i32> {
         })?;
     let policy = crate::policy_load::load(None, &[], &[], None)?;
     let roots = crate::telemetry::extra_roots(&policy, &home)?;
+    // The workspace's go.sum as it is on the host: only an overlay session could not write it.
+    let go_sum = if r.mode == airlock_session::SessionMode::Overlay {
+        Ok(r.workspace.join("go.sum"))
+    } else {
+        Err(format!(
+            "session {} ran in {} mode, where it could write the workspace's go.sum; Go modules \
+             are verified only by an overlay session's go.sum",
+            r.id,
+            r.mode.as_str()
+        ))
+    };
     let mut opts = promote::Options {
         dry_run: args.dry_run,
         registry: promote::Registry::new(roots)?,
         home,
+        go_sum,
     };
     let entries = promote::promote(&layers, &mut opts);
-    report(&r.id, &entries, &args)?;
+    report(&r.id, &entries, args)?;
     Ok(0)
 }
 

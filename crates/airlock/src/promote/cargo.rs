@@ -5,9 +5,9 @@
 //! The index entry is read from the host's own cache of the index (`registry/index/REGISTRY/
 //! .cache/...`, in the host's `~/.cargo`, which the sandbox saw read-only) when it has the crate,
 //! else from the registry's sparse index over verified TLS. The registry is the one the host's
-//! `~/.cargo/config.toml` names for that host (crates.io, its source replacement, or a
-//! `[registries]` entry with a `sparse+` index); the session's own index, lock files and
-//! config are never read.
+//! `~/.cargo/config.toml` names for that host (crates.io, or its source replacement for
+//! crates.io's own directories, or a `[registries]` entry with a `sparse+` index); the
+//! session's own index, lock files and config are never read.
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -93,11 +93,11 @@ impl Cargo {
         for (name, vers) in splits {
             match self.checksum(dir, &base, name, vers, registry) {
                 Ok(Some((sum, by))) => {
-                    return Verdict::Claim(Claim {
-                        dest: PathBuf::from("registry/cache").join(dir).join(file),
-                        digest: Digest::Sha256(sum),
-                        verified_by: by,
-                    })
+                    return Verdict::Claim(Claim::layer(
+                        PathBuf::from("registry/cache").join(dir).join(file),
+                        Digest::Sha256(sum),
+                        by,
+                    ))
                 }
                 Ok(None) => problems.push(format!("{name} {vers} is not in {base}")),
                 Err(e) => problems.push(e),
@@ -190,24 +190,22 @@ fn index_path(name: &str) -> String {
     }
 }
 
-/// The sparse indexes the host's cargo configuration knows, by host: crates.io (and its old git
-/// index's directory, `github.com-…`, whose crates carry the same checksums), the source that
-/// replaces crates.io, and `[registries]` entries with a `sparse+` index.
+/// The sparse indexes the host's cargo configuration knows, by host: crates.io, the source that
+/// replaces crates.io (`[source.crates-io] replace-with` naming a `[source.X] registry` or a
+/// `[registries.X] index`), and `[registries]` entries with a `sparse+` index. When crates.io is
+/// replaced, crates under crates.io's own directories (`index.crates.io-…`, and the old git
+/// index's `github.com-…`, whose crates carry the same checksums) are checked against the
+/// replacement: the user's configuration says where crates.io's data comes from, and a host
+/// behind a mirror may not reach crates.io at all.
 fn indexes(home: &Path) -> HashMap<String, Option<String>> {
     let mut out: HashMap<String, Option<String>> = HashMap::new();
     let config = ["config.toml", "config"]
         .iter()
         .find_map(|n| std::fs::read_to_string(home.join(n)).ok())
         .and_then(|t| toml::from_str::<toml::Value>(&t).ok());
-    let replaced = config.as_ref().and_then(|c| {
-        let with = c
-            .get("source")?
-            .get("crates-io")?
-            .get("replace-with")?
-            .as_str()?;
-        c.get("source")?.get(with)?.get("registry")?.as_str()
-    });
+    let replaced = config.as_ref().and_then(replacement);
     let crates_io = replaced
+        .as_deref()
         .and_then(sparse)
         .unwrap_or_else(|| CRATES_IO_INDEX.to_string());
     let mut add = |base: String| {
@@ -221,7 +219,6 @@ fn indexes(home: &Path) -> HashMap<String, Option<String>> {
                 .or_insert(Some(base));
         }
     };
-    add(CRATES_IO_INDEX.to_string());
     if crates_io != CRATES_IO_INDEX {
         add(crates_io.clone());
     }
@@ -236,8 +233,31 @@ fn indexes(home: &Path) -> HashMap<String, Option<String>> {
             }
         }
     }
-    out.insert("github.com".into(), Some(crates_io));
+    for own in ["index.crates.io", "github.com"] {
+        out.insert(own.into(), Some(crates_io.clone()));
+    }
     out
+}
+
+/// The index URL of the source replacing crates.io, if the configuration replaces it.
+fn replacement(c: &toml::Value) -> Option<String> {
+    let with = c
+        .get("source")?
+        .get("crates-io")?
+        .get("replace-with")?
+        .as_str()?;
+    let from_source = c
+        .get("source")
+        .and_then(|s| s.get(with))
+        .and_then(|s| s.get("registry"));
+    let from_registries = c
+        .get("registries")
+        .and_then(|r| r.get(with))
+        .and_then(|r| r.get("index"));
+    from_source
+        .or(from_registries)?
+        .as_str()
+        .map(str::to_string)
 }
 
 /// `sparse+https://host/path` as a base URL ending in `/`; other kinds (git indexes) are `None`.
@@ -311,11 +331,30 @@ mod tests {
             m["127.0.0.1"].as_deref(),
             Some("https://127.0.0.1:8443/idx/")
         );
-        assert_eq!(m["index.crates.io"].as_deref(), Some(CRATES_IO_INDEX));
+        // crates.io's own directories are checked against the replacement (a host behind a
+        // mirror may not reach crates.io).
+        assert_eq!(
+            m["index.crates.io"].as_deref(),
+            Some("https://127.0.0.1:8443/idx/")
+        );
         assert_eq!(
             m["github.com"].as_deref(),
             Some("https://127.0.0.1:8443/idx/")
         );
         assert_eq!(m["a.test"], None);
+        // replace-with may name a [registries] entry; without a replacement, crates.io.
+        std::fs::write(
+            home.path().join("config.toml"),
+            "[source.crates-io]\nreplace-with = \"corp\"\n[registries.corp]\nindex = \"sparse+https://corp.test/cargo\"\n",
+        )
+        .expect("config");
+        let m = indexes(home.path());
+        assert_eq!(
+            m["index.crates.io"].as_deref(),
+            Some("https://corp.test/cargo/")
+        );
+        std::fs::remove_file(home.path().join("config.toml")).expect("rm");
+        let m = indexes(home.path());
+        assert_eq!(m["index.crates.io"].as_deref(), Some(CRATES_IO_INDEX));
     }
 }

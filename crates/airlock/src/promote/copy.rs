@@ -28,24 +28,74 @@ pub(super) enum CopyError {
     Other(String),
 }
 
-/// Copies `src` to `dest` if its bytes have `digest`; `dry` only reads and hashes.
-pub(super) fn copy_verified(
-    src: &Path,
-    dest: &Path,
-    digest: &Digest,
-    dry: bool,
-) -> Result<Copied, CopyError> {
+/// Where the bytes to place come from.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Source<'a> {
+    /// A file of a session's layer (opened without following links, each time it is read).
+    File(&'a Path),
+    /// Bytes airlock built itself.
+    Bytes(&'a [u8]),
+}
+
+impl<'a> Source<'a> {
+    fn open(self) -> Result<Box<dyn Read + 'a>, CopyError> {
+        match self {
+            Source::File(p) => Ok(Box::new(open_bounded(p)?)),
+            Source::Bytes(b) => Ok(Box::new(b)),
+        }
+    }
+}
+
+/// Opens a layer's file: a regular file, not a link, at most [`MAX_ARTIFACT`] bytes.
+fn open_bounded(p: &Path) -> Result<std::fs::File, CopyError> {
     let (file, meta) =
-        airlock_session::changes::open_regular(src).map_err(|e| CopyError::Other(e.to_string()))?;
+        airlock_session::changes::open_regular(p).map_err(|e| CopyError::Other(e.to_string()))?;
     if meta.len() > MAX_ARTIFACT {
         return Err(CopyError::Other(format!(
             "{} bytes, over the {MAX_ARTIFACT}-byte limit",
             meta.len()
         )));
     }
+    Ok(file)
+}
+
+/// A layer's file read whole (at most `limit` bytes, never through a link), for verifiers
+/// that look inside an artifact to name it; what they find there is only a claim.
+pub(super) fn read_bounded(p: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    let file = open_bounded(p).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    if out.len() as u64 > limit {
+        return Err(format!("{} is over {limit} bytes", p.display()));
+    }
+    Ok(out)
+}
+
+/// The digest of `bytes`, of the same kind as `like`.
+pub(super) fn digest_of(bytes: &[u8], like: &Digest) -> Digest {
+    hash(bytes, std::io::sink(), like).unwrap_or_else(|_| like.clone())
+}
+
+impl std::fmt::Display for CopyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CopyError::Mismatch(s) | CopyError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Copies `src` to `dest` if its bytes have `digest`; `dry` only reads and hashes.
+pub(super) fn copy_verified(
+    src: Source<'_>,
+    dest: &Path,
+    digest: &Digest,
+    dry: bool,
+) -> Result<Copied, CopyError> {
     // Checked once before anything is written on the host (not even a directory), and again
     // on the bytes actually copied.
-    let got = hash(file, std::io::sink(), digest)?;
+    let got = hash(src.open()?, std::io::sink(), digest)?;
     check(&got, digest)?;
     if std::fs::symlink_metadata(dest).is_ok() {
         return Ok(Copied::Present);
@@ -53,8 +103,7 @@ pub(super) fn copy_verified(
     if dry {
         return Ok(Copied::New);
     }
-    let (file, _) =
-        airlock_session::changes::open_regular(src).map_err(|e| CopyError::Other(e.to_string()))?;
+    let file = src.open()?;
     let dir = dest
         .parent()
         .ok_or_else(|| CopyError::Other(format!("{} has no parent", dest.display())))?;
@@ -90,10 +139,10 @@ fn set_readable(p: &Path) -> Result<(), CopyError> {
 
 /// Reads `src` to its end (at most [`MAX_ARTIFACT`] bytes), writing each chunk to `out`, and
 /// returns the digest of the kind `like` asks for.
-fn hash(mut src: std::fs::File, mut out: impl Write, like: &Digest) -> Result<Digest, CopyError> {
+fn hash(mut src: impl Read, mut out: impl Write, like: &Digest) -> Result<Digest, CopyError> {
+    let mut s1 = sha1::Sha1::new();
     let mut s256 = sha2::Sha256::new();
     let mut s512 = sha2::Sha512::new();
-    let want512 = matches!(like, Digest::Sha512(_));
     let mut buf = vec![0u8; 1 << 16];
     let mut total: u64 = 0;
     loop {
@@ -110,18 +159,18 @@ fn hash(mut src: std::fs::File, mut out: impl Write, like: &Digest) -> Result<Di
             )));
         }
         let chunk = &buf[..n];
-        if want512 {
-            s512.update(chunk);
-        } else {
-            s256.update(chunk);
+        match like {
+            Digest::Sha1(_) => s1.update(chunk),
+            Digest::Sha256(_) => s256.update(chunk),
+            Digest::Sha512(_) => s512.update(chunk),
         }
         out.write_all(chunk)
             .map_err(|e| CopyError::Other(format!("cannot write: {e}")))?;
     }
-    Ok(if want512 {
-        Digest::Sha512(Box::new(s512.finalize().into()))
-    } else {
-        Digest::Sha256(s256.finalize().into())
+    Ok(match like {
+        Digest::Sha1(_) => Digest::Sha1(s1.finalize().into()),
+        Digest::Sha256(_) => Digest::Sha256(s256.finalize().into()),
+        Digest::Sha512(_) => Digest::Sha512(Box::new(s512.finalize().into())),
     })
 }
 
@@ -139,6 +188,7 @@ fn check(got: &Digest, want: &Digest) -> Result<(), CopyError> {
 
 fn kind(d: &Digest) -> &'static str {
     match d {
+        Digest::Sha1(_) => "sha1",
         Digest::Sha256(_) => "sha256",
         Digest::Sha512(_) => "sha512",
     }
@@ -146,6 +196,7 @@ fn kind(d: &Digest) -> &'static str {
 
 fn show(d: &Digest) -> String {
     match d {
+        Digest::Sha1(b) => hex::encode(b),
         Digest::Sha256(b) => hex::encode(b),
         Digest::Sha512(b) => hex::encode(&b[..]),
     }

@@ -6,16 +6,21 @@
 //! TLS from this host process). Everything else is listed with the reason it stayed.
 //!
 //! The steps: walk the layer without following links ([`walk`]), hand each regular file to its
-//! ecosystem's verifier (`cargo.rs`, `npm.rs`, `pip.rs`), which names the artifact and its
-//! trusted digest ([`Claim`]); then hash the file before anything is written on the host, copy
-//! it ([`copy`]) through a temporary file in the host directory, hashing the bytes copied, and
-//! link it into place only if they match, never over an existing file.
+//! ecosystem's verifier (`cargo.rs`, `npm.rs`, `pip.rs`, `maven.rs`, `go.rs`; `unverified.rs` says
+//! why uv's cache has none), which names the artifact and its trusted digest
+//! ([`Claim`]); then hash the file before anything is written on the host, copy it ([`copy`])
+//! through a temporary file in the host directory, hashing the bytes copied, and link it into
+//! place only if they match, never over an existing file. Files airlock writes itself (pip's
+//! response records) go through the same temporary-file-and-link step.
 
 mod cargo;
 mod copy;
+mod go;
+mod maven;
 mod npm;
 mod pip;
 mod registry;
+mod unverified;
 
 use std::path::{Path, PathBuf};
 
@@ -77,20 +82,54 @@ pub(crate) struct Claim {
     pub(crate) digest: Digest,
     /// The trust source, for the report (`index.crates.io`, `the host's registry index`).
     pub(crate) verified_by: String,
+    /// What lands at `dest`.
+    pub(crate) content: Content,
+    /// A file airlock makes itself and places beside the artifact once the artifact is in the
+    /// host cache (pip's response record): its path relative to the host cache's root, and its
+    /// bytes. Never written over an existing file either.
+    pub(crate) companion: Option<(PathBuf, Vec<u8>)>,
+}
+
+/// What a claim puts in the host cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Content {
+    /// The layer's file, copied if its bytes have the claim's digest.
+    Layer,
+    /// Bytes airlock built from verified parts (pip's old response record around a verified
+    /// body); the claim's digest is theirs.
+    Built(Vec<u8>),
+}
+
+impl Claim {
+    /// A claim that the layer's file, with `digest`, belongs at `dest`.
+    pub(crate) fn layer(dest: PathBuf, digest: Digest, verified_by: String) -> Claim {
+        Claim {
+            dest,
+            digest,
+            verified_by,
+            content: Content::Layer,
+            companion: None,
+        }
+    }
 }
 
 /// A digest the bytes must have.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Digest {
+    /// Maven repositories that publish nothing stronger (`.sha1`).
+    Sha1([u8; 20]),
     Sha256([u8; 32]),
     Sha512(Box<[u8; 64]>),
 }
 
-/// A file of a layer, as a verifier sees it: its path relative to the layer (verifiers decide
-/// by the path and by trusted data; only the copy reads the file).
+/// A file of a layer, as a verifier sees it: its path relative to the layer, and where it is
+/// on the host. Verifiers decide by the path and by trusted data; those that must look inside
+/// an artifact to name it (pip) read it through [`copy::read_bounded`], and what they read is
+/// only a claim.
 #[derive(Debug)]
 pub(crate) struct Candidate<'a> {
     pub(crate) rel: &'a Path,
+    pub(crate) path: &'a Path,
 }
 
 /// A verifier's decision before any copy.
@@ -109,6 +148,9 @@ pub(crate) struct Options {
     pub(crate) registry: Registry,
     /// The user's home (for `~/.npmrc`, pip's configuration).
     pub(crate) home: PathBuf,
+    /// The `go.sum` Go modules are verified by (the session's workspace on the host, for an
+    /// overlay session), or why there is none.
+    pub(crate) go_sum: Result<PathBuf, String>,
 }
 
 /// The verifier of a layer, chosen by the cache it sits on.
@@ -116,19 +158,28 @@ pub(crate) struct Options {
 enum Verifier {
     Cargo(cargo::Cargo),
     Npm(npm::Npm),
-    Pip,
+    Pip(pip::Pip),
+    Maven(maven::Maven),
+    Go(go::Go),
+    Uv,
     None,
 }
 
 impl Verifier {
-    fn of(layer: &LayerRecord, home: &Path) -> Verifier {
+    fn of(layer: &LayerRecord, home: &Path, go_sum: &Result<PathBuf, String>) -> Verifier {
         let t = &layer.target;
         if t.ends_with(".cargo") {
             Verifier::Cargo(cargo::Cargo::new(&layer.lower))
         } else if t.ends_with(".npm") {
             Verifier::Npm(npm::Npm::new(&layer.upper, home))
         } else if t.ends_with(".cache/pip") {
-            Verifier::Pip
+            Verifier::Pip(pip::Pip::new(home))
+        } else if t.ends_with(".m2/repository") {
+            Verifier::Maven(maven::Maven::new(home))
+        } else if t.ends_with("go/pkg/mod") {
+            Verifier::Go(go::Go::new(go_sum))
+        } else if t.ends_with(".cache/uv") {
+            Verifier::Uv
         } else {
             Verifier::None
         }
@@ -138,10 +189,12 @@ impl Verifier {
         match self {
             Verifier::Cargo(v) => v.verify(c, registry),
             Verifier::Npm(v) => v.verify(c, registry),
-            Verifier::Pip => pip::verify(c),
+            Verifier::Pip(v) => v.verify(c, registry),
+            Verifier::Maven(v) => v.verify(c, registry),
+            Verifier::Go(v) => v.verify(c),
+            Verifier::Uv => unverified::uv(c),
             Verifier::None => Verdict::Skipped(format!(
-                "airlock verifies the cargo and npm caches only; {} is not one (uv keeps \
-                 unpacked archives, Go and Maven caches have no verifier yet)",
+                "airlock verifies the cargo, npm, pip, Maven and Go caches only; {} is not one",
                 target.display()
             )),
         }
@@ -159,12 +212,16 @@ pub(crate) fn promote(layers: &[LayerRecord], opts: &mut Options) -> Vec<Entry> 
 }
 
 fn promote_layer(layer: &LayerRecord, opts: &mut Options, out: &mut Vec<Entry>) {
-    let mut verifier = Verifier::of(layer, &opts.home);
+    let mut verifier = Verifier::of(layer, &opts.home, &opts.go_sum);
     for f in walk::walk(&layer.upper) {
         let outcome = match f.problem {
             Some(reason) => Outcome::Skipped { reason },
             None => {
-                let c = Candidate { rel: &f.rel };
+                let path = layer.upper.join(&f.rel);
+                let c = Candidate {
+                    rel: &f.rel,
+                    path: &path,
+                };
                 let verdict = verifier.verify(&c, &mut opts.registry, &layer.target);
                 decide(verdict, &layer.upper.join(&f.rel), &layer.lower, opts)
             }
@@ -184,7 +241,17 @@ fn decide(verdict: Verdict, src: &Path, lower: &Path, opts: &Options) -> Outcome
         Verdict::Skipped(reason) => return Outcome::Skipped { reason },
     };
     let to = lower.join(&claim.dest);
-    match copy::copy_verified(src, &to, &claim.digest, opts.dry_run) {
+    let source = match &claim.content {
+        Content::Layer => copy::Source::File(src),
+        Content::Built(bytes) => copy::Source::Bytes(bytes),
+    };
+    let copied = copy::copy_verified(source, &to, &claim.digest, opts.dry_run);
+    if copied.is_ok() {
+        if let Err(reason) = place_companion(&claim, lower, opts.dry_run) {
+            return Outcome::Skipped { reason };
+        }
+    }
+    match copied {
         Ok(copy::Copied::New) => Outcome::Promoted {
             to,
             verified_by: claim.verified_by,
@@ -195,6 +262,20 @@ fn decide(verdict: Verdict, src: &Path, lower: &Path, opts: &Options) -> Outcome
         },
         Err(copy::CopyError::Other(reason)) => Outcome::Skipped { reason },
     }
+}
+
+/// Writes the file airlock makes beside a claim's artifact (pip's record, Go's `.ziphash`)
+/// once the artifact is in place, never over an existing file. One that cannot be written
+/// leaves an artifact the tool checks again or ignores (it fetches again).
+fn place_companion(claim: &Claim, lower: &Path, dry: bool) -> Result<(), String> {
+    let Some((rel, bytes)) = &claim.companion else {
+        return Ok(());
+    };
+    let at = lower.join(rel);
+    let digest = copy::digest_of(bytes, &claim.digest);
+    copy::copy_verified(copy::Source::Bytes(bytes), &at, &digest, dry)
+        .map(|_| ())
+        .map_err(|e| format!("verified, but {} could not be written: {e}", at.display()))
 }
 
 /// Walking a layer without following links.

@@ -76,14 +76,14 @@ impl Npm {
         for (name, version) in tarballs {
             match self.integrity(&name, &version, registry) {
                 Ok((want, url)) if want.contains(&digest) => {
-                    return Verdict::Claim(Claim {
-                        dest: PathBuf::from("_cacache/content-v2/sha512")
+                    return Verdict::Claim(Claim::layer(
+                        PathBuf::from("_cacache/content-v2/sha512")
                             .join(&hex_digest[..2])
                             .join(&hex_digest[2..4])
                             .join(&hex_digest[4..]),
-                        digest: Digest::Sha512(Box::new(digest)),
-                        verified_by: format!("{name}@{version}'s dist.integrity at {url}"),
-                    })
+                        Digest::Sha512(Box::new(digest)),
+                        format!("{name}@{version}'s dist.integrity at {url}"),
+                    ))
                 }
                 Ok((_, url)) => problems.push(format!(
                     "content is not {name}@{version}: {url} gives it another integrity"

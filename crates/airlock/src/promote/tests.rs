@@ -2,7 +2,7 @@ use std::path::Path;
 
 use sha2::Digest as _;
 
-use super::copy::{copy_verified, Copied, CopyError};
+use super::copy::{copy_verified, Copied, CopyError, Source};
 use super::{walk, Digest};
 
 fn sha256(b: &[u8]) -> Digest {
@@ -43,29 +43,34 @@ fn a_copy_lands_only_when_the_bytes_match_and_never_over_a_file() {
     std::fs::write(&f, b"good").expect("write");
     let dest = host.path().join("registry/cache/r-1/x.crate");
     // Wrong digest: nothing written on the host, not even the directory.
-    let bad = copy_verified(&f, &dest, &sha256(b"other"), false);
+    let bad = copy_verified(Source::File(&f), &dest, &sha256(b"other"), false);
     assert!(matches!(bad, Err(CopyError::Mismatch(_))), "{bad:?}");
     assert!(!host.path().join("registry").exists());
     // Dry run: checked, not written.
-    let dry = copy_verified(&f, &dest, &sha256(b"good"), true).expect("dry");
+    let dry = copy_verified(Source::File(&f), &dest, &sha256(b"good"), true).expect("dry");
     assert_eq!(dry, Copied::New);
     assert!(!dest.exists());
     assert_eq!(
-        copy_verified(&f, &dest, &sha256(b"good"), false).expect("copy"),
+        copy_verified(Source::File(&f), &dest, &sha256(b"good"), false).expect("copy"),
         Copied::New
     );
     assert_eq!(std::fs::read(&dest).expect("read"), b"good");
     // An existing host file is never replaced.
     std::fs::write(&dest, b"host's own").expect("host");
     assert_eq!(
-        copy_verified(&f, &dest, &sha256(b"good"), false).expect("again"),
+        copy_verified(Source::File(&f), &dest, &sha256(b"good"), false).expect("again"),
         Copied::Present
     );
     assert_eq!(std::fs::read(&dest).expect("read"), b"host's own");
     // A link as the source is refused, whatever it points to.
     let l = src.path().join("l.crate");
     std::os::unix::fs::symlink(&f, &l).expect("link");
-    let linked = copy_verified(&l, &host.path().join("l.crate"), &sha256(b"good"), false);
+    let linked = copy_verified(
+        Source::File(&l),
+        &host.path().join("l.crate"),
+        &sha256(b"good"),
+        false,
+    );
     assert!(matches!(linked, Err(CopyError::Other(_))), "{linked:?}");
     assert!(!Path::new(&host.path().join("l.crate")).exists());
 }

@@ -1,8 +1,8 @@
 //! The integration tests of the `airlock` binary, one test binary with a module per subject (one
-//! link instead of nine). Select a subject with a filter on its module path, e.g.
+//! link instead of ten). Select a subject with a filter on its module path, e.g.
 //! `cargo test -p airlock --test all -- sandbox::`; scripts/test.sh re-runs `sandbox::`,
-//! `creds::`, `telemetry::`, `caches::`, `agents::`, `container::` and `remote::` as an
-//! unprivileged user that way.
+//! `creds::`, `telemetry::`, `caches::`, `promote_ecosystems::`, `agents::`, `container::` and
+//! `remote::` as an unprivileged user that way.
 
 mod agents;
 mod caches;
@@ -10,6 +10,7 @@ mod container;
 mod creds;
 mod everyday;
 mod hook;
+mod promote_ecosystems;
 mod remote;
 mod sandbox;
 mod telemetry;
