@@ -90,7 +90,7 @@ if id "$TEST_USER" >/dev/null 2>&1; then
 fi
 
 # The box image of the podman-box engine (`airlock run --backend podman-box`, tests in
-# crates/airlock/tests/remote.rs): what `airlock serve` needs around it, assembled from this
+# crates/airlock/tests/all/remote.rs): what `airlock serve` needs around it, assembled from this
 # host's binaries and the libraries they load (no registry, no download, a few MB): busybox for
 # the shell and tools, tmux (attach) and git, terminfo, CA roots, and the unprivileged user
 # `airlock` the session runs as. airlock itself is not in it: the engine mounts the running

@@ -15,12 +15,12 @@ command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 command -v npm >/dev/null || need+=(npm)
 # Desktop notifications: a private session bus, notify-send, and the stand-in notification
-# server's python modules (crates/airlock/tests/sandbox.rs, desktop_notifications_*).
+# server's python modules (crates/airlock/tests/all/sandbox.rs, desktop_notifications_*).
 command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
 command -v notify-send >/dev/null || need+=(libnotify-bin)
 /usr/bin/python3 -c 'import dbus' 2>/dev/null || need+=(python3-dbus)
 /usr/bin/python3 -c 'import gi' 2>/dev/null || need+=(python3-gi)
-# The real agent clients the end-to-end tests (crates/airlock/tests/agents.rs) run, pinned: an
+# The real agent clients the end-to-end tests (crates/airlock/tests/all/agents.rs) run, pinned: an
 # unpinned install on Node 20 resolves to an older release, and newer ones need Node 22.
 NPM_PREFIX=${AIRLOCK_TEST_NPM_PREFIX:-/opt/airlock-test/npm}
 CLAUDE_CODE_VERSION=2.1.112
@@ -86,27 +86,22 @@ bash bench/run.sh --quick --out "$bench_out"
 rm -rf "$bench_out"
 
 if [ "$(id -u)" = 0 ]; then
-  # The sandbox tests again as an unprivileged user. The test binaries and airlock are copied to
+  # The sandbox tests again as an unprivileged user. The test binary and airlock are copied to
   # a directory that user can read (the checkout may be under /root).
   echo "== sandbox tests as unprivileged user $TEST_USER"
   stage=$(mktemp -d /tmp/airlock-ci-XXXXXX)
   trap 'rm -rf "$stage"' EXIT
   cp "${CARGO_TARGET_DIR:-target}/debug/airlock" "$stage/airlock"
-  # Copies the test binary of crates/airlock/tests/NAME.rs to $stage/NAME-tests.
-  stage_test() {
-    cargo test -p airlock --test "$1" --no-run --locked --message-format=json 2>/dev/null \
-      | python3 -c 'import json,sys
+  # The integration tests of crates/airlock are one test binary (tests/all/main.rs, a module
+  # per subject); it is copied to $stage/airlock-tests and re-run below one module at a time.
+  cargo test -p airlock --test all --no-run --locked --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]==sys.argv[1]:
-        print(m["executable"])' "$1" > "$stage/$1-bins"
-    [ -s "$stage/$1-bins" ] || { echo "could not find the $1 test binary" >&2; exit 1; }
-    cp "$(head -n1 "$stage/$1-bins")" "$stage/$1-tests"
-  }
-  # The sandbox, the credential proxy (placeholders, nothing secret inside), the real agent
-  # clients against fake APIs, the container backend (rootless), telemetry (a real OTLP receiver
-  # on loopback, the collector route through the proxy).
-  for t in sandbox creds agents container telemetry caches promote_ecosystems remote; do stage_test "$t"; done
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="all":
+        print(m["executable"])' > "$stage/all-bins"
+  [ -s "$stage/all-bins" ] || { echo "could not find the test binary of crates/airlock/tests/all" >&2; exit 1; }
+  cp "$(head -n1 "$stage/all-bins")" "$stage/airlock-tests"
   chmod -R a+rX "$stage"
   # The host-cache tests build with cargo as that user: the active toolchain, used where it is
   # when that user can run it, else hard-linked (no copy on the same file system) where the user
@@ -118,13 +113,18 @@ for l in sys.stdin:
     cp -al "$toolchain" "$stage/toolchain" 2>/dev/null || cp -a "$toolchain" "$stage/toolchain"
     toolchain_bin="$stage/toolchain/bin"
   fi
-  # Runs $stage/NAME-tests as the test user with a clean environment (plus any VAR=value given).
+  # Runs the tests of module MODULE (`MODULE::`) of $stage/airlock-tests as the test user with a
+  # clean environment (plus any VAR=value given). A filter that selects no test is an error, so
+  # a renamed module cannot turn its unprivileged run into a silent pass.
   run_unprivileged() {
-    local name=$1
+    local module=$1
     shift
+    local n
+    n=$("$stage/airlock-tests" "$module::" --list --format terse | grep -c ': test$' || true)
+    [ "$n" -gt 0 ] || { echo "no test in module $module:: of crates/airlock/tests/all" >&2; exit 1; }
     runuser -u "$TEST_USER" -- env -i HOME="/home/$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
       CI="${CI:-}" AIRLOCK_BIN="$stage/airlock" AIRLOCK_TEST_SKIPS="$AIRLOCK_TEST_SKIPS" "$@" \
-      sh -c "cd /tmp && '$stage/$name-tests' --test-threads=2"
+      sh -c "cd /tmp && '$stage/airlock-tests' '$module::' --test-threads=2"
   }
   run_unprivileged sandbox
   echo "== credential tests as unprivileged user $TEST_USER"

@@ -2,9 +2,17 @@
 #![forbid(unsafe_code)]
 
 pub mod otlp;
+pub mod policy;
 pub mod presets;
 pub mod registry;
+pub mod run;
 pub mod tls;
+pub mod upstream;
+pub mod workspace;
+
+pub use policy::Pinned;
+pub use run::{stderr, stdout, Run, RunExt};
+pub use workspace::{airlock_bin, podman_lock, Workspace};
 
 /// `n` random characters from `[A-Za-z0-9]` (from /dev/urandom): the tail of a test secret
 /// shaped like an API key.

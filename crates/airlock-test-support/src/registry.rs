@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+
+use crate::run::{Run, RunExt};
+use crate::Pinned;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -26,13 +29,7 @@ pub const REGISTRY_NAME: &str = "registry.test";
 /// The cargo registry directory name a sparse registry at 127.0.0.1 gets (`HOST-HASH`).
 pub const CRATE_DIR: &str = "127.0.0.1-0123456789abcdef";
 
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+pub use crate::run::{stderr, stdout};
 
 pub fn sha256_hex(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
@@ -81,10 +78,9 @@ pub fn tarball(files: &[(&str, &str)]) -> Vec<u8> {
         ])
         .arg(d.path())
         .arg(top)
-        .output()
-        .expect("tar");
-    assert!(o.status.success(), "tar: {}", stderr(&o));
-    o.stdout
+        .run();
+    o.assert_success();
+    o.into_output().stdout
 }
 
 /// A crate `name` `vers` (a library whose `answer()` is `answer`).
@@ -490,47 +486,39 @@ impl Home {
         let p = self.data.path().join("registry.toml");
         std::fs::write(
             &p,
-            format!(
-                "[network]\nallow = [\"{REGISTRY_NAME}\"]\nallow_private = [\"{REGISTRY_IP}\"]\n\
-                 [network.resolve]\n\"{REGISTRY_NAME}\" = \"{REGISTRY_IP}\"\n\
-                 [network.ports]\n\"{REGISTRY_NAME}\" = [{}]\n[env]\nset = {{ {env} }}\n",
-                reg.port
-            ),
+            Pinned::new()
+                .pin_allowed(REGISTRY_NAME, REGISTRY_IP, &[reg.port])
+                .policy_toml()
+                + &format!("[env]\nset = {{ {env} }}\n"),
         )
         .expect("policy");
         p
     }
 
     /// `airlock run --mode bind PRESET-FLAGS EXTRA -- sh -c SCRIPT` in the workspace.
-    pub fn run(&self, extra: &[&str], script: &str) -> Output {
+    pub fn run(&self, extra: &[&str], script: &str) -> Run {
         self.airlock()
             .args(["run", "--mode", "bind", "--workspace"])
             .arg(self.ws())
             .args(extra)
             .args(["--", "sh", "-c", script])
-            .output()
-            .expect("run")
+            .run()
     }
 
     /// The newest session's id.
     pub fn last_session(&self) -> String {
-        let o = self
-            .airlock()
-            .args(["ls", "--all", "--json"])
-            .output()
-            .expect("ls");
+        let o = self.airlock().args(["ls", "--all", "--json"]).run();
         let rows: Vec<Value> = serde_json::from_slice(&o.stdout).expect("ls json");
         rows[0]["id"].as_str().expect("id").to_string()
     }
 
-    pub fn promote(&self, id: &str, extra: &[&str]) -> (Value, Output) {
+    pub fn promote(&self, id: &str, extra: &[&str]) -> (Value, Run) {
         let o = self
             .airlock()
             .args(["cache", "promote", id, "--json"])
             .args(extra)
-            .output()
-            .expect("promote");
-        assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+            .run();
+        o.assert_code(0);
         (serde_json::from_slice(&o.stdout).expect("promote json"), o)
     }
 }

@@ -3,32 +3,19 @@
 //! or its ClientHello (read by the HTTP parser before the tunnel existed), large transfers, the
 //! byte counts in the audit log, and half-close.
 
-mod common;
+use crate::common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_audit::Detail;
-use airlock_net::{sni, StaticResolver};
+use airlock_net::sni;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// An echo upstream reachable as `echo.test` on its port, inspected as TLS when `tls`.
 async fn setup(tls: bool) -> (Env, Echo, u16) {
-    let echo = echo_upstream().await;
-    let port = echo.addr.port();
-    let p = policy(&format!(
-        r#"allow = ["echo.test"]
-           allow_private = ["127.0.0.1"]
-           [resolve]
-           "echo.test" = "127.0.0.1"
-           [ports]
-           "echo.test" = [{port}]"#
-    ));
-    let tls_port = if tls { port } else { 443 };
-    let env = start(p, Arc::new(StaticResolver::new()), quick_limits(tls_port));
-    (env, echo, port)
+    echo_behind_egress(&[], |port| quick_limits(if tls { port } else { 443 })).await
 }
 
 #[allow(clippy::cast_possible_truncation)] // wrapping on purpose

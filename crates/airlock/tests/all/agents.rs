@@ -2,7 +2,7 @@
 //! the npm package scripts/test.sh installs (pinned) against a scripted fake Anthropic Messages
 //! API on loopback over TLS (its own test CA through `[tls] extra_roots`, api.anthropic.com
 //! pinned with `[network.resolve]`), reached only through airlock's proxy and credential swap.
-//! The test script runs this file as root and again as an unprivileged user.
+//! The test script runs this module as root and again as an unprivileged user.
 //!
 //! The same for the real Codex CLI (`codex exec`) against a fake Responses API.
 //!
@@ -12,15 +12,20 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use crate::bin;
+use airlock_test_support::{stderr, stdout, Pinned, RunExt};
 use serde_json::{json, Value};
 
-fn bin() -> PathBuf {
-    std::env::var_os("AIRLOCK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
+/// A policy that pins api.anthropic.com to the fake API on 127.0.0.1:`port` and trusts the test
+/// CA at `env`'s `ca.pem`; more tables may be appended.
+fn anthropic_policy(env: &Env, port: u16) -> String {
+    Pinned::new()
+        .pin("api.anthropic.com", "127.0.0.1", &[port])
+        .extra_root(env.path("ca.pem"))
+        .policy_toml()
 }
 
 fn npm_bin() -> PathBuf {
@@ -28,14 +33,6 @@ fn npm_bin() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/opt/airlock-test/npm"));
     prefix.join("bin")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A random secret shaped like an Anthropic API key.
@@ -333,11 +330,7 @@ impl Env {
     }
 
     fn session(&self) -> String {
-        let o = self
-            .airlock()
-            .args(["ls", "--all", "--json"])
-            .output()
-            .expect("ls");
+        let o = self.airlock().args(["ls", "--all", "--json"]).run();
         let v: Value = serde_json::from_str(&stdout(&o)).expect("ls json");
         let rows = v.as_array().expect("array");
         assert_eq!(rows.len(), 1, "{v}");
@@ -345,11 +338,7 @@ impl Env {
     }
 
     fn audit(&self, session: &str) -> Vec<Value> {
-        let o = self
-            .airlock()
-            .args(["audit", session, "--json"])
-            .output()
-            .expect("audit");
+        let o = self.airlock().args(["audit", session, "--json"]).run();
         stdout(&o)
             .lines()
             .map(|l| serde_json::from_str(l).expect("json line"))
@@ -389,17 +378,9 @@ fn claude_code_works_through_the_proxy_and_the_gate() {
     let policy = env.path("policy.toml");
     std::fs::write(
         &policy,
-        format!(
-            r#"[network]
-allow_private = ["127.0.0.1"]
-[network.resolve]
-"api.anthropic.com" = "127.0.0.1"
-[network.ports]
-"api.anthropic.com" = [{port}]
-
-[tls]
-extra_roots = ["{ca}"]
-
+        anthropic_policy(&env, port)
+            + &format!(
+                r#"
 [telemetry]
 otlp_endpoint = "{otlp}"
 
@@ -409,9 +390,8 @@ otlp_endpoint = "{otlp}"
 default_network = "allow"
 disable = ["environment-dump"]
 "#,
-            ca = env.path("ca.pem").display(),
-            otlp = otlp.endpoint(),
-        ),
+                otlp = otlp.endpoint(),
+            ),
     )
     .expect("policy");
     // What an agent would have planted in an earlier session: project settings that wrap every
@@ -461,8 +441,7 @@ disable = ["environment-dump"]
             "--prompt",
             "run the scripted steps",
         ])
-        .output()
-        .expect("run");
+        .run();
     let out = stdout(&o);
     let seen = seen.lock().expect("lock").clone();
     let dump = || {
@@ -602,12 +581,8 @@ disable = ["environment-dump"]
         std::fs::read_to_string(&upper).ok().as_deref(),
         Some("hi\n")
     );
-    let m = env
-        .airlock()
-        .args(["merge", &session])
-        .output()
-        .expect("merge");
-    assert_eq!(m.status.code(), Some(0), "{}", stderr(&m));
+    let m = env.airlock().args(["merge", &session]).run();
+    m.assert_code(0);
     assert_eq!(std::fs::read_to_string(&ws_file).expect("merged"), "hi\n");
     if std::env::var_os("AIRLOCK_TEST_DUMP").is_some() {
         eprintln!("{}\n{events:#?}", dump());
@@ -681,9 +656,8 @@ fn bad_input_stops_before_anything_starts() {
             "--prompt-file",
             "/nonexistent/task.md",
         ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("/nonexistent/task.md"),
         "{}",
@@ -701,9 +675,8 @@ fn bad_input_stops_before_anything_starts() {
             "--prompt-file",
             "/nonexistent/task.md",
         ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("/nonexistent/task.md"),
         "{}",
@@ -715,9 +688,8 @@ fn bad_input_stops_before_anything_starts() {
         .env("PATH", "/usr/bin:/bin")
         .env("ANTHROPIC_API_KEY", secret())
         .args(["run", "--agent", "claude", "--prompt", "x"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("npm install -g @anthropic-ai/claude-code"),
         "{}",
@@ -729,9 +701,8 @@ fn bad_input_stops_before_anything_starts() {
         .env("PATH", "/usr/bin:/bin")
         .env("ANTHROPIC_API_KEY", secret())
         .args(["run", "--agent", "claude", "--detach", "--prompt", "x"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("npm install -g @anthropic-ai/claude-code"),
         "{}",
@@ -742,9 +713,8 @@ fn bad_input_stops_before_anything_starts() {
     let o = env
         .airlock()
         .args(["run", "--agent", "claude", "--prompt", "x"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     for s in [
         "ANTHROPIC_API_KEY",
         "CLAUDE_CODE_OAUTH_TOKEN",
@@ -755,21 +725,16 @@ fn bad_input_stops_before_anything_starts() {
     let o = env
         .airlock()
         .args(["run", "--agent", "claude", "--detach"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("CLAUDE_CODE_OAUTH_TOKEN"),
         "{}",
         stderr(&o)
     );
     // --prompt without an agent.
-    let o = env
-        .airlock()
-        .args(["run", "--prompt", "x"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    let o = env.airlock().args(["run", "--prompt", "x"]).run();
+    o.assert_code(125);
     assert_eq!(sessions(), 0, "a session was started");
 }
 
@@ -794,10 +759,9 @@ send(ev(decision="allow", kind="command", tool="Bash", command="forged-by-agent"
     let o = env
         .airlock()
         .args(["run", "--", "python3", "-c", script])
-        .output()
-        .expect("run");
+        .run();
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     let answers: Vec<&str> = out.lines().collect();
     assert_eq!(answers.len(), 5, "{out}");
     // Well-formed events of other kinds are refused for their kind, not as garbage; an agent
@@ -922,21 +886,11 @@ fn codex_works_through_the_proxy() {
     let policy = env.path("policy.toml");
     std::fs::write(
         &policy,
-        format!(
-            r#"[network]
-allow_private = ["127.0.0.1"]
-[network.resolve]
-"api.openai.com" = "127.0.0.1"
-[network.ports]
-"api.openai.com" = [{port}]
-[tls]
-extra_roots = ["{ca}"]
-[commands]
-default_network = "allow"
-disable = ["environment-dump"]
-"#,
-            ca = env.path("ca.pem").display()
-        ),
+        Pinned::new()
+            .pin("api.openai.com", "127.0.0.1", &[port])
+            .extra_root(env.path("ca.pem"))
+            .policy_toml()
+            + "[commands]\ndefault_network = \"allow\"\ndisable = [\"environment-dump\"]\n",
     )
     .expect("policy");
     let o = env
@@ -950,8 +904,7 @@ disable = ["environment-dump"]
             "--prompt",
             "run the scripted steps",
         ])
-        .output()
-        .expect("run");
+        .run();
     let out = stdout(&o);
     let seen = seen.lock().expect("lock").clone();
     let dump = || {
@@ -1095,8 +1048,7 @@ grep -q "airlock hook" "$f" && echo STILL-HOOKED
             .airlock()
             .env(key, secret())
             .args(["run", "--agent", agent, "--", "sh", "-c", &script])
-            .output()
-            .expect("run");
+            .run();
         let out = stdout(&o);
         assert_eq!(o.status.code(), Some(0), "{agent}: {out}{}", stderr(&o));
         assert!(
@@ -1139,7 +1091,7 @@ fn claude_codes_asks_in_a_detached_session_wait_for_airlock_approve() {
             std::env::var("CI").as_deref() != Ok("true"),
             "tmux is required in CI"
         );
-        eprintln!("skipping: tmux is not installed");
+        airlock_test_support::skip("tmux is not installed");
         return;
     }
     let env = Env::new();
@@ -1150,12 +1102,7 @@ fn claude_codes_asks_in_a_detached_session_wait_for_airlock_approve() {
     let policy = env.path("policy.toml");
     std::fs::write(
         &policy,
-        format!(
-            "[network]\nallow_private = [\"127.0.0.1\"]\n[network.resolve]\n\
-             \"api.anthropic.com\" = \"127.0.0.1\"\n[network.ports]\n\"api.anthropic.com\" = [{port}]\n\
-             [tls]\nextra_roots = [\"{}\"]\n[approvals]\nmode = \"ask\"\ntimeout_secs = 60\n",
-            env.path("ca.pem").display()
-        ),
+        anthropic_policy(&env, port) + "[approvals]\nmode = \"ask\"\ntimeout_secs = 60\n",
     )
     .expect("policy");
     let o = env
@@ -1169,16 +1116,11 @@ fn claude_codes_asks_in_a_detached_session_wait_for_airlock_approve() {
             "--prompt",
             "run the scripted steps",
         ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     let session = env.session();
     let held = || -> Vec<Value> {
-        let o = env
-            .airlock()
-            .args(["approvals", "--json"])
-            .output()
-            .expect("approvals");
+        let o = env.airlock().args(["approvals", "--json"]).run();
         serde_json::from_str::<Vec<Value>>(stdout(&o).trim()).unwrap_or_default()
     };
     let wait_held = |what: &str| -> u64 {
@@ -1190,11 +1132,7 @@ fn claude_codes_asks_in_a_detached_session_wait_for_airlock_approve() {
                 assert_eq!(p["session"], session.as_str(), "{p}");
                 return p["id"].as_u64().expect("id");
             }
-            let logs = env
-                .airlock()
-                .args(["logs", &session])
-                .output()
-                .expect("logs");
+            let logs = env.airlock().args(["logs", &session]).run();
             assert!(
                 std::time::Instant::now() < deadline,
                 "{what} was never held; the agent's screen:\n{}",
@@ -1207,24 +1145,18 @@ fn claude_codes_asks_in_a_detached_session_wait_for_airlock_approve() {
     let o = env
         .airlock()
         .args(["approve", &session, &first.to_string()])
-        .output()
-        .expect("approve");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     let second = wait_held("ran-again");
     let o = env
         .airlock()
         .args(["deny", &session, &second.to_string()])
-        .output()
-        .expect("deny");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     // The session ends once the model's script is done.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let ended = loop {
-        let o = env
-            .airlock()
-            .args(["ls", "--all", "--json"])
-            .output()
-            .expect("ls");
+        let o = env.airlock().args(["ls", "--all", "--json"]).run();
         let v: Value = serde_json::from_str(&stdout(&o)).unwrap_or(Value::Null);
         if v[0]["state"] != "running" {
             break true;

@@ -12,6 +12,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use super::{make_readable, secret, stderr, stdout, test_ca, value_of, Env};
+use airlock_test_support::Pinned;
+use airlock_test_support::RunExt;
 
 /// A smart-HTTP git server over TLS: every request is handed to `git http-backend` (CGI) for
 /// the bare repositories under `root`, if its Basic password is `want`; else 401. `auth`
@@ -194,8 +196,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
             "init.defaultBranch=main",
         ])
         .args(args)
-        .output()
-        .expect("git");
+        .run();
     assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
     stdout(&o).trim().to_string()
 }
@@ -307,14 +308,11 @@ fn setup(git_policy: &str) -> Setup {
     let policy = env.path("policy.toml");
     std::fs::write(
         &policy,
-        format!(
-            r#"[network]
-allow_private = ["127.0.0.1"]
-[network.resolve]
-"git.creds.test" = "127.0.0.1"
-[network.ports]
-"git.creds.test" = [{port}]
-
+        Pinned::new()
+            .pin("git.creds.test", "127.0.0.1", &[server.port])
+            .policy_toml()
+            + &format!(
+                r#"
 [[credentials]]
 name = "git-host"
 env = "AIRLOCK_TEST_SECRET_G"
@@ -324,9 +322,8 @@ hosts = ["git.creds.test"]
 extra_roots = ["{ca}"]
 {git_policy}
 "#,
-            port = server.port,
-            ca = env.path("ca.pem").display()
-        ),
+                ca = env.path("ca.pem").display()
+            ),
     )
     .expect("policy");
     make_readable(env.dir.path());

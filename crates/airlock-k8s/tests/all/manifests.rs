@@ -2,7 +2,7 @@
 //! sends, and checked against the Pod Security Standard "restricted" profile; the checker
 //! itself is shown failing on a pod that breaks each control.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

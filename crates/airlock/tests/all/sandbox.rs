@@ -1,78 +1,42 @@
 //! The native sandbox driven through the real binary: exit statuses, errors, environment,
-//! filesystem view, signals, terminals, and the escape battery. The test script runs this file as
+//! filesystem view, signals, terminals, and the escape battery. The test script runs this module as
 //! root and again as an unprivileged user.
 
+use crate::bin;
+use airlock_test_support::upstream::answering_http;
+use airlock_test_support::{is_root, stderr, stdout, Pinned, Run, RunExt, Workspace};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The airlock binary: `AIRLOCK_BIN` (set when the tests run as another user from a copy), else
-/// the one cargo built.
-fn bin() -> PathBuf {
-    std::env::var_os("AIRLOCK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
-}
+/// The test's workspace and session store ([`Workspace`]), with this module's helpers.
+struct Ws(Workspace);
 
-fn is_root() -> bool {
-    nix_uid() == 0
-}
+impl std::ops::Deref for Ws {
+    type Target = Workspace;
 
-fn nix_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .and_then(|u| u.parse().ok())
-        .unwrap_or(u32::MAX)
-}
-
-struct Ws {
-    dir: tempfile::TempDir,
-    /// XDG_DATA_HOME for this test's sessions, so tests do not share a session store.
-    data: tempfile::TempDir,
+    fn deref(&self) -> &Workspace {
+        &self.0
+    }
 }
 
 impl Ws {
     fn new() -> Ws {
-        let dir = tempfile::Builder::new()
-            .prefix("airlock-test-")
-            .tempdir()
-            .expect("tempdir");
-        std::fs::write(dir.path().join("hello.txt"), "hello\n").expect("write");
-        let data = tempfile::Builder::new()
-            .prefix("airlock-test-data-")
-            .tempdir()
-            .expect("tempdir");
-        Ws { dir, data }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
+        Ws(Workspace::new("airlock-test").with_file("hello.txt", "hello\n"))
     }
 
     fn airlock(&self) -> Command {
-        let mut c = Command::new(bin());
-        c.current_dir(self.path())
-            .stdin(Stdio::null())
-            .env("XDG_DATA_HOME", self.data.path())
-            // No desktop notifications from the tests (they have a test of their own).
-            .env_remove("DBUS_SESSION_BUS_ADDRESS");
-        c
+        self.command(&bin())
     }
 
     /// `airlock run --mode bind --workspace WS -- sh -c SCRIPT`
-    fn sh(&self, script: &str) -> Output {
+    fn sh(&self, script: &str) -> Run {
         self.airlock()
             .args(["run", "--mode", "bind", "--workspace"])
             .arg(self.path())
             .args(["--", "sh", "-c", script])
-            .output()
-            .expect("run airlock")
+            .run()
     }
 }
 
@@ -85,14 +49,6 @@ fn spawn_until_line(mut cmd: Command, first: &str) -> std::process::Child {
         .expect("read");
     assert_eq!(line, format!("{first}\n"));
     child
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]
@@ -110,21 +66,16 @@ fn missing_and_unexecutable_commands_are_127_and_126() {
     let o = ws
         .airlock()
         .args(["run", "--", "no-such-command-xyz"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+        .run();
+    o.assert_code(127);
     assert!(
         stderr(&o).contains("command not found: no-such-command-xyz"),
         "{}",
         stderr(&o)
     );
     std::fs::write(ws.path().join("script.sh"), "#!/bin/sh\necho hi\n").expect("write");
-    let o = ws
-        .airlock()
-        .args(["run", "--", "./script.sh"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    let o = ws.airlock().args(["run", "--", "./script.sh"]).run();
+    o.assert_code(126);
     assert!(stderr(&o).contains("script.sh"), "{}", stderr(&o));
 }
 
@@ -134,9 +85,8 @@ fn bad_input_is_a_clear_125() {
     let o = ws
         .airlock()
         .args(["run", "--workspace", "/definitely/not/here", "--", "true"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125));
+        .run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("/definitely/not/here"),
         "{}",
@@ -150,22 +100,17 @@ fn bad_input_is_a_clear_125() {
         .args(["run", "--policy"])
         .arg(&policy)
         .args(["--", "true"])
-        .output()
-        .expect("run");
+        .run();
     let _ = std::fs::remove_file(&policy);
-    assert_eq!(o.status.code(), Some(125));
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("airlock-test-bad-policy.toml") && stderr(&o).contains("limits.memory"),
         "{}",
         stderr(&o)
     );
 
-    let o = ws
-        .airlock()
-        .args(["run", "--no-such-flag"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125));
+    let o = ws.airlock().args(["run", "--no-such-flag"]).run();
+    o.assert_code(125);
     assert!(stderr(&o).contains("--no-such-flag"), "{}", stderr(&o));
 
     // A policy file the agent could have written may not widen the policy.
@@ -177,9 +122,8 @@ fn bad_input_is_a_clear_125() {
     let o = ws
         .airlock()
         .args(["run", "--policy", "airlock.toml", "--", "true"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125));
+        .run();
+    o.assert_code(125);
     assert!(stderr(&o).contains("--trust-policy"), "{}", stderr(&o));
 }
 
@@ -204,8 +148,11 @@ fn stdin_and_stdout_are_plain_pipes() {
         let mut stdin = child.stdin.take().expect("stdin");
         stdin.write_all(b"shout\n").expect("write");
     }
-    let o = child.wait_with_output().expect("wait");
-    assert_eq!(o.status.code(), Some(0));
+    let o = Run::new(
+        "airlock run (stdin a pipe)",
+        child.wait_with_output().expect("wait"),
+    );
+    o.assert_code(0);
     assert_eq!(stdout(&o), "SHOUT\nnot-a-tty\n");
 }
 
@@ -227,10 +174,9 @@ fn environment_is_an_allowlist() {
         .env("GITHUB_TOKEN", "ghp_s3cr3t")
         .env("AIRLOCK_TEST_PASSED", "passed-value")
         .env("LANG", "C.UTF-8")
-        .output()
-        .expect("run");
+        .run();
     let env = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert!(!env.contains("s3cr3t"), "secret leaked:\n{env}");
     assert!(env.contains("LANG=C.UTF-8"), "{env}");
     assert!(env.contains("AIRLOCK_TEST_PASSED=passed-value"), "{env}");
@@ -247,7 +193,7 @@ fn only_the_workspace_tmp_and_home_are_writable() {
            if (echo x > $p) 2>/dev/null; then echo WROTE $p; fi; done; \
          [ \"$(hostname)\" = airlock ] && echo hostname-ok");
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     assert!(out.contains("hello\ntmp-ok\nhome-ok\n"), "{out}");
     assert!(!out.contains("WROTE"), "{out}");
     assert!(out.contains("hostname-ok"), "{out}");
@@ -273,8 +219,7 @@ fn host_home_is_not_visible() {
              [ \"$(stat -c %d \"$HOME\")\" != \"$(stat -c %d /tmp)\" ] && echo home-own-fs",
         )
         .env("HOME", home.path())
-        .output()
-        .expect("run");
+        .run();
     let out = stdout(&o);
     assert!(
         !out.contains("PRIVATE KEY") && !out.contains("private notes"),
@@ -296,9 +241,8 @@ fn dry_run_prints_the_spec() {
         .airlock()
         .args(["run", "--dry-run", "--", "true"])
         .env("AIRLOCK_TEST_SECRET_TOKEN", "s3cr3t-value")
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     let spec: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let text = spec.to_string();
     assert!(!text.contains("s3cr3t"), "{text}");
@@ -348,7 +292,7 @@ fn nothing_is_left_behind() {
     let o = ws.sh(&format!(
         "(sh -c 'sleep 300; :' {marker} &) ; echo $AIRLOCK_SESSION"
     ));
-    assert_eq!(o.status.code(), Some(0));
+    o.assert_code(0);
     let session = stdout(&o).trim().to_string();
     assert_eq!(session.len(), 8, "{session}");
     std::thread::sleep(Duration::from_millis(200));
@@ -494,11 +438,7 @@ fn every_process_runs_in_the_sessions_cgroups() {
 #[test]
 fn escape_battery_passes() {
     let ws = Ws::new();
-    let o = ws
-        .airlock()
-        .args(["selftest", "--json"])
-        .output()
-        .expect("selftest");
+    let o = ws.airlock().args(["selftest", "--json"]).run();
     let report: serde_json::Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("selftest json: {e}\n{}{}", stdout(&o), stderr(&o)));
     let checks = report["checks"].as_array().expect("checks");
@@ -518,7 +458,7 @@ fn escape_battery_passes() {
         "escape checks failed:\n{}",
         problems.join("\n")
     );
-    assert_eq!(o.status.code(), Some(0));
+    o.assert_code(0);
     let passed = report["passed"].as_u64().unwrap_or(0);
     // Every check the battery has on this kind of host: a skip must not hide a whole category.
     let minimum = if is_root() { 40 } else { 35 };
@@ -561,14 +501,7 @@ fn interactive_terminal_works() {
     let ws = Ws::new();
     let sock = ws.path().join("../airlock-test-tmux.sock");
     let status_file = ws.path().join("status");
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&sock)
-            .args(args)
-            .output()
-            .expect("tmux")
-    };
+    let tmux = |args: &[&str]| Command::new("tmux").arg("-S").arg(&sock).args(args).run();
     let cmd = format!(
         "'{}' run --workspace '{}' -- sh -i; echo $? > '{}'",
         bin().display(),
@@ -576,7 +509,7 @@ fn interactive_terminal_works() {
         status_file.display()
     );
     let o = tmux(&["new-session", "-d", "-x", "100", "-y", "30", &cmd]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    o.assert_success();
     let capture = || stdout(&tmux(&["capture-pane", "-p", "-J"]));
     // Markers are computed by the shell so the echoed command line cannot match them.
     tmux(&[
@@ -629,43 +562,14 @@ fn interactive_terminal_works() {
     );
 }
 
-/// A tiny HTTP server on host loopback answering every request with `body`.
-fn http_server(body: &'static str) -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut stream = stream;
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(reply.as_bytes());
-        }
-    });
-    port
-}
-
 fn net_policy(dir: &Path, port: u16, allow: bool) -> PathBuf {
-    let allow = if allow {
-        "\"test.airlock.internal\""
+    let pinned = Pinned::new().pin("test.airlock.internal", "127.0.0.1", &[port]);
+    let text = if allow {
+        pinned.allow("test.airlock.internal")
     } else {
-        ""
-    };
-    let text = format!(
-        "[network]\nallow = [{allow}]\nallow_private = [\"127.0.0.1\"]\n\
-         [network.resolve]\n\"test.airlock.internal\" = \"127.0.0.1\"\n\
-         [network.ports]\n\"test.airlock.internal\" = [{port}]\n"
-    );
+        pinned
+    }
+    .policy_toml();
     let p = dir.join("policy.toml");
     std::fs::write(&p, text).expect("write policy");
     p
@@ -675,7 +579,7 @@ fn net_policy(dir: &Path, port: u16, allow: bool) -> PathBuf {
 /// a reason, and nothing reaches the host directly.
 #[test]
 fn egress_goes_only_through_the_proxy() {
-    let port = http_server("hello from upstream");
+    let port = answering_http("hello from upstream");
     let ws = Ws::new();
     let pol_dir = tempfile::tempdir().expect("tempdir");
     let policy = net_policy(pol_dir.path(), port, true);
@@ -693,10 +597,9 @@ fn egress_goes_only_through_the_proxy() {
         .args(["run", "--policy"])
         .arg(&policy)
         .args(["--", "sh", "-c", &script])
-        .output()
-        .expect("run");
+        .run();
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "hello from upstream", "{out}");
     assert!(lines[1].starts_with("HTTP/1.1 403"), "{out}");
@@ -727,7 +630,7 @@ fn egress_goes_only_through_the_proxy() {
 /// the session's end lists every refusal with its count.
 #[test]
 fn a_refused_host_is_named_once_with_its_fix() {
-    let port = http_server("ok");
+    let port = answering_http("ok");
     let ws = Ws::new();
     let pol_dir = tempfile::tempdir().expect("tempdir");
     let policy = net_policy(pol_dir.path(), port, true);
@@ -741,8 +644,7 @@ fn a_refused_host_is_named_once_with_its_fix() {
         .args(["run", "--mode", "bind", "--policy"])
         .arg(&policy)
         .args(["--", "sh", "-c", script])
-        .output()
-        .expect("run");
+        .run();
     let (out, err) = (stdout(&o), stderr(&o));
     // The agent's answer names the fix.
     assert!(out.contains("--allow-domain evil.test"), "{out}");
@@ -782,7 +684,11 @@ fn a_refused_host_is_named_once_with_its_fix() {
 /// directory: clear errors, nothing written.
 #[test]
 fn policy_suggest_gives_what_was_refused_and_it_works() {
-    let ports = [http_server("one"), http_server("two"), http_server("three")];
+    let ports = [
+        answering_http("one"),
+        answering_http("two"),
+        answering_http("three"),
+    ];
     let hosts = ["one.test", "two.test", "three.test"];
     let ws = Ws::new();
     let pol_dir = tempfile::tempdir().expect("tempdir");
@@ -806,20 +712,16 @@ fn policy_suggest_gives_what_was_refused_and_it_works() {
         for p in extra {
             c.arg("--policy").arg(p);
         }
-        c.args(["--", "sh", "-c", &script]).output().expect("run")
+        c.args(["--", "sh", "-c", &script]).run()
     };
     let o = run(&[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert!(!stdout(&o).contains("one\n"), "{}", stdout(&o));
     let session = std::fs::read_to_string(ws.path().join("session")).expect("session");
     let session = session.trim();
 
-    let o = ws
-        .airlock()
-        .args(["policy", "suggest", session])
-        .output()
-        .expect("suggest");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = ws.airlock().args(["policy", "suggest", session]).run();
+    o.assert_code(0);
     let toml_text = stdout(&o);
     let v: toml::Value = toml::from_str(&toml_text).expect("valid toml");
     let allow: Vec<&str> = v["network"]["allow"]
@@ -846,12 +748,11 @@ fn policy_suggest_gives_what_was_refused_and_it_works() {
         .airlock()
         .args(["policy", "suggest", session, "--write"])
         .arg(&file)
-        .output()
-        .expect("suggest --write");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     assert_eq!(std::fs::read_to_string(&file).expect("file"), toml_text);
     let o = run(&[&file]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert_eq!(stdout(&o), "one\ntwo\nthree\n", "{}", stderr(&o));
 
     // Bad input.
@@ -861,7 +762,7 @@ fn policy_suggest_gives_what_was_refused_and_it_works() {
         if let Some(f) = file {
             c.arg("--write").arg(f);
         }
-        let o = c.output().expect("suggest");
+        let o = c.run();
         assert_ne!(o.status.code(), Some(0), "{}", stdout(&o));
         stderr(&o)
     };
@@ -890,7 +791,7 @@ struct AskSession {
 }
 
 fn ask_session(ws: &Ws, config: &Path, timeout_secs: u64, script: &str) -> AskSession {
-    let port = http_server("approved");
+    let port = answering_http("approved");
     let pol_dir = config.join("pol");
     std::fs::create_dir_all(&pol_dir).expect("mkdir");
     let policy = pol_dir.join("policy.toml");
@@ -936,12 +837,8 @@ fn ask_session(ws: &Ws, config: &Path, timeout_secs: u64, script: &str) -> AskSe
 
 /// The held requests `airlock approvals --json` lists for `session`, as `host:port`.
 fn held(ws: &Ws, session: &str) -> Vec<String> {
-    let o = ws
-        .airlock()
-        .args(["approvals", "--json"])
-        .output()
-        .expect("approvals");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = ws.airlock().args(["approvals", "--json"]).run();
+    o.assert_code(0);
     let v: Vec<serde_json::Value> = serde_json::from_str(stdout(&o).trim()).expect("json");
     v.iter()
         .filter(|p| p["session"] == session)
@@ -987,15 +884,13 @@ fn a_held_request_is_approved_once_refused_on_timeout_and_on_deny() {
     let o = ws
         .airlock()
         .args(["approve", "nosuchsession", "new.test"])
-        .output()
-        .expect("approve");
+        .run();
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("nosuchsession"), "{}", stderr(&o));
     let o = ws
         .airlock()
         .args(["approve", &s.session, "other.test"])
-        .output()
-        .expect("approve");
+        .run();
     assert_ne!(o.status.code(), Some(0));
     assert!(
         stderr(&o).contains("holds no request for other.test"),
@@ -1005,9 +900,8 @@ fn a_held_request_is_approved_once_refused_on_timeout_and_on_deny() {
     let o = ws
         .airlock()
         .args(["approve", &s.session, &target, "--for", "once"])
-        .output()
-        .expect("approve");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     assert!(
         stdout(&o).contains(&format!("allowed {target} (once)")),
         "{}",
@@ -1025,12 +919,8 @@ fn a_held_request_is_approved_once_refused_on_timeout_and_on_deny() {
     std::fs::write(ws.path().join("go"), "").expect("go");
     wait_held(&ws, &s.session, &target);
     let started = Instant::now();
-    let o = ws
-        .airlock()
-        .args(["deny", &s.session, "new.test"])
-        .output()
-        .expect("deny");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = ws.airlock().args(["deny", &s.session, "new.test"]).run();
+    o.assert_code(0);
     assert_eq!(read_when_done(&ws.path().join("third")), "403\n");
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(s.child.wait().expect("wait").code(), Some(0));
@@ -1042,11 +932,7 @@ fn a_held_request_is_approved_once_refused_on_timeout_and_on_deny() {
         "the user is told how to answer: {err}"
     );
     // A session that has ended holds nothing.
-    let o = ws
-        .airlock()
-        .args(["approve", &s.session, "new.test"])
-        .output()
-        .expect("approve");
+    let o = ws.airlock().args(["approve", &s.session, "new.test"]).run();
     assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
 }
 
@@ -1061,7 +947,7 @@ const PERL_CONTROL: &str = r#"use IO::Socket::UNIX; my $s = IO::Socket::UNIX->ne
 fn the_agent_cannot_approve_its_own_request() {
     let ws = Ws::new();
     let config = tempfile::tempdir().expect("tempdir");
-    let data = ws.data.path().display().to_string();
+    let data = ws.data().display().to_string();
     let script = format!(
         "A=/run/airlock/bin/airlock; PERL='{PERL_CONTROL}'; \
          (curl -s -m 60 -o /dev/null -w '%{{http_code}}\\n' http://new.test:PORT/ > result &); \
@@ -1098,15 +984,13 @@ fn the_agent_cannot_approve_its_own_request() {
     let target = format!("new.test:{}", s2.port);
     wait_held(&ws, &s2.session, &target);
     let sock = ws
-        .data
-        .path()
+        .data()
         .join(format!("airlock/sessions/{}/control.sock", s2.session));
     let o = Command::new("perl")
         .args(["-e", PERL_CONTROL])
         .arg(&sock)
         .arg(format!("approve {target} once"))
-        .output()
-        .expect("perl");
+        .run();
     assert!(
         stdout(&o).starts_with("ok allowed"),
         "{}{}",
@@ -1137,11 +1021,10 @@ fn approval_for_the_session_and_for_the_project() {
     let approve = |what: &str, scope: &str| {
         ws.airlock()
             .args(["approve", &s.session, what, "--for", scope])
-            .output()
-            .expect("approve")
+            .run()
     };
     let o = approve(&target, "session");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert_eq!(read_when_done(&ws.path().join("first")), "200\n");
     // Not asked again for the same host and port.
     assert_eq!(read_when_done(&ws.path().join("second")), "200\n");
@@ -1177,9 +1060,8 @@ fn approval_for_the_session_and_for_the_project() {
     let o = ws
         .airlock()
         .args(["approve", &s2.session, &t2, "--for", "project"])
-        .output()
-        .expect("approve");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     assert_eq!(read_when_done(&ws.path().join("first")), "200\n");
     assert_eq!(s2.child.wait().expect("wait").code(), Some(0));
     let files: Vec<PathBuf> = std::fs::read_dir(&projects)
@@ -1275,9 +1157,8 @@ fn notifications_reach_a_command_and_a_webhook() {
             "-c",
             "curl -s -o /dev/null http://evil.test/; exit 3",
         ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+        .run();
+    o.assert_code(3);
     let text = std::fs::read_to_string(&log).expect("the command ran");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
@@ -1317,9 +1198,8 @@ fn notifications_reach_a_command_and_a_webhook() {
         .args(["run", "--mode", "bind", "--policy"])
         .arg(&p)
         .args(["--", "sh", "-c", "echo done"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     assert_eq!(stdout(&o), "done\n");
     let err = stderr(&o);
     assert_eq!(err.matches("notification webhook").count(), 1, "{err}");
@@ -1359,9 +1239,8 @@ fn the_agents_own_events_reach_notifications_rate_limited() {
         .args(["run", "--mode", "bind", "--policy"])
         .arg(&p)
         .args(["--", "sh", "-c", &script])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     assert!(!stdout(&o).contains("HOOK-FAILED"), "{}", stdout(&o));
     let text = std::fs::read_to_string(&log).expect("notified");
     let lines: Vec<&str> = text.lines().collect();
@@ -1377,9 +1256,8 @@ fn the_agents_own_events_reach_notifications_rate_limited() {
     let o = Command::new(bin())
         .args(["hook", "claude-event"])
         .stdin(Stdio::null())
-        .output()
-        .expect("hook");
-    assert_eq!(o.status.code(), Some(0));
+        .run();
+    o.assert_code(0);
 }
 
 /// A preset's host cache (`~/.npm` for node) is seen inside read-only with a per-session
@@ -1410,8 +1288,7 @@ fn preset_caches_are_shared_read_only_with_a_session_layer() {
             .arg(ws.path())
             .args(extra)
             .args(["--", "sh", "-c", script])
-            .output()
-            .expect("run");
+            .run();
         (stdout(&o), stderr(&o))
     };
     let (out, err) = run(&["--preset", "node"]);
@@ -1435,7 +1312,7 @@ fn preset_caches_are_shared_read_only_with_a_session_layer() {
     assert!(npm.join("sub/keep").exists());
     assert!(!npm.join("new").exists());
     // The session's layer has what the session wrote.
-    let sessions = ws.data.path().join("airlock/sessions");
+    let sessions = ws.data().join("airlock/sessions");
     let layers: Vec<_> = std::fs::read_dir(&sessions)
         .expect("sessions")
         .flatten()
@@ -1464,7 +1341,7 @@ fn preset_caches_are_shared_read_only_with_a_session_layer() {
 /// pinned to a loopback server); without them the same names are refused.
 #[test]
 fn presets_allow_their_registry_hosts() {
-    let port = http_server("hello registry");
+    let port = answering_http("hello registry");
     let ws = Ws::new();
     let pol_dir = tempfile::tempdir().expect("tempdir");
     let names = [
@@ -1503,10 +1380,9 @@ fn presets_allow_their_registry_hosts() {
             .arg(policy)
             .args(extra)
             .args(["--", "sh", "-c", &script])
-            .output()
-            .expect("run");
+            .run();
         let out = stdout(&o);
-        assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+        o.assert_code(0);
         out
     };
     let code = |out: &str, name: &str| -> String {
@@ -1535,9 +1411,8 @@ fn presets_allow_their_registry_hosts() {
     let o = ws
         .airlock()
         .args(["run", "--preset", "cobol", "--", "true"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("unknown preset 'cobol'"),
         "{}",
@@ -1549,7 +1424,7 @@ fn presets_allow_their_registry_hosts() {
 /// both decisions.
 #[test]
 fn policy_reload_changes_the_decision_and_is_audited() {
-    let port = http_server("reloaded");
+    let port = answering_http("reloaded");
     let ws = Ws::new();
     let pol_dir = tempfile::tempdir().expect("tempdir");
     let policy = net_policy(pol_dir.path(), port, false);
@@ -1580,12 +1455,8 @@ fn policy_reload_changes_the_decision_and_is_audited() {
     let session = std::fs::read_to_string(ws.path().join("session")).expect("session");
     let session = session.trim();
     net_policy(pol_dir.path(), port, true);
-    let o = ws
-        .airlock()
-        .args(["policy", "reload", session])
-        .output()
-        .expect("reload");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = ws.airlock().args(["policy", "reload", session]).run();
+    o.assert_code(0);
     std::thread::sleep(Duration::from_millis(200));
     std::fs::write(ws.path().join("go"), "").expect("go");
     let status = child.wait().expect("wait");
@@ -1594,11 +1465,7 @@ fn policy_reload_changes_the_decision_and_is_audited() {
         std::fs::read_to_string(ws.path().join("second")).expect("second"),
         "reloaded"
     );
-    let o = ws
-        .airlock()
-        .args(["audit", session, "--json"])
-        .output()
-        .expect("audit");
+    let o = ws.airlock().args(["audit", session, "--json"]).run();
     let events: Vec<serde_json::Value> = stdout(&o)
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
@@ -1614,24 +1481,17 @@ fn policy_reload_changes_the_decision_and_is_audited() {
             .any(|e| e["decision"] == "allow" && e["bytes_down"].as_u64() > Some(0)),
         "{events:?}"
     );
-    let o = ws
-        .airlock()
-        .args(["audit", session, "--denied"])
-        .output()
-        .expect("audit");
+    let o = ws.airlock().args(["audit", session, "--denied"]).run();
     assert!(stdout(&o).contains("deny"), "{}", stdout(&o));
     assert!(!stdout(&o).contains("allow  net"), "{}", stdout(&o));
 }
 
 #[test]
 fn doctor_reports_this_host() {
-    let o = Command::new(bin())
-        .args(["doctor", "--json"])
-        .output()
-        .expect("doctor");
+    let o = Command::new(bin()).args(["doctor", "--json"]).run();
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(report["ready"], true, "{report}");
-    assert_eq!(o.status.code(), Some(0));
+    o.assert_code(0);
     assert_eq!(report["root"], is_root());
     let names: Vec<&str> = report["checks"]
         .as_array()
@@ -1668,7 +1528,7 @@ fn doctor_reports_this_host() {
             assert!(!c["cost"].as_str().unwrap_or("").is_empty(), "{c}");
         }
     }
-    let human = Command::new(bin()).arg("doctor").output().expect("doctor");
+    let human = Command::new(bin()).arg("doctor").run();
     assert!(stdout(&human).contains("ready:"), "{}", stdout(&human));
 }
 
@@ -1696,18 +1556,14 @@ impl Repo {
                 "init",
             ],
         ] {
-            let o = Command::new("git")
-                .args(args)
-                .current_dir(ws.path())
-                .output()
-                .expect("git");
+            let o = Command::new("git").args(args).current_dir(ws.path()).run();
             assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
         }
         Repo { ws }
     }
 
-    fn airlock(&self, args: &[&str]) -> Output {
-        self.ws.airlock().args(args).output().expect("airlock")
+    fn airlock(&self, args: &[&str]) -> Run {
+        self.ws.airlock().args(args).run()
     }
 
     /// Every file of the tree (including .git) with its bytes, for byte-identity checks.
@@ -1748,7 +1604,7 @@ fn overlay_keeps_the_host_tree_untouched_until_merge() {
             "{AGENT_WORK}; echo '#!/bin/sh' > .git/hooks/pre-commit; git config core.fsmonitor evil; git log --oneline | wc -l"
         ),
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert_eq!(stdout(&o).trim(), "2", "the agent sees its commit");
     assert!(
         repo.snapshot() == before,
@@ -1757,7 +1613,7 @@ fn overlay_keeps_the_host_tree_untouched_until_merge() {
 
     let o = repo.airlock(&["diff", "work"]);
     let d = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert!(d.contains("+fn b() {}"), "{d}");
     assert!(
         d.contains("--- a/old.txt") && d.contains("deleted file"),
@@ -1772,7 +1628,7 @@ fn overlay_keeps_the_host_tree_untouched_until_merge() {
 
     // Hooks and git config are refused, and nothing at all lands.
     let o = repo.airlock(&["merge", "work"]);
-    assert_eq!(o.status.code(), Some(125));
+    o.assert_code(125);
     assert!(
         stderr(&o).contains(".git/hooks/pre-commit") && stderr(&o).contains(".git/config"),
         "{}",
@@ -1790,7 +1646,7 @@ fn overlay_keeps_the_host_tree_untouched_until_merge() {
     );
     assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
     let o = repo.airlock(&["rm", "--force", "work"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert_eq!(repo.airlock(&["diff", "work"]).status.code(), Some(125));
 }
 
@@ -1798,9 +1654,9 @@ fn overlay_keeps_the_host_tree_untouched_until_merge() {
 fn merge_lands_edits_and_commits_once() {
     let repo = Repo::new();
     let o = repo.airlock(&["run", "--name", "land", "--", "sh", "-c", AGENT_WORK]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     let o = repo.airlock(&["merge", "land"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert!(stdout(&o).contains("airlock/land"), "{}", stdout(&o));
     let ws = repo.ws.path();
     assert_eq!(
@@ -1815,11 +1671,10 @@ fn merge_lands_edits_and_commits_once() {
     let log = Command::new("git")
         .args(["log", "--format=%s", "airlock/land"])
         .current_dir(ws)
-        .output()
-        .expect("git");
+        .run();
     assert_eq!(stdout(&log), "agent work\ninit\n");
     let o = repo.airlock(&["merge", "land"]);
-    assert_eq!(o.status.code(), Some(125));
+    o.assert_code(125);
     assert!(stderr(&o).contains("merged already"), "{}", stderr(&o));
     let o = repo.airlock(&["ls", "--all", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
@@ -1847,7 +1702,7 @@ fn host_edits_during_the_session_are_conflicts() {
         .expect("kill");
     assert_eq!(child.wait().expect("wait").code(), Some(0));
     let o = repo.airlock(&["merge", "clash"]);
-    assert_eq!(o.status.code(), Some(125));
+    o.assert_code(125);
     assert!(stderr(&o).contains("src/lib.rs"), "{}", stderr(&o));
     assert_eq!(
         std::fs::read_to_string(repo.ws.path().join("src/lib.rs")).expect("read"),
@@ -1856,12 +1711,13 @@ fn host_edits_during_the_session_are_conflicts() {
 }
 
 /// Runs `airlock` with `args` and fails the test (instead of hanging it) after 30 seconds.
-fn airlock_within(repo: &Repo, args: &[&str], env: &[(&str, &str)]) -> Output {
+fn airlock_within(repo: &Repo, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut c = repo.ws.airlock();
     c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     for (k, v) in env {
         c.env(k, v);
     }
+    let command = airlock_test_support::run::describe(&c);
     let mut child = c.spawn().expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().expect("wait").is_none() {
@@ -1871,7 +1727,7 @@ fn airlock_within(repo: &Repo, args: &[&str], env: &[(&str, &str)]) -> Output {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    child.wait_with_output().expect("output")
+    Run::new(command, child.wait_with_output().expect("output"))
 }
 
 /// ISSUE9 part 5: a FIFO (or socket) in the session is listed by `diff`, refused by `merge` by
@@ -1945,9 +1801,9 @@ fn overlay_merge_never_runs_the_agents_git_config() {
         m = m.display()
     );
     let o = repo.airlock(&["run", "--name", "cfg", "--", "sh", "-c", &script]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     let o = repo.airlock(&["diff", "cfg"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert!(!m.exists(), "diff ran the agent's git configuration");
     let o = repo.airlock(&["merge", "--allow-exec-files", "cfg"]);
     assert!(
@@ -1955,14 +1811,13 @@ fn overlay_merge_never_runs_the_agents_git_config() {
         "merge ran the agent's git configuration: {}",
         std::fs::read_to_string(&m).unwrap_or_default()
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     let log = Command::new("git")
         .args(["--git-dir=.git", "log", "--format=%s", "airlock/cfg"])
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .current_dir(repo.ws.path())
-        .output()
-        .expect("git");
+        .run();
     assert_eq!(stdout(&log), "c\ninit\n", "{}", stderr(&log));
 }
 
@@ -1974,8 +1829,7 @@ fn has_branch(repo: &Repo, name: &str) -> bool {
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .current_dir(repo.ws.path())
-        .output()
-        .expect("git")
+        .run()
         .status
         .success()
 }
@@ -2098,9 +1952,8 @@ fn merge_refuses_host_run_files_at_any_depth() {
     let o = Command::new("git")
         .args(["config", "core.hooksPath", "tools/hooks"])
         .current_dir(repo.ws.path())
-        .output()
-        .expect("git");
-    assert!(o.status.success(), "{}", stderr(&o));
+        .run();
+    o.assert_success();
     let mut files = HOST_RUN_FILES.to_vec();
     files.push("tools/hooks/pre-commit");
     refused_until_flag(
@@ -2346,13 +2199,13 @@ fn merge_never_writes_through_a_link_the_host_swapped_in() {
         "-c",
         "echo agent > src/lib.rs; echo new > src/new.rs",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     let outside = tempfile::tempdir().expect("tempdir");
     std::fs::write(outside.path().join("lib.rs"), "outside\n").expect("write");
     std::fs::remove_dir_all(repo.ws.path().join("src")).expect("rm");
     std::os::unix::fs::symlink(outside.path(), repo.ws.path().join("src")).expect("symlink");
     let o = airlock_within(&repo, &["merge", "swap"], &[]);
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    o.assert_code(125);
     assert_eq!(
         std::fs::read_to_string(outside.path().join("lib.rs")).expect("read"),
         "outside\n"
@@ -2377,7 +2230,7 @@ fn a_killed_airlock_loses_nothing() {
     let o = repo.airlock(&["diff", "crash"]);
     assert!(stdout(&o).contains("+precious"), "{}", stdout(&o));
     let o = repo.airlock(&["merge", "crash"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert_eq!(
         std::fs::read_to_string(repo.ws.path().join("saved.txt")).expect("read"),
         "precious\n"
@@ -2412,15 +2265,15 @@ fn concurrent_sessions_are_independent() {
 fn session_commands_explain_bad_input() {
     let repo = Repo::new();
     let o = repo.airlock(&["diff", "nope"]);
-    assert_eq!(o.status.code(), Some(125));
+    o.assert_code(125);
     assert!(stderr(&o).contains("no session 'nope'"), "{}", stderr(&o));
     // (A bind session that changed nothing is not kept: this one writes.)
     let o = repo.airlock(&[
         "run", "--mode", "bind", "--name", "bnd", "--", "sh", "-c", ": > made",
     ]);
-    assert_eq!(o.status.code(), Some(0));
+    o.assert_code(0);
     let o = repo.airlock(&["diff", "bnd"]);
-    assert_eq!(o.status.code(), Some(125));
+    o.assert_code(125);
     assert!(stderr(&o).contains("--mode bind"), "{}", stderr(&o));
     let o = repo.airlock(&["run", "--name", "bnd", "--", "true"]);
     assert_eq!(o.status.code(), Some(125), "duplicate names are refused");
@@ -2437,9 +2290,8 @@ fn a_workspace_inside_a_git_directory_is_refused() {
     let o = Command::new("git")
         .args(["init", "-q", "--bare"])
         .arg(&bare)
-        .output()
-        .expect("git");
-    assert!(o.status.success());
+        .run();
+    o.assert_success();
     for ws in [
         git.clone(),
         git.join("hooks"),
@@ -2453,8 +2305,7 @@ fn a_workspace_inside_a_git_directory_is_refused() {
             .arg("--workspace")
             .arg(&ws)
             .args(["--", "sh", "-c", "echo planted > pre-commit"])
-            .output()
-            .expect("airlock");
+            .run();
         assert_eq!(
             o.status.code(),
             Some(125),
@@ -2471,7 +2322,7 @@ fn a_workspace_inside_a_git_directory_is_refused() {
     }
     // The work tree itself is fine.
     let o = repo.airlock(&["run", "--", "true"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
 }
 
 #[test]
@@ -2489,10 +2340,10 @@ fn sessions_record_their_backend_and_only_working_backends_are_offered() {
         "-c",
         "echo x > kept.txt",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     // A launch that fails is recorded as failed with its status (the finish step).
     let o = repo.airlock(&["run", "--name", "nf", "--", "/no/such/program"]);
-    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    o.assert_code(127);
     let o = repo.airlock(&["ls", "--all", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let row = |name: &str| {
@@ -2570,7 +2421,7 @@ fn stop_ends_a_running_session_gracefully_then_by_force() {
         "trap 'exit 5' TERM; echo up; while :; do sleep 0.05; done",
     );
     let o = repo.airlock(&["stop", "polite"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert_eq!(polite.wait().expect("wait").code(), Some(5));
     // A command that ignores SIGTERM is killed after the timeout.
     let mut stubborn = start(
@@ -2578,13 +2429,13 @@ fn stop_ends_a_running_session_gracefully_then_by_force() {
         "trap '' TERM; echo up; while :; do sleep 0.05; done",
     );
     let o = repo.airlock(&["stop", "--timeout", "1", "stubborn"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert!(stderr(&o).contains("killing"), "{}", stderr(&o));
     stubborn.wait().expect("wait");
     let o = repo.airlock(&["ls"]);
     assert!(!stdout(&o).contains("running"), "{}", stdout(&o));
     let o = repo.airlock(&["stop", "polite"]);
-    assert_eq!(o.status.code(), Some(125));
+    o.assert_code(125);
     assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
 }
 
@@ -2606,7 +2457,7 @@ fn detached_sessions_can_be_attached_and_stopped() {
         "-c",
         "echo agent-$((6*7)); exec sleep 300",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert!(stdout(&o).contains("airlock attach bg"), "{}", stdout(&o));
     let _stop = StopOnDrop {
         ws: &repo.ws,
@@ -2644,10 +2495,13 @@ fn detached_sessions_can_be_attached_and_stopped() {
         if !ended {
             let _ = child.kill();
         }
-        let o = child.wait_with_output().expect("attach output");
+        let o = Run::new(
+            "airlock attach bg (stdin not a terminal)",
+            child.wait_with_output().expect("attach output"),
+        );
         assert!(ended, "attach without a terminal still running after 6s");
         let e = stderr(&o);
-        assert_eq!(o.status.code(), Some(125), "{e}");
+        o.assert_code(125);
         assert!(
             e.contains("attach needs a terminal") && e.contains("airlock logs"),
             "{e}"
@@ -2655,22 +2509,15 @@ fn detached_sessions_can_be_attached_and_stopped() {
     }
 
     // Attach from a terminal: the host's tmux runs `airlock attach` in a pane.
-    let sock = repo.ws.data.path().join("host-tmux.sock");
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&sock)
-            .args(args)
-            .output()
-            .expect("tmux")
-    };
+    let sock = repo.ws.data().join("host-tmux.sock");
+    let tmux = |args: &[&str]| Command::new("tmux").arg("-S").arg(&sock).args(args).run();
     let attach = format!(
         "XDG_DATA_HOME='{}' '{}' attach bg; echo attach-ended-$((1+1)); sleep 30",
-        repo.ws.data.path().display(),
+        repo.ws.data().display(),
         bin().display()
     );
     let o = tmux(&["new-session", "-d", "-x", "120", "-y", "40", &attach]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    o.assert_success();
     let capture = || stdout(&tmux(&["capture-pane", "-p", "-J"]));
     assert!(
         wait_until(Duration::from_secs(10), || capture().contains("agent-42")),
@@ -2710,7 +2557,7 @@ fn detached_sessions_can_be_attached_and_stopped() {
     tmux(&["kill-server"]);
 
     let o = repo.airlock(&["stop", "--timeout", "5", "bg"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert!(
         wait_until(Duration::from_secs(10), || !stdout(&repo.airlock(&["ls"]))
             .contains("running")),
@@ -2718,7 +2565,7 @@ fn detached_sessions_can_be_attached_and_stopped() {
         stdout(&repo.airlock(&["ls"]))
     );
     let o = repo.airlock(&["attach", "bg"]);
-    assert_eq!(o.status.code(), Some(125));
+    o.assert_code(125);
     assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
 }
 
@@ -2787,14 +2634,13 @@ impl HostTmux {
         t
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    fn run(&self, args: &[&str]) -> Run {
         Command::new("tmux")
             .arg("-S")
             .arg(&self.sock)
             .args(args)
             .env_remove("TMUX")
-            .output()
-            .expect("tmux")
+            .run()
     }
 
     fn screen(&self) -> String {
@@ -2960,8 +2806,7 @@ fn attach_runs_nothing_the_sandbox_asks_on_the_host() {
             .args(["--workspace"])
             .arg(ws.path())
             .args(["--", "sh", "-c", &script])
-            .output()
-            .expect("run");
+            .run();
         assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
         let _stop = StopOnDrop { ws: &ws, name };
         assert!(
@@ -2970,10 +2815,10 @@ fn attach_runs_nothing_the_sandbox_asks_on_the_host() {
         );
         let attach = format!(
             "XDG_DATA_HOME='{}' '{}' attach {name}; echo attach-ended-$((1+1)); read x",
-            ws.data.path().display(),
+            ws.data().display(),
             bin().display()
         );
-        let host = HostTmux::start(ws.data.path(), ws.path(), &attach);
+        let host = HostTmux::start(ws.data(), ws.path(), &attach);
         let mut seen = std::collections::BTreeSet::new();
         let done = wait_until(Duration::from_secs(15), || {
             if !host.screen().contains("attach-ended-2") {
@@ -3021,11 +2866,7 @@ fn attach_runs_nothing_the_sandbox_asks_on_the_host() {
         let agent = read("lockdown-agent");
         assert!(agent.contains("NoNewPrivs:\t1"), "{agent}");
         assert_eq!(read("lockdown-payload"), agent, "{name}");
-        let o = ws
-            .airlock()
-            .args(["stop", "--timeout", "5", name])
-            .output()
-            .expect("stop");
+        let o = ws.airlock().args(["stop", "--timeout", "5", name]).run();
         assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
     }
     assert!(
@@ -3071,9 +2912,8 @@ fn logs_refuse_what_the_sandbox_planted() {
         .airlock()
         .args(["run", "--detach", "--mode", "bind", "--name", "planter"])
         .args(["--", "sh", "-c", &script])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     let _stop = StopOnDrop {
         ws: &ws,
         name: "planter",
@@ -3116,9 +2956,8 @@ fn logs_refuse_what_the_sandbox_planted() {
     let o = ws
         .airlock()
         .args(["stop", "--timeout", "5", "planter"])
-        .output()
-        .expect("stop");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
 }
 
 /// `--detach --dry-run` prints the spec the background session would get (the tmux layout
@@ -3137,13 +2976,12 @@ fn detach_dry_run_prints_and_creates_nothing() {
             "--",
             "true",
         ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     let spec: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert!(spec["argv"].to_string().contains("airlock-tmux"), "{spec}");
     let mut left = Vec::new();
-    let mut stack = vec![ws.data.path().to_path_buf()];
+    let mut stack = vec![ws.data().to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             left.push(e.path());
@@ -3154,11 +2992,11 @@ fn detach_dry_run_prints_and_creates_nothing() {
     }
     assert!(
         left.iter()
-            .all(|p| !p.starts_with(ws.data.path().join("airlock/sessions"))
-                || p == &ws.data.path().join("airlock/sessions")),
+            .all(|p| !p.starts_with(ws.data().join("airlock/sessions"))
+                || p == &ws.data().join("airlock/sessions")),
         "{left:?}"
     );
-    let ls = ws.airlock().args(["ls", "--all"]).output().expect("ls");
+    let ls = ws.airlock().args(["ls", "--all"]).run();
     assert!(!stdout(&ls).contains("dry"), "{}", stdout(&ls));
 }
 
@@ -3169,7 +3007,7 @@ fn under_script(ws: &Ws, cmd: &str, input: &[u8]) -> Vec<u8> {
     let mut child = Command::new("script")
         .args(["-qec", cmd, "/dev/null"])
         .current_dir(ws.path())
-        .env("XDG_DATA_HOME", ws.data.path())
+        .env("XDG_DATA_HOME", ws.data())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -3224,7 +3062,7 @@ fn live_denials_go_on_the_last_row_between_the_agents_characters() {
         airlock_test_support::skip("script(1) is not installed");
         return;
     }
-    let port = http_server("ok");
+    let port = answering_http("ok");
     let ws = Ws::new();
     let pol_dir = tempfile::tempdir().expect("tempdir");
     let policy = net_policy(pol_dir.path(), port, true);
@@ -3289,7 +3127,7 @@ fn the_terminal_gets_no_clipboard_write_but_keeps_its_colours() {
     std::fs::write(ws.path().join("printer.sh"), printer).expect("write");
     // Control: straight into the host terminal, the clipboard write lands.
     let control = HostTmux::start(
-        ws.data.path(),
+        ws.data(),
         ws.path(),
         &format!("sh '{}'; read x", ws.path().join("printer.sh").display()),
     );
@@ -3304,7 +3142,7 @@ fn the_terminal_gets_no_clipboard_write_but_keeps_its_colours() {
     drop(control);
     // Through airlock run.
     let host = HostTmux::start(
-        ws.data.path(),
+        ws.data(),
         ws.path(),
         &format!(
             "'{}' run --mode bind --name filt -- sh printer.sh; echo run-ended-$((1+1)); read x",
@@ -3318,11 +3156,7 @@ fn the_terminal_gets_no_clipboard_write_but_keeps_its_colours() {
         colours.contains("\u{1b}[31mred-42"),
         "colours lost: {colours:?}"
     );
-    let audit = ws
-        .airlock()
-        .args(["audit", "filt", "--json"])
-        .output()
-        .expect("audit");
+    let audit = ws.airlock().args(["audit", "filt", "--json"]).run();
     let text = stdout(&audit);
     let term = text
         .lines()
@@ -3336,10 +3170,10 @@ fn the_terminal_gets_no_clipboard_write_but_keeps_its_colours() {
 
     // `[terminal] allow_clipboard = true` in a trusted policy lets clipboard writes through
     // (and nothing else: the title report is still dropped).
-    let allow = ws.data.path().join("allow-clipboard.toml");
+    let allow = ws.data().join("allow-clipboard.toml");
     std::fs::write(&allow, "[terminal]\nallow_clipboard = true\n").expect("policy");
     let host = HostTmux::start(
-        ws.data.path(),
+        ws.data(),
         ws.path(),
         &format!(
             "'{}' run --mode bind --name clip --policy '{}' -- sh printer.sh; \
@@ -3354,12 +3188,7 @@ fn the_terminal_gets_no_clipboard_write_but_keeps_its_colours() {
         "allow_clipboard did not let the write through: {}",
         host.buffers()
     );
-    let text = stdout(
-        &ws.airlock()
-            .args(["audit", "clip", "--json"])
-            .output()
-            .expect("audit"),
-    );
+    let text = stdout(&ws.airlock().args(["audit", "clip", "--json"]).run());
     assert!(
         text.lines().any(|l| l.contains("\"title-report\":1")),
         "{text}"
@@ -3378,15 +3207,14 @@ fn the_terminal_gets_no_clipboard_write_but_keeps_its_colours() {
              for p in /dev/pts/[0-9]*; do sh printer.sh > $p; done; touch printed; \
              exec sleep 300",
         ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     let _stop = StopOnDrop {
         ws: &ws,
         name: "filt2",
     };
     let host = HostTmux::start(
-        ws.data.path(),
+        ws.data(),
         ws.path(),
         &format!(
             "'{}' attach filt2; echo attach-ended-$((1+1)); read x",
@@ -3406,23 +3234,15 @@ fn the_terminal_gets_no_clipboard_write_but_keeps_its_colours() {
     host.run(&["send-keys", "C-b", "d"]);
     host.wait_for("attach-ended-2", 10);
     assert!(!host.buffers().contains("pwned"), "{}", host.buffers());
-    let audit = ws
-        .airlock()
-        .args(["audit", "filt2", "--json"])
-        .output()
-        .expect("audit");
+    let audit = ws.airlock().args(["audit", "filt2", "--json"]).run();
     let text = stdout(&audit);
     assert!(
         text.lines()
             .any(|l| l.contains("\"relay\":\"attach\"") && l.contains("\"clipboard\":")),
         "{text}"
     );
-    let o = ws
-        .airlock()
-        .args(["stop", "--timeout", "5", "filt2"])
-        .output()
-        .expect("stop");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = ws.airlock().args(["stop", "--timeout", "5", "filt2"]).run();
+    o.assert_code(0);
 }
 
 /// The same filter sits in `airlock attach`; full-screen programs still work through both relays
@@ -3446,7 +3266,7 @@ fn full_screen_programs_work_through_run_and_attach() {
     };
     // airlock run, in a host terminal.
     let host = HostTmux::start(
-        ws.data.path(),
+        ws.data(),
         ws.path(),
         &format!(
             "'{}' run --mode bind -- {program}; echo run-ended-$((1+1)); read x",
@@ -3469,19 +3289,18 @@ fn full_screen_programs_work_through_run_and_attach() {
         .airlock()
         .args(["run", "--detach", "--mode", "bind", "--name", "fs", "--"])
         .args(program.split(' '))
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     let _stop = StopOnDrop {
         ws: &ws,
         name: "fs",
     };
     let host = HostTmux::start(
-        ws.data.path(),
+        ws.data(),
         ws.path(),
         &format!(
             "XDG_DATA_HOME='{}' '{}' attach fs; echo attach-ended-$((1+1)); read x",
-            ws.data.path().display(),
+            ws.data().display(),
             bin().display()
         ),
     );
@@ -3492,12 +3311,8 @@ fn full_screen_programs_work_through_run_and_attach() {
     host.run(&["resize-window", "-x", "100", "-y", "30"]);
     host.run(&["send-keys", "C-b", "d"]);
     host.wait_for("attach-ended-2", 10);
-    let o = ws
-        .airlock()
-        .args(["stop", "--timeout", "5", "fs"])
-        .output()
-        .expect("stop");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = ws.airlock().args(["stop", "--timeout", "5", "fs"]).run();
+    o.assert_code(0);
 }
 
 fn which_on_host(program: &str) -> bool {
@@ -3511,14 +3326,13 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
     let o = repo.airlock(&[
         "run", "--mode", "worktree", "--name", "clean", "--", "sh", "-c", "pwd; ls",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert!(stdout(&o).contains("old.txt"), "{}", stdout(&o));
     let git = |args: &[&str]| {
         let o = Command::new("git")
             .args(args)
             .current_dir(repo.ws.path())
-            .output()
-            .expect("git");
+            .run();
         stdout(&o)
     };
     assert!(
@@ -3539,9 +3353,8 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
     let o = Command::new("git")
         .args(["branch", "airlock/other"])
         .current_dir(repo.ws.path())
-        .output()
-        .expect("git");
-    assert!(o.status.success(), "{}", stderr(&o));
+        .run();
+    o.assert_success();
     let other_before = git(&["rev-parse", "airlock/other"]);
     // The agent sees the main repository at its own path, read-only as a whole; its commits go
     // to the session's private git directory.
@@ -3571,7 +3384,7 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
         "run", "--mode", "worktree", "--name", "dirty", "--", "sh", "-c", &script,
     ]);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     for want in [
         "committed",
         "private-git-dir",
@@ -3611,7 +3424,7 @@ fn worktree_mode_prunes_clean_keeps_dirty_and_protects_the_main_repo() {
     // `ls` keeps its columns aligned with a `worktree` row among `overlay` ones, and ends
     // every line (the last included) with a newline.
     let o = repo.airlock(&["run", "--name", "ov", "--", "true"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     let table = stdout(&repo.airlock(&["ls", "--all"]));
     assert!(table.ends_with('\n'), "{table:?}");
     let ws = repo.ws.path().display().to_string();
@@ -3711,16 +3524,14 @@ fn worktree_mode_never_runs_agent_git_config_on_the_host() {
         let o = Command::new("git")
             .args(["config", "extensions.worktreeConfig", "true"])
             .current_dir(repo.ws.path())
-            .output()
-            .expect("git");
-        assert!(o.status.success(), "{}", stderr(&o));
+            .run();
+        o.assert_success();
         let host = |args: &[&str]| {
             repo.ws
                 .airlock()
                 .env("GIT_CONFIG_GLOBAL", &user_config)
                 .args(args)
-                .output()
-                .expect("airlock")
+                .run()
         };
         // mtime granularity: files touched a second later are re-read (and filtered) by a
         // host `git status`.
@@ -3779,11 +3590,10 @@ fn agent_state_survives_sessions_and_stays_per_project() {
             .airlock()
             .env("HOME", real.path())
             .args(["run", "--agent", "claude", "--", "sh", "-c", script])
-            .output()
-            .expect("run")
+            .run()
     };
     let o = run("echo remembered > ~/.claude/memory.md; cat ~/.claude.json; ls ~/.claude");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     // airlock seeded it: onboarding done, so the first run goes straight to work.
     assert!(
         stdout(&o).contains("\"hasCompletedOnboarding\": true"),
@@ -3802,11 +3612,10 @@ fn agent_state_survives_sessions_and_stays_per_project() {
     let o = other
         .ws
         .airlock()
-        .env("XDG_DATA_HOME", repo.ws.data.path())
+        .env("XDG_DATA_HOME", repo.ws.data())
         .env("HOME", real.path())
         .args(["run", "--agent", "claude", "--", "sh", "-c", "ls ~/.claude"])
-        .output()
-        .expect("run");
+        .run();
     assert_eq!(stdout(&o), "", "{}", stderr(&o));
 }
 
@@ -3822,16 +3631,15 @@ fn a_deleted_workspace_is_explained_and_its_changes_kept() {
         "-c",
         "echo keep > keep.txt",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     let moved = repo.ws.path().with_extension("moved");
     std::fs::rename(repo.ws.path(), &moved).expect("move workspace away");
     let o = Command::new(bin())
-        .env("XDG_DATA_HOME", repo.ws.data.path())
+        .env("XDG_DATA_HOME", repo.ws.data())
         .args(["merge", "gone"])
-        .output()
-        .expect("merge");
+        .run();
     std::fs::rename(&moved, repo.ws.path()).expect("move back");
-    assert_eq!(o.status.code(), Some(125));
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("no longer exists") && stderr(&o).contains("upper"),
         "{}",
@@ -3865,17 +3673,15 @@ fn a_full_disk_under_the_session_loses_nothing_written() {
         .env("XDG_DATA_HOME", small.path())
         .args(["run", "--name", "full", "--", "sh", "-c"])
         .arg("echo first > first.txt; head -c 4000000 /dev/zero > big.bin; echo dd=$?")
-        .output()
-        .expect("run");
+        .run();
     let ls = repo
         .ws
         .airlock()
         .env("XDG_DATA_HOME", small.path())
         .args(["diff", "full", "--json"])
-        .output()
-        .expect("diff");
+        .run();
     let _ = Command::new("umount").arg(small.path()).status();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert!(
         stdout(&o).contains("dd=1"),
         "the agent sees the write fail: {}",
@@ -3915,8 +3721,8 @@ fn home_and_root_on_path_are_never_bound() {
     let token = format!("path-secret-{}", std::process::id());
     let home = planted_home(&token);
     let ws = Ws::new();
-    std::fs::create_dir_all(ws.data.path().join("airlock/sessions")).expect("mkdir");
-    std::fs::write(ws.data.path().join("data-secret.txt"), &token).expect("write");
+    std::fs::create_dir_all(ws.data().join("airlock/sessions")).expect("mkdir");
+    std::fs::write(ws.data().join("data-secret.txt"), &token).expect("write");
     let links = tempfile::tempdir().expect("tempdir");
     let link = links.path().join("homelink");
     std::os::unix::fs::symlink(home.path(), &link).expect("symlink");
@@ -3929,11 +3735,11 @@ fn home_and_root_on_path_are_never_bound() {
         link.display().to_string(),
         "/".to_string(),
         "/usr/..".to_string(),
-        ws.data.path().display().to_string(),
+        ws.data().display().to_string(),
     ];
     let script = format!(
         "cat '{h}/secret.txt' '{h}/.ssh/id_rsa' '{}/data-secret.txt' 2>/dev/null; echo done",
-        ws.data.path().display()
+        ws.data().display()
     );
     for mode in ["bind", "overlay"] {
         for entry in &entries {
@@ -3948,8 +3754,7 @@ fn home_and_root_on_path_are_never_bound() {
                 .args(["--", "sh", "-c", &script])
                 .env("HOME", home.path())
                 .env("PATH", &path)
-                .output()
-                .expect("run");
+                .run();
             let (out, err) = (stdout(&o), stderr(&o));
             assert_eq!(o.status.code(), Some(0), "{mode} {entry}: {out}{err}");
             assert!(out.contains("done"), "{mode} {entry}: {out}{err}");
@@ -3998,8 +3803,7 @@ fn an_explicit_read_only_home_keeps_the_hide_list() {
             "cat '{l}/notes.txt'; cat '{l}/.ssh/id_rsa' 2>/dev/null; ls -A '{l}/.ssh' 2>&1"
         ))
         .env("HOME", home.path())
-        .output()
-        .expect("run");
+        .run();
     let out = stdout(&o);
     assert!(out.contains("plain notes"), "{out}{}", stderr(&o));
     assert!(!out.contains(&token), "hide list not applied: {out}");
@@ -4170,10 +3974,9 @@ $H hostallow "curl https://internal.example/x"
         .args(["--", "sh", "-c", script])
         .env("HOME", home.path())
         .env_remove("XDG_CONFIG_HOME")
-        .output()
-        .expect("run");
+        .run();
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     // Each planted file really landed where the agent meant it (else a variant proves nothing).
     for label in ["tar", "echo", "xdg", "home"] {
         assert!(
@@ -4477,7 +4280,7 @@ fn unix_attempts(py: &Path, mode: &str) -> (String, String) {
     let host_ws = ws.path().join("host.sock");
     let daemon = HostDaemon::start(
         py,
-        ws.data.path(),
+        ws.data(),
         "reached.log",
         &[
             ("stream", &b.join("h.sock")),
@@ -4487,7 +4290,7 @@ fn unix_attempts(py: &Path, mode: &str) -> (String, String) {
         ],
     );
     std::fs::write(ws.path().join("client.py"), SANDBOX_CLIENT).expect("write client");
-    let policy = ws.data.path().join("bind-it.toml");
+    let policy = ws.data().join("bind-it.toml");
     std::fs::write(
         &policy,
         format!("[filesystem]\nread_only = [\"{}\"]\n", b.display()),
@@ -4510,11 +4313,11 @@ fn unix_attempts(py: &Path, mode: &str) -> (String, String) {
         .expect("run airlock");
     // In overlay mode the marker lands in the upper layer, under the session directory.
     let waiting =
-        || ws.path().join("waiting").exists() || !find_files(ws.data.path(), "waiting").is_empty();
+        || ws.path().join("waiting").exists() || !find_files(ws.data(), "waiting").is_empty();
     let late = if wait_until(Duration::from_secs(30), waiting) {
         Some(HostDaemon::start(
             py,
-            ws.data.path(),
+            ws.data(),
             "reached-late.log",
             &[("stream", &b.join("late.sock"))],
         ))
@@ -4553,7 +4356,7 @@ fn unix_attempts(py: &Path, mode: &str) -> (String, String) {
         "the client never waited for the late socket:\n{report}"
     );
     let reached = daemon.reached() + &late.map(|d| d.reached()).unwrap_or_default();
-    let audit = find_files(ws.data.path(), "audit.jsonl")
+    let audit = find_files(ws.data(), "audit.jsonl")
         .iter()
         .map(|p| std::fs::read_to_string(p).unwrap_or_default())
         .collect::<String>();
@@ -4663,10 +4466,7 @@ fn host_unix_sockets_in_bound_directories_are_unreachable() {
 /// up front (where Landlock cannot govern unix sockets), while a stream socket stays fine.
 #[test]
 fn a_datagram_socket_as_stdio_is_refused() {
-    let doctor = Command::new(bin())
-        .args(["doctor", "--json"])
-        .output()
-        .expect("doctor");
+    let doctor = Command::new(bin()).args(["doctor", "--json"]).run();
     if String::from_utf8_lossy(&doctor.stdout).contains("RESOLVE_UNIX") {
         airlock_test_support::skip(
             "Landlock governs unix sockets here (the connect gate is not in use)",
@@ -4680,9 +4480,8 @@ fn a_datagram_socket_as_stdio_is_refused() {
         .args(["run", "--mode", "bind", "--", "true"])
         .stdout(Stdio::from(std::os::fd::OwnedFd::from(dgram)))
         .stderr(Stdio::piped())
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("stdout is a unix datagram socket"),
         "{}",
@@ -4694,9 +4493,8 @@ fn a_datagram_socket_as_stdio_is_refused() {
         .args(["run", "--mode", "bind", "--", "echo", "through"])
         .stdout(Stdio::from(std::os::fd::OwnedFd::from(stream)))
         .stderr(Stdio::piped())
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     let mut got = [0u8; 8];
     std::io::Read::read_exact(&mut peer, &mut got).expect("read");
     assert_eq!(&got, b"through\n");
@@ -4744,7 +4542,7 @@ fn review_commands_never_send_the_sandboxs_control_sequences() {
         "git add -A && git -c user.name=a -c user.email=a@a commit -qm \"$(printf 'subj {TERMINAL_ATTACKS}')\"; "
     ));
     let o = repo.airlock(&["run", "--name", "t1", "--", "sh", "-c", &script]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     let listed = std::fs::read_dir(repo.ws.path()).expect("ls").count();
     let check = |what: &str, out: &[u8]| {
         let text = String::from_utf8_lossy(out);
@@ -4762,7 +4560,7 @@ fn review_commands_never_send_the_sandboxs_control_sequences() {
     };
     // Piped.
     let o = repo.airlock(&["diff", "t1"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     check("diff (piped)", &o.stdout);
     let d = stdout(&o);
     assert!(d.contains(r"\033]52;c;ZXZpbA==\a.txt"), "{d}");
@@ -4806,13 +4604,12 @@ fn review_commands_never_send_the_sandboxs_control_sequences() {
             "-c",
             &format!("printf 'log-start {TERMINAL_ATTACKS} \\033[31mred\\033[0m log-end\\n'; exec sleep 30"),
         ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     let _stop = StopOnDrop { ws, name: "lg" };
     assert!(
         wait_until(Duration::from_secs(15), || {
-            let o = ws.airlock().args(["logs", "lg"]).output().expect("logs");
+            let o = ws.airlock().args(["logs", "lg"]).run();
             stdout(&o).contains("log-end")
         }),
         "the detached session's log never showed its output"
@@ -4843,7 +4640,7 @@ fn merge_keeps_holes_and_diff_shows_sizes() {
         big - 3
     );
     let o = repo.airlock(&["run", "--name", "sparse", "--", "sh", "-c", &script]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert_eq!(stdout(&o).trim(), "ok", "{}", stderr(&o));
     let o = airlock_within(&repo, &["diff", "sparse"], &[]);
     let d = stdout(&o);
@@ -4861,7 +4658,7 @@ fn merge_keeps_holes_and_diff_shows_sizes() {
     );
     // Not shown in full: landed only with the flag.
     let o = airlock_within(&repo, &["merge", "sparse"], &[]);
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("--allow-unshown-files"),
         "{}",
@@ -4869,7 +4666,7 @@ fn merge_keeps_holes_and_diff_shows_sizes() {
     );
     let started = Instant::now();
     let o = airlock_within(&repo, &["merge", "--allow-unshown-files", "sparse"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "the merge read the holes"
@@ -4934,15 +4731,13 @@ fn merge_refuses_what_does_not_fit() {
             "echo small > small.txt; head -c 12582912 /dev/urandom > a.bin; \
              head -c 12582912 /dev/urandom > b.bin",
         )
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     let o = ws
         .airlock()
         .args(["merge", "--allow-unshown-files", "fat"])
-        .output()
-        .expect("merge");
-    assert_eq!(o.status.code(), Some(125), "{}", stdout(&o));
+        .run();
+    o.assert_code(125);
     let e = stderr(&o);
     assert!(e.contains("need 24.0 MiB"), "{e}");
     assert!(e.contains("only 16.0 MiB"), "{e}");
@@ -4958,15 +4753,13 @@ fn merge_refuses_what_does_not_fit() {
         .airlock()
         .args(["run", "--name", "thin", "--", "sh", "-c"])
         .arg("truncate -s 1G thin.bin; printf x | dd of=thin.bin bs=1 seek=4096 conv=notrunc 2>/dev/null")
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     let o = ws
         .airlock()
         .args(["merge", "--allow-unshown-files", "thin"])
-        .output()
-        .expect("merge");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     assert_eq!(
         std::fs::metadata(ws.path().join("thin.bin"))
             .expect("landed")
@@ -5029,7 +4822,7 @@ fn tool_home_secrets_are_hidden_and_tools_still_run() {
     }
     let ws = Ws::new();
     // The outside prefix is bound explicitly; the PATH-prefix rule still hides its npmrc.
-    let policy = ws.data.path().join("prefix.toml");
+    let policy = ws.data().join("prefix.toml");
     std::fs::write(
         &policy,
         format!("[filesystem]\nread_only = [\"{}\"]\n", p.display()),
@@ -5059,8 +4852,7 @@ fn tool_home_secrets_are_hidden_and_tools_still_run() {
             .args(["--", "sh", "-c", &script])
             .env("HOME", h)
             .env("PATH", &path)
-            .output()
-            .expect("run")
+            .run()
     };
     for mode in ["bind", "overlay"] {
         let o = run(mode);
@@ -5113,9 +4905,9 @@ fn a_link_the_agent_replaced_by_a_directory_merges() {
         "-c",
         "rm l l2 && mkdir -p l/sub l2 && echo agent > l/f && echo g > l/sub/g",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     let o = airlock_within(&repo, &["merge", "l2d"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     let ws = repo.ws.path();
     assert!(std::fs::symlink_metadata(ws.join("l")).expect("l").is_dir());
     assert!(std::fs::symlink_metadata(ws.join("l2"))
@@ -5141,15 +4933,14 @@ fn a_link_the_agent_replaced_by_a_directory_merges() {
 
 /// Host git on the main repository of `repo` (system and global config ignored), killed after
 /// 20 seconds (a FIFO planted in the repository would otherwise hang the test itself).
-fn host_git(repo: &Repo, args: &[&str]) -> Output {
+fn host_git(repo: &Repo, args: &[&str]) -> Run {
     Command::new("timeout")
         .args(["-s", "KILL", "20", "git"])
         .args(args)
         .current_dir(repo.ws.path())
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git")
+        .run()
 }
 
 /// The main repository's own history is intact: its default branch still at `tip`, `old.txt`
@@ -5248,7 +5039,7 @@ fn worktree_mode_cannot_replace_or_delete_the_users_objects() {
     let (branch, tip) = default_branch(&repo);
     // One blob loose, the rest packed: both kinds of storage are attacked.
     let o = host_git(&repo, &["repack", "-a", "-d", "-q"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    o.assert_success();
     std::fs::write(repo.ws.path().join("loose.txt"), "loose\n").expect("write");
     let o = host_git(&repo, &["hash-object", "-w", "loose.txt"]);
     let loose = stdout(&o).trim().to_string();
@@ -5565,10 +5356,9 @@ $H control3 "$P fork main"
         .args(["--", "sh", "-c", &script])
         .env("HOME", home.path())
         .env_remove("XDG_CONFIG_HOME")
-        .output()
-        .expect("run");
+        .run();
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     // Each redirect really sends git's push to the victim (else a variant proves nothing).
     for label in ["pushurl", "forkpushurl", "global", "include"] {
         assert!(
@@ -5685,10 +5475,9 @@ fn detached_ask_session(ws: &Ws, name: &str, timeout_secs: u64, script: &str) ->
             "-c",
             &format!("echo $AIRLOCK_SESSION > started; {script}"),
         ])
-        .output()
-        .expect("run");
+        .run();
     let _ = std::fs::remove_file(&policy);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     read_when_done(&ws.path().join("started"))
         .trim()
         .to_string()
@@ -5696,12 +5485,8 @@ fn detached_ask_session(ws: &Ws, name: &str, timeout_secs: u64, script: &str) ->
 
 /// The commands `airlock approvals --json` lists for `session`: (id, command, rule).
 fn held_commands(ws: &Ws, session: &str) -> Vec<(u64, String, String)> {
-    let o = ws
-        .airlock()
-        .args(["approvals", "--json"])
-        .output()
-        .expect("approvals");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = ws.airlock().args(["approvals", "--json"]).run();
+    o.assert_code(0);
     let v: Vec<serde_json::Value> = serde_json::from_str(stdout(&o).trim()).expect("json");
     v.iter()
         .filter(|p| p["session"] == session && p["kind"] == "command")
@@ -5754,11 +5539,7 @@ fn a_detached_sessions_gate_asks_wait_for_airlock_approve() {
         name: "asks",
     };
     let id = wait_held_command(&ws, &session);
-    let o = ws
-        .airlock()
-        .args(["approvals"])
-        .output()
-        .expect("approvals");
+    let o = ws.airlock().args(["approvals"]).run();
     let listing = stdout(&o);
     assert!(
         listing.contains(&session)
@@ -5766,7 +5547,7 @@ fn a_detached_sessions_gate_asks_wait_for_airlock_approve() {
             && listing.contains(&format!("airlock approve {session} {id}")),
         "{listing}"
     );
-    let airlock = |args: &[&str]| ws.airlock().args(args).output().expect("airlock");
+    let airlock = |args: &[&str]| ws.airlock().args(args).run();
     // Bad input while it is held: no such request, a scope longer than once.
     let o = airlock(&["approve", &session, "9999"]);
     assert_ne!(o.status.code(), Some(0));
@@ -5781,7 +5562,7 @@ fn a_detached_sessions_gate_asks_wait_for_airlock_approve() {
     assert!(!ws.path().join("out1").exists(), "answered by bad input");
     // Approved: the hook allows, and says who decided.
     let o = airlock(&["approve", &session, &id.to_string()]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     let (decision, reason) = hook_decision(&ws, "out1");
     assert_eq!(decision, "allow", "{reason}");
     assert!(reason.contains(&format!("request {id}")), "{reason}");
@@ -5796,7 +5577,7 @@ fn a_detached_sessions_gate_asks_wait_for_airlock_approve() {
     let id2 = wait_held_command(&ws, &session);
     assert!(id2 > id);
     let o = airlock(&["deny", &session]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     let (decision, reason) = hook_decision(&ws, "out2");
     assert_eq!(decision, "deny", "{reason}");
     // A deny is the gate's and is never held.
@@ -5818,8 +5599,7 @@ fn a_detached_sessions_gate_asks_wait_for_airlock_approve() {
     );
     // Each outcome is in the audit log, the user's answers with their request.
     let log = std::fs::read_to_string(
-        ws.data
-            .path()
+        ws.data()
             .join(format!("airlock/sessions/{session}/audit.jsonl")),
     )
     .expect("audit");
@@ -5942,9 +5722,8 @@ fn held_requests_are_answered_with_keys_in_the_terminal_airlock_owns() {
         .args(["run", "--mode", "bind", "--policy"])
         .arg(&bad)
         .args(["--", "true"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("approvals.key") && stderr(&o).contains("'C-c'"),
         "{}",
@@ -5952,9 +5731,9 @@ fn held_requests_are_answered_with_keys_in_the_terminal_airlock_owns() {
     );
     // Steps 1-4 go to one server, 5 (project) and 6 (time-out) to servers of their own.
     let (a, b, c) = (
-        http_server("approved"),
-        http_server("approved"),
-        http_server("approved"),
+        answering_http("approved"),
+        answering_http("approved"),
+        answering_http("approved"),
     );
     std::fs::write(ws.path().join("ports"), format!("{a} {a} {a} {a} {b} {c}")).expect("ports");
     std::fs::write(ws.path().join("agent.py"), KEYS_AGENT).expect("agent");
@@ -5966,7 +5745,7 @@ fn held_requests_are_answered_with_keys_in_the_terminal_airlock_owns() {
         policy.display(),
         status.display()
     );
-    let host = HostTmux::start(ws.data.path(), ws.path(), &cmd);
+    let host = HostTmux::start(ws.data(), ws.path(), &cmd);
     let session = read_when_done(&ws.path().join("session"))
         .trim()
         .to_string();
@@ -6109,7 +5888,7 @@ impl SessionBus {
                 "dbus-daemon, notify-send and python3-dbus/python3-gi are required in CI \
                  (scripts/test.sh installs them)"
             );
-            eprintln!("skipping: no dbus-daemon, notify-send or python3-dbus/gi");
+            airlock_test_support::skip("no dbus-daemon, notify-send or python3-dbus/gi");
             return None;
         }
         let mut daemon = Command::new("dbus-daemon")
@@ -6197,11 +5976,11 @@ fn desktop_notifications_go_over_the_session_bus() {
             c.arg("--policy").arg(p);
         }
         let started = Instant::now();
-        let o = c.args(["--", "sh", "-c", &script]).output().expect("run");
+        let o = c.args(["--", "sh", "-c", &script]).run();
         (o, started.elapsed())
     };
     let (o, _) = run(Some(&bus.address), &[]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    o.assert_code(3);
     assert!(
         !stderr(&o).contains("desktop notification"),
         "{}",
@@ -6225,11 +6004,11 @@ fn desktop_notifications_go_over_the_session_bus() {
     assert!(got[2].2.contains("exited with status 3"), "{got:?}");
     // Off: nothing more reaches the bus.
     let (o, _) = run(Some(&bus.address), &[&off]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    o.assert_code(3);
     assert_eq!(bus.notified().len(), 3);
     // A dead bus: reported once, the session as before.
     let (o, took) = run(Some("unix:path=/nonexistent/airlock-test-bus"), &[]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    o.assert_code(3);
     assert_eq!(
         stderr(&o).matches("desktop notification").count(),
         1,
@@ -6240,7 +6019,7 @@ fn desktop_notifications_go_over_the_session_bus() {
     assert!(took < Duration::from_secs(10), "{took:?}");
     // No session bus: nothing is tried, nothing is said.
     let (o, _) = run(None, &[]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    o.assert_code(3);
     assert!(!stderr(&o).contains("desktop"), "{}", stderr(&o));
     assert_eq!(bus.notified().len(), 3);
 }
@@ -6287,8 +6066,7 @@ fn preset_caches_show_no_tool_secrets() {
             .env("HOME", home.path())
             .env("XDG_CONFIG_HOME", home.path().join(".config"))
             .env_remove("CARGO_HOME")
-            .output()
-            .expect("run");
+            .run();
         let out = stdout(&o);
         assert!(
             !out.contains(MARKER),

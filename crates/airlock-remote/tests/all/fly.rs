@@ -4,7 +4,7 @@
 //! exist, a missing image, a machine that does not start, exec failures. After each failure the
 //! fake's own state shows nothing left running and no secret left in the app.
 
-mod fake_fly;
+use crate::fake_fly;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

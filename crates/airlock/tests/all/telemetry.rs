@@ -4,38 +4,30 @@
 //! the session. Run as root and again unprivileged by the test script.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::bin;
 use airlock_test_support::otlp::{black_hole, dead_port, Receiver};
-
-fn bin() -> PathBuf {
-    std::env::var_os("AIRLOCK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
-}
+use airlock_test_support::{stdout, Run, RunExt, Workspace};
 
 /// The collector's token: sent by airlock's exporter, never inside the sandbox.
 const SECRET: &str = "otlp-secret-3b9f0c2e7d41a6";
 
+/// A workspace with its session store, and a directory for the policy.
 struct Env {
-    ws: tempfile::TempDir,
-    data: tempfile::TempDir,
+    ws: Workspace,
     pol: tempfile::TempDir,
 }
 
 impl Env {
     fn new() -> Env {
-        let t = |p: &str| {
-            tempfile::Builder::new()
-                .prefix(p)
-                .tempdir()
-                .expect("tempdir")
-        };
         Env {
-            ws: t("airlock-otel-ws-"),
-            data: t("airlock-otel-data-"),
-            pol: t("airlock-otel-pol-"),
+            ws: Workspace::new("airlock-otel"),
+            pol: tempfile::Builder::new()
+                .prefix("airlock-otel-pol-")
+                .tempdir()
+                .expect("tempdir"),
         }
     }
 
@@ -53,26 +45,24 @@ impl Env {
         p
     }
 
-    fn run(&self, policy: &Path, script: &str) -> (Output, Duration) {
+    fn run(&self, policy: &Path, script: &str) -> (Run, Duration) {
         let start = Instant::now();
-        let o = Command::new(bin())
-            .current_dir(self.ws.path())
-            .stdin(Stdio::null())
-            .env("XDG_DATA_HOME", self.data.path())
+        let o = self
+            .ws
+            .command(&bin())
             .env("AIRLOCK_TEST_OTLP_TOKEN", SECRET)
             .args(["run", "--mode", "bind", "--workspace"])
             .arg(self.ws.path())
             .arg("--policy")
             .arg(policy)
             .args(["--", "sh", "-c", script])
-            .output()
-            .expect("run airlock");
+            .run();
         (o, start.elapsed())
     }
 
     /// The audit events of the (only) session, as JSON.
     fn audit(&self) -> Vec<serde_json::Value> {
-        let sessions = self.data.path().join("airlock/sessions");
+        let sessions = self.ws.data().join("airlock/sessions");
         let mut out = Vec::new();
         for d in std::fs::read_dir(&sessions).expect("sessions").flatten() {
             let text = std::fs::read_to_string(d.path().join("audit.jsonl")).unwrap_or_default();
@@ -95,10 +85,6 @@ fn script(port: u16, other_port: u16) -> String {
          curl -s -m 3 --noproxy '*' -o /dev/null http://127.0.0.1:{port}/v1/metrics || echo direct-refused; \
          echo \"secret-inside $(cat /proc/self/environ /proc/1/environ 2>/dev/null | grep -ac {SECRET})\""
     )
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 #[test]
@@ -196,7 +182,7 @@ fn a_dead_or_hung_collector_changes_nothing_for_the_session() {
         let env = Env::new();
         let policy = env.policy(&rx.endpoint());
         let (o, took) = env.run(&policy, &script(rx.port(), other));
-        assert_eq!(o.status.code(), Some(0));
+        o.assert_code(0);
         (stdout(&o), took)
     };
     for (what, port) in [("dead", dead_port()), ("hung", black_hole())] {
@@ -254,11 +240,10 @@ fn the_merge_of_a_session_is_exported_as_well() {
         Command::new(bin())
             .current_dir(env.ws.path())
             .stdin(Stdio::null())
-            .env("XDG_DATA_HOME", env.data.path())
+            .env("XDG_DATA_HOME", env.ws.data())
             .env("XDG_CONFIG_HOME", &config)
             .args(args)
-            .output()
-            .expect("run airlock")
+            .run()
     };
     let o = airlock(&[
         "run",
@@ -269,19 +254,9 @@ fn the_merge_of_a_session_is_exported_as_well() {
         "-c",
         "echo x > new.txt",
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    o.assert_code(0);
     let o = airlock(&["merge", "landme"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    o.assert_code(0);
     let merged = rx
         .wait_for(Duration::from_secs(10), |r| {
             r.event_name == "airlock.session" && r.attr("airlock.event") == "merged"

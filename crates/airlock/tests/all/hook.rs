@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use airlock_test_support::{Run, RunExt};
 use serde_json::Value;
 
 struct Env {
@@ -58,19 +59,18 @@ impl Env {
     }
 
     /// Runs the hook with raw stdin and extra args.
-    fn hook_raw(&self, stdin: &[u8], args: &[&str]) -> Output {
-        let mut child = self
-            .cmd()
-            .args(["hook", "claude"])
+    fn hook_raw(&self, stdin: &[u8], args: &[&str]) -> Run {
+        let mut cmd = self.cmd();
+        cmd.args(["hook", "claude"])
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+            .stderr(Stdio::piped());
+        let command = airlock_test_support::run::describe(&cmd);
+        let mut child = cmd.spawn().expect("spawn");
         // The hook may stop reading early (oversized input): a broken pipe is fine.
         let _ = child.stdin.take().expect("stdin").write_all(stdin);
-        child.wait_with_output().expect("wait")
+        Run::new(command, child.wait_with_output().expect("wait"))
     }
 
     fn input(&self, tool: &str, tool_input: Value) -> Vec<u8> {
@@ -401,13 +401,8 @@ fn explain_human_and_json() {
     let out = env
         .cmd()
         .args(["policy", "explain", "--", "sudo rm -rf / && cargo test"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .run();
+    out.assert_success();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("rm --recursive --force /"), "{text}");
     assert!(text.contains("builtin:privilege"), "{text}");
@@ -426,13 +421,8 @@ fn explain_human_and_json() {
             "-m",
             "a message",
         ])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .run();
+    out.assert_success();
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["decision"], "allow");
     assert_eq!(v["command"], "git commit -m 'a message'");
@@ -454,13 +444,8 @@ fn explain_unfolds_nested_commands() {
             "--",
             "git rebase --exec 'sudo id' main; uv run git push --force origin main; frob rm -rf ~",
         ])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .run();
+    out.assert_success();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("[git rebase --exec] sudo id"), "{text}");
     assert!(text.contains("[uv run] git push"), "{text}");

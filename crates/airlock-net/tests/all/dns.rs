@@ -2,7 +2,7 @@
 //! allowed names answered, denied names answered NXDOMAIN and never forwarded, private answers
 //! refused, random labels flagged or refused, garbage survived, reload honoured.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

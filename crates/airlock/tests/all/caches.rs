@@ -2,7 +2,7 @@
 //! real binary against a package registry on loopback over real TLS (a test CA, `[tls]
 //! extra_roots`): downloads stay in the session until promoted; promote copies only what
 //! verifies against the registry's own integrity data, never what the agent rewrote; offline
-//! builds use a warm host cache and leave it as it was. The test script runs this file as root
+//! builds use a warm host cache and leave it as it was. The test script runs this module as root
 //! and again as an unprivileged user.
 
 use std::io::{BufRead, BufReader};
@@ -11,13 +11,9 @@ use std::process::{Command, Stdio};
 
 use sha2::Digest as _;
 
+use crate::bin;
 use airlock_test_support::registry::*;
-
-fn bin() -> PathBuf {
-    std::env::var_os("AIRLOCK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
-}
+use airlock_test_support::RunExt;
 
 /// A real download in a session (npm through airlock's proxy from the loopback registry) lands
 /// in the session's layer and not in the host's cache; `promote --dry-run` writes nothing;
@@ -73,8 +69,7 @@ fn a_download_stays_in_the_session_until_promoted() {
     let o = home
         .airlock()
         .args(["cache", "promote", &id, "--dry-run"])
-        .output()
-        .expect("promote");
+        .run();
     let text = stdout(&o);
     assert!(
         text.lines().any(|l| l.starts_with("would promote")
@@ -272,8 +267,7 @@ fn cargo_promote_refuses_tampered_crates_links_and_special_files() {
     let o = home
         .airlock()
         .args(["cache", "promote", &id, "--dry-run"])
-        .output()
-        .expect("promote text");
+        .run();
     let text = stdout(&o);
     assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
     assert!(
@@ -376,20 +370,15 @@ fn promote_errors_name_the_session_and_what_to_do() {
     let o = home
         .airlock()
         .args(["cache", "promote", "nosuchsession"])
-        .output()
-        .expect("promote");
+        .run();
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("nosuchsession"), "{}", stderr(&o));
     // Without a preset: no cache layers.
     let o = home.run(&[], "touch changed");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     let id = home.last_session();
-    let o = home
-        .airlock()
-        .args(["cache", "promote", &id])
-        .output()
-        .expect("promote");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    let o = home.airlock().args(["cache", "promote", &id]).run();
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("has no cache layers") && stderr(&o).contains("--preset"),
         "{}",
@@ -410,14 +399,10 @@ fn promote_errors_name_the_session_and_what_to_do() {
         .expect("read");
     assert_eq!(line, "ready\n");
     let id = home.last_session();
-    let o = home
-        .airlock()
-        .args(["cache", "promote", &id])
-        .output()
-        .expect("promote");
+    let o = home.airlock().args(["cache", "promote", &id]).run();
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("still running") && stderr(&o).contains(&id),
         "{}",
@@ -490,8 +475,7 @@ fn offline_builds_use_the_warm_host_cache_and_leave_it_unchanged() {
             .env_clear()
             .env("HOME", home.path())
             .env("PATH", &path)
-            .output()
-            .expect("host tool");
+            .run();
         assert!(o.status.success(), "{cmd}: {}{}", stdout(&o), stderr(&o));
     };
     host("cargo fetch -q");
@@ -534,8 +518,7 @@ fn offline_builds_use_the_warm_host_cache_and_leave_it_unchanged() {
              cd app && npm ci --offline --no-audit --no-fund >/dev/null && \
              node -e 'console.log(\"leftish=\" + require(\"leftish\"))'",
         ])
-        .output()
-        .expect("run");
+        .run();
     assert_eq!(
         stdout(&o).lines().collect::<Vec<_>>(),
         ["answer=7", "leftish=42"],
@@ -556,8 +539,7 @@ fn offline_builds_use_the_warm_host_cache_and_leave_it_unchanged() {
         .arg("--workspace")
         .arg(ws)
         .args(["--", "sh", "-c", "cargo build --offline -q"])
-        .output()
-        .expect("run");
+        .run();
     assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("foo"), "{}", stderr(&o));
 }

@@ -2,7 +2,7 @@
 //! CONNECT+TLS, refusals (denied name before any DNS lookup, IP literals, private answers, SNI
 //! mismatch or absence, ports), the answers the agent sees, audit events, and reload.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,15 +24,7 @@ fn net_host(e: &airlock_audit::AuditEvent) -> Option<(&str, u16)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_is_forwarded_with_keep_alive_chunked_bodies_and_audit() {
     let (up, conns) = http_upstream().await;
-    let p = policy(&format!(
-        r#"allow = ["web.test"]
-           allow_private = ["127.0.0.1"]
-           [resolve]
-           "web.test" = "127.0.0.1"
-           [ports]
-           "web.test" = [{}]"#,
-        up.port()
-    ));
+    let p = pinned("web.test", &[up.port()]);
     let env = start(p, Arc::new(StaticResolver::new()), quick_limits(1));
     let port = up.port();
     let mut s = tokio::net::TcpStream::connect(env.proxy)
@@ -107,14 +99,7 @@ async fn plain_http_is_forwarded_with_keep_alive_chunked_bodies_and_audit() {
 async fn connect_tls_to_an_allowed_name_works_end_to_end() {
     let tls = tls_upstream("tls.test").await;
     let port = tls.addr.port();
-    let p = policy(&format!(
-        r#"allow = ["tls.test"]
-           allow_private = ["127.0.0.1"]
-           [resolve]
-           "tls.test" = "127.0.0.1"
-           [ports]
-           "tls.test" = [{port}]"#
-    ));
+    let p = pinned("tls.test", &[port]);
     let env = start(p, Arc::new(StaticResolver::new()), quick_limits(port));
     let (s, resp) = connect(env.proxy, &format!("tls.test:{port}")).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
@@ -367,14 +352,7 @@ async fn agent_and_upstream_errors_say_who_failed() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead_port = dead.local_addr().expect("addr").port();
     drop(dead);
-    let p = policy(&format!(
-        r#"allow = ["dead.test"]
-           allow_private = ["127.0.0.1"]
-           [resolve]
-           "dead.test" = "127.0.0.1"
-           [ports]
-           "dead.test" = [{dead_port}]"#
-    ));
+    let p = pinned("dead.test", &[dead_port]);
     let env = start(p, Arc::new(StaticResolver::new()), quick_limits(1));
     let (_s, resp) = connect(env.proxy, &format!("dead.test:{dead_port}")).await;
     assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
@@ -397,14 +375,7 @@ async fn agent_and_upstream_errors_say_who_failed() {
 async fn plain_http_upgrade_is_relayed() {
     let (up, _) = http_upstream().await;
     let port = up.port();
-    let p = policy(&format!(
-        r#"allow = ["web.test"]
-           allow_private = ["127.0.0.1"]
-           [resolve]
-           "web.test" = "127.0.0.1"
-           [ports]
-           "web.test" = [{port}]"#
-    ));
+    let p = pinned("web.test", &[port]);
     let env = start(p, Arc::new(StaticResolver::new()), quick_limits(1));
     let mut s = tokio::net::TcpStream::connect(env.proxy)
         .await
@@ -473,17 +444,7 @@ async fn reload_changes_decisions_but_keeps_established_tunnels() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_egress_closes_listener_and_tunnels() {
-    let echo = echo_upstream().await;
-    let port = echo.addr.port();
-    let p = policy(&format!(
-        r#"allow = ["echo.test"]
-           allow_private = ["127.0.0.1"]
-           [resolve]
-           "echo.test" = "127.0.0.1"
-           [ports]
-           "echo.test" = [{port}]"#
-    ));
-    let env = start(p, Arc::new(StaticResolver::new()), quick_limits(1));
+    let (env, _echo, port) = echo_behind_egress(&[], |_| quick_limits(1)).await;
     let (mut tunnel, resp) = connect(env.proxy, &format!("echo.test:{port}")).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let proxy = env.proxy;

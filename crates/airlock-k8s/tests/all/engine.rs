@@ -3,8 +3,8 @@
 //! bad cases (no kubeconfig, unknown context, missing namespace, a forbidden token, a pod that
 //! cannot start), each leaving nothing behind.
 
-mod common;
-mod fake;
+use crate::common;
+use crate::fake;
 
 use std::io::{Read, Write};
 use std::time::Duration;

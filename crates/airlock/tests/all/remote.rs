@@ -1,6 +1,6 @@
 //! `airlock run --backend podman-box`: `airlock serve` for real, as the first process of a
 //! local Podman container (the remote path of docs/remote.md on this machine), rootful as root
-//! and rootless as an unprivileged user (scripts/test.sh re-runs this binary as one). Needs the
+//! and rootless as an unprivileged user (scripts/test.sh re-runs this module as one). Needs the
 //! box image scripts/container-setup.sh builds (`localhost/airlock-box`: busybox, tmux, git,
 //! curl, openssl, user `airlock`); a host without Podman skips with the reason printed.
 //!
@@ -12,50 +12,43 @@
 //! The tests run one at a time (a lock): the "nothing left behind" checks look at every box.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BOX_IMAGE: &str = "localhost/airlock-box:latest";
 const BOX_LABEL: &str = "airlock.box";
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn bin() -> PathBuf {
-    std::env::var_os("AIRLOCK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
-}
+use crate::bin;
+use airlock_test_support::{Run, RunExt, Workspace};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn podman(args: &[&str]) -> Output {
+fn podman(args: &[&str]) -> Run {
     Command::new("podman")
         .args(args)
         .current_dir("/")
         .stdin(Stdio::null())
-        .output()
-        .expect("podman")
+        .run()
 }
 
-fn podman_in(args: &[&str], input: &[u8]) -> Output {
-    let mut c = Command::new("podman")
-        .args(args)
+fn podman_in(args: &[&str], input: &[u8]) -> Run {
+    let mut cmd = Command::new("podman");
+    cmd.args(args)
         .current_dir("/")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("podman");
+        .stderr(Stdio::piped());
+    let command = airlock_test_support::run::describe(&cmd);
+    let mut c = cmd.spawn().expect("podman");
     c.stdin
         .take()
         .expect("stdin")
         .write_all(input)
         .expect("write");
-    c.wait_with_output().expect("podman")
+    Run::new(command, c.wait_with_output().expect("podman"))
 }
 
 /// Whether this host can run the tests; panics when Podman is there but not set up.
@@ -65,7 +58,9 @@ fn ready() -> bool {
         .current_dir("/")
         .output()
     else {
-        eprintln!("skipping: podman is not installed (scripts/container-setup.sh installs it)");
+        airlock_test_support::skip(
+            "podman is not installed (scripts/container-setup.sh installs it)",
+        );
         return false;
     };
     assert!(
@@ -137,39 +132,24 @@ fn remove_boxes() {
     }
 }
 
-struct Ws {
-    dir: tempfile::TempDir,
-    data: tempfile::TempDir,
+/// The test's workspace and session store ([`Workspace`]), with this module's helpers.
+struct Ws(Workspace);
+
+impl std::ops::Deref for Ws {
+    type Target = Workspace;
+
+    fn deref(&self) -> &Workspace {
+        &self.0
+    }
 }
 
 impl Ws {
     fn new() -> Ws {
-        let mk = |p| {
-            tempfile::Builder::new()
-                .prefix(p)
-                .tempdir()
-                .expect("tempdir")
-        };
-        let ws = Ws {
-            dir: mk("airlock-box-"),
-            data: mk("airlock-box-data-"),
-        };
-        airlock_test_support::link_container_store(ws.data.path());
-        ws
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
+        Ws(Workspace::with_container_store("airlock-box"))
     }
 
     fn airlock(&self) -> Command {
-        let mut c = Command::new(bin());
-        c.current_dir(self.path())
-            .stdin(Stdio::null())
-            .env("XDG_DATA_HOME", self.data.path())
-            .env_remove("AIRLOCK_RUNTIME")
-            .env_remove("AIRLOCK_IMAGE");
-        c
+        self.command(&bin())
     }
 
     fn git(&self, args: &[&str]) {
@@ -184,17 +164,12 @@ impl Ws {
             ])
             .args(args)
             .current_dir(self.path())
-            .output()
-            .expect("git");
+            .run();
         assert!(o.status.success(), "git {args:?}: {}", text(&o.stderr));
     }
 
     fn sessions(&self) -> Vec<serde_json::Value> {
-        let o = self
-            .airlock()
-            .args(["ls", "--all", "--json"])
-            .output()
-            .expect("ls");
+        let o = self.airlock().args(["ls", "--all", "--json"]).run();
         serde_json::from_slice(&o.stdout).expect("ls --json")
     }
 }
@@ -308,7 +283,7 @@ fn a_box_session_is_confined_and_its_changes_come_home() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let _boxes = Boxes::clean();
     let ws = Ws::new();
     std::fs::write(ws.path().join("a.txt"), "base\n").expect("a");
@@ -320,7 +295,7 @@ fn a_box_session_is_confined_and_its_changes_come_home() {
     ws.git(&["commit", "-qm", "base"]);
     let secret = format!("rt{}", airlock_test_support::random_alnum(24));
     let (prefix, tail) = (&secret[..10], &secret[10..]);
-    let policy = ws.data.path().join("policy.toml");
+    let policy = ws.data().join("policy.toml");
     std::fs::write(
         &policy,
         r#"
@@ -447,12 +422,12 @@ hosts = ["web.test"]
     assert_eq!(row["backend"], "podman-box", "{row}");
     assert_eq!(row["location"], format!("podman:{name}"), "{row}");
     let id = row["id"].as_str().expect("id").to_string();
-    let diff = ws.airlock().args(["diff", &id]).output().expect("diff");
+    let diff = ws.airlock().args(["diff", &id]).run();
     let d = text(&diff.stdout);
     for f in ["a.txt", "del.txt", "d/new.txt"] {
         assert!(d.contains(f), "diff misses {f}: {d}");
     }
-    let m = ws.airlock().args(["merge", &id]).output().expect("merge");
+    let m = ws.airlock().args(["merge", &id]).run();
     assert!(m.status.success(), "merge: {}", text(&m.stderr));
     assert_eq!(
         std::fs::read_to_string(ws.path().join("a.txt")).expect("a"),
@@ -463,11 +438,7 @@ hosts = ["web.test"]
         std::fs::read_to_string(ws.path().join("d/new.txt")).expect("new"),
         "new\n"
     );
-    let audit = ws
-        .airlock()
-        .args(["audit", &id, "--json"])
-        .output()
-        .expect("audit");
+    let audit = ws.airlock().args(["audit", &id, "--json"]).run();
     assert!(
         text(&audit.stdout).contains("other.test"),
         "the box's audit log came home with the denial: {}",
@@ -482,10 +453,10 @@ fn dry_run_renders_the_box_and_creates_nothing() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let _boxes = Boxes::clean();
     let ws = Ws::new();
-    let policy = ws.data.path().join("policy.toml");
+    let policy = ws.data().join("policy.toml");
     std::fs::write(
         &policy,
         "[[credentials]]\nname = \"demo\"\nenv = \"AIRLOCK_REMOTE_TEST_TOKEN\"\nhosts = [\"web.test\"]\n",
@@ -498,8 +469,7 @@ fn dry_run_renders_the_box_and_creates_nothing() {
         .args(["run", "--backend", "podman-box", "--dry-run", "--policy"])
         .arg(&policy)
         .args(["--", "true"])
-        .output()
-        .expect("dry run");
+        .run();
     assert!(o.status.success(), "{}", text(&o.stderr));
     let out = text(&o.stdout);
     assert!(!out.contains(&secret), "the secret is in the rendering");
@@ -520,7 +490,7 @@ fn dry_run_renders_the_box_and_creates_nothing() {
 #[test]
 fn dry_runs_of_the_cluster_engines_need_no_engine_and_hold_no_secret() {
     let ws = Ws::new();
-    let policy = ws.data.path().join("policy.toml");
+    let policy = ws.data().join("policy.toml");
     std::fs::write(
         &policy,
         "[[credentials]]\nname = \"demo\"\nenv = \"AIRLOCK_REMOTE_TEST_TOKEN\"\nhosts = [\"web.test\"]\n",
@@ -530,14 +500,13 @@ fn dry_runs_of_the_cluster_engines_need_no_engine_and_hold_no_secret() {
     let dry = |args: &[&str]| {
         ws.airlock()
             .env("AIRLOCK_REMOTE_TEST_TOKEN", &secret)
-            .env("KUBECONFIG", ws.data.path().join("no-kubeconfig"))
+            .env("KUBECONFIG", ws.data().join("no-kubeconfig"))
             .env_remove("FLY_API_TOKEN")
             .args(["run", "--dry-run", "--policy"])
             .arg(&policy)
             .args(args)
             .args(["--", "true"])
-            .output()
-            .expect("dry run")
+            .run()
     };
     let o = dry(&[
         "--backend",
@@ -569,7 +538,7 @@ fn dry_runs_of_the_cluster_engines_need_no_engine_and_hold_no_secret() {
     let violations = airlock_k8s::pss::check(&spec, &pod.metadata.annotations.unwrap_or_default());
     assert!(violations.is_empty(), "restricted profile: {violations:?}");
     let o = dry(&["--backend", "k8s"]);
-    assert_eq!(o.status.code(), Some(125));
+    o.assert_code(125);
     assert!(text(&o.stderr).contains("--image"), "{}", text(&o.stderr));
     let o = dry(&[
         "--backend",
@@ -618,7 +587,7 @@ fn a_failure_after_create_leaves_no_box() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let _boxes = Boxes::clean();
     let ws = Ws::new();
     std::fs::write(ws.path().join("a.txt"), "base\n").expect("a");
@@ -634,8 +603,7 @@ fn a_failure_after_create_leaves_no_box() {
             .airlock()
             .args(["run", "--backend", "podman-box", "--image", image])
             .args(["--", "sh", "-c", "touch STARTED"])
-            .output()
-            .expect("run");
+            .run();
         assert_eq!(o.status.code(), Some(125), "{image}: {}", text(&o.stderr));
         assert!(
             text(&o.stderr).contains(why),
@@ -687,8 +655,7 @@ fn spec_of(ws: &Ws) -> String {
             "-c",
             "touch /tmp/STARTED",
         ])
-        .output()
-        .expect("dry run");
+        .run();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
     v["container"]["Env"][0].as_str().expect("env").to_string()
 }
@@ -745,7 +712,7 @@ fn a_box_that_cannot_nest_the_sandbox_fails_closed_naming_the_setting() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let _boxes = Boxes::clean();
     let ws = Ws::new();
     let env = spec_of(&ws);
@@ -789,7 +756,7 @@ fn a_hostile_upload_is_refused_and_the_session_fails_closed() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let _boxes = Boxes::clean();
     let ws = Ws::new();
     let env = spec_of(&ws);
@@ -859,7 +826,7 @@ fn a_detached_box_session_is_listed_stopped_and_collected() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let _boxes = Boxes::clean();
     let ws = Ws::new();
     std::fs::write(ws.path().join("a.txt"), "base\n").expect("a");
@@ -879,11 +846,10 @@ fn a_detached_box_session_is_listed_stopped_and_collected() {
             "-c",
             "echo detached-out; echo x > made.txt; sleep 300",
         ])
-        .output()
-        .expect("run");
+        .run();
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(boxes().len(), 1, "one box runs");
-    let ls = ws.airlock().args(["ls"]).output().expect("ls");
+    let ls = ws.airlock().args(["ls"]).run();
     assert!(
         text(&ls.stdout).contains("podman-box@podman:airlock-box-"),
         "{}",
@@ -891,7 +857,7 @@ fn a_detached_box_session_is_listed_stopped_and_collected() {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let l = ws.airlock().args(["logs", "far"]).output().expect("logs");
+        let l = ws.airlock().args(["logs", "far"]).run();
         if text(&l.stdout).contains("detached-out") {
             break;
         }
@@ -907,7 +873,7 @@ fn a_detached_box_session_is_listed_stopped_and_collected() {
             "/dev/null",
         ])
         .current_dir(ws.path())
-        .env("XDG_DATA_HOME", ws.data.path())
+        .env("XDG_DATA_HOME", ws.data())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -929,10 +895,10 @@ fn a_detached_box_session_is_listed_stopped_and_collected() {
         screen.contains("[detached"),
         "attach did not detach: {screen}"
     );
-    let s = ws.airlock().args(["stop", "far"]).output().expect("stop");
+    let s = ws.airlock().args(["stop", "far"]).run();
     assert!(s.status.success(), "stop: {}", text(&s.stderr));
     assert_no_box("after stop");
-    let d = ws.airlock().args(["diff", "far"]).output().expect("diff");
+    let d = ws.airlock().args(["diff", "far"]).run();
     assert!(text(&d.stdout).contains("made.txt"), "{}", text(&d.stdout));
 }
 
@@ -944,7 +910,7 @@ fn fast_commands_signals_and_piped_input() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let _boxes = Boxes::clean();
     let ws = Ws::new();
     for (cmd, want) in [
@@ -956,8 +922,7 @@ fn fast_commands_signals_and_piped_input() {
             .airlock()
             .args(["run", "--backend", "podman-box", "--"])
             .args(cmd)
-            .output()
-            .expect("run");
+            .run();
         assert_eq!(o.status.code(), Some(want), "{cmd:?}: {}", text(&o.stderr));
     }
     assert_no_box("after fast commands");
@@ -993,8 +958,11 @@ fn fast_commands_signals_and_piped_input() {
         .spawn()
         .expect("run");
     drop(child.stdin.take());
-    let o = child.wait_with_output().expect("wait");
-    assert_eq!(o.status.code(), Some(125));
+    let o = Run::new(
+        "airlock run --backend podman-box -- cat (stdin a pipe)",
+        child.wait_with_output().expect("wait"),
+    );
+    o.assert_code(125);
     assert!(
         text(&o.stderr).contains("does not pass standard input"),
         "{}",

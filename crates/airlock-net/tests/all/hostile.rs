@@ -2,30 +2,18 @@
 //! ClientHello, a ClientHello dribbled across segments, half-closed and abandoned tunnels, a
 //! connection flood. Each case is bounded in time, and the proxy keeps serving others.
 
-mod common;
+use crate::common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airlock_net::{sni, Limits, StaticResolver};
+use airlock_net::{sni, Limits};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn setup() -> (Env, Echo, u16) {
-    let echo = echo_upstream().await;
-    let port = echo.addr.port();
-    let p = policy(&format!(
-        r#"allow = ["echo.test"]
-           allow_private = ["127.0.0.1"]
-           [resolve]
-           "echo.test" = "127.0.0.1"
-           [ports]
-           "echo.test" = [{port}, 80]"#
-    ));
     // `port` is inspected as TLS: the echo server stands in for a TLS server there.
-    let env = start(p, Arc::new(StaticResolver::new()), quick_limits(port));
-    (env, echo, port)
+    echo_behind_egress(&[80], quick_limits).await
 }
 
 /// The proxy still answers a well-formed request.
@@ -206,14 +194,7 @@ async fn half_closed_tunnels_finish_and_abandoned_ones_are_reaped() {
     // Half-close: the agent finishes sending; the upstream still answers, then closes.
     let echo80 = echo_upstream().await;
     let port = echo80.addr.port();
-    env.egress.reload(policy(&format!(
-        r#"allow = ["echo.test"]
-           allow_private = ["127.0.0.1"]
-           [resolve]
-           "echo.test" = "127.0.0.1"
-           [ports]
-           "echo.test" = [{port}]"#
-    )));
+    env.egress.reload(pinned("echo.test", &[port]));
     let (mut s, resp) = connect(env.proxy, &format!("echo.test:{port}")).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     s.write_all(b"last words").await.expect("write");
@@ -236,21 +217,11 @@ async fn half_closed_tunnels_finish_and_abandoned_ones_are_reaped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_is_bounded_and_service_recovers() {
-    let echo = echo_upstream().await;
-    let port = echo.addr.port();
-    let p = policy(&format!(
-        r#"allow = ["echo.test"]
-           allow_private = ["127.0.0.1"]
-           [resolve]
-           "echo.test" = "127.0.0.1"
-           [ports]
-           "echo.test" = [{port}]"#
-    ));
-    let limits = Limits {
+    let (env, _echo, _) = echo_behind_egress(&[], |_| Limits {
         max_connections: 4,
         ..quick_limits(1)
-    };
-    let env = start(p, Arc::new(StaticResolver::new()), limits);
+    })
+    .await;
     let mut held = Vec::new();
     for _ in 0..4 {
         held.push(TcpStream::connect(env.proxy).await.expect("connect"));

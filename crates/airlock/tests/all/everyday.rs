@@ -4,52 +4,39 @@
 //! errors.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use crate::bin;
+use airlock_test_support::{stderr, stdout, Run, RunExt, Workspace};
 use serde_json::Value;
 
-fn bin() -> PathBuf {
-    std::env::var_os("AIRLOCK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
-}
-
+/// A workspace with its session store, and a private XDG_CONFIG_HOME.
 struct Env {
-    ws: tempfile::TempDir,
-    data: tempfile::TempDir,
+    ws: Workspace,
     home: tempfile::TempDir,
 }
 
 impl Env {
     fn new() -> Env {
-        let t = |p: &str| {
-            tempfile::Builder::new()
-                .prefix(p)
+        Env {
+            ws: Workspace::new("airlock-everyday").with_file("hello.txt", "hello\n"),
+            home: tempfile::Builder::new()
+                .prefix("airlock-everyday-home-")
                 .tempdir()
-                .expect("tempdir")
-        };
-        let env = Env {
-            ws: t("airlock-everyday-ws-"),
-            data: t("airlock-everyday-data-"),
-            home: t("airlock-everyday-home-"),
-        };
-        std::fs::write(env.ws.path().join("hello.txt"), "hello\n").expect("write");
-        env
+                .expect("tempdir"),
+        }
     }
 
-    fn airlock(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .current_dir(self.ws.path())
-            .stdin(Stdio::null())
-            .env("XDG_DATA_HOME", self.data.path())
+    fn airlock(&self, args: &[&str]) -> Run {
+        self.ws
+            .command(&bin())
             .env("XDG_CONFIG_HOME", self.home.path().join("config"))
             .args(args)
-            .output()
-            .expect("run airlock")
+            .run()
     }
 
     /// `airlock run [flags] --workspace WS -- sh -c SCRIPT`, which must succeed.
-    fn run(&self, flags: &[&str], script: &str) -> Output {
+    fn run(&self, flags: &[&str], script: &str) -> Run {
         let ws = self.ws.path().to_str().expect("utf-8").to_string();
         let mut args = vec!["run"];
         args.extend_from_slice(flags);
@@ -65,18 +52,10 @@ impl Env {
         } else {
             self.airlock(&["ls", "--json"])
         };
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        o.assert_code(0);
         let v: Value = serde_json::from_slice(&o.stdout).expect("ls json");
         v.as_array().expect("array").clone()
     }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn names(rows: &[Value]) -> Vec<String> {
@@ -112,7 +91,7 @@ fn ls_is_newest_first_and_by_default_shows_what_still_needs_you() {
     assert_eq!(order, ["z", "y", "x"], "{out}");
     // Once merged, y needs nothing more.
     let o = env.airlock(&["merge", "y"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert!(env.ls_json(false).is_empty());
     assert!(stdout(&env.airlock(&["ls"])).contains("airlock ls --all"));
 }
@@ -139,10 +118,10 @@ fn run_rm_removes_a_clean_session_and_refuses_to_lose_changes() {
     // The exit status is still the command's.
     let ws = env.ws.path().to_str().expect("utf-8");
     let o = env.airlock(&["run", "--rm", "--workspace", ws, "--", "sh", "-c", "exit 3"]);
-    assert_eq!(o.status.code(), Some(3));
+    o.assert_code(3);
     assert_eq!(names(&env.ls_json(true)), ["dirty"]);
     let o = env.airlock(&["run", "--discard-changes", "--", "true"]);
-    assert_eq!(o.status.code(), Some(125));
+    o.assert_code(125);
     assert_eq!(stderr(&o).trim_end().lines().count(), 1, "{}", stderr(&o));
 }
 
@@ -180,7 +159,7 @@ fn prune_removes_ended_sessions_without_unmerged_changes_and_says_what_it_freed(
     env.run(&["--name", "two"], "true");
     env.run(&["--name", "keep"], "echo x > f.txt");
     let o = env.airlock(&["prune", "--older-than", "1d"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert!(
         stdout(&o).contains("removed 0 session(s)"),
         "{}",
@@ -194,7 +173,7 @@ fn prune_removes_ended_sessions_without_unmerged_changes_and_says_what_it_freed(
     );
     assert_eq!(env.ls_json(true).len(), 3);
     let o = env.airlock(&["prune", "--json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     let v: Value = serde_json::from_slice(&o.stdout).expect("json");
     let removed: Vec<&str> = v["removed"]
         .as_array()
@@ -247,7 +226,7 @@ fn policy_show_says_where_each_value_came_from() {
         "--pids",
         "99",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     let out = stdout(&o);
     let line = |needle: &str| {
         out.lines()
@@ -313,7 +292,7 @@ fn policy_check_points_at_the_line_of_an_error() {
         "[network]\nallow = [\"crates.io\"]\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n",
     );
     let o = env.airlock(&["policy", "check", ok.to_str().expect("utf-8")]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert_eq!(stdout(&o), format!("{}: ok\n", ok.display()));
 }
 
@@ -351,7 +330,7 @@ fn completions_and_man_pages_come_from_the_clap_definitions() {
     }
     let dir = env.ws.path().join("man");
     let o = env.airlock(&["man", "--out", dir.to_str().expect("utf-8")]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     for page in [
         "airlock.1",
         "airlock-run.1",
@@ -370,8 +349,7 @@ fn completions_and_man_pages_come_from_the_clap_definitions() {
             let o = Command::new("groff")
                 .args(["-man", "-Tutf8", "-ww", "-z"])
                 .arg(page.path())
-                .output()
-                .expect("groff");
+                .run();
             assert!(
                 o.status.success() && o.stderr.is_empty(),
                 "{}: {}",
@@ -475,7 +453,7 @@ fn doctor_fails_on_a_broken_config() {
 fn selftest_only_matching_nothing_is_an_error() {
     let env = Env::new();
     let o = env.airlock(&["selftest", "--only", "no-such-check-anywhere"]);
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    o.assert_code(125);
     assert!(stderr(&o).contains("matches no check"), "{}", stderr(&o));
 }
 
@@ -577,11 +555,10 @@ fn a_closed_standard_output_is_a_quiet_exit_not_a_panic() {
             .current_dir(env.ws.path())
             .stdin(Stdio::null())
             .stdout(writer)
-            .env("XDG_DATA_HOME", env.data.path())
+            .env("XDG_DATA_HOME", env.ws.data())
             .env("XDG_CONFIG_HOME", env.home.path().join("config"))
             .args(args)
-            .output()
-            .expect("run airlock");
+            .run();
         let e = stderr(&o);
         assert!(
             !e.contains("panicked") && o.status.code() != Some(101),
@@ -644,11 +621,11 @@ fn sessions_of_a_gone_workspace_are_pruned_when_empty_and_explained_when_not() {
             "-c",
             script,
         ]);
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        o.assert_code(0);
     }
     std::fs::remove_dir_all(&gone).expect("rm workspace");
     // As for a session that ended without its summary being written (lost, or older airlock).
-    let sessions = env.data.path().join("airlock/sessions");
+    let sessions = env.ws.data().join("airlock/sessions");
     for d in std::fs::read_dir(&sessions).expect("sessions") {
         let _ = std::fs::remove_file(d.expect("entry").path().join("unmerged.json"));
     }
@@ -659,7 +636,7 @@ fn sessions_of_a_gone_workspace_are_pruned_when_empty_and_explained_when_not() {
     }
     let o = env.airlock(&["prune"]);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert!(out.contains("removed 2 session(s)"), "{out}");
     let id = rows
         .iter()
@@ -673,7 +650,7 @@ fn sessions_of_a_gone_workspace_are_pruned_when_empty_and_explained_when_not() {
     );
     assert_eq!(names(&env.ls_json(true)), ["wrote"]);
     let o = env.airlock(&["rm", "--force", &id]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.assert_code(0);
     assert!(env.ls_json(true).is_empty());
 }
 
@@ -685,8 +662,7 @@ fn rm_of_a_worktree_session_with_changes_refuses_and_says_what_stays() {
             .args(["-c", "user.name=t", "-c", "user.email=t@t"])
             .args(args)
             .current_dir(env.ws.path())
-            .output()
-            .expect("git");
+            .run();
         assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
     };
     git(&["init", "-q"]);
@@ -702,14 +678,14 @@ fn rm_of_a_worktree_session_with_changes_refuses_and_says_what_stays() {
     for id in ["wt", rows[0]["id"].as_str().expect("id")] {
         let o = env.airlock(&["rm", id]);
         let e = stderr(&o);
-        assert_eq!(o.status.code(), Some(125), "{e}");
+        o.assert_code(125);
         assert!(e.contains("unmerged") && e.contains("--force"), "{e}");
         assert_eq!(e.trim_end().lines().count(), 1, "{e}");
     }
     assert_eq!(names(&env.ls_json(true)), ["wt"]);
     let o = env.airlock(&["rm", "--force", "wt"]);
     let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(0), "{e}");
+    o.assert_code(0);
     assert!(
         e.contains(&wt) && e.contains("airlock/wt") && e.contains("git worktree remove"),
         "{e}"
@@ -741,7 +717,7 @@ fn limits_too_small_to_start_a_sandbox_are_refused_naming_the_flag_or_file() {
     let f = file.to_str().expect("utf-8");
     let o = env.airlock(&["run", "--policy", f, "--workspace", ws, "--", "true"]);
     let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(125), "{e}");
+    o.assert_code(125);
     assert!(e.contains(f) && e.contains("limits.pids"), "{e}");
     assert_eq!(env.airlock(&["policy", "check", f]).status.code(), Some(1));
     assert!(env.ls_json(true).is_empty());

@@ -2,7 +2,7 @@
 //! through only on an answer that allows it; no answer in time, a refusal, or a rule that cannot
 //! be lifted refuses as before.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,16 +1,19 @@
 //! Credentials the agent can use but never read, end to end through the real binary: local TLS
 //! upstreams on loopback (their own test CA given through `[tls] extra_roots`, names pinned
-//! with `[network.resolve]`), curl and git inside `airlock run`. The test script runs this file
+//! with `[network.resolve]`), curl and git inside `airlock run`. The test script runs this module
 //! as root and again as an unprivileged user.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::bin;
 use airlock_test_support::tls::TestCa;
+use airlock_test_support::Pinned;
+use airlock_test_support::{stderr, stdout, Run, RunExt};
 
 /// The push guard (`[git] push`) with git's own smart-HTTP server.
 #[path = "creds/gitpush.rs"]
@@ -18,20 +21,6 @@ mod gitpush;
 /// Per-request rules (`[[network.rules]]`) on credential hosts.
 #[path = "creds/rules.rs"]
 mod rules;
-
-fn bin() -> PathBuf {
-    std::env::var_os("AIRLOCK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// A random secret shaped like an API key.
 fn secret(tag: &str) -> String {
@@ -83,7 +72,7 @@ impl Env {
     }
 
     /// `airlock run --mode bind --policy POLICY -- sh -c SCRIPT` with `vars` in the host env.
-    fn run(&self, policy: &Path, vars: &[(&str, &str)], script: &str) -> Output {
+    fn run(&self, policy: &Path, vars: &[(&str, &str)], script: &str) -> Run {
         let mut c = self.airlock();
         c.args(["run", "--mode", "bind", "--policy"])
             .arg(policy)
@@ -91,15 +80,11 @@ impl Env {
         for (k, v) in vars {
             c.env(k, v);
         }
-        c.output().expect("run airlock")
+        c.run()
     }
 
     fn audit(&self, session: &str) -> Vec<serde_json::Value> {
-        let o = self
-            .airlock()
-            .args(["audit", session, "--json"])
-            .output()
-            .expect("audit");
+        let o = self.airlock().args(["audit", session, "--json"]).run();
         stdout(&o)
             .lines()
             .map(|l| serde_json::from_str(l).expect("json line"))
@@ -337,16 +322,12 @@ fn fixture() -> Fixture {
     let policy = env.path("policy.toml");
     std::fs::write(
         &policy,
-        format!(
-            r#"[network]
-allow_private = ["127.0.0.1"]
-[network.resolve]
-"api.creds.test" = "127.0.0.1"
-"bad.creds.test" = "127.0.0.1"
-[network.ports]
-"api.creds.test" = [{good}]
-"bad.creds.test" = [{bad}]
-
+        Pinned::new()
+            .pin("api.creds.test", "127.0.0.1", &[good.port])
+            .pin("bad.creds.test", "127.0.0.1", &[bad.port])
+            .policy_toml()
+            + &format!(
+                r#"
 [[credentials]]
 name = "test-alpha"
 env = "AIRLOCK_TEST_SECRET_A"
@@ -366,10 +347,8 @@ hosts = ["bad.creds.test"]
 [tls]
 extra_roots = ["{ca}"]
 "#,
-            good = good.port,
-            bad = bad.port,
-            ca = env.path("ca.pem").display()
-        ),
+                ca = env.path("ca.pem").display()
+            ),
     )
     .expect("policy");
     make_readable(env.dir.path());
@@ -399,7 +378,7 @@ impl Fixture {
         ]
     }
 
-    fn run(&self, script: &str) -> Output {
+    fn run(&self, script: &str) -> Run {
         self.env.run(&self.policy, &self.vars(), script)
     }
 
@@ -442,7 +421,7 @@ fn upstream_gets_the_secret_and_the_sandbox_only_the_placeholder() {
     let o = f.run(&script);
     let out = stdout(&o);
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    o.assert_code(0);
     f.assert_no_secret(&out);
     f.assert_no_secret(&err);
     let ph = value_of(&out, "PH_A");
@@ -493,7 +472,7 @@ fn sse_events_arrive_one_by_one_and_are_scrubbed() {
     let start = Instant::now();
     let o = f.run(&script);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     f.assert_no_secret(&out);
     let ph = value_of(&out, "PH_A");
     assert!(out.contains(&format!("SSE data: first {ph}")), "{out}");
@@ -575,7 +554,7 @@ fn a_placeholder_outside_its_scope_is_not_replaced_and_is_audited() {
     );
     let o = f.run(&script);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     let ph = value_of(&out, "PH_B");
     let seen = f.good_seen();
     assert!(!seen.contains(&f.b), "{seen}");
@@ -620,7 +599,7 @@ fn the_secret_is_nowhere_inside() {
     );
     let o = f.run(&script);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     assert!(
         out.contains("BUNDLE=/run/airlock/ca-bundle.pem NODE=/run/airlock/ca-bundle.pem GIT=/run/airlock/ca-bundle.pem"),
         "{out}"
@@ -697,8 +676,7 @@ fn bad_credential_config_is_a_125_naming_credential_and_source() {
             .args(["--", "sh", "-c", "echo STARTED"])
             .env("AIRLOCK_TEST_EMPTY", "")
             .env("AIRLOCK_TEST_SET", "sk-x-0123456789abcdef0123")
-            .output()
-            .expect("run");
+            .run();
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(125), "{text}: {err}");
         assert!(!stdout(&o).contains("STARTED"), "{text}");
@@ -744,13 +722,9 @@ fn creds_lists_without_printing_secrets() {
         if json {
             c.arg("--json");
         }
-        let o = c
-            .env("HOME", &home)
-            .env("ANTHROPIC_API_KEY", &key)
-            .output()
-            .expect("creds");
+        let o = c.env("HOME", &home).env("ANTHROPIC_API_KEY", &key).run();
         let out = stdout(&o);
-        assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+        o.assert_code(0);
         for s in [&access, &refresh, &key] {
             assert!(
                 !out.contains(s.as_str()) && !stderr(&o).contains(s.as_str()),
@@ -882,14 +856,11 @@ fn oauth_refresh_rotates_placeholders_and_updates_the_host_file() {
     let policy = env.path("policy.toml");
     std::fs::write(
         &policy,
-        format!(
-            r#"[network]
-allow_private = ["127.0.0.1"]
-[network.resolve]
-"api.creds.test" = "127.0.0.1"
-[network.ports]
-"api.creds.test" = [{port}]
-[[credentials]]
+        Pinned::new()
+            .pin("api.creds.test", "127.0.0.1", &[up.port])
+            .policy_toml()
+            + &format!(
+                r#"[[credentials]]
 name = "t-access"
 json = {{ file = "{file}", pointer = "/claudeAiOauth/accessToken" }}
 hosts = ["api.creds.test"]
@@ -903,10 +874,9 @@ placeholder_env = "T_REFRESH"
 [tls]
 extra_roots = ["{ca}"]
 "#,
-            port = up.port,
-            file = file.display(),
-            ca = env.path("ca.pem").display()
-        ),
+                file = file.display(),
+                ca = env.path("ca.pem").display()
+            ),
     )
     .expect("policy");
     make_readable(env.dir.path());
@@ -990,8 +960,7 @@ fn claude_code_sees_a_placeholder_credentials_file() {
               cp ~/.claude/.credentials.json ~/.claude/.credentials.json.new && \
               mv ~/.claude/.credentials.json.new ~/.claude/.credentials.json && echo WRITABLE",
         )
-        .output()
-        .expect("run");
+        .run();
     let out = stdout(&o);
     assert!(out.contains("WRITABLE"), "{out}{}", stderr(&o));
     assert!(!out.contains(&access) && !out.contains(&refresh), "{out}");
@@ -1056,7 +1025,7 @@ fn reverse_proxy_mode_swaps_like_the_tunnel() {
          curl -sS -m 10 -o /dev/null -w 'OTHER=%{http_code}\\n' http://127.0.0.1:3128/airlock/cred/test-beta/echo",
     );
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     f.assert_no_secret(&out);
     let ph = value_of(&out, "PH_A");
     assert_eq!(
@@ -1107,7 +1076,7 @@ fn inject_adds_the_header_and_compressed_answers_are_refused() {
         ),
     );
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     assert!(!out.contains(&d), "{out}");
     f.assert_no_secret(&out);
     let ph = value_of(&out, "PH_D");
@@ -1154,7 +1123,7 @@ fn a_request_naming_another_host_is_refused_with_421() {
     );
     let o = f.run(&script);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     for k in ["EVIL", "EVILPORT", "OTHERPORT", "ABSOLUTE", "TWO"] {
         assert_eq!(value_of(&out, k), "421", "{k}: {out}");
     }
@@ -1212,7 +1181,7 @@ fn the_secret_is_swapped_only_into_credential_headers() {
         ),
     );
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     f.assert_no_secret(&out);
     let ph = value_of(&out, "PH_A").to_string();
     let a = &f.a;

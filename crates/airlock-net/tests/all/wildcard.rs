@@ -4,7 +4,7 @@
 //! it arrives (CONNECT, plain HTTP, DNS A/AAAA), with a reason naming the pattern and the
 //! setting. A counting resolver shows what left.
 
-mod common;
+use crate::common;
 
 use std::io;
 use std::net::IpAddr;

@@ -3,19 +3,15 @@
 //! `airlock_test_support::registry` (the one `caches.rs` uses). What the agent plants in its
 //! layer is promoted only when the registry's own integrity data vouches for it; the host cache
 //! is untouched until promote; a real pip uses what was promoted with the file gone upstream.
-//! The test script runs this file as root and again as an unprivileged user.
+//! The test script runs this module as root and again as an unprivileged user.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::bin;
 use airlock_test_support::registry::*;
+use airlock_test_support::{Run, RunExt};
 use sha2::Digest as _;
-
-fn bin() -> PathBuf {
-    std::env::var_os("AIRLOCK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
-}
 
 /// A wheel of project `name` `version` whose module `name` has `VALUE = value`.
 fn wheel(name: &str, version: &str, value: u32) -> Vec<u8> {
@@ -545,13 +541,12 @@ fn zip_h1(module: &str, version: &str, files: &[(&str, &str)]) -> String {
 }
 
 /// `airlock run --mode MODE --preset go` in the workspace.
-fn run_go(home: &Home, mode: &str, script: &str) -> std::process::Output {
+fn run_go(home: &Home, mode: &str, script: &str) -> Run {
     home.airlock()
         .args(["run", "--mode", mode, "--preset", "go", "--workspace"])
         .arg(home.ws())
         .args(["--", "sh", "-c", script])
-        .output()
-        .expect("run")
+        .run()
 }
 
 /// Go's download cache: a module's `.zip` and `.mod` are promoted when their `h1:` is the one
@@ -770,9 +765,8 @@ fn promote_json_errors_are_json() {
     let o = home
         .airlock()
         .args(["cache", "promote", "nosuchsession", "--json"])
-        .output()
-        .expect("promote");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        .run();
+    o.assert_code(125);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&o)));
     assert_eq!(v["session"], "nosuchsession");

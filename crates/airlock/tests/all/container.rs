@@ -1,5 +1,5 @@
 //! `airlock run --backend podman` against a real Podman: rootful as root, rootless as an
-//! unprivileged user (scripts/test.sh re-runs this binary as one). Needs the local test image
+//! unprivileged user (scripts/test.sh re-runs this module as one). Needs the local test image
 //! that scripts/container-setup.sh imports (busybox on an empty root; no registry). A host
 //! without Podman skips with the reason printed; Podman without the image is a failure that says
 //! to run the setup.
@@ -8,39 +8,20 @@
 //! container and service process of this user.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
+use std::process::{Command, Stdio};
 
 const IMAGE: &str = "localhost/airlock-test-busybox:latest";
 const LABEL: &str = "airlock.session";
 
-static SERIAL: Mutex<()> = Mutex::new(());
+use crate::bin;
+use airlock_test_support::upstream::answering_http;
+use airlock_test_support::{is_root, stderr, stdout, Pinned, Run, RunExt, Workspace};
 
-fn bin() -> PathBuf {
-    std::env::var_os("AIRLOCK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn podman(args: &[&str]) -> Option<Output> {
-    Command::new("podman")
-        .args(args)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .output()
-        .ok()
+fn podman(args: &[&str]) -> Option<Run> {
+    let mut c = Command::new("podman");
+    c.args(args).current_dir("/").stdin(Stdio::null());
+    let command = airlock_test_support::run::describe(&c);
+    c.output().ok().map(|o| Run::new(command, o))
 }
 
 /// Whether this host can run the tests; panics when Podman is there but not set up.
@@ -85,44 +66,28 @@ fn start_sleeping(ws: &Ws, mut cmd: Command) -> std::process::Child {
     child
 }
 
-struct Ws {
-    dir: tempfile::TempDir,
-    data: tempfile::TempDir,
+/// The test's workspace and session store ([`Workspace`]), with this module's helpers.
+struct Ws(Workspace);
+
+impl std::ops::Deref for Ws {
+    type Target = Workspace;
+
+    fn deref(&self) -> &Workspace {
+        &self.0
+    }
 }
 
 impl Ws {
     fn new() -> Ws {
-        let mk = |p| {
-            tempfile::Builder::new()
-                .prefix(p)
-                .tempdir()
-                .expect("tempdir")
-        };
-        let ws = Ws {
-            dir: mk("airlock-ctr-"),
-            data: mk("airlock-ctr-data-"),
-        };
-        std::fs::write(ws.path().join("hello.txt"), "hello\n").expect("write");
-        airlock_test_support::link_container_store(ws.data.path());
-        ws
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
+        Ws(Workspace::with_container_store("airlock-ctr").with_file("hello.txt", "hello\n"))
     }
 
     fn airlock(&self) -> Command {
-        let mut c = Command::new(bin());
-        c.current_dir(self.path())
-            .stdin(Stdio::null())
-            .env("XDG_DATA_HOME", self.data.path())
-            .env_remove("AIRLOCK_RUNTIME")
-            .env_remove("AIRLOCK_IMAGE");
-        c
+        self.command(&bin())
     }
 
     /// `airlock run --backend podman --mode bind -- sh -c SCRIPT` with `extra` flags.
-    fn sh_with(&self, extra: &[&str], script: &str) -> Output {
+    fn sh_with(&self, extra: &[&str], script: &str) -> Run {
         self.airlock()
             .args([
                 "run",
@@ -135,16 +100,15 @@ impl Ws {
             ])
             .args(extra)
             .args(["--", "sh", "-c", script])
-            .output()
-            .expect("run airlock")
+            .run()
     }
 
-    fn sh(&self, script: &str) -> Output {
+    fn sh(&self, script: &str) -> Run {
         self.sh_with(&[], script)
     }
 
     /// `airlock run --backend podman --mode bind --image IMAGE -- sh -c SCRIPT`.
-    fn sh_image(&self, image: &str, script: &str) -> Output {
+    fn sh_image(&self, image: &str, script: &str) -> Run {
         self.airlock()
             .args([
                 "run",
@@ -156,8 +120,7 @@ impl Ws {
                 image,
             ])
             .args(["--", "sh", "-c", script])
-            .output()
-            .expect("run airlock")
+            .run()
     }
 }
 
@@ -176,8 +139,7 @@ fn assert_nothing_left(what: &str) {
             "-f",
             "system service --time 0 unix://.*airlock-podman-",
         ])
-        .output()
-        .expect("pgrep");
+        .run();
     assert!(
         stdout(&o).trim().is_empty(),
         "{what}: podman service left running: {}",
@@ -190,7 +152,7 @@ fn exit_status_is_the_commands() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     assert_eq!(ws.sh("exit 0").status.code(), Some(0));
     assert_eq!(ws.sh("exit 42").status.code(), Some(42));
@@ -207,9 +169,8 @@ fn exit_status_is_the_commands() {
             "--",
             "no-such-command-xyz",
         ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+        .run();
+    o.assert_code(127);
     assert!(
         stderr(&o).contains("command not found: no-such-command-xyz"),
         "{}",
@@ -227,9 +188,8 @@ fn exit_status_is_the_commands() {
             "--",
             "./script.sh",
         ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+        .run();
+    o.assert_code(126);
     assert_nothing_left("after exits and failed commands");
 }
 
@@ -240,7 +200,7 @@ fn environment_is_the_allowlist() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let o = ws
         .airlock()
@@ -259,10 +219,9 @@ fn environment_is_the_allowlist() {
             "--",
             "env",
         ])
-        .output()
-        .expect("run");
+        .run();
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     assert!(out.contains("CHOSEN=yes"), "{out}");
     for leak in [
         "leak-aws",
@@ -283,7 +242,7 @@ fn root_is_read_only() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let script = "for p in / /bin /etc /usr /var /var/tmp /run /.airlock /.airlock/lib /.airlock/ctl /run/airlock; do \
                     touch $p/airlock-probe 2>/dev/null && echo WROTE:$p; \
@@ -295,7 +254,7 @@ fn root_is_read_only() {
                   echo done";
     let o = ws.sh(script);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     assert!(out.ends_with("done\n"), "{out}");
     assert!(!out.contains("WROTE") && !out.contains("MKDIR"), "{out}");
     assert!(
@@ -312,7 +271,7 @@ fn no_capabilities_and_seccomp() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let o = ws.sh(
         "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status; \
@@ -323,7 +282,7 @@ fn no_capabilities_and_seccomp() {
          echo done",
     );
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert!(
             out.contains(&format!("{set}:\t0000000000000000")),
@@ -345,8 +304,7 @@ fn no_capabilities_and_seccomp() {
             "Seccomp_filters",
             "/proc/self/status",
         ])
-        .output()
-        .expect("native run");
+        .run();
     let count = |s: &str| -> Option<u32> {
         s.lines()
             .find_map(|l| l.strip_prefix("Seccomp_filters:"))
@@ -362,31 +320,6 @@ fn no_capabilities_and_seccomp() {
     }
 }
 
-fn http_server(body: &'static str) -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut stream = stream;
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(reply.as_bytes());
-        }
-    });
-    port
-}
-
 /// The container has no network of its own (`--network none`: loopback only); egress goes only
 /// through the proxy airlock serves on the listeners pid 1 made inside and passed out.
 #[test]
@@ -394,17 +327,15 @@ fn egress_only_through_the_passed_listeners() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let port = http_server("hello from upstream");
+    let _l = airlock_test_support::podman_lock();
+    let port = answering_http("hello from upstream");
     let ws = Ws::new();
-    let pol = ws.data.path().join("policy.toml");
+    let pol = ws.data().join("policy.toml");
     std::fs::write(
         &pol,
-        format!(
-            "[network]\nallow = [\"test.airlock.internal\"]\nallow_private = [\"127.0.0.1\"]\n\
-             [network.resolve]\n\"test.airlock.internal\" = \"127.0.0.1\"\n\
-             [network.ports]\n\"test.airlock.internal\" = [{port}]\n"
-        ),
+        Pinned::new()
+            .pin_allowed("test.airlock.internal", "127.0.0.1", &[port])
+            .policy_toml(),
     )
     .expect("policy");
     let pol = pol.display().to_string();
@@ -422,7 +353,7 @@ fn egress_only_through_the_passed_listeners() {
     );
     let o = ws.sh_with(&["--policy", &pol], &script);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.first(), Some(&"hello from upstream"), "{out}");
     assert!(
@@ -446,7 +377,7 @@ fn bad_input_is_125_and_leaves_nothing() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let o = ws
         .airlock()
@@ -459,27 +390,25 @@ fn bad_input_is_125_and_leaves_nothing() {
             "--",
             "true",
         ])
-        .output()
-        .expect("run");
+        .run();
     let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(125), "{e}");
+    o.assert_code(125);
     assert!(
         e.contains("localhost/no-such-image:1") && e.contains("podman"),
         "{e}"
     );
     assert_nothing_left("missing image");
     // The same from the config's [container] section.
-    let cfg = ws.data.path().join("container.toml");
+    let cfg = ws.data().join("container.toml");
     std::fs::write(&cfg, "[container]\nimage = \"localhost/no-such-image:2\"\n").expect("cfg");
     let o = ws
         .airlock()
         .args(["run", "--backend", "podman", "--policy"])
         .arg(&cfg)
         .args(["--", "true"])
-        .output()
-        .expect("run");
+        .run();
     let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(125), "{e}");
+    o.assert_code(125);
     assert!(e.contains("localhost/no-such-image:2"), "{e}");
     assert_nothing_left("missing image from the config");
 
@@ -487,10 +416,9 @@ fn bad_input_is_125_and_leaves_nothing() {
         .airlock()
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .args(["run", "--backend", "docker", "--", "true"])
-        .output()
-        .expect("run");
+        .run();
     let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(125), "{e}");
+    o.assert_code(125);
     assert!(
         e.contains("/nonexistent/docker.sock") && e.contains("docker"),
         "{e}"
@@ -523,10 +451,9 @@ fn bad_input_is_125_and_leaves_nothing() {
             "--",
             "true",
         ])
-        .output()
-        .expect("run");
+        .run();
     let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(125), "{e}");
+    o.assert_code(125);
     assert!(
         e.contains("crun") && e.contains("apt-get install crun"),
         "{e}"
@@ -564,7 +491,7 @@ fn runtime_gets_the_hardened_config() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let mut child = start_sleeping(&ws, ws.airlock());
     let ids = podman(&["ps", "-q", "--filter", &format!("label={LABEL}")]).expect("ps");
@@ -579,7 +506,7 @@ fn runtime_gets_the_hardened_config() {
         std::fs::read_to_string(stdout(&path).trim()).expect("read config.json")
     } else {
         let o = podman(&["unshare", "cat", stdout(&path).trim()]).expect("podman unshare");
-        assert!(o.status.success(), "{}", stderr(&o));
+        o.assert_success();
         stdout(&o)
     };
     let cfg: serde_json::Value = serde_json::from_str(&text).expect("json");
@@ -653,11 +580,11 @@ fn killed_supervisor_leaves_nothing() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     // Where airlock puts its private Podman service: the runtime directory rootless, the
     // temporary directory (here the test's own) as root.
-    let tmp = ws.data.path().join("tmp");
+    let tmp = ws.data().join("tmp");
     std::fs::create_dir(&tmp).expect("tmp");
     let parent = if is_root() {
         tmp.clone()
@@ -692,9 +619,8 @@ fn killed_supervisor_leaves_nothing() {
         .airlock()
         .env("TMPDIR", &tmp)
         .args(["run", "--backend", "podman", "--mode", "bind", "--", "true"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        .run();
+    o.assert_code(0);
     assert!(
         service_dirs().is_empty(),
         "service directories left: {:?}",
@@ -709,14 +635,14 @@ fn hidden_paths_stay_hidden() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let root = ws.path();
     std::fs::write(root.join("secret.txt"), "TOPSECRET\n").expect("write");
     std::fs::create_dir(root.join("sdir")).expect("mkdir");
     std::fs::write(root.join("sdir/f"), "TOPSECRET\n").expect("write");
     std::os::unix::fs::symlink("secret.txt", root.join("link")).expect("symlink");
-    let pol = ws.data.path().join("hide.toml");
+    let pol = ws.data().join("hide.toml");
     std::fs::write(
         &pol,
         format!(
@@ -737,7 +663,7 @@ fn hidden_paths_stay_hidden() {
          cp secret.txt copy 2>/dev/null; cat copy 2>/dev/null; echo done",
     );
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    o.assert_code(0);
     // Nothing read, nothing listed, nothing moved or copied: only the final word.
     assert_eq!(out, "done\n", "a hidden path was reached");
     // The host's files are untouched.
@@ -756,7 +682,7 @@ fn preset_caches_show_no_tool_secrets() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let home = tempfile::tempdir().expect("home");
     let sets = plant(home.path());
@@ -787,8 +713,7 @@ fn preset_caches_show_no_tool_secrets() {
             .env("HOME", home.path())
             .env("XDG_CONFIG_HOME", home.path().join(".config"))
             .env_remove("CARGO_HOME")
-            .output()
-            .expect("run");
+            .run();
         let out = stdout(&o);
         assert!(
             !out.contains(MARKER),
@@ -814,7 +739,7 @@ fn workspace_paths_are_never_parsed_as_mount_options() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     for (name, overlay_ok) in [
         ("a,upperdir=x", false),
@@ -822,7 +747,7 @@ fn workspace_paths_are_never_parsed_as_mount_options() {
         ("new\nline", false),
         ("d=e f", true),
     ] {
-        let dir = ws.data.path().join(name);
+        let dir = ws.data().join(name);
         std::fs::create_dir(&dir).expect("mkdir");
         std::fs::write(dir.join("hello.txt"), "hello\n").expect("write");
         for mode in ["bind", "overlay"] {
@@ -839,8 +764,7 @@ fn workspace_paths_are_never_parsed_as_mount_options() {
                     IMAGE,
                 ])
                 .args(["--", "sh", "-c", "cat hello.txt && echo new > made.txt"])
-                .output()
-                .expect("run");
+                .run();
             let ok = overlay_ok;
             if ok {
                 assert_eq!(
@@ -938,9 +862,9 @@ fn hostile_image_configuration_is_overridden() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
-    let Some(so) = preload_library(ws.data.path()) else {
+    let Some(so) = preload_library(ws.data()) else {
         airlock_test_support::skip("no C compiler (cc) to build the preload library");
         return;
     };
@@ -972,7 +896,7 @@ fn hostile_image_configuration_is_overridden() {
     let vol = format!("VOLUME {}/.git", ws.path().display());
     let img = HostileImage::build("volume", &[], &vol);
     let o = ws.sh_image(&img.0, "cat .git/HEAD");
-    assert_eq!(o.status.code(), Some(125), "{}{}", stdout(&o), stderr(&o));
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("VOLUME") && stderr(&o).contains(".git"),
         "{}",
@@ -1017,7 +941,7 @@ fn the_users_terminal_never_enters_the_container() {
         airlock_test_support::skip("script (util-linux) is not installed");
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let inner = format!(
         "'{}' run --backend podman --mode bind --image {IMAGE} -- sh -c 'touch started; sleep 30'",
@@ -1025,7 +949,7 @@ fn the_users_terminal_never_enters_the_container() {
     );
     let mut child = Command::new("script")
         .current_dir(ws.path())
-        .env("XDG_DATA_HOME", ws.data.path())
+        .env("XDG_DATA_HOME", ws.data())
         .env_remove("AIRLOCK_RUNTIME")
         .env_remove("AIRLOCK_IMAGE")
         .args(["-qec", &inner, "/dev/null"])
@@ -1096,15 +1020,11 @@ fn container_overlay_sessions_can_be_removed() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
-    let sessions = ws.data.path().join("airlock/sessions");
+    let sessions = ws.data().join("airlock/sessions");
     let newest = |ws: &Ws| -> Option<String> {
-        let o = ws
-            .airlock()
-            .args(["ls", "--all", "--json"])
-            .output()
-            .expect("ls");
+        let o = ws.airlock().args(["ls", "--all", "--json"]).run();
         let rows: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
         rows[0]["id"].as_str().map(str::to_string)
     };
@@ -1123,17 +1043,11 @@ fn container_overlay_sessions_can_be_removed() {
         c
     };
     // Ended normally: no scratch left, and rm deletes it.
-    let o = overlay("rm hello.txt; echo new > n.txt")
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = overlay("rm hello.txt; echo new > n.txt").run();
+    o.assert_code(0);
     let id = newest(&ws).expect("the session");
     assert!(!sessions.join(&id).join("work").exists(), "scratch left");
-    let o = ws
-        .airlock()
-        .args(["rm", "--force", &id])
-        .output()
-        .expect("rm");
+    let o = ws.airlock().args(["rm", "--force", &id]).run();
     assert_eq!(o.status.code(), Some(0), "rm: {}", stderr(&o));
     assert!(!sessions.join(&id).exists(), "rm left {id}");
     // airlock killed mid-session: its scratch stays as the engine left it; rm and prune delete.
@@ -1207,13 +1121,13 @@ fn a_hide_that_cannot_be_judged_stops_the_start() {
         airlock_test_support::skip("root examines a mode-000 directory; run as a user");
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let locked = ws.path().join("locked");
     std::fs::create_dir(&locked).expect("mkdir");
     std::fs::write(locked.join("secret"), "TOPSECRET\n").expect("write");
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
-    let pol = ws.data.path().join("hide.toml");
+    let pol = ws.data().join("hide.toml");
     std::fs::write(
         &pol,
         format!(
@@ -1231,7 +1145,7 @@ fn a_hide_that_cannot_be_judged_stops_the_start() {
         !stdout(&o).contains("TOPSECRET"),
         "the hidden file was read"
     );
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    o.assert_code(125);
     assert!(
         stderr(&o).contains("cannot hide") && stderr(&o).contains("locked/secret"),
         "{}",
@@ -1251,7 +1165,7 @@ fn relayed_terminal_output_is_filtered_and_whole() {
         airlock_test_support::skip("script (util-linux) is not installed");
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let ws = Ws::new();
     let inner = format!(
         "'{}' run --backend podman --mode bind --image {IMAGE} -- sh -c \
@@ -1261,13 +1175,12 @@ fn relayed_terminal_output_is_filtered_and_whole() {
     );
     let o = Command::new("script")
         .current_dir(ws.path())
-        .env("XDG_DATA_HOME", ws.data.path())
+        .env("XDG_DATA_HOME", ws.data())
         .env_remove("AIRLOCK_RUNTIME")
         .env_remove("AIRLOCK_IMAGE")
         .args(["-qec", &inner, "/dev/null"])
         .stdin(Stdio::null())
-        .output()
-        .expect("script");
+        .run();
     let out = stdout(&o);
     assert!(
         !out.contains("]52;"),
