@@ -694,13 +694,23 @@ fn handle(verb: &str, input: &mut impl Read, shared: &Shared) -> Result<Payload>
             status_json(shared)
         }
         ctl::STOP => {
-            let pid = shared.lock().child.context("the command is not running")?;
+            // A command that has already ended is stopped: its status says how it ended.
+            let (state, child) = {
+                let s = shared.lock();
+                (s.status.state, s.child)
+            };
+            if matches!(state, BoxState::Exited | BoxState::Failed) {
+                return status_json(shared);
+            }
+            let pid = child.context("the command has not started")?;
             let pid = i32::try_from(pid).context("pid out of range")?;
-            nix::sys::signal::kill(
+            match nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGTERM,
-            )
-            .context("cannot signal the session")?;
+            ) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => return Err(anyhow::anyhow!("cannot signal the session: {e}")),
+            }
             status_json(shared)
         }
         ctl::ATTACH => {
