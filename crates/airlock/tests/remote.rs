@@ -1086,6 +1086,12 @@ fn stop_keep_and_attach_of_remote_sessions() {
     );
     let out = child.wait_with_output().expect("run");
     assert_eq!(out.status.code(), Some(143), "{}", text(&out.stderr));
+    // The stop went through the run (which alone collects: no second export racing it).
+    assert!(
+        text(&out.stderr).contains("SIGTERM received"),
+        "stop did not go through the foreground run: {}",
+        text(&out.stderr)
+    );
     assert!(started.elapsed() < Duration::from_secs(45), "stop was slow");
     assert_no_box("after stopping a foreground run");
     let r = row_of(&ws, &id);
