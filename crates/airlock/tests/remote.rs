@@ -715,6 +715,11 @@ fn raw_entry(name: &str, kind: u8, link: &str, data: &[u8]) -> Vec<u8> {
 
 /// The box's spec for `run`'s arguments, from its dry run (to start a box by hand).
 fn spec_of(ws: &Ws) -> String {
+    spec_for(ws, "touch /tmp/STARTED")
+}
+
+/// The box's spec for `sh -c SCRIPT`, from its dry run.
+fn spec_for(ws: &Ws, script: &str) -> String {
     let o = ws
         .airlock()
         .args([
@@ -725,7 +730,7 @@ fn spec_of(ws: &Ws) -> String {
             "--",
             "sh",
             "-c",
-            "touch /tmp/STARTED",
+            script,
         ])
         .output()
         .expect("dry run");
@@ -1276,4 +1281,100 @@ fn doctor_reports_the_remote_engines() {
     if ready() {
         assert_eq!(image["ok"], true, "{image}");
     }
+}
+
+/// `airlock serve` as a non-root user (a pod's `runAsNonRoot` uid; docs/k8s.md "Root in the
+/// box", design A) on a box with no capabilities at all: the session runs as that user, its
+/// agent in the native sandbox's own user namespace, and the agent reaches neither the control
+/// socket nor the supervisor's private directory; the command's status comes back.
+#[test]
+fn a_non_root_supervisor_runs_the_session_sandboxed() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    // Exit 0 only when the agent is in the sandbox: its own PID namespace (it is not pid 1's
+    // child: pid 1 is the sandbox's init), no control socket, no supervisor directory.
+    // With a credential: its secret file is read by the supervisor, never seen by the agent.
+    let secret = format!("nr{}", airlock_test_support::random_alnum(24));
+    let policy = ws.data.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[credentials]]\nname = \"demo\"\nenv = \"AIRLOCK_NONROOT_TOKEN\"\nhosts = [\"web.test\"]\n",
+    )
+    .expect("policy");
+    let script = format!(
+        "test -e /run/airlock/serve.sock && exit 9; test -e /run/airlock/supervisor && exit 8; \
+         grep -q 'airlock serve' /proc/1/cmdline && exit 7; test -e /run/airlock/secrets && exit 6; \
+         env | grep -q {secret} && exit 5; echo ok > /workspace/nonroot.txt"
+    );
+    let o = ws
+        .airlock()
+        .env("AIRLOCK_NONROOT_TOKEN", &secret)
+        .args(["run", "--backend", "podman-box", "--dry-run", "--policy"])
+        .arg(&policy)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .expect("dry run");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let env = v["container"]["Env"][0].as_str().expect("env").to_string();
+    let secret_file = ws.data.path().join("demo");
+    std::fs::write(&secret_file, &secret).expect("secret");
+    std::fs::set_permissions(
+        &secret_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o444),
+    )
+    .expect("chmod");
+    let secret_mount = format!("{}:/run/airlock/secrets/demo:ro", secret_file.display());
+    let airlock = bin().display().to_string();
+    let name = format!(
+        "airlock-box-nonroot-{}",
+        airlock_test_support::random_alnum(6).to_lowercase()
+    );
+    let settings = [
+        "--user",
+        "1000:1000",
+        "--cap-drop",
+        "all",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "unmask=/proc/*",
+        "--tmpfs",
+        "/var/lib/airlock:rw,mode=700,U",
+        "--tmpfs",
+        // Root's and writable by all, as a pod's emptyDir (the supervisor cannot chown it).
+        "/workspace:rw,mode=777",
+        "--tmpfs",
+        "/run/airlock:rw,mode=700,U",
+        "-v",
+        &secret_mount,
+    ];
+    start_box(&name, &env, &airlock, &settings);
+    let serve_uid = podman(&["exec", &name, "sh", "-c", "grep ^Uid: /proc/1/status"]);
+    assert!(
+        text(&serve_uid.stdout).split_whitespace().nth(1) == Some("1000"),
+        "serve is not uid 1000: {}",
+        text(&serve_uid.stdout)
+    );
+    let mut tar = raw_entry("a.txt", b'0', "", b"x");
+    tar.extend_from_slice(&[0u8; 1024]);
+    let r = podman_in(
+        &["exec", "-i", &name, "airlock", "serve", "ctl", "receive"],
+        &tar,
+    );
+    assert!(r.status.success(), "upload: {}", text(&r.stderr));
+    let w = podman(&["exec", &name, "airlock", "serve", "ctl", "wait"]);
+    let st: serde_json::Value = serde_json::from_slice(&w.stdout).expect("status");
+    assert_eq!(st["state"], "exited", "{st}");
+    assert_eq!(st["exit_status"], 0, "{st}");
+    let changes = podman(&["exec", &name, "airlock", "serve", "ctl", "export"]);
+    assert!(
+        text(&changes.stdout).contains("nonroot.txt"),
+        "the session's change did not come back"
+    );
+    podman(&["rm", "-f", "-t", "0", &name]);
+    assert_no_box("after the non-root box");
 }
