@@ -681,6 +681,17 @@ fn a_failure_after_create_leaves_no_box() {
         assert_no_box(image);
         assert!(!ws.path().join("STARTED").exists());
     }
+    // The same for a local session whose sandbox could not be set up (the container backend
+    // with an image its engine does not have).
+    let o = ws
+        .airlock()
+        .args(["run", "--backend", "podman", "--image"])
+        .arg("localhost/airlock-no-such-image:latest")
+        .args(["--", "sh", "-c", "touch STARTED"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
+    assert!(!ws.path().join("STARTED").exists());
     // Sessions that never started leave no `failed (125)` rows behind (the error was the
     // whole record), nor their directories.
     let rows = ws.sessions();
