@@ -612,6 +612,24 @@ fn dry_runs_of_the_cluster_engines_need_no_engine_and_hold_no_secret() {
     assert_eq!(v["config"]["auto_destroy"], true, "{v}");
     let env = v["config"]["env"].as_object().expect("env");
     assert_eq!(env.keys().collect::<Vec<_>>(), ["AIRLOCK_BOX_SPEC"], "{v}");
+    // `--keep` of a machine that destroys itself is refused, naming the mode that keeps it.
+    let o = dry(&["--backend", "fly", "--fly-app", "my-app", "--keep"]);
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("--fly-mode standby"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = dry(&[
+        "--backend",
+        "fly",
+        "--fly-app",
+        "my-app",
+        "--keep",
+        "--fly-mode",
+        "standby",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
     for (flags, engine) in [
         (
             &["--backend", "fly", "--fly-app", "a", "--namespace", "x"][..],

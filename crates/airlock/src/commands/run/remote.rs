@@ -141,6 +141,19 @@ fn request_for(
              input in a file in the workspace (it is uploaded) and read it from there"
         );
     }
+    if kind == BackendKind::Fly && args.keep {
+        let mode = args
+            .fly_flags()
+            .mode
+            .or(request.policy.fly.mode)
+            .unwrap_or(airlock_remote::fly::FlyMode::Ephemeral);
+        if mode == airlock_remote::fly::FlyMode::Ephemeral {
+            bail!(
+                "--keep with --backend fly needs --fly-mode standby (or [fly] mode = \"standby\"): \
+                 an ephemeral machine destroys itself once its command has ended"
+            );
+        }
+    }
     if args.prompt.is_some() || args.prompt_file.is_some() {
         bail!("--prompt with --backend {kind} is not supported yet: give the command after --");
     }
