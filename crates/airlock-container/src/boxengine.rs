@@ -70,6 +70,18 @@ fn err(message: impl Into<String>) -> RemoteError {
     }
 }
 
+/// What the engine said, without bollard's "Docker responded with status code N" wrapper
+/// (the engine here is Podman).
+fn engine_message(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => format!("{} (HTTP {status_code})", message.trim()),
+        other => other.to_string(),
+    }
+}
+
 fn res(resource: &str, message: impl Into<String>) -> RemoteError {
     RemoteError::Resource {
         engine: NAME,
@@ -130,6 +142,38 @@ impl PodmanBox {
         self.client = Some(engine.client.clone());
         self.engine = Some(engine);
         Ok(())
+    }
+
+    /// Refuses an image this user's Podman does not have (podman-box never pulls: the box
+    /// image is local), naming it and what to run.
+    fn check_image(&self, image: &str) -> Result<(), RemoteError> {
+        match self.rt.block_on(self.client()?.inspect_image(image)) {
+            Ok(_) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                let whose = if nix::unistd::geteuid().is_root() {
+                    "root's Podman".to_string()
+                } else {
+                    format!("the Podman of uid {} (rootless)", nix::unistd::geteuid())
+                };
+                let fix = if image == DEFAULT_BOX_IMAGE {
+                    format!(
+                        "import the box image into {whose} (docs/remote.md, \"The box image\",                          shows the `podman import` that builds it) or pass --image IMAGE"
+                    )
+                } else {
+                    format!("run `podman pull {image}` as this user, or pass another --image")
+                };
+                Err(res(
+                    &format!("image/{image}"),
+                    format!("not in {whose} (`podman images` lists what it has); {fix}"),
+                ))
+            }
+            Err(e) => Err(err(format!(
+                "cannot look up image {image}: {}",
+                engine_message(&e)
+            ))),
+        }
     }
 
     /// The container request for `req` (no secret in it).
@@ -243,10 +287,20 @@ impl PodmanBox {
         let opts = UploadToContainerOptionsBuilder::new().path("/").build();
         self.rt
             .block_on(client.upload_to_container(id, Some(opts), bollard::body_full(tar.into())))
-            .map_err(|e| res(&resource, format!("cannot copy the secrets in: {e}")))?;
+            .map_err(|e| {
+                res(
+                    &resource,
+                    format!("cannot copy the secrets in: {}", engine_message(&e)),
+                )
+            })?;
         self.rt
             .block_on(client.start_container(id, None))
-            .map_err(|e| res(&resource, format!("cannot start it: {e}")))?;
+            .map_err(|e| {
+                res(
+                    &resource,
+                    format!("cannot start it: {}", engine_message(&e)),
+                )
+            })?;
         let at = format!("podman:{id}");
         let deadline = std::time::Instant::now() + SERVE_TIMEOUT;
         let status = [
@@ -298,16 +352,20 @@ impl BoxEngine for PodmanBox {
 
     fn create(&mut self, req: &BoxRequest) -> Result<Location, RemoteError> {
         self.connect()?;
+        self.check_image(&req.image)?;
         let body = self.body(req)?;
         let name = format!("airlock-box-{}", req.spec.session);
         let opts = CreateContainerOptionsBuilder::new().name(&name).build();
-        self
-            .rt
+        self.rt
             .block_on(self.client()?.create_container(Some(opts), body))
             .map_err(|e| {
                 res(
                     &format!("container/{name}"),
-                    format!("cannot create it from {}: {e}; build the image with scripts/container-setup.sh or pass --image", req.image),
+                    format!(
+                        "Podman cannot create the box from image {}: {}",
+                        req.image,
+                        engine_message(&e)
+                    ),
                 )
             })?;
         // The name is unique (one box per session) and shorter than the id in `airlock ls`.
@@ -341,7 +399,12 @@ impl BoxEngine for PodmanBox {
                     },
                 )
                 .await
-                .map_err(|e| res(&resource, format!("cannot exec {}: {e}", argv.join(" "))))?;
+                .map_err(|e| {
+                    res(
+                        &resource,
+                        format!("cannot exec {}: {}", argv.join(" "), engine_message(&e)),
+                    )
+                })?;
             let started = client
                 .start_exec(
                     &exec.id,
@@ -352,7 +415,12 @@ impl BoxEngine for PodmanBox {
                     }),
                 )
                 .await
-                .map_err(|e| res(&resource, format!("cannot exec {}: {e}", argv.join(" "))))?;
+                .map_err(|e| {
+                    res(
+                        &resource,
+                        format!("cannot exec {}: {}", argv.join(" "), engine_message(&e)),
+                    )
+                })?;
             let StartExecResults::Attached {
                 mut output,
                 mut input,
@@ -368,7 +436,9 @@ impl BoxEngine for PodmanBox {
             });
             let (mut out, mut errs) = (Vec::new(), Vec::new());
             while let Some(chunk) = output.next().await {
-                match chunk.map_err(|e| res(&resource, format!("exec output: {e}")))? {
+                match chunk
+                    .map_err(|e| res(&resource, format!("exec output: {}", engine_message(&e))))?
+                {
                     LogOutput::StdOut { message } | LogOutput::Console { message } => {
                         out.extend_from_slice(&message)
                     }
@@ -377,10 +447,12 @@ impl BoxEngine for PodmanBox {
                 }
             }
             let _ = writer.await;
-            let inspect = client
-                .inspect_exec(&exec.id)
-                .await
-                .map_err(|e| res(&resource, format!("cannot read the exec's status: {e}")))?;
+            let inspect = client.inspect_exec(&exec.id).await.map_err(|e| {
+                res(
+                    &resource,
+                    format!("cannot read the exec's status: {}", engine_message(&e)),
+                )
+            })?;
             let status = inspect
                 .exit_code
                 .and_then(|c| i32::try_from(c).ok())
@@ -424,7 +496,12 @@ impl BoxEngine for PodmanBox {
                     },
                 )
                 .await
-                .map_err(|e| res(&resource, format!("cannot exec {}: {e}", argv.join(" "))))?;
+                .map_err(|e| {
+                    res(
+                        &resource,
+                        format!("cannot exec {}: {}", argv.join(" "), engine_message(&e)),
+                    )
+                })?;
             let started = client
                 .start_exec(
                     &exec.id,
@@ -435,7 +512,12 @@ impl BoxEngine for PodmanBox {
                     }),
                 )
                 .await
-                .map_err(|e| res(&resource, format!("cannot exec {}: {e}", argv.join(" "))))?;
+                .map_err(|e| {
+                    res(
+                        &resource,
+                        format!("cannot exec {}: {}", argv.join(" "), engine_message(&e)),
+                    )
+                })?;
             match started {
                 StartExecResults::Attached { output, input } => Ok((exec.id, output, input)),
                 StartExecResults::Detached => Err(res(&resource, "the exec did not attach")),
@@ -491,7 +573,12 @@ impl BoxEngine for PodmanBox {
                             w: i32::from(cols),
                         },
                     ))
-                    .map_err(|e| err(format!("cannot resize the terminal: {e}")))
+                    .map_err(|e| {
+                        err(format!(
+                            "cannot resize the terminal: {}",
+                            engine_message(&e)
+                        ))
+                    })
             }),
         })
     }
@@ -524,7 +611,10 @@ impl BoxEngine for PodmanBox {
             }) => Ok(()),
             Err(e) => Err(res(
                 &format!("container/{id}"),
-                format!("cannot remove it: {e}; remove it with `podman rm -f {id}`"),
+                format!(
+                    "cannot remove it: {}; remove it with `podman rm -f {id}`",
+                    engine_message(&e)
+                ),
             )),
         }
     }

@@ -37,14 +37,21 @@ impl std::fmt::Debug for Conn {
     }
 }
 
-/// Connects to `context` (the kubeconfig's current one when `None`), reading `kubeconfig`
-/// (when `None`: `KUBECONFIG`, then `~/.kube/config`, then the in-cluster service account).
-pub(crate) async fn connect(
-    kubeconfig: Option<&PathBuf>,
-    context: Option<&str>,
-) -> Result<Conn, RemoteError> {
+/// Where a context was found, from the files and the environment only (no cluster).
+enum Located {
+    /// A kubeconfig and the context's name in it.
+    File(Box<Kubeconfig>, String),
+    /// The pod's service account (no kubeconfig, and `KUBERNETES_SERVICE_HOST` and its token
+    /// are there, or [`IN_CLUSTER`] was asked for).
+    InCluster,
+}
+
+/// Finds `context` (the kubeconfig's current one when `None`) in `kubeconfig` (when `None`:
+/// `KUBECONFIG`, then `~/.kube/config`, then the in-cluster service account), reading files
+/// only.
+fn locate(kubeconfig: Option<&PathBuf>, context: Option<&str>) -> Result<Located, RemoteError> {
     if context == Some(IN_CLUSTER) {
-        return in_cluster();
+        return Ok(Located::InCluster);
     }
     let file = match kubeconfig {
         Some(p) if !p.exists() => Ok(None),
@@ -69,10 +76,8 @@ pub(crate) async fn connect(
         ),
     })?;
     let Some(file) = file else {
-        if context.is_none() && kubeconfig.is_none() {
-            if let Ok(c) = in_cluster() {
-                return Ok(c);
-            }
+        if context.is_none() && kubeconfig.is_none() && Config::incluster().is_ok() {
+            return Ok(Located::InCluster);
         }
         return Err(RemoteError::Engine {
             engine: ENGINE,
@@ -114,11 +119,24 @@ pub(crate) async fn connect(
             ),
         });
     }
+    Ok(Located::File(Box::new(file), name))
+}
+
+/// Connects to `context` (the kubeconfig's current one when `None`), reading `kubeconfig`
+/// (when `None`: `KUBECONFIG`, then `~/.kube/config`, then the in-cluster service account).
+pub(crate) async fn connect(
+    kubeconfig: Option<&PathBuf>,
+    context: Option<&str>,
+) -> Result<Conn, RemoteError> {
+    let (file, name) = match locate(kubeconfig, context)? {
+        Located::InCluster => return in_cluster(),
+        Located::File(file, name) => (file, name),
+    };
     let opts = KubeConfigOptions {
         context: Some(name.clone()),
         ..KubeConfigOptions::default()
     };
-    let config = Config::from_custom_kubeconfig(file, &opts)
+    let config = Config::from_custom_kubeconfig(*file, &opts)
         .await
         .map_err(|e| RemoteError::Engine {
             engine: ENGINE,
@@ -129,6 +147,42 @@ pub(crate) async fn connect(
             ),
         })?;
     client(config, name)
+}
+
+/// What `airlock doctor` says about the cluster `--backend k8s` would use: the context and
+/// its server, from the kubeconfig (or the in-cluster service account), read from files and
+/// the environment only: no request is made, so nothing can hang.
+///
+/// # Errors
+/// What [`connect`] would refuse before contacting the cluster: no kubeconfig and not in a
+/// pod, an unreadable file, no current context, an unknown context; each with its fix.
+pub fn find_context(
+    kubeconfig: Option<&PathBuf>,
+    context: Option<&str>,
+) -> Result<String, RemoteError> {
+    match locate(kubeconfig, context)? {
+        Located::InCluster => Ok("the in-cluster service account (airlock runs in a pod)".into()),
+        Located::File(file, name) => {
+            let cluster = file
+                .contexts
+                .iter()
+                .find(|c| c.name == name)
+                .and_then(|c| c.context.as_ref())
+                .map(|c| c.cluster.clone())
+                .unwrap_or_default();
+            let server = file
+                .clusters
+                .iter()
+                .find(|c| c.name == cluster)
+                .and_then(|c| c.cluster.as_ref())
+                .and_then(|c| c.server.clone())
+                .unwrap_or_else(|| "no server".into());
+            Ok(format!(
+                "context '{name}' (cluster {cluster} at {server}) in {}",
+                where_(kubeconfig)
+            ))
+        }
+    }
 }
 
 /// The namespace `context` (the current one when `None`) of the kubeconfig names, read from

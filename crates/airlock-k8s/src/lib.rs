@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use airlock_remote::{BoxRequest, Engine, ExecOutput, Location, RemoteError, TtyExec};
 
-pub use connect::IN_CLUSTER;
+pub use connect::{find_context, IN_CLUSTER};
 pub use manifest::{PodSettings, SandboxMode, VolumeSizes};
 
 /// The engine's name, as `--backend` spells it and every error starts.

@@ -176,6 +176,19 @@ pub enum BoxState {
     Failed,
 }
 
+impl std::fmt::Display for BoxState {
+    /// The state in words, for messages (`waiting for the workspace`, `failed`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BoxState::WaitingForWorkspace => "waiting for the workspace",
+            BoxState::Starting => "starting",
+            BoxState::Running => "running",
+            BoxState::Exited => "exited",
+            BoxState::Failed => "failed",
+        })
+    }
+}
+
 /// Resource limits of the box (from `[limits]`), for the engine's own enforcement
 /// (Kubernetes requests/limits, a Fly guest size) on top of the sandbox's cgroups inside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -337,6 +350,18 @@ mod tests {
             .expect_err("fields missing")
             .to_string();
         assert!(e.contains("invalid box spec"), "{e}");
+    }
+
+    #[test]
+    fn box_states_read_as_words_in_messages() {
+        for (state, words) in [
+            (BoxState::WaitingForWorkspace, "waiting for the workspace"),
+            (BoxState::Failed, "failed"),
+            (BoxState::Exited, "exited"),
+        ] {
+            assert_eq!(state.to_string(), words);
+            assert_ne!(state.to_string(), format!("{state:?}"));
+        }
     }
 
     #[test]

@@ -23,7 +23,8 @@
 //!   from [`RunningSandbox::take_listeners`] and says so in its documentation.
 //! - **Terminal.** With `spec.tty` set, the command runs on a terminal whose master side
 //!   ([`RunningSandbox::take_terminal`]) reads the command's output and writes its input, and
-//!   accepts `TIOCSWINSZ`; without it, the command's stdio are the supervisor's.
+//!   accepts `TIOCSWINSZ` (or, for a terminal that is an engine's exec stream, gets the size
+//!   through [`RunningSandbox::resize`]); without it, the command's stdio are the supervisor's.
 //! - **Signals.** [`RunningSandbox::signal`] delivers to the command what the user sent to the
 //!   supervisor (INT, TERM, HUP, QUIT, USR1, USR2).
 //! - **End.** The sandbox's end makes [`RunningSandbox::events`] readable (or, for a backend
@@ -212,6 +213,14 @@ pub trait RunningSandbox: std::fmt::Debug {
     /// and sets its window size with `TIOCSWINSZ`; a backend whose terminal is a stream bridges
     /// it to a local pty.
     fn take_terminal(&mut self) -> Option<OwnedFd>;
+
+    /// The user's terminal is now `rows` x `cols`: called once when supervision starts and on
+    /// each `SIGWINCH`, after the supervisor set that size on the terminal with `TIOCSWINSZ`.
+    /// A backend whose terminal is a pty master needs nothing more (the default); one whose
+    /// terminal is a stream to an engine's exec (a remote box) passes the size on.
+    fn resize(&self, rows: u16, cols: u16) {
+        let _ = (rows, cols);
+    }
 
     /// A handle to start programs inside the running sandbox (`airlock attach` runs
     /// `tmux attach` through it). An [`ExecHandle`] speaks the init protocol

@@ -57,7 +57,7 @@ pub fn supervise_with_notices(
     let pty = sandbox.take_terminal();
     let raw = pty.as_ref().and_then(|_| RawMode::enter(0));
     if let Some(master) = &pty {
-        copy_window_size(master);
+        copy_window_size(master, sandbox.as_ref());
     }
     let mut relay = Relay {
         pty,
@@ -103,10 +103,12 @@ fn signal_fd() -> Result<SignalFd, SandboxError> {
         .map_err(|e| SandboxError::sys("cannot create a signalfd", e))
 }
 
-/// Gives the sandbox's terminal the size of ours.
-fn copy_window_size(master: &OwnedFd) {
+/// Gives the sandbox's terminal the size of ours (`TIOCSWINSZ` on a pty master, and
+/// [`RunningSandbox::resize`] for a backend whose terminal is an engine's stream).
+fn copy_window_size(master: &OwnedFd, sandbox: &dyn RunningSandbox) {
     if let Some(ws) = get_winsize(1).or_else(|| get_winsize(0)) {
         set_winsize(master.as_raw_fd(), &ws);
+        sandbox.resize(ws.ws_row, ws.ws_col);
     }
 }
 
@@ -240,7 +242,7 @@ impl Relay<'_, '_> {
                 }
                 Ok(Signal::SIGWINCH) => {
                     if let Some(m) = &self.pty {
-                        copy_window_size(m);
+                        copy_window_size(m, sandbox);
                     }
                 }
                 Ok(s) => {

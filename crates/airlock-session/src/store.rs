@@ -175,12 +175,18 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
 }
 
-/// Start time (field 22 of /proc/PID/stat) of a live process.
+/// Start time (field 22 of /proc/PID/stat) of a live process; `None` for one that has exited,
+/// including a zombie its parent has not reaped yet (state `Z` or `X`, proc(5)): `airlock
+/// stop` must not wait for a supervisor that has ended but was not collected.
 pub fn process_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 fn path_str(p: &Path) -> String {
@@ -412,6 +418,25 @@ fn detect_lost(mut r: SessionRow) -> SessionRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_is_not_a_live_process() {
+        let me = process_start(std::process::id()).expect("this process is live");
+        assert!(me > 0);
+        let mut child = std::process::Command::new("true").spawn().expect("true");
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // Not reaped yet: it turns into a zombie once it has exited.
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+        {
+            assert!(std::time::Instant::now() < deadline, "no zombie");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(process_start(pid), None, "a zombie counted as live");
+        child.wait().expect("reap");
+    }
 
     fn sample(id: &str, name: Option<&str>) -> SessionRow {
         SessionRow {

@@ -97,14 +97,12 @@ impl EngineOptions {
     /// from where the box runs (`location`).
     ///
     /// # Errors
-    /// The user's configuration file cannot be read or merged.
+    /// The user's configuration file cannot be read, merged or validated (a `[network]` entry
+    /// that does not compile, named with its file and key).
     pub(crate) fn for_session(location: Option<&str>) -> Result<Self> {
-        let policy = match crate::policy_load::user_config_path().filter(|p| p.is_file()) {
-            Some(p) => {
-                airlock_policy::Policy::from_layers(&[crate::policy_load::read_layer(&p, true)?])?
-            }
-            None => airlock_policy::Policy::from_layers(&[])?,
-        };
+        // The user's configuration alone (no workspace, no `--policy`, no flags), loaded and
+        // checked as `airlock run` loads it.
+        let policy = crate::policy_load::load(None, &[], &[], None)?;
         let mut fly_flags = airlock_remote::fly::FlyFlags::default();
         // `fly:APP/MACHINE`: the session's app, whatever the configuration says now.
         if let Some(app) = location

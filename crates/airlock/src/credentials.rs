@@ -222,14 +222,33 @@ pub(crate) struct Prepared {
     rule_denied: Vec<String>,
 }
 
+/// What [`prepare`] does with a configured credential whose secret cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unread {
+    /// Refuse the run, naming the credential and its source (every real run).
+    Refuse,
+    /// Keep the credential with an empty secret and say so on stderr: a remote `--dry-run`,
+    /// whose rendering names secrets but never holds their values.
+    Placeholder,
+}
+
 /// Resolves every credential (a broken `[[credentials]]` entry is an error naming it and its
 /// source: exit 125 before anything starts; a broken default is skipped with a warning) and
 /// adds their hosts to the network allowlist.
-pub(crate) fn prepare(policy: &mut Policy, home: &Path) -> Result<Prepared> {
+pub(crate) fn prepare(policy: &mut Policy, home: &Path, unread: Unread) -> Result<Prepared> {
     let mut loaded = Vec::new();
     for e in effective(policy, home) {
         match read_secret(&e.config, home) {
             Ok(secret) => loaded.push((e, secret)),
+            Err(why) if unread == Unread::Placeholder && !e.builtin => {
+                eprintln!(
+                    "airlock: dry run: credential {} ({}) is not readable here ({why}); it is \
+                     rendered by name, a real run needs it",
+                    e.config.name,
+                    source_label(&e.config)
+                );
+                loaded.push((e, String::new()));
+            }
             Err(why) if e.builtin => eprintln!(
                 "airlock: warning: default credential {} not used: {why}",
                 e.config.name

@@ -55,6 +55,57 @@ impl std::fmt::Debug for Api {
     }
 }
 
+/// One request for [`Api::send`]: the method, the URL and what the call is about, and by
+/// default no `Authorization`, no body, [`Api`]'s timeout and `Accept: application/json`.
+pub(crate) struct Call<'s> {
+    method: Method,
+    url: String,
+    authorization: Option<String>,
+    body: Option<Vec<u8>>,
+    timeout: Option<Duration>,
+    subject: &'s Subject,
+    accept: &'static str,
+}
+
+impl<'s> Call<'s> {
+    /// `method` on `url` (absolute), about `subject` (for errors).
+    pub(crate) fn new(method: Method, url: impl Into<String>, subject: &'s Subject) -> Self {
+        Call {
+            method,
+            url: url.into(),
+            authorization: None,
+            body: None,
+            timeout: None,
+            subject,
+            accept: "application/json",
+        }
+    }
+
+    /// The `Authorization` header's value (`Bearer …`, `Basic …`, `FlyV1 …`).
+    pub(crate) fn authorization(mut self, value: String) -> Self {
+        self.authorization = Some(value);
+        self
+    }
+
+    /// A JSON body (sent with `Content-Type: application/json`).
+    pub(crate) fn json_body(mut self, body: Vec<u8>) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    /// The bound of the whole exchange, instead of [`Api`]'s.
+    pub(crate) fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The `Accept` header (a registry's manifest media types).
+    pub(crate) fn accept(mut self, accept: &'static str) -> Self {
+        self.accept = accept;
+        self
+    }
+}
+
 /// An answer: status and body.
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
@@ -72,44 +123,35 @@ impl Api {
         }
     }
 
-    /// Sends one request to `url` and returns whatever came back (transport errors are
-    /// errors, HTTP statuses are not).
-    pub(crate) async fn raw(
+    /// A request to the Machines API at `path` (under the base URL, e.g. `/v1/apps/x`) with
+    /// the token; the other settings are [`Call`]'s defaults.
+    pub(crate) fn machines<'s>(
         &self,
         method: Method,
-        url: &str,
-        authorization: Option<String>,
-        body: Option<Vec<u8>>,
-        timeout: Duration,
-        subject: &Subject,
-    ) -> Result<Answer, RemoteError> {
-        self.raw_accepting(
+        path: &str,
+        subject: &'s Subject,
+    ) -> Call<'s> {
+        Call::new(method, format!("{}{path}", self.machines_url), subject)
+            .authorization(self.token.authorization())
+    }
+
+    /// The one request path: sends `call` and returns whatever came back (transport errors
+    /// and timeouts are errors naming the method, the URL without its query, and whether a
+    /// retry helps; HTTP statuses are not errors here).
+    pub(crate) async fn send(&self, call: Call<'_>) -> Result<Answer, RemoteError> {
+        let Call {
             method,
             url,
             authorization,
             body,
             timeout,
             subject,
-            "application/json",
-        )
-        .await
-    }
-
-    /// [`Api::raw`] with its own `Accept`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn raw_accepting(
-        &self,
-        method: Method,
-        url: &str,
-        authorization: Option<String>,
-        body: Option<Vec<u8>>,
-        timeout: Duration,
-        subject: &Subject,
-        accept: &str,
-    ) -> Result<Answer, RemoteError> {
+            accept,
+        } = call;
+        let timeout = timeout.unwrap_or(self.timeout);
         let mut b = Request::builder()
             .method(method.clone())
-            .uri(url)
+            .uri(&url)
             .header("user-agent", concat!("airlock/", env!("CARGO_PKG_VERSION")))
             .header("accept", accept);
         if let Some(a) = authorization {
@@ -132,7 +174,7 @@ impl Api {
             message: format!(
                 "{method} {} got no answer within {} s; retry, or check the network \
                  (`fly doctor`)",
-                strip_query(url),
+                strip_query(&url),
                 timeout.as_secs()
             ),
         })?
@@ -141,7 +183,7 @@ impl Api {
             message: format!(
                 "{method} {}: {e}; Fly's API cannot be reached from here (a retry may help; \
                  check the network and [fly] api_url)",
-                strip_query(url)
+                strip_query(&url)
             ),
         })?;
         let www_authenticate = answer
@@ -188,17 +230,14 @@ impl Api {
             })?),
             None => None,
         };
-        let url = format!("{}{path}", self.machines_url);
-        let a = self
-            .raw(
-                method.clone(),
-                &url,
-                Some(self.token.authorization()),
-                body,
-                timeout.unwrap_or(self.timeout),
-                subject,
-            )
-            .await?;
+        let mut call = self.machines(method.clone(), path, subject);
+        if let Some(b) = body {
+            call = call.json_body(b);
+        }
+        if let Some(t) = timeout {
+            call = call.timeout(t);
+        }
+        let a = self.send(call).await?;
         if a.status.is_success() || allowed.contains(&a.status) {
             Ok(a)
         } else {
@@ -318,14 +357,7 @@ impl Api {
         let path = format!("/v1/apps/{}/machines/{id}", self.app);
         let subject = Subject::Machine(id.into());
         let a = self
-            .raw(
-                Method::GET,
-                &format!("{}{path}", self.machines_url),
-                Some(self.token.authorization()),
-                None,
-                self.timeout,
-                &subject,
-            )
+            .send(self.machines(Method::GET, &path, &subject))
             .await?;
         if a.status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -351,13 +383,9 @@ impl Api {
         );
         let subject = Subject::Machine(id.into());
         let a = self
-            .raw(
-                Method::GET,
-                &format!("{}{path}", self.machines_url),
-                Some(self.token.authorization()),
-                None,
-                Duration::from_secs(secs + 15),
-                &subject,
+            .send(
+                self.machines(Method::GET, &path, &subject)
+                    .timeout(Duration::from_secs(secs + 15)),
             )
             .await?;
         match a.status {

@@ -14,7 +14,7 @@
 use base64::Engine as _;
 use hyper::{Method, StatusCode};
 
-use super::client::{Api, Subject};
+use super::client::{Api, Call, Subject};
 use super::{FLY, REGISTRY};
 use crate::RemoteError;
 
@@ -115,14 +115,10 @@ async fn head(
     authorization: String,
     subject: &Subject,
 ) -> Result<super::client::Answer, RemoteError> {
-    api.raw_accepting(
-        Method::HEAD,
-        url,
-        Some(authorization),
-        None,
-        api.timeout,
-        subject,
-        ACCEPT,
+    api.send(
+        Call::new(Method::HEAD, url, subject)
+            .authorization(authorization)
+            .accept(ACCEPT),
     )
     .await
 }
@@ -184,14 +180,7 @@ async fn registry_token(
     };
     let url = format!("{realm}?service={}&scope={}", enc(service), enc(scope));
     let a = api
-        .raw(
-            Method::GET,
-            &url,
-            Some(basic.to_string()),
-            None,
-            api.timeout,
-            subject,
-        )
+        .send(Call::new(Method::GET, url, subject).authorization(basic.to_string()))
         .await?;
     let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
     match v["token"].as_str().or_else(|| v["access_token"].as_str()) {

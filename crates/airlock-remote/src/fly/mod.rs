@@ -43,7 +43,7 @@ use base64::Engine as _;
 use hyper::Method;
 
 use crate::{BoxRequest, Engine, ExecOutput, Location, RemoteError, TtyExec};
-use client::{Api, Subject};
+use client::{Api, Call, Subject};
 pub use token::Token;
 
 /// The engine's name as `--backend` spells it.
@@ -769,13 +769,10 @@ impl FlyEngine {
                 api.logs_url, self.opts.app
             );
             let a = api
-                .raw(
-                    Method::GET,
-                    &url,
-                    Some(api.token.authorization()),
-                    None,
-                    self.opts.call_timeout,
-                    &Subject::Logs,
+                .send(
+                    Call::new(Method::GET, url, &Subject::Logs)
+                        .authorization(api.token.authorization())
+                        .timeout(self.opts.call_timeout),
                 )
                 .await?;
             if !a.status.is_success() {

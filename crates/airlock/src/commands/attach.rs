@@ -25,9 +25,9 @@ pub(crate) fn attach(args: AttachArgs) -> Result<i32> {
         let r = session_dir::find(Some(&args.id))?;
         if r.state != SessionState::Running {
             bail!(
-                "session {} is not running ({:?}); `airlock logs {}` shows what it printed",
+                "session {} {}; `airlock logs {}` shows what it printed",
                 r.id,
-                r.state,
+                ended_in_words(&r),
                 r.id
             );
         }
@@ -124,4 +124,79 @@ fn attach_remote(r: &airlock_session::SessionRow) -> Result<i32> {
     )?;
     super::remote::attach(engine.as_ref(), &at, &r.dir)?;
     Ok(0)
+}
+
+/// How an ended session ended, as a sentence's predicate (never the state's Rust name).
+fn ended_in_words(r: &airlock_session::SessionRow) -> String {
+    let when = r
+        .ended
+        .as_deref()
+        .map(|t| format!(" at {t}"))
+        .unwrap_or_default();
+    match (r.state, r.exit_status) {
+        (SessionState::Exited, Some(0) | None) => {
+            format!("has ended: its command finished successfully{when}")
+        }
+        (SessionState::Exited, Some(c)) if c > 128 && c < 128 + 65 => format!(
+            "has ended: its command was stopped by signal {}{when} (exit status {c})",
+            c - 128
+        ),
+        (SessionState::Exited, Some(c)) => {
+            format!("has ended: its command exited with status {c}{when}")
+        }
+        (SessionState::Failed, c) => format!(
+            "has ended: airlock could not run it or it was killed{when} (exit status {})",
+            c.unwrap_or(crate::exit::FAILURE)
+        ),
+        (SessionState::Lost, _) => {
+            "is lost: its supervisor is gone (killed, or the machine restarted)".to_string()
+        }
+        (SessionState::Running, _) => "is running".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ended_session_is_described_in_words() {
+        let mut r = airlock_session::SessionRow {
+            id: "abcd1234".into(),
+            name: None,
+            workspace: "/w".into(),
+            mode: airlock_session::SessionMode::Overlay,
+            backend: airlock_session::BackendKind::PodmanBox,
+            location: None,
+            agent: airlock_session::AgentKind::Shell,
+            policy_digest: String::new(),
+            state: SessionState::Exited,
+            created: String::new(),
+            created_unix: 0,
+            ended: Some("2026-01-01T00:00:00Z".into()),
+            exit_status: Some(0),
+            supervisor_pid: None,
+            supervisor_start: None,
+            dir: "/d".into(),
+            base_commit: None,
+            merged: false,
+        };
+        for (state, code, want) in [
+            (
+                SessionState::Exited,
+                Some(0),
+                "finished successfully at 2026",
+            ),
+            (SessionState::Exited, Some(3), "exited with status 3"),
+            (SessionState::Exited, Some(143), "stopped by signal 15"),
+            (SessionState::Failed, Some(125), "could not run it"),
+            (SessionState::Lost, None, "supervisor is gone"),
+        ] {
+            r.state = state;
+            r.exit_status = code;
+            let words = ended_in_words(&r);
+            assert!(words.contains(want), "{state:?} {code:?}: {words}");
+            assert!(!words.contains(&format!("{state:?}")), "{words}");
+        }
+    }
 }

@@ -184,6 +184,8 @@ struct Listed {
     #[serde(flatten)]
     row: SessionRow,
     unmerged: Unmerged,
+    /// A remote session's box left in place by `--keep` (deleted by `airlock rm`).
+    box_kept: bool,
 }
 
 pub(crate) fn ls(args: LsArgs) -> Result<i32> {
@@ -202,9 +204,12 @@ pub(crate) fn ls(args: LsArgs) -> Result<i32> {
         .into_iter()
         .map(|row| Listed {
             unmerged: unmerged(&row),
+            box_kept: super::session::box_kept(&row),
             row,
         })
-        .filter(|l| args.all || l.row.state == SessionState::Running || !l.unmerged.is_empty())
+        .filter(|l| {
+            args.all || l.row.state == SessionState::Running || !l.unmerged.is_empty() || l.box_kept
+        })
         .collect();
     let hidden = total - listed.len();
     let mut out = ReviewOut::stdout();

@@ -4,10 +4,11 @@
 //! The box's supervisor does not hold a second copy of `airlock run`: once the spec, the
 //! secrets and the workspace are in place it starts `airlock run --detached-child` (the same
 //! background supervisor a local `--detach` starts: native sandbox, overlay workspace, egress
-//! proxy, DNS filter, credential swap, audit log, tmux) as the unprivileged user `airlock`, with
+//! proxy, DNS filter, credential swap, audit log, tmux) as the unprivileged user `airlock` (a
+//! supervisor that is not root runs it as its own user: docs/k8s.md, "Root in the box"), with
 //! the policy the local side resolved (`--box-policy`) and the credentials pointed at private
 //! copies of the secret files, removed once the session is up. What it adds is the box's life:
-//! the control socket ([`airlock_remote::layout::CONTROL_SOCKET`], root only) answering the
+//! the control socket ([`airlock_remote::layout::CONTROL_SOCKET`], the supervisor's user only) answering the
 //! verbs of [`airlock_remote::ctl`], the status, and staying up until the changes were exported.
 //!
 //! Failing closed: every step before the command starts either succeeds or leaves the session
@@ -175,10 +176,14 @@ fn on_termination(shared: Arc<Shared>) -> Result<()> {
 
 /// Sets up and starts the session; returns its supervisor process.
 fn start(args: &ServeArgs, spec: &BoxSpec, shared: &Shared) -> Result<std::process::Child> {
-    if !nix::unistd::geteuid().is_root() {
-        bail!("airlock serve must be the box's first process, as root (it drops to the user {AGENT_USER} for the session)");
-    }
-    let agent = agent_user()?;
+    // As root, the session runs as the image's user `airlock`; as any other user (a pod's
+    // `runAsNonRoot` uid), as that same user, whose agent the native sandbox puts in a user
+    // namespace of its own (docs/k8s.md, "Root in the box", design A).
+    let agent = if nix::unistd::geteuid().is_root() {
+        agent_user()?
+    } else {
+        own_user()?
+    };
     let secrets = read_secrets(Path::new(layout::SECRETS_DIR), spec)?;
     shared.update(|s| s.agent = Some(agent.clone()));
     workspace(args, spec, shared, &agent)?;
@@ -195,6 +200,30 @@ fn start(args: &ServeArgs, spec: &BoxSpec, shared: &Shared) -> Result<std::proce
         s.status.started = Some(airlock_audit::now_rfc3339());
     });
     Ok(child)
+}
+
+/// A non-root supervisor's own identity as the session's user, with its home under the
+/// state directory (which must be the supervisor's: an emptyDir with `fsGroup`, a tmpfs owned
+/// by it).
+fn own_user() -> Result<Agent> {
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    let home = Path::new(layout::STATE_DIR).join("home");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&home)
+        .with_context(|| {
+            format!(
+                "cannot create {} as uid {uid}: the box's {} must be writable by the supervisor's user (an emptyDir with fsGroup, a tmpfs with uid={uid})",
+                home.display(),
+                layout::STATE_DIR
+            )
+        })?;
+    Ok(Agent {
+        uid: uid.as_raw(),
+        gid: gid.as_raw(),
+        home,
+    })
 }
 
 /// The user `airlock` of the image: never root.
@@ -270,8 +299,12 @@ fn workspace(args: &ServeArgs, spec: &BoxSpec, shared: &Shared, agent: &Agent) -
         .mode(0o755)
         .create(ws)
         .with_context(|| format!("cannot create {}", ws.display()))?;
-    std::os::unix::fs::chown(ws, Some(agent.uid), Some(agent.gid))
-        .with_context(|| format!("cannot give {} to {AGENT_USER}", ws.display()))?;
+    // A non-root supervisor cannot give away what it does not own (a pod's emptyDir is root's,
+    // writable through `fsGroup`); it is the session's user itself.
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(ws, Some(agent.uid), Some(agent.gid))
+            .with_context(|| format!("cannot give {} to {AGENT_USER}", ws.display()))?;
+    }
     match &spec.workspace {
         WorkspaceSource::Git { url, .. } => bail!(
             "workspace from git ({url}) is not supported by this airlock serve yet; upload the tree instead"
@@ -309,7 +342,17 @@ fn workspace(args: &ServeArgs, spec: &BoxSpec, shared: &Shared, agent: &Agent) -
 /// A directory only the session's supervisor user can read, outside anything the sandbox
 /// sees (`/run` is the sandbox's own), for the secrets' copies.
 fn private_dir(agent: &Agent) -> Result<PathBuf> {
-    let dir = Path::new(SUPERVISOR_DIR);
+    // A non-root supervisor cannot create directories in `/run`: its copies go beside the
+    // control socket, in the directory only it can open (`/run` is the sandbox's own inside).
+    let beside = Path::new(layout::CONTROL_SOCKET)
+        .parent()
+        .unwrap_or(Path::new("/run/airlock"))
+        .join("supervisor");
+    let dir = if nix::unistd::geteuid().is_root() {
+        Path::new(SUPERVISOR_DIR)
+    } else {
+        beside.as_path()
+    };
     let _ = std::fs::remove_dir_all(dir);
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -694,13 +737,23 @@ fn handle(verb: &str, input: &mut impl Read, shared: &Shared) -> Result<Payload>
             status_json(shared)
         }
         ctl::STOP => {
-            let pid = shared.lock().child.context("the command is not running")?;
+            // A command that has already ended is stopped: its status says how it ended.
+            let (state, child) = {
+                let s = shared.lock();
+                (s.status.state, s.child)
+            };
+            if matches!(state, BoxState::Exited | BoxState::Failed) {
+                return status_json(shared);
+            }
+            let pid = child.context("the command has not started")?;
             let pid = i32::try_from(pid).context("pid out of range")?;
-            nix::sys::signal::kill(
+            match nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGTERM,
-            )
-            .context("cannot signal the session")?;
+            ) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => return Err(anyhow::anyhow!("cannot signal the session: {e}")),
+            }
             status_json(shared)
         }
         ctl::ATTACH => {
@@ -720,7 +773,7 @@ fn handle(verb: &str, input: &mut impl Read, shared: &Shared) -> Result<Payload>
         ctl::EXPORT => {
             let state = shared.lock().status.state;
             if state != BoxState::Exited {
-                bail!("the session is {state:?}: export its changes once the command has exited (`ctl wait`)");
+                bail!("the session is {state}: export its changes once the command has exited (`ctl wait`)");
             }
             Ok(Payload::Export(dir_of()?.join("upper")))
         }
@@ -735,7 +788,7 @@ fn receive(input: &mut impl Read, shared: &Shared, agent: Option<&Agent>) -> Res
         let s = shared.lock();
         if s.received || s.status.state != BoxState::WaitingForWorkspace {
             bail!(
-                "the session is not waiting for a workspace (it is {:?}); `receive` is taken once, before the command starts",
+                "the session is not waiting for a workspace (it is {}); `receive` is taken once, before the command starts",
                 s.status.state
             );
         }

@@ -11,14 +11,29 @@ use anyhow::{bail, Result};
 
 use crate::backends;
 
-/// A session's state as `ls` shows it.
+/// A session's state as `ls` shows it (an ended remote session whose box `--keep` left adds
+/// `box kept`).
 pub(crate) fn state_word(r: &SessionRow) -> String {
-    match r.state {
+    let word = match r.state {
         SessionState::Running => "running".into(),
         SessionState::Exited => format!("exited ({})", r.exit_status.unwrap_or(0)),
         SessionState::Failed => format!("failed ({})", r.exit_status.unwrap_or(125)),
         SessionState::Lost => "lost (supervisor gone)".into(),
+    };
+    if box_kept(r) {
+        return format!("{word}, box kept");
     }
+    word
+}
+
+/// The marker `airlock run --keep` leaves in a remote session's directory when it left the
+/// box in place at the end (holding its location); `airlock rm` deletes the box and the marker.
+pub(crate) const BOX_KEPT: &str = "box-kept";
+
+/// Whether an ended remote session's box is still there because of `--keep` (it holds
+/// resources until `airlock rm`, so `ls` lists it without `--all`).
+pub(crate) fn box_kept(r: &SessionRow) -> bool {
+    r.backend.is_remote() && r.state != SessionState::Running && r.dir.join(BOX_KEPT).is_file()
 }
 
 /// The session's overlay layers (collected by its backend first), or an error saying why it

@@ -14,7 +14,13 @@ use crate::session_dir;
 pub(crate) fn stop(args: StopArgs) -> Result<i32> {
     use nix::sys::signal::{kill, Signal};
     let r = session_dir::find(Some(&args.id))?;
-    if r.backend.is_remote() && r.state == SessionState::Running {
+    // A foreground remote run is signalled like a local supervisor (it stops the box's
+    // command and brings the results home itself); a detached one is stopped in its box.
+    let run_alive = r.supervisor_pid.is_some()
+        && r.supervisor_pid
+            .and_then(airlock_session::store::process_start)
+            == r.supervisor_start;
+    if r.backend.is_remote() && r.state == SessionState::Running && !run_alive {
         return stop_remote(&r);
     }
     let (backend, session) = backends::of(&r);
@@ -62,8 +68,9 @@ pub(crate) fn stop(args: StopArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// A remote session: `ctl stop` in its box, then its end collected as `airlock run` would (the
-/// audit log, the output, the changes), and the box deleted.
+/// A remote session without its foreground run: `ctl stop` in its box (a command that has
+/// already ended is stopped), then its end collected as `airlock run` would (the audit log, the
+/// output, the changes), and the box deleted.
 fn stop_remote(r: &airlock_session::SessionRow) -> Result<i32> {
     use super::remote;
     let at = r
@@ -71,17 +78,44 @@ fn stop_remote(r: &airlock_session::SessionRow) -> Result<i32> {
         .clone()
         .context("the remote session has no location (its box was never created)")?;
     let engine = backends::engine(r.backend, &backends::EngineOptions::for_session(Some(&at))?)?;
-    remote::ctl(engine.as_ref(), &at, airlock_remote::ctl::STOP, &[])?;
+    let store = session_dir::store()?;
+    let before = remote::status(engine.as_ref(), &at).with_context(|| {
+        format!(
+            "cannot reach the box of session {} ({at}); `airlock rm {}` deletes what is left",
+            r.id, r.id
+        )
+    })?;
+    if !matches!(
+        before.state,
+        airlock_remote::BoxState::Exited | airlock_remote::BoxState::Failed
+    ) {
+        remote::ctl(engine.as_ref(), &at, airlock_remote::ctl::STOP, &[])?;
+    }
     let st: airlock_remote::BoxStatus = serde_json::from_slice(&remote::ctl(
         engine.as_ref(),
         &at,
         airlock_remote::ctl::WAIT,
         &[],
     )?)?;
+    if st.state == airlock_remote::BoxState::Failed {
+        // Nothing to bring home: the session never ran (or its supervisor failed).
+        let deleted = engine.delete(&at);
+        store.finish(
+            &r.id,
+            SessionState::Failed,
+            Some(crate::exit::FAILURE),
+            &airlock_audit::now_rfc3339(),
+        )?;
+        deleted?;
+        bail!(
+            "session {} had failed in its box: {}; the box is deleted",
+            r.id,
+            st.error.unwrap_or_default()
+        );
+    }
     let collected = remote::collect(engine.as_ref(), &at, &r.dir, false);
     engine.delete(&at)?;
     collected?;
-    let store = session_dir::store()?;
     store.finish(
         &r.id,
         SessionState::Exited,

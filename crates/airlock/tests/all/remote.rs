@@ -537,6 +537,30 @@ fn dry_runs_of_the_cluster_engines_need_no_engine_and_hold_no_secret() {
     );
     let violations = airlock_k8s::pss::check(&spec, &pod.metadata.annotations.unwrap_or_default());
     assert!(violations.is_empty(), "restricted profile: {violations:?}");
+    // Without the credential's variable here: rendered by name (a dry run reads no secret).
+    let o = ws
+        .airlock()
+        .env_remove("AIRLOCK_REMOTE_TEST_TOKEN")
+        .args(["run", "--dry-run", "--policy"])
+        .arg(&policy)
+        .args(["--backend", "k8s", "--image", "registry.example/airlock:1"])
+        .args(["--", "true"])
+        .output()
+        .expect("dry run");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("credential demo") && text(&o.stderr).contains("by name"),
+        "{}",
+        text(&o.stderr)
+    );
+    let secret_doc = serde_yaml::Deserializer::from_str(&text(&o.stdout))
+        .map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).expect("YAML"))
+        .find(|d| d["kind"] == "Secret")
+        .expect("a Secret");
+    assert!(
+        secret_doc["stringData"]["demo"].is_string(),
+        "the secret is not referenced: {secret_doc:?}"
+    );
     let o = dry(&["--backend", "k8s"]);
     o.assert_code(125);
     assert!(text(&o.stderr).contains("--image"), "{}", text(&o.stderr));
@@ -557,6 +581,24 @@ fn dry_runs_of_the_cluster_engines_need_no_engine_and_hold_no_secret() {
     assert_eq!(v["config"]["auto_destroy"], true, "{v}");
     let env = v["config"]["env"].as_object().expect("env");
     assert_eq!(env.keys().collect::<Vec<_>>(), ["AIRLOCK_BOX_SPEC"], "{v}");
+    // `--keep` of a machine that destroys itself is refused, naming the mode that keeps it.
+    let o = dry(&["--backend", "fly", "--fly-app", "my-app", "--keep"]);
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("--fly-mode standby"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = dry(&[
+        "--backend",
+        "fly",
+        "--fly-app",
+        "my-app",
+        "--keep",
+        "--fly-mode",
+        "standby",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
     for (flags, engine) in [
         (
             &["--backend", "fly", "--fly-app", "a", "--namespace", "x"][..],
@@ -597,7 +639,12 @@ fn a_failure_after_create_leaves_no_box() {
             "localhost/airlock-test-busybox:latest",
             "airlock serve did not answer",
         ),
-        ("localhost/airlock-no-such-image:latest", "cannot create"),
+        // Named with the engine and what to run; not bollard's "Docker responded", not a
+        // script of airlock's source tree.
+        (
+            "localhost/airlock-no-such-image:latest",
+            "podman-box: image/localhost/airlock-no-such-image:latest: not in",
+        ),
     ] {
         let o = ws
             .airlock()
@@ -610,14 +657,36 @@ fn a_failure_after_create_leaves_no_box() {
             "{image}: {}",
             text(&o.stderr)
         );
+        for wrong in ["Docker", "scripts/"] {
+            assert!(
+                !text(&o.stderr).contains(wrong),
+                "{image}: {}",
+                text(&o.stderr)
+            );
+        }
         assert_no_box(image);
         assert!(!ws.path().join("STARTED").exists());
     }
+    // The same for a local session whose sandbox could not be set up (the container backend
+    // with an image its engine does not have).
+    let o = ws
+        .airlock()
+        .args(["run", "--backend", "podman", "--image"])
+        .arg("localhost/airlock-no-such-image:latest")
+        .args(["--", "sh", "-c", "touch STARTED"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
+    assert!(!ws.path().join("STARTED").exists());
+    // Sessions that never started leave no `failed (125)` rows behind (the error was the
+    // whole record), nor their directories.
     let rows = ws.sessions();
-    assert!(
-        rows.iter().all(|r| r["state"] == "failed"),
-        "sessions: {rows:?}"
-    );
+    assert!(rows.is_empty(), "sessions: {rows:?}");
+    let sessions = ws.data.path().join("airlock/sessions");
+    let left: Vec<_> = std::fs::read_dir(&sessions)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "session directories left: {left:?}");
 }
 
 /// A raw tar entry, its name written straight into the header (as a hostile client would).
@@ -643,6 +712,11 @@ fn raw_entry(name: &str, kind: u8, link: &str, data: &[u8]) -> Vec<u8> {
 
 /// The box's spec for `run`'s arguments, from its dry run (to start a box by hand).
 fn spec_of(ws: &Ws) -> String {
+    spec_for(ws, "touch /tmp/STARTED")
+}
+
+/// The box's spec for `sh -c SCRIPT`, from its dry run.
+fn spec_for(ws: &Ws, script: &str) -> String {
     let o = ws
         .airlock()
         .args([
@@ -653,7 +727,7 @@ fn spec_of(ws: &Ws) -> String {
             "--",
             "sh",
             "-c",
-            "touch /tmp/STARTED",
+            script,
         ])
         .run();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
@@ -969,4 +1043,335 @@ fn fast_commands_signals_and_piped_input() {
         text(&o.stderr)
     );
     assert_no_box("after piped input");
+}
+
+/// The state of session `id` in `ls --all --json`.
+fn row_of(ws: &Ws, id: &str) -> serde_json::Value {
+    ws.sessions()
+        .into_iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no session {id}"))
+}
+
+/// `airlock stop` of a foreground remote run goes through the run (which stops the box's
+/// command and brings the results home, no export race), and of a detached session whose
+/// command already ended stops nothing and still collects; `attach` to an ended session says
+/// how it ended in words; a `--keep` box is listed by `ls` until `rm` deletes it.
+#[test]
+fn stop_keep_and_attach_of_remote_sessions() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    std::fs::write(ws.path().join("a.txt"), "base\n").expect("a");
+    // 1. A foreground run stopped from elsewhere.
+    let child = ws
+        .airlock()
+        .args(["run", "--backend", "podman-box", "--", "sh", "-c"])
+        .arg("echo fg > fg.txt; sleep 60")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    wait_box();
+    std::thread::sleep(Duration::from_secs(2));
+    let id = ws.sessions()[0]["id"].as_str().expect("id").to_string();
+    let started = Instant::now();
+    let s = ws.airlock().args(["stop", &id]).output().expect("stop");
+    assert!(s.status.success(), "stop: {}", text(&s.stderr));
+    assert!(
+        text(&s.stderr).is_empty(),
+        "stop printed an error although it stopped the box: {}",
+        text(&s.stderr)
+    );
+    let out = child.wait_with_output().expect("run");
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out.stderr));
+    // The stop went through the run (which alone collects: no second export racing it).
+    assert!(
+        text(&out.stderr).contains("SIGTERM received"),
+        "stop did not go through the foreground run: {}",
+        text(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(45), "stop was slow");
+    assert_no_box("after stopping a foreground run");
+    let r = row_of(&ws, &id);
+    assert_eq!(
+        (&r["state"], &r["exit_status"]),
+        (&"exited".into(), &143.into()),
+        "{r}"
+    );
+    let d = ws.airlock().args(["diff", &id]).output().expect("diff");
+    assert!(text(&d.stdout).contains("fg.txt"), "{}", text(&d.stdout));
+    // 2. A detached session whose command has already ended.
+    let o = ws
+        .airlock()
+        .args([
+            "run",
+            "--backend",
+            "podman-box",
+            "--detach",
+            "--name",
+            "quick",
+        ])
+        .args(["--", "sh", "-c", "echo q > quick.txt"])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let name = wait_box();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = podman(&["exec", &name, "airlock", "serve", "ctl", "status"]);
+        if text(&st.stdout).contains("\"exited\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&st.stdout));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The session commands load the user's configuration as `run` does, checks included.
+    let config = ws.data.path().join("config");
+    std::fs::create_dir_all(config.join("airlock")).expect("config dir");
+    std::fs::write(
+        config.join("airlock/config.toml"),
+        "[network]\nallow = [\"exa mple.com\"]\n",
+    )
+    .expect("config");
+    let s = ws
+        .airlock()
+        .env("XDG_CONFIG_HOME", &config)
+        .args(["stop", "quick"])
+        .output()
+        .expect("stop");
+    assert!(!s.status.success(), "a broken configuration was taken");
+    assert!(
+        text(&s.stderr).contains("network.allow[0]") && text(&s.stderr).contains("config.toml"),
+        "{}",
+        text(&s.stderr)
+    );
+    let s = ws.airlock().args(["stop", "quick"]).output().expect("stop");
+    assert!(s.status.success(), "stop: {}", text(&s.stderr));
+    assert_no_box("after stopping an ended detached session");
+    let d = ws.airlock().args(["diff", "quick"]).output().expect("diff");
+    assert!(text(&d.stdout).contains("quick.txt"), "{}", text(&d.stdout));
+    // 3. attach to it says how it ended, in words.
+    let a = ws
+        .airlock()
+        .args(["attach", "quick"])
+        .output()
+        .expect("attach");
+    assert!(!a.status.success());
+    let e = text(&a.stderr);
+    assert!(
+        e.contains("has ended: its command finished successfully"),
+        "{e}"
+    );
+    assert!(!e.contains("Exited"), "{e}");
+    // 4. --keep: the box stays and `ls` lists it (without --all) until `rm` deletes it.
+    let o = ws
+        .airlock()
+        .args(["run", "--backend", "podman-box", "--keep", "--name", "kept"])
+        .args(["--", "sh", "-c", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(boxes().len(), 1, "the kept box");
+    let ls = ws.airlock().args(["ls"]).output().expect("ls");
+    let kept = text(&ls.stdout)
+        .lines()
+        .find(|l| l.contains("kept"))
+        .map(String::from)
+        .unwrap_or_default();
+    assert!(kept.contains("box kept"), "ls: {}", text(&ls.stdout));
+    let json = ws.sessions();
+    assert!(
+        json.iter()
+            .any(|r| r["name"] == "kept" && r["box_kept"] == true),
+        "{json:?}"
+    );
+    let rm = ws.airlock().args(["rm", "kept"]).output().expect("rm");
+    assert!(rm.status.success(), "rm: {}", text(&rm.stderr));
+    assert_no_box("after rm of the kept session");
+}
+
+/// `airlock doctor` has a remote section: whether a kubeconfig context, a Fly token (never
+/// shown) and the podman-box image are found, from files and the environment only (a cluster
+/// that does not answer cannot make it hang).
+#[test]
+fn doctor_reports_the_remote_engines() {
+    let ws = Ws::new();
+    let home = ws.data.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let kubeconfig = ws.data.path().join("kubeconfig");
+    // A server nothing answers on: doctor must not contact it.
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: dev\nclusters:\n- name: c1\n  cluster:\n    server: https://192.0.2.1:6443\ncontexts:\n- name: dev\n  context:\n    cluster: c1\n    user: u1\nusers:\n- name: u1\n  user:\n    token: abc\n",
+    )
+    .expect("kubeconfig");
+    let token = format!("fo1_{}", airlock_test_support::random_alnum(24));
+    let doctor = |kube: Option<&Path>, fly: Option<&str>| {
+        let mut c = ws.airlock();
+        c.env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env_remove("FLY_API_TOKEN")
+            .env_remove("FLY_ACCESS_TOKEN")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .args(["doctor", "--json"]);
+        match kube {
+            Some(k) => c.env("KUBECONFIG", k),
+            None => c.env("KUBECONFIG", home.join("none")),
+        };
+        if let Some(t) = fly {
+            c.env("FLY_API_TOKEN", t);
+        }
+        let started = Instant::now();
+        let o = c.output().expect("doctor");
+        assert!(started.elapsed() < Duration::from_secs(30), "doctor hung");
+        let out = text(&o.stdout);
+        assert!(!out.contains(&token), "doctor showed the Fly token");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("doctor --json");
+        let by_name = |name: &str| {
+            v["remote"]
+                .as_array()
+                .and_then(|a| a.iter().find(|c| c["name"] == name))
+                .cloned()
+                .unwrap_or_else(|| panic!("no remote check {name}: {v}"))
+        };
+        (
+            by_name("k8s cluster"),
+            by_name("fly token"),
+            by_name("podman-box image"),
+        )
+    };
+    let (k8s, fly, _) = doctor(Some(&kubeconfig), Some(&token));
+    assert_eq!(k8s["ok"], true, "{k8s}");
+    assert!(
+        k8s["detail"].as_str().unwrap_or_default().contains("'dev'"),
+        "{k8s}"
+    );
+    assert_eq!(fly["ok"], true, "{fly}");
+    assert!(
+        fly["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("FLY_API_TOKEN"),
+        "{fly}"
+    );
+    let (k8s, fly, image) = doctor(None, None);
+    assert_eq!(k8s["ok"], false, "{k8s}");
+    assert!(
+        k8s["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no kubeconfig"),
+        "{k8s}"
+    );
+    assert_eq!(fly["ok"], false, "{fly}");
+    assert!(
+        fly["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("FLY_API_TOKEN"),
+        "{fly}"
+    );
+    if ready() {
+        assert_eq!(image["ok"], true, "{image}");
+    }
+}
+
+/// `airlock serve` as a non-root user (a pod's `runAsNonRoot` uid; docs/k8s.md "Root in the
+/// box", design A) on a box with no capabilities at all: the session runs as that user, its
+/// agent in the native sandbox's own user namespace, and the agent reaches neither the control
+/// socket nor the supervisor's private directory; the command's status comes back.
+#[test]
+fn a_non_root_supervisor_runs_the_session_sandboxed() {
+    if !ready() {
+        return;
+    }
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    // Exit 0 only when the agent is in the sandbox: its own PID namespace (it is not pid 1's
+    // child: pid 1 is the sandbox's init), no control socket, no supervisor directory.
+    // With a credential: its secret file is read by the supervisor, never seen by the agent.
+    let secret = format!("nr{}", airlock_test_support::random_alnum(24));
+    let policy = ws.data.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[credentials]]\nname = \"demo\"\nenv = \"AIRLOCK_NONROOT_TOKEN\"\nhosts = [\"web.test\"]\n",
+    )
+    .expect("policy");
+    let script = format!(
+        "test -e /run/airlock/serve.sock && exit 9; test -e /run/airlock/supervisor && exit 8; \
+         grep -q 'airlock serve' /proc/1/cmdline && exit 7; test -e /run/airlock/secrets && exit 6; \
+         env | grep -q {secret} && exit 5; echo ok > /workspace/nonroot.txt"
+    );
+    let o = ws
+        .airlock()
+        .env("AIRLOCK_NONROOT_TOKEN", &secret)
+        .args(["run", "--backend", "podman-box", "--dry-run", "--policy"])
+        .arg(&policy)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .expect("dry run");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let env = v["container"]["Env"][0].as_str().expect("env").to_string();
+    let secret_file = ws.data.path().join("demo");
+    std::fs::write(&secret_file, &secret).expect("secret");
+    std::fs::set_permissions(
+        &secret_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o444),
+    )
+    .expect("chmod");
+    let secret_mount = format!("{}:/run/airlock/secrets/demo:ro", secret_file.display());
+    let airlock = bin().display().to_string();
+    let name = format!(
+        "airlock-box-nonroot-{}",
+        airlock_test_support::random_alnum(6).to_lowercase()
+    );
+    let settings = [
+        "--user",
+        "1000:1000",
+        "--cap-drop",
+        "all",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "unmask=/proc/*",
+        "--tmpfs",
+        "/var/lib/airlock:rw,mode=700,U",
+        "--tmpfs",
+        // Root's and writable by all, as a pod's emptyDir (the supervisor cannot chown it).
+        "/workspace:rw,mode=777",
+        "--tmpfs",
+        "/run/airlock:rw,mode=700,U",
+        "-v",
+        &secret_mount,
+    ];
+    start_box(&name, &env, &airlock, &settings);
+    let serve_uid = podman(&["exec", &name, "sh", "-c", "grep ^Uid: /proc/1/status"]);
+    assert!(
+        text(&serve_uid.stdout).split_whitespace().nth(1) == Some("1000"),
+        "serve is not uid 1000: {}",
+        text(&serve_uid.stdout)
+    );
+    let mut tar = raw_entry("a.txt", b'0', "", b"x");
+    tar.extend_from_slice(&[0u8; 1024]);
+    let r = podman_in(
+        &["exec", "-i", &name, "airlock", "serve", "ctl", "receive"],
+        &tar,
+    );
+    assert!(r.status.success(), "upload: {}", text(&r.stderr));
+    let w = podman(&["exec", &name, "airlock", "serve", "ctl", "wait"]);
+    let st: serde_json::Value = serde_json::from_slice(&w.stdout).expect("status");
+    assert_eq!(st["state"], "exited", "{st}");
+    assert_eq!(st["exit_status"], 0, "{st}");
+    let changes = podman(&["exec", &name, "airlock", "serve", "ctl", "export"]);
+    assert!(
+        text(&changes.stdout).contains("nonroot.txt"),
+        "the session's change did not come back"
+    );
+    podman(&["rm", "-f", "-t", "0", &name]);
+    assert_no_box("after the non-root box");
 }

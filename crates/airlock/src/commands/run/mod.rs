@@ -91,9 +91,39 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     let store = prepare(&mut plan)?;
     let (refusals_tx, refusals) = std::sync::mpsc::channel();
     let otel = plan.otel.take();
-    let status = launch(&plan, backend.as_mut(), &store, refusals_tx)
-        .and_then(|sandbox| supervise::supervise(&plan, sandbox, refusals, otel));
+    let status = match launch(&plan, backend.as_mut(), &store, refusals_tx) {
+        Err(e) if !plan.detached && crate::exit::code_of(&e) == crate::exit::FAILURE => {
+            return Err(never_started(&plan, &store, e));
+        }
+        launched => {
+            launched.and_then(|sandbox| supervise::supervise(&plan, sandbox, refusals, otel))
+        }
+    };
     finish(&plan, &store, status)
+}
+
+/// A foreground session whose sandbox could not be set up at all (exit status 125: an engine
+/// that does not answer, a runtime or image that is missing, a kernel that refuses a
+/// namespace): nothing ran, so there is nothing to review, attach to or read, and a `failed`
+/// row would only wait for `airlock rm`. The row and the session directory are removed and the
+/// error (printed once by `main`) is the whole record. A command that cannot be executed or is
+/// not found (126, 127) did reach the sandbox and keeps its row; a background session keeps it
+/// too (its starter reads the failure from it).
+fn never_started(plan: &Plan, store: &Store, e: anyhow::Error) -> anyhow::Error {
+    if let Some(wt) = &plan.worktree {
+        finish_worktree(&plan.session, wt);
+    }
+    remove_overlay_scratch(plan);
+    let removed = super::rm::remove_tree(&plan.dir).map(|_| store.delete(&plan.session));
+    if !matches!(removed, Ok(Ok(()))) {
+        let _ = store.finish(
+            &plan.session,
+            SessionState::Failed,
+            Some(crate::exit::FAILURE),
+            &airlock_audit::now_rfc3339(),
+        );
+    }
+    e
 }
 
 /// Refuses the flags of an engine the run does not use (`--namespace`/`--context` are for

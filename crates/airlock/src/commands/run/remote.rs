@@ -17,7 +17,7 @@
 //! Any failure after the box was created deletes it (nothing left running or billed).
 
 use std::io::Write as _;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use airlock_remote::archive::{self, Content};
@@ -25,8 +25,10 @@ use airlock_remote::{
     ctl, layout, BoxLimits, BoxRequest, BoxSecret, BoxSpec, BoxState, BoxStatus, Engine,
     WorkspaceSource, SPEC_VERSION,
 };
+use airlock_sandbox::{Progress, RunningSandbox as _, SandboxError};
 use airlock_session::{BackendKind, SessionRow, SessionState};
 use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::Signal;
 
 use super::resolve::Request;
 use crate::backends::{self, EngineOptions};
@@ -38,8 +40,8 @@ use crate::session_dir;
 pub(super) fn run(args: &RunArgs, request: Request, kind: BackendKind) -> Result<i32> {
     let session = super::new_session_id();
     let req = request_for(args, &request, kind, &session)?;
-    let mut engine = backends::engine(kind, &EngineOptions::for_run(args, &request.policy))
-        .map_err(|e| with_code(FAILURE, e))?;
+    let opts = EngineOptions::for_run(args, &request.policy);
+    let mut engine = backends::engine(kind, &opts).map_err(|e| with_code(FAILURE, e))?;
     if args.dry_run {
         writeln!(std::io::stdout(), "{}", engine.render(&req)?)?;
         return Ok(0);
@@ -47,71 +49,80 @@ pub(super) fn run(args: &RunArgs, request: Request, kind: BackendKind) -> Result
     let dir = session_dir::create(&session)?;
     let store = session_dir::store()?;
     store.insert(&row(args, &request, kind, &session, &dir))?;
-    let at = match engine.create(&req) {
-        Ok(at) => at,
+    // A session whose command never started leaves no row (as a local one whose sandbox could
+    // not be set up): there is nothing to review, attach to or read, and the error is printed.
+    let never_started = |e: anyhow::Error| {
+        let _ = store.delete(&session);
+        let _ = std::fs::remove_dir_all(&dir);
+        with_code(FAILURE, e)
+    };
+    let at = engine.create(&req).map_err(|e| never_started(anyhow!(e)))?;
+    store.set_location(&session, &at)?;
+    let failed = |e: anyhow::Error| {
+        let _ = store.finish(
+            &session,
+            SessionState::Failed,
+            Some(FAILURE),
+            &airlock_audit::now_rfc3339(),
+        );
+        with_code(FAILURE, e)
+    };
+    if let Err(e) = upload(engine.as_ref(), &at, &request.workspace) {
+        if let Err(d) = engine.delete(&at) {
+            eprintln!("airlock: warning: {d}");
+            return Err(failed(e));
+        }
+        return Err(never_started(e));
+    }
+    if args.detach {
+        let name = args.name.clone().unwrap_or_else(|| session.clone());
+        println!("session {session} started in a {kind} box ({at})");
+        println!("  attach:  airlock attach {name}");
+        println!("  stop:    airlock stop {name}");
+        return Ok(0);
+    }
+    // The waiter's own connection (an engine is not shared between threads); made before the
+    // box is handed over, so a failure here still deletes it.
+    let waiter = match backends::engine(kind, &opts) {
+        Ok(w) => w,
         Err(e) => {
-            let _ = store.finish(
-                &session,
-                SessionState::Failed,
-                Some(FAILURE),
-                &airlock_audit::now_rfc3339(),
-            );
-            return Err(with_code(FAILURE, anyhow!(e)));
+            let _ = engine.delete(&at);
+            return Err(failed(e));
         }
     };
-    store.set_location(&session, &at)?;
-    // Ctrl-C, `kill` or `timeout` stop the box's command, as they stop a local one.
-    let _signals = (!args.detach)
-        .then(|| StopOnSignal::start(kind, EngineOptions::for_run(args, &request.policy), &at))
-        .transpose()?;
-    let outcome = drive(
-        args,
-        engine.as_ref(),
-        &at,
-        &request.workspace,
-        &dir,
+    let sandbox = RemoteBox::start(
+        engine,
+        waiter,
+        at.clone(),
+        dir.clone(),
         req.spec.tty,
-    );
-    let keep = args.keep || (args.detach && outcome.is_ok());
-    let status = outcome.and_then(|st| match st {
-        Some(st) => finish(engine.as_ref(), &at, &dir, &st),
-        None => Ok(None),
-    });
-    if !keep || status.is_err() {
-        if let Err(e) = engine.delete(&at) {
-            eprintln!("airlock: warning: {e}");
-        }
+        args.keep,
+    )
+    .map_err(|e| failed(anyhow!(e)))?;
+    let mut filter =
+        airlock_sandbox::termfilter::TermFilter::new(airlock_sandbox::termfilter::FilterConfig {
+            allow_clipboard: false,
+            utf8: airlock_sandbox::term::locale_is_utf8(),
+        });
+    let status = airlock_sandbox::supervise::supervise(Box::new(sandbox), None, &mut filter);
+    super::super::detach::audit_terminal(&dir.join("audit.jsonl"), &session, "attach", &filter);
+    let code = status.map_err(|e| failed(anyhow!(e)))?;
+    if args.keep {
+        // Listed by `ls` (it holds resources) until `airlock rm` deletes it.
+        std::fs::write(dir.join(super::super::session::BOX_KEPT), &at)
+            .with_context(|| format!("cannot write {}", dir.display()))?;
+        eprintln!("airlock: the box {at} is kept; `airlock rm {session}` deletes it");
     }
-    match status {
-        Ok(None) => {
-            let name = args.name.clone().unwrap_or_else(|| session.clone());
-            println!("session {session} started in a {kind} box ({at})");
-            println!("  attach:  airlock attach {name}");
-            println!("  stop:    airlock stop {name}");
-            Ok(0)
-        }
-        Ok(Some(code)) => {
-            store.finish(
-                &session,
-                SessionState::Exited,
-                Some(code),
-                &airlock_audit::now_rfc3339(),
-            )?;
-            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                eprintln!("airlock: session {session} ended; review with `airlock diff {session}`, land with `airlock merge {session}`");
-            }
-            Ok(code)
-        }
-        Err(e) => {
-            let _ = store.finish(
-                &session,
-                SessionState::Failed,
-                Some(FAILURE),
-                &airlock_audit::now_rfc3339(),
-            );
-            Err(with_code(FAILURE, e))
-        }
+    store.finish(
+        &session,
+        SessionState::Exited,
+        Some(code),
+        &airlock_audit::now_rfc3339(),
+    )?;
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("airlock: session {session} ended; review with `airlock diff {session}`, land with `airlock merge {session}`");
     }
+    Ok(code)
 }
 
 /// The box request: everything `airlock serve` needs, secrets apart.
@@ -129,6 +140,19 @@ fn request_for(
             "--backend {kind} does not pass standard input to the box's command yet: put the \
              input in a file in the workspace (it is uploaded) and read it from there"
         );
+    }
+    if kind == BackendKind::Fly && args.keep {
+        let mode = args
+            .fly_flags()
+            .mode
+            .or(request.policy.fly.mode)
+            .unwrap_or(airlock_remote::fly::FlyMode::Ephemeral);
+        if mode == airlock_remote::fly::FlyMode::Ephemeral {
+            bail!(
+                "--keep with --backend fly needs --fly-mode standby (or [fly] mode = \"standby\"): \
+                 an ephemeral machine destroys itself once its command has ended"
+            );
+        }
     }
     if args.prompt.is_some() || args.prompt_file.is_some() {
         bail!("--prompt with --backend {kind} is not supported yet: give the command after --");
@@ -178,8 +202,8 @@ fn request_for(
     })
 }
 
-/// The store row of a remote session that is starting (no local supervisor pid: the box is
-/// its supervisor).
+/// The store row of a remote session that is starting (the box is its supervisor; a
+/// foreground run's pid is recorded so `airlock stop` reaches the run that collects the end).
 fn row(
     args: &RunArgs,
     request: &Request,
@@ -205,8 +229,12 @@ fn row(
         created_unix: super::unix_now(),
         ended: None,
         exit_status: None,
-        supervisor_pid: None,
-        supervisor_start: None,
+        // A foreground run is the session's local end: `airlock stop` signals it (as a local
+        // supervisor) so the run itself brings the results home; a detached one has none.
+        supervisor_pid: (!args.detach).then(std::process::id),
+        supervisor_start: (!args.detach)
+            .then(|| airlock_session::store::process_start(std::process::id()))
+            .flatten(),
         dir: dir.to_path_buf(),
         base_commit: airlock_session::gitview::agent_head(&dir.join("upper"), &request.workspace),
         merged: false,
@@ -234,15 +262,8 @@ pub(crate) fn ctl(engine: &dyn Engine, at: &str, verb: &str, stdin: &[u8]) -> Re
     Ok(out.stdout)
 }
 
-/// Uploads the workspace, then attaches or waits; `None` for a detached session.
-fn drive(
-    args: &RunArgs,
-    engine: &dyn Engine,
-    at: &str,
-    workspace: &Path,
-    dir: &Path,
-    tty: bool,
-) -> Result<Option<BoxStatus>> {
+/// Uploads the workspace and checks that the box's session started.
+fn upload(engine: &dyn Engine, at: &str, workspace: &Path) -> Result<()> {
     let mut tar = Vec::new();
     let skipped = archive::write_tree(workspace, &mut tar, Content::Workspace)?;
     for s in skipped {
@@ -259,15 +280,7 @@ fn drive(
             status.error.unwrap_or_default()
         );
     }
-    if args.detach {
-        return Ok(None);
-    }
-    if tty {
-        attach(engine, at, dir)?;
-    }
-    let st: BoxStatus = serde_json::from_slice(&ctl(engine, at, ctl::WAIT, &[])?)
-        .context("the box answered `ctl wait` with something else than a status")?;
-    Ok(Some(st))
+    Ok(())
 }
 
 /// The box's status.
@@ -291,18 +304,6 @@ pub(crate) fn attach(engine: &dyn Engine, at: &str, dir: &Path) -> Result<()> {
     airlock_sandbox::console::relay_attached(&stream, &control, &mut filter)?;
     super::super::detach::audit_terminal(&dir.join("audit.jsonl"), "remote", "attach", &filter);
     Ok(())
-}
-
-/// Brings the session home: the audit log, the output, the changes; returns the exit status.
-fn finish(engine: &dyn Engine, at: &str, dir: &Path, st: &BoxStatus) -> Result<Option<i32>> {
-    if st.state == BoxState::Failed {
-        bail!(
-            "the box's session failed: {}",
-            st.error.clone().unwrap_or_default()
-        );
-    }
-    collect(engine, at, dir, true)?;
-    Ok(Some(st.exit_status.unwrap_or(FAILURE)))
 }
 
 /// Copies the audit log and the output into the session directory and imports the changes
@@ -336,62 +337,235 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Forwards the user's SIGINT, SIGTERM and SIGHUP to the box's command (`ctl stop`, which
-/// ends it with SIGTERM) while a foreground remote session runs. `airlock run` blocked those
-/// signals before anything else (they queue for the supervisor), and a remote run has no local
-/// sandbox to deliver them to, so without this they would wait unread until the command ended.
-/// The watching thread makes its own engine connection (an engine is not shared between
-/// threads) and stops when this is dropped.
-struct StopOnSignal {
-    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+/// A foreground session's box as the supervisor's loop ([`airlock_sandbox::supervise`]) sees
+/// it, so a remote run gets its signals, window size and terminal from the same loop as every
+/// other backend:
+/// - events: a pipe that a waiting thread closes when `ctl wait` (on its own engine
+///   connection) returns the box's final status; nothing is polled on a timer;
+/// - signals: INT, TERM, HUP and QUIT stop the box's command (`ctl stop`, which ends it with
+///   SIGTERM); USR1 and USR2 are not passed (refused with the reason);
+/// - terminal: `ctl attach` on the engine's tty exec (a stream, not a pty master, so window
+///   sizes go through [`airlock_remote::TtyExec::resize`]);
+/// - finish: the audit log, the output and the changes brought home ([`collect`]), then the
+///   box deleted unless `--keep`; the command's own status.
+///
+/// Dropping it unfinished deletes the box (nothing left running or billed).
+/// Passes a window size (columns, rows) to the box's terminal.
+type Resize = Box<dyn Fn(u16, u16) -> Result<(), airlock_remote::RemoteError> + Send>;
+
+struct RemoteBox {
+    engine: Box<dyn Engine>,
+    at: String,
+    dir: std::path::PathBuf,
+    keep: bool,
+    terminal: Option<OwnedFd>,
+    /// [`airlock_remote::TtyExec::resize`] of the attach.
+    resizer: Option<Resize>,
+    /// Read end of the waiter's pipe: end of file once `result` is set.
+    wake: OwnedFd,
+    result: std::sync::Arc<std::sync::Mutex<Option<Result<BoxStatus, String>>>>,
+    events_open: bool,
+    waiter: Option<std::thread::JoinHandle<()>>,
+    /// The box was deleted or handed back (`--keep`): dropping does nothing more.
+    done: bool,
 }
 
-impl StopOnSignal {
-    fn start(kind: BackendKind, opts: EngineOptions, at: &str) -> Result<StopOnSignal> {
-        use nix::sys::signal::{SigSet, Signal};
-        use nix::sys::signalfd::{SfdFlags, SignalFd};
-        let mut set = SigSet::empty();
-        for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-            set.add(s);
-        }
-        let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .context("cannot watch for signals (signalfd)")?;
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (flag, at) = (done.clone(), at.to_string());
-        let thread = std::thread::spawn(move || {
-            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-            use std::os::fd::AsFd;
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-                let _ = poll(&mut fds, PollTimeout::from(200u16));
-                let Ok(Some(sig)) = sfd.read_signal() else {
-                    continue;
-                };
-                eprintln!(
-                    "airlock: signal {} received: stopping the box's command",
-                    sig.ssi_signo
-                );
-                let stopped = backends::engine(kind, &opts)
-                    .and_then(|e| ctl(e.as_ref(), &at, ctl::STOP, &[]).map(|_| ()));
-                if let Err(e) = stopped {
-                    eprintln!("airlock: warning: cannot stop the box's command: {e:#}");
-                }
-            }
-        });
-        Ok(StopOnSignal {
-            done,
-            thread: Some(thread),
-        })
+impl std::fmt::Debug for RemoteBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteBox")
+            .field("engine", &self.engine.name())
+            .field("at", &self.at)
+            .finish_non_exhaustive()
     }
 }
 
-impl Drop for StopOnSignal {
-    fn drop(&mut self) {
-        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+/// What a box backend failure becomes for the supervisor (exit status 125).
+fn box_error(e: impl std::fmt::Display) -> SandboxError {
+    SandboxError::Setup(e.to_string())
+}
+
+impl RemoteBox {
+    /// Starts the waiter on `waiter` and, with `tty`, the attach; `engine` is kept for
+    /// `ctl stop`, the collection and the deletion. On error the box is deleted.
+    fn start(
+        engine: Box<dyn Engine>,
+        waiter: Box<dyn Engine>,
+        at: String,
+        dir: std::path::PathBuf,
+        tty: bool,
+        keep: bool,
+    ) -> Result<RemoteBox, SandboxError> {
+        let (wake, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| box_error(format!("cannot create a pipe: {e}")))?;
+        let result = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let mut rbox = RemoteBox {
+            engine,
+            at,
+            dir,
+            keep,
+            terminal: None,
+            resizer: None,
+            wake,
+            result: result.clone(),
+            events_open: true,
+            waiter: None,
+            done: false,
+        };
+        let at = rbox.at.clone();
+        rbox.waiter = Some(
+            std::thread::Builder::new()
+                .name("airlock-box-wait".into())
+                .spawn(move || {
+                    let st = ctl(waiter.as_ref(), &at, ctl::WAIT, &[]).and_then(|out| {
+                        serde_json::from_slice::<BoxStatus>(&out).context(
+                            "the box answered `ctl wait` with something else than a status",
+                        )
+                    });
+                    if let Ok(mut slot) = result.lock() {
+                        *slot = Some(st.map_err(|e| format!("{e:#}")));
+                    }
+                    drop(w);
+                })
+                .map_err(|e| box_error(format!("cannot start a thread: {e}")))?,
+        );
+        if tty {
+            let (rows, cols) = airlock_sandbox::term::terminal_size().unwrap_or((24, 80));
+            let exec = rbox
+                .engine
+                .exec_tty(&rbox.at, &ctl_argv(ctl::ATTACH), cols, rows)
+                .map_err(box_error)?;
+            rbox.terminal = Some(exec.stream.into());
+            rbox.resizer = Some(exec.resize);
         }
+        Ok(rbox)
+    }
+
+    /// The final status's exit status, with the session's results brought home.
+    fn conclude(&mut self) -> Result<i32, SandboxError> {
+        let taken = self.result.lock().ok().and_then(|mut r| r.take());
+        let st = match taken {
+            Some(Ok(st)) => st,
+            Some(Err(e)) => return Err(box_error(e)),
+            None => {
+                return Err(box_error(format!(
+                    "box {} ended without reporting the command's status",
+                    self.at
+                )))
+            }
+        };
+        if st.state == BoxState::Failed {
+            return Err(box_error(format!(
+                "the box's session failed: {}",
+                st.error.unwrap_or_default()
+            )));
+        }
+        collect(self.engine.as_ref(), &self.at, &self.dir, true)
+            .map_err(|e| box_error(format!("{e:#}")))?;
+        Ok(st.exit_status.unwrap_or(FAILURE))
+    }
+}
+
+impl airlock_sandbox::RunningSandbox for RemoteBox {
+    fn enforcement(&self) -> String {
+        format!(
+            "airlock serve in the {} box {} (native sandbox inside)",
+            self.engine.name(),
+            self.at
+        )
+    }
+
+    fn location(&self) -> Option<String> {
+        Some(self.at.clone())
+    }
+
+    fn take_listeners(&mut self) -> Option<airlock_sandbox::launch::NetFds> {
+        None
+    }
+
+    fn take_terminal(&mut self) -> Option<OwnedFd> {
+        self.terminal.take()
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        if let Some(r) = &self.resizer {
+            let _ = r(cols, rows);
+        }
+    }
+
+    fn exec_handle(&self) -> Result<airlock_sandbox::launch::ExecHandle, SandboxError> {
+        Err(box_error(format!(
+            "the {} box {} is reached through its engine: `airlock attach` runs `airlock serve ctl attach` there",
+            self.engine.name(),
+            self.at
+        )))
+    }
+
+    fn events(&self) -> BorrowedFd<'_> {
+        self.wake.as_fd()
+    }
+
+    fn on_events(&mut self, readable: bool) -> Progress {
+        if readable && self.events_open {
+            let mut b = [0u8; 1];
+            match nix::unistd::read(&self.wake, &mut b) {
+                Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
+                _ => self.events_open = false,
+            }
+        }
+        let ended = self.result.lock().map(|r| r.is_some()).unwrap_or(true);
+        Progress {
+            ended,
+            events_open: self.events_open,
+        }
+    }
+
+    fn signal(&self, signal: Signal) -> Result<(), SandboxError> {
+        if !matches!(
+            signal,
+            Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT
+        ) {
+            return Err(box_error(format!(
+                "{signal} is not passed to a box's command (only INT, TERM, HUP and QUIT, which stop it)"
+            )));
+        }
+        if self.result.lock().map(|r| r.is_some()).unwrap_or(true) {
+            return Ok(());
+        }
+        eprintln!("airlock: {signal} received: stopping the box's command");
+        ctl(self.engine.as_ref(), &self.at, ctl::STOP, &[])
+            .map(|_| ())
+            .map_err(|e| box_error(format!("cannot stop the box's command: {e:#}")))
+    }
+
+    fn stop(&mut self) {
+        if !self.done {
+            self.done = true;
+            if let Err(e) = self.engine.delete(&self.at) {
+                eprintln!("airlock: warning: {e}");
+            }
+        }
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<i32, SandboxError> {
+        if let Some(w) = self.waiter.take() {
+            // The result is in (or the box is being given up): the thread has returned or
+            // returns once the box is deleted.
+            if self.result.lock().map(|r| r.is_some()).unwrap_or(false) {
+                let _ = w.join();
+            }
+        }
+        let code = self.conclude();
+        if code.is_ok() && self.keep {
+            self.done = true;
+        }
+        self.stop();
+        code
+    }
+}
+
+impl Drop for RemoteBox {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

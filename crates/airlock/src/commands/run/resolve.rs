@@ -62,7 +62,15 @@ pub(super) fn resolve(args: &RunArgs) -> Result<Request> {
         )?,
     };
     warn_host_loopback(&policy);
-    let creds = crate::credentials::prepare(&mut policy, &who.home)?;
+    // A remote dry run renders the box's resources with each secret referenced by name,
+    // never read: it needs no credential on this host.
+    let kind: airlock_session::BackendKind = args.backend.into();
+    let unread = if args.dry_run && kind.is_remote() {
+        crate::credentials::Unread::Placeholder
+    } else {
+        crate::credentials::Unread::Refuse
+    };
+    let creds = crate::credentials::prepare(&mut policy, &who.home, unread)?;
     let binary = agent_binary(args, profile, &who, &creds)?;
     Ok(Request {
         workspace,
