@@ -12,6 +12,7 @@
 //! The tests run one at a time (a lock): the "nothing left behind" checks look at every box.
 
 use std::io::Write as _;
+use std::path::Path;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -682,7 +683,7 @@ fn a_failure_after_create_leaves_no_box() {
     // whole record), nor their directories.
     let rows = ws.sessions();
     assert!(rows.is_empty(), "sessions: {rows:?}");
-    let sessions = ws.data.path().join("airlock/sessions");
+    let sessions = ws.data().join("airlock/sessions");
     let left: Vec<_> = std::fs::read_dir(&sessions)
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
@@ -1062,7 +1063,7 @@ fn stop_keep_and_attach_of_remote_sessions() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let _boxes = Boxes::clean();
     let ws = Ws::new();
     std::fs::write(ws.path().join("a.txt"), "base\n").expect("a");
@@ -1130,7 +1131,7 @@ fn stop_keep_and_attach_of_remote_sessions() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // The session commands load the user's configuration as `run` does, checks included.
-    let config = ws.data.path().join("config");
+    let config = ws.data().join("config");
     std::fs::create_dir_all(config.join("airlock")).expect("config dir");
     std::fs::write(
         config.join("airlock/config.toml"),
@@ -1200,9 +1201,9 @@ fn stop_keep_and_attach_of_remote_sessions() {
 #[test]
 fn doctor_reports_the_remote_engines() {
     let ws = Ws::new();
-    let home = ws.data.path().join("home");
+    let home = ws.data().join("home");
     std::fs::create_dir_all(&home).expect("home");
-    let kubeconfig = ws.data.path().join("kubeconfig");
+    let kubeconfig = ws.data().join("kubeconfig");
     // A server nothing answers on: doctor must not contact it.
     std::fs::write(
         &kubeconfig,
@@ -1289,14 +1290,14 @@ fn a_non_root_supervisor_runs_the_session_sandboxed() {
     if !ready() {
         return;
     }
-    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = airlock_test_support::podman_lock();
     let _boxes = Boxes::clean();
     let ws = Ws::new();
     // Exit 0 only when the agent is in the sandbox: its own PID namespace (it is not pid 1's
     // child: pid 1 is the sandbox's init), no control socket, no supervisor directory.
     // With a credential: its secret file is read by the supervisor, never seen by the agent.
     let secret = format!("nr{}", airlock_test_support::random_alnum(24));
-    let policy = ws.data.path().join("policy.toml");
+    let policy = ws.data().join("policy.toml");
     std::fs::write(
         &policy,
         "[[credentials]]\nname = \"demo\"\nenv = \"AIRLOCK_NONROOT_TOKEN\"\nhosts = [\"web.test\"]\n",
@@ -1317,7 +1318,7 @@ fn a_non_root_supervisor_runs_the_session_sandboxed() {
         .expect("dry run");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
     let env = v["container"]["Env"][0].as_str().expect("env").to_string();
-    let secret_file = ws.data.path().join("demo");
+    let secret_file = ws.data().join("demo");
     std::fs::write(&secret_file, &secret).expect("secret");
     std::fs::set_permissions(
         &secret_file,
