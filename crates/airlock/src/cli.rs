@@ -570,12 +570,18 @@ pub(crate) enum CacheCommand {
     /// from anything the agent could write (its index copy, Cargo.lock, package-lock.json):
     ///   cargo  registry/cache/*/NAME-VERSION.crate against the index's cksum (SHA-256)
     ///   npm    _cacache content blobs against the packument's dist.integrity (SHA-512)
-    ///   pip    nothing: its HTTP cache cannot be verified (each file says why)
+    ///   pip    HTTP-cache bodies against the index's sha256, under the key of that file's URL
+    ///          (airlock writes pip's cache record itself; locally built wheels stay)
+    ///   maven  ~/.m2 jars and poms against the repository's .sha512/.sha256/.sha1
+    ///   go     module .zip/.mod against the h1: hashes of the workspace's go.sum as it is on
+    ///          the host (overlay sessions only: in the others the agent could write it)
+    ///   uv     nothing: its unpacked wheels cannot be checked against the index
     /// Everything else (indexes, unpacked sources, links, special files, anything that does
     /// not match) stays behind and is listed with the reason. Existing files are never
     /// replaced. Registries follow your ~/.cargo/config.toml (source replacement,
-    /// [registries] with sparse+https:// indexes) and ~/.npmrc (registry=); [tls]
-    /// extra_roots of your airlock config are trusted for them. Exit status 0 when it ran
+    /// [registries] with sparse+https:// indexes), ~/.npmrc (registry=), pip's index-url and
+    /// ~/.m2/settings.xml mirrors; [tls] extra_roots of your airlock config are trusted for
+    /// them. With --json an error is a JSON object too. Exit status 0 when it ran
     /// (refused files are listed and counted); 125 for an unknown or running session or one
     /// without cache layers.
     ///
