@@ -9,14 +9,14 @@
 
 use std::collections::HashMap;
 
+use crate::ir::{
+    Env, FileContent, KnownVar, RedirKind, Redirect, SimpleCmd, Stdin, Upstream, Word, Written, DYN,
+};
 use brush_parser::ast;
 use brush_parser::word::{
     BraceExpressionMember, BraceExpressionOrText, Parameter, ParameterExpr, SpecialParameter,
     TildeExpr, WordPiece, WordPieceWithSource,
 };
-
-/// Stands in for text only known when the command runs (`$X`, `$(…)`).
-pub const DYN: char = '\u{0}';
 
 /// Most nested scripts (`bash -c "$(…)"` inside `eval` …) analysed before giving up.
 pub const MAX_DEPTH: usize = 12;
@@ -55,158 +55,6 @@ pub enum ParseError {
     TooManyWords,
     #[error("command hides too many commands inside other commands to analyse them all")]
     TooMuchNesting,
-}
-
-/// One word after quote removal and the static part of expansion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Word {
-    /// The value, with [`DYN`] where a run-time expansion sits.
-    pub text: String,
-    /// The word as written.
-    pub raw: String,
-    /// Contains an unquoted glob character (`*`, `?`, `[`).
-    pub glob: bool,
-    /// Came from a process substitution `<(…)` / `>(…)`: `sources` holds its commands.
-    pub procsub: Option<Vec<Upstream>>,
-}
-
-impl Word {
-    /// A static word.
-    pub fn lit(s: &str) -> Word {
-        Word {
-            text: s.to_string(),
-            raw: s.to_string(),
-            glob: false,
-            procsub: None,
-        }
-    }
-
-    /// A word whose value is not known before the command runs.
-    pub fn dynamic(raw: &str) -> Word {
-        Word {
-            text: DYN.to_string(),
-            raw: raw.to_string(),
-            glob: false,
-            procsub: None,
-        }
-    }
-
-    /// Whether any part of the value is only known at run time.
-    pub fn is_dynamic(&self) -> bool {
-        self.text.contains(DYN)
-    }
-
-    /// The value if fully static and free of globs.
-    pub fn as_static(&self) -> Option<&str> {
-        (!self.is_dynamic() && !self.glob).then_some(self.text.as_str())
-    }
-
-    /// For display: the static value, with `…` for dynamic parts.
-    pub fn display(&self) -> String {
-        if self.is_dynamic() {
-            self.text.replace(DYN, "…")
-        } else {
-            self.text.clone()
-        }
-    }
-}
-
-/// A command upstream in a pipeline (or inside a process substitution) feeding this one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
-    /// Its argv (first word the program as written).
-    pub argv: Vec<Word>,
-    /// What it prints, when that is known statically (`echo`, `printf`, `cat <<EOF`).
-    pub output: Option<String>,
-    /// Whether it is a compound command we cannot summarise.
-    pub opaque: bool,
-}
-
-/// Where a command's standard input comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Stdin {
-    /// The caller's (a terminal, or nothing).
-    #[default]
-    Inherited,
-    /// A here-document or here-string with this value.
-    Text(Word),
-    /// A pipe from these commands (nearest last).
-    Pipe(Vec<Upstream>),
-    /// A file redirect `< path`.
-    File(Word),
-}
-
-/// Direction of a file redirect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RedirKind {
-    Read,
-    Write,
-}
-
-/// One file redirect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Redirect {
-    pub kind: RedirKind,
-    pub target: Word,
-    /// `>>`: the file keeps what it held and gets the output added at its end.
-    pub append: bool,
-}
-
-/// One simple command as the shell would run it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SimpleCmd {
-    /// `NAME=value` words before the command.
-    pub assigns: Vec<(String, Word)>,
-    /// The command words; empty for a bare assignment.
-    pub argv: Vec<Word>,
-    pub redirects: Vec<Redirect>,
-    pub stdin: Stdin,
-    /// The working directory the command runs in, when known.
-    pub cwd: Option<String>,
-    /// Where it was found: `""` at top level, else e.g. `$(…)`, `bash -c`.
-    pub origin: String,
-    /// Nesting depth of the script it was found in.
-    pub depth: usize,
-    /// Programs later in the same pipeline (this command's output flows to them).
-    pub downstream: Vec<String>,
-    /// The same commands' static words joined by spaces (`gh auth login --with-token`); a
-    /// command with a word only known at run time is left out.
-    pub downstream_argv: Vec<String>,
-    /// Files written earlier in the same script, by absolute path, with what they hold.
-    pub files: Written,
-    /// Variables known when it runs (for code it runs in the same shell: `trap`, `eval`).
-    pub vars: Vec<(String, KnownVar)>,
-}
-
-/// A variable whose value (or the start of it) is known statically.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum KnownVar {
-    /// The whole value.
-    Value(String),
-    /// The value starts with this (`T=$(mktemp)`: `/tmp/`; a `for` variable over `dir/*`).
-    Prefix(String),
-}
-
-/// Files written earlier in a script (absolute path, content), shared between the commands
-/// that follow (copied only when a command writes another).
-pub type Written = std::sync::Arc<Vec<(String, FileContent)>>;
-
-/// What a file written earlier in the same script holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileContent {
-    /// Text known statically (`echo '…' > x.sh`, `cat > x.sh <<EOF`).
-    Text(String),
-    /// Downloaded (`curl -o x.sh …`, `wget …/x.sh`).
-    Network,
-    /// Written, but with content not known here.
-    Unknown,
-}
-
-/// Facts the parser uses to make words static.
-#[derive(Debug, Clone)]
-pub struct Env {
-    pub home: String,
-    pub cwd: String,
 }
 
 /// Parses `src` and returns every simple command in it, in source order.
@@ -906,9 +754,9 @@ impl Walker<'_> {
                     None => Some(self.env.home.clone()),
                     Some(w) => match (w.as_static(), &self.cwd) {
                         (Some("-"), _) => None,
-                        (Some(p), _) if p.starts_with('/') => Some(crate::normalize::lexical(p)),
+                        (Some(p), _) if p.starts_with('/') => Some(crate::pathname::lexical(p)),
                         (Some(p), Some(cwd)) => {
-                            Some(crate::normalize::lexical(&format!("{cwd}/{p}")))
+                            Some(crate::pathname::lexical(&format!("{cwd}/{p}")))
                         }
                         (None, Some(cwd)) => subdir_of(cwd, &w.text),
                         _ => None,
@@ -925,10 +773,10 @@ impl Walker<'_> {
         let abs = |w: &Word, cwd: &Option<String>| -> Option<String> {
             let t = w.as_static()?;
             if t.starts_with('/') {
-                Some(crate::normalize::lexical(t))
+                Some(crate::pathname::lexical(t))
             } else {
                 cwd.as_ref()
-                    .map(|c| crate::normalize::lexical(&format!("{c}/{t}")))
+                    .map(|c| crate::pathname::lexical(&format!("{c}/{t}")))
             }
         };
         // Each write copies the texts tracked so far: past the budget they become unknown.
@@ -1932,7 +1780,7 @@ fn subdir_of(cwd: &str, text: &str) -> Option<String> {
     if !static_dir || prefix.is_empty() {
         return None;
     }
-    Some(crate::normalize::lexical(&format!(
+    Some(crate::pathname::lexical(&format!(
         "{}/{prefix}{DYN}",
         cwd.trim_end_matches('/')
     )))
@@ -2000,9 +1848,9 @@ fn prior_content(files: &[(String, FileContent)], path: &str) -> Option<FileCont
     if let Some((_, c)) = files.iter().find(|(p, _)| p == path) {
         return Some(c.clone());
     }
-    match crate::normalize::read_text(path) {
-        crate::normalize::FileText::Missing => Some(FileContent::Text(String::new())),
-        crate::normalize::FileText::Text(t) => Some(FileContent::Text(t)),
+    match crate::files::read_text(path) {
+        crate::files::FileText::Missing => Some(FileContent::Text(String::new())),
+        crate::files::FileText::Text(t) => Some(FileContent::Text(t)),
         _ => None,
     }
 }
@@ -2013,7 +1861,7 @@ fn appended(prior: &Option<FileContent>, added: &str) -> FileContent {
         // Larger than the gate reads: unknown either way.
         Some(FileContent::Text(t))
             if u64::try_from(t.len() + added.len())
-                .map_or(true, |n| n > crate::normalize::MAX_FILE_BYTES) =>
+                .map_or(true, |n| n > crate::files::MAX_FILE_BYTES) =>
         {
             FileContent::Unknown
         }
@@ -2077,7 +1925,7 @@ mod tests {
         );
         // Appends past what the gate reads: unknown.
         let unknown = |c: Option<FileContent>| matches!(c, Some(FileContent::Unknown));
-        let full = "x".repeat(usize::try_from(crate::normalize::MAX_FILE_BYTES).expect("fits") - 2);
+        let full = "x".repeat(usize::try_from(crate::files::MAX_FILE_BYTES).expect("fits") - 2);
         let src = format!("cat > a.sh <<'EOF'\n{full}\nEOF\necho y >> a.sh; echo z >> a.sh\ntrue");
         assert!(
             unknown(seen(&src, "/work/p/a.sh")),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::rules::Tier;
+use crate::schema::Tier;
 
 /// `[commands.review]`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
