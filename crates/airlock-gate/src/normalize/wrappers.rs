@@ -9,6 +9,9 @@ use super::invocation::is_assignment;
 use super::{Analysis, Normalizer, MAX_EACH_ARG};
 
 impl Normalizer {
+    /// A wrapper (`sudo`, `env`, `xargs`, `timeout`, …) with `args`: its own options are read
+    /// (values that are code judged), then the command it runs is judged as its own argv, as
+    /// a shell line, per GNU parallel input, or with what xargs appends.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn wrapper(
         &self,
@@ -20,18 +23,67 @@ impl Normalizer {
         out: &mut Analysis,
         hops: usize,
     ) {
+        let Some(parsed) = self.wrapper_args(cmd, name, spec, args, env, out) else {
+            return;
+        };
+        let Some(rest) = wrapped_command(spec, args, &parsed) else {
+            return;
+        };
+        let mut inner_cmd = cmd.clone();
+        inner_cmd.assigns.extend(parsed.env_assigns);
+        inner_cmd.origin = if cmd.origin.is_empty() {
+            name.to_string()
+        } else {
+            format!("{} › {name}", cmd.origin)
+        };
+        if spec.joins {
+            self.joined_command(rest, name, &inner_cmd, env, out);
+            return;
+        }
+        if let [one] = rest {
+            if !one.is_dynamic() && one.text.contains(char::is_whitespace) {
+                // `watchexec 'cargo test && x'`, `screen -dm 'a; b'`: one word with spaces is
+                // run by a shell.
+                self.nested_code(&one.text, name, &inner_cmd, env, out);
+                return;
+            }
+        }
+        if let Some(at) = rest
+            .iter()
+            .position(|w| w.text == ":::" || w.text == ":::+")
+        {
+            let (command, inputs) = (&rest[..at], &rest[at + 1..]);
+            self.parallel_inputs(command, inputs, name, &inner_cmd, env, out, hops);
+            return;
+        }
+        if spec.appends_input {
+            self.xargs_command(cmd, inner_cmd, rest, parsed.replace, env, out, hops);
+            return;
+        }
+        self.argv(&inner_cmd, rest, env, out, hops + 1);
+    }
+
+    /// Reads the wrapper's own options and words up to the command it runs: `NAME=value`
+    /// words, options (judging the values of `code_flags`), skipped words. `None` when an
+    /// option says the command does not run (`no_run_flags`).
+    fn wrapper_args(
+        &self,
+        cmd: &SimpleCmd,
+        name: &str,
+        spec: &WrapperSpec,
+        args: &[Word],
+        env: &Env,
+        out: &mut Analysis,
+    ) -> Option<WrapperArgs> {
         let mut i = 0;
         let mut skip = spec.skip;
-        let origin = name.to_string();
-        let mut env_assigns: Vec<(String, Word)> = Vec::new();
-        let mut replace: Option<String> = None;
-        let mut after_dashdash = false;
+        let mut parsed = WrapperArgs::default();
         while i < args.len() {
             let a = &args[i];
             let t = a.text.as_str();
             if t == "--" {
                 i += 1;
-                after_dashdash = !spec.no_command;
+                parsed.after_dashdash = !spec.no_command;
                 break;
             }
             if spec.assigns && !a.is_dynamic() && is_assignment(t) {
@@ -39,7 +91,7 @@ impl Normalizer {
                     if self.is_exec_env(n) {
                         self.exec_env_value(n, &Word::lit(v), cmd, env, out);
                     }
-                    env_assigns.push((
+                    parsed.env_assigns.push((
                         n.to_string(),
                         Word {
                             text: v.to_string(),
@@ -51,33 +103,10 @@ impl Normalizer {
                 continue;
             }
             if let Some(opt) = t.strip_prefix('-').filter(|o| !o.is_empty()) {
-                let (names, inline_val): (Vec<String>, Option<String>) =
-                    if let Some(long) = opt.strip_prefix('-') {
-                        match long.split_once('=') {
-                            Some((n, v)) => (vec![n.to_string()], Some(v.to_string())),
-                            None => (vec![long.to_string()], None),
-                        }
-                    } else {
-                        // A short bundle: letters until one takes a value.
-                        let mut names = Vec::new();
-                        let mut val = None;
-                        for (k, c) in opt.char_indices() {
-                            let n = c.to_string();
-                            let takes = spec.values.contains(&n) || spec.code_flags.contains(&n);
-                            names.push(n);
-                            if takes {
-                                let rest = &opt[k + c.len_utf8()..];
-                                if !rest.is_empty() {
-                                    val = Some(rest.to_string());
-                                }
-                                break;
-                            }
-                        }
-                        (names, val)
-                    };
+                let (names, inline_val) = option_names(opt, spec);
                 let last = names.last().cloned().unwrap_or_default();
                 if names.iter().any(|n| spec.no_run_flags.contains(n)) {
-                    return;
+                    return None;
                 }
                 let takes_value = spec.values.contains(&last) || spec.code_flags.contains(&last);
                 let value = if takes_value {
@@ -92,7 +121,7 @@ impl Normalizer {
                     None
                 };
                 if spec.appends_input && matches!(last.as_str(), "I" | "i" | "replace") {
-                    replace = Some(
+                    parsed.replace = Some(
                         value
                             .as_ref()
                             .map_or_else(|| "{}".to_string(), |v| v.text.clone()),
@@ -106,7 +135,7 @@ impl Normalizer {
                 i += 1;
                 if spec.argv_flags.contains(&last) {
                     // `nix develop -c CMD ARGS…`: the rest is the command.
-                    after_dashdash = true;
+                    parsed.after_dashdash = true;
                     break;
                 }
                 continue;
@@ -123,118 +152,122 @@ impl Normalizer {
             }
             break;
         }
-        if (spec.dashdash || spec.no_command) && !after_dashdash {
-            let dashed = i > 0 && args.get(i - 1).is_some_and(|a| a.text == "--");
-            if spec.no_command || !dashed {
-                return;
-            }
-        }
-        let rest = &args[i.min(args.len())..];
-        if rest.is_empty() {
-            return;
-        }
-        let mut inner_cmd = cmd.clone();
-        inner_cmd.assigns.extend(env_assigns);
-        inner_cmd.origin = if cmd.origin.is_empty() {
-            origin
+        parsed.start = i;
+        Some(parsed)
+    }
+
+    /// A wrapper that joins its words into one shell command line (`watch`, `ssh`-like): the
+    /// line is parsed as code, or, with a word only known at run time, is code airlock cannot
+    /// see.
+    fn joined_command(
+        &self,
+        rest: &[Word],
+        name: &str,
+        inner_cmd: &SimpleCmd,
+        env: &Env,
+        out: &mut Analysis,
+    ) {
+        if rest.iter().any(Word::is_dynamic) {
+            let mut inv = self.invocation(inner_cmd, &DYN.to_string(), false, rest, env);
+            inv.code_from = CodeFrom::Unseen;
+            out.invocations.push(inv);
         } else {
-            format!("{} › {origin}", cmd.origin)
-        };
-        if spec.joins {
-            if rest.iter().any(Word::is_dynamic) {
-                let mut inv = self.invocation(&inner_cmd, &DYN.to_string(), false, rest, env);
-                inv.code_from = CodeFrom::Unseen;
-                out.invocations.push(inv);
-            } else {
-                let code = rest
-                    .iter()
-                    .map(|w| w.text.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                self.nested_code(&code, name, &inner_cmd, env, out);
-            }
-            return;
-        }
-        if let [one] = rest {
-            if !one.is_dynamic() && one.text.contains(char::is_whitespace) {
-                // `watchexec 'cargo test && x'`, `screen -dm 'a; b'`: one word with spaces is
-                // run by a shell.
-                self.nested_code(&one.text, name, &inner_cmd, env, out);
-                return;
-            }
-        }
-        if let Some(at) = rest
-            .iter()
-            .position(|w| w.text == ":::" || w.text == ":::+")
-        {
-            // GNU parallel(1): the words after `:::` are the inputs; with no command before
-            // them each input is a command line, else each is appended to (or replaces `{}` in)
-            // the command.
-            let (command, inputs) = (&rest[..at], &rest[at + 1..]);
-            for input in inputs
+            let code = rest
                 .iter()
-                .filter(|w| !w.text.starts_with(":::"))
-                .take(MAX_EACH_ARG)
-            {
-                if command.is_empty() {
-                    let from = self.code_word(input, &format!("{name} :::"), &inner_cmd, env, out);
-                    if from == CodeFrom::Unseen {
-                        let mut inv =
-                            self.invocation(&inner_cmd, &DYN.to_string(), false, &[], env);
-                        inv.code_from = CodeFrom::Unseen;
-                        out.invocations.push(inv);
-                    }
-                } else {
-                    let mut line: Vec<Word> = command
-                        .iter()
-                        .map(|w| Word {
-                            text: w.text.replace("{}", &input.text),
-                            ..w.clone()
-                        })
-                        .collect();
-                    if !command.iter().any(|w| w.text.contains("{}")) {
-                        line.push(input.clone());
-                    }
-                    self.argv(&inner_cmd, &line, env, out, hops + 1);
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            self.nested_code(&code, name, inner_cmd, env, out);
+        }
+    }
+
+    /// GNU parallel(1): the words after `:::` are the inputs; with no command before them each
+    /// input is a command line, else each is appended to (or replaces `{}` in) the command.
+    #[allow(clippy::too_many_arguments)]
+    fn parallel_inputs(
+        &self,
+        command: &[Word],
+        inputs: &[Word],
+        name: &str,
+        inner_cmd: &SimpleCmd,
+        env: &Env,
+        out: &mut Analysis,
+        hops: usize,
+    ) {
+        for input in inputs
+            .iter()
+            .filter(|w| !w.text.starts_with(":::"))
+            .take(MAX_EACH_ARG)
+        {
+            if command.is_empty() {
+                let from = self.code_word(input, &format!("{name} :::"), inner_cmd, env, out);
+                if from == CodeFrom::Unseen {
+                    let mut inv = self.invocation(inner_cmd, &DYN.to_string(), false, &[], env);
+                    inv.code_from = CodeFrom::Unseen;
+                    out.invocations.push(inv);
                 }
+            } else {
+                let mut line: Vec<Word> = command
+                    .iter()
+                    .map(|w| Word {
+                        text: w.text.replace("{}", &input.text),
+                        ..w.clone()
+                    })
+                    .collect();
+                if !command.iter().any(|w| w.text.contains("{}")) {
+                    line.push(input.clone());
+                }
+                self.argv(inner_cmd, &line, env, out, hops + 1);
+            }
+        }
+    }
+
+    /// A wrapper that appends what it reads to the command (xargs(1)): the command with the
+    /// input when it is known (`echo / | xargs rm -rf`, `<<< /`), else with a name under the
+    /// root of the `find` feeding it; with `-I STR`, once per input with `STR` replaced.
+    #[allow(clippy::too_many_arguments)]
+    fn xargs_command(
+        &self,
+        cmd: &SimpleCmd,
+        mut inner_cmd: SimpleCmd,
+        rest: &[Word],
+        replace: Option<String>,
+        env: &Env,
+        out: &mut Analysis,
+        hops: usize,
+    ) {
+        let input: Option<Vec<String>> = match &cmd.stdin {
+            Stdin::Text(w) if !w.is_dynamic() => {
+                Some(w.text.split_whitespace().map(str::to_string).collect())
+            }
+            Stdin::Pipe(up) => up
+                .last()
+                .and_then(|u| u.output.as_ref())
+                .map(|t| t.split_whitespace().map(str::to_string).collect()),
+            _ => None,
+        };
+        let input = input.filter(|v: &Vec<String>| !v.is_empty() && v.len() <= 16);
+        inner_cmd.stdin = Stdin::Inherited;
+        if let Some(repl) = replace {
+            let values: Vec<String> =
+                input.unwrap_or_else(|| vec![find_root_input(&cmd.stdin).text]);
+            for v in values {
+                let replaced: Vec<Word> = rest
+                    .iter()
+                    .map(|w| {
+                        let mut w = w.clone();
+                        w.text = w.text.replace(&repl, &v);
+                        w
+                    })
+                    .collect();
+                self.argv(&inner_cmd, &replaced, env, out, hops + 1);
             }
             return;
         }
         let mut inner: Vec<Word> = rest.to_vec();
-        if spec.appends_input {
-            // What xargs reads, when it is known (`echo / | xargs rm -rf`, `<<< /`).
-            let input: Option<Vec<String>> = match &cmd.stdin {
-                Stdin::Text(w) if !w.is_dynamic() => {
-                    Some(w.text.split_whitespace().map(str::to_string).collect())
-                }
-                Stdin::Pipe(up) => up
-                    .last()
-                    .and_then(|u| u.output.as_ref())
-                    .map(|t| t.split_whitespace().map(str::to_string).collect()),
-                _ => None,
-            };
-            let input = input.filter(|v: &Vec<String>| !v.is_empty() && v.len() <= 16);
-            inner_cmd.stdin = Stdin::Inherited;
-            if let Some(repl) = replace {
-                let values: Vec<String> =
-                    input.unwrap_or_else(|| vec![find_root_input(&cmd.stdin).text]);
-                for v in values {
-                    let replaced: Vec<Word> = inner
-                        .iter()
-                        .map(|w| {
-                            let mut w = w.clone();
-                            w.text = w.text.replace(&repl, &v);
-                            w
-                        })
-                        .collect();
-                    self.argv(&inner_cmd, &replaced, env, out, hops + 1);
-                }
-                return;
-            }
-            match input {
-                Some(v) => inner.extend(v.iter().map(|t| Word::lit(t))),
-                None => inner.push(find_root_input(&cmd.stdin)),
-            }
+        match input {
+            Some(v) => inner.extend(v.iter().map(|t| Word::lit(t))),
+            None => inner.push(find_root_input(&cmd.stdin)),
         }
         self.argv(&inner_cmd, &inner, env, out, hops + 1);
     }
@@ -341,4 +374,62 @@ pub(super) fn find_root_input(stdin: &Stdin) -> Word {
     w.text = format!("{}/{}", root.trim_end_matches('/'), DYN);
     w.raw = "(input)".to_string();
     w
+}
+
+/// What a wrapper's own options and words said, up to the command it runs.
+#[derive(Debug, Default)]
+struct WrapperArgs {
+    /// Index of the command's first word (or `args.len()` when there is none).
+    start: usize,
+    /// The command came after `--` (or after an option whose rest is the command).
+    after_dashdash: bool,
+    /// `NAME=value` words put in the command's environment (`env X=1 CMD`).
+    env_assigns: Vec<(String, Word)>,
+    /// `xargs -I STR`: the string each input replaces.
+    replace: Option<String>,
+}
+
+/// The option names of `-opt` (without its first dash) and the value written in it: a long
+/// option `--name[=value]`, or a short bundle whose letters run until one takes a value (the
+/// rest of the bundle is that value).
+fn option_names(opt: &str, spec: &WrapperSpec) -> (Vec<String>, Option<String>) {
+    if let Some(long) = opt.strip_prefix('-') {
+        return match long.split_once('=') {
+            Some((n, v)) => (vec![n.to_string()], Some(v.to_string())),
+            None => (vec![long.to_string()], None),
+        };
+    }
+    let mut names = Vec::new();
+    let mut val = None;
+    for (k, c) in opt.char_indices() {
+        let n = c.to_string();
+        let takes = spec.values.contains(&n) || spec.code_flags.contains(&n);
+        names.push(n);
+        if takes {
+            let rest = &opt[k + c.len_utf8()..];
+            if !rest.is_empty() {
+                val = Some(rest.to_string());
+            }
+            break;
+        }
+    }
+    (names, val)
+}
+
+/// The words of the command a wrapper runs, `None` when it runs none: a wrapper whose command
+/// follows `--` (`dashdash`) runs nothing without one, a `no_command` wrapper never does.
+fn wrapped_command<'a>(
+    spec: &WrapperSpec,
+    args: &'a [Word],
+    parsed: &WrapperArgs,
+) -> Option<&'a [Word]> {
+    let i = parsed.start;
+    if (spec.dashdash || spec.no_command) && !parsed.after_dashdash {
+        let dashed = i > 0 && args.get(i - 1).is_some_and(|a| a.text == "--");
+        if spec.no_command || !dashed {
+            return None;
+        }
+    }
+    let rest = &args[i.min(args.len())..];
+    (!rest.is_empty()).then_some(rest)
 }
