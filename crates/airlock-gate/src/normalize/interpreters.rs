@@ -4,7 +4,7 @@
 
 use crate::ir::{CodeFrom, Env, FileContent, InlineKind, Invocation, SimpleCmd, Stdin, Word};
 use crate::pathname::{basename, expand_tilde, lexical, looks_like_path};
-use crate::schema::InterpreterSpec;
+use crate::schema::{CodeScan, InterpreterSpec};
 
 use super::{Analysis, Normalizer, GLOB_HOPS};
 
@@ -199,28 +199,13 @@ impl Normalizer {
     ) {
         let scan = &self.tables.code_scan;
         let has = |list: &[String]| list.iter().any(|s| code.contains(s.as_str()));
-        let exec = has(&scan.exec);
-        if exec {
-            inv.inline.push(InlineKind::Exec);
-        }
-        if has(&scan.network) {
-            inv.inline.push(InlineKind::Network);
-            inv.network = true;
-        }
-        let delete = has(&scan.delete);
-        if delete {
-            inv.inline.push(InlineKind::Delete);
-        }
-        let walk = has(&scan.walk);
-        if walk {
-            inv.inline.push(InlineKind::Walk);
-        }
+        let found = scan_kinds(scan, code, inv);
+        let mut exec = found.exec;
         let mut literals = string_literals(code);
         // Strings the code computes from its literals (joins, concatenation, decodings) are
         // judged like its literals; names looked up at run time may be calls that run.
         let derived = crate::inline::derive(code);
         literals.extend(derived.strings.iter().cloned());
-        let mut exec = exec;
         // `getattr(os, 'system')`, and `'sys' + 'tem'` built for a call by variable.
         if !exec
             && derived
@@ -232,38 +217,15 @@ impl Normalizer {
             exec = true;
             inv.inline.push(InlineKind::Exec);
         }
-        // Commands written without quotes after a keyword (Tcl/expect `spawn sudo id`, Perl
-        // `qw(sudo id)`, AppleScript `do shell script`): taken as command strings too.
-        for kw in &scan.command_words {
-            let mut rest = code;
-            while let Some(i) = rest.find(kw.as_str()) {
-                let after = &rest[i + kw.len()..];
-                let end = after
-                    .find([';', '\n', ']', '}', ')'])
-                    .unwrap_or(after.len());
-                let segment = after[..end].trim().trim_matches(['"', '\'']);
-                if !segment.is_empty() {
-                    literals.push(segment.to_string());
-                    if !exec {
-                        exec = true;
-                        inv.inline.push(InlineKind::Exec);
-                    }
-                }
-                rest = &after[end.min(after.len())..];
-            }
+        let segments = command_word_segments(scan, code);
+        if !segments.is_empty() && !exec {
+            exec = true;
+            inv.inline.push(InlineKind::Exec);
         }
-        let mut printing = code.to_string();
-        for s in &scan.not_write {
-            printing = printing.replace(s.as_str(), "");
-        }
+        literals.extend(segments);
         let home_based = has(&scan.home);
-        let write = delete
-            || scan.write.iter().any(|s| printing.contains(s.as_str()))
-            || literals.iter().any(|l| {
-                let l = l.trim();
-                scan.write_modes.iter().any(|m| m == l) || l.starts_with('>') || l.starts_with("+<")
-            });
-        let acts = exec || write || delete || inv.inline.contains(&InlineKind::Network);
+        let write = found.delete || writes_code(scan, code, &literals);
+        let acts = exec || write || found.delete || inv.inline.contains(&InlineKind::Network);
         // A call named at run time matters where the code could reach something that acts
         // (`getattr(os, n)`); `getattr(args, name)` in a script that only computes does not.
         let risky = acts
@@ -279,73 +241,57 @@ impl Normalizer {
         }
         // `rmtree($ENV{HOME})`, `os.walk(Path.home())`: code that names the home directory
         // only through a call deletes or lists the home directory itself.
-        if home_based && (delete || walk) && !literals.iter().any(|l| names_path(l)) {
+        if home_based && (found.delete || found.walk) && !literals.iter().any(|l| names_path(l)) {
             let home = Word::lit(&env.home);
-            if delete {
+            if found.delete {
                 inv.writes.push(home.clone());
                 inv.path_args.push(home.clone());
             }
             inv.reads.push(home);
         }
         for lit in &literals {
-            // Perl's `open(F, ">file")`: the mode is part of the string.
-            let lit = lit.trim_start_matches(['+', '<', '>', '|', ' ']);
-            let w = Word::lit(lit);
-            let named = looks_like_path(&w) || lit.starts_with('~');
-            // `glob.glob('~/.ss?/id_*')`: judged by every path the pattern can name.
-            let glob = lit.contains(['*', '?', '[']);
-            if named || write && looks_like_file_name(lit) {
-                // `Path.home() / '.bashrc'`, `os.homedir() + '/.ssh/x'`: relative to the home.
-                // (`homedir() + '/.zshrc'` too: a literal starting with `/.` is a dotfile name.)
-                if home_based && (!lit.starts_with(['/', '~']) || lit.starts_with("/.")) {
-                    let under = Word::lit(&format!(
-                        "{}/{}",
-                        env.home,
-                        lit.trim_start_matches("./").trim_start_matches('/')
-                    ));
-                    if write {
-                        inv.writes.push(under.clone());
-                        inv.path_args.push(under);
-                    } else {
-                        inv.reads.push(under);
-                    }
-                }
-                let mut w = Word::lit(&expand_tilde(lit, &env.home));
-                w.glob = glob;
-                if write {
-                    inv.writes.push(w.clone());
-                    inv.path_args.push(w);
-                } else {
-                    inv.reads.push(w);
-                }
-            }
+            literal_paths(lit, write, home_based, &env.home, inv);
         }
         if exec {
-            // Strings handed to system()/exec are shell commands: analyse those that parse.
-            let mut seen_program = false;
-            for lit in literals {
-                if lit.trim().is_empty() {
-                    continue;
-                }
-                let mut probe = Analysis {
-                    work: out.work,
-                    ..Analysis::default()
-                };
-                let ok = self.nested_code(&lit, origin, cmd, env, &mut probe);
-                out.work = probe.work;
-                if ok {
-                    seen_program |= probe
-                        .invocations
-                        .iter()
-                        .any(|i| self.is_known(&i.program) && !self.inert.contains(&i.program));
-                    out.invocations.extend(probe.invocations);
-                }
+            self.exec_literals(literals, has(&scan.opaque), origin, cmd, inv, env, out);
+        }
+    }
+
+    /// Strings handed to system()/exec are shell commands: those that parse are analysed. When
+    /// one runs a program airlock knows, the call itself needs no review (`subprocess.run(['git',
+    /// 'status'])`) unless the code also runs something opaque.
+    #[allow(clippy::too_many_arguments)]
+    fn exec_literals(
+        &self,
+        literals: Vec<String>,
+        opaque: bool,
+        origin: &str,
+        cmd: &SimpleCmd,
+        inv: &mut Invocation,
+        env: &Env,
+        out: &mut Analysis,
+    ) {
+        let mut seen_program = false;
+        for lit in literals {
+            if lit.trim().is_empty() {
+                continue;
             }
-            // The programs it runs are plain literals (`subprocess.run(['git', 'status'])`),
-            // judged above: the call itself needs no review.
-            if seen_program && !has(&scan.opaque) {
-                inv.inline.retain(|k| *k != InlineKind::Exec);
+            let mut probe = Analysis {
+                work: out.work,
+                ..Analysis::default()
+            };
+            let ok = self.nested_code(&lit, origin, cmd, env, &mut probe);
+            out.work = probe.work;
+            if ok {
+                seen_program |= probe
+                    .invocations
+                    .iter()
+                    .any(|i| self.is_known(&i.program) && !self.inert.contains(&i.program));
+                out.invocations.extend(probe.invocations);
             }
+        }
+        if seen_program && !opaque {
+            inv.inline.retain(|k| *k != InlineKind::Exec);
         }
     }
 
@@ -490,5 +436,110 @@ impl FloorBoundary for String {
             i -= 1;
         }
         i
+    }
+}
+
+/// What the `code_scan` word lists found in inline code (each also pushed to `inv.inline`;
+/// network code also sets `inv.network`).
+#[derive(Debug, Clone, Copy)]
+struct ScanKinds {
+    exec: bool,
+    delete: bool,
+    walk: bool,
+}
+
+/// Marks `inv` with the kinds of behaviour `code` names (`code_scan`'s `exec`, `network`,
+/// `delete`, `walk` lists).
+fn scan_kinds(scan: &CodeScan, code: &str, inv: &mut Invocation) -> ScanKinds {
+    let has = |list: &[String]| list.iter().any(|s| code.contains(s.as_str()));
+    let exec = has(&scan.exec);
+    if exec {
+        inv.inline.push(InlineKind::Exec);
+    }
+    if has(&scan.network) {
+        inv.inline.push(InlineKind::Network);
+        inv.network = true;
+    }
+    let delete = has(&scan.delete);
+    if delete {
+        inv.inline.push(InlineKind::Delete);
+    }
+    let walk = has(&scan.walk);
+    if walk {
+        inv.inline.push(InlineKind::Walk);
+    }
+    ScanKinds { exec, delete, walk }
+}
+
+/// Commands written without quotes after a keyword (Tcl/expect `spawn sudo id`, Perl `qw(sudo
+/// id)`, AppleScript `do shell script`): each up to the next `;`, newline or closing bracket.
+fn command_word_segments(scan: &CodeScan, code: &str) -> Vec<String> {
+    let mut segments = Vec::new();
+    for kw in &scan.command_words {
+        let mut rest = code;
+        while let Some(i) = rest.find(kw.as_str()) {
+            let after = &rest[i + kw.len()..];
+            let end = after
+                .find([';', '\n', ']', '}', ')'])
+                .unwrap_or(after.len());
+            let segment = after[..end].trim().trim_matches(['"', '\'']);
+            if !segment.is_empty() {
+                segments.push(segment.to_string());
+            }
+            rest = &after[end.min(after.len())..];
+        }
+    }
+    segments
+}
+
+/// Whether the code writes files: a write call outside the printing calls (`not_write`), or a
+/// literal that is a write mode (`'w'`, Perl's `">file"`).
+fn writes_code(scan: &CodeScan, code: &str, literals: &[String]) -> bool {
+    let mut printing = code.to_string();
+    for s in &scan.not_write {
+        printing = printing.replace(s.as_str(), "");
+    }
+    scan.write.iter().any(|s| printing.contains(s.as_str()))
+        || literals.iter().any(|l| {
+            let l = l.trim();
+            scan.write_modes.iter().any(|m| m == l) || l.starts_with('>') || l.starts_with("+<")
+        })
+}
+
+/// A string literal that names a path (or, in code that writes, a bare file name): read, or
+/// written when the code writes; relative to the home directory too when the code builds
+/// paths from it (`Path.home() / '.bashrc'`); a glob pattern is judged by every path it names.
+fn literal_paths(lit: &str, write: bool, home_based: bool, home: &str, inv: &mut Invocation) {
+    // Perl's `open(F, ">file")`: the mode is part of the string.
+    let lit = lit.trim_start_matches(['+', '<', '>', '|', ' ']);
+    let w = Word::lit(lit);
+    let named = looks_like_path(&w) || lit.starts_with('~');
+    // `glob.glob('~/.ss?/id_*')`: judged by every path the pattern can name.
+    let glob = lit.contains(['*', '?', '[']);
+    if !(named || write && looks_like_file_name(lit)) {
+        return;
+    }
+    // `Path.home() / '.bashrc'`, `os.homedir() + '/.ssh/x'`: relative to the home.
+    // (`homedir() + '/.zshrc'` too: a literal starting with `/.` is a dotfile name.)
+    if home_based && (!lit.starts_with(['/', '~']) || lit.starts_with("/.")) {
+        let under = Word::lit(&format!(
+            "{}/{}",
+            home,
+            lit.trim_start_matches("./").trim_start_matches('/')
+        ));
+        if write {
+            inv.writes.push(under.clone());
+            inv.path_args.push(under);
+        } else {
+            inv.reads.push(under);
+        }
+    }
+    let mut w = Word::lit(&expand_tilde(lit, home));
+    w.glob = glob;
+    if write {
+        inv.writes.push(w.clone());
+        inv.path_args.push(w);
+    } else {
+        inv.reads.push(w);
     }
 }
