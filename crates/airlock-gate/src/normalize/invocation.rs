@@ -11,7 +11,8 @@ use crate::schema::FlagSpec;
 use super::{Analysis, Flags, Normalizer, MAX_GLOB_PATHS};
 
 impl Normalizer {
-    /// Builds the invocation for `program` with `args`, using its flag spec.
+    /// Builds the invocation for `program` with `args`, using its flag spec: the subcommand and
+    /// canonical flags, then the paths it reads and writes.
     pub(super) fn invocation(
         &self,
         cmd: &SimpleCmd,
@@ -20,31 +21,65 @@ impl Normalizer {
         args: &[Word],
         _env: &Env,
     ) -> Invocation {
+        let split = self.split_command(program, args);
+        let default_spec = FlagSpec::default();
+        let spec = split.spec.unwrap_or(&default_spec);
+        let mut paths = PathArgs::default();
+        paths.redirects(cmd);
+        paths.positionals(program, spec, &split.positionals);
+        paths.in_place(&split.flags, &split.positionals);
+        paths.flag_values(spec, &split.flags);
+        if spec.single_dash_long {
+            paths.operands(&split.positionals);
+        }
+        let network = spec.network
+            || split.spec.is_none() && self.tables.programs.get(program).is_some_and(|s| s.network);
+        for v in [&mut paths.reads, &mut paths.writes, &mut paths.path_args] {
+            bound_paths(v);
+        }
+        let mut raw: Vec<String> = args.iter().map(|w| w.raw.clone()).collect();
+        raw.extend(cmd.assigns.iter().map(|(_, w)| w.raw.clone()));
+        Invocation {
+            program: program.to_string(),
+            program_glob: glob,
+            subcommand: split.subcommand,
+            flags: split.flags,
+            positionals: split.positionals,
+            words: args.to_vec(),
+            assigns: cmd.assigns.clone(),
+            reads: paths.reads,
+            writes: paths.writes,
+            path_args: paths.path_args,
+            raw,
+            cwd: cmd.cwd.clone(),
+            origin: cmd.origin.clone(),
+            code_from: CodeFrom::NotCode,
+            inline: Vec::new(),
+            git_config: split.git_config,
+            network,
+            unparsed: None,
+            downstream: cmd.downstream.clone(),
+            downstream_argv: cmd.downstream_argv.clone(),
+            unknown_program: false,
+            speculative: None,
+            written: cmd.files.clone(),
+        }
+    }
+
+    /// Splits `args` by `program`'s flag spec: for a program with subcommands, its global
+    /// options (and `git -c`/`--config-env` values), the subcommand and the subcommand's own
+    /// spec; then the options and positionals that follow.
+    fn split_command(&self, program: &str, args: &[Word]) -> SplitCommand<'_> {
         let mut spec = self.tables.programs.get(program);
         let mut subcommand = None;
         let mut flags = Vec::new();
-        let mut positionals = Vec::new();
         let mut git_config = Vec::new();
         let mut rest: &[Word] = args;
         if let Some(s) = spec.filter(|s| s.subcommands) {
             // Global options, then the subcommand, then its own options.
             let (f, _, stop) = split_flags(rest, s, true);
-            for (n, v) in &f {
-                if program == "git" && n == "config-env" {
-                    // `--config-env=KEY=VAR`: KEY's value comes from the environment.
-                    if let Some((k, var)) = v.as_ref().and_then(|v| v.text.split_once('=')) {
-                        git_config.push((k.to_ascii_lowercase(), format!("{DYN}{var}")));
-                    }
-                }
-                if program == "git" && n == "c" {
-                    if let Some(v) = v {
-                        if let Some((k, val)) = v.text.split_once('=') {
-                            git_config.push((k.to_ascii_lowercase(), val.to_string()));
-                        } else {
-                            git_config.push((v.text.to_ascii_lowercase(), String::new()));
-                        }
-                    }
-                }
+            if program == "git" {
+                git_config = git_config_flags(&f);
             }
             flags = f;
             if let Some(sub) = rest.get(stop) {
@@ -56,132 +91,14 @@ impl Normalizer {
             }
         }
         let default_spec = FlagSpec::default();
-        let spec_ref = spec.unwrap_or(&default_spec);
-        let (f2, p2, _) = split_flags(rest, spec_ref, false);
+        let (f2, positionals, _) = split_flags(rest, spec.unwrap_or(&default_spec), false);
         flags.extend(f2);
-        positionals.extend(p2);
-
-        let mut reads = Vec::new();
-        let mut writes = Vec::new();
-        let mut path_args = Vec::new();
-        for r in &cmd.redirects {
-            let t = &r.target;
-            if is_harmless_device(&t.text) {
-                continue;
-            }
-            match r.kind {
-                RedirKind::Read => reads.push(t.clone()),
-                RedirKind::Write => writes.push(t.clone()),
-            }
-        }
-        if let Stdin::File(w) = &cmd.stdin {
-            if !reads.contains(w) {
-                reads.push(w.clone());
-            }
-        }
-        // `chmod -x FILE`: the mode was written as an option, so there is no MODE positional.
-        let skip = if program == "chmod" && !positionals.first().is_some_and(is_chmod_mode) {
-            0
-        } else {
-            spec_ref.skip_args
-        };
-        let file_positionals: Vec<&Word> = positionals.iter().skip(skip).collect();
-        for (i, p) in file_positionals.iter().enumerate() {
-            let is_path = spec_ref.path_args || looks_like_path(p);
-            if !is_path {
-                continue;
-            }
-            if spec_ref.path_args || !p.is_dynamic() {
-                path_args.push((*p).clone());
-            }
-            let written = spec_ref.writes_args
-                || (spec_ref.writes_last
-                    && i + 1 == file_positionals.len()
-                    && file_positionals.len() > 1);
-            if written {
-                writes.push((*p).clone());
-            } else if !p.is_dynamic() || looks_like_path(p) {
-                reads.push((*p).clone());
-            }
-        }
-        if flags.iter().any(|(n, _)| n == "in-place") {
-            // `sed -i SCRIPT FILE…` (the script is the first positional unless given with
-            // `-e`), `perl -i -pe CODE FILE…`: the files are edited.
-            let script_given = flags
-                .iter()
-                .any(|(n, _)| matches!(n.as_str(), "expression" | "e" | "E" | "file"));
-            let skip = usize::from(!script_given);
-            for p in positionals.iter().skip(skip) {
-                if !writes.contains(p) {
-                    writes.push(p.clone());
-                }
-            }
-        }
-        for (name, val) in &flags {
-            let Some(v) = val else { continue };
-            let v = match v.text.strip_prefix('@') {
-                Some(rest) => Word {
-                    text: rest.to_string(),
-                    ..v.clone()
-                },
-                None => v.clone(),
-            };
-            if spec_ref.write_values.contains(name) {
-                if !is_harmless_device(&v.text) && v.text != "-" {
-                    writes.push(v.clone());
-                    path_args.push(v);
-                }
-            } else if looks_like_path(&v) {
-                reads.push(v);
-            }
-        }
-        // `dd of=…` style operands.
-        if spec_ref.single_dash_long {
-            for p in &positionals {
-                if let Some(v) = p.text.strip_prefix("of=") {
-                    writes.push(Word {
-                        text: v.to_string(),
-                        ..p.clone()
-                    });
-                } else if let Some(v) = p.text.strip_prefix("if=") {
-                    reads.push(Word {
-                        text: v.to_string(),
-                        ..p.clone()
-                    });
-                }
-            }
-        }
-        let network = spec_ref.network
-            || spec.is_none() && self.tables.programs.get(program).is_some_and(|s| s.network);
-        for v in [&mut reads, &mut writes, &mut path_args] {
-            bound_paths(v);
-        }
-        let mut raw: Vec<String> = args.iter().map(|w| w.raw.clone()).collect();
-        raw.extend(cmd.assigns.iter().map(|(_, w)| w.raw.clone()));
-        Invocation {
-            program: program.to_string(),
-            program_glob: glob,
+        SplitCommand {
+            spec,
             subcommand,
             flags,
             positionals,
-            words: args.to_vec(),
-            assigns: cmd.assigns.clone(),
-            reads,
-            writes,
-            path_args,
-            raw,
-            cwd: cmd.cwd.clone(),
-            origin: cmd.origin.clone(),
-            code_from: CodeFrom::NotCode,
-            inline: Vec::new(),
             git_config,
-            network,
-            unparsed: None,
-            downstream: cmd.downstream.clone(),
-            downstream_argv: cmd.downstream_argv.clone(),
-            unknown_program: false,
-            speculative: None,
-            written: cmd.files.clone(),
         }
     }
 
@@ -361,4 +278,158 @@ pub(super) fn is_harmless_device(p: &str) -> bool {
         p,
         "/dev/null" | "/dev/stdout" | "/dev/stderr" | "/dev/tty" | "/dev/zero"
     ) || p.starts_with("/dev/fd/")
+}
+
+/// A command's words split by its flag spec.
+#[derive(Debug)]
+struct SplitCommand<'a> {
+    /// The spec of the subcommand (or of the program), if airlock has one.
+    spec: Option<&'a FlagSpec>,
+    subcommand: Option<String>,
+    /// Canonical flag names with their values: global ones first.
+    flags: Vec<(String, Option<Word>)>,
+    positionals: Vec<Word>,
+    /// `git -c KEY=VALUE` (key lowercased); `--config-env=KEY=VAR` gives a value only known at
+    /// run time.
+    git_config: Vec<(String, String)>,
+}
+
+/// The configuration git's global options set (`-c KEY[=VALUE]`, `--config-env=KEY=VAR`).
+fn git_config_flags(flags: &[(String, Option<Word>)]) -> Vec<(String, String)> {
+    let mut git_config = Vec::new();
+    for (n, v) in flags {
+        if n == "config-env" {
+            // `--config-env=KEY=VAR`: KEY's value comes from the environment.
+            if let Some((k, var)) = v.as_ref().and_then(|v| v.text.split_once('=')) {
+                git_config.push((k.to_ascii_lowercase(), format!("{DYN}{var}")));
+            }
+        }
+        if n == "c" {
+            if let Some(v) = v {
+                if let Some((k, val)) = v.text.split_once('=') {
+                    git_config.push((k.to_ascii_lowercase(), val.to_string()));
+                } else {
+                    git_config.push((v.text.to_ascii_lowercase(), String::new()));
+                }
+            }
+        }
+    }
+    git_config
+}
+
+/// The paths one invocation reads and writes, and its path arguments, in the order found.
+#[derive(Debug, Default)]
+struct PathArgs {
+    reads: Vec<Word>,
+    writes: Vec<Word>,
+    path_args: Vec<Word>,
+}
+
+impl PathArgs {
+    /// File redirections (not harmless devices such as `/dev/null`) and `< file` input.
+    fn redirects(&mut self, cmd: &SimpleCmd) {
+        for r in &cmd.redirects {
+            let t = &r.target;
+            if is_harmless_device(&t.text) {
+                continue;
+            }
+            match r.kind {
+                RedirKind::Read => self.reads.push(t.clone()),
+                RedirKind::Write => self.writes.push(t.clone()),
+            }
+        }
+        if let Stdin::File(w) = &cmd.stdin {
+            if !self.reads.contains(w) {
+                self.reads.push(w.clone());
+            }
+        }
+    }
+
+    /// Positionals that are paths (all of them for a `path_args` program, else those that look
+    /// like paths), after the spec's `skip_args`: written (`writes_args`, or the last of several
+    /// with `writes_last`) or read.
+    fn positionals(&mut self, program: &str, spec: &FlagSpec, positionals: &[Word]) {
+        // `chmod -x FILE`: the mode was written as an option, so there is no MODE positional.
+        let skip = if program == "chmod" && !positionals.first().is_some_and(is_chmod_mode) {
+            0
+        } else {
+            spec.skip_args
+        };
+        let file_positionals: Vec<&Word> = positionals.iter().skip(skip).collect();
+        for (i, p) in file_positionals.iter().enumerate() {
+            let is_path = spec.path_args || looks_like_path(p);
+            if !is_path {
+                continue;
+            }
+            if spec.path_args || !p.is_dynamic() {
+                self.path_args.push((*p).clone());
+            }
+            let written = spec.writes_args
+                || (spec.writes_last
+                    && i + 1 == file_positionals.len()
+                    && file_positionals.len() > 1);
+            if written {
+                self.writes.push((*p).clone());
+            } else if !p.is_dynamic() || looks_like_path(p) {
+                self.reads.push((*p).clone());
+            }
+        }
+    }
+
+    /// `sed -i SCRIPT FILE…` (the script is the first positional unless given with `-e`),
+    /// `perl -i -pe CODE FILE…`: the files are edited.
+    fn in_place(&mut self, flags: &[(String, Option<Word>)], positionals: &[Word]) {
+        if !flags.iter().any(|(n, _)| n == "in-place") {
+            return;
+        }
+        let script_given = flags
+            .iter()
+            .any(|(n, _)| matches!(n.as_str(), "expression" | "e" | "E" | "file"));
+        let skip = usize::from(!script_given);
+        for p in positionals.iter().skip(skip) {
+            if !self.writes.contains(p) {
+                self.writes.push(p.clone());
+            }
+        }
+    }
+
+    /// Option values (`@file` as `file`): written for the spec's `write_values`, read when
+    /// they look like paths.
+    fn flag_values(&mut self, spec: &FlagSpec, flags: &[(String, Option<Word>)]) {
+        for (name, val) in flags {
+            let Some(v) = val else { continue };
+            let v = match v.text.strip_prefix('@') {
+                Some(rest) => Word {
+                    text: rest.to_string(),
+                    ..v.clone()
+                },
+                None => v.clone(),
+            };
+            if spec.write_values.contains(name) {
+                if !is_harmless_device(&v.text) && v.text != "-" {
+                    self.writes.push(v.clone());
+                    self.path_args.push(v);
+                }
+            } else if looks_like_path(&v) {
+                self.reads.push(v);
+            }
+        }
+    }
+
+    /// `dd of=…` / `if=…` style operands.
+    fn operands(&mut self, positionals: &[Word]) {
+        for p in positionals {
+            if let Some(v) = p.text.strip_prefix("of=") {
+                self.writes.push(Word {
+                    text: v.to_string(),
+                    ..p.clone()
+                });
+            } else if let Some(v) = p.text.strip_prefix("if=") {
+                self.reads.push(Word {
+                    text: v.to_string(),
+                    ..p.clone()
+                });
+            }
+        }
+    }
 }
