@@ -22,6 +22,9 @@ impl Normalizer {
             })
     }
 
+    /// Code an interpreter or shell runs: `python -m MODULE`'s argv, code given to a code flag
+    /// (`-c`, `-e`) or as the first positional (awk), a script, a process substitution or
+    /// standard input.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn interpreter_code(
         &self,
@@ -33,115 +36,21 @@ impl Normalizer {
         out: &mut Analysis,
         hops: usize,
     ) {
-        // Find code: a code flag's value, the first positional (awk), a script, or stdin.
-        let prog = inv.program.clone();
-        let mut code: Option<Word> = None;
-        let mut from_file = false;
-        let mut no_code = false;
-        if iname == "python" {
-            if let Some((_, Some(module))) = inv.flags.iter().find(|(n, _)| n == "m") {
-                // `python -m pip install x` runs `pip install x`.
-                let mut argv = vec![module.clone()];
-                // Every word after the module is its argument, options included (`-m pip
-                // install -r FILE`): python's own option table does not apply to them.
-                let after = inv
-                    .words
-                    .iter()
-                    .position(|w| w.text == module.text || w.text == format!("-m{}", module.text))
-                    .map_or(inv.words.len(), |i| i + 1);
-                argv.extend(inv.words[after.min(inv.words.len())..].iter().cloned());
-                self.argv(cmd, &argv, env, out, hops + 1);
-                return;
-            }
+        if iname == "python" && self.python_module(cmd, inv, env, out, hops) {
+            return;
         }
+        let prog = inv.program.clone();
         if spec.shell && inv.has_flag("s") && !inv.has_flag("c") {
             inv.code_from = self.stdin_code(cmd, &prog, env, out);
             return;
         }
-        for (name, val) in &inv.flags {
-            if spec.code_flags.contains(name) {
-                code = val.clone();
-                if code.is_none() {
-                    // Bundled `-lc` style: the code is the first positional.
-                    code = inv.positionals.first().cloned();
-                }
-            }
-            if spec.file_flags.contains(name) {
-                from_file = true;
-            }
-            if spec.no_code_flags.contains(name) {
-                no_code = true;
-            }
-        }
+        let (mut code, from_file, no_code) = code_in_flags(spec, inv);
         if code.is_none() && !from_file && !no_code {
-            if spec.code_positional {
-                code = inv.positionals.first().cloned();
-            } else if let Some(first) = inv.positionals.first() {
-                if let Some(src) = &first.procsub {
-                    inv.code_from = self.upstream_code(src, cmd, &format!("{prog} <(…)"), env, out);
-                    return;
-                }
-                if first.text == "-" || first.text == "/dev/stdin" {
-                    inv.code_from = if spec.shell {
-                        self.stdin_code(cmd, &prog, env, out)
-                    } else {
-                        self.interpreter_stdin(cmd, &prog, inv, env, out)
-                    };
-                    return;
-                }
-                // A script file: visible only when written earlier in the same command.
-                let script = first.clone();
-                match self.written_script(cmd, &script, env, out) {
-                    Some(CodeFrom::NotCode) => {
-                        let path = lexical(&format!(
-                            "{}/{}",
-                            cmd.cwd.as_deref().unwrap_or("/"),
-                            script.text
-                        ));
-                        let text = cmd.files.iter().find_map(|(p, c)| match c {
-                            FileContent::Text(t) if *p == path || *p == script.text => {
-                                Some(t.clone())
-                            }
-                            _ => None,
-                        });
-                        if let Some(text) = text {
-                            inv.code_from = CodeFrom::Seen;
-                            self.scan_code(
-                                &text,
-                                &format!("{prog} {}", script.text),
-                                cmd,
-                                inv,
-                                env,
-                                out,
-                            );
-                        }
-                    }
-                    Some(from) => inv.code_from = from,
-                    None => {
-                        if spec.shell {
-                            // `bash x.sh` of a script on disk: judged by its content.
-                            if let Some(from) = self.script_file(cmd, &script, env, out) {
-                                inv.code_from = from;
-                                return;
-                            }
-                        }
-                        // `bash ./run.sh sudo id`: a script airlock cannot read, given what
-                        // looks like a command.
-                        let args = inv.positionals.get(1..).unwrap_or(&[]).to_vec();
-                        if !args.is_empty() && hops < GLOB_HOPS {
-                            self.speculate(cmd, &basename(&script.text), &args, env, out, hops);
-                        }
-                    }
-                }
-                return;
-            } else {
-                inv.code_from = if spec.shell {
-                    self.stdin_code(cmd, &prog, env, out)
-                } else {
-                    self.interpreter_stdin(cmd, &prog, inv, env, out)
-                };
+            if !spec.code_positional {
+                self.positional_code(cmd, spec, inv, env, out, hops);
                 return;
             }
+            code = inv.positionals.first().cloned();
         }
         let Some(code) = code else { return };
         let origin = format!("{prog} -c");
@@ -155,6 +64,126 @@ impl Normalizer {
         } else {
             inv.code_from = CodeFrom::Seen;
             self.scan_code(&code.text, &origin, cmd, inv, env, out);
+        }
+    }
+
+    /// `python -m pip install x` runs `pip install x`: judged as that argv. False when there is
+    /// no `-m MODULE`.
+    fn python_module(
+        &self,
+        cmd: &SimpleCmd,
+        inv: &Invocation,
+        env: &Env,
+        out: &mut Analysis,
+        hops: usize,
+    ) -> bool {
+        let Some((_, Some(module))) = inv.flags.iter().find(|(n, _)| n == "m") else {
+            return false;
+        };
+        let mut argv = vec![module.clone()];
+        // Every word after the module is its argument, options included (`-m pip
+        // install -r FILE`): python's own option table does not apply to them.
+        let after = inv
+            .words
+            .iter()
+            .position(|w| w.text == module.text || w.text == format!("-m{}", module.text))
+            .map_or(inv.words.len(), |i| i + 1);
+        argv.extend(inv.words[after.min(inv.words.len())..].iter().cloned());
+        self.argv(cmd, &argv, env, out, hops + 1);
+        true
+    }
+
+    /// No code flag: the first positional is a process substitution, standard input (`-`), or
+    /// a script; with no positional the code is on standard input.
+    fn positional_code(
+        &self,
+        cmd: &SimpleCmd,
+        spec: &InterpreterSpec,
+        inv: &mut Invocation,
+        env: &Env,
+        out: &mut Analysis,
+        hops: usize,
+    ) {
+        let prog = inv.program.clone();
+        let Some(first) = inv.positionals.first().cloned() else {
+            inv.code_from = self.code_on_stdin(cmd, spec, &prog, inv, env, out);
+            return;
+        };
+        if let Some(src) = &first.procsub {
+            inv.code_from = self.upstream_code(src, cmd, &format!("{prog} <(…)"), env, out);
+            return;
+        }
+        if first.text == "-" || first.text == "/dev/stdin" {
+            inv.code_from = self.code_on_stdin(cmd, spec, &prog, inv, env, out);
+            return;
+        }
+        self.script_code(cmd, spec, &first, inv, env, out, hops);
+    }
+
+    /// The code on standard input: a shell's is parsed as a script, another interpreter's is
+    /// scanned.
+    fn code_on_stdin(
+        &self,
+        cmd: &SimpleCmd,
+        spec: &InterpreterSpec,
+        prog: &str,
+        inv: &mut Invocation,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        if spec.shell {
+            self.stdin_code(cmd, prog, env, out)
+        } else {
+            self.interpreter_stdin(cmd, prog, inv, env, out)
+        }
+    }
+
+    /// A script file: visible when written earlier in the same command, or (for a shell) read
+    /// where the hook runs; one airlock cannot read followed by what looks like a command
+    /// (`bash ./run.sh sudo id`) has that command judged as a guess.
+    #[allow(clippy::too_many_arguments)]
+    fn script_code(
+        &self,
+        cmd: &SimpleCmd,
+        spec: &InterpreterSpec,
+        script: &Word,
+        inv: &mut Invocation,
+        env: &Env,
+        out: &mut Analysis,
+        hops: usize,
+    ) {
+        let prog = inv.program.clone();
+        match self.written_script(cmd, script, env, out) {
+            Some(CodeFrom::NotCode) => {
+                let path = lexical(&format!(
+                    "{}/{}",
+                    cmd.cwd.as_deref().unwrap_or("/"),
+                    script.text
+                ));
+                let text = cmd.files.iter().find_map(|(p, c)| match c {
+                    FileContent::Text(t) if *p == path || *p == script.text => Some(t.clone()),
+                    _ => None,
+                });
+                if let Some(text) = text {
+                    inv.code_from = CodeFrom::Seen;
+                    let origin = format!("{prog} {}", script.text);
+                    self.scan_code(&text, &origin, cmd, inv, env, out);
+                }
+            }
+            Some(from) => inv.code_from = from,
+            None => {
+                if spec.shell {
+                    // `bash x.sh` of a script on disk: judged by its content.
+                    if let Some(from) = self.script_file(cmd, script, env, out) {
+                        inv.code_from = from;
+                        return;
+                    }
+                }
+                let args = inv.positionals.get(1..).unwrap_or(&[]).to_vec();
+                if !args.is_empty() && hops < GLOB_HOPS {
+                    self.speculate(cmd, &basename(&script.text), &args, env, out, hops);
+                }
+            }
         }
     }
 
@@ -542,4 +571,28 @@ fn literal_paths(lit: &str, write: bool, home_based: bool, home: &str, inv: &mut
     } else {
         inv.reads.push(w);
     }
+}
+
+/// The code given to a code flag (`-c CODE`; a bundled `-lc` takes the first positional), and
+/// whether a flag names a script file or says no code runs.
+fn code_in_flags(spec: &InterpreterSpec, inv: &Invocation) -> (Option<Word>, bool, bool) {
+    let mut code: Option<Word> = None;
+    let mut from_file = false;
+    let mut no_code = false;
+    for (name, val) in &inv.flags {
+        if spec.code_flags.contains(name) {
+            code = val.clone();
+            if code.is_none() {
+                // Bundled `-lc` style: the code is the first positional.
+                code = inv.positionals.first().cloned();
+            }
+        }
+        if spec.file_flags.contains(name) {
+            from_file = true;
+        }
+        if spec.no_code_flags.contains(name) {
+            no_code = true;
+        }
+    }
+    (code, from_file, no_code)
 }
