@@ -12,7 +12,7 @@ use crate::glob::Glob;
 use crate::ir::{CodeFrom, Env, Invocation, SimpleCmd, Stdin, Word, DYN};
 use crate::parse::{self, ParseError};
 use crate::pathname::basename;
-use crate::schema::{FlagSpec, Tables};
+use crate::schema::{FlagSpec, Tables, WrapperSpec};
 
 mod code_options;
 mod interpreters;
@@ -291,21 +291,10 @@ impl Normalizer {
         }
     }
 
+    /// One command's argv (after wrappers, `hops` levels deep): an invocation for its program,
+    /// plus everything hiding in it.
     fn argv(&self, cmd: &SimpleCmd, argv: &[Word], env: &Env, out: &mut Analysis, hops: usize) {
-        if hops > 16 {
-            out.errors.push((cmd.origin.clone(), ParseError::TooDeep));
-            return;
-        }
-        out.work += argv.len() + 1;
-        if out.work > MAX_WORK {
-            if !out
-                .errors
-                .iter()
-                .any(|(_, e)| *e == ParseError::TooMuchNesting)
-            {
-                out.errors
-                    .push((cmd.origin.clone(), ParseError::TooMuchNesting));
-            }
+        if !within_budget(cmd, argv, out, hops) {
             return;
         }
         let Some(first) = argv.first() else {
@@ -321,80 +310,143 @@ impl Normalizer {
         }
         let base = basename(&first.text);
         if first.glob {
-            let g = Glob::new(&base);
-            let candidates: Vec<&str> = self
-                .known_programs
-                .iter()
-                .filter(|p| g.matches(p))
-                .collect();
-            // A glob naming many programs (`*`, `?*`) is as good as unknown; and a glob inside a
-            // glob candidate's arguments is not expanded again (that multiplies).
-            if candidates.is_empty() || candidates.len() > MAX_GLOB_CANDIDATES || hops >= GLOB_HOPS
-            {
-                let mut inv = self.invocation(cmd, &DYN.to_string(), true, &argv[1..], env);
-                inv.raw.insert(0, first.raw.clone());
-                out.invocations.push(inv);
-                return;
-            }
-            for c in candidates {
-                let mut new_argv = argv.to_vec();
-                new_argv[0] = Word::lit(c);
-                let before = out.invocations.len();
-                self.argv(cmd, &new_argv, env, out, hops.max(GLOB_HOPS) + 1);
-                for inv in &mut out.invocations[before..] {
-                    inv.program_glob = true;
-                }
-            }
+            self.globbed_program(cmd, argv, &base, env, out, hops);
             return;
         }
         let args = &argv[1..];
         if let Some(w) = self.tables.wrappers.get(base.as_str()) {
-            let mut inv = self.invocation(cmd, &base, false, args, env);
-            // The wrapper's own options end at the wrapped command: keep that verbatim.
-            let own = FlagSpec {
-                values: w
-                    .values
-                    .iter()
-                    .chain(w.code_flags.iter())
-                    .cloned()
-                    .collect(),
-                ..FlagSpec::default()
-            };
-            let (flags, _, stop) = split_flags(args, &own, true);
-            inv.flags = flags;
-            inv.positionals = args[stop.min(args.len())..].to_vec();
-            out.invocations.push(inv);
-            self.registry_package(cmd, &base, w, args, env, out);
-            self.wrapper(cmd, &base, w, args, env, out, hops);
+            self.wrapped(cmd, &base, w, args, env, out, hops);
             return;
         }
-        if let Some((sub, at)) = self.first_positional(&base, args) {
-            let key = format!("{base} {sub}");
-            if let Some(w) = self.tables.wrappers.get(&key) {
-                // `uv run CMD`, `mise exec -- CMD`: the runner is judged (its own words up to
-                // the verb), and so is CMD.
-                let inv = self.invocation(cmd, &base, false, &args[..=at], env);
-                out.invocations.push(inv);
-                self.registry_package(cmd, &key, w, &args[at + 1..], env, out);
-                self.wrapper(cmd, &key, w, &args[at + 1..], env, out, hops);
-                return;
+        if self.runner_verb(cmd, &base, args, env, out, hops) {
+            return;
+        }
+        self.program(cmd, first, &base, args, env, out, hops);
+    }
+
+    /// A program word that is a glob (`/bin/r?`): judged as each program airlock knows that it
+    /// can name, or, naming none or too many, as a program only known at run time.
+    fn globbed_program(
+        &self,
+        cmd: &SimpleCmd,
+        argv: &[Word],
+        base: &str,
+        env: &Env,
+        out: &mut Analysis,
+        hops: usize,
+    ) {
+        let g = Glob::new(base);
+        let candidates: Vec<&str> = self
+            .known_programs
+            .iter()
+            .filter(|p| g.matches(p))
+            .collect();
+        // A glob naming many programs (`*`, `?*`) is as good as unknown; and a glob inside a
+        // glob candidate's arguments is not expanded again (that multiplies).
+        if candidates.is_empty() || candidates.len() > MAX_GLOB_CANDIDATES || hops >= GLOB_HOPS {
+            let mut inv = self.invocation(cmd, &DYN.to_string(), true, &argv[1..], env);
+            inv.raw.insert(0, argv[0].raw.clone());
+            out.invocations.push(inv);
+            return;
+        }
+        for c in candidates {
+            let mut new_argv = argv.to_vec();
+            new_argv[0] = Word::lit(c);
+            let before = out.invocations.len();
+            self.argv(cmd, &new_argv, env, out, hops.max(GLOB_HOPS) + 1);
+            for inv in &mut out.invocations[before..] {
+                inv.program_glob = true;
             }
         }
-        let mut inv = self.invocation(cmd, &base, false, args, env);
-        self.special(cmd, &base, args, &mut inv, env, out, hops);
+    }
+
+    /// A wrapper (`sudo`, `env`, `npx`, …): judged itself, with its own options kept verbatim
+    /// up to the wrapped command, and so is the command it runs.
+    #[allow(clippy::too_many_arguments)]
+    fn wrapped(
+        &self,
+        cmd: &SimpleCmd,
+        base: &str,
+        w: &WrapperSpec,
+        args: &[Word],
+        env: &Env,
+        out: &mut Analysis,
+        hops: usize,
+    ) {
+        let mut inv = self.invocation(cmd, base, false, args, env);
+        // The wrapper's own options end at the wrapped command: keep that verbatim.
+        let own = FlagSpec {
+            values: w
+                .values
+                .iter()
+                .chain(w.code_flags.iter())
+                .cloned()
+                .collect(),
+            ..FlagSpec::default()
+        };
+        let (flags, _, stop) = split_flags(args, &own, true);
+        inv.flags = flags;
+        inv.positionals = args[stop.min(args.len())..].to_vec();
+        out.invocations.push(inv);
+        self.registry_package(cmd, base, w, args, env, out);
+        self.wrapper(cmd, base, w, args, env, out, hops);
+    }
+
+    /// `uv run CMD`, `mise exec -- CMD`: a runner whose verb is a wrapper (`wrappers` key
+    /// `"uv run"`); the runner is judged (its own words up to the verb), and so is CMD. False
+    /// when the program has no such verb here.
+    fn runner_verb(
+        &self,
+        cmd: &SimpleCmd,
+        base: &str,
+        args: &[Word],
+        env: &Env,
+        out: &mut Analysis,
+        hops: usize,
+    ) -> bool {
+        let Some((sub, at)) = self.first_positional(base, args) else {
+            return false;
+        };
+        let key = format!("{base} {sub}");
+        let Some(w) = self.tables.wrappers.get(&key) else {
+            return false;
+        };
+        let inv = self.invocation(cmd, base, false, &args[..=at], env);
+        out.invocations.push(inv);
+        self.registry_package(cmd, &key, w, &args[at + 1..], env, out);
+        self.wrapper(cmd, &key, w, &args[at + 1..], env, out, hops);
+        true
+    }
+
+    /// Any other program: its invocation, the commands hiding in its arguments (special
+    /// forms, code-valued options, task files, guesses for a program airlock does not know),
+    /// and the content of a script run by path.
+    #[allow(clippy::too_many_arguments)]
+    fn program(
+        &self,
+        cmd: &SimpleCmd,
+        first: &Word,
+        base: &str,
+        args: &[Word],
+        env: &Env,
+        out: &mut Analysis,
+        hops: usize,
+    ) {
+        let mut inv = self.invocation(cmd, base, false, args, env);
+        self.special(cmd, base, args, &mut inv, env, out, hops);
         self.code_options(cmd, &mut inv, args, env, out, hops);
-        self.task_files(cmd, &base, &mut inv, env, out);
-        if self.is_unknown(&base) {
+        self.task_files(cmd, base, &mut inv, env, out);
+        if self.is_unknown(base) {
             inv.unknown_program = true;
             if hops < GLOB_HOPS {
-                self.speculate(cmd, &base, args, env, out, hops);
+                self.speculate(cmd, base, args, env, out, hops);
             }
         }
         if first.text.contains('/') {
             // `./x.sh` where x.sh was written earlier in this command.
             if let Some(from) = self.written_script(cmd, first, env, out) {
                 inv.code_from = from;
-            } else if self.is_unknown(&base) {
+            } else if self.is_unknown(base) {
                 // `./x.sh`: a script on disk (written by an earlier tool call), judged by content.
                 if let Some(from) = self.script_file(cmd, first, env, out) {
                     inv.code_from = from;
@@ -501,6 +553,28 @@ impl Normalizer {
 
 /// Canonical option names with their values.
 type Flags = Vec<(String, Option<Word>)>;
+
+/// Counts `argv` against the input's work budget: false (with the error recorded once) past
+/// 16 nested levels or [`MAX_WORK`] words.
+fn within_budget(cmd: &SimpleCmd, argv: &[Word], out: &mut Analysis, hops: usize) -> bool {
+    if hops > 16 {
+        out.errors.push((cmd.origin.clone(), ParseError::TooDeep));
+        return false;
+    }
+    out.work += argv.len() + 1;
+    if out.work > MAX_WORK {
+        if !out
+            .errors
+            .iter()
+            .any(|(_, e)| *e == ParseError::TooMuchNesting)
+        {
+            out.errors
+                .push((cmd.origin.clone(), ParseError::TooMuchNesting));
+        }
+        return false;
+    }
+    true
+}
 
 #[cfg(test)]
 mod tests {
