@@ -8,31 +8,11 @@ use crate::ir::{Stdin, Word};
 use super::{ParseError, Var, Walker, MAX_LOOP_VALUES};
 
 impl Walker<'_> {
+    /// A compound command: every list, word and nested command in it is walked.
     pub(super) fn compound(&mut self, c: &ast::CompoundCommand) -> Result<(), ParseError> {
         use ast::CompoundCommand as C;
         match c {
-            C::Arithmetic(a) => {
-                // brush-parser takes `( ( cmd ) )` for `(( … ))` and flattens its text (a
-                // here-document's newlines become spaces): when it is not arithmetic, walk the
-                // source as bash does, as `( ( … ) )`.
-                // Written `( (` (apart), it is never arithmetic in bash, whatever the text.
-                let written = self.src.get(a.loc.start.index..a.loc.end.index);
-                let apart = written.is_some_and(|s| !s.starts_with("(("));
-                let span = written
-                    .and_then(|s| s.strip_prefix('('))
-                    .and_then(|s| s.strip_suffix(')'))
-                    .map(str::to_string);
-                match span {
-                    Some(inner) if apart || !is_arithmetic(&a.expr.value) => {
-                        let saved_cwd = self.cwd.clone();
-                        let origin = self.origin.clone();
-                        let r = self.nested(&inner, &origin);
-                        self.cwd = saved_cwd;
-                        r
-                    }
-                    _ => self.arith(&a.expr.value),
-                }
-            }
+            C::Arithmetic(a) => self.arithmetic_command(a),
             C::ArithmeticForClause(f) => {
                 for e in [&f.initializer, &f.condition, &f.updater]
                     .into_iter()
@@ -49,61 +29,9 @@ impl Walker<'_> {
                 self.cwd = saved;
                 r
             }
-            C::ForClause(f) => {
-                if let Some(values) = &f.values {
-                    let mut all = Vec::new();
-                    for v in values {
-                        all.extend(self.words(&v.value)?);
-                    }
-                    // Over a few words known here (`for n in 1 2 3`), the body is walked once
-                    // for each value, with the variable known.
-                    let listed = all.len() >= 2
-                        && all.len() <= MAX_LOOP_VALUES
-                        && all.len() - 1 <= self.loop_walks
-                        && all.iter().all(|w| !w.is_dynamic() && !w.glob);
-                    if listed {
-                        self.loop_walks -= all.len() - 1;
-                        for v in &all {
-                            self.vars
-                                .insert(f.variable_name.clone(), Var::Known(v.text.clone()));
-                            self.compound_list(&f.body.list)?;
-                        }
-                        return Ok(());
-                    }
-                    // The loop variable takes each value: known only if there is one.
-                    let var = match all.as_slice() {
-                        [one] if !one.is_dynamic() && !one.glob => Var::Known(one.text.clone()),
-                        _ => loop_prefix(&all),
-                    };
-                    self.vars.insert(f.variable_name.clone(), var);
-                } else {
-                    self.vars.insert(f.variable_name.clone(), Var::Unknown);
-                }
-                self.compound_list(&f.body.list)
-            }
-            C::CaseClause(cc) => {
-                self.words(&cc.value.value)?;
-                for item in &cc.cases {
-                    for p in &item.patterns {
-                        self.words(&p.value)?;
-                    }
-                    if let Some(cmd) = &item.cmd {
-                        self.compound_list(cmd)?;
-                    }
-                }
-                Ok(())
-            }
-            C::IfClause(i) => {
-                self.compound_list(&i.condition)?;
-                self.compound_list(&i.then)?;
-                for e in i.elses.iter().flatten() {
-                    if let Some(c) = &e.condition {
-                        self.compound_list(c)?;
-                    }
-                    self.compound_list(&e.body)?;
-                }
-                Ok(())
-            }
+            C::ForClause(f) => self.for_clause(f),
+            C::CaseClause(cc) => self.case_clause(cc),
+            C::IfClause(i) => self.if_clause(i),
             C::WhileClause(w) | C::UntilClause(w) => {
                 self.compound_list(&w.0)?;
                 self.compound_list(&w.1.list)
@@ -113,6 +41,89 @@ impl Walker<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// `(( … ))`. brush-parser takes `( ( cmd ) )` for it too and flattens its text (a
+    /// here-document's newlines become spaces): when it is not arithmetic, the source is walked
+    /// as bash does, as `( ( … ) )`. Written `( (` (apart), it is never arithmetic in bash,
+    /// whatever the text.
+    fn arithmetic_command(&mut self, a: &ast::ArithmeticCommand) -> Result<(), ParseError> {
+        let written = self.src.get(a.loc.start.index..a.loc.end.index);
+        let apart = written.is_some_and(|s| !s.starts_with("(("));
+        let span = written
+            .and_then(|s| s.strip_prefix('('))
+            .and_then(|s| s.strip_suffix(')'))
+            .map(str::to_string);
+        match span {
+            Some(inner) if apart || !is_arithmetic(&a.expr.value) => {
+                let saved_cwd = self.cwd.clone();
+                let origin = self.origin.clone();
+                let r = self.nested(&inner, &origin);
+                self.cwd = saved_cwd;
+                r
+            }
+            _ => self.arith(&a.expr.value),
+        }
+    }
+
+    /// `for NAME in WORDS`: over a few words known here (`for n in 1 2 3`) the body is walked
+    /// once for each value, with the variable known; otherwise once, with the variable known
+    /// only if there is one value (or its known prefix).
+    fn for_clause(&mut self, f: &ast::ForClauseCommand) -> Result<(), ParseError> {
+        let Some(values) = &f.values else {
+            self.vars.insert(f.variable_name.clone(), Var::Unknown);
+            return self.compound_list(&f.body.list);
+        };
+        let mut all = Vec::new();
+        for v in values {
+            all.extend(self.words(&v.value)?);
+        }
+        let listed = all.len() >= 2
+            && all.len() <= MAX_LOOP_VALUES
+            && all.len() - 1 <= self.loop_walks
+            && all.iter().all(|w| !w.is_dynamic() && !w.glob);
+        if listed {
+            self.loop_walks -= all.len() - 1;
+            for v in &all {
+                self.vars
+                    .insert(f.variable_name.clone(), Var::Known(v.text.clone()));
+                self.compound_list(&f.body.list)?;
+            }
+            return Ok(());
+        }
+        let var = match all.as_slice() {
+            [one] if !one.is_dynamic() && !one.glob => Var::Known(one.text.clone()),
+            _ => loop_prefix(&all),
+        };
+        self.vars.insert(f.variable_name.clone(), var);
+        self.compound_list(&f.body.list)
+    }
+
+    /// `case WORD in PATTERN) …;; esac`: the word, every pattern and every branch.
+    fn case_clause(&mut self, cc: &ast::CaseClauseCommand) -> Result<(), ParseError> {
+        self.words(&cc.value.value)?;
+        for item in &cc.cases {
+            for p in &item.patterns {
+                self.words(&p.value)?;
+            }
+            if let Some(cmd) = &item.cmd {
+                self.compound_list(cmd)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `if …; then …; elif …; else …; fi`: every condition and every branch.
+    fn if_clause(&mut self, i: &ast::IfClauseCommand) -> Result<(), ParseError> {
+        self.compound_list(&i.condition)?;
+        self.compound_list(&i.then)?;
+        for e in i.elses.iter().flatten() {
+            if let Some(c) = &e.condition {
+                self.compound_list(c)?;
+            }
+            self.compound_list(&e.body)?;
+        }
+        Ok(())
     }
 
     /// Arithmetic text may hold `$(…)` or backquotes, which run. And text that is not an
