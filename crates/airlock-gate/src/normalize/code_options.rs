@@ -285,108 +285,129 @@ impl Normalizer {
 /// The values of a [`CodeOption`] row's options in `args`, each with the option as written.
 pub(super) fn code_option_values(co: &CodeOption, args: &[Word]) -> Vec<(String, Word)> {
     let mut found = Vec::new();
-    let sub = |a: &Word, text: &str| Word {
-        text: text.to_string(),
-        ..a.clone()
-    };
     if co.runs != CodeRuns::Argv {
         for (i, a) in args.iter().enumerate() {
-            let t = a.text.as_str();
             for o in &co.options {
-                if o == "+" {
-                    if let Some(v) = t.strip_prefix('+').filter(|v| !v.is_empty()) {
-                        found.push((
-                            format!("+{}", v.chars().take(1).collect::<String>()),
-                            sub(a, v),
-                        ));
-                    }
-                    continue;
-                }
-                if t == o {
-                    if !co.attached {
-                        if let Some(n) = args.get(i + 1) {
-                            found.push((o.clone(), n.clone()));
-                        }
-                    }
-                } else if let Some(at) = bundled_short(t, o) {
-                    // `rsync -ae CMD`, `ssh -vo ProxyCommand=…`: a short option at the end of
-                    // (or inside) a bundle of flags.
-                    match t.get(at + 1..).filter(|r| !r.is_empty()) {
-                        Some(rest) => found.push((o.clone(), sub(a, rest))),
-                        None if !co.attached => {
-                            if let Some(n) = args.get(i + 1) {
-                                found.push((o.clone(), n.clone()));
-                            }
-                        }
-                        None => {}
-                    }
-                } else if let Some(rest) = t.strip_prefix(o.as_str()) {
-                    let v = if o.starts_with("--") {
-                        rest.strip_prefix('=')
-                    } else if o.len() > 2 {
-                        // A long option after one dash (`go test -exec=CMD`).
-                        Some(rest.strip_prefix('=').unwrap_or(rest))
-                    } else {
-                        Some(rest)
-                    };
-                    if let Some(v) = v {
-                        found.push((o.clone(), sub(a, v)));
-                    }
-                }
+                found.extend(option_value(co, o, args, i));
             }
             if let Some(p) = &co.prefix {
-                // `ext::CMD`, also as an option's value (`--remote=ext::CMD`).
-                let valued = t
-                    .strip_prefix('-')
-                    .and_then(|o| o.split_once('='))
-                    .map(|(_, v)| v);
-                if let Some(v) = t
-                    .strip_prefix(p.as_str())
-                    .or_else(|| valued.and_then(|v| v.strip_prefix(p.as_str())))
-                {
-                    // git's ext:: URLs escape spaces as `% `.
-                    found.push((p.clone(), sub(a, &v.replace("% ", " "))));
-                }
+                found.extend(prefixed_value(p, a));
             }
         }
-        if co.first_arg {
-            let mut it = args.iter().skip_while(|a| a.text == "--");
-            if let Some(a) = it
-                .next()
-                .filter(|a| !a.text.starts_with('-') || a.is_dynamic())
-            {
-                found.push(("command".to_string(), a.clone()));
-            }
-        }
-        if co.each_arg && co.after.is_empty() {
-            for a in args
-                .iter()
-                .filter(|a| !a.text.starts_with('-'))
-                .take(MAX_EACH_ARG)
-            {
-                found.push(("command".to_string(), a.clone()));
-            }
-        }
+        found.extend(positional_commands(co, args));
     }
     // `ssh -o ProxyCommand=CMD`: only the value after the key is code.
     if let Some(key) = &co.key {
-        found = found
-            .into_iter()
-            .filter_map(|(what, w)| {
-                let t = w.text.trim_start();
-                let head = t.get(..key.len())?;
-                let rest = &t[key.len()..];
-                let sep = rest.chars().next()?;
-                if head.eq_ignore_ascii_case(key) && (sep == '=' || sep.is_whitespace()) {
-                    let value = rest[sep.len_utf8()..].trim_start();
-                    Some((format!("{what} {key}"), sub(&w, value)))
-                } else {
-                    None
-                }
-            })
-            .collect();
+        found = keyed_values(key, found);
     }
     found
+}
+
+/// `a` with its text replaced by `text` (a part of it).
+fn with_text(a: &Word, text: &str) -> Word {
+    Word {
+        text: text.to_string(),
+        ..a.clone()
+    }
+}
+
+/// The value `args[i]` gives option `o` of the row: `+CMD` for the option `+`, the next word
+/// after `-o`/`--opt` (unless the row's values are only attached), the rest of a short bundle
+/// (`rsync -ae CMD`), or a value written in the word (`--opt=V`, `-oV`, `go test -exec=CMD`).
+fn option_value(co: &CodeOption, o: &str, args: &[Word], i: usize) -> Option<(String, Word)> {
+    let a = &args[i];
+    let t = a.text.as_str();
+    if o == "+" {
+        let v = t.strip_prefix('+').filter(|v| !v.is_empty())?;
+        return Some((
+            format!("+{}", v.chars().take(1).collect::<String>()),
+            with_text(a, v),
+        ));
+    }
+    if t == o {
+        if co.attached {
+            return None;
+        }
+        return args.get(i + 1).map(|n| (o.to_string(), n.clone()));
+    }
+    if let Some(at) = bundled_short(t, o) {
+        // `rsync -ae CMD`, `ssh -vo ProxyCommand=…`: a short option at the end of
+        // (or inside) a bundle of flags.
+        return match t.get(at + 1..).filter(|r| !r.is_empty()) {
+            Some(rest) => Some((o.to_string(), with_text(a, rest))),
+            None if !co.attached => args.get(i + 1).map(|n| (o.to_string(), n.clone())),
+            None => None,
+        };
+    }
+    let rest = t.strip_prefix(o)?;
+    let v = if o.starts_with("--") {
+        rest.strip_prefix('=')
+    } else if o.len() > 2 {
+        // A long option after one dash (`go test -exec=CMD`).
+        Some(rest.strip_prefix('=').unwrap_or(rest))
+    } else {
+        Some(rest)
+    };
+    v.map(|v| (o.to_string(), with_text(a, v)))
+}
+
+/// `ext::CMD` (the row's `prefix`), also as an option's value (`--remote=ext::CMD`); git's
+/// ext:: URLs escape spaces as `% `.
+fn prefixed_value(p: &str, a: &Word) -> Option<(String, Word)> {
+    let t = a.text.as_str();
+    let valued = t
+        .strip_prefix('-')
+        .and_then(|o| o.split_once('='))
+        .map(|(_, v)| v);
+    let v = t
+        .strip_prefix(p)
+        .or_else(|| valued.and_then(|v| v.strip_prefix(p)))?;
+    Some((p.to_string(), with_text(a, &v.replace("% ", " "))))
+}
+
+/// Positionals that are commands: the first argument (`first_arg`, after `--`), or each
+/// argument that is not an option (`each_arg`, at most [`MAX_EACH_ARG`]).
+fn positional_commands(co: &CodeOption, args: &[Word]) -> Vec<(String, Word)> {
+    let mut found = Vec::new();
+    if co.first_arg {
+        let mut it = args.iter().skip_while(|a| a.text == "--");
+        if let Some(a) = it
+            .next()
+            .filter(|a| !a.text.starts_with('-') || a.is_dynamic())
+        {
+            found.push(("command".to_string(), a.clone()));
+        }
+    }
+    if co.each_arg && co.after.is_empty() {
+        for a in args
+            .iter()
+            .filter(|a| !a.text.starts_with('-'))
+            .take(MAX_EACH_ARG)
+        {
+            found.push(("command".to_string(), a.clone()));
+        }
+    }
+    found
+}
+
+/// Of values written `KEY=VALUE` or `KEY VALUE` (`-o ProxyCommand=CMD`), the values after
+/// `key` (any case); other values are dropped.
+fn keyed_values(key: &str, found: Vec<(String, Word)>) -> Vec<(String, Word)> {
+    found
+        .into_iter()
+        .filter_map(|(what, w)| {
+            let t = w.text.trim_start();
+            let head = t.get(..key.len())?;
+            let rest = &t[key.len()..];
+            let sep = rest.chars().next()?;
+            if head.eq_ignore_ascii_case(key) && (sep == '=' || sep.is_whitespace()) {
+                let value = rest[sep.len_utf8()..].trim_start();
+                Some((format!("{what} {key}"), with_text(&w, value)))
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// Where the letter of the short option `opt` (`-e`) sits in a bundle of short flags (`-ave`),
