@@ -9,72 +9,30 @@ use super::words::Builder;
 use super::{guarded, ParseError, Walker};
 
 impl Walker<'_> {
+    /// One redirection: a file read or written (`<`, `>`, `>>`, `&>`), a here-document or
+    /// here-string as standard input, a duplicated descriptor that names a file.
     pub(super) fn redirect(
         &mut self,
         io: &ast::IoRedirect,
         out: &mut Vec<Redirect>,
         stdin: &mut Stdin,
     ) -> Result<(), ParseError> {
-        use ast::{IoFileRedirectKind as K, IoFileRedirectTarget as T, IoRedirect as R};
-        let fd_is_stdin = |fd: &Option<ast::IoFd>, default_in: bool| match fd {
-            None => default_in,
-            Some(n) => *n == 0,
-        };
+        use ast::IoRedirect as R;
         match io {
-            R::File(fd, kind, target) => {
-                let kind2 = match kind {
-                    K::Read => RedirKind::Read,
-                    K::Write | K::Append | K::Clobber | K::ReadAndWrite => RedirKind::Write,
-                    K::DuplicateInput | K::DuplicateOutput => {
-                        // `2>&1`, `>&-`: no file unless the target is a word that is not a number.
-                        if let T::Duplicate(w) | T::Filename(w) = target {
-                            let words = self.words(&w.value)?;
-                            for word in words {
-                                let t = word.text.trim_end_matches('-');
-                                if !t.is_empty() && !t.bytes().all(|b| b.is_ascii_digit()) {
-                                    out.push(Redirect {
-                                        kind: RedirKind::Write,
-                                        target: word,
-                                        append: false,
-                                    });
-                                }
-                            }
-                        }
-                        return Ok(());
-                    }
-                };
-                let word = match target {
-                    T::Filename(w) | T::Duplicate(w) => {
-                        join_words(&self.words_nosplit(&w.value)?, &w.value)
-                    }
-                    T::Fd(_) => return Ok(()),
-                    T::ProcessSubstitution(k, sub) => self.procsub(k, sub)?,
-                };
-                if kind2 == RedirKind::Read && fd_is_stdin(fd, true) {
-                    *stdin = match &word.procsub {
-                        Some(src) => Stdin::Pipe(src.clone()),
-                        None => Stdin::File(word.clone()),
-                    };
-                }
-                out.push(Redirect {
-                    kind: kind2,
-                    target: word,
-                    append: matches!(kind, K::Append),
-                });
-            }
+            R::File(fd, kind, target) => self.file_redirect(fd, kind, target, out, stdin)?,
             R::HereDocument(fd, doc) => {
                 let word = if doc.requires_expansion {
                     self.heredoc(&doc.doc.value)?
                 } else {
                     Word::lit(&doc.doc.value)
                 };
-                if fd_is_stdin(fd, true) {
+                if reads_stdin(fd) {
                     *stdin = Stdin::Text(word);
                 }
             }
             R::HereString(fd, w) => {
                 let word = join_words(&self.words_nosplit(&w.value)?, &w.value);
-                if fd_is_stdin(fd, true) {
+                if reads_stdin(fd) {
                     *stdin = Stdin::Text(word);
                 }
             }
@@ -85,6 +43,67 @@ impl Walker<'_> {
                     target: word,
                     append: false,
                 });
+            }
+        }
+        Ok(())
+    }
+
+    /// `< file`, `> file`, `>> file`, `<> file`, `< <(cmd)`: the file read or written; read
+    /// on standard input it is the command's input.
+    fn file_redirect(
+        &mut self,
+        fd: &Option<ast::IoFd>,
+        kind: &ast::IoFileRedirectKind,
+        target: &ast::IoFileRedirectTarget,
+        out: &mut Vec<Redirect>,
+        stdin: &mut Stdin,
+    ) -> Result<(), ParseError> {
+        use ast::{IoFileRedirectKind as K, IoFileRedirectTarget as T};
+        let kind2 = match kind {
+            K::Read => RedirKind::Read,
+            K::Write | K::Append | K::Clobber | K::ReadAndWrite => RedirKind::Write,
+            K::DuplicateInput | K::DuplicateOutput => return self.duplicate_redirect(target, out),
+        };
+        let word = match target {
+            T::Filename(w) | T::Duplicate(w) => {
+                join_words(&self.words_nosplit(&w.value)?, &w.value)
+            }
+            T::Fd(_) => return Ok(()),
+            T::ProcessSubstitution(k, sub) => self.procsub(k, sub)?,
+        };
+        if kind2 == RedirKind::Read && reads_stdin(fd) {
+            *stdin = match &word.procsub {
+                Some(src) => Stdin::Pipe(src.clone()),
+                None => Stdin::File(word.clone()),
+            };
+        }
+        out.push(Redirect {
+            kind: kind2,
+            target: word,
+            append: matches!(kind, K::Append),
+        });
+        Ok(())
+    }
+
+    /// `2>&1`, `>&-`: no file unless the target is a word that is not a number (`>&file`
+    /// writes the file).
+    fn duplicate_redirect(
+        &mut self,
+        target: &ast::IoFileRedirectTarget,
+        out: &mut Vec<Redirect>,
+    ) -> Result<(), ParseError> {
+        use ast::IoFileRedirectTarget as T;
+        if let T::Duplicate(w) | T::Filename(w) = target {
+            let words = self.words(&w.value)?;
+            for word in words {
+                let t = word.text.trim_end_matches('-');
+                if !t.is_empty() && !t.bytes().all(|b| b.is_ascii_digit()) {
+                    out.push(Redirect {
+                        kind: RedirKind::Write,
+                        target: word,
+                        append: false,
+                    });
+                }
             }
         }
         Ok(())
@@ -133,5 +152,13 @@ impl Walker<'_> {
         let mut w = Word::dynamic(origin);
         w.procsub = Some(sources);
         Ok(w)
+    }
+}
+
+/// Whether a redirection with descriptor `fd` (none written: standard input) is standard input.
+fn reads_stdin(fd: &Option<ast::IoFd>) -> bool {
+    match fd {
+        None => true,
+        Some(n) => *n == 0,
     }
 }
