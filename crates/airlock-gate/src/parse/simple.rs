@@ -9,6 +9,9 @@ use super::words::join_words;
 use super::{ansi_c, ParseError, Var, Walker, MAX_COMMANDS};
 
 impl Walker<'_> {
+    /// A simple command: its words, assignments and redirections become a [`SimpleCmd`]
+    /// (with the variables, directory and files known when it runs); what it sets, the
+    /// directory it changes to and the files it writes are remembered for later commands.
     pub(super) fn simple(
         &mut self,
         s: &ast::SimpleCommand,
@@ -17,37 +20,77 @@ impl Walker<'_> {
         if self.out.len() >= MAX_COMMANDS {
             return Err(ParseError::TooLarge);
         }
-        let mut assigns = Vec::new();
-        let mut argv: Vec<Word> = Vec::new();
-        let mut redirects = Vec::new();
-        let mut stdin = stdin;
+        let parts = self.simple_parts(s, stdin)?;
+        self.set_assigned_vars(&parts.assigns, &parts.argv);
+        let output = static_output(&parts.argv, &parts.stdin);
+        let summary = Upstream {
+            argv: parts.argv.clone(),
+            output,
+            opaque: false,
+        };
+        let cmd = SimpleCmd {
+            assigns: parts.assigns,
+            argv: parts.argv,
+            redirects: parts.redirects,
+            stdin: parts.stdin,
+            cwd: self.cwd.clone(),
+            origin: self.origin.clone(),
+            depth: self.depth,
+            downstream: Vec::new(),
+            downstream_argv: Vec::new(),
+            files: self.files.clone(),
+            vars: self.known_vars(),
+        };
+        self.track_cd(&cmd);
+        self.track_files(&cmd, summary.output.as_deref());
+        self.out.push(cmd);
+        Ok(summary)
+    }
+
+    /// The command's prefix items (assignments, redirections), its name, then its suffix
+    /// items (arguments, redirections), in order.
+    fn simple_parts(
+        &mut self,
+        s: &ast::SimpleCommand,
+        stdin: Stdin,
+    ) -> Result<SimpleParts, ParseError> {
+        let mut p = SimpleParts {
+            assigns: Vec::new(),
+            argv: Vec::new(),
+            redirects: Vec::new(),
+            stdin,
+        };
         for item in s.prefix.iter().flat_map(|p| p.0.iter()) {
             self.item(
                 item,
                 true,
-                &mut assigns,
-                &mut argv,
-                &mut redirects,
-                &mut stdin,
+                &mut p.assigns,
+                &mut p.argv,
+                &mut p.redirects,
+                &mut p.stdin,
             )?;
         }
         if let Some(w) = &s.word_or_name {
-            argv.extend(self.words(&w.value)?);
+            p.argv.extend(self.words(&w.value)?);
         }
         for item in s.suffix.iter().flat_map(|p| p.0.iter()) {
             self.item(
                 item,
                 false,
-                &mut assigns,
-                &mut argv,
-                &mut redirects,
-                &mut stdin,
+                &mut p.assigns,
+                &mut p.argv,
+                &mut p.redirects,
+                &mut p.stdin,
             )?;
         }
-        // Bare assignments and `export`/`declare`/`local`/`readonly` set variables for later
-        // commands in the same script.
+        Ok(p)
+    }
+
+    /// Bare assignments and `export`/`declare`/`local`/`readonly` set variables for later
+    /// commands in the same script.
+    fn set_assigned_vars(&mut self, assigns: &[(String, Word)], argv: &[Word]) {
         if argv.is_empty() {
-            for (name, value) in &assigns {
+            for (name, value) in assigns {
                 self.set_var(name, value);
             }
         } else if let Some(p) = argv[0].as_static() {
@@ -63,29 +106,6 @@ impl Walker<'_> {
                 }
             }
         }
-        let output = static_output(&argv, &stdin);
-        let summary = Upstream {
-            argv: argv.clone(),
-            output,
-            opaque: false,
-        };
-        let cmd = SimpleCmd {
-            assigns,
-            argv,
-            redirects,
-            stdin,
-            cwd: self.cwd.clone(),
-            origin: self.origin.clone(),
-            depth: self.depth,
-            downstream: Vec::new(),
-            downstream_argv: Vec::new(),
-            files: self.files.clone(),
-            vars: self.known_vars(),
-        };
-        self.track_cd(&cmd);
-        self.track_files(&cmd, summary.output.as_deref());
-        self.out.push(cmd);
-        Ok(summary)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -308,4 +328,13 @@ pub(super) fn subdir_of(cwd: &str, text: &str) -> Option<String> {
         "{}/{prefix}{DYN}",
         cwd.trim_end_matches('/')
     )))
+}
+
+/// A simple command's parts as parsed.
+#[derive(Debug)]
+struct SimpleParts {
+    assigns: Vec<(String, Word)>,
+    argv: Vec<Word>,
+    redirects: Vec<Redirect>,
+    stdin: Stdin,
 }
