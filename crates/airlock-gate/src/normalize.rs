@@ -469,71 +469,78 @@ impl Normalizer {
         hops: usize,
     ) {
         match prog {
-            "eval" => {
-                let code = Word {
-                    text: args
-                        .iter()
-                        .map(|w| w.text.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    ..Word::lit("")
-                };
-                inv.code_from = if args.is_empty() {
-                    CodeFrom::NotCode
-                } else {
-                    self.code_word(&code, "eval", cmd, env, out)
-                };
-                return;
-            }
-            "source" | "." => {
-                inv.code_from = match args.first() {
-                    Some(w) if w.procsub.is_some() => self.upstream_code(
-                        w.procsub.as_deref().unwrap_or(&[]),
-                        cmd,
-                        "source <(…)",
-                        env,
-                        out,
-                    ),
-                    Some(w) if w.text == "/dev/stdin" => self.stdin_code(cmd, "source", env, out),
-                    Some(w) => match self.written_script(cmd, w, env, out) {
-                        Some(from) => from,
-                        None => self
-                            .script_file(cmd, w, env, out)
-                            .unwrap_or(CodeFrom::NotCode),
-                    },
-                    None => CodeFrom::NotCode,
-                };
-                return;
-            }
-            "alias" => {
-                for a in args {
-                    if let Some((_, v)) = a.text.split_once('=') {
-                        self.code_word(
-                            &Word {
-                                text: v.to_string(),
-                                ..a.clone()
-                            },
-                            "alias",
-                            cmd,
-                            env,
-                            out,
-                        );
-                    }
+            "eval" => inv.code_from = self.eval_code(cmd, args, env, out),
+            "source" | "." => inv.code_from = self.sourced_code(cmd, args, env, out),
+            "alias" => self.alias_values(cmd, args, env, out),
+            "find" => self.find_exec(cmd, inv, args, env, out, hops),
+            "git" => self.git(cmd, inv, env, out),
+            _ => {
+                if let Some((iname, spec)) = self.interpreter(prog) {
+                    self.interpreter_code(cmd, &iname, spec, inv, env, out, hops);
                 }
-                return;
             }
-            "find" => {
-                self.find_exec(cmd, inv, args, env, out, hops);
-                return;
-            }
-            "git" => {
-                self.git(cmd, inv, env, out);
-                return;
-            }
-            _ => {}
         }
-        if let Some((iname, spec)) = self.interpreter(prog) {
-            self.interpreter_code(cmd, &iname, spec, inv, env, out, hops);
+    }
+
+    /// `eval ARGS…`: the arguments joined by spaces are shell code.
+    fn eval_code(&self, cmd: &SimpleCmd, args: &[Word], env: &Env, out: &mut Analysis) -> CodeFrom {
+        if args.is_empty() {
+            return CodeFrom::NotCode;
+        }
+        let code = Word {
+            text: args
+                .iter()
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            ..Word::lit("")
+        };
+        self.code_word(&code, "eval", cmd, env, out)
+    }
+
+    /// `source FILE` / `. FILE`: a process substitution's commands, standard input, a script
+    /// written earlier in the same command, or a script on disk judged by its content.
+    fn sourced_code(
+        &self,
+        cmd: &SimpleCmd,
+        args: &[Word],
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        match args.first() {
+            Some(w) if w.procsub.is_some() => self.upstream_code(
+                w.procsub.as_deref().unwrap_or(&[]),
+                cmd,
+                "source <(…)",
+                env,
+                out,
+            ),
+            Some(w) if w.text == "/dev/stdin" => self.stdin_code(cmd, "source", env, out),
+            Some(w) => match self.written_script(cmd, w, env, out) {
+                Some(from) => from,
+                None => self
+                    .script_file(cmd, w, env, out)
+                    .unwrap_or(CodeFrom::NotCode),
+            },
+            None => CodeFrom::NotCode,
+        }
+    }
+
+    /// `alias NAME=VALUE`: each value is shell code.
+    fn alias_values(&self, cmd: &SimpleCmd, args: &[Word], env: &Env, out: &mut Analysis) {
+        for a in args {
+            if let Some((_, v)) = a.text.split_once('=') {
+                self.code_word(
+                    &Word {
+                        text: v.to_string(),
+                        ..a.clone()
+                    },
+                    "alias",
+                    cmd,
+                    env,
+                    out,
+                );
+            }
         }
     }
 
