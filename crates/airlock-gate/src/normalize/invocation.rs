@@ -147,7 +147,6 @@ pub(super) fn split_flags(
     let mut pos = Vec::new();
     let mut i = 0;
     let mut only_pos = false;
-    let canon_long = |n: &str| spec.long.get(n).cloned().unwrap_or_else(|| n.to_string());
     while i < args.len() {
         let a = &args[i];
         let t = a.text.as_str();
@@ -172,59 +171,67 @@ pub(super) fn split_flags(
             }
             continue;
         }
-        if let Some(long) = t.strip_prefix("--").or_else(|| {
+        let long = t.strip_prefix("--").or_else(|| {
             if spec.single_dash_long {
                 t.strip_prefix('-')
             } else {
                 None
             }
-        }) {
-            let (name, val) = match long.split_once('=') {
-                Some((n, v)) => (
-                    canon_long(n),
-                    Some(Word {
-                        text: v.to_string(),
-                        ..a.clone()
-                    }),
-                ),
-                None => (canon_long(long), None),
-            };
-            let val = if val.is_none() && spec.values.contains(&name) {
-                i += 1;
-                args.get(i).cloned()
-            } else {
-                val
-            };
-            flags.push((name, val));
-            i += 1;
-            continue;
-        }
-        // Short bundle.
-        let body = &t[1..];
-        let mut consumed_next = false;
-        for (k, c) in body.char_indices() {
-            let letter = c.to_string();
-            let name = spec.short.get(&letter).cloned().unwrap_or(letter);
-            if spec.values.contains(&name) {
-                let rest = &body[k + c.len_utf8()..];
-                let val = if rest.is_empty() {
-                    consumed_next = true;
-                    args.get(i + 1).cloned()
-                } else {
-                    Some(Word {
-                        text: rest.to_string(),
-                        ..a.clone()
-                    })
-                };
-                flags.push((name, val));
-                break;
-            }
-            flags.push((name, None));
-        }
-        i += if consumed_next { 2 } else { 1 };
+        });
+        i += match long {
+            Some(long) => long_option(spec, long, args, i, &mut flags),
+            None => short_bundle(spec, &t[1..], args, i, &mut flags),
+        };
     }
     let n = args.len();
     (flags, pos, n)
+}
+
+/// `--name[=value]` at `args[i]` (`long` without its dashes), by its canonical name; a value
+/// the spec expects and the word does not hold is the next word. Returns the words used.
+fn long_option(spec: &FlagSpec, long: &str, args: &[Word], i: usize, flags: &mut Flags) -> usize {
+    let canon_long = |n: &str| spec.long.get(n).cloned().unwrap_or_else(|| n.to_string());
+    let (name, val) = match long.split_once('=') {
+        Some((n, v)) => (
+            canon_long(n),
+            Some(Word {
+                text: v.to_string(),
+                ..args[i].clone()
+            }),
+        ),
+        None => (canon_long(long), None),
+    };
+    if val.is_none() && spec.values.contains(&name) {
+        flags.push((name, args.get(i + 1).cloned()));
+        return 2;
+    }
+    flags.push((name, val));
+    1
+}
+
+/// A bundle of short options at `args[i]` (`body` without its dash): each letter by its
+/// canonical name, until one that takes a value (the rest of the bundle, or the next word).
+/// Returns the words used.
+fn short_bundle(spec: &FlagSpec, body: &str, args: &[Word], i: usize, flags: &mut Flags) -> usize {
+    for (k, c) in body.char_indices() {
+        let letter = c.to_string();
+        let name = spec.short.get(&letter).cloned().unwrap_or(letter);
+        if spec.values.contains(&name) {
+            let rest = &body[k + c.len_utf8()..];
+            if rest.is_empty() {
+                flags.push((name, args.get(i + 1).cloned()));
+                return 2;
+            }
+            let val = Word {
+                text: rest.to_string(),
+                ..args[i].clone()
+            };
+            flags.push((name, Some(val)));
+            return 1;
+        }
+        flags.push((name, None));
+    }
+    1
 }
 
 /// Whether `w` is a chmod(1) mode: octal digits, or `[ugoa]*[-+=][rwxXst]*` clauses.
