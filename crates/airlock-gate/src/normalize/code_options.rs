@@ -20,15 +20,7 @@ impl Normalizer {
         hops: usize,
     ) {
         for co in &self.tables.code_option {
-            if !co.program.contains(&inv.program) {
-                continue;
-            }
-            if !co.subcommand.is_empty()
-                && !inv
-                    .subcommand
-                    .as_ref()
-                    .is_some_and(|s| co.subcommand.contains(s))
-            {
+            if !row_applies(co, inv) {
                 continue;
             }
             let label = match &inv.subcommand {
@@ -47,42 +39,74 @@ impl Normalizer {
                 if co.runs == CodeRuns::Shell && !co.options.is_empty() {
                     self.shell_in_option(&value, &origin, cmd, env, out);
                 }
-                let from = match co.runs {
-                    CodeRuns::Shell => self.code_value(&value, &origin, cmd, env, out),
-                    CodeRuns::MakefileText => self.makefile_text(&value, &origin, cmd, env, out),
-                    CodeRuns::Sqlite => self.sqlite_value(&value, &origin, cmd, env, out),
-                    CodeRuns::ScriptFile => self.script_file_value(&value, &origin, cmd, env, out),
-                    CodeRuns::Editor => self.editor_code(&value, &origin, cmd, env, out),
-                    CodeRuns::Makefile => self.makefile_code(&value, &origin, cmd, env, out),
-                    CodeRuns::Inline => self.inline_value(&value, &origin, cmd, inv, env, out),
-                    CodeRuns::DbMeta => self.db_meta_code(&value, &origin, cmd, env, out),
-                    // Argv rows have no single value: see `code_option_rests`.
-                    CodeRuns::Argv => CodeFrom::NotCode,
-                };
-                if from == CodeFrom::Unseen {
+                if self.code_of_value(co.runs, &value, &origin, cmd, inv, env, out)
+                    == CodeFrom::Unseen
+                {
                     inv.code_from = CodeFrom::Unseen;
                 }
             }
             if co.runs == CodeRuns::Argv || !co.after.is_empty() {
-                for (what, rest) in code_option_rests(co, args) {
-                    let origin = format!("{label} {what}");
-                    if co.runs == CodeRuns::Inline {
-                        let code = Word {
-                            text: rest
-                                .iter()
-                                .map(|w| w.text.as_str())
-                                .collect::<Vec<_>>()
-                                .join(" "),
-                            ..Word::lit("")
-                        };
-                        if self.inline_value(&code, &origin, cmd, inv, env, out) == CodeFrom::Unseen
-                        {
-                            inv.code_from = CodeFrom::Unseen;
-                        }
-                    } else {
-                        self.argv_code(&rest, &origin, cmd, inv, env, out, hops);
-                    }
+                self.code_rests(co, args, &label, cmd, inv, env, out, hops);
+            }
+        }
+    }
+
+    /// Judges one value of a code option by what runs it (the row's `runs`).
+    #[allow(clippy::too_many_arguments)]
+    fn code_of_value(
+        &self,
+        runs: CodeRuns,
+        value: &Word,
+        origin: &str,
+        cmd: &SimpleCmd,
+        inv: &mut Invocation,
+        env: &Env,
+        out: &mut Analysis,
+    ) -> CodeFrom {
+        match runs {
+            CodeRuns::Shell => self.code_value(value, origin, cmd, env, out),
+            CodeRuns::MakefileText => self.makefile_text(value, origin, cmd, env, out),
+            CodeRuns::Sqlite => self.sqlite_value(value, origin, cmd, env, out),
+            CodeRuns::ScriptFile => self.script_file_value(value, origin, cmd, env, out),
+            CodeRuns::Editor => self.editor_code(value, origin, cmd, env, out),
+            CodeRuns::Makefile => self.makefile_code(value, origin, cmd, env, out),
+            CodeRuns::Inline => self.inline_value(value, origin, cmd, inv, env, out),
+            CodeRuns::DbMeta => self.db_meta_code(value, origin, cmd, env, out),
+            // Argv rows have no single value: see `code_option_rests`.
+            CodeRuns::Argv => CodeFrom::NotCode,
+        }
+    }
+
+    /// The words after an option that form a command line (`git bisect run CMD ARGS…`, the
+    /// row's `after`): judged as an argv, or, for inline code, joined as the code.
+    #[allow(clippy::too_many_arguments)]
+    fn code_rests(
+        &self,
+        co: &CodeOption,
+        args: &[Word],
+        label: &str,
+        cmd: &SimpleCmd,
+        inv: &mut Invocation,
+        env: &Env,
+        out: &mut Analysis,
+        hops: usize,
+    ) {
+        for (what, rest) in code_option_rests(co, args) {
+            let origin = format!("{label} {what}");
+            if co.runs == CodeRuns::Inline {
+                let code = Word {
+                    text: rest
+                        .iter()
+                        .map(|w| w.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    ..Word::lit("")
+                };
+                if self.inline_value(&code, &origin, cmd, inv, env, out) == CodeFrom::Unseen {
+                    inv.code_from = CodeFrom::Unseen;
                 }
+            } else {
+                self.argv_code(&rest, &origin, cmd, inv, env, out, hops);
             }
         }
     }
@@ -453,4 +477,15 @@ pub(super) fn code_option_rests(co: &CodeOption, args: &[Word]) -> Vec<(String, 
         out.push((what, rest.to_vec()));
     }
     out
+}
+
+/// Whether a `[[code_option]]` row is about this invocation: its program, and its subcommand
+/// when the row names some.
+fn row_applies(co: &CodeOption, inv: &Invocation) -> bool {
+    co.program.contains(&inv.program)
+        && (co.subcommand.is_empty()
+            || inv
+                .subcommand
+                .as_ref()
+                .is_some_and(|s| co.subcommand.contains(s)))
 }
