@@ -188,6 +188,10 @@ impl Normalizer {
         Ok(out)
     }
 
+    /// Shell code found inside `cmd` (`sh -c CODE`, `eval`, a code option): parsed one level
+    /// deeper, in `cmd`'s directory, input and written files, and each of its commands
+    /// analysed. False (with the error recorded) when it is nested too deep, over the work
+    /// budget, or does not parse.
     fn nested_code(
         &self,
         code: &str,
@@ -211,46 +215,11 @@ impl Normalizer {
             home: env.home.clone(),
             cwd: cmd.cwd.clone().unwrap_or_else(|| env.cwd.clone()),
         };
-        let origin = if cmd.origin.is_empty() {
-            origin.to_string()
-        } else {
-            let mut o = format!("{} › {origin}", cmd.origin);
-            if o.len() > SHELL_CODE_ORIGIN_LIMIT {
-                o.truncate(o.floor_char_boundary_compat(SHELL_CODE_ORIGIN_LIMIT));
-            }
-            o
-        };
+        let origin = nested_origin(cmd, origin);
         match parse::parse_with(code, &env2, &origin, cmd.depth + 1, &cmd.vars) {
             Ok(cmds) => {
                 for mut c in cmds {
-                    if c.cwd.is_none() || cmd.cwd.is_none() {
-                        c.cwd = None;
-                    }
-                    // `curl … | bash -c 'cat | sh'`: the nested code reads the outer stdin.
-                    match (&mut c.stdin, &cmd.stdin) {
-                        (_, Stdin::Inherited) => {}
-                        (s @ Stdin::Inherited, outer) => *s = outer.clone(),
-                        (Stdin::Pipe(up), Stdin::Pipe(outer)) => {
-                            let mut all = outer.clone();
-                            all.append(up);
-                            *up = all;
-                        }
-                        _ => {}
-                    }
-                    // Files written before the outer command are there for the nested one.
-                    if c.files.is_empty() {
-                        c.files = cmd.files.clone();
-                    } else {
-                        let files = std::sync::Arc::make_mut(&mut c.files);
-                        for (p, content) in cmd.files.iter() {
-                            if files.len() < 64 && !files.iter().any(|(q, _)| q == p) {
-                                files.push((p.clone(), content.clone()));
-                            }
-                        }
-                    }
-                    c.downstream.extend(cmd.downstream.iter().cloned());
-                    c.downstream_argv
-                        .extend(cmd.downstream_argv.iter().cloned());
+                    inherit_outer(&mut c, cmd);
                     self.simple(&c, env, out);
                 }
                 true
@@ -560,6 +529,52 @@ impl Normalizer {
 
 /// Canonical option names with their values.
 type Flags = Vec<(String, Option<Word>)>;
+
+/// Where nested code was found: `origin` after the outer command's own, cut to
+/// [`SHELL_CODE_ORIGIN_LIMIT`] bytes.
+fn nested_origin(cmd: &SimpleCmd, origin: &str) -> String {
+    if cmd.origin.is_empty() {
+        return origin.to_string();
+    }
+    let mut o = format!("{} › {origin}", cmd.origin);
+    if o.len() > SHELL_CODE_ORIGIN_LIMIT {
+        o.truncate(o.floor_char_boundary_compat(SHELL_CODE_ORIGIN_LIMIT));
+    }
+    o
+}
+
+/// A command of nested code takes from the outer command `outer`: an unknown directory,
+/// its standard input (`curl … | bash -c 'cat | sh'`: the nested code reads the outer
+/// stdin), the files written before it, and the commands its output flows to.
+fn inherit_outer(c: &mut SimpleCmd, outer: &SimpleCmd) {
+    if c.cwd.is_none() || outer.cwd.is_none() {
+        c.cwd = None;
+    }
+    match (&mut c.stdin, &outer.stdin) {
+        (_, Stdin::Inherited) => {}
+        (s @ Stdin::Inherited, outer) => *s = outer.clone(),
+        (Stdin::Pipe(up), Stdin::Pipe(outer)) => {
+            let mut all = outer.clone();
+            all.append(up);
+            *up = all;
+        }
+        _ => {}
+    }
+    // Files written before the outer command are there for the nested one.
+    if c.files.is_empty() {
+        c.files = outer.files.clone();
+    } else {
+        let files = std::sync::Arc::make_mut(&mut c.files);
+        for (p, content) in outer.files.iter() {
+            if files.len() < 64 && !files.iter().any(|(q, _)| q == p) {
+                files.push((p.clone(), content.clone()));
+            }
+        }
+    }
+    c.downstream.extend(outer.downstream.iter().cloned());
+    c.downstream_argv
+        .extend(outer.downstream_argv.iter().cloned());
+}
 
 /// Counts `argv` against the input's work budget: false (with the error recorded once) past
 /// 16 nested levels or [`MAX_WORK`] words.
