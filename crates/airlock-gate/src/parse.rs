@@ -305,64 +305,8 @@ impl Walker<'_> {
     fn command(&mut self, cmd: &ast::Command, stdin: Stdin) -> Result<Upstream, ParseError> {
         match cmd {
             ast::Command::Simple(s) => self.simple(s, stdin),
-            ast::Command::Compound(c, redirs) => {
-                let start = self.out.len();
-                self.compound(c)?;
-                if let Some(r) = redirs {
-                    let mut extra = Vec::new();
-                    let mut inner_stdin = stdin;
-                    for io in &r.0 {
-                        self.redirect(io, &mut extra, &mut inner_stdin)?;
-                    }
-                    // Redirects of a compound apply to every command inside it.
-                    for c in &mut self.out[start..] {
-                        c.redirects.extend(extra.iter().cloned());
-                        if c.stdin == Stdin::Inherited {
-                            c.stdin = inner_stdin.clone();
-                        }
-                    }
-                } else if stdin != Stdin::Inherited {
-                    for c in &mut self.out[start..] {
-                        if c.stdin == Stdin::Inherited {
-                            c.stdin = stdin.clone();
-                        }
-                    }
-                }
-                Ok(self.opaque_summary(start))
-            }
-            ast::Command::Function(f) => {
-                // A function body is analysed where it is defined, whether or not it is called.
-                let name = f.fname.value.clone();
-                let origin = format!("function {name}");
-                let saved = std::mem::replace(&mut self.origin, origin);
-                self.compound(&f.body.0)?;
-                self.origin = saved;
-                // A function that pipes into or backgrounds itself: a fork bomb.
-                let body = f.body.to_string();
-                if body.matches(name.as_str()).count() >= 2
-                    && body.contains('|')
-                    && body.contains('&')
-                {
-                    self.out.push(SimpleCmd {
-                        assigns: Vec::new(),
-                        argv: vec![Word::lit("(fork-bomb)"), Word::lit(&name)],
-                        redirects: Vec::new(),
-                        stdin: Stdin::Inherited,
-                        cwd: self.cwd.clone(),
-                        origin: format!("function {name}"),
-                        depth: self.depth,
-                        downstream: Vec::new(),
-                        downstream_argv: Vec::new(),
-                        files: Written::default(),
-                        vars: Vec::new(),
-                    });
-                }
-                Ok(Upstream {
-                    argv: Vec::new(),
-                    output: Some(String::new()),
-                    opaque: false,
-                })
-            }
+            ast::Command::Compound(c, redirs) => self.redirected_compound(c, redirs, stdin),
+            ast::Command::Function(f) => self.function_definition(f),
             ast::Command::ExtendedTest(t, _) => {
                 self.ext_test(&t.expr)?;
                 Ok(Upstream {
@@ -372,6 +316,70 @@ impl Walker<'_> {
                 })
             }
         }
+    }
+
+    /// A compound command: its redirections (and the input it is given) apply to every
+    /// command inside it that has none of its own.
+    fn redirected_compound(
+        &mut self,
+        c: &ast::CompoundCommand,
+        redirs: &Option<ast::RedirectList>,
+        stdin: Stdin,
+    ) -> Result<Upstream, ParseError> {
+        let start = self.out.len();
+        self.compound(c)?;
+        if let Some(r) = redirs {
+            let mut extra = Vec::new();
+            let mut inner_stdin = stdin;
+            for io in &r.0 {
+                self.redirect(io, &mut extra, &mut inner_stdin)?;
+            }
+            for c in &mut self.out[start..] {
+                c.redirects.extend(extra.iter().cloned());
+                if c.stdin == Stdin::Inherited {
+                    c.stdin = inner_stdin.clone();
+                }
+            }
+        } else if stdin != Stdin::Inherited {
+            for c in &mut self.out[start..] {
+                if c.stdin == Stdin::Inherited {
+                    c.stdin = stdin.clone();
+                }
+            }
+        }
+        Ok(self.opaque_summary(start))
+    }
+
+    /// A function body is analysed where it is defined, whether or not it is called; a
+    /// function that pipes into or backgrounds itself is a fork bomb (the pseudo-program
+    /// `(fork-bomb)`).
+    fn function_definition(&mut self, f: &ast::FunctionDefinition) -> Result<Upstream, ParseError> {
+        let name = f.fname.value.clone();
+        let origin = format!("function {name}");
+        let saved = std::mem::replace(&mut self.origin, origin);
+        self.compound(&f.body.0)?;
+        self.origin = saved;
+        let body = f.body.to_string();
+        if body.matches(name.as_str()).count() >= 2 && body.contains('|') && body.contains('&') {
+            self.out.push(SimpleCmd {
+                assigns: Vec::new(),
+                argv: vec![Word::lit("(fork-bomb)"), Word::lit(&name)],
+                redirects: Vec::new(),
+                stdin: Stdin::Inherited,
+                cwd: self.cwd.clone(),
+                origin: format!("function {name}"),
+                depth: self.depth,
+                downstream: Vec::new(),
+                downstream_argv: Vec::new(),
+                files: Written::default(),
+                vars: Vec::new(),
+            });
+        }
+        Ok(Upstream {
+            argv: Vec::new(),
+            output: Some(String::new()),
+            opaque: false,
+        })
     }
 
     fn opaque_summary(&self, start: usize) -> Upstream {
