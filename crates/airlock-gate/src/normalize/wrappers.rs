@@ -272,6 +272,9 @@ impl Normalizer {
         self.argv(&inner_cmd, &inner, env, out, hops + 1);
     }
 
+    /// find(1): its roots are path arguments (written with `-delete`), the commands of `-exec`,
+    /// `-execdir`, `-ok` and `-okdir` are judged with `{}` standing for a name under the root,
+    /// and `-fprint FILE` writes FILE.
     pub(super) fn find_exec(
         &self,
         cmd: &SimpleCmd,
@@ -281,29 +284,9 @@ impl Normalizer {
         out: &mut Analysis,
         hops: usize,
     ) {
-        // Roots: positionals before the first expression word.
-        let mut roots = Vec::new();
-        let mut i = 0;
-        while i < args.len() {
-            let t = &args[i].text;
-            if t.starts_with('-') || t == "(" || t == "!" {
-                break;
-            }
-            roots.push(args[i].clone());
-            i += 1;
-        }
-        if roots.is_empty() {
-            roots.push(Word::lit("."));
-        }
+        let (roots, mut i) = find_roots(args);
         inv.path_args = roots.clone();
-        let placeholder = match roots.as_slice() {
-            [one] if !one.is_dynamic() => {
-                let mut w = one.clone();
-                w.text = format!("{}/{}", one.text.trim_end_matches('/'), DYN);
-                w
-            }
-            _ => Word::dynamic("{}"),
-        };
+        let placeholder = root_placeholder(&roots);
         if args.iter().any(|a| a.text == "-delete") {
             inv.writes.extend(roots.iter().cloned());
             inv.flags.push(("delete".into(), None));
@@ -311,28 +294,9 @@ impl Normalizer {
         while i < args.len() {
             let t = args[i].text.as_str();
             if matches!(t, "-exec" | "-execdir" | "-ok" | "-okdir") {
-                let mut inner = Vec::new();
-                i += 1;
-                while i < args.len() && args[i].text != ";" && args[i].text != "+" {
-                    let w = &args[i];
-                    if w.text.contains("{}") {
-                        let mut p = placeholder.clone();
-                        p.text = w.text.replace("{}", &placeholder.text);
-                        inner.push(p);
-                    } else {
-                        inner.push(w.clone());
-                    }
-                    i += 1;
-                }
-                let mut c = cmd.clone();
-                c.origin = if cmd.origin.is_empty() {
-                    format!("find {t}")
-                } else {
-                    format!("{} › find {t}", cmd.origin)
-                };
-                c.redirects.clear();
-                c.stdin = Stdin::Inherited;
-                self.argv(&c, &inner, env, out, hops + 1);
+                let (inner, end) = exec_argv(args, i + 1, &placeholder);
+                i = end;
+                self.argv(&exec_cmd(cmd, t), &inner, env, out, hops + 1);
             } else if matches!(t, "-fprint" | "-fprintf" | "-fls" | "-fprint0") {
                 if let Some(w) = args.get(i + 1) {
                     inv.writes.push(w.clone());
@@ -432,4 +396,69 @@ fn wrapped_command<'a>(
     }
     let rest = &args[i.min(args.len())..];
     (!rest.is_empty()).then_some(rest)
+}
+
+/// find(1)'s roots: the words before the first expression word (`.` when there are none),
+/// and the index of that word.
+fn find_roots(args: &[Word]) -> (Vec<Word>, usize) {
+    let mut roots = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let t = &args[i].text;
+        if t.starts_with('-') || t == "(" || t == "!" {
+            break;
+        }
+        roots.push(args[i].clone());
+        i += 1;
+    }
+    if roots.is_empty() {
+        roots.push(Word::lit("."));
+    }
+    (roots, i)
+}
+
+/// What `{}` stands for: a name under the one static root, else a word only known at run
+/// time.
+fn root_placeholder(roots: &[Word]) -> Word {
+    match roots {
+        [one] if !one.is_dynamic() => {
+            let mut w = one.clone();
+            w.text = format!("{}/{}", one.text.trim_end_matches('/'), DYN);
+            w
+        }
+        _ => Word::dynamic("{}"),
+    }
+}
+
+/// The command of `-exec CMD… ;` starting at `args[start]`, with `{}` replaced by
+/// `placeholder`, and the index of its terminating `;` or `+` (or `args.len()`).
+fn exec_argv(args: &[Word], start: usize, placeholder: &Word) -> (Vec<Word>, usize) {
+    let mut inner = Vec::new();
+    let mut i = start;
+    while i < args.len() && args[i].text != ";" && args[i].text != "+" {
+        let w = &args[i];
+        if w.text.contains("{}") {
+            let mut p = placeholder.clone();
+            p.text = w.text.replace("{}", &placeholder.text);
+            inner.push(p);
+        } else {
+            inner.push(w.clone());
+        }
+        i += 1;
+    }
+    (inner, i)
+}
+
+/// The command an `-exec`-style action (`t`) runs in: `cmd` with that origin, without its
+/// redirections and input.
+fn exec_cmd(cmd: &SimpleCmd, t: &str) -> SimpleCmd {
+    let mut c = cmd.clone();
+    c.origin = if cmd.origin.is_empty() {
+        format!("find {t}")
+    } else {
+        format!("{} › find {t}", cmd.origin)
+    };
+    c.redirects.clear();
+    c.stdin = Stdin::Inherited;
+    c
 }
