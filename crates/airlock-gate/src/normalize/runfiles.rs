@@ -229,8 +229,7 @@ impl Normalizer {
         let Some(cwd) = cmd.cwd.as_deref() else {
             return CodeFrom::NotCode;
         };
-        let words: Vec<&Word> = inv.words.iter().collect();
-        let installs = words.iter().any(|w| {
+        let installs = inv.words.iter().any(|w| {
             matches!(
                 w.text.as_str(),
                 "install" | "i" | "ci" | "add" | "sync" | "download" | "wheel"
@@ -240,110 +239,19 @@ impl Normalizer {
         if !installs && !bare_yarn {
             return CodeFrom::NotCode;
         }
-        let mut found: Vec<String> = Vec::new();
-        let mut from = CodeFrom::NotCode;
-        if matches!(prog, "pip" | "pip3" | "uv") {
-            let mut files: Vec<Word> = Vec::new();
-            for (i, w) in words.iter().enumerate() {
-                let t = w.text.as_str();
-                let value = match t {
-                    "-r" | "--requirement" | "-c" | "--constraint" => {
-                        words.get(i + 1).map(|v| (*v).clone())
-                    }
-                    _ => t
-                        .strip_prefix("--requirement=")
-                        .or_else(|| t.strip_prefix("--constraint="))
-                        .or_else(|| t.strip_prefix("-r").filter(|r| !r.is_empty()))
-                        .map(Word::lit),
-                };
-                files.extend(value);
-            }
-            let mut seen = HashSet::new();
-            while let Some(f) = files.pop() {
-                if seen.len() >= MAX_INCLUDES {
-                    from = CodeFrom::Unseen;
-                    break;
-                }
-                let Some(path) = f
-                    .as_static()
-                    .and_then(|p| absolute(p, Some(cwd), &env.home))
-                else {
-                    from = CodeFrom::Unseen;
-                    continue;
-                };
-                if !seen.insert(path.clone()) {
-                    continue;
-                }
-                let text = match read_text(&path) {
-                    FileText::Text(t) => t,
-                    FileText::Missing => continue,
-                    _ => {
-                        from = CodeFrom::Unseen;
-                        continue;
-                    }
-                };
-                let dir = path.rsplit_once('/').map_or("/", |(d, _)| d).to_string();
-                for line in text.lines() {
-                    let l = line.split(" #").next().unwrap_or("").trim();
-                    if l.starts_with('#') || l.is_empty() {
-                        continue;
-                    }
-                    if let Some(rest) = ["-r ", "--requirement ", "-c ", "--constraint "]
-                        .iter()
-                        .find_map(|p| l.strip_prefix(p))
-                    {
-                        let p = rest.trim();
-                        files.push(Word::lit(&if p.starts_with('/') {
-                            p.to_string()
-                        } else {
-                            format!("{dir}/{p}")
-                        }));
-                    } else if remote_source(
-                        l.trim_start_matches("-e ")
-                            .trim_start_matches("--editable "),
-                    ) {
-                        found.push(l.to_string());
-                    }
-                }
-            }
+        let pip = matches!(prog, "pip" | "pip3" | "uv");
+        let (found, mut unseen) = if pip {
+            requirement_sources(requirement_files(&inv.words), cwd, &env.home)
         } else if !inv.positionals.iter().any(|p| {
             !p.text.starts_with('-') && !matches!(p.text.as_str(), "install" | "i" | "ci" | "add")
         }) {
             // `npm install` without package names: the dependencies of package.json.
-            let text = parents(cwd)
-                .into_iter()
-                .map(|d| read_text(&format!("{}/package.json", d.trim_end_matches('/'))))
-                .find(|t| *t != FileText::Missing);
-            match text {
-                Some(FileText::Text(t)) => match serde_json::from_str::<serde_json::Value>(&t) {
-                    Ok(json) => {
-                        for key in [
-                            "dependencies",
-                            "devDependencies",
-                            "optionalDependencies",
-                            "peerDependencies",
-                        ] {
-                            let Some(deps) = json.get(key).and_then(|d| d.as_object()) else {
-                                continue;
-                            };
-                            for (name, v) in deps {
-                                let v = v.as_str().unwrap_or("");
-                                if remote_source(v) || repo_shorthand(v) {
-                                    found.push(format!("{name}@{v}"));
-                                }
-                            }
-                        }
-                    }
-                    Err(_) => from = CodeFrom::Unseen,
-                },
-                Some(FileText::Missing) | None => {}
-                Some(_) => from = CodeFrom::Unseen,
-            }
-        }
-        if matches!(prog, "pip" | "pip3" | "uv")
-            && self.written_build_files(cmd, inv, env, out) == CodeFrom::Unseen
-        {
-            from = CodeFrom::Unseen;
+            package_json_sources(cwd)
+        } else {
+            (Vec::new(), false)
+        };
+        if pip && self.written_build_files(cmd, inv, env, out) == CodeFrom::Unseen {
+            unseen = true;
         }
         for f in found.into_iter().take(MAX_TARGETS) {
             let w = Word::lit(&f);
@@ -353,13 +261,14 @@ impl Normalizer {
             pseudo.words = vec![w];
             out.invocations.push(pseudo);
         }
-        if from == CodeFrom::Unseen {
-            let mut pseudo = self.invocation(cmd, "(package-source)", false, &[], env);
-            pseudo.subcommand = Some(prog.to_string());
-            pseudo.code_from = CodeFrom::Unseen;
-            out.invocations.push(pseudo);
+        if !unseen {
+            return CodeFrom::NotCode;
         }
-        from
+        let mut pseudo = self.invocation(cmd, "(package-source)", false, &[], env);
+        pseudo.subcommand = Some(prog.to_string());
+        pseudo.code_from = CodeFrom::Unseen;
+        out.invocations.push(pseudo);
+        CodeFrom::Unseen
     }
 
     /// `pip install DIR` of a project whose build files (`setup.py`, `pyproject.toml`,
@@ -732,73 +641,16 @@ impl Normalizer {
         if !self.tables.registry_runners.iter().any(|r| r == runner) {
             return;
         }
-        let mut packages: Vec<Word> = Vec::new();
-        let mut command: Option<Word> = None;
-        let mut skip = spec.skip;
-        let mut i = 0;
-        while i < args.len() {
-            let a = &args[i];
-            let t = a.text.as_str();
-            if t == "--" {
-                command = args.get(i + 1).cloned();
-                break;
-            }
-            if let Some(opt) = t.strip_prefix('-').filter(|o| !o.is_empty()) {
-                let opt = opt.trim_start_matches('-');
-                let (name, attached) = match opt.split_once('=') {
-                    Some((n, v)) => (n, Some(v)),
-                    None => (opt, None),
-                };
-                let takes = spec.values.iter().any(|v| v == name)
-                    || spec.code_flags.iter().any(|v| v == name);
-                if spec.code_flags.iter().any(|v| v == name) {
-                    // `npx -c 'CMD'`: no package named; the code is judged by the wrapper.
-                    return;
-                }
-                let value = match (takes, attached) {
-                    (_, Some(v)) => Some(Word {
-                        text: v.to_string(),
-                        ..a.clone()
-                    }),
-                    (true, None) => {
-                        i += 1;
-                        args.get(i).cloned()
-                    }
-                    (false, None) => None,
-                };
-                if matches!(name, "p" | "package" | "from" | "spec" | "with") {
-                    packages.extend(value);
-                }
-                i += 1;
-                continue;
-            }
-            if skip > 0 {
-                skip -= 1;
-                i += 1;
-                continue;
-            }
-            command = Some(a.clone());
-            break;
-        }
-        if packages.is_empty() {
-            packages.extend(command.clone());
-        }
-        let local = |name: &str| {
-            cmd.cwd.as_deref().is_some_and(|c| {
-                parents(c).iter().any(|d| {
-                    Path::new(&format!(
-                        "{}/node_modules/.bin/{name}",
-                        d.trim_end_matches('/')
-                    ))
-                    .exists()
-                })
-            })
+        let Some(packages) = runner_packages(spec, args) else {
+            return;
         };
         for p in packages {
             let name = package_name(&p.text);
             let known = !p.is_dynamic()
                 && (self.tables.registry_tools.contains(&name)
-                    || (!name.contains('/') && !name.is_empty() && local(&name)));
+                    || (!name.contains('/')
+                        && !name.is_empty()
+                        && installed_locally(cmd.cwd.as_deref(), &name)));
             if known {
                 continue;
             }
@@ -1581,6 +1433,191 @@ pub(super) fn stdin_text(stdin: &Stdin) -> Option<String> {
         Stdin::Pipe(up) => up.last().and_then(|u| u.output.clone()),
         _ => None,
     }
+}
+
+/// The requirement and constraint files a pip install names (`-r FILE`, `--requirement=FILE`,
+/// `-rFILE`, `-c FILE`, `--constraint=FILE`).
+fn requirement_files(words: &[Word]) -> Vec<Word> {
+    let mut files: Vec<Word> = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let t = w.text.as_str();
+        let value = match t {
+            "-r" | "--requirement" | "-c" | "--constraint" => words.get(i + 1).cloned(),
+            _ => t
+                .strip_prefix("--requirement=")
+                .or_else(|| t.strip_prefix("--constraint="))
+                .or_else(|| t.strip_prefix("-r").filter(|r| !r.is_empty()))
+                .map(Word::lit),
+        };
+        files.extend(value);
+    }
+    files
+}
+
+/// The remote package sources (URLs, VCS, other indexes) in requirement files, following
+/// nested `-r`/`-c` (at most [`MAX_INCLUDES`] files), and whether some file could not be
+/// seen (a name only known at run time, unreadable, or too many).
+fn requirement_sources(mut files: Vec<Word>, cwd: &str, home: &str) -> (Vec<String>, bool) {
+    let mut found = Vec::new();
+    let mut unseen = false;
+    let mut seen = HashSet::new();
+    while let Some(f) = files.pop() {
+        if seen.len() >= MAX_INCLUDES {
+            unseen = true;
+            break;
+        }
+        let Some(path) = f.as_static().and_then(|p| absolute(p, Some(cwd), home)) else {
+            unseen = true;
+            continue;
+        };
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let text = match read_text(&path) {
+            FileText::Text(t) => t,
+            FileText::Missing => continue,
+            _ => {
+                unseen = true;
+                continue;
+            }
+        };
+        let dir = path.rsplit_once('/').map_or("/", |(d, _)| d).to_string();
+        requirement_lines(&text, &dir, &mut files, &mut found);
+    }
+    (found, unseen)
+}
+
+/// One requirements file's lines: nested files (relative to `dir`) go to `files`, remote
+/// sources (also after `-e`) to `found`; comments are skipped.
+fn requirement_lines(text: &str, dir: &str, files: &mut Vec<Word>, found: &mut Vec<String>) {
+    for line in text.lines() {
+        let l = line.split(" #").next().unwrap_or("").trim();
+        if l.starts_with('#') || l.is_empty() {
+            continue;
+        }
+        if let Some(rest) = ["-r ", "--requirement ", "-c ", "--constraint "]
+            .iter()
+            .find_map(|p| l.strip_prefix(p))
+        {
+            let p = rest.trim();
+            files.push(Word::lit(&if p.starts_with('/') {
+                p.to_string()
+            } else {
+                format!("{dir}/{p}")
+            }));
+        } else if remote_source(
+            l.trim_start_matches("-e ")
+                .trim_start_matches("--editable "),
+        ) {
+            found.push(l.to_string());
+        }
+    }
+}
+
+/// The dependencies of the nearest package.json above `cwd` that are URLs or repositories
+/// (`name@spec`), and whether the file could not be read or parsed.
+fn package_json_sources(cwd: &str) -> (Vec<String>, bool) {
+    let text = parents(cwd)
+        .into_iter()
+        .map(|d| read_text(&format!("{}/package.json", d.trim_end_matches('/'))))
+        .find(|t| *t != FileText::Missing);
+    let json = match text {
+        Some(FileText::Text(t)) => match serde_json::from_str::<serde_json::Value>(&t) {
+            Ok(json) => json,
+            Err(_) => return (Vec::new(), true),
+        },
+        Some(FileText::Missing) | None => return (Vec::new(), false),
+        Some(_) => return (Vec::new(), true),
+    };
+    let mut found = Vec::new();
+    for key in [
+        "dependencies",
+        "devDependencies",
+        "optionalDependencies",
+        "peerDependencies",
+    ] {
+        let Some(deps) = json.get(key).and_then(|d| d.as_object()) else {
+            continue;
+        };
+        for (name, v) in deps {
+            let v = v.as_str().unwrap_or("");
+            if remote_source(v) || repo_shorthand(v) {
+                found.push(format!("{name}@{v}"));
+            }
+        }
+    }
+    (found, false)
+}
+
+/// The packages a registry runner fetches: those named by `-p`/`--package`/`--from`/
+/// `--spec`/`--with`, else the command it runs (after its own options and skipped words, or
+/// after `--`). `None` for `npx -c 'CMD'`: no package named (the code is judged by the
+/// wrapper).
+fn runner_packages(spec: &WrapperSpec, args: &[Word]) -> Option<Vec<Word>> {
+    let mut packages: Vec<Word> = Vec::new();
+    let mut command: Option<Word> = None;
+    let mut skip = spec.skip;
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        let t = a.text.as_str();
+        if t == "--" {
+            command = args.get(i + 1).cloned();
+            break;
+        }
+        if let Some(opt) = t.strip_prefix('-').filter(|o| !o.is_empty()) {
+            let opt = opt.trim_start_matches('-');
+            let (name, attached) = match opt.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (opt, None),
+            };
+            if spec.code_flags.iter().any(|v| v == name) {
+                return None;
+            }
+            let takes = spec.values.iter().any(|v| v == name);
+            let value = match (takes, attached) {
+                (_, Some(v)) => Some(Word {
+                    text: v.to_string(),
+                    ..a.clone()
+                }),
+                (true, None) => {
+                    i += 1;
+                    args.get(i).cloned()
+                }
+                (false, None) => None,
+            };
+            if matches!(name, "p" | "package" | "from" | "spec" | "with") {
+                packages.extend(value);
+            }
+            i += 1;
+            continue;
+        }
+        if skip > 0 {
+            skip -= 1;
+            i += 1;
+            continue;
+        }
+        command = Some(a.clone());
+        break;
+    }
+    if packages.is_empty() {
+        packages.extend(command);
+    }
+    Some(packages)
+}
+
+/// Whether `name` is installed in the workspace: a `node_modules/.bin/NAME` in `cwd` or a
+/// directory above it.
+fn installed_locally(cwd: Option<&str>, name: &str) -> bool {
+    cwd.is_some_and(|c| {
+        parents(c).iter().any(|d| {
+            Path::new(&format!(
+                "{}/node_modules/.bin/{name}",
+                d.trim_end_matches('/')
+            ))
+            .exists()
+        })
+    })
 }
 
 #[cfg(test)]
