@@ -103,40 +103,13 @@ impl Normalizer {
                 continue;
             }
             if let Some(opt) = t.strip_prefix('-').filter(|o| !o.is_empty()) {
-                let (names, inline_val) = option_names(opt, spec);
-                let last = names.last().cloned().unwrap_or_default();
-                if names.iter().any(|n| spec.no_run_flags.contains(n)) {
-                    return None;
-                }
-                let takes_value = spec.values.contains(&last) || spec.code_flags.contains(&last);
-                let value = if takes_value {
-                    match inline_val {
-                        Some(v) => Some(Word::lit(&v)),
-                        None => {
-                            i += 1;
-                            args.get(i).cloned()
-                        }
+                match self.wrapper_option(cmd, name, spec, opt, args, i, env, out, &mut parsed) {
+                    OptionStep::NoRun => return None,
+                    OptionStep::Next(next) => i = next,
+                    OptionStep::CommandAt(next) => {
+                        i = next;
+                        break;
                     }
-                } else {
-                    None
-                };
-                if spec.appends_input && matches!(last.as_str(), "I" | "i" | "replace") {
-                    parsed.replace = Some(
-                        value
-                            .as_ref()
-                            .map_or_else(|| "{}".to_string(), |v| v.text.clone()),
-                    );
-                }
-                if spec.code_flags.contains(&last) {
-                    if let Some(v) = value {
-                        self.code_word(&v, &format!("{name} -{last}"), cmd, env, out);
-                    }
-                }
-                i += 1;
-                if spec.argv_flags.contains(&last) {
-                    // `nix develop -c CMD ARGS…`: the rest is the command.
-                    parsed.after_dashdash = true;
-                    break;
                 }
                 continue;
             }
@@ -154,6 +127,57 @@ impl Normalizer {
         }
         parsed.start = i;
         Some(parsed)
+    }
+
+    /// One option of a wrapper at `args[i]` (`opt` without its first dash): its value (in the
+    /// word or the next one), judged when it is code (`code_flags`) and kept when it is
+    /// xargs's replace string.
+    #[allow(clippy::too_many_arguments)]
+    fn wrapper_option(
+        &self,
+        cmd: &SimpleCmd,
+        name: &str,
+        spec: &WrapperSpec,
+        opt: &str,
+        args: &[Word],
+        i: usize,
+        env: &Env,
+        out: &mut Analysis,
+        parsed: &mut WrapperArgs,
+    ) -> OptionStep {
+        let (names, inline_val) = option_names(opt, spec);
+        let last = names.last().cloned().unwrap_or_default();
+        if names.iter().any(|n| spec.no_run_flags.contains(n)) {
+            return OptionStep::NoRun;
+        }
+        let takes_value = spec.values.contains(&last) || spec.code_flags.contains(&last);
+        let mut next = i + 1;
+        let value = match (takes_value, inline_val) {
+            (true, Some(v)) => Some(Word::lit(&v)),
+            (true, None) => {
+                next += 1;
+                args.get(i + 1).cloned()
+            }
+            (false, _) => None,
+        };
+        if spec.appends_input && matches!(last.as_str(), "I" | "i" | "replace") {
+            parsed.replace = Some(
+                value
+                    .as_ref()
+                    .map_or_else(|| "{}".to_string(), |v| v.text.clone()),
+            );
+        }
+        if spec.code_flags.contains(&last) {
+            if let Some(v) = value {
+                self.code_word(&v, &format!("{name} -{last}"), cmd, env, out);
+            }
+        }
+        if spec.argv_flags.contains(&last) {
+            // `nix develop -c CMD ARGS…`: the rest is the command.
+            parsed.after_dashdash = true;
+            return OptionStep::CommandAt(next);
+        }
+        OptionStep::Next(next)
     }
 
     /// A wrapper that joins its words into one shell command line (`watch`, `ssh`-like): the
@@ -461,4 +485,15 @@ fn exec_cmd(cmd: &SimpleCmd, t: &str) -> SimpleCmd {
     c.redirects.clear();
     c.stdin = Stdin::Inherited;
     c
+}
+
+/// What one wrapper option says about the words that follow.
+#[derive(Debug, Clone, Copy)]
+enum OptionStep {
+    /// The command does not run (`no_run_flags`).
+    NoRun,
+    /// More of the wrapper's words start at this index.
+    Next(usize),
+    /// The command starts at this index.
+    CommandAt(usize),
 }
