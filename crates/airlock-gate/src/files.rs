@@ -78,7 +78,7 @@ pub(crate) fn written(path: &str) -> Option<FileText> {
 }
 
 /// Reads `path` (absolute), bounded by [`MAX_FILE_BYTES`]; a file written earlier in the same
-/// command (see [`WrittenFiles`]) reads as what was written.
+/// command (see `WrittenFiles`) reads as what was written.
 pub fn read_text(path: &str) -> FileText {
     if let Some(t) = written(path) {
         return t;

@@ -5,7 +5,7 @@
 //! parameter-expansion defaults, arithmetic) and turns each word into its static value where the
 //! shell would compute it without running anything (quotes, escapes, `$'…'`, `~`, `$HOME`,
 //! brace expansion, variables assigned earlier in the same script). Anything else is marked
-//! dynamic with [`DYN`] in place of the unknown text.
+//! dynamic with [`DYN`](crate::ir::DYN) in place of the unknown text.
 
 use std::collections::HashMap;
 
