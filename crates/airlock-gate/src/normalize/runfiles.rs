@@ -423,13 +423,6 @@ impl Normalizer {
         env: &Env,
         out: &mut Analysis,
     ) -> CodeFrom {
-        let flag = |names: &[&str]| {
-            inv.flags
-                .iter()
-                .rev()
-                .find(|(n, _)| names.contains(&n.as_str()))
-                .and_then(|(_, v)| v.clone())
-        };
         if inv.flags.iter().any(|(n, _)| {
             matches!(
                 n.as_str(),
@@ -438,53 +431,13 @@ impl Normalizer {
         }) {
             return CodeFrom::NotCode;
         }
-        let mut dir = cmd.cwd.clone();
-        if let Some(c) = flag(&["C", "directory"]) {
-            if c.is_dynamic() {
-                return CodeFrom::Unseen;
-            }
-            dir = absolute(&c.text, dir.as_deref(), &env.home);
-        }
-        let Some(dir) = dir else {
+        let (dir, text) = match makefile(cmd, inv, &env.home) {
+            Ok(found) => found,
+            Err(from) => return from,
+        };
+        let Some((overrides, targets)) = make_arguments(&inv.positionals) else {
             return CodeFrom::Unseen;
         };
-        let file = match flag(&["f", "file", "makefile"]) {
-            Some(f) if f.is_dynamic() => return CodeFrom::Unseen,
-            // `make -f -`: the makefile on stdin (the `[[code_option]]` row judges it).
-            Some(f) if matches!(f.text.as_str(), "-" | "/dev/stdin" | "/dev/fd/0") => {
-                return CodeFrom::NotCode
-            }
-            Some(f) => match absolute(&f.text, Some(&dir), &env.home) {
-                Some(p) => read_text(&p),
-                None => return CodeFrom::Unseen,
-            },
-            None => ["GNUmakefile", "makefile", "Makefile"]
-                .iter()
-                .map(|n| read_text(&format!("{dir}/{n}")))
-                .find(|t| *t != FileText::Missing)
-                .unwrap_or(FileText::Missing),
-        };
-        let text = match file {
-            FileText::Missing => return CodeFrom::NotCode,
-            FileText::Binary | FileText::Unreadable(_) => return CodeFrom::Unseen,
-            FileText::Text(t) => t,
-        };
-        let mut overrides = BTreeMap::new();
-        let mut targets = Vec::new();
-        for p in &inv.positionals {
-            let Some(t) = p.as_static() else {
-                return CodeFrom::Unseen;
-            };
-            match t.split_once('=') {
-                Some((k, v)) => {
-                    overrides.insert(
-                        k.trim_end_matches([':', '+', '?']).to_string(),
-                        v.to_string(),
-                    );
-                }
-                None => targets.push(t.to_string()),
-            }
-        }
         let mk = Makefile::parse(&text, &dir, &env.home, overrides);
         // (`make SHELL=…` without a Makefile is judged by the `[[code_option]]` row.)
         let Some(script) = mk.script(&targets, &dir, &env.home) else {
@@ -1618,6 +1571,70 @@ fn installed_locally(cwd: Option<&str>, name: &str) -> bool {
             .exists()
         })
     })
+}
+
+/// The directory make runs in (`-C DIR`) and the text of the makefile it reads (`-f FILE`,
+/// else `GNUmakefile`, `makefile` or `Makefile` there). `Err` with the verdict when there is
+/// none to read: nothing runs (no makefile, or `-f -`: the `[[code_option]]` row judges the
+/// makefile on stdin), or airlock cannot see it.
+fn makefile(cmd: &SimpleCmd, inv: &Invocation, home: &str) -> Result<(String, String), CodeFrom> {
+    let flag = |names: &[&str]| {
+        inv.flags
+            .iter()
+            .rev()
+            .find(|(n, _)| names.contains(&n.as_str()))
+            .and_then(|(_, v)| v.clone())
+    };
+    let mut dir = cmd.cwd.clone();
+    if let Some(c) = flag(&["C", "directory"]) {
+        if c.is_dynamic() {
+            return Err(CodeFrom::Unseen);
+        }
+        dir = absolute(&c.text, dir.as_deref(), home);
+    }
+    let Some(dir) = dir else {
+        return Err(CodeFrom::Unseen);
+    };
+    let file = match flag(&["f", "file", "makefile"]) {
+        Some(f) if f.is_dynamic() => return Err(CodeFrom::Unseen),
+        Some(f) if matches!(f.text.as_str(), "-" | "/dev/stdin" | "/dev/fd/0") => {
+            return Err(CodeFrom::NotCode)
+        }
+        Some(f) => match absolute(&f.text, Some(&dir), home) {
+            Some(p) => read_text(&p),
+            None => return Err(CodeFrom::Unseen),
+        },
+        None => ["GNUmakefile", "makefile", "Makefile"]
+            .iter()
+            .map(|n| read_text(&format!("{dir}/{n}")))
+            .find(|t| *t != FileText::Missing)
+            .unwrap_or(FileText::Missing),
+    };
+    match file {
+        FileText::Missing => Err(CodeFrom::NotCode),
+        FileText::Binary | FileText::Unreadable(_) => Err(CodeFrom::Unseen),
+        FileText::Text(t) => Ok((dir, t)),
+    }
+}
+
+/// make's positionals: `VAR=value` overrides (also `VAR:=`, `VAR+=`, `VAR?=`) and targets;
+/// `None` when one is only known at run time.
+fn make_arguments(positionals: &[Word]) -> Option<(BTreeMap<String, String>, Vec<String>)> {
+    let mut overrides = BTreeMap::new();
+    let mut targets = Vec::new();
+    for p in positionals {
+        let t = p.as_static()?;
+        match t.split_once('=') {
+            Some((k, v)) => {
+                overrides.insert(
+                    k.trim_end_matches([':', '+', '?']).to_string(),
+                    v.to_string(),
+                );
+            }
+            None => targets.push(t.to_string()),
+        }
+    }
+    Some((overrides, targets))
 }
 
 #[cfg(test)]
