@@ -992,15 +992,28 @@ impl Makefile {
         }
         let mut todo: Vec<String> = targets.to_vec();
         if todo.is_empty() {
-            let default = self.vars.get(".DEFAULT_GOAL").cloned().or_else(|| {
-                self.rules
-                    .iter()
-                    .flat_map(|r| r.targets.iter())
-                    .find(|t| !t.starts_with('.') && !t.contains('%'))
-                    .cloned()
-            });
-            todo.extend(default);
+            todo.extend(self.default_goal());
         }
+        let lines = self.recipe_lines(todo)?;
+        self.expand_recipes(lines, dir, home)
+    }
+
+    /// The target `make` builds without one named: `.DEFAULT_GOAL`, else the first rule's
+    /// first target that is not special (`.PHONY`) or a pattern.
+    fn default_goal(&self) -> Option<String> {
+        self.vars.get(".DEFAULT_GOAL").cloned().or_else(|| {
+            self.rules
+                .iter()
+                .flat_map(|r| r.targets.iter())
+                .find(|t| !t.starts_with('.') && !t.contains('%'))
+                .cloned()
+        })
+    }
+
+    /// The recipe lines (as written) of `todo` and their prerequisites, after the lines run
+    /// while the makefile is read; a target no rule names brings in every pattern rule's
+    /// recipe. `None` past [`MAX_TARGETS`].
+    fn recipe_lines(&self, mut todo: Vec<String>) -> Option<Vec<String>> {
         let mut seen = HashSet::new();
         let mut lines: Vec<String> = self.parse_time.clone();
         let mut patterns_added = false;
@@ -1029,6 +1042,13 @@ impl Makefile {
                 }
             }
         }
+        Some(lines)
+    }
+
+    /// Recipe lines with their variables expanded and their `@`, `-`, `+` prefixes removed,
+    /// one shell line each; `None` when an expansion is unknown or the text passes
+    /// [`MAX_EXPANDED`] bytes.
+    fn expand_recipes(&self, lines: Vec<String>, dir: &str, home: &str) -> Option<String> {
         let mut out = Vec::new();
         let mut total = 0usize;
         for l in lines {
