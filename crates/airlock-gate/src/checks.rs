@@ -3,9 +3,11 @@
 //! container runs that mount host paths or share host namespaces.
 
 use crate::git::url_owner;
-use crate::normalize::{lexical, Invocation};
-use crate::parse::{FileContent, Word, DYN};
-use crate::rules::{is_scratch, Match, MatchCtx};
+use crate::ir::Invocation;
+use crate::ir::{FileContent, Word, DYN};
+use crate::matchers::{Match, MatchCtx};
+use crate::pathname::is_scratch;
+use crate::pathname::lexical;
 
 /// Remote names whose URLs say which owner the project belongs to.
 const PROJECT_REMOTES: &[&str] = &["origin", "upstream"];
@@ -385,9 +387,9 @@ pub fn compose_host_access(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
         let text = match written(&f) {
             Some(FileContent::Text(t)) => t.clone(),
             Some(_) => return Match::Possible,
-            None => match crate::normalize::read_text(&f) {
-                crate::normalize::FileText::Text(t) => t,
-                crate::normalize::FileText::Missing => continue,
+            None => match crate::files::read_text(&f) {
+                crate::files::FileText::Text(t) => t,
+                crate::files::FileText::Missing => continue,
                 _ => return Match::Possible,
             },
         };
@@ -533,9 +535,9 @@ pub fn git_foreign_repo(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
     if inside(&git_dir) {
         return Match::No;
     }
-    let config = match crate::normalize::read_text(&format!("{git_dir}/config")) {
-        crate::normalize::FileText::Text(t) => t,
-        crate::normalize::FileText::Missing => String::new(),
+    let config = match crate::files::read_text(&format!("{git_dir}/config")) {
+        crate::files::FileText::Text(t) => t,
+        crate::files::FileText::Missing => String::new(),
         _ => return Match::Possible,
     };
     if config_has_exec_key(&config, ctx) {

@@ -9,11 +9,15 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::glob::Glob;
-use crate::normalize::{Analysis, Invocation, KnownPrograms, Normalizer, SpecTable};
-use crate::parse::{Env, ParseError};
-use crate::rules::{
-    categorize, DataFile, GitInfo, Match, MatchCtx, Rule, RuleError, RuleSpec, StaticGit, Tier,
-};
+use crate::ir::Env;
+use crate::ir::Invocation;
+pub use crate::matchers::Context;
+use crate::matchers::{Match, MatchCtx, StaticGit};
+use crate::normalize::{Analysis, KnownPrograms, Normalizer};
+use crate::parse::ParseError;
+use crate::rules::{categorize, Rule, RuleError};
+use crate::schema::SpecTable;
+use crate::schema::{DataFile, RuleSpec, Tier};
 use crate::GateError;
 
 /// The built-in tables and rules, as written.
@@ -109,16 +113,6 @@ impl Default for Settings {
             review: None,
         }
     }
-}
-
-/// Where a tool call runs.
-#[derive(Debug)]
-pub struct Context<'a> {
-    pub cwd: String,
-    pub home: String,
-    /// The workspace root; `None` when there is none (every path is outside).
-    pub workspace: Option<String>,
-    pub git: &'a dyn GitInfo,
 }
 
 /// How one invocation was decided.
@@ -557,7 +551,7 @@ impl Engine {
             .iter()
             .chain(inv.path_args.iter())
             .chain(inv.flags.iter().filter_map(|(_, v)| v.as_ref()))
-            .filter(|w| crate::normalize::looks_like_path(w) || w.text.contains("/"))
+            .filter(|w| crate::pathname::looks_like_path(w) || w.text.contains("/"))
             .cloned()
             .collect();
         if named.is_empty() {
@@ -579,7 +573,7 @@ impl Engine {
             reason: format!(
                 "`{}` is a program airlock does not know, and it is given a protected path \
                  (rule: {}); it may change it, so a person decides",
-                inv.program.replace(crate::parse::DYN, "…"),
+                inv.program.replace(crate::ir::DYN, "…"),
                 rule.reason
             ),
             uncertain: true,
@@ -656,8 +650,8 @@ impl Engine {
                     if c.names().contains(&"outside-workspace") {
                         Match::Yes
                     } else if matches!(
-                        crate::rules::resolve(w, cwd, &ctx.home),
-                        crate::rules::PathRef::Unknown
+                        crate::pathname::resolve(w, cwd, &ctx.home),
+                        crate::pathname::PathRef::Unknown
                     ) {
                         Match::Possible
                     } else {
@@ -746,7 +740,7 @@ impl Engine {
             None => {
                 let mctx = self.match_ctx(ctx, &self.settings.git_owners);
                 let outside = write
-                    && categorize(&crate::parse::Word::lit(&abs), Some(&ctx.cwd), &mctx)
+                    && categorize(&crate::ir::Word::lit(&abs), Some(&ctx.cwd), &mctx)
                         .names()
                         .contains(&"outside-workspace");
                 if outside && self.settings.default_write_outside > self.settings.default {
@@ -934,9 +928,9 @@ fn abs_path(path: &str, ctx: &Context<'_>) -> String {
         path.to_string()
     };
     if p.starts_with('/') {
-        crate::normalize::lexical(&p)
+        crate::pathname::lexical(&p)
     } else {
-        crate::normalize::lexical(&format!("{}/{p}", ctx.cwd))
+        crate::pathname::lexical(&format!("{}/{p}", ctx.cwd))
     }
 }
 
@@ -1039,8 +1033,8 @@ mod tests {
         let full = Engine::builtin_with_examples("/root").expect("builtin with examples");
         assert!(matches!(fast.normalizer.known(), KnownPrograms::Builtin(_)));
         // Every entry of the tables the hook parses on first use parses.
-        let programs: SpecTable<crate::normalize::FlagSpec> = SpecTable::lazy(DEFAULT_PROGRAMS);
-        let wrappers: SpecTable<crate::normalize::WrapperSpec> = SpecTable::lazy(DEFAULT_WRAPPERS);
+        let programs: SpecTable<crate::schema::FlagSpec> = SpecTable::lazy(DEFAULT_PROGRAMS);
+        let wrappers: SpecTable<crate::schema::WrapperSpec> = SpecTable::lazy(DEFAULT_WRAPPERS);
         assert!(DEFAULT_PROGRAMS.windows(2).all(|w| w[0].0 < w[1].0));
         assert!(DEFAULT_WRAPPERS.windows(2).all(|w| w[0].0 < w[1].0));
         programs.check_all().expect("every program entry parses");

@@ -6,9 +6,9 @@ use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::normalize::Invocation;
-use crate::parse::DYN;
-use crate::rules::{GitInfo, Match, MatchCtx};
+use crate::ir::Invocation;
+use crate::ir::DYN;
+use crate::matchers::{GitInfo, Match, MatchCtx};
 
 fn is_push(inv: &Invocation) -> bool {
     inv.program == "git" && inv.subcommand.as_deref() == Some("push")
@@ -73,7 +73,7 @@ fn owned(inv: &Invocation, ctx: &MatchCtx<'_>) -> bool {
         .is_some_and(|o| ctx.owners.iter().any(|x| x.eq_ignore_ascii_case(&o)))
 }
 
-fn refspecs(inv: &Invocation) -> &[crate::parse::Word] {
+fn refspecs(inv: &Invocation) -> &[crate::ir::Word] {
     inv.positionals.get(1..).unwrap_or(&[])
 }
 
@@ -244,7 +244,7 @@ pub fn config_exec_key(inv: &Invocation, ctx: &MatchCtx<'_>) -> Match {
     {
         return Match::No;
     }
-    let mut pos: Vec<&crate::parse::Word> = inv.positionals.iter().collect();
+    let mut pos: Vec<&crate::ir::Word> = inv.positionals.iter().collect();
     if let Some(first) = pos.first() {
         match first.text.as_str() {
             "set" => {

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rules::Tier;
+use crate::schema::Tier;
 
 /// Largest hook input accepted (a command this long is not a command a person reviews).
 pub const MAX_INPUT: usize = 256 * 1024;

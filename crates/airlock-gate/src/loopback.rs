@@ -4,8 +4,8 @@
 //! cluster API port, or has an option that sends it elsewhere (a proxy, `--resolve`,
 //! `--connect-to`, a config file, a Unix socket).
 
-use crate::normalize::Invocation;
-use crate::parse::Word;
+use crate::ir::Invocation;
+use crate::ir::Word;
 
 /// Clients judged here (curl(1), wget(1), nc(1), HTTPie and xh); others keep their network
 /// flag.

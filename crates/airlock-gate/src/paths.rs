@@ -7,10 +7,11 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
-use crate::classify::Context;
-use crate::normalize::{lexical, Invocation};
-use crate::parse::Word;
-use crate::rules::{resolve, PathRef};
+use crate::ir::Invocation;
+use crate::ir::Word;
+use crate::matchers::Context;
+use crate::pathname::lexical;
+use crate::pathname::{resolve, PathRef};
 
 /// Most symbolic links followed for one path (as the kernel's `MAXSYMLINKS`).
 const MAX_LINKS: usize = 40;

@@ -7,6 +7,17 @@
 //! Transport: HTTP/1.1 over TCP, TLS by rustls (ring provider) with the webpki roots plus the
 //! certificates in `$SSL_CERT_FILE` (inside a session that is airlock's per-session CA, and the
 //! request goes through `$HTTPS_PROXY`, the credential proxy, which swaps the placeholder key).
+//!
+//! Why a client of our own rather than a crate's: this crate is synchronous and runs as a
+//! short-lived process per hook call. The workspace's HTTP stack, hyper, is async: using it
+//! here would start a tokio runtime in the hook for one POST. ureq would be a second HTTP/1
+//! implementation in the tree, with its own proxy and TLS configuration to keep on the ring
+//! provider, for one request with `Connection: close`. What the reviewer needs is small and
+//! tested below: `CONNECT` through `$HTTPS_PROXY`, the webpki roots plus `$SSL_CERT_FILE`, one
+//! deadline over connect, handshake and read (a timeout is `ask`), identity and chunked bodies,
+//! a 1 MiB cap. The part that reads bytes from the network, [`parse_response`], has a fuzz
+//! target (`fuzz/fuzz_targets/gate_review_response.rs`: no panic, only allow/ask/deny, and a
+//! chunked body reads as the same body sent whole).
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -15,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::rules::Tier;
+use crate::schema::Tier;
 
 /// `[commands.review]`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -137,11 +148,19 @@ fn call(cfg: &ReviewConfig, req: &ReviewRequest<'_>) -> Result<ReviewOutcome, Re
     })
     .to_string();
     let deadline = Instant::now() + Duration::from_millis(cfg.timeout_ms.max(1));
-    let (status, resp) = post(&cfg.url, &key, &body, deadline)?;
+    let raw = post(&cfg.url, &key, &body, deadline)?;
+    parse_response(&raw)
+}
+
+/// Reads a whole HTTP/1.1 response (head and body, identity or `Transfer-Encoding: chunked`)
+/// from the reviewer: a status other than 200 is [`ReviewError::Status`]; a 200 body is read by
+/// [`parse_answer`].
+pub fn parse_response(raw: &[u8]) -> Result<ReviewOutcome, ReviewError> {
+    let (status, body) = split_response(raw)?;
     if status != 200 {
         return Err(ReviewError::Status(status));
     }
-    parse_answer(&resp)
+    parse_answer(&body)
 }
 
 /// Extracts `{decision, reason}` from a Messages API response body.
@@ -252,12 +271,8 @@ fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Review
     })
 }
 
-fn post(
-    url: &str,
-    key: &str,
-    body: &str,
-    deadline: Instant,
-) -> Result<(u16, Vec<u8>), ReviewError> {
+/// Sends the request (through the proxy for https when one is set) and returns the raw response.
+fn post(url: &str, key: &str, body: &str, deadline: Instant) -> Result<Vec<u8>, ReviewError> {
     let u = parse_url(url)?;
     let proxy = if u.tls {
         std::env::var("HTTPS_PROXY")
@@ -293,7 +308,7 @@ fn post(
         body.len(),
         body
     );
-    let raw = if u.tls {
+    if u.tls {
         let config = tls_config()?;
         let name = rustls::pki_types::ServerName::try_from(u.host.to_string())
             .map_err(|e| ReviewError::Tls(e.to_string()))?;
@@ -302,13 +317,12 @@ fn post(
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         tls.write_all(request.as_bytes())
             .map_err(|e| map_io(e, u.host))?;
-        read_all(&mut tls, u.host, deadline)?
+        read_all(&mut tls, u.host, deadline)
     } else {
         tcp.write_all(request.as_bytes())
             .map_err(|e| map_io(e, u.host))?;
-        read_all(&mut tcp, u.host, deadline)?
-    };
-    split_response(&raw)
+        read_all(&mut tcp, u.host, deadline)
+    }
 }
 
 fn tls_config() -> Result<Arc<rustls::ClientConfig>, ReviewError> {
@@ -524,5 +538,43 @@ mod tests {
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
         let (s, b) = split_response(raw).expect("split");
         assert_eq!((s, b.as_slice()), (200, &b"abcde"[..]));
+    }
+
+    #[test]
+    fn response_parsing() {
+        let body = r#"{"content":[{"text":"{\"decision\":\"allow\",\"reason\":\"ok\"}"}]}"#;
+        let whole = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (a, b) = body.split_at(10);
+        let chunked = format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x};x=y\r\n{b}\r\n0\r\n\r\n",
+            a.len(),
+            b.len()
+        );
+        for raw in [&whole, &chunked] {
+            let o = parse_response(raw.as_bytes()).expect("an answer");
+            assert_eq!(o.tier, Tier::Allow, "{raw}");
+        }
+        let refused = format!("HTTP/1.1 403 Forbidden\r\n\r\n{body}");
+        assert!(matches!(
+            parse_response(refused.as_bytes()),
+            Err(ReviewError::Status(403))
+        ));
+        for bad in [
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+            "HTTP/1.1 200 OK",
+            "",
+        ] {
+            assert!(parse_response(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        let review_tier = format!(
+            "HTTP/1.1 200 OK\r\n\r\n{}",
+            r#"{"content":[{"text":"{\"decision\":\"review\"}"}]}"#
+        );
+        assert!(parse_response(review_tier.as_bytes()).is_err());
     }
 }

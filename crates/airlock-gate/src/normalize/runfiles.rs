@@ -10,16 +10,15 @@
 //! ([`Normalizer::code_value`]): there a program named by a path that cannot be read is code
 //! airlock cannot see.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use super::{basename, lexical, Analysis, CodeFrom, Invocation, Normalizer, WrapperSpec};
-use crate::parse::{Env, FileContent, SimpleCmd, Stdin, Word, Written, DYN};
+use super::{Analysis, Normalizer};
+use crate::files::{read_text, written, FileText};
+use crate::ir::{CodeFrom, Env, FileContent, Invocation, SimpleCmd, Stdin, Word, DYN};
+use crate::pathname::{basename, lexical};
+use crate::schema::WrapperSpec;
 
-/// Largest script, Makefile, justfile or package.json read (bytes); a larger one is code
-/// airlock cannot see.
-pub const MAX_FILE_BYTES: u64 = 256 * 1024;
 /// Most Makefile targets followed through prerequisites.
 const MAX_TARGETS: usize = 256;
 /// Most rounds of `$(VAR)` expansion in one Makefile or justfile line.
@@ -31,118 +30,6 @@ const MAX_EXPANDED: usize = 64 * 1024;
 const MAX_INCLUDES: usize = 8;
 /// Most parent directories searched for `package.json` or a justfile.
 const MAX_PARENTS: usize = 32;
-
-/// What reading a file gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileText {
-    /// No such file: nothing runs.
-    Missing,
-    /// A compiled program (ELF, Mach-O, or any file with NUL bytes): not judged by content.
-    Binary,
-    /// Cannot be read, too large, or not UTF-8: code airlock cannot see.
-    Unreadable(String),
-    Text(String),
-}
-
-thread_local! {
-    /// Files written earlier in the command being judged (absolute path, content): what a
-    /// later command of the same tool call finds there instead of the file on disk. Set for
-    /// the duration of one simple command by [`WrittenFiles::enter`].
-    static WRITTEN: RefCell<Written> = RefCell::new(Written::default());
-}
-
-/// While alive, [`read_text`] sees the files a command's script wrote before it (`printf … >
-/// Makefile && make`): their text when the command shows it, else code airlock cannot see.
-/// Dropping it restores what the enclosing command saw.
-pub(crate) struct WrittenFiles {
-    saved: Option<Written>,
-}
-
-impl WrittenFiles {
-    /// Makes `files` (the parser's [`SimpleCmd::files`]) visible to [`read_text`] on this
-    /// thread; nothing changes when there are none.
-    pub(crate) fn enter(files: &Written) -> WrittenFiles {
-        if files.is_empty() {
-            return WrittenFiles { saved: None };
-        }
-        let saved = WRITTEN.with(|w| std::mem::replace(&mut *w.borrow_mut(), files.clone()));
-        WrittenFiles { saved: Some(saved) }
-    }
-}
-
-impl Drop for WrittenFiles {
-    fn drop(&mut self) {
-        if let Some(saved) = self.saved.take() {
-            WRITTEN.with(|w| *w.borrow_mut() = saved);
-        }
-    }
-}
-
-/// The paths written earlier in the same tool call (see [`WrittenFiles`]).
-pub(super) fn written_paths() -> Vec<String> {
-    WRITTEN.with(|w| w.borrow().iter().map(|(p, _)| p.clone()).collect())
-}
-
-/// What the command being judged wrote to `path` earlier in the same tool call, if anything.
-fn written(path: &str) -> Option<FileText> {
-    WRITTEN.with(|w| {
-        let w = w.borrow();
-        let (_, content) = w.iter().find(|(p, _)| p == path)?;
-        Some(match content {
-            FileContent::Text(t) => FileText::Text(t.clone()),
-            FileContent::Network => {
-                FileText::Unreadable(format!("{path} is downloaded earlier in the same command"))
-            }
-            FileContent::Unknown => FileText::Unreadable(format!(
-                "{path} is written earlier in the same command with content airlock cannot see"
-            )),
-        })
-    })
-}
-
-/// Reads `path` (absolute), bounded by [`MAX_FILE_BYTES`]; a file written earlier in the same
-/// command (see [`WrittenFiles`]) reads as what was written.
-pub fn read_text(path: &str) -> FileText {
-    if let Some(t) = written(path) {
-        return t;
-    }
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileText::Missing,
-        Err(e) => return FileText::Unreadable(format!("{path}: {e}")),
-    };
-    if !meta.is_file() {
-        return FileText::Unreadable(format!("{path} is not a regular file"));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return FileText::Unreadable(format!(
-            "{path} is {} bytes, more than the {MAX_FILE_BYTES} airlock reads",
-            meta.len()
-        ));
-    }
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) => return FileText::Unreadable(format!("{path}: {e}")),
-    };
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return FileText::Unreadable(format!("{path} grew past {MAX_FILE_BYTES} bytes"));
-    }
-    // What bash(1) calls a binary file (`check_binary_file`): a NUL in the first line of the
-    // first 80 bytes. Anything else it runs as a script when the kernel will not (ENOEXEC),
-    // even with an ELF-looking start (found by the fuzz target).
-    let head = &bytes[..bytes.len().min(80)];
-    let first_line = head.split(|b| *b == b'\n').next().unwrap_or(head);
-    if first_line.contains(&0) {
-        return FileText::Binary;
-    }
-    if bytes.contains(&0) {
-        return FileText::Unreadable(format!("{path} holds NUL bytes after its first line"));
-    }
-    match String::from_utf8(bytes) {
-        Ok(t) => FileText::Text(t),
-        Err(_) => FileText::Unreadable(format!("{path} is not UTF-8 text")),
-    }
-}
 
 /// `p` made absolute against `cwd`; `None` when `p` is relative and the directory unknown.
 pub(super) fn absolute(p: &str, cwd: Option<&str>, home: &str) -> Option<String> {
@@ -342,8 +229,7 @@ impl Normalizer {
         let Some(cwd) = cmd.cwd.as_deref() else {
             return CodeFrom::NotCode;
         };
-        let words: Vec<&Word> = inv.words.iter().collect();
-        let installs = words.iter().any(|w| {
+        let installs = inv.words.iter().any(|w| {
             matches!(
                 w.text.as_str(),
                 "install" | "i" | "ci" | "add" | "sync" | "download" | "wheel"
@@ -353,110 +239,19 @@ impl Normalizer {
         if !installs && !bare_yarn {
             return CodeFrom::NotCode;
         }
-        let mut found: Vec<String> = Vec::new();
-        let mut from = CodeFrom::NotCode;
-        if matches!(prog, "pip" | "pip3" | "uv") {
-            let mut files: Vec<Word> = Vec::new();
-            for (i, w) in words.iter().enumerate() {
-                let t = w.text.as_str();
-                let value = match t {
-                    "-r" | "--requirement" | "-c" | "--constraint" => {
-                        words.get(i + 1).map(|v| (*v).clone())
-                    }
-                    _ => t
-                        .strip_prefix("--requirement=")
-                        .or_else(|| t.strip_prefix("--constraint="))
-                        .or_else(|| t.strip_prefix("-r").filter(|r| !r.is_empty()))
-                        .map(Word::lit),
-                };
-                files.extend(value);
-            }
-            let mut seen = HashSet::new();
-            while let Some(f) = files.pop() {
-                if seen.len() >= MAX_INCLUDES {
-                    from = CodeFrom::Unseen;
-                    break;
-                }
-                let Some(path) = f
-                    .as_static()
-                    .and_then(|p| absolute(p, Some(cwd), &env.home))
-                else {
-                    from = CodeFrom::Unseen;
-                    continue;
-                };
-                if !seen.insert(path.clone()) {
-                    continue;
-                }
-                let text = match read_text(&path) {
-                    FileText::Text(t) => t,
-                    FileText::Missing => continue,
-                    _ => {
-                        from = CodeFrom::Unseen;
-                        continue;
-                    }
-                };
-                let dir = path.rsplit_once('/').map_or("/", |(d, _)| d).to_string();
-                for line in text.lines() {
-                    let l = line.split(" #").next().unwrap_or("").trim();
-                    if l.starts_with('#') || l.is_empty() {
-                        continue;
-                    }
-                    if let Some(rest) = ["-r ", "--requirement ", "-c ", "--constraint "]
-                        .iter()
-                        .find_map(|p| l.strip_prefix(p))
-                    {
-                        let p = rest.trim();
-                        files.push(Word::lit(&if p.starts_with('/') {
-                            p.to_string()
-                        } else {
-                            format!("{dir}/{p}")
-                        }));
-                    } else if remote_source(
-                        l.trim_start_matches("-e ")
-                            .trim_start_matches("--editable "),
-                    ) {
-                        found.push(l.to_string());
-                    }
-                }
-            }
+        let pip = matches!(prog, "pip" | "pip3" | "uv");
+        let (found, mut unseen) = if pip {
+            requirement_sources(requirement_files(&inv.words), cwd, &env.home)
         } else if !inv.positionals.iter().any(|p| {
             !p.text.starts_with('-') && !matches!(p.text.as_str(), "install" | "i" | "ci" | "add")
         }) {
             // `npm install` without package names: the dependencies of package.json.
-            let text = parents(cwd)
-                .into_iter()
-                .map(|d| read_text(&format!("{}/package.json", d.trim_end_matches('/'))))
-                .find(|t| *t != FileText::Missing);
-            match text {
-                Some(FileText::Text(t)) => match serde_json::from_str::<serde_json::Value>(&t) {
-                    Ok(json) => {
-                        for key in [
-                            "dependencies",
-                            "devDependencies",
-                            "optionalDependencies",
-                            "peerDependencies",
-                        ] {
-                            let Some(deps) = json.get(key).and_then(|d| d.as_object()) else {
-                                continue;
-                            };
-                            for (name, v) in deps {
-                                let v = v.as_str().unwrap_or("");
-                                if remote_source(v) || repo_shorthand(v) {
-                                    found.push(format!("{name}@{v}"));
-                                }
-                            }
-                        }
-                    }
-                    Err(_) => from = CodeFrom::Unseen,
-                },
-                Some(FileText::Missing) | None => {}
-                Some(_) => from = CodeFrom::Unseen,
-            }
-        }
-        if matches!(prog, "pip" | "pip3" | "uv")
-            && self.written_build_files(cmd, inv, env, out) == CodeFrom::Unseen
-        {
-            from = CodeFrom::Unseen;
+            package_json_sources(cwd)
+        } else {
+            (Vec::new(), false)
+        };
+        if pip && self.written_build_files(cmd, inv, env, out) == CodeFrom::Unseen {
+            unseen = true;
         }
         for f in found.into_iter().take(MAX_TARGETS) {
             let w = Word::lit(&f);
@@ -466,13 +261,14 @@ impl Normalizer {
             pseudo.words = vec![w];
             out.invocations.push(pseudo);
         }
-        if from == CodeFrom::Unseen {
-            let mut pseudo = self.invocation(cmd, "(package-source)", false, &[], env);
-            pseudo.subcommand = Some(prog.to_string());
-            pseudo.code_from = CodeFrom::Unseen;
-            out.invocations.push(pseudo);
+        if !unseen {
+            return CodeFrom::NotCode;
         }
-        from
+        let mut pseudo = self.invocation(cmd, "(package-source)", false, &[], env);
+        pseudo.subcommand = Some(prog.to_string());
+        pseudo.code_from = CodeFrom::Unseen;
+        out.invocations.push(pseudo);
+        CodeFrom::Unseen
     }
 
     /// `pip install DIR` of a project whose build files (`setup.py`, `pyproject.toml`,
@@ -627,13 +423,6 @@ impl Normalizer {
         env: &Env,
         out: &mut Analysis,
     ) -> CodeFrom {
-        let flag = |names: &[&str]| {
-            inv.flags
-                .iter()
-                .rev()
-                .find(|(n, _)| names.contains(&n.as_str()))
-                .and_then(|(_, v)| v.clone())
-        };
         if inv.flags.iter().any(|(n, _)| {
             matches!(
                 n.as_str(),
@@ -642,53 +431,13 @@ impl Normalizer {
         }) {
             return CodeFrom::NotCode;
         }
-        let mut dir = cmd.cwd.clone();
-        if let Some(c) = flag(&["C", "directory"]) {
-            if c.is_dynamic() {
-                return CodeFrom::Unseen;
-            }
-            dir = absolute(&c.text, dir.as_deref(), &env.home);
-        }
-        let Some(dir) = dir else {
+        let (dir, text) = match makefile(cmd, inv, &env.home) {
+            Ok(found) => found,
+            Err(from) => return from,
+        };
+        let Some((overrides, targets)) = make_arguments(&inv.positionals) else {
             return CodeFrom::Unseen;
         };
-        let file = match flag(&["f", "file", "makefile"]) {
-            Some(f) if f.is_dynamic() => return CodeFrom::Unseen,
-            // `make -f -`: the makefile on stdin (the `[[code_option]]` row judges it).
-            Some(f) if matches!(f.text.as_str(), "-" | "/dev/stdin" | "/dev/fd/0") => {
-                return CodeFrom::NotCode
-            }
-            Some(f) => match absolute(&f.text, Some(&dir), &env.home) {
-                Some(p) => read_text(&p),
-                None => return CodeFrom::Unseen,
-            },
-            None => ["GNUmakefile", "makefile", "Makefile"]
-                .iter()
-                .map(|n| read_text(&format!("{dir}/{n}")))
-                .find(|t| *t != FileText::Missing)
-                .unwrap_or(FileText::Missing),
-        };
-        let text = match file {
-            FileText::Missing => return CodeFrom::NotCode,
-            FileText::Binary | FileText::Unreadable(_) => return CodeFrom::Unseen,
-            FileText::Text(t) => t,
-        };
-        let mut overrides = BTreeMap::new();
-        let mut targets = Vec::new();
-        for p in &inv.positionals {
-            let Some(t) = p.as_static() else {
-                return CodeFrom::Unseen;
-            };
-            match t.split_once('=') {
-                Some((k, v)) => {
-                    overrides.insert(
-                        k.trim_end_matches([':', '+', '?']).to_string(),
-                        v.to_string(),
-                    );
-                }
-                None => targets.push(t.to_string()),
-            }
-        }
         let mk = Makefile::parse(&text, &dir, &env.home, overrides);
         // (`make SHELL=…` without a Makefile is judged by the `[[code_option]]` row.)
         let Some(script) = mk.script(&targets, &dir, &env.home) else {
@@ -845,73 +594,16 @@ impl Normalizer {
         if !self.tables.registry_runners.iter().any(|r| r == runner) {
             return;
         }
-        let mut packages: Vec<Word> = Vec::new();
-        let mut command: Option<Word> = None;
-        let mut skip = spec.skip;
-        let mut i = 0;
-        while i < args.len() {
-            let a = &args[i];
-            let t = a.text.as_str();
-            if t == "--" {
-                command = args.get(i + 1).cloned();
-                break;
-            }
-            if let Some(opt) = t.strip_prefix('-').filter(|o| !o.is_empty()) {
-                let opt = opt.trim_start_matches('-');
-                let (name, attached) = match opt.split_once('=') {
-                    Some((n, v)) => (n, Some(v)),
-                    None => (opt, None),
-                };
-                let takes = spec.values.iter().any(|v| v == name)
-                    || spec.code_flags.iter().any(|v| v == name);
-                if spec.code_flags.iter().any(|v| v == name) {
-                    // `npx -c 'CMD'`: no package named; the code is judged by the wrapper.
-                    return;
-                }
-                let value = match (takes, attached) {
-                    (_, Some(v)) => Some(Word {
-                        text: v.to_string(),
-                        ..a.clone()
-                    }),
-                    (true, None) => {
-                        i += 1;
-                        args.get(i).cloned()
-                    }
-                    (false, None) => None,
-                };
-                if matches!(name, "p" | "package" | "from" | "spec" | "with") {
-                    packages.extend(value);
-                }
-                i += 1;
-                continue;
-            }
-            if skip > 0 {
-                skip -= 1;
-                i += 1;
-                continue;
-            }
-            command = Some(a.clone());
-            break;
-        }
-        if packages.is_empty() {
-            packages.extend(command.clone());
-        }
-        let local = |name: &str| {
-            cmd.cwd.as_deref().is_some_and(|c| {
-                parents(c).iter().any(|d| {
-                    Path::new(&format!(
-                        "{}/node_modules/.bin/{name}",
-                        d.trim_end_matches('/')
-                    ))
-                    .exists()
-                })
-            })
+        let Some(packages) = runner_packages(spec, args) else {
+            return;
         };
         for p in packages {
             let name = package_name(&p.text);
             let known = !p.is_dynamic()
                 && (self.tables.registry_tools.contains(&name)
-                    || (!name.contains('/') && !name.is_empty() && local(&name)));
+                    || (!name.contains('/')
+                        && !name.is_empty()
+                        && installed_locally(cmd.cwd.as_deref(), &name)));
             if known {
                 continue;
             }
@@ -1300,15 +992,28 @@ impl Makefile {
         }
         let mut todo: Vec<String> = targets.to_vec();
         if todo.is_empty() {
-            let default = self.vars.get(".DEFAULT_GOAL").cloned().or_else(|| {
-                self.rules
-                    .iter()
-                    .flat_map(|r| r.targets.iter())
-                    .find(|t| !t.starts_with('.') && !t.contains('%'))
-                    .cloned()
-            });
-            todo.extend(default);
+            todo.extend(self.default_goal());
         }
+        let lines = self.recipe_lines(todo)?;
+        self.expand_recipes(lines, dir, home)
+    }
+
+    /// The target `make` builds without one named: `.DEFAULT_GOAL`, else the first rule's
+    /// first target that is not special (`.PHONY`) or a pattern.
+    fn default_goal(&self) -> Option<String> {
+        self.vars.get(".DEFAULT_GOAL").cloned().or_else(|| {
+            self.rules
+                .iter()
+                .flat_map(|r| r.targets.iter())
+                .find(|t| !t.starts_with('.') && !t.contains('%'))
+                .cloned()
+        })
+    }
+
+    /// The recipe lines (as written) of `todo` and their prerequisites, after the lines run
+    /// while the makefile is read; a target no rule names brings in every pattern rule's
+    /// recipe. `None` past [`MAX_TARGETS`].
+    fn recipe_lines(&self, mut todo: Vec<String>) -> Option<Vec<String>> {
         let mut seen = HashSet::new();
         let mut lines: Vec<String> = self.parse_time.clone();
         let mut patterns_added = false;
@@ -1337,6 +1042,13 @@ impl Makefile {
                 }
             }
         }
+        Some(lines)
+    }
+
+    /// Recipe lines with their variables expanded and their `@`, `-`, `+` prefixes removed,
+    /// one shell line each; `None` when an expansion is unknown or the text passes
+    /// [`MAX_EXPANDED`] bytes.
+    fn expand_recipes(&self, lines: Vec<String>, dir: &str, home: &str) -> Option<String> {
         let mut out = Vec::new();
         let mut total = 0usize;
         for l in lines {
@@ -1694,6 +1406,255 @@ pub(super) fn stdin_text(stdin: &Stdin) -> Option<String> {
         Stdin::Pipe(up) => up.last().and_then(|u| u.output.clone()),
         _ => None,
     }
+}
+
+/// The requirement and constraint files a pip install names (`-r FILE`, `--requirement=FILE`,
+/// `-rFILE`, `-c FILE`, `--constraint=FILE`).
+fn requirement_files(words: &[Word]) -> Vec<Word> {
+    let mut files: Vec<Word> = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let t = w.text.as_str();
+        let value = match t {
+            "-r" | "--requirement" | "-c" | "--constraint" => words.get(i + 1).cloned(),
+            _ => t
+                .strip_prefix("--requirement=")
+                .or_else(|| t.strip_prefix("--constraint="))
+                .or_else(|| t.strip_prefix("-r").filter(|r| !r.is_empty()))
+                .map(Word::lit),
+        };
+        files.extend(value);
+    }
+    files
+}
+
+/// The remote package sources (URLs, VCS, other indexes) in requirement files, following
+/// nested `-r`/`-c` (at most [`MAX_INCLUDES`] files), and whether some file could not be
+/// seen (a name only known at run time, unreadable, or too many).
+fn requirement_sources(mut files: Vec<Word>, cwd: &str, home: &str) -> (Vec<String>, bool) {
+    let mut found = Vec::new();
+    let mut unseen = false;
+    let mut seen = HashSet::new();
+    while let Some(f) = files.pop() {
+        if seen.len() >= MAX_INCLUDES {
+            unseen = true;
+            break;
+        }
+        let Some(path) = f.as_static().and_then(|p| absolute(p, Some(cwd), home)) else {
+            unseen = true;
+            continue;
+        };
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let text = match read_text(&path) {
+            FileText::Text(t) => t,
+            FileText::Missing => continue,
+            _ => {
+                unseen = true;
+                continue;
+            }
+        };
+        let dir = path.rsplit_once('/').map_or("/", |(d, _)| d).to_string();
+        requirement_lines(&text, &dir, &mut files, &mut found);
+    }
+    (found, unseen)
+}
+
+/// One requirements file's lines: nested files (relative to `dir`) go to `files`, remote
+/// sources (also after `-e`) to `found`; comments are skipped.
+fn requirement_lines(text: &str, dir: &str, files: &mut Vec<Word>, found: &mut Vec<String>) {
+    for line in text.lines() {
+        let l = line.split(" #").next().unwrap_or("").trim();
+        if l.starts_with('#') || l.is_empty() {
+            continue;
+        }
+        if let Some(rest) = ["-r ", "--requirement ", "-c ", "--constraint "]
+            .iter()
+            .find_map(|p| l.strip_prefix(p))
+        {
+            let p = rest.trim();
+            files.push(Word::lit(&if p.starts_with('/') {
+                p.to_string()
+            } else {
+                format!("{dir}/{p}")
+            }));
+        } else if remote_source(
+            l.trim_start_matches("-e ")
+                .trim_start_matches("--editable "),
+        ) {
+            found.push(l.to_string());
+        }
+    }
+}
+
+/// The dependencies of the nearest package.json above `cwd` that are URLs or repositories
+/// (`name@spec`), and whether the file could not be read or parsed.
+fn package_json_sources(cwd: &str) -> (Vec<String>, bool) {
+    let text = parents(cwd)
+        .into_iter()
+        .map(|d| read_text(&format!("{}/package.json", d.trim_end_matches('/'))))
+        .find(|t| *t != FileText::Missing);
+    let json = match text {
+        Some(FileText::Text(t)) => match serde_json::from_str::<serde_json::Value>(&t) {
+            Ok(json) => json,
+            Err(_) => return (Vec::new(), true),
+        },
+        Some(FileText::Missing) | None => return (Vec::new(), false),
+        Some(_) => return (Vec::new(), true),
+    };
+    let mut found = Vec::new();
+    for key in [
+        "dependencies",
+        "devDependencies",
+        "optionalDependencies",
+        "peerDependencies",
+    ] {
+        let Some(deps) = json.get(key).and_then(|d| d.as_object()) else {
+            continue;
+        };
+        for (name, v) in deps {
+            let v = v.as_str().unwrap_or("");
+            if remote_source(v) || repo_shorthand(v) {
+                found.push(format!("{name}@{v}"));
+            }
+        }
+    }
+    (found, false)
+}
+
+/// The packages a registry runner fetches: those named by `-p`/`--package`/`--from`/
+/// `--spec`/`--with`, else the command it runs (after its own options and skipped words, or
+/// after `--`). `None` for `npx -c 'CMD'`: no package named (the code is judged by the
+/// wrapper).
+fn runner_packages(spec: &WrapperSpec, args: &[Word]) -> Option<Vec<Word>> {
+    let mut packages: Vec<Word> = Vec::new();
+    let mut command: Option<Word> = None;
+    let mut skip = spec.skip;
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        let t = a.text.as_str();
+        if t == "--" {
+            command = args.get(i + 1).cloned();
+            break;
+        }
+        if let Some(opt) = t.strip_prefix('-').filter(|o| !o.is_empty()) {
+            let opt = opt.trim_start_matches('-');
+            let (name, attached) = match opt.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (opt, None),
+            };
+            if spec.code_flags.iter().any(|v| v == name) {
+                return None;
+            }
+            let takes = spec.values.iter().any(|v| v == name);
+            let value = match (takes, attached) {
+                (_, Some(v)) => Some(Word {
+                    text: v.to_string(),
+                    ..a.clone()
+                }),
+                (true, None) => {
+                    i += 1;
+                    args.get(i).cloned()
+                }
+                (false, None) => None,
+            };
+            if matches!(name, "p" | "package" | "from" | "spec" | "with") {
+                packages.extend(value);
+            }
+            i += 1;
+            continue;
+        }
+        if skip > 0 {
+            skip -= 1;
+            i += 1;
+            continue;
+        }
+        command = Some(a.clone());
+        break;
+    }
+    if packages.is_empty() {
+        packages.extend(command);
+    }
+    Some(packages)
+}
+
+/// Whether `name` is installed in the workspace: a `node_modules/.bin/NAME` in `cwd` or a
+/// directory above it.
+fn installed_locally(cwd: Option<&str>, name: &str) -> bool {
+    cwd.is_some_and(|c| {
+        parents(c).iter().any(|d| {
+            Path::new(&format!(
+                "{}/node_modules/.bin/{name}",
+                d.trim_end_matches('/')
+            ))
+            .exists()
+        })
+    })
+}
+
+/// The directory make runs in (`-C DIR`) and the text of the makefile it reads (`-f FILE`,
+/// else `GNUmakefile`, `makefile` or `Makefile` there). `Err` with the verdict when there is
+/// none to read: nothing runs (no makefile, or `-f -`: the `[[code_option]]` row judges the
+/// makefile on stdin), or airlock cannot see it.
+fn makefile(cmd: &SimpleCmd, inv: &Invocation, home: &str) -> Result<(String, String), CodeFrom> {
+    let flag = |names: &[&str]| {
+        inv.flags
+            .iter()
+            .rev()
+            .find(|(n, _)| names.contains(&n.as_str()))
+            .and_then(|(_, v)| v.clone())
+    };
+    let mut dir = cmd.cwd.clone();
+    if let Some(c) = flag(&["C", "directory"]) {
+        if c.is_dynamic() {
+            return Err(CodeFrom::Unseen);
+        }
+        dir = absolute(&c.text, dir.as_deref(), home);
+    }
+    let Some(dir) = dir else {
+        return Err(CodeFrom::Unseen);
+    };
+    let file = match flag(&["f", "file", "makefile"]) {
+        Some(f) if f.is_dynamic() => return Err(CodeFrom::Unseen),
+        Some(f) if matches!(f.text.as_str(), "-" | "/dev/stdin" | "/dev/fd/0") => {
+            return Err(CodeFrom::NotCode)
+        }
+        Some(f) => match absolute(&f.text, Some(&dir), home) {
+            Some(p) => read_text(&p),
+            None => return Err(CodeFrom::Unseen),
+        },
+        None => ["GNUmakefile", "makefile", "Makefile"]
+            .iter()
+            .map(|n| read_text(&format!("{dir}/{n}")))
+            .find(|t| *t != FileText::Missing)
+            .unwrap_or(FileText::Missing),
+    };
+    match file {
+        FileText::Missing => Err(CodeFrom::NotCode),
+        FileText::Binary | FileText::Unreadable(_) => Err(CodeFrom::Unseen),
+        FileText::Text(t) => Ok((dir, t)),
+    }
+}
+
+/// make's positionals: `VAR=value` overrides (also `VAR:=`, `VAR+=`, `VAR?=`) and targets;
+/// `None` when one is only known at run time.
+fn make_arguments(positionals: &[Word]) -> Option<(BTreeMap<String, String>, Vec<String>)> {
+    let mut overrides = BTreeMap::new();
+    let mut targets = Vec::new();
+    for p in positionals {
+        let t = p.as_static()?;
+        match t.split_once('=') {
+            Some((k, v)) => {
+                overrides.insert(
+                    k.trim_end_matches([':', '+', '?']).to_string(),
+                    v.to_string(),
+                );
+            }
+            None => targets.push(t.to_string()),
+        }
+    }
+    Some((overrides, targets))
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@
 
 use std::collections::HashSet;
 
-use super::runfiles::{absolute, parents, read_text, written_paths, FileText};
-use super::{Analysis, CodeFrom, Invocation, Normalizer};
-use crate::parse::{Env, SimpleCmd, Word};
+use super::runfiles::{absolute, parents};
+use super::{Analysis, Normalizer};
+use crate::files::{read_text, written_paths, FileText};
+use crate::ir::{CodeFrom, Env, Invocation, SimpleCmd, Word};
 
 /// Most tasks followed through references and dependencies.
 const MAX_TASKS: usize = 256;
