@@ -2566,7 +2566,11 @@ fn detached_sessions_can_be_attached_and_stopped() {
     );
     let o = repo.airlock(&["attach", "bg"]);
     o.assert_code(125);
-    assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("has ended: its command was stopped by signal 15"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// Stops a --detach session when dropped, so a failing test leaves nothing running.
