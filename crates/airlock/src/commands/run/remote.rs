@@ -323,7 +323,8 @@ pub(crate) fn collect(engine: &dyn Engine, at: &str, dir: &Path, print: bool) ->
         std::fs::remove_dir_all(&upper)
             .with_context(|| format!("cannot replace {}", upper.display()))?;
     }
-    archive::import_changes(&changes[..], &upper).with_context(|| {
+    let limits = archive::Limits::changes_from_env().map_err(anyhow::Error::msg)?;
+    archive::import_changes(&changes[..], &upper, &limits).with_context(|| {
         format!(
             "the changes of box {at} were refused; nothing was imported into {}",
             upper.display()
