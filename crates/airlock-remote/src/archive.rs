@@ -54,7 +54,10 @@ pub enum Content {
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     /// An entry the rules refuse; nothing after it was unpacked.
-    #[error("archive entry {path:?} refused: {reason}")]
+    #[error(
+        "archive entry {} refused: {reason}",
+        airlock_session::quote::name(path)
+    )]
     Refused {
         /// The entry's path as the archive gives it.
         path: String,
@@ -62,7 +65,7 @@ pub enum ArchiveError {
         reason: &'static str,
     },
     /// A file or directory could not be read or written.
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}: {source}", airlock_session::quote::path(path))]
     Io {
         /// What was being done (`cannot create`, `cannot read`).
         what: &'static str,
@@ -72,7 +75,10 @@ pub enum ArchiveError {
         source: std::io::Error,
     },
     /// The stream is larger than a bound of [`Limits`]; nothing of the entry was written.
-    #[error("archive entry {entry:?} refused: its {limit} ({value}) is over the limit of {max}; {raise}")]
+    #[error(
+        "archive entry {} refused: its {limit} ({value}) is over the limit of {max}; {raise}",
+        airlock_session::quote::name(entry)
+    )]
     Limit {
         /// Which bound (`total size of the files`, `size of a file`, ...).
         limit: &'static str,

@@ -1502,3 +1502,50 @@ fn an_export_over_the_import_limits_is_refused_and_nothing_kept() {
         assert!(uppers.is_empty(), "{what}: kept {uppers:?}");
     }
 }
+
+/// X10: names the agent chose reach the box's own log (`podman logs`, as `kubectl logs` and
+/// `fly logs` print it to the user's terminal) quoted, never as live control sequences or as a
+/// forged log line: FIFOs (left out of the export, which serve reports) named with an OSC title,
+/// a C1 CSI, and a newline followed by a fake serve line.
+#[test]
+fn agent_chosen_names_in_the_box_log_are_quoted() {
+    if !ready() {
+        return;
+    }
+    let _l = airlock_test_support::podman_lock();
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    let o = ws
+        .airlock()
+        .args(["run", "--backend", "podman-box", "--keep", "--name", "names"])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            r#"mkfifo "$(printf 'p\033]0;TITLE\007q')" "$(printf 'c1\302\23321t')" "$(printf 'nl\nairlock serve: forged')""#,
+        ])
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let b = boxes();
+    assert_eq!(b.len(), 1, "the kept box");
+    let log = podman(&["logs", &b[0]]);
+    let all = [log.stdout.as_slice(), log.stderr.as_slice()].concat();
+    let shown = text(&all);
+    let lines: Vec<&str> = shown.lines().filter(|l| l.contains("left out")).collect();
+    assert_eq!(lines.len(), 3, "one line per FIFO: {shown:?}");
+    assert!(!all.contains(&0x1b), "ESC in the box log: {shown:?}");
+    assert!(
+        !shown.contains('\u{9b}'),
+        "C1 CSI in the box log: {shown:?}"
+    );
+    assert!(
+        !shown
+            .lines()
+            .any(|l| l.starts_with("airlock serve: forged")),
+        "a forged line: {shown:?}"
+    );
+    assert!(shown.contains(r#""p\033]0;TITLE\aq""#), "{shown:?}");
+    let rm = ws.airlock().args(["rm", "names"]).run();
+    assert!(rm.status.success(), "rm: {}", text(&rm.stderr));
+    assert_no_box("after rm");
+}

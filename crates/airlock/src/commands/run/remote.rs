@@ -276,7 +276,7 @@ fn upload(engine: &dyn Engine, at: &str, workspace: &Path) -> Result<()> {
     for s in skipped {
         eprintln!(
             "airlock: upload: {} left out (not a file, directory or link)",
-            s.display()
+            airlock_session::quote::path(&s)
         );
     }
     ctl(engine, at, ctl::RECEIVE, &tar)?;
