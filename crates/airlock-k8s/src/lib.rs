@@ -1,8 +1,8 @@
 //! airlock's Kubernetes engine (`--backend k8s`): one box per session, run by kube-rs against
 //! the cluster kubectl would use (docs/k8s.md).
 //!
-//! A box is three resources labelled with the session: a NetworkPolicy (egress to DNS and
-//! 80/443 only, no ingress), a Secret with the supervisor's credentials (mounted only into
+//! A box is three resources labelled with the session: a NetworkPolicy (egress to the cluster DNS and
+//! 80/443 of public addresses only, no ingress), a Secret with the supervisor's credentials (mounted only into
 //! the supervisor, at [`airlock_remote::layout::SECRETS_DIR`]), and a Pod that runs
 //! `airlock serve` under the Pod Security Standard "restricted" profile, or an agent-sandbox
 //! `Sandbox` wrapping that pod when the cluster serves the CRD ([`sandbox`]). The Secret and

@@ -1,5 +1,5 @@
 //! The Kubernetes resources of one box, built from k8s-openapi types (never from text): a
-//! Secret with the supervisor's credentials, a NetworkPolicy that lets the pod reach only DNS
+//! Secret with the supervisor's credentials, a NetworkPolicy that lets the pod reach only the cluster DNS
 //! and the web ports, and the Pod itself (or an agent-sandbox `Sandbox` wrapping the same pod
 //! spec), and their YAML for `--dry-run`.
 //!
@@ -102,7 +102,7 @@ pub struct PodSettings {
 /// The resources of one box, in creation order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifests {
-    /// Egress to DNS and 80/443 of public addresses only, no ingress.
+    /// Egress to the cluster DNS and 80/443 of public addresses only, no ingress.
     pub network_policy: NetworkPolicy,
     /// The supervisor's credentials.
     pub secret: Secret,
@@ -266,29 +266,68 @@ fn validate(req: &BoxRequest) -> Result<(), RemoteError> {
     Ok(())
 }
 
-/// IPv4 ranges the web rule leaves out: private (RFC 1918), shared (RFC 6598), link-local
-/// (RFC 3927; the clouds' metadata service at 169.254.169.254 hands out the node's credentials)
-/// and loopback. The box's web traffic is for public hosts; DNS (port 53) goes anywhere, since
-/// the cluster's resolver has a private address.
-pub const PRIVATE_V4: &[&str] = &[
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "100.64.0.0/10",
-    "169.254.0.0/16",
-    "127.0.0.0/8",
-];
-/// IPv6 ranges the web rule leaves out: unique local (RFC 4193), link-local, loopback.
-pub const PRIVATE_V6: &[&str] = &["fc00::/7", "fe80::/10", "::1/128"];
+/// The address blocks the web rule leaves out of `all` (`0.0.0.0/0` or `::/0`): every block of
+/// the proxy's own special-purpose table (`airlock_policy::network::SPECIAL_V4`/`SPECIAL_V6`:
+/// private, shared, link-local and the clouds' metadata and platform addresses, loopback,
+/// reserved, and the IPv6 blocks that carry an IPv4 address, NAT64 included, left out whole
+/// since a NetworkPolicy cannot look inside them), less those inside another listed block.
+pub fn excluded(table: &[airlock_policy::network::SpecialRange]) -> Vec<String> {
+    let parsed: Vec<(u128, u8, bool, &str)> = table
+        .iter()
+        .filter_map(|r| {
+            let (net, prefix) = r.block.split_once('/')?;
+            let prefix: u8 = prefix.parse().ok()?;
+            match net.parse::<std::net::IpAddr>().ok()? {
+                std::net::IpAddr::V4(v4) => {
+                    Some((u128::from(u32::from(v4)) << 96, prefix, false, r.block))
+                }
+                std::net::IpAddr::V6(v6) => Some((u128::from(v6), prefix, true, r.block)),
+            }
+        })
+        .collect();
+    let inside = |(net, prefix, v6, _): &(u128, u8, bool, &str),
+                  (onet, oprefix, ov6, _): &(u128, u8, bool, &str)| {
+        let mask = |p: u8| {
+            if p == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(p))
+            }
+        };
+        v6 == ov6 && oprefix < prefix && net & mask(*oprefix) == onet & mask(*oprefix)
+    };
+    let mut out: Vec<String> = Vec::new();
+    for e in &parsed {
+        if !parsed.iter().any(|o| inside(e, o)) && !out.iter().any(|b| b == e.3) {
+            out.push(e.3.to_string());
+        }
+    }
+    out
+}
 
-fn public(cidr: &str, except: &[&str]) -> NetworkPolicyPeer {
+fn public(cidr: &str, except: Vec<String>) -> NetworkPolicyPeer {
     NetworkPolicyPeer {
         ip_block: Some(IPBlock {
             cidr: cidr.to_string(),
-            except: Some(except.iter().map(|s| s.to_string()).collect()),
+            except: Some(except),
         }),
         namespace_selector: None,
         pod_selector: None,
+    }
+}
+
+/// The cluster's DNS: the pods labelled `k8s-app: kube-dns` in `kube-system` (the label CoreDNS
+/// and kube-dns carry in kubeadm, GKE, EKS and AKS clusters). DNS to any other address is not
+/// allowed, so port 53 is no tunnel to the internet.
+fn cluster_dns() -> NetworkPolicyPeer {
+    let select = |k: &str, v: &str| LabelSelector {
+        match_labels: Some([(k.to_string(), v.to_string())].into_iter().collect()),
+        match_expressions: None,
+    };
+    NetworkPolicyPeer {
+        ip_block: None,
+        namespace_selector: Some(select("kubernetes.io/metadata.name", "kube-system")),
+        pod_selector: Some(select("k8s-app", "kube-dns")),
     }
 }
 
@@ -309,13 +348,13 @@ fn network_policy_spec(session: &str) -> NetworkPolicySpec {
         egress: Some(vec![
             NetworkPolicyEgressRule {
                 ports: Some(vec![port(53, "UDP"), port(53, "TCP")]),
-                to: None,
+                to: Some(vec![cluster_dns()]),
             },
             NetworkPolicyEgressRule {
                 ports: Some(vec![port(443, "TCP"), port(80, "TCP")]),
                 to: Some(vec![
-                    public("0.0.0.0/0", PRIVATE_V4),
-                    public("::/0", PRIVATE_V6),
+                    public("0.0.0.0/0", excluded(airlock_policy::network::SPECIAL_V4)),
+                    public("::/0", excluded(airlock_policy::network::SPECIAL_V6)),
                 ]),
             },
         ]),

@@ -286,10 +286,67 @@ const fn sr(kind: &'static str, block: &'static str) -> SpecialRange {
     SpecialRange { kind, block }
 }
 
+/// The special-purpose IPv4 blocks, most specific first (the first that holds an address
+/// classifies it): IANA's IPv4 Special-Purpose Address Registry (RFC 6890 and updates) and
+/// the cloud platforms' well-known service addresses (instance metadata at 169.254.169.254 and
+/// Alibaba's 100.100.100.200; Azure's WireServer at 168.63.129.16, which is in a public range
+/// and serves VM extension settings). The proxy refuses a public name resolving into any of
+/// them ([`classify`]); the Kubernetes box's NetworkPolicy leaves them all out of its web rule
+/// (airlock-k8s builds it from this table).
+pub const SPECIAL_V4: &[SpecialRange] = &[
+    sr("cloud metadata", "169.254.169.254/32"),
+    sr("cloud metadata", "100.100.100.200/32"),
+    sr("azure wireserver", "168.63.129.16/32"),
+    sr("this network", "0.0.0.0/8"),
+    sr("private", "10.0.0.0/8"),
+    sr("carrier-grade nat", "100.64.0.0/10"),
+    sr("loopback", "127.0.0.0/8"),
+    sr("link-local", "169.254.0.0/16"),
+    sr("private", "172.16.0.0/12"),
+    sr("ietf protocol assignments", "192.0.0.0/24"),
+    sr("documentation", "192.0.2.0/24"),
+    sr("6to4 relay anycast", "192.88.99.0/24"),
+    sr("private", "192.168.0.0/16"),
+    sr("benchmarking", "198.18.0.0/15"),
+    sr("documentation", "198.51.100.0/24"),
+    sr("documentation", "203.0.113.0/24"),
+    sr("broadcast", "255.255.255.255/32"),
+    sr("multicast", "224.0.0.0/4"),
+    sr("reserved", "240.0.0.0/4"),
+];
+
+/// The special-purpose IPv6 blocks, most specific first (IANA's IPv6 Special-Purpose Address
+/// Registry, RFC 6890 and updates, and AWS's IPv6 metadata address). The blocks of
+/// [`EMBEDS_V4`] carry an IPv4 address; [`classify`] judges such an address by the IPv4 one it
+/// embeds, and the Kubernetes NetworkPolicy (which cannot look inside) leaves them out whole.
+pub const SPECIAL_V6: &[SpecialRange] = &[
+    sr("unspecified", "::/128"),
+    sr("loopback", "::1/128"),
+    sr("ipv4-mapped", "::ffff:0:0/96"),
+    sr("ipv4-compatible", "::/96"),
+    sr("cloud metadata", "fd00:ec2::254/128"),
+    sr("nat64", "64:ff9b::/96"),
+    sr("nat64 local-use", "64:ff9b:1::/48"),
+    sr("discard-only", "100::/64"),
+    sr("teredo", "2001::/32"),
+    sr("documentation", "2001:db8::/32"),
+    sr("orchid", "2001:10::/28"),
+    sr("6to4", "2002::/16"),
+    sr("documentation", "3fff::/20"),
+    sr("unique-local", "fc00::/7"),
+    sr("link-local", "fe80::/10"),
+    sr("site-local", "fec0::/10"),
+    sr("multicast", "ff00::/8"),
+];
+
+/// The blocks of [`SPECIAL_V6`] whose addresses embed an IPv4 address (RFC 4291 mapped and
+/// compatible, RFC 6052 NAT64, RFC 3056 6to4).
+pub const EMBEDS_V4: &[&str] = &["::ffff:0:0/96", "::/96", "64:ff9b::/96", "2002::/16"];
+
 /// Classifies `ip`: `None` for a public unicast address, otherwise the special range it is in
-/// (loopback, RFC 1918, CGNAT, link-local, cloud metadata, multicast, documentation, reserved,
-/// unique-local, and the IPv6 forms that embed an IPv4 address: mapped, compatible, NAT64,
-/// 6to4 and Teredo).
+/// ([`SPECIAL_V4`], [`SPECIAL_V6`]); an IPv6 address that embeds an IPv4 one (mapped, NAT64,
+/// 6to4) is as public as the address it embeds, an IPv4-compatible one is refused whatever it
+/// embeds (deprecated).
 pub fn classify(ip: IpAddr) -> Option<SpecialRange> {
     match ip {
         IpAddr::V4(v4) => classify_v4(v4),
@@ -297,74 +354,48 @@ pub fn classify(ip: IpAddr) -> Option<SpecialRange> {
     }
 }
 
-fn classify_v4(ip: Ipv4Addr) -> Option<SpecialRange> {
-    let o = ip.octets();
-    let r = match o {
-        [169, 254, 169, 254] => sr("cloud metadata", "169.254.169.254/32"),
-        [100, 100, 100, 200] => sr("cloud metadata", "100.100.100.200/32"),
-        [0, ..] => sr("this network", "0.0.0.0/8"),
-        [10, ..] => sr("private", "10.0.0.0/8"),
-        [100, b, ..] if (64..128).contains(&b) => sr("carrier-grade nat", "100.64.0.0/10"),
-        [127, ..] => sr("loopback", "127.0.0.0/8"),
-        [169, 254, ..] => sr("link-local", "169.254.0.0/16"),
-        [172, b, ..] if (16..32).contains(&b) => sr("private", "172.16.0.0/12"),
-        [192, 0, 0, _] => sr("ietf protocol assignments", "192.0.0.0/24"),
-        [192, 0, 2, _] => sr("documentation", "192.0.2.0/24"),
-        [192, 88, 99, _] => sr("6to4 relay anycast", "192.88.99.0/24"),
-        [192, 168, ..] => sr("private", "192.168.0.0/16"),
-        [198, b, ..] if b == 18 || b == 19 => sr("benchmarking", "198.18.0.0/15"),
-        [198, 51, 100, _] => sr("documentation", "198.51.100.0/24"),
-        [203, 0, 113, _] => sr("documentation", "203.0.113.0/24"),
-        [255, 255, 255, 255] => sr("broadcast", "255.255.255.255/32"),
-        [a, ..] if (224..240).contains(&a) => sr("multicast", "224.0.0.0/4"),
-        [a, ..] if a >= 240 => sr("reserved", "240.0.0.0/4"),
-        _ => return None,
+/// The first range of `table` holding `ip` (compared as given: unlike [`Cidr::contains`], an
+/// IPv4-mapped address is not turned into IPv4 first, so `::ffff:0:0/96` holds it).
+fn first_in(table: &'static [SpecialRange], ip: IpAddr) -> Option<SpecialRange> {
+    let bits = |a: IpAddr| match a {
+        IpAddr::V4(v4) => (u128::from(u32::from(v4)) << 96, false),
+        IpAddr::V6(v6) => (u128::from(v6), true),
     };
-    Some(r)
+    let (at, v6) = bits(ip);
+    table
+        .iter()
+        .find(|r| {
+            let Some((net, prefix)) = r.block.split_once('/') else {
+                return false;
+            };
+            let (Ok(net), Ok(prefix)) = (net.parse::<IpAddr>(), prefix.parse::<u8>()) else {
+                return false;
+            };
+            let (net, net_v6) = bits(net);
+            net_v6 == v6 && prefix_eq(net, at, if v6 { prefix } else { prefix.min(32) })
+        })
+        .copied()
+}
+
+fn classify_v4(ip: Ipv4Addr) -> Option<SpecialRange> {
+    first_in(SPECIAL_V4, IpAddr::V4(ip))
 }
 
 fn classify_v6(ip: Ipv6Addr) -> Option<SpecialRange> {
-    let s = ip.segments();
+    let r = first_in(SPECIAL_V6, IpAddr::V6(ip))?;
     let v = u128::from(ip);
-    let embedded = Ipv4Addr::from(u32::try_from(v & 0xffff_ffff).unwrap_or(0));
-    if ip.is_unspecified() {
-        return Some(sr("unspecified", "::/128"));
-    }
-    if ip.is_loopback() {
-        return Some(sr("loopback", "::1/128"));
-    }
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return Some(classify_v4(v4).unwrap_or(sr("ipv4-mapped", "::ffff:0:0/96")));
-    }
-    if v >> 32 == 0 {
-        // IPv4-compatible (deprecated): refuse outright, whatever it embeds.
-        return Some(classify_v4(embedded).unwrap_or(sr("ipv4-compatible", "::/96")));
-    }
-    if v == 0xfd00_0ec2_0000_0000_0000_0000_0000_0254 {
-        return Some(sr("cloud metadata", "fd00:ec2::254/128"));
-    }
-    let r = match s {
-        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => {
-            // Well-known NAT64 prefix: as public as the IPv4 address it embeds.
-            return classify_v4(embedded);
-        }
-        [0x64, 0xff9b, 1, ..] => sr("nat64 local-use", "64:ff9b:1::/48"),
-        [0x100, 0, 0, 0, ..] => sr("discard-only", "100::/64"),
-        [0x2001, 0, ..] => sr("teredo", "2001::/32"),
-        [0x2001, 0xdb8, ..] => sr("documentation", "2001:db8::/32"),
-        [0x2001, b, ..] if (0x10..0x20).contains(&b) => sr("orchid", "2001:10::/28"),
-        [0x2002, a, b, ..] => {
-            let v4 = Ipv4Addr::from((u32::from(a) << 16) | u32::from(b));
+    let low32 = Ipv4Addr::from(u32::try_from(v & 0xffff_ffff).unwrap_or(0));
+    Some(match r.block {
+        // Mapped and compatible: the embedded address's range, else the block itself.
+        "::ffff:0:0/96" | "::/96" => classify_v4(low32).unwrap_or(r),
+        // Well-known NAT64: as public as the IPv4 address it embeds.
+        "64:ff9b::/96" => return classify_v4(low32),
+        "2002::/16" => {
+            let v4 = Ipv4Addr::from(u32::try_from((v >> 80) & 0xffff_ffff).unwrap_or(0));
             return classify_v4(v4);
         }
-        [0x3fff, b, ..] if b < 0x1000 => sr("documentation", "3fff::/20"),
-        [a, ..] if a & 0xfe00 == 0xfc00 => sr("unique-local", "fc00::/7"),
-        [a, ..] if a & 0xffc0 == 0xfe80 => sr("link-local", "fe80::/10"),
-        [a, ..] if a & 0xffc0 == 0xfec0 => sr("site-local", "fec0::/10"),
-        [a, ..] if a & 0xff00 == 0xff00 => sr("multicast", "ff00::/8"),
-        _ => return None,
-    };
-    Some(r)
+        _ => r,
+    })
 }
 
 /// Where a hint tells the user to make a change: the user's own files, never one inside the
@@ -1017,6 +1048,28 @@ mod tests {
             p.check_destination(&h("www.example.com"), 22).rule,
             "network.ports[*.example.com]=[443]"
         );
+    }
+
+    #[test]
+    fn every_special_block_parses_and_classifies_its_own_first_address() {
+        for r in SPECIAL_V4.iter().chain(SPECIAL_V6) {
+            let (net, prefix) = r.block.split_once('/').expect("a prefix");
+            let ip: IpAddr = net.parse().expect("address");
+            let prefix: u8 = prefix.parse().expect("prefix");
+            assert!(
+                prefix > 0 && prefix <= if ip.is_ipv4() { 32 } else { 128 },
+                "{}",
+                r.block
+            );
+            if !EMBEDS_V4.contains(&r.block) {
+                assert_eq!(classify(ip).map(|x| x.kind), Some(r.kind), "{}", r.block);
+            }
+        }
+        for b in EMBEDS_V4 {
+            assert!(SPECIAL_V6.iter().any(|r| r.block == *b), "{b}");
+        }
+        let azure: IpAddr = "168.63.129.16".parse().expect("ip");
+        assert_eq!(classify(azure).map(|r| r.kind), Some("azure wireserver"));
     }
 
     #[test]

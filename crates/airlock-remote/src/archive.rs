@@ -16,7 +16,11 @@
 //! - refused: hard links (a name for a file outside the tree), block and character devices
 //!   (other than a whiteout), FIFOs, sparse and unknown entries, an entry that already exists;
 //! - modes lose setuid, setgid and sticky bits; owners are the unpacking user's (or the one
-//!   given).
+//!   given);
+//! - bounded ([`Limits`]): bytes in all and per file (apparent sizes: a sparse file counts with
+//!   its length), entries, path length and depth, and the size of a metadata record (GNU long
+//!   name/link, PAX header), each checked before anything is allocated or written for the
+//!   entry, so a hostile stream can fill neither the local side's memory nor its disk.
 //!
 //! Writing ([`write_tree`]) walks a directory without following links: regular files are
 //! opened with `O_NOFOLLOW` and checked with `fstat`; FIFOs and sockets are left out (they hold
@@ -26,6 +30,10 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
+
+mod guard;
+
+pub use guard::{Limits, ENV_FILES, ENV_SIZE};
 
 /// The PAX record carrying a directory's overlayfs opaque mark (GNU tar and bsdtar spell
 /// extended attributes `SCHILY.xattr.NAME`).
@@ -46,7 +54,10 @@ pub enum Content {
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     /// An entry the rules refuse; nothing after it was unpacked.
-    #[error("archive entry {path:?} refused: {reason}")]
+    #[error(
+        "archive entry {} refused: {reason}",
+        airlock_session::quote::name(path)
+    )]
     Refused {
         /// The entry's path as the archive gives it.
         path: String,
@@ -54,7 +65,7 @@ pub enum ArchiveError {
         reason: &'static str,
     },
     /// A file or directory could not be read or written.
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}: {source}", airlock_session::quote::path(path))]
     Io {
         /// What was being done (`cannot create`, `cannot read`).
         what: &'static str,
@@ -62,6 +73,23 @@ pub enum ArchiveError {
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
+    },
+    /// The stream is larger than a bound of [`Limits`]; nothing of the entry was written.
+    #[error(
+        "archive entry {} refused: its {limit} ({value}) is over the limit of {max}; {raise}",
+        airlock_session::quote::name(entry)
+    )]
+    Limit {
+        /// Which bound (`total size of the files`, `size of a file`, ...).
+        limit: &'static str,
+        /// The entry's path as the archive gives it.
+        entry: String,
+        /// The entry's value (bytes, entries, components).
+        value: u64,
+        /// The bound.
+        max: u64,
+        /// How to raise it (the variable to set), or why it cannot be.
+        raise: &'static str,
     },
     /// The stream is not a valid tar archive (or ended early).
     #[error("cannot read the archive: {0}")]
@@ -82,34 +110,66 @@ pub struct Unpacked {
     pub bytes: u64,
 }
 
-/// Unpacks the tar stream `input` into `dest` (which must exist) by the rules of the module
-/// doc for `content`, giving every entry to `owner` (uid, gid) when set.
+/// Unpacks the tar stream `input` into `dest` as [`unpack_limited`] with [`Limits::WORKSPACE`]
+/// (the workspace upload).
 ///
 /// # Errors
-/// [`ArchiveError::Refused`] for the first entry that breaks a rule (entries before it stay
-/// unpacked: callers unpack into a fresh directory and remove it on error), `Io` when `dest`
-/// cannot be written, `Read` for a stream that is not a tar archive.
+/// As [`unpack_limited`].
 pub fn unpack(
     input: impl Read,
     dest: &Path,
     content: Content,
     owner: Option<(u32, u32)>,
 ) -> Result<Unpacked, ArchiveError> {
-    let mut archive = tar::Archive::new(input);
+    unpack_limited(input, dest, content, owner, &Limits::WORKSPACE)
+}
+
+/// Unpacks the tar stream `input` into `dest` (which must exist) by the rules of the module
+/// doc for `content`, giving every entry to `owner` (uid, gid) when set, within `limits`.
+///
+/// # Errors
+/// [`ArchiveError::Refused`] for the first entry that breaks a rule and
+/// [`ArchiveError::Limit`] for the first that goes over a bound (entries before it stay
+/// unpacked: callers unpack into a fresh directory and remove it on error), `Io` when `dest`
+/// cannot be written, `Read` for a stream that is not a tar archive.
+pub fn unpack_limited(
+    input: impl Read,
+    dest: &Path,
+    content: Content,
+    owner: Option<(u32, u32)>,
+    limits: &Limits,
+) -> Result<Unpacked, ArchiveError> {
+    let violation = guard::Violation::default();
+    let mut archive = tar::Archive::new(guard::HeaderGuard::new(input, *limits, violation.clone()));
+    // A read error caused by the guard is its violation.
+    let read = |e: std::io::Error| {
+        violation
+            .borrow_mut()
+            .take()
+            .unwrap_or(ArchiveError::Read(e))
+    };
     let mut done = Unpacked::default();
-    for entry in archive.entries().map_err(ArchiveError::Read)? {
-        let mut entry = entry.map_err(ArchiveError::Read)?;
+    for entry in archive.entries().map_err(read)? {
+        let mut entry = entry.map_err(read)?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let refused = |reason| ArchiveError::Refused {
             path: raw.clone(),
             reason,
         };
-        let rel = safe_relative(&entry.path().map_err(ArchiveError::Read)?).ok_or_else(|| {
+        let over = |limit, value, max| ArchiveError::Limit {
+            limit,
+            entry: raw.clone(),
+            value,
+            max,
+            raise: RAISE,
+        };
+        let rel = safe_relative(&entry.path().map_err(read)?).ok_or_else(|| {
             refused("not a relative path inside the tree (absolute, `..` or empty)")
         })?;
         if rel.as_os_str().is_empty() {
             continue; // `./` itself
         }
+        check_entry(&entry, &rel, &done, limits, &over, &read)?;
         let target = dest.join(&rel);
         make_parents(dest, &rel, owner).map_err(|e| match e {
             Parent::NotDir => refused("a directory on its path is not a directory"),
@@ -119,7 +179,7 @@ pub fn unpack(
             return Err(refused("appears twice (or names an existing entry)"));
         }
         let header = entry.header().clone();
-        let mode = header.mode().map_err(ArchiveError::Read)? & 0o777;
+        let mode = header.mode().map_err(read)? & 0o777;
         match header.entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let mut f = fs::OpenOptions::new()
@@ -129,8 +189,14 @@ pub fn unpack(
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&target)
                     .map_err(io("cannot create", &target))?;
+                let size = entry.size();
                 done.bytes +=
-                    std::io::copy(&mut entry, &mut f).map_err(io("cannot write", &target))?;
+                    std::io::copy(&mut (&mut entry).take(size), &mut f).map_err(
+                        |e| match violation.borrow_mut().take() {
+                            Some(v) => v,
+                            None => io("cannot write", &target)(e),
+                        },
+                    )?;
                 // umask may have narrowed it.
                 f.set_permissions(fs::Permissions::from_mode(mode))
                     .map_err(io("cannot set the mode of", &target))?;
@@ -140,7 +206,12 @@ pub fn unpack(
                 // The owner keeps the right to fill it.
                 fs::set_permissions(&target, fs::Permissions::from_mode(mode | 0o700))
                     .map_err(io("cannot set the mode of", &target))?;
-                if content == Content::Changes && is_opaque(&mut entry)? {
+                if content == Content::Changes
+                    && is_opaque(&mut entry).map_err(|e| match e {
+                        ArchiveError::Read(e) => read(e),
+                        e => e,
+                    })?
+                {
                     xattr::set(&target, "user.overlay.opaque", b"y")
                         .map_err(io("cannot mark opaque", &target))?;
                 }
@@ -148,7 +219,7 @@ pub fn unpack(
             tar::EntryType::Symlink => {
                 let link = entry
                     .link_name()
-                    .map_err(ArchiveError::Read)?
+                    .map_err(read)?
                     .ok_or_else(|| refused("a symbolic link without a target"))?;
                 std::os::unix::fs::symlink(&link, &target)
                     .map_err(io("cannot create the link", &target))?;
@@ -182,6 +253,55 @@ pub fn unpack(
         done.entries += 1;
     }
     Ok(done)
+}
+
+/// What a [`ArchiveError::Limit`] of a change import says to do.
+const RAISE: &str = "set AIRLOCK_IMPORT_MAX_SIZE (bytes, e.g. 8G: total and per file) or AIRLOCK_IMPORT_MAX_FILES (entries) for the command that imports (`airlock run`, `stop`, `rm`) to allow more";
+
+/// Checks `entry` against `limits` before anything is written for it: its path's length and
+/// depth, a link's target, the count of entries and a file's (apparent) size, alone and
+/// added to what `done` wrote.
+fn check_entry<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    rel: &Path,
+    done: &Unpacked,
+    limits: &Limits,
+    over: &impl Fn(&'static str, u64, u64) -> ArchiveError,
+    read: &impl Fn(std::io::Error) -> ArchiveError,
+) -> Result<(), ArchiveError> {
+    let path_len = entry.path_bytes().len() as u64;
+    if path_len > limits.path_bytes {
+        return Err(over("path length in bytes", path_len, limits.path_bytes));
+    }
+    let depth = rel.components().count() as u64;
+    if depth > limits.depth {
+        return Err(over("depth in directories", depth, limits.depth));
+    }
+    if let Some(link) = entry.link_name_bytes() {
+        let len = link.len() as u64;
+        if len > limits.path_bytes {
+            return Err(over("link target length in bytes", len, limits.path_bytes));
+        }
+    }
+    if done.entries >= limits.entries {
+        return Err(over("count of entries", done.entries + 1, limits.entries));
+    }
+    let kind = entry.header().entry_type();
+    if matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous) {
+        let size = entry.header().entry_size().map_err(read)?.max(entry.size());
+        if size > limits.file_bytes {
+            return Err(over("size of a file in bytes", size, limits.file_bytes));
+        }
+        let total = done.bytes.saturating_add(size);
+        if total > limits.total_bytes {
+            return Err(over(
+                "total size of the files in bytes",
+                total,
+                limits.total_bytes,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `path` as a relative path of normal components only (`.` dropped), or `None` when it is
@@ -242,13 +362,18 @@ fn is_opaque<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<bool, ArchiveErro
 
 /// Unpacks a box's change layer (the stream of [`crate::ctl::EXPORT`]) into `upper`, a new
 /// directory this creates (its parent must exist), so `airlock diff`/`merge` read it as a local
-/// session's upper layer. On error `upper` is removed again.
+/// session's upper layer, within `limits` (normally [`Limits::changes_from_env`]). On error
+/// `upper` is removed again.
 ///
 /// # Errors
-/// As [`unpack`] with [`Content::Changes`]; `upper` existing already is an `Io` error.
-pub fn import_changes(input: impl Read, upper: &Path) -> Result<Unpacked, ArchiveError> {
+/// As [`unpack_limited`] with [`Content::Changes`]; `upper` existing already is an `Io` error.
+pub fn import_changes(
+    input: impl Read,
+    upper: &Path,
+    limits: &Limits,
+) -> Result<Unpacked, ArchiveError> {
     fs::create_dir(upper).map_err(io("cannot create", upper))?;
-    unpack(input, upper, Content::Changes, None).inspect_err(|_| {
+    unpack_limited(input, upper, Content::Changes, None, limits).inspect_err(|_| {
         let _ = fs::remove_dir_all(upper);
     })
 }
@@ -475,7 +600,7 @@ mod tests {
         let e = unpack(&a[..], t.path(), Content::Workspace, None).expect_err("workspace");
         assert!(e.to_string().contains("device"), "{e}");
         let upper = t.path().join("upper");
-        import_changes(&a[..], &upper).expect("changes");
+        import_changes(&a[..], &upper, &Limits::CHANGES).expect("changes");
         let m = fs::symlink_metadata(upper.join("gone")).expect("whiteout");
         assert!(is_whiteout(&m));
     }
@@ -507,7 +632,7 @@ mod tests {
         let skipped = write_tree(&src, &mut tar, Content::Changes).expect("write");
         assert_eq!(skipped, vec![PathBuf::from("fifo")]);
         let upper = t.path().join("upper");
-        import_changes(&tar[..], &upper).expect("import");
+        import_changes(&tar[..], &upper, &Limits::CHANGES).expect("import");
         assert_eq!(
             fs::read(upper.join("dir/sub/f")).expect("f"),
             b"content".to_vec()
@@ -525,7 +650,7 @@ mod tests {
             assert!(is_opaque_dir(&upper.join("opaque")));
         }
         // Importing again into the same place is refused (never merged over).
-        assert!(import_changes(&tar[..], &upper).is_err());
+        assert!(import_changes(&tar[..], &upper, &Limits::CHANGES).is_err());
     }
 
     #[test]
@@ -536,7 +661,202 @@ mod tests {
             raw("ok", tar::EntryType::Regular, None, b"x"),
             raw("../bad", tar::EntryType::Regular, None, b"x"),
         ]);
-        assert!(import_changes(&a[..], &upper).is_err());
+        assert!(import_changes(&a[..], &upper, &Limits::CHANGES).is_err());
         assert!(!upper.exists());
+    }
+
+    /// A header of `kind` declaring `size` bytes, without its data (a stream that goes on with
+    /// `rest`, lazily): what a hostile box sends to make the local side allocate or write.
+    fn declared(name: &str, kind: tar::EntryType, size: u64) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).expect("path");
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_cksum();
+        h.as_bytes().to_vec()
+    }
+
+    /// `head` followed by `len` bytes of `fill` made on demand (never held whole).
+    fn lazy(head: Vec<u8>, fill: u8, len: u64) -> impl Read {
+        std::io::Cursor::new(head).chain(std::io::repeat(fill).take(len))
+    }
+
+    fn assert_limit(e: &ArchiveError, what: &str, entry: &str) {
+        let ArchiveError::Limit {
+            limit, entry: got, ..
+        } = e
+        else {
+            panic!("{what}: expected a limit error, got {e}");
+        };
+        assert!(got.contains(entry), "{what}: names {got:?}, not {entry:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains(limit) && text.contains("over the limit"),
+            "{what}: {text}"
+        );
+        if !limit.contains("metadata") {
+            assert!(
+                text.contains(ENV_SIZE) || text.contains(ENV_FILES),
+                "{what}: {text}"
+            );
+        }
+    }
+
+    /// Imports `input` into a fresh upper within `limits`; asserts it is refused by a bound
+    /// naming `entry` and that nothing is kept.
+    fn refused_by_limit(what: &str, input: impl Read, limits: &Limits, entry: &str) {
+        let t = tempfile::tempdir().expect("tmp");
+        let upper = t.path().join("upper");
+        let e = import_changes(input, &upper, limits).expect_err(what);
+        assert_limit(&e, what, entry);
+        assert!(!upper.exists(), "{what}: the upper was kept");
+    }
+
+    #[test]
+    fn metadata_records_over_the_bound_are_refused_before_they_are_read() {
+        // tar-rs reads these whole into memory: the guard must refuse at the header. The data
+        // is there (lazily), so without the guard tar-rs would read all of it and fail later
+        // with its own error (or take it).
+        let big = 256 << 20;
+        for (what, kind) in [
+            ("GNU long name", tar::EntryType::GNULongName),
+            ("GNU long link", tar::EntryType::GNULongLink),
+            ("PAX header", tar::EntryType::XHeader),
+            ("PAX global header", tar::EntryType::XGlobalHeader),
+        ] {
+            let stream = lazy(declared("././@LongLink", kind, big), b'a', big + 1024);
+            refused_by_limit(what, stream, &Limits::CHANGES, "@LongLink");
+            // Also for the workspace upload (its bound is larger but there).
+            let t = tempfile::tempdir().expect("tmp");
+            let stream = lazy(declared("././@LongLink", kind, big), b'a', big + 1024);
+            let e = unpack(stream, t.path(), Content::Workspace, None).expect_err(what);
+            assert_limit(&e, what, "@LongLink");
+        }
+    }
+
+    #[test]
+    fn a_huge_file_is_refused_before_a_byte_is_written() {
+        for (what, size) in [
+            ("2 GiB", 2u64 << 30),
+            ("100 GiB", 100 << 30),
+            ("1 EiB", 1 << 60),
+        ] {
+            let stream = lazy(declared("big", tar::EntryType::Regular, size), 0, 1 << 20);
+            refused_by_limit(what, stream, &Limits::CHANGES, "big");
+        }
+        // The size given in a PAX record (which overrides the header's) counts too.
+        let mut pax = Vec::new();
+        {
+            let mut b = tar::Builder::new(&mut pax);
+            b.append_pax_extensions([("size", b"3221225472".as_slice())])
+                .expect("pax");
+            b.into_inner().expect("pax");
+        }
+        pax.truncate(pax.len() - 1024); // no end blocks
+        pax.extend(declared("paxbig", tar::EntryType::Regular, 1));
+        refused_by_limit(
+            "PAX size",
+            lazy(pax, 0, 1 << 20),
+            &Limits::CHANGES,
+            "paxbig",
+        );
+    }
+
+    #[test]
+    fn a_sparse_file_counts_with_its_apparent_size() {
+        // write_tree sends a sparse file whole; the import refuses it by its length, reading
+        // the stream as it comes (a pipe, never a buffer of it).
+        let t = tempfile::tempdir().expect("tmp");
+        let src = t.path().join("src");
+        fs::create_dir(&src).expect("src");
+        fs::File::create(src.join("hole"))
+            .and_then(|f| f.set_len(2 << 30))
+            .expect("sparse");
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        let src2 = src.clone();
+        let writer = std::thread::spawn(move || {
+            write_tree(&src2, fs::File::from(w), Content::Changes).is_ok()
+        });
+        refused_by_limit("sparse 2 GiB", fs::File::from(r), &Limits::CHANGES, "hole");
+        assert!(
+            !writer.join().expect("writer"),
+            "the writer saw the refusal"
+        );
+        // Within the bound it is taken (a small one, read back as zeros).
+        fs::File::create(src.join("hole"))
+            .and_then(|f| f.set_len(4096))
+            .expect("sparse");
+        let mut tar = Vec::new();
+        write_tree(&src, &mut tar, Content::Changes).expect("write");
+        let upper = t.path().join("upper");
+        import_changes(&tar[..], &upper, &Limits::CHANGES).expect("small hole");
+        assert_eq!(fs::read(upper.join("hole")).expect("hole"), vec![0; 4096]);
+    }
+
+    #[test]
+    fn the_total_and_the_count_are_bounded() {
+        let small = Limits {
+            total_bytes: 10,
+            file_bytes: 8,
+            entries: 1000,
+            ..Limits::CHANGES
+        };
+        let files: Vec<_> = (0..3)
+            .map(|i| raw(&format!("f{i}"), tar::EntryType::Regular, None, b"123456"))
+            .collect();
+        refused_by_limit("total", &archive(&files)[..], &small, "f1");
+        let one = [raw("nine", tar::EntryType::Regular, None, b"123456789")];
+        refused_by_limit("per file", &archive(&one)[..], &small, "nine");
+        // Many small files (empty ones too: they cost inodes, not bytes).
+        let many: Vec<_> = (0..1001)
+            .map(|i| {
+                raw(
+                    &format!("d{}/e{i}", i % 10),
+                    tar::EntryType::Regular,
+                    None,
+                    b"",
+                )
+            })
+            .collect();
+        refused_by_limit("entries", &archive(&many)[..], &small, "e1000");
+        let t = tempfile::tempdir().expect("tmp");
+        import_changes(&archive(&many[..1000])[..], &t.path().join("u"), &small)
+            .expect("1000 entries are within the bound");
+    }
+
+    #[test]
+    fn deep_and_long_paths_are_bounded() {
+        // A chain of nested directories, one entry per level (each path is short enough for a
+        // PAX record but the chain is deeper than the bound).
+        let mut chain = Vec::new();
+        {
+            let mut b = tar::Builder::new(&mut chain);
+            let mut path = PathBuf::new();
+            for _ in 0..300 {
+                path.push("d");
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                b.append_data(&mut h, &path, std::io::empty()).expect("dir");
+            }
+            b.into_inner().expect("chain");
+        }
+        refused_by_limit("nested dirs", &chain[..], &Limits::CHANGES, "d/d/d");
+        // A long name within the metadata bound but over PATH_MAX.
+        for name in ["x".repeat(5000), format!("{}/f", "y".repeat(4200))] {
+            let mut long = Vec::new();
+            {
+                let mut b = tar::Builder::new(&mut long);
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_size(1);
+                b.append_data(&mut h, &name, &b"x"[..]).expect("long");
+                b.into_inner().expect("long");
+            }
+            refused_by_limit("long name", &long[..], &Limits::CHANGES, &name[..100]);
+        }
     }
 }

@@ -147,9 +147,24 @@ fn render_parses_back_into_the_resources_create_sends() {
         ]
     );
     let rules = nps.egress.as_ref().expect("egress");
-    assert!(
-        rules[0].to.is_none(),
-        "DNS goes to the cluster's resolver, wherever it is"
+    // DNS only to the cluster's resolver (kube-system's kube-dns pods), never any address: a
+    // port-53 rule without `to` is a TCP tunnel to the whole internet.
+    let dns = rules[0].to.as_deref().expect("DNS has a destination");
+    assert_eq!(dns.len(), 1, "{dns:?}");
+    assert!(dns[0].ip_block.is_none(), "{dns:?}");
+    let label = |s: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+                 k: &str| {
+        s.as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .and_then(|m| m.get(k).cloned())
+    };
+    assert_eq!(
+        label(&dns[0].namespace_selector, "kubernetes.io/metadata.name").as_deref(),
+        Some("kube-system")
+    );
+    assert_eq!(
+        label(&dns[0].pod_selector, "k8s-app").as_deref(),
+        Some("kube-dns")
     );
     let blocks: Vec<_> = rules[1]
         .to
@@ -161,24 +176,54 @@ fn render_parses_back_into_the_resources_create_sends() {
         })
         .collect();
     assert_eq!(blocks.len(), 2);
-    // Every private, link-local (metadata service) and loopback range is left out of 80/443.
-    let v4: &[&str] = &[
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "169.254.0.0/16",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
+    // Every address the proxy refuses is left out of 80/443: each block of its table (first
+    // and last address), and by name the ones a cloud hands credentials or a route out from.
+    let table = [
+        ("0.0.0.0/0", airlock_policy::network::SPECIAL_V4),
+        ("::/0", airlock_policy::network::SPECIAL_V6),
     ];
-    let v6: &[&str] = &["fc00::/7", "fe80::/10", "::1/128"];
-    for (cidr, must) in [("0.0.0.0/0", v4), ("::/0", v6)] {
+    let must = [
+        "10.0.0.1",
+        "172.31.255.255",
+        "192.168.1.1",
+        "100.64.0.1",
+        "169.254.169.254",
+        "100.100.100.200",
+        "168.63.129.16",
+        "127.0.0.1",
+        "0.0.0.1",
+        "198.18.0.1",
+        "240.0.0.1",
+        "fd00:ec2::254",
+        "64:ff9b::a00:1",
+        "64:ff9b::808:808",
+        "64:ff9b:1::1",
+        "::ffff:10.0.0.1",
+        "2002:a00:1::1",
+        "2001::1",
+        "fc00::1",
+        "fe80::1",
+        "::1",
+    ];
+    for (cidr, specials) in table {
         let b = blocks.iter().find(|b| b.cidr == cidr).expect(cidr);
         let except = b.except.clone().unwrap_or_default();
-        for m in must {
+        let left_out = |ip: u128, v6: bool| except.iter().any(|e| within(ip, v6, e));
+        for r in specials {
+            let (first, last, v6) = range(r.block);
             assert!(
-                except.iter().any(|e| e == m),
-                "{cidr} does not leave out {m}"
+                left_out(first, v6) && left_out(last, v6),
+                "{cidr} does not leave out {} ({})",
+                r.block,
+                r.kind
             );
+        }
+        for m in must {
+            let ip: std::net::IpAddr = m.parse().expect(m);
+            if ip.is_ipv6() == (cidr == "::/0") {
+                let (at, v6) = bits(ip);
+                assert!(left_out(at, v6), "{cidr} does not leave out {m}");
+            }
         }
     }
     assert_eq!(
@@ -546,4 +591,38 @@ fn bad_requests_are_refused_before_any_call() {
         let err = e.render(&req).expect_err(want).to_string();
         assert!(err.contains(want), "{err}");
     }
+}
+
+fn bits(ip: std::net::IpAddr) -> (u128, bool) {
+    match ip {
+        std::net::IpAddr::V4(v4) => (u128::from(u32::from(v4)) << 96, false),
+        std::net::IpAddr::V6(v6) => (u128::from(v6), true),
+    }
+}
+
+fn mask(prefix: u32, v6: bool) -> u128 {
+    let p = if v6 { prefix } else { prefix.min(32) };
+    if p == 0 {
+        0
+    } else {
+        u128::MAX << (128 - p)
+    }
+}
+
+/// The first and last address of `block` (IPv4 in the top 32 bits) and whether it is IPv6.
+fn range(block: &str) -> (u128, u128, bool) {
+    let (net, prefix) = block.split_once('/').expect(block);
+    let (net, v6) = bits(net.parse().expect(block));
+    let m = mask(prefix.parse().expect(block), v6);
+    let last = if v6 {
+        net | !m
+    } else {
+        net | (!m & (u128::MAX << 96))
+    };
+    (net & m, last, v6)
+}
+
+fn within(ip: u128, v6: bool, block: &str) -> bool {
+    let (first, last, bv6) = range(block);
+    bv6 == v6 && (first..=last).contains(&ip)
 }

@@ -32,18 +32,41 @@ fn read_from(dir: &Path, rel: &[&str], offset: u64, out: &mut impl Write) -> Res
     Ok(start + copied)
 }
 
+/// The output of a session running in a box, asked from the box (`ctl logs`) and printed
+/// through the same filter as a local session's ([`crate::review_out::ReviewOut`]: the agent's
+/// terminal output is box-chosen bytes); with `follow`, asked again until the session ends,
+/// printing what is new.
+fn remote_logs(r: &airlock_session::SessionRow, at: &str, follow: bool) -> Result<i32> {
+    let engine = backends::engine(r.backend, &backends::EngineOptions::for_session(Some(at))?)?;
+    let mut out = crate::review_out::ReviewOut::stdout();
+    let mut printed = 0usize;
+    loop {
+        let log = super::remote::ctl(engine.as_ref(), at, airlock_remote::ctl::LOGS, &[])?;
+        // A log that shrank was replaced: print it again from its beginning.
+        let from = if log.len() < printed { 0 } else { printed };
+        out.write_all(&log[from..])?;
+        out.flush()?;
+        printed = log.len();
+        if !follow {
+            return Ok(0);
+        }
+        let now = session_dir::find(Some(&r.id))?;
+        if now.state != SessionState::Running
+            || super::remote::status(engine.as_ref(), at)
+                .is_ok_and(|st| st.state != airlock_remote::BoxState::Running)
+        {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// `airlock logs ID [-f]`
 pub(crate) fn logs(args: LogsArgs) -> Result<i32> {
     let r = session_dir::find(Some(&args.id))?;
     if r.backend.is_remote() && r.state == airlock_session::SessionState::Running {
         if let Some(at) = &r.location {
-            let engine = crate::backends::engine(
-                r.backend,
-                &crate::backends::EngineOptions::for_session(Some(at))?,
-            )?;
-            let out = super::remote::ctl(engine.as_ref(), at, airlock_remote::ctl::LOGS, &[])?;
-            std::io::stdout().write_all(&out)?;
-            return Ok(0);
+            return remote_logs(&r, at, args.follow);
         }
     }
     let files: [&[&str]; 2] = [&["session.log"], &["tmux", "agent.log"]];

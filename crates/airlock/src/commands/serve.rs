@@ -110,7 +110,7 @@ impl Shared {
     }
 
     fn fail(&self, e: &anyhow::Error) {
-        eprintln!("airlock serve: session failed: {e:#}");
+        eprintln!("airlock serve: session failed: {}", log_text(e));
         self.update(|s| {
             s.status.state = BoxState::Failed;
             s.status.error = Some(format!("{e:#}"));
@@ -630,7 +630,7 @@ fn listen(path: &Path, shared: Arc<Shared>) -> Result<()> {
                     .name("airlock-serve-req".into())
                     .spawn(move || {
                         if let Err(e) = answer(conn, &shared) {
-                            eprintln!("airlock serve: control request failed: {e:#}");
+                            eprintln!("airlock serve: control request failed: {}", log_text(&e));
                         }
                     });
             }
@@ -685,7 +685,7 @@ impl Payload {
                 for s in skipped {
                     eprintln!(
                         "airlock serve: export: {} left out (not a file, directory or link)",
-                        s.display()
+                        airlock_session::quote::path(&s)
                     );
                 }
             }
@@ -882,6 +882,14 @@ fn attach(info: &str) -> Result<i32> {
     agent_env(&mut cmd, &agent);
     cmd.env("TERM", term);
     Err(anyhow::Error::new(cmd.exec()).context("cannot run airlock attach"))
+}
+
+/// An error for the box's own log (what `podman logs`, `kubectl logs` and `fly logs` print to
+/// the user's terminal): the names in it are the agent's (an export's file, a refused entry), so
+/// control characters are shown as `cat -v` does ([`airlock_session::quote::visible`], the
+/// helper the review commands use).
+fn log_text(e: &anyhow::Error) -> String {
+    airlock_session::quote::visible(&format!("{e:#}")).into_owned()
 }
 
 #[cfg(test)]

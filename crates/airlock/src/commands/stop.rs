@@ -110,7 +110,7 @@ fn stop_remote(r: &airlock_session::SessionRow) -> Result<i32> {
         bail!(
             "session {} had failed in its box: {}; the box is deleted",
             r.id,
-            st.error.unwrap_or_default()
+            remote::box_text(&st.error.unwrap_or_default())
         );
     }
     let collected = remote::collect(engine.as_ref(), &at, &r.dir, false);

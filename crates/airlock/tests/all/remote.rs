@@ -1376,3 +1376,176 @@ fn a_non_root_supervisor_runs_the_session_sandboxed() {
     podman(&["rm", "-f", "-t", "0", &name]);
     assert_no_box("after the non-root box");
 }
+
+/// X4: `airlock logs` (and `logs -f`) of a session running in a box print the agent's terminal
+/// output through the same terminal filter as a local session's: a clipboard write, a title
+/// report, a DCS and a C1 CSI (the local test's set of what the filter drops) never reach the
+/// terminal, colours do, and what was dropped is said.
+#[test]
+fn logs_of_a_box_session_go_through_the_terminal_filter() {
+    if !ready() {
+        return;
+    }
+    let _l = airlock_test_support::podman_lock();
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    let attacks = crate::sandbox::TERMINAL_ATTACKS;
+    let o = ws
+        .airlock()
+        .args([
+            "run",
+            "--backend",
+            "podman-box",
+            "--detach",
+            "--name",
+            "esc",
+        ])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            &format!("printf 'log-start {attacks} \\033[31mred\\033[0m log-end\\n'; sleep 12"),
+        ])
+        .run();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let l = ws.airlock().args(["logs", "esc"]).run();
+        if text(&l.stdout).contains("log-end") {
+            // Piped, the raw log (the attack is there to be filtered).
+            assert!(crate::sandbox::has_live_attack(&l.stdout).is_some());
+            break;
+        }
+        assert!(Instant::now() < deadline, "logs: {}", text(&l.stdout));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for args in ["logs esc", "logs -f esc"] {
+        let out = Command::new("script")
+            .args(["-qec", &format!("{} {args}", bin().display()), "/dev/null"])
+            .current_dir(ws.path())
+            .env("XDG_DATA_HOME", ws.data())
+            .stdin(Stdio::null())
+            .output()
+            .expect("script(1)");
+        let screen = text(&out.stdout);
+        assert!(screen.contains("log-end"), "{args}: {screen:?}");
+        let live = crate::sandbox::has_live_attack(&out.stdout);
+        assert!(
+            live.is_none(),
+            "{args}: {live:?} reached the terminal: {screen:?}"
+        );
+        assert!(
+            screen.contains("\x1b[31mred"),
+            "{args}: colours are kept: {screen:?}"
+        );
+        assert!(
+            screen.contains("kept from your terminal"),
+            "{args}: {screen:?}"
+        );
+    }
+    // `logs -f` returned because the command ended; stop collects and deletes the box.
+    let s = ws.airlock().args(["stop", "esc"]).run();
+    assert!(s.status.success(), "stop: {}", text(&s.stderr));
+    assert_no_box("after stop");
+}
+
+/// X1: the changes a box sends home are bounded: a sparse file counts with its length, and a
+/// flood of files with their count; over a bound, the import is refused naming the bound, the
+/// file and the variable that raises it, nothing is kept and no box is left.
+#[test]
+fn an_export_over_the_import_limits_is_refused_and_nothing_kept() {
+    if !ready() {
+        return;
+    }
+    let _l = airlock_test_support::podman_lock();
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    for (what, env, script, names) in [
+        (
+            "sparse file",
+            ("AIRLOCK_IMPORT_MAX_SIZE", "1M"),
+            "truncate -s 64M hole",
+            ["size of a file", "hole", "AIRLOCK_IMPORT_MAX_SIZE"],
+        ),
+        (
+            "many files",
+            ("AIRLOCK_IMPORT_MAX_FILES", "50"),
+            "mkdir d && cd d && for i in $(seq 1 200); do : > f$i; done",
+            ["count of entries", "d/f", "AIRLOCK_IMPORT_MAX_FILES"],
+        ),
+    ] {
+        let o = ws
+            .airlock()
+            .env(env.0, env.1)
+            .args(["run", "--backend", "podman-box", "--", "sh", "-c", script])
+            .run();
+        let err = text(&o.stderr);
+        assert!(!o.status.success(), "{what}: taken: {err}");
+        for n in names {
+            assert!(
+                err.contains(n),
+                "{what}: the error does not name {n:?}: {err}"
+            );
+        }
+        assert_no_box(what);
+        let sessions = ws.data().join("airlock/sessions");
+        let uppers: Vec<_> = std::fs::read_dir(&sessions)
+            .map(|d| d.flatten().map(|e| e.path().join("upper")).collect())
+            .unwrap_or_else(|_| Vec::new())
+            .into_iter()
+            .filter(|u: &std::path::PathBuf| u.exists())
+            .collect();
+        assert!(
+            std::fs::read_dir(&sessions).is_ok_and(|d| d.count() > 0),
+            "{what}: no session dir in {sessions:?}"
+        );
+        assert!(uppers.is_empty(), "{what}: kept {uppers:?}");
+    }
+}
+
+/// X10: names the agent chose reach the box's own log (`podman logs`, as `kubectl logs` and
+/// `fly logs` print it to the user's terminal) quoted, never as live control sequences or as a
+/// forged log line: FIFOs (left out of the export, which serve reports) named with an OSC title,
+/// a C1 CSI, and a newline followed by a fake serve line.
+#[test]
+fn agent_chosen_names_in_the_box_log_are_quoted() {
+    if !ready() {
+        return;
+    }
+    let _l = airlock_test_support::podman_lock();
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    let o = ws
+        .airlock()
+        .args(["run", "--backend", "podman-box", "--keep", "--name", "names"])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            r#"mkfifo "$(printf 'p\033]0;TITLE\007q')" "$(printf 'c1\302\23321t')" "$(printf 'nl\nairlock serve: forged')""#,
+        ])
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let b = boxes();
+    assert_eq!(b.len(), 1, "the kept box");
+    let log = podman(&["logs", &b[0]]);
+    let all = [log.stdout.as_slice(), log.stderr.as_slice()].concat();
+    let shown = text(&all);
+    let lines: Vec<&str> = shown.lines().filter(|l| l.contains("left out")).collect();
+    assert_eq!(lines.len(), 3, "one line per FIFO: {shown:?}");
+    assert!(!all.contains(&0x1b), "ESC in the box log: {shown:?}");
+    assert!(
+        !shown.contains('\u{9b}'),
+        "C1 CSI in the box log: {shown:?}"
+    );
+    assert!(
+        !shown
+            .lines()
+            .any(|l| l.starts_with("airlock serve: forged")),
+        "a forged line: {shown:?}"
+    );
+    assert!(shown.contains(r#""p\033]0;TITLE\aq""#), "{shown:?}");
+    let rm = ws.airlock().args(["rm", "names"]).run();
+    assert!(rm.status.success(), "rm: {}", text(&rm.stderr));
+    assert_no_box("after rm");
+}

@@ -4506,10 +4506,11 @@ fn a_datagram_socket_as_stdio_is_refused() {
 
 /// What the sandbox writes to make the user's terminal act: an OSC 52 clipboard write, a CSI 21t
 /// title report, a DCS (DECRQSS) and a title report with a C1 CSI (U+009B).
-const TERMINAL_ATTACKS: &str = r"\033]52;c;ZXZpbA==\007 \033[21t \033P$qm\033\\ \302\23321t";
+pub(crate) const TERMINAL_ATTACKS: &str =
+    r"\033]52;c;ZXZpbA==\007 \033[21t \033P$qm\033\\ \302\23321t";
 
 /// True when `out` holds one of [`TERMINAL_ATTACKS`] as live bytes.
-fn has_live_attack(out: &[u8]) -> Option<&'static str> {
+pub(crate) fn has_live_attack(out: &[u8]) -> Option<&'static str> {
     let live: [(&str, &[u8]); 4] = [
         ("OSC 52", b"\x1b]52"),
         ("CSI 21t", b"\x1b[21t"),

@@ -241,6 +241,13 @@ fn row(
     }
 }
 
+/// Text the box chose (a verb's stderr, a status's error), ready for an error message: control
+/// characters shown as `cat -v` does ([`airlock_session::quote::visible`]), so it cannot drive
+/// the user's terminal.
+pub(crate) fn box_text(text: &str) -> String {
+    airlock_session::quote::visible(text.trim()).into_owned()
+}
+
 /// `airlock serve ctl VERB` in the box.
 pub(crate) fn ctl_argv(verb: &str) -> Vec<String> {
     [layout::AIRLOCK, "serve", "ctl", verb]
@@ -256,7 +263,7 @@ pub(crate) fn ctl(engine: &dyn Engine, at: &str, verb: &str, stdin: &[u8]) -> Re
             "{} box {at}: `airlock serve ctl {verb}` failed ({}): {}",
             engine.name(),
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            box_text(&String::from_utf8_lossy(&out.stderr))
         );
     }
     Ok(out.stdout)
@@ -269,7 +276,7 @@ fn upload(engine: &dyn Engine, at: &str, workspace: &Path) -> Result<()> {
     for s in skipped {
         eprintln!(
             "airlock: upload: {} left out (not a file, directory or link)",
-            s.display()
+            airlock_session::quote::path(&s)
         );
     }
     ctl(engine, at, ctl::RECEIVE, &tar)?;
@@ -277,7 +284,7 @@ fn upload(engine: &dyn Engine, at: &str, workspace: &Path) -> Result<()> {
     if status.state == BoxState::Failed {
         bail!(
             "the box's session failed: {}",
-            status.error.unwrap_or_default()
+            box_text(&status.error.unwrap_or_default())
         );
     }
     Ok(())
@@ -315,7 +322,8 @@ pub(crate) fn collect(engine: &dyn Engine, at: &str, dir: &Path, print: bool) ->
     std::fs::create_dir_all(dir.join("tmux"))?;
     write_new(&dir.join("tmux").join("agent.log"), &logs)?;
     if print && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        std::io::stdout().write_all(&logs)?;
+        // The one output path for the box's bytes (filtered on a terminal, as is when piped).
+        crate::review_out::ReviewOut::stdout().write_all(&logs)?;
     }
     let changes = ctl(engine, at, ctl::EXPORT, &[])?;
     let upper = dir.join("upper");
@@ -323,7 +331,8 @@ pub(crate) fn collect(engine: &dyn Engine, at: &str, dir: &Path, print: bool) ->
         std::fs::remove_dir_all(&upper)
             .with_context(|| format!("cannot replace {}", upper.display()))?;
     }
-    archive::import_changes(&changes[..], &upper).with_context(|| {
+    let limits = archive::Limits::changes_from_env().map_err(anyhow::Error::msg)?;
+    archive::import_changes(&changes[..], &upper, &limits).with_context(|| {
         format!(
             "the changes of box {at} were refused; nothing was imported into {}",
             upper.display()
@@ -456,7 +465,7 @@ impl RemoteBox {
         if st.state == BoxState::Failed {
             return Err(box_error(format!(
                 "the box's session failed: {}",
-                st.error.unwrap_or_default()
+                box_text(&st.error.unwrap_or_default())
             )));
         }
         collect(self.engine.as_ref(), &self.at, &self.dir, true)
