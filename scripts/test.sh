@@ -106,7 +106,7 @@ for l in sys.stdin:
   # The sandbox, the credential proxy (placeholders, nothing secret inside), the real agent
   # clients against fake APIs, the container backend (rootless), telemetry (a real OTLP receiver
   # on loopback, the collector route through the proxy).
-  for t in sandbox creds agents container telemetry caches remote; do stage_test "$t"; done
+  for t in sandbox errchain creds agents container telemetry caches remote; do stage_test "$t"; done
   chmod -R a+rX "$stage"
   # The host-cache tests build with cargo as that user: the active toolchain, used where it is
   # when that user can run it, else hard-linked (no copy on the same file system) where the user
@@ -127,6 +127,8 @@ for l in sys.stdin:
       sh -c "cd /tmp && '$stage/$name-tests' --test-threads=2"
   }
   run_unprivileged sandbox
+  echo "== error chain tests as unprivileged user $TEST_USER"
+  run_unprivileged errchain
   echo "== credential tests as unprivileged user $TEST_USER"
   run_unprivileged creds
   echo "== telemetry tests as unprivileged user $TEST_USER"

@@ -54,14 +54,15 @@ pub enum ArchiveError {
         reason: &'static str,
     },
     /// A file or directory could not be read or written.
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}: {error}", path.display())]
     Io {
         /// What was being done (`cannot create`, `cannot read`).
         what: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        /// The cause, printed in the message (not a `source()`, so a chain never repeats it).
+        error: std::io::Error,
     },
     /// The stream is not a valid tar archive (or ended early).
     #[error("cannot read the archive: {0}")]
@@ -70,7 +71,11 @@ pub enum ArchiveError {
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError {
     let path = path.to_path_buf();
-    move |source| ArchiveError::Io { what, path, source }
+    move |source| ArchiveError::Io {
+        what,
+        path,
+        error: source,
+    }
 }
 
 /// What [`unpack`] did.
@@ -167,7 +172,7 @@ pub fn unpack(
                 .map_err(|e| ArchiveError::Io {
                     what: "cannot create the whiteout",
                     path: target.clone(),
-                    source: e.into(),
+                    error: e.into(),
                 })?;
             }
             tar::EntryType::Link => return Err(refused("a hard link")),

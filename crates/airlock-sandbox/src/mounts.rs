@@ -13,6 +13,7 @@ use nix::unistd::{chdir, pivot_root};
 
 use crate::spec::{Bind, OverlayMount, SandboxSpec, WorkspaceView};
 use crate::SandboxError;
+use crate::Step;
 
 const OLD: &str = "/oldroot";
 const NEW: &str = "/newroot";
@@ -62,6 +63,7 @@ fn setattr(path: &Path, set: u64, recursive: bool) -> Result<(), SandboxError> {
             ""
         };
         return Err(SandboxError::sys(
+            Step::Mounts,
             format!("cannot restrict mount {}{hint}", show(path)),
             e,
         ));
@@ -121,7 +123,7 @@ fn do_mount(
             (None, Some(s)) => format!("cannot bind {} to {}", show(s), show(dst)),
             (None, None) => format!("cannot change mount {}", show(dst)),
         };
-        SandboxError::sys(what, e)
+        SandboxError::sys(Step::Mounts, what, e)
     })
 }
 
@@ -130,7 +132,13 @@ fn mkdir_all(p: &Path) -> Result<(), SandboxError> {
         .recursive(true)
         .mode(0o755)
         .create(p)
-        .map_err(|e| SandboxError::io(format!("cannot create mount point {}", show(p)), e))
+        .map_err(|e| {
+            SandboxError::io(
+                Step::Mounts,
+                format!("cannot create mount point {}", show(p)),
+                e,
+            )
+        })
 }
 
 fn touch(p: &Path) -> Result<(), SandboxError> {
@@ -150,6 +158,7 @@ fn touch(p: &Path) -> Result<(), SandboxError> {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(SandboxError::io(
+            Step::Mounts,
             format!("cannot create mount point {}", show(p)),
             e,
         )),
@@ -189,7 +198,8 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<(), SandboxError> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=0755,size=4m"),
     )?;
-    chdir(scaffold).map_err(|e| SandboxError::sys("cannot enter the scaffolding tmpfs", e))?;
+    chdir(scaffold)
+        .map_err(|e| SandboxError::sys(Step::Mounts, "cannot enter the scaffolding tmpfs", e))?;
     mkdir_all(Path::new("newroot"))?;
     mkdir_all(Path::new("oldroot"))?;
     mkdir_all(Path::new("files"))?;
@@ -201,8 +211,8 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<(), SandboxError> {
         Some("mode=0755,size=16m"),
     )?;
     pivot_root(".", "oldroot")
-        .map_err(|e| SandboxError::sys("cannot pivot into the scaffolding", e))?;
-    chdir("/").map_err(|e| SandboxError::sys("chdir /", e))?;
+        .map_err(|e| SandboxError::sys(Step::Mounts, "cannot pivot into the scaffolding", e))?;
+    chdir("/").map_err(|e| SandboxError::sys(Step::Mounts, "chdir /", e))?;
 
     // Private /tmp, then home, first: binds below them (toolchains in ~/.cargo, agent state in
     // ~/.claude, a workspace under /tmp) are mounted on top. /tmp goes before the home so that a
@@ -240,12 +250,13 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<(), SandboxError> {
     // The root tmpfs itself is read-only: the agent cannot create files in /.
     setattr(Path::new(NEW), MOUNT_ATTR_RDONLY, false)?;
 
-    chdir(NEW).map_err(|e| SandboxError::sys("cannot enter the new root", e))?;
-    pivot_root(".", ".").map_err(|e| SandboxError::sys("cannot pivot into the new root", e))?;
+    chdir(NEW).map_err(|e| SandboxError::sys(Step::Mounts, "cannot enter the new root", e))?;
+    pivot_root(".", ".")
+        .map_err(|e| SandboxError::sys(Step::Mounts, "cannot pivot into the new root", e))?;
     // The scaffolding (and the host root under it) is now stacked on "/"; detach it.
     umount2(".", MntFlags::MNT_DETACH)
-        .map_err(|e| SandboxError::sys("cannot detach the host root", e))?;
-    chdir("/").map_err(|e| SandboxError::sys("chdir /", e))?;
+        .map_err(|e| SandboxError::sys(Step::Mounts, "cannot detach the host root", e))?;
+    chdir("/").map_err(|e| SandboxError::sys(Step::Mounts, "chdir /", e))?;
     Ok(())
 }
 
@@ -257,6 +268,7 @@ fn bind(b: &Bind) -> Result<(), SandboxError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && b.optional => return Ok(()),
         Err(e) => {
             return Err(SandboxError::io(
+                Step::Mounts,
                 format!("cannot bind {}", b.source.display()),
                 e,
             ))
@@ -264,8 +276,9 @@ fn bind(b: &Bind) -> Result<(), SandboxError> {
     };
     if meta.file_type().is_symlink() {
         // Merged-/usr hosts: /bin -> usr/bin and the like are recreated as symlinks.
-        let target = fs::read_link(&src)
-            .map_err(|e| SandboxError::io(format!("cannot read link {}", show(&src)), e))?;
+        let target = fs::read_link(&src).map_err(|e| {
+            SandboxError::io(Step::Mounts, format!("cannot read link {}", show(&src)), e)
+        })?;
         if let Some(parent) = dst.parent() {
             mkdir_all(parent)?;
         }
@@ -273,6 +286,7 @@ fn bind(b: &Bind) -> Result<(), SandboxError> {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(SandboxError::io(
+                Step::Mounts,
                 format!("cannot create link {}", show(&dst)),
                 e,
             )),
@@ -391,7 +405,7 @@ fn dev(shm_bytes: u64) -> Result<(), SandboxError> {
     ];
     for (name, target) in links {
         symlink(target, d.join(name))
-            .map_err(|e| SandboxError::io(format!("cannot create /dev/{name}"), e))?;
+            .map_err(|e| SandboxError::io(Step::Mounts, format!("cannot create /dev/{name}"), e))?;
     }
     tmpfs(&d.join("shm"), "1777", shm_bytes, MsFlags::empty())?;
     // Nothing else may be created in /dev.
@@ -465,8 +479,13 @@ fn overlay(o: &OverlayMount, hint: &str) -> Result<(), SandboxError> {
 /// /run) is followed once and the file created at the link's destination.
 fn generated_file(index: usize, target: &Path, contents: &[u8]) -> Result<(), SandboxError> {
     let staged = PathBuf::from(format!("/files/{index}"));
-    fs::write(&staged, contents)
-        .map_err(|e| SandboxError::io(format!("cannot stage generated {}", target.display()), e))?;
+    fs::write(&staged, contents).map_err(|e| {
+        SandboxError::io(
+            Step::Mounts,
+            format!("cannot stage generated {}", target.display()),
+            e,
+        )
+    })?;
     let mut dst = under(NEW, target)?;
     if let Ok(link) = fs::read_link(&dst) {
         let resolved = if link.is_absolute() {
@@ -528,7 +547,7 @@ fn hide(path: &Path) -> Result<(), SandboxError> {
                 .truncate(true)
                 .mode(0o000)
                 .open(empty)
-                .map_err(|e| SandboxError::io("cannot create the hiding file", e))?;
+                .map_err(|e| SandboxError::io(Step::Mounts, "cannot create the hiding file", e))?;
         }
         do_mount(Some(empty), &dst, None, MsFlags::MS_BIND, None)?;
     }

@@ -16,6 +16,7 @@ use seccompiler::{
 };
 
 use crate::SandboxError;
+use crate::Step;
 
 /// Drops every capability (bounding, ambient, inheritable, permitted, effective) and locks the
 /// securebits so that even a uid-0 invoker regains none on exec.
@@ -38,6 +39,7 @@ pub(crate) fn drop_capabilities() -> Result<(), SandboxError> {
     let rc = unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) };
     if rc != 0 {
         return Err(SandboxError::sys(
+            Step::Capabilities,
             "cannot lock securebits",
             nix::errno::Errno::last(),
         ));
@@ -97,6 +99,7 @@ pub(crate) fn no_new_privs() -> Result<(), SandboxError> {
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     if rc != 0 {
         return Err(SandboxError::sys(
+            Step::Capabilities,
             "cannot set no_new_privs",
             nix::errno::Errno::last(),
         ));
@@ -620,6 +623,7 @@ fn install_connect_gate() -> Result<std::os::fd::OwnedFd, SandboxError> {
         let e = nix::errno::Errno::last();
         if e != nix::errno::Errno::EINVAL {
             return Err(SandboxError::sys(
+                Step::Seccomp,
                 "cannot install the connect gate's seccomp filter",
                 e,
             ));

@@ -192,7 +192,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, SessionError> {
         let err = |source| SessionError::Store {
             path: path.to_path_buf(),
-            source,
+            error: source,
         };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| SessionError::io("cannot create", dir, e))?;
@@ -235,7 +235,7 @@ impl Store {
     fn err(&self, source: rusqlite::Error) -> SessionError {
         SessionError::Store {
             path: self.path.clone(),
-            source,
+            error: source,
         }
     }
 
