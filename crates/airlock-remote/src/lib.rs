@@ -176,6 +176,25 @@ pub enum BoxState {
     Failed,
 }
 
+impl BoxState {
+    /// The stable name, as serialised in the box's status and shown in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoxState::WaitingForWorkspace => "waiting_for_workspace",
+            BoxState::Starting => "starting",
+            BoxState::Running => "running",
+            BoxState::Exited => "exited",
+            BoxState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for BoxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Resource limits of the box (from `[limits]`), for the engine's own enforcement
 /// (Kubernetes requests/limits, a Fly guest size) on top of the sandbox's cgroups inside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -317,6 +336,24 @@ pub enum RemoteError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn box_state_names_are_pinned() {
+        for (state, name) in [
+            (BoxState::WaitingForWorkspace, "waiting_for_workspace"),
+            (BoxState::Starting, "starting"),
+            (BoxState::Running, "running"),
+            (BoxState::Exited, "exited"),
+            (BoxState::Failed, "failed"),
+        ] {
+            assert_eq!(state.as_str(), name);
+            assert_eq!(state.to_string(), name);
+            assert_eq!(
+                serde_json::to_string(&state).expect("serialise"),
+                format!("\"{name}\"")
+            );
+        }
+    }
 
     #[test]
     fn a_spec_of_another_version_is_refused_naming_both() {

@@ -25,7 +25,7 @@ pub(crate) fn attach(args: AttachArgs) -> Result<i32> {
         let r = session_dir::find(Some(&args.id))?;
         if r.state != SessionState::Running {
             bail!(
-                "session {} is not running ({:?}); `airlock logs {}` shows what it printed",
+                "session {} is not running ({}); `airlock logs {}` shows what it printed",
                 r.id,
                 r.state,
                 r.id

@@ -720,7 +720,7 @@ fn handle(verb: &str, input: &mut impl Read, shared: &Shared) -> Result<Payload>
         ctl::EXPORT => {
             let state = shared.lock().status.state;
             if state != BoxState::Exited {
-                bail!("the session is {state:?}: export its changes once the command has exited (`ctl wait`)");
+                bail!("the session is {state}: export its changes once the command has exited (`ctl wait`)");
             }
             Ok(Payload::Export(dir_of()?.join("upper")))
         }
@@ -735,7 +735,7 @@ fn receive(input: &mut impl Read, shared: &Shared, agent: Option<&Agent>) -> Res
         let s = shared.lock();
         if s.received || s.status.state != BoxState::WaitingForWorkspace {
             bail!(
-                "the session is not waiting for a workspace (it is {:?}); `receive` is taken once, before the command starts",
+                "the session is not waiting for a workspace (it is {}); `receive` is taken once, before the command starts",
                 s.status.state
             );
         }
