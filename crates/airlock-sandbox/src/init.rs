@@ -8,7 +8,6 @@
 //! stage 1 and then stage 2 down with it.
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs;
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
@@ -24,10 +23,11 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{
-    access, chdir, dup2_stderr, dup2_stdin, dup2_stdout, execve, fork, getgid, getppid, getuid,
-    pipe2, sethostname, setsid, AccessFlags, ForkResult, Pid,
+    access, chdir, dup2_stderr, dup2_stdin, dup2_stdout, getgid, getppid, getuid, pipe2,
+    sethostname, setsid, AccessFlags, ForkResult, Pid,
 };
 
+use crate::fork::{fork_single_threaded, ExecArgs};
 use crate::message::{Channel, ExecRequest, FromInit, ToInit};
 use crate::spec::SandboxSpec;
 use crate::Step;
@@ -181,11 +181,8 @@ fn stage1(slot: &mut Option<Channel>) -> Result<i32, SandboxError> {
     mask.thread_block()
         .map_err(|e| SandboxError::sys(Step::Supervise, "cannot block signals", e))?;
 
-    // SAFETY: this process is single-threaded (a fresh exec of airlock that started no threads),
-    // so the child may allocate and run arbitrary code after fork.
-    match unsafe { fork() }
-        .map_err(|e| SandboxError::sys(Step::Namespaces, "cannot fork the sandbox init", e))?
-    {
+    // A fresh exec of airlock that started no threads; checked, so the child may allocate.
+    match fork_single_threaded(Step::Namespaces, "the sandbox init")? {
         ForkResult::Child => {
             std::process::exit(outcome(Some(chan), stage2(chan, &spec, &mask, place)));
         }
@@ -899,16 +896,6 @@ fn resolve(argv: &[String], env: &[(String, String)]) -> Result<PathBuf, Sandbox
     }
 }
 
-fn cstrings(items: impl Iterator<Item = String>) -> Result<Vec<CString>, SandboxError> {
-    items
-        .map(|s| {
-            CString::new(s).map_err(|_| {
-                SandboxError::Setup("argument or environment contains a NUL byte".into())
-            })
-        })
-        .collect()
-}
-
 /// What a spawned program gets as stdin, stdout and stderr.
 #[derive(Debug, Clone, Copy)]
 enum Stdio {
@@ -920,25 +907,21 @@ enum Stdio {
     Null(RawFd),
 }
 
-/// Forks and execs a program; exec failures come back through a close-on-exec pipe.
+/// Forks and execs a program; exec failures come back through a close-on-exec pipe. Everything
+/// execve needs is laid out before the fork ([`ExecArgs`]), and the fork is refused unless this
+/// process is single-threaded.
 fn spawn(
     argv: &[String],
     env: &[(String, String)],
     program: &Path,
     stdio: Stdio,
 ) -> Result<Pid, SandboxError> {
-    let path = CString::new(program.as_os_str().as_encoded_bytes())
-        .map_err(|_| SandboxError::Setup("program path contains a NUL byte".into()))?;
-    let argv = cstrings(argv.iter().cloned())?;
-    let envp = cstrings(env.iter().map(|(k, v)| format!("{k}={v}")))?;
+    let args = ExecArgs::new(program, argv, env)?;
     let (rd, wr) = pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::sys(Step::Exec, "pipe", e))?;
-    // SAFETY: stage 2 is single-threaded, so the child may run ordinary code before exec.
-    match unsafe { fork() }
-        .map_err(|e| SandboxError::sys(Step::Exec, "cannot fork the command", e))?
-    {
+    match fork_single_threaded(Step::Exec, "the command")? {
         ForkResult::Child => {
             drop(rd);
-            let errno = exec_child(&path, &argv, &envp, stdio);
+            let errno = exec_child(&args, stdio);
             let bytes = (errno as i32).to_ne_bytes();
             let _ = nix::unistd::write(&wr, &bytes);
             // SAFETY: _exit is always safe; it skips atexit handlers that belong to the parent.
@@ -969,7 +952,7 @@ fn spawn(
 }
 
 /// In the forked child: new session, terminal, clean signal mask, exec. Returns only on failure.
-fn exec_child(path: &CString, argv: &[CString], envp: &[CString], stdio: Stdio) -> Errno {
+fn exec_child(args: &ExecArgs, stdio: Stdio) -> Errno {
     if let Err(e) = SigSet::all().thread_unblock() {
         return e;
     }
@@ -996,8 +979,5 @@ fn exec_child(path: &CString, argv: &[CString], envp: &[CString], stdio: Stdio) 
             }
         }
     }
-    match execve(path, argv, envp) {
-        Err(e) => e,
-        Ok(never) => match never {},
-    }
+    args.exec()
 }

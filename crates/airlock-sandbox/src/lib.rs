@@ -17,6 +17,7 @@
 pub mod backend;
 pub mod cgroup;
 pub mod console;
+mod fork;
 pub mod guarantee;
 pub mod host;
 mod init;
