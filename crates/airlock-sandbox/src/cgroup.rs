@@ -269,9 +269,12 @@ impl Cgroup {
         let pid = pidfd_pid(pidfd)?;
         self.add(pid)?;
         if pidfd_exited(pidfd)? {
-            return Err(SandboxError::Setup(format!(
+            return Err(SandboxError::failed(
+                Step::Cgroup,
+                format!(
                 "the sandbox's pid 1 (pid {pid}) exited while it was being placed in its cgroup"
-            )));
+            ),
+            ));
         }
         Ok(())
     }
@@ -295,10 +298,13 @@ pub(crate) fn pidfd_pid(pidfd: &OwnedFd) -> Result<u32, SandboxError> {
         .and_then(|v| v.trim().parse::<i64>().ok())
         .ok_or_else(|| SandboxError::Protocol(format!("{path} has no Pid line: not a pidfd")))?;
     u32::try_from(pid).ok().filter(|p| *p > 0).ok_or_else(|| {
-        SandboxError::Setup(format!(
-            "the process of pidfd {} is gone or not visible here (Pid: {pid})",
-            pidfd.as_raw_fd()
-        ))
+        SandboxError::failed(
+            Step::Cgroup,
+            format!(
+                "the process of pidfd {} is gone or not visible here (Pid: {pid})",
+                pidfd.as_raw_fd()
+            ),
+        )
     })
 }
 

@@ -154,7 +154,12 @@ pub enum SandboxError {
     /// The peer on the control channel broke the protocol.
     #[error("sandbox control channel: {0}")]
     Protocol(String),
-    /// A setup failure with no underlying OS error (the message says what and what to do).
+    /// A failure of `step` with no underlying OS error, or whose cause's text is part of
+    /// `what` (a foreign error that is not `'static` or not kept); no source.
+    #[error("{what}")]
+    Failed { step: Step, what: String },
+    /// A setup failure with no underlying OS error and no particular step (the message says what
+    /// and what to do); the other backends' failures come through here.
     #[error("{0}")]
     Setup(String),
     /// The init stage reported a failure with its own exit status; `message` is the child's whole
@@ -184,6 +189,14 @@ impl SandboxError {
         }
     }
 
+    /// A failure of `step` with no OS error as its cause.
+    pub(crate) fn failed(step: Step, what: impl Into<String>) -> Self {
+        SandboxError::Failed {
+            step,
+            what: what.into(),
+        }
+    }
+
     /// A failure of the init stage itself (not found, cannot execute) with its exit status.
     pub(crate) fn init(step: Step, code: i32, message: String) -> Self {
         SandboxError::Init {
@@ -196,7 +209,9 @@ impl SandboxError {
     /// The step this error belongs to, if it has one.
     pub fn step(&self) -> Option<Step> {
         match self {
-            SandboxError::Sys { step, .. } | SandboxError::Io { step, .. } => Some(*step),
+            SandboxError::Sys { step, .. }
+            | SandboxError::Io { step, .. }
+            | SandboxError::Failed { step, .. } => Some(*step),
             SandboxError::Protocol(_) => Some(Step::ControlChannel),
             SandboxError::Setup(_) => None,
             SandboxError::Init { step, .. } => *step,
@@ -243,6 +258,7 @@ mod tests {
                 "cannot write /proc/self/uid_map",
                 std::io::Error::from_raw_os_error(libc::EPERM),
             ));
+            all.push(SandboxError::failed(step, "landlock: ruleset not enforced"));
             all.push(SandboxError::init(
                 step,
                 EXIT_NOT_FOUND,

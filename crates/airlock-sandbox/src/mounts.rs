@@ -72,8 +72,12 @@ fn setattr(path: &Path, set: u64, recursive: bool) -> Result<(), SandboxError> {
 }
 
 fn cpath(path: &Path) -> Result<CString, SandboxError> {
-    CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| SandboxError::Setup(format!("path {} contains a NUL byte", path.display())))
+    CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
+        SandboxError::failed(
+            Step::Mounts,
+            format!("path {} contains a NUL byte", path.display()),
+        )
+    })
 }
 
 /// The path as the user knows it (without our scaffolding prefixes).
@@ -100,10 +104,10 @@ fn under(base: &str, p: &Path) -> Result<PathBuf, SandboxError> {
             Component::RootDir | Component::CurDir => {}
             Component::Normal(n) => out.push(n),
             Component::ParentDir | Component::Prefix(_) => {
-                return Err(SandboxError::Setup(format!(
-                    "path {} must be absolute and free of '..'",
-                    p.display()
-                )))
+                return Err(SandboxError::failed(
+                    Step::Mounts,
+                    format!("path {} must be absolute and free of '..'", p.display()),
+                ))
             }
         }
     }
@@ -322,10 +326,13 @@ fn proc_fs() -> Result<(), SandboxError> {
         None,
     )
     .map_err(|e| {
-        SandboxError::Setup(format!(
-            "{e} (a new /proc needs a fully visible /proc on the host; inside a container run \
+        SandboxError::failed(
+            Step::Mounts,
+            format!(
+                "{e} (a new /proc needs a fully visible /proc on the host; inside a container run \
              airlock with the container backend or give the container an unmasked /proc)"
-        ))
+            ),
+        )
     })?;
     // Kernel knobs stay read-only even for a root invoker mapped to uid 0.
     for d in ["sys", "sysrq-trigger", "irq", "bus", "fs"] {
@@ -377,9 +384,10 @@ fn dev(shm_bytes: u64) -> Result<(), SandboxError> {
             Ok(m) if m.file_type().is_char_device() => {}
             _ if node == "tty" => continue,
             _ => {
-                return Err(SandboxError::Setup(format!(
-                    "host device /dev/{node} is missing or not a character device"
-                )))
+                return Err(SandboxError::failed(
+                    Step::Mounts,
+                    format!("host device /dev/{node} is missing or not a character device"),
+                ))
             }
         }
         let dst = d.join(node);
@@ -445,10 +453,13 @@ fn overlay(o: &OverlayMount, hint: &str) -> Result<(), SandboxError> {
     let opt = |p: &Path| -> Result<String, SandboxError> {
         let s = under(OLD, p)?.display().to_string();
         if s.contains([',', ':', '\\']) {
-            return Err(SandboxError::Setup(format!(
-                "overlay paths may not contain ',', ':' or '\\': {}",
-                p.display()
-            )));
+            return Err(SandboxError::failed(
+                Step::Mounts,
+                format!(
+                    "overlay paths may not contain ',', ':' or '\\': {}",
+                    p.display()
+                ),
+            ));
         }
         Ok(s)
     };
@@ -466,11 +477,14 @@ fn overlay(o: &OverlayMount, hint: &str) -> Result<(), SandboxError> {
         Some(&data),
     )
     .map_err(|e| {
-        SandboxError::Setup(format!(
-            "{e}: this kernel cannot mount overlayfs in a user namespace over {} (see \
+        SandboxError::failed(
+            Step::Mounts,
+            format!(
+                "{e}: this kernel cannot mount overlayfs in a user namespace over {} (see \
              `airlock doctor`); {hint}",
-            o.lower.display()
-        ))
+                o.lower.display()
+            ),
+        )
     })
 }
 
