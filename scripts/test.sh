@@ -127,6 +127,8 @@ for l in sys.stdin:
       sh -c "cd /tmp && '$stage/airlock-tests' '$module::' --test-threads=2"
   }
   run_unprivileged sandbox
+  echo "== error chain tests as unprivileged user $TEST_USER"
+  run_unprivileged errchain
   echo "== credential tests as unprivileged user $TEST_USER"
   run_unprivileged creds
   echo "== telemetry tests as unprivileged user $TEST_USER"

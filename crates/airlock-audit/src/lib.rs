@@ -14,22 +14,25 @@ use serde::{Deserialize, Serialize};
 /// Errors of the audit log.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("cannot open audit log {path}: {source}")]
+    #[error("cannot open audit log {path}: {error}")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        /// The cause, printed in the message (not a `source()`, so a chain never repeats it).
+        error: std::io::Error,
     },
-    #[error("cannot write audit log {path}: {source}")]
+    #[error("cannot write audit log {path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        /// The cause, printed in the message (not a `source()`, so a chain never repeats it).
+        error: std::io::Error,
     },
-    #[error("cannot read audit log {path}: {source}")]
+    #[error("cannot read audit log {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        /// The cause, printed in the message (not a `source()`, so a chain never repeats it).
+        error: std::io::Error,
     },
-    #[error("cannot encode audit event: {0}")]
+    #[error("cannot encode audit event")]
     Encode(#[from] serde_json::Error),
 }
 
@@ -251,7 +254,7 @@ impl AuditLog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| AuditError::Open {
                 path: path.clone(),
-                source,
+                error: source,
             })?;
         }
         let mut opts = OpenOptions::new();
@@ -263,7 +266,7 @@ impl AuditLog {
         }
         let file = opts.open(&path).map_err(|source| AuditError::Open {
             path: path.clone(),
-            source,
+            error: source,
         })?;
         Ok(AuditLog {
             path,
@@ -299,7 +302,7 @@ impl AuditLog {
             let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
             file.write_all(&line).map_err(|source| AuditError::Write {
                 path: self.path.clone(),
-                source,
+                error: source,
             })?;
         }
         if let Some(sink) = self.sink.get() {
@@ -366,7 +369,7 @@ impl AuditLog {
         let file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         file.sync_data().map_err(|source| AuditError::Write {
             path: self.path.clone(),
-            source,
+            error: source,
         })
     }
 }
@@ -381,7 +384,7 @@ pub fn read_events(path: impl AsRef<Path>) -> Result<(Vec<AuditEvent>, usize), A
         Err(source) => {
             return Err(AuditError::Read {
                 path: path.to_path_buf(),
-                source,
+                error: source,
             })
         }
     };
@@ -390,7 +393,7 @@ pub fn read_events(path: impl AsRef<Path>) -> Result<(Vec<AuditEvent>, usize), A
     for line in BufReader::new(file).split(b'\n') {
         let line = line.map_err(|source| AuditError::Read {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;

@@ -65,7 +65,7 @@ impl ContainerBackend {
 pub fn sandbox_error(e: ContainerError) -> SandboxError {
     match e {
         ContainerError::Sandbox(s) => s,
-        other => SandboxError::Setup(other.to_string()),
+        other => SandboxError::Setup(airlock_sandbox::render_chain(&other)),
     }
 }
 

@@ -60,10 +60,11 @@ pub enum ContainerError {
     /// The spec asks for something this backend cannot give with the same guarantee.
     #[error("{0}")]
     Unsupported(String),
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Io {
         what: String,
-        source: std::io::Error,
+        /// The cause, printed in the message (not a `source()`, so a chain never repeats it).
+        error: std::io::Error,
     },
     #[error(transparent)]
     Sandbox(#[from] airlock_sandbox::SandboxError),
@@ -73,7 +74,7 @@ impl ContainerError {
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         ContainerError::Io {
             what: what.into(),
-            source,
+            error: source,
         }
     }
 

@@ -95,10 +95,11 @@ pub struct ReviewOutcome {
 pub enum ReviewError {
     #[error("reviewer url {0} is not http:// or https://")]
     Url(String),
-    #[error("reviewer {host}: {source}")]
+    #[error("reviewer {host}: {error}")]
     Io {
         host: String,
-        source: std::io::Error,
+        /// The cause, printed in the message (not a `source()`, so a chain never repeats it).
+        error: std::io::Error,
     },
     #[error("reviewer {0}: timed out")]
     Timeout(String),
@@ -244,7 +245,7 @@ fn remaining(deadline: Instant, host: &str) -> Result<Duration, ReviewError> {
 fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, ReviewError> {
     let io = |source| ReviewError::Io {
         host: host.to_string(),
-        source,
+        error: source,
     };
     let addrs = (host, port).to_socket_addrs().map_err(io)?;
     let mut last = None;
@@ -355,7 +356,7 @@ fn map_io(e: std::io::Error, host: &str) -> ReviewError {
     } else {
         ReviewError::Io {
             host: host.to_string(),
-            source: e,
+            error: e,
         }
     }
 }

@@ -32,10 +32,11 @@ impl Blame {
 /// Errors starting or running the egress services.
 #[derive(Debug, thiserror::Error)]
 pub enum EgressError {
-    #[error("airlock: cannot use the {what} socket handed over by the sandbox: {source}; this is an airlock bug, retrying will not help")]
+    #[error("airlock: cannot use the {what} socket handed over by the sandbox: {error}; this is an airlock bug, retrying will not help")]
     Socket {
         what: &'static str,
-        source: std::io::Error,
+        /// The cause, printed in the message (not a `source()`, so a chain never repeats it).
+        error: std::io::Error,
     },
     #[error(
         "airlock: the {service} service stopped ({why}); the sandbox has no network from now on"

@@ -180,7 +180,12 @@ impl Egress {
     /// switched to non-blocking here.
     pub fn start(config: EgressConfig, rt: &tokio::runtime::Handle) -> Result<Egress, EgressError> {
         let _guard = rt.enter();
-        let sock_err = |what| move |source| EgressError::Socket { what, source };
+        let sock_err = |what| {
+            move |source| EgressError::Socket {
+                what,
+                error: source,
+            }
+        };
         let proxy_addr = config.proxy.local_addr().map_err(sock_err("proxy"))?;
         config
             .proxy

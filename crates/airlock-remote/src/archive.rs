@@ -65,14 +65,15 @@ pub enum ArchiveError {
         reason: &'static str,
     },
     /// A file or directory could not be read or written.
-    #[error("{what} {}: {source}", airlock_session::quote::path(path))]
+    #[error("{what} {}: {error}", airlock_session::quote::path(path))]
     Io {
         /// What was being done (`cannot create`, `cannot read`).
         what: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        /// The cause, printed in the message (not a `source()`, so a chain never repeats it).
+        error: std::io::Error,
     },
     /// The stream is larger than a bound of [`Limits`]; nothing of the entry was written.
     #[error(
@@ -98,7 +99,11 @@ pub enum ArchiveError {
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError {
     let path = path.to_path_buf();
-    move |source| ArchiveError::Io { what, path, source }
+    move |source| ArchiveError::Io {
+        what,
+        path,
+        error: source,
+    }
 }
 
 /// What [`unpack`] did.
@@ -238,7 +243,7 @@ pub fn unpack_limited(
                 .map_err(|e| ArchiveError::Io {
                     what: "cannot create the whiteout",
                     path: target.clone(),
-                    source: e.into(),
+                    error: e.into(),
                 })?;
             }
             tar::EntryType::Link => return Err(refused("a hard link")),

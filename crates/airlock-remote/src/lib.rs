@@ -176,15 +176,25 @@ pub enum BoxState {
     Failed,
 }
 
+impl BoxState {
+    /// The stable name, as serialised in the box's status (`waiting_for_workspace`, `failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoxState::WaitingForWorkspace => "waiting_for_workspace",
+            BoxState::Starting => "starting",
+            BoxState::Running => "running",
+            BoxState::Exited => "exited",
+            BoxState::Failed => "failed",
+        }
+    }
+}
+
 impl std::fmt::Display for BoxState {
     /// The state in words, for messages (`waiting for the workspace`, `failed`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             BoxState::WaitingForWorkspace => "waiting for the workspace",
-            BoxState::Starting => "starting",
-            BoxState::Running => "running",
-            BoxState::Exited => "exited",
-            BoxState::Failed => "failed",
+            other => other.as_str(),
         })
     }
 }
@@ -330,6 +340,23 @@ pub enum RemoteError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn box_state_names_are_pinned() {
+        for (state, name) in [
+            (BoxState::WaitingForWorkspace, "waiting_for_workspace"),
+            (BoxState::Starting, "starting"),
+            (BoxState::Running, "running"),
+            (BoxState::Exited, "exited"),
+            (BoxState::Failed, "failed"),
+        ] {
+            assert_eq!(state.as_str(), name);
+            assert_eq!(
+                serde_json::to_string(&state).expect("serialise"),
+                format!("\"{name}\"")
+            );
+        }
+    }
 
     #[test]
     fn a_spec_of_another_version_is_refused_naming_both() {

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::SandboxError;
+use crate::Step;
 
 /// Limits for one sandbox.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -132,8 +133,13 @@ fn parent_for(
 }
 
 fn write(path: &Path, value: &str) -> Result<(), SandboxError> {
-    fs::write(path, value)
-        .map_err(|e| SandboxError::io(format!("cannot write {value} to {}", path.display()), e))
+    fs::write(path, value).map_err(|e| {
+        SandboxError::io(
+            Step::Cgroup,
+            format!("cannot write {value} to {}", path.display()),
+            e,
+        )
+    })
 }
 
 /// Removes cgroups left by supervisors that were killed before they could clean up: empty
@@ -263,9 +269,12 @@ impl Cgroup {
         let pid = pidfd_pid(pidfd)?;
         self.add(pid)?;
         if pidfd_exited(pidfd)? {
-            return Err(SandboxError::Setup(format!(
+            return Err(SandboxError::failed(
+                Step::Cgroup,
+                format!(
                 "the sandbox's pid 1 (pid {pid}) exited while it was being placed in its cgroup"
-            )));
+            ),
+            ));
         }
         Ok(())
     }
@@ -282,17 +291,20 @@ impl Cgroup {
 pub(crate) fn pidfd_pid(pidfd: &OwnedFd) -> Result<u32, SandboxError> {
     let path = format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd());
     let text = fs::read_to_string(&path)
-        .map_err(|e| SandboxError::io(format!("cannot read {path}"), e))?;
+        .map_err(|e| SandboxError::io(Step::Cgroup, format!("cannot read {path}"), e))?;
     let pid = text
         .lines()
         .find_map(|l| l.strip_prefix("Pid:"))
         .and_then(|v| v.trim().parse::<i64>().ok())
         .ok_or_else(|| SandboxError::Protocol(format!("{path} has no Pid line: not a pidfd")))?;
     u32::try_from(pid).ok().filter(|p| *p > 0).ok_or_else(|| {
-        SandboxError::Setup(format!(
-            "the process of pidfd {} is gone or not visible here (Pid: {pid})",
-            pidfd.as_raw_fd()
-        ))
+        SandboxError::failed(
+            Step::Cgroup,
+            format!(
+                "the process of pidfd {} is gone or not visible here (Pid: {pid})",
+                pidfd.as_raw_fd()
+            ),
+        )
     })
 }
 
@@ -303,6 +315,7 @@ pub(crate) fn pidfd_open(pid: i32) -> Result<OwnedFd, SandboxError> {
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
         return Err(SandboxError::sys(
+            Step::Cgroup,
             format!("cannot open a pidfd for pid {pid}"),
             nix::errno::Errno::last(),
         ));
@@ -321,7 +334,13 @@ fn pidfd_exited(pidfd: &OwnedFd) -> Result<bool, SandboxError> {
         match poll(&mut fds, PollTimeout::ZERO) {
             Ok(n) => return Ok(n > 0),
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(SandboxError::sys("cannot poll the sandbox's pidfd", e)),
+            Err(e) => {
+                return Err(SandboxError::sys(
+                    Step::Cgroup,
+                    "cannot poll the sandbox's pidfd",
+                    e,
+                ))
+            }
         }
     }
 }

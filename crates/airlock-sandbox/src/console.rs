@@ -18,6 +18,7 @@ use crate::launch::write_all;
 use crate::term::{get_winsize, set_winsize, RawMode, Typeahead};
 use crate::termfilter::TermFilter;
 use crate::SandboxError;
+use crate::Step;
 
 /// Largest line accepted with a passed descriptor.
 const MAX_LINE: usize = 4096;
@@ -39,7 +40,13 @@ pub fn send_fd(stream: &UnixStream, line: &[u8], fd: BorrowedFd<'_>) -> Result<(
             other => break other,
         }
     }
-    .map_err(|e| SandboxError::sys("cannot pass the terminal over the control socket", e))?;
+    .map_err(|e| {
+        SandboxError::sys(
+            Step::Terminal,
+            "cannot pass the terminal over the control socket",
+            e,
+        )
+    })?;
     if sent != line.len() {
         return Err(SandboxError::Protocol(format!(
             "short write on the control socket ({sent} of {} bytes)",
@@ -65,7 +72,7 @@ pub fn recv_fd(stream: &UnixStream) -> Result<(Vec<u8>, Option<OwnedFd>), Sandbo
                 let mut fds = Vec::new();
                 for c in msg
                     .cmsgs()
-                    .map_err(|e| SandboxError::sys("read passed descriptors", e))?
+                    .map_err(|e| SandboxError::sys(Step::Terminal, "read passed descriptors", e))?
                 {
                     if let ControlMessageOwned::ScmRights(raw) = c {
                         for fd in raw {
@@ -78,7 +85,13 @@ pub fn recv_fd(stream: &UnixStream) -> Result<(Vec<u8>, Option<OwnedFd>), Sandbo
                 break (msg.bytes, fds);
             }
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(SandboxError::sys("receive on the control socket", e)),
+            Err(e) => {
+                return Err(SandboxError::sys(
+                    Step::Terminal,
+                    "receive on the control socket",
+                    e,
+                ))
+            }
         }
     };
     buf.truncate(len);
@@ -90,7 +103,13 @@ pub fn recv_fd(stream: &UnixStream) -> Result<(Vec<u8>, Option<OwnedFd>), Sandbo
             Ok(0) => break,
             Ok(_) => buf.push(byte[0]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(SandboxError::io("receive on the control socket", e)),
+            Err(e) => {
+                return Err(SandboxError::io(
+                    Step::Terminal,
+                    "receive on the control socket",
+                    e,
+                ))
+            }
         }
     }
     let fd = if fds.is_empty() {
@@ -130,9 +149,9 @@ pub fn relay_attached(
         mask.add(s);
     }
     mask.thread_block()
-        .map_err(|e| SandboxError::sys("cannot block signals", e))?;
+        .map_err(|e| SandboxError::sys(Step::Terminal, "cannot block signals", e))?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| SandboxError::sys("cannot create a signalfd", e))?;
+        .map_err(|e| SandboxError::sys(Step::Terminal, "cannot create a signalfd", e))?;
     let raw = RawMode::enter(0);
     let mut typeahead = Typeahead::new(raw.as_ref().map_or(0, RawMode::typeahead));
     if let Some(ws) = get_winsize(1).or_else(|| get_winsize(0)) {
@@ -154,7 +173,7 @@ pub fn relay_attached(
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(SandboxError::sys("poll", e)),
+            Err(e) => return Err(SandboxError::sys(Step::Terminal, "poll", e)),
         }
         let ready = |i: usize| {
             fds.get(i)
@@ -228,7 +247,11 @@ fn copy_out(
             Ok(true)
         }
         Err(Errno::EINTR | Errno::EAGAIN) => Ok(true),
-        Err(e) => Err(SandboxError::sys("read from the session's terminal", e)),
+        Err(e) => Err(SandboxError::sys(
+            Step::Terminal,
+            "read from the session's terminal",
+            e,
+        )),
     }
 }
 
@@ -245,7 +268,7 @@ fn drain(
             Ok(0) => return Ok(()),
             Ok(_) => {}
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(SandboxError::sys("poll", e)),
+            Err(e) => return Err(SandboxError::sys(Step::Terminal, "poll", e)),
         }
         if !copy_out(master, buf, out, filter)? {
             return Ok(());

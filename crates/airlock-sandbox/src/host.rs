@@ -35,10 +35,20 @@ fn read(path: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// Runs `f` in a forked child and returns its verdict (exit 0 = Ok). The caller must be
-/// single-threaded (doctor is).
+/// Runs `f` in a forked child and returns its verdict (exit 0 = Ok). Refused unless this
+/// process is single-threaded (doctor is; checked, not assumed).
 fn in_child(f: impl FnOnce() -> Result<(), Errno>) -> Result<(), String> {
-    // SAFETY: `doctor` runs before any thread is started, so the child may run ordinary code.
+    match crate::fork::thread_count() {
+        Ok(1) => {}
+        Ok(n) => {
+            return Err(format!(
+                "not probed: airlock has {n} threads here (an airlock bug)"
+            ))
+        }
+        Err(e) => return Err(format!("not probed: cannot read /proc/self/task: {e}")),
+    }
+    // SAFETY: this process has one thread (checked just above), so the child may run ordinary
+    // code.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             let code = match f() {

@@ -8,7 +8,6 @@
 //! stage 1 and then stage 2 down with it.
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs;
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
@@ -24,12 +23,14 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{
-    access, chdir, dup2_stderr, dup2_stdin, dup2_stdout, execve, fork, getgid, getppid, getuid,
-    pipe2, sethostname, setsid, AccessFlags, ForkResult, Pid,
+    access, chdir, dup2_stderr, dup2_stdin, dup2_stdout, getgid, getppid, getuid, pipe2,
+    sethostname, setsid, AccessFlags, ForkResult, Pid,
 };
 
+use crate::fork::{fork_single_threaded, ExecArgs};
 use crate::message::{Channel, ExecRequest, FromInit, ToInit};
 use crate::spec::SandboxSpec;
+use crate::Step;
 use crate::{mounts, security, SandboxError, EXIT_CANNOT_EXECUTE, EXIT_FAILURE, EXIT_NOT_FOUND};
 
 /// The descriptor on which the init stage finds its control channel.
@@ -74,8 +75,9 @@ fn outcome(chan: Option<&Channel>, result: Result<i32, SandboxError>) -> i32 {
             if let Some(chan) = chan {
                 let _ = chan.send(
                     &FromInit::Failed {
+                        step: e.step(),
                         code: e.exit_code(),
-                        message: e.to_string(),
+                        message: crate::render_chain(&e),
                     },
                     &[],
                 );
@@ -99,6 +101,7 @@ fn set_pdeathsig() -> Result<(), SandboxError> {
     let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     if rc != 0 {
         return Err(SandboxError::sys(
+            Step::UserNamespace,
             "cannot set the parent-death signal",
             Errno::last(),
         ));
@@ -107,7 +110,8 @@ fn set_pdeathsig() -> Result<(), SandboxError> {
 }
 
 fn write_file(path: &str, contents: &str) -> Result<(), SandboxError> {
-    fs::write(path, contents).map_err(|e| SandboxError::io(format!("cannot write {path}"), e))
+    fs::write(path, contents)
+        .map_err(|e| SandboxError::io(Step::UserNamespace, format!("cannot write {path}"), e))
 }
 
 fn stage1(slot: &mut Option<Channel>) -> Result<i32, SandboxError> {
@@ -126,6 +130,7 @@ fn stage1(slot: &mut Option<Channel>) -> Result<i32, SandboxError> {
     let (outer_uid, outer_gid) = (getuid(), getgid());
     unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| {
         SandboxError::sys(
+            Step::UserNamespace,
             "cannot create a user namespace (see `airlock doctor`: unprivileged user namespaces \
              may be disabled on this host)",
             e,
@@ -138,7 +143,13 @@ fn stage1(slot: &mut Option<Channel>) -> Result<i32, SandboxError> {
     match fs::write("/proc/self/setgroups", "deny") {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(SandboxError::io("cannot write /proc/self/setgroups", e)),
+        Err(e) => {
+            return Err(SandboxError::io(
+                Step::UserNamespace,
+                "cannot write /proc/self/setgroups",
+                e,
+            ))
+        }
     }
     write_file(
         "/proc/self/uid_map",
@@ -158,8 +169,9 @@ fn stage1(slot: &mut Option<Channel>) -> Result<i32, SandboxError> {
     if !place {
         namespaces |= CloneFlags::CLONE_NEWCGROUP;
     }
-    unshare(namespaces)
-        .map_err(|e| SandboxError::sys("cannot create the sandbox namespaces", e))?;
+    unshare(namespaces).map_err(|e| {
+        SandboxError::sys(Step::Namespaces, "cannot create the sandbox namespaces", e)
+    })?;
 
     let mut mask = SigSet::empty();
     for s in FORWARDED {
@@ -167,11 +179,10 @@ fn stage1(slot: &mut Option<Channel>) -> Result<i32, SandboxError> {
     }
     mask.add(Signal::SIGCHLD);
     mask.thread_block()
-        .map_err(|e| SandboxError::sys("cannot block signals", e))?;
+        .map_err(|e| SandboxError::sys(Step::Supervise, "cannot block signals", e))?;
 
-    // SAFETY: this process is single-threaded (a fresh exec of airlock that started no threads),
-    // so the child may allocate and run arbitrary code after fork.
-    match unsafe { fork() }.map_err(|e| SandboxError::sys("cannot fork the sandbox init", e))? {
+    // A fresh exec of airlock that started no threads; checked, so the child may allocate.
+    match fork_single_threaded(Step::Namespaces, "the sandbox init")? {
         ForkResult::Child => {
             std::process::exit(outcome(Some(chan), stage2(chan, &spec, &mask, place)));
         }
@@ -190,7 +201,7 @@ fn forward_until_exit(child: Pid, mask: &SigSet) -> Result<i32, SandboxError> {
         let sig = match mask.wait() {
             Ok(s) => s,
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(SandboxError::sys("sigwait", e)),
+            Err(e) => return Err(SandboxError::sys(Step::Supervise, "sigwait", e)),
         };
         if sig == Signal::SIGCHLD {
             loop {
@@ -224,7 +235,8 @@ fn stage2(
         chan.send(&FromInit::Placing, &[me.as_raw_fd()])?;
     }
     mounts::build(spec)?;
-    sethostname(&spec.hostname).map_err(|e| SandboxError::sys("cannot set the hostname", e))?;
+    sethostname(&spec.hostname)
+        .map_err(|e| SandboxError::sys(Step::Namespaces, "cannot set the hostname", e))?;
     loopback_up()?;
     run_inside(chan, spec, mask, Lockdown::Native, place)
 }
@@ -310,7 +322,7 @@ pub fn container_init_main(socket: &Path) -> i32 {
     let chan = match Channel::connect(socket) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("airlock: __container-init: {e}");
+            eprintln!("airlock: __container-init: {}", crate::render_chain(&e));
             return EXIT_FAILURE;
         }
     };
@@ -325,7 +337,7 @@ fn container_stage(chan: &Channel) -> Result<i32, SandboxError> {
     }
     mask.add(Signal::SIGCHLD);
     mask.thread_block()
-        .map_err(|e| SandboxError::sys("cannot block signals", e))?;
+        .map_err(|e| SandboxError::sys(Step::Supervise, "cannot block signals", e))?;
     let Some((ToInit::Spec(spec), stdio)) = chan.recv::<ToInit>()? else {
         return Ok(EXIT_FAILURE);
     };
@@ -333,7 +345,9 @@ fn container_stage(chan: &Channel) -> Result<i32, SandboxError> {
     if stdio.len() == 3 {
         let set = [dup2_stdin, dup2_stdout, dup2_stderr];
         for (fd, dup) in stdio.iter().zip(set) {
-            dup(fd).map_err(|e| SandboxError::sys("cannot take over the supervisor's stdio", e))?;
+            dup(fd).map_err(|e| {
+                SandboxError::sys(Step::Terminal, "cannot take over the supervisor's stdio", e)
+            })?;
         }
     }
     drop(stdio);
@@ -361,6 +375,7 @@ fn run_inside(
     if let Some(net) = spec.net {
         let proxy = TcpListener::bind(("127.0.0.1", net.proxy_port)).map_err(|e| {
             SandboxError::io(
+                Step::Network,
                 format!(
                     "cannot listen on 127.0.0.1:{} for the proxy",
                     net.proxy_port
@@ -369,10 +384,15 @@ fn run_inside(
             )
         })?;
         let dns_udp = UdpSocket::bind(("127.0.0.1", net.dns_port)).map_err(|e| {
-            SandboxError::io(format!("cannot bind 127.0.0.1:{} for DNS", net.dns_port), e)
+            SandboxError::io(
+                Step::Network,
+                format!("cannot bind 127.0.0.1:{} for DNS", net.dns_port),
+                e,
+            )
         })?;
         let dns_tcp = TcpListener::bind(("127.0.0.1", net.dns_port)).map_err(|e| {
             SandboxError::io(
+                Step::Network,
                 format!("cannot listen on 127.0.0.1:{} for DNS", net.dns_port),
                 e,
             )
@@ -385,6 +405,7 @@ fn run_inside(
             // bind the port, so only the supervisor answers the hook (a held ask's allow).
             let audit = TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
                 SandboxError::io(
+                    Step::Network,
                     format!("cannot listen on 127.0.0.1:{port} for the gate's audit channel"),
                     e,
                 )
@@ -402,8 +423,13 @@ fn run_inside(
 
     if place {
         wait_placed(chan)?;
-        unshare(CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| SandboxError::sys("cannot create the sandbox's cgroup namespace", e))?;
+        unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| {
+            SandboxError::sys(
+                Step::Cgroup,
+                "cannot create the sandbox's cgroup namespace",
+                e,
+            )
+        })?;
     }
     match lockdown {
         Lockdown::Native => security::drop_capabilities()?,
@@ -431,6 +457,7 @@ fn run_inside(
     // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
         return Err(SandboxError::sys(
+            Step::Capabilities,
             "cannot clear the dumpable flag",
             Errno::last(),
         ));
@@ -477,6 +504,7 @@ fn run_inside(
 
     chdir(&spec.cwd).map_err(|e| {
         SandboxError::sys(
+            Step::Exec,
             format!("cannot enter the working directory {}", spec.cwd.display()),
             e,
         )
@@ -622,7 +650,7 @@ fn start_exec(chan: &Channel, spec: &SandboxSpec, req: &ExecRequest) -> Option<P
             let _ = chan.send(
                 &FromInit::ExecFailed {
                     id: req.id,
-                    message: e.to_string(),
+                    message: crate::render_chain(&e),
                 },
                 &[],
             );
@@ -654,7 +682,9 @@ fn exec_inside(
                 OFlag::O_RDWR | OFlag::O_CLOEXEC,
                 nix::sys::stat::Mode::empty(),
             )
-            .map_err(|e| SandboxError::sys("cannot open /dev/null in the sandbox", e))?;
+            .map_err(|e| {
+                SandboxError::sys(Step::Terminal, "cannot open /dev/null in the sandbox", e)
+            })?;
             (None, null)
         }
     };
@@ -730,7 +760,7 @@ fn loopback_up() -> Result<(), SandboxError> {
         nix::sys::socket::SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .map_err(|e| SandboxError::sys("cannot open a socket to configure lo", e))?;
+    .map_err(|e| SandboxError::sys(Step::Network, "cannot open a socket to configure lo", e))?;
     // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
@@ -740,6 +770,7 @@ fn loopback_up() -> Result<(), SandboxError> {
     // which is a valid, writable ifreq for the duration of the call.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
         return Err(SandboxError::sys(
+            Step::Network,
             "cannot read the flags of lo",
             Errno::last(),
         ));
@@ -753,23 +784,30 @@ fn loopback_up() -> Result<(), SandboxError> {
     }
     // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
-        return Err(SandboxError::sys("cannot bring lo up", Errno::last()));
+        return Err(SandboxError::sys(
+            Step::Network,
+            "cannot bring lo up",
+            Errno::last(),
+        ));
     }
     Ok(())
 }
 
 fn open_pty(rows: u16, cols: u16) -> Result<(OwnedFd, OwnedFd), SandboxError> {
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .map_err(|e| SandboxError::sys("cannot open /dev/ptmx in the sandbox", e))?;
-    nix::pty::grantpt(&master).map_err(|e| SandboxError::sys("grantpt", e))?;
-    nix::pty::unlockpt(&master).map_err(|e| SandboxError::sys("unlockpt", e))?;
-    let name = nix::pty::ptsname_r(&master).map_err(|e| SandboxError::sys("ptsname", e))?;
+        .map_err(|e| {
+            SandboxError::sys(Step::Terminal, "cannot open /dev/ptmx in the sandbox", e)
+        })?;
+    nix::pty::grantpt(&master).map_err(|e| SandboxError::sys(Step::Terminal, "grantpt", e))?;
+    nix::pty::unlockpt(&master).map_err(|e| SandboxError::sys(Step::Terminal, "unlockpt", e))?;
+    let name = nix::pty::ptsname_r(&master)
+        .map_err(|e| SandboxError::sys(Step::Terminal, "ptsname", e))?;
     let slave = nix::fcntl::open(
         Path::new(&name),
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| SandboxError::sys(format!("cannot open {name}"), e))?;
+    .map_err(|e| SandboxError::sys(Step::Terminal, format!("cannot open {name}"), e))?;
     let ws = nix::pty::Winsize {
         ws_row: rows,
         ws_col: cols,
@@ -784,7 +822,9 @@ fn open_pty(rows: u16, cols: u16) -> Result<(OwnedFd, OwnedFd), SandboxError> {
 
 fn apply_rlimits(spec: &SandboxSpec) -> Result<(), SandboxError> {
     let set = |r: Resource, v: u64, what: &str| {
-        setrlimit(r, v, v).map_err(|e| SandboxError::sys(format!("cannot set the {what} limit"), e))
+        setrlimit(r, v, v).map_err(|e| {
+            SandboxError::sys(Step::Rlimits, format!("cannot set the {what} limit"), e)
+        })
     };
     set(Resource::RLIMIT_CORE, 0, "core dump")?;
     if let Some(n) = spec.rlimits.nproc {
@@ -809,9 +849,12 @@ fn resolve(argv: &[String], env: &[(String, String)]) -> Result<PathBuf, Sandbox
     let name = argv
         .first()
         .ok_or_else(|| SandboxError::Setup("no command to run".into()))?;
-    let not_found = |detail: String| SandboxError::Init {
-        code: EXIT_NOT_FOUND,
-        message: format!("command not found: {name}{detail}"),
+    let not_found = |detail: String| {
+        SandboxError::init(
+            Step::Exec,
+            EXIT_NOT_FOUND,
+            format!("command not found: {name}{detail}"),
+        )
     };
     let candidates: Vec<PathBuf> = if name.contains('/') {
         vec![PathBuf::from(name)]
@@ -836,10 +879,11 @@ fn resolve(argv: &[String], env: &[(String, String)]) -> Result<PathBuf, Sandbox
         }
     }
     if let Some(c) = denied {
-        return Err(SandboxError::Init {
-            code: EXIT_CANNOT_EXECUTE,
-            message: format!("cannot execute {}: permission denied", c.display()),
-        });
+        return Err(SandboxError::init(
+            Step::Exec,
+            EXIT_CANNOT_EXECUTE,
+            format!("cannot execute {}: permission denied", c.display()),
+        ));
     }
     if name.contains('/') {
         Err(not_found(" (no such file inside the sandbox)".into()))
@@ -850,16 +894,6 @@ fn resolve(argv: &[String], env: &[(String, String)]) -> Result<PathBuf, Sandbox
             env_value(env, "PATH").unwrap_or("")
         )))
     }
-}
-
-fn cstrings(items: impl Iterator<Item = String>) -> Result<Vec<CString>, SandboxError> {
-    items
-        .map(|s| {
-            CString::new(s).map_err(|_| {
-                SandboxError::Setup("argument or environment contains a NUL byte".into())
-            })
-        })
-        .collect()
 }
 
 /// What a spawned program gets as stdin, stdout and stderr.
@@ -873,23 +907,21 @@ enum Stdio {
     Null(RawFd),
 }
 
-/// Forks and execs a program; exec failures come back through a close-on-exec pipe.
+/// Forks and execs a program; exec failures come back through a close-on-exec pipe. Everything
+/// execve needs is laid out before the fork ([`ExecArgs`]), and the fork is refused unless this
+/// process is single-threaded.
 fn spawn(
     argv: &[String],
     env: &[(String, String)],
     program: &Path,
     stdio: Stdio,
 ) -> Result<Pid, SandboxError> {
-    let path = CString::new(program.as_os_str().as_encoded_bytes())
-        .map_err(|_| SandboxError::Setup("program path contains a NUL byte".into()))?;
-    let argv = cstrings(argv.iter().cloned())?;
-    let envp = cstrings(env.iter().map(|(k, v)| format!("{k}={v}")))?;
-    let (rd, wr) = pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::sys("pipe", e))?;
-    // SAFETY: stage 2 is single-threaded, so the child may run ordinary code before exec.
-    match unsafe { fork() }.map_err(|e| SandboxError::sys("cannot fork the command", e))? {
+    let args = ExecArgs::new(program, argv, env)?;
+    let (rd, wr) = pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::sys(Step::Exec, "pipe", e))?;
+    match fork_single_threaded(Step::Exec, "the command")? {
         ForkResult::Child => {
             drop(rd);
-            let errno = exec_child(&path, &argv, &envp, stdio);
+            let errno = exec_child(&args, stdio);
             let bytes = (errno as i32).to_ne_bytes();
             let _ = nix::unistd::write(&wr, &bytes);
             // SAFETY: _exit is always safe; it skips atexit handlers that belong to the parent.
@@ -908,10 +940,11 @@ fn spawn(
                 } else {
                     EXIT_CANNOT_EXECUTE
                 };
-                return Err(SandboxError::Init {
+                return Err(SandboxError::init(
+                    Step::Exec,
                     code,
-                    message: format!("cannot execute {}: {errno}", program.display()),
-                });
+                    format!("cannot execute {}: {errno}", program.display()),
+                ));
             }
             Ok(child)
         }
@@ -919,7 +952,7 @@ fn spawn(
 }
 
 /// In the forked child: new session, terminal, clean signal mask, exec. Returns only on failure.
-fn exec_child(path: &CString, argv: &[CString], envp: &[CString], stdio: Stdio) -> Errno {
+fn exec_child(args: &ExecArgs, stdio: Stdio) -> Errno {
     if let Err(e) = SigSet::all().thread_unblock() {
         return e;
     }
@@ -946,8 +979,5 @@ fn exec_child(path: &CString, argv: &[CString], envp: &[CString], stdio: Stdio) 
             }
         }
     }
-    match execve(path, argv, envp) {
-        Err(e) => e,
-        Ok(never) => match never {},
-    }
+    args.exec()
 }

@@ -23,6 +23,7 @@ use crate::message::{Channel, ExecRequest, FromInit, ToInit};
 use crate::spec::{SandboxSpec, TtySpec};
 use crate::termfilter::{FilterConfig, TermFilter};
 use crate::unix_gate::{Gate, UnixRefusal};
+use crate::Step;
 use crate::{SandboxError, EXIT_FAILURE};
 
 /// Options for starting a sandbox.
@@ -148,7 +149,7 @@ struct End {
     /// pid 1 reported the command's exit status.
     exited: Option<i32>,
     /// pid 1 reported a setup failure (exit status, message).
-    failed: Option<(i32, String)>,
+    failed: Option<(Option<Step>, i32, String)>,
     /// The init stage's own status, once reaped.
     child: Option<std::process::ExitStatus>,
     /// The control channel is closed (pid 1 is gone or sent garbage).
@@ -340,7 +341,7 @@ pub(crate) fn supervised_signals() -> SigSet {
 pub fn block_signals() -> Result<(), SandboxError> {
     supervised_signals()
         .thread_block()
-        .map_err(|e| SandboxError::sys("cannot block signals", e))
+        .map_err(|e| SandboxError::sys(Step::Supervise, "cannot block signals", e))
 }
 
 impl Sandbox {
@@ -377,6 +378,7 @@ impl Sandbox {
         }
         let child = cmd.spawn().map_err(|e| {
             SandboxError::io(
+                Step::Supervise,
                 format!("cannot start the sandbox init stage {}", opts.exe.display()),
                 e,
             )
@@ -487,9 +489,20 @@ impl Sandbox {
                 sandbox.landlock = landlock;
                 Ok(sandbox)
             }
-            Some((FromInit::Failed { code, message }, _)) => {
+            Some((
+                FromInit::Failed {
+                    step,
+                    code,
+                    message,
+                },
+                _,
+            )) => {
                 let _ = sandbox.child.wait();
-                Err(SandboxError::Init { code, message })
+                Err(SandboxError::Init {
+                    step,
+                    code,
+                    message,
+                })
             }
             Some((other, _)) => Err(SandboxError::Protocol(format!(
                 "unexpected message before the sandbox was ready: {other:?}"
@@ -617,9 +630,14 @@ impl Sandbox {
     fn receive_one(&mut self) {
         match self.chan.recv::<FromInit>() {
             Ok(Some((FromInit::Exited { status }, _))) => self.end.exited = Some(status),
-            Ok(Some((FromInit::Failed { code, message }, _))) => {
-                self.end.failed = Some((code, message))
-            }
+            Ok(Some((
+                FromInit::Failed {
+                    step,
+                    code,
+                    message,
+                },
+                _,
+            ))) => self.end.failed = Some((step, code, message)),
             Ok(Some((
                 msg @ (FromInit::ExecStarted { .. }
                 | FromInit::ExecFailed { .. }
@@ -642,8 +660,12 @@ impl Sandbox {
             Some(s) => Some(s),
             None => self.child.wait(),
         };
-        if let Some((code, message)) = self.end.failed.take() {
-            return Err(SandboxError::Init { code, message });
+        if let Some((step, code, message)) = self.end.failed.take() {
+            return Err(SandboxError::Init {
+                step,
+                code,
+                message,
+            });
         }
         if let Some(code) = self.end.exited {
             return Ok(code);
@@ -735,6 +757,7 @@ impl RunningSandbox for Sandbox {
         match kill(pid, signal) {
             Ok(()) | Err(Errno::ESRCH) => Ok(()),
             Err(e) => Err(SandboxError::sys(
+                Step::Supervise,
                 format!("cannot send {signal} to the sandbox"),
                 e,
             )),
@@ -888,21 +911,30 @@ fn remote_stdio(pty: bool) -> Result<RemoteStdio, SandboxError> {
     let mut out = Vec::new();
     let mut relays = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
-        let own = fd
-            .try_clone_to_owned()
-            .map_err(|e| SandboxError::io("cannot duplicate the supervisor's stdio", e))?;
+        let own = fd.try_clone_to_owned().map_err(|e| {
+            SandboxError::io(
+                Step::Supervise,
+                "cannot duplicate the supervisor's stdio",
+                e,
+            )
+        })?;
         if !nix::unistd::isatty(fd).unwrap_or(false) {
             out.push(own);
             continue;
         }
         if i == 0 && pty {
             let null = std::fs::File::open("/dev/null")
-                .map_err(|e| SandboxError::io("cannot open /dev/null", e))?;
+                .map_err(|e| SandboxError::io(Step::Supervise, "cannot open /dev/null", e))?;
             out.push(null.into());
             continue;
         }
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| SandboxError::sys("cannot make a pipe for the container's stdio", e))?;
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
+            SandboxError::sys(
+                Step::Supervise,
+                "cannot make a pipe for the container's stdio",
+                e,
+            )
+        })?;
         let mut real = std::fs::File::from(own);
         if i == 0 {
             let mut to = std::fs::File::from(w);

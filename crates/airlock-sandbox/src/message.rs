@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::{SandboxSpec, TtySpec};
 use crate::SandboxError;
+use crate::Step;
 
 /// Largest message accepted (the spec carries the environment and generated files).
 pub const MAX_MESSAGE: usize = 4 << 20;
@@ -76,8 +77,13 @@ pub enum FromInit {
     ConnectGate { private_devs: Vec<(u32, u32)> },
     /// The command was executed.
     Started,
-    /// Setup failed; `code` is the exit status to report (125, 126, 127).
-    Failed { code: i32, message: String },
+    /// Setup failed; `code` is the exit status to report (125, 126, 127), `step` the setup
+    /// step that failed (serialised by its stable name), `message` the whole error chain.
+    Failed {
+        step: Option<Step>,
+        code: i32,
+        message: String,
+    },
     /// The command exited with this status (128+N for signal N).
     Exited { status: i32 },
     /// An [`ExecRequest`] was started. Attached fd: the pty master, if a tty was asked for.
@@ -103,7 +109,13 @@ impl Channel {
             None,
             SockFlag::SOCK_CLOEXEC,
         )
-        .map_err(|e| SandboxError::sys("socketpair for the control channel", e))?;
+        .map_err(|e| {
+            SandboxError::sys(
+                Step::ControlChannel,
+                "socketpair for the control channel",
+                e,
+            )
+        })?;
         Ok((Channel { fd: a }, Channel { fd: b }))
     }
 
@@ -117,9 +129,11 @@ impl Channel {
             SockFlag::SOCK_CLOEXEC,
             None,
         )
-        .map_err(|e| SandboxError::sys(what(), e))?;
-        let addr = UnixAddr::new(path).map_err(|e| SandboxError::sys(what(), e))?;
-        connect(fd.as_raw_fd(), &addr).map_err(|e| SandboxError::sys(what(), e))?;
+        .map_err(|e| SandboxError::sys(Step::ControlChannel, what(), e))?;
+        let addr =
+            UnixAddr::new(path).map_err(|e| SandboxError::sys(Step::ControlChannel, what(), e))?;
+        connect(fd.as_raw_fd(), &addr)
+            .map_err(|e| SandboxError::sys(Step::ControlChannel, what(), e))?;
         Ok(Channel { fd })
     }
 
@@ -135,10 +149,13 @@ impl Channel {
     /// A second handle on the same socket (for sending from another thread while one thread
     /// receives).
     pub fn try_clone(&self) -> Result<Channel, SandboxError> {
-        let fd = self
-            .fd
-            .try_clone()
-            .map_err(|e| SandboxError::io("cannot duplicate the control channel", e))?;
+        let fd = self.fd.try_clone().map_err(|e| {
+            SandboxError::io(
+                Step::ControlChannel,
+                "cannot duplicate the control channel",
+                e,
+            )
+        })?;
         Ok(Channel { fd })
     }
 
@@ -162,7 +179,7 @@ impl Channel {
             MsgFlags::MSG_NOSIGNAL,
             None,
         )
-        .map_err(|e| SandboxError::sys("send on the control channel", e))?;
+        .map_err(|e| SandboxError::sys(Step::ControlChannel, "send on the control channel", e))?;
         Ok(())
     }
 
@@ -177,7 +194,11 @@ impl Channel {
                 MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
             ) {
                 Err(nix::errno::Errno::EINTR) => continue,
-                r => return r.map_err(|e| SandboxError::sys("peek on the control channel", e)),
+                r => {
+                    return r.map_err(|e| {
+                        SandboxError::sys(Step::ControlChannel, "peek on the control channel", e)
+                    })
+                }
             }
         }
     }
@@ -200,7 +221,10 @@ impl Channel {
             ) {
                 Ok(msg) => {
                     let mut fds = Vec::new();
-                    for c in msg.cmsgs().map_err(|e| SandboxError::sys("read fds", e))? {
+                    for c in msg
+                        .cmsgs()
+                        .map_err(|e| SandboxError::sys(Step::ControlChannel, "read fds", e))?
+                    {
                         if let ControlMessageOwned::ScmRights(raw) = c {
                             for fd in raw {
                                 // SAFETY: the kernel just installed `fd` in our table for us
@@ -212,7 +236,13 @@ impl Channel {
                     break (msg.bytes, fds);
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(SandboxError::sys("receive on the control channel", e)),
+                Err(e) => {
+                    return Err(SandboxError::sys(
+                        Step::ControlChannel,
+                        "receive on the control channel",
+                        e,
+                    ))
+                }
             }
         };
         if len == 0 {
@@ -243,18 +273,20 @@ impl ChannelListener {
             SockFlag::SOCK_CLOEXEC,
             None,
         )
-        .map_err(|e| SandboxError::sys(what(), e))?;
-        let addr = UnixAddr::new(path).map_err(|e| SandboxError::sys(what(), e))?;
-        bind(fd.as_raw_fd(), &addr).map_err(|e| SandboxError::sys(what(), e))?;
+        .map_err(|e| SandboxError::sys(Step::ControlChannel, what(), e))?;
+        let addr =
+            UnixAddr::new(path).map_err(|e| SandboxError::sys(Step::ControlChannel, what(), e))?;
+        bind(fd.as_raw_fd(), &addr)
+            .map_err(|e| SandboxError::sys(Step::ControlChannel, what(), e))?;
         let listener = ChannelListener {
             fd,
             path: path.to_path_buf(),
         };
         listen(
             &listener.fd,
-            Backlog::new(1).map_err(|e| SandboxError::sys(what(), e))?,
+            Backlog::new(1).map_err(|e| SandboxError::sys(Step::ControlChannel, what(), e))?,
         )
-        .map_err(|e| SandboxError::sys(what(), e))?;
+        .map_err(|e| SandboxError::sys(Step::ControlChannel, what(), e))?;
         Ok(listener)
     }
 
@@ -276,13 +308,25 @@ impl ChannelListener {
                     continue;
                 }
                 Ok(_) => {}
-                Err(e) => return Err(SandboxError::sys("poll on the control socket", e)),
+                Err(e) => {
+                    return Err(SandboxError::sys(
+                        Step::ControlChannel,
+                        "poll on the control socket",
+                        e,
+                    ))
+                }
             }
             match accept4(self.fd.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
                 // SAFETY: accept4 just returned a new descriptor that nothing else owns.
                 Ok(fd) => return Ok(Some(Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }))),
                 Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
-                Err(e) => return Err(SandboxError::sys("accept on the control socket", e)),
+                Err(e) => {
+                    return Err(SandboxError::sys(
+                        Step::ControlChannel,
+                        "accept on the control socket",
+                        e,
+                    ))
+                }
             }
         }
         Ok(None)

@@ -13,6 +13,7 @@ use nix::unistd::{chdir, pivot_root};
 
 use crate::spec::{Bind, OverlayMount, SandboxSpec, WorkspaceView};
 use crate::SandboxError;
+use crate::Step;
 
 const OLD: &str = "/oldroot";
 const NEW: &str = "/newroot";
@@ -62,6 +63,7 @@ fn setattr(path: &Path, set: u64, recursive: bool) -> Result<(), SandboxError> {
             ""
         };
         return Err(SandboxError::sys(
+            Step::Mounts,
             format!("cannot restrict mount {}{hint}", show(path)),
             e,
         ));
@@ -70,8 +72,12 @@ fn setattr(path: &Path, set: u64, recursive: bool) -> Result<(), SandboxError> {
 }
 
 fn cpath(path: &Path) -> Result<CString, SandboxError> {
-    CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| SandboxError::Setup(format!("path {} contains a NUL byte", path.display())))
+    CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
+        SandboxError::failed(
+            Step::Mounts,
+            format!("path {} contains a NUL byte", path.display()),
+        )
+    })
 }
 
 /// The path as the user knows it (without our scaffolding prefixes).
@@ -98,10 +104,10 @@ fn under(base: &str, p: &Path) -> Result<PathBuf, SandboxError> {
             Component::RootDir | Component::CurDir => {}
             Component::Normal(n) => out.push(n),
             Component::ParentDir | Component::Prefix(_) => {
-                return Err(SandboxError::Setup(format!(
-                    "path {} must be absolute and free of '..'",
-                    p.display()
-                )))
+                return Err(SandboxError::failed(
+                    Step::Mounts,
+                    format!("path {} must be absolute and free of '..'", p.display()),
+                ))
             }
         }
     }
@@ -121,7 +127,7 @@ fn do_mount(
             (None, Some(s)) => format!("cannot bind {} to {}", show(s), show(dst)),
             (None, None) => format!("cannot change mount {}", show(dst)),
         };
-        SandboxError::sys(what, e)
+        SandboxError::sys(Step::Mounts, what, e)
     })
 }
 
@@ -130,7 +136,13 @@ fn mkdir_all(p: &Path) -> Result<(), SandboxError> {
         .recursive(true)
         .mode(0o755)
         .create(p)
-        .map_err(|e| SandboxError::io(format!("cannot create mount point {}", show(p)), e))
+        .map_err(|e| {
+            SandboxError::io(
+                Step::Mounts,
+                format!("cannot create mount point {}", show(p)),
+                e,
+            )
+        })
 }
 
 fn touch(p: &Path) -> Result<(), SandboxError> {
@@ -150,6 +162,7 @@ fn touch(p: &Path) -> Result<(), SandboxError> {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(SandboxError::io(
+            Step::Mounts,
             format!("cannot create mount point {}", show(p)),
             e,
         )),
@@ -189,7 +202,8 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<(), SandboxError> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=0755,size=4m"),
     )?;
-    chdir(scaffold).map_err(|e| SandboxError::sys("cannot enter the scaffolding tmpfs", e))?;
+    chdir(scaffold)
+        .map_err(|e| SandboxError::sys(Step::Mounts, "cannot enter the scaffolding tmpfs", e))?;
     mkdir_all(Path::new("newroot"))?;
     mkdir_all(Path::new("oldroot"))?;
     mkdir_all(Path::new("files"))?;
@@ -201,8 +215,8 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<(), SandboxError> {
         Some("mode=0755,size=16m"),
     )?;
     pivot_root(".", "oldroot")
-        .map_err(|e| SandboxError::sys("cannot pivot into the scaffolding", e))?;
-    chdir("/").map_err(|e| SandboxError::sys("chdir /", e))?;
+        .map_err(|e| SandboxError::sys(Step::Mounts, "cannot pivot into the scaffolding", e))?;
+    chdir("/").map_err(|e| SandboxError::sys(Step::Mounts, "chdir /", e))?;
 
     // Private /tmp, then home, first: binds below them (toolchains in ~/.cargo, agent state in
     // ~/.claude, a workspace under /tmp) are mounted on top. /tmp goes before the home so that a
@@ -240,12 +254,13 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<(), SandboxError> {
     // The root tmpfs itself is read-only: the agent cannot create files in /.
     setattr(Path::new(NEW), MOUNT_ATTR_RDONLY, false)?;
 
-    chdir(NEW).map_err(|e| SandboxError::sys("cannot enter the new root", e))?;
-    pivot_root(".", ".").map_err(|e| SandboxError::sys("cannot pivot into the new root", e))?;
+    chdir(NEW).map_err(|e| SandboxError::sys(Step::Mounts, "cannot enter the new root", e))?;
+    pivot_root(".", ".")
+        .map_err(|e| SandboxError::sys(Step::Mounts, "cannot pivot into the new root", e))?;
     // The scaffolding (and the host root under it) is now stacked on "/"; detach it.
     umount2(".", MntFlags::MNT_DETACH)
-        .map_err(|e| SandboxError::sys("cannot detach the host root", e))?;
-    chdir("/").map_err(|e| SandboxError::sys("chdir /", e))?;
+        .map_err(|e| SandboxError::sys(Step::Mounts, "cannot detach the host root", e))?;
+    chdir("/").map_err(|e| SandboxError::sys(Step::Mounts, "chdir /", e))?;
     Ok(())
 }
 
@@ -257,6 +272,7 @@ fn bind(b: &Bind) -> Result<(), SandboxError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && b.optional => return Ok(()),
         Err(e) => {
             return Err(SandboxError::io(
+                Step::Mounts,
                 format!("cannot bind {}", b.source.display()),
                 e,
             ))
@@ -264,8 +280,9 @@ fn bind(b: &Bind) -> Result<(), SandboxError> {
     };
     if meta.file_type().is_symlink() {
         // Merged-/usr hosts: /bin -> usr/bin and the like are recreated as symlinks.
-        let target = fs::read_link(&src)
-            .map_err(|e| SandboxError::io(format!("cannot read link {}", show(&src)), e))?;
+        let target = fs::read_link(&src).map_err(|e| {
+            SandboxError::io(Step::Mounts, format!("cannot read link {}", show(&src)), e)
+        })?;
         if let Some(parent) = dst.parent() {
             mkdir_all(parent)?;
         }
@@ -273,6 +290,7 @@ fn bind(b: &Bind) -> Result<(), SandboxError> {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(SandboxError::io(
+                Step::Mounts,
                 format!("cannot create link {}", show(&dst)),
                 e,
             )),
@@ -308,10 +326,13 @@ fn proc_fs() -> Result<(), SandboxError> {
         None,
     )
     .map_err(|e| {
-        SandboxError::Setup(format!(
-            "{e} (a new /proc needs a fully visible /proc on the host; inside a container run \
+        SandboxError::failed(
+            Step::Mounts,
+            format!(
+                "{e} (a new /proc needs a fully visible /proc on the host; inside a container run \
              airlock with the container backend or give the container an unmasked /proc)"
-        ))
+            ),
+        )
     })?;
     // Kernel knobs stay read-only even for a root invoker mapped to uid 0.
     for d in ["sys", "sysrq-trigger", "irq", "bus", "fs"] {
@@ -363,9 +384,10 @@ fn dev(shm_bytes: u64) -> Result<(), SandboxError> {
             Ok(m) if m.file_type().is_char_device() => {}
             _ if node == "tty" => continue,
             _ => {
-                return Err(SandboxError::Setup(format!(
-                    "host device /dev/{node} is missing or not a character device"
-                )))
+                return Err(SandboxError::failed(
+                    Step::Mounts,
+                    format!("host device /dev/{node} is missing or not a character device"),
+                ))
             }
         }
         let dst = d.join(node);
@@ -391,7 +413,7 @@ fn dev(shm_bytes: u64) -> Result<(), SandboxError> {
     ];
     for (name, target) in links {
         symlink(target, d.join(name))
-            .map_err(|e| SandboxError::io(format!("cannot create /dev/{name}"), e))?;
+            .map_err(|e| SandboxError::io(Step::Mounts, format!("cannot create /dev/{name}"), e))?;
     }
     tmpfs(&d.join("shm"), "1777", shm_bytes, MsFlags::empty())?;
     // Nothing else may be created in /dev.
@@ -431,10 +453,13 @@ fn overlay(o: &OverlayMount, hint: &str) -> Result<(), SandboxError> {
     let opt = |p: &Path| -> Result<String, SandboxError> {
         let s = under(OLD, p)?.display().to_string();
         if s.contains([',', ':', '\\']) {
-            return Err(SandboxError::Setup(format!(
-                "overlay paths may not contain ',', ':' or '\\': {}",
-                p.display()
-            )));
+            return Err(SandboxError::failed(
+                Step::Mounts,
+                format!(
+                    "overlay paths may not contain ',', ':' or '\\': {}",
+                    p.display()
+                ),
+            ));
         }
         Ok(s)
     };
@@ -452,11 +477,14 @@ fn overlay(o: &OverlayMount, hint: &str) -> Result<(), SandboxError> {
         Some(&data),
     )
     .map_err(|e| {
-        SandboxError::Setup(format!(
-            "{e}: this kernel cannot mount overlayfs in a user namespace over {} (see \
+        SandboxError::failed(
+            Step::Mounts,
+            format!(
+                "{e}: this kernel cannot mount overlayfs in a user namespace over {} (see \
              `airlock doctor`); {hint}",
-            o.lower.display()
-        ))
+                o.lower.display()
+            ),
+        )
     })
 }
 
@@ -465,8 +493,13 @@ fn overlay(o: &OverlayMount, hint: &str) -> Result<(), SandboxError> {
 /// /run) is followed once and the file created at the link's destination.
 fn generated_file(index: usize, target: &Path, contents: &[u8]) -> Result<(), SandboxError> {
     let staged = PathBuf::from(format!("/files/{index}"));
-    fs::write(&staged, contents)
-        .map_err(|e| SandboxError::io(format!("cannot stage generated {}", target.display()), e))?;
+    fs::write(&staged, contents).map_err(|e| {
+        SandboxError::io(
+            Step::Mounts,
+            format!("cannot stage generated {}", target.display()),
+            e,
+        )
+    })?;
     let mut dst = under(NEW, target)?;
     if let Ok(link) = fs::read_link(&dst) {
         let resolved = if link.is_absolute() {
@@ -528,7 +561,7 @@ fn hide(path: &Path) -> Result<(), SandboxError> {
                 .truncate(true)
                 .mode(0o000)
                 .open(empty)
-                .map_err(|e| SandboxError::io("cannot create the hiding file", e))?;
+                .map_err(|e| SandboxError::io(Step::Mounts, "cannot create the hiding file", e))?;
         }
         do_mount(Some(empty), &dst, None, MsFlags::MS_BIND, None)?;
     }

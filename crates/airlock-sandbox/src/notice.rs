@@ -24,6 +24,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
 use crate::SandboxError;
+use crate::Step;
 
 /// The longest line sent, in bytes (less than `PIPE_BUF`, so each line is one atomic write).
 pub const MAX_LINE: usize = 480;
@@ -47,7 +48,7 @@ pub struct Notices {
 /// The pipe cannot be created (descriptor limit).
 pub fn channel() -> Result<(NoticeSender, Notices), SandboxError> {
     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-        .map_err(|e| SandboxError::sys("cannot create the notice pipe", e))?;
+        .map_err(|e| SandboxError::sys(Step::Supervise, "cannot create the notice pipe", e))?;
     Ok((
         NoticeSender {
             write: Arc::new(write),

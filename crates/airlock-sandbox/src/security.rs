@@ -16,6 +16,7 @@ use seccompiler::{
 };
 
 use crate::SandboxError;
+use crate::Step;
 
 /// Drops every capability (bounding, ambient, inheritable, permitted, effective) and locks the
 /// securebits so that even a uid-0 invoker regains none on exec.
@@ -38,13 +39,17 @@ pub(crate) fn drop_capabilities() -> Result<(), SandboxError> {
     let rc = unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) };
     if rc != 0 {
         return Err(SandboxError::sys(
+            Step::Capabilities,
             "cannot lock securebits",
             nix::errno::Errno::last(),
         ));
     }
     for cap in caps::all() {
         caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
-            SandboxError::Setup(format!("cannot drop {cap} from the bounding set: {e}"))
+            SandboxError::failed(
+                Step::Capabilities,
+                format!("cannot drop {cap} from the bounding set: {e}"),
+            )
         })?;
     }
     for set in [
@@ -53,8 +58,12 @@ pub(crate) fn drop_capabilities() -> Result<(), SandboxError> {
         CapSet::Effective,
         CapSet::Permitted,
     ] {
-        caps::clear(None, set)
-            .map_err(|e| SandboxError::Setup(format!("cannot clear {set:?} capabilities: {e}")))?;
+        caps::clear(None, set).map_err(|e| {
+            SandboxError::failed(
+                Step::Capabilities,
+                format!("cannot clear {set:?} capabilities: {e}"),
+            )
+        })?;
     }
     Ok(())
 }
@@ -73,8 +82,12 @@ pub(crate) fn ensure_no_capabilities() -> Result<(), SandboxError> {
     ];
     let mut left = Vec::new();
     for set in sets {
-        let held = caps::read(None, set)
-            .map_err(|e| SandboxError::Setup(format!("cannot read {set:?} capabilities: {e}")))?;
+        let held = caps::read(None, set).map_err(|e| {
+            SandboxError::failed(
+                Step::Capabilities,
+                format!("cannot read {set:?} capabilities: {e}"),
+            )
+        })?;
         if !held.is_empty() {
             left.push(format!("{set:?}: {held:?}"));
         }
@@ -83,11 +96,14 @@ pub(crate) fn ensure_no_capabilities() -> Result<(), SandboxError> {
         return Ok(());
     }
     drop_capabilities().map_err(|e| {
-        SandboxError::Setup(format!(
-            "the container engine left capabilities ({}) and they cannot be dropped: {e}; the \
+        SandboxError::failed(
+            Step::Capabilities,
+            format!(
+                "the container engine left capabilities ({}) and they cannot be dropped: {e}; the \
              engine must honour --cap-drop ALL",
-            left.join("; ")
-        ))
+                left.join("; ")
+            ),
+        )
     })
 }
 
@@ -97,6 +113,7 @@ pub(crate) fn no_new_privs() -> Result<(), SandboxError> {
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     if rc != 0 {
         return Err(SandboxError::sys(
+            Step::Capabilities,
             "cannot set no_new_privs",
             nix::errno::Errno::last(),
         ));
@@ -143,7 +160,8 @@ pub(crate) fn landlock(writable: &[PathBuf], unix: UnixSockets) -> Result<String
         UnixSockets::Landlock => ABI::V9,
         UnixSockets::Gate => ABI::V6,
     };
-    let err = |e: landlock::RulesetError| SandboxError::Setup(format!("landlock: {e}"));
+    let err =
+        |e: landlock::RulesetError| SandboxError::failed(Step::Landlock, format!("landlock: {e}"));
     let status = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
         .map_err(err)?
@@ -165,8 +183,9 @@ pub(crate) fn landlock(writable: &[PathBuf], unix: UnixSockets) -> Result<String
         .map_err(err)?;
     if unix == UnixSockets::Landlock && status.ruleset != RulesetStatus::FullyEnforced {
         // The kernel said ABI 9 but did not enforce it: the only guard of unix sockets is missing.
-        return Err(SandboxError::Setup(
-            "landlock: pathname unix socket restriction (ABI 9) was not enforced".into(),
+        return Err(SandboxError::failed(
+            Step::Landlock,
+            "landlock: pathname unix socket restriction (ABI 9) was not enforced",
         ));
     }
     let unix_note = match unix {
@@ -277,16 +296,21 @@ fn cond(
     value: u64,
 ) -> Result<SeccompCondition, SandboxError> {
     SeccompCondition::new(arg, len, op, value)
-        .map_err(|e| SandboxError::Setup(format!("seccomp condition: {e}")))
+        .map_err(|e| SandboxError::failed(Step::Seccomp, format!("seccomp condition: {e}")))
 }
 
 fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, SandboxError> {
-    SeccompRule::new(conds).map_err(|e| SandboxError::Setup(format!("seccomp rule: {e}")))
+    SeccompRule::new(conds)
+        .map_err(|e| SandboxError::failed(Step::Seccomp, format!("seccomp rule: {e}")))
 }
 
 fn target_arch() -> Result<TargetArch, SandboxError> {
-    TargetArch::try_from(std::env::consts::ARCH)
-        .map_err(|e| SandboxError::Setup(format!("seccomp: unsupported architecture: {e}")))
+    TargetArch::try_from(std::env::consts::ARCH).map_err(|e| {
+        SandboxError::failed(
+            Step::Seccomp,
+            format!("seccomp: unsupported architecture: {e}"),
+        )
+    })
 }
 
 /// One rule of the sandbox's seccomp policy as data, for engines that take a profile instead of
@@ -460,10 +484,10 @@ fn main_filter() -> Result<BpfProgram, SandboxError> {
         SeccompAction::Errno(u32::try_from(libc::EPERM).unwrap_or(1)),
         target_arch()?,
     )
-    .map_err(|e| SandboxError::Setup(format!("seccomp filter: {e}")))?;
-    filter
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| SandboxError::Setup(format!("seccomp: {e}")))
+    .map_err(|e| SandboxError::failed(Step::Seccomp, format!("seccomp filter: {e}")))?;
+    filter.try_into().map_err(|e: seccompiler::BackendError| {
+        SandboxError::failed(Step::Seccomp, format!("seccomp: {e}"))
+    })
 }
 
 /// clone3 passes its flags in a struct seccomp cannot read, so it is refused with ENOSYS, which
@@ -477,9 +501,11 @@ fn clone3_filter() -> Result<BpfProgram, SandboxError> {
         SeccompAction::Errno(u32::try_from(libc::ENOSYS).unwrap_or(38)),
         target_arch()?,
     )
-    .map_err(|e| SandboxError::Setup(format!("seccomp filter: {e}")))?
+    .map_err(|e| SandboxError::failed(Step::Seccomp, format!("seccomp filter: {e}")))?
     .try_into()
-    .map_err(|e: seccompiler::BackendError| SandboxError::Setup(format!("seccomp: {e}")))
+    .map_err(|e: seccompiler::BackendError| {
+        SandboxError::failed(Step::Seccomp, format!("seccomp: {e}"))
+    })
 }
 
 /// x86_64 only: the x32 ABI reuses the x86_64 audit arch with bit 30 set in the syscall number,
@@ -537,9 +563,11 @@ fn unix_dgram_filter() -> Result<BpfProgram, SandboxError> {
         SeccompAction::Errno(u32::try_from(libc::EACCES).unwrap_or(13)),
         target_arch()?,
     )
-    .map_err(|e| SandboxError::Setup(format!("seccomp filter: {e}")))?
+    .map_err(|e| SandboxError::failed(Step::Seccomp, format!("seccomp filter: {e}")))?
     .try_into()
-    .map_err(|e: seccompiler::BackendError| SandboxError::Setup(format!("seccomp: {e}")))
+    .map_err(|e: seccompiler::BackendError| {
+        SandboxError::failed(Step::Seccomp, format!("seccomp: {e}"))
+    })
 }
 
 /// The audit architecture of this build (seccomp_data.arch), from linux/audit.h.
@@ -612,7 +640,7 @@ fn install_connect_gate() -> Result<std::os::fd::OwnedFd, SandboxError> {
         };
         if fd >= 0 {
             let fd = i32::try_from(fd).map_err(|_| {
-                SandboxError::Setup("seccomp returned an impossible descriptor".into())
+                SandboxError::failed(Step::Seccomp, "seccomp returned an impossible descriptor")
             })?;
             // SAFETY: the kernel just installed `fd` in our table; nothing else owns it.
             return Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
@@ -620,15 +648,16 @@ fn install_connect_gate() -> Result<std::os::fd::OwnedFd, SandboxError> {
         let e = nix::errno::Errno::last();
         if e != nix::errno::Errno::EINVAL {
             return Err(SandboxError::sys(
+                Step::Seccomp,
                 "cannot install the connect gate's seccomp filter",
                 e,
             ));
         }
     }
-    Err(SandboxError::Setup(
+    Err(SandboxError::failed(
+        Step::Seccomp,
         "cannot install the connect gate's seccomp filter: the kernel has no user \
-         notifications (Linux 5.0+ needed); see `airlock doctor`"
-            .into(),
+         notifications (Linux 5.0+ needed); see `airlock doctor`",
     ))
 }
 
@@ -642,8 +671,12 @@ pub(crate) fn seccomp(unix: UnixSockets) -> Result<Option<std::os::fd::OwnedFd>,
         programs.push(unix_dgram_filter()?);
     }
     for p in &programs {
-        seccompiler::apply_filter(p)
-            .map_err(|e| SandboxError::Setup(format!("cannot install the seccomp filter: {e}")))?;
+        seccompiler::apply_filter(p).map_err(|e| {
+            SandboxError::failed(
+                Step::Seccomp,
+                format!("cannot install the seccomp filter: {e}"),
+            )
+        })?;
     }
     match unix {
         UnixSockets::Gate => install_connect_gate().map(Some),

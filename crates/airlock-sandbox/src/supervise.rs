@@ -17,6 +17,7 @@ use crate::prompt::PromptKeys;
 use crate::term::{get_winsize, set_winsize, RawMode, Typeahead};
 use crate::termfilter::TermFilter;
 use crate::SandboxError;
+use crate::Step;
 
 /// How long the terminal may still drain once the sandbox has ended (milliseconds).
 const DRAIN_MS: u16 = 200;
@@ -98,9 +99,9 @@ pub fn supervise_with_notices(
 fn signal_fd() -> Result<SignalFd, SandboxError> {
     let mask = supervised_signals();
     mask.thread_block()
-        .map_err(|e| SandboxError::sys("cannot block signals", e))?;
+        .map_err(|e| SandboxError::sys(Step::Supervise, "cannot block signals", e))?;
     SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| SandboxError::sys("cannot create a signalfd", e))
+        .map_err(|e| SandboxError::sys(Step::Supervise, "cannot create a signalfd", e))
 }
 
 /// Gives the sandbox's terminal the size of ours (`TIOCSWINSZ` on a pty master, and
@@ -213,7 +214,7 @@ impl Relay<'_, '_> {
         let n = match poll(&mut fds, timeout) {
             Ok(n) => n,
             Err(Errno::EINTR) => return Ok(Some(Ready::default())),
-            Err(e) => return Err(SandboxError::sys("poll", e)),
+            Err(e) => return Err(SandboxError::sys(Step::Supervise, "poll", e)),
         };
         if n == 0 {
             return Ok(None);

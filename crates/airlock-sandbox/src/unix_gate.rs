@@ -54,6 +54,7 @@ use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
 
 use crate::SandboxError;
+use crate::Step;
 
 /// Connects on blocking sockets in flight at once (worker threads); past it a connect gets EAGAIN.
 const MAX_IN_FLIGHT: usize = 256;
@@ -103,15 +104,20 @@ impl Gate {
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if raw < 0 {
             return Err(SandboxError::sys(
+                Step::Seccomp,
                 "cannot create the connect gate's stop event",
                 Errno::last(),
             ));
         }
         // SAFETY: `raw` was just returned to us and is owned by nothing else.
         let stop = unsafe { OwnedFd::from_raw_fd(raw) };
-        let stop_fd = stop
-            .try_clone()
-            .map_err(|e| SandboxError::io("cannot duplicate the connect gate's stop event", e))?;
+        let stop_fd = stop.try_clone().map_err(|e| {
+            SandboxError::io(
+                Step::Seccomp,
+                "cannot duplicate the connect gate's stop event",
+                e,
+            )
+        })?;
         let state = Served {
             listener: Arc::new(listener),
             diag,
@@ -124,7 +130,9 @@ impl Gate {
         let thread = std::thread::Builder::new()
             .name("airlock-connect-gate".into())
             .spawn(move || state.serve(&stop_fd))
-            .map_err(|e| SandboxError::io("cannot start the connect gate thread", e))?;
+            .map_err(|e| {
+                SandboxError::io(Step::Seccomp, "cannot start the connect gate thread", e)
+            })?;
         Ok(Gate {
             stop,
             thread: Some(thread),
@@ -846,6 +854,7 @@ pub(crate) fn diag_socket() -> Result<OwnedFd, SandboxError> {
     };
     if fd < 0 {
         return Err(SandboxError::sys(
+            Step::Seccomp,
             "cannot open a NETLINK_SOCK_DIAG socket for the connect gate",
             Errno::last(),
         ));

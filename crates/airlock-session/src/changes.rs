@@ -23,6 +23,23 @@ pub enum ChangeKind {
     Deleted,
 }
 
+impl ChangeKind {
+    /// The stable name, as serialised, written to the merge journal and printed by `merge`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Modified => "modified",
+            ChangeKind::Deleted => "deleted",
+        }
+    }
+}
+
+impl std::fmt::Display for ChangeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a path is: the agent's version for additions and modifications, the real tree's for
 /// deletions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -604,6 +621,22 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn change_kind_names_are_pinned() {
+        for (kind, name) in [
+            (ChangeKind::Added, "added"),
+            (ChangeKind::Modified, "modified"),
+            (ChangeKind::Deleted, "deleted"),
+        ] {
+            assert_eq!(kind.as_str(), name);
+            assert_eq!(kind.to_string(), name);
+            assert_eq!(
+                serde_json::to_string(&kind).expect("serialise"),
+                format!("\"{name}\"")
+            );
+        }
+    }
 
     fn write(p: &Path, s: &str) {
         if let Some(d) = p.parent() {

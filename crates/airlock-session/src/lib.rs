@@ -18,16 +18,18 @@ pub use store::{SessionRow, SessionState, Store};
 /// Errors of the session layer.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("session store {path}: {source}")]
+    #[error("session store {path}: {error}")]
     Store {
         path: std::path::PathBuf,
-        source: rusqlite::Error,
+        /// The cause, printed in the message (not a `source()`, so a chain never repeats it).
+        error: rusqlite::Error,
     },
-    #[error("{what} {}: {source}", quote::path(path))]
+    #[error("{what} {}: {error}", quote::path(path))]
     Io {
         what: &'static str,
         path: std::path::PathBuf,
-        source: std::io::Error,
+        /// The cause, printed in the message (not a `source()`, so a chain never repeats it).
+        error: std::io::Error,
     },
     #[error("{0}")]
     NotFound(String),
@@ -40,7 +42,7 @@ impl SessionError {
         SessionError::Io {
             what,
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     }
 }

@@ -660,7 +660,7 @@ impl Journal {
             Source::Dir => "dir".into(),
             Source::Delete => "-".into(),
         };
-        let kind = format!("{:?}", c.kind).to_lowercase();
+        let kind = c.kind.as_str();
         let mut line = format!("landed\t{kind}\t{hash}\t").into_bytes();
         line.extend_from_slice(c.path.as_os_str().as_bytes());
         line.push(b'\n');

@@ -31,7 +31,8 @@ pub enum SessionState {
 }
 
 impl SessionState {
-    fn as_str(self) -> &'static str {
+    /// The stable name, as stored, serialised (`ls --json`) and shown.
+    pub fn as_str(self) -> &'static str {
         match self {
             SessionState::Running => "running",
             SessionState::Exited => "exited",
@@ -47,6 +48,12 @@ impl SessionState {
             "lost" => SessionState::Lost,
             _ => SessionState::Failed,
         }
+    }
+}
+
+impl std::fmt::Display for SessionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -198,7 +205,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, SessionError> {
         let err = |source| SessionError::Store {
             path: path.to_path_buf(),
-            source,
+            error: source,
         };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| SessionError::io("cannot create", dir, e))?;
@@ -241,7 +248,7 @@ impl Store {
     fn err(&self, source: rusqlite::Error) -> SessionError {
         SessionError::Store {
             path: self.path.clone(),
-            source,
+            error: source,
         }
     }
 
@@ -436,6 +443,24 @@ mod tests {
         }
         assert_eq!(process_start(pid), None, "a zombie counted as live");
         child.wait().expect("reap");
+    }
+
+    #[test]
+    fn state_names_are_pinned() {
+        for (state, name) in [
+            (SessionState::Running, "running"),
+            (SessionState::Exited, "exited"),
+            (SessionState::Failed, "failed"),
+            (SessionState::Lost, "lost"),
+        ] {
+            assert_eq!(state.as_str(), name);
+            assert_eq!(state.to_string(), name);
+            assert_eq!(SessionState::parse(name), state);
+            assert_eq!(
+                serde_json::to_string(&state).expect("serialise"),
+                format!("\"{name}\"")
+            );
+        }
     }
 
     fn sample(id: &str, name: Option<&str>) -> SessionRow {

@@ -98,7 +98,7 @@ fn ask(id: &str, request: &str) -> Result<i32> {
         bail!(
             "session {} is not running ({}); nothing is held",
             info.id,
-            format!("{:?}", info.state).to_ascii_lowercase()
+            info.state
         );
     }
     let answer = crate::control::request(&info.dir, request)

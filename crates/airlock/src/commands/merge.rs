@@ -216,12 +216,7 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
         )?;
     }
     for c in &report.applied {
-        writeln!(
-            out,
-            "{:8} {}",
-            format!("{:?}", c.kind).to_lowercase(),
-            quote::path(&c.path)
-        )?;
+        writeln!(out, "{:8} {}", c.kind.as_str(), quote::path(&c.path))?;
     }
     store.mark_merged(&r.id)?;
     let _ = std::fs::remove_file(&journal);

@@ -1,13 +1,14 @@
 //! The integration tests of the `airlock` binary, one test binary with a module per subject (one
 //! link instead of ten). Select a subject with a filter on its module path, e.g.
 //! `cargo test -p airlock --test all -- sandbox::`; scripts/test.sh re-runs `sandbox::`,
-//! `creds::`, `telemetry::`, `caches::`, `promote_ecosystems::`, `agents::`, `container::` and
+//! `errchain::`, `creds::`, `telemetry::`, `caches::`, `promote_ecosystems::`, `agents::`, `container::` and
 //! `remote::` as an unprivileged user that way.
 
 mod agents;
 mod caches;
 mod container;
 mod creds;
+mod errchain;
 mod everyday;
 mod hook;
 mod promote_ecosystems;

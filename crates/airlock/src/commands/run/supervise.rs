@@ -144,7 +144,10 @@ fn report_end(
         let (event, what) = match status {
             Ok(0) => (Event::Finished, "finished".to_string()),
             Ok(c) => (Event::Failed, format!("exited with status {c}")),
-            Err(e) => (Event::Failed, format!("failed: {e}")),
+            Err(e) => (
+                Event::Failed,
+                format!("failed: {}", airlock_sandbox::render_chain(e)),
+            ),
         };
         let message = format!("airlock: session {session} {what}");
         n.finish(event, &message, NOTIFY_WAIT);

@@ -1,6 +1,13 @@
 //! Escape probes for `airlock selftest`. Each probe attempts one thing the sandbox must prevent
 //! and reports whether it got through. The same probe is run outside the sandbox as a control:
 //! a check only counts when the control shows the attempt works where the protection is absent.
+//!
+//! Audit note: this module's `unsafe` is the escape probes' own (attempts at what the sandbox
+//! forbids: raw syscalls, ioctls, SysV shm, forks) and runs only in `airlock __probe` and
+//! `airlock selftest`; it lives apart from the production unsafe (`init`, `launch`, `security`,
+//! `fork`, ...) so each can be audited alone. No production code calls into this module. A
+//! probe forks only through [`fork_probe`], which refuses unless the probe process has one
+//! thread, and prepares everything a child execs before the fork.
 
 use std::ffi::CString;
 use std::io::Read;
@@ -402,9 +409,20 @@ fn mount_probe(dir: &str) -> Outcome {
     }
 }
 
+/// fork(2) for a probe: refused with `EDEADLK` unless this process has exactly one thread (or
+/// its thread count cannot be read), so a child may run ordinary code after the fork.
+fn fork_probe() -> Result<ForkResult, Errno> {
+    match crate::fork::thread_count() {
+        Ok(1) => {}
+        _ => return Err(Errno::EDEADLK),
+    }
+    // SAFETY: the process has one thread (checked just above, and a probe starts none), so the
+    // child inherits no lock held by another thread.
+    unsafe { fork() }
+}
+
 fn ptrace_probe() -> Outcome {
-    // SAFETY: the probe is single-threaded; the child only sleeps.
-    match unsafe { fork() } {
+    match fork_probe() {
         Ok(ForkResult::Child) => {
             std::thread::sleep(Duration::from_secs(5));
             // SAFETY: _exit is always safe.
@@ -437,8 +455,7 @@ fn tiocsti_probe() -> Outcome {
     let Ok(name) = nix::pty::ptsname_r(&master) else {
         return blocked("ptsname failed");
     };
-    // SAFETY: the probe is single-threaded.
-    match unsafe { fork() } {
+    match fork_probe() {
         Ok(ForkResult::Child) => {
             let code = (|| {
                 nix::unistd::setsid().map_err(|e| e as i32)?;
@@ -648,13 +665,20 @@ fn udp_probe() -> Outcome {
 }
 
 fn daemon_probe(marker: &str) -> Outcome {
-    // A detached grandchild in its own session, the classic way to outlive a supervisor.
-    // SAFETY: the probe is single-threaded.
-    match unsafe { fork() } {
+    // A detached grandchild in its own session, the classic way to outlive a supervisor. What
+    // it execs is prepared before any fork.
+    let exe = CString::new("/proc/self/exe").unwrap_or_default();
+    let args = [
+        CString::new("airlock-selftest-daemon").unwrap_or_default(),
+        CString::new("__probe").unwrap_or_default(),
+        CString::new("sleep").unwrap_or_default(),
+        CString::new(marker).unwrap_or_default(),
+        CString::new("30").unwrap_or_default(),
+    ];
+    match fork_probe() {
         Ok(ForkResult::Child) => {
             let _ = nix::unistd::setsid();
-            // SAFETY: still single-threaded in the child.
-            if let Ok(ForkResult::Child) = unsafe { fork() } {
+            if let Ok(ForkResult::Child) = fork_probe() {
                 // Detach from the caller's pipes too, as a daemon would.
                 if let Ok(null) = std::fs::OpenOptions::new()
                     .read(true)
@@ -665,14 +689,6 @@ fn daemon_probe(marker: &str) -> Outcome {
                     let _ = nix::unistd::dup2_stdout(&null);
                     let _ = nix::unistd::dup2_stderr(&null);
                 }
-                let exe = CString::new("/proc/self/exe").unwrap_or_default();
-                let args = [
-                    CString::new("airlock-selftest-daemon").unwrap_or_default(),
-                    CString::new("__probe").unwrap_or_default(),
-                    CString::new("sleep").unwrap_or_default(),
-                    CString::new(marker).unwrap_or_default(),
-                    CString::new("30").unwrap_or_default(),
-                ];
                 let _ = nix::unistd::execv(&exe, &args);
             }
             // SAFETY: _exit is always safe.
@@ -691,8 +707,7 @@ fn procs_probe(n: usize) -> Outcome {
     let mut children = Vec::new();
     let mut err = None;
     for _ in 0..n {
-        // SAFETY: single-threaded; the child only sleeps and exits.
-        match unsafe { fork() } {
+        match fork_probe() {
             Ok(ForkResult::Child) => {
                 std::thread::sleep(Duration::from_secs(3));
                 // SAFETY: _exit is always safe.
