@@ -6104,7 +6104,7 @@ impl HostSecret {
                 "-qm",
                 "secret commit",
             ],
-            &["pack-refs", "--all"],
+            &["pack-refs", "--all", "--no-prune"],
         ] {
             let o = Command::new("git").args(args).current_dir(dir.path()).run();
             assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
