@@ -1091,8 +1091,8 @@ mod tests {
         assert_eq!(agent_head(&up, &low), None, "followed a planted link");
     }
 
-    /// A FIFO the agent planted among its objects (as a pack index) makes the scratch
-    /// repository refuse to start, instead of `git log` blocking `airlock diff` forever.
+    /// A FIFO the agent planted among its objects (as a pack) is named by [`git_refusals`],
+    /// and the scratch repository neither opens nor copies it (no `git` blocks on it).
     #[test]
     fn a_planted_fifo_in_the_object_store_is_refused() {
         let t = tempfile::tempdir().expect("tempdir");
@@ -1100,10 +1100,103 @@ mod tests {
         let pack = up.join(".git/objects/pack");
         std::fs::create_dir_all(&pack).expect("mkdir");
         std::fs::create_dir_all(low.join(".git/objects")).expect("mkdir");
-        let idx = pack.join(format!("pack-{}.idx", "0".repeat(40)));
-        nix::unistd::mkfifo(&idx, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
-        let e = GitView::new(&t.path().join("scratch"), &up, &low).expect_err("refused");
-        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let name = format!("pack-{}.pack", "0".repeat(40));
+        nix::unistd::mkfifo(&pack.join(&name), nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let r = git_refusals(&up).expect("scan");
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(
+            r[0].path.ends_with(&name) && r[0].why.contains("special"),
+            "{r:?}"
+        );
+        let start = std::time::Instant::now();
+        let v = GitView::new(&t.path().join("scratch"), &up, &low).expect("view");
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        assert!(!v.git_dir.join("objects/pack").join(&name).exists());
+    }
+
+    /// Every kind of indirection in the agent's `.git`, each named; an ordinary `.git` none.
+    #[test]
+    fn indirections_in_the_agents_git_are_named() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let up = t.path().join("u");
+        let g = up.join(".git");
+        std::fs::create_dir_all(g.join("refs/heads")).expect("mkdir");
+        std::fs::create_dir_all(g.join("objects/ab")).expect("mkdir");
+        std::fs::write(g.join("HEAD"), "ref: refs/heads/main\n").expect("write");
+        std::fs::write(g.join("refs/heads/main"), "a".repeat(40)).expect("write");
+        std::fs::write(g.join("objects/ab").join("c".repeat(38)), "x").expect("write");
+        std::fs::write(
+            g.join("packed-refs"),
+            format!("{} refs/heads/x\n", "a".repeat(40)),
+        )
+        .expect("write");
+        assert_eq!(git_refusals(&up).expect("scan"), vec![]);
+        let planted: &[(&str, &str)] = &[
+            ("objects/info/alternates", "/elsewhere/objects\n"),
+            ("objects/info/http-alternates", "http://x/\n"),
+            ("info/grafts", "a\n"),
+            ("commondir", "/elsewhere\n"),
+            ("worktrees/w/gitdir", "/elsewhere\n"),
+            ("refs/replace/aaaa", "b\n"),
+        ];
+        for (p, body) in planted {
+            let f = g.join(p);
+            std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&f, body).expect("write");
+        }
+        std::os::unix::fs::symlink("/elsewhere/refs/tags", g.join("refs/tags")).expect("ln");
+        let r = git_refusals(&up).expect("scan");
+        let named: Vec<String> = r.iter().map(|x| x.path.display().to_string()).collect();
+        for (p, _) in planted {
+            assert!(named.contains(&format!(".git/{p}")), "{p}: {named:?}");
+        }
+        assert!(named.contains(&".git/refs/tags".to_string()), "{named:?}");
+        // Packed replace refs too.
+        std::fs::write(
+            g.join("packed-refs"),
+            format!("{} refs/replace/x\n", "a".repeat(40)),
+        )
+        .expect("write");
+        let r = git_refusals(&up).expect("scan");
+        assert!(
+            r.iter().any(|x| x.path == Path::new(".git/packed-refs")),
+            "{r:?}"
+        );
+        // `.git` itself as a link or a gitdir file.
+        for make in [
+            |g: &Path| std::os::unix::fs::symlink("/elsewhere", g).expect("ln"),
+            |g: &Path| std::fs::write(g, "gitdir: /elsewhere\n").expect("write"),
+        ] {
+            let u2 = tempfile::tempdir().expect("tempdir");
+            make(&u2.path().join(".git"));
+            let r = git_refusals(u2.path()).expect("scan");
+            assert_eq!(r.len(), 1, "{r:?}");
+            assert_eq!(r[0].path, Path::new(".git"));
+        }
+    }
+
+    /// A link in any component of the agent's ref path (not only the last) is never followed,
+    /// and never falls back to the real repository's file either.
+    #[test]
+    fn a_link_in_any_component_of_a_ref_is_not_followed() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (up, low, other) = (t.path().join("u"), t.path().join("l"), t.path().join("o"));
+        std::fs::create_dir_all(low.join(".git/refs/heads")).expect("mkdir");
+        std::fs::create_dir_all(other.join(".git/refs/heads")).expect("mkdir");
+        std::fs::create_dir_all(up.join(".git/refs")).expect("mkdir");
+        std::fs::write(low.join(".git/HEAD"), "ref: refs/heads/main\n").expect("write");
+        std::fs::write(low.join(".git/refs/heads/main"), "a".repeat(40)).expect("write");
+        std::fs::write(other.join(".git/refs/heads/main"), "c".repeat(40)).expect("write");
+        std::os::unix::fs::symlink(other.join(".git/refs/heads"), up.join(".git/refs/heads"))
+            .expect("ln");
+        assert_eq!(agent_head(&up, &low), None, "followed a linked directory");
+        assert_eq!(agent_moved_head(&up, &low), None);
+        // `.git` itself a link: HEAD and refs behind it are not read.
+        let up2 = t.path().join("u2");
+        std::fs::create_dir_all(&up2).expect("mkdir");
+        std::fs::write(other.join(".git/HEAD"), "ref: refs/heads/main\n").expect("write");
+        std::os::unix::fs::symlink(other.join(".git"), up2.join(".git")).expect("ln");
+        assert_eq!(agent_head(&up2, &low), None, "followed a linked .git");
     }
 
     /// A commit the user makes in the real repository after the session started is not the
