@@ -174,7 +174,10 @@ fn refuse_git_indirections(r: &SessionRow, rv: &Review, upper: &std::path::Path)
     }
     let list: Vec<String> = rv.git_refused.iter().map(|g| format!("  {g}")).collect();
     bail!(
-        "session {}: the agent's git data points outside the session (its commits could bring          in any repository on this host); nothing was merged and no flag lands it:\n{}\n         inspect them with `airlock diff {}`; to land the files without the commits, delete          those entries from {} and merge again",
+        "session {}: the agent's git data points outside the session (its commits could bring \
+         in any repository on this host); nothing was merged and no flag lands it:\n{}\n\
+         inspect them with `airlock diff {}`; to land the files without the commits, delete \
+         those entries from {} and merge again",
         r.id,
         list.join("\n"),
         r.id,
