@@ -437,11 +437,58 @@ fn names_in(dir: &OwnedFd, shown: &Path) -> Result<Vec<std::ffi::OsString>, Sess
     Ok(out)
 }
 
+/// Where [`import_agents_objects`] stages the agent's loose objects in the scratch repository.
+const LOOSE_STAGING: &str = "agent-loose";
+
+/// Re-packs the loose objects staged in `git_dir/`[`LOOSE_STAGING`] (their ids in `ids`, one a
+/// line) into the scratch repository's store: `pack-objects` reads them from the staging
+/// directory alone, `index-pack` names every object by the hash of its content, so an object
+/// the agent stored under another object's name never answers to that name.
+fn pack_loose(git_dir: &Path, ids: &str) -> Result<(), SessionError> {
+    use std::process::Stdio;
+    let staging = git_dir.join(LOOSE_STAGING);
+    let list = git_dir.join("airlock-loose");
+    std::fs::write(&list, ids).map_err(|e| SessionError::io("cannot write", &list, e))?;
+    let input =
+        std::fs::File::open(&list).map_err(|e| SessionError::io("cannot open", &list, e))?;
+    let gd = format!("--git-dir={}", git_dir.display());
+    let mut c = git(&[&gd, "pack-objects", "--stdout", "-q"]);
+    c.env("GIT_OBJECT_DIRECTORY", &staging).stdin(input);
+    let mut pack = hostgit::spawn(&mut c, "pack the agent's loose objects")?;
+    let Some(out) = pack.stdout.take() else {
+        let _ = pack.kill();
+        let _ = pack.wait();
+        return Err(SessionError::Refused(
+            "git pack-objects has no output".into(),
+        ));
+    };
+    let mut index = git(&[&gd, "index-pack", "--stdin"]);
+    index.stdin(Stdio::from(out));
+    let indexed = hostgit::run_for(index, "index the agent's loose objects", hostgit::SLOW);
+    let packed = hostgit::wait_bounded(&mut pack, hostgit::SLOW, "pack the agent's loose objects")?;
+    let _ = std::fs::remove_dir_all(&staging);
+    let _ = std::fs::remove_file(&list);
+    if !packed.success() {
+        let mut err = String::new();
+        if let Some(mut e) = pack.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        return Err(SessionError::Refused(format!(
+            "git failed to read the agent's loose objects (in {}): {}",
+            crate::quote::path(&staging),
+            err.trim()
+        )));
+    }
+    indexed.map(|_| ())
+}
+
 /// Copies the agent's own objects (loose objects `objects/XX/HEX` and packs
 /// `objects/pack/pack-HEX.pack`; nothing else, so no `info/alternates`, commit-graph or index
 /// the agent wrote is ever read) from `upper/.git/objects` into `objects`, reading through
 /// descriptors opened with no link followed in any component. Each pack is indexed afresh by
-/// `git index-pack`, which hashes every object in it (the agent's `.idx` is not used).
+/// `git index-pack`, which hashes every object in it (the agent's `.idx` is not used); the
+/// loose objects are re-packed and indexed the same way ([`pack_loose`]).
 fn import_agents_objects(upper: &Path, objects: &Path, git_dir: &Path) -> Result<(), SessionError> {
     let shown = upper.join(".git/objects");
     let top = match open_beneath(upper, Path::new(".git/objects"), true) {
@@ -456,6 +503,7 @@ fn import_agents_objects(upper: &Path, objects: &Path, git_dir: &Path) -> Result
         }
     };
     let mut packs = Vec::new();
+    let mut loose = String::new();
     for n in names_in(&top, &shown)? {
         let is_pack = n == "pack";
         if !is_pack && !hex_name(&n, &[2]) {
@@ -469,7 +517,12 @@ fn import_agents_objects(upper: &Path, objects: &Path, git_dir: &Path) -> Result
         ) else {
             continue;
         };
-        let to_dir = objects.join(&n);
+        // Loose objects go to a staging directory, re-packed below; packs into the store.
+        let to_dir = if is_pack {
+            objects.join(&n)
+        } else {
+            git_dir.join(LOOSE_STAGING).join(&n)
+        };
         std::fs::create_dir_all(&to_dir)
             .map_err(|e| SessionError::io("cannot create", &to_dir, e))?;
         for f in names_in(&sub, &shown.join(&n))? {
@@ -481,12 +534,19 @@ fn import_agents_objects(upper: &Path, objects: &Path, git_dir: &Path) -> Result
             } else {
                 hex_name(&f, &[38, 62])
             };
-            if wanted && copy_plain(&sub, &f, &to_dir.join(&f))? && is_pack {
-                packs.push(to_dir.join(&f));
+            if wanted && copy_plain(&sub, &f, &to_dir.join(&f))? {
+                if is_pack {
+                    packs.push(to_dir.join(&f));
+                } else {
+                    loose.push_str(&format!("{}{}\n", n.to_string_lossy(), f.to_string_lossy()));
+                }
             }
         }
     }
     let gd = format!("--git-dir={}", git_dir.display());
+    if !loose.is_empty() {
+        pack_loose(git_dir, &loose)?;
+    }
     for p in packs {
         let ps = p.to_string_lossy().into_owned();
         hostgit::run_for(
@@ -1112,6 +1172,56 @@ mod tests {
         let v = GitView::new(&t.path().join("scratch"), &up, &low).expect("view");
         assert!(start.elapsed() < std::time::Duration::from_secs(10));
         assert!(!v.git_dir.join("objects/pack").join(&name).exists());
+    }
+
+    /// The agent's loose objects answer only to the hash of their content: one stored under
+    /// another object's name is not read under that name.
+    #[test]
+    fn a_misnamed_loose_object_is_not_read_under_the_false_name() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (up, low) = (t.path().join("u"), t.path().join("l"));
+        std::fs::create_dir_all(low.join(".git/objects")).expect("mkdir");
+        let src = t.path().join("src");
+        let o = std::process::Command::new("git")
+            .args(["init", "-q", "--bare"])
+            .arg(&src)
+            .output()
+            .expect("git");
+        assert!(o.status.success());
+        let hash = |body: &str| {
+            let mut c = std::process::Command::new("git");
+            c.arg(format!("--git-dir={}", src.display()))
+                .args(["hash-object", "-w", "--stdin"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped());
+            let mut ch = c.spawn().expect("git");
+            use std::io::Write;
+            ch.stdin
+                .take()
+                .expect("stdin")
+                .write_all(body.as_bytes())
+                .expect("write");
+            let out = ch.wait_with_output().expect("git");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let (real, other) = (hash("agent's\n"), hash("claimed\n"));
+        let loose = |id: &str| format!("objects/{}/{}", &id[..2], &id[2..]);
+        let dst = up.join(".git").join(loose(&other));
+        std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(src.join(loose(&real)), &dst).expect("copy");
+        let real_dst = up.join(".git").join(loose(&real));
+        std::fs::create_dir_all(real_dst.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(src.join(loose(&real)), &real_dst).expect("copy");
+        let v = GitView::new(&t.path().join("scratch"), &up, &low).expect("view");
+        let has = |id: &str| {
+            v.cmd(&["cat-file", "-e", id])
+                .output()
+                .expect("git")
+                .status
+                .success()
+        };
+        assert!(has(&real), "the agent's own object is read");
+        assert!(!has(&other), "an object was read under a name not its hash");
     }
 
     /// Every kind of indirection in the agent's `.git`, each named; an ordinary `.git` none.
