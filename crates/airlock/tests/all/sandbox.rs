@@ -6263,7 +6263,7 @@ fn merge_never_imports_a_host_repository_the_agent_points_at() {
 /// REDTEAM3 X6, the other side: an agent's ordinary commits, packed by `git repack` (the private
 /// object store re-indexes the pack), still merge; the environment's GIT_* variables do not
 /// steer the host git (a GIT_ALTERNATE_OBJECT_DIRECTORIES naming the host repository does not
-/// make its objects readable).
+/// make its objects readable; GIT_TRACE writes nothing).
 #[test]
 fn an_ordinary_packed_agent_commit_still_merges() {
     let secret = HostSecret::new();
@@ -6273,20 +6273,24 @@ fn an_ordinary_packed_agent_commit_still_merges() {
     let o = repo.airlock(&["run", "--name", "packed", "--", "sh", "-c", &script]);
     o.assert_code(0);
     let alt = format!("{}/objects", secret.git());
-    let o = airlock_within(
-        &repo,
-        &["diff", "packed"],
-        &[("GIT_ALTERNATE_OBJECT_DIRECTORIES", &alt)],
-    );
+    // Any GIT_* variable is cleared: GIT_TRACE would make every host git write this file.
+    let trace_dir = tempfile::tempdir().expect("tempdir");
+    let trace = trace_dir.path().join("trace");
+    let trace_s = trace.display().to_string();
+    let env = [
+        ("GIT_ALTERNATE_OBJECT_DIRECTORIES", alt.as_str()),
+        ("GIT_TRACE", trace_s.as_str()),
+    ];
+    let o = airlock_within(&repo, &["diff", "packed"], &env);
     o.assert_code(0);
     assert!(stdout(&o).contains("agent: agent work"), "{}", stdout(&o));
     assert!(!stdout(&o).contains("!! the agent's git"), "{}", stdout(&o));
-    let o = airlock_within(
-        &repo,
-        &["merge", "packed"],
-        &[("GIT_ALTERNATE_OBJECT_DIRECTORIES", &alt)],
-    );
+    let o = airlock_within(&repo, &["merge", "packed"], &env);
     o.assert_code(0);
+    assert!(
+        !trace.exists(),
+        "a host git ran with the caller's GIT_TRACE"
+    );
     let log = Command::new("git")
         .args(["log", "--format=%s", "airlock/packed"])
         .current_dir(repo.ws.path())
