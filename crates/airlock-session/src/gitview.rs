@@ -1,11 +1,26 @@
-//! The agent's commits, read without running anything the agent wrote: a scratch bare
-//! repository whose object store borrows (git "alternates") the overlay's upper `.git/objects`
-//! and the real `.git/objects`, with a configuration airlock wrote itself. The agent's
-//! `.git/config`, hooks and attributes are never consulted.
+//! The agent's commits, read without running anything the agent wrote and without following
+//! anything the agent pointed at: a scratch bare repository holding copies of the agent's own
+//! objects (loose objects and packs from the overlay's upper `.git/objects`, read with no link
+//! followed in any path component, each pack re-indexed and hashed by `git index-pack`) and
+//! borrowing (git "alternates", written by airlock) only the real `.git/objects`, with a
+//! configuration airlock wrote itself. The agent's `.git/config`, hooks, attributes,
+//! `objects/info/alternates`, grafts, replace refs and shallow file are never consulted; the
+//! agent's `HEAD` and refs are read with no link followed in any component.
+//!
+//! [`git_refusals`] names what the agent left in its `.git` that would point a host git
+//! elsewhere (links, alternates, grafts, replace refs, `commondir`/`gitdir`, `.git` as a link
+//! or file): `airlock diff` shows each, `airlock merge` refuses the session with no flag.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 use std::process::Command;
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode, SFlag};
 
 use crate::changes::{ChangeKind, Side};
 use crate::hostgit::{self, run};
@@ -29,17 +44,99 @@ fn read_untrusted(p: &Path) -> Option<String> {
     Some(s)
 }
 
-/// Reads `name` (a file below `.git`) from the agent's view: upper layer first, then the real one.
-fn read_layered(upper: &Path, lower: &Path, name: &str) -> Option<String> {
-    let up = upper.join(".git").join(name);
-    if let Ok(m) = std::fs::symlink_metadata(&up) {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        if m.file_type().is_char_device() && m.rdev() == 0 {
-            return None; // whiteout: deleted in the agent's view
-        }
-        return read_untrusted(&up);
+/// Opens `rel` (relative, plain components) below `root` one component at a time with
+/// `O_NOFOLLOW` (openat(2)): a link in ANY component fails with `ELOOP` or `ENOTDIR` instead of
+/// being followed. `O_NONBLOCK` keeps a FIFO from blocking; the caller checks the type.
+fn open_beneath(root: &Path, rel: &Path, dir: bool) -> Result<OwnedFd, Errno> {
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+    let mut cur = openat(
+        nix::fcntl::AT_FDCWD,
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let comps: Vec<_> = rel.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        let Component::Normal(n) = c else {
+            return Err(Errno::EINVAL);
+        };
+        let last = i + 1 == comps.len();
+        let f = if last && !dir {
+            flags
+        } else {
+            flags | OFlag::O_DIRECTORY
+        };
+        cur = openat(&cur, *n, f, Mode::empty())?;
     }
-    read_untrusted(&lower.join(".git").join(name))
+    Ok(cur)
+}
+
+/// The type of `name` in the directory `dir`, not following a link (fstatat(2)
+/// `AT_SYMLINK_NOFOLLOW`), and its device number (a whiteout is a character device 0/0).
+fn type_at(dir: &OwnedFd, name: &OsStr) -> Result<(SFlag, u64), Errno> {
+    let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    Ok((
+        SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT,
+        st.st_rdev,
+    ))
+}
+
+/// The directory holding `.git/NAME` in the upper layer, reached with no link followed, and the
+/// last component. `Err(ENOENT)` when a directory on the way is missing.
+fn agents_parent(upper: &Path, name: &str) -> Result<(OwnedFd, std::ffi::OsString), Errno> {
+    let rel = Path::new(".git").join(name);
+    let last = rel.file_name().ok_or(Errno::EINVAL)?.to_os_string();
+    let parent = rel.parent().ok_or(Errno::EINVAL)?;
+    Ok((open_beneath(upper, parent, true)?, last))
+}
+
+/// Reads `name` below the agent's `upper/.git` with no link followed in any component (no
+/// blocking on a FIFO, bounded in size). `Err(ENOENT)` when the upper layer has no such file;
+/// `Ok(None)` for a whiteout (deleted in the agent's view); another error for a link on the way
+/// or anything but a regular file.
+fn read_agents(upper: &Path, name: &str) -> Result<Option<String>, Errno> {
+    use std::io::Read;
+    let (dir, last) = agents_parent(upper, name)?;
+    match type_at(&dir, &last)? {
+        (SFlag::S_IFCHR, 0) => return Ok(None),
+        (SFlag::S_IFREG, _) => {}
+        _ => return Err(Errno::EPERM),
+    }
+    let fd = openat(
+        &dir,
+        last.as_os_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )?;
+    let st = nix::sys::stat::fstat(&fd)?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(Errno::EPERM);
+    }
+    let mut s = String::new();
+    std::fs::File::from(fd)
+        .take(MAX_REF_FILE)
+        .read_to_string(&mut s)
+        .map_err(|_| Errno::EIO)?;
+    Ok(Some(s))
+}
+
+/// Reads `name` (a file below `.git`) from the agent's view: upper layer first (no link
+/// followed in any component), then the real one. Anything in the upper layer but a missing
+/// file (a link on the way, a special file) gives `None`, never the real repository's file:
+/// [`git_refusals`] names it.
+fn read_layered(upper: &Path, lower: &Path, name: &str) -> Option<String> {
+    match read_agents(upper, name) {
+        Ok(v) => v,
+        Err(Errno::ENOENT) => read_untrusted(&lower.join(".git").join(name)),
+        Err(_) => None,
+    }
+}
+
+/// Whether the upper layer has anything (a file, link, whiteout) at `.git/NAME`, looked up with
+/// no link followed: a link on the way counts as the agent's.
+fn in_upper(upper: &Path, name: &str) -> bool {
+    let found = agents_parent(upper, name).and_then(|(dir, last)| type_at(&dir, &last));
+    !matches!(found, Err(Errno::ENOENT))
 }
 
 /// The commit the agent's `HEAD` points at, if the workspace is a git repository.
@@ -69,7 +166,7 @@ pub fn agent_head(upper: &Path, lower: &Path) -> Option<String> {
 /// `None` when every one of them comes from the real repository: commits made there on the
 /// host after the session started are the user's, not the agent's.
 pub fn agent_moved_head(upper: &Path, lower: &Path) -> Option<String> {
-    let mine = |name: &str| std::fs::symlink_metadata(upper.join(".git").join(name)).is_ok();
+    let mine = |name: &str| in_upper(upper, name);
     let head_file = read_layered(upper, lower, "HEAD")?;
     let named = head_file
         .trim()
@@ -87,6 +184,380 @@ pub fn agent_moved_head(upper: &Path, lower: &Path) -> Option<String> {
     }
 }
 
+/// Something the agent left in its `.git` that would make a host git read data from outside
+/// the session's own object store, or rewrite the history it shows: merge refuses the session
+/// with no flag, and `diff` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitRefusal {
+    /// The path relative to the workspace (`.git/objects/info/alternates`).
+    pub path: PathBuf,
+    /// Why it is refused.
+    pub why: String,
+}
+
+impl std::fmt::Display for GitRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", crate::quote::path(&self.path), self.why)
+    }
+}
+
+/// How deep [`git_refusals`] walks a `.git` (git's own layout is at most a few levels).
+const MAX_GIT_DEPTH: usize = 32;
+
+/// Why a regular file at `rel` (relative to `.git`) is an indirection, by its name: object
+/// stores it names (`objects/info/alternates`, `http-alternates`; gitrepository-layout(5)),
+/// history it rewrites (`info/grafts`, `refs/replace/`; git-replace(1)), another repository it
+/// names (`commondir`, `gitdir`).
+fn indirection(rel: &Path) -> Option<&'static str> {
+    let c: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().to_lowercase())
+        .collect();
+    let n = c.len();
+    let last = c.last()?.as_str();
+    let under = |a: &str, b: &str| n >= 3 && c[n - 3] == a && c[n - 2] == b;
+    if matches!(last, "alternates" | "http-alternates") && under("objects", "info") {
+        return Some(
+            "names other object stores (git alternates): a host git would read any repository \
+             on the host through it",
+        );
+    }
+    if last == "grafts" && n >= 2 && c[n - 2] == "info" {
+        return Some("rewrites commit parents (git grafts)");
+    }
+    if matches!(last, "commondir" | "gitdir") {
+        return Some("points git at another repository's directory");
+    }
+    if c.windows(2).any(|w| w[0] == "refs" && w[1] == "replace") {
+        return Some("a replace ref swaps one object for another (git-replace(1))");
+    }
+    None
+}
+
+/// The replace refs a `packed-refs` file lists.
+fn packed_replace(dir: &OwnedFd, name: &OsStr) -> bool {
+    use std::io::Read;
+    let Ok(fd) = openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    ) else {
+        return true; // cannot be read: refused rather than trusted
+    };
+    let mut s = String::new();
+    if std::fs::File::from(fd)
+        .take(MAX_REF_FILE)
+        .read_to_string(&mut s)
+        .is_err()
+    {
+        return true;
+    }
+    s.lines().any(|l| {
+        l.split_whitespace()
+            .nth(1)
+            .is_some_and(|r| r.starts_with("refs/replace/"))
+    })
+}
+
+/// Walks `dir` (at `rel`, relative to the workspace) without following any link, adding what
+/// is refused to `out`.
+fn walk_git(
+    dir: &OwnedFd,
+    rel: &Path,
+    depth: usize,
+    out: &mut Vec<GitRefusal>,
+) -> Result<(), SessionError> {
+    let mut refuse = |p: PathBuf, why: String| out.push(GitRefusal { path: p, why });
+    if depth > MAX_GIT_DEPTH {
+        refuse(rel.to_path_buf(), "nested too deep to be checked".into());
+        return Ok(());
+    }
+    let listing = nix::dir::Dir::openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| SessionError::io("cannot read", rel, e.into()))?;
+    let mut names: Vec<std::ffi::OsString> = Vec::new();
+    for e in listing {
+        let e = e.map_err(|e| SessionError::io("cannot read", rel, e.into()))?;
+        let n = OsStr::from_bytes(e.file_name().to_bytes());
+        if n != "." && n != ".." {
+            names.push(n.to_os_string());
+        }
+    }
+    names.sort();
+    let mut subdirs = Vec::new();
+    for n in names {
+        let p = rel.join(&n);
+        let inner = p.strip_prefix(".git").unwrap_or(&p).to_path_buf();
+        let (kind, rdev) =
+            type_at(dir, &n).map_err(|e| SessionError::io("cannot stat", &p, e.into()))?;
+        match kind {
+            SFlag::S_IFDIR => subdirs.push((n, p)),
+            SFlag::S_IFREG => {
+                if let Some(why) = indirection(&inner) {
+                    refuse(p, why.into());
+                } else if inner == Path::new("packed-refs") && packed_replace(dir, &n) {
+                    refuse(
+                        p,
+                        "lists replace refs (refs/replace/), which swap objects".into(),
+                    );
+                }
+            }
+            SFlag::S_IFCHR if rdev == 0 => {} // a whiteout: deleted in the agent's view
+            SFlag::S_IFLNK => {
+                let to = nix::fcntl::readlinkat(dir, n.as_os_str())
+                    .map(PathBuf::from)
+                    .unwrap_or_default();
+                refuse(
+                    p,
+                    format!(
+                        "a symbolic link (to {}): a host git would follow it out of the \
+                         session's git data",
+                        crate::quote::path(&to)
+                    ),
+                );
+            }
+            _ => refuse(p, "a special file (FIFO, socket or device)".into()),
+        }
+    }
+    for (n, p) in subdirs {
+        let sub = openat(
+            dir,
+            n.as_os_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| SessionError::io("cannot open", &p, e.into()))?;
+        walk_git(&sub, &p, depth + 1, out)?;
+    }
+    Ok(())
+}
+
+/// Everything in the agent's `.git` (the overlay's upper layer `upper`) a host git could follow
+/// out of the session's own data, each by name: `.git` itself as a link or a `gitdir:` file, a
+/// symbolic link or special file anywhere below it, `objects/info/alternates` and
+/// `http-alternates`, `info/grafts`, `commondir`/`gitdir` files, replace refs (loose or packed).
+/// Nothing is followed while looking. Empty when the agent left none (or has no `.git`).
+///
+/// # Errors
+/// [`SessionError::Io`] when a directory of the upper layer cannot be read.
+pub fn git_refusals(upper: &Path) -> Result<Vec<GitRefusal>, SessionError> {
+    let mut out = Vec::new();
+    let root = openat(
+        nix::fcntl::AT_FDCWD,
+        upper,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| SessionError::io("cannot open", upper, e.into()))?;
+    let dotgit = Path::new(".git");
+    let (kind, rdev) = match type_at(&root, dotgit.as_os_str()) {
+        Ok(t) => t,
+        Err(Errno::ENOENT) => return Ok(out),
+        Err(e) => {
+            return Err(SessionError::io(
+                "cannot stat",
+                &upper.join(".git"),
+                e.into(),
+            ))
+        }
+    };
+    let why = match kind {
+        SFlag::S_IFDIR => {
+            let d = openat(
+                &root,
+                dotgit,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| SessionError::io("cannot open", &upper.join(".git"), e.into()))?;
+            walk_git(&d, dotgit, 0, &mut out)?;
+            return Ok(out);
+        }
+        SFlag::S_IFCHR if rdev == 0 => return Ok(out),
+        SFlag::S_IFLNK => "a symbolic link: git would use the repository it leads to",
+        SFlag::S_IFREG => "a file (`gitdir:`): git would use the repository it names",
+        _ => "a special file",
+    };
+    out.push(GitRefusal {
+        path: dotgit.to_path_buf(),
+        why: why.into(),
+    });
+    Ok(out)
+}
+
+/// Whether `name` is all lowercase hex of length `len`.
+fn hex_name(name: &OsStr, lens: &[usize]) -> bool {
+    let b = name.as_bytes();
+    lens.contains(&b.len()) && b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Copies the regular file `name` of `dir` (opened without following a link or blocking) to
+/// `to`; anything else is skipped.
+fn copy_plain(dir: &OwnedFd, name: &OsStr, to: &Path) -> Result<bool, SessionError> {
+    let Ok(fd) = openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    ) else {
+        return Ok(false);
+    };
+    let mut src = std::fs::File::from(fd);
+    if !src.metadata().is_ok_and(|m| m.is_file()) {
+        return Ok(false);
+    }
+    let mut dst =
+        std::fs::File::create(to).map_err(|e| SessionError::io("cannot create", to, e))?;
+    std::io::copy(&mut src, &mut dst).map_err(|e| SessionError::io("cannot write", to, e))?;
+    Ok(true)
+}
+
+/// The names in `dir` (`.` and `..` left out).
+fn names_in(dir: &OwnedFd, shown: &Path) -> Result<Vec<std::ffi::OsString>, SessionError> {
+    let listing = nix::dir::Dir::openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| SessionError::io("cannot read", shown, e.into()))?;
+    let mut out = Vec::new();
+    for e in listing {
+        let e = e.map_err(|e| SessionError::io("cannot read", shown, e.into()))?;
+        let n = OsStr::from_bytes(e.file_name().to_bytes());
+        if n != "." && n != ".." {
+            out.push(n.to_os_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Where [`import_agents_objects`] stages the agent's loose objects in the scratch repository.
+const LOOSE_STAGING: &str = "agent-loose";
+
+/// Re-packs the loose objects staged in `git_dir/`[`LOOSE_STAGING`] (their ids in `ids`, one a
+/// line) into the scratch repository's store: `pack-objects` reads them from the staging
+/// directory alone, `index-pack` names every object by the hash of its content, so an object
+/// the agent stored under another object's name never answers to that name.
+fn pack_loose(git_dir: &Path, ids: &str) -> Result<(), SessionError> {
+    use std::process::Stdio;
+    let staging = git_dir.join(LOOSE_STAGING);
+    let list = git_dir.join("airlock-loose");
+    std::fs::write(&list, ids).map_err(|e| SessionError::io("cannot write", &list, e))?;
+    let input =
+        std::fs::File::open(&list).map_err(|e| SessionError::io("cannot open", &list, e))?;
+    let gd = format!("--git-dir={}", git_dir.display());
+    let mut c = git(&[&gd, "pack-objects", "--stdout", "-q"]);
+    c.env("GIT_OBJECT_DIRECTORY", &staging).stdin(input);
+    let mut pack = hostgit::spawn(&mut c, "pack the agent's loose objects")?;
+    let Some(out) = pack.stdout.take() else {
+        let _ = pack.kill();
+        let _ = pack.wait();
+        return Err(SessionError::Refused(
+            "git pack-objects has no output".into(),
+        ));
+    };
+    let mut index = git(&[&gd, "index-pack", "--stdin"]);
+    index.stdin(Stdio::from(out));
+    let indexed = hostgit::run_for(index, "index the agent's loose objects", hostgit::SLOW);
+    let packed = hostgit::wait_bounded(&mut pack, hostgit::SLOW, "pack the agent's loose objects")?;
+    let _ = std::fs::remove_dir_all(&staging);
+    let _ = std::fs::remove_file(&list);
+    if !packed.success() {
+        let mut err = String::new();
+        if let Some(mut e) = pack.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        return Err(SessionError::Refused(format!(
+            "git failed to read the agent's loose objects (in {}): {}",
+            crate::quote::path(&staging),
+            err.trim()
+        )));
+    }
+    indexed.map(|_| ())
+}
+
+/// Copies the agent's own objects (loose objects `objects/XX/HEX` and packs
+/// `objects/pack/pack-HEX.pack`; nothing else, so no `info/alternates`, commit-graph or index
+/// the agent wrote is ever read) from `upper/.git/objects` into `objects`, reading through
+/// descriptors opened with no link followed in any component. Each pack is indexed afresh by
+/// `git index-pack`, which hashes every object in it (the agent's `.idx` is not used); the
+/// loose objects are re-packed and indexed the same way ([`pack_loose`]).
+fn import_agents_objects(upper: &Path, objects: &Path, git_dir: &Path) -> Result<(), SessionError> {
+    let shown = upper.join(".git/objects");
+    let top = match open_beneath(upper, Path::new(".git/objects"), true) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => {
+            return Err(SessionError::Refused(format!(
+                "{} cannot be opened without following a link ({e}); the agent's commits are \
+                 not read",
+                crate::quote::path(&shown)
+            )))
+        }
+    };
+    let mut packs = Vec::new();
+    let mut loose = String::new();
+    for n in names_in(&top, &shown)? {
+        let is_pack = n == "pack";
+        if !is_pack && !hex_name(&n, &[2]) {
+            continue;
+        }
+        let Ok(sub) = openat(
+            &top,
+            n.as_os_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        // Loose objects go to a staging directory, re-packed below; packs into the store.
+        let to_dir = if is_pack {
+            objects.join(&n)
+        } else {
+            git_dir.join(LOOSE_STAGING).join(&n)
+        };
+        std::fs::create_dir_all(&to_dir)
+            .map_err(|e| SessionError::io("cannot create", &to_dir, e))?;
+        for f in names_in(&sub, &shown.join(&n))? {
+            let wanted = if is_pack {
+                f.to_str()
+                    .and_then(|s| s.strip_prefix("pack-"))
+                    .and_then(|s| s.strip_suffix(".pack"))
+                    .is_some_and(|h| hex_name(OsStr::new(h), &[40, 64]))
+            } else {
+                hex_name(&f, &[38, 62])
+            };
+            if wanted && copy_plain(&sub, &f, &to_dir.join(&f))? {
+                if is_pack {
+                    packs.push(to_dir.join(&f));
+                } else {
+                    loose.push_str(&format!("{}{}\n", n.to_string_lossy(), f.to_string_lossy()));
+                }
+            }
+        }
+    }
+    let gd = format!("--git-dir={}", git_dir.display());
+    if !loose.is_empty() {
+        pack_loose(git_dir, &loose)?;
+    }
+    for p in packs {
+        let ps = p.to_string_lossy().into_owned();
+        hostgit::run_for(
+            git(&[&gd, "index-pack", &ps]),
+            &format!("index the agent's pack {}", p.display()),
+            hostgit::SLOW,
+        )?;
+    }
+    Ok(())
+}
+
 /// A scratch repository seeing the agent's objects.
 #[derive(Debug)]
 pub struct GitView {
@@ -101,7 +572,12 @@ fn git(args: &[&str]) -> Command {
 }
 
 impl GitView {
-    /// Builds the scratch repository at `scratch` (recreated).
+    /// Builds the scratch repository at `scratch` (recreated): the agent's objects copied in
+    /// (see the module docs), the real repository's object store as its only alternate.
+    ///
+    /// # Errors
+    /// When the scratch repository cannot be made, the agent's `.git/objects` cannot be opened
+    /// without following a link, or one of its packs fails `git index-pack`.
     pub fn new(scratch: &Path, upper: &Path, lower: &Path) -> Result<GitView, SessionError> {
         let _ = std::fs::remove_dir_all(scratch);
         std::fs::create_dir_all(scratch)
@@ -111,16 +587,13 @@ impl GitView {
             git(&["init", "--quiet", "--bare", &s]),
             "create a scratch repository",
         )?;
+        import_agents_objects(upper, &scratch.join("objects"), scratch)?;
         let mut alternates = String::new();
-        let agents = upper.join(".git/objects");
-        if std::fs::symlink_metadata(&agents).is_ok_and(|m| m.is_dir()) {
-            // The agent wrote this tree: a FIFO there would make every git below block.
-            hostgit::plain_tree(&agents)?;
-        }
-        for objects in [agents, lower.join(".git/objects")] {
-            if std::fs::symlink_metadata(&objects).is_ok_and(|m| m.is_dir()) {
-                alternates.push_str(&format!("{}\n", objects.display()));
-            }
+        let real = lower.join(".git/objects");
+        if std::fs::symlink_metadata(lower.join(".git")).is_ok_and(|m| m.is_dir())
+            && std::fs::symlink_metadata(&real).is_ok_and(|m| m.is_dir())
+        {
+            alternates.push_str(&format!("{}\n", real.display()));
         }
         let alt = scratch.join("objects/info/alternates");
         std::fs::write(&alt, alternates).map_err(|e| SessionError::io("cannot write", &alt, e))?;
@@ -678,8 +1151,8 @@ mod tests {
         assert_eq!(agent_head(&up, &low), None, "followed a planted link");
     }
 
-    /// A FIFO the agent planted among its objects (as a pack index) makes the scratch
-    /// repository refuse to start, instead of `git log` blocking `airlock diff` forever.
+    /// A FIFO the agent planted among its objects (as a pack) is named by [`git_refusals`],
+    /// and the scratch repository neither opens nor copies it (no `git` blocks on it).
     #[test]
     fn a_planted_fifo_in_the_object_store_is_refused() {
         let t = tempfile::tempdir().expect("tempdir");
@@ -687,10 +1160,153 @@ mod tests {
         let pack = up.join(".git/objects/pack");
         std::fs::create_dir_all(&pack).expect("mkdir");
         std::fs::create_dir_all(low.join(".git/objects")).expect("mkdir");
-        let idx = pack.join(format!("pack-{}.idx", "0".repeat(40)));
-        nix::unistd::mkfifo(&idx, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
-        let e = GitView::new(&t.path().join("scratch"), &up, &low).expect_err("refused");
-        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let name = format!("pack-{}.pack", "0".repeat(40));
+        nix::unistd::mkfifo(&pack.join(&name), nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let r = git_refusals(&up).expect("scan");
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(
+            r[0].path.ends_with(&name) && r[0].why.contains("special"),
+            "{r:?}"
+        );
+        let start = std::time::Instant::now();
+        let v = GitView::new(&t.path().join("scratch"), &up, &low).expect("view");
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        assert!(!v.git_dir.join("objects/pack").join(&name).exists());
+    }
+
+    /// The agent's loose objects answer only to the hash of their content: one stored under
+    /// another object's name is not read under that name.
+    #[test]
+    fn a_misnamed_loose_object_is_not_read_under_the_false_name() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (up, low) = (t.path().join("u"), t.path().join("l"));
+        std::fs::create_dir_all(low.join(".git/objects")).expect("mkdir");
+        let src = t.path().join("src");
+        let o = std::process::Command::new("git")
+            .args(["init", "-q", "--bare"])
+            .arg(&src)
+            .output()
+            .expect("git");
+        assert!(o.status.success());
+        let hash = |body: &str| {
+            let mut c = std::process::Command::new("git");
+            c.arg(format!("--git-dir={}", src.display()))
+                .args(["hash-object", "-w", "--stdin"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped());
+            let mut ch = c.spawn().expect("git");
+            use std::io::Write;
+            ch.stdin
+                .take()
+                .expect("stdin")
+                .write_all(body.as_bytes())
+                .expect("write");
+            let out = ch.wait_with_output().expect("git");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let (real, other) = (hash("agent's\n"), hash("claimed\n"));
+        let loose = |id: &str| format!("objects/{}/{}", &id[..2], &id[2..]);
+        let dst = up.join(".git").join(loose(&other));
+        std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(src.join(loose(&real)), &dst).expect("copy");
+        let real_dst = up.join(".git").join(loose(&real));
+        std::fs::create_dir_all(real_dst.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(src.join(loose(&real)), &real_dst).expect("copy");
+        let v = GitView::new(&t.path().join("scratch"), &up, &low).expect("view");
+        let has = |id: &str| {
+            v.cmd(&["cat-file", "-e", id])
+                .output()
+                .expect("git")
+                .status
+                .success()
+        };
+        assert!(has(&real), "the agent's own object is read");
+        assert!(!has(&other), "an object was read under a name not its hash");
+    }
+
+    /// Every kind of indirection in the agent's `.git`, each named; an ordinary `.git` none.
+    #[test]
+    fn indirections_in_the_agents_git_are_named() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let up = t.path().join("u");
+        let g = up.join(".git");
+        std::fs::create_dir_all(g.join("refs/heads")).expect("mkdir");
+        std::fs::create_dir_all(g.join("objects/ab")).expect("mkdir");
+        std::fs::write(g.join("HEAD"), "ref: refs/heads/main\n").expect("write");
+        std::fs::write(g.join("refs/heads/main"), "a".repeat(40)).expect("write");
+        std::fs::write(g.join("objects/ab").join("c".repeat(38)), "x").expect("write");
+        std::fs::write(
+            g.join("packed-refs"),
+            format!("{} refs/heads/x\n", "a".repeat(40)),
+        )
+        .expect("write");
+        assert_eq!(git_refusals(&up).expect("scan"), vec![]);
+        let planted: &[(&str, &str)] = &[
+            ("objects/info/alternates", "/elsewhere/objects\n"),
+            ("objects/info/http-alternates", "http://x/\n"),
+            ("info/grafts", "a\n"),
+            ("commondir", "/elsewhere\n"),
+            ("worktrees/w/gitdir", "/elsewhere\n"),
+            ("refs/replace/aaaa", "b\n"),
+        ];
+        for (p, body) in planted {
+            let f = g.join(p);
+            std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&f, body).expect("write");
+        }
+        std::os::unix::fs::symlink("/elsewhere/refs/tags", g.join("refs/tags")).expect("ln");
+        let r = git_refusals(&up).expect("scan");
+        let named: Vec<String> = r.iter().map(|x| x.path.display().to_string()).collect();
+        for (p, _) in planted {
+            assert!(named.contains(&format!(".git/{p}")), "{p}: {named:?}");
+        }
+        assert!(named.contains(&".git/refs/tags".to_string()), "{named:?}");
+        // Packed replace refs too.
+        std::fs::write(
+            g.join("packed-refs"),
+            format!("{} refs/replace/x\n", "a".repeat(40)),
+        )
+        .expect("write");
+        let r = git_refusals(&up).expect("scan");
+        assert!(
+            r.iter().any(|x| x.path == Path::new(".git/packed-refs")),
+            "{r:?}"
+        );
+        // `.git` itself as a link or a gitdir file.
+        for make in [
+            |g: &Path| std::os::unix::fs::symlink("/elsewhere", g).expect("ln"),
+            |g: &Path| std::fs::write(g, "gitdir: /elsewhere\n").expect("write"),
+        ] {
+            let u2 = tempfile::tempdir().expect("tempdir");
+            make(&u2.path().join(".git"));
+            let r = git_refusals(u2.path()).expect("scan");
+            assert_eq!(r.len(), 1, "{r:?}");
+            assert_eq!(r[0].path, Path::new(".git"));
+        }
+    }
+
+    /// A link in any component of the agent's ref path (not only the last) is never followed,
+    /// and never falls back to the real repository's file either.
+    #[test]
+    fn a_link_in_any_component_of_a_ref_is_not_followed() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (up, low, other) = (t.path().join("u"), t.path().join("l"), t.path().join("o"));
+        std::fs::create_dir_all(low.join(".git/refs/heads")).expect("mkdir");
+        std::fs::create_dir_all(other.join(".git/refs/heads")).expect("mkdir");
+        std::fs::create_dir_all(up.join(".git/refs")).expect("mkdir");
+        std::fs::write(low.join(".git/HEAD"), "ref: refs/heads/main\n").expect("write");
+        std::fs::write(low.join(".git/refs/heads/main"), "a".repeat(40)).expect("write");
+        std::fs::write(other.join(".git/refs/heads/main"), "c".repeat(40)).expect("write");
+        std::os::unix::fs::symlink(other.join(".git/refs/heads"), up.join(".git/refs/heads"))
+            .expect("ln");
+        assert_eq!(agent_head(&up, &low), None, "followed a linked directory");
+        assert_eq!(agent_moved_head(&up, &low), None);
+        // `.git` itself a link: HEAD and refs behind it are not read.
+        let up2 = t.path().join("u2");
+        std::fs::create_dir_all(&up2).expect("mkdir");
+        std::fs::write(other.join(".git/HEAD"), "ref: refs/heads/main\n").expect("write");
+        std::os::unix::fs::symlink(other.join(".git"), up2.join(".git")).expect("ln");
+        assert_eq!(agent_head(&up2, &low), None, "followed a linked .git");
     }
 
     /// A commit the user makes in the real repository after the session started is not the

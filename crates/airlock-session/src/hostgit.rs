@@ -4,8 +4,9 @@
 //!
 //! The sandbox chooses the bytes such a process reads, so every process started here:
 //! - ignores the environment's, the system's and the user's git configuration
-//!   (`GIT_CONFIG_NOSYSTEM`, `GIT_CONFIG_GLOBAL=/dev/null`, the `GIT_*` variables that redirect
-//!   a repository removed) and runs with hooks, fsmonitor and reflogs off;
+//!   (`GIT_CONFIG_NOSYSTEM`, `GIT_CONFIG_GLOBAL=/dev/null`, every other `GIT_*` variable
+//!   removed), never honours replace refs (`GIT_NO_REPLACE_OBJECTS=1`), and runs with hooks,
+//!   fsmonitor and reflogs off;
 //! - has stdin closed unless the caller wires it, and no signal blocked (airlock blocks the
 //!   supervised signals in every thread and a child inherits that mask across `exec`,
 //!   sigprocmask(2), so git would otherwise ignore Ctrl-C);
@@ -54,7 +55,15 @@ pub fn command() -> Command {
     for k in GIT_ENV {
         c.env_remove(k);
     }
+    // Every other GIT_* variable too (GIT_GRAFT_FILE, GIT_REPLACE_REF_BASE, GIT_SHALLOW_FILE,
+    // GIT_CONFIG_KEY_n, ...): none of them may steer a git that reads what a sandbox wrote.
+    for (k, _) in std::env::vars_os() {
+        if k.as_encoded_bytes().starts_with(b"GIT_") {
+            c.env_remove(&k);
+        }
+    }
     c.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_NO_REPLACE_OBJECTS", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_TERMINAL_PROMPT", "0")
         .args([

@@ -43,6 +43,24 @@ fn write_summary(
     Ok(())
 }
 
+/// What the agent left in its `.git` that points a host git elsewhere, loudly, before anything:
+/// its commits were not read and `merge` refuses the session.
+fn write_git_refused(out: &mut impl Write, rv: &Review) -> Result<()> {
+    if rv.git_refused.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "# !! the agent's git data points outside the session; its commits were NOT read and \
+         merge refuses this session (no flag lands it):"
+    )?;
+    for g in &rv.git_refused {
+        writeln!(out, "#   !! {g}")?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
 /// The commits: their subjects, then the range's change file by file (marked like the files),
 /// then the concerns of paths some commit changed that are not in the range's net change.
 fn write_commits(out: &mut impl Write, rv: &Review) -> Result<()> {
@@ -124,17 +142,21 @@ pub(crate) fn diff(args: SessionArgs) -> Result<i32> {
                 "commits": rv.commits,
                 "commit_files": commit_files,
                 "refused_without_flag": refused,
+                "git_refused": rv.git_refused.iter().map(|g| serde_json::json!({
+                    "path": g.path, "why": g.why,
+                })).collect::<Vec<_>>(),
             }),
         )?;
         writeln!(out)?;
         return Ok(0);
     }
+    write_git_refused(&mut out, &rv)?;
     write_summary(&mut out, &concerns)?;
     write_commits(&mut out, &rv)?;
     for c in &shown {
         write!(out, "{}", unified(&r.workspace, &upper, c))?;
     }
-    if shown.is_empty() && rv.commits.is_empty() {
+    if shown.is_empty() && rv.commits.is_empty() && rv.git_refused.is_empty() {
         eprintln!("airlock: session {} changed nothing", r.id);
     }
     Ok(0)

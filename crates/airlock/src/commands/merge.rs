@@ -165,6 +165,26 @@ fn refuse_concerns(
     )
 }
 
+/// Fails, naming each, when the agent's `.git` points a host git outside the session's own
+/// data (a link, an alternates file, grafts, replace refs, ...): no flag lands such a session,
+/// since its commits could carry any repository on the host.
+fn refuse_git_indirections(r: &SessionRow, rv: &Review, upper: &std::path::Path) -> Result<()> {
+    if rv.git_refused.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = rv.git_refused.iter().map(|g| format!("  {g}")).collect();
+    bail!(
+        "session {}: the agent's git data points outside the session (its commits could bring \
+         in any repository on this host); nothing was merged and no flag lands it:\n{}\n\
+         inspect them with `airlock diff {}`; to land the files without the commits, delete \
+         those entries from {} and merge again",
+        r.id,
+        list.join("\n"),
+        r.id,
+        upper.join(".git").display()
+    )
+}
+
 pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
     let store = session_dir::store()?;
     let r = session_dir::find(Some(&args.id))?;
@@ -188,6 +208,7 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
     }
     let rv = review(&r)?;
     let upper = r.dir.join("upper");
+    refuse_git_indirections(&r, &rv, &upper)?;
     let files: Vec<Change> = rv
         .files
         .iter()

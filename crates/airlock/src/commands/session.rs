@@ -3,7 +3,7 @@
 //! session's backend first.
 
 use airlock_session::changes::{changes, concerns_of, Change};
-use airlock_session::gitview::{agent_moved_head, CommitReview, GitView};
+use airlock_session::gitview::{agent_moved_head, git_refusals, CommitReview, GitRefusal, GitView};
 use airlock_session::merge::is_git_internal;
 use airlock_session::review::Concern;
 use airlock_session::{SessionMode, SessionRow, SessionState};
@@ -85,6 +85,10 @@ pub(crate) struct Review {
     pub(crate) view: Option<GitView>,
     /// What the commits change, checked by the same rules as the files (empty without commits).
     pub(crate) commit_review: CommitReview,
+    /// What the agent left in its `.git` that points a host git elsewhere (links, alternates,
+    /// grafts, replace refs, ...): when not empty, its commits are not read at all, `diff`
+    /// lists each and `merge` refuses the session (no flag lands it).
+    pub(crate) git_refused: Vec<GitRefusal>,
 }
 
 impl Review {
@@ -110,11 +114,17 @@ impl Review {
 }
 
 /// What the agent of an overlay session changed: its files and, when its HEAD moved, its
-/// commits (read through a scratch repository, never the workspace's config).
+/// commits (read through a scratch repository, never the workspace's config). When the
+/// agent's `.git` points elsewhere ([`git_refusals`]), no commit is read.
 pub(crate) fn review(r: &SessionRow) -> Result<Review> {
     let upper = layers(r)?;
     let files = changes(&r.workspace, &upper)?;
-    let head = agent_moved_head(&upper, &r.workspace);
+    let git_refused = git_refusals(&upper)?;
+    let head = if git_refused.is_empty() {
+        agent_moved_head(&upper, &r.workspace)
+    } else {
+        None
+    };
     let mut commits = Vec::new();
     let mut view = None;
     let mut commit_review = CommitReview::default();
@@ -132,5 +142,6 @@ pub(crate) fn review(r: &SessionRow) -> Result<Review> {
         commits,
         view,
         commit_review,
+        git_refused,
     })
 }

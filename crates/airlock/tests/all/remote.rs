@@ -1549,3 +1549,86 @@ fn agent_chosen_names_in_the_box_log_are_quoted() {
     assert!(rm.status.success(), "rm: {}", text(&rm.stderr));
     assert_no_box("after rm");
 }
+
+/// REDTEAM3 X6 in a box: the agent links `.git/refs/heads` to another repository on the host
+/// and names its object store in `objects/info/alternates`; what comes home is refused by name
+/// (`diff` loudly, `merge` with no flag) and nothing of that repository lands.
+#[test]
+fn a_box_session_cannot_point_merge_at_a_host_repository() {
+    if !ready() {
+        return;
+    }
+    let _l = airlock_test_support::podman_lock();
+    let _boxes = Boxes::clean();
+    let secret = tempfile::tempdir().expect("tempdir");
+    std::fs::write(secret.path().join("s.txt"), "TOP SECRET\n").expect("write");
+    for args in [
+        &["init", "-q"][..],
+        &["add", "."],
+        &[
+            "-c",
+            "user.name=o",
+            "-c",
+            "user.email=o@o",
+            "commit",
+            "-qm",
+            "secret commit",
+        ],
+    ] {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(secret.path())
+            .run();
+        assert!(o.status.success(), "git {args:?}: {}", text(&o.stderr));
+    }
+    let ws = Ws::new();
+    std::fs::write(ws.path().join("a.txt"), "base\n").expect("a");
+    ws.git(&["init", "-q"]);
+    ws.git(&["add", "."]);
+    ws.git(&["commit", "-qm", "base"]);
+    let s = secret.path().join(".git").display().to_string();
+    let o = ws
+        .airlock()
+        .args([
+            "run",
+            "--backend",
+            "podman-box",
+            "--name",
+            "g4",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg(format!(
+            "rm -rf .git/refs/heads && ln -s {s}/refs/heads .git/refs/heads && \
+             mkdir -p .git/objects/info && echo {s}/objects > .git/objects/info/alternates"
+        ))
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let d = ws.airlock().args(["diff", "g4"]).run();
+    let shown = text(&d.stdout);
+    assert!(
+        shown.contains("!! the agent's git data points outside")
+            && shown.contains(".git/refs/heads")
+            && shown.contains(".git/objects/info/alternates")
+            && !shown.contains("secret commit"),
+        "{shown}"
+    );
+    let m = ws
+        .airlock()
+        .args(["merge", "--allow-exec-files", "g4"])
+        .run();
+    assert_eq!(m.status.code(), Some(125), "{}", text(&m.stderr));
+    assert!(
+        text(&m.stderr).contains("no flag lands it"),
+        "{}",
+        text(&m.stderr)
+    );
+    let has = Command::new("git")
+        .args(["rev-parse", "--verify", "--quiet", "airlock/g4"])
+        .current_dir(ws.path())
+        .run();
+    assert!(!has.status.success(), "a branch was created");
+    let _ = ws.airlock().args(["rm", "--force", "g4"]).run();
+    assert_no_box("after the X6 session");
+}

@@ -6086,3 +6086,219 @@ fn preset_caches_show_no_tool_secrets() {
         );
     }
 }
+
+/// REDTEAM3 X6: a private repository elsewhere on the host, and its one commit.
+struct HostSecret {
+    dir: tempfile::TempDir,
+    commit: String,
+}
+
+impl HostSecret {
+    fn new() -> HostSecret {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("s.txt"), "TOP SECRET other project\n").expect("write");
+        for args in [
+            &["init", "-q"][..],
+            &["add", "-A"],
+            &[
+                "-c",
+                "user.name=other",
+                "-c",
+                "user.email=o@o",
+                "commit",
+                "-qm",
+                "secret commit",
+            ],
+            &["pack-refs", "--all", "--no-prune"],
+        ] {
+            let o = Command::new("git").args(args).current_dir(dir.path()).run();
+            assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+        }
+        let o = Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(dir.path())
+            .run();
+        HostSecret {
+            commit: stdout(&o).trim().to_string(),
+            dir,
+        }
+    }
+
+    /// The repository's git directory.
+    fn git(&self) -> String {
+        self.dir.path().join(".git").display().to_string()
+    }
+}
+
+/// REDTEAM3 X6: the agent points its `.git` at another repository on the host (a link in any
+/// component, an alternates file with an absolute or relative path, a `gitdir:` file, packed
+/// refs through a link) or rewrites history (replace refs, grafts). Each variant: `diff` names
+/// the file loudly and shows none of the other repository's commits, `merge` refuses the whole
+/// session naming the file, and nothing of the other repository (commit, branch, file) lands.
+#[test]
+fn merge_never_imports_a_host_repository_the_agent_points_at() {
+    let secret = HostSecret::new();
+    let s = secret.git();
+    let sha = &secret.commit;
+    // Relative alternates are resolved from the object directory: enough `..` reach `/`.
+    let up = "../".repeat(40);
+    let commit = "git -c user.name=agent -c user.email=a@a commit -qam agent";
+    let variants: Vec<(&str, String, &str)> = vec![
+        (
+            "refs-link",
+            format!(
+                "rm -rf .git/refs/heads && ln -s {s}/refs/heads .git/refs/heads && \
+                 mkdir -p .git/objects/info && echo {s}/objects > .git/objects/info/alternates"
+            ),
+            ".git/refs/heads",
+        ),
+        (
+            "alt-abs",
+            format!(
+                "b=$(git symbolic-ref HEAD) && echo {sha} > .git/$b && \
+                 mkdir -p .git/objects/info && echo {s}/objects > .git/objects/info/alternates"
+            ),
+            ".git/objects/info/alternates",
+        ),
+        (
+            "alt-rel",
+            format!(
+                "b=$(git symbolic-ref HEAD) && echo {sha} > .git/$b && \
+                 mkdir -p .git/objects/info && echo {up}{s}/objects > .git/objects/info/alternates"
+            ),
+            ".git/objects/info/alternates",
+        ),
+        (
+            "http-alt",
+            format!(
+                "b=$(git symbolic-ref HEAD) && echo {sha} > .git/$b && mkdir -p .git/objects/info \
+                 && echo http://127.0.0.1:9/x > .git/objects/info/http-alternates"
+            ),
+            ".git/objects/info/http-alternates",
+        ),
+        (
+            "objects-link",
+            format!(
+                "b=$(git symbolic-ref HEAD) && echo {sha} > .git/$b && rm -rf .git/objects && \
+                 ln -s {s}/objects .git/objects"
+            ),
+            ".git/objects",
+        ),
+        (
+            "packed-refs-link",
+            format!(
+                "b=$(git symbolic-ref HEAD) && rm -f .git/$b && ln -s {s}/packed-refs \
+                 .git/packed-refs && mkdir -p .git/objects/info && \
+                 echo {s}/objects > .git/objects/info/alternates"
+            ),
+            ".git/packed-refs",
+        ),
+        (
+            "dotgit-link",
+            format!("rm -rf .git && ln -s {s} .git"),
+            ".git",
+        ),
+        (
+            "gitdir-file",
+            format!("rm -rf .git && echo 'gitdir: {s}' > .git"),
+            ".git",
+        ),
+        (
+            "replace-ref",
+            format!(
+                "echo x >> src/lib.rs && {commit} && git replace HEAD HEAD~1 && \
+                 test -f .git/refs/replace/$(git rev-parse HEAD)"
+            ),
+            ".git/refs/replace/",
+        ),
+        (
+            "grafts",
+            format!("echo x >> src/lib.rs && {commit} && git rev-parse HEAD > .git/info/grafts"),
+            ".git/info/grafts",
+        ),
+    ];
+    for (name, script, file) in variants {
+        let repo = Repo::new();
+        let o = repo.airlock(&["run", "--name", name, "--", "sh", "-c", &script]);
+        o.assert_code(0);
+        let o = repo.airlock(&["diff", name]);
+        o.assert_code(0);
+        let d = stdout(&o);
+        assert!(
+            d.contains("!! the agent's git data points outside") && d.contains(file),
+            "{name}: diff does not name {file} loudly:\n{d}"
+        );
+        assert!(
+            !d.contains("secret commit") && !d.contains("TOP SECRET"),
+            "{name}: diff shows the host repository:\n{d}"
+        );
+        let before = repo.snapshot();
+        let o = repo.airlock(&["merge", name]);
+        o.assert_code(125);
+        assert!(
+            stderr(&o).contains(file) && stderr(&o).contains("no flag lands it"),
+            "{name}: {}",
+            stderr(&o)
+        );
+        let o = repo.airlock(&["merge", "--allow-exec-files", name]);
+        o.assert_code(125);
+        assert!(repo.snapshot() == before, "{name}: a refused merge wrote");
+        let ws = repo.ws.path();
+        let has = Command::new("git")
+            .args(["cat-file", "-e", sha])
+            .current_dir(ws)
+            .run();
+        assert!(
+            !has.status.success(),
+            "{name}: the host repository's commit landed in the workspace"
+        );
+        let branch = Command::new("git")
+            .args([
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("airlock/{name}"),
+            ])
+            .current_dir(ws)
+            .run();
+        assert!(!branch.status.success(), "{name}: a branch was created");
+    }
+}
+
+/// REDTEAM3 X6, the other side: an agent's ordinary commits, packed by `git repack` (the private
+/// object store re-indexes the pack), still merge; the environment's GIT_* variables do not
+/// steer the host git (a GIT_ALTERNATE_OBJECT_DIRECTORIES naming the host repository does not
+/// make its objects readable; GIT_TRACE writes nothing).
+#[test]
+fn an_ordinary_packed_agent_commit_still_merges() {
+    let secret = HostSecret::new();
+    let repo = Repo::new();
+    let script =
+        format!("{AGENT_WORK}; git repack -a -d -q -n; test -n \"$(ls .git/objects/pack/*.pack)\"");
+    let o = repo.airlock(&["run", "--name", "packed", "--", "sh", "-c", &script]);
+    o.assert_code(0);
+    let alt = format!("{}/objects", secret.git());
+    // Any GIT_* variable is cleared: GIT_TRACE would make every host git write this file.
+    let trace_dir = tempfile::tempdir().expect("tempdir");
+    let trace = trace_dir.path().join("trace");
+    let trace_s = trace.display().to_string();
+    let env = [
+        ("GIT_ALTERNATE_OBJECT_DIRECTORIES", alt.as_str()),
+        ("GIT_TRACE", trace_s.as_str()),
+    ];
+    let o = airlock_within(&repo, &["diff", "packed"], &env);
+    o.assert_code(0);
+    assert!(stdout(&o).contains("agent: agent work"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("!! the agent's git"), "{}", stdout(&o));
+    let o = airlock_within(&repo, &["merge", "packed"], &env);
+    o.assert_code(0);
+    assert!(
+        !trace.exists(),
+        "a host git ran with the caller's GIT_TRACE"
+    );
+    let log = Command::new("git")
+        .args(["log", "--format=%s", "airlock/packed"])
+        .current_dir(repo.ws.path())
+        .run();
+    assert_eq!(stdout(&log), "agent work\ninit\n");
+}
