@@ -40,6 +40,35 @@ pub struct FilterConfig {
     /// for a C1 control, so such bytes are controls even where UTF-8 would make them part of a
     /// character.
     pub utf8: bool,
+    /// The output is replayed (`airlock logs`, `diff`, review output): no program reads the
+    /// terminal's answers, so whatever a query makes the terminal answer is read by the next
+    /// reader of the terminal, the user's shell, as typed input. Status and attribute queries
+    /// (DSR `CSI … n`, DA `CSI … c`, DECRQM `CSI … $ p`, XTVERSION `CSI > … q`) are then
+    /// dropped as [`DropKind::Query`]; live output (`run`, `attach`) keeps them, because the
+    /// sandboxed program is the one reading the answer.
+    pub replay: bool,
+}
+
+impl FilterConfig {
+    /// For the user's terminal: clipboard writes as `allow_clipboard` says, UTF-8 as the
+    /// user's locale says ([`crate::term::locale_is_utf8`]), live output (`replay` false).
+    pub fn live(allow_clipboard: bool) -> FilterConfig {
+        FilterConfig {
+            allow_clipboard,
+            utf8: crate::term::locale_is_utf8(),
+            replay: false,
+        }
+    }
+
+    /// For output replayed to the user's terminal (see [`FilterConfig::replay`]): no clipboard
+    /// writes, no queries.
+    pub fn replayed() -> FilterConfig {
+        FilterConfig {
+            allow_clipboard: false,
+            utf8: crate::term::locale_is_utf8(),
+            replay: true,
+        }
+    }
 }
 
 impl Default for FilterConfig {
@@ -47,6 +76,7 @@ impl Default for FilterConfig {
         FilterConfig {
             allow_clipboard: false,
             utf8: true,
+            replay: false,
         }
     }
 }
@@ -94,6 +124,9 @@ pub enum DropKind {
     Malformed,
     /// A sequence longer than its bound, discarded as it streamed.
     Oversized,
+    /// A status or attribute query (DSR, DA, DECRQM, XTVERSION) in replayed output, where the
+    /// terminal's answer would reach the user's shell as typed input.
+    Query,
 }
 
 impl DropKind {
@@ -119,6 +152,7 @@ impl DropKind {
             DropKind::C1Control => "c1-control",
             DropKind::Malformed => "malformed",
             DropKind::Oversized => "oversized",
+            DropKind::Query => "query",
         }
     }
 }
@@ -474,7 +508,7 @@ impl TermFilter {
                 } else if self.bad {
                     self.drop_seq(DropKind::Malformed);
                 } else {
-                    match classify_csi(&self.seq[self.body..]) {
+                    match classify_csi(&self.seq[self.body..], self.config.replay) {
                         None => self.pass_seq(out),
                         Some(kind) => self.drop_seq(kind),
                     }
@@ -643,8 +677,9 @@ fn classify_dcs(body: &[u8]) -> DropKind {
     }
 }
 
-/// `None` if the CSI (parameters, intermediates and final byte, introducer excluded) may pass.
-fn classify_csi(body: &[u8]) -> Option<DropKind> {
+/// `None` if the CSI (parameters, intermediates and final byte, introducer excluded) may pass;
+/// `replay`: see [`FilterConfig::replay`].
+fn classify_csi(body: &[u8], replay: bool) -> Option<DropKind> {
     let Some((&fin, rest)) = body.split_last() else {
         return Some(DropKind::Malformed);
     };
@@ -653,6 +688,9 @@ fn classify_csi(body: &[u8]) -> Option<DropKind> {
         .position(|c| (0x20..=0x2f).contains(c))
         .unwrap_or(rest.len());
     let (params, inter) = rest.split_at(split);
+    if replay && is_query(params, inter, fin) {
+        return Some(DropKind::Query);
+    }
     match (inter, fin) {
         ([], b't') => {
             // XTWINOPS: only 22/23 (push/pop title on the terminal's own stack) pass.
@@ -675,6 +713,17 @@ fn classify_csi(body: &[u8]) -> Option<DropKind> {
     }
 }
 
+/// DSR (`CSI 5 n`, `CSI 6 n`, `CSI ? … n`), DA (`CSI c`, `CSI > c`, `CSI = c`), DECRQM
+/// (`CSI ? … $ p`) and XTVERSION (`CSI > q`): sequences the terminal answers (xterm ctlseqs).
+fn is_query(params: &[u8], inter: &[u8], fin: u8) -> bool {
+    match (inter, fin) {
+        ([], b'n' | b'c') => true,
+        (b"$", b'p') => true,
+        ([], b'q') => params.first() == Some(&b'>'),
+        _ => false,
+    }
+}
+
 /// Checks the filter's invariants on one input split into pieces (for fuzzing): it never holds
 /// more than its bounds, and what it passed is passed unchanged, with nothing dropped, by a
 /// second filter (the output holds only text and allowed sequences). Panics on a violation.
@@ -685,6 +734,7 @@ pub fn check_invariants(data: &[u8]) {
     let config = FilterConfig {
         allow_clipboard: first & 1 != 0,
         utf8: first & 2 == 0,
+        replay: first & 4 != 0,
     };
     let mut f = TermFilter::new(config);
     let mut out = Vec::new();
@@ -989,8 +1039,8 @@ mod tests {
     #[test]
     fn an_eight_bit_terminal_gets_no_c1_byte_inside_text() {
         let eight = FilterConfig {
-            allow_clipboard: false,
             utf8: false,
+            ..FilterConfig::default()
         };
         // U+201D (E2 80 9D) ends in an OSC introducer for an 8-bit terminal.
         let (out, counts) = run(eight, "\u{201d}52;c;eA==\x07".as_bytes());
@@ -1019,5 +1069,47 @@ mod tests {
         let (out, counts) = run(FilterConfig::default(), b"\xe0\x82\x9b21t");
         assert_eq!(out, b"\xe0");
         assert_eq!(counts.get(&DropKind::TitleReport), Some(&1));
+    }
+
+    #[test]
+    fn replayed_output_drops_what_the_terminal_would_answer() {
+        let queries: [&[u8]; 10] = [
+            b"\x1b[6n",
+            b"\x1b[5n",
+            b"\x1b[?6n",
+            b"\x1b[c",
+            b"\x1b[0c",
+            b"\x1b[>c",
+            b"\x1b[=c",
+            b"\x1b[?2004$p",
+            b"\x1b[>0q",
+            b"\x9b6n",
+        ];
+        for q in queries {
+            let mut live = TermFilter::new(FilterConfig::default());
+            let mut out = Vec::new();
+            live.filter(q, &mut out);
+            assert_eq!(
+                out, q,
+                "live output keeps {q:?}: the sandboxed program reads the answer"
+            );
+            let mut replay = TermFilter::new(FilterConfig {
+                replay: true,
+                ..FilterConfig::default()
+            });
+            let mut out = Vec::new();
+            replay.filter(q, &mut out);
+            assert!(out.is_empty(), "replayed {q:?} passed as {out:?}");
+            assert_eq!(replay.counts().get(&DropKind::Query), Some(&1), "{q:?}");
+        }
+        // What is not a query still passes in replayed output: colours, movement, cursor style.
+        let mut replay = TermFilter::new(FilterConfig {
+            replay: true,
+            ..FilterConfig::default()
+        });
+        let kept = b"\x1b[1;31mred\x1b[0m\x1b[2;5H\x1b[2 q";
+        let mut out = Vec::new();
+        replay.filter(kept, &mut out);
+        assert_eq!(out, kept);
     }
 }

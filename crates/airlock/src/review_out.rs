@@ -28,12 +28,7 @@ impl ReviewOut {
     }
 
     fn new(filtered: bool) -> ReviewOut {
-        let filter = filtered.then(|| {
-            TermFilter::new(FilterConfig {
-                allow_clipboard: false,
-                utf8: airlock_sandbox::term::locale_is_utf8(),
-            })
-        });
+        let filter = filtered.then(|| TermFilter::new(FilterConfig::replayed()));
         ReviewOut {
             inner: std::io::stdout().lock(),
             filter,

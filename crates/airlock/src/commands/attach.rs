@@ -100,8 +100,8 @@ pub(crate) fn attach(args: AttachArgs) -> Result<i32> {
     };
     let pty: OwnedFd = pty.with_context(|| format!("session {} passed no terminal", r.id))?;
     let config = FilterConfig {
-        allow_clipboard: flags == "allow_clipboard=true",
         utf8,
+        ..FilterConfig::live(flags == "allow_clipboard=true")
     };
     let mut filter = TermFilter::new(config);
     airlock_sandbox::console::relay_attached(&pty, &stream, &mut filter)?;

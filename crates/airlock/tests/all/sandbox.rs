@@ -4607,7 +4607,7 @@ fn review_commands_never_send_the_sandboxs_control_sequences() {
         .args([
             "sh",
             "-c",
-            &format!("printf 'log-start {TERMINAL_ATTACKS} \\033[31mred\\033[0m log-end\\n'; exec sleep 30"),
+            &format!("printf 'log-start {TERMINAL_ATTACKS} \\033[6n \\033[>c \\033[31mred\\033[0m log-end\\n'; exec sleep 30"),
         ])
         .run();
     o.assert_code(0);
@@ -4627,6 +4627,13 @@ fn review_commands_never_send_the_sandboxs_control_sequences() {
         "logs (terminal): {:?} reached the terminal: {text:?}",
         has_live_attack(&out)
     );
+    // Replayed, a status query's answer would be typed into the user's shell: dropped too.
+    for query in ["\x1b[6n", "\x1b[>c"] {
+        assert!(
+            !text.contains(query),
+            "logs replayed the query {query:?}: {text:?}"
+        );
+    }
     assert!(text.contains("\x1b[31mred"), "colours are kept: {text:?}");
     assert!(text.contains("kept from your terminal"), "{text:?}");
 }

@@ -99,11 +99,9 @@ pub(super) fn run(args: &RunArgs, request: Request, kind: BackendKind) -> Result
         args.keep,
     )
     .map_err(|e| failed(anyhow!(e)))?;
-    let mut filter =
-        airlock_sandbox::termfilter::TermFilter::new(airlock_sandbox::termfilter::FilterConfig {
-            allow_clipboard: false,
-            utf8: airlock_sandbox::term::locale_is_utf8(),
-        });
+    let mut filter = airlock_sandbox::termfilter::TermFilter::new(
+        airlock_sandbox::termfilter::FilterConfig::live(false),
+    );
     let status = airlock_sandbox::supervise::supervise(Box::new(sandbox), None, &mut filter);
     super::super::detach::audit_terminal(&dir.join("audit.jsonl"), &session, "attach", &filter);
     let code = status.map_err(|e| failed(anyhow!(e)))?;
@@ -303,11 +301,9 @@ pub(crate) fn attach(engine: &dyn Engine, at: &str, dir: &Path) -> Result<()> {
     let tty = engine.exec_tty(&at.to_string(), &ctl_argv(ctl::ATTACH), cols, rows)?;
     let (control, _keep) = std::os::unix::net::UnixStream::pair()?;
     let stream: OwnedFd = tty.stream.into();
-    let mut filter =
-        airlock_sandbox::termfilter::TermFilter::new(airlock_sandbox::termfilter::FilterConfig {
-            allow_clipboard: false,
-            utf8: airlock_sandbox::term::locale_is_utf8(),
-        });
+    let mut filter = airlock_sandbox::termfilter::TermFilter::new(
+        airlock_sandbox::termfilter::FilterConfig::live(false),
+    );
     airlock_sandbox::console::relay_attached(&stream, &control, &mut filter)?;
     super::super::detach::audit_terminal(&dir.join("audit.jsonl"), "remote", "attach", &filter);
     Ok(())

@@ -98,10 +98,7 @@ pub(super) fn supervise(
             "airlock: session {session}: policy reload failed, keeping the current policy: {e:#}"
         ),
     };
-    let mut filter = TermFilter::new(FilterConfig {
-        allow_clipboard: plan.allow_clipboard,
-        utf8: airlock_sandbox::term::locale_is_utf8(),
-    });
+    let mut filter = TermFilter::new(FilterConfig::live(plan.allow_clipboard));
     let status = airlock_sandbox::supervise::supervise_with_notices(
         sandbox,
         Some(&mut on_hup),
