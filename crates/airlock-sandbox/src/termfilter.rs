@@ -26,7 +26,9 @@
 //! style, DECRQM, soft reset, DECSCL, DECSCA), and OSC 0/1/2 (title set), OSC 8 (hyperlinks) and
 //! colour set/reset (OSC 4/5/10–19/104/105/110–119 without `?`) with a clean payload (valid UTF-8
 //! without control characters). OSC 52 clipboard writes pass only with `allow_clipboard`; a
-//! clipboard read (`?`) never does.
+//! clipboard read (`?`) never does. Replayed output (`airlock logs`, `diff`: no program reads the
+//! terminal's answers, so the user's shell would) drops the DSR, DA, DECRQM and XTVERSION
+//! queries too ([`FilterConfig::replay`]).
 
 use std::collections::BTreeMap;
 
