@@ -264,6 +264,7 @@ fn read_secrets(dir: &Path, spec: &BoxSpec) -> Result<Vec<(String, Vec<u8>)>> {
         .credentials
         .iter()
         .map(|c| c.name.as_str())
+        .chain(spec.policy_secrets.iter().map(String::as_str))
         .collect();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries {
@@ -392,6 +393,7 @@ fn box_policy(
     agent: &Agent,
 ) -> Result<PathBuf> {
     let mut policy = spec.policy.clone();
+    airlock_remote::policy_secrets::restore(&mut policy, &spec.policy_secrets, secrets)?;
     for c in &mut policy.credentials {
         let Some((_, value)) = secrets.iter().find(|(n, _)| *n == c.name) else {
             bail!("credential {}: no secret", c.name);
@@ -936,6 +938,7 @@ mod tests {
             policy,
             workspace: WorkspaceSource::Upload,
             tty: false,
+            policy_secrets: Vec::new(),
         }
     }
 

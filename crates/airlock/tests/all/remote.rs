@@ -1533,3 +1533,92 @@ fn box_root_is_not_host_root_and_secrets_stay_off_the_host_disk() {
     assert!(s.status.success(), "stop: {}", text(&s.stderr));
     assert_no_box("after stop");
 }
+
+/// X3: the policy values that can carry a secret (the notify webhook URL, literal telemetry
+/// header values) never go into the box's spec (an environment variable) nor the `--dry-run`
+/// output of any engine; they travel as secrets (by name in the dry run), and the box's session
+/// still gets them (a podman-box runs for real: its container's environment holds neither).
+#[test]
+fn secret_bearing_policy_values_stay_out_of_the_spec_on_every_engine() {
+    let ws = Ws::new();
+    let hook = format!("WH{}", airlock_test_support::random_alnum(20));
+    let head = format!("HD{}", airlock_test_support::random_alnum(20));
+    let policy = ws.data().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[notify]\nwebhook = \"https://hooks.example/services/{hook}\"\ndesktop = false\n\
+             [telemetry]\notlp_endpoint = \"https://otlp.example\"\nagent = false\n\
+             [telemetry.headers]\n\"x-honeycomb-team\" = \"{head}\"\n\"x-other\" = \"{head}2\"\n"
+        ),
+    )
+    .expect("policy");
+    let dry = |args: &[&str]| {
+        ws.airlock()
+            .env("KUBECONFIG", ws.data().join("no-kubeconfig"))
+            .env_remove("FLY_API_TOKEN")
+            .args(["run", "--dry-run", "--policy"])
+            .arg(&policy)
+            .args(args)
+            .args(["--", "true"])
+            .run()
+    };
+    for engine in [
+        vec!["--backend", "k8s", "--image", "registry.example/airlock:1"],
+        vec!["--backend", "fly", "--fly-app", "a"],
+        vec!["--backend", "podman-box"],
+    ] {
+        let o = dry(&engine);
+        assert!(o.status.success(), "{engine:?}: {}", text(&o.stderr));
+        let out = text(&o.stdout);
+        assert!(
+            !out.contains(&hook) && !out.contains(&head),
+            "{engine:?}: a secret-bearing policy value is in the dry run: {out}"
+        );
+        // The secrets are there by name (the channel they travel by).
+        assert!(
+            out.to_ascii_lowercase().contains("policy") && out.contains("webhook"),
+            "{engine:?}: the policy's secrets are not rendered by name: {out}"
+        );
+    }
+    if !ready() {
+        return;
+    }
+    let _l = airlock_test_support::podman_lock();
+    let _boxes = Boxes::clean();
+    let o = ws
+        .airlock()
+        .args(["run", "--backend", "podman-box", "--detach", "--name", "wh"])
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--", "sleep", "300"])
+        .run();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let name = wait_box();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = podman(&[
+            "exec",
+            &name,
+            "/usr/local/bin/airlock",
+            "serve",
+            "ctl",
+            "status",
+        ]);
+        if text(&st.stdout).contains("running") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "status: {}", text(&st.stdout));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let env = podman(&["inspect", "-f", "{{.Config.Env}}", &name]);
+    let env = text(&env.stdout);
+    assert!(env.contains("AIRLOCK_BOX_SPEC"), "{env}");
+    assert!(
+        !env.contains(&hook) && !env.contains(&head),
+        "a secret-bearing policy value is in the box's environment: {env}"
+    );
+    let s = ws.airlock().args(["stop", "wh"]).run();
+    assert!(s.status.success(), "stop: {}", text(&s.stderr));
+    assert_no_box("after stop");
+}

@@ -167,12 +167,27 @@ fn request_for(
                 config.name
             );
         }
+        if config
+            .name
+            .starts_with(airlock_remote::policy_secrets::PREFIX)
+        {
+            bail!(
+                "credential {:?}: names starting with {:?} are the box's own (policy values that carry secrets); rename it",
+                config.name,
+                airlock_remote::policy_secrets::PREFIX
+            );
+        }
         secrets.push(BoxSecret {
             name: config.name.clone(),
             value: secret.into_bytes(),
         });
         policy.credentials.push(config);
     }
+    // The webhook URL and literal telemetry headers travel as secrets, never in the spec
+    // (an environment variable of the box, and the --dry-run output).
+    let policy_secrets = airlock_remote::policy_secrets::split(&mut policy);
+    let policy_secret_names = policy_secrets.iter().map(|s| s.name.clone()).collect();
+    secrets.extend(policy_secrets);
     let limits = &policy.limits;
     let image = backends::box_image(kind, args.image.as_deref(), &policy)?;
     let tty = !args.detach
@@ -189,6 +204,7 @@ fn request_for(
             workspace: WorkspaceSource::Upload,
             tty: tty || args.detach,
             policy: policy.clone(),
+            policy_secrets: policy_secret_names,
         },
         image,
         secrets,
