@@ -1622,3 +1622,64 @@ fn secret_bearing_policy_values_stay_out_of_the_spec_on_every_engine() {
     assert!(s.status.success(), "stop: {}", text(&s.stderr));
     assert_no_box("after stop");
 }
+
+/// X2: a `[filesystem] hide` entry inside the workspace holds remotely too: the hidden file or
+/// directory is never uploaded (it never leaves this machine), so the agent in the box cannot
+/// read it. Variants: a file, a directory (and a file in it), an entry spelled through a
+/// symlink outside the workspace that resolves into it; control: a file beside them is there.
+#[test]
+fn hidden_workspace_paths_are_not_uploaded() {
+    if !ready() {
+        return;
+    }
+    let _l = airlock_test_support::podman_lock();
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    let mark = format!("HM{}", airlock_test_support::random_alnum(20));
+    std::fs::write(ws.path().join("secret.env"), format!("A={mark}1\n")).expect("f");
+    std::fs::create_dir(ws.path().join("private")).expect("d");
+    std::fs::write(ws.path().join("private/key"), format!("{mark}2\n")).expect("f");
+    std::fs::write(ws.path().join("linked.txt"), format!("{mark}3\n")).expect("f");
+    std::fs::write(ws.path().join("visible.txt"), "VISIBLE\n").expect("f");
+    let link = ws.data().join("to-linked");
+    std::os::unix::fs::symlink(ws.path().join("linked.txt"), &link).expect("symlink");
+    let policy = ws.data().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[filesystem]\nhide = [{:?}, {:?}, {:?}]\n",
+            ws.path().join("secret.env").display().to_string(),
+            ws.path().join("private").display().to_string(),
+            link.display().to_string(),
+        ),
+    )
+    .expect("policy");
+    let o = ws
+        .airlock()
+        .args(["run", "--backend", "podman-box", "--policy"])
+        .arg(&policy)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "cat visible.txt; cat secret.env private/key linked.txt 2>&1; \
+             grep -r HM /workspace 2>/dev/null; ls -a /workspace; true",
+        ])
+        .run();
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", text(&o.stderr));
+    assert!(out.contains("VISIBLE"), "control: {out}");
+    assert!(
+        !out.contains(&mark),
+        "a hidden workspace path reached the box: {out}"
+    );
+    for name in ["secret.env", "private", "linked.txt"] {
+        assert!(
+            !out.lines().any(|l| l == name),
+            "{name} was uploaded: {out}"
+        );
+    }
+    assert_no_box("after the session");
+    // The hidden files are untouched here (left out, not deleted).
+    assert!(ws.path().join("secret.env").exists() && ws.path().join("private/key").exists());
+}
