@@ -49,6 +49,11 @@ if [ -f /sys/fs/cgroup/unified/cgroup.controllers ]; then
   done
 fi
 
+# Rootful podman-box runs each box in a user namespace of its own (`--userns=auto`, so the box's
+# root is not the host's: docs/remote.md): Podman takes those ids from the `containers` entries.
+grep -q '^containers:' /etc/subuid || echo 'containers:2147483647:2147483648' >> /etc/subuid
+grep -q '^containers:' /etc/subgid || echo 'containers:2147483647:2147483648' >> /etc/subgid
+
 # Rootless Podman for the test user: a runtime directory (no systemd/logind to make one), the
 # overlay storage driver, and subordinate ids.
 if id "$TEST_USER" >/dev/null 2>&1; then

@@ -5,15 +5,26 @@
 //!
 //! The container is the box: its first process is `airlock serve` (the running airlock binary
 //! mounted read-only at [`airlock_remote::layout::AIRLOCK`], so the box always runs the local
-//! side's release); the secrets are copied into the created, not yet started container at
-//! [`airlock_remote::layout::SECRETS_DIR`] (mode 0400, root's) through the engine's archive API,
-//! never through its environment, a command line or a host file. Inside, `airlock serve` runs the
-//! native sandbox, which needs from the container (found by trying, see docs/remote.md):
+//! side's release); the secrets are written, once the box runs, into a tmpfs at `/run/airlock`
+//! (mode 0700: memory only, never the container's writable layer on the host's disk) at
+//! [`airlock_remote::layout::SECRETS_DIR`] (mode 0400, root's) through the standard input of an
+//! exec, never through its environment, a command line or a host file; `airlock serve` removes
+//! them once it has read them. Inside, `airlock serve` runs the native sandbox, which needs from
+//! the container (found by trying, see docs/remote.md):
+//! - a user namespace of its own with rootful Podman (`userns=auto`, from the `containers`
+//!   range of /etc/subuid and /etc/subgid): the box's root is never the host's root (rootless
+//!   Podman gives every container the user's own namespace already);
 //! - seccomp `unconfined`: Podman's default profile refuses `sethostname`, `mount` and
 //!   `pivot_root` without CAP_SYS_ADMIN, which the box does not have; the agent gets airlock's
 //!   own seccomp filter inside, as natively;
 //! - `unmask=/proc/*`: a new /proc in the sandbox's user namespace needs a fully visible /proc
-//!   (the kernel's `mount_too_revealing`);
+//!   (the kernel's `mount_too_revealing`, fs/namespace.c: every mount over the box's /proc
+//!   must sit on an empty directory, and Podman's read-only /proc/sys, /proc/bus, /proc/fs and
+//!   /proc/irq binds and its masks of /proc/kcore, /proc/keys, /proc/timer_list, ... sit on
+//!   files or non-empty directories, so each one alone makes the nested mount fail). /proc/sys
+//!   stays unwritable all the same: its files belong to the initial user namespace's root,
+//!   which the box's root is not (user namespace above), so writing a host sysctl fails with
+//!   EACCES (tests/all/remote.rs `box_root_is_not_host_root`);
 //! - tmpfs for [`airlock_remote::layout::STATE_DIR`] and the workspace: the overlay's upper
 //!   layer cannot live on the container's own overlay root;
 //! - capabilities dropped except CHOWN, DAC_OVERRIDE, FOWNER, SETUID, SETGID and KILL (serve
@@ -33,7 +44,7 @@ use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    ResizeExecOptions, UploadToContainerOptionsBuilder,
+    ResizeExecOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -51,6 +62,13 @@ pub const BOX_LABEL: &str = "airlock.box";
 const SERVE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default size of each tmpfs (state, workspace) without a disk limit.
 const DEFAULT_DISK: u64 = 1 << 30;
+/// The box's private run directory (control socket, secrets): a tmpfs of its own.
+const RUN_DIR: &str = "/run/airlock";
+/// Its size: the secrets and a socket.
+const RUN_TMPFS_BYTES: i64 = 16 << 20;
+/// The user namespace of a rootful box (podman-run(1) `--userns=auto`: a range of its own
+/// from the `containers` entries of /etc/subuid and /etc/subgid).
+const ROOTFUL_USERNS: &str = "auto";
 
 /// A local Podman that runs boxes.
 #[derive(Debug)]
@@ -61,6 +79,9 @@ pub struct PodmanBox {
     rt: tokio::runtime::Runtime,
     /// The airlock binary mounted into the box.
     airlock: std::path::PathBuf,
+    /// The box's user namespace mode: `auto` when Podman is rootful (this process is root),
+    /// so the box's root is not the host's; none when rootless (already in the user's own).
+    userns: Option<String>,
 }
 
 fn err(message: impl Into<String>) -> RemoteError {
@@ -119,6 +140,9 @@ impl PodmanBox {
             client: None,
             rt,
             airlock,
+            userns: nix::unistd::geteuid()
+                .is_root()
+                .then(|| ROOTFUL_USERNS.to_string()),
         })
     }
 
@@ -219,6 +243,17 @@ impl PodmanBox {
                     read_only: Some(true),
                     ..Default::default()
                 },
+                // Secrets land here (`write_secrets`): memory, 0700, never the host's disk.
+                Mount {
+                    target: Some(RUN_DIR.into()),
+                    typ: Some(MountType::TMPFS),
+                    tmpfs_options: Some(bollard::models::MountTmpfsOptions {
+                        size_bytes: Some(RUN_TMPFS_BYTES),
+                        mode: Some(0o700),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
                 tmpfs(layout::STATE_DIR, "755"),
                 tmpfs(layout::WORKSPACE, "755"),
                 tmpfs("/tmp", "1777"),
@@ -229,6 +264,7 @@ impl PodmanBox {
                 .cpu_millis
                 .and_then(|c| i64::try_from(c.saturating_mul(1_000_000)).ok()),
             pids_limit: req.limits.pids.and_then(|p| i64::try_from(p).ok()),
+            userns_mode: self.userns.clone(),
             ..Default::default()
         };
         Ok(ContainerCreateBody {
@@ -244,25 +280,12 @@ impl PodmanBox {
         })
     }
 
-    /// The secrets as a tar of `run/airlock/secrets/NAME` (root's, 0400, directory 0500).
-    fn secrets_tar(req: &BoxRequest) -> Result<Vec<u8>, RemoteError> {
-        let mut b = tar::Builder::new(Vec::new());
-        let dir = layout::SECRETS_DIR.trim_start_matches('/');
-        let io = |e: std::io::Error| RemoteError::Invalid(format!("cannot pack the secrets: {e}"));
-        let mut parts = String::new();
-        for part in dir.split('/') {
-            parts = if parts.is_empty() {
-                part.to_string()
-            } else {
-                format!("{parts}/{part}")
-            };
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(if parts == dir { 0o500 } else { 0o755 });
-            h.set_size(0);
-            b.append_data(&mut h, &parts, std::io::empty())
-                .map_err(io)?;
-        }
+    /// Writes the secrets into the running box's tmpfs at [`layout::SECRETS_DIR`] (directory
+    /// 0500, files 0400, root's), each value through an exec's standard input (never its
+    /// command line, environment, or the container's writable layer, which is on the host's
+    /// disk).
+    fn write_secrets(&self, req: &BoxRequest, at: &Location) -> Result<(), RemoteError> {
+        let dir = layout::SECRETS_DIR;
         for s in &req.secrets {
             if !airlock_remote::valid_secret_name(&s.name) {
                 return Err(RemoteError::Invalid(format!(
@@ -270,29 +293,32 @@ impl PodmanBox {
                     s.name
                 )));
             }
-            let mut h = tar::Header::new_gnu();
-            h.set_mode(0o400);
-            h.set_size(s.value.len() as u64);
-            b.append_data(&mut h, format!("{dir}/{}", s.name), &s.value[..])
-                .map_err(io)?;
+            // The name is checked above ([A-Za-z0-9_-]); the value is only ever stdin.
+            let script = format!(
+                "umask 077 && mkdir -p {dir} && cat > {dir}/{n}.tmp && chmod 0400 {dir}/{n}.tmp && mv {dir}/{n}.tmp {dir}/{n} && chmod 0500 {dir}",
+                n = s.name
+            );
+            let argv = ["/bin/sh".to_string(), "-c".into(), script];
+            let o = self.exec(at, &argv, &s.value)?;
+            if o.status != 0 {
+                return Err(res(
+                    at,
+                    format!(
+                        "cannot write the secret {} into {dir} (exit {}): {}; the box image needs /bin/sh",
+                        s.name,
+                        o.status,
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ),
+                ));
+            }
         }
-        b.into_inner().map_err(io)
+        Ok(())
     }
 
     /// Creates, fills and starts the container; waits for `airlock serve` to answer.
     fn create_inner(&self, req: &BoxRequest, id: &str) -> Result<(), RemoteError> {
         let client = self.client()?;
         let resource = format!("container/{id}");
-        let tar = Self::secrets_tar(req)?;
-        let opts = UploadToContainerOptionsBuilder::new().path("/").build();
-        self.rt
-            .block_on(client.upload_to_container(id, Some(opts), bollard::body_full(tar.into())))
-            .map_err(|e| {
-                res(
-                    &resource,
-                    format!("cannot copy the secrets in: {}", engine_message(&e)),
-                )
-            })?;
         self.rt
             .block_on(client.start_container(id, None))
             .map_err(|e| {
@@ -311,7 +337,8 @@ impl PodmanBox {
         ];
         loop {
             match self.exec(&at, &status, &[]) {
-                Ok(o) if o.status == 0 => return Ok(()),
+                // serve reads the secrets once the workspace is in, after this.
+                Ok(o) if o.status == 0 => return self.write_secrets(req, &at),
                 r => {
                     if std::time::Instant::now() > deadline {
                         let why = match r {

@@ -444,7 +444,9 @@ fn pod_spec(req: &BoxRequest, settings: &PodSettings) -> Result<PodSpec, RemoteE
             empty_dir("workspace", sizes.workspace),
             empty_dir("state", sizes.state),
             // The control socket only: a few bytes.
-            empty_dir("run", 1 << 20),
+            // The non-root supervisor keeps its copies of the secrets under /run/airlock
+            // (serve.rs `private_dir`): memory-backed, never on the node's disk.
+            memory_dir("run", 1 << 20),
             Volume {
                 name: "secrets".into(),
                 secret: Some(SecretVolumeSource {
@@ -474,6 +476,19 @@ fn empty_dir(name: &str, bytes: u64) -> Volume {
         name: name.into(),
         empty_dir: Some(EmptyDirVolumeSource {
             medium: None,
+            size_limit: Some(quantity_bytes(bytes)),
+        }),
+        ..Volume::default()
+    }
+}
+
+/// An emptyDir of `medium: Memory` (a tmpfs on the node, counted against the pod's memory)
+/// of at most `bytes`: for what must never reach the node's disk.
+fn memory_dir(name: &str, bytes: u64) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".into()),
             size_limit: Some(quantity_bytes(bytes)),
         }),
         ..Volume::default()

@@ -15,6 +15,7 @@
 
 pub mod archive;
 pub mod fly;
+pub mod policy_secrets;
 
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,10 @@ pub struct BoxSpec {
     pub workspace: WorkspaceSource,
     /// Whether the command runs on a terminal (tmux session for `airlock attach`).
     pub tty: bool,
+    /// The secrets that hold the policy's secret-bearing values ([`policy_secrets`]): the
+    /// policy above has an empty placeholder in their place.
+    #[serde(default)]
+    pub policy_secrets: Vec<String>,
 }
 
 /// Where the box's workspace comes from.

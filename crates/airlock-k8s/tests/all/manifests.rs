@@ -105,6 +105,13 @@ fn render_parses_back_into_the_resources_create_sends() {
             "{name} has no sizeLimit"
         );
     }
+    // The non-root supervisor's copies of the secrets live under /run/airlock: memory only.
+    let run = vols.iter().find(|v| v.name == "run").expect("run volume");
+    assert_eq!(
+        run.empty_dir.as_ref().and_then(|e| e.medium.as_deref()),
+        Some("Memory"),
+        "the run volume holding secret copies must be memory-backed: {run:?}"
+    );
     let sv = vols
         .iter()
         .find(|v| v.name == "secrets")

@@ -374,6 +374,23 @@ impl Api {
             })
     }
 
+    /// `GET /v1/apps/{app}/machines`: every machine of the app (any state).
+    pub(crate) async fn list_machines(&self) -> Result<Vec<api::Machine>, RemoteError> {
+        let path = format!("/v1/apps/{}/machines", self.app);
+        let subject = Subject::App;
+        let a = self
+            .send(self.machines(Method::GET, &path, &subject))
+            .await?;
+        if !a.status.is_success() {
+            return Err(self.error(&Method::GET, &path, &a, &subject));
+        }
+        serde_json::from_slice(&a.body).map_err(|e| RemoteError::Resource {
+            engine: FLY,
+            resource: format!("app/{}", self.app),
+            message: format!("GET {path}: the answer is not the documented JSON: {e}"),
+        })
+    }
+
     /// `GET …/wait?state=STATE&timeout=SECS`: `true` when the machine reached the state,
     /// `false` on the API's 408 (not within `secs`).
     pub(crate) async fn wait(&self, id: &str, state: &str, secs: u64) -> Result<bool, RemoteError> {

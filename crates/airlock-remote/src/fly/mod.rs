@@ -508,6 +508,39 @@ impl FlyEngine {
         }
     }
 
+    /// Refuses an app that has machines airlock did not make: the credentials become app
+    /// secrets, which Fly gives every machine of the app as environment variables when it is
+    /// created, updated or deployed (only airlock's machine sets `ignore_app_secrets`). A
+    /// per-machine file's `raw_value` is no better: it is stored in the machine's config,
+    /// which every reader of the app's machines sees (docs/fly.md, "Credentials").
+    async fn refuse_shared_app(&self, api: &Api) -> Result<(), RemoteError> {
+        let foreign: Vec<String> = api
+            .list_machines()
+            .await?
+            .into_iter()
+            .filter(|m| m.state != "destroyed")
+            .filter(|m| {
+                !m.config
+                    .as_ref()
+                    .is_some_and(|c| c.metadata.contains_key("airlock_session"))
+            })
+            .map(|m| m.id)
+            .collect();
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        Err(RemoteError::Resource {
+            engine: FLY,
+            resource: format!("app/{}", self.opts.app),
+            message: format!(
+                "the app has machines airlock did not create ({}); the session's credentials \
+                 would be app secrets every one of them can read as environment variables. \
+                 Use an app of airlock's own: `fly apps create NAME`, then --fly-app NAME",
+                foreign.join(", ")
+            ),
+        })
+    }
+
     async fn create_steps(
         &self,
         api: &Api,
@@ -516,6 +549,9 @@ impl FlyEngine {
     ) -> Result<Location, RemoteError> {
         let names = secret_names(&req.spec.session, req)?;
         api.check_app().await?;
+        if !req.secrets.is_empty() {
+            self.refuse_shared_app(api).await?;
+        }
         let image = self.image_for(req);
         if self.opts.check_image {
             image::check(api, &self.opts.registry_url, &image).await?;

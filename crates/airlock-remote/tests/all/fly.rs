@@ -32,6 +32,7 @@ fn request() -> BoxRequest {
             policy,
             workspace: WorkspaceSource::Upload,
             tty: true,
+            policy_secrets: Vec::new(),
         },
         image: format!("registry.fly.io/{APP}:v1"),
         secrets: vec![BoxSecret {
@@ -151,6 +152,8 @@ fn create_exec_logs_delete_send_the_documented_requests() {
         calls,
         vec![
             format!("GET /v1/apps/{APP}"),
+            // No machine of another kind in the app (the secrets are app-wide).
+            format!("GET {m}"),
             format!("HEAD /v2/{APP}/manifests/v1"),
             format!("POST /v1/apps/{APP}/secrets/AIRLOCK_0A1B2C3D_ANTHROPIC"),
             format!("POST {m}"),
@@ -175,13 +178,13 @@ fn create_exec_logs_delete_send_the_documented_requests() {
             );
         }
     }
-    assert!(seen[4].path.contains("state=started") && seen[4].path.contains("timeout="));
+    assert!(seen[5].path.contains("state=started") && seen[5].path.contains("timeout="));
     // the secret went to the secrets endpoint only, base64, and to no other request
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
-    let set: api::SetSecretRequest = serde_json::from_slice(&seen[2].body).expect("secret body");
+    let set: api::SetSecretRequest = serde_json::from_slice(&seen[3].body).expect("secret body");
     assert_eq!(set.value, b64);
-    for (i, s) in seen.iter().enumerate().filter(|(i, _)| *i != 2) {
+    for (i, s) in seen.iter().enumerate().filter(|(i, _)| *i != 3) {
         let b = String::from_utf8_lossy(&s.body);
         assert!(
             !b.contains(&b64) && !b.contains("REALSECRETVALUE"),
@@ -189,14 +192,14 @@ fn create_exec_logs_delete_send_the_documented_requests() {
         );
     }
     // the create body is the typed request, asking for the secrets' version just set
-    let create: api::CreateMachineRequest = serde_json::from_slice(&seen[3].body).expect("typed");
+    let create: api::CreateMachineRequest = serde_json::from_slice(&seen[4].body).expect("typed");
     assert_eq!(create.min_secrets_version, Some(1));
     assert_eq!(
         create,
         engine.create_request(&request(), Some(1)).expect("same")
     );
     // readiness ran `airlock serve ctl status` under the wrapper
-    let exec: api::ExecRequest = serde_json::from_slice(&seen[5].body).expect("exec body");
+    let exec: api::ExecRequest = serde_json::from_slice(&seen[6].body).expect("exec body");
     assert_eq!(exec.command[0], "/bin/sh");
     assert_eq!(
         exec.command[4..],
@@ -259,7 +262,7 @@ fn standby_keeps_the_secrets_until_delete() {
     let create = fake
         .seen()
         .into_iter()
-        .find(|s| s.path.ends_with("/machines"))
+        .find(|s| s.method == "POST" && s.path.ends_with("/machines"))
         .expect("c");
     let create: api::CreateMachineRequest = serde_json::from_slice(&create.body).expect("t");
     assert!(!create.config.auto_destroy);
@@ -624,4 +627,71 @@ fn options_resolve_flags_over_config() {
         FlyOptions::resolve(&bad, &FlyFlags::default()).is_err(),
         "http api_url"
     );
+}
+
+/// X11: a session's credentials become app secrets, which Fly hands every machine of the app
+/// as environment variables; an app with a machine airlock did not make (no `airlock_session`
+/// metadata, any state but destroyed) is refused before any secret is set. Variants: a running
+/// foreign machine, a stopped one; control: a machine of airlock's own does not block.
+#[test]
+fn an_app_shared_with_other_machines_gets_no_secret() {
+    let rendered = FlyEngine::new(FlyOptions::new(APP))
+        .expect("engine")
+        .render(&request())
+        .expect("render");
+    let ours: api::CreateMachineRequest = serde_json::from_str(&rendered).expect("typed");
+    let mut theirs = ours.clone();
+    theirs.name = "web".into();
+    theirs.config.metadata.clear();
+    for state in ["started", "stopped"] {
+        let fake = fake_with_image();
+        fake.with(|s| {
+            s.machines.insert(
+                "m-web".into(),
+                fake_fly::Machine {
+                    id: "m-web".into(),
+                    state: state.into(),
+                    request: theirs.clone(),
+                },
+            )
+        });
+        let (o, _) = options(&fake, Some(TOKEN));
+        let mut engine = FlyEngine::new(o).expect("engine");
+        let e = engine.create(&request()).expect_err("refused").to_string();
+        assert!(
+            e.contains("m-web") && e.contains("fly apps create"),
+            "{state}: {e}"
+        );
+        fake.with(|s| {
+            assert!(
+                s.secrets.is_empty(),
+                "{state}: secrets set: {:?}",
+                s.secrets.keys()
+            );
+            assert_eq!(s.machines.len(), 1, "{state}: a machine was created");
+        });
+    }
+    // Control: another airlock session's machine in the app is not a reason to refuse.
+    let fake = fake_with_image();
+    let mut other = ours;
+    other
+        .config
+        .metadata
+        .insert("airlock_session".into(), "99999999".into());
+    fake.with(|s| {
+        s.machines.insert(
+            "m-other".into(),
+            fake_fly::Machine {
+                id: "m-other".into(),
+                state: "started".into(),
+                request: other,
+            },
+        )
+    });
+    let (o, _) = options(&fake, Some(TOKEN));
+    let mut engine = FlyEngine::new(o).expect("engine");
+    let at = engine
+        .create(&request())
+        .expect("create beside airlock's own machine");
+    engine.delete(&at).expect("delete");
 }

@@ -15,7 +15,9 @@
 //! `failed` with its reason and the command unstarted.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -184,9 +186,12 @@ fn start(args: &ServeArgs, spec: &BoxSpec, shared: &Shared) -> Result<std::proce
     } else {
         own_user()?
     };
-    let secrets = read_secrets(Path::new(layout::SECRETS_DIR), spec)?;
     shared.update(|s| s.agent = Some(agent.clone()));
     workspace(args, spec, shared, &agent)?;
+    // After the workspace: podman-box writes the secrets into the running box before it
+    // uploads the workspace (a Secret volume or a Fly file is there from the start).
+    let secrets = read_secrets(Path::new(layout::SECRETS_DIR), spec)?;
+    forget_secrets(Path::new(layout::SECRETS_DIR));
     let private = private_dir(&agent)?;
     let policy = box_policy(spec, &secrets, &private, &agent)?;
     let child = spawn(spec, &agent, &policy)?;
@@ -259,6 +264,7 @@ fn read_secrets(dir: &Path, spec: &BoxSpec) -> Result<Vec<(String, Vec<u8>)>> {
         .credentials
         .iter()
         .map(|c| c.name.as_str())
+        .chain(spec.policy_secrets.iter().map(String::as_str))
         .collect();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries {
@@ -289,6 +295,20 @@ fn read_secrets(dir: &Path, spec: &BoxSpec) -> Result<Vec<(String, Vec<u8>)>> {
         }
     }
     Ok(out)
+}
+
+/// Removes the secret files once read, where they can be removed (a podman-box's tmpfs, a Fly
+/// machine's files; a Kubernetes Secret volume is read-only and stays): the supervisor holds
+/// them in memory and in its private copies only.
+fn forget_secrets(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with('.') {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// The workspace: waits for the upload (`ctl receive`) or refuses a git source (not built).
@@ -373,6 +393,7 @@ fn box_policy(
     agent: &Agent,
 ) -> Result<PathBuf> {
     let mut policy = spec.policy.clone();
+    airlock_remote::policy_secrets::restore(&mut policy, &spec.policy_secrets, secrets)?;
     for c in &mut policy.credentials {
         let Some((_, value)) = secrets.iter().find(|(n, _)| *n == c.name) else {
             bail!("credential {}: no secret", c.name);
@@ -616,6 +637,16 @@ fn listen(path: &Path, shared: Arc<Shared>) -> Result<()> {
             .mode(0o700)
             .create(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
+        // DirBuilder's mode applies only to a directory it creates; an existing one of the
+        // supervisor's (a tmpfs the engine made) is made its alone here. A pod's emptyDir is
+        // root's (0777, group fsGroup) and cannot be changed by a non-root supervisor: only
+        // the supervisor's container mounts it (the sandbox has a /run of its own).
+        let meta = std::fs::metadata(parent)
+            .with_context(|| format!("cannot read {}", parent.display()))?;
+        if meta.uid() == nix::unistd::geteuid().as_raw() {
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot make {} private (0700)", parent.display()))?;
+        }
     }
     let _ = std::fs::remove_file(path);
     let listener =
@@ -915,6 +946,7 @@ mod tests {
             policy,
             workspace: WorkspaceSource::Upload,
             tty: false,
+            policy_secrets: Vec::new(),
         }
     }
 

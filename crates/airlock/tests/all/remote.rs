@@ -21,7 +21,7 @@ const BOX_IMAGE: &str = "localhost/airlock-box:latest";
 const BOX_LABEL: &str = "airlock.box";
 
 use crate::bin;
-use airlock_test_support::{Run, RunExt, Workspace};
+use airlock_test_support::{is_root, Run, RunExt, Workspace};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -330,9 +330,17 @@ hosts = ["web.test"]
         .expect("run");
     let name = wait_box();
     start_upstreams(&name, &ca, &format!("echo={secret}\n"));
-    // Controls: outside the sandbox (root in the box) the same probes get through.
+    // Controls: outside the sandbox (root in the box) the same probes get through (serve
+    // removes the secret files once read: the control reads a root-only file of its own).
+    podman(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        &format!("umask 077; echo {prefix} > /run/airlock/control"),
+    ]);
     for probe in [
-        vec!["read-file", "/run/airlock/secrets/demo", prefix],
+        vec!["read-file", "/run/airlock/control", prefix],
         vec!["connect", "127.0.0.1:8080"],
     ] {
         let mut args = vec!["exec", name.as_str(), "/usr/local/bin/airlock", "__probe"];
@@ -1631,4 +1639,298 @@ fn a_box_session_cannot_point_merge_at_a_host_repository() {
     assert!(!has.status.success(), "a branch was created");
     let _ = ws.airlock().args(["rm", "--force", "g4"]).run();
     assert_no_box("after the X6 session");
+}
+
+/// `argv` run in the user's storage view: rootless Podman's files belong to subordinate ids
+/// only `podman unshare` can read.
+fn in_storage(argv: &[&str]) -> Run {
+    let mut cmd = if is_root() {
+        Command::new(argv[0])
+    } else {
+        let mut c = Command::new("podman");
+        c.args(["unshare", argv[0]]);
+        c
+    };
+    cmd.args(&argv[1..])
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .run()
+}
+
+/// The outside uid the box's uid 0 maps to, from the host's view of its first process.
+fn box_root_uid(name: &str) -> u64 {
+    let pid = text(&podman(&["inspect", "-f", "{{.State.Pid}}", name]).stdout)
+        .trim()
+        .to_string();
+    let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).expect("uid_map");
+    map.lines()
+        .find_map(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (f.len() == 3 && f[0] == 0).then_some(f[1])
+        })
+        .unwrap_or_else(|| panic!("box uid 0 is not mapped: {map}"))
+}
+
+/// X5 and X7 of docs/remote.md's box settings: the box's root is not the host's root (a user
+/// namespace of its own, rootful too), it cannot write a host sysctl under /proc/sys, and the
+/// secret never reaches the host's disk (the container's writable layer): /run/airlock is a
+/// 0700 tmpfs, and serve removes the secret files once read.
+#[test]
+fn box_root_is_not_host_root_and_secrets_stay_off_the_host_disk() {
+    if !ready() {
+        return;
+    }
+    let _l = airlock_test_support::podman_lock();
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    let secret = format!("ds{}", airlock_test_support::random_alnum(28));
+    let policy = ws.data().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[credentials]]\nname = \"demo\"\nenv = \"AIRLOCK_DISK_TOKEN\"\nhosts = [\"web.test\"]\n",
+    )
+    .expect("policy");
+    let o = ws
+        .airlock()
+        .env("AIRLOCK_DISK_TOKEN", &secret)
+        .args(["run", "--backend", "podman-box", "--detach", "--name", "dk"])
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--", "sleep", "300"])
+        .run();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let name = wait_box();
+
+    // The box's uid 0 is not the host's (nor, rootless, the user's own uid: any non-zero).
+    let root = box_root_uid(&name);
+    assert_ne!(root, 0, "the box's root is the host's root");
+
+    // Host sysctls: each write of the value already there fails (a no-op if it got through).
+    let sysctls = [
+        "kernel/printk_ratelimit",
+        "kernel/core_pattern",
+        "vm/overcommit_ratio",
+        "fs/file-max",
+        // (not kernel/pid_max: per PID namespace since Linux 6.14, the box's own)
+        "kernel/randomize_va_space",
+    ];
+    for s in sysctls {
+        let script = format!("v=$(cat /proc/sys/{s}) && echo \"$v\" > /proc/sys/{s} && echo WROTE");
+        let o = podman(&["exec", &name, "sh", "-c", &script]);
+        assert!(
+            !text(&o.stdout).contains("WROTE"),
+            "box root wrote the host sysctl {s}"
+        );
+        // Control: the same write from the host's root gets through.
+        if is_root() {
+            let o = Command::new("sh")
+                .args(["-c", &script])
+                .current_dir("/")
+                .run();
+            assert!(text(&o.stdout).contains("WROTE"), "control {s}: {o:?}");
+        }
+    }
+
+    // /run/airlock: the box's tmpfs, 0700; the secret files gone once serve has them.
+    let o = podman(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "stat -c '%a' /run/airlock; grep ' /run/airlock ' /proc/self/mountinfo; ls -A /run/airlock/secrets 2>/dev/null",
+    ]);
+    let out = text(&o.stdout);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("700"), "{out}");
+    assert!(
+        lines.next().is_some_and(|l| l.contains(" - tmpfs ")),
+        "/run/airlock is not a tmpfs: {out}"
+    );
+    assert_eq!(lines.next(), None, "secret files left in the box: {out}");
+
+    // The container's storage on the host: the secret's bytes are nowhere in it. Control: a
+    // marker written to the box's root filesystem is found there by the same search.
+    let marker = format!("mk{}", airlock_test_support::random_alnum(20));
+    podman(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        &format!("echo {marker} > /marker"),
+    ]);
+    let upper = text(&podman(&["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", &name]).stdout)
+        .trim()
+        .to_string();
+    let layer = Path::new(&upper)
+        .parent()
+        .expect("the layer directory")
+        .display()
+        .to_string();
+    let found = in_storage(&["grep", "-rl", &marker, &layer]);
+    assert!(
+        !text(&found.stdout).trim().is_empty(),
+        "control: the marker is not found in {layer}: {found:?}"
+    );
+    let found = in_storage(&["grep", "-rl", &secret, &layer]);
+    assert!(
+        text(&found.stdout).trim().is_empty(),
+        "the secret is on the host's disk: {}",
+        text(&found.stdout)
+    );
+    let s = ws.airlock().args(["stop", "dk"]).run();
+    assert!(s.status.success(), "stop: {}", text(&s.stderr));
+    assert_no_box("after stop");
+}
+
+/// X3: the policy values that can carry a secret (the notify webhook URL, literal telemetry
+/// header values) never go into the box's spec (an environment variable) nor the `--dry-run`
+/// output of any engine; they travel as secrets (by name in the dry run), and the box's session
+/// still gets them (a podman-box runs for real: its container's environment holds neither).
+#[test]
+fn secret_bearing_policy_values_stay_out_of_the_spec_on_every_engine() {
+    let ws = Ws::new();
+    let hook = format!("WH{}", airlock_test_support::random_alnum(20));
+    let head = format!("HD{}", airlock_test_support::random_alnum(20));
+    let policy = ws.data().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[notify]\nwebhook = \"https://hooks.example/services/{hook}\"\ndesktop = false\n\
+             [telemetry]\notlp_endpoint = \"https://otlp.example\"\nagent = false\n\
+             [telemetry.headers]\n\"x-honeycomb-team\" = \"{head}\"\n\"x-other\" = \"{head}2\"\n"
+        ),
+    )
+    .expect("policy");
+    let dry = |args: &[&str]| {
+        ws.airlock()
+            .env("KUBECONFIG", ws.data().join("no-kubeconfig"))
+            .env_remove("FLY_API_TOKEN")
+            .args(["run", "--dry-run", "--policy"])
+            .arg(&policy)
+            .args(args)
+            .args(["--", "true"])
+            .run()
+    };
+    for engine in [
+        vec!["--backend", "k8s", "--image", "registry.example/airlock:1"],
+        vec!["--backend", "fly", "--fly-app", "a"],
+        vec!["--backend", "podman-box"],
+    ] {
+        let o = dry(&engine);
+        assert!(o.status.success(), "{engine:?}: {}", text(&o.stderr));
+        let out = text(&o.stdout);
+        assert!(
+            !out.contains(&hook) && !out.contains(&head),
+            "{engine:?}: a secret-bearing policy value is in the dry run: {out}"
+        );
+        // The secrets are there by name (the channel they travel by).
+        assert!(
+            out.to_ascii_lowercase().contains("policy") && out.contains("webhook"),
+            "{engine:?}: the policy's secrets are not rendered by name: {out}"
+        );
+    }
+    if !ready() {
+        return;
+    }
+    let _l = airlock_test_support::podman_lock();
+    let _boxes = Boxes::clean();
+    let o = ws
+        .airlock()
+        .args(["run", "--backend", "podman-box", "--detach", "--name", "wh"])
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--", "sleep", "300"])
+        .run();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let name = wait_box();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = podman(&[
+            "exec",
+            &name,
+            "/usr/local/bin/airlock",
+            "serve",
+            "ctl",
+            "status",
+        ]);
+        if text(&st.stdout).contains("running") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "status: {}", text(&st.stdout));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let env = podman(&["inspect", "-f", "{{.Config.Env}}", &name]);
+    let env = text(&env.stdout);
+    assert!(env.contains("AIRLOCK_BOX_SPEC"), "{env}");
+    assert!(
+        !env.contains(&hook) && !env.contains(&head),
+        "a secret-bearing policy value is in the box's environment: {env}"
+    );
+    let s = ws.airlock().args(["stop", "wh"]).run();
+    assert!(s.status.success(), "stop: {}", text(&s.stderr));
+    assert_no_box("after stop");
+}
+
+/// X2: a `[filesystem] hide` entry inside the workspace holds remotely too: the hidden file or
+/// directory is never uploaded (it never leaves this machine), so the agent in the box cannot
+/// read it. Variants: a file, a directory (and a file in it), an entry spelled through a
+/// symlink outside the workspace that resolves into it; control: a file beside them is there.
+#[test]
+fn hidden_workspace_paths_are_not_uploaded() {
+    if !ready() {
+        return;
+    }
+    let _l = airlock_test_support::podman_lock();
+    let _boxes = Boxes::clean();
+    let ws = Ws::new();
+    let mark = format!("HM{}", airlock_test_support::random_alnum(20));
+    std::fs::write(ws.path().join("secret.env"), format!("A={mark}1\n")).expect("f");
+    std::fs::create_dir(ws.path().join("private")).expect("d");
+    std::fs::write(ws.path().join("private/key"), format!("{mark}2\n")).expect("f");
+    std::fs::write(ws.path().join("linked.txt"), format!("{mark}3\n")).expect("f");
+    std::fs::write(ws.path().join("visible.txt"), "VISIBLE\n").expect("f");
+    let link = ws.data().join("to-linked");
+    std::os::unix::fs::symlink(ws.path().join("linked.txt"), &link).expect("symlink");
+    let policy = ws.data().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[filesystem]\nhide = [{:?}, {:?}, {:?}]\n",
+            ws.path().join("secret.env").display().to_string(),
+            ws.path().join("private").display().to_string(),
+            link.display().to_string(),
+        ),
+    )
+    .expect("policy");
+    let o = ws
+        .airlock()
+        .args(["run", "--backend", "podman-box", "--policy"])
+        .arg(&policy)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "cat visible.txt; cat secret.env private/key linked.txt 2>&1; \
+             grep -r HM /workspace 2>/dev/null; ls -a /workspace; true",
+        ])
+        .run();
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", text(&o.stderr));
+    assert!(out.contains("VISIBLE"), "control: {out}");
+    assert!(
+        !out.contains(&mark),
+        "a hidden workspace path reached the box: {out}"
+    );
+    for name in ["secret.env", "private", "linked.txt"] {
+        assert!(
+            !out.lines().any(|l| l == name),
+            "{name} was uploaded: {out}"
+        );
+    }
+    assert_no_box("after the session");
+    // The hidden files are untouched here (left out, not deleted).
+    assert!(ws.path().join("secret.env").exists() && ws.path().join("private/key").exists());
 }

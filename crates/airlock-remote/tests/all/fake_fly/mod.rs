@@ -435,6 +435,11 @@ async fn handle(
             );
             json(200, out)
         }
+        ("GET", ["machines"]) => {
+            let s = st.lock().expect("state");
+            let all: Vec<serde_json::Value> = s.machines.values().map(machine_json).collect();
+            json(200, serde_json::Value::Array(all))
+        }
         ("GET", ["machines", id]) => {
             let s = st.lock().expect("state");
             match s.machines.get(*id) {

@@ -18,8 +18,9 @@
 
 use std::io::Write as _;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use airlock_policy::Policy;
 use airlock_remote::archive::{self, Content};
 use airlock_remote::{
     ctl, layout, BoxLimits, BoxRequest, BoxSecret, BoxSpec, BoxState, BoxStatus, Engine,
@@ -67,7 +68,7 @@ pub(super) fn run(args: &RunArgs, request: Request, kind: BackendKind) -> Result
         );
         with_code(FAILURE, e)
     };
-    if let Err(e) = upload(engine.as_ref(), &at, &request.workspace) {
+    if let Err(e) = upload(engine.as_ref(), &at, &request) {
         if let Err(d) = engine.delete(&at) {
             eprintln!("airlock: warning: {d}");
             return Err(failed(e));
@@ -165,12 +166,27 @@ fn request_for(
                 config.name
             );
         }
+        if config
+            .name
+            .starts_with(airlock_remote::policy_secrets::PREFIX)
+        {
+            bail!(
+                "credential {:?}: names starting with {:?} are the box's own (policy values that carry secrets); rename it",
+                config.name,
+                airlock_remote::policy_secrets::PREFIX
+            );
+        }
         secrets.push(BoxSecret {
             name: config.name.clone(),
             value: secret.into_bytes(),
         });
         policy.credentials.push(config);
     }
+    // The webhook URL and literal telemetry headers travel as secrets, never in the spec
+    // (an environment variable of the box, and the --dry-run output).
+    let policy_secrets = airlock_remote::policy_secrets::split(&mut policy);
+    let policy_secret_names = policy_secrets.iter().map(|s| s.name.clone()).collect();
+    secrets.extend(policy_secrets);
     let limits = &policy.limits;
     let image = backends::box_image(kind, args.image.as_deref(), &policy)?;
     let tty = !args.detach
@@ -187,6 +203,7 @@ fn request_for(
             workspace: WorkspaceSource::Upload,
             tty: tty || args.detach,
             policy: policy.clone(),
+            policy_secrets: policy_secret_names,
         },
         image,
         secrets,
@@ -267,8 +284,71 @@ pub(crate) fn ctl(engine: &dyn Engine, at: &str, verb: &str, stdin: &[u8]) -> Re
     Ok(out.stdout)
 }
 
-/// Uploads the workspace and checks that the box's session started.
-fn upload(engine: &dyn Engine, at: &str, workspace: &Path) -> Result<()> {
+/// The policy's hidden paths (`[filesystem] hide` and the built-in list, `~` expanded, both the
+/// spelling and what it resolves to) that are inside `workspace`, relative to it: what a
+/// local session hides must not leave this machine for a box (docs/remote.md, "Hidden paths").
+///
+/// # Errors
+/// A hide entry that is neither absolute nor `~/`-relative.
+fn hidden_in_workspace(policy: &Policy, home: &Path, workspace: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for h in &policy.hide {
+        let p = crate::view::expand(h, home)?;
+        let real = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+        for candidate in [p, real] {
+            if let Ok(rel) = candidate.strip_prefix(workspace) {
+                if rel.as_os_str().is_empty() {
+                    bail!(
+                        "[filesystem] hide names the workspace itself ({h}): nothing could be uploaded; run elsewhere or drop the entry"
+                    );
+                }
+                out.push(rel.to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The workspace tar `tar` without the entries at or under any of `hidden` (relative paths).
+///
+/// # Errors
+/// The archive cannot be read back or rewritten.
+fn without_hidden(tar: &[u8], hidden: &[PathBuf]) -> Result<Vec<u8>> {
+    if hidden.is_empty() {
+        return Ok(tar.to_vec());
+    }
+    let mut reader = tar::Archive::new(tar);
+    let mut out = tar::Builder::new(Vec::new());
+    out.follow_symlinks(false);
+    for entry in reader.entries().context("cannot read the upload back")? {
+        let mut entry = entry.context("cannot read the upload back")?;
+        let path = entry.path().context("an upload entry's path")?.into_owned();
+        let rel = path.strip_prefix("./").unwrap_or(&path).to_path_buf();
+        if hidden.iter().any(|h| rel.starts_with(h)) {
+            continue;
+        }
+        let mut header = entry.header().clone();
+        match header.entry_type() {
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .context("an upload link's target")?
+                    .map(std::borrow::Cow::into_owned)
+                    .unwrap_or_default();
+                out.append_link(&mut header, &rel, &target)
+            }
+            _ => out.append_data(&mut header, &rel, &mut entry),
+        }
+        .with_context(|| format!("cannot rewrite the upload at {}", rel.display()))?;
+    }
+    out.into_inner().context("cannot finish the upload")
+}
+
+/// Uploads the workspace (without its hidden paths) and checks that the box's session started.
+fn upload(engine: &dyn Engine, at: &str, request: &Request) -> Result<()> {
+    let workspace = request.workspace.as_path();
     let mut tar = Vec::new();
     let skipped = archive::write_tree(workspace, &mut tar, Content::Workspace)?;
     for s in skipped {
@@ -277,6 +357,8 @@ fn upload(engine: &dyn Engine, at: &str, workspace: &Path) -> Result<()> {
             airlock_session::quote::path(&s)
         );
     }
+    let hidden = hidden_in_workspace(&request.policy, &request.who.home, workspace)?;
+    let tar = without_hidden(&tar, &hidden)?;
     ctl(engine, at, ctl::RECEIVE, &tar)?;
     let status = status(engine, at)?;
     if status.state == BoxState::Failed {
