@@ -631,7 +631,23 @@ impl BoxEngine for PodmanBox {
             .force(true)
             .v(true)
             .build();
-        match self.rt.block_on(client.remove_container(id, Some(opts))) {
+        // Podman's removal can fail with EBUSY on the container's shm or overlay mount while
+        // the runtime is still tearing it down (a known race: containers/podman#11594,
+        // #10454); a short retry removes it, and any other error is reported at once.
+        let mut attempt = 0;
+        let result = loop {
+            let r = self
+                .rt
+                .block_on(client.remove_container(id, Some(opts.clone())));
+            match &r {
+                Err(e) if attempt < 10 && engine_message(e).contains("resource busy") => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                }
+                _ => break r,
+            }
+        };
+        match result {
             Ok(())
             | Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
