@@ -10,7 +10,7 @@
 //! session's own index, lock files and config are never read.
 
 use std::collections::HashMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::registry::{Answer, Registry};
 use super::{Candidate, Claim, Digest, Verdict};
@@ -46,14 +46,9 @@ impl Cargo {
 
     /// Names the crate `c` is and its trusted checksum.
     pub(super) fn verify(&mut self, c: &Candidate<'_>, registry: &mut Registry) -> Verdict {
-        let parts: Vec<&str> = c
-            .rel
-            .components()
-            .map(|p| match p {
-                Component::Normal(s) => s.to_str().unwrap_or("\u{fffd}"),
-                _ => "\u{fffd}",
-            })
-            .collect();
+        let Some(parts) = c.parts() else {
+            return Verdict::Skipped("not a registry download (not UTF-8)".into());
+        };
         let (dir, file) = match parts.as_slice() {
             ["registry", "cache", dir, file] if file.ends_with(".crate") => (*dir, *file),
             _ => {

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use sha2::Digest as _;
@@ -51,15 +51,7 @@ impl Go {
     }
 
     pub(super) fn verify(&mut self, c: &Candidate<'_>) -> Verdict {
-        let Some(parts) = c
-            .rel
-            .components()
-            .map(|p| match p {
-                Component::Normal(s) => s.to_str(),
-                _ => None,
-            })
-            .collect::<Option<Vec<&str>>>()
-        else {
+        let Some(parts) = c.parts() else {
             return Verdict::Skipped("not a module download (not UTF-8)".into());
         };
         let (module, file) = match parts.as_slice() {

@@ -9,7 +9,7 @@
 //! `_remote.repositories` Maven treats a promoted artifact as installed locally and uses it for
 //! any repository; the rest it fetches again.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::registry::{Answer, Registry};
 use super::{Candidate, Claim, Digest, Verdict};
@@ -36,15 +36,7 @@ impl Maven {
     }
 
     pub(super) fn verify(&mut self, c: &Candidate<'_>, registry: &mut Registry) -> Verdict {
-        let Some(parts) = c
-            .rel
-            .components()
-            .map(|p| match p {
-                Component::Normal(s) => s.to_str(),
-                _ => None,
-            })
-            .collect::<Option<Vec<&str>>>()
-        else {
+        let Some(parts) = c.parts() else {
             return Verdict::Skipped("not an artifact path (not UTF-8)".into());
         };
         let Some(file) = parts.last() else {

@@ -132,6 +132,20 @@ pub(crate) struct Candidate<'a> {
     pub(crate) path: &'a Path,
 }
 
+impl Candidate<'_> {
+    /// The components of `rel` as text; `None` when one is not UTF-8 (no registry names such a
+    /// file) or is not a plain name.
+    pub(crate) fn parts(&self) -> Option<Vec<&str>> {
+        self.rel
+            .components()
+            .map(|p| match p {
+                std::path::Component::Normal(s) => s.to_str(),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// A verifier's decision before any copy.
 #[derive(Debug)]
 pub(crate) enum Verdict {

@@ -24,7 +24,7 @@
 //! promoted. So are `selfcheck/` and everything else.
 
 use std::io::{Read, Seek};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use sha2::Digest as _;
@@ -73,14 +73,9 @@ impl Pip {
     }
 
     pub(super) fn verify(&mut self, c: &Candidate<'_>, registry: &mut Registry) -> Verdict {
-        let parts: Vec<&str> = c
-            .rel
-            .components()
-            .map(|p| match p {
-                Component::Normal(s) => s.to_str().unwrap_or("\u{fffd}"),
-                _ => "\u{fffd}",
-            })
-            .collect();
+        let Some(parts) = c.parts() else {
+            return Verdict::Skipped("not a pip cache entry (not UTF-8)".into());
+        };
         let (layout, key) =
             match parts.as_slice() {
                 ["http-v2", a, b, cc, d, e, file] => match file.strip_suffix(".body") {
