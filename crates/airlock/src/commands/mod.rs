@@ -13,8 +13,10 @@ mod explain;
 mod hook;
 mod logs;
 pub(crate) mod ls;
+mod man;
 mod merge;
 mod policy;
+mod prune;
 mod reload;
 mod rm;
 mod run;
@@ -57,9 +59,9 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Logs(args) => logs::logs(args),
         Command::Policy(PolicyCommand::Show(args)) => policy::show(args),
         Command::Policy(PolicyCommand::Check(args)) => policy::check(args),
-        Command::Prune(args) => ls::prune(args),
+        Command::Prune(args) => prune::prune(args),
         Command::Completions(args) => completions::completions(args),
-        Command::Man(args) => completions::man(args),
+        Command::Man(args) => man::man(args),
         Command::Probe { name, args } => selftest::probe(&name, &args),
         Command::SandboxInit => Ok(run::sandbox_init()),
         Command::ContainerInit { socket } => Ok(airlock_sandbox::container_init_main(&socket)),
