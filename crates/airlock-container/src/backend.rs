@@ -6,7 +6,7 @@ use airlock_sandbox::cgroup::CgroupLimits;
 use airlock_sandbox::{
     Backend, LimitReport, RunningSandbox, SandboxError, SandboxSpec, SessionContext, SessionRef,
 };
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::ListContainersOptionsBuilder;
 
 use crate::container::{launch, limits_unenforced, ContainerOptions, Limits};
 use crate::engine::{Discovery, Engine, EngineKind, Runtime};
@@ -152,22 +152,15 @@ impl Backend for ContainerBackend {
             .map_err(|e| sandbox_error(engine.error("list the session's containers", &e)))?;
         for c in found {
             let Some(id) = c.id else { continue };
-            let opts = RemoveContainerOptionsBuilder::new()
-                .force(true)
-                .v(true)
-                .build();
-            engine
-                .rt
-                .block_on(engine.client.remove_container(&id, Some(opts)))
-                .map_err(|e| {
-                    sandbox_error(engine.error(
-                        format!(
-                            "remove container {id} (remove it by hand: {} rm -f {id})",
-                            engine.kind().name()
-                        ),
-                        &e,
-                    ))
-                })?;
+            crate::engine::remove_forced(&engine.rt, &engine.client, &id).map_err(|e| {
+                sandbox_error(engine.error(
+                    format!(
+                        "remove container {id} (remove it by hand: {} rm -f {id})",
+                        engine.kind().name()
+                    ),
+                    &e,
+                ))
+            })?;
         }
         Ok(())
     }

@@ -43,8 +43,7 @@ use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    ResizeExecOptions,
+    CreateContainerOptionsBuilder, LogsOptionsBuilder, ResizeExecOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -627,31 +626,8 @@ impl BoxEngine for PodmanBox {
     fn delete(&self, at: &Location) -> Result<(), RemoteError> {
         let id = container_of(at)?;
         let client = self.client()?;
-        let opts = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        // Podman's removal can fail with EBUSY on the container's shm or overlay mount while
-        // the runtime is still tearing it down (a known race: containers/podman#11594,
-        // #10454); a short retry removes it, and any other error is reported at once.
-        let mut attempt = 0;
-        let result = loop {
-            let r = self
-                .rt
-                .block_on(client.remove_container(id, Some(opts.clone())));
-            match &r {
-                Err(e) if attempt < 10 && engine_message(e).contains("resource busy") => {
-                    attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(300));
-                }
-                _ => break r,
-            }
-        };
-        match result {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
+        match crate::engine::remove_forced(&self.rt, client, id) {
+            Ok(()) => Ok(()),
             Err(e) => Err(res(
                 &format!("container/{id}"),
                 format!(

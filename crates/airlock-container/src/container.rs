@@ -34,7 +34,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    LogsOptionsBuilder,
 };
 use futures_util::StreamExt;
 use nix::sys::signal::Signal;
@@ -774,30 +774,10 @@ impl Container {
         if self.removed {
             return;
         }
-        // AutoRemove may be removing it at the same moment (a 500 "state improper" or "removal
-        // in progress"): try again briefly, and warn only if it is still there.
-        let mut last = None;
-        for _ in 0..10 {
-            let opts = RemoveContainerOptionsBuilder::new()
-                .force(true)
-                .v(true)
-                .build();
-            match self
-                .engine
-                .rt
-                .block_on(self.engine.client.remove_container(&self.id, Some(opts)))
-            {
-                Ok(())
-                | Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {
-                    last = None;
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        // AutoRemove may be removing it at the same moment: `remove_forced` retries that race;
+        // warn only if it is still there.
+        let last =
+            crate::engine::remove_forced(&self.engine.rt, &self.engine.client, &self.id).err();
         if let Some(e) = last {
             tracing::warn!(
                 "cannot remove container {} from {}: {e}; remove it with `{} rm -f {}`",

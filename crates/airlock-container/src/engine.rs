@@ -572,6 +572,44 @@ pub(crate) fn hint_for(detail: &str) -> String {
     }
 }
 
+/// Removes container `id` with its anonymous volumes (`force`, `v`), as `podman rm -f -v`.
+/// A container already gone (404) counts as removed. Podman's removal races with its own
+/// teardown: EBUSY on the container's shm or overlay mount (containers/podman#11594, #10454),
+/// "removal in progress" or "state improper" while AutoRemove runs. Those are retried for up
+/// to 3 s; any other error is returned at once.
+pub(crate) fn remove_forced(
+    rt: &tokio::runtime::Runtime,
+    client: &Docker,
+    id: &str,
+) -> Result<(), bollard::errors::Error> {
+    let opts = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    let mut attempt = 0;
+    loop {
+        match rt.block_on(client.remove_container(id, Some(opts.clone()))) {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(()),
+            Err(e) if attempt < 10 && is_transient_removal(&e) => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// An engine answer to a removal that a retry resolves (see [`remove_forced`]).
+fn is_transient_removal(e: &bollard::errors::Error) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    ["resource busy", "removal in progress", "state improper"]
+        .iter()
+        .any(|t| text.contains(t))
+}
+
 /// The Debian package that provides `r`.
 pub fn debian_package(r: Runtime) -> &'static str {
     match r {
