@@ -47,7 +47,8 @@ pub struct FilterConfig {
     /// reader of the terminal, the user's shell, as typed input. Status and attribute queries
     /// (DSR `CSI … n`, DA `CSI … c`, DECRQM `CSI … $ p`, XTVERSION `CSI > … q`) are then
     /// dropped as [`DropKind::Query`]; live output (`run`, `attach`) keeps them, because the
-    /// sandboxed program is the one reading the answer.
+    /// sandboxed program is the one reading the answer. Settings that would outlive the
+    /// replayed output (window title, palette colours) are dropped as [`DropKind::Lasting`].
     pub replay: bool,
 }
 
@@ -129,6 +130,11 @@ pub enum DropKind {
     /// A status or attribute query (DSR, DA, DECRQM, XTVERSION) in replayed output, where the
     /// terminal's answer would reach the user's shell as typed input.
     Query,
+    /// A terminal setting that outlives the replayed output (OSC 0/1/2 window title and icon
+    /// name, OSC 4/5/10–19 palette colours and their resets), in replayed output: once
+    /// `airlock logs` or `diff` has ended, the title or colours would still be the session's,
+    /// shown as if the user's own shell had set them.
+    Lasting,
 }
 
 impl DropKind {
@@ -155,6 +161,7 @@ impl DropKind {
             DropKind::Malformed => "malformed",
             DropKind::Oversized => "oversized",
             DropKind::Query => "query",
+            DropKind::Lasting => "lasting",
         }
     }
 }
@@ -607,6 +614,11 @@ impl TermFilter {
             .ok()
             .and_then(|n| n.parse::<u32>().ok());
         let verdict = match num {
+            Some(0..=2 | 4 | 5 | 10..=19 | 104 | 105 | 110..=119)
+                if self.config.replay && !rest.contains(&b'?') =>
+            {
+                Some(DropKind::Lasting)
+            }
             Some(0..=2) | Some(8) => None,
             Some(52) => {
                 // OSC 52 ; selection ; data — data `?` asks the terminal for the clipboard.
@@ -1109,9 +1121,40 @@ mod tests {
             replay: true,
             ..FilterConfig::default()
         });
-        let kept = b"\x1b[1;31mred\x1b[0m\x1b[2;5H\x1b[2 q";
+        let kept = b"\x1b[1;31mred\x1b[0m\x1b[2;5H\x1b[2 q\x1b]8;;https://x.test/\x07l\x1b]8;;\x07";
         let mut out = Vec::new();
         replay.filter(kept, &mut out);
         assert_eq!(out, kept);
+    }
+
+    /// Titles and palette colours outlive replayed output, so replay drops them (every
+    /// the BEL and ST terminators); live output keeps
+    /// them, because the session's own full-screen program sets them while it runs.
+    #[test]
+    fn replay_drops_lasting_settings() {
+        let lasting: &[&[u8]] = &[
+            b"\x1b]0;sudo password needed\x07",
+            b"\x1b]1;icon\x1b\\",
+            b"\x1b]2;title\x07",
+            b"\x1b]4;1;#000000\x07",
+            b"\x1b]10;#000000\x07",
+            b"\x1b]11;rgb:00/00/00\x1b\\",
+            b"\x1b]104\x07",
+            b"\x1b]110\x07",
+        ];
+        for seq in lasting {
+            let mut live = TermFilter::new(FilterConfig::default());
+            let mut out = Vec::new();
+            live.filter(seq, &mut out);
+            assert_eq!(&out[..], *seq, "live output keeps {seq:?}");
+            let mut replay = TermFilter::new(FilterConfig {
+                replay: true,
+                ..FilterConfig::default()
+            });
+            let mut out = Vec::new();
+            replay.filter(seq, &mut out);
+            assert!(out.is_empty(), "replayed {seq:?} passed as {out:?}");
+            assert_eq!(replay.counts().get(&DropKind::Lasting), Some(&1), "{seq:?}");
+        }
     }
 }
