@@ -123,7 +123,7 @@ const CARGO_CODE_KEYS: &[&str] = &[
     "unstable.*",
 ];
 
-/// `cargo --config KEY=VALUE` with a key that runs code ([`CARGO_CODE_KEYS`]); `--config FILE`
+/// `cargo --config KEY=VALUE` with a key that runs code (`CARGO_CODE_KEYS`); `--config FILE`
 /// (a file airlock has not read): possible.
 pub fn cargo_config_code(inv: &Invocation) -> Match {
     if inv.program != "cargo" {

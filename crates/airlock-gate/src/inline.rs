@@ -1,7 +1,7 @@
 //! Inline interpreter code (`python3 -c`, `node -e`, heredocs piped into `perl`, …): the strings
 //! it builds at run time from literals, as far as a tokenizer can tell without a full parser.
 //!
-//! [`derive`] reads the code as a stream of string literals, names and punctuation, and
+//! [`derive()`] reads the code as a stream of string literals, names and punctuation, and
 //! returns
 //! - the strings the code *computes* from its literals: concatenation (`'.git/' + 'hooks'`,
 //!   Perl/PHP `.`, Python's adjacent literals), path joins (`os.path.join('.git', 'hooks')`,
@@ -21,7 +21,7 @@
 
 use base64::Engine as _;
 
-/// Most strings [`derive`] returns for one piece of code (hostile input cannot make the caller
+/// Most strings [`derive()`] returns for one piece of code (hostile input cannot make the caller
 /// judge more).
 const MAX_DERIVED: usize = 256;
 /// Most tokens one call's argument list is read for.
@@ -29,7 +29,7 @@ const MAX_CALL_TOKENS: usize = 512;
 /// Most characters of code tokenized.
 const MAX_CODE: usize = 256 * 1024;
 
-/// What [`derive`] found.
+/// What [`derive()`] found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Derived {
     /// Strings computed from the code's literals, to be judged like literals.

@@ -154,7 +154,7 @@ pub(crate) async fn connect(
 /// the environment only: no request is made, so nothing can hang.
 ///
 /// # Errors
-/// What [`connect`] would refuse before contacting the cluster: no kubeconfig and not in a
+/// What `connect` would refuse before contacting the cluster: no kubeconfig and not in a
 /// pod, an unreadable file, no current context, an unknown context; each with its fix.
 pub fn find_context(
     kubeconfig: Option<&PathBuf>,

@@ -315,7 +315,7 @@ fn target_arch() -> Result<TargetArch, SandboxError> {
 
 /// One rule of the sandbox's seccomp policy as data, for engines that take a profile instead of
 /// a filter program (the OCI seccomp JSON of container runtimes, `crates/airlock-container`).
-/// Every call not named by a rule is allowed, as in [`main_filter`].
+/// Every call not named by a rule is allowed, as in `main_filter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyscallRule {
     /// The system call's name as libseccomp spells it (`ptrace`, `socket`).
@@ -339,13 +339,13 @@ pub struct ArgCheck {
 /// The low 32 bits: arguments the kernel reads as `int` (a check on all 64 bits would let high
 /// garbage bits slip past).
 const INT_MASK: u64 = 0xffff_ffff;
-/// Socket families the sandbox may use ([`main_filter`]); every other family below this bound is
+/// Socket families the sandbox may use (`main_filter`); every other family below this bound is
 /// refused by rule (the kernel knows no family at or above it: AF_MAX is 46 in Linux 6.x).
 const FAMILY_BOUND: u64 = 64;
 /// Netlink protocols are below MAX_LINKS (32, include/uapi/linux/netlink.h).
 const NETLINK_PROTOCOLS: u64 = 32;
 
-/// The seccomp policy of [`seccomp`] as a list of rules, from the same tables: the denied calls,
+/// The seccomp policy of `seccomp` as a list of rules, from the same tables: the denied calls,
 /// namespace flags of clone/unshare, terminal injection ioctls, socket families and netlink
 /// protocols, clone3 (ENOSYS), and, where this kernel needs the connect gate, unix datagram
 /// sockets (EACCES). The allowed socket families are expressed as one rule per refused family,

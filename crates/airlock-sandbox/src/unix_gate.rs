@@ -1,5 +1,5 @@
 //! The connect gate: keeps the sandbox off unix sockets it did not create (DESIGN.md guarantee 3)
-//! on kernels whose Landlock cannot (below ABI 9, see [`crate::security::LANDLOCK_RESOLVE_UNIX_ABI`]).
+//! on kernels whose Landlock cannot (below ABI 9, see `crate::security::LANDLOCK_RESOLVE_UNIX_ABI`).
 //!
 //! Read-only binds do not govern connect(2): every socket under a bound tree (a daemon's socket in
 //! `/opt`, the nix daemon, a dev server in a bind-mode workspace) is a peer. seccomp cannot read

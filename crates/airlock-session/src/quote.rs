@@ -89,7 +89,7 @@ pub fn name(s: &str) -> Cow<'_, str> {
 /// Text the sandbox chose (a file's content in a diff) with its control characters rendered
 /// visibly, as `cat -v` does: `^[` for ESC, `^@`..`^_` for the other C0 controls, `^?` for DEL,
 /// `M-^@`..`M-^_` for the C1 controls U+0080–U+009F, and `<U+202E>` for the characters of
-/// [`is_deceptive`]. Tab and line feed are kept, so lines and indentation read as in the file.
+/// `is_deceptive`. Tab and line feed are kept, so lines and indentation read as in the file.
 pub fn visible(text: &str) -> Cow<'_, str> {
     let plain = |c: char| c == '\t' || c == '\n' || !(is_control(c) || is_deceptive(c));
     if text.chars().all(plain) {

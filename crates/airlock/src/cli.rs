@@ -1,4 +1,8 @@
 //! Command-line arguments (clap). Only types live here; `commands/` acts on them.
+//!
+//! The doc comments here are the `--help` text, where `[commands]` or `[tls]` names a table of
+//! the TOML config, not an item: rustdoc's link check does not apply.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 

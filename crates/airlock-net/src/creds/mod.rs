@@ -322,7 +322,7 @@ impl Injector {
     }
 
     /// Sets what pushes to credential hosts may do (`[git] push`; the default allows branches
-    /// under `airlock/` only, see [`gitpush`]).
+    /// under `airlock/` only, see `gitpush`).
     pub fn set_git_push(&mut self, policy: GitPushPolicy) {
         self.git_push = policy;
     }

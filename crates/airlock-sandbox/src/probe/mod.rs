@@ -6,7 +6,7 @@
 //! forbids: raw syscalls, ioctls, SysV shm, forks) and runs only in `airlock __probe` and
 //! `airlock selftest`; it lives apart from the production unsafe (`init`, `launch`, `security`,
 //! `fork`, ...) so each can be audited alone. No production code calls into this module. A
-//! probe forks only through [`fork_probe`], which refuses unless the probe process has one
+//! probe forks only through `fork_probe`, which refuses unless the probe process has one
 //! thread, and prepares everything a child execs before the fork.
 
 use std::ffi::CString;

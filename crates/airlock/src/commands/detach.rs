@@ -27,7 +27,7 @@ use crate::session_dir;
 
 /// Where the session's output directory (the host's `SESSION/tmux`, which holds only
 /// `agent.log`) appears inside the sandbox. The sandbox can write it: the host reads it only
-/// through [`read_from`].
+/// through `read_from`.
 const TMUX_DIR: &str = "/run/airlock/tmux";
 /// The tmux server's socket, on the sandbox's private /tmp (a tmpfs the host never sees).
 const TMUX_SOCK: &str = "/tmp/.airlock-tmux/sock";
