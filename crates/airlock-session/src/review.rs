@@ -220,9 +220,16 @@ fn comps(path: &Path) -> Vec<String> {
 
 /// Paths of the workspace's own `.git` directory that run programs (gitrepository-layout(5));
 /// the rest (objects, refs, index, logs) is repository data, fetched as commits, not merged.
+///
+/// Under `info/`, `refs` (the ref list `git update-server-info` writes for dumb transports, which
+/// `git gc` refreshes) and `exclude` (ignore patterns) are data: repository internals, never
+/// merged. The rest of `info/` (`attributes`, which picks filter and diff drivers, and anything
+/// unknown) counts as configuration.
 fn root_git_reason(rest: &[String]) -> Option<&'static str> {
+    let second = rest.get(1).map(String::as_str);
     match rest.first().map(String::as_str) {
         Some("hooks") => Some("git hooks run on the host at the next git command"),
+        Some("info") if rest.len() == 2 && matches!(second, Some("refs" | "exclude")) => None,
         Some("config" | "config.worktree" | "info" | "commondir") => Some(
             "git configuration can run programs (core.fsmonitor, core.pager, aliases, filters)",
         ),
@@ -622,6 +629,9 @@ mod tests {
             ".git/hooks/pre-commit",
             ".git/config",
             ".git/info/attributes",
+            ".git/info/refs/x",
+            ".git/info/sparse-checkout",
+            ".git/info",
             ".git/modules/m/config",
             ".git/worktrees/w/config.worktree",
         ] {
@@ -632,6 +642,8 @@ mod tests {
             ".git/refs/heads/main",
             ".git/index",
             ".git/HEAD",
+            ".git/info/refs",
+            ".git/info/exclude",
         ] {
             assert!(!exec(p), "{p}");
             assert!(is_git_internal(Path::new(p)), "{p}");

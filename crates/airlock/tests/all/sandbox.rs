@@ -1682,6 +1682,52 @@ fn merge_lands_edits_and_commits_once() {
     assert_eq!(rows[0]["state"], "exited", "{rows}");
 }
 
+/// git's own housekeeping in the session (gc, which refreshes `.git/info/refs`; the dumb-HTTP
+/// ref list; packing refs and objects; ignore patterns) writes repository internals, not files
+/// that run on the host: merge lands the session's commits without `--allow-exec-files`.
+#[test]
+fn merge_lands_after_git_housekeeping() {
+    let repo = Repo::new();
+    for (name, housekeeping) in [
+        ("gc", "git gc -q"),
+        ("usi", "git update-server-info"),
+        ("packs", "git pack-refs --all && git repack -qad"),
+        ("excl", "echo '*.log' >> .git/info/exclude"),
+    ] {
+        let script = format!(
+            "echo {name} > {name}.txt && git add {name}.txt && \\
+             git -c user.name=a -c user.email=a@a commit -qm {name} && {housekeeping}"
+        );
+        let o = repo.airlock(&["run", "--name", name, "--", "sh", "-c", &script]);
+        o.assert_code(0);
+        let o = repo.airlock(&["merge", name]);
+        o.assert_code(0);
+        let log = Command::new("git")
+            .args(["log", "-1", "--format=%s", &format!("airlock/{name}")])
+            .current_dir(repo.ws.path())
+            .run();
+        assert_eq!(stdout(&log), format!("{name}\n"), "{name}");
+    }
+    // What selects programs under `.git/info` is still refused.
+    let o = repo.airlock(&[
+        "run",
+        "--name",
+        "attrs",
+        "--",
+        "sh",
+        "-c",
+        "echo '* filter=x' > .git/info/attributes",
+    ]);
+    o.assert_code(0);
+    let o = repo.airlock(&["merge", "attrs"]);
+    o.assert_code(125);
+    assert!(
+        stderr(&o).contains(".git/info/attributes"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn host_edits_during_the_session_are_conflicts() {
     let repo = Repo::new();
