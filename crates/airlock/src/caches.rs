@@ -15,6 +15,15 @@ use serde::{Deserialize, Serialize};
 /// cache each layer sits on, for `airlock cache promote`.
 pub(crate) const LAYERS_FILE: &str = "caches/layers.json";
 
+/// The workspace's `go.sum` as it was when the session started, `SESSION_DIR/caches/go.sum`
+/// (copied on the host before the sandbox starts): what `airlock cache promote` verifies Go
+/// modules by. Never the workspace's go.sum as it is later: once the session's changes are
+/// merged, that file holds whatever hashes the agent wrote.
+pub(crate) const GO_SUM_FILE: &str = "caches/go.sum";
+
+/// The largest `go.sum` kept, in bytes (larger ones are refused by promote as unreadable).
+pub(crate) const MAX_GO_SUM: u64 = 16 << 20;
+
 /// One cache layer of a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LayerRecord {
@@ -121,6 +130,36 @@ pub(crate) fn create_layers(dir: &Path, overlays: &[OverlayMount]) -> Result<()>
     std::fs::write(&path, serde_json::to_vec_pretty(&records)?)
         .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
     Ok(())
+}
+
+/// Keeps the workspace's `go.sum` as it is now, before the sandbox starts ([`GO_SUM_FILE`];
+/// nothing when the session has no cache layers or the workspace has no go.sum). At most
+/// [`MAX_GO_SUM`] bytes are kept; a longer file is kept cut short, which drops lines, never
+/// adds one.
+///
+/// # Errors
+/// The go.sum exists but cannot be read, or the copy cannot be written.
+pub(crate) fn keep_go_sum(dir: &Path, workspace: &Path, overlays: &[OverlayMount]) -> Result<()> {
+    if overlays.is_empty() {
+        return Ok(());
+    }
+    let src = workspace.join("go.sum");
+    let f = match std::fs::File::open(&src) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(anyhow!("cannot read {}: {e}", src.display())),
+    };
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_GO_SUM), &mut text)
+        .map_err(|e| anyhow!("cannot read {}: {e}", src.display()))?;
+    // A line cut in the middle could read as a shorter hash: keep whole lines only.
+    if let Some(end) = text.iter().rposition(|&b| b == b'\n') {
+        text.truncate(end + 1);
+    } else {
+        text.clear();
+    }
+    let dst = dir.join(GO_SUM_FILE);
+    std::fs::write(&dst, text).map_err(|e| anyhow!("cannot write {}: {e}", dst.display()))
 }
 
 #[cfg(test)]

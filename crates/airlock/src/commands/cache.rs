@@ -79,9 +79,22 @@ fn run(args: &PromoteArgs) -> Result<i32> {
         })?;
     let policy = crate::policy_load::load(None, &[], &[], None)?;
     let roots = crate::telemetry::extra_roots(&policy, &home)?;
-    // The workspace's go.sum as it is on the host: only an overlay session could not write it.
+    // The workspace's go.sum as it was when the session started, in an overlay session (which
+    // could not write it then). Never the workspace's file as it is now: `merge` may have put
+    // the agent's go.sum there.
     let go_sum = if r.mode == airlock_session::SessionMode::Overlay {
-        Ok(r.workspace.join("go.sum"))
+        let kept = r.dir.join(crate::caches::GO_SUM_FILE);
+        if kept.exists() {
+            Ok(kept)
+        } else {
+            Err(format!(
+                "{} had no go.sum when session {} started (or an older airlock ran it, which \
+                 kept none); Go modules are verified only by the go.sum the workspace had \
+                 before the session: run `go mod download` on the host instead",
+                r.workspace.display(),
+                r.id
+            ))
+        }
     } else {
         Err(format!(
             "session {} ran in {} mode, where it could write the workspace's go.sum; Go modules \

@@ -3,9 +3,11 @@
 //! `h1:` hash (golang.org/x/mod/sumdb/dirhash `Hash1`: the SHA-256 of the lines `SHA256HEX  NAME\n`
 //! of its files sorted by name; for a zip, its entries, each under `MODULE@VERSION/`; for a
 //! `.mod`, the one file `go.mod`) is the one the project's `go.sum` records for that module and
-//! version. The `go.sum` is the one in the session's workspace **as it is on the host**: only an
-//! overlay session's, whose workspace the agent could not write (in bind and worktree mode it
-//! could have written that file, so nothing verifies). The checksum database is not asked:
+//! version. The `go.sum` is the one the session's workspace had **when the session started**
+//! (kept by `airlock run` in the session directory, `caches::GO_SUM_FILE`), and only an overlay
+//! session's, whose workspace the agent could not write (in bind and worktree mode it could have
+//! written that file, so nothing verifies). The workspace's go.sum as it is later is never read:
+//! after `airlock merge` it holds the lines the agent wrote. The checksum database is not asked:
 //! its `lookup` answers are bound to the signed tree head only by tile inclusion proofs, which
 //! airlock does not check yet, so a module not in `go.sum` is refused. The promoted bytes are
 //! the very bytes hashed (the copy checks their SHA-256 again). Beside a promoted zip airlock
@@ -22,8 +24,7 @@ use sha2::Digest as _;
 
 use super::{copy, Candidate, Claim, Content, Digest, Verdict, MAX_ARTIFACT};
 
-/// The largest `go.sum` read, in bytes.
-const MAX_GO_SUM: u64 = 16 << 20;
+use crate::caches::MAX_GO_SUM;
 
 /// The Go verifier of one layer.
 #[derive(Debug)]
@@ -36,12 +37,16 @@ pub(super) struct Go {
 }
 
 impl Go {
-    /// `go_sum`: the trusted `go.sum` (on the host), or why there is none.
+    /// `go_sum`: the trusted `go.sum` (the workspace's as the session started), or why there
+    /// is none.
     pub(super) fn new(go_sum: &Result<PathBuf, String>) -> Go {
         match go_sum {
             Ok(p) => Go {
                 sums: read_go_sum(p),
-                source: p.display().to_string(),
+                source: format!(
+                    "the go.sum the workspace had as the session started ({})",
+                    p.display()
+                ),
             },
             Err(why) => Go {
                 sums: Err(why.clone()),

@@ -162,8 +162,9 @@ pub(crate) struct Options {
     pub(crate) registry: Registry,
     /// The user's home (for `~/.npmrc`, pip's configuration).
     pub(crate) home: PathBuf,
-    /// The `go.sum` Go modules are verified by (the session's workspace on the host, for an
-    /// overlay session), or why there is none.
+    /// The `go.sum` Go modules are verified by (the one the session's workspace had when an
+    /// overlay session started, kept in its directory: `caches::GO_SUM_FILE`), or why there is
+    /// none.
     pub(crate) go_sum: Result<PathBuf, String>,
 }
 

@@ -703,6 +703,122 @@ fn go_promote_verifies_modules_against_go_sum() {
     assert_eq!(report["promoted"], 0, "{report:#}");
 }
 
+/// Red-team Y1: promote verifies Go modules by the go.sum the workspace had when the session
+/// started, never by the workspace's go.sum as it is later. Variants: the session adds a line
+/// for its own module and changes the line of a listed one, and the user merges (which lands the
+/// agent's go.sum) before promoting; the user copies those lines into go.sum by hand; a
+/// workspace that had no go.sum at the start. A session started after the host's go.sum gained
+/// a line trusts that line (it was the host's at the start).
+#[test]
+fn go_promote_never_trusts_a_go_sum_written_after_the_start() {
+    let reg = Registry::start();
+    let home = Home::new(&reg, bin());
+    let gomod = home.path().join("go/pkg/mod");
+    std::fs::create_dir_all(&gomod).expect("gomodcache");
+    let m = "example.com/m";
+    let good = [
+        ("go.mod", "module example.com/m\n"),
+        ("m.go", "package m\n"),
+    ];
+    let evil = [
+        ("go.mod", "module example.com/m\n"),
+        ("m.go", "package m // evil\n"),
+    ];
+    let n = "corp.example/lib";
+    let lib = [
+        ("go.mod", "module corp.example/lib\n"),
+        ("l.go", "package lib // evil\n"),
+    ];
+    let go_sum = format!("{m} v1.0.0 {}\n", zip_h1(m, "v1.0.0", &good));
+    std::fs::write(home.ws().join("go.sum"), &go_sum).expect("go.sum");
+    let plant = home.ws().join("plant");
+    let v = "cache/download/example.com/m/@v";
+    let lv = "cache/download/corp.example/lib/@v";
+    write(
+        &plant,
+        Path::new(&format!("{v}/v1.0.0.zip")),
+        &module_zip(m, "v1.0.0", &evil),
+    );
+    write(
+        &plant,
+        Path::new(&format!("{lv}/v1.0.0.zip")),
+        &module_zip(n, "v1.0.0", &lib),
+    );
+    let agent_sum = format!(
+        "{m} v1.0.0 {}\n{n} v1.0.0 {}\n",
+        zip_h1(m, "v1.0.0", &evil),
+        zip_h1(n, "v1.0.0", &lib)
+    );
+    std::fs::write(home.ws().join("agent.sum"), &agent_sum).expect("agent.sum");
+    let script = "set -e; cp -a plant/. ~/go/pkg/mod/; cp agent.sum go.sum; echo planted";
+    let before = snapshot(&gomod);
+    let o = run_go(&home, "overlay", script);
+    assert_eq!(stdout(&o).trim(), "planted", "{}", stderr(&o));
+    let id = home.last_session();
+    // The user reviews and merges: the workspace's go.sum is now the agent's.
+    home.airlock().args(["merge", &id]).run().assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(home.ws().join("go.sum")).expect("go.sum"),
+        agent_sum,
+        "merge landed the agent's go.sum"
+    );
+    let cases = [
+        (
+            format!("{v}/v1.0.0.zip"),
+            "refused",
+            "content does not match",
+        ),
+        (
+            format!("{lv}/v1.0.0.zip"),
+            "refused",
+            "is not in the go.sum the workspace had",
+        ),
+    ];
+    let cases: Vec<(&str, &str, &str)> =
+        cases.iter().map(|(a, b, c)| (a.as_str(), *b, *c)).collect();
+    let (report, _) = home.promote(&id, &[]);
+    check_cases(&report, &cases);
+    assert_eq!(report["promoted"], 0, "{report:#}");
+    assert_eq!(snapshot(&gomod), before, "after merge: {report:#}");
+    // Lines copied into go.sum by hand after the start: still not the start's.
+    std::fs::write(home.ws().join("go.sum"), format!("{go_sum}{agent_sum}")).expect("go.sum");
+    let (report, _) = home.promote(&id, &[]);
+    check_cases(&report, &cases);
+    assert_eq!(snapshot(&gomod), before, "hand-copied: {report:#}");
+    // A session that starts now has those lines in its start go.sum: the host's own decision.
+    std::fs::write(home.ws().join("go.sum"), &agent_sum).expect("go.sum");
+    let o = run_go(
+        &home,
+        "overlay",
+        "set -e; cp -a plant/. ~/go/pkg/mod/; echo planted",
+    );
+    assert_eq!(stdout(&o).trim(), "planted", "{}", stderr(&o));
+    let (report, _) = home.promote(&home.last_session(), &[]);
+    check_cases(
+        &report,
+        &[(
+            &format!("{lv}/v1.0.0.zip"),
+            "promoted",
+            "as the session started",
+        )],
+    );
+    // No go.sum at the start: nothing verifies, whatever the workspace holds later.
+    std::fs::remove_file(home.ws().join("go.sum")).expect("rm go.sum");
+    let o = run_go(&home, "overlay", script);
+    assert_eq!(stdout(&o).trim(), "planted", "{}", stderr(&o));
+    let late = home.last_session();
+    std::fs::write(home.ws().join("go.sum"), &agent_sum).expect("go.sum");
+    let (report, _) = home.promote(&late, &[]);
+    check_cases(
+        &report,
+        &[(
+            &format!("{v}/v1.0.0.zip"),
+            "refused",
+            "had no go.sum when session",
+        )],
+    );
+}
+
 /// uv's cache has no upstream-verifiable form: every file is listed as not promoted with the
 /// reason, and the host cache stays as it was.
 #[test]

@@ -170,6 +170,7 @@ fn prepare(plan: &mut Plan) -> Result<Store> {
     }
     plan.creds.place(&plan.dir, &mut plan.spec)?;
     crate::caches::create_layers(&plan.dir, &plan.spec.overlays)?;
+    crate::caches::keep_go_sum(&plan.dir, &plan.workspace, &plan.spec.overlays)?;
     if plan.mode == SessionMode::Overlay {
         for d in [plan.dir.join("upper"), plan.dir.join("work")] {
             std::fs::create_dir_all(&d)
