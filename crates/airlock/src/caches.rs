@@ -166,6 +166,32 @@ pub(crate) fn keep_go_sum(dir: &Path, workspace: &Path, overlays: &[OverlayMount
 mod tests {
     use super::*;
 
+    /// The kept go.sum is the start's, whole lines only: a file over the bound loses its cut
+    /// line rather than keep a shortened hash; no cache layers or no go.sum: nothing kept.
+    #[test]
+    fn go_sum_is_kept_in_whole_lines() {
+        let dir = tempfile::tempdir().expect("dir");
+        let ws = tempfile::tempdir().expect("ws");
+        std::fs::create_dir_all(dir.path().join("caches")).expect("caches");
+        let layer = OverlayMount {
+            lower: ws.path().into(),
+            upper: ws.path().into(),
+            work: ws.path().into(),
+            target: ws.path().into(),
+        };
+        keep_go_sum(dir.path(), ws.path(), std::slice::from_ref(&layer)).expect("no go.sum");
+        assert!(!dir.path().join(GO_SUM_FILE).exists());
+        let line = "example.com/m v1.0.0 h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
+        let n = usize::try_from(MAX_GO_SUM).expect("bound") / line.len() + 2;
+        std::fs::write(ws.path().join("go.sum"), line.repeat(n)).expect("go.sum");
+        keep_go_sum(dir.path(), ws.path(), &[]).expect("no layers");
+        assert!(!dir.path().join(GO_SUM_FILE).exists());
+        keep_go_sum(dir.path(), ws.path(), &[layer]).expect("keep");
+        let kept = std::fs::read_to_string(dir.path().join(GO_SUM_FILE)).expect("kept");
+        assert!(kept.len() as u64 <= MAX_GO_SUM && kept.ends_with('\n'));
+        assert!(kept.lines().all(|l| l == line.trim_end()));
+    }
+
     #[test]
     fn only_existing_caches_under_the_home() {
         let home = tempfile::tempdir().expect("home");
