@@ -130,11 +130,21 @@ pub enum DropKind {
     /// A status or attribute query (DSR, DA, DECRQM, XTVERSION) in replayed output, where the
     /// terminal's answer would reach the user's shell as typed input.
     Query,
-    /// A terminal setting that outlives the replayed output (OSC 0/1/2 window title and icon
-    /// name, OSC 4/5/10–19 palette colours and their resets), in replayed output: once
-    /// `airlock logs` or `diff` has ended, the title or colours would still be the session's,
-    /// shown as if the user's own shell had set them.
+    /// A terminal setting that outlives the replayed output, in replayed output: once
+    /// `airlock logs` or `diff` has ended it would still be the session's, as if the user's own
+    /// shell had set it. OSC 0/1/2 (window title, icon name), OSC 4/5/10–19 palette colours and
+    /// their resets; mode sets and resets (`CSI [?] … h|l`: mouse reporting, which makes the
+    /// terminal type mouse events into the shell, the alternate screen, bracketed paste, insert
+    /// mode, autowrap, the cursor's visibility); scroll regions (`CSI … r`); erasing the
+    /// scrollback (`CSI 3 J`); cursor style, soft reset, conformance level and protection
+    /// (DECSCUSR, DECSTR, DECSCL, DECSCA); full reset (RIS, `ESC c`), keypad application mode
+    /// (`ESC =`), locking shifts (`ESC n|o|||}|~`, SO) and character-set designations other
+    /// than ASCII (`ESC ( 0`, `ESC % @`, …), which make the shell's text unreadable.
     Lasting,
+    /// An OSC 8 hyperlink whose target the user does not see: in replayed output every link
+    /// (the text stays), in live output a link to a scheme other than `http`, `https` or `file`
+    /// (`vscode://`, `ssh://`, … start programs through the desktop's URL handlers).
+    Hyperlink,
 }
 
 impl DropKind {
@@ -162,6 +172,7 @@ impl DropKind {
             DropKind::Oversized => "oversized",
             DropKind::Query => "query",
             DropKind::Lasting => "lasting",
+            DropKind::Hyperlink => "hyperlink",
         }
     }
 }
@@ -176,6 +187,8 @@ const HEAD: usize = 16;
 const ESC: u8 = 0x1b;
 const BEL: u8 = 0x07;
 const ENQ: u8 = 0x05;
+/// Shift Out: the terminal shows G1's characters (line drawing) until Shift In.
+const SO: u8 = 0x0e;
 const CAN: u8 = 0x18;
 const SUB: u8 = 0x1a;
 const DEL: u8 = 0x7f;
@@ -232,6 +245,9 @@ pub struct TermFilter {
     head: Vec<u8>,
     /// A CSI parameter byte came after an intermediate (ill-formed).
     bad: bool,
+    /// An SGR that changes the rendition passed and none reset it since: replayed output then
+    /// ends with `CSI 0 m` ([`TermFilter::finish`]).
+    sgr_set: bool,
     counts: BTreeMap<DropKind, u64>,
 }
 
@@ -246,6 +262,7 @@ impl TermFilter {
             discard: false,
             head: Vec::new(),
             bad: false,
+            sgr_set: false,
             counts: BTreeMap::new(),
         }
     }
@@ -297,7 +314,9 @@ impl TermFilter {
     }
 
     /// Ends the stream: a sequence still incomplete is dropped (and counted), a held byte too.
-    pub fn finish(&mut self, _out: &mut Vec<u8>) {
+    /// Replayed output whose colours or attributes were left set ends with `CSI 0 m`, so the
+    /// user's next prompt is not drawn (or hidden, SGR 8) in the session's rendition.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
         match self.state {
             State::Ground | State::Utf8 { .. } => {}
             State::C2 => self.count(DropKind::Malformed),
@@ -308,6 +327,10 @@ impl TermFilter {
             State::Esc | State::EscInter | State::Csi => self.count(DropKind::Malformed),
         }
         self.reset(State::Ground);
+        if self.config.replay && self.sgr_set {
+            out.extend_from_slice(b"\x1b[0m");
+            self.sgr_set = false;
+        }
     }
 
     fn count(&mut self, kind: DropKind) {
@@ -408,6 +431,8 @@ impl TermFilter {
                     self.keep(b, MAX_CSI);
                     if self.discard {
                         self.drop_seq(DropKind::Oversized);
+                    } else if self.config.replay && !is_ascii_designation(&self.seq[1..]) {
+                        self.drop_seq(DropKind::Lasting);
                     } else {
                         self.pass_seq(out);
                     }
@@ -427,6 +452,7 @@ impl TermFilter {
         match b {
             ESC => self.begin(State::Esc, &[ESC]),
             ENQ => self.count(DropKind::Enq),
+            SO if self.config.replay => self.count(DropKind::Lasting),
             0x00..=0x7f => out.push(b),
             0x80..=0x9f => self.c1(b, &[b]),
             // An 8-bit terminal: Latin-1 text.
@@ -486,7 +512,12 @@ impl TermFilter {
             }
             0x30..=0x7e => {
                 self.seq.push(b);
-                self.pass_seq(out);
+                if self.config.replay && matches!(b, b'c' | b'=' | b'n' | b'o' | b'|' | b'}' | b'~')
+                {
+                    self.drop_seq(DropKind::Lasting);
+                } else {
+                    self.pass_seq(out);
+                }
             }
             _ => {
                 // ESC followed by a control or a non-ASCII byte: the escape is abandoned and the
@@ -518,7 +549,12 @@ impl TermFilter {
                     self.drop_seq(DropKind::Malformed);
                 } else {
                     match classify_csi(&self.seq[self.body..], self.config.replay) {
-                        None => self.pass_seq(out),
+                        None => {
+                            if let Some(set) = sgr_sets(&self.seq[self.body..]) {
+                                self.sgr_set = set;
+                            }
+                            self.pass_seq(out)
+                        }
                         Some(kind) => self.drop_seq(kind),
                     }
                 }
@@ -619,6 +655,8 @@ impl TermFilter {
             {
                 Some(DropKind::Lasting)
             }
+            Some(8) if self.config.replay => Some(DropKind::Hyperlink),
+            Some(8) if !link_target_allowed(rest) => Some(DropKind::Hyperlink),
             Some(0..=2) | Some(8) => None,
             Some(52) => {
                 // OSC 52 ; selection ; data — data `?` asks the terminal for the clipboard.
@@ -659,6 +697,22 @@ impl TermFilter {
             Some(DropKind::OscOther)
         }
     }
+}
+
+/// An OSC 8 link's `params;URI` (after `8;`): the URI is empty (the link's end) or its scheme is
+/// `http`, `https` or `file` (RFC 3986 section 3.1: schemes compare case-insensitively).
+fn link_target_allowed(rest: &[u8]) -> bool {
+    let Some(uri) = rest.splitn(2, |&c| c == b';').nth(1) else {
+        return false;
+    };
+    if uri.is_empty() {
+        return true;
+    }
+    let Some(colon) = uri.iter().position(|&c| c == b':') else {
+        return false;
+    };
+    let scheme = uri[..colon].to_ascii_lowercase();
+    matches!(&scheme[..], b"http" | b"https" | b"file")
 }
 
 fn strip_terminator(body: &[u8]) -> &[u8] {
@@ -705,6 +759,9 @@ fn classify_csi(body: &[u8], replay: bool) -> Option<DropKind> {
     if replay && is_query(params, inter, fin) {
         return Some(DropKind::Query);
     }
+    if replay && is_lasting(params, inter, fin) {
+        return Some(DropKind::Lasting);
+    }
     match (inter, fin) {
         ([], b't') => {
             // XTWINOPS: only 22/23 (push/pop title on the terminal's own stack) pass.
@@ -725,6 +782,38 @@ fn classify_csi(body: &[u8], replay: bool) -> Option<DropKind> {
         (b" ", b'q') | (b"$", b'p') | (b"!", b'p') | (b"\"", b'p') | (b"\"", b'q') => None,
         _ => Some(DropKind::CsiOther),
     }
+}
+
+/// CSI sequences whose effect outlives replayed output (see [`DropKind::Lasting`]; xterm
+/// ctlseqs: SM/RM and DECSET/DECRST, DECSTBM and XTRESTORE, ED 3, DECSCUSR, DECSTR, DECSCL,
+/// DECSCA).
+fn is_lasting(params: &[u8], inter: &[u8], fin: u8) -> bool {
+    match (inter, fin) {
+        ([], b'h' | b'l' | b'r') => true,
+        ([], b'J') => params == b"3",
+        (b" ", b'q') | (b"!", b'p') | (b"\"", b'p') | (b"\"", b'q') => true,
+        _ => false,
+    }
+}
+
+/// For an SGR (`CSI … m`, the body after the introducer): whether it leaves the rendition
+/// changed (`false` when its last parameter resets it: empty or 0). `None` for any other CSI.
+fn sgr_sets(body: &[u8]) -> Option<bool> {
+    let params = body.strip_suffix(b"m")?;
+    if params
+        .iter()
+        .any(|c| !(c.is_ascii_digit() || *c == b';' || *c == b':'))
+    {
+        return None;
+    }
+    let last = params.rsplit(|&c| c == b';').next().unwrap_or(&[]);
+    Some(!last.iter().all(|&c| c == b'0'))
+}
+
+/// `ESC ( B` and its G1–G3 forms (the intermediates and final after ESC): designating ASCII,
+/// the terminal's default, which replayed output may pass.
+fn is_ascii_designation(after_esc: &[u8]) -> bool {
+    matches!(after_esc, [b'(' | b')' | b'*' | b'+', b'B'])
 }
 
 /// DSR (`CSI 5 n`, `CSI 6 n`, `CSI ? … n`), DA (`CSI c`, `CSI > c`, `CSI = c`), DECRQM
@@ -1116,15 +1205,18 @@ mod tests {
             assert!(out.is_empty(), "replayed {q:?} passed as {out:?}");
             assert_eq!(replay.counts().get(&DropKind::Query), Some(&1), "{q:?}");
         }
-        // What is not a query still passes in replayed output: colours, movement, cursor style.
+        // What is neither a query nor lasting still passes in replayed output: colours (reset
+        // at the end), movement, erasing the screen, ASCII designation, saved cursor.
         let mut replay = TermFilter::new(FilterConfig {
             replay: true,
             ..FilterConfig::default()
         });
-        let kept = b"\x1b[1;31mred\x1b[0m\x1b[2;5H\x1b[2 q\x1b]8;;https://x.test/\x07l\x1b]8;;\x07";
+        let kept = b"\x1b[1;31mred\x1b[0m\x1b[2;5H\x1b[2J\x1b(B\x1b7\x1b8";
         let mut out = Vec::new();
         replay.filter(kept, &mut out);
+        replay.finish(&mut out);
         assert_eq!(out, kept);
+        assert_eq!(replay.dropped(), 0);
     }
 
     /// Titles and palette colours outlive replayed output, so replay drops them (every
@@ -1141,6 +1233,39 @@ mod tests {
             b"\x1b]11;rgb:00/00/00\x1b\\",
             b"\x1b]104\x07",
             b"\x1b]110\x07",
+            // Red-team Y3: modes (mouse reporting types into the shell; alternate screen;
+            // bracketed paste off; insert mode; no autowrap; hidden cursor), scroll regions,
+            // scrollback erase, cursor style, soft reset, RIS, keypad mode, charsets, shifts.
+            b"\x1b[?9h",
+            b"\x1b[?1000h",
+            b"\x1b[?1002h",
+            b"\x1b[?1003h",
+            b"\x1b[?1006h",
+            b"\x1b[?1015h",
+            b"\x1b[?1049h",
+            b"\x1b[?47h",
+            b"\x1b[?1047h",
+            b"\x1b[?2004l",
+            b"\x1b[4h",
+            b"\x1b[?7l",
+            b"\x1b[?25l",
+            b"\x1b[1;1r",
+            b"\x1b[?1049r",
+            b"\x1b[3J",
+            b"\x1b[2 q",
+            b"\x1b[!p",
+            b"\x1b[61\"p",
+            b"\x1b[1\"q",
+            b"\x1bc",
+            b"\x1b=",
+            b"\x1bn",
+            b"\x1b~",
+            b"\x0e",
+            b"\x1b(0",
+            b"\x1b)0",
+            b"\x1b%@",
+            b"\x1b#8",
+            "\u{9b}?1003h".as_bytes(),
         ];
         for seq in lasting {
             let mut live = TermFilter::new(FilterConfig::default());
@@ -1155,6 +1280,86 @@ mod tests {
             replay.filter(seq, &mut out);
             assert!(out.is_empty(), "replayed {seq:?} passed as {out:?}");
             assert_eq!(replay.counts().get(&DropKind::Lasting), Some(&1), "{seq:?}");
+        }
+        // Split across reads, the same.
+        let mut replay = TermFilter::new(FilterConfig {
+            replay: true,
+            ..FilterConfig::default()
+        });
+        let mut out = Vec::new();
+        for piece in [&b"a\x1b[?10"[..], b"03h b\x1b", b"[1;1", b"r c"] {
+            replay.filter(piece, &mut out);
+        }
+        replay.finish(&mut out);
+        assert_eq!(out, b"a b c");
+    }
+
+    /// Replayed output that leaves a rendition set (concealed text, colours) ends with SGR 0, so
+    /// the user's prompt is not drawn in it; one that reset it gets nothing added. Live output
+    /// is never added to.
+    #[test]
+    fn replay_ends_with_the_rendition_reset() {
+        for (input, added) in [
+            (&b"\x1b[8mhidden"[..], true),
+            (b"\x1b[38;5;1mred", true),
+            (b"\x1b[38:2::1:2:3mrgb", true),
+            (b"\x1b[1mbold\x1b[m", false),
+            (b"\x1b[1mbold\x1b[0;0m", false),
+            (b"\x1b[0;1mbold", true),
+            (b"plain", false),
+        ] {
+            let mut replay = TermFilter::new(FilterConfig {
+                replay: true,
+                ..FilterConfig::default()
+            });
+            let mut out = Vec::new();
+            replay.filter(input, &mut out);
+            replay.finish(&mut out);
+            let mut want = input.to_vec();
+            if added {
+                want.extend_from_slice(b"\x1b[0m");
+            }
+            assert_eq!(out, want, "{input:?}");
+            let mut live = TermFilter::new(FilterConfig::default());
+            let mut out = Vec::new();
+            live.filter(input, &mut out);
+            live.finish(&mut out);
+            assert_eq!(out, input, "live {input:?}");
+        }
+    }
+
+    /// OSC 8 links: replayed output drops every link (its text stays, so what is shown is what
+    /// the text says); live output passes http, https and file targets only, any case.
+    #[test]
+    fn hyperlinks_show_their_target_or_nothing() {
+        let link = |uri: &str| format!("\x1b]8;;{uri}\x1b\\text\x1b]8;;\x1b\\");
+        for (uri, live_passes) in [
+            ("https://example.com/", true),
+            ("HTTP://example.com/", true),
+            ("file:///work/src/lib.rs", true),
+            ("vscode://file/etc/passwd", false),
+            ("ssh://host", false),
+            ("jetbrains://idea/navigate", false),
+            ("javascript:alert(1)", false),
+            ("no-scheme", false),
+        ] {
+            let seq = link(uri);
+            let mut live = TermFilter::new(FilterConfig::default());
+            let mut out = Vec::new();
+            live.filter(seq.as_bytes(), &mut out);
+            if live_passes {
+                assert_eq!(out, seq.as_bytes(), "{uri}");
+            } else {
+                assert_eq!(out, b"text\x1b]8;;\x1b\\", "{uri}");
+                assert_eq!(live.counts().get(&DropKind::Hyperlink), Some(&1), "{uri}");
+            }
+            let mut replay = TermFilter::new(FilterConfig {
+                replay: true,
+                ..FilterConfig::default()
+            });
+            let mut out = Vec::new();
+            replay.filter(seq.as_bytes(), &mut out);
+            assert_eq!(out, b"text", "replayed {uri}");
         }
     }
 }

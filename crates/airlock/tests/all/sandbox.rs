@@ -4653,7 +4653,7 @@ fn review_commands_never_send_the_sandboxs_control_sequences() {
         .args([
             "sh",
             "-c",
-            &format!("printf 'log-start {TERMINAL_ATTACKS} \\033[6n \\033[>c \\033[31mred\\033[0m log-end\\n'; exec sleep 30"),
+            &format!("printf 'log-start {TERMINAL_ATTACKS} \\033[6n \\033[>c \\033[31mred\\033[0m {LASTING} log-end\\n'; exec sleep 30"),
         ])
         .run();
     o.assert_code(0);
@@ -4680,9 +4680,27 @@ fn review_commands_never_send_the_sandboxs_control_sequences() {
             "logs replayed the query {query:?}: {text:?}"
         );
     }
+    // Nor may it leave the terminal changed after it ends (red-team Y3): mouse reporting,
+    // the alternate screen, a scroll region, the title, a full reset, hidden text, links.
+    for lasting in [
+        "\x1b[?1003h",
+        "\x1b[?1049h",
+        "\x1b[1;1r",
+        "\x1b]0;",
+        "\x1bc",
+        "\x1b]8;",
+    ] {
+        assert!(
+            !text.contains(lasting),
+            "logs replayed {lasting:?}: {text:?}"
+        );
+    }
     assert!(text.contains("\x1b[31mred"), "colours are kept: {text:?}");
     assert!(text.contains("kept from your terminal"), "{text:?}");
 }
+
+/// Terminal settings that would outlive a replay of the session's output (printf format).
+const LASTING: &str = r"\033[?1003h \033[?1049h \033[1;1r \033]0;sudo\007 \033c \033]8;;vscode://x\033\\link\033]8;;\033\\";
 
 /// M1: a sparse file lands as a sparse file (holes copied as holes, the data at its offsets),
 /// however large its apparent size (1.1 GiB and 1 TiB), and `diff` shows both sizes.
