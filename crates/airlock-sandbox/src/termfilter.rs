@@ -23,12 +23,15 @@
 //! cursor movement, erase, scroll regions, DEC private modes: alternate screen, bracketed paste,
 //! mouse modes; DSR and DA queries, whose answers carry the terminal's state and never text the
 //! sandbox chose) except window operations and media copy, a few CSI with intermediates (cursor
-//! style, DECRQM, soft reset, DECSCL, DECSCA), and OSC 0/1/2 (title set), OSC 8 (hyperlinks) and
+//! style, DECRQM, soft reset, DECSCL, DECSCA), and OSC 0/1/2 (title set), OSC 8 (hyperlinks;
+//! http, https and file targets) and
 //! colour set/reset (OSC 4/5/10–19/104/105/110–119 without `?`) with a clean payload (valid UTF-8
 //! without control characters). OSC 52 clipboard writes pass only with `allow_clipboard`; a
 //! clipboard read (`?`) never does. Replayed output (`airlock logs`, `diff`: no program reads the
 //! terminal's answers, so the user's shell would) drops the DSR, DA, DECRQM and XTVERSION
-//! queries too ([`FilterConfig::replay`]).
+//! queries too, every setting that would outlive it ([`DropKind::Lasting`]) and OSC 8 links, and
+//! ends with `CSI 0 m` when it left a rendition set ([`FilterConfig::replay`]). Live OSC 8
+//! links pass only to `http`, `https` and `file` targets ([`DropKind::Hyperlink`]).
 
 use std::collections::BTreeMap;
 
