@@ -249,6 +249,48 @@ impl Registry {
         }
     }
 
+    /// Publishes the Go checksum database's record of `module` `version` (its zip's and its
+    /// go.mod's `h1:`; `None` leaves that line out) at `/sumdb/lookup/MODULE@VERSION`, both in
+    /// Go's case encoding, in the server protocol's shape (golang.org/x/mod/sumdb): the record
+    /// number, its lines, a blank line, then the tree head (here unsigned filler).
+    pub fn publish_gosumdb(
+        &self,
+        module: &str,
+        version: &str,
+        zip: Option<&str>,
+        gomod: Option<&str>,
+    ) {
+        let escape = |s: &str| {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_uppercase() {
+                        format!("!{}", c.to_ascii_lowercase())
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect::<String>()
+        };
+        let mut body = String::from("7\n");
+        if let Some(h) = zip {
+            body.push_str(&format!("{module} {version} {h}\n"));
+        }
+        if let Some(h) = gomod {
+            body.push_str(&format!("{module} {version}/go.mod {h}\n"));
+        }
+        body.push_str("\ngo.sum database tree\n8\nAAAA\n");
+        self.put(
+            &format!("/sumdb/lookup/{}@{}", escape(module), escape(version)),
+            body.as_bytes(),
+        );
+    }
+
+    /// `GOSUMDB` naming this registry's checksum database (`publish_gosumdb`), as the host
+    /// reaches it.
+    pub fn gosumdb(&self) -> String {
+        format!("sum.golang.org {}sumdb", self.url())
+    }
+
     /// Publishes crates (name, version, bytes) in the sparse index and for download.
     pub fn publish_crates(&self, crates: &[(&str, &str, &[u8])]) {
         let mut by_name: BTreeMap<&str, String> = BTreeMap::new();
@@ -384,6 +426,8 @@ pub struct Home {
     data: tempfile::TempDir,
     /// The airlock binary under test.
     bin: PathBuf,
+    /// `GOSUMDB` for `cache promote`: the registry's checksum database.
+    gosumdb: String,
 }
 
 impl Home {
@@ -450,6 +494,7 @@ impl Home {
             ws,
             data,
             bin,
+            gosumdb: reg.gosumdb(),
         }
     }
 
@@ -477,7 +522,10 @@ impl Home {
             .env_remove("NPM_CONFIG_REGISTRY")
             .env_remove("PIP_INDEX_URL")
             .env_remove("PIP_EXTRA_INDEX_URL")
-            .env_remove("PIP_CONFIG_FILE");
+            .env_remove("PIP_CONFIG_FILE")
+            .env("GOSUMDB", &self.gosumdb)
+            .env_remove("GONOSUMDB")
+            .env_remove("GOPRIVATE");
         c
     }
 

@@ -577,14 +577,15 @@ pub(crate) enum CacheCommand {
     ///   pip    HTTP-cache bodies against the index's sha256, under the key of that file's URL
     ///          (airlock writes pip's cache record itself; locally built wheels stay)
     ///   maven  ~/.m2 jars and poms against the repository's .sha512/.sha256/.sha1
-    ///   go     module .zip/.mod against the h1: hashes of the workspace's go.sum as it is on
-    ///          the host (overlay sessions only: in the others the agent could write it)
+    ///   go     module .zip/.mod against the h1: the checksum database records (GOSUMDB, default
+    ///          sum.golang.org; GOPRIVATE/GONOSUMDB modules are refused), never a go.sum,
+    ///          which any session may have written
     ///   uv     nothing: its unpacked wheels cannot be checked against the index
     /// Everything else (indexes, unpacked sources, links, special files, anything that does
     /// not match) stays behind and is listed with the reason. Existing files are never
     /// replaced. Registries follow your ~/.cargo/config.toml (source replacement,
     /// [registries] with sparse+https:// indexes), ~/.npmrc (registry=), pip's index-url and
-    /// ~/.m2/settings.xml mirrors; [tls] extra_roots of your airlock config are trusted for
+    /// ~/.m2/settings.xml mirrors, GOSUMDB (environment or `go env -w`); [tls] extra_roots of your airlock config are trusted for
     /// them. With --json an error is a JSON object too. Exit status 0 when it ran
     /// (refused files are listed and counted); 125 for an unknown or running session or one
     /// without cache layers.

@@ -79,30 +79,12 @@ fn run(args: &PromoteArgs) -> Result<i32> {
         })?;
     let policy = crate::policy_load::load(None, &[], &[], None)?;
     let roots = crate::telemetry::extra_roots(&policy, &home)?;
-    // The workspace's go.sum as it was when the session started, in an overlay session (which
-    // could not write it then). Never the workspace's file as it is now: `merge` may have put
-    // the agent's go.sum there.
-    let go_sum = if r.mode == airlock_session::SessionMode::Overlay {
-        let kept = r.dir.join(crate::caches::GO_SUM_FILE);
-        if kept.exists() {
-            Ok(kept)
-        } else {
-            Err(format!(
-                "{} had no go.sum when session {} started (or an older airlock ran it, which \
-                 kept none); Go modules are verified only by the go.sum the workspace had \
-                 before the session: run `go mod download` on the host instead",
-                r.workspace.display(),
-                r.id
-            ))
-        }
-    } else {
-        Err(format!(
-            "session {} ran in {} mode, where it could write the workspace's go.sum; Go modules \
-             are verified only by an overlay session's go.sum",
-            r.id,
-            r.mode.as_str()
-        ))
-    };
+    // The go.sum an overlay session's workspace had when it started (the agent could not
+    // write it then): Go modules are checked against it. Never the workspace's file as it is
+    // now (`merge` may have put the agent's go.sum there), nor a bind or worktree session's.
+    let go_sum = (r.mode == airlock_session::SessionMode::Overlay)
+        .then(|| r.dir.join(crate::caches::GO_SUM_FILE))
+        .filter(|p| p.exists());
     let mut opts = promote::Options {
         dry_run: args.dry_run,
         registry: promote::Registry::new(roots)?,

@@ -2,14 +2,14 @@
 //! `.mod`, MODULE and VERSION in Go's case encoding, `!x` for `X`). A file is promoted when its
 //! `h1:` hash (golang.org/x/mod/sumdb/dirhash `Hash1`: the SHA-256 of the lines `SHA256HEX  NAME\n`
 //! of its files sorted by name; for a zip, its entries, each under `MODULE@VERSION/`; for a
-//! `.mod`, the one file `go.mod`) is the one the project's `go.sum` records for that module and
-//! version. The `go.sum` is the one the session's workspace had **when the session started**
-//! (kept by `airlock run` in the session directory, `caches::GO_SUM_FILE`), and only an overlay
-//! session's, whose workspace the agent could not write (in bind and worktree mode it could have
-//! written that file, so nothing verifies). The workspace's go.sum as it is later is never read:
-//! after `airlock merge` it holds the lines the agent wrote. The checksum database is not asked:
-//! its `lookup` answers are bound to the signed tree head only by tile inclusion proofs, which
-//! airlock does not check yet, so a module not in `go.sum` is refused. The promoted bytes are
+//! `.mod`, the one file `go.mod`) is the one the Go checksum database records for that module
+//! and version (`GOSUMDB`, asked over verified TLS: [`super::gosumdb`]). A module the database
+//! does not cover (`GONOSUMDB`/`GOPRIVATE`, or `GOSUMDB=off`) is refused. No `go.sum` is a
+//! trust anchor: any go.sum in a workspace may hold lines an agent wrote, in this session or an
+//! earlier one whose changes were merged (red-team Y1 and Y1b). The go.sum an overlay
+//! session's workspace had when it started (kept in the session directory,
+//! `caches::GO_SUM_FILE`) is only checked against: a line there that disagrees with the
+//! database refuses the module. The promoted bytes are
 //! the very bytes hashed (the copy checks their SHA-256 again). Beside a promoted zip airlock
 //! writes its own `.ziphash` (the verified `h1:`), as go does. `.info`, `.lock`, the agent's
 //! `.ziphash`, `list` files, the checksum database cache and the extracted module trees are not
@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use sha2::Digest as _;
 
+use super::gosumdb::SumDb;
+use super::registry::{Answer, Registry};
 use super::{copy, Candidate, Claim, Content, Digest, Verdict, MAX_ARTIFACT};
 
 use crate::caches::MAX_GO_SUM;
@@ -29,33 +31,25 @@ use crate::caches::MAX_GO_SUM;
 /// The Go verifier of one layer.
 #[derive(Debug)]
 pub(super) struct Go {
-    /// `(module, version)` (version `vX/go.mod` for a `.mod`) to its `h1:` hash; or why there
-    /// is no trusted `go.sum`.
-    sums: Result<HashMap<(String, String), String>, String>,
-    /// The `go.sum` read, for the report.
-    source: String,
+    /// The checksum database asked.
+    sumdb: SumDb,
+    /// The go.sum the workspace had when the session started (overlay sessions): `(module,
+    /// version)` (version `vX/go.mod` for a `.mod`) to its `h1:`, checked against; empty
+    /// when there is none.
+    start: HashMap<(String, String), String>,
 }
 
 impl Go {
-    /// `go_sum`: the trusted `go.sum` (the workspace's as the session started), or why there
-    /// is none.
-    pub(super) fn new(go_sum: &Result<PathBuf, String>) -> Go {
-        match go_sum {
-            Ok(p) => Go {
-                sums: read_go_sum(p),
-                source: format!(
-                    "the go.sum the workspace had as the session started ({})",
-                    p.display()
-                ),
-            },
-            Err(why) => Go {
-                sums: Err(why.clone()),
-                source: String::new(),
-            },
+    /// `go_sum`: the go.sum kept at the session's start, if it has one; `sumdb`: the checksum
+    /// database to ask.
+    pub(super) fn new(go_sum: Option<&Path>, sumdb: SumDb) -> Go {
+        Go {
+            sumdb,
+            start: go_sum.and_then(|p| read_go_sum(p).ok()).unwrap_or_default(),
         }
     }
 
-    pub(super) fn verify(&mut self, c: &Candidate<'_>) -> Verdict {
+    pub(super) fn verify(&mut self, c: &Candidate<'_>, registry: &mut Registry) -> Verdict {
         let Some(parts) = c.parts() else {
             return Verdict::Skipped("not a module download (not UTF-8)".into());
         };
@@ -91,20 +85,24 @@ impl Go {
                 "{module}@{escaped_version} is not a case-encoded module path and version"
             ));
         };
-        let sums = match &self.sums {
-            Ok(s) => s,
-            Err(why) => return Verdict::Refused(why.clone()),
-        };
         let key_version = match kind {
             Kind::Zip => version.clone(),
             Kind::Mod => format!("{version}/go.mod"),
         };
-        let Some(want) = sums.get(&(path.clone(), key_version.clone())) else {
-            return Verdict::Refused(format!(
-                "{path} {key_version} is not in {} (airlock does not ask the checksum database)",
-                self.source
-            ));
-        };
+        let (want, source) =
+            match self.database_h1(&module, escaped_version, &path, &key_version, registry) {
+                Ok(found) => found,
+                Err(why) => return Verdict::Refused(why),
+            };
+        if let Some(start) = self.start.get(&(path.clone(), key_version.clone())) {
+            if *start != want {
+                return Verdict::Refused(format!(
+                    "the go.sum the workspace had as the session started says {start} for \
+                     {path} {key_version}, {source} says {want}"
+                ));
+            }
+        }
+        let want = &want;
         let bytes = match copy::read_bounded(c.path, MAX_ARTIFACT) {
             Ok(b) => b,
             Err(e) => return Verdict::Skipped(e),
@@ -117,8 +115,7 @@ impl Go {
             Ok(h) if &h == want => {}
             Ok(h) => {
                 return Verdict::Refused(format!(
-                    "content does not match: its h1 is {h}, {} says {want}",
-                    self.source
+                    "content does not match: its h1 is {h}, {source} says {want}"
                 ))
             }
             Err(e) => return Verdict::Refused(e),
@@ -133,10 +130,55 @@ impl Go {
         Verdict::Claim(Claim {
             dest,
             digest: Digest::Sha256(sha2::Sha256::digest(&bytes).into()),
-            verified_by: format!("{path} {key_version} {want} in {}", self.source),
+            verified_by: format!("{path} {key_version} {want} from {source}"),
             content: Content::Layer,
             companion,
         })
+    }
+}
+
+impl Go {
+    /// The `h1:` the checksum database records for `path` `key_version` (asked by the
+    /// case-encoded `module`@`escaped_version`), and the lookup's URL; or why there is none.
+    fn database_h1(
+        &self,
+        module: &str,
+        escaped_version: &str,
+        path: &str,
+        key_version: &str,
+        registry: &mut Registry,
+    ) -> Result<(String, String), String> {
+        if let Some(p) = self.sumdb.private_pattern(path) {
+            return Err(format!(
+                "{path} matches {p} in GONOSUMDB/GOPRIVATE: no checksum database vouches for it \
+                 and no go.sum can (an agent may have written it); run `go mod download` on the \
+                 host"
+            ));
+        }
+        let Some(base) = &self.sumdb.url else {
+            return Err(format!(
+                "{}: no checksum database to verify {path} by; run `go mod download` on the host",
+                self.sumdb.source
+            ));
+        };
+        let url_safe = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._~/!+".contains(&b))
+        };
+        if !url_safe(module) || !url_safe(escaped_version) {
+            return Err(format!(
+                "{module}@{escaped_version} holds characters no module path or version has"
+            ));
+        }
+        let url = format!("{base}/lookup/{module}@{escaped_version}");
+        match registry.get(&url, "text/plain")? {
+            Answer::Found(body) => super::gosumdb::record(&body, path, key_version)
+                .map(|h| (h, url.clone()))
+                .map_err(|e| format!("{url}: {e}")),
+            Answer::NotFound => Err(format!(
+                "{url}: the checksum database does not know {path} {key_version}"
+            )),
+        }
     }
 }
 

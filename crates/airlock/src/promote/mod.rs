@@ -16,6 +16,7 @@
 mod cargo;
 mod copy;
 mod go;
+mod gosumdb;
 mod maven;
 mod npm;
 mod pip;
@@ -162,10 +163,10 @@ pub(crate) struct Options {
     pub(crate) registry: Registry,
     /// The user's home (for `~/.npmrc`, pip's configuration).
     pub(crate) home: PathBuf,
-    /// The `go.sum` Go modules are verified by (the one the session's workspace had when an
-    /// overlay session started, kept in its directory: `caches::GO_SUM_FILE`), or why there is
-    /// none.
-    pub(crate) go_sum: Result<PathBuf, String>,
+    /// The go.sum an overlay session's workspace had when it started (kept in its directory:
+    /// `caches::GO_SUM_FILE`), which Go modules are checked against; `None` for other modes or
+    /// when there was none.
+    pub(crate) go_sum: Option<PathBuf>,
 }
 
 /// The verifier of a layer, chosen by the cache it sits on.
@@ -181,7 +182,7 @@ enum Verifier {
 }
 
 impl Verifier {
-    fn of(layer: &LayerRecord, home: &Path, go_sum: &Result<PathBuf, String>) -> Verifier {
+    fn of(layer: &LayerRecord, home: &Path, go_sum: Option<&Path>) -> Verifier {
         let t = &layer.target;
         if t.ends_with(".cargo") {
             Verifier::Cargo(cargo::Cargo::new(&layer.lower))
@@ -192,7 +193,8 @@ impl Verifier {
         } else if t.ends_with(".m2/repository") {
             Verifier::Maven(maven::Maven::new(home))
         } else if t.ends_with("go/pkg/mod") {
-            Verifier::Go(go::Go::new(go_sum))
+            let env = |k: &str| std::env::var(k).ok();
+            Verifier::Go(go::Go::new(go_sum, gosumdb::SumDb::from_env(&env, home)))
         } else if t.ends_with(".cache/uv") {
             Verifier::Uv
         } else {
@@ -206,7 +208,7 @@ impl Verifier {
             Verifier::Npm(v) => v.verify(c, registry),
             Verifier::Pip(v) => v.verify(c, registry),
             Verifier::Maven(v) => v.verify(c, registry),
-            Verifier::Go(v) => v.verify(c),
+            Verifier::Go(v) => v.verify(c, registry),
             Verifier::Uv => unverified::uv(c),
             Verifier::None => Verdict::Skipped(format!(
                 "airlock verifies the cargo, npm, pip, Maven and Go caches only; {} is not one",
@@ -227,7 +229,7 @@ pub(crate) fn promote(layers: &[LayerRecord], opts: &mut Options) -> Vec<Entry> 
 }
 
 fn promote_layer(layer: &LayerRecord, opts: &mut Options, out: &mut Vec<Entry>) {
-    let mut verifier = Verifier::of(layer, &opts.home, &opts.go_sum);
+    let mut verifier = Verifier::of(layer, &opts.home, opts.go_sum.as_deref());
     for f in walk::walk(&layer.upper) {
         let outcome = match f.problem {
             Some(reason) => Outcome::Skipped { reason },

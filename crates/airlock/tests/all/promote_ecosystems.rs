@@ -550,13 +550,13 @@ fn run_go(home: &Home, mode: &str, script: &str) -> Run {
 }
 
 /// Go's download cache: a module's `.zip` and `.mod` are promoted when their `h1:` is the one
-/// the workspace's go.sum on the host records (an overlay session, which could not write it),
-/// with airlock's own `.ziphash` beside the zip. Refused: a zip with one file changed (also
-/// when the session rewrote its go.sum to match), another module's genuine zip under this
-/// module's name, a module go.sum does not list, anything from a bind-mode session. The
-/// agent's `.ziphash` and `.info`, extracted trees and links are not promoted.
+/// the checksum database records (GOSUMDB over verified TLS; the registry's here), with
+/// airlock's own `.ziphash` beside the zip. Refused: a zip with one file changed (also when the
+/// session rewrote its go.sum to match), another module's genuine zip under this module's name,
+/// a module the database does not know (also when a bind-mode session wrote its line into the
+/// real go.sum). The agent's `.ziphash` and `.info`, extracted trees and links are not promoted.
 #[test]
-fn go_promote_verifies_modules_against_go_sum() {
+fn go_promote_verifies_modules_against_the_checksum_database() {
     let reg = Registry::start();
     let home = Home::new(&reg, bin());
     let gomod = home.path().join("go/pkg/mod");
@@ -586,6 +586,19 @@ fn go_promote_verifies_modules_against_go_sum() {
         zip_h1(upper, "v1.0.0", &files),
     );
     std::fs::write(home.ws().join("go.sum"), &go_sum).expect("go.sum");
+    for (module, version, zip, gomod) in [
+        (
+            m,
+            "v1.0.0",
+            zip_h1(m, "v1.0.0", &files),
+            Some(gomod_h1.as_str()),
+        ),
+        (m, "v1.1.0", zip_h1(m, "v1.1.0", &files), None),
+        (m, "v1.2.0", zip_h1(m, "v1.2.0", &files), None),
+        (upper, "v1.0.0", zip_h1(upper, "v1.0.0", &files), None),
+    ] {
+        reg.publish_gosumdb(module, version, Some(&zip), gomod);
+    }
     let plant = home.ws().join("plant");
     let v = "cache/download/example.com/m/@v";
     let uv = "cache/download/example.com/!user/m/@v";
@@ -631,7 +644,11 @@ fn go_promote_verifies_modules_against_go_sum() {
     check_cases(
         &report,
         &[
-            (&format!("{v}/v1.0.0.zip"), "promoted", "go.sum"),
+            (
+                &format!("{v}/v1.0.0.zip"),
+                "promoted",
+                "/sumdb/lookup/example.com/m@v1.0.0",
+            ),
             (&format!("{v}/v1.0.0.mod"), "promoted", "v1.0.0/go.mod"),
             (
                 &format!("{v}/v1.0.0.ziphash"),
@@ -653,7 +670,7 @@ fn go_promote_verifies_modules_against_go_sum() {
                 "refused",
                 "outside example.com/m@v1.2.0/",
             ),
-            (&format!("{v}/v1.3.0.zip"), "refused", "is not in"),
+            (&format!("{v}/v1.3.0.zip"), "refused", "does not know"),
             (&format!("{v}/v1.4.0.zip"), "skipped", "symbolic link"),
             (
                 &format!("{uv}/v1.0.0.zip"),
@@ -685,7 +702,7 @@ fn go_promote_verifies_modules_against_go_sum() {
         zip_h1(m, "v1.0.0", &files)
     );
     // A bind-mode session can write the workspace's go.sum (here: vouch for its own module):
-    // nothing it downloads verifies.
+    // no go.sum is asked, so its module is refused all the same.
     let own = module_zip(m, "v1.6.0", &evil_files);
     write(&plant, Path::new(&format!("{v}/v1.6.0.zip")), &own);
     let o = run_go(
@@ -699,18 +716,18 @@ fn go_promote_verifies_modules_against_go_sum() {
     );
     assert_eq!(stdout(&o).trim(), "ok", "{}", stderr(&o));
     let (report, _) = home.promote(&home.last_session(), &[]);
-    check_cases(&report, &[("v1.6.0.zip", "refused", "bind mode")]);
+    check_cases(&report, &[("v1.6.0.zip", "refused", "does not know")]);
     assert_eq!(report["promoted"], 0, "{report:#}");
 }
 
-/// Red-team Y1: promote verifies Go modules by the go.sum the workspace had when the session
-/// started, never by the workspace's go.sum as it is later. Variants: the session adds a line
-/// for its own module and changes the line of a listed one, and the user merges (which lands the
-/// agent's go.sum) before promoting; the user copies those lines into go.sum by hand; a
-/// workspace that had no go.sum at the start. A session started after the host's go.sum gained
-/// a line trusts that line (it was the host's at the start).
+/// Red-team Y1 and Y1b: no go.sum vouches for a module, whatever its history: not the
+/// workspace's after `merge` landed the agent's go.sum, not lines copied in by hand, not the go.sum
+/// a later session starts with once an earlier session's lines were merged (Y1b), not a
+/// workspace without one. Only the checksum database does: a module it does not know, one
+/// GOPRIVATE/GONOSUMDB exempts, or any with GOSUMDB=off is refused; a start go.sum that
+/// disagrees with the database refuses the module too.
 #[test]
-fn go_promote_never_trusts_a_go_sum_written_after_the_start() {
+fn go_promote_never_trusts_a_go_sum() {
     let reg = Registry::start();
     let home = Home::new(&reg, bin());
     let gomod = home.path().join("go/pkg/mod");
@@ -729,6 +746,7 @@ fn go_promote_never_trusts_a_go_sum_written_after_the_start() {
         ("go.mod", "module corp.example/lib\n"),
         ("l.go", "package lib // evil\n"),
     ];
+    reg.publish_gosumdb(m, "v1.0.0", Some(&zip_h1(m, "v1.0.0", &good)), None);
     let go_sum = format!("{m} v1.0.0 {}\n", zip_h1(m, "v1.0.0", &good));
     std::fs::write(home.ws().join("go.sum"), &go_sum).expect("go.sum");
     let plant = home.ws().join("plant");
@@ -771,21 +789,19 @@ fn go_promote_never_trusts_a_go_sum_written_after_the_start() {
         (
             format!("{lv}/v1.0.0.zip"),
             "refused",
-            "is not in the go.sum the workspace had",
+            "does not know corp.example/lib v1.0.0",
         ),
     ];
     let cases: Vec<(&str, &str, &str)> =
         cases.iter().map(|(a, b, c)| (a.as_str(), *b, *c)).collect();
     let (report, _) = home.promote(&id, &[]);
     check_cases(&report, &cases);
-    assert_eq!(report["promoted"], 0, "{report:#}");
     assert_eq!(snapshot(&gomod), before, "after merge: {report:#}");
-    // Lines copied into go.sum by hand after the start: still not the start's.
+    // Lines copied into go.sum by hand after the start: nothing changes.
     std::fs::write(home.ws().join("go.sum"), format!("{go_sum}{agent_sum}")).expect("go.sum");
     let (report, _) = home.promote(&id, &[]);
     check_cases(&report, &cases);
-    assert_eq!(snapshot(&gomod), before, "hand-copied: {report:#}");
-    // A session that starts now has those lines in its start go.sum: the host's own decision.
+    // Y1b: the next session starts with the merged lines in its go.sum and plants the zips.
     std::fs::write(home.ws().join("go.sum"), &agent_sum).expect("go.sum");
     let o = run_go(
         &home,
@@ -793,30 +809,44 @@ fn go_promote_never_trusts_a_go_sum_written_after_the_start() {
         "set -e; cp -a plant/. ~/go/pkg/mod/; echo planted",
     );
     assert_eq!(stdout(&o).trim(), "planted", "{}", stderr(&o));
-    let (report, _) = home.promote(&home.last_session(), &[]);
+    let next = home.last_session();
+    let (report, _) = home.promote(&next, &[]);
     check_cases(
         &report,
-        &[(
-            &format!("{lv}/v1.0.0.zip"),
-            "promoted",
-            "as the session started",
-        )],
+        &[
+            (
+                &format!("{v}/v1.0.0.zip"),
+                "refused",
+                "as the session started says",
+            ),
+            (&format!("{lv}/v1.0.0.zip"), "refused", "does not know"),
+        ],
     );
-    // No go.sum at the start: nothing verifies, whatever the workspace holds later.
-    std::fs::remove_file(home.ws().join("go.sum")).expect("rm go.sum");
-    let o = run_go(&home, "overlay", script);
-    assert_eq!(stdout(&o).trim(), "planted", "{}", stderr(&o));
-    let late = home.last_session();
-    std::fs::write(home.ws().join("go.sum"), &agent_sum).expect("go.sum");
-    let (report, _) = home.promote(&late, &[]);
-    check_cases(
-        &report,
-        &[(
-            &format!("{v}/v1.0.0.zip"),
-            "refused",
-            "had no go.sum when session",
-        )],
-    );
+    assert_eq!(snapshot(&gomod), before, "next session: {report:#}");
+    // The module exempt from the database (GOPRIVATE, GONOSUMDB), or no database at all.
+    for (var, value, reason) in [
+        (
+            "GOPRIVATE",
+            "*.example",
+            "matches *.example in GONOSUMDB/GOPRIVATE",
+        ),
+        (
+            "GONOSUMDB",
+            "corp.example",
+            "matches corp.example in GONOSUMDB/GOPRIVATE",
+        ),
+        ("GOSUMDB", "off", "GOSUMDB=off"),
+    ] {
+        let o = home
+            .airlock()
+            .env(var, value)
+            .args(["cache", "promote", &next, "--json"])
+            .run();
+        o.assert_code(0);
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        check_cases(&report, &[(&format!("{lv}/v1.0.0.zip"), "refused", reason)]);
+    }
+    assert_eq!(snapshot(&gomod), before);
 }
 
 /// uv's cache has no upstream-verifiable form: every file is listed as not promoted with the
