@@ -551,6 +551,12 @@ pub fn render(
         ChangeKind::Deleted => head.push_str("deleted file\n"),
         ChangeKind::Modified => {}
     }
+    // Merge lands the permission bits only (`merge.rs`): the mode shown is the one it lands,
+    // and setuid, setgid and sticky bits the agent set are named as dropped.
+    let dropped = modes.1.filter(|b| b & 0o7000 != 0).map(|b| {
+        format!("# the agent set mode {b:o}: merge drops its setuid/setgid/sticky bits\n")
+    });
+    let modes = (modes.0.map(|a| a & 0o777), modes.1.map(|b| b & 0o777));
     if let (Some(a), Some(b)) = modes {
         if a != b {
             head.push_str(&format!("old mode {a:o}\nnew mode {b:o}\n"));
@@ -560,6 +566,7 @@ pub fn render(
             head.push_str(&format!("new mode {b:o}\n"));
         }
     }
+    head.push_str(dropped.as_deref().unwrap_or(""));
     let describe = |s: &Side, which: &str| match s {
         Side::Absent => None,
         Side::Text(t) => Some(format!(
@@ -621,6 +628,41 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Red-team I3: diff shows the mode merge lands (permission bits only) and says the
+    /// setuid/setgid/sticky bits the agent set are dropped.
+    #[test]
+    fn diff_shows_the_mode_merge_lands() {
+        let text = |t: &str| Side::Text(t.to_string());
+        for (modes, shown, note) in [
+            (
+                (Some(0o644), Some(0o4755)),
+                "old mode 644\nnew mode 755\n",
+                true,
+            ),
+            ((None, Some(0o6755)), "new mode 755\n", true),
+            ((Some(0o755), Some(0o1755)), "", true),
+            (
+                (Some(0o644), Some(0o755)),
+                "old mode 644\nnew mode 755\n",
+                false,
+            ),
+        ] {
+            let out = render("f", text("a\n"), text("b\n"), ChangeKind::Modified, modes);
+            assert!(out.contains(shown), "{modes:?}: {out}");
+            assert!(
+                !["new mode 4755", "new mode 6755", "new mode 1755"]
+                    .iter()
+                    .any(|m| out.contains(m)),
+                "{out}"
+            );
+            assert_eq!(
+                out.contains("drops its setuid/setgid/sticky bits"),
+                note,
+                "{out}"
+            );
+        }
+    }
 
     #[test]
     fn change_kind_names_are_pinned() {
