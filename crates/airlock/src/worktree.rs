@@ -777,7 +777,7 @@ fn remove(wt: &Worktree) -> Result<()> {
 
 fn remove_tree(p: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(m) if m.is_dir() => airlock_session::tree::remove_all(p),
         Ok(_) => std::fs::remove_file(p),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
