@@ -35,8 +35,25 @@ pub fn too_deep(path: &Path) -> SessionError {
     SessionError::Refused(format!(
         "{} is nested deeper than {MAX_DEPTH} directory levels, the most airlock walks; \
          nothing was read or merged from it (delete the session with `airlock rm --force`)",
-        crate::quote::path(path)
+        elided(path)
     ))
+}
+
+/// `path` quoted, its middle left out when it is longer than 240 bytes (a path 1,024 levels
+/// deep is thousands of bytes): the start says where, the end what.
+fn elided(path: &Path) -> String {
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.len() <= 240 {
+        return crate::quote::path(path).into_owned();
+    }
+    let head = Path::new(OsStr::from_bytes(&bytes[..160]));
+    let tail = Path::new(OsStr::from_bytes(&bytes[bytes.len() - 60..]));
+    format!(
+        "{}…{} ({} levels)",
+        crate::quote::path(head),
+        crate::quote::path(tail),
+        path.components().count()
+    )
 }
 
 /// [`too_deep`] when `rel` (a path below a walked root, shown as `shown`) has more than
@@ -268,7 +285,7 @@ fn gone_ok(r: nix::Result<()>) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Makes `depth` nested `d` directories below `root` with a file at the bottom, without
