@@ -20,8 +20,18 @@ pub(crate) fn rm(args: RmArgs) -> Result<i32> {
             r.id
         );
     }
-    if r.mode == SessionMode::Overlay && !r.merged && !args.force {
-        if let Ok(rv) = review(&r) {
+    let upper = r.dir.join("upper");
+    let wrote = std::fs::read_dir(&upper).is_ok_and(|mut d| d.next().is_some());
+    if r.mode == SessionMode::Overlay && !r.merged && !args.force && wrote {
+        // Changes that cannot be read (a tree nested too deep, an unreadable directory) are
+        // unmerged changes too: kept unless --force, never deleted on a guess.
+        let rv = review(&r).map_err(|e| {
+            anyhow::anyhow!(
+                "session {} has changes that cannot be read ({e:#}); pass --force to delete them",
+                r.id
+            )
+        })?;
+        {
             let n = rv
                 .files
                 .iter()
