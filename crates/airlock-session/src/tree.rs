@@ -48,12 +48,7 @@ fn elided(path: &Path) -> String {
     }
     let head = Path::new(OsStr::from_bytes(&bytes[..160]));
     let tail = Path::new(OsStr::from_bytes(&bytes[bytes.len() - 60..]));
-    format!(
-        "{}…{} ({} levels)",
-        crate::quote::path(head),
-        crate::quote::path(tail),
-        path.components().count()
-    )
+    format!("{}…{}", crate::quote::path(head), crate::quote::path(tail))
 }
 
 /// [`too_deep`] when `rel` (a path below a walked root, shown as `shown`) has more than
