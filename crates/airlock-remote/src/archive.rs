@@ -387,7 +387,8 @@ pub fn import_changes(
 /// module doc); returns the paths left out (FIFOs, sockets, devices other than whiteouts).
 ///
 /// # Errors
-/// A file or directory that cannot be read, or `out` failing.
+/// A file or directory that cannot be read, a tree nested deeper than
+/// [`airlock_session::tree::MAX_DEPTH`] levels (refused by name), or `out` failing.
 pub fn write_tree(
     root: &Path,
     out: impl Write,
@@ -396,7 +397,7 @@ pub fn write_tree(
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     let mut skipped = Vec::new();
-    walk(root, Path::new(""), &mut builder, content, &mut skipped)?;
+    walk(root, &mut builder, content, &mut skipped)?;
     builder
         .into_inner()
         .and_then(|mut w| w.flush())
@@ -404,13 +405,43 @@ pub fn write_tree(
     Ok(skipped)
 }
 
+/// Appends every entry below `root` to `builder`, sorted, each directory before what it holds.
+/// Iterative (a stack of sorted listings, one directory open at a time): the tree may be the
+/// agent's, which chooses its depth; deeper than [`airlock_session::tree::MAX_DEPTH`] levels
+/// is refused by name.
 fn walk<W: Write>(
     root: &Path,
-    rel: &Path,
     builder: &mut tar::Builder<W>,
     content: Content,
     skipped: &mut Vec<PathBuf>,
 ) -> Result<(), ArchiveError> {
+    let mut stack = vec![(PathBuf::new(), sorted_names(root, Path::new(""))?)];
+    while let Some((dir_rel, names)) = stack.last_mut() {
+        let Some(name) = names.pop() else {
+            stack.pop();
+            continue;
+        };
+        let rel = dir_rel.join(&name);
+        if append(root, &rel, builder, content, skipped)? {
+            if rel.components().count() > airlock_session::tree::MAX_DEPTH {
+                return Err(ArchiveError::Io {
+                    what: "refused to archive",
+                    path: root.join(&rel),
+                    error: std::io::Error::other(format!(
+                        "nested deeper than {} directory levels, the most airlock walks",
+                        airlock_session::tree::MAX_DEPTH
+                    )),
+                });
+            }
+            let names = sorted_names(root, &rel)?;
+            stack.push((rel, names));
+        }
+    }
+    Ok(())
+}
+
+/// The names in `root/rel`, sorted in reverse (popped from the end: ascending).
+fn sorted_names(root: &Path, rel: &Path) -> Result<Vec<std::ffi::OsString>, ArchiveError> {
     let dir = root.join(rel);
     let mut names: Vec<_> = fs::read_dir(&dir)
         .map_err(io("cannot read", &dir))?
@@ -418,64 +449,74 @@ fn walk<W: Write>(
         .collect::<Result<_, _>>()
         .map_err(io("cannot read", &dir))?;
     names.sort();
-    for name in names {
-        let rel = rel.join(&name);
-        let path = root.join(&rel);
-        let m = fs::symlink_metadata(&path).map_err(io("cannot read", &path))?;
-        let ft = m.file_type();
-        let mut header = tar::Header::new_gnu();
-        header.set_metadata_in_mode(&m, tar::HeaderMode::Deterministic);
-        header.set_mode(m.mode() & 0o777);
-        let err = io("cannot archive", &path);
-        if ft.is_dir() {
-            if content == Content::Changes && is_opaque_dir(&path) {
-                builder
-                    .append_pax_extensions([(PAX_OPAQUE, b"y".as_slice())])
-                    .map_err(io("cannot archive", &path))?;
-            }
-            header.set_size(0);
+    names.reverse();
+    Ok(names)
+}
+
+/// Appends entry `rel` of `root` (a directory's header only); true when it is a directory to
+/// walk into.
+fn append<W: Write>(
+    root: &Path,
+    rel: &Path,
+    builder: &mut tar::Builder<W>,
+    content: Content,
+    skipped: &mut Vec<PathBuf>,
+) -> Result<bool, ArchiveError> {
+    let path = root.join(rel);
+    let m = fs::symlink_metadata(&path).map_err(io("cannot read", &path))?;
+    let ft = m.file_type();
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata_in_mode(&m, tar::HeaderMode::Deterministic);
+    header.set_mode(m.mode() & 0o777);
+    let err = io("cannot archive", &path);
+    if ft.is_dir() {
+        if content == Content::Changes && is_opaque_dir(&path) {
             builder
-                .append_data(&mut header, &rel, std::io::empty())
-                .map_err(err)?;
-            walk(root, &rel, builder, content, skipped)?;
-        } else if ft.is_file() {
-            let f = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(&path)
-                .map_err(io("cannot open", &path))?;
-            let fm = f.metadata().map_err(io("cannot read", &path))?;
-            if !fm.is_file() {
-                skipped.push(rel);
-                continue;
-            }
-            header.set_size(fm.len());
-            builder
-                .append_data(&mut header, &rel, f.take(fm.len()))
-                .map_err(err)?;
-        } else if ft.is_symlink() {
-            let target = fs::read_link(&path).map_err(io("cannot read the link", &path))?;
-            header.set_size(0);
-            builder
-                .append_link(&mut header, &rel, &target)
-                .map_err(err)?;
-        } else if content == Content::Changes && is_whiteout(&m) {
-            header.set_entry_type(tar::EntryType::Char);
-            header
-                .set_device_major(0)
+                .append_pax_extensions([(PAX_OPAQUE, b"y".as_slice())])
                 .map_err(io("cannot archive", &path))?;
-            header
-                .set_device_minor(0)
-                .map_err(io("cannot archive", &path))?;
-            header.set_size(0);
-            builder
-                .append_data(&mut header, &rel, std::io::empty())
-                .map_err(err)?;
-        } else {
-            skipped.push(rel);
         }
+        header.set_size(0);
+        builder
+            .append_data(&mut header, rel, std::io::empty())
+            .map_err(err)?;
+        return Ok(true);
+    } else if ft.is_file() {
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(io("cannot open", &path))?;
+        let fm = f.metadata().map_err(io("cannot read", &path))?;
+        if !fm.is_file() {
+            skipped.push(rel.to_path_buf());
+            return Ok(false);
+        }
+        header.set_size(fm.len());
+        builder
+            .append_data(&mut header, rel, f.take(fm.len()))
+            .map_err(err)?;
+    } else if ft.is_symlink() {
+        let target = fs::read_link(&path).map_err(io("cannot read the link", &path))?;
+        header.set_size(0);
+        builder
+            .append_link(&mut header, rel, &target)
+            .map_err(err)?;
+    } else if content == Content::Changes && is_whiteout(&m) {
+        header.set_entry_type(tar::EntryType::Char);
+        header
+            .set_device_major(0)
+            .map_err(io("cannot archive", &path))?;
+        header
+            .set_device_minor(0)
+            .map_err(io("cannot archive", &path))?;
+        header.set_size(0);
+        builder
+            .append_data(&mut header, rel, std::io::empty())
+            .map_err(err)?;
+    } else {
+        skipped.push(rel.to_path_buf());
     }
-    Ok(())
+    Ok(false)
 }
 
 fn is_whiteout(m: &fs::Metadata) -> bool {
@@ -530,6 +571,52 @@ mod tests {
         h.set_device_minor(minor).expect("minor");
         h.set_cksum();
         h.as_bytes().to_vec()
+    }
+
+    /// Makes `depth` nested `d` directories below `root`, a file at the bottom.
+    fn nest(root: &Path, depth: usize) {
+        let mut cwd = std::fs::File::open(root).expect("open");
+        for _ in 0..depth {
+            nix::sys::stat::mkdirat(&cwd, "d", nix::sys::stat::Mode::S_IRWXU).expect("mkdirat");
+            cwd = nix::fcntl::openat(
+                &cwd,
+                "d",
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map(std::fs::File::from)
+            .expect("openat");
+        }
+        nix::sys::stat::mknodat(
+            &cwd,
+            "leaf",
+            nix::sys::stat::SFlag::S_IFREG,
+            nix::sys::stat::Mode::S_IRUSR,
+            0,
+        )
+        .expect("leaf");
+    }
+
+    #[test]
+    fn deep_trees_are_archived_within_the_bound_and_refused_beyond() {
+        let max = airlock_session::tree::MAX_DEPTH;
+        for (depth, ok) in [(max, true), (max + 1, false), (3_000, false)] {
+            let t = tempfile::tempdir().expect("tempdir");
+            nest(t.path(), depth);
+            let mut out = Vec::new();
+            match write_tree(t.path(), &mut out, Content::Changes) {
+                Ok(_) if ok => {
+                    let n = tar::Archive::new(&out[..]).entries().expect("tar").count();
+                    assert_eq!(n, depth + 1, "every level and the leaf");
+                }
+                Err(e) if !ok => {
+                    let m = e.to_string();
+                    assert!(m.contains("deeper than 1024"), "{m}");
+                    assert!(m.contains("/d/d/d"), "names the path: {m}");
+                }
+                other => panic!("depth {depth}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::tree::check_depth;
 use crate::SessionError;
 
 /// The kind of a change.
@@ -208,39 +209,71 @@ fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(got)
 }
 
-/// Every entry below `root/rel` that is not a directory, as deletions (for reporting a deleted
-/// or replaced directory).
-fn files_below(root: &Path, rel: &Path, out: &mut Vec<Change>) {
-    let Ok(dir) = fs::read_dir(root.join(rel)) else {
-        return;
+/// A directory [`changes`] still has to read (an explicit list instead of recursion: the agent
+/// chooses how deep its tree is).
+enum Task {
+    /// `upper/rel` compared with `lower/rel`.
+    Walk(PathBuf),
+    /// Everything below `upper/rel` is new.
+    AllAdded(PathBuf),
+    /// Every non-directory below `lower/rel` is deleted; with `unless_above`, only those the
+    /// upper layer has nothing at (an opaque directory: replaced wholesale).
+    FilesBelow { rel: PathBuf, unless_above: bool },
+}
+
+/// Every entry in `lower/rel` that is not a directory, as deletions (for reporting a deleted or
+/// replaced directory); its directories are queued. Unreadable directories are skipped (the
+/// host's tree, not the agent's).
+fn files_below(
+    lower: &Path,
+    upper: &Path,
+    rel: &Path,
+    unless_above: bool,
+    out: &mut Vec<Change>,
+    todo: &mut Vec<Task>,
+) -> Result<(), SessionError> {
+    check_depth(rel, &lower.join(rel))?;
+    let Ok(dir) = fs::read_dir(lower.join(rel)) else {
+        return Ok(());
     };
-    let mut entries: Vec<_> = dir.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
+    let entries: Vec<_> = dir.flatten().collect();
     for e in entries {
         let r = rel.join(e.file_name());
-        let Ok(m) = fs::symlink_metadata(root.join(&r)) else {
+        let Ok(m) = fs::symlink_metadata(lower.join(&r)) else {
             continue;
         };
         if m.is_dir() {
-            files_below(root, &r, out);
-        } else {
+            todo.push(Task::FilesBelow {
+                rel: r,
+                unless_above,
+            });
+        } else if !unless_above || fs::symlink_metadata(upper.join(&r)).is_err() {
             out.push(Change::new(r, ChangeKind::Deleted, EntryType::of(&m)));
         }
     }
+    Ok(())
 }
 
-/// The entries of `upper/rel`, sorted by name (so changes come out in a stable order).
+/// The entries of `upper/rel`, sorted by name (so changes come out in a stable order); refused
+/// below [`MAX_DEPTH`](crate::tree::MAX_DEPTH) levels.
 fn sorted_entries(upper: &Path, rel: &Path) -> Result<Vec<fs::DirEntry>, SessionError> {
     let udir = upper.join(rel);
+    check_depth(rel, &udir)?;
     let rd = fs::read_dir(&udir).map_err(|e| SessionError::io("cannot read", &udir, e))?;
     let mut entries: Vec<_> = rd.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
     Ok(entries)
 }
 
-/// Everything below `rel` in `upper`, as additions (a directory the real tree does not have as
-/// a directory): files, links and special files, and empty directories.
-fn all_added(upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<(), SessionError> {
+/// The entries of `upper/rel` as additions (a directory the real tree does not have as a
+/// directory): files, links and special files, and empty directories; its directories are
+/// queued.
+fn all_added(
+    upper: &Path,
+    rel: &Path,
+    out: &mut Vec<Change>,
+    todo: &mut Vec<Task>,
+) -> Result<(), SessionError> {
     for e in sorted_entries(upper, rel)? {
         let r = rel.join(e.file_name());
         let up = upper.join(&r);
@@ -252,7 +285,7 @@ fn all_added(upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<(), Sess
             if fs::read_dir(&up).is_ok_and(|mut d| d.next().is_none()) {
                 out.push(Change::new(r.clone(), ChangeKind::Added, EntryType::Dir));
             }
-            all_added(upper, &r, out)?;
+            todo.push(Task::AllAdded(r));
         } else {
             out.push(Change::new(r, ChangeKind::Added, EntryType::of(&um)));
         }
@@ -262,14 +295,38 @@ fn all_added(upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<(), Sess
 
 /// The changes recorded in `upper` over `lower`, sorted by path. Directories that merely exist in
 /// the upper layer because something below them changed are not reported themselves.
+///
+/// Iterative (no recursion, one directory open at a time), whatever the depth.
+///
+/// # Errors
+/// A directory of `upper` cannot be read ([`SessionError::Io`] naming it), or either tree is
+/// nested deeper than [`MAX_DEPTH`](crate::tree::MAX_DEPTH) levels
+/// ([`SessionError::Refused`] naming the path and the bound, from [`crate::tree::too_deep`]).
 pub fn changes(lower: &Path, upper: &Path) -> Result<Vec<Change>, SessionError> {
     let mut out = Vec::new();
-    walk(lower, upper, Path::new(""), &mut out)?;
+    let mut todo = vec![Task::Walk(PathBuf::new())];
+    while let Some(t) = todo.pop() {
+        match t {
+            Task::Walk(rel) => walk(lower, upper, &rel, &mut out, &mut todo)?,
+            Task::AllAdded(rel) => all_added(upper, &rel, &mut out, &mut todo)?,
+            Task::FilesBelow { rel, unless_above } => {
+                files_below(lower, upper, &rel, unless_above, &mut out, &mut todo)?;
+            }
+        }
+    }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
-fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<(), SessionError> {
+/// Compares the entries of `upper/rel` with `lower/rel`, adding changes to `out` and the
+/// directories still to read to `todo`.
+fn walk(
+    lower: &Path,
+    upper: &Path,
+    rel: &Path,
+    out: &mut Vec<Change>,
+    todo: &mut Vec<Task>,
+) -> Result<(), SessionError> {
     for e in sorted_entries(upper, rel)? {
         let r = rel.join(e.file_name());
         let up = upper.join(&r);
@@ -278,7 +335,10 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result
         let lm = fs::symlink_metadata(&low).ok();
         if is_whiteout(&um) {
             match lm {
-                Some(m) if m.is_dir() => files_below(lower, &r, out),
+                Some(m) if m.is_dir() => todo.push(Task::FilesBelow {
+                    rel: r,
+                    unless_above: false,
+                }),
                 Some(m) => out.push(Change::new(r, ChangeKind::Deleted, EntryType::of(&m))),
                 None => {}
             }
@@ -290,13 +350,10 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result
                 Some(m) if m.is_dir() => {
                     if is_opaque(&up) {
                         // Replaced wholesale: lower files not present above are deleted.
-                        let mut below = Vec::new();
-                        files_below(lower, &r, &mut below);
-                        out.extend(
-                            below
-                                .into_iter()
-                                .filter(|c| fs::symlink_metadata(upper.join(&c.path)).is_err()),
-                        );
+                        todo.push(Task::FilesBelow {
+                            rel: r.clone(),
+                            unless_above: true,
+                        });
                     }
                 }
                 // A file or link the agent replaced by a directory: overlayfs marks a directory
@@ -306,7 +363,7 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result
                     let mut c = Change::new(r.clone(), ChangeKind::Modified, ut);
                     c.was = Some(EntryType::of(m));
                     out.push(c);
-                    all_added(upper, &r, out)?;
+                    todo.push(Task::AllAdded(r));
                     continue;
                 }
                 // Not opaque: the directory was the host's when the agent wrote in it, and the
@@ -323,7 +380,7 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result
                     }
                 }
             }
-            walk(lower, upper, &r, out)?;
+            todo.push(Task::Walk(r));
             continue;
         }
         match lm {
@@ -332,7 +389,10 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result
                 // A directory replaced by a file or link: its contents are deleted first, then
                 // the path changes type (a modification of the host directory, not an addition
                 // that would always collide with it).
-                files_below(lower, &r, out);
+                todo.push(Task::FilesBelow {
+                    rel: r.clone(),
+                    unless_above: false,
+                });
                 let mut c = Change::new(r, ChangeKind::Modified, ut);
                 c.was = Some(EntryType::Dir);
                 out.push(c);
@@ -662,6 +722,52 @@ mod tests {
                 "{out}"
             );
         }
+    }
+
+    #[test]
+    fn deep_upper_trees_are_refused_by_name_within_the_bound_walked() {
+        use crate::tree::{tests::nest, MAX_DEPTH};
+        for (depth, ok) in [(MAX_DEPTH, true), (MAX_DEPTH + 1, false), (3_000, false)] {
+            let t = tempfile::tempdir().expect("tempdir");
+            let (lower, upper) = (t.path().join("lower"), t.path().join("upper"));
+            std::fs::create_dir(&lower).expect("mkdir");
+            std::fs::create_dir(&upper).expect("mkdir");
+            nest(&upper, depth);
+            match changes(&lower, &upper) {
+                Ok(c) if ok => {
+                    assert_eq!(c.len(), 1, "depth {depth}");
+                    assert!(c[0].path.ends_with("d/leaf.txt"));
+                    assert_eq!(c[0].path.components().count(), depth + 1);
+                }
+                Err(SessionError::Refused(m)) if !ok => {
+                    assert!(m.contains("deeper than 1024"), "{m}");
+                    assert!(m.contains("/upper/d/d/"), "names the path: {m}");
+                }
+                other => panic!("depth {depth}: {other:?}"),
+            }
+            // The same tree replacing a host file (opaque: all added) and below a whiteout of a
+            // deep host directory (all deleted): the same bound.
+            if !ok {
+                std::fs::write(lower.join("d"), "host file").expect("write");
+                let e = changes(&lower, &upper).expect_err("refused");
+                assert!(e.to_string().contains("deeper than 1024"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn deep_host_trees_below_a_deleted_directory_are_refused_too() {
+        use crate::tree::tests::nest;
+        let t = tempfile::tempdir().expect("tempdir");
+        let (lower, upper) = (t.path().join("lower"), t.path().join("upper"));
+        std::fs::create_dir(&lower).expect("mkdir");
+        std::fs::create_dir(&upper).expect("mkdir");
+        nest(&lower, 3_000);
+        // The agent replaced the host's deep directory `d` by a file.
+        std::fs::write(upper.join("d"), "x").expect("write");
+        let e = changes(&lower, &upper).expect_err("refused");
+        assert!(e.to_string().contains("deeper than 1024"), "{e}");
+        assert!(e.to_string().contains("/lower/d/d/"), "{e}");
     }
 
     #[test]

@@ -175,22 +175,30 @@ pub fn run(c: Command, what: &str) -> Result<String, SessionError> {
 /// host file.
 ///
 /// # Errors
-/// [`SessionError::Refused`] naming the first such entry; [`SessionError::Io`] when a
-/// directory cannot be read.
+/// [`SessionError::Refused`] naming the first such entry, or a directory nested deeper than
+/// [`MAX_DEPTH`](crate::tree::MAX_DEPTH) levels; [`SessionError::Io`] when a directory cannot
+/// be read.
 pub fn plain_tree(dir: &Path) -> Result<(), SessionError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| SessionError::io("cannot read", dir, e))?;
-    for e in rd {
-        let e = e.map_err(|e| SessionError::io("cannot read", dir, e))?;
-        let t = e
-            .file_type()
-            .map_err(|err| SessionError::io("cannot read", &e.path(), err))?;
-        if t.is_dir() {
-            plain_tree(&e.path())?;
-        } else if !t.is_file() {
-            return Err(SessionError::Refused(format!(
-                "{} is not a regular file; the agent's object store is not read",
-                crate::quote::path(&e.path())
-            )));
+    // Iterative, one directory open at a time: the agent chooses the depth.
+    let mut todo = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((d, depth)) = todo.pop() {
+        if depth > crate::tree::MAX_DEPTH {
+            return Err(crate::tree::too_deep(&d));
+        }
+        let rd = std::fs::read_dir(&d).map_err(|e| SessionError::io("cannot read", &d, e))?;
+        for e in rd {
+            let e = e.map_err(|e| SessionError::io("cannot read", &d, e))?;
+            let t = e
+                .file_type()
+                .map_err(|err| SessionError::io("cannot read", &e.path(), err))?;
+            if t.is_dir() {
+                todo.push((e.path(), depth + 1));
+            } else if !t.is_file() {
+                return Err(SessionError::Refused(format!(
+                    "{} is not a regular file; the agent's object store is not read",
+                    crate::quote::path(&e.path())
+                )));
+            }
         }
     }
     Ok(())

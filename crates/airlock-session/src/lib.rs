@@ -10,6 +10,7 @@ pub mod merge;
 pub mod quote;
 pub mod review;
 pub mod store;
+pub mod tree;
 
 pub use changes::{Change, ChangeKind};
 pub use kinds::{AgentKind, BackendKind, SessionMode, UnknownKind};

@@ -617,13 +617,31 @@ fn blob_id(format: &str, content: &[u8]) -> String {
 /// `tree` has a regular file of the same size at its path (and it is at most
 /// [`MAX_HASHED_FILE`]); otherwise it is recorded with its size and no id, which compares as
 /// changed. The top-level `.git` is skipped; directories are listed with mode `040000` only
-/// when empty (git does not track them).
+/// when empty (git does not track them). Iterative, one directory open at a time; a tree
+/// nested deeper than [`airlock_session::tree::MAX_DEPTH`] levels is refused by name.
 fn walk(
     root: &Path,
     rel: &Path,
     format: &str,
     tree: &BTreeMap<PathBuf, Entry>,
     out: &mut BTreeMap<PathBuf, Entry>,
+) -> Result<()> {
+    let mut todo = vec![rel.to_path_buf()];
+    while let Some(rel) = todo.pop() {
+        airlock_session::tree::check_depth(&rel, &root.join(&rel))?;
+        walk_dir(root, &rel, format, tree, out, &mut todo)?;
+    }
+    Ok(())
+}
+
+/// The entries of `root/rel` for [`walk`]; its directories are queued in `todo`.
+fn walk_dir(
+    root: &Path,
+    rel: &Path,
+    format: &str,
+    tree: &BTreeMap<PathBuf, Entry>,
+    out: &mut BTreeMap<PathBuf, Entry>,
+    todo: &mut Vec<PathBuf>,
 ) -> Result<()> {
     let dir = root.join(rel);
     let rd = std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
@@ -648,7 +666,7 @@ fn walk(
                 size: None,
             }
         } else if ft.is_dir() {
-            walk(root, &r, format, tree, out)?;
+            todo.push(r);
             continue;
         } else if ft.is_file() {
             let mode = if m.permissions().mode() & 0o100 != 0 {
@@ -777,7 +795,7 @@ fn remove(wt: &Worktree) -> Result<()> {
 
 fn remove_tree(p: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(m) if m.is_dir() => airlock_session::tree::remove_all(p),
         Ok(_) => std::fs::remove_file(p),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),

@@ -229,6 +229,10 @@ pub(crate) fn ls(args: LsArgs) -> Result<i32> {
         return Ok(0);
     }
     write!(out, "{}", table(&listed))?;
+    // A `?` is explained: why that session's changes cannot be read (the others list as usual).
+    for l in listed.iter().filter(|l| l.unmerged.unknown.is_some()) {
+        eprintln!("airlock: session {}: {}", l.row.id, l.unmerged.describe());
+    }
     if hidden > 0 {
         eprintln!(
             "airlock: {hidden} ended session(s) with nothing unmerged not shown; `airlock ls --all` lists them, `airlock prune` removes them"

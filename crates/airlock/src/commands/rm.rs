@@ -20,8 +20,18 @@ pub(crate) fn rm(args: RmArgs) -> Result<i32> {
             r.id
         );
     }
-    if r.mode == SessionMode::Overlay && !r.merged && !args.force {
-        if let Ok(rv) = review(&r) {
+    let upper = r.dir.join("upper");
+    let wrote = std::fs::read_dir(&upper).is_ok_and(|mut d| d.next().is_some());
+    if r.mode == SessionMode::Overlay && !r.merged && !args.force && wrote {
+        // Changes that cannot be read (a tree nested too deep, an unreadable directory) are
+        // unmerged changes too: kept unless --force, never deleted on a guess.
+        let rv = review(&r).map_err(|e| {
+            anyhow::anyhow!(
+                "session {} has changes that cannot be read ({e:#}); pass --force to delete them",
+                r.id
+            )
+        })?;
+        {
             let n = rv
                 .files
                 .iter()
@@ -68,30 +78,17 @@ fn kept_worktree(r: &SessionRow, force: bool) -> Result<Option<PathBuf>> {
     Ok(Some(w))
 }
 
-/// Deletes a session directory. overlayfs leaves its scratch `work/work` directory with mode 000,
-/// so directories are made accessible first. Rootless Podman's overlay mounts leave it owned by
+/// Deletes a session directory with [`airlock_session::tree::remove_all`] (iterative, however
+/// deep the agent nested its directories; overlayfs's scratch `work/work`, mode 000, is made
+/// accessible first). Rootless Podman's overlay mounts leave it owned by
 /// the container's root (a subordinate uid of the user), which only the engine's user namespace
 /// can delete: then `podman unshare rm -rf DIR` (no link followed) does, and says so.
 ///
 /// # Errors
 /// The tree cannot be deleted by either way; the error is the first attempt's.
 pub(crate) fn remove_tree(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if std::fs::remove_dir_all(dir).is_ok() {
-        return Ok(());
-    }
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
-        if let Ok(entries) = std::fs::read_dir(&d) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir() && !t.is_symlink()) {
-                    stack.push(e.path());
-                }
-            }
-        }
-    }
-    let err = match std::fs::remove_dir_all(dir) {
+    // Iterative, links never followed, bounded descriptors: the agent chooses the depth.
+    let err = match airlock_session::tree::remove_all(dir) {
         Ok(()) => return Ok(()),
         Err(e) => e,
     };

@@ -309,14 +309,32 @@ mod walk {
     /// Every non-directory entry under `root`, sorted; links and special files come with the
     /// reason they are skipped; directories are entered only when `lstat` says they are
     /// directories (a link to one is an entry, not followed).
+    ///
+    /// Iterative (one directory open at a time); a directory nested deeper than
+    /// [`MAX_DEPTH`](airlock_session::tree::MAX_DEPTH) levels is an entry with that problem, not
+    /// read (the agent chooses the depth).
     pub(super) fn walk(root: &Path) -> Vec<File> {
         let mut out = Vec::new();
-        visit(root, Path::new(""), &mut out);
+        let mut todo = vec![PathBuf::new()];
+        while let Some(rel) = todo.pop() {
+            visit(root, &rel, &mut out, &mut todo);
+        }
         out.sort_by(|a, b| a.rel.cmp(&b.rel));
         out
     }
 
-    fn visit(root: &Path, rel: &Path, out: &mut Vec<File>) {
+    /// The entries of `root/rel` into `out`, its directories into `todo`.
+    fn visit(root: &Path, rel: &Path, out: &mut Vec<File>, todo: &mut Vec<PathBuf>) {
+        if rel.components().count() > airlock_session::tree::MAX_DEPTH {
+            out.push(File {
+                rel: rel.to_path_buf(),
+                problem: Some(format!(
+                    "a directory nested deeper than {} levels: not read",
+                    airlock_session::tree::MAX_DEPTH
+                )),
+            });
+            return;
+        }
         let dir = root.join(rel);
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
@@ -332,7 +350,7 @@ mod walk {
             let r = rel.join(e.file_name());
             let problem = match std::fs::symlink_metadata(root.join(&r)) {
                 Ok(m) if m.is_dir() => {
-                    visit(root, &r, out);
+                    todo.push(r);
                     continue;
                 }
                 Ok(m) if m.is_file() => None,

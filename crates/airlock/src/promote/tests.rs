@@ -83,3 +83,42 @@ fn integrity_data_is_read_over_https_only() {
         .expect_err("plain http");
     assert!(e.contains("only read over https://"), "{e}");
 }
+
+#[test]
+fn the_walk_of_a_deep_layer_stops_at_the_bound_with_a_problem() {
+    let max = airlock_session::tree::MAX_DEPTH;
+    for (depth, ok) in [(max, true), (3_000, false)] {
+        let d = tempfile::tempdir().expect("dir");
+        // Relative mkdir from a descriptor, as an agent's `mkdir d; cd d` loop.
+        let mut cwd = std::fs::File::open(d.path()).expect("open");
+        for _ in 0..depth {
+            nix::sys::stat::mkdirat(&cwd, "d", nix::sys::stat::Mode::S_IRWXU).expect("mkdirat");
+            cwd = nix::fcntl::openat(
+                &cwd,
+                "d",
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map(std::fs::File::from)
+            .expect("openat");
+        }
+        nix::sys::stat::mknodat(
+            &cwd,
+            "leaf",
+            nix::sys::stat::SFlag::S_IFREG,
+            nix::sys::stat::Mode::S_IRUSR,
+            0,
+        )
+        .expect("leaf");
+        let files = walk::walk(d.path());
+        assert_eq!(files.len(), 1, "depth {depth}");
+        let f = &files[0];
+        if ok {
+            assert!(f.rel.ends_with("d/leaf") && f.problem.is_none(), "{f:?}");
+        } else {
+            let p = f.problem.as_deref().unwrap_or_default();
+            assert!(p.contains("deeper than 1024"), "{f:?}");
+            assert_eq!(f.rel.components().count(), max + 1);
+        }
+    }
+}

@@ -6373,3 +6373,114 @@ fn an_ordinary_packed_agent_commit_still_merges() {
         .run();
     assert_eq!(stdout(&log), "agent work\ninit\n");
 }
+
+/// A script that nests `depth` directories named `d` below the workspace as an agent would
+/// (`mkdir d; cd d`, relative, so no path ever reaches PATH_MAX; a shell's `cd` builds the
+/// absolute path and stops near 2,000 levels), writes `leaf.txt` at the bottom and exits 7.
+fn deep_tree_script(depth: usize) -> String {
+    format!(
+        "python3 -c 'import os\nfor i in range({depth}): os.mkdir(\"d\"); os.chdir(\"d\")\n\
+         open(\"leaf.txt\", \"w\").write(\"x\")' || exit 9; exit 7"
+    )
+}
+
+/// Red-team Y9: an agent nests thousands of directories in its upper layer. The end of `run`,
+/// `ls` (for every session), `diff`, `merge`, `prune` and `rm` must not crash (stack overflow)
+/// nor run out of descriptors (EMFILE as an unprivileged user): they refuse by name beyond the
+/// 1,024-level bound (fails closed: nothing merged), and `rm --force` deletes the session.
+#[test]
+fn a_deep_tree_is_refused_not_fatal() {
+    let repo = Repo::new();
+    // A normal session beside the deep ones: `ls` must keep listing it.
+    let o = repo.airlock(&["run", "--name", "plain", "--", "sh", "-c", "echo n > n.txt"]);
+    o.assert_code(0);
+    let before = repo.snapshot();
+    for depth in [1_100, 3_000, 20_000] {
+        let name = format!("deep{depth}");
+        let quick = |what: &str, t: Instant| {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "{what} at depth {depth} took {:?}",
+                t.elapsed()
+            );
+        };
+        let o = repo.airlock(&[
+            "run",
+            "--name",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            &deep_tree_script(depth),
+        ]);
+        o.assert_code(7);
+        let crashed = |o: &std::process::Output| {
+            let e = stderr(o);
+            e.contains("overflow") || e.contains("Too many open files") || e.contains("panicked")
+        };
+        assert!(!crashed(&o), "run at depth {depth}: {}", stderr(&o));
+
+        let t = Instant::now();
+        let o = repo.airlock(&["ls"]);
+        quick("ls", t);
+        o.assert_code(0);
+        let out = stdout(&o);
+        assert!(out.contains(&name) && out.contains("plain"), "{out}");
+        assert!(
+            out.contains(" 1f 0c "),
+            "the plain session still counts: {out}"
+        );
+        assert!(
+            stderr(&o).contains("deeper than 1024 directory levels"),
+            "ls says why `?`: {}",
+            stderr(&o)
+        );
+
+        for args in [vec!["diff", &name], vec!["merge", &name], vec!["rm", &name]] {
+            let t = Instant::now();
+            let o = repo.airlock(&args);
+            quick(args[0], t);
+            o.assert_code(125);
+            let e = stderr(&o);
+            assert!(!crashed(&o), "{args:?}: {e}");
+            assert!(
+                e.contains("deeper than 1024") && e.contains("/upper/d/d/"),
+                "{args:?}: {e}"
+            );
+        }
+        assert!(
+            repo.snapshot() == before,
+            "a refused merge changed the host tree"
+        );
+
+        let t = Instant::now();
+        let o = repo.airlock(&["prune", "--dry-run"]);
+        quick("prune --dry-run", t);
+        o.assert_code(0);
+        assert!(stdout(&o).contains("kept"), "{}", stdout(&o));
+
+        let dir = {
+            let o = repo.airlock(&["ls", "--all", "--json"]);
+            let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+            let row = rows
+                .as_array()
+                .expect("rows")
+                .iter()
+                .find(|r| r["name"] == name.as_str())
+                .cloned()
+                .expect("the deep session is listed");
+            assert!(
+                row["unmerged"]["unknown"]
+                    .as_str()
+                    .is_some_and(|u| u.contains("deeper")),
+                "{row}"
+            );
+            PathBuf::from(row["dir"].as_str().expect("dir"))
+        };
+        let o = repo.airlock(&["rm", "--force", &name]);
+        o.assert_code(0);
+        assert!(!dir.exists(), "rm --force left {}", dir.display());
+    }
+    let o = repo.airlock(&["rm", "--force", "plain"]);
+    o.assert_code(0);
+}

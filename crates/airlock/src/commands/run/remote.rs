@@ -406,7 +406,7 @@ pub(crate) fn collect(engine: &dyn Engine, at: &str, dir: &Path, print: bool) ->
     let changes = ctl(engine, at, ctl::EXPORT, &[])?;
     let upper = dir.join("upper");
     if upper.exists() {
-        std::fs::remove_dir_all(&upper)
+        airlock_session::tree::remove_all(&upper)
             .with_context(|| format!("cannot replace {}", upper.display()))?;
     }
     let limits = archive::Limits::changes_from_env().map_err(anyhow::Error::msg)?;
