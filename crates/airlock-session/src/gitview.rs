@@ -10,6 +10,11 @@
 //! [`git_refusals`] names what the agent left in its `.git` that would point a host git
 //! elsewhere (links, alternates, grafts, replace refs, `commondir`/`gitdir`, `.git` as a link
 //! or file): `airlock diff` shows each, `airlock merge` refuses the session with no flag.
+//!
+//! Memory (REDTEAM4 Y2, Y2b): every git here runs with [`hostgit::bounds`] (a delta or zlib
+//! bomb fails git's allocation, naming the bound), the agent's loose objects are refused by
+//! their header over the object bound before git reads them, and the commits' files are read
+//! one at a time ([`GitView::each_side`]), at most [`MAX_REVIEW_BYTES`] per review.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
@@ -828,7 +833,7 @@ pub struct CommitReview {
 /// The most of the agent's commits' file content one review reads (and `diff` shows), in
 /// bytes (64 MiB): each file after that is a [`Concern::Unshown`] ("not read"), so `merge`
 /// refuses it without `--allow-unshown-files`. Files over [`MAX_SHOWN_BYTES`] cost only their
-/// first [`HEAD_OF_LARGE`] bytes.
+/// first 8 KiB (`HEAD_OF_LARGE`).
 pub const MAX_REVIEW_BYTES: u64 = 64 << 20;
 
 /// What is read of a file over [`MAX_SHOWN_BYTES`]: all [`classify`] looks at (the ELF magic,
