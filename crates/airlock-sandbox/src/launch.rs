@@ -867,6 +867,36 @@ pub fn unblock_signals_in_child(cmd: &mut Command) {
     }
 }
 
+/// Makes `cmd`'s process start with its data limit (RLIMIT_DATA, setrlimit(2): its heap and
+/// every private writable mapping, in bytes; since Linux 4.7) at `bytes`, soft and hard, so a
+/// host helper that reads what a sandbox wrote (a `git` inflating a planted delta) fails its
+/// allocation (`ENOMEM`) instead of taking the host's memory. Read-only file mappings (git's
+/// pack windows) do not count.
+pub fn limit_data_in_child(cmd: &mut Command, bytes: u64) {
+    // SAFETY: the closure runs in the forked child before exec and calls only getrlimit and
+    // setrlimit, thin wrappers of the prlimit64 system call (no lock, no allocation); the rlimit struct is
+    // on the stack.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Never above the hard limit the process has already (raising it needs privilege).
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_DATA, &mut lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let want = (bytes as libc::rlim_t).min(lim.rlim_max);
+            lim.rlim_cur = want;
+            lim.rlim_max = want;
+            if libc::setrlimit(libc::RLIMIT_DATA, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Makes `cmd`'s process receive SIGTERM when the thread that spawns it ends (prctl(2)
 /// PR_SET_PDEATHSIG), so a helper started for one session (a private `podman system service`)
 /// does not outlive an airlock that was killed. Spawn from the thread that lives as long as the

@@ -37,8 +37,8 @@ pub mod unix_gate;
 pub use backend::{Backend, LimitReport, Progress, RunningSandbox, SessionContext, SessionRef};
 pub use init::{container_init_main, init_main, LOADER_ENV};
 pub use launch::{
-    block_signals, die_with_parent, unblock_signals_in_child, Exec, ExecHandle, ExecRouter,
-    LaunchOptions, Native, NetFds, RemoteInit, Sandbox,
+    block_signals, die_with_parent, limit_data_in_child, unblock_signals_in_child, Exec,
+    ExecHandle, ExecRouter, LaunchOptions, Native, NetFds, RemoteInit, Sandbox,
 };
 pub use security::{seccomp_rules, ArgCheck, SyscallRule};
 pub use spec::{

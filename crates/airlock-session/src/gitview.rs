@@ -10,8 +10,13 @@
 //! [`git_refusals`] names what the agent left in its `.git` that would point a host git
 //! elsewhere (links, alternates, grafts, replace refs, `commondir`/`gitdir`, `.git` as a link
 //! or file): `airlock diff` shows each, `airlock merge` refuses the session with no flag.
+//!
+//! Memory (REDTEAM4 Y2, Y2b): every git here runs with [`hostgit::bounds`] (a delta or zlib
+//! bomb fails git's allocation, naming the bound), the agent's loose objects are refused by
+//! their header over the object bound before git reads them, and the commits' files are read
+//! one at a time ([`GitView::each_side`]), at most [`MAX_REVIEW_BYTES`] per review.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -437,6 +442,49 @@ fn names_in(dir: &OwnedFd, shown: &Path) -> Result<Vec<std::ffi::OsString>, Sess
     Ok(out)
 }
 
+/// The header of the loose object file `path` (zlib of `TYPE SP SIZE NUL CONTENT`,
+/// gitformat-loose(5)): its type and declared size, read from its first inflated bytes only.
+fn loose_header(path: &Path) -> Result<(String, u64), String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    let mut z = flate2::read::ZlibDecoder::new(f).take(64);
+    let mut head = Vec::with_capacity(64);
+    z.read_to_end(&mut head)
+        .map_err(|e| format!("not a zlib stream: {e}"))?;
+    let end = head
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or("no object header in its first 64 bytes")?;
+    let text = std::str::from_utf8(&head[..end]).map_err(|_| "a header that is not text")?;
+    let (kind, size) = text.split_once(' ').ok_or("a malformed header")?;
+    let size: u64 = size.parse().map_err(|_| "a malformed size")?;
+    Ok((kind.to_string(), size))
+}
+
+/// Refuses a loose object of the agent's (`hex`, copied to `path`) that declares more than
+/// [`hostgit::Bounds::object`] bytes, before any git inflates it: zlib turns a few MiB of the
+/// agent's disk into GiBs of zeros, which git would stream for minutes.
+fn check_loose(path: &Path, hex: &str) -> Result<(), SessionError> {
+    let limit = hostgit::bounds().object;
+    let refuse = |why: String| {
+        SessionError::Refused(format!(
+            "the agent's loose object {hex} (.git/objects/{}/{}) {why}; its commits are not read",
+            &hex[..2.min(hex.len())],
+            hex.get(2..).unwrap_or_default()
+        ))
+    };
+    let (_, size) = loose_header(path).map_err(|e| refuse(format!("is unreadable: {e}")))?;
+    if size > limit {
+        return Err(refuse(format!(
+            "declares {size} bytes, over the {} MiB a host git may read as one object (a zlib \
+             bomb?); if it is genuine, raise the bound with {}=<MiB> (4 x the object size)",
+            limit >> 20,
+            hostgit::MEMORY_VAR
+        )));
+    }
+    Ok(())
+}
+
 /// Where [`import_agents_objects`] stages the agent's loose objects in the scratch repository.
 const LOOSE_STAGING: &str = "agent-loose";
 
@@ -477,7 +525,7 @@ fn pack_loose(git_dir: &Path, ids: &str) -> Result<(), SessionError> {
         return Err(SessionError::Refused(format!(
             "git failed to read the agent's loose objects (in {}): {}",
             crate::quote::path(&staging),
-            err.trim()
+            hostgit::explain(&err)
         )));
     }
     indexed.map(|_| ())
@@ -538,6 +586,8 @@ fn import_agents_objects(upper: &Path, objects: &Path, git_dir: &Path) -> Result
                 if is_pack {
                     packs.push(to_dir.join(&f));
                 } else {
+                    let hex = format!("{}{}", n.to_string_lossy(), f.to_string_lossy());
+                    check_loose(&to_dir.join(&f), &hex)?;
                     loose.push_str(&format!("{}{}\n", n.to_string_lossy(), f.to_string_lossy()));
                 }
             }
@@ -740,7 +790,7 @@ impl GitView {
             }
             return Err(SessionError::Refused(format!(
                 "git failed to pack the agent's commits: {}",
-                err.trim()
+                hostgit::explain(&err)
             )));
         }
         indexed.map(|_| ())
@@ -762,17 +812,41 @@ pub struct CommitEntry {
 }
 
 /// What the agent's commits change, checked by the same rules as the working tree's files.
+/// It holds no file content: `diff` reads the sides of each change one at a time
+/// ([`GitView::each_side`]), so airlock's memory stays bounded by one file whatever the
+/// commits hold.
 #[derive(Debug, Default)]
 pub struct CommitReview {
-    /// The range's net change (`base..head`), with both sides, shown by `diff`.
-    pub net: Vec<(CommitEntry, Side, Side)>,
+    /// The range's net change (`base..head`), shown by `diff`.
+    pub net: Vec<CommitEntry>,
     /// Every concern of every path any commit of the range adds or changes (first commit that
     /// does it), in path order: what `merge` refuses without the matching flag.
     pub concerns: Vec<(CommitEntry, Concern)>,
+    /// The blob sizes (by id) of every file the range adds or changes, from
+    /// `cat-file --batch-check`.
+    sizes: HashMap<String, u64>,
+    /// The agent's files (blob ids) past [`MAX_REVIEW_BYTES`]: never read, never shown, each a
+    /// [`Concern::Unshown`].
+    pub unread: BTreeSet<String>,
 }
 
-/// Blob id -> its first [`MAX_SHOWN_BYTES`] + 1 bytes and its size.
-type Blobs = std::collections::HashMap<String, (Vec<u8>, u64)>;
+/// The most of the agent's commits' file content one review reads (and `diff` shows), in
+/// bytes (64 MiB): each file after that is a [`Concern::Unshown`] ("not read"), so `merge`
+/// refuses it without `--allow-unshown-files`. Files over [`MAX_SHOWN_BYTES`] cost only their
+/// first 8 KiB (`HEAD_OF_LARGE`).
+pub const MAX_REVIEW_BYTES: u64 = 64 << 20;
+
+/// What is read of a file over [`MAX_SHOWN_BYTES`]: all [`classify`] looks at (the ELF magic,
+/// a NUL byte in the first 8 KiB, a `#!` line).
+const HEAD_OF_LARGE: u64 = 8192;
+
+/// The kind of an agent's file past [`MAX_REVIEW_BYTES`].
+fn unread_kind() -> String {
+    format!(
+        "not read (past the {} MiB of the commits' files one review reads)",
+        MAX_REVIEW_BYTES >> 20
+    )
+}
 
 const LINK_MODE: u32 = 0o120000;
 const GITLINK_MODE: u32 = 0o160000;
@@ -824,23 +898,22 @@ impl GitView {
         Ok(run(c, "hash the empty tree")?.trim().to_string())
     }
 
-    /// The first [`MAX_SHOWN_BYTES`] + 1 bytes of blob `id` and its size; never reads more.
-    fn blob_head(&self, id: &str) -> Result<(Vec<u8>, u64), SessionError> {
+    /// The first `n` bytes of blob `id` (a `cat-file blob` stopped after them: git streams a
+    /// file over `core.bigFileThreshold`, see [`hostgit::Bounds`]).
+    fn blob_head(&self, id: &str, n: u64) -> Result<Vec<u8>, SessionError> {
         use std::io::Read;
         if !is_sha(id) {
             return Err(SessionError::Refused(format!("bad object id {id}")));
         }
-        let size = run(self.cmd(&["cat-file", "-s", id]), "size an agent's file")?;
-        let size: u64 = size.trim().parse().unwrap_or(u64::MAX);
         let mut c = self.cmd(&["cat-file", "blob", id]);
         let mut child = hostgit::spawn(&mut c, "read an agent's file")?;
         let mut head = Vec::new();
         if let Some(out) = child.stdout.take() {
-            let _ = out.take(MAX_SHOWN_BYTES + 1).read_to_end(&mut head);
+            let _ = out.take(n).read_to_end(&mut head);
         }
         let _ = child.kill();
         let _ = hostgit::wait_bounded(&mut child, hostgit::QUICK, "read an agent's file");
-        Ok((head, size))
+        Ok(head)
     }
 
     /// Writes `lines` to a file in the scratch repository, for a git command's stdin.
@@ -850,22 +923,19 @@ impl GitView {
         std::fs::File::open(&p).map_err(|e| SessionError::io("cannot open", &p, e))
     }
 
-    /// The first [`MAX_SHOWN_BYTES`] + 1 bytes and the size of every blob in `ids`, read by two
-    /// git processes (`cat-file --batch-check`, then `--batch` for the blobs of at most that
-    /// size); a larger blob is read by [`GitView::blob_head`], which stops after its head.
-    fn blobs(&self, ids: &BTreeSet<String>) -> Result<Blobs, SessionError> {
-        use std::io::{BufRead, Read};
-        let mut out = Blobs::new();
+    /// The size of every blob in `ids` (`cat-file --batch-check`: no content is read).
+    ///
+    /// # Errors
+    /// When git fails, or an id is not a blob.
+    fn sizes(&self, ids: &BTreeSet<String>) -> Result<HashMap<String, u64>, SessionError> {
+        let mut out = HashMap::new();
         if ids.is_empty() {
             return Ok(out);
         }
         let list: String = ids.iter().map(|i| format!("{i}\n")).collect();
         let mut c = self.cmd(&["cat-file", "--batch-check"]);
         c.stdin(self.stdin_file("airlock-blobs", &list)?);
-        let sizes = run(c, "size the agent's files")?;
-        let mut small = String::new();
-        let mut large = Vec::new();
-        for l in sizes.lines() {
+        for l in run(c, "size the agent's files")?.lines() {
             let f: Vec<&str> = l.split(' ').collect();
             let [id, "blob", size] = f.as_slice() else {
                 return Err(SessionError::Refused(format!(
@@ -873,73 +943,86 @@ impl GitView {
                     crate::quote::name(l)
                 )));
             };
-            let size: u64 = size.parse().unwrap_or(u64::MAX);
-            if size <= MAX_SHOWN_BYTES + 1 {
-                small.push_str(&format!("{id}\n"));
-            } else {
-                large.push(id.to_string());
-            }
-        }
-        if !small.is_empty() {
-            let mut c = self.cmd(&["cat-file", "--batch"]);
-            c.stdin(self.stdin_file("airlock-blobs", &small)?);
-            let mut child = hostgit::spawn(&mut c, "read the agent's files")?;
-            let read = child.stdout.take().map(|o| {
-                let mut r = std::io::BufReader::new(o);
-                let mut got = Vec::new();
-                let mut line = String::new();
-                while r.read_line(&mut line).is_ok_and(|n| n > 0) {
-                    let f: Vec<String> = line.split_whitespace().map(str::to_string).collect();
-                    line.clear();
-                    let [id, _, size] = f.as_slice() else { break };
-                    let size: u64 = size.parse().unwrap_or(0);
-                    let mut body = Vec::new();
-                    if r.by_ref().take(size).read_to_end(&mut body).is_err() {
-                        break;
-                    }
-                    let mut nl = [0u8; 1];
-                    let _ = r.read_exact(&mut nl);
-                    got.push((id.clone(), (body, size)));
-                }
-                got
-            });
-            let status =
-                hostgit::wait_bounded(&mut child, hostgit::SLOW, "read the agent's files")?;
-            if !status.success() {
-                return Err(SessionError::Refused(
-                    "git failed to read the agent's files".into(),
-                ));
-            }
-            out.extend(read.unwrap_or_default());
-        }
-        for id in large {
-            let head = self.blob_head(&id)?;
-            out.insert(id, head);
+            out.insert(id.to_string(), size.parse().unwrap_or(u64::MAX));
         }
         Ok(out)
     }
 
-    /// One side of a commit entry, as `diff` shows it, from the blobs read by [`GitView::blobs`].
-    fn side(mode: u32, id: &str, blobs: &Blobs) -> Result<Side, SessionError> {
+    /// One side of a commit entry, as `diff` shows it: a submodule's commit, a link's target,
+    /// the file's text or what it is. Reads at most [`MAX_SHOWN_BYTES`] + 1 bytes of it
+    /// (through `stream`), nothing for a blob in `unread`.
+    fn side(
+        &self,
+        mode: u32,
+        id: &str,
+        stream: &mut BlobStream,
+        sizes: &HashMap<String, u64>,
+        unread: &BTreeSet<String>,
+    ) -> Result<Side, SessionError> {
         if mode == 0 {
             return Ok(Side::Absent);
         }
         if mode == GITLINK_MODE {
             return Ok(Side::Text(format!("Subproject commit {id}\n")));
         }
-        let Some((head, size)) = blobs.get(id) else {
+        let Some(&size) = sizes.get(id) else {
             return Err(SessionError::Refused(format!(
-                "the agent's file {id} was not read"
+                "the agent's file {id} was not sized"
             )));
+        };
+        if unread.contains(id) {
+            return Ok(Side::Unshown(crate::review::Unshown {
+                kind: unread_kind(),
+                len: size,
+            }));
+        }
+        let head = if size > MAX_SHOWN_BYTES + 1 {
+            self.blob_head(id, HEAD_OF_LARGE)?
+        } else {
+            stream.read(id)?
         };
         if mode == LINK_MODE {
             use std::os::unix::ffi::OsStrExt;
-            return Ok(Side::Link(PathBuf::from(std::ffi::OsStr::from_bytes(head))));
+            return Ok(Side::Link(PathBuf::from(std::ffi::OsStr::from_bytes(
+                &head,
+            ))));
         }
-        Ok(match classify(head, *size) {
+        Ok(match classify(&head, size) {
             Ok(t) => Side::Text(t),
             Err(u) => Side::Unshown(u),
         })
+    }
+
+    /// Calls `f` with each change of `review.net` and its two sides, read one change at a time
+    /// (so airlock holds at most two files of at most [`MAX_SHOWN_BYTES`] each). A file past
+    /// [`MAX_REVIEW_BYTES`] (in `review.unread`) is not read.
+    ///
+    /// # Errors
+    /// When git cannot read a file, or `f` fails (its message).
+    pub fn each_side(
+        &self,
+        review: &CommitReview,
+        f: &mut dyn FnMut(&CommitEntry, Side, Side) -> Result<(), String>,
+    ) -> Result<(), SessionError> {
+        let mut stream = BlobStream::start(self)?;
+        for e in &review.net {
+            let old = self.side(
+                e.old_mode,
+                &e.old_id,
+                &mut stream,
+                &review.sizes,
+                &review.unread,
+            )?;
+            let new = self.side(
+                e.new_mode,
+                &e.new_id,
+                &mut stream,
+                &review.sizes,
+                &review.unread,
+            )?;
+            f(e, old, new).map_err(SessionError::Refused)?;
+        }
+        stream.finish()
     }
 
     /// The changes of every commit in `base..head` (each merge against each parent), and of the
@@ -1042,11 +1125,13 @@ impl GitView {
             .chain(net.iter().filter_map(|e| wanted(e.old_mode, &e.old_id)))
             .chain(net.iter().filter_map(|e| wanted(e.new_mode, &e.new_id)))
             .collect();
-        let blobs = self.blobs(&ids)?;
+        let sizes = self.sizes(&ids)?;
+        let unread = past_budget(&each, &sizes);
+        let mut stream = BlobStream::start(self)?;
         let mut seen = BTreeSet::new();
         let mut concerns = Vec::new();
         for e in &each {
-            let version = Self::version(e, &blobs)?;
+            let version = self.version(e, &mut stream, &sizes, &unread)?;
             let mut found = crate::review::concerns(workspace, &e.path, &version, &has);
             if crate::review::is_git_internal(&e.path) {
                 found.push(Concern::Exec(
@@ -1059,30 +1144,148 @@ impl GitView {
                 }
             }
         }
+        stream.finish()?;
         concerns.sort_by(|a, b| a.0.path.cmp(&b.0.path));
-        let mut shown = Vec::with_capacity(net.len());
-        for e in net {
-            let old = Self::side(e.old_mode, &e.old_id, &blobs)?;
-            let new = Self::side(e.new_mode, &e.new_id, &blobs)?;
-            shown.push((e, old, new));
-        }
         Ok(CommitReview {
-            net: shown,
+            net,
             concerns,
+            sizes,
+            unread,
         })
     }
 
-    /// What the rules need of the agent's version of `e`.
-    fn version(e: &CommitEntry, blobs: &Blobs) -> Result<Version, SessionError> {
+    /// What the rules need of the agent's version of `e` (read through `stream`, then dropped).
+    fn version(
+        &self,
+        e: &CommitEntry,
+        stream: &mut BlobStream,
+        sizes: &HashMap<String, u64>,
+        unread: &BTreeSet<String>,
+    ) -> Result<Version, SessionError> {
         if e.kind == ChangeKind::Deleted || e.new_mode == 0 {
             return Ok(Version::Deleted);
         }
-        Ok(match Self::side(e.new_mode, &e.new_id, blobs)? {
-            Side::Link(t) => Version::Link(t),
-            Side::Text(t) if e.new_mode != GITLINK_MODE => Version::File(Ok(t)),
-            Side::Unshown(u) => Version::File(Err(u)),
-            _ => Version::Other,
-        })
+        Ok(
+            match self.side(e.new_mode, &e.new_id, stream, sizes, unread)? {
+                Side::Link(t) => Version::Link(t),
+                Side::Text(t) if e.new_mode != GITLINK_MODE => Version::File(Ok(t)),
+                Side::Unshown(u) => Version::File(Err(u)),
+                _ => Version::Other,
+            },
+        )
+    }
+}
+
+/// The agent's files (blob ids, in the order the commits change them) past
+/// [`MAX_REVIEW_BYTES`]: each file up to [`MAX_SHOWN_BYTES`] + 1 costs its size, a larger one
+/// [`HEAD_OF_LARGE`]; the first file over the budget and every later one is left unread.
+fn past_budget(each: &[CommitEntry], sizes: &HashMap<String, u64>) -> BTreeSet<String> {
+    let mut spent = 0u64;
+    let mut counted = BTreeSet::new();
+    let mut unread = BTreeSet::new();
+    for e in each {
+        let Some(&size) = sizes.get(&e.new_id) else {
+            continue;
+        };
+        if !counted.insert(e.new_id.clone()) {
+            continue;
+        }
+        let cost = if size > MAX_SHOWN_BYTES + 1 {
+            HEAD_OF_LARGE
+        } else {
+            size
+        };
+        spent = spent.saturating_add(cost);
+        if spent > MAX_REVIEW_BYTES {
+            unread.insert(e.new_id.clone());
+        }
+    }
+    unread
+}
+
+/// One `git cat-file --batch` answering one blob at a time (its stdin a pipe: an id is written,
+/// its answer read whole before the next), so no more than one file is held.
+struct BlobStream {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: Option<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl BlobStream {
+    fn start(view: &GitView) -> Result<BlobStream, SessionError> {
+        let mut c = view.cmd(&["cat-file", "--batch"]);
+        c.stdin(std::process::Stdio::piped());
+        let mut child = hostgit::spawn(&mut c, "read the agent's files")?;
+        let stdin = child.stdin.take();
+        let out = child.stdout.take().map(std::io::BufReader::new);
+        Ok(BlobStream { child, stdin, out })
+    }
+
+    /// The content of blob `id` (sized at most [`MAX_SHOWN_BYTES`] + 1 by the caller; at most
+    /// that much is kept, the rest of a larger answer read and dropped).
+    fn read(&mut self, id: &str) -> Result<Vec<u8>, SessionError> {
+        use std::io::{BufRead, Read, Write};
+        let broken = |why: String| {
+            SessionError::Refused(format!("git failed to read the agent's file {id}: {why}"))
+        };
+        let (Some(stdin), Some(out)) = (self.stdin.as_mut(), self.out.as_mut()) else {
+            return Err(broken("git cat-file is not running".into()));
+        };
+        stdin
+            .write_all(format!("{id}\n").as_bytes())
+            .and_then(|()| stdin.flush())
+            .map_err(|e| broken(e.to_string()))?;
+        let mut line = Vec::new();
+        out.by_ref()
+            .take(256)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| broken(e.to_string()))?;
+        let line = String::from_utf8_lossy(&line).into_owned();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [got, "blob", size] = f.as_slice() else {
+            return Err(broken(format!(
+                "git answered {}",
+                crate::quote::name(&line)
+            )));
+        };
+        let size: u64 = size.parse().map_err(|_| broken("a bad size".into()))?;
+        if *got != id {
+            return Err(broken(format!("git answered for {got}")));
+        }
+        let mut body = Vec::new();
+        out.by_ref()
+            .take(size.min(MAX_SHOWN_BYTES + 1))
+            .read_to_end(&mut body)
+            .map_err(|e| broken(e.to_string()))?;
+        // The rest of the answer, and its newline.
+        let rest = size.saturating_sub(MAX_SHOWN_BYTES + 1) + 1;
+        std::io::copy(&mut out.by_ref().take(rest), &mut std::io::sink())
+            .map_err(|e| broken(e.to_string()))?;
+        Ok(body)
+    }
+
+    /// Closes git's input and waits for it to end.
+    fn finish(mut self) -> Result<(), SessionError> {
+        self.stdin.take();
+        self.out.take();
+        let status =
+            hostgit::wait_bounded(&mut self.child, hostgit::QUICK, "read the agent's files")?;
+        if !status.success() {
+            return Err(SessionError::Refused(
+                "git failed to read the agent's files".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BlobStream {
+    fn drop(&mut self) {
+        // Still running only after an error: stop it (it is ours).
+        if self.stdin.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -1327,5 +1530,224 @@ mod tests {
         std::fs::create_dir_all(up.join(".git/refs/heads")).expect("mkdir");
         std::fs::write(up.join(".git/refs/heads/main"), format!("{b}\n")).expect("write");
         assert_eq!(agent_moved_head(&up, &low), Some(b));
+    }
+
+    /// A scratch layout: the agent's upper layer with `.git/objects/pack`, the real repository.
+    fn layers(t: &Path) -> (PathBuf, PathBuf) {
+        let (up, low) = (t.join("u"), t.join("l"));
+        std::fs::create_dir_all(up.join(".git/objects/pack")).expect("mkdir");
+        std::fs::create_dir_all(low.join(".git/objects")).expect("mkdir");
+        (up, low)
+    }
+
+    /// The largest resident size of any child (and its children) waited for so far, in bytes.
+    fn children_peak() -> u64 {
+        let r = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+            .expect("getrusage");
+        u64::try_from(r.max_rss()).unwrap_or(0) * 1024
+    }
+
+    /// REDTEAM4 Y2: a pack of a few KiB whose delta makes GiBs (by id, by offset, and a chain of
+    /// two deltas whose first stays under the bound) is refused within seconds, naming the pack,
+    /// the bound and the variable that raises it; no host git took more than the bound.
+    #[test]
+    fn a_delta_bomb_pack_is_refused_not_inflated() {
+        use airlock_test_support::gitbomb::{delta_pack, Delta};
+        let bound = hostgit::bounds().memory;
+        for kind in [Delta::Ref, Delta::Ofs, Delta::Chain] {
+            let t = tempfile::tempdir().expect("tempdir");
+            let (up, low) = layers(t.path());
+            let (pack, name) = delta_pack(kind, 4096);
+            assert!(pack.len() < 64 << 10, "{kind:?}: {} bytes", pack.len());
+            std::fs::write(up.join(".git/objects/pack").join(&name), &pack).expect("write");
+            let start = std::time::Instant::now();
+            let e = GitView::new(&t.path().join("scratch"), &up, &low)
+                .expect_err("a delta bomb is refused");
+            let e = e.to_string();
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "{kind:?}: took {:?}",
+                start.elapsed()
+            );
+            assert!(
+                e.contains(&name) && e.contains(hostgit::MEMORY_VAR) && e.contains("MiB"),
+                "{kind:?}: {e}"
+            );
+            let peak = children_peak();
+            assert!(peak < bound, "{kind:?}: a host git took {} MiB", peak >> 20);
+        }
+    }
+
+    /// REDTEAM4 Y2, the loose form: the zlib of 4 GiB of zeros (4 MiB on disk) as a loose
+    /// object is refused by its header before any git streams it, naming it and the bound.
+    #[test]
+    fn a_loose_zlib_bomb_is_refused_before_git_reads_it() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (up, low) = layers(t.path());
+        let obj = up.join(".git/objects/ab");
+        std::fs::create_dir_all(&obj).expect("mkdir");
+        let bomb = airlock_test_support::gitbomb::loose_zeros(4096);
+        assert!(bomb.len() < 8 << 20, "{} bytes", bomb.len());
+        std::fs::write(obj.join("c".repeat(38)), &bomb).expect("write");
+        let start = std::time::Instant::now();
+        let e = GitView::new(&t.path().join("scratch"), &up, &low)
+            .expect_err("a zlib bomb is refused")
+            .to_string();
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "{e}");
+        assert!(
+            e.contains(&format!("ab{}", "c".repeat(38)))
+                && e.contains("4294967296")
+                && e.contains(hostgit::MEMORY_VAR),
+            "{e}"
+        );
+    }
+
+    /// A real repository's commit with a 100 MB file, stored whole and then (a second version)
+    /// as a delta on it, still reads: the bounds leave genuine large files alone.
+    #[test]
+    fn a_genuine_large_file_still_reads() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (up, low) = layers(t.path());
+        let src = t.path().join("src");
+        let git = |args: &[&str]| {
+            let o = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .current_dir(&src)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .output()
+                .expect("git");
+            assert!(
+                o.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        };
+        std::fs::create_dir_all(&src).expect("mkdir");
+        git(&["init", "-q"]);
+        let mut big: Vec<u8> = (0..100_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8 | 1)
+            .collect();
+        std::fs::write(src.join("big.bin"), &big).expect("write");
+        git(&["add", "big.bin"]);
+        git(&["commit", "-qm", "one"]);
+        big[5_000_000] = b'x';
+        std::fs::write(src.join("big.bin"), &big).expect("write");
+        drop(big);
+        git(&["commit", "-qam", "two"]);
+        git(&["repack", "-adq"]);
+        let head = git(&["rev-parse", "HEAD"]);
+        for p in std::fs::read_dir(src.join(".git/objects/pack"))
+            .expect("ls")
+            .flatten()
+        {
+            if p.path().extension().is_some_and(|e| e == "pack") {
+                std::fs::copy(p.path(), up.join(".git/objects/pack").join(p.file_name()))
+                    .expect("copy");
+            }
+        }
+        let v = GitView::new(&t.path().join("scratch"), &up, &low).expect("a genuine pack reads");
+        let r = v.review(&low, None, &head).expect("review");
+        assert_eq!(r.net.len(), 1, "{:?}", r.net);
+        assert!(
+            r.concerns
+                .iter()
+                .any(|(e, k)| e.path == Path::new("big.bin") && k.to_string().contains("95.4 MiB")),
+            "{:?}",
+            r.concerns
+        );
+    }
+
+    /// Every host git runs with the data limit of [`hostgit::bounds`] (seen by a shell git
+    /// starts, which inherits it: `ulimit -d` in KiB).
+    #[test]
+    fn host_git_runs_with_the_data_limit() {
+        let mut c = hostgit::command();
+        c.args(["-c", "alias.lim=!ulimit -d", "lim"]);
+        let out = hostgit::run(c, "print the data limit").expect("git");
+        let want = hostgit::bounds().memory >> 10;
+        assert_eq!(out.trim(), want.to_string());
+    }
+
+    /// REDTEAM4 Y2b: commits of many compressible files are read one at a time, and past
+    /// [`MAX_REVIEW_BYTES`] not at all: each such file is a "not read" concern (merge refuses
+    /// it without --allow-unshown-files) and `diff` gets it as not shown.
+    #[test]
+    fn files_past_the_review_budget_are_not_read() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (up, low) = layers(t.path());
+        let src = t.path().join("src");
+        std::fs::create_dir_all(&src).expect("mkdir");
+        let git = |args: &[&str]| {
+            let o = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .current_dir(&src)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .output()
+                .expect("git");
+            assert!(
+                o.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        };
+        git(&["init", "-q"]);
+        let n = (MAX_REVIEW_BYTES / MAX_SHOWN_BYTES) as usize + 4;
+        for i in 0..n {
+            let mut body = format!("{i}\n").into_bytes();
+            body.resize(usize::try_from(MAX_SHOWN_BYTES).expect("fits") - 1, b'x');
+            body.push(b'\n');
+            std::fs::write(src.join(format!("f{i:03}.txt")), body).expect("write");
+        }
+        git(&["add", "-A"]);
+        git(&["commit", "-qm", "many"]);
+        git(&["repack", "-adq"]);
+        let head = git(&["rev-parse", "HEAD"]);
+        for p in std::fs::read_dir(src.join(".git/objects/pack"))
+            .expect("ls")
+            .flatten()
+        {
+            if p.path().extension().is_some_and(|e| e == "pack") {
+                std::fs::copy(p.path(), up.join(".git/objects/pack").join(p.file_name()))
+                    .expect("copy");
+            }
+        }
+        let v = GitView::new(&t.path().join("scratch"), &up, &low).expect("view");
+        let r = v.review(&low, None, &head).expect("review");
+        assert_eq!(r.net.len(), n);
+        assert!(
+            (1..=5).contains(&r.unread.len()),
+            "{} unread of {n}",
+            r.unread.len()
+        );
+        let not_read = r
+            .concerns
+            .iter()
+            .filter(|(_, k)| k.to_string().contains("not read"))
+            .count();
+        assert_eq!(not_read, r.unread.len(), "{:?}", r.concerns);
+        let (mut shown, mut unshown) = (0, 0);
+        v.each_side(&r, &mut |_, old, new| {
+            assert_eq!(old, Side::Absent);
+            match new {
+                Side::Text(t) => {
+                    assert_eq!(t.len() as u64, MAX_SHOWN_BYTES);
+                    shown += 1;
+                }
+                Side::Unshown(u) => {
+                    assert!(u.kind.contains("not read"), "{u:?}");
+                    unshown += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+            Ok(())
+        })
+        .expect("sides");
+        assert_eq!((shown + unshown, unshown), (n, r.unread.len()));
     }
 }

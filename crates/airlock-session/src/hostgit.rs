@@ -11,7 +11,13 @@
 //!   supervised signals in every thread and a child inherits that mask across `exec`,
 //!   sigprocmask(2), so git would otherwise ignore Ctrl-C);
 //! - is killed after a time limit ([`QUICK`] or [`SLOW`]): a FIFO in an object directory makes
-//!   git block in open(2) forever (fifo(7)).
+//!   git block in open(2) forever (fifo(7));
+//! - has bounded memory ([`Bounds`]): a 16 KB pack can hold a delta whose result is any size,
+//!   and git builds each object it resolves in memory. Its data limit (RLIMIT_DATA) caps all it
+//!   allocates, `GIT_ALLOC_LIMIT` (git(1): "the largest allocation git attempts") refuses a
+//!   single object over a quarter of it before touching the memory, files over
+//!   `core.bigFileThreshold` (a 32nd of it) are streamed, not loaded (git-config(1)), and packs
+//!   are indexed and written by one thread (`pack.threads=1`). [`MEMORY_VAR`] sets the bound.
 //!
 //! [`plain_tree`] refuses an object directory holding anything but directories and regular
 //! files before git is pointed at it.
@@ -41,6 +47,69 @@ const GIT_ENV: &[&str] = &[
     "GIT_EXEC_PATH",
     "GIT_REFLOG_ACTION",
 ];
+
+/// The environment variable that sets the memory bound of every host git airlock runs, in MiB
+/// (default [`DEFAULT_MEMORY_MIB`], at least [`MIN_MEMORY_MIB`]).
+pub const MEMORY_VAR: &str = "AIRLOCK_GIT_MEMORY_MIB";
+/// The default memory bound of a host git, in MiB.
+pub const DEFAULT_MEMORY_MIB: u64 = 1024;
+/// The smallest memory bound [`MEMORY_VAR`] can set, in MiB (git itself needs some).
+pub const MIN_MEMORY_MIB: u64 = 64;
+
+/// The memory bounds of a host git, in bytes, all derived from one figure ([`MEMORY_VAR`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Everything the process allocates (RLIMIT_DATA, setrlimit(2)).
+    pub memory: u64,
+    /// The largest single object (allocation) git builds: `GIT_ALLOC_LIMIT`, a quarter of
+    /// `memory`. Also the largest object airlock lets the agent's git data declare.
+    pub object: u64,
+    /// `core.bigFileThreshold`: larger files are streamed, never held whole (a 32nd of
+    /// `memory`, below `object` so the largest plain blobs never need an allocation).
+    pub big_file: u64,
+}
+
+/// The bounds from [`MEMORY_VAR`] (in MiB; unset, empty or not a number: the default; under
+/// [`MIN_MEMORY_MIB`]: that minimum).
+pub fn bounds() -> Bounds {
+    let mib = std::env::var(MEMORY_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_MEMORY_MIB)
+        .clamp(MIN_MEMORY_MIB, 1 << 24);
+    let memory = mib << 20;
+    Bounds {
+        memory,
+        object: memory / 4,
+        big_file: memory / 32,
+    }
+}
+
+/// Adds to git's message `err` what to do when it is one of git's memory failures (an
+/// allocation over `GIT_ALLOC_LIMIT`, or over the process's data limit): the bound and the
+/// variable that raises it.
+pub fn explain(err: &str) -> String {
+    let err = err.trim();
+    let hit = [
+        "over limit",
+        "Out of memory",
+        "out of memory",
+        "Cannot allocate memory",
+    ]
+    .iter()
+    .any(|m| err.contains(m));
+    if !hit {
+        return err.to_string();
+    }
+    let b = bounds();
+    format!(
+        "{err} (the agent's git data holds an object or work larger than a host git may take: \
+         {} MiB in all, {} MiB for one object; refused as a possible delta or zlib bomb. If \
+         the data is genuine, raise the bound with {MEMORY_VAR}=<MiB>)",
+        b.memory >> 20,
+        b.object >> 20
+    )
+}
 
 /// How long a host git call that reads metadata may take.
 pub const QUICK: Duration = Duration::from_secs(60);
@@ -74,7 +143,27 @@ pub fn command() -> Command {
             "-c",
             "core.logAllRefUpdates=false",
         ]);
+    bound_memory(&mut c);
     c
+}
+
+/// Applies [`bounds`] to a git command: its data limit, `GIT_ALLOC_LIMIT`, the big-file
+/// threshold, one thread for packs, and caches well under the limit.
+fn bound_memory(c: &mut Command) {
+    let b = bounds();
+    airlock_sandbox::limit_data_in_child(c, b.memory);
+    c.env("GIT_ALLOC_LIMIT", b.object.to_string()).args([
+        "-c".to_string(),
+        format!("core.bigFileThreshold={}", b.big_file),
+        "-c".to_string(),
+        "pack.threads=1".to_string(),
+        "-c".to_string(),
+        format!("core.deltaBaseCacheLimit={}", b.memory / 16),
+        "-c".to_string(),
+        format!("pack.deltaCacheSize={}", b.memory / 16),
+        "-c".to_string(),
+        format!("pack.windowMemory={}", b.memory / 8),
+    ]);
 }
 
 /// Starts `c` with stdout and stderr captured and no signal blocked.
@@ -156,7 +245,7 @@ pub fn run_bytes_for(mut c: Command, what: &str, limit: Duration) -> Result<Vec<
     if !status.success() {
         return Err(SessionError::Refused(format!(
             "git failed to {what}: {}",
-            String::from_utf8_lossy(&err).trim()
+            explain(&String::from_utf8_lossy(&err))
         )));
     }
     Ok(out)

@@ -1,6 +1,7 @@
 //! airlock test fixtures shared by integration tests
 #![forbid(unsafe_code)]
 
+pub mod gitbomb;
 pub mod otlp;
 pub mod policy;
 pub mod presets;

@@ -513,7 +513,10 @@ fn copy_objects(wt: &Worktree, scratch: &Path, tip: &str) -> Result<()> {
         if let Some(mut e) = pack.stderr.take() {
             let _ = e.read_to_string(&mut err);
         }
-        bail!("git failed to pack the agent's commits: {}", err.trim());
+        bail!(
+            "git failed to pack the agent's commits: {}",
+            hostgit::explain(&err)
+        );
     }
     indexed?;
     Ok(())

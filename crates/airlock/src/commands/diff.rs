@@ -6,6 +6,7 @@
 use std::io::Write;
 
 use airlock_session::changes::{concern_line, render, unified, Change};
+use airlock_session::gitview::MAX_REVIEW_BYTES;
 use airlock_session::merge::is_git_internal;
 use airlock_session::quote;
 use anyhow::Result;
@@ -77,21 +78,32 @@ fn write_commits(out: &mut impl Write, rv: &Review) -> Result<()> {
     }
     writeln!(out, "# what the commits change:")?;
     let cr = &rv.commit_review;
-    for (e, old, new) in &cr.net {
-        for (_, k) in cr.concerns.iter().filter(|(c, _)| c.path == e.path) {
-            write!(out, "{}", concern_line(&e.path, k))?;
-        }
-        let file = |m: u32| (m & 0o170000 == 0o100000).then_some(m & 0o7777);
-        let modes = (file(e.old_mode), file(e.new_mode));
-        let p = quote::path(&e.path).to_string();
-        write!(
+    if let Some(view) = &rv.view {
+        // One change at a time: airlock never holds more than its two sides.
+        view.each_side(cr, &mut |e, old, new| {
+            let mut text = String::new();
+            for (_, k) in cr.concerns.iter().filter(|(c, _)| c.path == e.path) {
+                text.push_str(&concern_line(&e.path, k));
+            }
+            let file = |m: u32| (m & 0o170000 == 0o100000).then_some(m & 0o7777);
+            let modes = (file(e.old_mode), file(e.new_mode));
+            let p = quote::path(&e.path).to_string();
+            text.push_str(&render(&p, old, new, e.kind, modes));
+            out.write_all(text.as_bytes())
+                .map_err(|e| format!("cannot write the diff: {e}"))
+        })?;
+    }
+    if !cr.unread.is_empty() {
+        writeln!(
             out,
-            "{}",
-            render(&p, old.clone(), new.clone(), e.kind, modes)
+            "# NOT SHOWN: {} more file(s) of the commits, past the {} MiB of their files one \
+             review reads; merge refuses them without --allow-unshown-files",
+            cr.unread.len(),
+            MAX_REVIEW_BYTES >> 20
         )?;
     }
     for (e, k) in &cr.concerns {
-        if !cr.net.iter().any(|(n, _, _)| n.path == e.path) {
+        if !cr.net.iter().any(|n| n.path == e.path) {
             let commit = e.commit.as_deref().unwrap_or("?");
             writeln!(
                 out,
@@ -130,7 +142,7 @@ pub(crate) fn diff(args: SessionArgs) -> Result<i32> {
             .commit_review
             .net
             .iter()
-            .map(|(e, _, _)| serde_json::json!({"path": e.path, "kind": e.kind}))
+            .map(|e| serde_json::json!({"path": e.path, "kind": e.kind}))
             .collect();
         serde_json::to_writer_pretty(
             &mut out,

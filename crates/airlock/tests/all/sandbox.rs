@@ -6483,4 +6483,204 @@ fn a_deep_tree_is_refused_not_fatal() {
     }
     let o = repo.airlock(&["rm", "--force", "plain"]);
     o.assert_code(0);
+/// Runs `airlock ARGS` in `repo` (with `env`) under a Python wrapper that reports the largest
+/// resident size any of its processes reached (getrusage RUSAGE_CHILDREN, airlock and the host
+/// gits it waited for) and the time taken; stdout goes to `out`. Killed after 300 s.
+fn airlock_peak(repo: &Repo, args: &[&str], env: &[(&str, &str)], out: &Path) -> (Run, u64, f64) {
+    const WRAP: &str = "import resource, subprocess, sys, time\n\
+        t = time.time()\n\
+        with open(sys.argv[1], 'wb') as o:\n\
+        \x20   p = subprocess.run(sys.argv[2:], stdout=o, stderr=subprocess.PIPE, timeout=300)\n\
+        sys.stderr.buffer.write(p.stderr)\n\
+        r = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n\
+        sys.stdout.write('%d %f' % (r * 1024, time.time() - t))\n\
+        sys.exit(p.returncode)\n";
+    let mut c = repo.ws.command(Path::new("python3"));
+    c.arg("-c").arg(WRAP).arg(out).arg(bin()).args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.run();
+    let s = stdout(&o);
+    let mut f = s.split_whitespace();
+    let peak: u64 = f.next().and_then(|v| v.parse().ok()).expect("peak");
+    let secs: f64 = f.next().and_then(|v| v.parse().ok()).expect("seconds");
+    (o, peak, secs)
+}
+
+/// The memory bound of a host git by default (docs/sessions.md): 1 GiB.
+const HOST_GIT_BOUND: u64 = 1 << 30;
+
+/// REDTEAM4 Y2: the agent leaves in its `.git` a few KiB that inflate to 2 GiB (a pack whose
+/// delta names its base by id, by offset, a chain of two deltas, or a loose object that is the
+/// zlib of GiBs of zeros). `diff` and `merge` each refuse within seconds, naming the pack or
+/// object, the bound and the variable that raises it, and no process took the bound.
+#[test]
+fn a_git_bomb_in_the_session_is_refused_quickly() {
+    use airlock_test_support::gitbomb::{delta_pack, loose_zeros, Delta};
+    let loose = format!("ab{}", "c".repeat(38));
+    let mut variants: Vec<(&str, Vec<u8>, String)> = Vec::new();
+    for (name, kind) in [
+        ("ref", Delta::Ref),
+        ("ofs", Delta::Ofs),
+        ("chain", Delta::Chain),
+    ] {
+        let (pack, file) = delta_pack(kind, 2048);
+        variants.push((name, pack, format!(".git/objects/pack/{file}")));
+    }
+    variants.push((
+        "loose",
+        loose_zeros(2048),
+        format!(".git/objects/ab/{}", &loose[2..]),
+    ));
+    for (name, bytes, dest) in variants {
+        let repo = Repo::new();
+        std::fs::write(repo.ws.path().join("bomb.bin"), &bytes).expect("write");
+        let script = format!(
+            "git -c user.name=a -c user.email=a@a commit -q --allow-empty -m x && \
+             mkdir -p $(dirname {dest}) && cp bomb.bin {dest}"
+        );
+        repo.airlock(&["run", "--name", name, "--", "sh", "-c", &script])
+            .assert_code(0);
+        let out = repo.ws.data().join("out");
+        let named = std::path::Path::new(&dest)
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .replace(".pack", "");
+        let named = if name == "loose" {
+            loose.clone()
+        } else {
+            named
+        };
+        for cmd in ["diff", "merge"] {
+            let before = repo.snapshot();
+            let (o, peak, secs) = airlock_peak(&repo, &[cmd, name], &[], &out);
+            eprintln!("{name} {cmd}: peak {} MiB, {secs}s", peak >> 20);
+            assert!(
+                peak < HOST_GIT_BOUND,
+                "{name} {cmd}: a process took {} MiB",
+                peak >> 20
+            );
+            assert_ne!(o.status.code(), Some(0), "{name} {cmd}: accepted");
+            let e = stderr(&o);
+            assert!(
+                e.contains(&named) && e.contains("AIRLOCK_GIT_MEMORY_MIB") && e.contains("MiB"),
+                "{name} {cmd}: the refusal does not name the object and the bound: {e}"
+            );
+            assert!(secs < 60.0, "{name} {cmd}: took {secs}s");
+            assert!(
+                peak < HOST_GIT_BOUND,
+                "{name} {cmd}: a process took {} MiB",
+                peak >> 20
+            );
+            if cmd == "merge" {
+                assert!(repo.snapshot() == before, "{name}: a refused merge wrote");
+            }
+        }
+    }
+}
+
+/// REDTEAM4 Y2b: commits of many compressible files (a small upper layer after `git gc`) are
+/// read one file at a time, and past 64 MiB not at all: `diff` stays small and says what it did
+/// not show, `merge` refuses those files without --allow-unshown-files, and lands them with it.
+#[test]
+fn many_compressible_files_in_commits_keep_review_small() {
+    let repo = Repo::new();
+    // 40 files of 4 MiB (160 MiB, a few hundred KiB packed); the working tree's copies removed.
+    let script = "i=0; while [ $i -lt 40 ]; do { echo $i; head -c 4194000 /dev/zero | tr '\\0' x; \
+                  echo; } > f$i.txt; i=$((i+1)); done; git add -A && \
+                  git -c user.name=a -c user.email=a@a commit -qm big && git gc -q && rm f*.txt";
+    repo.airlock(&["run", "--name", "many", "--", "sh", "-c", script])
+        .assert_code(0);
+    let out = repo.ws.data().join("out");
+    let (o, peak, secs) = airlock_peak(&repo, &["diff", "many"], &[], &out);
+    eprintln!("diff: peak {} MiB, {secs}s", peak >> 20);
+    assert!(peak < 256 << 20, "diff took {} MiB ({secs}s)", peak >> 20);
+    o.assert_code(0);
+    let shown = std::fs::read_to_string(&out).expect("diff output");
+    assert!(
+        shown.contains("# NOT SHOWN: ") && shown.contains("not read"),
+        "diff does not say what it did not show: {}",
+        &shown[shown.len().saturating_sub(3000)..]
+    );
+    assert!(
+        (shown.len() as u64) < 100 << 20,
+        "diff printed {} MiB",
+        shown.len() >> 20
+    );
+    let (o, peak, _) = airlock_peak(&repo, &["merge", "many"], &[], &out);
+    assert_ne!(o.status.code(), Some(0), "merged files diff did not show");
+    assert!(
+        stderr(&o).contains("--allow-unshown-files"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(peak < 256 << 20, "merge took {} MiB", peak >> 20);
+    let (o, peak, _) = airlock_peak(
+        &repo,
+        &["merge", "--allow-unshown-files", "many"],
+        &[],
+        &out,
+    );
+    o.assert_code(0);
+    assert!(peak < 256 << 20, "merge took {} MiB", peak >> 20);
+    let log = Command::new("git")
+        .args(["log", "--format=%s", "airlock/many"])
+        .current_dir(repo.ws.path())
+        .run();
+    assert_eq!(stdout(&log), "big\ninit\n");
+}
+
+/// REDTEAM4 Y2 in worktree mode: the agent commits a blob stored as a delta whose result is
+/// over the host git's object bound (lowered with AIRLOCK_GIT_MEMORY_MIB to keep the agent's
+/// own git small). Importing it at the end is refused naming the bound and the variable, the
+/// branch stays at the base, and the session ends promptly.
+#[test]
+fn a_git_bomb_in_a_worktree_session_is_not_imported() {
+    use airlock_test_support::gitbomb::{delta_pack, Delta};
+    let repo = Repo::new();
+    let (pack, _) = delta_pack(Delta::Ref, 96);
+    std::fs::write(repo.ws.path().join("bomb.bin"), &pack).expect("write");
+    let base = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo.ws.path())
+        .run();
+    let script = format!(
+        "git index-pack --stdin < {}/bomb.bin >/dev/null && \
+        id=$(git cat-file --batch-all-objects --batch-check='%(objectname) %(objectsize)' \
+             | awk '$2 == 100663296 {{ print $1 }}') && test -n \"$id\" && \
+        git update-index --add --cacheinfo 100644,$id,bomb.dat && \
+        git -c user.name=a -c user.email=a@a commit -qm bomb && echo committed",
+        repo.ws.path().display()
+    );
+    let start = Instant::now();
+    let o = repo
+        .ws
+        .airlock()
+        .env("AIRLOCK_GIT_MEMORY_MIB", "64")
+        .args([
+            "run", "--mode", "worktree", "--name", "wtbomb", "--", "sh", "-c", &script,
+        ])
+        .run();
+    assert!(stdout(&o).contains("committed"), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("AIRLOCK_GIT_MEMORY_MIB") && e.contains("16 MiB for one object"),
+        "the import was not refused by the bound: {e}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        start.elapsed()
+    );
+    let branch = Command::new("git")
+        .args(["rev-parse", "airlock/wtbomb"])
+        .current_dir(repo.ws.path())
+        .run();
+    assert_eq!(
+        stdout(&branch),
+        stdout(&base),
+        "the bomb commit was imported"
+    );
 }
