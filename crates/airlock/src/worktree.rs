@@ -67,8 +67,9 @@ pub(crate) enum Outcome {
     /// Nothing changed or committed: worktree, admin entry, private git directory and branch
     /// removed.
     Removed,
-    /// Kept because it holds work (the reason names it).
-    Kept(String),
+    /// Kept because it holds work (the reason names it), with what in it would run on the host
+    /// ([`host_run_paths`]; empty when nothing would).
+    Kept(String, Vec<String>),
     /// Kept because a file tying it to the repository was changed: running git inside it would
     /// honour whatever the agent put there. Each entry names a path and what changed.
     Tampered(Vec<String>),
@@ -307,8 +308,8 @@ pub(crate) fn finish(wt: &Worktree) -> Result<Outcome> {
     if !tampered.is_empty() {
         return Ok(Outcome::Tampered(tampered));
     }
-    if let Some(why) = holds_work(wt)? {
-        return Ok(Outcome::Kept(why));
+    if let Some((why, review)) = holds_work(wt)? {
+        return Ok(Outcome::Kept(why, review));
     }
     remove(wt)?;
     Ok(Outcome::Removed)
@@ -387,8 +388,22 @@ fn private_tip(wt: &Worktree) -> std::result::Result<String, String> {
 }
 
 /// Why the worktree must be kept, if it must: its HEAD left the branch, the branch has commits
-/// (imported into the main repository first), or its files differ from the branch's tree.
-fn holds_work(wt: &Worktree) -> Result<Option<String>> {
+/// (imported into the main repository first), or its files differ from the branch's tree; with
+/// what in it would run on the host ([`review_against`]).
+fn holds_work(wt: &Worktree) -> Result<Option<(String, Vec<String>)>> {
+    let Some(why) = why_kept(wt)? else {
+        return Ok(None);
+    };
+    // A worktree that cannot be reviewed is reported as such, never as harmless.
+    let review = review_against(&wt.path, &wt.git_dir, &wt.base, &wt.format).unwrap_or_else(|e| {
+        vec![format!(
+            "the worktree could not be reviewed ({e:#}): treat every file in it as untrusted"
+        )]
+    });
+    Ok(Some((why, review)))
+}
+
+fn why_kept(wt: &Worktree) -> Result<Option<String>> {
     let head = read_regular(&wt.private.join("HEAD")).unwrap_or_default();
     let on_branch = head == format!("ref: refs/heads/{}\n", wt.branch).as_bytes();
     let tip = match private_tip(wt) {
@@ -421,11 +436,7 @@ fn holds_work(wt: &Worktree) -> Result<Option<String>> {
             wt.private.display()
         )));
     }
-    let mut c = trusted_git(&wt.git_dir);
-    c.args(["ls-tree", "-r", "-l", "-z", "--full-tree", &wt.base]);
-    let tree = parse_ls_tree(run(c, "list the branch's files")?.as_bytes());
-    let mut files = BTreeMap::new();
-    walk(&wt.path, Path::new(""), &wt.format, &tree, &mut files)?;
+    let (tree, files) = tree_and_files(&wt.path, &wt.git_dir, &wt.base, &wt.format)?;
     let differ = compare(&tree, &files);
     if differ.is_some() {
         // Nothing committed: the kept worktree's own `.git` (the main repository's admin
@@ -433,6 +444,113 @@ fn holds_work(wt: &Worktree) -> Result<Option<String>> {
         let _ = remove_tree(&wt.private);
     }
     Ok(differ)
+}
+
+/// The files of `base` (listed by the trusted git of the main repository `git_dir`) and the
+/// worktree at `root` as git would store them (airlock's own walk: [`walk`]).
+fn tree_and_files(
+    root: &Path,
+    git_dir: &Path,
+    base: &str,
+    format: &str,
+) -> Result<(BTreeMap<PathBuf, Entry>, BTreeMap<PathBuf, Entry>)> {
+    let mut c = trusted_git(git_dir);
+    c.args(["ls-tree", "-r", "-l", "-z", "--full-tree", base]);
+    let tree = parse_ls_tree(run(c, "list the branch's files")?.as_bytes());
+    let mut files = BTreeMap::new();
+    walk(root, Path::new(""), format, &tree, &mut files)?;
+    Ok((tree, files))
+}
+
+/// What in the worktree at `root` would run on the host, by the rules `airlock diff` marks `!!`
+/// in an overlay session ([`airlock_session::review`]): every path the agent added or changed
+/// (committed or not: everything in the worktree that is not as in the session's base commit),
+/// one line each, `path: why`. Read with airlock's own walk; git never runs inside it.
+pub(crate) fn review_against(
+    root: &Path,
+    git_dir: &Path,
+    base: &str,
+    format: &str,
+) -> Result<Vec<String>> {
+    let (tree, files) = tree_and_files(root, git_dir, base, format)?;
+    Ok(host_run_paths(root, &tree, &files))
+}
+
+/// The `!!` lines of [`review_against`]: exec files and links leading out of the worktree or
+/// into a git directory. Everything inside a nested git directory is one line (its directory).
+fn host_run_paths(
+    root: &Path,
+    tree: &BTreeMap<PathBuf, Entry>,
+    files: &BTreeMap<PathBuf, Entry>,
+) -> Vec<String> {
+    use airlock_session::review::{concerns_in, is_dotgit, Concern, Version};
+    let has = |p: &Path, dir: bool| {
+        if dir {
+            files
+                .range(p.to_path_buf()..)
+                .take_while(|(f, _)| f.starts_with(p))
+                .any(|(f, _)| f != p)
+        } else {
+            files.get(p).is_some_and(|e| e.mode != "040000")
+        }
+    };
+    let link_of = |p: &Path| {
+        files
+            .get(p)
+            .filter(|e| e.mode == "120000")
+            .and_then(|_| std::fs::read_link(root.join(p)).ok())
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (p, got) in files {
+        let same = tree
+            .get(p)
+            .is_some_and(|t| t.mode == got.mode && !got.oid.is_empty() && t.oid == got.oid);
+        if same {
+            continue;
+        }
+        let version = match got.mode.as_str() {
+            "120000" => std::fs::read_link(root.join(p)).map_or(Version::Other, Version::Link),
+            "040000" => Version::Dir,
+            "100644" | "100755" => Version::File(Ok(String::new())),
+            _ => Version::Other,
+        };
+        for k in concerns_in(root, p, &version, &has, &link_of) {
+            if matches!(k, Concern::Unshown(_)) {
+                continue;
+            }
+            // A nested git directory is named once, not file by file.
+            let mut shown = PathBuf::new();
+            for c in p.components() {
+                shown.push(c);
+                if is_dotgit(&c.as_os_str().to_string_lossy()) {
+                    break;
+                }
+            }
+            if seen.insert(shown.clone()) {
+                out.push(format!("{}: {k}", airlock_session::quote::path(&shown)));
+            }
+        }
+    }
+    out
+}
+
+/// The lines printed after a kept worktree's path when something in it would run on the host.
+pub(crate) fn review_warning(path: &Path, review: &[String]) -> String {
+    const MAX_LISTED: usize = 40;
+    let mut s = format!(
+        "airlock: !! the agent left files in the worktree {} that run on the host; review these \
+         before you enter or build in the worktree (a `cd` with a git-aware prompt, direnv, an \
+         editor, `cargo test` run them):",
+        path.display()
+    );
+    for l in review.iter().take(MAX_LISTED) {
+        s.push_str(&format!("\n  !! {l}"));
+    }
+    if review.len() > MAX_LISTED {
+        s.push_str(&format!("\n  ... and {} more", review.len() - MAX_LISTED));
+    }
+    s
 }
 
 /// Copies the commits up to `tip` from the private directory into the main repository and
@@ -858,7 +976,7 @@ mod tests {
         agent_git(&wt, &["add", "-A"]);
         agent_git(&wt, &["commit", "-qm", "agent"]);
         let out = finish(&wt).expect("finish");
-        assert!(matches!(out, Outcome::Kept(_)), "{out:?}");
+        assert!(matches!(out, Outcome::Kept(..)), "{out:?}");
         let mut c = trusted_git(&wt.git_dir);
         c.args(["log", "--format=%s", &format!("refs/heads/{}", wt.branch)]);
         assert_eq!(run(c, "log").expect("log"), "agent\ninit\n");
@@ -909,7 +1027,7 @@ mod tests {
             let start = Instant::now();
             let out = finish(&wt).expect("finish");
             assert!(start.elapsed() < Duration::from_secs(10), "{what}");
-            assert!(matches!(out, Outcome::Kept(_)), "{what}: {out:?}");
+            assert!(matches!(out, Outcome::Kept(..)), "{what}: {out:?}");
             let mut c = trusted_git(&wt.git_dir);
             c.args(["for-each-ref"]);
             assert_eq!(run(c, "refs").expect("refs"), before, "{what}");
@@ -931,7 +1049,7 @@ mod tests {
                 .expect("truncate");
             let start = Instant::now();
             assert!(
-                matches!(finish(&wt).expect("finish"), Outcome::Kept(_)),
+                matches!(finish(&wt).expect("finish"), Outcome::Kept(..)),
                 "{f}"
             );
             assert!(start.elapsed() < Duration::from_secs(10), "{f}");
@@ -979,7 +1097,7 @@ mod tests {
             let wt = setup(t.path());
             change(&wt.path);
             assert!(
-                matches!(finish(&wt).expect("finish"), Outcome::Kept(_)),
+                matches!(finish(&wt).expect("finish"), Outcome::Kept(..)),
                 "{what}"
             );
             assert!(wt.path.join(".git").exists(), "{what}");

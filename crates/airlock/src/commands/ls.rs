@@ -51,7 +51,7 @@ impl Unmerged {
         }
         if let Some(w) = &self.worktree {
             return format!(
-                "a worktree with changes at {}",
+                "a worktree with changes at {} (`airlock diff` lists what in it runs on the host)",
                 airlock_session::quote::path(w)
             );
         }
