@@ -2090,8 +2090,9 @@ fn merge_refuses_other_tools_project_files_at_any_depth() {
 
 /// REDTEAM4 Y5: a link that leads into the repository's `.git` (or a git directory under any
 /// name `is_dotgit` knows), directly, through `..`, at depth, or through a second link (the
-/// agent's or one already in the user's tree): what the user later writes through it lands in
-/// git's hooks and config. Refused like an exec file; links elsewhere in the workspace are not.
+/// agent's or one already in the user's tree), in the working tree or in a commit: what the user
+/// later writes through it lands in git's hooks and config. Refused like an exec file; links
+/// elsewhere in the workspace are not.
 #[test]
 fn merge_refuses_links_into_the_git_directory() {
     let repo = Repo::new();
@@ -2104,8 +2105,12 @@ fn merge_refuses_links_into_the_git_directory() {
     let script = "set -e; mkdir -p sub x/y; ln -s .git d1; ln -s .git/hooks d2; \
         ln -s ./.git/config d3; ln -s .GIT/hooks d5; ln -s git~1/hooks d6; \
         ln -s ../../.git/hooks x/y/d7; ln -s b a; ln -s .git b; ln -s hostlink/hooks h; \
-        ln -s .vscode v; ln -s hello.txt ok; ln -s ../../hello.txt x/y/ok2";
-    let flagged = ["d1", "d2", "d3", "d5", "d6", "x/y/d7", "a", "b", "h", "v"];
+        ln -s .vscode v; ln -s hello.txt ok; ln -s ../../hello.txt x/y/ok2; \
+        ln -s .git/hooks cl; git add -f cl; git -c user.email=x@y -c user.name=agent commit -qm l; \
+        git rm -q --cached cl; rm cl";
+    let flagged = [
+        "d1", "d2", "d3", "d5", "d6", "x/y/d7", "a", "b", "h", "v", "cl",
+    ];
     let d = refused_until_flag(
         &repo,
         "gitlinks",
