@@ -394,13 +394,18 @@ fn holds_work(wt: &Worktree) -> Result<Option<(String, Vec<String>)>> {
     let Some(why) = why_kept(wt)? else {
         return Ok(None);
     };
-    // A worktree that cannot be reviewed is reported as such, never as harmless.
-    let review = review_against(&wt.path, &wt.git_dir, &wt.base, &wt.format).unwrap_or_else(|e| {
+    Ok(Some((why, review(wt))))
+}
+
+/// [`review_against`] for the session's worktree; a worktree that cannot be reviewed is
+/// reported as such (one `!!` line), never as harmless.
+pub(crate) fn review(wt: &Worktree) -> Vec<String> {
+    review_against(&wt.path, &wt.git_dir, &wt.base, &wt.format).unwrap_or_else(|e| {
         vec![format!(
-            "the worktree could not be reviewed ({e:#}): treat every file in it as untrusted"
+            "!! {}: could not be reviewed ({e:#}): treat every file in it as untrusted",
+            wt.path.display()
         )]
-    });
-    Ok(Some((why, review)))
+    })
 }
 
 fn why_kept(wt: &Worktree) -> Result<Option<String>> {
@@ -476,8 +481,10 @@ pub(crate) fn review_against(
     Ok(host_run_paths(root, &tree, &files))
 }
 
-/// The `!!` lines of [`review_against`]: exec files and links leading out of the worktree or
-/// into a git directory. Everything inside a nested git directory is one line (its directory).
+/// The lines of [`review_against`]: `!! PATH: concern` for exec files and links leading out of
+/// the worktree or into a git directory (everything inside a nested git directory is one line,
+/// its directory), then `!  PATH: note` for what `diff` notes in an overlay session (the next
+/// agent's instructions, unknown top-level dot-names).
 fn host_run_paths(
     root: &Path,
     tree: &BTreeMap<PathBuf, Entry>,
@@ -501,6 +508,7 @@ fn host_run_paths(
             .and_then(|_| std::fs::read_link(root.join(p)).ok())
     };
     let mut out: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for (p, got) in files {
         let same = tree
@@ -528,10 +536,14 @@ fn host_run_paths(
                 }
             }
             if seen.insert(shown.clone()) {
-                out.push(format!("{}: {k}", airlock_session::quote::path(&shown)));
+                out.push(format!("!! {}: {k}", airlock_session::quote::path(&shown)));
             }
         }
+        if let Some(note) = airlock_session::review::note_reason(p) {
+            notes.push(format!("!  {}: {note}", airlock_session::quote::path(p)));
+        }
     }
+    out.extend(notes);
     out
 }
 
@@ -539,13 +551,13 @@ fn host_run_paths(
 pub(crate) fn review_warning(path: &Path, review: &[String]) -> String {
     const MAX_LISTED: usize = 40;
     let mut s = format!(
-        "airlock: !! the agent left files in the worktree {} that run on the host; review these \
-         before you enter or build in the worktree (a `cd` with a git-aware prompt, direnv, an \
-         editor, `cargo test` run them):",
+        "airlock: the agent left files in the worktree {} that run on the host (!!) or that you \
+         should read first (!); review these before you enter or build in the worktree (a `cd` \
+         with a git-aware prompt, direnv, an editor, `cargo test`, the next agent run them):",
         path.display()
     );
     for l in review.iter().take(MAX_LISTED) {
-        s.push_str(&format!("\n  !! {l}"));
+        s.push_str(&format!("\n  {l}"));
     }
     if review.len() > MAX_LISTED {
         s.push_str(&format!("\n  ... and {} more", review.len() - MAX_LISTED));

@@ -206,11 +206,11 @@ fn worktree_diff(r: &airlock_session::store::SessionRow, json: bool) -> Result<i
     } else {
         writeln!(
             out,
-            "# review these before you enter or build in the worktree ({} marked !!):",
-            review.len()
+            "# review these before you enter or build in the worktree (!! runs on the host, ! \
+             read it first):"
         )?;
         for l in &review {
-            writeln!(out, "!! {l}")?;
+            writeln!(out, "{l}")?;
         }
     }
     Ok(0)

@@ -286,7 +286,11 @@ fn finish_worktree(session: &str, wt: &worktree::Worktree) {
             }
         }
         Ok(worktree::Outcome::Tampered(what)) => {
-            eprintln!("{}", worktree::tamper_warning(session, wt, &what))
+            eprintln!("{}", worktree::tamper_warning(session, wt, &what));
+            let review = worktree::review(wt);
+            if !review.is_empty() {
+                eprintln!("{}", worktree::review_warning(&wt.path, &review));
+            }
         }
         Err(e) => eprintln!("airlock: session {session}: worktree {path} left in place: {e:#}"),
     }
