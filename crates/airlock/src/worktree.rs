@@ -391,10 +391,12 @@ fn private_tip(wt: &Worktree) -> std::result::Result<String, String> {
 /// (imported into the main repository first), or its files differ from the branch's tree; with
 /// what in it would run on the host ([`review_against`]).
 fn holds_work(wt: &Worktree) -> Result<Option<(String, Vec<String>)>> {
-    let Some(why) = why_kept(wt)? else {
+    // The walk that decided "its files differ" is reviewed as it is (no second walk).
+    let mut walked = None;
+    let Some(why) = why_kept(wt, &mut walked)? else {
         return Ok(None);
     };
-    Ok(Some((why, review(wt))))
+    Ok(Some((why, walked.unwrap_or_else(|| review(wt)))))
 }
 
 /// [`review_against`] for the session's worktree; a worktree that cannot be reviewed is
@@ -408,7 +410,9 @@ pub(crate) fn review(wt: &Worktree) -> Vec<String> {
     })
 }
 
-fn why_kept(wt: &Worktree) -> Result<Option<String>> {
+/// Why the worktree must be kept (see [`holds_work`]); when it walked the worktree to decide,
+/// `walked` receives that walk's review ([`host_run_paths`]).
+fn why_kept(wt: &Worktree, walked: &mut Option<Vec<String>>) -> Result<Option<String>> {
     let head = read_regular(&wt.private.join("HEAD")).unwrap_or_default();
     let on_branch = head == format!("ref: refs/heads/{}\n", wt.branch).as_bytes();
     let tip = match private_tip(wt) {
@@ -443,6 +447,7 @@ fn why_kept(wt: &Worktree) -> Result<Option<String>> {
     }
     let (tree, files) = tree_and_files(&wt.path, &wt.git_dir, &wt.base, &wt.format)?;
     let differ = compare(&tree, &files);
+    *walked = Some(host_run_paths(&wt.path, &tree, &files));
     if differ.is_some() {
         // Nothing committed: the kept worktree's own `.git` (the main repository's admin
         // entry) is all the user needs.
@@ -1114,6 +1119,54 @@ mod tests {
             );
             assert!(wt.path.join(".git").exists(), "{what}");
         }
+    }
+
+    /// REDTEAM4 Y6 without commits: the walk that found the change is reviewed; each planted
+    /// file that runs on the host is one `!!` line (a nested repository one line), the next
+    /// agent's instructions a `!` line, an ordinary file or an unchanged tracked one none.
+    #[test]
+    fn a_kept_worktree_without_commits_is_reviewed() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let wt = setup(t.path());
+        for (p, body) in [
+            ("sub/.git/config", "[core]\n\tfsmonitor = x\n"),
+            ("sub/.git/HEAD", "ref: refs/heads/main\n"),
+            ("a/b/g/.git", "gitdir: ../x\n"),
+            ("a/b/.envrc", "x\n"),
+            (".cargo/config.toml", "x\n"),
+            ("AGENTS.md", "x\n"),
+            ("ordinary.txt", "x\n"),
+        ] {
+            let f = wt.path.join(p);
+            std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+            std::fs::write(f, body).expect("write");
+        }
+        std::os::unix::fs::symlink(".cargo", wt.path.join("lk")).expect("ln");
+        let Outcome::Kept(_, review) = finish(&wt).expect("finish") else {
+            panic!("not kept");
+        };
+        let all = review.join("\n");
+        for p in [
+            "sub/.git",
+            "a/b/g/.git",
+            "a/b/.envrc",
+            ".cargo/config.toml",
+            "lk",
+        ] {
+            let n = review
+                .iter()
+                .filter(|l| l.starts_with(&format!("!! {p}: ")))
+                .count();
+            assert_eq!(n, 1, "{p}:\n{all}");
+        }
+        assert!(
+            review.iter().any(|l| l.starts_with("!  AGENTS.md: ")),
+            "{all}"
+        );
+        assert!(
+            !all.contains("ordinary.txt") && !all.contains("src/a.rs"),
+            "{all}"
+        );
     }
 
     /// Security review (ISSUE9 follow-up): the session's own branch ref lives in a directory the
