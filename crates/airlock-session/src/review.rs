@@ -779,8 +779,13 @@ pub fn hooks_dir(workspace: &Path) -> Option<PathBuf> {
 }
 
 fn read_hooks_dir(workspace: &Path) -> Option<PathBuf> {
-    let config = workspace.join(".git/config");
-    if !std::fs::symlink_metadata(&config).is_ok_and(|m| m.is_file()) {
+    // Only a repository's own `.git` directory (not a gitdir file, not a link: a worktree's
+    // `.git` is the agent's to write).
+    let dot_git = workspace.join(".git");
+    let config = dot_git.join("config");
+    if !std::fs::symlink_metadata(&dot_git).is_ok_and(|m| m.is_dir())
+        || !std::fs::symlink_metadata(&config).is_ok_and(|m| m.is_file())
+    {
         return None;
     }
     let mut c = crate::hostgit::command();

@@ -447,7 +447,7 @@ fn why_kept(wt: &Worktree, walked: &mut Option<Vec<String>>) -> Result<Option<St
     }
     let (tree, files) = tree_and_files(&wt.path, &wt.git_dir, &wt.base, &wt.format)?;
     let differ = compare(&tree, &files);
-    *walked = Some(host_run_paths(&wt.path, &tree, &files));
+    *walked = Some(host_run_paths(&wt.path, &wt.git_dir, &tree, &files));
     if differ.is_some() {
         // Nothing committed: the kept worktree's own `.git` (the main repository's admin
         // entry) is all the user needs.
@@ -483,19 +483,23 @@ pub(crate) fn review_against(
     format: &str,
 ) -> Result<Vec<String>> {
     let (tree, files) = tree_and_files(root, git_dir, base, format)?;
-    Ok(host_run_paths(root, &tree, &files))
+    Ok(host_run_paths(root, git_dir, &tree, &files))
 }
 
 /// The lines of [`review_against`]: `!! PATH: concern` for exec files and links leading out of
 /// the worktree or into a git directory (everything inside a nested git directory is one line,
 /// its directory), then `!  PATH: note` for what `diff` notes in an overlay session (the next
-/// agent's instructions, unknown top-level dot-names).
+/// agent's instructions, unknown top-level dot-names). The hooks directory is the main
+/// repository's `core.hooksPath` (git_dir's config, shared by its worktrees; a relative one is
+/// taken from the worktree's root).
 fn host_run_paths(
     root: &Path,
+    git_dir: &Path,
     tree: &BTreeMap<PathBuf, Entry>,
     files: &BTreeMap<PathBuf, Entry>,
 ) -> Vec<String> {
-    use airlock_session::review::{concerns_in, is_dotgit, Concern, Version};
+    use airlock_session::review::{concerns_in, hooks_dir, is_dotgit, Concern, Version};
+    let hooks = git_dir.parent().and_then(hooks_dir);
     let has = |p: &Path, dir: bool| {
         if dir {
             files
@@ -528,7 +532,17 @@ fn host_run_paths(
             "100644" | "100755" => Version::File(Ok(String::new())),
             _ => Version::Other,
         };
-        for k in concerns_in(root, p, &version, &has, &link_of) {
+        let mut found = concerns_in(root, p, &version, &has, &link_of);
+        if let Some(d) = hooks.as_ref().filter(|d| p.starts_with(d)) {
+            if !found.iter().any(|k| matches!(k, Concern::Exec(_))) {
+                found.push(Concern::Exec(format!(
+                    "the repository's core.hooksPath is {}: git runs the hooks there at the next \
+                     git command in the worktree",
+                    airlock_session::quote::path(d)
+                )));
+            }
+        }
+        for k in found {
             if matches!(k, Concern::Unshown(_)) {
                 continue;
             }
@@ -1142,6 +1156,11 @@ mod tests {
             std::fs::write(f, body).expect("write");
         }
         std::os::unix::fs::symlink(".cargo", wt.path.join("lk")).expect("ln");
+        // The main repository's hooks directory applies to its worktrees.
+        let main = wt.git_dir.parent().expect("main");
+        git(main, &["config", "core.hooksPath", "tools/hooks"]);
+        std::fs::create_dir_all(wt.path.join("tools/hooks")).expect("mkdir");
+        std::fs::write(wt.path.join("tools/hooks/pre-commit"), "x\n").expect("write");
         let Outcome::Kept(_, review) = finish(&wt).expect("finish") else {
             panic!("not kept");
         };
@@ -1152,6 +1171,7 @@ mod tests {
             "a/b/.envrc",
             ".cargo/config.toml",
             "lk",
+            "tools/hooks/pre-commit",
         ] {
             let n = review
                 .iter()

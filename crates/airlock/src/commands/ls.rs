@@ -51,7 +51,7 @@ impl Unmerged {
         }
         if let Some(w) = &self.worktree {
             return format!(
-                "a worktree with changes at {} (`airlock diff` lists what in it runs on the host)",
+                "a worktree with changes at {}",
                 airlock_session::quote::path(w)
             );
         }
