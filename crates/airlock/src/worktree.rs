@@ -19,8 +19,10 @@
 //! are clean is decided without git's conversion machinery: sizes from `ls-tree -l` first, blob
 //! ids hashed only for same-size regular files. A clean worktree is deleted by airlock itself
 //! (never `git worktree remove`, which runs `git status` in it), with its admin entry, private
-//! directory and branch; a dirty one is kept with its branch holding the agent's commits. A
-//! worktree whose links to the repository were changed is kept, with a warning that names it.
+//! directory and branch; a dirty one is kept with its branch holding the agent's commits, and
+//! reviewed ([`review_against`]: what in it would run on the host, by `airlock diff`'s rules,
+//! from the same no-follow walk). A worktree whose links to the repository were changed is kept,
+//! with a warning that names it.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

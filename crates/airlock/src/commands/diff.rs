@@ -1,7 +1,8 @@
 //! `airlock diff`: what an agent changed in its copy-on-write layer, as a unified diff (or
 //! JSON), with its new commits and what they change. Every change `merge` would refuse (the
 //! rules of `airlock_session::review`, the same for files and commits) is listed first and
-//! marked `!!` where it is shown.
+//! marked `!!` where it is shown; what it lands but the user should read first is noted `!`.
+//! For a worktree session it lists what in the kept worktree would run on the host.
 
 use std::io::Write;
 
@@ -188,7 +189,7 @@ fn worktree_diff(r: &airlock_session::store::SessionRow, json: bool) -> Result<i
         serde_json::to_writer_pretty(
             &mut out,
             &serde_json::json!({
-                "session": r.id, "worktree": path, "branch": branch, "runs_on_host": review,
+                "session": r.id, "worktree": path, "branch": branch, "review": review,
             }),
         )?;
         writeln!(out)?;
