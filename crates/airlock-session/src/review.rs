@@ -219,6 +219,26 @@ pub const EXEC_RULES: &[ExecRule] = &[
     // wrapper jar; .mvn: extensions.xml loads plugins, jvm.config, the maven wrapper).
     rule(Below("gradle", "wrapper"), AnyDepth, "gradlew runs the wrapper jar and the distribution it names (IDEs run it on import)"),
     rule(Dir(".mvn"), AnyDepth, "Maven loads its extensions and wrapper from it (IDEs run it on import)"),
+    // sbt's launcher reads JVM options (`-javaagent:`) from .sbtopts and .jvmopts for every sbt
+    // command (sbt(1), "sbt runner").
+    rule(Name(".sbtopts"), AnyDepth, "sbt passes its JVM options (a -javaagent runs any jar) to every sbt command"),
+    rule(Name(".jvmopts"), AnyDepth, "sbt passes its JVM options (a -javaagent runs any jar) to every sbt command"),
+    // Bazel reads the workspace .bazelrc for every command (`startup --server_javabase`,
+    // `--workspace_status_command`; IDE plugins run `bazel info` on open); bazelisk downloads
+    // and runs the version .bazelversion names (`fork/version` from any GitHub fork) from the
+    // base URL .bazeliskrc names (bazel.build/run/bazelrc, github.com/bazelbuild/bazelisk).
+    rule(Name(".bazelrc"), AnyDepth, "Bazel runs the programs its options name (server_javabase, workspace_status_command) for every command"),
+    rule(Name(".bazelversion"), AnyDepth, "bazelisk downloads and runs the Bazel it names (any GitHub fork) for every bazel command"),
+    rule(Name(".bazeliskrc"), AnyDepth, "bazelisk downloads and runs Bazel from the URL it names for every bazel command"),
+    // Bun (bun.sh/docs/runtime/bunfig): `preload` scripts run before every `bun` run and test.
+    rule(Name("bunfig.toml"), AnyDepth, "bun runs its preload scripts for every bun command"),
+    rule(Name(".bunfig.toml"), AnyDepth, "bun runs its preload scripts for every bun command"),
+    // REPLs and debuggers that read a start-up file from the current directory: IRB and Pry
+    // (./.irbrc, ./.pryrc), GHCi (./.ghci, ghc user guide "The .ghci files"), pdb (./.pdbrc).
+    rule(Name(".irbrc"), AnyDepth, "irb runs it when started in the directory"),
+    rule(Name(".pryrc"), AnyDepth, "pry runs it when started in the directory"),
+    rule(Name(".ghci"), AnyDepth, "ghci runs its commands (:! runs a shell) when started in the directory"),
+    rule(Name(".pdbrc"), AnyDepth, "pdb runs its commands when a debugger starts in the directory"),
     // CI: runs with the repository's secrets at the next push.
     rule(Under(".github", "workflows"), Root, "CI workflows run with the repository's secrets at the next push"),
     rule(Under(".github", "actions"), Root, "local GitHub actions run in CI with the repository's secrets"),
@@ -1197,6 +1217,16 @@ mod tests {
             "gradle/wrapper/gradle-wrapper.jar",
             ".mvn/extensions.xml",
             ".mvn/wrapper/maven-wrapper.properties",
+            ".sbtopts",
+            ".jvmopts",
+            ".bazelrc",
+            ".bazelversion",
+            ".bazeliskrc",
+            "bunfig.toml",
+            ".irbrc",
+            ".pryrc",
+            ".ghci",
+            ".pdbrc",
             ".OpenCode/opencode.json",
             "OPENCODE.JSON",
         ];

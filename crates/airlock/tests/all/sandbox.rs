@@ -2039,6 +2039,9 @@ const OTHER_TOOLS_FILES: &[&str] = &[
     ".lfsconfig",
     "crush.json",
     "gradle/wrapper/gradle-wrapper.properties",
+    ".mvn/extensions.xml",
+    ".bazelversion",
+    "bunfig.toml",
 ];
 
 #[test]
