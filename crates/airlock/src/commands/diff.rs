@@ -161,6 +161,16 @@ fn notes<'a>(shown: &[&Change], rv: &Review) -> Vec<(std::path::PathBuf, &'a str
 fn worktree_diff(r: &airlock_session::store::SessionRow, json: bool) -> Result<i32> {
     use anyhow::Context;
     let branch = format!("airlock/{}", r.name.as_deref().unwrap_or(&r.id));
+    // While the agent runs it can swap a directory for a link under the walk: reviewed once the
+    // sandbox is gone.
+    if r.state == airlock_session::SessionState::Running {
+        anyhow::bail!(
+            "session {} ran with --mode worktree and is still running: its worktree is reviewed \
+             when it ends (let it finish, or stop it, and run `airlock diff {}` again)",
+            r.id,
+            r.id
+        );
+    }
     let path = session_dir::sessions_root()?
         .parent()
         .map(|p| p.join("worktrees").join(&r.id))
