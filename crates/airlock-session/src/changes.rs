@@ -496,7 +496,23 @@ pub fn concerns_of(lower: &Path, upper: &Path, c: &Change) -> Vec<crate::review:
         return Vec::new();
     }
     let has = |p: &Path, dir: bool| exists_in_view(lower, upper, p, dir);
-    crate::review::concerns(lower, &c.path, &version_of(upper, c), &has)
+    let link_of = |p: &Path| link_in_view(lower, upper, p);
+    crate::review::concerns_in(lower, &c.path, &version_of(upper, c), &has, &link_of)
+}
+
+/// The target of `p` when it is a link in the agent's view of the workspace (the upper layer
+/// over `lower`, whiteouts hiding).
+pub fn link_in_view(lower: &Path, upper: &Path, p: &Path) -> Option<PathBuf> {
+    let read = |full: PathBuf| {
+        fs::read_link(&full)
+            .ok()
+            .filter(|_| fs::symlink_metadata(&full).is_ok_and(|m| m.file_type().is_symlink()))
+    };
+    match fs::symlink_metadata(upper.join(p)) {
+        Ok(m) if is_whiteout(&m) => None,
+        Ok(_) => read(upper.join(p)),
+        Err(_) => read(lower.join(p)),
+    }
 }
 
 fn mode_of(p: &Path) -> Option<u32> {
@@ -513,7 +529,23 @@ pub fn unified(lower: &Path, upper: &Path, c: &Change) -> String {
     for k in concerns_of(lower, upper, c) {
         out.push_str(&concern_line(&c.path, &k));
     }
+    if let Some(note) = note_of(c) {
+        out.push_str(&note_line(&c.path, note));
+    }
     out + &unified_body(lower, upper, c)
+}
+
+/// The note `diff` shows on a change `merge` lands without a flag ([`crate::review::note_reason`]),
+/// for a change that is not a deletion.
+pub fn note_of(c: &Change) -> Option<&'static str> {
+    (c.kind != ChangeKind::Deleted)
+        .then(|| crate::review::note_reason(&c.path))
+        .flatten()
+}
+
+/// The marker line of a note: `!` (one mark; `!!` is what merge refuses).
+pub fn note_line(path: &Path, note: &str) -> String {
+    format!("!  {}: {note}\n", crate::quote::path(path))
 }
 
 /// The marker line of a concern, the same in the working-tree diff and the commits' diff.

@@ -43,6 +43,9 @@ pub enum Pat {
     Dir(&'static str),
     /// Anything below the directory `A/B` (or `A` itself replaced, e.g. by a link).
     Under(&'static str, &'static str),
+    /// Anything in the directory `A/B` or `A/B` itself, but not `A` alone (a file or directory
+    /// named `A` is ordinary: `gradle`, `.clinerules` as a rules file).
+    Below(&'static str, &'static str),
     /// A file directly in a directory named `A` whose name is one of `B` (any name when empty),
     /// or `A` itself.
     In(&'static str, &'static [&'static str]),
@@ -61,7 +64,7 @@ const fn rule(pat: Pat, at: At, why: &'static str) -> ExecRule {
 }
 
 use At::{AnyDepth, Root};
-use Pat::{Dir, In, Name, Suffix, Under};
+use Pat::{Below, Dir, In, Name, Suffix, Under};
 
 const VENV_ACTIVATE: &[&str] = &[
     "activate",
@@ -146,11 +149,96 @@ pub const EXEC_RULES: &[ExecRule] = &[
     rule(Name(".nvim.lua"), AnyDepth, "Neovim runs it (exrc) when opened in the directory"),
     rule(Name(".nvimrc"), AnyDepth, "Neovim runs it (exrc) when opened in the directory"),
     rule(Name(".exrc"), AnyDepth, "vi and Neovim run it (exrc) when opened in the directory"),
+    // Vim's 'exrc' (vim `:help 'exrc'`): the current directory's .vimrc, _vimrc, .exrc, _exrc,
+    // and gvim's .gvimrc, _gvimrc.
+    rule(Name(".vimrc"), AnyDepth, "Vim runs it (exrc) when opened in the directory"),
+    rule(Name("_vimrc"), AnyDepth, "Vim runs it (exrc) when opened in the directory"),
+    rule(Name("_exrc"), AnyDepth, "vi and Vim run it (exrc) when opened in the directory"),
+    rule(Name(".gvimrc"), AnyDepth, "gVim runs it (exrc) when opened in the directory"),
+    rule(Name("_gvimrc"), AnyDepth, "gVim runs it (exrc) when opened in the directory"),
+    // Emacs (info "(emacs) Directory Variables"): `eval:` forms and mode hooks, once a value was
+    // marked safe.
+    rule(Name(".dir-locals.el"), AnyDepth, "Emacs evaluates its eval: forms when a file in the directory is opened"),
+    rule(Name(".dir-locals-2.el"), AnyDepth, "Emacs evaluates its eval: forms when a file in the directory is opened"),
+    // Zed (zed.dev/docs/configuring-zed, /tasks, /languages): `.zed/settings.json` names
+    // language-server binaries (`lsp.*.binary.path`) and context servers, `.zed/tasks.json` tasks.
+    rule(Dir(".zed"), AnyDepth, "Zed starts the language servers and context (MCP) servers its settings name"),
+    // Helix (docs.helix-editor.com/languages.html): `.helix/languages.toml` names the
+    // `[language-server.*] command` it starts for the workspace, `.helix/config.toml` editor config.
+    rule(Dir(".helix"), AnyDepth, "Helix starts the language servers its languages.toml names"),
+    // Theia and JetBrains Fleet: workspace tasks and run configurations.
+    rule(Dir(".theia"), AnyDepth, "Theia runs tasks and launch configurations from it"),
+    rule(Dir(".fleet"), AnyDepth, "JetBrains Fleet runs its run configurations and settings from it"),
     // Coding agents' project settings (hooks, MCP server commands).
     rule(Dir(".claude"), AnyDepth, "Claude Code runs hooks, commands and MCP servers from it"),
     rule(Name(".mcp.json"), AnyDepth, "coding agents start the MCP servers it names"),
     rule(Dir(".cursor"), AnyDepth, "Cursor runs MCP servers and rules from it"),
     rule(Dir(".gemini"), AnyDepth, "Gemini CLI runs MCP servers and tools from it"),
+    // Each of these agents reads a project file that names MCP server commands (or URLs it
+    // connects to), hooks or plugins, and starts them when opened in the repository.
+    // opencode (opencode.ai/docs/config, /mcp-servers, /plugins): opencode.json(c) at the
+    // root, or in .opencode/ with agents, commands and JS plugins.
+    rule(Name("opencode.json"), AnyDepth, "opencode starts the MCP servers (mcp.*.command) and plugins it names"),
+    rule(Name("opencode.jsonc"), AnyDepth, "opencode starts the MCP servers (mcp.*.command) and plugins it names"),
+    rule(Dir(".opencode"), AnyDepth, "opencode starts the MCP servers and loads the plugins in it"),
+    // Amazon Q Developer (docs.aws.amazon.com/amazonq, "MCP configuration"): .amazonq/mcp.json
+    // is the workspace's MCP file; .amazonq/cli-agents hold agents with hooks.
+    rule(Dir(".amazonq"), AnyDepth, "Amazon Q starts the MCP servers and runs the agent hooks in it"),
+    // Kiro (kiro.dev/docs/mcp, /hooks): .kiro/settings/mcp.json, agent hooks in .kiro/hooks.
+    rule(Dir(".kiro"), AnyDepth, "Kiro starts the MCP servers (settings/mcp.json) and runs the hooks in it"),
+    // Roo Code (docs.roocode.com, "Using MCP in Roo": project-level .roo/mcp.json).
+    rule(Dir(".roo"), AnyDepth, "Roo Code starts the MCP servers its mcp.json names"),
+    // Kilo Code (a Roo fork): .kilocode/mcp.json.
+    rule(Dir(".kilocode"), AnyDepth, "Kilo Code starts the MCP servers its mcp.json names"),
+    // Cline (docs.cline.bot/customization/hooks, /getting-started/config): hooks are executables
+    // in .clinerules/hooks/; project configuration (hooks, plugins) in .cline/.
+    rule(Below(".clinerules", "hooks"), AnyDepth, "Cline runs the hook scripts in it"),
+    rule(Dir(".cline"), AnyDepth, "Cline runs the hooks and plugins in it"),
+    // Continue (docs.continue.dev, config.yaml `mcpServers`, .continue/mcpServers/*.yaml).
+    rule(Dir(".continue"), AnyDepth, "Continue starts the MCP servers its config names"),
+    // Codex CLI (developers.openai.com/codex/mcp): [mcp_servers.*] command in a trusted
+    // project's .codex/config.toml.
+    rule(Dir(".codex"), AnyDepth, "Codex starts the MCP servers ([mcp_servers.*] command) its config.toml names"),
+    // Windsurf (docs.windsurf.com/windsurf/cascade/hooks): workspace .windsurf/hooks.json runs
+    // shell commands around Cascade's actions.
+    rule(Dir(".windsurf"), AnyDepth, "Windsurf runs the Cascade hooks (hooks.json) and workflows in it"),
+    // Crush (charm.land: crush.json / .crush.json, `lsp.*.command`, `mcp.*.command`).
+    rule(Name("crush.json"), AnyDepth, "Crush starts the language servers and MCP servers it names"),
+    rule(Name(".crush.json"), AnyDepth, "Crush starts the language servers and MCP servers it names"),
+    // Qwen Code (a Gemini CLI fork: .qwen/settings.json `mcpServers`), JetBrains Junie
+    // (.junie/mcp/mcp.json).
+    rule(Dir(".qwen"), AnyDepth, "Qwen Code starts the MCP servers its settings name"),
+    rule(Dir(".junie"), AnyDepth, "Junie starts the MCP servers its mcp.json names"),
+    // aider (aider.chat/docs/config/aider_conf.html): .aider.conf.yml in the git root or the
+    // current directory; `lint-cmd` / `test-cmd` run after each edit (`auto-lint` is on).
+    rule(Name(".aider.conf.yml"), AnyDepth, "aider runs its lint-cmd and test-cmd after every edit"),
+    // git-lfs (git-lfs-config(5)): .lfsconfig sets lfs.url, where every LFS object of the
+    // repository is fetched from and pushed to.
+    rule(Name(".lfsconfig"), AnyDepth, "git-lfs sends and fetches the repository's LFS objects to the lfs.url it names"),
+    // Java build wrappers an IDE runs on import (gradle/wrapper: distributionUrl and the
+    // wrapper jar; .mvn: extensions.xml loads plugins, jvm.config, the maven wrapper).
+    rule(Below("gradle", "wrapper"), AnyDepth, "gradlew runs the wrapper jar and the distribution it names (IDEs run it on import)"),
+    rule(Dir(".mvn"), AnyDepth, "Maven loads its extensions and wrapper from it (IDEs run it on import)"),
+    // sbt's launcher reads JVM options (`-javaagent:`) from .sbtopts and .jvmopts for every sbt
+    // command (sbt(1), "sbt runner").
+    rule(Name(".sbtopts"), AnyDepth, "sbt passes its JVM options (a -javaagent runs any jar) to every sbt command"),
+    rule(Name(".jvmopts"), AnyDepth, "sbt passes its JVM options (a -javaagent runs any jar) to every sbt command"),
+    // Bazel reads the workspace .bazelrc for every command (`startup --server_javabase`,
+    // `--workspace_status_command`; IDE plugins run `bazel info` on open); bazelisk downloads
+    // and runs the version .bazelversion names (`fork/version` from any GitHub fork) from the
+    // base URL .bazeliskrc names (bazel.build/run/bazelrc, github.com/bazelbuild/bazelisk).
+    rule(Name(".bazelrc"), AnyDepth, "Bazel runs the programs its options name (server_javabase, workspace_status_command) for every command"),
+    rule(Name(".bazelversion"), AnyDepth, "bazelisk downloads and runs the Bazel it names (any GitHub fork) for every bazel command"),
+    rule(Name(".bazeliskrc"), AnyDepth, "bazelisk downloads and runs Bazel from the URL it names for every bazel command"),
+    // Bun (bun.sh/docs/runtime/bunfig): `preload` scripts run before every `bun` run and test.
+    rule(Name("bunfig.toml"), AnyDepth, "bun runs its preload scripts for every bun command"),
+    rule(Name(".bunfig.toml"), AnyDepth, "bun runs its preload scripts for every bun command"),
+    // REPLs and debuggers that read a start-up file from the current directory: IRB and Pry
+    // (./.irbrc, ./.pryrc), GHCi (./.ghci, ghc user guide "The .ghci files"), pdb (./.pdbrc).
+    rule(Name(".irbrc"), AnyDepth, "irb runs it when started in the directory"),
+    rule(Name(".pryrc"), AnyDepth, "pry runs it when started in the directory"),
+    rule(Name(".ghci"), AnyDepth, "ghci runs its commands (:! runs a shell) when started in the directory"),
+    rule(Name(".pdbrc"), AnyDepth, "pdb runs its commands when a debugger starts in the directory"),
     // CI: runs with the repository's secrets at the next push.
     rule(Under(".github", "workflows"), Root, "CI workflows run with the repository's secrets at the next push"),
     rule(Under(".github", "actions"), Root, "local GitHub actions run in CI with the repository's secrets"),
@@ -163,6 +251,191 @@ pub const EXEC_RULES: &[ExecRule] = &[
     rule(Name("bitbucket-pipelines.yml"), Root, "CI pipelines run with the repository's secrets at the next push"),
     rule(Name("jenkinsfile"), Root, "CI pipelines run with the repository's secrets at the next push"),
 ];
+
+/// Files a coding agent reads as its instructions when it is started in the repository (on the
+/// host, unsandboxed, if the user starts it there): text, so `merge` lands them, but `diff`
+/// notes each ([`note_reason`]). AGENTS.md (agents.md: Codex, opencode, Cursor, Zed, Jules, ...,
+/// the nearest one in the tree), CLAUDE.md (Claude Code memory, read in every directory up and
+/// down), GEMINI.md (Gemini CLI context files), QWEN.md, GitHub Copilot's repository
+/// instructions, Cursor's, Windsurf's and Cline's rules, goose's hints.
+pub const AGENT_INSTRUCTIONS: &[ExecRule] = &[
+    rule(
+        Name("agents.md"),
+        AnyDepth,
+        "instructions a coding agent started here reads and follows",
+    ),
+    rule(
+        Name("agents.override.md"),
+        AnyDepth,
+        "instructions a coding agent started here reads and follows",
+    ),
+    rule(
+        Name("claude.md"),
+        AnyDepth,
+        "instructions Claude Code reads and follows",
+    ),
+    rule(
+        Name("claude.local.md"),
+        AnyDepth,
+        "instructions Claude Code reads and follows",
+    ),
+    rule(
+        Name("gemini.md"),
+        AnyDepth,
+        "instructions Gemini CLI reads and follows",
+    ),
+    rule(
+        Name("qwen.md"),
+        AnyDepth,
+        "instructions Qwen Code reads and follows",
+    ),
+    rule(
+        In(".github", &["copilot-instructions.md"]),
+        Root,
+        "instructions GitHub Copilot reads and follows",
+    ),
+    rule(
+        Under(".github", "instructions"),
+        Root,
+        "instructions GitHub Copilot reads and follows",
+    ),
+    rule(
+        Name(".cursorrules"),
+        AnyDepth,
+        "instructions Cursor reads and follows",
+    ),
+    rule(
+        Name(".windsurfrules"),
+        AnyDepth,
+        "instructions Windsurf reads and follows",
+    ),
+    rule(
+        Dir(".clinerules"),
+        AnyDepth,
+        "instructions Cline reads and follows",
+    ),
+    rule(
+        Name(".goosehints"),
+        AnyDepth,
+        "instructions goose reads and follows",
+    ),
+];
+
+/// Dot-files and directories at the workspace root that are ordinary: ignore lists, formatter
+/// and linter settings, caches and build output of common tools. Any other new top-level
+/// dot-name is noted by `diff` ([`note_reason`]): tools keep their project settings in such
+/// names, and a tool airlock's table does not know yet may run what they say. Matched on the
+/// [`normalise`]d name; an entry ending in `*` is a prefix.
+const ORDINARY_DOT_NAMES: &[&str] = &[
+    ".gitignore",
+    ".gitkeep",
+    ".mailmap",
+    ".git-blame-ignore-revs",
+    ".github",
+    ".gitlab",
+    ".editorconfig",
+    ".dockerignore",
+    ".npmignore",
+    ".prettierignore",
+    ".eslintignore",
+    ".vercelignore",
+    ".prettierrc*",
+    ".eslintrc*",
+    ".stylelintrc*",
+    ".markdownlint*",
+    ".yamllint*",
+    ".clang-format",
+    ".clang-tidy",
+    ".rustfmt.toml",
+    ".taplo.toml",
+    ".flake8",
+    ".pylintrc",
+    ".isort.cfg",
+    ".coveragerc",
+    ".codespellrc",
+    ".browserslistrc",
+    ".babelrc*",
+    ".swcrc",
+    ".nvmrc",
+    ".node-version",
+    ".python-version",
+    ".ruby-version",
+    ".java-version",
+    ".go-version",
+    ".terraform-version",
+    ".env.example",
+    ".env.sample",
+    ".env.template",
+    ".changeset",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    ".tox",
+    ".nox",
+    ".coverage",
+    ".nyc_output",
+    ".cache",
+    ".next",
+    ".nuxt",
+    ".svelte-kit",
+    ".turbo",
+    ".parcel-cache",
+    ".angular",
+    ".gradle",
+    ".dart_tool",
+    ".sass-cache",
+    ".eggs",
+    ".ipynb_checkpoints",
+    ".docusaurus",
+    ".vitepress",
+    ".astro",
+    ".expo",
+    ".serverless",
+    ".terraform",
+    ".terraform.lock.hcl",
+    ".bundle",
+    ".stack-work",
+    ".cpcache",
+    ".lsp",
+    ".clj-kondo",
+    ".metals",
+    ".bsp",
+    ".bloop",
+    ".ccls-cache",
+    ".clangd",
+    ".pnpm-store",
+    ".DS_Store",
+    ".venv",
+    ".cargo",
+    ".yarn",
+    ".config",
+];
+
+/// A note `diff` shows on a change without `merge` refusing it: instructions for the next
+/// coding agent ([`AGENT_INSTRUCTIONS`]), or a dot-file or directory at the workspace root that
+/// is neither in [`EXEC_RULES`] nor ordinary (`ORDINARY_DOT_NAMES`).
+pub fn note_reason(path: &Path) -> Option<&'static str> {
+    let c = comps(path);
+    if let Some(r) = AGENT_INSTRUCTIONS.iter().find(|r| matches(r, &c)) {
+        return Some(r.why);
+    }
+    let first = c.first()?;
+    if is_dotgit(first) {
+        return None;
+    }
+    let ordinary = ORDINARY_DOT_NAMES.iter().any(|o| {
+        let o = o.to_lowercase();
+        match o.strip_suffix('*') {
+            Some(prefix) => first.starts_with(prefix),
+            None => *first == o,
+        }
+    });
+    (first.starts_with('.') && !ordinary && exec_reason(path).is_none()).then_some(
+        "a dot-file or directory at the workspace root that airlock does not know: find which \
+         tool reads it before you open the workspace in that tool",
+    )
+}
 
 /// Code points HFS+ ignores when comparing names (git's `is_hfs_dotgit`, utf8.c
 /// `next_hfs_char`): zero-width joiners and direction marks, BOM.
@@ -254,6 +527,10 @@ fn matches(rule: &ExecRule, c: &[String]) -> bool {
             .iter()
             .enumerate()
             .any(|(i, x)| x == a && at(i) && (i + 1 == n || c.get(i + 1).is_some_and(|y| y == b))),
+        Below(a, b) => c
+            .windows(2)
+            .enumerate()
+            .any(|(i, w)| w[0] == a && w[1] == b && at(i)),
         In(d, names) => {
             (last == d && at(n - 1))
                 || (n >= 2
@@ -378,6 +655,128 @@ pub fn link_escapes(workspace: &Path, link: &Path, target: &Path) -> bool {
     false
 }
 
+/// How many links [`link_lands_in`] follows before it gives up (Linux's `MAXSYMLINKS`, 40).
+const MAX_LINK_HOPS: usize = 40;
+
+/// Where a workspace link leads, followed as the kernel would (component by component, each
+/// link met on the way replaced by its target, `..` taken from the resolved directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEnd {
+    /// A path inside the workspace (relative to its root; empty for the root itself).
+    Inside(PathBuf),
+    /// Above the root or absolute outside it ([`link_escapes`] reports those).
+    Outside,
+    /// More than `MAX_LINK_HOPS` links, or a loop.
+    TooDeep,
+}
+
+/// Follows the link at `link` (relative to `workspace`) with target `target`; `link_of(p)` is
+/// the target of `p` (relative to the workspace) when `p` is a link in the result of the merge.
+pub fn link_lands_in(
+    workspace: &Path,
+    link: &Path,
+    target: &Path,
+    link_of: &dyn Fn(&Path) -> Option<PathBuf>,
+) -> LinkEnd {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    let mut done: Vec<OsString> = Vec::new();
+    let mut todo: VecDeque<OsString> = VecDeque::new();
+    // Queues `t` to be walked from the directory `done` (from the root when absolute).
+    let queue = |t: &Path, done: &mut Vec<OsString>, todo: &mut VecDeque<OsString>| -> bool {
+        let rest = if t.is_absolute() {
+            let Ok(r) = t.strip_prefix(workspace) else {
+                return false;
+            };
+            done.clear();
+            r
+        } else {
+            t
+        };
+        for c in rest.components().rev() {
+            match c {
+                Component::Normal(n) => todo.push_front(n.to_os_string()),
+                Component::ParentDir => todo.push_front("..".into()),
+                Component::CurDir => {}
+                Component::RootDir | Component::Prefix(_) => return false,
+            }
+        }
+        true
+    };
+    for c in link.parent().unwrap_or(Path::new("")).components() {
+        if let Component::Normal(n) = c {
+            done.push(n.to_os_string());
+        }
+    }
+    if target.as_os_str().is_empty() || !queue(target, &mut done, &mut todo) {
+        return LinkEnd::Outside;
+    }
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            if done.pop().is_none() {
+                return LinkEnd::Outside;
+            }
+            continue;
+        }
+        done.push(c);
+        let here: PathBuf = done.iter().collect();
+        if let Some(t) = link_of(&here) {
+            hops += 1;
+            if hops > MAX_LINK_HOPS {
+                return LinkEnd::TooDeep;
+            }
+            done.pop();
+            if t.as_os_str().is_empty() || !queue(&t, &mut done, &mut todo) {
+                return LinkEnd::Outside;
+            }
+        }
+    }
+    LinkEnd::Inside(done.iter().collect())
+}
+
+/// Why a link inside the workspace executes on the host by where it leads (`None` when it
+/// leads somewhere ordinary or outside, which [`link_escapes`] reports): into the repository's
+/// `.git` or any git directory or lookalike ([`is_dotgit`] on any component), onto a path of
+/// [`exec_reason`], or through too many links. What the user (an editor's save, a generator,
+/// `cp x d/`) later writes through such a link lands in git's hooks or config, or another file
+/// a host tool runs.
+pub fn link_reason(
+    workspace: &Path,
+    link: &Path,
+    target: &Path,
+    link_of: &dyn Fn(&Path) -> Option<PathBuf>,
+) -> Option<String> {
+    match link_lands_in(workspace, link, target, link_of) {
+        LinkEnd::Outside => None,
+        LinkEnd::TooDeep => Some(format!(
+            "a symbolic link to {} through more than {MAX_LINK_HOPS} links (or a loop): where \
+             it leads cannot be checked",
+            crate::quote::path(target)
+        )),
+        LinkEnd::Inside(p) => {
+            let shown = if p.as_os_str().is_empty() {
+                ".".to_string()
+            } else {
+                crate::quote::path(&p).to_string()
+            };
+            let into_git = p
+                .components()
+                .any(|c| matches!(c, Component::Normal(n) if is_dotgit(&n.to_string_lossy())));
+            if into_git {
+                Some(format!(
+                    "a symbolic link into a git directory ({shown}): what is written through it \
+                     lands in git's hooks and config, which run at the next git command"
+                ))
+            } else {
+                exec_reason(&p).map(|why| {
+                    format!("a symbolic link to {shown}, where files execute on the host ({why})")
+                })
+            }
+        }
+    }
+}
+
 /// The workspace repository's `core.hooksPath`, relative to the workspace, when it names a
 /// directory inside it (husky sets `.husky/_`; a project may use `tools/hooks`): git runs every
 /// hook there. Read from the real `.git/config` only (the user's file; in an overlay session the
@@ -400,8 +799,13 @@ pub fn hooks_dir(workspace: &Path) -> Option<PathBuf> {
 }
 
 fn read_hooks_dir(workspace: &Path) -> Option<PathBuf> {
-    let config = workspace.join(".git/config");
-    if !std::fs::symlink_metadata(&config).is_ok_and(|m| m.is_file()) {
+    // Only a repository's own `.git` directory (not a gitdir file, not a link: a worktree's
+    // `.git` is the agent's to write).
+    let dot_git = workspace.join(".git");
+    let config = dot_git.join("config");
+    if !std::fs::symlink_metadata(&dot_git).is_ok_and(|m| m.is_dir())
+        || !std::fs::symlink_metadata(&config).is_ok_and(|m| m.is_file())
+    {
         return None;
     }
     let mut c = crate::hostgit::command();
@@ -559,12 +963,37 @@ pub enum Version {
 }
 
 /// The concerns of one change: its name ([`exec_reason`], [`git_shaped`] with `has`), a link's
-/// target, a file's content. The same function for the upper layer and for commits.
+/// target ([`link_escapes`], [`link_reason`]), a file's content. The same function for the
+/// upper layer and for commits. Links met on the way are the host workspace's
+/// ([`host_link_of`]); [`concerns_in`] takes the merge result's instead.
 pub fn concerns(
     workspace: &Path,
     path: &Path,
     version: &Version,
     has: &dyn Fn(&Path, bool) -> bool,
+) -> Vec<Concern> {
+    concerns_in(workspace, path, version, has, &|p| {
+        host_link_of(workspace, p)
+    })
+}
+
+/// The target of `p` (relative to `workspace`) when it is a link in the host's workspace.
+pub fn host_link_of(workspace: &Path, p: &Path) -> Option<PathBuf> {
+    let full = workspace.join(p);
+    std::fs::symlink_metadata(&full)
+        .ok()
+        .filter(|m| m.file_type().is_symlink())
+        .and_then(|_| std::fs::read_link(&full).ok())
+}
+
+/// [`concerns`], with `link_of(p)`: the target of `p` when it is a link in the result of the
+/// merge (a chain of links is followed through it).
+pub fn concerns_in(
+    workspace: &Path,
+    path: &Path,
+    version: &Version,
+    has: &dyn Fn(&Path, bool) -> bool,
+    link_of: &dyn Fn(&Path) -> Option<PathBuf>,
 ) -> Vec<Concern> {
     let mut out = Vec::new();
     if let Some(why) = exec_reason(path) {
@@ -587,8 +1016,15 @@ pub fn concerns(
         )));
     }
     match version {
-        Version::Link(t) if link_escapes(workspace, path, t) => {
-            out.push(Concern::OutsideLink(t.clone()));
+        Version::Link(t) => {
+            // Both may hold (`sub/../.git`: `..` after a name counts as leaving): each flag.
+            if link_escapes(workspace, path, t) {
+                out.push(Concern::OutsideLink(t.clone()));
+            }
+            let exec = out.iter().any(|k| matches!(k, Concern::Exec(_)));
+            if let Some(why) = link_reason(workspace, path, t, link_of).filter(|_| !exec) {
+                out.push(Concern::Exec(why));
+            }
         }
         Version::File(Err(u)) => out.push(Concern::Unshown(u.clone())),
         _ => {}
@@ -737,6 +1173,197 @@ mod tests {
         ] {
             assert!(!exec(p), "{p}");
         }
+    }
+
+    /// Y4: other agents' and editors' project files that start a program, an MCP or language
+    /// server, or send data to a URL the file names, at the root and two directories down.
+    #[test]
+    fn other_tools_project_files_execute_at_any_depth() {
+        let names = [
+            "opencode.json",
+            "opencode.jsonc",
+            ".opencode/opencode.json",
+            ".opencode/plugin/x.js",
+            ".amazonq/mcp.json",
+            ".amazonq/cli-agents/a.json",
+            ".kiro/settings/mcp.json",
+            ".kiro/hooks/h.kiro.hook",
+            ".roo/mcp.json",
+            ".kilocode/mcp.json",
+            ".clinerules/hooks/PreToolUse",
+            ".cline/hooks/TaskStart",
+            ".continue/config.yaml",
+            ".continue/mcpServers/x.yaml",
+            ".codex/config.toml",
+            ".windsurf/hooks.json",
+            "crush.json",
+            ".crush.json",
+            ".qwen/settings.json",
+            ".junie/mcp/mcp.json",
+            ".aider.conf.yml",
+            ".zed/settings.json",
+            ".zed/tasks.json",
+            ".helix/languages.toml",
+            ".theia/tasks.json",
+            ".fleet/run.json",
+            ".vimrc",
+            "_vimrc",
+            ".exrc",
+            "_exrc",
+            ".gvimrc",
+            ".dir-locals.el",
+            ".lfsconfig",
+            "gradle/wrapper/gradle-wrapper.properties",
+            "gradle/wrapper/gradle-wrapper.jar",
+            ".mvn/extensions.xml",
+            ".mvn/wrapper/maven-wrapper.properties",
+            ".sbtopts",
+            ".jvmopts",
+            ".bazelrc",
+            ".bazelversion",
+            ".bazeliskrc",
+            "bunfig.toml",
+            ".irbrc",
+            ".pryrc",
+            ".ghci",
+            ".pdbrc",
+            ".OpenCode/opencode.json",
+            "OPENCODE.JSON",
+        ];
+        for n in names {
+            assert!(exec(n), "{n}");
+            let deep = format!("a/b/{n}");
+            assert!(exec(&deep), "{deep}");
+        }
+        for p in [
+            "gradle",
+            "src/gradle",
+            "gradle/libs.versions.toml",
+            ".clinerules",
+            ".clinerules/style.md",
+            "docs/opencode.md",
+            "vimrc.txt",
+            "AGENTS.md",
+            "CLAUDE.md",
+            ".github/copilot-instructions.md",
+        ] {
+            assert!(!exec(p), "{p}");
+        }
+    }
+
+    /// Instructions for the next agent and unknown top-level dot-names are noted, not refused;
+    /// ordinary dot-names, the table's own entries and `.git` are not noted.
+    #[test]
+    fn instructions_and_unknown_dot_names_are_noted() {
+        let note = |p: &str| note_reason(Path::new(p));
+        for p in [
+            "AGENTS.md",
+            "sub/dir/AGENTS.md",
+            "CLAUDE.md",
+            "a/b/CLAUDE.md",
+            "GEMINI.md",
+            "a/b/GEMINI.md",
+            ".github/copilot-instructions.md",
+            ".github/instructions/x.instructions.md",
+            ".cursorrules",
+            "a/b/.cursorrules",
+            ".clinerules",
+            ".windsurfrules",
+            ".newagent/config.json",
+            ".newagentrc",
+        ] {
+            assert!(note(p).is_some(), "{p}");
+            assert!(!exec(p), "{p}: a note, not a refusal");
+        }
+        for p in [
+            ".gitignore",
+            ".editorconfig",
+            ".prettierrc.json",
+            ".eslintrc.cjs",
+            ".github/workflows/x.yml",
+            ".github/dependabot.yml",
+            ".pytest_cache/v/cache/x",
+            ".envrc",
+            ".vscode/tasks.json",
+            ".git/refs/heads/main",
+            "src/.hidden",
+            "README.md",
+            "docs/github/copilot-instructions.md",
+        ] {
+            assert!(note(p).is_none(), "{p}");
+        }
+    }
+
+    /// Y5: a link that leads into a git directory (the repository's own or a nested one, under
+    /// any name git treats as `.git`), or onto an exec file, directly or through another link.
+    #[test]
+    fn links_into_git_directories_execute() {
+        let ws = Path::new("/home/u/ws");
+        let links = [("b", ".git"), ("c/l", "../b/hooks"), ("up", "..")];
+        let link_of = |p: &Path| {
+            links
+                .iter()
+                .find(|(l, _)| Path::new(l) == p)
+                .map(|(_, t)| PathBuf::from(t))
+        };
+        let why = |l: &str, t: &str| link_reason(ws, Path::new(l), Path::new(t), &link_of);
+        for (l, t) in [
+            ("d", ".git"),
+            ("d", ".git/hooks"),
+            ("d", "./.git/config"),
+            ("d", "sub/../.git"),
+            ("d", ".GIT/hooks"),
+            ("d", "git~1/hooks"),
+            ("d", ".git./hooks"),
+            ("x/y/d", "../../.git/hooks"),
+            ("d", "/home/u/ws/.git/hooks"),
+            ("d", "sub/.git"),
+            ("d", ".git/objects"),
+            ("a", "b"),
+            ("a", "b/hooks/pre-commit"),
+            ("a", "c/l"),
+            ("x/a", "../c/l/post-commit"),
+            ("d", ".vscode"),
+            ("d", ".envrc"),
+            ("d", "c/../.husky"),
+        ] {
+            assert!(why(l, t).is_some(), "{l} -> {t}");
+        }
+        for (l, t) in [
+            ("d", "src"),
+            ("d", "x.git/hooks"),
+            ("d", ".gitignore"),
+            ("AGENTS.md", "CLAUDE.md"),
+            ("d", "."),
+            ("d", "../outside"),
+            ("d", "/etc/passwd"),
+            ("d", "up/other"),
+        ] {
+            assert!(why(l, t).is_none(), "{l} -> {t}");
+        }
+        // A loop is refused rather than followed forever.
+        let loop_of = |p: &Path| {
+            (p == Path::new("p") || p == Path::new("q"))
+                .then(|| PathBuf::from(if p == Path::new("p") { "q" } else { "p" }))
+        };
+        assert_eq!(
+            link_lands_in(ws, Path::new("r"), Path::new("p"), &loop_of),
+            LinkEnd::TooDeep
+        );
+        assert!(link_reason(ws, Path::new("r"), Path::new("p/x"), &loop_of).is_some());
+        // Through `concerns`: an exec concern (merge refuses it without --allow-exec-files).
+        let none = |_: &Path, _: bool| false;
+        let k = concerns_in(
+            ws,
+            Path::new("d"),
+            &Version::Link(".git/hooks".into()),
+            &none,
+            &link_of,
+        );
+        assert!(
+            matches!(k.as_slice(), [Concern::Exec(w)] if w.contains("git directory")),
+            "{k:?}"
+        );
     }
 
     /// The repository's own hooks directory, wherever `core.hooksPath` puts it in the workspace

@@ -83,7 +83,8 @@ pub(crate) enum Command {
     ///   airlock prune --dry-run --json
     #[command(verbatim_doc_comment)]
     Prune(PruneArgs),
-    /// Show what a session's agent changed: files as a unified diff, and new commits.
+    /// Show what a session's agent changed: files as a unified diff, and new commits (a worktree
+    /// session: what in its kept worktree would run on the host).
     Diff(SessionArgs),
     /// Land a session's changes in the real workspace.
     ///

@@ -19,8 +19,10 @@
 //! are clean is decided without git's conversion machinery: sizes from `ls-tree -l` first, blob
 //! ids hashed only for same-size regular files. A clean worktree is deleted by airlock itself
 //! (never `git worktree remove`, which runs `git status` in it), with its admin entry, private
-//! directory and branch; a dirty one is kept with its branch holding the agent's commits. A
-//! worktree whose links to the repository were changed is kept, with a warning that names it.
+//! directory and branch; a dirty one is kept with its branch holding the agent's commits, and
+//! reviewed ([`review_against`]: what in it would run on the host, by `airlock diff`'s rules,
+//! from the same no-follow walk). A worktree whose links to the repository were changed is kept,
+//! with a warning that names it.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -67,8 +69,9 @@ pub(crate) enum Outcome {
     /// Nothing changed or committed: worktree, admin entry, private git directory and branch
     /// removed.
     Removed,
-    /// Kept because it holds work (the reason names it).
-    Kept(String),
+    /// Kept because it holds work (the reason names it), with what in it would run on the host
+    /// ([`host_run_paths`]; empty when nothing would).
+    Kept(String, Vec<String>),
     /// Kept because a file tying it to the repository was changed: running git inside it would
     /// honour whatever the agent put there. Each entry names a path and what changed.
     Tampered(Vec<String>),
@@ -307,8 +310,8 @@ pub(crate) fn finish(wt: &Worktree) -> Result<Outcome> {
     if !tampered.is_empty() {
         return Ok(Outcome::Tampered(tampered));
     }
-    if let Some(why) = holds_work(wt)? {
-        return Ok(Outcome::Kept(why));
+    if let Some((why, review)) = holds_work(wt)? {
+        return Ok(Outcome::Kept(why, review));
     }
     remove(wt)?;
     Ok(Outcome::Removed)
@@ -387,8 +390,31 @@ fn private_tip(wt: &Worktree) -> std::result::Result<String, String> {
 }
 
 /// Why the worktree must be kept, if it must: its HEAD left the branch, the branch has commits
-/// (imported into the main repository first), or its files differ from the branch's tree.
-fn holds_work(wt: &Worktree) -> Result<Option<String>> {
+/// (imported into the main repository first), or its files differ from the branch's tree; with
+/// what in it would run on the host ([`review_against`]).
+fn holds_work(wt: &Worktree) -> Result<Option<(String, Vec<String>)>> {
+    // The walk that decided "its files differ" is reviewed as it is (no second walk).
+    let mut walked = None;
+    let Some(why) = why_kept(wt, &mut walked)? else {
+        return Ok(None);
+    };
+    Ok(Some((why, walked.unwrap_or_else(|| review(wt)))))
+}
+
+/// [`review_against`] for the session's worktree; a worktree that cannot be reviewed is
+/// reported as such (one `!!` line), never as harmless.
+pub(crate) fn review(wt: &Worktree) -> Vec<String> {
+    review_against(&wt.path, &wt.git_dir, &wt.base, &wt.format).unwrap_or_else(|e| {
+        vec![format!(
+            "!! {}: could not be reviewed ({e:#}): treat every file in it as untrusted",
+            wt.path.display()
+        )]
+    })
+}
+
+/// Why the worktree must be kept (see [`holds_work`]); when it walked the worktree to decide,
+/// `walked` receives that walk's review ([`host_run_paths`]).
+fn why_kept(wt: &Worktree, walked: &mut Option<Vec<String>>) -> Result<Option<String>> {
     let head = read_regular(&wt.private.join("HEAD")).unwrap_or_default();
     let on_branch = head == format!("ref: refs/heads/{}\n", wt.branch).as_bytes();
     let tip = match private_tip(wt) {
@@ -421,18 +447,143 @@ fn holds_work(wt: &Worktree) -> Result<Option<String>> {
             wt.private.display()
         )));
     }
-    let mut c = trusted_git(&wt.git_dir);
-    c.args(["ls-tree", "-r", "-l", "-z", "--full-tree", &wt.base]);
-    let tree = parse_ls_tree(run(c, "list the branch's files")?.as_bytes());
-    let mut files = BTreeMap::new();
-    walk(&wt.path, Path::new(""), &wt.format, &tree, &mut files)?;
+    let (tree, files) = tree_and_files(&wt.path, &wt.git_dir, &wt.base, &wt.format)?;
     let differ = compare(&tree, &files);
+    *walked = Some(host_run_paths(&wt.path, &wt.git_dir, &tree, &files));
     if differ.is_some() {
         // Nothing committed: the kept worktree's own `.git` (the main repository's admin
         // entry) is all the user needs.
         let _ = remove_tree(&wt.private);
     }
     Ok(differ)
+}
+
+/// The files of `base` (listed by the trusted git of the main repository `git_dir`) and the
+/// worktree at `root` as git would store them (airlock's own walk: [`walk`]).
+fn tree_and_files(
+    root: &Path,
+    git_dir: &Path,
+    base: &str,
+    format: &str,
+) -> Result<(BTreeMap<PathBuf, Entry>, BTreeMap<PathBuf, Entry>)> {
+    let mut c = trusted_git(git_dir);
+    c.args(["ls-tree", "-r", "-l", "-z", "--full-tree", base]);
+    let tree = parse_ls_tree(run(c, "list the branch's files")?.as_bytes());
+    let mut files = BTreeMap::new();
+    walk(root, Path::new(""), format, &tree, &mut files)?;
+    Ok((tree, files))
+}
+
+/// What in the worktree at `root` would run on the host, by the rules `airlock diff` marks `!!`
+/// in an overlay session ([`airlock_session::review`]): every path the agent added or changed
+/// (committed or not: everything in the worktree that is not as in the session's base commit),
+/// one line each, `path: why`. Read with airlock's own walk; git never runs inside it.
+pub(crate) fn review_against(
+    root: &Path,
+    git_dir: &Path,
+    base: &str,
+    format: &str,
+) -> Result<Vec<String>> {
+    let (tree, files) = tree_and_files(root, git_dir, base, format)?;
+    Ok(host_run_paths(root, git_dir, &tree, &files))
+}
+
+/// The lines of [`review_against`]: `!! PATH: concern` for exec files and links leading out of
+/// the worktree or into a git directory (everything inside a nested git directory is one line,
+/// its directory), then `!  PATH: note` for what `diff` notes in an overlay session (the next
+/// agent's instructions, unknown top-level dot-names). The hooks directory is the main
+/// repository's `core.hooksPath` (git_dir's config, shared by its worktrees; a relative one is
+/// taken from the worktree's root).
+fn host_run_paths(
+    root: &Path,
+    git_dir: &Path,
+    tree: &BTreeMap<PathBuf, Entry>,
+    files: &BTreeMap<PathBuf, Entry>,
+) -> Vec<String> {
+    use airlock_session::review::{concerns_in, hooks_dir, is_dotgit, Concern, Version};
+    let hooks = git_dir.parent().and_then(hooks_dir);
+    let has = |p: &Path, dir: bool| {
+        if dir {
+            files
+                .range(p.to_path_buf()..)
+                .take_while(|(f, _)| f.starts_with(p))
+                .any(|(f, _)| f != p)
+        } else {
+            files.get(p).is_some_and(|e| e.mode != "040000")
+        }
+    };
+    let link_of = |p: &Path| {
+        files
+            .get(p)
+            .filter(|e| e.mode == "120000")
+            .and_then(|_| std::fs::read_link(root.join(p)).ok())
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (p, got) in files {
+        let same = tree
+            .get(p)
+            .is_some_and(|t| t.mode == got.mode && !got.oid.is_empty() && t.oid == got.oid);
+        if same {
+            continue;
+        }
+        let version = match got.mode.as_str() {
+            "120000" => std::fs::read_link(root.join(p)).map_or(Version::Other, Version::Link),
+            "040000" => Version::Dir,
+            "100644" | "100755" => Version::File(Ok(String::new())),
+            _ => Version::Other,
+        };
+        let mut found = concerns_in(root, p, &version, &has, &link_of);
+        if let Some(d) = hooks.as_ref().filter(|d| p.starts_with(d)) {
+            if !found.iter().any(|k| matches!(k, Concern::Exec(_))) {
+                found.push(Concern::Exec(format!(
+                    "the repository's core.hooksPath is {}: git runs the hooks there at the next \
+                     git command in the worktree",
+                    airlock_session::quote::path(d)
+                )));
+            }
+        }
+        for k in found {
+            if matches!(k, Concern::Unshown(_)) {
+                continue;
+            }
+            // A nested git directory is named once, not file by file.
+            let mut shown = PathBuf::new();
+            for c in p.components() {
+                shown.push(c);
+                if is_dotgit(&c.as_os_str().to_string_lossy()) {
+                    break;
+                }
+            }
+            if seen.insert(shown.clone()) {
+                out.push(format!("!! {}: {k}", airlock_session::quote::path(&shown)));
+            }
+        }
+        if let Some(note) = airlock_session::review::note_reason(p) {
+            notes.push(format!("!  {}: {note}", airlock_session::quote::path(p)));
+        }
+    }
+    out.extend(notes);
+    out
+}
+
+/// The lines printed after a kept worktree's path when something in it would run on the host.
+pub(crate) fn review_warning(path: &Path, review: &[String]) -> String {
+    const MAX_LISTED: usize = 40;
+    let mut s = format!(
+        "airlock: the agent left files in the worktree {} that run on the host (!!) or that you \
+         should read first (!); review these before you enter or build in the worktree (a `cd` \
+         with a git-aware prompt, direnv, an editor, `cargo test`, the next agent run them):",
+        path.display()
+    );
+    for l in review.iter().take(MAX_LISTED) {
+        s.push_str(&format!("\n  {l}"));
+    }
+    if review.len() > MAX_LISTED {
+        s.push_str(&format!("\n  ... and {} more", review.len() - MAX_LISTED));
+    }
+    s
 }
 
 /// Copies the commits up to `tip` from the private directory into the main repository and
@@ -879,7 +1030,7 @@ mod tests {
         agent_git(&wt, &["add", "-A"]);
         agent_git(&wt, &["commit", "-qm", "agent"]);
         let out = finish(&wt).expect("finish");
-        assert!(matches!(out, Outcome::Kept(_)), "{out:?}");
+        assert!(matches!(out, Outcome::Kept(..)), "{out:?}");
         let mut c = trusted_git(&wt.git_dir);
         c.args(["log", "--format=%s", &format!("refs/heads/{}", wt.branch)]);
         assert_eq!(run(c, "log").expect("log"), "agent\ninit\n");
@@ -930,7 +1081,7 @@ mod tests {
             let start = Instant::now();
             let out = finish(&wt).expect("finish");
             assert!(start.elapsed() < Duration::from_secs(10), "{what}");
-            assert!(matches!(out, Outcome::Kept(_)), "{what}: {out:?}");
+            assert!(matches!(out, Outcome::Kept(..)), "{what}: {out:?}");
             let mut c = trusted_git(&wt.git_dir);
             c.args(["for-each-ref"]);
             assert_eq!(run(c, "refs").expect("refs"), before, "{what}");
@@ -952,7 +1103,7 @@ mod tests {
                 .expect("truncate");
             let start = Instant::now();
             assert!(
-                matches!(finish(&wt).expect("finish"), Outcome::Kept(_)),
+                matches!(finish(&wt).expect("finish"), Outcome::Kept(..)),
                 "{f}"
             );
             assert!(start.elapsed() < Duration::from_secs(10), "{f}");
@@ -1000,11 +1151,65 @@ mod tests {
             let wt = setup(t.path());
             change(&wt.path);
             assert!(
-                matches!(finish(&wt).expect("finish"), Outcome::Kept(_)),
+                matches!(finish(&wt).expect("finish"), Outcome::Kept(..)),
                 "{what}"
             );
             assert!(wt.path.join(".git").exists(), "{what}");
         }
+    }
+
+    /// REDTEAM4 Y6 without commits: the walk that found the change is reviewed; each planted
+    /// file that runs on the host is one `!!` line (a nested repository one line), the next
+    /// agent's instructions a `!` line, an ordinary file or an unchanged tracked one none.
+    #[test]
+    fn a_kept_worktree_without_commits_is_reviewed() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let wt = setup(t.path());
+        for (p, body) in [
+            ("sub/.git/config", "[core]\n\tfsmonitor = x\n"),
+            ("sub/.git/HEAD", "ref: refs/heads/main\n"),
+            ("a/b/g/.git", "gitdir: ../x\n"),
+            ("a/b/.envrc", "x\n"),
+            (".cargo/config.toml", "x\n"),
+            ("AGENTS.md", "x\n"),
+            ("ordinary.txt", "x\n"),
+        ] {
+            let f = wt.path.join(p);
+            std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+            std::fs::write(f, body).expect("write");
+        }
+        std::os::unix::fs::symlink(".cargo", wt.path.join("lk")).expect("ln");
+        // The main repository's hooks directory applies to its worktrees.
+        let main = wt.git_dir.parent().expect("main");
+        git(main, &["config", "core.hooksPath", "tools/hooks"]);
+        std::fs::create_dir_all(wt.path.join("tools/hooks")).expect("mkdir");
+        std::fs::write(wt.path.join("tools/hooks/pre-commit"), "x\n").expect("write");
+        let Outcome::Kept(_, review) = finish(&wt).expect("finish") else {
+            panic!("not kept");
+        };
+        let all = review.join("\n");
+        for p in [
+            "sub/.git",
+            "a/b/g/.git",
+            "a/b/.envrc",
+            ".cargo/config.toml",
+            "lk",
+            "tools/hooks/pre-commit",
+        ] {
+            let n = review
+                .iter()
+                .filter(|l| l.starts_with(&format!("!! {p}: ")))
+                .count();
+            assert_eq!(n, 1, "{p}:\n{all}");
+        }
+        assert!(
+            review.iter().any(|l| l.starts_with("!  AGENTS.md: ")),
+            "{all}"
+        );
+        assert!(
+            !all.contains("ordinary.txt") && !all.contains("src/a.rs"),
+            "{all}"
+        );
     }
 
     /// Security review (ISSUE9 follow-up): the session's own branch ref lives in a directory the

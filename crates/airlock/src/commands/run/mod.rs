@@ -278,11 +278,20 @@ fn finish_worktree(session: &str, wt: &worktree::Worktree) {
     let (path, branch) = (wt.path.display(), &wt.branch);
     match worktree::finish(wt) {
         Ok(worktree::Outcome::Removed) => {}
-        Ok(worktree::Outcome::Kept(why)) => eprintln!(
-            "airlock: session {session}: worktree kept at {path} (branch {branch}): {why}"
-        ),
+        Ok(worktree::Outcome::Kept(why, review)) => {
+            eprintln!(
+                "airlock: session {session}: worktree kept at {path} (branch {branch}): {why}"
+            );
+            if !review.is_empty() {
+                eprintln!("{}", worktree::review_warning(&wt.path, &review));
+            }
+        }
         Ok(worktree::Outcome::Tampered(what)) => {
-            eprintln!("{}", worktree::tamper_warning(session, wt, &what))
+            eprintln!("{}", worktree::tamper_warning(session, wt, &what));
+            let review = worktree::review(wt);
+            if !review.is_empty() {
+                eprintln!("{}", worktree::review_warning(&wt.path, &review));
+            }
         }
         Err(e) => eprintln!("airlock: session {session}: worktree {path} left in place: {e:#}"),
     }
