@@ -6686,6 +6686,8 @@ fn a_deep_tree_is_refused_not_fatal() {
     }
     let o = repo.airlock(&["rm", "--force", "plain"]);
     o.assert_code(0);
+}
+
 /// Runs `airlock ARGS` in `repo` (with `env`) under a Python wrapper that reports the largest
 /// resident size any of its processes reached (getrusage RUSAGE_CHILDREN, airlock and the host
 /// gits it waited for) and the time taken; stdout goes to `out`. Killed after 300 s.
