@@ -52,8 +52,9 @@ pub enum Runtime {
     Runc,
     Crun,
     /// gVisor: a user-space kernel between the agent and the host. Its own networking is off
-    /// (`network=none`) and host unix sockets may be opened (`host-uds=open`), which the control
-    /// socket needs.
+    /// (`network=none`), host unix sockets may be connected to (`host-uds=open`), which the
+    /// control socket and the egress relay need ([`Runtime::relays_egress`]), and the engine's
+    /// seccomp profile is applied inside (`oci-seccomp`; gVisor ignores it otherwise).
     Runsc,
     Kata,
 }
@@ -83,24 +84,25 @@ impl Runtime {
         }
     }
 
-    /// Why airlock's sandbox cannot run on this runtime, if it cannot. The container's pid 1
-    /// hands the proxy, DNS and audit listeners it makes in the container's network namespace
-    /// to the supervisor as descriptors (SCM_RIGHTS); a runtime that puts its own kernel
-    /// between the container and the host cannot pass them out.
+    /// Why airlock's sandbox cannot run on this runtime, if it cannot.
     pub fn unsupported(self) -> Option<&'static str> {
         match self {
-            Runtime::Runc | Runtime::Crun => None,
-            Runtime::Runsc => Some(
-                "gVisor's sockets live in its own kernel (with network=none in its netstack, \
-                 with network=host in its sentry), and it refuses to send them over a host unix \
-                 socket (sendmsg with SCM_RIGHTS: EINVAL), so the listeners airlock makes inside \
-                 cannot reach the supervisor and the sandbox would have no egress policy",
-            ),
+            Runtime::Runc | Runtime::Crun | Runtime::Runsc => None,
             Runtime::Kata => Some(
                 "a Kata container runs in a virtual machine, whose sockets cannot be passed to \
-                 the host as descriptors",
+                 the host as descriptors, and whose host unix sockets airlock has no relay for",
             ),
         }
+    }
+
+    /// Whether the container's pid 1 relays the proxy, DNS and audit connections to the
+    /// supervisor's unix sockets instead of handing the listeners out (SCM_RIGHTS). gVisor's
+    /// sockets live in its own kernel (its netstack, with `network=none`) and it refuses to send
+    /// them over a host unix socket (sendmsg: EINVAL), so there the listeners stay inside and a
+    /// relay forwards each connection; with runc and crun nothing of airlock's but the command's
+    /// pid 1 stays inside.
+    pub fn relays_egress(self) -> bool {
+        self == Runtime::Runsc
     }
 
     /// The executable that implements it.
@@ -115,7 +117,11 @@ impl Runtime {
     /// `--runtime-flag`, or expected in the Docker daemon's runtime registration).
     pub fn flags(self) -> Vec<String> {
         match self {
-            Runtime::Runsc => vec!["network=none".into(), "host-uds=open".into()],
+            Runtime::Runsc => vec![
+                "network=none".into(),
+                "host-uds=open".into(),
+                "oci-seccomp".into(),
+            ],
             _ => Vec::new(),
         }
     }
@@ -496,6 +502,13 @@ impl Engine {
         }
     }
 
+    /// Whether this engine's containers relay egress ([`Runtime::relays_egress`]).
+    pub fn relays_egress(&self) -> bool {
+        self.runtime
+            .or(self.service_runtime)
+            .is_some_and(Runtime::relays_egress)
+    }
+
     /// What the engine said about itself.
     pub fn facts(&self) -> &EngineFacts {
         &self.facts
@@ -684,11 +697,17 @@ mod tests {
             assert_eq!(Runtime::parse(s), Some(r));
         }
         assert_eq!(Runtime::parse("Runc"), None);
-        assert!(Runtime::Runc.unsupported().is_none() && Runtime::Crun.unsupported().is_none());
-        assert!(Runtime::Runsc
+        for r in [Runtime::Runc, Runtime::Crun, Runtime::Runsc] {
+            assert!(r.unsupported().is_none(), "{r:?}");
+        }
+        assert!(Runtime::Kata
             .unsupported()
-            .is_some_and(|w| w.contains("SCM_RIGHTS")));
-        assert!(Runtime::Kata.unsupported().is_some());
+            .is_some_and(|w| w.contains("virtual machine")));
+        // Only gVisor keeps a relay inside; runc and crun hand the listeners out.
+        assert!(Runtime::Runsc.relays_egress());
+        assert!(![Runtime::Runc, Runtime::Crun, Runtime::Kata]
+            .iter()
+            .any(|r| r.relays_egress()));
     }
 
     /// Known host causes of engine errors get their fix.
@@ -705,9 +724,9 @@ mod tests {
     /// An unusable runtime is refused before anything is started or looked up.
     #[test]
     fn unusable_runtime_is_refused_first() {
-        let e = Engine::connect(EngineKind::Podman, Some(Runtime::Runsc), &discovery(1000))
-            .expect_err("runsc");
-        assert!(e.to_string().contains("gVisor"), "{e}");
+        let e = Engine::connect(EngineKind::Podman, Some(Runtime::Kata), &discovery(1000))
+            .expect_err("kata");
+        assert!(e.to_string().contains("virtual machine"), "{e}");
         assert_eq!(e.exit_code(), 125);
         let e = Engine::connect(EngineKind::Podman, Some(Runtime::Crun), &discovery(1000))
             .expect_err("not on PATH");

@@ -81,13 +81,24 @@ pub(crate) fn ensure_no_capabilities() -> Result<(), SandboxError> {
         CapSet::Ambient,
     ];
     let mut left = Vec::new();
+    let mut permitted_or_inheritable = false;
     for set in sets {
-        let held = caps::read(None, set).map_err(|e| {
-            SandboxError::failed(
-                Step::Capabilities,
-                format!("cannot read {set:?} capabilities: {e}"),
-            )
-        })?;
+        let held = match caps::read(None, set) {
+            Ok(h) => h,
+            // A kernel without ambient capabilities to read (gVisor answers PR_CAP_AMBIENT with
+            // EINVAL): none can be ambient unless it is both permitted and inheritable
+            // (capabilities(7), "the ambient set obeys the invariant"), both read empty above.
+            Err(_) if matches!(set, CapSet::Ambient) && !permitted_or_inheritable => continue,
+            Err(e) => {
+                return Err(SandboxError::failed(
+                    Step::Capabilities,
+                    format!("cannot read {set:?} capabilities: {e}"),
+                ))
+            }
+        };
+        if matches!(set, CapSet::Permitted | CapSet::Inheritable) && !held.is_empty() {
+            permitted_or_inheritable = true;
+        }
         if !held.is_empty() {
             left.push(format!("{set:?}: {held:?}"));
         }
@@ -136,6 +147,12 @@ pub(crate) enum UnixSockets {
     /// A seccomp user notification on connect(2), answered by the supervisor, and no unix
     /// datagram sockets (their sendto(2) address cannot be checked without a race).
     Gate,
+    /// The runtime's own kernel (gVisor), where neither exists: it has no Landlock, no seccomp
+    /// user notification and no `NETLINK_SOCK_DIAG`. Its sockets are its own; a host socket is
+    /// reached only through its host-UDS support, which the container backend limits to
+    /// connecting (`host-uds=open`), and the filter installed here refuses pathname sockets to
+    /// the command ([`no_unix_sockets_filter`]).
+    Runtime,
 }
 
 impl UnixSockets {
@@ -158,7 +175,7 @@ impl UnixSockets {
 pub(crate) fn landlock(writable: &[PathBuf], unix: UnixSockets) -> Result<String, SandboxError> {
     let abi = match unix {
         UnixSockets::Landlock => ABI::V9,
-        UnixSockets::Gate => ABI::V6,
+        UnixSockets::Gate | UnixSockets::Runtime => ABI::V6,
     };
     let err =
         |e: landlock::RulesetError| SandboxError::failed(Step::Landlock, format!("landlock: {e}"));
@@ -191,6 +208,7 @@ pub(crate) fn landlock(writable: &[PathBuf], unix: UnixSockets) -> Result<String
     let unix_note = match unix {
         UnixSockets::Landlock => "; unix sockets: Landlock",
         UnixSockets::Gate => "; unix sockets: connect gate",
+        UnixSockets::Runtime => "; unix sockets: the runtime's kernel",
     };
     Ok(match status.ruleset {
         RulesetStatus::FullyEnforced => format!("fully enforced{unix_note}"),
@@ -680,7 +698,7 @@ pub(crate) fn seccomp(unix: UnixSockets) -> Result<Option<std::os::fd::OwnedFd>,
     }
     match unix {
         UnixSockets::Gate => install_connect_gate().map(Some),
-        UnixSockets::Landlock => Ok(None),
+        UnixSockets::Landlock | UnixSockets::Runtime => Ok(None),
     }
 }
 

@@ -147,6 +147,10 @@ pub(crate) enum Command {
     ContainerInit {
         /// The supervisor's control socket, bind-mounted into the container.
         socket: std::path::PathBuf,
+        /// Keep the network listeners inside and relay their connections to the supervisor's
+        /// unix sockets next to SOCKET (a runtime whose sockets cannot be handed out: gVisor).
+        #[arg(long)]
+        relay: bool,
     },
     /// Internal: one escape probe run inside the sandbox by `selftest`. Not for direct use.
     #[command(name = "__probe", hide = true)]
