@@ -119,6 +119,14 @@ fn check_limits(engine: &Engine, limits: &Limits) -> Result<(), ContainerError> 
     if !limits.any() {
         return Ok(());
     }
+    if let (Some(p), Some(why)) = (limits.pids, engine.pids_limit_unenforced()) {
+        return Err(ContainerError::Unenforceable {
+            engine: engine.kind().name(),
+            what: format!("the limit asked for (pids {p})"),
+            why: why.into(),
+            hint: "drop the pids limit ([limits] in the config, --pids)".into(),
+        });
+    }
     let Some(why) = limits_unenforced(engine) else {
         return Ok(());
     };
@@ -501,6 +509,10 @@ fn cover(origins: &[(PathBuf, Origin)], inside: &Path) -> Result<Cover, Containe
     })
 }
 
+/// What [`refuse_overlay_on_runtime`]'s error says (for `airlock selftest`, which counts such a
+/// refusal as the session never starting).
+pub const OVERLAY_REFUSED: &str = "does not make Podman's overlay mounts";
+
 /// Refuses an overlay mount at `target` on a runtime that does not make it: Podman hands its
 /// overlay volumes to the runtime as mounts of type `overlay`, which gVisor does not mount (the
 /// path would be missing inside, or show the image's directory).
@@ -512,8 +524,8 @@ fn refuse_overlay_on_runtime(engine: &Engine, target: &Path) -> Result<(), Conta
         return Ok(());
     }
     Err(ContainerError::Unsupported(format!(
-        "runtime {} does not make Podman's overlay mounts, which the overlay view of {} needs; \
-         use --mode bind (or drop the ecosystem preset that overlays it), or --runtime runc",
+        "runtime {} {OVERLAY_REFUSED}, which the overlay view of {} needs; use --mode bind (or \
+         drop the ecosystem preset that overlays it), or --runtime runc",
         engine.runtime_name(),
         target.display()
     )))

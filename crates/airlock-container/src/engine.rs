@@ -509,6 +509,21 @@ impl Engine {
             .is_some_and(Runtime::relays_egress)
     }
 
+    /// Why a pids limit would not bound the command's processes on this engine's runtime, if it
+    /// would not: gVisor runs them as tasks of its own kernel, so the container's pids cgroup
+    /// counts the sandbox's host threads instead (and runsc 20221219 hangs starting a container
+    /// that has one through Podman's API).
+    pub fn pids_limit_unenforced(&self) -> Option<&'static str> {
+        self.runtime
+            .or(self.service_runtime)
+            .filter(|r| *r == Runtime::Runsc)
+            .map(|_| {
+                "gVisor (runsc) runs the command's processes in its own kernel, where the \
+                 container's pids cgroup does not count them; use --runtime runc or crun, or the \
+                 native backend"
+            })
+    }
+
     /// What the engine said about itself.
     pub fn facts(&self) -> &EngineFacts {
         &self.facts

@@ -381,32 +381,39 @@ fn run_inside(
         tty_slave = Some(slave);
     }
     if let Some(net) = spec.net {
-        let proxy = TcpListener::bind(("127.0.0.1", net.proxy_port)).map_err(|e| {
+        // Handed out, the listeners keep 127.0.0.1 and the host kernel keeps anything else off
+        // their ports. A relay's stay in gVisor's netstack, which lets any two sockets that
+        // both set SO_REUSEADDR share a port, listening or not (Linux refuses a listening one):
+        // there they are made without it, on the wildcard address (only loopback exists:
+        // network=none), so that nothing else binds their ports on any address.
+        let host = if relay.is_some() {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        };
+        let proxy = tcp_listener(host, net.proxy_port, relay.is_none()).map_err(|e| {
             SandboxError::io(
                 Step::Network,
-                format!(
-                    "cannot listen on 127.0.0.1:{} for the proxy",
-                    net.proxy_port
-                ),
+                format!("cannot listen on {host}:{} for the proxy", net.proxy_port),
                 e,
             )
         })?;
-        let dns_udp = UdpSocket::bind(("127.0.0.1", net.dns_port)).map_err(|e| {
+        let dns_udp = UdpSocket::bind((host, net.dns_port)).map_err(|e| {
             SandboxError::io(
                 Step::Network,
-                format!("cannot bind 127.0.0.1:{} for DNS", net.dns_port),
+                format!("cannot bind {host}:{} for DNS", net.dns_port),
                 e,
             )
         })?;
-        let dns_tcp = TcpListener::bind(("127.0.0.1", net.dns_port)).map_err(|e| {
+        let dns_tcp = tcp_listener(host, net.dns_port, relay.is_none()).map_err(|e| {
             SandboxError::io(
                 Step::Network,
-                format!("cannot listen on 127.0.0.1:{} for DNS", net.dns_port),
+                format!("cannot listen on {host}:{} for DNS", net.dns_port),
                 e,
             )
         })?;
         let audit = match net.audit_port {
-            Some(port) => Some(audit_listener(port)?),
+            Some(port) => Some(audit_listener(host, port, relay.is_none())?),
             None => None,
         };
         if relay.is_some() {
@@ -508,6 +515,10 @@ fn run_inside(
     if let (Some(dir), Some(inside)) = (relay, inside.take()) {
         start_relay(dir, inside)?;
     }
+    if unix == security::UnixSockets::Runtime {
+        // After the relay, which connects to the supervisor's sockets; before the command.
+        security::no_unix_sockets()?;
+    }
     let raw: Vec<RawFd> = handed.iter().map(|f| f.as_raw_fd()).collect();
     chan.send(
         &FromInit::Ready {
@@ -593,14 +604,40 @@ fn close_all_but(keep: &[RawFd]) {
 /// The gate's audit channel's listener on 127.0.0.1:`port`. Never SO_REUSEPORT: while the
 /// supervisor (or the relay) holds it nothing inside can bind the port, so only the supervisor
 /// answers the hook (a held ask's allow).
-fn audit_listener(port: u16) -> Result<TcpListener, SandboxError> {
-    TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
+fn audit_listener(host: &str, port: u16, reuse: bool) -> Result<TcpListener, SandboxError> {
+    tcp_listener(host, port, reuse).map_err(|e| {
         SandboxError::io(
             Step::Network,
-            format!("cannot listen on 127.0.0.1:{port} for the gate's audit channel"),
+            format!("cannot listen on {host}:{port} for the gate's audit channel"),
             e,
         )
     })
+}
+
+/// A TCP listener on `host:port`, with SO_REUSEADDR as [`TcpListener::bind`] sets it when
+/// `reuse`, without it otherwise.
+fn tcp_listener(host: &str, port: u16, reuse: bool) -> std::io::Result<TcpListener> {
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn,
+    };
+    if reuse {
+        return TcpListener::bind((host, port));
+    }
+    let ip: std::net::Ipv4Addr = host
+        .parse()
+        .map_err(|_| std::io::Error::other(format!("{host} is not an IPv4 address")))?;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(ip, port)),
+    )?;
+    listen(&fd, Backlog::MAXCONN)?;
+    Ok(TcpListener::from(fd))
 }
 
 /// Waits for the supervisor's [`ToInit::Placed`]: until then this process may not be in the

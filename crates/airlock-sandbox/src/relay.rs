@@ -153,12 +153,9 @@ fn datagrams(sock: UdpSocket, to: &Path) {
     let active = Arc::new(AtomicUsize::new(0));
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        let (n, peer) = match sock.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
+        let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
         };
         if active.fetch_add(1, Ordering::AcqRel) >= MAX_QUERIES {
             active.fetch_sub(1, Ordering::AcqRel);

@@ -150,8 +150,8 @@ pub(crate) enum UnixSockets {
     /// The runtime's own kernel (gVisor), where neither exists: it has no Landlock, no seccomp
     /// user notification and no `NETLINK_SOCK_DIAG`. Its sockets are its own; a host socket is
     /// reached only through its host-UDS support, which the container backend limits to
-    /// connecting (`host-uds=open`), and the filter installed here refuses pathname sockets to
-    /// the command ([`no_unix_sockets_filter`]).
+    /// connecting (`host-uds=open`), which opens every host socket in the sandbox's mounts: the
+    /// command gets no unix socket but socketpair(2)'s ([`no_unix_sockets_filter`]).
     Runtime,
 }
 
@@ -548,6 +548,45 @@ fn x32_filter() -> BpfProgram {
     ]
 }
 
+/// Under [`UnixSockets::Runtime`] (gVisor): socket(2) refuses every AF_UNIX socket with EACCES;
+/// socketpair(2) stays allowed. gVisor can neither tell the supervisor about a connect nor limit
+/// which host sockets are reached (its `host-uds=open`, which the control socket and the egress
+/// relay need, opens every host socket in the sandbox's mounts: a daemon's socket in the
+/// workspace or in a bound directory), and seccomp cannot read a connect's address, so the
+/// command gets no socket that could be connected or sent to by path at all. Installed by pid 1
+/// after it forked the relay, which must connect to the supervisor's sockets.
+fn no_unix_sockets_filter() -> Result<BpfProgram, SandboxError> {
+    use SeccompCmpArgLen::Dword;
+    use SeccompCmpOp::Eq;
+    let af_unix = u64::try_from(libc::AF_UNIX).unwrap_or(1);
+    let mut rules = BTreeMap::new();
+    rules.insert(
+        libc::SYS_socket,
+        vec![rule(vec![cond(0, Dword, Eq, af_unix)?])?],
+    );
+    SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(u32::try_from(libc::EACCES).unwrap_or(13)),
+        target_arch()?,
+    )
+    .map_err(|e| SandboxError::failed(Step::Seccomp, format!("seccomp filter: {e}")))?
+    .try_into()
+    .map_err(|e: seccompiler::BackendError| {
+        SandboxError::failed(Step::Seccomp, format!("seccomp: {e}"))
+    })
+}
+
+/// Installs [`no_unix_sockets_filter`] on the calling thread (requires `no_new_privs`).
+pub(crate) fn no_unix_sockets() -> Result<(), SandboxError> {
+    seccompiler::apply_filter(&no_unix_sockets_filter()?).map_err(|e| {
+        SandboxError::failed(
+            Step::Seccomp,
+            format!("cannot install the seccomp filter refusing unix sockets: {e}"),
+        )
+    })
+}
+
 /// Unix socket types that honour a destination address in sendto(2)/sendmsg(2): only datagram
 /// ones (net/unix/af_unix.c: unix_stream_sendmsg refuses an address with EOPNOTSUPP or EISCONN,
 /// unix_seqpacket_sendmsg drops it, unix_create turns SOCK_RAW into SOCK_DGRAM). seccomp cannot
@@ -715,6 +754,7 @@ mod tests {
     #[test]
     fn unix_filters_compile() {
         assert!(!unix_dgram_filter().expect("dgram").is_empty());
+        assert!(!no_unix_sockets_filter().expect("no unix").is_empty());
         let notify = connect_notify_filter();
         assert!(notify
             .iter()

@@ -381,8 +381,9 @@ pub(crate) struct RunArgs {
     /// Where the sandbox runs.
     #[arg(long, value_enum, default_value = "native")]
     pub(crate) backend: Backend,
-    /// OCI runtime of the container backends: runc, crun, runsc (gVisor) or kata (default: the
-    /// engine's; `airlock doctor` lists those installed).
+    /// OCI runtime of the container backends: runc, crun, runsc (gVisor: rootful Podman,
+    /// --mode bind, no --pids; a relay inside carries egress, docs/containers.md) or kata
+    /// (refused) (default: the engine's; `airlock doctor` lists those installed and usable).
     #[arg(long, value_name = "RUNTIME", env = "AIRLOCK_RUNTIME")]
     pub(crate) runtime: Option<String>,
     /// Image of the container backends (it must be in the engine's local store), of the pod

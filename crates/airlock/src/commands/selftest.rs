@@ -348,6 +348,17 @@ fn run_check(
         inside.got_through = false;
         inside.detail = "refused to start: the engine would not enforce the limit here".into();
     }
+    // Likewise a runtime that cannot make an overlay view (gVisor and Podman's overlay mounts):
+    // refused up front, the session never starts.
+    if inside.error
+        && inside
+            .detail
+            .contains(airlock_container::container::OVERLAY_REFUSED)
+    {
+        inside.error = false;
+        inside.got_through = false;
+        inside.detail = "refused to start: the runtime cannot make the overlay view".into();
+    }
     match &c.verify {
         Verify::Probe => {}
         Verify::HostFileAbsent(p) => {
