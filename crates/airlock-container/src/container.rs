@@ -83,6 +83,9 @@ pub struct ContainerOptions {
 
 /// Why this engine will not enforce cgroup limits here, if it will not.
 pub fn limits_unenforced(engine: &Engine) -> Option<String> {
+    if let Some(why) = engine.limits_ignored() {
+        return Some(why.to_string());
+    }
     let f = engine.facts();
     if f.rootless && f.cgroup_version != "2" {
         return Some(format!(

@@ -114,14 +114,23 @@ impl Runtime {
     }
 
     /// Flags the runtime itself needs for airlock's sandbox (passed by Podman's
-    /// `--runtime-flag`, or expected in the Docker daemon's runtime registration).
-    pub fn flags(self) -> Vec<String> {
+    /// `--runtime-flag`, or expected in the Docker daemon's runtime registration). `rootless`:
+    /// the engine runs without root, where runsc cannot make the container's cgroups
+    /// (`mkdir /sys/fs/cgroup/cpu/ID: permission denied`) and is told to make none
+    /// (`ignore-cgroups`; limits are then refused, [`Engine::limits_ignored`]).
+    pub fn flags(self, rootless: bool) -> Vec<String> {
         match self {
-            Runtime::Runsc => vec![
-                "network=none".into(),
-                "host-uds=open".into(),
-                "oci-seccomp".into(),
-            ],
+            Runtime::Runsc => {
+                let mut f = vec![
+                    "network=none".to_string(),
+                    "host-uds=open".to_string(),
+                    "oci-seccomp".to_string(),
+                ];
+                if rootless {
+                    f.push("ignore-cgroups".into());
+                }
+                f
+            }
             _ => Vec::new(),
         }
     }
@@ -435,7 +444,7 @@ impl Engine {
             Some(p) if d.uid != 0 && p.is_dir() => p.clone(),
             _ => std::env::temp_dir(),
         };
-        let flags = runtime.map(Runtime::flags).unwrap_or_default();
+        let flags = runtime.map(|r| r.flags(d.uid != 0)).unwrap_or_default();
         let mut service =
             PodmanService::spawn(podman, &parent, runtime.map(Runtime::binary), &flags)?;
         service.wait_ready(|p| probe(&rt, p).is_ok())?;
@@ -478,12 +487,12 @@ impl Engine {
                 } else {
                     self.facts.runtimes.join(", ")
                 },
-                if r.flags().is_empty() {
+                if r.flags(self.facts.rootless).is_empty() {
                     String::new()
                 } else {
                     format!(
                         " with runtimeArgs {:?}",
-                        r.flags()
+                        r.flags(self.facts.rootless)
                             .iter()
                             .map(|f| format!("--{f}"))
                             .collect::<Vec<_>>()
@@ -522,6 +531,17 @@ impl Engine {
                  container's pids cgroup does not count them; use --runtime runc or crun, or the \
                  native backend"
             })
+    }
+
+    /// Why this engine's runtime makes no cgroup for the container, if it makes none: runsc
+    /// under a rootless engine runs with `ignore-cgroups` ([`Runtime::flags`]), so memory, pids
+    /// and cpu limits would be ignored.
+    pub fn limits_ignored(&self) -> Option<&'static str> {
+        let runsc = self.runtime.or(self.service_runtime) == Some(Runtime::Runsc);
+        (runsc && self.facts.rootless).then_some(
+            "gVisor (runsc) under rootless Podman cannot make the container's cgroups and runs \
+             with ignore-cgroups",
+        )
     }
 
     /// What the engine said about itself.
