@@ -498,6 +498,16 @@ if err=$("$AIRLOCK" run --backend podman --policy "$WORK/policy.toml" -- true 2>
   else
     skip "podman run" "set AIRLOCK_BENCH_IMAGE to a local image to compare with plain podman run"
   fi
+  # gVisor (rootful): airlock's sessions there relay egress from inside and need --mode bind;
+  # the bare row gets the same runtime flags airlock's Podman service passes.
+  if have runsc && [ "$(id -u)" = 0 ]; then
+    c+=("airlock podman runsc" "$AIRLOCK run --backend podman --runtime runsc --mode bind --policy $WORK/policy.toml -- true")
+    if [ -n "${AIRLOCK_BENCH_IMAGE:-}" ]; then
+      c+=("podman run runsc" "podman --runtime $(command -v runsc) --runtime-flag network=none --runtime-flag host-uds=open --runtime-flag oci-seccomp run --rm --network none $AIRLOCK_BENCH_IMAGE true")
+    fi
+  else
+    skip "gVisor" "runsc is not installed (apt-get install runsc) or not root (rootless Podman cannot run it)"
+  fi
   measure "$OUT/container.json" "${c[@]}"
 else
   skip "container backend" "not available yet: \`airlock run --backend podman\` says: $(printf '%s' "$err" | head -n1 | cut -c1-200)"

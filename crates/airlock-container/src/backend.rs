@@ -87,14 +87,19 @@ impl Backend for ContainerBackend {
         ];
         match limits_unenforced(engine) {
             None => {
+                let no_pids = engine.pids_limit_unenforced();
                 for (name, on) in asked {
-                    if on {
-                        report.enforced.push(format!("{name} (engine)"));
+                    match no_pids {
+                        Some(why) if on && name == "pids" => {
+                            report.missing.push(format!("{name}: {why}"));
+                        }
+                        _ if on => report.enforced.push(format!("{name} (engine)")),
+                        _ => {}
                     }
                 }
                 self.limits = Limits {
                     memory_bytes: limits.memory,
-                    pids: limits.pids,
+                    pids: limits.pids.filter(|_| no_pids.is_none()),
                     cpus: limits.cpus,
                 };
             }

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use airlock_sandbox::message::ChannelListener;
 use airlock_sandbox::unix_gate::UnixRefusal;
-use airlock_sandbox::{RemoteInit, Sandbox, SandboxSpec, WorkspaceView};
+use airlock_sandbox::{RelayedNet, RemoteInit, Sandbox, SandboxSpec, WorkspaceView, RELAY_SOCKETS};
 use bollard::models::{
     ContainerCreateBody, HealthConfig, HostConfig, HostConfigCgroupnsModeEnum, Mount, MountType,
 };
@@ -83,6 +83,9 @@ pub struct ContainerOptions {
 
 /// Why this engine will not enforce cgroup limits here, if it will not.
 pub fn limits_unenforced(engine: &Engine) -> Option<String> {
+    if let Some(why) = engine.limits_ignored() {
+        return Some(why.to_string());
+    }
     let f = engine.facts();
     if f.rootless && f.cgroup_version != "2" {
         return Some(format!(
@@ -118,6 +121,14 @@ pub fn limits_unenforced(engine: &Engine) -> Option<String> {
 fn check_limits(engine: &Engine, limits: &Limits) -> Result<(), ContainerError> {
     if !limits.any() {
         return Ok(());
+    }
+    if let (Some(p), Some(why)) = (limits.pids, engine.pids_limit_unenforced()) {
+        return Err(ContainerError::Unenforceable {
+            engine: engine.kind().name(),
+            what: format!("the limit asked for (pids {p})"),
+            why: why.into(),
+            hint: "drop the pids limit ([limits] in the config, --pids)".into(),
+        });
     }
     let Some(why) = limits_unenforced(engine) else {
         return Ok(());
@@ -501,6 +512,28 @@ fn cover(origins: &[(PathBuf, Origin)], inside: &Path) -> Result<Cover, Containe
     })
 }
 
+/// What [`refuse_overlay_on_runtime`]'s error says (for `airlock selftest`, which counts such a
+/// refusal as the session never starting).
+pub const OVERLAY_REFUSED: &str = "does not make Podman's overlay mounts";
+
+/// Refuses an overlay mount at `target` on a runtime that does not make it: Podman hands its
+/// overlay volumes to the runtime as mounts of type `overlay`, which gVisor does not mount (the
+/// path would be missing inside, or show the image's directory).
+///
+/// # Errors
+/// Names the runtime, the mount and what to use instead.
+fn refuse_overlay_on_runtime(engine: &Engine, target: &Path) -> Result<(), ContainerError> {
+    if !engine.relays_egress() {
+        return Ok(());
+    }
+    Err(ContainerError::Unsupported(format!(
+        "runtime {} {OVERLAY_REFUSED}, which the overlay view of {} needs; use --mode bind (or \
+         drop the ecosystem preset that overlays it), or --runtime runc",
+        engine.runtime_name(),
+        target.display()
+    )))
+}
+
 /// The mounts and tmpfs of the container, and the files they need in `dir`.
 struct Layout {
     mounts: Vec<Mount>,
@@ -531,7 +564,7 @@ fn layout(
     let loader_inside = inside
         .join("lib")
         .join(loader.file_name().unwrap_or_default());
-    let entrypoint = vec![
+    let mut entrypoint = vec![
         loader_inside.display().to_string(),
         "--library-path".into(),
         inside.join("lib").display().to_string(),
@@ -539,6 +572,9 @@ fn layout(
         "__container-init".into(),
         inside.join("ctl/ctl.sock").display().to_string(),
     ];
+    if engine.relays_egress() {
+        entrypoint.push("--relay".into());
+    }
     for b in spec.binds.iter().filter(|b| !b.optional) {
         if b.target.starts_with(inside) {
             continue; // the native view's own copy of airlock
@@ -553,6 +589,7 @@ fn layout(
             work,
             target,
         }) => {
+            refuse_overlay_on_runtime(engine, target)?;
             if engine.kind() == EngineKind::Podman || engine.facts().is_podman() {
                 binds.push(overlay_volume(lower, target, upper, work)?);
             } else {
@@ -567,6 +604,7 @@ fn layout(
     }
     // Host caches with a session layer on top (ecosystem presets): the same overlay mounts.
     for o in &spec.overlays {
+        refuse_overlay_on_runtime(engine, &o.target)?;
         if engine.kind() == EngineKind::Podman || engine.facts().is_podman() {
             binds.push(overlay_volume(&o.lower, &o.target, &o.upper, &o.work)?);
         } else {
@@ -916,6 +954,11 @@ pub fn launch(
     std::fs::write(&seccomp, crate::seccomp::profile().to_string())
         .map_err(|e| ContainerError::io(format!("cannot write {}", seccomp.display()), e))?;
     let listener = ChannelListener::bind(&dir.path().join("ctl/ctl.sock"))?;
+    let relayed = if engine.relays_egress() {
+        Some(relay_sockets(&dir.path().join("ctl"), spec)?)
+    } else {
+        None
+    };
     let body = create_body(&engine, spec, &opts, layout, &seccomp, &facts);
     tracing::debug!(body = ?body, socket = %engine.socket().display(), "creating the container");
     let create_opts = opts
@@ -984,12 +1027,34 @@ pub fn launch(
         .and_then(|r| r.state.and_then(|s| s.pid))
         .and_then(|p| u32::try_from(p).ok())
         .unwrap_or(0);
-    Ok(Sandbox::adopt(
-        spec,
-        chan,
-        Box::new(container),
-        opts.unix_refusals,
-    )?)
+    Ok(match relayed {
+        Some(r) => Sandbox::adopt_relayed(spec, chan, Box::new(container), opts.unix_refusals, r)?,
+        None => Sandbox::adopt(spec, chan, Box::new(container), opts.unix_refusals)?,
+    })
+}
+
+/// The host unix sockets a relaying pid 1 ([`Runtime::relays_egress`]) forwards the proxy, DNS
+/// and audit connections to, in the session's `ctl` directory (mode 0700, the invoker's, bound
+/// read-only at /.airlock/ctl). Listening before the container starts: the relay connects only
+/// when the agent does.
+fn relay_sockets(ctl: &Path, spec: &SandboxSpec) -> Result<RelayedNet, ContainerError> {
+    let [proxy, dns, audit] = RELAY_SOCKETS.map(|n| ctl.join(n));
+    let bind = |p: &Path| {
+        std::os::unix::net::UnixListener::bind(p).map_err(|e| {
+            ContainerError::io(
+                format!("cannot listen on the relay socket {}", p.display()),
+                e,
+            )
+        })
+    };
+    Ok(RelayedNet {
+        proxy: bind(&proxy)?,
+        dns: bind(&dns)?,
+        audit: match spec.net.and_then(|n| n.audit_port) {
+            Some(_) => Some(bind(&audit)?),
+            None => None,
+        },
+    })
 }
 
 #[cfg(test)]

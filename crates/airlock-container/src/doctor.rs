@@ -72,6 +72,20 @@ fn engine_check(d: &Discovery, kind: EngineKind) -> Check {
 fn runtime_check(d: &Discovery, r: Runtime) -> Check {
     let name = format!("runtime {}", r.name());
     match (d.which(r.binary()), r.unsupported()) {
+        (Some(p), None) if r == Runtime::Runsc => check(
+            &name,
+            true,
+            format!(
+                "{}: {}; egress relayed from inside, --mode bind, no --pids (docs/containers.md)",
+                p.display(),
+                if d.uid == 0 {
+                    "rootful Podman"
+                } else {
+                    "rootless Podman with ignore-cgroups (no limits)"
+                }
+            ),
+            String::new(),
+        ),
         (Some(p), None) => check(&name, true, p.display().to_string(), String::new()),
         (Some(p), Some(why)) => check(
             &name,

@@ -52,8 +52,9 @@ pub enum Runtime {
     Runc,
     Crun,
     /// gVisor: a user-space kernel between the agent and the host. Its own networking is off
-    /// (`network=none`) and host unix sockets may be opened (`host-uds=open`), which the control
-    /// socket needs.
+    /// (`network=none`), host unix sockets may be connected to (`host-uds=open`), which the
+    /// control socket and the egress relay need ([`Runtime::relays_egress`]), and the engine's
+    /// seccomp profile is applied inside (`oci-seccomp`; gVisor ignores it otherwise).
     Runsc,
     Kata,
 }
@@ -83,24 +84,25 @@ impl Runtime {
         }
     }
 
-    /// Why airlock's sandbox cannot run on this runtime, if it cannot. The container's pid 1
-    /// hands the proxy, DNS and audit listeners it makes in the container's network namespace
-    /// to the supervisor as descriptors (SCM_RIGHTS); a runtime that puts its own kernel
-    /// between the container and the host cannot pass them out.
+    /// Why airlock's sandbox cannot run on this runtime, if it cannot.
     pub fn unsupported(self) -> Option<&'static str> {
         match self {
-            Runtime::Runc | Runtime::Crun => None,
-            Runtime::Runsc => Some(
-                "gVisor's sockets live in its own kernel (with network=none in its netstack, \
-                 with network=host in its sentry), and it refuses to send them over a host unix \
-                 socket (sendmsg with SCM_RIGHTS: EINVAL), so the listeners airlock makes inside \
-                 cannot reach the supervisor and the sandbox would have no egress policy",
-            ),
+            Runtime::Runc | Runtime::Crun | Runtime::Runsc => None,
             Runtime::Kata => Some(
                 "a Kata container runs in a virtual machine, whose sockets cannot be passed to \
-                 the host as descriptors",
+                 the host as descriptors, and whose host unix sockets airlock has no relay for",
             ),
         }
+    }
+
+    /// Whether the container's pid 1 relays the proxy, DNS and audit connections to the
+    /// supervisor's unix sockets instead of handing the listeners out (SCM_RIGHTS). gVisor's
+    /// sockets live in its own kernel (its netstack, with `network=none`) and it refuses to send
+    /// them over a host unix socket (sendmsg: EINVAL), so there the listeners stay inside and a
+    /// relay forwards each connection; with runc and crun nothing of airlock's but the command's
+    /// pid 1 stays inside.
+    pub fn relays_egress(self) -> bool {
+        self == Runtime::Runsc
     }
 
     /// The executable that implements it.
@@ -112,10 +114,23 @@ impl Runtime {
     }
 
     /// Flags the runtime itself needs for airlock's sandbox (passed by Podman's
-    /// `--runtime-flag`, or expected in the Docker daemon's runtime registration).
-    pub fn flags(self) -> Vec<String> {
+    /// `--runtime-flag`, or expected in the Docker daemon's runtime registration). `rootless`:
+    /// the engine runs without root, where runsc cannot make the container's cgroups
+    /// (`mkdir /sys/fs/cgroup/cpu/ID: permission denied`) and is told to make none
+    /// (`ignore-cgroups`; limits are then refused, [`Engine::limits_ignored`]).
+    pub fn flags(self, rootless: bool) -> Vec<String> {
         match self {
-            Runtime::Runsc => vec!["network=none".into(), "host-uds=open".into()],
+            Runtime::Runsc => {
+                let mut f = vec![
+                    "network=none".to_string(),
+                    "host-uds=open".to_string(),
+                    "oci-seccomp".to_string(),
+                ];
+                if rootless {
+                    f.push("ignore-cgroups".into());
+                }
+                f
+            }
             _ => Vec::new(),
         }
     }
@@ -429,7 +444,7 @@ impl Engine {
             Some(p) if d.uid != 0 && p.is_dir() => p.clone(),
             _ => std::env::temp_dir(),
         };
-        let flags = runtime.map(Runtime::flags).unwrap_or_default();
+        let flags = runtime.map(|r| r.flags(d.uid != 0)).unwrap_or_default();
         let mut service =
             PodmanService::spawn(podman, &parent, runtime.map(Runtime::binary), &flags)?;
         service.wait_ready(|p| probe(&rt, p).is_ok())?;
@@ -472,12 +487,12 @@ impl Engine {
                 } else {
                     self.facts.runtimes.join(", ")
                 },
-                if r.flags().is_empty() {
+                if r.flags(self.facts.rootless).is_empty() {
                     String::new()
                 } else {
                     format!(
                         " with runtimeArgs {:?}",
-                        r.flags()
+                        r.flags(self.facts.rootless)
                             .iter()
                             .map(|f| format!("--{f}"))
                             .collect::<Vec<_>>()
@@ -494,6 +509,39 @@ impl Engine {
             (None, None) if self.facts.default_runtime.is_empty() => "the engine's default".into(),
             (None, None) => self.facts.default_runtime.clone(),
         }
+    }
+
+    /// Whether this engine's containers relay egress ([`Runtime::relays_egress`]).
+    pub fn relays_egress(&self) -> bool {
+        self.runtime
+            .or(self.service_runtime)
+            .is_some_and(Runtime::relays_egress)
+    }
+
+    /// Why a pids limit would not bound the command's processes on this engine's runtime, if it
+    /// would not: gVisor runs them as tasks of its own kernel, so the container's pids cgroup
+    /// counts the sandbox's host threads instead (and runsc 20221219 hangs starting a container
+    /// that has one through Podman's API).
+    pub fn pids_limit_unenforced(&self) -> Option<&'static str> {
+        self.runtime
+            .or(self.service_runtime)
+            .filter(|r| *r == Runtime::Runsc)
+            .map(|_| {
+                "gVisor (runsc) runs the command's processes in its own kernel, where the \
+                 container's pids cgroup does not count them; use --runtime runc or crun, or the \
+                 native backend"
+            })
+    }
+
+    /// Why this engine's runtime makes no cgroup for the container, if it makes none: runsc
+    /// under a rootless engine runs with `ignore-cgroups` ([`Runtime::flags`]), so memory, pids
+    /// and cpu limits would be ignored.
+    pub fn limits_ignored(&self) -> Option<&'static str> {
+        let runsc = self.runtime.or(self.service_runtime) == Some(Runtime::Runsc);
+        (runsc && self.facts.rootless).then_some(
+            "gVisor (runsc) under rootless Podman cannot make the container's cgroups and runs \
+             with ignore-cgroups",
+        )
     }
 
     /// What the engine said about itself.
@@ -684,11 +732,17 @@ mod tests {
             assert_eq!(Runtime::parse(s), Some(r));
         }
         assert_eq!(Runtime::parse("Runc"), None);
-        assert!(Runtime::Runc.unsupported().is_none() && Runtime::Crun.unsupported().is_none());
-        assert!(Runtime::Runsc
+        for r in [Runtime::Runc, Runtime::Crun, Runtime::Runsc] {
+            assert!(r.unsupported().is_none(), "{r:?}");
+        }
+        assert!(Runtime::Kata
             .unsupported()
-            .is_some_and(|w| w.contains("SCM_RIGHTS")));
-        assert!(Runtime::Kata.unsupported().is_some());
+            .is_some_and(|w| w.contains("virtual machine")));
+        // Only gVisor keeps a relay inside; runc and crun hand the listeners out.
+        assert!(Runtime::Runsc.relays_egress());
+        assert!(![Runtime::Runc, Runtime::Crun, Runtime::Kata]
+            .iter()
+            .any(|r| r.relays_egress()));
     }
 
     /// Known host causes of engine errors get their fix.
@@ -705,9 +759,9 @@ mod tests {
     /// An unusable runtime is refused before anything is started or looked up.
     #[test]
     fn unusable_runtime_is_refused_first() {
-        let e = Engine::connect(EngineKind::Podman, Some(Runtime::Runsc), &discovery(1000))
-            .expect_err("runsc");
-        assert!(e.to_string().contains("gVisor"), "{e}");
+        let e = Engine::connect(EngineKind::Podman, Some(Runtime::Kata), &discovery(1000))
+            .expect_err("kata");
+        assert!(e.to_string().contains("virtual machine"), "{e}");
         assert_eq!(e.exit_code(), 125);
         let e = Engine::connect(EngineKind::Podman, Some(Runtime::Crun), &discovery(1000))
             .expect_err("not on PATH");

@@ -20,7 +20,7 @@ use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, Res
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -463,7 +463,12 @@ pub(crate) async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn serve_tcp_conn(mut stream: TcpStream, shared: &Shared) {
+/// Answers length-prefixed DNS messages (RFC 1035 section 4.2.2) on one byte stream until it
+/// ends, idles past `header_read_timeout`, or sends something not worth an answer.
+pub(crate) async fn serve_tcp_conn<S>(mut stream: S, shared: &Shared)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let idle = shared.limits.header_read_timeout;
     loop {
         let mut len = [0u8; 2];

@@ -45,6 +45,7 @@ pub mod fuzzing;
 mod io;
 pub mod outbound;
 mod proxy;
+mod relayed;
 pub mod resolve;
 pub mod sni;
 mod splice;
@@ -116,12 +117,16 @@ impl Default for Limits {
 /// What [`Egress::start`] needs.
 #[derive(Debug)]
 pub struct EgressConfig {
-    /// The proxy's listening socket (127.0.0.1:3128 inside the sandbox).
-    pub proxy: std::net::TcpListener,
+    /// The proxy's listening socket (127.0.0.1:3128 inside the sandbox), or the host unix socket
+    /// a relay inside forwards its connections to.
+    pub proxy: Listener,
     /// The DNS filter's UDP socket (127.0.0.1:53 inside the sandbox).
     pub dns_udp: Option<std::net::UdpSocket>,
     /// The DNS filter's TCP listener (127.0.0.1:53 inside the sandbox).
     pub dns_tcp: Option<std::net::TcpListener>,
+    /// A host unix socket on which a relay inside forwards DNS queries (its UDP and TCP ones
+    /// alike) as length-prefixed messages (RFC 1035 section 4.2.2); see [`Listener::Relayed`].
+    pub dns_relayed: Option<std::os::unix::net::UnixListener>,
     pub policy: NetworkPolicy,
     pub audit: Arc<AuditLog>,
     /// Written into every audit event.
@@ -145,11 +150,12 @@ pub struct EgressConfig {
 
 impl EgressConfig {
     /// A config with no DNS sockets, the host resolver and default limits.
-    pub fn new(proxy: std::net::TcpListener, policy: NetworkPolicy, audit: Arc<AuditLog>) -> Self {
+    pub fn new(proxy: impl Into<Listener>, policy: NetworkPolicy, audit: Arc<AuditLog>) -> Self {
         EgressConfig {
-            proxy,
+            proxy: proxy.into(),
             dns_udp: None,
             dns_tcp: None,
+            dns_relayed: None,
             policy,
             audit,
             session: None,
@@ -160,6 +166,28 @@ impl EgressConfig {
             approver: None,
             approval_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+/// Where the proxy's connections come from.
+#[derive(Debug)]
+pub enum Listener {
+    /// A listener made in the sandbox's network namespace and handed over (native, runc, crun).
+    Tcp(std::net::TcpListener),
+    /// A host unix socket to which a relay in the sandbox forwards each connection it accepts on
+    /// `inside` (gVisor, whose sockets cannot leave its kernel). The bytes are the agent's as
+    /// on a TCP connection; they are served by the same proxy code. Whoever can connect to this
+    /// socket can use the proxy: keep it in a directory only the session's user reaches.
+    Relayed {
+        listener: std::os::unix::net::UnixListener,
+        /// The proxy's address inside the sandbox (for [`Egress::proxy_addr`] and the logs).
+        inside: SocketAddr,
+    },
+}
+
+impl From<std::net::TcpListener> for Listener {
+    fn from(l: std::net::TcpListener) -> Listener {
+        Listener::Tcp(l)
     }
 }
 
@@ -175,6 +203,12 @@ pub struct Egress {
 
 type Service = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// The proxy's socket, ready for the runtime.
+enum ProxySocket {
+    Tcp(tokio::net::TcpListener),
+    Relayed(tokio::net::UnixListener, SocketAddr),
+}
+
 impl Egress {
     /// Starts serving the handed-over sockets on `rt`. The sockets may be blocking; they are
     /// switched to non-blocking here.
@@ -186,12 +220,26 @@ impl Egress {
                 error: source,
             }
         };
-        let proxy_addr = config.proxy.local_addr().map_err(sock_err("proxy"))?;
-        config
-            .proxy
-            .set_nonblocking(true)
-            .map_err(sock_err("proxy"))?;
-        let proxy = tokio::net::TcpListener::from_std(config.proxy).map_err(sock_err("proxy"))?;
+        let (proxy, proxy_addr) = match config.proxy {
+            Listener::Tcp(l) => {
+                let addr = l.local_addr().map_err(sock_err("proxy"))?;
+                l.set_nonblocking(true).map_err(sock_err("proxy"))?;
+                let l = tokio::net::TcpListener::from_std(l).map_err(sock_err("proxy"))?;
+                (ProxySocket::Tcp(l), addr)
+            }
+            Listener::Relayed { listener, inside } => {
+                listener.set_nonblocking(true).map_err(sock_err("proxy"))?;
+                let l = tokio::net::UnixListener::from_std(listener).map_err(sock_err("proxy"))?;
+                (ProxySocket::Relayed(l, inside), inside)
+            }
+        };
+        let dns_relayed = match config.dns_relayed {
+            Some(l) => {
+                l.set_nonblocking(true).map_err(sock_err("dns relayed"))?;
+                Some(tokio::net::UnixListener::from_std(l).map_err(sock_err("dns relayed"))?)
+            }
+            None => None,
+        };
         let dns_udp = match config.dns_udp {
             Some(s) => {
                 s.set_nonblocking(true).map_err(sock_err("dns udp"))?;
@@ -222,13 +270,21 @@ impl Egress {
         shared.approver = config.approver;
         shared.approval_timeout = config.approval_timeout;
         let shared = Arc::new(shared);
-        let mut services: Vec<(&'static str, Service)> =
-            vec![("proxy", Box::pin(proxy::serve(proxy, shared.clone())))];
+        let proxy: Service = match proxy {
+            ProxySocket::Tcp(l) => Box::pin(proxy::serve(l, shared.clone())),
+            ProxySocket::Relayed(l, inside) => {
+                Box::pin(relayed::serve_proxy(l, inside, shared.clone()))
+            }
+        };
+        let mut services: Vec<(&'static str, Service)> = vec![("proxy", proxy)];
         if let Some(s) = dns_udp {
             services.push(("dns-udp", Box::pin(dns::serve_udp(s, shared.clone()))));
         }
         if let Some(s) = dns_tcp {
             services.push(("dns-tcp", Box::pin(dns::serve_tcp(s, shared.clone()))));
+        }
+        if let Some(s) = dns_relayed {
+            services.push(("dns-tcp", Box::pin(relayed::serve_dns(s, shared.clone()))));
         }
         let (fail_tx, failure) = watch::channel(None);
         let fail_tx = Arc::new(fail_tx);

@@ -208,6 +208,13 @@ pub trait RunningSandbox: std::fmt::Debug {
     /// a backend that serves egress where the sandbox runs.
     fn take_listeners(&mut self) -> Option<NetFds>;
 
+    /// The host unix sockets a relay in the sandbox forwards its network connections to, once,
+    /// for a runtime whose sockets cannot be handed out ([`crate::launch::RelayedNet`]: gVisor).
+    /// `None` for every backend whose [`RunningSandbox::take_listeners`] serves.
+    fn take_relayed(&mut self) -> Option<crate::launch::RelayedNet> {
+        None
+    }
+
     /// The master side of the command's terminal, once (`Some` exactly when the spec asked for
     /// a tty). The supervisor reads the command's output from it, writes the user's input to it
     /// and sets its window size with `TIOCSWINSZ`; a backend whose terminal is a stream bridges

@@ -238,7 +238,7 @@ fn stage2(
     sethostname(&spec.hostname)
         .map_err(|e| SandboxError::sys(Step::Namespaces, "cannot set the hostname", e))?;
     loopback_up()?;
-    run_inside(chan, spec, mask, Lockdown::Native, place)
+    run_inside(chan, spec, mask, Lockdown::Native, place, None)
 }
 
 /// Where pid 1 runs, which decides how its capabilities go.
@@ -305,7 +305,11 @@ pub const LOADER_ENV: &[&str] = &[
 /// behaves as native stage 2 does once the root is built (the engine built it): it creates the
 /// listeners and the pty in the container's own network namespace and hands them out, locks
 /// itself down, starts the command and reaps. Returns the process exit status.
-pub fn container_init_main(socket: &Path) -> i32 {
+///
+/// With `relay` (a runtime whose sockets cannot leave its own kernel: gVisor) the network
+/// listeners are not handed out: a relay process keeps them and forwards their connections to
+/// the supervisor's unix sockets next to `socket` ([`crate::relay`]).
+pub fn container_init_main(socket: &Path, relay: bool) -> i32 {
     close_from(3);
     // The container backend sends these empty; anything else means the engine merged in an
     // image's value, which the loader has already acted on: stop before touching anything.
@@ -326,11 +330,12 @@ pub fn container_init_main(socket: &Path) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    let result = container_stage(&chan);
+    let relay_dir = relay.then(|| socket.parent().unwrap_or(Path::new("/")));
+    let result = container_stage(&chan, relay_dir);
     outcome(Some(&chan), result)
 }
 
-fn container_stage(chan: &Channel) -> Result<i32, SandboxError> {
+fn container_stage(chan: &Channel, relay: Option<&Path>) -> Result<i32, SandboxError> {
     let mut mask = SigSet::empty();
     for s in FORWARDED {
         mask.add(*s);
@@ -352,73 +357,90 @@ fn container_stage(chan: &Channel) -> Result<i32, SandboxError> {
     }
     drop(stdio);
     // The engine placed the container in its cgroup before pid 1 started.
-    run_inside(chan, &spec, &mask, Lockdown::Container, false)
+    run_inside(chan, &spec, &mask, Lockdown::Container, false, relay)
 }
 
 /// Stage 2 once the root is built: pty and listeners handed out, rlimits, lockdown (after the
 /// supervisor confirmed the cgroup placement, with `place`), the command started, then pid 1's
-/// loop. Returns the command's status.
+/// loop. Returns the command's status. With `relay` (the directory of the supervisor's relay
+/// sockets) the listeners go to a relay process instead of the supervisor.
 fn run_inside(
     chan: &Channel,
     spec: &SandboxSpec,
     mask: &SigSet,
     lockdown: Lockdown,
     place: bool,
+    relay: Option<&Path>,
 ) -> Result<i32, SandboxError> {
     let mut handed: Vec<OwnedFd> = Vec::new();
     let mut tty_slave: Option<OwnedFd> = None;
+    let mut inside: Option<crate::relay::Inside> = None;
     if let Some(tty) = spec.tty {
         let (master, slave) = open_pty(tty.rows, tty.cols)?;
         handed.push(master);
         tty_slave = Some(slave);
     }
     if let Some(net) = spec.net {
-        let proxy = TcpListener::bind(("127.0.0.1", net.proxy_port)).map_err(|e| {
+        // Handed out, the listeners keep 127.0.0.1 and the host kernel keeps anything else off
+        // their ports. A relay's stay in gVisor's netstack, which lets any two sockets that
+        // both set SO_REUSEADDR share a port, listening or not (Linux refuses a listening one):
+        // there they are made without it, on the wildcard address (only loopback exists:
+        // network=none), so that nothing else binds their ports on any address.
+        let host = if relay.is_some() {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        };
+        let proxy = tcp_listener(host, net.proxy_port, relay.is_none()).map_err(|e| {
             SandboxError::io(
                 Step::Network,
-                format!(
-                    "cannot listen on 127.0.0.1:{} for the proxy",
-                    net.proxy_port
-                ),
+                format!("cannot listen on {host}:{} for the proxy", net.proxy_port),
                 e,
             )
         })?;
-        let dns_udp = UdpSocket::bind(("127.0.0.1", net.dns_port)).map_err(|e| {
+        let dns_udp = UdpSocket::bind((host, net.dns_port)).map_err(|e| {
             SandboxError::io(
                 Step::Network,
-                format!("cannot bind 127.0.0.1:{} for DNS", net.dns_port),
+                format!("cannot bind {host}:{} for DNS", net.dns_port),
                 e,
             )
         })?;
-        let dns_tcp = TcpListener::bind(("127.0.0.1", net.dns_port)).map_err(|e| {
+        let dns_tcp = tcp_listener(host, net.dns_port, relay.is_none()).map_err(|e| {
             SandboxError::io(
                 Step::Network,
-                format!("cannot listen on 127.0.0.1:{} for DNS", net.dns_port),
+                format!("cannot listen on {host}:{} for DNS", net.dns_port),
                 e,
             )
         })?;
-        handed.push(proxy.into());
-        handed.push(dns_udp.into());
-        handed.push(dns_tcp.into());
-        if let Some(port) = net.audit_port {
-            // Never SO_REUSEPORT: while the supervisor holds this listener nothing inside can
-            // bind the port, so only the supervisor answers the hook (a held ask's allow).
-            let audit = TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
-                SandboxError::io(
-                    Step::Network,
-                    format!("cannot listen on 127.0.0.1:{port} for the gate's audit channel"),
-                    e,
-                )
-            })?;
-            handed.push(audit.into());
+        let audit = match net.audit_port {
+            Some(port) => Some(audit_listener(host, port, relay.is_none())?),
+            None => None,
+        };
+        if relay.is_some() {
+            inside = Some(crate::relay::Inside {
+                proxy,
+                dns_udp,
+                dns_tcp,
+                audit,
+            });
+        } else {
+            handed.push(proxy.into());
+            handed.push(dns_udp.into());
+            handed.push(dns_tcp.into());
+            handed.extend(audit.map(OwnedFd::from));
         }
     }
     apply_rlimits(spec)?;
-    let unix = security::UnixSockets::for_this_kernel();
+    // A relaying pid 1 runs on gVisor, whose kernel has neither Landlock nor user notifications.
+    let unix = if relay.is_some() {
+        security::UnixSockets::Runtime
+    } else {
+        security::UnixSockets::for_this_kernel()
+    };
     // Opened inside the sandbox's network namespace, where unix diag lists only its sockets.
     let diag = match unix {
         security::UnixSockets::Gate => Some(crate::unix_gate::diag_socket()?),
-        security::UnixSockets::Landlock => None,
+        security::UnixSockets::Landlock | security::UnixSockets::Runtime => None,
     };
 
     if place {
@@ -490,11 +512,19 @@ fn run_inside(
         )?;
     }
 
+    if let (Some(dir), Some(inside)) = (relay, inside.take()) {
+        start_relay(dir, inside)?;
+    }
+    if unix == security::UnixSockets::Runtime {
+        // After the relay, which connects to the supervisor's sockets; before the command.
+        security::no_unix_sockets()?;
+    }
     let raw: Vec<RawFd> = handed.iter().map(|f| f.as_raw_fd()).collect();
     chan.send(
         &FromInit::Ready {
             tty: spec.tty.is_some(),
-            net: spec.net.is_some(),
+            // A relay keeps them: none attached.
+            net: spec.net.is_some() && relay.is_none(),
             landlock,
         },
         &raw,
@@ -524,6 +554,90 @@ fn run_inside(
     let status = serve(chan, spec, child, mask, lockdown);
     let _ = chan.send(&FromInit::Exited { status }, &[]);
     Ok(status)
+}
+
+/// Forks the egress relay ([`crate::relay`]) with the listeners in `inside`, under pid 1's
+/// lockdown (capabilities, `no_new_privs`, Landlock, seccomp are inherited). The child keeps
+/// nothing else of pid 1's: the control channel, the pty and every other descriptor are closed,
+/// stdin and stdout are /dev/null; it dies with pid 1. pid 1 closes its own copies of the
+/// listeners, so the relay alone answers on them.
+fn start_relay(dir: &Path, inside: crate::relay::Inside) -> Result<(), SandboxError> {
+    match crate::fork::fork_single_threaded(Step::Network, "the egress relay")? {
+        ForkResult::Parent { .. } => {
+            drop(inside);
+            Ok(())
+        }
+        ForkResult::Child => {
+            let _ = set_pdeathsig();
+            let mut keep = vec![
+                inside.proxy.as_raw_fd(),
+                inside.dns_udp.as_raw_fd(),
+                inside.dns_tcp.as_raw_fd(),
+                2,
+            ];
+            keep.extend(inside.audit.as_ref().map(AsRawFd::as_raw_fd));
+            close_all_but(&keep);
+            if let Ok(null) = fs::File::open("/dev/null") {
+                let _ = dup2_stdin(&null);
+                let _ = dup2_stdout(&null);
+            }
+            std::process::exit(crate::relay::run(dir, inside));
+        }
+    }
+}
+
+/// Closes every descriptor of this process but those in `keep` (listed from /proc/self/fd).
+fn close_all_but(keep: &[RawFd]) {
+    let Ok(dir) = fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .filter(|fd| !keep.contains(fd))
+        .collect();
+    for fd in fds {
+        let _ = nix::unistd::close(fd);
+    }
+}
+
+/// The gate's audit channel's listener on 127.0.0.1:`port`. Never SO_REUSEPORT: while the
+/// supervisor (or the relay) holds it nothing inside can bind the port, so only the supervisor
+/// answers the hook (a held ask's allow).
+fn audit_listener(host: &str, port: u16, reuse: bool) -> Result<TcpListener, SandboxError> {
+    tcp_listener(host, port, reuse).map_err(|e| {
+        SandboxError::io(
+            Step::Network,
+            format!("cannot listen on {host}:{port} for the gate's audit channel"),
+            e,
+        )
+    })
+}
+
+/// A TCP listener on `host:port`, with SO_REUSEADDR as [`TcpListener::bind`] sets it when
+/// `reuse`, without it otherwise.
+fn tcp_listener(host: &str, port: u16, reuse: bool) -> std::io::Result<TcpListener> {
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn,
+    };
+    if reuse {
+        return TcpListener::bind((host, port));
+    }
+    let ip: std::net::Ipv4Addr = host
+        .parse()
+        .map_err(|_| std::io::Error::other(format!("{host} is not an IPv4 address")))?;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(ip, port)),
+    )?;
+    listen(&fd, Backlog::MAXCONN)?;
+    Ok(TcpListener::from(fd))
 }
 
 /// Waits for the supervisor's [`ToInit::Placed`]: until then this process may not be in the

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::{TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -46,6 +47,24 @@ pub struct NetFds {
     /// The gate's audit channel, when [`crate::NetListeners::audit_port`] was set.
     pub audit: Option<TcpListener>,
 }
+
+/// Host unix sockets to which a relay inside the sandbox forwards the connections it accepts on
+/// the proxy, DNS and gate-audit listeners, for a runtime whose sockets cannot be handed out
+/// (gVisor: they live in its own kernel). The supervisor listens on them in the session's
+/// private directory, bound into the sandbox read-only; each connection carries exactly the
+/// bytes of one connection inside (DNS datagrams as length-prefixed messages, RFC 1035 section
+/// 4.2.2). Connecting to them is what the agent can do anyway by connecting to the proxy inside,
+/// so the relay is trusted with nothing.
+#[derive(Debug)]
+pub struct RelayedNet {
+    pub proxy: UnixListener,
+    pub dns: UnixListener,
+    /// The gate's audit channel, when [`crate::NetListeners::audit_port`] was set.
+    pub audit: Option<UnixListener>,
+}
+
+/// The file names of [`RelayedNet`]'s sockets in the directory of the control socket.
+pub const RELAY_SOCKETS: [&str; 3] = ["proxy.sock", "dns.sock", "audit.sock"];
 
 /// A sandbox's pid 1 running where the supervisor did not fork it (a container), driven through
 /// whatever started it (the engine API). The supervisor talks to it over the same control channel
@@ -129,6 +148,8 @@ pub struct Sandbox {
     chan: Channel,
     pty: Option<OwnedFd>,
     net: Option<NetFds>,
+    /// The relay's host sockets, for a pid 1 that relays instead of handing the listeners out.
+    relayed: Option<RelayedNet>,
     /// What Landlock enforces in this sandbox.
     pub landlock: String,
     cgroup: Option<Cgroup>,
@@ -389,6 +410,7 @@ impl Sandbox {
             chan: ours,
             pty: None,
             net: None,
+            relayed: None,
             landlock: String::new(),
             cgroup: opts.cgroup,
             execs: Arc::new(Mutex::new(HashMap::new())),
@@ -418,6 +440,7 @@ impl Sandbox {
             chan,
             pty: None,
             net: None,
+            relayed: None,
             landlock: String::new(),
             cgroup: None,
             execs: Arc::new(Mutex::new(HashMap::new())),
@@ -433,6 +456,30 @@ impl Sandbox {
             s.relays = relays;
             s
         })
+    }
+
+    /// [`Sandbox::adopt`] for a pid 1 started with `__container-init --relay`: it keeps the
+    /// network listeners inside and relays their connections to `relayed`, whose sockets the
+    /// supervisor made before the container started. A pid 1 that hands listeners out anyway is
+    /// refused (each side must agree on where egress is served).
+    pub fn adopt_relayed(
+        spec: &SandboxSpec,
+        chan: Channel,
+        remote: Box<dyn RemoteInit>,
+        unix_refusals: Option<std::sync::mpsc::Sender<UnixRefusal>>,
+        relayed: RelayedNet,
+    ) -> Result<Sandbox, SandboxError> {
+        let mut sandbox = Sandbox::adopt(spec, chan, remote, unix_refusals)?;
+        if sandbox.net.is_some() {
+            return Err(SandboxError::Protocol(
+                "the container's pid 1 handed out network listeners where a relay was asked for"
+                    .into(),
+            ));
+        }
+        if spec.net.is_some() {
+            sandbox.relayed = Some(relayed);
+        }
+        Ok(sandbox)
     }
 
     /// Sends the spec (with `spec_fds` attached) and collects what init passes out once the
@@ -588,6 +635,11 @@ impl Sandbox {
         self.net.take()
     }
 
+    /// The relay's host sockets ([`Sandbox::adopt_relayed`]), once.
+    pub fn take_relayed_net(&mut self) -> Option<RelayedNet> {
+        self.relayed.take()
+    }
+
     /// Host pid of the init stage (signals sent to it are forwarded to the command).
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -706,6 +758,10 @@ impl RunningSandbox for Sandbox {
 
     fn take_listeners(&mut self) -> Option<NetFds> {
         self.take_net()
+    }
+
+    fn take_relayed(&mut self) -> Option<RelayedNet> {
+        self.take_relayed_net()
     }
 
     fn take_terminal(&mut self) -> Option<OwnedFd> {

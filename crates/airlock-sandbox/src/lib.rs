@@ -27,6 +27,7 @@ mod mounts;
 pub mod notice;
 pub mod probe;
 pub mod prompt;
+mod relay;
 mod security;
 pub mod spec;
 pub mod supervise;
@@ -38,7 +39,8 @@ pub use backend::{Backend, LimitReport, Progress, RunningSandbox, SessionContext
 pub use init::{container_init_main, init_main, LOADER_ENV};
 pub use launch::{
     block_signals, die_with_parent, limit_data_in_child, unblock_signals_in_child, Exec,
-    ExecHandle, ExecRouter, LaunchOptions, Native, NetFds, RemoteInit, Sandbox,
+    ExecHandle, ExecRouter, LaunchOptions, Native, NetFds, RelayedNet, RemoteInit, Sandbox,
+    RELAY_SOCKETS,
 };
 pub use security::{seccomp_rules, ArgCheck, SyscallRule};
 pub use spec::{

@@ -81,13 +81,24 @@ pub(crate) fn ensure_no_capabilities() -> Result<(), SandboxError> {
         CapSet::Ambient,
     ];
     let mut left = Vec::new();
+    let mut permitted_or_inheritable = false;
     for set in sets {
-        let held = caps::read(None, set).map_err(|e| {
-            SandboxError::failed(
-                Step::Capabilities,
-                format!("cannot read {set:?} capabilities: {e}"),
-            )
-        })?;
+        let held = match caps::read(None, set) {
+            Ok(h) => h,
+            // A kernel without ambient capabilities to read (gVisor answers PR_CAP_AMBIENT with
+            // EINVAL): none can be ambient unless it is both permitted and inheritable
+            // (capabilities(7), "the ambient set obeys the invariant"), both read empty above.
+            Err(_) if matches!(set, CapSet::Ambient) && !permitted_or_inheritable => continue,
+            Err(e) => {
+                return Err(SandboxError::failed(
+                    Step::Capabilities,
+                    format!("cannot read {set:?} capabilities: {e}"),
+                ))
+            }
+        };
+        if matches!(set, CapSet::Permitted | CapSet::Inheritable) && !held.is_empty() {
+            permitted_or_inheritable = true;
+        }
         if !held.is_empty() {
             left.push(format!("{set:?}: {held:?}"));
         }
@@ -136,6 +147,12 @@ pub(crate) enum UnixSockets {
     /// A seccomp user notification on connect(2), answered by the supervisor, and no unix
     /// datagram sockets (their sendto(2) address cannot be checked without a race).
     Gate,
+    /// The runtime's own kernel (gVisor), where neither exists: it has no Landlock, no seccomp
+    /// user notification and no `NETLINK_SOCK_DIAG`. Its sockets are its own; a host socket is
+    /// reached only through its host-UDS support, which the container backend limits to
+    /// connecting (`host-uds=open`), which opens every host socket in the sandbox's mounts: the
+    /// command gets no unix socket but socketpair(2)'s ([`no_unix_sockets_filter`]).
+    Runtime,
 }
 
 impl UnixSockets {
@@ -158,7 +175,7 @@ impl UnixSockets {
 pub(crate) fn landlock(writable: &[PathBuf], unix: UnixSockets) -> Result<String, SandboxError> {
     let abi = match unix {
         UnixSockets::Landlock => ABI::V9,
-        UnixSockets::Gate => ABI::V6,
+        UnixSockets::Gate | UnixSockets::Runtime => ABI::V6,
     };
     let err =
         |e: landlock::RulesetError| SandboxError::failed(Step::Landlock, format!("landlock: {e}"));
@@ -191,6 +208,7 @@ pub(crate) fn landlock(writable: &[PathBuf], unix: UnixSockets) -> Result<String
     let unix_note = match unix {
         UnixSockets::Landlock => "; unix sockets: Landlock",
         UnixSockets::Gate => "; unix sockets: connect gate",
+        UnixSockets::Runtime => "; unix sockets: the runtime's kernel",
     };
     Ok(match status.ruleset {
         RulesetStatus::FullyEnforced => format!("fully enforced{unix_note}"),
@@ -530,6 +548,45 @@ fn x32_filter() -> BpfProgram {
     ]
 }
 
+/// Under [`UnixSockets::Runtime`] (gVisor): socket(2) refuses every AF_UNIX socket with EACCES;
+/// socketpair(2) stays allowed. gVisor can neither tell the supervisor about a connect nor limit
+/// which host sockets are reached (its `host-uds=open`, which the control socket and the egress
+/// relay need, opens every host socket in the sandbox's mounts: a daemon's socket in the
+/// workspace or in a bound directory), and seccomp cannot read a connect's address, so the
+/// command gets no socket that could be connected or sent to by path at all. Installed by pid 1
+/// after it forked the relay, which must connect to the supervisor's sockets.
+fn no_unix_sockets_filter() -> Result<BpfProgram, SandboxError> {
+    use SeccompCmpArgLen::Dword;
+    use SeccompCmpOp::Eq;
+    let af_unix = u64::try_from(libc::AF_UNIX).unwrap_or(1);
+    let mut rules = BTreeMap::new();
+    rules.insert(
+        libc::SYS_socket,
+        vec![rule(vec![cond(0, Dword, Eq, af_unix)?])?],
+    );
+    SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(u32::try_from(libc::EACCES).unwrap_or(13)),
+        target_arch()?,
+    )
+    .map_err(|e| SandboxError::failed(Step::Seccomp, format!("seccomp filter: {e}")))?
+    .try_into()
+    .map_err(|e: seccompiler::BackendError| {
+        SandboxError::failed(Step::Seccomp, format!("seccomp: {e}"))
+    })
+}
+
+/// Installs [`no_unix_sockets_filter`] on the calling thread (requires `no_new_privs`).
+pub(crate) fn no_unix_sockets() -> Result<(), SandboxError> {
+    seccompiler::apply_filter(&no_unix_sockets_filter()?).map_err(|e| {
+        SandboxError::failed(
+            Step::Seccomp,
+            format!("cannot install the seccomp filter refusing unix sockets: {e}"),
+        )
+    })
+}
+
 /// Unix socket types that honour a destination address in sendto(2)/sendmsg(2): only datagram
 /// ones (net/unix/af_unix.c: unix_stream_sendmsg refuses an address with EOPNOTSUPP or EISCONN,
 /// unix_seqpacket_sendmsg drops it, unix_create turns SOCK_RAW into SOCK_DGRAM). seccomp cannot
@@ -680,7 +737,7 @@ pub(crate) fn seccomp(unix: UnixSockets) -> Result<Option<std::os::fd::OwnedFd>,
     }
     match unix {
         UnixSockets::Gate => install_connect_gate().map(Some),
-        UnixSockets::Landlock => Ok(None),
+        UnixSockets::Landlock | UnixSockets::Runtime => Ok(None),
     }
 }
 
@@ -697,6 +754,7 @@ mod tests {
     #[test]
     fn unix_filters_compile() {
         assert!(!unix_dgram_filter().expect("dgram").is_empty());
+        assert!(!no_unix_sockets_filter().expect("no unix").is_empty());
         let notify = connect_notify_filter();
         assert!(notify
             .iter()

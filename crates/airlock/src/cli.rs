@@ -152,6 +152,10 @@ pub(crate) enum Command {
     ContainerInit {
         /// The supervisor's control socket, bind-mounted into the container.
         socket: std::path::PathBuf,
+        /// Keep the network listeners inside and relay their connections to the supervisor's
+        /// unix sockets next to SOCKET (a runtime whose sockets cannot be handed out: gVisor).
+        #[arg(long)]
+        relay: bool,
     },
     /// Internal: one escape probe run inside the sandbox by `selftest`. Not for direct use.
     #[command(name = "__probe", hide = true)]
@@ -382,8 +386,9 @@ pub(crate) struct RunArgs {
     /// Where the sandbox runs.
     #[arg(long, value_enum, default_value = "native")]
     pub(crate) backend: Backend,
-    /// OCI runtime of the container backends: runc, crun, runsc (gVisor) or kata (default: the
-    /// engine's; `airlock doctor` lists those installed).
+    /// OCI runtime of the container backends: runc, crun, runsc (gVisor: rootful Podman,
+    /// --mode bind, no --pids; a relay inside carries egress, docs/containers.md) or kata
+    /// (refused) (default: the engine's; `airlock doctor` lists those installed and usable).
     #[arg(long, value_name = "RUNTIME", env = "AIRLOCK_RUNTIME")]
     pub(crate) runtime: Option<String>,
     /// Image of the container backends (it must be in the engine's local store), of the pod

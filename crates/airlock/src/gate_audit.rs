@@ -61,36 +61,56 @@ pub(crate) struct Served {
     pub(crate) hold: Option<Arc<Approvals>>,
 }
 
+/// Where the gate's audit channel's connections arrive: a listener made in the sandbox's network
+/// namespace and handed out, or the host unix socket a relay inside forwards them to (gVisor,
+/// [`airlock_sandbox::RelayedNet`]); each connection is served the same way.
+#[derive(Debug)]
+pub(crate) enum AuditListener {
+    Tcp(std::net::TcpListener),
+    Relayed(std::os::unix::net::UnixListener),
+}
+
 /// Serves the channel on `rt` until the runtime shuts down.
 pub(crate) fn serve(
     rt: &tokio::runtime::Runtime,
-    listener: std::net::TcpListener,
+    listener: AuditListener,
     served: Served,
 ) -> Result<()> {
-    listener
-        .set_nonblocking(true)
-        .context("cannot prepare the gate's audit channel")?;
     let _guard = rt.enter();
-    let listener = tokio::net::TcpListener::from_std(listener)
-        .context("cannot prepare the gate's audit channel")?;
     let limiter = Arc::new(std::sync::Mutex::new(LastSent::new()));
     let served = Arc::new(served);
-    rt.spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (served, limiter) = (served.clone(), limiter.clone());
-            tokio::spawn(async move { connection(stream, &served, &limiter).await });
+    let prepare = "cannot prepare the gate's audit channel";
+    match listener {
+        AuditListener::Tcp(l) => {
+            l.set_nonblocking(true).context(prepare)?;
+            let l = tokio::net::TcpListener::from_std(l).context(prepare)?;
+            rt.spawn(async move {
+                while let Ok((stream, _)) = l.accept().await {
+                    let (served, limiter) = (served.clone(), limiter.clone());
+                    tokio::spawn(async move { connection(stream, &served, &limiter).await });
+                }
+            });
         }
-    });
+        AuditListener::Relayed(l) => {
+            l.set_nonblocking(true).context(prepare)?;
+            let l = tokio::net::UnixListener::from_std(l).context(prepare)?;
+            rt.spawn(async move {
+                while let Ok((stream, _)) = l.accept().await {
+                    let (served, limiter) = (served.clone(), limiter.clone());
+                    tokio::spawn(async move { connection(stream, &served, &limiter).await });
+                }
+            });
+        }
+    }
     Ok(())
 }
 
 /// One connection: one event in, its answer out (and a held ask's outcome).
-async fn connection(
-    stream: tokio::net::TcpStream,
-    served: &Served,
-    limiter: &std::sync::Mutex<LastSent>,
-) {
-    let (rd, mut wr) = stream.into_split();
+async fn connection<S>(stream: S, served: &Served, limiter: &std::sync::Mutex<LastSent>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+{
+    let (rd, mut wr) = tokio::io::split(stream);
     let mut line = String::new();
     let mut rd = tokio::io::BufReader::new(rd.take(MAX_LINE as u64 + 1));
     let read =

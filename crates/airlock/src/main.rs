@@ -126,8 +126,8 @@ fn run(cli: cli::Cli) -> i32 {
     if let cli::Command::SandboxInit = cli.command {
         return commands::sandbox_init();
     }
-    if let cli::Command::ContainerInit { socket } = &cli.command {
-        return airlock_sandbox::container_init_main(socket);
+    if let cli::Command::ContainerInit { socket, relay } = &cli.command {
+        return airlock_sandbox::container_init_main(socket, *relay);
     }
     init_tracing(&cli.log, cli.log_json);
     // The tree's one TLS crypto provider (ring), installed once for every rustls user.

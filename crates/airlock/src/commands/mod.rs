@@ -64,6 +64,8 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Man(args) => man::man(args),
         Command::Probe { name, args } => selftest::probe(&name, &args),
         Command::SandboxInit => Ok(run::sandbox_init()),
-        Command::ContainerInit { socket } => Ok(airlock_sandbox::container_init_main(&socket)),
+        Command::ContainerInit { socket, relay } => {
+            Ok(airlock_sandbox::container_init_main(&socket, relay))
+        }
     }
 }

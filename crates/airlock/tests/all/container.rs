@@ -44,15 +44,7 @@ fn ready() -> bool {
 /// `started` and sleeps; returns once the command runs inside the container.
 fn start_sleeping(ws: &Ws, mut cmd: Command) -> std::process::Child {
     let child = cmd
-        .args([
-            "run",
-            "--backend",
-            "podman",
-            "--mode",
-            "bind",
-            "--image",
-            IMAGE,
-        ])
+        .args(ws.run_args())
         .args(["--", "sh", "-c", "touch started; sleep 60"])
         .stdout(Stdio::null())
         .spawn()
@@ -66,8 +58,9 @@ fn start_sleeping(ws: &Ws, mut cmd: Command) -> std::process::Child {
     child
 }
 
-/// The test's workspace and session store ([`Workspace`]), with this module's helpers.
-struct Ws(Workspace);
+/// The test's workspace and session store ([`Workspace`]), with this module's helpers, and the
+/// OCI runtime its sessions ask for (`None`: the engine's default).
+struct Ws(Workspace, Option<&'static str>);
 
 impl std::ops::Deref for Ws {
     type Target = Workspace;
@@ -77,27 +70,64 @@ impl std::ops::Deref for Ws {
     }
 }
 
+/// The runtimes the test matrix runs on: the engine's default (runc here), and gVisor when
+/// `runsc` is installed (rootful, and rootless with `ignore-cgroups`).
+fn runtimes() -> Vec<Option<&'static str>> {
+    let installed = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|d| d.join("runsc").is_file());
+    if !installed {
+        airlock_test_support::skip(
+            "gVisor's runsc is not installed (scripts/container-setup.sh installs it): its \
+             row of the matrix is not run",
+        );
+        return vec![None];
+    }
+    vec![None, Some("runsc")]
+}
+
 impl Ws {
     fn new() -> Ws {
-        Ws(Workspace::with_container_store("airlock-ctr").with_file("hello.txt", "hello\n"))
+        Ws::on(None)
+    }
+
+    /// A workspace whose sessions run on `runtime`.
+    fn on(runtime: Option<&'static str>) -> Ws {
+        Ws(
+            Workspace::with_container_store("airlock-ctr").with_file("hello.txt", "hello\n"),
+            runtime,
+        )
     }
 
     fn airlock(&self) -> Command {
         self.command(&bin())
     }
 
+    /// `run --backend podman --mode bind --image IMAGE [--runtime R]`.
+    fn run_args(&self) -> Vec<&'static str> {
+        let mut v = vec![
+            "run",
+            "--backend",
+            "podman",
+            "--mode",
+            "bind",
+            "--image",
+            IMAGE,
+        ];
+        if let Some(r) = self.1 {
+            v.extend(["--runtime", r]);
+        }
+        v
+    }
+
+    /// What the assertions name: the runtime.
+    fn on_what(&self) -> &'static str {
+        self.1.unwrap_or("the default runtime")
+    }
+
     /// `airlock run --backend podman --mode bind -- sh -c SCRIPT` with `extra` flags.
     fn sh_with(&self, extra: &[&str], script: &str) -> Run {
         self.airlock()
-            .args([
-                "run",
-                "--backend",
-                "podman",
-                "--mode",
-                "bind",
-                "--image",
-                IMAGE,
-            ])
+            .args(self.run_args())
             .args(extra)
             .args(["--", "sh", "-c", script])
             .run()
@@ -153,44 +183,33 @@ fn exit_status_is_the_commands() {
         return;
     }
     let _l = airlock_test_support::podman_lock();
-    let ws = Ws::new();
-    assert_eq!(ws.sh("exit 0").status.code(), Some(0));
-    assert_eq!(ws.sh("exit 42").status.code(), Some(42));
-    assert_eq!(ws.sh("kill -TERM $$").status.code(), Some(143));
-    assert_eq!(ws.sh("kill -KILL $$").status.code(), Some(137));
-    let o = ws
-        .airlock()
-        .args([
-            "run",
-            "--backend",
-            "podman",
-            "--mode",
-            "bind",
-            "--",
-            "no-such-command-xyz",
-        ])
-        .run();
-    o.assert_code(127);
-    assert!(
-        stderr(&o).contains("command not found: no-such-command-xyz"),
-        "{}",
-        stderr(&o)
-    );
-    std::fs::write(ws.path().join("script.sh"), "#!/bin/sh\necho hi\n").expect("write");
-    let o = ws
-        .airlock()
-        .args([
-            "run",
-            "--backend",
-            "podman",
-            "--mode",
-            "bind",
-            "--",
-            "./script.sh",
-        ])
-        .run();
-    o.assert_code(126);
-    assert_nothing_left("after exits and failed commands");
+    for rt in runtimes() {
+        let ws = Ws::on(rt);
+        let on = ws.on_what();
+        assert_eq!(ws.sh("exit 0").status.code(), Some(0), "{on}");
+        assert_eq!(ws.sh("exit 42").status.code(), Some(42), "{on}");
+        assert_eq!(ws.sh("kill -TERM $$").status.code(), Some(143), "{on}");
+        assert_eq!(ws.sh("kill -KILL $$").status.code(), Some(137), "{on}");
+        let o = ws
+            .airlock()
+            .args(ws.run_args())
+            .args(["--", "no-such-command-xyz"])
+            .run();
+        o.assert_code(127);
+        assert!(
+            stderr(&o).contains("command not found: no-such-command-xyz"),
+            "{on}: {}",
+            stderr(&o)
+        );
+        std::fs::write(ws.path().join("script.sh"), "#!/bin/sh\necho hi\n").expect("write");
+        let o = ws
+            .airlock()
+            .args(ws.run_args())
+            .args(["--", "./script.sh"])
+            .run();
+        o.assert_code(126);
+        assert_nothing_left(&format!("after exits and failed commands on {on}"));
+    }
 }
 
 /// The command sees exactly the spec's environment: the host's secrets and the variables the
@@ -201,37 +220,34 @@ fn environment_is_the_allowlist() {
         return;
     }
     let _l = airlock_test_support::podman_lock();
-    let ws = Ws::new();
-    let o = ws
-        .airlock()
-        .env("AWS_SECRET_ACCESS_KEY", "leak-aws")
-        .env("GITHUB_TOKEN", "leak-gh")
-        .env("SOME_SECRET", "leak-some")
-        .env("DOCKER_HOST", "unix:///leak")
-        .args([
-            "run",
-            "--backend",
-            "podman",
-            "--mode",
-            "bind",
-            "--env",
-            "CHOSEN=yes",
-            "--",
-            "env",
-        ])
-        .run();
-    let out = stdout(&o);
-    o.assert_code(0);
-    assert!(out.contains("CHOSEN=yes"), "{out}");
-    for leak in [
-        "leak-aws",
-        "leak-gh",
-        "leak-some",
-        "unix:///leak",
-        "container=",
-        "HOSTNAME=",
-    ] {
-        assert!(!out.contains(leak), "{leak} reached the command:\n{out}");
+    for rt in runtimes() {
+        let ws = Ws::on(rt);
+        let o = ws
+            .airlock()
+            .env("AWS_SECRET_ACCESS_KEY", "leak-aws")
+            .env("GITHUB_TOKEN", "leak-gh")
+            .env("SOME_SECRET", "leak-some")
+            .env("DOCKER_HOST", "unix:///leak")
+            .args(ws.run_args())
+            .args(["--env", "CHOSEN=yes", "--", "env"])
+            .run();
+        let out = stdout(&o);
+        o.assert_code(0);
+        let on = ws.on_what();
+        assert!(out.contains("CHOSEN=yes"), "{on}: {out}");
+        for leak in [
+            "leak-aws",
+            "leak-gh",
+            "leak-some",
+            "unix:///leak",
+            "container=",
+            "HOSTNAME=",
+        ] {
+            assert!(
+                !out.contains(leak),
+                "{on}: {leak} reached the command:\n{out}"
+            );
+        }
     }
 }
 
@@ -328,8 +344,19 @@ fn egress_only_through_the_passed_listeners() {
         return;
     }
     let _l = airlock_test_support::podman_lock();
+    for rt in runtimes() {
+        egress_only_through_the_proxy_on(&Ws::on(rt));
+    }
+}
+
+/// Egress on one runtime of the matrix: the allowed host answers through the proxy, a host the
+/// policy does not allow gets 403 and a refused DNS answer (NXDOMAIN), and nothing else leaves
+/// (no direct connection to the host's loopback or elsewhere, only `lo`). With runc the
+/// listeners are handed out; with gVisor a relay inside forwards to the supervisor's unix
+/// sockets, and the same answers prove the same proxy and DNS filter decided.
+fn egress_only_through_the_proxy_on(ws: &Ws) {
+    let on = ws.on_what();
     let port = answering_http("hello from upstream");
-    let ws = Ws::new();
     let pol = ws.data().join("policy.toml");
     std::fs::write(
         &pol,
@@ -355,18 +382,24 @@ fn egress_only_through_the_passed_listeners() {
     let out = stdout(&o);
     o.assert_code(0);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.first(), Some(&"hello from upstream"), "{out}");
+    assert_eq!(lines.first(), Some(&"hello from upstream"), "{on}: {out}");
     assert!(
         lines.get(1).is_some_and(|l| l.starts_with("HTTP/1.1 403")),
-        "not allowed by the policy: {out}"
+        "{on}: not allowed by the policy: {out}"
     );
     for refused in ["direct-loopback-refused", "direct-ip-refused"] {
-        assert!(out.contains(refused), "{refused}: {out}");
+        assert!(out.contains(refused), "{on}: {refused}: {out}");
     }
-    assert!(!out.contains("dns-leak"), "{out}");
-    assert!(out.contains("dns-filter-answers"), "{out}");
-    assert_eq!(lines.last(), Some(&"lo"), "only loopback: {out}");
-    assert_eq!(out.matches("hello from upstream").count(), 1, "{out}");
+    assert!(!out.contains("dns-leak"), "{on}: {out}");
+    assert!(out.contains("dns-filter-answers"), "{on}: {out}");
+    assert_eq!(lines.last(), Some(&"lo"), "{on}: only loopback: {out}");
+    assert_eq!(out.matches("hello from upstream").count(), 1, "{on}: {out}");
+    // The refusal is the proxy's own, with its notice (the policy's rule named).
+    let e = stderr(&o);
+    assert!(
+        e.contains("refused example.com:80") && e.contains("network.allow"),
+        "{on}: {e}"
+    );
 }
 
 /// Bad input: a missing image, an unreachable engine, a runtime airlock cannot use, a limit the
@@ -424,16 +457,54 @@ fn bad_input_is_125_and_leaves_nothing() {
         "{e}"
     );
 
-    for (runtime, says) in [
-        ("runsc", "gVisor"),
-        ("kata", "virtual machine"),
-        ("nope", "unknown --runtime"),
-    ] {
+    for (runtime, says) in [("kata", "virtual machine"), ("nope", "unknown --runtime")] {
         let o = ws.sh_with(&["--runtime", runtime], "true");
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(125), "{runtime}: {e}");
         assert!(e.contains(says), "{runtime}: {e}");
         assert_nothing_left(runtime);
+    }
+    // gVisor: what it cannot do is refused up front, naming it, with what to use instead: a
+    // pids limit (its processes are its own kernel's; rootless, every limit: no cgroups), an
+    // overlay view of the workspace or of a cache.
+    if runtimes().contains(&Some("runsc")) {
+        let gv = Ws::on(Some("runsc"));
+        let o = gv.sh_with(&["--pids", "50"], "true");
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "runsc --pids: {e}");
+        assert!(e.contains("gVisor") && e.contains("pids"), "{e}");
+        assert_nothing_left("runsc with --pids");
+        let mode = "overlay";
+        let o = gv
+            .airlock()
+            .args([
+                "run",
+                "--backend",
+                "podman",
+                "--runtime",
+                "runsc",
+                "--mode",
+                mode,
+                "--image",
+                IMAGE,
+                "--",
+                "true",
+            ])
+            .run();
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "runsc --mode {mode}: {e}");
+        assert!(
+            e.contains("runsc") && e.contains("--mode bind"),
+            "runsc --mode {mode}: {e}"
+        );
+        assert_nothing_left(&format!("runsc with --mode {mode}"));
+        if !is_root() {
+            let o = gv.sh_with(&["--memory", "64M"], "true");
+            let e = stderr(&o);
+            assert_eq!(o.status.code(), Some(125), "rootless runsc --memory: {e}");
+            assert!(e.contains("ignore-cgroups"), "{e}");
+            assert_nothing_left("rootless runsc with --memory");
+        }
     }
 
     // A runtime that is not installed: a PATH with podman only.
@@ -581,7 +652,12 @@ fn killed_supervisor_leaves_nothing() {
         return;
     }
     let _l = airlock_test_support::podman_lock();
-    let ws = Ws::new();
+    for rt in runtimes() {
+        killed_supervisor_leaves_nothing_on(&Ws::on(rt));
+    }
+}
+
+fn killed_supervisor_leaves_nothing_on(ws: &Ws) {
     // Where airlock puts its private Podman service: the runtime directory rootless, the
     // temporary directory (here the test's own) as root.
     let tmp = ws.data().join("tmp");
@@ -601,7 +677,7 @@ fn killed_supervisor_leaves_nothing() {
     };
     let mut cmd = ws.airlock();
     cmd.env("TMPDIR", &tmp);
-    let mut child = start_sleeping(&ws, cmd);
+    let mut child = start_sleeping(ws, cmd);
     child.kill().expect("SIGKILL airlock");
     let _ = child.wait();
     // The engine needs a moment to notice pid 1's end and remove the container.
@@ -613,12 +689,13 @@ fn killed_supervisor_leaves_nothing() {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    assert_nothing_left("airlock killed");
+    assert_nothing_left(&format!("airlock killed, on {}", ws.on_what()));
     // Its service's directory stayed (airlock could not remove it); the next session sweeps it.
     let o = ws
         .airlock()
         .env("TMPDIR", &tmp)
-        .args(["run", "--backend", "podman", "--mode", "bind", "--", "true"])
+        .args(ws.run_args())
+        .args(["--", "true"])
         .run();
     o.assert_code(0);
     assert!(

@@ -163,12 +163,7 @@ fn start_egress(
     approvals: Option<Arc<Approvals>>,
     notify: Option<Notifier>,
 ) -> Result<Arc<Egress>> {
-    let net = sandbox
-        .take_listeners()
-        .context("the sandbox did not hand over its network sockets")?;
-    let mut config = EgressConfig::new(net.proxy, plan.net_policy.clone(), audit.clone());
-    config.dns_udp = Some(net.dns_udp);
-    config.dns_tcp = Some(net.dns_tcp);
+    let (mut config, audit_listener) = egress_sockets(plan, sandbox, audit)?;
     config.session = Some(plan.session.clone());
     config.credentials = plan.creds.injector.clone();
     config.denials = Some(denials.clone());
@@ -185,7 +180,7 @@ fn start_egress(
             eprintln!("airlock: {e}; the sandbox has no network from now on");
         });
     }
-    if let Some(l) = net.audit {
+    if let Some(l) = audit_listener {
         // Nobody sees the agent's own prompt in a detached session: its asks wait here.
         let hold = approvals.filter(|_| plan.detached);
         crate::gate_audit::serve(
@@ -201,6 +196,36 @@ fn start_egress(
         )?;
     }
     Ok(egress)
+}
+
+/// The egress config on the sandbox's sockets, and the gate's audit listener: the listeners it
+/// handed over, or (gVisor) the host unix sockets its relay forwards to, served by the same code.
+fn egress_sockets(
+    plan: &Plan,
+    sandbox: &mut dyn RunningSandbox,
+    audit: &Arc<AuditLog>,
+) -> Result<(EgressConfig, Option<crate::gate_audit::AuditListener>)> {
+    use crate::gate_audit::AuditListener;
+    if let Some(net) = sandbox.take_listeners() {
+        let mut config = EgressConfig::new(net.proxy, plan.net_policy.clone(), audit.clone());
+        config.dns_udp = Some(net.dns_udp);
+        config.dns_tcp = Some(net.dns_tcp);
+        return Ok((config, net.audit.map(AuditListener::Tcp)));
+    }
+    let relayed = sandbox
+        .take_relayed()
+        .context("the sandbox did not hand over its network sockets")?;
+    let port = plan
+        .spec
+        .net
+        .map_or(super::plan::PROXY_PORT, |n| n.proxy_port);
+    let proxy = airlock_net::Listener::Relayed {
+        listener: relayed.proxy,
+        inside: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    let mut config = EgressConfig::new(proxy, plan.net_policy.clone(), audit.clone());
+    config.dns_relayed = Some(relayed.dns);
+    Ok((config, relayed.audit.map(AuditListener::Relayed)))
 }
 
 /// The prefix key's name and byte when the user answers held requests on the terminal airlock
