@@ -59,12 +59,25 @@ impl ContainerBackend {
     }
 }
 
-/// airlock's default image for `kind`, built first when missing, with its progress on stderr.
-fn default_image(kind: EngineKind) -> Result<String, ContainerError> {
-    let recipe = crate::image::Recipe::from_env();
-    crate::image::ensure(kind, &recipe, &mut |line| {
-        eprintln!("airlock: image: {line}")
-    })
+impl ContainerBackend {
+    /// airlock's default image, built first when the engine lacks it (progress on stderr).
+    /// Looked up through the connected engine's API first (a request, where the CLI would be
+    /// a process per run); only a missing image goes to [`crate::image::ensure`].
+    fn default_image(&mut self) -> Result<String, ContainerError> {
+        let recipe = crate::image::Recipe::from_env();
+        let tag = recipe.tag();
+        let engine = self.engine()?;
+        if engine
+            .rt
+            .block_on(engine.client.inspect_image(&tag))
+            .is_ok()
+        {
+            return Ok(tag);
+        }
+        crate::image::ensure(self.settings.kind, &recipe, &mut |line| {
+            eprintln!("airlock: image: {line}")
+        })
+    }
 }
 
 /// A container error as the seam's error (its exit status is kept: 125, or 126/127 from inside).
@@ -125,7 +138,7 @@ impl Backend for ContainerBackend {
         self.engine().map_err(sandbox_error)?;
         let image = match &self.settings.image {
             Some(i) => i.clone(),
-            None => default_image(self.settings.kind).map_err(sandbox_error)?,
+            None => self.default_image().map_err(sandbox_error)?,
         };
         let engine = self
             .engine
