@@ -21,7 +21,8 @@ command -v notify-send >/dev/null || need+=(libnotify-bin)
 /usr/bin/python3 -c 'import dbus' 2>/dev/null || need+=(python3-dbus)
 /usr/bin/python3 -c 'import gi' 2>/dev/null || need+=(python3-gi)
 # The real agent clients the end-to-end tests (crates/airlock/tests/all/agents.rs) run, pinned: an
-# unpinned install on Node 20 resolves to an older release, and newer ones need Node 22.
+# unpinned install on Node 20 resolves to an older release, and newer ones need Node 22. airlock's
+# default container image pins the same (crates/airlock-container/src/image.rs checks).
 NPM_PREFIX=${AIRLOCK_TEST_NPM_PREFIX:-/opt/airlock-test/npm}
 CLAUDE_CODE_VERSION=2.1.112
 CODEX_VERSION=0.171.0

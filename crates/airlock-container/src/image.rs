@@ -183,12 +183,7 @@ pub fn status(kind: EngineKind, recipe: &Recipe) -> Result<Status, ContainerErro
     let tag = recipe.tag();
     let present = exists(kind, &tag)?;
     let out = cli(kind)
-        .args([
-            "images",
-            "--format",
-            "{{.Repository}}:{{.Tag}}",
-            REPOSITORY,
-        ])
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}", REPOSITORY])
         .stderr(Stdio::null())
         .output()
         .map_err(|e| cli_missing(kind, &e))?;
@@ -797,6 +792,21 @@ mod tests {
             assert!(CONTAINERFILE.contains(&format!("ARG {k}")), "{k}");
         }
         assert!(CONTAINERFILE.contains(&format!("ARG BASE={DEFAULT_BASE}")));
+    }
+
+    /// The image's CLIs are the ones the agents tests run (scripts/test.sh pins them).
+    #[test]
+    fn pins_match_the_agents_tests() {
+        let script = include_str!("../../../scripts/test.sh");
+        for line in [
+            format!("CLAUDE_CODE_VERSION={CLAUDE_CODE_VERSION}"),
+            format!("CODEX_VERSION={CODEX_VERSION}"),
+        ] {
+            assert!(
+                script.lines().any(|l| l.trim() == line),
+                "{line} not in scripts/test.sh"
+            );
+        }
     }
 
     #[test]
