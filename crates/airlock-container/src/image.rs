@@ -493,6 +493,9 @@ fn build_on(
     let file = ctx.path().join("Containerfile");
     std::fs::write(&file, &recipe.containerfile)
         .map_err(|e| ContainerError::io(format!("write {}", file.display()), e))?;
+    let ca = ctx.path().join("host-ca.crt");
+    std::fs::write(&ca, host_ca_bundle())
+        .map_err(|e| ContainerError::io(format!("write {}", ca.display()), e))?;
     let mut cmd = cli(kind);
     cmd.args(["build", "--network", "host", "--force-rm"]);
     if kind == EngineKind::Podman {
@@ -516,6 +519,25 @@ fn build_on(
     Ok(tag)
 }
 
+/// The host's CA bundle (`SSL_CERT_FILE`, else Debian's, Fedora's or Alpine's bundle), for the
+/// build's apt and npm downloads behind a TLS-intercepting network; empty when there is none.
+/// Not one of the hashed inputs: it changes how the build downloads, not what it installs.
+fn host_ca_bundle() -> Vec<u8> {
+    std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(
+            [
+                "/etc/ssl/certs/ca-certificates.crt",
+                "/etc/pki/tls/certs/ca-bundle.crt",
+                "/etc/ssl/cert.pem",
+            ]
+            .map(PathBuf::from),
+        )
+        .find_map(|p| std::fs::read(p).ok().filter(|b| !b.is_empty()))
+        .unwrap_or_default()
+}
+
 /// A build's step line (`STEP 2/9: RUN ...` from Podman, `Step 2/9 : ...` from Docker's classic
 /// builder, `#5 [2/4] RUN ...` from BuildKit), shortened.
 fn build_step(line: &str) -> Option<String> {
@@ -529,20 +551,18 @@ fn build_step(line: &str) -> Option<String> {
     is_step.then(|| shorten(l))
 }
 
-/// debootstrap's stage lines (`I: Retrieving ...`, `I: Installing core packages...`), without
-/// its per-package ones.
+/// debootstrap's stage lines (`I: Installing core packages...`, `I: Configuring the base
+/// system...`), without its per-package ones (`I: Extracting bash...`, `I: Retrieving libc6`).
 fn debootstrap_step(line: &str) -> Option<String> {
-    let l = line.trim();
-    let per_package = [
-        "I: Retrieving",
-        "I: Validating",
-        "I: Extracting",
-        "I: Unpacking",
-        "I: Configuring",
-    ]
-    .iter()
-    .any(|p| l.starts_with(p) && !l.ends_with("..."));
-    (l.starts_with("I: ") && !per_package).then(|| format!("debootstrap: {}", shorten(&l[3..])))
+    let l = line.trim().strip_prefix("I: ")?;
+    let per_package = ["Retrieving ", "Validating ", "Extracting "]
+        .iter()
+        .any(|p| l.starts_with(p))
+        || (["Unpacking ", "Configuring "]
+            .iter()
+            .any(|p| l.starts_with(p))
+            && !(l.contains(" packages") || l.contains(" system")));
+    (!per_package).then(|| format!("debootstrap: {}", shorten(l)))
 }
 
 fn shorten(l: &str) -> String {
@@ -860,7 +880,23 @@ mod tests {
         assert!(build_step("Step 2/9 : FROM x").is_some());
         assert!(build_step("#5 [2/4] RUN npm install").is_some());
         assert!(build_step("Get:1 http://deb.debian.org bookworm InRelease").is_none());
-        assert!(debootstrap_step("I: Installing core packages...").is_some());
-        assert!(debootstrap_step("I: Retrieving libc6 2.36").is_none());
+        for shown in [
+            "I: Installing core packages...",
+            "I: Unpacking required packages...",
+            "I: Configuring the base system...",
+            "I: Base system installed successfully.",
+        ] {
+            assert!(debootstrap_step(shown).is_some(), "{shown}");
+        }
+        for hidden in [
+            "I: Retrieving libc6 2.36",
+            "I: Validating bash 5.2",
+            "I: Extracting bash...",
+            "I: Unpacking mawk...",
+            "I: Configuring libc-bin...",
+            "W: something",
+        ] {
+            assert!(debootstrap_step(hidden).is_none(), "{hidden}");
+        }
     }
 }
