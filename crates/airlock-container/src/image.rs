@@ -344,7 +344,9 @@ fn debootstrap_base(
     let rootless = !nix::unistd::geteuid().is_root();
     let mut cmd = if rootless && kind == EngineKind::Podman {
         let mut c = cli(kind);
-        c.args(["unshare", "env", "CONTAINER=lxc"]).arg(debootstrap);
+        // debootstrap treats `container=lxc` as a container where device nodes cannot be made
+        // (its detect_container): it binds them from the host instead.
+        c.args(["unshare", "env", "container=lxc"]).arg(debootstrap);
         c
     } else if rootless {
         return Err(ContainerError::Unsupported(format!(
