@@ -320,7 +320,8 @@ async fn libpod_version(path: &Path) -> std::io::Result<Option<String>> {
 /// `Libpod-Api-Version` from an HTTP response head (names are case-insensitive, RFC 9110 5.1).
 fn libpod_header(response: &str) -> Option<String> {
     let head = response.split("\r\n\r\n").next()?;
-    if !head.starts_with("HTTP/1.") || !head.split(' ').nth(1).is_some_and(|c| c == "200") {
+    let ok = head.starts_with("HTTP/1.") && head.split(' ').nth(1) == Some("200");
+    if !ok {
         return None;
     }
     head.lines().skip(1).find_map(|l| {
