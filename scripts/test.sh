@@ -140,6 +140,18 @@ for l in sys.stdin:
   run_unprivileged promote_ecosystems
   echo "== agent tests (real Claude Code and Codex) as unprivileged user $TEST_USER"
   run_unprivileged agents AIRLOCK_TEST_NPM_PREFIX="$NPM_PREFIX"
+  # airlock's default container image as the root tests built it, copied into the test user's
+  # store once (a user cannot make its base without a registry: debootstrap needs root).
+  tag=$("$stage/airlock" image status --json 2>/dev/null \
+    | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["tag"] if j["present"] else "")' || true)
+  test_user_podman() {
+    runuser -u "$TEST_USER" -- env XDG_RUNTIME_DIR="/run/user/$(id -u "$TEST_USER")" \
+      HOME="/home/$TEST_USER" sh -c "cd / && podman $*"
+  }
+  if [ -n "$tag" ] && ! test_user_podman image exists "$tag"; then
+    echo "== copying $tag into $TEST_USER's Podman store"
+    podman save "$tag" | test_user_podman load -q >/dev/null
+  fi
   echo "== container backend tests (rootless Podman) as unprivileged user $TEST_USER"
   run_unprivileged container XDG_RUNTIME_DIR="/run/user/$(id -u "$TEST_USER")"
   echo "== remote box tests (airlock serve in rootless Podman) as unprivileged user $TEST_USER"

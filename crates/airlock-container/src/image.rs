@@ -11,12 +11,13 @@
 //!   `debian:bookworm-slim`, airlock makes it: `debootstrap --variant=minbase bookworm` from the
 //!   host's Debian mirror into a temporary directory, imported as
 //!   `localhost/airlock-default-base:HASH` (kept as the image's parent, so a rebuild reuses it).
-//!   Neither: an error naming the image, the engine and the ways out (`--image`, debootstrap,
-//!   the registry).
+//!   debootstrap needs root: as a user (rootless Podman) without a registry, the error says to
+//!   build as root and `podman save | podman load` the image. Neither: an error naming the
+//!   image, the engine and the ways out (`--image`, debootstrap, the registry).
 //! - **Build**: through the engine's CLI (`podman build` / `docker build`), not the Engine API:
 //!   the debootstrap base is a directory of a few hundred MB that `podman import` / `docker
-//!   import` take as a file, where the API wants the whole body in one request; rootless
-//!   debootstrap runs inside `podman unshare`, which only the CLI has; and the CLI reaches the
+//!   import` take as a file, where the API wants the whole body in one request; the build's
+//!   progress is the CLI's own step lines; and the CLI reaches the
 //!   same image store whether or not a Podman API service runs (airlock starts a private one
 //!   per session only when none does). The build has the host's network (`--network host`: apt
 //!   and npm need it); sessions on the image stay `--network none`.
@@ -276,6 +277,9 @@ fn resolve_base(
     }
     let why = first_line(&String::from_utf8_lossy(&pulled.stderr));
     let debootstrap = debootstrap_path();
+    if !nix::unistd::geteuid().is_root() {
+        return Err(rootless_no_base(kind, recipe, &why));
+    }
     match (recipe.debootstrap_can_make_base(), debootstrap) {
         (true, Some(debootstrap)) => {
             let mirror = host_mirror();
@@ -288,6 +292,25 @@ fn resolve_base(
             Ok((made, true))
         }
         (can, found) => Err(no_base(kind, recipe, &why, can, found.is_some())),
+    }
+}
+
+/// The error when a user's (rootless) engine can pull no base: debootstrap needs root, so the
+/// ways out are `--image`, the registry, or root's build copied into the user's store.
+fn rootless_no_base(kind: EngineKind, recipe: &Recipe, why: &str) -> ContainerError {
+    let engine = kind.name();
+    let tag = recipe.tag();
+    ContainerError::ImageMissing {
+        engine,
+        socket: PathBuf::from(engine),
+        image: recipe.base.clone(),
+        hint: format!(
+            "it is the base of airlock's default image {tag} and cannot be pulled ({why}); \
+             without a registry airlock makes it with debootstrap, which needs root: run your \
+             own image with --image IMAGE, or let {engine} reach the registry, or build it as \
+             root and copy it into your store: `sudo airlock image build --backend {engine}` \
+             then `sudo {engine} save {tag} | {engine} load`"
+        ),
     }
 }
 
@@ -329,8 +352,9 @@ fn no_base(
 }
 
 /// Makes the base with debootstrap into a temporary directory and imports it as the recipe's
-/// base tag. Rootless Podman runs debootstrap inside `podman unshare` (root of the user's own
-/// namespace, devices bind-mounted as debootstrap does in containers).
+/// base tag. Root only: debootstrap makes device nodes and chroots to configure the packages,
+/// which fail inside rootless Podman's user namespace (`podman unshare`: its mknod check and
+/// its `arch-test -c` chroot both fail there).
 fn debootstrap_base(
     kind: EngineKind,
     recipe: &Recipe,
@@ -341,24 +365,8 @@ fn debootstrap_base(
 ) -> Result<(), ContainerError> {
     let tmp = shop.temp("debootstrap")?;
     let rootfs = tmp.path().join("rootfs");
-    let rootless = !nix::unistd::geteuid().is_root();
-    let mut cmd = if rootless && kind == EngineKind::Podman {
-        let mut c = cli(kind);
-        // debootstrap treats `container=lxc` as a container where device nodes cannot be made
-        // (its detect_container): it binds them from the host instead.
-        c.args(["unshare", "env", "container=lxc"]).arg(debootstrap);
-        c
-    } else if rootless {
-        return Err(ContainerError::Unsupported(format!(
-            "debootstrap needs root to make the base {}: run `sudo airlock image build \
-             --backend docker` once, or pass --image IMAGE",
-            recipe.base
-        )));
-    } else {
-        let mut c = Command::new(debootstrap);
-        c.current_dir("/").stdin(Stdio::null());
-        c
-    };
+    let mut cmd = Command::new(debootstrap);
+    cmd.current_dir("/").stdin(Stdio::null());
     cmd.args(["--variant=minbase", SUITE])
         .arg(&rootfs)
         .arg(mirror);
@@ -367,15 +375,8 @@ fn debootstrap_base(
         ContainerError::io(format!("write apt sources into {}", rootfs.display()), e)
     })?;
     let tar = tmp.path().join("rootfs.tar");
-    let mut pack = if rootless {
-        let mut c = cli(kind);
-        c.args(["unshare", "tar"]);
-        c
-    } else {
-        let mut c = Command::new("tar");
-        c.current_dir("/").stdin(Stdio::null());
-        c
-    };
+    let mut pack = Command::new("tar");
+    pack.current_dir("/").stdin(Stdio::null());
     pack.args(["--numeric-owner", "-C"])
         .arg(&rootfs)
         .arg("-cf")
