@@ -300,18 +300,15 @@ fn resolve_base(
 fn rootless_no_base(kind: EngineKind, recipe: &Recipe, why: &str) -> ContainerError {
     let engine = kind.name();
     let tag = recipe.tag();
-    ContainerError::ImageMissing {
-        engine,
-        socket: PathBuf::from(engine),
-        image: recipe.base.clone(),
-        hint: format!(
-            "it is the base of airlock's default image {tag} and cannot be pulled ({why}); \
-             without a registry airlock makes it with debootstrap, which needs root: run your \
-             own image with --image IMAGE, or let {engine} reach the registry, or build it as \
-             root and copy it into your store: `sudo airlock image build --backend {engine}` \
-             then `sudo {engine} save {tag} | {engine} load`"
-        ),
-    }
+    ContainerError::Unsupported(format!(
+        "image {} is not in {engine}'s store and cannot be pulled ({why}); it is the base of \
+         airlock's default image {tag}, which airlock makes without a registry with \
+         debootstrap, and debootstrap needs root: run your own image with --image IMAGE, or \
+         let {engine} reach the registry, or build it as root and copy it into your store: \
+         `sudo airlock image build --backend {engine}` then `sudo {engine} save {tag} | \
+         {engine} load`",
+        recipe.base
+    ))
 }
 
 /// The error when no base can be had: the image, the engine and the ways out.
@@ -339,16 +336,13 @@ fn no_base(
             kind.name()
         )
     };
-    ContainerError::ImageMissing {
-        engine: kind.name(),
-        socket: PathBuf::from(kind.name()),
-        image: recipe.base.clone(),
-        hint: format!(
-            "it is the base of airlock's default image {} and cannot be pulled ({why}); run \
-             your own image with --image IMAGE, {fallback}",
-            recipe.tag()
-        ),
-    }
+    ContainerError::Unsupported(format!(
+        "image {} is not in {}'s store and cannot be pulled ({why}); it is the base of \
+         airlock's default image {}: run your own image with --image IMAGE, {fallback}",
+        recipe.base,
+        kind.name(),
+        recipe.tag()
+    ))
 }
 
 /// Makes the base with debootstrap into a temporary directory and imports it as the recipe's
@@ -576,11 +570,17 @@ fn shorten(l: &str) -> String {
     }
 }
 
+/// The line of a command's error output that says what failed: the last `Error:` line (Podman
+/// prints retries as warnings first), else the first non-empty one.
 fn first_line(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     shorten(
-        s.lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
+        lines
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("Error"))
+            .or(lines.first())
+            .copied()
             .unwrap_or("no output"),
     )
 }

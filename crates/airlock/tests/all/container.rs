@@ -1351,12 +1351,7 @@ fn default_image_failures_leave_nothing() {
         (
             "localhost/airlock-test-unreachable/debian:bookworm-slim",
             "",
-            vec![
-                "--image",
-                "debootstrap",
-                "apt-get install debootstrap",
-                "podman",
-            ],
+            vec!["--image", "debootstrap", "podman"],
         ),
         // A debootstrap that does not exist: the same.
         (
