@@ -16,6 +16,9 @@ command -v runc >/dev/null || need+=(runc)
 command -v runsc >/dev/null || need+=(runsc)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 command -v newuidmap >/dev/null || need+=(uidmap)
+# debootstrap: the base of airlock's default image where no registry is reachable (the tests build
+# that image once per machine; crates/airlock-container/src/image.rs).
+[ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null || need+=(debootstrap)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -21,7 +21,8 @@ command -v notify-send >/dev/null || need+=(libnotify-bin)
 /usr/bin/python3 -c 'import dbus' 2>/dev/null || need+=(python3-dbus)
 /usr/bin/python3 -c 'import gi' 2>/dev/null || need+=(python3-gi)
 # The real agent clients the end-to-end tests (crates/airlock/tests/all/agents.rs) run, pinned: an
-# unpinned install on Node 20 resolves to an older release, and newer ones need Node 22.
+# unpinned install on Node 20 resolves to an older release, and newer ones need Node 22. airlock's
+# default container image pins the same (crates/airlock-container/src/image.rs checks).
 NPM_PREFIX=${AIRLOCK_TEST_NPM_PREFIX:-/opt/airlock-test/npm}
 CLAUDE_CODE_VERSION=2.1.112
 CODEX_VERSION=0.171.0
@@ -139,6 +140,18 @@ for l in sys.stdin:
   run_unprivileged promote_ecosystems
   echo "== agent tests (real Claude Code and Codex) as unprivileged user $TEST_USER"
   run_unprivileged agents AIRLOCK_TEST_NPM_PREFIX="$NPM_PREFIX"
+  # airlock's default container image as the root tests built it, copied into the test user's
+  # store once (a user cannot make its base without a registry: debootstrap needs root).
+  tag=$("$stage/airlock" image status --json 2>/dev/null \
+    | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["tag"] if j["present"] else "")' || true)
+  test_user_podman() {
+    runuser -u "$TEST_USER" -- env XDG_RUNTIME_DIR="/run/user/$(id -u "$TEST_USER")" \
+      HOME="/home/$TEST_USER" sh -c "cd / && podman $*"
+  }
+  if [ -n "$tag" ] && ! test_user_podman image exists "$tag"; then
+    echo "== copying $tag into $TEST_USER's Podman store"
+    podman save "$tag" | test_user_podman load -q >/dev/null
+  fi
   echo "== container backend tests (rootless Podman) as unprivileged user $TEST_USER"
   run_unprivileged container XDG_RUNTIME_DIR="/run/user/$(id -u "$TEST_USER")"
   echo "== remote box tests (airlock serve in rootless Podman) as unprivileged user $TEST_USER"

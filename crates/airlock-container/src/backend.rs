@@ -15,16 +15,14 @@ use crate::error::ContainerError;
 /// The label every container of a session carries: the session id.
 pub const SESSION_LABEL: &str = "airlock.session";
 
-/// The image used when none is given: the test image that scripts/container-setup.sh imports
-/// (busybox on an empty root), until airlock builds its own default image.
-pub const DEFAULT_IMAGE: &str = "localhost/airlock-test-busybox:latest";
-
 /// Settings of the container backend (`--backend`, `--runtime`, `--image`).
 #[derive(Debug, Clone)]
 pub struct ContainerSettings {
     pub kind: EngineKind,
     pub runtime: Option<Runtime>,
-    pub image: String,
+    /// `--image` (or `[container] image`); `None` for airlock's default image, built by
+    /// [`crate::image::ensure`] at launch when the engine lacks it.
+    pub image: Option<String>,
 }
 
 /// Runs sessions as containers of one engine.
@@ -58,6 +56,27 @@ impl ContainerBackend {
         self.engine
             .as_ref()
             .ok_or_else(|| ContainerError::Unsupported("no engine".into()))
+    }
+}
+
+impl ContainerBackend {
+    /// airlock's default image, built first when the engine lacks it (progress on stderr).
+    /// Looked up through the connected engine's API first (a request, where the CLI would be
+    /// a process per run); only a missing image goes to [`crate::image::ensure`].
+    fn default_image(&mut self) -> Result<String, ContainerError> {
+        let recipe = crate::image::Recipe::from_env();
+        let tag = recipe.tag();
+        let engine = self.engine()?;
+        if engine
+            .rt
+            .block_on(engine.client.inspect_image(&tag))
+            .is_ok()
+        {
+            return Ok(tag);
+        }
+        crate::image::ensure(self.settings.kind, &recipe, &mut |line| {
+            eprintln!("airlock: image: {line}")
+        })
     }
 }
 
@@ -119,13 +138,19 @@ impl Backend for ContainerBackend {
         spec: &SandboxSpec,
         ctx: SessionContext,
     ) -> Result<Box<dyn RunningSandbox>, SandboxError> {
+        // The engine first: an engine that cannot be reached is the error to show, not the
+        // image's.
         self.engine().map_err(sandbox_error)?;
+        let image = match &self.settings.image {
+            Some(i) => i.clone(),
+            None => self.default_image().map_err(sandbox_error)?,
+        };
         let engine = self
             .engine
             .take()
             .ok_or_else(|| SandboxError::Setup("no container engine".into()))?;
         let opts = ContainerOptions {
-            image: self.settings.image.clone(),
+            image,
             exe: ctx.exe,
             limits: self.limits,
             state_dir: ctx.dir,

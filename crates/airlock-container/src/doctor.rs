@@ -1,6 +1,7 @@
 //! `airlock doctor`'s section on the container backends: which engines and runtimes exist here,
 //! whether limits would be enforced, and the host conditions known to break Podman (each with
-//! what to change). Nothing is started: sockets are only looked at.
+//! what to change), and whether airlock's default image is built. Nothing is started: sockets
+//! are only looked at, and the image is looked up with the engine's CLI (`image inspect`).
 
 use std::path::Path;
 
@@ -200,6 +201,42 @@ fn rootless_dir_check(d: &Discovery) -> Option<Check> {
     ))
 }
 
+/// Whether `kind`'s engine has airlock's default image (`crate::image`), for engines whose CLI
+/// is installed.
+fn image_check(d: &Discovery, kind: EngineKind) -> Option<Check> {
+    d.which(kind.name())?;
+    let recipe = crate::image::Recipe::from_env();
+    let tag = recipe.tag();
+    let name = format!("{} default image", kind.name());
+    Some(match crate::image::exists(kind, &tag) {
+        Ok(true) => check(&name, true, format!("{tag} is built"), String::new()),
+        Ok(false) => {
+            let debootstrap = crate::image::debootstrap_path()
+                .map(|p| {
+                    format!(
+                        "; without a registry debootstrap ({}) makes the base",
+                        p.display()
+                    )
+                })
+                .unwrap_or_else(|| {
+                    "; without a registry it needs debootstrap (apt-get install debootstrap)"
+                        .to_string()
+                });
+            check(
+                &name,
+                false,
+                format!("{tag} is not built (base {}{debootstrap})", recipe.base),
+                format!(
+                    "the first `airlock run --backend {}` without --image builds it (minutes,                      once): run `airlock image build --backend {}` ahead",
+                    kind.name(),
+                    kind.name()
+                ),
+            )
+        }
+        Err(e) => check(&name, false, e.to_string(), "see the engine check".into()),
+    })
+}
+
 /// The container section of `airlock doctor`.
 pub fn checks(d: &Discovery) -> Vec<Check> {
     let mut out = vec![
@@ -211,5 +248,7 @@ pub fn checks(d: &Discovery) -> Vec<Check> {
     out.extend(ulimits_check());
     out.extend(hybrid_check());
     out.extend(rootless_dir_check(d));
+    out.extend(image_check(d, EngineKind::Podman));
+    out.extend(image_check(d, EngineKind::Docker));
     out
 }

@@ -266,6 +266,15 @@ fn probe(rt: &tokio::runtime::Runtime, path: &Path) -> Result<(Docker, EngineFac
     let client = Docker::connect_with_unix(socket, REQUEST_TIMEOUT, API_VERSION)
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
+        // Podman says who it is in every response's headers; its /version gathers the whole of
+        // /info first (a quarter of a second per session, most of airlock's start-up on a
+        // running service), so a /_ping identifies it.
+        if let Ok(Ok(Some(version))) =
+            tokio::time::timeout(Duration::from_secs(10), libpod_version(path)).await
+        {
+            let facts = podman_facts("Podman Engine".into(), version, path);
+            return Ok((client, facts));
+        }
         let version = tokio::time::timeout(Duration::from_secs(10), client.version())
             .await
             .map_err(|_| "no answer within 10s".to_string())?
@@ -306,6 +315,36 @@ fn probe(rt: &tokio::runtime::Runtime, path: &Path) -> Result<(Docker, EngineFac
                 .unwrap_or_default(),
         };
         Ok((client, facts))
+    })
+}
+
+/// The `Libpod-Api-Version` header of the engine's answer to `GET /_ping` (Podman sets it on
+/// every response, Docker never), or `None` for an engine without it. One HTTP/1.0 exchange on
+/// the unix socket: bollard's `ping` does not return headers.
+async fn libpod_version(path: &Path) -> std::io::Result<Option<String>> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::UnixStream::connect(path).await?;
+    s.write_all(b"GET /_ping HTTP/1.0\r\nHost: airlock\r\n\r\n")
+        .await?;
+    let mut head = Vec::new();
+    // The answer is a few headers and "OK"; HTTP/1.0 closes after it. Bounded all the same.
+    s.take(16 * 1024).read_to_end(&mut head).await?;
+    Ok(libpod_header(&String::from_utf8_lossy(&head)))
+}
+
+/// `Libpod-Api-Version` from an HTTP response head (names are case-insensitive, RFC 9110 5.1).
+fn libpod_header(response: &str) -> Option<String> {
+    let head = response.split("\r\n\r\n").next()?;
+    let ok = head.starts_with("HTTP/1.") && head.split(' ').nth(1) == Some("200");
+    if !ok {
+        return None;
+    }
+    head.lines().skip(1).find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("libpod-api-version")
+            .then(|| value.trim().to_string())
+            .filter(|v| !v.is_empty())
     })
 }
 
@@ -676,6 +715,27 @@ impl Drop for Engine {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn podman_is_told_by_its_ping_headers() {
+        let podman = "HTTP/1.0 200 OK\r\nApi-Version: 1.41\r\nlibpod-api-version:  4.3.1 \r\n\
+                      Server: Libpod/4.3.1 (linux)\r\n\r\nOK";
+        assert_eq!(libpod_header(podman).as_deref(), Some("4.3.1"));
+        let docker =
+            "HTTP/1.1 200 OK\r\nApi-Version: 1.45\r\nServer: Docker/26.1.5 (linux)\r\n\r\nOK";
+        assert_eq!(libpod_header(docker), None);
+        // Not a success, or the header only in the body: not Podman.
+        let err = "HTTP/1.0 500 Internal Server Error\r\nLibpod-Api-Version: 4.3.1\r\n\r\n";
+        assert_eq!(libpod_header(err), None);
+        let body = "HTTP/1.0 200 OK\r\nServer: x\r\n\r\nLibpod-Api-Version: 9\r\n";
+        assert_eq!(libpod_header(body), None);
+        assert_eq!(libpod_header("garbage"), None);
+        assert_eq!(
+            libpod_header("HTTP/1.0 200 OK\r\nLibpod-Api-Version:\r\n\r\n"),
+            None
+        );
+    }
+
     use super::*;
 
     fn discovery(uid: u32) -> Discovery {

@@ -21,10 +21,11 @@ pub mod container;
 pub mod doctor;
 pub mod engine;
 pub mod error;
+pub mod image;
 pub mod seccomp;
 pub mod service;
 
-pub use backend::{ContainerBackend, ContainerSettings, DEFAULT_IMAGE, SESSION_LABEL};
+pub use backend::{ContainerBackend, ContainerSettings, SESSION_LABEL};
 pub use container::{launch, ContainerOptions, Limits};
 pub use engine::{Discovery, Engine, EngineFacts, EngineKind, Runtime};
 pub use error::ContainerError;

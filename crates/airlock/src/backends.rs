@@ -55,10 +55,8 @@ pub(crate) fn new(kind: BackendKind, opts: &Options) -> Result<Box<dyn Backend>>
     Ok(Box::new(ContainerBackend::new(ContainerSettings {
         kind: engine,
         runtime,
-        image: opts
-            .image
-            .clone()
-            .unwrap_or_else(|| airlock_container::DEFAULT_IMAGE.to_string()),
+        // None: airlock's default image, built at launch when the engine lacks it.
+        image: opts.image.clone(),
     })))
 }
 

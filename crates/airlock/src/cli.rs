@@ -101,6 +101,30 @@ pub(crate) enum Command {
     /// Host caches shared with sessions (`--preset`): promote what a session downloaded.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// airlock's default image for --backend podman|docker: build it ahead, or see its state.
+    ///
+    /// Without --image, `airlock run --backend podman|docker` runs the command in
+    /// localhost/airlock-default:HASH, a slim Debian (bookworm) with git, curl, ca-certificates,
+    /// Node.js, npm, Claude Code and Codex at pinned versions, built from a Containerfile inside
+    /// airlock. HASH covers every input (the Containerfile, the pinned versions, the base
+    /// image's name), so a new airlock release with a new recipe builds a new image and an
+    /// unchanged one reuses it. The first run builds it (minutes, once; progress on stderr);
+    /// `airlock image build` does it ahead, e.g. in a machine's setup.
+    ///
+    /// The base is docker.io/library/debian:bookworm-slim (or AIRLOCK_IMAGE_BASE, e.g. a
+    /// registry mirror's copy). Where no registry can be reached, airlock makes the base with
+    /// `debootstrap --variant=minbase bookworm` from your host's Debian mirror (install
+    /// debootstrap: apt-get install debootstrap). The build uses the host's network for apt
+    /// and npm; sessions on the image never get one (--network none).
+    ///
+    /// Examples:
+    ///   airlock image status                  is the default image there? which tag?
+    ///   airlock image build                   build it now for Podman (nothing if present)
+    ///   airlock image build --backend docker  the same for Docker
+    ///   airlock image status --json | jq .tag
+    ///   airlock run --backend podman --image my/image:tag -- make    your own image instead
+    #[command(subcommand, verbatim_doc_comment)]
+    Image(ImageCommand),
     /// Stop a running session: SIGTERM to its command, SIGKILL after --timeout seconds.
     Stop(StopArgs),
     /// Attach your terminal to a --detach session (detach again with tmux's prefix, then d).
@@ -567,6 +591,36 @@ pub(crate) struct MergeArgs {
     /// Also land files `airlock diff` cannot show in full (binary, over 4 MiB, not UTF-8).
     #[arg(long)]
     pub(crate) allow_unshown_files: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImageCommand {
+    /// Build the default image unless the engine has it already (--rebuild: build it anyway).
+    Build(ImageArgs),
+    /// Say whether the engine has the default image, its tag, its base, and older tags.
+    Status(ImageArgs),
+}
+
+/// The engine `airlock image` works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ImageEngine {
+    /// Podman (its CLI; rootless as a user, rootful as root).
+    Podman,
+    /// Docker (its CLI; DOCKER_HOST is honoured).
+    Docker,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImageArgs {
+    /// The engine whose image store is used.
+    #[arg(long, value_enum, default_value = "podman")]
+    pub(crate) backend: ImageEngine,
+    /// Print the result as JSON (tag, present, base, engine, stale tags).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// With build: build even when the image is there (the engine replaces the tag).
+    #[arg(long)]
+    pub(crate) rebuild: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,7 @@ mod diff;
 mod doctor;
 mod explain;
 mod hook;
+mod image;
 mod logs;
 pub(crate) mod ls;
 mod man;
@@ -26,7 +27,7 @@ mod session;
 mod stop;
 mod suggest;
 
-use crate::cli::{CacheCommand, Command, HookCommand, PolicyCommand};
+use crate::cli::{CacheCommand, Command, HookCommand, ImageCommand, PolicyCommand};
 
 pub(crate) use run::remote;
 pub(crate) use run::sandbox_init;
@@ -54,6 +55,8 @@ pub(crate) fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Merge(args) => merge::merge(args),
         Command::Rm(args) => rm::rm(args),
         Command::Cache(CacheCommand::Promote(args)) => cache::promote(args),
+        Command::Image(ImageCommand::Build(args)) => image::build(&args),
+        Command::Image(ImageCommand::Status(args)) => image::status(&args),
         Command::Stop(args) => stop::stop(args),
         Command::Attach(args) => attach::attach(args),
         Command::Logs(args) => logs::logs(args),

@@ -1267,3 +1267,196 @@ fn relayed_terminal_output_is_filtered_and_whole() {
         assert!(out.contains(want), "missing {want:?}: {out:?}");
     }
 }
+
+/// `airlock image status --json` for `ws` with `base` as `AIRLOCK_IMAGE_BASE` (none: the
+/// default base): the JSON object.
+fn image_status(ws: &Ws, base: Option<&str>) -> serde_json::Value {
+    let mut c = ws.airlock();
+    c.args(["image", "status", "--json"])
+        .env_remove("AIRLOCK_IMAGE_BASE");
+    if let Some(b) = base {
+        c.env("AIRLOCK_IMAGE_BASE", b);
+    }
+    let o = c.run();
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).expect("image status JSON")
+}
+
+/// Every image name in the engine, and how many dangling (`<none>`) images there are.
+fn image_names() -> (Vec<String>, usize) {
+    let o = podman(&["images", "-a", "--format", "{{.Repository}}:{{.Tag}}"]).expect("images");
+    let all: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+    let dangling = all.iter().filter(|n| n.starts_with("<none>")).count();
+    (
+        all.into_iter()
+            .filter(|n| !n.starts_with("<none>"))
+            .collect(),
+        dangling,
+    )
+}
+
+/// The first `airlock run --backend podman` without `--image` builds airlock's default image
+/// (here through debootstrap: no registry), with progress on stderr; the command finds git,
+/// Node.js and both agents' CLIs at the pinned versions; the next run reuses the image (same
+/// tag, no build). The image stays cached by its tag, so a machine builds it once.
+#[test]
+fn default_image_is_built_once_and_has_the_agents() {
+    if !ready() {
+        return;
+    }
+    let _l = airlock_test_support::podman_lock();
+    let ws = Ws::new();
+    let before = image_status(&ws, None);
+    let tag = before["tag"].as_str().expect("tag").to_string();
+    assert!(tag.starts_with("localhost/airlock-default:"), "{before}");
+    let script = "git --version; node --version; claude --version; codex --version; id -u";
+    let run = || {
+        ws.airlock()
+            .env_remove("AIRLOCK_IMAGE_BASE")
+            .args(["run", "--backend", "podman", "--mode", "bind", "--"])
+            .args(["sh", "-c", script])
+            .run()
+    };
+    if before["present"] == false && !airlock_test_support::is_root() {
+        // As a user without a registry: debootstrap needs root, so the error names the ways
+        // out (scripts/test.sh copies root's build into the test user's store first).
+        let o = run();
+        o.assert_code(125);
+        let e = stderr(&o);
+        for want in [
+            "--image",
+            "debootstrap",
+            "sudo airlock image build",
+            "podman load",
+        ] {
+            assert!(e.contains(want), "{want:?} missing: {e}");
+        }
+        assert_eq!(image_status(&ws, None)["present"], false);
+        assert_nothing_left("rootless default image without a base");
+        airlock_test_support::skip(&format!(
+            "{tag} is not in this user's store and a user cannot make its base without a \
+             registry: load root's build (scripts/test.sh does) to run the agents in it"
+        ));
+        return;
+    }
+    let started = std::time::Instant::now();
+    let o = run();
+    let (out, err) = (stdout(&o), stderr(&o));
+    o.assert_code(0);
+    if before["present"] == false {
+        eprintln!("built {tag} in {:?}", started.elapsed());
+        assert!(
+            err.contains(&format!("building the default image {tag}")) && err.contains("STEP "),
+            "no progress naming the steps: {err}"
+        );
+    }
+    for want in [
+        "git version",
+        "v18.",
+        "2.1.112 (Claude Code)",
+        "codex-cli 0.171.0",
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}\n{err}");
+    }
+    // The command runs as the caller's uid, not as root or the image's user.
+    let uid = nix::unistd::geteuid().to_string();
+    assert_eq!(out.lines().last(), Some(uid.as_str()), "{out}");
+    assert_nothing_left("default image run");
+
+    let o = run();
+    o.assert_code(0);
+    let err = stderr(&o);
+    assert!(
+        !err.contains("building"),
+        "rebuilt on the second run: {err}"
+    );
+    let after = image_status(&ws, None);
+    assert_eq!(after["tag"], before["tag"]);
+    assert_eq!(after["present"], true, "{after}");
+    // Another input is another tag (and not built).
+    let other = image_status(&ws, Some("registry.example/library/debian:bookworm-slim"));
+    assert_ne!(other["tag"], before["tag"]);
+    assert_eq!(other["present"], false, "{other}");
+    assert_nothing_left("default image second run");
+}
+
+/// No base and no way to make one, or a build that fails: exit 125, an error naming the image,
+/// the engine and the ways out, and nothing left: no image tagged (default or base), no new
+/// dangling image, no container, no build directory.
+#[test]
+fn default_image_failures_leave_nothing() {
+    if !ready() {
+        return;
+    }
+    let _l = airlock_test_support::podman_lock();
+    let ws = Ws::new();
+    let cache = tempfile::tempdir().expect("cache");
+    let fail = |base: &str, debootstrap: &str| {
+        let o = ws
+            .airlock()
+            .env("AIRLOCK_IMAGE_BASE", base)
+            .env("AIRLOCK_DEBOOTSTRAP", debootstrap)
+            .env("XDG_CACHE_HOME", cache.path())
+            .args(["run", "--backend", "podman", "--mode", "bind", "--", "true"])
+            .run();
+        let e = stderr(&o);
+        o.assert_code(125);
+        let tag = image_status(&ws, Some(base))["tag"]
+            .as_str()
+            .expect("tag")
+            .to_string();
+        (e, tag)
+    };
+    let (names, dangling) = image_names();
+    let cases = [
+        // A Debian base that cannot be pulled, debootstrap disabled: both ways out named.
+        (
+            "localhost/airlock-test-unreachable/debian:bookworm-slim",
+            "",
+            vec!["--image", "debootstrap", "podman"],
+        ),
+        // A debootstrap that does not exist: the same.
+        (
+            "localhost/airlock-test-unreachable/debian:bookworm-slim",
+            "/nonexistent/debootstrap",
+            vec!["--image", "debootstrap"],
+        ),
+        // Not a Debian base: debootstrap cannot stand in, and the error says so (as a user it
+        // cannot run at all, and the error says how to get root's build instead).
+        (
+            "localhost/airlock-test-no-such-base:1",
+            "/usr/sbin/debootstrap",
+            if airlock_test_support::is_root() {
+                vec!["--image", "debootstrap makes only"]
+            } else {
+                vec!["--image", "needs root", "podman load"]
+            },
+        ),
+        // A base that exists but cannot run the recipe (busybox has no apt-get): the build
+        // fails with its last lines, and nothing is tagged.
+        (IMAGE, "", vec!["apt-get", "nothing was tagged", "--image"]),
+    ];
+    for (base, debootstrap, says) in cases {
+        let (e, tag) = fail(base, debootstrap);
+        if base != IMAGE {
+            assert!(e.contains(base), "{base}: the base is not named: {e}");
+        }
+        for s in says {
+            assert!(e.contains(s), "{base} {debootstrap:?}: {s:?} missing: {e}");
+        }
+        let (now, now_dangling) = image_names();
+        assert_eq!(
+            now, names,
+            "{base}: images changed (want none tagged, {tag})"
+        );
+        assert_eq!(now_dangling, dangling, "{base}: a dangling image was left");
+        assert_nothing_left(base);
+        let left: Vec<_> = std::fs::read_dir(cache.path().join("airlock/image-build"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.iter().all(|n| n == "lock"),
+            "{base}: build directories left: {left:?}"
+        );
+    }
+}
