@@ -250,10 +250,12 @@ impl Cgroup {
 
     /// Moves process `pid` (and so its future children) into the cgroup(s).
     pub fn add(&self, pid: u32) -> Result<(), SandboxError> {
-        for d in &self.dirs {
-            write(&d.join("cgroup.procs"), &pid.to_string())?;
-        }
-        Ok(())
+        place(&self.procs_files(), pid)
+    }
+
+    /// The `cgroup.procs` file of each of the cgroup's directories, for [`place`].
+    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
     }
 
     /// Whether there is any cgroup to place a process in.
@@ -283,6 +285,16 @@ impl Cgroup {
     pub fn is_active(&self) -> bool {
         !self.enforced.is_empty()
     }
+}
+
+/// Moves process `pid` (and so its future children) into the cgroups whose `cgroup.procs`
+/// files are `procs` ([`Cgroup::procs_files`]): [`Cgroup::add`], for a thread that does not
+/// hold the [`Cgroup`].
+pub(crate) fn place(procs: &[PathBuf], pid: u32) -> Result<(), SandboxError> {
+    for f in procs {
+        write(f, &pid.to_string())?;
+    }
+    Ok(())
 }
 
 /// The pid (in our pid namespace) of the process a pidfd refers to, from the `Pid:` line of its

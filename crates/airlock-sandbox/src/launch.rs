@@ -365,12 +365,28 @@ pub fn block_signals() -> Result<(), SandboxError> {
         .map_err(|e| SandboxError::sys(Step::Supervise, "cannot block signals", e))
 }
 
-impl Sandbox {
-    /// Starts a sandbox for `spec` and waits until it is built (or has failed to build).
-    pub fn launch(spec: &SandboxSpec, opts: LaunchOptions) -> Result<Sandbox, SandboxError> {
+/// The sandbox's init stage (`airlock __sandbox-init`) before it has its spec: the child, our
+/// end of its control channel, and the thread placing it in the session's cgroup, if any.
+#[derive(Debug)]
+struct InitStage {
+    exe: PathBuf,
+    child: Child,
+    chan: Channel,
+    /// Writes the init stage's pid to the cgroup's `cgroup.procs` files; a v1 memory cgroup's
+    /// write waits for an RCU grace period (~10 ms), which this thread waits out while the
+    /// supervisor goes on.
+    placing: Option<Placing>,
+}
+
+impl InitStage {
+    /// Starts `exe __sandbox-init` with the channel on fd 3, the parent-death signal and a
+    /// process group of its own; with a `cgroup` that has directories, a thread starts placing it
+    /// there at once. Call it from the thread that supervises (the parent-death signal follows
+    /// the spawning thread).
+    fn start(exe: &std::path::Path, cgroup: Option<&Cgroup>) -> Result<InitStage, SandboxError> {
         let (ours, theirs) = Channel::pair()?;
         let their_fd = theirs.as_raw_fd();
-        let mut cmd = Command::new(&opts.exe);
+        let mut cmd = Command::new(exe);
         cmd.arg("__sandbox-init")
             .env_clear()
             .stdin(Stdio::inherit())
@@ -400,14 +416,74 @@ impl Sandbox {
         let child = cmd.spawn().map_err(|e| {
             SandboxError::io(
                 Step::Supervise,
-                format!("cannot start the sandbox init stage {}", opts.exe.display()),
+                format!("cannot start the sandbox init stage {}", exe.display()),
                 e,
             )
         })?;
         drop(theirs);
-        let sandbox = Sandbox {
-            child: InitProc::Local(child),
+        let placing = match cgroup {
+            Some(cg) if cg.has_dirs() => {
+                let (procs, pid) = (cg.procs_files(), child.id());
+                // A thread that cannot be started: `build_placed` places it on the main thread.
+                std::thread::Builder::new()
+                    .name("airlock-cgroup".into())
+                    .spawn(move || crate::cgroup::place(&procs, pid))
+                    .ok()
+            }
+            _ => None,
+        };
+        Ok(InitStage {
+            exe: exe.to_path_buf(),
+            child,
             chan: ours,
+            placing,
+        })
+    }
+}
+
+/// The thread placing an init stage in its cgroup ([`InitStage::start`]).
+type Placing = std::thread::JoinHandle<Result<(), SandboxError>>;
+
+/// Waits for a placing thread; its error, or one for a thread that panicked.
+fn joined(placing: Option<Placing>) -> Result<(), SandboxError> {
+    match placing.map(std::thread::JoinHandle::join) {
+        None | Some(Ok(Ok(()))) => Ok(()),
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(_)) => Err(SandboxError::failed(
+            Step::Cgroup,
+            "the thread placing the sandbox in its cgroup panicked",
+        )),
+    }
+}
+
+/// How a sandbox gets into its cgroup.
+#[derive(Debug)]
+enum Placement {
+    /// Its pid 1 was started by an engine, in the engine's cgroup.
+    Engine,
+    /// Natively, while it is built ([`Sandbox::build_placed`]), by the thread already placing
+    /// the init stage if there is one.
+    Native(Option<Placing>),
+}
+
+impl Sandbox {
+    /// Starts a sandbox for `spec` and waits until it is built (or has failed to build).
+    pub fn launch(spec: &SandboxSpec, opts: LaunchOptions) -> Result<Sandbox, SandboxError> {
+        let init = InitStage::start(&opts.exe, None)?;
+        Sandbox::launch_started(spec, init, opts)
+    }
+
+    /// As [`Sandbox::launch`], with an init stage already started (and maybe being placed in
+    /// `opts.cgroup`).
+    fn launch_started(
+        spec: &SandboxSpec,
+        mut init: InitStage,
+        opts: LaunchOptions,
+    ) -> Result<Sandbox, SandboxError> {
+        let placing = init.placing.take();
+        let sandbox = Sandbox {
+            child: InitProc::Local(init.child),
+            chan: init.chan,
             pty: None,
             net: None,
             relayed: None,
@@ -419,7 +495,7 @@ impl Sandbox {
             relays: Vec::new(),
         };
         // The cgroup placement overlaps with the build (`build_placed`).
-        sandbox.handshake(spec, opts.unix_refusals, &[], true)
+        sandbox.handshake(spec, opts.unix_refusals, &[], Placement::Native(placing))
     }
 
     /// Takes over a sandbox whose pid 1 was started elsewhere (`airlock __container-init` in a
@@ -450,7 +526,7 @@ impl Sandbox {
         };
         let (stdio, relays) = remote_stdio(spec.tty.is_some())?;
         let fds: Vec<std::os::fd::RawFd> = stdio.iter().map(|f| f.as_raw_fd()).collect();
-        let sandbox = sandbox.handshake(spec, unix_refusals, &fds, false);
+        let sandbox = sandbox.handshake(spec, unix_refusals, &fds, Placement::Engine);
         drop(stdio);
         sandbox.map(|mut s| {
             s.relays = relays;
@@ -483,23 +559,24 @@ impl Sandbox {
     }
 
     /// Sends the spec (with `spec_fds` attached) and collects what init passes out once the
-    /// sandbox is built; with `place`, the sandbox is placed in its cgroup while it is built
+    /// sandbox is built; a native sandbox is placed in its cgroup while it is built
     /// ([`Sandbox::build_placed`]; a sandbox whose pid 1 an engine started is in the engine's).
     fn handshake(
         self,
         spec: &SandboxSpec,
         unix_refusals: Option<std::sync::mpsc::Sender<UnixRefusal>>,
         spec_fds: &[std::os::fd::RawFd],
-        place: bool,
+        place: Placement,
     ) -> Result<Sandbox, SandboxError> {
         let mut sandbox = self;
-        let mut first = if place {
-            sandbox.build_placed(spec)?
-        } else {
-            sandbox
-                .chan
-                .send(&ToInit::Spec(Box::new(spec.clone())), spec_fds)?;
-            sandbox.chan.recv::<FromInit>()?
+        let mut first = match place {
+            Placement::Native(placing) => sandbox.build_placed(spec, placing)?,
+            Placement::Engine => {
+                sandbox
+                    .chan
+                    .send(&ToInit::Spec(Box::new(spec.clone())), spec_fds)?;
+                sandbox.chan.recv::<FromInit>()?
+            }
         };
         if let Some((FromInit::ConnectGate { private_devs }, fds)) = first {
             let mut fds = fds.into_iter();
@@ -564,22 +641,42 @@ impl Sandbox {
         }
     }
 
-    /// Sends the spec and places the sandbox in its cgroup while it is built: the init stage
-    /// (the write to `cgroup.procs` can take a v1 memory controller an RCU grace period, ~10 ms)
-    /// overlaps with the namespaces and the root being set up, then pid 1, which reports itself
-    /// ([`FromInit::Placing`]) and starts the command only on [`ToInit::Placed`]. Returns the
-    /// first message after the placement.
+    /// Sends the spec and places the sandbox in its cgroup while it is built. When `placing`
+    /// (the thread [`InitStage::start`] started with the init stage, while the session was
+    /// being planned) has already placed the init stage, the spec goes alone: the init stage
+    /// forks nothing before it has the spec, so every process of the sandbox is born in the
+    /// cgroup. Otherwise the init stage (the write to `cgroup.procs` can take a v1 memory
+    /// controller an RCU grace period, ~10 ms) is placed while the namespaces and the root are
+    /// set up, then pid 1, which reports itself ([`FromInit::Placing`]) and starts the command
+    /// only on [`ToInit::Placed`]. Returns the first message after the placement.
     fn build_placed(
         &mut self,
         spec: &SandboxSpec,
+        placing: Option<Placing>,
     ) -> Result<Option<(FromInit, Vec<OwnedFd>)>, SandboxError> {
+        // The placing thread is waited for on every path, before the init stage can be reaped
+        // (the Sandbox's drop): it writes a pid that must still be that of our child.
         let Some(cg) = self.cgroup.as_ref().filter(|cg| cg.has_dirs()) else {
+            joined(placing)?;
             self.chan.send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
             return self.chan.recv::<FromInit>();
         };
-        self.chan.send(&ToInit::Place, &[])?;
-        self.chan.send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
-        cg.add(self.child.id())?;
+        if placing.as_ref().is_some_and(|p| p.is_finished()) {
+            joined(placing)?;
+            self.chan.send(&ToInit::Spec(Box::new(spec.clone())), &[])?;
+            return self.chan.recv::<FromInit>();
+        }
+        let sent = self
+            .chan
+            .send(&ToInit::Place, &[])
+            .and_then(|()| self.chan.send(&ToInit::Spec(Box::new(spec.clone())), &[]));
+        let placed = match placing {
+            Some(p) => joined(Some(p)),
+            None if sent.is_ok() => cg.add(self.child.id()),
+            None => Ok(()),
+        };
+        sent?;
+        placed?;
         match self.chan.recv::<FromInit>()? {
             Some((FromInit::Placing, fds)) => {
                 let pidfd = fds.into_iter().next().ok_or_else(|| {
@@ -845,9 +942,32 @@ impl RunningSandbox for Sandbox {
 /// The native backend: namespaces, seccomp, Landlock and cgroups on this kernel, with
 /// `airlock __sandbox-init` as the sandbox's init stage (docs/sandbox.md). Holds the session's
 /// cgroup from [`Backend::limits`] until [`Backend::launch`] places the sandbox in it.
+///
+/// `limits` also starts the init stage (which waits for its spec) and begins placing it in the
+/// cgroup on a thread, so that the placement (an RCU grace period on a v1 memory hierarchy)
+/// and the init stage's own start-up overlap with the rest of the session's planning; a native
+/// backend dropped without launching kills it before the cgroup is removed.
 #[derive(Debug, Default)]
 pub struct Native {
+    /// Declared before `cgroup`: dropped (killed and reaped) before the cgroup is removed.
+    started: Option<StartedInit>,
     cgroup: Option<Cgroup>,
+}
+
+/// An init stage started by [`Native`]'s `limits`, killed if it is never launched.
+#[derive(Debug)]
+struct StartedInit(Option<InitStage>);
+
+impl Drop for StartedInit {
+    fn drop(&mut self) {
+        if let Some(mut init) = self.0.take() {
+            // Killed first, reaped only once the placing thread is done: until then its pid
+            // (a zombie's) cannot be another process's.
+            let _ = init.child.kill();
+            let _ = joined(init.placing.take());
+            let _ = init.child.wait();
+        }
+    }
 }
 
 impl Backend for Native {
@@ -861,6 +981,11 @@ impl Backend for Native {
             enforced: cgroup.enforced.clone(),
             missing: cgroup.missing.clone(),
         };
+        // Started early only to save time: when it cannot be, `launch` starts one as before.
+        self.started = std::fs::canonicalize("/proc/self/exe")
+            .ok()
+            .and_then(|exe| InitStage::start(&exe, Some(&cgroup)).ok())
+            .map(|init| StartedInit(Some(init)));
         self.cgroup = Some(cgroup);
         Ok(report)
     }
@@ -870,15 +995,22 @@ impl Backend for Native {
         spec: &SandboxSpec,
         ctx: SessionContext,
     ) -> Result<Box<dyn RunningSandbox>, SandboxError> {
-        // On failure the half-started sandbox is killed (its Drop) and the cgroup removed.
-        let sandbox = Sandbox::launch(
-            spec,
-            LaunchOptions {
-                exe: ctx.exe,
-                cgroup: self.cgroup.take(),
-                unix_refusals: ctx.unix_refusals,
-            },
-        )?;
+        let opts = LaunchOptions {
+            exe: ctx.exe,
+            cgroup: self.cgroup.take(),
+            unix_refusals: ctx.unix_refusals,
+        };
+        // The init stage started by `limits` runs the same binary (else it is killed and another
+        // started). On failure the half-started sandbox is killed (its Drop) and the cgroup
+        // removed.
+        let started = self
+            .started
+            .take()
+            .and_then(|mut s| s.0.take_if(|init| init.exe == opts.exe));
+        let sandbox = match started {
+            Some(init) => Sandbox::launch_started(spec, init, opts)?,
+            None => Sandbox::launch(spec, opts)?,
+        };
         Ok(Box::new(sandbox))
     }
 }

@@ -4,11 +4,17 @@
 //!
 //! Durability: `synchronous=NORMAL` under WAL, and no checkpoint when a connection closes
 //! (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`), so the write-ahead log stays between runs and a commit
-//! costs no fsync (the log is synced at each checkpoint, every ~1000 pages). The database is
-//! never corrupted by a crash of airlock or of the machine; a power loss or kernel crash may
-//! lose the commits made since the last checkpoint (a session then reads as it was before,
-//! e.g. `running` with its supervisor gone: `lost`). A killed process loses nothing: its
-//! commits are in the log, which the next connection reads.
+//! costs no fsync (the log is synced at each checkpoint, every [`WAL_CHECKPOINT_PAGES`] pages).
+//! The database is never corrupted by a crash of airlock or of the machine; a power loss or
+//! kernel crash may lose the commits made since the last checkpoint (a session then reads as it
+//! was before, e.g. `running` with its supervisor gone: `lost`). A killed process loses
+//! nothing: its commits are in the log, which the next connection reads.
+//!
+//! Cost: the first connection after all others closed (every `airlock` command) rebuilds the
+//! log's index by reading and checksumming the whole log (SQLite's unix VFS truncates the
+//! `-shm` file when it is the first to open it; `walIndexRecover`), so the log is kept short:
+//! a checkpoint every [`WAL_CHECKPOINT_PAGES`] pages instead of SQLite's 1000 (4 MiB, about
+//! 2 ms of every `airlock run` near the top; bench/PROFILING.md).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -84,6 +90,13 @@ pub struct SessionRow {
     pub base_commit: Option<String>,
     pub merged: bool,
 }
+
+/// Pages of write-ahead log after which a commit checkpoints it into the database (SQLite's
+/// `wal_autocheckpoint`; its default is 1000). Every `airlock` command reads the whole log when
+/// it opens the store (module doc), and an `airlock run` adds about 5 pages, so 128 pages
+/// (512 KiB) bounds that read to a few hundred microseconds at the price of one checkpoint
+/// (two fsyncs) every ~25 sessions. A checkpoint makes more commits durable, never fewer.
+pub const WAL_CHECKPOINT_PAGES: u32 = 128;
 
 /// The store.
 #[derive(Debug)]
@@ -226,6 +239,7 @@ impl Store {
             let r = conn
                 .pragma_update(None, "journal_mode", "WAL")
                 .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+                .and_then(|()| conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES))
                 .and_then(|()| conn.execute_batch(SCHEMA))
                 .and_then(|()| migrate(&conn));
             match r {
@@ -553,6 +567,40 @@ mod tests {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .expect("integrity_check");
         assert_eq!(check, "ok");
+    }
+
+    /// Every `airlock` command reads the whole log when it opens the store, so the log must
+    /// stay short however many sessions come and go: it is checkpointed every
+    /// [`WAL_CHECKPOINT_PAGES`] pages and then written again from its start (SQLite's own
+    /// default, 1000 pages, lets it grow to 4 MiB).
+    #[test]
+    fn the_log_stays_short_across_many_sessions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        for i in 0..400 {
+            let s = Store::open(&path).expect("open");
+            s.insert(&sample(&format!("many{i:04}"), None))
+                .expect("insert");
+            s.finish(
+                &format!("many{i:04}"),
+                SessionState::Exited,
+                Some(0),
+                "later",
+            )
+            .expect("finish");
+        }
+        // A frame is a 24-byte header and a page (4 KiB by default); the log a 32-byte header.
+        let frame = 4096 + 24;
+        let most = 32 + (u64::from(WAL_CHECKPOINT_PAGES) + 16) * frame;
+        let size = std::fs::metadata(dir.path().join("s.db-wal"))
+            .expect("log")
+            .len();
+        assert!(
+            size <= most,
+            "the log grew to {size} bytes (at most {most} expected)"
+        );
+        let store = Store::open(&path).expect("open");
+        assert_eq!(store.list().expect("list").len(), 400);
     }
 
     #[test]

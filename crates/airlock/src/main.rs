@@ -29,6 +29,9 @@ mod worktree;
 use clap::Parser;
 
 fn main() {
+    if is_sandbox_init(std::env::args_os().skip(1)) {
+        std::process::exit(commands::sandbox_init());
+    }
     let log_env = std::env::var_os("AIRLOCK_LOG").is_some();
     if let Some(cli) = hook_call(std::env::args_os().skip(1), log_env) {
         std::process::exit(run(cli));
@@ -70,6 +73,14 @@ fn hook_call(
         log_json: false,
         command: cli::Command::Hook(hook),
     })
+}
+
+/// `airlock __sandbox-init` and nothing else, as `airlock run` starts the sandbox's init stage
+/// (airlock_sandbox::launch) once per session: dispatched without building clap's command tree
+/// (about 0.15 ms of the init stage's start-up; bench/PROFILING.md). Any other argument goes
+/// through clap, which refuses it.
+fn is_sandbox_init(mut args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.next().is_some_and(|a| a == "__sandbox-init") && args.next().is_none()
 }
 
 /// `--help` and `--version` succeed. A usage error is airlock's own failure (125, as `docker
@@ -182,5 +193,23 @@ mod tests {
             );
         }
         assert!(hook_call(args(&["hook", "claude"]).into_iter(), true).is_none());
+    }
+
+    /// The init stage's short cut takes exactly what clap parses as `Command::SandboxInit`.
+    #[test]
+    fn the_init_stage_skips_clap_only_for_its_exact_argv() {
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert!(is_sandbox_init(args(&["__sandbox-init"]).into_iter()));
+        let full = cli::Cli::try_parse_from(["airlock", "__sandbox-init"]).expect("clap");
+        assert!(matches!(full.command, cli::Command::SandboxInit));
+        for argv in [
+            &["__sandbox-init", "x"][..],
+            &["__sandbox-init", "--help"],
+            &["__sandbox-init-x"],
+            &["run", "__sandbox-init"],
+            &[],
+        ] {
+            assert!(!is_sandbox_init(args(argv).into_iter()), "{argv:?}");
+        }
     }
 }

@@ -471,11 +471,14 @@ impl Disposal {
 /// workspace is exactly as before (`before`) and whose audit log holds nothing but its start
 /// and end, so such sessions do not pile up (any network or command decision keeps it for
 /// `airlock audit`; nor anything in a preset cache layer). Failures are reported, never fatal: the command's status stands.
+/// `store` is the run's own connection (a second one would open and set up the store again).
 /// Returns whether the session was removed.
-pub(crate) fn finish_session(session: &str, disposal: Disposal, before: Option<&Snapshot>) -> bool {
-    let Ok(store) = session_dir::store() else {
-        return false;
-    };
+pub(crate) fn finish_session(
+    store: &Store,
+    session: &str,
+    disposal: Disposal,
+    before: Option<&Snapshot>,
+) -> bool {
     let Ok(r) = store.get(session) else {
         return false;
     };
@@ -503,7 +506,7 @@ pub(crate) fn finish_session(session: &str, disposal: Disposal, before: Option<&
     if let Some(w) = &pending.worktree {
         eprintln!("{}", worktree_stays(&r, w));
     }
-    match remove_session(&store, &r) {
+    match remove_session(store, &r) {
         Ok(_) => true,
         Err(e) => {
             eprintln!("airlock: warning: cannot remove session {session}: {e:#}");

@@ -433,6 +433,84 @@ fn every_process_runs_in_the_sessions_cgroups() {
     }
 }
 
+/// The command is in the session's cgroups from its first instruction, not placed after it
+/// started: the command is `cat`, whose first act is to read its own `/proc/self/cgroup`, then
+/// waits on stdin while the host looks at it (as root, where the cgroups are enforced: it is in
+/// the session's memory and pids cgroups), then reads it again. Both reads show the cgroup
+/// namespace's root: at its first instruction it was in the cgroup the namespace is rooted
+/// at, and that is the session's, as the second read (after the host's look) shows. A command
+/// started before its placement finished would read `/` first and a host path (`/..`) after, or
+/// be seen by the host outside the session's cgroups.
+#[test]
+fn the_commands_first_instruction_runs_in_its_cgroup() {
+    for mode in ["bind", "overlay"] {
+        let ws = Ws::new();
+        // Makes the command line unique to this run, for the host to find it.
+        let tag = format!("cgroup-tag-{}-{mode}", std::process::id());
+        std::fs::write(ws.path().join(&tag), "").expect("tag file");
+        let argv = [
+            "cat",
+            "/proc/self/cgroup",
+            "-",
+            "/proc/self/cgroup",
+            tag.as_str(),
+        ];
+        let mut cmd = ws.airlock();
+        cmd.args(["run", "--mode", mode, "--memory", "512M", "--pids", "300"]);
+        if is_root() {
+            // Refused where no cgroup enforces it (unprivileged without delegation).
+            cmd.args(["--cpus", "1.5"]);
+        }
+        let mut child = cmd
+            .arg("--workspace")
+            .arg(ws.path())
+            .arg("--")
+            .args(argv)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("airlock");
+        let mut found = Vec::new();
+        let started = wait_until(Duration::from_secs(20), || {
+            found = pids_running(&argv);
+            found.len() == 1
+        });
+        if !started {
+            let _ = child.kill();
+            let o = child.wait_with_output().expect("wait");
+            panic!(
+                "{mode}: the command did not start: {found:?}\n{}",
+                stderr(&o)
+            );
+        }
+        if is_root() {
+            let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", found[0])).expect("cgroup");
+            let limited = limited_cgroups(&cg);
+            assert!(limited.len() >= 2, "{mode}: {cg}");
+            for (ctrls, path) in limited {
+                assert!(
+                    path.contains("/airlock-"),
+                    "{mode}: the command runs outside the session's {ctrls} cgroup: {path}"
+                );
+            }
+        }
+        drop(child.stdin.take());
+        let o = child.wait_with_output().expect("wait");
+        assert_eq!(o.status.code(), Some(0), "{mode}: {}", stderr(&o));
+        let inside = stdout(&o);
+        let limited = limited_cgroups(&inside);
+        assert!(!limited.is_empty(), "{mode}: {inside}");
+        for (ctrls, path) in limited {
+            assert_eq!(
+                path, "/",
+                "{mode}: the command's {ctrls} cgroup is not the session's (its cgroup namespace's \
+                 root) at its first instruction or after:\n{inside}"
+            );
+        }
+    }
+}
+
 /// The escape battery must pass with no failure; skips are allowed only where this host itself
 /// already blocks the attempt outside the sandbox, and they are listed.
 #[test]

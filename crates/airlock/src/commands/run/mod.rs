@@ -245,7 +245,8 @@ fn finish(plan: &Plan, store: &Store, status: Result<i32>) -> Result<i32> {
         finish_worktree(session, wt);
     }
     remove_overlay_scratch(plan);
-    let removed = super::ls::finish_session(session, plan.disposal, plan.bind_before.as_ref());
+    let removed =
+        super::ls::finish_session(store, session, plan.disposal, plan.bind_before.as_ref());
     let stderr_tty = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
     if plan.mode == SessionMode::Overlay && status.is_ok() && stderr_tty && !removed {
         eprintln!(
