@@ -233,6 +233,20 @@ async fn tls_lab(
     (addr, cert, rx)
 }
 
+/// Checks that the TCP stream under a TLS session that got close_notify has reached its end
+/// too (the FIN arrived: a half-close was passed on, not only the TLS alert inside the bytes).
+async fn tcp_eof(s: &mut TcpStream) -> std::io::Result<()> {
+    let mut b = [0u8; 1];
+    match tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await {
+        Ok(Ok(0)) => Ok(()),
+        Ok(Ok(_)) => Err(std::io::Error::other("bytes after close_notify")),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::Error::other(
+            "no FIN after close_notify: the half-close was not passed on",
+        )),
+    }
+}
+
 async fn serve_act(
     tls: &mut tokio_rustls::server::TlsStream<Counting>,
     act: Act,
@@ -244,6 +258,7 @@ async fn serve_act(
     match act {
         Act::EchoAfterEnd => {
             tls.read_to_end(got).await?;
+            tcp_eof(&mut tls.get_mut().0.inner).await?;
             let back = got.clone();
             tls.write_all(&back).await?;
             tls.shutdown().await
@@ -337,9 +352,9 @@ async fn tunnel_event(env: &Env, port: u16) -> (u64, u64, String) {
     (bytes_up, bytes_down, ev.reason.unwrap_or_default())
 }
 
-/// Sizes around the relay's pipe (256 KiB, or 64 KiB where the host refuses more) and its
+/// Sizes around the relay's pipe (64 KiB, growing to 256 KiB and 1 MiB in a bulk transfer) and its
 /// multiples, plus odd ones; TLS records add their own framing on top.
-const SIZES: [usize; 9] = [
+const SIZES: [usize; 10] = [
     1,
     16_383,
     65_536,
@@ -347,6 +362,7 @@ const SIZES: [usize; 9] = [
     262_144,
     262_145,
     1 << 20,
+    (1 << 20) - 1,
     (1 << 20) + 13,
     (6 << 20) + 77,
 ];
@@ -401,6 +417,9 @@ async fn tls_half_close_from_the_upstream_keeps_the_way_up_open() {
             .expect("the upstream's end arrives")
             .expect("read to the upstream's end");
         assert!(down == pattern(down_len, 5), "{down_len} bytes down differ");
+        tcp_eof(tls.get_mut().0)
+            .await
+            .expect("the upstream's FIN reached the client");
         let up = pattern(up_len, 77);
         tls.write_all(&up)
             .await
