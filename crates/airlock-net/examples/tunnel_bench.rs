@@ -3,6 +3,11 @@
 //! (e.g. srt's) given with `--proxy HOST:PORT`. Everything stays on 127.0.0.1.
 //!
 //! `cargo run --release -p airlock-net --example tunnel_bench -- [--mib N] [--pings N] [--proxy ADDR]`
+//!
+//! With `--serve-for PORT` it only runs the proxy, in a process of its own (as the supervisor
+//! does), allowing `bench.test:PORT` pinned to 127.0.0.1, prints `proxy ADDR` and serves until
+//! killed: for profiling the relay alone (`perf record -p`, `strace -c -p`) with the load
+//! generator of `bench/loadgen` as client and upstream (see bench/PROFILING.md).
 #![allow(
     clippy::print_stdout,
     clippy::cast_precision_loss,
@@ -171,16 +176,22 @@ async fn run(
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
-    let (mut mib, mut pings, mut other) = (512usize, 20_000usize, None);
+    let (mut mib, mut pings, mut other, mut serve_for) = (512usize, 20_000usize, None, None);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--mib" => mib = args.next().ok_or("--mib N")?.parse()?,
             "--pings" => pings = args.next().ok_or("--pings N")?.parse()?,
             "--proxy" => other = Some(args.next().ok_or("--proxy ADDR")?.parse::<SocketAddr>()?),
+            "--serve-for" => {
+                serve_for = Some(args.next().ok_or("--serve-for PORT")?.parse::<u16>()?)
+            }
             _ => return Err(format!("unknown argument {a}").into()),
         }
     }
-    let target = server().await?;
+    let target = match serve_for {
+        Some(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+        None => server().await?,
+    };
     let mut c = NetworkConfig {
         allow: vec!["bench.test".into()],
         allow_private: vec!["127.0.0.1".into()],
@@ -197,6 +208,10 @@ async fn main() -> Result<(), BoxError> {
     );
     cfg.resolver = Arc::new(StaticResolver::new());
     let egress = Egress::start(cfg, &tokio::runtime::Handle::current())?;
+    if serve_for.is_some() {
+        println!("proxy {}", egress.proxy_addr());
+        std::future::pending::<()>().await;
+    }
     println!("payload {mib} MiB per run (best of 3), {pings} round trips of 64 bytes, 500 connection setups");
     println!();
     println!("| path | throughput MiB/s | rtt p50 µs | rtt p99 µs | connect+first byte p50 µs | p99 µs |");

@@ -1,11 +1,15 @@
 //! The relay of a tunnel the proxy does not inspect any further (a CONNECT that passed its SNI
 //! check, or one to a non-TLS port): bytes move socket -> pipe -> socket with splice(2), so they
 //! never enter user space. Each direction owns one pipe, drained completely before the next read,
-//! so at most one pipe's worth of data ([`PIPE_BYTES`]) is in flight per direction: a peer that
-//! stops reading stops the other side being read (the same bound the copying relay's buffers
-//! give). Half-close is passed on (EOF one way becomes `shutdown(SHUT_WR)` on the other socket,
-//! the other way keeps flowing), and the tunnel ends with `TimedOut` once no byte has moved in
-//! either direction for the idle timeout, as [`crate::io::IdleIo`] does for the copying relay.
+//! so at most one pipe's worth of data is in flight per direction: a peer that stops reading
+//! stops the other side being read (the same bound the copying relay's buffers give). A pipe
+//! starts at the kernel's default size (64 KiB) and grows, up to [`PIPE_BYTES_MAX`], each time
+//! one splice fills it: a bulk transfer then moves up to 1 MiB per wake-up and pair of system
+//! calls, while the many small tunnels of ordinary use keep small pipes. Half-close is passed on
+//! (EOF one way becomes `shutdown(SHUT_WR)` on the other socket, the other way keeps flowing),
+//! and the tunnel ends with `TimedOut` once no byte has moved in either direction for the idle
+//! timeout, as [`crate::io::IdleIo`] does for the copying relay. Any splice error ends the
+//! tunnel: there is no fallback.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -21,9 +25,10 @@ use tokio::time::Instant;
 
 use crate::io::Counters;
 
-/// Capacity asked for each direction's pipe (F_SETPIPE_SZ; the kernel's default, 64 KiB, is kept
-/// when the host's `fs.pipe-max-size` or the user's pipe budget refuses it).
-pub(crate) const PIPE_BYTES: usize = 256 * 1024;
+/// The largest capacity a direction's pipe grows to (F_SETPIPE_SZ, fcntl(2)): the default
+/// `fs.pipe-max-size`. Where the host's `fs.pipe-max-size` or the user's pipe budget
+/// (`fs.pipe-user-pages-soft`, pipe(7)) refuses a size, the pipe keeps the one it has.
+pub(crate) const PIPE_BYTES_MAX: usize = 1 << 20;
 
 /// Relays between `client` and `upstream` until both directions have ended (EOF each way), one
 /// fails, or nothing has moved for `idle`. `counters` counts the upstream side: `read` is what
@@ -69,11 +74,12 @@ async fn one_way(
     touch: &impl Fn(),
     count: &AtomicU64,
 ) -> io::Result<()> {
-    let (pipe_r, pipe_w) = pipe()?;
+    let mut pipe = Pipe::new()?;
     loop {
+        let want = pipe.capacity;
         let n = from
             .async_io(Interest::READABLE, || {
-                splice(from.as_fd(), pipe_w.as_fd(), PIPE_BYTES)
+                splice(from.as_fd(), pipe.w.as_fd(), want)
             })
             .await?;
         if n == 0 {
@@ -84,7 +90,7 @@ async fn one_way(
         while left > 0 {
             let sent = to
                 .async_io(Interest::WRITABLE, || {
-                    splice(pipe_r.as_fd(), to.as_fd(), left)
+                    splice(pipe.r.as_fd(), to.as_fd(), left)
                 })
                 .await?;
             if sent == 0 {
@@ -97,6 +103,9 @@ async fn one_way(
             count.fetch_add(u64::try_from(sent).unwrap_or(u64::MAX), Ordering::Relaxed);
             touch();
         }
+        if n >= want {
+            pipe.grow();
+        }
     }
     match nix::sys::socket::shutdown(to.as_raw_fd(), Shutdown::Write) {
         Ok(()) | Err(Errno::ENOTCONN) => Ok(()),
@@ -104,12 +113,34 @@ async fn one_way(
     }
 }
 
-/// A non-blocking pipe, enlarged to [`PIPE_BYTES`] where the host allows it.
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-    let size = i32::try_from(PIPE_BYTES).unwrap_or(i32::MAX);
-    let _ = nix::fcntl::fcntl(&w, FcntlArg::F_SETPIPE_SZ(size));
-    Ok((r, w))
+/// One direction's non-blocking pipe and the bytes it holds at most.
+struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+    capacity: usize,
+}
+
+impl Pipe {
+    /// A pipe of the kernel's default capacity (F_GETPIPE_SZ tells which).
+    fn new() -> io::Result<Pipe> {
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        let got = nix::fcntl::fcntl(&w, FcntlArg::F_GETPIPE_SZ)?;
+        let capacity = usize::try_from(got).unwrap_or(0).max(4096);
+        Ok(Pipe { r, w, capacity })
+    }
+
+    /// Quadruples the capacity, up to [`PIPE_BYTES_MAX`]; called with the pipe empty, after a
+    /// splice filled it. A refusal (the host's limits) keeps the current capacity.
+    fn grow(&mut self) {
+        if self.capacity >= PIPE_BYTES_MAX {
+            return;
+        }
+        let next = (self.capacity * 4).min(PIPE_BYTES_MAX);
+        let ask = i32::try_from(next).unwrap_or(i32::MAX);
+        if let Ok(got) = nix::fcntl::fcntl(&self.w, FcntlArg::F_SETPIPE_SZ(ask)) {
+            self.capacity = usize::try_from(got).unwrap_or(self.capacity);
+        }
+    }
 }
 
 /// One non-blocking splice of up to `len` bytes; `WouldBlock` when the socket side is not ready

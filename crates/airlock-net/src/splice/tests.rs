@@ -167,3 +167,21 @@ async fn idle_tunnels_end_and_busy_ones_do_not() {
     let n = agent.read(&mut b).await.expect("read");
     assert_eq!(n, 0);
 }
+
+/// A pipe starts at the kernel's default and grows by steps to the 1 MiB cap, where it stays.
+#[test]
+fn pipes_grow_to_the_cap_and_no_further() {
+    let mut p = Pipe::new().expect("pipe");
+    assert_eq!(p.capacity, 64 << 10, "the kernel's default pipe");
+    let mut seen = vec![p.capacity];
+    for _ in 0..5 {
+        p.grow();
+        seen.push(p.capacity);
+    }
+    assert_eq!(
+        seen,
+        [64 << 10, 256 << 10, 1 << 20, 1 << 20, 1 << 20, 1 << 20],
+        "growth steps (fs.pipe-max-size is {:?})",
+        std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+    );
+}
