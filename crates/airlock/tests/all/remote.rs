@@ -1457,9 +1457,35 @@ fn logs_of_a_box_session_go_through_the_terminal_filter() {
     assert_no_box("after stop");
 }
 
-/// X1: the changes a box sends home are bounded: a sparse file counts with its length, and a
-/// flood of files with their count; over a bound, the import is refused naming the bound, the
-/// file and the variable that raises it, nothing is kept and no box is left.
+/// Runs `cmd` and samples its peak resident memory (`VmHWM` of /proc/PID/status, proc(5))
+/// until it exits; returns its output and the last peak read, in KiB.
+fn run_measuring_peak(mut cmd: Command) -> (Run, u64) {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let command = airlock_test_support::run::describe(&cmd);
+    let child = cmd.spawn().expect("spawn");
+    let status = format!("/proc/{}/status", child.id());
+    let waiter = std::thread::spawn(move || child.wait_with_output());
+    let mut peak = 0u64;
+    while !waiter.is_finished() {
+        // A zombie has no VmHWM any more: the last value read stands.
+        if let Some(kib) = std::fs::read_to_string(&status).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        }) {
+            peak = peak.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = waiter.join().expect("thread").expect("wait");
+    (Run::new(command, out), peak)
+}
+
+/// X1: the changes a box sends home are bounded, and come home as they arrive: a sparse file
+/// counts with its length (and the import stops at its header, so `airlock run`'s memory
+/// stays far under the file's size: the stream is never held whole), and a flood of files
+/// with their count; over a bound, the import is refused naming the bound, the file and the
+/// variable that raises it, nothing is kept and no box is left.
 #[test]
 fn an_export_over_the_import_limits_is_refused_and_nothing_kept() {
     if !ready() {
@@ -1468,11 +1494,13 @@ fn an_export_over_the_import_limits_is_refused_and_nothing_kept() {
     let _l = airlock_test_support::podman_lock();
     let _boxes = Boxes::clean();
     let ws = Ws::new();
+    // airlock's own peak on a small session is some 20-40 MiB; the sparse file is 512 MiB.
+    const MAX_PEAK_KIB: u64 = 160 << 10;
     for (what, env, script, names) in [
         (
             "sparse file",
-            ("AIRLOCK_IMPORT_MAX_SIZE", "1M"),
-            "truncate -s 64M hole",
+            ("AIRLOCK_IMPORT_MAX_SIZE", "64M"),
+            "truncate -s 512M hole",
             ["size of a file", "hole", "AIRLOCK_IMPORT_MAX_SIZE"],
         ),
         (
@@ -1482,11 +1510,10 @@ fn an_export_over_the_import_limits_is_refused_and_nothing_kept() {
             ["count of entries", "d/f", "AIRLOCK_IMPORT_MAX_FILES"],
         ),
     ] {
-        let o = ws
-            .airlock()
-            .env(env.0, env.1)
-            .args(["run", "--backend", "podman-box", "--", "sh", "-c", script])
-            .run();
+        let mut cmd = ws.airlock();
+        cmd.env(env.0, env.1)
+            .args(["run", "--backend", "podman-box", "--", "sh", "-c", script]);
+        let (o, peak) = run_measuring_peak(cmd);
         let err = text(&o.stderr);
         assert!(!o.status.success(), "{what}: taken: {err}");
         for n in names {
@@ -1495,6 +1522,10 @@ fn an_export_over_the_import_limits_is_refused_and_nothing_kept() {
                 "{what}: the error does not name {n:?}: {err}"
             );
         }
+        assert!(
+            peak > 0 && peak < MAX_PEAK_KIB,
+            "{what}: airlock run's peak memory was {peak} KiB (at most {MAX_PEAK_KIB})"
+        );
         assert_no_box(what);
         let sessions = ws.data().join("airlock/sessions");
         let uppers: Vec<_> = std::fs::read_dir(&sessions)

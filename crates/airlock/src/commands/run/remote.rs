@@ -16,14 +16,14 @@
 //!
 //! Any failure after the box was created deletes it (nothing left running or billed).
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use airlock_policy::Policy;
 use airlock_remote::archive::{self, Content};
 use airlock_remote::{
-    ctl, layout, BoxLimits, BoxRequest, BoxSecret, BoxSpec, BoxState, BoxStatus, Engine,
+    ctl, layout, BoxLimits, BoxRequest, BoxSecret, BoxSpec, BoxState, BoxStatus, Engine, ExecInput,
     WorkspaceSource, SPEC_VERSION,
 };
 use airlock_sandbox::{Progress, RunningSandbox as _, SandboxError};
@@ -391,26 +391,37 @@ pub(crate) fn attach(engine: &dyn Engine, at: &str, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Bytes of the box's audit log, and of its output, brought home at most; what is over is
+/// left in the box (with a note at the end of the copy and a warning).
+const MAX_COPIED_LOG: u64 = 256 << 20;
+
 /// Copies the audit log and the output into the session directory and imports the changes
-/// (the last verb: the box may end after it); prints the output when `print`.
+/// (the last verb: the box may end after it); prints the output when `print`. Every one is
+/// read as it arrives (never whole in memory, red-team X1), the change layer into the
+/// session's upper layer within the import limits ([`archive::import_stream`]).
 pub(crate) fn collect(engine: &dyn Engine, at: &str, dir: &Path, print: bool) -> Result<()> {
-    let audit = ctl(engine, at, ctl::AUDIT, &[])?;
-    write_new(&dir.join("audit.jsonl"), &audit)?;
-    let logs = ctl(engine, at, ctl::LOGS, &[])?;
+    copy_verb(engine, at, ctl::AUDIT, &dir.join("audit.jsonl"))?;
     std::fs::create_dir_all(dir.join("tmux"))?;
-    write_new(&dir.join("tmux").join("agent.log"), &logs)?;
+    let log = dir.join("tmux").join("agent.log");
+    copy_verb(engine, at, ctl::LOGS, &log)?;
     if print && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         // The one output path for the box's bytes (filtered on a terminal, as is when piped).
-        crate::review_out::ReviewOut::stdout().write_all(&logs)?;
+        let mut f =
+            std::fs::File::open(&log).with_context(|| format!("cannot read {}", log.display()))?;
+        std::io::copy(&mut f, &mut crate::review_out::ReviewOut::stdout())?;
     }
-    let changes = ctl(engine, at, ctl::EXPORT, &[])?;
     let upper = dir.join("upper");
     if upper.exists() {
         std::fs::remove_dir_all(&upper)
             .with_context(|| format!("cannot replace {}", upper.display()))?;
     }
     let limits = archive::Limits::changes_from_env().map_err(anyhow::Error::msg)?;
-    archive::import_changes(&changes[..], &upper, &limits).with_context(|| {
+    let stream = engine.exec_stream(
+        &at.to_string(),
+        &ctl_argv(ctl::EXPORT),
+        ExecInput::Bytes(Vec::new()),
+    )?;
+    archive::import_stream(stream, &upper, &limits).with_context(|| {
         format!(
             "the changes of box {at} were refused; nothing was imported into {}",
             upper.display()
@@ -419,9 +430,42 @@ pub(crate) fn collect(engine: &dyn Engine, at: &str, dir: &Path, print: bool) ->
     Ok(())
 }
 
-fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Copies what control verb `verb` prints into a new file `path` as it arrives, at most
+/// [`MAX_COPIED_LOG`] bytes (then a note and a warning: the rest stays in the box).
+fn copy_verb(engine: &dyn Engine, at: &str, verb: &str, path: &Path) -> Result<()> {
+    let mut stream = engine.exec_stream(
+        &at.to_string(),
+        &ctl_argv(verb),
+        ExecInput::Bytes(Vec::new()),
+    )?;
     let _ = std::fs::remove_file(path);
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let n = std::io::copy(&mut (&mut stream).take(MAX_COPIED_LOG), &mut f)
+        .with_context(|| format!("`airlock serve ctl {verb}` in box {at} broke off"))?;
+    if n == MAX_COPIED_LOG && stream.read(&mut [0u8; 1])? > 0 {
+        // Dropping the stream ends the exec.
+        drop(stream);
+        writeln!(
+            f,
+            "\n[airlock: cut at {MAX_COPIED_LOG} bytes; the rest stays in the box]"
+        )?;
+        eprintln!(
+            "airlock: warning: `airlock serve ctl {verb}` of box {at} printed more than {MAX_COPIED_LOG} bytes; {} holds the first",
+            path.display()
+        );
+        return Ok(());
+    }
+    let end = stream.finish()?;
+    if end.status != 0 {
+        bail!(
+            "{} box {at}: `airlock serve ctl {verb}` failed ({}): {}",
+            engine.name(),
+            end.status,
+            box_text(&String::from_utf8_lossy(&end.stderr))
+        );
+    }
+    Ok(())
 }
 
 /// A foreground session's box as the supervisor's loop ([`airlock_sandbox::supervise`]) sees
