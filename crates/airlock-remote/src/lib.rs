@@ -52,6 +52,12 @@ pub struct BoxSpec {
     pub workspace: WorkspaceSource,
     /// Whether the command runs on a terminal (tmux session for `airlock attach`).
     pub tty: bool,
+    /// Whether the command's standard input comes from the local side (a pipe or a file
+    /// `airlock run` was given), passed on with [`ctl::STDIN`]: the command then reads a FIFO
+    /// `airlock serve` holds rather than its terminal, and gets end of file once the local
+    /// input has ended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
     /// The secrets that hold the policy's secret-bearing values ([`policy_secrets`]): the
     /// policy above has an empty placeholder in their place.
     #[serde(default)]
@@ -113,8 +119,13 @@ pub mod ctl {
     /// `logs`: what the command wrote on its terminal so far (raw bytes, not JSON), for a
     /// session run without a terminal attached.
     pub const LOGS: &str = "logs";
+    /// `stdin`: passes its own standard input on to the command's (a session whose spec has
+    /// `stdin`), as it arrives, and the end of it as the command's end of file; once only.
+    pub const STDIN: &str = "stdin";
     /// Every verb, for `--help` and for refusing an unknown one.
-    pub const ALL: &[&str] = &[STATUS, RECEIVE, ATTACH, WAIT, STOP, AUDIT, EXPORT, LOGS];
+    pub const ALL: &[&str] = &[
+        STATUS, RECEIVE, ATTACH, WAIT, STOP, AUDIT, EXPORT, LOGS, STDIN,
+    ];
 }
 
 impl BoxSpec {

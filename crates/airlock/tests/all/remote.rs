@@ -987,7 +987,7 @@ fn a_detached_box_session_is_listed_stopped_and_collected() {
 
 /// A command that ends before the box reports it running keeps its own status (0, 1, 127), a
 /// signal to the foreground `airlock run` stops the box's command (as it stops a local one),
-/// and input on a pipe is refused up front rather than lost.
+/// and input on a pipe or from a file reaches the command with its end.
 #[test]
 fn fast_commands_signals_and_piped_input() {
     if !ready() {
@@ -1033,25 +1033,96 @@ fn fast_commands_signals_and_piped_input() {
         "the signal did not stop the box's command"
     );
     assert_no_box("after a signal");
-    let mut child = ws
-        .airlock()
-        .args(["run", "--backend", "podman-box", "--", "cat"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
-    drop(child.stdin.take());
-    let o = Run::new(
-        "airlock run --backend podman-box -- cat (stdin a pipe)",
-        child.wait_with_output().expect("wait"),
-    );
-    o.assert_code(125);
-    assert!(
-        text(&o.stderr).contains("does not pass standard input"),
+    // Piped input reaches the box's command as it arrives, with its end (`cat` ends);
+    // every byte of one larger than a FIFO's buffer; a command that does not read it ends
+    // all the same; input from a file too.
+    let big: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let run_with = |cmd: &[&str], input: Vec<u8>| {
+        let mut child = ws
+            .airlock()
+            .args(["run", "--backend", "podman-box", "--"])
+            .args(cmd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run");
+        let mut w = child.stdin.take().expect("stdin");
+        let feeder = std::thread::spawn(move || {
+            // The command may end before it has read everything.
+            let _ = w.write_all(&input);
+        });
+        let o = Run::new(
+            format!("airlock run --backend podman-box -- {cmd:?} (stdin a pipe)"),
+            child.wait_with_output().expect("wait"),
+        );
+        let _ = feeder.join();
+        o
+    };
+    let o = run_with(&["cat"], b"one\ntwo\n".to_vec());
+    o.assert_code(0);
+    assert_eq!(
+        text(&o.stdout).replace("\r\n", "\n").trim_end(),
+        "one\ntwo",
         "{}",
         text(&o.stderr)
     );
+    let o = run_with(&["wc", "-c"], big.clone());
+    o.assert_code(0);
+    assert_eq!(
+        text(&o.stdout).trim(),
+        big.len().to_string(),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run_with(&["sh", "-c", "exit 3"], big.clone());
+    o.assert_code(3);
+    let file = ws.data().join("input.txt");
+    std::fs::write(&file, b"from a file\n").expect("write");
+    let o = ws
+        .airlock()
+        .args(["run", "--backend", "podman-box", "--", "cat"])
+        .stdin(std::fs::File::open(&file).expect("open"))
+        .run();
+    o.assert_code(0);
+    assert!(
+        text(&o.stdout).contains("from a file"),
+        "{}",
+        text(&o.stdout)
+    );
     assert_no_box("after piped input");
+}
+
+/// Fly's exec takes its whole input in one request: piped input to a Fly box is refused up
+/// front, naming why and what to do, before any engine is contacted (no token needed).
+#[test]
+fn piped_input_to_a_fly_box_is_refused_naming_why() {
+    let ws = Ws::new();
+    let mut child = ws
+        .airlock()
+        .args(["run", "--backend", "fly", "--fly-app", "a", "--", "cat"])
+        .env_remove("FLY_API_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"data\n")
+        .expect("write");
+    let o = Run::new(
+        "airlock run --backend fly -- cat (stdin a pipe)",
+        child.wait_with_output().expect("wait"),
+    );
+    o.assert_code(125);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("cannot pass standard input") && err.contains("in a file in the workspace"),
+        "{err}"
+    );
 }
 
 /// The state of session `id` in `ls --all --json`.

@@ -91,9 +91,22 @@ pub(super) fn run(args: &RunArgs, request: Request, kind: BackendKind) -> Result
             return Err(failed(e));
         }
     };
+    // The input's own connection too, when the command reads the local standard input.
+    let feeder = if req.spec.stdin {
+        match backends::engine(kind, &opts) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                let _ = engine.delete(&at);
+                return Err(failed(e));
+            }
+        }
+    } else {
+        None
+    };
     let sandbox = RemoteBox::start(
         engine,
         waiter,
+        feeder,
         at.clone(),
         dir.clone(),
         req.spec.tty,
@@ -134,10 +147,17 @@ fn request_for(
     if args.mode != crate::cli::Mode::Overlay {
         bail!("--backend {kind} works on an overlay of the uploaded tree: drop --mode");
     }
-    if !args.dry_run && !args.detach && stdin_holds_input() {
+    let tty = !args.detach
+        && std::io::IsTerminal::is_terminal(&std::io::stdin())
+        && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    // Input on a pipe or from a file goes to the box's command (`ctl stdin`); a terminal's
+    // goes through the attach.
+    let stdin = !args.dry_run && !args.detach && !tty && stdin_holds_input();
+    if stdin && kind == BackendKind::Fly {
         bail!(
-            "--backend {kind} does not pass standard input to the box's command yet: put the \
-             input in a file in the workspace (it is uploaded) and read it from there"
+            "--backend fly cannot pass standard input to the box's command: the Machines API's \
+             exec takes its whole input in one request and no stream; put the input in a file \
+             in the workspace (it is uploaded) and read it from there, or use --backend k8s"
         );
     }
     if kind == BackendKind::Fly && args.keep {
@@ -189,9 +209,6 @@ fn request_for(
     secrets.extend(policy_secrets);
     let limits = &policy.limits;
     let image = backends::box_image(kind, args.image.as_deref(), &policy)?;
-    let tty = !args.detach
-        && std::io::IsTerminal::is_terminal(&std::io::stdin())
-        && std::io::IsTerminal::is_terminal(&std::io::stdout());
     Ok(BoxRequest {
         spec: BoxSpec {
             version: SPEC_VERSION,
@@ -202,6 +219,7 @@ fn request_for(
             env: Vec::new(),
             workspace: WorkspaceSource::Upload,
             tty: tty || args.detach,
+            stdin,
             policy: policy.clone(),
             policy_secrets: policy_secret_names,
         },
@@ -521,6 +539,7 @@ impl RemoteBox {
     fn start(
         engine: Box<dyn Engine>,
         waiter: Box<dyn Engine>,
+        feeder: Option<Box<dyn Engine>>,
         at: String,
         dir: std::path::PathBuf,
         tty: bool,
@@ -559,6 +578,9 @@ impl RemoteBox {
                 })
                 .map_err(|e| box_error(format!("cannot start a thread: {e}")))?,
         );
+        if let Some(feeder) = feeder {
+            pass_stdin(feeder, rbox.at.clone())?;
+        }
         if tty {
             let (rows, cols) = airlock_sandbox::term::terminal_size().unwrap_or((24, 80));
             let exec = rbox
@@ -698,6 +720,33 @@ impl Drop for RemoteBox {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Passes this process's standard input to the box's command (`ctl stdin` on `engine`'s
+/// exec, its standard input the local one, read as it arrives) on a thread of its own; a
+/// failure is a warning (the command then sees end of file).
+fn pass_stdin(engine: Box<dyn Engine>, at: String) -> Result<(), SandboxError> {
+    std::thread::Builder::new()
+        .name("airlock-box-stdin".into())
+        .spawn(move || {
+            let r = engine
+                .exec_stream(
+                    &at,
+                    &ctl_argv(ctl::STDIN),
+                    ExecInput::Reader(Box::new(std::io::stdin())),
+                )
+                .and_then(|s| s.collect(airlock_remote::MAX_EXEC_OUTPUT));
+            let failed = match r {
+                Ok((_, end)) if end.status == 0 => None,
+                Ok((_, end)) => Some(box_text(&String::from_utf8_lossy(&end.stderr))),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = failed {
+                eprintln!("airlock: warning: the standard input was not passed to box {at}: {why}");
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| box_error(format!("cannot start a thread: {e}")))
 }
 
 /// Whether standard input is a pipe or a file (input the user meant for the command), rather
