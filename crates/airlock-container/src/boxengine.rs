@@ -37,7 +37,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use airlock_remote::{
-    layout, BoxRequest, Engine as BoxEngine, ExecOutput, Location, RemoteError, TtyExec,
+    layout, BoxRequest, Engine as BoxEngine, ExecInput, ExecStream, Location, RemoteError, TtyExec,
 };
 use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
@@ -403,19 +403,25 @@ impl BoxEngine for PodmanBox {
         Ok(at)
     }
 
-    fn exec(
+    fn exec_stream(
         &self,
         at: &Location,
         argv: &[String],
-        stdin: &[u8],
-    ) -> Result<ExecOutput, RemoteError> {
-        let id = container_of(at)?;
-        let client = self.client()?;
+        stdin: ExecInput,
+    ) -> Result<ExecStream, RemoteError> {
+        let id = container_of(at)?.to_string();
+        let client = self.client()?.clone();
         let resource = format!("container/{id}");
-        self.rt.block_on(async {
+        let cannot = |e: bollard::errors::Error| {
+            res(
+                &resource,
+                format!("cannot exec {}: {}", argv.join(" "), engine_message(&e)),
+            )
+        };
+        let (exec_id, mut output, input) = self.rt.block_on(async {
             let exec = client
                 .create_exec(
-                    id,
+                    &id,
                     ExecConfig {
                         attach_stdin: Some(true),
                         attach_stdout: Some(true),
@@ -425,12 +431,7 @@ impl BoxEngine for PodmanBox {
                     },
                 )
                 .await
-                .map_err(|e| {
-                    res(
-                        &resource,
-                        format!("cannot exec {}: {}", argv.join(" "), engine_message(&e)),
-                    )
-                })?;
+                .map_err(cannot)?;
             let started = client
                 .start_exec(
                     &exec.id,
@@ -441,54 +442,58 @@ impl BoxEngine for PodmanBox {
                     }),
                 )
                 .await
+                .map_err(cannot)?;
+            match started {
+                StartExecResults::Attached { output, input } => Ok((exec.id, output, input)),
+                StartExecResults::Detached => Err(res(&resource, "the exec did not attach")),
+            }
+        })?;
+        let (mut sink, stream) = airlock_remote::stream::channel();
+        let writer = self.rt.spawn(airlock_remote::stream::feed(stdin, input));
+        let what = argv.join(" ");
+        self.rt.spawn(async move {
+            // The output as it arrives; a consumer that has gone ends the exec (dropping the
+            // attach connection; what the program still writes goes nowhere).
+            while let Some(chunk) = output.next().await {
+                match chunk {
+                    Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                        if sink.stdout(message).await.is_err() {
+                            writer.abort();
+                            return;
+                        }
+                    }
+                    Ok(LogOutput::StdErr { message }) => sink.stderr(&message),
+                    Ok(LogOutput::StdIn { .. }) => {}
+                    Err(e) => {
+                        sink.fail(std::io::Error::other(format!(
+                            "{resource}: exec of {what}: the output broke off: {}",
+                            engine_message(&e)
+                        )))
+                        .await;
+                        writer.abort();
+                        return;
+                    }
+                }
+            }
+            drop(output);
+            writer.abort();
+            let status = client
+                .inspect_exec(&exec_id)
+                .await
                 .map_err(|e| {
                     res(
                         &resource,
-                        format!("cannot exec {}: {}", argv.join(" "), engine_message(&e)),
+                        format!("cannot read the exec's status: {}", engine_message(&e)),
                     )
-                })?;
-            let StartExecResults::Attached {
-                mut output,
-                mut input,
-            } = started
-            else {
-                return Err(res(&resource, "the exec did not attach"));
-            };
-            let data = stdin.to_vec();
-            let writer = tokio::spawn(async move {
-                let r = input.write_all(&data).await;
-                let _ = input.shutdown().await;
-                r
-            });
-            let (mut out, mut errs) = (Vec::new(), Vec::new());
-            while let Some(chunk) = output.next().await {
-                match chunk
-                    .map_err(|e| res(&resource, format!("exec output: {}", engine_message(&e))))?
-                {
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        out.extend_from_slice(&message)
-                    }
-                    LogOutput::StdErr { message } => errs.extend_from_slice(&message),
-                    LogOutput::StdIn { .. } => {}
-                }
-            }
-            let _ = writer.await;
-            let inspect = client.inspect_exec(&exec.id).await.map_err(|e| {
-                res(
-                    &resource,
-                    format!("cannot read the exec's status: {}", engine_message(&e)),
-                )
-            })?;
-            let status = inspect
-                .exit_code
-                .and_then(|c| i32::try_from(c).ok())
-                .unwrap_or(-1);
-            Ok(ExecOutput {
-                status,
-                stdout: out,
-                stderr: errs,
-            })
-        })
+                })
+                .map(|i| {
+                    i.exit_code
+                        .and_then(|c| i32::try_from(c).ok())
+                        .unwrap_or(-1)
+                });
+            sink.end(status);
+        });
+        Ok(stream)
     }
 
     fn exec_tty(

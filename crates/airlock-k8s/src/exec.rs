@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use airlock_remote::{ExecOutput, RemoteError, TtyExec};
+use airlock_remote::{ExecInput, ExecSink, ExecStream, RemoteError, TtyExec};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::{Api, AttachParams, LogParams, TerminalSize};
@@ -33,81 +33,158 @@ fn op<'a>(
     }
 }
 
-/// Runs `argv` in `pod`'s supervisor with `stdin` as input (stdin is not attached when empty)
-/// and collects its output and exit status.
-pub(crate) async fn exec(
+/// Runs `argv` in `pod`'s supervisor with `stdin` as input (stdin is not attached when it is
+/// empty bytes) and returns once it has started, with its standard output as it arrives:
+/// kube's stdout reader is read one chunk at a time into the stream (the websocket is not
+/// read further while the consumer is behind), and a consumer that drops the stream ends the
+/// exec (the websocket is closed).
+pub(crate) async fn exec_stream(
     conn: &Conn,
     ns: &str,
     pod: &str,
     argv: &[String],
-    stdin: &[u8],
-) -> Result<ExecOutput, RemoteError> {
+    stdin: ExecInput,
+) -> Result<ExecStream, RemoteError> {
     let pods: Api<Pod> = Api::namespaced(conn.streams.clone(), ns);
+    let attach = !matches!(&stdin, ExecInput::Bytes(b) if b.is_empty());
     let ap = AttachParams::default()
         .container(CONTAINER)
-        .stdin(!stdin.is_empty())
+        .stdin(attach)
         .stdout(true)
-        .stderr(true);
+        .stderr(true)
+        .max_stdout_buf_size(64 << 10);
     let mut proc = pods
         .exec(pod, argv.to_vec(), &ap)
         .await
         .map_err(|e| map(op(conn, ns, pod, "create", "pods/exec"), e))?;
     let status = proc.take_status();
-    let mut out = proc.stdout();
-    let mut err = proc.stderr();
+    let out = proc.stdout();
+    let err = proc.stderr();
     let input = proc.stdin();
-    let feed = async move {
-        if let Some(mut w) = input {
-            w.write_all(stdin).await?;
-            // End of input: a v5 close of channel 0 (v4 closes the socket).
-            w.shutdown().await?;
+    let (mut sink, stream) = airlock_remote::stream::channel();
+    let what = argv.join(" ");
+    let pod = pod.to_string();
+    tokio::spawn(async move {
+        let feeder = input.map(|w| tokio::spawn(airlock_remote::stream::feed(stdin, w)));
+        let broke = |e: std::io::Error| {
+            std::io::Error::other(format!("pod/{pod}: exec of {what}: the stream broke: {e}"))
+        };
+        // Standard error on a task of its own: kube's loop stalls on a full stderr pipe.
+        let errs = tokio::spawn(read_bounded(err));
+        let pumped = pump(out, &sink).await;
+        let stop = |proc: &kube::api::AttachedProcess| {
+            if let Some(f) = &feeder {
+                f.abort();
+            }
+            errs.abort();
+            // Closes the websocket, which ends the exec.
+            proc.abort();
+        };
+        if let Err(e) = pumped {
+            sink.fail(broke(e)).await;
+            stop(&proc);
+            return;
         }
-        Ok::<(), std::io::Error>(())
-    };
-    let read_out = async move {
-        let mut buf = Vec::new();
-        if let Some(r) = out.as_mut() {
-            r.read_to_end(&mut buf).await?;
+        if sink.abandoned() {
+            stop(&proc);
+            return;
         }
-        Ok::<Vec<u8>, std::io::Error>(buf)
-    };
-    let read_err = async move {
-        let mut buf = Vec::new();
-        if let Some(r) = err.as_mut() {
-            r.read_to_end(&mut buf).await?;
+        let errs = match errs.await {
+            Ok(Ok(e)) => e,
+            Ok(Err(e)) => {
+                sink.fail(broke(e)).await;
+                proc.abort();
+                return;
+            }
+            Err(_) => Vec::new(),
+        };
+        if let Some(f) = &feeder {
+            f.abort();
         }
-        Ok::<Vec<u8>, std::io::Error>(buf)
-    };
-    let status = async move {
-        match status {
+        sink.stderr(&errs);
+        let status = match status {
             Some(s) => s.await,
             None => None,
-        }
-    };
-    let (fed, stdout, stderr, status) = tokio::join!(feed, read_out, read_err, status);
-    let io = |e: std::io::Error| RemoteError::Resource {
-        engine: ENGINE,
-        resource: format!("pod/{pod}"),
-        message: format!("exec of {}: the stream broke: {e}", argv.join(" ")),
-    };
-    fed.map_err(io)?;
-    let stdout = stdout.map_err(io)?;
-    let stderr = stderr.map_err(io)?;
-    proc.join().await.map_err(|e| RemoteError::Resource {
-        engine: ENGINE,
-        resource: format!("pod/{pod}"),
-        message: format!("exec of {}: {}", argv.join(" "), crate::error::chain(&e)),
-    })?;
-    let status = exit_status(status.as_ref()).map_err(|m| RemoteError::Resource {
-        engine: ENGINE,
-        resource: format!("pod/{pod}"),
-        message: format!("exec of {}: {m}", argv.join(" ")),
-    })?;
-    Ok(ExecOutput {
-        status,
+        };
+        let joined = proc.join().await;
+        let end = joined
+            .map_err(|e| RemoteError::Resource {
+                engine: ENGINE,
+                resource: format!("pod/{pod}"),
+                message: format!("exec of {what}: {}", crate::error::chain(&e)),
+            })
+            .and_then(|()| {
+                exit_status(status.as_ref()).map_err(|m| RemoteError::Resource {
+                    engine: ENGINE,
+                    resource: format!("pod/{pod}"),
+                    message: format!("exec of {what}: {m}"),
+                })
+            });
+        sink.end(end);
+    });
+    Ok(stream)
+}
+
+/// Runs `argv` as [`exec_stream`] and collects its output (at most
+/// [`airlock_remote::MAX_EXEC_OUTPUT`] bytes), for a caller on the runtime (the readiness
+/// probe).
+pub(crate) async fn exec(
+    conn: &Conn,
+    ns: &str,
+    pod: &str,
+    argv: &[String],
+) -> Result<airlock_remote::ExecOutput, RemoteError> {
+    let s = exec_stream(conn, ns, pod, argv, ExecInput::Bytes(Vec::new())).await?;
+    let (stdout, end) = s
+        .collect_async(airlock_remote::MAX_EXEC_OUTPUT)
+        .await
+        .map_err(|e| RemoteError::Resource {
+            engine: ENGINE,
+            resource: format!("pod/{pod}"),
+            message: format!("exec of {}: {e}", argv.join(" ")),
+        })?;
+    Ok(airlock_remote::ExecOutput {
+        status: end.status,
         stdout,
-        stderr,
+        stderr: end.stderr,
     })
+}
+
+/// Passes `out` to `sink` chunk by chunk until its end or until the consumer has gone.
+async fn pump(
+    out: Option<impl tokio::io::AsyncRead + Unpin>,
+    sink: &ExecSink,
+) -> std::io::Result<()> {
+    let Some(mut out) = out else { return Ok(()) };
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = out.read(&mut buf).await?;
+        if n == 0
+            || sink
+                .stdout(bytes::Bytes::copy_from_slice(&buf[..n]))
+                .await
+                .is_err()
+        {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads `err` to its end, keeping [`airlock_remote::stream::MAX_STDERR`] bytes.
+async fn read_bounded(err: Option<impl tokio::io::AsyncRead + Unpin>) -> std::io::Result<Vec<u8>> {
+    let Some(mut err) = err else {
+        return Ok(Vec::new());
+    };
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let n = err.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(kept);
+        }
+        let room = airlock_remote::stream::MAX_STDERR.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
 }
 
 /// The exit status the exec's `Status` carries: `Success` is 0; `NonZeroExitCode` names the

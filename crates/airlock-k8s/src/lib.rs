@@ -28,7 +28,7 @@ pub mod sandbox;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use airlock_remote::{BoxRequest, Engine, ExecOutput, Location, RemoteError, TtyExec};
+use airlock_remote::{BoxRequest, Engine, ExecInput, ExecStream, Location, RemoteError, TtyExec};
 
 pub use connect::{find_context, IN_CLUSTER};
 pub use manifest::{PodSettings, SandboxMode, VolumeSizes};
@@ -258,17 +258,17 @@ impl Engine for K8sEngine {
         Ok(at.to_string())
     }
 
-    fn exec(
+    fn exec_stream(
         &self,
         at: &Location,
         argv: &[String],
-        stdin: &[u8],
-    ) -> Result<ExecOutput, RemoteError> {
+        stdin: ExecInput,
+    ) -> Result<ExecStream, RemoteError> {
         let at = PodLocation::parse(at)?;
         self.block(async {
             let conn =
                 connect::connect(self.options.kubeconfig.as_ref(), Some(&at.context)).await?;
-            exec::exec(&conn, &at.namespace, &at.pod, argv, stdin).await
+            exec::exec_stream(&conn, &at.namespace, &at.pod, argv, stdin).await
         })?
     }
 

@@ -252,7 +252,7 @@ async fn wait_ready(cx: &Ctx<'_>, name: &str, options: &K8sOptions) -> Result<()
             last = state;
         }
         if pod.as_ref().and_then(phase) == Some("Running") {
-            let probe = exec::exec(cx.conn, cx.ns, name, &status_argv, &[]);
+            let probe = exec::exec(cx.conn, cx.ns, name, &status_argv);
             let out = match tokio::time::timeout(STATUS_TIMEOUT, probe).await {
                 // No right to exec, or credentials gone: waiting will not help.
                 Ok(Err(e @ RemoteError::Engine { .. })) => return Err(e),

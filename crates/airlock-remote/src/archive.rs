@@ -92,9 +92,16 @@ pub enum ArchiveError {
         /// How to raise it (the variable to set), or why it cannot be.
         raise: &'static str,
     },
-    /// The stream is not a valid tar archive (or ended early).
+    /// The stream is not a valid tar archive.
     #[error("cannot read the archive: {0}")]
     Read(std::io::Error),
+    /// The stream ended before the archive did (where, as words); nothing of it is kept.
+    #[error("the archive ends early ({0}): the stream broke off or was cut")]
+    Truncated(&'static str),
+    /// The program that sent the stream failed, or sent more than an archive; nothing of it
+    /// is kept.
+    #[error("{0}")]
+    Sender(String),
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError {
@@ -381,6 +388,61 @@ pub fn import_changes(
     unpack_limited(input, upper, Content::Changes, None, limits).inspect_err(|_| {
         let _ = fs::remove_dir_all(upper);
     })
+}
+
+/// Bytes a box may send after its archive's end block (tar pads an archive to a record: 10
+/// KiB for GNU tar); more is refused (a sender that goes on is not an export).
+pub const MAX_TRAILER: u64 = 1 << 20;
+
+/// Imports the change layer a box's exec sends ([`crate::ctl::EXPORT`]) into `upper` as
+/// [`import_changes`] does, as the bytes arrive: at most a few chunks of the stream are in
+/// memory at any time, every bound of `limits` is checked before an entry is written, and
+/// on any error the exec is given up (the stream dropped, which ends it) and `upper` removed:
+/// nothing half-imported stays. After the archive's end, at most [`MAX_TRAILER`] bytes may
+/// follow, and the exec must exit 0.
+///
+/// # Errors
+/// As [`import_changes`]; [`ArchiveError::Truncated`] for a stream that stops early;
+/// [`ArchiveError::Sender`] when the exec failed or sent more after the archive.
+pub fn import_stream(
+    mut stream: crate::ExecStream,
+    upper: &Path,
+    limits: &Limits,
+) -> Result<Unpacked, ArchiveError> {
+    let done = import_changes(&mut stream, upper, limits)?;
+    let mut after = || -> Result<(), ArchiveError> {
+        let trailing = std::io::copy(
+            &mut (&mut stream).take(MAX_TRAILER + 1),
+            &mut std::io::sink(),
+        )
+        .map_err(ArchiveError::Read)?;
+        if trailing > MAX_TRAILER {
+            return Err(ArchiveError::Sender(format!(
+                "the sender went on for more than {MAX_TRAILER} bytes after the archive's end"
+            )));
+        }
+        Ok(())
+    };
+    let end = after().and_then(|()| {
+        stream
+            .finish()
+            .map_err(|e| ArchiveError::Sender(e.to_string()))
+    });
+    let end = end.and_then(|end| {
+        if end.status == 0 {
+            return Ok(());
+        }
+        Err(ArchiveError::Sender(format!(
+            "the exporting program failed (exit {}): {}",
+            end.status,
+            airlock_session::quote::visible(String::from_utf8_lossy(&end.stderr).trim())
+        )))
+    });
+    if let Err(e) = end {
+        let _ = fs::remove_dir_all(upper);
+        return Err(e);
+    }
+    Ok(done)
 }
 
 /// Writes the tree under `root` as a tar stream to `out`, without following links (see the
@@ -950,5 +1012,160 @@ mod tests {
             }
             refused_by_limit("long name", &long[..], &Limits::CHANGES, &name[..100]);
         }
+    }
+
+    /// A box's export as an engine delivers it: `shape` produces chunks on demand (`None`:
+    /// its output ends) on a runtime task; the exec then ends with `status`. Returns the
+    /// stream and a receiver of how many bytes the sender produced before it stopped.
+    fn box_export(
+        rt: &tokio::runtime::Runtime,
+        mut shape: impl FnMut(u64) -> Option<Vec<u8>> + Send + 'static,
+        status: i32,
+    ) -> (crate::ExecStream, std::sync::mpsc::Receiver<(u64, bool)>) {
+        let (sink, stream) = crate::stream::channel();
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let mut sent = 0u64;
+            let mut i = 0;
+            while let Some(chunk) = shape(i) {
+                i += 1;
+                sent += chunk.len() as u64;
+                if sink.stdout(bytes::Bytes::from(chunk)).await.is_err() {
+                    let _ = tx.send((sent, true));
+                    return;
+                }
+            }
+            sink.end(Ok(status));
+            let _ = tx.send((sent, false));
+        });
+        (stream, rx)
+    }
+
+    fn file(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut e = declared(name, tar::EntryType::Regular, data.len() as u64);
+        e.extend_from_slice(data);
+        e.resize(e.len().div_ceil(512) * 512, 0);
+        e
+    }
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn a_hostile_export_stream_is_refused_as_it_arrives_and_the_sender_stopped() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let limits = Limits {
+            total_bytes: 8 * MIB as u64,
+            file_bytes: 4 * MIB as u64,
+            entries: 100,
+            ..Limits::CHANGES
+        };
+        type Shape = Box<dyn FnMut(u64) -> Option<Vec<u8>> + Send>;
+        // (what, the stream, what the error says, whether the sender must have been stopped)
+        let cases: Vec<(&str, Shape, &str, bool)> = vec![
+            (
+                "one huge file (declared 64 GiB, endless content)",
+                Box::new(|i| {
+                    Some(if i == 0 {
+                        declared("huge", tar::EntryType::Regular, 64 << 30)
+                    } else {
+                        vec![0u8; MIB]
+                    })
+                }),
+                "size of a file",
+                true,
+            ),
+            (
+                "endless small files, no end block",
+                Box::new(|i| Some(file(&format!("f{i}"), b"x"))),
+                "count of entries",
+                true,
+            ),
+            (
+                "endless 1 MiB files, no end block",
+                Box::new(|i| Some(file(&format!("m{i}"), &vec![b'm'; MIB]))),
+                "total size of the files",
+                true,
+            ),
+            (
+                "a stream that stops inside an entry's data",
+                Box::new(|i| match i {
+                    0 => Some(file("whole", b"kept?")),
+                    1 => {
+                        let mut e = declared("cut", tar::EntryType::Regular, 3 * MIB as u64);
+                        e.extend_from_slice(&vec![b'c'; MIB]);
+                        Some(e)
+                    }
+                    _ => None,
+                }),
+                "ends early (inside an entry's data)",
+                false,
+            ),
+            (
+                "a stream that stops after an entry, without the end block",
+                Box::new(|i| (i == 0).then(|| file("only", b"one"))),
+                "ends early (no end-of-archive block",
+                false,
+            ),
+            (
+                "a stream that stops inside a header",
+                Box::new(|i| match i {
+                    0 => Some(file("a", b"a")),
+                    1 => Some(declared("b", tar::EntryType::Regular, 1)[..100].to_vec()),
+                    _ => None,
+                }),
+                "ends early (inside a header)",
+                false,
+            ),
+            (
+                "an archive followed by endless bytes",
+                Box::new(|i| {
+                    Some(if i == 0 {
+                        archive(&[file("a", b"a")])
+                    } else {
+                        vec![b'z'; 64 << 10]
+                    })
+                }),
+                "more than 1048576 bytes after the archive's end",
+                true,
+            ),
+        ];
+        for (what, shape, says, stopped) in cases {
+            let t = tempfile::tempdir().expect("tmp");
+            let upper = t.path().join("upper");
+            let (stream, sent) = box_export(&rt, shape, 0);
+            let e = import_stream(stream, &upper, &limits)
+                .expect_err(what)
+                .to_string();
+            assert!(e.contains(says), "{what}: {e}");
+            assert!(!upper.exists(), "{what}: something was kept");
+            let (bytes, was_stopped) = sent
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("{what}: the sender was never stopped"));
+            assert_eq!(was_stopped, stopped, "{what}");
+            // What was produced is what the limits allow plus the queue, never the stream.
+            assert!(bytes < 32 * MIB as u64, "{what}: {bytes} bytes produced");
+        }
+        // A complete archive whose program then fails is not taken either.
+        let t = tempfile::tempdir().expect("tmp");
+        let upper = t.path().join("upper");
+        let (stream, _) = box_export(&rt, |i| (i == 0).then(|| archive(&[file("a", b"a")])), 3);
+        let e = import_stream(stream, &upper, &limits)
+            .expect_err("failed exec")
+            .to_string();
+        assert!(e.contains("failed (exit 3)"), "{e}");
+        assert!(!upper.exists());
+        // And a good one is.
+        let (stream, _) = box_export(
+            &rt,
+            |i| (i == 0).then(|| archive(&[file("a", b"a"), file("b", b"bb")])),
+            0,
+        );
+        let done = import_stream(stream, &upper, &limits).expect("import");
+        assert_eq!((done.entries, done.bytes), (2, 3));
+        assert_eq!(std::fs::read(upper.join("b")).expect("b"), b"bb");
     }
 }

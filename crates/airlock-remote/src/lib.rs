@@ -16,6 +16,9 @@
 pub mod archive;
 pub mod fly;
 pub mod policy_secrets;
+pub mod stream;
+
+pub use stream::{ExecEnd, ExecSink, ExecStream};
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +52,12 @@ pub struct BoxSpec {
     pub workspace: WorkspaceSource,
     /// Whether the command runs on a terminal (tmux session for `airlock attach`).
     pub tty: bool,
+    /// Whether the command's standard input comes from the local side (a pipe or a file
+    /// `airlock run` was given), passed on with [`ctl::STDIN`]: the command then reads a FIFO
+    /// `airlock serve` holds rather than its terminal, and gets end of file once the local
+    /// input has ended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
     /// The secrets that hold the policy's secret-bearing values ([`policy_secrets`]): the
     /// policy above has an empty placeholder in their place.
     #[serde(default)]
@@ -110,8 +119,13 @@ pub mod ctl {
     /// `logs`: what the command wrote on its terminal so far (raw bytes, not JSON), for a
     /// session run without a terminal attached.
     pub const LOGS: &str = "logs";
+    /// `stdin`: passes its own standard input on to the command's (a session whose spec has
+    /// `stdin`), as it arrives, and the end of it as the command's end of file; once only.
+    pub const STDIN: &str = "stdin";
     /// Every verb, for `--help` and for refusing an unknown one.
-    pub const ALL: &[&str] = &[STATUS, RECEIVE, ATTACH, WAIT, STOP, AUDIT, EXPORT, LOGS];
+    pub const ALL: &[&str] = &[
+        STATUS, RECEIVE, ATTACH, WAIT, STOP, AUDIT, EXPORT, LOGS, STDIN,
+    ];
 }
 
 impl BoxSpec {
@@ -264,6 +278,29 @@ pub struct ExecOutput {
     pub stderr: Vec<u8>,
 }
 
+/// Bytes of an [`Engine::exec`]'s output held in memory at most: the control verbs' answers
+/// are small documents; what can be large (the change layer, the audit log, the output) is
+/// read as an [`ExecStream`].
+pub const MAX_EXEC_OUTPUT: u64 = 16 << 20;
+
+/// The standard input of an exec.
+pub enum ExecInput {
+    /// These bytes, then end of file (none: end of file at once).
+    Bytes(Vec<u8>),
+    /// What this reader yields, passed on as it arrives (read on a thread of the engine's),
+    /// then end of file once it reports end of file.
+    Reader(Box<dyn std::io::Read + Send>),
+}
+
+impl std::fmt::Debug for ExecInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExecInput::Bytes(b) => write!(f, "ExecInput::Bytes({} bytes)", b.len()),
+            ExecInput::Reader(_) => f.write_str("ExecInput::Reader"),
+        }
+    }
+}
+
 /// An interactive exec in the box: the terminal's bytes both ways on `stream` (it ends when
 /// the program does), and a way to pass window-size changes on.
 pub struct TtyExec {
@@ -293,10 +330,39 @@ pub trait Engine: std::fmt::Debug + Send {
     /// Creates the box and waits until `airlock serve` in it is up. On any failure, deletes
     /// what it created before returning the error (nothing left running or billed).
     fn create(&mut self, req: &BoxRequest) -> Result<Location, RemoteError>;
-    /// Runs `argv` in the box's supervisor container with `stdin` as its input; returns when
-    /// it exits.
-    fn exec(&self, at: &Location, argv: &[String], stdin: &[u8])
-        -> Result<ExecOutput, RemoteError>;
+    /// Runs `argv` in the box's supervisor container with `stdin` as its input (closed after
+    /// it); returns once it has started, with its standard output as it arrives (an engine
+    /// never holds more than a few chunks of it: see [`stream`]). Dropping the stream before
+    /// its end aborts the exec.
+    fn exec_stream(
+        &self,
+        at: &Location,
+        argv: &[String],
+        stdin: ExecInput,
+    ) -> Result<ExecStream, RemoteError>;
+    /// Runs `argv` as [`Engine::exec_stream`] and returns when it exits, with its output in
+    /// memory: for the control verbs that answer a small document (`status`, `wait`, `stop`).
+    /// An output over [`MAX_EXEC_OUTPUT`] is an error (the exec is aborted).
+    fn exec(
+        &self,
+        at: &Location,
+        argv: &[String],
+        stdin: &[u8],
+    ) -> Result<ExecOutput, RemoteError> {
+        let (stdout, end) = self
+            .exec_stream(at, argv, ExecInput::Bytes(stdin.to_vec()))?
+            .collect(MAX_EXEC_OUTPUT)
+            .map_err(|e| RemoteError::Resource {
+                engine: self.name(),
+                resource: at.clone(),
+                message: format!("exec of {}: {e}", argv.join(" ")),
+            })?;
+        Ok(ExecOutput {
+            status: end.status,
+            stdout,
+            stderr: end.stderr,
+        })
+    }
     /// Runs `argv` in the box's supervisor container on a terminal of `cols` x `rows` (how
     /// `airlock attach` runs [`ctl::ATTACH`]); returns once it has started. The engine relays
     /// between its stream (Kubernetes: the exec subresource's streams; Fly: its exec

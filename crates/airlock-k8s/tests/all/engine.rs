@@ -545,3 +545,179 @@ fn an_unknown_token_is_refused_with_the_fix() {
     );
     assert!(fake.objects().is_empty());
 }
+
+/// The environment variable that makes [`export_child`] run one case (`SHAPE COUNT
+/// FILE_MIB ENTRIES`).
+const EXPORT_CASE: &str = "AIRLOCK_K8S_EXPORT_CASE";
+
+/// Peak resident memory of this process (`VmHWM` of /proc/self/status, proc(5)), in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// One import of a fake box's export in a process of its own (so its peak memory is the
+/// import's alone): run by [`an_export_comes_home_as_it_arrives_and_a_hostile_one_is_stopped`].
+#[test]
+#[ignore = "a child of an_export_comes_home_as_it_arrives_and_a_hostile_one_is_stopped"]
+fn export_child() {
+    let case = std::env::var(EXPORT_CASE).expect("run by its parent test");
+    let f: Vec<&str> = case.split(' ').collect();
+    let [shape, count, file_mib, entries] = f[..] else {
+        panic!("{case}")
+    };
+    let mib: u64 = file_mib.parse().expect("MiB");
+    let limits = airlock_remote::archive::Limits {
+        total_bytes: mib << 20,
+        file_bytes: mib << 20,
+        entries: entries.parse().expect("entries"),
+        ..airlock_remote::archive::Limits::CHANGES
+    };
+    let fake = FakeApi::start(Scenario::default());
+    let mut e = engine(options(&fake));
+    let at = e.create(&common::request()).expect("create");
+    let before = peak_rss_kib();
+    let argv: Vec<String> = ["export", shape, count].map(String::from).to_vec();
+    let stream = e
+        .exec_stream(&at, &argv, airlock_remote::ExecInput::Bytes(Vec::new()))
+        .expect("exec");
+    let t = tempfile::tempdir().expect("tmp");
+    let upper = t.path().join("upper");
+    let r = airlock_remote::archive::import_stream(stream, &upper, &limits);
+    let peak = peak_rss_kib();
+    let result = match &r {
+        Ok(u) => format!("ok {} entries {} bytes", u.entries, u.bytes),
+        Err(e) => format!("refused: {e}"),
+    };
+    // The fake records the export once its websocket has closed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let export = loop {
+        if let Some(x) = fake.state.exports.lock().expect("lock").first().copied() {
+            break x;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fake's export never ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!(
+        "CASE-RESULT kept={} before={before} peak={peak} sent={} gone={} result={result}",
+        upper.exists(),
+        export.0,
+        export.1
+    );
+}
+
+/// X1: a box's change layer comes home as it arrives over the exec websocket: the client's
+/// peak memory stays far under the stream's size, a stream over a limit is refused naming it,
+/// the exec is ended (the fake sees its websocket go away before the shape's end) and
+/// nothing is kept; each case in a process of its own (its `VmHWM` is its own).
+#[test]
+fn an_export_comes_home_as_it_arrives_and_a_hostile_one_is_stopped() {
+    const MAX_GROWTH_KIB: u64 = 96 << 10;
+    // (shape, count, per-file and total limit in MiB, entries, expected result, stopped early)
+    let cases = [
+        (
+            "file",
+            "384",
+            "64",
+            "1000",
+            "size of a file in bytes (402653184)",
+            true,
+        ),
+        ("files", "250000", "4096", "1000", "count of entries", true),
+        ("endless", "0", "4096", "1000", "count of entries", true),
+        (
+            "cut",
+            "64",
+            "4096",
+            "1000",
+            "ends early (inside an entry's data)",
+            false,
+        ),
+        (
+            "file",
+            "192",
+            "4096",
+            "1000",
+            "ok 1 entries 201326592 bytes",
+            false,
+        ),
+    ];
+    for (shape, count, mib, entries, want, stopped) in cases {
+        let case = format!("{shape} {count} {mib} {entries}");
+        let out = std::process::Command::new(std::env::current_exe().expect("exe"))
+            .args([
+                "--exact",
+                "engine::export_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(EXPORT_CASE, &case)
+            .output()
+            .expect("child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once("CASE-RESULT").map(|(_, r)| r.to_string()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{case}: no result; stdout {stdout}; stderr {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        let field = |k: &str| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("{case}: no {k} in {line}"))
+                .to_string()
+        };
+        let kib = |k: &str| field(k).parse::<u64>().expect("kib");
+        let result = line.split("result=").nth(1).expect("result");
+        assert!(result.contains(want), "{case}: {result}");
+        assert_eq!(field("gone") == "true", stopped, "{case}: {line}");
+        if !want.starts_with("ok") {
+            assert_eq!(field("kept"), "false", "{case}: something was kept");
+        }
+        let growth = kib("peak").saturating_sub(kib("before"));
+        assert!(
+            growth < MAX_GROWTH_KIB,
+            "{case}: the import grew the peak memory by {growth} KiB (stream: {} bytes)",
+            field("sent")
+        );
+    }
+}
+
+/// Standard input passes to the exec as it arrives (a pipe), its end as the end of input.
+#[test]
+fn exec_stream_passes_a_reader_as_stdin_with_its_end() {
+    let fake = FakeApi::start(Scenario::default());
+    let mut e = engine(options(&fake));
+    let at = e.create(&common::request()).expect("create");
+    let (r, mut w) = std::os::unix::net::UnixStream::pair().expect("pair");
+    let mut stream = e
+        .exec_stream(
+            &at,
+            &["cat-stream".to_string()],
+            airlock_remote::ExecInput::Reader(Box::new(r)),
+        )
+        .expect("exec");
+    // Each piece comes back before the next is written: nothing waits for the end.
+    for piece in [&b"first\n"[..], b"second\n"] {
+        w.write_all(piece).expect("write");
+        let mut got = vec![0u8; piece.len()];
+        stream.read_exact(&mut got).expect("echo");
+        assert_eq!(got, piece);
+    }
+    drop(w);
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).expect("end");
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(stream.finish().expect("end").status, 0);
+}

@@ -102,6 +102,8 @@ pub(super) struct HeaderGuard<R> {
     out_at: usize,
     /// A PAX `size` for the next entry (it overrides the header's).
     pax_size: Option<u64>,
+    /// The end-of-archive block was seen: a stream ending after it ended where it should.
+    at_end: bool,
 }
 
 impl<R: Read> HeaderGuard<R> {
@@ -114,6 +116,7 @@ impl<R: Read> HeaderGuard<R> {
             out: Vec::new(),
             out_at: 0,
             pax_size: None,
+            at_end: false,
         }
     }
 
@@ -128,14 +131,25 @@ impl<R: Read> HeaderGuard<R> {
     fn next_header(&mut self) -> std::io::Result<bool> {
         let mut block = [0u8; BLOCK];
         let got = read_full(&mut self.inner, &mut block)?;
-        if got == 0 {
+        if got == 0 && self.at_end {
             return Ok(false);
+        }
+        // A stream that stops before its end block (a box that died, a connection cut, a
+        // hostile sender) would otherwise read as a complete archive with fewer entries.
+        if got == 0 {
+            return Err(self.refuse(ArchiveError::Truncated(
+                "no end-of-archive block after the last entry",
+            )));
+        }
+        if got < BLOCK {
+            return Err(self.refuse(ArchiveError::Truncated("inside a header")));
         }
         self.out.clear();
         self.out.extend_from_slice(&block[..got]);
         self.out_at = 0;
-        if got < BLOCK || block.iter().all(|&b| b == 0) {
-            return Ok(true); // the end blocks (or a short stream: tar-rs reports it)
+        if block.iter().all(|&b| b == 0) {
+            self.at_end = true;
+            return Ok(true); // the end blocks
         }
         let header = tar::Header::from_byte_slice(&block);
         let name = String::from_utf8_lossy(&header.path_bytes()).into_owned();
@@ -167,6 +181,9 @@ impl<R: Read> HeaderGuard<R> {
             let at = self.out.len();
             self.out.resize(at + padded, 0);
             let got = read_full(&mut self.inner, &mut self.out[at..])?;
+            if got < padded {
+                return Err(self.refuse(ArchiveError::Truncated("inside a metadata record")));
+            }
             self.out.truncate(at + got);
             if kind.is_pax_local_extensions() {
                 let body = &self.out[at..at + size.min(got)];
@@ -194,6 +211,9 @@ impl<R: Read> Read for HeaderGuard<R> {
                 .len()
                 .min(usize::try_from(self.data_left).unwrap_or(usize::MAX));
             let n = self.inner.read(&mut buf[..want])?;
+            if n == 0 && want > 0 {
+                return Err(self.refuse(ArchiveError::Truncated("inside an entry's data")));
+            }
             self.data_left -= n as u64;
             return Ok(n);
         }

@@ -42,7 +42,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use hyper::Method;
 
-use crate::{BoxRequest, Engine, ExecOutput, Location, RemoteError, TtyExec};
+use crate::{
+    BoxRequest, Engine, ExecInput, ExecOutput, ExecStream, Location, RemoteError, TtyExec,
+};
 use client::{Api, Call, Subject};
 pub use token::Token;
 
@@ -884,15 +886,37 @@ impl Engine for FlyEngine {
         self.block(self.create_async(&api, req))
     }
 
-    fn exec(
+    /// The Machines API's exec answers once the command has ended, with its whole output in
+    /// one JSON body (docs/fly.md): no stream to read incrementally. So the output is bounded
+    /// by the client's cap on an answer (256 MiB of JSON, `client::MAX_ANSWER`) and handed on as a stream of
+    /// what arrived.
+    fn exec_stream(
         &self,
         at: &Location,
         argv: &[String],
-        stdin: &[u8],
-    ) -> Result<ExecOutput, RemoteError> {
+        stdin: ExecInput,
+    ) -> Result<ExecStream, RemoteError> {
         let id = self.machine_of(at)?;
         let api = self.api()?;
-        self.block(self.exec_async(api, &id, argv, stdin, self.opts.exec_timeout))
+        let stdin = match stdin {
+            ExecInput::Bytes(b) => b,
+            ExecInput::Reader(_) => {
+                return Err(RemoteError::Engine {
+                    engine: FLY,
+                    message: "the Machines API's exec takes its whole input in the request, \
+                              so a stream (a pipe, a terminal) cannot be passed"
+                        .into(),
+                })
+            }
+        };
+        let o = self.block(self.exec_async(api, &id, argv, &stdin, self.opts.exec_timeout))?;
+        Ok(ExecStream::whole(
+            o.stdout,
+            Ok(crate::ExecEnd {
+                status: o.status,
+                stderr: o.stderr,
+            }),
+        ))
     }
 
     fn exec_tty(

@@ -32,6 +32,7 @@ fn request() -> BoxRequest {
             policy,
             workspace: WorkspaceSource::Upload,
             tty: true,
+            stdin: false,
             policy_secrets: Vec::new(),
         },
         image: format!("registry.fly.io/{APP}:v1"),

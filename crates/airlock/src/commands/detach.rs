@@ -45,7 +45,7 @@ mkdir -p -m 0700 $D || { echo "airlock: cannot create $D in the sandbox" >&2; ex
 rm -f $D/status $D/go
 # The agent starts once its output is being logged.
 $T new-session -d -s airlock -x 200 -y 50 \
-  sh -c 'while [ ! -e /tmp/.airlock-tmux/go ]; do sleep 0.02; done; "$@"; echo $? > /tmp/.airlock-tmux/status; tmux -S /tmp/.airlock-tmux/sock kill-server' airlock-agent "$@" \
+  sh -c 'while [ ! -e /tmp/.airlock-tmux/go ]; do sleep 0.02; done; if [ -p /run/airlock/tmux/stdin ]; then "$@" < /run/airlock/tmux/stdin; else "$@"; fi; echo $? > /tmp/.airlock-tmux/status; tmux -S /tmp/.airlock-tmux/sock kill-server' airlock-agent "$@" \
   || { echo "airlock: cannot start tmux in the sandbox" >&2; exit 125; }
 $T pipe-pane -t airlock:0.0 'cat >> /run/airlock/tmux/agent.log'
 $T split-window -v -l 20% -t airlock:0 "${SHELL:-/bin/sh}"
@@ -55,7 +55,9 @@ while $T has-session -t airlock 2>/dev/null; do sleep 0.5; done
 exit "$(cat $D/status 2>/dev/null || echo 0)"
 "#;
 
-/// Turns the spec's command into the tmux layout and binds the session's output directory
+/// Turns the spec's command into the tmux layout (its standard input the FIFO `stdin` in the
+/// session's output directory when there is one: a remote session's piped input, which
+/// `airlock serve` makes, docs/remote.md) and binds the session's output directory
 /// (created by [`create_output_dir`]; nothing is created here, so `--dry-run` touches nothing).
 pub(crate) fn wrap_in_tmux(spec: &mut SandboxSpec, session_dir: &Path) {
     spec.binds.push(Bind {

@@ -16,7 +16,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{
-    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+    DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _,
+    PermissionsExt as _,
 };
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt as _;
@@ -79,6 +80,9 @@ struct Inner {
     /// The session's supervisor (`airlock run --detached-child`).
     child: Option<u32>,
     agent: Option<Agent>,
+    /// The write end of the command's standard input (a spec with `stdin`), until
+    /// [`ctl::STDIN`] takes it.
+    stdin: Option<std::fs::File>,
 }
 
 impl Shared {
@@ -97,6 +101,7 @@ impl Shared {
                 exported: false,
                 child: None,
                 agent: None,
+                stdin: None,
             }),
             changed: Condvar::new(),
         }
@@ -194,6 +199,10 @@ fn start(args: &ServeArgs, spec: &BoxSpec, shared: &Shared) -> Result<std::proce
     forget_secrets(Path::new(layout::SECRETS_DIR));
     let private = private_dir(&agent)?;
     let policy = box_policy(spec, &secrets, &private, &agent)?;
+    if spec.stdin {
+        let fifo = stdin_fifo(spec, &agent)?;
+        shared.update(|s| s.stdin = Some(fifo));
+    }
     let child = spawn(spec, &agent, &policy)?;
     let ready = wait_ready(spec, &agent, child);
     // The secrets' copies are read by now (or the session failed): gone either way.
@@ -422,6 +431,104 @@ fn write_private(path: &Path, bytes: &[u8], agent: &Agent) -> Result<()> {
     std::os::unix::fs::fchown(&f, Some(agent.uid), Some(agent.gid))
         .with_context(|| format!("cannot give {} to {AGENT_USER}", path.display()))?;
     Ok(())
+}
+
+/// The FIFO the command reads as its standard input (`SESSION/tmux/stdin`, which the
+/// session's tmux script redirects from, detach.rs), made before the session starts (so
+/// nothing the agent planted is there yet) and opened read-write here: the open does not wait
+/// for a reader, the command's open does not wait for a writer, and the command sees end of
+/// file once [`ctl::STDIN`] closes the one write end (this one is never reopened by name).
+fn stdin_fifo(spec: &BoxSpec, agent: &Agent) -> Result<std::fs::File> {
+    let tmux = session_dir(&spec.session, agent).join("tmux");
+    let rel = tmux
+        .strip_prefix(&agent.home)
+        .context("the session directory is outside the agent's home")?;
+    let mut at = agent.home.clone();
+    for c in rel.components() {
+        at.push(c);
+        match std::fs::DirBuilder::new().mode(0o700).create(&at) {
+            Ok(()) => std::os::unix::fs::lchown(&at, Some(agent.uid), Some(agent.gid))
+                .with_context(|| format!("cannot give {} to {AGENT_USER}", at.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", at.display())),
+        }
+    }
+    let path = tmux.join("stdin");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .with_context(|| format!("cannot create the FIFO {}", path.display()))?;
+    std::os::unix::fs::lchown(&path, Some(agent.uid), Some(agent.gid))
+        .with_context(|| format!("cannot give {} to {AGENT_USER}", path.display()))?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .with_context(|| format!("cannot open the FIFO {}", path.display()))?;
+    if !f.metadata()?.file_type().is_fifo() {
+        bail!(
+            "{} is not the FIFO made for the command's input",
+            path.display()
+        );
+    }
+    Ok(f)
+}
+
+/// `ctl stdin`: copies the connection's bytes into the command's standard input as they
+/// arrive, then closes it (the command's end of file). A command that has ended (or closed its
+/// input) ends the copy without an error: what it did not read is dropped, as with a pipe.
+fn pass_stdin(input: &mut impl Read, shared: &Shared) -> Result<Payload> {
+    let Some(mut fifo) = shared.lock().stdin.take() else {
+        bail!(
+            "this session takes no standard input from outside (run without a piped input), \
+             or it was passed already"
+        );
+    };
+    let mut buf = vec![0u8; 64 << 10];
+    let mut passed = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("the input broke off"),
+        };
+        if !write_while_running(&mut fifo, &buf[..n], shared)? {
+            break;
+        }
+        passed += n as u64;
+    }
+    drop(fifo);
+    Ok(Payload::Json(serde_json::json!({ "passed": passed })))
+}
+
+/// Writes `data` to the (non-blocking) FIFO, waiting while it is full for as long as the
+/// session runs; `Ok(false)` once it has ended (the rest is dropped: nobody will read it).
+/// The supervisor's own read-write end keeps the FIFO from ever reporting a closed reader,
+/// so the session's state is what tells.
+fn write_while_running(fifo: &mut std::fs::File, data: &[u8], shared: &Shared) -> Result<bool> {
+    use std::os::fd::AsFd as _;
+    let mut at = 0;
+    while at < data.len() {
+        match fifo.write(&data[at..]) {
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if matches!(
+                    shared.lock().status.state,
+                    BoxState::Exited | BoxState::Failed
+                ) {
+                    return Ok(false);
+                }
+                let mut fds = [nix::poll::PollFd::new(
+                    fifo.as_fd(),
+                    nix::poll::PollFlags::POLLOUT,
+                )];
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).context("cannot pass the input on"),
+        }
+    }
+    Ok(true)
 }
 
 /// The session directory of the box's session.
@@ -759,6 +866,7 @@ fn handle(verb: &str, input: &mut impl Read, shared: &Shared) -> Result<Payload>
     match verb {
         ctl::STATUS => status_json(shared),
         ctl::RECEIVE => receive(input, shared, agent.as_ref()),
+        ctl::STDIN => pass_stdin(input, shared),
         ctl::WAIT => {
             let mut s = shared.lock();
             while !matches!(s.status.state, BoxState::Exited | BoxState::Failed) {
@@ -868,6 +976,12 @@ fn client(socket: &Path, verb: &str) -> Result<i32> {
         // refused upload).
         let _ = conn.shutdown(std::net::Shutdown::Write);
     }
+    if verb == ctl::STDIN {
+        // As it arrives; the supervisor may have refused (and closed) already: its answer
+        // says why.
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut conn);
+        let _ = conn.shutdown(std::net::Shutdown::Write);
+    }
     let mut ack = conn.try_clone()?;
     let mut reader = BufReader::new(conn);
     let mut line = String::new();
@@ -946,6 +1060,7 @@ mod tests {
             policy,
             workspace: WorkspaceSource::Upload,
             tty: false,
+            stdin: false,
             policy_secrets: Vec::new(),
         }
     }

@@ -987,7 +987,7 @@ fn a_detached_box_session_is_listed_stopped_and_collected() {
 
 /// A command that ends before the box reports it running keeps its own status (0, 1, 127), a
 /// signal to the foreground `airlock run` stops the box's command (as it stops a local one),
-/// and input on a pipe is refused up front rather than lost.
+/// and input on a pipe or from a file reaches the command with its end.
 #[test]
 fn fast_commands_signals_and_piped_input() {
     if !ready() {
@@ -1033,25 +1033,96 @@ fn fast_commands_signals_and_piped_input() {
         "the signal did not stop the box's command"
     );
     assert_no_box("after a signal");
-    let mut child = ws
-        .airlock()
-        .args(["run", "--backend", "podman-box", "--", "cat"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
-    drop(child.stdin.take());
-    let o = Run::new(
-        "airlock run --backend podman-box -- cat (stdin a pipe)",
-        child.wait_with_output().expect("wait"),
-    );
-    o.assert_code(125);
-    assert!(
-        text(&o.stderr).contains("does not pass standard input"),
+    // Piped input reaches the box's command as it arrives, with its end (`cat` ends);
+    // every byte of one larger than a FIFO's buffer; a command that does not read it ends
+    // all the same; input from a file too.
+    let big: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let run_with = |cmd: &[&str], input: Vec<u8>| {
+        let mut child = ws
+            .airlock()
+            .args(["run", "--backend", "podman-box", "--"])
+            .args(cmd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run");
+        let mut w = child.stdin.take().expect("stdin");
+        let feeder = std::thread::spawn(move || {
+            // The command may end before it has read everything.
+            let _ = w.write_all(&input);
+        });
+        let o = Run::new(
+            format!("airlock run --backend podman-box -- {cmd:?} (stdin a pipe)"),
+            child.wait_with_output().expect("wait"),
+        );
+        let _ = feeder.join();
+        o
+    };
+    let o = run_with(&["cat"], b"one\ntwo\n".to_vec());
+    o.assert_code(0);
+    assert_eq!(
+        text(&o.stdout).replace("\r\n", "\n").trim_end(),
+        "one\ntwo",
         "{}",
         text(&o.stderr)
     );
+    let o = run_with(&["wc", "-c"], big.clone());
+    o.assert_code(0);
+    assert_eq!(
+        text(&o.stdout).trim(),
+        big.len().to_string(),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run_with(&["sh", "-c", "exit 3"], big.clone());
+    o.assert_code(3);
+    let file = ws.data().join("input.txt");
+    std::fs::write(&file, b"from a file\n").expect("write");
+    let o = ws
+        .airlock()
+        .args(["run", "--backend", "podman-box", "--", "cat"])
+        .stdin(std::fs::File::open(&file).expect("open"))
+        .run();
+    o.assert_code(0);
+    assert!(
+        text(&o.stdout).contains("from a file"),
+        "{}",
+        text(&o.stdout)
+    );
     assert_no_box("after piped input");
+}
+
+/// Fly's exec takes its whole input in one request: piped input to a Fly box is refused up
+/// front, naming why and what to do, before any engine is contacted (no token needed).
+#[test]
+fn piped_input_to_a_fly_box_is_refused_naming_why() {
+    let ws = Ws::new();
+    let mut child = ws
+        .airlock()
+        .args(["run", "--backend", "fly", "--fly-app", "a", "--", "cat"])
+        .env_remove("FLY_API_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"data\n")
+        .expect("write");
+    let o = Run::new(
+        "airlock run --backend fly -- cat (stdin a pipe)",
+        child.wait_with_output().expect("wait"),
+    );
+    o.assert_code(125);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("cannot pass standard input") && err.contains("in a file in the workspace"),
+        "{err}"
+    );
 }
 
 /// The state of session `id` in `ls --all --json`.
@@ -1457,9 +1528,35 @@ fn logs_of_a_box_session_go_through_the_terminal_filter() {
     assert_no_box("after stop");
 }
 
-/// X1: the changes a box sends home are bounded: a sparse file counts with its length, and a
-/// flood of files with their count; over a bound, the import is refused naming the bound, the
-/// file and the variable that raises it, nothing is kept and no box is left.
+/// Runs `cmd` and samples its peak resident memory (`VmHWM` of /proc/PID/status, proc(5))
+/// until it exits; returns its output and the last peak read, in KiB.
+fn run_measuring_peak(mut cmd: Command) -> (Run, u64) {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let command = airlock_test_support::run::describe(&cmd);
+    let child = cmd.spawn().expect("spawn");
+    let status = format!("/proc/{}/status", child.id());
+    let waiter = std::thread::spawn(move || child.wait_with_output());
+    let mut peak = 0u64;
+    while !waiter.is_finished() {
+        // A zombie has no VmHWM any more: the last value read stands.
+        if let Some(kib) = std::fs::read_to_string(&status).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        }) {
+            peak = peak.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = waiter.join().expect("thread").expect("wait");
+    (Run::new(command, out), peak)
+}
+
+/// X1: the changes a box sends home are bounded, and come home as they arrive: a sparse file
+/// counts with its length (and the import stops at its header, so `airlock run`'s memory
+/// stays far under the file's size: the stream is never held whole), and a flood of files
+/// with their count; over a bound, the import is refused naming the bound, the file and the
+/// variable that raises it, nothing is kept and no box is left.
 #[test]
 fn an_export_over_the_import_limits_is_refused_and_nothing_kept() {
     if !ready() {
@@ -1468,11 +1565,13 @@ fn an_export_over_the_import_limits_is_refused_and_nothing_kept() {
     let _l = airlock_test_support::podman_lock();
     let _boxes = Boxes::clean();
     let ws = Ws::new();
+    // airlock's own peak on a small session is some 20-40 MiB; the sparse file is 512 MiB.
+    const MAX_PEAK_KIB: u64 = 160 << 10;
     for (what, env, script, names) in [
         (
             "sparse file",
-            ("AIRLOCK_IMPORT_MAX_SIZE", "1M"),
-            "truncate -s 64M hole",
+            ("AIRLOCK_IMPORT_MAX_SIZE", "64M"),
+            "truncate -s 512M hole",
             ["size of a file", "hole", "AIRLOCK_IMPORT_MAX_SIZE"],
         ),
         (
@@ -1482,11 +1581,10 @@ fn an_export_over_the_import_limits_is_refused_and_nothing_kept() {
             ["count of entries", "d/f", "AIRLOCK_IMPORT_MAX_FILES"],
         ),
     ] {
-        let o = ws
-            .airlock()
-            .env(env.0, env.1)
-            .args(["run", "--backend", "podman-box", "--", "sh", "-c", script])
-            .run();
+        let mut cmd = ws.airlock();
+        cmd.env(env.0, env.1)
+            .args(["run", "--backend", "podman-box", "--", "sh", "-c", script]);
+        let (o, peak) = run_measuring_peak(cmd);
         let err = text(&o.stderr);
         assert!(!o.status.success(), "{what}: taken: {err}");
         for n in names {
@@ -1495,6 +1593,10 @@ fn an_export_over_the_import_limits_is_refused_and_nothing_kept() {
                 "{what}: the error does not name {n:?}: {err}"
             );
         }
+        assert!(
+            peak > 0 && peak < MAX_PEAK_KIB,
+            "{what}: airlock run's peak memory was {peak} KiB (at most {MAX_PEAK_KIB})"
+        );
         assert_no_box(what);
         let sessions = ws.data().join("airlock/sessions");
         let uppers: Vec<_> = std::fs::read_dir(&sessions)

@@ -24,6 +24,7 @@ pub fn request() -> BoxRequest {
                 rev: Some("main".into()),
             },
             tty: true,
+            stdin: false,
             policy_secrets: Vec::new(),
         },
         image: "ghcr.io/example/airlock-agent:1".into(),

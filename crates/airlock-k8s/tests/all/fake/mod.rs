@@ -95,6 +95,9 @@ pub struct State {
     pub objects: Mutex<BTreeMap<String, Value>>,
     /// Terminal sizes received on channel 4, in order.
     pub resizes: Mutex<Vec<(u64, u64)>>,
+    /// Per `export SHAPE` exec: bytes of standard output sent, and whether the client went
+    /// away before the shape's end (its websocket closed or failed).
+    pub exports: Mutex<Vec<(u64, bool)>>,
     pub scenario: Mutex<Option<Scenario>>,
     next_uid: Mutex<u64>,
 }
@@ -682,6 +685,54 @@ fn upgrade(
         .expect("response")
 }
 
+/// A tar header of a regular file `name` of `size` bytes (GNU format).
+pub fn tar_header(name: &str, size: u64) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.set_path(name).expect("path");
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(size);
+    h.set_cksum();
+    h.as_bytes().to_vec()
+}
+
+/// Chunk `i` of a change layer of shape `shape` (`count` is its size in MiB or its files):
+/// - `file`: one file of `count` MiB, then the end blocks (a valid archive);
+/// - `files`: `count` files of 1 KiB, then the end blocks (a valid archive);
+/// - `endless`: small files without end, never an end block;
+/// - `cut`: a file declared `count` MiB whose stream stops after half of it.
+pub fn export_shape(shape: &str, count: u64, i: u64) -> Option<Vec<u8>> {
+    const MIB: u64 = 1 << 20;
+    match shape {
+        "file" => match i {
+            0 => Some(tar_header("big", count * MIB)),
+            i if i <= count => Some(vec![b'b'; 1 << 20]),
+            i if i == count + 1 => Some(vec![0; 1024]),
+            _ => None,
+        },
+        "files" => {
+            if i < count {
+                let mut e = tar_header(&format!("d/f{i}"), 1024);
+                e.extend_from_slice(&[b'f'; 1024]);
+                Some(e)
+            } else {
+                (i == count).then(|| vec![0; 1024])
+            }
+        }
+        "endless" => {
+            let mut e = tar_header(&format!("e{i}"), 512);
+            e.extend_from_slice(&[b'e'; 512]);
+            Some(e)
+        }
+        "cut" => match i {
+            0 => Some(tar_header("cut", count * MIB)),
+            i if i <= count / 2 => Some(vec![b'c'; 1 << 20]),
+            _ => None,
+        },
+        other => panic!("no export shape {other}"),
+    }
+}
+
 fn frame(channel: u8, data: &[u8]) -> Message {
     let mut v = vec![channel];
     v.extend_from_slice(data);
@@ -730,6 +781,42 @@ where
             let _ = ws.send(frame(1, &input)).await;
             let _ = ws.send(frame(2, b"bye\n")).await;
             let _ = ws.send(frame(3, &exit_code(3))).await;
+        }
+        // A box's change layer in one of the shapes of tests/all/engine.rs (`export_shape`),
+        // made as it is sent (never whole in memory here either).
+        ["export", shape, count] => {
+            let count: u64 = count.parse().expect("count");
+            let mut sent = 0u64;
+            let mut i = 0u64;
+            let mut gone = false;
+            while let Some(chunk) = export_shape(shape, count, i) {
+                i += 1;
+                sent += chunk.len() as u64;
+                if ws.send(frame(1, &chunk)).await.is_err() {
+                    gone = true;
+                    break;
+                }
+            }
+            // A client that has gone: the close (or the failed send) says so.
+            if !gone {
+                let _ = ws.send(frame(3, &success())).await;
+            }
+            st.exports.lock().expect("lock").push((sent, gone));
+        }
+        // Standard input to standard output as it arrives (a pipe to the command), then the
+        // end of input as an exit status 0.
+        ["cat-stream"] => {
+            while let Some(Ok(msg)) = ws.next().await {
+                match msg {
+                    Message::Binary(b) if b.first() == Some(&0) => {
+                        let _ = ws.send(frame(1, &b[1..])).await;
+                    }
+                    Message::Binary(b) if b.as_ref() == [255, 0] => break,
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+            let _ = ws.send(frame(3, &success())).await;
         }
         // A terminal: echoes what it reads, records resizes, ends on `q`.
         ["tty-echo"] => {

@@ -16,14 +16,14 @@
 //!
 //! Any failure after the box was created deletes it (nothing left running or billed).
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use airlock_policy::Policy;
 use airlock_remote::archive::{self, Content};
 use airlock_remote::{
-    ctl, layout, BoxLimits, BoxRequest, BoxSecret, BoxSpec, BoxState, BoxStatus, Engine,
+    ctl, layout, BoxLimits, BoxRequest, BoxSecret, BoxSpec, BoxState, BoxStatus, Engine, ExecInput,
     WorkspaceSource, SPEC_VERSION,
 };
 use airlock_sandbox::{Progress, RunningSandbox as _, SandboxError};
@@ -91,9 +91,22 @@ pub(super) fn run(args: &RunArgs, request: Request, kind: BackendKind) -> Result
             return Err(failed(e));
         }
     };
+    // The input's own connection too, when the command reads the local standard input.
+    let feeder = if req.spec.stdin {
+        match backends::engine(kind, &opts) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                let _ = engine.delete(&at);
+                return Err(failed(e));
+            }
+        }
+    } else {
+        None
+    };
     let sandbox = RemoteBox::start(
         engine,
         waiter,
+        feeder,
         at.clone(),
         dir.clone(),
         req.spec.tty,
@@ -134,10 +147,17 @@ fn request_for(
     if args.mode != crate::cli::Mode::Overlay {
         bail!("--backend {kind} works on an overlay of the uploaded tree: drop --mode");
     }
-    if !args.dry_run && !args.detach && stdin_holds_input() {
+    let tty = !args.detach
+        && std::io::IsTerminal::is_terminal(&std::io::stdin())
+        && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    // Input on a pipe or from a file goes to the box's command (`ctl stdin`); a terminal's
+    // goes through the attach.
+    let stdin = !args.dry_run && !args.detach && !tty && stdin_holds_input();
+    if stdin && kind == BackendKind::Fly {
         bail!(
-            "--backend {kind} does not pass standard input to the box's command yet: put the \
-             input in a file in the workspace (it is uploaded) and read it from there"
+            "--backend fly cannot pass standard input to the box's command: the Machines API's \
+             exec takes its whole input in one request and no stream; put the input in a file \
+             in the workspace (it is uploaded) and read it from there, or use --backend k8s"
         );
     }
     if kind == BackendKind::Fly && args.keep {
@@ -189,9 +209,6 @@ fn request_for(
     secrets.extend(policy_secrets);
     let limits = &policy.limits;
     let image = backends::box_image(kind, args.image.as_deref(), &policy)?;
-    let tty = !args.detach
-        && std::io::IsTerminal::is_terminal(&std::io::stdin())
-        && std::io::IsTerminal::is_terminal(&std::io::stdout());
     Ok(BoxRequest {
         spec: BoxSpec {
             version: SPEC_VERSION,
@@ -202,6 +219,7 @@ fn request_for(
             env: Vec::new(),
             workspace: WorkspaceSource::Upload,
             tty: tty || args.detach,
+            stdin,
             policy: policy.clone(),
             policy_secrets: policy_secret_names,
         },
@@ -391,26 +409,37 @@ pub(crate) fn attach(engine: &dyn Engine, at: &str, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Bytes of the box's audit log, and of its output, brought home at most; what is over is
+/// left in the box (with a note at the end of the copy and a warning).
+const MAX_COPIED_LOG: u64 = 256 << 20;
+
 /// Copies the audit log and the output into the session directory and imports the changes
-/// (the last verb: the box may end after it); prints the output when `print`.
+/// (the last verb: the box may end after it); prints the output when `print`. Every one is
+/// read as it arrives (never whole in memory, red-team X1), the change layer into the
+/// session's upper layer within the import limits ([`archive::import_stream`]).
 pub(crate) fn collect(engine: &dyn Engine, at: &str, dir: &Path, print: bool) -> Result<()> {
-    let audit = ctl(engine, at, ctl::AUDIT, &[])?;
-    write_new(&dir.join("audit.jsonl"), &audit)?;
-    let logs = ctl(engine, at, ctl::LOGS, &[])?;
+    copy_verb(engine, at, ctl::AUDIT, &dir.join("audit.jsonl"))?;
     std::fs::create_dir_all(dir.join("tmux"))?;
-    write_new(&dir.join("tmux").join("agent.log"), &logs)?;
+    let log = dir.join("tmux").join("agent.log");
+    copy_verb(engine, at, ctl::LOGS, &log)?;
     if print && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         // The one output path for the box's bytes (filtered on a terminal, as is when piped).
-        crate::review_out::ReviewOut::stdout().write_all(&logs)?;
+        let mut f =
+            std::fs::File::open(&log).with_context(|| format!("cannot read {}", log.display()))?;
+        std::io::copy(&mut f, &mut crate::review_out::ReviewOut::stdout())?;
     }
-    let changes = ctl(engine, at, ctl::EXPORT, &[])?;
     let upper = dir.join("upper");
     if upper.exists() {
         airlock_session::tree::remove_all(&upper)
             .with_context(|| format!("cannot replace {}", upper.display()))?;
     }
     let limits = archive::Limits::changes_from_env().map_err(anyhow::Error::msg)?;
-    archive::import_changes(&changes[..], &upper, &limits).with_context(|| {
+    let stream = engine.exec_stream(
+        &at.to_string(),
+        &ctl_argv(ctl::EXPORT),
+        ExecInput::Bytes(Vec::new()),
+    )?;
+    archive::import_stream(stream, &upper, &limits).with_context(|| {
         format!(
             "the changes of box {at} were refused; nothing was imported into {}",
             upper.display()
@@ -419,9 +448,42 @@ pub(crate) fn collect(engine: &dyn Engine, at: &str, dir: &Path, print: bool) ->
     Ok(())
 }
 
-fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Copies what control verb `verb` prints into a new file `path` as it arrives, at most
+/// [`MAX_COPIED_LOG`] bytes (then a note and a warning: the rest stays in the box).
+fn copy_verb(engine: &dyn Engine, at: &str, verb: &str, path: &Path) -> Result<()> {
+    let mut stream = engine.exec_stream(
+        &at.to_string(),
+        &ctl_argv(verb),
+        ExecInput::Bytes(Vec::new()),
+    )?;
     let _ = std::fs::remove_file(path);
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let n = std::io::copy(&mut (&mut stream).take(MAX_COPIED_LOG), &mut f)
+        .with_context(|| format!("`airlock serve ctl {verb}` in box {at} broke off"))?;
+    if n == MAX_COPIED_LOG && stream.read(&mut [0u8; 1])? > 0 {
+        // Dropping the stream ends the exec.
+        drop(stream);
+        writeln!(
+            f,
+            "\n[airlock: cut at {MAX_COPIED_LOG} bytes; the rest stays in the box]"
+        )?;
+        eprintln!(
+            "airlock: warning: `airlock serve ctl {verb}` of box {at} printed more than {MAX_COPIED_LOG} bytes; {} holds the first",
+            path.display()
+        );
+        return Ok(());
+    }
+    let end = stream.finish()?;
+    if end.status != 0 {
+        bail!(
+            "{} box {at}: `airlock serve ctl {verb}` failed ({}): {}",
+            engine.name(),
+            end.status,
+            box_text(&String::from_utf8_lossy(&end.stderr))
+        );
+    }
+    Ok(())
 }
 
 /// A foreground session's box as the supervisor's loop ([`airlock_sandbox::supervise`]) sees
@@ -477,6 +539,7 @@ impl RemoteBox {
     fn start(
         engine: Box<dyn Engine>,
         waiter: Box<dyn Engine>,
+        feeder: Option<Box<dyn Engine>>,
         at: String,
         dir: std::path::PathBuf,
         tty: bool,
@@ -515,6 +578,9 @@ impl RemoteBox {
                 })
                 .map_err(|e| box_error(format!("cannot start a thread: {e}")))?,
         );
+        if let Some(feeder) = feeder {
+            pass_stdin(feeder, rbox.at.clone())?;
+        }
         if tty {
             let (rows, cols) = airlock_sandbox::term::terminal_size().unwrap_or((24, 80));
             let exec = rbox
@@ -654,6 +720,33 @@ impl Drop for RemoteBox {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Passes this process's standard input to the box's command (`ctl stdin` on `engine`'s
+/// exec, its standard input the local one, read as it arrives) on a thread of its own; a
+/// failure is a warning (the command then sees end of file).
+fn pass_stdin(engine: Box<dyn Engine>, at: String) -> Result<(), SandboxError> {
+    std::thread::Builder::new()
+        .name("airlock-box-stdin".into())
+        .spawn(move || {
+            let r = engine
+                .exec_stream(
+                    &at,
+                    &ctl_argv(ctl::STDIN),
+                    ExecInput::Reader(Box::new(std::io::stdin())),
+                )
+                .and_then(|s| s.collect(airlock_remote::MAX_EXEC_OUTPUT));
+            let failed = match r {
+                Ok((_, end)) if end.status == 0 => None,
+                Ok((_, end)) => Some(box_text(&String::from_utf8_lossy(&end.stderr))),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = failed {
+                eprintln!("airlock: warning: the standard input was not passed to box {at}: {why}");
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| box_error(format!("cannot start a thread: {e}")))
 }
 
 /// Whether standard input is a pipe or a file (input the user meant for the command), rather
