@@ -553,8 +553,11 @@ impl TermFilter {
                 } else {
                     match classify_csi(&self.seq[self.body..], self.config.replay) {
                         None => {
-                            if let Some(set) = sgr_sets(&self.seq[self.body..]) {
-                                self.sgr_set = set;
+                            // Only replay closes with a reset: live output skips the scan.
+                            if self.config.replay {
+                                if let Some(set) = sgr_sets(&self.seq[self.body..]) {
+                                    self.sgr_set = set;
+                                }
                             }
                             self.pass_seq(out)
                         }
@@ -899,6 +902,17 @@ mod tests {
         (out, f.counts().clone())
     }
 
+    /// [`run`] with the replay configuration (ASCII locale).
+    fn replayed(input: &[u8]) -> (Vec<u8>, BTreeMap<DropKind, u64>) {
+        run(
+            FilterConfig {
+                replay: true,
+                ..FilterConfig::default()
+            },
+            input,
+        )
+    }
+
     /// Each input either passes byte for byte or is dropped whole with its kind.
     const TABLE: &[(&[u8], Option<DropKind>)] = &[
         // Text, UTF-8, C0.
@@ -1192,34 +1206,21 @@ mod tests {
             b"\x9b6n",
         ];
         for q in queries {
-            let mut live = TermFilter::new(FilterConfig::default());
-            let mut out = Vec::new();
-            live.filter(q, &mut out);
             assert_eq!(
-                out, q,
+                run(FilterConfig::default(), q).0,
+                q,
                 "live output keeps {q:?}: the sandboxed program reads the answer"
             );
-            let mut replay = TermFilter::new(FilterConfig {
-                replay: true,
-                ..FilterConfig::default()
-            });
-            let mut out = Vec::new();
-            replay.filter(q, &mut out);
+            let (out, counts) = replayed(q);
             assert!(out.is_empty(), "replayed {q:?} passed as {out:?}");
-            assert_eq!(replay.counts().get(&DropKind::Query), Some(&1), "{q:?}");
+            assert_eq!(counts.get(&DropKind::Query), Some(&1), "{q:?}");
         }
         // What is neither a query nor lasting still passes in replayed output: colours (reset
         // at the end), movement, erasing the screen, ASCII designation, saved cursor.
-        let mut replay = TermFilter::new(FilterConfig {
-            replay: true,
-            ..FilterConfig::default()
-        });
         let kept = b"\x1b[1;31mred\x1b[0m\x1b[2;5H\x1b[2J\x1b(B\x1b7\x1b8";
-        let mut out = Vec::new();
-        replay.filter(kept, &mut out);
-        replay.finish(&mut out);
+        let (out, counts) = replayed(kept);
         assert_eq!(out, kept);
-        assert_eq!(replay.dropped(), 0);
+        assert!(counts.is_empty(), "{counts:?}");
     }
 
     /// Titles and palette colours outlive replayed output, so replay drops them (every
@@ -1271,18 +1272,14 @@ mod tests {
             "\u{9b}?1003h".as_bytes(),
         ];
         for seq in lasting {
-            let mut live = TermFilter::new(FilterConfig::default());
-            let mut out = Vec::new();
-            live.filter(seq, &mut out);
-            assert_eq!(&out[..], *seq, "live output keeps {seq:?}");
-            let mut replay = TermFilter::new(FilterConfig {
-                replay: true,
-                ..FilterConfig::default()
-            });
-            let mut out = Vec::new();
-            replay.filter(seq, &mut out);
+            assert_eq!(
+                run(FilterConfig::default(), seq).0,
+                *seq,
+                "live output keeps {seq:?}"
+            );
+            let (out, counts) = replayed(seq);
             assert!(out.is_empty(), "replayed {seq:?} passed as {out:?}");
-            assert_eq!(replay.counts().get(&DropKind::Lasting), Some(&1), "{seq:?}");
+            assert_eq!(counts.get(&DropKind::Lasting), Some(&1), "{seq:?}");
         }
         // Split across reads, the same.
         let mut replay = TermFilter::new(FilterConfig {
@@ -1311,23 +1308,17 @@ mod tests {
             (b"\x1b[0;1mbold", true),
             (b"plain", false),
         ] {
-            let mut replay = TermFilter::new(FilterConfig {
-                replay: true,
-                ..FilterConfig::default()
-            });
-            let mut out = Vec::new();
-            replay.filter(input, &mut out);
-            replay.finish(&mut out);
+            let (out, _) = replayed(input);
             let mut want = input.to_vec();
             if added {
                 want.extend_from_slice(b"\x1b[0m");
             }
             assert_eq!(out, want, "{input:?}");
-            let mut live = TermFilter::new(FilterConfig::default());
-            let mut out = Vec::new();
-            live.filter(input, &mut out);
-            live.finish(&mut out);
-            assert_eq!(out, input, "live {input:?}");
+            assert_eq!(
+                run(FilterConfig::default(), input).0,
+                input,
+                "live {input:?}"
+            );
         }
     }
 
@@ -1356,13 +1347,7 @@ mod tests {
                 assert_eq!(out, b"text\x1b]8;;\x1b\\", "{uri}");
                 assert_eq!(live.counts().get(&DropKind::Hyperlink), Some(&1), "{uri}");
             }
-            let mut replay = TermFilter::new(FilterConfig {
-                replay: true,
-                ..FilterConfig::default()
-            });
-            let mut out = Vec::new();
-            replay.filter(seq.as_bytes(), &mut out);
-            assert_eq!(out, b"text", "replayed {uri}");
+            assert_eq!(replayed(seq.as_bytes()).0, b"text", "replayed {uri}");
         }
     }
 }
