@@ -555,21 +555,31 @@ fn run_go(home: &Home, mode: &str, script: &str) -> Run {
 /// session rewrote its go.sum to match), another module's genuine zip under this module's name,
 /// a module the database does not know (also when a bind-mode session wrote its line into the
 /// real go.sum). The agent's `.ziphash` and `.info`, extracted trees and links are not promoted.
-#[test]
-fn go_promote_verifies_modules_against_the_checksum_database() {
+/// The files of module `example.com/m` as published, and as an agent would change them.
+const GOOD_M: [(&str, &str); 2] = [
+    ("go.mod", "module example.com/m\n"),
+    ("m.go", "package m\n"),
+];
+const EVIL_M: [(&str, &str); 2] = [
+    ("go.mod", "module example.com/m\n"),
+    ("m.go", "package m // evil\n"),
+];
+
+/// A loopback registry (with its checksum database), a home using it, and its empty Go module
+/// cache (`~/go/pkg/mod`).
+fn go_home() -> (Registry, Home, PathBuf) {
     let reg = Registry::start();
     let home = Home::new(&reg, bin());
     let gomod = home.path().join("go/pkg/mod");
     std::fs::create_dir_all(&gomod).expect("gomodcache");
+    (reg, home, gomod)
+}
+
+#[test]
+fn go_promote_verifies_modules_against_the_checksum_database() {
+    let (reg, home, gomod) = go_home();
     let m = "example.com/m";
-    let files = [
-        ("go.mod", "module example.com/m\n"),
-        ("m.go", "package m\n"),
-    ];
-    let evil_files = [
-        ("go.mod", "module example.com/m\n"),
-        ("m.go", "package m // evil\n"),
-    ];
+    let (files, evil_files) = (GOOD_M, EVIL_M);
     let zip10 = module_zip(m, "v1.0.0", &files);
     let zip11 = module_zip(m, "v1.1.0", &files);
     let evil11 = module_zip(m, "v1.1.0", &evil_files);
@@ -728,19 +738,9 @@ fn go_promote_verifies_modules_against_the_checksum_database() {
 /// disagrees with the database refuses the module too.
 #[test]
 fn go_promote_never_trusts_a_go_sum() {
-    let reg = Registry::start();
-    let home = Home::new(&reg, bin());
-    let gomod = home.path().join("go/pkg/mod");
-    std::fs::create_dir_all(&gomod).expect("gomodcache");
+    let (reg, home, gomod) = go_home();
     let m = "example.com/m";
-    let good = [
-        ("go.mod", "module example.com/m\n"),
-        ("m.go", "package m\n"),
-    ];
-    let evil = [
-        ("go.mod", "module example.com/m\n"),
-        ("m.go", "package m // evil\n"),
-    ];
+    let (good, evil) = (GOOD_M, EVIL_M);
     let n = "corp.example/lib";
     let lib = [
         ("go.mod", "module corp.example/lib\n"),
