@@ -512,7 +512,7 @@ fn cover(origins: &[(PathBuf, Origin)], inside: &Path) -> Result<Cover, Containe
     })
 }
 
-/// What [`refuse_overlay_on_runtime`]'s error says (for `airlock selftest`, which counts such a
+/// What `refuse_overlay_on_runtime`'s error says (for `airlock selftest`, which counts such a
 /// refusal as the session never starting).
 pub const OVERLAY_REFUSED: &str = "does not make Podman's overlay mounts";
 

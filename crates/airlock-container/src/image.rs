@@ -413,7 +413,7 @@ fn write_sources(rootfs: &Path, mirror: &str) -> std::io::Result<()> {
 }
 
 /// The host's Debian mirror for [`SUITE`] (from `/etc/apt/sources.list` and
-/// `/etc/apt/sources.list.d/*.{list,sources}`), else [`DEBIAN_MIRROR`].
+/// `/etc/apt/sources.list.d/*.{list,sources}`), else `DEBIAN_MIRROR`.
 pub fn host_mirror() -> String {
     host_uri_for(SUITE).unwrap_or_else(|| DEBIAN_MIRROR.to_string())
 }

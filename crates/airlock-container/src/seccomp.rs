@@ -23,7 +23,7 @@ fn is_sock_diag_rule(r: &airlock_sandbox::SyscallRule) -> bool {
 /// The profile as the engines take it: every call allowed unless a rule refuses it with its
 /// errno; calls of another architecture's ABI fail (libseccomp's bad-architecture action), as
 /// only the native one is listed. Every rule of the native table is in it except the one pid 1
-/// needs before it installs the native filters itself ([`is_sock_diag_rule`]).
+/// needs before it installs the native filters itself (`is_sock_diag_rule`).
 pub fn profile() -> Value {
     let arch = match std::env::consts::ARCH {
         "aarch64" => "SCMP_ARCH_AARCH64",

@@ -308,7 +308,7 @@ pub const LOADER_ENV: &[&str] = &[
 ///
 /// With `relay` (a runtime whose sockets cannot leave its own kernel: gVisor) the network
 /// listeners are not handed out: a relay process keeps them and forwards their connections to
-/// the supervisor's unix sockets next to `socket` ([`crate::relay`]).
+/// the supervisor's unix sockets next to `socket` (`crate::relay`).
 pub fn container_init_main(socket: &Path, relay: bool) -> i32 {
     close_from(3);
     // The container backend sends these empty; anything else means the engine merged in an

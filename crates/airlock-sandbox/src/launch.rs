@@ -504,7 +504,7 @@ impl Sandbox {
     /// it is built, exactly as [`Sandbox::launch`]. On an error `remote` is killed (dropped).
     ///
     /// A terminal among them is never passed (pid 1 runs code of the image's choosing before
-    /// its lockdown, which must not reach the user's terminal raw): [`remote_stdio`].
+    /// its lockdown, which must not reach the user's terminal raw): `remote_stdio`.
     pub fn adopt(
         spec: &SandboxSpec,
         chan: Channel,

@@ -10,7 +10,7 @@
 //!   with [`too_deep`]: an error naming the path and the bound (fails closed: nothing merged);
 //! - [`remove_all`] deletes any tree, however deep, without following a link and with a
 //!   bounded number of descriptors: it descends through descriptors opened with `O_NOFOLLOW`
-//!   (`openat(2)`), at most [`OPEN_CHAIN`] deep, and moves a directory found deeper up into the
+//!   (`openat(2)`), at most `OPEN_CHAIN` deep, and moves a directory found deeper up into the
 //!   root (`renameat2(2)`), so no path and no descriptor chain grows with the depth.
 
 use crate::SessionError;
@@ -64,10 +64,10 @@ pub fn check_depth(rel: &Path, shown: &Path) -> Result<(), SessionError> {
 }
 
 /// Deletes `root` and everything below it, like `rm -rf` but iterative: no recursion, at most
-/// [`OPEN_CHAIN`] + 2 descriptors open, no link followed (a link is deleted, never what it
+/// `OPEN_CHAIN` + 2 descriptors open, no link followed (a link is deleted, never what it
 /// points to), and directories the owner left without permissions (mode 000, as overlayfs
 /// leaves `work/work`) made accessible first (`fchmodat(2)` without following a link). A
-/// directory deeper than [`OPEN_CHAIN`] levels is moved up into `root` under a fresh name
+/// directory deeper than `OPEN_CHAIN` levels is moved up into `root` under a fresh name
 /// (`.airlock-rm-N`, `RENAME_NOREPLACE`) and emptied from there, so depth costs neither stack,
 /// descriptors nor path length.
 ///

@@ -2,7 +2,7 @@
 //! driven through the engine (docs/remote.md). After [`super::resolve::resolve`], instead of
 //! planning a local sandbox:
 //!
-//! 1. [`request`]: the [`BoxRequest`] from the resolved request (the merged policy with every
+//! 1. `request`: the [`BoxRequest`] from the resolved request (the merged policy with every
 //!    loaded credential, whose secrets become [`BoxSecret`]s read here on the host; the agent,
 //!    the command, the limits, the image);
 //! 2. `--dry-run`: print `engine.render(req)` and stop (no engine is contacted);
