@@ -1655,6 +1655,16 @@ fn agent_chosen_names_in_the_box_log_are_quoted() {
         "a forged line: {shown:?}"
     );
     assert!(shown.contains(r#""p\033]0;TITLE\aq""#), "{shown:?}");
+    // `airlock logs --box` reads the same log through the engine's log API.
+    let own = ws.airlock().args(["logs", "--box", "names"]).run();
+    assert!(own.status.success(), "logs --box: {}", text(&own.stderr));
+    let own = text(&own.stdout);
+    assert_eq!(
+        own.lines().filter(|l| l.contains("left out")).count(),
+        3,
+        "logs --box: {own:?}"
+    );
+    assert!(own.contains(r#""p\033]0;TITLE\aq""#), "logs --box: {own:?}");
     let rm = ws.airlock().args(["rm", "names"]).run();
     assert!(rm.status.success(), "rm: {}", text(&rm.stderr));
     assert_no_box("after rm");
