@@ -949,10 +949,11 @@ impl Engine for FlyEngine {
         Err(RemoteError::Engine {
             engine: FLY,
             message: format!(
-                "the Machines API has no interactive exec (its exec endpoint takes the whole \
-                 input at once and answers when the command has ended), so airlock cannot \
-                 attach a terminal; attach with flyctl over Fly's WireGuard network: `fly ssh \
-                 console --app {} --machine {id} --pty --command '{}'`",
+                "the Machines API has no interactive exec (its one exec endpoint, POST \
+                 /v1/apps/APP/machines/ID/exec, takes the whole input at once and answers when \
+                 the command has ended), so airlock cannot attach a terminal; the session's \
+                 output is `airlock logs -f SESSION`; attach with flyctl over Fly's WireGuard \
+                 network: `fly ssh console --app {} --machine {id} --pty --command '{}'`",
                 self.opts.app,
                 argv.join(" ")
             ),

@@ -555,7 +555,9 @@ fn a_supervisor_that_never_answers_and_exec_failures() {
 
 #[test]
 fn attach_is_refused_with_the_flyctl_command() {
-    let engine = FlyEngine::new(FlyOptions::new(APP)).expect("engine");
+    let fake = fake_with_image();
+    let (opts, _) = options(&fake, Some(TOKEN));
+    let engine = FlyEngine::new(opts).expect("engine");
     let e = engine
         .exec_tty(
             &format!("fly:{APP}/3d8d413b29d089"),
@@ -575,6 +577,10 @@ fn attach_is_refused_with_the_flyctl_command() {
         m.contains("fly ssh console --app airlock-test --machine 3d8d413b29d089 --pty"),
         "{m}"
     );
+    assert!(m.contains("POST /v1/apps/APP/machines/ID/exec"), "{m}");
+    assert!(m.contains("airlock logs -f"), "{m}");
+    // Refused before any request: nothing half-attached is left in the machine.
+    assert!(fake.seen().is_empty(), "{:?}", fake.seen());
 }
 
 #[test]
