@@ -2046,3 +2046,29 @@ fn hidden_workspace_paths_are_not_uploaded() {
     // The hidden files are untouched here (left out, not deleted).
     assert!(ws.path().join("secret.env").exists() && ws.path().join("private/key").exists());
 }
+
+/// `airlock logs --box` of a session without a box (a native one) is refused naming the
+/// backend and the command that prints its output; `--box` with `-f` is refused by the CLI.
+#[test]
+fn box_logs_of_a_session_without_a_box_are_refused_naming_why() {
+    let ws = Ws::new();
+    let o = ws
+        .airlock()
+        .args(["run", "--name", "native", "--", "true"])
+        .run();
+    assert!(o.status.success(), "run: {}", text(&o.stderr));
+    let l = ws.airlock().args(["logs", "--box", "native"]).run();
+    assert!(!l.status.success(), "logs --box of a native session");
+    let err = text(&l.stderr);
+    assert!(
+        err.contains("native backend, without a box") && err.contains("airlock logs"),
+        "{err}"
+    );
+    let f = ws.airlock().args(["logs", "--box", "-f", "native"]).run();
+    assert!(!f.status.success(), "--box -f");
+    assert!(
+        text(&f.stderr).contains("cannot be used with"),
+        "{}",
+        text(&f.stderr)
+    );
+}
