@@ -344,7 +344,9 @@ impl PodmanBox {
                             Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
                             Err(e) => e.to_string(),
                         };
-                        let logs = self.logs(&at).unwrap_or_default();
+                        let logs = self
+                            .logs(&at, airlock_remote::MAX_LOGS)
+                            .unwrap_or_else(|e| e.to_string().into_bytes());
                         return Err(res(
                             &resource,
                             format!(
@@ -614,18 +616,34 @@ impl BoxEngine for PodmanBox {
         })
     }
 
-    fn logs(&self, at: &Location) -> Result<Vec<u8>, RemoteError> {
+    fn logs(&self, at: &Location, max: u64) -> Result<Vec<u8>, RemoteError> {
         let id = container_of(at)?;
         let client = self.client()?;
         let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
-        Ok(self.rt.block_on(async {
+        self.rt.block_on(async {
             let mut s = client.logs(id, Some(opts));
             let mut out = Vec::new();
-            while let Some(Ok(chunk)) = s.next().await {
-                out.extend_from_slice(&chunk.into_bytes());
+            while let Some(chunk) = s.next().await {
+                let chunk = chunk.map_err(|e| {
+                    res(
+                        &format!("container/{id}"),
+                        format!("reading its log broke off: {}", engine_message(&e)),
+                    )
+                })?;
+                let bytes = chunk.into_bytes();
+                if (out.len() + bytes.len()) as u64 > max {
+                    // Dropping the stream closes the connection: nothing more is read.
+                    return Err(airlock_remote::logs_over(
+                        NAME,
+                        format!("container/{id}"),
+                        max,
+                        &format!("podman logs {id}"),
+                    ));
+                }
+                out.extend_from_slice(&bytes);
             }
-            out
-        }))
+            Ok(out)
+        })
     }
 
     fn delete(&self, at: &Location) -> Result<(), RemoteError> {

@@ -326,25 +326,44 @@ fn relay(
     });
 }
 
-/// The supervisor container's log.
-pub(crate) async fn logs(conn: &Conn, ns: &str, pod: &str) -> Result<Vec<u8>, RemoteError> {
+/// The supervisor container's log, at most `max` bytes: the server is asked for at most `max +
+/// 1` (`limitBytes`) and the client reads no further than that either (a server that ignores
+/// the limit is not read to its end); over `max` is an error naming the bound.
+pub(crate) async fn logs(
+    conn: &Conn,
+    ns: &str,
+    pod: &str,
+    max: u64,
+) -> Result<Vec<u8>, RemoteError> {
     let pods: Api<Pod> = Api::namespaced(conn.streams.clone(), ns);
     let lp = LogParams {
         container: Some(CONTAINER.into()),
+        limit_bytes: Some(i64::try_from(max.saturating_add(1)).unwrap_or(i64::MAX)),
         ..LogParams::default()
     };
-    let mut stream = pods
+    let stream = pods
         .log_stream(pod, &lp)
         .await
         .map_err(|e| map(op(conn, ns, pod, "get", "pods/log"), e))?;
     // Bytes as the container wrote them (not necessarily UTF-8).
     let mut out = Vec::new();
-    futures_util::AsyncReadExt::read_to_end(&mut stream, &mut out)
-        .await
-        .map_err(|e| RemoteError::Resource {
-            engine: ENGINE,
-            resource: format!("pod/{pod}"),
-            message: format!("reading its log broke off: {e}"),
-        })?;
+    futures_util::AsyncReadExt::read_to_end(
+        &mut futures_util::AsyncReadExt::take(stream, max.saturating_add(1)),
+        &mut out,
+    )
+    .await
+    .map_err(|e| RemoteError::Resource {
+        engine: ENGINE,
+        resource: format!("pod/{pod}"),
+        message: format!("reading its log broke off: {e}"),
+    })?;
+    if out.len() as u64 > max {
+        return Err(airlock_remote::logs_over(
+            ENGINE,
+            format!("pod/{pod}"),
+            max,
+            &format!("kubectl logs --namespace {ns} {pod} --container {CONTAINER}"),
+        ));
+    }
     Ok(out)
 }

@@ -287,12 +287,12 @@ impl Engine for K8sEngine {
         })?
     }
 
-    fn logs(&self, at: &Location) -> Result<Vec<u8>, RemoteError> {
+    fn logs(&self, at: &Location, max: u64) -> Result<Vec<u8>, RemoteError> {
         let at = PodLocation::parse(at)?;
         self.block(async {
             let conn =
                 connect::connect(self.options.kubeconfig.as_ref(), Some(&at.context)).await?;
-            exec::logs(&conn, &at.namespace, &at.pod).await
+            exec::logs(&conn, &at.namespace, &at.pod, max).await
         })?
     }
 

@@ -283,6 +283,23 @@ pub struct ExecOutput {
 /// read as an [`ExecStream`].
 pub const MAX_EXEC_OUTPUT: u64 = 16 << 20;
 
+/// Bytes of a box's own log ([`Engine::logs`]) that a command reads into memory at most: the
+/// supervisor's log is a few lines per session; more is refused (fail closed) rather than held.
+pub const MAX_LOGS: u64 = 16 << 20;
+
+/// The error of an [`Engine::logs`] over its bound `max`: names the engine, the resource, the
+/// bound and `whole`, the engine's own command that reads the log whole.
+pub fn logs_over(engine: &'static str, resource: String, max: u64, whole: &str) -> RemoteError {
+    RemoteError::Resource {
+        engine,
+        resource,
+        message: format!(
+            "its log is over {max} bytes; airlock stopped reading it there (read it whole \
+             with `{whole}`)"
+        ),
+    }
+}
+
 /// The standard input of an exec.
 pub enum ExecInput {
     /// These bytes, then end of file (none: end of file at once).
@@ -374,8 +391,16 @@ pub trait Engine: std::fmt::Debug + Send {
         cols: u16,
         rows: u16,
     ) -> Result<TtyExec, RemoteError>;
-    /// The box's own log (the supervisor's stdout/stderr) as the engine keeps it.
-    fn logs(&self, at: &Location) -> Result<Vec<u8>, RemoteError>;
+    /// The box's own log (the supervisor's stdout/stderr) as the engine keeps it (Kubernetes:
+    /// `pods/log`; Fly: the logs route's pages; Podman: the container's log), at most `max`
+    /// bytes of it ([`MAX_LOGS`] for a command's use). The engine stops reading once it has
+    /// more (Kubernetes also asks the server for at most `max + 1` bytes with `limitBytes`),
+    /// so a box that writes without end never decides how much memory this takes.
+    ///
+    /// # Errors
+    /// A log over `max` bytes fails closed, naming the bound and the engine's own command
+    /// that reads it whole; the engine's errors as for the other calls.
+    fn logs(&self, at: &Location, max: u64) -> Result<Vec<u8>, RemoteError>;
     /// Deletes the box and everything created with it; deleting what is gone is not an error.
     fn delete(&self, at: &Location) -> Result<(), RemoteError>;
 }

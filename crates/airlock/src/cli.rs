@@ -694,6 +694,11 @@ pub(crate) struct LogsArgs {
     /// Keep printing new output until the session ends.
     #[arg(long, short = 'f')]
     pub(crate) follow: bool,
+    /// A remote session: print its box's own log (what `airlock serve` wrote, through the
+    /// engine's log API: `kubectl logs`, Fly's logs route, `podman logs`) instead of the
+    /// command's output; at most 16 MiB of it.
+    #[arg(long = "box", conflicts_with = "follow")]
+    pub(crate) box_log: bool,
 }
 
 #[derive(Debug, Args)]

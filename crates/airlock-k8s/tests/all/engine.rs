@@ -323,12 +323,14 @@ fn logs_come_from_the_supervisor_container() {
     let fake = FakeApi::start(Scenario::default());
     let mut e = engine(options(&fake));
     let at = e.create(&common::request()).expect("create");
-    let log = e.logs(&at).expect("logs");
+    let log = e.logs(&at, airlock_remote::MAX_LOGS).expect("logs");
     // The same from inside a caller's own async runtime.
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let again = rt.block_on(async { e.logs(&at) }).expect("logs from async");
+    let again = rt
+        .block_on(async { e.logs(&at, airlock_remote::MAX_LOGS) })
+        .expect("logs from async");
     assert_eq!(again, log);
     assert_eq!(
         log,
@@ -337,6 +339,56 @@ fn logs_come_from_the_supervisor_container() {
     let s = fake.seen().into_iter().rev().nth(1).expect("log");
     assert_eq!(s.path, format!("{POD_PATH}/{POD}/log"));
     assert!(s.query.contains(&("container".into(), "airlock".into())));
+    assert!(
+        s.query.contains(&(
+            "limitBytes".into(),
+            (airlock_remote::MAX_LOGS + 1).to_string()
+        )),
+        "{:?}",
+        s.query
+    );
+}
+
+/// A box's log is the box's to choose: over the bound it is refused naming the bound and
+/// `kubectl logs`, whether the server keeps to `limitBytes` or sends everything; at the bound
+/// exactly it is read whole.
+#[test]
+fn a_log_over_the_bound_is_refused_naming_it() {
+    const MAX: usize = 4096;
+    for ignores in [false, true] {
+        for (len, over) in [(MAX, false), (MAX + 1, true), (4 << 20, true)] {
+            let fake = FakeApi::start(Scenario {
+                log: vec![b'x'; len],
+                log_ignores_limit: ignores,
+                ..Scenario::default()
+            });
+            let mut e = engine(options(&fake));
+            let at = e.create(&common::request()).expect("create");
+            let r = e.logs(&at, MAX as u64);
+            let what = format!("log of {len} bytes, limit ignored: {ignores}");
+            if over {
+                let err = r.expect_err(&what).to_string();
+                assert!(err.starts_with("k8s: pod/"), "{what}: {err}");
+                assert!(err.contains("over 4096 bytes"), "{what}: {err}");
+                assert!(
+                    err.contains("kubectl logs --namespace agents"),
+                    "{what}: {err}"
+                );
+            } else {
+                assert_eq!(r.expect(&what).len(), len, "{what}");
+            }
+            let s = fake
+                .seen()
+                .into_iter()
+                .rfind(|s| s.path.ends_with("/log"))
+                .expect("log");
+            assert!(
+                s.query.contains(&("limitBytes".into(), "4097".into())),
+                "{what}: {:?}",
+                s.query
+            );
+        }
+    }
 }
 
 #[test]

@@ -65,6 +65,7 @@ pub(crate) struct Call<'s> {
     timeout: Option<Duration>,
     subject: &'s Subject,
     accept: &'static str,
+    max_answer: usize,
 }
 
 impl<'s> Call<'s> {
@@ -78,6 +79,7 @@ impl<'s> Call<'s> {
             timeout: None,
             subject,
             accept: "application/json",
+            max_answer: MAX_ANSWER,
         }
     }
 
@@ -96,6 +98,13 @@ impl<'s> Call<'s> {
     /// The bound of the whole exchange, instead of [`Api`]'s.
     pub(crate) fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// The largest answer read (bytes of its body), instead of the client's hard cap: a
+    /// larger one is an error naming the bound and is not read further.
+    pub(crate) fn max_answer(mut self, bytes: usize) -> Self {
+        self.max_answer = bytes.min(MAX_ANSWER);
         self
     }
 
@@ -147,6 +156,7 @@ impl Api {
             timeout,
             subject,
             accept,
+            max_answer,
         } = call;
         let timeout = timeout.unwrap_or(self.timeout);
         let mut b = Request::builder()
@@ -165,7 +175,7 @@ impl Api {
             .map_err(|e| RemoteError::Invalid(format!("fly: bad request URL {url}: {e}")))?;
         let answer = tokio::time::timeout(
             timeout,
-            airlock_net::outbound::send(&self.tls, req, MAX_ANSWER),
+            airlock_net::outbound::send(&self.tls, req, max_answer),
         )
         .await
         .map_err(|_| RemoteError::Resource {
@@ -178,14 +188,27 @@ impl Api {
                 timeout.as_secs()
             ),
         })?
-        .map_err(|e| RemoteError::Engine {
-            engine: FLY,
-            message: format!(
+        .map_err(
+            |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                Some(_) => RemoteError::Resource {
+                    engine: FLY,
+                    resource: self.resource(subject),
+                    message: format!(
+                        "the answer to {method} {} is over {max_answer} bytes; airlock stopped \
+                     reading it there",
+                        strip_query(&url)
+                    ),
+                },
+                None => RemoteError::Engine {
+                    engine: FLY,
+                    message: format!(
                 "{method} {}: {e}; Fly's API cannot be reached from here (a retry may help; \
                  check the network and [fly] api_url)",
                 strip_query(&url)
             ),
-        })?;
+                },
+            },
+        )?;
         let www_authenticate = answer
             .headers()
             .get("www-authenticate")

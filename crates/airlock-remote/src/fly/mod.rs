@@ -252,6 +252,12 @@ fn valid_app(a: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// Bytes of one page of the logs route read at most (a page is tens of lines).
+const MAX_LOG_PAGE: usize = 4 << 20;
+
+/// Pages of the logs route asked for at most in one [`Engine::logs`].
+const MAX_LOG_PAGES: usize = 100;
+
 /// A machine id: hex digits (as the API mints them).
 fn valid_machine_id(m: &str) -> bool {
     !m.is_empty() && m.len() <= 32 && m.chars().all(|c| c.is_ascii_hexdigit())
@@ -798,10 +804,13 @@ impl FlyEngine {
         exec::unwrap(status, &r.stdout, &r.stderr, &format!("machine/{id}"))
     }
 
-    async fn logs_async(&self, api: &Api, id: &str) -> Result<Vec<u8>, RemoteError> {
+    /// The machine's log from the logs route, page by page, at most `max` bytes of lines
+    /// (`TIMESTAMP MESSAGE\n`); no page's answer is read past [`MAX_LOG_PAGE`] bytes, and no
+    /// more than [`MAX_LOG_PAGES`] pages are asked for.
+    async fn logs_async(&self, api: &Api, id: &str, max: u64) -> Result<Vec<u8>, RemoteError> {
         let mut out = Vec::new();
         let mut next = String::new();
-        for _ in 0..100 {
+        for _ in 0..MAX_LOG_PAGES {
             let url = format!(
                 "{}/api/v1/apps/{}/logs?instance={id}&next_token={next}",
                 api.logs_url, self.opts.app
@@ -810,7 +819,8 @@ impl FlyEngine {
                 .send(
                     Call::new(Method::GET, url, &Subject::Logs)
                         .authorization(api.token.authorization())
-                        .timeout(self.opts.call_timeout),
+                        .timeout(self.opts.call_timeout)
+                        .max_answer(MAX_LOG_PAGE),
                 )
                 .await?;
             if !a.status.is_success() {
@@ -823,6 +833,15 @@ impl FlyEngine {
                     message: format!("the logs API's answer is not the JSON it documents: {e}"),
                 })?;
             for d in &page.data {
+                let line = d.attributes.timestamp.len() + d.attributes.message.len() + 2;
+                if (out.len() + line) as u64 > max {
+                    return Err(crate::logs_over(
+                        FLY,
+                        format!("machine/{id}"),
+                        max,
+                        &format!("fly logs --app {} --instance {id} --no-tail", self.opts.app),
+                    ));
+                }
                 out.extend_from_slice(d.attributes.timestamp.as_bytes());
                 out.push(b' ');
                 out.extend_from_slice(d.attributes.message.as_bytes());
@@ -930,20 +949,21 @@ impl Engine for FlyEngine {
         Err(RemoteError::Engine {
             engine: FLY,
             message: format!(
-                "the Machines API has no interactive exec (its exec endpoint takes the whole \
-                 input at once and answers when the command has ended), so airlock cannot \
-                 attach a terminal; attach with flyctl over Fly's WireGuard network: `fly ssh \
-                 console --app {} --machine {id} --pty --command '{}'`",
+                "the Machines API has no interactive exec (its one exec endpoint, POST \
+                 /v1/apps/APP/machines/ID/exec, takes the whole input at once and answers when \
+                 the command has ended), so airlock cannot attach a terminal; the session's \
+                 output is `airlock logs -f SESSION`; attach with flyctl over Fly's WireGuard \
+                 network: `fly ssh console --app {} --machine {id} --pty --command '{}'`",
                 self.opts.app,
                 argv.join(" ")
             ),
         })
     }
 
-    fn logs(&self, at: &Location) -> Result<Vec<u8>, RemoteError> {
+    fn logs(&self, at: &Location, max: u64) -> Result<Vec<u8>, RemoteError> {
         let id = self.machine_of(at)?;
         let api = self.api()?;
-        self.block(self.logs_async(api, &id))
+        self.block(self.logs_async(api, &id, max))
     }
 
     fn delete(&self, at: &Location) -> Result<(), RemoteError> {

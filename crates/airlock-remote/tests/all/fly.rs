@@ -233,7 +233,8 @@ fn create_exec_logs_delete_send_the_documented_requests() {
             .map(|i| (format!("2026-11-30T10:00:0{i}Z"), format!("line {i}")))
             .collect()
     });
-    let logs = String::from_utf8(engine.logs(&at).expect("logs")).expect("utf8");
+    let logs =
+        String::from_utf8(engine.logs(&at, airlock_remote::MAX_LOGS).expect("logs")).expect("utf8");
     assert_eq!(logs.lines().count(), 5, "{logs}");
     assert!(logs.starts_with("2026-11-30T10:00:01Z line 1\n"));
     let log_req = fake
@@ -250,6 +251,58 @@ fn create_exec_logs_delete_send_the_documented_requests() {
     fake.with(|s| assert_eq!(s.destroyed, vec![id.clone()]));
     assert_nothing_left(&fake);
     engine.delete(&at).expect("delete again");
+}
+
+/// The machine's log is the box's to choose: over the bound (in many short lines over several
+/// pages, or one page whose answer alone is over the page bound) it is refused naming the
+/// bound and `fly logs`, and no further page is asked for; at the bound exactly it is read.
+#[test]
+fn a_log_over_the_bound_is_refused_naming_it() {
+    let fake = fake_with_image();
+    let (opts, _) = options(&fake, Some(TOKEN));
+    let mut engine = FlyEngine::new(opts).expect("engine");
+    let at = engine.create(&request()).expect("create");
+    let id = at.rsplit('/').next().expect("id").to_string();
+    let pages = |fake: &Fake| {
+        fake.seen()
+            .into_iter()
+            .filter(|s| s.path.contains("/logs?"))
+            .count()
+    };
+    // 10 lines of 32 bytes ("2026-11-30T10:00:00Z" + " " + "line-NNNNN" + "\n").
+    fake.with(|s| {
+        s.logs = (0..10)
+            .map(|i| ("2026-11-30T10:00:00Z".to_string(), format!("line-{i:05}")))
+            .collect()
+    });
+    let before = pages(&fake);
+    assert_eq!(engine.logs(&at, 320).expect("at the bound").len(), 320);
+    // All 5 pages, and a sixth that is empty.
+    assert_eq!(pages(&fake) - before, 6);
+    for max in [319, 100, 0] {
+        let before = pages(&fake);
+        let e = engine.logs(&at, max).expect_err("over").to_string();
+        assert!(e.starts_with(&format!("fly: machine/{id}:")), "{e}");
+        assert!(e.contains(&format!("over {max} bytes")), "{e}");
+        assert!(
+            e.contains(&format!("fly logs --app {APP} --instance {id} --no-tail")),
+            "{e}"
+        );
+        // Pages of 2 lines (64 bytes): it stopped at the page that went over.
+        let asked = pages(&fake) - before;
+        assert_eq!(asked as u64, max / 64 + 1, "max {max}: {asked} pages");
+    }
+    // One page whose answer is over the page bound (4 MiB), however large the total bound.
+    fake.with(|s| s.logs = vec![("2026-11-30T10:00:00Z".into(), "y".repeat(5 << 20))]);
+    let e = engine
+        .logs(&at, airlock_remote::MAX_LOGS)
+        .expect_err("page over")
+        .to_string();
+    assert!(e.starts_with(&format!("fly: app/{APP}:")), "{e}");
+    assert!(e.contains("is over 4194304 bytes"), "{e}");
+    assert!(e.contains("/api/v1/apps/"), "{e}");
+    engine.delete(&at).expect("delete");
+    assert_nothing_left(&fake);
 }
 
 #[test]
@@ -502,7 +555,9 @@ fn a_supervisor_that_never_answers_and_exec_failures() {
 
 #[test]
 fn attach_is_refused_with_the_flyctl_command() {
-    let engine = FlyEngine::new(FlyOptions::new(APP)).expect("engine");
+    let fake = fake_with_image();
+    let (opts, _) = options(&fake, Some(TOKEN));
+    let engine = FlyEngine::new(opts).expect("engine");
     let e = engine
         .exec_tty(
             &format!("fly:{APP}/3d8d413b29d089"),
@@ -522,6 +577,10 @@ fn attach_is_refused_with_the_flyctl_command() {
         m.contains("fly ssh console --app airlock-test --machine 3d8d413b29d089 --pty"),
         "{m}"
     );
+    assert!(m.contains("POST /v1/apps/APP/machines/ID/exec"), "{m}");
+    assert!(m.contains("airlock logs -f"), "{m}");
+    // Refused before any request: nothing half-attached is left in the machine.
+    assert!(fake.seen().is_empty(), "{:?}", fake.seen());
 }
 
 #[test]

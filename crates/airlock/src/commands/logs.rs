@@ -61,9 +61,34 @@ fn remote_logs(r: &airlock_session::SessionRow, at: &str, follow: bool) -> Resul
     }
 }
 
-/// `airlock logs ID [-f]`
+/// `airlock logs --box ID`: the box's own log (the supervisor's output, as the engine keeps
+/// it), at most [`airlock_remote::MAX_LOGS`] bytes, through the same filter as the command's
+/// output (the box chose these bytes).
+fn box_log(r: &airlock_session::SessionRow) -> Result<i32> {
+    let Some(at) = r.location.as_deref().filter(|_| r.backend.is_remote()) else {
+        bail!(
+            "session {} ran on the {} backend, without a box: its output is `airlock logs {}`",
+            r.id,
+            r.backend,
+            r.id
+        );
+    };
+    let engine = backends::engine(r.backend, &backends::EngineOptions::for_session(Some(at))?)?;
+    let log = engine
+        .logs(&at.to_string(), airlock_remote::MAX_LOGS)
+        .map_err(|e| anyhow::anyhow!("the log of session {}'s box: {e}", r.id))?;
+    let mut out = crate::review_out::ReviewOut::stdout();
+    out.write_all(&log)?;
+    out.flush()?;
+    Ok(0)
+}
+
+/// `airlock logs ID [-f] [--box]`
 pub(crate) fn logs(args: LogsArgs) -> Result<i32> {
     let r = session_dir::find(Some(&args.id))?;
+    if args.box_log {
+        return box_log(&r);
+    }
     if r.backend.is_remote() && r.state == airlock_session::SessionState::Running {
         if let Some(at) = &r.location {
             return remote_logs(&r, at, args.follow);

@@ -1655,6 +1655,16 @@ fn agent_chosen_names_in_the_box_log_are_quoted() {
         "a forged line: {shown:?}"
     );
     assert!(shown.contains(r#""p\033]0;TITLE\aq""#), "{shown:?}");
+    // `airlock logs --box` reads the same log through the engine's log API.
+    let own = ws.airlock().args(["logs", "--box", "names"]).run();
+    assert!(own.status.success(), "logs --box: {}", text(&own.stderr));
+    let own = text(&own.stdout);
+    assert_eq!(
+        own.lines().filter(|l| l.contains("left out")).count(),
+        3,
+        "logs --box: {own:?}"
+    );
+    assert!(own.contains(r#""p\033]0;TITLE\aq""#), "logs --box: {own:?}");
     let rm = ws.airlock().args(["rm", "names"]).run();
     assert!(rm.status.success(), "rm: {}", text(&rm.stderr));
     assert_no_box("after rm");
@@ -2035,4 +2045,30 @@ fn hidden_workspace_paths_are_not_uploaded() {
     assert_no_box("after the session");
     // The hidden files are untouched here (left out, not deleted).
     assert!(ws.path().join("secret.env").exists() && ws.path().join("private/key").exists());
+}
+
+/// `airlock logs --box` of a session without a box (a native one) is refused naming the
+/// backend and the command that prints its output; `--box` with `-f` is refused by the CLI.
+#[test]
+fn box_logs_of_a_session_without_a_box_are_refused_naming_why() {
+    let ws = Ws::new();
+    let o = ws
+        .airlock()
+        .args(["run", "--name", "native", "--", "true"])
+        .run();
+    assert!(o.status.success(), "run: {}", text(&o.stderr));
+    let l = ws.airlock().args(["logs", "--box", "native"]).run();
+    assert!(!l.status.success(), "logs --box of a native session");
+    let err = text(&l.stderr);
+    assert!(
+        err.contains("native backend, without a box") && err.contains("airlock logs"),
+        "{err}"
+    );
+    let f = ws.airlock().args(["logs", "--box", "-f", "native"]).run();
+    assert!(!f.status.success(), "--box -f");
+    assert!(
+        text(&f.stderr).contains("cannot be used with"),
+        "{}",
+        text(&f.stderr)
+    );
 }

@@ -58,6 +58,10 @@ pub struct Scenario {
     pub weak_forbidden: Vec<(&'static str, &'static str)>,
     /// The agent-sandbox controller cannot make the pod: its Ready condition's message.
     pub controller_error: Option<&'static str>,
+    /// The supervisor container's log (`pods/log`).
+    pub log: Vec<u8>,
+    /// Whether `pods/log` ignores `limitBytes` (a server that sends the whole log anyway).
+    pub log_ignores_limit: bool,
 }
 
 impl Default for Scenario {
@@ -69,6 +73,8 @@ impl Default for Scenario {
             protocol: "v5.channel.k8s.io",
             weak_forbidden: vec![("create", "pods")],
             controller_error: None,
+            log: b"airlock serve: listening on /run/airlock/serve.sock\n".to_vec(),
+            log_ignores_limit: false,
         }
     }
 }
@@ -413,13 +419,7 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>>
     }
     match verb {
         "create" => create(&st, &t, body.expect("create body"), &sc),
-        "get" if t.sub.as_deref() == Some("log") => Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "text/plain")
-            .body(Full::new(Bytes::from_static(
-                b"airlock serve: listening on /run/airlock/serve.sock\n",
-            )))
-            .expect("response"),
+        "get" if t.sub.as_deref() == Some("log") => log(&sc, &query),
         "get" => get(&st, &t, &sc),
         "patch" => patch(&st, &t, body.expect("patch body")),
         "delete" => delete_one(&st, &t),
@@ -577,6 +577,24 @@ fn delete_one(st: &State, t: &Target) -> Response<Full<Bytes>> {
             &format!("{} \"{name}\" not found", t.resource),
         ),
     }
+}
+
+/// `pods/log`: the scenario's log, cut at `limitBytes` ("the number of bytes to read from the
+/// server before terminating the log output", PodLogOptions) unless the scenario ignores it.
+fn log(sc: &Scenario, query: &[(String, String)]) -> Response<Full<Bytes>> {
+    let limit = query
+        .iter()
+        .find(|(k, _)| k == "limitBytes")
+        .map(|(_, v)| v.parse::<usize>().expect("limitBytes is a number"));
+    let mut body = sc.log.clone();
+    if let Some(limit) = limit.filter(|_| !sc.log_ignores_limit) {
+        body.truncate(limit);
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/plain")
+        .body(Full::new(Bytes::from(body)))
+        .expect("response")
 }
 
 fn delete_collection(st: &State, t: &Target, query: &[(String, String)]) -> Response<Full<Bytes>> {
