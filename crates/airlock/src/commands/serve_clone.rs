@@ -346,7 +346,14 @@ impl Git<'_> {
         out: &mut dyn Write,
     ) -> Result<(), GitFailure> {
         let mut child = self
-            .command(Path::new("/"), args)
+            .command(
+                if args.first() == Some(&"clone") {
+                    Path::new("/")
+                } else {
+                    ws
+                },
+                args,
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -39,7 +39,14 @@ fn hex_of(b: &[u8]) -> String {
 
 fn git_in(dir: &Path, args: &[&str]) -> String {
     let o = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .current_dir(dir)
         .run();
@@ -60,14 +67,21 @@ struct Fixture {
 impl Fixture {
     /// `big`: bytes of random content in one more file on `main` (for the size bound).
     fn new(big: usize) -> Fixture {
-        let tmp = tempfile::Builder::new().prefix("airlock-clone-").tempdir().expect("tmp");
+        let tmp = tempfile::Builder::new()
+            .prefix("airlock-clone-")
+            .tempdir()
+            .expect("tmp");
         let work = tmp.path().join("work");
         std::fs::create_dir(&work).expect("work");
         git_in(&work, &["init", "-q", "-b", "main"]);
         std::fs::write(work.join("a.txt"), "base\n").expect("a");
         std::fs::write(work.join("keep.txt"), "kept\n").expect("keep");
         if big > 0 {
-            std::fs::write(work.join("big.txt"), airlock_test_support::random_alnum(big)).expect("big");
+            std::fs::write(
+                work.join("big.txt"),
+                airlock_test_support::random_alnum(big),
+            )
+            .expect("big");
         }
         git_in(&work, &["add", "."]);
         git_in(&work, &["commit", "-qm", "base"]);
@@ -81,7 +95,10 @@ impl Fixture {
         git_in(&work, &["switch", "-q", "main"]);
         let srv = tmp.path().join("srv");
         std::fs::create_dir(&srv).expect("srv");
-        git_in(tmp.path(), &["clone", "-q", "--bare", "work", "srv/repo.git"]);
+        git_in(
+            tmp.path(),
+            &["clone", "-q", "--bare", "work", "srv/repo.git"],
+        );
         let token = format!("gt{}", airlock_test_support::random_alnum(30));
         let ca = airlock_test_support::tls::TestCa::new("airlock clone test CA");
         let (leaf, key) = ca.leaf_pem(&[HOST]);
@@ -109,20 +126,45 @@ impl Fixture {
             .arg(srv.join("tests"))
             .run();
         assert!(o.status.success(), "objcopy: {}", text(&o.stderr));
-        let o = Command::new("chmod").args(["-R", "a+rX"]).arg(tmp.path()).run();
+        let o = Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(tmp.path())
+            .run();
         assert!(o.status.success());
-        Command::new("chmod").arg("755").arg(srv.join("start")).run();
-        let image = format!("localhost/airlock-clonetest-{}", airlock_test_support::random_alnum(8).to_lowercase());
-        let ctr = format!("airlock-clonetest-build-{}", airlock_test_support::random_alnum(8).to_lowercase());
+        Command::new("chmod")
+            .arg("755")
+            .arg(srv.join("start"))
+            .run();
+        let image = format!(
+            "localhost/airlock-clonetest-{}",
+            airlock_test_support::random_alnum(8).to_lowercase()
+        );
+        let ctr = format!(
+            "airlock-clonetest-build-{}",
+            airlock_test_support::random_alnum(8).to_lowercase()
+        );
         let o = podman(&["create", "--name", &ctr, BOX_IMAGE, "/bin/true"]);
         assert!(o.status.success(), "create: {}", text(&o.stderr));
         let src = format!("{}/.", srv.display());
         let o = podman(&["cp", &src, &format!("{ctr}:/srv")]);
-        let o2 = podman(&["commit", "-q", "--change", "ENTRYPOINT [\"/srv/start\"]", &ctr, &image]);
+        let o2 = podman(&[
+            "commit",
+            "-q",
+            "--change",
+            "ENTRYPOINT [\"/srv/start\"]",
+            &ctr,
+            &image,
+        ]);
         podman(&["rm", "-f", &ctr]);
         assert!(o.status.success(), "cp: {}", text(&o.stderr));
         assert!(o2.status.success(), "commit: {}", text(&o2.stderr));
-        Fixture { tmp, image, main, feature, token }
+        Fixture {
+            tmp,
+            image,
+            main,
+            feature,
+            token,
+        }
     }
 
     fn bare(&self) -> PathBuf {
@@ -149,10 +191,25 @@ impl Fixture {
     }
 
     /// `airlock run --backend podman-box --clone ...` in `ws`, spawned.
-    fn run(&self, ws: &Ws, clone: &str, token: &str, cred: bool, extra: &[&str], script: &str) -> std::process::Child {
+    fn run(
+        &self,
+        ws: &Ws,
+        clone: &str,
+        token: &str,
+        cred: bool,
+        extra: &[&str],
+        script: &str,
+    ) -> std::process::Child {
         ws.airlock()
             .env(TOKEN_VAR, token)
-            .args(["run", "--backend", "podman-box", "--image", &self.image, "--policy"])
+            .args([
+                "run",
+                "--backend",
+                "podman-box",
+                "--image",
+                &self.image,
+                "--policy",
+            ])
             .arg(self.policy(ws, cred))
             .args(["--clone", clone])
             .args(extra)
@@ -180,7 +237,12 @@ fn seen(name: &str) -> String {
 /// URL), checked out at main.
 fn local_clone(fx: &Fixture) -> Ws {
     let ws = Ws::new();
-    let o = Command::new("git").arg("clone").arg("-q").arg(fx.bare()).arg(ws.path()).run();
+    let o = Command::new("git")
+        .arg("clone")
+        .arg("-q")
+        .arg(fx.bare())
+        .arg(ws.path())
+        .run();
     assert!(o.status.success(), "clone: {}", text(&o.stderr));
     git_in(ws.path(), &["remote", "set-url", "origin", &url()]);
     ws
@@ -223,13 +285,30 @@ fn a_cloned_workspace_never_holds_the_token_and_its_commits_land() {
     let child = fx.run(&ws, &format!("{}#main", url()), &fx.token, true, &[], AGENT);
     let name = wait_box();
     // The clone is done once the agent runs; its commit is in the upper layer by then.
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(40);
     loop {
-        let o = podman(&["exec", &name, "sh", "-c", "cat /var/lib/airlock/home/.local/share/airlock/sessions/*/upper/.git/HEAD 2>/dev/null"]);
+        let o = podman(&[
+            "exec",
+            &name,
+            "sh",
+            "-c",
+            "cat /var/lib/airlock/home/.local/share/airlock/sessions/*/upper/.git/HEAD 2>/dev/null",
+        ]);
         if !text(&o.stdout).trim().is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "the agent never committed; server log: {}", seen(&name));
+        if Instant::now() > deadline {
+            let log = text(&podman(&["exec", &name, "cat", "/srv/server.log"]).stdout);
+            let mut child = child;
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait");
+            panic!(
+                "the agent never committed; server: {}\nlog: {log}\nstdout: {}\nstderr: {}",
+                seen(&name),
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     // The token's tail (never on a command line here) searched in every file of the box and
@@ -250,22 +329,54 @@ echo SEARCHED"#,
     podman(&["exec", &name, "touch", "/srv/go"]);
     let out = child.wait_with_output().expect("wait");
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
-    assert!(!found.contains("FOUND") && !found.contains("ENVIRON"), "the token is in the box: {found}");
-    assert!(!inspect.contains(tail), "the token is in the box's configuration");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        !found.contains("FOUND") && !found.contains("ENVIRON"),
+        "the token is in the box: {found}"
+    );
+    assert!(
+        !inspect.contains(tail),
+        "the token is in the box's configuration"
+    );
     // The server got the real token (its hash matched) and nothing else.
-    assert!(server.contains("AUTH ok POST /repo.git/git-upload-pack"), "{server}");
+    assert!(
+        server.contains("AUTH ok POST /repo.git/git-upload-pack"),
+        "{server}"
+    );
     assert!(!server.contains("AUTH bad"), "{server}");
     // What the agent saw: the URL as given, the asked commit, a placeholder.
-    assert!(stdout.contains(&format!("REMOTE={}\n", url())), "{stdout}");
-    assert!(stdout.contains(&format!("HEAD={}\n", fx.main)), "{stdout}");
-    assert!(stdout.contains("COMMITTED") && stdout.contains("DONE"), "{stdout}\n{stderr}");
-    assert!(!stdout.contains(tail) && !stderr.contains(tail), "{stdout}{stderr}");
-    let ph = stdout.lines().find_map(|l| l.strip_prefix("PLACEHOLDER=")).expect("placeholder");
+    let lines: Vec<&str> = stdout.lines().map(str::trim_end).collect();
+    assert!(
+        lines.contains(&format!("REMOTE={}", url()).as_str()),
+        "{stdout}"
+    );
+    assert!(
+        lines.contains(&format!("HEAD={}", fx.main).as_str()),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("COMMITTED") && stdout.contains("DONE"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        !stdout.contains(tail) && !stderr.contains(tail),
+        "{stdout}{stderr}"
+    );
+    let ph = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("PLACEHOLDER="))
+        .expect("placeholder");
     assert!(!ph.is_empty() && ph != fx.token, "{ph}");
     // Progress was shown as it came, and the commit named.
     assert!(stderr.contains("airlock: git: "), "{stderr}");
-    assert!(stderr.contains(&format!("cloned {} at {}", url(), fx.main)), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cloned {} at {}", url(), fx.main)),
+        "{stderr}"
+    );
     // The audit log came home with the clone's proxy events and no token.
     let id = session_id(&ws);
     let dir = ws.data().join("airlock/sessions").join(&id);
@@ -278,24 +389,62 @@ echo SEARCHED"#,
         let o = ws.airlock().args([verb, &id]).run();
         assert!(!o.status.success(), "{verb} at another commit");
         let e = text(&o.stderr);
-        assert!(e.contains(&format!("not at {}", &fx.main[..12])) && e.contains("switch --detach"), "{e}");
+        assert!(
+            e.contains(&format!("not at {}", &fx.main[..12])) && e.contains("switch --detach"),
+            "{e}"
+        );
     }
     git_in(ws.path(), &["switch", "-q", "--detach", &fx.main]);
-    git_in(ws.path(), &["remote", "set-url", "origin", "https://elsewhere.test/other.git"]);
+    git_in(
+        ws.path(),
+        &[
+            "remote",
+            "set-url",
+            "origin",
+            "https://elsewhere.test/other.git",
+        ],
+    );
     let o = ws.airlock().args(["merge", &id]).run();
-    assert!(text(&o.stderr).contains("has no remote with that URL"), "{}", text(&o.stderr));
-    git_in(ws.path(), &["remote", "set-url", "origin", &format!("https://x-access-token@{HOST}:{PORT}/repo")]);
+    assert!(
+        text(&o.stderr).contains("has no remote with that URL"),
+        "{}",
+        text(&o.stderr)
+    );
+    git_in(
+        ws.path(),
+        &[
+            "remote",
+            "set-url",
+            "origin",
+            &format!("https://x-access-token@{HOST}:{PORT}/repo"),
+        ],
+    );
     let o = ws.airlock().args(["diff", &id]).run();
     let d = text(&o.stdout);
     assert!(o.status.success(), "diff: {d}{}", text(&o.stderr));
     assert!(d.contains("agent commit") && d.contains("wip.txt"), "{d}");
     let o = ws.airlock().args(["merge", &id]).run();
-    assert!(o.status.success(), "merge: {}{}", text(&o.stdout), text(&o.stderr));
-    assert_eq!(std::fs::read_to_string(ws.path().join("wip.txt")).expect("wip"), "wip\n");
-    assert_eq!(std::fs::read_to_string(ws.path().join("a.txt")).expect("a"), "agent\n");
+    assert!(
+        o.status.success(),
+        "merge: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("wip.txt")).expect("wip"),
+        "wip\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("a.txt")).expect("a"),
+        "agent\n"
+    );
     let branch = format!("airlock/{id}");
     let log = git_in(ws.path(), &["log", "--format=%s", &branch]);
-    assert_eq!(log.lines().collect::<Vec<_>>(), ["agent commit", "base"], "{log}");
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        ["agent commit", "base"],
+        "{log}"
+    );
     drop(fx);
     super::assert_no_box("after the session");
 }
@@ -307,9 +456,17 @@ fn failing(fx: &Fixture, clone: &str, token: &str, cred: bool, extra: &[&str]) -
     let child = fx.run(&ws, clone, token, cred, extra, "echo STARTED");
     let out = child.wait_with_output().expect("wait");
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(125), "{clone}: stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "{clone}: stdout: {stdout}\nstderr: {stderr}"
+    );
     assert!(!stdout.contains("STARTED"), "{stdout}");
-    assert!(ws.sessions().is_empty(), "a row was left: {:?}", ws.sessions());
+    assert!(
+        ws.sessions().is_empty(),
+        "a row was left: {:?}",
+        ws.sessions()
+    );
     super::assert_no_box(clone);
     assert!(!stderr.contains(&fx.token[10..]), "{stderr}");
     stderr
@@ -330,22 +487,54 @@ fn a_clone_that_fails_names_the_cause_and_leaves_nothing() {
     let fx = Fixture::new(300_000);
     let wrong = format!("gt{}", airlock_test_support::random_alnum(30));
     let e = failing(&fx, &url(), &wrong, true, &[]);
-    assert!(e.contains(&format!("{HOST}:{PORT} refused the credential gittoken")), "{e}");
+    assert!(
+        e.contains(&format!("{HOST}:{PORT} refused the credential gittoken")),
+        "{e}"
+    );
     assert!(!e.contains(&wrong[10..]), "{e}");
     let e = failing(&fx, &url(), &fx.token, false, &[]);
-    assert!(e.contains("no [[credentials]] entry covers git.clone.test"), "{e}");
+    assert!(
+        e.contains("no [[credentials]] entry covers git.clone.test"),
+        "{e}"
+    );
     let e = failing(&fx, &format!("{}#nosuch", url()), &fx.token, true, &[]);
-    assert!(e.contains("no branch, tag or commit \"nosuch\"") && e.contains("feature"), "{e}");
-    let e = failing(&fx, "https://unreachable.clone.test:8444/repo.git", &fx.token, true, &[]);
-    assert!(e.contains("unreachable.clone.test:8444 could not be reached"), "{e}");
+    assert!(
+        e.contains("no branch, tag or commit \"nosuch\"") && e.contains("feature"),
+        "{e}"
+    );
+    let e = failing(
+        &fx,
+        "https://unreachable.clone.test:8444/repo.git",
+        &fx.token,
+        true,
+        &[],
+    );
+    assert!(
+        e.contains("unreachable.clone.test:8444 could not be reached"),
+        "{e}"
+    );
     let e = failing(&fx, &url(), &fx.token, true, &["--clone-max-size", "100K"]);
-    assert!(e.contains("passed the bound of 102400 bytes") && e.contains("--clone-max-size"), "{e}");
+    assert!(
+        e.contains("passed the bound of 102400 bytes") && e.contains("--clone-max-size"),
+        "{e}"
+    );
     for (rev, want) in [("feature", fx.feature.clone()), ("v1", fx.main.clone())] {
         let ws = Ws::new();
-        let child = fx.run(&ws, &format!("{}#{rev}", url()), &fx.token, true, &[], "echo HEAD=$(git rev-parse HEAD)");
+        let child = fx.run(
+            &ws,
+            &format!("{}#{rev}", url()),
+            &fx.token,
+            true,
+            &[],
+            "echo HEAD=$(git rev-parse HEAD)",
+        );
         let out = child.wait_with_output().expect("wait");
         let stdout = text(&out.stdout);
-        assert!(stdout.contains(&format!("HEAD={want}")), "{rev}: {stdout}{}", text(&out.stderr));
+        assert!(
+            stdout.contains(&format!("HEAD={want}")),
+            "{rev}: {stdout}{}",
+            text(&out.stderr)
+        );
     }
     drop(fx);
     super::assert_no_box("after the failures");
@@ -362,15 +551,33 @@ fn clone_addresses_are_checked_before_anything_is_created() {
     std::fs::write(&policy, "[network]\nallow = [\"github.com\"]\n").expect("policy");
     let secret = "ghp_0123456789abcdefTOKENTAIL";
     for (addr, want) in [
-        (format!("https://user:{secret}@github.com/me/app.git"), "use a credential"),
-        (format!("https://{secret}@github.com/me/app.git"), "credential"),
-        (format!("https://x-access-token:{secret}@github.com/me/app.git#main"), "credential"),
+        (
+            format!("https://user:{secret}@github.com/me/app.git"),
+            "use a credential",
+        ),
+        (
+            format!("https://{secret}@github.com/me/app.git"),
+            "credential",
+        ),
+        (
+            format!("https://x-access-token:{secret}@github.com/me/app.git#main"),
+            "credential",
+        ),
         ("ssh://git@github.com/me/app.git".into(), "ssh is refused"),
         ("git@github.com:me/app.git".into(), "SSH address"),
         ("git://github.com/me/app.git".into(), "git:// is refused"),
-        ("http://github.com/me/app.git".into(), "plain http is refused"),
-        ("https://gitlab.com/me/app.git".into(), "gitlab.com is not in the allow list"),
-        ("https://github.com:8443/me/app.git".into(), "port 8443 is not allowed"),
+        (
+            "http://github.com/me/app.git".into(),
+            "plain http is refused",
+        ),
+        (
+            "https://gitlab.com/me/app.git".into(),
+            "gitlab.com is not in the allow list",
+        ),
+        (
+            "https://github.com:8443/me/app.git".into(),
+            "port 8443 is not allowed",
+        ),
     ] {
         let o = ws
             .airlock()
@@ -380,11 +587,27 @@ fn clone_addresses_are_checked_before_anything_is_created() {
             .run();
         let e = text(&o.stderr);
         assert_eq!(o.status.code(), Some(125), "{addr}: {e}");
-        assert!(e.contains(want) || (want == "use a credential" && e.contains("credentials")), "{addr}: {e}");
+        assert!(
+            e.contains(want) || (want == "use a credential" && e.contains("credentials")),
+            "{addr}: {e}"
+        );
         assert!(!e.contains("TOKENTAIL"), "the token is echoed: {e}");
     }
-    let o = ws.airlock().args(["run", "--clone", "https://github.com/me/app.git", "--", "true"]).run();
-    assert!(text(&o.stderr).contains("--clone is for the remote backends"), "{}", text(&o.stderr));
+    let o = ws
+        .airlock()
+        .args([
+            "run",
+            "--clone",
+            "https://github.com/me/app.git",
+            "--",
+            "true",
+        ])
+        .run();
+    assert!(
+        text(&o.stderr).contains("--clone is for the remote backends"),
+        "{}",
+        text(&o.stderr)
+    );
     let o = ws
         .airlock()
         .args(["run", "--backend", "podman-box", "--dry-run", "--policy"])
@@ -393,9 +616,15 @@ fn clone_addresses_are_checked_before_anything_is_created() {
         .run();
     let (out, err) = (text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "{out}{err}");
-    assert!(err.contains("would clone https://github.com/me/app.git at v2"), "{err}");
+    assert!(
+        err.contains("would clone https://github.com/me/app.git at v2"),
+        "{err}"
+    );
     // The spec travels JSON-in-JSON (the box's environment): the clone is in it.
-    assert!(out.contains(r#"\"kind\":\"git\""#) && out.contains(r#"\"rev\":\"v2\""#), "{out}");
+    assert!(
+        out.contains(r#"\"kind\":\"git\""#) && out.contains(r#"\"rev\":\"v2\""#),
+        "{out}"
+    );
     assert!(ws.sessions().is_empty());
 }
 
@@ -426,12 +655,17 @@ fn serve_git(dir: &Path) {
             .with_single_cert(certs, key)
             .expect("config"),
     );
-    let want = std::fs::read_to_string(dir.join("auth.sha256")).expect("auth").trim().to_string();
+    let want = std::fs::read_to_string(dir.join("auth.sha256"))
+        .expect("auth")
+        .trim()
+        .to_string();
     let listener = std::net::TcpListener::bind(("127.0.0.1", PORT)).expect("bind");
     for conn in listener.incoming().flatten() {
         let (config, want, dir) = (config.clone(), want.clone(), dir.to_path_buf());
         std::thread::spawn(move || {
-            let Ok(tls) = rustls::ServerConnection::new(config) else { return };
+            let Ok(tls) = rustls::ServerConnection::new(config) else {
+                return;
+            };
             let mut s = rustls::StreamOwned::new(tls, conn);
             let _ = answer(&mut s, &want, &dir);
             s.conn.send_close_notify();
@@ -441,12 +675,19 @@ fn serve_git(dir: &Path) {
 }
 
 /// One request: the head, the body (Content-Length or chunked, gzip undone), the answer.
-fn answer<S: std::io::Read + std::io::Write>(s: &mut S, want: &str, dir: &Path) -> std::io::Result<()> {
+fn answer<S: std::io::Read + std::io::Write>(
+    s: &mut S,
+    want: &str,
+    dir: &Path,
+) -> std::io::Result<()> {
     let mut r = std::io::BufReader::new(&mut *s);
     let mut line = String::new();
     r.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+    let (method, target) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
     let mut headers = Vec::new();
     loop {
         let mut h = String::new();
@@ -484,14 +725,24 @@ fn answer<S: std::io::Read + std::io::Write>(s: &mut S, want: &str, dir: &Path) 
     let path = target.split('?').next().unwrap_or("").to_string();
     if path == "/gate" {
         let ok = dir.join("go").exists();
-        return respond(s, if ok { "200 OK" } else { "404 Not Found" }, "text/plain", b"");
+        return respond(
+            s,
+            if ok { "200 OK" } else { "404 Not Found" },
+            "text/plain",
+            b"",
+        );
     }
-    let auth = match header("authorization").and_then(|v| v.strip_prefix("Basic ").map(str::to_string)) {
-        Some(b) if sha256_hex(b.trim().as_bytes()) == want => "ok",
-        Some(_) => "bad",
-        None => "none",
-    };
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("seen")) {
+    let auth =
+        match header("authorization").and_then(|v| v.strip_prefix("Basic ").map(str::to_string)) {
+            Some(b) if sha256_hex(b.trim().as_bytes()) == want => "ok",
+            Some(_) => "bad",
+            None => "none",
+        };
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("seen"))
+    {
         let _ = writeln!(f, "AUTH {auth} {method} {path}");
     }
     if auth != "ok" {
@@ -522,7 +773,12 @@ fn answer<S: std::io::Read + std::io::Write>(s: &mut S, want: &str, dir: &Path) 
         ("GET", "/repo.git/info/refs") if target.contains("service=git-upload-pack") => {
             let mut b = b"001e# service=git-upload-pack\n0000".to_vec();
             b.extend(upload_pack(&["--stateless-rpc", "--advertise-refs"], b""));
-            respond(s, "200 OK", "application/x-git-upload-pack-advertisement", &b)
+            respond(
+                s,
+                "200 OK",
+                "application/x-git-upload-pack-advertisement",
+                &b,
+            )
         }
         ("POST", "/repo.git/git-upload-pack") => {
             let b = upload_pack(&["--stateless-rpc"], &body);
@@ -532,7 +788,12 @@ fn answer<S: std::io::Read + std::io::Write>(s: &mut S, want: &str, dir: &Path) 
     }
 }
 
-fn respond(s: &mut impl std::io::Write, status: &str, ctype: &str, body: &[u8]) -> std::io::Result<()> {
+fn respond(
+    s: &mut impl std::io::Write,
+    status: &str,
+    ctype: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nCache-Control: no-cache\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
