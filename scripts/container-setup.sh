@@ -105,7 +105,7 @@ fi
 # airlock binary read-only at /usr/local/bin/airlock, so the box always runs the local side's
 # release (a remote engine's image has it built in). Rebuilt only when the recipe changes.
 BOX_IMAGE=${AIRLOCK_BOX_IMAGE:-localhost/airlock-box:latest}
-BOX_RECIPE=6
+BOX_RECIPE=7
 box_rootfs_tar() {
   local d; d=$(mktemp -d /tmp/airlock-box-XXXXXX)
   mkdir -p "$d/usr/bin" "$d/usr/lib/x86_64-linux-gnu" "$d/usr/lib64" "$d/usr/sbin" "$d/usr/local/bin" \
@@ -119,14 +119,14 @@ box_rootfs_tar() {
   local git; git=$(command -v git)
   cp "$git" "$d/usr/bin/git"
   local core; core=$("$git" --exec-path)
-  # The helpers git runs by path (no https transport: the box's agent reaches remotes through
-  # the proxy with the user's own git; tests need local git only).
+  # The helpers git runs by path, and its https transport: `airlock serve` clones a
+  # `--clone URL` workspace through its proxy (git-remote-https, libcurl).
   mkdir -p "$d$core"
-  for h in git git-sh-setup git-sh-i18n git-mergetool--lib; do [ -e "$core/$h" ] && cp "$core/$h" "$d$core/"; done
+  for h in git git-sh-setup git-sh-i18n git-mergetool--lib git-remote-https git-remote-http; do [ -e "$core/$h" ] && cp "$core/$h" "$d$core/"; done
   local libs
   # curl and openssl: the tests' HTTPS client (inside the sandbox) and upstream (in the box).
   cp "$(command -v curl)" "$(command -v openssl)" "$d/usr/bin/"
-  libs=$(ldd "$(command -v tmux)" "$git" "$(command -v curl)" "$(command -v openssl)" 2>/dev/null | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | sort -u)
+  libs=$(ldd "$(command -v tmux)" "$git" "$core/git-remote-https" "$(command -v curl)" "$(command -v openssl)" 2>/dev/null | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | sort -u)
   for l in $libs /lib/x86_64-linux-gnu/libgcc_s.so.1 /lib/x86_64-linux-gnu/libm.so.6; do
     cp -L "$l" "$d/usr/lib/x86_64-linux-gnu/$(basename "$l")"
   done

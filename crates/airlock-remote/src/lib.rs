@@ -71,15 +71,40 @@ pub enum WorkspaceSource {
     /// The local tree, uploaded after start with [`ctl::RECEIVE`] (a tar stream on stdin);
     /// `airlock serve` starts the command only once it has arrived.
     Upload,
-    /// `git clone` of `url` (through the box's own proxy, so a credential for the host is
-    /// swapped in there and never seen by the agent), checked out at `rev` when given.
+    /// `git clone` of `url` by `airlock serve` in the box when the local side asks for it
+    /// ([`ctl::CLONE`]), before the command starts: through an egress proxy of its own with the
+    /// session's policy, so the host must be allowed, and a credential scoped to the host is
+    /// swapped in there (git holds a placeholder; the secret is never in the box's environment,
+    /// files or `.git/config`). Checked out detached at `rev` when given.
     Git {
-        /// The repository URL (`https://…`).
+        /// The repository URL (`https://HOST[:PORT]/PATH`, no password or token in it).
         url: String,
         /// A commit, branch or tag; `None`: the remote's default branch.
         rev: Option<String>,
+        /// The most the clone may take on disk in the box (bytes); over it the clone is
+        /// stopped and the session fails naming the bound. `None`: [`CLONE_MAX_BYTES`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_bytes: Option<u64>,
     },
 }
+
+/// The default bound on a clone's size on disk in the box (4 GiB).
+pub const CLONE_MAX_BYTES: u64 = 4 << 30;
+
+/// What `ctl clone` prints last (one JSON line after git's progress lines): how the clone
+/// ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneResult {
+    /// The commit checked out (40 or 64 hex digits) when the clone succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Why it failed, naming the host, the ref or the bound, and what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The prefix of the last line of `ctl clone`'s output (before [`CloneResult`]'s JSON).
+pub const CLONE_RESULT_PREFIX: &str = "airlock-clone-result ";
 
 /// Paths inside the box. The image must provide the airlock binary at [`layout::AIRLOCK`].
 pub mod layout {
@@ -122,9 +147,13 @@ pub mod ctl {
     /// `stdin`: passes its own standard input on to the command's (a session whose spec has
     /// `stdin`), as it arrives, and the end of it as the command's end of file; once only.
     pub const STDIN: &str = "stdin";
+    /// `clone`: clones the workspace of a [`super::WorkspaceSource::Git`] spec (once, before the
+    /// command starts). Prints git's progress as text lines, then one line
+    /// [`super::CLONE_RESULT_PREFIX`] + [`super::CloneResult`] as JSON.
+    pub const CLONE: &str = "clone";
     /// Every verb, for `--help` and for refusing an unknown one.
     pub const ALL: &[&str] = &[
-        STATUS, RECEIVE, ATTACH, WAIT, STOP, AUDIT, EXPORT, LOGS, STDIN,
+        STATUS, RECEIVE, ATTACH, WAIT, STOP, AUDIT, EXPORT, LOGS, STDIN, CLONE,
     ];
 }
 

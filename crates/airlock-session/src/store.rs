@@ -339,6 +339,18 @@ impl Store {
         Ok(())
     }
 
+    /// Sets the commit a session's changes are relative to (a remote session whose workspace
+    /// was cloned in its box: the commit it checked out, known once the clone is done).
+    pub fn set_base_commit(&self, id: &str, commit: &str) -> Result<(), SessionError> {
+        self.conn
+            .execute(
+                "UPDATE sessions SET base_commit = ?2 WHERE id = ?1",
+                params![id, commit],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// Marks a session's changes as landed.
     pub fn mark_merged(&self, id: &str) -> Result<(), SessionError> {
         self.conn

@@ -440,6 +440,21 @@ pub(crate) struct RunArgs {
     /// kubeconfig context of `--backend k8s` (default: `[k8s] context`, else the current one).
     #[arg(long, value_name = "CONTEXT")]
     pub(crate) context: Option<String>,
+    /// Remote backends: the box's workspace is `git clone URL` (checked out detached at REF:
+    /// a branch, tag or commit; default the remote's default branch) instead of an upload of
+    /// the local tree. `airlock serve` clones in the box through the session's egress proxy:
+    /// HOST must be allowed by the policy, and a `[[credentials]]` entry whose hosts cover it
+    /// (`github`'s default covers github.com) is swapped in by the proxy, so the token is never
+    /// in the box's environment, files or `.git/config`. https only (no token in the URL: use a
+    /// credential). The results land as for a local session (`airlock diff`/`merge`) when the
+    /// workspace (the current directory, or --workspace) is a clone of the same URL checked
+    /// out at the cloned commit. Example: `--clone https://github.com/me/app.git#main`.
+    #[arg(long, value_name = "URL[#REF]")]
+    pub(crate) clone: Option<String>,
+    /// With --clone: the most the clone may take on disk in the box (`500M`, `8G`; default
+    /// 4G); over it the clone is stopped and the session fails naming the bound.
+    #[arg(long, value_name = "SIZE", requires = "clone")]
+    pub(crate) clone_max_size: Option<String>,
     /// Start the session in the background: the command runs in a tmux session inside the
     /// sandbox (top pane; a shell in the workspace below); `airlock attach` joins it.
     #[arg(long)]

@@ -16,6 +16,7 @@ mod credentials;
 mod denials;
 mod exit;
 mod gate_audit;
+mod gitclone;
 mod notify;
 mod policy_load;
 mod promote;

@@ -241,6 +241,9 @@ fn worktree_diff(r: &airlock_session::store::SessionRow, json: bool) -> Result<i
 
 pub(crate) fn diff(args: SessionArgs) -> Result<i32> {
     let r = session_dir::find(Some(&args.id))?;
+    if let Some(rec) = crate::gitclone::CloneRecord::load(&r.dir)? {
+        crate::gitclone::check_workspace(&r.workspace, &r.id, &rec, "diff")?;
+    }
     if r.mode == airlock_session::SessionMode::Worktree {
         return worktree_diff(&r, args.json);
     }

@@ -206,6 +206,9 @@ pub(crate) fn merge(args: MergeArgs) -> Result<i32> {
             r.id
         );
     }
+    if let Some(rec) = crate::gitclone::CloneRecord::load(&r.dir)? {
+        crate::gitclone::check_workspace(&r.workspace, &r.id, &rec, "merge")?;
+    }
     let rv = review(&r)?;
     let upper = r.dir.join("upper");
     refuse_git_indirections(&r, &rv, &upper)?;

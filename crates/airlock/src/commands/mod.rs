@@ -23,6 +23,7 @@ mod rm;
 mod run;
 mod selftest;
 mod serve;
+mod serve_clone;
 mod session;
 mod stop;
 mod suggest;

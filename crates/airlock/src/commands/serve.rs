@@ -83,6 +83,10 @@ struct Inner {
     /// The write end of the command's standard input (a spec with `stdin`), until
     /// [`ctl::STDIN`] takes it.
     stdin: Option<std::fs::File>,
+    /// The spec, once read (for [`ctl::CLONE`]).
+    spec: Option<BoxSpec>,
+    /// A clone was asked for ([`ctl::CLONE`] is taken once).
+    cloning: bool,
 }
 
 impl Shared {
@@ -102,6 +106,8 @@ impl Shared {
                 child: None,
                 agent: None,
                 stdin: None,
+                spec: None,
+                cloning: false,
             }),
             changed: Condvar::new(),
         }
@@ -191,7 +197,10 @@ fn start(args: &ServeArgs, spec: &BoxSpec, shared: &Shared) -> Result<std::proce
     } else {
         own_user()?
     };
-    shared.update(|s| s.agent = Some(agent.clone()));
+    shared.update(|s| {
+        s.agent = Some(agent.clone());
+        s.spec = Some(spec.clone());
+    });
     workspace(args, spec, shared, &agent)?;
     // After the workspace: podman-box writes the secrets into the running box before it
     // uploads the workspace (a Secret volume or a Fly file is there from the start).
@@ -320,7 +329,8 @@ fn forget_secrets(dir: &Path) {
     }
 }
 
-/// The workspace: waits for the upload (`ctl receive`) or refuses a git source (not built).
+/// The workspace: waits for the upload (`ctl receive`) or the clone (`ctl clone`, which the
+/// local side runs once the box's secrets are in place).
 fn workspace(args: &ServeArgs, spec: &BoxSpec, shared: &Shared, agent: &Agent) -> Result<()> {
     let ws = Path::new(layout::WORKSPACE);
     std::fs::DirBuilder::new()
@@ -334,11 +344,12 @@ fn workspace(args: &ServeArgs, spec: &BoxSpec, shared: &Shared, agent: &Agent) -
         std::os::unix::fs::chown(ws, Some(agent.uid), Some(agent.gid))
             .with_context(|| format!("cannot give {} to {AGENT_USER}", ws.display()))?;
     }
-    match &spec.workspace {
-        WorkspaceSource::Git { url, .. } => bail!(
-            "workspace from git ({url}) is not supported by this airlock serve yet; upload the tree instead"
-        ),
-        WorkspaceSource::Upload => {
+    let verb = match &spec.workspace {
+        WorkspaceSource::Git { .. } => ctl::CLONE,
+        WorkspaceSource::Upload => ctl::RECEIVE,
+    };
+    {
+        {
             shared.update(|s| s.status.state = BoxState::WaitingForWorkspace);
             let deadline = Instant::now() + Duration::from_secs(args.upload_timeout);
             let mut s = shared.lock();
@@ -350,9 +361,14 @@ fn workspace(args: &ServeArgs, spec: &BoxSpec, shared: &Shared, agent: &Agent) -
                     );
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() && s.cloning {
+                    // A clone under way ends by itself (done, failed, or over its bound).
+                    s = shared.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
                 if left.is_zero() {
                     bail!(
-                        "no workspace arrived within {}s (`airlock serve ctl receive`)",
+                        "no workspace arrived within {}s (`airlock serve ctl {verb}`)",
                         args.upload_timeout
                     );
                 }
@@ -783,6 +799,9 @@ fn answer(conn: UnixStream, shared: &Shared) -> Result<()> {
     reader.read_line(&mut line)?;
     let req: Request = serde_json::from_str(&line).context("bad control request")?;
     let mut out = conn;
+    if req.verb == ctl::CLONE {
+        return clone_verb(&mut out, shared);
+    }
     let result = handle(&req.verb, &mut reader, shared);
     match result {
         Ok(payload) => {
@@ -811,6 +830,8 @@ enum Payload {
     /// The changes, written straight from the upper layer.
     Export(PathBuf),
     File(std::fs::File),
+    /// Files sent one after the other.
+    Files(Vec<std::fs::File>),
     Nothing,
 }
 
@@ -829,6 +850,11 @@ impl Payload {
             }
             Payload::File(mut f) => {
                 std::io::copy(&mut f, out)?;
+            }
+            Payload::Files(fs) => {
+                for mut f in fs {
+                    std::io::copy(&mut f, out)?;
+                }
             }
             Payload::Nothing => {}
         }
@@ -902,8 +928,10 @@ fn handle(verb: &str, input: &mut impl Read, shared: &Shared) -> Result<Payload>
             })))
         }
         ctl::AUDIT => {
+            // The clone's proxy events first (a file of the supervisor's), then the session's.
+            let clone = std::fs::File::open(super::serve_clone::CLONE_AUDIT).ok();
             let f = super::detach::open_sandbox_written(&dir_of()?, &["audit.jsonl"])?;
-            Ok(f.map_or(Payload::Nothing, Payload::File))
+            Ok(Payload::Files(clone.into_iter().chain(f).collect()))
         }
         ctl::LOGS => {
             let f = super::detach::open_sandbox_written(&dir_of()?, &["tmux", "agent.log"])?;
@@ -920,11 +948,94 @@ fn handle(verb: &str, input: &mut impl Read, shared: &Shared) -> Result<Payload>
     }
 }
 
+/// `ctl clone`: the header at once (or the reason it is refused: not a git session, not
+/// waiting, asked for already), then git's progress as text lines, then one line
+/// [`airlock_remote::CLONE_RESULT_PREFIX`] + [`airlock_remote::CloneResult`]. A failed clone
+/// fails the session (the command never starts).
+fn clone_verb(out: &mut UnixStream, shared: &Shared) -> Result<()> {
+    let taken = {
+        let mut s = shared.lock();
+        match (&s.spec, &s.agent) {
+            (Some(spec), Some(agent))
+                if s.status.state == BoxState::WaitingForWorkspace
+                    && !s.cloning
+                    && matches!(spec.workspace, WorkspaceSource::Git { .. }) =>
+            {
+                let taken = (spec.clone(), agent.clone());
+                s.cloning = true;
+                Ok(taken)
+            }
+            (Some(spec), _) if !matches!(spec.workspace, WorkspaceSource::Git { .. }) => Err(anyhow!(
+                "this session's workspace is an upload (`ctl receive`), not a clone"
+            )),
+            _ => Err(anyhow!(
+                "the session is not waiting for a clone (it is {}); `clone` is taken once, before the command starts",
+                s.status.state
+            )),
+        }
+    };
+    let (spec, agent) = match taken {
+        Ok(t) => t,
+        Err(e) => {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&Header {
+                    error: Some(format!("{e:#}"))
+                })?
+            )?;
+            return Ok(());
+        }
+    };
+    writeln!(out, "{}", serde_json::to_string(&Header { error: None })?)?;
+    let cloned = read_secrets(Path::new(layout::SECRETS_DIR), &spec).and_then(|secrets| {
+        let scratch = super::serve_clone::scratch_dir(agent.uid, agent.gid)?;
+        let user = super::serve_clone::CloneUser {
+            uid: agent.uid,
+            gid: agent.gid,
+            scratch: scratch.clone(),
+        };
+        let r = super::serve_clone::clone(&spec, &secrets, &user, out);
+        let _ = std::fs::remove_dir_all(&scratch);
+        r
+    });
+    let result = match cloned {
+        Ok(commit) => {
+            shared.update(|s| s.received = true);
+            airlock_remote::CloneResult {
+                commit: Some(commit),
+                error: None,
+            }
+        }
+        Err(e) => {
+            let e = anyhow!("the workspace's clone failed: {e:#}");
+            shared.fail(&e);
+            airlock_remote::CloneResult {
+                commit: None,
+                error: Some(format!("{e:#}")),
+            }
+        }
+    };
+    writeln!(
+        out,
+        "{}{}",
+        airlock_remote::CLONE_RESULT_PREFIX,
+        serde_json::to_string(&result)?
+    )?;
+    Ok(())
+}
+
 /// `ctl receive`: the workspace's tar stream, unpacked by the archive rules (no escapes, no
 /// links followed, no devices) into the empty workspace; refused once it has arrived.
 fn receive(input: &mut impl Read, shared: &Shared, agent: Option<&Agent>) -> Result<Payload> {
     {
         let s = shared.lock();
+        if s.spec
+            .as_ref()
+            .is_some_and(|spec| matches!(spec.workspace, WorkspaceSource::Git { .. }))
+        {
+            bail!("this session's workspace is a clone (`ctl clone`), not an upload");
+        }
         if s.received || s.status.state != BoxState::WaitingForWorkspace {
             bail!(
                 "the session is not waiting for a workspace (it is {}); `receive` is taken once, before the command starts",

@@ -21,6 +21,8 @@ const BOX_IMAGE: &str = "localhost/airlock-box:latest";
 const BOX_LABEL: &str = "airlock.box";
 
 use crate::bin;
+
+mod clone;
 use airlock_test_support::{is_root, Run, RunExt, Workspace};
 
 fn text(b: &[u8]) -> String {

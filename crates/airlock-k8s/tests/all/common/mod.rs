@@ -22,6 +22,7 @@ pub fn request() -> BoxRequest {
             workspace: WorkspaceSource::Git {
                 url: "https://github.com/example/repo".into(),
                 rev: Some("main".into()),
+                max_bytes: None,
             },
             tty: true,
             stdin: false,

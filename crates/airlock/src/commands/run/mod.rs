@@ -146,6 +146,15 @@ fn refuse_other_engines_flags(args: &RunArgs, kind: airlock_session::BackendKind
             BackendKind::Fly,
         ),
     ];
+    if args.clone.is_some() && !kind.is_remote() {
+        return Err(with_code(
+            crate::exit::FAILURE,
+            anyhow::anyhow!(
+                "--clone is for the remote backends (--backend k8s|fly|podman-box), whose box \
+                 clones the repository; for a session here, clone it yourself and run in it"
+            ),
+        ));
+    }
     match flags
         .into_iter()
         .find(|(_, v, engine)| v.is_some() && *engine != kind)

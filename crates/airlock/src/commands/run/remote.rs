@@ -35,12 +35,14 @@ use super::resolve::Request;
 use crate::backends::{self, EngineOptions};
 use crate::cli::RunArgs;
 use crate::exit::{with_code, FAILURE};
+use crate::gitclone::{CloneRecord, CloneSource};
 use crate::session_dir;
 
 /// Runs the session remotely; returns the command's exit status.
 pub(super) fn run(args: &RunArgs, request: Request, kind: BackendKind) -> Result<i32> {
     let session = super::new_session_id();
-    let req = request_for(args, &request, kind, &session)?;
+    let clone = clone_source(args, &request)?;
+    let req = request_for(args, &request, kind, &session, clone.as_ref())?;
     let opts = EngineOptions::for_run(args, &request.policy);
     let mut engine = backends::engine(kind, &opts).map_err(|e| with_code(FAILURE, e))?;
     if args.dry_run {
@@ -68,7 +70,15 @@ pub(super) fn run(args: &RunArgs, request: Request, kind: BackendKind) -> Result
         );
         with_code(FAILURE, e)
     };
-    if let Err(e) = upload(engine.as_ref(), &at, &request) {
+    let arrived = match &clone {
+        Some(src) => clone_in_box(engine.as_ref(), &at, src).and_then(|rec| {
+            rec.save(&dir)?;
+            store.set_base_commit(&session, &rec.commit)?;
+            Ok(())
+        }),
+        None => upload(engine.as_ref(), &at, &request),
+    };
+    if let Err(e) = arrived {
         if let Err(d) = engine.delete(&at) {
             eprintln!("airlock: warning: {d}");
             return Err(failed(e));
@@ -143,6 +153,7 @@ fn request_for(
     request: &Request,
     kind: BackendKind,
     session: &str,
+    clone: Option<&CloneSource>,
 ) -> Result<BoxRequest> {
     if args.mode != crate::cli::Mode::Overlay {
         bail!("--backend {kind} works on an overlay of the uploaded tree: drop --mode");
@@ -217,7 +228,19 @@ fn request_for(
             agent: airlock_session::AgentKind::from(args.agent).to_string(),
             argv: args.command.clone(),
             env: Vec::new(),
-            workspace: WorkspaceSource::Upload,
+            workspace: match clone {
+                Some(c) => WorkspaceSource::Git {
+                    url: c.url.clone(),
+                    rev: c.rev.clone(),
+                    max_bytes: args
+                        .clone_max_size
+                        .as_deref()
+                        .map(airlock_policy::size::parse_size)
+                        .transpose()
+                        .map_err(|e| anyhow!("--clone-max-size: {e}"))?,
+                },
+                None => WorkspaceSource::Upload,
+            },
             tty: tty || args.detach,
             stdin,
             policy: policy.clone(),
@@ -362,6 +385,90 @@ fn without_hidden(tar: &[u8], hidden: &[PathBuf]) -> Result<Vec<u8>> {
         .with_context(|| format!("cannot rewrite the upload at {}", rel.display()))?;
     }
     out.into_inner().context("cannot finish the upload")
+}
+
+/// The checked `--clone` address, refused before anything is created when it is not https,
+/// carries a token, or names a host the session's policy does not allow.
+fn clone_source(args: &RunArgs, request: &Request) -> Result<Option<CloneSource>> {
+    let Some(text) = args.clone.as_deref() else {
+        return Ok(None);
+    };
+    let src = crate::gitclone::parse(text).map_err(|e| with_code(FAILURE, e))?;
+    let network = airlock_policy::network::NetworkPolicy::compile(&request.policy.network)
+        .map_err(|e| with_code(FAILURE, anyhow!("the session's [network] policy: {e}")))?;
+    crate::gitclone::check_allowed(&network, &src).map_err(|e| with_code(FAILURE, e))?;
+    if args.dry_run {
+        eprintln!(
+            "airlock: dry run: the box would clone {}{} through its proxy (no upload of {})",
+            src.url,
+            src.rev
+                .as_deref()
+                .map(|r| format!(" at {r}"))
+                .unwrap_or_default(),
+            request.workspace.display()
+        );
+    }
+    Ok(Some(src))
+}
+
+/// Has `airlock serve` clone the workspace (`ctl clone`), passing git's progress on to stderr
+/// as it arrives; returns the record of what was checked out.
+fn clone_in_box(engine: &dyn Engine, at: &str, src: &CloneSource) -> Result<CloneRecord> {
+    let stream = engine.exec_stream(
+        &at.to_string(),
+        &ctl_argv(ctl::CLONE),
+        ExecInput::Bytes(Vec::new()),
+    )?;
+    let mut reader = std::io::BufReader::new(stream);
+    let mut result = None;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // A line at most 64 KiB (git's progress lines are short): a box cannot make this
+        // process hold more.
+        let n = std::io::BufRead::read_until(&mut (&mut reader).take(64 << 10), b'\n', &mut line)
+            .with_context(|| format!("`airlock serve ctl clone` in box {at} broke off"))?;
+        if n == 0 {
+            break;
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end();
+        if let Some(json) = text.strip_prefix(airlock_remote::CLONE_RESULT_PREFIX) {
+            result = Some(
+                serde_json::from_str::<airlock_remote::CloneResult>(json)
+                    .context("the box answered `ctl clone` with something else than a result")?,
+            );
+        } else if !text.is_empty() {
+            eprintln!("airlock: {}", box_text(text));
+        }
+    }
+    let end = reader.into_inner().finish()?;
+    if end.status != 0 {
+        bail!(
+            "{} box {at}: `airlock serve ctl clone` failed ({}): {}",
+            engine.name(),
+            end.status,
+            box_text(&String::from_utf8_lossy(&end.stderr))
+        );
+    }
+    match result {
+        Some(airlock_remote::CloneResult {
+            commit: Some(commit),
+            ..
+        }) if commit.len() >= 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            eprintln!("airlock: cloned {} at {commit}", src.url);
+            Ok(CloneRecord {
+                url: src.url.clone(),
+                rev: src.rev.clone(),
+                commit,
+            })
+        }
+        Some(airlock_remote::CloneResult { error: Some(e), .. }) => bail!("{}", box_text(&e)),
+        _ => bail!(
+            "{} box {at}: `airlock serve ctl clone` ended without a result",
+            engine.name()
+        ),
+    }
 }
 
 /// Uploads the workspace (without its hidden paths) and checks that the box's session started.
