@@ -692,9 +692,15 @@ pub(crate) fn remove_forced(
 /// An engine answer to a removal that a retry resolves (see [`remove_forced`]).
 fn is_transient_removal(e: &bollard::errors::Error) -> bool {
     let text = e.to_string().to_ascii_lowercase();
-    ["resource busy", "removal in progress", "state improper"]
-        .iter()
-        .any(|t| text.contains(t))
+    [
+        "resource busy",
+        "removal in progress",
+        // Docker: "removal of container ID is already in progress".
+        "already in progress",
+        "state improper",
+    ]
+    .iter()
+    .any(|t| text.contains(t))
 }
 
 /// The Debian package that provides `r`.
