@@ -61,10 +61,17 @@ start() {
     local driver
     for driver in overlay2 vfs; do
       echo "== starting dockerd on $SOCK (data root $DATA, storage driver $driver)"
-      setsid dockerd --host "unix://$SOCK" --data-root "$DATA" --exec-root "$EXEC" \
-        --pidfile "$PIDFILE" --config-file "$CONF" --storage-driver "$driver" \
-        --iptables=false --ip6tables=false --bridge=none \
-        --exec-opt native.cgroupdriver=cgroupfs </dev/null >>"$LOG" 2>&1 &
+      # The daemon inherits no descriptor but stdio: a caller's lock (`flock LOCK this
+      # script`) would otherwise be held for as long as the daemon runs.
+      (
+        for fd in /proc/$BASHPID/fd/*; do
+          fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+        done
+        exec setsid dockerd --host "unix://$SOCK" --data-root "$DATA" --exec-root "$EXEC" \
+          --pidfile "$PIDFILE" --config-file "$CONF" --storage-driver "$driver" \
+          --iptables=false --ip6tables=false --bridge=none \
+          --exec-opt native.cgroupdriver=cgroupfs </dev/null >>"$LOG" 2>&1
+      ) &
       for _ in $(seq 60); do answers && break; kill -0 $! 2>/dev/null || break; sleep 0.5; done
       answers && break
       kill "$!" 2>/dev/null || true; wait "$!" 2>/dev/null || true
