@@ -86,23 +86,43 @@ fn ready() -> bool {
 /// installed, its test daemon must answer with the test image (under CI a failure says to run
 /// scripts/docker-setup.sh start; elsewhere a skip says so).
 fn docker_ready() -> bool {
+    match docker_state() {
+        Ok(()) => true,
+        Err(why) => {
+            airlock_test_support::skip(why);
+            false
+        }
+    }
+}
+
+/// [`docker_ready`]'s verdict, worked out once, without recording a skip.
+fn docker_state() -> &'static Result<(), String> {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     let r = READY.get_or_init(|| {
         if !is_root() {
-            return Err("rootful Docker is root-equivalent for any user who may use its socket                         (the docker group), and rootless Docker (dockerd-rootless.sh,                         rootlesskit) is not set up by the test command: the Docker rows of the                         matrix run as root only"
-                .into());
+            return Err(
+                "rootful Docker is root-equivalent for any user who may use its socket \
+                        (the docker group), and rootless Docker (dockerd-rootless.sh, \
+                        rootlesskit) is not set up by the test command: the Docker rows of the \
+                        matrix run as root only"
+                    .into(),
+            );
         }
         let installed = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
             .any(|d| d.join("dockerd").is_file());
         if !installed {
-            return Err("dockerd is not installed (scripts/docker-setup.sh start installs                         Debian's docker.io): the Docker rows of the matrix are not run"
-                .into());
+            return Err(
+                "dockerd is not installed (scripts/docker-setup.sh start installs \
+                        Debian's docker.io): the Docker rows of the matrix are not run"
+                    .into(),
+            );
         }
         match Engine::Docker.cli(&["image", "inspect", "--format", "{{.Id}}", IMAGE]) {
             Some(o) if o.status.success() => Ok(()),
             o => {
                 let why = format!(
-                    "the test Docker daemon at {} has no image {IMAGE} or does not answer                      (run scripts/docker-setup.sh start as root): {}",
+                    "the test Docker daemon at {} has no image {IMAGE} or does not answer \
+                        (run scripts/docker-setup.sh start as root): {}",
                     docker_host(),
                     o.map(|o| stderr(&o)).unwrap_or_default()
                 );
@@ -111,13 +131,7 @@ fn docker_ready() -> bool {
             }
         }
     });
-    match r {
-        Ok(()) => true,
-        Err(why) => {
-            airlock_test_support::skip(why);
-            false
-        }
-    }
+    r
 }
 
 /// The engines of the matrix: Podman, and Docker where [`docker_ready`].
@@ -297,7 +311,7 @@ fn assert_nothing_left(what: &str) {
         "{what}: podman service left running: {}",
         stdout(&o)
     );
-    if docker_ready() {
+    if docker_state().is_ok() {
         let o = Engine::Docker.cli(&["ps", "-a", "-q"]).expect("docker ps");
         o.assert_success();
         assert!(
