@@ -52,6 +52,12 @@ if [ "$(id -u)" = 0 ]; then
   chmod -R a+rX "$NPM_PREFIX"
   # The container backend: Podman, runtimes, rootless setup and the local test image.
   bash scripts/container-setup.sh
+  # And a private Docker daemon on its own socket and data root (never /var/run/docker.sock),
+  # started here and stopped when this script ends, whatever way it ends: the container tests'
+  # Docker rows (crates/airlock/tests/all/container.rs) run on it.
+  trap 'bash scripts/docker-setup.sh stop' EXIT
+  bash scripts/docker-setup.sh start
+  export AIRLOCK_TEST_DOCKER_HOST=unix:///run/airlock-docker.sock
 elif [ ${#need[@]} -gt 0 ]; then
   echo "note: ${need[*]} missing and not root; tests that need them will say so" >&2
 fi
@@ -91,7 +97,7 @@ if [ "$(id -u)" = 0 ]; then
   # a directory that user can read (the checkout may be under /root).
   echo "== sandbox tests as unprivileged user $TEST_USER"
   stage=$(mktemp -d /tmp/airlock-ci-XXXXXX)
-  trap 'rm -rf "$stage"' EXIT
+  trap 'rm -rf "$stage"; bash scripts/docker-setup.sh stop' EXIT
   cp "${CARGO_TARGET_DIR:-target}/debug/airlock" "$stage/airlock"
   # The integration tests of crates/airlock are one test binary (tests/all/main.rs, a module
   # per subject); it is copied to $stage/airlock-tests and re-run below one module at a time.

@@ -10,8 +10,8 @@
 //! | `binds` (not optional)    | bind mounts; optional ones are the host's system directories, |
 //! |                           | which the image replaces                                     |
 //! | workspace `Bind`          | a read-write bind                                            |
-//! | workspace `Overlay`,      | Podman's overlay mount with the session's upper/work dirs    |
-//! | `overlays` (caches)       |                                                              |
+//! | workspace `Overlay`,      | Podman's overlay mount with the session's upper/work dirs;   |
+//! | `overlays` (caches)       | on Docker an anonymous `local` volume of type overlay        |
 //! | home, /tmp, /dev/shm      | tmpfs of the spec's sizes                                    |
 //! | `hide`                    | an empty unreadable file or tmpfs over the path              |
 //! | `files`                   | written to the session's private directory, bound read-only  |
@@ -31,6 +31,7 @@ use airlock_sandbox::unix_gate::UnixRefusal;
 use airlock_sandbox::{RelayedNet, RemoteInit, Sandbox, SandboxSpec, WorkspaceView, RELAY_SOCKETS};
 use bollard::models::{
     ContainerCreateBody, HealthConfig, HostConfig, HostConfigCgroupnsModeEnum, Mount, MountType,
+    MountVolumeOptions, MountVolumeOptionsDriverConfig,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
@@ -376,6 +377,51 @@ fn overlay_volume(
     ))
 }
 
+/// Docker's form of an overlay view: an anonymous volume of the `local` driver that the daemon
+/// mounts as `overlay` with the session's layers (the `docker volume create --opt type=overlay`
+/// of the local driver's documentation), not populated from the image (`NoCopy`). The engine
+/// removes it with the container (`AutoRemove`, and `v` on forced removal).
+///
+/// # Errors
+/// A path holds one of [`OVERLAY_SEPARATORS`] (the kernel would read it as more overlay
+/// options) or is not UTF-8: refused, naming the path ([`overlay_volume`]'s checks).
+fn docker_overlay(
+    lower: &Path,
+    target: &Path,
+    upper: &Path,
+    work: &Path,
+) -> Result<Mount, ContainerError> {
+    // The same checks as Podman's form; its text is not used.
+    overlay_volume(lower, target, upper, work)?;
+    let options = HashMap::from([
+        ("type".to_string(), "overlay".to_string()),
+        ("device".to_string(), "overlay".to_string()),
+        (
+            "o".to_string(),
+            format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.display(),
+                upper.display(),
+                work.display()
+            ),
+        ),
+    ]);
+    Ok(Mount {
+        target: Some(target.display().to_string()),
+        typ: Some(MountType::VOLUME),
+        read_only: Some(false),
+        volume_options: Some(MountVolumeOptions {
+            no_copy: Some(true),
+            driver_config: Some(MountVolumeOptionsDriverConfig {
+                name: Some("local".into()),
+                options: Some(options),
+            }),
+            ..MountVolumeOptions::default()
+        }),
+        ..Mount::default()
+    })
+}
+
 /// What a path inside the container shows, by the deepest mount of the spec over it.
 #[derive(Debug, PartialEq)]
 enum Origin {
@@ -593,11 +639,7 @@ fn layout(
             if engine.kind() == EngineKind::Podman || engine.facts().is_podman() {
                 binds.push(overlay_volume(lower, target, upper, work)?);
             } else {
-                return Err(ContainerError::Unsupported(
-                    "the overlay workspace (--mode overlay) needs Podman's overlay mounts; with \
-                     Docker use --mode bind or --backend podman"
-                        .into(),
-                ));
+                mounts.push(docker_overlay(lower, target, upper, work)?);
             }
         }
         None => {}
@@ -608,11 +650,7 @@ fn layout(
         if engine.kind() == EngineKind::Podman || engine.facts().is_podman() {
             binds.push(overlay_volume(&o.lower, &o.target, &o.upper, &o.work)?);
         } else {
-            return Err(ContainerError::Unsupported(format!(
-                "the cache overlay at {} (an ecosystem preset) needs Podman's overlay mounts; \
-                 with Docker drop the preset or use --backend podman",
-                o.target.display()
-            )));
+            mounts.push(docker_overlay(&o.lower, &o.target, &o.upper, &o.work)?);
         }
     }
     // Home belongs to the command's user: Podman chowns with `U`, Docker passes uid/gid to tmpfs.

@@ -27,6 +27,11 @@ fn engine_check(d: &Discovery, kind: EngineKind) -> Check {
         .map(|(p, src)| format!("{} ({src})", p.display()))
         .collect();
     let name = format!("{} engine", kind.name());
+    if kind == EngineKind::Docker {
+        if let Some(c) = docker_socket_check(d, &name) {
+            return c;
+        }
+    }
     if !found.is_empty() {
         return check(
             &name,
@@ -68,6 +73,53 @@ fn engine_check(d: &Discovery, kind: EngineKind) -> Check {
             ),
         ),
     }
+}
+
+/// Docker's first existing socket, judged for this user: one it may not open is a failed check
+/// saying why; a rootful daemon's (owned by root) used by someone else than root says what that
+/// means (the docker group is root-equivalent; the session's command still runs as the invoker's
+/// uid without capabilities, in the host's user namespace). `None` when no socket exists.
+fn docker_socket_check(d: &Discovery, name: &str) -> Option<Check> {
+    use std::os::unix::fs::MetadataExt;
+    let (path, src) = d
+        .sockets(EngineKind::Docker)
+        .into_iter()
+        .find(|(p, _)| p.exists())?;
+    let usable = nix::unistd::access(
+        &path,
+        nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK,
+    )
+    .is_ok();
+    if !usable {
+        return Some(check(
+            name,
+            false,
+            format!(
+                "socket {} ({src}): this user may not use it",
+                path.display()
+            ),
+            "a rootful Docker daemon's socket is root's and the docker group's, and that group \
+             is root-equivalent (any member can start a privileged container); run as root, \
+             join the group knowingly, or use rootless Docker, --backend podman or native"
+                .into(),
+        ));
+    }
+    let rootful = std::fs::metadata(&path).is_ok_and(|m| m.uid() == 0);
+    Some(check(
+        name,
+        true,
+        if rootful && d.uid != 0 {
+            format!(
+                "socket {} ({src}), a rootful daemon: being able to use it is root-equivalent; \
+                 sessions run as your uid with no capabilities, in the host's user namespace \
+                 (docs/containers.md)",
+                path.display()
+            )
+        } else {
+            format!("socket {} ({src})", path.display())
+        },
+        String::new(),
+    ))
 }
 
 fn runtime_check(d: &Discovery, r: Runtime) -> Check {

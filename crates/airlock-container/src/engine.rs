@@ -377,6 +377,34 @@ fn owned_by_user(path: &Path) -> bool {
 }
 
 /// What to do when no engine answers, for the error message.
+/// Whether a probe failed because this user may not connect to the socket (EACCES).
+fn denied(detail: &str) -> bool {
+    detail.to_ascii_lowercase().contains("permission denied")
+}
+
+/// What to do when this user may not use the engine's socket. A rootful Docker daemon's socket
+/// belongs to root and the `docker` group, and whoever may use it can start a privileged
+/// container with the host's root bind-mounted: membership is root-equivalent (Docker's
+/// "Docker daemon attack surface"). airlock itself never asks the daemon for more than the
+/// invoker's uid without capabilities, but it cannot stop another client of the same socket.
+fn socket_denied_hint(kind: EngineKind, socket: &Path) -> String {
+    match kind {
+        EngineKind::Docker => format!(
+            "this user may not connect to {}: a rootful Docker daemon's socket is root's and \
+             the docker group's, and that group is root-equivalent (any member can start a \
+             privileged container); run as root, join the group knowingly, use rootless Docker \
+             (dockerd-rootless.sh; set DOCKER_HOST to its socket), or use --backend podman \
+             (rootless) or the native backend",
+            socket.display()
+        ),
+        EngineKind::Podman => format!(
+            "this user may not connect to {}: use your own rootless Podman socket \
+             (CONTAINER_HOST), or run as root",
+            socket.display()
+        ),
+    }
+}
+
 fn no_engine_hint(kind: EngineKind, d: &Discovery) -> String {
     match kind {
         EngineKind::Docker => {
@@ -433,7 +461,15 @@ impl Engine {
                     tried.push(format!("{} ({source}): absent", path.display()));
                     continue;
                 }
-                match probe(&rt, &path) {
+                // bollard reports a refused connect without its cause: look first.
+                let rw = nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK;
+                let result = match nix::unistd::access(&path, rw) {
+                    Err(nix::errno::Errno::EACCES) => {
+                        Err("permission denied (connect needs write access)".to_string())
+                    }
+                    _ => probe(&rt, &path),
+                };
+                match result {
                     Ok((client, facts)) => {
                         let engine = Engine {
                             kind,
@@ -448,12 +484,16 @@ impl Engine {
                         engine.check_runtime()?;
                         return Ok(engine);
                     }
-                    Err(detail) if source.ends_with("_HOST") => {
+                    Err(detail) if source.ends_with("_HOST") || denied(&detail) => {
                         return Err(ContainerError::Unreachable {
                             engine: kind.name(),
+                            hint: if denied(&detail) {
+                                socket_denied_hint(kind, &path)
+                            } else {
+                                format!("check that the engine runs, or unset {source}")
+                            },
                             socket: path,
                             detail,
-                            hint: format!("check that the engine runs, or unset {source}"),
                         })
                     }
                     Err(detail) => tried.push(format!("{} ({source}): {detail}", path.display())),
@@ -652,6 +692,10 @@ pub(crate) fn hint_for(detail: &str) -> String {
         "; rootless Podman needs a runtime directory: create /run/user/$(id -u) (mode 700, \
          owned by you) and set XDG_RUNTIME_DIR"
             .into()
+    } else if d.contains("unknown runtime specified") {
+        "; register the runtime with the Docker daemon (\"runtimes\" in /etc/docker/daemon.json) \
+         and restart it, or choose another with --runtime (`airlock doctor` lists them)"
+            .into()
     } else if d.contains("no such image") || d.contains("image not known") {
         "; build or import the image first (`podman images` lists what is there)".into()
     } else {
@@ -692,9 +736,15 @@ pub(crate) fn remove_forced(
 /// An engine answer to a removal that a retry resolves (see [`remove_forced`]).
 fn is_transient_removal(e: &bollard::errors::Error) -> bool {
     let text = e.to_string().to_ascii_lowercase();
-    ["resource busy", "removal in progress", "state improper"]
-        .iter()
-        .any(|t| text.contains(t))
+    [
+        "resource busy",
+        "removal in progress",
+        // Docker: "removal of container ID is already in progress".
+        "already in progress",
+        "state improper",
+    ]
+    .iter()
+    .any(|t| text.contains(t))
 }
 
 /// The Debian package that provides `r`.

@@ -497,6 +497,10 @@ fn build_on(
     cmd.args(["build", "--network", "host", "--force-rm"]);
     if kind == EngineKind::Podman {
         cmd.args(["--layers=false", "--format", "docker"]);
+    } else {
+        // The classic builder: newer CLIs hand `docker build` to BuildKit's buildx plugin,
+        // which Debian's docker.io lacks, and its `Step N/M` lines are the progress shown.
+        cmd.env("DOCKER_BUILDKIT", "0");
     }
     cmd.args(["--build-arg", &format!("BASE={base}")]);
     for (k, v) in &recipe.args {

@@ -13,7 +13,7 @@ pub mod workspace;
 
 pub use policy::Pinned;
 pub use run::{stderr, stdout, Run, RunExt};
-pub use workspace::{airlock_bin, podman_lock, Workspace};
+pub use workspace::{airlock_bin, docker_lock, podman_lock, Workspace};
 
 /// `n` random characters from `[A-Za-z0-9]` (from /dev/urandom): the tail of a test secret
 /// shaped like an API key.

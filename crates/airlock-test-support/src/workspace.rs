@@ -90,3 +90,11 @@ pub fn podman_lock() -> MutexGuard<'static, ()> {
     static PODMAN: Mutex<()> = Mutex::new(());
     PODMAN.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Held by every test that uses the tests' Docker daemon (scripts/docker-setup.sh) in one test
+/// binary, for the same reason as [`podman_lock`]: their "nothing left behind" checks look at
+/// every container and volume of that daemon. Take it after [`podman_lock`] when holding both.
+pub fn docker_lock() -> MutexGuard<'static, ()> {
+    static DOCKER: Mutex<()> = Mutex::new(());
+    DOCKER.lock().unwrap_or_else(|e| e.into_inner())
+}

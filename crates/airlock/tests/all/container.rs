@@ -1,27 +1,68 @@
-//! `airlock run --backend podman` against a real Podman: rootful as root, rootless as an
-//! unprivileged user (scripts/test.sh re-runs this module as one). Needs the local test image
-//! that scripts/container-setup.sh imports (busybox on an empty root; no registry). A host
-//! without Podman skips with the reason printed; Podman without the image is a failure that says
-//! to run the setup.
+//! `airlock run --backend podman|docker` against a real Podman and a real Docker daemon: one
+//! test matrix of engines × OCI runtimes ([`matrix`]). Podman rootful as root, rootless as an
+//! unprivileged user (scripts/test.sh re-runs this module as one). Docker is the daemon
+//! scripts/docker-setup.sh starts on its own socket (`AIRLOCK_TEST_DOCKER_HOST`), as root only:
+//! rootful Docker is root-equivalent for whoever may use its socket, and rootless Docker
+//! (dockerd-rootless.sh with rootlesskit) is not set up by the test command, so the unprivileged
+//! run skips the Docker rows with that reason. Needs the local test image the setup scripts
+//! import (busybox on an empty root; no registry). A host without Podman skips with the reason
+//! printed; Podman without the image is a failure that says to run the setup.
 //!
-//! The tests run one at a time (a lock): the "nothing left behind" checks look at every
-//! container and service process of this user.
+//! The tests run one at a time (a lock per engine): the "nothing left behind" checks look at
+//! every container and service process of this user, and at every container and volume of the
+//! test daemon.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{MutexGuard, OnceLock};
 
 const IMAGE: &str = "localhost/airlock-test-busybox:latest";
 const LABEL: &str = "airlock.session";
+/// The socket scripts/docker-setup.sh starts dockerd on.
+const DOCKER_SOCKET: &str = "/run/airlock-docker.sock";
 
 use crate::bin;
 use airlock_test_support::upstream::answering_http;
 use airlock_test_support::{is_root, stderr, stdout, Pinned, Run, RunExt, Workspace};
 
+/// A container engine of the test matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Podman,
+    Docker,
+}
+
+impl Engine {
+    /// Its `--backend` name and CLI.
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Podman => "podman",
+            Engine::Docker => "docker",
+        }
+    }
+
+    /// Its CLI with `args` (Docker's aimed at the test daemon); `None` when it is not installed.
+    fn cli(self, args: &[&str]) -> Option<Run> {
+        let mut c = Command::new(self.name());
+        if self == Engine::Docker {
+            c.env("DOCKER_HOST", docker_host());
+        }
+        c.args(args).current_dir("/").stdin(Stdio::null());
+        let command = airlock_test_support::run::describe(&c);
+        c.output().ok().map(|o| Run::new(command, o))
+    }
+}
+
 fn podman(args: &[&str]) -> Option<Run> {
-    let mut c = Command::new("podman");
-    c.args(args).current_dir("/").stdin(Stdio::null());
-    let command = airlock_test_support::run::describe(&c);
-    c.output().ok().map(|o| Run::new(command, o))
+    Engine::Podman.cli(args)
+}
+
+/// The test daemon's `DOCKER_HOST`: `AIRLOCK_TEST_DOCKER_HOST`, else scripts/docker-setup.sh's.
+fn docker_host() -> String {
+    std::env::var("AIRLOCK_TEST_DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("unix://{DOCKER_SOCKET}"))
 }
 
 /// Whether this host can run the tests; panics when Podman is there but not set up.
@@ -38,6 +79,84 @@ fn ready() -> bool {
         stderr(&o)
     );
     true
+}
+
+/// Whether the Docker rows of the matrix run (asked once per test binary). Not as an
+/// unprivileged user: a skip with the reason. As root: skipped when Docker is not installed;
+/// installed, its test daemon must answer with the test image (under CI a failure says to run
+/// scripts/docker-setup.sh start; elsewhere a skip says so).
+fn docker_ready() -> bool {
+    match docker_state() {
+        Ok(()) => true,
+        Err(why) => {
+            airlock_test_support::skip(why);
+            false
+        }
+    }
+}
+
+/// [`docker_ready`]'s verdict, worked out once, without recording a skip.
+fn docker_state() -> &'static Result<(), String> {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = READY.get_or_init(|| {
+        if !is_root() {
+            return Err(
+                "rootful Docker is root-equivalent for any user who may use its socket \
+                        (the docker group), and rootless Docker (dockerd-rootless.sh, \
+                        rootlesskit) is not set up by the test command: the Docker rows of the \
+                        matrix run as root only"
+                    .into(),
+            );
+        }
+        let installed = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .any(|d| d.join("dockerd").is_file());
+        if !installed {
+            return Err(
+                "dockerd is not installed (scripts/docker-setup.sh start installs \
+                        Debian's docker.io): the Docker rows of the matrix are not run"
+                    .into(),
+            );
+        }
+        match Engine::Docker.cli(&["image", "inspect", "--format", "{{.Id}}", IMAGE]) {
+            Some(o) if o.status.success() => Ok(()),
+            o => {
+                let why = format!(
+                    "the test Docker daemon at {} has no image {IMAGE} or does not answer \
+                        (run scripts/docker-setup.sh start as root): {}",
+                    docker_host(),
+                    o.map(|o| stderr(&o)).unwrap_or_default()
+                );
+                assert!(std::env::var_os("CI").is_none_or(|v| v.is_empty()), "{why}");
+                Err(why)
+            }
+        }
+    });
+    r
+}
+
+/// The engines of the matrix: Podman, and Docker where [`docker_ready`].
+fn engines() -> Vec<Engine> {
+    let mut v = vec![Engine::Podman];
+    if docker_ready() {
+        v.push(Engine::Docker);
+    }
+    v
+}
+
+/// The whole matrix: every engine × every runtime.
+fn matrix() -> Vec<(Engine, Option<&'static str>)> {
+    let rts = runtimes();
+    engines()
+        .into_iter()
+        .flat_map(|e| rts.iter().map(move |r| (e, *r)))
+        .collect()
+}
+
+/// The locks of both engines ([`airlock_test_support::podman_lock`], then
+/// [`airlock_test_support::docker_lock`]), held for a whole test.
+fn locks() -> (MutexGuard<'static, ()>, MutexGuard<'static, ()>) {
+    let p = airlock_test_support::podman_lock();
+    (p, airlock_test_support::docker_lock())
 }
 
 /// Starts `cmd` (`airlock` for `ws`) as a bind-mode podman session whose command touches
@@ -58,9 +177,9 @@ fn start_sleeping(ws: &Ws, mut cmd: Command) -> std::process::Child {
     child
 }
 
-/// The test's workspace and session store ([`Workspace`]), with this module's helpers, and the
-/// OCI runtime its sessions ask for (`None`: the engine's default).
-struct Ws(Workspace, Option<&'static str>);
+/// The test's workspace and session store ([`Workspace`]), with this module's helpers, the
+/// engine its sessions run on and the OCI runtime they ask for (`None`: the engine's default).
+struct Ws(Workspace, Engine, Option<&'static str>);
 
 impl std::ops::Deref for Ws {
     type Target = Workspace;
@@ -87,41 +206,56 @@ fn runtimes() -> Vec<Option<&'static str>> {
 
 impl Ws {
     fn new() -> Ws {
-        Ws::on(None)
+        Ws::of(Engine::Podman, None)
     }
 
-    /// A workspace whose sessions run on `runtime`.
+    /// A workspace whose sessions run on Podman with `runtime`.
     fn on(runtime: Option<&'static str>) -> Ws {
+        Ws::of(Engine::Podman, runtime)
+    }
+
+    /// A workspace whose sessions run on `engine` with `runtime`.
+    fn of(engine: Engine, runtime: Option<&'static str>) -> Ws {
         Ws(
             Workspace::with_container_store("airlock-ctr").with_file("hello.txt", "hello\n"),
+            engine,
             runtime,
         )
     }
 
+    /// airlock, aimed at the test Docker daemon when the engine is Docker.
     fn airlock(&self) -> Command {
-        self.command(&bin())
+        let mut c = self.command(&bin());
+        if self.1 == Engine::Docker {
+            c.env("DOCKER_HOST", docker_host());
+        }
+        c
     }
 
-    /// `run --backend podman --mode bind --image IMAGE [--runtime R]`.
+    /// `run --backend ENGINE --mode bind --image IMAGE [--runtime R]`.
     fn run_args(&self) -> Vec<&'static str> {
         let mut v = vec![
             "run",
             "--backend",
-            "podman",
+            self.1.name(),
             "--mode",
             "bind",
             "--image",
             IMAGE,
         ];
-        if let Some(r) = self.1 {
+        if let Some(r) = self.2 {
             v.extend(["--runtime", r]);
         }
         v
     }
 
-    /// What the assertions name: the runtime.
-    fn on_what(&self) -> &'static str {
-        self.1.unwrap_or("the default runtime")
+    /// What the assertions name: the engine and the runtime.
+    fn on_what(&self) -> String {
+        format!(
+            "{} with {}",
+            self.1.name(),
+            self.2.unwrap_or("the default runtime")
+        )
     }
 
     /// `airlock run --backend podman --mode bind -- sh -c SCRIPT` with `extra` flags.
@@ -137,13 +271,13 @@ impl Ws {
         self.sh_with(&[], script)
     }
 
-    /// `airlock run --backend podman --mode bind --image IMAGE -- sh -c SCRIPT`.
+    /// `airlock run --backend ENGINE --mode bind --image IMAGE -- sh -c SCRIPT`.
     fn sh_image(&self, image: &str, script: &str) -> Run {
         self.airlock()
             .args([
                 "run",
                 "--backend",
-                "podman",
+                self.1.name(),
                 "--mode",
                 "bind",
                 "--image",
@@ -154,7 +288,9 @@ impl Ws {
     }
 }
 
-/// Nothing of airlock's is left: no container with airlock's label, no private Podman service.
+/// Nothing of airlock's is left: no container with airlock's label and no private Podman
+/// service; on the test Docker daemon (when the matrix has it), no container and no volume (the
+/// overlay views' anonymous volumes).
 fn assert_nothing_left(what: &str) {
     let o = podman(&["ps", "-a", "-q", "--filter", &format!("label={LABEL}")]).expect("podman ps");
     assert!(
@@ -175,6 +311,24 @@ fn assert_nothing_left(what: &str) {
         "{what}: podman service left running: {}",
         stdout(&o)
     );
+    if docker_state().is_ok() {
+        let o = Engine::Docker.cli(&["ps", "-a", "-q"]).expect("docker ps");
+        o.assert_success();
+        assert!(
+            stdout(&o).trim().is_empty(),
+            "{what}: Docker containers left behind: {}",
+            stdout(&o)
+        );
+        let o = Engine::Docker
+            .cli(&["volume", "ls", "-q"])
+            .expect("docker volume ls");
+        o.assert_success();
+        assert!(
+            stdout(&o).trim().is_empty(),
+            "{what}: Docker volumes left behind: {}",
+            stdout(&o)
+        );
+    }
 }
 
 #[test]
@@ -182,9 +336,9 @@ fn exit_status_is_the_commands() {
     if !ready() {
         return;
     }
-    let _l = airlock_test_support::podman_lock();
-    for rt in runtimes() {
-        let ws = Ws::on(rt);
+    let _l = locks();
+    for (engine, rt) in matrix() {
+        let ws = Ws::of(engine, rt);
         let on = ws.on_what();
         assert_eq!(ws.sh("exit 0").status.code(), Some(0), "{on}");
         assert_eq!(ws.sh("exit 42").status.code(), Some(42), "{on}");
@@ -219,15 +373,23 @@ fn environment_is_the_allowlist() {
     if !ready() {
         return;
     }
-    let _l = airlock_test_support::podman_lock();
-    for rt in runtimes() {
-        let ws = Ws::on(rt);
+    let _l = locks();
+    for (engine, rt) in matrix() {
+        let ws = Ws::of(engine, rt);
         let o = ws
             .airlock()
             .env("AWS_SECRET_ACCESS_KEY", "leak-aws")
             .env("GITHUB_TOKEN", "leak-gh")
             .env("SOME_SECRET", "leak-some")
-            .env("DOCKER_HOST", "unix:///leak")
+            // The other engine's socket variable (Docker's sessions need DOCKER_HOST).
+            .env(
+                if engine == Engine::Docker {
+                    "CONTAINER_HOST"
+                } else {
+                    "DOCKER_HOST"
+                },
+                "unix:///leak",
+            )
             .args(ws.run_args())
             .args(["--env", "CHOSEN=yes", "--", "env"])
             .run();
@@ -258,26 +420,28 @@ fn root_is_read_only() {
     if !ready() {
         return;
     }
-    let _l = airlock_test_support::podman_lock();
-    let ws = Ws::new();
-    let script = "for p in / /bin /etc /usr /var /var/tmp /run /.airlock /.airlock/lib /.airlock/ctl /run/airlock; do \
-                    touch $p/airlock-probe 2>/dev/null && echo WROTE:$p; \
-                    mkdir $p/airlock-dir 2>/dev/null && echo MKDIR:$p; done; \
-                  echo x >> /etc/resolv.conf 2>/dev/null && echo WROTE:resolv; \
-                  echo x > /.airlock/airlock 2>/dev/null && echo WROTE:airlock; \
-                  ln -s /x /bin/airlock-link 2>/dev/null && echo WROTE:link; \
-                  for p in /tmp \"$HOME\" /dev/shm \"$PWD\"; do touch \"$p/ok\" || echo FAILED:$p; done; \
-                  echo done";
-    let o = ws.sh(script);
-    let out = stdout(&o);
-    o.assert_code(0);
-    assert!(out.ends_with("done\n"), "{out}");
-    assert!(!out.contains("WROTE") && !out.contains("MKDIR"), "{out}");
-    assert!(
-        !out.contains("FAILED"),
-        "private directories must be writable: {out}"
-    );
-    assert!(ws.path().join("ok").exists());
+    let _l = locks();
+    for engine in engines() {
+        let ws = Ws::of(engine, None);
+        let script = "for p in / /bin /etc /usr /var /var/tmp /run /.airlock /.airlock/lib /.airlock/ctl /run/airlock; do \
+                        touch $p/airlock-probe 2>/dev/null && echo WROTE:$p; \
+                        mkdir $p/airlock-dir 2>/dev/null && echo MKDIR:$p; done; \
+                      echo x >> /etc/resolv.conf 2>/dev/null && echo WROTE:resolv; \
+                      echo x > /.airlock/airlock 2>/dev/null && echo WROTE:airlock; \
+                      ln -s /x /bin/airlock-link 2>/dev/null && echo WROTE:link; \
+                      for p in /tmp \"$HOME\" /dev/shm \"$PWD\"; do touch \"$p/ok\" || echo FAILED:$p; done; \
+                      echo done";
+        let o = ws.sh(script);
+        let out = stdout(&o);
+        o.assert_code(0);
+        assert!(out.ends_with("done\n"), "{out}");
+        assert!(!out.contains("WROTE") && !out.contains("MKDIR"), "{out}");
+        assert!(
+            !out.contains("FAILED"),
+            "private directories must be writable: {out}"
+        );
+        assert!(ws.path().join("ok").exists());
+    }
 }
 
 /// No capability in any set, no_new_privs, and the seccomp filters: the engine's profile (made
@@ -287,52 +451,54 @@ fn no_capabilities_and_seccomp() {
     if !ready() {
         return;
     }
-    let _l = airlock_test_support::podman_lock();
-    let ws = Ws::new();
-    let o = ws.sh(
-        "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status; \
-         unshare -U true 2>/dev/null && echo ESCAPE:userns; \
-         unshare -n true 2>/dev/null && echo ESCAPE:netns; \
-         mount -t tmpfs none /tmp 2>/dev/null && echo ESCAPE:mount; \
-         chroot / true 2>/dev/null && echo ESCAPE:chroot; \
-         echo done",
-    );
-    let out = stdout(&o);
-    o.assert_code(0);
-    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
-        assert!(
-            out.contains(&format!("{set}:\t0000000000000000")),
-            "{set}: {out}"
+    let _l = locks();
+    for engine in engines() {
+        let ws = Ws::of(engine, None);
+        let o = ws.sh(
+            "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status; \
+             unshare -U true 2>/dev/null && echo ESCAPE:userns; \
+             unshare -n true 2>/dev/null && echo ESCAPE:netns; \
+             mount -t tmpfs none /tmp 2>/dev/null && echo ESCAPE:mount; \
+             chroot / true 2>/dev/null && echo ESCAPE:chroot; \
+             echo done",
         );
-    }
-    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
-    assert!(out.contains("Seccomp:\t2"), "{out}");
-    assert!(!out.contains("ESCAPE"), "{out}");
-    // One filter more than native: the engine's profile under pid 1's own.
-    let native = ws
-        .airlock()
-        .args([
-            "run",
-            "--mode",
-            "bind",
-            "--",
-            "grep",
-            "Seccomp_filters",
-            "/proc/self/status",
-        ])
-        .run();
-    let count = |s: &str| -> Option<u32> {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Seccomp_filters:"))
-            .and_then(|v| v.trim().parse().ok())
-    };
-    if let (Some(n), Some(c)) = (count(&stdout(&native)), count(&out)) {
-        assert_eq!(c, n + 1, "container filters {c}, native {n}");
-    } else {
-        panic!(
-            "no filter count: native {:?} container {out}",
-            stdout(&native)
-        );
+        let out = stdout(&o);
+        o.assert_code(0);
+        for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            assert!(
+                out.contains(&format!("{set}:\t0000000000000000")),
+                "{set}: {out}"
+            );
+        }
+        assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+        assert!(out.contains("Seccomp:\t2"), "{out}");
+        assert!(!out.contains("ESCAPE"), "{out}");
+        // One filter more than native: the engine's profile under pid 1's own.
+        let native = ws
+            .airlock()
+            .args([
+                "run",
+                "--mode",
+                "bind",
+                "--",
+                "grep",
+                "Seccomp_filters",
+                "/proc/self/status",
+            ])
+            .run();
+        let count = |s: &str| -> Option<u32> {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Seccomp_filters:"))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        if let (Some(n), Some(c)) = (count(&stdout(&native)), count(&out)) {
+            assert_eq!(c, n + 1, "container filters {c}, native {n}");
+        } else {
+            panic!(
+                "no filter count: native {:?} container {out}",
+                stdout(&native)
+            );
+        }
     }
 }
 
@@ -343,9 +509,9 @@ fn egress_only_through_the_passed_listeners() {
     if !ready() {
         return;
     }
-    let _l = airlock_test_support::podman_lock();
-    for rt in runtimes() {
-        egress_only_through_the_proxy_on(&Ws::on(rt));
+    let _l = locks();
+    for (engine, rt) in matrix() {
+        egress_only_through_the_proxy_on(&Ws::of(engine, rt));
     }
 }
 
@@ -410,7 +576,7 @@ fn bad_input_is_125_and_leaves_nothing() {
     if !ready() {
         return;
     }
-    let _l = airlock_test_support::podman_lock();
+    let _l = locks();
     let ws = Ws::new();
     let o = ws
         .airlock()
@@ -553,6 +719,87 @@ fn bad_input_is_125_and_leaves_nothing() {
     assert_nothing_left("limits");
 }
 
+/// Bad input on Docker: a socket nobody answers on, an image the daemon lacks, a limit gVisor
+/// cannot enforce: exit 125, an error naming Docker, the socket, the image or the runtime, and
+/// nothing left on the daemon. Limits asked for are enforced (rootful Docker makes the cgroups),
+/// and the overlay view works through Docker's overlay volumes.
+#[test]
+fn docker_bad_input_is_125_and_leaves_nothing() {
+    if !ready() || !docker_ready() {
+        return;
+    }
+    let _l = locks();
+    let ws = Ws::of(Engine::Docker, None);
+    // A socket file with no daemon behind it (bound, then closed).
+    let dead = ws.data().join("dead.sock");
+    drop(std::os::unix::net::UnixListener::bind(&dead).expect("bind"));
+    let o = ws
+        .airlock()
+        .env("DOCKER_HOST", format!("unix://{}", dead.display()))
+        .args(["run", "--backend", "docker", "--image", IMAGE, "--", "true"])
+        .run();
+    let e = stderr(&o);
+    o.assert_code(125);
+    assert!(
+        e.contains(&dead.display().to_string())
+            && e.contains("docker")
+            && e.contains("unset DOCKER_HOST"),
+        "{e}"
+    );
+    let o = ws.sh_image("localhost/no-such-image:1", "true");
+    let e = stderr(&o);
+    o.assert_code(125);
+    assert!(
+        e.contains("localhost/no-such-image:1")
+            && e.contains("docker engine")
+            && e.contains(DOCKER_SOCKET),
+        "{e}"
+    );
+    assert_nothing_left("missing image on Docker");
+    if runtimes().contains(&Some("runsc")) {
+        let gv = Ws::of(Engine::Docker, Some("runsc"));
+        let o = gv.sh_with(&["--pids", "50"], "true");
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "docker runsc --pids: {e}");
+        assert!(
+            e.contains("gVisor") && e.contains("pids") && e.contains("docker"),
+            "{e}"
+        );
+        assert_nothing_left("runsc with --pids on Docker");
+    }
+    // Limits: enforced by rootful Docker.
+    let o = ws.sh_with(
+        &["--memory", "64M", "--pids", "50"],
+        "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes \
+         /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max 2>/dev/null; true",
+    );
+    let (out, e) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{out}{e}");
+    assert!(out.contains("67108864") && out.contains("50"), "{out}");
+    // The overlay view: the command's writes land in the session's layer, not the workspace.
+    let o = ws
+        .airlock()
+        .args([
+            "run",
+            "--backend",
+            "docker",
+            "--mode",
+            "overlay",
+            "--image",
+            IMAGE,
+        ])
+        .args(["--", "sh", "-c", "echo changed > hello.txt; cat hello.txt"])
+        .run();
+    o.assert_code(0);
+    assert_eq!(stdout(&o), "changed\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("hello.txt")).expect("read"),
+        "hello\n",
+        "the overlay view wrote through to the workspace"
+    );
+    assert_nothing_left("limits and overlay on Docker");
+}
+
 /// What the engine was told, read back from the OCI config the runtime got: the seccomp profile
 /// made from the native table (calls Podman's default profile allows are refused), no
 /// capabilities, no_new_privs, a read-only root, a network namespace of its own. Then SIGTERM to
@@ -562,7 +809,7 @@ fn runtime_gets_the_hardened_config() {
     if !ready() {
         return;
     }
-    let _l = airlock_test_support::podman_lock();
+    let _l = locks();
     let ws = Ws::new();
     let mut child = start_sleeping(&ws, ws.airlock());
     let ids = podman(&["ps", "-q", "--filter", &format!("label={LABEL}")]).expect("ps");
@@ -651,9 +898,9 @@ fn killed_supervisor_leaves_nothing() {
     if !ready() {
         return;
     }
-    let _l = airlock_test_support::podman_lock();
-    for rt in runtimes() {
-        killed_supervisor_leaves_nothing_on(&Ws::on(rt));
+    let _l = locks();
+    for (engine, rt) in matrix() {
+        killed_supervisor_leaves_nothing_on(&Ws::of(engine, rt));
     }
 }
 
@@ -683,7 +930,9 @@ fn killed_supervisor_leaves_nothing_on(ws: &Ws) {
     // The engine needs a moment to notice pid 1's end and remove the container.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let o = podman(&["ps", "-a", "-q", "--filter", &format!("label={LABEL}")]).expect("ps");
+        let o =
+            ws.1.cli(&["ps", "-a", "-q", "--filter", &format!("label={LABEL}")])
+                .expect("ps");
         if stdout(&o).trim().is_empty() || std::time::Instant::now() > deadline {
             break;
         }
@@ -712,42 +961,44 @@ fn hidden_paths_stay_hidden() {
     if !ready() {
         return;
     }
-    let _l = airlock_test_support::podman_lock();
-    let ws = Ws::new();
-    let root = ws.path();
-    std::fs::write(root.join("secret.txt"), "TOPSECRET\n").expect("write");
-    std::fs::create_dir(root.join("sdir")).expect("mkdir");
-    std::fs::write(root.join("sdir/f"), "TOPSECRET\n").expect("write");
-    std::os::unix::fs::symlink("secret.txt", root.join("link")).expect("symlink");
-    let pol = ws.data().join("hide.toml");
-    std::fs::write(
-        &pol,
-        format!(
-            "[filesystem]\nhide = [\"{}\", \"{}\"]\n",
-            root.join("secret.txt").display(),
-            root.join("sdir").display()
-        ),
-    )
-    .expect("policy");
-    let pol = pol.display().to_string();
-    let o = ws.sh_with(
-        &["--policy", &pol],
-        "cat secret.txt link ./sdir/../secret.txt sdir/f 2>/dev/null; ls sdir 2>/dev/null; \
-         chmod 644 secret.txt 2>/dev/null; chmod 755 sdir 2>/dev/null; \
-         cat secret.txt sdir/f 2>/dev/null; \
-         mv secret.txt moved 2>/dev/null; cat moved 2>/dev/null; \
-         rm -f secret.txt 2>/dev/null; cat secret.txt 2>/dev/null; \
-         cp secret.txt copy 2>/dev/null; cat copy 2>/dev/null; echo done",
-    );
-    let out = stdout(&o);
-    o.assert_code(0);
-    // Nothing read, nothing listed, nothing moved or copied: only the final word.
-    assert_eq!(out, "done\n", "a hidden path was reached");
-    // The host's files are untouched.
-    assert_eq!(
-        std::fs::read_to_string(root.join("secret.txt")).expect("still there"),
-        "TOPSECRET\n"
-    );
+    let _l = locks();
+    for engine in engines() {
+        let ws = Ws::of(engine, None);
+        let root = ws.path();
+        std::fs::write(root.join("secret.txt"), "TOPSECRET\n").expect("write");
+        std::fs::create_dir(root.join("sdir")).expect("mkdir");
+        std::fs::write(root.join("sdir/f"), "TOPSECRET\n").expect("write");
+        std::os::unix::fs::symlink("secret.txt", root.join("link")).expect("symlink");
+        let pol = ws.data().join("hide.toml");
+        std::fs::write(
+            &pol,
+            format!(
+                "[filesystem]\nhide = [\"{}\", \"{}\"]\n",
+                root.join("secret.txt").display(),
+                root.join("sdir").display()
+            ),
+        )
+        .expect("policy");
+        let pol = pol.display().to_string();
+        let o = ws.sh_with(
+            &["--policy", &pol],
+            "cat secret.txt link ./sdir/../secret.txt sdir/f 2>/dev/null; ls sdir 2>/dev/null; \
+             chmod 644 secret.txt 2>/dev/null; chmod 755 sdir 2>/dev/null; \
+             cat secret.txt sdir/f 2>/dev/null; \
+             mv secret.txt moved 2>/dev/null; cat moved 2>/dev/null; \
+             rm -f secret.txt 2>/dev/null; cat secret.txt 2>/dev/null; \
+             cp secret.txt copy 2>/dev/null; cat copy 2>/dev/null; echo done",
+        );
+        let out = stdout(&o);
+        o.assert_code(0);
+        // Nothing read, nothing listed, nothing moved or copied: only the final word.
+        assert_eq!(out, "done\n", "a hidden path was reached");
+        // The host's files are untouched.
+        assert_eq!(
+            std::fs::read_to_string(root.join("secret.txt")).expect("still there"),
+            "TOPSECRET\n"
+        );
+    }
 }
 
 /// Every ecosystem preset × the secrets its tools keep in and beside its caches, in a
@@ -759,7 +1010,7 @@ fn preset_caches_show_no_tool_secrets() {
     if !ready() {
         return;
     }
-    let _l = airlock_test_support::podman_lock();
+    let _l = locks();
     let ws = Ws::new();
     let home = tempfile::tempdir().expect("home");
     let sets = plant(home.path());
@@ -816,7 +1067,7 @@ fn workspace_paths_are_never_parsed_as_mount_options() {
     if !ready() {
         return;
     }
-    let _l = airlock_test_support::podman_lock();
+    let _l = locks();
     let ws = Ws::new();
     for (name, overlay_ok) in [
         ("a,upperdir=x", false),
@@ -939,7 +1190,7 @@ fn hostile_image_configuration_is_overridden() {
     if !ready() {
         return;
     }
-    let _l = airlock_test_support::podman_lock();
+    let _l = locks();
     let ws = Ws::new();
     let Some(so) = preload_library(ws.data()) else {
         airlock_test_support::skip("no C compiler (cc) to build the preload library");
@@ -1018,7 +1269,7 @@ fn the_users_terminal_never_enters_the_container() {
         airlock_test_support::skip("script (util-linux) is not installed");
         return;
     }
-    let _l = airlock_test_support::podman_lock();
+    let _l = locks();
     let ws = Ws::new();
     let inner = format!(
         "'{}' run --backend podman --mode bind --image {IMAGE} -- sh -c 'touch started; sleep 30'",
@@ -1097,7 +1348,7 @@ fn container_overlay_sessions_can_be_removed() {
     if !ready() {
         return;
     }
-    let _l = airlock_test_support::podman_lock();
+    let _l = locks();
     let ws = Ws::new();
     let sessions = ws.data().join("airlock/sessions");
     let newest = |ws: &Ws| -> Option<String> {
@@ -1198,7 +1449,7 @@ fn a_hide_that_cannot_be_judged_stops_the_start() {
         airlock_test_support::skip("root examines a mode-000 directory; run as a user");
         return;
     }
-    let _l = airlock_test_support::podman_lock();
+    let _l = locks();
     let ws = Ws::new();
     let locked = ws.path().join("locked");
     std::fs::create_dir(&locked).expect("mkdir");
@@ -1242,7 +1493,7 @@ fn relayed_terminal_output_is_filtered_and_whole() {
         airlock_test_support::skip("script (util-linux) is not installed");
         return;
     }
-    let _l = airlock_test_support::podman_lock();
+    let _l = locks();
     let ws = Ws::new();
     let inner = format!(
         "'{}' run --backend podman --mode bind --image {IMAGE} -- sh -c \
@@ -1304,7 +1555,7 @@ fn default_image_is_built_once_and_has_the_agents() {
     if !ready() {
         return;
     }
-    let _l = airlock_test_support::podman_lock();
+    let _l = locks();
     let ws = Ws::new();
     let before = image_status(&ws, None);
     let tag = before["tag"].as_str().expect("tag").to_string();
@@ -1388,7 +1639,7 @@ fn default_image_failures_leave_nothing() {
     if !ready() {
         return;
     }
-    let _l = airlock_test_support::podman_lock();
+    let _l = locks();
     let ws = Ws::new();
     let cache = tempfile::tempdir().expect("cache");
     let fail = |base: &str, debootstrap: &str| {
