@@ -7079,58 +7079,66 @@ fn a_session_cannot_fill_the_host_disk() {
             true,
         ),
     ];
+    // Every attack is tried; the failures are reported together.
+    let mut failed = Vec::new();
     for (name, attack, watched) in attacks {
-        let ws = Ws::new();
-        let session = format!("disk-{name}");
-        let mut cmd = ws.airlock();
-        cmd.env("HOME", home.path())
-            .args([
-                "run",
-                "--name",
-                &session,
-                "--disk",
-                DISK_LIMIT,
-                "--workspace",
-            ])
-            .arg(ws.path());
-        if name == "cache-layer" {
-            cmd.args(["--preset", "node"]);
-        }
-        let o = cmd
-            .args([
-                "--",
-                "sh",
-                "-c",
-                &format!("{KEEP}{attack}; sleep 2; echo survived"),
-            ])
-            .run();
-        let (out, err) = (stdout(&o), stderr(&o));
-        assert!(out.starts_with("kept\n"), "{name}: {o}");
-        let dir = only_session_dir(&ws);
-        let used = du_bytes(&dir);
-        assert!(
-            used <= DISK_LIMIT_BYTES + DISK_SLACK,
-            "{name}: the session wrote {used} bytes on the host, limit {DISK_LIMIT}\n{out}{err}"
-        );
-        let stopped = err.contains(&format!("session {session} stopped: it wrote"))
-            && err.contains("over its disk limit of 32.0 MiB")
-            && err.contains(&format!("airlock diff {session}"));
-        if watched {
-            assert!(stopped, "{name}: not stopped by the disk watch\n{out}{err}");
-            o.assert_code(137);
-            assert!(!out.contains("survived"), "{name}: {out}");
-        } else {
+        let tried = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let ws = Ws::new();
+            let session = format!("disk-{name}");
+            let mut cmd = ws.airlock();
+            cmd.env("HOME", home.path())
+                .args([
+                    "run",
+                    "--name",
+                    &session,
+                    "--disk",
+                    DISK_LIMIT,
+                    "--workspace",
+                ])
+                .arg(ws.path());
+            if name == "cache-layer" {
+                cmd.args(["--preset", "node"]);
+            }
+            let o = cmd
+                .args([
+                    "--",
+                    "sh",
+                    "-c",
+                    &format!("{KEEP}{attack}; sleep 2; echo survived"),
+                ])
+                .run();
+            let (out, err) = (stdout(&o), stderr(&o));
+            assert!(out.starts_with("kept\n"), "{name}: {o}");
+            let dir = only_session_dir(&ws);
+            let used = du_bytes(&dir);
             assert!(
-                stopped || !out.contains("=0"),
-                "{name}: an over-limit write succeeded\n{out}{err}"
+                used <= DISK_LIMIT_BYTES + DISK_SLACK,
+                "{name}: the session wrote {used} bytes on the host, limit {DISK_LIMIT}\n{out}{err}"
             );
+            let stopped = err.contains(&format!("session {session} stopped: it wrote"))
+                && err.contains("over its disk limit of 32.0 MiB")
+                && err.contains(&format!("airlock diff {session}"));
+            if watched {
+                assert!(stopped, "{name}: not stopped by the disk watch\n{out}{err}");
+                o.assert_code(137);
+                assert!(!out.contains("survived"), "{name}: {out}");
+            } else {
+                assert!(
+                    stopped || !out.contains("=0"),
+                    "{name}: an over-limit write succeeded\n{out}{err}"
+                );
+            }
+            // What was written within the limit is there, intact.
+            let keep = std::fs::read(dir.join("upper/keep")).expect("keep in the upper layer");
+            assert!(keep == keep_bytes(), "{name}: keep changed");
+            let diff = ws.airlock().args(["diff", &session, "--json"]).run();
+            assert!(stdout(&diff).contains("\"keep\""), "{name}: {diff}");
+        }));
+        if tried.is_err() {
+            failed.push(name);
         }
-        // What was written within the limit is there, intact.
-        let keep = std::fs::read(dir.join("upper/keep")).expect("keep in the upper layer");
-        assert!(keep == keep_bytes(), "{name}: keep changed");
-        let diff = ws.airlock().args(["diff", &session, "--json"]).run();
-        assert!(stdout(&diff).contains("\"keep\""), "{name}: {diff}");
     }
+    assert!(failed.is_empty(), "attacks not bounded: {failed:?}");
 }
 
 /// REDTEAM4 Y8, the detached session: a flood of output is recorded in `agent.log` up to
