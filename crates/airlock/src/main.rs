@@ -14,6 +14,7 @@ mod commands;
 mod control;
 mod credentials;
 mod denials;
+mod diskwatch;
 mod exit;
 mod gate_audit;
 mod gitclone;

@@ -511,6 +511,7 @@ pub(crate) fn build(policy: &Policy, who: &Invoker, req: ViewRequest<'_>) -> Res
                 limits.memory_bytes
             },
             nofile: None,
+            fsize: Some(limits.disk_bytes),
         },
         net: req.net,
         tty: req.tty,

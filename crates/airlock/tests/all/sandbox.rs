@@ -6967,3 +6967,276 @@ fn a_git_bomb_in_a_worktree_session_is_not_imported() {
         "the bomb commit was imported"
     );
 }
+
+/// The disk limit of the disk tests: small, so that each attack writes several times more.
+const DISK_LIMIT: &str = "32M";
+const DISK_LIMIT_BYTES: u64 = 32 << 20;
+/// What a session may have written past the limit when it is stopped: the watch looks every
+/// 25 ms, and a loaded test machine delays it; every attack writes 160 MiB or more.
+const DISK_SLACK: u64 = 32 << 20;
+
+/// Bytes under `dir` as `du` counts them (allocated blocks, each hard link once).
+fn du_bytes(dir: &Path) -> u64 {
+    let o = Command::new("du")
+        .args(["-s", "--block-size=1"])
+        .arg(dir)
+        .output()
+        .expect("du");
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "du {}: {}",
+                dir.display(),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+}
+
+/// The only session directory in `ws`'s store.
+fn only_session_dir(ws: &Ws) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(ws.data().join("airlock/sessions"))
+        .expect("sessions")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.into_iter().next().expect("one session")
+}
+
+/// Writes 1 MiB that the session keeps (`keep`, within the limit: [`keep_bytes`]), then
+/// runs `attack`.
+const KEEP: &str = "i=0; while [ $i -lt 65536 ]; do printf '%015d\\n' $i; i=$((i+1)); done > keep \
+                    && echo kept; ";
+
+/// What [`KEEP`] writes.
+fn keep_bytes() -> Vec<u8> {
+    (0..65536)
+        .flat_map(|i| format!("{i:015}\n").into_bytes())
+        .collect()
+}
+
+/// DESIGN guarantee 6 (disk) and REDTEAM4 Y8: a native session cannot fill the host's disk
+/// through its upper layer or a cache layer: one big file, a sparse file with a huge apparent
+/// size, `fallocate` (with and without keeping the size), many small files, many empty files,
+/// many directories, and writes through a cache layer (the output directory of a --detach
+/// session: `a_detached_sessions_log_and_output_are_bounded`). Each is stopped at `--disk` (the kernel refuses the file past RLIMIT_FSIZE and
+/// fallocate; the disk watch stops the session, naming it and the limit), the session's
+/// directory stays within the limit plus a tick's slack, and what was written within the limit
+/// is kept intact. Root and airlock-test alike.
+#[test]
+fn a_session_cannot_fill_the_host_disk() {
+    let home = tempfile::Builder::new()
+        .prefix("airlock-home-")
+        .tempdir()
+        .expect("home");
+    std::fs::create_dir_all(home.path().join(".npm")).expect("npm cache");
+    // name, script after KEEP, whether the disk watch must be what stopped it.
+    let attacks: [(&str, &str, bool); 7] = [
+        (
+            "big-file",
+            "dd if=/dev/zero of=big bs=1M count=160 2>/dev/null; echo dd=$?",
+            false,
+        ),
+        (
+            "sparse",
+            "truncate -s 10G sparse; echo truncate=$?; \
+             dd if=/dev/zero of=sparse2 bs=1 count=1 seek=10G 2>/dev/null; echo seek=$?",
+            false,
+        ),
+        (
+            "fallocate",
+            "fallocate -l 160M fa; echo fallocate=$?; : > fb; fallocate -n -l 160M fb; \
+             echo keep-size=$?; fallocate -l 16M fc; fallocate -l 16M fd; fallocate -l 16M fe; \
+             echo small=$?",
+            false,
+        ),
+        (
+            "small-files",
+            "mkdir s; i=0; while [ $i -lt 2560 ]; do head -c 65536 /dev/zero > s/f$i || break; \
+             i=$((i+1)); done; echo wrote=$i",
+            true,
+        ),
+        (
+            "empty-files",
+            "mkdir e; cd e; i=0; while [ $i -lt 40000 ]; do : > f$i || break; i=$((i+1)); done; \
+             echo made=$i",
+            true,
+        ),
+        (
+            "many-dirs",
+            "mkdir h; i=0; while [ $i -lt 40000 ]; do mkdir h/d$i || break; i=$((i+1)); done; \
+             echo dirs=$i",
+            true,
+        ),
+        (
+            "cache-layer",
+            "i=0; while [ $i -lt 160 ]; do head -c 1048576 /dev/zero > ~/.npm/blob$i || break; \
+             i=$((i+1)); done; echo cache=$i",
+            true,
+        ),
+    ];
+    // Every attack is tried; the failures are reported together.
+    let mut failed = Vec::new();
+    for (name, attack, watched) in attacks {
+        let tried = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let ws = Ws::new();
+            let session = format!("disk-{name}");
+            let mut cmd = ws.airlock();
+            cmd.env("HOME", home.path())
+                .args([
+                    "run",
+                    "--name",
+                    &session,
+                    "--disk",
+                    DISK_LIMIT,
+                    "--workspace",
+                ])
+                .arg(ws.path());
+            if name == "cache-layer" {
+                cmd.args(["--preset", "node"]);
+            }
+            let o = cmd
+                .args([
+                    "--",
+                    "sh",
+                    "-c",
+                    &format!("{KEEP}{attack}; sleep 2; echo survived"),
+                ])
+                .run();
+            let (out, err) = (stdout(&o), stderr(&o));
+            assert!(out.starts_with("kept\n"), "{name}: {o}");
+            let dir = only_session_dir(&ws);
+            let used = du_bytes(&dir);
+            assert!(
+                used <= DISK_LIMIT_BYTES + DISK_SLACK,
+                "{name}: the session wrote {used} bytes on the host, limit {DISK_LIMIT}\n{out}{err}"
+            );
+            let stopped = err.contains(&format!("session {session} stopped: it wrote"))
+                && err.contains("over its disk limit of 32.0 MiB")
+                && err.contains(&format!("airlock diff {session}"));
+            if watched {
+                assert!(stopped, "{name}: not stopped by the disk watch\n{out}{err}");
+                o.assert_code(137);
+                assert!(!out.contains("survived"), "{name}: {out}");
+            } else {
+                assert!(
+                    stopped || !out.contains("=0"),
+                    "{name}: an over-limit write succeeded\n{out}{err}"
+                );
+            }
+            // What was written within the limit is there, intact.
+            let keep = std::fs::read(dir.join("upper/keep")).expect("keep in the upper layer");
+            assert!(keep == keep_bytes(), "{name}: keep changed");
+            let diff = ws.airlock().args(["diff", &session, "--json"]).run();
+            assert!(stdout(&diff).contains("\"keep\""), "{name}: {diff}");
+        }));
+        if tried.is_err() {
+            failed.push(name);
+        }
+    }
+    assert!(failed.is_empty(), "attacks not bounded: {failed:?}");
+}
+
+/// REDTEAM4 Y8, the detached session: a flood of output is recorded in `agent.log` up to
+/// `[limits] log_size`, then a note says recording stopped, and the agent runs on (its
+/// terminal never waits on the log); a flood written straight into the output directory (which
+/// the sandbox can write) is stopped by the disk watch.
+#[test]
+fn a_detached_sessions_log_and_output_are_bounded() {
+    if !tmux_available() {
+        return;
+    }
+    let ws = Ws::new();
+    let policy = ws.data().join("small-log.toml");
+    std::fs::write(&policy, "[limits]\nlog_size = \"256K\"\n").expect("policy");
+    let o = ws
+        .airlock()
+        .args(["run", "--detach", "--name", "flood", "--policy"])
+        .arg(&policy)
+        .args(["--disk", DISK_LIMIT, "--workspace"])
+        .arg(ws.path())
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "yes 0123456789abcdef | head -c 8000000; echo; echo after-the-flood; \
+             touch flooded; exec sleep 300",
+        ])
+        .run();
+    o.assert_code(0);
+    let _stop = StopOnDrop {
+        ws: &ws,
+        name: "flood",
+    };
+    let dir = only_session_dir(&ws);
+    let log = dir.join("tmux/agent.log");
+    assert!(
+        wait_until(Duration::from_secs(60), || std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.contains("recording stopped"))),
+        "no note in {}",
+        log.display()
+    );
+    // The agent went on past the flood.
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let l = ws.airlock().args(["ls", "--all"]).run();
+            dir.join("upper/flooded").exists() && stdout(&l).contains("running")
+        }),
+        "the agent did not get past its flood"
+    );
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.len() <= (256 << 10) + 512,
+        "log of {} bytes",
+        text.len()
+    );
+    assert!(
+        text.contains("agent.log reached its limit of 262144 bytes"),
+        "{}",
+        &text[text.len().saturating_sub(400)..]
+    );
+    ws.airlock()
+        .args(["stop", "--timeout", "2", "flood"])
+        .run()
+        .assert_code(0);
+
+    // Written straight into the output directory, past the disk limit: stopped.
+    let ws = Ws::new();
+    let o = ws
+        .airlock()
+        .args([
+            "run", "--detach", "--name", "outflood", "--disk", DISK_LIMIT,
+        ])
+        .args(["--workspace"])
+        .arg(ws.path())
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 160 ]; do head -c 1048576 /dev/zero >> /run/airlock/tmux/x \
+             || break; i=$((i+1)); done; exec sleep 300",
+        ])
+        .run();
+    o.assert_code(0);
+    let _stop = StopOnDrop {
+        ws: &ws,
+        name: "outflood",
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || stdout(
+            &ws.airlock().args(["ls", "--all"]).run()
+        )
+        .contains("failed (137)")),
+        "not stopped: {}",
+        stdout(&ws.airlock().args(["ls", "--all"]).run())
+    );
+    let dir = only_session_dir(&ws);
+    let used = du_bytes(&dir);
+    assert!(used <= DISK_LIMIT_BYTES + DISK_SLACK, "{used} bytes");
+    let log = std::fs::read_to_string(dir.join("session.log")).unwrap_or_default();
+    assert!(log.contains("session outflood stopped: it wrote"), "{log}");
+}
