@@ -19,7 +19,7 @@
 //! [`NoticeSender::halt`] also asks the relay to end the sandbox now (SIGKILL to everything
 //! inside, [`crate::RunningSandbox::stop`]): a supervisor thread that finds a limit broken (the
 //! disk watch) stops the session this way. The request travels as a line starting with
-//! [`HALT`], a byte [`printable`] never lets through, so no other line can carry it.
+//! `HALT`, a byte [`printable`] never lets through, so no other line can carry it.
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
