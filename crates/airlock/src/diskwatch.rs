@@ -19,8 +19,6 @@
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
-
-use crate::commands::ls::human_bytes as human;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -258,6 +256,24 @@ fn over(used: u64, limit: u64) -> String {
     )
 }
 
+/// Bytes in binary units with one decimal (`8.0 GiB`, `512.0 KiB`, `12 B`).
+pub(crate) fn human(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
 /// Whether the walk failed because the tree changed under it (an entry gone between listing
 /// and looking at it).
 fn changed(e: &anyhow::Error) -> bool {
@@ -355,5 +371,12 @@ mod tests {
         }
         std::fs::create_dir_all(&p).expect("test");
         assert!(usage(&[d.path().to_path_buf()], &[]).expect("test") >= 500 * MIN_CHARGE);
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human(12), "12 B");
+        assert_eq!(human(8 << 30), "8.0 GiB");
+        assert_eq!(human(1536), "1.5 KiB");
     }
 }
