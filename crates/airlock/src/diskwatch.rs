@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -43,11 +43,6 @@ const WALK_EVERY_MAX: Duration = Duration::from_secs(30);
 pub(crate) struct Root {
     pub(crate) path: PathBuf,
     pub(crate) growth_only: bool,
-    /// Overlayfs work directories below `path` (`workdir=` of mount(8)'s overlay options):
-    /// the kernel's own scratch space, never visible to the sandbox, whose `work` and `index`
-    /// subdirectories it makes mode 000 in a user namespace. One that cannot be listed is
-    /// charged for its own entry only, instead of stopping the session.
-    pub(crate) internal: Vec<PathBuf>,
 }
 
 impl Root {
@@ -56,14 +51,7 @@ impl Root {
         Root {
             path,
             growth_only: false,
-            internal: Vec::new(),
         }
-    }
-
-    /// This root with overlayfs work directories `dirs` below it (see [`Root::internal`]).
-    pub(crate) fn with_internal(mut self, dirs: Vec<PathBuf>) -> Root {
-        self.internal = dirs;
-        self
     }
 
     /// A tree charged only for what it grows by from the watch's start.
@@ -71,7 +59,6 @@ impl Root {
         Root {
             path,
             growth_only: true,
-            internal: Vec::new(),
         }
     }
 }
@@ -151,7 +138,7 @@ impl Watcher {
             .iter()
             .map(|r| {
                 r.growth_only
-                    .then(|| usage(std::slice::from_ref(&r.path), &r.internal).ok())
+                    .then(|| usage(std::slice::from_ref(&r.path)).ok())
                     .flatten()
                     .unwrap_or(0)
             })
@@ -207,7 +194,7 @@ impl Watcher {
         for (root, base) in self.roots.iter().zip(&self.bases) {
             let mut tries = 0;
             let used = loop {
-                match usage(std::slice::from_ref(&root.path), &root.internal) {
+                match usage(std::slice::from_ref(&root.path)) {
                     Ok(n) => break n,
                     Err(e) if changed(&e) && tries + 1 < WALK_TRIES => tries += 1,
                     Err(e) => {
@@ -284,13 +271,11 @@ fn changed(e: &anyhow::Error) -> bool {
 
 /// The bytes `roots` occupy: each inode once, its allocated blocks, at least [`MIN_CHARGE`].
 /// Iterative (an explicit stack of paths, one directory open at a time), never following a
-/// link. A missing root is empty. A directory below one of `internal` (overlayfs work
-/// directories, see [`Root::internal`]) that cannot be listed for lack of permission is
-/// charged for its entry only.
+/// link. A missing root is empty.
 ///
 /// # Errors
 /// A directory that cannot be listed or an entry that cannot be looked at, named.
-pub(crate) fn usage(roots: &[PathBuf], internal: &[PathBuf]) -> Result<u64> {
+pub(crate) fn usage(roots: &[PathBuf]) -> Result<u64> {
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
     let mut total = 0u64;
     let mut stack: Vec<PathBuf> = Vec::new();
@@ -307,16 +292,7 @@ pub(crate) fn usage(roots: &[PathBuf], internal: &[PathBuf]) -> Result<u64> {
         }
     }
     while let Some(dir) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Err(e)
-                if e.kind() == std::io::ErrorKind::PermissionDenied
-                    && internal.iter().any(|w| dir.starts_with(w) && dir != *w) =>
-            {
-                continue
-            }
-            r => r.with_context(|| format!("cannot read {}", dir.display()))?,
-        };
-        for entry in entries {
+        for entry in read_dir(&dir)? {
             let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
             let path = entry.path();
             let m = std::fs::symlink_metadata(&path)
@@ -328,6 +304,10 @@ pub(crate) fn usage(roots: &[PathBuf], internal: &[PathBuf]) -> Result<u64> {
         }
     }
     Ok(total)
+}
+
+fn read_dir(dir: &Path) -> Result<std::fs::ReadDir> {
+    std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))
 }
 
 /// What one entry is charged: its blocks once per inode, at least [`MIN_CHARGE`] the first
@@ -355,11 +335,11 @@ mod tests {
         }
         let f = std::fs::File::create(root.join("sparse")).expect("test");
         f.set_len(1 << 30).expect("test");
-        let n = usage(std::slice::from_ref(&root), &[]).expect("test");
+        let n = usage(std::slice::from_ref(&root)).expect("test");
         // the dir, `a` once (100 KB in blocks), 10 empty files, the sparse file (no blocks).
         assert!(n >= 100_000 + 12 * MIN_CHARGE, "{n}");
         assert!(n < 200_000 + 13 * MIN_CHARGE, "{n}");
-        assert_eq!(usage(&[d.path().join("missing")], &[]).expect("test"), 0);
+        assert_eq!(usage(&[d.path().join("missing")]).expect("test"), 0);
     }
 
     #[test]
@@ -370,7 +350,7 @@ mod tests {
             p.push("d");
         }
         std::fs::create_dir_all(&p).expect("test");
-        assert!(usage(&[d.path().to_path_buf()], &[]).expect("test") >= 500 * MIN_CHARGE);
+        assert!(usage(&[d.path().to_path_buf()]).expect("test") >= 500 * MIN_CHARGE);
     }
 
     #[test]

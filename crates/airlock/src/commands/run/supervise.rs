@@ -144,11 +144,7 @@ fn disk_watch(plan: &Plan, notices: &NoticeSender) -> Result<Option<crate::diskw
     if plan.backend != airlock_session::BackendKind::Native {
         return Ok(None);
     }
-    // The workspace's overlay and each cache layer's: the kernel's scratch space.
-    let work = std::iter::once(plan.dir.join("work"))
-        .chain(plan.spec.overlays.iter().map(|o| o.work.clone()))
-        .collect();
-    let mut roots = vec![Root::whole(plan.dir.clone()).with_internal(work)];
+    let mut roots = vec![Root::whole(plan.dir.clone())];
     if let Some(w) = &plan.worktree {
         roots.push(Root::growth(w.path.clone()));
         roots.push(Root::growth(w.private.clone()));
