@@ -192,15 +192,6 @@ pub struct LimitsConfig {
     /// Size of the sandbox's private home directory.
     #[serde(default)]
     pub home_size: Option<String>,
-    /// Host disk a native session may write: its workspace's upper layer, cache layers and
-    /// output directory (the session directory), and a worktree's growth; also the largest file
-    /// the sandbox may write (RLIMIT_FSIZE). E.g. `8G`; docs/sandbox.md "Disk".
-    #[serde(default)]
-    pub disk: Option<String>,
-    /// The most a `--detach` session's `agent.log` records; then recording stops with a note
-    /// in the log (the agent's terminal is never blocked). E.g. `64M`.
-    #[serde(default)]
-    pub log_size: Option<String>,
 }
 
 /// The smallest `[limits] memory` (`--memory`): less cannot start the sandbox's init and a
@@ -209,18 +200,13 @@ pub const MIN_MEMORY: u64 = 16 << 20;
 /// The smallest `[limits] pids` (`--pids`): the sandbox's init, the command and the few
 /// processes and threads a shell and airlock's helpers need.
 pub const MIN_PIDS: u64 = 8;
-/// The smallest `[limits] disk` (`--disk`): less cannot hold the session's own records.
-pub const MIN_DISK: u64 = 1 << 20;
-/// The smallest `[limits] log_size`.
-pub const MIN_LOG: u64 = 4 << 10;
 
 impl LimitsConfig {
     /// Checks each limit set: sizes parse, memory is at least [`MIN_MEMORY`], pids at least
     /// [`MIN_PIDS`], cpus a positive finite number.
     ///
     /// # Errors
-    /// The key within `[limits]` (`memory`, `pids`, `cpus`, `tmp_size`, `home_size`, `disk`,
-    /// `log_size`) and what
+    /// The key within `[limits]` (`memory`, `pids`, `cpus`, `tmp_size`, `home_size`) and what
     /// is wrong with its value.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if let Some(m) = &self.memory {
@@ -235,16 +221,6 @@ impl LimitsConfig {
         for (key, v) in [("tmp_size", &self.tmp_size), ("home_size", &self.home_size)] {
             if let Some(v) = v {
                 parse_size(v).map_err(|e| (key, e))?;
-            }
-        }
-        for (key, v, min, hint) in [
-            ("disk", &self.disk, MIN_DISK, "1M"),
-            ("log_size", &self.log_size, MIN_LOG, "4K"),
-        ] {
-            if let Some(v) = v {
-                if parse_size(v).map_err(|e| (key, e))? < min {
-                    return Err((key, format!("{v} is too small; give at least {hint}")));
-                }
             }
         }
         if let Some(n) = self.pids.filter(|n| *n < MIN_PIDS) {
@@ -1043,20 +1019,6 @@ pub struct Limits {
     pub cpus: Option<f64>,
     pub tmp_bytes: u64,
     pub home_bytes: u64,
-    /// `[limits] disk` in bytes ([`DEFAULT_DISK`] unless set).
-    #[serde(default = "default_disk")]
-    pub disk_bytes: u64,
-    /// `[limits] log_size` in bytes ([`DEFAULT_LOG`] unless set).
-    #[serde(default = "default_log")]
-    pub log_bytes: u64,
-}
-
-fn default_disk() -> u64 {
-    DEFAULT_DISK
-}
-
-fn default_log() -> u64 {
-    DEFAULT_LOG
 }
 
 /// The effective policy after layering.
@@ -1161,10 +1123,6 @@ pub const DEFAULT_PIDS: u64 = 4096;
 pub const DEFAULT_TMP: u64 = 2 << 30;
 /// Default size of the private home.
 pub const DEFAULT_HOME: u64 = 1 << 30;
-/// Default host disk a native session may write (`[limits] disk`): 8 GiB.
-pub const DEFAULT_DISK: u64 = 8 << 30;
-/// Default cap of a `--detach` session's `agent.log` (`[limits] log_size`): 64 MiB.
-pub const DEFAULT_LOG: u64 = 64 << 20;
 
 impl Policy {
     /// Merges layers, first the lowest. Fails when an untrusted layer tries to widen.
@@ -1184,8 +1142,6 @@ impl Policy {
                 cpus: None,
                 tmp_bytes: DEFAULT_TMP,
                 home_bytes: DEFAULT_HOME,
-                disk_bytes: DEFAULT_DISK,
-                log_bytes: DEFAULT_LOG,
             },
             terminal: TerminalPolicy::default(),
             container: ContainerConfig::default(),
@@ -1261,12 +1217,6 @@ impl Policy {
         }
         if let Some(v) = &c.limits.home_size {
             self.limits.home_bytes = size("limits.home_size", v)?;
-        }
-        if let Some(v) = &c.limits.disk {
-            self.limits.disk_bytes = size("limits.disk", v)?;
-        }
-        if let Some(v) = &c.limits.log_size {
-            self.limits.log_bytes = size("limits.log_size", v)?;
         }
         if c.notify.command.is_some() {
             self.notify.command.clone_from(&c.notify.command);
@@ -1500,18 +1450,6 @@ fn check_narrowing(layer: &Layer, current: &Policy) -> Result<(), PolicyError> {
         .and_then(|m| parse_size(m).ok());
     if raises(home, Some(lim.home_bytes)) {
         return widen("limits.home_size");
-    }
-    let disk = c.limits.disk.as_deref().and_then(|m| parse_size(m).ok());
-    if raises(disk, Some(lim.disk_bytes)) {
-        return widen("limits.disk");
-    }
-    let log = c
-        .limits
-        .log_size
-        .as_deref()
-        .and_then(|m| parse_size(m).ok());
-    if raises(log, Some(lim.log_bytes)) {
-        return widen("limits.log_size");
     }
     // [commands] from an untrusted file is handed to the gate, which only accepts rules that
     // narrow (deny/ask) from such a source.

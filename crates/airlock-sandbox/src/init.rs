@@ -950,9 +950,6 @@ fn apply_rlimits(spec: &SandboxSpec) -> Result<(), SandboxError> {
     if let Some(n) = spec.rlimits.nofile {
         set(Resource::RLIMIT_NOFILE, n, "open file")?;
     }
-    if let Some(n) = spec.rlimits.fsize {
-        set(Resource::RLIMIT_FSIZE, n, "file size")?;
-    }
     Ok(())
 }
 

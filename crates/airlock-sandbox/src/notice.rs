@@ -15,11 +15,6 @@
 //!
 //! Every line is made printable first ([`printable`]): what it names (hosts, commands) comes
 //! from the sandbox, and nothing from there may reach the user's terminal as a control.
-//!
-//! [`NoticeSender::halt`] also asks the relay to end the sandbox now (SIGKILL to everything
-//! inside, [`crate::RunningSandbox::stop`]): a supervisor thread that finds a limit broken (the
-//! disk watch) stops the session this way. The request travels as a line starting with
-//! `HALT`, a byte [`printable`] never lets through, so no other line can carry it.
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -34,10 +29,6 @@ use crate::Step;
 /// The longest line sent, in bytes (less than `PIPE_BUF`, so each line is one atomic write).
 pub const MAX_LINE: usize = 480;
 
-/// The first byte of a halt request on the pipe (NUL: [`printable`] turns every control
-/// character of an ordinary line into `?`).
-const HALT: u8 = 0;
-
 /// The sending side; cheap to clone, usable from any thread.
 #[derive(Debug, Clone)]
 pub struct NoticeSender {
@@ -49,7 +40,6 @@ pub struct NoticeSender {
 pub struct Notices {
     read: OwnedFd,
     partial: Vec<u8>,
-    halt: bool,
 }
 
 /// A new notice channel (a non-blocking, close-on-exec pipe).
@@ -66,7 +56,6 @@ pub fn channel() -> Result<(NoticeSender, Notices), SandboxError> {
         Notices {
             read,
             partial: Vec::new(),
-            halt: false,
         },
     ))
 }
@@ -79,27 +68,12 @@ impl NoticeSender {
         bytes.push(b'\n');
         matches!(nix::unistd::write(self.write.as_fd(), &bytes), Ok(n) if n == bytes.len())
     }
-
-    /// Shows `line` as [`NoticeSender::send`] does and asks the relay to end the sandbox now.
-    /// `false`: the request could not be written (a full pipe or a relay that is gone); the
-    /// caller retries or ends the sandbox another way.
-    pub fn halt(&self, line: &str) -> bool {
-        let mut bytes = vec![HALT];
-        bytes.extend_from_slice(printable(line, MAX_LINE - 2).as_bytes());
-        bytes.push(b'\n');
-        matches!(nix::unistd::write(self.write.as_fd(), &bytes), Ok(n) if n == bytes.len())
-    }
 }
 
 impl Notices {
     /// The descriptor the relay polls.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.read.as_fd()
-    }
-
-    /// Whether a sender asked to end the sandbox ([`NoticeSender::halt`]) in the lines read.
-    pub fn halt_requested(&self) -> bool {
-        self.halt
     }
 
     /// The complete lines that arrived; `None` once every sender is gone and all was read.
@@ -120,14 +94,7 @@ impl Notices {
         let mut lines = Vec::new();
         while let Some(i) = self.partial.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=i).collect();
-            let text = match line.split_first() {
-                Some((&HALT, rest)) => {
-                    self.halt = true;
-                    &rest[..i - 1]
-                }
-                _ => &line[..i],
-            };
-            lines.push(String::from_utf8_lossy(text).into_owned());
+            lines.push(String::from_utf8_lossy(&line[..i]).into_owned());
         }
         (open || !lines.is_empty()).then_some(lines)
     }

@@ -365,7 +365,7 @@ const NETLINK_PROTOCOLS: u64 = 32;
 
 /// The seccomp policy of `seccomp` as a list of rules, from the same tables: the denied calls,
 /// namespace flags of clone/unshare, terminal injection ioctls, socket families and netlink
-/// protocols, clone3 (ENOSYS), fallocate (EOPNOTSUPP), and, where this kernel needs the connect gate, unix datagram
+/// protocols, clone3 (ENOSYS), and, where this kernel needs the connect gate, unix datagram
 /// sockets (EACCES). The allowed socket families are expressed as one rule per refused family,
 /// since a profile's conditions on one argument cannot be combined with "and not".
 pub fn seccomp_rules() -> Vec<SyscallRule> {
@@ -432,12 +432,6 @@ pub fn seccomp_rules() -> Vec<SyscallRule> {
         errno: libc::ENOSYS,
         args: Vec::new(),
         why: "clone3's flags are out of seccomp's reach; libc falls back to clone",
-    });
-    out.push(SyscallRule {
-        name: "fallocate".into(),
-        errno: libc::EOPNOTSUPP,
-        args: Vec::new(),
-        why: "reserves any amount of disk in one call; libc falls back to writing",
     });
     if UnixSockets::for_this_kernel() == UnixSockets::Gate {
         let allowed = [libc::SOCK_STREAM, libc::SOCK_SEQPACKET].map(af);
@@ -517,25 +511,12 @@ fn main_filter() -> Result<BpfProgram, SandboxError> {
 /// clone3 passes its flags in a struct seccomp cannot read, so it is refused with ENOSYS, which
 /// makes libc fall back to clone(2), whose flags the main filter checks.
 fn clone3_filter() -> Result<BpfProgram, SandboxError> {
-    errno_filter(libc::SYS_clone3, libc::ENOSYS)
-}
-
-/// fallocate(2) reserves any amount of disk in one call, faster than the session's disk watch
-/// can look (`FALLOC_FL_KEEP_SIZE` even past RLIMIT_FSIZE): refused with EOPNOTSUPP, as on a
-/// file system without it, so programs fall back to writing (glibc's posix_fallocate(3) does),
-/// at the pace of writes, which the watch keeps up with (docs/sandbox.md "Disk").
-fn fallocate_filter() -> Result<BpfProgram, SandboxError> {
-    errno_filter(libc::SYS_fallocate, libc::EOPNOTSUPP)
-}
-
-/// A filter that fails one system call with `errno` and allows every other.
-fn errno_filter(nr: i64, errno: i32) -> Result<BpfProgram, SandboxError> {
     let mut rules = BTreeMap::new();
-    rules.insert(nr, Vec::new());
+    rules.insert(libc::SYS_clone3, Vec::new());
     SeccompFilter::new(
         rules,
         SeccompAction::Allow,
-        SeccompAction::Errno(u32::try_from(errno).unwrap_or(1)),
+        SeccompAction::Errno(u32::try_from(libc::ENOSYS).unwrap_or(38)),
         target_arch()?,
     )
     .map_err(|e| SandboxError::failed(Step::Seccomp, format!("seccomp filter: {e}")))?
@@ -740,7 +721,7 @@ fn install_connect_gate() -> Result<std::os::fd::OwnedFd, SandboxError> {
 /// Installs the seccomp filters on the calling thread. Requires `no_new_privs`. With
 /// [`UnixSockets::Gate`] it also installs the connect gate and returns its listener.
 pub(crate) fn seccomp(unix: UnixSockets) -> Result<Option<std::os::fd::OwnedFd>, SandboxError> {
-    let mut programs = vec![main_filter()?, clone3_filter()?, fallocate_filter()?];
+    let mut programs = vec![main_filter()?, clone3_filter()?];
     #[cfg(target_arch = "x86_64")]
     programs.push(x32_filter());
     if unix == UnixSockets::Gate {
@@ -768,7 +749,6 @@ mod tests {
     fn filters_compile() {
         assert!(main_filter().expect("main").len() > DENIED.len());
         assert!(!clone3_filter().expect("clone3").is_empty());
-        assert!(!fallocate_filter().expect("fallocate").is_empty());
     }
 
     #[test]

@@ -68,12 +68,6 @@ pub struct Rlimits {
     pub data: Option<u64>,
     /// RLIMIT_NOFILE.
     pub nofile: Option<u64>,
-    /// RLIMIT_FSIZE in bytes: the largest file (its apparent size, so sparse files and
-    /// `truncate`/`fallocate` past it too) any process inside may write, setrlimit(2); beyond
-    /// it a write fails with EFBIG (and SIGXFSZ). Set from `[limits] disk`; the total the
-    /// session writes is bounded by the supervisor's disk watch.
-    #[serde(default)]
-    pub fsize: Option<u64>,
 }
 
 /// Listening sockets the init stage creates inside the sandbox's network namespace and hands to

@@ -174,10 +174,6 @@ impl Relay<'_, '_> {
             }
             if ready.notices {
                 self.take_notices();
-                if self.notices.as_ref().is_some_and(Notices::halt_requested) {
-                    // A supervisor thread found a limit broken (the disk watch): end it now.
-                    sandbox.stop();
-                }
             }
             self.show_notices();
             progress = sandbox.on_events(false);

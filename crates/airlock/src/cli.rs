@@ -322,11 +322,6 @@ pub(crate) struct PolicyFlags {
     /// Process limit.
     #[arg(long, value_name = "N")]
     pub(crate) pids: Option<u64>,
-    /// Host disk the session may write (its upper and cache layers, output, a worktree's
-    /// growth; also the largest file), e.g. 20G; over it the session is stopped (default 8G,
-    /// `[limits] disk`, docs/sandbox.md).
-    #[arg(long, value_name = "SIZE")]
-    pub(crate) disk: Option<String>,
     /// Pass a host environment variable into the sandbox (repeatable).
     #[arg(long = "env-pass", value_name = "NAME")]
     pub(crate) env_pass: Vec<String>,
@@ -354,7 +349,6 @@ impl PolicyFlags {
             memory: self.memory.clone(),
             pids: self.pids,
             cpus: self.cpus,
-            disk: self.disk.clone(),
             ..LimitsConfig::default()
         };
         if let Err((key, message)) = limits.validate() {
@@ -388,7 +382,6 @@ impl PolicyFlags {
             "limits.memory" => "--memory",
             "limits.pids" => "--pids",
             "limits.cpus" => "--cpus",
-            "limits.disk" => "--disk",
             _ => "a flag",
         }
     }

@@ -14,7 +14,6 @@ mod commands;
 mod control;
 mod credentials;
 mod denials;
-mod diskwatch;
 mod exit;
 mod gate_audit;
 mod gitclone;

@@ -511,7 +511,6 @@ pub(crate) fn build(policy: &Policy, who: &Invoker, req: ViewRequest<'_>) -> Res
                 limits.memory_bytes
             },
             nofile: None,
-            fsize: Some(limits.disk_bytes),
         },
         net: req.net,
         tty: req.tty,

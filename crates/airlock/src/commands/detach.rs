@@ -47,13 +47,7 @@ rm -f $D/status $D/go
 $T new-session -d -s airlock -x 200 -y 50 \
   sh -c 'while [ ! -e /tmp/.airlock-tmux/go ]; do sleep 0.02; done; if [ -p /run/airlock/tmux/stdin ]; then "$@" < /run/airlock/tmux/stdin; else "$@"; fi; echo $? > /tmp/.airlock-tmux/status; tmux -S /tmp/.airlock-tmux/sock kill-server' airlock-agent "$@" \
   || { echo "airlock: cannot start tmux in the sandbox" >&2; exit 125; }
-# The log records at most @LOG_MAX@ bytes ([limits] log_size, what an earlier run of the
-# session wrote included), then a note; the rest of the output is read and dropped, so the
-# agent's terminal never waits on the log.
-L=/run/airlock/tmux/agent.log
-left=$(( @LOG_MAX@ - $(wc -c < $L 2>/dev/null || echo 0) ))
-[ "$left" -gt 0 ] || left=0
-$T pipe-pane -t airlock:0.0 "{ head -c $left; printf '\r\n[airlock: agent.log reached its limit of @LOG_MAX@ bytes ([limits] log_size): recording stopped here; the agent keeps running, see it with airlock attach]\r\n'; exec cat > /dev/null; } >> $L"
+$T pipe-pane -t airlock:0.0 'cat >> /run/airlock/tmux/agent.log'
 $T split-window -v -l 20% -t airlock:0 "${SHELL:-/bin/sh}"
 $T select-pane -t airlock:0.0
 : > $D/go
@@ -65,9 +59,7 @@ exit "$(cat $D/status 2>/dev/null || echo 0)"
 /// session's output directory when there is one: a remote session's piped input, which
 /// `airlock serve` makes, docs/remote.md) and binds the session's output directory
 /// (created by [`create_output_dir`]; nothing is created here, so `--dry-run` touches nothing).
-///
-/// `log_bytes` caps `agent.log` (`[limits] log_size`).
-pub(crate) fn wrap_in_tmux(spec: &mut SandboxSpec, session_dir: &Path, log_bytes: u64) {
+pub(crate) fn wrap_in_tmux(spec: &mut SandboxSpec, session_dir: &Path) {
     spec.binds.push(Bind {
         source: session_dir.join("tmux"),
         target: PathBuf::from(TMUX_DIR),
@@ -77,7 +69,7 @@ pub(crate) fn wrap_in_tmux(spec: &mut SandboxSpec, session_dir: &Path, log_bytes
     let mut argv = vec![
         "/bin/sh".to_string(),
         "-c".to_string(),
-        TMUX_SCRIPT.replace("@LOG_MAX@", &log_bytes.to_string()),
+        TMUX_SCRIPT.to_string(),
         "airlock-tmux".to_string(),
     ];
     argv.append(&mut spec.argv);

@@ -70,8 +70,6 @@ pub(super) struct Plan {
     /// The workspace before a foreground bind-mode session (taken by `prepare`), to remove a
     /// session that changed nothing.
     pub(super) bind_before: Option<super::super::ls::Snapshot>,
-    /// `[limits] disk` in bytes: what the session may write on the host (`crate::diskwatch`).
-    pub(super) disk_bytes: u64,
 }
 
 /// Plans the session: adds the agent's hosts, compiles the network policy, has the backend set
@@ -138,7 +136,7 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
     }
     let detached = args.detached_child.is_some();
     if detached || args.detach {
-        super::super::detach::wrap_in_tmux(&mut spec, &dir, policy.limits.log_bytes);
+        super::super::detach::wrap_in_tmux(&mut spec, &dir);
     }
     add_generated_files(&mut spec, args, &host)?;
     Ok(Plan {
@@ -167,7 +165,6 @@ pub(super) fn plan(args: &RunArgs, request: Request, backend: &mut dyn Backend) 
         otel,
         disposal: super::super::ls::Disposal::from_flags(args.rm, args.discard_changes),
         bind_before: None,
-        disk_bytes: policy.limits.disk_bytes,
         session,
         dir,
         workspace,

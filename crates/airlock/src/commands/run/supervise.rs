@@ -47,7 +47,6 @@ pub(super) fn supervise(
     let telemetry = otel.and_then(|o| o.start(telemetry_attrs(plan), &audit));
     // Refusals, copied from egress, the connect gate and the command gate, become live lines.
     let (notice_tx, notices) = airlock_sandbox::notice::channel()?;
-    let disk = disk_watch(plan, &notice_tx)?;
     let (denials_tx, denials_rx) = std::sync::mpsc::sync_channel(256);
     let notifier = Notifier::start(session, &plan.notify);
     let watcher = crate::denials::spawn(session, denials_rx, notice_tx.clone(), notifier.clone())?;
@@ -107,20 +106,6 @@ pub(super) fn supervise(
         Some(notices),
         keys,
     );
-    let disk_stop = disk.and_then(crate::diskwatch::Watch::finish);
-    if let Some(line) = &disk_stop {
-        let _ = audit.append(
-            &AuditEvent::now(
-                Decision::Deny,
-                Detail::Session {
-                    event: "stopped: over its disk limit".into(),
-                    exit_status: None,
-                },
-            )
-            .session(session.clone())
-            .reason(line.clone()),
-        );
-    }
     report_end(session, &watcher, notifier.as_ref(), &status);
     super::super::detach::audit_terminal(&plan.dir.join("audit.jsonl"), session, "run", &filter);
     session_event(&audit, session, "exited", status.as_ref().ok().copied());
@@ -129,28 +114,7 @@ pub(super) fn supervise(
     }
     drop(egress);
     rt.shutdown_background();
-    if let Some(line) = disk_stop {
-        // Killed by the disk watch (SIGKILL): that, not the kill, is the error.
-        return Err(crate::exit::with_code(137, anyhow::anyhow!(line)));
-    }
     status.map_err(super::sandbox_error)
-}
-
-/// Starts the session's disk bound (`[limits] disk`, `crate::diskwatch`) for a session whose
-/// writes land on this host (native): its session directory in full, and what a worktree and
-/// its private git directory grow by.
-fn disk_watch(plan: &Plan, notices: &NoticeSender) -> Result<Option<crate::diskwatch::Watch>> {
-    use crate::diskwatch::{Root, Watch};
-    if plan.backend != airlock_session::BackendKind::Native {
-        return Ok(None);
-    }
-    let mut roots = vec![Root::whole(plan.dir.clone())];
-    if let Some(w) = &plan.worktree {
-        roots.push(Root::growth(w.path.clone()));
-        roots.push(Root::growth(w.private.clone()));
-    }
-    let label = plan.name.as_deref().unwrap_or(&plan.session);
-    Watch::start(label, roots, plan.disk_bytes, notices.clone()).map(Some)
 }
 
 /// The attributes every exported audit event of this session carries.
