@@ -1604,27 +1604,31 @@ mod tests {
 
     /// A real repository's commit with a 100 MB file, stored whole and then (a second version)
     /// as a delta on it, still reads: the bounds leave genuine large files alone.
+    /// Runs `git ARGS` in `src` with no system or user config; its trimmed stdout (fails the
+    /// test when git fails).
+    fn git_in(src: &Path, args: &[&str]) -> String {
+        let o = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(src)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .expect("git");
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
     #[test]
     fn a_genuine_large_file_still_reads() {
         let t = tempfile::tempdir().expect("tempdir");
         let (up, low) = layers(t.path());
         let src = t.path().join("src");
-        let git = |args: &[&str]| {
-            let o = std::process::Command::new("git")
-                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-                .args(args)
-                .current_dir(&src)
-                .env("GIT_CONFIG_NOSYSTEM", "1")
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .output()
-                .expect("git");
-            assert!(
-                o.status.success(),
-                "git {args:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            String::from_utf8_lossy(&o.stdout).trim().to_string()
-        };
+        let git = |args: &[&str]| git_in(&src, args);
         std::fs::create_dir_all(&src).expect("mkdir");
         git(&["init", "-q"]);
         let mut big: Vec<u8> = (0..100_000_000u32)
@@ -1680,22 +1684,7 @@ mod tests {
         let (up, low) = layers(t.path());
         let src = t.path().join("src");
         std::fs::create_dir_all(&src).expect("mkdir");
-        let git = |args: &[&str]| {
-            let o = std::process::Command::new("git")
-                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-                .args(args)
-                .current_dir(&src)
-                .env("GIT_CONFIG_NOSYSTEM", "1")
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .output()
-                .expect("git");
-            assert!(
-                o.status.success(),
-                "git {args:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            String::from_utf8_lossy(&o.stdout).trim().to_string()
-        };
+        let git = |args: &[&str]| git_in(&src, args);
         git(&["init", "-q"]);
         let n = (MAX_REVIEW_BYTES / MAX_SHOWN_BYTES) as usize + 4;
         for i in 0..n {
